@@ -1,0 +1,443 @@
+//! Connection commands: PING, ECHO, QUIT, RESET, AUTH, HELLO, SELECT and CLIENT.
+//!
+//! These change only the calling connection's state (database, protocol,
+//! name, reply mode, authentication), except CLIENT KILL and CLIENT PAUSE,
+//! which act on other connections through the shared client registry.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::args::{int, text, Args};
+use super::keys::{db_index, help};
+use super::{flags::*, spec, Action, Ctx, Spec, NO_KEYS};
+use crate::error::{CmdResult, CommandError};
+use crate::protocol::Protocol;
+use crate::server::client::ReplyMode;
+
+const G: &str = "connection";
+const C: &[&str] = &["connection"];
+
+pub static COMMANDS: &[Spec] = &[
+    spec("ping", -1, FAST | SENTINEL_LIKE, NO_KEYS, C, G, "Returns the server's liveliness response.", ping),
+    spec("echo", 2, FAST, NO_KEYS, C, G, "Returns the given string.", echo),
+    spec("quit", -1, ALLOW_BUSY | NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Closes the connection.", quit),
+    spec("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Resets the connection.", reset),
+    spec("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Authenticates the connection.", auth),
+    spec("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Handshakes with the Redis server.", hello),
+    spec("select", 2, LOADING | STALE | FAST, NO_KEYS, C, G, "Changes the selected database.", select),
+    Spec { subcommands: CLIENT_SUBCOMMANDS, ..spec("client", -2, 0, NO_KEYS, &[], G, "A container for client connection commands.", super::keys::help_only) },
+];
+
+/// PING answers while loading and on stale replicas.
+const SENTINEL_LIKE: u32 = LOADING | STALE;
+
+const CA: &[&str] = &["connection", "admin", "dangerous"];
+
+static CLIENT_SUBCOMMANDS: &[Spec] = &[
+    spec("client|id", 2, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Returns the unique client ID of the connection.", client_id),
+    spec("client|setname", 3, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Sets the connection name.", client_setname),
+    spec("client|getname", 2, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Returns the name of the connection.", client_getname),
+    spec("client|list", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Lists open connections.", client_list),
+    spec("client|info", 2, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Returns information about the connection.", client_info),
+    spec("client|kill", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Terminates open connections.", client_kill),
+    spec("client|reply", 3, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Instructs the server whether to reply to commands.", client_reply),
+    spec("client|setinfo", 4, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Sets information specific to the client or connection.", client_setinfo),
+    spec("client|no-evict", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Sets the client eviction mode of the connection.", client_no_evict),
+    spec("client|pause", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Suspends commands processing.", client_pause),
+    spec("client|unpause", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Resumes processing commands from paused clients.", client_unpause),
+    spec("client|help", 2, LOADING | STALE, NO_KEYS, C, G, "Returns helpful text about the different subcommands.", client_help),
+];
+
+fn ping(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    match argv.len() {
+        1 => ctx.out.simple("PONG"),
+        2 => ctx.out.bulk(&argv[1]),
+        _ => return Err(CommandError::Arity("ping".into())),
+    }
+    Ok(())
+}
+
+fn echo(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    ctx.out.bulk(&argv[1]);
+    Ok(())
+}
+
+fn quit(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.out.ok();
+    ctx.action = Some(Action::Close);
+    Ok(())
+}
+
+fn reset(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.client.db = 0;
+    ctx.client.reply_mode = ReplyMode::On;
+    ctx.out.proto = Protocol::Resp2;
+    ctx.client.handle.resp.store(2, Relaxed);
+    ctx.client.handle.monitor.store(false, Relaxed);
+    ctx.client.handle.no_evict.store(false, Relaxed);
+    if !ctx.server.config.read().get("requirepass").is_empty() {
+        ctx.client.authenticated = false;
+    }
+    ctx.out.simple("RESET");
+    Ok(())
+}
+
+/// Checks a username/password pair against the default user.
+fn check_password(ctx: &Ctx, user: &[u8], pass: &[u8]) -> Result<(), CommandError> {
+    let cfg = ctx.server.config.read();
+    let required = cfg.get("requirepass");
+    if user != b"default" {
+        return Err(CommandError::WrongPass);
+    }
+    // With no password configured the default user accepts any password.
+    if required.is_empty() || required.as_bytes() == pass {
+        Ok(())
+    } else {
+        Err(CommandError::WrongPass)
+    }
+}
+
+fn auth(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (user, pass): (&[u8], &[u8]) = match argv.len() {
+        2 => {
+            if ctx.server.config.read().get("requirepass").is_empty() {
+                return Err(CommandError::err(
+                    "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ));
+            }
+            (b"default", &argv[1])
+        }
+        3 => (&argv[1], &argv[2]),
+        _ => return Err(CommandError::Syntax),
+    };
+    check_password(ctx, user, pass)?;
+    ctx.client.authenticated = true;
+    ctx.out.ok();
+    Ok(())
+}
+
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+fn hello(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut proto = None;
+    let mut a = Args::new(argv, 0);
+    if let Some(v) = a.next() {
+        let v = int(v).map_err(|_| CommandError::err("Protocol version is not an integer or out of range"))?;
+        if v != 2 && v != 3 {
+            return Err(CommandError::NoProto);
+        }
+        proto = Some(v);
+    }
+    let mut creds = None;
+    let mut name = None;
+    while let Some(w) = a.next() {
+        if w.eq_ignore_ascii_case(b"auth") && a.remaining() >= 2 {
+            creds = Some((a.value()?.clone(), a.value()?.clone()));
+        } else if w.eq_ignore_ascii_case(b"setname") && a.remaining() >= 1 {
+            name = Some(a.value()?.clone());
+        } else {
+            return Err(CommandError::err(format!("Syntax error in HELLO option '{}'", text(w))));
+        }
+    }
+    if let Some((u, p)) = &creds {
+        check_password(ctx, u, p)?;
+        ctx.client.authenticated = true;
+    }
+    if !ctx.client.authenticated {
+        return Err(CommandError::err_code(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        ));
+    }
+    if let Some(n) = name {
+        if !valid_name(&n) {
+            return Err(CommandError::err("Client names cannot contain spaces, newlines or special characters."));
+        }
+        *ctx.client.handle.name.lock() = text(&n);
+    }
+    if let Some(p) = proto {
+        ctx.out.proto = if p == 3 { Protocol::Resp3 } else { Protocol::Resp2 };
+        ctx.client.handle.resp.store(p as u32, Relaxed);
+    }
+    let out = &mut *ctx.out;
+    out.map(7);
+    out.bulk(b"server");
+    out.bulk(b"redis");
+    out.bulk(b"version");
+    out.bulk(b"7.2.0");
+    out.bulk(b"proto");
+    out.int(if out.resp3() { 3 } else { 2 });
+    out.bulk(b"id");
+    out.int(ctx.client.id as i64);
+    out.bulk(b"mode");
+    out.bulk(b"standalone");
+    out.bulk(b"role");
+    out.bulk(b"master");
+    out.bulk(b"modules");
+    out.array(0);
+    Ok(())
+}
+
+fn select(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    ctx.client.db = db_index(ctx, &argv[1])?;
+    ctx.client.handle.db.store(ctx.client.db, Relaxed);
+    ctx.out.ok();
+    Ok(())
+}
+
+fn client_id(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.out.int(ctx.client.id as i64);
+    Ok(())
+}
+
+fn client_setname(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if !valid_name(&argv[2]) {
+        return Err(CommandError::err("Client names cannot contain spaces, newlines or special characters."));
+    }
+    *ctx.client.handle.name.lock() = text(&argv[2]);
+    ctx.out.ok();
+    Ok(())
+}
+
+fn client_getname(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let name = ctx.client.handle.name();
+    if name.is_empty() {
+        ctx.out.null();
+    } else {
+        ctx.out.bulk(name.as_bytes());
+    }
+    Ok(())
+}
+
+fn client_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut a = Args::new(argv, 1);
+    let mut ids: Option<Vec<u64>> = None;
+    while let Some(w) = a.next() {
+        if w.eq_ignore_ascii_case(b"type") {
+            let t = a.value()?.to_ascii_lowercase();
+            if !matches!(t.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {
+                return Err(CommandError::err(format!("Unknown client type '{}'", text(&t))));
+            }
+            if t != b"normal" {
+                ids = Some(Vec::new());
+            }
+        } else if w.eq_ignore_ascii_case(b"id") && a.remaining() > 0 {
+            let mut v = Vec::new();
+            while let Some(x) = a.next() {
+                match int(x) {
+                    Ok(n) if n > 0 => v.push(n as u64),
+                    _ => return Err(CommandError::err("Invalid client ID")),
+                }
+            }
+            ids = Some(v);
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    let mut s = String::new();
+    for c in ctx.server.clients.all() {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+            continue;
+        }
+        s.push_str(&c.describe(ctx.now_ms));
+        s.push('\n');
+    }
+    ctx.out.verbatim(&s);
+    Ok(())
+}
+
+fn client_info(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let mut s = ctx.client.handle.describe(ctx.now_ms);
+    s.push('\n');
+    ctx.out.verbatim(&s);
+    Ok(())
+}
+
+fn client_kill(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let me = ctx.client.id;
+    let all = ctx.server.clients.all();
+    if argv.len() == 3 {
+        // Old form: CLIENT KILL addr:port.
+        let addr = text(&argv[2]);
+        let Some(c) = all.iter().find(|c| c.addr.to_string() == addr) else {
+            return Err(CommandError::err("No such client"));
+        };
+        c.kill();
+        if c.id == me {
+            ctx.action = Some(Action::Close);
+        }
+        ctx.out.ok();
+        return Ok(());
+    }
+    let mut a = Args::new(argv, 1);
+    let (mut id, mut addr, mut laddr, mut skipme, mut maxage) = (None, None, None, true, None);
+    while let Some(w) = a.next() {
+        let v = a.value()?;
+        match w.to_ascii_lowercase().as_slice() {
+            b"id" => match int(v) {
+                Ok(n) if n > 0 => id = Some(n as u64),
+                _ => return Err(CommandError::err("client-id should be greater than 0")),
+            },
+            b"addr" => addr = Some(text(v)),
+            b"laddr" => laddr = Some(text(v)),
+            b"skipme" => {
+                skipme = match v.to_ascii_lowercase().as_slice() {
+                    b"yes" => true,
+                    b"no" => false,
+                    _ => return Err(CommandError::Syntax),
+                }
+            }
+            b"maxage" => maxage = Some(int(v)?),
+            b"user" => {
+                if v.as_ref() != b"default" {
+                    return Err(CommandError::err(format!("No such user '{}'", text(v))));
+                }
+            }
+            b"type" => {
+                let t = v.to_ascii_lowercase();
+                if !matches!(t.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {
+                    return Err(CommandError::err(format!("Unknown client type '{}'", text(v))));
+                }
+            }
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    let mut killed = 0;
+    for c in &all {
+        if id.is_some_and(|i| i != c.id)
+            || addr.as_ref().is_some_and(|a| *a != c.addr.to_string())
+            || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string())
+            || maxage.is_some_and(|m| (c.created.elapsed().as_secs() as i64) < m)
+            || (skipme && c.id == me)
+        {
+            continue;
+        }
+        c.kill();
+        if c.id == me {
+            ctx.action = Some(Action::Close);
+        }
+        killed += 1;
+    }
+    ctx.out.int(killed);
+    Ok(())
+}
+
+fn client_reply(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    match argv[2].to_ascii_lowercase().as_slice() {
+        b"on" => {
+            ctx.client.reply_mode = ReplyMode::On;
+            ctx.out.ok();
+        }
+        b"off" => ctx.client.reply_mode = ReplyMode::Off,
+        b"skip" => {
+            if ctx.client.reply_mode == ReplyMode::On {
+                ctx.client.reply_mode = ReplyMode::Skip;
+            }
+        }
+        _ => return Err(CommandError::Syntax),
+    }
+    Ok(())
+}
+
+fn client_setinfo(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let v = &argv[3];
+    if !valid_name(v) {
+        return Err(CommandError::err(format!(
+            "{} cannot contain spaces, newlines or special characters.",
+            text(&argv[2]).to_ascii_lowercase()
+        )));
+    }
+    let slot = match argv[2].to_ascii_lowercase().as_slice() {
+        b"lib-name" => &ctx.client.handle.lib_name,
+        b"lib-ver" => &ctx.client.handle.lib_ver,
+        _ => return Err(CommandError::err(format!("Unrecognized option '{}'", text(&argv[2])))),
+    };
+    *slot.lock() = text(v);
+    ctx.out.ok();
+    Ok(())
+}
+
+fn client_no_evict(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let on = match argv[2].to_ascii_lowercase().as_slice() {
+        b"on" => true,
+        b"off" => false,
+        _ => return Err(CommandError::Syntax),
+    };
+    ctx.client.handle.no_evict.store(on, Relaxed);
+    ctx.out.ok();
+    Ok(())
+}
+
+fn client_pause(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let ms = match int(&argv[2]) {
+        Ok(n) if n >= 0 => n,
+        _ => return Err(CommandError::err("timeout is not an integer or out of range")),
+    };
+    let all = match argv.get(3) {
+        None => true,
+        Some(m) if argv.len() == 4 && m.eq_ignore_ascii_case(b"all") => true,
+        Some(m) if argv.len() == 4 && m.eq_ignore_ascii_case(b"write") => false,
+        _ => return Err(CommandError::Syntax),
+    };
+    let until = ctx.now_ms.saturating_add(ms);
+    let p = &ctx.server.pause;
+    // A second pause extends, never shortens, and ALL wins over WRITE.
+    p.until_ms.fetch_max(until, Relaxed);
+    if all {
+        p.all.store(true, Relaxed);
+    } else if p.until_ms.load(Relaxed) == until {
+        p.all.store(false, Relaxed);
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+fn client_unpause(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.server.pause.until_ms.store(0, Relaxed);
+    ctx.server.pause.all.store(false, Relaxed);
+    ctx.server.pause.resumed.notify_waiters();
+    ctx.out.ok();
+    Ok(())
+}
+
+fn client_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    help(
+        ctx,
+        "CLIENT",
+        &[
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "ID",
+            "    Return the ID of the current connection.",
+            "INFO",
+            "    Return information about the current client connection.",
+            "KILL <ip:port>",
+            "    Kill connection made from <ip:port>.",
+            "KILL <option> <value> [<option> <value> [...]]",
+            "    Kill connections. Options are: ID, ADDR, LADDR, SKIPME, MAXAGE, USER, TYPE.",
+            "LIST [options ...]",
+            "    Return information about client connections. Options: TYPE, ID.",
+            "NO-EVICT (ON|OFF)",
+            "    Protect the current client connection from eviction.",
+            "PAUSE <timeout> [WRITE|ALL]",
+            "    Suspend all, or just write, clients for <timeout> milliseconds.",
+            "REPLY (ON|OFF|SKIP)",
+            "    Control the replies sent to the current connection.",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
+            "SETINFO <option> <value>",
+            "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+            "UNPAUSE",
+            "    Stop the current client pause, resuming traffic.",
+        ],
+    );
+    Ok(())
+}
+
+/// Sleeps for DEBUG SLEEP without blocking other connections.
+pub fn sleep_action(secs: f64) -> Action {
+    Action::Sleep(Duration::from_secs_f64(secs.max(0.0)))
+}

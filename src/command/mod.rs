@@ -1,0 +1,360 @@
+//! The command table and dispatch.
+//!
+//! Each command is declared once, as a [`Spec`] row in its family's file
+//! (`strings`, `keys`, `connection`, `server`, `cluster`): name, arity, flags,
+//! key positions, ACL categories, a one-line summary and its handler. The
+//! [`Table`] built from those rows is the only thing that resolves a name, and
+//! [`prepare`] is the only place that enforces arity and authentication, so no
+//! handler repeats those checks. `COMMAND`, routing (key positions), ACL
+//! categories and, later, replication all read the same rows.
+//!
+//! A handler gets a [`Ctx`] and the arguments, parses them with an [`Args`]
+//! cursor, locks the slots it touches through the keyspace, writes its reply
+//! into `ctx.out` only once it knows it will succeed, and records its effects
+//! (see `effects`) before dropping the locks. An `Err` is turned into a RESP
+//! error by the dispatcher, never by the handler.
+
+pub mod args;
+pub mod cluster;
+pub mod connection;
+pub mod keys;
+pub mod server;
+pub mod strings;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use args::Args;
+
+use crate::error::{CmdResult, CommandError};
+use crate::keyspace::{key_hash_slot, Lookup, Node, SlotId, SlotTable};
+use crate::protocol::ReplyBuf;
+use crate::server::client::Client;
+use crate::server::Server;
+
+/// Command flags, named as `COMMAND INFO` reports them.
+pub mod flags {
+    pub const WRITE: u32 = 1 << 0;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const NOSCRIPT: u32 = 1 << 4;
+    pub const LOADING: u32 = 1 << 5;
+    pub const STALE: u32 = 1 << 6;
+    pub const FAST: u32 = 1 << 7;
+    pub const NO_AUTH: u32 = 1 << 8;
+    pub const SKIP_MONITOR: u32 = 1 << 9;
+    pub const SKIP_SLOWLOG: u32 = 1 << 10;
+    pub const MAY_REPLICATE: u32 = 1 << 11;
+    pub const ALLOW_BUSY: u32 = 1 << 12;
+    pub const NO_MULTI: u32 = 1 << 13;
+    pub const BLOCKING: u32 = 1 << 14;
+
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (NOSCRIPT, "noscript"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+        (SKIP_MONITOR, "skip_monitor"),
+        (SKIP_SLOWLOG, "skip_slowlog"),
+        (MAY_REPLICATE, "may_replicate"),
+        (ALLOW_BUSY, "allow_busy"),
+        (NO_MULTI, "no_multi"),
+        (BLOCKING, "blocking"),
+    ];
+}
+
+pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
+
+/// Where a command's keys are: Redis's legacy (first, last, step) triple.
+/// `last` is negative to count from the end; first == 0 means no keys.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPos {
+    pub first: i32,
+    pub last: i32,
+    pub step: i32,
+}
+
+pub const NO_KEYS: KeyPos = KeyPos { first: 0, last: 0, step: 0 };
+
+/// One command's declaration.
+pub struct Spec {
+    /// Lower case; a subcommand's is `container|sub` (`config|get`).
+    pub name: &'static str,
+    /// Redis's convention: positive is exact, negative is a minimum (count
+    /// includes the command name).
+    pub arity: i32,
+    pub flags: u32,
+    pub keys: KeyPos,
+    /// ACL categories beyond those the flags imply (without the `@`).
+    pub acl: &'static [&'static str],
+    pub group: &'static str,
+    pub summary: &'static str,
+    pub handler: Handler,
+    pub subcommands: &'static [Spec],
+}
+
+impl Spec {
+    pub fn has(&self, f: u32) -> bool {
+        self.flags & f != 0
+    }
+
+    pub fn is_write(&self) -> bool {
+        self.has(flags::WRITE)
+    }
+
+    /// All ACL categories: the declared ones plus those Redis derives from flags.
+    pub fn acl_categories(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = self.acl.to_vec();
+        let derived = [
+            (flags::WRITE, "write"),
+            (flags::READONLY, "read"),
+            (flags::ADMIN, "admin"),
+            (flags::ADMIN, "dangerous"),
+            (flags::BLOCKING, "blocking"),
+        ];
+        for (f, cat) in derived {
+            if self.has(f) && !out.contains(&cat) {
+                out.push(cat);
+            }
+        }
+        out.push(if self.has(flags::FAST) { "fast" } else { "slow" });
+        out
+    }
+
+    /// The keys of an invocation, by the declared positions.
+    pub fn key_indexes(&self, argc: usize) -> Vec<usize> {
+        let k = self.keys;
+        if k.first <= 0 || argc <= k.first as usize {
+            return Vec::new();
+        }
+        let last = if k.last < 0 { argc as i32 + k.last } else { k.last.min(argc as i32 - 1) };
+        (k.first..=last).step_by(k.step.max(1) as usize).map(|i| i as usize).collect()
+    }
+}
+
+/// Builds a spec row; `const` so families can declare `static` tables.
+#[allow(clippy::too_many_arguments)]
+pub const fn spec(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    keys: KeyPos,
+    acl: &'static [&'static str],
+    group: &'static str,
+    summary: &'static str,
+    handler: Handler,
+) -> Spec {
+    Spec { name, arity, flags, keys, acl, group, summary, handler, subcommands: &[] }
+}
+
+pub const fn keys(first: i32, last: i32, step: i32) -> KeyPos {
+    KeyPos { first, last, step }
+}
+
+/// Every command, by lower-case name, and per-command statistics slots.
+pub struct Table {
+    /// Top-level names and `container|sub` names, to indexes in `all`.
+    by_name: HashMap<&'static [u8], usize>,
+    /// Top-level specs, then every subcommand, in one flat list: an index
+    /// here is a command's identity for statistics and `CLIENT LIST cmd=`.
+    pub all: Vec<&'static Spec>,
+}
+
+pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
+    let families: [&'static [Spec]; 5] =
+        [strings::COMMANDS, keys::COMMANDS, connection::COMMANDS, server::COMMANDS, cluster::COMMANDS];
+    let mut all: Vec<&'static Spec> = families.iter().flat_map(|f| f.iter()).collect();
+    let subs: Vec<&'static Spec> = all.iter().flat_map(|s| s.subcommands.iter()).collect();
+    let top = all.len();
+    all.extend(subs);
+    let _ = top;
+    let by_name = all.iter().enumerate().map(|(i, s)| (s.name.as_bytes(), i)).collect();
+    Table { by_name, all }
+});
+
+impl Table {
+    pub fn top_level(&self) -> impl Iterator<Item = &'static Spec> + '_ {
+        self.all.iter().copied().filter(|s| !s.name.contains('|'))
+    }
+
+    fn index(&self, name: &[u8]) -> Option<usize> {
+        let mut buf = [0u8; 64];
+        if name.len() > buf.len() {
+            return None;
+        }
+        let lower = &mut buf[..name.len()];
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        self.by_name.get(&*lower).copied()
+    }
+
+    /// A command or subcommand by name (`get`, `config|get`), any case.
+    pub fn get(&self, name: &[u8]) -> Option<&'static Spec> {
+        self.index(name).map(|i| self.all[i])
+    }
+
+    /// Resolves argv to a command or subcommand, checking arity. Returns the
+    /// spec and its index in `all`.
+    pub fn resolve(&self, argv: &[Bytes]) -> Result<(usize, &'static Spec), CommandError> {
+        let Some(idx) = self.index(&argv[0]).filter(|&i| !self.all[i].name.contains('|')) else {
+            return Err(unknown_command(argv));
+        };
+        let spec = self.all[idx];
+        check_arity(spec, argv.len())?;
+        if spec.subcommands.is_empty() || argv.len() < 2 {
+            return Ok((idx, spec));
+        }
+        let mut full = spec.name.as_bytes().to_vec();
+        full.push(b'|');
+        full.extend_from_slice(&argv[1]);
+        match self.index(&full) {
+            Some(i) => {
+                check_arity(self.all[i], argv.len())?;
+                Ok((i, self.all[i]))
+            }
+            None => Err(CommandError::UnknownSubcommand {
+                sub: String::from_utf8_lossy(&argv[1]).into_owned(),
+                container: spec.name.to_ascii_uppercase(),
+            }),
+        }
+    }
+}
+
+fn check_arity(spec: &Spec, argc: usize) -> Result<(), CommandError> {
+    let a = spec.arity;
+    if (a > 0 && argc as i32 != a) || (a < 0 && (argc as i32) < -a) {
+        return Err(CommandError::Arity(spec.name.to_string()));
+    }
+    Ok(())
+}
+
+fn unknown_command(argv: &[Bytes]) -> CommandError {
+    let name = String::from_utf8_lossy(&argv[0]);
+    let mut args = String::new();
+    for a in argv.iter().skip(1).take(127) {
+        let s = String::from_utf8_lossy(a);
+        let s: String = s.chars().take(128).collect();
+        args.push_str(&format!("'{s}' "));
+    }
+    CommandError::UnknownCommand { name: name.chars().take(128).collect(), args }
+}
+
+/// What a command asks the connection to do after its reply is written:
+/// everything that must await lives here, so handlers stay synchronous.
+#[derive(Debug)]
+pub enum Action {
+    /// Flush the reply, then close (QUIT, CLIENT KILL of oneself).
+    Close,
+    /// Sleep on this connection without blocking others (DEBUG SLEEP).
+    Sleep(Duration),
+    /// Turn this connection into a MONITOR stream.
+    Monitor,
+    /// Flush, then stop the server (SHUTDOWN).
+    Shutdown,
+}
+
+/// Everything a handler can reach.
+pub struct Ctx<'a> {
+    pub server: &'a Server,
+    pub client: &'a mut Client,
+    pub out: &'a mut ReplyBuf,
+    /// The command's clock, read once: every expiry decision of one command
+    /// sees the same instant.
+    pub now_ms: i64,
+    pub action: Option<Action>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn db(&self) -> usize {
+        self.client.db
+    }
+
+    /// Locks the slot of one key in the current database.
+    pub fn lock_key(&self, key: &[u8]) -> parking_lot::MutexGuard<'a, SlotTable> {
+        self.server.keyspace.db(self.client.db).lock_slot(key_hash_slot(key))
+    }
+
+    /// Locks the slots of several keys of the current database, in order.
+    pub fn lock_keys<'k>(&self, keys: impl Iterator<Item = &'k Bytes>) -> crate::keyspace::Locked<'a> {
+        let db = self.client.db;
+        self.server.keyspace.lock(keys.map(|k| (db, key_hash_slot(k))).collect())
+    }
+
+    /// Records an effect in the current database. Call while holding the
+    /// locks of the keys it touches.
+    pub fn emit(&self, argv: &[&[u8]]) {
+        self.server.effects.append(self.client.db, argv);
+    }
+
+    /// Records the command itself as its effect (for deterministic commands).
+    pub fn emit_argv(&self, argv: &[Bytes]) {
+        self.server.effects.append_argv(self.client.db, argv);
+    }
+
+    pub fn emit_in(&self, db: usize, argv: &[&[u8]]) {
+        self.server.effects.append(db, argv);
+    }
+
+    /// Finds a live key for a write, expiring it (and recording `DEL`) if due.
+    pub fn lookup<'t>(&self, t: &'t mut SlotTable, key: &[u8]) -> Option<&'t mut Node> {
+        self.lookup_in(self.client.db, t, key)
+    }
+
+    pub fn lookup_in<'t>(&self, db: usize, t: &'t mut SlotTable, key: &[u8]) -> Option<&'t mut Node> {
+        match t.lookup(key, self.now_ms) {
+            Lookup::Found(n) => Some(n),
+            Lookup::Missing => None,
+            Lookup::Expired => {
+                self.expired(db, key);
+                None
+            }
+        }
+    }
+
+    /// Like [`Ctx::lookup`], and counts a keyspace hit or miss as a read.
+    pub fn lookup_read<'t>(&self, t: &'t mut SlotTable, key: &[u8]) -> Option<&'t mut Node> {
+        let r = self.lookup(t, key);
+        self.server.stats.hit_or_miss(r.is_some());
+        r
+    }
+
+    /// Records a key that was found expired and removed.
+    pub fn expired(&self, db: usize, key: &[u8]) {
+        self.server.stats.expired_keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.server.effects.append(db, &[b"DEL", key]);
+    }
+
+    pub fn slot(key: &[u8]) -> SlotId {
+        key_hash_slot(key)
+    }
+}
+
+/// Resolves a request and applies the checks every command shares. Returns
+/// the spec to run, or the error to reply with.
+pub fn prepare(client: &Client, argv: &[Bytes]) -> Result<(usize, &'static Spec), CommandError> {
+    // Redis 7 order: unknown command and arity first, then authentication.
+    let (idx, spec) = TABLE.resolve(argv)?;
+    if !client.authenticated && !spec.has(flags::NO_AUTH) {
+        return Err(CommandError::NoAuth);
+    }
+    Ok((idx, spec))
+}
+
+/// Runs a resolved command: its reply or error goes to `ctx.out`.
+/// Returns whether it failed, for the error statistics.
+pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), CommandError> {
+    let r = (spec.handler)(ctx, argv);
+    if let Err(e) = &r {
+        ctx.out.error(&e.to_string());
+    }
+    r
+}

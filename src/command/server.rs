@@ -1,0 +1,491 @@
+//! Server commands: INFO, CONFIG, COMMAND, SLOWLOG, MEMORY, DEBUG, MONITOR,
+//! SHUTDOWN, TIME, LASTSAVE.
+//!
+//! COMMAND answers from the same [`Spec`] rows that dispatch uses, so what a
+//! client library learns from `COMMAND INFO` is what the server enforces.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+
+use super::args::{float, int, text, Args};
+use super::keys::help;
+use super::{flags, flags::*, keys, spec, Action, Ctx, Spec, NO_KEYS, TABLE};
+use crate::config::ConfigError;
+use crate::error::{CmdResult, CommandError};
+use crate::glob::glob_match;
+
+const G: &str = "server";
+const A: &[&str] = &["admin", "dangerous"];
+
+pub static COMMANDS: &[Spec] = &[
+    spec("info", -1, LOADING | STALE, NO_KEYS, &["dangerous"], G, "Returns information and statistics about the server.", info),
+    spec("time", 1, LOADING | STALE | FAST, NO_KEYS, &[], G, "Returns the server time.", time),
+    spec("lastsave", 1, LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the Unix timestamp of the last successful save to disk.", lastsave),
+    spec("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Listens for all requests received by the server in real-time.", monitor),
+    spec("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY, NO_KEYS, A, G, "Synchronously saves the database(s) to disk and shuts down the Redis server.", shutdown),
+    Spec { subcommands: CONFIG_SUBCOMMANDS, ..spec("config", -2, 0, NO_KEYS, &[], G, "A container for server configuration commands.", keys::help_only) },
+    Spec { subcommands: COMMAND_SUBCOMMANDS, ..spec("command", -1, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns detailed information about all commands.", command_all) },
+    Spec { subcommands: SLOWLOG_SUBCOMMANDS, ..spec("slowlog", -2, 0, NO_KEYS, &[], G, "A container for slow log commands.", keys::help_only) },
+    Spec { subcommands: MEMORY_SUBCOMMANDS, ..spec("memory", -2, 0, NO_KEYS, &[], G, "A container for memory diagnostics commands.", keys::help_only) },
+    Spec { subcommands: DEBUG_SUBCOMMANDS, ..spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "A container for debugging commands.", keys::help_only) },
+];
+
+static CONFIG_SUBCOMMANDS: &[Spec] = &[
+    spec("config|get", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns the effective values of configuration parameters.", config_get),
+    spec("config|set", -4, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Sets configuration parameters in-flight.", config_set),
+    spec("config|resetstat", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Resets the server's statistics.", config_resetstat),
+    spec("config|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", config_help),
+];
+
+static COMMAND_SUBCOMMANDS: &[Spec] = &[
+    spec("command|count", 2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns a count of commands.", command_count),
+    spec("command|info", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns information about one, multiple or all commands.", command_info),
+    spec("command|docs", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns documentary information about one, multiple or all commands.", command_docs),
+    spec("command|getkeys", -3, LOADING | STALE, NO_KEYS, &["connection"], G, "Extracts the key names from an arbitrary command.", command_getkeys),
+    spec("command|list", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns a list of command names.", command_list),
+    spec("command|help", 2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns helpful text about the different subcommands.", command_help),
+];
+
+static SLOWLOG_SUBCOMMANDS: &[Spec] = &[
+    spec("slowlog|get", -2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Returns the slow log's entries.", slowlog_get),
+    spec("slowlog|len", 2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Returns the number of entries in the slow log.", slowlog_len),
+    spec("slowlog|reset", 2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Clears all entries from the slow log.", slowlog_reset),
+    spec("slowlog|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Show helpful text about the different subcommands", slowlog_help),
+];
+
+static MEMORY_SUBCOMMANDS: &[Spec] = &[
+    spec("memory|usage", -3, READONLY, super::keys(2, 2, 1), &["read"], G, "Estimates the memory usage of a key.", memory_usage),
+    spec("memory|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", memory_help),
+];
+
+static DEBUG_SUBCOMMANDS: &[Spec] = &[
+    spec("debug|sleep", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Blocks the connection for a number of seconds.", debug_sleep),
+    spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
+    spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
+    spec("debug|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", debug_help),
+];
+
+fn info(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let sections: Vec<String> = argv[1..].iter().map(|a| text(a)).collect();
+    let s = crate::server::info::render(ctx.server, &sections);
+    ctx.out.verbatim(&s);
+    Ok(())
+}
+
+fn time(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    ctx.out.array(2);
+    ctx.out.bulk_int(d.as_secs() as i64);
+    ctx.out.bulk_int(d.subsec_micros() as i64);
+    Ok(())
+}
+
+fn lastsave(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.out.int(ctx.server.last_save.load(Relaxed));
+    Ok(())
+}
+
+fn monitor(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.out.ok();
+    ctx.action = Some(Action::Monitor);
+    Ok(())
+}
+
+fn shutdown(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    for w in &argv[1..] {
+        match w.to_ascii_lowercase().as_slice() {
+            b"nosave" | b"save" | b"now" | b"force" => {}
+            b"abort" => return Err(CommandError::err("No shutdown in progress.")),
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    // Nothing is pending on disk yet (no append-only log), so stopping now
+    // loses nothing; no reply is sent, as in Redis.
+    ctx.action = Some(Action::Shutdown);
+    Ok(())
+}
+
+fn config_get(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let cfg = ctx.server.config.read();
+    let mut pairs: Vec<(&'static str, String)> = Vec::new();
+    for p in &argv[2..] {
+        for (k, v) in cfg.matching(p) {
+            if !pairs.iter().any(|(n, _)| *n == k) {
+                pairs.push((k, v));
+            }
+        }
+    }
+    drop(cfg);
+    ctx.out.map(pairs.len());
+    for (k, v) in pairs {
+        ctx.out.bulk(k.as_bytes());
+        ctx.out.bulk(v.as_bytes());
+    }
+    Ok(())
+}
+
+fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if argv.len() % 2 != 0 {
+        return Err(CommandError::Arity("config|set".into()));
+    }
+    // All or nothing: validate every pair on a copy, then swap it in.
+    let mut cfg = ctx.server.config.write();
+    let mut next = cfg.clone();
+    let mut changed = Vec::new();
+    for kv in argv[2..].chunks(2) {
+        let name = text(&kv[0]);
+        match next.set(&name, &text(&kv[1])) {
+            Ok((n, v)) => changed.push((n, v)),
+            Err(ConfigError::BadDirective) => {
+                return Err(CommandError::err(format!("Unknown option or number of arguments for CONFIG SET - '{name}'")))
+            }
+            Err(e) => {
+                return Err(CommandError::err(format!("CONFIG SET failed (possibly related to argument '{name}') - {e}")))
+            }
+        }
+    }
+    *cfg = next;
+    drop(cfg);
+    for (n, v) in changed {
+        ctx.server.config_changed(n, &v);
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+fn config_resetstat(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.server.stats.reset();
+    ctx.out.ok();
+    Ok(())
+}
+
+fn config_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    help(
+        ctx,
+        "CONFIG",
+        &[
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+        ],
+    );
+    Ok(())
+}
+
+/// One command's COMMAND INFO entry.
+fn write_info(ctx: &mut Ctx, s: &Spec) {
+    let out = &mut *ctx.out;
+    out.array(10);
+    out.bulk(s.name.as_bytes());
+    out.int(s.arity as i64);
+    let fl: Vec<&str> = flags::NAMES.iter().filter(|(f, _)| s.has(*f)).map(|(_, n)| *n).collect();
+    out.set(fl.len());
+    for f in fl {
+        out.simple(f);
+    }
+    out.int(s.keys.first as i64);
+    out.int(s.keys.last as i64);
+    out.int(s.keys.step as i64);
+    let cats = s.acl_categories();
+    out.set(cats.len());
+    for c in cats {
+        out.simple(&format!("@{c}"));
+    }
+    out.array(0); // tips
+    if s.keys.first > 0 {
+        let (access, mode) = if s.is_write() { ("UPDATE", "RW") } else { ("ACCESS", "RO") };
+        let lastkey = if s.keys.last < 0 { s.keys.last } else { s.keys.last - s.keys.first };
+        out.array(1);
+        out.map(3);
+        out.bulk(b"flags");
+        out.set(2);
+        out.simple(mode);
+        out.simple(access);
+        out.bulk(b"begin_search");
+        out.map(2);
+        out.bulk(b"type");
+        out.bulk(b"index");
+        out.bulk(b"spec");
+        out.map(1);
+        out.bulk(b"index");
+        out.int(s.keys.first as i64);
+        out.bulk(b"find_keys");
+        out.map(2);
+        out.bulk(b"type");
+        out.bulk(b"range");
+        out.bulk(b"spec");
+        out.map(3);
+        out.bulk(b"lastkey");
+        out.int(lastkey as i64);
+        out.bulk(b"keystep");
+        out.int(s.keys.step as i64);
+        out.bulk(b"limit");
+        out.int(0);
+    } else {
+        out.array(0);
+    }
+    out.array(s.subcommands.len());
+    for sub in s.subcommands {
+        write_info(ctx, sub);
+    }
+}
+
+fn command_all(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if argv.len() > 1 {
+        return Err(CommandError::UnknownSubcommand { sub: text(&argv[1]), container: "COMMAND".into() });
+    }
+    let all: Vec<&Spec> = TABLE.top_level().collect();
+    ctx.out.array(all.len());
+    for s in all {
+        write_info(ctx, s);
+    }
+    Ok(())
+}
+
+fn command_count(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.out.int(TABLE.top_level().count() as i64);
+    Ok(())
+}
+
+fn command_info(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if argv.len() == 2 {
+        return command_all(ctx, &argv[..1]);
+    }
+    ctx.out.array(argv.len() - 2);
+    for name in &argv[2..] {
+        match TABLE.get(name) {
+            Some(s) => write_info(ctx, s),
+            None => ctx.out.null_array(),
+        }
+    }
+    Ok(())
+}
+
+fn write_doc(ctx: &mut Ctx, s: &Spec) {
+    let out = &mut *ctx.out;
+    out.bulk(s.name.as_bytes());
+    let n = if s.subcommands.is_empty() { 2 } else { 3 };
+    out.map(n);
+    out.bulk(b"summary");
+    out.bulk(s.summary.as_bytes());
+    out.bulk(b"group");
+    out.bulk(s.group.as_bytes());
+    if !s.subcommands.is_empty() {
+        out.bulk(b"subcommands");
+        out.map(s.subcommands.len());
+        for sub in s.subcommands {
+            write_doc(ctx, sub);
+        }
+    }
+}
+
+fn command_docs(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let specs: Vec<&Spec> = if argv.len() == 2 {
+        TABLE.top_level().collect()
+    } else {
+        argv[2..].iter().filter_map(|n| TABLE.get(n)).collect()
+    };
+    ctx.out.map(specs.len());
+    for s in specs {
+        write_doc(ctx, s);
+    }
+    Ok(())
+}
+
+fn command_getkeys(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let inner = &argv[2..];
+    let spec = match TABLE.resolve(inner) {
+        Ok((_, s)) => s,
+        Err(CommandError::Arity(_)) => return Err(CommandError::err("Invalid number of arguments specified for command")),
+        Err(_) => return Err(CommandError::err("Invalid command specified")),
+    };
+    let idx = spec.key_indexes(inner.len());
+    if idx.is_empty() {
+        return Err(CommandError::err("The command has no key arguments"));
+    }
+    ctx.out.strings(idx.iter().map(|&i| inner[i].as_ref()));
+    Ok(())
+}
+
+fn command_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut a = Args::new(argv, 1);
+    let filter: Option<(Vec<u8>, Bytes)> = if a.eat("filterby") {
+        let kind = a.value()?.to_ascii_lowercase();
+        let v = a.value()?.clone();
+        a.finish()?;
+        if !matches!(kind.as_slice(), b"module" | b"aclcat" | b"pattern") {
+            return Err(CommandError::Syntax);
+        }
+        Some((kind, v))
+    } else {
+        a.finish()?;
+        None
+    };
+    let names: Vec<&str> = TABLE
+        .all
+        .iter()
+        .filter(|s| match &filter {
+            None => true,
+            Some((k, v)) if k == b"module" => {
+                let _ = v;
+                false
+            }
+            Some((k, v)) if k == b"aclcat" => {
+                let cat = text(v).to_ascii_lowercase();
+                s.acl_categories().contains(&cat.as_str())
+            }
+            Some((_, v)) => glob_match(v, s.name.as_bytes(), true),
+        })
+        .map(|s| s.name)
+        .collect();
+    ctx.out.strings(names.iter().map(|n| n.as_bytes()));
+    Ok(())
+}
+
+fn command_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    help(
+        ctx,
+        "COMMAND",
+        &[
+            "(no subcommand)",
+            "    Return details about all commands.",
+            "COUNT",
+            "    Return the total number of commands in this server.",
+            "LIST",
+            "    Return a list of all commands in this server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple commands.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple commands.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full command.",
+        ],
+    );
+    Ok(())
+}
+
+fn slowlog_get(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let n = match argv.get(2) {
+        None => 10,
+        Some(a) => match int(a) {
+            Ok(-1) => usize::MAX,
+            Ok(n) if n >= 0 => n as usize,
+            _ => return Err(CommandError::err("count should be greater than or equal to -1")),
+        },
+    };
+    let out = &mut *ctx.out;
+    ctx.server.slowlog.with_entries(n, |it| {
+        let entries: Vec<_> = it.collect();
+        out.array(entries.len());
+        for e in entries {
+            out.array(6);
+            out.int(e.id as i64);
+            out.int(e.time);
+            out.int(e.duration_us as i64);
+            out.strings(e.args.iter().map(|a| a.as_slice()));
+            out.bulk(e.addr.as_bytes());
+            out.bulk(e.name.as_bytes());
+        }
+    });
+    Ok(())
+}
+
+fn slowlog_len(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.out.int(ctx.server.slowlog.len() as i64);
+    Ok(())
+}
+
+fn slowlog_reset(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.server.slowlog.reset();
+    ctx.out.ok();
+    Ok(())
+}
+
+fn slowlog_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    help(
+        ctx,
+        "SLOWLOG",
+        &[
+            "GET [<count>]",
+            "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+            "LEN",
+            "    Return the length of the slowlog.",
+            "RESET",
+            "    Reset the slowlog.",
+        ],
+    );
+    Ok(())
+}
+
+fn memory_usage(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut a = Args::new(argv, 2);
+    if a.eat("samples") {
+        a.int()?;
+    }
+    a.finish()?;
+    let t = ctx.lock_key(&argv[2]);
+    match t.peek(&argv[2]).filter(|n| !n.is_expired(ctx.now_ms)) {
+        Some(n) => ctx.out.int(n.memory_usage() as i64),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+fn memory_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    help(ctx, "MEMORY", &["USAGE <key> [SAMPLES <count>]", "    Return memory in bytes used by <key> and its value."]);
+    Ok(())
+}
+
+fn debug_sleep(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let secs = float(&argv[2])?;
+    ctx.out.ok();
+    ctx.action = Some(super::connection::sleep_action(secs));
+    Ok(())
+}
+
+fn debug_set_active_expire(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let on = int(&argv[2])? != 0;
+    ctx.server.active_expire.store(on, Relaxed);
+    ctx.out.ok();
+    Ok(())
+}
+
+fn debug_object(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let t = ctx.lock_key(&argv[2]);
+    let Some(n) = t.peek(&argv[2]).filter(|n| !n.is_expired(ctx.now_ms)) else {
+        return Err(CommandError::NoSuchKey);
+    };
+    let ser = crate::persistence::rdb::dump(&n.value).len() - 11;
+    let idle = (ctx.now_ms / 1000 - n.access as i64).max(0);
+    let line = format!(
+        "Value at:{:p} refcount:1 encoding:{} serializedlength:{} lru:{} lru_seconds_idle:{}",
+        n as *const _,
+        n.encoding(),
+        ser,
+        n.access & ((1 << 24) - 1),
+        idle
+    );
+    drop(t);
+    ctx.out.simple(&line);
+    Ok(())
+}
+
+fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    help(
+        ctx,
+        "DEBUG",
+        &[
+            "OBJECT <key>",
+            "    Show low level info about the <key> and associated value.",
+            "SET-ACTIVE-EXPIRE <0|1>",
+            "    Setting it to 0 disables expiring keys in background when they are not accessed.",
+            "SLEEP <seconds>",
+            "    Stop the server for <seconds>. Decimals allowed.",
+        ],
+    );
+    Ok(())
+}

@@ -1,0 +1,701 @@
+//! String commands.
+//!
+//! Values that are canonical integers are stored as integers (see
+//! `keyspace::value`), so INCR and friends parse nothing; everything else is
+//! bytes. Effects: relative expiries are recorded as absolute `PXAT` /
+//! `PEXPIREAT`, INCRBYFLOAT as `SET ... KEEPTTL` with its result, and the
+//! deterministic commands (APPEND, INCR, SETRANGE, MSET ...) as themselves.
+
+use bytes::Bytes;
+
+use super::args::{float, int, Args};
+use super::{flags::*, keys, spec, Ctx, Spec};
+use crate::error::{CmdResult, CommandError};
+use crate::keyspace::value::FLAG_RAW;
+use crate::keyspace::{Kind, Node, SlotTable, Value};
+use crate::protocol::reply::format_double;
+use crate::protocol::ReplyBuf;
+
+const G: &str = "string";
+const S: &[&str] = &["string"];
+
+pub static COMMANDS: &[Spec] = &[
+    spec("get", 2, READONLY | FAST, keys(1, 1, 1), S, G, "Returns the string value of a key.", get),
+    spec("set", -3, WRITE | DENYOOM, keys(1, 1, 1), S, G, "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", set),
+    spec("setnx", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Set the string value of a key only when the key doesn't exist.", setnx),
+    spec("setex", 4, WRITE | DENYOOM, keys(1, 1, 1), S, G, "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", setex),
+    spec("psetex", 4, WRITE | DENYOOM, keys(1, 1, 1), S, G, "Sets both string value and expiration time in milliseconds of a key.", psetex),
+    spec("getset", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Returns the previous string value of a key after setting it to a new value.", getset),
+    spec("getdel", 2, WRITE | FAST, keys(1, 1, 1), S, G, "Returns the string value of a key after deleting the key.", getdel),
+    spec("getex", -2, WRITE | FAST, keys(1, 1, 1), S, G, "Returns the string value of a key after setting its expiration time.", getex),
+    spec("mget", -2, READONLY | FAST, keys(1, -1, 1), S, G, "Atomically returns the string values of one or more keys.", mget),
+    spec("mset", -3, WRITE | DENYOOM, keys(1, -1, 2), S, G, "Atomically creates or modifies the string values of one or more keys.", mset),
+    spec("msetnx", -3, WRITE | DENYOOM, keys(1, -1, 2), S, G, "Atomically modifies the string values of one or more keys only when all keys don't exist.", msetnx),
+    spec("append", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Appends a string to the value of a key. Creates the key if it doesn't exist.", append),
+    spec("strlen", 2, READONLY | FAST, keys(1, 1, 1), S, G, "Returns the length of a string value.", strlen),
+    spec("incr", 2, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", incr),
+    spec("decr", 2, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", decr),
+    spec("incrby", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", incrby),
+    spec("decrby", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", decrby),
+    spec("incrbyfloat", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", incrbyfloat),
+    spec("getrange", 4, READONLY, keys(1, 1, 1), S, G, "Returns a substring of the string stored at a key.", getrange),
+    spec("substr", 4, READONLY, keys(1, 1, 1), S, G, "Returns a substring from a string value.", getrange),
+    spec("setrange", 4, WRITE | DENYOOM, keys(1, 1, 1), S, G, "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", setrange),
+    spec("lcs", -3, READONLY, keys(1, 2, 1), S, G, "Finds the longest common substring.", lcs),
+];
+
+/// The string stored at a live key, or `WRONGTYPE`.
+fn string_of(node: &Node) -> Result<&Value, CommandError> {
+    if node.value.kind() != Kind::String {
+        return Err(CommandError::WrongType);
+    }
+    Ok(&node.value)
+}
+
+fn reply_value(out: &mut ReplyBuf, v: &Value) {
+    match v {
+        Value::Str(s) => out.bulk(s.as_bytes()),
+        Value::Int(n) => out.bulk_int(*n),
+    }
+}
+
+fn value_bytes(v: &Value) -> Vec<u8> {
+    let mut b = itoa::Buffer::new();
+    v.str_bytes(&mut b).map(<[u8]>::to_vec).unwrap_or_default()
+}
+
+fn get(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    match ctx.lookup_read(&mut t, &argv[1]) {
+        Some(n) => reply_value(ctx.out, string_of(n)?),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+/// When a write with an expiry option takes effect.
+#[derive(Clone, Copy)]
+enum ExpireOpt {
+    Ex,
+    Px,
+    ExAt,
+    PxAt,
+}
+
+/// Turns an expiry option into absolute Unix ms, with Redis's checks.
+fn expire_at(opt: ExpireOpt, arg: &[u8], now: i64, cmd: &'static str) -> Result<i64, CommandError> {
+    let v = int(arg)?;
+    if v <= 0 {
+        return Err(CommandError::InvalidExpire(cmd));
+    }
+    let bad = || CommandError::InvalidExpire(cmd);
+    match opt {
+        ExpireOpt::Ex => v.checked_mul(1000).and_then(|ms| ms.checked_add(now)).ok_or_else(bad),
+        ExpireOpt::Px => v.checked_add(now).ok_or_else(bad),
+        ExpireOpt::ExAt => v.checked_mul(1000).ok_or_else(bad),
+        ExpireOpt::PxAt => Ok(v),
+    }
+}
+
+fn expire_word(a: &[u8]) -> Option<ExpireOpt> {
+    [("ex", ExpireOpt::Ex), ("px", ExpireOpt::Px), ("exat", ExpireOpt::ExAt), ("pxat", ExpireOpt::PxAt)]
+        .into_iter()
+        .find(|(w, _)| a.eq_ignore_ascii_case(w.as_bytes()))
+        .map(|(_, o)| o)
+}
+
+#[derive(Default)]
+struct SetOptions {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keep_ttl: bool,
+    expire_at: Option<i64>,
+}
+
+fn parse_set(argv: &[Bytes], now: i64) -> Result<SetOptions, CommandError> {
+    let mut o = SetOptions::default();
+    let mut a = Args::new(argv, 2);
+    let mut expire: Option<(ExpireOpt, &Bytes)> = None;
+    while let Some(w) = a.next() {
+        if w.eq_ignore_ascii_case(b"nx") && !o.xx {
+            o.nx = true;
+        } else if w.eq_ignore_ascii_case(b"xx") && !o.nx {
+            o.xx = true;
+        } else if w.eq_ignore_ascii_case(b"get") {
+            o.get = true;
+        } else if w.eq_ignore_ascii_case(b"keepttl") && expire.is_none() {
+            o.keep_ttl = true;
+        } else if let Some(opt) = expire_word(w).filter(|_| expire.is_none() && !o.keep_ttl) {
+            expire = Some((opt, a.value()?));
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    if let Some((opt, v)) = expire {
+        o.expire_at = Some(expire_at(opt, v, now, "set")?);
+    }
+    Ok(o)
+}
+
+fn set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let o = parse_set(argv, ctx.now_ms)?;
+    let (key, val) = (&argv[1], &argv[2]);
+    let mut t = ctx.lock_key(key);
+    let old = ctx.lookup(&mut t, key);
+    let exists = old.is_some();
+    let old_value = match (o.get, old) {
+        (true, Some(n)) => Some(string_of(n)?.clone()),
+        _ => None,
+    };
+    if (o.nx && exists) || (o.xx && !exists) {
+        if o.get {
+            match &old_value {
+                Some(v) => reply_value(ctx.out, v),
+                None => ctx.out.null(),
+            }
+        } else {
+            ctx.out.null();
+        }
+        return Ok(());
+    }
+    write_string(ctx, &mut t, key, val, o.expire_at, o.keep_ttl);
+    if o.get {
+        match &old_value {
+            Some(v) => reply_value(ctx.out, v),
+            None => ctx.out.null(),
+        }
+    } else {
+        ctx.out.ok();
+    }
+    Ok(())
+}
+
+/// Stores a string and records the effect; an expiry already in the past
+/// deletes the key instead, as Redis does.
+fn write_string(ctx: &Ctx, t: &mut SlotTable, key: &[u8], val: &[u8], expire_at: Option<i64>, keep_ttl: bool) {
+    match expire_at {
+        Some(at) if at <= ctx.now_ms => {
+            if t.remove(key).is_some() {
+                ctx.emit(&[b"DEL", key]);
+            }
+        }
+        Some(at) => {
+            t.set(key, Value::string(val), ctx.now_ms, false);
+            t.set_expire(key, at);
+            let mut b = itoa::Buffer::new();
+            ctx.emit(&[b"SET", key, val, b"PXAT", b.format(at).as_bytes()]);
+        }
+        None => {
+            t.set(key, Value::string(val), ctx.now_ms, keep_ttl);
+            if keep_ttl {
+                ctx.emit(&[b"SET", key, val, b"KEEPTTL"]);
+            } else {
+                ctx.emit(&[b"SET", key, val]);
+            }
+        }
+    }
+}
+
+fn setnx(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    if ctx.lookup(&mut t, &argv[1]).is_some() {
+        ctx.out.int(0);
+    } else {
+        write_string(ctx, &mut t, &argv[1], &argv[2], None, false);
+        ctx.out.int(1);
+    }
+    Ok(())
+}
+
+fn setex_generic(ctx: &mut Ctx, argv: &[Bytes], opt: ExpireOpt, cmd: &'static str) -> CmdResult {
+    let at = expire_at(opt, &argv[2], ctx.now_ms, cmd)?;
+    let mut t = ctx.lock_key(&argv[1]);
+    ctx.lookup(&mut t, &argv[1]);
+    write_string(ctx, &mut t, &argv[1], &argv[3], Some(at), false);
+    ctx.out.ok();
+    Ok(())
+}
+
+fn setex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    setex_generic(ctx, argv, ExpireOpt::Ex, "setex")
+}
+
+fn psetex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    setex_generic(ctx, argv, ExpireOpt::Px, "psetex")
+}
+
+fn getset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let old = match ctx.lookup(&mut t, &argv[1]) {
+        Some(n) => Some(string_of(n)?.clone()),
+        None => None,
+    };
+    write_string(ctx, &mut t, &argv[1], &argv[2], None, false);
+    match old {
+        Some(v) => reply_value(ctx.out, &v),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+fn getdel(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let Some(n) = ctx.lookup_read(&mut t, &argv[1]) else {
+        ctx.out.null();
+        return Ok(());
+    };
+    reply_value(ctx.out, string_of(n)?);
+    t.remove(&argv[1]);
+    ctx.emit(&[b"DEL", &argv[1]]);
+    Ok(())
+}
+
+fn getex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    enum Change {
+        None,
+        Persist,
+        At(i64),
+    }
+    let mut a = Args::new(argv, 1);
+    let mut change = Change::None;
+    while let Some(w) = a.next() {
+        if let Some(opt) = expire_word(w).filter(|_| matches!(change, Change::None)) {
+            change = Change::At(expire_at(opt, a.value()?, ctx.now_ms, "getex")?);
+        } else if w.eq_ignore_ascii_case(b"persist") && matches!(change, Change::None) {
+            change = Change::Persist;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    let key = &argv[1];
+    let mut t = ctx.lock_key(key);
+    let Some(n) = ctx.lookup_read(&mut t, key) else {
+        ctx.out.null();
+        return Ok(());
+    };
+    reply_value(ctx.out, string_of(n)?);
+    let had_ttl = n.expire_at != 0;
+    match change {
+        Change::None => {}
+        Change::Persist => {
+            if had_ttl {
+                t.set_expire(key, 0);
+                ctx.emit(&[b"PERSIST", key]);
+            }
+        }
+        Change::At(at) if at <= ctx.now_ms => {
+            t.remove(key);
+            ctx.emit(&[b"DEL", key]);
+        }
+        Change::At(at) => {
+            t.set_expire(key, at);
+            let mut b = itoa::Buffer::new();
+            ctx.emit(&[b"PEXPIREAT", key, b.format(at).as_bytes()]);
+        }
+    }
+    Ok(())
+}
+
+fn mget(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let keys = &argv[1..];
+    let db = ctx.db();
+    let mut locked = ctx.lock_keys(keys.iter());
+    ctx.out.array(keys.len());
+    for k in keys {
+        let t = locked.table(db, Ctx::slot(k));
+        match ctx.lookup_read(t, k) {
+            Some(n) if n.value.kind() == Kind::String => reply_value(ctx.out, &n.value),
+            _ => ctx.out.null(),
+        }
+    }
+    Ok(())
+}
+
+fn mset_generic(ctx: &mut Ctx, argv: &[Bytes], nx: bool) -> CmdResult {
+    if argv.len() % 2 == 0 {
+        return Err(CommandError::Arity(argv[0].to_ascii_lowercase().iter().map(|&c| c as char).collect()));
+    }
+    let db = ctx.db();
+    let mut locked = ctx.lock_keys(argv[1..].iter().step_by(2));
+    if nx {
+        let any = argv[1..].chunks(2).any(|kv| ctx.lookup(locked.table(db, Ctx::slot(&kv[0])), &kv[0]).is_some());
+        if any {
+            ctx.out.int(0);
+            return Ok(());
+        }
+    }
+    for kv in argv[1..].chunks(2) {
+        let t = locked.table(db, Ctx::slot(&kv[0]));
+        t.set(&kv[0], Value::string(&kv[1]), ctx.now_ms, false);
+    }
+    let mut effect = argv.to_vec();
+    effect[0] = Bytes::from_static(b"MSET");
+    ctx.emit_argv(&effect);
+    drop(locked);
+    if nx {
+        ctx.out.int(1);
+    } else {
+        ctx.out.ok();
+    }
+    Ok(())
+}
+
+fn mset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    mset_generic(ctx, argv, false)
+}
+
+fn msetnx(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    mset_generic(ctx, argv, true)
+}
+
+fn check_len(ctx: &Ctx, len: usize) -> CmdResult {
+    if len as i64 > ctx.server.tun.max_bulk_len.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(CommandError::StringTooLong);
+    }
+    Ok(())
+}
+
+fn append(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (key, extra) = (&argv[1], &argv[2]);
+    let mut t = ctx.lock_key(key);
+    let len = match ctx.lookup(&mut t, key) {
+        Some(n) => {
+            let mut cur = value_bytes(string_of(n)?);
+            check_len(ctx, cur.len() + extra.len())?;
+            cur.extend_from_slice(extra);
+            let len = cur.len();
+            n.value = Value::Str(crate::keyspace::SmallBuf::from_vec(cur));
+            n.flags |= FLAG_RAW;
+            len
+        }
+        None => {
+            t.set(key, Value::Str(crate::keyspace::SmallBuf::new(extra)), ctx.now_ms, false);
+            extra.len()
+        }
+    };
+    ctx.emit_argv(argv);
+    ctx.out.int(len as i64);
+    Ok(())
+}
+
+fn strlen(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let len = match ctx.lookup_read(&mut t, &argv[1]) {
+        Some(n) => match string_of(n)? {
+            Value::Str(s) => s.len(),
+            Value::Int(i) => itoa::Buffer::new().format(*i).len(),
+        },
+        None => 0,
+    };
+    ctx.out.int(len as i64);
+    Ok(())
+}
+
+fn incr_generic(ctx: &mut Ctx, argv: &[Bytes], delta: i64) -> CmdResult {
+    let key = &argv[1];
+    let mut t = ctx.lock_key(key);
+    let new = match ctx.lookup(&mut t, key) {
+        Some(n) => {
+            let cur = match string_of(n)? {
+                Value::Int(i) => *i,
+                Value::Str(s) => crate::protocol::request::parse_i64(s.as_bytes()).ok_or(CommandError::NotInteger)?,
+            };
+            let new = cur.checked_add(delta).ok_or(CommandError::Overflow)?;
+            n.value = Value::Int(new);
+            n.flags = 0;
+            new
+        }
+        None => {
+            t.set(key, Value::Int(delta), ctx.now_ms, false);
+            delta
+        }
+    };
+    ctx.emit_argv(argv);
+    ctx.out.int(new);
+    Ok(())
+}
+
+fn incr(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    incr_generic(ctx, argv, 1)
+}
+
+fn decr(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    incr_generic(ctx, argv, -1)
+}
+
+fn incrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let d = int(&argv[2])?;
+    incr_generic(ctx, argv, d)
+}
+
+fn decrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let d = int(&argv[2])?;
+    let d = d.checked_neg().ok_or_else(|| CommandError::err("decrement would overflow"))?;
+    incr_generic(ctx, argv, d)
+}
+
+fn incrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let key = &argv[1];
+    let incr = float(&argv[2])?;
+    let mut t = ctx.lock_key(key);
+    let cur = match ctx.lookup(&mut t, key) {
+        Some(n) => match string_of(n)? {
+            Value::Int(i) => *i as f64,
+            Value::Str(s) => float(s.as_bytes())?,
+        },
+        None => 0.0,
+    };
+    let new = cur + incr;
+    if !new.is_finite() {
+        return Err(CommandError::NanOrInfinity);
+    }
+    let text = format_float_human(new);
+    t.set(key, Value::string(text.as_bytes()), ctx.now_ms, true);
+    ctx.emit(&[b"SET", key, text.as_bytes(), b"KEEPTTL"]);
+    ctx.out.bulk(text.as_bytes());
+    Ok(())
+}
+
+/// INCRBYFLOAT's result format: fixed notation, no exponent, no trailing
+/// zeros (Redis prints `%.17Lf` and trims); shortest round-trip digits.
+fn format_float_human(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e17 {
+        return format!("{}", v as i64);
+    }
+    let s = format!("{v}");
+    if s.contains('e') {
+        format_double(v)
+    } else {
+        s
+    }
+}
+
+/// Resolves Redis's inclusive, possibly negative range over `len` bytes.
+fn byte_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    if (start < 0 && end < 0 && start > end) || len == 0 {
+        return None;
+    }
+    let mut s = if start < 0 { len + start } else { start };
+    let mut e = if end < 0 { len + end } else { end };
+    s = s.max(0);
+    e = e.max(0);
+    if e >= len {
+        e = len - 1;
+    }
+    if s > e {
+        return None;
+    }
+    Some((s as usize, e as usize))
+}
+
+fn getrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let start = int(&argv[2])?;
+    let end = int(&argv[3])?;
+    let mut t = ctx.lock_key(&argv[1]);
+    let Some(n) = ctx.lookup_read(&mut t, &argv[1]) else {
+        ctx.out.bulk(b"");
+        return Ok(());
+    };
+    let bytes = value_bytes(string_of(n)?);
+    match byte_range(start, end, bytes.len()) {
+        Some((s, e)) => ctx.out.bulk(&bytes[s..=e]),
+        None => ctx.out.bulk(b""),
+    }
+    Ok(())
+}
+
+fn setrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let key = &argv[1];
+    let offset = int(&argv[2])?;
+    if offset < 0 {
+        return Err(CommandError::err("offset is out of range"));
+    }
+    let offset = offset as usize;
+    let patch = &argv[3];
+    let mut t = ctx.lock_key(key);
+    let len = match ctx.lookup(&mut t, key) {
+        Some(n) => {
+            let mut cur = value_bytes(string_of(n)?);
+            if patch.is_empty() {
+                cur.len()
+            } else {
+                check_len(ctx, offset + patch.len())?;
+                if cur.len() < offset + patch.len() {
+                    cur.resize(offset + patch.len(), 0);
+                }
+                cur[offset..offset + patch.len()].copy_from_slice(patch);
+                let len = cur.len();
+                n.value = Value::Str(crate::keyspace::SmallBuf::from_vec(cur));
+                n.flags |= FLAG_RAW;
+                ctx.emit_argv(argv);
+                len
+            }
+        }
+        None => {
+            if patch.is_empty() {
+                0
+            } else {
+                check_len(ctx, offset + patch.len())?;
+                let mut v = vec![0u8; offset + patch.len()];
+                v[offset..].copy_from_slice(patch);
+                let len = v.len();
+                t.set(key, Value::Str(crate::keyspace::SmallBuf::from_vec(v)), ctx.now_ms, false);
+                ctx.emit_argv(argv);
+                len
+            }
+        }
+    };
+    ctx.out.int(len as i64);
+    Ok(())
+}
+
+fn lcs(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (mut want_len, mut want_idx, mut with_len, mut min_len) = (false, false, false, 0usize);
+    let mut a = Args::new(argv, 2);
+    while let Some(w) = a.next() {
+        if w.eq_ignore_ascii_case(b"len") {
+            want_len = true;
+        } else if w.eq_ignore_ascii_case(b"idx") {
+            want_idx = true;
+        } else if w.eq_ignore_ascii_case(b"withmatchlen") {
+            with_len = true;
+        } else if w.eq_ignore_ascii_case(b"minmatchlen") {
+            min_len = a.int()?.max(0) as usize;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    if want_len && want_idx {
+        return Err(CommandError::err("If you want both the length and indexes, please just use IDX."));
+    }
+    let db = ctx.db();
+    let (sa, sb) = {
+        let mut locked = ctx.lock_keys(argv[1..3].iter());
+        let mut fetch = |k: &Bytes| -> Result<Vec<u8>, CommandError> {
+            match ctx.lookup(locked.table(db, Ctx::slot(k)), k) {
+                Some(n) if n.value.kind() != Kind::String => {
+                    Err(CommandError::err("The specified keys must contain string values"))
+                }
+                Some(n) => Ok(value_bytes(&n.value)),
+                None => Ok(Vec::new()),
+            }
+        };
+        (fetch(&argv[1])?, fetch(&argv[2])?)
+    };
+    let (alen, blen) = (sa.len(), sb.len());
+    let cells = (alen as u128 + 1) * (blen as u128 + 1);
+    if cells * 4 > ctx.server.tun.max_bulk_len.load(std::sync::atomic::Ordering::Relaxed) as u128 {
+        return Err(CommandError::err("Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"));
+    }
+    // Classic dynamic programme: dp[i][j] = LCS length of a[..i], b[..j].
+    let w = blen + 1;
+    let mut dp = vec![0u32; (alen + 1) * w];
+    for i in 1..=alen {
+        for j in 1..=blen {
+            dp[i * w + j] = if sa[i - 1] == sb[j - 1] {
+                dp[(i - 1) * w + j - 1] + 1
+            } else {
+                dp[(i - 1) * w + j].max(dp[i * w + j - 1])
+            };
+        }
+    }
+    let total = dp[alen * w + blen] as usize;
+    if want_len {
+        ctx.out.int(total as i64);
+        return Ok(());
+    }
+    // Walk back from the end, collecting the string and the matching ranges
+    // (newest first, as Redis reports them).
+    let mut result = vec![0u8; total];
+    let mut ranges: Vec<[usize; 5]> = Vec::new();
+    let (mut i, mut j, mut idx) = (alen, blen, total);
+    let mut cur: Option<[usize; 4]> = None; // a_start, a_end, b_start, b_end
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if sa[i - 1] == sb[j - 1] {
+            result[idx - 1] = sa[i - 1];
+            match &mut cur {
+                None => cur = Some([i - 1, i - 1, j - 1, j - 1]),
+                Some(r) if r[0] == i && r[2] == j => {
+                    r[0] -= 1;
+                    r[2] -= 1;
+                }
+                Some(_) => emit = true,
+            }
+            if let Some(r) = cur {
+                if r[0] == 0 || r[2] == 0 {
+                    emit = true;
+                }
+            }
+            idx -= 1;
+            i -= 1;
+            j -= 1;
+        } else {
+            if dp[(i - 1) * w + j] > dp[i * w + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            if cur.is_some() {
+                emit = true;
+            }
+        }
+        if emit {
+            if let Some(r) = cur.take() {
+                let mlen = r[1] - r[0] + 1;
+                if min_len == 0 || mlen >= min_len {
+                    ranges.push([r[0], r[1], r[2], r[3], mlen]);
+                }
+            }
+        }
+    }
+    if !want_idx {
+        ctx.out.bulk(&result);
+        return Ok(());
+    }
+    let out = &mut *ctx.out;
+    out.map(2);
+    out.bulk(b"matches");
+    out.array(ranges.len());
+    for r in &ranges {
+        out.array(if with_len { 3 } else { 2 });
+        out.array(2);
+        out.int(r[0] as i64);
+        out.int(r[1] as i64);
+        out.array(2);
+        out.int(r[2] as i64);
+        out.int(r[3] as i64);
+        if with_len {
+            out.int(r[4] as i64);
+        }
+    }
+    out.bulk(b"len");
+    out.int(total as i64);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_redis() {
+        assert_eq!(byte_range(0, 3, 11), Some((0, 3)));
+        assert_eq!(byte_range(-3, -1, 11), Some((8, 10)));
+        assert_eq!(byte_range(0, -1, 11), Some((0, 10)));
+        assert_eq!(byte_range(10, 100, 11), Some((10, 10)));
+        assert_eq!(byte_range(5, 3, 11), None);
+        assert_eq!(byte_range(-1, -5, 11), None);
+        assert_eq!(byte_range(0, 0, 0), None);
+    }
+
+    #[test]
+    fn float_results_read_like_redis() {
+        assert_eq!(format_float_human(10.5 + 0.1), "10.6");
+        assert_eq!(format_float_human(5.0e3), "5000");
+        assert_eq!(format_float_human(-1.5), "-1.5");
+        assert_eq!(format_float_human(3.0), "3");
+    }
+}

@@ -1,0 +1,317 @@
+//! Configuration: the directive table, the config file, `--directive value`
+//! arguments, and the runtime view behind `CONFIG GET/SET`.
+//!
+//! Every directive is declared once in [`DIRECTIVES`] with its kind, bounds,
+//! default and whether `CONFIG SET` may change it; parsing, validation, the
+//! file reader, the command line and `CONFIG GET` all read that table. Names
+//! are Redis's wherever Redis has the setting, so existing `redis.conf`
+//! fragments and `--port 7000`-style invocations carry over.
+//!
+//! Start-up applies, in order: defaults, the config file (if one is named as
+//! the first argument), then the command-line directives. Any unknown
+//! directive or bad value stops start-up with a message naming it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::protocol::request::split_args;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Int { min: i64, max: i64 },
+    /// A byte count that accepts Redis's units (`1k`, `1kb`, `1mb`, `1gb`, ...).
+    Memory { min: i64, max: i64 },
+    Bool,
+    Enum(&'static [&'static str]),
+    Str,
+    /// One or more words (`bind 127.0.0.1 ::1`).
+    Words,
+}
+
+pub struct Directive {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    /// May `CONFIG SET` change it while running.
+    pub mutable: bool,
+}
+
+const fn d(name: &'static str, kind: Kind, default: &'static str, mutable: bool) -> Directive {
+    Directive { name, kind, default, mutable }
+}
+
+const MB: i64 = 1024 * 1024;
+
+pub static DIRECTIVES: &[Directive] = &[
+    d("port", Kind::Int { min: 0, max: 65535 }, "6379", false),
+    d("bind", Kind::Words, "127.0.0.1", false),
+    d("dir", Kind::Str, "./data", false),
+    d("pidfile", Kind::Str, "", false),
+    d("requirepass", Kind::Str, "", true),
+    d("databases", Kind::Int { min: 1, max: i32::MAX as i64 }, "16", false),
+    d("maxclients", Kind::Int { min: 1, max: i32::MAX as i64 }, "10000", true),
+    d("timeout", Kind::Int { min: 0, max: i32::MAX as i64 }, "0", true),
+    d("tcp-keepalive", Kind::Int { min: 0, max: i32::MAX as i64 }, "300", true),
+    d("proto-max-bulk-len", Kind::Memory { min: MB, max: i64::MAX }, "536870912", true),
+    d("client-query-buffer-limit", Kind::Memory { min: MB, max: i64::MAX }, "1073741824", true),
+    d("loglevel", Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]), "notice", true),
+    d("logfile", Kind::Str, "", false),
+    d("slowlog-log-slower-than", Kind::Int { min: -1, max: i64::MAX }, "10000", true),
+    d("slowlog-max-len", Kind::Int { min: 0, max: i64::MAX }, "128", true),
+    d("repl-backlog-size", Kind::Memory { min: 1, max: i64::MAX }, "1048576", true),
+    d("hz", Kind::Int { min: 1, max: 500 }, "10", true),
+];
+
+pub fn directive(name: &str) -> Option<&'static Directive> {
+    DIRECTIVES.iter().find(|d| d.name.eq_ignore_ascii_case(name))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("Bad directive or wrong number of arguments")]
+    BadDirective,
+    #[error("argument couldn't be parsed into an integer")]
+    NotInteger,
+    #[error("argument must be a memory value")]
+    NotMemory,
+    #[error("argument must be between {0} and {1} inclusive")]
+    OutOfRange(i64, i64),
+    #[error("argument must be 'yes' or 'no'")]
+    NotBool,
+    #[error("argument(s) must be one of the following: {0}")]
+    NotInEnum(String),
+    #[error("can't set immutable config")]
+    Immutable,
+}
+
+/// Parses a byte count with Redis's units: k/m/g are powers of 1000, kb/mb/gb
+/// powers of 1024, case-insensitive.
+pub fn parse_memory(s: &str) -> Option<i64> {
+    let lower = s.to_ascii_lowercase();
+    let split = lower.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let mul: i64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    num.parse::<i64>().ok()?.checked_mul(mul)
+}
+
+/// Checks a value against its directive and returns its canonical form.
+fn normalise(d: &Directive, args: &[String]) -> Result<String, ConfigError> {
+    if !matches!(d.kind, Kind::Words) && args.len() != 1 {
+        return Err(ConfigError::BadDirective);
+    }
+    match d.kind {
+        Kind::Int { min, max } => {
+            let v: i64 = args[0].parse().map_err(|_| ConfigError::NotInteger)?;
+            if v < min || v > max {
+                return Err(ConfigError::OutOfRange(min, max));
+            }
+            Ok(v.to_string())
+        }
+        Kind::Memory { min, max } => {
+            let v = parse_memory(&args[0]).ok_or(ConfigError::NotMemory)?;
+            if v < min || v > max {
+                return Err(ConfigError::OutOfRange(min, max));
+            }
+            Ok(v.to_string())
+        }
+        Kind::Bool => match args[0].to_ascii_lowercase().as_str() {
+            "yes" => Ok("yes".into()),
+            "no" => Ok("no".into()),
+            _ => Err(ConfigError::NotBool),
+        },
+        Kind::Enum(opts) => {
+            let v = args[0].to_ascii_lowercase();
+            if opts.contains(&v.as_str()) {
+                Ok(v)
+            } else {
+                Err(ConfigError::NotInEnum(opts.join(", ")))
+            }
+        }
+        Kind::Str => Ok(args[0].clone()),
+        Kind::Words => {
+            if args.is_empty() {
+                return Err(ConfigError::BadDirective);
+            }
+            Ok(args.join(" "))
+        }
+    }
+}
+
+/// The current value of every directive, in canonical string form.
+#[derive(Debug, Clone)]
+pub struct Config {
+    values: HashMap<&'static str, String>,
+    /// The config file this node was started with, for INFO's `config_file`.
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            values: DIRECTIVES.iter().map(|d| (d.name, d.default.to_string())).collect(),
+            file: None,
+        }
+    }
+}
+
+/// A start-up configuration failure, formatted the way `redis-server` reports one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("\n*** FATAL CONFIG FILE ERROR (Shoal {version}) ***\nReading the configuration file, at line {line}\n>>> '{text}'\n{reason}")]
+    Directive { version: &'static str, line: usize, text: String, reason: ConfigError },
+    #[error("Fatal error, can't open config file '{path}': {err}")]
+    File { path: String, err: std::io::Error },
+}
+
+impl Config {
+    /// Builds the configuration from `shoal [config-file] [--directive value ...]`.
+    pub fn from_args(args: &[String]) -> Result<Config, StartupError> {
+        let mut cfg = Config::default();
+        let mut rest = args;
+        let mut text = String::new();
+        if let Some(first) = rest.first() {
+            if !first.starts_with("--") {
+                text = std::fs::read_to_string(first)
+                    .map_err(|err| StartupError::File { path: first.clone(), err })?;
+                cfg.file = Some(std::fs::canonicalize(first).unwrap_or_else(|_| first.into()));
+                rest = &rest[1..];
+            }
+        }
+        // Command-line directives are appended to the file, one per line, as
+        // redis-server does, so they win and share the same error reporting.
+        for a in rest {
+            if let Some(name) = a.strip_prefix("--") {
+                text.push('\n');
+                text.push_str(name);
+            } else {
+                text.push(' ');
+                text.push_str(&quote(a));
+            }
+        }
+        cfg.load_text(&text)?;
+        Ok(cfg)
+    }
+
+    fn load_text(&mut self, text: &str) -> Result<(), StartupError> {
+        for (i, line) in text.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let fail = |reason| StartupError::Directive {
+                version: env!("CARGO_PKG_VERSION"),
+                line: i + 1,
+                text: trimmed.to_string(),
+                reason,
+            };
+            let words = split_args(trimmed.as_bytes()).ok_or_else(|| fail(ConfigError::BadDirective))?;
+            let words: Vec<String> = words.into_iter().map(|w| String::from_utf8_lossy(&w).into_owned()).collect();
+            let d = directive(&words[0]).ok_or_else(|| fail(ConfigError::BadDirective))?;
+            let v = normalise(d, &words[1..]).map_err(fail)?;
+            self.values.insert(d.name, v);
+        }
+        Ok(())
+    }
+
+    /// `CONFIG SET` of one directive; checks mutability and the value.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(&'static str, String), ConfigError> {
+        let d = directive(name).ok_or(ConfigError::BadDirective)?;
+        if !d.mutable {
+            return Err(ConfigError::Immutable);
+        }
+        let args = if matches!(d.kind, Kind::Words) {
+            value.split_whitespace().map(str::to_string).collect()
+        } else {
+            vec![value.to_string()]
+        };
+        let v = normalise(d, &args)?;
+        self.values.insert(d.name, v.clone());
+        Ok((d.name, v))
+    }
+
+    pub fn get(&self, name: &str) -> &str {
+        self.values.get(name).map(String::as_str).expect("undeclared directive")
+    }
+
+    pub fn int(&self, name: &str) -> i64 {
+        self.get(name).parse().expect("integer directive holds an integer")
+    }
+
+    pub fn words(&self, name: &str) -> Vec<String> {
+        self.get(name).split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Name/value pairs whose name matches a glob, in table order.
+    pub fn matching(&self, pattern: &[u8]) -> Vec<(&'static str, String)> {
+        DIRECTIVES
+            .iter()
+            .filter(|d| crate::glob::glob_match(pattern, d.name.as_bytes(), true))
+            .map(|d| (d.name, self.get(d.name).to_string()))
+            .collect()
+    }
+}
+
+fn quote(s: &str) -> String {
+    if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn command_line_overrides_defaults() {
+        let c = Config::from_args(&args(&["--port", "7001", "--bind", "127.0.0.1", "::1", "--requirepass", ""]))
+            .unwrap();
+        assert_eq!(c.int("port"), 7001);
+        assert_eq!(c.words("bind"), vec!["127.0.0.1", "::1"]);
+        assert_eq!(c.get("requirepass"), "");
+        assert_eq!(c.int("databases"), 16);
+    }
+
+    #[test]
+    fn bad_directives_name_the_line() {
+        let e = Config::from_args(&args(&["--port", "70000"])).unwrap_err().to_string();
+        assert!(e.contains("'port 70000'") && e.contains("between 0 and 65535"), "{e}");
+        let e = Config::from_args(&args(&["--nosuch", "1"])).unwrap_err().to_string();
+        assert!(e.contains("Bad directive"), "{e}");
+        let e = Config::from_args(&args(&["--loglevel", "loud"])).unwrap_err().to_string();
+        assert!(e.contains("one of the following"), "{e}");
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("1kb"), Some(1024));
+        assert_eq!(parse_memory("1K"), Some(1000));
+        assert_eq!(parse_memory("2gb"), Some(2 << 30));
+        assert_eq!(parse_memory("12"), Some(12));
+        assert_eq!(parse_memory("1x"), None);
+    }
+
+    #[test]
+    fn config_set_respects_mutability() {
+        let mut c = Config::default();
+        assert_eq!(c.set("port", "1").unwrap_err(), ConfigError::Immutable);
+        assert_eq!(c.set("maxclients", "x").unwrap_err(), ConfigError::NotInteger);
+        c.set("MAXCLIENTS", "5").unwrap();
+        assert_eq!(c.int("maxclients"), 5);
+        assert_eq!(c.matching(b"max*").len(), 1);
+    }
+}

@@ -1,0 +1,223 @@
+//! The effect stream: the ordered record of every change to the keyspace.
+//!
+//! Every write command, once it has changed the keyspace, appends one or more
+//! *effects*: RESP-encoded commands that, replayed in order on an empty
+//! keyspace, rebuild the same data. Effects are deterministic where the
+//! command was not: `EXPIRE k 10` is recorded as `PEXPIREAT k <abs ms>`,
+//! `SET k v EX 10` as `SET k v PXAT <abs ms>`, `INCRBYFLOAT` as `SET ... KEEPTTL`
+//! with the resulting value, and a key found expired on access as `DEL k`.
+//!
+//! ```text
+//!  command ──(slot locks held)──▶ EffectStream::append ──▶ backlog (ring)
+//!                                       │ offset += bytes      ├─▶ append-only log (disk)
+//!                                       └ SELECT db if changed └─▶ replicas
+//! ```
+//!
+//! Invariants:
+//! - An effect is appended while the command still holds the slot locks of the
+//!   keys it changed (DESIGN.md, invariant 2), so the order of effects on one
+//!   key is the order of execution. The stream's own mutex is innermost: it is
+//!   taken after slot locks and nothing is locked while holding it.
+//! - The replication offset is the number of bytes ever appended. The backlog
+//!   keeps the last `repl-backlog-size` bytes of the stream for partial resync.
+//! - A `SELECT` is emitted whenever the next effect is for another database
+//!   than the previous one, as in Redis's replication stream.
+
+use parking_lot::Mutex;
+
+pub struct EffectStream {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Total bytes ever appended: the replication offset.
+    offset: u64,
+    selected_db: Option<usize>,
+    backlog: Backlog,
+    scratch: Vec<u8>,
+}
+
+/// A ring buffer over the tail of the stream.
+struct Backlog {
+    buf: Vec<u8>,
+    /// Bytes of history held (at most `buf.len()`).
+    histlen: usize,
+    /// Where the next byte goes.
+    head: usize,
+}
+
+impl Backlog {
+    fn new(size: usize) -> Backlog {
+        Backlog { buf: vec![0; size.max(1)], histlen: 0, head: 0 }
+    }
+
+    fn push(&mut self, mut data: &[u8]) {
+        let cap = self.buf.len();
+        if data.len() >= cap {
+            data = &data[data.len() - cap..];
+        }
+        let first = (cap - self.head).min(data.len());
+        self.buf[self.head..self.head + first].copy_from_slice(&data[..first]);
+        let rest = data.len() - first;
+        self.buf[..rest].copy_from_slice(&data[first..]);
+        self.head = (self.head + data.len()) % cap;
+        self.histlen = (self.histlen + data.len()).min(cap);
+    }
+
+    /// The last `n` bytes, oldest first (`n <= histlen`).
+    fn tail(&self, n: usize) -> Vec<u8> {
+        let cap = self.buf.len();
+        let start = (self.head + cap - n) % cap;
+        let mut out = Vec::with_capacity(n);
+        if start + n <= cap {
+            out.extend_from_slice(&self.buf[start..start + n]);
+        } else {
+            out.extend_from_slice(&self.buf[start..]);
+            out.extend_from_slice(&self.buf[..n - (cap - start)]);
+        }
+        out
+    }
+}
+
+/// What INFO replication shows about the stream.
+pub struct StreamInfo {
+    pub offset: u64,
+    pub backlog_size: usize,
+    pub backlog_first_byte_offset: u64,
+    pub backlog_histlen: usize,
+}
+
+pub fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
+    let mut b = itoa::Buffer::new();
+    out.push(b'*');
+    out.extend_from_slice(b.format(argv.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for a in argv {
+        let a = a.as_ref();
+        out.push(b'$');
+        out.extend_from_slice(b.format(a.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl EffectStream {
+    pub fn new(backlog_size: usize) -> EffectStream {
+        EffectStream {
+            inner: Mutex::new(Inner {
+                offset: 0,
+                selected_db: None,
+                backlog: Backlog::new(backlog_size),
+                scratch: Vec::with_capacity(256),
+            }),
+        }
+    }
+
+    /// Appends one effect for database `db`. Callers hold the slot locks of
+    /// the keys the effect touches (or, for whole-database effects, of all).
+    pub fn append(&self, db: usize, argv: &[&[u8]]) {
+        self.append_any(db, argv)
+    }
+
+    /// [`EffectStream::append`] for a command's own arguments, recorded as is.
+    pub fn append_argv(&self, db: usize, argv: &[bytes::Bytes]) {
+        self.append_any(db, argv)
+    }
+
+    fn append_any<A: AsRef<[u8]>>(&self, db: usize, argv: &[A]) {
+        let mut g = self.inner.lock();
+        let inner = &mut *g;
+        inner.scratch.clear();
+        if inner.selected_db != Some(db) {
+            let mut b = itoa::Buffer::new();
+            encode_command::<&[u8]>(&mut inner.scratch, &[b"SELECT", b.format(db).as_bytes()]);
+            inner.selected_db = Some(db);
+        }
+        encode_command(&mut inner.scratch, argv);
+        inner.offset += inner.scratch.len() as u64;
+        inner.backlog.push(&inner.scratch);
+    }
+
+    /// Appends an effect that is not tied to one database (FLUSHALL, SWAPDB).
+    pub fn append_global(&self, argv: &[&[u8]]) {
+        let mut g = self.inner.lock();
+        let inner = &mut *g;
+        inner.scratch.clear();
+        encode_command(&mut inner.scratch, argv);
+        inner.offset += inner.scratch.len() as u64;
+        inner.backlog.push(&inner.scratch);
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.inner.lock().offset
+    }
+
+    /// The stream from `offset` to now, if the backlog still holds it.
+    pub fn read_from(&self, offset: u64) -> Option<Vec<u8>> {
+        let g = self.inner.lock();
+        let first = g.offset - g.backlog.histlen as u64;
+        if offset < first || offset > g.offset {
+            return None;
+        }
+        Some(g.backlog.tail((g.offset - offset) as usize))
+    }
+
+    /// Resizes the backlog (CONFIG SET repl-backlog-size). History is dropped,
+    /// which later resync logic must treat as "needs a full sync".
+    pub fn resize_backlog(&self, size: usize) {
+        let mut g = self.inner.lock();
+        if g.backlog.buf.len() != size.max(1) {
+            g.backlog = Backlog::new(size);
+        }
+    }
+
+    pub fn info(&self) -> StreamInfo {
+        let g = self.inner.lock();
+        StreamInfo {
+            offset: g.offset,
+            backlog_size: g.backlog.buf.len(),
+            backlog_first_byte_offset: g.offset - g.backlog.histlen as u64 + 1,
+            backlog_histlen: g.backlog.histlen,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_is_emitted_on_db_change_only() {
+        let s = EffectStream::new(1024);
+        s.append(0, &[b"SET", b"k", b"v"]);
+        s.append(0, &[b"DEL", b"k"]);
+        s.append(3, &[b"DEL", b"k"]);
+        let all = s.read_from(0).unwrap();
+        let text = String::from_utf8(all).unwrap();
+        assert_eq!(text.matches("SELECT").count(), 2);
+        assert!(text.starts_with("*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET"));
+        assert_eq!(s.offset(), text.len() as u64);
+    }
+
+    #[test]
+    fn backlog_wraps_and_forgets_old_history() {
+        let s = EffectStream::new(64);
+        for _ in 0..10 {
+            s.append(0, &[b"INCR", b"counter"]);
+        }
+        let off = s.offset();
+        assert!(s.read_from(0).is_none(), "history older than the backlog is gone");
+        let one = {
+            let mut v = Vec::new();
+            encode_command::<&[u8]>(&mut v, &[b"INCR", b"counter"]);
+            v
+        };
+        let tail = s.read_from(off - one.len() as u64).unwrap();
+        assert_eq!(tail, one);
+        assert_eq!(s.read_from(off).unwrap(), Vec::<u8>::new());
+        let info = s.info();
+        assert_eq!(info.backlog_histlen, 64);
+        assert_eq!(info.backlog_first_byte_offset, off - 64 + 1);
+    }
+}

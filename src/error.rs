@@ -1,0 +1,67 @@
+//! Command errors, and the one place they become RESP error replies.
+//!
+//! Handlers return `Result<(), CommandError>`; the dispatcher writes
+//! `-{error}` for an `Err`. Each variant's text is Redis's exact message, code
+//! included, because clients match on them (`WRONGTYPE`, `NOAUTH`, `MOVED`).
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("ERR unknown command '{name}', with args beginning with: {args}")]
+    UnknownCommand { name: String, args: String },
+    #[error("ERR unknown subcommand '{sub}'. Try {container} HELP.")]
+    UnknownSubcommand { sub: String, container: String },
+    #[error("ERR wrong number of arguments for '{0}' command")]
+    Arity(String),
+    #[error("ERR syntax error")]
+    Syntax,
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    #[error("ERR increment or decrement would overflow")]
+    Overflow,
+    #[error("ERR increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpire(&'static str),
+    #[error("ERR no such key")]
+    NoSuchKey,
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
+    #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
+    StringTooLong,
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
+    WrongPass,
+    #[error("BUSYKEY Target key name already exists.")]
+    BusyKey,
+    #[error("NOPROTO unsupported protocol version")]
+    NoProto,
+    /// A message with its own error code (`NOAUTH HELLO must be ...`).
+    #[error("{0}")]
+    Coded(String),
+    /// Any other `ERR ...` message.
+    #[error("ERR {0}")]
+    Err(String),
+}
+
+impl CommandError {
+    pub fn err(msg: impl Into<String>) -> Self {
+        CommandError::Err(msg.into())
+    }
+
+    pub fn err_code(msg: impl Into<String>) -> Self {
+        CommandError::Coded(msg.into())
+    }
+
+    /// The error code, for INFO errorstats (`errorstat_WRONGTYPE`).
+    pub fn code(&self) -> String {
+        let s = self.to_string();
+        s.split(' ').next().unwrap_or("ERR").to_string()
+    }
+}
+
+pub type CmdResult = Result<(), CommandError>;

@@ -1,0 +1,189 @@
+//! One slot's table of keys.
+//!
+//! A [`SlotTable`] holds the keys of one hash slot of one database. It is always
+//! used under its slot's mutex, so its methods take `&mut self` and never
+//! block, await or do I/O. Lazy expiry lives here: [`SlotTable::lookup`]
+//! removes a key whose time has passed and says so, so that the caller can
+//! record the deletion's effect while it still holds the lock.
+
+use std::sync::LazyLock;
+
+use hashbrown::hash_table::{Entry, HashTable};
+use hashbrown::DefaultHashBuilder;
+use std::hash::BuildHasher;
+
+use super::value::{Node, Value};
+
+/// One hasher for every table: per-process random keys defeat hash flooding,
+/// and a shared one lets a key's hash be computed once outside any lock.
+static HASHER: LazyLock<DefaultHashBuilder> = LazyLock::new(DefaultHashBuilder::default);
+
+pub fn hash_key(key: &[u8]) -> u64 {
+    HASHER.hash_one(key)
+}
+
+fn node_hash(n: &Box<Node>) -> u64 {
+    hash_key(n.key.as_bytes())
+}
+
+/// What [`SlotTable::lookup`] found.
+pub enum Lookup<'a> {
+    Found(&'a mut Node),
+    Missing,
+    /// The key was there but expired; it has now been removed.
+    Expired,
+}
+
+#[derive(Default)]
+pub struct SlotTable {
+    table: HashTable<Box<Node>>,
+    /// How many keys here carry an expiry, so the active expiry cycle can skip
+    /// tables without any and INFO keyspace can report `expires=`.
+    volatile: usize,
+}
+
+impl SlotTable {
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    pub fn volatile(&self) -> usize {
+        self.volatile
+    }
+
+    /// Finds a key, expiring it first if its time has come.
+    pub fn lookup(&mut self, key: &[u8], now_ms: i64) -> Lookup<'_> {
+        let hash = hash_key(key);
+        match self.table.find_entry(hash, |n| n.key.as_bytes() == key) {
+            Ok(e) => {
+                if e.get().is_expired(now_ms) {
+                    e.remove();
+                    self.volatile -= 1;
+                    Lookup::Expired
+                } else {
+                    let node = e.into_mut();
+                    node.access = (now_ms / 1000) as u32;
+                    Lookup::Found(node)
+                }
+            }
+            Err(_) => Lookup::Missing,
+        }
+    }
+
+    /// Looks a key up without touching its access time or expiring it.
+    pub fn peek(&self, key: &[u8]) -> Option<&Node> {
+        self.table.find(hash_key(key), |n| n.key.as_bytes() == key).map(|b| &**b)
+    }
+
+    /// Inserts or replaces a key's value. A replaced key loses its expiry
+    /// unless `keep_ttl` (SET ... KEEPTTL).
+    pub fn set(&mut self, key: &[u8], value: Value, now_ms: i64, keep_ttl: bool) -> &mut Node {
+        let hash = hash_key(key);
+        match self.table.entry(hash, |n| n.key.as_bytes() == key, node_hash) {
+            Entry::Occupied(e) => {
+                let node = e.into_mut();
+                node.value = value;
+                node.flags = 0;
+                node.access = (now_ms / 1000) as u32;
+                if !keep_ttl && node.expire_at != 0 {
+                    node.expire_at = 0;
+                    self.volatile -= 1;
+                }
+                node
+            }
+            Entry::Vacant(v) => v.insert(Node::new(key, value, now_ms)).into_mut(),
+        }
+    }
+
+    /// Inserts a whole node (RENAME, MOVE, RESTORE), replacing any key of
+    /// that name.
+    pub fn insert_node(&mut self, node: Box<Node>) {
+        let hash = node_hash(&node);
+        if node.expire_at != 0 {
+            self.volatile += 1;
+        }
+        let key = node.key.as_bytes().to_vec();
+        match self.table.entry(hash, |n| n.key.as_bytes() == key.as_slice(), node_hash) {
+            Entry::Occupied(mut e) => {
+                if e.get().expire_at != 0 {
+                    self.volatile -= 1;
+                }
+                *e.get_mut() = node;
+            }
+            Entry::Vacant(v) => {
+                v.insert(node);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Box<Node>> {
+        let hash = hash_key(key);
+        match self.table.find_entry(hash, |n| n.key.as_bytes() == key) {
+            Ok(e) => {
+                let (node, _) = e.remove();
+                if node.expire_at != 0 {
+                    self.volatile -= 1;
+                }
+                Some(node)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Sets or clears (`at == 0`) a key's absolute expiry.
+    pub fn set_expire(&mut self, key: &[u8], at: i64) -> bool {
+        let hash = hash_key(key);
+        let Some(node) = self.table.find_mut(hash, |n| n.key.as_bytes() == key) else {
+            return false;
+        };
+        match (node.expire_at != 0, at != 0) {
+            (false, true) => self.volatile += 1,
+            (true, false) => self.volatile -= 1,
+            _ => {}
+        }
+        node.expire_at = at;
+        true
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Node> {
+        self.table.iter().map(|b| &**b)
+    }
+
+    pub fn clear(&mut self) -> usize {
+        let n = self.table.len();
+        self.table = HashTable::new();
+        self.volatile = 0;
+        n
+    }
+
+    /// Removes every key whose expiry has passed; returns their names.
+    /// The active expiry cycle calls this only on tables with volatile keys.
+    pub fn remove_expired(&mut self, now_ms: i64, out: &mut Vec<Vec<u8>>) {
+        let before = out.len();
+        self.table.retain(|n| {
+            if n.is_expired(now_ms) {
+                out.push(n.key.as_bytes().to_vec());
+                false
+            } else {
+                true
+            }
+        });
+        self.volatile -= out.len() - before;
+    }
+
+    /// Shrinks the table after mass deletion so memory follows the data.
+    pub fn shrink(&mut self) {
+        if self.table.capacity() > 64 && self.table.len() * 8 < self.table.capacity() {
+            self.table.shrink_to_fit(node_hash);
+        }
+    }
+
+    /// Heap bytes held by the table itself (buckets and control bytes).
+    pub fn overhead(&self) -> usize {
+        self.table.capacity() * 9
+    }
+}

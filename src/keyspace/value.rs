@@ -1,0 +1,205 @@
+//! Stored records: [`Node`] (one key with its value and metadata) and
+//! [`SmallBuf`] (a byte string stored inline when short).
+//!
+//! Memory per key is a product goal (we must not use more than Redis), so the
+//! layout is deliberate: a slot table's bucket is a thin `Box<Node>` (8 bytes),
+//! and a node is exactly one 64-byte allocation that holds a key of up to 22
+//! bytes and a string value of up to 22 bytes inline, its absolute expiry and
+//! its access clock. The common small key therefore costs one allocation, where
+//! Redis spends three (dict entry, key sds, value object).
+
+use std::fmt;
+
+const INLINE: usize = 22;
+
+/// A byte string that lives inline up to 22 bytes and on the heap beyond.
+#[derive(Clone)]
+pub enum SmallBuf {
+    Inline { len: u8, data: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl SmallBuf {
+    pub fn new(b: &[u8]) -> Self {
+        if b.len() <= INLINE {
+            let mut data = [0u8; INLINE];
+            data[..b.len()].copy_from_slice(b);
+            SmallBuf::Inline { len: b.len() as u8, data }
+        } else {
+            SmallBuf::Heap(b.into())
+        }
+    }
+
+    pub fn from_vec(v: Vec<u8>) -> Self {
+        if v.len() <= INLINE {
+            Self::new(&v)
+        } else {
+            SmallBuf::Heap(v.into_boxed_slice())
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            SmallBuf::Inline { len, data } => &data[..*len as usize],
+            SmallBuf::Heap(b) => b,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes allocated outside the node for this buffer.
+    pub fn heap_size(&self) -> usize {
+        match self {
+            SmallBuf::Inline { .. } => 0,
+            SmallBuf::Heap(b) => b.len(),
+        }
+    }
+}
+
+impl PartialEq for SmallBuf {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for SmallBuf {}
+
+impl fmt::Debug for SmallBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// A value. Strings that are canonical 64-bit integers are kept as integers
+/// (Redis's `int` encoding): INCR needs no parse and they take no heap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Str(SmallBuf),
+    Int(i64),
+}
+
+/// The type names `TYPE` and `SCAN ... TYPE` use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    String,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+        }
+    }
+
+    pub fn from_name(name: &[u8]) -> Option<Kind> {
+        if name.eq_ignore_ascii_case(b"string") {
+            Some(Kind::String)
+        } else {
+            None
+        }
+    }
+}
+
+impl Value {
+    /// Builds a string value, choosing the integer encoding where Redis would.
+    pub fn string(b: &[u8]) -> Value {
+        if b.len() <= 20 {
+            if let Some(n) = crate::protocol::request::parse_i64(b) {
+                return Value::Int(n);
+            }
+        }
+        Value::Str(SmallBuf::new(b))
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Str(_) | Value::Int(_) => Kind::String,
+        }
+    }
+
+    /// The string form of a string value, formatted into `scratch` for integers.
+    pub fn str_bytes<'a>(&'a self, scratch: &'a mut itoa::Buffer) -> Option<&'a [u8]> {
+        match self {
+            Value::Str(s) => Some(s.as_bytes()),
+            Value::Int(n) => Some(scratch.format(*n).as_bytes()),
+        }
+    }
+
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Value::Str(s) => s.heap_size(),
+            Value::Int(_) => 0,
+        }
+    }
+}
+
+/// `Node::flags`: the string was modified in place (APPEND, SETRANGE), which
+/// Redis reports as the `raw` encoding whatever its length.
+pub const FLAG_RAW: u8 = 1;
+
+/// One key of a slot table.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub key: SmallBuf,
+    pub value: Value,
+    /// Absolute expiry in Unix milliseconds; 0 means no expiry.
+    pub expire_at: i64,
+    /// Last access, in Unix seconds (the LRU clock behind OBJECT IDLETIME).
+    pub access: u32,
+    pub flags: u8,
+}
+
+impl Node {
+    pub fn new(key: &[u8], value: Value, now_ms: i64) -> Box<Node> {
+        Box::new(Node {
+            key: SmallBuf::new(key),
+            value,
+            expire_at: 0,
+            access: (now_ms / 1000) as u32,
+            flags: 0,
+        })
+    }
+
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expire_at != 0 && self.expire_at <= now_ms
+    }
+
+    /// OBJECT ENCODING's answer.
+    pub fn encoding(&self) -> &'static str {
+        match &self.value {
+            Value::Int(_) => "int",
+            Value::Str(s) if s.len() <= 44 && self.flags & FLAG_RAW == 0 => "embstr",
+            Value::Str(_) => "raw",
+        }
+    }
+
+    /// Allocated bytes for this key, as MEMORY USAGE reports them.
+    pub fn memory_usage(&self) -> usize {
+        std::mem::size_of::<Node>() + 8 + self.key.heap_size() + self.value.heap_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_is_one_64_byte_allocation() {
+        assert_eq!(std::mem::size_of::<SmallBuf>(), 24);
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+        assert!(std::mem::size_of::<Node>() <= 64);
+    }
+
+    #[test]
+    fn integer_encoding_only_for_canonical_integers() {
+        assert!(matches!(Value::string(b"123"), Value::Int(123)));
+        assert!(matches!(Value::string(b"0123"), Value::Str(_)));
+        assert!(matches!(Value::string(b"12345678901234567890123"), Value::Str(_)));
+    }
+}

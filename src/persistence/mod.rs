@@ -1,0 +1,7 @@
+//! Persistence formats.
+//!
+//! For now this holds the value serialisation that `DUMP` and `RESTORE` use
+//! ([`rdb`]): Redis's RDB encoding of one value, so payloads move between
+//! Redis and Shoal in both directions. The append-only log will live here too.
+
+pub mod rdb;

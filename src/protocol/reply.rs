@@ -1,0 +1,205 @@
+//! The reply encoder.
+//!
+//! [`ReplyBuf`] appends RESP to a byte buffer. Each method writes one reply (or
+//! the header of an aggregate whose elements follow). Where RESP3 has a richer
+//! type than RESP2 (null, map, set, double, verbatim string, push) the method
+//! picks the encoding from the negotiated protocol, so command code states the
+//! *kind* of reply once and works for both.
+
+use bytes::BytesMut;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Resp2,
+    Resp3,
+}
+
+pub struct ReplyBuf {
+    pub buf: BytesMut,
+    pub proto: Protocol,
+}
+
+impl ReplyBuf {
+    pub fn new(proto: Protocol) -> Self {
+        ReplyBuf { buf: BytesMut::with_capacity(16 * 1024), proto }
+    }
+
+    pub fn resp3(&self) -> bool {
+        self.proto == Protocol::Resp3
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    fn header(&mut self, tag: u8, n: i64) {
+        let mut b = itoa::Buffer::new();
+        let s = b.format(n);
+        self.buf.reserve(s.len() + 3);
+        self.buf.extend_from_slice(&[tag]);
+        self.buf.extend_from_slice(s.as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    pub fn ok(&mut self) {
+        self.buf.extend_from_slice(b"+OK\r\n");
+    }
+
+    pub fn simple(&mut self, s: &str) {
+        self.buf.reserve(s.len() + 3);
+        self.buf.extend_from_slice(b"+");
+        self.buf.extend_from_slice(s.as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    /// An error reply; `msg` starts with its code (`ERR`, `WRONGTYPE`, ...).
+    /// Newlines would break the framing, so they become spaces as in Redis.
+    pub fn error(&mut self, msg: &str) {
+        self.buf.reserve(msg.len() + 3);
+        self.buf.extend_from_slice(b"-");
+        for &b in msg.as_bytes() {
+            self.buf.extend_from_slice(&[if b == b'\r' || b == b'\n' { b' ' } else { b }]);
+        }
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    pub fn int(&mut self, n: i64) {
+        self.header(b':', n);
+    }
+
+    pub fn bulk(&mut self, data: &[u8]) {
+        self.header(b'$', data.len() as i64);
+        self.buf.extend_from_slice(data);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    pub fn bulk_int(&mut self, n: i64) {
+        let mut b = itoa::Buffer::new();
+        self.bulk(b.format(n).as_bytes());
+    }
+
+    /// The null bulk string (`$-1` / `_`).
+    pub fn null(&mut self) {
+        if self.resp3() {
+            self.buf.extend_from_slice(b"_\r\n");
+        } else {
+            self.buf.extend_from_slice(b"$-1\r\n");
+        }
+    }
+
+    /// The null array (`*-1` / `_`).
+    pub fn null_array(&mut self) {
+        if self.resp3() {
+            self.buf.extend_from_slice(b"_\r\n");
+        } else {
+            self.buf.extend_from_slice(b"*-1\r\n");
+        }
+    }
+
+    pub fn array(&mut self, n: usize) {
+        self.header(b'*', n as i64);
+    }
+
+    /// A map of `n` pairs; in RESP2 a flat array of `2n` elements.
+    pub fn map(&mut self, n: usize) {
+        if self.resp3() {
+            self.header(b'%', n as i64);
+        } else {
+            self.header(b'*', 2 * n as i64);
+        }
+    }
+
+    pub fn set(&mut self, n: usize) {
+        if self.resp3() {
+            self.header(b'~', n as i64);
+        } else {
+            self.header(b'*', n as i64);
+        }
+    }
+
+    pub fn push(&mut self, n: usize) {
+        if self.resp3() {
+            self.header(b'>', n as i64);
+        } else {
+            self.header(b'*', n as i64);
+        }
+    }
+
+    /// A double: `,` in RESP3, a bulk string in RESP2 (formatted as Redis's `%.17g`).
+    pub fn double(&mut self, d: f64) {
+        let s = format_double(d);
+        if self.resp3() {
+            self.buf.extend_from_slice(b",");
+            self.buf.extend_from_slice(s.as_bytes());
+            self.buf.extend_from_slice(b"\r\n");
+        } else {
+            self.bulk(s.as_bytes());
+        }
+    }
+
+    /// A free-form text reply (INFO, CLIENT LIST): verbatim `txt` in RESP3.
+    pub fn verbatim(&mut self, text: &str) {
+        if self.resp3() {
+            self.header(b'=', text.len() as i64 + 4);
+            self.buf.extend_from_slice(b"txt:");
+            self.buf.extend_from_slice(text.as_bytes());
+            self.buf.extend_from_slice(b"\r\n");
+        } else {
+            self.bulk(text.as_bytes());
+        }
+    }
+
+    pub fn strings<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a [u8]>) {
+        self.array(items.len());
+        for i in items {
+            self.bulk(i);
+        }
+    }
+}
+
+/// Formats a double the way Redis replies with one: `inf`/`-inf`, integers
+/// without a fraction, otherwise the shortest text that reads back the same.
+pub fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if d.is_nan() {
+        return "nan".into();
+    }
+    let mut b = ryu::Buffer::new();
+    let s = b.format_finite(d);
+    let s = s.strip_suffix(".0").unwrap_or(s);
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resp2_and_resp3_encodings() {
+        let mut r = ReplyBuf::new(Protocol::Resp2);
+        r.null();
+        r.map(1);
+        r.bulk(b"a");
+        r.int(1);
+        assert_eq!(&r.buf[..], b"$-1\r\n*2\r\n$1\r\na\r\n:1\r\n");
+        let mut r = ReplyBuf::new(Protocol::Resp3);
+        r.null();
+        r.map(1);
+        r.verbatim("hi");
+        r.double(1.5);
+        assert_eq!(&r.buf[..], b"_\r\n%1\r\n=6\r\ntxt:hi\r\n,1.5\r\n");
+    }
+
+    #[test]
+    fn errors_cannot_break_framing() {
+        let mut r = ReplyBuf::new(Protocol::Resp2);
+        r.error("ERR a\r\nb");
+        assert_eq!(&r.buf[..], b"-ERR a  b\r\n");
+    }
+}

@@ -1,0 +1,332 @@
+//! Incremental request parsing.
+//!
+//! The parser is called on the connection's read buffer after every read. It
+//! either consumes one whole request and returns its arguments, or returns
+//! `None` and leaves the buffer untouched until more bytes arrive. Re-parsing
+//! the headers of a partly received request is cheap: bodies are skipped by
+//! length, never scanned, so a 512 MB value arriving in many reads costs only
+//! its headers each time.
+//!
+//! Arguments are zero-copy: the consumed prefix of the buffer is frozen and each
+//! argument is a `Bytes` slice of it.
+//!
+//! Limits, as in Redis: an inline line or a multibulk/bulk header line longer
+//! than 64 KiB, a multibulk count above 1024*1024, or a bulk length above
+//! `proto-max-bulk-len` are protocol errors. The query-buffer limit is the
+//! connection's business (it counts bytes not yet forming a request).
+
+use bytes::{Bytes, BytesMut};
+
+/// Longest inline request or header line Redis accepts (`PROTO_INLINE_MAX_SIZE`).
+pub const INLINE_MAX: usize = 64 * 1024;
+/// Largest multibulk count Redis accepts.
+const MULTIBULK_MAX: i64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Protocol error: {0}")]
+pub struct ProtocolError(pub String);
+
+fn perr(msg: impl Into<String>) -> ProtocolError {
+    ProtocolError(msg.into())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub max_bulk_len: i64,
+}
+
+/// Parses one request from the front of `buf`.
+///
+/// Returns `Ok(Some(args))` and consumes the request, `Ok(None)` when more bytes
+/// are needed, or a protocol error. Empty requests (`*0`, `*-1`, blank inline
+/// lines) are consumed and returned as an empty vector, which callers skip.
+pub fn parse_request(
+    buf: &mut BytesMut,
+    limits: RequestLimits,
+) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if buf[0] == b'*' {
+        parse_multibulk(buf, limits)
+    } else {
+        parse_inline(buf)
+    }
+}
+
+/// Finds `\r\n` at or after `from`; returns the index of `\r`.
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(pos) = memchr(b'\r', &buf[i..]) {
+        let at = i + pos;
+        if at + 1 >= buf.len() {
+            return None;
+        }
+        if buf[at + 1] == b'\n' {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+/// Parses a signed decimal as Redis's `string2ll` does: no spaces, no '+',
+/// no leading zeros except "0" itself.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        let d = (c - b'0') as i64;
+        v = if neg {
+            v.checked_mul(10)?.checked_sub(d)?
+        } else {
+            v.checked_mul(10)?.checked_add(d)?
+        };
+    }
+    if neg && v == 0 {
+        return None; // "-0" is not canonical
+    }
+    Some(v)
+}
+
+fn parse_multibulk(
+    buf: &mut BytesMut,
+    limits: RequestLimits,
+) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    let Some(eol) = find_crlf(buf, 0) else {
+        if buf.len() > INLINE_MAX {
+            return Err(perr("too big mbulk count string"));
+        }
+        return Ok(None);
+    };
+    if eol > INLINE_MAX {
+        return Err(perr("too big mbulk count string"));
+    }
+    let count = match parse_i64(&buf[1..eol]) {
+        Some(n) if n <= MULTIBULK_MAX => n,
+        _ => return Err(perr("invalid multibulk length")),
+    };
+    let mut pos = eol + 2;
+    if count <= 0 {
+        let _ = buf.split_to(pos);
+        return Ok(Some(Vec::new()));
+    }
+    // First pass: validate headers and find where the request ends.
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        if pos >= buf.len() {
+            return Ok(None);
+        }
+        if buf[pos] != b'$' {
+            let got = buf[pos] as char;
+            return Err(perr(format!("expected '$', got '{got}'")));
+        }
+        let Some(eol) = find_crlf(buf, pos) else {
+            if buf.len() - pos > INLINE_MAX {
+                return Err(perr("too big bulk count string"));
+            }
+            return Ok(None);
+        };
+        if eol - pos > INLINE_MAX {
+            return Err(perr("too big bulk count string"));
+        }
+        let len = match parse_i64(&buf[pos + 1..eol]) {
+            Some(n) if (0..=limits.max_bulk_len).contains(&n) => n as usize,
+            _ => return Err(perr("invalid bulk length")),
+        };
+        let start = eol + 2;
+        let end = start + len;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        // Redis does not check the terminator either; it skips two bytes.
+        spans.push((start, end));
+        pos = end + 2;
+    }
+    let frame = buf.split_to(pos).freeze();
+    Ok(Some(spans.into_iter().map(|(s, e)| frame.slice(s..e)).collect()))
+}
+
+fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    let Some(nl) = memchr(b'\n', buf) else {
+        if buf.len() > INLINE_MAX {
+            return Err(perr("too big inline request"));
+        }
+        return Ok(None);
+    };
+    if nl > INLINE_MAX {
+        return Err(perr("too big inline request"));
+    }
+    let line = buf.split_to(nl + 1);
+    let mut end = nl;
+    if end > 0 && line[end - 1] == b'\r' {
+        end -= 1;
+    }
+    let args = split_args(&line[..end]).ok_or_else(|| perr("unbalanced quotes in request"))?;
+    Ok(Some(args.into_iter().map(Bytes::from).collect()))
+}
+
+/// Splits a line into arguments the way Redis's `sdssplitargs` does: spaces
+/// separate, double quotes allow `\n \r \t \b \a \\ \" \xHH` escapes, single
+/// quotes allow only `\'`. A closing quote must be followed by a space or the
+/// end. Returns `None` on unbalanced quotes. Also used by the config file reader.
+pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let n = line.len();
+    loop {
+        while i < n && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= n {
+            return Some(out);
+        }
+        let mut cur = Vec::new();
+        let mut in_dq = false;
+        let mut in_sq = false;
+        loop {
+            if in_dq {
+                if i >= n {
+                    return None;
+                }
+                let c = line[i];
+                if c == b'\\' && i + 3 < n && line[i + 1] == b'x' && is_hex(line[i + 2]) && is_hex(line[i + 3]) {
+                    cur.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
+                    i += 3;
+                } else if c == b'\\' && i + 1 < n {
+                    i += 1;
+                    cur.push(match line[i] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    });
+                } else if c == b'"' {
+                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    cur.push(c);
+                }
+            } else if in_sq {
+                if i >= n {
+                    return None;
+                }
+                let c = line[i];
+                if c == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
+                    i += 1;
+                    cur.push(b'\'');
+                } else if c == b'\'' {
+                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    cur.push(c);
+                }
+            } else {
+                if i >= n {
+                    break;
+                }
+                match line[i] {
+                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b'"' => in_dq = true,
+                    b'\'' => in_sq = true,
+                    c => cur.push(c),
+                }
+            }
+            i += 1;
+        }
+        out.push(cur);
+    }
+}
+
+fn is_hex(c: u8) -> bool {
+    c.is_ascii_hexdigit()
+}
+
+fn hex(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => c - b'A' + 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIM: RequestLimits = RequestLimits { max_bulk_len: 512 * 1024 * 1024 };
+
+    fn parse(s: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let mut b = BytesMut::from(s);
+        parse_request(&mut b, LIM)
+    }
+
+    #[test]
+    fn multibulk_whole_and_partial() {
+        let full = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(parse(&full[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        let args = parse(full).unwrap().unwrap();
+        assert_eq!(args, vec![Bytes::from("GET"), Bytes::from("k")]);
+    }
+
+    #[test]
+    fn pipelined_requests_consume_one_at_a_time() {
+        let mut b = BytesMut::from(&b"*1\r\n$4\r\nPING\r\nPING\r\n"[..]);
+        assert_eq!(parse_request(&mut b, LIM).unwrap().unwrap().len(), 1);
+        assert_eq!(parse_request(&mut b, LIM).unwrap().unwrap(), vec![Bytes::from("PING")]);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn protocol_errors_match_redis() {
+        assert_eq!(parse(b"*x\r\n").unwrap_err().to_string(), "Protocol error: invalid multibulk length");
+        assert_eq!(parse(b"*1\r\n+x\r\n").unwrap_err().to_string(), "Protocol error: expected '$', got '+'");
+        assert_eq!(parse(b"*1\r\n$-5\r\n").unwrap_err().to_string(), "Protocol error: invalid bulk length");
+        let small = RequestLimits { max_bulk_len: 10 };
+        let mut b = BytesMut::from(&b"*1\r\n$11\r\n"[..]);
+        assert!(parse_request(&mut b, small).is_err());
+        assert_eq!(parse(b"SET \"a b\r\n").unwrap_err().to_string(), "Protocol error: unbalanced quotes in request");
+        let big = vec![b'a'; INLINE_MAX + 10];
+        assert_eq!(parse(&big).unwrap_err().to_string(), "Protocol error: too big inline request");
+    }
+
+    #[test]
+    fn inline_with_quotes_and_escapes() {
+        let args = parse(b"set \"a\\x41\\n\" 'it\\'s'\r\n").unwrap().unwrap();
+        assert_eq!(args, vec![Bytes::from("set"), Bytes::from("aA\n"), Bytes::from("it's")]);
+        assert_eq!(parse(b"\r\n").unwrap().unwrap(), Vec::<Bytes>::new());
+    }
+
+    #[test]
+    fn integers_parse_canonically() {
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"012"), None);
+        assert_eq!(parse_i64(b"+1"), None);
+        assert_eq!(parse_i64(b" 1"), None);
+        assert_eq!(parse_i64(b"-0"), None);
+    }
+}

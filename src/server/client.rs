@@ -1,0 +1,149 @@
+//! Clients: the per-connection state a command sees ([`Client`]) and the
+//! shared registry ([`Clients`]) behind CLIENT LIST/INFO/KILL.
+//!
+//! A connection owns its `Client`; what other connections may need to read
+//! (for CLIENT LIST) or change (CLIENT KILL) lives in a shared
+//! [`ClientHandle`] of atomics and small mutexes, so listing clients never
+//! waits for a busy connection.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Skip the reply of the next command only.
+    Skip,
+}
+
+/// Connection-local state.
+pub struct Client {
+    pub id: u64,
+    pub db: usize,
+    pub authenticated: bool,
+    pub reply_mode: ReplyMode,
+    pub handle: Arc<ClientHandle>,
+}
+
+/// What the rest of the server may see or change of a connection.
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub created: Instant,
+    pub name: Mutex<String>,
+    pub lib_name: Mutex<String>,
+    pub lib_ver: Mutex<String>,
+    pub db: AtomicUsize,
+    pub resp: AtomicU32,
+    /// Unix ms of the last command, for `idle=` and `timeout`.
+    pub last_interaction: AtomicI64,
+    /// Index of the last command in `command::TABLE.all`.
+    pub last_cmd: AtomicUsize,
+    pub query_buf: AtomicUsize,
+    pub output_mem: AtomicUsize,
+    pub monitor: AtomicBool,
+    pub no_evict: AtomicBool,
+    pub killed: AtomicBool,
+    pub kill: Notify,
+    pub commands: AtomicU64,
+}
+
+impl ClientHandle {
+    pub fn name(&self) -> String {
+        self.name.lock().clone()
+    }
+
+    /// Asks the connection to close as soon as it can.
+    pub fn kill(&self) {
+        self.killed.store(true, Relaxed);
+        self.kill.notify_one();
+    }
+
+    /// One line of CLIENT LIST, with Redis's field names and order.
+    pub fn describe(&self, now_ms: i64) -> String {
+        let age = self.created.elapsed().as_secs();
+        let idle = ((now_ms - self.last_interaction.load(Relaxed)).max(0) / 1000) as u64;
+        let flags = if self.monitor.load(Relaxed) { "O" } else { "N" };
+        let cmd = crate::command::TABLE.all.get(self.last_cmd.load(Relaxed)).map(|s| s.name).unwrap_or("NULL");
+        let qbuf = self.query_buf.load(Relaxed);
+        let omem = self.output_mem.load(Relaxed);
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 \
+             qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} \
+             events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.name(),
+            age,
+            idle,
+            flags,
+            self.db.load(Relaxed),
+            qbuf,
+            omem,
+            qbuf + omem,
+            cmd,
+            self.resp.load(Relaxed),
+            self.lib_name.lock(),
+            self.lib_ver.lock(),
+        )
+    }
+}
+
+#[derive(Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    map: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+}
+
+impl Clients {
+    pub fn register(&self, addr: SocketAddr, laddr: SocketAddr, now_ms: i64) -> Arc<ClientHandle> {
+        let id = self.next_id.fetch_add(1, Relaxed) + 1;
+        let h = Arc::new(ClientHandle {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            name: Mutex::new(String::new()),
+            lib_name: Mutex::new(String::new()),
+            lib_ver: Mutex::new(String::new()),
+            db: AtomicUsize::new(0),
+            resp: AtomicU32::new(2),
+            last_interaction: AtomicI64::new(now_ms),
+            last_cmd: AtomicUsize::new(usize::MAX),
+            query_buf: AtomicUsize::new(0),
+            output_mem: AtomicUsize::new(0),
+            monitor: AtomicBool::new(false),
+            no_evict: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+            commands: AtomicU64::new(0),
+        });
+        self.map.lock().insert(id, h.clone());
+        h
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.map.lock().remove(&id);
+    }
+
+    pub fn count(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.map.lock().values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        self.map.lock().get(&id).cloned()
+    }
+}

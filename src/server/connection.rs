@@ -1,0 +1,321 @@
+//! One client connection.
+//!
+//! ```text
+//!   read ─▶ parse every complete request in the buffer ─▶ run each in order
+//!     ▲        (pipelining: replies accumulate in one buffer)        │
+//!     └──────────────── write all replies at once ◀──────────────────┘
+//! ```
+//!
+//! The loop also wakes for CLIENT KILL, server shutdown, the idle `timeout`
+//! and, in MONITOR mode, for lines to forward. A protocol error is answered
+//! and then the connection is closed, as in Redis; a command error is only
+//! a reply. Bytes that do not yet form a request count against
+//! `client-query-buffer-limit`; passing it closes the connection.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+
+use crate::command::{self, flags, Action, Ctx, Spec};
+use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
+
+use super::client::{Client, ReplyMode};
+use super::{local_addr, now_ms, stopped, Server};
+
+/// Why a connection ends after the current batch of replies.
+enum Close {
+    Now,
+    AfterFlush,
+}
+
+pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = server.tun.tcp_keepalive.load(Relaxed);
+    if keepalive > 0 {
+        let ka = socket2::TcpKeepalive::new().with_time(Duration::from_secs(keepalive as u64));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
+    }
+    let laddr = local_addr(&stream);
+    let handle = server.clients.register(addr, laddr, now_ms());
+    let (mut rd, mut wr) = stream.into_split();
+
+    if server.clients.count() as i64 > server.tun.maxclients.load(Relaxed) {
+        server.stats.rejected_connections.fetch_add(1, Relaxed);
+        let _ = wr.write_all(b"-ERR max number of clients reached\r\n").await;
+        server.clients.unregister(handle.id);
+        return;
+    }
+
+    let mut client = Client {
+        id: handle.id,
+        db: 0,
+        authenticated: server.config.read().get("requirepass").is_empty(),
+        reply_mode: ReplyMode::On,
+        handle: handle.clone(),
+    };
+    let mut out = ReplyBuf::new(Protocol::Resp2);
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut stop = server.shutdown.subscribe();
+    let mut monitor: Option<broadcast::Receiver<Arc<str>>> = None;
+
+    'conn: loop {
+        let timeout = server.tun.timeout_secs.load(Relaxed);
+        let idle = async {
+            if timeout > 0 {
+                tokio::time::sleep(Duration::from_secs(timeout as u64)).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        let monitored = async {
+            match monitor.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = rd.read_buf(&mut rbuf) => match r {
+                Ok(0) | Err(_) => break 'conn,
+                Ok(n) => {
+                    server.stats.net_input_bytes.fetch_add(n as u64, Relaxed);
+                    server.stats.reads_processed.fetch_add(1, Relaxed);
+                }
+            },
+            line = monitored => {
+                match line {
+                    Ok(l) => out.simple(&l),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break 'conn,
+                }
+                // Drain whatever else is queued before writing.
+                if let Some(rx) = monitor.as_mut() {
+                    while let Ok(l) = rx.try_recv() {
+                        out.simple(&l);
+                    }
+                }
+                if flush(&server, &mut wr, &mut out).await.is_err() {
+                    break 'conn;
+                }
+                continue;
+            }
+            _ = handle.kill.notified() => break 'conn,
+            _ = stopped(&mut stop) => break 'conn,
+            _ = idle => {
+                if !handle.monitor.load(Relaxed) {
+                    break 'conn;
+                }
+                continue;
+            }
+        }
+        if handle.killed.load(Relaxed) {
+            break;
+        }
+
+        let mut close = None;
+        loop {
+            let limits = RequestLimits { max_bulk_len: server.tun.max_bulk_len.load(Relaxed) };
+            let argv = match parse_request(&mut rbuf, limits) {
+                Ok(Some(argv)) => argv,
+                Ok(None) => break,
+                Err(e) => {
+                    server.stats.error("ERR");
+                    out.error(&format!("ERR {e}"));
+                    close = Some(Close::AfterFlush);
+                    break;
+                }
+            };
+            if argv.is_empty() {
+                continue;
+            }
+            match execute(&server, &mut client, &mut out, &argv).await {
+                None => {}
+                Some(Action::Close) => {
+                    close = Some(Close::AfterFlush);
+                    break;
+                }
+                Some(Action::Shutdown) => {
+                    server.request_shutdown();
+                    close = Some(Close::Now);
+                    break;
+                }
+                Some(Action::Sleep(d)) => {
+                    // Replies so far go out first; the sleep blocks only us.
+                    if flush(&server, &mut wr, &mut out).await.is_err() {
+                        break 'conn;
+                    }
+                    tokio::time::sleep(d).await;
+                }
+                Some(Action::Monitor) => {
+                    monitor = Some(server.monitors.subscribe());
+                    handle.monitor.store(true, Relaxed);
+                }
+            }
+            if handle.killed.load(Relaxed) {
+                close = Some(Close::Now);
+                break;
+            }
+        }
+
+        let pending = rbuf.len();
+        handle.query_buf.store(pending, Relaxed);
+        if pending as i64 > server.tun.query_buffer_limit.load(Relaxed) {
+            tracing::warn!("Closing client that reached max query buffer length: id={} addr={}", handle.id, handle.addr);
+            break;
+        }
+        if flush(&server, &mut wr, &mut out).await.is_err() {
+            break;
+        }
+        match close {
+            Some(Close::Now) | Some(Close::AfterFlush) => break,
+            None => {}
+        }
+        // A large request leaves a large buffer behind; do not keep it.
+        if rbuf.is_empty() && rbuf.capacity() > 1 << 20 {
+            rbuf = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+    let _ = wr.shutdown().await;
+    server.clients.unregister(handle.id);
+}
+
+async fn flush(server: &Server, wr: &mut tokio::net::tcp::OwnedWriteHalf, out: &mut ReplyBuf) -> std::io::Result<()> {
+    if out.buf.is_empty() {
+        return Ok(());
+    }
+    let n = out.buf.len();
+    wr.write_all(&out.buf).await?;
+    server.stats.net_output_bytes.fetch_add(n as u64, Relaxed);
+    server.stats.writes_processed.fetch_add(1, Relaxed);
+    if out.buf.capacity() > 1 << 20 {
+        out.buf = BytesMut::with_capacity(16 * 1024);
+    } else {
+        out.buf.clear();
+    }
+    Ok(())
+}
+
+/// Runs one request: checks, pause, the handler, statistics, slowlog, MONITOR.
+async fn execute(server: &Server, client: &mut Client, out: &mut ReplyBuf, argv: &[Bytes]) -> Option<Action> {
+    let reply_start = out.len();
+    let (idx, spec) = match command::prepare(client, argv) {
+        Ok(x) => x,
+        Err(e) => {
+            if let Ok((i, _)) = command::TABLE.resolve(argv) {
+                server.stats.commands[i].rejected.fetch_add(1, Relaxed);
+            }
+            server.stats.error(&e.code());
+            out.error(&e.to_string());
+            suppress_reply(client, out, reply_start, false);
+            return None;
+        }
+    };
+    wait_while_paused(server, spec).await;
+
+    let now = now_ms();
+    client.handle.last_cmd.store(idx, Relaxed);
+    let started = Instant::now();
+    let mut ctx = Ctx { server, client, out, now_ms: now, action: None };
+    let result = command::run(&mut ctx, spec, argv);
+    let action = ctx.action.take();
+    let elapsed = started.elapsed().as_micros() as u64;
+
+    let stat = &server.stats.commands[idx];
+    stat.calls.fetch_add(1, Relaxed);
+    stat.usec.fetch_add(elapsed, Relaxed);
+    server.stats.commands_processed.fetch_add(1, Relaxed);
+    if let Err(e) = &result {
+        stat.failed.fetch_add(1, Relaxed);
+        server.stats.error(&e.code());
+    }
+    let h = &client.handle;
+    h.last_interaction.store(now, Relaxed);
+    h.db.store(client.db, Relaxed);
+
+    let threshold = server.tun.slowlog_slower_than.load(Relaxed);
+    if threshold >= 0 && elapsed >= threshold as u64 && !spec.has(flags::SKIP_SLOWLOG) {
+        let max = server.tun.slowlog_max_len.load(Relaxed).max(0) as usize;
+        server.slowlog.push(argv, elapsed, h.addr.to_string(), h.name(), max);
+    }
+    if server.monitors.receiver_count() > 0 && !spec.has(flags::SKIP_MONITOR) && !spec.has(flags::ADMIN) {
+        let _ = server.monitors.send(monitor_line(now, client.db, &h.addr.to_string(), argv).into());
+    }
+    let is_reply_cmd = spec.name == "client|reply";
+    suppress_reply(client, out, reply_start, is_reply_cmd);
+    action
+}
+
+/// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote.
+fn suppress_reply(client: &mut Client, out: &mut ReplyBuf, start: usize, is_reply_cmd: bool) {
+    match client.reply_mode {
+        ReplyMode::On => {}
+        ReplyMode::Off => out.buf.truncate(start),
+        ReplyMode::Skip => {
+            if is_reply_cmd {
+                // CLIENT REPLY SKIP itself is silent; the next command is skipped.
+                out.buf.truncate(start);
+            } else {
+                out.buf.truncate(start);
+                client.reply_mode = ReplyMode::On;
+            }
+        }
+    }
+}
+
+async fn wait_while_paused(server: &Server, spec: &Spec) {
+    loop {
+        let until = server.pause.until_ms.load(Relaxed);
+        let now = now_ms();
+        if until == 0 || now >= until {
+            return;
+        }
+        let blocks = server.pause.all.load(Relaxed) || spec.is_write() || spec.has(flags::MAY_REPLICATE);
+        if !blocks {
+            return;
+        }
+        let resumed = server.pause.resumed.notified();
+        tokio::select! {
+            _ = resumed => {}
+            _ = tokio::time::sleep(Duration::from_millis((until - now) as u64)) => {}
+        }
+    }
+}
+
+/// A MONITOR line: `1339518083.107412 [0 127.0.0.1:60866] "keys" "*"`.
+fn monitor_line(now_ms: i64, db: usize, addr: &str, argv: &[Bytes]) -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_micros())
+        .unwrap_or(0);
+    let mut s = format!("{}.{:06} [{} {}]", now_ms / 1000, micros, db, addr);
+    for a in argv {
+        s.push(' ');
+        s.push_str(&repr(a));
+    }
+    s
+}
+
+/// Quotes bytes as Redis's `sdscatrepr` does.
+pub fn repr(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() + 2);
+    s.push('"');
+    for &c in b {
+        match c {
+            b'\\' => s.push_str("\\\\"),
+            b'"' => s.push_str("\\\""),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            7 => s.push_str("\\a"),
+            8 => s.push_str("\\b"),
+            c if c.is_ascii_graphic() || c == b' ' => s.push(c as char),
+            c => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s.push('"');
+    s
+}

@@ -1,0 +1,220 @@
+//! INFO: Redis's sections and field names, so dashboards and exporters built
+//! for Redis read Shoal unchanged.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::memory::{self, human};
+use super::{now_ms, Server};
+use crate::command::TABLE;
+
+const DEFAULT: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats", "cluster", "keyspace"];
+const ALL_EXTRA: &[&str] = &["commandstats"];
+
+/// Renders the sections asked for (`default`, `all`, `everything` or names).
+pub fn render(server: &Server, asked: &[String]) -> String {
+    let mut sections: Vec<&str> = Vec::new();
+    let asked: Vec<String> = asked.iter().map(|s| s.to_ascii_lowercase()).collect();
+    if asked.is_empty() {
+        sections.extend(DEFAULT);
+    }
+    for a in &asked {
+        match a.as_str() {
+            "default" => sections.extend(DEFAULT),
+            "all" | "everything" => {
+                sections.extend(DEFAULT);
+                sections.extend(ALL_EXTRA);
+            }
+            other => sections.push(match DEFAULT.iter().chain(ALL_EXTRA).find(|s| **s == other) {
+                Some(s) => s,
+                None => continue,
+            }),
+        }
+    }
+    let order: Vec<&str> = DEFAULT.iter().chain(ALL_EXTRA).copied().filter(|s| sections.contains(s)).collect();
+    let mut out = String::new();
+    for (i, s) in order.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        section(server, s, &mut out);
+    }
+    out
+}
+
+fn section(server: &Server, name: &str, o: &mut String) {
+    let now = now_ms();
+    match name {
+        "server" => {
+            let uptime = server.started.elapsed().as_secs();
+            let cfg = server.config.read();
+            let _ = write!(
+                o,
+                "# Server\r\nredis_version:7.2.0\r\nshoal_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\n\
+                 arch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\n\
+                 server_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\n\
+                 lru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\n",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+                std::process::id(),
+                server.run_id,
+                server.tcp_port.load(Relaxed),
+                now * 1000,
+                uptime,
+                uptime / 86400,
+                cfg.int("hz"),
+                cfg.int("hz"),
+                (now / 1000) & ((1 << 24) - 1),
+                server.executable.display(),
+                cfg.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            );
+        }
+        "clients" => {
+            let clients = server.clients.all();
+            let max_q = clients.iter().map(|c| c.query_buf.load(Relaxed)).max().unwrap_or(0);
+            let _ = write!(
+                o,
+                "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\n\
+                 client_recent_max_input_buffer:{}\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\n\
+                 tracking_clients:0\r\nclients_in_timeout_table:0\r\ntotal_blocking_keys:0\r\n",
+                clients.len(),
+                server.tun.maxclients.load(Relaxed),
+                max_q,
+            );
+        }
+        "memory" => {
+            let m = memory::read();
+            let peak = server.peak_memory.observe(m.allocated);
+            let sys = memory::total_system_memory();
+            let _ = write!(
+                o,
+                "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nused_memory_rss:{}\r\nused_memory_rss_human:{}\r\n\
+                 used_memory_peak:{}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\n\
+                 allocator_allocated:{}\r\nallocator_active:{}\r\nallocator_resident:{}\r\n\
+                 total_system_memory:{}\r\ntotal_system_memory_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\n\
+                 maxmemory_policy:noeviction\r\nallocator_frag_ratio:{:.2}\r\nmem_fragmentation_ratio:{:.2}\r\n\
+                 mem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\n",
+                m.allocated,
+                human(m.allocated),
+                m.rss,
+                human(m.rss),
+                peak,
+                human(peak),
+                if peak > 0 { m.allocated as f64 * 100.0 / peak as f64 } else { 100.0 },
+                m.allocated,
+                m.active,
+                m.resident,
+                sys,
+                human(sys),
+                if m.allocated > 0 { m.active as f64 / m.allocated as f64 } else { 1.0 },
+                if m.allocated > 0 { m.rss as f64 / m.allocated as f64 } else { 1.0 },
+            );
+        }
+        "persistence" => {
+            // The append-only log is not built yet: nothing is persisted, and
+            // INFO says so rather than pretending.
+            let _ = write!(
+                o,
+                "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
+                 rdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\n\
+                 aof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
+                 aof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+                server.last_save.load(Relaxed),
+            );
+        }
+        "stats" => {
+            let s = &server.stats;
+            let _ = write!(
+                o,
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+                 instantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\n\
+                 rejected_connections:{}\r\nexpired_keys:{}\r\nexpired_time_cap_reached_count:{}\r\n\
+                 expire_cycle_cpu_milliseconds:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
+                 pubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\n\
+                 total_reads_processed:{}\r\ntotal_writes_processed:{}\r\n",
+                s.connections_received.load(Relaxed),
+                s.commands_processed.load(Relaxed),
+                s.instantaneous_ops(),
+                s.net_input_bytes.load(Relaxed),
+                s.net_output_bytes.load(Relaxed),
+                s.rejected_connections.load(Relaxed),
+                s.expired_keys.load(Relaxed),
+                server.expire_cycles_capped.load(Relaxed),
+                s.expire_cycle_usec.load(Relaxed) / 1000,
+                s.keyspace_hits.load(Relaxed),
+                s.keyspace_misses.load(Relaxed),
+                s.error_replies.load(Relaxed),
+                s.reads_processed.load(Relaxed),
+                s.writes_processed.load(Relaxed),
+            );
+        }
+        "replication" => {
+            let st = server.effects.info();
+            let _ = write!(
+                o,
+                "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n\
+                 master_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n\
+                 master_repl_offset:{}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:1\r\n\
+                 repl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+                server.replid, st.offset, st.backlog_size, st.backlog_first_byte_offset, st.backlog_histlen,
+            );
+        }
+        "cpu" => {
+            let (us, sy) = rusage(libc::RUSAGE_SELF);
+            let (cus, csy) = rusage(libc::RUSAGE_CHILDREN);
+            let _ = write!(
+                o,
+                "# CPU\r\nused_cpu_sys:{sy:.6}\r\nused_cpu_user:{us:.6}\r\nused_cpu_sys_children:{csy:.6}\r\n\
+                 used_cpu_user_children:{cus:.6}\r\n"
+            );
+        }
+        "errorstats" => {
+            o.push_str("# Errorstats\r\n");
+            let errs = server.stats.errors.lock();
+            let mut codes: Vec<_> = errs.iter().collect();
+            codes.sort();
+            for (code, n) in codes {
+                let _ = write!(o, "errorstat_{code}:count={n}\r\n");
+            }
+        }
+        "cluster" => o.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
+        "keyspace" => {
+            o.push_str("# Keyspace\r\n");
+            for (i, db) in server.keyspace.used_dbs() {
+                let (keys, volatile) = db.counts();
+                if keys > 0 {
+                    let _ = write!(o, "db{i}:keys={keys},expires={volatile},avg_ttl=0\r\n");
+                }
+            }
+        }
+        "commandstats" => {
+            o.push_str("# Commandstats\r\n");
+            for (i, spec) in TABLE.all.iter().enumerate() {
+                let st = &server.stats.commands[i];
+                let calls = st.calls.load(Relaxed);
+                let rejected = st.rejected.load(Relaxed);
+                if calls == 0 && rejected == 0 {
+                    continue;
+                }
+                let usec = st.usec.load(Relaxed);
+                let per = if calls > 0 { usec as f64 / calls as f64 } else { 0.0 };
+                let _ = write!(
+                    o,
+                    "cmdstat_{}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls={rejected},failed_calls={}\r\n",
+                    spec.name,
+                    st.failed.load(Relaxed),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+fn rusage(who: i32) -> (f64, f64) {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we pass.
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}

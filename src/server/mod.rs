@@ -1,0 +1,337 @@
+//! The server: shared state, listeners, the cron, and graceful shutdown.
+//!
+//! ```text
+//!  main ─▶ server::run(config)
+//!            ├─ bind every `bind` address on `port`
+//!            ├─ accept loop ─▶ one task per connection (connection.rs)
+//!            ├─ cron, `hz` times a second: active expiry, stats sampling,
+//!            │   idle-client timeout, memory peak
+//!            └─ waits for SIGTERM / SIGINT / SHUTDOWN, then stops accepting,
+//!               tells every connection to finish, and returns
+//! ```
+//!
+//! [`Server`] is what connections share. Its parts are independent (keyspace,
+//! effect stream, clients, statistics, configuration) and each guards
+//! itself; nothing here is a global lock around "the server".
+
+pub mod client;
+pub mod connection;
+pub mod expire;
+pub mod info;
+pub mod memory;
+pub mod slowlog;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::config::Config;
+use crate::effects::EffectStream;
+use crate::keyspace::Keyspace;
+
+/// Settings read on every request, mirrored from [`Config`] into atomics so
+/// the hot path never takes the configuration lock.
+pub struct Tunables {
+    pub max_bulk_len: AtomicI64,
+    pub query_buffer_limit: AtomicI64,
+    pub slowlog_slower_than: AtomicI64,
+    pub slowlog_max_len: AtomicI64,
+    pub timeout_secs: AtomicI64,
+    pub maxclients: AtomicI64,
+    pub tcp_keepalive: AtomicI64,
+    pub hz: AtomicI64,
+}
+
+impl Tunables {
+    fn from(cfg: &Config) -> Tunables {
+        let t = Tunables {
+            max_bulk_len: AtomicI64::new(0),
+            query_buffer_limit: AtomicI64::new(0),
+            slowlog_slower_than: AtomicI64::new(0),
+            slowlog_max_len: AtomicI64::new(0),
+            timeout_secs: AtomicI64::new(0),
+            maxclients: AtomicI64::new(0),
+            tcp_keepalive: AtomicI64::new(0),
+            hz: AtomicI64::new(0),
+        };
+        for name in [
+            "proto-max-bulk-len",
+            "client-query-buffer-limit",
+            "slowlog-log-slower-than",
+            "slowlog-max-len",
+            "timeout",
+            "maxclients",
+            "tcp-keepalive",
+            "hz",
+        ] {
+            t.update(name, cfg.int(name));
+        }
+        t
+    }
+
+    fn update(&self, name: &str, v: i64) {
+        let slot = match name {
+            "proto-max-bulk-len" => &self.max_bulk_len,
+            "client-query-buffer-limit" => &self.query_buffer_limit,
+            "slowlog-log-slower-than" => &self.slowlog_slower_than,
+            "slowlog-max-len" => &self.slowlog_max_len,
+            "timeout" => &self.timeout_secs,
+            "maxclients" => &self.maxclients,
+            "tcp-keepalive" => &self.tcp_keepalive,
+            "hz" => &self.hz,
+            _ => return,
+        };
+        slot.store(v, Relaxed);
+    }
+}
+
+/// CLIENT PAUSE state.
+#[derive(Default)]
+pub struct Pause {
+    /// Unix ms until which clients are paused; 0 when not paused.
+    pub until_ms: AtomicI64,
+    /// Pause every command, not only writes.
+    pub all: AtomicBool,
+    /// Woken by CLIENT UNPAUSE.
+    pub resumed: Notify,
+}
+
+pub struct Server {
+    pub config: RwLock<Config>,
+    pub tun: Tunables,
+    pub keyspace: Keyspace,
+    pub effects: EffectStream,
+    pub clients: client::Clients,
+    pub stats: stats::Stats,
+    pub slowlog: slowlog::SlowLog,
+    pub peak_memory: memory::Peak,
+    pub pause: Pause,
+    /// MONITOR lines; the receiver count says whether anyone listens.
+    pub monitors: broadcast::Sender<Arc<str>>,
+    pub shutdown: watch::Sender<bool>,
+    pub active_expire: AtomicBool,
+    pub started: Instant,
+    pub run_id: String,
+    pub replid: String,
+    pub last_save: AtomicI64,
+    /// The port actually bound (differs from `port` when that is 0).
+    pub tcp_port: std::sync::atomic::AtomicU16,
+    pub expire_cycles_capped: AtomicU64,
+    /// Where the active expiry cycle resumes: `db * SLOTS + slot`.
+    pub expire_cursor: std::sync::atomic::AtomicUsize,
+    pub executable: PathBuf,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn random_hex40() -> String {
+    use rand::Rng;
+    let mut r = rand::thread_rng();
+    (0..40).map(|_| std::char::from_digit(r.gen_range(0..16), 16).unwrap()).collect()
+}
+
+impl Server {
+    pub fn new(config: Config) -> Server {
+        let databases = config.int("databases") as usize;
+        let backlog = config.int("repl-backlog-size") as usize;
+        let (monitors, _) = broadcast::channel(4096);
+        Server {
+            tun: Tunables::from(&config),
+            config: RwLock::new(config),
+            keyspace: Keyspace::new(databases),
+            effects: EffectStream::new(backlog),
+            clients: client::Clients::default(),
+            stats: stats::Stats::new(crate::command::TABLE.all.len()),
+            slowlog: slowlog::SlowLog::default(),
+            peak_memory: memory::Peak::default(),
+            pause: Pause::default(),
+            monitors,
+            shutdown: watch::channel(false).0,
+            active_expire: AtomicBool::new(true),
+            started: Instant::now(),
+            run_id: random_hex40(),
+            replid: random_hex40(),
+            last_save: AtomicI64::new(now_ms() / 1000),
+            tcp_port: std::sync::atomic::AtomicU16::new(0),
+            expire_cycles_capped: AtomicU64::new(0),
+            expire_cursor: std::sync::atomic::AtomicUsize::new(0),
+            executable: std::env::current_exe().unwrap_or_default(),
+        }
+    }
+
+    /// Applies a directive changed by CONFIG SET to the running server.
+    pub fn config_changed(&self, name: &str, value: &str) {
+        if let Ok(v) = value.parse::<i64>() {
+            self.tun.update(name, v);
+        }
+        match name {
+            "repl-backlog-size" => self.effects.resize_backlog(value.parse().unwrap_or(1 << 20)),
+            "slowlog-max-len" => self.slowlog.trim(value.parse().unwrap_or(128)),
+            "loglevel" => crate::logging::set_level(value),
+            _ => {}
+        }
+    }
+
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("Can't create or open the data directory '{0}': {1}")]
+    Dir(String, std::io::Error),
+    #[error("Could not create server TCP listening socket {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("Can't write the pidfile '{0}': {1}")]
+    Pidfile(String, std::io::Error),
+}
+
+/// Runs a node until it is shut down.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let dir = config.get("dir").to_string();
+    std::fs::create_dir_all(&dir).map_err(|e| StartError::Dir(dir.clone(), e))?;
+    let pidfile = config.get("pidfile").to_string();
+    if !pidfile.is_empty() {
+        std::fs::write(&pidfile, format!("{}\n", std::process::id())).map_err(|e| StartError::Pidfile(pidfile.clone(), e))?;
+    }
+    let port = config.int("port") as u16;
+    let binds = config.words("bind");
+    let server = Arc::new(Server::new(config));
+
+    let mut listeners = Vec::new();
+    let mut bound_port = port;
+    for addr in &binds {
+        // "-::1" in Redis means "bind if the address is available".
+        let (optional, host) = match addr.strip_prefix('-') {
+            Some(h) => (true, h),
+            None => (false, addr.as_str()),
+        };
+        let sa = if host.contains(':') { format!("[{host}]:{bound_port}") } else { format!("{host}:{bound_port}") };
+        match TcpListener::bind(&sa).await {
+            Ok(l) => {
+                let local = l.local_addr().map_err(|e| StartError::Bind(sa.clone(), e))?;
+                bound_port = local.port();
+                tracing::info!("Ready to accept connections tcp on {local}");
+                listeners.push(l);
+            }
+            Err(e) if optional => tracing::warn!("skipping optional bind {sa}: {e}"),
+            Err(e) => return Err(StartError::Bind(sa, e)),
+        }
+    }
+    server.tcp_port.store(bound_port, Relaxed);
+
+    for l in listeners {
+        tokio::spawn(accept_loop(server.clone(), l));
+    }
+    tokio::spawn(cron(server.clone()));
+
+    let mut stop = server.shutdown.subscribe();
+    tokio::select! {
+        _ = stopped(&mut stop) => tracing::info!("User requested shutdown..."),
+        _ = signal(libc::SIGTERM) => tracing::info!("Received SIGTERM scheduling shutdown..."),
+        _ = signal(libc::SIGINT) => tracing::info!("Received SIGINT scheduling shutdown..."),
+    }
+    server.request_shutdown();
+    // Give connections a moment to flush their last replies.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while server.clients.count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !pidfile.is_empty() {
+        let _ = std::fs::remove_file(&pidfile);
+    }
+    tracing::info!("Shoal is now ready to exit, bye bye...");
+    Ok(())
+}
+
+/// Resolves once shutdown has been requested.
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn signal(sig: i32) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::from_raw(sig)) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+    let mut stop = server.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped(&mut stop) => return,
+        };
+        let (stream, addr) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Running out of descriptors must not kill the listener.
+                tracing::warn!("Accepting client connection: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        server.stats.connections_received.fetch_add(1, Relaxed);
+        let server = server.clone();
+        tokio::spawn(async move {
+            connection::serve(server, stream, addr).await;
+        });
+    }
+}
+
+async fn cron(server: Arc<Server>) {
+    let mut stop = server.shutdown.subscribe();
+    loop {
+        let hz = server.tun.hz.load(Relaxed).clamp(1, 500) as u64;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(1000 / hz)) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        let now = now_ms();
+        server.stats.sample_ops(now);
+        server.peak_memory.observe(memory::read().allocated);
+        if server.active_expire.load(Relaxed) {
+            let budget = Duration::from_micros(250_000 / hz); // 25% of a tick
+            let s = server.clone();
+            // The cycle locks slots one at a time and never awaits; run it
+            // where it cannot hold up the connection tasks' I/O.
+            let _ = tokio::task::spawn_blocking(move || expire::active_cycle(&s, budget)).await;
+        }
+        close_idle_clients(&server, now);
+    }
+}
+
+fn close_idle_clients(server: &Server, now: i64) {
+    let timeout = server.tun.timeout_secs.load(Relaxed);
+    if timeout <= 0 {
+        return;
+    }
+    for c in server.clients.all() {
+        if c.monitor.load(Relaxed) {
+            continue;
+        }
+        if now - c.last_interaction.load(Relaxed) > timeout * 1000 {
+            c.kill();
+        }
+    }
+}
+
+/// The address a client connected to (for `laddr=`), falling back to the
+/// unspecified address if the socket cannot say.
+pub fn local_addr(s: &tokio::net::TcpStream) -> SocketAddr {
+    s.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
