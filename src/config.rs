@@ -18,9 +18,15 @@ use crate::protocol::request::split_args;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// A byte count that accepts Redis's units (`1k`, `1kb`, `1mb`, `1gb`, ...).
-    Memory { min: i64, max: i64 },
+    Memory {
+        min: i64,
+        max: i64,
+    },
     Bool,
     Enum(&'static [&'static str]),
     Str,
@@ -37,7 +43,12 @@ pub struct Directive {
 }
 
 const fn d(name: &'static str, kind: Kind, default: &'static str, mutable: bool) -> Directive {
-    Directive { name, kind, default, mutable }
+    Directive {
+        name,
+        kind,
+        default,
+        mutable,
+    }
 }
 
 const MB: i64 = 1024 * 1024;
@@ -48,22 +59,101 @@ pub static DIRECTIVES: &[Directive] = &[
     d("dir", Kind::Str, "./data", false),
     d("pidfile", Kind::Str, "", false),
     d("requirepass", Kind::Str, "", true),
-    d("databases", Kind::Int { min: 1, max: i32::MAX as i64 }, "16", false),
-    d("maxclients", Kind::Int { min: 1, max: i32::MAX as i64 }, "10000", true),
-    d("timeout", Kind::Int { min: 0, max: i32::MAX as i64 }, "0", true),
-    d("tcp-keepalive", Kind::Int { min: 0, max: i32::MAX as i64 }, "300", true),
-    d("proto-max-bulk-len", Kind::Memory { min: MB, max: i64::MAX }, "536870912", true),
-    d("client-query-buffer-limit", Kind::Memory { min: MB, max: i64::MAX }, "1073741824", true),
-    d("loglevel", Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]), "notice", true),
+    d(
+        "databases",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+        "16",
+        false,
+    ),
+    d(
+        "maxclients",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+        "10000",
+        true,
+    ),
+    d(
+        "timeout",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        "0",
+        true,
+    ),
+    d(
+        "tcp-keepalive",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        "300",
+        true,
+    ),
+    d(
+        "proto-max-bulk-len",
+        Kind::Memory {
+            min: MB,
+            max: i64::MAX,
+        },
+        "536870912",
+        true,
+    ),
+    d(
+        "client-query-buffer-limit",
+        Kind::Memory {
+            min: MB,
+            max: i64::MAX,
+        },
+        "1073741824",
+        true,
+    ),
+    d(
+        "loglevel",
+        Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]),
+        "notice",
+        true,
+    ),
     d("logfile", Kind::Str, "", false),
-    d("slowlog-log-slower-than", Kind::Int { min: -1, max: i64::MAX }, "10000", true),
-    d("slowlog-max-len", Kind::Int { min: 0, max: i64::MAX }, "128", true),
-    d("repl-backlog-size", Kind::Memory { min: 1, max: i64::MAX }, "1048576", true),
+    d(
+        "slowlog-log-slower-than",
+        Kind::Int {
+            min: -1,
+            max: i64::MAX,
+        },
+        "10000",
+        true,
+    ),
+    d(
+        "slowlog-max-len",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        "128",
+        true,
+    ),
+    d(
+        "repl-backlog-size",
+        Kind::Memory {
+            min: 1,
+            max: i64::MAX,
+        },
+        "1048576",
+        true,
+    ),
     d("hz", Kind::Int { min: 1, max: 500 }, "10", true),
 ];
 
 pub fn directive(name: &str) -> Option<&'static Directive> {
-    DIRECTIVES.iter().find(|d| d.name.eq_ignore_ascii_case(name))
+    DIRECTIVES
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,7 +178,9 @@ pub enum ConfigError {
 /// powers of 1024, case-insensitive.
 pub fn parse_memory(s: &str) -> Option<i64> {
     let lower = s.to_ascii_lowercase();
-    let split = lower.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(lower.len());
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(lower.len());
     let (num, unit) = lower.split_at(split);
     let mul: i64 = match unit {
         "" | "b" => 1,
@@ -157,7 +249,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            values: DIRECTIVES.iter().map(|d| (d.name, d.default.to_string())).collect(),
+            values: DIRECTIVES
+                .iter()
+                .map(|d| (d.name, d.default.to_string()))
+                .collect(),
             file: None,
         }
     }
@@ -167,7 +262,12 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("\n*** FATAL CONFIG FILE ERROR (Shoal {version}) ***\nReading the configuration file, at line {line}\n>>> '{text}'\n{reason}")]
-    Directive { version: &'static str, line: usize, text: String, reason: ConfigError },
+    Directive {
+        version: &'static str,
+        line: usize,
+        text: String,
+        reason: ConfigError,
+    },
     #[error("Fatal error, can't open config file '{path}': {err}")]
     File { path: String, err: std::io::Error },
 }
@@ -180,8 +280,10 @@ impl Config {
         let mut text = String::new();
         if let Some(first) = rest.first() {
             if !first.starts_with("--") {
-                text = std::fs::read_to_string(first)
-                    .map_err(|err| StartupError::File { path: first.clone(), err })?;
+                text = std::fs::read_to_string(first).map_err(|err| StartupError::File {
+                    path: first.clone(),
+                    err,
+                })?;
                 cfg.file = Some(std::fs::canonicalize(first).unwrap_or_else(|_| first.into()));
                 rest = &rest[1..];
             }
@@ -213,8 +315,12 @@ impl Config {
                 text: trimmed.to_string(),
                 reason,
             };
-            let words = split_args(trimmed.as_bytes()).ok_or_else(|| fail(ConfigError::BadDirective))?;
-            let words: Vec<String> = words.into_iter().map(|w| String::from_utf8_lossy(&w).into_owned()).collect();
+            let words =
+                split_args(trimmed.as_bytes()).ok_or_else(|| fail(ConfigError::BadDirective))?;
+            let words: Vec<String> = words
+                .into_iter()
+                .map(|w| String::from_utf8_lossy(&w).into_owned())
+                .collect();
             let d = directive(&words[0]).ok_or_else(|| fail(ConfigError::BadDirective))?;
             let v = normalise(d, &words[1..]).map_err(fail)?;
             self.values.insert(d.name, v);
@@ -238,16 +344,30 @@ impl Config {
         Ok((d.name, v))
     }
 
+    /// Records what the server really bound (`port 0` picks a free port), so
+    /// CONFIG GET and INFO tell clients the truth.
+    pub fn set_bound_port(&mut self, port: u16) {
+        self.values.insert("port", port.to_string());
+    }
+
     pub fn get(&self, name: &str) -> &str {
-        self.values.get(name).map(String::as_str).expect("undeclared directive")
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .expect("undeclared directive")
     }
 
     pub fn int(&self, name: &str) -> i64 {
-        self.get(name).parse().expect("integer directive holds an integer")
+        self.get(name)
+            .parse()
+            .expect("integer directive holds an integer")
     }
 
     pub fn words(&self, name: &str) -> Vec<String> {
-        self.get(name).split_whitespace().map(str::to_string).collect()
+        self.get(name)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Name/value pairs whose name matches a glob, in table order.
@@ -278,8 +398,16 @@ mod tests {
 
     #[test]
     fn command_line_overrides_defaults() {
-        let c = Config::from_args(&args(&["--port", "7001", "--bind", "127.0.0.1", "::1", "--requirepass", ""]))
-            .unwrap();
+        let c = Config::from_args(&args(&[
+            "--port",
+            "7001",
+            "--bind",
+            "127.0.0.1",
+            "::1",
+            "--requirepass",
+            "",
+        ]))
+        .unwrap();
         assert_eq!(c.int("port"), 7001);
         assert_eq!(c.words("bind"), vec!["127.0.0.1", "::1"]);
         assert_eq!(c.get("requirepass"), "");
@@ -288,11 +416,20 @@ mod tests {
 
     #[test]
     fn bad_directives_name_the_line() {
-        let e = Config::from_args(&args(&["--port", "70000"])).unwrap_err().to_string();
-        assert!(e.contains("'port 70000'") && e.contains("between 0 and 65535"), "{e}");
-        let e = Config::from_args(&args(&["--nosuch", "1"])).unwrap_err().to_string();
+        let e = Config::from_args(&args(&["--port", "70000"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'port 70000'") && e.contains("between 0 and 65535"),
+            "{e}"
+        );
+        let e = Config::from_args(&args(&["--nosuch", "1"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("Bad directive"), "{e}");
-        let e = Config::from_args(&args(&["--loglevel", "loud"])).unwrap_err().to_string();
+        let e = Config::from_args(&args(&["--loglevel", "loud"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("one of the following"), "{e}");
     }
 
@@ -309,7 +446,10 @@ mod tests {
     fn config_set_respects_mutability() {
         let mut c = Config::default();
         assert_eq!(c.set("port", "1").unwrap_err(), ConfigError::Immutable);
-        assert_eq!(c.set("maxclients", "x").unwrap_err(), ConfigError::NotInteger);
+        assert_eq!(
+            c.set("maxclients", "x").unwrap_err(),
+            ConfigError::NotInteger
+        );
         c.set("MAXCLIENTS", "5").unwrap();
         assert_eq!(c.int("maxclients"), 5);
         assert_eq!(c.matching(b"max*").len(), 1);

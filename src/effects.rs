@@ -48,7 +48,11 @@ struct Backlog {
 
 impl Backlog {
     fn new(size: usize) -> Backlog {
-        Backlog { buf: vec![0; size.max(1)], histlen: 0, head: 0 }
+        Backlog {
+            buf: vec![0; size.max(1)],
+            histlen: 0,
+            head: 0,
+        }
     }
 
     fn push(&mut self, mut data: &[u8]) {
@@ -207,7 +211,10 @@ mod tests {
             s.append(0, &[b"INCR", b"counter"]);
         }
         let off = s.offset();
-        assert!(s.read_from(0).is_none(), "history older than the backlog is gone");
+        assert!(
+            s.read_from(0).is_none(),
+            "history older than the backlog is gone"
+        );
         let one = {
             let mut v = Vec::new();
             encode_command::<&[u8]>(&mut v, &[b"INCR", b"counter"]);

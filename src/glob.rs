@@ -68,7 +68,11 @@ fn matches(mut p: &[u8], mut s: &[u8], nocase: bool) -> Outcome {
                         }
                         let c = s[0];
                         let (c, lo, hi) = if nocase {
-                            (c.to_ascii_lowercase(), lo.to_ascii_lowercase(), hi.to_ascii_lowercase())
+                            (
+                                c.to_ascii_lowercase(),
+                                lo.to_ascii_lowercase(),
+                                hi.to_ascii_lowercase(),
+                            )
                         } else {
                             (c, lo, hi)
                         };

@@ -25,10 +25,28 @@ pub fn init(loglevel: &str, logfile: &str) -> std::io::Result<()> {
     let _ = HANDLE.set(handle);
     let registry = tracing_subscriber::registry().with(filter);
     if logfile.is_empty() {
-        let _ = registry.with(fmt::layer().with_target(false).with_writer(std::io::stdout)).try_init();
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let _ = registry
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stdout),
+            )
+            .try_init();
     } else {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(logfile)?;
-        let _ = registry.with(fmt::layer().with_target(false).with_ansi(false).with_writer(std::sync::Mutex::new(file))).try_init();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logfile)?;
+        let _ = registry
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(file)),
+            )
+            .try_init();
     }
     Ok(())
 }

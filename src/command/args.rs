@@ -12,22 +12,29 @@ pub struct Args<'a> {
     pos: usize,
 }
 
-impl<'a> Args<'a> {
-    /// Starts after the command name (and after `skip` more arguments).
-    pub fn new(argv: &'a [Bytes], skip: usize) -> Args<'a> {
-        Args { argv, pos: 1 + skip }
-    }
+impl<'a> Iterator for Args<'a> {
+    type Item = &'a Bytes;
 
-    pub fn remaining(&self) -> usize {
-        self.argv.len().saturating_sub(self.pos)
-    }
-
-    pub fn next(&mut self) -> Option<&'a Bytes> {
+    fn next(&mut self) -> Option<&'a Bytes> {
         let a = self.argv.get(self.pos);
         if a.is_some() {
             self.pos += 1;
         }
         a
+    }
+}
+
+impl<'a> Args<'a> {
+    /// Starts after the command name (and after `skip` more arguments).
+    pub fn new(argv: &'a [Bytes], skip: usize) -> Args<'a> {
+        Args {
+            argv,
+            pos: 1 + skip,
+        }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.argv.len().saturating_sub(self.pos)
     }
 
     /// The next argument, or a syntax error if there is none.
@@ -76,7 +83,11 @@ pub fn uint(b: &[u8]) -> Result<usize, CommandError> {
 /// and `-inf` accepted, NaN refused.
 pub fn float(b: &[u8]) -> Result<f64, CommandError> {
     let s = std::str::from_utf8(b).map_err(|_| CommandError::NotFloat)?;
-    if s.is_empty() || s.len() > 5120 || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+    if s.is_empty()
+        || s.len() > 5120
+        || s.starts_with(char::is_whitespace)
+        || s.ends_with(char::is_whitespace)
+    {
         return Err(CommandError::NotFloat);
     }
     let v: f64 = match s.to_ascii_lowercase().as_str() {
@@ -111,7 +122,10 @@ mod tests {
 
     #[test]
     fn cursor_finish_rejects_extra() {
-        let argv: Vec<Bytes> = ["set", "k", "v", "NX", "x"].iter().map(|s| Bytes::from(*s)).collect();
+        let argv: Vec<Bytes> = ["set", "k", "v", "NX", "x"]
+            .iter()
+            .map(|s| Bytes::from(*s))
+            .collect();
         let mut a = Args::new(&argv, 2);
         assert!(a.eat("nx"));
         assert!(a.finish().is_err());

@@ -14,14 +14,59 @@ const G: &str = "cluster";
 
 pub static COMMANDS: &[Spec] = &[Spec {
     subcommands: CLUSTER_SUBCOMMANDS,
-    ..spec("cluster", -2, 0, NO_KEYS, &[], G, "A container for Redis Cluster commands.", super::keys::help_only)
+    ..spec(
+        "cluster",
+        -2,
+        0,
+        NO_KEYS,
+        &[],
+        G,
+        "A container for Redis Cluster commands.",
+        super::keys::help_only,
+    )
 }];
 
 static CLUSTER_SUBCOMMANDS: &[Spec] = &[
-    spec("cluster|keyslot", 3, STALE, NO_KEYS, &[], G, "Returns the hash slot for a key.", keyslot),
-    spec("cluster|countkeysinslot", 3, STALE, NO_KEYS, &[], G, "Returns the number of keys in a hash slot.", countkeysinslot),
-    spec("cluster|getkeysinslot", 4, STALE, NO_KEYS, &[], G, "Returns the key names in a hash slot.", getkeysinslot),
-    spec("cluster|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", cluster_help),
+    spec(
+        "cluster|keyslot",
+        3,
+        STALE,
+        NO_KEYS,
+        &[],
+        G,
+        "Returns the hash slot for a key.",
+        keyslot,
+    ),
+    spec(
+        "cluster|countkeysinslot",
+        3,
+        STALE,
+        NO_KEYS,
+        &[],
+        G,
+        "Returns the number of keys in a hash slot.",
+        countkeysinslot,
+    ),
+    spec(
+        "cluster|getkeysinslot",
+        4,
+        STALE,
+        NO_KEYS,
+        &[],
+        G,
+        "Returns the key names in a hash slot.",
+        getkeysinslot,
+    ),
+    spec(
+        "cluster|help",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        &[],
+        G,
+        "Returns helpful text about the different subcommands.",
+        cluster_help,
+    ),
 ];
 
 fn keyslot(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -50,7 +95,11 @@ fn getkeysinslot(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         _ => return Err(CommandError::err("Invalid number of keys")),
     };
     let t = ctx.server.keyspace.db(ctx.db()).lock_slot(slot);
-    let keys: Vec<Vec<u8>> = t.iter().take(count).map(|n| n.key.as_bytes().to_vec()).collect();
+    let keys: Vec<Vec<u8>> = t
+        .iter()
+        .take(count)
+        .map(|n| n.key.as_bytes().to_vec())
+        .collect();
     drop(t);
     ctx.out.strings(keys.iter().map(|k| k.as_slice()));
     Ok(())

@@ -20,14 +20,89 @@ const G: &str = "connection";
 const C: &[&str] = &["connection"];
 
 pub static COMMANDS: &[Spec] = &[
-    spec("ping", -1, FAST | SENTINEL_LIKE, NO_KEYS, C, G, "Returns the server's liveliness response.", ping),
-    spec("echo", 2, FAST, NO_KEYS, C, G, "Returns the given string.", echo),
-    spec("quit", -1, ALLOW_BUSY | NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Closes the connection.", quit),
-    spec("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Resets the connection.", reset),
-    spec("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Authenticates the connection.", auth),
-    spec("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Handshakes with the Redis server.", hello),
-    spec("select", 2, LOADING | STALE | FAST, NO_KEYS, C, G, "Changes the selected database.", select),
-    Spec { subcommands: CLIENT_SUBCOMMANDS, ..spec("client", -2, 0, NO_KEYS, &[], G, "A container for client connection commands.", super::keys::help_only) },
+    spec(
+        "ping",
+        -1,
+        FAST | SENTINEL_LIKE,
+        NO_KEYS,
+        C,
+        G,
+        "Returns the server's liveliness response.",
+        ping,
+    ),
+    spec(
+        "echo",
+        2,
+        FAST,
+        NO_KEYS,
+        C,
+        G,
+        "Returns the given string.",
+        echo,
+    ),
+    spec(
+        "quit",
+        -1,
+        ALLOW_BUSY | NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        NO_KEYS,
+        C,
+        G,
+        "Closes the connection.",
+        quit,
+    ),
+    spec(
+        "reset",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        NO_KEYS,
+        C,
+        G,
+        "Resets the connection.",
+        reset,
+    ),
+    spec(
+        "auth",
+        -2,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        NO_KEYS,
+        C,
+        G,
+        "Authenticates the connection.",
+        auth,
+    ),
+    spec(
+        "hello",
+        -1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        NO_KEYS,
+        C,
+        G,
+        "Handshakes with the Redis server.",
+        hello,
+    ),
+    spec(
+        "select",
+        2,
+        LOADING | STALE | FAST,
+        NO_KEYS,
+        C,
+        G,
+        "Changes the selected database.",
+        select,
+    ),
+    Spec {
+        subcommands: CLIENT_SUBCOMMANDS,
+        ..spec(
+            "client",
+            -2,
+            0,
+            NO_KEYS,
+            &[],
+            G,
+            "A container for client connection commands.",
+            super::keys::help_only,
+        )
+    },
 ];
 
 /// PING answers while loading and on stale replicas.
@@ -36,18 +111,126 @@ const SENTINEL_LIKE: u32 = LOADING | STALE;
 const CA: &[&str] = &["connection", "admin", "dangerous"];
 
 static CLIENT_SUBCOMMANDS: &[Spec] = &[
-    spec("client|id", 2, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Returns the unique client ID of the connection.", client_id),
-    spec("client|setname", 3, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Sets the connection name.", client_setname),
-    spec("client|getname", 2, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Returns the name of the connection.", client_getname),
-    spec("client|list", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Lists open connections.", client_list),
-    spec("client|info", 2, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Returns information about the connection.", client_info),
-    spec("client|kill", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Terminates open connections.", client_kill),
-    spec("client|reply", 3, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Instructs the server whether to reply to commands.", client_reply),
-    spec("client|setinfo", 4, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Sets information specific to the client or connection.", client_setinfo),
-    spec("client|no-evict", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Sets the client eviction mode of the connection.", client_no_evict),
-    spec("client|pause", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Suspends commands processing.", client_pause),
-    spec("client|unpause", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Resumes processing commands from paused clients.", client_unpause),
-    spec("client|help", 2, LOADING | STALE, NO_KEYS, C, G, "Returns helpful text about the different subcommands.", client_help),
+    spec(
+        "client|id",
+        2,
+        NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        C,
+        G,
+        "Returns the unique client ID of the connection.",
+        client_id,
+    ),
+    spec(
+        "client|setname",
+        3,
+        NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        C,
+        G,
+        "Sets the connection name.",
+        client_setname,
+    ),
+    spec(
+        "client|getname",
+        2,
+        NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        C,
+        G,
+        "Returns the name of the connection.",
+        client_getname,
+    ),
+    spec(
+        "client|list",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        CA,
+        G,
+        "Lists open connections.",
+        client_list,
+    ),
+    spec(
+        "client|info",
+        2,
+        NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        C,
+        G,
+        "Returns information about the connection.",
+        client_info,
+    ),
+    spec(
+        "client|kill",
+        -3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        CA,
+        G,
+        "Terminates open connections.",
+        client_kill,
+    ),
+    spec(
+        "client|reply",
+        3,
+        NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        C,
+        G,
+        "Instructs the server whether to reply to commands.",
+        client_reply,
+    ),
+    spec(
+        "client|setinfo",
+        4,
+        NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        C,
+        G,
+        "Sets information specific to the client or connection.",
+        client_setinfo,
+    ),
+    spec(
+        "client|no-evict",
+        3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        CA,
+        G,
+        "Sets the client eviction mode of the connection.",
+        client_no_evict,
+    ),
+    spec(
+        "client|pause",
+        -3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        CA,
+        G,
+        "Suspends commands processing.",
+        client_pause,
+    ),
+    spec(
+        "client|unpause",
+        2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        CA,
+        G,
+        "Resumes processing commands from paused clients.",
+        client_unpause,
+    ),
+    spec(
+        "client|help",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        C,
+        G,
+        "Returns helpful text about the different subcommands.",
+        client_help,
+    ),
 ];
 
 fn ping(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -126,7 +309,8 @@ fn hello(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut proto = None;
     let mut a = Args::new(argv, 0);
     if let Some(v) = a.next() {
-        let v = int(v).map_err(|_| CommandError::err("Protocol version is not an integer or out of range"))?;
+        let v = int(v)
+            .map_err(|_| CommandError::err("Protocol version is not an integer or out of range"))?;
         if v != 2 && v != 3 {
             return Err(CommandError::NoProto);
         }
@@ -140,7 +324,10 @@ fn hello(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         } else if w.eq_ignore_ascii_case(b"setname") && a.remaining() >= 1 {
             name = Some(a.value()?.clone());
         } else {
-            return Err(CommandError::err(format!("Syntax error in HELLO option '{}'", text(w))));
+            return Err(CommandError::err(format!(
+                "Syntax error in HELLO option '{}'",
+                text(w)
+            )));
         }
     }
     if let Some((u, p)) = &creds {
@@ -154,12 +341,18 @@ fn hello(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     if let Some(n) = name {
         if !valid_name(&n) {
-            return Err(CommandError::err("Client names cannot contain spaces, newlines or special characters."));
+            return Err(CommandError::err(
+                "Client names cannot contain spaces, newlines or special characters.",
+            ));
         }
         *ctx.client.handle.name.lock() = text(&n);
     }
     if let Some(p) = proto {
-        ctx.out.proto = if p == 3 { Protocol::Resp3 } else { Protocol::Resp2 };
+        ctx.out.proto = if p == 3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        };
         ctx.client.handle.resp.store(p as u32, Relaxed);
     }
     let out = &mut *ctx.out;
@@ -195,7 +388,9 @@ fn client_id(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 
 fn client_setname(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if !valid_name(&argv[2]) {
-        return Err(CommandError::err("Client names cannot contain spaces, newlines or special characters."));
+        return Err(CommandError::err(
+            "Client names cannot contain spaces, newlines or special characters.",
+        ));
     }
     *ctx.client.handle.name.lock() = text(&argv[2]);
     ctx.out.ok();
@@ -218,15 +413,21 @@ fn client_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     while let Some(w) = a.next() {
         if w.eq_ignore_ascii_case(b"type") {
             let t = a.value()?.to_ascii_lowercase();
-            if !matches!(t.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {
-                return Err(CommandError::err(format!("Unknown client type '{}'", text(&t))));
+            if !matches!(
+                t.as_slice(),
+                b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
+            ) {
+                return Err(CommandError::err(format!(
+                    "Unknown client type '{}'",
+                    text(&t)
+                )));
             }
             if t != b"normal" {
                 ids = Some(Vec::new());
             }
         } else if w.eq_ignore_ascii_case(b"id") && a.remaining() > 0 {
             let mut v = Vec::new();
-            while let Some(x) = a.next() {
+            for x in a.by_ref() {
                 match int(x) {
                     Ok(n) if n > 0 => v.push(n as u64),
                     _ => return Err(CommandError::err("Invalid client ID")),
@@ -298,8 +499,14 @@ fn client_kill(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             }
             b"type" => {
                 let t = v.to_ascii_lowercase();
-                if !matches!(t.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {
-                    return Err(CommandError::err(format!("Unknown client type '{}'", text(v))));
+                if !matches!(
+                    t.as_slice(),
+                    b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
+                ) {
+                    return Err(CommandError::err(format!(
+                        "Unknown client type '{}'",
+                        text(v)
+                    )));
                 }
             }
             _ => return Err(CommandError::Syntax),
@@ -353,7 +560,12 @@ fn client_setinfo(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let slot = match argv[2].to_ascii_lowercase().as_slice() {
         b"lib-name" => &ctx.client.handle.lib_name,
         b"lib-ver" => &ctx.client.handle.lib_ver,
-        _ => return Err(CommandError::err(format!("Unrecognized option '{}'", text(&argv[2])))),
+        _ => {
+            return Err(CommandError::err(format!(
+                "Unrecognized option '{}'",
+                text(&argv[2])
+            )))
+        }
     };
     *slot.lock() = text(v);
     ctx.out.ok();
@@ -374,7 +586,11 @@ fn client_no_evict(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn client_pause(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let ms = match int(&argv[2]) {
         Ok(n) if n >= 0 => n,
-        _ => return Err(CommandError::err("timeout is not an integer or out of range")),
+        _ => {
+            return Err(CommandError::err(
+                "timeout is not an integer or out of range",
+            ))
+        }
     };
     let all = match argv.get(3) {
         None => true,

@@ -54,16 +54,63 @@ pub static COMMANDS: &[Spec] = &[
 ];
 
 static OBJECT_SUBCOMMANDS: &[Spec] = &[
-    spec("object|encoding", 3, READONLY, keys(2, 2, 1), K, G, "Returns the internal encoding of a Redis object.", object_encoding),
-    spec("object|freq", 3, READONLY, keys(2, 2, 1), K, G, "Returns the logarithmic access frequency counter of a Redis object.", object_freq),
-    spec("object|idletime", 3, READONLY, keys(2, 2, 1), K, G, "Returns the time since the last access to a Redis object.", object_idletime),
-    spec("object|refcount", 3, READONLY, keys(2, 2, 1), K, G, "Returns the reference count of a value of a key.", object_refcount),
-    spec("object|help", 2, LOADING | STALE, NO_KEYS, K, G, "Returns helpful text about the different subcommands.", object_help),
+    spec(
+        "object|encoding",
+        3,
+        READONLY,
+        keys(2, 2, 1),
+        K,
+        G,
+        "Returns the internal encoding of a Redis object.",
+        object_encoding,
+    ),
+    spec(
+        "object|freq",
+        3,
+        READONLY,
+        keys(2, 2, 1),
+        K,
+        G,
+        "Returns the logarithmic access frequency counter of a Redis object.",
+        object_freq,
+    ),
+    spec(
+        "object|idletime",
+        3,
+        READONLY,
+        keys(2, 2, 1),
+        K,
+        G,
+        "Returns the time since the last access to a Redis object.",
+        object_idletime,
+    ),
+    spec(
+        "object|refcount",
+        3,
+        READONLY,
+        keys(2, 2, 1),
+        K,
+        G,
+        "Returns the reference count of a value of a key.",
+        object_refcount,
+    ),
+    spec(
+        "object|help",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        K,
+        G,
+        "Returns helpful text about the different subcommands.",
+        object_help,
+    ),
 ];
 
 /// A container called without a subcommand.
 pub fn help_only(_: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    Err(CommandError::Arity(String::from_utf8_lossy(&argv[0]).to_ascii_lowercase()))
+    Err(CommandError::Arity(
+        String::from_utf8_lossy(&argv[0]).to_ascii_lowercase(),
+    ))
 }
 
 fn del(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -87,7 +134,10 @@ fn del(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn exists(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let mut locked = ctx.lock_keys(argv[1..].iter());
-    let n = argv[1..].iter().filter(|k| ctx.lookup_read(locked.table(db, Ctx::slot(k)), k).is_some()).count();
+    let n = argv[1..]
+        .iter()
+        .filter(|k| ctx.lookup_read(locked.table(db, Ctx::slot(k)), k).is_some())
+        .count();
     ctx.out.int(n as i64);
     Ok(())
 }
@@ -95,14 +145,20 @@ fn exists(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn touch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let mut locked = ctx.lock_keys(argv[1..].iter());
-    let n = argv[1..].iter().filter(|k| ctx.lookup(locked.table(db, Ctx::slot(k)), k).is_some()).count();
+    let n = argv[1..]
+        .iter()
+        .filter(|k| ctx.lookup(locked.table(db, Ctx::slot(k)), k).is_some())
+        .count();
     ctx.out.int(n as i64);
     Ok(())
 }
 
 fn type_(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(&argv[1]);
-    let name = ctx.lookup(&mut t, &argv[1]).map(|n| n.value.kind().name()).unwrap_or("none");
+    let name = ctx
+        .lookup(&mut t, &argv[1])
+        .map(|n| n.value.kind().name())
+        .unwrap_or("none");
     ctx.out.simple(name);
     Ok(())
 }
@@ -126,7 +182,10 @@ fn rename_generic(ctx: &mut Ctx, argv: &[Bytes], nx: bool) -> CmdResult {
         ctx.out.int(0);
         return Ok(());
     }
-    let mut node = locked.table(db, Ctx::slot(src)).remove(src).expect("looked up above");
+    let mut node = locked
+        .table(db, Ctx::slot(src))
+        .remove(src)
+        .expect("looked up above");
     node.key = crate::keyspace::SmallBuf::new(dst);
     locked.table(db, Ctx::slot(dst)).insert_node(node);
     ctx.emit(&[b"RENAME", src, dst]);
@@ -171,9 +230,14 @@ fn copy(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let src_db = ctx.db();
     if src_db == dst_db && src == dst {
-        return Err(CommandError::err("source and destination objects are the same"));
+        return Err(CommandError::err(
+            "source and destination objects are the same",
+        ));
     }
-    let mut locked = ctx.server.keyspace.lock(smallvec![(src_db, key_hash_slot(src)), (dst_db, key_hash_slot(dst))]);
+    let mut locked = ctx.server.keyspace.lock(smallvec![
+        (src_db, key_hash_slot(src)),
+        (dst_db, key_hash_slot(dst))
+    ]);
     let Some(node) = ctx.lookup_in(src_db, locked.table(src_db, key_hash_slot(src)), src) else {
         ctx.out.int(0);
         return Ok(());
@@ -200,17 +264,29 @@ fn move_(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let dst_db = db_index(ctx, &argv[2])?;
     let src_db = ctx.db();
     if src_db == dst_db {
-        return Err(CommandError::err("source and destination objects are the same"));
+        return Err(CommandError::err(
+            "source and destination objects are the same",
+        ));
     }
     let slot = key_hash_slot(key);
-    let mut locked = ctx.server.keyspace.lock(smallvec![(src_db, slot), (dst_db, slot)]);
-    if ctx.lookup_in(src_db, locked.table(src_db, slot), key).is_none()
-        || ctx.lookup_in(dst_db, locked.table(dst_db, slot), key).is_some()
+    let mut locked = ctx
+        .server
+        .keyspace
+        .lock(smallvec![(src_db, slot), (dst_db, slot)]);
+    if ctx
+        .lookup_in(src_db, locked.table(src_db, slot), key)
+        .is_none()
+        || ctx
+            .lookup_in(dst_db, locked.table(dst_db, slot), key)
+            .is_some()
     {
         ctx.out.int(0);
         return Ok(());
     }
-    let node = locked.table(src_db, slot).remove(key).expect("looked up above");
+    let node = locked
+        .table(src_db, slot)
+        .remove(key)
+        .expect("looked up above");
     locked.table(dst_db, slot).insert_node(node);
     ctx.emit_argv(argv);
     ctx.out.int(1);
@@ -227,7 +303,9 @@ fn swapdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (a, b) = (a as usize, b as usize);
     let mut locked = ctx.server.keyspace.lock_dbs(&[a, b]);
     locked.swap_dbs(a, b);
-    ctx.server.effects.append_global(&[b"SWAPDB", &argv[1], &argv[2]]);
+    ctx.server
+        .effects
+        .append_global(&[b"SWAPDB", &argv[1], &argv[2]]);
     drop(locked);
     ctx.out.ok();
     Ok(())
@@ -239,7 +317,13 @@ enum Unit {
     Millis,
 }
 
-fn expire_generic(ctx: &mut Ctx, argv: &[Bytes], unit: Unit, absolute: bool, cmd: &'static str) -> CmdResult {
+fn expire_generic(
+    ctx: &mut Ctx,
+    argv: &[Bytes],
+    unit: Unit,
+    absolute: bool,
+    cmd: &'static str,
+) -> CmdResult {
     let key = &argv[1];
     let v = int(&argv[2])?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
@@ -249,21 +333,34 @@ fn expire_generic(ctx: &mut Ctx, argv: &[Bytes], unit: Unit, absolute: bool, cmd
             b"xx" => xx = true,
             b"gt" => gt = true,
             b"lt" => lt = true,
-            _ => return Err(CommandError::err(format!("Unsupported option {}", String::from_utf8_lossy(w)))),
+            _ => {
+                return Err(CommandError::err(format!(
+                    "Unsupported option {}",
+                    String::from_utf8_lossy(w)
+                )))
+            }
         }
     }
     if nx && (xx || gt || lt) {
-        return Err(CommandError::err("NX and XX, GT or LT options at the same time are not compatible"));
+        return Err(CommandError::err(
+            "NX and XX, GT or LT options at the same time are not compatible",
+        ));
     }
     if gt && lt {
-        return Err(CommandError::err("GT and LT options at the same time are not compatible"));
+        return Err(CommandError::err(
+            "GT and LT options at the same time are not compatible",
+        ));
     }
     let bad = || CommandError::InvalidExpire(cmd);
     let ms = match unit {
         Unit::Seconds => v.checked_mul(1000).ok_or_else(bad)?,
         Unit::Millis => v,
     };
-    let at = if absolute { ms } else { ms.checked_add(ctx.now_ms).ok_or_else(bad)? };
+    let at = if absolute {
+        ms
+    } else {
+        ms.checked_add(ctx.now_ms).ok_or_else(bad)?
+    };
     let mut t = ctx.lock_key(key);
     let Some(node) = ctx.lookup(&mut t, key) else {
         ctx.out.int(0);
@@ -271,7 +368,10 @@ fn expire_generic(ctx: &mut Ctx, argv: &[Bytes], unit: Unit, absolute: bool, cmd
     };
     let cur = node.expire_at;
     // No expiry counts as infinite for GT and LT.
-    let allowed = !(nx && cur != 0 || xx && cur == 0 || gt && (cur == 0 || at <= cur) || lt && cur != 0 && at >= cur);
+    let allowed = !(nx && cur != 0
+        || xx && cur == 0
+        || gt && (cur == 0 || at <= cur)
+        || lt && cur != 0 && at >= cur);
     if !allowed {
         ctx.out.int(0);
         return Ok(());
@@ -429,7 +529,11 @@ fn randomkey(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             continue;
         }
         let pick = rand::thread_rng().gen_range(0..t.len());
-        let key = t.iter().nth(pick).map(|n| n.key.as_bytes().to_vec()).expect("index below len");
+        let key = t
+            .iter()
+            .nth(pick)
+            .map(|n| n.key.as_bytes().to_vec())
+            .expect("index below len");
         ctx.out.bulk(&key);
         return Ok(());
     }
@@ -575,8 +679,10 @@ fn object_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 
 /// A `HELP` subcommand's reply, in Redis's shape.
 pub fn help(ctx: &mut Ctx, container: &str, lines: &[&str]) {
-    ctx.out.array(lines.len() + 2);
-    ctx.out.simple(&format!("{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"));
+    ctx.out.array(lines.len() + 3);
+    ctx.out.simple(&format!(
+        "{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    ));
     for l in lines {
         ctx.out.simple(l);
     }
@@ -615,7 +721,9 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         } else if w.eq_ignore_ascii_case(b"freq") && idle.is_none() && !freq_seen {
             let v = a.int()?;
             if !(0..=255).contains(&v) {
-                return Err(CommandError::err("Invalid FREQ value, must be >= 0 and <= 255"));
+                return Err(CommandError::err(
+                    "Invalid FREQ value, must be >= 0 and <= 255",
+                ));
             }
             freq_seen = true;
         } else {
@@ -629,7 +737,9 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let at = match (ttl, absttl) {
         (0, _) => 0,
         (t, true) => t,
-        (t, false) => t.checked_add(ctx.now_ms).ok_or(CommandError::InvalidExpire("restore"))?,
+        (t, false) => t
+            .checked_add(ctx.now_ms)
+            .ok_or(CommandError::InvalidExpire("restore"))?,
     };
     let mut t = ctx.lock_key(key);
     if ctx.lookup(&mut t, key).is_some() {
@@ -653,7 +763,14 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let mut b = itoa::Buffer::new();
     if at != 0 {
-        ctx.emit(&[b"RESTORE", key, b.format(at).as_bytes(), &argv[3], b"ABSTTL", b"REPLACE"]);
+        ctx.emit(&[
+            b"RESTORE",
+            key,
+            b.format(at).as_bytes(),
+            &argv[3],
+            b"ABSTTL",
+            b"REPLACE",
+        ]);
     } else {
         ctx.emit(&[b"RESTORE", key, b"0", &argv[3], b"REPLACE"]);
     }

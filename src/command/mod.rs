@@ -83,7 +83,11 @@ pub struct KeyPos {
     pub step: i32,
 }
 
-pub const NO_KEYS: KeyPos = KeyPos { first: 0, last: 0, step: 0 };
+pub const NO_KEYS: KeyPos = KeyPos {
+    first: 0,
+    last: 0,
+    step: 0,
+};
 
 /// One command's declaration.
 pub struct Spec {
@@ -126,7 +130,11 @@ impl Spec {
                 out.push(cat);
             }
         }
-        out.push(if self.has(flags::FAST) { "fast" } else { "slow" });
+        out.push(if self.has(flags::FAST) {
+            "fast"
+        } else {
+            "slow"
+        });
         out
     }
 
@@ -136,8 +144,15 @@ impl Spec {
         if k.first <= 0 || argc <= k.first as usize {
             return Vec::new();
         }
-        let last = if k.last < 0 { argc as i32 + k.last } else { k.last.min(argc as i32 - 1) };
-        (k.first..=last).step_by(k.step.max(1) as usize).map(|i| i as usize).collect()
+        let last = if k.last < 0 {
+            argc as i32 + k.last
+        } else {
+            k.last.min(argc as i32 - 1)
+        };
+        (k.first..=last)
+            .step_by(k.step.max(1) as usize)
+            .map(|i| i as usize)
+            .collect()
     }
 }
 
@@ -153,7 +168,17 @@ pub const fn spec(
     summary: &'static str,
     handler: Handler,
 ) -> Spec {
-    Spec { name, arity, flags, keys, acl, group, summary, handler, subcommands: &[] }
+    Spec {
+        name,
+        arity,
+        flags,
+        keys,
+        acl,
+        group,
+        summary,
+        handler,
+        subcommands: &[],
+    }
 }
 
 pub const fn keys(first: i32, last: i32, step: i32) -> KeyPos {
@@ -170,14 +195,23 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 5] =
-        [strings::COMMANDS, keys::COMMANDS, connection::COMMANDS, server::COMMANDS, cluster::COMMANDS];
+    let families: [&'static [Spec]; 5] = [
+        strings::COMMANDS,
+        keys::COMMANDS,
+        connection::COMMANDS,
+        server::COMMANDS,
+        cluster::COMMANDS,
+    ];
     let mut all: Vec<&'static Spec> = families.iter().flat_map(|f| f.iter()).collect();
     let subs: Vec<&'static Spec> = all.iter().flat_map(|s| s.subcommands.iter()).collect();
     let top = all.len();
     all.extend(subs);
     let _ = top;
-    let by_name = all.iter().enumerate().map(|(i, s)| (s.name.as_bytes(), i)).collect();
+    let by_name = all
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_bytes(), i))
+        .collect();
     Table { by_name, all }
 });
 
@@ -205,7 +239,10 @@ impl Table {
     /// Resolves argv to a command or subcommand, checking arity. Returns the
     /// spec and its index in `all`.
     pub fn resolve(&self, argv: &[Bytes]) -> Result<(usize, &'static Spec), CommandError> {
-        let Some(idx) = self.index(&argv[0]).filter(|&i| !self.all[i].name.contains('|')) else {
+        let Some(idx) = self
+            .index(&argv[0])
+            .filter(|&i| !self.all[i].name.contains('|'))
+        else {
             return Err(unknown_command(argv));
         };
         let spec = self.all[idx];
@@ -245,7 +282,10 @@ fn unknown_command(argv: &[Bytes]) -> CommandError {
         let s: String = s.chars().take(128).collect();
         args.push_str(&format!("'{s}' "));
     }
-    CommandError::UnknownCommand { name: name.chars().take(128).collect(), args }
+    CommandError::UnknownCommand {
+        name: name.chars().take(128).collect(),
+        args,
+    }
 }
 
 /// What a command asks the connection to do after its reply is written:
@@ -280,13 +320,21 @@ impl<'a> Ctx<'a> {
 
     /// Locks the slot of one key in the current database.
     pub fn lock_key(&self, key: &[u8]) -> parking_lot::MutexGuard<'a, SlotTable> {
-        self.server.keyspace.db(self.client.db).lock_slot(key_hash_slot(key))
+        self.server
+            .keyspace
+            .db(self.client.db)
+            .lock_slot(key_hash_slot(key))
     }
 
     /// Locks the slots of several keys of the current database, in order.
-    pub fn lock_keys<'k>(&self, keys: impl Iterator<Item = &'k Bytes>) -> crate::keyspace::Locked<'a> {
+    pub fn lock_keys<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k Bytes>,
+    ) -> crate::keyspace::Locked<'a> {
         let db = self.client.db;
-        self.server.keyspace.lock(keys.map(|k| (db, key_hash_slot(k))).collect())
+        self.server
+            .keyspace
+            .lock(keys.map(|k| (db, key_hash_slot(k))).collect())
     }
 
     /// Records an effect in the current database. Call while holding the
@@ -309,7 +357,12 @@ impl<'a> Ctx<'a> {
         self.lookup_in(self.client.db, t, key)
     }
 
-    pub fn lookup_in<'t>(&self, db: usize, t: &'t mut SlotTable, key: &[u8]) -> Option<&'t mut Node> {
+    pub fn lookup_in<'t>(
+        &self,
+        db: usize,
+        t: &'t mut SlotTable,
+        key: &[u8],
+    ) -> Option<&'t mut Node> {
         match t.lookup(key, self.now_ms) {
             Lookup::Found(n) => Some(n),
             Lookup::Missing => None,
@@ -329,7 +382,10 @@ impl<'a> Ctx<'a> {
 
     /// Records a key that was found expired and removed.
     pub fn expired(&self, db: usize, key: &[u8]) {
-        self.server.stats.expired_keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.server
+            .stats
+            .expired_keys
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.server.effects.append(db, &[b"DEL", key]);
     }
 

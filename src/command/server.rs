@@ -19,51 +19,336 @@ const G: &str = "server";
 const A: &[&str] = &["admin", "dangerous"];
 
 pub static COMMANDS: &[Spec] = &[
-    spec("info", -1, LOADING | STALE, NO_KEYS, &["dangerous"], G, "Returns information and statistics about the server.", info),
-    spec("time", 1, LOADING | STALE | FAST, NO_KEYS, &[], G, "Returns the server time.", time),
-    spec("lastsave", 1, LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the Unix timestamp of the last successful save to disk.", lastsave),
-    spec("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Listens for all requests received by the server in real-time.", monitor),
-    spec("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY, NO_KEYS, A, G, "Synchronously saves the database(s) to disk and shuts down the Redis server.", shutdown),
-    Spec { subcommands: CONFIG_SUBCOMMANDS, ..spec("config", -2, 0, NO_KEYS, &[], G, "A container for server configuration commands.", keys::help_only) },
-    Spec { subcommands: COMMAND_SUBCOMMANDS, ..spec("command", -1, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns detailed information about all commands.", command_all) },
-    Spec { subcommands: SLOWLOG_SUBCOMMANDS, ..spec("slowlog", -2, 0, NO_KEYS, &[], G, "A container for slow log commands.", keys::help_only) },
-    Spec { subcommands: MEMORY_SUBCOMMANDS, ..spec("memory", -2, 0, NO_KEYS, &[], G, "A container for memory diagnostics commands.", keys::help_only) },
-    Spec { subcommands: DEBUG_SUBCOMMANDS, ..spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "A container for debugging commands.", keys::help_only) },
+    spec(
+        "info",
+        -1,
+        LOADING | STALE,
+        NO_KEYS,
+        &["dangerous"],
+        G,
+        "Returns information and statistics about the server.",
+        info,
+    ),
+    spec(
+        "time",
+        1,
+        LOADING | STALE | FAST,
+        NO_KEYS,
+        &[],
+        G,
+        "Returns the server time.",
+        time,
+    ),
+    spec(
+        "lastsave",
+        1,
+        LOADING | STALE | FAST,
+        NO_KEYS,
+        &["admin", "dangerous"],
+        G,
+        "Returns the Unix timestamp of the last successful save to disk.",
+        lastsave,
+    ),
+    spec(
+        "monitor",
+        1,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Listens for all requests received by the server in real-time.",
+        monitor,
+    ),
+    spec(
+        "shutdown",
+        -1,
+        ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY,
+        NO_KEYS,
+        A,
+        G,
+        "Synchronously saves the database(s) to disk and shuts down the Redis server.",
+        shutdown,
+    ),
+    Spec {
+        subcommands: CONFIG_SUBCOMMANDS,
+        ..spec(
+            "config",
+            -2,
+            0,
+            NO_KEYS,
+            &[],
+            G,
+            "A container for server configuration commands.",
+            keys::help_only,
+        )
+    },
+    Spec {
+        subcommands: COMMAND_SUBCOMMANDS,
+        ..spec(
+            "command",
+            -1,
+            LOADING | STALE,
+            NO_KEYS,
+            &["connection"],
+            G,
+            "Returns detailed information about all commands.",
+            command_all,
+        )
+    },
+    Spec {
+        subcommands: SLOWLOG_SUBCOMMANDS,
+        ..spec(
+            "slowlog",
+            -2,
+            0,
+            NO_KEYS,
+            &[],
+            G,
+            "A container for slow log commands.",
+            keys::help_only,
+        )
+    },
+    Spec {
+        subcommands: MEMORY_SUBCOMMANDS,
+        ..spec(
+            "memory",
+            -2,
+            0,
+            NO_KEYS,
+            &[],
+            G,
+            "A container for memory diagnostics commands.",
+            keys::help_only,
+        )
+    },
+    Spec {
+        subcommands: DEBUG_SUBCOMMANDS,
+        ..spec(
+            "debug",
+            -2,
+            ADMIN | NOSCRIPT | LOADING | STALE,
+            NO_KEYS,
+            A,
+            G,
+            "A container for debugging commands.",
+            keys::help_only,
+        )
+    },
 ];
 
 static CONFIG_SUBCOMMANDS: &[Spec] = &[
-    spec("config|get", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns the effective values of configuration parameters.", config_get),
-    spec("config|set", -4, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Sets configuration parameters in-flight.", config_set),
-    spec("config|resetstat", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Resets the server's statistics.", config_resetstat),
-    spec("config|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", config_help),
+    spec(
+        "config|get",
+        -3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Returns the effective values of configuration parameters.",
+        config_get,
+    ),
+    spec(
+        "config|set",
+        -4,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Sets configuration parameters in-flight.",
+        config_set,
+    ),
+    spec(
+        "config|resetstat",
+        2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Resets the server's statistics.",
+        config_resetstat,
+    ),
+    spec(
+        "config|help",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        &[],
+        G,
+        "Returns helpful text about the different subcommands.",
+        config_help,
+    ),
 ];
 
 static COMMAND_SUBCOMMANDS: &[Spec] = &[
-    spec("command|count", 2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns a count of commands.", command_count),
-    spec("command|info", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns information about one, multiple or all commands.", command_info),
-    spec("command|docs", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns documentary information about one, multiple or all commands.", command_docs),
-    spec("command|getkeys", -3, LOADING | STALE, NO_KEYS, &["connection"], G, "Extracts the key names from an arbitrary command.", command_getkeys),
-    spec("command|list", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns a list of command names.", command_list),
-    spec("command|help", 2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns helpful text about the different subcommands.", command_help),
+    spec(
+        "command|count",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        &["connection"],
+        G,
+        "Returns a count of commands.",
+        command_count,
+    ),
+    spec(
+        "command|info",
+        -2,
+        LOADING | STALE,
+        NO_KEYS,
+        &["connection"],
+        G,
+        "Returns information about one, multiple or all commands.",
+        command_info,
+    ),
+    spec(
+        "command|docs",
+        -2,
+        LOADING | STALE,
+        NO_KEYS,
+        &["connection"],
+        G,
+        "Returns documentary information about one, multiple or all commands.",
+        command_docs,
+    ),
+    spec(
+        "command|getkeys",
+        -3,
+        LOADING | STALE,
+        NO_KEYS,
+        &["connection"],
+        G,
+        "Extracts the key names from an arbitrary command.",
+        command_getkeys,
+    ),
+    spec(
+        "command|list",
+        -2,
+        LOADING | STALE,
+        NO_KEYS,
+        &["connection"],
+        G,
+        "Returns a list of command names.",
+        command_list,
+    ),
+    spec(
+        "command|help",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        &["connection"],
+        G,
+        "Returns helpful text about the different subcommands.",
+        command_help,
+    ),
 ];
 
 static SLOWLOG_SUBCOMMANDS: &[Spec] = &[
-    spec("slowlog|get", -2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Returns the slow log's entries.", slowlog_get),
-    spec("slowlog|len", 2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Returns the number of entries in the slow log.", slowlog_len),
-    spec("slowlog|reset", 2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Clears all entries from the slow log.", slowlog_reset),
-    spec("slowlog|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Show helpful text about the different subcommands", slowlog_help),
+    spec(
+        "slowlog|get",
+        -2,
+        ADMIN | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Returns the slow log's entries.",
+        slowlog_get,
+    ),
+    spec(
+        "slowlog|len",
+        2,
+        ADMIN | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Returns the number of entries in the slow log.",
+        slowlog_len,
+    ),
+    spec(
+        "slowlog|reset",
+        2,
+        ADMIN | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Clears all entries from the slow log.",
+        slowlog_reset,
+    ),
+    spec(
+        "slowlog|help",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        &[],
+        G,
+        "Show helpful text about the different subcommands",
+        slowlog_help,
+    ),
 ];
 
 static MEMORY_SUBCOMMANDS: &[Spec] = &[
-    spec("memory|usage", -3, READONLY, super::keys(2, 2, 1), &["read"], G, "Estimates the memory usage of a key.", memory_usage),
-    spec("memory|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", memory_help),
+    spec(
+        "memory|usage",
+        -3,
+        READONLY,
+        super::keys(2, 2, 1),
+        &["read"],
+        G,
+        "Estimates the memory usage of a key.",
+        memory_usage,
+    ),
+    spec(
+        "memory|help",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        &[],
+        G,
+        "Returns helpful text about the different subcommands.",
+        memory_help,
+    ),
 ];
 
 static DEBUG_SUBCOMMANDS: &[Spec] = &[
-    spec("debug|sleep", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Blocks the connection for a number of seconds.", debug_sleep),
-    spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
-    spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
-    spec("debug|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", debug_help),
+    spec(
+        "debug|sleep",
+        3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Blocks the connection for a number of seconds.",
+        debug_sleep,
+    ),
+    spec(
+        "debug|set-active-expire",
+        3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Turns the active expiry cycle on (1) or off (0).",
+        debug_set_active_expire,
+    ),
+    spec(
+        "debug|object",
+        3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        A,
+        G,
+        "Shows low-level information about a key.",
+        debug_object,
+    ),
+    spec(
+        "debug|help",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        &[],
+        G,
+        "Returns helpful text about the different subcommands.",
+        debug_help,
+    ),
 ];
 
 fn info(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -74,7 +359,9 @@ fn info(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn time(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     ctx.out.array(2);
     ctx.out.bulk_int(d.as_secs() as i64);
     ctx.out.bulk_int(d.subsec_micros() as i64);
@@ -126,7 +413,7 @@ fn config_get(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    if argv.len() % 2 != 0 {
+    if !argv.len().is_multiple_of(2) {
         return Err(CommandError::Arity("config|set".into()));
     }
     // All or nothing: validate every pair on a copy, then swap it in.
@@ -138,10 +425,14 @@ fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         match next.set(&name, &text(&kv[1])) {
             Ok((n, v)) => changed.push((n, v)),
             Err(ConfigError::BadDirective) => {
-                return Err(CommandError::err(format!("Unknown option or number of arguments for CONFIG SET - '{name}'")))
+                return Err(CommandError::err(format!(
+                    "Unknown option or number of arguments for CONFIG SET - '{name}'"
+                )))
             }
             Err(e) => {
-                return Err(CommandError::err(format!("CONFIG SET failed (possibly related to argument '{name}') - {e}")))
+                return Err(CommandError::err(format!(
+                    "CONFIG SET failed (possibly related to argument '{name}') - {e}"
+                )))
             }
         }
     }
@@ -182,7 +473,11 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
     out.array(10);
     out.bulk(s.name.as_bytes());
     out.int(s.arity as i64);
-    let fl: Vec<&str> = flags::NAMES.iter().filter(|(f, _)| s.has(*f)).map(|(_, n)| *n).collect();
+    let fl: Vec<&str> = flags::NAMES
+        .iter()
+        .filter(|(f, _)| s.has(*f))
+        .map(|(_, n)| *n)
+        .collect();
     out.set(fl.len());
     for f in fl {
         out.simple(f);
@@ -197,8 +492,16 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
     }
     out.array(0); // tips
     if s.keys.first > 0 {
-        let (access, mode) = if s.is_write() { ("UPDATE", "RW") } else { ("ACCESS", "RO") };
-        let lastkey = if s.keys.last < 0 { s.keys.last } else { s.keys.last - s.keys.first };
+        let (access, mode) = if s.is_write() {
+            ("UPDATE", "RW")
+        } else {
+            ("ACCESS", "RO")
+        };
+        let lastkey = if s.keys.last < 0 {
+            s.keys.last
+        } else {
+            s.keys.last - s.keys.first
+        };
         out.array(1);
         out.map(3);
         out.bulk(b"flags");
@@ -236,7 +539,10 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
 
 fn command_all(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if argv.len() > 1 {
-        return Err(CommandError::UnknownSubcommand { sub: text(&argv[1]), container: "COMMAND".into() });
+        return Err(CommandError::UnknownSubcommand {
+            sub: text(&argv[1]),
+            container: "COMMAND".into(),
+        });
     }
     let all: Vec<&Spec> = TABLE.top_level().collect();
     ctx.out.array(all.len());
@@ -300,7 +606,11 @@ fn command_getkeys(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let inner = &argv[2..];
     let spec = match TABLE.resolve(inner) {
         Ok((_, s)) => s,
-        Err(CommandError::Arity(_)) => return Err(CommandError::err("Invalid number of arguments specified for command")),
+        Err(CommandError::Arity(_)) => {
+            return Err(CommandError::err(
+                "Invalid number of arguments specified for command",
+            ))
+        }
         Err(_) => return Err(CommandError::err("Invalid command specified")),
     };
     let idx = spec.key_indexes(inner.len());
@@ -374,7 +684,11 @@ fn slowlog_get(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         Some(a) => match int(a) {
             Ok(-1) => usize::MAX,
             Ok(n) if n >= 0 => n as usize,
-            _ => return Err(CommandError::err("count should be greater than or equal to -1")),
+            _ => {
+                return Err(CommandError::err(
+                    "count should be greater than or equal to -1",
+                ))
+            }
         },
     };
     let out = &mut *ctx.out;
@@ -436,7 +750,14 @@ fn memory_usage(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn memory_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    help(ctx, "MEMORY", &["USAGE <key> [SAMPLES <count>]", "    Return memory in bytes used by <key> and its value."]);
+    help(
+        ctx,
+        "MEMORY",
+        &[
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value.",
+        ],
+    );
     Ok(())
 }
 

@@ -90,7 +90,10 @@ fn expire_at(opt: ExpireOpt, arg: &[u8], now: i64, cmd: &'static str) -> Result<
     }
     let bad = || CommandError::InvalidExpire(cmd);
     match opt {
-        ExpireOpt::Ex => v.checked_mul(1000).and_then(|ms| ms.checked_add(now)).ok_or_else(bad),
+        ExpireOpt::Ex => v
+            .checked_mul(1000)
+            .and_then(|ms| ms.checked_add(now))
+            .ok_or_else(bad),
         ExpireOpt::Px => v.checked_add(now).ok_or_else(bad),
         ExpireOpt::ExAt => v.checked_mul(1000).ok_or_else(bad),
         ExpireOpt::PxAt => Ok(v),
@@ -98,10 +101,15 @@ fn expire_at(opt: ExpireOpt, arg: &[u8], now: i64, cmd: &'static str) -> Result<
 }
 
 fn expire_word(a: &[u8]) -> Option<ExpireOpt> {
-    [("ex", ExpireOpt::Ex), ("px", ExpireOpt::Px), ("exat", ExpireOpt::ExAt), ("pxat", ExpireOpt::PxAt)]
-        .into_iter()
-        .find(|(w, _)| a.eq_ignore_ascii_case(w.as_bytes()))
-        .map(|(_, o)| o)
+    [
+        ("ex", ExpireOpt::Ex),
+        ("px", ExpireOpt::Px),
+        ("exat", ExpireOpt::ExAt),
+        ("pxat", ExpireOpt::PxAt),
+    ]
+    .into_iter()
+    .find(|(w, _)| a.eq_ignore_ascii_case(w.as_bytes()))
+    .map(|(_, o)| o)
 }
 
 #[derive(Default)]
@@ -173,7 +181,14 @@ fn set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 /// Stores a string and records the effect; an expiry already in the past
 /// deletes the key instead, as Redis does.
-fn write_string(ctx: &Ctx, t: &mut SlotTable, key: &[u8], val: &[u8], expire_at: Option<i64>, keep_ttl: bool) {
+fn write_string(
+    ctx: &Ctx,
+    t: &mut SlotTable,
+    key: &[u8],
+    val: &[u8],
+    expire_at: Option<i64>,
+    keep_ttl: bool,
+) {
     match expire_at {
         Some(at) if at <= ctx.now_ms => {
             if t.remove(key).is_some() {
@@ -313,13 +328,22 @@ fn mget(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn mset_generic(ctx: &mut Ctx, argv: &[Bytes], nx: bool) -> CmdResult {
-    if argv.len() % 2 == 0 {
-        return Err(CommandError::Arity(argv[0].to_ascii_lowercase().iter().map(|&c| c as char).collect()));
+    if argv.len().is_multiple_of(2) {
+        return Err(CommandError::Arity(
+            argv[0]
+                .to_ascii_lowercase()
+                .iter()
+                .map(|&c| c as char)
+                .collect(),
+        ));
     }
     let db = ctx.db();
     let mut locked = ctx.lock_keys(argv[1..].iter().step_by(2));
     if nx {
-        let any = argv[1..].chunks(2).any(|kv| ctx.lookup(locked.table(db, Ctx::slot(&kv[0])), &kv[0]).is_some());
+        let any = argv[1..].chunks(2).any(|kv| {
+            ctx.lookup(locked.table(db, Ctx::slot(&kv[0])), &kv[0])
+                .is_some()
+        });
         if any {
             ctx.out.int(0);
             return Ok(());
@@ -350,7 +374,13 @@ fn msetnx(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn check_len(ctx: &Ctx, len: usize) -> CmdResult {
-    if len as i64 > ctx.server.tun.max_bulk_len.load(std::sync::atomic::Ordering::Relaxed) {
+    if len as i64
+        > ctx
+            .server
+            .tun
+            .max_bulk_len
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
         return Err(CommandError::StringTooLong);
     }
     Ok(())
@@ -370,7 +400,12 @@ fn append(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             len
         }
         None => {
-            t.set(key, Value::Str(crate::keyspace::SmallBuf::new(extra)), ctx.now_ms, false);
+            t.set(
+                key,
+                Value::Str(crate::keyspace::SmallBuf::new(extra)),
+                ctx.now_ms,
+                false,
+            );
             extra.len()
         }
     };
@@ -399,7 +434,8 @@ fn incr_generic(ctx: &mut Ctx, argv: &[Bytes], delta: i64) -> CmdResult {
         Some(n) => {
             let cur = match string_of(n)? {
                 Value::Int(i) => *i,
-                Value::Str(s) => crate::protocol::request::parse_i64(s.as_bytes()).ok_or(CommandError::NotInteger)?,
+                Value::Str(s) => crate::protocol::request::parse_i64(s.as_bytes())
+                    .ok_or(CommandError::NotInteger)?,
             };
             let new = cur.checked_add(delta).ok_or(CommandError::Overflow)?;
             n.value = Value::Int(new);
@@ -431,7 +467,9 @@ fn incrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn decrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let d = int(&argv[2])?;
-    let d = d.checked_neg().ok_or_else(|| CommandError::err("decrement would overflow"))?;
+    let d = d
+        .checked_neg()
+        .ok_or_else(|| CommandError::err("decrement would overflow"))?;
     incr_generic(ctx, argv, d)
 }
 
@@ -541,7 +579,12 @@ fn setrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                 let mut v = vec![0u8; offset + patch.len()];
                 v[offset..].copy_from_slice(patch);
                 let len = v.len();
-                t.set(key, Value::Str(crate::keyspace::SmallBuf::from_vec(v)), ctx.now_ms, false);
+                t.set(
+                    key,
+                    Value::Str(crate::keyspace::SmallBuf::from_vec(v)),
+                    ctx.now_ms,
+                    false,
+                );
                 ctx.emit_argv(argv);
                 len
             }
@@ -568,16 +611,18 @@ fn lcs(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
     }
     if want_len && want_idx {
-        return Err(CommandError::err("If you want both the length and indexes, please just use IDX."));
+        return Err(CommandError::err(
+            "If you want both the length and indexes, please just use IDX.",
+        ));
     }
     let db = ctx.db();
     let (sa, sb) = {
         let mut locked = ctx.lock_keys(argv[1..3].iter());
         let mut fetch = |k: &Bytes| -> Result<Vec<u8>, CommandError> {
             match ctx.lookup(locked.table(db, Ctx::slot(k)), k) {
-                Some(n) if n.value.kind() != Kind::String => {
-                    Err(CommandError::err("The specified keys must contain string values"))
-                }
+                Some(n) if n.value.kind() != Kind::String => Err(CommandError::err(
+                    "The specified keys must contain string values",
+                )),
                 Some(n) => Ok(value_bytes(&n.value)),
                 None => Ok(Vec::new()),
             }
@@ -586,8 +631,16 @@ fn lcs(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     };
     let (alen, blen) = (sa.len(), sb.len());
     let cells = (alen as u128 + 1) * (blen as u128 + 1);
-    if cells * 4 > ctx.server.tun.max_bulk_len.load(std::sync::atomic::Ordering::Relaxed) as u128 {
-        return Err(CommandError::err("Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"));
+    if cells * 4
+        > ctx
+            .server
+            .tun
+            .max_bulk_len
+            .load(std::sync::atomic::Ordering::Relaxed) as u128
+    {
+        return Err(CommandError::err(
+            "Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
     }
     // Classic dynamic programme: dp[i][j] = LCS length of a[..i], b[..j].
     let w = blen + 1;

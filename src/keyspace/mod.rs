@@ -60,7 +60,11 @@ pub struct Db {
 
 impl Db {
     fn new() -> Db {
-        Db { slots: (0..SLOTS).map(|_| Mutex::new(SlotTable::default())).collect() }
+        Db {
+            slots: (0..SLOTS)
+                .map(|_| Mutex::new(SlotTable::default()))
+                .collect(),
+        }
     }
 
     /// Locks one slot. Only for callers that hold no other slot lock.
@@ -104,7 +108,11 @@ impl<'a> Locked<'a> {
             return;
         }
         let (lo, hi) = (a.min(b), a.max(b));
-        let split = self.guards.iter().position(|(d, _, _)| *d == hi).expect("both databases locked");
+        let split = self
+            .guards
+            .iter()
+            .position(|(d, _, _)| *d == hi)
+            .expect("both databases locked");
         let (left, right) = self.guards.split_at_mut(split);
         let left = left.iter_mut().filter(|(d, _, _)| *d == lo);
         for ((_, s1, t1), (_, s2, t2)) in left.zip(right.iter_mut()) {
@@ -113,7 +121,9 @@ impl<'a> Locked<'a> {
         }
     }
 
-    pub fn tables(&mut self) -> impl Iterator<Item = (usize, SlotId, &mut SlotTable)> + use<'_, 'a> {
+    pub fn tables(
+        &mut self,
+    ) -> impl Iterator<Item = (usize, SlotId, &mut SlotTable)> + use<'_, 'a> {
         self.guards.iter_mut().map(|(d, s, g)| (*d, *s, &mut **g))
     }
 }
@@ -126,7 +136,9 @@ pub struct Keyspace {
 
 impl Keyspace {
     pub fn new(databases: usize) -> Keyspace {
-        Keyspace { dbs: (0..databases).map(|_| OnceLock::new()).collect() }
+        Keyspace {
+            dbs: (0..databases).map(|_| OnceLock::new()).collect(),
+        }
     }
 
     pub fn databases(&self) -> usize {
@@ -139,7 +151,10 @@ impl Keyspace {
 
     /// The databases that have ever been used, with their indexes.
     pub fn used_dbs(&self) -> impl Iterator<Item = (usize, &Db)> {
-        self.dbs.iter().enumerate().filter_map(|(i, d)| d.get().map(|d| (i, d)))
+        self.dbs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.get().map(|d| (i, d)))
     }
 
     /// Locks the given `(db, slot)` pairs in ascending order (duplicates are
@@ -182,7 +197,10 @@ mod tests {
         assert_eq!(key_hash_slot(b"foo"), SlotId(12182));
         assert_eq!(key_hash_slot(b"bar"), SlotId(5061));
         assert_eq!(key_hash_slot(b"123456789"), SlotId(0x31C3 & 0x3FFF));
-        assert_eq!(key_hash_slot(b"{user1000}.following"), key_hash_slot(b"user1000"));
+        assert_eq!(
+            key_hash_slot(b"{user1000}.following"),
+            key_hash_slot(b"user1000")
+        );
         assert_eq!(key_hash_slot(b"foo{}{bar}"), key_hash_slot(b"foo{}{bar}"));
         assert_ne!(key_hash_slot(b"foo{}{bar}"), key_hash_slot(b"bar"));
         assert_eq!(key_hash_slot(b"foo{{bar}}zap"), key_hash_slot(b"{bar"));
@@ -193,7 +211,11 @@ mod tests {
     #[test]
     fn multi_slot_locks_are_ordered_and_deduplicated() {
         let ks = Keyspace::new(2);
-        let mut l = ks.lock(smallvec::smallvec![(1, SlotId(5)), (0, SlotId(9)), (1, SlotId(5))]);
+        let mut l = ks.lock(smallvec::smallvec![
+            (1, SlotId(5)),
+            (0, SlotId(9)),
+            (1, SlotId(5))
+        ]);
         let order: Vec<_> = l.tables().map(|(d, s, _)| (d, s)).collect();
         assert_eq!(order, vec![(0, SlotId(9)), (1, SlotId(5))]);
     }

@@ -22,6 +22,9 @@ pub fn hash_key(key: &[u8]) -> u64 {
     HASHER.hash_one(key)
 }
 
+/// Rehashing a table hashes each node's key again (no hash is stored: 8
+/// bytes a key matter more than the rare rehash).
+#[allow(clippy::borrowed_box)] // the table's element type is Box<Node>
 fn node_hash(n: &Box<Node>) -> u64 {
     hash_key(n.key.as_bytes())
 }
@@ -76,14 +79,19 @@ impl SlotTable {
 
     /// Looks a key up without touching its access time or expiring it.
     pub fn peek(&self, key: &[u8]) -> Option<&Node> {
-        self.table.find(hash_key(key), |n| n.key.as_bytes() == key).map(|b| &**b)
+        self.table
+            .find(hash_key(key), |n| n.key.as_bytes() == key)
+            .map(|b| &**b)
     }
 
     /// Inserts or replaces a key's value. A replaced key loses its expiry
     /// unless `keep_ttl` (SET ... KEEPTTL).
     pub fn set(&mut self, key: &[u8], value: Value, now_ms: i64, keep_ttl: bool) -> &mut Node {
         let hash = hash_key(key);
-        match self.table.entry(hash, |n| n.key.as_bytes() == key, node_hash) {
+        match self
+            .table
+            .entry(hash, |n| n.key.as_bytes() == key, node_hash)
+        {
             Entry::Occupied(e) => {
                 let node = e.into_mut();
                 node.value = value;
@@ -107,7 +115,10 @@ impl SlotTable {
             self.volatile += 1;
         }
         let key = node.key.as_bytes().to_vec();
-        match self.table.entry(hash, |n| n.key.as_bytes() == key.as_slice(), node_hash) {
+        match self
+            .table
+            .entry(hash, |n| n.key.as_bytes() == key.as_slice(), node_hash)
+        {
             Entry::Occupied(mut e) => {
                 if e.get().expire_at != 0 {
                     self.volatile -= 1;

@@ -24,7 +24,10 @@ impl SmallBuf {
         if b.len() <= INLINE {
             let mut data = [0u8; INLINE];
             data[..b.len()].copy_from_slice(b);
-            SmallBuf::Inline { len: b.len() as u8, data }
+            SmallBuf::Inline {
+                len: b.len() as u8,
+                data,
+            }
         } else {
             SmallBuf::Heap(b.into())
         }
@@ -200,6 +203,9 @@ mod tests {
     fn integer_encoding_only_for_canonical_integers() {
         assert!(matches!(Value::string(b"123"), Value::Int(123)));
         assert!(matches!(Value::string(b"0123"), Value::Str(_)));
-        assert!(matches!(Value::string(b"12345678901234567890123"), Value::Str(_)));
+        assert!(matches!(
+            Value::string(b"12345678901234567890123"),
+            Value::Str(_)
+        ));
     }
 }

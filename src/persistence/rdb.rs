@@ -99,8 +99,12 @@ impl<'a> Reader<'a> {
         Ok(match first >> 6 {
             0 => Ok((first & 0x3F) as usize),
             1 => Ok((((first & 0x3F) as usize) << 8) | self.byte()? as usize),
-            2 if first == 0x80 => Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap()) as usize),
-            2 if first == 0x81 => Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap()) as usize),
+            2 if first == 0x80 => {
+                Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap()) as usize)
+            }
+            2 if first == 0x81 => {
+                Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap()) as usize)
+            }
             3 => Err(first & 0x3F),
             _ => return Err(RdbError::BadFormat),
         })
@@ -114,8 +118,12 @@ impl<'a> Reader<'a> {
         match self.len_or_special()? {
             Ok(n) => Ok(Value::string(self.take(n)?)),
             Err(0) => Ok(Value::Int(self.byte()? as i8 as i64)),
-            Err(1) => Ok(Value::Int(i16::from_le_bytes(self.take(2)?.try_into().unwrap()) as i64)),
-            Err(2) => Ok(Value::Int(i32::from_le_bytes(self.take(4)?.try_into().unwrap()) as i64)),
+            Err(1) => Ok(Value::Int(
+                i16::from_le_bytes(self.take(2)?.try_into().unwrap()) as i64,
+            )),
+            Err(2) => Ok(Value::Int(
+                i32::from_le_bytes(self.take(4)?.try_into().unwrap()) as i64,
+            )),
             Err(3) => {
                 let clen = self.len()?;
                 let len = self.len()?;
@@ -134,10 +142,14 @@ pub fn restore(payload: &[u8]) -> Result<Value, RdbError> {
     }
     let (body, crc) = payload.split_at(payload.len() - 8);
     let version = u16::from_le_bytes([body[body.len() - 2], body[body.len() - 1]]);
-    if version > MAX_READ_VERSION || CRC64.checksum(body) != u64::from_le_bytes(crc.try_into().unwrap()) {
+    if version > MAX_READ_VERSION
+        || CRC64.checksum(body) != u64::from_le_bytes(crc.try_into().unwrap())
+    {
         return Err(RdbError::Checksum);
     }
-    let mut r = Reader { b: &body[..body.len() - 2] };
+    let mut r = Reader {
+        b: &body[..body.len() - 2],
+    };
     let v = match r.byte()? {
         RDB_TYPE_STRING => r.string()?,
         _ => return Err(RdbError::BadFormat),
@@ -194,7 +206,13 @@ mod tests {
 
     #[test]
     fn payload_round_trips() {
-        for v in [Value::string(b"hello"), Value::Int(7), Value::Int(-40000), Value::Int(1 << 40), Value::string(&[b'x'; 20000])] {
+        for v in [
+            Value::string(b"hello"),
+            Value::Int(7),
+            Value::Int(-40000),
+            Value::Int(1 << 40),
+            Value::string(&[b'x'; 20000]),
+        ] {
             let p = dump(&v);
             let back = restore(&p).unwrap();
             assert_eq!(format!("{back:?}"), format!("{v:?}"));
@@ -206,10 +224,16 @@ mod tests {
         // DUMP output of Redis 7.0.15 for "bar", a 108-byte LZF-compressed
         // string and the integer 12345.
         let bar = b"\x00\x03bar\n\x00\xe6\xbeI`\xeef\xfd\x17";
-        assert_eq!(format!("{:?}", restore(bar).unwrap()), format!("{:?}", Value::string(b"bar")));
+        assert_eq!(
+            format!("{:?}", restore(bar).unwrap()),
+            format!("{:?}", Value::string(b"bar"))
+        );
         let big = b"\x00\xc3\x0b@l\x03abca\xe0]\x02\x01bc\n\x00:]Q\x06\xe7\xc6\x96\x84";
         let want = "abc".repeat(36);
-        assert_eq!(format!("{:?}", restore(big).unwrap()), format!("{:?}", Value::string(want.as_bytes())));
+        assert_eq!(
+            format!("{:?}", restore(big).unwrap()),
+            format!("{:?}", Value::string(want.as_bytes()))
+        );
         let n = b"\x00\xc190\n\x00\x9d\x94\xea'\x93\xfc\x08\xb9";
         assert!(matches!(restore(n).unwrap(), Value::Int(12345)));
         // And ours byte for byte where the encoding is the same.

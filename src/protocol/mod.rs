@@ -13,8 +13,8 @@
 //!   connection, as in Redis; a command error never does.
 //! - [`reply`]: [`ReplyBuf`], the RESP2/RESP3 reply encoder.
 
-pub mod request;
 pub mod reply;
+pub mod request;
 
 pub use reply::{Protocol, ReplyBuf};
 pub use request::{parse_request, ProtocolError, RequestLimits};

@@ -21,7 +21,10 @@ pub struct ReplyBuf {
 
 impl ReplyBuf {
     pub fn new(proto: Protocol) -> Self {
-        ReplyBuf { buf: BytesMut::with_capacity(16 * 1024), proto }
+        ReplyBuf {
+            buf: BytesMut::with_capacity(16 * 1024),
+            proto,
+        }
     }
 
     pub fn resp3(&self) -> bool {
@@ -62,7 +65,8 @@ impl ReplyBuf {
         self.buf.reserve(msg.len() + 3);
         self.buf.extend_from_slice(b"-");
         for &b in msg.as_bytes() {
-            self.buf.extend_from_slice(&[if b == b'\r' || b == b'\n' { b' ' } else { b }]);
+            self.buf
+                .extend_from_slice(&[if b == b'\r' || b == b'\n' { b' ' } else { b }]);
         }
         self.buf.extend_from_slice(b"\r\n");
     }

@@ -80,7 +80,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
-    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    let (neg, digits) = if s[0] == b'-' {
+        (true, &s[1..])
+    } else {
+        (false, s)
+    };
     if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
         return None;
     }
@@ -157,7 +161,9 @@ fn parse_multibulk(
         pos = end + 2;
     }
     let frame = buf.split_to(pos).freeze();
-    Ok(Some(spans.into_iter().map(|(s, e)| frame.slice(s..e)).collect()))
+    Ok(Some(
+        spans.into_iter().map(|(s, e)| frame.slice(s..e)).collect(),
+    ))
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
@@ -203,7 +209,12 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     return None;
                 }
                 let c = line[i];
-                if c == b'\\' && i + 3 < n && line[i + 1] == b'x' && is_hex(line[i + 2]) && is_hex(line[i + 3]) {
+                if c == b'\\'
+                    && i + 3 < n
+                    && line[i + 1] == b'x'
+                    && is_hex(line[i + 2])
+                    && is_hex(line[i + 3])
+                {
                     cur.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
                     i += 3;
                 } else if c == b'\\' && i + 1 < n {
@@ -275,7 +286,9 @@ fn hex(c: u8) -> u8 {
 mod tests {
     use super::*;
 
-    const LIM: RequestLimits = RequestLimits { max_bulk_len: 512 * 1024 * 1024 };
+    const LIM: RequestLimits = RequestLimits {
+        max_bulk_len: 512 * 1024 * 1024,
+    };
 
     fn parse(s: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         let mut b = BytesMut::from(s);
@@ -296,27 +309,48 @@ mod tests {
     fn pipelined_requests_consume_one_at_a_time() {
         let mut b = BytesMut::from(&b"*1\r\n$4\r\nPING\r\nPING\r\n"[..]);
         assert_eq!(parse_request(&mut b, LIM).unwrap().unwrap().len(), 1);
-        assert_eq!(parse_request(&mut b, LIM).unwrap().unwrap(), vec![Bytes::from("PING")]);
+        assert_eq!(
+            parse_request(&mut b, LIM).unwrap().unwrap(),
+            vec![Bytes::from("PING")]
+        );
         assert!(b.is_empty());
     }
 
     #[test]
     fn protocol_errors_match_redis() {
-        assert_eq!(parse(b"*x\r\n").unwrap_err().to_string(), "Protocol error: invalid multibulk length");
-        assert_eq!(parse(b"*1\r\n+x\r\n").unwrap_err().to_string(), "Protocol error: expected '$', got '+'");
-        assert_eq!(parse(b"*1\r\n$-5\r\n").unwrap_err().to_string(), "Protocol error: invalid bulk length");
+        assert_eq!(
+            parse(b"*x\r\n").unwrap_err().to_string(),
+            "Protocol error: invalid multibulk length"
+        );
+        assert_eq!(
+            parse(b"*1\r\n+x\r\n").unwrap_err().to_string(),
+            "Protocol error: expected '$', got '+'"
+        );
+        assert_eq!(
+            parse(b"*1\r\n$-5\r\n").unwrap_err().to_string(),
+            "Protocol error: invalid bulk length"
+        );
         let small = RequestLimits { max_bulk_len: 10 };
         let mut b = BytesMut::from(&b"*1\r\n$11\r\n"[..]);
         assert!(parse_request(&mut b, small).is_err());
-        assert_eq!(parse(b"SET \"a b\r\n").unwrap_err().to_string(), "Protocol error: unbalanced quotes in request");
+        assert_eq!(
+            parse(b"SET \"a b\r\n").unwrap_err().to_string(),
+            "Protocol error: unbalanced quotes in request"
+        );
         let big = vec![b'a'; INLINE_MAX + 10];
-        assert_eq!(parse(&big).unwrap_err().to_string(), "Protocol error: too big inline request");
+        assert_eq!(
+            parse(&big).unwrap_err().to_string(),
+            "Protocol error: too big inline request"
+        );
     }
 
     #[test]
     fn inline_with_quotes_and_escapes() {
         let args = parse(b"set \"a\\x41\\n\" 'it\\'s'\r\n").unwrap().unwrap();
-        assert_eq!(args, vec![Bytes::from("set"), Bytes::from("aA\n"), Bytes::from("it's")]);
+        assert_eq!(
+            args,
+            vec![Bytes::from("set"), Bytes::from("aA\n"), Bytes::from("it's")]
+        );
         assert_eq!(parse(b"\r\n").unwrap().unwrap(), Vec::<Bytes>::new());
     }
 

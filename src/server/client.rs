@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -72,7 +74,11 @@ impl ClientHandle {
         let age = self.created.elapsed().as_secs();
         let idle = ((now_ms - self.last_interaction.load(Relaxed)).max(0) / 1000) as u64;
         let flags = if self.monitor.load(Relaxed) { "O" } else { "N" };
-        let cmd = crate::command::TABLE.all.get(self.last_cmd.load(Relaxed)).map(|s| s.name).unwrap_or("NULL");
+        let cmd = crate::command::TABLE
+            .all
+            .get(self.last_cmd.load(Relaxed))
+            .map(|s| s.name)
+            .unwrap_or("NULL");
         let qbuf = self.query_buf.load(Relaxed);
         let omem = self.output_mem.load(Relaxed);
         format!(

@@ -46,7 +46,9 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
 
     if server.clients.count() as i64 > server.tun.maxclients.load(Relaxed) {
         server.stats.rejected_connections.fetch_add(1, Relaxed);
-        let _ = wr.write_all(b"-ERR max number of clients reached\r\n").await;
+        let _ = wr
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
         server.clients.unregister(handle.id);
         return;
     }
@@ -118,7 +120,9 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
 
         let mut close = None;
         loop {
-            let limits = RequestLimits { max_bulk_len: server.tun.max_bulk_len.load(Relaxed) };
+            let limits = RequestLimits {
+                max_bulk_len: server.tun.max_bulk_len.load(Relaxed),
+            };
             let argv = match parse_request(&mut rbuf, limits) {
                 Ok(Some(argv)) => argv,
                 Ok(None) => break,
@@ -164,7 +168,11 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
         let pending = rbuf.len();
         handle.query_buf.store(pending, Relaxed);
         if pending as i64 > server.tun.query_buffer_limit.load(Relaxed) {
-            tracing::warn!("Closing client that reached max query buffer length: id={} addr={}", handle.id, handle.addr);
+            tracing::warn!(
+                "Closing client that reached max query buffer length: id={} addr={}",
+                handle.id,
+                handle.addr
+            );
             break;
         }
         if flush(&server, &mut wr, &mut out).await.is_err() {
@@ -183,7 +191,11 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
     server.clients.unregister(handle.id);
 }
 
-async fn flush(server: &Server, wr: &mut tokio::net::tcp::OwnedWriteHalf, out: &mut ReplyBuf) -> std::io::Result<()> {
+async fn flush(
+    server: &Server,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    out: &mut ReplyBuf,
+) -> std::io::Result<()> {
     if out.buf.is_empty() {
         return Ok(());
     }
@@ -200,7 +212,12 @@ async fn flush(server: &Server, wr: &mut tokio::net::tcp::OwnedWriteHalf, out: &
 }
 
 /// Runs one request: checks, pause, the handler, statistics, slowlog, MONITOR.
-async fn execute(server: &Server, client: &mut Client, out: &mut ReplyBuf, argv: &[Bytes]) -> Option<Action> {
+async fn execute(
+    server: &Server,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    argv: &[Bytes],
+) -> Option<Action> {
     let reply_start = out.len();
     let (idx, spec) = match command::prepare(client, argv) {
         Ok(x) => x,
@@ -219,7 +236,13 @@ async fn execute(server: &Server, client: &mut Client, out: &mut ReplyBuf, argv:
     let now = now_ms();
     client.handle.last_cmd.store(idx, Relaxed);
     let started = Instant::now();
-    let mut ctx = Ctx { server, client, out, now_ms: now, action: None };
+    let mut ctx = Ctx {
+        server,
+        client,
+        out,
+        now_ms: now,
+        action: None,
+    };
     let result = command::run(&mut ctx, spec, argv);
     let action = ctx.action.take();
     let elapsed = started.elapsed().as_micros() as u64;
@@ -239,10 +262,17 @@ async fn execute(server: &Server, client: &mut Client, out: &mut ReplyBuf, argv:
     let threshold = server.tun.slowlog_slower_than.load(Relaxed);
     if threshold >= 0 && elapsed >= threshold as u64 && !spec.has(flags::SKIP_SLOWLOG) {
         let max = server.tun.slowlog_max_len.load(Relaxed).max(0) as usize;
-        server.slowlog.push(argv, elapsed, h.addr.to_string(), h.name(), max);
+        server
+            .slowlog
+            .push(argv, elapsed, h.addr.to_string(), h.name(), max);
     }
-    if server.monitors.receiver_count() > 0 && !spec.has(flags::SKIP_MONITOR) && !spec.has(flags::ADMIN) {
-        let _ = server.monitors.send(monitor_line(now, client.db, &h.addr.to_string(), argv).into());
+    if server.monitors.receiver_count() > 0
+        && !spec.has(flags::SKIP_MONITOR)
+        && !spec.has(flags::ADMIN)
+    {
+        let _ = server
+            .monitors
+            .send(monitor_line(now, client.db, &h.addr.to_string(), argv).into());
     }
     let is_reply_cmd = spec.name == "client|reply";
     suppress_reply(client, out, reply_start, is_reply_cmd);
@@ -273,7 +303,8 @@ async fn wait_while_paused(server: &Server, spec: &Spec) {
         if until == 0 || now >= until {
             return;
         }
-        let blocks = server.pause.all.load(Relaxed) || spec.is_write() || spec.has(flags::MAY_REPLICATE);
+        let blocks =
+            server.pause.all.load(Relaxed) || spec.is_write() || spec.has(flags::MAY_REPLICATE);
         if !blocks {
             return;
         }

@@ -40,7 +40,10 @@ pub fn active_cycle(server: &Server, budget: Duration) {
                 for k in &expired {
                     server.effects.append(db, &[b"DEL", k]);
                 }
-                server.stats.expired_keys.fetch_add(expired.len() as u64, Relaxed);
+                server
+                    .stats
+                    .expired_keys
+                    .fetch_add(expired.len() as u64, Relaxed);
                 if !expired.is_empty() {
                     t.shrink();
                 }
@@ -58,5 +61,8 @@ pub fn active_cycle(server: &Server, budget: Duration) {
         }
     }
     server.expire_cursor.store(pos, Relaxed);
-    server.stats.expire_cycle_usec.fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+    server
+        .stats
+        .expire_cycle_usec
+        .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
 }

@@ -8,7 +8,18 @@ use super::memory::{self, human};
 use super::{now_ms, Server};
 use crate::command::TABLE;
 
-const DEFAULT: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats", "cluster", "keyspace"];
+const DEFAULT: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
 const ALL_EXTRA: &[&str] = &["commandstats"];
 
 /// Renders the sections asked for (`default`, `all`, `everything` or names).
@@ -25,13 +36,20 @@ pub fn render(server: &Server, asked: &[String]) -> String {
                 sections.extend(DEFAULT);
                 sections.extend(ALL_EXTRA);
             }
-            other => sections.push(match DEFAULT.iter().chain(ALL_EXTRA).find(|s| **s == other) {
-                Some(s) => s,
-                None => continue,
-            }),
+            other => sections.push(
+                match DEFAULT.iter().chain(ALL_EXTRA).find(|s| **s == other) {
+                    Some(s) => s,
+                    None => continue,
+                },
+            ),
         }
     }
-    let order: Vec<&str> = DEFAULT.iter().chain(ALL_EXTRA).copied().filter(|s| sections.contains(s)).collect();
+    let order: Vec<&str> = DEFAULT
+        .iter()
+        .chain(ALL_EXTRA)
+        .copied()
+        .filter(|s| sections.contains(s))
+        .collect();
     let mut out = String::new();
     for (i, s) in order.iter().enumerate() {
         if i > 0 {
@@ -72,7 +90,11 @@ fn section(server: &Server, name: &str, o: &mut String) {
         }
         "clients" => {
             let clients = server.clients.all();
-            let max_q = clients.iter().map(|c| c.query_buf.load(Relaxed)).max().unwrap_or(0);
+            let max_q = clients
+                .iter()
+                .map(|c| c.query_buf.load(Relaxed))
+                .max()
+                .unwrap_or(0);
             let _ = write!(
                 o,
                 "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\n\
@@ -198,7 +220,11 @@ fn section(server: &Server, name: &str, o: &mut String) {
                     continue;
                 }
                 let usec = st.usec.load(Relaxed);
-                let per = if calls > 0 { usec as f64 / calls as f64 } else { 0.0 };
+                let per = if calls > 0 {
+                    usec as f64 / calls as f64
+                } else {
+                    0.0
+                };
                 let _ = write!(
                     o,
                     "cmdstat_{}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls={rejected},failed_calls={}\r\n",

@@ -31,7 +31,11 @@ fn rss() -> u64 {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map(|pages| pages * page)
         .unwrap_or(0)
 }
@@ -55,7 +59,13 @@ pub fn total_system_memory() -> u64 {
 /// Redis's `*_human` format: `1.50M`, `912.00K`, `20B`.
 pub fn human(n: u64) -> String {
     let f = n as f64;
-    let units = [(1024f64.powi(5), "P"), (1024f64.powi(4), "T"), (1024f64.powi(3), "G"), (1024f64.powi(2), "M"), (1024.0, "K")];
+    let units = [
+        (1024f64.powi(5), "P"),
+        (1024f64.powi(4), "T"),
+        (1024f64.powi(3), "G"),
+        (1024f64.powi(2), "M"),
+        (1024.0, "K"),
+    ];
     for (div, unit) in units {
         if f >= div {
             return format!("{:.2}{}", f / div, unit);

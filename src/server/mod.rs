@@ -130,13 +130,18 @@ pub struct Server {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn random_hex40() -> String {
     use rand::Rng;
     let mut r = rand::thread_rng();
-    (0..40).map(|_| std::char::from_digit(r.gen_range(0..16), 16).unwrap()).collect()
+    (0..40)
+        .map(|_| std::char::from_digit(r.gen_range(0..16), 16).unwrap())
+        .collect()
 }
 
 impl Server {
@@ -174,7 +179,9 @@ impl Server {
             self.tun.update(name, v);
         }
         match name {
-            "repl-backlog-size" => self.effects.resize_backlog(value.parse().unwrap_or(1 << 20)),
+            "repl-backlog-size" => self
+                .effects
+                .resize_backlog(value.parse().unwrap_or(1 << 20)),
             "slowlog-max-len" => self.slowlog.trim(value.parse().unwrap_or(128)),
             "loglevel" => crate::logging::set_level(value),
             _ => {}
@@ -202,10 +209,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     std::fs::create_dir_all(&dir).map_err(|e| StartError::Dir(dir.clone(), e))?;
     let pidfile = config.get("pidfile").to_string();
     if !pidfile.is_empty() {
-        std::fs::write(&pidfile, format!("{}\n", std::process::id())).map_err(|e| StartError::Pidfile(pidfile.clone(), e))?;
+        std::fs::write(&pidfile, format!("{}\n", std::process::id()))
+            .map_err(|e| StartError::Pidfile(pidfile.clone(), e))?;
     }
     let port = config.int("port") as u16;
     let binds = config.words("bind");
+    // Handlers go in before anything announces readiness, so a SIGTERM sent
+    // the moment we are up still stops us gracefully.
+    let mut sigterm = signal(libc::SIGTERM);
+    let mut sigint = signal(libc::SIGINT);
     let server = Arc::new(Server::new(config));
 
     let mut listeners = Vec::new();
@@ -216,10 +228,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             Some(h) => (true, h),
             None => (false, addr.as_str()),
         };
-        let sa = if host.contains(':') { format!("[{host}]:{bound_port}") } else { format!("{host}:{bound_port}") };
+        let sa = if host.contains(':') {
+            format!("[{host}]:{bound_port}")
+        } else {
+            format!("{host}:{bound_port}")
+        };
         match TcpListener::bind(&sa).await {
             Ok(l) => {
-                let local = l.local_addr().map_err(|e| StartError::Bind(sa.clone(), e))?;
+                let local = l
+                    .local_addr()
+                    .map_err(|e| StartError::Bind(sa.clone(), e))?;
                 bound_port = local.port();
                 tracing::info!("Ready to accept connections tcp on {local}");
                 listeners.push(l);
@@ -229,6 +247,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     }
     server.tcp_port.store(bound_port, Relaxed);
+    server.config.write().set_bound_port(bound_port);
 
     for l in listeners {
         tokio::spawn(accept_loop(server.clone(), l));
@@ -238,8 +257,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut stop = server.shutdown.subscribe();
     tokio::select! {
         _ = stopped(&mut stop) => tracing::info!("User requested shutdown..."),
-        _ = signal(libc::SIGTERM) => tracing::info!("Received SIGTERM scheduling shutdown..."),
-        _ = signal(libc::SIGINT) => tracing::info!("Received SIGINT scheduling shutdown..."),
+        _ = recv(&mut sigterm) => tracing::info!("Received SIGTERM scheduling shutdown..."),
+        _ = recv(&mut sigint) => tracing::info!("Received SIGINT scheduling shutdown..."),
     }
     server.request_shutdown();
     // Give connections a moment to flush their last replies.
@@ -259,13 +278,16 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-async fn signal(sig: i32) {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::from_raw(sig)) {
-        Ok(mut s) => {
+fn signal(sig: i32) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(sig)).ok()
+}
+
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
             s.recv().await;
         }
-        Err(_) => std::future::pending().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -333,5 +355,6 @@ fn close_idle_clients(server: &Server, now: i64) {
 /// The address a client connected to (for `laddr=`), falling back to the
 /// unspecified address if the socket cannot say.
 pub fn local_addr(s: &tokio::net::TcpStream) -> SocketAddr {
-    s.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    s.local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }

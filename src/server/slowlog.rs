@@ -26,16 +26,27 @@ pub struct SlowLog {
 }
 
 impl SlowLog {
-    pub fn push(&self, argv: &[Bytes], duration_us: u64, addr: String, name: String, max_len: usize) {
+    pub fn push(
+        &self,
+        argv: &[Bytes],
+        duration_us: u64,
+        addr: String,
+        name: String,
+        max_len: usize,
+    ) {
         let mut args: Vec<Vec<u8>> = Vec::new();
         for (i, a) in argv.iter().enumerate() {
             if i == MAX_ARGS - 1 && argv.len() > MAX_ARGS {
-                args.push(format!("... ({} more arguments)", argv.len() - MAX_ARGS + 1).into_bytes());
+                args.push(
+                    format!("... ({} more arguments)", argv.len() - MAX_ARGS + 1).into_bytes(),
+                );
                 break;
             }
             if a.len() > MAX_ARG_LEN {
                 let mut v = a[..MAX_ARG_LEN].to_vec();
-                v.extend_from_slice(format!("... ({} more bytes)", a.len() - MAX_ARG_LEN).as_bytes());
+                v.extend_from_slice(
+                    format!("... ({} more bytes)", a.len() - MAX_ARG_LEN).as_bytes(),
+                );
                 args.push(v);
             } else {
                 args.push(a.to_vec());
@@ -44,8 +55,18 @@ impl SlowLog {
         let mut g = self.inner.lock();
         let id = g.0;
         g.0 += 1;
-        let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-        g.1.push_front(Entry { id, time, duration_us, args, addr, name });
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        g.1.push_front(Entry {
+            id,
+            time,
+            duration_us,
+            args,
+            addr,
+            name,
+        });
         g.1.truncate(max_len);
     }
 
@@ -66,7 +87,11 @@ impl SlowLog {
     }
 
     /// Runs `f` over the newest `n` entries.
-    pub fn with_entries<R>(&self, n: usize, f: impl FnOnce(&mut dyn Iterator<Item = &Entry>) -> R) -> R {
+    pub fn with_entries<R>(
+        &self,
+        n: usize,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Entry>) -> R,
+    ) -> R {
         let g = self.inner.lock();
         let mut it = g.1.iter().take(n);
         f(&mut it)

@@ -1,0 +1,255 @@
+use crate::support::{eventually, Frame, Raw, TestNode};
+use crate::{bulk, err, int, ok};
+
+#[test]
+fn ping_echo_select_quit() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    assert_eq!(bulk(&mut r, &["PING", "hi"]).as_deref(), Some("hi"));
+    assert_eq!(
+        err(&mut r, &["PING", "a", "b"]),
+        "ERR wrong number of arguments for 'ping' command"
+    );
+    assert_eq!(bulk(&mut r, &["ECHO", "x y"]).as_deref(), Some("x y"));
+    ok(&mut r, &["SELECT", "15"]);
+    assert_eq!(
+        err(&mut r, &["SELECT", "16"]),
+        "ERR DB index is out of range"
+    );
+    assert_eq!(
+        err(&mut r, &["SELECT", "x"]),
+        "ERR value is not an integer or out of range"
+    );
+    ok(&mut r, &["QUIT"]);
+    assert!(r.is_closed());
+}
+
+#[test]
+fn auth_with_requirepass() {
+    let node = TestNode::start_with(&["--requirepass", "s3cret"]);
+    let mut r = node.raw();
+    assert_eq!(
+        err(&mut r, &["GET", "k"]),
+        "NOAUTH Authentication required."
+    );
+    assert_eq!(err(&mut r, &["PING"]), "NOAUTH Authentication required.");
+    assert_eq!(
+        err(&mut r, &["AUTH", "wrong"]),
+        "WRONGPASS invalid username-password pair or user is disabled."
+    );
+    assert_eq!(
+        err(&mut r, &["AUTH", "bob", "s3cret"]),
+        "WRONGPASS invalid username-password pair or user is disabled."
+    );
+    assert!(err(&mut r, &["HELLO", "3"])
+        .starts_with("NOAUTH HELLO must be called with the client already authenticated"));
+    ok(&mut r, &["AUTH", "s3cret"]);
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    ok(&mut r, &["AUTH", "default", "s3cret"]);
+
+    // HELLO with AUTH authenticates and switches protocol at once.
+    let mut r2 = node.raw();
+    r2.cmd(&["HELLO", "3", "AUTH", "default", "s3cret", "SETNAME", "app"]);
+    let Frame::Map(m) = r2.read3() else {
+        panic!("HELLO 3 replies with a map")
+    };
+    assert!(m.contains(&(Frame::bulk("proto"), Frame::Int(3))));
+    r2.cmd(&["CLIENT", "GETNAME"]);
+    assert_eq!(r2.read3(), Frame::bulk("app"));
+
+    // RESET deauthenticates when a password is required.
+    r2.cmd(&["RESET"]);
+    assert_eq!(r2.read2(), Frame::Simple("RESET".into()));
+    assert_eq!(
+        err(&mut r2, &["GET", "k"]),
+        "NOAUTH Authentication required."
+    );
+
+    // The redis crate authenticates from the URL.
+    let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", node.port)).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+#[test]
+fn auth_without_password_configured() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    assert!(err(&mut r, &["AUTH", "x"])
+        .starts_with("ERR AUTH <password> called without any password configured"));
+    ok(&mut r, &["AUTH", "default", "anything"]);
+}
+
+#[test]
+fn hello_and_resp3_reply_types() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    r.cmd(&["HELLO"]);
+    let Frame::Array(a) = r.read2() else {
+        panic!("HELLO without version keeps RESP2")
+    };
+    assert_eq!(a.len(), 14);
+    assert_eq!(
+        err(&mut r, &["HELLO", "4"]),
+        "NOPROTO unsupported protocol version"
+    );
+    assert_eq!(
+        err(&mut r, &["HELLO", "x"]),
+        "ERR Protocol version is not an integer or out of range"
+    );
+    r.cmd(&["HELLO", "3"]);
+    let Frame::Map(m) = r.read3() else { panic!() };
+    assert!(m.contains(&(Frame::bulk("server"), Frame::bulk("redis"))));
+    r.cmd(&["GET", "missing"]);
+    assert_eq!(r.read3(), Frame::Null);
+    r.cmd(&["CONFIG", "GET", "maxclients"]);
+    assert_eq!(
+        r.read3(),
+        Frame::Map(vec![(Frame::bulk("maxclients"), Frame::bulk("10000"))])
+    );
+    r.cmd(&["INFO", "server"]);
+    let Frame::Verbatim(text) = r.read3() else {
+        panic!("INFO is verbatim text in RESP3")
+    };
+    assert!(text.contains("redis_version:"));
+    r.cmd(&["COMMAND", "INFO", "get"]);
+    let Frame::Array(info) = r.read3() else {
+        panic!()
+    };
+    let Frame::Array(get) = &info[0] else {
+        panic!()
+    };
+    assert!(matches!(&get[2], Frame::Set(_)), "flags are a set in RESP3");
+    // Back to RESP2.
+    r.cmd(&["HELLO", "2"]);
+    let Frame::Array(_) = r.read2() else { panic!() };
+    assert_eq!(r.call(&["GET", "missing"]), Frame::Null);
+}
+
+#[test]
+fn client_commands() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let id = int(&mut r, &["CLIENT", "ID"]);
+    assert!(id > 0);
+    assert_eq!(r.call(&["CLIENT", "GETNAME"]), Frame::Null);
+    ok(&mut r, &["CLIENT", "SETNAME", "worker-1"]);
+    assert_eq!(
+        bulk(&mut r, &["CLIENT", "GETNAME"]).as_deref(),
+        Some("worker-1")
+    );
+    assert_eq!(
+        err(&mut r, &["CLIENT", "SETNAME", "has space"]),
+        "ERR Client names cannot contain spaces, newlines or special characters."
+    );
+    ok(&mut r, &["CLIENT", "SETINFO", "LIB-NAME", "mylib"]);
+    ok(&mut r, &["CLIENT", "SETINFO", "LIB-VER", "1.2"]);
+    ok(&mut r, &["CLIENT", "NO-EVICT", "on"]);
+    let info = bulk(&mut r, &["CLIENT", "INFO"]).unwrap();
+    assert!(
+        info.contains(&format!("id={id} "))
+            && info.contains("name=worker-1")
+            && info.contains("lib-name=mylib"),
+        "{info}"
+    );
+    assert!(info.contains("cmd=client|info"), "{info}");
+
+    let mut other = node.raw();
+    ok(&mut other, &["SELECT", "3"]);
+    let other_id = int(&mut other, &["CLIENT", "ID"]);
+    let list = bulk(&mut r, &["CLIENT", "LIST"]).unwrap();
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(
+        list.contains(&format!("id={other_id} ")) && list.contains("db=3"),
+        "{list}"
+    );
+    let only = bulk(&mut r, &["CLIENT", "LIST", "ID", &other_id.to_string()]).unwrap();
+    assert_eq!(only.lines().count(), 1);
+
+    assert_eq!(
+        int(&mut r, &["CLIENT", "KILL", "ID", &other_id.to_string()]),
+        1
+    );
+    assert!(other.is_closed());
+    assert_eq!(
+        int(&mut r, &["CLIENT", "KILL", "ID", &id.to_string()]),
+        0,
+        "SKIPME yes by default"
+    );
+    let mut third = node.raw();
+    assert_eq!(third.call(&["PING"]), Frame::Simple("PONG".into()));
+    let addr = third.stream.local_addr().unwrap().to_string();
+    ok(&mut r, &["CLIENT", "KILL", &addr]);
+    assert!(third.is_closed());
+    assert_eq!(
+        err(&mut r, &["CLIENT", "KILL", "1.2.3.4:5"]),
+        "ERR No such client"
+    );
+    assert_eq!(
+        err(&mut r, &["CLIENT", "BOGUS"]),
+        "ERR unknown subcommand 'BOGUS'. Try CLIENT HELP."
+    );
+}
+
+#[test]
+fn client_reply_modes() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    r.cmd(&["CLIENT", "REPLY", "OFF"]);
+    r.cmd(&["SET", "a", "1"]);
+    r.cmd(&["CLIENT", "REPLY", "ON"]);
+    assert_eq!(
+        r.read2(),
+        Frame::Simple("OK".into()),
+        "only CLIENT REPLY ON answers"
+    );
+    r.cmd(&["CLIENT", "REPLY", "SKIP"]);
+    r.cmd(&["SET", "b", "2"]);
+    r.cmd(&["GET", "b"]);
+    assert_eq!(r.read2(), Frame::bulk("2"));
+    assert_eq!(bulk(&mut r, &["GET", "a"]).as_deref(), Some("1"));
+}
+
+#[test]
+fn client_pause_holds_writes_until_unpause() {
+    let node = TestNode::start();
+    let mut admin = node.raw();
+    ok(&mut admin, &["CLIENT", "PAUSE", "100000", "WRITE"]);
+    let port = node.port;
+    let writer = std::thread::spawn(move || {
+        let mut w = Raw::connect(port);
+        w.call(&["SET", "paused", "done"])
+    });
+    // Reads are not paused in WRITE mode.
+    let mut reader = node.raw();
+    assert_eq!(reader.call(&["GET", "paused"]), Frame::Null);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        reader.call(&["GET", "paused"]),
+        Frame::Null,
+        "the write waits while paused"
+    );
+    ok(&mut admin, &["CLIENT", "UNPAUSE"]);
+    assert_eq!(writer.join().unwrap(), Frame::Simple("OK".into()));
+    eventually("write applied", || {
+        reader.call(&["GET", "paused"]) == Frame::bulk("done")
+    });
+    assert_eq!(
+        err(&mut admin, &["CLIENT", "PAUSE", "x"]),
+        "ERR timeout is not an integer or out of range"
+    );
+    assert_eq!(
+        err(&mut admin, &["CLIENT", "PAUSE", "10", "SOME"]),
+        "ERR syntax error"
+    );
+}
+
+#[test]
+fn idle_clients_time_out() {
+    let node = TestNode::start_with(&["--timeout", "1"]);
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "k", "v"]);
+    eventually("idle client closed", || r.is_closed());
+}

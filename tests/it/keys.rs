@@ -1,0 +1,358 @@
+use crate::support::{Frame, TestNode};
+use crate::{bulk, err, int, ok, strings};
+
+#[test]
+fn del_exists_type_touch_unlink() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["MSET", "a", "1", "b", "2", "c", "3"]);
+    assert_eq!(
+        int(&mut r, &["EXISTS", "a", "a", "nope"]),
+        2,
+        "duplicates count twice"
+    );
+    assert_eq!(r.call(&["TYPE", "a"]), Frame::Simple("string".into()));
+    assert_eq!(r.call(&["TYPE", "nope"]), Frame::Simple("none".into()));
+    assert_eq!(int(&mut r, &["TOUCH", "a", "b", "nope"]), 2);
+    assert_eq!(int(&mut r, &["DEL", "a", "b", "nope"]), 2);
+    assert_eq!(int(&mut r, &["UNLINK", "c"]), 1);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 0);
+}
+
+#[test]
+fn rename_renamenx_copy_move() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "src", "v", "EX", "100"]);
+    ok(&mut r, &["RENAME", "src", "dst"]);
+    assert_eq!(bulk(&mut r, &["GET", "dst"]).as_deref(), Some("v"));
+    assert!(int(&mut r, &["TTL", "dst"]) > 0, "RENAME keeps the TTL");
+    assert_eq!(err(&mut r, &["RENAME", "src", "x"]), "ERR no such key");
+    ok(&mut r, &["RENAME", "dst", "dst"]);
+    ok(&mut r, &["SET", "other", "o"]);
+    assert_eq!(int(&mut r, &["RENAMENX", "dst", "other"]), 0);
+    assert_eq!(int(&mut r, &["RENAMENX", "dst", "free"]), 1);
+
+    assert_eq!(int(&mut r, &["COPY", "free", "copy"]), 1);
+    assert_eq!(int(&mut r, &["COPY", "free", "copy"]), 0);
+    assert_eq!(int(&mut r, &["COPY", "other", "copy", "REPLACE"]), 1);
+    assert_eq!(bulk(&mut r, &["GET", "copy"]).as_deref(), Some("o"));
+    assert_eq!(int(&mut r, &["COPY", "copy", "copy", "DB", "1"]), 1);
+    assert_eq!(
+        err(&mut r, &["COPY", "copy", "copy"]),
+        "ERR source and destination objects are the same"
+    );
+    assert_eq!(
+        err(&mut r, &["COPY", "copy", "x", "DB", "99"]),
+        "ERR DB index is out of range"
+    );
+    assert_eq!(
+        err(&mut r, &["COPY", "copy", "x", "BOGUS"]),
+        "ERR syntax error"
+    );
+
+    assert_eq!(int(&mut r, &["MOVE", "other", "2"]), 1);
+    assert_eq!(int(&mut r, &["EXISTS", "other"]), 0);
+    assert_eq!(int(&mut r, &["MOVE", "other", "2"]), 0);
+    assert_eq!(
+        err(&mut r, &["MOVE", "copy", "0"]),
+        "ERR source and destination objects are the same"
+    );
+    assert_eq!(
+        err(&mut r, &["MOVE", "copy", "16"]),
+        "ERR DB index is out of range"
+    );
+    ok(&mut r, &["SELECT", "2"]);
+    assert_eq!(bulk(&mut r, &["GET", "other"]).as_deref(), Some("o"));
+    ok(&mut r, &["SELECT", "1"]);
+    assert_eq!(bulk(&mut r, &["GET", "copy"]).as_deref(), Some("o"));
+}
+
+#[test]
+fn swapdb_flushdb_flushall() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "in0", "x"]);
+    ok(&mut r, &["SELECT", "1"]);
+    ok(&mut r, &["SET", "in1", "y"]);
+    ok(&mut r, &["SWAPDB", "0", "1"]);
+    assert_eq!(bulk(&mut r, &["GET", "in0"]).as_deref(), Some("x"));
+    assert_eq!(int(&mut r, &["EXISTS", "in1"]), 0);
+    assert_eq!(
+        err(&mut r, &["SWAPDB", "0", "100"]),
+        "ERR DB index is out of range"
+    );
+    assert_eq!(
+        err(&mut r, &["SWAPDB", "a", "1"]),
+        "ERR invalid first DB index"
+    );
+    assert_eq!(
+        err(&mut r, &["SWAPDB", "1", "b"]),
+        "ERR invalid second DB index"
+    );
+    ok(&mut r, &["FLUSHDB"]);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 0);
+    ok(&mut r, &["SELECT", "0"]);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 1);
+    for i in 0..1000 {
+        ok(&mut r, &["SET", &format!("k{i}"), "v"]);
+    }
+    ok(&mut r, &["FLUSHALL", "ASYNC"]);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 0);
+    ok(&mut r, &["SET", "k", "v"]);
+    ok(&mut r, &["FLUSHALL", "SYNC"]);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 0);
+    assert_eq!(err(&mut r, &["FLUSHALL", "LATER"]), "ERR syntax error");
+}
+
+#[test]
+fn expire_family_with_flags() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "k", "v"]);
+    assert_eq!(int(&mut r, &["TTL", "k"]), -1);
+    assert_eq!(int(&mut r, &["TTL", "nope"]), -2);
+    assert_eq!(int(&mut r, &["EXPIRE", "nope", "10"]), 0);
+    assert_eq!(int(&mut r, &["EXPIRE", "k", "100", "XX"]), 0);
+    assert_eq!(
+        int(&mut r, &["EXPIRE", "k", "100", "GT"]),
+        0,
+        "no TTL counts as infinite"
+    );
+    assert_eq!(int(&mut r, &["EXPIRE", "k", "100", "NX"]), 1);
+    assert_eq!(int(&mut r, &["EXPIRE", "k", "200", "NX"]), 0);
+    assert_eq!(int(&mut r, &["EXPIRE", "k", "50", "GT"]), 0);
+    assert_eq!(int(&mut r, &["EXPIRE", "k", "200", "GT"]), 1);
+    assert_eq!(int(&mut r, &["EXPIRE", "k", "300", "LT"]), 0);
+    assert_eq!(int(&mut r, &["EXPIRE", "k", "150", "LT"]), 1);
+    let ttl = int(&mut r, &["TTL", "k"]);
+    assert!((140..=150).contains(&ttl), "{ttl}");
+    assert!(int(&mut r, &["PTTL", "k"]) > 140_000);
+    assert_eq!(int(&mut r, &["PEXPIRE", "k", "500000"]), 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let at = now.as_secs() + 1000;
+    assert_eq!(int(&mut r, &["EXPIREAT", "k", &at.to_string()]), 1);
+    assert_eq!(int(&mut r, &["EXPIRETIME", "k"]), at as i64);
+    assert_eq!(int(&mut r, &["PEXPIRETIME", "k"]), at as i64 * 1000);
+    assert_eq!(
+        int(&mut r, &["PEXPIREAT", "k", &(at * 1000 + 5).to_string()]),
+        1
+    );
+    assert_eq!(int(&mut r, &["PEXPIRETIME", "k"]), at as i64 * 1000 + 5);
+    assert_eq!(int(&mut r, &["PERSIST", "k"]), 1);
+    assert_eq!(int(&mut r, &["PERSIST", "k"]), 0);
+    assert_eq!(int(&mut r, &["EXPIRETIME", "k"]), -1);
+    assert_eq!(int(&mut r, &["EXPIRETIME", "nope"]), -2);
+    assert_eq!(
+        int(&mut r, &["EXPIRE", "k", "-1"]),
+        1,
+        "a past expiry deletes"
+    );
+    assert_eq!(int(&mut r, &["EXISTS", "k"]), 0);
+    ok(&mut r, &["SET", "k", "v"]);
+    assert_eq!(
+        err(&mut r, &["EXPIRE", "k", "10", "NX", "XX"]),
+        "ERR NX and XX, GT or LT options at the same time are not compatible"
+    );
+    assert_eq!(
+        err(&mut r, &["EXPIRE", "k", "10", "GT", "LT"]),
+        "ERR GT and LT options at the same time are not compatible"
+    );
+    assert_eq!(
+        err(&mut r, &["EXPIRE", "k", "10", "FOO"]),
+        "ERR Unsupported option FOO"
+    );
+    assert_eq!(
+        err(&mut r, &["EXPIRE", "k", "x"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        err(&mut r, &["EXPIRE", "k", "9223372036854775807"]),
+        "ERR invalid expire time in 'expire' command"
+    );
+    assert_eq!(
+        err(&mut r, &["PEXPIRE", "k", "9223372036854775807"]),
+        "ERR invalid expire time in 'pexpire' command"
+    );
+}
+
+#[test]
+fn keys_scan_randomkey() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    for i in 0..500 {
+        ok(&mut r, &["SET", &format!("user:{i}"), "v"]);
+    }
+    ok(&mut r, &["SET", "other", "v"]);
+    let mut keys = strings(&mut r, &["KEYS", "user:1?"]);
+    keys.sort();
+    assert_eq!(
+        keys,
+        (10..20).map(|i| format!("user:{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(strings(&mut r, &["KEYS", "*"]).len(), 501);
+    assert_eq!(strings(&mut r, &["KEYS", "h[ae]llo"]).len(), 0);
+
+    // A full SCAN returns every key exactly once here (nothing changes).
+    let mut cursor = "0".to_string();
+    let mut seen = std::collections::HashSet::new();
+    let mut calls = 0;
+    loop {
+        let Frame::Array(reply) = r.call(&["SCAN", &cursor, "MATCH", "user:*", "COUNT", "50"])
+        else {
+            panic!()
+        };
+        let Frame::Bulk(c) = &reply[0] else { panic!() };
+        cursor = String::from_utf8(c.clone()).unwrap();
+        let Frame::Array(ks) = &reply[1] else {
+            panic!()
+        };
+        for k in ks {
+            let Frame::Bulk(k) = k else { panic!() };
+            assert!(seen.insert(k.clone()), "duplicate key in SCAN");
+        }
+        calls += 1;
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 500);
+    assert!(calls > 1, "COUNT bounds the work per call");
+    let Frame::Array(reply) = r.call(&["SCAN", "0", "TYPE", "string", "COUNT", "100000"]) else {
+        panic!()
+    };
+    let Frame::Array(ks) = &reply[1] else {
+        panic!()
+    };
+    assert_eq!(ks.len(), 501);
+    let Frame::Array(reply) = r.call(&["SCAN", "0", "TYPE", "list", "COUNT", "100000"]) else {
+        panic!()
+    };
+    assert_eq!(reply[1], Frame::Array(vec![]));
+    assert_eq!(err(&mut r, &["SCAN", "x"]), "ERR invalid cursor");
+    assert_eq!(
+        err(&mut r, &["SCAN", "0", "COUNT", "0"]),
+        "ERR syntax error"
+    );
+
+    let k = bulk(&mut r, &["RANDOMKEY"]).unwrap();
+    assert!(k.starts_with("user:") || k == "other");
+    ok(&mut r, &["FLUSHDB"]);
+    assert_eq!(bulk(&mut r, &["RANDOMKEY"]), None);
+}
+
+#[test]
+fn object_and_memory_introspection() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "s", "hello"]);
+    ok(&mut r, &["SET", "n", "42"]);
+    ok(&mut r, &["SET", "big", &"x".repeat(100)]);
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "s"]).as_deref(),
+        Some("embstr")
+    );
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "n"]).as_deref(),
+        Some("int")
+    );
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "big"]).as_deref(),
+        Some("raw")
+    );
+    assert_eq!(bulk(&mut r, &["OBJECT", "ENCODING", "nope"]), None);
+    assert_eq!(int(&mut r, &["OBJECT", "IDLETIME", "s"]), 0);
+    assert_eq!(int(&mut r, &["OBJECT", "REFCOUNT", "s"]), 1);
+    assert!(err(&mut r, &["OBJECT", "FREQ", "s"])
+        .starts_with("ERR An LFU maxmemory policy is not selected"));
+    assert_eq!(
+        err(&mut r, &["OBJECT", "FOO", "s"]),
+        "ERR unknown subcommand 'FOO'. Try OBJECT HELP."
+    );
+    let Frame::Array(help) = r.call(&["OBJECT", "HELP"]) else {
+        panic!()
+    };
+    assert!(help.len() > 4);
+    let usage = int(&mut r, &["MEMORY", "USAGE", "big"]);
+    assert!(usage >= 100, "{usage}");
+    assert_eq!(r.call(&["MEMORY", "USAGE", "nope"]), Frame::Null);
+    let Frame::Simple(dbg) = r.call(&["DEBUG", "OBJECT", "s"]) else {
+        panic!()
+    };
+    assert!(
+        dbg.contains("encoding:embstr") && dbg.contains("serializedlength:"),
+        "{dbg}"
+    );
+    assert_eq!(err(&mut r, &["DEBUG", "OBJECT", "nope"]), "ERR no such key");
+}
+
+#[test]
+fn dump_restore_round_trip_and_redis_payloads() {
+    let node = TestNode::start();
+    let mut con = node.conn();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "s", "hello world"]);
+    ok(&mut r, &["SET", "n", "-123456"]);
+    for key in ["s", "n"] {
+        let payload: Vec<u8> = redis::cmd("DUMP").arg(key).query(&mut con).unwrap();
+        let _: () = redis::cmd("RESTORE")
+            .arg(format!("{key}2"))
+            .arg(0)
+            .arg(&payload)
+            .query(&mut con)
+            .unwrap();
+        let a: String = redis::cmd("GET").arg(key).query(&mut con).unwrap();
+        let b: String = redis::cmd("GET")
+            .arg(format!("{key}2"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(a, b);
+        let e = redis::cmd("RESTORE")
+            .arg(format!("{key}2"))
+            .arg(0)
+            .arg(&payload)
+            .query::<()>(&mut con)
+            .unwrap_err();
+        assert!(e.to_string().contains("BUSYKEY"), "{e}");
+        let _: () = redis::cmd("RESTORE")
+            .arg(format!("{key}2"))
+            .arg(5000)
+            .arg(&payload)
+            .arg("REPLACE")
+            .query(&mut con)
+            .unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("{key}2"))
+            .query(&mut con)
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 5000, "{ttl}");
+    }
+    // A payload produced by Redis 7.0 (LZF-compressed string).
+    let from_redis = b"\x00\xc3\x0b@l\x03abca\xe0]\x02\x01bc\n\x00:]Q\x06\xe7\xc6\x96\x84";
+    let _: () = redis::cmd("RESTORE")
+        .arg("fromredis")
+        .arg(0)
+        .arg(&from_redis[..])
+        .query(&mut con)
+        .unwrap();
+    let v: String = redis::cmd("GET").arg("fromredis").query(&mut con).unwrap();
+    assert_eq!(v, "abc".repeat(36));
+    let e = redis::cmd("RESTORE")
+        .arg("bad")
+        .arg(0)
+        .arg("garbage-payload")
+        .query::<()>(&mut con)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("DUMP payload version or checksum are wrong"),
+        "{e}"
+    );
+    assert_eq!(
+        err(&mut r, &["RESTORE", "x", "-1", "abc"]),
+        "ERR Invalid TTL value, must be >= 0"
+    );
+    assert_eq!(r.call(&["DUMP", "nope"]), Frame::Null);
+}

@@ -1,0 +1,65 @@
+//! Black-box tests: the real `shoal` binary, real sockets, real clients
+//! (the `redis` crate, raw RESP bytes, `redis-cli`).
+
+mod support;
+
+mod concurrency;
+mod connection;
+mod expiry;
+mod keys;
+mod protocol;
+mod server;
+mod startup;
+mod strings;
+
+use support::{Frame, Raw};
+
+/// Runs a command through the `redis` crate and converts its reply.
+pub fn q<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> T {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(con)
+        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
+}
+
+/// The exact error text a command gets, read over raw RESP.
+pub fn err(raw: &mut Raw, args: &[&str]) -> String {
+    match raw.call(args) {
+        Frame::Error(e) => e,
+        other => panic!("{args:?}: expected an error, got {other:?}"),
+    }
+}
+
+pub fn ok(raw: &mut Raw, args: &[&str]) {
+    assert_eq!(raw.call(args), Frame::Simple("OK".into()), "{args:?}");
+}
+
+pub fn int(raw: &mut Raw, args: &[&str]) -> i64 {
+    match raw.call(args) {
+        Frame::Int(i) => i,
+        other => panic!("{args:?}: expected an integer, got {other:?}"),
+    }
+}
+
+pub fn bulk(raw: &mut Raw, args: &[&str]) -> Option<String> {
+    match raw.call(args) {
+        Frame::Bulk(b) => Some(String::from_utf8(b).unwrap()),
+        Frame::Null => None,
+        other => panic!("{args:?}: expected a bulk string, got {other:?}"),
+    }
+}
+
+pub fn strings(raw: &mut Raw, args: &[&str]) -> Vec<String> {
+    match raw.call(args) {
+        Frame::Array(a) => a
+            .into_iter()
+            .map(|f| match f {
+                Frame::Bulk(b) => String::from_utf8(b).unwrap(),
+                other => panic!("{args:?}: unexpected element {other:?}"),
+            })
+            .collect(),
+        other => panic!("{args:?}: expected an array, got {other:?}"),
+    }
+}

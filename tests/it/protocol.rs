@@ -1,0 +1,139 @@
+use crate::support::{encode, Frame, TestNode};
+use crate::{bulk, ok};
+
+#[test]
+fn pipeline_of_ten_thousand_commands() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let mut batch = Vec::new();
+    for i in 0..10_000 {
+        batch.extend_from_slice(&encode(&[b"INCR", b"counter"]));
+        if i % 1000 == 0 {
+            batch.extend_from_slice(&encode(&[b"SET", format!("k{i}").as_bytes(), b"v"]));
+        }
+    }
+    r.send(&batch);
+    let mut last = 0;
+    for i in 0..10_000 {
+        let Frame::Int(n) = r.read2() else { panic!() };
+        assert_eq!(n, i + 1, "replies come back in order");
+        last = n;
+        if i % 1000 == 0 {
+            assert_eq!(r.read2(), Frame::Simple("OK".into()));
+        }
+    }
+    assert_eq!(last, 10_000);
+}
+
+#[test]
+fn inline_commands() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    r.send(b"SET inline \"hello world\"\r\nGET inline\nPING\r\n");
+    assert_eq!(r.read2(), Frame::Simple("OK".into()));
+    assert_eq!(r.read2(), Frame::bulk("hello world"));
+    assert_eq!(r.read2(), Frame::Simple("PONG".into()));
+    r.send(b"\r\n\r\nPING\r\n");
+    assert_eq!(
+        r.read2(),
+        Frame::Simple("PONG".into()),
+        "empty lines are skipped"
+    );
+}
+
+#[test]
+fn requests_split_across_reads() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let req = encode(&[b"SET", b"split", b"value-in-pieces"]);
+    for b in &req {
+        r.send(&[*b]);
+    }
+    assert_eq!(r.read2(), Frame::Simple("OK".into()));
+    assert_eq!(
+        bulk(&mut r, &["GET", "split"]).as_deref(),
+        Some("value-in-pieces")
+    );
+}
+
+fn protocol_error(input: &[u8], want: &str) {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    r.send(input);
+    assert_eq!(
+        r.read2(),
+        Frame::Error(want.into()),
+        "input {:?}",
+        String::from_utf8_lossy(input)
+    );
+    assert!(r.is_closed(), "a protocol error closes the connection");
+    // The server itself is fine.
+    let mut again = node.raw();
+    assert_eq!(again.call(&["PING"]), Frame::Simple("PONG".into()));
+}
+
+#[test]
+fn malformed_frames_get_protocol_errors() {
+    protocol_error(
+        b"*2\r\n$3\r\nGET\r\n+k\r\n",
+        "ERR Protocol error: expected '$', got '+'",
+    );
+    protocol_error(b"*abc\r\n", "ERR Protocol error: invalid multibulk length");
+    protocol_error(b"*1\r\n$-3\r\n", "ERR Protocol error: invalid bulk length");
+    protocol_error(
+        b"*1\r\n$99999999999\r\n",
+        "ERR Protocol error: invalid bulk length",
+    );
+    protocol_error(
+        b"*99999999\r\n",
+        "ERR Protocol error: invalid multibulk length",
+    );
+    protocol_error(
+        b"SET \"unterminated\r\n",
+        "ERR Protocol error: unbalanced quotes in request",
+    );
+    let mut long = vec![b'a'; 70 * 1024];
+    long.push(b' ');
+    protocol_error(&long, "ERR Protocol error: too big inline request");
+}
+
+#[test]
+fn query_buffer_limit_closes_the_connection() {
+    let node = TestNode::start_with(&["--client-query-buffer-limit", "1mb"]);
+    let mut r = node.raw();
+    // A 3 MB bulk that never completes: the pending query buffer passes 1 MB.
+    r.send(format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", 3 * 1024 * 1024).as_bytes());
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut closed = false;
+    for _ in 0..48 {
+        if std::io::Write::write_all(&mut r.stream, &chunk).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed || r.is_closed());
+    let mut again = node.raw();
+    assert_eq!(again.call(&["PING"]), Frame::Simple("PONG".into()));
+}
+
+#[test]
+fn random_garbage_never_kills_the_server() {
+    let node = TestNode::start();
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    for round in 0..200 {
+        let mut r = node.raw();
+        let len = 1 + (round * 37) % 300;
+        let mut junk = Vec::with_capacity(len);
+        for _ in 0..len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            junk.push(b"*$\r\n0123456789-+:abcSETGET \"'\\x"[(seed % 31) as usize]);
+        }
+        r.send(&junk);
+        let _ = r.stream.shutdown(std::net::Shutdown::Write);
+    }
+    let mut r = node.raw();
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    ok(&mut r, &["SET", "still", "alive"]);
+}

@@ -1,0 +1,406 @@
+use std::io::{BufRead, BufReader};
+
+use crate::support::{eventually, Frame, TestNode};
+use crate::{bulk, err, int, ok, strings};
+
+fn info_field(info: &str, name: &str) -> String {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("INFO has no {name}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn info_sections_and_fields() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "k", "v"]);
+    bulk(&mut r, &["GET", "k"]);
+    bulk(&mut r, &["GET", "missing"]);
+    let info = bulk(&mut r, &["INFO"]).unwrap();
+    for section in [
+        "# Server",
+        "# Clients",
+        "# Memory",
+        "# Persistence",
+        "# Stats",
+        "# Replication",
+        "# CPU",
+        "# Keyspace",
+    ] {
+        assert!(info.contains(section), "missing {section}");
+    }
+    assert!(
+        !info.contains("# Commandstats"),
+        "commandstats only with 'all'"
+    );
+    assert_eq!(info_field(&info, "tcp_port"), node.port.to_string());
+    assert_eq!(info_field(&info, "role"), "master");
+    assert_eq!(info_field(&info, "keyspace_hits"), "1");
+    assert_eq!(info_field(&info, "keyspace_misses"), "1");
+    assert_eq!(info_field(&info, "db0"), "keys=1,expires=0,avg_ttl=0");
+    assert!(
+        info_field(&info, "master_repl_offset")
+            .parse::<u64>()
+            .unwrap()
+            > 0,
+        "writes produce effects"
+    );
+    let all = bulk(&mut r, &["INFO", "all"]).unwrap();
+    assert!(all.contains("cmdstat_set:calls=1,"), "{all}");
+    let only = bulk(&mut r, &["INFO", "keyspace", "cpu"]).unwrap();
+    assert!(only.starts_with("# CPU") && only.contains("# Keyspace") && !only.contains("# Server"));
+    err(&mut r, &["GET"]);
+    let stats = bulk(&mut r, &["INFO", "errorstats"]).unwrap();
+    assert!(stats.contains("errorstat_ERR:count=1"), "{stats}");
+}
+
+#[test]
+fn memory_figures_come_from_the_allocator() {
+    let node = TestNode::start();
+    let mut con = node.conn();
+    let used = |con: &mut redis::Connection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
+        info_field(&info, "used_memory").parse().unwrap()
+    };
+    let before = used(&mut con);
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg("x".repeat(100))
+            .ignore();
+    }
+    let _: () = pipe.query(&mut con).unwrap();
+    let after = used(&mut con);
+    // 20,000 values of 100 bytes are at least 2 MB of allocations.
+    assert!(after > before + 2_000_000, "before {before} after {after}");
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut con).unwrap();
+    let peak: u64 = info_field(&info, "used_memory_peak").parse().unwrap();
+    assert!(peak >= after);
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    eventually("memory released after FLUSHALL", || {
+        used(&mut con) < after - 1_000_000
+    });
+}
+
+#[test]
+fn config_get_set_resetstat() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let Frame::Array(kv) = r.call(&["CONFIG", "GET", "port", "time*"]) else {
+        panic!()
+    };
+    assert_eq!(
+        kv,
+        vec![
+            Frame::bulk("port"),
+            Frame::bulk(&node.port.to_string()),
+            Frame::bulk("timeout"),
+            Frame::bulk("0")
+        ]
+    );
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "maxclients", "50", "slowlog-max-len", "5"],
+    );
+    assert_eq!(
+        strings(&mut r, &["CONFIG", "GET", "maxclients"]),
+        vec!["maxclients", "50"]
+    );
+    ok(&mut r, &["CONFIG", "SET", "proto-max-bulk-len", "2mb"]);
+    assert_eq!(
+        strings(&mut r, &["CONFIG", "GET", "proto-max-bulk-len"]),
+        vec!["proto-max-bulk-len", "2097152"]
+    );
+    assert_eq!(
+        err(&mut r, &["CONFIG", "SET", "port", "1"]),
+        "ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config"
+    );
+    assert_eq!(
+        err(&mut r, &["CONFIG", "SET", "maxclients", "abc"]),
+        "ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument couldn't be parsed into an integer"
+    );
+    assert_eq!(
+        err(&mut r, &["CONFIG", "SET", "nosuch", "1"]),
+        "ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'"
+    );
+    // All or nothing.
+    err(&mut r, &["CONFIG", "SET", "maxclients", "60", "hz", "0"]);
+    assert_eq!(
+        strings(&mut r, &["CONFIG", "GET", "maxclients"]),
+        vec!["maxclients", "50"]
+    );
+    assert_eq!(
+        err(&mut r, &["CONFIG", "SET", "maxclients"]),
+        "ERR wrong number of arguments for 'config|set' command"
+    );
+    assert_eq!(
+        err(&mut r, &["CONFIG"]),
+        "ERR wrong number of arguments for 'config' command"
+    );
+    ok(&mut r, &["CONFIG", "RESETSTAT"]);
+    let info = bulk(&mut r, &["INFO", "stats"]).unwrap();
+    assert_eq!(
+        info_field(&info, "total_commands_processed"),
+        "1",
+        "only CONFIG RESETSTAT itself"
+    );
+}
+
+#[test]
+fn proto_max_bulk_len_applies_at_runtime() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["CONFIG", "SET", "proto-max-bulk-len", "1mb"]);
+    r.send(format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", 2 * 1024 * 1024).as_bytes());
+    assert_eq!(
+        r.read2(),
+        Frame::Error("ERR Protocol error: invalid bulk length".into())
+    );
+    assert!(r.is_closed());
+}
+
+#[test]
+fn command_introspection() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let count = int(&mut r, &["COMMAND", "COUNT"]);
+    assert!(count >= 60, "{count}");
+    let Frame::Array(all) = r.call(&["COMMAND"]) else {
+        panic!()
+    };
+    assert_eq!(all.len() as i64, count);
+    let Frame::Array(info) = r.call(&["COMMAND", "INFO", "mset", "nosuch"]) else {
+        panic!()
+    };
+    let Frame::Array(mset) = &info[0] else {
+        panic!()
+    };
+    assert_eq!(&mset[..2], &[Frame::bulk("mset"), Frame::Int(-3)]);
+    assert_eq!(&mset[3..6], &[Frame::Int(1), Frame::Int(-1), Frame::Int(2)]);
+    assert_eq!(info[1], Frame::Null);
+    let Frame::Array(cfg) = r.call(&["COMMAND", "INFO", "config"]) else {
+        panic!()
+    };
+    let Frame::Array(cfg) = &cfg[0] else { panic!() };
+    let Frame::Array(subs) = &cfg[9] else {
+        panic!()
+    };
+    assert!(subs.len() >= 3, "subcommands are listed");
+    assert_eq!(
+        strings(&mut r, &["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"]),
+        vec!["a", "b"]
+    );
+    assert_eq!(
+        strings(&mut r, &["COMMAND", "GETKEYS", "RENAME", "x", "y"]),
+        vec!["x", "y"]
+    );
+    assert_eq!(
+        err(&mut r, &["COMMAND", "GETKEYS", "PING"]),
+        "ERR The command has no key arguments"
+    );
+    assert_eq!(
+        err(&mut r, &["COMMAND", "GETKEYS", "NOSUCH", "x"]),
+        "ERR Invalid command specified"
+    );
+    assert_eq!(
+        err(&mut r, &["COMMAND", "GETKEYS", "GET"]),
+        "ERR Invalid number of arguments specified for command"
+    );
+    let names = strings(&mut r, &["COMMAND", "LIST"]);
+    assert!(names.contains(&"get".to_string()) && names.contains(&"config|get".to_string()));
+    let pat = strings(&mut r, &["COMMAND", "LIST", "FILTERBY", "PATTERN", "incr*"]);
+    assert_eq!(pat.len(), 3, "{pat:?}");
+    let cat = strings(&mut r, &["COMMAND", "LIST", "FILTERBY", "ACLCAT", "string"]);
+    assert!(cat.contains(&"append".to_string()) && !cat.contains(&"del".to_string()));
+    let Frame::Array(docs) = r.call(&["COMMAND", "DOCS", "get"]) else {
+        panic!()
+    };
+    assert_eq!(docs[0], Frame::bulk("get"));
+    assert_eq!(
+        err(&mut r, &["NOSUCH", "a", "b"]),
+        "ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' "
+    );
+    assert_eq!(
+        err(&mut r, &["GET", "a", "b"]),
+        "ERR wrong number of arguments for 'get' command"
+    );
+}
+
+#[test]
+fn slowlog_records_slow_commands() {
+    let node = TestNode::start_with(&["--slowlog-log-slower-than", "0"]);
+    let mut r = node.raw();
+    ok(&mut r, &["SLOWLOG", "RESET"]);
+    ok(&mut r, &["SET", "k", &"x".repeat(300)]);
+    assert!(int(&mut r, &["SLOWLOG", "LEN"]) >= 1);
+    // Newest first: SLOWLOG LEN itself, then the SET.
+    let Frame::Array(entries) = r.call(&["SLOWLOG", "GET", "2"]) else {
+        panic!()
+    };
+    let Frame::Array(e) = &entries[1] else {
+        panic!()
+    };
+    assert_eq!(e.len(), 6);
+    let Frame::Array(args) = &e[3] else { panic!() };
+    assert_eq!(args[0], Frame::bulk("SET"));
+    let Frame::Bulk(v) = &args[2] else { panic!() };
+    assert!(String::from_utf8_lossy(v).ends_with("... (172 more bytes)"));
+    ok(&mut r, &["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
+    ok(&mut r, &["SLOWLOG", "RESET"]);
+    ok(&mut r, &["SET", "k", "v"]);
+    assert_eq!(int(&mut r, &["SLOWLOG", "LEN"]), 0);
+}
+
+#[test]
+fn monitor_streams_commands() {
+    let node = TestNode::start();
+    let mut m = node.raw();
+    ok(&mut m, &["MONITOR"]);
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "watched", "a b"]);
+    let Frame::Simple(line) = m.read2() else {
+        panic!()
+    };
+    assert!(
+        line.contains(r#"[0 127.0.0.1:"#) && line.ends_with(r#""SET" "watched" "a b""#),
+        "{line}"
+    );
+}
+
+#[test]
+fn time_lastsave_debug() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let t = strings(&mut r, &["TIME"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((t[0].parse::<i64>().unwrap() - now).abs() < 60);
+    assert!(int(&mut r, &["LASTSAVE"]) > 0);
+    // DEBUG SLEEP holds only its own connection.
+    let mut sleeper = node.raw();
+    sleeper.cmd(&["DEBUG", "SLEEP", "2"]);
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    assert_eq!(sleeper.read2(), Frame::Simple("OK".into()));
+    ok(&mut r, &["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    ok(&mut r, &["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
+}
+
+#[test]
+fn cluster_slot_commands() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    assert_eq!(int(&mut r, &["CLUSTER", "KEYSLOT", "foo"]), 12182);
+    assert_eq!(
+        int(&mut r, &["CLUSTER", "KEYSLOT", "{user1000}.following"]),
+        int(&mut r, &["CLUSTER", "KEYSLOT", "user1000"])
+    );
+    for k in ["{t}a", "{t}b", "{t}c"] {
+        ok(&mut r, &["SET", k, "v"]);
+    }
+    let slot = int(&mut r, &["CLUSTER", "KEYSLOT", "t"]).to_string();
+    assert_eq!(int(&mut r, &["CLUSTER", "COUNTKEYSINSLOT", &slot]), 3);
+    let mut keys = strings(&mut r, &["CLUSTER", "GETKEYSINSLOT", &slot, "10"]);
+    keys.sort();
+    assert_eq!(keys, vec!["{t}a", "{t}b", "{t}c"]);
+    assert_eq!(
+        strings(&mut r, &["CLUSTER", "GETKEYSINSLOT", &slot, "2"]).len(),
+        2
+    );
+    assert_eq!(
+        err(&mut r, &["CLUSTER", "COUNTKEYSINSLOT", "16384"]),
+        "ERR Invalid slot"
+    );
+    assert_eq!(
+        err(&mut r, &["CLUSTER", "GETKEYSINSLOT", "1", "-1"]),
+        "ERR Invalid number of keys"
+    );
+}
+
+#[test]
+fn shutdown_command_stops_the_server() {
+    let mut node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "k", "v"]);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+}
+
+#[test]
+fn sigterm_stops_gracefully() {
+    let mut node = TestNode::start();
+    let pid = node.child.id() as i32;
+    unsafe { libc_kill(pid, 15) };
+    assert!(node.wait_exit().success());
+    let lines: Vec<String> = node.log.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("SIGTERM")), "{lines:?}");
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn redis_cli_works_unchanged() {
+    let node = TestNode::start();
+    assert_eq!(node.cli(&["SET", "cli", "hello"]).trim(), "OK");
+    assert_eq!(node.cli(&["GET", "cli"]).trim(), "hello");
+    assert_eq!(node.cli(&["--no-raw", "INCR", "n"]).trim(), "(integer) 1");
+    let info = node.cli(&["INFO", "server"]);
+    assert!(info.contains("redis_version"));
+    // redis-cli's --scan uses SCAN with a cursor until it returns 0.
+    for i in 0..50 {
+        node.cli(&["SET", &format!("scan:{i}"), "v"]);
+    }
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &node.port.to_string(),
+            "--scan",
+            "--pattern",
+            "scan:*",
+        ])
+        .output()
+        .unwrap();
+    let n = BufReader::new(&out.stdout[..]).lines().count();
+    assert_eq!(n, 50);
+}
+
+#[test]
+fn redis_benchmark_runs_clean() {
+    let node = TestNode::start();
+    let out = std::process::Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &node.port.to_string(),
+            "-t",
+            "set,get,incr,mset",
+            "-n",
+            "2000",
+            "-c",
+            "10",
+            "-P",
+            "4",
+            "-q",
+        ])
+        .output()
+        .expect("redis-benchmark is installed (apt-get install redis-tools)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for t in ["SET", "GET", "INCR", "MSET"] {
+        assert!(
+            text.contains(&format!("{t}: ")) || text.contains(&format!("{t} (10 keys): ")),
+            "{text}"
+        );
+    }
+    let mut r = node.raw();
+    assert_eq!(
+        bulk(&mut r, &["GET", "counter:__rand_int__"]).map(|v| v.parse::<i64>().unwrap()),
+        Some(2000)
+    );
+}

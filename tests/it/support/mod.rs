@@ -1,0 +1,305 @@
+//! Test support: the real `shoal` binary on a free loopback port.
+//!
+//! [`TestNode::start`] runs the binary with `--port 0` in a fresh temporary
+//! directory and learns the port it bound from its "Ready to accept
+//! connections" log line, so tests never guess or share ports. Dropping the
+//! node kills the process. [`Raw`] speaks raw RESP bytes for protocol tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+/// How long any condition may take on a loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct TestNode {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    /// Every line the server logged so far is sent here.
+    pub log: mpsc::Receiver<String>,
+}
+
+impl TestNode {
+    pub fn start() -> TestNode {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--port", "0", "--dir"])
+            .arg(dir.path().join("data"))
+            .args(args);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shoal");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    // Keep draining so the server never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+        let deadline = Instant::now() + DEADLINE;
+        let port = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    panic!("shoal did not become ready: {err}");
+                }
+            };
+            if let Some(addr) = line.split("Ready to accept connections tcp on ").nth(1) {
+                break addr
+                    .trim()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .parse::<u16>()
+                    .unwrap();
+            }
+        };
+        TestNode {
+            child,
+            port,
+            dir,
+            log: rx,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap()
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        self.client().get_connection().expect("connect")
+    }
+
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.port)
+    }
+
+    /// Runs `redis-cli` against this node and returns its standard output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli is installed (apt-get install redis-tools)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits for the process to exit by itself and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "shoal did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns true or the deadline passes.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A raw RESP connection.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Null,
+    Array(Vec<Frame>),
+    Map(Vec<(Frame, Frame)>),
+    Set(Vec<Frame>),
+    Double(f64),
+    Verbatim(String),
+    Push(Vec<Frame>),
+    Bool(bool),
+}
+
+impl Frame {
+    pub fn bulk(s: &str) -> Frame {
+        Frame::Bulk(s.as_bytes().to_vec())
+    }
+}
+
+fn from3(f: redis_protocol::resp3::types::OwnedFrame) -> Frame {
+    use redis_protocol::resp3::types::OwnedFrame as F;
+    match f {
+        F::SimpleString { data, .. } => Frame::Simple(String::from_utf8_lossy(&data).into_owned()),
+        F::SimpleError { data, .. } => Frame::Error(data),
+        F::BlobError { data, .. } => Frame::Error(String::from_utf8_lossy(&data).into_owned()),
+        F::Number { data, .. } => Frame::Int(data),
+        F::BlobString { data, .. } => Frame::Bulk(data),
+        F::Null => Frame::Null,
+        F::Array { data, .. } => Frame::Array(data.into_iter().map(from3).collect()),
+        F::Map { data, .. } => Frame::Map(
+            data.into_iter()
+                .map(|(k, v)| (from3(k), from3(v)))
+                .collect(),
+        ),
+        F::Set { data, .. } => Frame::Set(data.into_iter().map(from3).collect()),
+        F::Double { data, .. } => Frame::Double(data),
+        F::VerbatimString { data, .. } => {
+            Frame::Verbatim(String::from_utf8_lossy(&data).into_owned())
+        }
+        F::Push { data, .. } => Frame::Push(data.into_iter().map(from3).collect()),
+        F::Boolean { data, .. } => Frame::Bool(data),
+        other => panic!("unexpected frame {other:?}"),
+    }
+}
+
+fn from2(f: redis_protocol::resp2::types::OwnedFrame) -> Frame {
+    use redis_protocol::resp2::types::OwnedFrame as F;
+    match f {
+        F::SimpleString(s) => Frame::Simple(String::from_utf8_lossy(&s).into_owned()),
+        F::Error(e) => Frame::Error(e),
+        F::Integer(i) => Frame::Int(i),
+        F::BulkString(b) => Frame::Bulk(b),
+        F::Array(a) => Frame::Array(a.into_iter().map(from2).collect()),
+        F::Null => Frame::Null,
+    }
+}
+
+pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b"\r\n");
+    }
+    v
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn cmd(&mut self, args: &[&str]) {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.send(&encode(&args));
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut tmp = [0u8; 65536];
+        match self.stream.read(&mut tmp) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+        }
+    }
+
+    /// Reads one RESP2 reply.
+    pub fn read2(&mut self) -> Frame {
+        loop {
+            if let Some((f, n)) =
+                redis_protocol::resp2::decode::decode(&self.buf).expect("valid RESP2")
+            {
+                self.buf.drain(..n);
+                return from2(f);
+            }
+            assert!(self.fill(), "connection closed while waiting for a reply");
+        }
+    }
+
+    /// Reads one RESP3 reply.
+    pub fn read3(&mut self) -> Frame {
+        loop {
+            if let Some((f, n)) =
+                redis_protocol::resp3::decode::complete::decode(&self.buf).expect("valid RESP3")
+            {
+                self.buf.drain(..n);
+                return from3(f);
+            }
+            assert!(self.fill(), "connection closed while waiting for a reply");
+        }
+    }
+
+    /// Sends a command and reads its RESP2 reply.
+    pub fn call(&mut self, args: &[&str]) -> Frame {
+        self.cmd(args);
+        self.read2()
+    }
+
+    /// Reads raw bytes until `n` bytes are buffered, and takes them.
+    pub fn read_exact_bytes(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill(), "connection closed early");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// True once the server has closed the connection (after any pending bytes).
+    pub fn is_closed(&mut self) -> bool {
+        let mut tmp = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+}
