@@ -1,1 +1,293 @@
-fn main() {}
+//! Shoal vs Redis, side by side in one run.
+//!
+//! Starts the Shoal binary of this build and Debian's `redis-server` (no
+//! persistence on either side, since Shoal has no disk log yet), then runs
+//! `redis-benchmark` against each in turn, interleaved, for several rounds,
+//! and prints each test's median requests/s and the Shoal/Redis ratio. Then it
+//! loads 1,000,000 small keys into a fresh instance of each, the same way, and
+//! compares memory per key (allocator-reported `used_memory` and RSS).
+//!
+//! Run: `cargo bench --bench compare`. Knobs (environment):
+//! `BENCH_ROUNDS` (3), `BENCH_REQUESTS` (200000 for -P 1; x8 for -P 16),
+//! `BENCH_KEYS` (1000000). Ratios, not absolute numbers, are what compare
+//! across runs: the machines are shared and noisy.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"PING\r\n");
+            let mut b = [0u8; 7];
+            if s.read_exact(&mut b).is_ok() && &b == b"+PONG\r\n" {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server on {port} did not become ready");
+}
+
+fn start_shoal() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(SHOAL)
+        .args(["--port", "0", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("shoal binary");
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let port = loop {
+        let line = lines.next().expect("shoal exited").unwrap();
+        if let Some(a) = line.split("Ready to accept connections tcp on ").nth(1) {
+            break a.trim().rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    wait_ready(port);
+    Server {
+        name: "shoal",
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn start_redis() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (apt-get install redis-server)");
+    wait_ready(port);
+    Server {
+        name: "redis",
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// Runs one redis-benchmark test and returns requests per second.
+fn bench(port: u16, test: &str, pipeline: usize, requests: usize) -> f64 {
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-t",
+            test,
+            "-n",
+            &requests.to_string(),
+        ])
+        .args([
+            "-c",
+            "50",
+            "-r",
+            "100000",
+            "-P",
+            &pipeline.to_string(),
+            "--csv",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .expect("redis-benchmark is installed (apt-get install redis-tools)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "test","rps",... header, then one line per test.
+    let line = text
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no result for {test}: {text}"));
+    line.split(',')
+        .nth(1)
+        .unwrap()
+        .trim_matches('"')
+        .parse()
+        .unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn info_field(port: u16, section: &str, field: &str) -> u64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", section])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Loads `n` keys `key:%012d` → `xxx` over one pipelined connection.
+fn load_keys(port: u16, n: usize) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let counter = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut oks = 0;
+        while oks < n {
+            let got = reader.read(&mut buf).unwrap();
+            assert!(got > 0, "server closed during load");
+            oks += buf[..got].iter().filter(|&&b| b == b'+').count();
+        }
+    });
+    let mut batch = Vec::with_capacity(1 << 20);
+    for i in 0..n {
+        let key = format!("key:{i:012}");
+        batch.extend_from_slice(
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{}\r\n$3\r\nxxx\r\n",
+                key.len(),
+                key
+            )
+            .as_bytes(),
+        );
+        if batch.len() > (1 << 20) - 64 {
+            s.write_all(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    s.write_all(&batch).unwrap();
+    counter.join().unwrap();
+}
+
+fn memory_per_key(server: &Server, n: usize) -> (f64, f64) {
+    let used0 = info_field(server.port, "memory", "used_memory");
+    let rss0 = info_field(server.port, "memory", "used_memory_rss");
+    load_keys(server.port, n);
+    let out = Command::new("redis-cli")
+        .args(["-p", &server.port.to_string(), "DBSIZE"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        n.to_string(),
+        "{} holds every key",
+        server.name
+    );
+    let used1 = info_field(server.port, "memory", "used_memory");
+    let rss1 = info_field(server.port, "memory", "used_memory_rss");
+    (
+        (used1 - used0) as f64 / n as f64,
+        (rss1.saturating_sub(rss0)) as f64 / n as f64,
+    )
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else is expected.
+    let rounds = env_num("BENCH_ROUNDS", 3);
+    let requests = env_num("BENCH_REQUESTS", 200_000);
+    let keys = env_num("BENCH_KEYS", 1_000_000);
+    let tests = ["set", "get", "incr", "mset"];
+    let pipelines = [1usize, 16];
+
+    let shoal = start_shoal();
+    let redis = start_redis();
+    println!("Shoal {} vs {}", env!("CARGO_PKG_VERSION"), redis_version());
+    println!("redis-benchmark -c 50 -r 100000, {rounds} interleaved rounds, median requests/s\n");
+    println!("| test | pipeline | shoal | redis | shoal/redis |");
+    println!("|---|---:|---:|---:|---:|");
+    for p in pipelines {
+        for t in tests {
+            let n = if p == 1 { requests } else { requests * 8 };
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                a.push(bench(shoal.port, t, p, n));
+                b.push(bench(redis.port, t, p, n));
+            }
+            let (ma, mb) = (median(a), median(b));
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {:.2} |",
+                t.to_uppercase(),
+                p,
+                ma,
+                mb,
+                ma / mb
+            );
+        }
+    }
+    drop(shoal);
+    drop(redis);
+
+    println!("\nMemory after loading {keys} keys (`key:%012d` -> `xxx`), fresh servers, bytes per key:\n");
+    println!("| server | used_memory/key | RSS/key |");
+    println!("|---|---:|---:|");
+    let mut results = Vec::new();
+    for s in [start_shoal(), start_redis()] {
+        let (used, rss) = memory_per_key(&s, keys);
+        println!("| {} | {:.1} | {:.1} |", s.name, used, rss);
+        results.push((used, rss));
+    }
+    println!(
+        "| shoal/redis | {:.2} | {:.2} |",
+        results[0].0 / results[1].0,
+        results[0].1 / results[1].1
+    );
+}
+
+fn redis_version() -> String {
+    let out = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -148,6 +148,12 @@ pub static DIRECTIVES: &[Directive] = &[
         true,
     ),
     d("hz", Kind::Int { min: 1, max: 500 }, "10", true),
+    // There is no disk persistence yet. These exist so that tools which read
+    // them (redis-benchmark, redis-cli --cluster) get the truth, and so that
+    // asking for persistence fails at start-up instead of silently not
+    // persisting.
+    d("appendonly", Kind::Enum(&["no"]), "no", false),
+    d("save", Kind::Enum(&[""]), "", false),
 ];
 
 pub fn directive(name: &str) -> Option<&'static Directive> {

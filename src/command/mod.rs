@@ -21,7 +21,7 @@ pub mod keys;
 pub mod server;
 pub mod strings;
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 

@@ -150,6 +150,13 @@ fn set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let o = parse_set(argv, ctx.now_ms)?;
     let (key, val) = (&argv[1], &argv[2]);
     let mut t = ctx.lock_key(key);
+    if !o.nx && !o.xx && !o.get && !o.keep_ttl {
+        // A plain SET replaces whatever is there, expired or not, so it needs
+        // no lookup first (KEEPTTL does: an expired key has no TTL to keep).
+        write_string(ctx, &mut t, key, val, o.expire_at, o.keep_ttl);
+        ctx.out.ok();
+        return Ok(());
+    }
     let old = ctx.lookup(&mut t, key);
     let exists = old.is_some();
     let old_value = match (o.get, old) {

@@ -129,7 +129,7 @@ fn parse_multibulk(
         return Ok(Some(Vec::new()));
     }
     // First pass: validate headers and find where the request ends.
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count as usize);
+    let mut spans: smallvec::SmallVec<[(usize, usize); 8]> = smallvec::SmallVec::new();
     for _ in 0..count {
         if pos >= buf.len() {
             return Ok(None);

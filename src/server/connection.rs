@@ -64,6 +64,13 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut stop = server.shutdown.subscribe();
     let mut monitor: Option<broadcast::Receiver<Arc<str>>> = None;
+    // Registered once for the connection's life: re-registering a waiter on
+    // every loop iteration costs two lock round trips per read.
+    let killed = handle.kill.notified();
+    tokio::pin!(killed);
+    let shutdown = stopped(&mut stop);
+    tokio::pin!(shutdown);
+    let mut stats = BatchStats::default();
 
     'conn: loop {
         let timeout = server.tun.timeout_secs.load(Relaxed);
@@ -105,8 +112,8 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
                 }
                 continue;
             }
-            _ = handle.kill.notified() => break 'conn,
-            _ = stopped(&mut stop) => break 'conn,
+            _ = &mut killed => break 'conn,
+            _ = &mut shutdown => break 'conn,
             _ = idle => {
                 if !handle.monitor.load(Relaxed) {
                     break 'conn;
@@ -119,6 +126,9 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
         }
 
         let mut close = None;
+        // One clock read per batch of pipelined requests: every command in the
+        // batch sees the same instant, as if they had arrived together.
+        let mut now = now_ms();
         loop {
             let limits = RequestLimits {
                 max_bulk_len: server.tun.max_bulk_len.load(Relaxed),
@@ -136,7 +146,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
             if argv.is_empty() {
                 continue;
             }
-            match execute(&server, &mut client, &mut out, &argv).await {
+            match execute(&server, &mut client, &mut out, &argv, &mut now, &mut stats).await {
                 None => {}
                 Some(Action::Close) => {
                     close = Some(Close::AfterFlush);
@@ -153,11 +163,18 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
                         break 'conn;
                     }
                     tokio::time::sleep(d).await;
+                    now = now_ms();
                 }
                 Some(Action::Monitor) => {
                     monitor = Some(server.monitors.subscribe());
+                    server.monitor_count.fetch_add(1, Relaxed);
                     handle.monitor.store(true, Relaxed);
                 }
+            }
+            if monitor.is_some() && !handle.monitor.load(Relaxed) {
+                // RESET ended MONITOR mode.
+                monitor = None;
+                server.monitor_count.fetch_sub(1, Relaxed);
             }
             if handle.killed.load(Relaxed) {
                 close = Some(Close::Now);
@@ -165,6 +182,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
             }
         }
 
+        stats.flush(&server);
         let pending = rbuf.len();
         handle.query_buf.store(pending, Relaxed);
         if pending as i64 > server.tun.query_buffer_limit.load(Relaxed) {
@@ -186,6 +204,10 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
         if rbuf.is_empty() && rbuf.capacity() > 1 << 20 {
             rbuf = BytesMut::with_capacity(16 * 1024);
         }
+    }
+    stats.flush(&server);
+    if monitor.is_some() {
+        server.monitor_count.fetch_sub(1, Relaxed);
     }
     let _ = wr.shutdown().await;
     server.clients.unregister(handle.id);
@@ -217,6 +239,8 @@ async fn execute(
     client: &mut Client,
     out: &mut ReplyBuf,
     argv: &[Bytes],
+    now: &mut i64,
+    stats: &mut BatchStats,
 ) -> Option<Action> {
     let reply_start = out.len();
     let (idx, spec) = match command::prepare(client, argv) {
@@ -231,9 +255,10 @@ async fn execute(
             return None;
         }
     };
-    wait_while_paused(server, spec).await;
-
-    let now = now_ms();
+    if wait_while_paused(server, spec).await {
+        *now = now_ms();
+    }
+    let now = *now;
     client.handle.last_cmd.store(idx, Relaxed);
     let started = Instant::now();
     let mut ctx = Ctx {
@@ -247,12 +272,8 @@ async fn execute(
     let action = ctx.action.take();
     let elapsed = started.elapsed().as_micros() as u64;
 
-    let stat = &server.stats.commands[idx];
-    stat.calls.fetch_add(1, Relaxed);
-    stat.usec.fetch_add(elapsed, Relaxed);
-    server.stats.commands_processed.fetch_add(1, Relaxed);
+    stats.record(idx, elapsed, result.is_err());
     if let Err(e) = &result {
-        stat.failed.fetch_add(1, Relaxed);
         server.stats.error(&e.code());
     }
     let h = &client.handle;
@@ -279,6 +300,49 @@ async fn execute(
     action
 }
 
+/// Command statistics of one batch, added to the shared counters once per
+/// batch rather than once per command, so pipelined clients on different
+/// cores do not fight over the counters' cache lines.
+#[derive(Default)]
+struct BatchStats {
+    /// (command index, calls, microseconds, failed); a batch uses few commands.
+    per_command: Vec<(usize, u64, u64, u64)>,
+    total: u64,
+}
+
+impl BatchStats {
+    fn record(&mut self, idx: usize, usec: u64, failed: bool) {
+        self.total += 1;
+        match self.per_command.iter_mut().find(|e| e.0 == idx) {
+            Some(e) => {
+                e.1 += 1;
+                e.2 += usec;
+                e.3 += failed as u64;
+            }
+            None => self.per_command.push((idx, 1, usec, failed as u64)),
+        }
+    }
+
+    fn flush(&mut self, server: &Server) {
+        if self.total == 0 {
+            return;
+        }
+        server
+            .stats
+            .commands_processed
+            .fetch_add(self.total, Relaxed);
+        for (idx, calls, usec, failed) in self.per_command.drain(..) {
+            let stat = &server.stats.commands[idx];
+            stat.calls.fetch_add(calls, Relaxed);
+            stat.usec.fetch_add(usec, Relaxed);
+            if failed > 0 {
+                stat.failed.fetch_add(failed, Relaxed);
+            }
+        }
+        self.total = 0;
+    }
+}
+
 /// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote.
 fn suppress_reply(client: &mut Client, out: &mut ReplyBuf, start: usize, is_reply_cmd: bool) {
     match client.reply_mode {
@@ -296,18 +360,21 @@ fn suppress_reply(client: &mut Client, out: &mut ReplyBuf, start: usize, is_repl
     }
 }
 
-async fn wait_while_paused(server: &Server, spec: &Spec) {
+/// Waits while CLIENT PAUSE holds this command; returns whether it waited.
+async fn wait_while_paused(server: &Server, spec: &Spec) -> bool {
+    let mut waited = false;
     loop {
         let until = server.pause.until_ms.load(Relaxed);
-        let now = now_ms();
-        if until == 0 || now >= until {
-            return;
+        if until == 0 {
+            return waited;
         }
+        let now = now_ms();
         let blocks =
             server.pause.all.load(Relaxed) || spec.is_write() || spec.has(flags::MAY_REPLICATE);
-        if !blocks {
-            return;
+        if now >= until || !blocks {
+            return waited;
         }
+        waited = true;
         let resumed = server.pause.resumed.notified();
         tokio::select! {
             _ = resumed => {}

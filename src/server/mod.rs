@@ -115,6 +115,9 @@ pub struct Server {
     pub pause: Pause,
     /// MONITOR lines; the receiver count says whether anyone listens.
     pub monitors: broadcast::Sender<Arc<str>>,
+    /// Connections in MONITOR mode; read on every command, so an atomic
+    /// rather than the channel's own (locked) receiver count.
+    pub monitor_count: std::sync::atomic::AtomicUsize,
     pub shutdown: watch::Sender<bool>,
     pub active_expire: AtomicBool,
     pub started: Instant,
@@ -160,6 +163,7 @@ impl Server {
             peak_memory: memory::Peak::default(),
             pause: Pause::default(),
             monitors,
+            monitor_count: std::sync::atomic::AtomicUsize::new(0),
             shutdown: watch::channel(false).0,
             active_expire: AtomicBool::new(true),
             started: Instant::now(),
