@@ -9,7 +9,8 @@
 //!
 //! Run: `cargo bench --bench compare`. Knobs (environment):
 //! `BENCH_ROUNDS` (3), `BENCH_REQUESTS` (200000 for -P 1; x8 for -P 16),
-//! `BENCH_KEYS` (1000000). Ratios, not absolute numbers, are what compare
+//! `BENCH_KEYS` (1000000), `BENCH_SHOAL_ARGS` (extra directives for Shoal,
+//! e.g. `--io-threads 1`). Ratios, not absolute numbers, are what compare
 //! across runs: the machines are shared and noisy.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -65,9 +66,11 @@ fn wait_ready(port: u16) {
 
 fn start_shoal() -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let extra = std::env::var("BENCH_SHOAL_ARGS").unwrap_or_default();
     let mut child = Command::new(SHOAL)
         .args(["--port", "0", "--dir"])
         .arg(dir.path())
+        .args(extra.split_whitespace())
         .stdout(Stdio::piped())
         .spawn()
         .expect("shoal binary");

@@ -148,6 +148,9 @@ pub static DIRECTIVES: &[Directive] = &[
         true,
     ),
     d("hz", Kind::Int { min: 1, max: 500 }, "10", true),
+    // Threads that serve connections (I/O and commands alike); 0 means one
+    // per core.
+    d("io-threads", Kind::Int { min: 0, max: 1024 }, "0", false),
     // There is no disk persistence yet. These exist so that tools which read
     // them (redis-benchmark, redis-cli --cluster) get the truth, and so that
     // asking for persistence fails at start-up instead of silently not

@@ -382,10 +382,7 @@ impl<'a> Ctx<'a> {
 
     /// Records a key that was found expired and removed.
     pub fn expired(&self, db: usize, key: &[u8]) {
-        self.server
-            .stats
-            .expired_keys
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.server.stats.expired_keys.add(1);
         self.server.effects.append(db, &[b"DEL", key]);
     }
 

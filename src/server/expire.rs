@@ -40,10 +40,7 @@ pub fn active_cycle(server: &Server, budget: Duration) {
                 for k in &expired {
                     server.effects.append(db, &[b"DEL", k]);
                 }
-                server
-                    .stats
-                    .expired_keys
-                    .fetch_add(expired.len() as u64, Relaxed);
+                server.stats.expired_keys.add(expired.len() as u64);
                 if !expired.is_empty() {
                     t.shrink();
                 }
@@ -64,5 +61,5 @@ pub fn active_cycle(server: &Server, budget: Duration) {
     server
         .stats
         .expire_cycle_usec
-        .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+        .add(start.elapsed().as_micros() as u64);
 }

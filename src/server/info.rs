@@ -71,7 +71,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 "# Server\r\nredis_version:7.2.0\r\nshoal_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\n\
                  arch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\n\
                  server_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\n\
-                 lru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\n",
+                 lru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:{}\r\n",
                 env!("CARGO_PKG_VERSION"),
                 std::env::consts::OS,
                 std::env::consts::ARCH,
@@ -86,6 +86,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 (now / 1000) & ((1 << 24) - 1),
                 server.executable.display(),
                 cfg.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                (server.io_threads.load(Relaxed) > 1) as u8,
             );
         }
         "clients" => {
@@ -155,20 +156,20 @@ fn section(server: &Server, name: &str, o: &mut String) {
                  expire_cycle_cpu_milliseconds:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
                  pubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\n\
                  total_reads_processed:{}\r\ntotal_writes_processed:{}\r\n",
-                s.connections_received.load(Relaxed),
-                s.commands_processed.load(Relaxed),
+                s.connections_received.get(),
+                s.commands_processed.get(),
                 s.instantaneous_ops(),
-                s.net_input_bytes.load(Relaxed),
-                s.net_output_bytes.load(Relaxed),
-                s.rejected_connections.load(Relaxed),
-                s.expired_keys.load(Relaxed),
+                s.net_input_bytes.get(),
+                s.net_output_bytes.get(),
+                s.rejected_connections.get(),
+                s.expired_keys.get(),
                 server.expire_cycles_capped.load(Relaxed),
-                s.expire_cycle_usec.load(Relaxed) / 1000,
-                s.keyspace_hits.load(Relaxed),
-                s.keyspace_misses.load(Relaxed),
-                s.error_replies.load(Relaxed),
-                s.reads_processed.load(Relaxed),
-                s.writes_processed.load(Relaxed),
+                s.expire_cycle_usec.get() / 1000,
+                s.keyspace_hits.get(),
+                s.keyspace_misses.get(),
+                s.error_replies.get(),
+                s.reads_processed.get(),
+                s.writes_processed.get(),
             );
         }
         "replication" => {
@@ -213,13 +214,12 @@ fn section(server: &Server, name: &str, o: &mut String) {
         "commandstats" => {
             o.push_str("# Commandstats\r\n");
             for (i, spec) in TABLE.all.iter().enumerate() {
-                let st = &server.stats.commands[i];
-                let calls = st.calls.load(Relaxed);
-                let rejected = st.rejected.load(Relaxed);
+                let st = server.stats.commands[i].totals();
+                let (calls, rejected) = (st.calls, st.rejected);
                 if calls == 0 && rejected == 0 {
                     continue;
                 }
-                let usec = st.usec.load(Relaxed);
+                let usec = st.usec;
                 let per = if calls > 0 {
                     usec as f64 / calls as f64
                 } else {
@@ -229,7 +229,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
                     o,
                     "cmdstat_{}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls={rejected},failed_calls={}\r\n",
                     spec.name,
-                    st.failed.load(Relaxed),
+                    st.failed,
                 );
             }
         }

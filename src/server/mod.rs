@@ -3,7 +3,9 @@
 //! ```text
 //!  main ─▶ server::run(config)
 //!            ├─ bind every `bind` address on `port`
-//!            ├─ accept loop ─▶ one task per connection (connection.rs)
+//!            ├─ `io-threads` threads (one per core by default), each a
+//!            │   single-threaded runtime accepting from every listener;
+//!            │   one task per connection (connection.rs), never migrated
 //!            ├─ cron, `hz` times a second: active expiry, stats sampling,
 //!            │   idle-client timeout, memory peak
 //!            └─ waits for SIGTERM / SIGINT / SHUTDOWN, then stops accepting,
@@ -127,6 +129,8 @@ pub struct Server {
     /// The port actually bound (differs from `port` when that is 0).
     pub tcp_port: std::sync::atomic::AtomicU16,
     pub expire_cycles_capped: AtomicU64,
+    /// How many I/O threads serve connections.
+    pub io_threads: std::sync::atomic::AtomicUsize,
     /// Where the active expiry cycle resumes: `db * SLOTS + slot`.
     pub expire_cursor: std::sync::atomic::AtomicUsize,
     pub executable: PathBuf,
@@ -172,6 +176,7 @@ impl Server {
             last_save: AtomicI64::new(now_ms() / 1000),
             tcp_port: std::sync::atomic::AtomicU16::new(0),
             expire_cycles_capped: AtomicU64::new(0),
+            io_threads: std::sync::atomic::AtomicUsize::new(1),
             expire_cursor: std::sync::atomic::AtomicUsize::new(0),
             executable: std::env::current_exe().unwrap_or_default(),
         }
@@ -224,6 +229,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut sigint = signal(libc::SIGINT);
     let server = Arc::new(Server::new(config));
 
+    let threads = match server.config.read().int("io-threads") {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n as usize,
+    };
     let mut listeners = Vec::new();
     let mut bound_port = port;
     for addr in &binds {
@@ -237,14 +248,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         } else {
             format!("{host}:{bound_port}")
         };
-        match TcpListener::bind(&sa).await {
+        match std::net::TcpListener::bind(&sa).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
             Ok(l) => {
                 let local = l
                     .local_addr()
                     .map_err(|e| StartError::Bind(sa.clone(), e))?;
                 bound_port = local.port();
-                tracing::info!("Ready to accept connections tcp on {local}");
-                listeners.push(l);
+                listeners.push((sa, l));
             }
             Err(e) if optional => tracing::warn!("skipping optional bind {sa}: {e}"),
             Err(e) => return Err(StartError::Bind(sa, e)),
@@ -252,9 +262,29 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     server.tcp_port.store(bound_port, Relaxed);
     server.config.write().set_bound_port(bound_port);
+    server.io_threads.store(threads, Relaxed);
 
-    for l in listeners {
-        tokio::spawn(accept_loop(server.clone(), l));
+    // One single-threaded runtime per core, each accepting from the same
+    // listening sockets: a connection lives on the thread that accepted it,
+    // so serving it never hands work between threads (no work stealing, no
+    // cross-thread wake-ups); the least busy thread tends to accept first.
+    let mut workers = Vec::new();
+    for t in 0..threads {
+        let mut mine = Vec::new();
+        for (sa, l) in &listeners {
+            mine.push(l.try_clone().map_err(|e| StartError::Bind(sa.clone(), e))?);
+        }
+        let server = server.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("shoal-io-{t}"))
+            .spawn(move || io_thread(server, mine))
+            .expect("spawn I/O thread");
+        workers.push(handle);
+    }
+    for (_, l) in &listeners {
+        if let Ok(local) = l.local_addr() {
+            tracing::info!("Ready to accept connections tcp on {local}");
+        }
     }
     tokio::spawn(cron(server.clone()));
 
@@ -265,10 +295,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         _ = recv(&mut sigint) => tracing::info!("Received SIGINT scheduling shutdown..."),
     }
     server.request_shutdown();
-    // Give connections a moment to flush their last replies.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while server.clients.count() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    for w in workers {
+        let _ = tokio::task::spawn_blocking(move || w.join()).await;
     }
     if !pidfile.is_empty() {
         let _ = std::fs::remove_file(&pidfile);
@@ -295,6 +323,32 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
+/// One I/O thread: a single-threaded runtime serving the connections it
+/// accepts until shutdown, then giving them a moment to finish.
+fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        for l in listeners {
+            match TcpListener::from_std(l) {
+                Ok(l) => {
+                    tokio::spawn(accept_loop(server.clone(), l));
+                }
+                Err(e) => tracing::warn!("cannot register listener: {e}"),
+            }
+        }
+        let mut stop = server.shutdown.subscribe();
+        stopped(&mut stop).await;
+        // Connections see the same signal and close; let them flush.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while server.clients.count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
 async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
     let mut stop = server.shutdown.subscribe();
     loop {
@@ -311,7 +365,7 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
                 continue;
             }
         };
-        server.stats.connections_received.fetch_add(1, Relaxed);
+        server.stats.connections_received.add(1);
         let server = server.clone();
         tokio::spawn(async move {
             connection::serve(server, stream, addr).await;

@@ -2,33 +2,125 @@
 //!
 //! All counters are relaxed atomics: they are observations, not
 //! synchronisation, and INFO may read them mid-update.
+//!
+//! Counters bumped on every request are sharded: each thread adds to its own
+//! cache line and readers sum the shards. One shared atomic would bounce
+//! between cores on every command and cost more than the command itself.
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 
+const SHARDS: usize = 4;
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    SHARD.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT.fetch_add(1, Relaxed) % SHARDS);
+        }
+        s.get()
+    })
+}
+
 #[derive(Default)]
-pub struct CommandStat {
-    pub calls: AtomicU64,
-    pub usec: AtomicU64,
-    pub rejected: AtomicU64,
-    pub failed: AtomicU64,
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+/// A counter sharded by thread.
+#[derive(Default)]
+pub struct Counter([Padded; SHARDS]);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0[shard()].0.fetch_add(n, Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.iter().map(|p| p.0.load(Relaxed)).sum()
+    }
+
+    pub fn reset(&self) {
+        for p in &self.0 {
+            p.0.store(0, Relaxed);
+        }
+    }
+}
+
+#[derive(Default)]
+#[repr(align(64))]
+struct CommandShard {
+    calls: AtomicU64,
+    usec: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// One command's statistics, sharded by thread like [`Counter`].
+#[derive(Default)]
+pub struct CommandStat([CommandShard; SHARDS]);
+
+/// A snapshot of one command's statistics.
+pub struct CommandTotals {
+    pub calls: u64,
+    pub usec: u64,
+    pub rejected: u64,
+    pub failed: u64,
+}
+
+impl CommandStat {
+    pub fn record(&self, calls: u64, usec: u64, failed: u64) {
+        let s = &self.0[shard()];
+        s.calls.fetch_add(calls, Relaxed);
+        s.usec.fetch_add(usec, Relaxed);
+        if failed > 0 {
+            s.failed.fetch_add(failed, Relaxed);
+        }
+    }
+
+    pub fn rejected(&self) {
+        self.0[shard()].rejected.fetch_add(1, Relaxed);
+    }
+
+    pub fn totals(&self) -> CommandTotals {
+        let sum =
+            |f: fn(&CommandShard) -> &AtomicU64| self.0.iter().map(|s| f(s).load(Relaxed)).sum();
+        CommandTotals {
+            calls: sum(|s| &s.calls),
+            usec: sum(|s| &s.usec),
+            rejected: sum(|s| &s.rejected),
+            failed: sum(|s| &s.failed),
+        }
+    }
+
+    fn reset(&self) {
+        for s in &self.0 {
+            for c in [&s.calls, &s.usec, &s.rejected, &s.failed] {
+                c.store(0, Relaxed);
+            }
+        }
+    }
 }
 
 pub struct Stats {
-    pub connections_received: AtomicU64,
-    pub commands_processed: AtomicU64,
-    pub net_input_bytes: AtomicU64,
-    pub net_output_bytes: AtomicU64,
-    pub rejected_connections: AtomicU64,
-    pub expired_keys: AtomicU64,
-    pub keyspace_hits: AtomicU64,
-    pub keyspace_misses: AtomicU64,
-    pub error_replies: AtomicU64,
-    pub reads_processed: AtomicU64,
-    pub writes_processed: AtomicU64,
-    pub expire_cycle_usec: AtomicU64,
+    pub connections_received: Counter,
+    pub commands_processed: Counter,
+    pub net_input_bytes: Counter,
+    pub net_output_bytes: Counter,
+    pub rejected_connections: Counter,
+    pub expired_keys: Counter,
+    pub keyspace_hits: Counter,
+    pub keyspace_misses: Counter,
+    pub error_replies: Counter,
+    pub reads_processed: Counter,
+    pub writes_processed: Counter,
+    pub expire_cycle_usec: Counter,
     /// Per command, indexed like `command::TABLE.all`.
     pub commands: Vec<CommandStat>,
     /// Error replies by code (`ERR`, `WRONGTYPE`, ...).
@@ -48,18 +140,18 @@ struct OpsSampler {
 impl Stats {
     pub fn new(commands: usize) -> Stats {
         Stats {
-            connections_received: AtomicU64::new(0),
-            commands_processed: AtomicU64::new(0),
-            net_input_bytes: AtomicU64::new(0),
-            net_output_bytes: AtomicU64::new(0),
-            rejected_connections: AtomicU64::new(0),
-            expired_keys: AtomicU64::new(0),
-            keyspace_hits: AtomicU64::new(0),
-            keyspace_misses: AtomicU64::new(0),
-            error_replies: AtomicU64::new(0),
-            reads_processed: AtomicU64::new(0),
-            writes_processed: AtomicU64::new(0),
-            expire_cycle_usec: AtomicU64::new(0),
+            connections_received: Counter::default(),
+            commands_processed: Counter::default(),
+            net_input_bytes: Counter::default(),
+            net_output_bytes: Counter::default(),
+            rejected_connections: Counter::default(),
+            expired_keys: Counter::default(),
+            keyspace_hits: Counter::default(),
+            keyspace_misses: Counter::default(),
+            error_replies: Counter::default(),
+            reads_processed: Counter::default(),
+            writes_processed: Counter::default(),
+            expire_cycle_usec: Counter::default(),
             commands: (0..commands).map(|_| CommandStat::default()).collect(),
             errors: Mutex::new(HashMap::new()),
             ops_samples: Mutex::new(OpsSampler::default()),
@@ -68,21 +160,21 @@ impl Stats {
 
     pub fn hit_or_miss(&self, hit: bool) {
         if hit {
-            self.keyspace_hits.fetch_add(1, Relaxed);
+            self.keyspace_hits.add(1);
         } else {
-            self.keyspace_misses.fetch_add(1, Relaxed);
+            self.keyspace_misses.add(1);
         }
     }
 
     pub fn error(&self, code: &str) {
-        self.error_replies.fetch_add(1, Relaxed);
+        self.error_replies.add(1);
         *self.errors.lock().entry(code.to_string()).or_insert(0) += 1;
     }
 
     /// Called by the server cron: records the ops rate since the last call.
     pub fn sample_ops(&self, now_ms: i64) {
         let mut s = self.ops_samples.lock();
-        let count = self.commands_processed.load(Relaxed);
+        let count = self.commands_processed.get();
         if s.last_ms > 0 && now_ms > s.last_ms {
             let rate = (count - s.last_count) * 1000 / (now_ms - s.last_ms) as u64;
             let i = s.idx;
@@ -114,13 +206,10 @@ impl Stats {
             &self.writes_processed,
             &self.expire_cycle_usec,
         ] {
-            c.store(0, Relaxed);
+            c.reset();
         }
         for c in &self.commands {
-            c.calls.store(0, Relaxed);
-            c.usec.store(0, Relaxed);
-            c.rejected.store(0, Relaxed);
-            c.failed.store(0, Relaxed);
+            c.reset();
         }
         self.errors.lock().clear();
     }
