@@ -320,10 +320,11 @@ impl<'a> Ctx<'a> {
 
     /// Locks the slot of one key in the current database.
     pub fn lock_key(&self, key: &[u8]) -> parking_lot::MutexGuard<'a, SlotTable> {
-        self.server
-            .keyspace
-            .db(self.client.db)
-            .lock_slot(key_hash_slot(key))
+        let slot = match self.client.slot_hint {
+            Some((ptr, len, slot)) if ptr == key.as_ptr() as usize && len == key.len() => slot,
+            _ => key_hash_slot(key),
+        };
+        self.server.keyspace.db(self.client.db).lock_slot(slot)
     }
 
     /// Locks the slots of several keys of the current database, in order.
@@ -393,9 +394,27 @@ impl<'a> Ctx<'a> {
 
 /// Resolves a request and applies the checks every command shares. Returns
 /// the spec to run, or the error to reply with.
-pub fn prepare(client: &Client, argv: &[Bytes]) -> Result<(usize, &'static Spec), CommandError> {
+pub fn prepare(
+    client: &mut Client,
+    argv: &[Bytes],
+) -> Result<(usize, &'static Spec), CommandError> {
     // Redis 7 order: unknown command and arity first, then authentication.
-    let (idx, spec) = TABLE.resolve(argv)?;
+    let (idx, spec) = match &client.last_command {
+        Some((name, i)) if *name == argv[0] => {
+            let spec = TABLE.all[*i];
+            check_arity(spec, argv.len())?;
+            (*i, spec)
+        }
+        _ => {
+            let (idx, spec) = TABLE.resolve(argv)?;
+            // Containers resolve by their second argument: never cached.
+            if !spec.name.contains('|') && spec.subcommands.is_empty() {
+                // A copy: a slice would pin the whole request buffer.
+                client.last_command = Some((Bytes::copy_from_slice(&argv[0]), idx));
+            }
+            (idx, spec)
+        }
+    };
     if !client.authenticated && !spec.has(flags::NO_AUTH) {
         return Err(CommandError::NoAuth);
     }

@@ -32,6 +32,15 @@ pub struct Client {
     pub authenticated: bool,
     pub reply_mode: ReplyMode,
     pub handle: Arc<ClientHandle>,
+    /// The slot of the current request's first argument, computed when the
+    /// request was prefetched: `(address, length, slot)` of that argument's
+    /// bytes. Set just before the request runs and cleared after it, so it
+    /// can only ever describe bytes that are alive and unchanged.
+    pub slot_hint: Option<(usize, usize, crate::keyspace::SlotId)>,
+    /// The last command name this client sent, exactly as sent, and its
+    /// table index: clients repeat themselves, and a byte comparison is
+    /// cheaper than a case-folding lookup.
+    pub last_command: Option<(bytes::Bytes, usize)>,
 }
 
 /// What the rest of the server may see or change of a connection.

@@ -59,6 +59,8 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
         authenticated: server.config.read().get("requirepass").is_empty(),
         reply_mode: ReplyMode::On,
         handle: handle.clone(),
+        slot_hint: None,
+        last_command: None,
     };
     let mut out = ReplyBuf::new(Protocol::Resp2);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
@@ -139,6 +141,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
         // Pipelined batches are bound by memory latency, and this hides one
         // of the misses each command would otherwise wait for.
         let mut ahead = parse_request(&mut rbuf, limits);
+        client.slot_hint = None;
         loop {
             let argv = match ahead {
                 Ok(Some(argv)) => argv,
@@ -151,17 +154,22 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
                 }
             };
             ahead = parse_request(&mut rbuf, limits);
+            let mut next_hint = None;
             if let Ok(Some(next)) = &ahead {
                 if let Some(key) = next.get(1) {
-                    server
-                        .keyspace
-                        .prefetch(client.db, crate::keyspace::key_hash_slot(key));
+                    let slot = crate::keyspace::key_hash_slot(key);
+                    server.keyspace.prefetch(client.db, slot);
+                    next_hint = Some((key.as_ptr() as usize, key.len(), slot));
                 }
             }
             if argv.is_empty() {
+                client.slot_hint = next_hint;
                 continue;
             }
-            match execute(&server, &mut client, &mut out, &argv, &mut now, &mut stats).await {
+            let action = execute(&server, &mut client, &mut out, &argv, &mut now, &mut stats).await;
+            // The hint described this request's key; the next request's is ready.
+            client.slot_hint = next_hint;
+            match action {
                 None => {}
                 Some(Action::Close) => {
                     close = Some(Close::AfterFlush);
@@ -197,6 +205,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
             }
         }
 
+        client.slot_hint = None;
         stats.flush(&server);
         let pending = rbuf.len();
         handle.query_buf.store(pending, Relaxed);
