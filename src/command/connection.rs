@@ -475,6 +475,8 @@ fn client_kill(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let mut a = Args::new(argv, 1);
     let (mut id, mut addr, mut laddr, mut skipme, mut maxage) = (None, None, None, true, None);
+    // Every client here is a normal one: a filter on another type matches none.
+    let mut other_type = false;
     while let Some(w) = a.next() {
         let v = a.value()?;
         match w.to_ascii_lowercase().as_slice() {
@@ -508,13 +510,15 @@ fn client_kill(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                         text(v)
                     )));
                 }
+                other_type = t != b"normal";
             }
             _ => return Err(CommandError::Syntax),
         }
     }
     let mut killed = 0;
     for c in &all {
-        if id.is_some_and(|i| i != c.id)
+        if other_type
+            || id.is_some_and(|i| i != c.id)
             || addr.as_ref().is_some_and(|a| *a != c.addr.to_string())
             || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string())
             || maxage.is_some_and(|m| (c.created.elapsed().as_secs() as i64) < m)

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use super::args::{float, int, Args};
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
-use crate::keyspace::value::FLAG_RAW;
 use crate::keyspace::{Kind, Node, SlotTable, Value};
 use crate::protocol::reply::format_double;
 use crate::protocol::ReplyBuf;
@@ -56,6 +55,7 @@ fn reply_value(out: &mut ReplyBuf, v: &Value) {
     match v {
         Value::Str(s) => out.bulk(s.as_bytes()),
         Value::Int(n) => out.bulk_int(*n),
+        Value::Raw(v) => out.bulk(v),
     }
 }
 
@@ -398,13 +398,10 @@ fn append(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(key);
     let len = match ctx.lookup(&mut t, key) {
         Some(n) => {
-            let mut cur = value_bytes(string_of(n)?);
-            check_len(ctx, cur.len() + extra.len())?;
-            cur.extend_from_slice(extra);
-            let len = cur.len();
-            n.value = Value::Str(crate::keyspace::SmallBuf::from_vec(cur));
-            n.flags |= FLAG_RAW;
-            len
+            check_len(ctx, string_len(string_of(n)?) + extra.len())?;
+            let buf = n.value.make_raw();
+            buf.extend_from_slice(extra);
+            buf.len()
         }
         None => {
             t.set(
@@ -421,13 +418,18 @@ fn append(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+fn string_len(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s.len(),
+        Value::Int(i) => itoa::Buffer::new().format(*i).len(),
+        Value::Raw(v) => v.len(),
+    }
+}
+
 fn strlen(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(&argv[1]);
     let len = match ctx.lookup_read(&mut t, &argv[1]) {
-        Some(n) => match string_of(n)? {
-            Value::Str(s) => s.len(),
-            Value::Int(i) => itoa::Buffer::new().format(*i).len(),
-        },
+        Some(n) => string_len(string_of(n)?),
         None => 0,
     };
     ctx.out.int(len as i64);
@@ -441,12 +443,14 @@ fn incr_generic(ctx: &mut Ctx, argv: &[Bytes], delta: i64) -> CmdResult {
         Some(n) => {
             let cur = match string_of(n)? {
                 Value::Int(i) => *i,
+                Value::Raw(v) => {
+                    crate::protocol::request::parse_i64(v).ok_or(CommandError::NotInteger)?
+                }
                 Value::Str(s) => crate::protocol::request::parse_i64(s.as_bytes())
                     .ok_or(CommandError::NotInteger)?,
             };
             let new = cur.checked_add(delta).ok_or(CommandError::Overflow)?;
             n.value = Value::Int(new);
-            n.flags = 0;
             new
         }
         None => {
@@ -488,6 +492,7 @@ fn incrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         Some(n) => match string_of(n)? {
             Value::Int(i) => *i as f64,
             Value::Str(s) => float(s.as_bytes())?,
+            Value::Raw(v) => float(v)?,
         },
         None => 0.0,
     };
@@ -543,7 +548,8 @@ fn getrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.bulk(b"");
         return Ok(());
     };
-    let bytes = value_bytes(string_of(n)?);
+    let mut scratch = itoa::Buffer::new();
+    let bytes = string_of(n)?.str_bytes(&mut scratch).unwrap_or_default();
     match byte_range(start, end, bytes.len()) {
         Some((s, e)) => ctx.out.bulk(&bytes[s..=e]),
         None => ctx.out.bulk(b""),
@@ -562,18 +568,17 @@ fn setrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(key);
     let len = match ctx.lookup(&mut t, key) {
         Some(n) => {
-            let mut cur = value_bytes(string_of(n)?);
+            let cur_len = string_len(string_of(n)?);
             if patch.is_empty() {
-                cur.len()
+                cur_len
             } else {
                 check_len(ctx, offset + patch.len())?;
-                if cur.len() < offset + patch.len() {
-                    cur.resize(offset + patch.len(), 0);
+                let buf = n.value.make_raw();
+                if buf.len() < offset + patch.len() {
+                    buf.resize(offset + patch.len(), 0);
                 }
-                cur[offset..offset + patch.len()].copy_from_slice(patch);
-                let len = cur.len();
-                n.value = Value::Str(crate::keyspace::SmallBuf::from_vec(cur));
-                n.flags |= FLAG_RAW;
+                buf[offset..offset + patch.len()].copy_from_slice(patch);
+                let len = buf.len();
                 ctx.emit_argv(argv);
                 len
             }
@@ -586,12 +591,7 @@ fn setrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                 let mut v = vec![0u8; offset + patch.len()];
                 v[offset..].copy_from_slice(patch);
                 let len = v.len();
-                t.set(
-                    key,
-                    Value::Str(crate::keyspace::SmallBuf::from_vec(v)),
-                    ctx.now_ms,
-                    false,
-                );
+                t.set(key, Value::Raw(Box::new(v)), ctx.now_ms, false);
                 ctx.emit_argv(argv);
                 len
             }

@@ -95,7 +95,6 @@ impl SlotTable {
             Entry::Occupied(e) => {
                 let node = e.into_mut();
                 node.value = value;
-                node.flags = 0;
                 node.access = (now_ms / 1000) as u32;
                 if !keep_ttl && node.expire_at != 0 {
                     node.expire_at = 0;

@@ -81,10 +81,14 @@ impl fmt::Debug for SmallBuf {
 
 /// A value. Strings that are canonical 64-bit integers are kept as integers
 /// (Redis's `int` encoding): INCR needs no parse and they take no heap.
+/// Strings grown in place (APPEND, SETRANGE) become `Raw`: a vector with
+/// spare capacity, so repeated appends are amortised O(1) as with Redis's
+/// sds, while ordinary values stay compact.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
     Str(SmallBuf),
     Int(i64),
+    Raw(Box<Vec<u8>>),
 }
 
 /// The type names `TYPE` and `SCAN ... TYPE` use.
@@ -122,7 +126,7 @@ impl Value {
 
     pub fn kind(&self) -> Kind {
         match self {
-            Value::Str(_) | Value::Int(_) => Kind::String,
+            Value::Str(_) | Value::Int(_) | Value::Raw(_) => Kind::String,
         }
     }
 
@@ -131,6 +135,23 @@ impl Value {
         match self {
             Value::Str(s) => Some(s.as_bytes()),
             Value::Int(n) => Some(scratch.format(*n).as_bytes()),
+            Value::Raw(v) => Some(v),
+        }
+    }
+
+    /// Turns a string value into its growable form and returns its bytes,
+    /// for in-place modification.
+    pub fn make_raw(&mut self) -> &mut Vec<u8> {
+        if !matches!(self, Value::Raw(_)) {
+            let mut b = itoa::Buffer::new();
+            let cur = self.str_bytes(&mut b).unwrap_or_default();
+            let mut v = Vec::with_capacity(cur.len() * 2);
+            v.extend_from_slice(cur);
+            *self = Value::Raw(Box::new(v));
+        }
+        match self {
+            Value::Raw(v) => v,
+            _ => unreachable!("converted above"),
         }
     }
 
@@ -138,13 +159,10 @@ impl Value {
         match self {
             Value::Str(s) => s.heap_size(),
             Value::Int(_) => 0,
+            Value::Raw(v) => std::mem::size_of::<Vec<u8>>() + v.capacity(),
         }
     }
 }
-
-/// `Node::flags`: the string was modified in place (APPEND, SETRANGE), which
-/// Redis reports as the `raw` encoding whatever its length.
-pub const FLAG_RAW: u8 = 1;
 
 /// One key of a slot table.
 #[derive(Clone, Debug)]
@@ -155,7 +173,6 @@ pub struct Node {
     pub expire_at: i64,
     /// Last access, in Unix seconds (the LRU clock behind OBJECT IDLETIME).
     pub access: u32,
-    pub flags: u8,
 }
 
 impl Node {
@@ -165,7 +182,6 @@ impl Node {
             value,
             expire_at: 0,
             access: (now_ms / 1000) as u32,
-            flags: 0,
         })
     }
 
@@ -177,8 +193,8 @@ impl Node {
     pub fn encoding(&self) -> &'static str {
         match &self.value {
             Value::Int(_) => "int",
-            Value::Str(s) if s.len() <= 44 && self.flags & FLAG_RAW == 0 => "embstr",
-            Value::Str(_) => "raw",
+            Value::Str(s) if s.len() <= 44 => "embstr",
+            Value::Str(_) | Value::Raw(_) => "raw",
         }
     }
 

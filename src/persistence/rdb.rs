@@ -162,6 +162,12 @@ pub fn restore(payload: &[u8]) -> Result<Value, RdbError> {
 
 /// LZF decompression (the format Redis compresses long strings with).
 fn lzf_decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, RdbError> {
+    // A back-reference of at most 264 bytes costs at least two input bytes,
+    // so a claimed length beyond that ratio is a lie: refuse it before
+    // allocating for it.
+    if out_len > input.len().saturating_mul(132) + 64 {
+        return Err(RdbError::BadFormat);
+    }
     let mut out: Vec<u8> = Vec::with_capacity(out_len);
     let mut i = 0;
     while i < input.len() {
@@ -241,6 +247,18 @@ mod tests {
         let mut bad = dump(&Value::string(b"bar"));
         bad[2] ^= 1;
         assert_eq!(restore(&bad), Err(RdbError::Checksum));
+    }
+
+    #[test]
+    fn lying_lengths_are_refused_without_allocating() {
+        // Compressed string claiming 2^62 bytes of output.
+        let mut p = vec![0u8, 0xC3, 0x01, 0x81];
+        p.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        p.push(0);
+        p.extend_from_slice(&10u16.to_le_bytes());
+        let crc = CRC64.checksum(&p);
+        p.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(restore(&p), Err(RdbError::BadFormat));
     }
 
     #[test]

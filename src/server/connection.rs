@@ -304,6 +304,8 @@ async fn execute(
     h.last_interaction.store(now, Relaxed);
     h.db.store(client.db, Relaxed);
 
+    // Passwords never reach the slow log or MONITOR.
+    let argv = &*redacted(spec, argv);
     let threshold = server.tun.slowlog_slower_than.load(Relaxed);
     if threshold >= 0 && elapsed >= threshold as u64 && !spec.has(flags::SKIP_SLOWLOG) {
         let max = server.tun.slowlog_max_len.load(Relaxed).max(0) as usize;
@@ -311,7 +313,7 @@ async fn execute(
             .slowlog
             .push(argv, elapsed, h.addr.to_string(), h.name(), max);
     }
-    if server.monitors.receiver_count() > 0
+    if server.monitor_count.load(Relaxed) > 0
         && !spec.has(flags::SKIP_MONITOR)
         && !spec.has(flags::ADMIN)
     {
@@ -396,6 +398,35 @@ async fn wait_while_paused(server: &Server, spec: &Spec) -> bool {
             _ = resumed => {}
             _ = tokio::time::sleep(Duration::from_millis((until - now) as u64)) => {}
         }
+    }
+}
+
+/// The arguments as the slow log and MONITOR may show them: secrets
+/// replaced by `(redacted)`, as Redis does.
+fn redacted<'a>(spec: &Spec, argv: &'a [Bytes]) -> std::borrow::Cow<'a, [Bytes]> {
+    const HIDDEN: Bytes = Bytes::from_static(b"(redacted)");
+    match spec.name {
+        "auth" => {
+            let mut v = argv.to_vec();
+            v[1..].fill(HIDDEN);
+            v.into()
+        }
+        "hello" => {
+            let mut v = argv.to_vec();
+            let mut i = 2;
+            while i < v.len() {
+                if v[i].eq_ignore_ascii_case(b"auth") {
+                    for j in i + 1..(i + 3).min(v.len()) {
+                        v[j] = HIDDEN;
+                    }
+                    i += 3;
+                } else {
+                    i += 1;
+                }
+            }
+            v.into()
+        }
+        _ => argv.into(),
     }
 }
 

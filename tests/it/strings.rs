@@ -187,6 +187,16 @@ fn append_strlen_getrange_setrange() {
         err(&mut r, &["SETRANGE", "s", "536870911", "xx"]),
         "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
     );
+    // Repeated appends grow one buffer in place.
+    let chunk = "y".repeat(100);
+    for _ in 0..10_000 {
+        int(&mut r, &["APPEND", "log", &chunk]);
+    }
+    assert_eq!(int(&mut r, &["STRLEN", "log"]), 1_000_000);
+    assert_eq!(
+        bulk(&mut r, &["GETRANGE", "log", "-3", "-1"]).as_deref(),
+        Some("yyy")
+    );
     // Integers are strings too.
     ok(&mut r, &["SET", "n", "12345"]);
     assert_eq!(int(&mut r, &["STRLEN", "n"]), 5);
