@@ -1,12 +1,8 @@
 use crate::support::{eventually, Frame, TestNode};
-use crate::{bulk, int, ok};
+use crate::{bulk, info_field, int, ok};
 
 fn info_expired(r: &mut crate::support::Raw) -> u64 {
-    let info = bulk(r, &["INFO", "stats"]).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("expired_keys:"))
-        .unwrap()
-        .trim()
+    info_field(&bulk(r, &["INFO", "stats"]).unwrap(), "expired_keys")
         .parse()
         .unwrap()
 }

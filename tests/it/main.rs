@@ -51,6 +51,15 @@ pub fn bulk(raw: &mut Raw, args: &[&str]) -> Option<String> {
     }
 }
 
+/// One field of an INFO reply.
+pub fn info_field(info: &str, name: &str) -> String {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("INFO has no {name}"))
+        .trim()
+        .to_string()
+}
+
 pub fn strings(raw: &mut Raw, args: &[&str]) -> Vec<String> {
     match raw.call(args) {
         Frame::Array(a) => a

@@ -1,15 +1,7 @@
 use std::io::{BufRead, BufReader};
 
 use crate::support::{eventually, Frame, TestNode};
-use crate::{bulk, err, int, ok, strings};
-
-fn info_field(info: &str, name: &str) -> String {
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("INFO has no {name}"))
-        .trim()
-        .to_string()
-}
+use crate::{bulk, err, info_field, int, ok, strings};
 
 #[test]
 fn info_sections_and_fields() {
