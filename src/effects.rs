@@ -20,6 +20,10 @@
 //!   taken after slot locks and nothing is locked while holding it.
 //! - The replication offset is the number of bytes ever appended. The backlog
 //!   keeps the last `repl-backlog-size` bytes of the stream for partial resync.
+//! - As in Redis, the backlog exists only once something may need history
+//!   (the first replica; see [`EffectStream::activate_backlog`]). Until then an
+//!   effect only advances the offset, by exactly the bytes it would have
+//!   taken, so offsets are the same whether or not history is kept.
 //! - A `SELECT` is emitted whenever the next effect is for another database
 //!   than the previous one, as in Redis's replication stream.
 
@@ -33,7 +37,9 @@ struct Inner {
     /// Total bytes ever appended: the replication offset.
     offset: u64,
     selected_db: Option<usize>,
-    backlog: Backlog,
+    /// `repl-backlog-size`, applied when the backlog is (re)created.
+    backlog_size: usize,
+    backlog: Option<Backlog>,
     scratch: Vec<u8>,
 }
 
@@ -86,6 +92,7 @@ impl Backlog {
 /// What INFO replication shows about the stream.
 pub struct StreamInfo {
     pub offset: u64,
+    pub backlog_active: bool,
     pub backlog_size: usize,
     pub backlog_first_byte_offset: u64,
     pub backlog_histlen: usize,
@@ -106,13 +113,25 @@ pub fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
     }
 }
 
+/// The size of [`encode_command`]'s output, without writing it.
+pub fn encoded_len<A: AsRef<[u8]>>(argv: &[A]) -> usize {
+    let digits = |n: usize| itoa::Buffer::new().format(n).len();
+    1 + digits(argv.len())
+        + 2
+        + argv
+            .iter()
+            .map(|a| 1 + digits(a.as_ref().len()) + 2 + a.as_ref().len() + 2)
+            .sum::<usize>()
+}
+
 impl EffectStream {
     pub fn new(backlog_size: usize) -> EffectStream {
         EffectStream {
             inner: Mutex::new(Inner {
                 offset: 0,
                 selected_db: None,
-                backlog: Backlog::new(backlog_size),
+                backlog_size,
+                backlog: None,
                 scratch: Vec::with_capacity(256),
             }),
         }
@@ -121,36 +140,57 @@ impl EffectStream {
     /// Appends one effect for database `db`. Callers hold the slot locks of
     /// the keys the effect touches (or, for whole-database effects, of all).
     pub fn append(&self, db: usize, argv: &[&[u8]]) {
-        self.append_any(db, argv)
+        self.append_any(Some(db), argv)
     }
 
     /// [`EffectStream::append`] for a command's own arguments, recorded as is.
     pub fn append_argv(&self, db: usize, argv: &[bytes::Bytes]) {
-        self.append_any(db, argv)
-    }
-
-    fn append_any<A: AsRef<[u8]>>(&self, db: usize, argv: &[A]) {
-        let mut g = self.inner.lock();
-        let inner = &mut *g;
-        inner.scratch.clear();
-        if inner.selected_db != Some(db) {
-            let mut b = itoa::Buffer::new();
-            encode_command::<&[u8]>(&mut inner.scratch, &[b"SELECT", b.format(db).as_bytes()]);
-            inner.selected_db = Some(db);
-        }
-        encode_command(&mut inner.scratch, argv);
-        inner.offset += inner.scratch.len() as u64;
-        inner.backlog.push(&inner.scratch);
+        self.append_any(Some(db), argv)
     }
 
     /// Appends an effect that is not tied to one database (FLUSHALL, SWAPDB).
     pub fn append_global(&self, argv: &[&[u8]]) {
+        self.append_any(None, argv)
+    }
+
+    fn append_any<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A]) {
         let mut g = self.inner.lock();
         let inner = &mut *g;
-        inner.scratch.clear();
-        encode_command(&mut inner.scratch, argv);
-        inner.offset += inner.scratch.len() as u64;
-        inner.backlog.push(&inner.scratch);
+        let select = match db {
+            Some(db) if inner.selected_db != Some(db) => {
+                inner.selected_db = Some(db);
+                Some(db)
+            }
+            _ => None,
+        };
+        let mut b = itoa::Buffer::new();
+        let select_argv: Option<[&[u8]; 2]> = select.map(|db| [b"SELECT", b.format(db).as_bytes()]);
+        match &mut inner.backlog {
+            None => {
+                let mut n = encoded_len(argv);
+                if let Some(sel) = &select_argv {
+                    n += encoded_len(sel);
+                }
+                inner.offset += n as u64;
+            }
+            Some(backlog) => {
+                inner.scratch.clear();
+                if let Some(sel) = &select_argv {
+                    encode_command(&mut inner.scratch, sel);
+                }
+                encode_command(&mut inner.scratch, argv);
+                inner.offset += inner.scratch.len() as u64;
+                backlog.push(&inner.scratch);
+            }
+        }
+    }
+
+    /// Starts keeping history (the first replica calls this). Idempotent.
+    pub fn activate_backlog(&self) {
+        let mut g = self.inner.lock();
+        if g.backlog.is_none() {
+            g.backlog = Some(Backlog::new(g.backlog_size));
+        }
     }
 
     pub fn offset(&self) -> u64 {
@@ -160,29 +200,43 @@ impl EffectStream {
     /// The stream from `offset` to now, if the backlog still holds it.
     pub fn read_from(&self, offset: u64) -> Option<Vec<u8>> {
         let g = self.inner.lock();
-        let first = g.offset - g.backlog.histlen as u64;
+        let backlog = g.backlog.as_ref()?;
+        let first = g.offset - backlog.histlen as u64;
         if offset < first || offset > g.offset {
             return None;
         }
-        Some(g.backlog.tail((g.offset - offset) as usize))
+        Some(backlog.tail((g.offset - offset) as usize))
     }
 
     /// Resizes the backlog (CONFIG SET repl-backlog-size). History is dropped,
-    /// which later resync logic must treat as "needs a full sync".
+    /// which resync logic must treat as "needs a full sync".
     pub fn resize_backlog(&self, size: usize) {
         let mut g = self.inner.lock();
-        if g.backlog.buf.len() != size.max(1) {
-            g.backlog = Backlog::new(size);
+        g.backlog_size = size;
+        if g.backlog
+            .as_ref()
+            .is_some_and(|b| b.buf.len() != size.max(1))
+        {
+            g.backlog = Some(Backlog::new(size));
         }
     }
 
     pub fn info(&self) -> StreamInfo {
         let g = self.inner.lock();
+        let (active, histlen) = match &g.backlog {
+            Some(b) => (true, b.histlen),
+            None => (false, 0),
+        };
         StreamInfo {
             offset: g.offset,
-            backlog_size: g.backlog.buf.len(),
-            backlog_first_byte_offset: g.offset - g.backlog.histlen as u64 + 1,
-            backlog_histlen: g.backlog.histlen,
+            backlog_active: active,
+            backlog_size: g.backlog_size,
+            backlog_first_byte_offset: if active {
+                g.offset - histlen as u64 + 1
+            } else {
+                0
+            },
+            backlog_histlen: histlen,
         }
     }
 }
@@ -194,6 +248,7 @@ mod tests {
     #[test]
     fn select_is_emitted_on_db_change_only() {
         let s = EffectStream::new(1024);
+        s.activate_backlog();
         s.append(0, &[b"SET", b"k", b"v"]);
         s.append(0, &[b"DEL", b"k"]);
         s.append(3, &[b"DEL", b"k"]);
@@ -205,8 +260,25 @@ mod tests {
     }
 
     #[test]
+    fn offsets_are_the_same_without_a_backlog() {
+        let with = EffectStream::new(1 << 20);
+        with.activate_backlog();
+        let without = EffectStream::new(1 << 20);
+        for s in [&with, &without] {
+            s.append(0, &[b"SET", b"key", &[b'x'; 1000]]);
+            s.append(12, &[b"PEXPIREAT", b"key", b"1700000000000"]);
+            s.append_global(&[b"FLUSHALL"]);
+            s.append(12, &[b"DEL", b"k"]);
+        }
+        assert_eq!(with.offset(), without.offset());
+        assert!(without.read_from(0).is_none());
+        assert!(!without.info().backlog_active);
+    }
+
+    #[test]
     fn backlog_wraps_and_forgets_old_history() {
         let s = EffectStream::new(64);
+        s.activate_backlog();
         for _ in 0..10 {
             s.append(0, &[b"INCR", b"counter"]);
         }

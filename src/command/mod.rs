@@ -430,3 +430,90 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    //! Effects are what the append-only log and replicas will replay, so
+    //! their exact form is checked here, in process, on the real handlers.
+
+    use super::*;
+    use crate::protocol::Protocol;
+
+    fn setup() -> (Server, Client) {
+        let server = Server::new(crate::config::Config::default());
+        server.effects.activate_backlog();
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let handle = server.clients.register(addr, addr, 0);
+        let client = Client {
+            id: handle.id,
+            db: 0,
+            authenticated: true,
+            reply_mode: crate::server::client::ReplyMode::On,
+            handle,
+            slot_hint: None,
+            last_command: None,
+        };
+        (server, client)
+    }
+
+    /// Runs a command and returns the effects it appended.
+    fn effects_of(server: &Server, client: &mut Client, args: &[&str]) -> String {
+        let before = server.effects.offset();
+        let argv: Vec<Bytes> = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let (_, spec) = prepare(client, &argv).expect("valid command");
+        let mut out = ReplyBuf::new(Protocol::Resp2);
+        let mut ctx = Ctx {
+            server,
+            client,
+            out: &mut out,
+            now_ms: 1_700_000_000_000,
+            action: None,
+        };
+        run(&mut ctx, spec, &argv).expect("command succeeds");
+        let bytes = server.effects.read_from(before).unwrap();
+        String::from_utf8(bytes).unwrap().replace("\r\n", " ")
+    }
+
+    #[test]
+    fn relative_expiries_become_absolute() {
+        let (s, mut c) = setup();
+        let e = effects_of(&s, &mut c, &["SET", "k", "v", "EX", "10"]);
+        assert_eq!(
+            e,
+            "*2 $6 SELECT $1 0 *5 $3 SET $1 k $1 v $4 PXAT $13 1700000010000 "
+        );
+        let e = effects_of(&s, &mut c, &["EXPIRE", "k", "100"]);
+        assert_eq!(e, "*3 $9 PEXPIREAT $1 k $13 1700000100000 ");
+        let e = effects_of(&s, &mut c, &["GETEX", "k", "PX", "5"]);
+        assert_eq!(e, "*3 $9 PEXPIREAT $1 k $13 1700000000005 ");
+        let e = effects_of(&s, &mut c, &["SETEX", "k2", "1", "v"]);
+        assert!(e.contains("PXAT $13 1700000001000"), "{e}");
+    }
+
+    #[test]
+    fn nondeterministic_results_are_recorded_as_values() {
+        let (s, mut c) = setup();
+        effects_of(&s, &mut c, &["SET", "f", "10.5"]);
+        let e = effects_of(&s, &mut c, &["INCRBYFLOAT", "f", "0.1"]);
+        assert_eq!(e, "*4 $3 SET $1 f $4 10.6 $7 KEEPTTL ");
+        let e = effects_of(&s, &mut c, &["EXPIRE", "f", "-1"]);
+        assert_eq!(e, "*2 $3 DEL $1 f ", "an expiry in the past deletes");
+        let e = effects_of(&s, &mut c, &["DEL", "f", "nothing"]);
+        assert_eq!(e, "", "deleting nothing records nothing");
+    }
+
+    #[test]
+    fn reads_record_nothing_and_databases_are_selected() {
+        let (s, mut c) = setup();
+        effects_of(&s, &mut c, &["SET", "k", "v"]);
+        assert_eq!(effects_of(&s, &mut c, &["GET", "k"]), "");
+        effects_of(&s, &mut c, &["SELECT", "5"]);
+        let e = effects_of(&s, &mut c, &["INCR", "n"]);
+        assert_eq!(e, "*2 $6 SELECT $1 5 *2 $4 INCR $1 n ");
+        let e = effects_of(&s, &mut c, &["FLUSHALL"]);
+        assert_eq!(e, "*1 $8 FLUSHALL ");
+    }
+}

@@ -178,9 +178,9 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 o,
                 "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n\
                  master_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n\
-                 master_repl_offset:{}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:1\r\n\
+                 master_repl_offset:{}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:{}\r\n\
                  repl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
-                server.replid, st.offset, st.backlog_size, st.backlog_first_byte_offset, st.backlog_histlen,
+                server.replid, st.offset, st.backlog_active as u8, st.backlog_size, st.backlog_first_byte_offset, st.backlog_histlen,
             );
         }
         "cpu" => {
