@@ -141,7 +141,9 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
         // Pipelined batches are bound by memory latency, and this hides one
         // of the misses each command would otherwise wait for.
         let mut ahead = parse_request(&mut rbuf, limits);
-        client.slot_hint = None;
+        // Even a lone request gains from starting its slot's load now,
+        // while the command is being resolved.
+        client.slot_hint = prefetch(&server, client.db, &ahead);
         loop {
             let argv = match ahead {
                 Ok(Some(argv)) => argv,
@@ -154,14 +156,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
                 }
             };
             ahead = parse_request(&mut rbuf, limits);
-            let mut next_hint = None;
-            if let Ok(Some(next)) = &ahead {
-                if let Some(key) = next.get(1) {
-                    let slot = crate::keyspace::key_hash_slot(key);
-                    server.keyspace.prefetch(client.db, slot);
-                    next_hint = Some((key.as_ptr() as usize, key.len(), slot));
-                }
-            }
+            let next_hint = prefetch(&server, client.db, &ahead);
             if argv.is_empty() {
                 client.slot_hint = next_hint;
                 continue;
@@ -235,6 +230,19 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
     }
     let _ = wr.shutdown().await;
     server.clients.unregister(handle.id);
+}
+
+/// Starts loading the slot table of a parsed request's first argument and
+/// returns the slot hint for it (see `Client::slot_hint`).
+fn prefetch(
+    server: &Server,
+    db: usize,
+    parsed: &Result<Option<Vec<Bytes>>, crate::protocol::ProtocolError>,
+) -> Option<(usize, usize, crate::keyspace::SlotId)> {
+    let key = parsed.as_ref().ok()?.as_ref()?.get(1)?;
+    let slot = crate::keyspace::key_hash_slot(key);
+    server.keyspace.prefetch(db, slot);
+    Some((key.as_ptr() as usize, key.len(), slot))
 }
 
 async fn flush(
