@@ -3,7 +3,9 @@
 //! Starts the Shoal binary of this build and Debian's `redis-server` (no
 //! persistence on either side, since Shoal has no disk log yet), then runs
 //! `redis-benchmark` against each in turn, interleaved, for several rounds,
-//! and prints each test's median requests/s and the Shoal/Redis ratio. Then it
+//! and prints each test's median requests/s and the Shoal/Redis ratio, with
+//! each server's CPU time per request (from /proc: the work it did, however
+//! fast the client on the same machine could drive it). Then it
 //! loads 1,000,000 small keys into a fresh instance of each, the same way, and
 //! compares memory per key (allocator-reported `used_memory` and RSS).
 //!
@@ -157,6 +159,35 @@ fn bench(port: u16, test: &str, pipeline: usize, requests: usize) -> f64 {
         .unwrap()
 }
 
+/// CPU time (user + system) the process has used, in microseconds, from
+/// /proc: how much work the server did, independent of how fast the
+/// client could drive it.
+fn cpu_micros(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = unsafe_sysconf_clk_tck();
+    ticks * 1e6 / hz
+}
+
+fn unsafe_sysconf_clk_tck() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().ok();
+    out.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Runs one test and returns (requests/s, server CPU microseconds per request).
+fn measured(server: &Server, test: &str, pipeline: usize, requests: usize) -> (f64, f64) {
+    let pid = server.child.id();
+    let before = cpu_micros(pid);
+    let rps = bench(server.port, test, pipeline, requests);
+    let used = cpu_micros(pid) - before;
+    (rps, used / requests as f64)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -243,24 +274,41 @@ fn main() {
     let redis = start_redis();
     println!("Shoal {} vs {}", env!("CARGO_PKG_VERSION"), redis_version());
     println!("redis-benchmark -c 50 -r 100000, {rounds} interleaved rounds, median requests/s\n");
-    println!("| test | pipeline | shoal | redis | shoal/redis |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| test | pipeline | shoal rps | redis rps | rps shoal/redis | shoal CPU µs/req | redis CPU µs/req |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for p in pipelines {
         for t in tests {
             let n = if p == 1 { requests } else { requests * 8 };
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            for _ in 0..rounds {
-                a.push(bench(shoal.port, t, p, n));
-                b.push(bench(redis.port, t, p, n));
+            let (mut a, mut b, mut ca, mut cb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for round in 0..rounds {
+                // Alternate who goes first, so neither always runs on a
+                // machine warmed (or tired) by the other.
+                let order: [&Server; 2] = if round % 2 == 0 {
+                    [&shoal, &redis]
+                } else {
+                    [&redis, &shoal]
+                };
+                for s in order {
+                    let (rps, cpu) = measured(s, t, p, n);
+                    if std::ptr::eq(s, &shoal) {
+                        a.push(rps);
+                        ca.push(cpu);
+                    } else {
+                        b.push(rps);
+                        cb.push(cpu);
+                    }
+                }
             }
             let (ma, mb) = (median(a), median(b));
             println!(
-                "| {} | {} | {:.0} | {:.0} | {:.2} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
                 t.to_uppercase(),
                 p,
                 ma,
                 mb,
-                ma / mb
+                ma / mb,
+                median(ca),
+                median(cb)
             );
         }
     }
