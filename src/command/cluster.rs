@@ -12,61 +12,17 @@ use crate::keyspace::{key_hash_slot, SlotId, SLOTS};
 
 const G: &str = "cluster";
 
-pub static COMMANDS: &[Spec] = &[Spec {
-    subcommands: CLUSTER_SUBCOMMANDS,
-    ..spec(
-        "cluster",
-        -2,
-        0,
-        NO_KEYS,
-        &[],
-        G,
-        "A container for Redis Cluster commands.",
-        super::keys::help_only,
-    )
-}];
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    Spec { subcommands: CLUSTER_SUBCOMMANDS, ..spec("cluster", -2, 0, NO_KEYS, &[], G, "A container for Redis Cluster commands.", super::keys::help_only) },
+];
 
+#[rustfmt::skip]
 static CLUSTER_SUBCOMMANDS: &[Spec] = &[
-    spec(
-        "cluster|keyslot",
-        3,
-        STALE,
-        NO_KEYS,
-        &[],
-        G,
-        "Returns the hash slot for a key.",
-        keyslot,
-    ),
-    spec(
-        "cluster|countkeysinslot",
-        3,
-        STALE,
-        NO_KEYS,
-        &[],
-        G,
-        "Returns the number of keys in a hash slot.",
-        countkeysinslot,
-    ),
-    spec(
-        "cluster|getkeysinslot",
-        4,
-        STALE,
-        NO_KEYS,
-        &[],
-        G,
-        "Returns the key names in a hash slot.",
-        getkeysinslot,
-    ),
-    spec(
-        "cluster|help",
-        2,
-        LOADING | STALE,
-        NO_KEYS,
-        &[],
-        G,
-        "Returns helpful text about the different subcommands.",
-        cluster_help,
-    ),
+    spec("cluster|keyslot", 3, STALE, NO_KEYS, &[], G, "Returns the hash slot for a key.", keyslot),
+    spec("cluster|countkeysinslot", 3, STALE, NO_KEYS, &[], G, "Returns the number of keys in a hash slot.", countkeysinslot),
+    spec("cluster|getkeysinslot", 4, STALE, NO_KEYS, &[], G, "Returns the key names in a hash slot.", getkeysinslot),
+    spec("cluster|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", cluster_help),
 ];
 
 fn keyslot(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

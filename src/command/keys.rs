@@ -22,6 +22,7 @@ const G: &str = "generic";
 const K: &[&str] = &["keyspace"];
 const KD: &[&str] = &["keyspace", "dangerous"];
 
+#[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
     spec("del", -2, WRITE, keys(1, -1, 1), K, G, "Deletes one or more keys.", del),
     spec("unlink", -2, WRITE | FAST, keys(1, -1, 1), K, G, "Asynchronously deletes one or more keys.", del),
@@ -53,57 +54,13 @@ pub static COMMANDS: &[Spec] = &[
     spec("restore", -4, WRITE | DENYOOM, keys(1, 1, 1), KD, G, "Creates a key from the serialized representation of a value.", restore),
 ];
 
+#[rustfmt::skip]
 static OBJECT_SUBCOMMANDS: &[Spec] = &[
-    spec(
-        "object|encoding",
-        3,
-        READONLY,
-        keys(2, 2, 1),
-        K,
-        G,
-        "Returns the internal encoding of a Redis object.",
-        object_encoding,
-    ),
-    spec(
-        "object|freq",
-        3,
-        READONLY,
-        keys(2, 2, 1),
-        K,
-        G,
-        "Returns the logarithmic access frequency counter of a Redis object.",
-        object_freq,
-    ),
-    spec(
-        "object|idletime",
-        3,
-        READONLY,
-        keys(2, 2, 1),
-        K,
-        G,
-        "Returns the time since the last access to a Redis object.",
-        object_idletime,
-    ),
-    spec(
-        "object|refcount",
-        3,
-        READONLY,
-        keys(2, 2, 1),
-        K,
-        G,
-        "Returns the reference count of a value of a key.",
-        object_refcount,
-    ),
-    spec(
-        "object|help",
-        2,
-        LOADING | STALE,
-        NO_KEYS,
-        K,
-        G,
-        "Returns helpful text about the different subcommands.",
-        object_help,
-    ),
+    spec("object|encoding", 3, READONLY, keys(2, 2, 1), K, G, "Returns the internal encoding of a Redis object.", object_encoding),
+    spec("object|freq", 3, READONLY, keys(2, 2, 1), K, G, "Returns the logarithmic access frequency counter of a Redis object.", object_freq),
+    spec("object|idletime", 3, READONLY, keys(2, 2, 1), K, G, "Returns the time since the last access to a Redis object.", object_idletime),
+    spec("object|refcount", 3, READONLY, keys(2, 2, 1), K, G, "Returns the reference count of a value of a key.", object_refcount),
+    spec("object|help", 2, LOADING | STALE, NO_KEYS, K, G, "Returns helpful text about the different subcommands.", object_help),
 ];
 
 /// A container called without a subcommand.

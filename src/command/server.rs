@@ -18,337 +18,60 @@ use crate::glob::glob_match;
 const G: &str = "server";
 const A: &[&str] = &["admin", "dangerous"];
 
+#[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec(
-        "info",
-        -1,
-        LOADING | STALE,
-        NO_KEYS,
-        &["dangerous"],
-        G,
-        "Returns information and statistics about the server.",
-        info,
-    ),
-    spec(
-        "time",
-        1,
-        LOADING | STALE | FAST,
-        NO_KEYS,
-        &[],
-        G,
-        "Returns the server time.",
-        time,
-    ),
-    spec(
-        "lastsave",
-        1,
-        LOADING | STALE | FAST,
-        NO_KEYS,
-        &["admin", "dangerous"],
-        G,
-        "Returns the Unix timestamp of the last successful save to disk.",
-        lastsave,
-    ),
-    spec(
-        "monitor",
-        1,
-        ADMIN | NOSCRIPT | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Listens for all requests received by the server in real-time.",
-        monitor,
-    ),
-    spec(
-        "shutdown",
-        -1,
-        ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY,
-        NO_KEYS,
-        A,
-        G,
-        "Synchronously saves the database(s) to disk and shuts down the Redis server.",
-        shutdown,
-    ),
-    Spec {
-        subcommands: CONFIG_SUBCOMMANDS,
-        ..spec(
-            "config",
-            -2,
-            0,
-            NO_KEYS,
-            &[],
-            G,
-            "A container for server configuration commands.",
-            keys::help_only,
-        )
-    },
-    Spec {
-        subcommands: COMMAND_SUBCOMMANDS,
-        ..spec(
-            "command",
-            -1,
-            LOADING | STALE,
-            NO_KEYS,
-            &["connection"],
-            G,
-            "Returns detailed information about all commands.",
-            command_all,
-        )
-    },
-    Spec {
-        subcommands: SLOWLOG_SUBCOMMANDS,
-        ..spec(
-            "slowlog",
-            -2,
-            0,
-            NO_KEYS,
-            &[],
-            G,
-            "A container for slow log commands.",
-            keys::help_only,
-        )
-    },
-    Spec {
-        subcommands: MEMORY_SUBCOMMANDS,
-        ..spec(
-            "memory",
-            -2,
-            0,
-            NO_KEYS,
-            &[],
-            G,
-            "A container for memory diagnostics commands.",
-            keys::help_only,
-        )
-    },
-    Spec {
-        subcommands: DEBUG_SUBCOMMANDS,
-        ..spec(
-            "debug",
-            -2,
-            ADMIN | NOSCRIPT | LOADING | STALE,
-            NO_KEYS,
-            A,
-            G,
-            "A container for debugging commands.",
-            keys::help_only,
-        )
-    },
+    spec("info", -1, LOADING | STALE, NO_KEYS, &["dangerous"], G, "Returns information and statistics about the server.", info),
+    spec("time", 1, LOADING | STALE | FAST, NO_KEYS, &[], G, "Returns the server time.", time),
+    spec("lastsave", 1, LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the Unix timestamp of the last successful save to disk.", lastsave),
+    spec("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Listens for all requests received by the server in real-time.", monitor),
+    spec("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY, NO_KEYS, A, G, "Synchronously saves the database(s) to disk and shuts down the Redis server.", shutdown),
+    Spec { subcommands: CONFIG_SUBCOMMANDS, ..spec("config", -2, 0, NO_KEYS, &[], G, "A container for server configuration commands.", keys::help_only) },
+    Spec { subcommands: COMMAND_SUBCOMMANDS, ..spec("command", -1, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns detailed information about all commands.", command_all) },
+    Spec { subcommands: SLOWLOG_SUBCOMMANDS, ..spec("slowlog", -2, 0, NO_KEYS, &[], G, "A container for slow log commands.", keys::help_only) },
+    Spec { subcommands: MEMORY_SUBCOMMANDS, ..spec("memory", -2, 0, NO_KEYS, &[], G, "A container for memory diagnostics commands.", keys::help_only) },
+    Spec { subcommands: DEBUG_SUBCOMMANDS, ..spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "A container for debugging commands.", keys::help_only) },
 ];
 
+#[rustfmt::skip]
 static CONFIG_SUBCOMMANDS: &[Spec] = &[
-    spec(
-        "config|get",
-        -3,
-        ADMIN | NOSCRIPT | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Returns the effective values of configuration parameters.",
-        config_get,
-    ),
-    spec(
-        "config|set",
-        -4,
-        ADMIN | NOSCRIPT | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Sets configuration parameters in-flight.",
-        config_set,
-    ),
-    spec(
-        "config|resetstat",
-        2,
-        ADMIN | NOSCRIPT | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Resets the server's statistics.",
-        config_resetstat,
-    ),
-    spec(
-        "config|help",
-        2,
-        LOADING | STALE,
-        NO_KEYS,
-        &[],
-        G,
-        "Returns helpful text about the different subcommands.",
-        config_help,
-    ),
+    spec("config|get", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns the effective values of configuration parameters.", config_get),
+    spec("config|set", -4, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Sets configuration parameters in-flight.", config_set),
+    spec("config|resetstat", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Resets the server's statistics.", config_resetstat),
+    spec("config|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", config_help),
 ];
 
+#[rustfmt::skip]
 static COMMAND_SUBCOMMANDS: &[Spec] = &[
-    spec(
-        "command|count",
-        2,
-        LOADING | STALE,
-        NO_KEYS,
-        &["connection"],
-        G,
-        "Returns a count of commands.",
-        command_count,
-    ),
-    spec(
-        "command|info",
-        -2,
-        LOADING | STALE,
-        NO_KEYS,
-        &["connection"],
-        G,
-        "Returns information about one, multiple or all commands.",
-        command_info,
-    ),
-    spec(
-        "command|docs",
-        -2,
-        LOADING | STALE,
-        NO_KEYS,
-        &["connection"],
-        G,
-        "Returns documentary information about one, multiple or all commands.",
-        command_docs,
-    ),
-    spec(
-        "command|getkeys",
-        -3,
-        LOADING | STALE,
-        NO_KEYS,
-        &["connection"],
-        G,
-        "Extracts the key names from an arbitrary command.",
-        command_getkeys,
-    ),
-    spec(
-        "command|list",
-        -2,
-        LOADING | STALE,
-        NO_KEYS,
-        &["connection"],
-        G,
-        "Returns a list of command names.",
-        command_list,
-    ),
-    spec(
-        "command|help",
-        2,
-        LOADING | STALE,
-        NO_KEYS,
-        &["connection"],
-        G,
-        "Returns helpful text about the different subcommands.",
-        command_help,
-    ),
+    spec("command|count", 2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns a count of commands.", command_count),
+    spec("command|info", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns information about one, multiple or all commands.", command_info),
+    spec("command|docs", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns documentary information about one, multiple or all commands.", command_docs),
+    spec("command|getkeys", -3, LOADING | STALE, NO_KEYS, &["connection"], G, "Extracts the key names from an arbitrary command.", command_getkeys),
+    spec("command|list", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns a list of command names.", command_list),
+    spec("command|help", 2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns helpful text about the different subcommands.", command_help),
 ];
 
+#[rustfmt::skip]
 static SLOWLOG_SUBCOMMANDS: &[Spec] = &[
-    spec(
-        "slowlog|get",
-        -2,
-        ADMIN | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Returns the slow log's entries.",
-        slowlog_get,
-    ),
-    spec(
-        "slowlog|len",
-        2,
-        ADMIN | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Returns the number of entries in the slow log.",
-        slowlog_len,
-    ),
-    spec(
-        "slowlog|reset",
-        2,
-        ADMIN | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Clears all entries from the slow log.",
-        slowlog_reset,
-    ),
-    spec(
-        "slowlog|help",
-        2,
-        LOADING | STALE,
-        NO_KEYS,
-        &[],
-        G,
-        "Show helpful text about the different subcommands",
-        slowlog_help,
-    ),
+    spec("slowlog|get", -2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Returns the slow log's entries.", slowlog_get),
+    spec("slowlog|len", 2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Returns the number of entries in the slow log.", slowlog_len),
+    spec("slowlog|reset", 2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Clears all entries from the slow log.", slowlog_reset),
+    spec("slowlog|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Show helpful text about the different subcommands", slowlog_help),
 ];
 
+#[rustfmt::skip]
 static MEMORY_SUBCOMMANDS: &[Spec] = &[
-    spec(
-        "memory|usage",
-        -3,
-        READONLY,
-        super::keys(2, 2, 1),
-        &["read"],
-        G,
-        "Estimates the memory usage of a key.",
-        memory_usage,
-    ),
-    spec(
-        "memory|help",
-        2,
-        LOADING | STALE,
-        NO_KEYS,
-        &[],
-        G,
-        "Returns helpful text about the different subcommands.",
-        memory_help,
-    ),
+    spec("memory|usage", -3, READONLY, super::keys(2, 2, 1), &["read"], G, "Estimates the memory usage of a key.", memory_usage),
+    spec("memory|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", memory_help),
 ];
 
+#[rustfmt::skip]
 static DEBUG_SUBCOMMANDS: &[Spec] = &[
-    spec(
-        "debug|sleep",
-        3,
-        ADMIN | NOSCRIPT | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Blocks the connection for a number of seconds.",
-        debug_sleep,
-    ),
-    spec(
-        "debug|set-active-expire",
-        3,
-        ADMIN | NOSCRIPT | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Turns the active expiry cycle on (1) or off (0).",
-        debug_set_active_expire,
-    ),
-    spec(
-        "debug|object",
-        3,
-        ADMIN | NOSCRIPT | LOADING | STALE,
-        NO_KEYS,
-        A,
-        G,
-        "Shows low-level information about a key.",
-        debug_object,
-    ),
-    spec(
-        "debug|help",
-        2,
-        LOADING | STALE,
-        NO_KEYS,
-        &[],
-        G,
-        "Returns helpful text about the different subcommands.",
-        debug_help,
-    ),
+    spec("debug|sleep", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Blocks the connection for a number of seconds.", debug_sleep),
+    spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
+    spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
+    spec("debug|digest", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns a digest of the whole dataset, equal on any two nodes with the same data.", debug_digest),
+    spec("debug|digest-value", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns the digests of the given keys' values.", debug_digest_value),
+    spec("debug|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", debug_help),
 ];
 
 fn info(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -795,11 +518,59 @@ fn debug_object(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+fn debug_digest(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    use crate::persistence::digest::{hex, DatasetDigest};
+    let ks = &ctx.server.keyspace;
+    let dbs: Vec<usize> = ks.used_dbs().map(|(i, _)| i).collect();
+    // All of it under lock: a digest of a moving dataset compares with nothing.
+    let mut locked = ks.lock_dbs(&dbs);
+    let mut acc = DatasetDigest::default();
+    let mut current = None;
+    for (db, _, t) in locked.tables() {
+        for n in t.iter().filter(|n| !n.is_expired(ctx.now_ms)) {
+            if current != Some(db) {
+                acc.begin_db(db);
+                current = Some(db);
+            }
+            acc.add(n);
+        }
+    }
+    drop(locked);
+    ctx.out.simple(&hex(&acc.finish()));
+    Ok(())
+}
+
+fn debug_digest_value(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    use crate::persistence::digest::{hex, value_digest};
+    let db = ctx.db();
+    let mut locked = ctx.lock_keys(argv[2..].iter());
+    let digests: Vec<String> = argv[2..]
+        .iter()
+        .map(|k| {
+            let t = locked.table(db, super::Ctx::slot(k));
+            match t.peek(k).filter(|n| !n.is_expired(ctx.now_ms)) {
+                Some(n) => hex(&value_digest(n)),
+                None => hex(&[0; 20]),
+            }
+        })
+        .collect();
+    drop(locked);
+    ctx.out.array(digests.len());
+    for d in digests {
+        ctx.out.simple(&d);
+    }
+    Ok(())
+}
+
 fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     help(
         ctx,
         "DEBUG",
         &[
+            "DIGEST",
+            "    Output a hex signature representing the current DB content.",
+            "DIGEST-VALUE <key> [<key> ...]",
+            "    Output a hex signature of the values of all the specified keys.",
             "OBJECT <key>",
             "    Show low level info about the <key> and associated value.",
             "SET-ACTIVE-EXPIRE <0|1>",

@@ -18,6 +18,7 @@ use crate::protocol::ReplyBuf;
 const G: &str = "string";
 const S: &[&str] = &["string"];
 
+#[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
     spec("get", 2, READONLY | FAST, keys(1, 1, 1), S, G, "Returns the string value of a key.", get),
     spec("set", -3, WRITE | DENYOOM, keys(1, 1, 1), S, G, "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", set),

@@ -2,6 +2,8 @@
 //!
 //! For now this holds the value serialisation that `DUMP` and `RESTORE` use
 //! ([`rdb`]): Redis's RDB encoding of one value, so payloads move between
-//! Redis and Shoal in both directions. The append-only log will live here too.
+//! Redis and Shoal in both directions, and the dataset digest ([`digest`])
+//! that DEBUG DIGEST reports. The append-only log will live here too.
 
+pub mod digest;
 pub mod rdb;

@@ -396,3 +396,50 @@ fn redis_benchmark_runs_clean() {
         Some(2000)
     );
 }
+
+#[test]
+fn digests_match_redis_for_the_same_data() {
+    use crate::support::ReferenceRedis;
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let script: &[&[&str]] = &[
+        &["SET", "plain", "hello"],
+        &["SET", "number", "12345"],
+        &["SET", "negative", "-7"],
+        &["SET", "long", &"z".repeat(100)],
+        &["APPEND", "grown", "abc"],
+        &["APPEND", "grown", "def"],
+        &["SET", "volatile", "v", "EX", "1000"],
+        &["INCRBYFLOAT", "float", "1.5"],
+        &["SELECT", "3"],
+        &["SET", "in3", "x"],
+        &["MSET", "{t}a", "1", "{t}b", "2"],
+        &["SELECT", "0"],
+    ];
+    let digest = |con: &mut redis::Connection| -> (String, Vec<String>) {
+        for cmd in script {
+            let mut c = redis::cmd(cmd[0]);
+            for a in &cmd[1..] {
+                c.arg(*a);
+            }
+            let _: redis::Value = c.query(con).unwrap();
+        }
+        let all: String = redis::cmd("DEBUG").arg("DIGEST").query(con).unwrap();
+        let values: Vec<String> = redis::cmd("DEBUG")
+            .arg("DIGEST-VALUE")
+            .arg(&[
+                "plain", "number", "long", "grown", "volatile", "float", "nope",
+            ])
+            .query(con)
+            .unwrap();
+        (all, values)
+    };
+    let ours = digest(&mut node.conn());
+    let theirs = digest(&mut reference.client().get_connection().unwrap());
+    assert_eq!(ours, theirs);
+    assert_ne!(ours.0, "0".repeat(40));
+    // An empty dataset digests to zeros on both.
+    let mut r = node.raw();
+    ok(&mut r, &["FLUSHALL"]);
+    assert_eq!(r.call(&["DEBUG", "DIGEST"]), Frame::Simple("0".repeat(40)));
+}

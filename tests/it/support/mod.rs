@@ -303,3 +303,60 @@ impl Raw {
         }
     }
 }
+
+/// Debian's `redis-server`, as a reference to compare Shoal with. It listens
+/// on a unix socket in its own temporary directory only, so it never takes
+/// a TCP port.
+pub struct ReferenceRedis {
+    child: Child,
+    pub socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ReferenceRedis {
+    pub fn start() -> ReferenceRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("redis.sock");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        let r = ReferenceRedis {
+            child,
+            socket,
+            _dir: dir,
+        };
+        eventually("redis-server ready", || {
+            r.client()
+                .get_connection()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+        r
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(format!("redis+unix://{}", self.socket.display())).unwrap()
+    }
+}
+
+impl Drop for ReferenceRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

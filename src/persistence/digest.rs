@@ -1,0 +1,85 @@
+//! DEBUG DIGEST and DEBUG DIGEST-VALUE: an order-independent fingerprint of a
+//! dataset, computed exactly as Redis computes it, so that any two nodes
+//! (Shoal or Redis) holding the same data give the same 40 hex digits.
+//!
+//! ```text
+//!  key digest  = mix(0, key) ; mix(., type as u32 BE) ; mix(., value) ; xor "!!expire!!" if volatile
+//!  db part     = mix(final, db index as u32 BE) once per non-empty db
+//!  final       = xor(final, key digest), for every key (so order does not matter)
+//!  xor(d, x)   = d ^= SHA1(x)        mix(d, x) = d = SHA1(xor(d, x))
+//! ```
+
+use sha1::{Digest as _, Sha1};
+
+use crate::keyspace::{Kind, Node};
+
+pub type Digest = [u8; 20];
+
+fn xor(digest: &mut Digest, data: &[u8]) {
+    let hash = Sha1::digest(data);
+    for (d, h) in digest.iter_mut().zip(hash.iter()) {
+        *d ^= h;
+    }
+}
+
+fn mix(digest: &mut Digest, data: &[u8]) {
+    xor(digest, data);
+    let hash = Sha1::digest(&digest[..]);
+    digest.copy_from_slice(&hash);
+}
+
+/// Redis's type numbers (`OBJ_STRING` = 0, ...), which enter the digest.
+fn type_code(kind: Kind) -> u32 {
+    match kind {
+        Kind::String => 0,
+    }
+}
+
+/// Mixes a value's type, contents and whether it expires into `d`
+/// (Redis's `xorObjectDigest`).
+fn mix_object(d: &mut Digest, node: &Node) {
+    mix(d, &type_code(node.value.kind()).to_be_bytes());
+    let mut scratch = itoa::Buffer::new();
+    if let Some(bytes) = node.value.str_bytes(&mut scratch) {
+        mix(d, bytes);
+    }
+    if node.expire_at != 0 {
+        xor(d, b"!!expire!!");
+    }
+}
+
+/// The digest of one key's value and expiry (DEBUG DIGEST-VALUE).
+pub fn value_digest(node: &Node) -> Digest {
+    let mut d = [0u8; 20];
+    mix_object(&mut d, node);
+    d
+}
+
+/// Accumulates a whole dataset's digest (DEBUG DIGEST).
+#[derive(Default)]
+pub struct DatasetDigest {
+    digest: Digest,
+}
+
+impl DatasetDigest {
+    /// Call once per non-empty database, before its keys.
+    pub fn begin_db(&mut self, db: usize) {
+        mix(&mut self.digest, &(db as u32).to_be_bytes());
+    }
+
+    pub fn add(&mut self, node: &Node) {
+        let mut d = [0u8; 20];
+        mix(&mut d, node.key.as_bytes());
+        mix_object(&mut d, node);
+        // Redis's xorDigest hashes what it folds in: final ^= SHA1(key digest).
+        xor(&mut self.digest, &d);
+    }
+
+    pub fn finish(&self) -> Digest {
+        self.digest
+    }
+}
+
+pub fn hex(d: &Digest) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
