@@ -151,11 +151,16 @@ pub static DIRECTIVES: &[Directive] = &[
     // Threads that serve connections (I/O and commands alike); 0 means one
     // per core.
     d("io-threads", Kind::Int { min: 0, max: 1024 }, "0", false),
-    // There is no disk persistence yet. These exist so that tools which read
-    // them (redis-benchmark, redis-cli --cluster) get the truth, and so that
-    // asking for persistence fails at start-up instead of silently not
-    // persisting.
-    d("appendonly", Kind::Enum(&["no"]), "no", false),
+    d("appendonly", Kind::Enum(&["yes", "no"]), "yes", false),
+    d(
+        "appendfsync",
+        Kind::Enum(&["always", "everysec", "no"]),
+        "everysec",
+        true,
+    ),
+    d("appenddirname", Kind::Str, "appendonlydir", false),
+    // RDB snapshots are not built: only "no snapshots" is accepted, so that
+    // asking for them fails at start-up instead of silently not saving.
     d("save", Kind::Enum(&[""]), "", false),
 ];
 

@@ -27,10 +27,16 @@
 //! - A `SELECT` is emitted whenever the next effect is for another database
 //!   than the previous one, as in Redis's replication stream.
 
-use parking_lot::Mutex;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::persistence::aof;
 
 pub struct EffectStream {
     inner: Mutex<Inner>,
+    /// Wakes the append-only log writer when records are pending.
+    pending: Condvar,
 }
 
 struct Inner {
@@ -41,6 +47,9 @@ struct Inner {
     backlog_size: usize,
     backlog: Option<Backlog>,
     scratch: Vec<u8>,
+    /// Framed records not yet taken by the log writer, and the stream
+    /// offset they end at; `None` while there is no append-only log.
+    aof: Option<(Vec<u8>, u64)>,
 }
 
 /// A ring buffer over the tail of the stream.
@@ -133,27 +142,30 @@ impl EffectStream {
                 backlog_size,
                 backlog: None,
                 scratch: Vec::with_capacity(256),
+                aof: None,
             }),
+            pending: Condvar::new(),
         }
     }
 
     /// Appends one effect for database `db`. Callers hold the slot locks of
     /// the keys the effect touches (or, for whole-database effects, of all).
-    pub fn append(&self, db: usize, argv: &[&[u8]]) {
+    /// Returns the stream offset just past this effect.
+    pub fn append(&self, db: usize, argv: &[&[u8]]) -> u64 {
         self.append_any(Some(db), argv)
     }
 
     /// [`EffectStream::append`] for a command's own arguments, recorded as is.
-    pub fn append_argv(&self, db: usize, argv: &[bytes::Bytes]) {
+    pub fn append_argv(&self, db: usize, argv: &[bytes::Bytes]) -> u64 {
         self.append_any(Some(db), argv)
     }
 
     /// Appends an effect that is not tied to one database (FLUSHALL, SWAPDB).
-    pub fn append_global(&self, argv: &[&[u8]]) {
+    pub fn append_global(&self, argv: &[&[u8]]) -> u64 {
         self.append_any(None, argv)
     }
 
-    fn append_any<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A]) {
+    fn append_any<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A]) -> u64 {
         let mut g = self.inner.lock();
         let inner = &mut *g;
         let select = match db {
@@ -165,23 +177,58 @@ impl EffectStream {
         };
         let mut b = itoa::Buffer::new();
         let select_argv: Option<[&[u8]; 2]> = select.map(|db| [b"SELECT", b.format(db).as_bytes()]);
-        match &mut inner.backlog {
-            None => {
-                let mut n = encoded_len(argv);
-                if let Some(sel) = &select_argv {
-                    n += encoded_len(sel);
-                }
-                inner.offset += n as u64;
+        if inner.backlog.is_none() && inner.aof.is_none() {
+            let mut n = encoded_len(argv);
+            if let Some(sel) = &select_argv {
+                n += encoded_len(sel);
             }
-            Some(backlog) => {
-                inner.scratch.clear();
-                if let Some(sel) = &select_argv {
-                    encode_command(&mut inner.scratch, sel);
-                }
-                encode_command(&mut inner.scratch, argv);
-                inner.offset += inner.scratch.len() as u64;
-                backlog.push(&inner.scratch);
+            inner.offset += n as u64;
+            return inner.offset;
+        }
+        inner.scratch.clear();
+        if let Some(sel) = &select_argv {
+            encode_command(&mut inner.scratch, sel);
+        }
+        encode_command(&mut inner.scratch, argv);
+        inner.offset += inner.scratch.len() as u64;
+        if let Some(backlog) = &mut inner.backlog {
+            backlog.push(&inner.scratch);
+        }
+        if let Some((pending, end)) = &mut inner.aof {
+            let was_empty = pending.is_empty();
+            aof::frame(pending, &inner.scratch);
+            *end = inner.offset;
+            if was_empty {
+                self.pending.notify_one();
             }
+        }
+        inner.offset
+    }
+
+    /// Starts framing effects for the append-only log (after loading it).
+    pub fn attach_log(&self) {
+        let mut g = self.inner.lock();
+        if g.aof.is_none() {
+            let end = g.offset;
+            g.aof = Some((Vec::with_capacity(64 * 1024), end));
+        }
+    }
+
+    /// For the log writer: waits up to `timeout` for pending records and
+    /// takes them, handing back `spare` (emptied) for the next round.
+    /// Returns the records and the stream offset they end at.
+    pub fn take_log(&self, spare: Vec<u8>, timeout: Duration) -> (Vec<u8>, u64) {
+        let mut g = self.inner.lock();
+        if g.aof.as_ref().is_some_and(|(p, _)| p.is_empty()) {
+            self.pending.wait_for(&mut g, timeout);
+        }
+        match &mut g.aof {
+            Some((pending, end)) => {
+                let mut spare = spare;
+                spare.clear();
+                (std::mem::replace(pending, spare), *end)
+            }
+            None => (Vec::new(), g.offset),
         }
     }
 

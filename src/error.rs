@@ -40,6 +40,8 @@ pub enum CommandError {
     BusyKey,
     #[error("NOPROTO unsupported protocol version")]
     NoProto,
+    #[error("LOADING Redis is loading the dataset in memory")]
+    Loading,
     /// A message with its own error code (`NOAUTH HELLO must be ...`).
     #[error("{0}")]
     Coded(String),

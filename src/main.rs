@@ -10,12 +10,15 @@ static GLOBAL: Jemalloc = Jemalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("check-aof") {
+        std::process::exit(check_aof(&args[1..]));
+    }
     if args.iter().any(|a| a == "-v" || a == "--version") {
         println!("Shoal server v={}", env!("CARGO_PKG_VERSION"));
         return;
     }
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("Usage: shoal [/path/to/shoal.conf] [--directive value ...]\n\nExamples:\n  shoal\n  shoal --port 7000 --dir /var/lib/shoal\n  shoal /etc/shoal.conf --loglevel verbose");
+        println!("Usage: shoal [/path/to/shoal.conf] [--directive value ...]\n       shoal check-aof [--fix] DIR\n\nExamples:\n  shoal\n  shoal --port 7000 --dir /var/lib/shoal\n  shoal /etc/shoal.conf --loglevel verbose");
         return;
     }
     let config = match shoal::config::Config::from_args(&args) {
@@ -37,5 +40,52 @@ fn main() {
         tracing::error!("{e}");
         eprintln!("{e}");
         std::process::exit(1);
+    }
+}
+
+/// `shoal check-aof [--fix] DIR`: DIR is a data directory (holding
+/// `appendonlydir`) or the append-only directory itself.
+fn check_aof(args: &[String]) -> i32 {
+    let fix = args.iter().any(|a| a == "--fix");
+    let dirs: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let [dir] = dirs.as_slice() else {
+        eprintln!("Usage: shoal check-aof [--fix] DIR");
+        return 2;
+    };
+    let path = std::path::Path::new(dir.as_str());
+    let (base, name) = if path.join("appendonly.aof.manifest").exists() {
+        (
+            path.parent().unwrap_or(path).to_path_buf(),
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        )
+    } else {
+        (path.to_path_buf(), "appendonlydir".to_string())
+    };
+    match shoal::persistence::aof::check(&base, &name, fix) {
+        Ok(report) => {
+            for l in &report.lines {
+                println!("{l}");
+            }
+            if report.ok {
+                println!(
+                    "{}",
+                    if fix {
+                        "The append only files are now valid."
+                    } else {
+                        "The append only files are valid."
+                    }
+                );
+                0
+            } else {
+                println!("The append only files are damaged; run with --fix to cut them at the last good record.");
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("check-aof: {e}");
+            2
+        }
     }
 }

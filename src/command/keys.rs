@@ -560,7 +560,7 @@ fn flushall(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let dbs: Vec<usize> = ctx.server.keyspace.used_dbs().map(|(i, _)| i).collect();
     let mut locked = ctx.server.keyspace.lock_dbs(&dbs);
     empty_tables(&mut locked, lazy);
-    ctx.server.effects.append_global(&[b"FLUSHALL"]);
+    ctx.emit_global(&[b"FLUSHALL"]);
     drop(locked);
     ctx.out.ok();
     Ok(())

@@ -341,16 +341,25 @@ impl<'a> Ctx<'a> {
     /// Records an effect in the current database. Call while holding the
     /// locks of the keys it touches.
     pub fn emit(&self, argv: &[&[u8]]) {
-        self.server.effects.append(self.client.db, argv);
+        let end = self.server.effects.append(self.client.db, argv);
+        self.client.last_effect.set(end);
     }
 
     /// Records the command itself as its effect (for deterministic commands).
     pub fn emit_argv(&self, argv: &[Bytes]) {
-        self.server.effects.append_argv(self.client.db, argv);
+        let end = self.server.effects.append_argv(self.client.db, argv);
+        self.client.last_effect.set(end);
     }
 
     pub fn emit_in(&self, db: usize, argv: &[&[u8]]) {
-        self.server.effects.append(db, argv);
+        let end = self.server.effects.append(db, argv);
+        self.client.last_effect.set(end);
+    }
+
+    /// Records an effect that belongs to no single database.
+    pub fn emit_global(&self, argv: &[&[u8]]) {
+        let end = self.server.effects.append_global(argv);
+        self.client.last_effect.set(end);
     }
 
     /// Finds a live key for a write, expiring it (and recording `DEL`) if due.
@@ -384,7 +393,8 @@ impl<'a> Ctx<'a> {
     /// Records a key that was found expired and removed.
     pub fn expired(&self, db: usize, key: &[u8]) {
         self.server.stats.expired_keys.add(1);
-        self.server.effects.append(db, &[b"DEL", key]);
+        let end = self.server.effects.append(db, &[b"DEL", key]);
+        self.client.last_effect.set(end);
     }
 
     pub fn slot(key: &[u8]) -> SlotId {
@@ -395,6 +405,7 @@ impl<'a> Ctx<'a> {
 /// Resolves a request and applies the checks every command shares. Returns
 /// the spec to run, or the error to reply with.
 pub fn prepare(
+    server: &Server,
     client: &mut Client,
     argv: &[Bytes],
 ) -> Result<(usize, &'static Spec), CommandError> {
@@ -417,6 +428,16 @@ pub fn prepare(
     };
     if !client.authenticated && !spec.has(flags::NO_AUTH) {
         return Err(CommandError::NoAuth);
+    }
+    if server.loading.load(std::sync::atomic::Ordering::Relaxed) && !spec.has(flags::LOADING) {
+        return Err(CommandError::Loading);
+    }
+    if spec.is_write() {
+        if let Some(e) = server.log.failure() {
+            return Err(CommandError::err_code(format!(
+                "MISCONF Errors writing to the AOF file: {e}"
+            )));
+        }
     }
     Ok((idx, spec))
 }
@@ -452,6 +473,7 @@ mod tests {
             handle,
             slot_hint: None,
             last_command: None,
+            last_effect: std::cell::Cell::new(0),
         };
         (server, client)
     }
@@ -463,7 +485,7 @@ mod tests {
             .iter()
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect();
-        let (_, spec) = prepare(client, &argv).expect("valid command");
+        let (_, spec) = prepare(server, client, &argv).expect("valid command");
         let mut out = ReplyBuf::new(Protocol::Resp2);
         let mut ctx = Ctx {
             server,
@@ -503,6 +525,26 @@ mod tests {
         assert_eq!(e, "*2 $3 DEL $1 f ", "an expiry in the past deletes");
         let e = effects_of(&s, &mut c, &["DEL", "f", "nothing"]);
         assert_eq!(e, "", "deleting nothing records nothing");
+    }
+
+    #[test]
+    fn loading_refuses_all_but_loading_commands() {
+        let (s, mut c) = setup();
+        s.loading.store(true, std::sync::atomic::Ordering::Relaxed);
+        let argv = |a: &[&str]| {
+            a.iter()
+                .map(|x| Bytes::copy_from_slice(x.as_bytes()))
+                .collect::<Vec<_>>()
+        };
+        let e = prepare(&s, &mut c, &argv(&["GET", "k"]))
+            .err()
+            .expect("GET is refused");
+        assert_eq!(
+            e.to_string(),
+            "LOADING Redis is loading the dataset in memory"
+        );
+        assert!(prepare(&s, &mut c, &argv(&["INFO"])).is_ok());
+        assert!(prepare(&s, &mut c, &argv(&["CONFIG", "GET", "port"])).is_ok());
     }
 
     #[test]

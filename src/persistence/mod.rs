@@ -5,5 +5,8 @@
 //! Redis and Shoal in both directions, and the dataset digest ([`digest`])
 //! that DEBUG DIGEST reports. The append-only log will live here too.
 
+pub mod aof;
 pub mod digest;
+pub mod load;
+pub mod log;
 pub mod rdb;

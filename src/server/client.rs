@@ -41,6 +41,9 @@ pub struct Client {
     /// table index: clients repeat themselves, and a byte comparison is
     /// cheaper than a case-folding lookup.
     pub last_command: Option<(bytes::Bytes, usize)>,
+    /// Stream offset just past this client's latest effect: with
+    /// `appendfsync always` its replies wait until the log is synced there.
+    pub last_effect: std::cell::Cell<u64>,
 }
 
 /// What the rest of the server may see or change of a connection.

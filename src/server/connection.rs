@@ -61,6 +61,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
         handle: handle.clone(),
         slot_hint: None,
         last_command: None,
+        last_effect: std::cell::Cell::new(0),
     };
     let mut out = ReplyBuf::new(Protocol::Resp2);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
@@ -202,6 +203,12 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
 
         client.slot_hint = None;
         stats.flush(&server);
+        // appendfsync always: nothing that acknowledges a write goes out
+        // before the write is on disk.
+        let target = client.last_effect.get();
+        if server.log.must_wait(target) {
+            wait_durable(&server, target).await;
+        }
         let pending = rbuf.len();
         handle.query_buf.store(pending, Relaxed);
         if pending as i64 > server.tun.query_buffer_limit.load(Relaxed) {
@@ -230,6 +237,18 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
     }
     let _ = wr.shutdown().await;
     server.clients.unregister(handle.id);
+}
+
+async fn wait_durable(server: &Server, target: u64) {
+    loop {
+        let synced = server.log.synced.notified();
+        tokio::pin!(synced);
+        synced.as_mut().enable();
+        if !server.log.must_wait(target) {
+            return;
+        }
+        synced.await;
+    }
 }
 
 /// Starts loading the slot table of a parsed request's first argument and
@@ -275,7 +294,7 @@ async fn execute(
     stats: &mut BatchStats,
 ) -> Option<Action> {
     let reply_start = out.len();
-    let (idx, spec) = match command::prepare(client, argv) {
+    let (idx, spec) = match command::prepare(server, client, argv) {
         Ok(x) => x,
         Err(e) => {
             if let Ok((i, _)) = command::TABLE.resolve(argv) {

@@ -135,15 +135,21 @@ fn section(server: &Server, name: &str, o: &mut String) {
             );
         }
         "persistence" => {
-            // The append-only log is not built yet: nothing is persisted, and
-            // INFO says so rather than pretending.
+            let log = &server.log;
+            let failure = log.failure();
             let _ = write!(
                 o,
-                "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
+                "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
                  rdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\n\
-                 aof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
-                 aof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+                 aof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
+                 aof_last_bgrewrite_status:ok\r\naof_last_write_status:{}\r\naof_current_size:{}\r\n\
+                 aof_fsync_offset:{}\r\n",
+                server.loading.load(Relaxed) as u8,
                 server.last_save.load(Relaxed),
+                log.enabled as u8,
+                if failure.is_some() { "err" } else { "ok" },
+                log.size.load(Relaxed),
+                log.durable.load(Relaxed),
             );
         }
         "stats" => {

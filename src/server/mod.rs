@@ -134,6 +134,11 @@ pub struct Server {
     /// Where the active expiry cycle resumes: `db * SLOTS + slot`.
     pub expire_cursor: std::sync::atomic::AtomicUsize,
     pub executable: PathBuf,
+    /// The append-only log's state (enabled or not).
+    pub log: Arc<crate::persistence::log::LogState>,
+    /// True while the log is being replayed at start-up: commands without
+    /// the `loading` flag get `-LOADING`.
+    pub loading: AtomicBool,
 }
 
 pub fn now_ms() -> i64 {
@@ -156,6 +161,10 @@ impl Server {
         let databases = config.int("databases") as usize;
         let backlog = config.int("repl-backlog-size") as usize;
         let (monitors, _) = broadcast::channel(4096);
+        let log = Arc::new(crate::persistence::log::LogState::new(
+            config.get("appendonly") == "yes",
+            crate::persistence::log::FsyncPolicy::parse(config.get("appendfsync")),
+        ));
         Server {
             tun: Tunables::from(&config),
             config: RwLock::new(config),
@@ -179,6 +188,8 @@ impl Server {
             io_threads: std::sync::atomic::AtomicUsize::new(1),
             expire_cursor: std::sync::atomic::AtomicUsize::new(0),
             executable: std::env::current_exe().unwrap_or_default(),
+            log,
+            loading: AtomicBool::new(false),
         }
     }
 
@@ -193,6 +204,9 @@ impl Server {
                 .resize_backlog(value.parse().unwrap_or(1 << 20)),
             "slowlog-max-len" => self.slowlog.trim(value.parse().unwrap_or(128)),
             "loglevel" => crate::logging::set_level(value),
+            "appendfsync" => self
+                .log
+                .set_policy(crate::persistence::log::FsyncPolicy::parse(value)),
             _ => {}
         }
     }
@@ -210,6 +224,10 @@ pub enum StartError {
     Bind(String, std::io::Error),
     #[error("Can't write the pidfile '{0}': {1}")]
     Pidfile(String, std::io::Error),
+    #[error("Can't open the append only file directory: {0}")]
+    Log(std::io::Error),
+    #[error("{0}")]
+    Load(String),
 }
 
 /// Runs a node until it is shut down.
@@ -227,7 +245,19 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // the moment we are up still stops us gracefully.
     let mut sigterm = signal(libc::SIGTERM);
     let mut sigint = signal(libc::SIGINT);
+    let log_dir = crate::persistence::aof::AofDir::new(
+        std::path::Path::new(&dir),
+        config.get("appenddirname"),
+    );
     let server = Arc::new(Server::new(config));
+    // The log is read before anyone can write, and clients that connect
+    // meanwhile are told -LOADING.
+    let manifest = if server.log.enabled {
+        server.loading.store(true, Relaxed);
+        Some(log_dir.open_or_create().map_err(StartError::Log)?)
+    } else {
+        None
+    };
 
     let threads = match server.config.read().int("io-threads") {
         0 => std::thread::available_parallelism()
@@ -281,6 +311,45 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             .expect("spawn I/O thread");
         workers.push(handle);
     }
+    let mut writer = None;
+    if let Some(manifest) = manifest {
+        let started = Instant::now();
+        let (s, dir2, m) = (server.clone(), log_dir, manifest);
+        let (report, dir2, m) = tokio::task::spawn_blocking(move || {
+            let r = crate::persistence::load::load(&s, &dir2, &m);
+            (r, dir2, m)
+        })
+        .await
+        .map_err(|e| StartError::Load(e.to_string()))?;
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                server.request_shutdown();
+                return Err(StartError::Load(e));
+            }
+        };
+        tracing::info!(
+            "DB loaded from append only file: {:.3} seconds, {} records, {} bytes",
+            started.elapsed().as_secs_f64(),
+            report.records,
+            report.bytes
+        );
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir2.current(&m))
+            .map_err(StartError::Log)?;
+        server.effects.attach_log();
+        let (s, state) = (server.clone(), server.log.clone());
+        writer = Some(
+            std::thread::Builder::new()
+                .name("shoal-aof".into())
+                .spawn(move || crate::persistence::log::run_writer(&s.effects, state, file))
+                .expect("spawn log writer"),
+        );
+        server.loading.store(false, Relaxed);
+    }
+    // As Redis does, "ready" is said once the data is loaded; clients that
+    // connected earlier were told -LOADING.
     for (_, l) in &listeners {
         if let Ok(local) = l.local_addr() {
             tracing::info!("Ready to accept connections tcp on {local}");
@@ -296,6 +365,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     server.request_shutdown();
     for w in workers {
+        let _ = tokio::task::spawn_blocking(move || w.join()).await;
+    }
+    // Connections are closed: nothing more can be appended. Write and sync
+    // what is pending before exiting.
+    if let Some(w) = writer {
+        server.log.request_stop();
         let _ = tokio::task::spawn_blocking(move || w.join()).await;
     }
     if !pidfile.is_empty() {

@@ -7,6 +7,7 @@ mod concurrency;
 mod connection;
 mod expiry;
 mod keys;
+mod persistence;
 mod protocol;
 mod server;
 mod startup;

@@ -22,8 +22,11 @@ pub struct TestNode {
     pub child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
-    /// Every line the server logged so far is sent here.
+    /// Every line the server logs after its ready line is sent here.
     pub log: mpsc::Receiver<String>,
+    /// What it logged before it was ready (loading, warnings).
+    pub startup_log: Vec<String>,
+    args: Vec<String>,
 }
 
 impl TestNode {
@@ -33,55 +36,42 @@ impl TestNode {
 
     pub fn start_with(args: &[&str]) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--port", "0", "--dir"])
-            .arg(dir.path().join("data"))
-            .args(args);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn shoal");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    // Keep draining so the server never blocks on a full pipe.
-                    continue;
-                }
-            }
-        });
-        let deadline = Instant::now() + DEADLINE;
-        let port = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(l) => l,
-                Err(_) => {
-                    let _ = child.kill();
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        let _ = e.read_to_string(&mut err);
-                    }
-                    panic!("shoal did not become ready: {err}");
-                }
-            };
-            if let Some(addr) = line.split("Ready to accept connections tcp on ").nth(1) {
-                break addr
-                    .trim()
-                    .rsplit(':')
-                    .next()
-                    .unwrap()
-                    .parse::<u16>()
-                    .unwrap();
-            }
-        };
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (child, port, log, startup_log) =
+            spawn(&dir.path().join("data"), &args).unwrap_or_else(|e| panic!("{e}"));
         TestNode {
             child,
             port,
             dir,
-            log: rx,
+            log,
+            startup_log,
+            args,
         }
+    }
+
+    /// The data directory (`dir` directive) of this node.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Kills the process without warning (SIGKILL), as a crash would.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same data directory (after a crash
+    /// or an exit), with the same arguments plus `extra`.
+    pub fn restart(&mut self, extra: &[&str]) -> Result<(), String> {
+        self.crash();
+        let mut args = self.args.clone();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let (child, port, log, startup_log) = spawn(&self.data_dir(), &args)?;
+        self.child = child;
+        self.port = port;
+        self.log = log;
+        self.startup_log = startup_log;
+        Ok(())
     }
 
     pub fn addr(&self) -> String {
@@ -127,6 +117,58 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Starts `shoal --port 0 --dir DIR ARGS...` and waits for its ready line.
+/// On failure returns what the server wrote to standard error.
+type Spawned = (Child, u16, mpsc::Receiver<String>, Vec<String>);
+
+fn spawn(dir: &std::path::Path, args: &[String]) -> Result<Spawned, String> {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--port", "0", "--dir"]).arg(dir).args(args);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shoal");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // Keep draining even if nobody listens, so the server never
+            // blocks on a full pipe.
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(addr) = line.split("Ready to accept connections tcp on ").nth(1) {
+                    let port = addr
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .unwrap()
+                        .parse::<u16>()
+                        .unwrap();
+                    return Ok((child, port, rx, seen));
+                }
+                seen.push(line);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(format!("shoal did not become ready: {err}"));
+            }
+        }
     }
 }
 
@@ -255,6 +297,19 @@ impl Raw {
                 return from2(f);
             }
             assert!(self.fill(), "connection closed while waiting for a reply");
+        }
+    }
+
+    /// Reads one RESP2 reply, or `None` if the connection broke first.
+    pub fn try_read2(&mut self) -> Option<Frame> {
+        loop {
+            if let Ok(Some((f, n))) = redis_protocol::resp2::decode::decode(&self.buf) {
+                self.buf.drain(..n);
+                return Some(from2(f));
+            }
+            if !self.fill() {
+                return None;
+            }
         }
     }
 

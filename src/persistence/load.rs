@@ -1,0 +1,119 @@
+//! Start-up recovery: replaying the append-only log into the keyspace.
+//!
+//! Every file the manifest lists is read in order and each record's effects
+//! are executed through the command table, exactly as a client's commands
+//! would be, but with no log attached yet (nothing is written back). A torn
+//! tail in the last file is cut off with a warning naming the bytes cut;
+//! anything else that does not check out stops start-up with the file and
+//! the offset, and `shoal check-aof --fix` as the way forward.
+
+use std::fs;
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+
+use super::aof::{scan, AofDir, Manifest, Scan};
+use crate::command::{self, Ctx, TABLE};
+use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
+use crate::server::client::{Client, ReplyMode};
+use crate::server::{now_ms, Server};
+
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub records: usize,
+    pub bytes: u64,
+    pub cut: Option<(String, u64)>,
+}
+
+pub fn load(server: &Server, dir: &AofDir, manifest: &Manifest) -> Result<LoadReport, String> {
+    let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let handle = server.clients.register(addr, addr, now_ms());
+    let mut client = Client {
+        id: handle.id,
+        db: 0,
+        authenticated: true,
+        reply_mode: ReplyMode::On,
+        handle,
+        slot_hint: None,
+        last_command: None,
+        last_effect: std::cell::Cell::new(0),
+    };
+    let result = replay_all(server, &mut client, dir, manifest);
+    server.clients.unregister(client.id);
+    result
+}
+
+fn replay_all(
+    server: &Server,
+    client: &mut Client,
+    dir: &AofDir,
+    manifest: &Manifest,
+) -> Result<LoadReport, String> {
+    let mut report = LoadReport::default();
+    let mut out = ReplyBuf::new(Protocol::Resp2);
+    let limits = RequestLimits {
+        max_bulk_len: i64::MAX,
+    };
+    for (i, (name, _)) in manifest.incr.iter().enumerate() {
+        let path = dir.file(name);
+        let data = fs::read(&path)
+            .map_err(|e| format!("Can't read the append only file {}: {e}", path.display()))?;
+        let last = i + 1 == manifest.incr.len();
+        let scanned = scan(&data, |payload| {
+            let mut buf = BytesMut::from(payload);
+            while let Some(argv) = parse_request(&mut buf, limits).map_err(|e| e.to_string())? {
+                if argv.is_empty() {
+                    continue;
+                }
+                let (_, spec) = TABLE.resolve(&argv).map_err(|e| e.to_string())?;
+                let mut ctx = Ctx {
+                    server,
+                    client: &mut *client,
+                    out: &mut out,
+                    now_ms: now_ms(),
+                    action: None,
+                };
+                command::run(&mut ctx, spec, &argv)
+                    .map_err(|e| format!("replaying {}: {e}", spec.name))?;
+                out.buf.clear();
+            }
+            Ok(())
+        })
+        .map_err(|e| format!("Bad record in the append only file {}: {e}", path.display()))?;
+        report.bytes += data.len() as u64;
+        match scanned {
+            Scan::Clean { records } => report.records += records,
+            Scan::TornTail {
+                records,
+                good_len,
+                cut,
+            } if last => {
+                report.records += records;
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| e.to_string())?;
+                f.set_len(good_len)
+                    .map_err(|e| format!("Can't truncate {}: {e}", path.display()))?;
+                f.sync_all().map_err(|e| e.to_string())?;
+                tracing::warn!(
+                    "!!! Warning: the append only file {} ended with a torn record; {cut} bytes were cut (AOF loaded anyway)",
+                    path.display()
+                );
+                report.cut = Some((path.display().to_string(), cut));
+            }
+            Scan::TornTail {
+                good_len: offset, ..
+            }
+            | Scan::Corrupt { offset, .. } => {
+                return Err(format!(
+                    "Bad file format reading the append only file {} at offset {offset}: the record there fails its checksum. \
+                     Run 'shoal check-aof --fix {}' to cut the file at the last good record (what follows is lost)",
+                    path.display(),
+                    dir.path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,229 @@
+//! The append-only log writer: one thread that moves framed effects from the
+//! effect stream to the current log file and syncs it per `appendfsync`.
+//!
+//! ```text
+//!  commands ──frame──▶ EffectStream (pending records) ──take──▶ writer thread
+//!                                                               │ write(2)
+//!                                                               │ fsync per policy
+//!                                                               ▼
+//!                                             durable offset ──▶ waiting replies
+//! ```
+//!
+//! - `always`: after every write the writer fsyncs and advances the durable
+//!   offset; a connection whose last effect lies beyond it holds its replies
+//!   until it moves. Everything that arrived during one fsync goes out with
+//!   the next one (group commit), so concurrent writers share syncs.
+//! - `everysec`: written as it arrives, synced once a second; at most about a
+//!   second of acknowledged writes can be lost on power loss.
+//! - `no`: written as it arrives; the kernel decides when it reaches disk.
+//!
+//! A failed write or fsync (disk full, I/O error) sets the error that makes
+//! the server refuse writes with `-MISCONF`, cuts the file back to its last
+//! whole record, and retries every second with nothing dropped; reads go on.
+//! The first success clears the error.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::effects::EffectStream;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    Always = 0,
+    Everysec = 1,
+    No = 2,
+}
+
+impl FsyncPolicy {
+    pub fn parse(s: &str) -> FsyncPolicy {
+        match s {
+            "always" => FsyncPolicy::Always,
+            "no" => FsyncPolicy::No,
+            _ => FsyncPolicy::Everysec,
+        }
+    }
+
+    fn from_u8(v: u8) -> FsyncPolicy {
+        match v {
+            0 => FsyncPolicy::Always,
+            2 => FsyncPolicy::No,
+            _ => FsyncPolicy::Everysec,
+        }
+    }
+}
+
+/// What the rest of the server sees of the log.
+pub struct LogState {
+    pub enabled: bool,
+    policy: AtomicU8,
+    /// Stream offset up to which effects are on disk (per the policy).
+    pub durable: AtomicU64,
+    /// Woken whenever `durable` advances or the writer stops.
+    pub synced: tokio::sync::Notify,
+    failing: AtomicBool,
+    error: Mutex<String>,
+    /// Bytes in the current log file.
+    pub size: AtomicU64,
+    stop: AtomicBool,
+    pub stopped: AtomicBool,
+}
+
+impl LogState {
+    pub fn new(enabled: bool, policy: FsyncPolicy) -> LogState {
+        LogState {
+            enabled,
+            policy: AtomicU8::new(policy as u8),
+            durable: AtomicU64::new(0),
+            synced: tokio::sync::Notify::new(),
+            failing: AtomicBool::new(false),
+            error: Mutex::new(String::new()),
+            size: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    pub fn policy(&self) -> FsyncPolicy {
+        FsyncPolicy::from_u8(self.policy.load(Relaxed))
+    }
+
+    pub fn set_policy(&self, p: FsyncPolicy) {
+        self.policy.store(p as u8, Relaxed);
+    }
+
+    /// The write error that makes the server refuse writes, if any.
+    pub fn failure(&self) -> Option<String> {
+        if self.failing.load(Relaxed) {
+            Some(self.error.lock().clone())
+        } else {
+            None
+        }
+    }
+
+    /// Whether a reply acknowledging writes up to `offset` must wait.
+    pub fn must_wait(&self, offset: u64) -> bool {
+        self.enabled
+            && offset > self.durable.load(Relaxed)
+            && self.policy() == FsyncPolicy::Always
+            && !self.stopped.load(Relaxed)
+    }
+
+    /// Asks the writer to write and sync what is pending, then exit.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Relaxed);
+    }
+
+    fn fail(&self, what: &str, e: &std::io::Error) {
+        let first = !self.failing.swap(true, Relaxed);
+        *self.error.lock() = e.to_string();
+        if first {
+            tracing::warn!(
+                "Error {what} the append only file: {e}; refusing writes until it works again"
+            );
+        }
+    }
+
+    fn recover(&self) {
+        if self.failing.swap(false, Relaxed) {
+            tracing::warn!("Append only file writes work again; accepting writes");
+        }
+    }
+
+    fn advance(&self, durable: u64) {
+        self.durable.fetch_max(durable, Relaxed);
+        self.synced.notify_waiters();
+    }
+}
+
+/// Runs the writer until [`LogState::request_stop`]; returns after a final
+/// write and sync.
+pub fn run_writer(effects: &EffectStream, state: Arc<LogState>, mut file: File) {
+    let mut good_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    state.size.store(good_len, Relaxed);
+    let mut unwritten: Vec<u8> = Vec::new();
+    let mut unwritten_end = 0u64;
+    let mut written_end = effects.offset();
+    state.advance(written_end);
+    let mut last_sync = Instant::now();
+    let mut spare = Vec::new();
+    loop {
+        let stopping = state.stop.load(Relaxed);
+        let policy = state.policy();
+        let wait = if stopping || !unwritten.is_empty() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
+        let (batch, end) = effects.take_log(std::mem::take(&mut spare), wait);
+        if unwritten.is_empty() {
+            spare = std::mem::replace(&mut unwritten, batch);
+        } else {
+            unwritten.extend_from_slice(&batch);
+            spare = batch;
+        }
+        if end > unwritten_end {
+            unwritten_end = end;
+        }
+        if !unwritten.is_empty() {
+            match file.write_all(&unwritten) {
+                Ok(()) => {
+                    good_len += unwritten.len() as u64;
+                    state.size.store(good_len, Relaxed);
+                    written_end = unwritten_end;
+                    unwritten.clear();
+                    if policy != FsyncPolicy::Always {
+                        state.recover();
+                    }
+                }
+                Err(e) => {
+                    state.fail("writing", &e);
+                    // Never leave half a record behind: cut back to the last
+                    // whole one, and try again in a while.
+                    let _ = file.set_len(good_len);
+                    if stopping {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        let sync_due = match policy {
+            FsyncPolicy::Always => state.durable.load(Relaxed) < written_end,
+            FsyncPolicy::Everysec => {
+                last_sync.elapsed() >= Duration::from_secs(1)
+                    && state.durable.load(Relaxed) < written_end
+            }
+            FsyncPolicy::No => false,
+        };
+        if sync_due || (stopping && policy != FsyncPolicy::No) {
+            match file.sync_data() {
+                Ok(()) => {
+                    last_sync = Instant::now();
+                    state.recover();
+                    state.advance(written_end);
+                }
+                Err(e) => {
+                    state.fail("syncing", &e);
+                    if stopping {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        } else if policy == FsyncPolicy::No {
+            state.advance(written_end);
+        }
+        if stopping && unwritten.is_empty() {
+            break;
+        }
+    }
+    state.stopped.store(true, Relaxed);
+    state.synced.notify_waiters();
+}

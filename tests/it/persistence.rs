@@ -1,0 +1,246 @@
+//! The append-only log: restarts, crashes (SIGKILL), torn tails, corruption
+//! and the check-aof tool, all on the real binary and real files.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::support::{eventually, Frame, Raw, TestNode, BIN};
+use crate::{bulk, info_field, int, ok};
+
+fn digest(r: &mut Raw) -> String {
+    match r.call(&["DEBUG", "DIGEST"]) {
+        Frame::Simple(d) => d,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn log_file(node: &TestNode) -> std::path::PathBuf {
+    node.data_dir()
+        .join("appendonlydir")
+        .join("appendonly.aof.1.incr.aof")
+}
+
+/// Waits until everything written so far is synced to the log.
+fn wait_synced(r: &mut Raw) {
+    eventually("log synced", || {
+        let info = bulk(r, &["INFO", "all"]).unwrap();
+        info_field(&info, "aof_fsync_offset") == info_field(&info, "master_repl_offset")
+    });
+}
+
+#[test]
+fn restart_restores_every_key_type_and_expiry() {
+    let mut node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "plain", "hello"]);
+    ok(&mut r, &["SET", "ttl", "v", "EX", "1000"]);
+    ok(&mut r, &["SET", "gone", "v", "PX", "1"]);
+    assert_eq!(int(&mut r, &["INCRBY", "n", "41"]), 41);
+    assert_eq!(int(&mut r, &["APPEND", "grown", "abc"]), 3);
+    bulk(&mut r, &["INCRBYFLOAT", "f", "2.5"]);
+    ok(&mut r, &["SELECT", "4"]);
+    ok(&mut r, &["MSET", "{x}a", "1", "{x}b", "2"]);
+    ok(&mut r, &["RENAME", "{x}a", "{x}c"]);
+    ok(&mut r, &["SELECT", "0"]);
+    ok(&mut r, &["SWAPDB", "0", "5"]);
+    ok(&mut r, &["SWAPDB", "0", "5"]);
+    let before = digest(&mut r);
+    let ttl_before = int(&mut r, &["PTTL", "ttl"]);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(digest(&mut r), before);
+    let ttl_after = int(&mut r, &["PTTL", "ttl"]);
+    assert!(
+        ttl_after > 0 && ttl_after <= ttl_before,
+        "the expiry is absolute: {ttl_before} then {ttl_after}"
+    );
+    assert_eq!(int(&mut r, &["EXISTS", "gone"]), 0);
+    let info = bulk(&mut r, &["INFO", "persistence"]).unwrap();
+    assert_eq!(info_field(&info, "aof_enabled"), "1");
+    assert_eq!(info_field(&info, "loading"), "0");
+}
+
+#[test]
+fn sigkill_under_load_with_appendfsync_always_loses_no_acknowledged_write() {
+    let mut node = TestNode::start_with(&["--appendfsync", "always"]);
+    let port = node.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let mut r = Raw::connect(port);
+                let key = format!("counter:{w}");
+                while !stop.load(Ordering::Relaxed) {
+                    r.cmd(&["INCR", &key]);
+                    match r.try_read2() {
+                        Some(Frame::Int(n)) => acked.lock().unwrap().push((key.clone(), n)),
+                        _ => break, // the server died under us
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("some writes acknowledged", || {
+        acked.lock().unwrap().len() > 2000
+    });
+    node.crash();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    let acked = acked.lock().unwrap();
+    for w in 0..4 {
+        let key = format!("counter:{w}");
+        let last_acked = acked
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0);
+        let now: i64 = bulk(&mut r, &["GET", &key])
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0);
+        // Every acknowledged increment is there; at most the one in flight
+        // when the process died may be too (written, not yet acknowledged).
+        assert!(
+            now >= last_acked && now <= last_acked + 1,
+            "{key}: acknowledged {last_acked}, found {now}"
+        );
+    }
+    assert_eq!(
+        int(&mut r, &["DBSIZE"]),
+        4,
+        "nothing that was never written appears"
+    );
+}
+
+#[test]
+fn sigkill_with_everysec_keeps_what_was_synced() {
+    let mut node = TestNode::start();
+    let mut r = node.raw();
+    for i in 0..1000 {
+        ok(&mut r, &["SET", &format!("k{i}"), &i.to_string()]);
+    }
+    let before = digest(&mut r);
+    wait_synced(&mut r);
+    node.crash();
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(digest(&mut r), before);
+}
+
+#[test]
+fn torn_tail_is_cut_with_a_warning() {
+    let mut node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "kept", "yes"]);
+    let before = digest(&mut r);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    // Half a record, as a crash in the middle of a write leaves it.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log_file(&node))
+        .unwrap();
+    f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, b'*', b'3']).unwrap();
+    drop(f);
+    node.restart(&[]).unwrap();
+    let lines = &node.startup_log;
+    assert!(
+        lines.iter().any(|l| l.contains("10 bytes were cut")),
+        "{lines:?}"
+    );
+    let mut r = node.raw();
+    assert_eq!(digest(&mut r), before);
+    // The cut is permanent: new writes follow the last good record.
+    ok(&mut r, &["SET", "after", "1"]);
+    let after = digest(&mut r);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    node.restart(&[]).unwrap();
+    assert_eq!(digest(&mut node.raw()), after);
+}
+
+#[test]
+fn corruption_stops_start_up_until_check_aof_fixes_it() {
+    let mut node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "first", "1"]);
+    ok(&mut r, &["SET", "second", "2"]);
+    ok(&mut r, &["SET", "third", "3"]);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    let path = log_file(&node);
+    let mut data = std::fs::read(&path).unwrap();
+    let first_record = 8 + u32::from_le_bytes(data[0..4].try_into().unwrap()) as usize;
+    data[first_record + 8 + 20] ^= 0x20; // inside the second record's payload
+    std::fs::write(&path, &data).unwrap();
+
+    let err = node.restart(&[]).unwrap_err();
+    assert!(
+        err.contains("Bad file format") && err.contains(&format!("at offset {first_record}")),
+        "{err}"
+    );
+
+    let check = std::process::Command::new(BIN)
+        .args(["check-aof"])
+        .arg(node.data_dir())
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("corrupt record"));
+    let fix = std::process::Command::new(BIN)
+        .args(["check-aof", "--fix"])
+        .arg(node.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        fix.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fix.stdout)
+    );
+
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(bulk(&mut r, &["GET", "first"]).as_deref(), Some("1"));
+    assert_eq!(
+        int(&mut r, &["DBSIZE"]),
+        1,
+        "what followed the corruption is gone"
+    );
+}
+
+#[test]
+fn appendonly_no_writes_nothing() {
+    let mut node = TestNode::start_with(&["--appendonly", "no"]);
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "k", "v"]);
+    let info = bulk(&mut r, &["INFO", "persistence"]).unwrap();
+    assert_eq!(info_field(&info, "aof_enabled"), "0");
+    assert!(!node.data_dir().join("appendonlydir").exists());
+    node.restart(&[]).unwrap();
+    assert_eq!(int(&mut node.raw(), &["DBSIZE"]), 0);
+}
+
+#[test]
+fn appendfsync_can_change_at_runtime() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["CONFIG", "SET", "appendfsync", "always"]);
+    ok(&mut r, &["SET", "k", "v"]);
+    let info = bulk(&mut r, &["INFO", "all"]).unwrap();
+    assert_eq!(
+        info_field(&info, "aof_fsync_offset"),
+        info_field(&info, "master_repl_offset"),
+        "always: synced before the reply"
+    );
+    ok(&mut r, &["CONFIG", "SET", "appendfsync", "no"]);
+    ok(&mut r, &["SET", "k", "w"]);
+}
