@@ -66,12 +66,16 @@ fn wait_ready(port: u16) {
     panic!("server on {port} did not become ready");
 }
 
-fn start_shoal() -> Server {
-    let dir = tempfile::tempdir().unwrap();
+fn start_shoal(args: &[&str]) -> Server {
+    start_shoal_in(tempfile::tempdir().unwrap(), args)
+}
+
+fn start_shoal_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
     let extra = std::env::var("BENCH_SHOAL_ARGS").unwrap_or_default();
     let mut child = Command::new(SHOAL)
         .args(["--port", "0", "--dir"])
         .arg(dir.path())
+        .args(args)
         .args(extra.split_whitespace())
         .stdout(Stdio::piped())
         .spawn()
@@ -94,8 +98,11 @@ fn start_shoal() -> Server {
     }
 }
 
-fn start_redis() -> Server {
-    let dir = tempfile::tempdir().unwrap();
+fn start_redis(args: &[&str]) -> Server {
+    start_redis_in(tempfile::tempdir().unwrap(), args)
+}
+
+fn start_redis_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
     let port = free_port();
     let child = Command::new("redis-server")
         .args([
@@ -105,9 +112,8 @@ fn start_redis() -> Server {
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
         ])
+        .args(args)
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -262,35 +268,32 @@ fn memory_per_key(server: &Server, n: usize) -> (f64, f64) {
     )
 }
 
-fn main() {
-    // `cargo bench` passes --bench; nothing else is expected.
-    let rounds = env_num("BENCH_ROUNDS", 3);
-    let requests = env_num("BENCH_REQUESTS", 200_000);
-    let keys = env_num("BENCH_KEYS", 1_000_000);
-    let tests = ["set", "get", "incr", "mset"];
-    let pipelines = [1usize, 16];
-
-    let shoal = start_shoal();
-    let redis = start_redis();
-    println!("Shoal {} vs {}", env!("CARGO_PKG_VERSION"), redis_version());
-    println!("redis-benchmark -c 50 -r 100000, {rounds} interleaved rounds, median requests/s\n");
+/// One table of interleaved redis-benchmark runs against a pair of servers.
+fn throughput_table(
+    shoal: &Server,
+    redis: &Server,
+    tests: &[&str],
+    pipelines: &[usize],
+    rounds: usize,
+    requests: usize,
+) {
     println!("| test | pipeline | shoal rps | redis rps | rps shoal/redis | shoal CPU µs/req | redis CPU µs/req |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for p in pipelines {
-        for t in tests {
+    for &p in pipelines {
+        for &t in tests {
             let n = if p == 1 { requests } else { requests * 8 };
             let (mut a, mut b, mut ca, mut cb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for round in 0..rounds {
                 // Alternate who goes first, so neither always runs on a
                 // machine warmed (or tired) by the other.
                 let order: [&Server; 2] = if round % 2 == 0 {
-                    [&shoal, &redis]
+                    [shoal, redis]
                 } else {
-                    [&redis, &shoal]
+                    [redis, shoal]
                 };
                 for s in order {
                     let (rps, cpu) = measured(s, t, p, n);
-                    if std::ptr::eq(s, &shoal) {
+                    if std::ptr::eq(s, shoal) {
                         a.push(rps);
                         ca.push(cpu);
                     } else {
@@ -312,14 +315,61 @@ fn main() {
             );
         }
     }
+}
+
+/// Seconds from start until a server that must load `dir`'s log answers.
+fn load_seconds(start: impl FnOnce() -> Server) -> (f64, Server) {
+    let t = Instant::now();
+    let s = start();
+    // start_* return once PING is answered, which -LOADING is not.
+    (t.elapsed().as_secs_f64(), s)
+}
+
+fn shutdown(s: Server) -> tempfile::TempDir {
+    let _ = Command::new("redis-cli")
+        .args(["-p", &s.port.to_string(), "SHUTDOWN"])
+        .output();
+    let mut s = s;
+    let _ = s.child.wait();
+    // Keep the data directory for the restart; the process is gone.
+    let dir = tempfile::tempdir().unwrap();
+    std::mem::replace(&mut s._dir, dir)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else is expected.
+    let rounds = env_num("BENCH_ROUNDS", 3);
+    let requests = env_num("BENCH_REQUESTS", 200_000);
+    let keys = env_num("BENCH_KEYS", 1_000_000);
+    let no_log = ["--appendonly", "no"];
+
+    println!("Shoal {} vs {}", env!("CARGO_PKG_VERSION"), redis_version());
+    println!("redis-benchmark -c 50 -r 100000, {rounds} interleaved rounds, median requests/s\n");
+    println!("Without persistence (appendonly no on both):\n");
+    let (shoal, redis) = (start_shoal(&no_log), start_redis(&no_log));
+    throughput_table(
+        &shoal,
+        &redis,
+        &["set", "get", "incr", "mset"],
+        &[1, 16],
+        rounds,
+        requests,
+    );
     drop(shoal);
     drop(redis);
+
+    for policy in ["everysec", "always"] {
+        println!("\nAppend-only log, appendfsync {policy} on both:\n");
+        let args = ["--appendonly", "yes", "--appendfsync", policy];
+        let (shoal, redis) = (start_shoal(&args), start_redis(&args));
+        throughput_table(&shoal, &redis, &["set"], &[1, 16], rounds, requests);
+    }
 
     println!("\nMemory after loading {keys} keys (`key:%012d` -> `xxx`), fresh servers, bytes per key:\n");
     println!("| server | used_memory/key | RSS/key |");
     println!("|---|---:|---:|");
     let mut results = Vec::new();
-    for s in [start_shoal(), start_redis()] {
+    for s in [start_shoal(&no_log), start_redis(&no_log)] {
         let (used, rss) = memory_per_key(&s, keys);
         println!("| {} | {:.1} | {:.1} |", s.name, used, rss);
         results.push((used, rss));
@@ -328,6 +378,25 @@ fn main() {
         "| shoal/redis | {:.2} | {:.2} |",
         results[0].0 / results[1].0,
         results[0].1 / results[1].1
+    );
+
+    println!(
+        "\nStart-up replaying an append-only log of {keys} SETs (appendfsync everysec), seconds:\n"
+    );
+    let log = ["--appendonly", "yes"];
+    let shoal = start_shoal(&log);
+    load_keys(shoal.port, keys);
+    let shoal_dir = shutdown(shoal);
+    let (shoal_secs, _shoal) = load_seconds(|| start_shoal_in(shoal_dir, &log));
+    let redis = start_redis(&log);
+    load_keys(redis.port, keys);
+    let redis_dir = shutdown(redis);
+    let (redis_secs, _redis) = load_seconds(|| start_redis_in(redis_dir, &log));
+    println!("| shoal | redis | shoal/redis (lower is faster) |");
+    println!("|---:|---:|---:|");
+    println!(
+        "| {shoal_secs:.2} | {redis_secs:.2} | {:.2} |",
+        shoal_secs / redis_secs
     );
 }
 

@@ -50,6 +50,10 @@ struct Inner {
     /// Framed records not yet taken by the log writer, and the stream
     /// offset they end at; `None` while there is no append-only log.
     aof: Option<(Vec<u8>, u64)>,
+    /// Wake the writer on every first pending record (appendfsync always,
+    /// where replies wait for it); otherwise it comes round on its own
+    /// short timer, and a write costs no cross-thread wake-up.
+    wake_writer: bool,
 }
 
 /// A ring buffer over the tail of the stream.
@@ -143,6 +147,7 @@ impl EffectStream {
                 backlog: None,
                 scratch: Vec::with_capacity(256),
                 aof: None,
+                wake_writer: false,
             }),
             pending: Condvar::new(),
         }
@@ -198,7 +203,7 @@ impl EffectStream {
             let was_empty = pending.is_empty();
             aof::frame(pending, &inner.scratch);
             *end = inner.offset;
-            if was_empty {
+            if was_empty && inner.wake_writer {
                 self.pending.notify_one();
             }
         }
@@ -211,6 +216,14 @@ impl EffectStream {
         if g.aof.is_none() {
             let end = g.offset;
             g.aof = Some((Vec::with_capacity(64 * 1024), end));
+        }
+    }
+
+    /// Whether appends wake the log writer at once (see `Inner::wake_writer`).
+    pub fn set_writer_wakeups(&self, on: bool) {
+        self.inner.lock().wake_writer = on;
+        if on {
+            self.pending.notify_one();
         }
     }
 
