@@ -121,8 +121,9 @@ impl LogState {
     }
 
     fn fail(&self, what: &str, e: &std::io::Error) {
+        // The text first: whoever sees the flag must find the reason.
+        *self.error.lock() = describe(e);
         let first = !self.failing.swap(true, Relaxed);
-        *self.error.lock() = e.to_string();
         if first {
             tracing::warn!(
                 "Error {what} the append only file: {e}; refusing writes until it works again"
@@ -139,6 +140,16 @@ impl LogState {
     fn advance(&self, durable: u64) {
         self.durable.fetch_max(durable, Relaxed);
         self.synced.notify_waiters();
+    }
+}
+
+/// An I/O error as the C library says it ("No space left on device"),
+/// without Rust's " (os error 28)" suffix, as in Redis's -MISCONF reply.
+fn describe(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
     }
 }
 

@@ -244,3 +244,93 @@ fn appendfsync_can_change_at_runtime() {
     ok(&mut r, &["CONFIG", "SET", "appendfsync", "no"]);
     ok(&mut r, &["SET", "k", "w"]);
 }
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn full_disk_refuses_writes_keeps_reads_and_recovers() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        // Mounting needs root; CI has it, and there the test must run.
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must be able to mount a tmpfs for this test"
+        );
+        eprintln!("skipping: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let data = disk.dir.path().join("data");
+    let filler = disk.dir.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 700 * 1024]).unwrap();
+    let mut node = TestNode::start_with(&["--dir", data.to_str().unwrap()]);
+    let mut r = node.raw();
+    let value = "v".repeat(4096);
+    let mut acked = 0;
+    let mut refused = None;
+    for i in 0..1000 {
+        match r.call(&["SET", &format!("k{i}"), &value]) {
+            Frame::Simple(s) if s == "OK" => acked += 1,
+            Frame::Error(e) => {
+                refused = Some(e);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let refused = refused.expect("the disk fills up");
+    assert_eq!(
+        refused,
+        "MISCONF Errors writing to the AOF file: No space left on device"
+    );
+    assert!(acked > 10);
+    // Reads still work while writes are refused.
+    assert_eq!(
+        bulk(&mut r, &["GET", "k0"]).as_deref(),
+        Some(value.as_str())
+    );
+    assert_eq!(
+        bulk(&mut r, &["INFO", "persistence"])
+            .map(|i| info_field(&i, "aof_last_write_status"))
+            .as_deref(),
+        Some("err")
+    );
+    // Free the disk: the server notices by itself and accepts writes again.
+    std::fs::remove_file(&filler).unwrap();
+    eventually("writes accepted again", || {
+        r.call(&["SET", "after", "1"]) == Frame::Simple("OK".into())
+    });
+    let before = digest(&mut r);
+    assert_eq!(
+        int(&mut r, &["DBSIZE"]),
+        acked + 1,
+        "every acknowledged write is there"
+    );
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    node.restart(&["--dir", data.to_str().unwrap()]).unwrap();
+    assert_eq!(digest(&mut node.raw()), before, "and survives a restart");
+}
