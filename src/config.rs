@@ -159,6 +159,24 @@ pub static DIRECTIVES: &[Directive] = &[
         true,
     ),
     d("appenddirname", Kind::Str, "appendonlydir", false),
+    d(
+        "auto-aof-rewrite-percentage",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        "100",
+        true,
+    ),
+    d(
+        "auto-aof-rewrite-min-size",
+        Kind::Memory {
+            min: 0,
+            max: i64::MAX,
+        },
+        "67108864",
+        true,
+    ),
     // RDB snapshots are not built: only "no snapshots" is accepted, so that
     // asking for them fails at start-up instead of silently not saving.
     d("save", Kind::Enum(&[""]), "", false),

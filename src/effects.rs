@@ -50,6 +50,9 @@ struct Inner {
     /// Framed records not yet taken by the log writer, and the stream
     /// offset they end at; `None` while there is no append-only log.
     aof: Option<(Vec<u8>, u64)>,
+    /// A switch of log file at offset S (a rewrite began): the records
+    /// before S, S, and the file that records from S on go to.
+    rotation: Option<(Vec<u8>, u64, std::path::PathBuf)>,
     /// Wake the writer on every first pending record (appendfsync always,
     /// where replies wait for it); otherwise it comes round on its own
     /// short timer, and a write costs no cross-thread wake-up.
@@ -102,6 +105,14 @@ impl Backlog {
     }
 }
 
+/// Records taken by the log writer: they end at stream offset `end`; after
+/// writing them the writer must move on to `rotate_to`, if set.
+pub struct LogBatch {
+    pub bytes: Vec<u8>,
+    pub end: u64,
+    pub rotate_to: Option<std::path::PathBuf>,
+}
+
 /// What INFO replication shows about the stream.
 pub struct StreamInfo {
     pub offset: u64,
@@ -147,6 +158,7 @@ impl EffectStream {
                 backlog: None,
                 scratch: Vec::with_capacity(256),
                 aof: None,
+                rotation: None,
                 wake_writer: false,
             }),
             pending: Condvar::new(),
@@ -227,21 +239,59 @@ impl EffectStream {
         }
     }
 
+    /// Marks the instant S at which the log moves to `next`: what is pending
+    /// now belongs to the current file, everything appended later to `next`.
+    /// The caller holds every slot lock, so no effect is half-way.
+    pub fn rotate_log(&self, next: std::path::PathBuf) {
+        let mut g = self.inner.lock();
+        let offset = g.offset;
+        // The new file must not depend on the old one's last SELECT.
+        g.selected_db = None;
+        if let Some((pending, end)) = &mut g.aof {
+            let before = std::mem::take(pending);
+            *end = offset;
+            debug_assert!(g.rotation.is_none(), "one rewrite at a time");
+            g.rotation = Some((before, offset, next));
+            self.pending.notify_one();
+        }
+    }
+
     /// For the log writer: waits up to `timeout` for pending records and
     /// takes them, handing back `spare` (emptied) for the next round.
-    /// Returns the records and the stream offset they end at.
-    pub fn take_log(&self, spare: Vec<u8>, timeout: Duration) -> (Vec<u8>, u64) {
+    pub fn take_log(&self, spare: Vec<u8>, timeout: Duration) -> LogBatch {
         let mut g = self.inner.lock();
+        if let Some((bytes, end, next)) = g.rotation.take() {
+            return LogBatch {
+                bytes,
+                end,
+                rotate_to: Some(next),
+            };
+        }
         if g.aof.as_ref().is_some_and(|(p, _)| p.is_empty()) {
             self.pending.wait_for(&mut g, timeout);
+        }
+        if let Some((bytes, end, next)) = g.rotation.take() {
+            return LogBatch {
+                bytes,
+                end,
+                rotate_to: Some(next),
+            };
         }
         match &mut g.aof {
             Some((pending, end)) => {
                 let mut spare = spare;
                 spare.clear();
-                (std::mem::replace(pending, spare), *end)
+                LogBatch {
+                    bytes: std::mem::replace(pending, spare),
+                    end: *end,
+                    rotate_to: None,
+                }
             }
-            None => (Vec::new(), g.offset),
+            None => LogBatch {
+                bytes: Vec::new(),
+                end: g.offset,
+                rotate_to: None,
+            },
         }
     }
 

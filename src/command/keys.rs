@@ -534,7 +534,7 @@ fn empty_tables(locked: &mut crate::keyspace::Locked, lazy: bool) {
             continue;
         }
         if lazy {
-            old.push(std::mem::take(t));
+            old.push(t.take_keys());
         } else {
             t.clear();
         }

@@ -19,6 +19,16 @@
 //! [`Keyspace::lock`]. Single-key commands on different slots run in parallel
 //! on different cores.
 //!
+//! ## Snapshots without stopping the world
+//! A snapshot (the base of a log rewrite) must capture every slot as it was
+//! at one instant S while clients keep writing. [`Keyspace::start_snapshot`]
+//! fixes S with every slot locked for an instant and raises the snapshot
+//! epoch; from then on, whoever locks a slot whose table has not been
+//! captured yet (a client, or the snapshot's own pass over all slots) hands
+//! it to the observer first, under the same lock, before anything can change
+//! it. Each slot is captured exactly once, as it was at S, and nothing is
+//! copied that is not written out: no fork, no second copy of the dataset.
+//!
 //! ## What is absent
 //! This module never awaits, never does I/O and knows nothing of RESP,
 //! clients or effects; it is plain data behind locks.
@@ -26,7 +36,8 @@
 pub mod table;
 pub mod value;
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
@@ -59,22 +70,67 @@ pub fn key_hash_slot(key: &[u8]) -> SlotId {
 static CRC16: crc::Crc<u16, crc::Table<16>> =
     crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_XMODEM);
 
+/// Receives each slot table's contents once per snapshot (see the module
+/// docs). Called with the slot locked: it must only copy out, never lock.
+pub trait SnapshotObserver: Send + Sync {
+    fn capture(&self, db: usize, table: &SlotTable);
+}
+
+#[derive(Default)]
+struct Snapshots {
+    /// The epoch being captured; 0 when no snapshot is running.
+    active: AtomicU64,
+    last: AtomicU64,
+    observer: Mutex<Option<Arc<dyn SnapshotObserver>>>,
+    /// Serialises database creation with the start of a snapshot, so a
+    /// database created after S starts out as captured (it was empty at S).
+    init: Mutex<()>,
+}
+
+impl Snapshots {
+    /// Captures a freshly locked table if the running snapshot has not yet.
+    #[inline]
+    fn on_lock(&self, db: usize, t: &mut SlotTable) {
+        let active = self.active.load(Ordering::Acquire);
+        if active != 0 && t.snapshot_epoch < active {
+            if let Some(obs) = self.observer.lock().clone() {
+                obs.capture(db, t);
+            }
+            t.snapshot_epoch = active;
+        }
+    }
+}
+
 pub struct Db {
+    index: usize,
     slots: Box<[Mutex<SlotTable>]>,
+    snapshots: Arc<Snapshots>,
 }
 
 impl Db {
-    fn new() -> Db {
+    fn new(index: usize, snapshots: Arc<Snapshots>) -> Db {
+        let _creating = snapshots.init.lock();
+        let epoch = snapshots.active.load(Ordering::Acquire);
+        let slots = (0..SLOTS)
+            .map(|_| {
+                let mut t = SlotTable::default();
+                t.snapshot_epoch = epoch;
+                Mutex::new(t)
+            })
+            .collect();
+        drop(_creating);
         Db {
-            slots: (0..SLOTS)
-                .map(|_| Mutex::new(SlotTable::default()))
-                .collect(),
+            index,
+            slots,
+            snapshots,
         }
     }
 
     /// Locks one slot. Only for callers that hold no other slot lock.
     pub fn lock_slot(&self, slot: SlotId) -> MutexGuard<'_, SlotTable> {
-        self.slots[slot.0 as usize].lock()
+        let mut g = self.slots[slot.0 as usize].lock();
+        self.snapshots.on_lock(self.index, &mut g);
+        g
     }
 
     /// Key and volatile-key counts, summed slot by slot.
@@ -137,12 +193,14 @@ pub struct Keyspace {
     /// Databases are created on first use: most deployments use db 0 only,
     /// and an unused db then costs nothing.
     dbs: Box<[OnceLock<Db>]>,
+    snapshots: Arc<Snapshots>,
 }
 
 impl Keyspace {
     pub fn new(databases: usize) -> Keyspace {
         Keyspace {
             dbs: (0..databases).map(|_| OnceLock::new()).collect(),
+            snapshots: Arc::default(),
         }
     }
 
@@ -151,7 +209,7 @@ impl Keyspace {
     }
 
     pub fn db(&self, idx: usize) -> &Db {
-        self.dbs[idx].get_or_init(Db::new)
+        self.dbs[idx].get_or_init(|| Db::new(idx, self.snapshots.clone()))
     }
 
     /// The databases that have ever been used, with their indexes.
@@ -186,9 +244,14 @@ impl Keyspace {
     pub fn lock(&self, mut want: SmallVec<[(usize, SlotId); 4]>) -> Locked<'_> {
         want.sort_unstable();
         want.dedup();
+        // Databases are created before any slot is locked: creation waits
+        // for a starting snapshot, which waits for every slot lock.
+        for (d, _) in &want {
+            self.db(*d);
+        }
         let guards = want
             .into_iter()
-            .map(|(d, s)| (d, s, self.db(d).slots[s.0 as usize].lock()))
+            .map(|(d, s)| (d, s, self.db(d).lock_slot(s)))
             .collect();
         Locked { guards }
     }
@@ -198,20 +261,110 @@ impl Keyspace {
         let mut dbs = dbs.to_vec();
         dbs.sort_unstable();
         dbs.dedup();
+        for d in &dbs {
+            self.db(*d);
+        }
         let mut guards = SmallVec::new();
         for d in dbs {
             let db = self.db(d);
-            for (s, m) in db.slots.iter().enumerate() {
-                guards.push((d, SlotId(s as u16), m.lock()));
+            for s in 0..SLOTS {
+                let slot = SlotId(s as u16);
+                guards.push((d, slot, db.lock_slot(slot)));
             }
         }
         Locked { guards }
+    }
+
+    /// Starts a snapshot (see the module docs): with every slot of every
+    /// database locked, raises the epoch and runs `at_instant` — the caller
+    /// marks the instant S there (the log switches files). Returns the epoch.
+    pub fn start_snapshot(
+        &self,
+        observer: Arc<dyn SnapshotObserver>,
+        at_instant: impl FnOnce(),
+    ) -> u64 {
+        let _no_new_dbs = self.snapshots.init.lock();
+        let dbs: Vec<usize> = self.used_dbs().map(|(i, _)| i).collect();
+        let all = self.lock_dbs(&dbs);
+        let epoch = self.snapshots.last.fetch_add(1, Ordering::AcqRel) + 1;
+        *self.snapshots.observer.lock() = Some(observer);
+        self.snapshots.active.store(epoch, Ordering::Release);
+        at_instant();
+        drop(all);
+        epoch
+    }
+
+    /// Visits every slot, capturing those no client has touched yet, then
+    /// ends the snapshot. `progress` runs between slots (to drain output).
+    pub fn complete_snapshot(&self, mut progress: impl FnMut()) {
+        let dbs: Vec<usize> = self.used_dbs().map(|(i, _)| i).collect();
+        for d in dbs {
+            let db = self.db(d);
+            for s in 0..SLOTS {
+                drop(db.lock_slot(SlotId(s as u16)));
+                if s % 256 == 255 {
+                    progress();
+                }
+            }
+        }
+        self.snapshots.active.store(0, Ordering::Release);
+        *self.snapshots.observer.lock() = None;
+        progress();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records what each capture saw.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(usize, Vec<String>)>>);
+
+    impl SnapshotObserver for Recorder {
+        fn capture(&self, db: usize, table: &SlotTable) {
+            let mut keys: Vec<String> = table
+                .iter()
+                .map(|n| String::from_utf8_lossy(n.key.as_bytes()).into_owned())
+                .collect();
+            keys.sort();
+            if !keys.is_empty() {
+                self.0.lock().push((db, keys));
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_sees_each_slot_as_it_was_at_the_start() {
+        let ks = Keyspace::new(4);
+        let a = b"{a}k1";
+        let slot = key_hash_slot(a);
+        ks.db(0)
+            .lock_slot(slot)
+            .set(a, Value::string(b"1"), 0, false);
+        let rec = Arc::new(Recorder::default());
+        ks.start_snapshot(rec.clone(), || {});
+        // A write after S: the slot is captured first, without it.
+        {
+            let mut t = ks.db(0).lock_slot(slot);
+            t.set(b"{a}k2", Value::string(b"2"), 0, false);
+        }
+        // A database first used after S was empty at S.
+        ks.db(3)
+            .lock_slot(slot)
+            .set(b"late", Value::string(b"x"), 0, false);
+        ks.complete_snapshot(|| {});
+        let seen = rec.0.lock().clone();
+        assert_eq!(seen, vec![(0, vec!["{a}k1".to_string()])]);
+        // A second snapshot sees everything once more.
+        let rec2 = Arc::new(Recorder::default());
+        ks.start_snapshot(rec2.clone(), || {});
+        ks.complete_snapshot(|| {});
+        let mut seen = rec2.0.lock().clone();
+        seen.sort();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0], (0, vec!["{a}k1".to_string(), "{a}k2".to_string()]));
+    }
 
     #[test]
     fn hash_slot_vectors_match_redis_cluster() {

@@ -43,6 +43,8 @@ pub struct SlotTable {
     /// How many keys here carry an expiry, so the active expiry cycle can skip
     /// tables without any and INFO keyspace can report `expires=`.
     volatile: usize,
+    /// The latest snapshot that has captured this table (see `Snapshots`).
+    pub(crate) snapshot_epoch: u64,
 }
 
 impl SlotTable {
@@ -161,6 +163,15 @@ impl SlotTable {
 
     pub fn iter(&self) -> impl Iterator<Item = &Node> {
         self.table.iter().map(|b| &**b)
+    }
+
+    /// Moves the keys out (to free them elsewhere), leaving an empty table
+    /// that keeps its snapshot bookkeeping.
+    pub fn take_keys(&mut self) -> SlotTable {
+        let epoch = self.snapshot_epoch;
+        let old = std::mem::take(self);
+        self.snapshot_epoch = epoch;
+        old
     }
 
     pub fn clear(&mut self) -> usize {

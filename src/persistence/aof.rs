@@ -3,9 +3,11 @@
 //! ```text
 //!  dir/appendonlydir/
 //!    appendonly.aof.manifest          which files, in which order
-//!    appendonly.aof.1.incr.aof        records, appended
+//!    appendonly.aof.2.base.aof        a snapshot (records), written by a rewrite
+//!    appendonly.aof.3.incr.aof        records appended since that snapshot
 //!
-//!  manifest line:  file appendonly.aof.1.incr.aof seq 1 type i
+//!  manifest lines: file appendonly.aof.2.base.aof seq 2 type b
+//!                  file appendonly.aof.3.incr.aof seq 3 type i
 //!  record:         [payload length: u32 LE][CRC-32C of payload: u32 LE][payload]
 //!  payload:        the RESP-encoded effects of one command (SELECT included
 //!                  when the database changes), exactly as the effect stream
@@ -116,29 +118,56 @@ pub fn scan(
     Ok(Scan::Clean { records })
 }
 
-/// The files a manifest lists, in replay order.
+/// The files a manifest lists: an optional base, then incremental files,
+/// replayed in that order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    pub base: Option<(String, u64)>,
     pub incr: Vec<(String, u64)>,
 }
 
 impl Manifest {
     fn render(&self) -> String {
-        self.incr
+        let mut out = String::new();
+        if let Some((name, seq)) = &self.base {
+            out.push_str(&format!("file {name} seq {seq} type b\n"));
+        }
+        for (name, seq) in &self.incr {
+            out.push_str(&format!("file {name} seq {seq} type i\n"));
+        }
+        out
+    }
+
+    /// Every file, in replay order.
+    pub fn files(&self) -> Vec<&str> {
+        self.base
             .iter()
-            .map(|(name, seq)| format!("file {name} seq {seq} type i\n"))
+            .chain(self.incr.iter())
+            .map(|(n, _)| n.as_str())
             .collect()
+    }
+
+    /// The next unused sequence number.
+    pub fn next_seq(&self) -> u64 {
+        self.base
+            .iter()
+            .chain(self.incr.iter())
+            .map(|(_, s)| *s)
+            .max()
+            .unwrap_or(0)
+            + 1
     }
 
     fn parse(text: &str) -> Result<Manifest, String> {
         let mut incr = Vec::new();
+        let mut base = None;
         for (i, line) in text.lines().enumerate() {
             let w: Vec<&str> = line.split_whitespace().collect();
             if w.is_empty() || w[0].starts_with('#') {
                 continue;
             }
             match w.as_slice() {
-                ["file", name, "seq", seq, "type", "i"] => {
+                ["file", name, "seq", seq, "type", kind @ ("i" | "b")] => {
                     let seq = seq
                         .parse()
                         .map_err(|_| format!("manifest line {}: bad seq '{seq}'", i + 1))?;
@@ -148,12 +177,19 @@ impl Manifest {
                             i + 1
                         ));
                     }
-                    incr.push((name.to_string(), seq));
+                    if *kind == "b" {
+                        base = Some((name.to_string(), seq));
+                    } else {
+                        incr.push((name.to_string(), seq));
+                    }
                 }
                 _ => return Err(format!("manifest line {}: cannot parse '{line}'", i + 1)),
             }
         }
-        Ok(Manifest { incr })
+        if incr.is_empty() {
+            return Err("manifest lists no incremental file".to_string());
+        }
+        Ok(Manifest { base, incr })
     }
 }
 
@@ -183,6 +219,7 @@ impl AofDir {
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let m = Manifest {
+                    base: None,
                     incr: vec![("appendonly.aof.1.incr.aof".to_string(), 1)],
                 };
                 fs::OpenOptions::new()
@@ -211,6 +248,23 @@ impl AofDir {
         self.path.join(name)
     }
 
+    /// Removes files of the directory that the manifest does not name
+    /// (left by a rewrite that a crash interrupted, or replaced by one).
+    pub fn remove_unlisted(&self, m: &Manifest) {
+        let keep: Vec<&str> = m.files();
+        if let Ok(entries) = fs::read_dir(&self.path) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("appendonly.aof.")
+                    && name != MANIFEST
+                    && !keep.contains(&name.as_str())
+                {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
     /// The file new records go to: the manifest's last incremental file.
     pub fn current(&self, m: &Manifest) -> PathBuf {
         self.file(&m.incr.last().expect("a manifest lists at least one file").0)
@@ -233,7 +287,9 @@ pub fn check(dir: &Path, dirname: &str, fix: bool) -> io::Result<CheckReport> {
         Manifest::parse(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut lines = Vec::new();
     let mut ok = true;
-    for (i, (name, _)) in m.incr.clone().iter().enumerate() {
+    let files: Vec<String> = m.files().iter().map(|s| s.to_string()).collect();
+    let base_count = m.base.is_some() as usize;
+    for (i, name) in files.iter().enumerate() {
         let path = aof.file(name);
         let data = fs::read(&path)?;
         let report =
@@ -270,12 +326,20 @@ pub fn check(dir: &Path, dirname: &str, fix: bool) -> io::Result<CheckReport> {
             f.set_len(cut_at)?;
             f.sync_all()?;
             lines.push(format!("{}: truncated to {cut_at} bytes", path.display()));
-            if i + 1 < m.incr.len() {
+            if i + 1 < files.len() {
                 lines.push(format!(
                     "dropping {} later file(s) from the manifest",
-                    m.incr.len() - i - 1
+                    files.len() - i - 1
                 ));
-                m.incr.truncate(i + 1);
+                if i < base_count {
+                    // The base itself is damaged: keep what is good of it
+                    // and start a fresh incremental file after it.
+                    let seq = m.next_seq();
+                    m.incr = vec![(format!("appendonly.aof.{seq}.incr.aof"), seq)];
+                    fs::File::create(aof.file(&m.incr[0].0))?;
+                } else {
+                    m.incr.truncate(i + 1 - base_count);
+                }
                 aof.write_manifest(&m)?;
             }
             ok = true;
@@ -364,9 +428,19 @@ mod tests {
     #[test]
     fn manifest_round_trips_and_rejects_paths() {
         let m = Manifest {
-            incr: vec![("a.1.incr.aof".into(), 1), ("a.2.incr.aof".into(), 2)],
+            base: Some(("a.3.base.aof".into(), 3)),
+            incr: vec![("a.1.incr.aof".into(), 1), ("a.4.incr.aof".into(), 4)],
         };
         assert_eq!(Manifest::parse(&m.render()).unwrap(), m);
+        assert_eq!(
+            m.files(),
+            vec!["a.3.base.aof", "a.1.incr.aof", "a.4.incr.aof"]
+        );
+        assert_eq!(m.next_seq(), 5);
+        assert!(
+            Manifest::parse("file a.3.base.aof seq 3 type b\n").is_err(),
+            "an incremental file is required"
+        );
         assert!(Manifest::parse("file ../x seq 1 type i\n").is_err());
     }
 }

@@ -54,11 +54,12 @@ fn replay_all(
     let limits = RequestLimits {
         max_bulk_len: i64::MAX,
     };
-    for (i, (name, _)) in manifest.incr.iter().enumerate() {
+    let files = manifest.files();
+    for (i, name) in files.iter().enumerate() {
         let path = dir.file(name);
         let data = fs::read(&path)
             .map_err(|e| format!("Can't read the append only file {}: {e}", path.display()))?;
-        let last = i + 1 == manifest.incr.len();
+        let last = i + 1 == files.len();
         let scanned = scan(&data, |payload| {
             let mut buf = BytesMut::from(payload);
             while let Some(argv) = parse_request(&mut buf, limits).map_err(|e| e.to_string())? {

@@ -19,6 +19,10 @@
 //!   crash of the process alone.
 //! - `no`: written like `everysec`; the kernel decides when it reaches disk.
 //!
+//! A rewrite switches the log to a new file at an exact stream offset (see
+//! `EffectStream::rotate_log`): the writer finishes and syncs everything
+//! before the switch in the old file, then appends to the new one.
+//!
 //! A failed write or fsync (disk full, I/O error) sets the error that makes
 //! the server refuse writes with `-MISCONF`, cuts the file back to its last
 //! whole record, and retries every second with nothing dropped; reads go on.
@@ -73,6 +77,17 @@ pub struct LogState {
     pub size: AtomicU64,
     stop: AtomicBool,
     pub stopped: AtomicBool,
+    /// File switches the writer has completed (a rewrite waits for its own).
+    pub rotations: AtomicU64,
+    /// The log's directory and manifest, once loaded.
+    pub files: Mutex<Option<(super::aof::AofDir, super::aof::Manifest)>>,
+    pub rewriting: AtomicBool,
+    pub rewrites: AtomicU64,
+    pub last_rewrite_ok: AtomicBool,
+    /// Size of the base file, and of the whole log right after the last
+    /// rewrite (or start-up): automatic rewrites measure growth from it.
+    pub base_size: AtomicU64,
+    pub size_after_rewrite: AtomicU64,
 }
 
 impl LogState {
@@ -87,6 +102,13 @@ impl LogState {
             size: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            rotations: AtomicU64::new(0),
+            files: Mutex::new(None),
+            rewriting: AtomicBool::new(false),
+            rewrites: AtomicU64::new(0),
+            last_rewrite_ok: AtomicBool::new(true),
+            base_size: AtomicU64::new(0),
+            size_after_rewrite: AtomicU64::new(0),
         }
     }
 
@@ -164,6 +186,8 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>, mut file: File) 
     state.advance(written_end);
     let mut last_sync = Instant::now();
     let mut spare = Vec::new();
+    // A file switch waiting until everything before it is written.
+    let mut rotate_to: Option<std::path::PathBuf> = None;
     loop {
         let stopping = state.stop.load(Relaxed);
         let policy = state.policy();
@@ -173,7 +197,11 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>, mut file: File) 
         } else {
             Duration::from_millis(10)
         };
-        let (batch, end) = effects.take_log(std::mem::take(&mut spare), wait);
+        let taken = effects.take_log(std::mem::take(&mut spare), wait);
+        if taken.rotate_to.is_some() {
+            rotate_to = taken.rotate_to;
+        }
+        let (batch, end) = (taken.bytes, taken.end);
         if unwritten.is_empty() {
             spare = std::mem::replace(&mut unwritten, batch);
         } else {
@@ -234,7 +262,34 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>, mut file: File) 
         } else if policy == FsyncPolicy::No {
             state.advance(written_end);
         }
-        if stopping && unwritten.is_empty() {
+        if unwritten.is_empty() {
+            if let Some(next) = rotate_to.take() {
+                // Everything before the switch is written: seal the old file
+                // and carry on in the new one.
+                let switched = file.sync_data().and_then(|_| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&next)
+                });
+                match switched {
+                    Ok(f) => {
+                        file = f;
+                        good_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                        state.size.store(good_len, Relaxed);
+                        state.advance(written_end);
+                        state.rotations.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        state.fail("switching", &e);
+                        rotate_to = Some(next);
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                }
+            }
+        }
+        if stopping && unwritten.is_empty() && rotate_to.is_none() {
             break;
         }
     }

@@ -10,3 +10,4 @@ pub mod digest;
 pub mod load;
 pub mod log;
 pub mod rdb;
+pub mod rewrite;

@@ -141,14 +141,18 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 o,
                 "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
                  rdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\n\
-                 aof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
-                 aof_last_bgrewrite_status:ok\r\naof_last_write_status:{}\r\naof_current_size:{}\r\n\
-                 aof_fsync_offset:{}\r\n",
+                 aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\n\
+                 aof_rewrites:{}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\n\
+                 aof_current_size:{}\r\naof_base_size:{}\r\naof_fsync_offset:{}\r\n",
                 server.loading.load(Relaxed) as u8,
                 server.last_save.load(Relaxed),
                 log.enabled as u8,
+                log.rewriting.load(Relaxed) as u8,
+                log.rewrites.load(Relaxed),
+                if log.last_rewrite_ok.load(Relaxed) { "ok" } else { "err" },
                 if failure.is_some() { "err" } else { "ok" },
-                log.size.load(Relaxed),
+                log.base_size.load(Relaxed) + log.size.load(Relaxed),
+                log.base_size.load(Relaxed),
                 log.durable.load(Relaxed),
             );
         }

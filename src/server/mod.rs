@@ -139,6 +139,8 @@ pub struct Server {
     /// True while the log is being replayed at start-up: commands without
     /// the `loading` flag get `-LOADING`.
     pub loading: AtomicBool,
+    /// The server itself, for work that outlives a command (a rewrite).
+    pub this: std::sync::OnceLock<std::sync::Weak<Server>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -190,6 +192,7 @@ impl Server {
             executable: std::env::current_exe().unwrap_or_default(),
             log,
             loading: AtomicBool::new(false),
+            this: std::sync::OnceLock::new(),
         }
     }
 
@@ -250,6 +253,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.get("appenddirname"),
     );
     let server = Arc::new(Server::new(config));
+    let _ = server.this.set(Arc::downgrade(&server));
     // The log is read before anyone can write, and clients that connect
     // meanwhile are told -LOADING.
     let manifest = if server.log.enabled {
@@ -338,6 +342,19 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             .append(true)
             .open(dir2.current(&m))
             .map_err(StartError::Log)?;
+        // Leftovers of a rewrite that a crash interrupted are not in the
+        // manifest; they go now.
+        dir2.remove_unlisted(&m);
+        let size_of = |n: &str| {
+            std::fs::metadata(dir2.file(n))
+                .map(|md| md.len())
+                .unwrap_or(0)
+        };
+        let base = m.base.as_ref().map(|(n, _)| size_of(n)).unwrap_or(0);
+        let incr: u64 = m.incr.iter().map(|(n, _)| size_of(n)).sum();
+        server.log.base_size.store(base, Relaxed);
+        server.log.size_after_rewrite.store(base + incr, Relaxed);
+        *server.log.files.lock() = Some((dir2, m));
         server.effects.attach_log();
         let (s, state) = (server.clone(), server.log.clone());
         writer = Some(
@@ -467,6 +484,14 @@ async fn cron(server: Arc<Server>) {
             let _ = tokio::task::spawn_blocking(move || expire::active_cycle(&s, budget)).await;
         }
         close_idle_clients(&server, now);
+        let (perc, min) = {
+            let cfg = server.config.read();
+            (
+                cfg.int("auto-aof-rewrite-percentage"),
+                cfg.int("auto-aof-rewrite-min-size"),
+            )
+        };
+        crate::persistence::rewrite::maybe_auto(&server, perc, min);
     }
 }
 

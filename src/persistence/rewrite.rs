@@ -1,0 +1,212 @@
+//! Log compaction (BGREWRITEAOF and the automatic rewrite).
+//!
+//! ```text
+//!  1. new incremental file N+1 listed in the manifest (old files stay)
+//!  2. instant S, all slots locked: the snapshot starts and the log writer
+//!     is told to switch to file N+1 at S
+//!  3. every slot is captured as it was at S (by the first client to touch
+//!     it, or by the pass over all slots) into base.tmp, while clients go on
+//!  4. base.tmp synced and renamed; manifest = { base, incr N+1 } (atomic)
+//!  5. the files the manifest no longer names are removed
+//! ```
+//!
+//! A crash at any point leaves a manifest naming a loadable set: before 4
+//! it names the old files plus file N+1, which holds exactly what came after
+//! S, on top of the old files' state at S; from 4 on, the new base plus
+//! N+1. Memory stays flat: only captured bytes waiting for the disk exist
+//! twice, never the dataset.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::aof::{self, Manifest};
+use crate::effects::encode_command;
+use crate::keyspace::{SlotTable, SnapshotObserver};
+use crate::server::Server;
+
+/// Turns captured slots into base records: per key one record of
+/// `SET key value [PXAT ms]`, with `SELECT` when the database changes.
+#[derive(Default)]
+struct BaseCapture {
+    out: Mutex<(Vec<u8>, Option<usize>)>,
+}
+
+impl SnapshotObserver for BaseCapture {
+    fn capture(&self, db: usize, table: &SlotTable) {
+        if table.is_empty() {
+            return;
+        }
+        let mut g = self.out.lock();
+        let (buf, last_db) = &mut *g;
+        let mut rec = Vec::with_capacity(128);
+        let mut scratch = itoa::Buffer::new();
+        let mut at = itoa::Buffer::new();
+        for node in table.iter() {
+            rec.clear();
+            if *last_db != Some(db) {
+                let mut b = itoa::Buffer::new();
+                encode_command::<&[u8]>(&mut rec, &[b"SELECT", b.format(db).as_bytes()]);
+                *last_db = Some(db);
+            }
+            let value = node.value.str_bytes(&mut scratch).unwrap_or_default();
+            if node.expire_at != 0 {
+                encode_command::<&[u8]>(
+                    &mut rec,
+                    &[
+                        b"SET",
+                        node.key.as_bytes(),
+                        value,
+                        b"PXAT",
+                        at.format(node.expire_at).as_bytes(),
+                    ],
+                );
+            } else {
+                encode_command::<&[u8]>(&mut rec, &[b"SET", node.key.as_bytes(), value]);
+            }
+            aof::frame(buf, &rec);
+        }
+    }
+}
+
+impl BaseCapture {
+    fn drain_into(&self, file: &mut File) -> std::io::Result<()> {
+        let bytes = std::mem::take(&mut self.out.lock().0);
+        file.write_all(&bytes)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    #[error("Background append only file rewriting already in progress")]
+    InProgress,
+    #[error("Background append only file rewriting needs appendonly yes")]
+    Disabled,
+}
+
+/// Starts a rewrite on its own thread.
+pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
+    let log = &server.log;
+    if !log.enabled || log.files.lock().is_none() {
+        return Err(RewriteError::Disabled);
+    }
+    if log.rewriting.swap(true, Relaxed) {
+        return Err(RewriteError::InProgress);
+    }
+    let server = server.clone();
+    std::thread::Builder::new()
+        .name("shoal-rewrite".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let ok = match rewrite(&server) {
+                Ok(size) => {
+                    tracing::info!("Background AOF rewrite finished successfully: base of {size} bytes in {:.3} seconds", started.elapsed().as_secs_f64());
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!("Background AOF rewrite failed: {e}");
+                    false
+                }
+            };
+            server.log.last_rewrite_ok.store(ok, Relaxed);
+            server.log.rewrites.fetch_add(1, Relaxed);
+            server.log.rewriting.store(false, Relaxed);
+        })
+        .expect("spawn rewrite thread");
+    Ok(())
+}
+
+fn rewrite(server: &Server) -> std::io::Result<u64> {
+    let log = &server.log;
+    let (dir_path, old) = {
+        let files = log.files.lock();
+        let (dir, m) = files.as_ref().expect("checked by start");
+        (dir.path.clone(), m.clone())
+    };
+    let dir = aof::AofDir { path: dir_path };
+    let seq = old.next_seq();
+    let incr_name = format!("appendonly.aof.{seq}.incr.aof");
+    let base_name = format!("appendonly.aof.{}.base.aof", seq + 1);
+    File::create(dir.file(&incr_name))?.sync_all()?;
+    let mut during = old.clone();
+    during.incr.push((incr_name.clone(), seq));
+    dir.write_manifest(&during)?;
+    *log.files.lock() = Some((
+        aof::AofDir {
+            path: dir.path.clone(),
+        },
+        during.clone(),
+    ));
+
+    let rotations_before = log.rotations.load(Relaxed);
+    let capture = Arc::new(BaseCapture::default());
+    let next = dir.file(&incr_name);
+    server
+        .keyspace
+        .start_snapshot(capture.clone(), || server.effects.rotate_log(next));
+
+    let tmp = dir.file(&format!("{base_name}.tmp"));
+    let mut base = File::create(&tmp)?;
+    let mut failed = None;
+    server.keyspace.complete_snapshot(|| {
+        if failed.is_none() {
+            if let Err(e) = capture.drain_into(&mut base) {
+                failed = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failed {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    capture.drain_into(&mut base)?;
+    base.sync_all()?;
+    let size = base.metadata()?.len();
+    fs::rename(&tmp, dir.file(&base_name))?;
+    let after = Manifest {
+        base: Some((base_name, seq + 1)),
+        incr: vec![(incr_name, seq)],
+    };
+    dir.write_manifest(&after)?;
+    // The old files may go once the writer has left them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log.rotations.load(Relaxed) == rotations_before
+        && Instant::now() < deadline
+        && !log.stopped.load(Relaxed)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    dir.remove_unlisted(&after);
+    log.base_size.store(size, Relaxed);
+    log.size_after_rewrite
+        .store(size + log.size.load(Relaxed), Relaxed);
+    *log.files.lock() = Some((dir, after));
+    Ok(size)
+}
+
+/// The cron's check: rewrite when the log has grown by
+/// `auto-aof-rewrite-percentage` since the last rewrite (or start-up) and is
+/// larger than `auto-aof-rewrite-min-size`.
+pub fn maybe_auto(server: &Arc<Server>, percentage: i64, min_size: i64) {
+    let log = &server.log;
+    if !log.enabled
+        || percentage <= 0
+        || log.rewriting.load(Relaxed)
+        || server.loading.load(Relaxed)
+    {
+        return;
+    }
+    let total = log.base_size.load(Relaxed) + log.size.load(Relaxed);
+    let since = log.size_after_rewrite.load(Relaxed).max(1);
+    if total as i64 > min_size && (total * 100 / since) as i64 - 100 >= percentage {
+        tracing::info!(
+            "Starting automatic rewriting of AOF on {}% growth",
+            (total * 100 / since) - 100
+        );
+        let _ = start(server);
+    }
+}
