@@ -177,9 +177,12 @@ pub static DIRECTIVES: &[Directive] = &[
         "67108864",
         true,
     ),
-    // RDB snapshots are not built: only "no snapshots" is accepted, so that
-    // asking for them fails at start-up instead of silently not saving.
+    // Automatic snapshot schedules are not built: only "no schedule" is
+    // accepted, so asking for one fails at start-up instead of silently
+    // not saving. SAVE and BGSAVE work.
     d("save", Kind::Enum(&[""]), "", false),
+    // SAVE/BGSAVE's file in `dir`: Shoal's own record format, not RDB.
+    d("dbfilename", Kind::Str, "dump.shoal", false),
 ];
 
 pub fn directive(name: &str) -> Option<&'static Directive> {

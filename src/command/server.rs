@@ -24,6 +24,8 @@ pub static COMMANDS: &[Spec] = &[
     spec("time", 1, LOADING | STALE | FAST, NO_KEYS, &[], G, "Returns the server time.", time),
     spec("lastsave", 1, LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the Unix timestamp of the last successful save to disk.", lastsave),
     spec("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Listens for all requests received by the server in real-time.", monitor),
+    spec("save", 1, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, A, G, "Synchronously saves the database(s) to disk.", save),
+    spec("bgsave", -1, ADMIN | NOSCRIPT, NO_KEYS, A, G, "Asynchronously saves the database(s) to disk.", bgsave),
     spec("bgrewriteaof", 1, ADMIN | NOSCRIPT, NO_KEYS, A, G, "Asynchronously rewrites the append-only file to disk.", bgrewriteaof),
     spec("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY, NO_KEYS, A, G, "Synchronously saves the database(s) to disk and shuts down the Redis server.", shutdown),
     Spec { subcommands: CONFIG_SUBCOMMANDS, ..spec("config", -2, 0, NO_KEYS, &[], G, "A container for server configuration commands.", keys::help_only) },
@@ -114,6 +116,27 @@ fn shutdown(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     // Nothing is pending on disk yet (no append-only log), so stopping now
     // loses nothing; no reply is sent, as in Redis.
     ctx.action = Some(Action::Shutdown);
+    Ok(())
+}
+
+fn save(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    crate::persistence::save::save(ctx.server).map_err(|e| CommandError::err(e.to_string()))?;
+    ctx.out.ok();
+    Ok(())
+}
+
+fn bgsave(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if argv.len() > 1 {
+        return Err(CommandError::Syntax);
+    }
+    let server = ctx
+        .server
+        .this
+        .get()
+        .and_then(|w| w.upgrade())
+        .ok_or_else(|| CommandError::err("server is shutting down"))?;
+    crate::persistence::save::bgsave(&server).map_err(|e| CommandError::err(e.to_string()))?;
+    ctx.out.simple("Background saving started");
     Ok(())
 }
 

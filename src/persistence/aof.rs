@@ -207,7 +207,10 @@ impl AofDir {
 
     /// Reads the manifest, creating the directory, a first incremental file
     /// and the manifest when there is none yet.
-    pub fn open_or_create(&self) -> io::Result<Manifest> {
+    /// Reads the manifest. With none yet, creates the directory, the
+    /// manifest and a first incremental file; if `seed` names a snapshot
+    /// file (SAVE's), it becomes the base, so a node starts from a backup.
+    pub fn open_or_create(&self, seed: Option<&Path>) -> io::Result<Manifest> {
         fs::create_dir_all(&self.path)?;
         let mpath = self.path.join(MANIFEST);
         match fs::read_to_string(&mpath) {
@@ -218,9 +221,24 @@ impl AofDir {
                 )
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let m = Manifest {
-                    base: None,
-                    incr: vec![("appendonly.aof.1.incr.aof".to_string(), 1)],
+                let m = match seed.filter(|p| p.exists()) {
+                    Some(snapshot) => {
+                        let base = "appendonly.aof.1.base.aof".to_string();
+                        fs::copy(snapshot, self.path.join(&base))?;
+                        fs::File::open(self.path.join(&base))?.sync_all()?;
+                        tracing::info!(
+                            "Starting from the snapshot {}: it is the base of a new log",
+                            snapshot.display()
+                        );
+                        Manifest {
+                            base: Some((base, 1)),
+                            incr: vec![("appendonly.aof.2.incr.aof".to_string(), 2)],
+                        }
+                    }
+                    None => Manifest {
+                        base: None,
+                        incr: vec![("appendonly.aof.1.incr.aof".to_string(), 1)],
+                    },
                 };
                 fs::OpenOptions::new()
                     .create(true)

@@ -25,6 +25,28 @@ pub struct LoadReport {
     pub cut: Option<(String, u64)>,
 }
 
+/// Loads a SAVE snapshot file (a node without a log starting from one).
+/// Snapshots are synced before they are renamed into place, so anything
+/// but a clean file is refused.
+pub fn load_snapshot(server: &Server, path: &std::path::Path) -> Result<LoadReport, String> {
+    let dir = AofDir {
+        path: path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf(),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let m = Manifest {
+        base: Some((name, 0)),
+        incr: Vec::new(),
+    };
+    let report = load(server, &dir, &m)?;
+    Ok(report)
+}
+
 pub fn load(server: &Server, dir: &AofDir, manifest: &Manifest) -> Result<LoadReport, String> {
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let handle = server.clients.register(addr, addr, now_ms());
@@ -88,7 +110,7 @@ fn replay_all(
                 records,
                 good_len,
                 cut,
-            } if last => {
+            } if last && !manifest.incr.is_empty() => {
                 report.records += records;
                 let f = fs::OpenOptions::new()
                     .write(true)

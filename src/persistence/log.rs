@@ -82,6 +82,10 @@ pub struct LogState {
     /// The log's directory and manifest, once loaded.
     pub files: Mutex<Option<(super::aof::AofDir, super::aof::Manifest)>>,
     pub rewriting: AtomicBool,
+    /// Any snapshot (rewrite or save) running: only one at a time.
+    pub snapshot_busy: AtomicBool,
+    pub saving: AtomicBool,
+    pub last_save_ok: AtomicBool,
     pub rewrites: AtomicU64,
     pub last_rewrite_ok: AtomicBool,
     /// Size of the base file, and of the whole log right after the last
@@ -105,6 +109,9 @@ impl LogState {
             rotations: AtomicU64::new(0),
             files: Mutex::new(None),
             rewriting: AtomicBool::new(false),
+            snapshot_busy: AtomicBool::new(false),
+            saving: AtomicBool::new(false),
+            last_save_ok: AtomicBool::new(true),
             rewrites: AtomicU64::new(0),
             last_rewrite_ok: AtomicBool::new(true),
             base_size: AtomicU64::new(0),

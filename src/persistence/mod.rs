@@ -11,3 +11,4 @@ pub mod load;
 pub mod log;
 pub mod rdb;
 pub mod rewrite;
+pub mod save;

@@ -80,12 +80,47 @@ impl BaseCapture {
     }
 }
 
+/// Writes a point-in-time snapshot of the whole keyspace to `tmp` and syncs
+/// it; `at_instant` runs at the instant the snapshot represents, with every
+/// slot locked. Returns the file's size. On error the file is removed.
+pub fn write_snapshot(
+    server: &Server,
+    tmp: &std::path::Path,
+    at_instant: impl FnOnce(),
+) -> std::io::Result<u64> {
+    let capture = Arc::new(BaseCapture::default());
+    let mut file = File::create(tmp)?;
+    server.keyspace.start_snapshot(capture.clone(), at_instant);
+    let mut failed = None;
+    server.keyspace.complete_snapshot(|| {
+        if failed.is_none() {
+            if let Err(e) = capture.drain_into(&mut file) {
+                failed = Some(e);
+            }
+        }
+    });
+    let result = match failed {
+        Some(e) => Err(e),
+        None => capture
+            .drain_into(&mut file)
+            .and_then(|_| file.sync_all())
+            .and_then(|_| file.metadata())
+            .map(|m| m.len()),
+    };
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
     #[error("Background append only file rewriting already in progress")]
     InProgress,
     #[error("Background append only file rewriting needs appendonly yes")]
     Disabled,
+    #[error("Background save in progress: the rewrite can start once it is done")]
+    SaveInProgress,
 }
 
 /// Starts a rewrite on its own thread.
@@ -94,9 +129,14 @@ pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
     if !log.enabled || log.files.lock().is_none() {
         return Err(RewriteError::Disabled);
     }
-    if log.rewriting.swap(true, Relaxed) {
+    if log.rewriting.load(Relaxed) {
         return Err(RewriteError::InProgress);
     }
+    // One snapshot at a time: the keyspace captures for one observer.
+    if log.snapshot_busy.swap(true, Relaxed) {
+        return Err(RewriteError::SaveInProgress);
+    }
+    log.rewriting.store(true, Relaxed);
     let server = server.clone();
     std::thread::Builder::new()
         .name("shoal-rewrite".into())
@@ -115,6 +155,7 @@ pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
             server.log.last_rewrite_ok.store(ok, Relaxed);
             server.log.rewrites.fetch_add(1, Relaxed);
             server.log.rewriting.store(false, Relaxed);
+            server.log.snapshot_busy.store(false, Relaxed);
         })
         .expect("spawn rewrite thread");
     Ok(())
@@ -143,29 +184,9 @@ fn rewrite(server: &Server) -> std::io::Result<u64> {
     ));
 
     let rotations_before = log.rotations.load(Relaxed);
-    let capture = Arc::new(BaseCapture::default());
     let next = dir.file(&incr_name);
-    server
-        .keyspace
-        .start_snapshot(capture.clone(), || server.effects.rotate_log(next));
-
     let tmp = dir.file(&format!("{base_name}.tmp"));
-    let mut base = File::create(&tmp)?;
-    let mut failed = None;
-    server.keyspace.complete_snapshot(|| {
-        if failed.is_none() {
-            if let Err(e) = capture.drain_into(&mut base) {
-                failed = Some(e);
-            }
-        }
-    });
-    if let Some(e) = failed {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    capture.drain_into(&mut base)?;
-    base.sync_all()?;
-    let size = base.metadata()?.len();
+    let size = write_snapshot(server, &tmp, || server.effects.rotate_log(next))?;
     fs::rename(&tmp, dir.file(&base_name))?;
     let after = Manifest {
         base: Some((base_name, seq + 1)),

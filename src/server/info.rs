@@ -140,12 +140,14 @@ fn section(server: &Server, name: &str, o: &mut String) {
             let _ = write!(
                 o,
                 "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
-                 rdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\n\
+                 rdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\n\
                  aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\n\
                  aof_rewrites:{}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\n\
                  aof_current_size:{}\r\naof_base_size:{}\r\naof_fsync_offset:{}\r\n",
                 server.loading.load(Relaxed) as u8,
+                log.saving.load(Relaxed) as u8,
                 server.last_save.load(Relaxed),
+                if log.last_save_ok.load(Relaxed) { "ok" } else { "err" },
                 log.enabled as u8,
                 log.rewriting.load(Relaxed) as u8,
                 log.rewrites.load(Relaxed),

@@ -258,7 +258,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // meanwhile are told -LOADING.
     let manifest = if server.log.enabled {
         server.loading.store(true, Relaxed);
-        Some(log_dir.open_or_create().map_err(StartError::Log)?)
+        let snapshot = crate::persistence::save::snapshot_path(&server);
+        Some(
+            log_dir
+                .open_or_create(Some(&snapshot))
+                .map_err(StartError::Log)?,
+        )
     } else {
         None
     };
@@ -316,6 +321,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         workers.push(handle);
     }
     let mut writer = None;
+    if manifest.is_none() {
+        // No log: a SAVE snapshot in `dir`, if any, is the data to start from.
+        let snapshot = crate::persistence::save::snapshot_path(&server);
+        if snapshot.exists() {
+            server.loading.store(true, Relaxed);
+            let s = server.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                crate::persistence::load::load_snapshot(&s, &snapshot)
+            })
+            .await
+            .map_err(|e| StartError::Load(e.to_string()))?
+            .map_err(StartError::Load)?;
+            tracing::info!(
+                "DB loaded from the snapshot: {} keys' records",
+                report.records
+            );
+            server.loading.store(false, Relaxed);
+        }
+    }
     if let Some(manifest) = manifest {
         let started = Instant::now();
         let (s, dir2, m) = (server.clone(), log_dir, manifest);

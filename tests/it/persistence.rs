@@ -581,3 +581,58 @@ fn bgrewriteaof_refuses_when_busy_or_disabled() {
         "ERR Background append only file rewriting needs appendonly yes"
     );
 }
+
+#[test]
+fn save_and_bgsave_make_a_backup_a_new_node_starts_from() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    for i in 0..500 {
+        ok(&mut r, &["SET", &format!("k{i}"), &i.to_string()]);
+    }
+    ok(&mut r, &["SET", "ttl", "v", "EX", "1000"]);
+    let lastsave = int(&mut r, &["LASTSAVE"]);
+    ok(&mut r, &["SAVE"]);
+    assert!(int(&mut r, &["LASTSAVE"]) >= lastsave);
+    let snapshot = node.data_dir().join("dump.shoal");
+    assert!(snapshot.exists());
+    ok(&mut r, &["SET", "later", "x"]);
+    assert_eq!(
+        r.call(&["BGSAVE"]),
+        Frame::Simple("Background saving started".into())
+    );
+    eventually("bgsave done", || {
+        info_field(
+            &bulk(&mut r, &["INFO", "persistence"]).unwrap(),
+            "rdb_bgsave_in_progress",
+        ) == "0"
+    });
+    assert_eq!(
+        info_field(
+            &bulk(&mut r, &["INFO", "persistence"]).unwrap(),
+            "rdb_last_bgsave_status"
+        ),
+        "ok"
+    );
+    let before = digest(&mut r);
+
+    // Copy the snapshot off, and start fresh nodes from the copy: with a log
+    // (the snapshot seeds it) and without one.
+    for args in [vec![], vec!["--appendonly", "no"]] {
+        let backup = tempfile::tempdir().unwrap();
+        std::fs::copy(&snapshot, backup.path().join("dump.shoal")).unwrap();
+        let mut all = vec!["--dir", backup.path().to_str().unwrap()];
+        all.extend(args.iter().copied());
+        let mut restored = TestNode::start_with(&all);
+        let mut c = restored.raw();
+        assert_eq!(digest(&mut c), before, "{args:?}");
+        assert!(int(&mut c, &["TTL", "ttl"]) > 900);
+        if args.is_empty() {
+            // The snapshot became the log's base: writes go on from it and
+            // survive a restart.
+            ok(&mut c, &["SET", "after-restore", "1"]);
+            let d = digest(&mut c);
+            restored.restart(&[]).unwrap();
+            assert_eq!(digest(&mut restored.raw()), d);
+        }
+    }
+}

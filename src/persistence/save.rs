@@ -1,0 +1,84 @@
+//! SAVE and BGSAVE: a point-in-time snapshot of the whole keyspace in one
+//! file (`dir/dbfilename`), for backups.
+//!
+//! The file holds the same checksummed records as a log base (see `aof`),
+//! written by the same online snapshot (see `rewrite::write_snapshot`): to
+//! `dbfilename.tmp`, synced, then renamed, so the file is always whole.
+//! Copy it anywhere; a node started with `--dir` on a directory holding it
+//! (and no log yet) starts from it, seeding its log with it as the base.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::rewrite::write_snapshot;
+use crate::server::{now_ms, Server};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("Background save already in progress")]
+    InProgress,
+    #[error("An AOF log rewriting in progress: can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.")]
+    RewriteInProgress,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn snapshot_path(server: &Server) -> PathBuf {
+    let cfg = server.config.read();
+    Path::new(cfg.get("dir")).join(cfg.get("dbfilename"))
+}
+
+fn claim(server: &Server) -> Result<(), SaveError> {
+    let log = &server.log;
+    if log.saving.load(Relaxed) {
+        return Err(SaveError::InProgress);
+    }
+    if log.snapshot_busy.swap(true, Relaxed) {
+        return Err(SaveError::RewriteInProgress);
+    }
+    log.saving.store(true, Relaxed);
+    Ok(())
+}
+
+fn run(server: &Server) -> Result<u64, SaveError> {
+    let path = snapshot_path(server);
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = write_snapshot(server, &tmp, || {}).and_then(|size| {
+        std::fs::rename(&tmp, &path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(size)
+    });
+    let log = &server.log;
+    log.last_save_ok.store(result.is_ok(), Relaxed);
+    if result.is_ok() {
+        server.last_save.store(now_ms() / 1000, Relaxed);
+    }
+    log.saving.store(false, Relaxed);
+    log.snapshot_busy.store(false, Relaxed);
+    Ok(result?)
+}
+
+/// SAVE: snapshot now; the caller waits (other clients go on).
+pub fn save(server: &Server) -> Result<u64, SaveError> {
+    claim(server)?;
+    run(server)
+}
+
+/// BGSAVE: snapshot on a thread of its own.
+pub fn bgsave(server: &Arc<Server>) -> Result<(), SaveError> {
+    claim(server)?;
+    let server = server.clone();
+    std::thread::Builder::new()
+        .name("shoal-save".into())
+        .spawn(move || match run(&server) {
+            Ok(size) => tracing::info!("Background saving terminated with success: {size} bytes"),
+            Err(e) => tracing::warn!("Background saving error: {e}"),
+        })
+        .expect("spawn save thread");
+    Ok(())
+}
