@@ -636,3 +636,43 @@ fn save_and_bgsave_make_a_backup_a_new_node_starts_from() {
         }
     }
 }
+
+#[test]
+fn a_million_keys_come_back_exactly() {
+    let mut node = TestNode::start();
+    let mut con = node.conn();
+    for batch in 0..100 {
+        let mut pipe = redis::pipe();
+        for i in batch * 10_000..(batch + 1) * 10_000 {
+            let key = format!("key:{i}");
+            match i % 4 {
+                0 => pipe.cmd("SET").arg(&key).arg(i).ignore(),
+                1 => pipe
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(format!("value-{i}"))
+                    .arg("EX")
+                    .arg(100_000)
+                    .ignore(),
+                2 => pipe
+                    .cmd("APPEND")
+                    .arg(&key)
+                    .arg("x".repeat(i % 100))
+                    .ignore(),
+                _ => pipe.cmd("INCRBYFLOAT").arg(&key).arg("1.5").ignore(),
+            };
+        }
+        let _: () = pipe.query(&mut con).unwrap();
+    }
+    let mut r = node.raw();
+    assert_eq!(int(&mut r, &["DBSIZE"]), 1_000_000);
+    // Half of the history in a base, half in the incremental file.
+    ok(&mut r, &["CONFIG", "SET", "appendfsync", "everysec"]);
+    r.call(&["BGREWRITEAOF"]);
+    wait_rewrite_done(&mut r, 1);
+    let before = digest(&mut r);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    node.restart(&[]).unwrap();
+    assert_eq!(digest(&mut node.raw()), before);
+}
