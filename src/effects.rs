@@ -256,6 +256,15 @@ impl EffectStream {
         }
     }
 
+    /// For the log writer: waits up to `timeout` until records are pending
+    /// (or a file switch is), without taking them.
+    pub fn wait_for_log(&self, timeout: Duration) {
+        let mut g = self.inner.lock();
+        if g.rotation.is_none() && g.aof.as_ref().is_some_and(|(p, _)| p.is_empty()) {
+            self.pending.wait_for(&mut g, timeout);
+        }
+    }
+
     /// For the log writer: waits up to `timeout` for pending records and
     /// takes them, handing back `spare` (emptied) for the next round.
     pub fn take_log(&self, spare: Vec<u8>, timeout: Duration) -> LogBatch {

@@ -79,6 +79,8 @@ pub struct LogState {
     pub stopped: AtomicBool,
     /// File switches the writer has completed (a rewrite waits for its own).
     pub rotations: AtomicU64,
+    /// The open log file, once the log is loaded.
+    pub file: Mutex<Option<LogFile>>,
     /// The log's directory and manifest, once loaded.
     pub files: Mutex<Option<(super::aof::AofDir, super::aof::Manifest)>>,
     pub rewriting: AtomicBool,
@@ -107,6 +109,7 @@ impl LogState {
             stop: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             rotations: AtomicU64::new(0),
+            file: Mutex::new(None),
             files: Mutex::new(None),
             rewriting: AtomicBool::new(false),
             snapshot_busy: AtomicBool::new(false),
@@ -182,98 +185,96 @@ fn describe(e: &std::io::Error) -> String {
     }
 }
 
-/// Runs the writer until [`LogState::request_stop`]; returns after a final
-/// write and sync.
-pub fn run_writer(effects: &EffectStream, state: Arc<LogState>, mut file: File) {
-    let mut good_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    state.size.store(good_len, Relaxed);
-    let mut unwritten: Vec<u8> = Vec::new();
-    let mut unwritten_end = 0u64;
-    let mut written_end = effects.offset();
-    state.advance(written_end);
-    let mut last_sync = Instant::now();
-    let mut spare = Vec::new();
-    // A file switch waiting until everything before it is written.
-    let mut rotate_to: Option<std::path::PathBuf> = None;
-    loop {
-        let stopping = state.stop.load(Relaxed);
+/// The open log file and what is on its way into it, behind one mutex so
+/// that whoever writes (today only the writer thread) writes in stream order.
+pub struct LogFile {
+    file: File,
+    good_len: u64,
+    unwritten: Vec<u8>,
+    unwritten_end: u64,
+    written_end: u64,
+    spare: Vec<u8>,
+    /// A file switch waiting until everything before it is written.
+    rotate_to: Option<std::path::PathBuf>,
+    last_sync: Instant,
+}
+
+impl LogFile {
+    pub fn new(file: File, stream_offset: u64, state: &LogState) -> LogFile {
+        let good_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        state.size.store(good_len, Relaxed);
+        state.advance(stream_offset);
+        LogFile {
+            file,
+            good_len,
+            unwritten: Vec::new(),
+            unwritten_end: 0,
+            written_end: stream_offset,
+            spare: Vec::new(),
+            rotate_to: None,
+            last_sync: Instant::now(),
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.unwritten.is_empty() && self.rotate_to.is_none()
+    }
+
+    /// Takes what is pending, writes it, syncs when the policy (or
+    /// `force_sync`) asks, and performs a due file switch. Returns false
+    /// after a failure (recorded in `state`); nothing is lost, the next
+    /// round retries.
+    fn round(&mut self, effects: &EffectStream, state: &LogState, force_sync: bool) -> bool {
         let policy = state.policy();
-        effects.set_writer_wakeups(policy == FsyncPolicy::Always);
-        let wait = if stopping || !unwritten.is_empty() {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(10)
-        };
-        let taken = effects.take_log(std::mem::take(&mut spare), wait);
+        let taken = effects.take_log(std::mem::take(&mut self.spare), Duration::ZERO);
         if taken.rotate_to.is_some() {
-            rotate_to = taken.rotate_to;
+            self.rotate_to = taken.rotate_to;
         }
-        let (batch, end) = (taken.bytes, taken.end);
-        if unwritten.is_empty() {
-            spare = std::mem::replace(&mut unwritten, batch);
+        if self.unwritten.is_empty() {
+            self.spare = std::mem::replace(&mut self.unwritten, taken.bytes);
         } else {
-            unwritten.extend_from_slice(&batch);
-            spare = batch;
+            self.unwritten.extend_from_slice(&taken.bytes);
+            self.spare = taken.bytes;
         }
-        if end > unwritten_end {
-            unwritten_end = end;
-        }
-        if !unwritten.is_empty() {
-            match file.write_all(&unwritten) {
-                Ok(()) => {
-                    good_len += unwritten.len() as u64;
-                    state.size.store(good_len, Relaxed);
-                    written_end = unwritten_end;
-                    unwritten.clear();
-                    if policy != FsyncPolicy::Always {
-                        state.recover();
-                    }
-                }
-                Err(e) => {
-                    state.fail("writing", &e);
-                    // Never leave half a record behind: cut back to the last
-                    // whole one, and try again in a while.
-                    let _ = file.set_len(good_len);
-                    if stopping {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                    continue;
-                }
+        self.unwritten_end = self.unwritten_end.max(taken.end);
+        if !self.unwritten.is_empty() {
+            if let Err(e) = self.file.write_all(&self.unwritten) {
+                state.fail("writing", &e);
+                // Never leave half a record behind: cut back to the last
+                // whole one; the next round writes it all again.
+                let _ = self.file.set_len(self.good_len);
+                return false;
+            }
+            self.good_len += self.unwritten.len() as u64;
+            state.size.store(self.good_len, Relaxed);
+            self.written_end = self.unwritten_end;
+            self.unwritten.clear();
+            if policy != FsyncPolicy::Always {
+                state.recover();
             }
         }
+        let behind = state.durable.load(Relaxed) < self.written_end;
         let sync_due = match policy {
-            FsyncPolicy::Always => state.durable.load(Relaxed) < written_end,
-            FsyncPolicy::Everysec => {
-                last_sync.elapsed() >= Duration::from_secs(1)
-                    && state.durable.load(Relaxed) < written_end
-            }
+            FsyncPolicy::Always => behind,
+            FsyncPolicy::Everysec => behind && self.last_sync.elapsed() >= Duration::from_secs(1),
             FsyncPolicy::No => false,
         };
-        if sync_due || (stopping && policy != FsyncPolicy::No) {
-            match file.sync_data() {
-                Ok(()) => {
-                    last_sync = Instant::now();
-                    state.recover();
-                    state.advance(written_end);
-                }
-                Err(e) => {
-                    state.fail("syncing", &e);
-                    if stopping {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                    continue;
-                }
+        if sync_due || (force_sync && behind) {
+            if let Err(e) = self.file.sync_data() {
+                state.fail("syncing", &e);
+                return false;
             }
+            self.last_sync = Instant::now();
+            state.recover();
+            state.advance(self.written_end);
         } else if policy == FsyncPolicy::No {
-            state.advance(written_end);
+            state.advance(self.written_end);
         }
-        if unwritten.is_empty() {
-            if let Some(next) = rotate_to.take() {
+        if self.unwritten.is_empty() {
+            if let Some(next) = self.rotate_to.take() {
                 // Everything before the switch is written: seal the old file
                 // and carry on in the new one.
-                let switched = file.sync_data().and_then(|_| {
+                let switched = self.file.sync_data().and_then(|_| {
                     std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
@@ -281,22 +282,49 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>, mut file: File) 
                 });
                 match switched {
                     Ok(f) => {
-                        file = f;
-                        good_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-                        state.size.store(good_len, Relaxed);
-                        state.advance(written_end);
+                        self.file = f;
+                        self.good_len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+                        state.size.store(self.good_len, Relaxed);
+                        state.advance(self.written_end);
                         state.rotations.fetch_add(1, Relaxed);
                     }
                     Err(e) => {
                         state.fail("switching", &e);
-                        rotate_to = Some(next);
-                        std::thread::sleep(Duration::from_secs(1));
-                        continue;
+                        self.rotate_to = Some(next);
+                        return false;
                     }
                 }
             }
         }
-        if stopping && unwritten.is_empty() && rotate_to.is_none() {
+        true
+    }
+}
+
+/// Runs the writer until [`LogState::request_stop`]; returns after a final
+/// write and sync.
+pub fn run_writer(effects: &EffectStream, state: Arc<LogState>) {
+    loop {
+        let stopping = state.stop.load(Relaxed);
+        let policy = state.policy();
+        effects.set_writer_wakeups(policy == FsyncPolicy::Always);
+        if !stopping {
+            // Wait without holding the file: a connection may sync meanwhile.
+            effects.wait_for_log(Duration::from_millis(10));
+        }
+        let (ok, idle) = {
+            let mut g = state.file.lock();
+            let Some(f) = g.as_mut() else { break };
+            let ok = f.round(effects, &state, stopping && policy != FsyncPolicy::No);
+            (ok, f.idle())
+        };
+        if !ok {
+            if stopping {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        if stopping && idle {
             break;
         }
     }

@@ -380,11 +380,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         server.log.size_after_rewrite.store(base + incr, Relaxed);
         *server.log.files.lock() = Some((dir2, m));
         server.effects.attach_log();
+        *server.log.file.lock() = Some(crate::persistence::log::LogFile::new(
+            file,
+            server.effects.offset(),
+            &server.log,
+        ));
         let (s, state) = (server.clone(), server.log.clone());
         writer = Some(
             std::thread::Builder::new()
                 .name("shoal-aof".into())
-                .spawn(move || crate::persistence::log::run_writer(&s.effects, state, file))
+                .spawn(move || crate::persistence::log::run_writer(&s.effects, state))
                 .expect("spawn log writer"),
         );
         server.loading.store(false, Relaxed);
