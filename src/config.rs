@@ -53,130 +53,33 @@ const fn d(name: &'static str, kind: Kind, default: &'static str, mutable: bool)
 
 const MB: i64 = 1024 * 1024;
 
+#[rustfmt::skip]
 pub static DIRECTIVES: &[Directive] = &[
     d("port", Kind::Int { min: 0, max: 65535 }, "6379", false),
     d("bind", Kind::Words, "127.0.0.1", false),
     d("dir", Kind::Str, "./data", false),
     d("pidfile", Kind::Str, "", false),
     d("requirepass", Kind::Str, "", true),
-    d(
-        "databases",
-        Kind::Int {
-            min: 1,
-            max: i32::MAX as i64,
-        },
-        "16",
-        false,
-    ),
-    d(
-        "maxclients",
-        Kind::Int {
-            min: 1,
-            max: i32::MAX as i64,
-        },
-        "10000",
-        true,
-    ),
-    d(
-        "timeout",
-        Kind::Int {
-            min: 0,
-            max: i32::MAX as i64,
-        },
-        "0",
-        true,
-    ),
-    d(
-        "tcp-keepalive",
-        Kind::Int {
-            min: 0,
-            max: i32::MAX as i64,
-        },
-        "300",
-        true,
-    ),
-    d(
-        "proto-max-bulk-len",
-        Kind::Memory {
-            min: MB,
-            max: i64::MAX,
-        },
-        "536870912",
-        true,
-    ),
-    d(
-        "client-query-buffer-limit",
-        Kind::Memory {
-            min: MB,
-            max: i64::MAX,
-        },
-        "1073741824",
-        true,
-    ),
-    d(
-        "loglevel",
-        Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]),
-        "notice",
-        true,
-    ),
+    d("databases", Kind::Int { min: 1, max: i32::MAX as i64 }, "16", false),
+    d("maxclients", Kind::Int { min: 1, max: i32::MAX as i64 }, "10000", true),
+    d("timeout", Kind::Int { min: 0, max: i32::MAX as i64 }, "0", true),
+    d("tcp-keepalive", Kind::Int { min: 0, max: i32::MAX as i64 }, "300", true),
+    d("proto-max-bulk-len", Kind::Memory { min: MB, max: i64::MAX }, "536870912", true),
+    d("client-query-buffer-limit", Kind::Memory { min: MB, max: i64::MAX }, "1073741824", true),
+    d("loglevel", Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]), "notice", true),
     d("logfile", Kind::Str, "", false),
-    d(
-        "slowlog-log-slower-than",
-        Kind::Int {
-            min: -1,
-            max: i64::MAX,
-        },
-        "10000",
-        true,
-    ),
-    d(
-        "slowlog-max-len",
-        Kind::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-        "128",
-        true,
-    ),
-    d(
-        "repl-backlog-size",
-        Kind::Memory {
-            min: 1,
-            max: i64::MAX,
-        },
-        "1048576",
-        true,
-    ),
+    d("slowlog-log-slower-than", Kind::Int { min: -1, max: i64::MAX }, "10000", true),
+    d("slowlog-max-len", Kind::Int { min: 0, max: i64::MAX }, "128", true),
+    d("repl-backlog-size", Kind::Memory { min: 1, max: i64::MAX }, "1048576", true),
     d("hz", Kind::Int { min: 1, max: 500 }, "10", true),
     // Threads that serve connections (I/O and commands alike); 0 means one
     // per core.
     d("io-threads", Kind::Int { min: 0, max: 1024 }, "0", false),
     d("appendonly", Kind::Enum(&["yes", "no"]), "yes", false),
-    d(
-        "appendfsync",
-        Kind::Enum(&["always", "everysec", "no"]),
-        "everysec",
-        true,
-    ),
+    d("appendfsync", Kind::Enum(&["always", "everysec", "no"]), "everysec", true),
     d("appenddirname", Kind::Str, "appendonlydir", false),
-    d(
-        "auto-aof-rewrite-percentage",
-        Kind::Int {
-            min: 0,
-            max: i32::MAX as i64,
-        },
-        "100",
-        true,
-    ),
-    d(
-        "auto-aof-rewrite-min-size",
-        Kind::Memory {
-            min: 0,
-            max: i64::MAX,
-        },
-        "67108864",
-        true,
-    ),
+    d("auto-aof-rewrite-percentage", Kind::Int { min: 0, max: i32::MAX as i64 }, "100", true),
+    d("auto-aof-rewrite-min-size", Kind::Memory { min: 0, max: i64::MAX }, "67108864", true),
     // Automatic snapshot schedules are not built: only "no schedule" is
     // accepted, so asking for one fails at start-up instead of silently
     // not saving. SAVE and BGSAVE work.

@@ -119,6 +119,15 @@ fn shutdown(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// The server as an owned handle, for work that outlives the command.
+fn owned(ctx: &Ctx) -> Result<std::sync::Arc<crate::server::Server>, CommandError> {
+    ctx.server
+        .this
+        .get()
+        .and_then(|w| w.upgrade())
+        .ok_or_else(|| CommandError::err("server is shutting down"))
+}
+
 fn save(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     crate::persistence::save::save(ctx.server).map_err(|e| CommandError::err(e.to_string()))?;
     ctx.out.ok();
@@ -129,24 +138,14 @@ fn bgsave(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if argv.len() > 1 {
         return Err(CommandError::Syntax);
     }
-    let server = ctx
-        .server
-        .this
-        .get()
-        .and_then(|w| w.upgrade())
-        .ok_or_else(|| CommandError::err("server is shutting down"))?;
+    let server = owned(ctx)?;
     crate::persistence::save::bgsave(&server).map_err(|e| CommandError::err(e.to_string()))?;
     ctx.out.simple("Background saving started");
     Ok(())
 }
 
 fn bgrewriteaof(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    let server = ctx
-        .server
-        .this
-        .get()
-        .and_then(|w| w.upgrade())
-        .ok_or_else(|| CommandError::err("server is shutting down"))?;
+    let server = owned(ctx)?;
     crate::persistence::rewrite::start(&server).map_err(|e| CommandError::err(e.to_string()))?;
     ctx.out
         .simple("Background append only file rewriting started");
