@@ -78,6 +78,12 @@ pub static DIRECTIVES: &[Directive] = &[
     d("appendonly", Kind::Enum(&["yes", "no"]), "yes", false),
     d("appendfsync", Kind::Enum(&["always", "everysec", "no"]), "everysec", true),
     d("appenddirname", Kind::Str, "appendonlydir", false),
+    d("hash-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
+    d("hash-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
+    d("set-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
+    d("set-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
+    d("zset-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
+    d("zset-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
     d("auto-aof-rewrite-percentage", Kind::Int { min: 0, max: i32::MAX as i64 }, "100", true),
     d("auto-aof-rewrite-min-size", Kind::Memory { min: 0, max: i64::MAX }, "67108864", true),
     // Automatic snapshot schedules are not built: only "no schedule" is

@@ -690,7 +690,8 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if ttl < 0 {
         return Err(CommandError::err("Invalid TTL value, must be >= 0"));
     }
-    let value = rdb::restore(&argv[3]).map_err(|e| CommandError::err(e.to_string()))?;
+    let value = rdb::restore(&argv[3], &ctx.server.tun.encodings())
+        .map_err(|e| CommandError::err(e.to_string()))?;
     let at = match (ttl, absttl) {
         (0, _) => 0,
         (t, true) => t,

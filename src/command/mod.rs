@@ -17,9 +17,14 @@
 pub mod args;
 pub mod cluster;
 pub mod connection;
+pub mod element_scan;
+pub mod hashes;
 pub mod keys;
+pub mod lists;
 pub mod server;
+pub mod sets;
 pub mod strings;
+pub mod zsets;
 
 use hashbrown::HashMap;
 use std::sync::LazyLock;
@@ -30,7 +35,7 @@ use bytes::Bytes;
 pub use args::Args;
 
 use crate::error::{CmdResult, CommandError};
-use crate::keyspace::{key_hash_slot, Lookup, Node, SlotId, SlotTable};
+use crate::keyspace::{key_hash_slot, Collection, Lookup, Node, SlotId, SlotTable};
 use crate::protocol::ReplyBuf;
 use crate::server::client::Client;
 use crate::server::Server;
@@ -76,17 +81,21 @@ pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
 
 /// Where a command's keys are: Redis's legacy (first, last, step) triple.
 /// `last` is negative to count from the end; first == 0 means no keys.
+/// `numkeys`, when not 0, is the position of a key count followed by that
+/// many keys (LMPOP, ZUNIONSTORE's sources): Redis's "movablekeys".
 #[derive(Debug, Clone, Copy)]
 pub struct KeyPos {
     pub first: i32,
     pub last: i32,
     pub step: i32,
+    pub numkeys: i32,
 }
 
 pub const NO_KEYS: KeyPos = KeyPos {
     first: 0,
     last: 0,
     step: 0,
+    numkeys: 0,
 };
 
 /// One command's declaration.
@@ -139,20 +148,32 @@ impl Spec {
     }
 
     /// The keys of an invocation, by the declared positions.
-    pub fn key_indexes(&self, argc: usize) -> Vec<usize> {
+    pub fn key_indexes(&self, argv: &[Bytes]) -> Vec<usize> {
+        let argc = argv.len();
         let k = self.keys;
-        if k.first <= 0 || argc <= k.first as usize {
-            return Vec::new();
+        let mut out = Vec::new();
+        if k.first > 0 && argc > k.first as usize {
+            let last = if k.last < 0 {
+                argc as i32 + k.last
+            } else {
+                k.last.min(argc as i32 - 1)
+            };
+            out.extend(
+                (k.first..=last)
+                    .step_by(k.step.max(1) as usize)
+                    .map(|i| i as usize),
+            );
         }
-        let last = if k.last < 0 {
-            argc as i32 + k.last
-        } else {
-            k.last.min(argc as i32 - 1)
-        };
-        (k.first..=last)
-            .step_by(k.step.max(1) as usize)
-            .map(|i| i as usize)
-            .collect()
+        if k.numkeys > 0 {
+            let at = k.numkeys as usize;
+            let n = argv
+                .get(at)
+                .and_then(|a| crate::protocol::request::parse_i64(a))
+                .unwrap_or(0)
+                .max(0) as usize;
+            out.extend((at + 1..argc).take(n));
+        }
+        out
     }
 }
 
@@ -182,7 +203,23 @@ pub const fn spec(
 }
 
 pub const fn keys(first: i32, last: i32, step: i32) -> KeyPos {
-    KeyPos { first, last, step }
+    KeyPos {
+        first,
+        last,
+        step,
+        numkeys: 0,
+    }
+}
+
+/// Keys counted by the argument at `numkeys` and following it, after the
+/// fixed keys `first..=last` (none when `first` is 0).
+pub const fn keys_counted(first: i32, last: i32, numkeys: i32) -> KeyPos {
+    KeyPos {
+        first,
+        last,
+        step: 1,
+        numkeys,
+    }
 }
 
 /// Every command, by lower-case name, and per-command statistics slots.
@@ -195,8 +232,12 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 5] = [
+    let families: [&'static [Spec]; 9] = [
         strings::COMMANDS,
+        hashes::COMMANDS,
+        lists::COMMANDS,
+        sets::COMMANDS,
+        zsets::COMMANDS,
         keys::COMMANDS,
         connection::COMMANDS,
         server::COMMANDS,
@@ -328,14 +369,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// Locks the slots of several keys of the current database, in order.
-    pub fn lock_keys<'k>(
+    pub fn lock_keys<K: AsRef<[u8]>>(
         &self,
-        keys: impl Iterator<Item = &'k Bytes>,
+        keys: impl Iterator<Item = K>,
     ) -> crate::keyspace::Locked<'a> {
         let db = self.client.db;
         self.server
             .keyspace
-            .lock(keys.map(|k| (db, key_hash_slot(k))).collect())
+            .lock(keys.map(|k| (db, key_hash_slot(k.as_ref()))).collect())
     }
 
     /// Records an effect in the current database. Call while holding the
@@ -395,6 +436,70 @@ impl<'a> Ctx<'a> {
         self.server.stats.expired_keys.add(1);
         let end = self.server.effects.append(db, &[b"DEL", key]);
         self.client.last_effect.set(end);
+    }
+
+    /// A collection of type `C` at `key` for reading (counts a hit or
+    /// miss): `None` if there is no such key, `WRONGTYPE` if it holds
+    /// another type.
+    pub fn read<'t, C: Collection>(
+        &self,
+        t: &'t mut SlotTable,
+        key: &[u8],
+    ) -> Result<Option<&'t mut C>, CommandError> {
+        match self.lookup_read(t, key) {
+            Some(n) => C::of(&mut n.value).map(Some).ok_or(CommandError::WrongType),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`Ctx::read`], for a write (no hit/miss counted).
+    pub fn write<'t, C: Collection>(
+        &self,
+        t: &'t mut SlotTable,
+        key: &[u8],
+    ) -> Result<Option<&'t mut C>, CommandError> {
+        match self.lookup(t, key) {
+            Some(n) => C::of(&mut n.value).map(Some).ok_or(CommandError::WrongType),
+            None => Ok(None),
+        }
+    }
+
+    /// The collection at `key`, created empty if the key does not exist.
+    /// A caller that may leave it empty must call [`Ctx::remove_if_empty`].
+    pub fn write_or_create<'t, C: Collection>(
+        &self,
+        t: &'t mut SlotTable,
+        key: &[u8],
+    ) -> Result<&'t mut C, CommandError> {
+        let exists = match self.lookup(t, key) {
+            Some(n) if n.value.kind() != C::KIND => return Err(CommandError::WrongType),
+            Some(_) => true,
+            None => false,
+        };
+        let node = if exists {
+            t.get_mut(key)
+                .expect("found just above, under the same lock")
+        } else {
+            t.set(key, C::default().into_value(), self.now_ms, false)
+        };
+        Ok(C::of(&mut node.value).expect("type checked above"))
+    }
+
+    /// Deletes a key whose collection is now empty: Redis never keeps an
+    /// empty list, set, hash or sorted set.
+    pub fn remove_if_empty<C: Collection>(&self, t: &mut SlotTable, key: &[u8]) {
+        let empty = t
+            .get_mut(key)
+            .and_then(|n| C::of(&mut n.value).map(|c| c.is_empty_collection()))
+            .unwrap_or(false);
+        if empty {
+            t.remove(key);
+        }
+    }
+
+    /// The compact-encoding limits now configured.
+    pub fn encodings(&self) -> crate::keyspace::Encodings {
+        self.server.tun.encodings()
     }
 
     pub fn slot(key: &[u8]) -> SlotId {

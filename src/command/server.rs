@@ -232,11 +232,14 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
     out.array(10);
     out.bulk(s.name.as_bytes());
     out.int(s.arity as i64);
-    let fl: Vec<&str> = flags::NAMES
+    let mut fl: Vec<&str> = flags::NAMES
         .iter()
         .filter(|(f, _)| s.has(*f))
         .map(|(_, n)| *n)
         .collect();
+    if s.keys.numkeys > 0 {
+        fl.push("movablekeys");
+    }
     out.set(fl.len());
     for f in fl {
         out.simple(f);
@@ -250,18 +253,46 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
         out.simple(&format!("@{c}"));
     }
     out.array(0); // tips
+    let specs = usize::from(s.keys.first > 0) + usize::from(s.keys.numkeys > 0);
+    out.array(specs);
+    let (access, mode) = if s.is_write() {
+        ("UPDATE", "RW")
+    } else {
+        ("ACCESS", "RO")
+    };
+    if s.keys.numkeys > 0 {
+        out.map(3);
+        out.bulk(b"flags");
+        out.set(2);
+        out.simple(mode);
+        out.simple(access);
+        out.bulk(b"begin_search");
+        out.map(2);
+        out.bulk(b"type");
+        out.bulk(b"index");
+        out.bulk(b"spec");
+        out.map(1);
+        out.bulk(b"index");
+        out.int(s.keys.numkeys as i64);
+        out.bulk(b"find_keys");
+        out.map(2);
+        out.bulk(b"type");
+        out.bulk(b"keynum");
+        out.bulk(b"spec");
+        out.map(3);
+        out.bulk(b"keynumidx");
+        out.int(0);
+        out.bulk(b"firstkey");
+        out.int(1);
+        out.bulk(b"keystep");
+        out.int(1);
+    }
     if s.keys.first > 0 {
-        let (access, mode) = if s.is_write() {
-            ("UPDATE", "RW")
-        } else {
-            ("ACCESS", "RO")
-        };
         let lastkey = if s.keys.last < 0 {
             s.keys.last
         } else {
             s.keys.last - s.keys.first
         };
-        out.array(1);
         out.map(3);
         out.bulk(b"flags");
         out.set(2);
@@ -287,8 +318,6 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
         out.int(s.keys.step as i64);
         out.bulk(b"limit");
         out.int(0);
-    } else {
-        out.array(0);
     }
     out.array(s.subcommands.len());
     for sub in s.subcommands {
@@ -372,7 +401,7 @@ fn command_getkeys(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
         Err(_) => return Err(CommandError::err("Invalid command specified")),
     };
-    let idx = spec.key_indexes(inner.len());
+    let idx = spec.key_indexes(inner);
     if idx.is_empty() {
         return Err(CommandError::err("The command has no key arguments"));
     }

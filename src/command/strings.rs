@@ -54,9 +54,12 @@ fn string_of(node: &Node) -> Result<&Value, CommandError> {
 
 fn reply_value(out: &mut ReplyBuf, v: &Value) {
     match v {
-        Value::Str(s) => out.bulk(s.as_bytes()),
         Value::Int(n) => out.bulk_int(*n),
-        Value::Raw(v) => out.bulk(v),
+        other => out.bulk(
+            other
+                .str_bytes(&mut itoa::Buffer::new())
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -420,11 +423,8 @@ fn append(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn string_len(v: &Value) -> usize {
-    match v {
-        Value::Str(s) => s.len(),
-        Value::Int(i) => itoa::Buffer::new().format(*i).len(),
-        Value::Raw(v) => v.len(),
-    }
+    let mut b = itoa::Buffer::new();
+    v.str_bytes(&mut b).map_or(0, <[u8]>::len)
 }
 
 fn strlen(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -444,11 +444,12 @@ fn incr_generic(ctx: &mut Ctx, argv: &[Bytes], delta: i64) -> CmdResult {
         Some(n) => {
             let cur = match string_of(n)? {
                 Value::Int(i) => *i,
-                Value::Raw(v) => {
-                    crate::protocol::request::parse_i64(v).ok_or(CommandError::NotInteger)?
-                }
-                Value::Str(s) => crate::protocol::request::parse_i64(s.as_bytes())
-                    .ok_or(CommandError::NotInteger)?,
+                other => crate::protocol::request::parse_i64(
+                    other
+                        .str_bytes(&mut itoa::Buffer::new())
+                        .unwrap_or_default(),
+                )
+                .ok_or(CommandError::NotInteger)?,
             };
             let new = cur.checked_add(delta).ok_or(CommandError::Overflow)?;
             n.value = Value::Int(new);
@@ -492,8 +493,11 @@ fn incrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let cur = match ctx.lookup(&mut t, key) {
         Some(n) => match string_of(n)? {
             Value::Int(i) => *i as f64,
-            Value::Str(s) => float(s.as_bytes())?,
-            Value::Raw(v) => float(v)?,
+            other => float(
+                other
+                    .str_bytes(&mut itoa::Buffer::new())
+                    .unwrap_or_default(),
+            )?,
         },
         None => 0.0,
     };
@@ -510,7 +514,7 @@ fn incrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 /// INCRBYFLOAT's result format: fixed notation, no exponent, no trailing
 /// zeros (Redis prints `%.17Lf` and trims); shortest round-trip digits.
-fn format_float_human(v: f64) -> String {
+pub fn format_float_human(v: f64) -> String {
     if v == v.trunc() && v.abs() < 1e17 {
         return format!("{}", v as i64);
     }

@@ -33,8 +33,12 @@
 //! This module never awaits, never does I/O and knows nothing of RESP,
 //! clients or effects; it is plain data behind locks.
 
+pub mod hash;
+pub mod packed;
+pub mod set;
 pub mod table;
 pub mod value;
+pub mod zset;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -42,8 +46,43 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 
+pub use hash::Hash;
+pub use set::Set;
 pub use table::{Lookup, SlotTable};
-pub use value::{Kind, Node, SmallBuf, Value};
+pub use value::{Collection, Kind, Node, SmallBuf, Value};
+pub use zset::ZSet;
+
+/// When a small collection outgrows its compact encoding: more than
+/// `entries` elements, or one element longer than `value` bytes (Redis's
+/// `*-max-listpack-entries` / `*-max-listpack-value`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub entries: usize,
+    pub value: usize,
+}
+
+/// The compact-encoding limits of each collection type.
+#[derive(Clone, Copy, Debug)]
+pub struct Encodings {
+    pub hash: Limits,
+    pub set: Limits,
+    pub zset: Limits,
+}
+
+impl Default for Encodings {
+    /// Redis's defaults.
+    fn default() -> Self {
+        let l = Limits {
+            entries: 128,
+            value: 64,
+        };
+        Encodings {
+            hash: l,
+            set: l,
+            zset: l,
+        }
+    }
+}
 
 pub const SLOTS: usize = 16384;
 

@@ -86,6 +86,14 @@ impl SlotTable {
             .map(|b| &**b)
     }
 
+    /// A live key for changing in place, without expiry or access bookkeeping
+    /// (the caller has just looked it up).
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
+        self.table
+            .find_mut(hash_key(key), |n| n.key.as_bytes() == key)
+            .map(|b| &mut **b)
+    }
+
     /// Inserts or replaces a key's value. A replaced key loses its expiry
     /// unless `keep_ttl` (SET ... KEEPTTL).
     pub fn set(&mut self, key: &[u8], value: Value, now_ms: i64, keep_ttl: bool) -> &mut Node {

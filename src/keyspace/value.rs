@@ -8,7 +8,12 @@
 //! its access clock. The common small key therefore costs one allocation, where
 //! Redis spends three (dict entry, key sds, value object).
 
+use std::collections::VecDeque;
 use std::fmt;
+
+use super::hash::Hash;
+use super::set::Set;
+use super::zset::ZSet;
 
 const INLINE: usize = 22;
 
@@ -84,32 +89,46 @@ impl fmt::Debug for SmallBuf {
 /// Strings grown in place (APPEND, SETRANGE) become `Raw`: a vector with
 /// spare capacity, so repeated appends are amortised O(1) as with Redis's
 /// sds, while ordinary values stay compact.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Collections are boxed so that a value stays 24 bytes and a node 64.
+#[derive(Clone, Debug)]
 pub enum Value {
     Str(SmallBuf),
     Int(i64),
     Raw(Box<Vec<u8>>),
+    List(Box<VecDeque<SmallBuf>>),
+    Hash(Box<Hash>),
+    Set(Box<Set>),
+    ZSet(Box<ZSet>),
 }
 
 /// The type names `TYPE` and `SCAN ... TYPE` use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     String,
+    List,
+    Set,
+    ZSet,
+    Hash,
 }
 
 impl Kind {
+    const ALL: [Kind; 5] = [Kind::String, Kind::List, Kind::Set, Kind::ZSet, Kind::Hash];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::String => "string",
+            Kind::List => "list",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+            Kind::Hash => "hash",
         }
     }
 
     pub fn from_name(name: &[u8]) -> Option<Kind> {
-        if name.eq_ignore_ascii_case(b"string") {
-            Some(Kind::String)
-        } else {
-            None
-        }
+        Kind::ALL
+            .into_iter()
+            .find(|k| name.eq_ignore_ascii_case(k.name().as_bytes()))
     }
 }
 
@@ -127,6 +146,10 @@ impl Value {
     pub fn kind(&self) -> Kind {
         match self {
             Value::Str(_) | Value::Int(_) | Value::Raw(_) => Kind::String,
+            Value::List(_) => Kind::List,
+            Value::Hash(_) => Kind::Hash,
+            Value::Set(_) => Kind::Set,
+            Value::ZSet(_) => Kind::ZSet,
         }
     }
 
@@ -136,6 +159,7 @@ impl Value {
             Value::Str(s) => Some(s.as_bytes()),
             Value::Int(n) => Some(scratch.format(*n).as_bytes()),
             Value::Raw(v) => Some(v),
+            _ => None,
         }
     }
 
@@ -160,9 +184,51 @@ impl Value {
             Value::Str(s) => s.heap_size(),
             Value::Int(_) => 0,
             Value::Raw(v) => std::mem::size_of::<Vec<u8>>() + v.capacity(),
+            Value::List(l) => {
+                std::mem::size_of::<VecDeque<SmallBuf>>()
+                    + l.capacity() * std::mem::size_of::<SmallBuf>()
+                    + l.iter().map(SmallBuf::heap_size).sum::<usize>()
+            }
+            Value::Hash(h) => std::mem::size_of::<Hash>() + h.heap_size(),
+            Value::Set(s) => std::mem::size_of::<Set>() + s.heap_size(),
+            Value::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_size(),
         }
     }
 }
+
+/// The collection types, for code generic over them (lookups that check
+/// the type, creating a key on first write, deleting it once empty).
+pub trait Collection: Default + Sized {
+    const KIND: Kind;
+    fn of(v: &mut Value) -> Option<&mut Self>;
+    fn into_value(self) -> Value;
+    fn is_empty_collection(&self) -> bool;
+}
+
+macro_rules! collection {
+    ($ty:ty, $variant:ident, $kind:ident) => {
+        impl Collection for $ty {
+            const KIND: Kind = Kind::$kind;
+            fn of(v: &mut Value) -> Option<&mut Self> {
+                match v {
+                    Value::$variant(c) => Some(c),
+                    _ => None,
+                }
+            }
+            fn into_value(self) -> Value {
+                Value::$variant(Box::new(self))
+            }
+            fn is_empty_collection(&self) -> bool {
+                self.is_empty()
+            }
+        }
+    };
+}
+
+collection!(VecDeque<SmallBuf>, List, List);
+collection!(Hash, Hash, Hash);
+collection!(Set, Set, Set);
+collection!(ZSet, ZSet, ZSet);
 
 /// One key of a slot table.
 #[derive(Clone, Debug)]
@@ -195,6 +261,10 @@ impl Node {
             Value::Int(_) => "int",
             Value::Str(s) if s.len() <= 44 => "embstr",
             Value::Str(_) | Value::Raw(_) => "raw",
+            Value::List(_) => "quicklist",
+            Value::Hash(h) => h.encoding(),
+            Value::Set(s) => s.encoding(),
+            Value::ZSet(z) => z.encoding(),
         }
     }
 

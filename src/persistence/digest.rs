@@ -7,11 +7,18 @@
 //!  db part     = mix(final, db index as u32 BE) once per non-empty db
 //!  final       = xor(final, key digest), for every key (so order does not matter)
 //!  xor(d, x)   = d ^= SHA1(x)        mix(d, x) = d = SHA1(xor(d, x))
+//!
+//!  value:  string  mix(d, bytes)
+//!          list    mix(d, element) for each, head to tail (order matters)
+//!          set     xor(d, member) for each (order does not)
+//!          hash    xor(d, mix(mix(0, field), value)) for each
+//!          zset    xor(d, mix(mix(0, member), score as "%.17g")) for each
 //! ```
 
 use sha1::{Digest as _, Sha1};
 
-use crate::keyspace::{Kind, Node};
+use crate::keyspace::{Kind, Node, Value};
+use crate::protocol::reply::format_double;
 
 pub type Digest = [u8; 20];
 
@@ -32,6 +39,10 @@ fn mix(digest: &mut Digest, data: &[u8]) {
 fn type_code(kind: Kind) -> u32 {
     match kind {
         Kind::String => 0,
+        Kind::List => 1,
+        Kind::Set => 2,
+        Kind::ZSet => 3,
+        Kind::Hash => 4,
     }
 }
 
@@ -39,9 +50,26 @@ fn type_code(kind: Kind) -> u32 {
 /// (Redis's `xorObjectDigest`).
 fn mix_object(d: &mut Digest, node: &Node) {
     mix(d, &type_code(node.value.kind()).to_be_bytes());
-    let mut scratch = itoa::Buffer::new();
-    if let Some(bytes) = node.value.str_bytes(&mut scratch) {
-        mix(d, bytes);
+    let pair = |a: &[u8], b: &[u8]| {
+        let mut e = [0u8; 20];
+        mix(&mut e, a);
+        mix(&mut e, b);
+        e
+    };
+    match &node.value {
+        Value::List(l) => l.iter().for_each(|e| mix(d, e.as_bytes())),
+        Value::Set(s) => s.iter().for_each(|m| xor(d, m)),
+        Value::Hash(h) => h.iter().for_each(|(f, v)| xor(d, &pair(f, v))),
+        Value::ZSet(z) => z.iter().for_each(|e| {
+            xor(
+                d,
+                &pair(e.member.as_bytes(), format_double(e.score).as_bytes()),
+            )
+        }),
+        string => {
+            let mut scratch = itoa::Buffer::new();
+            mix(d, string.str_bytes(&mut scratch).unwrap_or_default());
+        }
     }
     if node.expire_at != 0 {
         xor(d, b"!!expire!!");

@@ -7,13 +7,41 @@
 //!                 | [0xC3][clen][len][LZF bytes]   (read only: Shoal writes plain)
 //! ```
 //!
+//!
+//!  list  (1):  [len] [string]...            set (2): [len] [string]...
+//!  hash  (4):  [len] [field][value]...      zset (5): [len] ([member][f64 LE])...
+//!  read only, Redis 7's compact forms: 11 intset, 16 hash listpack,
+//!  17 zset listpack, 18 quicklist of listpacks, 20 set listpack
+//! ```
+//!
+//! Shoal writes collections in RDB's plain element-by-element types, which
+//! every Redis 7 loads; it reads Redis's compact encodings as well, so a
+//! DUMP taken from Redis restores here.
+//!
+//! ```text
+//!  listpack: [total u32][count u16] entry... 0xFF
+//!  entry:    [encoding + data][backlen: 1-5 bytes]
+//! ```
+//!
 //! The CRC is CRC-64/Jones as Redis computes it over everything before it.
 //! We write RDB version 10 (Redis 7.0's) so that every Redis 7 accepts our
 //! payloads, and accept versions up to 12 on RESTORE.
 
-use crate::keyspace::Value;
+use std::collections::VecDeque;
+
+use crate::keyspace::{Encodings, Hash, Set, SmallBuf, Value, ZSet};
 
 const RDB_TYPE_STRING: u8 = 0;
+const RDB_TYPE_LIST: u8 = 1;
+const RDB_TYPE_SET: u8 = 2;
+const RDB_TYPE_ZSET: u8 = 3;
+const RDB_TYPE_HASH: u8 = 4;
+const RDB_TYPE_ZSET_2: u8 = 5;
+const RDB_TYPE_SET_INTSET: u8 = 11;
+const RDB_TYPE_HASH_LISTPACK: u8 = 16;
+const RDB_TYPE_ZSET_LISTPACK: u8 = 17;
+const RDB_TYPE_LIST_QUICKLIST_2: u8 = 18;
+const RDB_TYPE_SET_LISTPACK: u8 = 20;
 const WRITE_VERSION: u16 = 10;
 const MAX_READ_VERSION: u16 = 12;
 
@@ -65,10 +93,46 @@ fn write_string(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
+fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    write_len(out, b.len());
+    out.extend_from_slice(b);
+}
+
 /// Serialises a value as DUMP does.
 pub fn dump(v: &Value) -> Vec<u8> {
-    let mut out = vec![RDB_TYPE_STRING];
-    write_string(&mut out, v);
+    let mut out = Vec::new();
+    match v {
+        Value::List(l) => {
+            out.push(RDB_TYPE_LIST);
+            write_len(&mut out, l.len());
+            l.iter().for_each(|e| write_bytes(&mut out, e.as_bytes()));
+        }
+        Value::Set(s) => {
+            out.push(RDB_TYPE_SET);
+            write_len(&mut out, s.len());
+            s.iter().for_each(|m| write_bytes(&mut out, m));
+        }
+        Value::Hash(h) => {
+            out.push(RDB_TYPE_HASH);
+            write_len(&mut out, h.len());
+            for (f, v) in h.iter() {
+                write_bytes(&mut out, f);
+                write_bytes(&mut out, v);
+            }
+        }
+        Value::ZSet(z) => {
+            out.push(RDB_TYPE_ZSET_2);
+            write_len(&mut out, z.len());
+            for e in z.iter() {
+                write_bytes(&mut out, e.member.as_bytes());
+                out.extend_from_slice(&e.score.to_le_bytes());
+            }
+        }
+        string => {
+            out.push(RDB_TYPE_STRING);
+            write_string(&mut out, string);
+        }
+    }
     out.extend_from_slice(&WRITE_VERSION.to_le_bytes());
     let crc = CRC64.checksum(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -133,10 +197,238 @@ impl<'a> Reader<'a> {
             Err(_) => Err(RdbError::BadFormat),
         }
     }
+
+    /// A string's bytes, whatever its encoding.
+    fn bytes(&mut self) -> Result<Vec<u8>, RdbError> {
+        let v = self.string()?;
+        let mut b = itoa::Buffer::new();
+        Ok(v.str_bytes(&mut b).unwrap_or_default().to_vec())
+    }
+
+    /// A collection's element count, refused if the payload is too short to
+    /// hold that many (each element takes at least one byte): a lying count
+    /// must not make us allocate.
+    fn count(&mut self, per_element: usize) -> Result<usize, RdbError> {
+        let n = self.len()?;
+        if n.saturating_mul(per_element) > self.b.len() {
+            return Err(RdbError::BadFormat);
+        }
+        Ok(n)
+    }
+
+    fn double(&mut self) -> Result<f64, RdbError> {
+        let d = f64::from_le_bytes(self.take(8)?.try_into().unwrap());
+        if d.is_nan() {
+            return Err(RdbError::BadFormat);
+        }
+        Ok(d)
+    }
+}
+
+/// The elements of a listpack, as byte strings (integers formatted).
+fn listpack(lp: &[u8]) -> Result<Vec<Vec<u8>>, RdbError> {
+    let bad = || RdbError::BadFormat;
+    if lp.len() < 7 || u32::from_le_bytes(lp[..4].try_into().unwrap()) as usize != lp.len() {
+        return Err(bad());
+    }
+    let mut out = Vec::new();
+    let mut p = 6;
+    let get = |p: usize, n: usize| lp.get(p..p + n).ok_or_else(bad);
+    loop {
+        let b = *lp.get(p).ok_or_else(bad)?;
+        if b == 0xFF {
+            break;
+        }
+        let start = p;
+        let (elem, next): (Vec<u8>, usize) = if b & 0x80 == 0 {
+            ((b as i64).to_string().into_bytes(), p + 1)
+        } else if b & 0xC0 == 0x80 {
+            let n = (b & 0x3F) as usize;
+            (get(p + 1, n)?.to_vec(), p + 1 + n)
+        } else if b & 0xE0 == 0xC0 {
+            let v = (((b & 0x1F) as i64) << 8) | *lp.get(p + 1).ok_or_else(bad)? as i64;
+            let v = if v >= 1 << 12 { v - (1 << 13) } else { v };
+            (v.to_string().into_bytes(), p + 2)
+        } else if b & 0xF0 == 0xE0 {
+            let n = (((b & 0x0F) as usize) << 8) | *lp.get(p + 1).ok_or_else(bad)? as usize;
+            (get(p + 2, n)?.to_vec(), p + 2 + n)
+        } else {
+            let int = |n: usize| -> Result<i64, RdbError> {
+                let raw = get(p + 1, n)?;
+                let mut buf = [0u8; 8];
+                buf[..n].copy_from_slice(raw);
+                let shift = 64 - 8 * n as u32;
+                Ok((i64::from_le_bytes(buf) << shift) >> shift)
+            };
+            match b {
+                0xF0 => {
+                    let n = u32::from_le_bytes(get(p + 1, 4)?.try_into().unwrap()) as usize;
+                    (get(p + 5, n)?.to_vec(), p + 5 + n)
+                }
+                0xF1 => (int(2)?.to_string().into_bytes(), p + 3),
+                0xF2 => (int(3)?.to_string().into_bytes(), p + 4),
+                0xF3 => (int(4)?.to_string().into_bytes(), p + 5),
+                0xF4 => (int(8)?.to_string().into_bytes(), p + 9),
+                _ => return Err(bad()),
+            }
+        };
+        let l = next - start;
+        let backlen = match l {
+            0..=127 => 1,
+            128..=16382 => 2,
+            16383..=2097150 => 3,
+            2097151..=268435454 => 4,
+            _ => 5,
+        };
+        out.push(elem);
+        p = next + backlen;
+    }
+    Ok(out)
+}
+
+fn intset(b: &[u8]) -> Result<Vec<Vec<u8>>, RdbError> {
+    let bad = || RdbError::BadFormat;
+    if b.len() < 8 {
+        return Err(bad());
+    }
+    let width = u32::from_le_bytes(b[..4].try_into().unwrap()) as usize;
+    let n = u32::from_le_bytes(b[4..8].try_into().unwrap()) as usize;
+    if !matches!(width, 2 | 4 | 8) || b.len() != 8 + n * width {
+        return Err(bad());
+    }
+    Ok(b[8..]
+        .chunks(width)
+        .map(|c| {
+            let v = match width {
+                2 => i16::from_le_bytes(c.try_into().unwrap()) as i64,
+                4 => i32::from_le_bytes(c.try_into().unwrap()) as i64,
+                _ => i64::from_le_bytes(c.try_into().unwrap()),
+            };
+            v.to_string().into_bytes()
+        })
+        .collect())
+}
+
+fn score_of(b: &[u8]) -> Result<f64, RdbError> {
+    crate::command::args::float(b).map_err(|_| RdbError::BadFormat)
+}
+
+/// Builds a sorted set from (member, score) pairs, refusing duplicates.
+fn zset_from(
+    pairs: impl Iterator<Item = Result<(Vec<u8>, f64), RdbError>>,
+    enc: &Encodings,
+) -> Result<Value, RdbError> {
+    let mut z = ZSet::default();
+    for p in pairs {
+        let (m, s) = p?;
+        if z.insert(&m, s, enc.zset).is_some() {
+            return Err(RdbError::BadFormat);
+        }
+    }
+    Ok(Value::ZSet(Box::new(z)))
+}
+
+fn hash_from(fields: Vec<Vec<u8>>, enc: &Encodings) -> Result<Value, RdbError> {
+    if !fields.len().is_multiple_of(2) {
+        return Err(RdbError::BadFormat);
+    }
+    let mut h = Hash::default();
+    for fv in fields.chunks(2) {
+        if !h.insert(&fv[0], &fv[1], enc.hash) {
+            return Err(RdbError::BadFormat);
+        }
+    }
+    Ok(Value::Hash(Box::new(h)))
+}
+
+fn set_from(members: Vec<Vec<u8>>, enc: &Encodings) -> Result<Value, RdbError> {
+    let mut s = Set::default();
+    for m in &members {
+        if !s.insert(m, enc.set) {
+            return Err(RdbError::BadFormat);
+        }
+    }
+    Ok(Value::Set(Box::new(s)))
+}
+
+/// Decodes the value of one RDB type (everything a DUMP payload can hold).
+fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbError> {
+    Ok(match kind {
+        RDB_TYPE_STRING => r.string()?,
+        RDB_TYPE_LIST => {
+            let n = r.count(1)?;
+            let mut l = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                l.push_back(SmallBuf::from_vec(r.bytes()?));
+            }
+            Value::List(Box::new(l))
+        }
+        RDB_TYPE_LIST_QUICKLIST_2 => {
+            let nodes = r.count(2)?;
+            let mut l = VecDeque::new();
+            for _ in 0..nodes {
+                let container = r.len()?;
+                let data = r.bytes()?;
+                match container {
+                    1 => l.push_back(SmallBuf::from_vec(data)),
+                    2 => l.extend(listpack(&data)?.into_iter().map(SmallBuf::from_vec)),
+                    _ => return Err(RdbError::BadFormat),
+                }
+            }
+            Value::List(Box::new(l))
+        }
+        RDB_TYPE_SET => {
+            let n = r.count(1)?;
+            let members = (0..n).map(|_| r.bytes()).collect::<Result<_, _>>()?;
+            set_from(members, enc)?
+        }
+        RDB_TYPE_SET_INTSET => set_from(intset(&r.bytes()?)?, enc)?,
+        RDB_TYPE_SET_LISTPACK => set_from(listpack(&r.bytes()?)?, enc)?,
+        RDB_TYPE_HASH => {
+            let n = r.count(2)?;
+            let fields = (0..2 * n).map(|_| r.bytes()).collect::<Result<_, _>>()?;
+            hash_from(fields, enc)?
+        }
+        RDB_TYPE_HASH_LISTPACK => hash_from(listpack(&r.bytes()?)?, enc)?,
+        RDB_TYPE_ZSET_2 => {
+            let n = r.count(9)?;
+            zset_from((0..n).map(|_| Ok((r.bytes()?, r.double()?))), enc)?
+        }
+        RDB_TYPE_ZSET => {
+            // Scores as length-prefixed text (253/254/255 mean nan/+inf/-inf).
+            let n = r.count(2)?;
+            zset_from(
+                (0..n).map(|_| {
+                    let m = r.bytes()?;
+                    let s = match r.byte()? {
+                        253 => return Err(RdbError::BadFormat),
+                        254 => f64::INFINITY,
+                        255 => f64::NEG_INFINITY,
+                        len => score_of(r.take(len as usize)?)?,
+                    };
+                    Ok((m, s))
+                }),
+                enc,
+            )?
+        }
+        RDB_TYPE_ZSET_LISTPACK => {
+            let items = listpack(&r.bytes()?)?;
+            if !items.len().is_multiple_of(2) {
+                return Err(RdbError::BadFormat);
+            }
+            zset_from(
+                items
+                    .chunks(2)
+                    .map(|c| Ok((c[0].clone(), score_of(&c[1])?))),
+                enc,
+            )?
+        }
+        _ => return Err(RdbError::BadFormat),
+    })
 }
 
 /// Checks a DUMP payload's footer and decodes its value.
-pub fn restore(payload: &[u8]) -> Result<Value, RdbError> {
+pub fn restore(payload: &[u8], enc: &Encodings) -> Result<Value, RdbError> {
     if payload.len() < 10 {
         return Err(RdbError::Checksum);
     }
@@ -150,10 +442,8 @@ pub fn restore(payload: &[u8]) -> Result<Value, RdbError> {
     let mut r = Reader {
         b: &body[..body.len() - 2],
     };
-    let v = match r.byte()? {
-        RDB_TYPE_STRING => r.string()?,
-        _ => return Err(RdbError::BadFormat),
-    };
+    let kind = r.byte()?;
+    let v = read_value(&mut r, kind, enc)?;
     if !r.b.is_empty() {
         return Err(RdbError::BadFormat);
     }
@@ -220,7 +510,7 @@ mod tests {
             Value::string(&[b'x'; 20000]),
         ] {
             let p = dump(&v);
-            let back = restore(&p).unwrap();
+            let back = restore(&p, &Encodings::default()).unwrap();
             assert_eq!(format!("{back:?}"), format!("{v:?}"));
         }
     }
@@ -231,22 +521,28 @@ mod tests {
         // string and the integer 12345.
         let bar = b"\x00\x03bar\n\x00\xe6\xbeI`\xeef\xfd\x17";
         assert_eq!(
-            format!("{:?}", restore(bar).unwrap()),
+            format!("{:?}", restore(bar, &Encodings::default()).unwrap()),
             format!("{:?}", Value::string(b"bar"))
         );
         let big = b"\x00\xc3\x0b@l\x03abca\xe0]\x02\x01bc\n\x00:]Q\x06\xe7\xc6\x96\x84";
         let want = "abc".repeat(36);
         assert_eq!(
-            format!("{:?}", restore(big).unwrap()),
+            format!("{:?}", restore(big, &Encodings::default()).unwrap()),
             format!("{:?}", Value::string(want.as_bytes()))
         );
         let n = b"\x00\xc190\n\x00\x9d\x94\xea'\x93\xfc\x08\xb9";
-        assert!(matches!(restore(n).unwrap(), Value::Int(12345)));
+        assert!(matches!(
+            restore(n, &Encodings::default()).unwrap(),
+            Value::Int(12345)
+        ));
         // And ours byte for byte where the encoding is the same.
         assert_eq!(dump(&Value::string(b"bar")), bar.to_vec());
         let mut bad = dump(&Value::string(b"bar"));
         bad[2] ^= 1;
-        assert_eq!(restore(&bad), Err(RdbError::Checksum));
+        assert_eq!(
+            restore(&bad, &Encodings::default()).err(),
+            Some(RdbError::Checksum)
+        );
     }
 
     #[test]
@@ -258,7 +554,10 @@ mod tests {
         p.extend_from_slice(&10u16.to_le_bytes());
         let crc = CRC64.checksum(&p);
         p.extend_from_slice(&crc.to_le_bytes());
-        assert_eq!(restore(&p), Err(RdbError::BadFormat));
+        assert_eq!(
+            restore(&p, &Encodings::default()).err(),
+            Some(RdbError::BadFormat)
+        );
     }
 
     #[test]

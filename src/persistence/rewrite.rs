@@ -26,14 +26,73 @@ use parking_lot::Mutex;
 
 use super::aof::{self, Manifest};
 use crate::effects::encode_command;
-use crate::keyspace::{SlotTable, SnapshotObserver};
+use crate::keyspace::{Node, SlotTable, SnapshotObserver, Value};
+use crate::protocol::reply::format_double;
 use crate::server::Server;
 
-/// Turns captured slots into base records: per key one record of
-/// `SET key value [PXAT ms]`, with `SELECT` when the database changes.
+/// Turns captured slots into base records: per key, the commands that
+/// rebuild it (`SET`, or `RPUSH`/`SADD`/`HSET`/`ZADD` of at most
+/// [`ITEMS_PER_RECORD`] elements each), then `PEXPIREAT` if it expires, with
+/// `SELECT` when the database changes.
 #[derive(Default)]
 struct BaseCapture {
     out: Mutex<(Vec<u8>, Option<usize>)>,
+}
+
+/// Elements per rebuilding command, as Redis's AOF rewrite batches them:
+/// a big collection becomes several bounded records, not one huge one.
+const ITEMS_PER_RECORD: usize = 64;
+
+/// Encodes the commands that rebuild one key into `rec`.
+fn rebuild_key(rec: &mut Vec<u8>, node: &Node) {
+    let key = node.key.as_bytes();
+    // Appends `cmd key items...` records, ITEMS_PER_RECORD items at a time.
+    let mut batches = |cmd: &[u8], items: &mut dyn Iterator<Item = Vec<&[u8]>>| {
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(2 + 2 * ITEMS_PER_RECORD);
+        let mut n = 0;
+        for item in items {
+            if n == 0 {
+                argv.clear();
+                argv.extend([cmd, key]);
+            }
+            argv.extend(item);
+            n += 1;
+            if n == ITEMS_PER_RECORD {
+                encode_command(rec, &argv);
+                n = 0;
+            }
+        }
+        if n > 0 {
+            encode_command(rec, &argv);
+        }
+    };
+    match &node.value {
+        Value::List(l) => batches(b"RPUSH", &mut l.iter().map(|e| vec![e.as_bytes()])),
+        Value::Set(s) => batches(b"SADD", &mut s.iter().map(|m| vec![m])),
+        Value::Hash(h) => batches(b"HSET", &mut h.iter().map(|(f, v)| vec![f, v])),
+        Value::ZSet(z) => {
+            let scores: Vec<String> = z.iter().map(|e| format_double(e.score)).collect();
+            batches(
+                b"ZADD",
+                &mut z
+                    .iter()
+                    .zip(&scores)
+                    .map(|(e, s)| vec![s.as_bytes(), e.member.as_bytes()]),
+            )
+        }
+        string => {
+            let mut scratch = itoa::Buffer::new();
+            let value = string.str_bytes(&mut scratch).unwrap_or_default();
+            encode_command::<&[u8]>(rec, &[b"SET", key, value]);
+        }
+    }
+    if node.expire_at != 0 {
+        let mut at = itoa::Buffer::new();
+        encode_command::<&[u8]>(
+            rec,
+            &[b"PEXPIREAT", key, at.format(node.expire_at).as_bytes()],
+        );
+    }
 }
 
 impl SnapshotObserver for BaseCapture {
@@ -44,8 +103,6 @@ impl SnapshotObserver for BaseCapture {
         let mut g = self.out.lock();
         let (buf, last_db) = &mut *g;
         let mut rec = Vec::with_capacity(128);
-        let mut scratch = itoa::Buffer::new();
-        let mut at = itoa::Buffer::new();
         for node in table.iter() {
             rec.clear();
             if *last_db != Some(db) {
@@ -53,21 +110,8 @@ impl SnapshotObserver for BaseCapture {
                 encode_command::<&[u8]>(&mut rec, &[b"SELECT", b.format(db).as_bytes()]);
                 *last_db = Some(db);
             }
-            let value = node.value.str_bytes(&mut scratch).unwrap_or_default();
-            if node.expire_at != 0 {
-                encode_command::<&[u8]>(
-                    &mut rec,
-                    &[
-                        b"SET",
-                        node.key.as_bytes(),
-                        value,
-                        b"PXAT",
-                        at.format(node.expire_at).as_bytes(),
-                    ],
-                );
-            } else {
-                encode_command::<&[u8]>(&mut rec, &[b"SET", node.key.as_bytes(), value]);
-            }
+            // One record per key: a torn tail never leaves half a key.
+            rebuild_key(&mut rec, node);
             aof::frame(buf, &rec);
         }
     }

@@ -165,19 +165,19 @@ impl ReplyBuf {
     }
 }
 
-/// Formats a double the way Redis replies with one: `inf`/`-inf`, integers
-/// without a fraction, otherwise the shortest text that reads back the same.
+/// Formats a double the way Redis 7.0 replies with one: C's `%.17g`
+/// (`0.1` is `0.10000000000000001`), `inf` and `-inf`. Seventeen
+/// significant digits also read back to the same double, which is what the
+/// log and the digest rely on.
 pub fn format_double(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    if d.is_nan() {
-        return "nan".into();
-    }
-    let mut b = ryu::Buffer::new();
-    let s = b.format_finite(d);
-    let s = s.strip_suffix(".0").unwrap_or(s);
-    s.to_string()
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` holds any %.17g output (at most 24 bytes) and snprintf
+    // writes at most `buf.len()` bytes, NUL included.
+    let n = unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), c"%.17g".as_ptr(), d) };
+    String::from_utf8_lossy(&buf[..(n.max(0) as usize).min(buf.len() - 1)]).into_owned()
 }
 
 #[cfg(test)]
@@ -198,6 +198,14 @@ mod tests {
         r.verbatim("hi");
         r.double(1.5);
         assert_eq!(&r.buf[..], b"_\r\n%1\r\n=6\r\ntxt:hi\r\n,1.5\r\n");
+    }
+
+    #[test]
+    fn doubles_use_printf_g17() {
+        assert_eq!(format_double(1.0), "1");
+        assert_eq!(format_double(0.1), "0.10000000000000001");
+        assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
+        assert_eq!(format_double(1e20), "1e+20");
     }
 
     #[test]

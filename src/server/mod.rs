@@ -49,7 +49,18 @@ pub struct Tunables {
     pub maxclients: AtomicI64,
     pub tcp_keepalive: AtomicI64,
     pub hz: AtomicI64,
+    /// `{hash,set,zset}-max-listpack-{entries,value}`, in that order.
+    pub listpack: [AtomicI64; 6],
 }
+
+const LISTPACK_DIRECTIVES: [&str; 6] = [
+    "hash-max-listpack-entries",
+    "hash-max-listpack-value",
+    "set-max-listpack-entries",
+    "set-max-listpack-value",
+    "zset-max-listpack-entries",
+    "zset-max-listpack-value",
+];
 
 impl Tunables {
     fn from(cfg: &Config) -> Tunables {
@@ -62,6 +73,7 @@ impl Tunables {
             maxclients: AtomicI64::new(0),
             tcp_keepalive: AtomicI64::new(0),
             hz: AtomicI64::new(0),
+            listpack: Default::default(),
         };
         for name in [
             "proto-max-bulk-len",
@@ -72,10 +84,26 @@ impl Tunables {
             "maxclients",
             "tcp-keepalive",
             "hz",
-        ] {
+        ]
+        .into_iter()
+        .chain(LISTPACK_DIRECTIVES)
+        {
             t.update(name, cfg.int(name));
         }
         t
+    }
+
+    /// The compact-encoding limits now in force.
+    pub fn encodings(&self) -> crate::keyspace::Encodings {
+        let l = |i: usize| crate::keyspace::Limits {
+            entries: self.listpack[i].load(Relaxed) as usize,
+            value: self.listpack[i + 1].load(Relaxed) as usize,
+        };
+        crate::keyspace::Encodings {
+            hash: l(0),
+            set: l(2),
+            zset: l(4),
+        }
     }
 
     fn update(&self, name: &str, v: i64) {
@@ -88,7 +116,10 @@ impl Tunables {
             "maxclients" => &self.maxclients,
             "tcp-keepalive" => &self.tcp_keepalive,
             "hz" => &self.hz,
-            _ => return,
+            other => match LISTPACK_DIRECTIVES.iter().position(|d| *d == other) {
+                Some(i) => &self.listpack[i],
+                None => return,
+            },
         };
         slot.store(v, Relaxed);
     }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod collections;
 mod concurrency;
 mod connection;
 mod expiry;

@@ -645,7 +645,7 @@ fn a_million_keys_come_back_exactly() {
         let mut pipe = redis::pipe();
         for i in batch * 10_000..(batch + 1) * 10_000 {
             let key = format!("key:{i}");
-            match i % 4 {
+            match i % 8 {
                 0 => pipe.cmd("SET").arg(&key).arg(i).ignore(),
                 1 => pipe
                     .cmd("SET")
@@ -659,13 +659,58 @@ fn a_million_keys_come_back_exactly() {
                     .arg(&key)
                     .arg("x".repeat(i % 100))
                     .ignore(),
-                _ => pipe.cmd("INCRBYFLOAT").arg(&key).arg("1.5").ignore(),
+                3 => pipe.cmd("INCRBYFLOAT").arg(&key).arg("1.5").ignore(),
+                4 => pipe
+                    .cmd("RPUSH")
+                    .arg(&key)
+                    .arg(i)
+                    .arg("b")
+                    .arg("c")
+                    .ignore(),
+                5 => pipe.cmd("SADD").arg(&key).arg(i).arg("member").ignore(),
+                6 => pipe
+                    .cmd("HSET")
+                    .arg(&key)
+                    .arg("f")
+                    .arg(i)
+                    .arg("g")
+                    .arg("x".repeat(i % 80))
+                    .ignore(),
+                _ => pipe
+                    .cmd("ZADD")
+                    .arg(&key)
+                    .arg(i as f64 / 7.0)
+                    .arg("a")
+                    .arg("-inf")
+                    .arg("b")
+                    .ignore(),
             };
+            if i % 1000 == 4 {
+                pipe.cmd("PEXPIRE").arg(&key).arg(100_000_000).ignore();
+            }
         }
         let _: () = pipe.query(&mut con).unwrap();
     }
+    // A few collections past every compact-encoding limit, split over many
+    // records by the rewrite.
+    let mut pipe = redis::pipe();
+    for i in 0..5000 {
+        pipe.cmd("ZADD")
+            .arg("big:z")
+            .arg(i % 97)
+            .arg(format!("m{i}"))
+            .ignore();
+        pipe.cmd("HSET")
+            .arg("big:h")
+            .arg(format!("f{i}"))
+            .arg(i)
+            .ignore();
+        pipe.cmd("SADD").arg("big:s").arg(format!("m{i}")).ignore();
+        pipe.cmd("LPUSH").arg("big:l").arg(i).ignore();
+    }
+    let _: () = pipe.query(&mut con).unwrap();
     let mut r = node.raw();
-    assert_eq!(int(&mut r, &["DBSIZE"]), 1_000_000);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 1_000_004);
     // Half of the history in a base, half in the incremental file.
     ok(&mut r, &["CONFIG", "SET", "appendfsync", "everysec"]);
     r.call(&["BGREWRITEAOF"]);

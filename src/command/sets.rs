@@ -1,0 +1,391 @@
+//! Set commands.
+//!
+//! Multi-key commands (SINTER, SUNION, SDIFF, their STORE forms, SMOVE,
+//! SINTERCARD) lock every key's slot first, so they see and change one
+//! consistent state. Intersections start from the smallest set.
+//!
+//! Effects: SPOP is random, so it is recorded as the `SREM` of what it
+//! popped; everything else is deterministic and recorded as itself.
+
+use bytes::Bytes;
+use rand::Rng;
+
+use super::args::{int, Args};
+use super::element_scan;
+use super::hashes::pick_indexes;
+use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
+use crate::error::{CmdResult, CommandError};
+use crate::keyspace::{Locked, Set};
+
+const G: &str = "set";
+const S: &[&str] = &["set"];
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    spec("sadd", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Adds one or more members to a set. Creates the key if it doesn't exist.", sadd),
+    spec("srem", -3, WRITE | FAST, keys(1, 1, 1), S, G, "Removes one or more members from a set. Deletes the set if the last member was removed.", srem),
+    spec("scard", 2, READONLY | FAST, keys(1, 1, 1), S, G, "Returns the number of members in a set.", scard),
+    spec("sismember", 3, READONLY | FAST, keys(1, 1, 1), S, G, "Determines whether a member belongs to a set.", sismember),
+    spec("smismember", -3, READONLY | FAST, keys(1, 1, 1), S, G, "Determines whether multiple members belong to a set.", smismember),
+    spec("smembers", 2, READONLY, keys(1, 1, 1), S, G, "Returns all members of a set.", smembers),
+    spec("srandmember", -2, READONLY, keys(1, 1, 1), S, G, "Get one or multiple random members from a set", srandmember),
+    spec("spop", -2, WRITE | FAST, keys(1, 1, 1), S, G, "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.", spop),
+    spec("smove", 4, WRITE | FAST, keys(1, 2, 1), S, G, "Moves a member from one set to another.", smove),
+    spec("sinter", -2, READONLY, keys(1, -1, 1), S, G, "Returns the intersect of multiple sets.", sinter),
+    spec("sintercard", -3, READONLY, keys_counted(0, 0, 1), S, G, "Returns the number of members of the intersect of multiple sets.", sintercard),
+    spec("sunion", -2, READONLY, keys(1, -1, 1), S, G, "Returns the union of multiple sets.", sunion),
+    spec("sdiff", -2, READONLY, keys(1, -1, 1), S, G, "Returns the difference of multiple sets.", sdiff),
+    spec("sinterstore", -3, WRITE | DENYOOM, keys(1, -1, 1), S, G, "Stores the intersect of multiple sets in a key.", sinterstore),
+    spec("sunionstore", -3, WRITE | DENYOOM, keys(1, -1, 1), S, G, "Stores the union of multiple sets in a key.", sunionstore),
+    spec("sdiffstore", -3, WRITE | DENYOOM, keys(1, -1, 1), S, G, "Stores the difference of multiple sets in a key.", sdiffstore),
+    spec("sscan", -3, READONLY, keys(1, 1, 1), S, G, "Iterates over members of a set.", sscan),
+];
+
+fn sadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let limits = ctx.encodings().set;
+    let mut t = ctx.lock_key(&argv[1]);
+    let s: &mut Set = ctx.write_or_create(&mut t, &argv[1])?;
+    let added = argv[2..].iter().filter(|m| s.insert(m, limits)).count();
+    if added > 0 {
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int(added as i64);
+    Ok(())
+}
+
+fn srem(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let removed = match ctx.write::<Set>(&mut t, &argv[1])? {
+        Some(s) => argv[2..].iter().filter(|m| s.remove(m)).count(),
+        None => 0,
+    };
+    if removed > 0 {
+        ctx.remove_if_empty::<Set>(&mut t, &argv[1]);
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int(removed as i64);
+    Ok(())
+}
+
+fn scard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let n = ctx.read::<Set>(&mut t, &argv[1])?.map_or(0, |s| s.len());
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+fn sismember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let found = ctx
+        .read::<Set>(&mut t, &argv[1])?
+        .is_some_and(|s| s.contains(&argv[2]));
+    ctx.out.int(found as i64);
+    Ok(())
+}
+
+fn smismember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let s = ctx.read::<Set>(&mut t, &argv[1])?;
+    ctx.out.array(argv.len() - 2);
+    for m in &argv[2..] {
+        let found = s.as_ref().is_some_and(|s| s.contains(m));
+        ctx.out.int(found as i64);
+    }
+    Ok(())
+}
+
+fn smembers(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    match ctx.read::<Set>(&mut t, &argv[1])? {
+        Some(s) => {
+            ctx.out.set(s.len());
+            s.iter().for_each(|m| ctx.out.bulk(m));
+        }
+        None => ctx.out.set(0),
+    }
+    Ok(())
+}
+
+fn srandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let count = match argv.len() {
+        2 => None,
+        3 => Some(int(&argv[2])?),
+        _ => return Err(CommandError::Syntax),
+    };
+    let mut t = ctx.lock_key(&argv[1]);
+    let s = ctx.read::<Set>(&mut t, &argv[1])?;
+    match (s, count) {
+        (None, None) => ctx.out.null(),
+        (None, Some(_)) => ctx.out.array(0),
+        (Some(s), None) => {
+            let i = rand::thread_rng().gen_range(0..s.len());
+            ctx.out.bulk(s.iter().nth(i).expect("index below len"));
+        }
+        (Some(s), Some(c)) => {
+            let members: Vec<&[u8]> = s.iter().collect();
+            let picks = pick_indexes(members.len(), c);
+            ctx.out.array(picks.len());
+            picks.iter().for_each(|&i| ctx.out.bulk(members[i]));
+        }
+    }
+    Ok(())
+}
+
+fn spop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let count = match argv.len() {
+        2 => None,
+        3 => match int(&argv[2]) {
+            Ok(n) if n >= 0 => Some(n as usize),
+            _ => return Err(CommandError::err("value is out of range, must be positive")),
+        },
+        _ => return Err(CommandError::Syntax),
+    };
+    let key = &argv[1];
+    let mut t = ctx.lock_key(key);
+    let Some(s) = ctx.write::<Set>(&mut t, key)? else {
+        match count {
+            None => ctx.out.null(),
+            Some(_) => ctx.out.set(0),
+        }
+        return Ok(());
+    };
+    let picks = pick_indexes(s.len(), count.unwrap_or(1) as i64);
+    let popped: Vec<Vec<u8>> = {
+        let members: Vec<&[u8]> = s.iter().collect();
+        picks.iter().map(|&i| members[i].to_vec()).collect()
+    };
+    for m in &popped {
+        s.remove(m);
+    }
+    let emptied = s.is_empty();
+    ctx.remove_if_empty::<Set>(&mut t, key);
+    if !popped.is_empty() {
+        if emptied {
+            ctx.emit(&[b"DEL", key]);
+        } else {
+            let mut effect: Vec<&[u8]> = vec![b"SREM", key];
+            effect.extend(popped.iter().map(Vec::as_slice));
+            ctx.emit(&effect);
+        }
+    }
+    match count {
+        None => ctx.out.bulk(&popped[0]),
+        Some(_) => {
+            ctx.out.set(popped.len());
+            popped.iter().for_each(|m| ctx.out.bulk(m));
+        }
+    }
+    Ok(())
+}
+
+fn smove(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (src, dst, m) = (&argv[1], &argv[2], &argv[3]);
+    let limits = ctx.encodings().set;
+    let mut locked = ctx.lock_keys([src, dst].into_iter());
+    let db = ctx.db();
+    let has = match ctx.write::<Set>(locked.table(db, Ctx::slot(src)), src)? {
+        Some(s) => s.contains(m),
+        None => false,
+    };
+    ctx.write::<Set>(locked.table(db, Ctx::slot(dst)), dst)?;
+    if !has {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    if src != dst {
+        let ts = locked.table(db, Ctx::slot(src));
+        if let Some(s) = ctx.write::<Set>(ts, src)? {
+            s.remove(m);
+        }
+        ctx.remove_if_empty::<Set>(ts, src);
+        let d: &mut Set = ctx.write_or_create(locked.table(db, Ctx::slot(dst)), dst)?;
+        d.insert(m, limits);
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int(1);
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Inter,
+    Union,
+    Diff,
+}
+
+/// Computes an intersection, union or difference of the sets at `keys`
+/// (all locked in `locked`). Missing keys are empty sets; any other type
+/// is WRONGTYPE. `limit` stops an intersection early (SINTERCARD).
+fn combine(
+    ctx: &Ctx,
+    locked: &mut Locked,
+    keys: &[Bytes],
+    op: Op,
+    limit: usize,
+) -> Result<Vec<Vec<u8>>, CommandError> {
+    let db = ctx.db();
+    // Type-check every key and learn the sizes before computing anything.
+    let mut sizes = Vec::with_capacity(keys.len());
+    for k in keys {
+        let n = ctx
+            .write::<Set>(locked.table(db, Ctx::slot(k)), k)?
+            .map(|s| s.len());
+        sizes.push(n);
+    }
+    let mut with = |k: &Bytes, f: &mut dyn FnMut(&Set)| {
+        if let Ok(Some(s)) = ctx.write::<Set>(locked.table(db, Ctx::slot(k)), k) {
+            f(s);
+        }
+    };
+    match op {
+        Op::Inter => {
+            if sizes.iter().any(Option::is_none) {
+                return Ok(Vec::new());
+            }
+            let mut order: Vec<usize> = (0..keys.len()).collect();
+            order.sort_by_key(|&i| sizes[i]);
+            let mut acc: Vec<Vec<u8>> = Vec::new();
+            with(&keys[order[0]], &mut |s| {
+                acc = s.iter().map(<[u8]>::to_vec).collect()
+            });
+            for &i in &order[1..] {
+                with(&keys[i], &mut |s| acc.retain(|m| s.contains(m)));
+            }
+            acc.truncate(limit);
+            Ok(acc)
+        }
+        Op::Union => {
+            let mut seen = hashbrown::HashSet::new();
+            let mut acc = Vec::new();
+            for k in keys {
+                with(k, &mut |s| {
+                    for m in s.iter() {
+                        if seen.insert(m.to_vec()) {
+                            acc.push(m.to_vec());
+                        }
+                    }
+                });
+            }
+            Ok(acc)
+        }
+        Op::Diff => {
+            let mut acc: Vec<Vec<u8>> = Vec::new();
+            with(&keys[0], &mut |s| {
+                acc = s.iter().map(<[u8]>::to_vec).collect()
+            });
+            for k in &keys[1..] {
+                if acc.is_empty() {
+                    break;
+                }
+                with(k, &mut |s| acc.retain(|m| !s.contains(m)));
+            }
+            Ok(acc)
+        }
+    }
+}
+
+fn combine_reply(ctx: &mut Ctx, argv: &[Bytes], op: Op) -> CmdResult {
+    let keys = &argv[1..];
+    let mut locked = ctx.lock_keys(keys.iter());
+    let members = combine(ctx, &mut locked, keys, op, usize::MAX)?;
+    drop(locked);
+    ctx.out.set(members.len());
+    members.iter().for_each(|m| ctx.out.bulk(m));
+    Ok(())
+}
+
+fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: Op) -> CmdResult {
+    let (dst, keys) = (&argv[1], &argv[2..]);
+    let limits = ctx.encodings().set;
+    let mut locked = ctx.lock_keys(argv[1..].iter());
+    let members = combine(ctx, &mut locked, keys, op, usize::MAX)?;
+    let t = locked.table(ctx.db(), Ctx::slot(dst));
+    let existed = ctx.lookup(t, dst).is_some();
+    if members.is_empty() {
+        t.remove(dst);
+    } else {
+        let set = Set::from_members(members.iter().map(Vec::as_slice), limits);
+        t.set(
+            dst,
+            crate::keyspace::Value::Set(Box::new(set)),
+            ctx.now_ms,
+            false,
+        );
+    }
+    if existed || !members.is_empty() {
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int(members.len() as i64);
+    Ok(())
+}
+
+fn sinter(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_reply(ctx, argv, Op::Inter)
+}
+
+fn sunion(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_reply(ctx, argv, Op::Union)
+}
+
+fn sdiff(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_reply(ctx, argv, Op::Diff)
+}
+
+fn sinterstore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_store(ctx, argv, Op::Inter)
+}
+
+fn sunionstore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_store(ctx, argv, Op::Union)
+}
+
+fn sdiffstore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_store(ctx, argv, Op::Diff)
+}
+
+/// Parses `numkeys key...` at argv[at]; Redis's messages.
+pub fn numkeys_list(argv: &[Bytes], at: usize) -> Result<&[Bytes], CommandError> {
+    let n = int(&argv[at]).map_err(|_| CommandError::err("numkeys should be greater than 0"))?;
+    if n <= 0 {
+        return Err(CommandError::err("numkeys should be greater than 0"));
+    }
+    argv.get(at + 1..at + 1 + n as usize)
+        .ok_or_else(|| CommandError::err("Number of keys can't be greater than number of args"))
+}
+
+fn sintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let keys = numkeys_list(argv, 1)?;
+    let mut a = Args::new(argv, 1 + keys.len());
+    let mut limit = usize::MAX;
+    while let Some(w) = a.next() {
+        if w.eq_ignore_ascii_case(b"limit") {
+            let l = a.int()?;
+            if l < 0 {
+                return Err(CommandError::err("LIMIT can't be negative"));
+            }
+            if l > 0 {
+                limit = l as usize;
+            }
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    let mut locked = ctx.lock_keys(keys.iter());
+    let members = combine(ctx, &mut locked, keys, Op::Inter, limit)?;
+    drop(locked);
+    ctx.out.int(members.len() as i64);
+    Ok(())
+}
+
+fn sscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let o = element_scan::parse(argv, false)?;
+    let mut t = ctx.lock_key(&argv[1]);
+    let Some(s) = ctx.read::<Set>(&mut t, &argv[1])? else {
+        element_scan::reply(ctx, &o, true, 0, std::iter::empty());
+        return Ok(());
+    };
+    let s: &Set = s;
+    let whole = matches!(s, Set::Packed(_));
+    element_scan::reply(ctx, &o, whole, s.len(), s.iter().map(|m| (m, None)));
+    Ok(())
+}

@@ -1,0 +1,1083 @@
+//! Sorted set commands.
+//!
+//! Every range command (ZRANGE in all its forms, ZCOUNT, ZLEXCOUNT,
+//! ZREMRANGEBY*, ZRANGESTORE) works the same way: the bounds become a span
+//! of ranks `[lo, hi)` by two O(log n) searches of the sorted set, LIMIT
+//! and REV trim the span, and the reply walks it. See `keyspace::zset`.
+//!
+//! Scores are IEEE doubles and never NaN: an operation that would make one
+//! is refused (ZADD/ZINCRBY) or, in aggregation, gives 0 as in Redis.
+//!
+//! Effects: sorted set writes are deterministic and recorded as themselves.
+
+use bytes::Bytes;
+use rand::Rng;
+
+use super::args::{float, int, Args};
+use super::element_scan;
+use super::hashes::pick_indexes;
+use super::lists::clamp_range;
+use super::sets::numkeys_list;
+use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
+use crate::error::{CmdResult, CommandError};
+use crate::keyspace::zset::Entry;
+use crate::keyspace::{SlotTable, Value, ZSet};
+use crate::protocol::reply::format_double;
+
+const G: &str = "sorted-set";
+const Z: &[&str] = &["sortedset"];
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    spec("zadd", -4, WRITE | DENYOOM | FAST, keys(1, 1, 1), Z, G, "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.", zadd),
+    spec("zincrby", 4, WRITE | DENYOOM | FAST, keys(1, 1, 1), Z, G, "Increments the score of a member in a sorted set.", zincrby),
+    spec("zrem", -3, WRITE | FAST, keys(1, 1, 1), Z, G, "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.", zrem),
+    spec("zcard", 2, READONLY | FAST, keys(1, 1, 1), Z, G, "Returns the number of members in a sorted set.", zcard),
+    spec("zscore", 3, READONLY | FAST, keys(1, 1, 1), Z, G, "Returns the score of a member in a sorted set.", zscore),
+    spec("zmscore", -3, READONLY | FAST, keys(1, 1, 1), Z, G, "Returns the score of one or more members in a sorted set.", zmscore),
+    spec("zrank", -3, READONLY | FAST, keys(1, 1, 1), Z, G, "Returns the index of a member in a sorted set ordered by ascending scores.", zrank),
+    spec("zrevrank", -3, READONLY | FAST, keys(1, 1, 1), Z, G, "Returns the index of a member in a sorted set ordered by descending scores.", zrevrank),
+    spec("zcount", 4, READONLY | FAST, keys(1, 1, 1), Z, G, "Returns the count of members in a sorted set that have scores within a range.", zcount),
+    spec("zlexcount", 4, READONLY | FAST, keys(1, 1, 1), Z, G, "Returns the number of members in a sorted set within a lexicographical range.", zlexcount),
+    spec("zrange", -4, READONLY, keys(1, 1, 1), Z, G, "Returns members in a sorted set within a range of indexes.", zrange),
+    spec("zrangestore", -5, WRITE | DENYOOM, keys(1, 2, 1), Z, G, "Stores a range of members from sorted set in a key.", zrangestore),
+    spec("zrevrange", -4, READONLY, keys(1, 1, 1), Z, G, "Returns members in a sorted set within a range of indexes in reverse order.", zrevrange),
+    spec("zrangebyscore", -4, READONLY, keys(1, 1, 1), Z, G, "Returns members in a sorted set within a range of scores.", zrangebyscore),
+    spec("zrevrangebyscore", -4, READONLY, keys(1, 1, 1), Z, G, "Returns members in a sorted set within a range of scores in reverse order.", zrevrangebyscore),
+    spec("zrangebylex", -4, READONLY, keys(1, 1, 1), Z, G, "Returns members in a sorted set within a lexicographical range.", zrangebylex),
+    spec("zrevrangebylex", -4, READONLY, keys(1, 1, 1), Z, G, "Returns members in a sorted set within a lexicographical range in reverse order.", zrevrangebylex),
+    spec("zremrangebyrank", 4, WRITE, keys(1, 1, 1), Z, G, "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.", zremrangebyrank),
+    spec("zremrangebyscore", 4, WRITE, keys(1, 1, 1), Z, G, "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.", zremrangebyscore),
+    spec("zremrangebylex", 4, WRITE, keys(1, 1, 1), Z, G, "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.", zremrangebylex),
+    spec("zpopmin", -2, WRITE | FAST, keys(1, 1, 1), Z, G, "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", zpopmin),
+    spec("zpopmax", -2, WRITE | FAST, keys(1, 1, 1), Z, G, "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", zpopmax),
+    spec("zmpop", -4, WRITE, keys_counted(0, 0, 1), Z, G, "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", zmpop),
+    spec("zunion", -3, READONLY, keys_counted(0, 0, 1), Z, G, "Returns the union of multiple sorted sets.", zunion),
+    spec("zinter", -3, READONLY, keys_counted(0, 0, 1), Z, G, "Returns the intersect of multiple sorted sets.", zinter),
+    spec("zdiff", -3, READONLY, keys_counted(0, 0, 1), Z, G, "Returns the difference between multiple sorted sets.", zdiff),
+    spec("zunionstore", -4, WRITE | DENYOOM, keys_counted(1, 1, 2), Z, G, "Stores the union of multiple sorted sets in a key.", zunionstore),
+    spec("zinterstore", -4, WRITE | DENYOOM, keys_counted(1, 1, 2), Z, G, "Stores the intersect of multiple sorted sets in a key.", zinterstore),
+    spec("zdiffstore", -4, WRITE | DENYOOM, keys_counted(1, 1, 2), Z, G, "Stores the difference of multiple sorted sets in a key.", zdiffstore),
+    spec("zintercard", -3, READONLY, keys_counted(0, 0, 1), Z, G, "Returns the number of members of the intersect of multiple sorted sets.", zintercard),
+    spec("zrandmember", -2, READONLY, keys(1, 1, 1), Z, G, "Returns one or more random members from a sorted set.", zrandmember),
+    spec("zscan", -3, READONLY, keys(1, 1, 1), Z, G, "Iterates over members and scores of a sorted set.", zscan),
+];
+
+// ---- bounds ----
+
+#[derive(Clone, Copy)]
+struct ScoreBound {
+    v: f64,
+    excl: bool,
+}
+
+fn score_bound(b: &[u8]) -> Result<ScoreBound, CommandError> {
+    let bad = || CommandError::err("min or max is not a float");
+    match b.first() {
+        Some(b'(') => Ok(ScoreBound {
+            v: float(&b[1..]).map_err(|_| bad())?,
+            excl: true,
+        }),
+        _ => Ok(ScoreBound {
+            v: float(b).map_err(|_| bad())?,
+            excl: false,
+        }),
+    }
+}
+
+enum LexBound {
+    Min,
+    Max,
+    Incl(Bytes),
+    Excl(Bytes),
+}
+
+fn lex_bound(b: &Bytes) -> Result<LexBound, CommandError> {
+    match b.first() {
+        Some(b'-') if b.len() == 1 => Ok(LexBound::Min),
+        Some(b'+') if b.len() == 1 => Ok(LexBound::Max),
+        Some(b'[') => Ok(LexBound::Incl(b.slice(1..))),
+        Some(b'(') => Ok(LexBound::Excl(b.slice(1..))),
+        _ => Err(CommandError::err("min or max not valid string range item")),
+    }
+}
+
+/// The ranks `[lo, hi)` of the members with min <= score <= max.
+fn score_span(z: &ZSet, min: ScoreBound, max: ScoreBound) -> (usize, usize) {
+    let lo = z.count_below(|s, _| if min.excl { s <= min.v } else { s < min.v });
+    let hi = z.count_below(|s, _| if max.excl { s < max.v } else { s <= max.v });
+    (lo, hi.max(lo))
+}
+
+/// The ranks `[lo, hi)` of the members within a lexicographical range
+/// (meaningful when all scores are equal, as Redis documents).
+fn lex_span(z: &ZSet, min: &LexBound, max: &LexBound) -> (usize, usize) {
+    let pos = |b: &LexBound, upper: bool| match b {
+        LexBound::Min => 0,
+        LexBound::Max => z.len(),
+        LexBound::Incl(m) if upper => z.count_below(|_, x| x <= &m[..]),
+        LexBound::Incl(m) => z.count_below(|_, x| x < &m[..]),
+        LexBound::Excl(m) if upper => z.count_below(|_, x| x < &m[..]),
+        LexBound::Excl(m) => z.count_below(|_, x| x <= &m[..]),
+    };
+    let lo = pos(min, false);
+    (lo, pos(max, true).max(lo))
+}
+
+// ---- replies ----
+
+/// Member/score pairs: flat in RESP2; in RESP3 each pair is nested when
+/// `nest` (ZRANGE WITHSCORES, ZPOPMIN with a count...).
+fn reply_scored<'a>(
+    ctx: &mut Ctx,
+    n: usize,
+    items: impl Iterator<Item = (&'a [u8], f64)>,
+    withscores: bool,
+    nest: bool,
+) {
+    let nested = withscores && nest && ctx.out.resp3();
+    ctx.out.array(if withscores && !nested { 2 * n } else { n });
+    for (m, s) in items {
+        if nested {
+            ctx.out.array(2);
+        }
+        ctx.out.bulk(m);
+        if withscores {
+            ctx.out.double(s);
+        }
+    }
+}
+
+fn entry_pair(e: &Entry) -> (&[u8], f64) {
+    (e.member.as_bytes(), e.score)
+}
+
+// ---- ZADD / ZINCRBY ----
+
+#[derive(Default)]
+struct AddFlags {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
+    ch: bool,
+    incr: bool,
+}
+
+fn zadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut f = AddFlags::default();
+    let mut i = 2;
+    while i < argv.len() {
+        let w = &argv[i];
+        let flag = match w.to_ascii_lowercase().as_slice() {
+            b"nx" => &mut f.nx,
+            b"xx" => &mut f.xx,
+            b"gt" => &mut f.gt,
+            b"lt" => &mut f.lt,
+            b"ch" => &mut f.ch,
+            b"incr" => &mut f.incr,
+            _ => break,
+        };
+        *flag = true;
+        i += 1;
+    }
+    let pairs = &argv[i..];
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
+        return Err(CommandError::Syntax);
+    }
+    if f.nx && f.xx {
+        return Err(CommandError::err(
+            "XX and NX options at the same time are not compatible",
+        ));
+    }
+    if (f.nx && (f.gt || f.lt)) || (f.gt && f.lt) {
+        return Err(CommandError::err(
+            "GT, LT, and/or NX options at the same time are not compatible",
+        ));
+    }
+    if f.incr && pairs.len() > 2 {
+        return Err(CommandError::err(
+            "INCR option supports a single increment-element pair",
+        ));
+    }
+    let scores = pairs
+        .chunks(2)
+        .map(|p| float(&p[0]))
+        .collect::<Result<Vec<f64>, _>>()?;
+    let key = &argv[1];
+    let limits = ctx.encodings().zset;
+    let mut t = ctx.lock_key(key);
+    if f.xx && ctx.write::<ZSet>(&mut t, key)?.is_none() {
+        if f.incr {
+            ctx.out.null();
+        } else {
+            ctx.out.int(0);
+        }
+        return Ok(());
+    }
+    let z: &mut ZSet = ctx.write_or_create(&mut t, key)?;
+    let (mut added, mut changed) = (0, 0);
+    let mut result = None;
+    for (p, &score) in pairs.chunks(2).zip(&scores) {
+        let m = &p[1];
+        match z.score(m) {
+            Some(cur) => {
+                if f.nx {
+                    continue;
+                }
+                let new = if f.incr { cur + score } else { score };
+                if new.is_nan() {
+                    ctx.remove_if_empty::<ZSet>(&mut t, key);
+                    return Err(CommandError::err("resulting score is not a number (NaN)"));
+                }
+                if (f.gt && new <= cur) || (f.lt && new >= cur) {
+                    continue;
+                }
+                if new.to_bits() != cur.to_bits() {
+                    z.insert(m, new, limits);
+                    changed += 1;
+                }
+                result = Some(new);
+            }
+            None => {
+                if f.xx {
+                    continue;
+                }
+                z.insert(m, score, limits);
+                added += 1;
+                result = Some(score);
+            }
+        }
+    }
+    ctx.remove_if_empty::<ZSet>(&mut t, key);
+    if added + changed > 0 {
+        ctx.emit_argv(argv);
+    }
+    if f.incr {
+        match result {
+            Some(s) => ctx.out.double(s),
+            None => ctx.out.null(),
+        }
+    } else {
+        ctx.out.int(if f.ch { added + changed } else { added });
+    }
+    Ok(())
+}
+
+fn zincrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let delta = float(&argv[2])?;
+    let (key, m) = (&argv[1], &argv[3]);
+    let limits = ctx.encodings().zset;
+    let mut t = ctx.lock_key(key);
+    let z: &mut ZSet = ctx.write_or_create(&mut t, key)?;
+    let new = z.score(m).unwrap_or(0.0) + delta;
+    if new.is_nan() {
+        ctx.remove_if_empty::<ZSet>(&mut t, key);
+        return Err(CommandError::err("resulting score is not a number (NaN)"));
+    }
+    z.insert(m, new, limits);
+    ctx.emit_argv(argv);
+    ctx.out.double(new);
+    Ok(())
+}
+
+// ---- members ----
+
+fn zrem(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let removed = match ctx.write::<ZSet>(&mut t, &argv[1])? {
+        Some(z) => argv[2..].iter().filter(|m| z.remove(m).is_some()).count(),
+        None => 0,
+    };
+    if removed > 0 {
+        ctx.remove_if_empty::<ZSet>(&mut t, &argv[1]);
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int(removed as i64);
+    Ok(())
+}
+
+fn zcard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let n = ctx.read::<ZSet>(&mut t, &argv[1])?.map_or(0, |z| z.len());
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+fn zscore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    match ctx
+        .read::<ZSet>(&mut t, &argv[1])?
+        .and_then(|z| z.score(&argv[2]))
+    {
+        Some(s) => ctx.out.double(s),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+fn zmscore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut t = ctx.lock_key(&argv[1]);
+    let z = ctx.read::<ZSet>(&mut t, &argv[1])?;
+    ctx.out.array(argv.len() - 2);
+    for m in &argv[2..] {
+        match z.as_ref().and_then(|z| z.score(m)) {
+            Some(s) => ctx.out.double(s),
+            None => ctx.out.null(),
+        }
+    }
+    Ok(())
+}
+
+fn rank_generic(ctx: &mut Ctx, argv: &[Bytes], rev: bool) -> CmdResult {
+    let withscore = match argv.len() {
+        3 => false,
+        4 if argv[3].eq_ignore_ascii_case(b"withscore") => true,
+        _ => return Err(CommandError::Syntax),
+    };
+    let mut t = ctx.lock_key(&argv[1]);
+    let z = ctx.read::<ZSet>(&mut t, &argv[1])?;
+    let found = z.and_then(|z| {
+        z.rank(&argv[2])
+            .map(|(r, s)| (if rev { z.len() - 1 - r } else { r }, s))
+    });
+    match (found, withscore) {
+        (Some((r, _)), false) => ctx.out.int(r as i64),
+        (Some((r, s)), true) => {
+            ctx.out.array(2);
+            ctx.out.int(r as i64);
+            ctx.out.double(s);
+        }
+        (None, false) => ctx.out.null(),
+        (None, true) => ctx.out.null_array(),
+    }
+    Ok(())
+}
+
+fn zrank(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    rank_generic(ctx, argv, false)
+}
+
+fn zrevrank(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    rank_generic(ctx, argv, true)
+}
+
+fn zcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (min, max) = (score_bound(&argv[2])?, score_bound(&argv[3])?);
+    let mut t = ctx.lock_key(&argv[1]);
+    let n = ctx.read::<ZSet>(&mut t, &argv[1])?.map_or(0, |z| {
+        let (lo, hi) = score_span(z, min, max);
+        hi - lo
+    });
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+fn zlexcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (min, max) = (lex_bound(&argv[2])?, lex_bound(&argv[3])?);
+    let mut t = ctx.lock_key(&argv[1]);
+    let n = ctx.read::<ZSet>(&mut t, &argv[1])?.map_or(0, |z| {
+        let (lo, hi) = lex_span(z, &min, &max);
+        hi - lo
+    });
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+// ---- ZRANGE and its older forms ----
+
+#[derive(Clone, Copy, PartialEq)]
+enum By {
+    Rank,
+    Score,
+    Lex,
+}
+
+struct RangeQuery {
+    by: By,
+    rev: bool,
+    /// LIMIT offset count; a negative count means all.
+    limit: Option<(i64, i64)>,
+    withscores: bool,
+    start: Bytes,
+    stop: Bytes,
+}
+
+/// Parses `start stop [BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES]`
+/// (from argv[at]); the older commands fix `by` and `rev` and accept
+/// only LIMIT/WITHSCORES.
+fn parse_range(
+    argv: &[Bytes],
+    at: usize,
+    by: By,
+    rev: bool,
+    modern: bool,
+    allow_withscores: bool,
+) -> Result<RangeQuery, CommandError> {
+    let mut q = RangeQuery {
+        by,
+        rev,
+        limit: None,
+        withscores: false,
+        start: argv[at].clone(),
+        stop: argv[at + 1].clone(),
+    };
+    let mut a = Args::new(argv, at + 1);
+    while let Some(w) = a.next() {
+        if modern && w.eq_ignore_ascii_case(b"byscore") {
+            q.by = By::Score;
+        } else if modern && w.eq_ignore_ascii_case(b"bylex") {
+            q.by = By::Lex;
+        } else if modern && w.eq_ignore_ascii_case(b"rev") {
+            q.rev = true;
+        } else if w.eq_ignore_ascii_case(b"limit") {
+            let (o, c) = (a.int()?, a.int()?);
+            q.limit = Some((o, c));
+        } else if allow_withscores && w.eq_ignore_ascii_case(b"withscores") {
+            q.withscores = true;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    if q.limit.is_some() && q.by == By::Rank {
+        return Err(CommandError::err(
+            "syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        ));
+    }
+    if q.withscores && q.by == By::Lex {
+        return Err(CommandError::err(
+            "syntax error, WITHSCORES not supported in combination with BYLEX",
+        ));
+    }
+    Ok(q)
+}
+
+/// The selected ranks as `(lo, hi, rev)`: walk `z.range(lo, hi, rev)`.
+/// Bounds are parsed before the key is looked at, so a bad bound is an
+/// error even for a missing key.
+struct Bounds {
+    score: Option<(ScoreBound, ScoreBound)>,
+    lex: Option<(LexBound, LexBound)>,
+    rank: Option<(i64, i64)>,
+}
+
+fn parse_bounds(q: &RangeQuery) -> Result<Bounds, CommandError> {
+    // REV forms take the upper bound first.
+    let (lo, hi) = if q.rev && q.by != By::Rank {
+        (&q.stop, &q.start)
+    } else {
+        (&q.start, &q.stop)
+    };
+    Ok(match q.by {
+        By::Rank => Bounds {
+            score: None,
+            lex: None,
+            rank: Some((int(&q.start)?, int(&q.stop)?)),
+        },
+        By::Score => Bounds {
+            score: Some((score_bound(lo)?, score_bound(hi)?)),
+            lex: None,
+            rank: None,
+        },
+        By::Lex => Bounds {
+            score: None,
+            lex: Some((lex_bound(lo)?, lex_bound(hi)?)),
+            rank: None,
+        },
+    })
+}
+
+fn select(z: &ZSet, q: &RangeQuery, b: &Bounds) -> (usize, usize) {
+    let (lo, hi) = if let Some((start, stop)) = b.rank {
+        match clamp_range(start, stop, z.len()) {
+            Some((s, e)) if q.rev => (z.len() - 1 - e, z.len() - s),
+            Some((s, e)) => (s, e + 1),
+            None => (0, 0),
+        }
+    } else if let Some((min, max)) = b.score {
+        score_span(z, min, max)
+    } else if let Some((min, max)) = &b.lex {
+        lex_span(z, min, max)
+    } else {
+        (0, 0)
+    };
+    let Some((offset, count)) = q.limit else {
+        return (lo, hi);
+    };
+    if offset < 0 || offset as u64 >= (hi - lo) as u64 {
+        return (lo, lo);
+    }
+    let offset = offset as usize;
+    let take = if count < 0 {
+        usize::MAX
+    } else {
+        count as usize
+    };
+    if q.rev {
+        let end = hi - offset;
+        (end.saturating_sub(take).max(lo), end)
+    } else {
+        let start = lo + offset;
+        (start, start.saturating_add(take).min(hi))
+    }
+}
+
+fn range_reply(ctx: &mut Ctx, key: &[u8], q: RangeQuery) -> CmdResult {
+    let b = parse_bounds(&q)?;
+    let mut t = ctx.lock_key(key);
+    let Some(z) = ctx.read::<ZSet>(&mut t, key)? else {
+        ctx.out.array(0);
+        return Ok(());
+    };
+    let z: &ZSet = z;
+    let (lo, hi) = select(z, &q, &b);
+    reply_scored(
+        ctx,
+        hi - lo,
+        z.range(lo, hi, q.rev).map(entry_pair),
+        q.withscores,
+        true,
+    );
+    Ok(())
+}
+
+fn zrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let q = parse_range(argv, 2, By::Rank, false, true, true)?;
+    range_reply(ctx, &argv[1], q)
+}
+
+fn zrevrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let q = parse_range(argv, 2, By::Rank, true, false, true)?;
+    range_reply(ctx, &argv[1], q)
+}
+
+fn zrangebyscore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let q = parse_range(argv, 2, By::Score, false, false, true)?;
+    range_reply(ctx, &argv[1], q)
+}
+
+fn zrevrangebyscore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let q = parse_range(argv, 2, By::Score, true, false, true)?;
+    range_reply(ctx, &argv[1], q)
+}
+
+fn zrangebylex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let q = parse_range(argv, 2, By::Lex, false, false, false)?;
+    range_reply(ctx, &argv[1], q)
+}
+
+fn zrevrangebylex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let q = parse_range(argv, 2, By::Lex, true, false, false)?;
+    range_reply(ctx, &argv[1], q)
+}
+
+/// Replaces `dst` with a sorted set of `entries` (deleting it when there
+/// are none); returns whether the keyspace changed.
+fn store(ctx: &Ctx, t: &mut SlotTable, dst: &[u8], entries: Vec<(Vec<u8>, f64)>) -> bool {
+    let existed = ctx.lookup(t, dst).is_some();
+    if entries.is_empty() {
+        t.remove(dst);
+        return existed;
+    }
+    let limits = ctx.encodings().zset;
+    let mut z = ZSet::default();
+    for (m, s) in &entries {
+        z.insert(m, *s, limits);
+    }
+    t.set(dst, Value::ZSet(Box::new(z)), ctx.now_ms, false);
+    true
+}
+
+fn zrangestore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let q = parse_range(argv, 3, By::Rank, false, true, false)?;
+    let b = parse_bounds(&q)?;
+    let (dst, src) = (&argv[1], &argv[2]);
+    let mut locked = ctx.lock_keys([dst, src].into_iter());
+    let db = ctx.db();
+    let entries: Vec<(Vec<u8>, f64)> =
+        match ctx.read::<ZSet>(locked.table(db, Ctx::slot(src)), src)? {
+            Some(z) => {
+                let (lo, hi) = select(z, &q, &b);
+                z.range(lo, hi, q.rev)
+                    .map(|e| (e.member.as_bytes().to_vec(), e.score))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+    let n = entries.len();
+    if store(ctx, locked.table(db, Ctx::slot(dst)), dst, entries) {
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+// ---- removal by range ----
+
+fn remrange(ctx: &mut Ctx, argv: &[Bytes], by: By) -> CmdResult {
+    let q = RangeQuery {
+        by,
+        rev: false,
+        limit: None,
+        withscores: false,
+        start: argv[2].clone(),
+        stop: argv[3].clone(),
+    };
+    let b = parse_bounds(&q)?;
+    let mut t = ctx.lock_key(&argv[1]);
+    let removed = match ctx.write::<ZSet>(&mut t, &argv[1])? {
+        Some(z) => {
+            let (lo, hi) = select(z, &q, &b);
+            z.remove_range(lo, hi).len()
+        }
+        None => 0,
+    };
+    if removed > 0 {
+        ctx.remove_if_empty::<ZSet>(&mut t, &argv[1]);
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int(removed as i64);
+    Ok(())
+}
+
+fn zremrangebyrank(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    remrange(ctx, argv, By::Rank)
+}
+
+fn zremrangebyscore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    remrange(ctx, argv, By::Score)
+}
+
+fn zremrangebylex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    remrange(ctx, argv, By::Lex)
+}
+
+// ---- popping ----
+
+/// Removes up to `count` lowest (or highest, `max`) members.
+fn pop_entries(z: &mut ZSet, count: usize, max: bool) -> Vec<Entry> {
+    let n = count.min(z.len());
+    if max {
+        let len = z.len();
+        let mut v = z.remove_range(len - n, len);
+        v.reverse();
+        v
+    } else {
+        z.remove_range(0, n)
+    }
+}
+
+fn pop_generic(ctx: &mut Ctx, argv: &[Bytes], max: bool) -> CmdResult {
+    let count = match argv.len() {
+        2 => None,
+        3 => match int(&argv[2]) {
+            Ok(n) if n >= 0 => Some(n as usize),
+            _ => return Err(CommandError::err("value is out of range, must be positive")),
+        },
+        _ => return Err(CommandError::Syntax),
+    };
+    let mut t = ctx.lock_key(&argv[1]);
+    let popped = match ctx.write::<ZSet>(&mut t, &argv[1])? {
+        Some(z) => pop_entries(z, count.unwrap_or(1), max),
+        None => Vec::new(),
+    };
+    if !popped.is_empty() {
+        ctx.remove_if_empty::<ZSet>(&mut t, &argv[1]);
+        ctx.emit_argv(argv);
+    }
+    // Without a count the reply is always flat; with one, RESP3 nests pairs.
+    reply_scored(
+        ctx,
+        popped.len(),
+        popped.iter().map(entry_pair),
+        true,
+        count.is_some(),
+    );
+    Ok(())
+}
+
+fn zpopmin(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    pop_generic(ctx, argv, false)
+}
+
+fn zpopmax(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    pop_generic(ctx, argv, true)
+}
+
+fn zmpop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (keys, max, count) = super::lists::parse_mpop(argv, 1, &[("min", false), ("max", true)])?;
+    if !zmpop_first(ctx, keys, max, count)? {
+        ctx.out.null_array();
+    }
+    Ok(())
+}
+
+/// Pops from the first non-empty sorted set among `keys` and replies
+/// `[key, [[member, score], ...]]`; false if all are empty.
+pub fn zmpop_first(
+    ctx: &mut Ctx,
+    keys: &[Bytes],
+    max: bool,
+    count: usize,
+) -> Result<bool, CommandError> {
+    let mut locked = ctx.lock_keys(keys.iter());
+    let db = ctx.db();
+    for key in keys {
+        let t = locked.table(db, Ctx::slot(key));
+        let Some(z) = ctx.write::<ZSet>(t, key)? else {
+            continue;
+        };
+        let popped = pop_entries(z, count, max);
+        ctx.remove_if_empty::<ZSet>(t, key);
+        let op: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+        ctx.emit(&[op, key, itoa::Buffer::new().format(popped.len()).as_bytes()]);
+        ctx.out.array(2);
+        ctx.out.bulk(key);
+        ctx.out.array(popped.len());
+        for e in &popped {
+            ctx.out.array(2);
+            ctx.out.bulk(e.member.as_bytes());
+            ctx.out.double(e.score);
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+// ---- ZUNION / ZINTER / ZDIFF ----
+
+#[derive(Clone, Copy, PartialEq)]
+enum SetOp {
+    Union,
+    Inter,
+    Diff,
+}
+
+#[derive(Clone, Copy)]
+enum Aggregate {
+    Sum,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    fn apply(self, a: f64, b: f64) -> f64 {
+        let r = match self {
+            Aggregate::Sum => a + b,
+            Aggregate::Min => a.min(b),
+            Aggregate::Max => a.max(b),
+        };
+        // inf + -inf: Redis gives 0 rather than a NaN score.
+        if r.is_nan() {
+            0.0
+        } else {
+            r
+        }
+    }
+}
+
+struct Combine<'a> {
+    keys: &'a [Bytes],
+    weights: Vec<f64>,
+    aggregate: Aggregate,
+    withscores: bool,
+}
+
+fn parse_combine<'a>(
+    argv: &'a [Bytes],
+    at: usize,
+    op: SetOp,
+    store: bool,
+) -> Result<Combine<'a>, CommandError> {
+    let n = int(&argv[at])?;
+    if n < 1 {
+        let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
+        return Err(CommandError::err(format!(
+            "at least 1 input key is needed for '{name}' command"
+        )));
+    }
+    let keys = numkeys_list(argv, at).map_err(|_| CommandError::Syntax)?;
+    let mut c = Combine {
+        keys,
+        weights: vec![1.0; keys.len()],
+        aggregate: Aggregate::Sum,
+        withscores: false,
+    };
+    let mut a = Args::new(argv, at + keys.len());
+    while let Some(w) = a.next() {
+        if op != SetOp::Diff && w.eq_ignore_ascii_case(b"weights") {
+            for i in 0..keys.len() {
+                c.weights[i] = float(a.value()?)
+                    .map_err(|_| CommandError::err("weight value is not a float"))?;
+            }
+        } else if op != SetOp::Diff && w.eq_ignore_ascii_case(b"aggregate") {
+            let v = a.value()?;
+            c.aggregate = match v.to_ascii_lowercase().as_slice() {
+                b"sum" => Aggregate::Sum,
+                b"min" => Aggregate::Min,
+                b"max" => Aggregate::Max,
+                _ => return Err(CommandError::Syntax),
+            };
+        } else if !store && w.eq_ignore_ascii_case(b"withscores") {
+            c.withscores = true;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    Ok(c)
+}
+
+/// Members with their scores, as copied out of a source.
+type Scored = Vec<(Vec<u8>, f64)>;
+
+/// A source's (member, score) pairs: sorted sets as they are, plain sets
+/// with score 1 (as Redis allows), anything else WRONGTYPE.
+fn source(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Scored>, CommandError> {
+    let Some(n) = ctx.lookup_read(t, key) else {
+        return Ok(None);
+    };
+    match &n.value {
+        Value::ZSet(z) => Ok(Some(
+            z.iter()
+                .map(|e| (e.member.as_bytes().to_vec(), e.score))
+                .collect(),
+        )),
+        Value::Set(s) => Ok(Some(s.iter().map(|m| (m.to_vec(), 1.0)).collect())),
+        _ => Err(CommandError::WrongType),
+    }
+}
+
+/// Computes the combination; the result is sorted as a sorted set is.
+fn combine(
+    ctx: &Ctx,
+    locked: &mut crate::keyspace::Locked,
+    c: &Combine,
+    op: SetOp,
+    limit: usize,
+) -> Result<Scored, CommandError> {
+    let db = ctx.db();
+    let mut sources = Vec::with_capacity(c.keys.len());
+    for k in c.keys {
+        sources.push(source(ctx, locked.table(db, Ctx::slot(k)), k)?);
+    }
+    let weighted = |s: f64, w: f64| {
+        let v = s * w;
+        if v.is_nan() {
+            0.0
+        } else {
+            v
+        }
+    };
+    let mut acc: hashbrown::HashMap<Vec<u8>, f64> = hashbrown::HashMap::new();
+    match op {
+        SetOp::Union => {
+            for (src, &w) in sources.iter().zip(&c.weights) {
+                for (m, s) in src.iter().flatten() {
+                    let v = weighted(*s, w);
+                    acc.entry_ref(m.as_slice())
+                        .and_modify(|cur| *cur = c.aggregate.apply(*cur, v))
+                        .or_insert(v);
+                }
+            }
+        }
+        SetOp::Inter => {
+            if sources.iter().any(Option::is_none) {
+                return Ok(Vec::new());
+            }
+            let maps: Vec<hashbrown::HashMap<&[u8], f64>> = sources
+                .iter()
+                .map(|s| {
+                    s.iter()
+                        .flatten()
+                        .map(|(m, s)| (m.as_slice(), *s))
+                        .collect()
+                })
+                .collect();
+            let smallest = (0..maps.len()).min_by_key(|&i| maps[i].len()).unwrap_or(0);
+            for m in maps[smallest].keys() {
+                if acc.len() >= limit {
+                    break;
+                }
+                let mut total: Option<f64> = None;
+                let mut all = true;
+                for (map, &w) in maps.iter().zip(&c.weights) {
+                    match map.get(m) {
+                        Some(&s) => {
+                            let v = weighted(s, w);
+                            total = Some(match total {
+                                Some(t) => c.aggregate.apply(t, v),
+                                None => v,
+                            });
+                        }
+                        None => {
+                            all = false;
+                            break;
+                        }
+                    }
+                }
+                if let (true, Some(t)) = (all, total) {
+                    acc.insert(m.to_vec(), t);
+                }
+            }
+        }
+        SetOp::Diff => {
+            if let Some(first) = &sources[0] {
+                let others: Vec<hashbrown::HashSet<&[u8]>> = sources[1..]
+                    .iter()
+                    .map(|s| s.iter().flatten().map(|(m, _)| m.as_slice()).collect())
+                    .collect();
+                for (m, s) in first {
+                    if !others.iter().any(|o| o.contains(m.as_slice())) {
+                        acc.insert(m.clone(), *s);
+                    }
+                }
+            }
+        }
+    }
+    let mut out: Vec<(Vec<u8>, f64)> = acc.into_iter().collect();
+    out.sort_by(|a, b| {
+        a.1.partial_cmp(&b.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    Ok(out)
+}
+
+fn combine_reply(ctx: &mut Ctx, argv: &[Bytes], op: SetOp) -> CmdResult {
+    let c = parse_combine(argv, 1, op, false)?;
+    let mut locked = ctx.lock_keys(c.keys.iter());
+    let out = combine(ctx, &mut locked, &c, op, usize::MAX)?;
+    drop(locked);
+    reply_scored(
+        ctx,
+        out.len(),
+        out.iter().map(|(m, s)| (m.as_slice(), *s)),
+        c.withscores,
+        true,
+    );
+    Ok(())
+}
+
+fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: SetOp) -> CmdResult {
+    let c = parse_combine(argv, 2, op, true)?;
+    let dst = &argv[1];
+    let mut locked = ctx.lock_keys(std::iter::once(dst).chain(c.keys.iter()));
+    let out = combine(ctx, &mut locked, &c, op, usize::MAX)?;
+    let n = out.len();
+    if store(ctx, locked.table(ctx.db(), Ctx::slot(dst)), dst, out) {
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+fn zunion(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_reply(ctx, argv, SetOp::Union)
+}
+
+fn zinter(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_reply(ctx, argv, SetOp::Inter)
+}
+
+fn zdiff(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_reply(ctx, argv, SetOp::Diff)
+}
+
+fn zunionstore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_store(ctx, argv, SetOp::Union)
+}
+
+fn zinterstore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_store(ctx, argv, SetOp::Inter)
+}
+
+fn zdiffstore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    combine_store(ctx, argv, SetOp::Diff)
+}
+
+fn zintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let keys = numkeys_list(argv, 1)?;
+    let mut a = Args::new(argv, 1 + keys.len());
+    let mut limit = usize::MAX;
+    while let Some(w) = a.next() {
+        if w.eq_ignore_ascii_case(b"limit") {
+            let l = a.int()?;
+            if l < 0 {
+                return Err(CommandError::err("LIMIT can't be negative"));
+            }
+            if l > 0 {
+                limit = l as usize;
+            }
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    let c = Combine {
+        keys,
+        weights: vec![1.0; keys.len()],
+        aggregate: Aggregate::Sum,
+        withscores: false,
+    };
+    let mut locked = ctx.lock_keys(keys.iter());
+    let n = combine(ctx, &mut locked, &c, SetOp::Inter, limit)?.len();
+    drop(locked);
+    ctx.out.int(n.min(limit) as i64);
+    Ok(())
+}
+
+// ---- random members and scanning ----
+
+fn zrandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (count, withscores) = match argv.len() {
+        2 => (None, false),
+        3 => (Some(int(&argv[2])?), false),
+        4 if argv[3].eq_ignore_ascii_case(b"withscores") => (Some(int(&argv[2])?), true),
+        _ => return Err(CommandError::Syntax),
+    };
+    if let Some(c) = count {
+        if c < -(i64::MAX / 2) || (withscores && c.unsigned_abs() > (i64::MAX / 2) as u64) {
+            return Err(CommandError::err("value is out of range"));
+        }
+    }
+    let mut t = ctx.lock_key(&argv[1]);
+    let z = ctx.read::<ZSet>(&mut t, &argv[1])?;
+    match (z, count) {
+        (None, None) => ctx.out.null(),
+        (None, Some(_)) => ctx.out.array(0),
+        (Some(z), None) => {
+            let r = rand::thread_rng().gen_range(0..z.len());
+            ctx.out.bulk(z.at(r).member.as_bytes());
+        }
+        (Some(z), Some(c)) => {
+            let z: &ZSet = z;
+            let picks = pick_indexes(z.len(), c);
+            reply_scored(
+                ctx,
+                picks.len(),
+                picks.iter().map(|&i| entry_pair(z.at(i))),
+                withscores,
+                true,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn zscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let o = element_scan::parse(argv, false)?;
+    let mut t = ctx.lock_key(&argv[1]);
+    let Some(z) = ctx.read::<ZSet>(&mut t, &argv[1])? else {
+        element_scan::reply(ctx, &o, true, 0, std::iter::empty());
+        return Ok(());
+    };
+    let z: &ZSet = z;
+    let whole = z.encoding() == "listpack";
+    let elements = z.iter().map(|e| {
+        (
+            e.member.as_bytes(),
+            Some(format_double(e.score).into_bytes()),
+        )
+    });
+    element_scan::reply(ctx, &o, whole, z.len(), elements);
+    Ok(())
+}

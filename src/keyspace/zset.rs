@@ -1,0 +1,484 @@
+//! Sorted set values: members ordered by (score, member).
+//!
+//! Redis keeps a skiplist for order and a dict for member → score. Shoal
+//! keeps the order in a *chunked sorted array* with counted chunks:
+//!
+//! ```text
+//!   chunks:  [e e e e] [e e e e e e] [e e e] ...     each chunk ≤ CHUNK_MAX, sorted,
+//!   fenwick: prefix sums of chunk lengths            every chunk's last < next chunk's first
+//! ```
+//!
+//! - Finding a position is a binary search over the chunks (by their last
+//!   element) and then inside one chunk: O(log n).
+//! - A rank is the Fenwick prefix of the chunks before plus the position in
+//!   the chunk, and the element at a rank is a Fenwick descent: O(log n).
+//! - Inserting or removing moves at most `CHUNK_MAX` entries of one chunk (a
+//!   bounded memmove) and updates the Fenwick tree in O(log n); splitting a
+//!   full chunk or dropping an empty one rebuilds the Fenwick tree in
+//!   O(n / CHUNK_MAX), which happens at most once per `CHUNK_MAX / 2`
+//!   inserts into that chunk.
+//! - Range replies walk the chunks in order: contiguous memory, where a
+//!   skiplist chases a pointer per element.
+//!
+//! An entry is 32 bytes (score + a member inline up to 22 bytes), where a
+//! Redis skiplist node is 40-56 bytes plus a separate member allocation.
+//!
+//! Small sorted sets (at most `zset-max-listpack-entries` members, none
+//! longer than `zset-max-listpack-value`) have no member index: a member's
+//! score is found by scanning the few entries, as Redis's listpack encoding
+//! does. Past the limits a hash index member → score is built, and stays.
+
+use std::cmp::Ordering;
+
+use hashbrown::HashTable;
+
+use super::table::hash_key;
+use super::value::SmallBuf;
+use super::Limits;
+
+const CHUNK_MAX: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub score: f64,
+    pub member: SmallBuf,
+}
+
+fn cmp(a_score: f64, a: &[u8], b_score: f64, b: &[u8]) -> Ordering {
+    // Scores are never NaN (every write path refuses NaN).
+    a_score
+        .partial_cmp(&b_score)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| a.cmp(b))
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ZSet {
+    chunks: Vec<Vec<Entry>>,
+    /// 1-based Fenwick tree over `chunks[i].len()`.
+    fenwick: Vec<usize>,
+    len: usize,
+    /// member → score, once the set is past the small limits.
+    index: Option<HashTable<Entry>>,
+}
+
+impl ZSet {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        if self.index.is_some() {
+            "skiplist"
+        } else {
+            "listpack"
+        }
+    }
+
+    pub fn heap_size(&self) -> usize {
+        let entry = std::mem::size_of::<Entry>();
+        let chunks: usize = self
+            .chunks
+            .iter()
+            .map(|c| c.capacity() * entry + c.iter().map(|e| e.member.heap_size()).sum::<usize>())
+            .sum();
+        let index = self.index.as_ref().map_or(0, |t| {
+            t.capacity() * (entry + 1) + t.iter().map(|e| e.member.heap_size()).sum::<usize>()
+        });
+        chunks
+            + index
+            + self.chunks.capacity() * std::mem::size_of::<Vec<Entry>>()
+            + self.fenwick.capacity() * 8
+    }
+
+    // ---- the Fenwick tree over chunk lengths ----
+
+    fn rebuild_fenwick(&mut self) {
+        let n = self.chunks.len();
+        self.fenwick.clear();
+        self.fenwick.resize(n + 1, 0);
+        for i in 1..=n {
+            self.fenwick[i] += self.chunks[i - 1].len();
+            let j = i + (i & i.wrapping_neg());
+            if j <= n {
+                self.fenwick[j] += self.fenwick[i];
+            }
+        }
+    }
+
+    fn fenwick_add(&mut self, chunk: usize, delta: isize) {
+        let mut i = chunk + 1;
+        while i < self.fenwick.len() {
+            self.fenwick[i] = (self.fenwick[i] as isize + delta) as usize;
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// How many entries the chunks before `chunk` hold.
+    fn prefix(&self, chunk: usize) -> usize {
+        let (mut i, mut sum) = (chunk, 0);
+        while i > 0 {
+            sum += self.fenwick[i];
+            i -= i & i.wrapping_neg();
+        }
+        sum
+    }
+
+    /// The (chunk, position) of rank `rank` (< len).
+    fn locate(&self, rank: usize) -> (usize, usize) {
+        let n = self.chunks.len();
+        let (mut pos, mut rem) = (0usize, rank);
+        let mut step = n.next_power_of_two();
+        while step > 0 {
+            let next = pos + step;
+            if next <= n && self.fenwick[next] <= rem {
+                pos = next;
+                rem -= self.fenwick[next];
+            }
+            step >>= 1;
+        }
+        (pos, rem)
+    }
+
+    // ---- order ----
+
+    /// How many entries satisfy `below`, which must hold for a prefix of the
+    /// order and fail for the rest (a lower bound by score, member or both).
+    pub fn count_below(&self, below: impl Fn(f64, &[u8]) -> bool) -> usize {
+        let ci = self.chunks.partition_point(|c| {
+            let last = c.last().expect("chunks are never empty");
+            below(last.score, last.member.as_bytes())
+        });
+        if ci == self.chunks.len() {
+            return self.len;
+        }
+        self.prefix(ci) + self.chunks[ci].partition_point(|e| below(e.score, e.member.as_bytes()))
+    }
+
+    /// The chunk an entry (score, member) belongs in.
+    fn chunk_for(&self, score: f64, member: &[u8]) -> usize {
+        let ci = self.chunks.partition_point(|c| {
+            let last = c.last().expect("chunks are never empty");
+            cmp(last.score, last.member.as_bytes(), score, member) == Ordering::Less
+        });
+        ci.min(self.chunks.len().saturating_sub(1))
+    }
+
+    fn sorted_insert(&mut self, score: f64, member: SmallBuf) {
+        if self.chunks.is_empty() {
+            self.chunks.push(vec![Entry { score, member }]);
+            self.rebuild_fenwick();
+            self.len = 1;
+            return;
+        }
+        let mut ci = self.chunk_for(score, member.as_bytes());
+        if self.chunks[ci].len() >= CHUNK_MAX {
+            let tail = self.chunks[ci].split_off(CHUNK_MAX / 2);
+            self.chunks[ci].shrink_to(CHUNK_MAX);
+            self.chunks.insert(ci + 1, tail);
+            self.rebuild_fenwick();
+            let last = self.chunks[ci].last().expect("half a full chunk");
+            if cmp(last.score, last.member.as_bytes(), score, member.as_bytes()) == Ordering::Less {
+                ci += 1;
+            }
+        }
+        let chunk = &mut self.chunks[ci];
+        let pos = chunk.partition_point(|e| {
+            cmp(e.score, e.member.as_bytes(), score, member.as_bytes()) == Ordering::Less
+        });
+        chunk.insert(pos, Entry { score, member });
+        self.fenwick_add(ci, 1);
+        self.len += 1;
+    }
+
+    /// Removes the entry (score, member) from the order; returns its member buffer.
+    fn sorted_remove(&mut self, score: f64, member: &[u8]) -> Option<SmallBuf> {
+        if self.chunks.is_empty() {
+            return None;
+        }
+        let ci = self.chunk_for(score, member);
+        let chunk = &mut self.chunks[ci];
+        let pos = chunk.partition_point(|e| {
+            cmp(e.score, e.member.as_bytes(), score, member) == Ordering::Less
+        });
+        if pos >= chunk.len() || chunk[pos].member.as_bytes() != member {
+            return None;
+        }
+        let e = chunk.remove(pos);
+        self.len -= 1;
+        if chunk.is_empty() {
+            self.chunks.remove(ci);
+            self.rebuild_fenwick();
+        } else {
+            if chunk.capacity() > 4 * chunk.len() + 8 {
+                chunk.shrink_to(2 * chunk.len());
+            }
+            self.fenwick_add(ci, -1);
+        }
+        Some(e.member)
+    }
+
+    // ---- members ----
+
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        match &self.index {
+            Some(t) => t
+                .find(hash_key(member), |e| e.member.as_bytes() == member)
+                .map(|e| e.score),
+            None => self
+                .chunks
+                .iter()
+                .flatten()
+                .find(|e| e.member.as_bytes() == member)
+                .map(|e| e.score),
+        }
+    }
+
+    /// Sets a member's score; returns the previous one.
+    pub fn insert(&mut self, member: &[u8], score: f64, limits: Limits) -> Option<f64> {
+        let old = self.score(member);
+        if let Some(o) = old {
+            // Bit-for-bit: 0 and -0 are different scores to a client.
+            if o.to_bits() == score.to_bits() {
+                return old;
+            }
+            let buf = self
+                .sorted_remove(o, member)
+                .expect("indexed member is in the order");
+            self.sorted_insert(score, buf);
+            if let Some(t) = &mut self.index {
+                if let Some(e) = t.find_mut(hash_key(member), |e| e.member.as_bytes() == member) {
+                    e.score = score;
+                }
+            }
+            return old;
+        }
+        self.sorted_insert(score, SmallBuf::new(member));
+        match &mut self.index {
+            Some(t) => {
+                t.insert_unique(
+                    hash_key(member),
+                    Entry {
+                        score,
+                        member: SmallBuf::new(member),
+                    },
+                    |e| hash_key(e.member.as_bytes()),
+                );
+            }
+            None if self.len > limits.entries || member.len() > limits.value => self.build_index(),
+            None => {}
+        }
+        None
+    }
+
+    fn build_index(&mut self) {
+        let mut t = HashTable::with_capacity(self.len);
+        for e in self.chunks.iter().flatten() {
+            t.insert_unique(hash_key(e.member.as_bytes()), e.clone(), |e: &Entry| {
+                hash_key(e.member.as_bytes())
+            });
+        }
+        self.index = Some(t);
+    }
+
+    fn unindex(&mut self, member: &[u8]) {
+        if let Some(t) = &mut self.index {
+            if let Ok(e) = t.find_entry(hash_key(member), |e| e.member.as_bytes() == member) {
+                e.remove();
+            }
+        }
+    }
+
+    /// Removes a member; returns its score.
+    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let score = self.score(member)?;
+        self.sorted_remove(score, member);
+        self.unindex(member);
+        Some(score)
+    }
+
+    /// A member's 0-based rank in ascending order.
+    pub fn rank(&self, member: &[u8]) -> Option<(usize, f64)> {
+        let score = self.score(member)?;
+        let r = self.count_below(|s, m| cmp(s, m, score, member) == Ordering::Less);
+        Some((r, score))
+    }
+
+    /// The entry at a rank (< len).
+    pub fn at(&self, rank: usize) -> &Entry {
+        let (ci, i) = self.locate(rank);
+        &self.chunks[ci][i]
+    }
+
+    /// Entries of ranks `lo..hi` (ascending), or `hi-1` down to `lo` when `rev`.
+    pub fn range(&self, lo: usize, hi: usize, rev: bool) -> Range<'_> {
+        let hi = hi.min(self.len);
+        let lo = lo.min(hi);
+        let start = if lo == hi {
+            (0, 0)
+        } else if rev {
+            self.locate(hi - 1)
+        } else {
+            self.locate(lo)
+        };
+        Range {
+            z: self,
+            chunk: start.0,
+            pos: start.1,
+            left: hi - lo,
+            rev,
+        }
+    }
+
+    /// Removes the entries of ranks `lo..hi` and returns them in order.
+    pub fn remove_range(&mut self, lo: usize, hi: usize) -> Vec<Entry> {
+        let hi = hi.min(self.len);
+        if lo >= hi {
+            return Vec::new();
+        }
+        let (mut ci, start) = self.locate(lo);
+        let mut out = Vec::with_capacity(hi - lo);
+        let mut left = hi - lo;
+        let mut pos = start;
+        while left > 0 {
+            let chunk = &mut self.chunks[ci];
+            let take = (chunk.len() - pos).min(left);
+            out.extend(chunk.drain(pos..pos + take));
+            left -= take;
+            ci += 1;
+            pos = 0;
+        }
+        self.chunks.retain(|c| !c.is_empty());
+        self.len -= out.len();
+        self.rebuild_fenwick();
+        for e in &out {
+            self.unindex(e.member.as_bytes());
+        }
+        out
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.chunks.iter().flatten()
+    }
+}
+
+/// Iterates a rank range, forwards or backwards.
+pub struct Range<'a> {
+    z: &'a ZSet,
+    chunk: usize,
+    pos: usize,
+    left: usize,
+    rev: bool,
+}
+
+impl<'a> Iterator for Range<'a> {
+    type Item = &'a Entry;
+
+    fn next(&mut self) -> Option<&'a Entry> {
+        if self.left == 0 {
+            return None;
+        }
+        let e = &self.z.chunks[self.chunk][self.pos];
+        self.left -= 1;
+        if self.left > 0 {
+            if self.rev {
+                if self.pos == 0 {
+                    self.chunk -= 1;
+                    self.pos = self.z.chunks[self.chunk].len() - 1;
+                } else {
+                    self.pos -= 1;
+                }
+            } else {
+                self.pos += 1;
+                if self.pos == self.z.chunks[self.chunk].len() {
+                    self.chunk += 1;
+                    self.pos = 0;
+                }
+            }
+        }
+        Some(e)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Range<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BIG: Limits = Limits {
+        entries: 16,
+        value: 64,
+    };
+
+    fn members(z: &ZSet) -> Vec<String> {
+        z.iter()
+            .map(|e| String::from_utf8_lossy(e.member.as_bytes()).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn order_rank_and_ranges_match_a_sorted_model() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut z = ZSet::default();
+        let mut model: std::collections::BTreeMap<Vec<u8>, f64> = Default::default();
+        for _ in 0..20_000 {
+            let m = format!("m{}", rng.gen_range(0..3000)).into_bytes();
+            if rng.gen_bool(0.7) {
+                let s = rng.gen_range(0..500) as f64;
+                z.insert(&m, s, BIG);
+                model.insert(m, s);
+            } else {
+                assert_eq!(z.remove(&m), model.remove(&m));
+            }
+        }
+        let mut sorted: Vec<(f64, Vec<u8>)> = model.iter().map(|(m, s)| (*s, m.clone())).collect();
+        sorted.sort_by(|a, b| cmp(a.0, &a.1, b.0, &b.1));
+        assert_eq!(z.len(), sorted.len());
+        assert_eq!(z.encoding(), "skiplist");
+        for (r, (s, m)) in sorted.iter().enumerate().step_by(37) {
+            assert_eq!(z.rank(m), Some((r, *s)));
+            assert_eq!(z.at(r).member.as_bytes(), &m[..]);
+        }
+        let fwd: Vec<&[u8]> = z
+            .range(10, 200, false)
+            .map(|e| e.member.as_bytes())
+            .collect();
+        let want: Vec<&[u8]> = sorted[10..200].iter().map(|e| &e.1[..]).collect();
+        assert_eq!(fwd, want);
+        let rev: Vec<&[u8]> = z
+            .range(10, 200, true)
+            .map(|e| e.member.as_bytes())
+            .collect();
+        assert_eq!(rev, want.iter().rev().copied().collect::<Vec<_>>());
+        let below_100 = z.count_below(|s, _| s < 100.0);
+        assert_eq!(below_100, sorted.iter().filter(|e| e.0 < 100.0).count());
+        let removed = z.remove_range(5, 1000);
+        assert_eq!(removed.len(), 995);
+        assert_eq!(z.len(), sorted.len() - 995);
+        assert_eq!(z.score(removed[0].member.as_bytes()), None);
+        assert_eq!(z.at(5).member.as_bytes(), &sorted[1000].1[..]);
+    }
+
+    #[test]
+    fn small_sets_have_no_index_and_ties_order_by_member() {
+        let mut z = ZSet::default();
+        for m in ["c", "a", "b"] {
+            z.insert(m.as_bytes(), 1.0, BIG);
+        }
+        z.insert(b"z", f64::NEG_INFINITY, BIG);
+        assert_eq!(members(&z), ["z", "a", "b", "c"]);
+        assert_eq!(z.encoding(), "listpack");
+        assert_eq!(z.insert(b"a", 5.0, BIG), Some(1.0));
+        assert_eq!(members(&z), ["z", "b", "c", "a"]);
+    }
+}

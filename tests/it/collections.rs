@@ -1,0 +1,595 @@
+//! Hashes, lists, sets and sorted sets, mostly checked *differentially*:
+//! the same commands go to Shoal and to Debian's redis-server, and the
+//! replies (errors included, word for word) must be equal. Replies whose
+//! order Redis leaves undefined (set members) are compared sorted.
+
+use crate::support::{Frame, Raw, ReferenceRedis, TestNode};
+use crate::{bulk, err, int, ok};
+
+/// Runs one command; an error becomes its text so both sides compare.
+fn run(con: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query::<redis::Value>(con).map_err(|e| e.to_string())
+}
+
+fn sorted(v: Result<redis::Value, String>) -> Result<redis::Value, String> {
+    v.map(|v| match v {
+        redis::Value::Array(mut items) => {
+            items.sort_by_key(|i| format!("{i:?}"));
+            redis::Value::Array(items)
+        }
+        other => other,
+    })
+}
+
+/// Commands whose reply is a set: compared sorted.
+const UNORDERED: &[&str] = &[
+    "SMEMBERS",
+    "SINTER",
+    "SUNION",
+    "SDIFF",
+    "SPOP",
+    "SRANDMEMBER",
+    "HRANDFIELD",
+];
+
+/// Runs `script` on both servers and asserts every reply is equal.
+fn same_as_redis(script: &[&[&str]]) -> (TestNode, ReferenceRedis) {
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let mut ours = node.conn();
+    let mut theirs = reference.client().get_connection().unwrap();
+    for cmd in script {
+        let (mut a, mut b) = (run(&mut ours, cmd), run(&mut theirs, cmd));
+        if UNORDERED.contains(&cmd[0]) {
+            (a, b) = (sorted(a), sorted(b));
+        }
+        assert_eq!(a, b, "{cmd:?}");
+    }
+    let digest = |con: &mut redis::Connection| run(con, &["DEBUG", "DIGEST"]);
+    assert_eq!(digest(&mut ours), digest(&mut theirs), "dataset digest");
+    (node, reference)
+}
+
+#[test]
+fn hash_replies_match_redis() {
+    same_as_redis(&[
+        &["HSET", "h", "f1", "v1", "f2", "v2", "f3", "3"],
+        &["HSET", "h", "f1", "x"],
+        &["HGET", "h", "f1"],
+        &["HGET", "h", "nope"],
+        &["HGET", "nokey", "f"],
+        &["HMGET", "h", "f1", "nope", "f3"],
+        &["HLEN", "h"],
+        &["HSTRLEN", "h", "f1"],
+        &["HEXISTS", "h", "f2"],
+        &["HINCRBY", "h", "f3", "10"],
+        &["HINCRBY", "h", "f1", "1"],
+        &["HINCRBY", "h", "big", "9223372036854775807"],
+        &["HINCRBY", "h", "big", "1"],
+        &["HINCRBYFLOAT", "h", "f3", "1.5"],
+        &["HINCRBYFLOAT", "h", "new", "1e20"],
+        &["HINCRBYFLOAT", "h", "f1", "1"],
+        &["HINCRBYFLOAT", "h", "f3", "abc"],
+        &["HSETNX", "h", "f1", "z"],
+        &["HSETNX", "h", "f9", "z"],
+        &["HDEL", "h", "f1", "f2", "nope"],
+        &["HKEYS", "h"],
+        &["HVALS", "h"],
+        &["HGETALL", "h"],
+        &["HGETALL", "nokey"],
+        &["HSET", "h"],
+        &["HSET", "h", "a"],
+        &["HSET", "h", "a", "b", "c"],
+        &["HMSET", "h", "a", "b"],
+        &["HRANDFIELD", "nokey"],
+        &["HRANDFIELD", "nokey", "3"],
+        &["HRANDFIELD", "h", "0"],
+        &["HRANDFIELD", "h", "100"],
+        &["HRANDFIELD", "h", "1", "WITHVALUES", "x"],
+        &["HDEL", "h", "f3", "f9", "new", "big", "a"],
+        &["EXISTS", "h"],
+        &["SET", "s", "str"],
+        &["HGET", "s", "f"],
+        &["HSET", "s", "f", "v"],
+    ]);
+}
+
+#[test]
+fn list_replies_match_redis() {
+    same_as_redis(&[
+        &["RPUSH", "l", "a", "b", "c", "d", "e"],
+        &["LPUSH", "l", "z"],
+        &["LRANGE", "l", "0", "-1"],
+        &["LRANGE", "l", "-3", "-1"],
+        &["LRANGE", "l", "5", "2"],
+        &["LRANGE", "l", "-100", "100"],
+        &["LINDEX", "l", "0"],
+        &["LINDEX", "l", "-1"],
+        &["LINDEX", "l", "99"],
+        &["LINSERT", "l", "BEFORE", "c", "X"],
+        &["LINSERT", "l", "AFTER", "nope", "X"],
+        &["LINSERT", "nol", "AFTER", "a", "X"],
+        &["LINSERT", "l", "MIDDLE", "a", "X"],
+        &["LPOS", "l", "c"],
+        &["LPOS", "l", "c", "RANK", "-1"],
+        &["LPOS", "l", "c", "COUNT", "0"],
+        &["LPOS", "l", "c", "RANK", "0"],
+        &["LPOS", "l", "c", "COUNT", "-1"],
+        &["LPOS", "l", "c", "MAXLEN", "-1"],
+        &["LPOS", "l", "nope"],
+        &["LPOS", "l", "nope", "COUNT", "2"],
+        &["LSET", "l", "0", "first"],
+        &["LSET", "l", "99", "x"],
+        &["LSET", "nol", "0", "x"],
+        &["LREM", "l", "0", "X"],
+        &["RPUSH", "l", "a", "a", "a"],
+        &["LREM", "l", "-2", "a"],
+        &["LRANGE", "l", "0", "-1"],
+        &["LTRIM", "l", "1", "-2"],
+        &["LRANGE", "l", "0", "-1"],
+        &["LPOP", "l"],
+        &["RPOP", "l", "2"],
+        &["LPOP", "l", "0"],
+        &["LPOP", "nol"],
+        &["LPOP", "nol", "2"],
+        &["LPOP", "l", "-1"],
+        &["LLEN", "l"],
+        &["LMOVE", "l", "l2", "LEFT", "RIGHT"],
+        &["RPOPLPUSH", "l", "l2"],
+        &["RPOPLPUSH", "l2", "l2"],
+        &["LRANGE", "l2", "0", "-1"],
+        &["LMPOP", "2", "nol", "l2", "LEFT", "COUNT", "5"],
+        &["LMPOP", "2", "nol", "nol2", "LEFT"],
+        &["LMPOP", "0", "a", "LEFT"],
+        &["LMPOP", "1", "a", "MIDDLE"],
+        &["LMPOP", "1", "a", "LEFT", "COUNT", "0"],
+        &["EXISTS", "l2"],
+        &["LPUSHX", "nol", "a"],
+        &["RPUSH", "l3", "a"],
+        &["RPUSHX", "l3", "b", "c"],
+        &["LTRIM", "l3", "5", "10"],
+        &["EXISTS", "l3"],
+        &["SET", "s", "str"],
+        &["LPUSH", "s", "x"],
+        &["LRANGE", "s", "0", "1"],
+        &["RPUSH", "l4", "a"],
+        &["LMOVE", "l4", "s", "LEFT", "RIGHT"],
+        &["LLEN", "l4"],
+    ]);
+}
+
+#[test]
+fn set_replies_match_redis() {
+    same_as_redis(&[
+        &["SADD", "st", "a", "b", "c", "a"],
+        &["SADD", "st", "d"],
+        &["SREM", "st", "a", "nope"],
+        &["SCARD", "st"],
+        &["SISMEMBER", "st", "b"],
+        &["SMISMEMBER", "st", "b", "nope"],
+        &["SMEMBERS", "st"],
+        &["SMEMBERS", "nost"],
+        &["SRANDMEMBER", "nost"],
+        &["SRANDMEMBER", "nost", "5"],
+        &["SRANDMEMBER", "st", "10"],
+        &["SPOP", "nost"],
+        &["SPOP", "nost", "2"],
+        &["SPOP", "st", "-1"],
+        &["SPOP", "st", "10"],
+        &["EXISTS", "st"],
+        &["SADD", "s1", "a", "b", "c", "d"],
+        &["SADD", "s2", "c", "d", "e"],
+        &["SADD", "s3", "d", "e", "f"],
+        &["SINTER", "s1", "s2"],
+        &["SINTER", "s1", "s2", "s3"],
+        &["SINTER", "s1", "nos"],
+        &["SUNION", "s1", "s2", "nos", "s3"],
+        &["SINTERCARD", "2", "s1", "s2"],
+        &["SINTERCARD", "2", "s1", "s2", "LIMIT", "1"],
+        &["SINTERCARD", "0", "s1"],
+        &["SINTERCARD", "3", "s1", "s2"],
+        &["SINTERCARD", "2", "s1", "s2", "LIMIT", "-1"],
+        &["SDIFF", "s1", "s2", "s3"],
+        &["SDIFF", "s1", "nos"],
+        &["SINTERSTORE", "dst", "s1", "s2"],
+        &["SMEMBERS", "dst"],
+        &["SINTERSTORE", "dst", "s1", "nos"],
+        &["EXISTS", "dst"],
+        &["SDIFFSTORE", "dst", "s1", "s2"],
+        &["SUNIONSTORE", "dst", "s1", "s2", "s3"],
+        &["SCARD", "dst"],
+        &["SET", "str", "x"],
+        &["SINTER", "s1", "str"],
+        &["SUNIONSTORE", "str", "s1"],
+        &["TYPE", "str"],
+        &["SMOVE", "s1", "s2", "a"],
+        &["SMOVE", "s1", "s2", "zz"],
+        &["SET", "str2", "x"],
+        &["SMOVE", "s1", "str2", "b"],
+        &["SISMEMBER", "s2", "a"],
+    ]);
+}
+
+#[test]
+fn sorted_set_replies_match_redis() {
+    same_as_redis(&[
+        &["ZADD", "z", "1", "a", "2", "b", "3", "c"],
+        &["ZADD", "z", "NX", "XX", "1", "a"],
+        &["ZADD", "z", "GT", "LT", "1", "a"],
+        &["ZADD", "z", "INCR", "1", "a", "2", "b"],
+        &["ZADD", "z", "1", "a", "2"],
+        &["ZADD", "z", "nan", "a"],
+        &["ZADD", "z", "abc", "a"],
+        &["ZADD", "z", "INCR", "5", "a"],
+        &["ZADD", "z", "CH", "10", "a", "20", "b", "5", "d"],
+        &["ZADD", "z", "GT", "CH", "1", "a", "100", "b"],
+        &["ZADD", "z", "LT", "CH", "1", "a", "100", "b"],
+        &["ZADD", "z", "NX", "INCR", "1", "a"],
+        &["ZADD", "z", "XX", "1", "nope"],
+        &["ZADD", "noz", "XX", "1", "nope"],
+        &["ZADD", "noz", "XX", "INCR", "1", "nope"],
+        &[
+            "ZADD", "z", "0.1", "f", "-inf", "g", "+inf", "h", "1e20", "i",
+        ],
+        &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+        &["ZSCORE", "z", "f"],
+        &["ZSCORE", "z", "nope"],
+        &["ZMSCORE", "z", "f", "nope", "g"],
+        &["ZINCRBY", "z", "0.2", "f"],
+        &["ZINCRBY", "z", "-inf", "h"],
+        &["ZCARD", "z"],
+        &["ZRANK", "z", "c"],
+        &["ZREVRANK", "z", "c"],
+        &["ZRANK", "z", "nope"],
+        &["ZCOUNT", "z", "-inf", "+inf"],
+        &["ZCOUNT", "z", "(1", "3"],
+        &["ZCOUNT", "z", "1", "(3"],
+        &["ZCOUNT", "z", "a", "b"],
+        &["ZRANGE", "z", "0", "2"],
+        &["ZRANGE", "z", "-2", "-1", "WITHSCORES"],
+        &["ZRANGE", "z", "(1", "10", "BYSCORE"],
+        &["ZRANGE", "z", "10", "(1", "BYSCORE", "REV", "WITHSCORES"],
+        &["ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "1", "2"],
+        &[
+            "ZRANGE", "z", "+inf", "-inf", "BYSCORE", "REV", "LIMIT", "1", "2",
+        ],
+        &["ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "-1", "2"],
+        &["ZRANGE", "z", "0", "-1", "LIMIT", "1", "2"],
+        &["ZRANGE", "z", "-", "+", "BYLEX", "WITHSCORES"],
+        &[
+            "ZRANGEBYSCORE",
+            "z",
+            "-inf",
+            "+inf",
+            "WITHSCORES",
+            "LIMIT",
+            "2",
+            "-1",
+        ],
+        &["ZREVRANGEBYSCORE", "z", "+inf", "-inf", "LIMIT", "0", "1"],
+        &["ZREVRANGE", "z", "0", "1", "WITHSCORES"],
+        &["ZREVRANGE", "z", "0", "1", "LIMIT", "1", "1"],
+        &[
+            "ZADD", "lex", "0", "a", "0", "b", "0", "c", "0", "d", "0", "e",
+        ],
+        &["ZRANGEBYLEX", "lex", "-", "+"],
+        &["ZRANGEBYLEX", "lex", "[b", "(d"],
+        &["ZREVRANGEBYLEX", "lex", "(d", "[b"],
+        &["ZRANGEBYLEX", "lex", "b", "d"],
+        &["ZLEXCOUNT", "lex", "[b", "+"],
+        &["ZRANGEBYLEX", "lex", "-", "+", "LIMIT", "1", "2"],
+        &["ZRANGESTORE", "zd", "z", "0", "1"],
+        &["ZRANGE", "zd", "0", "-1", "WITHSCORES"],
+        &["ZRANGESTORE", "zd", "z", "10", "20"],
+        &["EXISTS", "zd"],
+        &["ZREMRANGEBYRANK", "lex", "0", "1"],
+        &["ZREMRANGEBYLEX", "lex", "[d", "+"],
+        &["ZRANGE", "lex", "0", "-1"],
+        &["ZREMRANGEBYSCORE", "z", "(1", "3"],
+        &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+        &["ZPOPMIN", "z"],
+        &["ZPOPMAX", "z", "2"],
+        &["ZPOPMIN", "noz"],
+        &["ZPOPMIN", "noz", "1"],
+        &["ZPOPMIN", "z", "-1"],
+        &["ZADD", "za", "1", "a", "2", "b", "3", "c"],
+        &["ZADD", "zb", "10", "b", "20", "c", "30", "d"],
+        &["SADD", "sa", "a", "x"],
+        &["ZUNION", "2", "za", "zb", "WITHSCORES"],
+        &[
+            "ZUNION",
+            "3",
+            "za",
+            "zb",
+            "sa",
+            "WEIGHTS",
+            "2",
+            "1",
+            "5",
+            "AGGREGATE",
+            "MAX",
+            "WITHSCORES",
+        ],
+        &["ZINTER", "2", "za", "zb", "WITHSCORES"],
+        &["ZINTER", "2", "za", "zb", "AGGREGATE", "MIN", "WITHSCORES"],
+        &["ZDIFF", "2", "za", "zb", "WITHSCORES"],
+        &["ZUNIONSTORE", "zu", "2", "za", "zb"],
+        &["ZRANGE", "zu", "0", "-1", "WITHSCORES"],
+        &["ZINTERSTORE", "zi", "2", "za", "sa"],
+        &["ZRANGE", "zi", "0", "-1", "WITHSCORES"],
+        &["ZUNIONSTORE", "zu", "0", "za"],
+        &["ZUNIONSTORE", "zu", "3", "za", "zb"],
+        &["ZUNION", "2", "za", "zb", "WEIGHTS", "1", "x"],
+        &["ZINTERCARD", "2", "za", "zb"],
+        &["ZINTERCARD", "2", "za", "zb", "LIMIT", "1"],
+        &["ZMPOP", "2", "noz", "za", "MAX", "COUNT", "2"],
+        &["ZMPOP", "1", "noz", "MIN"],
+        &["ZRANDMEMBER", "noz"],
+        &["ZRANDMEMBER", "noz", "2"],
+        &["ZADD", "ninf", "1", "a"],
+        &["ZADD", "ninf", "INCR", "-inf", "a"],
+        &["ZADD", "ninf", "INCR", "+inf", "a"],
+        &["ZSCORE", "ninf", "a"],
+        &["SET", "str", "x"],
+        &["ZADD", "str", "1", "a"],
+        &["ZUNION", "2", "za", "str"],
+        &["ZRANGE", "str", "0", "1"],
+    ]);
+}
+
+/// Builds big collections (past every compact-encoding limit) with a seeded
+/// random mix of writes on both servers, then compares whole contents,
+/// ranks, ranges and the dataset digest.
+#[test]
+fn large_collections_match_redis() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut script: Vec<Vec<String>> = Vec::new();
+    for _ in 0..3000 {
+        let m = format!("m{}", rng.gen_range(0..600));
+        let score = (rng.gen_range(-50..50) as f64 / 4.0).to_string();
+        let c: Vec<String> = match rng.gen_range(0..10) {
+            0..=3 => vec!["ZADD".into(), "bigz".into(), score, m.clone()],
+            4 => vec!["ZINCRBY".into(), "bigz".into(), score, m.clone()],
+            5 => vec!["ZREM".into(), "bigz".into(), m.clone()],
+            6 => vec!["HSET".into(), "bigh".into(), m.clone(), score],
+            7 => vec!["SADD".into(), "bigs".into(), m.clone()],
+            8 => vec!["RPUSH".into(), "bigl".into(), m.clone()],
+            _ => vec!["HDEL".into(), "bigh".into(), m.clone()],
+        };
+        script.push(c);
+    }
+    for q in [
+        &["ZRANGE", "bigz", "0", "-1", "WITHSCORES"][..],
+        &["ZRANGE", "bigz", "100", "150", "REV"],
+        &[
+            "ZRANGEBYSCORE",
+            "bigz",
+            "(-3",
+            "5",
+            "WITHSCORES",
+            "LIMIT",
+            "5",
+            "20",
+        ],
+        &["ZCOUNT", "bigz", "-1", "1"],
+        &["ZRANK", "bigz", "m10"],
+        &["ZREVRANK", "bigz", "m20"],
+        &["ZCARD", "bigz"],
+        &["HLEN", "bigh"],
+        &["SCARD", "bigs"],
+        &["LRANGE", "bigl", "1000", "1010"],
+        &["ZREMRANGEBYRANK", "bigz", "10", "200"],
+        &["ZRANGE", "bigz", "0", "-1", "WITHSCORES"],
+        &["ZPOPMAX", "bigz", "5"],
+    ] {
+        script.push(q.iter().map(|s| s.to_string()).collect());
+    }
+    let refs: Vec<Vec<&str>> = script
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+    let (node, _reference) = same_as_redis(&cmds);
+    let mut r = node.raw();
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "bigz"]).as_deref(),
+        Some("skiplist")
+    );
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "bigh"]).as_deref(),
+        Some("hashtable")
+    );
+}
+
+#[test]
+fn wrongtype_for_every_family() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "str", "v"]);
+    int(&mut r, &["RPUSH", "list", "a"]);
+    const WT: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    for cmd in [
+        &["HGET", "str", "f"][..],
+        &["HSET", "list", "f", "v"],
+        &["LPUSH", "str", "a"],
+        &["LRANGE", "str", "0", "1"],
+        &["SADD", "list", "a"],
+        &["SMEMBERS", "str"],
+        &["ZADD", "list", "1", "a"],
+        &["ZRANGE", "str", "0", "1"],
+        &["ZSCORE", "list", "a"],
+        &["GET", "list"],
+        &["INCR", "list"],
+        &["APPEND", "list", "x"],
+        &["SINTER", "list"],
+        &["LMOVE", "list", "str", "LEFT", "LEFT"],
+    ] {
+        assert_eq!(err(&mut r, cmd), WT, "{cmd:?}");
+    }
+    // Nothing moved when the destination had the wrong type.
+    assert_eq!(int(&mut r, &["LLEN", "list"]), 1);
+    assert_eq!(r.call(&["TYPE", "list"]), Frame::Simple("list".into()));
+}
+
+#[test]
+fn resp3_reply_types() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let call3 = |r: &mut Raw, args: &[&str]| {
+        r.cmd(args);
+        r.read3()
+    };
+    call3(&mut r, &["HELLO", "3"]);
+    call3(&mut r, &["HSET", "h", "f", "v"]);
+    assert_eq!(
+        call3(&mut r, &["HGETALL", "h"]),
+        Frame::Map(vec![(Frame::bulk("f"), Frame::bulk("v"))])
+    );
+    call3(&mut r, &["SADD", "s", "a"]);
+    assert_eq!(
+        call3(&mut r, &["SMEMBERS", "s"]),
+        Frame::Set(vec![Frame::bulk("a")])
+    );
+    call3(&mut r, &["ZADD", "z", "1.5", "a", "2", "b"]);
+    assert_eq!(call3(&mut r, &["ZSCORE", "z", "a"]), Frame::Double(1.5));
+    assert_eq!(
+        call3(&mut r, &["ZRANGE", "z", "0", "-1", "WITHSCORES"]),
+        Frame::Array(vec![
+            Frame::Array(vec![Frame::bulk("a"), Frame::Double(1.5)]),
+            Frame::Array(vec![Frame::bulk("b"), Frame::Double(2.0)]),
+        ])
+    );
+    // ZPOPMIN without a count stays flat; with one it nests.
+    assert_eq!(
+        call3(&mut r, &["ZPOPMIN", "z"]),
+        Frame::Array(vec![Frame::bulk("a"), Frame::Double(1.5)])
+    );
+    assert_eq!(
+        call3(&mut r, &["ZPOPMIN", "z", "1"]),
+        Frame::Array(vec![Frame::Array(vec![
+            Frame::bulk("b"),
+            Frame::Double(2.0)
+        ])])
+    );
+    assert_eq!(call3(&mut r, &["LPOP", "nolist", "2"]), Frame::Null);
+}
+
+/// A full SCAN-style iteration returns every element that stayed in the
+/// collection, even when the collection grows between calls.
+#[test]
+fn element_scans_cover_everything_while_growing() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    for i in 0..1000 {
+        r.call(&["HSET", "h", &format!("f{i}"), "v"]);
+        r.call(&["SADD", "s", &format!("m{i}")]);
+        r.call(&["ZADD", "z", &i.to_string(), &format!("m{i}")]);
+    }
+    for (cmd, key, pairs) in [
+        ("HSCAN", "h", true),
+        ("SSCAN", "s", false),
+        ("ZSCAN", "z", true),
+    ] {
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = "0".to_string();
+        let mut calls = 0;
+        loop {
+            let reply = r.call(&[cmd, key, &cursor, "COUNT", "50"]);
+            let Frame::Array(parts) = reply else {
+                panic!("{cmd}: {reply:?}")
+            };
+            let Frame::Bulk(next) = &parts[0] else {
+                panic!()
+            };
+            let Frame::Array(items) = &parts[1] else {
+                panic!()
+            };
+            let step = if pairs { 2 } else { 1 };
+            for item in items.iter().step_by(step) {
+                let Frame::Bulk(b) = item else { panic!() };
+                seen.insert(String::from_utf8(b.clone()).unwrap());
+            }
+            // Grow the collection while iterating.
+            calls += 1;
+            let extra = format!("extra{calls}");
+            r.call(&["HSET", "h", &extra, "v"]);
+            r.call(&["SADD", "s", &extra]);
+            r.call(&["ZADD", "z", "0", &extra]);
+            cursor = String::from_utf8(next.clone()).unwrap();
+            if cursor == "0" {
+                break;
+            }
+        }
+        let prefix = if key == "h" { "f" } else { "m" };
+        for i in 0..1000 {
+            assert!(seen.contains(&format!("{prefix}{i}")), "{cmd} missed {i}");
+        }
+        assert!(calls > 1 && calls < 200, "{cmd} took {calls} calls");
+    }
+    let reply = r.call(&["SSCAN", "s", "0", "MATCH", "m99*", "COUNT", "100000"]);
+    let Frame::Array(parts) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(parts[0], Frame::bulk("0"), "one window covers everything");
+    let Frame::Array(items) = &parts[1] else {
+        panic!()
+    };
+    let mut got: Vec<Frame> = items.clone();
+    got.sort_by_key(|f| format!("{f:?}"));
+    let mut want: Vec<Frame> = std::iter::once("m99".to_string())
+        .chain((990..1000).map(|i| format!("m{i}")))
+        .map(|m| Frame::bulk(&m))
+        .collect();
+    want.sort_by_key(|f| format!("{f:?}"));
+    assert_eq!(got, want);
+}
+
+/// DUMP payloads of every type move both ways between Shoal and Redis.
+#[test]
+fn dump_restore_with_redis_for_every_type() {
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let mut ours = node.conn();
+    let mut theirs = reference.client().get_connection().unwrap();
+    let setup: &[&[&str]] = &[
+        &["RPUSH", "l", "a", "1", "bb"],
+        &["SADD", "s", "x", "y"],
+        &["SADD", "si", "1", "2", "300000"],
+        &["HSET", "h", "f", "v", "n", "12"],
+        &["ZADD", "z", "1.5", "a", "-2", "b"],
+    ];
+    for conn in [&mut ours, &mut theirs] {
+        for c in setup {
+            run(conn, c).unwrap();
+        }
+    }
+    for key in ["l", "s", "si", "h", "z"] {
+        // Redis → Shoal (Redis's compact encodings) and Shoal → Redis.
+        transfer(&mut theirs, &mut ours, key);
+        transfer(&mut ours, &mut theirs, key);
+    }
+}
+
+/// DUMPs `key` on one server, RESTOREs it as `<key>-copy` on the other and
+/// checks the copy's digest equals the original's.
+fn transfer(from: &mut redis::Connection, to: &mut redis::Connection, key: &str) {
+    let payload: Vec<u8> = redis::cmd("DUMP").arg(key).query(from).unwrap();
+    let copy = format!("{key}-copy");
+    let _: () = redis::cmd("RESTORE")
+        .arg(&copy)
+        .arg(0)
+        .arg(payload)
+        .arg("REPLACE")
+        .query(to)
+        .unwrap();
+    assert_eq!(
+        run(to, &["DEBUG", "DIGEST-VALUE", &copy]),
+        run(from, &["DEBUG", "DIGEST-VALUE", key]),
+        "{key}"
+    );
+}
