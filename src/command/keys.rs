@@ -260,9 +260,7 @@ fn swapdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (a, b) = (a as usize, b as usize);
     let mut locked = ctx.server.keyspace.lock_dbs(&[a, b]);
     locked.swap_dbs(a, b);
-    ctx.server
-        .effects
-        .append_global(&[b"SWAPDB", &argv[1], &argv[2]]);
+    ctx.emit_global(&[b"SWAPDB", &argv[1], &argv[2]]);
     drop(locked);
     ctx.out.ok();
     Ok(())

@@ -24,6 +24,7 @@ pub mod lists;
 pub mod server;
 pub mod sets;
 pub mod strings;
+pub mod transactions;
 pub mod zsets;
 
 use hashbrown::HashMap;
@@ -57,6 +58,11 @@ pub mod flags {
     pub const ALLOW_BUSY: u32 = 1 << 12;
     pub const NO_MULTI: u32 = 1 << 13;
     pub const BLOCKING: u32 = 1 << 14;
+    /// Shoal's own, not shown by COMMAND: runs at once even inside MULTI
+    /// (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET).
+    pub const NO_QUEUE: u32 = 1 << 15;
+    /// Shoal's own: runs with the transaction gate held exclusively (EXEC).
+    pub const EXCLUSIVE: u32 = 1 << 16;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -148,7 +154,7 @@ impl Spec {
     }
 
     /// The keys of an invocation, by the declared positions.
-    pub fn key_indexes(&self, argv: &[Bytes]) -> Vec<usize> {
+    pub fn key_indexes<A: AsRef<[u8]>>(&self, argv: &[A]) -> Vec<usize> {
         let argc = argv.len();
         let k = self.keys;
         let mut out = Vec::new();
@@ -168,7 +174,7 @@ impl Spec {
             let at = k.numkeys as usize;
             let n = argv
                 .get(at)
-                .and_then(|a| crate::protocol::request::parse_i64(a))
+                .and_then(|a| crate::protocol::request::parse_i64(a.as_ref()))
                 .unwrap_or(0)
                 .max(0) as usize;
             out.extend((at + 1..argc).take(n));
@@ -232,7 +238,8 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 9] = [
+    let families: [&'static [Spec]; 10] = [
+        transactions::COMMANDS,
         strings::COMMANDS,
         hashes::COMMANDS,
         lists::COMMANDS,
@@ -382,25 +389,43 @@ impl<'a> Ctx<'a> {
     /// Records an effect in the current database. Call while holding the
     /// locks of the keys it touches.
     pub fn emit(&self, argv: &[&[u8]]) {
-        let end = self.server.effects.append(self.client.db, argv);
-        self.client.last_effect.set(end);
+        self.emit_in(self.client.db, argv);
     }
 
     /// Records the command itself as its effect (for deterministic commands).
     pub fn emit_argv(&self, argv: &[Bytes]) {
+        self.before_effect();
         let end = self.server.effects.append_argv(self.client.db, argv);
-        self.client.last_effect.set(end);
+        self.after_effect(Some(self.client.db), argv, end);
     }
 
     pub fn emit_in(&self, db: usize, argv: &[&[u8]]) {
+        self.before_effect();
         let end = self.server.effects.append(db, argv);
-        self.client.last_effect.set(end);
+        self.after_effect(Some(db), argv, end);
     }
 
     /// Records an effect that belongs to no single database.
     pub fn emit_global(&self, argv: &[&[u8]]) {
+        self.before_effect();
         let end = self.server.effects.append_global(argv);
+        self.after_effect(None, argv, end);
+    }
+
+    /// Inside EXEC, the first effect is preceded by `MULTI`, so that the log
+    /// and replicas apply the transaction whole (see `transactions`).
+    fn before_effect(&self) {
+        if self.client.exec_effects.get() == Some(false) {
+            self.client.exec_effects.set(Some(true));
+            self.server.effects.append_global(&[b"MULTI"]);
+        }
+    }
+
+    fn after_effect<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A], end: u64) {
         self.client.last_effect.set(end);
+        if !self.server.watches.is_empty() {
+            touch_watched(&self.server.watches, db, argv);
+        }
     }
 
     /// Finds a live key for a write, expiring it (and recording `DEL`) if due.
@@ -434,8 +459,7 @@ impl<'a> Ctx<'a> {
     /// Records a key that was found expired and removed.
     pub fn expired(&self, db: usize, key: &[u8]) {
         self.server.stats.expired_keys.add(1);
-        let end = self.server.effects.append(db, &[b"DEL", key]);
-        self.client.last_effect.set(end);
+        self.emit_in(db, &[b"DEL", key]);
     }
 
     /// A collection of type `C` at `key` for reading (counts a hit or
@@ -507,9 +531,57 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Marks the keys an effect changes as touched for WATCH.
+fn touch_watched<A: AsRef<[u8]>>(
+    w: &crate::server::watches::Watches,
+    db: Option<usize>,
+    argv: &[A],
+) {
+    let name = argv[0].as_ref().to_ascii_lowercase();
+    let db_arg = |i: usize| {
+        argv.get(i)
+            .and_then(|a| crate::protocol::request::parse_i64(a.as_ref()))
+            .map(|d| d as usize)
+    };
+    match name.as_slice() {
+        b"flushall" => w.touch_db(None),
+        b"flushdb" => w.touch_db(db),
+        b"swapdb" => {
+            w.touch_db(db_arg(1));
+            w.touch_db(db_arg(2));
+        }
+        _ => {
+            let (Some(db), Some(spec)) = (db, TABLE.get(&name)) else {
+                return;
+            };
+            for i in spec.key_indexes(argv) {
+                w.touch(db, argv[i].as_ref());
+            }
+            if let (b"move", Some(to)) = (name.as_slice(), db_arg(2)) {
+                w.touch(to, argv[1].as_ref());
+            }
+        }
+    }
+}
+
 /// Resolves a request and applies the checks every command shares. Returns
-/// the spec to run, or the error to reply with.
+/// the spec to run, or the error to reply with. Inside MULTI, a refused
+/// command makes EXEC fail (EXECABORT), as in Redis.
 pub fn prepare(
+    server: &Server,
+    client: &mut Client,
+    argv: &[Bytes],
+) -> Result<(usize, &'static Spec), CommandError> {
+    let r = check(server, client, argv);
+    if r.is_err() {
+        if let Some(m) = &mut client.multi {
+            m.failed = true;
+        }
+    }
+    r
+}
+
+fn check(
     server: &Server,
     client: &mut Client,
     argv: &[Bytes],
@@ -548,9 +620,14 @@ pub fn prepare(
 }
 
 /// Runs a resolved command: its reply or error goes to `ctx.out`.
-/// Returns whether it failed, for the error statistics.
+/// Returns whether it failed, for the error statistics. Inside MULTI the
+/// command is queued instead (see `transactions`).
 pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), CommandError> {
-    let r = (spec.handler)(ctx, argv);
+    let r = if ctx.client.multi.is_some() && !spec.has(flags::NO_QUEUE) {
+        transactions::queue(ctx, spec, argv)
+    } else {
+        (spec.handler)(ctx, argv)
+    };
     if let Err(e) = &r {
         ctx.out.error(&e.to_string());
     }
@@ -570,16 +647,7 @@ mod tests {
         server.effects.activate_backlog();
         let addr = "127.0.0.1:1".parse().unwrap();
         let handle = server.clients.register(addr, addr, 0);
-        let client = Client {
-            id: handle.id,
-            db: 0,
-            authenticated: true,
-            reply_mode: crate::server::client::ReplyMode::On,
-            handle,
-            slot_hint: None,
-            last_command: None,
-            last_effect: std::cell::Cell::new(0),
-        };
+        let client = Client::new(handle, true);
         (server, client)
     }
 

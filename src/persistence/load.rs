@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use super::aof::{scan, AofDir, Manifest, Scan};
 use crate::command::{self, Ctx, TABLE};
 use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
-use crate::server::client::{Client, ReplyMode};
+use crate::server::client::Client;
 use crate::server::{now_ms, Server};
 
 #[derive(Debug, Default)]
@@ -50,17 +50,16 @@ pub fn load_snapshot(server: &Server, path: &std::path::Path) -> Result<LoadRepo
 pub fn load(server: &Server, dir: &AofDir, manifest: &Manifest) -> Result<LoadReport, String> {
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let handle = server.clients.register(addr, addr, now_ms());
-    let mut client = Client {
-        id: handle.id,
-        db: 0,
-        authenticated: true,
-        reply_mode: ReplyMode::On,
-        handle,
-        slot_hint: None,
-        last_command: None,
-        last_effect: std::cell::Cell::new(0),
-    };
+    let mut client = Client::new(handle, true);
     let result = replay_all(server, &mut client, dir, manifest);
+    if let Some(m) = client.multi.take() {
+        // The log ends inside a transaction (a crash while recording it):
+        // its commands were only queued, and are dropped whole.
+        tracing::warn!(
+            "The append only file ends inside a transaction; its {} queued commands were discarded",
+            m.queue.len()
+        );
+    }
     server.clients.unregister(client.id);
     result
 }

@@ -44,6 +44,43 @@ pub struct Client {
     /// Stream offset just past this client's latest effect: with
     /// `appendfsync always` its replies wait until the log is synced there.
     pub last_effect: std::cell::Cell<u64>,
+    /// Commands queued since MULTI.
+    pub multi: Option<Multi>,
+    /// Keys under WATCH: (db, key, whether it was already expired then).
+    pub watching: Vec<(usize, Vec<u8>, bool)>,
+    /// Set by the watch registry when a watched key changes.
+    pub watch_dirty: Arc<AtomicBool>,
+    /// Inside EXEC: whether the transaction's MULTI effect is recorded yet
+    /// (it is, lazily, before the first write's effect). `None` outside.
+    pub exec_effects: std::cell::Cell<Option<bool>>,
+}
+
+/// A transaction being queued.
+#[derive(Default)]
+pub struct Multi {
+    /// Each queued command and its arguments.
+    pub queue: Vec<(&'static crate::command::Spec, Vec<bytes::Bytes>)>,
+    /// A command was refused while queueing: EXEC will answer EXECABORT.
+    pub failed: bool,
+}
+
+impl Client {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
+        Client {
+            id: handle.id,
+            db: 0,
+            authenticated,
+            reply_mode: ReplyMode::On,
+            handle,
+            slot_hint: None,
+            last_command: None,
+            last_effect: std::cell::Cell::new(0),
+            multi: None,
+            watching: Vec::new(),
+            watch_dirty: Arc::new(AtomicBool::new(false)),
+            exec_effects: std::cell::Cell::new(None),
+        }
+    }
 }
 
 /// What the rest of the server may see or change of a connection.

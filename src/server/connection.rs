@@ -53,16 +53,8 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
         return;
     }
 
-    let mut client = Client {
-        id: handle.id,
-        db: 0,
-        authenticated: server.config.read().get("requirepass").is_empty(),
-        reply_mode: ReplyMode::On,
-        handle: handle.clone(),
-        slot_hint: None,
-        last_command: None,
-        last_effect: std::cell::Cell::new(0),
-    };
+    let authenticated = server.config.read().get("requirepass").is_empty();
+    let mut client = Client::new(handle.clone(), authenticated);
     let mut out = ReplyBuf::new(Protocol::Resp2);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut stop = server.shutdown.subscribe();
@@ -240,6 +232,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
         server.monitor_count.fetch_sub(1, Relaxed);
     }
     let _ = wr.shutdown().await;
+    command::transactions::unwatch_all(&server, &mut client);
     server.clients.unregister(handle.id);
 }
 
@@ -323,7 +316,11 @@ async fn execute(
         now_ms: now,
         action: None,
     };
-    let result = command::run(&mut ctx, spec, argv);
+    let result = {
+        // Every command but EXEC holds the transaction gate shared.
+        let _gate = (!spec.has(flags::EXCLUSIVE)).then(|| server.gate.shared());
+        command::run(&mut ctx, spec, argv)
+    };
     let action = ctx.action.take();
     let elapsed = started.elapsed().as_micros() as u64;
 

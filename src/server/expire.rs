@@ -39,6 +39,7 @@ pub fn active_cycle(server: &Server, budget: Duration) {
                 t.remove_expired(now_ms(), &mut expired);
                 for k in &expired {
                     server.effects.append(db, &[b"DEL", k]);
+                    server.watches.touch(db, k);
                 }
                 server.stats.expired_keys.add(expired.len() as u64);
                 if !expired.is_empty() {

@@ -23,6 +23,7 @@ pub mod info;
 pub mod memory;
 pub mod slowlog;
 pub mod stats;
+pub mod watches;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -145,6 +146,8 @@ pub struct Server {
     pub stats: stats::Stats,
     pub slowlog: slowlog::SlowLog,
     pub peak_memory: memory::Peak,
+    pub watches: watches::Watches,
+    pub gate: watches::Gate,
     pub pause: Pause,
     /// MONITOR lines; the receiver count says whether anyone listens.
     pub monitors: broadcast::Sender<Arc<str>>,
@@ -207,6 +210,8 @@ impl Server {
             stats: stats::Stats::new(crate::command::TABLE.all.len()),
             slowlog: slowlog::SlowLog::default(),
             peak_memory: memory::Peak::default(),
+            watches: watches::Watches::default(),
+            gate: watches::Gate::default(),
             pause: Pause::default(),
             monitors,
             monitor_count: std::sync::atomic::AtomicUsize::new(0),

@@ -1,58 +1,10 @@
 //! Hashes, lists, sets and sorted sets, mostly checked *differentially*:
 //! the same commands go to Shoal and to Debian's redis-server, and the
-//! replies (errors included, word for word) must be equal. Replies whose
-//! order Redis leaves undefined (set members) are compared sorted.
+//! replies (errors included, word for word) must be equal (see
+//! `support::same_as_redis`).
 
-use crate::support::{Frame, Raw, ReferenceRedis, TestNode};
+use crate::support::{run, same_as_redis, Frame, Raw, ReferenceRedis, TestNode};
 use crate::{bulk, err, int, ok};
-
-/// Runs one command; an error becomes its text so both sides compare.
-fn run(con: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c.query::<redis::Value>(con).map_err(|e| e.to_string())
-}
-
-fn sorted(v: Result<redis::Value, String>) -> Result<redis::Value, String> {
-    v.map(|v| match v {
-        redis::Value::Array(mut items) => {
-            items.sort_by_key(|i| format!("{i:?}"));
-            redis::Value::Array(items)
-        }
-        other => other,
-    })
-}
-
-/// Commands whose reply is a set: compared sorted.
-const UNORDERED: &[&str] = &[
-    "SMEMBERS",
-    "SINTER",
-    "SUNION",
-    "SDIFF",
-    "SPOP",
-    "SRANDMEMBER",
-    "HRANDFIELD",
-];
-
-/// Runs `script` on both servers and asserts every reply is equal.
-fn same_as_redis(script: &[&[&str]]) -> (TestNode, ReferenceRedis) {
-    let node = TestNode::start();
-    let reference = ReferenceRedis::start();
-    let mut ours = node.conn();
-    let mut theirs = reference.client().get_connection().unwrap();
-    for cmd in script {
-        let (mut a, mut b) = (run(&mut ours, cmd), run(&mut theirs, cmd));
-        if UNORDERED.contains(&cmd[0]) {
-            (a, b) = (sorted(a), sorted(b));
-        }
-        assert_eq!(a, b, "{cmd:?}");
-    }
-    let digest = |con: &mut redis::Connection| run(con, &["DEBUG", "DIGEST"]);
-    assert_eq!(digest(&mut ours), digest(&mut theirs), "dataset digest");
-    (node, reference)
-}
 
 #[test]
 fn hash_replies_match_redis() {

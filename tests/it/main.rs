@@ -13,6 +13,7 @@ mod protocol;
 mod server;
 mod startup;
 mod strings;
+mod transactions;
 
 use support::{Frame, Raw};
 

@@ -1,0 +1,174 @@
+//! Transactions: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+//!
+//! ```text
+//!  MULTI ─▶ commands are checked (name, arity, auth) and queued: +QUEUED
+//!           a refused command marks the transaction failed
+//!  EXEC  ─▶ failed?          -EXECABORT, nothing runs
+//!           watched changed? null reply, nothing runs
+//!           otherwise        gate taken exclusively, every queued command
+//!                            runs in order, one reply each (errors included:
+//!                            a runtime error does not stop the others)
+//! ```
+//!
+//! Atomicity comes from the transaction gate (`server::watches::Gate`): every
+//! command holds it shared and EXEC exclusively, so no other client's
+//! command interleaves with a transaction, whichever keys and slots it
+//! touches. In the effect stream the transaction's effects are wrapped in
+//! `MULTI` … `EXEC` (only if it wrote anything), so the log and replicas
+//! apply it whole: replaying a log that ends inside the wrapper queues the
+//! tail and never executes it.
+//!
+//! WATCH registers the keys with the server's watch registry; any effect on
+//! them (a write, an expiry deletion, FLUSHALL, SWAPDB...) sets the client's
+//! flag. A watched key that was live at WATCH time and has expired by EXEC
+//! counts as changed too, as in Redis 7.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+
+use super::{flags::*, keys, spec, Ctx, Spec, NO_KEYS};
+use crate::error::{CmdResult, CommandError};
+use crate::server::client::{Client, Multi};
+use crate::server::Server;
+
+const G: &str = "transactions";
+const T: &[&str] = &["transaction"];
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    spec("multi", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY | NO_QUEUE, NO_KEYS, T, G, "Starts a transaction.", multi),
+    spec("exec", 1, NOSCRIPT | LOADING | STALE | SKIP_SLOWLOG | NO_QUEUE | EXCLUSIVE, NO_KEYS, T, G, "Executes all commands in a transaction.", exec),
+    spec("discard", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY | NO_QUEUE, NO_KEYS, T, G, "Discards a transaction.", discard),
+    spec("watch", -2, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY | NO_QUEUE, keys(1, -1, 1), T, G, "Monitors changes to keys to determine the execution of a transaction.", watch),
+    spec("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, NO_KEYS, T, G, "Forgets about watched keys of a transaction.", unwatch),
+];
+
+/// Queues a command inside MULTI.
+pub fn queue(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> CmdResult {
+    let m = ctx.client.multi.as_mut().expect("called inside MULTI");
+    if spec.has(NO_MULTI) {
+        m.failed = true;
+        return Err(CommandError::err(
+            "Command not allowed inside a transaction",
+        ));
+    }
+    m.queue.push((spec, argv.to_vec()));
+    ctx.out.simple("QUEUED");
+    Ok(())
+}
+
+fn multi(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    if ctx.client.multi.is_some() {
+        return Err(CommandError::err("MULTI calls can not be nested"));
+    }
+    ctx.client.multi = Some(Multi::default());
+    ctx.out.ok();
+    Ok(())
+}
+
+fn discard(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    if ctx.client.multi.take().is_none() {
+        return Err(CommandError::err("DISCARD without MULTI"));
+    }
+    unwatch_all(ctx.server, ctx.client);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// Whether a watched key changed or expired since WATCH.
+fn watch_broken(ctx: &Ctx) -> bool {
+    if ctx.client.watch_dirty.load(Relaxed) {
+        return true;
+    }
+    ctx.client.watching.iter().any(|(db, key, expired_then)| {
+        !expired_then
+            && ctx
+                .server
+                .keyspace
+                .db(*db)
+                .lock_slot(Ctx::slot(key))
+                .peek(key)
+                .is_some_and(|n| n.is_expired(ctx.now_ms))
+    })
+}
+
+fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let Some(m) = ctx.client.multi.take() else {
+        return Err(CommandError::err("EXEC without MULTI"));
+    };
+    if m.failed {
+        unwatch_all(ctx.server, ctx.client);
+        return Err(CommandError::err_code(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
+    }
+    // Gate first, then the watch check: nothing can change a watched key
+    // between the check and the commands.
+    let _gate = ctx.server.gate.exclusive();
+    let broken = watch_broken(ctx);
+    unwatch_all(ctx.server, ctx.client);
+    if broken {
+        ctx.out.null_array();
+        return Ok(());
+    }
+    ctx.out.array(m.queue.len());
+    ctx.client.exec_effects.set(Some(false));
+    for (spec, argv) in &m.queue {
+        // A runtime error is this command's reply; the others still run.
+        let _ = super::run(ctx, spec, argv);
+    }
+    if ctx.client.exec_effects.get() == Some(true) {
+        ctx.emit_global(&[b"EXEC"]);
+    }
+    ctx.client.exec_effects.set(None);
+    Ok(())
+}
+
+fn watch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if ctx.client.multi.is_some() {
+        return Err(CommandError::err("WATCH inside MULTI is not allowed"));
+    }
+    let db = ctx.db();
+    for key in &argv[1..] {
+        if ctx
+            .client
+            .watching
+            .iter()
+            .any(|(d, k, _)| *d == db && k == key)
+        {
+            continue;
+        }
+        let expired = ctx
+            .server
+            .keyspace
+            .db(db)
+            .lock_slot(Ctx::slot(key))
+            .peek(key)
+            .is_some_and(|n| n.is_expired(ctx.now_ms));
+        ctx.server.watches.watch(db, key, &ctx.client.watch_dirty);
+        ctx.client.watching.push((db, key.to_vec(), expired));
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+fn unwatch(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    unwatch_all(ctx.server, ctx.client);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// Forgets every watched key (EXEC, DISCARD, UNWATCH, RESET, disconnect).
+pub fn unwatch_all(server: &Server, client: &mut Client) {
+    for (db, key, _) in client.watching.drain(..) {
+        server.watches.unwatch(db, &key, &client.watch_dirty);
+    }
+    client.watch_dirty.store(false, Relaxed);
+}
+
+/// RESET: leaves any transaction and watch.
+pub fn reset(server: &Server, client: &mut Client) {
+    client.multi = None;
+    unwatch_all(server, client);
+}

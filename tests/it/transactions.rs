@@ -1,0 +1,290 @@
+//! MULTI/EXEC/DISCARD/WATCH: Redis's replies and rules, WATCH races from a
+//! second client, atomicity under concurrent readers, and transactions in
+//! the log (whole, or not at all after a crash while recording one).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::support::{eventually, same_as_redis, Frame, Raw, TestNode};
+use crate::{bulk, err, int, ok};
+
+#[test]
+fn replies_and_errors_match_redis() {
+    same_as_redis(&[
+        &["EXEC"],
+        &["DISCARD"],
+        &["MULTI"],
+        &["MULTI"],
+        &["SET", "a", "1"],
+        &["INCR", "a"],
+        &["LPUSH", "a", "x"],
+        &["GET", "a"],
+        &["EXEC"],
+        &["MULTI"],
+        &["SET", "b", "1"],
+        &["NOSUCHCOMMAND"],
+        &["GET"],
+        &["EXEC"],
+        &["EXISTS", "b"],
+        &["MULTI"],
+        &["WATCH", "a"],
+        &["SET", "c", "3"],
+        &["DISCARD"],
+        &["EXISTS", "c"],
+        &["WATCH", "a"],
+        &["UNWATCH"],
+        &["MULTI"],
+        &["EXEC"],
+        &["MULTI"],
+        &["SELECT", "2"],
+        &["SET", "in2", "x"],
+        &["SELECT", "0"],
+        &["EXEC"],
+        &["SELECT", "2"],
+        &["GET", "in2"],
+        &["SELECT", "0"],
+    ]);
+}
+
+fn exec(r: &mut Raw) -> Frame {
+    r.call(&["EXEC"])
+}
+
+#[test]
+fn watch_aborts_when_another_client_writes() {
+    let node = TestNode::start();
+    let (mut a, mut b) = (node.raw(), node.raw());
+    ok(&mut a, &["SET", "k", "1"]);
+    ok(&mut a, &["WATCH", "k"]);
+    ok(&mut b, &["SET", "k", "2"]);
+    ok(&mut a, &["MULTI"]);
+    assert_eq!(
+        a.call(&["SET", "k", "mine"]),
+        Frame::Simple("QUEUED".into())
+    );
+    assert_eq!(exec(&mut a), Frame::Null, "the transaction is aborted");
+    assert_eq!(bulk(&mut a, &["GET", "k"]).as_deref(), Some("2"));
+
+    // The watch is gone after EXEC: the next transaction runs.
+    ok(&mut a, &["MULTI"]);
+    a.call(&["SET", "k", "mine"]);
+    assert_eq!(exec(&mut a), Frame::Array(vec![Frame::Simple("OK".into())]));
+
+    // An untouched watch lets the transaction run; a write to another key
+    // in the same slot does not count.
+    ok(&mut a, &["WATCH", "{t}k"]);
+    ok(&mut b, &["SET", "{t}other", "x"]);
+    ok(&mut a, &["MULTI"]);
+    a.call(&["INCR", "{t}k"]);
+    assert_eq!(exec(&mut a), Frame::Array(vec![Frame::Int(1)]));
+
+    // UNWATCH forgets.
+    ok(&mut a, &["WATCH", "k"]);
+    ok(&mut a, &["UNWATCH"]);
+    ok(&mut b, &["SET", "k", "3"]);
+    ok(&mut a, &["MULTI"]);
+    a.call(&["GET", "k"]);
+    assert_eq!(exec(&mut a), Frame::Array(vec![Frame::bulk("3")]));
+}
+
+#[test]
+fn watch_sees_flushes_swaps_deletes_and_expiry() {
+    let node = TestNode::start();
+    let (mut a, mut b) = (node.raw(), node.raw());
+    let aborted_by = |a: &mut Raw, b: &mut Raw, setup: &[&str], change: &[&str]| {
+        a.call(&["DEL", "w"]);
+        a.call(setup);
+        ok(a, &["WATCH", "w"]);
+        b.call(change);
+        ok(a, &["MULTI"]);
+        a.call(&["PING"]);
+        exec(a) == Frame::Null
+    };
+    assert!(aborted_by(
+        &mut a,
+        &mut b,
+        &["SET", "w", "1"],
+        &["FLUSHALL"]
+    ));
+    assert!(aborted_by(&mut a, &mut b, &["SET", "w", "1"], &["FLUSHDB"]));
+    assert!(aborted_by(
+        &mut a,
+        &mut b,
+        &["SET", "w", "1"],
+        &["SWAPDB", "0", "1"]
+    ));
+    assert!(aborted_by(
+        &mut a,
+        &mut b,
+        &["SET", "w", "1"],
+        &["DEL", "w"]
+    ));
+    assert!(aborted_by(
+        &mut a,
+        &mut b,
+        &["SET", "w", "1"],
+        &["EXPIRE", "w", "100"]
+    ));
+    assert!(aborted_by(
+        &mut a,
+        &mut b,
+        &["HSET", "w", "f", "v"],
+        &["HSET", "w", "g", "v"]
+    ));
+    assert!(!aborted_by(
+        &mut a,
+        &mut b,
+        &["SET", "w", "1"],
+        &["GET", "w"]
+    ));
+    assert!(!aborted_by(
+        &mut a,
+        &mut b,
+        &["SET", "w", "1"],
+        &["DEL", "nothing"]
+    ));
+
+    // A key live at WATCH that has expired by EXEC aborts it.
+    ok(&mut a, &["SET", "w", "1", "PX", "50"]);
+    ok(&mut a, &["WATCH", "w"]);
+    ok(&mut a, &["MULTI"]);
+    a.call(&["PING"]);
+    // The key expires while the transaction is queued; only the clock moves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if int(&mut b, &["PTTL", "w"]) == -2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(exec(&mut a), Frame::Null);
+}
+
+#[test]
+fn queue_time_errors_abort_exec_and_no_multi_commands_are_refused() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["MULTI"]);
+    r.call(&["SET", "x", "1"]);
+    assert_eq!(
+        err(&mut r, &["WATCH", "x"]),
+        "ERR WATCH inside MULTI is not allowed"
+    );
+    assert_eq!(err(&mut r, &["MULTI"]), "ERR MULTI calls can not be nested");
+    // Neither of those fails the transaction.
+    assert_eq!(exec(&mut r), Frame::Array(vec![Frame::Simple("OK".into())]));
+    ok(&mut r, &["MULTI"]);
+    r.call(&["SET", "y", "1"]);
+    assert_eq!(
+        err(&mut r, &["SET", "y"]),
+        "ERR wrong number of arguments for 'set' command"
+    );
+    assert_eq!(
+        err(&mut r, &["EXEC"]),
+        "EXECABORT Transaction discarded because of previous errors."
+    );
+    assert_eq!(int(&mut r, &["EXISTS", "y"]), 0);
+}
+
+/// Two keys in different slots change together inside transactions while
+/// other clients read them: no reader ever sees one changed without the
+/// other.
+#[test]
+fn exec_is_atomic_across_slots() {
+    let node = TestNode::start();
+    let mut w = node.raw();
+    ok(&mut w, &["MSET", "a", "0", "b", "0"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut r = node.raw();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    // MGET sees both keys at one instant; EXEC's two
+                    // INCRs are separate commands, so only the
+                    // transaction's atomicity keeps the values equal.
+                    let Frame::Array(v) = r.call(&["MGET", "a", "b"]) else {
+                        panic!()
+                    };
+                    assert_eq!(v[0], v[1], "a transaction was seen half done");
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for _ in 0..500 {
+        ok(&mut w, &["MULTI"]);
+        w.call(&["INCR", "a"]);
+        w.call(&["INCR", "b"]);
+        let Frame::Array(replies) = exec(&mut w) else {
+            panic!()
+        };
+        assert_eq!(replies.len(), 2);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert_eq!(bulk(&mut w, &["GET", "a"]).as_deref(), Some("500"));
+}
+
+/// The records of the log, as (offset, length) pairs.
+fn records(data: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 8 <= data.len() {
+        let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+        out.push((off, 8 + len));
+        off += 8 + len;
+    }
+    out
+}
+
+#[test]
+fn a_transaction_is_in_the_log_whole_or_not_at_all() {
+    let mut node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "before", "1"]);
+    ok(&mut r, &["MULTI"]);
+    r.call(&["SET", "t1", "x"]);
+    r.call(&["SET", "t2", "y"]);
+    r.call(&["GET", "t1"]);
+    assert_eq!(
+        exec(&mut r),
+        Frame::Array(vec![
+            Frame::Simple("OK".into()),
+            Frame::Simple("OK".into()),
+            Frame::bulk("x"),
+        ])
+    );
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    let log = node
+        .data_dir()
+        .join("appendonlydir")
+        .join("appendonly.aof.1.incr.aof");
+    let data = std::fs::read(&log).unwrap();
+    let text = String::from_utf8_lossy(&data);
+    assert!(text.contains("MULTI") && text.contains("EXEC"), "{text}");
+
+    // Restarted as is: the transaction is there.
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(bulk(&mut r, &["GET", "t2"]).as_deref(), Some("y"));
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+
+    // Without its last record (EXEC), as if the node died while writing
+    // the transaction: none of it is applied, what came before is.
+    let recs = records(&data);
+    let (last_off, _) = *recs.last().unwrap();
+    assert!(String::from_utf8_lossy(&data[last_off..]).contains("EXEC"));
+    std::fs::write(&log, &data[..last_off]).unwrap();
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    eventually("loaded", || int(&mut r, &["EXISTS", "before"]) == 1);
+    assert_eq!(int(&mut r, &["EXISTS", "t1", "t2"]), 0);
+}
