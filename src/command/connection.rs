@@ -48,6 +48,7 @@ static CLIENT_SUBCOMMANDS: &[Spec] = &[
     spec("client|setinfo", 4, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Sets information specific to the client or connection.", client_setinfo),
     spec("client|no-evict", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Sets the client eviction mode of the connection.", client_no_evict),
     spec("client|pause", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Suspends commands processing.", client_pause),
+    spec("client|unblock", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Unblocks a client blocked by a blocking command from a different connection.", client_unblock),
     spec("client|unpause", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Resumes processing commands from paused clients.", client_unpause),
     spec("client|help", 2, LOADING | STALE, NO_KEYS, C, G, "Returns helpful text about the different subcommands.", client_help),
 ];
@@ -274,6 +275,27 @@ fn client_info(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     let mut s = ctx.client.handle.describe(ctx.now_ms);
     s.push('\n');
     ctx.out.verbatim(&s);
+    Ok(())
+}
+
+fn client_unblock(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let id = super::args::int(&argv[2])?;
+    let how = match argv.get(3) {
+        None => crate::server::blocking::UNBLOCK_TIMEOUT,
+        Some(w) if w.eq_ignore_ascii_case(b"timeout") => crate::server::blocking::UNBLOCK_TIMEOUT,
+        Some(w) if w.eq_ignore_ascii_case(b"error") => crate::server::blocking::UNBLOCK_ERROR,
+        Some(_) if argv.len() == 4 => {
+            return Err(CommandError::err(
+                "CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+            ))
+        }
+        Some(_) => return Err(CommandError::Syntax),
+    };
+    if argv.len() > 4 {
+        return Err(CommandError::Syntax);
+    }
+    let done = u64::try_from(id).is_ok_and(|id| ctx.server.blocked.unblock(id, how));
+    ctx.out.int(done as i64);
     Ok(())
 }
 

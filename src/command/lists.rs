@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::args::{int, Args};
-use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
+use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::SmallBuf;
 
@@ -40,6 +40,11 @@ pub static COMMANDS: &[Spec] = &[
     spec("lmove", 5, WRITE | DENYOOM, keys(1, 2, 1), L, G, "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", lmove),
     spec("rpoplpush", 3, WRITE | DENYOOM, keys(1, 2, 1), L, G, "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", rpoplpush),
     spec("lmpop", -4, WRITE, keys_counted(0, 0, 1), L, G, "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", lmpop),
+    spec("blpop", -3, WRITE | BLOCKING, keys(1, -2, 1), L, G, "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", blpop),
+    spec("brpop", -3, WRITE | BLOCKING, keys(1, -2, 1), L, G, "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", brpop),
+    spec("blmove", 6, WRITE | DENYOOM | BLOCKING, keys(1, 2, 1), L, G, "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", blmove),
+    spec("brpoplpush", 4, WRITE | DENYOOM | BLOCKING, keys(1, 2, 1), L, G, "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", brpoplpush),
+    spec("blmpop", -5, WRITE | BLOCKING, keys_counted(0, 0, 2), L, G, "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", blmpop),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -535,4 +540,65 @@ pub fn mpop_first(
         return Ok(true);
     }
     Ok(false)
+}
+
+/// BLPOP and BRPOP: pops one element from the first non-empty list, or
+/// blocks (`server::blocking`).
+fn bpop(ctx: &mut Ctx, argv: &[Bytes], end: End) -> CmdResult {
+    let deadline = block_deadline(&argv[argv.len() - 1])?;
+    let keys = &argv[1..argv.len() - 1];
+    let mut locked = ctx.lock_keys(keys.iter());
+    let db = ctx.db();
+    for key in keys {
+        let t = locked.table(db, Ctx::slot(key));
+        let Some(l) = ctx.write::<List>(t, key)? else {
+            continue;
+        };
+        let e = pop(l, end).expect("stored lists are never empty");
+        ctx.remove_if_empty::<List>(t, key);
+        let op: &[u8] = if end == End::Left { b"LPOP" } else { b"RPOP" };
+        ctx.emit(&[op, key]);
+        ctx.out.array(2);
+        ctx.out.bulk(key);
+        ctx.out.bulk(e.as_bytes());
+        return Ok(());
+    }
+    drop(locked);
+    ctx.block(keys, deadline, true);
+    Ok(())
+}
+
+fn blpop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    bpop(ctx, argv, End::Left)
+}
+
+fn brpop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    bpop(ctx, argv, End::Right)
+}
+
+fn bmove(ctx: &mut Ctx, argv: &[Bytes], from: End, to: End, timeout: &[u8]) -> CmdResult {
+    let deadline = block_deadline(timeout)?;
+    match move_element(ctx, &argv[1], &argv[2], from, to)? {
+        Some(e) => ctx.out.bulk(e.as_bytes()),
+        None => ctx.block(&argv[1..2], deadline, false),
+    }
+    Ok(())
+}
+
+fn blmove(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (from, to) = (End::parse(&argv[3])?, End::parse(&argv[4])?);
+    bmove(ctx, argv, from, to, &argv[5])
+}
+
+fn brpoplpush(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    bmove(ctx, argv, End::Right, End::Left, &argv[3])
+}
+
+fn blmpop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let deadline = block_deadline(&argv[1])?;
+    let (keys, end, count) = parse_mpop(argv, 2, &[("left", End::Left), ("right", End::Right)])?;
+    if !mpop_first(ctx, keys, end, count)? {
+        ctx.block(keys, deadline, true);
+    }
+    Ok(())
 }

@@ -346,8 +346,39 @@ pub enum Action {
     Sleep(Duration),
     /// Turn this connection into a MONITOR stream.
     Monitor,
+    /// Wait for one of these keys to be written, then run the command
+    /// again (BLPOP and friends found nothing yet).
+    Block(Block),
     /// Flush, then stop the server (SHUTDOWN).
     Shutdown,
+}
+
+#[derive(Debug)]
+pub struct Block {
+    pub keys: Vec<Bytes>,
+    /// When to give up; `None` waits for ever.
+    pub deadline: Option<std::time::Instant>,
+    /// The reply on timeout: a null array (BLPOP...) or a null bulk (BLMOVE).
+    pub null_array: bool,
+}
+
+/// Parses a blocking command's timeout (seconds, fractions allowed, 0 for
+/// ever) into a deadline, with Redis's messages.
+pub fn block_deadline(arg: &[u8]) -> Result<Option<std::time::Instant>, CommandError> {
+    let secs = args::float(arg)
+        .map_err(|_| CommandError::err("timeout is not a float or out of range"))?;
+    if secs < 0.0 {
+        return Err(CommandError::err("timeout is negative"));
+    }
+    if !secs.is_finite() || secs > 1e12 {
+        return Err(CommandError::err("timeout is out of range"));
+    }
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        std::time::Instant::now() + Duration::from_secs_f64(secs),
+    ))
 }
 
 /// Everything a handler can reach.
@@ -421,11 +452,24 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Every effect touches WATCHed keys and wakes clients blocked on
+    /// its keys; both cost one load when nobody watches or waits.
     fn after_effect<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A], end: u64) {
         self.client.last_effect.set(end);
-        if !self.server.watches.is_empty() {
-            touch_watched(&self.server.watches, db, argv);
+        let (w, b) = (&self.server.watches, &self.server.blocked);
+        if w.is_empty() && b.is_empty() {
+            return;
         }
+        touched_by(db, argv, |t| match t {
+            Touched::Key(db, key) => {
+                w.touch(db, key);
+                b.signal(db, key);
+            }
+            Touched::Db(db) => {
+                w.touch_db(db);
+                b.signal_db(db);
+            }
+        });
     }
 
     /// Finds a live key for a write, expiring it (and recording `DEL`) if due.
@@ -521,6 +565,29 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A blocking command found nothing: wait for its keys, or, where a
+    /// client cannot block (inside EXEC), reply as if it timed out.
+    pub fn block(
+        &mut self,
+        keys: &[Bytes],
+        deadline: Option<std::time::Instant>,
+        null_array: bool,
+    ) {
+        if self.client.exec_effects.get().is_some() {
+            if null_array {
+                self.out.null_array();
+            } else {
+                self.out.null();
+            }
+            return;
+        }
+        self.action = Some(Action::Block(Block {
+            keys: keys.to_vec(),
+            deadline,
+            null_array,
+        }));
+    }
+
     /// The compact-encoding limits now configured.
     pub fn encodings(&self) -> crate::keyspace::Encodings {
         self.server.tun.encodings()
@@ -531,12 +598,16 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Marks the keys an effect changes as touched for WATCH.
-fn touch_watched<A: AsRef<[u8]>>(
-    w: &crate::server::watches::Watches,
-    db: Option<usize>,
-    argv: &[A],
-) {
+/// What an effect changed: one key, or a whole database (`None`: all).
+enum Touched<'a> {
+    Key(usize, &'a [u8]),
+    Db(Option<usize>),
+}
+
+/// Calls `f` for what an effect changes, found from the effect's own
+/// command row (its key positions), so no write command lists its keys
+/// twice.
+fn touched_by<A: AsRef<[u8]>>(db: Option<usize>, argv: &[A], mut f: impl FnMut(Touched)) {
     let name = argv[0].as_ref().to_ascii_lowercase();
     let db_arg = |i: usize| {
         argv.get(i)
@@ -544,21 +615,21 @@ fn touch_watched<A: AsRef<[u8]>>(
             .map(|d| d as usize)
     };
     match name.as_slice() {
-        b"flushall" => w.touch_db(None),
-        b"flushdb" => w.touch_db(db),
+        b"flushall" => f(Touched::Db(None)),
+        b"flushdb" => f(Touched::Db(db)),
         b"swapdb" => {
-            w.touch_db(db_arg(1));
-            w.touch_db(db_arg(2));
+            f(Touched::Db(db_arg(1)));
+            f(Touched::Db(db_arg(2)));
         }
         _ => {
             let (Some(db), Some(spec)) = (db, TABLE.get(&name)) else {
                 return;
             };
             for i in spec.key_indexes(argv) {
-                w.touch(db, argv[i].as_ref());
+                f(Touched::Key(db, argv[i].as_ref()));
             }
             if let (b"move", Some(to)) = (name.as_slice(), db_arg(2)) {
-                w.touch(to, argv[1].as_ref());
+                f(Touched::Key(to, argv[1].as_ref()));
             }
         }
     }

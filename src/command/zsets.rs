@@ -18,7 +18,7 @@ use super::element_scan;
 use super::hashes::pick_indexes;
 use super::lists::clamp_range;
 use super::sets::numkeys_list;
-use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
+use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::zset::Entry;
 use crate::keyspace::{SlotTable, Value, ZSet};
@@ -52,6 +52,9 @@ pub static COMMANDS: &[Spec] = &[
     spec("zpopmin", -2, WRITE | FAST, keys(1, 1, 1), Z, G, "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", zpopmin),
     spec("zpopmax", -2, WRITE | FAST, keys(1, 1, 1), Z, G, "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", zpopmax),
     spec("zmpop", -4, WRITE, keys_counted(0, 0, 1), Z, G, "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", zmpop),
+    spec("bzpopmin", -3, WRITE | FAST | BLOCKING, keys(1, -2, 1), Z, G, "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", bzpopmin),
+    spec("bzpopmax", -3, WRITE | FAST | BLOCKING, keys(1, -2, 1), Z, G, "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped.", bzpopmax),
+    spec("bzmpop", -5, WRITE | BLOCKING, keys_counted(0, 0, 2), Z, G, "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", bzmpop),
     spec("zunion", -3, READONLY, keys_counted(0, 0, 1), Z, G, "Returns the union of multiple sorted sets.", zunion),
     spec("zinter", -3, READONLY, keys_counted(0, 0, 1), Z, G, "Returns the intersect of multiple sorted sets.", zinter),
     spec("zdiff", -3, READONLY, keys_counted(0, 0, 1), Z, G, "Returns the difference between multiple sorted sets.", zdiff),
@@ -742,6 +745,52 @@ pub fn zmpop_first(
         return Ok(true);
     }
     Ok(false)
+}
+
+/// BZPOPMIN and BZPOPMAX: `[key, member, score]` from the first non-empty
+/// sorted set, or block.
+fn bzpop(ctx: &mut Ctx, argv: &[Bytes], max: bool) -> CmdResult {
+    let deadline = block_deadline(&argv[argv.len() - 1])?;
+    let keys = &argv[1..argv.len() - 1];
+    let mut locked = ctx.lock_keys(keys.iter());
+    let db = ctx.db();
+    for key in keys {
+        let t = locked.table(db, Ctx::slot(key));
+        let Some(z) = ctx.write::<ZSet>(t, key)? else {
+            continue;
+        };
+        let e = pop_entries(z, 1, max)
+            .pop()
+            .expect("stored sorted sets are never empty");
+        ctx.remove_if_empty::<ZSet>(t, key);
+        let op: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+        ctx.emit(&[op, key]);
+        ctx.out.array(3);
+        ctx.out.bulk(key);
+        ctx.out.bulk(e.member.as_bytes());
+        ctx.out.double(e.score);
+        return Ok(());
+    }
+    drop(locked);
+    ctx.block(keys, deadline, true);
+    Ok(())
+}
+
+fn bzpopmin(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    bzpop(ctx, argv, false)
+}
+
+fn bzpopmax(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    bzpop(ctx, argv, true)
+}
+
+fn bzmpop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let deadline = block_deadline(&argv[1])?;
+    let (keys, max, count) = super::lists::parse_mpop(argv, 2, &[("min", false), ("max", true)])?;
+    if !zmpop_first(ctx, keys, max, count)? {
+        ctx.block(keys, deadline, true);
+    }
+    Ok(())
 }
 
 // ---- ZUNION / ZINTER / ZDIFF ----

@@ -176,6 +176,26 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
                     tokio::time::sleep(d).await;
                     now = now_ms();
                 }
+                Some(Action::Block(b)) => {
+                    // Replies so far go out first; then only this client waits.
+                    if flush(&server, &mut wr, &mut out).await.is_err() {
+                        break 'conn;
+                    }
+                    let waited = wait_blocked(
+                        &server,
+                        &mut client,
+                        &mut out,
+                        &argv,
+                        b,
+                        &mut stats,
+                        killed.as_mut(),
+                        shutdown.as_mut(),
+                    );
+                    if !waited.await {
+                        break 'conn;
+                    }
+                    now = now_ms();
+                }
                 Some(Action::Monitor) => {
                     monitor = Some(server.monitors.subscribe());
                     server.monitor_count.fetch_add(1, Relaxed);
@@ -279,6 +299,81 @@ async fn flush(
         out.buf.clear();
     }
     Ok(())
+}
+
+/// A blocked command's wait (see `server::blocking`): retries the command
+/// whenever one of its keys is signalled, until it is served, times out,
+/// or is unblocked. Returns false if the connection must close instead.
+#[allow(clippy::too_many_arguments)]
+async fn wait_blocked(
+    server: &Server,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    argv: &[Bytes],
+    b: command::Block,
+    stats: &mut BatchStats,
+    mut killed: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> bool {
+    let db = client.db;
+    let waiter = server.blocked.register(db, &b.keys, client.id);
+    let deadline = async {
+        match b.deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut served = false;
+    let keep = loop {
+        // Registered before this first retry: a write racing with the
+        // command's first attempt has left a wake-up permit.
+        let mut now = now_ms();
+        match execute(server, client, out, argv, &mut now, stats).await {
+            Some(Action::Block(_)) => {}
+            _ => {
+                served = true;
+                break true;
+            }
+        }
+        tokio::select! {
+            _ = waiter.wake.notified() => {
+                match waiter.unblock.load(Relaxed) {
+                    crate::server::blocking::UNBLOCK_TIMEOUT => {
+                        timeout_reply(out, &b);
+                        break true;
+                    }
+                    crate::server::blocking::UNBLOCK_ERROR => {
+                        out.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+                        break true;
+                    }
+                    _ => {}
+                }
+            }
+            _ = &mut deadline => {
+                timeout_reply(out, &b);
+                break true;
+            }
+            _ = killed.as_mut() => break false,
+            _ = shutdown.as_mut() => break false,
+        }
+    };
+    server.blocked.unregister(db, &b.keys, &waiter);
+    if served {
+        // The key may hold more: the next client in line gets its turn.
+        for k in &b.keys {
+            server.blocked.signal(db, k);
+        }
+    }
+    keep
+}
+
+fn timeout_reply(out: &mut ReplyBuf, b: &command::Block) {
+    if b.null_array {
+        out.null_array();
+    } else {
+        out.null();
+    }
 }
 
 /// Runs one request: checks, pause, the handler, statistics, slowlog, MONITOR.

@@ -99,11 +99,12 @@ fn section(server: &Server, name: &str, o: &mut String) {
             let _ = write!(
                 o,
                 "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\n\
-                 client_recent_max_input_buffer:{}\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\n\
+                 client_recent_max_input_buffer:{}\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\n\
                  tracking_clients:0\r\nclients_in_timeout_table:0\r\ntotal_blocking_keys:0\r\n",
                 clients.len(),
                 server.tun.maxclients.load(Relaxed),
                 max_q,
+                server.blocked.count(),
             );
         }
         "memory" => {

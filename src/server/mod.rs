@@ -16,6 +16,7 @@
 //! effect stream, clients, statistics, configuration) and each guards
 //! itself; nothing here is a global lock around "the server".
 
+pub mod blocking;
 pub mod client;
 pub mod connection;
 pub mod expire;
@@ -147,6 +148,7 @@ pub struct Server {
     pub slowlog: slowlog::SlowLog,
     pub peak_memory: memory::Peak,
     pub watches: watches::Watches,
+    pub blocked: blocking::Blocked,
     pub gate: watches::Gate,
     pub pause: Pause,
     /// MONITOR lines; the receiver count says whether anyone listens.
@@ -211,6 +213,7 @@ impl Server {
             slowlog: slowlog::SlowLog::default(),
             peak_memory: memory::Peak::default(),
             watches: watches::Watches::default(),
+            blocked: blocking::Blocked::default(),
             gate: watches::Gate::default(),
             pause: Pause::default(),
             monitors,

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod blocking;
 mod collections;
 mod concurrency;
 mod connection;

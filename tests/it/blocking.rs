@@ -1,0 +1,183 @@
+//! Blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN,
+//! BZPOPMAX, BZMPOP) across several clients: wake-up by another client's
+//! write, first come first served, timeouts, CLIENT UNBLOCK, and no
+//! blocking inside a transaction.
+
+use std::thread::JoinHandle;
+
+use crate::support::{eventually, Frame, Raw, TestNode};
+use crate::{bulk, err, info_field, int, ok};
+
+fn blocked_clients(r: &mut Raw) -> usize {
+    let info = bulk(r, &["INFO", "clients"]).unwrap();
+    info_field(&info, "blocked_clients").parse().unwrap()
+}
+
+/// Starts `args` on a new connection in a thread; returns once the server
+/// counts `expect_blocked` blocked clients.
+fn blocked(
+    node: &TestNode,
+    watcher: &mut Raw,
+    args: &[&str],
+    expect_blocked: usize,
+) -> JoinHandle<Frame> {
+    let mut c = node.raw();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let h = std::thread::spawn(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        c.call(&a)
+    });
+    eventually("client blocked", || {
+        blocked_clients(watcher) == expect_blocked
+    });
+    h
+}
+
+fn arr(items: &[&str]) -> Frame {
+    Frame::Array(items.iter().map(|s| Frame::bulk(s)).collect())
+}
+
+#[test]
+fn a_push_from_another_client_wakes_the_blocked_one() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let waiting = blocked(&node, &mut r, &["BLPOP", "q1", "q2", "0"], 1);
+    assert_eq!(int(&mut r, &["RPUSH", "q2", "job"]), 1);
+    assert_eq!(waiting.join().unwrap(), arr(&["q2", "job"]));
+    assert_eq!(int(&mut r, &["EXISTS", "q2"]), 0, "the popped list is gone");
+    assert_eq!(blocked_clients(&mut r), 0);
+
+    // Data already there: no blocking at all.
+    int(&mut r, &["RPUSH", "q1", "a", "b"]);
+    assert_eq!(r.call(&["BRPOP", "q1", "0"]), arr(&["q1", "b"]));
+}
+
+#[test]
+fn clients_blocked_on_a_key_are_served_first_come_first_served() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let first = blocked(&node, &mut r, &["BLPOP", "q", "0"], 1);
+    let second = blocked(&node, &mut r, &["BLPOP", "q", "0"], 2);
+    let third = blocked(&node, &mut r, &["BLPOP", "q", "0"], 3);
+    int(&mut r, &["RPUSH", "q", "a", "b"]);
+    assert_eq!(first.join().unwrap(), arr(&["q", "a"]));
+    assert_eq!(second.join().unwrap(), arr(&["q", "b"]));
+    assert_eq!(blocked_clients(&mut r), 1, "the third still waits");
+    int(&mut r, &["LPUSH", "q", "c"]);
+    assert_eq!(third.join().unwrap(), arr(&["q", "c"]));
+}
+
+#[test]
+fn moves_and_sorted_set_pops_block_too() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let mover = blocked(
+        &node,
+        &mut r,
+        &["BLMOVE", "src", "dst", "LEFT", "RIGHT", "0"],
+        1,
+    );
+    int(&mut r, &["RPUSH", "src", "x"]);
+    assert_eq!(mover.join().unwrap(), Frame::bulk("x"));
+    assert_eq!(
+        r.call(&["LRANGE", "dst", "0", "-1"]),
+        arr(&["x"]),
+        "moved as one step"
+    );
+
+    let z = blocked(&node, &mut r, &["BZPOPMIN", "z", "0"], 1);
+    int(&mut r, &["ZADD", "z", "2", "b", "1", "a"]);
+    assert_eq!(
+        z.join().unwrap(),
+        Frame::Array(vec![Frame::bulk("z"), Frame::bulk("a"), Frame::bulk("1")])
+    );
+    let zm = blocked(&node, &mut r, &["BZMPOP", "0", "1", "z2", "MAX"], 1);
+    int(&mut r, &["ZADD", "z2", "5", "m"]);
+    assert_eq!(
+        zm.join().unwrap(),
+        Frame::Array(vec![
+            Frame::bulk("z2"),
+            Frame::Array(vec![Frame::Array(vec![Frame::bulk("m"), Frame::bulk("5")])])
+        ])
+    );
+    let lm = blocked(
+        &node,
+        &mut r,
+        &["BLMPOP", "0", "2", "l1", "l2", "RIGHT", "COUNT", "2"],
+        1,
+    );
+    int(&mut r, &["RPUSH", "l2", "a", "b", "c"]);
+    assert_eq!(
+        lm.join().unwrap(),
+        Frame::Array(vec![Frame::bulk("l2"), arr(&["c", "b"])])
+    );
+    let old = blocked(&node, &mut r, &["BRPOPLPUSH", "s2", "d2", "0"], 1);
+    int(&mut r, &["RPUSH", "s2", "y"]);
+    assert_eq!(old.join().unwrap(), Frame::bulk("y"));
+}
+
+#[test]
+fn timeouts_unblock_and_transactions() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    assert_eq!(r.call(&["BLPOP", "none", "0.05"]), Frame::Null);
+    assert_eq!(
+        r.call(&["BLMOVE", "none", "d", "LEFT", "LEFT", "0.01"]),
+        Frame::Null
+    );
+    assert_eq!(
+        err(&mut r, &["BLPOP", "k", "-1"]),
+        "ERR timeout is negative"
+    );
+    assert_eq!(
+        err(&mut r, &["BLPOP", "k", "abc"]),
+        "ERR timeout is not a float or out of range"
+    );
+
+    // Inside MULTI a blocking command does not block.
+    ok(&mut r, &["MULTI"]);
+    r.call(&["BLPOP", "none", "0"]);
+    assert_eq!(r.call(&["EXEC"]), Frame::Array(vec![Frame::Null]));
+
+    let mut ids = node.raw();
+    let waiting = blocked(&node, &mut r, &["BLPOP", "none", "0"], 1);
+    let id = client_id_of_blocked(&mut ids);
+    assert_eq!(int(&mut r, &["CLIENT", "UNBLOCK", &id.to_string()]), 1);
+    assert_eq!(waiting.join().unwrap(), Frame::Null);
+    let waiting = blocked(&node, &mut r, &["BZPOPMAX", "none", "0"], 1);
+    let id = client_id_of_blocked(&mut ids);
+    assert_eq!(
+        int(&mut r, &["CLIENT", "UNBLOCK", &id.to_string(), "ERROR"]),
+        1
+    );
+    assert_eq!(
+        waiting.join().unwrap(),
+        Frame::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
+    );
+    assert_eq!(int(&mut r, &["CLIENT", "UNBLOCK", "999999"]), 0);
+}
+
+/// The id of the (one) client whose last command is a blocking one.
+fn client_id_of_blocked(r: &mut Raw) -> u64 {
+    let list = bulk(r, &["CLIENT", "LIST"]).unwrap();
+    list.lines()
+        .find(|l| l.contains("cmd=blpop") || l.contains("cmd=bzpopmax"))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .unwrap_or_else(|| panic!("no blocked client in {list}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_blocked_pop_is_logged_as_a_pop() {
+    let mut node = TestNode::start();
+    let mut r = node.raw();
+    let waiting = blocked(&node, &mut r, &["BLPOP", "q", "0"], 1);
+    int(&mut r, &["RPUSH", "q", "one", "two"]);
+    assert_eq!(waiting.join().unwrap(), arr(&["q", "one"]));
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(r.call(&["LRANGE", "q", "0", "-1"]), arr(&["two"]));
+}
