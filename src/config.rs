@@ -32,6 +32,9 @@ pub enum Kind {
     Str,
     /// One or more words (`bind 127.0.0.1 ::1`).
     Words,
+    /// One or more words that the function checks, returning the canonical
+    /// form (`client-output-buffer-limit`, `notify-keyspace-events`).
+    Checked(fn(&str) -> Option<String>),
 }
 
 pub struct Directive {
@@ -78,6 +81,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d("appendonly", Kind::Enum(&["yes", "no"]), "yes", false),
     d("appendfsync", Kind::Enum(&["always", "everysec", "no"]), "everysec", true),
     d("appenddirname", Kind::Str, "appendonlydir", false),
+    d("client-output-buffer-limit", Kind::Checked(crate::server::pubsub::canonical_buffer_limits), "normal 0 0 0 replica 268435456 67108864 60 pubsub 33554432 8388608 60", true),
+    d("notify-keyspace-events", Kind::Checked(crate::server::notify::canonical_flags), "", true),
     d("hash-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
     d("hash-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
     d("set-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
@@ -116,6 +121,8 @@ pub enum ConfigError {
     NotInEnum(String),
     #[error("can't set immutable config")]
     Immutable,
+    #[error("argument is not valid")]
+    Invalid,
 }
 
 /// Parses a byte count with Redis's units: k/m/g are powers of 1000, kb/mb/gb
@@ -141,7 +148,7 @@ pub fn parse_memory(s: &str) -> Option<i64> {
 
 /// Checks a value against its directive and returns its canonical form.
 fn normalise(d: &Directive, args: &[String]) -> Result<String, ConfigError> {
-    if !matches!(d.kind, Kind::Words) && args.len() != 1 {
+    if !matches!(d.kind, Kind::Words | Kind::Checked(_)) && args.len() != 1 {
         return Err(ConfigError::BadDirective);
     }
     match d.kind {
@@ -173,6 +180,7 @@ fn normalise(d: &Directive, args: &[String]) -> Result<String, ConfigError> {
             }
         }
         Kind::Str => Ok(args[0].clone()),
+        Kind::Checked(check) => check(&args.join(" ")).ok_or(ConfigError::Invalid),
         Kind::Words => {
             if args.is_empty() {
                 return Err(ConfigError::BadDirective);
@@ -278,7 +286,7 @@ impl Config {
         if !d.mutable {
             return Err(ConfigError::Immutable);
         }
-        let args = if matches!(d.kind, Kind::Words) {
+        let args = if matches!(d.kind, Kind::Words | Kind::Checked(_)) {
             value.split_whitespace().map(str::to_string).collect()
         } else {
             vec![value.to_string()]

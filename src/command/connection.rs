@@ -21,10 +21,10 @@ const C: &[&str] = &["connection"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("ping", -1, FAST | SENTINEL_LIKE, NO_KEYS, C, G, "Returns the server's liveliness response.", ping),
+    spec("ping", -1, FAST | SENTINEL_LIKE | SUBSCRIBED_OK, NO_KEYS, C, G, "Returns the server's liveliness response.", ping),
     spec("echo", 2, FAST, NO_KEYS, C, G, "Returns the given string.", echo),
-    spec("quit", -1, ALLOW_BUSY | NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | NO_QUEUE, NO_KEYS, C, G, "Closes the connection.", quit),
-    spec("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | NO_QUEUE, NO_KEYS, C, G, "Resets the connection.", reset),
+    spec("quit", -1, ALLOW_BUSY | NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | NO_QUEUE | SUBSCRIBED_OK, NO_KEYS, C, G, "Closes the connection.", quit),
+    spec("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | NO_QUEUE | SUBSCRIBED_OK, NO_KEYS, C, G, "Resets the connection.", reset),
     spec("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Authenticates the connection.", auth),
     spec("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Handshakes with the Redis server.", hello),
     spec("select", 2, LOADING | STALE | FAST, NO_KEYS, C, G, "Changes the selected database.", select),
@@ -54,6 +54,13 @@ static CLIENT_SUBCOMMANDS: &[Spec] = &[
 ];
 
 fn ping(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if ctx.client.subscribed() && !ctx.out.resp3() {
+        // Subscribed RESP2 clients expect every reply to be an array.
+        ctx.out.array(2);
+        ctx.out.bulk(b"pong");
+        ctx.out.bulk(argv.get(1).map_or(&b""[..], |a| &a[..]));
+        return Ok(());
+    }
     match argv.len() {
         1 => ctx.out.simple("PONG"),
         2 => ctx.out.bulk(&argv[1]),
@@ -75,6 +82,7 @@ fn quit(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 
 fn reset(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     super::transactions::reset(ctx.server, ctx.client);
+    super::pubsub::unsubscribe_all(ctx.server, ctx.client);
     ctx.client.db = 0;
     ctx.client.reply_mode = ReplyMode::On;
     ctx.out.proto = Protocol::Resp2;

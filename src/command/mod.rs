@@ -21,6 +21,7 @@ pub mod element_scan;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -63,6 +64,9 @@ pub mod flags {
     pub const NO_QUEUE: u32 = 1 << 15;
     /// Shoal's own: runs with the transaction gate held exclusively (EXEC).
     pub const EXCLUSIVE: u32 = 1 << 16;
+    pub const PUBSUB: u32 = 1 << 17;
+    /// Shoal's own: allowed to a RESP2 client in subscribed mode.
+    pub const SUBSCRIBED_OK: u32 = 1 << 18;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -80,6 +84,7 @@ pub mod flags {
         (ALLOW_BUSY, "allow_busy"),
         (NO_MULTI, "no_multi"),
         (BLOCKING, "blocking"),
+        (PUBSUB, "pubsub"),
     ];
 }
 
@@ -238,8 +243,9 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 10] = [
+    let families: [&'static [Spec]; 11] = [
         transactions::COMMANDS,
+        pubsub::COMMANDS,
         strings::COMMANDS,
         hashes::COMMANDS,
         lists::COMMANDS,
@@ -390,6 +396,8 @@ pub struct Ctx<'a> {
     /// sees the same instant.
     pub now_ms: i64,
     pub action: Option<Action>,
+    /// Set while recording an expiry's `DEL` (see [`Ctx::expired`]).
+    pub expiring: std::cell::Cell<bool>,
 }
 
 impl<'a> Ctx<'a> {
@@ -456,6 +464,11 @@ impl<'a> Ctx<'a> {
     /// its keys; both cost one load when nobody watches or waits.
     fn after_effect<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A], end: u64) {
         self.client.last_effect.set(end);
+        if let Some(db) = db {
+            if self.server.notifier.wants(u32::MAX) && !self.expiring.get() {
+                notify_effect(self.server, db, argv, self.now_ms);
+            }
+        }
         let (w, b) = (&self.server.watches, &self.server.blocked);
         if w.is_empty() && b.is_empty() {
             return;
@@ -503,7 +516,18 @@ impl<'a> Ctx<'a> {
     /// Records a key that was found expired and removed.
     pub fn expired(&self, db: usize, key: &[u8]) {
         self.server.stats.expired_keys.add(1);
+        // Its notification is `expired`, not the `del` its effect implies.
+        self.expiring.set(true);
         self.emit_in(db, &[b"DEL", key]);
+        self.expiring.set(false);
+        self.server.notifier.notify(
+            &self.server.pubsub,
+            crate::server::notify::EXPIRED,
+            "expired",
+            db,
+            key,
+            self.now_ms,
+        );
     }
 
     /// A collection of type `C` at `key` for reading (counts a hit or
@@ -635,6 +659,65 @@ fn touched_by<A: AsRef<[u8]>>(db: Option<usize>, argv: &[A], mut f: impl FnMut(T
     }
 }
 
+/// Publishes the keyspace notifications of one effect (see
+/// `server::notify`): the class from the effect command's family, the
+/// event from its name, with Redis's names where they differ.
+fn notify_effect<A: AsRef<[u8]>>(server: &Server, db: usize, argv: &[A], now_ms: i64) {
+    use crate::server::notify::*;
+    let name = argv[0].as_ref().to_ascii_lowercase();
+    let Some(spec) = TABLE.get(&name) else {
+        return;
+    };
+    let class = match spec.group {
+        "string" => STRING,
+        "list" => LIST,
+        "set" => SET,
+        "hash" => HASH,
+        "sorted-set" => ZSET,
+        "generic" => GENERIC,
+        _ => return,
+    };
+    let n = &server.notifier;
+    let send = |class: u32, event: &str, key: &[u8]| {
+        n.notify(&server.pubsub, class, event, db, key, now_ms)
+    };
+    let arg = |i: usize| argv.get(i).map_or(&b""[..], |a| a.as_ref());
+    let end_word = |i: usize, pop: bool| match (arg(i).eq_ignore_ascii_case(b"left"), pop) {
+        (true, true) => "lpop",
+        (false, true) => "rpop",
+        (true, false) => "lpush",
+        (false, false) => "rpush",
+    };
+    match name.as_slice() {
+        b"rename" => {
+            send(GENERIC, "rename_from", arg(1));
+            send(GENERIC, "rename_to", arg(2));
+        }
+        b"copy" => send(GENERIC, "copy_to", arg(2)),
+        b"move" => send(GENERIC, "move_from", arg(1)),
+        b"lmove" => {
+            send(LIST, end_word(3, true), arg(1));
+            send(LIST, end_word(4, false), arg(2));
+        }
+        b"smove" => {
+            send(SET, "srem", arg(1));
+            send(SET, "sadd", arg(2));
+        }
+        _ => {
+            let event = match name.as_slice() {
+                b"incr" | b"decr" | b"decrby" => "incrby",
+                b"pexpireat" => "expire",
+                b"zincrby" => "zincr",
+                b"mset" | b"msetnx" => "set",
+                _ => std::str::from_utf8(&name).unwrap_or("unknown"),
+            };
+            for i in spec.key_indexes(argv) {
+                send(class, event, argv[i].as_ref());
+            }
+        }
+    }
+}
+
 /// Resolves a request and applies the checks every command shares. Returns
 /// the spec to run, or the error to reply with. Inside MULTI, a refused
 /// command makes EXEC fail (EXECABORT), as in Redis.
@@ -676,6 +759,19 @@ fn check(
     };
     if !client.authenticated && !spec.has(flags::NO_AUTH) {
         return Err(CommandError::NoAuth);
+    }
+    if client.subscribed()
+        && !spec.has(flags::SUBSCRIBED_OK)
+        && client
+            .handle
+            .resp
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 2
+    {
+        return Err(CommandError::err(format!(
+            "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        )));
     }
     if server.loading.load(std::sync::atomic::Ordering::Relaxed) && !spec.has(flags::LOADING) {
         return Err(CommandError::Loading);
@@ -737,6 +833,7 @@ mod tests {
             out: &mut out,
             now_ms: 1_700_000_000_000,
             action: None,
+            expiring: std::cell::Cell::new(false),
         };
         run(&mut ctx, spec, &argv).expect("command succeeds");
         let bytes = server.effects.read_from(before).unwrap();

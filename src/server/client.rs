@@ -50,6 +50,9 @@ pub struct Client {
     pub watching: Vec<(usize, Vec<u8>, bool)>,
     /// Set by the watch registry when a watched key changes.
     pub watch_dirty: Arc<AtomicBool>,
+    /// Channels, patterns and shard channels subscribed to, and the queue
+    /// messages arrive on; `None` until the first subscription.
+    pub subs: Option<Box<Subscriptions>>,
     /// Inside EXEC: whether the transaction's MULTI effect is recorded yet
     /// (it is, lazily, before the first write's effect). `None` outside.
     pub exec_effects: std::cell::Cell<Option<bool>>,
@@ -79,7 +82,31 @@ impl Client {
             watching: Vec::new(),
             watch_dirty: Arc::new(AtomicBool::new(false)),
             exec_effects: std::cell::Cell::new(None),
+            subs: None,
         }
+    }
+
+    /// Subscribed to anything: RESP2 connections then accept only the
+    /// pub/sub commands, PING, QUIT and RESET.
+    pub fn subscribed(&self) -> bool {
+        self.subs
+            .as_ref()
+            .is_some_and(|s| s.total() + s.shard.len() > 0)
+    }
+}
+
+pub struct Subscriptions {
+    pub sub: Arc<super::pubsub::Subscriber>,
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Arc<super::pubsub::Message>>,
+    pub channels: std::collections::HashSet<bytes::Bytes>,
+    pub patterns: std::collections::HashSet<bytes::Bytes>,
+    pub shard: std::collections::HashSet<bytes::Bytes>,
+}
+
+impl Subscriptions {
+    /// The count SUBSCRIBE and PSUBSCRIBE replies carry.
+    pub fn total(&self) -> usize {
+        self.channels.len() + self.patterns.len()
     }
 }
 

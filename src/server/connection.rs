@@ -76,6 +76,12 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
                 std::future::pending().await
             }
         };
+        let published = async {
+            match client.subs.as_mut() {
+                Some(s) => s.rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let monitored = async {
             match monitor.as_mut() {
                 Some(rx) => rx.recv().await,
@@ -92,6 +98,27 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
                     server.stats.reads_processed.add(1);
                 }
             },
+            msg = published => {
+                if let (Some(m), Some(s)) = (msg, client.subs.as_mut()) {
+                    write_message(&mut out, &m);
+                    s.sub.taken(&m);
+                    // Drain whatever else is queued before writing.
+                    while let Ok(m) = s.rx.try_recv() {
+                        write_message(&mut out, &m);
+                        s.sub.taken(&m);
+                    }
+                }
+                // A subscriber that stopped reading blocks this write; its
+                // output buffer limit kills it, and the kill must end the
+                // write too.
+                tokio::select! {
+                    r = flush(&server, &mut wr, &mut out) => if r.is_err() {
+                        break 'conn;
+                    },
+                    _ = &mut killed => break 'conn,
+                }
+                continue;
+            }
             line = monitored => {
                 match line {
                     Ok(l) => out.simple(&l),
@@ -253,6 +280,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
     }
     let _ = wr.shutdown().await;
     command::transactions::unwatch_all(&server, &mut client);
+    command::pubsub::unsubscribe_all(&server, &mut client);
     server.clients.unregister(handle.id);
 }
 
@@ -368,6 +396,17 @@ async fn wait_blocked(
     keep
 }
 
+/// A published message: a RESP3 push, or a RESP2 array.
+fn write_message(out: &mut ReplyBuf, m: &crate::server::pubsub::Message) {
+    out.push(if m.pattern.is_some() { 4 } else { 3 });
+    out.bulk(m.kind.as_bytes());
+    if let Some(p) = &m.pattern {
+        out.bulk(p);
+    }
+    out.bulk(&m.channel);
+    out.bulk(&m.payload);
+}
+
 fn timeout_reply(out: &mut ReplyBuf, b: &command::Block) {
     if b.null_array {
         out.null_array();
@@ -410,6 +449,7 @@ async fn execute(
         out,
         now_ms: now,
         action: None,
+        expiring: std::cell::Cell::new(false),
     };
     let result = {
         // Every command but EXEC holds the transaction gate shared.

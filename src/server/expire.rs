@@ -40,6 +40,14 @@ pub fn active_cycle(server: &Server, budget: Duration) {
                 for k in &expired {
                     server.effects.append(db, &[b"DEL", k]);
                     server.watches.touch(db, k);
+                    server.notifier.notify(
+                        &server.pubsub,
+                        crate::server::notify::EXPIRED,
+                        "expired",
+                        db,
+                        k,
+                        now_ms(),
+                    );
                 }
                 server.stats.expired_keys.add(expired.len() as u64);
                 if !expired.is_empty() {

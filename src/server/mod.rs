@@ -22,6 +22,8 @@ pub mod connection;
 pub mod expire;
 pub mod info;
 pub mod memory;
+pub mod notify;
+pub mod pubsub;
 pub mod slowlog;
 pub mod stats;
 pub mod watches;
@@ -149,6 +151,8 @@ pub struct Server {
     pub peak_memory: memory::Peak,
     pub watches: watches::Watches,
     pub blocked: blocking::Blocked,
+    pub pubsub: pubsub::PubSub,
+    pub notifier: notify::Notifier,
     pub gate: watches::Gate,
     pub pause: Pause,
     /// MONITOR lines; the receiver count says whether anyone listens.
@@ -203,6 +207,13 @@ impl Server {
             config.get("appendonly") == "yes",
             crate::persistence::log::FsyncPolicy::parse(config.get("appendfsync")),
         ));
+        let pubsub = pubsub::PubSub::default();
+        pubsub.set_limit(
+            pubsub::parse_buffer_limits(config.get("client-output-buffer-limit"))
+                .unwrap_or(pubsub::DEFAULT_PUBSUB_LIMIT),
+        );
+        let notifier = notify::Notifier::default();
+        notifier.set(config.get("notify-keyspace-events"));
         Server {
             tun: Tunables::from(&config),
             config: RwLock::new(config),
@@ -214,6 +225,8 @@ impl Server {
             peak_memory: memory::Peak::default(),
             watches: watches::Watches::default(),
             blocked: blocking::Blocked::default(),
+            pubsub,
+            notifier,
             gate: watches::Gate::default(),
             pause: Pause::default(),
             monitors,
@@ -246,6 +259,12 @@ impl Server {
                 .resize_backlog(value.parse().unwrap_or(1 << 20)),
             "slowlog-max-len" => self.slowlog.trim(value.parse().unwrap_or(128)),
             "loglevel" => crate::logging::set_level(value),
+            "notify-keyspace-events" => self.notifier.set(value),
+            "client-output-buffer-limit" => {
+                if let Some(l) = pubsub::parse_buffer_limits(value) {
+                    self.pubsub.set_limit(l);
+                }
+            }
             "appendfsync" => self
                 .log
                 .set_policy(crate::persistence::log::FsyncPolicy::parse(value)),

@@ -11,6 +11,7 @@ mod expiry;
 mod keys;
 mod persistence;
 mod protocol;
+mod pubsub;
 mod server;
 mod startup;
 mod strings;

@@ -1,0 +1,228 @@
+//! Pub/Sub in RESP2 and RESP3: channels, patterns and shard channels,
+//! subscribed-mode restrictions, PUBSUB introspection, keyspace
+//! notifications, and the output buffer limit that cuts off a subscriber
+//! that stopped reading.
+
+use crate::support::{eventually, Frame, Raw, TestNode};
+use crate::{bulk, err, int, ok};
+
+fn b(s: &str) -> Frame {
+    Frame::bulk(s)
+}
+
+fn arr(items: Vec<Frame>) -> Frame {
+    Frame::Array(items)
+}
+
+#[test]
+fn resp2_channels_patterns_and_subscribed_mode() {
+    let node = TestNode::start();
+    let (mut sub, mut publ) = (node.raw(), node.raw());
+    sub.cmd(&["SUBSCRIBE", "news", "sport"]);
+    assert_eq!(
+        sub.read2(),
+        arr(vec![b("subscribe"), b("news"), Frame::Int(1)])
+    );
+    assert_eq!(
+        sub.read2(),
+        arr(vec![b("subscribe"), b("sport"), Frame::Int(2)])
+    );
+    assert_eq!(
+        sub.call(&["PSUBSCRIBE", "n*"]),
+        arr(vec![b("psubscribe"), b("n*"), Frame::Int(3)])
+    );
+    assert_eq!(int(&mut publ, &["PUBLISH", "news", "hello"]), 2);
+    assert_eq!(int(&mut publ, &["PUBLISH", "nothing-here", "x"]), 1);
+    assert_eq!(int(&mut publ, &["PUBLISH", "other", "x"]), 0);
+    assert_eq!(sub.read2(), arr(vec![b("message"), b("news"), b("hello")]));
+    assert_eq!(
+        sub.read2(),
+        arr(vec![b("pmessage"), b("n*"), b("news"), b("hello")])
+    );
+    assert_eq!(
+        sub.read2(),
+        arr(vec![b("pmessage"), b("n*"), b("nothing-here"), b("x")])
+    );
+    assert_eq!(
+        err(&mut sub, &["GET", "k"]),
+        "ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+    );
+    assert_eq!(sub.call(&["PING"]), arr(vec![b("pong"), b("")]));
+
+    let mut info = node.raw();
+    assert_eq!(
+        info.call(&["PUBSUB", "NUMSUB", "news", "none"]),
+        arr(vec![b("news"), Frame::Int(1), b("none"), Frame::Int(0)])
+    );
+    assert_eq!(int(&mut info, &["PUBSUB", "NUMPAT"]), 1);
+    let Frame::Array(mut chans) = info.call(&["PUBSUB", "CHANNELS"]) else {
+        panic!()
+    };
+    chans.sort_by_key(|f| format!("{f:?}"));
+    assert_eq!(chans, vec![b("news"), b("sport")]);
+    assert_eq!(
+        info.call(&["PUBSUB", "CHANNELS", "s*"]),
+        arr(vec![b("sport")])
+    );
+
+    sub.cmd(&["UNSUBSCRIBE"]);
+    // One confirmation per channel, counting down (the pattern remains).
+    let counts: Vec<Frame> = (0..2)
+        .map(|_| match sub.read2() {
+            Frame::Array(v) => v[2].clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(counts, vec![Frame::Int(2), Frame::Int(1)]);
+    assert_eq!(
+        sub.call(&["PUNSUBSCRIBE"]),
+        arr(vec![b("punsubscribe"), b("n*"), Frame::Int(0)])
+    );
+    assert_eq!(
+        sub.call(&["UNSUBSCRIBE"]),
+        arr(vec![b("unsubscribe"), Frame::Null, Frame::Int(0)])
+    );
+    // Out of subscribed mode: ordinary commands again.
+    assert_eq!(bulk(&mut sub, &["GET", "k"]), None);
+    assert_eq!(int(&mut publ, &["PUBLISH", "news", "x"]), 0);
+}
+
+#[test]
+fn resp3_pushes_and_shard_channels() {
+    let node = TestNode::start();
+    let (mut sub, mut publ) = (node.raw(), node.raw());
+    sub.cmd(&["HELLO", "3"]);
+    sub.read3();
+    sub.cmd(&["SUBSCRIBE", "c"]);
+    assert_eq!(
+        sub.read3(),
+        Frame::Push(vec![b("subscribe"), b("c"), Frame::Int(1)])
+    );
+    // RESP3 clients may run any command while subscribed.
+    sub.cmd(&["SET", "k", "v"]);
+    assert_eq!(sub.read3(), Frame::Simple("OK".into()));
+    sub.cmd(&["SSUBSCRIBE", "{s}a"]);
+    assert_eq!(
+        sub.read3(),
+        Frame::Push(vec![b("ssubscribe"), b("{s}a"), Frame::Int(1)])
+    );
+    assert_eq!(int(&mut publ, &["PUBLISH", "c", "m1"]), 1);
+    assert_eq!(int(&mut publ, &["SPUBLISH", "{s}a", "m2"]), 1);
+    assert_eq!(int(&mut publ, &["PUBLISH", "{s}a", "not shard"]), 0);
+    assert_eq!(
+        sub.read3(),
+        Frame::Push(vec![b("message"), b("c"), b("m1")])
+    );
+    assert_eq!(
+        sub.read3(),
+        Frame::Push(vec![b("smessage"), b("{s}a"), b("m2")])
+    );
+    assert_eq!(
+        publ.call(&["PUBSUB", "SHARDCHANNELS"]),
+        arr(vec![b("{s}a")])
+    );
+    assert_eq!(
+        publ.call(&["PUBSUB", "SHARDNUMSUB", "{s}a"]),
+        arr(vec![b("{s}a"), Frame::Int(1)])
+    );
+    // RESET leaves every subscription.
+    sub.cmd(&["RESET"]);
+    assert_eq!(sub.read2(), Frame::Simple("RESET".into()));
+    assert_eq!(int(&mut publ, &["PUBLISH", "c", "m3"]), 0);
+}
+
+#[test]
+fn keyspace_notifications() {
+    let node = TestNode::start();
+    let (mut sub, mut w) = (node.raw(), node.raw());
+    ok(&mut w, &["CONFIG", "SET", "notify-keyspace-events", "KEA"]);
+    assert_eq!(
+        w.call(&["CONFIG", "GET", "notify-keyspace-events"]),
+        arr(vec![b("notify-keyspace-events"), b("AKE")])
+    );
+    assert_eq!(
+        err(&mut w, &["CONFIG", "SET", "notify-keyspace-events", "Kq"]),
+        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - argument is not valid"
+    );
+    sub.call(&["PSUBSCRIBE", "__keyspace@0__:*"]);
+    let mut events = |w: &mut Raw, cmd: &[&str], n: usize| -> Vec<(String, String)> {
+        w.call(cmd);
+        (0..n)
+            .map(|_| match sub.read2() {
+                Frame::Array(v) => {
+                    let s = |f: &Frame| match f {
+                        Frame::Bulk(b) => String::from_utf8(b.clone()).unwrap(),
+                        other => panic!("{other:?}"),
+                    };
+                    (s(&v[2]), s(&v[3]))
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let ev = |k: &str, e: &str| vec![(format!("__keyspace@0__:{k}"), e.to_string())];
+    assert_eq!(events(&mut w, &["SET", "k", "v"], 1), ev("k", "set"));
+    assert_eq!(events(&mut w, &["INCR", "n"], 1), ev("n", "incrby"));
+    assert_eq!(
+        events(&mut w, &["EXPIRE", "k", "100"], 1),
+        ev("k", "expire")
+    );
+    assert_eq!(events(&mut w, &["LPUSH", "l", "a"], 1), ev("l", "lpush"));
+    assert_eq!(events(&mut w, &["HSET", "h", "f", "v"], 1), ev("h", "hset"));
+    assert_eq!(
+        events(&mut w, &["ZINCRBY", "z", "1", "m"], 1),
+        ev("z", "zincr")
+    );
+    assert_eq!(events(&mut w, &["DEL", "h"], 1), ev("h", "del"));
+    let renamed = events(&mut w, &["RENAME", "k", "k2"], 2);
+    assert_eq!(
+        renamed,
+        vec![
+            ("__keyspace@0__:k".into(), "rename_from".into()),
+            ("__keyspace@0__:k2".into(), "rename_to".into())
+        ]
+    );
+    // An expiry deletion is `expired`, not `del`.
+    ok(&mut w, &["SET", "t", "v", "PX", "1"]);
+    sub.read2();
+    eventually("t expired", || int(&mut w, &["EXISTS", "t"]) == 0);
+    let Frame::Array(v) = sub.read2() else {
+        panic!()
+    };
+    assert_eq!(v[2..], [b("__keyspace@0__:t"), b("expired")]);
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_cut_off() {
+    let node = TestNode::start();
+    let mut publ = node.raw();
+    ok(
+        &mut publ,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 1mb 0 0",
+        ],
+    );
+    let mut idle = node.raw();
+    idle.call(&["SUBSCRIBE", "firehose"]);
+    // The subscriber never reads again; the publisher goes on.
+    let payload = "x".repeat(64 * 1024);
+    let mut sent = 0;
+    loop {
+        let Frame::Array(v) = publ.call(&["PUBSUB", "NUMSUB", "firehose"]) else {
+            panic!()
+        };
+        if v[1] == Frame::Int(0) {
+            break;
+        }
+        publ.call(&["PUBLISH", "firehose", &payload]);
+        sent += 1;
+        assert!(sent < 10_000, "never cut off");
+    }
+    // Far less than what was published stayed queued for it.
+    assert!(sent * payload.len() > 1024 * 1024, "{sent}");
+    eventually("the subscriber is gone", || idle.is_closed());
+    assert_eq!(int(&mut publ, &["PUBLISH", "firehose", "x"]), 0);
+}
