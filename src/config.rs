@@ -83,6 +83,9 @@ pub static DIRECTIVES: &[Directive] = &[
     d("appenddirname", Kind::Str, "appendonlydir", false),
     d("client-output-buffer-limit", Kind::Checked(crate::server::pubsub::canonical_buffer_limits), "normal 0 0 0 replica 268435456 67108864 60 pubsub 33554432 8388608 60", true),
     d("notify-keyspace-events", Kind::Checked(crate::server::notify::canonical_flags), "", true),
+    d("maxmemory", Kind::Memory { min: 0, max: i64::MAX }, "0", true),
+    d("maxmemory-policy", Kind::Enum(crate::keyspace::evict::POLICY_NAMES), "noeviction", true),
+    d("maxmemory-samples", Kind::Int { min: 1, max: 64 }, "5", true),
     d("hash-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
     d("hash-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
     d("set-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
@@ -404,6 +407,7 @@ mod tests {
         );
         c.set("MAXCLIENTS", "5").unwrap();
         assert_eq!(c.int("maxclients"), 5);
-        assert_eq!(c.matching(b"max*").len(), 1);
+        assert_eq!(c.matching(b"maxc*").len(), 1);
+        assert_eq!(c.matching(b"maxmemory*").len(), 3);
     }
 }

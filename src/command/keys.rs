@@ -579,12 +579,16 @@ fn object_encoding(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn object_freq(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    if inspect(ctx, &argv[2], |_| ()).is_none() {
+    let now = ctx.now_ms;
+    let Some(freq) = inspect(ctx, &argv[2], |n| n.lfu_decayed(now)) else {
         ctx.out.null();
         return Ok(());
+    };
+    // Access frequency is only tracked under an LFU eviction policy.
+    if ctx.server.tun.policy().is_lfu() {
+        ctx.out.int(freq as i64);
+        return Ok(());
     }
-    // Access frequency is only tracked under an LFU eviction policy, and
-    // Shoal has no eviction policies yet.
     Err(CommandError::err(
         "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
     ))

@@ -29,6 +29,7 @@ pub mod transactions;
 pub mod zsets;
 
 use hashbrown::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -396,8 +397,9 @@ pub struct Ctx<'a> {
     /// sees the same instant.
     pub now_ms: i64,
     pub action: Option<Action>,
-    /// Set while recording an expiry's `DEL` (see [`Ctx::expired`]).
-    pub expiring: std::cell::Cell<bool>,
+    /// Set while recording an expiry's or an eviction's `DEL`, whose
+    /// notification is `expired`/`evicted` rather than `del`.
+    pub quiet: std::cell::Cell<bool>,
 }
 
 impl<'a> Ctx<'a> {
@@ -465,7 +467,7 @@ impl<'a> Ctx<'a> {
     fn after_effect<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A], end: u64) {
         self.client.last_effect.set(end);
         if let Some(db) = db {
-            if self.server.notifier.wants(u32::MAX) && !self.expiring.get() {
+            if self.server.notifier.wants(u32::MAX) && !self.quiet.get() {
                 notify_effect(self.server, db, argv, self.now_ms);
             }
         }
@@ -497,7 +499,12 @@ impl<'a> Ctx<'a> {
         key: &[u8],
     ) -> Option<&'t mut Node> {
         match t.lookup(key, self.now_ms) {
-            Lookup::Found(n) => Some(n),
+            Lookup::Found(n) => {
+                if self.server.tun.policy().is_lfu() {
+                    n.lfu_touch(self.now_ms);
+                }
+                Some(n)
+            }
             Lookup::Missing => None,
             Lookup::Expired => {
                 self.expired(db, key);
@@ -517,9 +524,9 @@ impl<'a> Ctx<'a> {
     pub fn expired(&self, db: usize, key: &[u8]) {
         self.server.stats.expired_keys.add(1);
         // Its notification is `expired`, not the `del` its effect implies.
-        self.expiring.set(true);
+        self.quiet.set(true);
         self.emit_in(db, &[b"DEL", key]);
-        self.expiring.set(false);
+        self.quiet.set(false);
         self.server.notifier.notify(
             &self.server.pubsub,
             crate::server::notify::EXPIRED,
@@ -610,6 +617,64 @@ impl<'a> Ctx<'a> {
             deadline,
             null_array,
         }));
+    }
+
+    /// Before a command that may grow memory: with `maxmemory` set and
+    /// passed, evict keys by `maxmemory-policy` until back under it, or
+    /// refuse with Redis's `-OOM` (noeviction, or nothing left to evict).
+    pub fn make_room(&self) -> Result<(), CommandError> {
+        let server = self.server;
+        let max = server.tun.maxmemory.load(Relaxed) as u64;
+        if server.loading.load(Relaxed) || server.used_memory(self.now_ms) <= max {
+            return Ok(());
+        }
+        let oom =
+            || CommandError::err_code("OOM command not allowed when used memory > 'maxmemory'.");
+        let policy = server.tun.policy();
+        let samples = server.tun.maxmemory_samples.load(Relaxed).max(1) as usize;
+        // Bounded work per command, as Redis's eviction tenacity bounds it:
+        // a command never stalls for long, and the next one continues.
+        let mut evicted_any = false;
+        for _ in 0..128 {
+            let Some((db, slot, key)) =
+                server
+                    .keyspace
+                    .eviction_candidate(policy, samples, self.now_ms)
+            else {
+                break;
+            };
+            let mut t = server.keyspace.db(db).lock_slot(slot);
+            let Some(node) = t.remove(&key) else {
+                continue;
+            };
+            server.freed(node.memory_usage() as u64);
+            server.stats.evicted_keys.add(1);
+            evicted_any = true;
+            self.quiet.set(true);
+            self.emit_in(db, &[b"DEL", &key]);
+            self.quiet.set(false);
+            drop(t);
+            drop(node);
+            server.notifier.notify(
+                &server.pubsub,
+                crate::server::notify::EVICTED,
+                "evicted",
+                db,
+                &key,
+                self.now_ms,
+            );
+            if server.used_memory.0.load(Relaxed) <= max {
+                return Ok(());
+            }
+        }
+        // As in Redis, a command is refused only when nothing could be
+        // evicted; while evictions make progress, writes go on (freed
+        // memory can take a moment to show in the allocator's count).
+        if evicted_any || server.used_memory.0.load(Relaxed) <= max {
+            Ok(())
+        } else {
+            Err(oom())
+        }
     }
 
     /// The compact-encoding limits now configured.
@@ -792,6 +857,8 @@ fn check(
 pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), CommandError> {
     let r = if ctx.client.multi.is_some() && !spec.has(flags::NO_QUEUE) {
         transactions::queue(ctx, spec, argv)
+    } else if spec.has(flags::DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
+        ctx.make_room().and_then(|_| (spec.handler)(ctx, argv))
     } else {
         (spec.handler)(ctx, argv)
     };
@@ -833,7 +900,7 @@ mod tests {
             out: &mut out,
             now_ms: 1_700_000_000_000,
             action: None,
-            expiring: std::cell::Cell::new(false),
+            quiet: std::cell::Cell::new(false),
         };
         run(&mut ctx, spec, &argv).expect("command succeeds");
         let bytes = server.effects.read_from(before).unwrap();

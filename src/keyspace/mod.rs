@@ -33,6 +33,7 @@
 //! This module never awaits, never does I/O and knows nothing of RESP,
 //! clients or effects; it is plain data behind locks.
 
+pub mod evict;
 pub mod hash;
 pub mod packed;
 pub mod set;

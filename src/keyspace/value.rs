@@ -239,6 +239,10 @@ pub struct Node {
     pub expire_at: i64,
     /// Last access, in Unix seconds (the LRU clock behind OBJECT IDLETIME).
     pub access: u32,
+    /// The LFU counter (see `evict`); in the node's padding, so free.
+    pub freq: u8,
+    /// The minute (mod 2^16) the LFU counter last decayed.
+    pub ldt: u16,
 }
 
 impl Node {
@@ -248,6 +252,8 @@ impl Node {
             value,
             expire_at: 0,
             access: (now_ms / 1000) as u32,
+            freq: super::evict::LFU_INIT_VAL,
+            ldt: super::evict::minutes(now_ms),
         })
     }
 

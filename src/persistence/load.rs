@@ -94,7 +94,7 @@ fn replay_all(
                     out: &mut out,
                     now_ms: now_ms(),
                     action: None,
-                    expiring: std::cell::Cell::new(false),
+                    quiet: std::cell::Cell::new(false),
                 };
                 command::run(&mut ctx, spec, &argv)
                     .map_err(|e| format!("replaying {}: {e}", spec.name))?;

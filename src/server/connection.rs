@@ -449,7 +449,7 @@ async fn execute(
         out,
         now_ms: now,
         action: None,
-        expiring: std::cell::Cell::new(false),
+        quiet: std::cell::Cell::new(false),
     };
     let result = {
         // Every command but EXEC holds the transaction gate shared.

@@ -116,8 +116,8 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nused_memory_rss:{}\r\nused_memory_rss_human:{}\r\n\
                  used_memory_peak:{}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\n\
                  allocator_allocated:{}\r\nallocator_active:{}\r\nallocator_resident:{}\r\n\
-                 total_system_memory:{}\r\ntotal_system_memory_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\n\
-                 maxmemory_policy:noeviction\r\nallocator_frag_ratio:{:.2}\r\nmem_fragmentation_ratio:{:.2}\r\n\
+                 total_system_memory:{}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\n\
+                 maxmemory_policy:{}\r\nallocator_frag_ratio:{:.2}\r\nmem_fragmentation_ratio:{:.2}\r\n\
                  mem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\n",
                 m.allocated,
                 human(m.allocated),
@@ -131,6 +131,9 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 m.resident,
                 sys,
                 human(sys),
+                server.tun.maxmemory.load(Relaxed),
+                human(server.tun.maxmemory.load(Relaxed).max(0) as u64),
+                crate::keyspace::evict::POLICY_NAMES[server.tun.maxmemory_policy.load(Relaxed) as usize],
                 if m.allocated > 0 { m.active as f64 / m.allocated as f64 } else { 1.0 },
                 if m.allocated > 0 { m.rss as f64 / m.allocated as f64 } else { 1.0 },
             );
@@ -166,8 +169,8 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
                  instantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\n\
                  rejected_connections:{}\r\nexpired_keys:{}\r\nexpired_time_cap_reached_count:{}\r\n\
-                 expire_cycle_cpu_milliseconds:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-                 pubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\n\
+                 expire_cycle_cpu_milliseconds:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
+                 pubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\n\
                  total_reads_processed:{}\r\ntotal_writes_processed:{}\r\n",
                 s.connections_received.get(),
                 s.commands_processed.get(),
@@ -178,8 +181,11 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 s.expired_keys.get(),
                 server.expire_cycles_capped.load(Relaxed),
                 s.expire_cycle_usec.get() / 1000,
+                s.evicted_keys.get(),
                 s.keyspace_hits.get(),
                 s.keyspace_misses.get(),
+                server.pubsub.names(crate::server::pubsub::Space::Channel, None).len(),
+                server.pubsub.pattern_subscriptions(),
                 s.error_replies.get(),
                 s.reads_processed.get(),
                 s.writes_processed.get(),

@@ -27,6 +27,12 @@ pub fn read() -> MemoryFigures {
     }
 }
 
+/// Only `used_memory` (no RSS: that is a file read).
+pub fn read_allocated() -> u64 {
+    let _ = epoch::advance();
+    stats::allocated::read().unwrap_or(0) as u64
+}
+
 fn rss() -> u64 {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
     std::fs::read_to_string("/proc/self/statm")

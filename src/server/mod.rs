@@ -53,6 +53,10 @@ pub struct Tunables {
     pub maxclients: AtomicI64,
     pub tcp_keepalive: AtomicI64,
     pub hz: AtomicI64,
+    pub maxmemory: AtomicI64,
+    /// Index in `keyspace::evict::POLICY_NAMES`.
+    pub maxmemory_policy: AtomicI64,
+    pub maxmemory_samples: AtomicI64,
     /// `{hash,set,zset}-max-listpack-{entries,value}`, in that order.
     pub listpack: [AtomicI64; 6],
 }
@@ -78,6 +82,9 @@ impl Tunables {
             tcp_keepalive: AtomicI64::new(0),
             hz: AtomicI64::new(0),
             listpack: Default::default(),
+            maxmemory: AtomicI64::new(0),
+            maxmemory_policy: AtomicI64::new(0),
+            maxmemory_samples: AtomicI64::new(5),
         };
         for name in [
             "proto-max-bulk-len",
@@ -88,13 +95,25 @@ impl Tunables {
             "maxclients",
             "tcp-keepalive",
             "hz",
+            "maxmemory",
+            "maxmemory-samples",
         ]
         .into_iter()
         .chain(LISTPACK_DIRECTIVES)
         {
             t.update(name, cfg.int(name));
         }
+        t.set_policy(cfg.get("maxmemory-policy"));
         t
+    }
+
+    fn set_policy(&self, name: &str) {
+        let p = crate::keyspace::evict::Policy::parse(name);
+        self.maxmemory_policy.store(p.index() as i64, Relaxed);
+    }
+
+    pub fn policy(&self) -> crate::keyspace::evict::Policy {
+        crate::keyspace::evict::Policy::from_index(self.maxmemory_policy.load(Relaxed) as usize)
     }
 
     /// The compact-encoding limits now in force.
@@ -120,6 +139,8 @@ impl Tunables {
             "maxclients" => &self.maxclients,
             "tcp-keepalive" => &self.tcp_keepalive,
             "hz" => &self.hz,
+            "maxmemory" => &self.maxmemory,
+            "maxmemory-samples" => &self.maxmemory_samples,
             other => match LISTPACK_DIRECTIVES.iter().position(|d| *d == other) {
                 Some(i) => &self.listpack[i],
                 None => return,
@@ -152,6 +173,9 @@ pub struct Server {
     pub watches: watches::Watches,
     pub blocked: blocking::Blocked,
     pub pubsub: pubsub::PubSub,
+    /// `used_memory` as last read from the allocator, and when (Unix ms):
+    /// the maxmemory check reads it at most every few milliseconds.
+    pub used_memory: (AtomicU64, AtomicI64),
     pub notifier: notify::Notifier,
     pub gate: watches::Gate,
     pub pause: Pause,
@@ -227,6 +251,7 @@ impl Server {
             blocked: blocking::Blocked::default(),
             pubsub,
             notifier,
+            used_memory: (AtomicU64::new(0), AtomicI64::new(0)),
             gate: watches::Gate::default(),
             pause: Pause::default(),
             monitors,
@@ -260,6 +285,7 @@ impl Server {
             "slowlog-max-len" => self.slowlog.trim(value.parse().unwrap_or(128)),
             "loglevel" => crate::logging::set_level(value),
             "notify-keyspace-events" => self.notifier.set(value),
+            "maxmemory-policy" => self.tun.set_policy(value),
             "client-output-buffer-limit" => {
                 if let Some(l) = pubsub::parse_buffer_limits(value) {
                     self.pubsub.set_limit(l);
@@ -270,6 +296,24 @@ impl Server {
                 .set_policy(crate::persistence::log::FsyncPolicy::parse(value)),
             _ => {}
         }
+    }
+
+    /// The allocator's `used_memory`, re-read when older than 5 ms (reading
+    /// it merges jemalloc's per-arena statistics under a global lock).
+    pub fn used_memory(&self, now_ms: i64) -> u64 {
+        let (value, at) = &self.used_memory;
+        if now_ms - at.load(Relaxed) >= 5 || now_ms < at.load(Relaxed) {
+            at.store(now_ms, Relaxed);
+            value.store(memory::read_allocated(), Relaxed);
+        }
+        value.load(Relaxed)
+    }
+
+    /// Lowers the cached `used_memory` by what an eviction freed, until the
+    /// next read from the allocator.
+    pub fn freed(&self, bytes: u64) {
+        let v = &self.used_memory.0;
+        let _ = v.fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(bytes)));
     }
 
     pub fn request_shutdown(&self) {

@@ -1,0 +1,174 @@
+//! Choosing keys to evict under `maxmemory`.
+//!
+//! Like Redis, Shoal does not keep keys in LRU or LFU order (that would
+//! cost memory and a lock on every read); it *samples*: it looks at
+//! `maxmemory-samples` keys and evicts the best candidate among them.
+//! Samples are one random key from each of consecutive non-empty slot
+//! tables starting at a random slot, so the cost does not depend on the
+//! dataset's size and a sparse keyspace is still found.
+//!
+//! Access metadata lives in every node: the LRU clock (`access`, Unix
+//! seconds) and the LFU counter (`freq`, Redis's logarithmic 8-bit
+//! counter, with `ldt` the minute it last decayed).
+
+use rand::Rng;
+
+use super::value::Node;
+use super::{Keyspace, SlotId, SLOTS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    NoEviction,
+    AllKeysLru,
+    AllKeysLfu,
+    AllKeysRandom,
+    VolatileLru,
+    VolatileLfu,
+    VolatileRandom,
+    VolatileTtl,
+}
+
+pub const POLICY_NAMES: &[&str] = &[
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+];
+
+impl Policy {
+    pub fn parse(s: &str) -> Policy {
+        match s {
+            "allkeys-lru" => Policy::AllKeysLru,
+            "allkeys-lfu" => Policy::AllKeysLfu,
+            "allkeys-random" => Policy::AllKeysRandom,
+            "volatile-lru" => Policy::VolatileLru,
+            "volatile-lfu" => Policy::VolatileLfu,
+            "volatile-random" => Policy::VolatileRandom,
+            "volatile-ttl" => Policy::VolatileTtl,
+            _ => Policy::NoEviction,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn from_index(i: usize) -> Policy {
+        Policy::parse(POLICY_NAMES.get(i).copied().unwrap_or("noeviction"))
+    }
+
+    pub fn volatile_only(self) -> bool {
+        matches!(
+            self,
+            Policy::VolatileLru
+                | Policy::VolatileLfu
+                | Policy::VolatileRandom
+                | Policy::VolatileTtl
+        )
+    }
+
+    pub fn is_lfu(self) -> bool {
+        matches!(self, Policy::AllKeysLfu | Policy::VolatileLfu)
+    }
+}
+
+/// Redis's LFU parameters (`lfu-log-factor`, `lfu-decay-time`).
+pub const LFU_INIT_VAL: u8 = 5;
+const LFU_LOG_FACTOR: f64 = 10.0;
+const LFU_DECAY_MINUTES: u64 = 1;
+
+pub fn minutes(now_ms: i64) -> u16 {
+    ((now_ms / 60_000) & 0xFFFF) as u16
+}
+
+impl Node {
+    /// The LFU counter after the decay due since it was last touched.
+    pub fn lfu_decayed(&self, now_ms: i64) -> u8 {
+        let now = minutes(now_ms);
+        let elapsed = now.wrapping_sub(self.ldt) as u64;
+        let periods = elapsed / LFU_DECAY_MINUTES;
+        self.freq.saturating_sub(periods.min(255) as u8)
+    }
+
+    /// An access under an LFU policy: decay, then a logarithmic increment
+    /// (the more accesses counted, the less likely the next one counts).
+    pub fn lfu_touch(&mut self, now_ms: i64) {
+        let mut c = self.lfu_decayed(now_ms);
+        if c < 255 {
+            let base = c.saturating_sub(LFU_INIT_VAL) as f64;
+            let p = 1.0 / (base * LFU_LOG_FACTOR + 1.0);
+            if rand::thread_rng().gen::<f64>() < p {
+                c += 1;
+            }
+        }
+        self.freq = c;
+        self.ldt = minutes(now_ms);
+    }
+}
+
+/// How good an eviction candidate a key is under `policy`: higher is better.
+fn score(policy: Policy, n: &Node, now_ms: i64) -> u64 {
+    match policy {
+        Policy::AllKeysLru | Policy::VolatileLru => {
+            ((now_ms / 1000) as u64).saturating_sub(n.access as u64)
+        }
+        Policy::AllKeysLfu | Policy::VolatileLfu => 255 - n.lfu_decayed(now_ms) as u64,
+        Policy::VolatileTtl => u64::MAX - n.expire_at as u64,
+        _ => 0,
+    }
+}
+
+impl Keyspace {
+    /// The best of up to `samples` sampled keys to evict under `policy`, as
+    /// (db, slot, key); `None` if there is no candidate at all.
+    pub fn eviction_candidate(
+        &self,
+        policy: Policy,
+        samples: usize,
+        now_ms: i64,
+    ) -> Option<(usize, SlotId, Vec<u8>)> {
+        let dbs: Vec<usize> = self.used_dbs().map(|(i, _)| i).collect();
+        if dbs.is_empty() || policy == Policy::NoEviction {
+            return None;
+        }
+        let mut rng = rand::thread_rng();
+        let total = dbs.len() * SLOTS;
+        let start = rng.gen_range(0..total);
+        let mut best: Option<(u64, usize, SlotId, Vec<u8>)> = None;
+        let mut seen = 0;
+        for step in 0..total {
+            let pos = (start + step) % total;
+            let (db, slot) = (dbs[pos / SLOTS], SlotId((pos % SLOTS) as u16));
+            let t = self.db(db).lock_slot(slot);
+            let eligible = if policy.volatile_only() {
+                t.volatile()
+            } else {
+                t.len()
+            };
+            if eligible == 0 {
+                continue;
+            }
+            let pick = rng.gen_range(0..eligible);
+            let node = if policy.volatile_only() {
+                t.iter().filter(|n| n.expire_at != 0).nth(pick)
+            } else {
+                t.iter().nth(pick)
+            };
+            if let Some(n) = node {
+                let s = score(policy, n, now_ms);
+                if best.as_ref().is_none_or(|b| s > b.0) {
+                    best = Some((s, db, slot, n.key.as_bytes().to_vec()));
+                }
+                seen += 1;
+            }
+            if seen >= samples {
+                break;
+            }
+        }
+        best.map(|(_, db, slot, key)| (db, slot, key))
+    }
+}

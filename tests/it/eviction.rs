@@ -1,0 +1,192 @@
+//! `maxmemory` and every `maxmemory-policy`: memory stays under the limit
+//! while writes go on, the policy decides what goes, and `noeviction`
+//! refuses writes with Redis's `-OOM`.
+
+use crate::support::{encode, eventually, Frame, Raw, TestNode};
+use crate::{bulk, err, info_field, int, ok};
+
+fn used_memory(r: &mut Raw) -> u64 {
+    let info = bulk(r, &["INFO", "memory"]).unwrap();
+    info_field(&info, "used_memory").parse().unwrap()
+}
+
+fn evicted(r: &mut Raw) -> u64 {
+    let info = bulk(r, &["INFO", "stats"]).unwrap();
+    info_field(&info, "evicted_keys").parse().unwrap()
+}
+
+/// Writes `prefix:<i>` for `i` in `range` with 100-byte values (and
+/// `extra` options, e.g. an expiry), pipelined over raw RESP; returns how
+/// many were refused (OOM).
+fn fill(r: &mut Raw, prefix: &str, range: std::ops::Range<usize>, extra: &[&str]) -> usize {
+    let value = "v".repeat(100);
+    let keys: Vec<usize> = range.collect();
+    let mut failed = 0;
+    for chunk in keys.chunks(1000) {
+        let mut bytes = Vec::new();
+        for i in chunk {
+            let key = format!("{prefix}:{i}");
+            let mut args: Vec<&[u8]> = vec![b"SET", key.as_bytes(), value.as_bytes()];
+            args.extend(extra.iter().map(|e| e.as_bytes()));
+            bytes.extend(encode(&args));
+        }
+        r.send(&bytes);
+        for _ in chunk {
+            if let Frame::Error(_) = r.read2() {
+                failed += 1;
+            }
+        }
+    }
+    failed
+}
+
+/// How many of `prefix:0..n` still exist.
+fn surviving(r: &mut Raw, prefix: &str, n: usize) -> usize {
+    let mut bytes = Vec::new();
+    for i in 0..n {
+        bytes.extend(encode(&[b"EXISTS", format!("{prefix}:{i}").as_bytes()]));
+    }
+    r.send(&bytes);
+    (0..n).filter(|_| r.read2() == Frame::Int(1)).count()
+}
+
+/// Starts a node whose limit is its idle memory plus `headroom` bytes.
+fn limited(policy: &str, headroom: u64) -> (TestNode, u64) {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let limit = used_memory(&mut r) + headroom;
+    ok(&mut r, &["CONFIG", "SET", "maxmemory", &limit.to_string()]);
+    ok(&mut r, &["CONFIG", "SET", "maxmemory-policy", policy]);
+    (node, limit)
+}
+
+const MB: u64 = 1024 * 1024;
+
+#[test]
+fn every_evicting_policy_keeps_memory_under_the_limit() {
+    for policy in [
+        "allkeys-lru",
+        "allkeys-lfu",
+        "allkeys-random",
+        "volatile-lru",
+        "volatile-lfu",
+        "volatile-random",
+        "volatile-ttl",
+    ] {
+        let (node, limit) = limited(policy, 6 * MB);
+        let mut w = node.raw();
+        let mut r = node.raw();
+        // Keys without expiry first: volatile policies must never take them.
+        assert_eq!(fill(&mut w, "keep", 0..5000, &[]), 0, "{policy}");
+        let failed = fill(&mut w, "vol", 0..60_000, &["EX", "100000"]);
+        assert_eq!(failed, 0, "{policy}: writes go on by evicting");
+        let used = used_memory(&mut r);
+        assert!(used <= limit + MB / 2, "{policy}: {used} > {limit}");
+        assert!(evicted(&mut r) > 0, "{policy}");
+        assert!(int(&mut r, &["DBSIZE"]) < 65_000, "{policy}");
+        if policy.starts_with("volatile") {
+            assert_eq!(surviving(&mut w, "keep", 5000), 5000, "{policy}");
+        }
+        let info = bulk(&mut r, &["INFO", "memory"]).unwrap();
+        assert_eq!(info_field(&info, "maxmemory_policy"), policy);
+    }
+}
+
+#[test]
+fn noeviction_refuses_writes_with_oom_but_serves_reads_and_deletes() {
+    let (node, _) = limited("noeviction", 4 * MB);
+    let mut w = node.raw();
+    let failed = fill(&mut w, "k", 0..30_000, &[]);
+    assert!(failed > 0);
+    let mut r = node.raw();
+    assert_eq!(
+        err(&mut r, &["SET", "one-more", "x"]),
+        "OOM command not allowed when used memory > 'maxmemory'."
+    );
+    assert_eq!(
+        err(&mut r, &["LPUSH", "list", "x"]),
+        "OOM command not allowed when used memory > 'maxmemory'."
+    );
+    assert!(bulk(&mut r, &["GET", "k:1"]).is_some());
+    assert_eq!(evicted(&mut r), 0);
+    // Deleting is always allowed and makes room again.
+    ok(&mut r, &["FLUSHALL"]);
+    eventually("room again", || {
+        matches!(
+            r.call(&["SET", "after", "x"]),
+            crate::support::Frame::Simple(_)
+        )
+    });
+    // A volatile policy with nothing volatile cannot evict either.
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "maxmemory-policy", "volatile-lru"],
+    );
+    let failed = fill(&mut w, "k", 0..30_000, &[]);
+    assert!(failed > 0);
+    assert_eq!(evicted(&mut r), 0);
+}
+
+/// Waits until the server's clock is in a later second than now.
+fn next_second(r: &mut Raw) {
+    let now = || -> i64 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        t.as_secs() as i64
+    };
+    let start = now();
+    eventually("a second passed", || {
+        r.call(&["PING"]);
+        now() >= start + 2
+    });
+}
+
+#[test]
+fn lru_and_lfu_keep_what_is_used() {
+    for policy in ["allkeys-lru", "allkeys-lfu"] {
+        let (node, _) = limited(policy, 8 * MB);
+        let mut w = node.raw();
+        let mut r = node.raw();
+        assert_eq!(fill(&mut w, "hot", 0..2000, &[]), 0);
+        assert_eq!(fill(&mut w, "cold", 0..20_000, &[]), 0);
+        assert_eq!(evicted(&mut r), 0, "{policy}: all fits so far");
+        next_second(&mut r);
+        // Use the hot keys (many times: LFU counts accesses), then write
+        // enough new data to push half the dataset out.
+        for _ in 0..if policy == "allkeys-lfu" { 30 } else { 1 } {
+            let mut bytes = Vec::new();
+            for i in 0..2000 {
+                bytes.extend(encode(&[b"GET", format!("hot:{i}").as_bytes()]));
+            }
+            w.send(&bytes);
+            for _ in 0..2000 {
+                w.read2();
+            }
+        }
+        assert_eq!(fill(&mut w, "new", 0..25_000, &[]), 0);
+        assert!(evicted(&mut r) > 5000, "{policy}");
+        let hot = surviving(&mut w, "hot", 2000) as f64 / 2000.0;
+        let cold = surviving(&mut w, "cold", 20_000) as f64 / 20_000.0;
+        assert!(
+            hot > 0.9 && cold < 0.7,
+            "{policy}: hot {hot:.2} cold {cold:.2}"
+        );
+        if policy == "allkeys-lfu" {
+            let f = int(&mut r, &["OBJECT", "FREQ", "hot:1"]);
+            assert!(f > 5, "counted accesses: {f}");
+        }
+    }
+}
+
+#[test]
+fn volatile_ttl_evicts_the_soonest_to_expire_first() {
+    let (node, _) = limited("volatile-ttl", 6 * MB);
+    let mut w = node.raw();
+    assert_eq!(fill(&mut w, "short", 0..10_000, &["EX", "1000"]), 0);
+    assert_eq!(fill(&mut w, "long", 0..10_000, &["EX", "1000000"]), 0);
+    assert_eq!(fill(&mut w, "more", 0..40_000, &["EX", "1000000"]), 0);
+    let short = surviving(&mut w, "short", 10_000);
+    let long = surviving(&mut w, "long", 10_000);
+    assert!(short * 2 < long, "short {short} long {long}");
+}
