@@ -1,18 +1,23 @@
 //! Shoal vs Redis, side by side in one run.
 //!
-//! Starts the Shoal binary of this build and Debian's `redis-server` (no
-//! persistence on either side, since Shoal has no disk log yet), then runs
+//! Starts the Shoal binary of this build and Debian's `redis-server` with
+//! the same settings, then runs
 //! `redis-benchmark` against each in turn, interleaved, for several rounds,
 //! and prints each test's median requests/s and the Shoal/Redis ratio, with
 //! each server's CPU time per request (from /proc: the work it did, however
 //! fast the client on the same machine could drive it). Then it
 //! loads 1,000,000 small keys into a fresh instance of each, the same way, and
-//! compares memory per key (allocator-reported `used_memory` and RSS).
+//! compares memory per key (allocator-reported `used_memory` and RSS); the
+//! same for 1,000,000 hashes of 10 fields and a sorted set of 1,000,000
+//! members. Data structure commands (LPUSH, LPOP, SADD, HSET, ZADD, a
+//! 100-member ZRANGE) have their own throughput table.
 //!
 //! Run: `cargo bench --bench compare`. Knobs (environment):
 //! `BENCH_ROUNDS` (3), `BENCH_REQUESTS` (200000 for -P 1; x8 for -P 16),
 //! `BENCH_KEYS` (1000000), `BENCH_SHOAL_ARGS` (extra directives for Shoal,
-//! e.g. `--io-threads 1`). Ratios, not absolute numbers, are what compare
+//! e.g. `--io-threads 1`), `BENCH_ONLY` (sections to run, comma-separated,
+//! of `strings,structures,collections-memory,log,memory,replay`; all by
+//! default). Ratios, not absolute numbers, are what compare
 //! across runs: the machines are shared and noisy.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -128,17 +133,17 @@ fn start_redis_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
     }
 }
 
-/// Runs one redis-benchmark test and returns requests per second.
+/// Runs one redis-benchmark test and returns requests per second. A
+/// `test` with spaces is a command line to run (`ZRANGE k 0 99`), any
+/// other a built-in `-t` test.
 fn bench(port: u16, test: &str, pipeline: usize, requests: usize) -> f64 {
-    let out = Command::new("redis-benchmark")
-        .args([
-            "-p",
-            &port.to_string(),
-            "-t",
-            test,
-            "-n",
-            &requests.to_string(),
-        ])
+    let custom: Vec<&str> = test.split_whitespace().collect();
+    let mut cmd = Command::new("redis-benchmark");
+    cmd.args(["-p", &port.to_string(), "-n", &requests.to_string()]);
+    if custom.len() == 1 {
+        cmd.args(["-t", test]);
+    }
+    let out = cmd
         .args([
             "-c",
             "50",
@@ -148,6 +153,7 @@ fn bench(port: u16, test: &str, pipeline: usize, requests: usize) -> f64 {
             &pipeline.to_string(),
             "--csv",
         ])
+        .args(if custom.len() > 1 { &custom[..] } else { &[] })
         .stderr(Stdio::null())
         .output()
         .expect("redis-benchmark is installed (apt-get install redis-tools)");
@@ -213,37 +219,51 @@ fn info_field(port: u16, section: &str, field: &str) -> u64 {
         .unwrap()
 }
 
-/// Loads `n` keys `key:%012d` → `xxx` over one pipelined connection.
-fn load_keys(port: u16, n: usize) {
+/// Sends `n` commands (`command(i)` gives the i-th one's arguments) over
+/// one pipelined connection and waits for every reply. Each reply must be
+/// one line (`+OK`, `:1`), as SET, HSET and ZADD's are.
+fn load(port: u16, n: usize, command: impl Fn(usize) -> Vec<String>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut reader = s.try_clone().unwrap();
     let counter = std::thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 16];
-        let mut oks = 0;
-        while oks < n {
+        let mut replies = 0;
+        while replies < n {
             let got = reader.read(&mut buf).unwrap();
             assert!(got > 0, "server closed during load");
-            oks += buf[..got].iter().filter(|&&b| b == b'+').count();
+            assert!(buf[..got].first() != Some(&b'-'), "error while loading");
+            replies += buf[..got].iter().filter(|&&b| b == b'\n').count();
         }
     });
     let mut batch = Vec::with_capacity(1 << 20);
     for i in 0..n {
-        let key = format!("key:{i:012}");
-        batch.extend_from_slice(
-            format!(
-                "*3\r\n$3\r\nSET\r\n${}\r\n{}\r\n$3\r\nxxx\r\n",
-                key.len(),
-                key
-            )
-            .as_bytes(),
-        );
-        if batch.len() > (1 << 20) - 64 {
+        let args = command(i);
+        batch.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in &args {
+            batch.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        if batch.len() > (1 << 20) - 1024 {
             s.write_all(&batch).unwrap();
             batch.clear();
         }
     }
     s.write_all(&batch).unwrap();
     counter.join().unwrap();
+}
+
+/// Loads `n` keys `key:%012d` → `xxx`.
+fn load_keys(port: u16, n: usize) {
+    load(port, n, |i| {
+        vec!["SET".into(), format!("key:{i:012}"), "xxx".into()]
+    });
+}
+
+/// `used_memory` growth per element while `fill` loads `elements` elements.
+fn memory_per_element(server: &Server, elements: usize, fill: impl FnOnce(u16)) -> f64 {
+    let used0 = info_field(server.port, "memory", "used_memory");
+    fill(server.port);
+    let used1 = info_field(server.port, "memory", "used_memory");
+    (used1 - used0) as f64 / elements as f64
 }
 
 fn memory_per_key(server: &Server, n: usize) -> (f64, f64) {
@@ -336,6 +356,11 @@ fn shutdown(s: Server) -> tempfile::TempDir {
     std::mem::replace(&mut s._dir, dir)
 }
 
+/// Whether `BENCH_ONLY` (if set) names this section.
+fn section(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |v| v.split(',').any(|s| s.trim() == name))
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing else is expected.
     let rounds = env_num("BENCH_ROUNDS", 3);
@@ -345,26 +370,122 @@ fn main() {
 
     println!("Shoal {} vs {}", env!("CARGO_PKG_VERSION"), redis_version());
     println!("redis-benchmark -c 50 -r 100000, {rounds} interleaved rounds, median requests/s\n");
-    println!("Without persistence (appendonly no on both):\n");
+    if section("strings") {
+        println!("Without persistence (appendonly no on both):\n");
+        let (shoal, redis) = (start_shoal(&no_log), start_redis(&no_log));
+        throughput_table(
+            &shoal,
+            &redis,
+            &["set", "get", "incr", "mset"],
+            &[1, 16],
+            rounds,
+            requests,
+        );
+    }
+    if section("structures") {
+        structures(rounds, requests);
+    }
+    if section("collections-memory") {
+        collections_memory(keys);
+    }
+    if section("log") {
+        log_tables(rounds, requests);
+    }
+    if section("memory") {
+        string_memory(keys);
+    }
+    if section("replay") {
+        replay(keys);
+    }
+}
+
+fn structures(rounds: usize, requests: usize) {
+    let no_log = ["--appendonly", "no"];
+    println!("\nData structures, without persistence (ZRANGE reads 100 members with scores):\n");
     let (shoal, redis) = (start_shoal(&no_log), start_redis(&no_log));
+    for s in [&shoal, &redis] {
+        load(s.port, 100, |i| {
+            vec![
+                "ZADD".into(),
+                "bench:z".into(),
+                i.to_string(),
+                format!("member:{i}"),
+            ]
+        });
+    }
     throughput_table(
         &shoal,
         &redis,
-        &["set", "get", "incr", "mset"],
+        &[
+            "lpush",
+            "lpop",
+            "sadd",
+            "hset",
+            "zadd",
+            "ZRANGE bench:z 0 99 WITHSCORES",
+        ],
         &[1, 16],
         rounds,
         requests,
     );
-    drop(shoal);
-    drop(redis);
+}
 
+fn collections_memory(keys: usize) {
+    let no_log = ["--appendonly", "no"];
+    println!("\nMemory of collections, fresh servers, used_memory bytes per element:\n");
+    println!("| data | shoal | redis | shoal/redis |");
+    println!("|---|---:|---:|---:|");
+    let hashes = keys;
+    let per_hash = |s: &Server| {
+        memory_per_element(s, hashes * 10, |port| {
+            load(port, hashes, |i| {
+                let mut a = vec!["HSET".to_string(), format!("hash:{i:09}")];
+                for f in 0..10 {
+                    a.push(format!("field{f}"));
+                    a.push(format!("v{}", i + f));
+                }
+                a
+            })
+        })
+    };
+    let per_member = |s: &Server| {
+        memory_per_element(s, keys, |port| {
+            load(port, keys, |i| {
+                vec![
+                    "ZADD".into(),
+                    "big:z".into(),
+                    (i % 100_000).to_string(),
+                    format!("member:{i:09}"),
+                ]
+            })
+        })
+    };
+    for (what, f) in [
+        (
+            format!("{hashes} hashes of 10 fields (per field)"),
+            &per_hash as &dyn Fn(&Server) -> f64,
+        ),
+        (
+            format!("one sorted set of {keys} members (per member)"),
+            &per_member,
+        ),
+    ] {
+        let (a, b) = (f(&start_shoal(&no_log)), f(&start_redis(&no_log)));
+        println!("| {what} | {a:.1} | {b:.1} | {:.2} |", a / b);
+    }
+}
+
+fn log_tables(rounds: usize, requests: usize) {
     for policy in ["everysec", "always"] {
         println!("\nAppend-only log, appendfsync {policy} on both:\n");
         let args = ["--appendonly", "yes", "--appendfsync", policy];
         let (shoal, redis) = (start_shoal(&args), start_redis(&args));
         throughput_table(&shoal, &redis, &["set"], &[1, 16], rounds, requests);
     }
+}
 
+fn string_memory(keys: usize) {
+    let no_log = ["--appendonly", "no"];
     println!("\nMemory after loading {keys} keys (`key:%012d` -> `xxx`), fresh servers, bytes per key:\n");
     println!("| server | used_memory/key | RSS/key |");
     println!("|---|---:|---:|");
@@ -379,7 +500,9 @@ fn main() {
         results[0].0 / results[1].0,
         results[0].1 / results[1].1
     );
+}
 
+fn replay(keys: usize) {
     println!(
         "\nStart-up replaying an append-only log of {keys} SETs (appendfsync everysec), seconds:\n"
     );

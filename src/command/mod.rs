@@ -15,6 +15,7 @@
 //! error by the dispatcher, never by the handler.
 
 pub mod args;
+pub mod bitmaps;
 pub mod cluster;
 pub mod connection;
 pub mod element_scan;
@@ -24,6 +25,7 @@ pub mod lists;
 pub mod pubsub;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod transactions;
 pub mod zsets;
@@ -244,7 +246,9 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 11] = [
+    let families: [&'static [Spec]; 13] = [
+        bitmaps::COMMANDS,
+        sort::COMMANDS,
         transactions::COMMANDS,
         pubsub::COMMANDS,
         strings::COMMANDS,

@@ -45,7 +45,7 @@ pub static COMMANDS: &[Spec] = &[
 ];
 
 /// The string stored at a live key, or `WRONGTYPE`.
-fn string_of(node: &Node) -> Result<&Value, CommandError> {
+pub fn string_of(node: &Node) -> Result<&Value, CommandError> {
     if node.value.kind() != Kind::String {
         return Err(CommandError::WrongType);
     }
@@ -384,7 +384,7 @@ fn msetnx(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     mset_generic(ctx, argv, true)
 }
 
-fn check_len(ctx: &Ctx, len: usize) -> CmdResult {
+pub fn check_len(ctx: &Ctx, len: usize) -> CmdResult {
     if len as i64
         > ctx
             .server
@@ -527,7 +527,7 @@ pub fn format_float_human(v: f64) -> String {
 }
 
 /// Resolves Redis's inclusive, possibly negative range over `len` bytes.
-fn byte_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+pub fn byte_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
     if (start < 0 && end < 0 && start > end) || len == 0 {
         return None;

@@ -135,6 +135,20 @@ impl ReplyBuf {
 
     /// A double: `,` in RESP3, a bulk string in RESP2 (formatted as Redis's `%.17g`).
     pub fn double(&mut self, d: f64) {
+        // Whole scores are the common case and print as integers under
+        // %.17g below 1e17: no printf, no allocation.
+        if d.fract() == 0.0 && d.abs() < 1e17 && !(d == 0.0 && d.is_sign_negative()) {
+            let mut b = itoa::Buffer::new();
+            let s = b.format(d as i64);
+            if self.resp3() {
+                self.buf.extend_from_slice(b",");
+                self.buf.extend_from_slice(s.as_bytes());
+                self.buf.extend_from_slice(b"\r\n");
+            } else {
+                self.bulk(s.as_bytes());
+            }
+            return;
+        }
         let s = format_double(d);
         if self.resp3() {
             self.buf.extend_from_slice(b",");
@@ -202,6 +216,13 @@ mod tests {
 
     #[test]
     fn doubles_use_printf_g17() {
+        for d in [3.0, -7.0, 0.0, -0.0, 1e16, 1e17, 0.5, 123456789.0] {
+            let mut a = ReplyBuf::new(Protocol::Resp2);
+            a.double(d);
+            let mut b = ReplyBuf::new(Protocol::Resp2);
+            b.bulk(format_double(d).as_bytes());
+            assert_eq!(a.buf, b.buf, "{d}");
+        }
         assert_eq!(format_double(1.0), "1");
         assert_eq!(format_double(0.1), "0.10000000000000001");
         assert_eq!(format_double(f64::NEG_INFINITY), "-inf");

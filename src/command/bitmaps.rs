@@ -1,0 +1,478 @@
+//! Bitmap commands: SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD,
+//! BITFIELD_RO.
+//!
+//! A bitmap is a string: bit 0 is the most significant bit of byte 0, and
+//! the string grows with zero bytes when a bit past its end is set. Writes
+//! turn the value into its growable form (`Value::Raw`) so that setting
+//! bits one by one is amortised O(1), like appending.
+//!
+//! Effects: every bitmap write is deterministic and recorded as itself.
+
+use bytes::Bytes;
+
+use super::args::{int, Args};
+use super::strings::{byte_range, check_len, string_of};
+use super::{flags::*, keys, spec, Ctx, Spec};
+use crate::error::{CmdResult, CommandError};
+use crate::keyspace::{SlotTable, Value};
+
+const G: &str = "bitmap";
+const B: &[&str] = &["bitmap"];
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    spec("setbit", 4, WRITE | DENYOOM, keys(1, 1, 1), B, G, "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", setbit),
+    spec("getbit", 3, READONLY | FAST, keys(1, 1, 1), B, G, "Returns a bit value by offset.", getbit),
+    spec("bitcount", -2, READONLY, keys(1, 1, 1), B, G, "Counts the number of set bits (population counting) in a string.", bitcount),
+    spec("bitpos", -3, READONLY, keys(1, 1, 1), B, G, "Finds the first set (1) or clear (0) bit in a string.", bitpos),
+    spec("bitop", -4, WRITE | DENYOOM, keys(2, -1, 1), B, G, "Performs bitwise operations on multiple strings, and stores the result.", bitop),
+    spec("bitfield", -2, WRITE | DENYOOM, keys(1, 1, 1), B, G, "Performs arbitrary bitfield integer operations on strings.", bitfield),
+    spec("bitfield_ro", -2, READONLY | FAST, keys(1, 1, 1), B, G, "Performs arbitrary read-only bitfield integer operations on strings.", bitfield_ro),
+];
+
+fn offset_error() -> CommandError {
+    CommandError::err("bit offset is not an integer or out of range")
+}
+
+/// A bit offset: at most 2^32 - 1, and within `proto-max-bulk-len`.
+fn bit_offset(ctx: &Ctx, a: &[u8]) -> Result<u64, CommandError> {
+    match int(a) {
+        Ok(o) if (0..1i64 << 32).contains(&o) => {
+            check_len(ctx, (o as usize >> 3) + 1).map_err(|_| offset_error())?;
+            Ok(o as u64)
+        }
+        _ => Err(offset_error()),
+    }
+}
+
+/// The bytes of a string key for reading (empty if missing).
+fn read_bytes(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Vec<u8>>, CommandError> {
+    match ctx.lookup_read(t, key) {
+        Some(n) => {
+            let mut scratch = itoa::Buffer::new();
+            Ok(Some(
+                string_of(n)?
+                    .str_bytes(&mut scratch)
+                    .unwrap_or_default()
+                    .to_vec(),
+            ))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The growable bytes of a string key for writing, created empty if missing.
+fn write_bytes<'t>(
+    ctx: &Ctx,
+    t: &'t mut SlotTable,
+    key: &[u8],
+) -> Result<&'t mut Vec<u8>, CommandError> {
+    let exists = match ctx.lookup(t, key) {
+        Some(n) => {
+            string_of(n)?;
+            true
+        }
+        None => false,
+    };
+    let node = if exists {
+        t.get_mut(key).expect("found just above")
+    } else {
+        t.set(key, Value::Raw(Box::default()), ctx.now_ms, false)
+    };
+    Ok(node.value.make_raw())
+}
+
+fn get_bit(buf: &[u8], bit: u64) -> u8 {
+    let byte = (bit >> 3) as usize;
+    buf.get(byte).map_or(0, |b| (b >> (7 - (bit & 7))) & 1)
+}
+
+fn set_bit(buf: &mut Vec<u8>, bit: u64, on: bool) {
+    let byte = (bit >> 3) as usize;
+    if buf.len() <= byte {
+        buf.resize(byte + 1, 0);
+    }
+    let mask = 1 << (7 - (bit & 7));
+    if on {
+        buf[byte] |= mask;
+    } else {
+        buf[byte] &= !mask;
+    }
+}
+
+fn setbit(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let offset = bit_offset(ctx, &argv[2])?;
+    let on = match &argv[3][..] {
+        b"1" => true,
+        b"0" => false,
+        _ => return Err(CommandError::err("bit is not an integer or out of range")),
+    };
+    let mut t = ctx.lock_key(&argv[1]);
+    let buf = write_bytes(ctx, &mut t, &argv[1])?;
+    let old = get_bit(buf, offset);
+    set_bit(buf, offset, on);
+    ctx.emit_argv(argv);
+    ctx.out.int(old as i64);
+    Ok(())
+}
+
+fn getbit(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let offset = bit_offset(ctx, &argv[2])?;
+    let mut t = ctx.lock_key(&argv[1]);
+    let bit = match ctx.lookup_read(&mut t, &argv[1]) {
+        Some(n) => {
+            let mut scratch = itoa::Buffer::new();
+            get_bit(
+                string_of(n)?.str_bytes(&mut scratch).unwrap_or_default(),
+                offset,
+            )
+        }
+        None => 0,
+    };
+    ctx.out.int(bit as i64);
+    Ok(())
+}
+
+/// An optional `start end [BYTE|BIT]` range, resolved into an inclusive
+/// bit range over a string of `len` bytes (`None`: empty). `end_given`
+/// says whether the caller fixed the end (BITPOS cares).
+fn bit_range(
+    argv: &[Bytes],
+    at: usize,
+    len: usize,
+) -> Result<(Option<(u64, u64)>, bool), CommandError> {
+    let rest = &argv[at..];
+    let bits_unit = match rest.get(2) {
+        None => false,
+        Some(u) if u.eq_ignore_ascii_case(b"byte") => false,
+        Some(u) if u.eq_ignore_ascii_case(b"bit") => true,
+        Some(_) => return Err(CommandError::Syntax),
+    };
+    if rest.len() > 3 {
+        return Err(CommandError::Syntax);
+    }
+    let start = match rest.first() {
+        Some(s) => int(s)?,
+        None => 0,
+    };
+    let (end, end_given) = match rest.get(1) {
+        Some(e) => (int(e)?, true),
+        None => (-1, false),
+    };
+    let range = if bits_unit {
+        byte_range(start, end, len * 8).map(|(s, e)| (s as u64, e as u64))
+    } else {
+        byte_range(start, end, len).map(|(s, e)| (s as u64 * 8, e as u64 * 8 + 7))
+    };
+    Ok((range, end_given))
+}
+
+fn count_ones(buf: &[u8], (s, e): (u64, u64)) -> u64 {
+    let (sb, eb) = ((s >> 3) as usize, (e >> 3) as usize);
+    if sb == eb {
+        let mask = (0xFFu8 >> (s & 7)) & (0xFFu8 << (7 - (e & 7)));
+        return (buf[sb] & mask).count_ones() as u64;
+    }
+    let head = (buf[sb] & (0xFF >> (s & 7))).count_ones() as u64;
+    let tail = (buf[eb] & (0xFF << (7 - (e & 7)))).count_ones() as u64;
+    let middle: u64 = buf[sb + 1..eb].iter().map(|b| b.count_ones() as u64).sum();
+    head + middle + tail
+}
+
+fn bitcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if argv.len() == 3 {
+        return Err(CommandError::Syntax);
+    }
+    let mut t = ctx.lock_key(&argv[1]);
+    let Some(buf) = read_bytes(ctx, &mut t, &argv[1])? else {
+        // The arguments are still checked, as Redis does.
+        bit_range(argv, 2, 0)?;
+        ctx.out.int(0);
+        return Ok(());
+    };
+    let (range, _) = bit_range(argv, 2, buf.len())?;
+    ctx.out.int(range.map_or(0, |r| count_ones(&buf, r)) as i64);
+    Ok(())
+}
+
+fn bitpos(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let want = match &argv[2][..] {
+        b"1" => 1u8,
+        b"0" => 0u8,
+        _ => return Err(CommandError::err("The bit argument must be 1 or 0.")),
+    };
+    let mut t = ctx.lock_key(&argv[1]);
+    let Some(buf) = read_bytes(ctx, &mut t, &argv[1])? else {
+        bit_range(argv, 3, 0)?;
+        ctx.out.int(if want == 1 { -1 } else { 0 });
+        return Ok(());
+    };
+    let (range, end_given) = bit_range(argv, 3, buf.len())?;
+    let Some((s, e)) = range else {
+        ctx.out.int(-1);
+        return Ok(());
+    };
+    let found = (s..=e).find(|&b| get_bit(&buf, b) == want);
+    let pos = match found {
+        Some(p) => p as i64,
+        // Looking for a clear bit with no end given: the string is as if
+        // padded with zeros, so the first clear bit is just past it.
+        None if want == 0 && !end_given => e as i64 + 1,
+        None => -1,
+    };
+    ctx.out.int(pos);
+    Ok(())
+}
+
+fn bitop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let op = argv[1].to_ascii_lowercase();
+    if !matches!(op.as_slice(), b"and" | b"or" | b"xor" | b"not") {
+        return Err(CommandError::Syntax);
+    }
+    let (dst, srcs) = (&argv[2], &argv[3..]);
+    if op == b"not" && srcs.len() != 1 {
+        return Err(CommandError::err(
+            "BITOP NOT must be called with a single source key.",
+        ));
+    }
+    let mut locked = ctx.lock_keys(argv[2..].iter());
+    let db = ctx.db();
+    let mut inputs = Vec::with_capacity(srcs.len());
+    for k in srcs {
+        let b = read_bytes(ctx, locked.table(db, Ctx::slot(k)), k)?.unwrap_or_default();
+        inputs.push(b);
+    }
+    let len = inputs.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = vec![0u8; len];
+    for (i, o) in out.iter_mut().enumerate() {
+        let byte = |b: &Vec<u8>| b.get(i).copied().unwrap_or(0);
+        *o = match op.as_slice() {
+            b"not" => !byte(&inputs[0]),
+            b"and" => inputs.iter().map(byte).fold(0xFF, |a, b| a & b),
+            b"or" => inputs.iter().map(byte).fold(0, |a, b| a | b),
+            _ => inputs.iter().map(byte).fold(0, |a, b| a ^ b),
+        };
+    }
+    let t = locked.table(db, Ctx::slot(dst));
+    let existed = ctx.lookup(t, dst).is_some();
+    if out.is_empty() {
+        t.remove(dst);
+    } else {
+        t.set(dst, Value::Raw(Box::new(out)), ctx.now_ms, false);
+    }
+    if existed || len > 0 {
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int(len as i64);
+    Ok(())
+}
+
+// ---- BITFIELD ----
+
+#[derive(Clone, Copy, PartialEq)]
+enum Overflow {
+    Wrap,
+    Sat,
+    Fail,
+}
+
+#[derive(Clone, Copy)]
+struct Field {
+    signed: bool,
+    bits: u32,
+    offset: u64,
+}
+
+enum Op {
+    Get(Field),
+    Set(Field, i64, Overflow),
+    Incr(Field, i64, Overflow),
+}
+
+fn field(ty: &[u8], off: &[u8]) -> Result<Field, CommandError> {
+    let bad_type = || {
+        CommandError::err(
+            "Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.",
+        )
+    };
+    let signed = match ty.first() {
+        Some(b'i') | Some(b'I') => true,
+        Some(b'u') | Some(b'U') => false,
+        _ => return Err(bad_type()),
+    };
+    let bits: u32 = std::str::from_utf8(&ty[1..])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad_type)?;
+    if bits == 0 || (signed && bits > 64) || (!signed && bits > 63) {
+        return Err(bad_type());
+    }
+    let (mul, num) = match off.first() {
+        Some(b'#') => (bits as i64, &off[1..]),
+        _ => (1, off),
+    };
+    let o = int(num)
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .filter(|&o| o >= 0 && (o as u64) + bits as u64 <= 1 << 32)
+        .ok_or_else(offset_error)?;
+    Ok(Field {
+        signed,
+        bits,
+        offset: o as u64,
+    })
+}
+
+fn parse_ops(argv: &[Bytes], read_only: bool) -> Result<Vec<Op>, CommandError> {
+    let mut ops = Vec::new();
+    let mut overflow = Overflow::Wrap;
+    let mut a = Args::new(argv, 1);
+    while let Some(w) = a.next() {
+        let w = w.to_ascii_lowercase();
+        if read_only && w != b"get" {
+            return Err(CommandError::err(
+                "BITFIELD_RO only supports the GET subcommand",
+            ));
+        }
+        match w.as_slice() {
+            b"get" => ops.push(Op::Get(field(a.value()?, a.value()?)?)),
+            b"set" => {
+                let f = field(a.value()?, a.value()?)?;
+                ops.push(Op::Set(f, a.int()?, overflow));
+            }
+            b"incrby" => {
+                let f = field(a.value()?, a.value()?)?;
+                ops.push(Op::Incr(f, a.int()?, overflow));
+            }
+            b"overflow" => {
+                overflow = match a.value()?.to_ascii_lowercase().as_slice() {
+                    b"wrap" => Overflow::Wrap,
+                    b"sat" => Overflow::Sat,
+                    b"fail" => Overflow::Fail,
+                    _ => return Err(CommandError::err("Invalid OVERFLOW type specified")),
+                };
+            }
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    Ok(ops)
+}
+
+fn read_field(buf: &[u8], f: Field) -> i64 {
+    let mut v: u64 = 0;
+    for i in 0..f.bits as u64 {
+        v = (v << 1) | get_bit(buf, f.offset + i) as u64;
+    }
+    if f.signed && f.bits < 64 && v >> (f.bits - 1) & 1 == 1 {
+        (v | (u64::MAX << f.bits)) as i64
+    } else {
+        v as i64
+    }
+}
+
+fn write_field(buf: &mut Vec<u8>, f: Field, v: i64) {
+    let v = v as u64;
+    for i in 0..f.bits as u64 {
+        let bit = (v >> (f.bits as u64 - 1 - i)) & 1;
+        set_bit(buf, f.offset + i, bit == 1);
+    }
+}
+
+/// Fits `v` into the field's range by the overflow rule; `None` on FAIL.
+fn fit(f: Field, v: i128, rule: Overflow) -> Option<i64> {
+    let (min, max): (i128, i128) = if f.signed {
+        (-(1i128 << (f.bits - 1)), (1i128 << (f.bits - 1)) - 1)
+    } else {
+        (0, (1i128 << f.bits) - 1)
+    };
+    if (min..=max).contains(&v) {
+        return Some(v as i64);
+    }
+    match rule {
+        Overflow::Fail => None,
+        Overflow::Sat => Some(if v > max { max } else { min } as i64),
+        Overflow::Wrap => {
+            let m = 1i128 << f.bits;
+            let mut w = v.rem_euclid(m);
+            if f.signed && w > max {
+                w -= m;
+            }
+            Some(w as i64)
+        }
+    }
+}
+
+fn bitfield_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
+    let ops = parse_ops(argv, read_only)?;
+    let key = &argv[1];
+    let writes = ops.iter().any(|o| !matches!(o, Op::Get(_)));
+    // The string a write form needs: it grows to fit every written field
+    // up front, as in Redis (even if an overflow then refuses the write).
+    let needed = ops
+        .iter()
+        .filter(|o| !matches!(o, Op::Get(_)))
+        .map(|o| match o {
+            Op::Get(f) | Op::Set(f, ..) | Op::Incr(f, ..) => f.offset + f.bits as u64,
+        })
+        .max()
+        .map_or(0, |bits| bits.div_ceil(8) as usize);
+    check_len(ctx, needed).map_err(|_| offset_error())?;
+    let mut t = ctx.lock_key(key);
+    let mut results: Vec<Option<i64>> = Vec::with_capacity(ops.len());
+    if !writes {
+        let buf = read_bytes(ctx, &mut t, key)?.unwrap_or_default();
+        results.extend(ops.iter().map(|o| match o {
+            Op::Get(f) => Some(read_field(&buf, *f)),
+            _ => unreachable!("read-only: GETs only"),
+        }));
+    } else {
+        let buf = write_bytes(ctx, &mut t, key)?;
+        if buf.len() < needed {
+            buf.resize(needed, 0);
+        }
+        for o in &ops {
+            results.push(match *o {
+                Op::Get(f) => Some(read_field(buf, f)),
+                Op::Set(f, v, rule) => {
+                    let old = read_field(buf, f);
+                    match fit(f, v as i128, rule) {
+                        Some(n) => {
+                            write_field(buf, f, n);
+                            Some(old)
+                        }
+                        None => None,
+                    }
+                }
+                Op::Incr(f, d, rule) => {
+                    let old = read_field(buf, f);
+                    match fit(f, old as i128 + d as i128, rule) {
+                        Some(n) => {
+                            write_field(buf, f, n);
+                            Some(n)
+                        }
+                        None => None,
+                    }
+                }
+            });
+        }
+        // A write form changes the key (at least its length) even if every
+        // write overflowed under FAIL, so it is always recorded.
+        ctx.emit_argv(argv);
+    }
+    ctx.out.array(results.len());
+    for r in results {
+        match r {
+            Some(v) => ctx.out.int(v),
+            None => ctx.out.null(),
+        }
+    }
+    Ok(())
+}
+
+fn bitfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    bitfield_generic(ctx, argv, false)
+}
+
+fn bitfield_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    bitfield_generic(ctx, argv, true)
+}

@@ -1,0 +1,241 @@
+//! SORT and SORT_RO over lists, sets and sorted sets.
+//!
+//! BY and GET patterns name other keys (`weight_*`, `data_*->field`), which
+//! the command table cannot declare. To stay atomic, SORT reads the
+//! elements, works out every key the patterns name, then locks the source,
+//! the destination and all those keys at once and reads again under that
+//! one lock set (retrying if the elements changed in between), so what it
+//! sorts and what it fetches are one consistent state.
+//!
+//! Effects: `SORT ... STORE dst` is recorded as `DEL dst` plus `RPUSH dst
+//! <result>`, since an unsorted set's order is not reproducible.
+
+use bytes::Bytes;
+
+use super::args::{float, Args};
+use super::lists::List;
+use super::{flags::*, keys, spec, Ctx, Spec};
+use crate::error::{CmdResult, CommandError};
+use crate::keyspace::{Locked, SmallBuf, Value};
+
+const S: &[&str] = &["set", "sortedset", "list", "dangerous"];
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    spec("sort", -2, WRITE | DENYOOM, keys(1, 1, 1), S, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.", sort),
+    spec("sort_ro", -2, READONLY, keys(1, 1, 1), S, "generic", "Returns the sorted elements of a list, a set, or a sorted set.", sort_ro),
+];
+
+#[derive(Default)]
+struct Query {
+    by: Option<Bytes>,
+    limit: Option<(i64, i64)>,
+    gets: Vec<Bytes>,
+    desc: bool,
+    alpha: bool,
+    store: Option<Bytes>,
+}
+
+fn parse(argv: &[Bytes], read_only: bool) -> Result<Query, CommandError> {
+    let mut q = Query::default();
+    let mut a = Args::new(argv, 1);
+    while let Some(w) = a.next() {
+        let w = w.to_ascii_lowercase();
+        match w.as_slice() {
+            b"asc" => q.desc = false,
+            b"desc" => q.desc = true,
+            b"alpha" => q.alpha = true,
+            b"limit" => q.limit = Some((a.int()?, a.int()?)),
+            b"store" if !read_only => q.store = Some(a.value()?.clone()),
+            b"by" => q.by = Some(a.value()?.clone()),
+            b"get" => q.gets.push(a.value()?.clone()),
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    Ok(q)
+}
+
+/// The key (and hash field) a pattern names for an element; `None` for
+/// the `#` pattern (the element itself) or a pattern without `*`.
+fn pattern_target(pattern: &[u8], elem: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let star = pattern.iter().position(|&c| c == b'*')?;
+    let (mut key_pat, mut field) = (pattern, None);
+    if let Some(arrow) = pattern[star + 1..].windows(2).position(|w| w == b"->") {
+        let at = star + 1 + arrow;
+        if at + 2 < pattern.len() {
+            key_pat = &pattern[..at];
+            field = Some(pattern[at + 2..].to_vec());
+        }
+    }
+    let mut key = key_pat[..star].to_vec();
+    key.extend_from_slice(elem);
+    key.extend_from_slice(&key_pat[star + 1..]);
+    Some((key, field))
+}
+
+/// Reads what a pattern names for an element, under `locked`.
+fn lookup(ctx: &Ctx, locked: &mut Locked, pattern: &[u8], elem: &[u8]) -> Option<Vec<u8>> {
+    if pattern == b"#" {
+        return Some(elem.to_vec());
+    }
+    let (key, field) = pattern_target(pattern, elem)?;
+    let t = locked.table(ctx.db(), Ctx::slot(&key));
+    let n = ctx.lookup(t, &key)?;
+    match (&n.value, field) {
+        (Value::Hash(h), Some(f)) => h.get(&f).map(<[u8]>::to_vec),
+        (v, None) => {
+            let mut scratch = itoa::Buffer::new();
+            v.str_bytes(&mut scratch).map(<[u8]>::to_vec)
+        }
+        _ => None,
+    }
+}
+
+/// The source's elements: list order, set order, or sorted set order.
+fn elements(ctx: &Ctx, locked: &mut Locked, key: &[u8]) -> Result<Vec<Vec<u8>>, CommandError> {
+    let t = locked.table(ctx.db(), Ctx::slot(key));
+    let Some(n) = ctx.lookup(t, key) else {
+        return Ok(Vec::new());
+    };
+    Ok(match &n.value {
+        Value::List(l) => l.iter().map(|e| e.as_bytes().to_vec()).collect(),
+        Value::Set(s) => s.iter().map(<[u8]>::to_vec).collect(),
+        Value::ZSet(z) => z.iter().map(|e| e.member.as_bytes().to_vec()).collect(),
+        _ => return Err(CommandError::WrongType),
+    })
+}
+
+fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
+    let q = parse(argv, read_only)?;
+    let src = &argv[1];
+    let patterns: Vec<&Bytes> = q.by.iter().chain(q.gets.iter()).collect();
+    // First pass: the elements, to learn which keys the patterns name.
+    let mut elems = {
+        let mut l = ctx.lock_keys(std::iter::once(src));
+        elements(ctx, &mut l, src)?
+    };
+    let (mut locked, elems) = loop {
+        let mut keys: Vec<Vec<u8>> = vec![src.to_vec()];
+        keys.extend(q.store.iter().map(|d| d.to_vec()));
+        for p in &patterns {
+            keys.extend(
+                elems
+                    .iter()
+                    .filter_map(|e| pattern_target(p, e).map(|t| t.0)),
+            );
+        }
+        let mut locked = ctx.lock_keys(keys.iter());
+        let now = elements(ctx, &mut locked, src)?;
+        if now == elems {
+            break (locked, now);
+        }
+        elems = now;
+    };
+    // BY without `*` means "do not sort"; a sorted set then keeps its order.
+    let dont_sort = q.by.as_ref().is_some_and(|b| !b.contains(&b'*'));
+    let mut items: Vec<(Vec<u8>, Option<Vec<u8>>)> = elems
+        .into_iter()
+        .map(|e| {
+            let w = match &q.by {
+                Some(by) if !dont_sort => lookup(ctx, &mut locked, by, &e),
+                _ => None,
+            };
+            (e, w)
+        })
+        .collect();
+    if !dont_sort {
+        let by_given = q.by.is_some();
+        if q.alpha {
+            // Byte order; a BY key that does not exist sorts first.
+            let key = |x: &(Vec<u8>, Option<Vec<u8>>)| -> Option<Vec<u8>> {
+                if by_given {
+                    x.1.clone()
+                } else {
+                    Some(x.0.clone())
+                }
+            };
+            // Stable: equal keys keep the source's order, as Redis gives it.
+            items.sort_by_key(key);
+        } else {
+            let mut scored = Vec::with_capacity(items.len());
+            for (e, w) in items {
+                let src = if by_given { w.clone() } else { Some(e.clone()) };
+                let score = match src {
+                    Some(s) => float(&s).map_err(|_| {
+                        CommandError::err("One or more scores can't be converted into double")
+                    })?,
+                    None => 0.0,
+                };
+                scored.push((score, e, w));
+            }
+            scored.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+            items = scored.into_iter().map(|(_, e, w)| (e, w)).collect();
+        }
+        if q.desc {
+            items.reverse();
+        }
+    }
+    if let Some((offset, count)) = q.limit {
+        let start = (offset.max(0) as usize).min(items.len());
+        let end = if count < 0 {
+            items.len()
+        } else {
+            start.saturating_add(count as usize).min(items.len())
+        };
+        items = items[start..end].to_vec();
+    }
+    // One row per element: the element, or each GET pattern's value.
+    let rows: Vec<Option<Vec<u8>>> = if q.gets.is_empty() {
+        items.into_iter().map(|(e, _)| Some(e)).collect()
+    } else {
+        let mut rows = Vec::with_capacity(items.len() * q.gets.len());
+        for (e, _) in &items {
+            for g in &q.gets {
+                rows.push(lookup(ctx, &mut locked, g, e));
+            }
+        }
+        rows
+    };
+    match &q.store {
+        Some(dst) => {
+            let t = locked.table(ctx.db(), Ctx::slot(dst));
+            let existed = ctx.lookup(t, dst).is_some();
+            if rows.is_empty() {
+                t.remove(dst);
+            } else {
+                let list: List = rows
+                    .iter()
+                    .map(|r| SmallBuf::new(r.as_deref().unwrap_or_default()))
+                    .collect();
+                t.set(dst, Value::List(Box::new(list)), ctx.now_ms, false);
+            }
+            if existed {
+                ctx.emit(&[b"DEL", dst]);
+            }
+            for chunk in rows.chunks(64) {
+                let mut effect: Vec<&[u8]> = vec![b"RPUSH", dst];
+                effect.extend(chunk.iter().map(|r| r.as_deref().unwrap_or_default()));
+                ctx.emit(&effect);
+            }
+            ctx.out.int(rows.len() as i64);
+        }
+        None => {
+            ctx.out.array(rows.len());
+            for r in &rows {
+                match r {
+                    Some(v) => ctx.out.bulk(v),
+                    None => ctx.out.null(),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sort(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    sort_generic(ctx, argv, false)
+}
+
+fn sort_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    sort_generic(ctx, argv, true)
+}
