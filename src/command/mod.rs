@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod connection;
 pub mod element_scan;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub mod pubsub;
@@ -246,8 +247,9 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 13] = [
+    let families: [&'static [Spec]; 14] = [
         bitmaps::COMMANDS,
+        hyperloglog::COMMANDS,
         sort::COMMANDS,
         transactions::COMMANDS,
         pubsub::COMMANDS,

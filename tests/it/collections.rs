@@ -688,3 +688,55 @@ fn sort_replies_match_redis() {
         &["SORT", "l", "FOO"],
     ]);
 }
+
+/// PFADD/PFCOUNT/PFMERGE give Redis's counts and Redis's bytes, sparse and
+/// dense, and a HyperLogLog made by Redis counts the same here.
+#[test]
+fn hyperloglog_matches_redis() {
+    let elems: Vec<String> = (0..5000).map(|i| format!("user:{i}")).collect();
+    let mut script: Vec<Vec<String>> = vec![
+        vec!["PFADD".into(), "empty".into()],
+        vec!["PFCOUNT".into(), "empty".into()],
+        vec![
+            "PFADD".into(),
+            "small".into(),
+            "a".into(),
+            "b".into(),
+            "c".into(),
+            "a".into(),
+        ],
+        vec!["PFADD".into(), "small".into(), "a".into()],
+        vec!["PFCOUNT".into(), "small".into()],
+        vec!["GET".into(), "small".into()],
+        vec!["PFADD".into(), "small".into(), "d".into()],
+        vec!["GET".into(), "small".into()],
+        vec!["PFCOUNT".into(), "nokey".into()],
+    ];
+    for chunk in elems.chunks(500) {
+        let mut c = vec!["PFADD".to_string(), "big".to_string()];
+        c.extend(chunk.iter().cloned());
+        script.push(c);
+        script.push(vec!["PFCOUNT".into(), "big".into()]);
+    }
+    for c in [
+        &["PFADD", "other", "x", "y", "user:1"][..],
+        &["PFCOUNT", "big", "other", "small", "nokey"],
+        &["PFMERGE", "merged", "small", "other"],
+        &["PFCOUNT", "merged"],
+        &["PFMERGE", "merged", "big"],
+        &["PFCOUNT", "merged"],
+        &["SET", "notanhll", "hello"],
+        &["PFADD", "notanhll", "x"],
+        &["PFCOUNT", "notanhll"],
+        &["LPUSH", "list", "x"],
+        &["PFADD", "list", "x"],
+    ] {
+        script.push(c.iter().map(|s| s.to_string()).collect());
+    }
+    let refs: Vec<Vec<&str>> = script
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+    same_as_redis(&cmds);
+}

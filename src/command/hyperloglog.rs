@@ -1,0 +1,383 @@
+//! HyperLogLog: PFADD, PFCOUNT, PFMERGE, in Redis's own string format, so
+//! values move between Shoal and Redis (GET/SET, DUMP/RESTORE) and give the
+//! same counts.
+//!
+//! ```text
+//!  "HYLL" [encoding: 0 dense | 1 sparse] [3 unused] [cached count: u64 LE,
+//!   top bit of the last byte set = stale] [registers]
+//!  dense:   16384 registers of 6 bits, packed LSB first (12288 bytes)
+//!  sparse:  run-length opcodes   00xxxxxx        ZERO:  1-64 zero registers
+//!                                01xxxxxx yyyyyyyy XZERO: 1-16384 zeros
+//!                                1vvvvvxx        VAL:   1-4 registers = v+1
+//! ```
+//!
+//! An element's register is the low 14 bits of MurmurHash64A(element,
+//! seed 0xadc83b19); its value is the position of the first set bit in the
+//! remaining 50 bits (plus one). The count is Ertl's improved estimator, as
+//! Redis computes it. New values are sparse; a value becomes dense once a
+//! register exceeds 32 or the sparse form outgrows
+//! `hll-sparse-max-bytes` (3000), as in Redis. Sparse values are rewritten
+//! whole from their registers on change: they are at most 3000 bytes.
+
+use bytes::Bytes;
+
+use super::strings::string_of;
+use super::{flags::*, keys, spec, Ctx, Spec};
+use crate::error::{CmdResult, CommandError};
+use crate::keyspace::{SlotTable, Value};
+
+const G: &str = "hyperloglog";
+const H: &[&str] = &["hyperloglog"];
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    spec("pfadd", -2, WRITE | DENYOOM | FAST, keys(1, 1, 1), H, G, "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", pfadd),
+    spec("pfcount", -2, READONLY | MAY_REPLICATE, keys(1, -1, 1), H, G, "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", pfcount),
+    spec("pfmerge", -2, WRITE | DENYOOM, keys(1, -1, 1), H, G, "Merges one or more HyperLogLog values into a single key.", pfmerge),
+];
+
+const P: u32 = 14;
+const REGISTERS: usize = 1 << P;
+const Q: u32 = 64 - P;
+const HEADER: usize = 16;
+const DENSE_SIZE: usize = HEADER + REGISTERS * 6 / 8;
+const SPARSE_MAX_BYTES: usize = 3000;
+const SPARSE_VAL_MAX: u8 = 32;
+
+fn invalid() -> CommandError {
+    CommandError::err_code("WRONGTYPE Key is not a valid HyperLogLog string value.")
+}
+
+fn murmur64a(key: &[u8], seed: u64) -> u64 {
+    const M: u64 = 0xc6a4a7935bd1e995;
+    const R: u32 = 47;
+    let mut h = seed ^ (key.len() as u64).wrapping_mul(M);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut k = u64::from_le_bytes(c.try_into().unwrap());
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h ^= k;
+        h = h.wrapping_mul(M);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        for (i, b) in tail.iter().enumerate() {
+            h ^= (*b as u64) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> R;
+    h = h.wrapping_mul(M);
+    h ^= h >> R;
+    h
+}
+
+/// An element's register and value.
+fn pattern(element: &[u8]) -> (usize, u8) {
+    let hash = murmur64a(element, 0xadc83b19);
+    let index = (hash as usize) & (REGISTERS - 1);
+    let rest = (hash >> P) | (1 << Q);
+    (index, rest.trailing_zeros() as u8 + 1)
+}
+
+/// Decoded registers of a valid HLL string, or None if it is not one.
+fn registers(v: &[u8]) -> Option<Vec<u8>> {
+    if v.len() < HEADER || &v[..4] != b"HYLL" {
+        return None;
+    }
+    let mut regs = vec![0u8; REGISTERS];
+    match v[4] {
+        0 => {
+            if v.len() != DENSE_SIZE {
+                return None;
+            }
+            let data = &v[HEADER..];
+            for (i, r) in regs.iter_mut().enumerate() {
+                let bit = i * 6;
+                let (byte, fb) = (bit / 8, bit % 8);
+                let b0 = data[byte] as u16;
+                let b1 = *data.get(byte + 1).unwrap_or(&0) as u16;
+                *r = (((b0 >> fb) | (b1 << (8 - fb))) & 63) as u8;
+            }
+        }
+        1 => {
+            let mut idx = 0usize;
+            let mut p = HEADER;
+            while p < v.len() {
+                let op = v[p];
+                let (run, value) = if op & 0xC0 == 0 {
+                    p += 1;
+                    ((op & 0x3F) as usize + 1, 0)
+                } else if op & 0xC0 == 0x40 {
+                    let lo = *v.get(p + 1)? as usize;
+                    p += 2;
+                    ((((op & 0x3F) as usize) << 8 | lo) + 1, 0)
+                } else {
+                    p += 1;
+                    ((op & 0x3) as usize + 1, ((op >> 2) & 0x1F) + 1)
+                };
+                if idx + run > REGISTERS {
+                    return None;
+                }
+                regs[idx..idx + run].fill(value);
+                idx += run;
+            }
+            if idx != REGISTERS {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(regs)
+}
+
+/// Encodes registers: sparse if every register fits and the result is
+/// small enough, dense otherwise. The cached count is marked stale the way
+/// Redis marks it: the previous header's count bytes stay, with the top
+/// bit of the last one set.
+fn encode(regs: &[u8], prefer_sparse: bool, old: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"HYLL");
+    out.extend_from_slice(&[1, 0, 0, 0]);
+    match old {
+        Some(h) => out.extend_from_slice(&h[8..16]),
+        None => out.extend_from_slice(&[0; 8]),
+    }
+    out[15] |= 0x80;
+    if prefer_sparse && regs.iter().all(|&r| r <= SPARSE_VAL_MAX) {
+        let mut i = 0;
+        while i < REGISTERS {
+            let v = regs[i];
+            let run = regs[i..].iter().take_while(|&&r| r == v).count();
+            if v == 0 {
+                let mut left = run;
+                while left > 0 {
+                    if left > 64 {
+                        let n = left.min(16384);
+                        out.push(0x40 | ((n - 1) >> 8) as u8);
+                        out.push(((n - 1) & 0xFF) as u8);
+                        left -= n;
+                    } else {
+                        out.push((left - 1) as u8);
+                        left = 0;
+                    }
+                }
+            } else {
+                let mut left = run;
+                while left > 0 {
+                    let n = left.min(4);
+                    out.push(0x80 | ((v - 1) << 2) | (n - 1) as u8);
+                    left -= n;
+                }
+            }
+            i += run;
+            if out.len() > SPARSE_MAX_BYTES {
+                break;
+            }
+        }
+        if out.len() <= SPARSE_MAX_BYTES {
+            return out;
+        }
+    }
+    out.truncate(HEADER);
+    out[4] = 0;
+    out.resize(DENSE_SIZE, 0);
+    let data = &mut out[HEADER..];
+    for (i, &r) in regs.iter().enumerate() {
+        let bit = i * 6;
+        let (byte, fb) = (bit / 8, bit % 8);
+        data[byte] |= r << fb;
+        if fb > 2 {
+            data[byte + 1] |= r >> (8 - fb);
+        }
+    }
+    out
+}
+
+fn tau(mut x: f64) -> f64 {
+    if x == 0.0 || x == 1.0 {
+        return 0.0;
+    }
+    let (mut y, mut z) = (1.0, 1.0 - x);
+    loop {
+        x = x.sqrt();
+        let prev = z;
+        y *= 0.5;
+        z -= (1.0 - x).powi(2) * y;
+        if prev == z {
+            return z / 3.0;
+        }
+    }
+}
+
+fn sigma(mut x: f64) -> f64 {
+    if x == 1.0 {
+        return f64::INFINITY;
+    }
+    let (mut y, mut z) = (1.0, x);
+    loop {
+        x *= x;
+        let prev = z;
+        z += x * y;
+        y += y;
+        if prev == z {
+            return z;
+        }
+    }
+}
+
+/// Ertl's estimator over the registers' histogram, as Redis's hllCount.
+fn count(regs: &[u8]) -> u64 {
+    let mut histo = [0u32; 64];
+    for &r in regs {
+        histo[r as usize] += 1;
+    }
+    let m = REGISTERS as f64;
+    let mut z = m * tau((m - histo[Q as usize + 1] as f64) / m);
+    for j in (1..=Q as usize).rev() {
+        z += histo[j] as f64;
+        z *= 0.5;
+    }
+    z += m * sigma(histo[0] as f64 / m);
+    (0.721_347_520_444_481_7 * m * m / z).round() as u64
+}
+
+/// The HLL at `key` (its stored bytes), or None if missing.
+fn hll_at(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Vec<u8>>, CommandError> {
+    match ctx.lookup(t, key) {
+        Some(n) => {
+            let mut scratch = itoa::Buffer::new();
+            let b = string_of(n)?
+                .str_bytes(&mut scratch)
+                .unwrap_or_default()
+                .to_vec();
+            Ok(Some(b))
+        }
+        None => Ok(None),
+    }
+}
+
+fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let key = &argv[1];
+    let mut t = ctx.lock_key(key);
+    let existing = hll_at(ctx, &mut t, key)?;
+    let (mut regs, sparse, created) = match &existing {
+        Some(b) => (registers(b).ok_or_else(invalid)?, b[4] == 1, false),
+        None => (vec![0u8; REGISTERS], true, true),
+    };
+    let mut changed = false;
+    for e in &argv[2..] {
+        let (i, v) = pattern(e);
+        if v > regs[i] {
+            regs[i] = v;
+            changed = true;
+        }
+    }
+    if changed || created {
+        let mut bytes = encode(&regs, sparse, existing.as_deref());
+        if created && !changed {
+            // A new, empty HLL has a valid cached count of 0.
+            bytes[15] = 0;
+        }
+        t.set(key, Value::Raw(Box::new(bytes)), ctx.now_ms, true);
+        ctx.emit_argv(argv);
+    }
+    ctx.out.int((changed || created) as i64);
+    Ok(())
+}
+
+fn pfcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let keys = &argv[1..];
+    if keys.len() == 1 {
+        let key = &keys[0];
+        let mut t = ctx.lock_key(key);
+        let Some(mut bytes) = hll_at(ctx, &mut t, key)? else {
+            ctx.out.int(0);
+            return Ok(());
+        };
+        let regs = registers(&bytes).ok_or_else(invalid)?;
+        if bytes[15] & 0x80 == 0 {
+            ctx.out
+                .int(u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as i64);
+            return Ok(());
+        }
+        // Refresh the cached count, as Redis does (and record it, so the
+        // stored bytes stay the same everywhere).
+        let c = count(&regs);
+        bytes[8..16].copy_from_slice(&c.to_le_bytes());
+        t.set(key, Value::Raw(Box::new(bytes)), ctx.now_ms, true);
+        ctx.emit_argv(argv);
+        ctx.out.int(c as i64);
+        return Ok(());
+    }
+    let mut locked = ctx.lock_keys(keys.iter());
+    let mut merged = vec![0u8; REGISTERS];
+    for k in keys {
+        if let Some(b) = hll_at(ctx, locked.table(ctx.db(), Ctx::slot(k)), k)? {
+            let regs = registers(&b).ok_or_else(invalid)?;
+            merged
+                .iter_mut()
+                .zip(&regs)
+                .for_each(|(m, r)| *m = (*m).max(*r));
+        }
+    }
+    ctx.out.int(count(&merged) as i64);
+    Ok(())
+}
+
+fn pfmerge(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let dst = &argv[1];
+    let mut locked = ctx.lock_keys(argv[1..].iter());
+    let mut merged = vec![0u8; REGISTERS];
+    let mut all_sparse = true;
+    let old_dst = hll_at(ctx, locked.table(ctx.db(), Ctx::slot(dst)), dst)?;
+    for k in &argv[1..] {
+        if let Some(b) = hll_at(ctx, locked.table(ctx.db(), Ctx::slot(k)), k)? {
+            let regs = registers(&b).ok_or_else(invalid)?;
+            all_sparse &= b[4] == 1;
+            merged
+                .iter_mut()
+                .zip(&regs)
+                .for_each(|(m, r)| *m = (*m).max(*r));
+        }
+    }
+    let bytes = encode(&merged, all_sparse, old_dst.as_deref());
+    locked
+        .table(ctx.db(), Ctx::slot(dst))
+        .set(dst, Value::Raw(Box::new(bytes)), ctx.now_ms, true);
+    ctx.emit_argv(argv);
+    ctx.out.ok();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_round_trip_and_counts_are_close() {
+        let mut regs = vec![0u8; REGISTERS];
+        for i in 0..20_000u32 {
+            let (idx, v) = pattern(format!("e{i}").as_bytes());
+            regs[idx] = regs[idx].max(v);
+        }
+        let c = count(&regs) as f64;
+        assert!((c - 20_000.0).abs() / 20_000.0 < 0.03, "{c}");
+        let dense = encode(&regs, false, None);
+        assert_eq!(dense.len(), DENSE_SIZE);
+        assert_eq!(registers(&dense).unwrap(), regs);
+        let few: Vec<u8> = {
+            let mut r = vec![0u8; REGISTERS];
+            r[5] = 3;
+            r[6] = 3;
+            r[16000] = 1;
+            r
+        };
+        let sparse = encode(&few, true, None);
+        assert_eq!(sparse[4], 1);
+        assert_eq!(registers(&sparse).unwrap(), few);
+        assert_eq!(count(&vec![0u8; REGISTERS]), 0);
+    }
+}
