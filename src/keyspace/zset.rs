@@ -27,6 +27,13 @@
 //! longer than `zset-max-listpack-value`) have no member index: a member's
 //! score is found by scanning the few entries, as Redis's listpack encoding
 //! does. Past the limits a hash index member → score is built, and stays.
+//!
+//! The index does not hold the members (they are in the order already):
+//! an index entry is the member's 64-bit hash and its score, 16 bytes, and
+//! a lookup confirms a candidate by finding (score, member) in the order,
+//! O(log n). Redis's dict holds a pointer to the member and its score and
+//! answers ZSCORE in O(1); this answers in O(log n) and saves a copy of
+//! every member plus half of each index slot.
 
 use std::cmp::Ordering;
 
@@ -52,6 +59,13 @@ fn cmp(a_score: f64, a: &[u8], b_score: f64, b: &[u8]) -> Ordering {
         .then_with(|| a.cmp(b))
 }
 
+/// An index slot: which member (by hash) has which score.
+#[derive(Clone, Copy, Debug)]
+struct Indexed {
+    hash: u64,
+    score: f64,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ZSet {
     chunks: Vec<Vec<Entry>>,
@@ -59,7 +73,39 @@ pub struct ZSet {
     fenwick: Vec<usize>,
     len: usize,
     /// member → score, once the set is past the small limits.
-    index: Option<HashTable<Entry>>,
+    index: Option<HashTable<Indexed>>,
+}
+
+/// Where (score, member) is in the order, if it is there.
+fn position(chunks: &[Vec<Entry>], score: f64, member: &[u8]) -> Option<(usize, usize)> {
+    let ci = chunks.partition_point(|c| {
+        let last = c.last().expect("chunks are never empty");
+        cmp(last.score, last.member.as_bytes(), score, member) == Ordering::Less
+    });
+    let chunk = chunks.get(ci)?;
+    let pos = chunk
+        .partition_point(|e| cmp(e.score, e.member.as_bytes(), score, member) == Ordering::Less);
+    (pos < chunk.len() && chunk[pos].member.as_bytes() == member).then_some((ci, pos))
+}
+
+/// Removes a member's index slot; call while the member is still in the
+/// order, which is what confirms the slot is this member's.
+fn unindex(
+    index: &mut Option<HashTable<Indexed>>,
+    chunks: &[Vec<Entry>],
+    score: f64,
+    member: &[u8],
+) {
+    if let Some(t) = index {
+        let h = hash_key(member);
+        if let Ok(e) = t.find_entry(h, |x| {
+            x.hash == h
+                && x.score.to_bits() == score.to_bits()
+                && position(chunks, score, member).is_some()
+        }) {
+            e.remove();
+        }
+    }
 }
 
 impl ZSet {
@@ -86,9 +132,10 @@ impl ZSet {
             .iter()
             .map(|c| c.capacity() * entry + c.iter().map(|e| e.member.heap_size()).sum::<usize>())
             .sum();
-        let index = self.index.as_ref().map_or(0, |t| {
-            t.capacity() * (entry + 1) + t.iter().map(|e| e.member.heap_size()).sum::<usize>()
-        });
+        let index = self
+            .index
+            .as_ref()
+            .map_or(0, |t| t.capacity() * (std::mem::size_of::<Indexed>() + 1));
         chunks
             + index
             + self.chunks.capacity() * std::mem::size_of::<Vec<Entry>>()
@@ -226,9 +273,13 @@ impl ZSet {
 
     pub fn score(&self, member: &[u8]) -> Option<f64> {
         match &self.index {
-            Some(t) => t
-                .find(hash_key(member), |e| e.member.as_bytes() == member)
-                .map(|e| e.score),
+            Some(t) => {
+                let h = hash_key(member);
+                t.find(h, |x| {
+                    x.hash == h && position(&self.chunks, x.score, member).is_some()
+                })
+                .map(|x| x.score)
+            }
             None => self
                 .chunks
                 .iter()
@@ -246,28 +297,29 @@ impl ZSet {
             if o.to_bits() == score.to_bits() {
                 return old;
             }
+            // The index slot first: the order still confirms it.
+            if let Some(t) = &mut self.index {
+                let h = hash_key(member);
+                let chunks = &self.chunks;
+                if let Some(x) = t.find_mut(h, |x| {
+                    x.hash == h
+                        && x.score.to_bits() == o.to_bits()
+                        && position(chunks, o, member).is_some()
+                }) {
+                    x.score = score;
+                }
+            }
             let buf = self
                 .sorted_remove(o, member)
                 .expect("indexed member is in the order");
             self.sorted_insert(score, buf);
-            if let Some(t) = &mut self.index {
-                if let Some(e) = t.find_mut(hash_key(member), |e| e.member.as_bytes() == member) {
-                    e.score = score;
-                }
-            }
             return old;
         }
         self.sorted_insert(score, SmallBuf::new(member));
         match &mut self.index {
             Some(t) => {
-                t.insert_unique(
-                    hash_key(member),
-                    Entry {
-                        score,
-                        member: SmallBuf::new(member),
-                    },
-                    |e| hash_key(e.member.as_bytes()),
-                );
+                let hash = hash_key(member);
+                t.insert_unique(hash, Indexed { hash, score }, |x| x.hash);
             }
             None if self.len > limits.entries || member.len() > limits.value => self.build_index(),
             None => {}
@@ -278,26 +330,24 @@ impl ZSet {
     fn build_index(&mut self) {
         let mut t = HashTable::with_capacity(self.len);
         for e in self.chunks.iter().flatten() {
-            t.insert_unique(hash_key(e.member.as_bytes()), e.clone(), |e: &Entry| {
-                hash_key(e.member.as_bytes())
-            });
+            let hash = hash_key(e.member.as_bytes());
+            t.insert_unique(
+                hash,
+                Indexed {
+                    hash,
+                    score: e.score,
+                },
+                |x: &Indexed| x.hash,
+            );
         }
         self.index = Some(t);
-    }
-
-    fn unindex(&mut self, member: &[u8]) {
-        if let Some(t) = &mut self.index {
-            if let Ok(e) = t.find_entry(hash_key(member), |e| e.member.as_bytes() == member) {
-                e.remove();
-            }
-        }
     }
 
     /// Removes a member; returns its score.
     pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
         let score = self.score(member)?;
+        unindex(&mut self.index, &self.chunks, score, member);
         self.sorted_remove(score, member);
-        self.unindex(member);
         Some(score)
     }
 
@@ -341,6 +391,19 @@ impl ZSet {
             return Vec::new();
         }
         let (mut ci, start) = self.locate(lo);
+        if self.index.is_some() {
+            // Index slots go first, while the order can still confirm them.
+            let (mut c, mut p) = (ci, start);
+            for _ in lo..hi {
+                let e = &self.chunks[c][p];
+                unindex(&mut self.index, &self.chunks, e.score, e.member.as_bytes());
+                p += 1;
+                if p == self.chunks[c].len() {
+                    c += 1;
+                    p = 0;
+                }
+            }
+        }
         let mut out = Vec::with_capacity(hi - lo);
         let mut left = hi - lo;
         let mut pos = start;
@@ -355,9 +418,6 @@ impl ZSet {
         self.chunks.retain(|c| !c.is_empty());
         self.len -= out.len();
         self.rebuild_fenwick();
-        for e in &out {
-            self.unindex(e.member.as_bytes());
-        }
         out
     }
 
