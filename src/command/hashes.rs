@@ -324,7 +324,7 @@ fn hscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let h: &Hash = h;
-    let whole = matches!(h, Hash::Packed(_));
+    let whole = h.encoding() == "listpack";
     let novalues = o.novalues;
     let elements = h.iter().map(|(f, v)| (f, (!novalues).then(|| v.to_vec())));
     element_scan::reply(ctx, &o, whole, h.len(), elements);

@@ -305,12 +305,7 @@ fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: Op) -> CmdResult {
         t.remove(dst);
     } else {
         let set = Set::from_members(members.iter().map(Vec::as_slice), limits);
-        t.set(
-            dst,
-            crate::keyspace::Value::Set(Box::new(set)),
-            ctx.now_ms,
-            false,
-        );
+        t.set(dst, set.into_value(), ctx.now_ms, false);
     }
     if existed || !members.is_empty() {
         ctx.emit_argv(argv);
@@ -385,7 +380,7 @@ fn sscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let s: &Set = s;
-    let whole = matches!(s, Set::Packed(_));
+    let whole = s.encoding() == "listpack";
     element_scan::reply(ctx, &o, whole, s.len(), s.iter().map(|m| (m, None)));
     Ok(())
 }

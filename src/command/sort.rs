@@ -16,7 +16,7 @@ use super::args::{float, Args};
 use super::lists::List;
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
-use crate::keyspace::{Locked, SmallBuf, Value};
+use crate::keyspace::{Hash, Locked, Set, SmallBuf, Value};
 
 const S: &[&str] = &["set", "sortedset", "list", "dangerous"];
 
@@ -82,7 +82,9 @@ fn lookup(ctx: &Ctx, locked: &mut Locked, pattern: &[u8], elem: &[u8]) -> Option
     let t = locked.table(ctx.db(), Ctx::slot(&key));
     let n = ctx.lookup(t, &key)?;
     match (&n.value, field) {
-        (Value::Hash(h), Some(f)) => h.get(&f).map(<[u8]>::to_vec),
+        (v @ (Value::HashPacked(_) | Value::HashTable(_)), Some(f)) => {
+            Hash::of(v).and_then(|h| h.get(&f)).map(<[u8]>::to_vec)
+        }
         (v, None) => {
             let mut scratch = itoa::Buffer::new();
             v.str_bytes(&mut scratch).map(<[u8]>::to_vec)
@@ -99,7 +101,11 @@ fn elements(ctx: &Ctx, locked: &mut Locked, key: &[u8]) -> Result<Vec<Vec<u8>>, 
     };
     Ok(match &n.value {
         Value::List(l) => l.iter().map(|e| e.as_bytes().to_vec()).collect(),
-        Value::Set(s) => s.iter().map(<[u8]>::to_vec).collect(),
+        v @ (Value::SetPacked(_) | Value::SetTable(_)) => Set::of(v)
+            .into_iter()
+            .flat_map(Set::iter)
+            .map(<[u8]>::to_vec)
+            .collect(),
         Value::ZSet(z) => z.iter().map(|e| e.member.as_bytes().to_vec()).collect(),
         _ => return Err(CommandError::WrongType),
     })

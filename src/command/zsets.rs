@@ -21,7 +21,7 @@ use super::sets::numkeys_list;
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::zset::Entry;
-use crate::keyspace::{SlotTable, Value, ZSet};
+use crate::keyspace::{Set, SlotTable, Value, ZSet};
 use crate::protocol::reply::format_double;
 
 const G: &str = "sorted-set";
@@ -891,7 +891,9 @@ fn source(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Scored>, Co
                 .map(|e| (e.member.as_bytes().to_vec(), e.score))
                 .collect(),
         )),
-        Value::Set(s) => Ok(Some(s.iter().map(|m| (m.to_vec(), 1.0)).collect())),
+        v @ (Value::SetPacked(_) | Value::SetTable(_)) => {
+            Ok(Set::of(v).map(|s| s.iter().map(|m| (m.to_vec(), 1.0)).collect()))
+        }
         _ => Err(CommandError::WrongType),
     }
 }

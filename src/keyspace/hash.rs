@@ -7,10 +7,11 @@
 //! hash that was once large is likely to be large again.
 
 use hashbrown::HashTable;
+use ref_cast::RefCast;
 
 use super::packed::{self, Packed};
 use super::table::hash_key;
-use super::value::SmallBuf;
+use super::value::{SmallBuf, Value};
 use super::Limits;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -19,15 +20,17 @@ pub struct Pair {
     pub value: SmallBuf,
 }
 
-#[derive(Clone, Debug)]
-pub enum Hash {
-    Packed(Packed),
-    Table(HashTable<Pair>),
-}
+/// A hash, seen through the key's `Value`: `Value::HashPacked` (one
+/// allocation: the node points straight at the packed bytes) or
+/// `Value::HashTable`. Being the value itself, it can switch encodings in
+/// place.
+#[derive(Clone, Debug, RefCast)]
+#[repr(transparent)]
+pub struct Hash(Value);
 
 impl Default for Hash {
     fn default() -> Self {
-        Hash::Packed(Packed::default())
+        Hash(Value::HashPacked(Packed::default()))
     }
 }
 
@@ -48,10 +51,41 @@ impl<'a> Iterator for Iter<'a> {
 }
 
 impl Hash {
+    /// The hash a value is, if it is one.
+    pub fn of(v: &Value) -> Option<&Hash> {
+        matches!(v, Value::HashPacked(_) | Value::HashTable(_)).then(|| Hash::ref_cast(v))
+    }
+
+    pub fn of_mut(v: &mut Value) -> Option<&mut Hash> {
+        if matches!(v, Value::HashPacked(_) | Value::HashTable(_)) {
+            Some(Hash::ref_cast_mut(v))
+        } else {
+            None
+        }
+    }
+
+    pub fn into_value(self) -> Value {
+        self.0
+    }
+
+    fn table(&self) -> Option<&HashTable<Pair>> {
+        match &self.0 {
+            Value::HashTable(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn packed(&self) -> &Packed {
+        match &self.0 {
+            Value::HashPacked(p) => p,
+            _ => unreachable!("a Hash wraps a hash value"),
+        }
+    }
+
     pub fn len(&self) -> usize {
-        match self {
-            Hash::Packed(p) => p.len() / 2,
-            Hash::Table(t) => t.len(),
+        match self.table() {
+            Some(t) => t.len(),
+            None => self.packed().len() / 2,
         }
     }
 
@@ -60,24 +94,27 @@ impl Hash {
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        match self {
-            Hash::Packed(p) => Iter::Packed(p.iter()),
-            Hash::Table(t) => Iter::Table(t.iter()),
+        match self.table() {
+            Some(t) => Iter::Table(t.iter()),
+            None => Iter::Packed(self.packed().iter()),
         }
     }
 
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
-        match self {
-            Hash::Packed(p) => p.find(field, 2).map(|off| p.at(p.at(off).1).0),
-            Hash::Table(t) => t
+        match self.table() {
+            Some(t) => t
                 .find(hash_key(field), |p| p.field.as_bytes() == field)
                 .map(|p| p.value.as_bytes()),
+            None => {
+                let p = self.packed();
+                p.find(field, 2).map(|off| p.at(p.at(off).1).0)
+            }
         }
     }
 
     /// Sets a field; returns whether it is new.
     pub fn insert(&mut self, field: &[u8], value: &[u8], limits: Limits) -> bool {
-        if let Hash::Packed(p) = self {
+        if let Value::HashPacked(p) = &mut self.0 {
             if let Some(off) = p.find(field, 2) {
                 if value.len() <= limits.value {
                     let voff = p.at(off).1;
@@ -88,13 +125,12 @@ impl Hash {
                 && field.len() <= limits.value
                 && value.len() <= limits.value
             {
-                p.push(field);
-                p.push(value);
+                p.push_all([field, value]);
                 return true;
             }
             self.convert();
         }
-        let Hash::Table(t) = self else {
+        let Value::HashTable(t) = &mut self.0 else {
             unreachable!("converted above")
         };
         match t.entry(
@@ -117,15 +153,8 @@ impl Hash {
     }
 
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        match self {
-            Hash::Packed(p) => match p.find(field, 2) {
-                Some(off) => {
-                    p.remove_at(off, 2);
-                    true
-                }
-                None => false,
-            },
-            Hash::Table(t) => {
+        match &mut self.0 {
+            Value::HashTable(t) => {
                 match t.find_entry(hash_key(field), |p| p.field.as_bytes() == field) {
                     Ok(e) => {
                         e.remove();
@@ -134,6 +163,14 @@ impl Hash {
                     Err(_) => false,
                 }
             }
+            Value::HashPacked(p) => match p.find(field, 2) {
+                Some(off) => {
+                    p.remove_at(off, 2);
+                    true
+                }
+                None => false,
+            },
+            _ => unreachable!("a Hash wraps a hash value"),
         }
     }
 
@@ -149,7 +186,7 @@ impl Hash {
                 |p| hash_key(p.field.as_bytes()),
             );
         }
-        *self = Hash::Table(t);
+        self.0 = Value::HashTable(Box::new(t));
     }
 
     /// The field at a position of iteration order (HRANDFIELD's sampling).
@@ -158,21 +195,22 @@ impl Hash {
     }
 
     pub fn encoding(&self) -> &'static str {
-        match self {
-            Hash::Packed(_) => "listpack",
-            Hash::Table(_) => "hashtable",
+        match self.table() {
+            Some(_) => "hashtable",
+            None => "listpack",
         }
     }
 
     pub fn heap_size(&self) -> usize {
-        match self {
-            Hash::Packed(p) => p.heap_size(),
-            Hash::Table(t) => {
-                t.capacity() * (std::mem::size_of::<Pair>() + 1)
+        match self.table() {
+            Some(t) => {
+                std::mem::size_of::<HashTable<Pair>>()
+                    + t.capacity() * (std::mem::size_of::<Pair>() + 1)
                     + t.iter()
                         .map(|p| p.field.heap_size() + p.value.heap_size())
                         .sum::<usize>()
             }
+            None => self.packed().heap_size(),
         }
     }
 }
@@ -192,10 +230,10 @@ mod tests {
         for i in 0..4 {
             assert!(h.insert(format!("f{i}").as_bytes(), b"v", SMALL));
         }
-        assert!(matches!(h, Hash::Packed(_)));
+        assert_eq!(h.encoding(), "listpack");
         assert!(!h.insert(b"f0", b"new", SMALL));
         assert!(h.insert(b"f4", b"v", SMALL));
-        assert!(matches!(h, Hash::Table(_)));
+        assert_eq!(h.encoding(), "hashtable");
         assert_eq!(h.len(), 5);
         assert_eq!(h.get(b"f0"), Some(&b"new"[..]));
         let mut h2 = Hash::default();

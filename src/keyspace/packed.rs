@@ -2,7 +2,7 @@
 //! of Redis's listpack.
 //!
 //! ```text
-//!   buf:  [varint len][bytes] [varint len][bytes] ...      count: u32
+//!   one boxed slice:  [count: u32 LE] [varint len][bytes] [varint len][bytes] ...
 //! ```
 //!
 //! Small hashes and sets live in one `Packed` instead of a hash table: a
@@ -11,8 +11,9 @@
 //! Every operation is a linear scan, which is why the owning types convert
 //! to a table past `*-max-listpack-entries` entries or
 //! `*-max-listpack-value` bytes in one element, as Redis does. The buffer
-//! grows by exactly what is added (as listpack's realloc does): these values
-//! are small and many, so slack capacity would be paid a million times.
+//! is exactly its contents (as listpack's realloc makes it) and carries its
+//! own count, so a `Packed` is one 16-byte pointer and one allocation:
+//! these values are small and many, so every byte is paid a million times.
 
 /// Appends `n` as LEB128.
 fn put_varint(out: &mut Vec<u8>, mut n: usize) {
@@ -47,10 +48,15 @@ fn read_at(buf: &[u8], off: usize) -> (&[u8], usize) {
     (&buf[p..p + n], p + n)
 }
 
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Packed {
-    buf: Vec<u8>,
-    count: u32,
+const COUNT: usize = 4;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Packed(Box<[u8]>);
+
+impl Default for Packed {
+    fn default() -> Self {
+        Packed(Box::new([0; COUNT]))
+    }
 }
 
 impl std::fmt::Debug for Packed {
@@ -82,34 +88,68 @@ impl<'a> Iterator for Iter<'a> {
 impl Packed {
     /// Entries, not bytes.
     pub fn len(&self) -> usize {
-        self.count as usize
+        u32::from_le_bytes(self.0[..COUNT].try_into().unwrap()) as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
+    }
+
+    fn set_len(buf: &mut [u8], n: usize) {
+        buf[..COUNT].copy_from_slice(&(n as u32).to_le_bytes());
     }
 
     pub fn iter(&self) -> Iter<'_> {
         Iter {
-            buf: &self.buf,
-            off: 0,
+            buf: &self.0,
+            off: COUNT,
         }
     }
 
+    /// Rebuilds the buffer as `head`, `insert`, then `tail` (byte ranges of
+    /// the current one), with `count` entries: one exact-size allocation.
+    fn splice(&mut self, at: std::ops::Range<usize>, insert: &[u8], count: usize) {
+        let mut v = Vec::with_capacity(self.0.len() - at.len() + insert.len());
+        v.extend_from_slice(&self.0[..at.start]);
+        v.extend_from_slice(insert);
+        v.extend_from_slice(&self.0[at.end..]);
+        Self::set_len(&mut v, count);
+        self.0 = v.into_boxed_slice();
+    }
+
+    fn encoded(e: &[u8]) -> Vec<u8> {
+        let mut enc = Vec::with_capacity(varint_len(e.len()) + e.len());
+        put_varint(&mut enc, e.len());
+        enc.extend_from_slice(e);
+        enc
+    }
+
     pub fn push(&mut self, e: &[u8]) {
-        self.buf.reserve_exact(varint_len(e.len()) + e.len());
-        put_varint(&mut self.buf, e.len());
-        self.buf.extend_from_slice(e);
-        self.count += 1;
+        let end = self.0.len();
+        let n = self.len() + 1;
+        self.splice(end..end, &Self::encoded(e), n);
+    }
+
+    /// Appends several entries with one reallocation.
+    pub fn push_all<'a>(&mut self, entries: impl IntoIterator<Item = &'a [u8]>) {
+        let mut enc = Vec::new();
+        let mut n = self.len();
+        for e in entries {
+            put_varint(&mut enc, e.len());
+            enc.extend_from_slice(e);
+            n += 1;
+        }
+        let end = self.0.len();
+        self.splice(end..end, &enc, n);
     }
 
     /// Finds the first entry equal to `e` among entries `0, stride, 2*stride,
     /// ...` (a hash's fields are every other entry). Returns its byte offset.
     pub fn find(&self, e: &[u8], stride: usize) -> Option<usize> {
-        let mut off = 0;
+        let mut off = COUNT;
         let mut i = 0usize;
-        while off < self.buf.len() {
-            let (cur, next) = read_at(&self.buf, off);
+        while off < self.0.len() {
+            let (cur, next) = read_at(&self.0, off);
             if i.is_multiple_of(stride) && cur == e {
                 return Some(off);
             }
@@ -121,33 +161,28 @@ impl Packed {
 
     /// The entry at byte offset `off` and the offset after it.
     pub fn at(&self, off: usize) -> (&[u8], usize) {
-        read_at(&self.buf, off)
+        read_at(&self.0, off)
     }
 
     /// Removes `n` entries starting at byte offset `off`.
     pub fn remove_at(&mut self, off: usize, n: usize) {
         let mut end = off;
         for _ in 0..n {
-            end = read_at(&self.buf, end).1;
+            end = read_at(&self.0, end).1;
         }
-        self.buf.drain(off..end);
-        self.count -= n as u32;
-        if self.buf.capacity() > self.buf.len() * 2 {
-            self.buf.shrink_to_fit();
-        }
+        let count = self.len() - n;
+        self.splice(off..end, &[], count);
     }
 
     /// Replaces the entry at byte offset `off` with `e`.
     pub fn replace_at(&mut self, off: usize, e: &[u8]) {
-        let end = read_at(&self.buf, off).1;
-        let mut enc = Vec::with_capacity(varint_len(e.len()) + e.len());
-        put_varint(&mut enc, e.len());
-        enc.extend_from_slice(e);
-        self.buf.splice(off..end, enc);
+        let end = read_at(&self.0, off).1;
+        let count = self.len();
+        self.splice(off..end, &Self::encoded(e), count);
     }
 
     pub fn heap_size(&self) -> usize {
-        self.buf.capacity()
+        self.0.len()
     }
 }
 

@@ -5,21 +5,22 @@
 //! `set-max-listpack-value` bytes, and never turns back.
 
 use hashbrown::HashTable;
+use ref_cast::RefCast;
 
 use super::packed::{self, Packed};
 use super::table::hash_key;
-use super::value::SmallBuf;
+use super::value::{SmallBuf, Value};
 use super::Limits;
 
-#[derive(Clone, Debug)]
-pub enum Set {
-    Packed(Packed),
-    Table(HashTable<SmallBuf>),
-}
+/// A set, seen through the key's `Value` (`SetPacked` or `SetTable`), as
+/// `Hash` is: a small set is one allocation the node points at.
+#[derive(Clone, Debug, RefCast)]
+#[repr(transparent)]
+pub struct Set(Value);
 
 impl Default for Set {
     fn default() -> Self {
-        Set::Packed(Packed::default())
+        Set(Value::SetPacked(Packed::default()))
     }
 }
 
@@ -40,10 +41,40 @@ impl<'a> Iterator for Iter<'a> {
 }
 
 impl Set {
+    pub fn of(v: &Value) -> Option<&Set> {
+        matches!(v, Value::SetPacked(_) | Value::SetTable(_)).then(|| Set::ref_cast(v))
+    }
+
+    pub fn of_mut(v: &mut Value) -> Option<&mut Set> {
+        if matches!(v, Value::SetPacked(_) | Value::SetTable(_)) {
+            Some(Set::ref_cast_mut(v))
+        } else {
+            None
+        }
+    }
+
+    pub fn into_value(self) -> Value {
+        self.0
+    }
+
+    fn table(&self) -> Option<&HashTable<SmallBuf>> {
+        match &self.0 {
+            Value::SetTable(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn packed(&self) -> &Packed {
+        match &self.0 {
+            Value::SetPacked(p) => p,
+            _ => unreachable!("a Set wraps a set value"),
+        }
+    }
+
     pub fn len(&self) -> usize {
-        match self {
-            Set::Packed(p) => p.len(),
-            Set::Table(t) => t.len(),
+        match self.table() {
+            Some(t) => t.len(),
+            None => self.packed().len(),
         }
     }
 
@@ -52,22 +83,22 @@ impl Set {
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        match self {
-            Set::Packed(p) => Iter::Packed(p.iter()),
-            Set::Table(t) => Iter::Table(t.iter()),
+        match self.table() {
+            Some(t) => Iter::Table(t.iter()),
+            None => Iter::Packed(self.packed().iter()),
         }
     }
 
     pub fn contains(&self, m: &[u8]) -> bool {
-        match self {
-            Set::Packed(p) => p.find(m, 1).is_some(),
-            Set::Table(t) => t.find(hash_key(m), |e| e.as_bytes() == m).is_some(),
+        match self.table() {
+            Some(t) => t.find(hash_key(m), |e| e.as_bytes() == m).is_some(),
+            None => self.packed().find(m, 1).is_some(),
         }
     }
 
     /// Adds a member; returns whether it is new.
     pub fn insert(&mut self, m: &[u8], limits: Limits) -> bool {
-        if let Set::Packed(p) = self {
+        if let Value::SetPacked(p) = &mut self.0 {
             if p.find(m, 1).is_some() {
                 return false;
             }
@@ -77,7 +108,7 @@ impl Set {
             }
             self.convert();
         }
-        let Set::Table(t) = self else {
+        let Value::SetTable(t) = &mut self.0 else {
             unreachable!("converted above")
         };
         match t.entry(
@@ -94,21 +125,22 @@ impl Set {
     }
 
     pub fn remove(&mut self, m: &[u8]) -> bool {
-        match self {
-            Set::Packed(p) => match p.find(m, 1) {
-                Some(off) => {
-                    p.remove_at(off, 1);
-                    true
-                }
-                None => false,
-            },
-            Set::Table(t) => match t.find_entry(hash_key(m), |e| e.as_bytes() == m) {
+        match &mut self.0 {
+            Value::SetTable(t) => match t.find_entry(hash_key(m), |e| e.as_bytes() == m) {
                 Ok(e) => {
                     e.remove();
                     true
                 }
                 Err(_) => false,
             },
+            Value::SetPacked(p) => match p.find(m, 1) {
+                Some(off) => {
+                    p.remove_at(off, 1);
+                    true
+                }
+                None => false,
+            },
+            _ => unreachable!("a Set wraps a set value"),
         }
     }
 
@@ -117,7 +149,7 @@ impl Set {
         for m in self.iter() {
             t.insert_unique(hash_key(m), SmallBuf::new(m), |e| hash_key(e.as_bytes()));
         }
-        *self = Set::Table(t);
+        self.0 = Value::SetTable(Box::new(t));
     }
 
     /// Builds a set from members (the *STORE commands' results).
@@ -130,19 +162,20 @@ impl Set {
     }
 
     pub fn encoding(&self) -> &'static str {
-        match self {
-            Set::Packed(_) => "listpack",
-            Set::Table(_) => "hashtable",
+        match self.table() {
+            Some(_) => "hashtable",
+            None => "listpack",
         }
     }
 
     pub fn heap_size(&self) -> usize {
-        match self {
-            Set::Packed(p) => p.heap_size(),
-            Set::Table(t) => {
-                t.capacity() * (std::mem::size_of::<SmallBuf>() + 1)
+        match self.table() {
+            Some(t) => {
+                std::mem::size_of::<HashTable<SmallBuf>>()
+                    + t.capacity() * (std::mem::size_of::<SmallBuf>() + 1)
                     + t.iter().map(SmallBuf::heap_size).sum::<usize>()
             }
+            None => self.packed().heap_size(),
         }
     }
 }

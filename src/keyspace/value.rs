@@ -11,7 +11,10 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use super::hash::Hash;
+use hashbrown::HashTable;
+
+use super::hash::{Hash, Pair};
+use super::packed::Packed;
 use super::set::Set;
 use super::zset::ZSet;
 
@@ -97,8 +100,11 @@ pub enum Value {
     Int(i64),
     Raw(Box<Vec<u8>>),
     List(Box<VecDeque<SmallBuf>>),
-    Hash(Box<Hash>),
-    Set(Box<Set>),
+    /// Hashes and sets: see `Hash` and `Set`, which wrap these variants.
+    HashPacked(Packed),
+    HashTable(Box<HashTable<Pair>>),
+    SetPacked(Packed),
+    SetTable(Box<HashTable<SmallBuf>>),
     ZSet(Box<ZSet>),
 }
 
@@ -147,8 +153,8 @@ impl Value {
         match self {
             Value::Str(_) | Value::Int(_) | Value::Raw(_) => Kind::String,
             Value::List(_) => Kind::List,
-            Value::Hash(_) => Kind::Hash,
-            Value::Set(_) => Kind::Set,
+            Value::HashPacked(_) | Value::HashTable(_) => Kind::Hash,
+            Value::SetPacked(_) | Value::SetTable(_) => Kind::Set,
             Value::ZSet(_) => Kind::ZSet,
         }
     }
@@ -189,8 +195,8 @@ impl Value {
                     + l.capacity() * std::mem::size_of::<SmallBuf>()
                     + l.iter().map(SmallBuf::heap_size).sum::<usize>()
             }
-            Value::Hash(h) => std::mem::size_of::<Hash>() + h.heap_size(),
-            Value::Set(s) => std::mem::size_of::<Set>() + s.heap_size(),
+            Value::HashPacked(_) | Value::HashTable(_) => Hash::of(self).map_or(0, Hash::heap_size),
+            Value::SetPacked(_) | Value::SetTable(_) => Set::of(self).map_or(0, Set::heap_size),
             Value::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_size(),
         }
     }
@@ -226,9 +232,33 @@ macro_rules! collection {
 }
 
 collection!(VecDeque<SmallBuf>, List, List);
-collection!(Hash, Hash, Hash);
-collection!(Set, Set, Set);
 collection!(ZSet, ZSet, ZSet);
+
+impl Collection for Hash {
+    const KIND: Kind = Kind::Hash;
+    fn of(v: &mut Value) -> Option<&mut Self> {
+        Hash::of_mut(v)
+    }
+    fn into_value(self) -> Value {
+        Hash::into_value(self)
+    }
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl Collection for Set {
+    const KIND: Kind = Kind::Set;
+    fn of(v: &mut Value) -> Option<&mut Self> {
+        Set::of_mut(v)
+    }
+    fn into_value(self) -> Value {
+        Set::into_value(self)
+    }
+    fn is_empty_collection(&self) -> bool {
+        self.is_empty()
+    }
+}
 
 /// One key of a slot table.
 #[derive(Clone, Debug)]
@@ -268,8 +298,10 @@ impl Node {
             Value::Str(s) if s.len() <= 44 => "embstr",
             Value::Str(_) | Value::Raw(_) => "raw",
             Value::List(_) => "quicklist",
-            Value::Hash(h) => h.encoding(),
-            Value::Set(s) => s.encoding(),
+            Value::HashPacked(_) => "listpack",
+            Value::HashTable(_) => "hashtable",
+            Value::SetPacked(_) => "listpack",
+            Value::SetTable(_) => "hashtable",
             Value::ZSet(z) => z.encoding(),
         }
     }

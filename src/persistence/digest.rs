@@ -17,7 +17,7 @@
 
 use sha1::{Digest as _, Sha1};
 
-use crate::keyspace::{Kind, Node, Value};
+use crate::keyspace::{Hash, Kind, Node, Set, Value};
 use crate::protocol::reply::format_double;
 
 pub type Digest = [u8; 20];
@@ -58,8 +58,14 @@ fn mix_object(d: &mut Digest, node: &Node) {
     };
     match &node.value {
         Value::List(l) => l.iter().for_each(|e| mix(d, e.as_bytes())),
-        Value::Set(s) => s.iter().for_each(|m| xor(d, m)),
-        Value::Hash(h) => h.iter().for_each(|(f, v)| xor(d, &pair(f, v))),
+        v @ (Value::SetPacked(_) | Value::SetTable(_)) => Set::of(v)
+            .into_iter()
+            .flat_map(Set::iter)
+            .for_each(|m| xor(d, m)),
+        v @ (Value::HashPacked(_) | Value::HashTable(_)) => Hash::of(v)
+            .into_iter()
+            .flat_map(Hash::iter)
+            .for_each(|(f, v)| xor(d, &pair(f, v))),
         Value::ZSet(z) => z.iter().for_each(|e| {
             xor(
                 d,

@@ -107,12 +107,14 @@ pub fn dump(v: &Value) -> Vec<u8> {
             write_len(&mut out, l.len());
             l.iter().for_each(|e| write_bytes(&mut out, e.as_bytes()));
         }
-        Value::Set(s) => {
+        v @ (Value::SetPacked(_) | Value::SetTable(_)) => {
+            let s = Set::of(v).expect("a set value");
             out.push(RDB_TYPE_SET);
             write_len(&mut out, s.len());
             s.iter().for_each(|m| write_bytes(&mut out, m));
         }
-        Value::Hash(h) => {
+        v @ (Value::HashPacked(_) | Value::HashTable(_)) => {
+            let h = Hash::of(v).expect("a hash value");
             out.push(RDB_TYPE_HASH);
             write_len(&mut out, h.len());
             for (f, v) in h.iter() {
@@ -338,7 +340,7 @@ fn hash_from(fields: Vec<Vec<u8>>, enc: &Encodings) -> Result<Value, RdbError> {
             return Err(RdbError::BadFormat);
         }
     }
-    Ok(Value::Hash(Box::new(h)))
+    Ok(h.into_value())
 }
 
 fn set_from(members: Vec<Vec<u8>>, enc: &Encodings) -> Result<Value, RdbError> {
@@ -348,7 +350,7 @@ fn set_from(members: Vec<Vec<u8>>, enc: &Encodings) -> Result<Value, RdbError> {
             return Err(RdbError::BadFormat);
         }
     }
-    Ok(Value::Set(Box::new(s)))
+    Ok(s.into_value())
 }
 
 /// Decodes the value of one RDB type (everything a DUMP payload can hold).

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 
 use super::aof::{self, Manifest};
 use crate::effects::encode_command;
-use crate::keyspace::{Node, SlotTable, SnapshotObserver, Value};
+use crate::keyspace::{Hash, Node, Set, SlotTable, SnapshotObserver, Value};
 use crate::protocol::reply::format_double;
 use crate::server::Server;
 
@@ -68,8 +68,14 @@ fn rebuild_key(rec: &mut Vec<u8>, node: &Node) {
     };
     match &node.value {
         Value::List(l) => batches(b"RPUSH", &mut l.iter().map(|e| vec![e.as_bytes()])),
-        Value::Set(s) => batches(b"SADD", &mut s.iter().map(|m| vec![m])),
-        Value::Hash(h) => batches(b"HSET", &mut h.iter().map(|(f, v)| vec![f, v])),
+        v @ (Value::SetPacked(_) | Value::SetTable(_)) => {
+            let s = Set::of(v).expect("a set value");
+            batches(b"SADD", &mut s.iter().map(|m| vec![m]))
+        }
+        v @ (Value::HashPacked(_) | Value::HashTable(_)) => {
+            let h = Hash::of(v).expect("a hash value");
+            batches(b"HSET", &mut h.iter().map(|(f, v)| vec![f, v]))
+        }
         Value::ZSet(z) => {
             let scores: Vec<String> = z.iter().map(|e| format_double(e.score)).collect();
             batches(
