@@ -227,7 +227,10 @@ fn hincrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     };
     let text = super::strings::format_float_human(new);
     h.insert(&argv[2], text.as_bytes(), limits);
-    ctx.emit(&[b"HSET", &argv[1], &argv[2], text.as_bytes()]);
+    ctx.emit_as(
+        "hincrbyfloat",
+        &[b"HSET", &argv[1], &argv[2], text.as_bytes()],
+    );
     ctx.out.bulk(text.as_bytes());
     Ok(())
 }

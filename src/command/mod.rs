@@ -403,9 +403,14 @@ pub struct Ctx<'a> {
     /// sees the same instant.
     pub now_ms: i64,
     pub action: Option<Action>,
-    /// Set while recording an expiry's or an eviction's `DEL`, whose
-    /// notification is `expired`/`evicted` rather than `del`.
-    pub quiet: std::cell::Cell<bool>,
+    /// The keyspace notification of the next effect, when it is not the
+    /// one its name implies (see [`Ctx::emit_as`]); `Some("")` sends none
+    /// (an expiry's or eviction's `DEL`, notified as `expired`/`evicted`).
+    pub event: std::cell::Cell<Option<&'static str>>,
+    /// Keys deleted because their collection became empty: notified as
+    /// `del` after the effect of the command that emptied them, as Redis
+    /// orders them.
+    pub emptied: std::cell::RefCell<Vec<Vec<u8>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -473,8 +478,16 @@ impl<'a> Ctx<'a> {
     fn after_effect<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A], end: u64) {
         self.client.last_effect.set(end);
         if let Some(db) = db {
-            if self.server.notifier.wants(u32::MAX) && !self.quiet.get() {
-                notify_effect(self.server, db, argv, self.now_ms);
+            let n = &self.server.notifier;
+            if n.wants(u32::MAX) {
+                match self.event.get() {
+                    Some("") => {}
+                    event => notify_effect(self.server, db, argv, event, self.now_ms),
+                }
+                for key in self.emptied.borrow_mut().drain(..) {
+                    let generic = crate::server::notify::GENERIC;
+                    n.notify(&self.server.pubsub, generic, "del", db, &key, self.now_ms);
+                }
             }
         }
         let (w, b) = (&self.server.watches, &self.server.blocked);
@@ -530,9 +543,9 @@ impl<'a> Ctx<'a> {
     pub fn expired(&self, db: usize, key: &[u8]) {
         self.server.stats.expired_keys.add(1);
         // Its notification is `expired`, not the `del` its effect implies.
-        self.quiet.set(true);
+        self.event.set(Some(""));
         self.emit_in(db, &[b"DEL", key]);
-        self.quiet.set(false);
+        self.event.set(None);
         self.server.notifier.notify(
             &self.server.pubsub,
             crate::server::notify::EXPIRED,
@@ -599,7 +612,19 @@ impl<'a> Ctx<'a> {
             .unwrap_or(false);
         if empty {
             t.remove(key);
+            if self.server.notifier.wants(crate::server::notify::GENERIC) {
+                self.emptied.borrow_mut().push(key.to_vec());
+            }
         }
+    }
+
+    /// Records an effect whose keyspace notification is `event` rather
+    /// than the one its name implies (INCRBYFLOAT recorded as SET, SPOP as
+    /// SREM...).
+    pub fn emit_as(&self, event: &'static str, argv: &[&[u8]]) {
+        self.event.set(Some(event));
+        self.emit(argv);
+        self.event.set(None);
     }
 
     /// A blocking command found nothing: wait for its keys, or, where a
@@ -656,9 +681,9 @@ impl<'a> Ctx<'a> {
             server.freed(node.memory_usage() as u64);
             server.stats.evicted_keys.add(1);
             evicted_any = true;
-            self.quiet.set(true);
+            self.event.set(Some(""));
             self.emit_in(db, &[b"DEL", &key]);
-            self.quiet.set(false);
+            self.event.set(None);
             drop(t);
             drop(node);
             server.notifier.notify(
@@ -733,7 +758,13 @@ fn touched_by<A: AsRef<[u8]>>(db: Option<usize>, argv: &[A], mut f: impl FnMut(T
 /// Publishes the keyspace notifications of one effect (see
 /// `server::notify`): the class from the effect command's family, the
 /// event from its name, with Redis's names where they differ.
-fn notify_effect<A: AsRef<[u8]>>(server: &Server, db: usize, argv: &[A], now_ms: i64) {
+fn notify_effect<A: AsRef<[u8]>>(
+    server: &Server,
+    db: usize,
+    argv: &[A],
+    event: Option<&str>,
+    now_ms: i64,
+) {
     use crate::server::notify::*;
     let name = argv[0].as_ref().to_ascii_lowercase();
     let Some(spec) = TABLE.get(&name) else {
@@ -759,6 +790,12 @@ fn notify_effect<A: AsRef<[u8]>>(server: &Server, db: usize, argv: &[A], now_ms:
         (true, false) => "lpush",
         (false, false) => "rpush",
     };
+    if let Some(event) = event {
+        for i in spec.key_indexes(argv) {
+            send(class, event, argv[i].as_ref());
+        }
+        return;
+    }
     match name.as_slice() {
         b"rename" => {
             send(GENERIC, "rename_from", arg(1));
@@ -906,7 +943,8 @@ mod tests {
             out: &mut out,
             now_ms: 1_700_000_000_000,
             action: None,
-            quiet: std::cell::Cell::new(false),
+            event: std::cell::Cell::new(None),
+            emptied: Default::default(),
         };
         run(&mut ctx, spec, &argv).expect("command succeeds");
         let bytes = server.effects.read_from(before).unwrap();

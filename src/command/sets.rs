@@ -5,7 +5,8 @@
 //! consistent state. Intersections start from the smallest set.
 //!
 //! Effects: SPOP is random, so it is recorded as the `SREM` of what it
-//! popped; everything else is deterministic and recorded as itself.
+//! popped (notified as `spop`); everything else is deterministic and
+//! recorded as itself.
 
 use bytes::Bytes;
 use rand::Rng;
@@ -157,16 +158,11 @@ fn spop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     for m in &popped {
         s.remove(m);
     }
-    let emptied = s.is_empty();
     ctx.remove_if_empty::<Set>(&mut t, key);
     if !popped.is_empty() {
-        if emptied {
-            ctx.emit(&[b"DEL", key]);
-        } else {
-            let mut effect: Vec<&[u8]> = vec![b"SREM", key];
-            effect.extend(popped.iter().map(Vec::as_slice));
-            ctx.emit(&effect);
-        }
+        let mut effect: Vec<&[u8]> = vec![b"SREM", key];
+        effect.extend(popped.iter().map(Vec::as_slice));
+        ctx.emit_as("spop", &effect);
     }
     match count {
         None => ctx.out.bulk(&popped[0]),

@@ -507,7 +507,7 @@ fn incrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let text = format_float_human(new);
     t.set(key, Value::string(text.as_bytes()), ctx.now_ms, true);
-    ctx.emit(&[b"SET", key, text.as_bytes(), b"KEEPTTL"]);
+    ctx.emit_as("incrbyfloat", &[b"SET", key, text.as_bytes(), b"KEEPTTL"]);
     ctx.out.bulk(text.as_bytes());
     Ok(())
 }

@@ -94,7 +94,8 @@ fn replay_all(
                     out: &mut out,
                     now_ms: now_ms(),
                     action: None,
-                    quiet: std::cell::Cell::new(false),
+                    event: std::cell::Cell::new(None),
+                    emptied: Default::default(),
                 };
                 command::run(&mut ctx, spec, &argv)
                     .map_err(|e| format!("replaying {}: {e}", spec.name))?;

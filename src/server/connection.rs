@@ -449,7 +449,8 @@ async fn execute(
         out,
         now_ms: now,
         action: None,
-        quiet: std::cell::Cell::new(false),
+        event: std::cell::Cell::new(None),
+        emptied: Default::default(),
     };
     let result = {
         // Every command but EXEC holds the transaction gate shared.

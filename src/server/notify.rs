@@ -6,8 +6,11 @@
 //! the event class (`g` generic, `$` string, `l` list, `s` set, `h` hash,
 //! `z` sorted set), the effect's name the event (`set`, `lpush`, `hset`,
 //! ... with Redis's names where they differ, such as `incrby` for INCR and
-//! `expire` for the recorded `PEXPIREAT`). Expiry deletions send `expired`
-//! (class `x`) instead of `del`.
+//! `expire` for the recorded `PEXPIREAT`). A command whose effect is
+//! another command names its own event (`Ctx::emit_as`: INCRBYFLOAT,
+//! HINCRBYFLOAT, SPOP). A write that empties a collection sends `del`
+//! after its own event. Expiry deletions send `expired` (class `x`) and
+//! evictions `evicted` instead of `del`.
 //!
 //! ```text
 //!  K: PUBLISH __keyspace@<db>__:<key>   <event>

@@ -182,6 +182,31 @@ fn keyspace_notifications() {
             ("__keyspace@0__:k2".into(), "rename_to".into())
         ]
     );
+    // Redis's names where the recorded effect is another command, and a
+    // `del` after the event of a write that empties a key.
+    assert_eq!(
+        events(&mut w, &["INCRBYFLOAT", "f", "1.5"], 1),
+        ev("f", "incrbyfloat")
+    );
+    assert_eq!(
+        events(&mut w, &["HINCRBYFLOAT", "h2", "x", "1"], 1),
+        ev("h2", "hincrbyfloat")
+    );
+    assert_eq!(events(&mut w, &["SADD", "s", "only"], 1), ev("s", "sadd"));
+    assert_eq!(
+        events(&mut w, &["SPOP", "s"], 2),
+        vec![
+            ("__keyspace@0__:s".into(), "spop".into()),
+            ("__keyspace@0__:s".into(), "del".into())
+        ]
+    );
+    assert_eq!(
+        events(&mut w, &["LPOP", "l"], 2),
+        vec![
+            ("__keyspace@0__:l".into(), "lpop".into()),
+            ("__keyspace@0__:l".into(), "del".into())
+        ]
+    );
     // An expiry deletion is `expired`, not `del`.
     ok(&mut w, &["SET", "t", "v", "PX", "1"]);
     sub.read2();
