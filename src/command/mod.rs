@@ -667,11 +667,12 @@ impl<'a> Ctx<'a> {
         // a command never stalls for long, and the next one continues.
         let mut evicted_any = false;
         for _ in 0..128 {
-            let Some((db, slot, key)) =
-                server
-                    .keyspace
-                    .eviction_candidate(policy, samples, self.now_ms)
-            else {
+            let Some((db, slot, key)) = server.keyspace.eviction_candidate(
+                &server.eviction_pool,
+                policy,
+                samples,
+                self.now_ms,
+            ) else {
                 break;
             };
             let mut t = server.keyspace.db(db).lock_slot(slot);

@@ -1,8 +1,10 @@
 //! Choosing keys to evict under `maxmemory`.
 //!
 //! Like Redis, Shoal does not keep keys in LRU or LFU order (that would
-//! cost memory and a lock on every read); it *samples*: it looks at
-//! `maxmemory-samples` keys and evicts the best candidate among them.
+//! cost memory and a lock on every read); it *samples*: each eviction looks
+//! at `maxmemory-samples` keys, adds them to a pool of the 16 best
+//! candidates seen so far (Redis's eviction pool) and evicts the pool's
+//! best key that still exists.
 //! Samples are one random key from each of consecutive non-empty slot
 //! tables starting at a random slot, so the cost does not depend on the
 //! dataset's size and a sparse keyspace is still found.
@@ -122,24 +124,69 @@ fn score(policy: Policy, n: &Node, now_ms: i64) -> u64 {
     }
 }
 
+/// A sampled key: its eviction score (higher goes first) and where it is.
+type Candidate = (u64, usize, SlotId, Vec<u8>);
+
+/// Redis's eviction pool: the best candidates seen over the last samplings,
+/// kept between evictions. Each eviction adds its fresh samples and takes
+/// the best of the pool, so the choice approximates true LRU/LFU far better
+/// than the best of one small sample.
+#[derive(Default)]
+pub struct EvictionPool(parking_lot::Mutex<Vec<Candidate>>);
+
+const POOL_SIZE: usize = 16;
+
+impl EvictionPool {
+    /// Forgets the candidates (their scores mean nothing under another policy).
+    pub fn clear(&self) {
+        self.0.lock().clear();
+    }
+}
+
 impl Keyspace {
-    /// The best of up to `samples` sampled keys to evict under `policy`, as
-    /// (db, slot, key); `None` if there is no candidate at all.
+    /// The key to evict under `policy`: `samples` fresh samples join the
+    /// pool, and the best pooled key that still exists is taken out of it.
+    /// `None` if there is nothing to evict.
     pub fn eviction_candidate(
         &self,
+        pool: &EvictionPool,
         policy: Policy,
         samples: usize,
         now_ms: i64,
     ) -> Option<(usize, SlotId, Vec<u8>)> {
+        let fresh = self.sample(policy, samples, now_ms);
+        let mut p = pool.0.lock();
+        for c in fresh {
+            if !p.iter().any(|x| x.1 == c.1 && x.3 == c.3) {
+                p.push(c);
+            }
+        }
+        p.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
+        p.truncate(POOL_SIZE);
+        while !p.is_empty() {
+            let (_, db, slot, key) = p.remove(0);
+            let t = self.db(db).lock_slot(slot);
+            let live = t
+                .peek(&key)
+                .is_some_and(|n| !policy.volatile_only() || n.expire_at != 0);
+            if live {
+                return Some((db, slot, key));
+            }
+        }
+        None
+    }
+
+    /// Up to `samples` keys, one random key from each of consecutive
+    /// non-empty (for volatile policies: volatile) slot tables.
+    fn sample(&self, policy: Policy, samples: usize, now_ms: i64) -> Vec<Candidate> {
         let dbs: Vec<usize> = self.used_dbs().map(|(i, _)| i).collect();
         if dbs.is_empty() || policy == Policy::NoEviction {
-            return None;
+            return Vec::new();
         }
         let mut rng = rand::thread_rng();
         let total = dbs.len() * SLOTS;
         let start = rng.gen_range(0..total);
-        let mut best: Option<(u64, usize, SlotId, Vec<u8>)> = None;
-        let mut seen = 0;
+        let mut out = Vec::with_capacity(samples);
         for step in 0..total {
             let pos = (start + step) % total;
             let (db, slot) = (dbs[pos / SLOTS], SlotId((pos % SLOTS) as u16));
@@ -159,16 +206,17 @@ impl Keyspace {
                 t.iter().nth(pick)
             };
             if let Some(n) = node {
-                let s = score(policy, n, now_ms);
-                if best.as_ref().is_none_or(|b| s > b.0) {
-                    best = Some((s, db, slot, n.key.as_bytes().to_vec()));
-                }
-                seen += 1;
+                out.push((
+                    score(policy, n, now_ms),
+                    db,
+                    slot,
+                    n.key.as_bytes().to_vec(),
+                ));
             }
-            if seen >= samples {
+            if out.len() >= samples {
                 break;
             }
         }
-        best.map(|(_, db, slot, key)| (db, slot, key))
+        out
     }
 }

@@ -173,6 +173,7 @@ pub struct Server {
     pub watches: watches::Watches,
     pub blocked: blocking::Blocked,
     pub pubsub: pubsub::PubSub,
+    pub eviction_pool: crate::keyspace::evict::EvictionPool,
     /// `used_memory` as last read from the allocator, and when (Unix ms):
     /// the maxmemory check reads it at most every few milliseconds.
     pub used_memory: (AtomicU64, AtomicI64),
@@ -251,6 +252,7 @@ impl Server {
             blocked: blocking::Blocked::default(),
             pubsub,
             notifier,
+            eviction_pool: Default::default(),
             used_memory: (AtomicU64::new(0), AtomicI64::new(0)),
             gate: watches::Gate::default(),
             pause: Pause::default(),
@@ -285,7 +287,10 @@ impl Server {
             "slowlog-max-len" => self.slowlog.trim(value.parse().unwrap_or(128)),
             "loglevel" => crate::logging::set_level(value),
             "notify-keyspace-events" => self.notifier.set(value),
-            "maxmemory-policy" => self.tun.set_policy(value),
+            "maxmemory-policy" => {
+                self.tun.set_policy(value);
+                self.eviction_pool.clear();
+            }
             "client-output-buffer-limit" => {
                 if let Some(l) = pubsub::parse_buffer_limits(value) {
                     self.pubsub.set_limit(l);
