@@ -59,8 +59,20 @@ impl Policy {
         self as usize
     }
 
+    /// The inverse of [`Policy::index`]: read on every key lookup, so a
+    /// table, not a name comparison.
     pub fn from_index(i: usize) -> Policy {
-        Policy::parse(POLICY_NAMES.get(i).copied().unwrap_or("noeviction"))
+        const ALL: [Policy; 8] = [
+            Policy::NoEviction,
+            Policy::AllKeysLru,
+            Policy::AllKeysLfu,
+            Policy::AllKeysRandom,
+            Policy::VolatileLru,
+            Policy::VolatileLfu,
+            Policy::VolatileRandom,
+            Policy::VolatileTtl,
+        ];
+        ALL.get(i).copied().unwrap_or(Policy::NoEviction)
     }
 
     pub fn volatile_only(self) -> bool {
@@ -218,5 +230,19 @@ impl Keyspace {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_indexes_follow_the_names() {
+        for (i, name) in POLICY_NAMES.iter().enumerate() {
+            let p = Policy::parse(name);
+            assert_eq!(p.index(), i);
+            assert_eq!(Policy::from_index(i), p);
+        }
     }
 }
