@@ -99,17 +99,7 @@ fn hmget(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn hdel(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let mut t = ctx.lock_key(&argv[1]);
-    let removed = match ctx.write::<Hash>(&mut t, &argv[1])? {
-        Some(h) => argv[2..].iter().filter(|f| h.remove(f)).count(),
-        None => 0,
-    };
-    if removed > 0 {
-        ctx.remove_if_empty::<Hash>(&mut t, &argv[1]);
-        ctx.emit_argv(argv);
-    }
-    ctx.out.int(removed as i64);
-    Ok(())
+    ctx.remove_members::<Hash>(argv, Hash::remove)
 }
 
 fn hexists(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -122,10 +112,7 @@ fn hexists(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn hlen(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let mut t = ctx.lock_key(&argv[1]);
-    let n = ctx.read::<Hash>(&mut t, &argv[1])?.map_or(0, |h| h.len());
-    ctx.out.int(n as i64);
-    Ok(())
+    ctx.reply_count::<Hash>(&argv[1])
 }
 
 fn hstrlen(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -179,10 +179,7 @@ fn rpop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn llen(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let mut t = ctx.lock_key(&argv[1]);
-    let n = ctx.read::<List>(&mut t, &argv[1])?.map_or(0, |l| l.len());
-    ctx.out.int(n as i64);
-    Ok(())
+    ctx.reply_count::<List>(&argv[1])
 }
 
 /// A possibly negative index into a list of `len`, if it is in range.

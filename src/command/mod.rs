@@ -608,7 +608,7 @@ impl<'a> Ctx<'a> {
     pub fn remove_if_empty<C: Collection>(&self, t: &mut SlotTable, key: &[u8]) {
         let empty = t
             .get_mut(key)
-            .and_then(|n| C::of(&mut n.value).map(|c| c.is_empty_collection()))
+            .and_then(|n| C::of(&mut n.value).map(|c| c.count() == 0))
             .unwrap_or(false);
         if empty {
             t.remove(key);
@@ -616,6 +616,37 @@ impl<'a> Ctx<'a> {
                 self.emptied.borrow_mut().push(key.to_vec());
             }
         }
+    }
+
+    /// Replies how many elements the collection at `key` holds (0 if
+    /// there is none): LLEN, HLEN, SCARD, ZCARD.
+    pub fn reply_count<C: Collection>(&mut self, key: &[u8]) -> CmdResult {
+        let mut t = self.lock_key(key);
+        let n = self.read::<C>(&mut t, key)?.map_or(0, |c| c.count());
+        self.out.int(n as i64);
+        Ok(())
+    }
+
+    /// Removes each of `argv[2..]` from the collection at `argv[1]` with
+    /// `remove`, deletes the key once empty, records the command if
+    /// anything went and replies how many did: HDEL, SREM, ZREM.
+    pub fn remove_members<C: Collection>(
+        &mut self,
+        argv: &[Bytes],
+        remove: impl Fn(&mut C, &[u8]) -> bool,
+    ) -> CmdResult {
+        let key = &argv[1];
+        let mut t = self.lock_key(key);
+        let removed = match self.write::<C>(&mut t, key)? {
+            Some(c) => argv[2..].iter().filter(|m| remove(c, m)).count(),
+            None => 0,
+        };
+        if removed > 0 {
+            self.remove_if_empty::<C>(&mut t, key);
+            self.emit_argv(argv);
+        }
+        self.out.int(removed as i64);
+        Ok(())
     }
 
     /// Records an effect whose keyspace notification is `event` rather

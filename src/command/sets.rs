@@ -55,24 +55,11 @@ fn sadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn srem(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let mut t = ctx.lock_key(&argv[1]);
-    let removed = match ctx.write::<Set>(&mut t, &argv[1])? {
-        Some(s) => argv[2..].iter().filter(|m| s.remove(m)).count(),
-        None => 0,
-    };
-    if removed > 0 {
-        ctx.remove_if_empty::<Set>(&mut t, &argv[1]);
-        ctx.emit_argv(argv);
-    }
-    ctx.out.int(removed as i64);
-    Ok(())
+    ctx.remove_members::<Set>(argv, Set::remove)
 }
 
 fn scard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let mut t = ctx.lock_key(&argv[1]);
-    let n = ctx.read::<Set>(&mut t, &argv[1])?.map_or(0, |s| s.len());
-    ctx.out.int(n as i64);
-    Ok(())
+    ctx.reply_count::<Set>(&argv[1])
 }
 
 fn sismember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -287,24 +287,11 @@ fn zincrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 // ---- members ----
 
 fn zrem(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let mut t = ctx.lock_key(&argv[1]);
-    let removed = match ctx.write::<ZSet>(&mut t, &argv[1])? {
-        Some(z) => argv[2..].iter().filter(|m| z.remove(m).is_some()).count(),
-        None => 0,
-    };
-    if removed > 0 {
-        ctx.remove_if_empty::<ZSet>(&mut t, &argv[1]);
-        ctx.emit_argv(argv);
-    }
-    ctx.out.int(removed as i64);
-    Ok(())
+    ctx.remove_members::<ZSet>(argv, |z, m| z.remove(m).is_some())
 }
 
 fn zcard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let mut t = ctx.lock_key(&argv[1]);
-    let n = ctx.read::<ZSet>(&mut t, &argv[1])?.map_or(0, |z| z.len());
-    ctx.out.int(n as i64);
-    Ok(())
+    ctx.reply_count::<ZSet>(&argv[1])
 }
 
 fn zscore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

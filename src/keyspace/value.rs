@@ -208,7 +208,8 @@ pub trait Collection: Default + Sized {
     const KIND: Kind;
     fn of(v: &mut Value) -> Option<&mut Self>;
     fn into_value(self) -> Value;
-    fn is_empty_collection(&self) -> bool;
+    /// Elements (LLEN, HLEN, SCARD, ZCARD); 0 means the key must go.
+    fn count(&self) -> usize;
 }
 
 macro_rules! collection {
@@ -224,8 +225,8 @@ macro_rules! collection {
             fn into_value(self) -> Value {
                 Value::$variant(Box::new(self))
             }
-            fn is_empty_collection(&self) -> bool {
-                self.is_empty()
+            fn count(&self) -> usize {
+                self.len()
             }
         }
     };
@@ -242,8 +243,8 @@ impl Collection for Hash {
     fn into_value(self) -> Value {
         Hash::into_value(self)
     }
-    fn is_empty_collection(&self) -> bool {
-        self.is_empty()
+    fn count(&self) -> usize {
+        self.len()
     }
 }
 
@@ -255,8 +256,8 @@ impl Collection for Set {
     fn into_value(self) -> Value {
         Set::into_value(self)
     }
-    fn is_empty_collection(&self) -> bool {
-        self.is_empty()
+    fn count(&self) -> usize {
+        self.len()
     }
 }
 
