@@ -54,6 +54,14 @@ pub enum End {
 }
 
 impl End {
+    /// The pop that takes from this end, as recorded.
+    fn pop_name(self) -> &'static [u8] {
+        match self {
+            End::Left => b"LPOP",
+            End::Right => b"RPOP",
+        }
+    }
+
     fn parse(a: &[u8]) -> Result<End, CommandError> {
         if a.eq_ignore_ascii_case(b"left") {
             Ok(End::Left)
@@ -515,28 +523,19 @@ pub fn mpop_first(
     end: End,
     count: usize,
 ) -> Result<bool, CommandError> {
-    // All keys locked at once: the first non-empty list is decided
-    // atomically, as Redis's single thread does.
-    let mut locked = ctx.lock_keys(keys.iter());
-    let db = ctx.db();
-    for key in keys {
-        let t = locked.table(db, Ctx::slot(key));
-        let Some(l) = ctx.write::<List>(t, key)? else {
-            continue;
-        };
-        let n = count.min(l.len());
-        let popped: Vec<SmallBuf> = (0..n).filter_map(|_| pop(l, end)).collect();
-        ctx.remove_if_empty::<List>(t, key);
-        let mut b = itoa::Buffer::new();
-        let op: &[u8] = if end == End::Left { b"LPOP" } else { b"RPOP" };
-        ctx.emit(&[op, key, b.format(n).as_bytes()]);
-        ctx.out.array(2);
-        ctx.out.bulk(key);
-        ctx.out.array(popped.len());
-        popped.iter().for_each(|e| ctx.out.bulk(e.as_bytes()));
-        return Ok(true);
-    }
-    Ok(false)
+    let Some((key, popped)) = ctx.pop_first::<List, _>(keys, end.pop_name(), true, |l| {
+        (0..count.min(l.len()))
+            .filter_map(|_| pop(l, end))
+            .collect()
+    })?
+    else {
+        return Ok(false);
+    };
+    ctx.out.array(2);
+    ctx.out.bulk(key);
+    ctx.out.array(popped.len());
+    popped.iter().for_each(|e| ctx.out.bulk(e.as_bytes()));
+    Ok(true)
 }
 
 /// BLPOP and BRPOP: pops one element from the first non-empty list, or
@@ -544,24 +543,16 @@ pub fn mpop_first(
 fn bpop(ctx: &mut Ctx, argv: &[Bytes], end: End) -> CmdResult {
     let deadline = block_deadline(&argv[argv.len() - 1])?;
     let keys = &argv[1..argv.len() - 1];
-    let mut locked = ctx.lock_keys(keys.iter());
-    let db = ctx.db();
-    for key in keys {
-        let t = locked.table(db, Ctx::slot(key));
-        let Some(l) = ctx.write::<List>(t, key)? else {
-            continue;
-        };
-        let e = pop(l, end).expect("stored lists are never empty");
-        ctx.remove_if_empty::<List>(t, key);
-        let op: &[u8] = if end == End::Left { b"LPOP" } else { b"RPOP" };
-        ctx.emit(&[op, key]);
-        ctx.out.array(2);
-        ctx.out.bulk(key);
-        ctx.out.bulk(e.as_bytes());
-        return Ok(());
+    match ctx.pop_first::<List, _>(keys, end.pop_name(), false, |l| {
+        pop(l, end).into_iter().collect()
+    })? {
+        Some((key, popped)) => {
+            ctx.out.array(2);
+            ctx.out.bulk(key);
+            ctx.out.bulk(popped[0].as_bytes());
+        }
+        None => ctx.block(keys, deadline, true),
     }
-    drop(locked);
-    ctx.block(keys, deadline, true);
     Ok(())
 }
 

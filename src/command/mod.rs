@@ -649,6 +649,40 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// Pops from the first of `keys` that holds a `C` (LMPOP, BLPOP,
+    /// ZMPOP, BZPOPMIN...). Every key is locked at once, so which one is
+    /// first is decided atomically, as Redis's single thread decides it.
+    /// `pop` takes the elements; the key goes if emptied; `op key [n]` is
+    /// recorded (`n`, how many, when `counted`). Returns the key and what
+    /// was popped, or `None` if no key holds anything.
+    pub fn pop_first<'k, C: Collection, R>(
+        &self,
+        keys: &'k [Bytes],
+        op: &[u8],
+        counted: bool,
+        pop: impl FnOnce(&mut C) -> Vec<R>,
+    ) -> Result<Option<(&'k Bytes, Vec<R>)>, CommandError> {
+        let mut locked = self.lock_keys(keys.iter());
+        let db = self.db();
+        for key in keys {
+            let t = locked.table(db, Self::slot(key));
+            let Some(c) = self.write::<C>(t, key)? else {
+                continue;
+            };
+            let popped = pop(c);
+            self.remove_if_empty::<C>(t, key);
+            let mut n = itoa::Buffer::new();
+            let n = n.format(popped.len()).as_bytes();
+            if counted {
+                self.emit(&[op, key, n]);
+            } else {
+                self.emit(&[op, key]);
+            }
+            return Ok(Some((key, popped)));
+        }
+        Ok(None)
+    }
+
     /// Records an effect whose keyspace notification is `event` rather
     /// than the one its name implies (INCRBYFLOAT recorded as SET, SPOP as
     /// SREM...).

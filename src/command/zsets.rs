@@ -710,28 +710,29 @@ pub fn zmpop_first(
     max: bool,
     count: usize,
 ) -> Result<bool, CommandError> {
-    let mut locked = ctx.lock_keys(keys.iter());
-    let db = ctx.db();
-    for key in keys {
-        let t = locked.table(db, Ctx::slot(key));
-        let Some(z) = ctx.write::<ZSet>(t, key)? else {
-            continue;
-        };
-        let popped = pop_entries(z, count, max);
-        ctx.remove_if_empty::<ZSet>(t, key);
-        let op: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
-        ctx.emit(&[op, key, itoa::Buffer::new().format(popped.len()).as_bytes()]);
+    let Some((key, popped)) =
+        ctx.pop_first::<ZSet, _>(keys, pop_name(max), true, |z| pop_entries(z, count, max))?
+    else {
+        return Ok(false);
+    };
+    ctx.out.array(2);
+    ctx.out.bulk(key);
+    ctx.out.array(popped.len());
+    for e in &popped {
         ctx.out.array(2);
-        ctx.out.bulk(key);
-        ctx.out.array(popped.len());
-        for e in &popped {
-            ctx.out.array(2);
-            ctx.out.bulk(e.member.as_bytes());
-            ctx.out.double(e.score);
-        }
-        return Ok(true);
+        ctx.out.bulk(e.member.as_bytes());
+        ctx.out.double(e.score);
     }
-    Ok(false)
+    Ok(true)
+}
+
+/// The pop recorded for taking the lowest (or highest) members.
+fn pop_name(max: bool) -> &'static [u8] {
+    if max {
+        b"ZPOPMAX"
+    } else {
+        b"ZPOPMIN"
+    }
 }
 
 /// BZPOPMIN and BZPOPMAX: `[key, member, score]` from the first non-empty
@@ -739,27 +740,15 @@ pub fn zmpop_first(
 fn bzpop(ctx: &mut Ctx, argv: &[Bytes], max: bool) -> CmdResult {
     let deadline = block_deadline(&argv[argv.len() - 1])?;
     let keys = &argv[1..argv.len() - 1];
-    let mut locked = ctx.lock_keys(keys.iter());
-    let db = ctx.db();
-    for key in keys {
-        let t = locked.table(db, Ctx::slot(key));
-        let Some(z) = ctx.write::<ZSet>(t, key)? else {
-            continue;
-        };
-        let e = pop_entries(z, 1, max)
-            .pop()
-            .expect("stored sorted sets are never empty");
-        ctx.remove_if_empty::<ZSet>(t, key);
-        let op: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
-        ctx.emit(&[op, key]);
-        ctx.out.array(3);
-        ctx.out.bulk(key);
-        ctx.out.bulk(e.member.as_bytes());
-        ctx.out.double(e.score);
-        return Ok(());
+    match ctx.pop_first::<ZSet, _>(keys, pop_name(max), false, |z| pop_entries(z, 1, max))? {
+        Some((key, popped)) => {
+            ctx.out.array(3);
+            ctx.out.bulk(key);
+            ctx.out.bulk(popped[0].member.as_bytes());
+            ctx.out.double(popped[0].score);
+        }
+        None => ctx.block(keys, deadline, true),
     }
-    drop(locked);
-    ctx.block(keys, deadline, true);
     Ok(())
 }
 
