@@ -255,37 +255,14 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
     out.array(0); // tips
     let specs = usize::from(s.keys.first > 0) + usize::from(s.keys.numkeys > 0);
     out.array(specs);
-    let (access, mode) = if s.is_write() {
-        ("UPDATE", "RW")
-    } else {
-        ("ACCESS", "RO")
-    };
     if s.keys.numkeys > 0 {
-        out.map(3);
-        out.bulk(b"flags");
-        out.set(2);
-        out.simple(mode);
-        out.simple(access);
-        out.bulk(b"begin_search");
-        out.map(2);
-        out.bulk(b"type");
-        out.bulk(b"index");
-        out.bulk(b"spec");
-        out.map(1);
-        out.bulk(b"index");
-        out.int(s.keys.numkeys as i64);
-        out.bulk(b"find_keys");
-        out.map(2);
-        out.bulk(b"type");
-        out.bulk(b"keynum");
-        out.bulk(b"spec");
-        out.map(3);
-        out.bulk(b"keynumidx");
-        out.int(0);
-        out.bulk(b"firstkey");
-        out.int(1);
-        out.bulk(b"keystep");
-        out.int(1);
+        key_spec(
+            out,
+            s,
+            s.keys.numkeys,
+            "keynum",
+            &[("keynumidx", 0), ("firstkey", 1), ("keystep", 1)],
+        );
     }
     if s.keys.first > 0 {
         let lastkey = if s.keys.last < 0 {
@@ -293,35 +270,51 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
         } else {
             s.keys.last - s.keys.first
         };
-        out.map(3);
-        out.bulk(b"flags");
-        out.set(2);
-        out.simple(mode);
-        out.simple(access);
-        out.bulk(b"begin_search");
-        out.map(2);
-        out.bulk(b"type");
-        out.bulk(b"index");
-        out.bulk(b"spec");
-        out.map(1);
-        out.bulk(b"index");
-        out.int(s.keys.first as i64);
-        out.bulk(b"find_keys");
-        out.map(2);
-        out.bulk(b"type");
-        out.bulk(b"range");
-        out.bulk(b"spec");
-        out.map(3);
-        out.bulk(b"lastkey");
-        out.int(lastkey as i64);
-        out.bulk(b"keystep");
-        out.int(s.keys.step as i64);
-        out.bulk(b"limit");
-        out.int(0);
+        let range = [("lastkey", lastkey), ("keystep", s.keys.step), ("limit", 0)];
+        key_spec(out, s, s.keys.first, "range", &range);
     }
     out.array(s.subcommands.len());
     for sub in s.subcommands {
         write_info(ctx, sub);
+    }
+}
+
+/// One COMMAND INFO key specification: keys begin at argument `index` and
+/// are found by `find` ("range" or "keynum") with its `spec` fields.
+fn key_spec(
+    out: &mut crate::protocol::ReplyBuf,
+    s: &Spec,
+    index: i32,
+    find: &str,
+    spec: &[(&str, i32)],
+) {
+    let (access, mode) = if s.is_write() {
+        ("UPDATE", "RW")
+    } else {
+        ("ACCESS", "RO")
+    };
+    out.map(3);
+    out.bulk(b"flags");
+    out.set(2);
+    out.simple(mode);
+    out.simple(access);
+    out.bulk(b"begin_search");
+    out.map(2);
+    out.bulk(b"type");
+    out.bulk(b"index");
+    out.bulk(b"spec");
+    out.map(1);
+    out.bulk(b"index");
+    out.int(index as i64);
+    out.bulk(b"find_keys");
+    out.map(2);
+    out.bulk(b"type");
+    out.bulk(find.as_bytes());
+    out.bulk(b"spec");
+    out.map(spec.len());
+    for (name, v) in spec {
+        out.bulk(name.as_bytes());
+        out.int(*v as i64);
     }
 }
 
