@@ -255,15 +255,7 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
     out.array(0); // tips
     let specs = usize::from(s.keys.first > 0) + usize::from(s.keys.numkeys > 0);
     out.array(specs);
-    if s.keys.numkeys > 0 {
-        key_spec(
-            out,
-            s,
-            s.keys.numkeys,
-            "keynum",
-            &[("keynumidx", 0), ("firstkey", 1), ("keystep", 1)],
-        );
-    }
+    // Redis lists the fixed keys (a destination) before counted ones.
     if s.keys.first > 0 {
         let lastkey = if s.keys.last < 0 {
             s.keys.last
@@ -272,6 +264,15 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
         };
         let range = [("lastkey", lastkey), ("keystep", s.keys.step), ("limit", 0)];
         key_spec(out, s, s.keys.first, "range", &range);
+    }
+    if s.keys.numkeys > 0 {
+        key_spec(
+            out,
+            s,
+            s.keys.numkeys,
+            "keynum",
+            &[("keynumidx", 0), ("firstkey", 1), ("keystep", 1)],
+        );
     }
     out.array(s.subcommands.len());
     for sub in s.subcommands {
@@ -289,9 +290,9 @@ fn key_spec(
     spec: &[(&str, i32)],
 ) {
     let (access, mode) = if s.is_write() {
-        ("UPDATE", "RW")
+        ("update", "RW")
     } else {
-        ("ACCESS", "RO")
+        ("access", "RO")
     };
     out.map(3);
     out.bulk(b"flags");
