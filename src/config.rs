@@ -100,7 +100,31 @@ pub static DIRECTIVES: &[Directive] = &[
     d("save", Kind::Enum(&[""]), "", false),
     // SAVE/BGSAVE's file in `dir`: Shoal's own record format, not RDB.
     d("dbfilename", Kind::Str, "dump.shoal", false),
+    // Replication. `replicaof` is changed at run time by REPLICAOF.
+    d("replicaof", Kind::Checked(canonical_replicaof), "", false),
+    d("masterauth", Kind::Str, "", true),
+    d("masteruser", Kind::Str, "", true),
+    d("replica-read-only", Kind::Bool, "yes", true),
+    d("replica-serve-stale-data", Kind::Bool, "yes", true),
+    d("min-replicas-to-write", Kind::Int { min: 0, max: i32::MAX as i64 }, "0", true),
+    d("min-replicas-max-lag", Kind::Int { min: 0, max: i32::MAX as i64 }, "10", true),
 ];
+
+/// `replicaof host port`, or `no one` (and "") for none.
+fn canonical_replicaof(v: &str) -> Option<String> {
+    let w: Vec<&str> = v.split_whitespace().collect();
+    match w.as_slice() {
+        [] => Some(String::new()),
+        [no, one] if no.eq_ignore_ascii_case("no") && one.eq_ignore_ascii_case("one") => {
+            Some(String::new())
+        }
+        [host, port] => {
+            let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+            Some(format!("{host} {port}"))
+        }
+        _ => None,
+    }
+}
 
 pub fn directive(name: &str) -> Option<&'static Directive> {
     DIRECTIVES
@@ -301,6 +325,12 @@ impl Config {
 
     /// Records what the server really bound (`port 0` picks a free port), so
     /// CONFIG GET and INFO tell clients the truth.
+    /// Records a directive that a command, not CONFIG SET, changes
+    /// (REPLICAOF), so CONFIG GET reports it.
+    pub fn set_internal(&mut self, name: &'static str, value: String) {
+        self.values.insert(name, value);
+    }
+
     pub fn set_bound_port(&mut self, port: u16) {
         self.values.insert("port", port.to_string());
     }

@@ -27,6 +27,8 @@
 //! - A `SELECT` is emitted whenever the next effect is for another database
 //!   than the previous one, as in Redis's replication stream.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -40,6 +42,13 @@ pub struct EffectStream {
 }
 
 struct Inner {
+    /// The history this stream continues: a random id, new whenever the
+    /// history forks (a replica promoted, a fresh data set), and the id it
+    /// continued before that, valid up to `second_offset` (Redis's replid2).
+    replid: String,
+    replid2: String,
+    /// Offset up to which `replid2`'s history is ours too; -1: none.
+    second_offset: i64,
     /// Total bytes ever appended: the replication offset.
     offset: u64,
     selected_db: Option<usize>,
@@ -57,7 +66,80 @@ struct Inner {
     /// where replies wait for it); otherwise it comes round on its own
     /// short timer, and a write costs no cross-thread wake-up.
     wake_writer: bool,
+    /// Replicas being fed: every appended byte is copied to each.
+    taps: Vec<Arc<Tap>>,
 }
+
+/// One replica's output buffer: what the stream appended that its feeder
+/// has not yet written to the socket. Filled under the stream's mutex, so
+/// its order is the stream's; drained by the feeder.
+pub struct Tap {
+    pub buf: Mutex<Vec<u8>>,
+    /// Woken when the buffer goes from empty to non-empty.
+    pub ready: tokio::sync::Notify,
+    /// `client-output-buffer-limit replica` hard limit, in bytes (0: none).
+    pub hard_limit: usize,
+    /// Set when the hard limit was passed: the feeder drops the replica.
+    pub overflowed: AtomicBool,
+}
+
+impl Tap {
+    pub fn new(hard_limit: usize) -> Arc<Tap> {
+        Arc::new(Tap {
+            buf: Mutex::new(Vec::new()),
+            ready: tokio::sync::Notify::new(),
+            hard_limit,
+            overflowed: AtomicBool::new(false),
+        })
+    }
+
+    fn push(&self, data: &[u8]) {
+        let mut b = self.buf.lock();
+        if self.overflowed.load(Relaxed) {
+            return;
+        }
+        let was_empty = b.is_empty();
+        b.extend_from_slice(data);
+        if self.hard_limit > 0 && b.len() > self.hard_limit {
+            // Stop growing at once; the feeder closes the link.
+            self.overflowed.store(true, Relaxed);
+            b.clear();
+            b.shrink_to_fit();
+            self.ready.notify_one();
+        } else if was_empty {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Takes what is buffered, handing back `spare` for the next round.
+    pub fn take(&self, spare: Vec<u8>) -> Vec<u8> {
+        let mut spare = spare;
+        spare.clear();
+        std::mem::replace(&mut *self.buf.lock(), spare)
+    }
+}
+
+/// The stream's identity: which history, and how far into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub replid: String,
+    pub offset: u64,
+}
+
+/// Why a replica cannot continue from where it is (PSYNC falls back to a
+/// full sync).
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoContinue {
+    UnknownHistory,
+    OutOfBacklog,
+}
+
+/// Marks, in the append-only log, where the stream stands: the records
+/// after it continue history `replid` from `offset`, in database `db`.
+/// It is not part of the stream (it takes no offset); start-up reads it to
+/// learn the node's replication id and offset, so a restarted replica can
+/// continue instead of syncing in full.
+pub const STATE_RECORD: &[u8] = b"SHOAL-REPLSTATE";
 
 /// A ring buffer over the tail of the stream.
 struct Backlog {
@@ -122,6 +204,17 @@ pub struct StreamInfo {
     pub backlog_histlen: usize,
 }
 
+/// Redis's "no id" for an unset replid2.
+pub const NO_REPLID: &str = "0000000000000000000000000000000000000000";
+
+pub fn random_replid() -> String {
+    use rand::Rng;
+    let mut r = rand::thread_rng();
+    (0..40)
+        .map(|_| std::char::from_digit(r.gen_range(0..16), 16).unwrap())
+        .collect()
+}
+
 pub fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
     let mut b = itoa::Buffer::new();
     out.push(b'*');
@@ -152,6 +245,9 @@ impl EffectStream {
     pub fn new(backlog_size: usize) -> EffectStream {
         EffectStream {
             inner: Mutex::new(Inner {
+                replid: random_replid(),
+                replid2: NO_REPLID.to_string(),
+                second_offset: -1,
                 offset: 0,
                 selected_db: None,
                 backlog_size,
@@ -160,6 +256,7 @@ impl EffectStream {
                 aof: None,
                 rotation: None,
                 wake_writer: false,
+                taps: Vec::new(),
             }),
             pending: Condvar::new(),
         }
@@ -194,7 +291,7 @@ impl EffectStream {
         };
         let mut b = itoa::Buffer::new();
         let select_argv: Option<[&[u8]; 2]> = select.map(|db| [b"SELECT", b.format(db).as_bytes()]);
-        if inner.backlog.is_none() && inner.aof.is_none() {
+        if inner.backlog.is_none() && inner.aof.is_none() && inner.taps.is_empty() {
             let mut n = encoded_len(argv);
             if let Some(sel) = &select_argv {
                 n += encoded_len(sel);
@@ -207,19 +304,198 @@ impl EffectStream {
             encode_command(&mut inner.scratch, sel);
         }
         encode_command(&mut inner.scratch, argv);
-        inner.offset += inner.scratch.len() as u64;
+        let scratch = std::mem::take(&mut inner.scratch);
+        self.push(inner, &scratch);
+        inner.scratch = scratch;
+        inner.offset
+    }
+
+    /// Sends stream bytes everywhere the stream goes: the offset, the
+    /// backlog, each replica, and the log (as one record).
+    fn push(&self, inner: &mut Inner, bytes: &[u8]) {
+        inner.offset += bytes.len() as u64;
         if let Some(backlog) = &mut inner.backlog {
-            backlog.push(&inner.scratch);
+            backlog.push(bytes);
+        }
+        for t in &inner.taps {
+            t.push(bytes);
         }
         if let Some((pending, end)) = &mut inner.aof {
             let was_empty = pending.is_empty();
-            aof::frame(pending, &inner.scratch);
+            aof::frame(pending, bytes);
             *end = inner.offset;
             if was_empty && inner.wake_writer {
                 self.pending.notify_one();
             }
         }
+    }
+
+    /// Appends bytes received from this node's primary, exactly as they
+    /// came (a replica's stream is its primary's, byte for byte, so the
+    /// offsets agree); `db` is the database selected after them.
+    pub fn append_raw(&self, bytes: &[u8], db: usize) -> u64 {
+        let mut g = self.inner.lock();
+        let inner = &mut *g;
+        inner.selected_db = Some(db);
+        self.push(inner, bytes);
         inner.offset
+    }
+
+    /// Frames a state record (see [`STATE_RECORD`]) into the pending log
+    /// data, so that what follows in the log is known to continue here.
+    fn mark_state(inner: &mut Inner) {
+        if let Some((pending, _)) = &mut inner.aof {
+            let mut rec = Vec::with_capacity(96);
+            let mut b1 = itoa::Buffer::new();
+            let mut b2 = itoa::Buffer::new();
+            let db = inner.selected_db.map_or(-1, |d| d as i64);
+            encode_command::<&[u8]>(
+                &mut rec,
+                &[
+                    STATE_RECORD,
+                    inner.replid.as_bytes(),
+                    b1.format(inner.offset).as_bytes(),
+                    b2.format(db).as_bytes(),
+                ],
+            );
+            aof::frame(pending, &rec);
+        }
+    }
+
+    /// The database the stream's last effect was in, if it says.
+    pub fn selected_db(&self) -> Option<usize> {
+        self.inner.lock().selected_db
+    }
+
+    pub fn identity(&self) -> Identity {
+        let g = self.inner.lock();
+        Identity {
+            replid: g.replid.clone(),
+            offset: g.offset,
+        }
+    }
+
+    /// `(replid, replid2, second_offset)` for INFO replication.
+    pub fn ids(&self) -> (String, String, i64) {
+        let g = self.inner.lock();
+        (g.replid.clone(), g.replid2.clone(), g.second_offset)
+    }
+
+    /// Sets where the stream stands, as read back from the log at start-up.
+    pub fn restore_identity(&self, id: Identity, db: Option<usize>) {
+        let mut g = self.inner.lock();
+        g.replid = id.replid;
+        g.offset = id.offset;
+        g.selected_db = db;
+    }
+
+    /// Starts a new history: this node's data stops being a copy of
+    /// anything it was a copy of (a full sync is about to replace it). The
+    /// log records that, so a crash half-way cannot be mistaken for the
+    /// old history.
+    pub fn forget_history(&self) {
+        let mut g = self.inner.lock();
+        g.replid = random_replid();
+        g.replid2 = NO_REPLID.to_string();
+        g.second_offset = -1;
+        g.offset = 0;
+        g.selected_db = None;
+        if let Some(b) = &mut g.backlog {
+            *b = Backlog::new(b.buf.len());
+        }
+        Self::mark_state(&mut g);
+    }
+
+    /// After a full sync: the data now is the primary's at `id`; the stream
+    /// continues from there (its next bytes start with a SELECT).
+    pub fn adopt(&self, id: Identity) {
+        let mut g = self.inner.lock();
+        g.replid = id.replid;
+        g.offset = id.offset;
+        g.replid2 = NO_REPLID.to_string();
+        g.second_offset = -1;
+        g.selected_db = None;
+        if let Some(b) = &mut g.backlog {
+            *b = Backlog::new(b.buf.len());
+        }
+        Self::mark_state(&mut g);
+    }
+
+    /// The history goes on under a new id with everything so far kept
+    /// (a replica promoted to primary, or one whose primary was): the old
+    /// id stays valid up to here, so replicas that followed it continue.
+    pub fn fork_history(&self, new_replid: Option<String>) {
+        let mut g = self.inner.lock();
+        let old = std::mem::replace(&mut g.replid, new_replid.unwrap_or_else(random_replid));
+        g.replid2 = old;
+        g.second_offset = g.offset as i64 + 1;
+        Self::mark_state(&mut g);
+    }
+
+    /// Starts feeding a replica from the current point (a full sync's
+    /// instant S: the caller holds every slot lock). Returns where the
+    /// replica's copy stands. The next effect starts with a SELECT, as the
+    /// replica's copy has no database selected.
+    pub fn attach_at_now(&self, tap: Arc<Tap>) -> Identity {
+        let mut g = self.inner.lock();
+        if g.backlog.is_none() {
+            g.backlog = Some(Backlog::new(g.backlog_size));
+        }
+        g.selected_db = None;
+        g.taps.push(tap);
+        Identity {
+            replid: g.replid.clone(),
+            offset: g.offset,
+        }
+    }
+
+    /// Starts feeding a replica that holds history `replid` up to `offset`
+    /// (PSYNC's continuation): returns the id to continue under and the
+    /// bytes it is missing, or why it cannot continue.
+    pub fn attach_continuing(
+        &self,
+        replid: &str,
+        offset: u64,
+        tap: Arc<Tap>,
+    ) -> Result<(String, Vec<u8>), NoContinue> {
+        let mut g = self.inner.lock();
+        let known =
+            replid == g.replid || (replid == g.replid2 && (offset as i64) < g.second_offset);
+        if !known {
+            return Err(NoContinue::UnknownHistory);
+        }
+        let missing = if offset == g.offset {
+            Vec::new()
+        } else {
+            let Some(b) = &g.backlog else {
+                return Err(NoContinue::OutOfBacklog);
+            };
+            let first = g.offset - b.histlen as u64;
+            if offset < first || offset > g.offset {
+                return Err(NoContinue::OutOfBacklog);
+            }
+            b.tail((g.offset - offset) as usize)
+        };
+        if g.backlog.is_none() {
+            g.backlog = Some(Backlog::new(g.backlog_size));
+        }
+        g.taps.push(tap);
+        Ok((g.replid.clone(), missing))
+    }
+
+    /// Stops feeding a replica.
+    pub fn detach(&self, tap: &Arc<Tap>) {
+        self.inner.lock().taps.retain(|t| !Arc::ptr_eq(t, tap));
+    }
+
+    /// Stops feeding every replica (their feeders see the tap overflowed
+    /// and close): this node's history is about to be replaced.
+    pub fn detach_all(&self) {
+        let taps = std::mem::take(&mut self.inner.lock().taps);
+        for t in taps {
+            t.overflowed.store(true, Relaxed);
+            t.ready.notify_one();
+        }
     }
 
     /// Starts framing effects for the append-only log (after loading it).
@@ -228,6 +504,7 @@ impl EffectStream {
         if g.aof.is_none() {
             let end = g.offset;
             g.aof = Some((Vec::with_capacity(64 * 1024), end));
+            Self::mark_state(&mut g);
         }
     }
 
@@ -252,6 +529,8 @@ impl EffectStream {
             *end = offset;
             debug_assert!(g.rotation.is_none(), "one rewrite at a time");
             g.rotation = Some((before, offset, next));
+            // The new file starts by saying where the stream stands.
+            Self::mark_state(&mut g);
             self.pending.notify_one();
         }
     }

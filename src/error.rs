@@ -42,6 +42,14 @@ pub enum CommandError {
     NoProto,
     #[error("LOADING Redis is loading the dataset in memory")]
     Loading,
+    #[error("READONLY You can't write against a read only replica.")]
+    ReadOnly,
+    #[error("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.")]
+    MasterDown,
+    #[error("NOREPLICAS Not enough good replicas to write.")]
+    NoReplicas,
+    #[error("NOMASTERLINK Can't SYNC while not connected with my master")]
+    NoMasterLink,
     /// A message with its own error code (`NOAUTH HELLO must be ...`).
     #[error("{0}")]
     Coded(String),

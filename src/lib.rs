@@ -21,4 +21,5 @@ pub mod keyspace;
 pub mod logging;
 pub mod persistence;
 pub mod protocol;
+pub mod replication;
 pub mod server;

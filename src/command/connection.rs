@@ -236,9 +236,21 @@ fn client_getname(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// CLIENT LIST/KILL's TYPE names, `slave` being `replica`'s old name.
+/// Pub/sub clients are listed as normal ones.
+fn type_word(t: &[u8]) -> &'static str {
+    match t {
+        b"master" => "master",
+        b"replica" | b"slave" => "replica",
+        b"pubsub" => "pubsub",
+        _ => "normal",
+    }
+}
+
 fn client_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut a = Args::new(argv, 1);
     let mut ids: Option<Vec<u64>> = None;
+    let mut want_type: Option<&'static str> = None;
     while let Some(w) = a.next() {
         if w.eq_ignore_ascii_case(b"type") {
             let t = a.value()?.to_ascii_lowercase();
@@ -251,9 +263,7 @@ fn client_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                     text(&t)
                 )));
             }
-            if t != b"normal" {
-                ids = Some(Vec::new());
-            }
+            want_type = Some(type_word(&t));
         } else if w.eq_ignore_ascii_case(b"id") && a.remaining() > 0 {
             let mut v = Vec::new();
             for x in a.by_ref() {
@@ -269,7 +279,9 @@ fn client_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let mut s = String::new();
     for c in ctx.server.clients.all() {
-        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id))
+            || want_type.is_some_and(|t| t != c.type_name())
+        {
             continue;
         }
         s.push_str(&c.describe(ctx.now_ms));
@@ -325,8 +337,7 @@ fn client_kill(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let mut a = Args::new(argv, 1);
     let (mut id, mut addr, mut laddr, mut skipme, mut maxage) = (None, None, None, true, None);
-    // Every client here is a normal one: a filter on another type matches none.
-    let mut other_type = false;
+    let mut want_type: Option<&'static str> = None;
     while let Some(w) = a.next() {
         let v = a.value()?;
         match w.to_ascii_lowercase().as_slice() {
@@ -360,14 +371,14 @@ fn client_kill(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                         text(v)
                     )));
                 }
-                other_type = t != b"normal";
+                want_type = Some(type_word(&t));
             }
             _ => return Err(CommandError::Syntax),
         }
     }
     let mut killed = 0;
     for c in &all {
-        if other_type
+        if want_type.is_some_and(|t| t != c.type_name())
             || id.is_some_and(|i| i != c.id)
             || addr.as_ref().is_some_and(|a| *a != c.addr.to_string())
             || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string())

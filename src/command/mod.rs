@@ -24,6 +24,7 @@ pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub mod pubsub;
+pub mod replication;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -41,7 +42,7 @@ use bytes::Bytes;
 pub use args::Args;
 
 use crate::error::{CmdResult, CommandError};
-use crate::keyspace::{key_hash_slot, Collection, Lookup, Node, SlotId, SlotTable};
+use crate::keyspace::{key_hash_slot, Collection, Expiry, Lookup, Node, SlotId, SlotTable};
 use crate::protocol::ReplyBuf;
 use crate::server::client::Client;
 use crate::server::Server;
@@ -247,7 +248,7 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 14] = [
+    let families: [&'static [Spec]; 15] = [
         bitmaps::COMMANDS,
         hyperloglog::COMMANDS,
         sort::COMMANDS,
@@ -261,6 +262,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         keys::COMMANDS,
         connection::COMMANDS,
         server::COMMANDS,
+        replication::COMMANDS,
         cluster::COMMANDS,
     ];
     let mut all: Vec<&'static Spec> = families.iter().flat_map(|f| f.iter()).collect();
@@ -364,6 +366,16 @@ pub enum Action {
     Block(Block),
     /// Flush, then stop the server (SHUTDOWN).
     Shutdown,
+    /// Become the feed of a replica (PSYNC, SYNC): the connection is the
+    /// replication link from now on.
+    Feed(crate::replication::primary::Psync),
+    /// WAIT: reply how many replicas acknowledged `offset`, once
+    /// `replicas` have or at `deadline` (`None`: no time limit).
+    Wait {
+        offset: u64,
+        replicas: usize,
+        deadline: Option<std::time::Instant>,
+    },
 }
 
 #[derive(Debug)]
@@ -446,12 +458,18 @@ impl<'a> Ctx<'a> {
 
     /// Records the command itself as its effect (for deterministic commands).
     pub fn emit_argv(&self, argv: &[Bytes]) {
+        if !self.recording() {
+            return self.after_effect(Some(self.client.db), argv, 0);
+        }
         self.before_effect();
         let end = self.server.effects.append_argv(self.client.db, argv);
         self.after_effect(Some(self.client.db), argv, end);
     }
 
     pub fn emit_in(&self, db: usize, argv: &[&[u8]]) {
+        if !self.recording() {
+            return self.after_effect(Some(db), argv, 0);
+        }
         self.before_effect();
         let end = self.server.effects.append(db, argv);
         self.after_effect(Some(db), argv, end);
@@ -459,9 +477,20 @@ impl<'a> Ctx<'a> {
 
     /// Records an effect that belongs to no single database.
     pub fn emit_global(&self, argv: &[&[u8]]) {
+        if !self.recording() {
+            return self.after_effect(None, argv, 0);
+        }
         self.before_effect();
         let end = self.server.effects.append_global(argv);
         self.after_effect(None, argv, end);
+    }
+
+    /// Whether effects go to the stream: not when applying a primary's
+    /// stream, whose own bytes are appended instead (`replication`). The
+    /// hooks on effects (WATCH, blocked clients, notifications) run either
+    /// way.
+    fn recording(&self) -> bool {
+        !self.client.from_primary
     }
 
     /// Inside EXEC, the first effect is preceded by `MULTI`, so that the log
@@ -476,7 +505,9 @@ impl<'a> Ctx<'a> {
     /// Every effect touches WATCHed keys and wakes clients blocked on
     /// its keys; both cost one load when nobody watches or waits.
     fn after_effect<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A], end: u64) {
-        self.client.last_effect.set(end);
+        if end > 0 {
+            self.client.last_effect.set(end);
+        }
         if let Some(db) = db {
             let n = &self.server.notifier;
             if n.wants(u32::MAX) {
@@ -517,7 +548,7 @@ impl<'a> Ctx<'a> {
         t: &'t mut SlotTable,
         key: &[u8],
     ) -> Option<&'t mut Node> {
-        match t.lookup(key, self.now_ms) {
+        match t.lookup_with(key, self.now_ms, self.expiry()) {
             Lookup::Found(n) => {
                 if self.server.tun.policy().is_lfu() {
                     n.lfu_touch(self.now_ms);
@@ -529,6 +560,20 @@ impl<'a> Ctx<'a> {
                 self.expired(db, key);
                 None
             }
+        }
+    }
+
+    /// What lookups do with keys past their time: a primary deletes them;
+    /// a replica hides them from readers and leaves them to its primary's
+    /// `DEL`; the primary's stream and the log's replay see them as they
+    /// were when the commands were recorded.
+    fn expiry(&self) -> Expiry {
+        if self.client.from_primary || self.server.loading.load(Relaxed) {
+            Expiry::Keep
+        } else if self.server.replication.is_replica() {
+            Expiry::Hide
+        } else {
+            Expiry::Remove
         }
     }
 
@@ -721,7 +766,12 @@ impl<'a> Ctx<'a> {
     pub fn make_room(&self) -> Result<(), CommandError> {
         let server = self.server;
         let max = server.tun.maxmemory.load(Relaxed) as u64;
-        if server.loading.load(Relaxed) || server.used_memory(self.now_ms) <= max {
+        // A replica's memory follows its primary's data, as with Redis's
+        // replica-ignore-maxmemory.
+        if server.loading.load(Relaxed)
+            || self.client.from_primary
+            || server.used_memory(self.now_ms) <= max
+        {
             return Ok(());
         }
         let oom =
@@ -950,6 +1000,20 @@ fn check(
     if server.loading.load(std::sync::atomic::Ordering::Relaxed) && !spec.has(flags::LOADING) {
         return Err(CommandError::Loading);
     }
+    let (repl, tun) = (&server.replication, &server.tun);
+    if repl.is_replica() {
+        if !repl.link_up() && !spec.has(flags::STALE) && !tun.replica_serve_stale.load(Relaxed) {
+            return Err(CommandError::MasterDown);
+        }
+        if spec.is_write() && tun.replica_read_only.load(Relaxed) {
+            return Err(CommandError::ReadOnly);
+        }
+    } else if spec.is_write() {
+        let min = tun.min_replicas_to_write.load(Relaxed);
+        if min > 0 && (repl.good_replicas.load(Relaxed) as i64) < min {
+            return Err(CommandError::NoReplicas);
+        }
+    }
     if spec.is_write() {
         if let Some(e) = server.log.failure() {
             return Err(CommandError::err_code(format!(
@@ -958,6 +1022,34 @@ fn check(
         }
     }
     Ok((idx, spec))
+}
+
+/// Runs a command that was recorded as an effect (the log at start-up, a
+/// primary's stream on a replica): no client checks apply, the reply is
+/// dropped, and the transaction gate is held as a client's command holds
+/// it. Returns the command's error, if any.
+pub fn replay(
+    server: &Server,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    argv: &[Bytes],
+) -> Result<(), CommandError> {
+    let (_, spec) = TABLE.resolve(argv)?;
+    let mut ctx = Ctx {
+        server,
+        client,
+        out,
+        now_ms: crate::server::now_ms(),
+        action: None,
+        event: std::cell::Cell::new(None),
+        emptied: Default::default(),
+    };
+    let r = {
+        let _gate = (!spec.has(flags::EXCLUSIVE)).then(|| server.gate.shared());
+        run(&mut ctx, spec, argv)
+    };
+    ctx.out.buf.clear();
+    r
 }
 
 /// Runs a resolved command: its reply or error goes to `ctx.out`.

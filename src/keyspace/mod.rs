@@ -49,7 +49,7 @@ use smallvec::SmallVec;
 
 pub use hash::Hash;
 pub use set::Set;
-pub use table::{Lookup, SlotTable};
+pub use table::{Expiry, Lookup, SlotTable};
 pub use value::{Collection, Kind, Node, SmallBuf, Value};
 pub use zset::ZSet;
 

@@ -29,6 +29,19 @@ fn node_hash(n: &Box<Node>) -> u64 {
     hash_key(n.key.as_bytes())
 }
 
+/// What a lookup does with a key whose time has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Remove it (a primary: the caller records the deletion).
+    Remove,
+    /// Report it missing but leave it: a replica waits for its primary's
+    /// `DEL`, so that its copy changes only by the primary's stream.
+    Hide,
+    /// Report it present: the primary's own commands, and the log being
+    /// replayed, act on the data exactly as it was when they were recorded.
+    Keep,
+}
+
 /// What [`SlotTable::lookup`] found.
 pub enum Lookup<'a> {
     Found(&'a mut Node),
@@ -62,10 +75,17 @@ impl SlotTable {
 
     /// Finds a key, expiring it first if its time has come.
     pub fn lookup(&mut self, key: &[u8], now_ms: i64) -> Lookup<'_> {
+        self.lookup_with(key, now_ms, Expiry::Remove)
+    }
+
+    pub fn lookup_with(&mut self, key: &[u8], now_ms: i64, expiry: Expiry) -> Lookup<'_> {
         let hash = hash_key(key);
         match self.table.find_entry(hash, |n| n.key.as_bytes() == key) {
             Ok(e) => {
-                if e.get().is_expired(now_ms) {
+                if expiry != Expiry::Keep && e.get().is_expired(now_ms) {
+                    if expiry == Expiry::Hide {
+                        return Lookup::Missing;
+                    }
                     e.remove();
                     self.volatile -= 1;
                     Lookup::Expired

@@ -56,6 +56,25 @@ pub fn seal(out: &mut [u8], start: usize) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// The first whole record of `data`, for records that arrive in pieces
+/// (a full sync's snapshot): `Ok(None)` until it is all there, then its
+/// total length. A checksum mismatch is an error: the bytes came over a
+/// connection, where nothing is torn.
+pub fn first_record(data: &[u8]) -> Result<Option<usize>, String> {
+    if data.len() < HEADER {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(data[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(data[4..8].try_into().unwrap());
+    if data.len() < HEADER + len {
+        return Ok(None);
+    }
+    if CRC32C.checksum(&data[HEADER..HEADER + len]) != crc {
+        return Err("a snapshot record fails its checksum".into());
+    }
+    Ok(Some(HEADER + len))
+}
+
 /// The result of reading one file's records.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Scan {

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 
 use super::aof::{scan, AofDir, Manifest, Scan};
-use crate::command::{self, Ctx, TABLE};
+use crate::command;
+use crate::effects::{Identity, STATE_RECORD};
 use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
 use crate::server::client::Client;
 use crate::server::{now_ms, Server};
@@ -23,6 +24,19 @@ pub struct LoadReport {
     pub records: usize,
     pub bytes: u64,
     pub cut: Option<(String, u64)>,
+    /// Where the effect stream stood at the end of the log, from its last
+    /// state record and the stream bytes after it (see
+    /// `effects::STATE_RECORD`); `None` for a log without one.
+    pub stream: Option<(Identity, Option<usize>)>,
+}
+
+/// Follows the stream's position through the log while replaying it.
+#[derive(Default)]
+struct StreamPosition {
+    at: Option<Identity>,
+    /// The offset just before the open transaction's MULTI: a log that ends
+    /// inside a transaction drops it, and the position goes back there.
+    before_multi: Option<u64>,
 }
 
 /// Loads a SAVE snapshot file (a node without a log starting from one).
@@ -51,7 +65,14 @@ pub fn load(server: &Server, dir: &AofDir, manifest: &Manifest) -> Result<LoadRe
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let handle = server.clients.register(addr, addr, now_ms());
     let mut client = Client::new(handle, true);
-    let result = replay_all(server, &mut client, dir, manifest);
+    let mut pos = StreamPosition::default();
+    let mut result = replay_all(server, &mut client, dir, manifest, &mut pos);
+    if let (Some(at), Some(before)) = (&mut pos.at, pos.before_multi) {
+        at.offset = before;
+    }
+    if let (Ok(r), Some(at)) = (&mut result, pos.at) {
+        r.stream = Some((at, Some(client.db)));
+    }
     if let Some(m) = client.multi.take() {
         // The log ends inside a transaction (a crash while recording it):
         // its commands were only queued, and are dropped whole.
@@ -69,6 +90,7 @@ fn replay_all(
     client: &mut Client,
     dir: &AofDir,
     manifest: &Manifest,
+    pos: &mut StreamPosition,
 ) -> Result<LoadReport, String> {
     let mut report = LoadReport::default();
     let mut out = ReplyBuf::new(Protocol::Resp2);
@@ -83,23 +105,46 @@ fn replay_all(
         let last = i + 1 == files.len();
         let scanned = scan(&data, |payload| {
             let mut buf = BytesMut::from(payload);
-            while let Some(argv) = parse_request(&mut buf, limits).map_err(|e| e.to_string())? {
+            loop {
+                let before = buf.len();
+                let Some(argv) = parse_request(&mut buf, limits).map_err(|e| e.to_string())? else {
+                    break;
+                };
                 if argv.is_empty() {
                     continue;
                 }
-                let (_, spec) = TABLE.resolve(&argv).map_err(|e| e.to_string())?;
-                let mut ctx = Ctx {
-                    server,
-                    client: &mut *client,
-                    out: &mut out,
-                    now_ms: now_ms(),
-                    action: None,
-                    event: std::cell::Cell::new(None),
-                    emptied: Default::default(),
-                };
-                command::run(&mut ctx, spec, &argv)
-                    .map_err(|e| format!("replaying {}: {e}", spec.name))?;
-                out.buf.clear();
+                if argv[0].as_ref() == STATE_RECORD {
+                    let field = |i: usize| {
+                        argv.get(i)
+                            .and_then(|a| std::str::from_utf8(a).ok())
+                            .ok_or_else(|| "a malformed stream state record".to_string())
+                    };
+                    let offset = field(2)?.parse::<u64>().map_err(|e| e.to_string())?;
+                    let db = field(3)?.parse::<i64>().map_err(|e| e.to_string())?;
+                    pos.at = Some(Identity {
+                        replid: field(1)?.to_string(),
+                        offset,
+                    });
+                    pos.before_multi = None;
+                    if db >= 0 {
+                        client.db = db as usize;
+                    }
+                    continue;
+                }
+                if let Some(at) = &mut pos.at {
+                    if argv[0].eq_ignore_ascii_case(b"multi") {
+                        pos.before_multi = Some(at.offset);
+                    } else if argv[0].eq_ignore_ascii_case(b"exec") {
+                        pos.before_multi = None;
+                    }
+                    at.offset += (before - buf.len()) as u64;
+                }
+                command::replay(server, client, &mut out, &argv).map_err(|e| {
+                    format!(
+                        "replaying {}: {e}",
+                        String::from_utf8_lossy(&argv[0]).to_ascii_lowercase()
+                    )
+                })?;
             }
             Ok(())
         })

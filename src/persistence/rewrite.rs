@@ -124,39 +124,63 @@ impl SnapshotObserver for BaseCapture {
 }
 
 impl BaseCapture {
-    fn drain_into(&self, file: &mut File) -> std::io::Result<()> {
+    fn drain_into(&self, sink: &mut impl Write) -> std::io::Result<()> {
         let bytes = std::mem::take(&mut self.out.lock().0);
-        file.write_all(&bytes)
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        sink.write_all(&bytes)
     }
 }
 
-/// Writes a point-in-time snapshot of the whole keyspace to `tmp` and syncs
-/// it; `at_instant` runs at the instant the snapshot represents, with every
-/// slot locked. Returns the file's size. On error the file is removed.
+/// Writes a point-in-time snapshot of the whole keyspace, as framed
+/// records, to `sink`; `at_instant` runs at the instant the snapshot
+/// represents, with every slot locked. The caller holds
+/// `LogState::snapshot_busy` (the keyspace captures for one observer).
+pub fn stream_snapshot(
+    server: &Server,
+    sink: &mut impl Write,
+    at_instant: impl FnOnce(),
+) -> std::io::Result<()> {
+    let capture = Arc::new(BaseCapture::default());
+    {
+        // The instant S falls between commands, never inside one: not
+        // inside a transaction (EXEC holds the gate exclusively), nor
+        // between a replica applying its primary's command and recording it.
+        let _applying = server.replication.apply.write();
+        let _gate = server.gate.shared();
+        server.keyspace.start_snapshot(capture.clone(), at_instant);
+    }
+    let mut failed = None;
+    // The pass goes on after a failure (it must end the snapshot), but
+    // writes nothing more.
+    server.keyspace.complete_snapshot(|| {
+        if failed.is_none() {
+            if let Err(e) = capture.drain_into(sink) {
+                failed = Some(e);
+            }
+        } else {
+            capture.out.lock().0.clear();
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => capture.drain_into(sink),
+    }
+}
+
+/// [`stream_snapshot`] into the file `tmp`, synced. Returns the file's
+/// size. On error the file is removed.
 pub fn write_snapshot(
     server: &Server,
     tmp: &std::path::Path,
     at_instant: impl FnOnce(),
 ) -> std::io::Result<u64> {
-    let capture = Arc::new(BaseCapture::default());
     let mut file = File::create(tmp)?;
-    server.keyspace.start_snapshot(capture.clone(), at_instant);
-    let mut failed = None;
-    server.keyspace.complete_snapshot(|| {
-        if failed.is_none() {
-            if let Err(e) = capture.drain_into(&mut file) {
-                failed = Some(e);
-            }
-        }
-    });
-    let result = match failed {
-        Some(e) => Err(e),
-        None => capture
-            .drain_into(&mut file)
-            .and_then(|_| file.sync_all())
-            .and_then(|_| file.metadata())
-            .map(|m| m.len()),
-    };
+    let result = stream_snapshot(server, &mut file, at_instant)
+        .and_then(|_| file.sync_all())
+        .and_then(|_| file.metadata())
+        .map(|m| m.len());
     if result.is_err() {
         let _ = fs::remove_file(tmp);
     }

@@ -53,6 +53,12 @@ pub struct Client {
     /// Channels, patterns and shard channels subscribed to, and the queue
     /// messages arrive on; `None` until the first subscription.
     pub subs: Option<Box<Subscriptions>>,
+    /// This is the primary's stream being applied on a replica: effects
+    /// are not recorded again (the stream's own bytes are), keys are
+    /// acted on even past their expiry, nothing is evicted.
+    pub from_primary: bool,
+    /// The port a replica said it serves on (REPLCONF listening-port).
+    pub replica_port: u16,
     /// Inside EXEC: whether the transaction's MULTI effect is recorded yet
     /// (it is, lazily, before the first write's effect). `None` outside.
     pub exec_effects: std::cell::Cell<Option<bool>>,
@@ -83,6 +89,8 @@ impl Client {
             watch_dirty: Arc::new(AtomicBool::new(false)),
             exec_effects: std::cell::Cell::new(None),
             subs: None,
+            from_primary: false,
+            replica_port: 0,
         }
     }
 
@@ -132,9 +140,31 @@ pub struct ClientHandle {
     pub killed: AtomicBool,
     pub kill: Notify,
     pub commands: AtomicU64,
+    /// [`KIND_NORMAL`], [`KIND_REPLICA`] or [`KIND_PRIMARY`], for CLIENT
+    /// LIST's flags and CLIENT KILL TYPE.
+    pub kind: std::sync::atomic::AtomicU8,
 }
 
+pub const KIND_NORMAL: u8 = 0;
+/// A replica's connection on its primary (flag `S`).
+pub const KIND_REPLICA: u8 = 1;
+/// The primary's stream on a replica (flag `M`).
+pub const KIND_PRIMARY: u8 = 2;
+
 impl ClientHandle {
+    pub fn set_kind(&self, kind: u8) {
+        self.kind.store(kind, Relaxed);
+    }
+
+    /// CLIENT KILL/LIST TYPE's name for this client.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind.load(Relaxed) {
+            KIND_REPLICA => "replica",
+            KIND_PRIMARY => "master",
+            _ => "normal",
+        }
+    }
+
     pub fn name(&self) -> String {
         self.name.lock().clone()
     }
@@ -149,7 +179,12 @@ impl ClientHandle {
     pub fn describe(&self, now_ms: i64) -> String {
         let age = self.created.elapsed().as_secs();
         let idle = ((now_ms - self.last_interaction.load(Relaxed)).max(0) / 1000) as u64;
-        let flags = if self.monitor.load(Relaxed) { "O" } else { "N" };
+        let flags = match self.kind.load(Relaxed) {
+            KIND_REPLICA => "S",
+            KIND_PRIMARY => "M",
+            _ if self.monitor.load(Relaxed) => "O",
+            _ => "N",
+        };
         let cmd = crate::command::TABLE
             .all
             .get(self.last_cmd.load(Relaxed))
@@ -208,6 +243,7 @@ impl Clients {
             killed: AtomicBool::new(false),
             kill: Notify::new(),
             commands: AtomicU64::new(0),
+            kind: std::sync::atomic::AtomicU8::new(KIND_NORMAL),
         });
         self.map.lock().insert(id, h.clone());
         h

@@ -66,6 +66,9 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
     let shutdown = stopped(&mut stop);
     tokio::pin!(shutdown);
     let mut stats = BatchStats::default();
+    // Set by PSYNC/SYNC: once the replies so far are out, this connection
+    // becomes the feed of a replica.
+    let mut feed = None;
 
     'conn: loop {
         let timeout = server.tun.timeout_secs.load(Relaxed);
@@ -223,6 +226,33 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
                     }
                     now = now_ms();
                 }
+                Some(Action::Feed(req)) => {
+                    feed = Some(req);
+                    close = Some(Close::AfterFlush);
+                    break;
+                }
+                Some(Action::Wait {
+                    offset,
+                    replicas,
+                    deadline,
+                }) => {
+                    if flush(&server, &mut wr, &mut out).await.is_err() {
+                        break 'conn;
+                    }
+                    let waited = wait_acks(
+                        &server,
+                        offset,
+                        replicas,
+                        deadline,
+                        killed.as_mut(),
+                        shutdown.as_mut(),
+                    );
+                    match waited.await {
+                        Some(n) => out.int(n as i64),
+                        None => break 'conn,
+                    }
+                    now = now_ms();
+                }
                 Some(Action::Monitor) => {
                     monitor = Some(server.monitors.subscribe());
                     server.monitor_count.fetch_add(1, Relaxed);
@@ -278,7 +308,14 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
     if monitor.is_some() {
         server.monitor_count.fetch_sub(1, Relaxed);
     }
-    let _ = wr.shutdown().await;
+    match feed {
+        Some(req) if !handle.killed.load(Relaxed) => {
+            crate::replication::primary::serve(server.clone(), &mut client, rd, wr, rbuf, req).await
+        }
+        _ => {
+            let _ = wr.shutdown().await;
+        }
+    }
     command::transactions::unwatch_all(&server, &mut client);
     command::pubsub::unsubscribe_all(&server, &mut client);
     server.clients.unregister(handle.id);
@@ -394,6 +431,42 @@ async fn wait_blocked(
         }
     }
     keep
+}
+
+/// WAIT's wait: until `want` replicas have acknowledged `offset`, or the
+/// deadline. Returns how many have, or `None` if the connection must close.
+async fn wait_acks(
+    server: &Server,
+    offset: u64,
+    want: usize,
+    deadline: Option<Instant>,
+    mut killed: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<usize> {
+    let r = &server.replication;
+    let timeout = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timeout);
+    loop {
+        let acked = r.acked.notified();
+        tokio::pin!(acked);
+        // Registered before counting: an ACK racing with the count wakes us.
+        acked.as_mut().enable();
+        let n = r.acked_at_least(offset);
+        if n >= want {
+            return Some(n);
+        }
+        tokio::select! {
+            _ = acked => {}
+            _ = &mut timeout => return Some(r.acked_at_least(offset)),
+            _ = killed.as_mut() => return None,
+            _ = shutdown.as_mut() => return None,
+        }
+    }
 }
 
 /// A published message: a RESP3 push, or a RESP2 array.

@@ -171,7 +171,9 @@ fn section(server: &Server, name: &str, o: &mut String) {
                  rejected_connections:{}\r\nexpired_keys:{}\r\nexpired_time_cap_reached_count:{}\r\n\
                  expire_cycle_cpu_milliseconds:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
                  pubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\n\
-                 total_reads_processed:{}\r\ntotal_writes_processed:{}\r\n",
+                 total_reads_processed:{}\r\ntotal_writes_processed:{}\r\n\
+                 total_net_repl_input_bytes:{}\r\ntotal_net_repl_output_bytes:{}\r\n\
+                 sync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n",
                 s.connections_received.get(),
                 s.commands_processed.get(),
                 s.instantaneous_ops(),
@@ -189,19 +191,14 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 s.error_replies.get(),
                 s.reads_processed.get(),
                 s.writes_processed.get(),
+                s.net_repl_input_bytes.get(),
+                s.net_repl_output_bytes.get(),
+                server.replication.sync_full.load(Relaxed),
+                server.replication.sync_partial_ok.load(Relaxed),
+                server.replication.sync_partial_err.load(Relaxed),
             );
         }
-        "replication" => {
-            let st = server.effects.info();
-            let _ = write!(
-                o,
-                "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n\
-                 master_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n\
-                 master_repl_offset:{}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:{}\r\n\
-                 repl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
-                server.replid, st.offset, st.backlog_active as u8, st.backlog_size, st.backlog_first_byte_offset, st.backlog_histlen,
-            );
-        }
+        "replication" => crate::replication::info(server, o),
         "cpu" => {
             let (us, sy) = rusage(libc::RUSAGE_SELF);
             let (cus, csy) = rusage(libc::RUSAGE_CHILDREN);

@@ -59,6 +59,9 @@ pub struct Tunables {
     pub maxmemory_samples: AtomicI64,
     /// `{hash,set,zset}-max-listpack-{entries,value}`, in that order.
     pub listpack: [AtomicI64; 6],
+    pub min_replicas_to_write: AtomicI64,
+    pub replica_read_only: AtomicBool,
+    pub replica_serve_stale: AtomicBool,
 }
 
 const LISTPACK_DIRECTIVES: [&str; 6] = [
@@ -85,6 +88,9 @@ impl Tunables {
             maxmemory: AtomicI64::new(0),
             maxmemory_policy: AtomicI64::new(0),
             maxmemory_samples: AtomicI64::new(5),
+            min_replicas_to_write: AtomicI64::new(0),
+            replica_read_only: AtomicBool::new(true),
+            replica_serve_stale: AtomicBool::new(true),
         };
         for name in [
             "proto-max-bulk-len",
@@ -97,14 +103,28 @@ impl Tunables {
             "hz",
             "maxmemory",
             "maxmemory-samples",
+            "min-replicas-to-write",
         ]
         .into_iter()
         .chain(LISTPACK_DIRECTIVES)
         {
             t.update(name, cfg.int(name));
         }
+        for name in ["replica-read-only", "replica-serve-stale-data"] {
+            t.update_flag(name, cfg.get(name));
+        }
         t.set_policy(cfg.get("maxmemory-policy"));
         t
+    }
+
+    /// Mirrors a yes/no directive read on the hot path.
+    fn update_flag(&self, name: &str, value: &str) {
+        let slot = match name {
+            "replica-read-only" => &self.replica_read_only,
+            "replica-serve-stale-data" => &self.replica_serve_stale,
+            _ => return,
+        };
+        slot.store(value == "yes", Relaxed);
     }
 
     fn set_policy(&self, name: &str) {
@@ -141,6 +161,7 @@ impl Tunables {
             "hz" => &self.hz,
             "maxmemory" => &self.maxmemory,
             "maxmemory-samples" => &self.maxmemory_samples,
+            "min-replicas-to-write" => &self.min_replicas_to_write,
             other => match LISTPACK_DIRECTIVES.iter().position(|d| *d == other) {
                 Some(i) => &self.listpack[i],
                 None => return,
@@ -189,7 +210,7 @@ pub struct Server {
     pub active_expire: AtomicBool,
     pub started: Instant,
     pub run_id: String,
-    pub replid: String,
+    pub replication: crate::replication::Replication,
     pub last_save: AtomicI64,
     /// The port actually bound (differs from `port` when that is 0).
     pub tcp_port: std::sync::atomic::AtomicU16,
@@ -215,14 +236,6 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn random_hex40() -> String {
-    use rand::Rng;
-    let mut r = rand::thread_rng();
-    (0..40)
-        .map(|_| std::char::from_digit(r.gen_range(0..16), 16).unwrap())
-        .collect()
-}
-
 impl Server {
     pub fn new(config: Config) -> Server {
         let databases = config.int("databases") as usize;
@@ -239,6 +252,7 @@ impl Server {
         );
         let notifier = notify::Notifier::default();
         notifier.set(config.get("notify-keyspace-events"));
+        let replicaof = config.get("replicaof").to_string();
         Server {
             tun: Tunables::from(&config),
             config: RwLock::new(config),
@@ -261,8 +275,10 @@ impl Server {
             shutdown: watch::channel(false).0,
             active_expire: AtomicBool::new(true),
             started: Instant::now(),
-            run_id: random_hex40(),
-            replid: random_hex40(),
+            run_id: crate::effects::random_replid(),
+            replication: crate::replication::Replication::new(
+                crate::replication::PrimaryAddr::parse(&replicaof),
+            ),
             last_save: AtomicI64::new(now_ms() / 1000),
             tcp_port: std::sync::atomic::AtomicU16::new(0),
             expire_cycles_capped: AtomicU64::new(0),
@@ -280,6 +296,7 @@ impl Server {
         if let Ok(v) = value.parse::<i64>() {
             self.tun.update(name, v);
         }
+        self.tun.update_flag(name, value);
         match name {
             "repl-backlog-size" => self
                 .effects
@@ -463,6 +480,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 return Err(StartError::Load(e));
             }
         };
+        // The log says which history the data belongs to and how far: a
+        // replica continues from there instead of syncing in full.
+        if let Some((at, db)) = report.stream {
+            tracing::info!(
+                "The data continues replication history {} at offset {}",
+                at.replid,
+                at.offset
+            );
+            server.effects.restore_identity(at, db);
+        }
         tracing::info!(
             "DB loaded from append only file: {:.3} seconds, {} records, {} bytes",
             started.elapsed().as_secs_f64(),
@@ -509,6 +536,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     }
     tokio::spawn(cron(server.clone()));
+    tokio::spawn(crate::replication::replica::run(server.clone()));
 
     let mut stop = server.shutdown.subscribe();
     tokio::select! {
@@ -612,7 +640,8 @@ async fn cron(server: Arc<Server>) {
         let now = now_ms();
         server.stats.sample_ops(now);
         server.peak_memory.observe(memory::read().allocated);
-        if server.active_expire.load(Relaxed) {
+        // A replica's keys expire by its primary's DELs only.
+        if server.active_expire.load(Relaxed) && !server.replication.is_replica() {
             let budget = Duration::from_micros(250_000 / hz); // 25% of a tick
             let s = server.clone();
             // The cycle locks slots one at a time and never awaits; run it
@@ -620,6 +649,8 @@ async fn cron(server: Arc<Server>) {
             let _ = tokio::task::spawn_blocking(move || expire::active_cycle(&s, budget)).await;
         }
         close_idle_clients(&server, now);
+        let max_lag = server.config.read().int("min-replicas-max-lag");
+        server.replication.refresh_good(max_lag, now);
         let (perc, min) = {
             let cfg = server.config.read();
             (

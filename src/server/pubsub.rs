@@ -230,6 +230,13 @@ fn deliver(sub: &Subscriber, m: &Arc<Message>, limit: Option<BufferLimit>, now_m
 /// Parses `client-output-buffer-limit`'s value ("normal 0 0 0 replica ...
 /// pubsub 32mb 8mb 60") and returns the pubsub class's limit.
 pub fn parse_buffer_limits(v: &str) -> Option<BufferLimit> {
+    Some(buffer_limit(v, "pubsub")?.unwrap_or(DEFAULT_PUBSUB_LIMIT))
+}
+
+/// The limit `client-output-buffer-limit` sets for one class of clients
+/// (`pubsub` or `replica`, alias `slave`): `None` if the value is not
+/// valid, `Some(None)` if it names no limit for that class.
+pub fn buffer_limit(v: &str, class: &str) -> Option<Option<BufferLimit>> {
     let words: Vec<&str> = v.split_whitespace().collect();
     if words.is_empty() || !words.len().is_multiple_of(4) {
         return None;
@@ -242,23 +249,22 @@ pub fn parse_buffer_limits(v: &str) -> Option<BufferLimit> {
         if hard < 0 || soft < 0 || secs < 0 {
             return None;
         }
-        match c[0].to_ascii_lowercase().as_str() {
-            "pubsub" => {
-                out = Some(BufferLimit {
-                    hard: hard as u64,
-                    soft: soft as u64,
-                    soft_seconds: secs,
-                })
-            }
-            "normal" | "replica" | "slave" => {}
+        let name = match c[0].to_ascii_lowercase().as_str() {
+            "slave" => "replica".to_string(),
+            n @ ("pubsub" | "normal" | "replica") => n.to_string(),
             _ => return None,
+        };
+        if name == class {
+            out = Some(BufferLimit {
+                hard: hard as u64,
+                soft: soft as u64,
+                soft_seconds: secs,
+            });
         }
     }
-    out.or(Some(DEFAULT_PUBSUB_LIMIT))
+    Some(out)
 }
 
-/// The config table's check for `client-output-buffer-limit`: the value
-/// with byte counts in plain bytes.
 pub fn canonical_buffer_limits(v: &str) -> Option<String> {
     parse_buffer_limits(v)?;
     let words: Vec<String> = v
@@ -271,6 +277,13 @@ pub fn canonical_buffer_limits(v: &str) -> Option<String> {
         .collect();
     Some(words.join(" "))
 }
+
+/// Redis's default for replicas: `replica 256mb 64mb 60`.
+pub const DEFAULT_REPLICA_LIMIT: BufferLimit = BufferLimit {
+    hard: 256 * 1024 * 1024,
+    soft: 64 * 1024 * 1024,
+    soft_seconds: 60,
+};
 
 /// Redis's default: `pubsub 32mb 8mb 60`.
 pub const DEFAULT_PUBSUB_LIMIT: BufferLimit = BufferLimit {

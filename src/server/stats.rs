@@ -122,6 +122,8 @@ pub struct Stats {
     pub reads_processed: Counter,
     pub writes_processed: Counter,
     pub expire_cycle_usec: Counter,
+    pub net_repl_input_bytes: Counter,
+    pub net_repl_output_bytes: Counter,
     /// Per command, indexed like `command::TABLE.all`.
     pub commands: Vec<CommandStat>,
     /// Error replies by code (`ERR`, `WRONGTYPE`, ...).
@@ -148,6 +150,8 @@ impl Stats {
             rejected_connections: Counter::default(),
             expired_keys: Counter::default(),
             evicted_keys: Counter::default(),
+            net_repl_input_bytes: Counter::default(),
+            net_repl_output_bytes: Counter::default(),
             keyspace_hits: Counter::default(),
             keyspace_misses: Counter::default(),
             error_replies: Counter::default(),

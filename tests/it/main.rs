@@ -13,6 +13,7 @@ mod keys;
 mod persistence;
 mod protocol;
 mod pubsub;
+mod replication;
 mod server;
 mod startup;
 mod strings;

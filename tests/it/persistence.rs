@@ -179,13 +179,21 @@ fn corruption_stops_start_up_until_check_aof_fixes_it() {
     assert!(node.wait_exit().success());
     let path = log_file(&node);
     let mut data = std::fs::read(&path).unwrap();
-    let first_record = 8 + u32::from_le_bytes(data[0..4].try_into().unwrap()) as usize;
-    data[first_record + 8 + 20] ^= 0x20; // inside the second record's payload
+    // Records: where the stream stands (written at start-up), then one
+    // per SET.
+    let mut starts = vec![0usize];
+    while *starts.last().unwrap() < data.len() {
+        let at = *starts.last().unwrap();
+        starts.push(at + 8 + u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize);
+    }
+    assert_eq!(starts.len(), 5, "a state record and three SETs");
+    let second = starts[2];
+    data[second + 8 + 20] ^= 0x20; // inside SET second's payload
     std::fs::write(&path, &data).unwrap();
 
     let err = node.restart(&[]).unwrap_err();
     assert!(
-        err.contains("Bad file format") && err.contains(&format!("at offset {first_record}")),
+        err.contains("Bad file format") && err.contains(&format!("at offset {second}")),
         "{err}"
     );
 

@@ -1,0 +1,180 @@
+//! Replication commands: REPLICAOF (SLAVEOF), ROLE, WAIT, and the ones a
+//! replica sends its primary (REPLCONF, PSYNC, SYNC). What they set in
+//! motion lives in `crate::replication`; these only parse and answer.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+
+use super::args::int;
+use super::{flags::*, spec, Action, Ctx, Spec, NO_KEYS};
+use crate::error::{CmdResult, CommandError};
+use crate::replication::primary::Psync;
+use crate::replication::PrimaryAddr;
+
+const G: &str = "server";
+const R: &[&str] = &["admin", "dangerous"];
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    spec("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, NO_KEYS, &[], G, "Configures a server as replica of another, or promotes it to a primary.", replicaof),
+    spec("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, NO_KEYS, &[], G, "Sets a Redis server as a replica of another, or promotes it to being a master.", replicaof),
+    spec("role", 1, NOSCRIPT | LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the replication role.", role),
+    spec("wait", 3, 0, NO_KEYS, &["connection"], "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", wait),
+    spec("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, NO_KEYS, R, G, "An internal command for configuring the replication stream.", replconf),
+    spec("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", psync),
+    spec("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", sync),
+];
+
+fn replicaof(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let host = String::from_utf8_lossy(&argv[1]).into_owned();
+    let r = &ctx.server.replication;
+    if host.eq_ignore_ascii_case("no") && argv[2].eq_ignore_ascii_case(b"one") {
+        if r.is_replica() {
+            // A new history starts here; the old one stays valid up to
+            // now, so replicas that followed it continue from this node.
+            ctx.server.effects.fork_history(None);
+            r.set_target(None);
+            ctx.server
+                .config
+                .write()
+                .set_internal("replicaof", String::new());
+            tracing::info!(
+                "MASTER MODE enabled (user request from 'id={}')",
+                ctx.client.id
+            );
+        }
+        ctx.out.ok();
+        return Ok(());
+    }
+    let port = match int(&argv[2]) {
+        Ok(p) if (1..=65535).contains(&p) => p as u16,
+        _ => return Err(CommandError::err("Invalid master port")),
+    };
+    let target = PrimaryAddr { host, port };
+    if r.primary().as_ref() == Some(&target) {
+        ctx.out.simple("OK Already connected to specified master");
+        return Ok(());
+    }
+    tracing::info!(
+        "REPLICAOF {}:{} enabled (user request from 'id={}')",
+        target.host,
+        target.port,
+        ctx.client.id
+    );
+    ctx.server
+        .config
+        .write()
+        .set_internal("replicaof", format!("{} {}", target.host, target.port));
+    // This node's own replicas follow it, and through it the new primary.
+    r.set_target(Some(target));
+    ctx.out.ok();
+    Ok(())
+}
+
+fn role(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let r = &ctx.server.replication;
+    let offset = ctx.server.effects.offset() as i64;
+    match r.primary() {
+        Some(p) => {
+            ctx.out.array(5);
+            ctx.out.bulk(b"slave");
+            ctx.out.bulk(p.host.as_bytes());
+            ctx.out.int(p.port as i64);
+            ctx.out.bulk(r.link().word().as_bytes());
+            ctx.out.int(if r.link_up() { offset } else { -1 });
+        }
+        None => {
+            let replicas = r.replicas.lock().clone();
+            ctx.out.array(3);
+            ctx.out.bulk(b"master");
+            ctx.out.int(offset);
+            ctx.out.array(replicas.len());
+            for e in replicas {
+                ctx.out.array(3);
+                ctx.out.bulk(e.ip.as_bytes());
+                ctx.out.bulk(e.port.to_string().as_bytes());
+                ctx.out
+                    .bulk(e.ack_offset.load(Relaxed).to_string().as_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn wait(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if ctx.server.replication.is_replica() {
+        return Err(CommandError::err(
+            "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
+        ));
+    }
+    let numreplicas = int(&argv[1])?;
+    let timeout = int(&argv[2])?;
+    if timeout < 0 {
+        return Err(CommandError::err("timeout is negative"));
+    }
+    let target = ctx.client.last_effect.get();
+    let now = ctx.server.replication.acked_at_least(target);
+    // Inside EXEC nothing waits, as in Redis.
+    if now as i64 >= numreplicas || ctx.client.exec_effects.get().is_some() {
+        ctx.out.int(now as i64);
+        return Ok(());
+    }
+    ctx.action = Some(Action::Wait {
+        offset: target,
+        replicas: numreplicas.max(0) as usize,
+        deadline: (timeout > 0)
+            .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64)),
+    });
+    Ok(())
+}
+
+fn replconf(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if argv.len().is_multiple_of(2) {
+        return Err(CommandError::Syntax);
+    }
+    for pair in argv[1..].chunks(2) {
+        let (opt, value) = (&pair[0], &pair[1]);
+        match opt.to_ascii_lowercase().as_slice() {
+            b"listening-port" => match int(value) {
+                Ok(p) if (0..=65535).contains(&p) => ctx.client.replica_port = p as u16,
+                _ => return Err(CommandError::err("value is not an integer or out of range")),
+            },
+            // Acknowledgements arrive on the feeding connection, which
+            // reads them itself; elsewhere (and GETACK) there is no reply.
+            b"ack" | b"fack" | b"getack" => return Ok(()),
+            b"ip-address" | b"capa" | b"rdb-only" | b"rdb-filter-only" => {}
+            _ => {
+                return Err(CommandError::err(format!(
+                    "Unrecognized REPLCONF option: {}",
+                    String::from_utf8_lossy(opt)
+                )))
+            }
+        }
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+fn psync(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let offset = crate::protocol::request::parse_i64(&argv[2]);
+    let from = match (argv[1].as_ref(), offset) {
+        (b"?", _) | (_, None) => None,
+        (id, Some(off)) if off > 0 => Some((String::from_utf8_lossy(id).into_owned(), off as u64)),
+        _ => None,
+    };
+    start_feeding(ctx, Psync { from })
+}
+
+fn sync(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    start_feeding(ctx, Psync { from: None })
+}
+
+fn start_feeding(ctx: &mut Ctx, req: Psync) -> CmdResult {
+    let r = &ctx.server.replication;
+    if r.is_replica() && !r.link_up() {
+        return Err(CommandError::NoMasterLink);
+    }
+    ctx.action = Some(Action::Feed(req));
+    Ok(())
+}

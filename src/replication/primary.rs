@@ -1,0 +1,329 @@
+//! The primary's side: one replica's connection after its PSYNC.
+//!
+//! ```text
+//!  PSYNC id off ──▶ continue? ── yes ─▶ +CONTINUE id, the missing bytes ─┐
+//!                      │ no                                               │
+//!                      ▼                                                  │
+//!        wait for the full-sync turn (one at a time, after any            │
+//!        rewrite or BGSAVE); snapshot thread: at instant S the tap        │
+//!        starts collecting, +FULLRESYNC id S, $EOF:mark, records, mark    │
+//!                      │                                                  │
+//!                      ▼                                                  ▼
+//!         feed: tap ──▶ socket, and REPLCONF ACK offsets back ◀───────────┘
+//! ```
+//!
+//! The snapshot is written by a thread of its own (taking a snapshot locks
+//! slots, which must not happen on an I/O thread) into a bounded channel,
+//! so a slow replica slows only its own snapshot and memory stays flat.
+//! Whatever the stream appends meanwhile collects in the replica's tap,
+//! bounded by `client-output-buffer-limit replica`.
+
+use std::io::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::ReplicaEntry;
+use crate::effects::{Identity, Tap};
+use crate::protocol::{parse_request, RequestLimits};
+use crate::server::client::Client;
+use crate::server::pubsub::{buffer_limit, BufferLimit, DEFAULT_REPLICA_LIMIT};
+use crate::server::{now_ms, Server};
+
+/// What a replica asked for: history `replid` from byte `offset` (PSYNC's
+/// second argument, one past what it holds); `None` for SYNC or `?`.
+#[derive(Debug)]
+pub struct Psync {
+    pub from: Option<(String, u64)>,
+}
+
+/// Serves one replica until its link ends.
+pub async fn serve(
+    server: Arc<Server>,
+    client: &mut Client,
+    mut rd: OwnedReadHalf,
+    mut wr: OwnedWriteHalf,
+    mut rbuf: BytesMut,
+    req: Psync,
+) {
+    let limit = buffer_limit(
+        server.config.read().get("client-output-buffer-limit"),
+        "replica",
+    )
+    .flatten()
+    .unwrap_or(DEFAULT_REPLICA_LIMIT);
+    let tap = Tap::new(limit.hard as usize);
+    let entry = Arc::new(ReplicaEntry {
+        client_id: client.id,
+        ip: client.handle.addr.ip().to_string(),
+        port: client.replica_port,
+        state: Default::default(),
+        ack_offset: Default::default(),
+        ack_ms: now_ms().into(),
+    });
+    client.handle.set_kind(crate::server::client::KIND_REPLICA);
+    server.replication.add_replica(entry.clone());
+    let fed = async {
+        let continued = match &req.from {
+            Some((id, off)) => {
+                match server
+                    .effects
+                    .attach_continuing(id, off.saturating_sub(1), tap.clone())
+                {
+                    Ok((replid, missing)) => Some((replid, missing)),
+                    Err(why) => {
+                        tracing::info!(
+                            "Partial resynchronization not accepted for replica {}: {why:?}",
+                            entry.ip
+                        );
+                        server.replication.sync_partial_err.fetch_add(1, Relaxed);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        match continued {
+            Some((replid, missing)) => {
+                let mut head = format!("+CONTINUE {replid}\r\n").into_bytes();
+                head.extend_from_slice(&missing);
+                wr.write_all(&head).await?;
+                server.replication.sync_partial_ok.fetch_add(1, Relaxed);
+                tracing::info!(
+                    "Partial resynchronization request from {} accepted, sending {} bytes of backlog",
+                    entry.ip,
+                    missing.len()
+                );
+            }
+            None => full_sync(&server, &mut wr, &tap, &entry).await?,
+        }
+        entry.state.store(2, Relaxed);
+        let handle = client.handle.clone();
+        feed(
+            &server, &handle, &mut rd, &mut wr, &mut rbuf, &tap, &entry, limit,
+        )
+        .await
+    };
+    if let Err(e) = fed.await {
+        tracing::info!(
+            "Connection with replica {}:{} lost: {e}",
+            entry.ip,
+            entry.port
+        );
+    }
+    server.effects.detach(&tap);
+    server.replication.remove_replica(&entry);
+    let _ = wr.shutdown().await;
+}
+
+/// Sends a snapshot taken at instant S, attaching the tap at S.
+async fn full_sync(
+    server: &Arc<Server>,
+    wr: &mut OwnedWriteHalf,
+    tap: &Arc<Tap>,
+    entry: &ReplicaEntry,
+) -> std::io::Result<()> {
+    let _turn = server
+        .replication
+        .full_sync
+        .acquire()
+        .await
+        .map_err(std::io::Error::other)?;
+    // The keyspace captures one snapshot at a time; a rewrite or BGSAVE in
+    // progress goes first.
+    while server.log.snapshot_busy.swap(true, Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    entry.state.store(1, Relaxed);
+    let started = Instant::now();
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let (at_tx, at_rx) = tokio::sync::oneshot::channel::<Identity>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+    let (s, t) = (server.clone(), tap.clone());
+    std::thread::Builder::new()
+        .name("shoal-fullsync".into())
+        .spawn(move || {
+            let mut sink = ChunkSink {
+                buf: Vec::with_capacity(CHUNK),
+                tx: chunks_tx,
+            };
+            let mut at_tx = Some(at_tx);
+            let r = crate::persistence::rewrite::stream_snapshot(&s, &mut sink, || {
+                let at = s.effects.attach_at_now(t);
+                if let Some(tx) = at_tx.take() {
+                    let _ = tx.send(at);
+                }
+            })
+            .and_then(|_| sink.flush());
+            s.log.snapshot_busy.store(false, Relaxed);
+            drop(sink);
+            let _ = done_tx.send(r);
+        })
+        .map_err(std::io::Error::other)?;
+    let at = at_rx.await.map_err(std::io::Error::other)?;
+    let mark = crate::effects::random_replid();
+    tracing::info!(
+        "Starting full sync with replica {}:{}: snapshot at offset {}",
+        entry.ip,
+        entry.port,
+        at.offset
+    );
+    wr.write_all(format!("+FULLRESYNC {} {}\r\n$EOF:{mark}\r\n", at.replid, at.offset).as_bytes())
+        .await?;
+    let mut sent = 0u64;
+    while let Some(chunk) = chunks.recv().await {
+        sent += chunk.len() as u64;
+        wr.write_all(&chunk).await?;
+    }
+    done_rx.await.map_err(std::io::Error::other)??;
+    wr.write_all(mark.as_bytes()).await?;
+    server.replication.sync_full.fetch_add(1, Relaxed);
+    tracing::info!(
+        "Synchronization with replica {}:{} succeeded: {sent} bytes in {:.3} seconds",
+        entry.ip,
+        entry.port,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// The snapshot thread's `Write`: fills chunks and hands them to the
+/// connection, waiting while the channel is full (the replica is slow).
+struct ChunkSink {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::other("the replica's connection closed"))
+    }
+}
+
+/// Streams the tap to the replica and takes its acknowledgements, until
+/// the link breaks, the replica passes its output buffer limit, or the
+/// node shuts down.
+#[allow(clippy::too_many_arguments)]
+async fn feed(
+    server: &Server,
+    handle: &crate::server::client::ClientHandle,
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    rbuf: &mut BytesMut,
+    tap: &Arc<Tap>,
+    entry: &ReplicaEntry,
+    limit: BufferLimit,
+) -> std::io::Result<()> {
+    let mut stop = server.shutdown.subscribe();
+    let mut spare = Vec::new();
+    let mut over_soft_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tap.ready.notified() => {}
+            r = rd.read_buf(rbuf) => match r {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => take_acks(server, rbuf, entry)?,
+                Err(e) => return Err(e),
+            },
+            _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
+            _ = crate::server::stopped(&mut stop) => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if handle.killed.load(Relaxed) {
+            return Err(std::io::Error::other("killed"));
+        }
+        if tap.overflowed.load(Relaxed) {
+            return Err(overflow(entry));
+        }
+        let bytes = tap.take(std::mem::take(&mut spare));
+        let pending = bytes.len() as u64;
+        if limit.soft > 0 && pending > limit.soft {
+            let since = *over_soft_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(limit.soft_seconds as u64) {
+                return Err(overflow(entry));
+            }
+        } else {
+            over_soft_since = None;
+        }
+        handle.output_mem.store(bytes.len(), Relaxed);
+        if !bytes.is_empty() {
+            // A replica that stopped reading blocks this write; its tap
+            // passing the hard limit must still end the link.
+            let write = wr.write_all(&bytes);
+            tokio::pin!(write);
+            loop {
+                tokio::select! {
+                    r = &mut write => {
+                        r?;
+                        break;
+                    }
+                    _ = tap.ready.notified() => {
+                        if tap.overflowed.load(Relaxed) {
+                            return Err(overflow(entry));
+                        }
+                    }
+                    _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
+                    _ = crate::server::stopped(&mut stop) => return Ok(()),
+                }
+            }
+            server.stats.net_repl_output_bytes.add(pending);
+        }
+        spare = bytes;
+    }
+}
+
+fn overflow(entry: &ReplicaEntry) -> std::io::Error {
+    tracing::warn!(
+        "Client replica {}:{} scheduled to be closed ASAP for overcoming of output buffer limits.",
+        entry.ip,
+        entry.port
+    );
+    std::io::Error::other("output buffer limit reached")
+}
+
+/// Reads `REPLCONF ACK <offset>` from the replica.
+fn take_acks(server: &Server, rbuf: &mut BytesMut, entry: &ReplicaEntry) -> std::io::Result<()> {
+    let limits = RequestLimits {
+        max_bulk_len: 1 << 20,
+    };
+    let mut acked = false;
+    while let Some(argv) =
+        parse_request(rbuf, limits).map_err(|e| std::io::Error::other(e.to_string()))?
+    {
+        let is_ack = argv.len() >= 3
+            && argv[0].eq_ignore_ascii_case(b"replconf")
+            && argv[1].eq_ignore_ascii_case(b"ack");
+        if let Some(off) = is_ack
+            .then(|| crate::protocol::request::parse_i64(&argv[2]))
+            .flatten()
+        {
+            entry.ack_offset.fetch_max(off.max(0) as u64, Relaxed);
+            entry.ack_ms.store(now_ms(), Relaxed);
+            acked = true;
+        }
+    }
+    if acked {
+        server.replication.acked.notify_waiters();
+    }
+    Ok(())
+}

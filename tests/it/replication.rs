@@ -1,0 +1,390 @@
+//! Replication between real processes on loopback: full and partial
+//! syncs, chained replicas, promotion, WAIT, the replica rules, and the
+//! output buffer limit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::support::{eventually, Frame, Raw, TestNode};
+use crate::{bulk, err, info_field, int, ok};
+
+fn info(r: &mut Raw, section: &str) -> String {
+    bulk(r, &["INFO", section]).unwrap()
+}
+
+fn digest(r: &mut Raw) -> String {
+    match r.call(&["DEBUG", "DIGEST"]) {
+        Frame::Simple(d) => d,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The keys whose values differ between two nodes (databases 0 and 3),
+/// with both nodes' replies, to say what went wrong.
+fn differences(a: &mut Raw, b: &mut Raw) -> Vec<String> {
+    let mut out = Vec::new();
+    for db in ["0", "3"] {
+        ok(a, &["SELECT", db]);
+        ok(b, &["SELECT", db]);
+        let mut keys = crate::strings(a, &["KEYS", "*"]);
+        keys.extend(crate::strings(b, &["KEYS", "*"]));
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let (x, y) = (
+                a.call(&["DEBUG", "DIGEST-VALUE", &k]),
+                b.call(&["DEBUG", "DIGEST-VALUE", &k]),
+            );
+            if x != y {
+                let dump = |r: &mut Raw| {
+                    format!("{:?} {:?}", r.call(&["TYPE", &k]), r.call(&["PTTL", &k]))
+                };
+                out.push(format!("db{db} {k}: {} vs {}", dump(a), dump(b)));
+            }
+        }
+    }
+    out
+}
+
+fn replica_of(primary: &TestNode, extra: &[&str]) -> TestNode {
+    let port = primary.port.to_string();
+    let mut args = vec!["--replicaof", "127.0.0.1", &port];
+    args.extend_from_slice(extra);
+    TestNode::start_with(&args)
+}
+
+fn stat(r: &mut Raw, name: &str) -> u64 {
+    info_field(&info(r, "all"), name).parse().unwrap()
+}
+
+/// Waits until `replica` is linked and has applied everything `primary`
+/// has written.
+fn caught_up(primary: &TestNode, replica: &TestNode) {
+    let (mut p, mut r) = (primary.raw(), replica.raw());
+    eventually("the replica caught up", || {
+        let ri = info(&mut r, "replication");
+        let pi = info(&mut p, "replication");
+        info_field(&ri, "master_link_status") == "up"
+            && info_field(&ri, "master_repl_offset") == info_field(&pi, "master_repl_offset")
+    });
+}
+
+/// A write load over every data type from one client, until `stop`.
+fn write_load(node: &TestNode, seed: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let port = node.port;
+    std::thread::spawn(move || {
+        let mut r = Raw::connect(port);
+        let mut n = seed * 1_000_000;
+        while !stop.load(Ordering::Relaxed) || n % 1_000_000 < 2000 {
+            let k = |p: &str| format!("{p}:{}", n % 37);
+            let i = n.to_string();
+            match n % 14 {
+                0 => r.call(&["SET", &k("s"), &i, "EX", "1000"]),
+                1 => r.call(&["INCRBY", &k("n"), "3"]),
+                2 => r.call(&["APPEND", &k("s"), "x"]),
+                3 => r.call(&["HSET", &k("h"), &i, "v", "f", &i]),
+                4 => r.call(&["LPUSH", &k("l"), &i, "y"]),
+                5 => r.call(&["RPOP", &k("l")]),
+                6 => r.call(&["SADD", &k("set"), &i, "a", "b"]),
+                7 => r.call(&["SPOP", &k("set")]),
+                8 => r.call(&["ZADD", &k("z"), &(n % 100).to_string(), &i]),
+                9 => r.call(&["ZPOPMIN", &k("z")]),
+                10 => r.call(&["PFADD", &k("hll"), &i]),
+                11 => r.call(&["SETBIT", &k("bits"), &(n % 500).to_string(), "1"]),
+                12 => {
+                    r.call(&["MULTI"]);
+                    r.call(&["INCRBYFLOAT", &k("f"), "0.5"]);
+                    r.call(&["HINCRBY", &k("h"), "count", "1"]);
+                    r.call(&["EXEC"])
+                }
+                _ => {
+                    r.call(&["SELECT", "3"]);
+                    r.call(&["SET", &k("other"), &i, "PX", "30"]);
+                    r.call(&["SELECT", "0"])
+                }
+            };
+            n += 1;
+        }
+        n
+    })
+}
+
+#[test]
+fn replicas_and_a_chained_replica_hold_the_same_data_under_a_mixed_load() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    ok(&mut p, &["SET", "before", "the replicas"]);
+    let first = replica_of(&primary, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = (1..=3)
+        .map(|s| write_load(&primary, s, stop.clone()))
+        .collect();
+    // These full syncs happen while the load runs.
+    let second = replica_of(&primary, &[]);
+    let chained = replica_of(&first, &[]);
+    caught_up(&primary, &first);
+    stop.store(true, Ordering::Relaxed);
+    let writes: u64 = loads
+        .into_iter()
+        .map(|h| h.join().unwrap() % 1_000_000)
+        .sum();
+    assert!(writes >= 6000, "the load ran ({writes} commands)");
+    for r in [&first, &second, &chained] {
+        caught_up(&primary, r);
+    }
+    caught_up(&first, &chained);
+    // Keys written with PX 30 may still be live for one digest and gone
+    // for the next: compare once they have all lapsed.
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    for r in [&first, &second, &chained] {
+        while digest(&mut r.raw()) != digest(&mut p) {
+            if std::time::Instant::now() > deadline {
+                let diff = differences(&mut p, &mut r.raw());
+                panic!("replica on port {} differs: {diff:?}", r.port);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    let pi = info(&mut p, "replication");
+    assert_eq!(info_field(&pi, "role"), "master");
+    assert_eq!(info_field(&pi, "connected_slaves"), "2");
+    assert!(info_field(&pi, "slave0").contains("state=online"), "{pi}");
+    let mut c = chained.raw();
+    let ci = info(&mut c, "replication");
+    assert_eq!(info_field(&ci, "role"), "slave");
+    assert_eq!(info_field(&ci, "master_port"), first.port.to_string());
+    assert_eq!(
+        info_field(&ci, "master_replid"),
+        info_field(&pi, "master_replid")
+    );
+    match c.call(&["ROLE"]) {
+        Frame::Array(a) => {
+            assert_eq!(a[0], Frame::bulk("slave"));
+            assert_eq!(a[2], Frame::Int(first.port as i64));
+            assert_eq!(a[3], Frame::bulk("connected"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match p.call(&["ROLE"]) {
+        Frame::Array(a) => {
+            assert_eq!(a[0], Frame::bulk("master"));
+            assert!(matches!(&a[2], Frame::Array(r) if r.len() == 2), "{a:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Replicas serve reads and refuse writes.
+    assert_eq!(
+        bulk(&mut c, &["GET", "before"]).as_deref(),
+        Some("the replicas")
+    );
+    assert_eq!(
+        err(&mut c, &["SET", "k", "v"]),
+        "READONLY You can't write against a read only replica."
+    );
+    assert_eq!(
+        err(&mut c, &["LPUSH", "l", "v"]),
+        "READONLY You can't write against a read only replica."
+    );
+}
+
+#[test]
+fn a_restarted_replica_continues_with_a_partial_resync() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    for i in 0..200 {
+        ok(&mut p, &["SET", &format!("k{i}"), &i.to_string()]);
+    }
+    let mut replica = replica_of(&primary, &[]);
+    caught_up(&primary, &replica);
+    assert_eq!(stat(&mut p, "sync_full"), 1);
+    replica.crash();
+    for i in 0..100 {
+        int(&mut p, &["INCR", &format!("k{i}")]);
+    }
+    ok(&mut p, &["SET", "while", "it was down"]);
+    replica.restart(&[]).unwrap();
+    caught_up(&primary, &replica);
+    assert_eq!(stat(&mut p, "sync_full"), 1, "no second full sync");
+    assert_eq!(stat(&mut p, "sync_partial_ok"), 1);
+    let mut r = replica.raw();
+    assert_eq!(digest(&mut r), digest(&mut p));
+    assert_eq!(bulk(&mut r, &["GET", "k5"]).as_deref(), Some("6"));
+
+    // A dropped link (the primary's stream killed on the replica) also
+    // continues where it stopped.
+    assert_eq!(int(&mut r, &["CLIENT", "KILL", "TYPE", "master"]), 1);
+    ok(&mut p, &["SET", "after", "the kill"]);
+    caught_up(&primary, &replica);
+    assert_eq!(bulk(&mut r, &["GET", "after"]).as_deref(), Some("the kill"));
+    assert_eq!(stat(&mut p, "sync_full"), 1);
+    assert_eq!(stat(&mut p, "sync_partial_ok"), 2);
+}
+
+#[test]
+fn a_replica_behind_the_backlog_gets_a_full_sync() {
+    let primary = TestNode::start_with(&["--repl-backlog-size", "16kb"]);
+    let mut p = primary.raw();
+    let mut replica = replica_of(&primary, &[]);
+    ok(&mut p, &["SET", "a", "1"]);
+    caught_up(&primary, &replica);
+    replica.crash();
+    let value = "x".repeat(1000);
+    for i in 0..100 {
+        ok(&mut p, &["SET", &format!("big{i}"), &value]);
+    }
+    replica.restart(&[]).unwrap();
+    caught_up(&primary, &replica);
+    assert_eq!(stat(&mut p, "sync_full"), 2);
+    assert_eq!(stat(&mut p, "sync_partial_err"), 1);
+    assert_eq!(digest(&mut replica.raw()), digest(&mut p));
+}
+
+#[test]
+fn a_promoted_replica_keeps_the_others_on_a_partial_resync() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    let first = replica_of(&primary, &[]);
+    let second = replica_of(&primary, &[]);
+    for i in 0..50 {
+        int(&mut p, &["RPUSH", "list", &i.to_string()]);
+    }
+    caught_up(&primary, &first);
+    caught_up(&primary, &second);
+    let old_id = info_field(&info(&mut p, "replication"), "master_replid");
+    drop(p);
+    drop(primary);
+
+    let mut f = first.raw();
+    ok(&mut f, &["REPLICAOF", "NO", "ONE"]);
+    let fi = info(&mut f, "replication");
+    assert_eq!(info_field(&fi, "role"), "master");
+    assert_eq!(info_field(&fi, "master_replid2"), old_id);
+    assert_ne!(info_field(&fi, "master_replid"), old_id);
+    int(&mut f, &["RPUSH", "list", "after the promotion"]);
+
+    let mut s = second.raw();
+    ok(&mut s, &["REPLICAOF", "127.0.0.1", &first.port.to_string()]);
+    caught_up(&first, &second);
+    assert_eq!(
+        stat(&mut f, "sync_full"),
+        0,
+        "the second id let it continue"
+    );
+    assert_eq!(stat(&mut f, "sync_partial_ok"), 1);
+    assert_eq!(int(&mut s, &["LLEN", "list"]), 51);
+    assert_eq!(digest(&mut s), digest(&mut f));
+    assert_eq!(
+        info_field(&info(&mut s, "replication"), "master_replid"),
+        info_field(&info(&mut f, "replication"), "master_replid")
+    );
+}
+
+#[test]
+fn wait_counts_the_replicas_that_have_a_write() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    assert_eq!(int(&mut p, &["WAIT", "0", "0"]), 0);
+    let a = replica_of(&primary, &[]);
+    let b = replica_of(&primary, &[]);
+    caught_up(&primary, &a);
+    caught_up(&primary, &b);
+    ok(&mut p, &["SET", "k", "v"]);
+    assert_eq!(int(&mut p, &["WAIT", "2", "0"]), 2);
+    // Asking for more than there are waits out the timeout.
+    ok(&mut p, &["SET", "k", "w"]);
+    assert_eq!(int(&mut p, &["WAIT", "3", "200"]), 2);
+    assert_eq!(
+        err(&mut a.raw(), &["WAIT", "1", "0"]),
+        "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated."
+    );
+
+    ok(&mut p, &["CONFIG", "SET", "min-replicas-to-write", "3"]);
+    eventually(
+        "the cron counted the replicas",
+        || matches!(p.call(&["SET", "k", "x"]), Frame::Error(e) if e == "NOREPLICAS Not enough good replicas to write."),
+    );
+    ok(&mut p, &["CONFIG", "SET", "min-replicas-to-write", "2"]);
+    eventually("writes accepted again", || {
+        p.call(&["SET", "k", "x"]) == Frame::Simple("OK".into())
+    });
+}
+
+#[test]
+fn a_replica_hides_expired_keys_until_its_primary_deletes_them() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    ok(&mut p, &["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    let replica = replica_of(&primary, &[]);
+    let mut r = replica.raw();
+    ok(&mut p, &["SET", "short", "v", "PX", "50"]);
+    ok(&mut p, &["SET", "long", "v"]);
+    caught_up(&primary, &replica);
+    eventually("the key is past its time on the replica", || {
+        bulk(&mut r, &["GET", "short"]).is_none()
+    });
+    // Hidden, not deleted: the replica waits for its primary's DEL.
+    assert_eq!(int(&mut r, &["DBSIZE"]), 2);
+    assert_eq!(int(&mut r, &["EXISTS", "short"]), 0);
+    assert_eq!(bulk(&mut p, &["GET", "short"]), None);
+    caught_up(&primary, &replica);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 1);
+}
+
+#[test]
+fn a_replica_without_its_primary_serves_stale_data_unless_told_not_to() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    ok(&mut p, &["SET", "k", "v"]);
+    let replica = replica_of(&primary, &[]);
+    caught_up(&primary, &replica);
+    drop(p);
+    drop(primary);
+    let mut r = replica.raw();
+    eventually("the link is down", || {
+        info_field(&info(&mut r, "replication"), "master_link_status") == "down"
+    });
+    assert_eq!(bulk(&mut r, &["GET", "k"]).as_deref(), Some("v"));
+    ok(&mut r, &["CONFIG", "SET", "replica-serve-stale-data", "no"]);
+    assert_eq!(
+        err(&mut r, &["GET", "k"]),
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+    );
+    assert!(info(&mut r, "replication").contains("master_link_down_since_seconds"));
+    // Promotion makes it a writable primary with the data it had.
+    ok(&mut r, &["REPLICAOF", "NO", "ONE"]);
+    assert_eq!(bulk(&mut r, &["GET", "k"]).as_deref(), Some("v"));
+    ok(&mut r, &["SET", "k", "mine"]);
+}
+
+#[test]
+fn a_replica_that_stops_reading_is_dropped_at_its_output_buffer_limit() {
+    let primary = TestNode::start_with(&[
+        "--client-output-buffer-limit",
+        "replica 1mb 0 0",
+        "--repl-backlog-size",
+        "64kb",
+    ]);
+    let mut p = primary.raw();
+    let replica = replica_of(&primary, &[]);
+    caught_up(&primary, &replica);
+    let pid = replica.child.id() as i32;
+    // SAFETY: plain signals to a child process this test owns.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let value = "v".repeat(64 * 1024);
+    // More than the kernel's socket buffers hold, so the tap fills.
+    for i in 0..256 {
+        ok(&mut p, &["SET", &format!("k{i}"), &value]);
+    }
+    eventually("the primary dropped the replica", || {
+        info_field(&info(&mut p, "replication"), "connected_slaves") == "0"
+    });
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    caught_up(&primary, &replica);
+    assert_eq!(digest(&mut replica.raw()), digest(&mut p));
+    assert_eq!(
+        stat(&mut p, "sync_full"),
+        2,
+        "too far behind for the backlog"
+    );
+}
