@@ -108,6 +108,11 @@ pub static DIRECTIVES: &[Directive] = &[
     d("replica-serve-stale-data", Kind::Bool, "yes", true),
     d("min-replicas-to-write", Kind::Int { min: 0, max: i32::MAX as i64 }, "0", true),
     d("min-replicas-max-lag", Kind::Int { min: 0, max: i32::MAX as i64 }, "10", true),
+    // A replica in an application's pod that forwards writes to its primary.
+    d("sidecar", Kind::Bool, "no", false),
+    // How long a sidecar read waits for the connection's own last write to
+    // arrive before it is sent to the primary instead.
+    d("sidecar-read-wait-ms", Kind::Int { min: 0, max: i32::MAX as i64 }, "1000", true),
 ];
 
 /// `replicaof host port`, or `no one` (and "") for none.

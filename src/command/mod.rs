@@ -1002,10 +1002,14 @@ fn check(
     }
     let (repl, tun) = (&server.replication, &server.tun);
     if repl.is_replica() {
+        if repl.sidecar && !repl.ready.load(Relaxed) && !spec.has(flags::LOADING) {
+            return Err(CommandError::Loading);
+        }
         if !repl.link_up() && !spec.has(flags::STALE) && !tun.replica_serve_stale.load(Relaxed) {
             return Err(CommandError::MasterDown);
         }
-        if spec.is_write() && tun.replica_read_only.load(Relaxed) {
+        // A sidecar forwards writes to its primary instead.
+        if spec.is_write() && tun.replica_read_only.load(Relaxed) && !repl.sidecar {
             return Err(CommandError::ReadOnly);
         }
     } else if spec.is_write() {

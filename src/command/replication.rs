@@ -130,6 +130,12 @@ fn wait(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn replconf(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if argv.len() == 2 && argv[1].eq_ignore_ascii_case(b"write-offset") {
+        // Shoal's own, asked by a sidecar after each forwarded write: the
+        // stream offset just past this connection's last write.
+        ctx.out.int(ctx.client.last_effect.get() as i64);
+        return Ok(());
+    }
     if argv.len().is_multiple_of(2) {
         return Err(CommandError::Syntax);
     }

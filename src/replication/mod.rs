@@ -49,6 +49,7 @@
 
 pub mod primary;
 pub mod replica;
+pub mod sidecar;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -161,10 +162,18 @@ pub struct Replication {
     /// instant never falls between a change and its bytes, and a replica of
     /// this replica neither misses nor repeats a command.
     pub apply: parking_lot::RwLock<()>,
+    /// Woken whenever the replica applied a batch of its primary's stream
+    /// (a sidecar's reads wait on it for their connection's writes).
+    pub applied: Notify,
+    /// Sidecar mode (`sidecar yes`): writes are forwarded to the primary.
+    pub sidecar: bool,
+    /// A first sync has completed since start-up; a sidecar answers
+    /// `-LOADING` until then.
+    pub ready: AtomicBool,
 }
 
 impl Replication {
-    pub fn new(target: Option<PrimaryAddr>) -> Replication {
+    pub fn new(target: Option<PrimaryAddr>, sidecar: bool) -> Replication {
         Replication {
             is_replica: AtomicBool::new(target.is_some()),
             target: watch::channel(target).0,
@@ -180,6 +189,9 @@ impl Replication {
             good_replicas: AtomicUsize::new(0),
             full_sync: tokio::sync::Semaphore::new(1),
             apply: parking_lot::RwLock::new(()),
+            applied: Notify::new(),
+            sidecar,
+            ready: AtomicBool::new(false),
         }
     }
 
@@ -286,6 +298,13 @@ pub fn info(server: &crate::server::Server, o: &mut String) {
                 o,
                 "master_link_down_since_seconds:{}\r\n",
                 (now - r.link_down_since_ms.load(Ordering::Relaxed)).max(0) / 1000
+            );
+        }
+        if r.sidecar {
+            let _ = write!(
+                o,
+                "sidecar:1\r\nsidecar_ready:{}\r\n",
+                r.ready.load(Ordering::Relaxed) as u8
             );
         }
         let read_only = server.config.read().get("replica-read-only") == "yes";

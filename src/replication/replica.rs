@@ -234,6 +234,7 @@ async fn link(server: &Arc<Server>, addr: &PrimaryAddr) -> Result<(), LinkError>
         _ => return Err(LinkError::Refused(reply, "PSYNC")),
     }
     r.set_link(LinkState::Connected);
+    r.ready.store(true, Relaxed);
     r.last_io_ms.store(now_ms(), Relaxed);
     tracing::info!(
         "MASTER <-> REPLICA sync: the link with {}:{} is up",
@@ -415,6 +416,9 @@ async fn follow(
                 offset = server.effects.append_raw(bytes, client.db);
             }
             need_more = used == 0;
+            if used > 0 {
+                server.replication.applied.notify_waiters();
+            }
             if offset != acked {
                 let off = offset.to_string();
                 send(wr, &[b"REPLCONF", b"ACK", off.as_bytes()]).await?;

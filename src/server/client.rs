@@ -59,6 +59,14 @@ pub struct Client {
     pub from_primary: bool,
     /// The port a replica said it serves on (REPLCONF listening-port).
     pub replica_port: u16,
+    /// Sidecar mode: this connection's link to the primary, opened at its
+    /// first write, and the primary's stream offset just past its last
+    /// write (reads wait for the local copy to get there).
+    pub upstream: Option<Box<crate::replication::sidecar::Upstream>>,
+    pub written_offset: u64,
+    /// Sidecar mode: a MULTI was forwarded; everything goes to the primary
+    /// until its EXEC or DISCARD.
+    pub sidecar_in_multi: bool,
     /// Inside EXEC: whether the transaction's MULTI effect is recorded yet
     /// (it is, lazily, before the first write's effect). `None` outside.
     pub exec_effects: std::cell::Cell<Option<bool>>,
@@ -91,6 +99,9 @@ impl Client {
             subs: None,
             from_primary: false,
             replica_port: 0,
+            upstream: None,
+            written_offset: 0,
+            sidecar_in_multi: false,
         }
     }
 

@@ -510,6 +510,26 @@ async fn execute(
             return None;
         }
     };
+    if server.replication.sidecar {
+        use crate::replication::sidecar::{self, Route};
+        let to_primary = match sidecar::route(client, spec) {
+            Route::Primary => true,
+            // A read the local copy cannot answer yet with this
+            // connection's own writes in it goes to the primary.
+            Route::Local => !sidecar::caught_up(server, client.written_offset).await,
+        };
+        if to_primary {
+            if let Err(e) = sidecar::forward(server, client, argv, out).await {
+                client.upstream = None;
+                client.sidecar_in_multi = false;
+                server.stats.error("MASTERDOWN");
+                out.error(&e.reply());
+            }
+            stats.record(idx, 0, false);
+            *now = now_ms();
+            return None;
+        }
+    }
     if wait_while_paused(server, spec).await {
         *now = now_ms();
     }

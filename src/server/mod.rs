@@ -253,6 +253,7 @@ impl Server {
         let notifier = notify::Notifier::default();
         notifier.set(config.get("notify-keyspace-events"));
         let replicaof = config.get("replicaof").to_string();
+        let sidecar = config.get("sidecar") == "yes";
         Server {
             tun: Tunables::from(&config),
             config: RwLock::new(config),
@@ -278,6 +279,7 @@ impl Server {
             run_id: crate::effects::random_replid(),
             replication: crate::replication::Replication::new(
                 crate::replication::PrimaryAddr::parse(&replicaof),
+                sidecar,
             ),
             last_save: AtomicI64::new(now_ms() / 1000),
             tcp_port: std::sync::atomic::AtomicU16::new(0),
@@ -365,6 +367,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if !pidfile.is_empty() {
         std::fs::write(&pidfile, format!("{}\n", std::process::id()))
             .map_err(|e| StartError::Pidfile(pidfile.clone(), e))?;
+    }
+    if config.get("sidecar") == "yes" && config.get("replicaof").is_empty() {
+        return Err(StartError::Load(
+            "sidecar yes needs replicaof <primary host> <port>: a sidecar serves a copy of a primary".into(),
+        ));
     }
     let port = config.int("port") as u16;
     let binds = config.words("bind");

@@ -388,3 +388,96 @@ fn a_replica_that_stops_reading_is_dropped_at_its_output_buffer_limit() {
         "too far behind for the backlog"
     );
 }
+
+#[test]
+fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
+    let primary = TestNode::start();
+    let sidecar = replica_of(
+        &primary,
+        &["--sidecar", "yes", "--sidecar-read-wait-ms", "30000"],
+    );
+    let mut s = sidecar.raw();
+    eventually("the sidecar is ready", || {
+        s.call(&["GET", "k0"]) == Frame::Null
+    });
+    // Every read right after a write sees it, through the sidecar alone.
+    for i in 0..300 {
+        let k = format!("k{i}");
+        ok(&mut s, &["SET", &k, &i.to_string()]);
+        assert_eq!(bulk(&mut s, &["GET", &k]), Some(i.to_string()));
+        assert_eq!(int(&mut s, &["INCR", "counter"]), i + 1);
+        assert_eq!(bulk(&mut s, &["GET", "counter"]), Some((i + 1).to_string()));
+    }
+    assert_eq!(int(&mut s, &["HSET", "h", "f", "v"]), 1);
+    assert_eq!(bulk(&mut s, &["HGET", "h", "f"]).as_deref(), Some("v"));
+    // Errors are the primary's, word for word.
+    assert_eq!(
+        err(&mut s, &["LPUSH", "h", "x"]),
+        "WRONGTYPE Operation against a key holding the wrong kind of value"
+    );
+    // A transaction runs on the primary, whole.
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(s.call(&["INCR", "counter"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(s.call(&["SET", "t", "x"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(
+        s.call(&["EXEC"]),
+        Frame::Array(vec![Frame::Int(301), Frame::Simple("OK".into())])
+    );
+    assert_eq!(bulk(&mut s, &["GET", "counter"]).as_deref(), Some("301"));
+    // Databases follow the connection.
+    ok(&mut s, &["SELECT", "5"]);
+    ok(&mut s, &["SET", "in5", "yes"]);
+    assert_eq!(bulk(&mut s, &["GET", "in5"]).as_deref(), Some("yes"));
+
+    let mut p = primary.raw();
+    // The reads were served by the sidecar, not the primary.
+    let stats = info(&mut p, "commandstats");
+    assert!(!stats.contains("cmdstat_get:"), "{stats}");
+    assert!(stats.contains("cmdstat_set:calls=302,"), "{stats}");
+    assert_eq!(bulk(&mut p, &["GET", "k299"]).as_deref(), Some("299"));
+    ok(&mut p, &["SELECT", "5"]);
+    assert_eq!(bulk(&mut p, &["GET", "in5"]).as_deref(), Some("yes"));
+    caught_up(&primary, &sidecar);
+    assert_eq!(digest(&mut s), digest(&mut p));
+
+    // RESP3 replies pass through as the primary writes them.
+    let mut s3 = sidecar.raw();
+    s3.cmd(&["HELLO", "3"]);
+    assert!(matches!(s3.read3(), Frame::Map(_)));
+    s3.cmd(&["ZINCRBY", "z", "1.5", "m"]);
+    assert_eq!(s3.read3(), Frame::Double(1.5));
+}
+
+#[test]
+fn a_sidecar_answers_loading_until_its_first_sync() {
+    let primary = TestNode::start_with(&["--requirepass", "secret"]);
+    let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
+    let mut s = sidecar.raw();
+    assert_eq!(
+        err(&mut s, &["GET", "k"]),
+        "LOADING Redis is loading the dataset in memory"
+    );
+    assert_eq!(
+        info_field(&info(&mut s, "replication"), "sidecar_ready"),
+        "0"
+    );
+    ok(&mut s, &["CONFIG", "SET", "masterauth", "secret"]);
+    eventually("the sidecar synced", || {
+        s.call(&["GET", "k"]) == Frame::Null
+    });
+    ok(&mut s, &["SET", "k", "through the sidecar"]);
+    let mut p = primary.raw();
+    ok(&mut p, &["AUTH", "secret"]);
+    assert_eq!(
+        bulk(&mut p, &["GET", "k"]).as_deref(),
+        Some("through the sidecar")
+    );
+
+    // A sidecar without a primary is refused at start-up.
+    let alone = std::process::Command::new(crate::support::BIN)
+        .args(["--port", "0", "--sidecar", "yes"])
+        .output()
+        .unwrap();
+    assert!(!alone.status.success());
+    assert!(String::from_utf8_lossy(&alone.stderr).contains("sidecar yes needs replicaof"));
+}

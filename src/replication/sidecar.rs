@@ -1,0 +1,228 @@
+//! Sidecar mode: a replica beside an application, serving its reads from
+//! the local copy and forwarding its writes to the primary.
+//!
+//! ```text
+//!  application ──▶ sidecar (loopback)
+//!                    │ read ── local copy applied past this connection's
+//!                    │         last write? ── yes ─▶ answer locally
+//!                    │               │ no: wait up to sidecar-read-wait-ms,
+//!                    │               └──── still behind: ask the primary
+//!                    │ write (or MULTI … EXEC/DISCARD, WATCH) ──▶ primary,
+//!                    │        on this connection's own upstream link,
+//!                    │        pipelined with REPLCONF WRITE-OFFSET
+//!                    ◀──────── the primary's reply, byte for byte
+//! ```
+//!
+//! Each application connection gets its own upstream connection, opened
+//! at its first write, so what a connection means to Redis (its database,
+//! its transaction, its WATCHes, blocking) carries over. The primary
+//! answers `REPLCONF WRITE-OFFSET` with the stream offset just past that
+//! connection's last write; reads on the sidecar wait until the local copy
+//! is there, which gives each connection read-your-writes. A sidecar never
+//! writes into its local copy: only the replication stream does.
+//! Until its first sync completes it answers `-LOADING`.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::command::Spec;
+use crate::effects::encode_command;
+use crate::protocol::ReplyBuf;
+use crate::server::client::Client;
+use crate::server::Server;
+
+/// One application connection's link to the primary.
+pub struct Upstream {
+    stream: TcpStream,
+    buf: BytesMut,
+    /// The database selected upstream.
+    db: usize,
+    /// The protocol version the upstream link speaks (the client's).
+    resp: u32,
+}
+
+/// Where a command runs on a sidecar.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    Local,
+    Primary,
+}
+
+/// Writes, and everything of a transaction, go to the primary.
+pub fn route(client: &mut Client, spec: &Spec) -> Route {
+    match spec.name {
+        "multi" => {
+            client.sidecar_in_multi = true;
+            Route::Primary
+        }
+        "exec" | "discard" if client.sidecar_in_multi => {
+            client.sidecar_in_multi = false;
+            Route::Primary
+        }
+        "watch" | "unwatch" => Route::Primary,
+        _ if client.sidecar_in_multi || spec.is_write() => Route::Primary,
+        _ => Route::Local,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the primary is not known")]
+    NoPrimary,
+    #[error("the primary sent a malformed reply")]
+    BadReply,
+}
+
+impl ForwardError {
+    /// The reply the application gets when its command could not reach the
+    /// primary (Redis's wording for a replica without its primary).
+    pub fn reply(&self) -> String {
+        format!("MASTERDOWN Link with MASTER is down: the sidecar could not forward the command ({self})")
+    }
+}
+
+async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
+    let p = server
+        .replication
+        .primary()
+        .ok_or(ForwardError::NoPrimary)?;
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        TcpStream::connect((p.host.as_str(), p.port)),
+    )
+    .await
+    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let _ = stream.set_nodelay(true);
+    let mut up = Upstream {
+        stream,
+        buf: BytesMut::with_capacity(16 * 1024),
+        db: 0,
+        resp: 2,
+    };
+    let (auth, user) = {
+        let cfg = server.config.read();
+        (
+            cfg.get("masterauth").to_string(),
+            cfg.get("masteruser").to_string(),
+        )
+    };
+    let user = if user.is_empty() { "default" } else { &user };
+    let mut hello: Vec<&[u8]> = vec![b"HELLO", if resp == 3 { b"3" } else { b"2" }];
+    if !auth.is_empty() {
+        hello.extend([&b"AUTH"[..], user.as_bytes(), auth.as_bytes()]);
+    }
+    let reply = up.call(&hello).await?;
+    if reply.first() == Some(&b'-') {
+        return Err(
+            std::io::Error::other(String::from_utf8_lossy(&reply).trim().to_string()).into(),
+        );
+    }
+    up.resp = resp;
+    Ok(up)
+}
+
+impl Upstream {
+    /// Sends one command and returns its reply, as bytes.
+    async fn call<A: AsRef<[u8]>>(&mut self, argv: &[A]) -> Result<Vec<u8>, ForwardError> {
+        let mut req = Vec::new();
+        encode_command(&mut req, argv);
+        self.stream.write_all(&req).await?;
+        self.reply().await
+    }
+
+    /// Reads one whole reply (RESP2 or RESP3) from the primary.
+    async fn reply(&mut self) -> Result<Vec<u8>, ForwardError> {
+        loop {
+            match redis_protocol::resp3::decode::complete::decode_range(&self.buf) {
+                Ok(Some((_, n))) => return Ok(self.buf.split_to(n).to_vec()),
+                Ok(None) => {}
+                Err(_) => return Err(ForwardError::BadReply),
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        }
+    }
+}
+
+/// Runs a command on the primary over this connection's upstream link and
+/// writes the primary's reply into `out`. Records the offset the local
+/// copy must reach before this connection reads again.
+pub async fn forward(
+    server: &Server,
+    client: &mut Client,
+    argv: &[bytes::Bytes],
+    out: &mut ReplyBuf,
+) -> Result<(), ForwardError> {
+    let resp = client.handle.resp.load(Relaxed);
+    let mut up = match client.upstream.take() {
+        Some(u) if u.resp == resp => u,
+        _ => Box::new(connect(server, resp).await?),
+    };
+    if up.db != client.db {
+        let db = client.db.to_string();
+        let r = up.call(&[b"SELECT".as_slice(), db.as_bytes()]).await?;
+        if r.first() == Some(&b'-') {
+            out.buf.extend_from_slice(&r);
+            client.upstream = Some(up);
+            return Ok(());
+        }
+        up.db = client.db;
+    }
+    // The command and the question "how far is my last write" go out
+    // together: one round trip. Inside a transaction the question would
+    // be queued; it is asked after EXEC.
+    let ask = !client.sidecar_in_multi;
+    let mut req = Vec::new();
+    encode_command(&mut req, argv);
+    if ask {
+        encode_command::<&[u8]>(&mut req, &[b"REPLCONF", b"WRITE-OFFSET"]);
+    }
+    up.stream.write_all(&req).await?;
+    let reply = up.reply().await?;
+    out.buf.extend_from_slice(&reply);
+    if ask {
+        let offset = up.reply().await?;
+        if let Some(off) = parse_int_reply(&offset) {
+            client.written_offset = client.written_offset.max(off);
+        }
+    }
+    client.upstream = Some(up);
+    Ok(())
+}
+
+fn parse_int_reply(r: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(r.strip_prefix(b":")?).ok()?;
+    text.trim_end().parse().ok()
+}
+
+/// Before a local read: waits, up to `sidecar-read-wait-ms`, until the
+/// local copy holds this connection's last write. Returns false if it is
+/// still behind (the read must go to the primary).
+pub async fn caught_up(server: &Server, want: u64) -> bool {
+    if want == 0 || server.effects.offset() >= want {
+        return true;
+    }
+    let wait = server.config.read().int("sidecar-read-wait-ms");
+    let deadline = Instant::now() + Duration::from_millis(wait.max(0) as u64);
+    loop {
+        let applied = server.replication.applied.notified();
+        tokio::pin!(applied);
+        applied.as_mut().enable();
+        if server.effects.offset() >= want {
+            return true;
+        }
+        tokio::select! {
+            _ = applied => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                return server.effects.offset() >= want;
+            }
+        }
+    }
+}
