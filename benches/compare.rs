@@ -10,13 +10,16 @@
 //! compares memory per key (allocator-reported `used_memory` and RSS); the
 //! same for 1,000,000 hashes of 10 fields and a sorted set of 1,000,000
 //! members. Data structure commands (LPUSH, LPOP, SADD, HSET, ZADD, a
-//! 100-member ZRANGE) have their own throughput table.
+//! 100-member ZRANGE) have their own throughput table. Replication: SET
+//! on a primary with one replica attached, how long the replica takes to
+//! catch up once the load stops, GET served by the replica, and the time a
+//! new replica takes to fully sync 1,000,000 keys.
 //!
 //! Run: `cargo bench --bench compare`. Knobs (environment):
 //! `BENCH_ROUNDS` (3), `BENCH_REQUESTS` (200000 for -P 1; x8 for -P 16),
 //! `BENCH_KEYS` (1000000), `BENCH_SHOAL_ARGS` (extra directives for Shoal,
 //! e.g. `--io-threads 1`), `BENCH_ONLY` (sections to run, comma-separated,
-//! of `strings,structures,collections-memory,log,memory,replay`; all by
+//! of `strings,structures,collections-memory,log,memory,replay,replication`; all by
 //! default). Ratios, not absolute numbers, are what compare
 //! across runs: the machines are shared and noisy.
 
@@ -397,6 +400,134 @@ fn main() {
     if section("replay") {
         replay(keys);
     }
+    if section("replication") {
+        replication(rounds, requests, keys);
+    }
+}
+
+/// One INFO section over a plain connection (no process per poll, so the
+/// lag measurement is not the poller's own start-up time).
+fn info_section(port: u16, section: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("INFO {section}\r\n").as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(s);
+    let mut header = String::new();
+    reader.read_line(&mut header).unwrap();
+    let len: usize = header.trim_start_matches('$').trim().parse().unwrap();
+    let mut body = vec![0u8; len + 2];
+    reader.read_exact(&mut body).unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+fn field_of(info: &str, field: &str) -> String {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// Waits until `replica` has applied everything its primary has written;
+/// returns how long that took.
+fn catch_up(primary: &Server, replica: &Server) -> Duration {
+    let t = Instant::now();
+    let want = field_of(
+        &info_section(primary.port, "replication"),
+        "master_repl_offset",
+    );
+    let want: u64 = want.parse().unwrap();
+    loop {
+        let r = info_section(replica.port, "replication");
+        let got: u64 = field_of(&r, "master_repl_offset").parse().unwrap_or(0);
+        if field_of(&r, "master_link_status") == "up" && got >= want {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "replica never caught up"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// A replica of `primary`, of the same kind, set up the same way.
+fn replica_for(primary: &Server, args: &[&str]) -> Server {
+    let port = primary.port.to_string();
+    let mut all = args.to_vec();
+    all.extend(["--replicaof", "127.0.0.1", &port]);
+    if primary.name == "shoal" {
+        start_shoal(&all)
+    } else {
+        // Redis waits 5 s by default before a diskless full sync, to
+        // gather replicas; Shoal starts at once. Compare the transfer.
+        all.extend(["--repl-diskless-sync-delay", "0"]);
+        start_redis(&all)
+    }
+}
+
+fn replication(rounds: usize, requests: usize, keys: usize) {
+    let no_log = ["--appendonly", "no"];
+    println!("\nReplication, without persistence, one replica per primary:\n");
+    let (shoal, redis) = (
+        start_shoal(&no_log),
+        start_redis(&["--appendonly", "no", "--repl-diskless-sync-delay", "0"]),
+    );
+    let (shoal_r, redis_r) = (replica_for(&shoal, &no_log), replica_for(&redis, &no_log));
+    catch_up(&shoal, &shoal_r);
+    catch_up(&redis, &redis_r);
+    println!("SET on the primary:\n");
+    throughput_table(&shoal, &redis, &["set"], &[1, 16], rounds, requests);
+    // Lag: a last pipelined burst, then the time until the replica has it.
+    println!("\nReplica lag once a burst of {requests} pipelined SETs stops, milliseconds:\n");
+    println!("| shoal | redis |");
+    println!("|---:|---:|");
+    let mut lags = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, (p, r)) in [(&shoal, &shoal_r), (&redis, &redis_r)]
+            .into_iter()
+            .enumerate()
+        {
+            bench(p.port, "set", 16, requests);
+            lags[i].push(catch_up(p, r).as_secs_f64() * 1000.0);
+        }
+    }
+    let [a, b] = lags;
+    println!("| {:.1} | {:.1} |", median(a), median(b));
+    println!("\nGET served by the replica:\n");
+    throughput_table(&shoal_r, &redis_r, &["get"], &[1, 16], rounds, requests);
+    drop((shoal_r, redis_r));
+
+    println!("\nFull sync of {keys} keys to a new replica, seconds from its start to caught up:\n");
+    println!("| shoal | redis | shoal/redis (lower is faster) |");
+    println!("|---:|---:|---:|");
+    let mut secs = Vec::new();
+    for p in [&shoal, &redis] {
+        load_keys(p.port, keys);
+        let t = Instant::now();
+        let r = replica_for(p, &no_log);
+        catch_up(p, &r);
+        secs.push(t.elapsed().as_secs_f64());
+        let dbsize = |port: u16| {
+            let out = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "DBSIZE"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        assert_eq!(
+            dbsize(r.port),
+            dbsize(p.port),
+            "{} replica holds every key",
+            p.name
+        );
+    }
+    println!(
+        "| {:.2} | {:.2} | {:.2} |",
+        secs[0],
+        secs[1],
+        secs[0] / secs[1]
+    );
 }
 
 fn structures(rounds: usize, requests: usize) {

@@ -108,6 +108,12 @@ pub static DIRECTIVES: &[Directive] = &[
     d("replica-serve-stale-data", Kind::Bool, "yes", true),
     d("min-replicas-to-write", Kind::Int { min: 0, max: i32::MAX as i64 }, "0", true),
     d("min-replicas-max-lag", Kind::Int { min: 0, max: i32::MAX as i64 }, "10", true),
+    // Seconds without a byte (replica side) or an ACK (primary side) after
+    // which a replication link is dropped; the primary writes a PING into
+    // the stream every repl-ping-replica-period seconds so an idle link is
+    // not mistaken for a dead one.
+    d("repl-timeout", Kind::Int { min: 1, max: i32::MAX as i64 }, "60", true),
+    d("repl-ping-replica-period", Kind::Int { min: 1, max: i32::MAX as i64 }, "10", true),
     // A replica in an application's pod that forwards writes to its primary.
     d("sidecar", Kind::Bool, "no", false),
     // How long a sidecar read waits for the connection's own last write to

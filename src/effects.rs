@@ -141,6 +141,24 @@ pub enum NoContinue {
 /// continue instead of syncing in full.
 pub const STATE_RECORD: &[u8] = b"SHOAL-REPLSTATE";
 
+/// A state record's payload: `SHOAL-REPLSTATE replid offset db` (db -1
+/// when none is selected).
+pub fn state_record(id: &Identity, db: Option<usize>) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(96);
+    let mut b1 = itoa::Buffer::new();
+    let mut b2 = itoa::Buffer::new();
+    encode_command::<&[u8]>(
+        &mut rec,
+        &[
+            STATE_RECORD,
+            id.replid.as_bytes(),
+            b1.format(id.offset).as_bytes(),
+            b2.format(db.map_or(-1, |d| d as i64)).as_bytes(),
+        ],
+    );
+    rec
+}
+
 /// A ring buffer over the tail of the stream.
 struct Backlog {
     buf: Vec<u8>,
@@ -345,20 +363,11 @@ impl EffectStream {
     /// data, so that what follows in the log is known to continue here.
     fn mark_state(inner: &mut Inner) {
         if let Some((pending, _)) = &mut inner.aof {
-            let mut rec = Vec::with_capacity(96);
-            let mut b1 = itoa::Buffer::new();
-            let mut b2 = itoa::Buffer::new();
-            let db = inner.selected_db.map_or(-1, |d| d as i64);
-            encode_command::<&[u8]>(
-                &mut rec,
-                &[
-                    STATE_RECORD,
-                    inner.replid.as_bytes(),
-                    b1.format(inner.offset).as_bytes(),
-                    b2.format(db).as_bytes(),
-                ],
-            );
-            aof::frame(pending, &rec);
+            let id = Identity {
+                replid: inner.replid.clone(),
+                offset: inner.offset,
+            };
+            aof::frame(pending, &state_record(&id, inner.selected_db));
         }
     }
 
@@ -406,15 +415,15 @@ impl EffectStream {
         Self::mark_state(&mut g);
     }
 
-    /// After a full sync: the data now is the primary's at `id`; the stream
-    /// continues from there (its next bytes start with a SELECT).
-    pub fn adopt(&self, id: Identity) {
+    /// After a full sync: the data now is the primary's at `id`, and its
+    /// stream continues from there in database `db`.
+    pub fn adopt(&self, id: Identity, db: Option<usize>) {
         let mut g = self.inner.lock();
         g.replid = id.replid;
         g.offset = id.offset;
         g.replid2 = NO_REPLID.to_string();
         g.second_offset = -1;
-        g.selected_db = None;
+        g.selected_db = db;
         if let Some(b) = &mut g.backlog {
             *b = Backlog::new(b.buf.len());
         }
@@ -434,19 +443,20 @@ impl EffectStream {
 
     /// Starts feeding a replica from the current point (a full sync's
     /// instant S: the caller holds every slot lock). Returns where the
-    /// replica's copy stands. The next effect starts with a SELECT, as the
-    /// replica's copy has no database selected.
-    pub fn attach_at_now(&self, tap: Arc<Tap>) -> Identity {
+    /// replica's copy stands and the database the stream is in there,
+    /// which the replica must start in (the stream says SELECT only when
+    /// the database changes).
+    pub fn attach_at_now(&self, tap: Arc<Tap>) -> (Identity, Option<usize>) {
         let mut g = self.inner.lock();
         if g.backlog.is_none() {
             g.backlog = Some(Backlog::new(g.backlog_size));
         }
-        g.selected_db = None;
         g.taps.push(tap);
-        Identity {
+        let id = Identity {
             replid: g.replid.clone(),
             offset: g.offset,
-        }
+        };
+        (id, g.selected_db)
     }
 
     /// Starts feeding a replica that holds history `replid` up to `offset`
@@ -522,14 +532,14 @@ impl EffectStream {
     pub fn rotate_log(&self, next: std::path::PathBuf) {
         let mut g = self.inner.lock();
         let offset = g.offset;
-        // The new file must not depend on the old one's last SELECT.
-        g.selected_db = None;
         if let Some((pending, end)) = &mut g.aof {
             let before = std::mem::take(pending);
             *end = offset;
             debug_assert!(g.rotation.is_none(), "one rewrite at a time");
             g.rotation = Some((before, offset, next));
-            // The new file starts by saying where the stream stands.
+            // The new file starts by saying where the stream stands, its
+            // database included: a replica's stream bytes carry a SELECT
+            // only where its primary's did.
             Self::mark_state(&mut g);
             self.pending.notify_one();
         }

@@ -9,6 +9,7 @@
 //! - [`effects`]: the ordered stream of write effects (replication offset,
 //!   backlog) that the append-only log and replicas consume.
 //! - [`persistence`]: on-disk and DUMP formats.
+//! - [`replication`]: PSYNC on both sides, replicas, sidecars.
 //! - [`server`]: listeners, connections, the cron, clients, INFO.
 //! - [`config`]: the directive table, config file and command line.
 

@@ -490,7 +490,12 @@ impl<'a> Ctx<'a> {
     /// hooks on effects (WATCH, blocked clients, notifications) run either
     /// way.
     fn recording(&self) -> bool {
+        // On a replica only its primary's stream changes what the stream
+        // carries; a writable replica's (`replica-read-only no`) own writes
+        // stay local, as in Redis, and are not logged. Loading (the log at
+        // start-up, a full sync's snapshot) records as a primary does.
         !self.client.from_primary
+            && (!self.server.replication.is_replica() || self.server.loading.load(Relaxed))
     }
 
     /// Inside EXEC, the first effect is preceded by `MULTI`, so that the log

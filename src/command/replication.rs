@@ -120,6 +120,13 @@ fn wait(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.int(now as i64);
         return Ok(());
     }
+    // Replicas acknowledge once a second unless asked: ask now. The
+    // question travels in the stream, after the writes it is about.
+    if !ctx.server.replication.replicas.lock().is_empty() {
+        ctx.server
+            .effects
+            .append_global(&[b"REPLCONF", b"GETACK", b"*"]);
+    }
     ctx.action = Some(Action::Wait {
         offset: target,
         replicas: numreplicas.max(0) as usize,

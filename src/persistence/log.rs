@@ -169,8 +169,12 @@ impl LogState {
         }
     }
 
+    /// Records how far the log is durable. Only the writer calls this, in
+    /// stream order; the stream's offset may move back (a replica's full
+    /// sync adopts its primary's offsets), so this is the latest, not the
+    /// largest.
     fn advance(&self, durable: u64) {
-        self.durable.fetch_max(durable, Relaxed);
+        self.durable.store(durable, Relaxed);
         self.synced.notify_waiters();
     }
 }
@@ -236,7 +240,9 @@ impl LogFile {
             self.unwritten.extend_from_slice(&taken.bytes);
             self.spare = taken.bytes;
         }
-        self.unwritten_end = self.unwritten_end.max(taken.end);
+        // Batches come in stream order: the last one's end is where the
+        // stream is (offsets can jump when a replica adopts its primary's).
+        self.unwritten_end = taken.end;
         if !self.unwritten.is_empty() {
             if let Err(e) = self.file.write_all(&self.unwritten) {
                 state.fail("writing", &e);

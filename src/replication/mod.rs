@@ -19,7 +19,7 @@
 //!    │        (flush, load while -LOADING)           streamed from memory
 //!    │ ◀════ effect stream from S (or offset+1) ═══  copied into this
 //!    │ ════▶ REPLCONF ACK <offset>                   replica's tap
-//!    │        (after each batch applied, and every second)
+//!    │        (every second, and at once for a GETACK in the stream)
 //! ```
 //!
 //! Invariants:
@@ -165,6 +165,8 @@ pub struct Replication {
     /// Woken whenever the replica applied a batch of its primary's stream
     /// (a sidecar's reads wait on it for their connection's writes).
     pub applied: Notify,
+    /// Unix ms of the last PING written into the stream for replicas.
+    last_ping_ms: AtomicI64,
     /// Sidecar mode (`sidecar yes`): writes are forwarded to the primary.
     pub sidecar: bool,
     /// A first sync has completed since start-up; a sidecar answers
@@ -190,6 +192,7 @@ impl Replication {
             full_sync: tokio::sync::Semaphore::new(1),
             apply: parking_lot::RwLock::new(()),
             applied: Notify::new(),
+            last_ping_ms: AtomicI64::new(0),
             sidecar,
             ready: AtomicBool::new(false),
         }
@@ -243,6 +246,20 @@ impl Replication {
             .filter(|r| r.state.load(Ordering::Relaxed) == 2)
             .filter(|r| r.ack_offset.load(Ordering::Relaxed) >= offset)
             .count()
+    }
+
+    /// Whether a primary with replicas should ping them now (every
+    /// `period_secs`).
+    pub fn ping_due(&self, now: i64, period_secs: i64) -> bool {
+        if self.is_replica() || self.replicas.lock().is_empty() {
+            return false;
+        }
+        let last = self.last_ping_ms.load(Ordering::Relaxed);
+        if now - last < period_secs * 1000 {
+            return false;
+        }
+        self.last_ping_ms.store(now, Ordering::Relaxed);
+        true
     }
 
     /// The cron's refresh of `good_replicas`: online replicas heard from

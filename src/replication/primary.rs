@@ -102,6 +102,8 @@ pub async fn serve(
             None => full_sync(&server, &mut wr, &tap, &entry).await?,
         }
         entry.state.store(2, Relaxed);
+        // Its silence is counted from now, not from before a long sync.
+        entry.ack_ms.store(now_ms(), Relaxed);
         let handle = client.handle.clone();
         feed(
             &server, &handle, &mut rd, &mut wr, &mut rbuf, &tap, &entry, limit,
@@ -141,7 +143,7 @@ async fn full_sync(
     entry.state.store(1, Relaxed);
     let started = Instant::now();
     let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
-    let (at_tx, at_rx) = tokio::sync::oneshot::channel::<Identity>();
+    let (at_tx, at_rx) = tokio::sync::oneshot::channel::<(Identity, Option<usize>)>();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
     let (s, t) = (server.clone(), tap.clone());
     std::thread::Builder::new()
@@ -164,7 +166,7 @@ async fn full_sync(
             let _ = done_tx.send(r);
         })
         .map_err(std::io::Error::other)?;
-    let at = at_rx.await.map_err(std::io::Error::other)?;
+    let (at, db) = at_rx.await.map_err(std::io::Error::other)?;
     let mark = crate::effects::random_replid();
     tracing::info!(
         "Starting full sync with replica {}:{}: snapshot at offset {}",
@@ -180,7 +182,12 @@ async fn full_sync(
         wr.write_all(&chunk).await?;
     }
     done_rx.await.map_err(std::io::Error::other)??;
-    wr.write_all(mark.as_bytes()).await?;
+    // Last, where the stream stands at S, database included: the replica's
+    // first stream bytes may rely on it.
+    let mut tail = Vec::new();
+    crate::persistence::aof::frame(&mut tail, &crate::effects::state_record(&at, db));
+    tail.extend_from_slice(mark.as_bytes());
+    wr.write_all(&tail).await?;
     server.replication.sync_full.fetch_add(1, Relaxed);
     tracing::info!(
         "Synchronization with replica {}:{} succeeded: {sent} bytes in {:.3} seconds",
@@ -237,23 +244,36 @@ async fn feed(
     let mut stop = server.shutdown.subscribe();
     let mut spare = Vec::new();
     let mut over_soft_since: Option<Instant> = None;
+    // The tap wakes us only when it goes from empty to non-empty, so after
+    // a write it is looked at again before waiting.
+    let mut wait = true;
     loop {
-        tokio::select! {
-            _ = tap.ready.notified() => {}
-            r = rd.read_buf(rbuf) => match r {
-                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => take_acks(server, rbuf, entry)?,
-                Err(e) => return Err(e),
-            },
-            _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
-            _ = crate::server::stopped(&mut stop) => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        if wait {
+            tokio::select! {
+                _ = tap.ready.notified() => {}
+                r = rd.read_buf(rbuf) => match r {
+                    Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                    Ok(_) => take_acks(server, rbuf, entry)?,
+                    Err(e) => return Err(e),
+                },
+                _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
+                _ = crate::server::stopped(&mut stop) => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
         if handle.killed.load(Relaxed) {
             return Err(std::io::Error::other("killed"));
         }
         if tap.overflowed.load(Relaxed) {
             return Err(overflow(entry));
+        }
+        // Replicas acknowledge every second; one silent for repl-timeout
+        // is gone.
+        let quiet = server.config.read().int("repl-timeout") * 1000;
+        if now_ms() - entry.ack_ms.load(Relaxed) > quiet {
+            return Err(std::io::Error::other(
+                "timeout: no ACK for repl-timeout seconds",
+            ));
         }
         let bytes = tap.take(std::mem::take(&mut spare));
         let pending = bytes.len() as u64;
@@ -266,6 +286,7 @@ async fn feed(
             over_soft_since = None;
         }
         handle.output_mem.store(bytes.len(), Relaxed);
+        wait = bytes.is_empty();
         if !bytes.is_empty() {
             // A replica that stopped reading blocks this write; its tap
             // passing the hard limit must still end the link.
@@ -282,6 +303,11 @@ async fn feed(
                             return Err(overflow(entry));
                         }
                     }
+                    r = rd.read_buf(rbuf) => match r {
+                        Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                        Ok(_) => take_acks(server, rbuf, entry)?,
+                        Err(e) => return Err(e),
+                    },
                     _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
                     _ = crate::server::stopped(&mut stop) => return Ok(()),
                 }

@@ -13,8 +13,9 @@
 //! re-recorded, expired keys are acted on as they are, nothing is evicted);
 //! then the bytes, exactly as received, are appended to this node's effect
 //! stream, which carries them on to its log, its backlog and its own
-//! replicas. An acknowledgement goes back after every batch, so WAIT on the
-//! primary returns as soon as the bytes are applied.
+//! replicas. An acknowledgement goes back every second, and right after
+//! the batch holding a `REPLCONF GETACK` (which the primary puts in the
+//! stream for WAIT), so WAIT returns as soon as the writes are applied.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::{LinkState, PrimaryAddr};
-use crate::effects::{encode_command, Identity};
+use crate::effects::{encode_command, Identity, STATE_RECORD};
 use crate::persistence::aof;
 use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
 use crate::server::client::Client;
@@ -38,6 +39,8 @@ pub enum LinkError {
     Io(#[from] std::io::Error),
     #[error("timed out connecting to the primary")]
     ConnectTimeout,
+    #[error("nothing from the primary for repl-timeout seconds")]
+    Timeout,
     #[error("the primary replied {0:?} to {1}")]
     Refused(String, &'static str),
     #[error("the primary's stream is malformed: {0}")]
@@ -213,8 +216,8 @@ async fn link(server: &Arc<Server>, addr: &PrimaryAddr) -> Result<(), LinkError>
             );
             r.set_link(LinkState::Sync);
             let loading = Loading::start(server);
-            load_snapshot(server, &mut rd).await?;
-            server.effects.adopt(at);
+            let db = load_snapshot(server, &mut rd).await?;
+            server.effects.adopt(at, db);
             drop(loading);
         }
         ["+CONTINUE"] => {}
@@ -274,8 +277,10 @@ fn primary_client(server: &Server) -> Client {
 /// Receives a full sync's snapshot and loads it in place of this node's
 /// data. Its records are written like a client's writes, so this node's
 /// own log holds the new data set; a crash half-way leaves a log whose
-/// identity was forgotten first (a fresh full sync follows).
-async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<(), LinkError> {
+/// identity was forgotten first (a fresh full sync follows). Returns the
+/// database the primary's stream is in at the snapshot's instant (its
+/// closing state record says).
+async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<Option<usize>, LinkError> {
     // Our own replicas' copies are about to be of nothing we hold.
     server.effects.detach_all();
     server.effects.forget_history();
@@ -303,10 +308,11 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<(), Link
         )?;
         let r = &server.replication;
         r.sync_read_bytes.store(0, Relaxed);
+        let mut stream_db = None;
         loop {
             if rd.buf.len() >= mark.len() && rd.buf[..mark.len()] == mark[..] {
                 let _ = rd.buf.split_to(mark.len());
-                return Ok(());
+                return Ok(stream_db);
             }
             match aof::first_record(&rd.buf).map_err(LinkError::Protocol)? {
                 Some(n) => {
@@ -316,7 +322,12 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<(), Link
                     while let Some(argv) = parse_request(&mut payload, LIMITS)
                         .map_err(|e| LinkError::Protocol(e.to_string()))?
                     {
-                        if !argv.is_empty() {
+                        if argv.first().is_some_and(|a| a.as_ref() == STATE_RECORD) {
+                            stream_db = argv
+                                .get(3)
+                                .and_then(|d| crate::protocol::request::parse_i64(d))
+                                .and_then(|d| usize::try_from(d).ok());
+                        } else if !argv.is_empty() {
                             replay(server, &mut loader, &mut out, &argv)?;
                         }
                     }
@@ -374,18 +385,25 @@ async fn follow(
     let mut out = ReplyBuf::new(Protocol::Resp2);
     async {
         let mut raw: Vec<u8> = Vec::new();
-        let mut acked = u64::MAX;
+        // Acknowledged once a second, and at once when the primary asks
+        // (REPLCONF GETACK, which it sends for WAIT): an ACK per write
+        // would cost the primary a read per write.
+        let mut ack_due = true;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut need_more = false;
         loop {
             // Bytes already buffered (after the snapshot, or a CONTINUE)
             // are applied before waiting for more.
             if rd.buf.is_empty() || need_more {
+                let quiet = Duration::from_secs(server.config.read().int("repl-timeout") as u64);
+                let since = now_ms() - server.replication.last_io_ms.load(Relaxed);
+                if since > quiet.as_millis() as i64 {
+                    // The primary pings every repl-ping-replica-period.
+                    return Err(LinkError::Timeout);
+                }
                 tokio::select! {
                     r = rd.fill(server) => r?,
-                    _ = tick.tick() => {
-                        acked = u64::MAX;
-                    }
+                    _ = tick.tick() => ack_due = true,
                     _ = client.handle.kill.notified() => {}
                 }
             }
@@ -410,7 +428,9 @@ async fn follow(
                 // The change and its bytes in our stream, as one step (see
                 // `Replication::apply`).
                 let _applying = server.replication.apply.read();
-                if !argv.is_empty() && !is_getack(&argv) {
+                if is_getack(&argv) {
+                    ack_due = true;
+                } else if !argv.is_empty() {
                     replay(server, &mut client, &mut out, &argv)?;
                 }
                 offset = server.effects.append_raw(bytes, client.db);
@@ -419,10 +439,10 @@ async fn follow(
             if used > 0 {
                 server.replication.applied.notify_waiters();
             }
-            if offset != acked {
+            if ack_due {
                 let off = offset.to_string();
                 send(wr, &[b"REPLCONF", b"ACK", off.as_bytes()]).await?;
-                acked = offset;
+                ack_due = false;
             }
         }
     }

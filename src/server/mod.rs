@@ -656,8 +656,19 @@ async fn cron(server: Arc<Server>) {
             let _ = tokio::task::spawn_blocking(move || expire::active_cycle(&s, budget)).await;
         }
         close_idle_clients(&server, now);
-        let max_lag = server.config.read().int("min-replicas-max-lag");
+        let (max_lag, ping_every) = {
+            let cfg = server.config.read();
+            (
+                cfg.int("min-replicas-max-lag"),
+                cfg.int("repl-ping-replica-period"),
+            )
+        };
         server.replication.refresh_good(max_lag, now);
+        if server.replication.ping_due(now, ping_every) {
+            // In the stream, as Redis does: it takes offset, and keeps an
+            // idle link from looking dead to the replicas' repl-timeout.
+            server.effects.append_global(&[b"PING"]);
+        }
         let (perc, min) = {
             let cfg = server.config.read();
             (

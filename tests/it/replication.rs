@@ -69,6 +69,15 @@ fn caught_up(primary: &TestNode, replica: &TestNode) {
     });
 }
 
+/// Waits until a node's log holds everything its stream has.
+fn log_synced(node: &TestNode) {
+    let mut r = node.raw();
+    eventually("the log is synced", || {
+        let i = info(&mut r, "all");
+        info_field(&i, "aof_fsync_offset") == info_field(&i, "master_repl_offset")
+    });
+}
+
 /// A write load over every data type from one client, until `stop`.
 fn write_load(node: &TestNode, seed: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     let port = node.port;
@@ -122,7 +131,14 @@ fn replicas_and_a_chained_replica_hold_the_same_data_under_a_mixed_load() {
     // These full syncs happen while the load runs.
     let second = replica_of(&primary, &[]);
     let chained = replica_of(&first, &[]);
-    caught_up(&primary, &first);
+    // Under way while the load runs: every link up (the chained replica's
+    // needs its primary's first).
+    for r in [&second, &chained] {
+        let mut c = r.raw();
+        eventually("linked", || {
+            info_field(&info(&mut c, "replication"), "master_link_status") == "up"
+        });
+    }
     stop.store(true, Ordering::Relaxed);
     let writes: u64 = loads
         .into_iter()
@@ -198,6 +214,9 @@ fn a_restarted_replica_continues_with_a_partial_resync() {
     let mut replica = replica_of(&primary, &[]);
     caught_up(&primary, &replica);
     assert_eq!(stat(&mut p, "sync_full"), 1);
+    // What the replica holds must be in its log before the crash; a copy
+    // whose log does not yet say where it stands syncs in full again.
+    log_synced(&replica);
     replica.crash();
     for i in 0..100 {
         int(&mut p, &["INCR", &format!("k{i}")]);
@@ -228,6 +247,7 @@ fn a_replica_behind_the_backlog_gets_a_full_sync() {
     let mut replica = replica_of(&primary, &[]);
     ok(&mut p, &["SET", "a", "1"]);
     caught_up(&primary, &replica);
+    log_synced(&replica);
     replica.crash();
     let value = "x".repeat(1000);
     for i in 0..100 {
@@ -351,6 +371,20 @@ fn a_replica_without_its_primary_serves_stale_data_unless_told_not_to() {
         "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
     );
     assert!(info(&mut r, "replication").contains("master_link_down_since_seconds"));
+    // A writable replica keeps its own writes local: its stream (and so
+    // its offset) stays its primary's.
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "replica-serve-stale-data", "yes"],
+    );
+    ok(&mut r, &["CONFIG", "SET", "replica-read-only", "no"]);
+    let offset = info_field(&info(&mut r, "replication"), "master_repl_offset");
+    ok(&mut r, &["SET", "local", "only"]);
+    assert_eq!(bulk(&mut r, &["GET", "local"]).as_deref(), Some("only"));
+    assert_eq!(
+        info_field(&info(&mut r, "replication"), "master_repl_offset"),
+        offset
+    );
     // Promotion makes it a writable primary with the data it had.
     ok(&mut r, &["REPLICAOF", "NO", "ONE"]);
     assert_eq!(bulk(&mut r, &["GET", "k"]).as_deref(), Some("v"));
@@ -480,4 +514,48 @@ fn a_sidecar_answers_loading_until_its_first_sync() {
         .unwrap();
     assert!(!alone.status.success());
     assert!(String::from_utf8_lossy(&alone.stderr).contains("sidecar yes needs replicaof"));
+}
+
+#[test]
+fn replicas_start_in_the_database_the_stream_is_in() {
+    // The stream says SELECT only when the database changes: a replica
+    // that starts in the middle of it (a full sync from a replica, a
+    // restart after its log was rewritten) must know where it is.
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    let mut first = replica_of(&primary, &[]);
+    ok(&mut p, &["SELECT", "3"]);
+    ok(&mut p, &["SET", "a", "1"]);
+    caught_up(&primary, &first);
+    let chained = replica_of(&first, &[]);
+    caught_up(&first, &chained);
+    ok(&mut p, &["SET", "b", "2"]);
+    caught_up(&primary, &first);
+    caught_up(&first, &chained);
+    let mut c = chained.raw();
+    ok(&mut c, &["SELECT", "3"]);
+    assert_eq!(bulk(&mut c, &["GET", "b"]).as_deref(), Some("2"));
+
+    let mut f = first.raw();
+    assert_eq!(
+        f.call(&["BGREWRITEAOF"]),
+        Frame::Simple("Background append only file rewriting started".into())
+    );
+    eventually("the rewrite finished", || {
+        info_field(&info(&mut f, "persistence"), "aof_rewrite_in_progress") == "0"
+    });
+    ok(&mut p, &["SET", "c", "3"]);
+    caught_up(&primary, &first);
+    log_synced(&first);
+    first.crash();
+    ok(&mut p, &["SET", "d", "4"]);
+    first.restart(&[]).unwrap();
+    caught_up(&primary, &first);
+    let mut f = first.raw();
+    assert_eq!(stat(&mut p, "sync_full"), 1, "the restart continued");
+    ok(&mut f, &["SELECT", "3"]);
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
+        assert_eq!(bulk(&mut f, &["GET", k]).as_deref(), Some(v), "{k}");
+    }
+    assert_eq!(digest(&mut f), digest(&mut p));
 }
