@@ -251,11 +251,7 @@ async fn feed(
         if wait {
             tokio::select! {
                 _ = tap.ready.notified() => {}
-                r = rd.read_buf(rbuf) => match r {
-                    Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                    Ok(_) => take_acks(server, rbuf, entry)?,
-                    Err(e) => return Err(e),
-                },
+                r = rd.read_buf(rbuf) => take_acks(server, r, rbuf, entry)?,
                 _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
                 _ = crate::server::stopped(&mut stop) => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -303,11 +299,7 @@ async fn feed(
                             return Err(overflow(entry));
                         }
                     }
-                    r = rd.read_buf(rbuf) => match r {
-                        Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                        Ok(_) => take_acks(server, rbuf, entry)?,
-                        Err(e) => return Err(e),
-                    },
+                    r = rd.read_buf(rbuf) => take_acks(server, r, rbuf, entry)?,
                     _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
                     _ = crate::server::stopped(&mut stop) => return Ok(()),
                 }
@@ -327,8 +319,17 @@ fn overflow(entry: &ReplicaEntry) -> std::io::Error {
     std::io::Error::other("output buffer limit reached")
 }
 
-/// Reads `REPLCONF ACK <offset>` from the replica.
-fn take_acks(server: &Server, rbuf: &mut BytesMut, entry: &ReplicaEntry) -> std::io::Result<()> {
+/// Takes `REPLCONF ACK <offset>` from what a read from the replica
+/// brought (`read`: its result; 0 bytes is the replica gone).
+fn take_acks(
+    server: &Server,
+    read: std::io::Result<usize>,
+    rbuf: &mut BytesMut,
+    entry: &ReplicaEntry,
+) -> std::io::Result<()> {
+    if read? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     let limits = RequestLimits {
         max_bulk_len: 1 << 20,
     };
