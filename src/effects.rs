@@ -493,6 +493,11 @@ impl EffectStream {
         Ok((g.replid.clone(), missing))
     }
 
+    /// Whether any replica is being fed.
+    pub fn feeds_replicas(&self) -> bool {
+        !self.inner.lock().taps.is_empty()
+    }
+
     /// Stops feeding a replica.
     pub fn detach(&self, tap: &Arc<Tap>) {
         self.inner.lock().taps.retain(|t| !Arc::ptr_eq(t, tap));

@@ -485,6 +485,17 @@ impl<'a> Ctx<'a> {
         self.after_effect(None, argv, end);
     }
 
+    /// Passes a command on to replicas that changes no key (PUBLISH, so
+    /// that subscribers on replicas hear it, as in Redis). Only while some
+    /// replica is fed: it would otherwise only fill the log.
+    pub fn propagate(&self, argv: &[&[u8]]) {
+        if self.recording() && self.server.effects.feeds_replicas() {
+            self.before_effect();
+            let end = self.server.effects.append_global(argv);
+            self.client.last_effect.set(end);
+        }
+    }
+
     /// Whether effects go to the stream: not when applying a primary's
     /// stream, whose own bytes are appended instead (`replication`). The
     /// hooks on effects (WATCH, blocked clients, notifications) run either

@@ -172,6 +172,7 @@ fn publish(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         .server
         .pubsub
         .publish(Space::Channel, &argv[1], &argv[2], ctx.now_ms);
+    ctx.propagate(&[b"PUBLISH", &argv[1], &argv[2]]);
     ctx.out.int(n as i64);
     Ok(())
 }
@@ -181,6 +182,7 @@ fn spublish(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         .server
         .pubsub
         .publish(Space::Shard, &argv[1], &argv[2], ctx.now_ms);
+    ctx.propagate(&[b"SPUBLISH", &argv[1], &argv[2]]);
     ctx.out.int(n as i64);
     Ok(())
 }

@@ -7,7 +7,8 @@
 //!                    │         last write? ── yes ─▶ answer locally
 //!                    │               │ no: wait up to sidecar-read-wait-ms,
 //!                    │               └──── still behind: ask the primary
-//!                    │ write (or MULTI … EXEC/DISCARD, WATCH) ──▶ primary,
+//!                    │ write (or MULTI … EXEC/DISCARD, WATCH, WAIT,
+//!                    │        PUBLISH) ──▶ primary,
 //!                    │        on this connection's own upstream link,
 //!                    │        pipelined with REPLCONF WRITE-OFFSET
 //!                    ◀──────── the primary's reply, byte for byte
@@ -63,7 +64,10 @@ pub fn route(client: &mut Client, spec: &Spec) -> Route {
             client.sidecar_in_multi = false;
             Route::Primary
         }
-        "watch" | "unwatch" => Route::Primary,
+        // WATCH guards, and WAIT counts, the connection's writes, which
+        // are on the primary; a message published there reaches every
+        // subscriber, this sidecar's through the stream.
+        "watch" | "unwatch" | "wait" | "publish" | "spublish" => Route::Primary,
         _ if client.sidecar_in_multi || spec.is_write() => Route::Primary,
         _ => Route::Local,
     }

@@ -474,6 +474,33 @@ fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
     caught_up(&primary, &sidecar);
     assert_eq!(digest(&mut s), digest(&mut p));
 
+    // WAIT counts this connection's writes on the primary: the sidecar
+    // itself is the replica that has them.
+    assert_eq!(int(&mut s, &["WAIT", "1", "0"]), 1);
+    // A message published through the sidecar reaches subscribers on the
+    // primary and on the sidecar.
+    let mut sub_here = sidecar.raw();
+    let mut sub_there = primary.raw();
+    for sub in [&mut sub_here, &mut sub_there] {
+        sub.cmd(&["SUBSCRIBE", "news"]);
+        sub.read2();
+    }
+    assert_eq!(
+        int(&mut s, &["PUBLISH", "news", "hello"]),
+        1,
+        "one subscriber on the primary"
+    );
+    for sub in [&mut sub_here, &mut sub_there] {
+        assert_eq!(
+            sub.read2(),
+            Frame::Array(vec![
+                Frame::bulk("message"),
+                Frame::bulk("news"),
+                Frame::bulk("hello")
+            ])
+        );
+    }
+
     // RESP3 replies pass through as the primary writes them.
     let mut s3 = sidecar.raw();
     s3.cmd(&["HELLO", "3"]);
