@@ -250,7 +250,11 @@ async fn feed(
     loop {
         if wait {
             tokio::select! {
-                _ = tap.ready.notified() => {}
+                _ = tap.ready.notified() => {
+                    // Let the connections on this thread that are ready
+                    // run first: their writes go out in the same send.
+                    tokio::task::yield_now().await;
+                }
                 r = rd.read_buf(rbuf) => take_acks(server, r, rbuf, entry)?,
                 _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
                 _ = crate::server::stopped(&mut stop) => return Ok(()),
