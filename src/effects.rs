@@ -37,7 +37,8 @@ use crate::persistence::aof;
 
 pub struct EffectStream {
     inner: Mutex<Inner>,
-    /// Wakes the append-only log writer when records are pending.
+    /// Wakes the append-only log writer for a file switch (a rewrite);
+    /// records it collects on its own timer.
     pending: Condvar,
 }
 
@@ -62,10 +63,8 @@ struct Inner {
     /// A switch of log file at offset S (a rewrite began): the records
     /// before S, S, and the file that records from S on go to.
     rotation: Option<(Vec<u8>, u64, std::path::PathBuf)>,
-    /// Wake the writer on every first pending record (appendfsync always,
-    /// where replies wait for it); otherwise it comes round on its own
-    /// short timer, and a write costs no cross-thread wake-up.
-    wake_writer: bool,
+    /// When the pending log records started to gather (the oldest one).
+    pending_since: Option<std::time::Instant>,
     /// Replicas being fed: every appended byte is copied to each.
     taps: Vec<Arc<Tap>>,
 }
@@ -273,7 +272,7 @@ impl EffectStream {
                 scratch: Vec::with_capacity(256),
                 aof: None,
                 rotation: None,
-                wake_writer: false,
+                pending_since: None,
                 taps: Vec::new(),
             }),
             pending: Condvar::new(),
@@ -342,8 +341,11 @@ impl EffectStream {
             let was_empty = pending.is_empty();
             aof::frame(pending, bytes);
             *end = inner.offset;
-            if was_empty && inner.wake_writer {
-                self.pending.notify_one();
+            // The writer comes round on its own short timer, so a write
+            // costs no wake-up of another thread (with appendfsync always
+            // the I/O threads sync themselves, see `persistence::log`).
+            if was_empty {
+                inner.pending_since = Some(std::time::Instant::now());
             }
         }
     }
@@ -523,12 +525,9 @@ impl EffectStream {
         }
     }
 
-    /// Whether appends wake the log writer at once (see `Inner::wake_writer`).
-    pub fn set_writer_wakeups(&self, on: bool) {
-        self.inner.lock().wake_writer = on;
-        if on {
-            self.pending.notify_one();
-        }
+    /// How long the oldest pending log record has waited, if any.
+    pub fn pending_age(&self) -> Option<Duration> {
+        self.inner.lock().pending_since.map(|t| t.elapsed())
     }
 
     /// Marks the instant S at which the log moves to `next`: what is pending
@@ -580,7 +579,9 @@ impl EffectStream {
                 rotate_to: Some(next),
             };
         }
-        match &mut g.aof {
+        let inner = &mut *g;
+        inner.pending_since = None;
+        match &mut inner.aof {
             Some((pending, end)) => {
                 let mut spare = spare;
                 spare.clear();

@@ -9,10 +9,14 @@
 //!                                             durable offset ──▶ waiting replies
 //! ```
 //!
-//! - `always`: after every write the writer fsyncs and advances the durable
-//!   offset; a connection whose last effect lies beyond it holds its replies
-//!   until it moves. Everything that arrived during one fsync goes out with
-//!   the next one (group commit), so concurrent writers share syncs.
+//! - `always`: a connection whose last effect lies beyond the durable
+//!   offset holds its replies until it moves. The write and fsync happen on
+//!   the first I/O thread to go idle (tokio's park hook, where Redis syncs
+//!   before its event loop sleeps): every connection that was ready has run,
+//!   so one fsync covers all their writes (group commit) and the replies
+//!   need no round trip through another thread. The writer thread takes
+//!   over records that waited a millisecond (a thread too busy to go idle,
+//!   an effect from outside a connection).
 //! - `everysec`: written within 10 ms (the writer's round; a write costs no
 //!   wake-up of another thread), synced once a second: at most about a
 //!   second of acknowledged writes can be lost on power loss, 10 ms on a
@@ -71,6 +75,9 @@ pub struct LogState {
     pub durable: AtomicU64,
     /// Woken whenever `durable` advances or the writer stops.
     pub synced: tokio::sync::Notify,
+    /// Connections waiting for `durable` (appendfsync always), on any I/O
+    /// thread: the first thread to go idle syncs for all of them.
+    waiting: std::sync::atomic::AtomicUsize,
     failing: AtomicBool,
     error: Mutex<String>,
     /// Bytes in the current log file.
@@ -103,6 +110,7 @@ impl LogState {
             policy: AtomicU8::new(policy as u8),
             durable: AtomicU64::new(0),
             synced: tokio::sync::Notify::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             failing: AtomicBool::new(false),
             error: Mutex::new(String::new()),
             size: AtomicU64::new(0),
@@ -306,16 +314,82 @@ impl LogFile {
     }
 }
 
+/// Counts a connection as waiting for its writes to be durable for as long
+/// as it lives (however the wait ends).
+pub struct Waiting<'a>(&'a LogState);
+
+impl<'a> Waiting<'a> {
+    pub fn start(state: &'a LogState) -> Waiting<'a> {
+        state.waiting.fetch_add(1, Relaxed);
+        Waiting(state)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Relaxed);
+    }
+}
+
+/// `appendfsync always`, on an I/O thread about to sleep: every connection
+/// on it has run, so the writes they wait for are all pending; writing and
+/// syncing them here, as Redis does before its event loop sleeps, answers
+/// them without a round trip through the writer thread.
+pub fn sync_before_park(effects: &EffectStream, state: &LogState) {
+    if !state.enabled
+        || state.waiting.load(Relaxed) == 0
+        || state.policy() != FsyncPolicy::Always
+        || state.stop.load(Relaxed)
+        // A failing disk is retried by the writer, once a second.
+        || state.failing.load(Relaxed)
+    {
+        return;
+    }
+    // Another thread syncing takes what is pending now, ours included, and
+    // wakes every waiter; one whose write came later wakes, finds it not yet
+    // durable, and this thread comes here again.
+    let Some(mut g) = state.file.try_lock() else {
+        return;
+    };
+    if let Some(f) = g.as_mut() {
+        // A failure is recorded in `state`; the writer thread retries.
+        f.round(effects, state, false);
+    }
+}
+
+/// Whether the oldest pending record has waited `limit`; waits out the
+/// rest of `limit` first if it is younger.
+fn behind_by(effects: &EffectStream, limit: Duration) -> bool {
+    match effects.pending_age() {
+        None => false,
+        Some(age) if age >= limit => true,
+        Some(age) => {
+            std::thread::sleep(limit - age);
+            effects.pending_age().is_some_and(|a| a >= limit)
+        }
+    }
+}
+
 /// Runs the writer until [`LogState::request_stop`]; returns after a final
 /// write and sync.
 pub fn run_writer(effects: &EffectStream, state: Arc<LogState>) {
     loop {
         let stopping = state.stop.load(Relaxed);
         let policy = state.policy();
-        effects.set_writer_wakeups(policy == FsyncPolicy::Always);
         if !stopping {
             // Wait without holding the file: a connection may sync meanwhile.
-            effects.wait_for_log(Duration::from_millis(10));
+            effects.wait_for_log(Duration::from_millis(if policy == FsyncPolicy::Always {
+                1
+            } else {
+                10
+            }));
+            // With appendfsync always the I/O threads sync as they go idle
+            // (`sync_before_park`): a fresh group is theirs. This thread
+            // takes over what has waited a millisecond (a thread too busy
+            // to go idle, a write from outside a connection).
+            if policy == FsyncPolicy::Always && !behind_by(effects, Duration::from_millis(1)) {
+                continue;
+            }
         }
         let (ok, idle) = {
             let mut g = state.file.lock();

@@ -322,6 +322,8 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
 }
 
 async fn wait_durable(server: &Server, target: u64) {
+    // Counted out however the wait ends (the connection may be dropped).
+    let _counted = crate::persistence::log::Waiting::start(&server.log);
     loop {
         let synced = server.log.synced.notified();
         tokio::pin!(synced);

@@ -589,8 +589,12 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
 /// One I/O thread: a single-threaded runtime serving the connections it
 /// accepts until shutdown, then giving them a moment to finish.
 fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
+    let s = server.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Once every ready connection has run (Redis's beforeSleep): with
+        // appendfsync always, sync their writes here, in one go.
+        .on_thread_park(move || crate::persistence::log::sync_before_park(&s.effects, &s.log))
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
