@@ -512,7 +512,8 @@ async fn execute(
             return None;
         }
     };
-    if server.replication.sidecar {
+    // A sidecar promoted (REPLICAOF NO ONE) is a primary like any other.
+    if server.replication.sidecar && server.replication.is_replica() {
         use crate::replication::sidecar::{self, Route};
         let to_primary = match sidecar::route(client, spec) {
             Route::Primary => true,
