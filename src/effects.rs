@@ -21,7 +21,8 @@
 //! - The replication offset is the number of bytes ever appended. The backlog
 //!   keeps the last `repl-backlog-size` bytes of the stream for partial resync.
 //! - As in Redis, the backlog exists only once something may need history
-//!   (the first replica; see [`EffectStream::activate_backlog`]). Until then an
+//!   (the first replica, or a restart that read the stream's identity back
+//!   from the log; see [`EffectStream::activate_backlog`]). Until then an
 //!   effect only advances the offset, by exactly the bytes it would have
 //!   taken, so offsets are the same whether or not history is kept.
 //! - A `SELECT` is emitted whenever the next effect is for another database
@@ -140,21 +141,34 @@ pub enum NoContinue {
 /// continue instead of syncing in full.
 pub const STATE_RECORD: &[u8] = b"SHOAL-REPLSTATE";
 
-/// A state record's payload: `SHOAL-REPLSTATE replid offset db` (db -1
-/// when none is selected).
-pub fn state_record(id: &Identity, db: Option<usize>) -> Vec<u8> {
-    let mut rec = Vec::with_capacity(96);
-    let mut b1 = itoa::Buffer::new();
-    let mut b2 = itoa::Buffer::new();
-    encode_command::<&[u8]>(
-        &mut rec,
-        &[
-            STATE_RECORD,
-            id.replid.as_bytes(),
-            b1.format(id.offset).as_bytes(),
-            b2.format(db.map_or(-1, |d| d as i64)).as_bytes(),
-        ],
+/// The history a stream continued before its current one (a promotion):
+/// Redis's replid2, valid up to `second_offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastHistory {
+    pub replid2: String,
+    pub second_offset: i64,
+}
+
+/// A state record's payload: `SHOAL-REPLSTATE replid offset db [replid2
+/// second_offset]` (db -1 when none is selected).
+pub fn state_record(id: &Identity, db: Option<usize>, past: Option<&PastHistory>) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(160);
+    let (mut b1, mut b2, mut b3) = (
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
     );
+    let mut argv: Vec<&[u8]> = vec![
+        STATE_RECORD,
+        id.replid.as_bytes(),
+        b1.format(id.offset).as_bytes(),
+        b2.format(db.map_or(-1, |d| d as i64)).as_bytes(),
+    ];
+    if let Some(p) = past {
+        argv.push(p.replid2.as_bytes());
+        argv.push(b3.format(p.second_offset).as_bytes());
+    }
+    encode_command(&mut rec, &argv);
     rec
 }
 
@@ -369,7 +383,14 @@ impl EffectStream {
                 replid: inner.replid.clone(),
                 offset: inner.offset,
             };
-            aof::frame(pending, &state_record(&id, inner.selected_db));
+            let past = (inner.second_offset >= 0).then(|| PastHistory {
+                replid2: inner.replid2.clone(),
+                second_offset: inner.second_offset,
+            });
+            aof::frame(
+                pending,
+                &state_record(&id, inner.selected_db, past.as_ref()),
+            );
         }
     }
 
@@ -393,11 +414,15 @@ impl EffectStream {
     }
 
     /// Sets where the stream stands, as read back from the log at start-up.
-    pub fn restore_identity(&self, id: Identity, db: Option<usize>) {
+    pub fn restore_identity(&self, id: Identity, db: Option<usize>, past: Option<PastHistory>) {
         let mut g = self.inner.lock();
         g.replid = id.replid;
         g.offset = id.offset;
         g.selected_db = db;
+        if let Some(p) = past {
+            g.replid2 = p.replid2;
+            g.second_offset = p.second_offset;
+        }
     }
 
     /// Starts a new history: this node's data stops being a copy of

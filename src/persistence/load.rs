@@ -14,7 +14,7 @@ use bytes::BytesMut;
 
 use super::aof::{scan, AofDir, Manifest, Scan};
 use crate::command;
-use crate::effects::{Identity, STATE_RECORD};
+use crate::effects::{Identity, PastHistory, STATE_RECORD};
 use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
 use crate::server::client::Client;
 use crate::server::{now_ms, Server};
@@ -27,13 +27,14 @@ pub struct LoadReport {
     /// Where the effect stream stood at the end of the log, from its last
     /// state record and the stream bytes after it (see
     /// `effects::STATE_RECORD`); `None` for a log without one.
-    pub stream: Option<(Identity, Option<usize>)>,
+    pub stream: Option<(Identity, Option<usize>, Option<PastHistory>)>,
 }
 
 /// Follows the stream's position through the log while replaying it.
 #[derive(Default)]
 struct StreamPosition {
     at: Option<Identity>,
+    past: Option<PastHistory>,
     /// The offset just before the open transaction's MULTI: a log that ends
     /// inside a transaction drops it, and the position goes back there.
     before_multi: Option<u64>,
@@ -71,7 +72,7 @@ pub fn load(server: &Server, dir: &AofDir, manifest: &Manifest) -> Result<LoadRe
         at.offset = before;
     }
     if let (Ok(r), Some(at)) = (&mut result, pos.at) {
-        r.stream = Some((at, Some(client.db)));
+        r.stream = Some((at, Some(client.db), pos.past.take()));
     }
     if let Some(m) = client.multi.take() {
         // The log ends inside a transaction (a crash while recording it):
@@ -125,6 +126,15 @@ fn replay_all(
                         replid: field(1)?.to_string(),
                         offset,
                     });
+                    pos.past = match (argv.get(4), argv.get(5)) {
+                        (Some(_), Some(_)) => Some(PastHistory {
+                            replid2: field(4)?.to_string(),
+                            second_offset: field(5)?
+                                .parse()
+                                .map_err(|e: std::num::ParseIntError| e.to_string())?,
+                        }),
+                        _ => None,
+                    };
                     pos.before_multi = None;
                     if db >= 0 {
                         client.db = db as usize;

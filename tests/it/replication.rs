@@ -281,6 +281,17 @@ fn a_promoted_replica_keeps_the_others_on_a_partial_resync() {
     assert_eq!(info_field(&fi, "role"), "master");
     assert_eq!(info_field(&fi, "master_replid2"), old_id);
     assert_ne!(info_field(&fi, "master_replid"), old_id);
+    // The second id survives a restart of the promoted node (its log says
+    // so); with an empty backlog after the restart, the other replica
+    // continues from exactly where the promotion happened.
+    log_synced(&first);
+    let mut first = first;
+    first.restart(&["--replicaof", "no", "one"]).unwrap();
+    let mut f = first.raw();
+    assert_eq!(
+        info_field(&info(&mut f, "replication"), "master_replid2"),
+        old_id
+    );
     int(&mut f, &["RPUSH", "list", "after the promotion"]);
 
     let mut s = second.raw();
