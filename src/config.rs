@@ -94,10 +94,10 @@ pub static DIRECTIVES: &[Directive] = &[
     d("zset-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
     d("auto-aof-rewrite-percentage", Kind::Int { min: 0, max: i32::MAX as i64 }, "100", true),
     d("auto-aof-rewrite-min-size", Kind::Memory { min: 0, max: i64::MAX }, "67108864", true),
-    // Automatic snapshot schedules are not built: only "no schedule" is
-    // accepted, so asking for one fails at start-up instead of silently
-    // not saving. SAVE and BGSAVE work.
-    d("save", Kind::Enum(&[""]), "", false),
+    // Automatic snapshots: "<seconds> <changes>" pairs, any of which
+    // triggers a BGSAVE; "" for none (the log is on by default). Several
+    // `save` lines in a file add up, as in redis.conf.
+    d("save", Kind::Checked(canonical_save), "", true),
     // SAVE/BGSAVE's file in `dir`: Shoal's own record format, not RDB.
     d("dbfilename", Kind::Str, "dump.shoal", false),
     // Replication. `replicaof` is changed at run time by REPLICAOF.
@@ -120,6 +120,40 @@ pub static DIRECTIVES: &[Directive] = &[
     // arrive before it is sent to the primary instead.
     d("sidecar-read-wait-ms", Kind::Int { min: 0, max: i32::MAX as i64 }, "1000", true),
 ];
+
+/// `save`: pairs of positive seconds and changes, or "" for none.
+fn canonical_save(v: &str) -> Option<String> {
+    let w: Vec<&str> = v.split_whitespace().collect();
+    if w.len() == 1 && (w[0] == "\"\"" || w[0].is_empty()) {
+        return Some(String::new());
+    }
+    if !w.len().is_multiple_of(2) {
+        return None;
+    }
+    let nums: Option<Vec<i64>> = w
+        .iter()
+        .map(|x| x.parse().ok().filter(|n| *n > 0))
+        .collect();
+    Some(
+        nums?
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// The `save` rules: (seconds, changes) pairs.
+pub fn save_rules(v: &str) -> Vec<(i64, u64)> {
+    let n: Vec<i64> = v
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    n.chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0], c[1] as u64))
+        .collect()
+}
 
 /// `replicaof host port`, or `no one` (and "") for none.
 fn canonical_replicaof(v: &str) -> Option<String> {
@@ -294,6 +328,8 @@ impl Config {
     }
 
     fn load_text(&mut self, text: &str) -> Result<(), StartupError> {
+        // The first `save` line replaces the default, later ones add rules.
+        let mut save_seen = false;
         for (i, line) in text.lines().enumerate() {
             let trimmed = line.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -313,6 +349,12 @@ impl Config {
                 .collect();
             let d = directive(&words[0]).ok_or_else(|| fail(ConfigError::BadDirective))?;
             let v = normalise(d, &words[1..]).map_err(fail)?;
+            if d.name == "save" && save_seen && !v.is_empty() {
+                let both = format!("{} {v}", self.get("save"));
+                self.values.insert(d.name, both.trim().to_string());
+                continue;
+            }
+            save_seen |= d.name == "save";
             self.values.insert(d.name, v);
         }
         Ok(())

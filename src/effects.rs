@@ -53,6 +53,8 @@ struct Inner {
     second_offset: i64,
     /// Total bytes ever appended: the replication offset.
     offset: u64,
+    /// Effects ever appended (Redis's `dirty`, for `save` rules).
+    changes: u64,
     selected_db: Option<usize>,
     /// `repl-backlog-size`, applied when the backlog is (re)created.
     backlog_size: usize,
@@ -280,6 +282,7 @@ impl EffectStream {
                 replid2: NO_REPLID.to_string(),
                 second_offset: -1,
                 offset: 0,
+                changes: 0,
                 selected_db: None,
                 backlog_size,
                 backlog: None,
@@ -313,6 +316,7 @@ impl EffectStream {
     fn append_any<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A]) -> u64 {
         let mut g = self.inner.lock();
         let inner = &mut *g;
+        inner.changes += 1;
         let select = match db {
             Some(db) if inner.selected_db != Some(db) => {
                 inner.selected_db = Some(db);
@@ -371,6 +375,7 @@ impl EffectStream {
         let mut g = self.inner.lock();
         let inner = &mut *g;
         inner.selected_db = Some(db);
+        inner.changes += 1;
         self.push(inner, bytes);
         inner.offset
     }
@@ -392,6 +397,11 @@ impl EffectStream {
                 &state_record(&id, inner.selected_db, past.as_ref()),
             );
         }
+    }
+
+    /// Effects appended since start-up (what `save` rules count).
+    pub fn changes(&self) -> u64 {
+        self.inner.lock().changes
     }
 
     /// The database the stream's last effect was in, if it says.

@@ -135,12 +135,23 @@ fn save(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 }
 
 fn bgsave(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    if argv.len() > 1 {
-        return Err(CommandError::Syntax);
-    }
+    use crate::persistence::save::{self, Scheduled};
+    let schedule = match argv.get(1) {
+        None => false,
+        Some(a) if argv.len() == 2 && a.eq_ignore_ascii_case(b"schedule") => true,
+        Some(_) => return Err(CommandError::Syntax),
+    };
     let server = owned(ctx)?;
-    crate::persistence::save::bgsave(&server).map_err(|e| CommandError::err(e.to_string()))?;
-    ctx.out.simple("Background saving started");
+    let err = |e: save::SaveError| CommandError::err(e.to_string());
+    if !schedule {
+        save::bgsave(&server).map_err(err)?;
+        ctx.out.simple("Background saving started");
+        return Ok(());
+    }
+    match save::bgsave_schedule(&server).map_err(err)? {
+        Scheduled::Started => ctx.out.simple("Background saving started"),
+        Scheduled::Later => ctx.out.simple("Background saving scheduled"),
+    }
     Ok(())
 }
 

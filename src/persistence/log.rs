@@ -94,6 +94,8 @@ pub struct LogState {
     /// Any snapshot (rewrite or save) running: only one at a time.
     pub snapshot_busy: AtomicBool,
     pub saving: AtomicBool,
+    /// BGSAVE SCHEDULE came while a rewrite ran: save once it is done.
+    pub save_scheduled: AtomicBool,
     pub last_save_ok: AtomicBool,
     pub rewrites: AtomicU64,
     pub last_rewrite_ok: AtomicBool,
@@ -122,6 +124,7 @@ impl LogState {
             rewriting: AtomicBool::new(false),
             snapshot_busy: AtomicBool::new(false),
             saving: AtomicBool::new(false),
+            save_scheduled: AtomicBool::new(false),
             last_save_ok: AtomicBool::new(true),
             rewrites: AtomicU64::new(0),
             last_rewrite_ok: AtomicBool::new(true),

@@ -6,6 +6,11 @@
 //! `dbfilename.tmp`, synced, then renamed, so the file is always whole.
 //! Copy it anywhere; a node started with `--dir` on a directory holding it
 //! (and no log yet) starts from it, seeding its log with it as the base.
+//!
+//! The cron takes a snapshot by itself when a `save` rule is met (that many
+//! changes, counted as effects, and that long since the last save), and
+//! runs a BGSAVE SCHEDULE'd during a rewrite once the rewrite is done: the
+//! keyspace captures one snapshot at a time.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,6 +27,59 @@ pub enum SaveError {
     RewriteInProgress,
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// What BGSAVE SCHEDULE did.
+pub enum Scheduled {
+    Started,
+    /// A rewrite runs: the save starts once it is done (the cron checks).
+    Later,
+}
+
+/// BGSAVE SCHEDULE: now if nothing else snapshots, else after the rewrite.
+pub fn bgsave_schedule(server: &Arc<Server>) -> Result<Scheduled, SaveError> {
+    match bgsave(server) {
+        Err(SaveError::RewriteInProgress) => {
+            server.log.save_scheduled.store(true, Relaxed);
+            Ok(Scheduled::Later)
+        }
+        r => r.map(|_| Scheduled::Started),
+    }
+}
+
+/// The cron's part: a scheduled BGSAVE once nothing else snapshots, and
+/// the `save` rules (`seconds changes` pairs: that many changes and that
+/// long since the last save). After a failed save, as in Redis, the next
+/// try waits 5 seconds.
+pub fn cron(server: &Arc<Server>, rules: &[(i64, u64)], now_ms: i64) {
+    let log = &server.log;
+    if log.saving.load(Relaxed) || log.snapshot_busy.load(Relaxed) || server.loading.load(Relaxed) {
+        return;
+    }
+    if log.save_scheduled.swap(false, Relaxed) {
+        if bgsave(server).is_err() {
+            log.save_scheduled.store(true, Relaxed);
+        }
+        return;
+    }
+    let changes = server
+        .effects
+        .changes()
+        .saturating_sub(server.saved_changes.load(Relaxed));
+    let since = now_ms / 1000 - server.last_save.load(Relaxed);
+    let retry_ok =
+        log.last_save_ok.load(Relaxed) || now_ms - server.last_save_try.load(Relaxed) >= 5000;
+    if let Some((secs, n)) = rules
+        .iter()
+        .find(|(secs, n)| changes >= *n && since >= *secs)
+    {
+        if retry_ok {
+            tracing::info!("{n} changes in {secs} seconds. Saving...");
+            if let Err(e) = bgsave(server) {
+                tracing::warn!("Background saving could not start: {e}");
+            }
+        }
+    }
 }
 
 pub fn snapshot_path(server: &Server) -> PathBuf {
@@ -46,18 +104,23 @@ fn run(server: &Server) -> Result<u64, SaveError> {
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let result = write_snapshot(server, &tmp, || {}).and_then(|size| {
-        std::fs::rename(&tmp, &path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(size)
-    });
+    // The changes the snapshot holds: counted at its instant.
+    let mut covered = 0;
+    let result =
+        write_snapshot(server, &tmp, || covered = server.effects.changes()).and_then(|size| {
+            std::fs::rename(&tmp, &path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(size)
+        });
     let log = &server.log;
     log.last_save_ok.store(result.is_ok(), Relaxed);
     if result.is_ok() {
         server.last_save.store(now_ms() / 1000, Relaxed);
+        server.saved_changes.store(covered, Relaxed);
     }
+    server.last_save_try.store(now_ms(), Relaxed);
     log.saving.store(false, Relaxed);
     log.snapshot_busy.store(false, Relaxed);
     Ok(result?)

@@ -143,12 +143,16 @@ fn section(server: &Server, name: &str, o: &mut String) {
             let failure = log.failure();
             let _ = write!(
                 o,
-                "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
+                "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\n\
                  rdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\n\
                  aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\n\
                  aof_rewrites:{}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\n\
                  aof_current_size:{}\r\naof_base_size:{}\r\naof_fsync_offset:{}\r\n",
                 server.loading.load(Relaxed) as u8,
+                server
+                    .effects
+                    .changes()
+                    .saturating_sub(server.saved_changes.load(Relaxed)),
                 log.saving.load(Relaxed) as u8,
                 server.last_save.load(Relaxed),
                 if log.last_save_ok.load(Relaxed) { "ok" } else { "err" },

@@ -212,6 +212,10 @@ pub struct Server {
     pub run_id: String,
     pub replication: crate::replication::Replication,
     pub last_save: AtomicI64,
+    /// `EffectStream::changes` at the instant of the last good save.
+    pub saved_changes: AtomicU64,
+    /// Unix ms of the last save attempt, good or not.
+    pub last_save_try: AtomicI64,
     /// The port actually bound (differs from `port` when that is 0).
     pub tcp_port: std::sync::atomic::AtomicU16,
     pub expire_cycles_capped: AtomicU64,
@@ -282,6 +286,8 @@ impl Server {
                 sidecar,
             ),
             last_save: AtomicI64::new(now_ms() / 1000),
+            saved_changes: AtomicU64::new(0),
+            last_save_try: AtomicI64::new(0),
             tcp_port: std::sync::atomic::AtomicU16::new(0),
             expire_cycles_capped: AtomicU64::new(0),
             io_threads: std::sync::atomic::AtomicUsize::new(1),
@@ -538,6 +544,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         );
         server.loading.store(false, Relaxed);
     }
+    // What was loaded counts as saved: `save` rules count changes from here.
+    server
+        .saved_changes
+        .store(server.effects.changes(), Relaxed);
     // As Redis does, "ready" is said once the data is loaded; clients that
     // connected earlier were told -LOADING.
     for (_, l) in &listeners {
@@ -684,6 +694,8 @@ async fn cron(server: Arc<Server>) {
             )
         };
         crate::persistence::rewrite::maybe_auto(&server, perc, min);
+        let rules = crate::config::save_rules(server.config.read().get("save"));
+        crate::persistence::save::cron(&server, &rules, now);
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::support::{eventually, Frame, Raw, TestNode, BIN};
-use crate::{bulk, info_field, int, ok};
+use crate::{bulk, err, info_field, int, ok};
 
 fn digest(r: &mut Raw) -> String {
     match r.call(&["DEBUG", "DIGEST"]) {
@@ -734,4 +734,82 @@ fn a_million_keys_come_back_exactly() {
     let mut r = node.raw();
     r.stream.set_read_timeout(slow).unwrap();
     assert_eq!(digest(&mut r), before);
+}
+
+#[test]
+fn save_rules_snapshot_by_themselves() {
+    // redis.conf's shape: several `save` lines add up (the command line's
+    // directives are read as lines after the file's).
+    let node = TestNode::start_with(&["--save", "3600 1", "--save", "1 3"]);
+    let mut r = node.raw();
+    assert_eq!(
+        r.call(&["CONFIG", "GET", "save"]),
+        Frame::Array(vec![Frame::bulk("save"), Frame::bulk("3600 1 1 3")])
+    );
+    let persistence = |r: &mut Raw| bulk(r, &["INFO", "persistence"]).unwrap();
+    ok(&mut r, &["SET", "a", "1"]);
+    ok(&mut r, &["SET", "b", "2"]);
+    assert_eq!(
+        info_field(&persistence(&mut r), "rdb_changes_since_last_save"),
+        "2"
+    );
+    let snapshot = node.data_dir().join("dump.shoal");
+    assert!(!snapshot.exists(), "two changes are not three");
+    ok(&mut r, &["SET", "c", "3"]);
+    eventually("the rule saved", || {
+        let p = persistence(&mut r);
+        info_field(&p, "rdb_changes_since_last_save") == "0"
+            && info_field(&p, "rdb_bgsave_in_progress") == "0"
+    });
+    assert!(snapshot.exists());
+    assert_eq!(
+        info_field(&persistence(&mut r), "rdb_last_bgsave_status"),
+        "ok"
+    );
+
+    // CONFIG SET replaces the rules; "" removes them.
+    ok(&mut r, &["CONFIG", "SET", "save", ""]);
+    assert_eq!(
+        err(&mut r, &["CONFIG", "SET", "save", "10"]),
+        "ERR CONFIG SET failed (possibly related to argument 'save') - argument is not valid"
+    );
+}
+
+#[test]
+fn bgsave_schedule_waits_for_a_rewrite() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let mut con = node.conn();
+    let mut pipe = redis::pipe();
+    for i in 0..200_000 {
+        pipe.cmd("SET").arg(format!("key:{i}")).arg(i).ignore();
+    }
+    let _: () = pipe.query(&mut con).unwrap();
+    assert_eq!(
+        r.call(&["BGREWRITEAOF"]),
+        Frame::Simple("Background append only file rewriting started".into())
+    );
+    // Usually still rewriting; either way the save happens.
+    match r.call(&["BGSAVE", "SCHEDULE"]) {
+        Frame::Simple(s) => assert!(
+            s == "Background saving scheduled" || s == "Background saving started",
+            "{s}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err(&mut r, &["BGSAVE", "LATER"]), "ERR syntax error");
+    let snapshot = node.data_dir().join("dump.shoal");
+    eventually("the scheduled save ran", || {
+        let p = bulk(&mut r, &["INFO", "persistence"]).unwrap();
+        snapshot.exists()
+            && info_field(&p, "rdb_bgsave_in_progress") == "0"
+            && info_field(&p, "aof_rewrite_in_progress") == "0"
+    });
+    assert_eq!(
+        info_field(
+            &bulk(&mut r, &["INFO", "persistence"]).unwrap(),
+            "rdb_changes_since_last_save"
+        ),
+        "0"
+    );
 }
