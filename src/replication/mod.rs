@@ -106,13 +106,17 @@ impl PrimaryAddr {
     }
 }
 
+/// Where an attached replica stands (INFO's `state=`).
+pub const WAIT_SYNC: u8 = 0;
+pub const SENDING_SNAPSHOT: u8 = 1;
+pub const ONLINE: u8 = 2;
+
 /// A replica attached to this node, as INFO, ROLE and WAIT see it.
 pub struct ReplicaEntry {
-    pub client_id: u64,
     pub ip: String,
     /// The port it serves clients on (REPLCONF listening-port).
     pub port: u16,
-    /// 0: waiting for its full sync, 1: receiving it, 2: online.
+    /// [`WAIT_SYNC`], [`SENDING_SNAPSHOT`] or [`ONLINE`].
     pub state: AtomicU8,
     pub ack_offset: AtomicU64,
     /// Unix ms of its last ACK.
@@ -122,8 +126,8 @@ pub struct ReplicaEntry {
 impl ReplicaEntry {
     pub fn state_word(&self) -> &'static str {
         match self.state.load(Ordering::Relaxed) {
-            0 => "wait_bgsave",
-            1 => "send_bulk",
+            WAIT_SYNC => "wait_bgsave",
+            SENDING_SNAPSHOT => "send_bulk",
             _ => "online",
         }
     }
@@ -243,7 +247,7 @@ impl Replication {
         self.replicas
             .lock()
             .iter()
-            .filter(|r| r.state.load(Ordering::Relaxed) == 2)
+            .filter(|r| r.state.load(Ordering::Relaxed) == ONLINE)
             .filter(|r| r.ack_offset.load(Ordering::Relaxed) >= offset)
             .count()
     }
@@ -269,7 +273,7 @@ impl Replication {
             .replicas
             .lock()
             .iter()
-            .filter(|r| r.state.load(Ordering::Relaxed) == 2)
+            .filter(|r| r.state.load(Ordering::Relaxed) == ONLINE)
             .filter(|r| now - r.ack_ms.load(Ordering::Relaxed) <= max_lag_secs * 1000)
             .count();
         self.good_replicas.store(n, Ordering::Relaxed);

@@ -58,10 +58,9 @@ pub async fn serve(
     .unwrap_or(DEFAULT_REPLICA_LIMIT);
     let tap = Tap::new(limit.hard as usize);
     let entry = Arc::new(ReplicaEntry {
-        client_id: client.id,
         ip: client.handle.addr.ip().to_string(),
         port: client.replica_port,
-        state: Default::default(),
+        state: super::WAIT_SYNC.into(),
         ack_offset: Default::default(),
         ack_ms: now_ms().into(),
     });
@@ -101,7 +100,7 @@ pub async fn serve(
             }
             None => full_sync(&server, &mut wr, &tap, &entry).await?,
         }
-        entry.state.store(2, Relaxed);
+        entry.state.store(super::ONLINE, Relaxed);
         // Its silence is counted from now, not from before a long sync.
         entry.ack_ms.store(now_ms(), Relaxed);
         let handle = client.handle.clone();
@@ -140,7 +139,7 @@ async fn full_sync(
     while server.log.snapshot_busy.swap(true, Relaxed) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    entry.state.store(1, Relaxed);
+    entry.state.store(super::SENDING_SNAPSHOT, Relaxed);
     let started = Instant::now();
     let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
     let (at_tx, at_rx) = tokio::sync::oneshot::channel::<(Identity, Option<usize>)>();

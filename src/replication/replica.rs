@@ -305,7 +305,7 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<Option<u
             &mut loader,
             &mut out,
             &[Bytes::from_static(b"FLUSHALL")],
-        )?;
+        );
         let r = &server.replication;
         r.sync_read_bytes.store(0, Relaxed);
         let mut stream_db = None;
@@ -328,7 +328,7 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<Option<u
                                 .and_then(|d| crate::protocol::request::parse_i64(d))
                                 .and_then(|d| usize::try_from(d).ok());
                         } else if !argv.is_empty() {
-                            replay(server, &mut loader, &mut out, &argv)?;
+                            replay(server, &mut loader, &mut out, &argv);
                         }
                     }
                 }
@@ -353,21 +353,15 @@ const LIMITS: RequestLimits = RequestLimits {
     max_bulk_len: i64::MAX,
 };
 
-fn replay(
-    server: &Server,
-    client: &mut Client,
-    out: &mut ReplyBuf,
-    argv: &[Bytes],
-) -> Result<(), LinkError> {
+/// Runs one command of the primary's. Its failing here means the copies
+/// differ: said loudly, as Redis does, and the stream goes on.
+fn replay(server: &Server, client: &mut Client, out: &mut ReplyBuf, argv: &[Bytes]) {
     if let Err(e) = crate::command::replay(server, client, out, argv) {
-        // The primary's own effects failing here means the copies differ;
-        // say so loudly, as Redis does, and go on.
         tracing::warn!(
             "== CRITICAL == a command from the primary failed on this replica: {} ({e})",
             String::from_utf8_lossy(&argv[0])
         );
     }
-    Ok(())
 }
 
 /// Applies the stream until the link breaks.
@@ -431,7 +425,7 @@ async fn follow(
                 if is_getack(&argv) {
                     ack_due = true;
                 } else if !argv.is_empty() {
-                    replay(server, &mut client, &mut out, &argv)?;
+                    replay(server, &mut client, &mut out, &argv);
                 }
                 offset = server.effects.append_raw(bytes, client.db);
             }
