@@ -41,6 +41,7 @@ use bytes::Bytes;
 
 pub use args::Args;
 
+use crate::effects::EffectStream;
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{key_hash_slot, Collection, Expiry, Lookup, Node, SlotId, SlotTable};
 use crate::protocol::ReplyBuf;
@@ -458,30 +459,19 @@ impl<'a> Ctx<'a> {
 
     /// Records the command itself as its effect (for deterministic commands).
     pub fn emit_argv(&self, argv: &[Bytes]) {
-        if !self.recording() {
-            return self.after_effect(Some(self.client.db), argv, 0);
-        }
-        self.before_effect();
-        let end = self.server.effects.append_argv(self.client.db, argv);
-        self.after_effect(Some(self.client.db), argv, end);
+        let db = self.client.db;
+        let end = self.record(|e| e.append_argv(db, argv));
+        self.after_effect(Some(db), argv, end);
     }
 
     pub fn emit_in(&self, db: usize, argv: &[&[u8]]) {
-        if !self.recording() {
-            return self.after_effect(Some(db), argv, 0);
-        }
-        self.before_effect();
-        let end = self.server.effects.append(db, argv);
+        let end = self.record(|e| e.append(db, argv));
         self.after_effect(Some(db), argv, end);
     }
 
     /// Records an effect that belongs to no single database.
     pub fn emit_global(&self, argv: &[&[u8]]) {
-        if !self.recording() {
-            return self.after_effect(None, argv, 0);
-        }
-        self.before_effect();
-        let end = self.server.effects.append_global(argv);
+        let end = self.record(|e| e.append_global(argv));
         self.after_effect(None, argv, end);
     }
 
@@ -489,11 +479,23 @@ impl<'a> Ctx<'a> {
     /// that subscribers on replicas hear it, as in Redis). Only while some
     /// replica is fed: it would otherwise only fill the log.
     pub fn propagate(&self, argv: &[&[u8]]) {
-        if self.recording() && self.server.effects.feeds_replicas() {
-            self.before_effect();
-            let end = self.server.effects.append_global(argv);
-            self.client.last_effect.set(end);
+        if self.server.effects.feeds_replicas() {
+            let end = self.record(|e| e.append_global(argv));
+            if end > 0 {
+                self.client.last_effect.set(end);
+            }
         }
+    }
+
+    /// Appends an effect if this context records (see [`Ctx::recording`]),
+    /// opening the transaction's MULTI first; returns the stream offset
+    /// past it, or 0 when nothing was recorded.
+    fn record(&self, append: impl FnOnce(&EffectStream) -> u64) -> u64 {
+        if !self.recording() {
+            return 0;
+        }
+        self.before_effect();
+        append(&self.server.effects)
     }
 
     /// Whether effects go to the stream: not when applying a primary's
