@@ -151,27 +151,71 @@ pub struct PastHistory {
     pub second_offset: i64,
 }
 
-/// A state record's payload: `SHOAL-REPLSTATE replid offset db [replid2
-/// second_offset]` (db -1 when none is selected).
-pub fn state_record(id: &Identity, db: Option<usize>, past: Option<&PastHistory>) -> Vec<u8> {
-    let mut rec = Vec::with_capacity(160);
-    let (mut b1, mut b2, mut b3) = (
-        itoa::Buffer::new(),
-        itoa::Buffer::new(),
-        itoa::Buffer::new(),
-    );
-    let mut argv: Vec<&[u8]> = vec![
-        STATE_RECORD,
-        id.replid.as_bytes(),
-        b1.format(id.offset).as_bytes(),
-        b2.format(db.map_or(-1, |d| d as i64)).as_bytes(),
-    ];
-    if let Some(p) = past {
-        argv.push(p.replid2.as_bytes());
-        argv.push(b3.format(p.second_offset).as_bytes());
+/// What a state record says: the stream's identity, the database its
+/// next bytes are in, and the history it continued before (if promoted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    pub id: Identity,
+    pub db: Option<usize>,
+    pub past: Option<PastHistory>,
+}
+
+impl StreamState {
+    /// The record's payload: `SHOAL-REPLSTATE replid offset db [replid2
+    /// second_offset]` (db -1 when none is selected).
+    pub fn record(&self) -> Vec<u8> {
+        let mut rec = Vec::with_capacity(160);
+        let (mut b1, mut b2, mut b3) = (
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        );
+        let mut argv: Vec<&[u8]> = vec![
+            STATE_RECORD,
+            self.id.replid.as_bytes(),
+            b1.format(self.id.offset).as_bytes(),
+            b2.format(self.db.map_or(-1, |d| d as i64)).as_bytes(),
+        ];
+        if let Some(p) = &self.past {
+            argv.push(p.replid2.as_bytes());
+            argv.push(b3.format(p.second_offset).as_bytes());
+        }
+        encode_command(&mut rec, &argv);
+        rec
     }
-    encode_command(&mut rec, &argv);
-    rec
+
+    /// Reads a state record back: `None` if `argv` is not one.
+    pub fn parse<A: AsRef<[u8]>>(argv: &[A]) -> Option<Result<StreamState, String>> {
+        if argv.first()?.as_ref() != STATE_RECORD {
+            return None;
+        }
+        let field = |i: usize| {
+            argv.get(i)
+                .and_then(|a| std::str::from_utf8(a.as_ref()).ok())
+                .ok_or_else(|| "a malformed stream state record".to_string())
+        };
+        let int = |i: usize| -> Result<i64, String> {
+            field(i)?
+                .parse()
+                .map_err(|e: std::num::ParseIntError| e.to_string())
+        };
+        Some((|| {
+            Ok(StreamState {
+                id: Identity {
+                    replid: field(1)?.to_string(),
+                    offset: int(2)?.max(0) as u64,
+                },
+                db: usize::try_from(int(3)?).ok(),
+                past: match argv.len() {
+                    6 => Some(PastHistory {
+                        replid2: field(4)?.to_string(),
+                        second_offset: int(5)?,
+                    }),
+                    _ => None,
+                },
+            })
+        })())
+    }
 }
 
 /// A ring buffer over the tail of the stream.
@@ -384,18 +428,18 @@ impl EffectStream {
     /// data, so that what follows in the log is known to continue here.
     fn mark_state(inner: &mut Inner) {
         if let Some((pending, _)) = &mut inner.aof {
-            let id = Identity {
-                replid: inner.replid.clone(),
-                offset: inner.offset,
+            let state = StreamState {
+                id: Identity {
+                    replid: inner.replid.clone(),
+                    offset: inner.offset,
+                },
+                db: inner.selected_db,
+                past: (inner.second_offset >= 0).then(|| PastHistory {
+                    replid2: inner.replid2.clone(),
+                    second_offset: inner.second_offset,
+                }),
             };
-            let past = (inner.second_offset >= 0).then(|| PastHistory {
-                replid2: inner.replid2.clone(),
-                second_offset: inner.second_offset,
-            });
-            aof::frame(
-                pending,
-                &state_record(&id, inner.selected_db, past.as_ref()),
-            );
+            aof::frame(pending, &state.record());
         }
     }
 
@@ -424,12 +468,12 @@ impl EffectStream {
     }
 
     /// Sets where the stream stands, as read back from the log at start-up.
-    pub fn restore_identity(&self, id: Identity, db: Option<usize>, past: Option<PastHistory>) {
+    pub fn restore_identity(&self, state: StreamState) {
         let mut g = self.inner.lock();
-        g.replid = id.replid;
-        g.offset = id.offset;
-        g.selected_db = db;
-        if let Some(p) = past {
+        g.replid = state.id.replid;
+        g.offset = state.id.offset;
+        g.selected_db = state.db;
+        if let Some(p) = state.past {
             g.replid2 = p.replid2;
             g.second_offset = p.second_offset;
         }
@@ -722,6 +766,38 @@ mod tests {
         assert_eq!(with.offset(), without.offset());
         assert!(without.read_from(0).is_none());
         assert!(!without.info().backlog_active);
+    }
+
+    #[test]
+    fn state_records_read_back_what_they_say() {
+        for past in [
+            None,
+            Some(PastHistory {
+                replid2: random_replid(),
+                second_offset: 77,
+            }),
+        ] {
+            let state = StreamState {
+                id: Identity {
+                    replid: random_replid(),
+                    offset: 12345,
+                },
+                db: Some(3),
+                past,
+            };
+            let mut buf = bytes::BytesMut::from(&state.record()[..]);
+            let limits = crate::protocol::RequestLimits {
+                max_bulk_len: 1 << 20,
+            };
+            let argv = crate::protocol::parse_request(&mut buf, limits)
+                .unwrap()
+                .unwrap();
+            assert_eq!(StreamState::parse(&argv), Some(Ok(state)));
+        }
+        let set: [&[u8]; 2] = [b"SET", b"k"];
+        assert_eq!(StreamState::parse(&set), None);
+        let bad: [&[u8]; 4] = [STATE_RECORD, b"id", b"x", b"0"];
+        assert!(matches!(StreamState::parse(&bad), Some(Err(_))));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use bytes::BytesMut;
 
 use super::aof::{scan, AofDir, Manifest, Scan};
 use crate::command;
-use crate::effects::{Identity, PastHistory, STATE_RECORD};
+use crate::effects::StreamState;
 use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
 use crate::server::client::Client;
 use crate::server::{now_ms, Server};
@@ -27,14 +27,14 @@ pub struct LoadReport {
     /// Where the effect stream stood at the end of the log, from its last
     /// state record and the stream bytes after it (see
     /// `effects::STATE_RECORD`); `None` for a log without one.
-    pub stream: Option<(Identity, Option<usize>, Option<PastHistory>)>,
+    pub stream: Option<StreamState>,
 }
 
 /// Follows the stream's position through the log while replaying it.
 #[derive(Default)]
 struct StreamPosition {
-    at: Option<Identity>,
-    past: Option<PastHistory>,
+    /// The last state record, its offset moved on by the bytes after it.
+    at: Option<StreamState>,
     /// The offset just before the open transaction's MULTI: a log that ends
     /// inside a transaction drops it, and the position goes back there.
     before_multi: Option<u64>,
@@ -69,10 +69,12 @@ pub fn load(server: &Server, dir: &AofDir, manifest: &Manifest) -> Result<LoadRe
     let mut pos = StreamPosition::default();
     let mut result = replay_all(server, &mut client, dir, manifest, &mut pos);
     if let (Some(at), Some(before)) = (&mut pos.at, pos.before_multi) {
-        at.offset = before;
+        at.id.offset = before;
     }
-    if let (Ok(r), Some(at)) = (&mut result, pos.at) {
-        r.stream = Some((at, Some(client.db), pos.past.take()));
+    if let (Ok(r), Some(mut at)) = (&mut result, pos.at) {
+        // The database the log's last stream bytes left selected.
+        at.db = Some(client.db);
+        r.stream = Some(at);
     }
     if let Some(m) = client.multi.take() {
         // The log ends inside a transaction (a crash while recording it):
@@ -114,34 +116,16 @@ fn replay_all(
                 if argv.is_empty() {
                     continue;
                 }
-                if argv[0].as_ref() == STATE_RECORD {
-                    let field = |i: usize| {
-                        argv.get(i)
-                            .and_then(|a| std::str::from_utf8(a).ok())
-                            .ok_or_else(|| "a malformed stream state record".to_string())
-                    };
-                    let offset = field(2)?.parse::<u64>().map_err(|e| e.to_string())?;
-                    let db = field(3)?.parse::<i64>().map_err(|e| e.to_string())?;
-                    pos.at = Some(Identity {
-                        replid: field(1)?.to_string(),
-                        offset,
-                    });
-                    pos.past = match (argv.get(4), argv.get(5)) {
-                        (Some(_), Some(_)) => Some(PastHistory {
-                            replid2: field(4)?.to_string(),
-                            second_offset: field(5)?
-                                .parse()
-                                .map_err(|e: std::num::ParseIntError| e.to_string())?,
-                        }),
-                        _ => None,
-                    };
-                    pos.before_multi = None;
-                    if db >= 0 {
-                        client.db = db as usize;
+                if let Some(state) = StreamState::parse(&argv) {
+                    let state = state?;
+                    if let Some(db) = state.db {
+                        client.db = db;
                     }
+                    pos.at = Some(state);
+                    pos.before_multi = None;
                     continue;
                 }
-                if let Some(at) = &mut pos.at {
+                if let Some(StreamState { id: at, .. }) = &mut pos.at {
                     if argv[0].eq_ignore_ascii_case(b"multi") {
                         pos.before_multi = Some(at.offset);
                     } else if argv[0].eq_ignore_ascii_case(b"exec") {

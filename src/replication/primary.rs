@@ -184,7 +184,12 @@ async fn full_sync(
     // Last, where the stream stands at S, database included: the replica's
     // first stream bytes may rely on it.
     let mut tail = Vec::new();
-    crate::persistence::aof::frame(&mut tail, &crate::effects::state_record(&at, db, None));
+    let state = crate::effects::StreamState {
+        id: at,
+        db,
+        past: None,
+    };
+    crate::persistence::aof::frame(&mut tail, &state.record());
     tail.extend_from_slice(mark.as_bytes());
     wr.write_all(&tail).await?;
     server.replication.sync_full.fetch_add(1, Relaxed);

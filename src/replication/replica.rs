@@ -27,7 +27,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::{LinkState, PrimaryAddr};
-use crate::effects::{encode_command, Identity, STATE_RECORD};
+use crate::effects::{encode_command, Identity, StreamState};
 use crate::persistence::aof;
 use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
 use crate::server::client::Client;
@@ -322,11 +322,8 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<Option<u
                     while let Some(argv) = parse_request(&mut payload, LIMITS)
                         .map_err(|e| LinkError::Protocol(e.to_string()))?
                     {
-                        if argv.first().is_some_and(|a| a.as_ref() == STATE_RECORD) {
-                            stream_db = argv
-                                .get(3)
-                                .and_then(|d| crate::protocol::request::parse_i64(d))
-                                .and_then(|d| usize::try_from(d).ok());
+                        if let Some(state) = StreamState::parse(&argv) {
+                            stream_db = state.map_err(LinkError::Protocol)?.db;
                         } else if !argv.is_empty() {
                             replay(server, &mut loader, &mut out, &argv);
                         }

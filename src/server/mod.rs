@@ -495,13 +495,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         };
         // The log says which history the data belongs to and how far: a
         // replica continues from there instead of syncing in full.
-        if let Some((at, db, past)) = report.stream {
+        if let Some(state) = report.stream {
             tracing::info!(
                 "The data continues replication history {} at offset {}",
-                at.replid,
-                at.offset
+                state.id.replid,
+                state.id.offset
             );
-            server.effects.restore_identity(at, db, past);
+            server.effects.restore_identity(state);
             // Replicas of this history may come back: keep what follows
             // from now on, as Redis does after loading its replication id.
             server.effects.activate_backlog();
