@@ -73,6 +73,10 @@ pub mod flags {
     pub const PUBSUB: u32 = 1 << 17;
     /// Shoal's own: allowed to a RESP2 client in subscribed mode.
     pub const SUBSCRIBED_OK: u32 = 1 << 18;
+    /// Shoal's own: on a sidecar, runs on the primary though it writes no
+    /// key (MULTI, WATCH and WAIT concern the connection's writes, which
+    /// are there; a message PUBLISHed there reaches every subscriber).
+    pub const ON_PRIMARY: u32 = 1 << 19;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),

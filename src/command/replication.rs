@@ -20,7 +20,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, NO_KEYS, &[], G, "Configures a server as replica of another, or promotes it to a primary.", replicaof),
     spec("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, NO_KEYS, &[], G, "Sets a Redis server as a replica of another, or promotes it to being a master.", replicaof),
     spec("role", 1, NOSCRIPT | LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the replication role.", role),
-    spec("wait", 3, 0, NO_KEYS, &["connection"], "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", wait),
+    spec("wait", 3, ON_PRIMARY, NO_KEYS, &["connection"], "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", wait),
     spec("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, NO_KEYS, R, G, "An internal command for configuring the replication stream.", replconf),
     spec("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", psync),
     spec("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", sync),

@@ -30,7 +30,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::command::Spec;
+use crate::command::{flags, Spec};
 use crate::effects::encode_command;
 use crate::protocol::ReplyBuf;
 use crate::server::client::Client;
@@ -53,23 +53,19 @@ pub enum Route {
     Primary,
 }
 
-/// Writes, and everything of a transaction, go to the primary.
+/// Writes, commands the table marks `ON_PRIMARY`, and everything between
+/// MULTI and its EXEC or DISCARD go to the primary.
 pub fn route(client: &mut Client, spec: &Spec) -> Route {
+    let in_multi = client.sidecar_in_multi;
     match spec.name {
-        "multi" => {
-            client.sidecar_in_multi = true;
-            Route::Primary
-        }
-        "exec" | "discard" if client.sidecar_in_multi => {
-            client.sidecar_in_multi = false;
-            Route::Primary
-        }
-        // WATCH guards, and WAIT counts, the connection's writes, which
-        // are on the primary; a message published there reaches every
-        // subscriber, this sidecar's through the stream.
-        "watch" | "unwatch" | "wait" | "publish" | "spublish" => Route::Primary,
-        _ if client.sidecar_in_multi || spec.is_write() => Route::Primary,
-        _ => Route::Local,
+        "multi" => client.sidecar_in_multi = true,
+        "exec" | "discard" => client.sidecar_in_multi = false,
+        _ => {}
+    }
+    if in_multi || spec.is_write() || spec.has(flags::ON_PRIMARY) {
+        Route::Primary
+    } else {
+        Route::Local
     }
 }
 
