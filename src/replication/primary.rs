@@ -273,7 +273,7 @@ async fn feed(
         }
         // Replicas acknowledge every second; one silent for repl-timeout
         // is gone.
-        let quiet = server.config.read().int("repl-timeout") * 1000;
+        let quiet = server.tun.repl_timeout_secs.load(Relaxed) * 1000;
         if now_ms() - entry.ack_ms.load(Relaxed) > quiet {
             return Err(std::io::Error::other(
                 "timeout: no ACK for repl-timeout seconds",

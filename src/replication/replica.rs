@@ -386,9 +386,9 @@ async fn follow(
             // Bytes already buffered (after the snapshot, or a CONTINUE)
             // are applied before waiting for more.
             if rd.buf.is_empty() || need_more {
-                let quiet = Duration::from_secs(server.config.read().int("repl-timeout") as u64);
+                let quiet = server.tun.repl_timeout_secs.load(Relaxed) * 1000;
                 let since = now_ms() - server.replication.last_io_ms.load(Relaxed);
-                if since > quiet.as_millis() as i64 {
+                if since > quiet {
                     // The primary pings every repl-ping-replica-period.
                     return Err(LinkError::Timeout);
                 }

@@ -60,6 +60,8 @@ pub struct Tunables {
     /// `{hash,set,zset}-max-listpack-{entries,value}`, in that order.
     pub listpack: [AtomicI64; 6],
     pub min_replicas_to_write: AtomicI64,
+    /// `repl-timeout`, read by the replication links on every batch.
+    pub repl_timeout_secs: AtomicI64,
     pub replica_read_only: AtomicBool,
     pub replica_serve_stale: AtomicBool,
 }
@@ -89,6 +91,7 @@ impl Tunables {
             maxmemory_policy: AtomicI64::new(0),
             maxmemory_samples: AtomicI64::new(5),
             min_replicas_to_write: AtomicI64::new(0),
+            repl_timeout_secs: AtomicI64::new(60),
             replica_read_only: AtomicBool::new(true),
             replica_serve_stale: AtomicBool::new(true),
         };
@@ -104,6 +107,7 @@ impl Tunables {
             "maxmemory",
             "maxmemory-samples",
             "min-replicas-to-write",
+            "repl-timeout",
         ]
         .into_iter()
         .chain(LISTPACK_DIRECTIVES)
@@ -162,6 +166,7 @@ impl Tunables {
             "maxmemory" => &self.maxmemory,
             "maxmemory-samples" => &self.maxmemory_samples,
             "min-replicas-to-write" => &self.min_replicas_to_write,
+            "repl-timeout" => &self.repl_timeout_secs,
             other => match LISTPACK_DIRECTIVES.iter().position(|d| *d == other) {
                 Some(i) => &self.listpack[i],
                 None => return,
