@@ -197,9 +197,10 @@ pub async fn forward(
     Ok(())
 }
 
+/// An integer reply's value (`:123\r\n`).
 fn parse_int_reply(r: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(r.strip_prefix(b":")?).ok()?;
-    text.trim_end().parse().ok()
+    let n = crate::protocol::request::parse_i64(r.strip_prefix(b":")?.strip_suffix(b"\r\n")?)?;
+    u64::try_from(n).ok()
 }
 
 /// Before a local read: waits, up to `sidecar-read-wait-ms`, until the

@@ -58,6 +58,22 @@ pub fn bulk(raw: &mut Raw, args: &[&str]) -> Option<String> {
     }
 }
 
+/// The dataset's DEBUG DIGEST.
+pub fn digest(r: &mut Raw) -> String {
+    match r.call(&["DEBUG", "DIGEST"]) {
+        Frame::Simple(d) => d,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Waits until everything written so far is synced to the log.
+pub fn wait_synced(r: &mut Raw) {
+    support::eventually("log synced", || {
+        let info = bulk(r, &["INFO", "all"]).unwrap();
+        info_field(&info, "aof_fsync_offset") == info_field(&info, "master_repl_offset")
+    });
+}
+
 /// One field of an INFO reply.
 pub fn info_field(info: &str, name: &str) -> String {
     info.lines()

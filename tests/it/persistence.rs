@@ -6,27 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::support::{eventually, Frame, Raw, TestNode, BIN};
-use crate::{bulk, err, info_field, int, ok};
-
-fn digest(r: &mut Raw) -> String {
-    match r.call(&["DEBUG", "DIGEST"]) {
-        Frame::Simple(d) => d,
-        other => panic!("{other:?}"),
-    }
-}
+use crate::{bulk, digest, err, info_field, int, ok, wait_synced};
 
 fn log_file(node: &TestNode) -> std::path::PathBuf {
     node.data_dir()
         .join("appendonlydir")
         .join("appendonly.aof.1.incr.aof")
-}
-
-/// Waits until everything written so far is synced to the log.
-fn wait_synced(r: &mut Raw) {
-    eventually("log synced", || {
-        let info = bulk(r, &["INFO", "all"]).unwrap();
-        info_field(&info, "aof_fsync_offset") == info_field(&info, "master_repl_offset")
-    });
 }
 
 #[test]

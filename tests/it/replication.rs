@@ -6,17 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::support::{eventually, Frame, Raw, TestNode};
-use crate::{bulk, err, info_field, int, ok};
+use crate::{bulk, digest, err, info_field, int, ok, wait_synced};
 
 fn info(r: &mut Raw, section: &str) -> String {
     bulk(r, &["INFO", section]).unwrap()
-}
-
-fn digest(r: &mut Raw) -> String {
-    match r.call(&["DEBUG", "DIGEST"]) {
-        Frame::Simple(d) => d,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// The keys whose values differ between two nodes (databases 0 and 3),
@@ -66,15 +59,6 @@ fn caught_up(primary: &TestNode, replica: &TestNode) {
         let pi = info(&mut p, "replication");
         info_field(&ri, "master_link_status") == "up"
             && info_field(&ri, "master_repl_offset") == info_field(&pi, "master_repl_offset")
-    });
-}
-
-/// Waits until a node's log holds everything its stream has.
-fn log_synced(node: &TestNode) {
-    let mut r = node.raw();
-    eventually("the log is synced", || {
-        let i = info(&mut r, "all");
-        info_field(&i, "aof_fsync_offset") == info_field(&i, "master_repl_offset")
     });
 }
 
@@ -216,7 +200,7 @@ fn a_restarted_replica_continues_with_a_partial_resync() {
     assert_eq!(stat(&mut p, "sync_full"), 1);
     // What the replica holds must be in its log before the crash; a copy
     // whose log does not yet say where it stands syncs in full again.
-    log_synced(&replica);
+    wait_synced(&mut replica.raw());
     replica.crash();
     for i in 0..100 {
         int(&mut p, &["INCR", &format!("k{i}")]);
@@ -247,7 +231,7 @@ fn a_replica_behind_the_backlog_gets_a_full_sync() {
     let mut replica = replica_of(&primary, &[]);
     ok(&mut p, &["SET", "a", "1"]);
     caught_up(&primary, &replica);
-    log_synced(&replica);
+    wait_synced(&mut replica.raw());
     replica.crash();
     let value = "x".repeat(1000);
     for i in 0..100 {
@@ -284,7 +268,7 @@ fn a_promoted_replica_keeps_the_others_on_a_partial_resync() {
     // The second id survives a restart of the promoted node (its log says
     // so); with an empty backlog after the restart, the other replica
     // continues from exactly where the promotion happened.
-    log_synced(&first);
+    wait_synced(&mut first.raw());
     let mut first = first;
     first.restart(&["--replicaof", "no", "one"]).unwrap();
     let mut f = first.raw();
@@ -584,7 +568,7 @@ fn replicas_start_in_the_database_the_stream_is_in() {
     });
     ok(&mut p, &["SET", "c", "3"]);
     caught_up(&primary, &first);
-    log_synced(&first);
+    wait_synced(&mut first.raw());
     first.crash();
     ok(&mut p, &["SET", "d", "4"]);
     first.restart(&[]).unwrap();
