@@ -33,7 +33,14 @@ enum Close {
     AfterFlush,
 }
 
-pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::SocketAddr) {
+/// `synced` is this I/O thread's relay of the log's durability wake-ups
+/// (`persistence::log::relay_synced`).
+pub async fn serve(
+    server: Arc<Server>,
+    stream: TcpStream,
+    addr: std::net::SocketAddr,
+    synced: Arc<tokio::sync::Notify>,
+) {
     let _ = stream.set_nodelay(true);
     let keepalive = server.tun.tcp_keepalive.load(Relaxed);
     if keepalive > 0 {
@@ -280,7 +287,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
             // every connection whose writes it covered (group commit).
             // Syncing here instead would serialise one fsync per connection
             // on this thread: tried, ten times slower.
-            wait_durable(&server, target).await;
+            wait_durable(&server, &synced, target).await;
         }
         let pending = rbuf.len();
         handle.query_buf.store(pending, Relaxed);
@@ -321,11 +328,11 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, addr: std::net::Socke
     server.clients.unregister(handle.id);
 }
 
-async fn wait_durable(server: &Server, target: u64) {
+async fn wait_durable(server: &Server, relay: &tokio::sync::Notify, target: u64) {
     // Counted out however the wait ends (the connection may be dropped).
     let _counted = crate::persistence::log::Waiting::start(&server.log);
     loop {
-        let synced = server.log.synced.notified();
+        let synced = relay.notified();
         tokio::pin!(synced);
         synced.as_mut().enable();
         if !server.log.must_wait(target) {

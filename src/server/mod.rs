@@ -608,18 +608,29 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
 /// accepts until shutdown, then giving them a moment to finish.
 fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
     let s = server.clone();
+    let u = server.clone();
+    crate::persistence::log::io_thread_running(&server.log);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Once every ready connection has run (Redis's beforeSleep): with
         // appendfsync always, sync their writes here, in one go.
         .on_thread_park(move || crate::persistence::log::sync_before_park(&s.effects, &s.log))
+        .on_thread_unpark(move || crate::persistence::log::io_thread_running(&u.log))
         .build()
         .expect("tokio runtime");
+    let exiting = server.clone();
     rt.block_on(async move {
+        let synced = Arc::new(tokio::sync::Notify::new());
+        {
+            let (server, synced) = (server.clone(), synced.clone());
+            tokio::spawn(async move {
+                crate::persistence::log::relay_synced(&server.log, &synced).await
+            });
+        }
         for l in listeners {
             match TcpListener::from_std(l) {
                 Ok(l) => {
-                    tokio::spawn(accept_loop(server.clone(), l));
+                    tokio::spawn(accept_loop(server.clone(), l, synced.clone()));
                 }
                 Err(e) => tracing::warn!("cannot register listener: {e}"),
             }
@@ -632,9 +643,11 @@ fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
+    drop(rt);
+    crate::persistence::log::io_thread_exits(&exiting.log);
 }
 
-async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+async fn accept_loop(server: Arc<Server>, listener: TcpListener, synced: Arc<tokio::sync::Notify>) {
     let mut stop = server.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -651,9 +664,9 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
             }
         };
         server.stats.connections_received.add(1);
-        let server = server.clone();
+        let (server, synced) = (server.clone(), synced.clone());
         tokio::spawn(async move {
-            connection::serve(server, stream, addr).await;
+            connection::serve(server, stream, addr, synced).await;
         });
     }
 }
