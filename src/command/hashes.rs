@@ -9,8 +9,9 @@ use bytes::Bytes;
 use rand::seq::index::sample;
 use rand::Rng;
 
-use super::args::{float, int};
+use super::args::int;
 use super::element_scan;
+use super::longdouble::LongDouble;
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::Hash;
@@ -189,13 +190,19 @@ fn hincrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn hincrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let delta = float(&argv[3])?;
+    // Redis refuses an infinite increment before it looks at the key.
+    let delta = LongDouble::parse(&argv[3]).ok_or(CommandError::NotFloat)?;
+    if !delta.is_finite() {
+        return Err(CommandError::err("value is NaN or Infinity"));
+    }
     let limits = ctx.encodings().hash;
     let mut t = ctx.lock_key(&argv[1]);
     let h: &mut Hash = ctx.write_or_create(&mut t, &argv[1])?;
     let result = match h.get(&argv[2]) {
-        Some(v) => float(v).map_err(|_| CommandError::err("hash value is not a float")),
-        None => Ok(0.0),
+        Some(v) => {
+            LongDouble::parse(v).ok_or_else(|| CommandError::err("hash value is not a float"))
+        }
+        None => Ok(LongDouble::from_i64(0)),
     }
     .and_then(|cur| {
         let new = cur + delta;
@@ -212,7 +219,7 @@ fn hincrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             return Err(e);
         }
     };
-    let text = super::strings::format_float_human(new);
+    let text = new.to_human();
     h.insert(&argv[2], text.as_bytes(), limits);
     ctx.emit_as(
         "hincrbyfloat",

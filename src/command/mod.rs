@@ -23,6 +23,7 @@ pub mod hashes;
 pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
+pub mod longdouble;
 pub mod pubsub;
 pub mod replication;
 pub mod server;

@@ -8,11 +8,11 @@
 
 use bytes::Bytes;
 
-use super::args::{float, int, Args};
+use super::args::{int, Args};
+use super::longdouble::LongDouble;
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{Kind, Node, SlotTable, Value};
-use crate::protocol::reply::format_double;
 use crate::protocol::ReplyBuf;
 
 const G: &str = "string";
@@ -488,42 +488,30 @@ fn decrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn incrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
-    let incr = float(&argv[2])?;
     let mut t = ctx.lock_key(key);
+    // Redis's order: the key's type, its value, then the increment.
     let cur = match ctx.lookup(&mut t, key) {
         Some(n) => match string_of(n)? {
-            Value::Int(i) => *i as f64,
-            other => float(
+            Value::Int(i) => LongDouble::from_i64(*i),
+            other => LongDouble::parse(
                 other
                     .str_bytes(&mut itoa::Buffer::new())
                     .unwrap_or_default(),
-            )?,
+            )
+            .ok_or(CommandError::NotFloat)?,
         },
-        None => 0.0,
+        None => LongDouble::from_i64(0),
     };
+    let incr = LongDouble::parse(&argv[2]).ok_or(CommandError::NotFloat)?;
     let new = cur + incr;
     if !new.is_finite() {
         return Err(CommandError::NanOrInfinity);
     }
-    let text = format_float_human(new);
+    let text = new.to_human();
     t.set(key, Value::string(text.as_bytes()), ctx.now_ms, true);
     ctx.emit_as("incrbyfloat", &[b"SET", key, text.as_bytes(), b"KEEPTTL"]);
     ctx.out.bulk(text.as_bytes());
     Ok(())
-}
-
-/// INCRBYFLOAT's result format: fixed notation, no exponent, no trailing
-/// zeros (Redis prints `%.17Lf` and trims); shortest round-trip digits.
-pub fn format_float_human(v: f64) -> String {
-    if v == v.trunc() && v.abs() < 1e17 {
-        return format!("{}", v as i64);
-    }
-    let s = format!("{v}");
-    if s.contains('e') {
-        format_double(v)
-    } else {
-        s
-    }
 }
 
 /// Resolves Redis's inclusive, possibly negative range over `len` bytes.
@@ -754,13 +742,5 @@ mod tests {
         assert_eq!(byte_range(5, 3, 11), None);
         assert_eq!(byte_range(-1, -5, 11), None);
         assert_eq!(byte_range(0, 0, 0), None);
-    }
-
-    #[test]
-    fn float_results_read_like_redis() {
-        assert_eq!(format_float_human(10.5 + 0.1), "10.6");
-        assert_eq!(format_float_human(5.0e3), "5000");
-        assert_eq!(format_float_human(-1.5), "-1.5");
-        assert_eq!(format_float_human(3.0), "3");
     }
 }

@@ -1,4 +1,4 @@
-use crate::support::{Frame, TestNode};
+use crate::support::{same_as_redis, Frame, TestNode};
 use crate::{bulk, err, int, ok, q};
 
 #[test]
@@ -275,6 +275,44 @@ fn counters() {
         err(&mut r, &["INCRBYFLOAT", "f", "inf"]),
         "ERR increment would produce NaN or Infinity"
     );
+}
+
+/// Redis adds in `long double` and prints `%.17Lf`: a counter of tenths
+/// reads 0.3, not 0.30000000000000004; values past a double's range work.
+#[test]
+fn float_increments_match_redis() {
+    same_as_redis(&[
+        &["INCRBYFLOAT", "f", "0.1"],
+        &["INCRBYFLOAT", "f", "0.1"],
+        &["INCRBYFLOAT", "f", "0.1"],
+        &["SET", "g", "2.51"],
+        &["INCRBYFLOAT", "g", "-1"],
+        &["SET", "big", "9223372036854775807"],
+        &["INCRBYFLOAT", "big", "3"],
+        &["INCRBYFLOAT", "huge", "1e400"],
+        &["INCRBYFLOAT", "huge", "1e400"],
+        &["INCRBYFLOAT", "tiny", "1e-20"],
+        &["INCRBYFLOAT", "tiny", "5e-18"],
+        &["INCRBYFLOAT", "neg", "-0"],
+        &["INCRBYFLOAT", "hex", "0x10"],
+        &["INCRBYFLOAT", "f", "1e5000"],
+        &["INCRBYFLOAT", "f", " 1"],
+        &["INCRBYFLOAT", "f", "1e"],
+        &["INCRBYFLOAT", "f", ".5"],
+        &["INCRBYFLOAT", "f", "5."],
+        &["RPUSH", "list", "a"],
+        &["INCRBYFLOAT", "list", "x"],
+        &["HINCRBYFLOAT", "h", "f", "0.1"],
+        &["HINCRBYFLOAT", "h", "f", "0.2"],
+        &["HINCRBYFLOAT", "h", "f", "1e400"],
+        &["HINCRBYFLOAT", "h", "f", "inf"],
+        &["HINCRBYFLOAT", "list", "f", "inf"],
+        &["HINCRBYFLOAT", "list", "f", "1"],
+        &["HSET", "h", "s", "abc"],
+        &["HINCRBYFLOAT", "h", "s", "1"],
+        &["GET", "f"],
+        &["HGET", "h", "f"],
+    ]);
 }
 
 #[test]

@@ -1,0 +1,293 @@
+//! The `long double` arithmetic of INCRBYFLOAT and HINCRBYFLOAT.
+//!
+//! Redis reads both operands with `strtold`, adds them in the x87's 80-bit
+//! extended format (a 64-bit significand) and prints the sum with `%.17Lf`,
+//! trailing zeros cut. Doing the same in `f64` gives other strings: three
+//! INCRBYFLOAT 0.1 make `0.30000000000000004` instead of `0.3`, and values
+//! beyond `f64`'s range (up to about 1.19e4932) are refused. So Shoal
+//! computes in a software x87 format (`rustc_apfloat`, a port of LLVM's
+//! APFloat, rounding as the hardware does) and prints the exact binary value
+//! rounded to 17 decimals, as glibc's `printf` does.
+//!
+//! Invariant: a value that leaves this module is finite; the string it
+//! prints parses back to the same value.
+
+use rustc_apfloat::ieee::X87DoubleExtended as X87;
+use rustc_apfloat::{Category, Float, Round};
+
+/// A finite or infinite (never NaN) x87 extended-precision value.
+#[derive(Clone, Copy, Debug)]
+pub struct LongDouble(X87);
+
+/// `a + b` rounded to nearest, as the x87 adds.
+impl std::ops::Add for LongDouble {
+    type Output = LongDouble;
+    fn add(self, other: LongDouble) -> LongDouble {
+        LongDouble(self.0.add_r(other.0, Round::NearestTiesToEven).value)
+    }
+}
+
+/// `strtold` accepts at most this much in Redis (`MAX_LONG_DOUBLE_CHARS`).
+const MAX_CHARS: usize = 5 * 1024;
+
+impl LongDouble {
+    /// Parses as Redis's `string2ld`: the whole string must be one number
+    /// in `strtold`'s syntax (decimal or hexadecimal, `inf`/`infinity`),
+    /// with no leading space; NaN, and values that overflow to infinity or
+    /// underflow to zero, are refused.
+    pub fn parse(b: &[u8]) -> Option<LongDouble> {
+        if b.is_empty() || b.len() >= MAX_CHARS {
+            return None;
+        }
+        let s = std::str::from_utf8(b).ok()?;
+        let (negative, body) = match s.as_bytes()[0] {
+            b'-' => (true, &s[1..]),
+            b'+' => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let lower = body.to_ascii_lowercase();
+        if lower == "inf" || lower == "infinity" {
+            return Some(LongDouble(if negative {
+                -X87::INFINITY
+            } else {
+                X87::INFINITY
+            }));
+        }
+        let text = if let Some(hex) = lower.strip_prefix("0x") {
+            // APFloat wants the binary exponent that strtold makes optional.
+            if !hex_syntax(hex) {
+                return None;
+            }
+            if hex.contains('p') {
+                format!("0x{hex}")
+            } else {
+                format!("0x{hex}p0")
+            }
+        } else {
+            if !decimal_syntax(&lower) {
+                return None;
+            }
+            lower
+        };
+        let parsed = X87::from_str_r(&text, Round::NearestTiesToEven).ok()?;
+        let v = parsed.value;
+        // strtold's ERANGE cases that string2ld refuses.
+        if v.is_infinite() || v.is_nan() || (v.is_zero() && !all_zero_digits(&text)) {
+            return None;
+        }
+        Some(LongDouble(if negative { -v } else { v }))
+    }
+
+    pub fn from_i64(i: i64) -> LongDouble {
+        LongDouble(X87::from_i128(i as i128).value)
+    }
+
+    /// Neither infinite nor NaN (a sum of infinities of both signs is NaN).
+    pub fn is_finite(&self) -> bool {
+        self.0.is_finite()
+    }
+
+    /// Redis's `ld2string(..., LD_STR_HUMAN)`: `%.17Lf`, trailing zeros and
+    /// a trailing point cut, and `-0` printed as `0`. Only for finite
+    /// values.
+    pub fn to_human(&self) -> String {
+        debug_assert!(self.is_finite());
+        let bits = self.0.to_bits();
+        let negative = (bits >> 79) & 1 == 1;
+        let biased = ((bits >> 64) & 0x7fff) as i64;
+        let sig = bits as u64;
+        // value = sig * 2^exp2 (denormals have the smallest exponent).
+        let exp2 = biased.max(1) - 16383 - 63;
+        let digits = if self.0.category() == Category::Zero || sig == 0 {
+            "0".to_string()
+        } else if exp2 >= 0 {
+            // An integer: no fraction to print.
+            shifted_decimal(sig, exp2 as u32)
+        } else {
+            // sig * 10^17 < 2^121: the rounded fixed-point value fits u128.
+            let scaled = sig as u128 * 10u128.pow(17);
+            let shift = (-exp2) as u32;
+            let fixed = if shift >= 128 {
+                0
+            } else {
+                let q = scaled >> shift;
+                let rem = scaled & ((1u128 << shift) - 1);
+                let half = 1u128 << (shift - 1);
+                if rem > half || (rem == half && q & 1 == 1) {
+                    q + 1
+                } else {
+                    q
+                }
+            };
+            let s = format!("{fixed:018}");
+            let (int, frac) = s.split_at(s.len() - 17);
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                int.to_string()
+            } else {
+                format!("{int}.{frac}")
+            }
+        };
+        if negative && digits != "0" {
+            format!("-{digits}")
+        } else {
+            digits
+        }
+    }
+}
+
+/// `[digits][.digits][e[+-]digits]` with at least one digit before the
+/// exponent: what strtold consumes entirely as a decimal number.
+fn decimal_syntax(s: &str) -> bool {
+    let (mantissa, exponent) = match s.find('e') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (int, frac) = match mantissa.find('.') {
+        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+        None => (mantissa, ""),
+    };
+    let digits = |p: &str| p.bytes().all(|c| c.is_ascii_digit());
+    if int.len() + frac.len() == 0 || !digits(int) || !digits(frac) {
+        return false;
+    }
+    match exponent {
+        None => true,
+        Some(e) => {
+            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+            !e.is_empty() && digits(e)
+        }
+    }
+}
+
+/// The part after `0x`: `[hex][.hex][p[+-]digits]`, at least one hex digit.
+fn hex_syntax(s: &str) -> bool {
+    let (mantissa, exponent) = match s.find('p') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (int, frac) = match mantissa.find('.') {
+        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+        None => (mantissa, ""),
+    };
+    let hex = |p: &str| p.bytes().all(|c| c.is_ascii_hexdigit());
+    if int.len() + frac.len() == 0 || !hex(int) || !hex(frac) {
+        return false;
+    }
+    match exponent {
+        None => true,
+        Some(e) => {
+            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+            !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit())
+        }
+    }
+}
+
+/// Whether the number's significand digits are all zero (a true zero, not
+/// an underflow).
+fn all_zero_digits(text: &str) -> bool {
+    let (body, hex) = match text.strip_prefix("0x") {
+        Some(h) => (h, true),
+        None => (text, false),
+    };
+    body.bytes()
+        .take_while(|&c| c != if hex { b'p' } else { b'e' })
+        .all(|c| c == b'0' || c == b'.')
+}
+
+/// The decimal digits of `sig * 2^shift`, for integers past `u128`.
+fn shifted_decimal(sig: u64, shift: u32) -> String {
+    const BASE: u64 = 1_000_000_000;
+    // Little-endian limbs of nine decimal digits.
+    let mut limbs = vec![sig % BASE, (sig / BASE) % BASE, sig / BASE / BASE];
+    let mut left = shift;
+    while left > 0 {
+        let k = left.min(32);
+        let mut carry = 0u64;
+        for l in limbs.iter_mut() {
+            let v = (*l << k) + carry;
+            *l = v % BASE;
+            carry = v / BASE;
+        }
+        while carry > 0 {
+            limbs.push(carry % BASE);
+            carry /= BASE;
+        }
+        left -= k;
+    }
+    while limbs.len() > 1 && *limbs.last().unwrap() == 0 {
+        limbs.pop();
+    }
+    let mut out = limbs.last().unwrap().to_string();
+    for l in limbs.iter().rev().skip(1) {
+        out.push_str(&format!("{l:09}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(a: &str, b: &str) -> String {
+        let a = LongDouble::parse(a.as_bytes()).unwrap();
+        let b = LongDouble::parse(b.as_bytes()).unwrap();
+        (a + b).to_human()
+    }
+
+    // Expected strings are redis-server 7's replies to the same INCRBYFLOAT.
+    #[test]
+    fn sums_print_as_redis_prints_them() {
+        assert_eq!(sum("0.2", "0.1"), "0.3");
+        assert_eq!(sum("2.51", "-1"), "1.51");
+        assert_eq!(sum("10.50", "0.1"), "10.6");
+        assert_eq!(sum("5.0e3", "2.0e2"), "5200");
+        assert_eq!(sum("9223372036854775807", "3"), "9223372036854775810");
+        assert_eq!(sum("-9223372036854775808", "1"), "-9223372036854775807");
+        assert_eq!(sum("1", "-1"), "0");
+        assert_eq!(sum("-0", "-0"), "0");
+        assert_eq!(sum("0", "1e-20"), "0");
+        assert_eq!(sum("0", "-1e-20"), "0");
+        assert_eq!(sum("0", "0x10"), "16");
+        assert_eq!(sum("0", "0x1.8p1"), "3");
+        assert!(sum("0", "1e400").starts_with("10000000000000000000281880683947586514586"));
+        assert_eq!(sum("0", "1e400").len(), 401);
+    }
+
+    #[test]
+    fn parsing_follows_strtold_as_string2ld_uses_it() {
+        for ok in [
+            "1",
+            "+1",
+            "-1",
+            ".5",
+            "5.",
+            "1e3",
+            "1E+3",
+            "1e-3",
+            "inf",
+            "-Infinity",
+            "0",
+        ] {
+            assert!(LongDouble::parse(ok.as_bytes()).is_some(), "{ok}");
+        }
+        for bad in [
+            "", " 1", "1 ", "1e", "e1", ".", "-", "nan", "1x", "0x", "1e99999", "1e-99999",
+        ] {
+            assert!(LongDouble::parse(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn infinities_are_not_finite() {
+        let inf = LongDouble::parse(b"inf").unwrap();
+        let ninf = LongDouble::parse(b"-inf").unwrap();
+        assert!(!inf.is_finite());
+        assert!(!(inf + ninf).is_finite());
+        assert!(LongDouble::from_i64(i64::MIN).is_finite());
+        assert_eq!(
+            LongDouble::from_i64(i64::MIN).to_human(),
+            "-9223372036854775808"
+        );
+    }
+}
