@@ -46,6 +46,11 @@ impl<'a> Args<'a> {
         int(self.value()?)
     }
 
+    /// The next argument as an integer of at least `min`; see [`int_at_least`].
+    pub fn int_at_least(&mut self, min: i64, msg: &'static str) -> Result<i64, CommandError> {
+        int_at_least(self.value()?, min, msg)
+    }
+
     /// Whether the next argument is `word` (case-insensitive); consumes it if so.
     pub fn eat(&mut self, word: &str) -> bool {
         match self.argv.get(self.pos) {
@@ -69,6 +74,17 @@ impl<'a> Args<'a> {
 
 pub fn int(b: &[u8]) -> Result<i64, CommandError> {
     parse_i64(b).ok_or(CommandError::NotInteger)
+}
+
+/// An integer of at least `min`, or `-ERR <msg>` for anything else, a word
+/// that is no number included (Redis's `getRangeLongFromObjectOrReply` and
+/// `getPositiveLongFromObjectOrReply` given a message: "COUNT can't be
+/// negative" answers `COUNT x` too).
+pub fn int_at_least(b: &[u8], min: i64, msg: &'static str) -> Result<i64, CommandError> {
+    match parse_i64(b) {
+        Some(n) if n >= min => Ok(n),
+        _ => Err(CommandError::err(msg)),
+    }
 }
 
 /// A non-negative integer that fits `usize` (counts, offsets).

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 
 use super::args::{int, Args};
-use super::strings::{byte_range, check_len, string_of};
+use super::strings::{byte_range, check_len, clamped_range, string_of};
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{SlotTable, Value};
@@ -140,6 +140,7 @@ fn bit_range(
     argv: &[Bytes],
     at: usize,
     len: usize,
+    resolve: fn(i64, i64, usize) -> Option<(usize, usize)>,
 ) -> Result<(Option<(u64, u64)>, bool), CommandError> {
     let rest = &argv[at..];
     let bits_unit = match rest.get(2) {
@@ -160,9 +161,9 @@ fn bit_range(
         None => (-1, false),
     };
     let range = if bits_unit {
-        byte_range(start, end, len * 8).map(|(s, e)| (s as u64, e as u64))
+        resolve(start, end, len * 8).map(|(s, e)| (s as u64, e as u64))
     } else {
-        byte_range(start, end, len).map(|(s, e)| (s as u64 * 8, e as u64 * 8 + 7))
+        resolve(start, end, len).map(|(s, e)| (s as u64 * 8, e as u64 * 8 + 7))
     };
     Ok((range, end_given))
 }
@@ -186,11 +187,11 @@ fn bitcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(&argv[1]);
     let Some(buf) = read_bytes(ctx, &mut t, &argv[1])? else {
         // The arguments are still checked, as Redis does.
-        bit_range(argv, 2, 0)?;
+        bit_range(argv, 2, 0, byte_range)?;
         ctx.out.int(0);
         return Ok(());
     };
-    let (range, _) = bit_range(argv, 2, buf.len())?;
+    let (range, _) = bit_range(argv, 2, buf.len(), byte_range)?;
     ctx.out.int(range.map_or(0, |r| count_ones(&buf, r)) as i64);
     Ok(())
 }
@@ -203,11 +204,11 @@ fn bitpos(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     };
     let mut t = ctx.lock_key(&argv[1]);
     let Some(buf) = read_bytes(ctx, &mut t, &argv[1])? else {
-        bit_range(argv, 3, 0)?;
+        bit_range(argv, 3, 0, clamped_range)?;
         ctx.out.int(if want == 1 { -1 } else { 0 });
         return Ok(());
     };
-    let (range, end_given) = bit_range(argv, 3, buf.len())?;
+    let (range, end_given) = bit_range(argv, 3, buf.len(), clamped_range)?;
     let Some((s, e)) = range else {
         ctx.out.int(-1);
         return Ok(());

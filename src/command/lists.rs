@@ -214,12 +214,14 @@ pub fn clamp_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> 
 }
 
 fn lindex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let i = int(&argv[2])?;
     let mut t = ctx.lock_key(&argv[1]);
-    match ctx
-        .read::<List>(&mut t, &argv[1])?
-        .and_then(|l| index(i, l.len()).map(|i| &l[i]))
-    {
+    // Redis looks at the key before the index: a missing key is nil and a
+    // wrong type WRONGTYPE whatever the index says.
+    let Some(l) = ctx.read::<List>(&mut t, &argv[1])? else {
+        ctx.out.null();
+        return Ok(());
+    };
+    match index(int(&argv[2])?, l.len()).map(|i| &l[i]) {
         Some(e) => ctx.out.bulk(e.as_bytes()),
         None => ctx.out.null(),
     }
@@ -264,17 +266,9 @@ fn lpos(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                 return Err(CommandError::err("value is out of range"));
             }
         } else if w.eq_ignore_ascii_case(b"count") {
-            let c = a.int()?;
-            if c < 0 {
-                return Err(CommandError::err("COUNT can't be negative"));
-            }
-            count = Some(c as usize);
+            count = Some(a.int_at_least(0, "COUNT can't be negative")? as usize);
         } else if w.eq_ignore_ascii_case(b"maxlen") {
-            let m = a.int()?;
-            if m < 0 {
-                return Err(CommandError::err("MAXLEN can't be negative"));
-            }
-            maxlen = m as usize;
+            maxlen = a.int_at_least(0, "MAXLEN can't be negative")? as usize;
         } else {
             return Err(CommandError::Syntax);
         }
@@ -387,12 +381,13 @@ fn lrem(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn lset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let i = int(&argv[2])?;
     let mut t = ctx.lock_key(&argv[1]);
+    // The key before the index, as in Redis.
     let l = ctx
         .write::<List>(&mut t, &argv[1])?
         .ok_or(CommandError::NoSuchKey)?;
-    let i = index(i, l.len()).ok_or_else(|| CommandError::err("index out of range"))?;
+    let i =
+        index(int(&argv[2])?, l.len()).ok_or_else(|| CommandError::err("index out of range"))?;
     l[i] = SmallBuf::new(&argv[3]);
     ctx.emit_argv(argv);
     ctx.out.ok();
@@ -497,11 +492,7 @@ pub fn parse_mpop<'a, E: Copy>(
         .ok_or(CommandError::Syntax)?;
     let mut count = 1;
     if a.eat("count") {
-        let c = a.int()?;
-        if c <= 0 {
-            return Err(CommandError::err("count should be greater than 0"));
-        }
-        count = c as usize;
+        count = a.int_at_least(1, "count should be greater than 0")? as usize;
     }
     a.finish()?;
     Ok((keys, end, count))

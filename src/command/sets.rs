@@ -166,9 +166,14 @@ fn smove(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let limits = ctx.encodings().set;
     let mut locked = ctx.lock_keys([src, dst].into_iter());
     let db = ctx.db();
+    // A missing source answers 0 before the destination's type is looked
+    // at, as in Redis.
     let has = match ctx.write::<Set>(locked.table(db, Ctx::slot(src)), src)? {
         Some(s) => s.contains(m),
-        None => false,
+        None => {
+            ctx.out.int(0);
+            return Ok(());
+        }
     };
     ctx.write::<Set>(locked.table(db, Ctx::slot(dst)), dst)?;
     if !has {
@@ -337,10 +342,7 @@ fn sintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut limit = usize::MAX;
     while let Some(w) = a.next() {
         if w.eq_ignore_ascii_case(b"limit") {
-            let l = a.int()?;
-            if l < 0 {
-                return Err(CommandError::err("LIMIT can't be negative"));
-            }
+            let l = a.int_at_least(0, "LIMIT can't be negative")?;
             if l > 0 {
                 limit = l as usize;
             }

@@ -167,7 +167,7 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
             for (e, w) in items {
                 let src = if by_given { w.clone() } else { Some(e.clone()) };
                 let score = match src {
-                    Some(s) => float(&s).map_err(|_| {
+                    Some(s) => sort_score(&s).ok_or_else(|| {
                         CommandError::err("One or more scores can't be converted into double")
                     })?,
                     None => 0.0,
@@ -244,4 +244,17 @@ fn sort(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn sort_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     sort_generic(ctx, argv, true)
+}
+
+/// A numeric sort's score as Redis reads it with `strtod`: leading white
+/// space skipped, and an empty string is 0 (nothing to convert, nothing
+/// left over).
+fn sort_score(b: &[u8]) -> Option<f64> {
+    if b.is_empty() {
+        return Some(0.0);
+    }
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))?;
+    float(&b[start..]).ok()
 }

@@ -514,10 +514,21 @@ fn incrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Resolves Redis's inclusive, possibly negative range over `len` bytes.
+/// Resolves Redis's inclusive, possibly negative range over `len` bytes,
+/// as GETRANGE and BITCOUNT do: two negative ends the wrong way round are
+/// empty before they are clamped.
 pub fn byte_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    clamped_range(start, end, len)
+}
+
+/// The same range with no such shortcut (BITPOS): `-1 -5` over one byte
+/// clamps to byte 0.
+pub fn clamped_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    if (start < 0 && end < 0 && start > end) || len == 0 {
+    if len == 0 {
         return None;
     }
     let mut s = if start < 0 { len + start } else { start };
@@ -742,5 +753,7 @@ mod tests {
         assert_eq!(byte_range(5, 3, 11), None);
         assert_eq!(byte_range(-1, -5, 11), None);
         assert_eq!(byte_range(0, 0, 0), None);
+        assert_eq!(clamped_range(-1, -5, 1), Some((0, 0)));
+        assert_eq!(clamped_range(-1, -5, 2), None);
     }
 }

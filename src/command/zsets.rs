@@ -17,7 +17,6 @@ use super::args::{float, int, Args};
 use super::element_scan;
 use super::hashes::pick_indexes;
 use super::lists::clamp_range;
-use super::sets::numkeys_list;
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::zset::Entry;
@@ -236,7 +235,8 @@ fn zadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                 if (f.gt && new <= cur) || (f.lt && new >= cur) {
                     continue;
                 }
-                if new.to_bits() != cur.to_bits() {
+                // Redis's test: -0 and 0 are the same score, no change.
+                if new != cur {
                     z.insert(m, new, limits);
                     changed += 1;
                 }
@@ -273,7 +273,9 @@ fn zincrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let limits = ctx.encodings().zset;
     let mut t = ctx.lock_key(key);
     let z: &mut ZSet = ctx.write_or_create(&mut t, key)?;
-    let new = z.score(m).unwrap_or(0.0) + delta;
+    // A new member's score is the increment itself (-0 stays -0 in the
+    // reply, as in Redis).
+    let new = z.score(m).map_or(delta, |cur| cur + delta);
     if new.is_nan() {
         ctx.remove_if_empty::<ZSet>(&mut t, key);
         return Err(CommandError::err("resulting score is not a number (NaN)"));
@@ -801,19 +803,27 @@ impl Aggregate {
     }
 }
 
-struct Combine<'a> {
-    keys: &'a [Bytes],
+/// How ZUNION, ZINTER and ZDIFF (and their STORE forms, and ZINTERCARD)
+/// combine their sources, from the options after the keys.
+struct Combine {
     weights: Vec<f64>,
     aggregate: Aggregate,
     withscores: bool,
+    /// ZINTERCARD's LIMIT (0: none).
+    limit: usize,
 }
 
-fn parse_combine<'a>(
-    argv: &'a [Bytes],
-    at: usize,
-    op: SetOp,
-    store: bool,
-) -> Result<Combine<'a>, CommandError> {
+/// Which command's options [`parse_combine`] reads.
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    Reply,
+    Store,
+    Card,
+}
+
+/// `numkeys key...` at `argv[at]`, with Redis's replies for the sorted set
+/// forms (SINTERCARD words them differently).
+fn combine_keys(argv: &[Bytes], at: usize) -> Result<&[Bytes], CommandError> {
     let n = int(&argv[at])?;
     if n < 1 {
         let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
@@ -821,21 +831,35 @@ fn parse_combine<'a>(
             "at least 1 input key is needed for '{name}' command"
         )));
     }
-    let keys = numkeys_list(argv, at).map_err(|_| CommandError::Syntax)?;
+    argv.get(at + 1..at + 1 + n as usize)
+        .ok_or(CommandError::Syntax)
+}
+
+/// The options after `nkeys` keys at `argv[at]`. Redis reads them only
+/// once every source has passed its type check, so a WRONGTYPE source wins
+/// over a bad option; callers keep that order.
+fn parse_combine(
+    argv: &[Bytes],
+    at: usize,
+    nkeys: usize,
+    op: SetOp,
+    form: Form,
+) -> Result<Combine, CommandError> {
     let mut c = Combine {
-        keys,
-        weights: vec![1.0; keys.len()],
+        weights: vec![1.0; nkeys],
         aggregate: Aggregate::Sum,
         withscores: false,
+        limit: 0,
     };
-    let mut a = Args::new(argv, at + keys.len());
+    let weighs = op != SetOp::Diff && form != Form::Card;
+    let mut a = Args::new(argv, at + nkeys);
     while let Some(w) = a.next() {
-        if op != SetOp::Diff && w.eq_ignore_ascii_case(b"weights") {
-            for i in 0..keys.len() {
+        if weighs && w.eq_ignore_ascii_case(b"weights") {
+            for i in 0..nkeys {
                 c.weights[i] = float(a.value()?)
                     .map_err(|_| CommandError::err("weight value is not a float"))?;
             }
-        } else if op != SetOp::Diff && w.eq_ignore_ascii_case(b"aggregate") {
+        } else if weighs && w.eq_ignore_ascii_case(b"aggregate") {
             let v = a.value()?;
             c.aggregate = match v.to_ascii_lowercase().as_slice() {
                 b"sum" => Aggregate::Sum,
@@ -843,8 +867,10 @@ fn parse_combine<'a>(
                 b"max" => Aggregate::Max,
                 _ => return Err(CommandError::Syntax),
             };
-        } else if !store && w.eq_ignore_ascii_case(b"withscores") {
+        } else if form == Form::Reply && w.eq_ignore_ascii_case(b"withscores") {
             c.withscores = true;
+        } else if form == Form::Card && a.remaining() >= 1 && w.eq_ignore_ascii_case(b"limit") {
+            c.limit = a.int_at_least(0, "LIMIT can't be negative")? as usize;
         } else {
             return Err(CommandError::Syntax);
         }
@@ -874,19 +900,20 @@ fn source(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Scored>, Co
     }
 }
 
-/// Computes the combination; the result is sorted as a sorted set is.
-fn combine(
+/// Every source's members, type-checked, in key order.
+fn sources(
     ctx: &Ctx,
     locked: &mut crate::keyspace::Locked,
-    c: &Combine,
-    op: SetOp,
-    limit: usize,
-) -> Result<Scored, CommandError> {
+    keys: &[Bytes],
+) -> Result<Vec<Option<Scored>>, CommandError> {
     let db = ctx.db();
-    let mut sources = Vec::with_capacity(c.keys.len());
-    for k in c.keys {
-        sources.push(source(ctx, locked.table(db, Ctx::slot(k)), k)?);
-    }
+    keys.iter()
+        .map(|k| source(ctx, locked.table(db, Ctx::slot(k)), k))
+        .collect()
+}
+
+/// Computes the combination; the result is sorted as a sorted set is.
+fn combine(sources: &[Option<Scored>], c: &Combine, op: SetOp, limit: usize) -> Scored {
     let weighted = |s: f64, w: f64| {
         let v = s * w;
         if v.is_nan() {
@@ -909,7 +936,7 @@ fn combine(
         }
         SetOp::Inter => {
             if sources.iter().any(Option::is_none) {
-                return Ok(Vec::new());
+                return Vec::new();
             }
             let maps: Vec<hashbrown::HashMap<&[u8], f64>> = sources
                 .iter()
@@ -967,14 +994,16 @@ fn combine(
             .unwrap_or(std::cmp::Ordering::Equal)
             .then_with(|| a.0.cmp(&b.0))
     });
-    Ok(out)
+    out
 }
 
 fn combine_reply(ctx: &mut Ctx, argv: &[Bytes], op: SetOp) -> CmdResult {
-    let c = parse_combine(argv, 1, op, false)?;
-    let mut locked = ctx.lock_keys(c.keys.iter());
-    let out = combine(ctx, &mut locked, &c, op, usize::MAX)?;
+    let keys = combine_keys(argv, 1)?;
+    let mut locked = ctx.lock_keys(keys.iter());
+    let sources = sources(ctx, &mut locked, keys)?;
     drop(locked);
+    let c = parse_combine(argv, 1, keys.len(), op, Form::Reply)?;
+    let out = combine(&sources, &c, op, usize::MAX);
     reply_scored(
         ctx,
         out.len(),
@@ -986,10 +1015,12 @@ fn combine_reply(ctx: &mut Ctx, argv: &[Bytes], op: SetOp) -> CmdResult {
 }
 
 fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: SetOp) -> CmdResult {
-    let c = parse_combine(argv, 2, op, true)?;
+    let keys = combine_keys(argv, 2)?;
     let dst = &argv[1];
-    let mut locked = ctx.lock_keys(std::iter::once(dst).chain(c.keys.iter()));
-    let out = combine(ctx, &mut locked, &c, op, usize::MAX)?;
+    let mut locked = ctx.lock_keys(std::iter::once(dst).chain(keys.iter()));
+    let sources = sources(ctx, &mut locked, keys)?;
+    let c = parse_combine(argv, 2, keys.len(), op, Form::Store)?;
+    let out = combine(&sources, &c, op, usize::MAX);
     let n = out.len();
     if store(ctx, locked.table(ctx.db(), Ctx::slot(dst)), dst, out) {
         ctx.emit_argv(argv);
@@ -1023,31 +1054,13 @@ fn zdiffstore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn zintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let keys = numkeys_list(argv, 1)?;
-    let mut a = Args::new(argv, 1 + keys.len());
-    let mut limit = usize::MAX;
-    while let Some(w) = a.next() {
-        if w.eq_ignore_ascii_case(b"limit") {
-            let l = a.int()?;
-            if l < 0 {
-                return Err(CommandError::err("LIMIT can't be negative"));
-            }
-            if l > 0 {
-                limit = l as usize;
-            }
-        } else {
-            return Err(CommandError::Syntax);
-        }
-    }
-    let c = Combine {
-        keys,
-        weights: vec![1.0; keys.len()],
-        aggregate: Aggregate::Sum,
-        withscores: false,
-    };
+    let keys = combine_keys(argv, 1)?;
     let mut locked = ctx.lock_keys(keys.iter());
-    let n = combine(ctx, &mut locked, &c, SetOp::Inter, limit)?.len();
+    let sources = sources(ctx, &mut locked, keys)?;
     drop(locked);
+    let c = parse_combine(argv, 1, keys.len(), SetOp::Inter, Form::Card)?;
+    let limit = if c.limit == 0 { usize::MAX } else { c.limit };
+    let n = combine(&sources, &c, SetOp::Inter, limit).len();
     ctx.out.int(n.min(limit) as i64);
     Ok(())
 }

@@ -292,8 +292,13 @@ impl ZSet {
     /// Sets a member's score; returns the previous one.
     pub fn insert(&mut self, member: &[u8], score: f64, limits: Limits) -> Option<f64> {
         let old = self.score(member);
+        // Redis writes a small sorted set's scores as listpack entries,
+        // where -0 becomes the integer 0 and clients read 0 back; a set
+        // that is (or is about to turn) a skiplist keeps -0.
+        let small = self.index.is_none()
+            && (old.is_some() || (self.len < limits.entries && member.len() <= limits.value));
+        let score = if small && score == 0.0 { 0.0 } else { score };
         if let Some(o) = old {
-            // Bit-for-bit: 0 and -0 are different scores to a client.
             if o.to_bits() == score.to_bits() {
                 return old;
             }
