@@ -82,6 +82,27 @@ fn pattern(element: &[u8]) -> (usize, u8) {
     (index, rest.trailing_zeros() as u8 + 1)
 }
 
+/// The registers of a string value: WRONGTYPE unless its header is a
+/// HyperLogLog's (Redis's `isHLLObjectOrReply`), INVALIDOBJ if the header
+/// is but the registers do not decode.
+fn decode(v: &[u8]) -> Result<Vec<u8>, CommandError> {
+    check_header(v)?;
+    registers(v).ok_or_else(|| CommandError::err_code("INVALIDOBJ Corrupted HLL object detected"))
+}
+
+/// WRONGTYPE unless `v` starts as a HyperLogLog does.
+fn check_header(v: &[u8]) -> Result<(), CommandError> {
+    let ok = v.len() >= HEADER
+        && &v[..4] == b"HYLL"
+        && v[4] <= 1
+        && (v[4] == 1 || v.len() == DENSE_SIZE);
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid())
+    }
+}
+
 /// Decoded registers of a valid HLL string, or None if it is not one.
 fn registers(v: &[u8]) -> Option<Vec<u8>> {
     if v.len() < HEADER || &v[..4] != b"HYLL" {
@@ -264,7 +285,7 @@ fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(key);
     let existing = hll_at(ctx, &mut t, key)?;
     let (mut regs, sparse, created) = match &existing {
-        Some(b) => (registers(b).ok_or_else(invalid)?, b[4] == 1, false),
+        Some(b) => (decode(b)?, b[4] == 1, false),
         None => (vec![0u8; REGISTERS], true, true),
     };
     let mut changed = false;
@@ -276,11 +297,8 @@ fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
     }
     if changed || created {
-        let mut bytes = encode(&regs, sparse, existing.as_deref());
-        if created && !changed {
-            // A new, empty HLL has a valid cached count of 0.
-            bytes[15] = 0;
-        }
+        // Stale cached count even for a new, empty one, as Redis leaves it.
+        let bytes = encode(&regs, sparse, existing.as_deref());
         t.set(key, Value::Raw(Box::new(bytes)), ctx.now_ms, true);
         ctx.emit_argv(argv);
     }
@@ -297,12 +315,14 @@ fn pfcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             ctx.out.int(0);
             return Ok(());
         };
-        let regs = registers(&bytes).ok_or_else(invalid)?;
+        // A valid cached count is the answer, unparsed, as in Redis.
+        check_header(&bytes)?;
         if bytes[15] & 0x80 == 0 {
             ctx.out
                 .int(u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as i64);
             return Ok(());
         }
+        let regs = decode(&bytes)?;
         // Refresh the cached count, as Redis does (and record it, so the
         // stored bytes stay the same everywhere).
         let c = count(&regs);
@@ -316,7 +336,7 @@ fn pfcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut merged = vec![0u8; REGISTERS];
     for k in keys {
         if let Some(b) = hll_at(ctx, locked.table(ctx.db(), Ctx::slot(k)), k)? {
-            let regs = registers(&b).ok_or_else(invalid)?;
+            let regs = decode(&b)?;
             merged
                 .iter_mut()
                 .zip(&regs)
@@ -335,7 +355,7 @@ fn pfmerge(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let old_dst = hll_at(ctx, locked.table(ctx.db(), Ctx::slot(dst)), dst)?;
     for k in &argv[1..] {
         if let Some(b) = hll_at(ctx, locked.table(ctx.db(), Ctx::slot(k)), k)? {
-            let regs = registers(&b).ok_or_else(invalid)?;
+            let regs = decode(&b)?;
             all_sparse &= b[4] == 1;
             merged
                 .iter_mut()

@@ -263,7 +263,9 @@ fn lpos(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                 return Err(CommandError::err("RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list"));
             }
             if rank == i64::MIN {
-                return Err(CommandError::err("value is out of range"));
+                return Err(CommandError::err(
+                    "value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+                ));
             }
         } else if w.eq_ignore_ascii_case(b"count") {
             count = Some(a.int_at_least(0, "COUNT can't be negative")? as usize);

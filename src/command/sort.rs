@@ -10,6 +10,8 @@
 //! Effects: `SORT ... STORE dst` is recorded as `DEL dst` plus `RPUSH dst
 //! <result>`, since an unsorted set's order is not reproducible.
 
+use std::cmp::Ordering;
+
 use bytes::Bytes;
 
 use super::args::{float, Args};
@@ -151,17 +153,17 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
         .collect();
     if !dont_sort {
         let by_given = q.by.is_some();
+        // DESC turns the comparison round (not the result): Redis's ties
+        // keep their source order either way.
+        let dir = |o: Ordering| if q.desc { o.reverse() } else { o };
         if q.alpha {
-            // Byte order; a BY key that does not exist sorts first.
-            let key = |x: &(Vec<u8>, Option<Vec<u8>>)| -> Option<Vec<u8>> {
-                if by_given {
-                    x.1.clone()
-                } else {
-                    Some(x.0.clone())
-                }
-            };
-            // Stable: equal keys keep the source's order, as Redis gives it.
-            items.sort_by_key(key);
+            // Byte order; a BY key that does not exist sorts first; equal
+            // keys keep the source's order (a stable sort, as Redis's).
+            if by_given {
+                items.sort_by(|a, b| dir(a.1.cmp(&b.1)));
+            } else {
+                items.sort_by(|a, b| dir(a.0.cmp(&b.0)));
+            }
         } else {
             let mut scored = Vec::with_capacity(items.len());
             for (e, w) in items {
@@ -174,11 +176,16 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
                 };
                 scored.push((score, e, w));
             }
-            scored.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+            // Equal scores fall back to the elements' bytes, as in Redis,
+            // so a set sorts the same wherever it is.
+            scored.sort_by(|a, b| {
+                dir(a
+                    .0
+                    .partial_cmp(&b.0)
+                    .unwrap_or(Ordering::Equal)
+                    .then_with(|| a.1.cmp(&b.1)))
+            });
             items = scored.into_iter().map(|(_, e, w)| (e, w)).collect();
-        }
-        if q.desc {
-            items.reverse();
         }
     }
     if let Some((offset, count)) = q.limit {

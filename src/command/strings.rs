@@ -278,16 +278,17 @@ fn getdel(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn getex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    enum Change {
+    enum Change<'a> {
         None,
         Persist,
+        In(ExpireOpt, &'a [u8]),
         At(i64),
     }
     let mut a = Args::new(argv, 1);
     let mut change = Change::None;
     while let Some(w) = a.next() {
         if let Some(opt) = expire_word(w).filter(|_| matches!(change, Change::None)) {
-            change = Change::At(expire_at(opt, a.value()?, ctx.now_ms, "getex")?);
+            change = Change::In(opt, a.value()?);
         } else if w.eq_ignore_ascii_case(b"persist") && matches!(change, Change::None) {
             change = Change::Persist;
         } else {
@@ -300,10 +301,16 @@ fn getex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.null();
         return Ok(());
     };
-    reply_value(ctx.out, string_of(n)?);
+    let value = string_of(n)?;
+    // Redis reads the time only once the key has passed: a missing key is
+    // nil and a wrong type WRONGTYPE whatever the time says.
+    if let Change::In(opt, v) = change {
+        change = Change::At(expire_at(opt, v, ctx.now_ms, "getex")?);
+    }
+    reply_value(ctx.out, value);
     let had_ttl = n.expire_at != 0;
     match change {
-        Change::None => {}
+        Change::None | Change::In(..) => {}
         Change::Persist => {
             if had_ttl {
                 t.set_expire(key, 0);

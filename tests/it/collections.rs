@@ -696,7 +696,9 @@ fn hyperloglog_matches_redis() {
     let elems: Vec<String> = (0..5000).map(|i| format!("user:{i}")).collect();
     let mut script: Vec<Vec<String>> = vec![
         vec!["PFADD".into(), "empty".into()],
+        vec!["GET".into(), "empty".into()],
         vec!["PFCOUNT".into(), "empty".into()],
+        vec!["GET".into(), "empty".into()],
         vec![
             "PFADD".into(),
             "small".into(),
@@ -730,6 +732,22 @@ fn hyperloglog_matches_redis() {
         &["PFCOUNT", "notanhll"],
         &["LPUSH", "list", "x"],
         &["PFADD", "list", "x"],
+        &["SET", "int", "10"],
+        &["PFCOUNT", "int"],
+        // A sparse header whose opcodes cover too few registers.
+        &[
+            "SET",
+            "corrupt",
+            "HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01",
+        ],
+        &["PFCOUNT", "corrupt"],
+        &["PFMERGE", "dst", "corrupt"],
+        &[
+            "SET",
+            "baddense",
+            "HYLL\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01",
+        ],
+        &["PFCOUNT", "baddense"],
     ] {
         script.push(c.iter().map(|s| s.to_string()).collect());
     }
@@ -788,6 +806,11 @@ fn argument_errors_come_in_redis_order() {
         &["BITPOS", "one", "1", "-1", "-5"],
         &["BITCOUNT", "one", "-1", "-5"],
         &["GETRANGE", "one", "-1", "-5"],
+        &["GETEX", "nokey", "EX", "-1"],
+        &["GETEX", "list", "PX", "x"],
+        &["GETEX", "one", "EX", "0"],
+        &["GETEX", "one", "EX"],
+        &["GETEX", "nokey", "EX", "1", "PX", "1"],
     ]);
 }
 
@@ -810,5 +833,25 @@ fn negative_zero_scores_match_redis() {
         &["ZRANGE", "big", "0", "-1", "WITHSCORES"],
         &["ZADD", "z", "-0", &long],
         &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+    ]);
+}
+
+/// Equal sort keys: numeric ties fall back to the elements' bytes (so a
+/// set sorts the same on both), ALPHA ties keep the list's order, and DESC
+/// turns the comparison round rather than the result.
+#[test]
+fn sort_ties_match_redis() {
+    same_as_redis(&[
+        &["SADD", "s", "c", "a", "b", "10", "2"],
+        &["SORT", "s", "BY", "w_*"],
+        &["SORT", "s", "BY", "w_*", "DESC"],
+        &["SET", "w_a", "1"],
+        &["SET", "w_10", "1"],
+        &["SORT", "s", "BY", "w_*", "LIMIT", "1", "3"],
+        &["RPUSH", "l", "x", "y", "z", "w"],
+        &["SET", "w_y", "b"],
+        &["SORT", "l", "BY", "w_*", "ALPHA"],
+        &["SORT", "l", "BY", "w_*", "ALPHA", "DESC"],
+        &["SORT", "l", "BY", "w_*", "DESC"],
     ]);
 }
