@@ -3,7 +3,14 @@
 //! escapes, matched on bytes. Consecutive stars collapse and a failed star
 //! match stops early, so a hostile pattern cannot take exponential time.
 
+/// Redis's `stringmatchlen`. An empty string matches only the empty
+/// pattern (Redis's loop never starts on it), so not even `*`: KEYS, SCAN
+/// and the element scans treat a lone `*` as "everything" before matching,
+/// as Redis does, while a `PSUBSCRIBE *` does not hear the channel "".
 pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
+    if s.is_empty() {
+        return pattern.is_empty();
+    }
     matches(pattern, s, nocase) == Outcome::Match
 }
 
@@ -137,6 +144,9 @@ mod tests {
         assert!(m(b"MAXMEM*", b"maxmemory", true));
         assert!(!m(b"a*b", b"a", false));
         assert!(m(b"", b"", false));
+        assert!(!m(b"*", b"", false));
+        assert!(!m(b"**", b"", false));
+        assert!(m(b"a*", b"a", false));
         assert!(!m(b"", b"x", false));
     }
 

@@ -47,7 +47,8 @@ pub fn parse(argv: &[Bytes], allow_novalues: bool) -> Result<ScanOptions, Comman
     let mut a = Args::new(argv, 2);
     while let Some(w) = a.next() {
         if w.eq_ignore_ascii_case(b"match") {
-            o.pattern = Some(a.value()?.clone());
+            // A lone `*` is no filter at all (the empty field included).
+            o.pattern = Some(a.value()?.clone()).filter(|p| p.as_ref() != b"*");
         } else if w.eq_ignore_ascii_case(b"count") {
             let c = a.int()?;
             if c < 1 {

@@ -259,6 +259,11 @@ fn swapdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let (a, b) = (a as usize, b as usize);
     let mut locked = ctx.server.keyspace.lock_dbs(&[a, b]);
+    ctx.server.watches.touch_existing(&[a, b], |_, k| {
+        [a, b]
+            .iter()
+            .any(|&d| locked.table(d, Ctx::slot(k)).peek(k).is_some())
+    });
     locked.swap_dbs(a, b);
     ctx.emit_global(&[b"SWAPDB", &argv[1], &argv[2]]);
     drop(locked);
@@ -280,7 +285,6 @@ fn expire_generic(
     cmd: &'static str,
 ) -> CmdResult {
     let key = &argv[1];
-    let v = int(&argv[2])?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for w in &argv[3..] {
         match w.to_ascii_lowercase().as_slice() {
@@ -306,6 +310,8 @@ fn expire_generic(
             "GT and LT options at the same time are not compatible",
         ));
     }
+    // The options before the time, as in Redis.
+    let v = int(&argv[2])?;
     let bad = || CommandError::InvalidExpire(cmd);
     let ms = match unit {
         Unit::Seconds => v.checked_mul(1000).ok_or_else(bad)?,
@@ -426,7 +432,8 @@ fn scan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (mut pattern, mut count, mut kind) = (None, 10usize, None);
     while let Some(w) = a.next() {
         if w.eq_ignore_ascii_case(b"match") {
-            pattern = Some(a.value()?.clone());
+            // A lone `*` is no filter at all (the empty key included).
+            pattern = Some(a.value()?.clone()).filter(|p| p.as_ref() != b"*");
         } else if w.eq_ignore_ascii_case(b"count") {
             let c = a.int()?;
             if c < 1 {
@@ -542,10 +549,18 @@ fn empty_tables(locked: &mut crate::keyspace::Locked, lazy: bool) {
     }
 }
 
+/// A flush touches the watched keys that are there to be flushed.
+fn touch_watched(ctx: &Ctx, locked: &mut crate::keyspace::Locked, dbs: &[usize]) {
+    ctx.server
+        .watches
+        .touch_existing(dbs, |d, k| locked.table(d, Ctx::slot(k)).peek(k).is_some());
+}
+
 fn flushdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let lazy = flush_mode(argv)?;
     let db = ctx.db();
     let mut locked = ctx.server.keyspace.lock_dbs(&[db]);
+    touch_watched(ctx, &mut locked, &[db]);
     empty_tables(&mut locked, lazy);
     ctx.emit(&[b"FLUSHDB"]);
     drop(locked);
@@ -557,6 +572,7 @@ fn flushall(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let lazy = flush_mode(argv)?;
     let dbs: Vec<usize> = ctx.server.keyspace.used_dbs().map(|(i, _)| i).collect();
     let mut locked = ctx.server.keyspace.lock_dbs(&dbs);
+    touch_watched(ctx, &mut locked, &dbs);
     empty_tables(&mut locked, lazy);
     ctx.emit_global(&[b"FLUSHALL"]);
     drop(locked);
@@ -663,7 +679,6 @@ fn dump(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
-    let ttl = int(&argv[2])?;
     let mut a = Args::new(argv, 3);
     let (mut replace, mut absttl, mut idle, mut freq_seen) = (false, false, None, false);
     while let Some(w) = a.next() {
@@ -689,6 +704,14 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             return Err(CommandError::Syntax);
         }
     }
+    // Redis's order: options, then an existing key, then the TTL, then
+    // the payload.
+    let mut t = ctx.lock_key(key);
+    let exists = ctx.lookup(&mut t, key).is_some();
+    if exists && !replace {
+        return Err(CommandError::BusyKey);
+    }
+    let ttl = int(&argv[2])?;
     if ttl < 0 {
         return Err(CommandError::err("Invalid TTL value, must be >= 0"));
     }
@@ -701,11 +724,7 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             .checked_add(ctx.now_ms)
             .ok_or(CommandError::InvalidExpire("restore"))?,
     };
-    let mut t = ctx.lock_key(key);
-    if ctx.lookup(&mut t, key).is_some() {
-        if !replace {
-            return Err(CommandError::BusyKey);
-        }
+    if exists {
         t.remove(key);
         ctx.emit(&[b"DEL", key]);
     }

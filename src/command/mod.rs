@@ -553,10 +553,9 @@ impl<'a> Ctx<'a> {
                 w.touch(db, key);
                 b.signal(db, key);
             }
-            Touched::Db(db) => {
-                w.touch_db(db);
-                b.signal_db(db);
-            }
+            // Watches were touched by the command itself, before the keys
+            // went (`Watches::touch_existing`).
+            Touched::Db(db) => b.signal_db(db),
         });
     }
 

@@ -95,26 +95,37 @@ fn lookup(ctx: &Ctx, locked: &mut Locked, pattern: &[u8], elem: &[u8]) -> Option
     }
 }
 
-/// The source's elements: list order, set order, or sorted set order.
-fn elements(ctx: &Ctx, locked: &mut Locked, key: &[u8]) -> Result<Vec<Vec<u8>>, CommandError> {
+/// The source's elements: list order, set order, or sorted set order;
+/// and whether that order means something (a list or a sorted set).
+fn elements(
+    ctx: &Ctx,
+    locked: &mut Locked,
+    key: &[u8],
+) -> Result<(Vec<Vec<u8>>, bool), CommandError> {
     let t = locked.table(ctx.db(), Ctx::slot(key));
     let Some(n) = ctx.lookup(t, key) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), true));
     };
     Ok(match &n.value {
-        Value::List(l) => l.iter().map(|e| e.as_bytes().to_vec()).collect(),
-        v @ (Value::SetPacked(_) | Value::SetTable(_)) => Set::of(v)
-            .into_iter()
-            .flat_map(Set::iter)
-            .map(<[u8]>::to_vec)
-            .collect(),
-        Value::ZSet(z) => z.iter().map(|e| e.member.as_bytes().to_vec()).collect(),
+        Value::List(l) => (l.iter().map(|e| e.as_bytes().to_vec()).collect(), true),
+        v @ (Value::SetPacked(_) | Value::SetTable(_)) => (
+            Set::of(v)
+                .into_iter()
+                .flat_map(Set::iter)
+                .map(<[u8]>::to_vec)
+                .collect(),
+            false,
+        ),
+        Value::ZSet(z) => (
+            z.iter().map(|e| e.member.as_bytes().to_vec()).collect(),
+            true,
+        ),
         _ => return Err(CommandError::WrongType),
     })
 }
 
 fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
-    let q = parse(argv, read_only)?;
+    let mut q = parse(argv, read_only)?;
     let src = &argv[1];
     let patterns: Vec<&Bytes> = q.by.iter().chain(q.gets.iter()).collect();
     // First pass: the elements, to learn which keys the patterns name.
@@ -128,6 +139,7 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
         for p in &patterns {
             keys.extend(
                 elems
+                    .0
                     .iter()
                     .filter_map(|e| pattern_target(p, e).map(|t| t.0)),
             );
@@ -139,8 +151,15 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
         }
         elems = now;
     };
-    // BY without `*` means "do not sort"; a sorted set then keeps its order.
-    let dont_sort = q.by.as_ref().is_some_and(|b| !b.contains(&b'*'));
+    let (elems, ordered) = elems;
+    // BY without `*` means "do not sort": a list or sorted set keeps its
+    // order (DESC reads it backwards), but a set stored somewhere is
+    // sorted ALPHA, so the stored list is the same on every node, as Redis
+    // does for replication's sake.
+    let mut dont_sort = q.by.as_ref().is_some_and(|b| !b.contains(&b'*'));
+    if dont_sort && !ordered && q.store.is_some() {
+        (dont_sort, q.alpha, q.by) = (false, true, None);
+    }
     let mut items: Vec<(Vec<u8>, Option<Vec<u8>>)> = elems
         .into_iter()
         .map(|e| {
@@ -187,6 +206,8 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
             });
             items = scored.into_iter().map(|(_, e, w)| (e, w)).collect();
         }
+    } else if ordered && q.desc {
+        items.reverse();
     }
     if let Some((offset, count)) = q.limit {
         let start = (offset.max(0) as usize).min(items.len());

@@ -68,14 +68,16 @@ impl Watches {
         }
     }
 
-    /// Every key of `db` (or of every database) may have changed: FLUSHDB,
-    /// FLUSHALL, SWAPDB.
-    pub fn touch_db(&self, db: Option<usize>) {
+    /// FLUSHDB, FLUSHALL and SWAPDB, before they change anything: the
+    /// watched keys of `dbs` for which `exists` says yes are touched. As in
+    /// Redis, a WATCH on a key that was not there survives a flush; SWAPDB's
+    /// `exists` looks in both databases.
+    pub fn touch_existing(&self, dbs: &[usize], mut exists: impl FnMut(usize, &[u8]) -> bool) {
         if self.is_empty() {
             return;
         }
-        for ((d, _), v) in self.map.lock().iter() {
-            if db.is_none_or(|db| db == *d) {
+        for ((d, key), v) in self.map.lock().iter() {
+            if dbs.contains(d) && exists(*d, key) {
                 v.iter().for_each(|f| f.store(true, Relaxed));
             }
         }
@@ -128,7 +130,9 @@ mod tests {
         w.touch(0, b"other");
         w.touch(0, b"k");
         assert!(a.load(Relaxed) && !b.load(Relaxed));
-        w.touch_db(Some(1));
+        w.touch_existing(&[1], |_, k| k != b"k");
+        assert!(!b.load(Relaxed), "a key that was not there");
+        w.touch_existing(&[1], |_, _| true);
         assert!(b.load(Relaxed));
         w.unwatch(0, b"k", &a);
         w.unwatch(1, b"k", &b);

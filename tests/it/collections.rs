@@ -853,5 +853,15 @@ fn sort_ties_match_redis() {
         &["SORT", "l", "BY", "w_*", "ALPHA"],
         &["SORT", "l", "BY", "w_*", "ALPHA", "DESC"],
         &["SORT", "l", "BY", "w_*", "DESC"],
+        // BY without a star: no sorting, but DESC reads lists and sorted
+        // sets backwards, and a set being stored is sorted ALPHA.
+        &["SORT", "l", "BY", "nosort", "DESC"],
+        &["SORT", "l", "BY", "nosort", "DESC", "LIMIT", "1", "2"],
+        &["ZADD", "z", "1", "a", "2", "b", "3", "c"],
+        &["SORT", "z", "BY", "nosort", "DESC", "LIMIT", "0", "2"],
+        &["SORT", "s", "BY", "nosort", "STORE", "d"],
+        &["LRANGE", "d", "0", "-1"],
+        &["SORT", "s", "BY", "nosort", "DESC", "STORE", "d"],
+        &["LRANGE", "d", "0", "-1"],
     ]);
 }

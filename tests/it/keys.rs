@@ -1,4 +1,4 @@
-use crate::support::{Frame, TestNode};
+use crate::support::{same_as_redis, Frame, TestNode};
 use crate::{bulk, err, int, ok, strings};
 
 #[test]
@@ -355,4 +355,47 @@ fn dump_restore_round_trip_and_redis_payloads() {
         "ERR Invalid TTL value, must be >= 0"
     );
     assert_eq!(r.call(&["DUMP", "nope"]), Frame::Null);
+}
+
+/// Option checks before numbers, an existing key before a bad payload, and
+/// the empty key matched only by a lone `*` (Redis's matcher never starts
+/// on an empty string), as redis-server has them.
+#[test]
+fn key_command_checks_match_redis() {
+    let (node, _redis) = same_as_redis(&[
+        &["SET", "", "empty"],
+        &["SET", "a*b", "1"],
+        &["KEYS", "*"],
+        &["KEYS", "**"],
+        &["KEYS", "*b"],
+        &["KEYS", ""],
+        &["HSET", "h", "", "v", "f", "w"],
+        &["HSCAN", "h", "0", "MATCH", "*"],
+        &["HSCAN", "h", "0", "MATCH", "**"],
+        &["EXPIRE", "a*b", "x", "FOO"],
+        &["EXPIRE", "a*b", "x", "NX", "XX"],
+        &["PEXPIRE", "a*b", "x", "GT", "LT"],
+        &["EXPIRE", "a*b", "x", "NX"],
+        &["RESTORE", "a*b", "0", "garbage"],
+        &["RESTORE", "a*b", "x", "garbage"],
+        &["RESTORE", "new", "x", "garbage"],
+        &["RESTORE", "new", "-1", "garbage"],
+        &["RESTORE", "a*b", "0", "garbage", "REPLACE"],
+    ]);
+    // SCAN's order is its own; what it finds is Redis's.
+    let mut c = node.conn();
+    let mut scan = |pattern: &str| -> Vec<String> {
+        let (_, mut keys): (String, Vec<String>) = redis::cmd("SCAN")
+            .arg(0)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut c)
+            .unwrap();
+        keys.sort();
+        keys
+    };
+    assert_eq!(scan("*"), ["", "a*b", "h"]);
+    assert_eq!(scan("**"), ["a*b", "h"]);
 }

@@ -288,3 +288,31 @@ fn a_transaction_is_in_the_log_whole_or_not_at_all() {
     eventually("loaded", || int(&mut r, &["EXISTS", "before"]) == 1);
     assert_eq!(int(&mut r, &["EXISTS", "t1", "t2"]), 0);
 }
+
+/// FLUSHDB, FLUSHALL and SWAPDB break a WATCH only on a key that was there
+/// (in either database, for SWAPDB), as in Redis.
+#[test]
+fn flushes_break_watches_on_existing_keys_only() {
+    let step = |cmds: &[&'static [&'static str]]| -> Vec<&'static [&'static str]> {
+        let mut v: Vec<&'static [&'static str]> = cmds.to_vec();
+        v.extend_from_slice(&[&["MULTI"], &["PING"], &["EXEC"]]);
+        v
+    };
+    let mut script = Vec::new();
+    script.extend(step(&[&["WATCH", "missing"], &["FLUSHDB"]]));
+    script.extend(step(&[&["WATCH", "missing"], &["FLUSHALL"]]));
+    script.extend(step(&[
+        &["SET", "here", "1"],
+        &["WATCH", "here"],
+        &["FLUSHDB"],
+    ]));
+    script.extend(step(&[&["WATCH", "missing"], &["SWAPDB", "0", "1"]]));
+    script.extend(step(&[
+        &["SELECT", "1"],
+        &["SET", "there", "1"],
+        &["SELECT", "0"],
+        &["WATCH", "there"],
+        &["SWAPDB", "0", "1"],
+    ]));
+    same_as_redis(&script);
+}

@@ -438,6 +438,7 @@ fn sorted(v: Result<redis::Value, String>) -> Result<redis::Value, String> {
 /// Commands whose reply is a set: compared sorted.
 const UNORDERED: &[&str] = &[
     "SMEMBERS",
+    "KEYS",
     "SINTER",
     "SUNION",
     "SDIFF",
