@@ -32,12 +32,29 @@ pub struct ScanOptions {
     pub novalues: bool,
 }
 
-/// Parses `<cursor> [MATCH pattern] [COUNT n] [NOVALUES]` from argv[2].
-pub fn parse(argv: &[Bytes], allow_novalues: bool) -> Result<ScanOptions, CommandError> {
-    let cursor = std::str::from_utf8(&argv[2])
+/// The cursor at argv[2]. Redis's order of checks is the cursor, then the
+/// key (missing: [`empty`]; wrong type: WRONGTYPE), then the options
+/// ([`parse`]).
+pub fn cursor(argv: &[Bytes]) -> Result<u64, CommandError> {
+    std::str::from_utf8(&argv[2])
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| CommandError::err("invalid cursor"))?;
+        .ok_or_else(|| CommandError::err("invalid cursor"))
+}
+
+/// The reply for a key that does not exist.
+pub fn empty(ctx: &mut Ctx) {
+    ctx.out.array(2);
+    ctx.out.bulk(b"0");
+    ctx.out.array(0);
+}
+
+/// Parses `[MATCH pattern] [COUNT n] [NOVALUES]` after the cursor.
+pub fn parse(
+    argv: &[Bytes],
+    cursor: u64,
+    allow_novalues: bool,
+) -> Result<ScanOptions, CommandError> {
     let mut o = ScanOptions {
         cursor,
         pattern: None,

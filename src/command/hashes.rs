@@ -314,12 +314,13 @@ fn reply_pairs<'a>(
 }
 
 fn hscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let o = element_scan::parse(argv, true)?;
+    let cursor = element_scan::cursor(argv)?;
     let mut t = ctx.lock_key(&argv[1]);
     let Some(h) = ctx.read::<Hash>(&mut t, &argv[1])? else {
-        element_scan::reply(ctx, &o, true, 0, std::iter::empty());
+        element_scan::empty(ctx);
         return Ok(());
     };
+    let o = element_scan::parse(argv, cursor, true)?;
     let h: &Hash = h;
     let whole = h.encoding() == "listpack";
     let novalues = o.novalues;

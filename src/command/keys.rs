@@ -165,6 +165,12 @@ fn renamenx(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 /// Parses a database index argument the way SELECT/MOVE/COPY do.
 pub fn db_index(ctx: &Ctx, arg: &[u8]) -> Result<usize, CommandError> {
     let n = int(arg)?;
+    // Redis reads a database index as a C int first.
+    if i32::try_from(n).is_err() {
+        return Err(CommandError::err(
+            "value is out of range, value must between -2147483648 and 2147483647",
+        ));
+    }
     if n < 0 || n as usize >= ctx.server.keyspace.databases() {
         return Err(CommandError::DbIndexOutOfRange);
     }

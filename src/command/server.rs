@@ -186,6 +186,27 @@ fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if !argv.len().is_multiple_of(2) {
         return Err(CommandError::Arity("config|set".into()));
     }
+    // Redis looks every name up first: an unknown one answers at once, a
+    // name given twice (aliases included) fails the whole command.
+    let mut seen: Vec<&str> = Vec::new();
+    let mut duplicate = None;
+    for kv in argv[2..].chunks(2) {
+        let name = text(&kv[0]);
+        let Some(d) = crate::config::directive(&name) else {
+            return Err(CommandError::err(format!(
+                "Unknown option or number of arguments for CONFIG SET - '{name}'"
+            )));
+        };
+        if seen.contains(&d.name) {
+            duplicate.get_or_insert(name);
+        }
+        seen.push(d.name);
+    }
+    if let Some(name) = duplicate {
+        return Err(CommandError::err(format!(
+            "CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+        )));
+    }
     // All or nothing: validate every pair on a copy, then swap it in.
     let mut cfg = ctx.server.config.write();
     let mut next = cfg.clone();

@@ -358,12 +358,13 @@ fn sintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn sscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let o = element_scan::parse(argv, false)?;
+    let cursor = element_scan::cursor(argv)?;
     let mut t = ctx.lock_key(&argv[1]);
     let Some(s) = ctx.read::<Set>(&mut t, &argv[1])? else {
-        element_scan::reply(ctx, &o, true, 0, std::iter::empty());
+        element_scan::empty(ctx);
         return Ok(());
     };
+    let o = element_scan::parse(argv, cursor, false)?;
     let s: &Set = s;
     let whole = s.encoding() == "listpack";
     element_scan::reply(ctx, &o, whole, s.len(), s.iter().map(|m| (m, None)));

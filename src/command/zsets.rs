@@ -1104,12 +1104,13 @@ fn zrandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn zscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let o = element_scan::parse(argv, false)?;
+    let cursor = element_scan::cursor(argv)?;
     let mut t = ctx.lock_key(&argv[1]);
     let Some(z) = ctx.read::<ZSet>(&mut t, &argv[1])? else {
-        element_scan::reply(ctx, &o, true, 0, std::iter::empty());
+        element_scan::empty(ctx);
         return Ok(());
     };
+    let o = element_scan::parse(argv, cursor, false)?;
     let z: &ZSet = z;
     let whole = z.encoding() == "listpack";
     let elements = z.iter().map(|e| {

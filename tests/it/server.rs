@@ -1,6 +1,6 @@
 use std::io::{BufRead, BufReader};
 
-use crate::support::{eventually, Frame, TestNode};
+use crate::support::{eventually, same_as_redis, Frame, TestNode};
 use crate::{bulk, err, info_field, int, ok, strings};
 
 #[test]
@@ -442,4 +442,24 @@ fn digests_match_redis_for_the_same_data() {
     let mut r = node.raw();
     ok(&mut r, &["FLUSHALL"]);
     assert_eq!(r.call(&["DEBUG", "DIGEST"]), Frame::Simple("0".repeat(40)));
+}
+
+/// CONFIG SET looks every name up before any value; the element scans
+/// check the cursor, then the key, then their options; as redis-server.
+#[test]
+fn config_set_and_scan_checks_match_redis() {
+    same_as_redis(&[
+        &["CONFIG", "SET", "maxmemory", "0", "maxmemory", "1"],
+        &["CONFIG", "SET", "maxmemory", "0", "nosuch", "1"],
+        &["CONFIG", "SET", "maxmemory", "x", "maxmemory", "1"],
+        &["CONFIG", "SET", "maxmemory", "x"],
+        &["SSCAN", "nokey", "0", "COUNT", "0"],
+        &["ZSCAN", "nokey", "0", "NOVALUES"],
+        &["HSCAN", "nokey", "x"],
+        &["SADD", "s", "a"],
+        &["SSCAN", "s", "0", "COUNT", "0"],
+        &["SET", "str", "v"],
+        &["SSCAN", "str", "0", "COUNT", "0"],
+        &["ZSCAN", "str", "x"],
+    ]);
 }
