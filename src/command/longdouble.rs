@@ -13,7 +13,7 @@
 //! prints parses back to the same value.
 
 use rustc_apfloat::ieee::X87DoubleExtended as X87;
-use rustc_apfloat::{Category, Float, Round};
+use rustc_apfloat::{Category, Float, FloatConvert, Round};
 
 /// A finite or infinite (never NaN) x87 extended-precision value.
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +80,13 @@ impl LongDouble {
 
     pub fn from_i64(i: i64) -> LongDouble {
         LongDouble(X87::from_i128(i as i128).value)
+    }
+
+    /// The nearest `f64`.
+    pub fn to_f64(self) -> f64 {
+        let mut loses_info = false;
+        let d: rustc_apfloat::ieee::Double = self.0.convert(&mut loses_info).value;
+        f64::from_bits(d.to_bits() as u64)
     }
 
     /// Neither infinite nor NaN (a sum of infinities of both signs is NaN).

@@ -396,20 +396,25 @@ pub struct Block {
 /// Parses a blocking command's timeout (seconds, fractions allowed, 0 for
 /// ever) into a deadline, with Redis's messages.
 pub fn block_deadline(arg: &[u8]) -> Result<Option<std::time::Instant>, CommandError> {
-    let secs = args::float(arg)
-        .map_err(|_| CommandError::err("timeout is not a float or out of range"))?;
-    if secs < 0.0 {
-        return Err(CommandError::err("timeout is negative"));
-    }
-    if !secs.is_finite() || secs > 1e12 {
+    // Redis reads the seconds as a long double (hexadecimal included),
+    // rounds the milliseconds up, and only then looks at the sign:
+    // -0.0001 is 0, which blocks for ever.
+    let secs = longdouble::LongDouble::parse(arg)
+        .ok_or_else(|| CommandError::err("timeout is not a float or out of range"))?
+        .to_f64();
+    let ms = secs * 1000.0;
+    if ms > i64::MAX as f64 {
         return Err(CommandError::err("timeout is out of range"));
     }
-    if secs == 0.0 {
+    let ms = ms.ceil();
+    if ms < 0.0 {
+        return Err(CommandError::err("timeout is negative"));
+    }
+    if ms == 0.0 {
         return Ok(None);
     }
-    Ok(Some(
-        std::time::Instant::now() + Duration::from_secs_f64(secs),
-    ))
+    // Past what the clock can add, a deadline is as good as none.
+    Ok(std::time::Instant::now().checked_add(Duration::from_millis(ms as u64)))
 }
 
 /// Everything a handler can reach.

@@ -811,6 +811,12 @@ fn argument_errors_come_in_redis_order() {
         &["GETEX", "one", "EX", "0"],
         &["GETEX", "one", "EX"],
         &["GETEX", "nokey", "EX", "1", "PX", "1"],
+        // Blocking timeouts are long doubles: hexadecimal works.
+        &["RPUSH", "bl", "a", "b"],
+        &["BLPOP", "bl", "0x10"],
+        &["BLPOP", "bl", "-1"],
+        &["BLPOP", "bl", "x"],
+        &["BLPOP", "bl", "0.0000001"],
     ]);
 }
 
