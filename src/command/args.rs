@@ -95,26 +95,83 @@ pub fn uint(b: &[u8]) -> Result<usize, CommandError> {
     }
 }
 
-/// Parses a float as Redis's `string2ld` does: no surrounding spaces, `inf`
-/// and `-inf` accepted, NaN refused.
+/// Parses a double as Redis's `string2d` does: the whole string is one
+/// number in `strtod`'s syntax (decimal or hexadecimal, `inf`,
+/// `infinity`), no leading space; NaN, and numbers that overflow to
+/// infinity or underflow to zero, refused.
 pub fn float(b: &[u8]) -> Result<f64, CommandError> {
-    let s = std::str::from_utf8(b).map_err(|_| CommandError::NotFloat)?;
-    if s.is_empty()
-        || s.len() > 5120
-        || s.starts_with(char::is_whitespace)
-        || s.ends_with(char::is_whitespace)
-    {
-        return Err(CommandError::NotFloat);
+    match strtod(b) {
+        Some((v, erange)) if !v.is_nan() && !(erange && (v.is_infinite() || v == 0.0)) => Ok(v),
+        _ => Err(CommandError::NotFloat),
     }
-    let v: f64 = match s.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
-        _ => s.parse().map_err(|_| CommandError::NotFloat)?,
+}
+
+/// C's `strtod` over the whole of `b` (no leading space skipped): the value
+/// and whether `errno` would say ERANGE (overflow, or an underflow to zero
+/// or a denormal). None when `b` is not entirely one number.
+pub fn strtod(b: &[u8]) -> Option<(f64, bool)> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (negative, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
     };
-    if v.is_nan() {
-        return Err(CommandError::NotFloat);
+    if body.len() > 2 && body.as_bytes()[0] == b'0' && matches!(body.as_bytes()[1], b'x' | b'X') {
+        return strtod_hex(&body[2..]).map(|(v, erange)| (if negative { -v } else { v }, erange));
     }
-    Ok(v)
+    if !body.starts_with(|c: char| {
+        c.is_ascii_digit() || c == '.' || c == 'i' || c == 'I' || c == 'n' || c == 'N'
+    }) {
+        // Rust would take a second sign or a space that strtod refuses.
+        return None;
+    }
+    // Rust's reading of the decimal forms is strtod's, correctly rounded.
+    let v: f64 = s.parse().ok()?;
+    let digits = body.split(['e', 'E']).next().unwrap_or("");
+    let nonzero = digits.bytes().any(|c| (b'1'..=b'9').contains(&c));
+    let erange = (v.is_infinite() && body.starts_with(|c: char| c.is_ascii_digit() || c == '.'))
+        || (v == 0.0 && nonzero)
+        || v.is_subnormal();
+    Some((v, erange))
+}
+
+/// `strtod` as Redis calls it straight on an argument (score ranges, SORT):
+/// leading white space skipped, and an empty string is 0 (nothing
+/// converted, nothing left over); a string of spaces is no number.
+pub fn strtod_lenient(b: &[u8]) -> Option<(f64, bool)> {
+    if b.is_empty() {
+        return Some((0.0, false));
+    }
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))?;
+    strtod(&b[start..])
+}
+
+/// A hexadecimal float after its `0x`: `[hex][.hex][p[+-]digits]`.
+fn strtod_hex(h: &str) -> Option<(f64, bool)> {
+    use rustc_apfloat::{Float, Round, Status};
+    let (mantissa, exponent) = match h.find(['p', 'P']) {
+        Some(i) => (&h[..i], Some(&h[i + 1..])),
+        None => (h, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let hex = |p: &str| p.bytes().all(|c| c.is_ascii_hexdigit());
+    if int.len() + frac.len() == 0 || !hex(int) || !hex(frac) {
+        return None;
+    }
+    if let Some(e) = exponent {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        if e.is_empty() || !e.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+    }
+    // APFloat wants the binary exponent that strtod makes optional.
+    let text = format!("0x{mantissa}p{}", exponent.unwrap_or("0"));
+    let r = rustc_apfloat::ieee::Double::from_str_r(&text, Round::NearestTiesToEven).ok()?;
+    let v = f64::from_bits(r.value.to_bits() as u64);
+    let erange = r.status.intersects(Status::OVERFLOW | Status::UNDERFLOW);
+    Some((v, erange))
 }
 
 /// Lossy UTF-8 for messages that quote an argument.
@@ -134,6 +191,16 @@ mod tests {
         assert!(float(b" 1").is_err());
         assert!(float(b"nan").is_err());
         assert!(float(b"abc").is_err());
+        assert_eq!(float(b"0x10").unwrap(), 16.0);
+        assert_eq!(float(b"-0x1.8p1").unwrap(), -3.0);
+        assert!(float(b"1e400").is_err(), "overflow");
+        assert!(float(b"1e-400").is_err(), "underflow to zero");
+        assert_eq!(float(b"0e-400").unwrap(), 0.0);
+        assert!(float(b"1e-310").is_ok(), "a denormal is a number");
+        assert!(float(b"+-1").is_err());
+        assert!(float(b"0x").is_err());
+        assert_eq!(strtod(b"1e400"), Some((f64::INFINITY, true)));
+        assert_eq!(strtod(b"inf"), Some((f64::INFINITY, false)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::args::{float, Args};
+use super::args::{strtod_lenient, Args};
 use super::lists::List;
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
@@ -275,14 +275,11 @@ fn sort_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// A numeric sort's score as Redis reads it with `strtod`: leading white
-/// space skipped, and an empty string is 0 (nothing to convert, nothing
-/// left over).
+/// space skipped, an empty string is 0, and NaN or a number out of range
+/// (ERANGE) is no score.
 fn sort_score(b: &[u8]) -> Option<f64> {
-    if b.is_empty() {
-        return Some(0.0);
+    match strtod_lenient(b) {
+        Some((v, false)) if !v.is_nan() => Some(v),
+        _ => None,
     }
-    let start = b
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))?;
-    float(&b[start..]).ok()
 }

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::args::{float, int, Args};
+use super::args::{float, int, strtod_lenient, Args};
 use super::element_scan;
 use super::hashes::pick_indexes;
 use super::lists::clamp_range;
@@ -73,17 +73,17 @@ struct ScoreBound {
     excl: bool,
 }
 
+/// Redis reads a range bound with a bare `strtod`: leading space, an empty
+/// string (0) and overflow to infinity all pass; only NaN and trailing
+/// junk are refused.
 fn score_bound(b: &[u8]) -> Result<ScoreBound, CommandError> {
-    let bad = || CommandError::err("min or max is not a float");
-    match b.first() {
-        Some(b'(') => Ok(ScoreBound {
-            v: float(&b[1..]).map_err(|_| bad())?,
-            excl: true,
-        }),
-        _ => Ok(ScoreBound {
-            v: float(b).map_err(|_| bad())?,
-            excl: false,
-        }),
+    let (excl, num) = match b.first() {
+        Some(b'(') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    match strtod_lenient(num) {
+        Some((v, _)) if !v.is_nan() => Ok(ScoreBound { v, excl }),
+        _ => Err(CommandError::err("min or max is not a float")),
     }
 }
 

@@ -871,3 +871,35 @@ fn sort_ties_match_redis() {
         &["LRANGE", "d", "0", "-1"],
     ]);
 }
+
+/// Scores are read with C's strtod as Redis reads them: hexadecimal works,
+/// overflow and underflow to zero are refused for a score, but a range
+/// bound takes leading space, an empty string (0) and 1e400.
+#[test]
+fn score_parsing_matches_redis() {
+    same_as_redis(&[
+        // First: Redis's SORT reads a stale errno, so an earlier ERANGE
+        // (from any command) would fail it.
+        &["RPUSH", "l", " 3", "0x2", "1"],
+        &["SORT", "l"],
+        &[
+            "ZADD", "z", "0x10", "a", "0", "b", "1e3", "c", "1e-310", "tiny",
+        ],
+        &["ZADD", "z", "1e400", "big"],
+        &["ZADD", "z", "1e-400", "zero"],
+        &["ZADD", "z", " 5", "d"],
+        &["ZINCRBY", "z", "0x1", "a"],
+        &["ZSCORE", "z", "tiny"],
+        &["ZCOUNT", "z", "", ""],
+        &["ZCOUNT", "z", "(", "1"],
+        &["ZCOUNT", "z", " 1", "2000"],
+        &["ZCOUNT", "z", "0x0", "0x20"],
+        &["ZCOUNT", "z", "  ", "1"],
+        &["ZCOUNT", "z", "1e400", "1e400"],
+        &["ZRANGEBYSCORE", "z", "-INF", "+Inf", "WITHSCORES"],
+        &["ZUNIONSTORE", "u", "1", "z", "WEIGHTS", "0x2"],
+        &["ZRANGE", "u", "0", "-1", "WITHSCORES"],
+        &["RPUSH", "big", "1e400", "1"],
+        &["SORT", "big"],
+    ]);
+}
