@@ -148,30 +148,49 @@ pub fn strtod_lenient(b: &[u8]) -> Option<(f64, bool)> {
     strtod(&b[start..])
 }
 
-/// A hexadecimal float after its `0x`: `[hex][.hex][p[+-]digits]`.
+/// A hexadecimal float after its `0x`.
 fn strtod_hex(h: &str) -> Option<(f64, bool)> {
     use rustc_apfloat::{Float, Round, Status};
-    let (mantissa, exponent) = match h.find(['p', 'P']) {
-        Some(i) => (&h[..i], Some(&h[i + 1..])),
-        None => (h, None),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let hex = |p: &str| p.bytes().all(|c| c.is_ascii_hexdigit());
-    if int.len() + frac.len() == 0 || !hex(int) || !hex(frac) {
+    if !c_number_syntax(h, true) {
         return None;
     }
-    if let Some(e) = exponent {
-        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
-        if e.is_empty() || !e.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-    }
     // APFloat wants the binary exponent that strtod makes optional.
-    let text = format!("0x{mantissa}p{}", exponent.unwrap_or("0"));
+    let text = if h.contains(['p', 'P']) {
+        format!("0x{h}")
+    } else {
+        format!("0x{h}p0")
+    };
     let r = rustc_apfloat::ieee::Double::from_str_r(&text, Round::NearestTiesToEven).ok()?;
     let v = f64::from_bits(r.value.to_bits() as u64);
     let erange = r.status.intersects(Status::OVERFLOW | Status::UNDERFLOW);
     Some((v, erange))
+}
+
+/// Whether `s` (past any sign, and past `0x` when `hex`) is entirely one
+/// number as C's strtod reads it: `[digits][.digits]` with at least one
+/// digit, then an optional exponent (`e` for decimal, `p` for hexadecimal)
+/// of decimal digits.
+pub fn c_number_syntax(s: &str, hex: bool) -> bool {
+    let (marks, digit): (&[char], fn(&u8) -> bool) = if hex {
+        (&['p', 'P'], u8::is_ascii_hexdigit)
+    } else {
+        (&['e', 'E'], u8::is_ascii_digit)
+    };
+    let (mantissa, exponent) = match s.find(marks) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.len() + frac.len() == 0
+        || !int.as_bytes().iter().all(digit)
+        || !frac.as_bytes().iter().all(digit)
+    {
+        return false;
+    }
+    exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit())
+    })
 }
 
 /// Lossy UTF-8 for messages that quote an argument.

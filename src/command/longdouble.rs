@@ -9,13 +9,17 @@
 //! APFloat, rounding as the hardware does) and prints the exact binary value
 //! rounded to 17 decimals, as glibc's `printf` does.
 //!
-//! Invariant: a value that leaves this module is finite; the string it
-//! prints parses back to the same value.
+//! Invariant: callers print only finite values (`is_finite` first: a sum
+//! can overflow, or be NaN from infinities of both signs). What is printed
+//! is Redis's string, not a round trip: 17 decimals, so 1e-20 is stored as
+//! "0" here as it is there.
 
 use rustc_apfloat::ieee::X87DoubleExtended as X87;
 use rustc_apfloat::{Category, Float, FloatConvert, Round};
 
-/// A finite or infinite (never NaN) x87 extended-precision value.
+use super::args::c_number_syntax;
+
+/// An x87 extended-precision value: parsed ones are never NaN.
 #[derive(Clone, Copy, Debug)]
 pub struct LongDouble(X87);
 
@@ -55,7 +59,7 @@ impl LongDouble {
         }
         let text = if let Some(hex) = lower.strip_prefix("0x") {
             // APFloat wants the binary exponent that strtold makes optional.
-            if !hex_syntax(hex) {
+            if !c_number_syntax(hex, true) {
                 return None;
             }
             if hex.contains('p') {
@@ -64,7 +68,7 @@ impl LongDouble {
                 format!("0x{hex}p0")
             }
         } else {
-            if !decimal_syntax(&lower) {
+            if !c_number_syntax(&lower, false) {
                 return None;
             }
             lower
@@ -139,53 +143,6 @@ impl LongDouble {
             format!("-{digits}")
         } else {
             digits
-        }
-    }
-}
-
-/// `[digits][.digits][e[+-]digits]` with at least one digit before the
-/// exponent: what strtold consumes entirely as a decimal number.
-fn decimal_syntax(s: &str) -> bool {
-    let (mantissa, exponent) = match s.find('e') {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
-        None => (s, None),
-    };
-    let (int, frac) = match mantissa.find('.') {
-        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
-        None => (mantissa, ""),
-    };
-    let digits = |p: &str| p.bytes().all(|c| c.is_ascii_digit());
-    if int.len() + frac.len() == 0 || !digits(int) || !digits(frac) {
-        return false;
-    }
-    match exponent {
-        None => true,
-        Some(e) => {
-            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
-            !e.is_empty() && digits(e)
-        }
-    }
-}
-
-/// The part after `0x`: `[hex][.hex][p[+-]digits]`, at least one hex digit.
-fn hex_syntax(s: &str) -> bool {
-    let (mantissa, exponent) = match s.find('p') {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
-        None => (s, None),
-    };
-    let (int, frac) = match mantissa.find('.') {
-        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
-        None => (mantissa, ""),
-    };
-    let hex = |p: &str| p.bytes().all(|c| c.is_ascii_hexdigit());
-    if int.len() + frac.len() == 0 || !hex(int) || !hex(frac) {
-        return false;
-    }
-    match exponent {
-        None => true,
-        Some(e) => {
-            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
-            !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit())
         }
     }
 }
