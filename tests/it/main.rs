@@ -7,6 +7,7 @@ mod blocking;
 mod collections;
 mod concurrency;
 mod connection;
+mod differential;
 mod eviction;
 mod expiry;
 mod keys;
