@@ -17,4 +17,4 @@ pub mod reply;
 pub mod request;
 
 pub use reply::{Protocol, ReplyBuf};
-pub use request::{parse_request, ProtocolError, RequestLimits};
+pub use request::{parse_request, Parser, ProtocolError, RequestLimits};

@@ -2,25 +2,28 @@
 //!
 //! The parser is called on the connection's read buffer after every read. It
 //! either consumes one whole request and returns its arguments, or returns
-//! `None` and leaves the buffer untouched until more bytes arrive. Re-parsing
-//! the headers of a partly received request is cheap: bodies are skipped by
-//! length, never scanned, so a 512 MB value arriving in many reads costs only
-//! its headers each time.
+//! `None` and leaves the buffer untouched until more bytes arrive. A
+//! [`Parser`] remembers how far it got into a multibulk request, so a
+//! request arriving in many reads is parsed once, not once per read (that
+//! was quadratic: a 6 MB, 300,000-argument RPUSH trickled in 4 KB pieces
+//! cost 0.45 s of CPU, Redis 0.05 s). Bodies are skipped by length, never
+//! scanned.
 //!
 //! Arguments are zero-copy: the consumed prefix of the buffer is frozen and each
 //! argument is a `Bytes` slice of it.
 //!
-//! Limits, as in Redis: an inline line or a multibulk/bulk header line longer
-//! than 64 KiB, a multibulk count above 1024*1024, or a bulk length above
-//! `proto-max-bulk-len` are protocol errors. The query-buffer limit is the
-//! connection's business (it counts bytes not yet forming a request).
+//! Limits, as in Redis 7: an inline line or a multibulk/bulk header line
+//! longer than 64 KiB, a multibulk count above 2^31-1, or a bulk length
+//! above `proto-max-bulk-len` are protocol errors. The query-buffer limit
+//! is the connection's business (it counts bytes not yet forming a
+//! request).
 
 use bytes::{Bytes, BytesMut};
 
 /// Longest inline request or header line Redis accepts (`PROTO_INLINE_MAX_SIZE`).
 pub const INLINE_MAX: usize = 64 * 1024;
-/// Largest multibulk count Redis accepts.
-const MULTIBULK_MAX: i64 = 1024 * 1024;
+/// Largest multibulk count Redis accepts (INT_MAX).
+const MULTIBULK_MAX: i64 = i32::MAX as i64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Protocol error: {0}")]
@@ -35,7 +38,8 @@ pub struct RequestLimits {
     pub max_bulk_len: i64,
 }
 
-/// Parses one request from the front of `buf`.
+/// Parses one request from the front of `buf`, with no memory of earlier
+/// calls (a whole buffer at hand: the log at start-up).
 ///
 /// Returns `Ok(Some(args))` and consumes the request, `Ok(None)` when more bytes
 /// are needed, or a protocol error. Empty requests (`*0`, `*-1`, blank inline
@@ -44,13 +48,39 @@ pub fn parse_request(
     buf: &mut BytesMut,
     limits: RequestLimits,
 ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    if buf[0] == b'*' {
-        parse_multibulk(buf, limits)
-    } else {
-        parse_inline(buf)
+    Parser::default().next(buf, limits)
+}
+
+/// How far a multibulk request has been read. Offsets are into the buffer,
+/// which only grows at its end until the request is taken from its front.
+struct Partial {
+    count: usize,
+    /// Where the next bulk header starts.
+    pos: usize,
+    spans: smallvec::SmallVec<[(usize, usize); 8]>,
+}
+
+/// [`parse_request`] for a connection: between calls the buffer may only
+/// grow at its end, and a partly read request goes on from where it was.
+#[derive(Default)]
+pub struct Parser {
+    partial: Option<Partial>,
+}
+
+impl Parser {
+    pub fn next(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: RequestLimits,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if self.partial.is_some() || buf[0] == b'*' {
+            parse_multibulk(buf, limits, &mut self.partial)
+        } else {
+            parse_inline(buf)
+        }
     }
 }
 
@@ -109,29 +139,41 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 fn parse_multibulk(
     buf: &mut BytesMut,
     limits: RequestLimits,
+    partial: &mut Option<Partial>,
 ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let Some(eol) = find_crlf(buf, 0) else {
-        if buf.len() > INLINE_MAX {
-            return Err(perr("too big mbulk count string"));
+    let mut p = match partial.take() {
+        Some(p) => p,
+        None => {
+            let Some(eol) = find_crlf(buf, 0) else {
+                if buf.len() > INLINE_MAX {
+                    return Err(perr("too big mbulk count string"));
+                }
+                return Ok(None);
+            };
+            if eol > INLINE_MAX {
+                return Err(perr("too big mbulk count string"));
+            }
+            let count = match parse_i64(&buf[1..eol]) {
+                Some(n) if n <= MULTIBULK_MAX => n,
+                _ => return Err(perr("invalid multibulk length")),
+            };
+            if count <= 0 {
+                let _ = buf.split_to(eol + 2);
+                return Ok(Some(Vec::new()));
+            }
+            Partial {
+                count: count as usize,
+                pos: eol + 2,
+                spans: smallvec::SmallVec::new(),
+            }
         }
-        return Ok(None);
     };
-    if eol > INLINE_MAX {
-        return Err(perr("too big mbulk count string"));
-    }
-    let count = match parse_i64(&buf[1..eol]) {
-        Some(n) if n <= MULTIBULK_MAX => n,
-        _ => return Err(perr("invalid multibulk length")),
-    };
-    let mut pos = eol + 2;
-    if count <= 0 {
-        let _ = buf.split_to(pos);
-        return Ok(Some(Vec::new()));
-    }
-    // First pass: validate headers and find where the request ends.
-    let mut spans: smallvec::SmallVec<[(usize, usize); 8]> = smallvec::SmallVec::new();
-    for _ in 0..count {
+    // Validate each header and find where the request ends; stop (and
+    // remember where) at the first that has not fully arrived.
+    while p.spans.len() < p.count {
+        let pos = p.pos;
         if pos >= buf.len() {
+            *partial = Some(p);
             return Ok(None);
         }
         if buf[pos] != b'$' {
@@ -142,6 +184,7 @@ fn parse_multibulk(
             if buf.len() - pos > INLINE_MAX {
                 return Err(perr("too big bulk count string"));
             }
+            *partial = Some(p);
             return Ok(None);
         };
         if eol - pos > INLINE_MAX {
@@ -154,15 +197,19 @@ fn parse_multibulk(
         let start = eol + 2;
         let end = start + len;
         if buf.len() < end + 2 {
+            *partial = Some(p);
             return Ok(None);
         }
         // Redis does not check the terminator either; it skips two bytes.
-        spans.push((start, end));
-        pos = end + 2;
+        p.spans.push((start, end));
+        p.pos = end + 2;
     }
-    let frame = buf.split_to(pos).freeze();
+    let frame = buf.split_to(p.pos).freeze();
     Ok(Some(
-        spans.into_iter().map(|(s, e)| frame.slice(s..e)).collect(),
+        p.spans
+            .into_iter()
+            .map(|(s, e)| frame.slice(s..e))
+            .collect(),
     ))
 }
 
@@ -314,6 +361,32 @@ mod tests {
             vec![Bytes::from("PING")]
         );
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_request_arriving_in_pieces_is_parsed_once_and_whole() {
+        let req = b"*3\r\n$3\r\nSET\r\n$5\r\nhello\r\n$10\r\n0123456789\r\n*1\r\n$4\r\nPING\r\n";
+        for step in [1, 2, 3, 7, 64] {
+            let (mut parser, mut buf, mut got) = (Parser::default(), BytesMut::new(), Vec::new());
+            for piece in req.chunks(step) {
+                buf.extend_from_slice(piece);
+                while let Some(argv) = parser.next(&mut buf, LIM).unwrap() {
+                    got.push(argv);
+                }
+            }
+            let want: Vec<Vec<Bytes>> = vec![
+                vec!["SET".into(), "hello".into(), "0123456789".into()],
+                vec!["PING".into()],
+            ];
+            assert_eq!(got, want, "in pieces of {step}");
+            assert!(buf.is_empty() && parser.partial.is_none());
+        }
+    }
+
+    #[test]
+    fn counts_up_to_int_max_wait_for_their_arguments() {
+        assert_eq!(parse(b"*2147483647\r\n$1\r\na\r\n"), Ok(None));
+        assert!(parse(b"*2147483648\r\n").is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 use crate::command::{self, flags, Action, Ctx, Spec};
-use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
+use crate::protocol::{Parser, Protocol, ReplyBuf, RequestLimits};
 
 use super::client::{Client, ReplyMode};
 use super::{local_addr, now_ms, stopped, Server};
@@ -64,6 +64,9 @@ pub async fn serve(
     let mut client = Client::new(handle.clone(), authenticated);
     let mut out = ReplyBuf::new(Protocol::Resp2);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    // Remembers a request read in part; `rbuf` only grows at its end
+    // between its calls.
+    let mut parser = Parser::default();
     let mut stop = server.shutdown.subscribe();
     let mut monitor: Option<broadcast::Receiver<Arc<str>>> = None;
     // Registered once for the connection's life: re-registering a waiter on
@@ -170,7 +173,7 @@ pub async fn serve(
         // table of the next one's key is already on its way into the cache.
         // Pipelined batches are bound by memory latency, and this hides one
         // of the misses each command would otherwise wait for.
-        let mut ahead = parse_request(&mut rbuf, limits);
+        let mut ahead = parser.next(&mut rbuf, limits);
         // Even a lone request gains from starting its slot's load now,
         // while the command is being resolved.
         client.slot_hint = prefetch(&server, client.db, &ahead);
@@ -185,7 +188,7 @@ pub async fn serve(
                     break;
                 }
             };
-            ahead = parse_request(&mut rbuf, limits);
+            ahead = parser.next(&mut rbuf, limits);
             let next_hint = prefetch(&server, client.db, &ahead);
             if argv.is_empty() {
                 client.slot_hint = next_hint;
