@@ -914,7 +914,8 @@ fn notify_effect<A: AsRef<[u8]>>(
         return;
     };
     let class = match spec.group {
-        "string" => STRING,
+        // Redis files bitmaps and HyperLogLogs under strings.
+        "string" | "bitmap" | "hyperloglog" => STRING,
         "list" => LIST,
         "set" => SET,
         "hash" => HASH,
@@ -945,10 +946,38 @@ fn notify_effect<A: AsRef<[u8]>>(
             send(GENERIC, "rename_to", arg(2));
         }
         b"copy" => send(GENERIC, "copy_to", arg(2)),
-        b"move" => send(GENERIC, "move_from", arg(1)),
+        b"move" => {
+            send(GENERIC, "move_from", arg(1));
+            if let Some(to) = crate::protocol::request::parse_i64(arg(2)) {
+                n.notify(
+                    &server.pubsub,
+                    GENERIC,
+                    "move_to",
+                    to as usize,
+                    arg(1),
+                    now_ms,
+                );
+            }
+        }
+        // The push is told first, as Redis does.
         b"lmove" => {
-            send(LIST, end_word(3, true), arg(1));
             send(LIST, end_word(4, false), arg(2));
+            send(LIST, end_word(3, true), arg(1));
+        }
+        // A refreshed cached count, or BITOP (which Redis tells as "set"
+        // or "del" by its result, not known from the record): no event.
+        b"pfcount" | b"bitop" => {}
+        b"pfmerge" => send(STRING, "pfadd", arg(1)),
+        b"bitfield" => send(STRING, "setbit", arg(1)),
+        // The STORE forms tell of their destination only.
+        _ if name.ends_with(b"store") => {
+            send(class, std::str::from_utf8(&name).unwrap_or("store"), arg(1))
+        }
+        b"set" => {
+            send(STRING, "set", arg(1));
+            if arg(3).eq_ignore_ascii_case(b"pxat") {
+                send(GENERIC, "expire", arg(1));
+            }
         }
         b"smove" => {
             send(SET, "srem", arg(1));

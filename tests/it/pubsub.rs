@@ -3,7 +3,7 @@
 //! notifications, and the output buffer limit that cuts off a subscriber
 //! that stopped reading.
 
-use crate::support::{eventually, Frame, Raw, TestNode};
+use crate::support::{eventually, Frame, Raw, ReferenceRedis, TestNode};
 use crate::{bulk, err, int, ok};
 
 fn b(s: &str) -> Frame {
@@ -209,6 +209,8 @@ fn keyspace_notifications() {
     );
     // An expiry deletion is `expired`, not `del`.
     ok(&mut w, &["SET", "t", "v", "PX", "1"]);
+    // `set`, then `expire` (a SET with a TTL tells both, as in Redis).
+    sub.read2();
     sub.read2();
     eventually("t expired", || int(&mut w, &["EXISTS", "t"]) == 0);
     let Frame::Array(v) = sub.read2() else {
@@ -250,4 +252,73 @@ fn a_subscriber_that_stops_reading_is_cut_off() {
     assert!(sent * payload.len() > 1024 * 1024, "{sent}");
     eventually("the subscriber is gone", || idle.is_closed());
     assert_eq!(int(&mut publ, &["PUBLISH", "firehose", "x"]), 0);
+}
+
+/// Keyspace notifications, event for event and in order, as redis-server
+/// sends them for the same commands: MOVE's move_to in the other database,
+/// SET with a TTL's expire, LMOVE's push before its pop, the STORE forms
+/// on their destination only, bitmaps and HyperLogLogs as strings.
+#[test]
+fn keyspace_events_match_redis() {
+    let script: &[&[&str]] = &[
+        &["SET", "a", "1"],
+        &["INCR", "a"],
+        &["EXPIRE", "a", "100"],
+        &["PERSIST", "a"],
+        &["SET", "b", "1"],
+        &["RENAME", "b", "c"],
+        &["COPY", "c", "d"],
+        &["MOVE", "d", "1"],
+        &["SET", "f", "1", "EX", "100"],
+        &["SETEX", "g", "100", "v"],
+        &["SET", "h", "1", "KEEPTTL"],
+        &["RPUSH", "m", "1", "2"],
+        &["LMOVE", "m", "n", "LEFT", "RIGHT"],
+        &["RPOPLPUSH", "m", "n"],
+        &["SADD", "s", "1", "2"],
+        &["SINTERSTORE", "t", "s"],
+        &["ZADD", "z", "1", "a"],
+        &["ZUNIONSTORE", "u", "1", "z"],
+        &["ZRANGESTORE", "v", "z", "0", "-1"],
+        &["SETBIT", "j", "1", "1"],
+        &["BITFIELD", "k", "SET", "u8", "0", "1"],
+        &["PFADD", "p", "x"],
+        &["PFMERGE", "q", "p"],
+        &["PFCOUNT", "q"],
+        &["SET", "done", "1"],
+    ];
+    let events = |client: redis::Client| -> Vec<(String, String)> {
+        let mut w = client.get_connection().unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg("KEA")
+            .query(&mut w)
+            .unwrap();
+        let mut sub = client.get_connection().unwrap();
+        sub.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut ps = sub.as_pubsub();
+        ps.psubscribe("__key*__:*").unwrap();
+        for c in script {
+            let _ = crate::support::run(&mut w, c);
+        }
+        let mut seen = Vec::new();
+        loop {
+            let m = ps.get_message().unwrap();
+            let (channel, payload): (String, String) =
+                (m.get_channel_name().to_string(), m.get_payload().unwrap());
+            let last = channel == "__keyevent@0__:set" && payload == "done";
+            seen.push((channel, payload));
+            if last {
+                return seen;
+            }
+        }
+    };
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let ours = events(node.client());
+    let theirs = events(reference.client());
+    assert!(ours.len() > 40, "{ours:?}");
+    assert_eq!(ours, theirs);
 }
