@@ -16,7 +16,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::support::{run, ReferenceRedis, TestNode};
+use crate::support::{run, sorted, ReferenceRedis, TestNode};
 
 struct Gen(StdRng);
 
@@ -333,14 +333,11 @@ fn random_command(g: &mut Gen) -> Vec<String> {
 
 /// Set replies are compared as sets (a set's order is its hash order).
 fn normalise(args: &[&str], r: Result<redis::Value, String>) -> Result<redis::Value, String> {
-    let unordered = matches!(args[0], "SMEMBERS" | "SINTER" | "SUNION" | "SDIFF");
-    r.map(|v| match v {
-        redis::Value::Array(mut items) if unordered => {
-            items.sort_by_key(|i| format!("{i:?}"));
-            redis::Value::Array(items)
-        }
-        other => other,
-    })
+    if matches!(args[0], "SMEMBERS" | "SINTER" | "SUNION" | "SDIFF") {
+        sorted(r)
+    } else {
+        r
+    }
 }
 
 #[test]

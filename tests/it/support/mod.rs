@@ -425,7 +425,8 @@ pub fn run(con: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, S
     c.query::<redis::Value>(con).map_err(|e| e.to_string())
 }
 
-fn sorted(v: Result<redis::Value, String>) -> Result<redis::Value, String> {
+/// An array reply in a fixed order, for replies that are sets.
+pub fn sorted(v: Result<redis::Value, String>) -> Result<redis::Value, String> {
     v.map(|v| match v {
         redis::Value::Array(mut items) => {
             items.sort_by_key(|i| format!("{i:?}"));
