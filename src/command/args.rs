@@ -127,10 +127,14 @@ pub fn strtod(b: &[u8]) -> Option<(f64, bool)> {
     }
     // Rust's reading of the decimal forms is strtod's, correctly rounded.
     let v: f64 = s.parse().ok()?;
-    let digits = body.split(['e', 'E']).next().unwrap_or("");
-    let nonzero = digits.bytes().any(|c| (b'1'..=b'9').contains(&c));
+    // An underflow to zero is a zero read from nonzero digits; looked for
+    // only when the value is zero (every ZADD score comes through here).
+    let underflow = || {
+        let digits = body.split(['e', 'E']).next().unwrap_or("");
+        digits.bytes().any(|c| (b'1'..=b'9').contains(&c))
+    };
     let erange = (v.is_infinite() && body.starts_with(|c: char| c.is_ascii_digit() || c == '.'))
-        || (v == 0.0 && nonzero)
+        || (v == 0.0 && underflow())
         || v.is_subnormal();
     Some((v, erange))
 }
