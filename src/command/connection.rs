@@ -15,6 +15,7 @@ use super::{flags::*, spec, Action, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::protocol::Protocol;
 use crate::server::client::ReplyMode;
+use crate::server::tracking::{Mode, Options};
 
 const G: &str = "connection";
 const C: &[&str] = &["connection"];
@@ -51,6 +52,10 @@ static CLIENT_SUBCOMMANDS: &[Spec] = &[
     spec("client|unblock", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Unblocks a client blocked by a blocking command from a different connection.", client_unblock),
     spec("client|unpause", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Resumes processing commands from paused clients.", client_unpause),
     spec("client|help", 2, LOADING | STALE, NO_KEYS, C, G, "Returns helpful text about the different subcommands.", client_help),
+    spec("client|tracking", -3, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Controls server-assisted client-side caching for the connection.", client_tracking),
+    spec("client|caching", 3, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Instructs the server whether to track the keys in the next request.", client_caching),
+    spec("client|getredir", 2, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Returns the client ID to which the connection's tracking notifications are redirected.", client_getredir),
+    spec("client|trackinginfo", 2, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Returns information about server-assisted client-side caching for the connection.", client_trackinginfo),
 ];
 
 fn ping(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -83,6 +88,7 @@ fn quit(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 fn reset(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     super::transactions::reset(ctx.server, ctx.client);
     super::pubsub::unsubscribe_all(ctx.server, ctx.client);
+    tracking_off(ctx);
     ctx.client.db = 0;
     ctx.client.reply_mode = ReplyMode::On;
     ctx.out.proto = Protocol::Resp2;
@@ -484,11 +490,125 @@ fn client_unpause(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// CLIENT TRACKING (ON|OFF) [REDIRECT id] [BCAST] [PREFIX p]... [OPTIN]
+/// [OPTOUT] [NOLOOP]: the options are read whole first (so OFF with bad
+/// options is a syntax error too), then ON checks them against each other
+/// and the current mode (`Tracking::enable`).
+fn client_tracking(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut o = Options::default();
+    let mut j = 3;
+    while j < argv.len() {
+        let more = j + 1 < argv.len();
+        let opt = argv[j].to_ascii_lowercase();
+        match opt.as_slice() {
+            b"redirect" if more => {
+                j += 1;
+                if o.redirect != 0 {
+                    return Err(CommandError::err(
+                        "A client can only redirect to a single other client",
+                    ));
+                }
+                let id = int(&argv[j])?;
+                // Checked now, though the target may still leave later.
+                if id <= 0 || ctx.server.clients.get(id as u64).is_none() {
+                    return Err(CommandError::err(
+                        "The client ID you want redirect to does not exist",
+                    ));
+                }
+                o.redirect = id as u64;
+            }
+            b"bcast" => o.bcast = true,
+            b"optin" => o.optin = true,
+            b"optout" => o.optout = true,
+            b"noloop" => o.noloop = true,
+            b"prefix" if more => {
+                j += 1;
+                o.prefixes.push(argv[j].clone());
+            }
+            _ => return Err(CommandError::Syntax),
+        }
+        j += 1;
+    }
+    match argv[2].to_ascii_lowercase().as_slice() {
+        b"on" => {
+            ctx.server.tracking.enable(&ctx.client.handle, &o)?;
+            ctx.client.tracking = Some(Mode {
+                bcast: o.bcast,
+                optin: o.optin,
+                optout: o.optout,
+            });
+        }
+        b"off" => tracking_off(ctx),
+        _ => return Err(CommandError::Syntax),
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+fn tracking_off(ctx: &mut Ctx) {
+    ctx.server.tracking.disable(ctx.client.id);
+    ctx.client.tracking = None;
+    ctx.client.caching = false;
+}
+
+fn client_caching(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let Some(mode) = ctx.client.tracking else {
+        return Err(CommandError::err(
+            "CLIENT CACHING can be called only when the client is in tracking mode with OPTIN \
+             or OPTOUT mode enabled",
+        ));
+    };
+    match argv[2].to_ascii_lowercase().as_slice() {
+        b"yes" if mode.optin => {}
+        b"yes" => {
+            return Err(CommandError::err(
+                "CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+            ))
+        }
+        b"no" if mode.optout => {}
+        b"no" => {
+            return Err(CommandError::err(
+                "CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+            ))
+        }
+        _ => return Err(CommandError::Syntax),
+    }
+    ctx.client.caching = true;
+    ctx.out.ok();
+    Ok(())
+}
+
+fn client_getredir(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let redirect = ctx.server.tracking.redirect(ctx.client.id);
+    ctx.out.int(redirect);
+    Ok(())
+}
+
+fn client_trackinginfo(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let (flags, redirect, prefixes) = ctx.server.tracking.info(ctx.client.id, ctx.client.caching);
+    let out = &mut *ctx.out;
+    out.map(3);
+    out.bulk(b"flags");
+    out.set(flags.len());
+    for f in flags {
+        out.bulk(f.as_bytes());
+    }
+    out.bulk(b"redirect");
+    out.int(redirect);
+    out.bulk(b"prefixes");
+    out.strings(prefixes.iter().map(|p| &p[..]));
+    Ok(())
+}
+
 fn client_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     help(
         ctx,
         "CLIENT",
         &[
+            "CACHING (YES|NO)",
+            "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+            "GETREDIR",
+            "    Return the client ID we are redirecting to when tracking is enabled.",
             "GETNAME",
             "    Return the name of the current connection.",
             "ID",
@@ -511,6 +631,11 @@ fn client_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Assign the name <name> to the current connection.",
             "SETINFO <option> <value>",
             "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+            "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+            "         [OPTIN] [OPTOUT] [NOLOOP]",
+            "    Control server assisted client side caching.",
+            "TRACKINGINFO",
+            "    Report tracking status for the current connection.",
             "UNPAUSE",
             "    Stop the current client pause, resuming traffic.",
         ],

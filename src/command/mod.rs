@@ -550,18 +550,41 @@ impl<'a> Ctx<'a> {
             }
         }
         let (w, b) = (&self.server.watches, &self.server.blocked);
-        if w.is_empty() && b.is_empty() {
+        let tracking = self.server.tracking.active();
+        if w.is_empty() && b.is_empty() && !tracking {
             return;
         }
         touched_by(db, argv, |t| match t {
             Touched::Key(db, key) => {
                 w.touch(db, key);
                 b.signal(db, key);
+                if tracking {
+                    self.invalidate(Some(key));
+                }
             }
             // Watches were touched by the command itself, before the keys
             // went (`Watches::touch_existing`).
-            Touched::Db(db) => b.signal_db(db),
+            Touched::Db(db, flushed) => {
+                b.signal_db(db);
+                if tracking && flushed {
+                    self.invalidate(None);
+                }
+            }
         });
+    }
+
+    /// Tells tracking clients that `key` changed (`None`: a flush); this
+    /// client itself is told after its reply.
+    fn invalidate(&self, key: Option<&[u8]>) {
+        let (t, clients, me) = (&self.server.tracking, &self.server.clients, self.client.id);
+        let own = match key {
+            Some(k) => t.invalidate(clients, k, me),
+            None => t.flushed(clients, me),
+        };
+        if own {
+            let key = key.map(Bytes::copy_from_slice);
+            self.client.invalidated.borrow_mut().push(key);
+        }
     }
 
     /// Finds a live key for a write, expiring it (and recording `DEL`) if due.
@@ -861,10 +884,11 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// What an effect changed: one key, or a whole database (`None`: all).
+/// What an effect changed: one key, or a whole database (`None`: all),
+/// emptied (`true`, a flush) or swapped with another.
 enum Touched<'a> {
     Key(usize, &'a [u8]),
-    Db(Option<usize>),
+    Db(Option<usize>, bool),
 }
 
 /// Calls `f` for what an effect changes, found from the effect's own
@@ -878,11 +902,11 @@ fn touched_by<A: AsRef<[u8]>>(db: Option<usize>, argv: &[A], mut f: impl FnMut(T
             .map(|d| d as usize)
     };
     match name.as_slice() {
-        b"flushall" => f(Touched::Db(None)),
-        b"flushdb" => f(Touched::Db(db)),
+        b"flushall" => f(Touched::Db(None, true)),
+        b"flushdb" => f(Touched::Db(db, true)),
         b"swapdb" => {
-            f(Touched::Db(db_arg(1)));
-            f(Touched::Db(db_arg(2)));
+            f(Touched::Db(db_arg(1), false));
+            f(Touched::Db(db_arg(2), false));
         }
         _ => {
             let (Some(db), Some(spec)) = (db, TABLE.get(&name)) else {
@@ -1118,15 +1142,47 @@ pub fn replay(
 pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), CommandError> {
     let r = if ctx.client.multi.is_some() && !spec.has(flags::NO_QUEUE) {
         transactions::queue(ctx, spec, argv)
-    } else if spec.has(flags::DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
-        ctx.make_room().and_then(|_| (spec.handler)(ctx, argv))
     } else {
-        (spec.handler)(ctx, argv)
+        // A tracking client may cache what it reads (as in Redis, even a
+        // read that fails, WRONGTYPE...). The keys are remembered before
+        // the read: a write racing with it on another thread then
+        // invalidates what was read, where remembering after could miss it.
+        let remembers = spec.has(flags::READONLY)
+            && ctx
+                .client
+                .tracking
+                .is_some_and(|m| m.remembers(ctx.client.caching));
+        let own_before = if remembers {
+            remember_keys(ctx, spec, argv);
+            ctx.client.invalidated.borrow().len()
+        } else {
+            0
+        };
+        let r = if spec.has(flags::DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
+            ctx.make_room().and_then(|_| (spec.handler)(ctx, argv))
+        } else {
+            (spec.handler)(ctx, argv)
+        };
+        if remembers && ctx.client.invalidated.borrow().len() > own_before {
+            // The read expired one of its keys: the reply already says it
+            // is gone, and the key stays remembered, as Redis (which
+            // remembers after the read) leaves it.
+            ctx.client.invalidated.borrow_mut().truncate(own_before);
+            remember_keys(ctx, spec, argv);
+        }
+        r
     };
     if let Err(e) = &r {
         ctx.out.error(&e.to_string());
     }
     r
+}
+
+fn remember_keys(ctx: &Ctx, spec: &Spec, argv: &[Bytes]) {
+    let s = ctx.server;
+    let max = s.tun.tracking_table_max_keys.load(Relaxed).max(0) as usize;
+    let keys = spec.key_indexes(argv).into_iter().map(|i| &argv[i][..]);
+    s.tracking.remember(&s.clients, ctx.client.id, keys, max);
 }
 
 #[cfg(test)]

@@ -429,6 +429,7 @@ async fn follow(
             need_more = used == 0;
             if used > 0 {
                 server.replication.applied.notify_waiters();
+                server.tracking.broadcast(&server.clients);
             }
             if ack_due {
                 let off = offset.to_string();

@@ -70,6 +70,15 @@ pub struct Client {
     /// Inside EXEC: whether the transaction's MULTI effect is recorded yet
     /// (it is, lazily, before the first write's effect). `None` outside.
     pub exec_effects: std::cell::Cell<Option<bool>>,
+    /// CLIENT TRACKING's mode while it is on (`server::tracking`).
+    pub tracking: Option<super::tracking::Mode>,
+    /// CLIENT CACHING was called for the next command (or transaction).
+    pub caching: bool,
+    /// Invalidations this client caused itself in the current command
+    /// (`None`: a flush); it is told after the command's reply.
+    pub invalidated: std::cell::RefCell<Vec<Option<bytes::Bytes>>>,
+    /// What other connections send this one (`ClientHandle::push`).
+    pub pushes: tokio::sync::mpsc::UnboundedReceiver<super::tracking::Push>,
 }
 
 /// A transaction being queued.
@@ -83,6 +92,8 @@ pub struct Multi {
 
 impl Client {
     pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
+        let (tx, pushes) = tokio::sync::mpsc::unbounded_channel();
+        let _ = handle.pushes.set(tx);
         Client {
             id: handle.id,
             db: 0,
@@ -102,6 +113,10 @@ impl Client {
             upstream: None,
             written_offset: 0,
             sidecar_in_multi: false,
+            tracking: None,
+            caching: false,
+            invalidated: Default::default(),
+            pushes,
         }
     }
 
@@ -154,6 +169,11 @@ pub struct ClientHandle {
     /// [`KIND_NORMAL`], [`KIND_REPLICA`] or [`KIND_PRIMARY`], for CLIENT
     /// LIST's flags and CLIENT KILL TYPE.
     pub kind: std::sync::atomic::AtomicU8,
+    /// CLIENT TRACKING's `tracking::FLAG_*` and redirect id, for CLIENT LIST.
+    pub tracking: std::sync::atomic::AtomicU8,
+    pub redirect: AtomicU64,
+    /// The connection's inbox, set once its `Client` exists.
+    pub pushes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<super::tracking::Push>>,
 }
 
 pub const KIND_NORMAL: u8 = 0;
@@ -180,6 +200,13 @@ impl ClientHandle {
         self.name.lock().clone()
     }
 
+    /// Queues a message for the connection to write between its batches.
+    pub fn push(&self, p: super::tracking::Push) {
+        if let Some(tx) = self.pushes.get() {
+            let _ = tx.send(p);
+        }
+    }
+
     /// Asks the connection to close as soon as it can.
     pub fn kill(&self) {
         self.killed.store(true, Relaxed);
@@ -190,11 +217,30 @@ impl ClientHandle {
     pub fn describe(&self, now_ms: i64) -> String {
         let age = self.created.elapsed().as_secs();
         let idle = ((now_ms - self.last_interaction.load(Relaxed)).max(0) / 1000) as u64;
-        let flags = match self.kind.load(Relaxed) {
+        use super::tracking::{FLAG_BCAST, FLAG_BROKEN_REDIRECT, FLAG_ON};
+        let mut flags = String::from(match self.kind.load(Relaxed) {
             KIND_REPLICA => "S",
             KIND_PRIMARY => "M",
             _ if self.monitor.load(Relaxed) => "O",
-            _ => "N",
+            _ => "",
+        });
+        let tracking = self.tracking.load(Relaxed);
+        for (bit, c) in [
+            (FLAG_ON, 't'),
+            (FLAG_BROKEN_REDIRECT, 'R'),
+            (FLAG_BCAST, 'B'),
+        ] {
+            if tracking & bit != 0 {
+                flags.push(c);
+            }
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let redir = if tracking & FLAG_ON != 0 {
+            self.redirect.load(Relaxed) as i64
+        } else {
+            -1
         };
         let cmd = crate::command::TABLE
             .all
@@ -206,7 +252,7 @@ impl ClientHandle {
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 \
              qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} \
-             events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+             events=r cmd={} user=default redir={} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -219,6 +265,7 @@ impl ClientHandle {
             omem,
             qbuf + omem,
             cmd,
+            redir,
             self.resp.load(Relaxed),
             self.lib_name.lock(),
             self.lib_ver.lock(),
@@ -255,6 +302,9 @@ impl Clients {
             kill: Notify::new(),
             commands: AtomicU64::new(0),
             kind: std::sync::atomic::AtomicU8::new(KIND_NORMAL),
+            tracking: std::sync::atomic::AtomicU8::new(0),
+            redirect: AtomicU64::new(0),
+            pushes: std::sync::OnceLock::new(),
         });
         self.map.lock().insert(id, h.clone());
         h

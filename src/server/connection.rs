@@ -89,12 +89,14 @@ pub async fn serve(
                 std::future::pending().await
             }
         };
-        let published = async {
-            match client.subs.as_mut() {
+        let subs = client.subs.as_mut();
+        let published = async move {
+            match subs {
                 Some(s) => s.rx.recv().await,
                 None => std::future::pending().await,
             }
         };
+        let pushed = client.pushes.recv();
         let monitored = async {
             match monitor.as_mut() {
                 Some(rx) => rx.recv().await,
@@ -124,6 +126,22 @@ pub async fn serve(
                 // A subscriber that stopped reading blocks this write; its
                 // output buffer limit kills it, and the kill must end the
                 // write too.
+                tokio::select! {
+                    r = flush(&server, &mut wr, &mut out) => if r.is_err() {
+                        break 'conn;
+                    },
+                    _ = &mut killed => break 'conn,
+                }
+                continue;
+            }
+            Some(p) = pushed => {
+                let subscribed = client.subscribed();
+                p.write(&mut out, subscribed);
+                while let Ok(p) = client.pushes.try_recv() {
+                    p.write(&mut out, subscribed);
+                }
+                // A client that stopped reading blocks this write; CLIENT
+                // KILL must still end it.
                 tokio::select! {
                     r = flush(&server, &mut wr, &mut out) => if r.is_err() {
                         break 'conn;
@@ -162,6 +180,12 @@ pub async fn serve(
             break;
         }
 
+        // Invalidations queued before these requests arrived go out before
+        // their replies, as in Redis: a client that saw another's write
+        // acknowledged never gets a reply ahead of that write's message.
+        while let Ok(p) = client.pushes.try_recv() {
+            p.write(&mut out, client.subscribed());
+        }
         let mut close = None;
         // One clock read per batch of pipelined requests: every command in the
         // batch sees the same instant, as if they had arrived together.
@@ -328,6 +352,7 @@ pub async fn serve(
     }
     command::transactions::unwatch_all(&server, &mut client);
     command::pubsub::unsubscribe_all(&server, &mut client);
+    server.tracking.disable(handle.id);
     server.clients.unregister(handle.id);
 }
 
@@ -363,6 +388,9 @@ async fn flush(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     out: &mut ReplyBuf,
 ) -> std::io::Result<()> {
+    // BCAST invalidations of the keys these replies changed go out with
+    // them (Redis sends them as its event loop goes idle).
+    server.tracking.broadcast(&server.clients);
     if out.buf.is_empty() {
         return Ok(());
     }
@@ -519,6 +547,9 @@ async fn execute(
             server.stats.error(&e.code());
             out.error(&e.to_string());
             suppress_reply(client, out, reply_start, false);
+            if client.multi.is_none() {
+                client.caching = false;
+            }
             return None;
         }
     };
@@ -593,6 +624,19 @@ async fn execute(
     }
     let is_reply_cmd = spec.name == "client|reply";
     suppress_reply(client, out, reply_start, is_reply_cmd);
+    // Pushes are not replies: CLIENT REPLY OFF does not silence them.
+    if !client.invalidated.get_mut().is_empty() {
+        let keys = std::mem::take(client.invalidated.get_mut());
+        let subscribed = client.subscribed();
+        server
+            .tracking
+            .deliver_own(&server.clients, client.id, keys, out, subscribed);
+    }
+    // CLIENT CACHING holds for the next command, or the whole next
+    // transaction; any CLIENT subcommand in between keeps it, as in Redis.
+    if client.caching && client.multi.is_none() && !spec.name.starts_with("client|") {
+        client.caching = false;
+    }
     action
 }
 

@@ -40,6 +40,7 @@ pub fn active_cycle(server: &Server, budget: Duration) {
                 for k in &expired {
                     server.effects.append(db, &[b"DEL", k]);
                     server.watches.touch(db, k);
+                    server.tracking.invalidate(&server.clients, k, 0);
                     server.notifier.notify(
                         &server.pubsub,
                         crate::server::notify::EXPIRED,
@@ -52,6 +53,10 @@ pub fn active_cycle(server: &Server, budget: Duration) {
                 server.stats.expired_keys.add(expired.len() as u64);
                 if !expired.is_empty() {
                     t.shrink();
+                    // BCAST clients hear of the expiry before anyone can
+                    // see the key gone, as Redis tells them before it
+                    // serves another command.
+                    server.tracking.broadcast(&server.clients);
                 }
             }
         } else {

@@ -100,11 +100,12 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 o,
                 "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\n\
                  client_recent_max_input_buffer:{}\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\n\
-                 tracking_clients:0\r\nclients_in_timeout_table:0\r\ntotal_blocking_keys:0\r\n",
+                 tracking_clients:{}\r\nclients_in_timeout_table:0\r\ntotal_blocking_keys:0\r\n",
                 clients.len(),
                 server.tun.maxclients.load(Relaxed),
                 max_q,
                 server.blocked.count(),
+                server.tracking.totals().0,
             );
         }
         "memory" => {
@@ -168,13 +169,15 @@ fn section(server: &Server, name: &str, o: &mut String) {
         }
         "stats" => {
             let s = &server.stats;
+            let tracking = server.tracking.totals();
             let _ = write!(
                 o,
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
                  instantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\n\
                  rejected_connections:{}\r\nexpired_keys:{}\r\nexpired_time_cap_reached_count:{}\r\n\
                  expire_cycle_cpu_milliseconds:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-                 pubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\n\
+                 pubsub_channels:{}\r\npubsub_patterns:{}\r\ntracking_total_keys:{}\r\n\
+                 tracking_total_items:{}\r\ntracking_total_prefixes:{}\r\ntotal_error_replies:{}\r\n\
                  total_reads_processed:{}\r\ntotal_writes_processed:{}\r\n\
                  total_net_repl_input_bytes:{}\r\ntotal_net_repl_output_bytes:{}\r\n\
                  sync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n",
@@ -192,6 +195,9 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 s.keyspace_misses.get(),
                 server.pubsub.names(crate::server::pubsub::Space::Channel, None).len(),
                 server.pubsub.pattern_subscriptions(),
+                tracking.1,
+                tracking.2,
+                tracking.3,
                 s.error_replies.get(),
                 s.reads_processed.get(),
                 s.writes_processed.get(),

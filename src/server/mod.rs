@@ -26,6 +26,7 @@ pub mod notify;
 pub mod pubsub;
 pub mod slowlog;
 pub mod stats;
+pub mod tracking;
 pub mod watches;
 
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ pub struct Tunables {
     /// Index in `keyspace::evict::POLICY_NAMES`.
     pub maxmemory_policy: AtomicI64,
     pub maxmemory_samples: AtomicI64,
+    pub tracking_table_max_keys: AtomicI64,
     /// `{hash,set,zset}-max-listpack-{entries,value}`, in that order.
     pub listpack: [AtomicI64; 6],
     pub min_replicas_to_write: AtomicI64,
@@ -90,6 +92,7 @@ impl Tunables {
             maxmemory: AtomicI64::new(0),
             maxmemory_policy: AtomicI64::new(0),
             maxmemory_samples: AtomicI64::new(5),
+            tracking_table_max_keys: AtomicI64::new(1_000_000),
             min_replicas_to_write: AtomicI64::new(0),
             repl_timeout_secs: AtomicI64::new(60),
             replica_read_only: AtomicBool::new(true),
@@ -106,6 +109,7 @@ impl Tunables {
             "hz",
             "maxmemory",
             "maxmemory-samples",
+            "tracking-table-max-keys",
             "min-replicas-to-write",
             "repl-timeout",
         ]
@@ -165,6 +169,7 @@ impl Tunables {
             "hz" => &self.hz,
             "maxmemory" => &self.maxmemory,
             "maxmemory-samples" => &self.maxmemory_samples,
+            "tracking-table-max-keys" => &self.tracking_table_max_keys,
             "min-replicas-to-write" => &self.min_replicas_to_write,
             "repl-timeout" => &self.repl_timeout_secs,
             other => match LISTPACK_DIRECTIVES.iter().position(|d| *d == other) {
@@ -198,6 +203,7 @@ pub struct Server {
     pub peak_memory: memory::Peak,
     pub watches: watches::Watches,
     pub blocked: blocking::Blocked,
+    pub tracking: tracking::Tracking,
     pub pubsub: pubsub::PubSub,
     pub eviction_pool: crate::keyspace::evict::EvictionPool,
     /// `used_memory` as last read from the allocator, and when (Unix ms):
@@ -273,6 +279,7 @@ impl Server {
             slowlog: slowlog::SlowLog::default(),
             peak_memory: memory::Peak::default(),
             watches: watches::Watches::default(),
+            tracking: tracking::Tracking::default(),
             blocked: blocking::Blocked::default(),
             pubsub,
             notifier,

@@ -18,6 +18,7 @@ mod replication;
 mod server;
 mod startup;
 mod strings;
+mod tracking;
 mod transactions;
 
 use support::{Frame, Raw};

@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -181,9 +182,10 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A raw RESP connection.
-pub struct Raw {
-    pub stream: TcpStream,
+/// A raw RESP connection, over TCP (to Shoal) or a unix socket (to the
+/// reference redis-server).
+pub struct Raw<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -267,6 +269,37 @@ impl Raw {
         }
     }
 
+    /// True once the server has closed the connection (after any pending bytes).
+    pub fn is_closed(&mut self) -> bool {
+        let mut tmp = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+impl Raw<UnixStream> {
+    pub fn unix(path: &std::path::Path) -> Raw<UnixStream> {
+        let stream = UnixStream::connect(path).expect("connect");
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<S: Read + Write> Raw<S> {
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }
@@ -290,9 +323,14 @@ impl Raw {
     /// Reads one RESP2 reply.
     pub fn read2(&mut self) -> Frame {
         loop {
-            if let Some((f, n)) =
-                redis_protocol::resp2::decode::decode(&self.buf).expect("valid RESP2")
-            {
+            let decoded = redis_protocol::resp2::decode::decode(&self.buf);
+            let decoded = decoded.unwrap_or_else(|e| {
+                panic!(
+                    "invalid RESP2 ({e:?}): {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                )
+            });
+            if let Some((f, n)) = decoded {
                 self.buf.drain(..n);
                 return from2(f);
             }
@@ -316,11 +354,17 @@ impl Raw {
     /// Reads one RESP3 reply.
     pub fn read3(&mut self) -> Frame {
         loop {
-            if let Some((f, n)) =
-                redis_protocol::resp3::decode::complete::decode(&self.buf).expect("valid RESP3")
-            {
-                self.buf.drain(..n);
-                return from3(f);
+            // The decoder reports a frame cut short (an aggregate whose
+            // elements have not all arrived) as an error: read on, and
+            // only a frame still bad once the connection ends is one.
+            match redis_protocol::resp3::decode::complete::decode(&self.buf) {
+                Ok(Some((f, n))) => {
+                    self.buf.drain(..n);
+                    return from3(f);
+                }
+                Ok(None) => {}
+                Err(e) if self.buf.is_empty() => panic!("invalid RESP3: {e:?}"),
+                Err(_) => {}
             }
             assert!(self.fill(), "connection closed while waiting for a reply");
         }
@@ -338,24 +382,6 @@ impl Raw {
             assert!(self.fill(), "connection closed early");
         }
         self.buf.drain(..n).collect()
-    }
-
-    /// True once the server has closed the connection (after any pending bytes).
-    pub fn is_closed(&mut self) -> bool {
-        let mut tmp = [0u8; 1024];
-        loop {
-            match self.stream.read(&mut tmp) {
-                Ok(0) => return true,
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    return false
-                }
-                Err(_) => return true,
-            }
-        }
     }
 }
 
@@ -406,6 +432,10 @@ impl ReferenceRedis {
 
     pub fn client(&self) -> redis::Client {
         redis::Client::open(format!("redis+unix://{}", self.socket.display())).unwrap()
+    }
+
+    pub fn raw(&self) -> Raw<UnixStream> {
+        Raw::unix(&self.socket)
     }
 }
 
