@@ -554,11 +554,15 @@ impl<'a> Ctx<'a> {
         if w.is_empty() && b.is_empty() && !tracking {
             return;
         }
+        // A full sync's snapshot starts with FLUSHALL, which tells every
+        // tracking client; its keys then arrive as writes, which must not
+        // each be sent again (to BCAST clients, a million keys at once).
+        let per_key = tracking && !self.server.loading.load(Relaxed);
         touched_by(db, argv, |t| match t {
             Touched::Key(db, key) => {
                 w.touch(db, key);
                 b.signal(db, key);
-                if tracking {
+                if per_key {
                     self.invalidate(Some(key));
                 }
             }

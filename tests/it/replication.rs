@@ -581,3 +581,60 @@ fn replicas_start_in_the_database_the_stream_is_in() {
     }
     assert_eq!(digest(&mut f), digest(&mut p));
 }
+
+/// Tracking clients on a replica hear of their primary's writes, and a
+/// full sync tells them once that everything changed (a null), not key by
+/// key: a BCAST client would otherwise be sent every key of the snapshot.
+#[test]
+fn tracking_clients_on_a_replica_hear_of_writes_and_of_a_full_sync() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    for i in 0..500 {
+        ok(&mut p, &["SET", &format!("k{i}"), "v"]);
+    }
+    let replica = replica_of(&primary, &[]);
+    caught_up(&primary, &replica);
+    let tracking = |mode: &[&str]| {
+        let mut c = replica.raw();
+        c.cmd(&["HELLO", "3"]);
+        c.read3();
+        c.cmd(mode);
+        assert_eq!(c.read3(), Frame::Simple("OK".into()));
+        c
+    };
+    let mut a = tracking(&["CLIENT", "TRACKING", "on"]);
+    let mut b = tracking(&["CLIENT", "TRACKING", "on", "BCAST"]);
+    a.cmd(&["GET", "k1"]);
+    assert_eq!(a.read3(), Frame::bulk("v"));
+    // Everything pushed before a PONG, as (what was invalidated).
+    let pushed = |c: &mut Raw| {
+        c.cmd(&["PING"]);
+        let mut got = Vec::new();
+        loop {
+            match c.read3() {
+                Frame::Push(m) => got.push(m[1].clone()),
+                Frame::Simple(s) if s == "PONG" => return got,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    ok(&mut p, &["SET", "k1", "w"]);
+    caught_up(&primary, &replica);
+    let k1 = Frame::Array(vec![Frame::bulk("k1")]);
+    assert_eq!(pushed(&mut a), vec![k1.clone()]);
+    assert_eq!(pushed(&mut b), vec![k1]);
+
+    // Promoted and attached again, it is a stranger to the primary's
+    // history: a full sync.
+    let mut r = replica.raw();
+    ok(&mut r, &["REPLICAOF", "NO", "ONE"]);
+    ok(
+        &mut r,
+        &["REPLICAOF", "127.0.0.1", &primary.port.to_string()],
+    );
+    eventually("a second full sync", || stat(&mut p, "sync_full") == 2);
+    caught_up(&primary, &replica);
+    assert_eq!(pushed(&mut a), vec![Frame::Null]);
+    assert_eq!(pushed(&mut b), vec![Frame::Null]);
+    assert_eq!(digest(&mut r), digest(&mut p));
+}
