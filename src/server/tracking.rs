@@ -31,10 +31,13 @@
 //!
 //! `tracking-table-max-keys` bounds the table: past it, keys are forgotten
 //! and their clients told, as if the keys had changed. While no client
-//! tracks, every hook costs one relaxed load.
+//! tracks, every hook costs one relaxed load; while some do, a write to a
+//! key nobody may cache costs a hash and a load (the [`Filter`]), and only
+//! the others take the lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -196,16 +199,62 @@ struct State {
     prefixes: BTreeMap<Bytes, Prefix>,
 }
 
+/// How many of the table's keys fall in each bucket of a hash of their
+/// names, readable without the lock, so that a write to a key no bucket
+/// counts skips the lock. Changed only under the lock, with the table.
+/// A reader's keys are counted before its read takes the key's slot lock,
+/// and a write checks after taking it, so a write that follows a read
+/// always sees the read's count.
+struct Filter {
+    hasher: hashbrown::DefaultHashBuilder,
+    counts: Box<[AtomicU32]>,
+}
+
+const FILTER_BUCKETS: usize = 1 << 16;
+
+impl Default for Filter {
+    fn default() -> Filter {
+        Filter {
+            hasher: Default::default(),
+            counts: (0..FILTER_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+}
+
+impl Filter {
+    fn bucket(&self, key: &[u8]) -> &AtomicU32 {
+        let h = self.hasher.hash_one(key) as usize;
+        &self.counts[h % FILTER_BUCKETS]
+    }
+
+    fn may_hold(&self, key: &[u8]) -> bool {
+        self.bucket(key).load(Relaxed) > 0
+    }
+
+    fn clear(&self) {
+        self.counts.iter().for_each(|c| c.store(0, Relaxed));
+    }
+}
+
 #[derive(Default)]
 pub struct Tracking {
     /// Clients with tracking on; 0 lets every read and write skip the rest.
     on: AtomicUsize,
     /// Some prefix has keys waiting for [`Tracking::broadcast`].
     pending: AtomicBool,
+    /// BCAST prefixes registered (`State::prefixes.len()`): while 0, a
+    /// write the filter rules out needs nothing else.
+    prefixes: AtomicUsize,
+    /// Made when first used: 256 KiB that servers nobody tracks on need not hold.
+    filter: std::sync::OnceLock<Filter>,
     state: Mutex<State>,
 }
 
 impl Tracking {
+    fn filter(&self) -> &Filter {
+        self.filter.get_or_init(Filter::default)
+    }
+
     pub fn active(&self) -> bool {
         self.on.load(Relaxed) > 0
     }
@@ -284,6 +333,7 @@ impl Tracking {
             }
         }
         t.publish_flags();
+        self.prefixes.store(prefixes.len(), Relaxed);
         Ok(())
     }
 
@@ -308,9 +358,11 @@ impl Tracking {
         if self.on.fetch_sub(1, Relaxed) == 1 {
             // Nobody left to tell: what the table holds can only go stale.
             s.table.clear();
+            self.filter().clear();
             s.items = 0;
             s.prefixes.clear();
         }
+        self.prefixes.store(s.prefixes.len(), Relaxed);
     }
 
     /// After a read-only command of a tracking client (not BCAST): it may
@@ -333,6 +385,7 @@ impl Tracking {
                 }
                 None => {
                     s.table.insert(Bytes::copy_from_slice(key), vec![id]);
+                    self.filter().bucket(key).fetch_add(1, Relaxed);
                     s.items += 1;
                 }
             }
@@ -344,6 +397,7 @@ impl Tracking {
                 break;
             };
             let ids = s.table.remove(&key).unwrap_or_default();
+            self.filter().bucket(&key).fetch_sub(1, Relaxed);
             s.items -= ids.len();
             let keys: Arc<[Bytes]> = Arc::from([key]);
             for id in ids {
@@ -358,7 +412,7 @@ impl Tracking {
     /// evicting it). Returns whether `by` itself must be told: the caller
     /// does that after the command's reply ([`Tracking::deliver_own`]).
     pub fn invalidate(&self, clients: &Clients, key: &[u8], by: u64) -> bool {
-        if !self.active() {
+        if !self.active() || (self.prefixes.load(Relaxed) == 0 && !self.filter().may_hold(key)) {
             return false;
         }
         let mut s = self.state.lock();
@@ -372,6 +426,7 @@ impl Tracking {
         let Some(ids) = s.table.remove(key) else {
             return false;
         };
+        self.filter().bucket(key).fetch_sub(1, Relaxed);
         s.items -= ids.len();
         let keys: Arc<[Bytes]> = Arc::from([Bytes::copy_from_slice(key)]);
         let mut own = false;
@@ -399,6 +454,7 @@ impl Tracking {
         let mut s = self.state.lock();
         let s = &mut *s;
         s.table.clear();
+        self.filter().clear();
         s.items = 0;
         let mut own = false;
         for (id, t) in s.trackers.iter_mut() {
@@ -584,6 +640,37 @@ mod tests {
             .to_string()
             .contains("'abc' overlaps with an existing prefix 'a'"));
         assert!(check_prefixes(Some(&old), &[b("")]).is_err());
+    }
+
+    #[test]
+    fn the_filter_counts_exactly_the_tables_keys() {
+        let clients = Clients::default();
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let reader = clients.register(addr, addr, 0);
+        let t = Tracking::default();
+        t.enable(&reader, &Options::default()).unwrap();
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+        t.remember(&clients, reader.id, keys.iter().map(|k| k.as_bytes()), 0);
+        t.remember(&clients, reader.id, keys.iter().map(|k| k.as_bytes()), 0);
+        let total = |t: &Tracking| {
+            t.filter()
+                .counts
+                .iter()
+                .map(|c| c.load(Relaxed))
+                .sum::<u32>()
+        };
+        assert_eq!(total(&t), 1000);
+        assert!(keys.iter().all(|k| t.filter().may_hold(k.as_bytes())));
+        // Another client's write: the reader is told, the key forgotten.
+        assert!(!t.invalidate(&clients, b"k1", reader.id + 1));
+        assert_eq!(total(&t), 999);
+        assert_eq!(t.totals(), (1, 999, 999, 0));
+        // Its own write: it is told after its reply.
+        assert!(t.invalidate(&clients, b"k2", reader.id));
+        assert!(!t.flushed(&clients, reader.id + 1));
+        assert_eq!(total(&t), 0);
+        t.disable(reader.id);
+        assert!(!t.active());
     }
 
     #[test]
