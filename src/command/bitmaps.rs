@@ -62,11 +62,15 @@ fn read_bytes(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Vec<u8>
 }
 
 /// The growable bytes of a string key for writing, created empty if missing.
+/// The string at `key` for writing bits, created empty if missing; says
+/// whether it was created. As in Redis, a bit write that creates, grows or
+/// changes nothing is no change: no effect, so no notification, WATCH or
+/// invalidation.
 fn write_bytes<'t>(
     ctx: &Ctx,
     t: &'t mut SlotTable,
     key: &[u8],
-) -> Result<&'t mut Vec<u8>, CommandError> {
+) -> Result<(&'t mut Vec<u8>, bool), CommandError> {
     let exists = match ctx.lookup(t, key) {
         Some(n) => {
             string_of(n)?;
@@ -79,7 +83,7 @@ fn write_bytes<'t>(
     } else {
         t.set(key, Value::Raw(Box::default()), ctx.now_ms, false)
     };
-    Ok(node.value.make_raw())
+    Ok((node.value.make_raw(), !exists))
 }
 
 fn get_bit(buf: &[u8], bit: u64) -> u8 {
@@ -108,10 +112,13 @@ fn setbit(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         _ => return Err(CommandError::err("bit is not an integer or out of range")),
     };
     let mut t = ctx.lock_key(&argv[1]);
-    let buf = write_bytes(ctx, &mut t, &argv[1])?;
+    let (buf, created) = write_bytes(ctx, &mut t, &argv[1])?;
+    let len = buf.len();
     let old = get_bit(buf, offset);
     set_bit(buf, offset, on);
-    ctx.emit_argv(argv);
+    if created || buf.len() != len || (old == 1) != on {
+        ctx.emit_argv(argv);
+    }
     ctx.out.int(old as i64);
     Ok(())
 }
@@ -262,7 +269,10 @@ fn bitop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         t.set(dst, Value::Raw(Box::new(out)), ctx.now_ms, false);
     }
     if existed || len > 0 {
-        ctx.emit_argv(argv);
+        // Redis tells a result as a `set`, an empty one as the `del` of
+        // the destination.
+        let effect: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+        ctx.emit_as(if len > 0 { "set" } else { "del" }, &effect);
     }
     ctx.out.int(len as i64);
     Ok(())
@@ -427,8 +437,9 @@ fn bitfield_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult
             _ => unreachable!("read-only: GETs only"),
         }));
     } else {
-        let buf = write_bytes(ctx, &mut t, key)?;
-        if buf.len() < needed {
+        let (buf, created) = write_bytes(ctx, &mut t, key)?;
+        let grown = buf.len() < needed;
+        if grown {
             buf.resize(needed, 0);
         }
         for o in &ops {
@@ -456,9 +467,17 @@ fn bitfield_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult
                 }
             });
         }
-        // A write form changes the key (at least its length) even if every
-        // write overflowed under FAIL, so it is always recorded.
-        ctx.emit_argv(argv);
+        // Every SET and INCRBY not refused by OVERFLOW FAIL is a change, as
+        // Redis counts them, even if it wrote the same value. A key that
+        // was only created or grown is recorded too, so the log and
+        // replicas hold it (Redis neither signals nor propagates that).
+        let wrote = results
+            .iter()
+            .zip(&ops)
+            .any(|(r, o)| r.is_some() && !matches!(o, Op::Get(_)));
+        if wrote || created || grown {
+            ctx.emit_argv(argv);
+        }
     }
     ctx.out.array(results.len());
     for r in results {

@@ -897,7 +897,7 @@ enum Touched<'a> {
 
 /// Calls `f` for what an effect changes, found from the effect's own
 /// command row (its key positions), so no write command lists its keys
-/// twice.
+/// twice; the few commands that also read keys name their destination.
 fn touched_by<A: AsRef<[u8]>>(db: Option<usize>, argv: &[A], mut f: impl FnMut(Touched)) {
     let name = argv[0].as_ref().to_ascii_lowercase();
     let db_arg = |i: usize| {
@@ -912,11 +912,17 @@ fn touched_by<A: AsRef<[u8]>>(db: Option<usize>, argv: &[A], mut f: impl FnMut(T
             f(Touched::Db(db_arg(1), false));
             f(Touched::Db(db_arg(2), false));
         }
+        // In the database its DB option names.
+        b"copy" => {
+            if let (Some(db), Some(dst)) = (db, argv.get(2)) {
+                f(Touched::Key(copy_db(argv, db), dst.as_ref()));
+            }
+        }
         _ => {
             let (Some(db), Some(spec)) = (db, TABLE.get(&name)) else {
                 return;
             };
-            for i in spec.key_indexes(argv) {
+            for i in written_keys(&name, spec, argv) {
                 f(Touched::Key(db, argv[i].as_ref()));
             }
             if let (b"move", Some(to)) = (name.as_slice(), db_arg(2)) {
@@ -924,6 +930,28 @@ fn touched_by<A: AsRef<[u8]>>(db: Option<usize>, argv: &[A], mut f: impl FnMut(T
             }
         }
     }
+}
+
+/// Positions of the keys an effect changes: its row's key positions, but
+/// where a command also reads keys, only its destination, as Redis
+/// signals it (COPY, BITOP, PFMERGE, the STORE forms).
+fn written_keys<A: AsRef<[u8]>>(name: &[u8], spec: &Spec, argv: &[A]) -> Vec<usize> {
+    let dst = match name {
+        b"copy" | b"bitop" => 2,
+        b"pfmerge" => 1,
+        _ if name.ends_with(b"store") => 1,
+        _ => return spec.key_indexes(argv),
+    };
+    (dst < argv.len()).then_some(dst).into_iter().collect()
+}
+
+/// The database a COPY writes to: its `DB` option's, or the current one.
+fn copy_db<A: AsRef<[u8]>>(argv: &[A], db: usize) -> usize {
+    (3..argv.len())
+        .find(|&i| argv[i].as_ref().eq_ignore_ascii_case(b"db"))
+        .and_then(|i| argv.get(i + 1))
+        .and_then(|a| crate::protocol::request::parse_i64(a.as_ref()))
+        .map_or(db, |d| d as usize)
 }
 
 /// Publishes the keyspace notifications of one effect (see
@@ -963,7 +991,9 @@ fn notify_effect<A: AsRef<[u8]>>(
         (false, false) => "rpush",
     };
     if let Some(event) = event {
-        for i in spec.key_indexes(argv) {
+        // A deletion is a generic event whatever the type.
+        let class = if event == "del" { GENERIC } else { class };
+        for i in written_keys(&name, spec, argv) {
             send(class, event, argv[i].as_ref());
         }
         return;
@@ -973,7 +1003,14 @@ fn notify_effect<A: AsRef<[u8]>>(
             send(GENERIC, "rename_from", arg(1));
             send(GENERIC, "rename_to", arg(2));
         }
-        b"copy" => send(GENERIC, "copy_to", arg(2)),
+        b"copy" => n.notify(
+            &server.pubsub,
+            GENERIC,
+            "copy_to",
+            copy_db(argv, db),
+            arg(2),
+            now_ms,
+        ),
         b"move" => {
             send(GENERIC, "move_from", arg(1));
             if let Some(to) = crate::protocol::request::parse_i64(arg(2)) {
@@ -992,9 +1029,8 @@ fn notify_effect<A: AsRef<[u8]>>(
             send(LIST, end_word(4, false), arg(2));
             send(LIST, end_word(3, true), arg(1));
         }
-        // A refreshed cached count, or BITOP (which Redis tells as "set"
-        // or "del" by its result, not known from the record): no event.
-        b"pfcount" | b"bitop" => {}
+        // A refreshed cached count: no event.
+        b"pfcount" => {}
         b"pfmerge" => send(STRING, "pfadd", arg(1)),
         b"bitfield" => send(STRING, "setbit", arg(1)),
         // The STORE forms tell of their destination only.
@@ -1019,7 +1055,7 @@ fn notify_effect<A: AsRef<[u8]>>(
                 b"mset" | b"msetnx" => "set",
                 _ => std::str::from_utf8(&name).unwrap_or("unknown"),
             };
-            for i in spec.key_indexes(argv) {
+            for i in written_keys(&name, spec, argv) {
                 send(class, event, argv[i].as_ref());
             }
         }

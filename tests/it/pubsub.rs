@@ -255,9 +255,11 @@ fn a_subscriber_that_stops_reading_is_cut_off() {
 }
 
 /// Keyspace notifications, event for event and in order, as redis-server
-/// sends them for the same commands: MOVE's move_to in the other database,
-/// SET with a TTL's expire, LMOVE's push before its pop, the STORE forms
-/// on their destination only, bitmaps and HyperLogLogs as strings.
+/// sends them for the same commands: MOVE's move_to and COPY's copy_to in
+/// the other database, SET with a TTL's expire, LMOVE's push before its
+/// pop, the STORE forms on their destination only, bitmaps and
+/// HyperLogLogs as strings, BITOP as `set` or `del` by its result, nothing
+/// for a SETBIT that changes nothing.
 #[test]
 fn keyspace_events_match_redis() {
     let script: &[&[&str]] = &[
@@ -268,6 +270,7 @@ fn keyspace_events_match_redis() {
         &["SET", "b", "1"],
         &["RENAME", "b", "c"],
         &["COPY", "c", "d"],
+        &["COPY", "c", "cc", "DB", "2"],
         &["MOVE", "d", "1"],
         &["SET", "f", "1", "EX", "100"],
         &["SETEX", "g", "100", "v"],
@@ -281,6 +284,10 @@ fn keyspace_events_match_redis() {
         &["ZUNIONSTORE", "u", "1", "z"],
         &["ZRANGESTORE", "v", "z", "0", "-1"],
         &["SETBIT", "j", "1", "1"],
+        &["SETBIT", "j", "1", "1"],
+        &["BITOP", "OR", "bo", "j"],
+        &["BITOP", "AND", "bo", "missing"],
+        &["BITOP", "AND", "bo", "missing"],
         &["BITFIELD", "k", "SET", "u8", "0", "1"],
         &["PFADD", "p", "x"],
         &["PFMERGE", "q", "p"],

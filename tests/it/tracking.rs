@@ -300,6 +300,19 @@ fn script<S: Read + Write, F: Fn() -> Raw<S>>(s: &mut Session<S, F>) -> Vec<Stri
     }
     s.run("w", &mset);
     s.run("a", &["PING"]);
+    // Commands that also read keys change only their destination.
+    s.run("a", &["MGET", "src", "dst", "dst2", "dst3"]);
+    s.run("w", &["SADD", "src", "1"]);
+    s.run("a", &["SMEMBERS", "src"]);
+    s.run("w", &["SINTERSTORE", "dst", "src"]);
+    s.run("w", &["COPY", "src", "dst2"]);
+    s.run("w", &["SET", "str", "x"]);
+    s.run("a", &["GET", "str"]);
+    s.run("w", &["BITOP", "NOT", "dst3", "str"]);
+    s.run("w", &["SETBIT", "dst3", "0", "1"]);
+    s.run("a", &["GET", "dst3"]);
+    s.run("w", &["SETBIT", "dst3", "0", "1"]);
+    s.run("a", &["PING"]);
 
     // NOLOOP: not about one's own writes.
     s.run("n", &["HELLO", "3"]);

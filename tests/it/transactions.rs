@@ -316,3 +316,55 @@ fn flushes_break_watches_on_existing_keys_only() {
     ]));
     same_as_redis(&script);
 }
+
+/// Only the keys a command changes break a WATCH, as in Redis: not the
+/// sources of the STORE forms, COPY (whichever database it copies to),
+/// BITOP and PFMERGE, nor a SETBIT or BITFIELD that changes nothing.
+#[test]
+fn reading_a_watched_key_leaves_the_watch() {
+    let step = |cmds: &[&'static [&'static str]]| -> Vec<&'static [&'static str]> {
+        let mut v: Vec<&'static [&'static str]> = cmds.to_vec();
+        v.extend_from_slice(&[&["MULTI"], &["PING"], &["EXEC"]]);
+        v
+    };
+    let mut script: Vec<&'static [&'static str]> = vec![
+        &["SADD", "s", "1", "2"],
+        &["SET", "str", "x"],
+        &["PFADD", "p", "a"],
+        &["ZADD", "z", "1", "m"],
+        &["SETBIT", "bits", "3", "1"],
+    ];
+    for (watched, cmd) in [
+        ("s", &["SINTERSTORE", "d", "s"][..]),
+        ("s", &["SDIFFSTORE", "d", "s", "s"]),
+        ("z", &["ZRANGESTORE", "d", "z", "0", "-1"]),
+        ("z", &["ZUNIONSTORE", "d", "1", "z"]),
+        ("str", &["COPY", "str", "d2"]),
+        ("str", &["COPY", "str", "d3", "DB", "1"]),
+        ("str", &["BITOP", "OR", "d4", "str"]),
+        ("p", &["PFMERGE", "d5", "p"]),
+        ("bits", &["SETBIT", "bits", "3", "1"]),
+        (
+            "bits",
+            &[
+                "BITFIELD", "bits", "OVERFLOW", "FAIL", "INCRBY", "u2", "0", "5",
+            ],
+        ),
+        // The destinations do change.
+        ("d", &["SINTERSTORE", "d", "s"]),
+        ("d4", &["BITOP", "AND", "d4", "missing"]),
+        ("d5", &["PFMERGE", "d5", "p"]),
+    ] {
+        let watch: &'static [&'static str] = Box::leak(Box::new(["WATCH", watched]));
+        script.extend(step(&[watch, cmd]));
+    }
+    // COPY to another database changes the key there.
+    script.extend(step(&[
+        &["SELECT", "1"],
+        &["WATCH", "d6"],
+        &["SELECT", "0"],
+        &["COPY", "str", "d6", "DB", "1"],
+        &["SELECT", "1"],
+    ]));
+    same_as_redis(&script);
+}
