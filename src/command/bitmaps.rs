@@ -442,41 +442,38 @@ fn bitfield_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult
         if grown {
             buf.resize(needed, 0);
         }
+        // As Redis counts changes: a SET or INCRBY that OVERFLOW FAIL did
+        // not refuse, on a key it created or grew, or that changed a value.
+        let dirty = created || grown;
+        let mut changed = false;
+        let mut write = |buf: &mut Vec<u8>, f: Field, n: i64| {
+            let old = read_field(buf, f);
+            write_field(buf, f, n);
+            changed |= dirty || read_field(buf, f) != old;
+        };
         for o in &ops {
             results.push(match *o {
                 Op::Get(f) => Some(read_field(buf, f)),
                 Op::Set(f, v, rule) => {
                     let old = read_field(buf, f);
-                    match fit(f, v as i128, rule) {
-                        Some(n) => {
-                            write_field(buf, f, n);
-                            Some(old)
-                        }
-                        None => None,
-                    }
+                    fit(f, v as i128, rule).map(|n| {
+                        write(buf, f, n);
+                        old
+                    })
                 }
                 Op::Incr(f, d, rule) => {
                     let old = read_field(buf, f);
-                    match fit(f, old as i128 + d as i128, rule) {
-                        Some(n) => {
-                            write_field(buf, f, n);
-                            Some(n)
-                        }
-                        None => None,
-                    }
+                    fit(f, old as i128 + d as i128, rule).inspect(|&n| write(buf, f, n))
                 }
             });
         }
-        // Every SET and INCRBY not refused by OVERFLOW FAIL is a change, as
-        // Redis counts them, even if it wrote the same value. A key that
-        // was only created or grown is recorded too, so the log and
-        // replicas hold it (Redis neither signals nor propagates that).
-        let wrote = results
-            .iter()
-            .zip(&ops)
-            .any(|(r, o)| r.is_some() && !matches!(o, Op::Get(_)));
-        if wrote || created || grown {
+        if changed {
             ctx.emit_argv(argv);
+        } else if dirty {
+            // Every write refused, the key created or grown all the same:
+            // recorded, so that the log and replicas hold it, but told to
+            // no one, as in Redis (which does not propagate it either).
+            ctx.emit_unsignalled(argv);
         }
     }
     ctx.out.array(results.len());

@@ -536,6 +536,9 @@ impl<'a> Ctx<'a> {
         if end > 0 {
             self.client.last_effect.set(end);
         }
+        if self.event.get() == Some(UNSIGNALLED) {
+            return;
+        }
         if let Some(db) = db {
             let n = &self.server.notifier;
             if n.wants(u32::MAX) {
@@ -782,9 +785,28 @@ impl<'a> Ctx<'a> {
         Ok(None)
     }
 
+    /// Records an effect that Redis makes without telling anyone: no
+    /// notification, WATCH, wake-up or invalidation (a BITFIELD whose
+    /// writes were all refused, which still created or grew its key).
+    pub fn emit_unsignalled(&self, argv: &[Bytes]) {
+        self.event.set(Some(UNSIGNALLED));
+        self.emit_argv(argv);
+        self.event.set(None);
+    }
+
+    /// Records a STORE form: an empty result deleted the destination,
+    /// which Redis tells as its `del` rather than as the STORE.
+    pub fn emit_stored(&self, argv: &[Bytes], empty: bool) {
+        if empty {
+            self.event.set(Some("del"));
+        }
+        self.emit_argv(argv);
+        self.event.set(None);
+    }
+
     /// Records an effect whose keyspace notification is `event` rather
     /// than the one its name implies (INCRBYFLOAT recorded as SET, SPOP as
-    /// SREM...).
+    /// SREM...); `""` for none.
     pub fn emit_as(&self, event: &'static str, argv: &[&[u8]]) {
         self.event.set(Some(event));
         self.emit(argv);
@@ -887,6 +909,9 @@ impl<'a> Ctx<'a> {
         key_hash_slot(key)
     }
 }
+
+/// `Ctx::event` for an effect that is recorded and nothing else.
+const UNSIGNALLED: &str = "\0unsignalled";
 
 /// What an effect changed: one key, or a whole database (`None`: all),
 /// emptied (`true`, a flush) or swapped with another.

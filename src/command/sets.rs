@@ -296,7 +296,7 @@ fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: Op) -> CmdResult {
         t.set(dst, set.into_value(), ctx.now_ms, false);
     }
     if existed || !members.is_empty() {
-        ctx.emit_argv(argv);
+        ctx.emit_stored(argv, members.is_empty());
     }
     ctx.out.int(members.len() as i64);
     Ok(())

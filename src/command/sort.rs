@@ -243,13 +243,15 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
                     .collect();
                 t.set(dst, Value::List(Box::new(list)), ctx.now_ms, false);
             }
+            // Redis tells a stored result as one `sortstore`, an empty one
+            // as the `del` of the destination.
             if existed {
-                ctx.emit(&[b"DEL", dst]);
+                ctx.emit_as(if rows.is_empty() { "del" } else { "" }, &[b"DEL", dst]);
             }
-            for chunk in rows.chunks(64) {
+            for (i, chunk) in rows.chunks(64).enumerate() {
                 let mut effect: Vec<&[u8]> = vec![b"RPUSH", dst];
                 effect.extend(chunk.iter().map(|r| r.as_deref().unwrap_or_default()));
-                ctx.emit(&effect);
+                ctx.emit_as(if i == 0 { "sortstore" } else { "" }, &effect);
             }
             ctx.out.int(rows.len() as i64);
         }

@@ -598,7 +598,7 @@ fn zrangestore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         };
     let n = entries.len();
     if store(ctx, locked.table(db, Ctx::slot(dst)), dst, entries) {
-        ctx.emit_argv(argv);
+        ctx.emit_stored(argv, n == 0);
     }
     ctx.out.int(n as i64);
     Ok(())
@@ -1023,7 +1023,7 @@ fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: SetOp) -> CmdResult {
     let out = combine(&sources, &c, op, usize::MAX);
     let n = out.len();
     if store(ctx, locked.table(ctx.db(), Ctx::slot(dst)), dst, out) {
-        ctx.emit_argv(argv);
+        ctx.emit_stored(argv, n == 0);
     }
     ctx.out.int(n as i64);
     Ok(())

@@ -258,8 +258,9 @@ fn a_subscriber_that_stops_reading_is_cut_off() {
 /// sends them for the same commands: MOVE's move_to and COPY's copy_to in
 /// the other database, SET with a TTL's expire, LMOVE's push before its
 /// pop, the STORE forms on their destination only, bitmaps and
-/// HyperLogLogs as strings, BITOP as `set` or `del` by its result, nothing
-/// for a SETBIT that changes nothing.
+/// HyperLogLogs as strings, BITOP as `set` or `del` by its result, a STORE
+/// form's empty result as the `del` of its destination, SORT's STORE as one
+/// `sortstore`, nothing for a SETBIT or BITFIELD that changes nothing.
 #[test]
 fn keyspace_events_match_redis() {
     let script: &[&[&str]] = &[
@@ -288,6 +289,17 @@ fn keyspace_events_match_redis() {
         &["BITOP", "OR", "bo", "j"],
         &["BITOP", "AND", "bo", "missing"],
         &["BITOP", "AND", "bo", "missing"],
+        &[
+            "BITFIELD", "bf0", "OVERFLOW", "FAIL", "INCRBY", "u2", "0", "5",
+        ],
+        &["BITFIELD", "bf0", "SET", "u8", "0", "0"],
+        &["BITFIELD", "bf0", "SET", "u8", "0", "1"],
+        &["SADD", "s2", "x"],
+        &["SINTERSTORE", "s3", "s2"],
+        &["SINTERSTORE", "s3", "s2", "missing"],
+        &["ZINTERSTORE", "z3", "2", "z", "missing"],
+        &["SORT", "m", "STORE", "so"],
+        &["SORT", "missing", "STORE", "so"],
         &["BITFIELD", "k", "SET", "u8", "0", "1"],
         &["PFADD", "p", "x"],
         &["PFMERGE", "q", "p"],
