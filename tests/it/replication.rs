@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::support::{eventually, Frame, Raw, TestNode};
+use crate::tracking::{pushes_then, tracking_conn};
 use crate::{bulk, digest, err, info_field, int, ok, wait_synced};
 
 fn info(r: &mut Raw, section: &str) -> String {
@@ -594,29 +595,14 @@ fn tracking_clients_on_a_replica_hear_of_writes_and_of_a_full_sync() {
     }
     let replica = replica_of(&primary, &[]);
     caught_up(&primary, &replica);
-    let tracking = |mode: &[&str]| {
-        let mut c = replica.raw();
-        c.cmd(&["HELLO", "3"]);
-        c.read3();
-        c.cmd(mode);
-        assert_eq!(c.read3(), Frame::Simple("OK".into()));
-        c
-    };
-    let mut a = tracking(&["CLIENT", "TRACKING", "on"]);
-    let mut b = tracking(&["CLIENT", "TRACKING", "on", "BCAST"]);
+    let mut a = tracking_conn(replica.port, &[]);
+    let mut b = tracking_conn(replica.port, &["BCAST"]);
     a.cmd(&["GET", "k1"]);
     assert_eq!(a.read3(), Frame::bulk("v"));
     // Everything pushed before a PONG, as (what was invalidated).
     let pushed = |c: &mut Raw| {
         c.cmd(&["PING"]);
-        let mut got = Vec::new();
-        loop {
-            match c.read3() {
-                Frame::Push(m) => got.push(m[1].clone()),
-                Frame::Simple(s) if s == "PONG" => return got,
-                other => panic!("{other:?}"),
-            }
-        }
+        pushes_then(c, Frame::Simple("PONG".into()))
     };
     ok(&mut p, &["SET", "k1", "w"]);
     caught_up(&primary, &replica);

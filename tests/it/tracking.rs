@@ -484,11 +484,7 @@ fn a_cache_kept_by_invalidations_stays_true_under_concurrent_writes() {
     let node = TestNode::start();
     let keys: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
     let done = std::sync::atomic::AtomicBool::new(false);
-    let mut reader = Raw::connect(node.port);
-    reader.cmd(&["HELLO", "3"]);
-    reader.read3();
-    reader.cmd(&["CLIENT", "TRACKING", "on"]);
-    assert_eq!(reader.read3(), Frame::Simple("OK".into()));
+    let mut reader = tracking_conn(node.port, &[]);
     let mut cache: HashMap<String, Vec<u8>> = HashMap::new();
     // Applies pushes until a reply comes; returns the reply.
     let next_reply = |r: &mut Raw, cache: &mut HashMap<String, Vec<u8>>| loop {
@@ -565,11 +561,7 @@ fn the_tracking_table_is_bounded() {
     let node = TestNode::start();
     let mut w = node.raw();
     crate::ok(&mut w, &["CONFIG", "SET", "tracking-table-max-keys", "3"]);
-    let mut a = node.raw();
-    a.cmd(&["HELLO", "3"]);
-    a.read3();
-    a.cmd(&["CLIENT", "TRACKING", "on"]);
-    a.read3();
+    let mut a = tracking_conn(node.port, &[]);
     let mut forgotten = Vec::new();
     for k in ["k1", "k2", "k3", "k4", "k5"] {
         a.cmd(&["GET", k]);
@@ -583,8 +575,20 @@ fn the_tracking_table_is_bounded() {
     assert_eq!(crate::info_field(&info, "tracking_total_items"), "3");
 }
 
+/// A RESP3 connection with CLIENT TRACKING ON and `options`.
+pub fn tracking_conn(port: u16, options: &[&str]) -> Raw {
+    let mut c = Raw::connect(port);
+    c.cmd(&["HELLO", "3"]);
+    c.read3();
+    let mut on = vec!["CLIENT", "TRACKING", "on"];
+    on.extend_from_slice(options);
+    c.cmd(&on);
+    assert_eq!(c.read3(), Frame::Simple("OK".into()));
+    c
+}
+
 /// Reads pushes until `reply`; returns what each push invalidated.
-fn pushes_then(r: &mut Raw, reply: Frame) -> Vec<Frame> {
+pub fn pushes_then(r: &mut Raw, reply: Frame) -> Vec<Frame> {
     let mut pushed = Vec::new();
     loop {
         match r.read3() {
@@ -601,20 +605,8 @@ fn pushes_then(r: &mut Raw, reply: Frame) -> Vec<Frame> {
 fn expiry_invalidates() {
     let node = TestNode::start();
     let mut w = node.raw();
-    let mut a = node.raw();
-    let mut b = node.raw();
-    for (c, mode) in [
-        (&mut a, &["CLIENT", "TRACKING", "on"][..]),
-        (
-            &mut b,
-            &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "e"],
-        ),
-    ] {
-        c.cmd(&["HELLO", "3"]);
-        c.read3();
-        c.cmd(mode);
-        assert_eq!(c.read3(), Frame::Simple("OK".into()));
-    }
+    let mut a = tracking_conn(node.port, &[]);
+    let mut b = tracking_conn(node.port, &["BCAST", "PREFIX", "e"]);
     let pong = || Frame::Simple("PONG".into());
     // The read must see the key before it expires; the time to live grows
     // until it does, whatever the machine's load.
