@@ -73,6 +73,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d("logfile", Kind::Str, "", false),
     d("slowlog-log-slower-than", Kind::Int { min: -1, max: i64::MAX }, "10000", true),
     d("slowlog-max-len", Kind::Int { min: 0, max: i64::MAX }, "128", true),
+    d("latency-monitor-threshold", Kind::Int { min: 0, max: i64::MAX }, "0", true),
     d("repl-backlog-size", Kind::Memory { min: 1, max: i64::MAX }, "1048576", true),
     d("hz", Kind::Int { min: 1, max: 500 }, "10", true),
     // Threads that serve connections (I/O and commands alike); 0 means one

@@ -668,7 +668,7 @@ pub fn help(ctx: &mut Ctx, container: &str, lines: &[&str]) {
         ctx.out.simple(l);
     }
     ctx.out.simple("HELP");
-    ctx.out.simple("    Print this help.");
+    ctx.out.simple("    Prints this help.");
 }
 
 fn dump(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

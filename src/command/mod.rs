@@ -850,6 +850,20 @@ impl<'a> Ctx<'a> {
         {
             return Ok(());
         }
+        let started = std::time::Instant::now();
+        let r = self.evict_to(max);
+        let threshold = server.tun.latency_threshold_ms.load(Relaxed);
+        let ms = started.elapsed().as_millis() as u64;
+        let now_secs = self.now_ms / 1000;
+        server
+            .latency
+            .observe("eviction-cycle", ms, threshold, now_secs);
+        r
+    }
+
+    /// Evicts by `maxmemory-policy` until memory is back under `max`.
+    fn evict_to(&self, max: u64) -> Result<(), CommandError> {
+        let server = self.server;
         let oom =
             || CommandError::err_code("OOM command not allowed when used memory > 'maxmemory'.");
         let policy = server.tun.policy();

@@ -32,6 +32,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec { subcommands: COMMAND_SUBCOMMANDS, ..spec("command", -1, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns detailed information about all commands.", command_all) },
     Spec { subcommands: SLOWLOG_SUBCOMMANDS, ..spec("slowlog", -2, 0, NO_KEYS, &[], G, "A container for slow log commands.", keys::help_only) },
     Spec { subcommands: MEMORY_SUBCOMMANDS, ..spec("memory", -2, 0, NO_KEYS, &[], G, "A container for memory diagnostics commands.", keys::help_only) },
+    Spec { subcommands: LATENCY_SUBCOMMANDS, ..spec("latency", -2, 0, NO_KEYS, &[], G, "A container for latency diagnostics commands.", keys::help_only) },
     Spec { subcommands: DEBUG_SUBCOMMANDS, ..spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "A container for debugging commands.", keys::help_only) },
 ];
 
@@ -59,6 +60,16 @@ static SLOWLOG_SUBCOMMANDS: &[Spec] = &[
     spec("slowlog|len", 2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Returns the number of entries in the slow log.", slowlog_len),
     spec("slowlog|reset", 2, ADMIN | LOADING | STALE, NO_KEYS, A, G, "Clears all entries from the slow log.", slowlog_reset),
     spec("slowlog|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Show helpful text about the different subcommands", slowlog_help),
+];
+
+#[rustfmt::skip]
+static LATENCY_SUBCOMMANDS: &[Spec] = &[
+    spec("latency|latest", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns the latest latency samples for all events.", latency_latest),
+    spec("latency|history", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns timestamp-latency samples for an event.", latency_history),
+    spec("latency|reset", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Resets the latency data for one or more events.", latency_reset),
+    spec("latency|graph", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns a latency graph for an event.", latency_graph),
+    spec("latency|doctor", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns a human-readable latency analysis report.", latency_doctor),
+    spec("latency|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", latency_help),
 ];
 
 #[rustfmt::skip]
@@ -519,6 +530,82 @@ fn slowlog_get(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             out.bulk(e.name.as_bytes());
         }
     });
+    Ok(())
+}
+
+fn latency_latest(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let latest = ctx.server.latency.latest();
+    ctx.out.array(latest.len());
+    for (event, last, max) in latest {
+        ctx.out.array(4);
+        ctx.out.bulk(event.as_bytes());
+        ctx.out.int(last.time);
+        ctx.out.int(last.ms as i64);
+        ctx.out.int(max as i64);
+    }
+    Ok(())
+}
+
+fn latency_history(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let samples = ctx.server.latency.history(&argv[2]);
+    ctx.out.array(samples.len());
+    for s in samples {
+        ctx.out.array(2);
+        ctx.out.int(s.time);
+        ctx.out.int(s.ms as i64);
+    }
+    Ok(())
+}
+
+fn latency_reset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let events: Vec<&[u8]> = argv[2..].iter().map(|a| &a[..]).collect();
+    let n = ctx.server.latency.reset(&events);
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+fn latency_graph(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let now_secs = ctx.now_ms / 1000;
+    match ctx.server.latency.graph(&argv[2], now_secs) {
+        Some(g) => ctx.out.verbatim(&g),
+        None => {
+            return Err(CommandError::err(format!(
+                "No samples available for event '{}'",
+                String::from_utf8_lossy(&argv[2])
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn latency_doctor(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let t = &ctx.server.tun;
+    let report = ctx.server.latency.doctor(
+        t.latency_threshold_ms.load(Relaxed),
+        t.slowlog_slower_than.load(Relaxed),
+    );
+    ctx.out.verbatim(&report);
+    Ok(())
+}
+
+fn latency_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    help(
+        ctx,
+        "LATENCY",
+        &[
+            "DOCTOR",
+            "    Return a human readable latency analysis report.",
+            "GRAPH <event>",
+            "    Return an ASCII latency graph for the <event> class.",
+            "HISTORY <event>",
+            "    Return time-latency samples for the <event> class.",
+            "LATEST",
+            "    Return the latest latency samples for all events.",
+            "RESET [<event> ...]",
+            "    Reset latency data of one or more <event> classes.",
+            "    (default: reset all data for all event classes)",
+        ],
+    );
     Ok(())
 }
 

@@ -218,6 +218,7 @@ pub async fn serve(
                 client.slot_hint = next_hint;
                 continue;
             }
+            let reply_at = out.len();
             let action = execute(&server, &mut client, &mut out, &argv, &mut now, &mut stats).await;
             // The hint described this request's key; the next request's is ready.
             client.slot_hint = next_hint;
@@ -233,12 +234,20 @@ pub async fn serve(
                     break;
                 }
                 Some(Action::Sleep(d)) => {
-                    // Replies so far go out first; the sleep blocks only us.
+                    // Replies so far go out first; the sleep blocks only us,
+                    // and its own reply follows it, as in Redis.
+                    let reply = out.buf.split_off(reply_at);
                     if flush(&server, &mut wr, &mut out).await.is_err() {
                         break 'conn;
                     }
                     tokio::time::sleep(d).await;
+                    out.buf.extend_from_slice(&reply);
                     now = now_ms();
+                    // DEBUG SLEEP makes latency to observe, as in Redis
+                    // (where it stalls everyone, not just its client).
+                    let threshold = server.tun.latency_threshold_ms.load(Relaxed);
+                    let ms = d.as_millis() as u64;
+                    server.latency.observe("command", ms, threshold, now / 1000);
                 }
                 Some(Action::Block(b)) => {
                     // Replies so far go out first; then only this client waits.
@@ -598,6 +607,17 @@ async fn execute(
     let elapsed = started.elapsed().as_micros() as u64;
 
     stats.record(idx, elapsed, result.is_err());
+    let threshold = server.tun.latency_threshold_ms.load(Relaxed);
+    if threshold > 0 {
+        let event = if spec.has(flags::FAST) {
+            "fast-command"
+        } else {
+            "command"
+        };
+        server
+            .latency
+            .observe(event, elapsed / 1000, threshold, now / 1000);
+    }
     if let Err(e) = &result {
         server.stats.error(&e.code());
     }

@@ -21,6 +21,7 @@ pub mod client;
 pub mod connection;
 pub mod expire;
 pub mod info;
+pub mod latency;
 pub mod memory;
 pub mod notify;
 pub mod pubsub;
@@ -50,6 +51,7 @@ pub struct Tunables {
     pub query_buffer_limit: AtomicI64,
     pub slowlog_slower_than: AtomicI64,
     pub slowlog_max_len: AtomicI64,
+    pub latency_threshold_ms: AtomicI64,
     pub timeout_secs: AtomicI64,
     pub maxclients: AtomicI64,
     pub tcp_keepalive: AtomicI64,
@@ -84,6 +86,7 @@ impl Tunables {
             query_buffer_limit: AtomicI64::new(0),
             slowlog_slower_than: AtomicI64::new(0),
             slowlog_max_len: AtomicI64::new(0),
+            latency_threshold_ms: AtomicI64::new(0),
             timeout_secs: AtomicI64::new(0),
             maxclients: AtomicI64::new(0),
             tcp_keepalive: AtomicI64::new(0),
@@ -103,6 +106,7 @@ impl Tunables {
             "client-query-buffer-limit",
             "slowlog-log-slower-than",
             "slowlog-max-len",
+            "latency-monitor-threshold",
             "timeout",
             "maxclients",
             "tcp-keepalive",
@@ -163,6 +167,7 @@ impl Tunables {
             "client-query-buffer-limit" => &self.query_buffer_limit,
             "slowlog-log-slower-than" => &self.slowlog_slower_than,
             "slowlog-max-len" => &self.slowlog_max_len,
+            "latency-monitor-threshold" => &self.latency_threshold_ms,
             "timeout" => &self.timeout_secs,
             "maxclients" => &self.maxclients,
             "tcp-keepalive" => &self.tcp_keepalive,
@@ -200,6 +205,7 @@ pub struct Server {
     pub clients: client::Clients,
     pub stats: stats::Stats,
     pub slowlog: slowlog::SlowLog,
+    pub latency: latency::Monitor,
     pub peak_memory: memory::Peak,
     pub watches: watches::Watches,
     pub blocked: blocking::Blocked,
@@ -277,6 +283,7 @@ impl Server {
             clients: client::Clients::default(),
             stats: stats::Stats::new(crate::command::TABLE.all.len()),
             slowlog: slowlog::SlowLog::default(),
+            latency: latency::Monitor::default(),
             peak_memory: memory::Peak::default(),
             watches: watches::Watches::default(),
             tracking: tracking::Tracking::default(),

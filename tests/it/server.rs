@@ -463,3 +463,56 @@ fn config_set_and_scan_checks_match_redis() {
         &["ZSCAN", "str", "x"],
     ]);
 }
+
+/// The latency monitor: spikes of `latency-monitor-threshold` or more are
+/// kept per event (`command` here, from DEBUG SLEEP, which replies once it
+/// has slept), and LATENCY's replies and errors are Redis's.
+#[test]
+fn latency_monitor() {
+    let (node, _reference) = same_as_redis(&[
+        &["LATENCY"],
+        &["LATENCY", "HISTORY"],
+        &["LATENCY", "FOO"],
+        &["LATENCY", "LATEST"],
+        &["LATENCY", "HISTORY", "command"],
+        &["LATENCY", "GRAPH", "command"],
+        &["LATENCY", "RESET"],
+        &["CONFIG", "SET", "latency-monitor-threshold", "-1"],
+        &["CONFIG", "SET", "latency-monitor-threshold", "20"],
+        &["CONFIG", "GET", "latency-monitor-threshold"],
+        &["PING"],
+        &["LATENCY", "LATEST"],
+    ]);
+    let mut r = node.raw();
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "latency-monitor-threshold", "20"],
+    );
+    let started = std::time::Instant::now();
+    ok(&mut r, &["DEBUG", "SLEEP", "0.05"]);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    let Frame::Array(latest) = r.call(&["LATENCY", "LATEST"]) else {
+        panic!("LATENCY LATEST")
+    };
+    let [Frame::Array(e)] = &latest[..] else {
+        panic!("{latest:?}")
+    };
+    assert_eq!(e[0], Frame::bulk("command"));
+    let (Frame::Int(last), Frame::Int(max)) = (&e[2], &e[3]) else {
+        panic!("{e:?}")
+    };
+    assert!(*last >= 50 && max == last, "{e:?}");
+    let Frame::Array(history) = r.call(&["LATENCY", "HISTORY", "command"]) else {
+        panic!("LATENCY HISTORY")
+    };
+    assert_eq!(history.len(), 1);
+    let graph = bulk(&mut r, &["LATENCY", "GRAPH", "command"]).unwrap();
+    assert!(
+        graph.starts_with(&format!("command - high {last} ms")),
+        "{graph}"
+    );
+    let doctor = bulk(&mut r, &["LATENCY", "DOCTOR"]).unwrap();
+    assert!(doctor.contains("1. command: 1 spikes"), "{doctor}");
+    assert_eq!(int(&mut r, &["LATENCY", "RESET", "command", "other"]), 1);
+    assert_eq!(r.call(&["LATENCY", "LATEST"]), Frame::Array(vec![]));
+}
