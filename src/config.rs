@@ -34,7 +34,9 @@ pub enum Kind {
     Words,
     /// One or more words that the function checks, returning the canonical
     /// form (`client-output-buffer-limit`, `notify-keyspace-events`).
-    Checked(fn(&str) -> Option<String>),
+    /// Validated (and written back canonically) by a function that gives
+    /// Redis's message for a bad value.
+    Checked(fn(&str) -> Result<String, &'static str>),
 }
 
 pub struct Directive {
@@ -74,6 +76,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d("slowlog-log-slower-than", Kind::Int { min: -1, max: i64::MAX }, "10000", true),
     d("slowlog-max-len", Kind::Int { min: 0, max: i64::MAX }, "128", true),
     d("latency-monitor-threshold", Kind::Int { min: 0, max: i64::MAX }, "0", true),
+    d("latency-tracking", Kind::Bool, "yes", true),
+    d("latency-tracking-info-percentiles", Kind::Checked(canonical_percentiles), "50 99 99.9", true),
     d("repl-backlog-size", Kind::Memory { min: 1, max: i64::MAX }, "1048576", true),
     d("hz", Kind::Int { min: 1, max: 500 }, "10", true),
     // Threads that serve connections (I/O and commands alike); 0 means one
@@ -124,25 +128,49 @@ pub static DIRECTIVES: &[Directive] = &[
 ];
 
 /// `save`: pairs of positive seconds and changes, or "" for none.
-fn canonical_save(v: &str) -> Option<String> {
+fn canonical_save(v: &str) -> Result<String, &'static str> {
+    const BAD: &str = "Invalid save parameters";
     let w: Vec<&str> = v.split_whitespace().collect();
     if w.len() == 1 && (w[0] == "\"\"" || w[0].is_empty()) {
-        return Some(String::new());
+        return Ok(String::new());
     }
     if !w.len().is_multiple_of(2) {
-        return None;
+        return Err(BAD);
     }
     let nums: Option<Vec<i64>> = w
         .iter()
         .map(|x| x.parse().ok().filter(|n| *n > 0))
         .collect();
-    Some(
-        nums?
-            .iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    let nums = nums.ok_or(BAD)?;
+    Ok(nums
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+/// `latency-tracking-info-percentiles`: numbers from 0 to 100, written
+/// back as Redis writes them (`50 99 99.9`).
+fn canonical_percentiles(v: &str) -> Result<String, &'static str> {
+    let mut out = Vec::new();
+    for w in v.split_whitespace() {
+        let p: f64 = w
+            .parse()
+            .map_err(|_| "Invalid latency-tracking-info-percentiles parameters")?;
+        if !(0.0..=100.0).contains(&p) {
+            return Err(
+                "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]",
+            );
+        }
+        out.push(p.to_string());
+    }
+    Ok(out.join(" "))
+}
+
+/// The percentiles INFO latencystats reports (the value was checked by
+/// [`canonical_percentiles`]).
+pub fn percentiles(v: &str) -> impl Iterator<Item = f64> + '_ {
+    v.split_whitespace().filter_map(|w| w.parse().ok())
 }
 
 /// The `save` rules: (seconds, changes) pairs.
@@ -158,18 +186,22 @@ pub fn save_rules(v: &str) -> Vec<(i64, u64)> {
 }
 
 /// `replicaof host port`, or `no one` (and "") for none.
-fn canonical_replicaof(v: &str) -> Option<String> {
+fn canonical_replicaof(v: &str) -> Result<String, &'static str> {
     let w: Vec<&str> = v.split_whitespace().collect();
     match w.as_slice() {
-        [] => Some(String::new()),
+        [] => Ok(String::new()),
         [no, one] if no.eq_ignore_ascii_case("no") && one.eq_ignore_ascii_case("one") => {
-            Some(String::new())
+            Ok(String::new())
         }
         [host, port] => {
-            let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
-            Some(format!("{host} {port}"))
+            let port: u16 = port
+                .parse()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or("Invalid master port")?;
+            Ok(format!("{host} {port}"))
         }
-        _ => None,
+        _ => Err("replicaof takes a host and a port, or NO ONE"),
     }
 }
 
@@ -195,8 +227,8 @@ pub enum ConfigError {
     NotInEnum(String),
     #[error("can't set immutable config")]
     Immutable,
-    #[error("argument is not valid")]
-    Invalid,
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 /// Parses a byte count with Redis's units: k/m/g are powers of 1000, kb/mb/gb
@@ -254,7 +286,7 @@ fn normalise(d: &Directive, args: &[String]) -> Result<String, ConfigError> {
             }
         }
         Kind::Str => Ok(args[0].clone()),
-        Kind::Checked(check) => check(&args.join(" ")).ok_or(ConfigError::Invalid),
+        Kind::Checked(check) => check(&args.join(" ")).map_err(ConfigError::Invalid),
         Kind::Words => {
             if args.is_empty() {
                 return Err(ConfigError::BadDirective);

@@ -69,6 +69,7 @@ static LATENCY_SUBCOMMANDS: &[Spec] = &[
     spec("latency|reset", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Resets the latency data for one or more events.", latency_reset),
     spec("latency|graph", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns a latency graph for an event.", latency_graph),
     spec("latency|doctor", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns a human-readable latency analysis report.", latency_doctor),
+    spec("latency|histogram", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns the cumulative distribution of latencies of a subset or all commands.", latency_histogram),
     spec("latency|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", latency_help),
 ];
 
@@ -588,6 +589,46 @@ fn latency_doctor(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// LATENCY HISTOGRAM [command ...]: each named command (a container names
+/// its subcommands too; unknown names are skipped), or every command, that
+/// has run since the last CONFIG RESETSTAT.
+fn latency_histogram(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut picked = Vec::new();
+    if argv.len() == 2 {
+        picked.extend(0..TABLE.all.len());
+    }
+    for name in &argv[2..] {
+        let name = name.to_ascii_lowercase();
+        let Some(i) = TABLE.all.iter().position(|s| s.name.as_bytes() == name) else {
+            continue;
+        };
+        picked.push(i);
+        for sub in TABLE.all[i].subcommands {
+            picked.extend(TABLE.all.iter().position(|s| s.name == sub.name));
+        }
+    }
+    let histograms: Vec<_> = picked
+        .into_iter()
+        .filter_map(|i| Some((TABLE.all[i].name, ctx.server.stats.commands[i].latencies()?)))
+        .collect();
+    let out = &mut *ctx.out;
+    out.map(histograms.len());
+    for (name, h) in histograms {
+        out.bulk(name.as_bytes());
+        out.map(2);
+        out.bulk(b"calls");
+        out.int(h.len() as i64);
+        out.bulk(b"histogram_usec");
+        let points = crate::server::stats::cumulative(&h);
+        out.map(points.len());
+        for (usec, calls) in points {
+            out.int(usec as i64);
+            out.int(calls as i64);
+        }
+    }
+    Ok(())
+}
+
 fn latency_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     help(
         ctx,
@@ -604,6 +645,9 @@ fn latency_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "RESET [<event> ...]",
             "    Reset latency data of one or more <event> classes.",
             "    (default: reset all data for all event classes)",
+            "HISTOGRAM [COMMAND ...]",
+            "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+            "    If no commands are specified then all histograms are replied.",
         ],
     );
     Ok(())

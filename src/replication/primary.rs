@@ -54,6 +54,7 @@ pub async fn serve(
         server.config.read().get("client-output-buffer-limit"),
         "replica",
     )
+    .ok()
     .flatten()
     .unwrap_or(DEFAULT_REPLICA_LIMIT);
     let tap = Tap::new(limit.hard as usize);

@@ -607,6 +607,9 @@ async fn execute(
     let elapsed = started.elapsed().as_micros() as u64;
 
     stats.record(idx, elapsed, result.is_err());
+    if server.tun.latency_tracking.load(Relaxed) {
+        stats.latencies.push((idx, elapsed));
+    }
     let threshold = server.tun.latency_threshold_ms.load(Relaxed);
     if threshold > 0 {
         let event = if spec.has(flags::FAST) {
@@ -667,6 +670,8 @@ async fn execute(
 struct BatchStats {
     /// (command index, calls, microseconds, failed); a batch uses few commands.
     per_command: Vec<(usize, u64, u64, u64)>,
+    /// (command index, microseconds) of each run, for `latency-tracking`.
+    latencies: Vec<(usize, u64)>,
     total: u64,
 }
 
@@ -691,6 +696,13 @@ impl BatchStats {
         for (idx, calls, usec, failed) in self.per_command.drain(..) {
             server.stats.commands[idx].record(calls, usec, failed);
         }
+        // One lock per command of the batch, not per run.
+        self.latencies.sort_unstable_by_key(|l| l.0);
+        for runs in self.latencies.chunk_by(|a, b| a.0 == b.0) {
+            let usecs = runs.iter().map(|l| l.1);
+            server.stats.commands[runs[0].0].record_latencies(usecs);
+        }
+        self.latencies.clear();
         self.total = 0;
     }
 }

@@ -20,7 +20,7 @@ const DEFAULT: &[&str] = &[
     "cluster",
     "keyspace",
 ];
-const ALL_EXTRA: &[&str] = &["commandstats"];
+const ALL_EXTRA: &[&str] = &["commandstats", "latencystats"];
 
 /// Renders the sections asked for (`default`, `all`, `everything` or names).
 pub fn render(server: &Server, asked: &[String]) -> String {
@@ -235,6 +235,33 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 if keys > 0 {
                     let _ = write!(o, "db{i}:keys={keys},expires={volatile},avg_ttl=0\r\n");
                 }
+            }
+        }
+        "latencystats" => {
+            o.push_str("# Latencystats\r\n");
+            let wanted = server
+                .config
+                .read()
+                .get("latency-tracking-info-percentiles")
+                .to_string();
+            let wanted: Vec<f64> = crate::config::percentiles(&wanted).collect();
+            for (i, spec) in TABLE.all.iter().enumerate() {
+                let Some(h) = server.stats.commands[i].latencies() else {
+                    continue;
+                };
+                let values: Vec<String> = wanted
+                    .iter()
+                    .map(|p| {
+                        let v = crate::server::stats::value_at_percentile(&h, *p);
+                        format!("p{p}={:.3}", v as f64 / 1000.0)
+                    })
+                    .collect();
+                let _ = write!(
+                    o,
+                    "latency_percentiles_usec_{}:{}\r\n",
+                    spec.name,
+                    values.join(",")
+                );
             }
         }
         "commandstats" => {

@@ -68,6 +68,7 @@ pub struct Tunables {
     pub repl_timeout_secs: AtomicI64,
     pub replica_read_only: AtomicBool,
     pub replica_serve_stale: AtomicBool,
+    pub latency_tracking: AtomicBool,
 }
 
 const LISTPACK_DIRECTIVES: [&str; 6] = [
@@ -100,6 +101,7 @@ impl Tunables {
             repl_timeout_secs: AtomicI64::new(60),
             replica_read_only: AtomicBool::new(true),
             replica_serve_stale: AtomicBool::new(true),
+            latency_tracking: AtomicBool::new(true),
         };
         for name in [
             "proto-max-bulk-len",
@@ -122,7 +124,11 @@ impl Tunables {
         {
             t.update(name, cfg.int(name));
         }
-        for name in ["replica-read-only", "replica-serve-stale-data"] {
+        for name in [
+            "replica-read-only",
+            "replica-serve-stale-data",
+            "latency-tracking",
+        ] {
             t.update_flag(name, cfg.get(name));
         }
         t.set_policy(cfg.get("maxmemory-policy"));
@@ -134,6 +140,7 @@ impl Tunables {
         let slot = match name {
             "replica-read-only" => &self.replica_read_only,
             "replica-serve-stale-data" => &self.replica_serve_stale,
+            "latency-tracking" => &self.latency_tracking,
             _ => return,
         };
         slot.store(value == "yes", Relaxed);

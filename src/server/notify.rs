@@ -82,8 +82,10 @@ pub fn flags_to_string(f: u32) -> String {
 }
 
 /// The config table's check for `notify-keyspace-events`.
-pub fn canonical_flags(v: &str) -> Option<String> {
-    parse_flags(v).map(flags_to_string)
+pub fn canonical_flags(v: &str) -> Result<String, &'static str> {
+    parse_flags(v)
+        .map(flags_to_string)
+        .ok_or("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
 }
 
 #[derive(Default)]
@@ -138,9 +140,9 @@ mod tests {
 
     #[test]
     fn flags_round_trip_in_redis_order() {
-        assert_eq!(canonical_flags("KEA").as_deref(), Some("AKE"));
-        assert_eq!(canonical_flags("Elg").as_deref(), Some("glE"));
-        assert_eq!(canonical_flags("").as_deref(), Some(""));
-        assert_eq!(canonical_flags("Kq"), None);
+        assert_eq!(canonical_flags("KEA").as_deref(), Ok("AKE"));
+        assert_eq!(canonical_flags("Elg").as_deref(), Ok("glE"));
+        assert_eq!(canonical_flags("").as_deref(), Ok(""));
+        assert!(canonical_flags("Kq").is_err());
     }
 }

@@ -230,29 +230,37 @@ fn deliver(sub: &Subscriber, m: &Arc<Message>, limit: Option<BufferLimit>, now_m
 /// Parses `client-output-buffer-limit`'s value ("normal 0 0 0 replica ...
 /// pubsub 32mb 8mb 60") and returns the pubsub class's limit.
 pub fn parse_buffer_limits(v: &str) -> Option<BufferLimit> {
-    Some(buffer_limit(v, "pubsub")?.unwrap_or(DEFAULT_PUBSUB_LIMIT))
+    Some(
+        buffer_limit(v, "pubsub")
+            .ok()?
+            .unwrap_or(DEFAULT_PUBSUB_LIMIT),
+    )
 }
 
 /// The limit `client-output-buffer-limit` sets for one class of clients
-/// (`pubsub` or `replica`, alias `slave`): `None` if the value is not
-/// valid, `Some(None)` if it names no limit for that class.
-pub fn buffer_limit(v: &str, class: &str) -> Option<Option<BufferLimit>> {
+/// (`pubsub` or `replica`, alias `slave`): `Ok(None)` if it names no limit
+/// for that class, or Redis's message for a bad value, checked in Redis's
+/// order (the count of words, then each group's class, then its numbers).
+pub fn buffer_limit(v: &str, class: &str) -> Result<Option<BufferLimit>, &'static str> {
     let words: Vec<&str> = v.split_whitespace().collect();
     if words.is_empty() || !words.len().is_multiple_of(4) {
-        return None;
+        return Err("Wrong number of arguments in buffer limit configuration.");
     }
     let mut out = None;
     for c in words.chunks(4) {
-        let hard = crate::config::parse_memory(c[1])?;
-        let soft = crate::config::parse_memory(c[2])?;
-        let secs: i64 = c[3].parse().ok()?;
-        if hard < 0 || soft < 0 || secs < 0 {
-            return None;
-        }
         let name = match c[0].to_ascii_lowercase().as_str() {
             "slave" => "replica".to_string(),
             n @ ("pubsub" | "normal" | "replica") => n.to_string(),
-            _ => return None,
+            _ => return Err("Invalid client class specified in buffer limit configuration."),
+        };
+        let bad = "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+        let memory = |w: &str| crate::config::parse_memory(w).filter(|n| *n >= 0);
+        let (Some(hard), Some(soft), Some(secs)) = (
+            memory(c[1]),
+            memory(c[2]),
+            c[3].parse::<i64>().ok().filter(|s| *s >= 0),
+        ) else {
+            return Err(bad);
         };
         if name == class {
             out = Some(BufferLimit {
@@ -262,11 +270,11 @@ pub fn buffer_limit(v: &str, class: &str) -> Option<Option<BufferLimit>> {
             });
         }
     }
-    Some(out)
+    Ok(out)
 }
 
-pub fn canonical_buffer_limits(v: &str) -> Option<String> {
-    parse_buffer_limits(v)?;
+pub fn canonical_buffer_limits(v: &str) -> Result<String, &'static str> {
+    buffer_limit(v, "pubsub")?;
     let words: Vec<String> = v
         .split_whitespace()
         .enumerate()
@@ -275,7 +283,7 @@ pub fn canonical_buffer_limits(v: &str) -> Option<String> {
             _ => w.to_ascii_lowercase(),
         })
         .collect();
-    Some(words.join(" "))
+    Ok(words.join(" "))
 }
 
 /// Redis's default for replicas: `replica 256mb 64mb 60`.

@@ -1,4 +1,4 @@
-//! Counters behind INFO stats, commandstats and errorstats.
+//! Counters behind INFO stats, commandstats, errorstats and latencystats.
 //!
 //! All counters are relaxed atomics: they are observations, not
 //! synchronisation, and INFO may read them mid-update.
@@ -60,6 +60,63 @@ struct CommandShard {
     usec: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    /// Made at the first call; the shard's thread is almost always the
+    /// only one to take the lock.
+    latencies: Mutex<Option<Box<Latencies>>>,
+}
+
+/// A command's run times, in nanoseconds from 1 ns to 1 s with 2
+/// significant digits: Redis's `latency-tracking` histogram, so LATENCY
+/// HISTOGRAM's buckets and INFO's percentiles come out alike.
+pub type Latencies = hdrhistogram::Histogram<u64>;
+
+fn new_latencies() -> Latencies {
+    Latencies::new_with_bounds(1, 1_000_000_000, 2).expect("valid bounds")
+}
+
+/// The value at percentile `p` (0 to 100), as Redis's HDR library finds
+/// it: the count rounded to nearest (where this crate rounds up), then the
+/// highest value equivalent to the one reached.
+pub fn value_at_percentile(h: &Latencies, p: f64) -> u64 {
+    let count = ((p.min(100.0) / 100.0 * h.len() as f64 + 0.5) as u64).max(1);
+    let mut seen = 0;
+    for v in h.iter_recorded() {
+        seen += v.count_at_value();
+        if seen >= count {
+            let at = v.value_iterated_to();
+            return if p == 0.0 {
+                h.lowest_equivalent(at)
+            } else {
+                h.highest_equivalent(at)
+            };
+        }
+    }
+    0
+}
+
+/// LATENCY HISTOGRAM's cumulative distribution: at each power of two from
+/// 1024 ns, (that level's highest equivalent value in microseconds, runs
+/// that took at most that long), where the count grew, as Redis's
+/// logarithmic walk over its HDR histogram reports it.
+pub fn cumulative(h: &Latencies) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut recorded = h
+        .iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .peekable();
+    let (mut level, mut total) = (1024u64, 0);
+    while total < h.len() {
+        let top = h.highest_equivalent(level);
+        let before = total;
+        while let Some((_, n)) = recorded.next_if(|(v, _)| *v <= top) {
+            total += n;
+        }
+        if total > before {
+            out.push((top / 1000, total));
+        }
+        level = level.saturating_mul(2);
+    }
+    out
 }
 
 /// One command's statistics, sharded by thread like [`Counter`].
@@ -88,6 +145,30 @@ impl CommandStat {
         self.0[shard()].rejected.fetch_add(1, Relaxed);
     }
 
+    /// Records runs of so many microseconds each. As in Redis, whole
+    /// microseconds go in as nanoseconds, clamped to the histogram's range.
+    pub fn record_latencies(&self, usecs: impl Iterator<Item = u64>) {
+        let mut h = self.0[shard()].latencies.lock();
+        let h = h.get_or_insert_with(|| Box::new(new_latencies()));
+        for usec in usecs {
+            h.saturating_record(usec.saturating_mul(1000).clamp(1, 1_000_000_000));
+        }
+    }
+
+    /// All threads' histograms together, or `None` if never called.
+    pub fn latencies(&self) -> Option<Latencies> {
+        let mut all: Option<Latencies> = None;
+        for s in &self.0 {
+            if let Some(h) = s.latencies.lock().as_deref() {
+                match all.as_mut() {
+                    Some(a) => a.add(h).expect("same bounds"),
+                    None => all = Some(h.clone()),
+                }
+            }
+        }
+        all.filter(|h| !h.is_empty())
+    }
+
     pub fn totals(&self) -> CommandTotals {
         let sum =
             |f: fn(&CommandShard) -> &AtomicU64| self.0.iter().map(|s| f(s).load(Relaxed)).sum();
@@ -104,6 +185,7 @@ impl CommandStat {
             for c in [&s.calls, &s.usec, &s.rejected, &s.failed] {
                 c.store(0, Relaxed);
             }
+            *s.latencies.lock() = None;
         }
     }
 }
@@ -219,5 +301,29 @@ impl Stats {
             c.reset();
         }
         self.errors.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_read_as_redis_reads_its_hdr_histograms() {
+        let s = CommandStat::default();
+        assert!(s.latencies().is_none());
+        s.record_latencies([1, 1, 1, 5, 40, 0].into_iter());
+        let h = s.latencies().unwrap();
+        assert_eq!(h.len(), 6);
+        // 0 us is clamped to 1 ns; 1 us is counted at the 1024 ns level
+        // (reported as its highest equivalent, 1031 ns), 5 us at 8192 (8255),
+        // 40 us at 65536 (66047): Redis's labels 1, 8 and 66.
+        assert_eq!(cumulative(&h), vec![(1, 4), (8, 5), (66, 6)]);
+        assert_eq!(value_at_percentile(&h, 0.0), 1);
+        assert_eq!(value_at_percentile(&h, 50.0), 1003);
+        assert_eq!(value_at_percentile(&h, 80.0), 5023);
+        assert_eq!(value_at_percentile(&h, 100.0), 40191);
+        s.reset();
+        assert!(s.latencies().is_none());
     }
 }

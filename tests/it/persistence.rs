@@ -756,7 +756,7 @@ fn save_rules_snapshot_by_themselves() {
     ok(&mut r, &["CONFIG", "SET", "save", ""]);
     assert_eq!(
         err(&mut r, &["CONFIG", "SET", "save", "10"]),
-        "ERR CONFIG SET failed (possibly related to argument 'save') - argument is not valid"
+        "ERR CONFIG SET failed (possibly related to argument 'save') - Invalid save parameters"
     );
 }
 

@@ -142,7 +142,7 @@ fn keyspace_notifications() {
     );
     assert_eq!(
         err(&mut w, &["CONFIG", "SET", "notify-keyspace-events", "Kq"]),
-        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - argument is not valid"
+        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
     );
     sub.call(&["PSUBSCRIBE", "__keyspace@0__:*"]);
     let mut events = |w: &mut Raw, cmd: &[&str], n: usize| -> Vec<(String, String)> {

@@ -1,6 +1,6 @@
 use std::io::{BufRead, BufReader};
 
-use crate::support::{eventually, same_as_redis, Frame, TestNode};
+use crate::support::{eventually, same_as_redis, Frame, Raw, TestNode};
 use crate::{bulk, err, info_field, int, ok, strings};
 
 #[test]
@@ -515,4 +515,111 @@ fn latency_monitor() {
     assert!(doctor.contains("1. command: 1 spikes"), "{doctor}");
     assert_eq!(int(&mut r, &["LATENCY", "RESET", "command", "other"]), 1);
     assert_eq!(r.call(&["LATENCY", "LATEST"]), Frame::Array(vec![]));
+}
+
+/// Per-command latency histograms (`latency-tracking`), read as Redis
+/// reads its own: LATENCY HISTOGRAM's cumulative buckets at Redis's labels
+/// and INFO latencystats' configured percentiles; nothing recorded while
+/// tracking is off; CONFIG RESETSTAT clears them. Both servers run the
+/// same commands and must report the same calls in the same shape.
+#[test]
+fn latency_histograms_and_percentiles() {
+    let (node, reference) = same_as_redis(&[
+        &["CONFIG", "GET", "latency-tracking"],
+        &["CONFIG", "GET", "latency-tracking-info-percentiles"],
+        &["CONFIG", "SET", "latency-tracking", "maybe"],
+        &["CONFIG", "SET", "latency-tracking-info-percentiles", "abc"],
+        &["CONFIG", "SET", "latency-tracking-info-percentiles", "101"],
+        &["CONFIG", "SET", "save", "abc"],
+        &["CONFIG", "SET", "notify-keyspace-events", "Z"],
+        &["CONFIG", "SET", "client-output-buffer-limit", "normal 1 2"],
+        &["CONFIG", "SET", "client-output-buffer-limit", "foo 1 2 3"],
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "normal x 2 3",
+        ],
+        &["LATENCY", "HISTOGRAM", "nosuchcommand"],
+    ]);
+    const LABELS: [i64; 20] = [
+        1, 2, 4, 8, 16, 33, 66, 132, 264, 528, 1056, 2113, 4227, 8454, 16908, 33816, 67633, 135266,
+        270532, 541065,
+    ];
+    fn run<S: std::io::Read + std::io::Write>(r: &mut Raw<S>) -> Vec<String> {
+        let mut seen = Vec::new();
+        let call = |r: &mut Raw<S>, args: &[&str]| r.call(args);
+        assert_eq!(
+            call(r, &["CONFIG", "RESETSTAT"]),
+            Frame::Simple("OK".into())
+        );
+        for _ in 0..20 {
+            call(r, &["SET", "k", "v"]);
+        }
+        for _ in 0..10 {
+            call(r, &["GET", "k"]);
+        }
+        call(r, &["CONFIG", "SET", "latency-tracking", "no"]);
+        call(r, &["SET", "k", "v"]);
+        call(r, &["CONFIG", "SET", "latency-tracking", "yes"]);
+        let Frame::Array(h) = call(r, &["LATENCY", "HISTOGRAM", "get", "set", "nosuch"]) else {
+            panic!("LATENCY HISTOGRAM")
+        };
+        for pair in h.chunks(2) {
+            let (Frame::Bulk(name), Frame::Array(body)) = (&pair[0], &pair[1]) else {
+                panic!("{pair:?}")
+            };
+            let (Frame::Int(calls), Frame::Array(points)) = (&body[1], &body[3]) else {
+                panic!("{body:?}")
+            };
+            let mut last = 0;
+            for p in points.chunks(2) {
+                let (Frame::Int(label), Frame::Int(n)) = (&p[0], &p[1]) else {
+                    panic!("{p:?}")
+                };
+                assert!(LABELS.contains(label), "bucket {label}");
+                assert!(*n > last, "cumulative counts grow");
+                last = *n;
+            }
+            assert_eq!(last, *calls);
+            seen.push(format!("{} {calls}", String::from_utf8_lossy(name)));
+        }
+        call(
+            r,
+            &[
+                "CONFIG",
+                "SET",
+                "latency-tracking-info-percentiles",
+                "50 100",
+            ],
+        );
+        let Frame::Bulk(info) = call(r, &["INFO", "latencystats"]) else {
+            panic!("INFO")
+        };
+        let info = String::from_utf8(info).unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("latency_percentiles_usec_set:"))
+            .unwrap();
+        let fields: Vec<&str> = line.split(':').nth(1).unwrap().split(',').collect();
+        assert_eq!(fields.len(), 2, "{line}");
+        for (f, p) in fields.iter().zip(["p50=", "p100="]) {
+            let v = f.strip_prefix(p).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(v.split('.').nth(1).map(str::len), Some(3), "{line}");
+        }
+        call(
+            r,
+            &[
+                "CONFIG",
+                "SET",
+                "latency-tracking-info-percentiles",
+                "50 99 99.9",
+            ],
+        );
+        call(r, &["CONFIG", "RESETSTAT"]);
+        seen.push(format!("{:?}", call(r, &["LATENCY", "HISTOGRAM", "set"])));
+        seen.sort();
+        seen
+    }
+    assert_eq!(run(&mut node.raw()), run(&mut reference.raw()));
 }
