@@ -530,8 +530,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Every effect touches WATCHed keys and wakes clients blocked on
-    /// its keys; both cost one load when nobody watches or waits.
+    /// Every effect (unless unsignalled) publishes its keyspace
+    /// notifications, touches WATCHed keys, wakes clients blocked on its
+    /// keys and invalidates tracking clients' copies; each costs one load
+    /// when nobody listens, watches, waits or tracks.
     fn after_effect<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A], end: u64) {
         if end > 0 {
             self.client.last_effect.set(end);

@@ -243,8 +243,8 @@ pub async fn serve(
                     tokio::time::sleep(d).await;
                     out.buf.extend_from_slice(&reply);
                     now = now_ms();
-                    // DEBUG SLEEP makes latency to observe, as in Redis
-                    // (where it stalls everyone, not just its client).
+                    // The sleep is DEBUG SLEEP's run time, as in Redis
+                    // (where it stalls every client, not only its own).
                     let threshold = server.tun.latency_threshold_ms.load(Relaxed);
                     let ms = d.as_millis() as u64;
                     server.latency.observe("command", ms, threshold, now / 1000);
