@@ -854,12 +854,8 @@ impl<'a> Ctx<'a> {
         }
         let started = std::time::Instant::now();
         let r = self.evict_to(max);
-        let threshold = server.tun.latency_threshold_ms.load(Relaxed);
         let ms = started.elapsed().as_millis() as u64;
-        let now_secs = self.now_ms / 1000;
-        server
-            .latency
-            .observe("eviction-cycle", ms, threshold, now_secs);
+        server.latency.observe("eviction-cycle", ms);
         r
     }
 

@@ -580,11 +580,8 @@ fn latency_graph(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn latency_doctor(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    let t = &ctx.server.tun;
-    let report = ctx.server.latency.doctor(
-        t.latency_threshold_ms.load(Relaxed),
-        t.slowlog_slower_than.load(Relaxed),
-    );
+    let slowlog = ctx.server.tun.slowlog_slower_than.load(Relaxed);
+    let report = ctx.server.latency.doctor(slowlog);
     ctx.out.verbatim(&report);
     Ok(())
 }

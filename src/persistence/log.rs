@@ -106,10 +106,16 @@ pub struct LogState {
     /// rewrite (or start-up): automatic rewrites measure growth from it.
     pub base_size: AtomicU64,
     pub size_after_rewrite: AtomicU64,
+    /// The server's latency monitor: slow writes and syncs are spikes.
+    latency: Arc<crate::server::latency::Monitor>,
 }
 
 impl LogState {
-    pub fn new(enabled: bool, policy: FsyncPolicy) -> LogState {
+    pub fn new(
+        enabled: bool,
+        policy: FsyncPolicy,
+        latency: Arc<crate::server::latency::Monitor>,
+    ) -> LogState {
         LogState {
             enabled,
             policy: AtomicU8::new(policy as u8),
@@ -134,6 +140,7 @@ impl LogState {
             last_rewrite_ok: AtomicBool::new(true),
             base_size: AtomicU64::new(0),
             size_after_rewrite: AtomicU64::new(0),
+            latency,
         }
     }
 
@@ -259,7 +266,12 @@ impl LogFile {
         // stream is (offsets can jump when a replica adopts its primary's).
         self.unwritten_end = taken.end;
         if !self.unwritten.is_empty() {
-            if let Err(e) = self.file.write_all(&self.unwritten) {
+            let started = Instant::now();
+            let written = self.file.write_all(&self.unwritten);
+            state
+                .latency
+                .observe("aof-write", started.elapsed().as_millis() as u64);
+            if let Err(e) = written {
                 state.fail("writing", &e);
                 // Never leave half a record behind: cut back to the last
                 // whole one; the next round writes it all again.
@@ -281,7 +293,13 @@ impl LogFile {
             FsyncPolicy::No => false,
         };
         if sync_due || (force_sync && behind) {
-            if let Err(e) = self.file.sync_data() {
+            let started = Instant::now();
+            let synced = self.file.sync_data();
+            if policy == FsyncPolicy::Always {
+                let ms = started.elapsed().as_millis() as u64;
+                state.latency.observe("aof-fsync-always", ms);
+            }
+            if let Err(e) = synced {
                 state.fail("syncing", &e);
                 return false;
             }

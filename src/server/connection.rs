@@ -245,9 +245,7 @@ pub async fn serve(
                     now = now_ms();
                     // The sleep is DEBUG SLEEP's run time, as in Redis
                     // (where it stalls every client, not only its own).
-                    let threshold = server.tun.latency_threshold_ms.load(Relaxed);
-                    let ms = d.as_millis() as u64;
-                    server.latency.observe("command", ms, threshold, now / 1000);
+                    server.latency.observe("command", d.as_millis() as u64);
                 }
                 Some(Action::Block(b)) => {
                     // Replies so far go out first; then only this client waits.
@@ -610,16 +608,13 @@ async fn execute(
     if server.tun.latency_tracking.load(Relaxed) {
         stats.latencies.push((idx, elapsed));
     }
-    let threshold = server.tun.latency_threshold_ms.load(Relaxed);
-    if threshold > 0 {
+    if server.latency.threshold() > 0 {
         let event = if spec.has(flags::FAST) {
             "fast-command"
         } else {
             "command"
         };
-        server
-            .latency
-            .observe(event, elapsed / 1000, threshold, now / 1000);
+        server.latency.observe(event, elapsed / 1000);
     }
     if let Err(e) = &result {
         server.stats.error(&e.code());

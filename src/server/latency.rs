@@ -3,13 +3,16 @@
 //! With `latency-monitor-threshold` above 0, anything that took at least
 //! that many milliseconds is recorded as a sample of its event: `command`
 //! and `fast-command` (a command's run, by its FAST flag; DEBUG SLEEP's
-//! sleep counts), `expire-cycle` and `eviction-cycle`, Redis's names. Each event keeps
+//! sleep counts), `expire-cycle`, `eviction-cycle`, and the log's
+//! `aof-write` and `aof-fsync-always`, Redis's names. The monitor is shared
+//! with the log writer, so it keeps its threshold itself. Each event keeps
 //! its last 160 samples, one per second at most (a second's worst), and its
 //! all-time worst, as Redis does, so the monitor's memory is bounded
 //! whatever happens. Recording takes one lock, and only for a spike.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 
@@ -31,16 +34,31 @@ struct Series {
 
 #[derive(Default)]
 pub struct Monitor {
+    /// `latency-monitor-threshold`, in ms; 0: off.
+    threshold_ms: AtomicI64,
     events: Mutex<BTreeMap<&'static str, Series>>,
 }
 
 impl Monitor {
-    /// Records `ms` for `event` if the threshold (0: off) says it is a
-    /// spike.
-    pub fn observe(&self, event: &'static str, ms: u64, threshold_ms: i64, now_secs: i64) {
-        if threshold_ms <= 0 || ms < threshold_ms as u64 {
+    pub fn set_threshold(&self, ms: i64) {
+        self.threshold_ms.store(ms, Relaxed);
+    }
+
+    pub fn threshold(&self) -> i64 {
+        self.threshold_ms.load(Relaxed)
+    }
+
+    /// Records `ms` for `event` if it is a spike.
+    pub fn observe(&self, event: &'static str, ms: u64) {
+        let threshold = self.threshold();
+        if threshold <= 0 || ms < threshold as u64 {
             return;
         }
+        let now_secs = crate::server::now_ms() / 1000;
+        self.record(event, ms, now_secs);
+    }
+
+    fn record(&self, event: &'static str, ms: u64, now_secs: i64) {
         let mut events = self.events.lock();
         let s = events.entry(event).or_default();
         s.max = s.max.max(ms);
@@ -137,7 +155,8 @@ impl Monitor {
     }
 
     /// LATENCY DOCTOR: what was seen, and what to look at.
-    pub fn doctor(&self, threshold_ms: i64, slowlog_slower_than_us: i64) -> String {
+    pub fn doctor(&self, slowlog_slower_than_us: i64) -> String {
+        let threshold_ms = self.threshold();
         let events = self.events.lock();
         if events.is_empty() && threshold_ms <= 0 {
             return "The latency monitor is off: no spike is recorded while \
@@ -197,6 +216,11 @@ impl Monitor {
                      long; spread the expiry times."
                         .into(),
                 ),
+                "aof-write" | "aof-fsync-always" => advice.push(
+                    "Writing or syncing the log was slow: the volume is slow or \
+                     shared; appendfsync everysec takes syncs off the request path."
+                        .into(),
+                ),
                 "eviction-cycle" => advice.push(
                     "Eviction under maxmemory takes time when writes outrun it; raise \
                      maxmemory or lower the write rate."
@@ -230,18 +254,19 @@ mod tests {
     #[test]
     fn one_sample_per_second_and_a_bounded_history() {
         let m = Monitor::default();
-        m.observe("command", 5, 0, 100);
+        m.observe("command", 5);
         assert!(m.latest().is_empty(), "threshold 0 is off");
-        m.observe("command", 5, 10, 100);
+        m.set_threshold(10);
+        m.observe("command", 5);
         assert!(m.latest().is_empty(), "below the threshold");
-        m.observe("command", 20, 10, 100);
-        m.observe("command", 30, 10, 100);
-        m.observe("command", 15, 10, 100);
+        m.record("command", 20, 100);
+        m.record("command", 30, 100);
+        m.record("command", 15, 100);
         let h = m.history(b"command");
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].ms, 30, "a second keeps its worst");
         for t in 101..400 {
-            m.observe("command", 11, 10, t);
+            m.record("command", 11, t);
         }
         assert_eq!(m.history(b"command").len(), SAMPLES);
         let (e, last, max) = m.latest()[0];

@@ -51,7 +51,6 @@ pub struct Tunables {
     pub query_buffer_limit: AtomicI64,
     pub slowlog_slower_than: AtomicI64,
     pub slowlog_max_len: AtomicI64,
-    pub latency_threshold_ms: AtomicI64,
     pub timeout_secs: AtomicI64,
     pub maxclients: AtomicI64,
     pub tcp_keepalive: AtomicI64,
@@ -87,7 +86,6 @@ impl Tunables {
             query_buffer_limit: AtomicI64::new(0),
             slowlog_slower_than: AtomicI64::new(0),
             slowlog_max_len: AtomicI64::new(0),
-            latency_threshold_ms: AtomicI64::new(0),
             timeout_secs: AtomicI64::new(0),
             maxclients: AtomicI64::new(0),
             tcp_keepalive: AtomicI64::new(0),
@@ -108,7 +106,6 @@ impl Tunables {
             "client-query-buffer-limit",
             "slowlog-log-slower-than",
             "slowlog-max-len",
-            "latency-monitor-threshold",
             "timeout",
             "maxclients",
             "tcp-keepalive",
@@ -174,7 +171,6 @@ impl Tunables {
             "client-query-buffer-limit" => &self.query_buffer_limit,
             "slowlog-log-slower-than" => &self.slowlog_slower_than,
             "slowlog-max-len" => &self.slowlog_max_len,
-            "latency-monitor-threshold" => &self.latency_threshold_ms,
             "timeout" => &self.timeout_secs,
             "maxclients" => &self.maxclients,
             "tcp-keepalive" => &self.tcp_keepalive,
@@ -212,7 +208,8 @@ pub struct Server {
     pub clients: client::Clients,
     pub stats: stats::Stats,
     pub slowlog: slowlog::SlowLog,
-    pub latency: latency::Monitor,
+    /// Shared with the log writer, which records its slow writes and syncs.
+    pub latency: Arc<latency::Monitor>,
     pub peak_memory: memory::Peak,
     pub watches: watches::Watches,
     pub blocked: blocking::Blocked,
@@ -269,9 +266,12 @@ impl Server {
         let databases = config.int("databases") as usize;
         let backlog = config.int("repl-backlog-size") as usize;
         let (monitors, _) = broadcast::channel(4096);
+        let latency = Arc::new(latency::Monitor::default());
+        latency.set_threshold(config.int("latency-monitor-threshold"));
         let log = Arc::new(crate::persistence::log::LogState::new(
             config.get("appendonly") == "yes",
             crate::persistence::log::FsyncPolicy::parse(config.get("appendfsync")),
+            latency.clone(),
         ));
         let pubsub = pubsub::PubSub::default();
         pubsub.set_limit(
@@ -290,7 +290,7 @@ impl Server {
             clients: client::Clients::default(),
             stats: stats::Stats::new(crate::command::TABLE.all.len()),
             slowlog: slowlog::SlowLog::default(),
-            latency: latency::Monitor::default(),
+            latency,
             peak_memory: memory::Peak::default(),
             watches: watches::Watches::default(),
             tracking: tracking::Tracking::default(),
@@ -332,6 +332,9 @@ impl Server {
         }
         self.tun.update_flag(name, value);
         match name {
+            "latency-monitor-threshold" => {
+                self.latency.set_threshold(value.parse().unwrap_or(0));
+            }
             "repl-backlog-size" => self
                 .effects
                 .resize_backlog(value.parse().unwrap_or(1 << 20)),
