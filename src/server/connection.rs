@@ -691,11 +691,14 @@ impl BatchStats {
         for (idx, calls, usec, failed) in self.per_command.drain(..) {
             server.stats.commands[idx].record(calls, usec, failed);
         }
-        // One lock per command of the batch, not per run.
-        self.latencies.sort_unstable_by_key(|l| l.0);
+        // One lock per command of the batch, and one record per distinct
+        // time: a pipeline's runs mostly take the same few microseconds.
+        self.latencies.sort_unstable();
         for runs in self.latencies.chunk_by(|a, b| a.0 == b.0) {
-            let usecs = runs.iter().map(|l| l.1);
-            server.stats.commands[runs[0].0].record_latencies(usecs);
+            let times = runs
+                .chunk_by(|a, b| a.1 == b.1)
+                .map(|same| (same[0].1, same.len() as u64));
+            server.stats.commands[runs[0].0].record_latencies(times);
         }
         self.latencies.clear();
         self.total = 0;

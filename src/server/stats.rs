@@ -145,13 +145,15 @@ impl CommandStat {
         self.0[shard()].rejected.fetch_add(1, Relaxed);
     }
 
-    /// Records runs of so many microseconds each. As in Redis, whole
-    /// microseconds go in as nanoseconds, clamped to the histogram's range.
-    pub fn record_latencies(&self, usecs: impl Iterator<Item = u64>) {
+    /// Records runs: (microseconds, how many runs took that long). As in
+    /// Redis, whole microseconds go in as nanoseconds, clamped to the
+    /// histogram's range.
+    pub fn record_latencies(&self, runs: impl Iterator<Item = (u64, u64)>) {
         let mut h = self.0[shard()].latencies.lock();
         let h = h.get_or_insert_with(|| Box::new(new_latencies()));
-        for usec in usecs {
-            h.saturating_record(usec.saturating_mul(1000).clamp(1, 1_000_000_000));
+        for (usec, n) in runs {
+            let ns = usec.saturating_mul(1000).clamp(1, 1_000_000_000);
+            h.saturating_record_n(ns, n);
         }
     }
 
@@ -312,7 +314,7 @@ mod tests {
     fn latencies_read_as_redis_reads_its_hdr_histograms() {
         let s = CommandStat::default();
         assert!(s.latencies().is_none());
-        s.record_latencies([1, 1, 1, 5, 40, 0].into_iter());
+        s.record_latencies([(1, 3), (5, 1), (40, 1), (0, 1)].into_iter());
         let h = s.latencies().unwrap();
         assert_eq!(h.len(), 6);
         // 0 us is clamped to 1 ns; 1 us is counted at the 1024 ns level
