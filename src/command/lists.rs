@@ -443,10 +443,16 @@ pub fn move_element(
     let ts = locked.table(db, Ctx::slot(src));
     let l = ctx.write::<List>(ts, src)?.expect("checked above");
     let e = pop(l, from).expect("stored lists are never empty");
-    ctx.remove_if_empty::<List>(ts, src);
-    let td = locked.table(db, Ctx::slot(dst));
-    let d: &mut List = ctx.write_or_create(td, dst)?;
-    push(d, to, e.as_bytes());
+    if src == dst {
+        // A rotation: the list is never empty in between, so the key (and
+        // its time to live) stays, as in Redis.
+        push(l, to, e.as_bytes());
+    } else {
+        ctx.remove_if_empty::<List>(ts, src);
+        let td = locked.table(db, Ctx::slot(dst));
+        let d: &mut List = ctx.write_or_create(td, dst)?;
+        push(d, to, e.as_bytes());
+    }
     let word = |e: End| -> &'static [u8] {
         match e {
             End::Left => b"LEFT",

@@ -1087,6 +1087,8 @@ fn notify_effect<A: AsRef<[u8]>>(
         _ => {
             let event = match name.as_slice() {
                 b"incr" | b"decr" | b"decrby" => "incrby",
+                b"lpushx" => "lpush",
+                b"rpushx" => "rpush",
                 b"pexpireat" => "expire",
                 b"zincrby" => "zincr",
                 b"mset" | b"msetnx" => "set",

@@ -91,6 +91,12 @@ fn list_replies_match_redis() {
         &["LPOP", "l", "-1"],
         &["LLEN", "l"],
         &["LMOVE", "l", "l2", "LEFT", "RIGHT"],
+        // Rotating a one-element list keeps the key and its expiry.
+        &["RPUSH", "rot", "a"],
+        &["EXPIREAT", "rot", "4000000000"],
+        &["LMOVE", "rot", "rot", "RIGHT", "LEFT"],
+        &["RPOPLPUSH", "rot", "rot"],
+        &["EXPIRETIME", "rot"],
         &["RPOPLPUSH", "l", "l2"],
         &["RPOPLPUSH", "l2", "l2"],
         &["LRANGE", "l2", "0", "-1"],

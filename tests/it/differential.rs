@@ -1,7 +1,9 @@
 //! A seeded random walk over the data commands, sent to Shoal and to
 //! redis-server side by side: every reply must be equal, errors word for
 //! word, so the order in which Redis checks a command's arguments counts
-//! as much as the result. Six keys shared by every type make WRONGTYPE
+//! as much as the result. A second walk compares what each write signals:
+//! the keys a BCAST tracking client is told of and the keyspace
+//! notifications. Six keys shared by every type make WRONGTYPE
 //! frequent; odd numbers, bounds and option mixes make errors frequent.
 //!
 //! Left out on purpose: replies that are random (SPOP with a count,
@@ -16,7 +18,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::support::{run, sorted, ReferenceRedis, TestNode};
+use crate::support::{run, sorted, Frame, Raw, ReferenceRedis, TestNode};
 
 struct Gen(StdRng);
 
@@ -366,4 +368,105 @@ fn random_commands_reply_as_redis_does() {
         data > 4000 && errors > 600 && wrongtype > 600,
         "data {data}, errors {errors}, wrongtype {wrongtype}"
     );
+}
+
+/// What a write tells the rest of the server, compared with redis-server
+/// over the same random walk: the keys it signals as changed (seen by a
+/// BCAST tracking client, the same hook WATCH uses) and its keyspace
+/// notifications. A write that signals a key it only read, or misses one
+/// it changed, breaks WATCH and client caches without any reply showing it.
+#[test]
+fn random_writes_signal_what_redis_signals() {
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let mut g = Gen(StdRng::seed_from_u64(0x51c4a1));
+    let mut ours = Signals::open(
+        node.conn(),
+        Raw::connect(node.port),
+        Raw::connect(node.port),
+    );
+    let mut theirs = Signals::open(
+        reference.client().get_connection().unwrap(),
+        reference.raw(),
+        reference.raw(),
+    );
+    let mut signalled = 0;
+    for i in 0..6000 {
+        let c = random_command(&mut g);
+        let args: Vec<&str> = c.iter().map(String::as_str).collect();
+        let (a, b) = (ours.run(&args), theirs.run(&args));
+        assert_eq!(a, b, "command {i}: {args:?}");
+        signalled += !a.0.is_empty() as usize;
+    }
+    assert!(signalled > 700, "the walk must change keys: {signalled}");
+}
+
+/// A writer and the two connections that hear of its writes.
+struct Signals<S> {
+    writer: redis::Connection,
+    tracking: Raw<S>,
+    notified: Raw<S>,
+}
+
+impl<S: std::io::Read + std::io::Write> Signals<S> {
+    fn open(mut writer: redis::Connection, mut tracking: Raw<S>, mut notified: Raw<S>) -> Self {
+        run(&mut writer, &["FLUSHALL"]).unwrap();
+        run(
+            &mut writer,
+            &["CONFIG", "SET", "notify-keyspace-events", "KEA"],
+        )
+        .unwrap();
+        tracking.cmd(&["HELLO", "3"]);
+        tracking.read3();
+        tracking.cmd(&["CLIENT", "TRACKING", "on", "BCAST"]);
+        assert_eq!(tracking.read3(), Frame::Simple("OK".into()));
+        notified.cmd(&["PSUBSCRIBE", "__key*__:*"]);
+        notified.read2();
+        notified.cmd(&["SUBSCRIBE", "end"]);
+        notified.read2();
+        Signals {
+            writer,
+            tracking,
+            notified,
+        }
+    }
+
+    /// Runs a command; returns the keys signalled and the notifications
+    /// (both sorted: their order within one command is not compared).
+    fn run(&mut self, args: &[&str]) -> (Vec<Vec<u8>>, Vec<String>) {
+        let _ = run(&mut self.writer, args);
+        let mut keys = Vec::new();
+        self.tracking.cmd(&["PING", "end"]);
+        loop {
+            match self.tracking.read3() {
+                Frame::Push(p) => match &p[1] {
+                    Frame::Array(ks) => keys.extend(ks.iter().map(|k| match k {
+                        Frame::Bulk(k) => k.clone(),
+                        other => panic!("{other:?}"),
+                    })),
+                    other => keys.push(format!("{other:?}").into_bytes()),
+                },
+                Frame::Bulk(b) if b == b"end" => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        run(&mut self.writer, &["PUBLISH", "end", "x"]).unwrap();
+        let mut events = Vec::new();
+        loop {
+            let Frame::Array(m) = self.notified.read2() else {
+                panic!("a pub/sub message")
+            };
+            let text = |f: &Frame| match f {
+                Frame::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+                other => format!("{other:?}"),
+            };
+            if text(&m[0]) == "message" {
+                break;
+            }
+            events.push(format!("{} {}", text(&m[2]), text(&m[3])));
+        }
+        keys.sort();
+        events.sort();
+        (keys, events)
+    }
 }
