@@ -1231,11 +1231,13 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
                 .client
                 .tracking
                 .is_some_and(|m| m.remembers(ctx.client.caching));
-        let own_before = if remembers {
-            remember_keys(ctx, spec, argv);
-            ctx.client.invalidated.borrow().len()
+        let (new, own_before) = if remembers {
+            (
+                remember_keys(ctx, spec, argv),
+                ctx.client.invalidated.borrow().len(),
+            )
         } else {
-            0
+            (Vec::new(), 0)
         };
         let r = if spec.has(flags::DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
             ctx.make_room().and_then(|_| (spec.handler)(ctx, argv))
@@ -1243,10 +1245,16 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
             (spec.handler)(ctx, argv)
         };
         if remembers && ctx.client.invalidated.borrow().len() > own_before {
-            // The read expired one of its keys: the reply already says it
-            // is gone, and the key stays remembered, as Redis (which
-            // remembers after the read) leaves it.
-            ctx.client.invalidated.borrow_mut().truncate(own_before);
+            // The read expired one of its keys. Redis remembers after the
+            // read, so: a key remembered only by this read is not
+            // invalidated to its reader (the reply says it is gone); one
+            // remembered before is, as by any change; either way the key
+            // is remembered again.
+            let mut i = 0;
+            ctx.client.invalidated.borrow_mut().retain(|k| {
+                i += 1;
+                i <= own_before || k.as_deref().is_none_or(|k| !new.contains(&k))
+            });
             remember_keys(ctx, spec, argv);
         }
         r
@@ -1257,11 +1265,13 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
     r
 }
 
-fn remember_keys(ctx: &Ctx, spec: &Spec, argv: &[Bytes]) {
+/// Remembers the keys a tracking client's read names; returns those that
+/// were new for it.
+fn remember_keys<'a>(ctx: &Ctx, spec: &Spec, argv: &'a [Bytes]) -> Vec<&'a [u8]> {
     let s = ctx.server;
     let max = s.tun.tracking_table_max_keys.load(Relaxed).max(0) as usize;
     let keys = spec.key_indexes(argv).into_iter().map(|i| &argv[i][..]);
-    s.tracking.remember(&s.clients, ctx.client.id, keys, max);
+    s.tracking.remember(&s.clients, ctx.client.id, keys, max)
 }
 
 #[cfg(test)]

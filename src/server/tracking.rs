@@ -365,20 +365,21 @@ impl Tracking {
         self.prefixes.store(s.prefixes.len(), Relaxed);
     }
 
-    /// After a read-only command of a tracking client (not BCAST): it may
-    /// now cache these keys.
+    /// For a read-only command of a tracking client (not BCAST): it may
+    /// cache these keys. Returns those it was not already remembered for.
     pub fn remember<'k>(
         &self,
         clients: &Clients,
         id: u64,
         keys: impl Iterator<Item = &'k [u8]>,
         max_keys: usize,
-    ) {
+    ) -> Vec<&'k [u8]> {
         let mut s = self.state.lock();
         let s = &mut *s;
+        let mut new = Vec::new();
         for key in keys {
             match s.table.get_mut(key) {
-                Some(ids) if ids.contains(&id) => {}
+                Some(ids) if ids.contains(&id) => continue,
                 Some(ids) => {
                     ids.push(id);
                     s.items += 1;
@@ -389,6 +390,7 @@ impl Tracking {
                     s.items += 1;
                 }
             }
+            new.push(key);
         }
         // Over the limit: forget keys as if they had changed, so that no
         // client keeps a copy the table no longer covers.
@@ -406,6 +408,7 @@ impl Tracking {
                 }
             }
         }
+        new
     }
 
     /// `key` changed, by client `by` (0: by the server, expiring or

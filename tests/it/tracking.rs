@@ -631,3 +631,76 @@ fn expiry_invalidates() {
     b.cmd(&["PING"]);
     assert_eq!(pushes_then(&mut b, pong()), vec![e]);
 }
+
+/// A read that finds its key expired and deletes it: its reader is told
+/// only if it was remembered for that key before the read, as in Redis
+/// (which remembers a read's keys after running it). Active expiry is off,
+/// so only the read can find the key expired; each key has a twin set just
+/// after it with the same time to live, whose expiry is polled instead.
+#[test]
+fn a_read_that_expires_its_key_tells_its_reader_as_redis_does() {
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    fn run<S: Read + Write>(mut w: Raw<S>, mut a: Raw<S>) -> Vec<Vec<Frame>> {
+        let ok = Frame::Simple("OK".into());
+        assert_eq!(w.call(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]), ok);
+        a.cmd(&["HELLO", "3"]);
+        a.read3();
+        a.cmd(&["CLIENT", "TRACKING", "on"]);
+        assert_eq!(a.read3(), ok);
+        // Frames until the marker PING's reply.
+        let frames = |a: &mut Raw<S>| {
+            a.cmd(&["PING", "mark"]);
+            let mut got = Vec::new();
+            loop {
+                match a.read3() {
+                    Frame::Bulk(b) if b == b"mark" => return got,
+                    f => got.push(f),
+                }
+            }
+        };
+        let expire_pair = |w: &mut Raw<S>, key: &str, ttl: u64| {
+            let twin = format!("{key}-twin");
+            for k in [key, twin.as_str()] {
+                assert_eq!(w.call(&["SET", k, "1", "PX", &ttl.to_string()]), ok);
+            }
+        };
+        let expired = |w: &mut Raw<S>, key: &str| {
+            let twin = format!("{key}-twin");
+            eventually("the twin expired", || {
+                w.call(&["EXISTS", &twin]) == Frame::Int(0)
+            });
+        };
+        let mut out = Vec::new();
+        // Remembered before: read while alive (the TTL grows until the
+        // read sees the key), then read again once expired.
+        let mut ttl = 50;
+        loop {
+            expire_pair(&mut w, "e", ttl);
+            frames(&mut a);
+            a.cmd(&["GET", "e"]);
+            if a.read3() == Frame::bulk("1") {
+                break;
+            }
+            ttl *= 2;
+        }
+        frames(&mut a);
+        expired(&mut w, "e");
+        a.cmd(&["GET", "e"]);
+        out.push(frames(&mut a));
+        // Never read before.
+        expire_pair(&mut w, "f", 50);
+        expired(&mut w, "f");
+        a.cmd(&["GET", "f"]);
+        out.push(frames(&mut a));
+        out
+    }
+    let ours = run(node.raw(), node.raw());
+    let theirs = run(reference.raw(), reference.raw());
+    assert_eq!(ours, theirs);
+    let e = Frame::Push(vec![
+        Frame::bulk("invalidate"),
+        Frame::Array(vec![Frame::bulk("e")]),
+    ]);
+    assert_eq!(ours, vec![vec![Frame::Null, e], vec![Frame::Null]]);
+}
