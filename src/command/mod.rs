@@ -289,7 +289,8 @@ impl Table {
         self.all.iter().copied().filter(|s| !s.name.contains('|'))
     }
 
-    fn index(&self, name: &[u8]) -> Option<usize> {
+    /// The index in `all` of a command or subcommand, any case.
+    pub fn index(&self, name: &[u8]) -> Option<usize> {
         let mut buf = [0u8; 64];
         if name.len() > buf.len() {
             return None;

@@ -595,13 +595,12 @@ fn latency_histogram(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         picked.extend(0..TABLE.all.len());
     }
     for name in &argv[2..] {
-        let name = name.to_ascii_lowercase();
-        let Some(i) = TABLE.all.iter().position(|s| s.name.as_bytes() == name) else {
+        let Some(i) = TABLE.index(name) else {
             continue;
         };
         picked.push(i);
         for sub in TABLE.all[i].subcommands {
-            picked.extend(TABLE.all.iter().position(|s| s.name == sub.name));
+            picked.extend(TABLE.index(sub.name.as_bytes()));
         }
     }
     let histograms: Vec<_> = picked

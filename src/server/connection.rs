@@ -25,6 +25,7 @@ use crate::command::{self, flags, Action, Ctx, Spec};
 use crate::protocol::{Parser, Protocol, ReplyBuf, RequestLimits};
 
 use super::client::{Client, ReplyMode};
+use super::tracking::Push;
 use super::{local_addr, now_ms, stopped, Server};
 
 /// Why a connection ends after the current batch of replies.
@@ -135,11 +136,7 @@ pub async fn serve(
                 continue;
             }
             Some(p) = pushed => {
-                let subscribed = client.subscribed();
-                p.write(&mut out, subscribed);
-                while let Ok(p) = client.pushes.try_recv() {
-                    p.write(&mut out, subscribed);
-                }
+                write_pushes(&mut client, &mut out, Some(p));
                 // A client that stopped reading blocks this write; CLIENT
                 // KILL must still end it.
                 tokio::select! {
@@ -183,9 +180,7 @@ pub async fn serve(
         // Invalidations queued before these requests arrived go out before
         // their replies, as in Redis: a client that saw another's write
         // acknowledged never gets a reply ahead of that write's message.
-        while let Ok(p) = client.pushes.try_recv() {
-            p.write(&mut out, client.subscribed());
-        }
+        write_pushes(&mut client, &mut out, None);
         let mut close = None;
         // One clock read per batch of pipelined requests: every command in the
         // batch sees the same instant, as if they had arrived together.
@@ -513,6 +508,15 @@ async fn wait_acks(
             _ = killed.as_mut() => return None,
             _ = shutdown.as_mut() => return None,
         }
+    }
+}
+
+/// Writes `first` and whatever else waits in the connection's inbox.
+fn write_pushes(client: &mut Client, out: &mut ReplyBuf, first: Option<Push>) {
+    let subscribed = client.subscribed();
+    let rest = std::iter::from_fn(|| client.pushes.try_recv().ok());
+    for p in first.into_iter().chain(rest) {
+        p.write(out, subscribed);
     }
 }
 

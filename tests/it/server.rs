@@ -548,21 +548,17 @@ fn latency_histograms_and_percentiles() {
     ];
     fn run<S: std::io::Read + std::io::Write>(r: &mut Raw<S>) -> Vec<String> {
         let mut seen = Vec::new();
-        let call = |r: &mut Raw<S>, args: &[&str]| r.call(args);
-        assert_eq!(
-            call(r, &["CONFIG", "RESETSTAT"]),
-            Frame::Simple("OK".into())
-        );
+        assert_eq!(r.call(&["CONFIG", "RESETSTAT"]), Frame::Simple("OK".into()));
         for _ in 0..20 {
-            call(r, &["SET", "k", "v"]);
+            r.call(&["SET", "k", "v"]);
         }
         for _ in 0..10 {
-            call(r, &["GET", "k"]);
+            r.call(&["GET", "k"]);
         }
-        call(r, &["CONFIG", "SET", "latency-tracking", "no"]);
-        call(r, &["SET", "k", "v"]);
-        call(r, &["CONFIG", "SET", "latency-tracking", "yes"]);
-        let Frame::Array(h) = call(r, &["LATENCY", "HISTOGRAM", "get", "set", "nosuch"]) else {
+        r.call(&["CONFIG", "SET", "latency-tracking", "no"]);
+        r.call(&["SET", "k", "v"]);
+        r.call(&["CONFIG", "SET", "latency-tracking", "yes"]);
+        let Frame::Array(h) = r.call(&["LATENCY", "HISTOGRAM", "get", "set", "nosuch"]) else {
             panic!("LATENCY HISTOGRAM")
         };
         for pair in h.chunks(2) {
@@ -584,16 +580,13 @@ fn latency_histograms_and_percentiles() {
             assert_eq!(last, *calls);
             seen.push(format!("{} {calls}", String::from_utf8_lossy(name)));
         }
-        call(
-            r,
-            &[
-                "CONFIG",
-                "SET",
-                "latency-tracking-info-percentiles",
-                "50 100",
-            ],
-        );
-        let Frame::Bulk(info) = call(r, &["INFO", "latencystats"]) else {
+        r.call(&[
+            "CONFIG",
+            "SET",
+            "latency-tracking-info-percentiles",
+            "50 100",
+        ]);
+        let Frame::Bulk(info) = r.call(&["INFO", "latencystats"]) else {
             panic!("INFO")
         };
         let info = String::from_utf8(info).unwrap();
@@ -607,17 +600,14 @@ fn latency_histograms_and_percentiles() {
             let v = f.strip_prefix(p).unwrap_or_else(|| panic!("{line}"));
             assert_eq!(v.split('.').nth(1).map(str::len), Some(3), "{line}");
         }
-        call(
-            r,
-            &[
-                "CONFIG",
-                "SET",
-                "latency-tracking-info-percentiles",
-                "50 99 99.9",
-            ],
-        );
-        call(r, &["CONFIG", "RESETSTAT"]);
-        seen.push(format!("{:?}", call(r, &["LATENCY", "HISTOGRAM", "set"])));
+        r.call(&[
+            "CONFIG",
+            "SET",
+            "latency-tracking-info-percentiles",
+            "50 99 99.9",
+        ]);
+        r.call(&["CONFIG", "RESETSTAT"]);
+        seen.push(format!("{:?}", r.call(&["LATENCY", "HISTOGRAM", "set"])));
         seen.sort();
         seen
     }
