@@ -439,6 +439,12 @@ impl EffectStream {
                     second_offset: inner.second_offset,
                 }),
             };
+            if pending.is_empty() {
+                // The writer's clock for what waits: without it, a record
+                // pending with no age looked like nothing to take over and
+                // the writer (appendfsync always) spun until the next write.
+                inner.pending_since = Some(std::time::Instant::now());
+            }
             aof::frame(pending, &state.record());
         }
     }

@@ -238,6 +238,38 @@ fn appendfsync_can_change_at_runtime() {
     ok(&mut r, &["SET", "k", "w"]);
 }
 
+/// CPU time (user + system) a process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn an_idle_node_with_appendfsync_always_stays_idle() {
+    // A new log holds one record before any write; with appendfsync
+    // always the writer once took it for nothing to wait for and spun a
+    // whole core until the first write.
+    let node = TestNode::start_with(&["--appendfsync", "always"]);
+    let pid = node.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    // Idle, a node uses a few ticks in two seconds; spinning, about 200.
+    assert!(used < 50, "an idle node used {used} ticks of CPU in 2 s");
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "k", "v"]);
+    let before = cpu_ticks(pid);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 50,
+        "a node idle after a write used {used} ticks in 2 s"
+    );
+}
+
 /// A small tmpfs, unmounted on drop.
 struct SmallDisk {
     dir: tempfile::TempDir,
