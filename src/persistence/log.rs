@@ -34,7 +34,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,9 +73,9 @@ pub struct LogState {
     policy: AtomicU8,
     /// Stream offset up to which effects are on disk (per the policy).
     pub durable: AtomicU64,
-    /// Woken whenever `durable` advances or the writer stops. Connections
-    /// wait on their I/O thread's [`relay_synced`], not here.
-    pub synced: tokio::sync::Notify,
+    /// Each I/O thread's waiting connections, told when `durable`
+    /// advances or the writer stops.
+    threads: Mutex<Vec<Arc<ThreadWaiters>>>,
     /// Connections waiting for `durable` (appendfsync always), on any I/O
     /// thread: the last thread to go idle syncs for all of them.
     waiting: std::sync::atomic::AtomicUsize,
@@ -120,7 +120,7 @@ impl LogState {
             enabled,
             policy: AtomicU8::new(policy as u8),
             durable: AtomicU64::new(0),
-            synced: tokio::sync::Notify::new(),
+            threads: Mutex::new(Vec::new()),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             io_running: std::sync::atomic::AtomicUsize::new(0),
             failing: AtomicBool::new(false),
@@ -164,7 +164,8 @@ impl LogState {
     /// Whether a reply acknowledging writes up to `offset` must wait.
     pub fn must_wait(&self, offset: u64) -> bool {
         self.enabled
-            && offset > self.durable.load(Relaxed)
+            // SeqCst, paired with `advance`: see `ThreadWaiters`.
+            && offset > self.durable.load(SeqCst)
             && self.policy() == FsyncPolicy::Always
             && !self.stopped.load(Relaxed)
     }
@@ -196,8 +197,30 @@ impl LogState {
     /// sync adopts its primary's offsets), so this is the latest, not the
     /// largest.
     fn advance(&self, durable: u64) {
-        self.durable.store(durable, Relaxed);
-        self.synced.notify_waiters();
+        self.durable.store(durable, SeqCst);
+        for t in self.threads.lock().iter() {
+            if t.waiting.load(SeqCst) > 0 {
+                t.wake.notify_one();
+            }
+        }
+    }
+
+    /// Wakes every waiting connection, to find the log stopped.
+    fn wake_all(&self) {
+        for t in self.threads.lock().iter() {
+            t.wake.notify_one();
+        }
+    }
+
+    /// The waiters of a new I/O thread (which runs [`relay_synced`]).
+    pub fn register_thread(&self) -> Arc<ThreadWaiters> {
+        let t = Arc::new(ThreadWaiters {
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            wake: tokio::sync::Notify::new(),
+            local: tokio::sync::Notify::new(),
+        });
+        self.threads.lock().push(t.clone());
+        t
     }
 }
 
@@ -339,38 +362,52 @@ impl LogFile {
     }
 }
 
+/// The connections of one I/O thread waiting for their writes to be
+/// durable (appendfsync always).
+///
+/// A task woken from another thread costs that thread a write to its
+/// runtime's eventfd, and the woken thread a trip out of `epoll_wait`. So a
+/// sync wakes one task per I/O thread, [`relay_synced`], which wakes the
+/// thread's connections on `local` for nothing; and only threads with a
+/// connection waiting: with every client on one thread, the other slept
+/// through, where it had been woken by each sync.
+///
+/// No wake-up is missed: a connection counts itself in `waiting`, then
+/// checks `durable`; `advance` stores `durable`, then reads `waiting`. Both
+/// sequentially consistent, at least one of them sees the other's write.
+pub struct ThreadWaiters {
+    waiting: std::sync::atomic::AtomicUsize,
+    /// The relay's: `notify_one` keeps the wake-up if the relay is busy.
+    wake: tokio::sync::Notify,
+    /// Where this thread's connections wait.
+    pub local: tokio::sync::Notify,
+}
+
 /// Counts a connection as waiting for its writes to be durable for as long
 /// as it lives (however the wait ends).
-pub struct Waiting<'a>(&'a LogState);
+pub struct Waiting<'a>(&'a LogState, &'a ThreadWaiters);
 
 impl<'a> Waiting<'a> {
-    pub fn start(state: &'a LogState) -> Waiting<'a> {
+    pub fn start(state: &'a LogState, thread: &'a ThreadWaiters) -> Waiting<'a> {
         state.waiting.fetch_add(1, Relaxed);
-        Waiting(state)
+        thread.waiting.fetch_add(1, SeqCst);
+        Waiting(state, thread)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        self.1.waiting.fetch_sub(1, Relaxed);
         self.0.waiting.fetch_sub(1, Relaxed);
     }
 }
 
-/// Passes each wake-up of `state.synced` on to `local`, the one the
-/// connections of this I/O thread wait on. A task woken from another thread
-/// costs that thread a write to this runtime's eventfd; with appendfsync
-/// always every sync woke each waiting connection that way, one system call
-/// per acknowledged write. Through the relay it is one per thread per sync,
-/// and the connections are woken here, on their own thread, for nothing.
-pub async fn relay_synced(state: &LogState, local: &tokio::sync::Notify) {
+/// Passes the wake-ups of a thread's [`ThreadWaiters`] on to its waiting
+/// connections, on their own thread.
+pub async fn relay_synced(thread: &ThreadWaiters) {
     loop {
-        // Registered before waking anyone: an advance while they run is
-        // not missed.
-        let next = state.synced.notified();
-        tokio::pin!(next);
-        next.as_mut().enable();
-        local.notify_waiters();
-        next.await;
+        thread.wake.notified().await;
+        thread.local.notify_waiters();
     }
 }
 
@@ -470,6 +507,6 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>) {
             break;
         }
     }
-    state.stopped.store(true, Relaxed);
-    state.synced.notify_waiters();
+    state.stopped.store(true, SeqCst);
+    state.wake_all();
 }

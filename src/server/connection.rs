@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 use crate::command::{self, flags, Action, Ctx, Spec};
+use crate::persistence::log::ThreadWaiters;
 use crate::protocol::{Parser, Protocol, ReplyBuf, RequestLimits};
 
 use super::client::{Client, ReplyMode};
@@ -34,13 +35,13 @@ enum Close {
     AfterFlush,
 }
 
-/// `synced` is this I/O thread's relay of the log's durability wake-ups
-/// (`persistence::log::relay_synced`).
+/// `synced` is where this I/O thread's connections wait for the log
+/// (`persistence::log::ThreadWaiters`).
 pub async fn serve(
     server: Arc<Server>,
     stream: TcpStream,
     addr: std::net::SocketAddr,
-    synced: Arc<tokio::sync::Notify>,
+    synced: Arc<ThreadWaiters>,
 ) {
     let _ = stream.set_nodelay(true);
     let keepalive = server.tun.tcp_keepalive.load(Relaxed);
@@ -358,11 +359,12 @@ pub async fn serve(
     server.clients.unregister(handle.id);
 }
 
-async fn wait_durable(server: &Server, relay: &tokio::sync::Notify, target: u64) {
-    // Counted out however the wait ends (the connection may be dropped).
-    let _counted = crate::persistence::log::Waiting::start(&server.log);
+async fn wait_durable(server: &Server, thread: &ThreadWaiters, target: u64) {
+    // Counted out however the wait ends (the connection may be dropped),
+    // and counted before the check below (see `ThreadWaiters`).
+    let _counted = crate::persistence::log::Waiting::start(&server.log, thread);
     loop {
-        let synced = relay.notified();
+        let synced = thread.local.notified();
         tokio::pin!(synced);
         synced.as_mut().enable();
         if !server.log.must_wait(target) {

@@ -644,12 +644,10 @@ fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
         .expect("tokio runtime");
     let exiting = server.clone();
     rt.block_on(async move {
-        let synced = Arc::new(tokio::sync::Notify::new());
+        let synced = server.log.register_thread();
         {
-            let (server, synced) = (server.clone(), synced.clone());
-            tokio::spawn(async move {
-                crate::persistence::log::relay_synced(&server.log, &synced).await
-            });
+            let synced = synced.clone();
+            tokio::spawn(async move { crate::persistence::log::relay_synced(&synced).await });
         }
         for l in listeners {
             match TcpListener::from_std(l) {
@@ -671,7 +669,11 @@ fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
     crate::persistence::log::io_thread_exits(&exiting.log);
 }
 
-async fn accept_loop(server: Arc<Server>, listener: TcpListener, synced: Arc<tokio::sync::Notify>) {
+async fn accept_loop(
+    server: Arc<Server>,
+    listener: TcpListener,
+    synced: Arc<crate::persistence::log::ThreadWaiters>,
+) {
     let mut stop = server.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {

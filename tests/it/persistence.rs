@@ -438,6 +438,11 @@ fn bgrewriteaof_compacts_the_log_and_restart_matches() {
     ok(&mut r, &["SELECT", "2"]);
     ok(&mut r, &["SET", "other-db", "x"]);
     ok(&mut r, &["SELECT", "0"]);
+    // Everything above written before the size is read: under always, a
+    // reply waits for every record before it.
+    ok(&mut r, &["CONFIG", "SET", "appendfsync", "always"]);
+    ok(&mut r, &["SET", "written", "1"]);
+    ok(&mut r, &["CONFIG", "SET", "appendfsync", "everysec"]);
     let size_before: u64 = info_field(
         &bulk(&mut r, &["INFO", "persistence"]).unwrap(),
         "aof_current_size",
