@@ -16,8 +16,9 @@
 //! remaining 50 bits (plus one). The count is Ertl's improved estimator, as
 //! Redis computes it. New values are sparse; a value becomes dense once a
 //! register exceeds 32 or the sparse form outgrows
-//! `hll-sparse-max-bytes` (3000), as in Redis. Sparse values are rewritten
-//! whole from their registers on change: they are at most 3000 bytes.
+//! `hll-sparse-max-bytes` (3000), as in Redis. Dense registers change in
+//! place; sparse values are rewritten whole from their registers when one
+//! grows: they are at most 3000 bytes.
 
 use bytes::Bytes;
 
@@ -82,12 +83,145 @@ fn pattern(element: &[u8]) -> (usize, u8) {
     (index, rest.trailing_zeros() as u8 + 1)
 }
 
+fn corrupted() -> CommandError {
+    CommandError::err_code("INVALIDOBJ Corrupted HLL object detected")
+}
+
 /// The registers of a string value: WRONGTYPE unless its header is a
 /// HyperLogLog's (Redis's `isHLLObjectOrReply`), INVALIDOBJ if the header
 /// is but the registers do not decode.
 fn decode(v: &[u8]) -> Result<Vec<u8>, CommandError> {
     check_header(v)?;
-    registers(v).ok_or_else(|| CommandError::err_code("INVALIDOBJ Corrupted HLL object detected"))
+    registers(v).ok_or_else(corrupted)
+}
+
+/// A VAL opcode: `len` (1-4) registers of `value` (1-32).
+fn val_op(value: u8, len: usize) -> u8 {
+    0x80 | ((value - 1) << 2) | (len - 1) as u8
+}
+
+/// Appends the opcode for `len` zero registers.
+fn push_zeros(seq: &mut Vec<u8>, len: usize) {
+    if len > 64 {
+        seq.push(0x40 | ((len - 1) >> 8) as u8);
+        seq.push(((len - 1) & 0xFF) as u8);
+    } else {
+        seq.push((len - 1) as u8);
+    }
+}
+
+/// The registers a sparse opcode at `p` covers, and its length in bytes.
+/// An XZERO cut off by the end reads a zero second byte, as Redis reads
+/// its string's terminator.
+fn sparse_span(v: &[u8], p: usize) -> (usize, usize) {
+    let op = v[p];
+    match op & 0xC0 {
+        0x00 => ((op & 0x3F) as usize + 1, 1),
+        0x40 => (
+            (((op & 0x3F) as usize) << 8 | *v.get(p + 1).unwrap_or(&0) as usize) + 1,
+            2,
+        ),
+        _ => ((op & 0x3) as usize + 1, 1),
+    }
+}
+
+/// Redis's `hllSparseSet`, step for step, so that the bytes come out as
+/// Redis's do: raises register `index` to `count` in a sparse value. The
+/// opcode covering it is split into up to three, then up to five opcodes
+/// from the one before are scanned to merge neighbouring VALs. Promotes
+/// to dense when `count` exceeds what VAL holds or the value would pass
+/// `hll-sparse-max-bytes`. Some(whether it changed), None if the opcodes
+/// do not reach `index` (corrupt).
+fn sparse_set(v: &mut Vec<u8>, index: usize, count: u8) -> Option<bool> {
+    if count > SPARSE_VAL_MAX {
+        return promote(v, index, count);
+    }
+    let (mut p, mut first, mut prev, mut span) = (HEADER, 0, None, 0);
+    while p < v.len() {
+        let (s, oplen) = sparse_span(v, p);
+        span = s;
+        if index < first + span {
+            break;
+        }
+        prev = Some(p);
+        p += oplen;
+        first += span;
+    }
+    if span == 0 || p >= v.len() {
+        return None;
+    }
+    let op = v[p];
+    let (is_val, is_xzero) = (op & 0x80 != 0, op & 0xC0 == 0x40);
+    let current = ((op >> 2) & 0x1F) + 1;
+    if is_val && current >= count {
+        return Some(false);
+    }
+    if span == 1 && !is_xzero {
+        // A lone register, ZERO or VAL: the opcode becomes its new value.
+        v[p] = val_op(count, 1);
+    } else {
+        let last = first + span - 1;
+        let mut seq = Vec::with_capacity(5);
+        if is_val {
+            if index != first {
+                seq.push(val_op(current, index - first));
+            }
+            seq.push(val_op(count, 1));
+            if index != last {
+                seq.push(val_op(current, last - index));
+            }
+        } else {
+            if index != first {
+                push_zeros(&mut seq, index - first);
+            }
+            seq.push(val_op(count, 1));
+            if index != last {
+                push_zeros(&mut seq, last - index);
+            }
+        }
+        let oldlen = if is_xzero { 2 } else { 1 };
+        if seq.len() > oldlen && v.len() + seq.len() - oldlen > SPARSE_MAX_BYTES {
+            return promote(v, index, count);
+        }
+        let old_end = (p + oldlen).min(v.len());
+        v.splice(p..old_end, seq);
+    }
+    // Merge neighbouring VALs of one value that fit one opcode.
+    let mut p = prev.unwrap_or(HEADER);
+    for _ in 0..5 {
+        if p >= v.len() {
+            break;
+        }
+        match v[p] & 0xC0 {
+            0x40 => p += 2,
+            0x00 => p += 1,
+            _ => {
+                let value = |b: u8| ((b >> 2) & 0x1F) + 1;
+                let len = |b: u8| (b & 0x3) as usize + 1;
+                let mergeable = p + 1 < v.len()
+                    && v[p + 1] & 0x80 != 0
+                    && value(v[p]) == value(v[p + 1])
+                    && len(v[p]) + len(v[p + 1]) <= 4;
+                if mergeable {
+                    v[p + 1] = val_op(value(v[p]), len(v[p]) + len(v[p + 1]));
+                    v.remove(p);
+                    // Again from here: the merged VAL may merge once more.
+                } else {
+                    p += 1;
+                }
+            }
+        }
+    }
+    Some(true)
+}
+
+/// A sparse value turned dense (Redis's `hllSparseToDense`), then register
+/// `index` raised to `count`. None if the sparse opcodes are corrupt.
+fn promote(v: &mut Vec<u8>, index: usize, count: u8) -> Option<bool> {
+    let mut regs = registers(v)?;
+    regs[index] = regs[index].max(count);
+    *v = encode(&regs, false, Some(&v[..]));
+    Some(true)
 }
 
 /// WRONGTYPE unless `v` starts as a HyperLogLog does.
@@ -116,11 +250,7 @@ fn registers(v: &[u8]) -> Option<Vec<u8>> {
             }
             let data = &v[HEADER..];
             for (i, r) in regs.iter_mut().enumerate() {
-                let bit = i * 6;
-                let (byte, fb) = (bit / 8, bit % 8);
-                let b0 = data[byte] as u16;
-                let b1 = *data.get(byte + 1).unwrap_or(&0) as u16;
-                *r = (((b0 >> fb) | (b1 << (8 - fb))) & 63) as u8;
+                *r = dense_get(data, i);
             }
         }
         1 => {
@@ -152,6 +282,26 @@ fn registers(v: &[u8]) -> Option<Vec<u8>> {
         _ => return None,
     }
     Some(regs)
+}
+
+/// Register `i` of dense register bytes (6 bits each, LSB first).
+fn dense_get(data: &[u8], i: usize) -> u8 {
+    let bit = i * 6;
+    let (byte, fb) = (bit / 8, bit % 8);
+    let b0 = data[byte] as u16;
+    let b1 = *data.get(byte + 1).unwrap_or(&0) as u16;
+    (((b0 >> fb) | (b1 << (8 - fb))) & 63) as u8
+}
+
+/// Sets register `i` of dense register bytes to `v` (< 64).
+fn dense_set(data: &mut [u8], i: usize, v: u8) {
+    let bit = i * 6;
+    let (byte, fb) = (bit / 8, bit % 8);
+    data[byte] = (data[byte] & !(63u8 << fb)) | (v << fb);
+    if fb > 2 {
+        let hi = 8 - fb;
+        data[byte + 1] = (data[byte + 1] & !(63u8 >> hi)) | (v >> hi);
+    }
 }
 
 /// Encodes registers: sparse if every register fits and the result is
@@ -207,12 +357,7 @@ fn encode(regs: &[u8], prefer_sparse: bool, old: Option<&[u8]>) -> Vec<u8> {
     out.resize(DENSE_SIZE, 0);
     let data = &mut out[HEADER..];
     for (i, &r) in regs.iter().enumerate() {
-        let bit = i * 6;
-        let (byte, fb) = (bit / 8, bit % 8);
-        data[byte] |= r << fb;
-        if fb > 2 {
-            data[byte + 1] |= r >> (8 - fb);
-        }
+        dense_set(data, i, r);
     }
     out
 }
@@ -283,26 +428,63 @@ fn hll_at(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Vec<u8>>, C
 fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
     let mut t = ctx.lock_key(key);
-    let existing = hll_at(ctx, &mut t, key)?;
-    let (mut regs, sparse, created) = match &existing {
-        Some(b) => (decode(b)?, b[4] == 1, false),
-        None => (vec![0u8; REGISTERS], true, true),
+    let exists = match ctx.lookup(&mut t, key) {
+        Some(n) => {
+            // Only the header is checked up front, as Redis does: PFADD
+            // with no elements answers 0 without reading the registers.
+            check_header(
+                string_of(n)?
+                    .str_bytes(&mut itoa::Buffer::new())
+                    .unwrap_or_default(),
+            )?;
+            true
+        }
+        None => false,
     };
+    let node = match exists {
+        true => t.get_mut(key).expect("found just above"),
+        false => {
+            let empty = encode(&[0; REGISTERS], true, None);
+            t.set(key, Value::Raw(Box::new(empty)), ctx.now_ms, false)
+        }
+    };
+    let bytes = node.value.make_raw();
+    // Each register changes where it lies, as in Redis: dense in place,
+    // sparse by splitting the opcode that covers it. A counter costs a hash
+    // per element, not a pass over 16384 registers.
     let mut changed = false;
+    let mut corrupt = false;
     for e in &argv[2..] {
         let (i, v) = pattern(e);
-        if v > regs[i] {
-            regs[i] = v;
-            changed = true;
+        let set = if bytes[4] == 0 {
+            let grows = v > dense_get(&bytes[HEADER..], i);
+            if grows {
+                dense_set(&mut bytes[HEADER..], i, v);
+            }
+            Some(grows)
+        } else {
+            sparse_set(bytes, i, v)
+        };
+        match set {
+            Some(c) => changed |= c,
+            None => {
+                corrupt = true;
+                break;
+            }
         }
     }
-    if changed || created {
-        // Stale cached count even for a new, empty one, as Redis leaves it.
-        let bytes = encode(&regs, sparse, existing.as_deref());
-        t.set(key, Value::Raw(Box::new(bytes)), ctx.now_ms, true);
+    if changed || !exists {
+        // The cached count goes stale, even for a new, empty one, as Redis
+        // leaves it. Registers changed before a corrupt part was found stay
+        // changed, as in Redis, and are recorded: replaying the command
+        // changes the same ones and stops at the same place.
+        bytes[15] |= 0x80;
         ctx.emit_argv(argv);
     }
-    ctx.out.int((changed || created) as i64);
+    if corrupt {
+        return Err(corrupted());
+    }
+    ctx.out.int((changed || !exists) as i64);
     Ok(())
 }
 
@@ -311,23 +493,26 @@ fn pfcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if keys.len() == 1 {
         let key = &keys[0];
         let mut t = ctx.lock_key(key);
-        let Some(mut bytes) = hll_at(ctx, &mut t, key)? else {
-            ctx.out.int(0);
-            return Ok(());
+        let c = {
+            let Some(n) = ctx.lookup(&mut t, key) else {
+                ctx.out.int(0);
+                return Ok(());
+            };
+            let mut scratch = itoa::Buffer::new();
+            let bytes = string_of(n)?.str_bytes(&mut scratch).unwrap_or_default();
+            // A valid cached count is the answer, unparsed, as in Redis.
+            check_header(bytes)?;
+            if bytes[15] & 0x80 == 0 {
+                ctx.out
+                    .int(u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as i64);
+                return Ok(());
+            }
+            count(&decode(bytes)?)
         };
-        // A valid cached count is the answer, unparsed, as in Redis.
-        check_header(&bytes)?;
-        if bytes[15] & 0x80 == 0 {
-            ctx.out
-                .int(u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as i64);
-            return Ok(());
-        }
-        let regs = decode(&bytes)?;
         // Refresh the cached count, as Redis does (and record it, so the
         // stored bytes stay the same everywhere).
-        let c = count(&regs);
+        let bytes = t.get_mut(key).expect("found just above").value.make_raw();
         bytes[8..16].copy_from_slice(&c.to_le_bytes());
-        t.set(key, Value::Raw(Box::new(bytes)), ctx.now_ms, true);
         ctx.emit_argv(argv);
         ctx.out.int(c as i64);
         return Ok(());
@@ -399,5 +584,58 @@ mod tests {
         assert_eq!(sparse[4], 1);
         assert_eq!(registers(&sparse).unwrap(), few);
         assert_eq!(count(&vec![0u8; REGISTERS]), 0);
+    }
+
+    #[test]
+    fn sparse_registers_change_in_place_and_promote_to_dense() {
+        let mut regs = vec![0u8; REGISTERS];
+        let mut v = encode(&regs, true, None);
+        let mut promoted_at = None;
+        for n in 0..4000u32 {
+            let (i, c) = pattern(format!("member:{n}").as_bytes());
+            let grows = c > regs[i];
+            regs[i] = regs[i].max(c);
+            let changed = if v[4] == 1 {
+                sparse_set(&mut v, i, c).expect("valid")
+            } else {
+                promoted_at.get_or_insert(n);
+                let g = c > dense_get(&v[HEADER..], i);
+                if g {
+                    dense_set(&mut v[HEADER..], i, c);
+                }
+                g
+            };
+            assert_eq!(changed, grows, "element {n}");
+            assert_eq!(registers(&v).expect("decodes"), regs, "element {n}");
+            assert!(v[4] == 0 || v.len() <= SPARSE_MAX_BYTES);
+        }
+        assert!(
+            promoted_at.is_some(),
+            "4000 elements outgrow the sparse form"
+        );
+        // A count over 32 promotes at once.
+        let mut v = encode(&vec![0u8; REGISTERS], true, None);
+        assert_eq!(sparse_set(&mut v, 7, 33), Some(true));
+        assert_eq!(v[4], 0);
+        assert_eq!(dense_get(&v[HEADER..], 7), 33);
+        // Opcodes that stop short of the register: corrupt.
+        let mut short = b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01".to_vec();
+        assert_eq!(sparse_set(&mut short, 100, 1), None);
+    }
+
+    #[test]
+    fn dense_registers_change_in_place_as_encoding_writes_them() {
+        let mut regs = vec![0u8; REGISTERS];
+        let mut dense = encode(&regs, false, None);
+        // Every value into every bit position, overwriting both ways.
+        for round in 0..3u32 {
+            for i in 0..REGISTERS {
+                let v = ((i as u32 * 7 + round * 13) % 64) as u8;
+                regs[i] = v;
+                dense_set(&mut dense[HEADER..], i, v);
+                assert_eq!(dense_get(&dense[HEADER..], i), v);
+            }
+            assert_eq!(dense[HEADER..], encode(&regs, false, None)[HEADER..]);
+        }
     }
 }

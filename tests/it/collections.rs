@@ -726,6 +726,18 @@ fn hyperloglog_matches_redis() {
         script.push(c);
         script.push(vec!["PFCOUNT".into(), "big".into()]);
     }
+    // Sparse values grown one register at a time: opcodes split and merged
+    // as Redis's are, byte for byte.
+    for chunk in elems[..400].chunks(7) {
+        let mut c = vec!["PFADD".to_string(), "mid".to_string()];
+        c.extend(chunk.iter().cloned());
+        script.push(c);
+    }
+    script.push(vec!["GET".into(), "mid".into()]);
+    script.push(vec!["PFCOUNT".into(), "mid".into()]);
+    // Dense registers, changed in place, and the stale mark PFADD leaves.
+    script.push(vec!["PFADD".into(), "big".into(), "one more".into()]);
+    script.push(vec!["GET".into(), "big".into()]);
     for c in [
         &["PFADD", "other", "x", "y", "user:1"][..],
         &["PFCOUNT", "big", "other", "small", "nokey"],
@@ -746,6 +758,18 @@ fn hyperloglog_matches_redis() {
             "corrupt",
             "HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01",
         ],
+        // No elements: Redis reads only the header.
+        &["PFADD", "corrupt"],
+        // Opcodes past the last register: PFADD reaches the registers it
+        // sets and succeeds; PFCOUNT reads them all and refuses.
+        &[
+            "SET",
+            "trailing",
+            "HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x7f\x7f\x3f\x3f1",
+        ],
+        &["PFADD", "trailing", "zz", "10"],
+        &["GET", "trailing"],
+        &["PFCOUNT", "trailing"],
         &["PFCOUNT", "corrupt"],
         &["PFMERGE", "dst", "corrupt"],
         &[
