@@ -6,8 +6,6 @@
 //! (HDEL of absent fields, HSETNX on an existing field) record nothing.
 
 use bytes::Bytes;
-use rand::seq::index::sample;
-use rand::Rng;
 
 use super::args::int;
 use super::element_scan;
@@ -244,12 +242,10 @@ fn hrandfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let mut t = ctx.lock_key(&argv[1]);
     let h = ctx.read::<Hash>(&mut t, &argv[1])?;
+    let mut rng = rand::thread_rng();
     let Some(count) = count else {
         match h {
-            Some(h) => {
-                let i = rand::thread_rng().gen_range(0..h.len());
-                ctx.out.bulk(h.nth(i).expect("index below len").0);
-            }
+            Some(h) => ctx.out.bulk(h.random_pairs(1, &mut rng)[0].0),
             None => ctx.out.null(),
         }
         return Ok(());
@@ -258,36 +254,13 @@ fn hrandfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.array(0);
         return Ok(());
     };
-    let picks = pick_indexes(h.len(), count);
-    let pairs: Vec<(&[u8], &[u8])> = h.iter().collect();
-    reply_pairs(
-        ctx,
-        picks.iter().map(|&i| pairs[i]),
-        picks.len(),
-        with_values,
-    );
+    let picks = match usize::try_from(count) {
+        Ok(n) => h.distinct_random_pairs(n, &mut rng),
+        Err(_) => h.random_pairs(count.unsigned_abs() as usize, &mut rng),
+    };
+    let n = picks.len();
+    reply_pairs(ctx, picks.into_iter(), n, with_values);
     Ok(())
-}
-
-/// Random positions for the count form of HRANDFIELD/SRANDMEMBER/
-/// ZRANDMEMBER: a positive count gives distinct positions (at most `len`),
-/// a negative one `|count|` positions that may repeat.
-pub fn pick_indexes(len: usize, count: i64) -> Vec<usize> {
-    let mut rng = rand::thread_rng();
-    if count >= 0 {
-        let n = (count as u64).min(len as u64) as usize;
-        if n == len {
-            (0..len).collect()
-        } else {
-            sample(&mut rng, len, n).into_vec()
-        }
-    } else if len == 0 {
-        Vec::new()
-    } else {
-        (0..count.unsigned_abs())
-            .map(|_| rng.gen_range(0..len))
-            .collect()
-    }
 }
 
 /// Field/value (or member/score) pairs: RESP3 nests each pair, RESP2 is flat.

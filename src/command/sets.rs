@@ -9,11 +9,9 @@
 //! recorded as itself.
 
 use bytes::Bytes;
-use rand::Rng;
 
 use super::args::{int, Args};
 use super::element_scan;
-use super::hashes::pick_indexes;
 use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{Locked, Set};
@@ -106,14 +104,17 @@ fn srandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         (None, None) => ctx.out.null(),
         (None, Some(_)) => ctx.out.array(0),
         (Some(s), None) => {
-            let i = rand::thread_rng().gen_range(0..s.len());
-            ctx.out.bulk(s.iter().nth(i).expect("index below len"));
+            let m = s.random_members(1, &mut rand::thread_rng());
+            ctx.out.bulk(m[0]);
         }
         (Some(s), Some(c)) => {
-            let members: Vec<&[u8]> = s.iter().collect();
-            let picks = pick_indexes(members.len(), c);
+            let mut rng = rand::thread_rng();
+            let picks = match usize::try_from(c) {
+                Ok(n) => s.distinct_random_members(n, &mut rng),
+                Err(_) => s.random_members(c.unsigned_abs() as usize, &mut rng),
+            };
             ctx.out.array(picks.len());
-            picks.iter().for_each(|&i| ctx.out.bulk(members[i]));
+            picks.iter().for_each(|m| ctx.out.bulk(m));
         }
     }
     Ok(())
@@ -137,11 +138,11 @@ fn spop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
         return Ok(());
     };
-    let picks = pick_indexes(s.len(), count.unwrap_or(1) as i64);
-    let popped: Vec<Vec<u8>> = {
-        let members: Vec<&[u8]> = s.iter().collect();
-        picks.iter().map(|&i| members[i].to_vec()).collect()
-    };
+    let popped: Vec<Vec<u8>> = s
+        .distinct_random_members(count.unwrap_or(1), &mut rand::thread_rng())
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
     for m in &popped {
         s.remove(m);
     }

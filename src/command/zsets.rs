@@ -15,7 +15,6 @@ use rand::Rng;
 
 use super::args::{float, int, strtod_lenient, Args};
 use super::element_scan;
-use super::hashes::pick_indexes;
 use super::lists::clamp_range;
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
@@ -1066,6 +1065,27 @@ fn zintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 // ---- random members and scanning ----
+
+/// Random ranks for the count form of ZRANDMEMBER (a member is found by
+/// rank in O(log n)): a positive count gives distinct positions (at most `len`),
+/// a negative one `|count|` positions that may repeat.
+fn pick_indexes(len: usize, count: i64) -> Vec<usize> {
+    let mut rng = rand::thread_rng();
+    if count >= 0 {
+        let n = (count as u64).min(len as u64) as usize;
+        if n == len {
+            (0..len).collect()
+        } else {
+            rand::seq::index::sample(&mut rng, len, n).into_vec()
+        }
+    } else if len == 0 {
+        Vec::new()
+    } else {
+        (0..count.unsigned_abs())
+            .map(|_| rng.gen_range(0..len))
+            .collect()
+    }
+}
 
 fn zrandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (count, withscores) = match argv.len() {

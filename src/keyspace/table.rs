@@ -22,6 +22,31 @@ pub fn hash_key(key: &[u8]) -> u64 {
     HASHER.hash_one(key)
 }
 
+/// An element of `t` chosen uniformly at random, or None if it is empty.
+/// Random buckets are probed until a full one turns up: expected
+/// `buckets / len` probes, which [`shrink_after_remove`] keeps under ten,
+/// where walking to a random position of iteration order costs `len`.
+pub fn random_in<'a, T>(t: &'a HashTable<T>, rng: &mut impl rand::Rng) -> Option<&'a T> {
+    if t.is_empty() {
+        return None;
+    }
+    loop {
+        if let Some(e) = t.get_bucket(rng.gen_range(0..t.num_buckets())) {
+            return Some(e);
+        }
+    }
+}
+
+/// After a removal: a table less than 1/8 full is shrunk to twice its
+/// length, giving memory back (a table never shrinks by itself) and keeping
+/// [`random_in`] fast. Amortised O(1): the next shrink needs three
+/// quarters of the remaining elements gone.
+pub fn shrink_after_remove<T>(t: &mut HashTable<T>, hasher: impl Fn(&T) -> u64) {
+    if t.capacity() > 64 && t.len() * 8 < t.capacity() {
+        t.shrink_to(t.len() * 2, hasher);
+    }
+}
+
 /// Rehashing a table hashes each node's key again (no hash is stored: 8
 /// bytes a key matter more than the rare rehash).
 #[allow(clippy::borrowed_box)] // the table's element type is Box<Node>

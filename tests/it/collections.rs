@@ -933,3 +933,116 @@ fn score_parsing_matches_redis() {
         &["SORT", "big"],
     ]);
 }
+
+/// SRANDMEMBER, SPOP and HRANDFIELD on hash-table encoded collections:
+/// members drawn come from the collection, counts give distinct or
+/// repeated members as Redis's do, and SPOP drains a set exactly once per
+/// member while its table shrinks.
+#[test]
+fn random_members_of_large_collections() {
+    use std::collections::HashSet;
+    let node = TestNode::start();
+    let mut c = node.conn();
+    let all: HashSet<String> = (0..1000).map(|i| format!("m{i}")).collect();
+    let mut sadd = redis::cmd("SADD");
+    sadd.arg("s");
+    let mut hset = redis::cmd("HSET");
+    hset.arg("h");
+    for m in &all {
+        sadd.arg(m);
+        hset.arg(m).arg(format!("v-{m}"));
+    }
+    let _: i64 = sadd.query(&mut c).unwrap();
+    let _: i64 = hset.query(&mut c).unwrap();
+    let enc: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg("s")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(enc, "hashtable");
+
+    let mut seen = HashSet::new();
+    for _ in 0..200 {
+        let m: String = redis::cmd("SRANDMEMBER").arg("s").query(&mut c).unwrap();
+        assert!(all.contains(&m), "{m}");
+        seen.insert(m);
+    }
+    assert!(
+        seen.len() > 100,
+        "200 draws from 1000 gave {} members",
+        seen.len()
+    );
+    for (count, want) in [(10, 10), (400, 400), (2000, 1000)] {
+        let got: Vec<String> = redis::cmd("SRANDMEMBER")
+            .arg("s")
+            .arg(count)
+            .query(&mut c)
+            .unwrap();
+        let distinct: HashSet<&String> = got.iter().collect();
+        assert_eq!((got.len(), distinct.len()), (want, want), "count {count}");
+        assert!(got.iter().all(|m| all.contains(m)));
+    }
+    let got: Vec<String> = redis::cmd("SRANDMEMBER")
+        .arg("s")
+        .arg(-3000)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got.len(), 3000);
+    assert!(got.iter().all(|m| all.contains(m)));
+
+    for count in [5i64, 900, -40] {
+        let got: Vec<(String, String)> = redis::cmd("HRANDFIELD")
+            .arg("h")
+            .arg(count)
+            .arg("WITHVALUES")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(got.len(), count.unsigned_abs() as usize);
+        assert!(got
+            .iter()
+            .all(|(f, v)| all.contains(f) && *v == format!("v-{f}")));
+        if count > 0 {
+            assert_eq!(
+                got.iter().map(|p| &p.0).collect::<HashSet<_>>().len(),
+                got.len()
+            );
+        }
+    }
+
+    // Popping: a few at a time, one at a time, then the rest.
+    let mut popped: Vec<String> = redis::cmd("SPOP").arg("s").arg(10).query(&mut c).unwrap();
+    assert_eq!(popped.len(), 10);
+    for _ in 0..900 {
+        let m: String = redis::cmd("SPOP").arg("s").query(&mut c).unwrap();
+        popped.push(m);
+    }
+    let card: i64 = redis::cmd("SCARD").arg("s").query(&mut c).unwrap();
+    assert_eq!(card, 90);
+    let rest: Vec<String> = redis::cmd("SPOP").arg("s").arg(100).query(&mut c).unwrap();
+    assert_eq!(rest.len(), 90);
+    popped.extend(rest);
+    let distinct: HashSet<String> = popped.iter().cloned().collect();
+    assert_eq!(popped.len(), 1000, "every member popped once");
+    assert_eq!(distinct, all);
+    let exists: i64 = redis::cmd("EXISTS").arg("s").query(&mut c).unwrap();
+    assert_eq!(exists, 0);
+
+    // A hash mostly emptied still draws only what it holds.
+    let mut hdel = redis::cmd("HDEL");
+    hdel.arg("h");
+    for i in 3..1000 {
+        hdel.arg(format!("m{i}"));
+    }
+    let _: i64 = hdel.query(&mut c).unwrap();
+    let left: HashSet<String> = ["m0", "m1", "m2"].iter().map(|s| s.to_string()).collect();
+    for _ in 0..50 {
+        let f: String = redis::cmd("HRANDFIELD").arg("h").query(&mut c).unwrap();
+        assert!(left.contains(&f), "{f}");
+    }
+    let got: Vec<String> = redis::cmd("HRANDFIELD")
+        .arg("h")
+        .arg(2)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got.iter().collect::<HashSet<_>>().len(), 2);
+}
