@@ -3,14 +3,15 @@
 //! Starts the Shoal binary of this build and Debian's `redis-server` with
 //! the same settings, then runs
 //! `redis-benchmark` against each in turn, interleaved, for several rounds,
-//! and prints each test's median requests/s and the Shoal/Redis ratio, with
+//! and prints each test's median requests/s, the median of the rounds'
+//! Shoal/Redis ratios and their range, with
 //! each server's CPU time per request (from /proc: the work it did, however
 //! fast the client on the same machine could drive it). Then it
 //! loads 1,000,000 small keys into a fresh instance of each, the same way, and
 //! compares memory per key (allocator-reported `used_memory` and RSS); the
 //! same for 1,000,000 hashes of 10 fields and a sorted set of 1,000,000
 //! members. Data structure commands (LPUSH, LPOP, SADD, HSET, ZADD, a
-//! 100-member ZRANGE) have their own throughput table. Replication: SET
+//! 100-member ZRANGE, PFADD) have their own throughput table. Replication: SET
 //! on a primary with one replica attached, how long the replica takes to
 //! catch up once the load stops, GET served by the replica, and the time a
 //! new replica takes to fully sync 1,000,000 keys.
@@ -300,8 +301,8 @@ fn throughput_table(
     rounds: usize,
     requests: usize,
 ) {
-    println!("| test | pipeline | shoal rps | redis rps | rps shoal/redis | shoal CPU µs/req | redis CPU µs/req |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| test | pipeline | shoal rps | redis rps | rps shoal/redis | rounds' ratios | shoal CPU µs/req | redis CPU µs/req |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for &p in pipelines {
         for &t in tests {
             let n = if p == 1 { requests } else { requests * 8 };
@@ -325,14 +326,21 @@ fn throughput_table(
                     }
                 }
             }
-            let (ma, mb) = (median(a), median(b));
+            // Each round's pair ran back to back, so its ratio is less
+            // exposed to the machine's drifting load than the medians are;
+            // their spread says how far one run can be trusted.
+            let ratios: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x / y).collect();
+            let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().cloned().fold(0.0, f64::max);
             println!(
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2}–{:.2} | {:.2} | {:.2} |",
                 t.to_uppercase(),
                 p,
-                ma,
-                mb,
-                ma / mb,
+                median(a),
+                median(b),
+                median(ratios),
+                lo,
+                hi,
                 median(ca),
                 median(cb)
             );
@@ -554,6 +562,7 @@ fn structures(rounds: usize, requests: usize) {
             "hset",
             "zadd",
             "ZRANGE bench:z 0 99 WITHSCORES",
+            "PFADD bench:hll __rand_int__",
         ],
         &[1, 16],
         rounds,
