@@ -629,9 +629,9 @@ mod tests {
         let mut dense = encode(&regs, false, None);
         // Every value into every bit position, overwriting both ways.
         for round in 0..3u32 {
-            for i in 0..REGISTERS {
+            for (i, r) in regs.iter_mut().enumerate() {
                 let v = ((i as u32 * 7 + round * 13) % 64) as u8;
-                regs[i] = v;
+                *r = v;
                 dense_set(&mut dense[HEADER..], i, v);
                 assert_eq!(dense_get(&dense[HEADER..], i), v);
             }
