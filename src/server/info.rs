@@ -109,7 +109,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
             );
         }
         "memory" => {
-            let m = memory::read();
+            let m = server.memory_figures(now_ms());
             let peak = server.peak_memory.observe(m.allocated);
             let sys = memory::total_system_memory();
             let _ = write!(
