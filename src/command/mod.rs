@@ -443,7 +443,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Locks the slot of one key in the current database.
-    pub fn lock_key(&self, key: &[u8]) -> parking_lot::MutexGuard<'a, SlotTable> {
+    pub fn lock_key(&self, key: &[u8]) -> crate::keyspace::SlotGuard<'a> {
         let slot = match self.client.slot_hint {
             Some((ptr, len, slot)) if ptr == key.as_ptr() as usize && len == key.len() => slot,
             _ => key_hash_slot(key),

@@ -202,6 +202,16 @@ impl Keyspace {
         for step in 0..total {
             let pos = (start + step) % total;
             let (db, slot) = (dbs[pos / SLOTS], SlotId((pos % SLOTS) as u16));
+            let (keys, volatile) = self.db(db).slot_counts(slot);
+            if (if policy.volatile_only() {
+                volatile
+            } else {
+                keys
+            }) == 0
+            {
+                // Nothing to sample, known without taking the lock.
+                continue;
+            }
             let t = self.db(db).lock_slot(slot);
             let eligible = if policy.volatile_only() {
                 t.volatile()

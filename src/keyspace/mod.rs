@@ -144,7 +144,49 @@ impl Snapshots {
 pub struct Db {
     index: usize,
     slots: Box<[Mutex<SlotTable>]>,
+    /// Each slot table's key count (low 32 bits) and volatile key count
+    /// (high 32), as of its last unlock: DBSIZE and INFO sum these 128 KB
+    /// instead of taking 16384 locks (120 times slower than Redis's
+    /// counter), and RANDOMKEY and eviction skip empty slots unlocked.
+    counts: Box<[AtomicU64]>,
     snapshots: Arc<Snapshots>,
+}
+
+/// A locked slot table. On unlock it publishes the table's counts to its
+/// database's `counts` (a store only when they changed).
+pub struct SlotGuard<'a> {
+    table: MutexGuard<'a, SlotTable>,
+    count: &'a AtomicU64,
+}
+
+impl std::ops::Deref for SlotGuard<'_> {
+    type Target = SlotTable;
+    fn deref(&self) -> &SlotTable {
+        &self.table
+    }
+}
+
+impl std::ops::DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SlotTable {
+        &mut self.table
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let now = pack_counts(self.table.len(), self.table.volatile());
+        if self.count.load(Ordering::Relaxed) != now {
+            self.count.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+fn pack_counts(keys: usize, volatile: usize) -> u64 {
+    keys as u64 | (volatile as u64) << 32
+}
+
+fn unpack_counts(c: u64) -> (usize, usize) {
+    ((c & 0xFFFF_FFFF) as usize, (c >> 32) as usize)
 }
 
 impl Db {
@@ -162,33 +204,39 @@ impl Db {
         Db {
             index,
             slots,
+            counts: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             snapshots,
         }
     }
 
     /// Locks one slot. Only for callers that hold no other slot lock.
-    pub fn lock_slot(&self, slot: SlotId) -> MutexGuard<'_, SlotTable> {
-        let mut g = self.slots[slot.0 as usize].lock();
-        self.snapshots.on_lock(self.index, &mut g);
-        g
+    pub fn lock_slot(&self, slot: SlotId) -> SlotGuard<'_> {
+        let mut table = self.slots[slot.0 as usize].lock();
+        self.snapshots.on_lock(self.index, &mut table);
+        SlotGuard {
+            table,
+            count: &self.counts[slot.0 as usize],
+        }
     }
 
-    /// Key and volatile-key counts, summed slot by slot.
+    /// Key and volatile-key counts, summed over the slots' published counts
+    /// without locking: each slot as of its last unlock.
     pub fn counts(&self) -> (usize, usize) {
-        let mut keys = 0;
-        let mut volatile = 0;
-        for s in self.slots.iter() {
-            let t = s.lock();
-            keys += t.len();
-            volatile += t.volatile();
-        }
-        (keys, volatile)
+        self.counts.iter().fold((0, 0), |(k, v), c| {
+            let (ck, cv) = unpack_counts(c.load(Ordering::Relaxed));
+            (k + ck, v + cv)
+        })
+    }
+
+    /// A slot's key and volatile-key counts as of its last unlock.
+    pub fn slot_counts(&self, slot: SlotId) -> (usize, usize) {
+        unpack_counts(self.counts[slot.0 as usize].load(Ordering::Relaxed))
     }
 }
 
 /// A set of locked slot tables, held in ascending `(db, slot)` order.
 pub struct Locked<'a> {
-    guards: SmallVec<[(usize, SlotId, MutexGuard<'a, SlotTable>); 2]>,
+    guards: SmallVec<[(usize, SlotId, SlotGuard<'a>); 2]>,
 }
 
 impl<'a> Locked<'a> {

@@ -406,3 +406,59 @@ fn key_command_checks_match_redis() {
     assert_eq!(scan("*"), ["", "a*b", "h"]);
     assert_eq!(scan("**"), ["a*b", "h"]);
 }
+
+/// DBSIZE and INFO keyspace read counts each slot publishes when it is
+/// unlocked: they must follow every way keys come and go, as Redis counts.
+#[test]
+fn key_counts_follow_every_change_as_redis_counts() {
+    let mut script: Vec<Vec<String>> = Vec::new();
+    let mut step = |c: &[&str]| {
+        script.push(c.iter().map(|s| s.to_string()).collect());
+        script.push(vec!["DBSIZE".into()]);
+    };
+    step(&[
+        "MSET", "a", "1", "b", "2", "c", "3", "{t}1", "x", "{t}2", "y",
+    ]);
+    step(&["SET", "e", "v", "EX", "1000"]);
+    step(&["EXPIRE", "a", "1000"]);
+    step(&["PERSIST", "a"]);
+    step(&["DEL", "a", "missing", "b"]);
+    step(&["RENAME", "c", "renamed"]);
+    step(&["COPY", "renamed", "copied"]);
+    step(&["COPY", "renamed", "elsewhere", "DB", "1"]);
+    step(&["MOVE", "copied", "1"]);
+    step(&["SELECT", "1"]);
+    step(&["SADD", "s", "m"]);
+    step(&["SREM", "s", "m"]);
+    step(&["SWAPDB", "0", "1"]);
+    step(&["SELECT", "0"]);
+    step(&["RPUSH", "l", "a", "b"]);
+    step(&["LPOP", "l", "2"]);
+    step(&["GETDEL", "e"]);
+    step(&["FLUSHDB"]);
+    step(&["SELECT", "1"]);
+    step(&["SET", "k", "v", "PX", "100000"]);
+    step(&["FLUSHALL"]);
+    let refs: Vec<Vec<&str>> = script
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+    same_as_redis(&cmds);
+
+    // INFO keyspace's keys= and expires=, and lazy and active expiry.
+    let node = TestNode::start();
+    let mut r = node.raw();
+    for i in 0..300 {
+        ok(&mut r, &["SET", &format!("k{i}"), "v"]);
+    }
+    for i in 0..100 {
+        ok(&mut r, &["SET", &format!("gone{i}"), "v", "PX", "1"]);
+    }
+    ok(&mut r, &["SET", "stays", "v", "EX", "1000"]);
+    crate::support::eventually("expired keys leave the counts", || {
+        int(&mut r, &["DBSIZE"]) == 301
+    });
+    let info = bulk(&mut r, &["INFO", "keyspace"]).unwrap();
+    assert!(info.contains("db0:keys=301,expires=1,"), "{info}");
+}
