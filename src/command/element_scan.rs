@@ -1,20 +1,29 @@
 //! HSCAN, SSCAN and ZSCAN: iterating the elements of one collection.
 //!
-//! The cursor is a position in *hash order*: an element belongs to the
-//! window of cursors that covers `hash_key(element)`, and each call returns
-//! every element of one window, then the cursor where the next window
-//! starts (0 once the whole range is covered). Because an element's hash
-//! never changes while the server runs, an element present for the whole
-//! iteration is returned exactly once however the table grows or shrinks
-//! in between — Redis's guarantee, without its reverse-binary cursor over
-//! bucket indexes (our tables do not expose buckets).
+//! Redis's guarantee: an element present for the whole iteration is
+//! returned at least once, however the collection grows or shrinks in
+//! between. A compactly encoded collection is small and comes back whole
+//! in one call, as Redis's listpack does. A large one is walked in one of
+//! two orders, told apart by the cursor's size (cursors stay below 2^49,
+//! so clients that read them as signed or as JavaScript numbers keep them
+//! exact):
 //!
-//! The price is that each call looks at every element to cut its window.
-//! To bound the total work, a window holds at least COUNT elements and at
-//! least 1/64 of the collection (COUNT is a hint in Redis too), so a full
-//! iteration is at most ~64 passes over the collection. A compactly
-//! encoded collection is small and comes back whole in one call, as
-//! Redis's listpack does.
+//! - **Bucket order** (cursors from 2^48; sets and hashes): the cursor
+//!   holds a bucket position of the collection's hash table and the
+//!   table's layout epoch (`keyspace::table::Buckets`). Elements never change buckets
+//!   while the epoch holds, so walking positions upwards misses nothing;
+//!   a call visits about COUNT elements, as in Redis. When the epoch has
+//!   changed (the table grew, shrank or was rehashed), the walk starts over
+//!   in hash order: duplicates are allowed, misses are not.
+//! - **Hash order** (cursors below 2^32): the cursor is a position in the
+//!   space of element hashes (their top 32 bits); an element belongs to the
+//!   window of cursors that covers its hash, and each call returns one
+//!   window and the cursor where the next starts. An element's hash never
+//!   changes while the server runs, so this order survives any rebuild.
+//!   The price is that each call looks at every element to cut its window;
+//!   a window holds at least COUNT elements and at least 1/64 of the
+//!   collection, so a whole iteration is at most ~64 passes. Sorted sets
+//!   always walk this way (their index holds no members to step through).
 
 use bytes::Bytes;
 
@@ -81,46 +90,123 @@ pub fn parse(
     Ok(o)
 }
 
-/// One element: its name (hashed for the cursor, matched against MATCH)
-/// and, for hashes and sorted sets, its value or score.
-pub type Element<'a> = (&'a [u8], Option<Vec<u8>>);
+/// One bucket of a collection's hash table.
+pub enum Slot<E> {
+    Empty,
+    Full(E),
+    /// Full, but its element cannot be told cheaply: walk in hash order.
+    Unresolved,
+}
 
-/// Writes the `[cursor, [elements...]]` reply. `whole` says the collection
-/// is compactly encoded and is returned in one call.
-pub fn reply<'a>(
-    ctx: &mut Ctx,
-    o: &ScanOptions,
-    whole: bool,
-    len: usize,
-    elements: impl Iterator<Item = Element<'a>>,
-) {
+/// What a scan reads of one collection. `E` is a borrowed element.
+pub trait Source {
+    type E: Copy;
+    /// Compactly encoded: returned whole in one call.
+    fn compact(&self) -> bool;
+    fn size(&self) -> usize;
+    /// The hash table's buckets and layout epoch, if it walks in bucket
+    /// order.
+    fn buckets(&self) -> Option<(usize, u16)>;
+    fn bucket(&self, i: usize) -> Slot<Self::E>;
+    fn each(&self, f: &mut dyn FnMut(Self::E));
+    /// The name hashed for hash order and matched against MATCH.
+    fn name(&self, e: Self::E) -> &[u8];
+    /// The value or score written after the name, if any.
+    fn value(&self, e: Self::E) -> Option<Vec<u8>>;
+}
+
+const BUCKET_ORDER: u64 = 1 << 48;
+const POSITION_BITS: u32 = 32;
+
+fn bucket_cursor(epoch: u16, position: usize) -> u64 {
+    BUCKET_ORDER | u64::from(epoch) << POSITION_BITS | position as u64
+}
+
+/// Writes the `[cursor, [elements...]]` reply for one call.
+pub fn reply<S: Source>(ctx: &mut Ctx, o: &ScanOptions, src: &S) {
     let mut next = 0u64;
-    let mut chosen: Vec<Element<'a>> = if whole {
-        elements.collect()
-    } else {
-        let mut candidates: Vec<(u64, Element<'a>)> = elements
-            .map(|e| (hash_key(e.0), e))
-            .filter(|(h, _)| *h >= o.cursor)
-            .collect();
-        let want = o.count.max(len / 64).max(1);
+    let mut chosen: Vec<S::E> = Vec::new();
+    let bucket_walk = match (src.compact(), src.buckets()) {
+        (true, _) | (_, None) => None,
+        (false, Some((n, epoch))) => {
+            let start = if o.cursor == 0 {
+                Some(0)
+            } else if o.cursor >> POSITION_BITS == bucket_cursor(epoch, 0) >> POSITION_BITS {
+                Some((o.cursor & ((1 << POSITION_BITS) - 1)) as usize)
+            } else {
+                None
+            };
+            start.map(|s| (s, n, epoch))
+        }
+    };
+    let mut walked = false;
+    if src.compact() {
+        src.each(&mut |e| chosen.push(e));
+        walked = true;
+    } else if let Some((mut i, n, epoch)) = bucket_walk {
+        // About COUNT elements, and at most ten empty buckets per element
+        // asked for, as Redis bounds a call's work.
+        let mut budget = o.count.saturating_mul(10);
+        walked = true;
+        while i < n && chosen.len() < o.count && budget > 0 {
+            match src.bucket(i) {
+                Slot::Full(e) => chosen.push(e),
+                Slot::Empty => budget -= 1,
+                Slot::Unresolved => {
+                    walked = false;
+                    chosen.clear();
+                    break;
+                }
+            }
+            i += 1;
+        }
+        if walked && i < n {
+            next = bucket_cursor(epoch, i);
+        }
+    }
+    if !walked {
+        // Hash order: from the cursor's position, or from the start when a
+        // bucket walk found its table rebuilt or a bucket it cannot tell.
+        let from = if o.cursor >= BUCKET_ORDER {
+            0
+        } else {
+            o.cursor
+        };
+        let mut candidates: Vec<(u64, S::E)> = Vec::new();
+        src.each(&mut |e| {
+            let h = hash_key(src.name(e)) >> 32;
+            if h >= from {
+                candidates.push((h, e));
+            }
+        });
+        let want = o.count.max(src.size() / 64).max(1);
         if candidates.len() > want {
             let (_, nth, _) = candidates.select_nth_unstable_by_key(want - 1, |c| c.0);
             let last = nth.0;
             candidates.retain(|c| c.0 <= last);
-            next = last.checked_add(1).unwrap_or(0);
+            // Past the last position of the space: done.
+            next = if last == u64::from(u32::MAX) {
+                0
+            } else {
+                last + 1
+            };
         }
-        candidates.into_iter().map(|(_, e)| e).collect()
-    };
-    if let Some(p) = &o.pattern {
-        chosen.retain(|e| glob_match(p, e.0, false));
+        chosen = candidates.into_iter().map(|(_, e)| e).collect();
     }
-    let items: usize = chosen.iter().map(|e| 1 + usize::from(e.1.is_some())).sum();
+    if let Some(p) = &o.pattern {
+        chosen.retain(|&e| glob_match(p, src.name(e), false));
+    }
+    let values: Vec<Option<Vec<u8>>> = chosen
+        .iter()
+        .map(|&e| if o.novalues { None } else { src.value(e) })
+        .collect();
+    let items: usize = values.iter().map(|v| 1 + usize::from(v.is_some())).sum();
     ctx.out.array(2);
     ctx.out.bulk(next.to_string().as_bytes());
     ctx.out.array(items);
-    for (name, value) in chosen {
-        ctx.out.bulk(name);
-        if let Some(v) = value {
+    for (&e, v) in chosen.iter().zip(values) {
+        ctx.out.bulk(src.name(e));
+        if let Some(v) = v {
             ctx.out.bulk(&v);
         }
     }

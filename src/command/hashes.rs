@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::args::int;
-use super::element_scan;
+use super::element_scan::{self, Slot};
 use super::longdouble::LongDouble;
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
@@ -294,10 +294,36 @@ fn hscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let o = element_scan::parse(argv, cursor, true)?;
-    let h: &Hash = h;
-    let whole = h.encoding() == "listpack";
-    let novalues = o.novalues;
-    let elements = h.iter().map(|(f, v)| (f, (!novalues).then(|| v.to_vec())));
-    element_scan::reply(ctx, &o, whole, h.len(), elements);
+    element_scan::reply(ctx, &o, &HashScan(h));
     Ok(())
+}
+
+struct HashScan<'a>(&'a Hash);
+
+impl<'a> element_scan::Source for HashScan<'a> {
+    type E = (&'a [u8], &'a [u8]);
+    fn compact(&self) -> bool {
+        self.0.table().is_none()
+    }
+    fn size(&self) -> usize {
+        self.0.len()
+    }
+    fn buckets(&self) -> Option<(usize, u16)> {
+        self.0.table().map(|t| (t.num_buckets(), t.epoch()))
+    }
+    fn bucket(&self, i: usize) -> Slot<Self::E> {
+        match self.0.table().and_then(|t| t.get_bucket(i)) {
+            Some(p) => Slot::Full((p.field.as_bytes(), p.value.as_bytes())),
+            None => Slot::Empty,
+        }
+    }
+    fn each(&self, f: &mut dyn FnMut(Self::E)) {
+        self.0.iter().for_each(f)
+    }
+    fn name(&self, e: Self::E) -> &[u8] {
+        e.0
+    }
+    fn value(&self, e: Self::E) -> Option<Vec<u8>> {
+        Some(e.1.to_vec())
+    }
 }

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 
 use super::args::{int, Args};
-use super::element_scan;
+use super::element_scan::{self, Slot};
 use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{Locked, Set};
@@ -366,8 +366,36 @@ fn sscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let o = element_scan::parse(argv, cursor, false)?;
-    let s: &Set = s;
-    let whole = s.encoding() == "listpack";
-    element_scan::reply(ctx, &o, whole, s.len(), s.iter().map(|m| (m, None)));
+    element_scan::reply(ctx, &o, &SetScan(s));
     Ok(())
+}
+
+struct SetScan<'a>(&'a Set);
+
+impl<'a> element_scan::Source for SetScan<'a> {
+    type E = &'a [u8];
+    fn compact(&self) -> bool {
+        self.0.table().is_none()
+    }
+    fn size(&self) -> usize {
+        self.0.len()
+    }
+    fn buckets(&self) -> Option<(usize, u16)> {
+        self.0.table().map(|t| (t.num_buckets(), t.epoch()))
+    }
+    fn bucket(&self, i: usize) -> Slot<&'a [u8]> {
+        match self.0.table().and_then(|t| t.get_bucket(i)) {
+            Some(m) => Slot::Full(m.as_bytes()),
+            None => Slot::Empty,
+        }
+    }
+    fn each(&self, f: &mut dyn FnMut(&'a [u8])) {
+        self.0.iter().for_each(f)
+    }
+    fn name(&self, e: &'a [u8]) -> &[u8] {
+        e
+    }
+    fn value(&self, _: &'a [u8]) -> Option<Vec<u8>> {
+        None
+    }
 }

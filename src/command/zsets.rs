@@ -14,11 +14,11 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::args::{float, int, strtod_lenient, Args};
-use super::element_scan;
+use super::element_scan::{self, Slot};
 use super::lists::clamp_range;
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
-use crate::keyspace::zset::Entry;
+use crate::keyspace::zset::{Bucket, Entry};
 use crate::keyspace::{Set, SlotTable, Value, ZSet};
 use crate::protocol::reply::format_double;
 
@@ -1131,14 +1131,42 @@ fn zscan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let o = element_scan::parse(argv, cursor, false)?;
-    let z: &ZSet = z;
-    let whole = z.encoding() == "listpack";
-    let elements = z.iter().map(|e| {
-        (
-            e.member.as_bytes(),
-            Some(format_double(e.score).into_bytes()),
-        )
-    });
-    element_scan::reply(ctx, &o, whole, z.len(), elements);
+    element_scan::reply(ctx, &o, &ZSetScan(z));
     Ok(())
+}
+
+/// A large sorted set walks its index's buckets; an index slot holds a
+/// member's hash and score, and the member is found among those of its
+/// score (`ZSet::bucket`).
+struct ZSetScan<'a>(&'a ZSet);
+
+impl<'a> element_scan::Source for ZSetScan<'a> {
+    type E = (&'a [u8], f64);
+    fn compact(&self) -> bool {
+        self.0.encoding() == "listpack"
+    }
+    fn size(&self) -> usize {
+        self.0.len()
+    }
+    fn buckets(&self) -> Option<(usize, u16)> {
+        self.0.buckets()
+    }
+    fn bucket(&self, i: usize) -> Slot<Self::E> {
+        match self.0.bucket(i) {
+            Bucket::Full(e) => Slot::Full((e.member.as_bytes(), e.score)),
+            Bucket::Empty => Slot::Empty,
+            Bucket::Unresolved => Slot::Unresolved,
+        }
+    }
+    fn each(&self, f: &mut dyn FnMut(Self::E)) {
+        self.0
+            .iter()
+            .for_each(|e| f((e.member.as_bytes(), e.score)))
+    }
+    fn name(&self, e: Self::E) -> &[u8] {
+        e.0
+    }
+    fn value(&self, e: Self::E) -> Option<Vec<u8>> {
+        Some(format_double(e.1).into_bytes())
+    }
 }

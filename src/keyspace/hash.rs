@@ -6,11 +6,10 @@
 //! `hash-max-listpack-value` bytes. It never turns back, as in Redis: a
 //! hash that was once large is likely to be large again.
 
-use hashbrown::HashTable;
 use ref_cast::RefCast;
 
 use super::packed::{self, Packed};
-use super::table::{hash_key, random_in, shrink_after_remove};
+use super::table::{hash_key, random_in, Buckets};
 use super::value::{SmallBuf, Value};
 use super::Limits;
 
@@ -68,7 +67,8 @@ impl Hash {
         self.0
     }
 
-    fn table(&self) -> Option<&HashTable<Pair>> {
+    /// The hash table of a large hash (None while compactly encoded).
+    pub fn table(&self) -> Option<&Buckets<Pair>> {
         match &self.0 {
             Value::HashTable(t) => Some(t),
             _ => None,
@@ -154,16 +154,13 @@ impl Hash {
 
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match &mut self.0 {
-            Value::HashTable(t) => {
-                match t.find_entry(hash_key(field), |p| p.field.as_bytes() == field) {
-                    Ok(e) => {
-                        e.remove();
-                        shrink_after_remove(t, |p| hash_key(p.field.as_bytes()));
-                        true
-                    }
-                    Err(_) => false,
-                }
-            }
+            Value::HashTable(t) => t
+                .remove(
+                    hash_key(field),
+                    |p| p.field.as_bytes() == field,
+                    |p| hash_key(p.field.as_bytes()),
+                )
+                .is_some(),
             Value::HashPacked(p) => match p.find(field, 2) {
                 Some(off) => {
                     p.remove_at(off, 2);
@@ -176,7 +173,7 @@ impl Hash {
     }
 
     fn convert(&mut self) {
-        let mut t = HashTable::with_capacity(self.len() + 1);
+        let mut t = Buckets::with_capacity(self.len() + 1);
         for (f, v) in self.iter() {
             t.insert_unique(
                 hash_key(f),
@@ -245,7 +242,7 @@ impl Hash {
     pub fn heap_size(&self) -> usize {
         match self.table() {
             Some(t) => {
-                std::mem::size_of::<HashTable<Pair>>()
+                std::mem::size_of::<Buckets<Pair>>()
                     + t.capacity() * (std::mem::size_of::<Pair>() + 1)
                     + t.iter()
                         .map(|p| p.field.heap_size() + p.value.heap_size())

@@ -4,11 +4,10 @@
 //! `set-max-listpack-entries` members or a member longer than
 //! `set-max-listpack-value` bytes, and never turns back.
 
-use hashbrown::HashTable;
 use ref_cast::RefCast;
 
 use super::packed::{self, Packed};
-use super::table::{hash_key, random_in, shrink_after_remove};
+use super::table::{hash_key, random_in, Buckets};
 use super::value::{SmallBuf, Value};
 use super::Limits;
 
@@ -57,7 +56,8 @@ impl Set {
         self.0
     }
 
-    fn table(&self) -> Option<&HashTable<SmallBuf>> {
+    /// The hash table of a large set (None while compactly encoded).
+    pub fn table(&self) -> Option<&Buckets<SmallBuf>> {
         match &self.0 {
             Value::SetTable(t) => Some(t),
             _ => None,
@@ -170,14 +170,13 @@ impl Set {
 
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match &mut self.0 {
-            Value::SetTable(t) => match t.find_entry(hash_key(m), |e| e.as_bytes() == m) {
-                Ok(e) => {
-                    e.remove();
-                    shrink_after_remove(t, |e| hash_key(e.as_bytes()));
-                    true
-                }
-                Err(_) => false,
-            },
+            Value::SetTable(t) => t
+                .remove(
+                    hash_key(m),
+                    |e| e.as_bytes() == m,
+                    |e| hash_key(e.as_bytes()),
+                )
+                .is_some(),
             Value::SetPacked(p) => match p.find(m, 1) {
                 Some(off) => {
                     p.remove_at(off, 1);
@@ -190,7 +189,7 @@ impl Set {
     }
 
     fn convert(&mut self) {
-        let mut t = HashTable::with_capacity(self.len() + 1);
+        let mut t = Buckets::with_capacity(self.len() + 1);
         for m in self.iter() {
             t.insert_unique(hash_key(m), SmallBuf::new(m), |e| hash_key(e.as_bytes()));
         }
@@ -216,7 +215,7 @@ impl Set {
     pub fn heap_size(&self) -> usize {
         match self.table() {
             Some(t) => {
-                std::mem::size_of::<HashTable<SmallBuf>>()
+                std::mem::size_of::<Buckets<SmallBuf>>()
                     + t.capacity() * (std::mem::size_of::<SmallBuf>() + 1)
                     + t.iter().map(SmallBuf::heap_size).sum::<usize>()
             }

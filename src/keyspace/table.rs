@@ -24,7 +24,7 @@ pub fn hash_key(key: &[u8]) -> u64 {
 
 /// An element of `t` chosen uniformly at random, or None if it is empty.
 /// Random buckets are probed until a full one turns up: expected
-/// `buckets / len` probes, which [`shrink_after_remove`] keeps under ten,
+/// `buckets / len` probes, which [`Buckets::remove`] keeps under ten,
 /// where walking to a random position of iteration order costs `len`.
 pub fn random_in<'a, T>(t: &'a HashTable<T>, rng: &mut impl rand::Rng) -> Option<&'a T> {
     if t.is_empty() {
@@ -37,13 +37,85 @@ pub fn random_in<'a, T>(t: &'a HashTable<T>, rng: &mut impl rand::Rng) -> Option
     }
 }
 
-/// After a removal: a table less than 1/8 full is shrunk to twice its
-/// length, giving memory back (a table never shrinks by itself) and keeping
-/// [`random_in`] fast. Amortised O(1): the next shrink needs three
-/// quarters of the remaining elements gone.
-pub fn shrink_after_remove<T>(t: &mut HashTable<T>, hasher: impl Fn(&T) -> u64) {
-    if t.capacity() > 64 && t.len() * 8 < t.capacity() {
-        t.shrink_to(t.len() * 2, hasher);
+/// A collection's hash table (a large set's or hash's) and its layout
+/// epoch. Elements stay in their buckets except when the table is rebuilt
+/// (grown, rehashed in place, shrunk), and the epoch changes exactly then
+/// (it counts the table's rebuilds from a random start): a scan cursor
+/// that names a bucket and an epoch still means the same place while the
+/// epoch holds (see `command::element_scan`).
+///
+/// Reads go through `Deref`; every change that could rebuild the table is
+/// a method here, so none can forget the epoch.
+#[derive(Clone, Debug)]
+pub struct Buckets<T> {
+    table: HashTable<T>,
+    epoch: u16,
+}
+
+impl<T> std::ops::Deref for Buckets<T> {
+    type Target = HashTable<T>;
+    fn deref(&self) -> &HashTable<T> {
+        &self.table
+    }
+}
+
+impl<T> Buckets<T> {
+    pub fn with_capacity(n: usize) -> Self {
+        Buckets {
+            table: HashTable::with_capacity(n),
+            epoch: rand::random(),
+        }
+    }
+
+    pub fn epoch(&self) -> u16 {
+        self.epoch
+    }
+
+    /// Before anything that may insert: hashbrown rebuilds a table with no
+    /// room left (`len == capacity`) on the next insert, even the lookup
+    /// part of `entry`.
+    fn before_insert(&mut self) {
+        if self.table.len() == self.table.capacity() {
+            self.epoch = self.epoch.wrapping_add(1);
+        }
+    }
+
+    pub fn insert_unique(&mut self, hash: u64, value: T, hasher: impl Fn(&T) -> u64) {
+        self.before_insert();
+        self.table.insert_unique(hash, value, hasher);
+    }
+
+    pub fn entry(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&T) -> bool,
+        hasher: impl Fn(&T) -> u64,
+    ) -> Entry<'_, T> {
+        self.before_insert();
+        self.table.entry(hash, eq, hasher)
+    }
+
+    /// Changes an element in place (never moves it).
+    pub fn find_mut(&mut self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&mut T> {
+        self.table.find_mut(hash, eq)
+    }
+
+    /// Removes an element; a table left less than 1/8 full is shrunk to
+    /// twice its length, giving memory back (hashbrown never shrinks by
+    /// itself) and keeping [`random_in`] fast. Amortised O(1): the next
+    /// shrink needs three quarters of the remaining elements gone.
+    pub fn remove(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&T) -> bool,
+        hasher: impl Fn(&T) -> u64,
+    ) -> Option<T> {
+        let (gone, _) = self.table.find_entry(hash, eq).ok()?.remove();
+        if self.table.capacity() > 64 && self.table.len() * 8 < self.table.capacity() {
+            self.table.shrink_to(self.table.len() * 2, hasher);
+            self.epoch = self.epoch.wrapping_add(1);
+        }
+        Some(gone)
     }
 }
 

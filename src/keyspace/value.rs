@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use hashbrown::HashTable;
+use super::table::Buckets;
 
 use super::hash::{Hash, Pair};
 use super::packed::Packed;
@@ -102,9 +102,9 @@ pub enum Value {
     List(Box<VecDeque<SmallBuf>>),
     /// Hashes and sets: see `Hash` and `Set`, which wrap these variants.
     HashPacked(Packed),
-    HashTable(Box<HashTable<Pair>>),
+    HashTable(Box<Buckets<Pair>>),
     SetPacked(Packed),
-    SetTable(Box<HashTable<SmallBuf>>),
+    SetTable(Box<Buckets<SmallBuf>>),
     ZSet(Box<ZSet>),
 }
 

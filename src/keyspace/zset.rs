@@ -37,9 +37,7 @@
 
 use std::cmp::Ordering;
 
-use hashbrown::HashTable;
-
-use super::table::hash_key;
+use super::table::{hash_key, Buckets};
 use super::value::SmallBuf;
 use super::Limits;
 
@@ -73,7 +71,15 @@ pub struct ZSet {
     fenwick: Vec<usize>,
     len: usize,
     /// member → score, once the set is past the small limits.
-    index: Option<HashTable<Indexed>>,
+    index: Option<Buckets<Indexed>>,
+}
+
+/// What one bucket of a sorted set's index holds, for a scan.
+pub enum Bucket<'a> {
+    Empty,
+    Full(&'a Entry),
+    /// Its member is among too many members of one score to find cheaply.
+    Unresolved,
 }
 
 /// Where (score, member) is in the order, if it is there.
@@ -90,21 +96,18 @@ fn position(chunks: &[Vec<Entry>], score: f64, member: &[u8]) -> Option<(usize, 
 
 /// Removes a member's index slot; call while the member is still in the
 /// order, which is what confirms the slot is this member's.
-fn unindex(
-    index: &mut Option<HashTable<Indexed>>,
-    chunks: &[Vec<Entry>],
-    score: f64,
-    member: &[u8],
-) {
+fn unindex(index: &mut Option<Buckets<Indexed>>, chunks: &[Vec<Entry>], score: f64, member: &[u8]) {
     if let Some(t) = index {
         let h = hash_key(member);
-        if let Ok(e) = t.find_entry(h, |x| {
-            x.hash == h
-                && x.score.to_bits() == score.to_bits()
-                && position(chunks, score, member).is_some()
-        }) {
-            e.remove();
-        }
+        t.remove(
+            h,
+            |x| {
+                x.hash == h
+                    && x.score.to_bits() == score.to_bits()
+                    && position(chunks, score, member).is_some()
+            },
+            |x| x.hash,
+        );
     }
 }
 
@@ -333,7 +336,7 @@ impl ZSet {
     }
 
     fn build_index(&mut self) {
-        let mut t = HashTable::with_capacity(self.len);
+        let mut t = Buckets::with_capacity(self.len);
         for e in self.chunks.iter().flatten() {
             let hash = hash_key(e.member.as_bytes());
             t.insert_unique(
@@ -428,6 +431,39 @@ impl ZSet {
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.chunks.iter().flatten()
+    }
+
+    /// The index's bucket count and layout epoch (None while small).
+    pub fn buckets(&self) -> Option<(usize, u16)> {
+        self.index.as_ref().map(|t| (t.num_buckets(), t.epoch()))
+    }
+
+    /// The member in bucket `i` of the index: found in the order among the
+    /// members of its score by its hash, giving up past 64 of them (a set
+    /// where many members share a score is scanned in hash order instead).
+    pub fn bucket(&self, i: usize) -> Bucket<'_> {
+        let Some(x) = self.index.as_ref().and_then(|t| t.get_bucket(i)) else {
+            return Bucket::Empty;
+        };
+        let ci = self
+            .chunks
+            .partition_point(|c| c.last().expect("chunks are never empty").score < x.score);
+        let pos = self
+            .chunks
+            .get(ci)
+            .map_or(0, |c| c.partition_point(|e| e.score < x.score));
+        let ties = self.chunks[ci.min(self.chunks.len())..]
+            .iter()
+            .flatten()
+            .skip(pos)
+            .take_while(|e| e.score == x.score)
+            .take(64);
+        for e in ties {
+            if hash_key(e.member.as_bytes()) == x.hash {
+                return Bucket::Full(e);
+            }
+        }
+        Bucket::Unresolved
     }
 }
 

@@ -1046,3 +1046,123 @@ fn random_members_of_large_collections() {
         .unwrap();
     assert_eq!(got.iter().collect::<HashSet<_>>().len(), 2);
 }
+
+/// One whole SSCAN/HSCAN iteration: every name returned (repeats kept),
+/// the most names one call returned, the calls made and the largest
+/// cursor; `between` runs after each call.
+fn scan_all(
+    r: &mut Raw,
+    cmd: &str,
+    key: &str,
+    count: usize,
+    mut between: impl FnMut(&mut Raw, usize),
+) -> (Vec<String>, usize, usize, u64) {
+    let (mut names, mut most, mut calls, mut top) = (Vec::new(), 0, 0, 0u64);
+    let mut cursor = "0".to_string();
+    let step = if cmd == "SSCAN" { 1 } else { 2 };
+    loop {
+        let reply = r.call(&[cmd, key, &cursor, "COUNT", &count.to_string()]);
+        let Frame::Array(parts) = reply else {
+            panic!("{cmd}: {reply:?}")
+        };
+        let (Frame::Bulk(next), Frame::Array(items)) = (&parts[0], &parts[1]) else {
+            panic!("{parts:?}")
+        };
+        most = most.max(items.len() / step);
+        for item in items.iter().step_by(step) {
+            let Frame::Bulk(b) = item else { panic!() };
+            names.push(String::from_utf8(b.clone()).unwrap());
+        }
+        calls += 1;
+        cursor = String::from_utf8(next.clone()).unwrap();
+        top = top.max(cursor.parse().unwrap());
+        if cursor == "0" {
+            return (names, most, calls, top);
+        }
+        between(r, calls);
+    }
+}
+
+/// Large sets and hashes are walked bucket by bucket: a call returns about
+/// COUNT elements (it had looked at the whole collection each time), every
+/// element once while the table stands still, and every element present
+/// throughout at least once when the table grows or shrinks in between.
+/// Cursors stay exact as JavaScript numbers.
+#[test]
+fn element_scans_walk_buckets_and_survive_rebuilds() {
+    use std::collections::HashSet;
+    let node = TestNode::start();
+    let mut r = node.raw();
+    // Pipelined: each command sent, then every reply read.
+    let pipeline = |r: &mut Raw, cmds: Vec<Vec<String>>| {
+        for c in &cmds {
+            let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+            r.send(&crate::support::encode(&args));
+        }
+        for _ in &cmds {
+            r.read2();
+        }
+    };
+    let fill = |r: &mut Raw, from: usize, to: usize| {
+        let mut cmds = Vec::new();
+        for i in from..to {
+            let m = format!("m{i}");
+            cmds.push(vec!["SADD".into(), "s".into(), m.clone()]);
+            cmds.push(vec!["HSET".into(), "h".into(), m.clone(), "v".into()]);
+            cmds.push(vec!["ZADD".into(), "z".into(), i.to_string(), m]);
+        }
+        pipeline(r, cmds);
+    };
+    fill(&mut r, 0, 5000);
+    let all: HashSet<String> = (0..5000).map(|i| format!("m{i}")).collect();
+    for (cmd, key) in [("SSCAN", "s"), ("HSCAN", "h"), ("ZSCAN", "z")] {
+        // Standing still: each element exactly once, COUNT at a time.
+        let (names, most, calls, top) = scan_all(&mut r, cmd, key, 10, |_, _| {});
+        assert_eq!(names.len(), 5000, "{cmd}: each element once");
+        assert_eq!(names.iter().cloned().collect::<HashSet<_>>(), all);
+        assert!(most <= 10, "{cmd}: a call returned {most} for COUNT 10");
+        assert!(calls >= 500, "{cmd}: {calls} calls");
+        assert!(top < 1 << 53, "{cmd}: cursor {top}");
+    }
+    // Growing past several rebuilds mid-walk (every key grows each time).
+    for (cmd, key, from, to) in [
+        ("SSCAN", "s", 5000, 30_000),
+        ("HSCAN", "h", 30_000, 50_000),
+        ("ZSCAN", "z", 50_000, 70_000),
+    ] {
+        let (names, _, _, _) = scan_all(&mut r, cmd, key, 100, |r, call| {
+            if call == 3 {
+                fill(r, from, to);
+            }
+        });
+        let seen: HashSet<String> = names.into_iter().collect();
+        assert!(all.is_subset(&seen), "{cmd}: missed while growing");
+    }
+    // Shrinking mid-walk: what stays is seen.
+    let keep: HashSet<String> = (0..70_000).step_by(100).map(|i| format!("m{i}")).collect();
+    for (cmd, key, del) in [
+        ("SSCAN", "s", "SREM"),
+        ("HSCAN", "h", "HDEL"),
+        ("ZSCAN", "z", "ZREM"),
+    ] {
+        let (names, _, _, _) = scan_all(&mut r, cmd, key, 50, |r, call| {
+            if call == 5 {
+                let gone = (0..70_000).filter(|i| i % 100 != 0);
+                pipeline(
+                    r,
+                    gone.map(|i| vec![del.into(), key.into(), format!("m{i}")])
+                        .collect(),
+                );
+            }
+        });
+        let seen: HashSet<String> = names.into_iter().collect();
+        assert!(keep.is_subset(&seen), "{cmd}: missed while shrinking");
+    }
+    // Many members of one score: their buckets cannot be told cheaply, so
+    // the walk goes in hash order, and still returns each of them.
+    let ties = (0..3000).map(|i| vec!["ZADD".into(), "ties".into(), "1".into(), format!("t{i}")]);
+    pipeline(&mut r, ties.collect());
+    let (names, _, _, top) = scan_all(&mut r, "ZSCAN", "ties", 10, |_, _| {});
+    assert_eq!(names.into_iter().collect::<HashSet<_>>().len(), 3000);
+    assert!(top < 1 << 53);
+}
