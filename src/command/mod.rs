@@ -883,7 +883,7 @@ impl<'a> Ctx<'a> {
             let Some(node) = t.remove(&key) else {
                 continue;
             };
-            server.freed(node.memory_usage() as u64);
+            server.freed(node.memory_usage(0) as u64);
             server.stats.evicted_keys.add(1);
             evicted_any = true;
             self.event.set(Some(""));

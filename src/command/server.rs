@@ -678,13 +678,15 @@ fn slowlog_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 
 fn memory_usage(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut a = Args::new(argv, 2);
+    // Redis samples 5 elements of a collection unless told (0: all).
+    let mut samples = 5;
     if a.eat("samples") {
-        a.int()?;
+        samples = usize::try_from(a.int()?).map_err(|_| CommandError::Syntax)?;
     }
     a.finish()?;
     let t = ctx.lock_key(&argv[2]);
     match t.peek(&argv[2]).filter(|n| !n.is_expired(ctx.now_ms)) {
-        Some(n) => ctx.out.int(n.memory_usage() as i64),
+        Some(n) => ctx.out.int(n.memory_usage(samples) as i64),
         None => ctx.out.null(),
     }
     Ok(())

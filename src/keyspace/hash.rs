@@ -10,7 +10,7 @@ use ref_cast::RefCast;
 
 use super::packed::{self, Packed};
 use super::table::{hash_key, random_in, Buckets};
-use super::value::{SmallBuf, Value};
+use super::value::{sampled, SmallBuf, Value};
 use super::Limits;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -239,14 +239,13 @@ impl Hash {
         }
     }
 
-    pub fn heap_size(&self) -> usize {
+    pub fn heap_size(&self, samples: usize) -> usize {
         match self.table() {
             Some(t) => {
+                let each = t.iter().map(|p| p.field.heap_size() + p.value.heap_size());
                 std::mem::size_of::<Buckets<Pair>>()
                     + t.capacity() * (std::mem::size_of::<Pair>() + 1)
-                    + t.iter()
-                        .map(|p| p.field.heap_size() + p.value.heap_size())
-                        .sum::<usize>()
+                    + sampled(each, t.len(), samples)
             }
             None => self.packed().heap_size(),
         }

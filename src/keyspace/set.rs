@@ -8,7 +8,7 @@ use ref_cast::RefCast;
 
 use super::packed::{self, Packed};
 use super::table::{hash_key, random_in, Buckets};
-use super::value::{SmallBuf, Value};
+use super::value::{sampled, SmallBuf, Value};
 use super::Limits;
 
 /// A set, seen through the key's `Value` (`SetPacked` or `SetTable`), as
@@ -212,12 +212,12 @@ impl Set {
         }
     }
 
-    pub fn heap_size(&self) -> usize {
+    pub fn heap_size(&self, samples: usize) -> usize {
         match self.table() {
             Some(t) => {
                 std::mem::size_of::<Buckets<SmallBuf>>()
                     + t.capacity() * (std::mem::size_of::<SmallBuf>() + 1)
-                    + t.iter().map(SmallBuf::heap_size).sum::<usize>()
+                    + sampled(t.iter().map(SmallBuf::heap_size), t.len(), samples)
             }
             None => self.packed().heap_size(),
         }

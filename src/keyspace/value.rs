@@ -185,7 +185,10 @@ impl Value {
         }
     }
 
-    pub fn heap_size(&self) -> usize {
+    /// Heap bytes of the value. Elements' own allocations are summed over
+    /// the first `samples` elements and scaled to the whole, as Redis's
+    /// MEMORY USAGE estimates (0: all of them, exact).
+    pub fn heap_size(&self, samples: usize) -> usize {
         match self {
             Value::Str(s) => s.heap_size(),
             Value::Int(_) => 0,
@@ -193,12 +196,26 @@ impl Value {
             Value::List(l) => {
                 std::mem::size_of::<VecDeque<SmallBuf>>()
                     + l.capacity() * std::mem::size_of::<SmallBuf>()
-                    + l.iter().map(SmallBuf::heap_size).sum::<usize>()
+                    + sampled(l.iter().map(SmallBuf::heap_size), l.len(), samples)
             }
-            Value::HashPacked(_) | Value::HashTable(_) => Hash::of(self).map_or(0, Hash::heap_size),
-            Value::SetPacked(_) | Value::SetTable(_) => Set::of(self).map_or(0, Set::heap_size),
-            Value::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_size(),
+            Value::HashPacked(_) | Value::HashTable(_) => {
+                Hash::of(self).map_or(0, |h| h.heap_size(samples))
+            }
+            Value::SetPacked(_) | Value::SetTable(_) => {
+                Set::of(self).map_or(0, |s| s.heap_size(samples))
+            }
+            Value::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_size(samples),
         }
+    }
+}
+
+/// The sum of `sizes` (one per element, `len` of them), or of the first
+/// `samples` scaled to `len` when that is fewer (0: all).
+pub fn sampled(sizes: impl Iterator<Item = usize>, len: usize, samples: usize) -> usize {
+    if samples == 0 || len <= samples {
+        sizes.sum()
+    } else {
+        sizes.take(samples).sum::<usize>() * len / samples
     }
 }
 
@@ -307,9 +324,10 @@ impl Node {
         }
     }
 
-    /// Allocated bytes for this key, as MEMORY USAGE reports them.
-    pub fn memory_usage(&self) -> usize {
-        std::mem::size_of::<Node>() + 8 + self.key.heap_size() + self.value.heap_size()
+    /// Allocated bytes for this key, as MEMORY USAGE reports them, with
+    /// elements sampled as [`Value::heap_size`] says.
+    pub fn memory_usage(&self, samples: usize) -> usize {
+        std::mem::size_of::<Node>() + 8 + self.key.heap_size() + self.value.heap_size(samples)
     }
 }
 

@@ -128,13 +128,15 @@ impl ZSet {
         }
     }
 
-    pub fn heap_size(&self) -> usize {
+    pub fn heap_size(&self, samples: usize) -> usize {
         let entry = std::mem::size_of::<Entry>();
-        let chunks: usize = self
+        let members = self.iter().map(|e| e.member.heap_size());
+        let chunks = self
             .chunks
             .iter()
-            .map(|c| c.capacity() * entry + c.iter().map(|e| e.member.heap_size()).sum::<usize>())
-            .sum();
+            .map(|c| c.capacity() * entry)
+            .sum::<usize>()
+            + super::value::sampled(members, self.len, samples);
         let index = self
             .index
             .as_ref()

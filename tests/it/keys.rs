@@ -280,6 +280,23 @@ fn object_and_memory_introspection() {
     let usage = int(&mut r, &["MEMORY", "USAGE", "big"]);
     assert!(usage >= 100, "{usage}");
     assert_eq!(r.call(&["MEMORY", "USAGE", "nope"]), Frame::Null);
+    // A large collection is estimated from 5 elements unless told, as in
+    // Redis; SAMPLES 0 counts every element.
+    for i in 0..2000 {
+        let long = format!("{i:0>40}");
+        r.call(&["HSET", "wide", &long, &long]);
+    }
+    let estimate = int(&mut r, &["MEMORY", "USAGE", "wide"]);
+    let exact = int(&mut r, &["MEMORY", "USAGE", "wide", "SAMPLES", "0"]);
+    assert!(exact > 2000 * 80, "{exact}");
+    assert!(
+        (estimate - exact).abs() * 10 < exact,
+        "{estimate} vs {exact}"
+    );
+    assert_eq!(
+        err(&mut r, &["MEMORY", "USAGE", "wide", "SAMPLES", "-1"]),
+        "ERR syntax error"
+    );
     let Frame::Simple(dbg) = r.call(&["DEBUG", "OBJECT", "s"]) else {
         panic!()
     };
