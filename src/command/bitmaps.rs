@@ -183,8 +183,53 @@ fn count_ones(buf: &[u8], (s, e): (u64, u64)) -> u64 {
     }
     let head = (buf[sb] & (0xFF >> (s & 7))).count_ones() as u64;
     let tail = (buf[eb] & (0xFF << (7 - (e & 7)))).count_ones() as u64;
-    let middle: u64 = buf[sb + 1..eb].iter().map(|b| b.count_ones() as u64).sum();
-    head + middle + tail
+    // Eight bytes at a time: one population count per word, where a
+    // byte at a time cost a count per byte (4.6 times slower than Redis
+    // on a 1 MB string).
+    let middle = &buf[sb + 1..eb];
+    let words = middle.chunks_exact(8);
+    let rest: u64 = words
+        .remainder()
+        .iter()
+        .map(|b| b.count_ones() as u64)
+        .sum();
+    let counted: u64 = words
+        .map(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")).count_ones() as u64)
+        .sum();
+    head + counted + rest + tail
+}
+
+/// The first bit equal to `want` in bits `s..=e` of `buf`. Whole bytes
+/// that cannot hold it are skipped eight at a time: bit by bit, BITPOS
+/// over a megabyte ran at 1/100 of Redis's speed.
+fn find_bit(buf: &[u8], want: u8, s: u64, e: u64) -> Option<u64> {
+    let scan = |from: u64, to: u64| (from..=to).find(|&b| get_bit(buf, b) == want);
+    // Up to the first byte boundary.
+    let lead_end = (s | 7).min(e);
+    if let Some(b) = scan(s, lead_end) {
+        return Some(b);
+    }
+    if lead_end == e {
+        return None;
+    }
+    // Whole bytes inside the range, then what is left of it.
+    let (first, end) = (((lead_end + 1) >> 3) as usize, ((e + 1) >> 3) as usize);
+    let skip = if want == 1 { 0x00 } else { 0xFF };
+    let bytes = &buf[first..end];
+    let words = bytes.chunks_exact(8);
+    let word_skip = u64::from_ne_bytes([skip; 8]);
+    let mut i = bytes.len() - words.remainder().len();
+    if let Some(w) = words
+        .clone()
+        .position(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) != word_skip)
+    {
+        i = w * 8;
+    }
+    i += bytes[i..]
+        .iter()
+        .position(|&b| b != skip)
+        .unwrap_or(bytes.len() - i);
+    scan(((first + i) as u64) << 3, e)
 }
 
 fn bitcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -192,14 +237,16 @@ fn bitcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Err(CommandError::Syntax);
     }
     let mut t = ctx.lock_key(&argv[1]);
-    let Some(buf) = read_bytes(ctx, &mut t, &argv[1])? else {
+    let Some(n) = ctx.lookup_read(&mut t, &argv[1]) else {
         // The arguments are still checked, as Redis does.
         bit_range(argv, 2, 0, byte_range)?;
         ctx.out.int(0);
         return Ok(());
     };
+    let mut scratch = itoa::Buffer::new();
+    let buf = string_of(n)?.str_bytes(&mut scratch).unwrap_or_default();
     let (range, _) = bit_range(argv, 2, buf.len(), byte_range)?;
-    ctx.out.int(range.map_or(0, |r| count_ones(&buf, r)) as i64);
+    ctx.out.int(range.map_or(0, |r| count_ones(buf, r)) as i64);
     Ok(())
 }
 
@@ -210,17 +257,19 @@ fn bitpos(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         _ => return Err(CommandError::err("The bit argument must be 1 or 0.")),
     };
     let mut t = ctx.lock_key(&argv[1]);
-    let Some(buf) = read_bytes(ctx, &mut t, &argv[1])? else {
+    let Some(n) = ctx.lookup_read(&mut t, &argv[1]) else {
         bit_range(argv, 3, 0, clamped_range)?;
         ctx.out.int(if want == 1 { -1 } else { 0 });
         return Ok(());
     };
+    let mut scratch = itoa::Buffer::new();
+    let buf = string_of(n)?.str_bytes(&mut scratch).unwrap_or_default();
     let (range, end_given) = bit_range(argv, 3, buf.len(), clamped_range)?;
     let Some((s, e)) = range else {
         ctx.out.int(-1);
         return Ok(());
     };
-    let found = (s..=e).find(|&b| get_bit(&buf, b) == want);
+    let found = find_bit(buf, want, s, e);
     let pos = match found {
         Some(p) => p as i64,
         // Looking for a clear bit with no end given: the string is as if
@@ -492,4 +541,33 @@ fn bitfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn bitfield_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     bitfield_generic(ctx, argv, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipping_whole_bytes_finds_what_a_bit_walk_finds() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..2000 {
+            let len = rng.gen_range(1..80);
+            let fill = if rng.gen() { 0x00 } else { 0xFF };
+            let mut buf = vec![fill; len];
+            for _ in 0..rng.gen_range(0..3) {
+                let i = rng.gen_range(0..len);
+                buf[i] = rng.gen();
+            }
+            let bits = len as u64 * 8;
+            let s = rng.gen_range(0..bits);
+            let e = rng.gen_range(s..bits);
+            for want in [0, 1] {
+                let walk = (s..=e).find(|&b| get_bit(&buf, b) == want);
+                assert_eq!(find_bit(&buf, want, s, e), walk, "{buf:?} {want} {s}..={e}");
+            }
+            let naive: u64 = (s..=e).map(|b| get_bit(&buf, b) as u64).sum();
+            assert_eq!(count_ones(&buf, (s, e)), naive);
+        }
+    }
 }

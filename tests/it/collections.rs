@@ -1166,3 +1166,39 @@ fn element_scans_walk_buckets_and_survive_rebuilds() {
     assert_eq!(names.into_iter().collect::<HashSet<_>>().len(), 3000);
     assert!(top < 1 << 53);
 }
+
+/// BITCOUNT and BITPOS over a long string, whole and by byte and bit
+/// ranges that start and end inside words and bytes.
+#[test]
+fn bit_counts_and_positions_over_long_strings_match_redis() {
+    let mut script: Vec<Vec<String>> = Vec::new();
+    let mut push = |c: &[&str]| script.push(c.iter().map(|s| s.to_string()).collect());
+    for bit in ["3", "64", "65", "999", "8191", "40000", "40001", "79999"] {
+        push(&["SETBIT", "b", bit, "1"]);
+    }
+    push(&["SET", "ones", &"\u{7f}".repeat(5000)]);
+    push(&["SETRANGE", "ones", "3000", "\u{0}"]);
+    // Mostly 0xFF bytes: what BITPOS 0 skips.
+    push(&["BITOP", "NOT", "inv", "b"]);
+    for key in ["b", "ones", "inv"] {
+        push(&["BITCOUNT", key]);
+        push(&["BITCOUNT", key, "1", "-2"]);
+        push(&["BITCOUNT", key, "9", "4999", "BYTE"]);
+        push(&["BITCOUNT", key, "5", "39997", "BIT"]);
+        push(&["BITCOUNT", key, "-9000", "-3", "BIT"]);
+        for want in ["0", "1"] {
+            push(&["BITPOS", key, want]);
+            push(&["BITPOS", key, want, "9"]);
+            push(&["BITPOS", key, want, "9", "-1"]);
+            push(&["BITPOS", key, want, "66", "39999", "BIT"]);
+            push(&["BITPOS", key, want, "24001", "24010", "BIT"]);
+            push(&["BITPOS", key, want, "3001", "3001"]);
+        }
+    }
+    let refs: Vec<Vec<&str>> = script
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+    same_as_redis(&cmds);
+}
