@@ -352,9 +352,32 @@ fn sintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
     }
     let mut locked = ctx.lock_keys(keys.iter());
-    let members = combine(ctx, &mut locked, keys, Op::Inter, limit)?;
-    drop(locked);
-    ctx.out.int(members.len() as i64);
+    let db = ctx.db();
+    for k in keys {
+        ctx.read::<Set>(locked.table(db, Ctx::slot(k)), k)?;
+    }
+    // The smallest set walked, the others asked, until LIMIT: nothing is
+    // copied (copying every member first made a LIMIT 10 over two sets of
+    // 100k members 1500 times slower than Redis).
+    let values = locked.values(db, keys, ctx.now_ms);
+    let mut sets: Vec<&Set> = Vec::with_capacity(keys.len());
+    for v in values {
+        match v.and_then(Set::of) {
+            Some(s) => sets.push(s),
+            None => {
+                ctx.out.int(0);
+                return Ok(());
+            }
+        }
+    }
+    sets.sort_by_key(|s| s.len());
+    let (first, rest) = sets.split_first().expect("numkeys is at least 1");
+    let n = first
+        .iter()
+        .filter(|m| rest.iter().all(|s| s.contains(m)))
+        .take(limit)
+        .count();
+    ctx.out.int(n as i64);
     Ok(())
 }
 

@@ -1055,13 +1055,84 @@ fn zdiffstore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn zintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let keys = combine_keys(argv, 1)?;
     let mut locked = ctx.lock_keys(keys.iter());
-    let sources = sources(ctx, &mut locked, keys)?;
-    drop(locked);
+    let db = ctx.db();
+    for k in keys {
+        if let Some(n) = ctx.lookup_read(locked.table(db, Ctx::slot(k)), k) {
+            if !matches!(
+                n.value.kind(),
+                crate::keyspace::Kind::ZSet | crate::keyspace::Kind::Set
+            ) {
+                return Err(CommandError::WrongType);
+            }
+        }
+    }
     let c = parse_combine(argv, 1, keys.len(), SetOp::Inter, Form::Card)?;
     let limit = if c.limit == 0 { usize::MAX } else { c.limit };
-    let n = combine(&sources, &c, SetOp::Inter, limit).len();
-    ctx.out.int(n.min(limit) as i64);
+    // The smallest walked, the others asked, until LIMIT, nothing copied.
+    let mut members: Vec<Members> = Vec::with_capacity(keys.len());
+    for v in locked.values(db, keys, ctx.now_ms) {
+        match v {
+            Some(Value::ZSet(z)) => members.push(Members::Sorted(z)),
+            Some(v) => members.push(Members::Plain(Set::of(v).expect("type checked"))),
+            None => {
+                ctx.out.int(0);
+                return Ok(());
+            }
+        }
+    }
+    members.sort_by_key(Members::len);
+    let (first, rest) = members.split_first().expect("numkeys is at least 1");
+    let mut n = 0;
+    first.each(&mut |m| {
+        if rest.iter().all(|o| o.contains(m)) {
+            n += 1;
+        }
+        n < limit
+    });
+    ctx.out.int(n as i64);
     Ok(())
+}
+
+/// A sorted set, or a plain set read as one, without copying it.
+enum Members<'a> {
+    Sorted(&'a ZSet),
+    Plain(&'a Set),
+}
+
+impl Members<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Members::Sorted(z) => z.len(),
+            Members::Plain(s) => s.len(),
+        }
+    }
+
+    fn contains(&self, m: &[u8]) -> bool {
+        match self {
+            Members::Sorted(z) => z.score(m).is_some(),
+            Members::Plain(s) => s.contains(m),
+        }
+    }
+
+    /// Calls `f` with each member while it returns true.
+    fn each(&self, f: &mut dyn FnMut(&[u8]) -> bool) {
+        match self {
+            Members::Sorted(z) => {
+                for e in z.iter() {
+                    if !f(e.member.as_bytes()) {
+                        return;
+                    }
+                }
+            }
+            Members::Plain(s) => {
+                for m in s.iter() {
+                    if !f(m) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 // ---- random members and scanning ----

@@ -270,6 +270,29 @@ impl<'a> Locked<'a> {
         }
     }
 
+    /// Shared views of several keys' values at once, None for a missing or
+    /// expired key: for commands that read one key while looking into
+    /// others (SINTERCARD walks the smallest set and asks the others).
+    /// Callers look each key up first, which expires what is due.
+    pub fn values<K: AsRef<[u8]>>(
+        &self,
+        db: usize,
+        keys: &[K],
+        now_ms: i64,
+    ) -> Vec<Option<&Value>> {
+        keys.iter()
+            .map(|k| {
+                let (k, slot) = (k.as_ref(), key_hash_slot(k.as_ref()));
+                let i = self
+                    .guards
+                    .binary_search_by(|(d, s, _)| (*d, *s).cmp(&(db, slot)))
+                    .expect("slot table not locked by this command");
+                let n = self.guards[i].2.peek(k)?;
+                (!n.is_expired(now_ms)).then_some(&n.value)
+            })
+            .collect()
+    }
+
     pub fn tables(
         &mut self,
     ) -> impl Iterator<Item = (usize, SlotId, &mut SlotTable)> + use<'_, 'a> {

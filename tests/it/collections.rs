@@ -1202,3 +1202,47 @@ fn bit_counts_and_positions_over_long_strings_match_redis() {
     let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
     same_as_redis(&cmds);
 }
+
+/// SINTERCARD and ZINTERCARD over large and small sets, sorted sets and
+/// plain sets mixed, missing keys, a key twice, and LIMITs below and
+/// above the answer.
+#[test]
+fn intersection_cards_match_redis() {
+    let mut script: Vec<Vec<String>> = Vec::new();
+    let mut add = |key: &str, cmd: &str, members: Vec<usize>| {
+        let mut c = vec![cmd.to_string(), key.to_string()];
+        for m in members {
+            if cmd == "ZADD" {
+                c.push(m.to_string());
+            }
+            c.push(format!("m{m}"));
+        }
+        script.push(c);
+    };
+    add("big1", "SADD", (0..600).collect());
+    add("big2", "SADD", (0..600).step_by(3).collect());
+    add("small", "SADD", vec![3, 6, 7, 9, 900]);
+    add("zbig", "ZADD", (0..600).step_by(2).collect());
+    add("zsmall", "ZADD", vec![0, 6, 12, 13]);
+    let refs: Vec<Vec<&str>> = script
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    let mut cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+    let queries: &[&[&str]] = &[
+        &["SINTERCARD", "2", "big1", "big2"],
+        &["SINTERCARD", "2", "big1", "big2", "LIMIT", "10"],
+        &["SINTERCARD", "3", "big1", "big2", "small"],
+        &["SINTERCARD", "2", "big1", "big1", "LIMIT", "1000"],
+        &["SINTERCARD", "2", "big1", "missing"],
+        &["SINTERCARD", "2", "big1", "zbig"],
+        &["ZINTERCARD", "2", "zbig", "big2"],
+        &["ZINTERCARD", "2", "zbig", "big2", "LIMIT", "7"],
+        &["ZINTERCARD", "3", "zbig", "zsmall", "big1"],
+        &["ZINTERCARD", "2", "zbig", "zbig"],
+        &["ZINTERCARD", "2", "zbig", "missing"],
+        &["ZINTERCARD", "1", "small", "LIMIT", "2"],
+    ];
+    cmds.extend_from_slice(queries);
+    same_as_redis(&cmds);
+}
