@@ -19,7 +19,7 @@ use super::lists::clamp_range;
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::zset::{Bucket, Entry};
-use crate::keyspace::{Set, SlotTable, Value, ZSet};
+use crate::keyspace::{Kind, Set, SlotTable, Value, ZSet};
 use crate::protocol::reply::format_double;
 
 const G: &str = "sorted-set";
@@ -877,42 +877,49 @@ fn parse_combine(
     Ok(c)
 }
 
-/// Members with their scores, as copied out of a source.
+/// Members with their scores, as a combination's result.
 type Scored = Vec<(Vec<u8>, f64)>;
 
-/// A source's (member, score) pairs: sorted sets as they are, plain sets
-/// with score 1 (as Redis allows), anything else WRONGTYPE.
-fn source(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Scored>, CommandError> {
-    let Some(n) = ctx.lookup_read(t, key) else {
-        return Ok(None);
-    };
-    match &n.value {
-        Value::ZSet(z) => Ok(Some(
-            z.iter()
-                .map(|e| (e.member.as_bytes().to_vec(), e.score))
-                .collect(),
-        )),
-        v @ (Value::SetPacked(_) | Value::SetTable(_)) => {
-            Ok(Set::of(v).map(|s| s.iter().map(|m| (m.to_vec(), 1.0)).collect()))
-        }
-        _ => Err(CommandError::WrongType),
-    }
-}
-
-/// Every source's members, type-checked, in key order.
-fn sources(
+/// Looks each source key up (expiring what is due): sorted sets and plain
+/// sets (read with score 1, as Redis allows) pass, anything else is
+/// WRONGTYPE.
+fn check_sources(
     ctx: &Ctx,
     locked: &mut crate::keyspace::Locked,
     keys: &[Bytes],
-) -> Result<Vec<Option<Scored>>, CommandError> {
+) -> Result<(), CommandError> {
     let db = ctx.db();
-    keys.iter()
-        .map(|k| source(ctx, locked.table(db, Ctx::slot(k)), k))
+    for k in keys {
+        if let Some(n) = ctx.lookup_read(locked.table(db, Ctx::slot(k)), k) {
+            if !matches!(n.value.kind(), Kind::ZSet | Kind::Set) {
+                return Err(CommandError::WrongType);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sources, read in place (after [`check_sources`]); None for a
+/// missing key.
+fn members_of<'l>(
+    ctx: &Ctx,
+    locked: &'l crate::keyspace::Locked,
+    keys: &[Bytes],
+) -> Vec<Option<Members<'l>>> {
+    locked
+        .values(ctx.db(), keys, ctx.now_ms)
+        .into_iter()
+        .map(|v| match v? {
+            Value::ZSet(z) => Some(Members::Sorted(z)),
+            v => Set::of(v).map(Members::Plain),
+        })
         .collect()
 }
 
-/// Computes the combination; the result is sorted as a sorted set is.
-fn combine(sources: &[Option<Scored>], c: &Combine, op: SetOp, limit: usize) -> Scored {
+/// Computes the combination; the result is sorted as a sorted set is. An
+/// intersection walks its smallest source and asks the others, and a
+/// difference walks its first: nothing but the result is copied.
+fn combine(sources: &[Option<Members>], c: &Combine, op: SetOp) -> Scored {
     let weighted = |s: f64, w: f64| {
         let v = s * w;
         if v.is_nan() {
@@ -925,65 +932,50 @@ fn combine(sources: &[Option<Scored>], c: &Combine, op: SetOp, limit: usize) -> 
     match op {
         SetOp::Union => {
             for (src, &w) in sources.iter().zip(&c.weights) {
-                for (m, s) in src.iter().flatten() {
-                    let v = weighted(*s, w);
-                    acc.entry_ref(m.as_slice())
-                        .and_modify(|cur| *cur = c.aggregate.apply(*cur, v))
-                        .or_insert(v);
+                if let Some(src) = src {
+                    src.each_scored(&mut |m, s| {
+                        let v = weighted(s, w);
+                        acc.entry_ref(m)
+                            .and_modify(|cur| *cur = c.aggregate.apply(*cur, v))
+                            .or_insert(v);
+                        true
+                    });
                 }
             }
         }
         SetOp::Inter => {
-            if sources.iter().any(Option::is_none) {
-                return Vec::new();
-            }
-            let maps: Vec<hashbrown::HashMap<&[u8], f64>> = sources
+            let Some(all) = sources
                 .iter()
-                .map(|s| {
-                    s.iter()
-                        .flatten()
-                        .map(|(m, s)| (m.as_slice(), *s))
-                        .collect()
-                })
-                .collect();
-            let smallest = (0..maps.len()).min_by_key(|&i| maps[i].len()).unwrap_or(0);
-            for m in maps[smallest].keys() {
-                if acc.len() >= limit {
-                    break;
-                }
+                .map(Option::as_ref)
+                .collect::<Option<Vec<_>>>()
+            else {
+                return Vec::new();
+            };
+            let smallest = (0..all.len()).min_by_key(|&i| all[i].len()).unwrap_or(0);
+            all[smallest].each_scored(&mut |m, _| {
+                // Aggregated in key order, weights with their sources.
                 let mut total: Option<f64> = None;
-                let mut all = true;
-                for (map, &w) in maps.iter().zip(&c.weights) {
-                    match map.get(m) {
-                        Some(&s) => {
-                            let v = weighted(s, w);
-                            total = Some(match total {
-                                Some(t) => c.aggregate.apply(t, v),
-                                None => v,
-                            });
-                        }
-                        None => {
-                            all = false;
-                            break;
-                        }
-                    }
+                for (src, &w) in all.iter().zip(&c.weights) {
+                    let Some(s) = src.score(m) else {
+                        return true;
+                    };
+                    let v = weighted(s, w);
+                    total = Some(total.map_or(v, |t| c.aggregate.apply(t, v)));
                 }
-                if let (true, Some(t)) = (all, total) {
+                if let Some(t) = total {
                     acc.insert(m.to_vec(), t);
                 }
-            }
+                true
+            });
         }
         SetOp::Diff => {
             if let Some(first) = &sources[0] {
-                let others: Vec<hashbrown::HashSet<&[u8]>> = sources[1..]
-                    .iter()
-                    .map(|s| s.iter().flatten().map(|(m, _)| m.as_slice()).collect())
-                    .collect();
-                for (m, s) in first {
-                    if !others.iter().any(|o| o.contains(m.as_slice())) {
-                        acc.insert(m.clone(), *s);
+                first.each_scored(&mut |m, s| {
+                    if !sources[1..].iter().flatten().any(|o| o.contains(m)) {
+                        acc.insert(m.to_vec(), s);
                     }
-                }
+                    true
+                });
             }
         }
     }
@@ -999,10 +991,10 @@ fn combine(sources: &[Option<Scored>], c: &Combine, op: SetOp, limit: usize) -> 
 fn combine_reply(ctx: &mut Ctx, argv: &[Bytes], op: SetOp) -> CmdResult {
     let keys = combine_keys(argv, 1)?;
     let mut locked = ctx.lock_keys(keys.iter());
-    let sources = sources(ctx, &mut locked, keys)?;
-    drop(locked);
+    check_sources(ctx, &mut locked, keys)?;
     let c = parse_combine(argv, 1, keys.len(), op, Form::Reply)?;
-    let out = combine(&sources, &c, op, usize::MAX);
+    let out = combine(&members_of(ctx, &locked, keys), &c, op);
+    drop(locked);
     reply_scored(
         ctx,
         out.len(),
@@ -1017,9 +1009,9 @@ fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: SetOp) -> CmdResult {
     let keys = combine_keys(argv, 2)?;
     let dst = &argv[1];
     let mut locked = ctx.lock_keys(std::iter::once(dst).chain(keys.iter()));
-    let sources = sources(ctx, &mut locked, keys)?;
+    check_sources(ctx, &mut locked, keys)?;
     let c = parse_combine(argv, 2, keys.len(), op, Form::Store)?;
-    let out = combine(&sources, &c, op, usize::MAX);
+    let out = combine(&members_of(ctx, &locked, keys), &c, op);
     let n = out.len();
     if store(ctx, locked.table(ctx.db(), Ctx::slot(dst)), dst, out) {
         ctx.emit_stored(argv, n == 0);
@@ -1055,31 +1047,17 @@ fn zdiffstore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn zintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let keys = combine_keys(argv, 1)?;
     let mut locked = ctx.lock_keys(keys.iter());
-    let db = ctx.db();
-    for k in keys {
-        if let Some(n) = ctx.lookup_read(locked.table(db, Ctx::slot(k)), k) {
-            if !matches!(
-                n.value.kind(),
-                crate::keyspace::Kind::ZSet | crate::keyspace::Kind::Set
-            ) {
-                return Err(CommandError::WrongType);
-            }
-        }
-    }
+    check_sources(ctx, &mut locked, keys)?;
     let c = parse_combine(argv, 1, keys.len(), SetOp::Inter, Form::Card)?;
     let limit = if c.limit == 0 { usize::MAX } else { c.limit };
     // The smallest walked, the others asked, until LIMIT, nothing copied.
-    let mut members: Vec<Members> = Vec::with_capacity(keys.len());
-    for v in locked.values(db, keys, ctx.now_ms) {
-        match v {
-            Some(Value::ZSet(z)) => members.push(Members::Sorted(z)),
-            Some(v) => members.push(Members::Plain(Set::of(v).expect("type checked"))),
-            None => {
-                ctx.out.int(0);
-                return Ok(());
-            }
-        }
-    }
+    let Some(mut members) = members_of(ctx, &locked, keys)
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+    else {
+        ctx.out.int(0);
+        return Ok(());
+    };
     members.sort_by_key(Members::len);
     let (first, rest) = members.split_first().expect("numkeys is at least 1");
     let mut n = 0;
@@ -1108,30 +1086,40 @@ impl Members<'_> {
     }
 
     fn contains(&self, m: &[u8]) -> bool {
+        self.score(m).is_some()
+    }
+
+    /// A member's score; a plain set's members score 1.
+    fn score(&self, m: &[u8]) -> Option<f64> {
         match self {
-            Members::Sorted(z) => z.score(m).is_some(),
-            Members::Plain(s) => s.contains(m),
+            Members::Sorted(z) => z.score(m),
+            Members::Plain(s) => s.contains(m).then_some(1.0),
         }
     }
 
-    /// Calls `f` with each member while it returns true.
-    fn each(&self, f: &mut dyn FnMut(&[u8]) -> bool) {
+    /// Calls `f` with each member and its score while it returns true.
+    fn each_scored(&self, f: &mut dyn FnMut(&[u8], f64) -> bool) {
         match self {
             Members::Sorted(z) => {
                 for e in z.iter() {
-                    if !f(e.member.as_bytes()) {
+                    if !f(e.member.as_bytes(), e.score) {
                         return;
                     }
                 }
             }
             Members::Plain(s) => {
                 for m in s.iter() {
-                    if !f(m) {
+                    if !f(m, 1.0) {
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// Calls `f` with each member while it returns true.
+    fn each(&self, f: &mut dyn FnMut(&[u8]) -> bool) {
+        self.each_scored(&mut |m, _| f(m))
     }
 }
 
