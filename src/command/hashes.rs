@@ -245,7 +245,7 @@ fn hrandfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut rng = rand::thread_rng();
     let Some(count) = count else {
         match h {
-            Some(h) => ctx.out.bulk(h.random_pairs(1, &mut rng)[0].0),
+            Some(h) => ctx.out.bulk(h.random_pairs(1, false, &mut rng)[0].0),
             None => ctx.out.null(),
         }
         return Ok(());
@@ -255,8 +255,8 @@ fn hrandfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let picks = match usize::try_from(count) {
-        Ok(n) => h.distinct_random_pairs(n, &mut rng),
-        Err(_) => h.random_pairs(count.unsigned_abs() as usize, &mut rng),
+        Ok(n) => h.random_pairs(n, true, &mut rng),
+        Err(_) => h.random_pairs(count.unsigned_abs() as usize, false, &mut rng),
     };
     let n = picks.len();
     reply_pairs(ctx, picks.into_iter(), n, with_values);

@@ -104,14 +104,14 @@ fn srandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         (None, None) => ctx.out.null(),
         (None, Some(_)) => ctx.out.array(0),
         (Some(s), None) => {
-            let m = s.random_members(1, &mut rand::thread_rng());
+            let m = s.random_members(1, false, &mut rand::thread_rng());
             ctx.out.bulk(m[0]);
         }
         (Some(s), Some(c)) => {
             let mut rng = rand::thread_rng();
             let picks = match usize::try_from(c) {
-                Ok(n) => s.distinct_random_members(n, &mut rng),
-                Err(_) => s.random_members(c.unsigned_abs() as usize, &mut rng),
+                Ok(n) => s.random_members(n, true, &mut rng),
+                Err(_) => s.random_members(c.unsigned_abs() as usize, false, &mut rng),
             };
             ctx.out.array(picks.len());
             picks.iter().for_each(|m| ctx.out.bulk(m));
@@ -139,7 +139,7 @@ fn spop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let popped: Vec<Vec<u8>> = s
-        .distinct_random_members(count.unwrap_or(1), &mut rand::thread_rng())
+        .random_members(count.unwrap_or(1), true, &mut rand::thread_rng())
         .into_iter()
         .map(<[u8]>::to_vec)
         .collect();

@@ -9,7 +9,7 @@
 use ref_cast::RefCast;
 
 use super::packed::{self, Packed};
-use super::table::{hash_key, random_in, Buckets};
+use super::table::{draw, hash_key, Buckets};
 use super::value::{sampled, SmallBuf, Value};
 use super::Limits;
 
@@ -187,49 +187,18 @@ impl Hash {
         self.0 = Value::HashTable(Box::new(t));
     }
 
-    /// `n` fields with their values drawn at random, repeats allowed
-    /// (HRANDFIELD with a negative count or none): O(n), whatever the
-    /// hash's size.
-    pub fn random_pairs(&self, n: usize, rng: &mut impl rand::Rng) -> Vec<(&[u8], &[u8])> {
-        match self.table() {
-            Some(t) => (0..n)
-                .filter_map(|_| random_in(t, rng).map(|p| (p.field.as_bytes(), p.value.as_bytes())))
-                .collect(),
-            None => {
-                // Small: positions in a compact encoding are found by a walk.
-                let all: Vec<(&[u8], &[u8])> = self.iter().collect();
-                if all.is_empty() {
-                    return Vec::new();
-                }
-                (0..n).map(|_| all[rng.gen_range(0..all.len())]).collect()
-            }
-        }
-    }
-
-    /// `n` distinct fields (at most the hash's size) drawn at random: by
-    /// repeated draws while `n` is a third of the hash or less, as Redis
-    /// does.
-    pub fn distinct_random_pairs(&self, n: usize, rng: &mut impl rand::Rng) -> Vec<(&[u8], &[u8])> {
-        let len = self.len();
-        if n * 3 > len || self.table().is_none() {
-            let all: Vec<(&[u8], &[u8])> = self.iter().collect();
-            if n >= len {
-                return all;
-            }
-            return rand::seq::index::sample(rng, len, n)
-                .into_iter()
-                .map(|i| all[i])
-                .collect();
-        }
-        let mut seen = std::collections::HashSet::with_capacity(n);
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let p = self.random_pairs(1, rng)[0];
-            if seen.insert(p.0) {
-                out.push(p);
-            }
-        }
-        out
+    /// `n` fields with their values drawn at random: `distinct` ones (at
+    /// most the hash's size) or with repeats (see [`draw`]).
+    pub fn random_pairs<'a>(
+        &'a self,
+        n: usize,
+        distinct: bool,
+        rng: &mut impl rand::Rng,
+    ) -> Vec<(&'a [u8], &'a [u8])> {
+        let table = self.table().map(|t| &**t);
+        let all = || self.iter().collect();
+        let pair = |p: &'a Pair| (p.field.as_bytes(), p.value.as_bytes());
+        draw(table, pair, all, |p| p.0, n, distinct, rng)
     }
 
     pub fn encoding(&self) -> &'static str {

@@ -7,7 +7,7 @@
 use ref_cast::RefCast;
 
 use super::packed::{self, Packed};
-use super::table::{hash_key, random_in, Buckets};
+use super::table::{draw, hash_key, Buckets};
 use super::value::{sampled, SmallBuf, Value};
 use super::Limits;
 
@@ -96,48 +96,19 @@ impl Set {
         }
     }
 
-    /// `n` members drawn at random, repeats allowed (SRANDMEMBER with a
-    /// negative count, SPOP): O(n), whatever the set's size.
-    pub fn random_members(&self, n: usize, rng: &mut impl rand::Rng) -> Vec<&[u8]> {
-        match self.table() {
-            Some(t) => (0..n)
-                .filter_map(|_| random_in(t, rng).map(SmallBuf::as_bytes))
-                .collect(),
-            None => {
-                // Small: positions in a compact encoding are found by a walk.
-                let all: Vec<&[u8]> = self.iter().collect();
-                if all.is_empty() {
-                    return Vec::new();
-                }
-                (0..n).map(|_| all[rng.gen_range(0..all.len())]).collect()
-            }
-        }
-    }
-
-    /// `n` distinct members drawn at random (at most the set's size): by
-    /// repeated draws while `n` is a third of the set or less, as Redis
-    /// does, so a few members of a large set cost a few draws.
-    pub fn distinct_random_members(&self, n: usize, rng: &mut impl rand::Rng) -> Vec<&[u8]> {
-        let len = self.len();
-        if n * 3 > len || self.table().is_none() {
-            let all: Vec<&[u8]> = self.iter().collect();
-            if n >= len {
-                return all;
-            }
-            return rand::seq::index::sample(rng, len, n)
-                .into_iter()
-                .map(|i| all[i])
-                .collect();
-        }
-        let mut seen = std::collections::HashSet::with_capacity(n);
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let m = self.random_members(1, rng)[0];
-            if seen.insert(m) {
-                out.push(m);
-            }
-        }
-        out
+    /// `n` members drawn at random: `distinct` ones (at most the set's
+    /// size) or with repeats (see [`draw`]).
+    pub fn random_members(&self, n: usize, distinct: bool, rng: &mut impl rand::Rng) -> Vec<&[u8]> {
+        let table = self.table().map(|t| &**t);
+        draw(
+            table,
+            SmallBuf::as_bytes,
+            || self.iter().collect(),
+            |m| *m,
+            n,
+            distinct,
+            rng,
+        )
     }
 
     /// Adds a member; returns whether it is new.

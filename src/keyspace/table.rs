@@ -37,6 +37,57 @@ pub fn random_in<'a, T>(t: &'a HashTable<T>, rng: &mut impl rand::Rng) -> Option
     }
 }
 
+/// `n` elements of a collection drawn at random: `distinct` ones (at most
+/// `all`'s length) or with repeats. A hash table is drawn from by probing
+/// buckets ([`random_in`]), whatever its size; a compact collection
+/// (`table` None, at most a few hundred elements) is collected once.
+/// Distinct draws repeat, skipping what `key` says was drawn, while `n` is
+/// a third of the size or less, as Redis does; past that everything is
+/// collected and sampled.
+pub fn draw<'a, T, E: Copy, K: Eq + std::hash::Hash>(
+    table: Option<&'a HashTable<T>>,
+    elem: impl Fn(&'a T) -> E,
+    all: impl FnOnce() -> Vec<E>,
+    key: impl Fn(&E) -> K,
+    n: usize,
+    distinct: bool,
+    rng: &mut impl rand::Rng,
+) -> Vec<E> {
+    match table {
+        Some(t) if !distinct => (0..n)
+            .filter_map(|_| random_in(t, rng).map(&elem))
+            .collect(),
+        Some(t) if n * 3 <= t.len() => {
+            let mut seen = std::collections::HashSet::with_capacity(n);
+            let mut out = Vec::with_capacity(n);
+            while out.len() < n {
+                let Some(e) = random_in(t, rng).map(&elem) else {
+                    break;
+                };
+                if seen.insert(key(&e)) {
+                    out.push(e);
+                }
+            }
+            out
+        }
+        _ => {
+            let all = all();
+            if all.is_empty() {
+                Vec::new()
+            } else if !distinct {
+                (0..n).map(|_| all[rng.gen_range(0..all.len())]).collect()
+            } else if n >= all.len() {
+                all
+            } else {
+                rand::seq::index::sample(rng, all.len(), n)
+                    .into_iter()
+                    .map(|i| all[i])
+                    .collect()
+            }
+        }
+    }
+}
+
 /// A collection's hash table (a large set's or hash's) and its layout
 /// epoch. Elements stay in their buckets except when the table is rebuilt
 /// (grown, rehashed in place, shrunk), and the epoch changes exactly then
