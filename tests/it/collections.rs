@@ -3,7 +3,9 @@
 //! replies (errors included, word for word) must be equal (see
 //! `support::same_as_redis`).
 
-use crate::support::{run, same_as_redis, Frame, Raw, ReferenceRedis, TestNode};
+use crate::support::{
+    run, same_as_redis, same_as_redis_owned, Frame, Raw, ReferenceRedis, TestNode,
+};
 use crate::{bulk, err, int, ok};
 
 #[test]
@@ -347,12 +349,7 @@ fn large_collections_match_redis() {
     ] {
         script.push(q.iter().map(|s| s.to_string()).collect());
     }
-    let refs: Vec<Vec<&str>> = script
-        .iter()
-        .map(|c| c.iter().map(String::as_str).collect())
-        .collect();
-    let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
-    let (node, _reference) = same_as_redis(&cmds);
+    let (node, _reference) = same_as_redis_owned(&script);
     let mut r = node.raw();
     assert_eq!(
         bulk(&mut r, &["OBJECT", "ENCODING", "bigz"]).as_deref(),
@@ -781,12 +778,7 @@ fn hyperloglog_matches_redis() {
     ] {
         script.push(c.iter().map(|s| s.to_string()).collect());
     }
-    let refs: Vec<Vec<&str>> = script
-        .iter()
-        .map(|c| c.iter().map(String::as_str).collect())
-        .collect();
-    let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
-    same_as_redis(&cmds);
+    same_as_redis_owned(&script);
 }
 
 /// Which check answers first when several would fail, and the words of
@@ -1195,12 +1187,7 @@ fn bit_counts_and_positions_over_long_strings_match_redis() {
             push(&["BITPOS", key, want, "3001", "3001"]);
         }
     }
-    let refs: Vec<Vec<&str>> = script
-        .iter()
-        .map(|c| c.iter().map(String::as_str).collect())
-        .collect();
-    let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
-    same_as_redis(&cmds);
+    same_as_redis_owned(&script);
 }
 
 /// SINTERCARD and ZINTERCARD over large and small sets, sorted sets and
@@ -1224,11 +1211,6 @@ fn intersection_cards_match_redis() {
     add("small", "SADD", vec![3, 6, 7, 9, 900]);
     add("zbig", "ZADD", (0..600).step_by(2).collect());
     add("zsmall", "ZADD", vec![0, 6, 12, 13]);
-    let refs: Vec<Vec<&str>> = script
-        .iter()
-        .map(|c| c.iter().map(String::as_str).collect())
-        .collect();
-    let mut cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
     let queries: &[&[&str]] = &[
         &["SINTERCARD", "2", "big1", "big2"],
         &["SINTERCARD", "2", "big1", "big2", "LIMIT", "10"],
@@ -1243,6 +1225,10 @@ fn intersection_cards_match_redis() {
         &["ZINTERCARD", "2", "zbig", "missing"],
         &["ZINTERCARD", "1", "small", "LIMIT", "2"],
     ];
-    cmds.extend_from_slice(queries);
-    same_as_redis(&cmds);
+    script.extend(
+        queries
+            .iter()
+            .map(|q| q.iter().map(|a| a.to_string()).collect()),
+    );
+    same_as_redis_owned(&script);
 }

@@ -1,4 +1,4 @@
-use crate::support::{same_as_redis, Frame, TestNode};
+use crate::support::{same_as_redis, same_as_redis_owned, Frame, TestNode};
 use crate::{bulk, err, int, ok, strings};
 
 #[test]
@@ -456,12 +456,7 @@ fn key_counts_follow_every_change_as_redis_counts() {
     step(&["SELECT", "1"]);
     step(&["SET", "k", "v", "PX", "100000"]);
     step(&["FLUSHALL"]);
-    let refs: Vec<Vec<&str>> = script
-        .iter()
-        .map(|c| c.iter().map(String::as_str).collect())
-        .collect();
-    let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
-    same_as_redis(&cmds);
+    same_as_redis_owned(&script);
 
     // INFO keyspace's keys= and expires=, and lazy and active expiry.
     let node = TestNode::start();

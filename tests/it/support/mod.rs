@@ -482,6 +482,16 @@ const UNORDERED: &[&str] = &[
 /// asserts every reply is equal, errors word for word; replies whose order
 /// Redis leaves undefined (set members) are compared sorted. Then the
 /// datasets' digests must be equal too.
+/// [`same_as_redis`] for a script built at run time.
+pub fn same_as_redis_owned(script: &[Vec<String>]) -> (TestNode, ReferenceRedis) {
+    let refs: Vec<Vec<&str>> = script
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    let cmds: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+    same_as_redis(&cmds)
+}
+
 pub fn same_as_redis(script: &[&[&str]]) -> (TestNode, ReferenceRedis) {
     let node = TestNode::start();
     let reference = ReferenceRedis::start();
