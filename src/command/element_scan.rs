@@ -8,13 +8,15 @@
 //! so clients that read them as signed or as JavaScript numbers keep them
 //! exact):
 //!
-//! - **Bucket order** (cursors from 2^48; sets and hashes): the cursor
-//!   holds a bucket position of the collection's hash table and the
-//!   table's layout epoch (`keyspace::table::Buckets`). Elements never change buckets
-//!   while the epoch holds, so walking positions upwards misses nothing;
-//!   a call visits about COUNT elements, as in Redis. When the epoch has
-//!   changed (the table grew, shrank or was rehashed), the walk starts over
-//!   in hash order: duplicates are allowed, misses are not.
+//! - **Bucket order** (cursors from 2^48): the cursor holds a bucket
+//!   position of the collection's hash table (a sorted set's member
+//!   index) and the table's layout epoch (`keyspace::table::Buckets`).
+//!   Elements never change buckets while the epoch holds, so walking
+//!   positions upwards misses nothing; a call visits about COUNT elements,
+//!   as in Redis. When the epoch has changed (the table grew, shrank or
+//!   was rehashed), or a sorted set's bucket cannot be told cheaply (a
+//!   member among too many of one score), the walk starts over in hash
+//!   order: duplicates are allowed, misses are not.
 //! - **Hash order** (cursors below 2^32): the cursor is a position in the
 //!   space of element hashes (their top 32 bits); an element belongs to the
 //!   window of cursors that covers its hash, and each call returns one
@@ -22,8 +24,7 @@
 //!   changes while the server runs, so this order survives any rebuild.
 //!   The price is that each call looks at every element to cut its window;
 //!   a window holds at least COUNT elements and at least 1/64 of the
-//!   collection, so a whole iteration is at most ~64 passes. Sorted sets
-//!   always walk this way (their index holds no members to step through).
+//!   collection, so a whole iteration is at most ~64 passes.
 
 use bytes::Bytes;
 
