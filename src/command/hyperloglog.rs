@@ -428,7 +428,8 @@ fn hll_at(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Vec<u8>>, C
 fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
     let mut t = ctx.lock_key(key);
-    let exists = match ctx.lookup(&mut t, key) {
+    // One lookup: the node found is the one changed.
+    let (node, exists) = match ctx.lookup(&mut t, key) {
         Some(n) => {
             // Only the header is checked up front, as Redis does: PFADD
             // with no elements answers 0 without reading the registers.
@@ -437,15 +438,14 @@ fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                     .str_bytes(&mut itoa::Buffer::new())
                     .unwrap_or_default(),
             )?;
-            true
+            (n, true)
         }
-        None => false,
-    };
-    let node = match exists {
-        true => t.get_mut(key).expect("found just above"),
-        false => {
+        None => {
             let empty = encode(&[0; REGISTERS], true, None);
-            t.set(key, Value::Raw(Box::new(empty)), ctx.now_ms, false)
+            (
+                t.set(key, Value::Raw(Box::new(empty)), ctx.now_ms, false),
+                false,
+            )
         }
     };
     let bytes = node.value.make_raw();
