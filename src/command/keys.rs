@@ -343,7 +343,12 @@ fn expire_generic(
         ctx.out.int(0);
         return Ok(());
     }
-    if at <= ctx.now_ms {
+    // A time already past deletes the key, except in a replay of recorded
+    // effects (the log at start-up, a primary's stream): there the key
+    // must live until the recorded DEL, as it did, or a later PERSIST,
+    // RENAME or STORE that read it on the primary finds nothing (Redis's
+    // `checkAlreadyExpired` makes the same exception).
+    if at <= ctx.now_ms && !ctx.replaying() {
         t.remove(key);
         ctx.emit(&[b"DEL", key]);
     } else {
@@ -739,8 +744,9 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         t.remove(key);
         ctx.emit(&[b"DEL", key]);
     }
-    if at != 0 && at <= ctx.now_ms {
-        // Already expired: nothing to create.
+    if at != 0 && at <= ctx.now_ms && !ctx.replaying() {
+        // Already expired: nothing to create (a replay creates it, to live
+        // until its recorded DEL, see `expire_generic`).
         ctx.out.ok();
         return Ok(());
     }

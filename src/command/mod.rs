@@ -623,6 +623,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Whether this command replays recorded effects (the log at start-up,
+    /// a primary's stream), which see keys as they were when recorded.
+    pub fn replaying(&self) -> bool {
+        self.expiry() == Expiry::Keep
+    }
+
+    /// Whether a lookup would see `n` (after it has expired what is due): a
+    /// key past its time is hidden, except from a replay of recorded
+    /// effects, which sees keys as they were when recorded.
+    pub fn visible(&self, n: &crate::keyspace::Node) -> bool {
+        self.replaying() || !n.is_expired(self.now_ms)
+    }
+
     /// What lookups do with keys past their time: a primary deletes them;
     /// a replica hides them from readers and leaves them to its primary's
     /// `DEL`; the primary's stream and the log's replay see them as they

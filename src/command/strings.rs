@@ -191,7 +191,8 @@ fn set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// Stores a string and records the effect; an expiry already in the past
-/// deletes the key instead, as Redis does.
+/// deletes the key instead, as Redis does, except in a replay of recorded
+/// effects (see `expire_generic`).
 fn write_string(
     ctx: &Ctx,
     t: &mut SlotTable,
@@ -201,7 +202,7 @@ fn write_string(
     keep_ttl: bool,
 ) {
     match expire_at {
-        Some(at) if at <= ctx.now_ms => {
+        Some(at) if at <= ctx.now_ms && !ctx.replaying() => {
             if t.remove(key).is_some() {
                 ctx.emit(&[b"DEL", key]);
             }

@@ -907,7 +907,7 @@ fn members_of<'l>(
     keys: &[Bytes],
 ) -> Vec<Option<Members<'l>>> {
     locked
-        .values(ctx.db(), keys, ctx.now_ms)
+        .values(ctx.db(), keys, |n| ctx.visible(n))
         .into_iter()
         .map(|v| match v? {
             Value::ZSet(z) => Some(Members::Sorted(z)),

@@ -270,15 +270,16 @@ impl<'a> Locked<'a> {
         }
     }
 
-    /// Shared views of several keys' values at once, None for a missing or
-    /// expired key: for commands that read one key while looking into
-    /// others (SINTERCARD walks the smallest set and asks the others).
-    /// Callers look each key up first, which expires what is due.
+    /// Shared views of several keys' values at once, None for a missing key
+    /// or one `visible` hides (past its expiry, on a replica): for commands
+    /// that read one key while looking into others (SINTERCARD walks the
+    /// smallest set and asks the others). Callers look each key up first,
+    /// which expires what is due where keys are expired.
     pub fn values<K: AsRef<[u8]>>(
         &self,
         db: usize,
         keys: &[K],
-        now_ms: i64,
+        visible: impl Fn(&Node) -> bool,
     ) -> Vec<Option<&Value>> {
         keys.iter()
             .map(|k| {
@@ -288,7 +289,7 @@ impl<'a> Locked<'a> {
                     .binary_search_by(|(d, s, _)| (*d, *s).cmp(&(db, slot)))
                     .expect("slot table not locked by this command");
                 let n = self.guards[i].2.peek(k)?;
-                (!n.is_expired(now_ms)).then_some(&n.value)
+                visible(n).then_some(&n.value)
             })
             .collect()
     }

@@ -48,6 +48,54 @@ fn restart_restores_every_key_type_and_expiry() {
     assert_eq!(info_field(&info, "loading"), "0");
 }
 
+/// A replay sees keys as they were when each effect was recorded, even
+/// keys whose expiry has passed since: an expiry made permanent by
+/// PERSIST (the key was lost on restart), and a STORE command's sources.
+#[test]
+fn a_replay_keeps_keys_whose_expiry_passed_since_until_their_recorded_end() {
+    let mut node = TestNode::start();
+    let mut r = node.raw();
+    for (cmd, key) in [("ZADD", "{k}z"), ("ZADD", "{k}other")] {
+        assert_eq!(int(&mut r, &[cmd, key, "1", "a"]), 1);
+    }
+    assert_eq!(int(&mut r, &["SADD", "{k}s", "a"]), 1);
+    ok(&mut r, &["SET", "kept", "v"]);
+    ok(&mut r, &["SET", "kept2", "v", "PX", "1500"]);
+    for key in ["{k}z", "{k}s", "kept"] {
+        assert_eq!(int(&mut r, &["PEXPIRE", key, "1500"]), 1);
+    }
+    let stored = [
+        int(
+            &mut r,
+            &["ZINTERSTORE", "{k}inter", "2", "{k}z", "{k}other"],
+        ),
+        int(
+            &mut r,
+            &["ZUNIONSTORE", "{k}union", "2", "{k}s", "{k}other"],
+        ),
+    ];
+    assert_eq!(int(&mut r, &["PERSIST", "kept"]), 1);
+    assert_eq!(int(&mut r, &["PERSIST", "kept2"]), 1);
+    eventually("the sources expire", || {
+        int(&mut r, &["EXISTS", "{k}z", "{k}s"]) == 0
+    });
+    let before = digest(&mut r);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(digest(&mut r), before);
+    let after = [
+        int(&mut r, &["ZCARD", "{k}inter"]),
+        int(&mut r, &["ZCARD", "{k}union"]),
+    ];
+    assert_eq!(after, stored);
+    for key in ["kept", "kept2"] {
+        assert_eq!(bulk(&mut r, &["GET", key]).as_deref(), Some("v"));
+        assert_eq!(int(&mut r, &["PTTL", key]), -1);
+    }
+}
+
 #[test]
 fn sigkill_under_load_with_appendfsync_always_loses_no_acknowledged_write() {
     let mut node = TestNode::start_with(&["--appendfsync", "always"]);
