@@ -102,11 +102,9 @@ pub enum Slot<E> {
 /// What a scan reads of one collection. `E` is a borrowed element.
 pub trait Source {
     type E: Copy;
-    /// Compactly encoded: returned whole in one call.
-    fn compact(&self) -> bool;
     fn size(&self) -> usize;
-    /// The hash table's buckets and layout epoch, if it walks in bucket
-    /// order.
+    /// The hash table's buckets and layout epoch; None while compactly
+    /// encoded (returned whole in one call).
     fn buckets(&self) -> Option<(usize, u16)>;
     fn bucket(&self, i: usize) -> Slot<Self::E>;
     fn each(&self, f: &mut dyn FnMut(Self::E));
@@ -127,21 +125,19 @@ fn bucket_cursor(epoch: u16, position: usize) -> u64 {
 pub fn reply<S: Source>(ctx: &mut Ctx, o: &ScanOptions, src: &S) {
     let mut next = 0u64;
     let mut chosen: Vec<S::E> = Vec::new();
-    let bucket_walk = match (src.compact(), src.buckets()) {
-        (true, _) | (_, None) => None,
-        (false, Some((n, epoch))) => {
-            let start = if o.cursor == 0 {
-                Some(0)
-            } else if o.cursor >> POSITION_BITS == bucket_cursor(epoch, 0) >> POSITION_BITS {
-                Some((o.cursor & ((1 << POSITION_BITS) - 1)) as usize)
-            } else {
-                None
-            };
-            start.map(|s| (s, n, epoch))
-        }
-    };
+    let table = src.buckets();
+    let bucket_walk = table.and_then(|(n, epoch)| {
+        let start = if o.cursor == 0 {
+            Some(0)
+        } else if o.cursor >> POSITION_BITS == bucket_cursor(epoch, 0) >> POSITION_BITS {
+            Some((o.cursor & ((1 << POSITION_BITS) - 1)) as usize)
+        } else {
+            None
+        };
+        start.map(|s| (s, n, epoch))
+    });
     let mut walked = false;
-    if src.compact() {
+    if table.is_none() {
         src.each(&mut |e| chosen.push(e));
         walked = true;
     } else if let Some((mut i, n, epoch)) = bucket_walk {

@@ -302,9 +302,6 @@ struct HashScan<'a>(&'a Hash);
 
 impl<'a> element_scan::Source for HashScan<'a> {
     type E = (&'a [u8], &'a [u8]);
-    fn compact(&self) -> bool {
-        self.0.table().is_none()
-    }
     fn size(&self) -> usize {
         self.0.len()
     }

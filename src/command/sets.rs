@@ -397,9 +397,6 @@ struct SetScan<'a>(&'a Set);
 
 impl<'a> element_scan::Source for SetScan<'a> {
     type E = &'a [u8];
-    fn compact(&self) -> bool {
-        self.0.table().is_none()
-    }
     fn size(&self) -> usize {
         self.0.len()
     }

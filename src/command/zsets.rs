@@ -1201,9 +1201,6 @@ struct ZSetScan<'a>(&'a ZSet);
 
 impl<'a> element_scan::Source for ZSetScan<'a> {
     type E = (&'a [u8], f64);
-    fn compact(&self) -> bool {
-        self.0.encoding() == "listpack"
-    }
     fn size(&self) -> usize {
         self.0.len()
     }
