@@ -243,11 +243,14 @@ impl<'a> Locked<'a> {
     /// The locked table of `slot` in `db`. Panics if the caller did not lock
     /// it: that is a bug in the command, never a client input.
     pub fn table(&mut self, db: usize, slot: SlotId) -> &mut SlotTable {
-        let i = self
-            .guards
-            .binary_search_by(|(d, s, _)| (*d, *s).cmp(&(db, slot)))
-            .expect("slot table not locked by this command");
+        let i = self.position(db, slot);
         &mut self.guards[i].2
+    }
+
+    fn position(&self, db: usize, slot: SlotId) -> usize {
+        self.guards
+            .binary_search_by(|(d, s, _)| (*d, *s).cmp(&(db, slot)))
+            .expect("slot table not locked by this command")
     }
 
     /// Exchanges the contents of two locked databases, slot by slot (SWAPDB).
@@ -283,12 +286,8 @@ impl<'a> Locked<'a> {
     ) -> Vec<Option<&Value>> {
         keys.iter()
             .map(|k| {
-                let (k, slot) = (k.as_ref(), key_hash_slot(k.as_ref()));
-                let i = self
-                    .guards
-                    .binary_search_by(|(d, s, _)| (*d, *s).cmp(&(db, slot)))
-                    .expect("slot table not locked by this command");
-                let n = self.guards[i].2.peek(k)?;
+                let k = k.as_ref();
+                let n = self.guards[self.position(db, key_hash_slot(k))].2.peek(k)?;
                 visible(n).then_some(&n.value)
             })
             .collect()
