@@ -46,18 +46,20 @@ fn bit_offset(ctx: &Ctx, a: &[u8]) -> Result<u64, CommandError> {
 }
 
 /// The bytes of a string key for reading (empty if missing).
-fn read_bytes(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Vec<u8>>, CommandError> {
+/// Runs `f` on the bytes of the string at `key` (empty if missing), in
+/// place: a field read from a large bitmap costs the field, not the string.
+fn read_with<R>(
+    ctx: &Ctx,
+    t: &mut SlotTable,
+    key: &[u8],
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, CommandError> {
     match ctx.lookup_read(t, key) {
         Some(n) => {
             let mut scratch = itoa::Buffer::new();
-            Ok(Some(
-                string_of(n)?
-                    .str_bytes(&mut scratch)
-                    .unwrap_or_default()
-                    .to_vec(),
-            ))
+            Ok(f(string_of(n)?.str_bytes(&mut scratch).unwrap_or_default()))
         }
-        None => Ok(None),
+        None => Ok(f(&[])),
     }
 }
 
@@ -126,16 +128,7 @@ fn setbit(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn getbit(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let offset = bit_offset(ctx, &argv[2])?;
     let mut t = ctx.lock_key(&argv[1]);
-    let bit = match ctx.lookup_read(&mut t, &argv[1]) {
-        Some(n) => {
-            let mut scratch = itoa::Buffer::new();
-            get_bit(
-                string_of(n)?.str_bytes(&mut scratch).unwrap_or_default(),
-                offset,
-            )
-        }
-        None => 0,
-    };
+    let bit = read_with(ctx, &mut t, &argv[1], |buf| get_bit(buf, offset))?;
     ctx.out.int(bit as i64);
     Ok(())
 }
@@ -294,22 +287,33 @@ fn bitop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let mut locked = ctx.lock_keys(argv[2..].iter());
     let db = ctx.db();
-    let mut inputs = Vec::with_capacity(srcs.len());
-    for k in srcs {
-        let b = read_bytes(ctx, locked.table(db, Ctx::slot(k)), k)?.unwrap_or_default();
-        inputs.push(b);
+    // Folded into the result one source at a time, read in place; bytes
+    // past a source's end count as zeros, as in Redis.
+    let mut out: Vec<u8> = Vec::new();
+    for (i, k) in srcs.iter().enumerate() {
+        read_with(ctx, locked.table(db, Ctx::slot(k)), k, |b| {
+            if b.len() > out.len() {
+                out.resize(b.len(), 0);
+            }
+            if i == 0 {
+                out[..b.len()].copy_from_slice(b);
+                if op == b"not" {
+                    out.iter_mut().for_each(|o| *o = !*o);
+                }
+                return;
+            }
+            let both = out.iter_mut().zip(b);
+            match op.as_slice() {
+                b"and" => {
+                    both.for_each(|(o, x)| *o &= x);
+                    out[b.len()..].fill(0);
+                }
+                b"or" => both.for_each(|(o, x)| *o |= x),
+                _ => both.for_each(|(o, x)| *o ^= x),
+            }
+        })?;
     }
-    let len = inputs.iter().map(Vec::len).max().unwrap_or(0);
-    let mut out = vec![0u8; len];
-    for (i, o) in out.iter_mut().enumerate() {
-        let byte = |b: &Vec<u8>| b.get(i).copied().unwrap_or(0);
-        *o = match op.as_slice() {
-            b"not" => !byte(&inputs[0]),
-            b"and" => inputs.iter().map(byte).fold(0xFF, |a, b| a & b),
-            b"or" => inputs.iter().map(byte).fold(0, |a, b| a | b),
-            _ => inputs.iter().map(byte).fold(0, |a, b| a ^ b),
-        };
-    }
+    let len = out.len();
     let t = locked.table(db, Ctx::slot(dst));
     let existed = ctx.lookup(t, dst).is_some();
     if out.is_empty() {
@@ -480,11 +484,12 @@ fn bitfield_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult
     let mut t = ctx.lock_key(key);
     let mut results: Vec<Option<i64>> = Vec::with_capacity(ops.len());
     if !writes {
-        let buf = read_bytes(ctx, &mut t, key)?.unwrap_or_default();
-        results.extend(ops.iter().map(|o| match o {
-            Op::Get(f) => Some(read_field(&buf, *f)),
-            _ => unreachable!("read-only: GETs only"),
-        }));
+        read_with(ctx, &mut t, key, |buf| {
+            results.extend(ops.iter().map(|o| match o {
+                Op::Get(f) => Some(read_field(buf, *f)),
+                _ => unreachable!("read-only: GETs only"),
+            }))
+        })?;
     } else {
         let (buf, created) = write_bytes(ctx, &mut t, key)?;
         let grown = buf.len() < needed;

@@ -1187,6 +1187,21 @@ fn bit_counts_and_positions_over_long_strings_match_redis() {
             push(&["BITPOS", key, want, "3001", "3001"]);
         }
     }
+    // Fields read in place from the long string, and results folded from
+    // sources of different lengths, the shortest first and last.
+    push(&[
+        "BITFIELD", "b", "GET", "u8", "0", "GET", "i16", "39990", "GET", "u4", "79998",
+    ]);
+    push(&["BITFIELD_RO", "b", "GET", "u63", "60", "GET", "i5", "90000"]);
+    push(&["SET", "short", "\u{f0}x"]);
+    for op in ["AND", "OR", "XOR"] {
+        push(&["BITOP", op, "dst", "short", "b", "ones"]);
+        push(&["GET", "dst"]);
+        push(&["BITOP", op, "dst", "ones", "inv", "short", "missing"]);
+        push(&["GET", "dst"]);
+    }
+    push(&["BITOP", "NOT", "dst", "missing"]);
+    push(&["EXISTS", "dst"]);
     same_as_redis_owned(&script);
 }
 
