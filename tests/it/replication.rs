@@ -347,6 +347,63 @@ fn a_replica_hides_expired_keys_until_its_primary_deletes_them() {
     assert_eq!(int(&mut r, &["DBSIZE"]), 1);
 }
 
+/// Stops a process (SIGSTOP) until dropped (SIGCONT), however the test
+/// ends.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(node: &TestNode) -> Stopped {
+        let pid = node.child.id();
+        assert!(std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// A replica that falls behind applies its primary's stream as it was
+/// recorded: a key whose recorded expiry has passed by the time the
+/// replica applies it stays until the stream says otherwise (a PERSIST
+/// saves it, a DEL removes it), so the copy ends equal to the primary.
+#[test]
+fn a_lagging_replica_applies_expiries_as_its_primary_recorded_them() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    let replica = replica_of(&primary, &[]);
+    caught_up(&primary, &replica);
+    let stopped = Stopped::new(&replica);
+    ok(&mut p, &["SET", "saved", "v", "PX", "100"]);
+    assert_eq!(int(&mut p, &["PERSIST", "saved"]), 1);
+    assert_eq!(int(&mut p, &["HSET", "h", "f", "v"]), 1);
+    assert_eq!(int(&mut p, &["PEXPIRE", "h", "100"]), 1);
+    ok(&mut p, &["SET", "gone", "v", "PX", "100"]);
+    ok(&mut p, &["SET", "extended", "v", "PX", "100"]);
+    assert_eq!(int(&mut p, &["PEXPIRE", "extended", "600000"]), 1);
+    // The replica wakes past every recorded expiry above.
+    eventually("the primary expired its keys", || {
+        int(&mut p, &["EXISTS", "h", "gone"]) == 0
+    });
+    drop(stopped);
+    caught_up(&primary, &replica);
+    let mut r = replica.raw();
+    assert_eq!(bulk(&mut r, &["GET", "saved"]).as_deref(), Some("v"));
+    assert_eq!(int(&mut r, &["PTTL", "saved"]), -1);
+    assert_eq!(int(&mut r, &["EXISTS", "h", "gone"]), 0);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 2);
+    assert!(int(&mut r, &["PTTL", "extended"]) > 500_000);
+    assert_eq!(digest(&mut r), digest(&mut p));
+}
+
 #[test]
 fn a_replica_without_its_primary_serves_stale_data_unless_told_not_to() {
     let primary = TestNode::start();
