@@ -92,7 +92,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d("maxmemory-policy", Kind::Enum(crate::keyspace::evict::POLICY_NAMES), "noeviction", true),
     d("maxmemory-samples", Kind::Int { min: 1, max: 64 }, "5", true),
     d("tracking-table-max-keys", Kind::Int { min: 0, max: i64::MAX }, "1000000", true),
-    d("hash-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
+    d("hash-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "512", true),
     d("hash-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
     d("set-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
     d("set-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),

@@ -46,10 +46,7 @@ fn hset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let limits = ctx.encodings().hash;
     let mut t = ctx.lock_key(&argv[1]);
     let h: &mut Hash = ctx.write_or_create(&mut t, &argv[1])?;
-    let added = argv[2..]
-        .chunks(2)
-        .filter(|fv| h.insert(&fv[0], &fv[1], limits))
-        .count();
+    let added = h.insert_all(&argv[2..], limits);
     ctx.emit_argv(argv);
     if argv[0].eq_ignore_ascii_case(b"hmset") {
         ctx.out.ok();
@@ -87,9 +84,10 @@ fn hget(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn hmget(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(&argv[1]);
     let h = ctx.read::<Hash>(&mut t, &argv[1])?;
-    ctx.out.array(argv.len() - 2);
-    for f in &argv[2..] {
-        match h.as_ref().and_then(|h| h.get(f)) {
+    let values = h.map_or_else(|| vec![None; argv.len() - 2], |h| h.get_each(&argv[2..]));
+    ctx.out.array(values.len());
+    for v in values {
+        match v {
             Some(v) => ctx.out.bulk(v),
             None => ctx.out.null(),
         }
@@ -98,7 +96,7 @@ fn hmget(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn hdel(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    ctx.remove_members::<Hash>(argv, Hash::remove)
+    ctx.remove_members::<Hash>(argv, Hash::remove_all)
 }
 
 fn hexists(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -745,18 +745,19 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// Removes each of `argv[2..]` from the collection at `argv[1]` with
-    /// `remove`, deletes the key once empty, records the command if
-    /// anything went and replies how many did: HDEL, SREM, ZREM.
+    /// Removes `argv[2..]` from the collection at `argv[1]` with `remove`
+    /// (which says how many were there), deletes the key once empty,
+    /// records the command if anything went and replies how many did:
+    /// HDEL, SREM, ZREM.
     pub fn remove_members<C: Collection>(
         &mut self,
         argv: &[Bytes],
-        remove: impl Fn(&mut C, &[u8]) -> bool,
+        remove: impl Fn(&mut C, &[Bytes]) -> usize,
     ) -> CmdResult {
         let key = &argv[1];
         let mut t = self.lock_key(key);
         let removed = match self.write::<C>(&mut t, key)? {
-            Some(c) => argv[2..].iter().filter(|m| remove(c, m)).count(),
+            Some(c) => remove(c, &argv[2..]),
             None => 0,
         };
         if removed > 0 {

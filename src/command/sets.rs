@@ -44,7 +44,7 @@ fn sadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let limits = ctx.encodings().set;
     let mut t = ctx.lock_key(&argv[1]);
     let s: &mut Set = ctx.write_or_create(&mut t, &argv[1])?;
-    let added = argv[2..].iter().filter(|m| s.insert(m, limits)).count();
+    let added = s.insert_all(&argv[2..], limits);
     if added > 0 {
         ctx.emit_argv(argv);
     }
@@ -53,7 +53,7 @@ fn sadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn srem(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    ctx.remove_members::<Set>(argv, Set::remove)
+    ctx.remove_members::<Set>(argv, Set::remove_all)
 }
 
 fn scard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -72,11 +72,12 @@ fn sismember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn smismember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(&argv[1]);
     let s = ctx.read::<Set>(&mut t, &argv[1])?;
-    ctx.out.array(argv.len() - 2);
-    for m in &argv[2..] {
-        let found = s.as_ref().is_some_and(|s| s.contains(m));
-        ctx.out.int(found as i64);
-    }
+    let found = s.map_or_else(
+        || vec![false; argv.len() - 2],
+        |s| s.contains_each(&argv[2..]),
+    );
+    ctx.out.array(found.len());
+    found.into_iter().for_each(|f| ctx.out.int(f as i64));
     Ok(())
 }
 

@@ -288,7 +288,9 @@ fn zincrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 // ---- members ----
 
 fn zrem(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    ctx.remove_members::<ZSet>(argv, |z, m| z.remove(m).is_some())
+    ctx.remove_members::<ZSet>(argv, |z, ms| {
+        ms.iter().filter(|m| z.remove(m).is_some()).count()
+    })
 }
 
 fn zcard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

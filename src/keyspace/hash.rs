@@ -152,6 +152,84 @@ impl Hash {
         }
     }
 
+    /// Sets fields from `pairs` (field, value, field, value, ...); returns
+    /// how many fields are new. Many pairs into a compact hash are looked
+    /// up through one [`packed::Index`] and written with one rewrite.
+    pub fn insert_all<B: AsRef<[u8]>>(&mut self, pairs: &[B], limits: Limits) -> usize {
+        if let Value::HashPacked(p) = &mut self.0 {
+            if p.worth_indexing(pairs.len() / 2) {
+                // Values over existing ones, by the value's offset; new
+                // pairs in the order first seen, with their last value.
+                let mut replace: Vec<(usize, &[u8])> = Vec::new();
+                let mut fresh: Vec<[&[u8]; 2]> = Vec::new();
+                let mut fits = true;
+                {
+                    let mut idx = p.index(2);
+                    for fv in pairs.chunks_exact(2) {
+                        let (f, v) = (fv[0].as_ref(), fv[1].as_ref());
+                        fits &= v.len() <= limits.value;
+                        // Tags above any offset name new pairs.
+                        let tag = usize::MAX - fresh.len();
+                        match idx.get_or_insert(f, tag) {
+                            t if t == tag => {
+                                fits &= f.len() <= limits.value;
+                                fresh.push([f, v]);
+                            }
+                            t if t > usize::MAX / 2 => fresh[usize::MAX - t][1] = v,
+                            off => replace.push((p.at(off).1, v)),
+                        }
+                    }
+                }
+                if fits && p.len() / 2 + fresh.len() <= limits.entries {
+                    // The last value given for a field is the one it keeps.
+                    replace.reverse();
+                    replace.sort_by_key(|&(off, _)| off);
+                    replace.dedup_by_key(|&mut (off, _)| off);
+                    p.rewrite(&replace, fresh.iter().flatten().copied());
+                    return fresh.len();
+                }
+                self.convert();
+            }
+        }
+        pairs
+            .chunks_exact(2)
+            .filter(|fv| self.insert(fv[0].as_ref(), fv[1].as_ref(), limits))
+            .count()
+    }
+
+    /// Removes fields; returns how many were there.
+    pub fn remove_all<B: AsRef<[u8]>>(&mut self, fields: &[B]) -> usize {
+        if let Value::HashPacked(p) = &mut self.0 {
+            if p.worth_indexing(fields.len()) {
+                let mut offs: Vec<usize> = {
+                    let mut idx = p.index(2);
+                    fields
+                        .iter()
+                        .filter_map(|f| idx.remove(f.as_ref()))
+                        .collect()
+                };
+                offs.sort_unstable();
+                p.remove_all_at(&offs, 2);
+                return offs.len();
+            }
+        }
+        fields.iter().filter(|f| self.remove(f.as_ref())).count()
+    }
+
+    /// The value of each of `fields`.
+    pub fn get_each<B: AsRef<[u8]>>(&self, fields: &[B]) -> Vec<Option<&[u8]>> {
+        match &self.0 {
+            Value::HashPacked(p) if p.worth_indexing(fields.len()) => {
+                let idx = p.index(2);
+                fields
+                    .iter()
+                    .map(|f| idx.get(f.as_ref()).map(|off| p.at(p.at(off).1).0))
+                    .collect()
+            }
+            _ => fields.iter().map(|f| self.get(f.as_ref())).collect(),
+        }
+    }
+
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match &mut self.0 {
             Value::HashTable(t) => t

@@ -139,6 +139,69 @@ impl Set {
         }
     }
 
+    /// Adds members; returns how many were new. Many members into a
+    /// compact set are looked up through one [`packed::Index`] and
+    /// appended at once.
+    pub fn insert_all<B: AsRef<[u8]>>(&mut self, ms: &[B], limits: Limits) -> usize {
+        if let Value::SetPacked(p) = &mut self.0 {
+            if p.worth_indexing(ms.len()) {
+                let fresh: Vec<&[u8]> = {
+                    let mut idx = p.index(1);
+                    // A tag of its own marks a member as new (first seen here).
+                    let mut i = usize::MAX;
+                    ms.iter()
+                        .map(AsRef::as_ref)
+                        .filter(|m| {
+                            i -= 1;
+                            idx.get_or_insert(m, i) == i
+                        })
+                        .collect()
+                };
+                if p.len() + fresh.len() <= limits.entries
+                    && fresh.iter().all(|m| m.len() <= limits.value)
+                {
+                    p.push_all(fresh.iter().copied());
+                } else {
+                    self.convert();
+                    fresh.iter().for_each(|m| {
+                        self.insert(m, limits);
+                    });
+                }
+                return fresh.len();
+            }
+        }
+        ms.iter()
+            .filter(|m| self.insert(m.as_ref(), limits))
+            .count()
+    }
+
+    /// Removes members; returns how many were there.
+    pub fn remove_all<B: AsRef<[u8]>>(&mut self, ms: &[B]) -> usize {
+        if let Value::SetPacked(p) = &mut self.0 {
+            if p.worth_indexing(ms.len()) {
+                let mut offs: Vec<usize> = {
+                    let mut idx = p.index(1);
+                    ms.iter().filter_map(|m| idx.remove(m.as_ref())).collect()
+                };
+                offs.sort_unstable();
+                p.remove_all_at(&offs, 1);
+                return offs.len();
+            }
+        }
+        ms.iter().filter(|m| self.remove(m.as_ref())).count()
+    }
+
+    /// Whether each of `ms` is a member.
+    pub fn contains_each<B: AsRef<[u8]>>(&self, ms: &[B]) -> Vec<bool> {
+        match &self.0 {
+            Value::SetPacked(p) if p.worth_indexing(ms.len()) => {
+                let idx = p.index(1);
+                ms.iter().map(|m| idx.get(m.as_ref()).is_some()).collect()
+            }
+            _ => ms.iter().map(|m| self.contains(m.as_ref())).collect(),
+        }
+    }
+
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match &mut self.0 {
             Value::SetTable(t) => t

@@ -309,6 +309,10 @@ fn large_collections_match_redis() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let mut script: Vec<Vec<String>> = Vec::new();
+    // Past hash-max-listpack-entries (512) before the mix starts.
+    let mut pad = vec!["HSET".to_string(), "bigh".to_string()];
+    pad.extend((0..520).flat_map(|i| [format!("pad{i}"), i.to_string()]));
+    script.push(pad);
     for _ in 0..3000 {
         let m = format!("m{}", rng.gen_range(0..600));
         let score = (rng.gen_range(-50..50) as f64 / 4.0).to_string();
@@ -1202,6 +1206,79 @@ fn bit_counts_and_positions_over_long_strings_match_redis() {
     }
     push(&["BITOP", "NOT", "dst", "missing"]);
     push(&["EXISTS", "dst"]);
+    same_as_redis_owned(&script);
+}
+
+/// SADD, SREM, SMISMEMBER, HSET, HMGET and HDEL with many elements at once
+/// on compact sets and hashes: repeats among the arguments, elements there
+/// and not, and writes that cross the entry and value limits mid-command.
+#[test]
+fn many_elements_at_once_match_redis() {
+    let mut script: Vec<Vec<String>> = Vec::new();
+    let mut push = |c: Vec<String>| script.push(c);
+    let cmd = |head: &[&str], rest: Vec<String>| {
+        let mut c: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+        c.extend(rest);
+        c
+    };
+    let members = |r: std::ops::Range<usize>| r.map(|i| format!("m{i}")).collect::<Vec<_>>();
+    let pairs = |r: std::ops::Range<usize>, v: &str| {
+        r.flat_map(|i| [format!("f{i}"), format!("{v}{i}")])
+            .collect::<Vec<_>>()
+    };
+    push(cmd(&["SADD", "s"], members(0..100)));
+    let mut again = members(50..120);
+    again.extend(["m60", "m60", "x", "x"].map(String::from));
+    push(cmd(&["SADD", "s"], again));
+    push(cmd(&["SCARD", "s"], vec![]));
+    push(cmd(&["SMISMEMBER", "s"], members(110..150)));
+    // 121 members and 20 new ones: past set-max-listpack-entries.
+    push(cmd(&["SADD", "s"], members(100..141)));
+    push(cmd(&["SREM", "s"], members(130..160)));
+    push(cmd(&["SMEMBERS", "s"], vec![]));
+    let mut long = members(0..30);
+    long.push("v".repeat(100));
+    push(cmd(&["SADD", "t"], long));
+    push(cmd(&["SADD", "u"], members(0..60)));
+    let mut gone = members(10..40);
+    gone.extend(["m15", "m15", "nope"].map(String::from));
+    push(cmd(&["SREM", "u"], gone));
+    push(cmd(&["SMISMEMBER", "u"], members(0..60)));
+    push(cmd(&["SMEMBERS", "u"], vec![]));
+    push(cmd(&["SREM", "u"], members(0..60)));
+    push(cmd(&["EXISTS", "u"], vec![]));
+
+    push(cmd(&["HSET", "h"], pairs(0..60, "v")));
+    let mut update = pairs(30..80, "w");
+    update.extend(["f40", "first", "f70", "a", "f40", "last", "f70", "b"].map(String::from));
+    push(cmd(&["HSET", "h"], update));
+    push(cmd(&["HGETALL", "h"], vec![]));
+    push(cmd(
+        &["HMGET", "h"],
+        (0..90).map(|i| format!("f{i}")).collect(),
+    ));
+    push(cmd(&["OBJECT", "ENCODING", "h"], vec![]));
+    let mut big_value = pairs(0..40, "x");
+    big_value.extend(["f5".to_string(), "v".repeat(100)]);
+    push(cmd(&["HSET", "h"], big_value));
+    push(cmd(&["OBJECT", "ENCODING", "h"], vec![]));
+    push(cmd(
+        &["HMGET", "h"],
+        (0..90).map(|i| format!("f{i}")).collect(),
+    ));
+    push(cmd(&["HMSET", "h2"], pairs(0..100, "v")));
+    push(cmd(&["HSET", "h2"], pairs(90..140, "w")));
+    push(cmd(&["OBJECT", "ENCODING", "h2"], vec![]));
+    // 140 fields and 390 new ones: past hash-max-listpack-entries.
+    push(cmd(&["HSET", "h2"], pairs(130..530, "z")));
+    push(cmd(&["OBJECT", "ENCODING", "h2"], vec![]));
+    push(cmd(&["HLEN", "h2"], vec![]));
+    push(cmd(&["HSET", "h3"], pairs(0..50, "v")));
+    let mut drop: Vec<String> = (0..70).step_by(3).map(|i| format!("f{i}")).collect();
+    drop.extend(["f3", "f3", "v1"].map(String::from));
+    push(cmd(&["HDEL", "h3"], drop));
+    push(cmd(&["HGETALL", "h3"], vec![]));
+    push(cmd(&["OBJECT", "ENCODING", "h3"], vec![]));
     same_as_redis_owned(&script);
 }
 
