@@ -201,16 +201,7 @@ impl Hash {
     pub fn remove_all<B: AsRef<[u8]>>(&mut self, fields: &[B]) -> usize {
         if let Value::HashPacked(p) = &mut self.0 {
             if p.worth_indexing(fields.len()) {
-                let mut offs: Vec<usize> = {
-                    let mut idx = p.index(2);
-                    fields
-                        .iter()
-                        .filter_map(|f| idx.remove(f.as_ref()))
-                        .collect()
-                };
-                offs.sort_unstable();
-                p.remove_all_at(&offs, 2);
-                return offs.len();
+                return p.remove_each(fields, 2);
             }
         }
         fields.iter().filter(|f| self.remove(f.as_ref())).count()

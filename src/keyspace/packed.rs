@@ -235,6 +235,20 @@ impl Packed {
         Index(t)
     }
 
+    /// Removes each element of `es` found among entries `0, stride, ...`
+    /// together with the `stride - 1` entries after it (a hash's value),
+    /// through one [`Index`] and one rewrite; returns how many were found.
+    pub fn remove_each<B: AsRef<[u8]>>(&mut self, es: &[B], stride: usize) -> usize {
+        let mut offs: Vec<usize> = {
+            let mut idx = self.index(stride);
+            // Removed from the index as found: a repeat finds nothing.
+            es.iter().filter_map(|e| idx.remove(e.as_ref())).collect()
+        };
+        offs.sort_unstable();
+        self.remove_all_at(&offs, stride);
+        offs.len()
+    }
+
     /// Removes the `n` entries starting at each byte offset of `offs`
     /// (ascending, the runs not overlapping): one reallocation for all.
     pub fn remove_all_at(&mut self, offs: &[usize], n: usize) {

@@ -179,13 +179,7 @@ impl Set {
     pub fn remove_all<B: AsRef<[u8]>>(&mut self, ms: &[B]) -> usize {
         if let Value::SetPacked(p) = &mut self.0 {
             if p.worth_indexing(ms.len()) {
-                let mut offs: Vec<usize> = {
-                    let mut idx = p.index(1);
-                    ms.iter().filter_map(|m| idx.remove(m.as_ref())).collect()
-                };
-                offs.sort_unstable();
-                p.remove_all_at(&offs, 1);
-                return offs.len();
+                return p.remove_each(ms, 1);
             }
         }
         ms.iter().filter(|m| self.remove(m.as_ref())).count()
