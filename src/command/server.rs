@@ -86,6 +86,7 @@ static DEBUG_SUBCOMMANDS: &[Spec] = &[
     spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
     spec("debug|digest", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns a digest of the whole dataset, equal on any two nodes with the same data.", debug_digest),
     spec("debug|digest-value", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns the digests of the given keys' values.", debug_digest_value),
+    spec("debug|populate", -3, WRITE | DENYOOM | ADMIN | NOSCRIPT, NO_KEYS, A, G, "Creates string keys key:0 to key:<count-1> (or <prefix>:N) that do not exist yet.", debug_populate),
     spec("debug|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", debug_help),
 ];
 
@@ -718,6 +719,51 @@ fn debug_set_active_expire(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// DEBUG POPULATE count [prefix] [size]: `prefix:N` → `value:N` (cut or
+/// padded with zero bytes to `size`) for every N below `count` whose key
+/// does not exist, as in Redis. Unlike Redis, each key is recorded as a
+/// SET, so the log and replicas hold what the node holds; like Redis, no
+/// keyspace notification is sent.
+fn debug_populate(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    if argv.len() > 5 {
+        return Err(CommandError::err(format!(
+            "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+            String::from_utf8_lossy(&argv[1])
+        )));
+    }
+    let positive = |a: &Bytes| match int(a) {
+        Ok(n) if n >= 0 => Ok(n as u64),
+        _ => Err(CommandError::err("value is out of range, must be positive")),
+    };
+    let count = positive(&argv[2])?;
+    let prefix: &[u8] = argv.get(3).map_or(b"key", |p| &p[..]);
+    let size = argv.get(4).map(positive).transpose()?;
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    for i in 0..count {
+        key.clear();
+        key.extend_from_slice(prefix);
+        key.extend_from_slice(format!(":{i}").as_bytes());
+        value.clear();
+        value.extend_from_slice(format!("value:{i}").as_bytes());
+        if let Some(size) = size {
+            value.resize(size as usize, 0);
+        }
+        let mut t = ctx.lock_key(&key);
+        if ctx.lookup(&mut t, &key).is_some() {
+            continue;
+        }
+        t.set(
+            &key,
+            crate::keyspace::Value::string(&value),
+            ctx.now_ms,
+            false,
+        );
+        ctx.emit_as("", &[b"SET", &key, &value]);
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
 fn debug_object(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let t = ctx.lock_key(&argv[2]);
     let Some(n) = t.peek(&argv[2]).filter(|n| !n.is_expired(ctx.now_ms)) else {
@@ -793,6 +839,10 @@ fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Output a hex signature of the values of all the specified keys.",
             "OBJECT <key>",
             "    Show low level info about the <key> and associated value.",
+            "POPULATE <count> [<prefix>] [<size>]",
+            "    Create string keys <prefix>:0 to <prefix>:<count-1> (prefix 'key' by",
+            "    default) holding 'value:<num>', cut or zero-padded to <size> bytes.",
+            "    Keys that exist are left as they are.",
             "SET-ACTIVE-EXPIRE <0|1>",
             "    Setting it to 0 disables expiring keys in background when they are not accessed.",
             "SLEEP <seconds>",

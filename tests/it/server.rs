@@ -446,6 +446,37 @@ fn digests_match_redis_for_the_same_data() {
 
 /// CONFIG SET looks every name up before any value; the element scans
 /// check the cursor, then the key, then their options; as redis-server.
+/// DEBUG POPULATE creates what Redis creates (keys that exist are kept,
+/// values cut or zero-padded to the size), refuses what Redis refuses, and,
+/// recorded as SETs, comes back after a restart.
+#[test]
+fn debug_populate_matches_redis_and_is_logged() {
+    let (mut node, _reference) = same_as_redis(&[
+        &["SET", "key:3", "mine"],
+        &["DEBUG", "POPULATE", "5"],
+        &["DEBUG", "POPULATE", "3", "pre", "12"],
+        &["DEBUG", "POPULATE", "4", "pre", "3"],
+        &["DEBUG", "POPULATE", "2", "short", "3"],
+        &["DEBUG", "POPULATE", "0"],
+        &["DEBUG", "POPULATE", "-1"],
+        &["DEBUG", "POPULATE", "x"],
+        &["DEBUG", "POPULATE", "2", "p", "-1"],
+        &["DEBUG", "POPULATE", "1", "a", "2", "3"],
+        &["DBSIZE"],
+        &[
+            "MGET", "key:0", "key:3", "key:4", "key:5", "pre:2", "pre:3", "short:1",
+        ],
+    ]);
+    let mut r = node.raw();
+    let before = crate::digest(&mut r);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(crate::digest(&mut r), before);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 11);
+}
+
 #[test]
 fn config_set_and_scan_checks_match_redis() {
     same_as_redis(&[
