@@ -236,7 +236,17 @@ impl Db {
 
 /// A set of locked slot tables, held in ascending `(db, slot)` order.
 pub struct Locked<'a> {
+    /// Each guard's `(db, slot)` as one integer ([`lock_id`]), in the same
+    /// order: a command finds a key's table here once per key, and a
+    /// search over plain integers runs without branches (over the tuples
+    /// it was an eighth of an EXISTS of 100 keys).
+    ids: SmallVec<[u64; 4]>,
     guards: SmallVec<[(usize, SlotId, SlotGuard<'a>); 2]>,
+}
+
+/// `(db, slot)` as one integer with the same order.
+fn lock_id(db: usize, slot: SlotId) -> u64 {
+    (db as u64) << 16 | slot.0 as u64
 }
 
 impl<'a> Locked<'a> {
@@ -248,9 +258,13 @@ impl<'a> Locked<'a> {
     }
 
     fn position(&self, db: usize, slot: SlotId) -> usize {
-        self.guards
-            .binary_search_by(|(d, s, _)| (*d, *s).cmp(&(db, slot)))
-            .expect("slot table not locked by this command")
+        let id = lock_id(db, slot);
+        let i = self.ids.partition_point(|&x| x < id);
+        assert!(
+            self.ids.get(i) == Some(&id),
+            "slot table not locked by this command"
+        );
+        i
     }
 
     /// Exchanges the contents of two locked databases, slot by slot (SWAPDB).
@@ -352,19 +366,23 @@ impl Keyspace {
     /// locked once). Every lock a command takes goes through here or through
     /// [`Db::lock_slot`] for a single slot, so no two commands can wait on each
     /// other in a cycle.
-    pub fn lock(&self, mut want: SmallVec<[(usize, SlotId); 4]>) -> Locked<'_> {
-        want.sort_unstable();
-        want.dedup();
+    pub fn lock(&self, want: SmallVec<[(usize, SlotId); 4]>) -> Locked<'_> {
+        let mut ids: SmallVec<[u64; 4]> = want.iter().map(|&(d, s)| lock_id(d, s)).collect();
+        ids.sort_unstable();
+        ids.dedup();
         // Databases are created before any slot is locked: creation waits
         // for a starting snapshot, which waits for every slot lock.
         for (d, _) in &want {
             self.db(*d);
         }
-        let guards = want
-            .into_iter()
-            .map(|(d, s)| (d, s, self.db(d).lock_slot(s)))
+        let guards = ids
+            .iter()
+            .map(|&id| {
+                let (d, s) = ((id >> 16) as usize, SlotId(id as u16));
+                (d, s, self.db(d).lock_slot(s))
+            })
             .collect();
-        Locked { guards }
+        Locked { ids, guards }
     }
 
     /// Locks every slot of the given databases (FLUSHALL, SWAPDB, KEYS).
@@ -375,15 +393,16 @@ impl Keyspace {
         for d in &dbs {
             self.db(*d);
         }
-        let mut guards = SmallVec::new();
+        let (mut ids, mut guards) = (SmallVec::new(), SmallVec::new());
         for d in dbs {
             let db = self.db(d);
             for s in 0..SLOTS {
                 let slot = SlotId(s as u16);
+                ids.push(lock_id(d, slot));
                 guards.push((d, slot, db.lock_slot(slot)));
             }
         }
-        Locked { guards }
+        Locked { ids, guards }
     }
 
     /// Starts a snapshot (see the module docs): with every slot of every
