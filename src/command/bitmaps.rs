@@ -291,7 +291,7 @@ fn bitop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     // past a source's end count as zeros, as in Redis.
     let mut out: Vec<u8> = Vec::new();
     for (i, k) in srcs.iter().enumerate() {
-        read_with(ctx, locked.table(db, Ctx::slot(k)), k, |b| {
+        read_with(ctx, locked.table_for(db, k), k, |b| {
             if b.len() > out.len() {
                 out.resize(b.len(), 0);
             }
@@ -314,7 +314,7 @@ fn bitop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         })?;
     }
     let len = out.len();
-    let t = locked.table(db, Ctx::slot(dst));
+    let t = locked.table_for(db, dst);
     let existed = ctx.lookup(t, dst).is_some();
     if out.is_empty() {
         t.remove(dst);

@@ -520,7 +520,7 @@ fn pfcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(keys.iter());
     let mut merged = vec![0u8; REGISTERS];
     for k in keys {
-        if let Some(b) = hll_at(ctx, locked.table(ctx.db(), Ctx::slot(k)), k)? {
+        if let Some(b) = hll_at(ctx, locked.table_for(ctx.db(), k), k)? {
             let regs = decode(&b)?;
             merged
                 .iter_mut()
@@ -537,9 +537,9 @@ fn pfmerge(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let mut merged = vec![0u8; REGISTERS];
     let mut all_sparse = true;
-    let old_dst = hll_at(ctx, locked.table(ctx.db(), Ctx::slot(dst)), dst)?;
+    let old_dst = hll_at(ctx, locked.table_for(ctx.db(), dst), dst)?;
     for k in &argv[1..] {
-        if let Some(b) = hll_at(ctx, locked.table(ctx.db(), Ctx::slot(k)), k)? {
+        if let Some(b) = hll_at(ctx, locked.table_for(ctx.db(), k), k)? {
             let regs = decode(&b)?;
             all_sparse &= b[4] == 1;
             merged
@@ -550,7 +550,7 @@ fn pfmerge(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let bytes = encode(&merged, all_sparse, old_dst.as_deref());
     locked
-        .table(ctx.db(), Ctx::slot(dst))
+        .table_for(ctx.db(), dst)
         .set(dst, Value::Raw(Box::new(bytes)), ctx.now_ms, true);
     ctx.emit_argv(argv);
     ctx.out.ok();

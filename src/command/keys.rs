@@ -75,7 +75,7 @@ fn del(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let mut removed: Vec<&[u8]> = vec![b"DEL"];
     for k in &argv[1..] {
-        let t = locked.table(db, Ctx::slot(k));
+        let t = locked.table_for(db, k);
         if ctx.lookup(t, k).is_some() {
             t.remove(k);
             removed.push(k);
@@ -93,7 +93,7 @@ fn exists(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let n = argv[1..]
         .iter()
-        .filter(|k| ctx.lookup_read(locked.table(db, Ctx::slot(k)), k).is_some())
+        .filter(|k| ctx.lookup_read(locked.table_for(db, k), k).is_some())
         .count();
     ctx.out.int(n as i64);
     Ok(())
@@ -104,7 +104,7 @@ fn touch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let n = argv[1..]
         .iter()
-        .filter(|k| ctx.lookup(locked.table(db, Ctx::slot(k)), k).is_some())
+        .filter(|k| ctx.lookup(locked.table_for(db, k), k).is_some())
         .count();
     ctx.out.int(n as i64);
     Ok(())
@@ -124,7 +124,7 @@ fn rename_generic(ctx: &mut Ctx, argv: &[Bytes], nx: bool) -> CmdResult {
     let (src, dst) = (&argv[1], &argv[2]);
     let db = ctx.db();
     let mut locked = ctx.lock_keys(argv[1..3].iter());
-    if ctx.lookup(locked.table(db, Ctx::slot(src)), src).is_none() {
+    if ctx.lookup(locked.table_for(db, src), src).is_none() {
         return Err(CommandError::NoSuchKey);
     }
     if src == dst {
@@ -135,16 +135,16 @@ fn rename_generic(ctx: &mut Ctx, argv: &[Bytes], nx: bool) -> CmdResult {
         }
         return Ok(());
     }
-    if nx && ctx.lookup(locked.table(db, Ctx::slot(dst)), dst).is_some() {
+    if nx && ctx.lookup(locked.table_for(db, dst), dst).is_some() {
         ctx.out.int(0);
         return Ok(());
     }
     let mut node = locked
-        .table(db, Ctx::slot(src))
+        .table_for(db, src)
         .remove(src)
         .expect("looked up above");
     node.key = crate::keyspace::SmallBuf::new(dst);
-    locked.table(db, Ctx::slot(dst)).insert_node(node);
+    locked.table_for(db, dst).insert_node(node);
     ctx.emit(&[b"RENAME", src, dst]);
     if nx {
         ctx.out.int(1);
@@ -201,12 +201,12 @@ fn copy(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         (src_db, key_hash_slot(src)),
         (dst_db, key_hash_slot(dst))
     ]);
-    let Some(node) = ctx.lookup_in(src_db, locked.table(src_db, key_hash_slot(src)), src) else {
+    let Some(node) = ctx.lookup_in(src_db, locked.table_for(src_db, src), src) else {
         ctx.out.int(0);
         return Ok(());
     };
     let mut copy = Box::new(node.clone());
-    let dt = locked.table(dst_db, key_hash_slot(dst));
+    let dt = locked.table_for(dst_db, dst);
     if ctx.lookup_in(dst_db, dt, dst).is_some() {
         if !replace {
             ctx.out.int(0);
@@ -268,7 +268,7 @@ fn swapdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     ctx.server.watches.touch_existing(&[a, b], |_, k| {
         [a, b]
             .iter()
-            .any(|&d| locked.table(d, Ctx::slot(k)).peek(k).is_some())
+            .any(|&d| locked.table_for(d, k).peek(k).is_some())
     });
     locked.swap_dbs(a, b);
     ctx.emit_global(&[b"SWAPDB", &argv[1], &argv[2]]);
@@ -569,7 +569,7 @@ fn empty_tables(locked: &mut crate::keyspace::Locked, lazy: bool) {
 fn touch_watched(ctx: &Ctx, locked: &mut crate::keyspace::Locked, dbs: &[usize]) {
     ctx.server
         .watches
-        .touch_existing(dbs, |d, k| locked.table(d, Ctx::slot(k)).peek(k).is_some());
+        .touch_existing(dbs, |d, k| locked.table_for(d, k).peek(k).is_some());
 }
 
 fn flushdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -431,16 +431,16 @@ pub fn move_element(
     let mut locked = ctx.lock_keys([src, dst].into_iter());
     let db = ctx.db();
     {
-        let ts = locked.table(db, Ctx::slot(src));
+        let ts = locked.table_for(db, src);
         if ctx.write::<List>(ts, src)?.is_none() {
             return Ok(None);
         }
     }
     {
-        let td = locked.table(db, Ctx::slot(dst));
+        let td = locked.table_for(db, dst);
         ctx.write::<List>(td, dst)?;
     }
-    let ts = locked.table(db, Ctx::slot(src));
+    let ts = locked.table_for(db, src);
     let l = ctx.write::<List>(ts, src)?.expect("checked above");
     let e = pop(l, from).expect("stored lists are never empty");
     if src == dst {
@@ -449,7 +449,7 @@ pub fn move_element(
         push(l, to, e.as_bytes());
     } else {
         ctx.remove_if_empty::<List>(ts, src);
-        let td = locked.table(db, Ctx::slot(dst));
+        let td = locked.table_for(db, dst);
         let d: &mut List = ctx.write_or_create(td, dst)?;
         push(d, to, e.as_bytes());
     }

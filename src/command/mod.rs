@@ -451,15 +451,16 @@ impl<'a> Ctx<'a> {
         self.server.keyspace.db(self.client.db).lock_slot(slot)
     }
 
-    /// Locks the slots of several keys of the current database, in order.
-    pub fn lock_keys<K: AsRef<[u8]>>(
+    /// Locks the slots of several keys of the current database, in order;
+    /// [`KeyLocks::table_for`](crate::keyspace::KeyLocks::table_for) then
+    /// finds each key's table.
+    pub fn lock_keys<'k, K: AsRef<[u8]> + ?Sized + 'k>(
         &self,
-        keys: impl Iterator<Item = K>,
-    ) -> crate::keyspace::Locked<'a> {
-        let db = self.client.db;
+        keys: impl Iterator<Item = &'k K>,
+    ) -> crate::keyspace::KeyLocks<'a, 'k> {
         self.server
             .keyspace
-            .lock(keys.map(|k| (db, key_hash_slot(k.as_ref()))).collect())
+            .lock_keys(self.client.db, keys.map(|k| k.as_ref()))
     }
 
     /// Records an effect in the current database. Call while holding the
@@ -784,7 +785,7 @@ impl<'a> Ctx<'a> {
         let mut locked = self.lock_keys(keys.iter());
         let db = self.db();
         for key in keys {
-            let t = locked.table(db, Self::slot(key));
+            let t = locked.table_for(db, key);
             let Some(c) = self.write::<C>(t, key)? else {
                 continue;
             };

@@ -813,7 +813,7 @@ fn debug_digest_value(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let digests: Vec<String> = argv[2..]
         .iter()
         .map(|k| {
-            let t = locked.table(db, super::Ctx::slot(k));
+            let t = locked.table_for(db, k);
             match t.peek(k).filter(|n| !n.is_expired(ctx.now_ms)) {
                 Some(n) => hex(&value_digest(n)),
                 None => hex(&[0; 20]),

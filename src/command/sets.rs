@@ -170,25 +170,25 @@ fn smove(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     // A missing source answers 0 before the destination's type is looked
     // at, as in Redis.
-    let has = match ctx.write::<Set>(locked.table(db, Ctx::slot(src)), src)? {
+    let has = match ctx.write::<Set>(locked.table_for(db, src), src)? {
         Some(s) => s.contains(m),
         None => {
             ctx.out.int(0);
             return Ok(());
         }
     };
-    ctx.write::<Set>(locked.table(db, Ctx::slot(dst)), dst)?;
+    ctx.write::<Set>(locked.table_for(db, dst), dst)?;
     if !has {
         ctx.out.int(0);
         return Ok(());
     }
     if src != dst {
-        let ts = locked.table(db, Ctx::slot(src));
+        let ts = locked.table_for(db, src);
         if let Some(s) = ctx.write::<Set>(ts, src)? {
             s.remove(m);
         }
         ctx.remove_if_empty::<Set>(ts, src);
-        let d: &mut Set = ctx.write_or_create(locked.table(db, Ctx::slot(dst)), dst)?;
+        let d: &mut Set = ctx.write_or_create(locked.table_for(db, dst), dst)?;
         d.insert(m, limits);
         ctx.emit_argv(argv);
     }
@@ -218,12 +218,12 @@ fn combine(
     let mut sizes = Vec::with_capacity(keys.len());
     for k in keys {
         let n = ctx
-            .write::<Set>(locked.table(db, Ctx::slot(k)), k)?
+            .write::<Set>(locked.table_for(db, k), k)?
             .map(|s| s.len());
         sizes.push(n);
     }
     let mut with = |k: &Bytes, f: &mut dyn FnMut(&Set)| {
-        if let Ok(Some(s)) = ctx.write::<Set>(locked.table(db, Ctx::slot(k)), k) {
+        if let Ok(Some(s)) = ctx.write::<Set>(locked.table_for(db, k), k) {
             f(s);
         }
     };
@@ -289,7 +289,7 @@ fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: Op) -> CmdResult {
     let limits = ctx.encodings().set;
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let members = combine(ctx, &mut locked, keys, op, usize::MAX)?;
-    let t = locked.table(ctx.db(), Ctx::slot(dst));
+    let t = locked.table_for(ctx.db(), dst);
     let existed = ctx.lookup(t, dst).is_some();
     if members.is_empty() {
         t.remove(dst);
@@ -355,7 +355,7 @@ fn sintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(keys.iter());
     let db = ctx.db();
     for k in keys {
-        ctx.read::<Set>(locked.table(db, Ctx::slot(k)), k)?;
+        ctx.read::<Set>(locked.table_for(db, k), k)?;
     }
     // The smallest set walked, the others asked, until LIMIT: nothing is
     // copied (copying every member first made a LIMIT 10 over two sets of

@@ -81,7 +81,7 @@ fn lookup(ctx: &Ctx, locked: &mut Locked, pattern: &[u8], elem: &[u8]) -> Option
         return Some(elem.to_vec());
     }
     let (key, field) = pattern_target(pattern, elem)?;
-    let t = locked.table(ctx.db(), Ctx::slot(&key));
+    let t = locked.table_for(ctx.db(), &key);
     let n = ctx.lookup(t, &key)?;
     match (&n.value, field) {
         (v @ (Value::HashPacked(_) | Value::HashTable(_)), Some(f)) => {
@@ -102,7 +102,7 @@ fn elements(
     locked: &mut Locked,
     key: &[u8],
 ) -> Result<(Vec<Vec<u8>>, bool), CommandError> {
-    let t = locked.table(ctx.db(), Ctx::slot(key));
+    let t = locked.table_for(ctx.db(), key);
     let Some(n) = ctx.lookup(t, key) else {
         return Ok((Vec::new(), true));
     };
@@ -144,7 +144,8 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
                     .filter_map(|e| pattern_target(p, e).map(|t| t.0)),
             );
         }
-        let mut locked = ctx.lock_keys(keys.iter());
+        // The keys are rebuilt each round: the locks outlive them.
+        let mut locked = ctx.lock_keys(keys.iter()).into_locked();
         let now = elements(ctx, &mut locked, src)?;
         if now == elems {
             break (locked, now);
@@ -232,7 +233,7 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
     };
     match &q.store {
         Some(dst) => {
-            let t = locked.table(ctx.db(), Ctx::slot(dst));
+            let t = locked.table_for(ctx.db(), dst);
             let existed = ctx.lookup(t, dst).is_some();
             if rows.is_empty() {
                 t.remove(dst);

@@ -337,7 +337,7 @@ fn mget(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(keys.iter());
     ctx.out.array(keys.len());
     for k in keys {
-        let t = locked.table(db, Ctx::slot(k));
+        let t = locked.table_for(db, k);
         match ctx.lookup_read(t, k) {
             Some(n) if n.value.kind() == Kind::String => reply_value(ctx.out, &n.value),
             _ => ctx.out.null(),
@@ -359,17 +359,16 @@ fn mset_generic(ctx: &mut Ctx, argv: &[Bytes], nx: bool) -> CmdResult {
     let db = ctx.db();
     let mut locked = ctx.lock_keys(argv[1..].iter().step_by(2));
     if nx {
-        let any = argv[1..].chunks(2).any(|kv| {
-            ctx.lookup(locked.table(db, Ctx::slot(&kv[0])), &kv[0])
-                .is_some()
-        });
+        let any = argv[1..]
+            .chunks(2)
+            .any(|kv| ctx.lookup(locked.table_for(db, &kv[0]), &kv[0]).is_some());
         if any {
             ctx.out.int(0);
             return Ok(());
         }
     }
     for kv in argv[1..].chunks(2) {
-        let t = locked.table(db, Ctx::slot(&kv[0]));
+        let t = locked.table_for(db, &kv[0]);
         t.set(&kv[0], Value::string(&kv[1]), ctx.now_ms, false);
     }
     let mut effect = argv.to_vec();
@@ -638,7 +637,7 @@ fn lcs(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (sa, sb) = {
         let mut locked = ctx.lock_keys(argv[1..3].iter());
         let mut fetch = |k: &Bytes| -> Result<Vec<u8>, CommandError> {
-            match ctx.lookup(locked.table(db, Ctx::slot(k)), k) {
+            match ctx.lookup(locked.table_for(db, k), k) {
                 Some(n) if n.value.kind() != Kind::String => Err(CommandError::err(
                     "The specified keys must contain string values",
                 )),

@@ -587,18 +587,17 @@ fn zrangestore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (dst, src) = (&argv[1], &argv[2]);
     let mut locked = ctx.lock_keys([dst, src].into_iter());
     let db = ctx.db();
-    let entries: Vec<(Vec<u8>, f64)> =
-        match ctx.read::<ZSet>(locked.table(db, Ctx::slot(src)), src)? {
-            Some(z) => {
-                let (lo, hi) = select(z, &q, &b);
-                z.range(lo, hi, q.rev)
-                    .map(|e| (e.member.as_bytes().to_vec(), e.score))
-                    .collect()
-            }
-            None => Vec::new(),
-        };
+    let entries: Vec<(Vec<u8>, f64)> = match ctx.read::<ZSet>(locked.table_for(db, src), src)? {
+        Some(z) => {
+            let (lo, hi) = select(z, &q, &b);
+            z.range(lo, hi, q.rev)
+                .map(|e| (e.member.as_bytes().to_vec(), e.score))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let n = entries.len();
-    if store(ctx, locked.table(db, Ctx::slot(dst)), dst, entries) {
+    if store(ctx, locked.table_for(db, dst), dst, entries) {
         ctx.emit_stored(argv, n == 0);
     }
     ctx.out.int(n as i64);
@@ -892,7 +891,7 @@ fn check_sources(
 ) -> Result<(), CommandError> {
     let db = ctx.db();
     for k in keys {
-        if let Some(n) = ctx.lookup_read(locked.table(db, Ctx::slot(k)), k) {
+        if let Some(n) = ctx.lookup_read(locked.table_for(db, k), k) {
             if !matches!(n.value.kind(), Kind::ZSet | Kind::Set) {
                 return Err(CommandError::WrongType);
             }
@@ -1015,7 +1014,7 @@ fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: SetOp) -> CmdResult {
     let c = parse_combine(argv, 2, keys.len(), op, Form::Store)?;
     let out = combine(&members_of(ctx, &locked, keys), &c, op);
     let n = out.len();
-    if store(ctx, locked.table(ctx.db(), Ctx::slot(dst)), dst, out) {
+    if store(ctx, locked.table_for(ctx.db(), dst), dst, out) {
         ctx.emit_stored(argv, n == 0);
     }
     ctx.out.int(n as i64);

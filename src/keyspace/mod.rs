@@ -244,6 +244,51 @@ pub struct Locked<'a> {
     guards: SmallVec<[(usize, SlotId, SlotGuard<'a>); 2]>,
 }
 
+/// The [`Locked`] slots of keys a command named, with the keys: a command
+/// that reaches for its keys in the order it named them (most do) finds
+/// each one's table without hashing the key again or searching. The keys
+/// are borrowed for as long as the locks are held, so the very same bytes
+/// (same address and length) are the same key.
+pub struct KeyLocks<'a, 'k> {
+    locked: Locked<'a>,
+    /// Each named key and the position of its guard, in the order named.
+    named: SmallVec<[(&'k [u8], u32); 4]>,
+    next: usize,
+}
+
+impl<'a> KeyLocks<'a, '_> {
+    /// The locked table of `key` in `db` (see [`Locked::table_for`]).
+    pub fn table_for(&mut self, db: usize, key: &[u8]) -> &mut SlotTable {
+        if let Some(&(named, pos)) = self.named.get(self.next) {
+            let pos = pos as usize;
+            if std::ptr::eq(named, key) && self.locked.guards[pos].0 == db {
+                self.next += 1;
+                return &mut self.locked.guards[pos].2;
+            }
+        }
+        self.locked.table_for(db, key)
+    }
+
+    /// The locks alone, for a command whose keys do not outlive them.
+    pub fn into_locked(self) -> Locked<'a> {
+        self.locked
+    }
+}
+
+impl<'a> std::ops::Deref for KeyLocks<'a, '_> {
+    type Target = Locked<'a>;
+
+    fn deref(&self) -> &Locked<'a> {
+        &self.locked
+    }
+}
+
+impl<'a> std::ops::DerefMut for KeyLocks<'a, '_> {
+    fn deref_mut(&mut self) -> &mut Locked<'a> {
+        &mut self.locked
+    }
+}
+
 /// `(db, slot)` as one integer with the same order.
 fn lock_id(db: usize, slot: SlotId) -> u64 {
     (db as u64) << 16 | slot.0 as u64
@@ -255,6 +300,11 @@ impl<'a> Locked<'a> {
     pub fn table(&mut self, db: usize, slot: SlotId) -> &mut SlotTable {
         let i = self.position(db, slot);
         &mut self.guards[i].2
+    }
+
+    /// The locked table of `key` in `db`. Panics as [`Locked::table`] does.
+    pub fn table_for(&mut self, db: usize, key: &[u8]) -> &mut SlotTable {
+        self.table(db, key_hash_slot(key))
     }
 
     fn position(&self, db: usize, slot: SlotId) -> usize {
@@ -385,6 +435,43 @@ impl Keyspace {
         Locked { ids, guards }
     }
 
+    /// Locks the slots of `keys` in `db` as [`Keyspace::lock`] does, and
+    /// remembers which key is in which (see [`KeyLocks`]).
+    pub fn lock_keys<'k>(
+        &self,
+        db: usize,
+        keys: impl Iterator<Item = &'k [u8]>,
+    ) -> KeyLocks<'_, 'k> {
+        let mut named: SmallVec<[(&'k [u8], u32); 4]> = SmallVec::new();
+        let mut order: SmallVec<[(u64, u32); 4]> = SmallVec::new();
+        for (i, k) in keys.enumerate() {
+            named.push((k, 0));
+            order.push((lock_id(db, key_hash_slot(k)), i as u32));
+        }
+        order.sort_unstable();
+        let mut ids: SmallVec<[u64; 4]> = SmallVec::new();
+        for &(id, i) in &order {
+            if ids.last() != Some(&id) {
+                ids.push(id);
+            }
+            named[i as usize].1 = (ids.len() - 1) as u32;
+        }
+        // Created before any slot is locked, as in `lock`.
+        let d = self.db(db);
+        let guards = ids
+            .iter()
+            .map(|&id| {
+                let slot = SlotId(id as u16);
+                (db, slot, d.lock_slot(slot))
+            })
+            .collect();
+        KeyLocks {
+            locked: Locked { ids, guards },
+            named,
+            next: 0,
+        }
+    }
+
     /// Locks every slot of the given databases (FLUSHALL, SWAPDB, KEYS).
     pub fn lock_dbs(&self, dbs: &[usize]) -> Locked<'_> {
         let mut dbs = dbs.to_vec();
@@ -511,6 +598,33 @@ mod tests {
         assert_eq!(key_hash_slot(b"foo{{bar}}zap"), key_hash_slot(b"{bar"));
         assert_eq!(key_hash_slot(b"foo{bar}{zap}"), key_hash_slot(b"bar"));
         assert_eq!(key_hash_slot(b""), SlotId(0));
+    }
+
+    /// Named keys are found in the order named, out of order, repeated,
+    /// and as copies at other addresses: always the table of their slot.
+    #[test]
+    fn key_locks_find_each_named_key_in_any_order() {
+        let ks = Keyspace::new(2);
+        let named: Vec<Vec<u8>> = ["a", "b", "a", "{a}x", "c", "zz"]
+            .iter()
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
+        let mut l = ks.lock_keys(1, named.iter().map(|k| &k[..]));
+        let copies = named.clone();
+        let orders: [&[usize]; 3] = [
+            &[0, 1, 2, 3, 4, 5],
+            &[5, 4, 3, 2, 1, 0],
+            &[1, 1, 0, 5, 2, 3],
+        ];
+        for order in orders {
+            for &i in order {
+                for k in [&named[i][..], &copies[i][..]] {
+                    let want: *const SlotTable = l.table(1, key_hash_slot(k));
+                    let got: *const SlotTable = l.table_for(1, k);
+                    assert_eq!(got, want, "{}", String::from_utf8_lossy(k));
+                }
+            }
+        }
     }
 
     #[test]
