@@ -14,6 +14,7 @@ use super::args::{int, Args};
 use super::element_scan::{self, Slot};
 use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
+use crate::keyspace::table::hash_key;
 use crate::keyspace::{Locked, Set};
 
 const G: &str = "set";
@@ -239,19 +240,25 @@ fn combine(
                 acc = s.iter().map(<[u8]>::to_vec).collect()
             });
             for &i in &order[1..] {
-                with(&keys[i], &mut |s| acc.retain(|m| s.contains(m)));
+                with(&keys[i], &mut |s| {
+                    let probe = s.probe(acc.len());
+                    acc.retain(|m| probe.contains(m))
+                });
             }
             acc.truncate(limit);
             Ok(acc)
         }
         Op::Union => {
-            let mut seen = hashbrown::HashSet::new();
-            let mut acc = Vec::new();
+            // Members seen so far, by their place in `acc`: one copy each.
+            let mut seen: hashbrown::HashTable<usize> = hashbrown::HashTable::new();
+            let mut acc: Vec<Vec<u8>> = Vec::new();
             for k in keys {
                 with(k, &mut |s| {
                     for m in s.iter() {
-                        if seen.insert(m.to_vec()) {
+                        let h = hash_key(m);
+                        if seen.find(h, |&i| acc[i] == m).is_none() {
                             acc.push(m.to_vec());
+                            seen.insert_unique(h, acc.len() - 1, |&i| hash_key(&acc[i]));
                         }
                     }
                 });
@@ -267,7 +274,10 @@ fn combine(
                 if acc.is_empty() {
                     break;
                 }
-                with(k, &mut |s| acc.retain(|m| !s.contains(m)));
+                with(k, &mut |s| {
+                    let probe = s.probe(acc.len());
+                    acc.retain(|m| !probe.contains(m))
+                });
             }
             Ok(acc)
         }
@@ -373,9 +383,10 @@ fn sintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     sets.sort_by_key(|s| s.len());
     let (first, rest) = sets.split_first().expect("numkeys is at least 1");
+    let probes: Vec<_> = rest.iter().map(|s| s.probe(first.len())).collect();
     let n = first
         .iter()
-        .filter(|m| rest.iter().all(|s| s.contains(m)))
+        .filter(|m| probes.iter().all(|p| p.contains(m)))
         .take(limit)
         .count();
     ctx.out.int(n as i64);

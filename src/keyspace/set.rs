@@ -28,6 +28,21 @@ pub enum Iter<'a> {
     Table(hashbrown::hash_table::Iter<'a, SmallBuf>),
 }
 
+/// See [`Set::probe`].
+pub enum Probe<'a> {
+    Set(&'a Set),
+    Indexed(packed::Index<'a>),
+}
+
+impl Probe<'_> {
+    pub fn contains(&self, m: &[u8]) -> bool {
+        match self {
+            Probe::Set(s) => s.contains(m),
+            Probe::Indexed(idx) => idx.get(m).is_some(),
+        }
+    }
+}
+
 impl<'a> Iterator for Iter<'a> {
     type Item = &'a [u8];
 
@@ -121,7 +136,7 @@ impl Set {
                 p.push(m);
                 return true;
             }
-            self.convert();
+            self.convert(1);
         }
         let Value::SetTable(t) = &mut self.0 else {
             unreachable!("converted above")
@@ -162,7 +177,7 @@ impl Set {
                 {
                     p.push_all(fresh.iter().copied());
                 } else {
-                    self.convert();
+                    self.convert(fresh.len());
                     fresh.iter().for_each(|m| {
                         self.insert(m, limits);
                     });
@@ -187,12 +202,18 @@ impl Set {
 
     /// Whether each of `ms` is a member.
     pub fn contains_each<B: AsRef<[u8]>>(&self, ms: &[B]) -> Vec<bool> {
+        let probe = self.probe(ms.len());
+        ms.iter().map(|m| probe.contains(m.as_ref())).collect()
+    }
+
+    /// The set, ready to be asked about `asks` members: a compact set is
+    /// hashed once into a [`packed::Index`] when the asks would otherwise
+    /// scan it whole each time (SINTER of two sets of 100 ran at 0.24 of
+    /// Redis's rate).
+    pub fn probe(&self, asks: usize) -> Probe<'_> {
         match &self.0 {
-            Value::SetPacked(p) if p.worth_indexing(ms.len()) => {
-                let idx = p.index(1);
-                ms.iter().map(|m| idx.get(m.as_ref()).is_some()).collect()
-            }
-            _ => ms.iter().map(|m| self.contains(m.as_ref())).collect(),
+            Value::SetPacked(p) if p.worth_indexing(asks) => Probe::Indexed(p.index(1)),
+            _ => Probe::Set(self),
         }
     }
 
@@ -216,8 +237,9 @@ impl Set {
         }
     }
 
-    fn convert(&mut self) {
-        let mut t = Buckets::with_capacity(self.len() + 1);
+    /// Turns a compact set into a table with room for `more` members.
+    fn convert(&mut self, more: usize) {
+        let mut t = Buckets::with_capacity(self.len() + more);
         for m in self.iter() {
             t.insert_unique(hash_key(m), SmallBuf::new(m), |e| hash_key(e.as_bytes()));
         }
@@ -226,10 +248,9 @@ impl Set {
 
     /// Builds a set from members (the *STORE commands' results).
     pub fn from_members<'a>(members: impl IntoIterator<Item = &'a [u8]>, limits: Limits) -> Set {
+        let members: Vec<&[u8]> = members.into_iter().collect();
         let mut s = Set::default();
-        for m in members {
-            s.insert(m, limits);
-        }
+        s.insert_all(&members, limits);
         s
     }
 

@@ -1279,6 +1279,32 @@ fn many_elements_at_once_match_redis() {
     push(cmd(&["HDEL", "h3"], drop));
     push(cmd(&["HGETALL", "h3"], vec![]));
     push(cmd(&["OBJECT", "ENCODING", "h3"], vec![]));
+
+    // Set algebra over compact sets, each asked about the other's members.
+    push(cmd(&["SADD", "a"], members(0..100)));
+    push(cmd(&["SADD", "b"], members(50..150)));
+    push(cmd(
+        &["SADD", "c"],
+        (0..200).step_by(3).map(|i| format!("m{i}")).collect(),
+    ));
+    for q in [
+        &["SINTER", "a", "b"][..],
+        &["SINTER", "a", "b", "c"],
+        &["SDIFF", "a", "b"],
+        &["SDIFF", "a", "c", "b"],
+        &["SUNION", "a", "b", "c"],
+        &["SINTERCARD", "2", "a", "b"],
+        &["SINTERCARD", "3", "a", "b", "c", "LIMIT", "5"],
+        &["SINTERSTORE", "d", "a", "b"],
+        &["SMEMBERS", "d"],
+        &["SDIFFSTORE", "d", "a", "c"],
+        &["SMEMBERS", "d"],
+        &["SUNIONSTORE", "d", "a", "b", "c"],
+        &["SCARD", "d"],
+        &["SISMEMBER", "d", "m199"],
+    ] {
+        push(cmd(q, vec![]));
+    }
     same_as_redis_owned(&script);
 }
 
