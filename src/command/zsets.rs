@@ -572,11 +572,7 @@ fn store(ctx: &Ctx, t: &mut SlotTable, dst: &[u8], entries: Vec<(Vec<u8>, f64)>)
         t.remove(dst);
         return existed;
     }
-    let limits = ctx.encodings().zset;
-    let mut z = ZSet::default();
-    for (m, s) in &entries {
-        z.insert(m, *s, limits);
-    }
+    let z = ZSet::from_distinct(entries, ctx.encodings().zset);
     t.set(dst, Value::ZSet(Box::new(z)), ctx.now_ms, false);
     true
 }
@@ -907,12 +903,22 @@ fn members_of<'l>(
     locked: &'l crate::keyspace::Locked,
     keys: &[Bytes],
 ) -> Vec<Option<Members<'l>>> {
-    locked
-        .values(ctx.db(), keys, |n| ctx.visible(n))
+    let values = locked.values(ctx.db(), keys, |n| ctx.visible(n));
+    // A plain set is asked about at most the largest source's members.
+    let asks = values
+        .iter()
+        .flatten()
+        .map(|v| match v {
+            Value::ZSet(z) => z.len(),
+            v => Set::of(v).map_or(0, Set::len),
+        })
+        .max()
+        .unwrap_or(0);
+    values
         .into_iter()
         .map(|v| match v? {
-            Value::ZSet(z) => Some(Members::Sorted(z)),
-            v => Set::of(v).map(Members::Plain),
+            Value::ZSet(z) => Some(Members::Sorted(z, z.probe(asks))),
+            v => Set::of(v).map(|s| Members::Plain(s, s.probe(asks))),
         })
         .collect()
 }
@@ -1074,15 +1080,15 @@ fn zintercard(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 /// A sorted set, or a plain set read as one, without copying it.
 enum Members<'a> {
-    Sorted(&'a ZSet),
-    Plain(&'a Set),
+    Sorted(&'a ZSet, crate::keyspace::zset::Probe<'a>),
+    Plain(&'a Set, crate::keyspace::set::Probe<'a>),
 }
 
 impl Members<'_> {
     fn len(&self) -> usize {
         match self {
-            Members::Sorted(z) => z.len(),
-            Members::Plain(s) => s.len(),
+            Members::Sorted(z, _) => z.len(),
+            Members::Plain(s, _) => s.len(),
         }
     }
 
@@ -1093,22 +1099,22 @@ impl Members<'_> {
     /// A member's score; a plain set's members score 1.
     fn score(&self, m: &[u8]) -> Option<f64> {
         match self {
-            Members::Sorted(z) => z.score(m),
-            Members::Plain(s) => s.contains(m).then_some(1.0),
+            Members::Sorted(_, probe) => probe.score(m),
+            Members::Plain(_, probe) => probe.contains(m).then_some(1.0),
         }
     }
 
     /// Calls `f` with each member and its score while it returns true.
     fn each_scored(&self, f: &mut dyn FnMut(&[u8], f64) -> bool) {
         match self {
-            Members::Sorted(z) => {
+            Members::Sorted(z, _) => {
                 for e in z.iter() {
                     if !f(e.member.as_bytes(), e.score) {
                         return;
                     }
                 }
             }
-            Members::Plain(s) => {
+            Members::Plain(s, _) => {
                 for m in s.iter() {
                     if !f(m, 1.0) {
                         return;

@@ -57,6 +57,21 @@ fn cmp(a_score: f64, a: &[u8], b_score: f64, b: &[u8]) -> Ordering {
         .then_with(|| a.cmp(b))
 }
 
+/// See [`ZSet::probe`].
+pub enum Probe<'a> {
+    Set(&'a ZSet),
+    Indexed(hashbrown::HashTable<(&'a [u8], f64)>),
+}
+
+impl Probe<'_> {
+    pub fn score(&self, m: &[u8]) -> Option<f64> {
+        match self {
+            Probe::Set(z) => z.score(m),
+            Probe::Indexed(t) => t.find(hash_key(m), |(x, _)| *x == m).map(|&(_, s)| s),
+        }
+    }
+}
+
 /// An index slot: which member (by hash) has which score.
 #[derive(Clone, Copy, Debug)]
 struct Indexed {
@@ -291,6 +306,65 @@ impl ZSet {
                 .find(|e| e.member.as_bytes() == member)
                 .map(|e| e.score),
         }
+    }
+
+    /// A sorted set of distinct members, in any order, equal to inserting
+    /// them one by one in that order (a -0 score becomes 0 where it would
+    /// have been written while the set was small), built in one pass:
+    /// inserting one by one scans a small set for each member.
+    pub fn from_distinct<M: AsRef<[u8]>>(
+        entries: impl IntoIterator<Item = (M, f64)>,
+        limits: Limits,
+    ) -> ZSet {
+        let mut all: Vec<Entry> = Vec::new();
+        let mut long = false;
+        for (i, (m, score)) in entries.into_iter().enumerate() {
+            let m = m.as_ref();
+            long |= m.len() > limits.value;
+            let small = !long && i < limits.entries;
+            all.push(Entry {
+                score: if small && score == 0.0 { 0.0 } else { score },
+                member: SmallBuf::new(m),
+            });
+        }
+        all.sort_by(|a, b| cmp(a.score, a.member.as_bytes(), b.score, b.member.as_bytes()));
+        debug_assert!(all
+            .windows(2)
+            .all(|w| w[0].member.as_bytes() != w[1].member.as_bytes()));
+        let mut z = ZSet {
+            len: all.len(),
+            ..ZSet::default()
+        };
+        // Half-full chunks, as inserts in order leave them.
+        let mut rest = all.into_iter();
+        loop {
+            let chunk: Vec<Entry> = rest.by_ref().take(CHUNK_MAX / 2).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            z.chunks.push(chunk);
+        }
+        z.rebuild_fenwick();
+        if z.len > limits.entries || long {
+            z.build_index();
+        }
+        z
+    }
+
+    /// The set, ready to be asked `asks` members' scores: a small set (no
+    /// index, found by a scan) is hashed once into a temporary index when
+    /// the asks would otherwise scan it whole each time.
+    pub fn probe(&self, asks: usize) -> Probe<'_> {
+        if self.index.is_some() || asks < 4 || asks * (self.len + asks) < 256 {
+            return Probe::Set(self);
+        }
+        let mut t: hashbrown::HashTable<(&[u8], f64)> =
+            hashbrown::HashTable::with_capacity(self.len);
+        for e in self.iter() {
+            let m = e.member.as_bytes();
+            t.insert_unique(hash_key(m), (m, e.score), |(x, _)| hash_key(x));
+        }
+        Probe::Indexed(t)
     }
 
     /// Sets a member's score; returns the previous one.
@@ -610,6 +684,50 @@ mod tests {
             for r in (0..model.len()).step_by(97) {
                 assert_eq!(z.at(r).member.as_bytes(), &model[r].1[..]);
                 assert_eq!(z.rank(&model[r].1), Some((r, model[r].0)));
+            }
+        }
+    }
+
+    /// Built at once or inserted one by one: the same order, scores (to
+    /// the bit, -0 included), encoding and lookups.
+    #[test]
+    fn built_at_once_equals_inserted_one_by_one() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for round in 0..200 {
+            let n = rng.gen_range(0..40);
+            let mut seen = std::collections::HashSet::new();
+            let mut entries: Vec<(Vec<u8>, f64)> = Vec::new();
+            while entries.len() < n {
+                let m = if rng.gen_ratio(1, 30) {
+                    vec![b'l'; 20 + rng.gen_range(0..3)]
+                } else {
+                    format!("m{}", rng.gen_range(0..60)).into_bytes()
+                };
+                if seen.insert(m.clone()) {
+                    let s = [0.0, -0.0, 1.5, -2.0, f64::INFINITY][rng.gen_range(0..5)];
+                    entries.push((m, s));
+                }
+            }
+            let limits = Limits {
+                entries: 16,
+                value: 20,
+            };
+            let mut one = ZSet::default();
+            for (m, s) in &entries {
+                one.insert(m, *s, limits);
+            }
+            let all = ZSet::from_distinct(entries.iter().map(|(m, s)| (m, *s)), limits);
+            let view = |z: &ZSet| -> Vec<(Vec<u8>, u64)> {
+                z.iter()
+                    .map(|e| (e.member.as_bytes().to_vec(), e.score.to_bits()))
+                    .collect()
+            };
+            assert_eq!(view(&all), view(&one), "round {round}");
+            assert_eq!(all.encoding(), one.encoding(), "round {round}");
+            for (r, (m, _)) in view(&one).iter().enumerate() {
+                assert_eq!(all.rank(m), one.rank(m));
+                assert_eq!(all.rank(m).map(|x| x.0), Some(r));
             }
         }
     }

@@ -1305,6 +1305,48 @@ fn many_elements_at_once_match_redis() {
     ] {
         push(cmd(q, vec![]));
     }
+
+    // Sorted-set algebra over small sorted sets and sets.
+    let scored = |r: std::ops::Range<usize>| {
+        r.flat_map(|i| [(i % 7).to_string(), format!("m{i}")])
+            .collect::<Vec<_>>()
+    };
+    push(cmd(&["ZADD", "za"], scored(0..100)));
+    push(cmd(&["ZADD", "zb"], scored(50..150)));
+    push(cmd(
+        &["ZADD", "zn", "-0", "m1", "0", "m2", "-0", "m3"],
+        vec![],
+    ));
+    for q in [
+        &["ZINTER", "2", "za", "b", "WITHSCORES"][..],
+        &["ZINTER", "2", "za", "zb", "WEIGHTS", "1", "2", "WITHSCORES"],
+        &["ZINTERCARD", "2", "za", "zb"],
+        &[
+            "ZUNION",
+            "3",
+            "za",
+            "zb",
+            "zn",
+            "AGGREGATE",
+            "MAX",
+            "WITHSCORES",
+        ],
+        &["ZDIFF", "2", "za", "zb", "WITHSCORES"],
+        &["ZINTERSTORE", "zd", "2", "za", "zb"],
+        &["ZRANGE", "zd", "0", "-1", "WITHSCORES"],
+        &["OBJECT", "ENCODING", "zd"],
+        &["ZUNIONSTORE", "zd", "3", "za", "zb", "zn"],
+        &["ZRANGE", "zd", "0", "-1", "WITHSCORES"],
+        &["OBJECT", "ENCODING", "zd"],
+        &["ZDIFFSTORE", "zd", "2", "za", "zb"],
+        &["ZSCORE", "zd", "m7"],
+        &["ZUNIONSTORE", "zd", "2", "zn", "zn", "WEIGHTS", "1", "-1"],
+        &["ZRANGE", "zd", "0", "-1", "WITHSCORES"],
+        &["ZRANGESTORE", "zd", "za", "10", "60"],
+        &["ZRANGE", "zd", "0", "-1", "WITHSCORES"],
+    ] {
+        push(cmd(q, vec![]));
+    }
     same_as_redis_owned(&script);
 }
 
