@@ -11,7 +11,8 @@
 //! expired-but-unread keys a small fraction of the keyspace.
 //!
 //! Each removal records a `DEL` effect while the slot is locked, like a lazy
-//! expiry does.
+//! expiry does. The walk also shrinks tables that deletions left mostly
+//! empty (Redis's cron resizes its dicts the same way).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -34,6 +35,9 @@ pub fn active_cycle(server: &Server, budget: Duration) {
         let (db, slot) = (pos / SLOTS, pos % SLOTS);
         if let Some(dbref) = dbs.contains(&db).then(|| server.keyspace.db(db)) {
             let mut t = dbref.lock_slot(crate::keyspace::SlotId(slot as u16));
+            // Every table passes here once a cycle round, however its keys
+            // went (expiry, DEL, eviction): the place to give memory back.
+            t.shrink();
             if t.volatile() > 0 {
                 expired.clear();
                 t.remove_expired(now_ms(), &mut expired);
@@ -52,7 +56,6 @@ pub fn active_cycle(server: &Server, budget: Duration) {
                 }
                 server.stats.expired_keys.add(expired.len() as u64);
                 if !expired.is_empty() {
-                    t.shrink();
                     // BCAST clients hear of the expiry before anyone can
                     // see the key gone, as Redis tells them before it
                     // serves another command.
