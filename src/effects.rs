@@ -670,6 +670,11 @@ impl EffectStream {
             Some((pending, end)) => {
                 let mut spare = spare;
                 spare.clear();
+                // The log's buffers pass through here in turn: none keeps
+                // the size of a past burst (megabytes, for good).
+                if spare.capacity() > 1 << 20 {
+                    spare = Vec::with_capacity(64 * 1024);
+                }
                 LogBatch {
                     bytes: std::mem::replace(pending, spare),
                     end: *end,
@@ -743,6 +748,31 @@ impl EffectStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A burst's buffer handed back by the log writer is not kept as the
+    /// next pending buffer; an ordinary one is.
+    #[test]
+    fn the_log_keeps_no_burst_sized_buffer() {
+        let s = EffectStream::new(1024);
+        s.attach_log();
+        let pending_capacity = |s: &EffectStream| {
+            s.inner
+                .lock()
+                .aof
+                .as_ref()
+                .map(|(p, _)| p.capacity())
+                .unwrap()
+        };
+        let taken = s.take_log(Vec::with_capacity(8 << 20), Duration::ZERO);
+        assert!(
+            !taken.bytes.is_empty(),
+            "the state record a log starts with"
+        );
+        assert!(pending_capacity(&s) <= 1 << 20);
+        s.append(0, &[b"SET", b"k", b"v"]);
+        s.take_log(Vec::with_capacity(100_000), Duration::ZERO);
+        assert_eq!(pending_capacity(&s), 100_000);
+    }
 
     #[test]
     fn select_is_emitted_on_db_change_only() {
