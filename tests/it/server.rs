@@ -48,15 +48,16 @@ fn info_sections_and_fields() {
     assert!(stats.contains("errorstat_ERR:count=1"), "{stats}");
 }
 
+fn used_memory(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
+    info_field(&info, "used_memory").parse().unwrap()
+}
+
 #[test]
 fn memory_figures_come_from_the_allocator() {
     let node = TestNode::start();
     let mut con = node.conn();
-    let used = |con: &mut redis::Connection| -> u64 {
-        let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
-        info_field(&info, "used_memory").parse().unwrap()
-    };
-    let before = used(&mut con);
+    let before = used_memory(&mut con);
     let mut pipe = redis::pipe();
     for i in 0..20_000 {
         pipe.cmd("SET")
@@ -65,7 +66,7 @@ fn memory_figures_come_from_the_allocator() {
             .ignore();
     }
     let _: () = pipe.query(&mut con).unwrap();
-    let after = used(&mut con);
+    let after = used_memory(&mut con);
     // 20,000 values of 100 bytes are at least 2 MB of allocations.
     assert!(after > before + 2_000_000, "before {before} after {after}");
     let info: String = redis::cmd("INFO").arg("memory").query(&mut con).unwrap();
@@ -73,7 +74,7 @@ fn memory_figures_come_from_the_allocator() {
     assert!(peak >= after);
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
     eventually("memory released after FLUSHALL", || {
-        used(&mut con) < after - 1_000_000
+        used_memory(&mut con) < after - 1_000_000
     });
 }
 
@@ -84,11 +85,7 @@ fn memory_goes_back_after_keys_are_deleted() {
     // Without the log, whose buffers keep the size of the last burst.
     let node = TestNode::start_with(&["--appendonly", "no"]);
     let mut con = node.conn();
-    let used = |con: &mut redis::Connection| -> u64 {
-        let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
-        info_field(&info, "used_memory").parse().unwrap()
-    };
-    let empty = used(&mut con);
+    let empty = used_memory(&mut con);
     let _: () = redis::cmd("DEBUG")
         .arg("POPULATE")
         .arg(200_000)
@@ -108,7 +105,7 @@ fn memory_goes_back_after_keys_are_deleted() {
     // About a dozen keys a slot left 16384 tables of 16 to 32 buckets
     // each, 3.7 MB that nothing gave back; what stays now is under 1 MB.
     eventually("the emptied tables let their buckets go", || {
-        used(&mut con) < empty + 2_000_000
+        used_memory(&mut con) < empty + 2_000_000
     });
 }
 
