@@ -87,6 +87,12 @@ pub fn int_at_least(b: &[u8], min: i64, msg: &'static str) -> Result<i64, Comman
     }
 }
 
+/// A count that must not be negative (pops, DEBUG POPULATE), with Redis's
+/// message for anything else, a word that is no number included.
+pub fn positive_count(b: &[u8]) -> Result<usize, CommandError> {
+    int_at_least(b, 0, "value is out of range, must be positive").map(|n| n as usize)
+}
+
 /// A non-negative integer that fits `usize` (counts, offsets).
 pub fn uint(b: &[u8]) -> Result<usize, CommandError> {
     match parse_i64(b) {

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::args::{int, Args};
+use super::args::{int, positive_count, Args};
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::SmallBuf;
@@ -126,18 +126,10 @@ fn rpushx(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     push_generic(ctx, argv, End::Right, true)
 }
 
-/// A positive pop count, with Redis's message.
-fn pop_count(a: &[u8]) -> Result<usize, CommandError> {
-    match int(a) {
-        Ok(n) if n >= 0 => Ok(n as usize),
-        _ => Err(CommandError::err("value is out of range, must be positive")),
-    }
-}
-
 fn pop_generic(ctx: &mut Ctx, argv: &[Bytes], end: End) -> CmdResult {
     let count = match argv.len() {
         2 => None,
-        3 => Some(pop_count(&argv[2])?),
+        3 => Some(positive_count(&argv[2])?),
         _ => return Err(CommandError::Arity(end_name(end, "pop"))),
     };
     let key = &argv[1];

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
-use super::args::{float, int, text, Args};
+use super::args::{float, int, positive_count, text, Args};
 use super::keys::help;
 use super::{flags, flags::*, keys, spec, Action, Ctx, Spec, NO_KEYS, TABLE};
 use crate::config::ConfigError;
@@ -731,13 +731,9 @@ fn debug_populate(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             String::from_utf8_lossy(&argv[1])
         )));
     }
-    let positive = |a: &Bytes| match int(a) {
-        Ok(n) if n >= 0 => Ok(n as u64),
-        _ => Err(CommandError::err("value is out of range, must be positive")),
-    };
-    let count = positive(&argv[2])?;
+    let count = positive_count(&argv[2])?;
     let prefix: &[u8] = argv.get(3).map_or(b"key", |p| &p[..]);
-    let size = argv.get(4).map(positive).transpose()?;
+    let size = argv.get(4).map(|s| positive_count(s)).transpose()?;
     let (mut key, mut value) = (Vec::new(), Vec::new());
     for i in 0..count {
         key.clear();
@@ -746,7 +742,7 @@ fn debug_populate(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         value.clear();
         value.extend_from_slice(format!("value:{i}").as_bytes());
         if let Some(size) = size {
-            value.resize(size as usize, 0);
+            value.resize(size, 0);
         }
         let mut t = ctx.lock_key(&key);
         if ctx.lookup(&mut t, &key).is_some() {

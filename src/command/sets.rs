@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use super::args::{int, Args};
+use super::args::{int, positive_count, Args};
 use super::element_scan::{self, Slot};
 use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
@@ -125,10 +125,7 @@ fn srandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn spop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let count = match argv.len() {
         2 => None,
-        3 => match int(&argv[2]) {
-            Ok(n) if n >= 0 => Some(n as usize),
-            _ => return Err(CommandError::err("value is out of range, must be positive")),
-        },
+        3 => Some(positive_count(&argv[2])?),
         _ => return Err(CommandError::Syntax),
     };
     let key = &argv[1];

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::args::{float, int, strtod_lenient, Args};
+use super::args::{float, int, positive_count, strtod_lenient, Args};
 use super::element_scan::{self, Slot};
 use super::lists::clamp_range;
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
@@ -658,10 +658,7 @@ fn pop_entries(z: &mut ZSet, count: usize, max: bool) -> Vec<Entry> {
 fn pop_generic(ctx: &mut Ctx, argv: &[Bytes], max: bool) -> CmdResult {
     let count = match argv.len() {
         2 => None,
-        3 => match int(&argv[2]) {
-            Ok(n) if n >= 0 => Some(n as usize),
-            _ => return Err(CommandError::err("value is out of range, must be positive")),
-        },
+        3 => Some(positive_count(&argv[2])?),
         _ => return Err(CommandError::Syntax),
     };
     let mut t = ctx.lock_key(&argv[1]);
