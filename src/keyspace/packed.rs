@@ -31,6 +31,12 @@ fn put_varint(out: &mut Vec<u8>, mut n: usize) {
     out.push(n as u8);
 }
 
+/// Appends entry `e`: its length, then its bytes.
+fn put_entry(out: &mut Vec<u8>, e: &[u8]) {
+    put_varint(out, e.len());
+    out.extend_from_slice(e);
+}
+
 fn varint_len(mut n: usize) -> usize {
     let mut l = 1;
     while n >= 0x80 {
@@ -139,8 +145,7 @@ impl Packed {
 
     fn encoded(e: &[u8]) -> Vec<u8> {
         let mut enc = Vec::with_capacity(varint_len(e.len()) + e.len());
-        put_varint(&mut enc, e.len());
-        enc.extend_from_slice(e);
+        put_entry(&mut enc, e);
         enc
     }
 
@@ -155,8 +160,7 @@ impl Packed {
         let mut enc = Vec::new();
         let mut n = self.len();
         for e in entries {
-            put_varint(&mut enc, e.len());
-            enc.extend_from_slice(e);
+            put_entry(&mut enc, e);
             n += 1;
         }
         let end = self.0.len();
@@ -166,21 +170,11 @@ impl Packed {
     /// Finds the first entry equal to `e` among entries `0, stride, 2*stride,
     /// ...` (a hash's fields are every other entry). Returns its byte offset.
     pub fn find(&self, e: &[u8], stride: usize) -> Option<usize> {
-        let buf = &self.0[..];
-        let mut off = COUNT;
-        while off < buf.len() {
-            let (cur, mut next) = read_at(buf, off);
-            // Lengths, then last bytes, settle most mismatches without a
-            // call to memcmp (a hash of 500 fields is scanned whole).
-            if cur.len() == e.len() && cur.last() == e.last() && cur == e {
-                return Some(off);
-            }
-            for _ in 1..stride {
-                next = read_at(buf, next).1;
-            }
-            off = next;
-        }
-        None
+        // Lengths, then last bytes, settle most mismatches without a call
+        // to memcmp (a hash of 500 fields is scanned whole).
+        self.strided(stride)
+            .find(|(cur, _)| cur.len() == e.len() && cur.last() == e.last() && *cur == e)
+            .map(|(_, off)| off)
     }
 
     /// The entry at byte offset `off` and the offset after it.
@@ -209,28 +203,40 @@ impl Packed {
         self.0.len()
     }
 
-    /// Whether looking up `k` elements at once pays for an [`Index`]: a
-    /// hash of every entry, against `k` scans of them.
+    /// Whether looking up `k` elements at once pays for an [`Index`] (see
+    /// [`worth_indexing`]).
     pub fn worth_indexing(&self, k: usize) -> bool {
-        k >= 4 && k * (self.len() + k) >= 256
+        worth_indexing(self.len(), k)
+    }
+
+    /// Entries `0, stride, 2*stride, ...` with their byte offsets (a hash's
+    /// fields are every other entry).
+    fn strided(&self, stride: usize) -> impl Iterator<Item = (&[u8], usize)> {
+        let buf = &self.0[..];
+        let mut off = COUNT;
+        std::iter::from_fn(move || {
+            if off >= buf.len() {
+                return None;
+            }
+            let (cur, mut next) = read_at(buf, off);
+            for _ in 1..stride {
+                next = read_at(buf, next).1;
+            }
+            let at = std::mem::replace(&mut off, next);
+            Some((cur, at))
+        })
     }
 
     /// Entries `0, stride, 2*stride, ...` by their bytes (see [`Index`]).
     pub fn index(&self, stride: usize) -> Index<'_> {
         let mut t: HashTable<(&[u8], usize)> = HashTable::with_capacity(self.len() / stride);
-        let (mut off, mut i) = (COUNT, 0usize);
-        while off < self.0.len() {
-            let (cur, next) = read_at(&self.0, off);
-            if i.is_multiple_of(stride) {
-                // The first of equal entries, as `find` answers.
-                if let Entry::Vacant(v) =
-                    t.entry(hash_key(cur), |(x, _)| *x == cur, |(x, _)| hash_key(x))
-                {
-                    v.insert((cur, off));
-                }
+        for (cur, off) in self.strided(stride) {
+            // The first of equal entries, as `find` answers.
+            if let Entry::Vacant(v) =
+                t.entry(hash_key(cur), |(x, _)| *x == cur, |(x, _)| hash_key(x))
+            {
+                v.insert((cur, off));
             }
-            off = next;
-            i += 1;
         }
         Index(t)
     }
@@ -277,20 +283,25 @@ impl Packed {
         let mut from = 0;
         for &(off, e) in replace {
             v.extend_from_slice(&self.0[from..off]);
-            put_varint(&mut v, e.len());
-            v.extend_from_slice(e);
+            put_entry(&mut v, e);
             from = read_at(&self.0, off).1;
         }
         v.extend_from_slice(&self.0[from..]);
         let mut count = self.len();
         for e in append {
-            put_varint(&mut v, e.len());
-            v.extend_from_slice(e);
+            put_entry(&mut v, e);
             count += 1;
         }
         Self::set_len(&mut v, count);
         self.0 = v.into_boxed_slice();
     }
+}
+
+/// Whether looking `asks` elements up among `len` is cheaper through a
+/// temporary hash of all `len` than by a scan of them per element: a small
+/// set, hash or sorted set asked about many elements at once.
+pub fn worth_indexing(len: usize, asks: usize) -> bool {
+    asks >= 4 && asks * (len + asks) >= 256
 }
 
 /// Some entries of a [`Packed`] (a set's members, a hash's fields) by their

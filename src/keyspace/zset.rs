@@ -355,7 +355,7 @@ impl ZSet {
     /// index, found by a scan) is hashed once into a temporary index when
     /// the asks would otherwise scan it whole each time.
     pub fn probe(&self, asks: usize) -> Probe<'_> {
-        if self.index.is_some() || asks < 4 || asks * (self.len + asks) < 256 {
+        if self.index.is_some() || !super::packed::worth_indexing(self.len, asks) {
             return Probe::Set(self);
         }
         let mut t: hashbrown::HashTable<(&[u8], f64)> =
