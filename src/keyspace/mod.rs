@@ -420,10 +420,15 @@ impl Keyspace {
         let mut ids: SmallVec<[u64; 4]> = want.iter().map(|&(d, s)| lock_id(d, s)).collect();
         ids.sort_unstable();
         ids.dedup();
+        self.lock_ids(ids)
+    }
+
+    /// Locks the slots `ids` (ascending, distinct [`lock_id`]s).
+    fn lock_ids(&self, ids: SmallVec<[u64; 4]>) -> Locked<'_> {
         // Databases are created before any slot is locked: creation waits
         // for a starting snapshot, which waits for every slot lock.
-        for (d, _) in &want {
-            self.db(*d);
+        for &id in &ids {
+            self.db((id >> 16) as usize);
         }
         let guards = ids
             .iter()
@@ -456,17 +461,8 @@ impl Keyspace {
             }
             named[i as usize].1 = (ids.len() - 1) as u32;
         }
-        // Created before any slot is locked, as in `lock`.
-        let d = self.db(db);
-        let guards = ids
-            .iter()
-            .map(|&id| {
-                let slot = SlotId(id as u16);
-                (db, slot, d.lock_slot(slot))
-            })
-            .collect();
         KeyLocks {
-            locked: Locked { ids, guards },
+            locked: self.lock_ids(ids),
             named,
             next: 0,
         }
