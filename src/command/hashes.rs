@@ -252,10 +252,8 @@ fn hrandfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.array(0);
         return Ok(());
     };
-    let picks = match usize::try_from(count) {
-        Ok(n) => h.random_pairs(n, true, &mut rng),
-        Err(_) => h.random_pairs(count.unsigned_abs() as usize, false, &mut rng),
-    };
+    let (n, distinct) = crate::keyspace::table::draw_count(count);
+    let picks = h.random_pairs(n, distinct, &mut rng);
     let n = picks.len();
     reply_pairs(ctx, picks.into_iter(), n, with_values);
     Ok(())

@@ -14,7 +14,7 @@ use super::args::{int, positive_count, Args};
 use super::element_scan::{self, Slot};
 use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
-use crate::keyspace::table::hash_key;
+use crate::keyspace::table::{draw_count, hash_key};
 use crate::keyspace::{Locked, Set};
 
 const G: &str = "set";
@@ -111,10 +111,8 @@ fn srandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
         (Some(s), Some(c)) => {
             let mut rng = rand::thread_rng();
-            let picks = match usize::try_from(c) {
-                Ok(n) => s.random_members(n, true, &mut rng),
-                Err(_) => s.random_members(c.unsigned_abs() as usize, false, &mut rng),
-            };
+            let (n, distinct) = draw_count(c);
+            let picks = s.random_members(n, distinct, &mut rng);
             ctx.out.array(picks.len());
             picks.iter().for_each(|m| ctx.out.bulk(m));
         }
