@@ -96,6 +96,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d("hash-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
     d("set-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
     d("set-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
+    d("set-max-intset-entries", Kind::Int { min: 0, max: i64::MAX }, "512", true),
     d("zset-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
     d("zset-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
     d("auto-aof-rewrite-percentage", Kind::Int { min: 0, max: i32::MAX as i64 }, "100", true),

@@ -109,9 +109,9 @@ pub trait Source {
     fn bucket(&self, i: usize) -> Slot<Self::E>;
     fn each(&self, f: &mut dyn FnMut(Self::E));
     /// The name hashed for hash order and matched against MATCH.
-    fn name(&self, e: Self::E) -> &[u8];
+    fn name<'e>(&self, e: &'e Self::E) -> &'e [u8];
     /// The value or score written after the name, if any.
-    fn value(&self, e: Self::E) -> Option<Vec<u8>>;
+    fn value(&self, e: &Self::E) -> Option<Vec<u8>>;
 }
 
 const BUCKET_ORDER: u64 = 1 << 48;
@@ -171,7 +171,7 @@ pub fn reply<S: Source>(ctx: &mut Ctx, o: &ScanOptions, src: &S) {
         };
         let mut candidates: Vec<(u64, S::E)> = Vec::new();
         src.each(&mut |e| {
-            let h = hash_key(src.name(e)) >> 32;
+            let h = hash_key(src.name(&e)) >> 32;
             if h >= from {
                 candidates.push((h, e));
             }
@@ -191,17 +191,17 @@ pub fn reply<S: Source>(ctx: &mut Ctx, o: &ScanOptions, src: &S) {
         chosen = candidates.into_iter().map(|(_, e)| e).collect();
     }
     if let Some(p) = &o.pattern {
-        chosen.retain(|&e| glob_match(p, src.name(e), false));
+        chosen.retain(|e| glob_match(p, src.name(e), false));
     }
     let values: Vec<Option<Vec<u8>>> = chosen
         .iter()
-        .map(|&e| if o.novalues { None } else { src.value(e) })
+        .map(|e| if o.novalues { None } else { src.value(e) })
         .collect();
     let items: usize = values.iter().map(|v| 1 + usize::from(v.is_some())).sum();
     ctx.out.array(2);
     ctx.out.bulk(next.to_string().as_bytes());
     ctx.out.array(items);
-    for (&e, v) in chosen.iter().zip(values) {
+    for (e, v) in chosen.iter().zip(values) {
         ctx.out.bulk(src.name(e));
         if let Some(v) = v {
             ctx.out.bulk(&v);

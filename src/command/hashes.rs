@@ -313,10 +313,10 @@ impl<'a> element_scan::Source for HashScan<'a> {
     fn each(&self, f: &mut dyn FnMut(Self::E)) {
         self.0.iter().for_each(f)
     }
-    fn name(&self, e: Self::E) -> &[u8] {
+    fn name<'e>(&self, e: &'e Self::E) -> &'e [u8] {
         e.0
     }
-    fn value(&self, e: Self::E) -> Option<Vec<u8>> {
+    fn value(&self, e: &Self::E) -> Option<Vec<u8>> {
         Some(e.1.to_vec())
     }
 }

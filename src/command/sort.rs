@@ -108,11 +108,11 @@ fn elements(
     };
     Ok(match &n.value {
         Value::List(l) => (l.iter().map(|e| e.as_bytes().to_vec()).collect(), true),
-        v @ (Value::SetPacked(_) | Value::SetTable(_)) => (
+        v @ (Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_)) => (
             Set::of(v)
                 .into_iter()
                 .flat_map(Set::iter)
-                .map(<[u8]>::to_vec)
+                .map(|m| m.to_vec())
                 .collect(),
             false,
         ),

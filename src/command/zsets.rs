@@ -1113,7 +1113,7 @@ impl Members<'_> {
             }
             Members::Plain(s, _) => {
                 for m in s.iter() {
-                    if !f(m, 1.0) {
+                    if !f(&m, 1.0) {
                         return;
                     }
                 }
@@ -1223,10 +1223,10 @@ impl<'a> element_scan::Source for ZSetScan<'a> {
             .iter()
             .for_each(|e| f((e.member.as_bytes(), e.score)))
     }
-    fn name(&self, e: Self::E) -> &[u8] {
+    fn name<'e>(&self, e: &'e Self::E) -> &'e [u8] {
         e.0
     }
-    fn value(&self, e: Self::E) -> Option<Vec<u8>> {
+    fn value(&self, e: &Self::E) -> Option<Vec<u8>> {
         Some(format_double(e.1).into_bytes())
     }
 }

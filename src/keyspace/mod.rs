@@ -35,6 +35,7 @@
 
 pub mod evict;
 pub mod hash;
+pub mod intset;
 pub mod packed;
 pub mod set;
 pub mod table;
@@ -62,11 +63,19 @@ pub struct Limits {
     pub value: usize,
 }
 
+/// A set's limits: its listpack's, and how many members a set of
+/// integers keeps as an intset (`set-max-intset-entries`).
+#[derive(Clone, Copy, Debug)]
+pub struct SetLimits {
+    pub listpack: Limits,
+    pub ints: usize,
+}
+
 /// The compact-encoding limits of each collection type.
 #[derive(Clone, Copy, Debug)]
 pub struct Encodings {
     pub hash: Limits,
-    pub set: Limits,
+    pub set: SetLimits,
     pub zset: Limits,
 }
 
@@ -79,7 +88,10 @@ impl Default for Encodings {
         };
         Encodings {
             hash: l,
-            set: l,
+            set: SetLimits {
+                listpack: l,
+                ints: 512,
+            },
             zset: l,
         }
     }

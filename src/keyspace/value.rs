@@ -14,6 +14,7 @@ use std::fmt;
 use super::table::Buckets;
 
 use super::hash::{Hash, Pair};
+use super::intset::IntSet;
 use super::packed::Packed;
 use super::set::Set;
 use super::zset::ZSet;
@@ -103,6 +104,7 @@ pub enum Value {
     /// Hashes and sets: see `Hash` and `Set`, which wrap these variants.
     HashPacked(Packed),
     HashTable(Box<Buckets<Pair>>),
+    SetInts(IntSet),
     SetPacked(Packed),
     SetTable(Box<Buckets<SmallBuf>>),
     ZSet(Box<ZSet>),
@@ -154,7 +156,7 @@ impl Value {
             Value::Str(_) | Value::Int(_) | Value::Raw(_) => Kind::String,
             Value::List(_) => Kind::List,
             Value::HashPacked(_) | Value::HashTable(_) => Kind::Hash,
-            Value::SetPacked(_) | Value::SetTable(_) => Kind::Set,
+            Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_) => Kind::Set,
             Value::ZSet(_) => Kind::ZSet,
         }
     }
@@ -201,7 +203,7 @@ impl Value {
             Value::HashPacked(_) | Value::HashTable(_) => {
                 Hash::of(self).map_or(0, |h| h.heap_size(samples))
             }
-            Value::SetPacked(_) | Value::SetTable(_) => {
+            Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_) => {
                 Set::of(self).map_or(0, |s| s.heap_size(samples))
             }
             Value::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_size(samples),
@@ -318,8 +320,9 @@ impl Node {
             Value::List(_) => "quicklist",
             Value::HashPacked(_) => "listpack",
             Value::HashTable(_) => "hashtable",
-            Value::SetPacked(_) => "listpack",
-            Value::SetTable(_) => "hashtable",
+            Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_) => {
+                Set::of(&self.value).map_or("", Set::encoding)
+            }
             Value::ZSet(z) => z.encoding(),
         }
     }

@@ -58,10 +58,10 @@ fn mix_object(d: &mut Digest, node: &Node) {
     };
     match &node.value {
         Value::List(l) => l.iter().for_each(|e| mix(d, e.as_bytes())),
-        v @ (Value::SetPacked(_) | Value::SetTable(_)) => Set::of(v)
+        v @ (Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_)) => Set::of(v)
             .into_iter()
             .flat_map(Set::iter)
-            .for_each(|m| xor(d, m)),
+            .for_each(|m| xor(d, &m)),
         v @ (Value::HashPacked(_) | Value::HashTable(_)) => Hash::of(v)
             .into_iter()
             .flat_map(Hash::iter)

@@ -15,8 +15,9 @@
 //! ```
 //!
 //! Shoal writes collections in RDB's plain element-by-element types, which
-//! every Redis 7 loads; it reads Redis's compact encodings as well, so a
-//! DUMP taken from Redis restores here.
+//! every Redis 7 loads, except a set of integers kept as an intset, which
+//! goes out as Redis's intset (type 11) byte for byte; it reads Redis's
+//! compact encodings as well, so a DUMP taken from Redis restores here.
 //!
 //! ```text
 //!  listpack: [total u32][count u16] entry... 0xFF
@@ -107,11 +108,21 @@ pub fn dump(v: &Value) -> Vec<u8> {
             write_len(&mut out, l.len());
             l.iter().for_each(|e| write_bytes(&mut out, e.as_bytes()));
         }
+        Value::SetInts(s) => {
+            // Redis's intset: [width u32 LE][count u32 LE][members].
+            let (width, members) = s.raw();
+            let mut blob = Vec::with_capacity(8 + members.len());
+            blob.extend((width as u32).to_le_bytes());
+            blob.extend((s.len() as u32).to_le_bytes());
+            blob.extend(members);
+            out.push(RDB_TYPE_SET_INTSET);
+            write_bytes(&mut out, &blob);
+        }
         v @ (Value::SetPacked(_) | Value::SetTable(_)) => {
             let s = Set::of(v).expect("a set value");
             out.push(RDB_TYPE_SET);
             write_len(&mut out, s.len());
-            s.iter().for_each(|m| write_bytes(&mut out, m));
+            s.iter().for_each(|m| write_bytes(&mut out, &m));
         }
         v @ (Value::HashPacked(_) | Value::HashTable(_)) => {
             let h = Hash::of(v).expect("a hash value");

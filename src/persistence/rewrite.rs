@@ -68,9 +68,17 @@ fn rebuild_key(rec: &mut Vec<u8>, node: &Node) {
     };
     match &node.value {
         Value::List(l) => batches(b"RPUSH", &mut l.iter().map(|e| vec![e.as_bytes()])),
-        v @ (Value::SetPacked(_) | Value::SetTable(_)) => {
-            let s = Set::of(v).expect("a set value");
-            batches(b"SADD", &mut s.iter().map(|m| vec![m]))
+        v @ (Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_)) => {
+            // An intset's members are formatted as they come: a record's
+            // worth at a time.
+            let mut members = Set::of(v).expect("a set value").iter();
+            loop {
+                let chunk: Vec<_> = members.by_ref().take(ITEMS_PER_RECORD).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                batches(b"SADD", &mut chunk.iter().map(|m| vec![&**m]));
+            }
         }
         v @ (Value::HashPacked(_) | Value::HashTable(_)) => {
             let h = Hash::of(v).expect("a hash value");

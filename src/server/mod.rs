@@ -60,8 +60,8 @@ pub struct Tunables {
     pub maxmemory_policy: AtomicI64,
     pub maxmemory_samples: AtomicI64,
     pub tracking_table_max_keys: AtomicI64,
-    /// `{hash,set,zset}-max-listpack-{entries,value}`, in that order.
-    pub listpack: [AtomicI64; 6],
+    /// The compact encodings' limits, named by `ENCODING_DIRECTIVES`.
+    pub encoding_limits: [AtomicI64; 7],
     pub min_replicas_to_write: AtomicI64,
     /// `repl-timeout`, read by the replication links on every batch.
     pub repl_timeout_secs: AtomicI64,
@@ -70,13 +70,14 @@ pub struct Tunables {
     pub latency_tracking: AtomicBool,
 }
 
-const LISTPACK_DIRECTIVES: [&str; 6] = [
+const ENCODING_DIRECTIVES: [&str; 7] = [
     "hash-max-listpack-entries",
     "hash-max-listpack-value",
     "set-max-listpack-entries",
     "set-max-listpack-value",
     "zset-max-listpack-entries",
     "zset-max-listpack-value",
+    "set-max-intset-entries",
 ];
 
 impl Tunables {
@@ -90,7 +91,7 @@ impl Tunables {
             maxclients: AtomicI64::new(0),
             tcp_keepalive: AtomicI64::new(0),
             hz: AtomicI64::new(0),
-            listpack: Default::default(),
+            encoding_limits: Default::default(),
             maxmemory: AtomicI64::new(0),
             maxmemory_policy: AtomicI64::new(0),
             maxmemory_samples: AtomicI64::new(5),
@@ -117,7 +118,7 @@ impl Tunables {
             "repl-timeout",
         ]
         .into_iter()
-        .chain(LISTPACK_DIRECTIVES)
+        .chain(ENCODING_DIRECTIVES)
         {
             t.update(name, cfg.int(name));
         }
@@ -154,13 +155,18 @@ impl Tunables {
 
     /// The compact-encoding limits now in force.
     pub fn encodings(&self) -> crate::keyspace::Encodings {
+        let get = |i: usize| self.encoding_limits[i].load(Relaxed) as usize;
         let l = |i: usize| crate::keyspace::Limits {
-            entries: self.listpack[i].load(Relaxed) as usize,
-            value: self.listpack[i + 1].load(Relaxed) as usize,
+            entries: get(i),
+            value: get(i + 1),
         };
         crate::keyspace::Encodings {
             hash: l(0),
-            set: l(2),
+            set: crate::keyspace::SetLimits {
+                listpack: l(2),
+                // An intset counts its members in 32 bits; Redis caps it too.
+                ints: get(6).min(1 << 30),
+            },
             zset: l(4),
         }
     }
@@ -180,8 +186,8 @@ impl Tunables {
             "tracking-table-max-keys" => &self.tracking_table_max_keys,
             "min-replicas-to-write" => &self.min_replicas_to_write,
             "repl-timeout" => &self.repl_timeout_secs,
-            other => match LISTPACK_DIRECTIVES.iter().position(|d| *d == other) {
-                Some(i) => &self.listpack[i],
+            other => match ENCODING_DIRECTIVES.iter().position(|d| *d == other) {
+                Some(i) => &self.encoding_limits[i],
                 None => return,
             },
         };

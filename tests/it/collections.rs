@@ -4,7 +4,7 @@
 //! `support::same_as_redis`).
 
 use crate::support::{
-    run, same_as_redis, same_as_redis_owned, Frame, Raw, ReferenceRedis, TestNode,
+    run, same_as_redis, same_as_redis_owned, sorted, Frame, Raw, ReferenceRedis, TestNode,
 };
 use crate::{bulk, err, int, ok};
 
@@ -1391,4 +1391,114 @@ fn intersection_cards_match_redis() {
             .map(|q| q.iter().map(|a| a.to_string()).collect()),
     );
     same_as_redis_owned(&script);
+}
+
+/// Sets of integers are intsets, as in Redis: members in ascending order
+/// (SMEMBERS, SSCAN, SORT BY nosort, the STORE commands' results), the
+/// intset encoding up to `set-max-intset-entries`, DUMP as Redis's intset
+/// type, and no more memory than Redis's.
+#[test]
+fn integer_sets_match_redis() {
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let mut ours = node.conn();
+    let mut theirs = reference.client().get_connection().unwrap();
+    fn same(ours: &mut redis::Connection, theirs: &mut redis::Connection, c: &[&str]) {
+        assert_eq!(run(ours, c), run(theirs, c), "{c:?}");
+    }
+    macro_rules! both {
+        ($c:expr) => {
+            same(&mut ours, &mut theirs, $c)
+        };
+    }
+    let ints: Vec<String> = (0..300)
+        .map(|i: i64| ((i * 7919) % 601 - 300).to_string())
+        .collect();
+    let mut sadd = vec!["SADD", "s"];
+    sadd.extend(ints.iter().map(String::as_str));
+    both!(&sadd);
+    // Every width: 16, 32 and 64 bits, the extremes, one at a time.
+    for m in ["70000", "-9223372036854775808", "9223372036854775807", "5"] {
+        both!(&["SADD", "s", m]);
+    }
+    for q in [
+        &["OBJECT", "ENCODING", "s"][..],
+        &["SMEMBERS", "s"],
+        &["SSCAN", "s", "0", "COUNT", "5"],
+        &["SSCAN", "s", "0", "MATCH", "-1*"],
+        &["SORT", "s", "BY", "nosort", "LIMIT", "0", "20"],
+        &["SISMEMBER", "s", "70000"],
+        // Not canonical integers, so not members.
+        &[
+            "SMISMEMBER",
+            "s",
+            "007",
+            "+5",
+            "-0",
+            "5 ",
+            "9223372036854775808",
+        ],
+        &[
+            "SREM",
+            "s",
+            "70000",
+            "1",
+            "1",
+            "2",
+            "x",
+            "-9223372036854775808",
+        ],
+        &["SCARD", "s"],
+        &["SMEMBERS", "s"],
+        &["SADD", "t", "3", "1", "2", "-4"],
+        &["SINTERSTORE", "d", "s", "t"],
+        &["SMEMBERS", "d"],
+        &["OBJECT", "ENCODING", "d"],
+        &["SUNIONSTORE", "d", "t", "s"],
+        &["SMEMBERS", "d"],
+        &["SMOVE", "t", "e", "3"],
+        &["OBJECT", "ENCODING", "e"],
+        &["DEBUG", "DIGEST-VALUE", "s"],
+    ] {
+        both!(q);
+    }
+    let payload = run(&mut ours, &["DUMP", "s"]);
+    assert!(
+        matches!(&payload, Ok(redis::Value::BulkString(b)) if b[0] == 11),
+        "Redis's intset type"
+    );
+    transfer(&mut ours, &mut theirs, "s");
+    transfer(&mut theirs, &mut ours, "s");
+    let mem = |con: &mut redis::Connection| match run(con, &["MEMORY", "USAGE", "s"]) {
+        Ok(redis::Value::Int(n)) => n,
+        other => panic!("{other:?}"),
+    };
+    let (a, b) = (mem(&mut ours), mem(&mut theirs));
+    assert!(a <= b, "MEMORY USAGE {a} vs Redis's {b}");
+
+    // Past set-max-intset-entries (512): a hash table on both sides.
+    let more: Vec<String> = (1000..1300).map(|i| i.to_string()).collect();
+    let mut sadd = vec!["SADD", "s"];
+    sadd.extend(more.iter().map(String::as_str));
+    for q in [&sadd[..], &["OBJECT", "ENCODING", "s"], &["SCARD", "s"]] {
+        both!(q);
+    }
+    // Random picks and pops come from the members, in either encoding.
+    for q in [
+        &["SRANDMEMBER", "t", "-10"][..],
+        &["SPOP", "t", "2"],
+        &["SPOP", "d", "1000"],
+    ] {
+        let (a, b) = (run(&mut ours, q), run(&mut theirs, q));
+        if q[0] == "SRANDMEMBER" {
+            let a = format!("{:?}", sorted(a));
+            assert!(["1", "2", "-4", "3"]
+                .iter()
+                .any(|m| a.contains(&format!("\"{m}\""))));
+        } else {
+            assert_eq!(sorted(a).map(|_| ()), sorted(b).map(|_| ()), "{q:?}");
+        }
+    }
+    both!(&["DEL", "t"]);
+    both!(&["DEBUG", "DIGEST"]);
 }

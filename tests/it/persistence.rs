@@ -785,10 +785,21 @@ fn a_million_keys_come_back_exactly() {
             .ignore();
         pipe.cmd("SADD").arg("big:s").arg(format!("m{i}")).ignore();
         pipe.cmd("LPUSH").arg("big:l").arg(i).ignore();
+        if i < 400 {
+            // An intset, rewritten over several records.
+            pipe.cmd("SADD")
+                .arg("big:si")
+                .arg(i as i64 * 100_003 - 15_000_000)
+                .ignore();
+        }
     }
     let _: () = pipe.query(&mut con).unwrap();
     let mut r = node.raw();
-    assert_eq!(int(&mut r, &["DBSIZE"]), 1_000_004);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 1_000_005);
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "big:si"]).as_deref(),
+        Some("intset")
+    );
     // Half of the history in a base, half in the incremental file.
     ok(&mut r, &["CONFIG", "SET", "appendfsync", "everysec"]);
     r.call(&["BGREWRITEAOF"]);
