@@ -1,22 +1,18 @@
 //! List commands.
 //!
-//! A list is a ring buffer of elements (`VecDeque<SmallBuf>`): pushes and
-//! pops at both ends are O(1), and an index is O(1) too, where Redis's
-//! quicklist walks its nodes.
+//! A list is a deque of packed chunks (`keyspace::List`, Redis's
+//! quicklist): pushes and pops at both ends are O(1); an index walks the
+//! chunks, so commands that visit many elements walk once.
 //!
 //! Effects: list writes are deterministic and recorded as themselves when
 //! they change something.
-
-use std::collections::VecDeque;
 
 use bytes::Bytes;
 
 use super::args::{int, positive_count, Args};
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
-use crate::keyspace::SmallBuf;
-
-pub type List = VecDeque<SmallBuf>;
+use crate::keyspace::{List, SmallBuf};
 
 const G: &str = "list";
 const L: &[&str] = &["list"];
@@ -75,8 +71,8 @@ impl End {
 
 fn push(l: &mut List, end: End, e: &[u8]) {
     match end {
-        End::Left => l.push_front(SmallBuf::new(e)),
-        End::Right => l.push_back(SmallBuf::new(e)),
+        End::Left => l.push_front(e),
+        End::Right => l.push_back(e),
     }
 }
 
@@ -213,8 +209,8 @@ fn lindex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.null();
         return Ok(());
     };
-    match index(int(&argv[2])?, l.len()).map(|i| &l[i]) {
-        Some(e) => ctx.out.bulk(e.as_bytes()),
+    match index(int(&argv[2])?, l.len()).and_then(|i| l.get(i)) {
+        Some(e) => ctx.out.bulk(e),
         None => ctx.out.null(),
     }
     Ok(())
@@ -233,9 +229,10 @@ fn linsert(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.int(0);
         return Ok(());
     };
-    match l.iter().position(|e| e.as_bytes() == &argv[3][..]) {
+    let at = l.iter().position(|e| e == &argv[3][..]);
+    match at {
         Some(p) => {
-            l.insert(p + usize::from(after), SmallBuf::new(&argv[4]));
+            l.insert(p + usize::from(after), &argv[4]);
             let n = l.len();
             ctx.emit_argv(argv);
             ctx.out.int(n as i64);
@@ -282,13 +279,20 @@ fn lpos(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             maxlen.min(l.len())
         };
         let mut skip = rank.unsigned_abs() - 1;
-        let positions: Box<dyn Iterator<Item = usize>> = if rank > 0 {
-            Box::new(0..limit)
+        let len = l.len();
+        let positions: Box<dyn Iterator<Item = (usize, &[u8])>> = if rank > 0 {
+            Box::new(l.iter().enumerate().take(limit))
         } else {
-            Box::new((l.len() - limit..l.len()).rev())
+            Box::new(
+                l.iter()
+                    .rev()
+                    .enumerate()
+                    .take(limit)
+                    .map(|(k, e)| (len - 1 - k, e)),
+            )
         };
-        for i in positions {
-            if l[i].as_bytes() == &argv[2][..] {
+        for (i, e) in positions {
+            if e == &argv[2][..] {
                 if skip > 0 {
                     skip -= 1;
                 } else {
@@ -323,8 +327,8 @@ fn lrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     match clamp_range(start, stop, l.len()) {
         Some((s, e)) => {
             ctx.out.array(e - s + 1);
-            for el in l.range(s..=e) {
-                ctx.out.bulk(el.as_bytes());
+            for el in l.iter_from(s).take(e - s + 1) {
+                ctx.out.bulk(el);
             }
         }
         None => ctx.out.array(0),
@@ -345,27 +349,7 @@ fn lrem(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     } else {
         count.unsigned_abs().min(usize::MAX as u64) as usize
     };
-    let mut removed = 0;
-    if count >= 0 {
-        let mut i = 0;
-        while i < l.len() && removed < limit {
-            if l[i].as_bytes() == target {
-                l.remove(i);
-                removed += 1;
-            } else {
-                i += 1;
-            }
-        }
-    } else {
-        let mut i = l.len();
-        while i > 0 && removed < limit {
-            i -= 1;
-            if l[i].as_bytes() == target {
-                l.remove(i);
-                removed += 1;
-            }
-        }
-    }
+    let removed = l.remove_matching(target, limit, count < 0);
     if removed > 0 {
         ctx.remove_if_empty::<List>(&mut t, &argv[1]);
         ctx.emit_argv(argv);
@@ -382,7 +366,7 @@ fn lset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         .ok_or(CommandError::NoSuchKey)?;
     let i =
         index(int(&argv[2])?, l.len()).ok_or_else(|| CommandError::err("index out of range"))?;
-    l[i] = SmallBuf::new(&argv[3]);
+    l.set(i, &argv[3]);
     ctx.emit_argv(argv);
     ctx.out.ok();
     Ok(())
@@ -397,10 +381,7 @@ fn ltrim(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     };
     let before = l.len();
     match clamp_range(start, stop, l.len()) {
-        Some((s, e)) => {
-            l.truncate(e + 1);
-            l.drain(..s);
-        }
+        Some((s, e)) => l.trim(s, e),
         None => l.clear(),
     }
     if l.len() != before {

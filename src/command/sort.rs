@@ -15,10 +15,9 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 
 use super::args::{strtod_lenient, Args};
-use super::lists::List;
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
-use crate::keyspace::{Hash, Locked, Set, SmallBuf, Value};
+use crate::keyspace::{Hash, List, Locked, Set, Value};
 
 const S: &[&str] = &["set", "sortedset", "list", "dangerous"];
 
@@ -107,7 +106,7 @@ fn elements(
         return Ok((Vec::new(), true));
     };
     Ok(match &n.value {
-        Value::List(l) => (l.iter().map(|e| e.as_bytes().to_vec()).collect(), true),
+        Value::List(l) => (l.iter().map(<[u8]>::to_vec).collect(), true),
         v @ (Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_)) => (
             Set::of(v)
                 .into_iter()
@@ -240,7 +239,7 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
             } else {
                 let list: List = rows
                     .iter()
-                    .map(|r| SmallBuf::new(r.as_deref().unwrap_or_default()))
+                    .map(|r| r.as_deref().unwrap_or_default())
                     .collect();
                 t.set(dst, Value::List(Box::new(list)), ctx.now_ms, false);
             }

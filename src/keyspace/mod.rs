@@ -36,6 +36,7 @@
 pub mod evict;
 pub mod hash;
 pub mod intset;
+pub mod list;
 pub mod packed;
 pub mod set;
 pub mod table;
@@ -49,6 +50,7 @@ use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 
 pub use hash::Hash;
+pub use list::List;
 pub use set::Set;
 pub use table::{Expiry, Lookup, SlotTable};
 pub use value::{Collection, Kind, Node, SmallBuf, Value};

@@ -138,6 +138,9 @@ impl Packed {
         // The head stays where it is; the allocator resizes in place when
         // it can, as listpack's realloc does.
         let mut v = std::mem::take(&mut self.0).into_vec();
+        // Grown exactly: the boxed slice given back is then this very
+        // buffer (spare room would be reallocated away again).
+        v.reserve_exact(insert.len().saturating_sub(at.len()));
         v.splice(at, insert.iter().copied());
         Self::set_len(&mut v, count);
         self.0 = v.into_boxed_slice();

@@ -8,13 +8,13 @@
 //! its access clock. The common small key therefore costs one allocation, where
 //! Redis spends three (dict entry, key sds, value object).
 
-use std::collections::VecDeque;
 use std::fmt;
 
 use super::table::Buckets;
 
 use super::hash::{Hash, Pair};
 use super::intset::IntSet;
+use super::list::List;
 use super::packed::Packed;
 use super::set::Set;
 use super::zset::ZSet;
@@ -100,7 +100,7 @@ pub enum Value {
     Str(SmallBuf),
     Int(i64),
     Raw(Box<Vec<u8>>),
-    List(Box<VecDeque<SmallBuf>>),
+    List(Box<List>),
     /// Hashes and sets: see `Hash` and `Set`, which wrap these variants.
     HashPacked(Packed),
     HashTable(Box<Buckets<Pair>>),
@@ -195,11 +195,7 @@ impl Value {
             Value::Str(s) => s.heap_size(),
             Value::Int(_) => 0,
             Value::Raw(v) => std::mem::size_of::<Vec<u8>>() + v.capacity(),
-            Value::List(l) => {
-                std::mem::size_of::<VecDeque<SmallBuf>>()
-                    + l.capacity() * std::mem::size_of::<SmallBuf>()
-                    + sampled(l.iter().map(SmallBuf::heap_size), l.len(), samples)
-            }
+            Value::List(l) => l.heap_size(),
             Value::HashPacked(_) | Value::HashTable(_) => {
                 Hash::of(self).map_or(0, |h| h.heap_size(samples))
             }
@@ -251,7 +247,7 @@ macro_rules! collection {
     };
 }
 
-collection!(VecDeque<SmallBuf>, List, List);
+collection!(List, List, List);
 collection!(ZSet, ZSet, ZSet);
 
 impl Collection for Hash {

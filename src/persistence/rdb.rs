@@ -28,9 +28,7 @@
 //! We write RDB version 10 (Redis 7.0's) so that every Redis 7 accepts our
 //! payloads, and accept versions up to 12 on RESTORE.
 
-use std::collections::VecDeque;
-
-use crate::keyspace::{Encodings, Hash, Set, SmallBuf, Value, ZSet};
+use crate::keyspace::{Encodings, Hash, List, Set, Value, ZSet};
 
 const RDB_TYPE_STRING: u8 = 0;
 const RDB_TYPE_LIST: u8 = 1;
@@ -106,7 +104,7 @@ pub fn dump(v: &Value) -> Vec<u8> {
         Value::List(l) => {
             out.push(RDB_TYPE_LIST);
             write_len(&mut out, l.len());
-            l.iter().for_each(|e| write_bytes(&mut out, e.as_bytes()));
+            l.iter().for_each(|e| write_bytes(&mut out, e));
         }
         Value::SetInts(s) => {
             // Redis's intset: [width u32 LE][count u32 LE][members].
@@ -370,21 +368,21 @@ fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbErr
         RDB_TYPE_STRING => r.string()?,
         RDB_TYPE_LIST => {
             let n = r.count(1)?;
-            let mut l = VecDeque::with_capacity(n);
+            let mut l = List::default();
             for _ in 0..n {
-                l.push_back(SmallBuf::from_vec(r.bytes()?));
+                l.push_back(&r.bytes()?);
             }
             Value::List(Box::new(l))
         }
         RDB_TYPE_LIST_QUICKLIST_2 => {
             let nodes = r.count(2)?;
-            let mut l = VecDeque::new();
+            let mut l = List::default();
             for _ in 0..nodes {
                 let container = r.len()?;
                 let data = r.bytes()?;
                 match container {
-                    1 => l.push_back(SmallBuf::from_vec(data)),
-                    2 => l.extend(listpack(&data)?.into_iter().map(SmallBuf::from_vec)),
+                    1 => l.push_back(&data),
+                    2 => listpack(&data)?.iter().for_each(|e| l.push_back(e)),
                     _ => return Err(RdbError::BadFormat),
                 }
             }

@@ -67,7 +67,7 @@ fn rebuild_key(rec: &mut Vec<u8>, node: &Node) {
         }
     };
     match &node.value {
-        Value::List(l) => batches(b"RPUSH", &mut l.iter().map(|e| vec![e.as_bytes()])),
+        Value::List(l) => batches(b"RPUSH", &mut l.iter().map(|e| vec![e])),
         v @ (Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_)) => {
             // An intset's members are formatted as they come: a record's
             // worth at a time.

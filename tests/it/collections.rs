@@ -1502,3 +1502,65 @@ fn integer_sets_match_redis() {
     both!(&["DEL", "t"]);
     both!(&["DEBUG", "DIGEST"]);
 }
+
+/// Lists long enough to span many packed chunks, changed at both ends and
+/// in the middle by a seeded mix of every list write (elements short,
+/// past one-byte lengths, and past a chunk's size), read back by index,
+/// range and search, as Redis answers.
+#[test]
+fn long_lists_match_redis() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut script: Vec<Vec<String>> = Vec::new();
+    let mut push = |c: &[&str]| script.push(c.iter().map(|s| s.to_string()).collect());
+    let mut batch = vec!["RPUSH", "l"];
+    let seed: Vec<String> = (0..6000).map(|i| format!("element:{}", i % 97)).collect();
+    batch.extend(seed.iter().map(String::as_str));
+    push(&batch);
+    for step in 0..1500 {
+        let e = match rng.gen_range(0..30) {
+            0 => "w".repeat(rng.gen_range(128..600)),
+            1 if step % 10 == 0 => "x".repeat(9000),
+            _ => format!("element:{}", rng.gen_range(0..97)),
+        };
+        let i = rng.gen_range(-7000..7000).to_string();
+        let n = rng.gen_range(-3..4).to_string();
+        let key = if rng.gen_range(0..8) == 0 { "m" } else { "l" };
+        match rng.gen_range(0..14) {
+            0 | 1 => push(&["LPUSH", key, &e, &e]),
+            2 | 3 => push(&["RPUSH", key, &e]),
+            4 => push(&["LPOP", key, "2"]),
+            5 => push(&["RPOP", key]),
+            6 => push(&["LINSERT", key, "BEFORE", &e, "ins"]),
+            7 => push(&["LINSERT", key, "AFTER", &e, &e]),
+            8 => push(&["LSET", key, &i, &e]),
+            9 => push(&["LREM", key, &n, &e]),
+            10 => push(&["LINDEX", key, &i]),
+            11 => push(&["LRANGE", key, &i, &(rng.gen_range(-7000..7000).to_string())]),
+            12 => push(&[
+                "LPOS",
+                key,
+                &e,
+                "RANK",
+                if n == "0" { "1" } else { &n },
+                "COUNT",
+                "3",
+                "MAXLEN",
+                "4000",
+            ]),
+            _ => push(&["LMOVE", "l", "m", "LEFT", "RIGHT"]),
+        }
+        if step % 500 == 499 {
+            push(&["LTRIM", "l", "37", "-45"]);
+            push(&["LLEN", "l"]);
+        }
+    }
+    push(&["LRANGE", "l", "0", "-1"]);
+    push(&["LRANGE", "m", "0", "-1"]);
+    push(&["LPOS", "l", "element:5", "COUNT", "0"]);
+    push(&["LPOS", "l", "element:5", "RANK", "-2", "COUNT", "0"]);
+    push(&["LREM", "l", "0", "element:6"]);
+    push(&["LTRIM", "l", "-3000", "2000"]);
+    push(&["LRANGE", "l", "0", "-1"]);
+    same_as_redis_owned(&script);
+}
