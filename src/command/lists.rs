@@ -210,7 +210,7 @@ fn lindex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     match index(int(&argv[2])?, l.len()).and_then(|i| l.get(i)) {
-        Some(e) => ctx.out.bulk(e),
+        Some(e) => ctx.out.bulk(&e),
         None => ctx.out.null(),
     }
     Ok(())
@@ -229,7 +229,8 @@ fn linsert(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.int(0);
         return Ok(());
     };
-    let at = l.iter().position(|e| e == &argv[3][..]);
+    let pivot = List::encoded(&argv[3]);
+    let at = l.spans().position(|e| e == pivot);
     match at {
         Some(p) => {
             l.insert(p + usize::from(after), &argv[4]);
@@ -280,11 +281,13 @@ fn lpos(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         };
         let mut skip = rank.unsigned_abs() - 1;
         let len = l.len();
+        let target = List::encoded(&argv[2]);
+        // Elements compared as stored: nothing decoded.
         let positions: Box<dyn Iterator<Item = (usize, &[u8])>> = if rank > 0 {
-            Box::new(l.iter().enumerate().take(limit))
+            Box::new(l.spans().enumerate().take(limit))
         } else {
             Box::new(
-                l.iter()
+                l.spans()
                     .rev()
                     .enumerate()
                     .take(limit)
@@ -292,7 +295,7 @@ fn lpos(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             )
         };
         for (i, e) in positions {
-            if e == &argv[2][..] {
+            if e == target {
                 if skip > 0 {
                     skip -= 1;
                 } else {
@@ -328,7 +331,7 @@ fn lrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         Some((s, e)) => {
             ctx.out.array(e - s + 1);
             for el in l.iter_from(s).take(e - s + 1) {
-                ctx.out.bulk(el);
+                ctx.out.bulk(&el);
             }
         }
         None => ctx.out.array(0),

@@ -106,7 +106,7 @@ fn elements(
         return Ok((Vec::new(), true));
     };
     Ok(match &n.value {
-        Value::List(l) => (l.iter().map(<[u8]>::to_vec).collect(), true),
+        Value::List(l) => (l.iter().map(|e| e.to_vec()).collect(), true),
         v @ (Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_)) => (
             Set::of(v)
                 .into_iter()

@@ -3,13 +3,16 @@
 //! ```text
 //!   List:   len, VecDeque<Chunk>
 //!   Chunk:  one boxed slice  [count: u32 LE] [entry] [entry] ...
-//!   entry:  [len: LEB128] [bytes] [back: LEB128 of the entry's size so far, bytes reversed]
+//!   entry:  [head: LEB128] [bytes] [back: LEB128 of the entry's size so far, bytes reversed]
+//!   head:   len << 1          a string of `len` bytes
+//!           zigzag(i) << 1 | 1  the integer i, no bytes (canonical integers under 2^62)
 //! ```
 //!
 //! Elements are stored back to back, as Redis's listpack stores them: a
-//! short element costs its bytes and two, where a slot per element (24
-//! bytes, plus a ring buffer's spare half) cost 1.5 to 8 times Redis's
-//! memory. The trailing length lets a chunk be read from its end, so both
+//! short element costs its bytes and two, and an integer such as an id
+//! two to ten bytes in all, where a slot per element (24 bytes, plus a
+//! ring buffer's spare half) cost 1.5 to 8 times Redis's memory. Readers
+//! get a [`Member`]: an integer entry is formatted as it is read. The trailing length lets a chunk be read from its end, so both
 //! ends push and pop in O(1) (a chunk is at most [`CHUNK_BYTES`], the
 //! size Redis's default `list-max-listpack-size -2` gives its nodes, so a
 //! push at the head moves at most that much). Reaching element `i` walks
@@ -21,6 +24,7 @@
 
 use std::collections::VecDeque;
 
+use super::member::{canonical_int, Member};
 use super::value::SmallBuf;
 
 /// How large a chunk grows before pushes start another.
@@ -36,11 +40,28 @@ fn put_varint(out: &mut Vec<u8>, mut n: usize) {
     out.push(n as u8);
 }
 
+/// Integers kept as integers are under this in magnitude, so that their
+/// zigzag code and flag fit the head.
+const INT_LIMIT: u64 = 1 << 62;
+
+fn zigzag(i: i64) -> usize {
+    ((i << 1) ^ (i >> 63)) as usize
+}
+
+fn unzigzag(z: usize) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
 /// One entry, encoded.
 fn encode(e: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(e.len() + 4);
-    put_varint(&mut out, e.len());
-    out.extend_from_slice(e);
+    match canonical_int(e).filter(|i| i.unsigned_abs() < INT_LIMIT) {
+        Some(i) => put_varint(&mut out, zigzag(i) << 1 | 1),
+        None => {
+            put_varint(&mut out, e.len() << 1);
+            out.extend_from_slice(e);
+        }
+    }
     let size = out.len();
     let at = out.len();
     put_varint(&mut out, size);
@@ -49,52 +70,64 @@ fn encode(e: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The entry starting at `off`: its bytes and where the next one starts.
+/// The head of the entry at `off` and where its bytes start.
 #[inline]
-fn read_fwd(buf: &[u8], off: usize) -> (&[u8], usize) {
+fn head(buf: &[u8], off: usize) -> (usize, usize) {
     let b = buf[off];
-    let (n, p) = if b < 0x80 {
-        (b as usize, off + 1)
-    } else {
-        let (mut n, mut shift, mut p) = (0usize, 0, off);
-        loop {
-            let b = buf[p];
-            p += 1;
-            n |= ((b & 0x7f) as usize) << shift;
-            if b & 0x80 == 0 {
-                break (n, p);
-            }
-            shift += 7;
-        }
-    };
-    let end = p + n;
-    let mut q = end;
-    let mut size = end - off;
-    loop {
-        q += 1;
-        if size < 0x80 {
-            break;
-        }
-        size >>= 7;
+    if b < 0x80 {
+        return (b as usize, off + 1);
     }
-    (&buf[p..end], q)
+    let (mut n, mut shift, mut p) = (0usize, 0, off);
+    loop {
+        let b = buf[p];
+        p += 1;
+        n |= ((b & 0x7f) as usize) << shift;
+        if b & 0x80 == 0 {
+            return (n, p);
+        }
+        shift += 7;
+    }
 }
 
-/// The entry ending at `end`: its bytes and where it starts.
+/// Where the entry at `off` ends (past its trailing length), read from
+/// its head alone.
 #[inline]
-fn read_back(buf: &[u8], end: usize) -> (&[u8], usize) {
+fn next_entry(buf: &[u8], off: usize) -> usize {
+    let (h, p) = head(buf, off);
+    let end = if h & 1 == 1 { p } else { p + (h >> 1) };
+    let mut size = end - off;
+    let mut q = end + 1;
+    while size >= 0x80 {
+        size >>= 7;
+        q += 1;
+    }
+    q
+}
+
+/// Where the entry ending at `end` starts, read from its trailing length.
+#[inline]
+fn prev_entry(buf: &[u8], end: usize) -> usize {
     let (mut size, mut shift, mut p) = (0usize, 0, end);
     loop {
         p -= 1;
         let b = buf[p];
         size |= ((b & 0x7f) as usize) << shift;
         if b & 0x80 == 0 {
-            break;
+            return p - size;
         }
         shift += 7;
     }
-    let start = p - size;
-    (read_fwd(buf, start).0, start)
+}
+
+/// The element of the entry at `off`.
+#[inline]
+fn member_at(buf: &[u8], off: usize) -> Member<'_> {
+    let (h, p) = head(buf, off);
+    if h & 1 == 1 {
+        Member::int(unzigzag(h >> 1))
+    } else {
+        Member::Bytes(&buf[p..p + (h >> 1)])
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -122,15 +155,21 @@ impl Chunk {
         self.0[..COUNT].copy_from_slice(&count.to_le_bytes());
     }
 
-    fn from_entries<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Chunk {
-        let mut buf = vec![0; COUNT];
-        let mut n = 0u32;
-        for e in entries {
-            buf.extend(encode(e));
-            n += 1;
-        }
-        buf[..COUNT].copy_from_slice(&n.to_le_bytes());
+    /// A chunk of `count` entries already encoded, back to back.
+    fn from_encoded(entries: &[u8], count: usize) -> Chunk {
+        let mut buf = Vec::with_capacity(COUNT + entries.len());
+        buf.extend((count as u32).to_le_bytes());
+        buf.extend_from_slice(entries);
         Chunk(buf.into_boxed_slice())
+    }
+
+    /// The entries as stored, from either end.
+    fn raw(&self) -> RawIter<'_> {
+        RawIter(ChunkIter {
+            buf: &self.0,
+            front: COUNT,
+            back: self.0.len(),
+        })
     }
 
     fn iter(&self) -> ChunkIter<'_> {
@@ -147,31 +186,27 @@ impl Chunk {
         if i < n / 2 {
             let mut off = COUNT;
             for _ in 0..i {
-                off = read_fwd(&self.0, off).1;
+                off = next_entry(&self.0, off);
             }
-            off..read_fwd(&self.0, off).1
+            off..next_entry(&self.0, off)
         } else {
             let mut end = self.0.len();
             for _ in i + 1..n {
-                end = read_back(&self.0, end).1;
+                end = prev_entry(&self.0, end);
             }
-            read_back(&self.0, end).1..end
+            prev_entry(&self.0, end)..end
         }
     }
 
-    fn get(&self, i: usize) -> &[u8] {
-        read_fwd(&self.0, self.range_of(i).start).0
+    fn get(&self, i: usize) -> Member<'_> {
+        member_at(&self.0, self.range_of(i).start)
     }
 
     /// Splits off the second half of the entries.
     fn split(&mut self) -> Chunk {
         let keep = self.count() / 2;
         let at = self.range_of(keep).start;
-        let tail = Chunk::from_entries(ChunkIter {
-            buf: &self.0,
-            front: at,
-            back: self.0.len(),
-        });
+        let tail = Chunk::from_encoded(&self.0[at..], self.count() - keep);
         let end = self.0.len();
         self.splice(at..end, &[], -(tail.count() as isize));
         tail
@@ -186,13 +221,13 @@ struct ChunkIter<'a> {
 }
 
 impl<'a> Iterator for ChunkIter<'a> {
-    type Item = &'a [u8];
+    type Item = Member<'a>;
 
     #[inline]
-    fn next(&mut self) -> Option<&'a [u8]> {
+    fn next(&mut self) -> Option<Member<'a>> {
         (self.front < self.back).then(|| {
-            let (e, next) = read_fwd(self.buf, self.front);
-            self.front = next;
+            let e = member_at(self.buf, self.front);
+            self.front = next_entry(self.buf, self.front);
             e
         })
     }
@@ -202,9 +237,37 @@ impl DoubleEndedIterator for ChunkIter<'_> {
     #[inline]
     fn next_back(&mut self) -> Option<Self::Item> {
         (self.front < self.back).then(|| {
-            let (e, start) = read_back(self.buf, self.back);
-            self.back = start;
-            e
+            self.back = prev_entry(self.buf, self.back);
+            member_at(self.buf, self.back)
+        })
+    }
+}
+
+/// A chunk's entries as stored.
+struct RawIter<'a>(ChunkIter<'a>);
+
+impl<'a> Iterator for RawIter<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let it = &mut self.0;
+        (it.front < it.back).then(|| {
+            let start = it.front;
+            it.front = next_entry(it.buf, start);
+            &it.buf[start..it.front]
+        })
+    }
+}
+
+impl DoubleEndedIterator for RawIter<'_> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let it = &mut self.0;
+        (it.front < it.back).then(|| {
+            let end = it.back;
+            it.back = prev_entry(it.buf, end);
+            &it.buf[it.back..end]
         })
     }
 }
@@ -218,9 +281,7 @@ pub struct List {
 
 impl std::fmt::Debug for List {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.iter().map(String::from_utf8_lossy))
-            .finish()
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -233,12 +294,12 @@ impl List {
         self.len == 0
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &[u8]> + Clone + '_ {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Member<'_>> + Clone + '_ {
         self.chunks.iter().flat_map(Chunk::iter)
     }
 
     /// The elements from index `i` on.
-    pub fn iter_from(&self, i: usize) -> impl Iterator<Item = &[u8]> + '_ {
+    pub fn iter_from(&self, i: usize) -> impl Iterator<Item = Member<'_>> + '_ {
         let (c, j) = self.locate(i.min(self.len));
         self.chunks.range(c..).flat_map(Chunk::iter).skip(j)
     }
@@ -266,7 +327,7 @@ impl List {
         (self.chunks.len(), 0)
     }
 
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
+    pub fn get(&self, i: usize) -> Option<Member<'_>> {
         (i < self.len).then(|| {
             let (c, j) = self.locate(i);
             self.chunks[c].get(j)
@@ -289,9 +350,7 @@ impl List {
                 let end = c.0.len();
                 c.splice(end..end, &enc, 1);
             }
-            _ => self
-                .chunks
-                .push_back(Chunk::from_entries(std::iter::once(e))),
+            _ => self.chunks.push_back(Chunk::from_encoded(&enc, 1)),
         }
         self.len += 1;
     }
@@ -301,17 +360,15 @@ impl List {
         let enc = encode(e);
         match self.chunks.front_mut() {
             Some(c) if c.0.len() + enc.len() <= CHUNK_BYTES => c.splice(COUNT..COUNT, &enc, 1),
-            _ => self
-                .chunks
-                .push_front(Chunk::from_entries(std::iter::once(e))),
+            _ => self.chunks.push_front(Chunk::from_encoded(&enc, 1)),
         }
         self.len += 1;
     }
 
     pub fn pop_front(&mut self) -> Option<SmallBuf> {
         let c = self.chunks.front_mut()?;
-        let (e, next) = read_fwd(&c.0, COUNT);
-        let e = SmallBuf::new(e);
+        let e = SmallBuf::new(&member_at(&c.0, COUNT));
+        let next = next_entry(&c.0, COUNT);
         if c.count() == 1 {
             self.chunks.pop_front();
         } else {
@@ -324,8 +381,8 @@ impl List {
     pub fn pop_back(&mut self) -> Option<SmallBuf> {
         let c = self.chunks.back_mut()?;
         let end = c.0.len();
-        let (e, start) = read_back(&c.0, end);
-        let e = SmallBuf::new(e);
+        let start = prev_entry(&c.0, end);
+        let e = SmallBuf::new(&member_at(&c.0, start));
         if c.count() == 1 {
             self.chunks.pop_back();
         } else {
@@ -367,8 +424,10 @@ impl List {
     }
 
     /// Removes up to `limit` elements equal to `target`, the first ones
-    /// or (`from_back`) the last ones; returns how many.
+    /// or (`from_back`) the last ones; returns how many. Entries are
+    /// compared as stored, each chunk rewritten once if it lost any.
     pub fn remove_matching(&mut self, target: &[u8], limit: usize, from_back: bool) -> usize {
+        let want = encode(target);
         let mut removed = 0;
         let order: Vec<usize> = if from_back {
             (0..self.chunks.len()).rev().collect()
@@ -379,47 +438,57 @@ impl List {
             if removed == limit {
                 break;
             }
-            let chunk = &self.chunks[c];
-            let mut hits = 0;
-            let budget = limit - removed;
-            // Which entries go: the first (or last) `budget` matches.
-            let matches: Vec<bool> = if from_back {
-                let mut m: Vec<bool> = chunk
-                    .iter()
-                    .rev()
-                    .map(|e| {
-                        let hit = hits < budget && e == target;
-                        hits += usize::from(hit);
-                        hit
-                    })
-                    .collect();
-                m.reverse();
-                m
+            let buf = &self.chunks[c].0;
+            // The matching entries' byte ranges, up to what is left to remove.
+            let mut hits: Vec<std::ops::Range<usize>> = Vec::new();
+            if from_back {
+                let mut end = buf.len();
+                while end > COUNT && removed + hits.len() < limit {
+                    let start = prev_entry(buf, end);
+                    if buf[start..end] == want[..] {
+                        hits.push(start..end);
+                    }
+                    end = start;
+                }
+                hits.reverse();
             } else {
-                chunk
-                    .iter()
-                    .map(|e| {
-                        let hit = hits < budget && e == target;
-                        hits += usize::from(hit);
-                        hit
-                    })
-                    .collect()
-            };
-            if hits > 0 {
-                let kept = Chunk::from_entries(
-                    chunk
-                        .iter()
-                        .zip(&matches)
-                        .filter(|(_, &m)| !m)
-                        .map(|(e, _)| e),
-                );
-                self.chunks[c] = kept;
-                removed += hits;
+                let mut off = COUNT;
+                while off < buf.len() && removed + hits.len() < limit {
+                    let next = next_entry(buf, off);
+                    if buf[off..next] == want[..] {
+                        hits.push(off..next);
+                    }
+                    off = next;
+                }
+            }
+            if !hits.is_empty() {
+                let mut entries = Vec::with_capacity(buf.len());
+                let mut at = COUNT;
+                for h in &hits {
+                    entries.extend_from_slice(&buf[at..h.start]);
+                    at = h.end;
+                }
+                entries.extend_from_slice(&buf[at..]);
+                let count = self.chunks[c].count() - hits.len();
+                self.chunks[c] = Chunk::from_encoded(&entries, count);
+                removed += hits.len();
             }
         }
         self.chunks.retain(|c| c.count() > 0);
         self.len -= removed;
         removed
+    }
+
+    /// Each element as stored, in order. An element is always stored the
+    /// same way (see [`List::encoded`]), so a search compares these
+    /// without decoding a thing.
+    pub fn spans(&self) -> impl DoubleEndedIterator<Item = &[u8]> + '_ {
+        self.chunks.iter().flat_map(Chunk::raw)
+    }
+
+    /// How `e` is stored, to compare with [`List::spans`].
+    pub fn encoded(e: &[u8]) -> Vec<u8> {
+        encode(e)
     }
 
     /// Keeps elements `start..=stop` (both < len) only.
@@ -467,7 +536,21 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn elem(rng: &mut impl Rng) -> Vec<u8> {
-        // Mostly short, some past one-byte lengths, a few past a chunk.
+        // Integers (kept as such or, not canonical or too wide, as bytes)...
+        if rng.gen_range(0..4) == 0 {
+            let i: i64 = match rng.gen_range(0..6) {
+                0 => rng.gen(),
+                1 => [i64::MIN, i64::MAX, 1 << 62, -(1 << 62), (1 << 62) - 1][rng.gen_range(0..5)],
+                _ => rng.gen_range(-300..300),
+            };
+            let mut s = i.to_string();
+            if rng.gen_range(0..10) == 0 {
+                s = format!("0{s}");
+            }
+            return s.into_bytes();
+        }
+        // ...and strings: mostly short, some past one-byte lengths, a few
+        // past a chunk.
         let n = match rng.gen_range(0..20) {
             0 => rng.gen_range(120..400),
             1 if rng.gen_range(0..20) == 0 => rng.gen_range(CHUNK_BYTES..CHUNK_BYTES * 2),
@@ -478,11 +561,32 @@ mod tests {
 
     #[test]
     fn entries_read_both_ways() {
+        for i in [
+            0,
+            -1,
+            63,
+            64,
+            -64,
+            -65,
+            1 << 40,
+            (1 << 62) - 1,
+            1 - (1 << 62),
+        ] {
+            let e = i.to_string().into_bytes();
+            let enc = encode(&e);
+            assert!(enc.len() <= 11, "kept as an integer");
+            let m = member_at(&enc, 0);
+            assert!(matches!(m, Member::Int { value, .. } if value == i));
+            assert_eq!((&*m, next_entry(&enc, 0)), (&e[..], enc.len()));
+            assert_eq!(prev_entry(&enc, enc.len()), 0);
+        }
+        assert_eq!(encode(b"7").len(), 2, "a small integer in two bytes");
         for n in [0, 1, 125, 126, 127, 128, 300, 20_000] {
             let e = vec![7u8; n];
             let enc = encode(&e);
-            assert_eq!(read_fwd(&enc, 0), (&e[..], enc.len()), "{n}");
-            assert_eq!(read_back(&enc, enc.len()), (&e[..], 0), "{n}");
+            assert_eq!(&*member_at(&enc, 0), &e[..], "{n}");
+            assert_eq!(next_entry(&enc, 0), enc.len(), "{n}");
+            assert_eq!(prev_entry(&enc, enc.len()), 0, "{n}");
         }
     }
 
@@ -560,14 +664,33 @@ mod tests {
             assert_eq!(l.len(), model.len());
             most_chunks = most_chunks.max(l.chunks.len());
             if step % 97 == 0 {
-                assert!(l.iter().eq(model.iter().map(Vec::as_slice)));
-                assert!(l.iter().rev().eq(model.iter().rev().map(Vec::as_slice)));
+                assert!(l.iter().map(|m| m.to_vec()).eq(model.iter().cloned()));
+                assert!(l
+                    .iter()
+                    .rev()
+                    .map(|m| m.to_vec())
+                    .eq(model.iter().rev().cloned()));
                 assert!(l.chunks.iter().all(|c| c.count() > 0));
                 assert_eq!(l.chunks.iter().map(Chunk::count).sum::<usize>(), l.len());
                 if !model.is_empty() {
                     let i = rng.gen_range(0..model.len());
-                    assert_eq!(l.get(i), Some(&model[i][..]));
-                    assert!(l.iter_from(i).eq(model.range(i..).map(Vec::as_slice)));
+                    assert_eq!(l.get(i).map(|m| m.to_vec()).as_ref(), Some(&model[i]));
+                    // Searching by encoding finds what a search by value finds.
+                    let t = elem(&mut rng);
+                    let want = List::encoded(&t);
+                    assert_eq!(
+                        l.spans().position(|s| s == want),
+                        model.iter().position(|e| *e == t)
+                    );
+                    let want = List::encoded(&model[i]);
+                    assert_eq!(
+                        l.spans().position(|s| s == want),
+                        model.iter().position(|e| *e == model[i])
+                    );
+                    assert!(l
+                        .iter_from(i)
+                        .map(|m| m.to_vec())
+                        .eq(model.range(i..).cloned()));
                 }
             }
         }

@@ -37,6 +37,7 @@ pub mod evict;
 pub mod hash;
 pub mod intset;
 pub mod list;
+pub mod member;
 pub mod packed;
 pub mod set;
 pub mod table;

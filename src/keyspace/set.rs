@@ -10,11 +10,11 @@
 //! listpack if it would stay within the listpack's limits) and never
 //! moves back.
 
-use std::ops::Deref;
-
 use ref_cast::RefCast;
 
 use super::intset::IntSet;
+use super::member::canonical_int as as_int;
+pub use super::member::Member;
 use super::packed::{self, Packed};
 use super::table::{draw, hash_key, Buckets};
 use super::value::{sampled, SmallBuf, Value};
@@ -30,59 +30,6 @@ pub struct Set(Value);
 impl Default for Set {
     fn default() -> Self {
         Set(Value::SetPacked(Packed::default()))
-    }
-}
-
-/// A member as a set hands it out: its bytes, borrowed, or an intset's
-/// integer formatted on the spot (an intset keeps no bytes to lend), with
-/// its value, so that another intset is asked without parsing it back.
-#[derive(Clone, Copy)]
-pub enum Member<'a> {
-    Bytes(&'a [u8]),
-    Int {
-        value: i64,
-        digits: [u8; 20],
-        len: u8,
-    },
-}
-
-impl<'a> Member<'a> {
-    fn int(value: i64) -> Member<'a> {
-        let mut b = itoa::Buffer::new();
-        let s = b.format(value).as_bytes();
-        let mut digits = [0; 20];
-        digits[..s.len()].copy_from_slice(s);
-        Member::Int {
-            value,
-            digits,
-            len: s.len() as u8,
-        }
-    }
-
-    /// The bytes, when they are borrowed from the set.
-    fn borrowed(&self) -> Option<&'a [u8]> {
-        match *self {
-            Member::Bytes(b) => Some(b),
-            Member::Int { .. } => None,
-        }
-    }
-}
-
-impl Deref for Member<'_> {
-    type Target = [u8];
-
-    #[inline]
-    fn deref(&self) -> &[u8] {
-        match self {
-            Member::Bytes(b) => b,
-            Member::Int { digits, len, .. } => &digits[..*len as usize],
-        }
-    }
-}
-
-impl std::fmt::Debug for Member<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(self))
     }
 }
 
@@ -129,12 +76,6 @@ impl<'a> Iterator for Iter<'a> {
             Iter::Table(it) => it.next().map(|e| Member::Bytes(e.as_bytes())),
         }
     }
-}
-
-/// A member as an intset holds it: a canonical integer (Redis's rule: no
-/// sign but `-`, no leading zero, no `-0`, within 64 bits).
-fn as_int(m: &[u8]) -> Option<i64> {
-    crate::protocol::request::parse_i64(m)
 }
 
 impl Set {

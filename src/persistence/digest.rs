@@ -57,7 +57,7 @@ fn mix_object(d: &mut Digest, node: &Node) {
         e
     };
     match &node.value {
-        Value::List(l) => l.iter().for_each(|e| mix(d, e)),
+        Value::List(l) => l.iter().for_each(|e| mix(d, &e)),
         v @ (Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_)) => Set::of(v)
             .into_iter()
             .flat_map(Set::iter)

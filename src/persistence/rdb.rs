@@ -104,7 +104,7 @@ pub fn dump(v: &Value) -> Vec<u8> {
         Value::List(l) => {
             out.push(RDB_TYPE_LIST);
             write_len(&mut out, l.len());
-            l.iter().for_each(|e| write_bytes(&mut out, e));
+            l.iter().for_each(|e| write_bytes(&mut out, &e));
         }
         Value::SetInts(s) => {
             // Redis's intset: [width u32 LE][count u32 LE][members].

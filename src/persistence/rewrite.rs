@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 
 use super::aof::{self, Manifest};
 use crate::effects::encode_command;
+use crate::keyspace::member::Member;
 use crate::keyspace::{Hash, Node, Set, SlotTable, SnapshotObserver, Value};
 use crate::protocol::reply::format_double;
 use crate::server::Server;
@@ -42,6 +43,23 @@ struct BaseCapture {
 /// Elements per rebuilding command, as Redis's AOF rewrite batches them:
 /// a big collection becomes several bounded records, not one huge one.
 const ITEMS_PER_RECORD: usize = 64;
+
+/// Hands `members` to `batches` a record's worth at a time: members kept
+/// as integers (an intset's, a list's) are formatted as they come, so
+/// they are held only that long.
+fn in_records<'m>(
+    batches: &mut impl FnMut(&[u8], &mut dyn Iterator<Item = Vec<&[u8]>>),
+    cmd: &[u8],
+    members: &mut dyn Iterator<Item = Member<'m>>,
+) {
+    loop {
+        let chunk: Vec<Member> = members.take(ITEMS_PER_RECORD).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        batches(cmd, &mut chunk.iter().map(|m| vec![&**m]));
+    }
+}
 
 /// Encodes the commands that rebuild one key into `rec`.
 fn rebuild_key(rec: &mut Vec<u8>, node: &Node) {
@@ -67,18 +85,10 @@ fn rebuild_key(rec: &mut Vec<u8>, node: &Node) {
         }
     };
     match &node.value {
-        Value::List(l) => batches(b"RPUSH", &mut l.iter().map(|e| vec![e])),
+        Value::List(l) => in_records(&mut batches, b"RPUSH", &mut l.iter()),
         v @ (Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_)) => {
-            // An intset's members are formatted as they come: a record's
-            // worth at a time.
-            let mut members = Set::of(v).expect("a set value").iter();
-            loop {
-                let chunk: Vec<_> = members.by_ref().take(ITEMS_PER_RECORD).collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                batches(b"SADD", &mut chunk.iter().map(|m| vec![&**m]));
-            }
+            let s = Set::of(v).expect("a set value");
+            in_records(&mut batches, b"SADD", &mut s.iter())
         }
         v @ (Value::HashPacked(_) | Value::HashTable(_)) => {
             let h = Hash::of(v).expect("a hash value");

@@ -1505,8 +1505,9 @@ fn integer_sets_match_redis() {
 
 /// Lists long enough to span many packed chunks, changed at both ends and
 /// in the middle by a seeded mix of every list write (elements short,
-/// past one-byte lengths, and past a chunk's size), read back by index,
-/// range and search, as Redis answers.
+/// past one-byte lengths, past a chunk's size, integers and their
+/// non-canonical spellings), read back by index, range and search, as
+/// Redis answers.
 #[test]
 fn long_lists_match_redis() {
     use rand::{Rng, SeedableRng};
@@ -1521,6 +1522,15 @@ fn long_lists_match_redis() {
         let e = match rng.gen_range(0..30) {
             0 => "w".repeat(rng.gen_range(128..600)),
             1 if step % 10 == 0 => "x".repeat(9000),
+            // Integers, kept as such, beside their non-canonical spellings.
+            2..=8 => rng.gen_range(-70..70).to_string(),
+            9 => format!("0{}", rng.gen_range(0..70)),
+            10 => [
+                "9223372036854775807",
+                "-4611686018427387904",
+                "4611686018427387904",
+            ][rng.gen_range(0..3)]
+            .to_string(),
             _ => format!("element:{}", rng.gen_range(0..97)),
         };
         let i = rng.gen_range(-7000..7000).to_string();
