@@ -12,33 +12,31 @@
 //! short element costs its bytes and two, and an integer such as an id
 //! two to ten bytes in all, where a slot per element (24 bytes, plus a
 //! ring buffer's spare half) cost 1.5 to 8 times Redis's memory. Readers
-//! get a [`Member`]: an integer entry is formatted as it is read. The trailing length lets a chunk be read from its end, so both
-//! ends push and pop in O(1) (a chunk is at most [`CHUNK_BYTES`], the
-//! size Redis's default `list-max-listpack-size -2` gives its nodes, so a
-//! push at the head moves at most that much). Reaching element `i` walks
-//! the chunks from the nearer end, then the entries of one chunk: O(n / 500)
-//! for short elements, as Redis's quicklist; commands that visit many
-//! elements (LRANGE, LPOS, LREM, LTRIM) walk once rather than index each.
+//! get a [`Member`]: an integer entry is formatted as it is read.
 //!
-//! Invariants: no chunk is empty; `len` is the sum of the chunks' counts.
+//! The trailing length lets a chunk be read from its end, so both ends
+//! push and pop in O(1) (a chunk is at most [`CHUNK_BYTES`], the size
+//! Redis's default `list-max-listpack-size -2` gives its nodes, so a push
+//! at the head moves at most that much). Reaching element `i` walks the
+//! chunks from the nearer end, then the entries of one chunk, reading
+//! lengths only: O(n / 500) for short elements, as Redis's quicklist.
+//! Commands that visit many elements (LRANGE, LPOS, LREM, LTRIM) walk
+//! once rather than index each, and searches compare entries as stored:
+//! an element has exactly one encoding.
+//!
+//! Invariants: no chunk is empty; `len` is the sum of the chunks' counts;
+//! a chunk passes [`CHUNK_BYTES`] only when it holds a single element.
 
 use std::collections::VecDeque;
 
 use super::member::{canonical_int, Member};
+use super::packed::{put_varint, read_varint, varint_len};
 use super::value::SmallBuf;
 
 /// How large a chunk grows before pushes start another.
 pub const CHUNK_BYTES: usize = 8 * 1024;
 
 const COUNT: usize = 4;
-
-fn put_varint(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
 
 /// Integers kept as integers are under this in magnitude, so that their
 /// zigzag code and flag fit the head.
@@ -63,45 +61,19 @@ fn encode(e: &[u8]) -> Vec<u8> {
         }
     }
     let size = out.len();
-    let at = out.len();
     put_varint(&mut out, size);
     // Read backwards from the entry's end, the low bits come first.
-    out[at..].reverse();
+    out[size..].reverse();
     out
-}
-
-/// The head of the entry at `off` and where its bytes start.
-#[inline]
-fn head(buf: &[u8], off: usize) -> (usize, usize) {
-    let b = buf[off];
-    if b < 0x80 {
-        return (b as usize, off + 1);
-    }
-    let (mut n, mut shift, mut p) = (0usize, 0, off);
-    loop {
-        let b = buf[p];
-        p += 1;
-        n |= ((b & 0x7f) as usize) << shift;
-        if b & 0x80 == 0 {
-            return (n, p);
-        }
-        shift += 7;
-    }
 }
 
 /// Where the entry at `off` ends (past its trailing length), read from
 /// its head alone.
 #[inline]
 fn next_entry(buf: &[u8], off: usize) -> usize {
-    let (h, p) = head(buf, off);
+    let (h, p) = read_varint(buf, off);
     let end = if h & 1 == 1 { p } else { p + (h >> 1) };
-    let mut size = end - off;
-    let mut q = end + 1;
-    while size >= 0x80 {
-        size >>= 7;
-        q += 1;
-    }
-    q
+    end + varint_len(end - off)
 }
 
 /// Where the entry ending at `end` starts, read from its trailing length.
@@ -122,7 +94,7 @@ fn prev_entry(buf: &[u8], end: usize) -> usize {
 /// The element of the entry at `off`.
 #[inline]
 fn member_at(buf: &[u8], off: usize) -> Member<'_> {
-    let (h, p) = head(buf, off);
+    let (h, p) = read_varint(buf, off);
     if h & 1 == 1 {
         Member::int(unzigzag(h >> 1))
     } else {
@@ -304,8 +276,8 @@ impl List {
         self.chunks.range(c..).flat_map(Chunk::iter).skip(j)
     }
 
-    /// The chunk holding element `i` (< len) and its place there; (number
-    /// of chunks, 0) for `len`.
+    /// The chunk holding element `i` and its place there; for `len`, the
+    /// place just past the last element.
     fn locate(&self, i: usize) -> (usize, usize) {
         if i < self.len / 2 {
             let mut i = i;
@@ -392,12 +364,15 @@ impl List {
         Some(e)
     }
 
-    /// Splits chunk `c` if an insertion or replacement grew it past the
-    /// limit, so that it stays cheap to change.
+    /// Splits chunk `c` while an insertion or replacement left it past
+    /// the limit with more than one element, so that it stays cheap to
+    /// change.
     fn rebalance(&mut self, c: usize) {
         if self.chunks[c].0.len() > CHUNK_BYTES && self.chunks[c].count() > 1 {
             let tail = self.chunks[c].split();
             self.chunks.insert(c + 1, tail);
+            self.rebalance(c + 1);
+            self.rebalance(c);
         }
     }
 
@@ -671,6 +646,10 @@ mod tests {
                     .map(|m| m.to_vec())
                     .eq(model.iter().rev().cloned()));
                 assert!(l.chunks.iter().all(|c| c.count() > 0));
+                assert!(l
+                    .chunks
+                    .iter()
+                    .all(|c| c.0.len() <= CHUNK_BYTES || c.count() == 1));
                 assert_eq!(l.chunks.iter().map(Chunk::count).sum::<usize>(), l.len());
                 if !model.is_empty() {
                     let i = rng.gen_range(0..model.len());

@@ -23,7 +23,7 @@ use hashbrown::hash_table::{Entry, HashTable};
 use super::table::hash_key;
 
 /// Appends `n` as LEB128.
-fn put_varint(out: &mut Vec<u8>, mut n: usize) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -37,7 +37,7 @@ fn put_entry(out: &mut Vec<u8>, e: &[u8]) {
     out.extend_from_slice(e);
 }
 
-fn varint_len(mut n: usize) -> usize {
+pub(super) fn varint_len(mut n: usize) -> usize {
     let mut l = 1;
     while n >= 0x80 {
         n >>= 7;
@@ -46,14 +46,13 @@ fn varint_len(mut n: usize) -> usize {
     l
 }
 
-/// Reads the entry at `off`: its bytes and the offset of the next entry.
+/// Reads the LEB128 number at `off`: its value and the offset after it.
 #[inline]
-fn read_at(buf: &[u8], off: usize) -> (&[u8], usize) {
-    // Entries under 128 bytes, nearly all of them, have a one-byte length.
+pub(super) fn read_varint(buf: &[u8], off: usize) -> (usize, usize) {
+    // Lengths under 128, nearly all of them, take one byte.
     let b = buf[off];
     if b < 0x80 {
-        let p = off + 1;
-        return (&buf[p..p + b as usize], p + b as usize);
+        return (b as usize, off + 1);
     }
     let (mut n, mut shift, mut p) = (0usize, 0, off);
     loop {
@@ -61,10 +60,16 @@ fn read_at(buf: &[u8], off: usize) -> (&[u8], usize) {
         p += 1;
         n |= ((b & 0x7f) as usize) << shift;
         if b & 0x80 == 0 {
-            break;
+            return (n, p);
         }
         shift += 7;
     }
+}
+
+/// Reads the entry at `off`: its bytes and the offset of the next entry.
+#[inline]
+fn read_at(buf: &[u8], off: usize) -> (&[u8], usize) {
+    let (n, p) = read_varint(buf, off);
     (&buf[p..p + n], p + n)
 }
 
