@@ -9,8 +9,9 @@
 //! fast the client on the same machine could drive it). Then it
 //! loads 1,000,000 small keys into a fresh instance of each, the same way, and
 //! compares memory per key (allocator-reported `used_memory` and RSS); the
-//! same for 1,000,000 hashes of 10 fields and a sorted set of 1,000,000
-//! members. Data structure commands (LPUSH, LPOP, SADD, HSET, ZADD, a
+//! same for 1,000,000 hashes of 10 fields, a sorted set of 1,000,000
+//! members, a list of 1,000,000 elements, lists of ids and sets of
+//! integers. Data structure commands (LPUSH, LPOP, SADD, HSET, ZADD, a
 //! 100-member ZRANGE, PFADD) have their own throughput table. Replication: SET
 //! on a primary with one replica attached, how long the replica takes to
 //! catch up once the load stops, GET served by the replica, and the time a
@@ -263,14 +264,37 @@ fn load_keys(port: u16, n: usize) {
 }
 
 /// `used_memory` growth per element while `fill` loads `elements` elements.
+/// Writes and deletes one key, so that a database's one-time setup
+/// (Shoal makes a database's 16,384 slot tables on its first write, Redis
+/// its dictionaries at start) is not counted as the data's.
+fn touch_db(port: u16) {
+    for cmd in [&["SET", "bench:first", "x"][..], &["DEL", "bench:first"]] {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(cmd)
+            .output()
+            .unwrap();
+    }
+}
+
+/// Measured once the loading connection is gone on the server's side too,
+/// so that its buffers (a megabyte of pipelined commands) are not counted
+/// as data.
 fn memory_per_element(server: &Server, elements: usize, fill: impl FnOnce(u16)) -> f64 {
+    touch_db(server.port);
     let used0 = info_field(server.port, "memory", "used_memory");
     fill(server.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The INFO connection itself is the one client left.
+    while info_field(server.port, "clients", "connected_clients") > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let used1 = info_field(server.port, "memory", "used_memory");
     (used1 - used0) as f64 / elements as f64
 }
 
 fn memory_per_key(server: &Server, n: usize) -> (f64, f64) {
+    touch_db(server.port);
     let used0 = info_field(server.port, "memory", "used_memory");
     let rss0 = info_field(server.port, "memory", "used_memory_rss");
     load_keys(server.port, n);
@@ -600,6 +624,33 @@ fn collections_memory(keys: usize) {
             })
         })
     };
+    let per_list_element = |s: &Server| {
+        memory_per_element(s, keys, |port| {
+            load(port, keys, |i| {
+                vec!["RPUSH".into(), "big:l".into(), format!("element:{i}")]
+            })
+        })
+    };
+    // Lists of ids and sets of integers: what Redis keeps as integers.
+    let (id_lists, int_sets) = (keys / 100, keys / 300);
+    let per_id = |s: &Server| {
+        memory_per_element(s, id_lists * 100, |port| {
+            load(port, id_lists, |i| {
+                let mut a = vec!["RPUSH".to_string(), format!("ids:{i:09}")];
+                a.extend((0..100).map(|j| (1_000_000 + i * 100 + j).to_string()));
+                a
+            })
+        })
+    };
+    let per_int_member = |s: &Server| {
+        memory_per_element(s, int_sets * 300, |port| {
+            load(port, int_sets, |i| {
+                let mut a = vec!["SADD".to_string(), format!("ints:{i:09}")];
+                a.extend((0..300).map(|j| (i * 1000 + j * 3).to_string()));
+                a
+            })
+        })
+    };
     for (what, f) in [
         (
             format!("{hashes} hashes of 10 fields (per field)"),
@@ -608,6 +659,18 @@ fn collections_memory(keys: usize) {
         (
             format!("one sorted set of {keys} members (per member)"),
             &per_member,
+        ),
+        (
+            format!("one list of {keys} `element:N` (per element)"),
+            &per_list_element,
+        ),
+        (
+            format!("{id_lists} lists of 100 seven-digit ids (per element)"),
+            &per_id,
+        ),
+        (
+            format!("{int_sets} sets of 300 integers (per member)"),
+            &per_int_member,
         ),
     ] {
         let (a, b) = (f(&start_shoal(&no_log)), f(&start_redis(&no_log)));
