@@ -28,7 +28,9 @@
 //! - A `SELECT` is emitted whenever the next effect is for another database
 //!   than the previous one, as in Redis's replication stream.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::cell::RefCell;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,52 +74,160 @@ struct Inner {
     taps: Vec<Arc<Tap>>,
 }
 
-/// One replica's output buffer: what the stream appended that its feeder
-/// has not yet written to the socket. Filled under the stream's mutex, so
-/// its order is the stream's; drained by the feeder.
+/// One replica's output buffer: what the stream appended that has not yet
+/// been written to the replica's socket. Filled under the stream's mutex,
+/// so its order is the stream's.
+///
+/// Who writes it out: an I/O thread that filled it writes it itself as it
+/// goes idle ([`flush_filled_taps`], from the runtime's park hook), as
+/// Redis writes its replicas before its event loop sleeps; waking the
+/// replica's feeder on another thread instead cost an eventfd write, a
+/// context switch and a send for every few writes. The feeder
+/// (`replication::primary`) writes whatever a thread could not: a
+/// partial write, a full socket, writes from other threads, and the bytes
+/// it already holds, which nobody may overtake (`feeder_writing`).
 pub struct Tap {
-    pub buf: Mutex<Vec<u8>>,
-    /// Woken when the buffer goes from empty to non-empty.
+    state: Mutex<TapState>,
+    /// Wakes the feeder: the buffer went from empty to non-empty and no
+    /// I/O thread will write it, or a direct write left some behind.
     pub ready: tokio::sync::Notify,
     /// `client-output-buffer-limit replica` hard limit, in bytes (0: none).
     pub hard_limit: usize,
     /// Set when the hard limit was passed: the feeder drops the replica.
     pub overflowed: AtomicBool,
+    /// Bytes I/O threads wrote to the socket themselves, not yet counted
+    /// in the server's statistics by the feeder.
+    pub direct_bytes: AtomicU64,
 }
+
+struct TapState {
+    pending: Vec<u8>,
+    /// The replica's socket (a duplicate of the feeder's) while the feeder
+    /// streams; None before (a full sync owns the socket) and after.
+    socket: Option<std::net::TcpStream>,
+    /// The feeder took bytes it has not finished writing.
+    feeder_writing: bool,
+}
+
+thread_local! {
+    /// On an I/O thread, the taps it filled since it last went idle: it
+    /// writes them out before it sleeps. None on other threads, whose
+    /// appends wake the feeder.
+    static FILLED: RefCell<Option<Vec<Arc<Tap>>>> = const { RefCell::new(None) };
+}
+
+/// Makes this thread one that writes the taps it fills as it goes idle;
+/// it must then call [`flush_filled_taps`] before each sleep.
+pub fn write_filled_taps_on_this_thread() {
+    FILLED.set(Some(Vec::new()));
+}
+
+/// Writes out what this thread appended to replicas' taps (the park hook
+/// of an I/O thread: every connection on it has run).
+pub fn flush_filled_taps() {
+    let taps = FILLED.with(|f| f.borrow_mut().as_mut().map(std::mem::take));
+    for tap in taps.into_iter().flatten() {
+        tap.write_directly();
+    }
+}
+
+/// Past this many pending bytes the feeder is woken even though a thread
+/// means to write them: a burst is not held until the thread is idle.
+const DIRECT_MAX: usize = 1 << 20;
 
 impl Tap {
     pub fn new(hard_limit: usize) -> Arc<Tap> {
         Arc::new(Tap {
-            buf: Mutex::new(Vec::new()),
+            state: Mutex::new(TapState {
+                pending: Vec::new(),
+                socket: None,
+                feeder_writing: false,
+            }),
             ready: tokio::sync::Notify::new(),
             hard_limit,
             overflowed: AtomicBool::new(false),
+            direct_bytes: AtomicU64::new(0),
         })
     }
 
-    fn push(&self, data: &[u8]) {
-        let mut b = self.buf.lock();
+    fn push(self: &Arc<Self>, data: &[u8]) {
+        let mut st = self.state.lock();
         if self.overflowed.load(Relaxed) {
             return;
         }
-        let was_empty = b.is_empty();
-        b.extend_from_slice(data);
-        if self.hard_limit > 0 && b.len() > self.hard_limit {
+        let was_empty = st.pending.is_empty();
+        st.pending.extend_from_slice(data);
+        if self.hard_limit > 0 && st.pending.len() > self.hard_limit {
             // Stop growing at once; the feeder closes the link.
             self.overflowed.store(true, Relaxed);
-            b.clear();
-            b.shrink_to_fit();
+            st.pending = Vec::new();
             self.ready.notify_one();
         } else if was_empty {
+            let direct = st.socket.is_some()
+                && !st.feeder_writing
+                && FILLED.with(|f| match f.borrow_mut().as_mut() {
+                    Some(filled) => {
+                        filled.push(self.clone());
+                        true
+                    }
+                    None => false,
+                });
+            if !direct {
+                self.ready.notify_one();
+            }
+        } else if st.pending.len() >= DIRECT_MAX && st.pending.len() - data.len() < DIRECT_MAX {
             self.ready.notify_one();
         }
     }
 
-    /// Takes what is buffered, handing back `spare` for the next round.
+    /// An I/O thread going idle writes what is pending, without blocking;
+    /// what it cannot write is the feeder's.
+    fn write_directly(&self) {
+        let mut st = self.state.lock();
+        if st.feeder_writing || st.pending.is_empty() {
+            return;
+        }
+        let Some(mut socket) = st.socket.as_ref() else {
+            return;
+        };
+        match socket.write(&st.pending) {
+            Ok(n) => {
+                self.direct_bytes.fetch_add(n as u64, Relaxed);
+                if n == st.pending.len() {
+                    st.pending.clear();
+                    if st.pending.capacity() > DIRECT_MAX {
+                        st.pending = Vec::new();
+                    }
+                } else {
+                    st.pending.drain(..n);
+                    self.ready.notify_one();
+                }
+            }
+            // A full socket or a broken link: the feeder's to handle.
+            Err(_) => self.ready.notify_one(),
+        }
+    }
+
+    /// The feeder starts streaming on `socket` (a duplicate of its own),
+    /// or (None) stops: threads may write directly only in between.
+    pub fn set_socket(&self, socket: Option<std::net::TcpStream>) {
+        self.state.lock().socket = socket;
+    }
+
+    /// The feeder takes what is pending, handing back `spare` for the next
+    /// round; until [`Tap::written`], no one else writes.
     pub fn take(&self, spare: Vec<u8>) -> Vec<u8> {
         let mut spare = spare;
         spare.clear();
-        std::mem::replace(&mut *self.buf.lock(), spare)
+        let mut st = self.state.lock();
+        let out = std::mem::replace(&mut st.pending, spare);
+        st.feeder_writing = !out.is_empty();
+        out
+    }
+
+    /// The feeder wrote all it took.
+    pub fn written(&self) {
+        self.state.lock().feeder_writing = false;
     }
 }
 

@@ -19,6 +19,7 @@
 //! bounded by `client-output-buffer-limit replica`.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -249,8 +250,25 @@ async fn feed(
     let mut stop = server.shutdown.subscribe();
     let mut spare = Vec::new();
     let mut over_soft_since: Option<Instant> = None;
-    // The tap wakes us only when it goes from empty to non-empty, so after
-    // a write it is looked at again before waiting.
+    // I/O threads write the tap to the socket themselves while this runs
+    // (see `effects::Tap`); never once it has ended.
+    struct Streaming<'t>(&'t Tap);
+    impl Drop for Streaming<'_> {
+        fn drop(&mut self) {
+            self.0.set_socket(None);
+        }
+    }
+    tap.set_socket(
+        wr.as_ref()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::net::TcpStream::from),
+    );
+    let _streaming = Streaming(tap);
+    // The tap wakes us only when it goes from empty to non-empty and no
+    // I/O thread will write it, so after a write it is looked at again
+    // before waiting.
     let mut wait = true;
     loop {
         if wait {
@@ -280,6 +298,10 @@ async fn feed(
                 "timeout: no ACK for repl-timeout seconds",
             ));
         }
+        server
+            .stats
+            .net_repl_output_bytes
+            .add(tap.direct_bytes.swap(0, Relaxed));
         let bytes = tap.take(std::mem::take(&mut spare));
         let pending = bytes.len() as u64;
         if limit.soft > 0 && pending > limit.soft {
@@ -301,6 +323,7 @@ async fn feed(
                 tokio::select! {
                     r = &mut write => {
                         r?;
+                        tap.written();
                         break;
                     }
                     _ = tap.ready.notified() => {

@@ -654,11 +654,16 @@ fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
     let s = server.clone();
     let u = server.clone();
     crate::persistence::log::io_thread_running(&server.log);
+    crate::effects::write_filled_taps_on_this_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        // Once every ready connection has run (Redis's beforeSleep): with
-        // appendfsync always, sync their writes here, in one go.
-        .on_thread_park(move || crate::persistence::log::sync_before_park(&s.effects, &s.log))
+        // Once every ready connection has run (Redis's beforeSleep): write
+        // what they appended to replicas' taps, and with appendfsync
+        // always, sync their writes, in one go each.
+        .on_thread_park(move || {
+            crate::effects::flush_filled_taps();
+            crate::persistence::log::sync_before_park(&s.effects, &s.log)
+        })
         .on_thread_unpark(move || crate::persistence::log::io_thread_running(&u.log))
         .build()
         .expect("tokio runtime");
