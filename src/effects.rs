@@ -17,7 +17,8 @@
 //! - An effect is appended while the command still holds the slot locks of the
 //!   keys it changed (DESIGN.md, invariant 2), so the order of effects on one
 //!   key is the order of execution. The stream's own mutex is innermost: it is
-//!   taken after slot locks and nothing is locked while holding it.
+//!   taken after slot locks and nothing but a tap's (a leaf) is locked while
+//!   holding it.
 //! - The replication offset is the number of bytes ever appended. The backlog
 //!   keeps the last `repl-backlog-size` bytes of the stream for partial resync.
 //! - As in Redis, the backlog exists only once something may need history
