@@ -9,7 +9,10 @@
 //!
 //! Start-up applies, in order: defaults, the config file (if one is named as
 //! the first argument), then the command-line directives. Any unknown
-//! directive or bad value stops start-up with a message naming it.
+//! directive or bad value stops start-up with a message naming it. Redis
+//! settings with no meaning here are accepted and checked all the same
+//! (inert directives), so a stock `redis.conf` starts a node; start-up
+//! warns about those set to something Shoal does not do.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -45,6 +48,9 @@ pub struct Directive {
     pub default: &'static str,
     /// May `CONFIG SET` change it while running.
     pub mutable: bool,
+    /// A Redis setting Shoal accepts (checked, kept, shown by CONFIG GET)
+    /// so that an existing `redis.conf` starts it, but does not act on.
+    pub inert: bool,
 }
 
 const fn d(name: &'static str, kind: Kind, default: &'static str, mutable: bool) -> Directive {
@@ -53,8 +59,22 @@ const fn d(name: &'static str, kind: Kind, default: &'static str, mutable: bool)
         kind,
         default,
         mutable,
+        inert: false,
     }
 }
+
+/// See [`Directive::inert`].
+const fn inert(name: &'static str, kind: Kind, default: &'static str, mutable: bool) -> Directive {
+    Directive {
+        inert: true,
+        ..d(name, kind, default, mutable)
+    }
+}
+
+const INT: Kind = Kind::Int {
+    min: 0,
+    max: i32::MAX as i64,
+};
 
 const MB: i64 = 1024 * 1024;
 
@@ -126,6 +146,70 @@ pub static DIRECTIVES: &[Directive] = &[
     // How long a sidecar read waits for the connection's own last write to
     // arrive before it is sent to the primary instead.
     d("sidecar-read-wait-ms", Kind::Int { min: 0, max: i32::MAX as i64 }, "1000", true),
+    // Redis settings with no counterpart here, with Redis's bounds and
+    // defaults, so that Debian's stock redis.conf starts Shoal unchanged.
+    // Where Shoal behaves one fixed way, it is the way the default says:
+    // the log's torn tail is cut (aof-load-truncated yes), writes stop on
+    // disk errors (stop-writes-on-bgsave-error yes), full syncs stream
+    // without a file (repl-diskless-sync yes), list chunks are 8 KB
+    // (list-max-listpack-size -2); start-up warns about any other value.
+    inert("daemonize", Kind::Bool, "no", false),
+    inert("protected-mode", Kind::Bool, "yes", true),
+    inert("tcp-backlog", INT, "511", false),
+    inert("always-show-logo", Kind::Bool, "no", false),
+    inert("set-proc-title", Kind::Bool, "yes", false),
+    inert("proc-title-template", Kind::Str, "{title} {listen-addr} {server-mode}", true),
+    inert("stop-writes-on-bgsave-error", Kind::Bool, "yes", true),
+    inert("rdbcompression", Kind::Bool, "yes", true),
+    inert("rdbchecksum", Kind::Bool, "yes", false),
+    inert("rdb-del-sync-files", Kind::Bool, "no", true),
+    inert("rdb-save-incremental-fsync", Kind::Bool, "yes", true),
+    inert("appendfilename", Kind::Str, "appendonly.aof", false),
+    inert("aof-load-truncated", Kind::Bool, "yes", true),
+    inert("aof-use-rdb-preamble", Kind::Bool, "yes", true),
+    inert("aof-timestamp-enabled", Kind::Bool, "no", true),
+    inert("aof-rewrite-incremental-fsync", Kind::Bool, "yes", true),
+    inert("no-appendfsync-on-rewrite", Kind::Bool, "no", true),
+    inert("repl-diskless-sync", Kind::Bool, "yes", true),
+    inert("repl-diskless-sync-delay", INT, "5", true),
+    inert("repl-diskless-sync-max-replicas", INT, "0", true),
+    inert("repl-diskless-load", Kind::Enum(&["disabled", "on-empty-db", "swapdb"]), "disabled", true),
+    inert("repl-disable-tcp-nodelay", Kind::Bool, "no", true),
+    inert("replica-priority", INT, "100", true),
+    inert("replica-lazy-flush", Kind::Bool, "no", true),
+    inert("lazyfree-lazy-eviction", Kind::Bool, "no", true),
+    inert("lazyfree-lazy-expire", Kind::Bool, "no", true),
+    inert("lazyfree-lazy-server-del", Kind::Bool, "no", true),
+    inert("lazyfree-lazy-user-del", Kind::Bool, "no", true),
+    inert("lazyfree-lazy-user-flush", Kind::Bool, "no", true),
+    inert("list-max-listpack-size", Kind::Int { min: i32::MIN as i64, max: i32::MAX as i64 }, "-2", true),
+    inert("list-compress-depth", INT, "0", true),
+    inert("hll-sparse-max-bytes", Kind::Memory { min: 0, max: i64::MAX }, "3000", true),
+    inert("stream-node-max-bytes", Kind::Memory { min: 0, max: i64::MAX }, "4096", true),
+    inert("stream-node-max-entries", Kind::Int { min: 0, max: i64::MAX }, "100", true),
+    inert("activerehashing", Kind::Bool, "yes", true),
+    inert("dynamic-hz", Kind::Bool, "yes", true),
+    inert("jemalloc-bg-thread", Kind::Bool, "yes", true),
+    inert("disable-thp", Kind::Bool, "yes", false),
+    inert("oom-score-adj", Kind::Enum(&["no", "yes", "relative", "absolute"]), "no", true),
+    inert("oom-score-adj-values", Kind::Words, "0 200 800", true),
+    inert("acllog-max-len", Kind::Int { min: 0, max: i64::MAX }, "128", true),
+];
+
+/// Old names Redis still accepts, for the ones above.
+const ALIASES: &[(&str, &str)] = &[
+    ("slaveof", "replicaof"),
+    ("slave-read-only", "replica-read-only"),
+    ("slave-serve-stale-data", "replica-serve-stale-data"),
+    ("slave-priority", "replica-priority"),
+    ("slave-lazy-flush", "replica-lazy-flush"),
+    ("min-slaves-to-write", "min-replicas-to-write"),
+    ("min-slaves-max-lag", "min-replicas-max-lag"),
+    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
+    ("hash-max-ziplist-value", "hash-max-listpack-value"),
+    ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
+    ("zset-max-ziplist-value", "zset-max-listpack-value"),
+    ("list-max-ziplist-size", "list-max-listpack-size"),
 ];
 
 /// `save`: pairs of positive seconds and changes, or "" for none.
@@ -206,7 +290,12 @@ fn canonical_replicaof(v: &str) -> Result<String, &'static str> {
     }
 }
 
+/// A directive by its name or one of Redis's old names for it.
 pub fn directive(name: &str) -> Option<&'static Directive> {
+    let name = ALIASES
+        .iter()
+        .find(|(old, _)| old.eq_ignore_ascii_case(name))
+        .map_or(name, |(_, new)| new);
     DIRECTIVES
         .iter()
         .find(|d| d.name.eq_ignore_ascii_case(name))
@@ -395,6 +484,16 @@ impl Config {
         Ok(())
     }
 
+    /// Settings Shoal does not act on that are set to something other than
+    /// what it does (see [`Directive::inert`]), for a warning at start-up.
+    pub fn inert_changes(&self) -> Vec<(&'static str, &str)> {
+        DIRECTIVES
+            .iter()
+            .filter(|d| d.inert && self.get(d.name) != d.default)
+            .map(|d| (d.name, self.get(d.name)))
+            .collect()
+    }
+
     /// `CONFIG SET` of one directive; checks mutability and the value.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(&'static str, String), ConfigError> {
         let d = directive(name).ok_or(ConfigError::BadDirective)?;
@@ -444,11 +543,15 @@ impl Config {
     }
 
     /// Name/value pairs whose name matches a glob, in table order.
+    /// Old names match too, as in Redis (`CONFIG GET *ziplist*`).
     pub fn matching(&self, pattern: &[u8]) -> Vec<(&'static str, String)> {
-        DIRECTIVES
+        let names = DIRECTIVES
             .iter()
-            .filter(|d| crate::glob::glob_match(pattern, d.name.as_bytes(), true))
-            .map(|d| (d.name, self.get(d.name).to_string()))
+            .map(|d| (d.name, d.name))
+            .chain(ALIASES.iter().copied());
+        names
+            .filter(|(shown, _)| crate::glob::glob_match(pattern, shown.as_bytes(), true))
+            .map(|(shown, name)| (shown, self.get(name).to_string()))
             .collect()
     }
 }

@@ -406,8 +406,6 @@ pub enum StartError {
     Dir(String, std::io::Error),
     #[error("Could not create server TCP listening socket {0}: {1}")]
     Bind(String, std::io::Error),
-    #[error("Can't write the pidfile '{0}': {1}")]
-    Pidfile(String, std::io::Error),
     #[error("Can't open the append only file directory: {0}")]
     Log(std::io::Error),
     #[error("{0}")]
@@ -416,12 +414,20 @@ pub enum StartError {
 
 /// Runs a node until it is shut down.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    for (name, value) in config.inert_changes() {
+        tracing::warn!(
+            "{name} {value}: accepted for redis.conf compatibility; Shoal does not act on it"
+        );
+    }
     let dir = config.get("dir").to_string();
     std::fs::create_dir_all(&dir).map_err(|e| StartError::Dir(dir.clone(), e))?;
     let pidfile = config.get("pidfile").to_string();
     if !pidfile.is_empty() {
-        std::fs::write(&pidfile, format!("{}\n", std::process::id()))
-            .map_err(|e| StartError::Pidfile(pidfile.clone(), e))?;
+        // As redis-server: a pidfile that cannot be written is worth a
+        // warning, not a refusal to start.
+        if let Err(e) = std::fs::write(&pidfile, format!("{}\n", std::process::id())) {
+            tracing::warn!("Failed to write PID file {pidfile}: {e}");
+        }
     }
     if config.get("sidecar") == "yes" && config.get("replicaof").is_empty() {
         return Err(StartError::Load(

@@ -83,3 +83,117 @@ fn maxclients_rejects_extra_connections() {
         Frame::Error("ERR max number of clients reached".into())
     );
 }
+
+/// Starts a node from `args` (a config file first), returning it with the
+/// log lines it printed up to readiness and the port it took.
+fn spawn_ready(args: &[&str]) -> (std::process::Child, Vec<String>, u16) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for l in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        let ready = l.contains("Ready to accept connections");
+        lines.push(l);
+        if ready {
+            break;
+        }
+    }
+    let port = lines
+        .last()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("not ready: {lines:?}"));
+    (child, lines, port)
+}
+
+/// Debian's stock redis.conf starts a node: Redis settings Shoal does not
+/// act on are accepted and checked, old names (ziplist, slave) are
+/// understood, and start-up warns about what is set to something Shoal
+/// does not do. A pidfile that cannot be written is a warning, as in Redis.
+#[test]
+fn a_stock_redis_conf_starts_a_node() {
+    let stock = "/etc/redis/redis.conf";
+    assert!(
+        std::path::Path::new(stock).exists(),
+        "{stock}: the redis-server package installs it (.ci/run does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (mut child, lines, port) = spawn_ready(&[
+        stock,
+        "--port",
+        "0",
+        "--dir",
+        d,
+        "--logfile",
+        "",
+        "--bind",
+        "127.0.0.1",
+    ]);
+    let log = lines.join("\n");
+    assert!(
+        log.contains("daemonize yes: accepted for redis.conf compatibility"),
+        "{log}"
+    );
+    assert!(log.contains("Failed to write PID file"), "{log}");
+    assert!(
+        !log.contains("protected-mode"),
+        "defaults are not warned about: {log}"
+    );
+    let mut r = crate::support::Raw::connect(port);
+    assert_eq!(
+        r.call(&["CONFIG", "GET", "tcp-backlog"]),
+        Frame::Array(vec![Frame::bulk("tcp-backlog"), Frame::bulk("511")])
+    );
+    assert_eq!(r.call(&["SET", "k", "v"]), Frame::Simple("OK".into()));
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Old names reach the settings they were renamed to.
+    let conf = dir.path().join("old.conf");
+    std::fs::write(
+        &conf,
+        "hash-max-ziplist-entries 3\nslave-read-only no\nlist-compress-depth 1\n",
+    )
+    .unwrap();
+    let (mut child, lines, port) =
+        spawn_ready(&[conf.to_str().unwrap(), "--port", "0", "--dir", d]);
+    assert!(lines.join("\n").contains("list-compress-depth 1: accepted"));
+    let mut r = crate::support::Raw::connect(port);
+    assert_eq!(
+        r.call(&["CONFIG", "GET", "hash-max-listpack-entries"]),
+        Frame::Array(vec![
+            Frame::bulk("hash-max-listpack-entries"),
+            Frame::bulk("3")
+        ])
+    );
+    assert_eq!(
+        r.call(&["CONFIG", "GET", "replica-read-only"]),
+        Frame::Array(vec![Frame::bulk("replica-read-only"), Frame::bulk("no")])
+    );
+    r.call(&["HSET", "h", "a", "1", "b", "2", "c", "3", "d", "4"]);
+    assert_eq!(
+        r.call(&["OBJECT", "ENCODING", "h"]),
+        Frame::bulk("hashtable")
+    );
+    assert_eq!(
+        r.call(&["CONFIG", "SET", "hash-max-ziplist-entries", "9"]),
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(
+        r.call(&["CONFIG", "GET", "hash-max-ziplist-entries"]),
+        Frame::Array(vec![
+            Frame::bulk("hash-max-ziplist-entries"),
+            Frame::bulk("9")
+        ])
+    );
+    assert!(matches!(
+        r.call(&["CONFIG", "SET", "daemonize", "yes"]),
+        Frame::Error(e) if e.contains("can't set immutable config")
+    ));
+    let _ = child.kill();
+    let _ = child.wait();
+}
