@@ -3,14 +3,20 @@
 //! ```text
 //!   List:   len, VecDeque<Chunk>
 //!   Chunk:  one boxed slice  [count: u32 LE] [entry] [entry] ...
-//!   entry:  [head: LEB128] [bytes] [back: LEB128 of the entry's size so far, bytes reversed]
-//!   head:   len << 1          a string of `len` bytes
-//!           zigzag(i) << 1 | 1  the integer i, no bytes (canonical integers under 2^62)
+//!   entry:  [head] [content] [back: LEB128 of the entry's size so far, bytes reversed]
+//!   head:   0xxxxxxx                the integer 0..127, no content
+//!           10nnnnnn                a string of n (< 64) bytes
+//!           110nnnnn nnnnnnnn       a string of 64 + n (< 8256) bytes
+//!           11100nnn                an integer in n + 1 bytes, little-endian
+//!           11110000 [len: u64 LE]  a longer string
 //! ```
 //!
+//! (Redis's listpack heads, nearly: canonical integers are kept as
+//! integers, in as few bytes as hold them.)
+//!
 //! Elements are stored back to back, as Redis's listpack stores them: a
-//! short element costs its bytes and two, and an integer such as an id
-//! two to ten bytes in all, where a slot per element (24 bytes, plus a
+//! short element costs its bytes and two, and an integer two (0 to 127)
+//! to ten bytes in all, where a slot per element (24 bytes, plus a
 //! ring buffer's spare half) cost 1.5 to 8 times Redis's memory. Readers
 //! get a [`Member`]: an integer entry is formatted as it is read.
 //!
@@ -30,7 +36,7 @@
 use std::collections::VecDeque;
 
 use super::member::{canonical_int, Member};
-use super::packed::{put_varint, read_varint, varint_len};
+use super::packed::{put_varint, varint_len};
 use super::value::SmallBuf;
 
 /// How large a chunk grows before pushes start another.
@@ -38,25 +44,40 @@ pub const CHUNK_BYTES: usize = 8 * 1024;
 
 const COUNT: usize = 4;
 
-/// Integers kept as integers are under this in magnitude, so that their
-/// zigzag code and flag fit the head.
-const INT_LIMIT: u64 = 1 << 62;
-
-fn zigzag(i: i64) -> usize {
-    ((i << 1) ^ (i >> 63)) as usize
+/// What an entry's head says it holds.
+enum Head {
+    Int(i64),
+    /// A string, starting at this offset.
+    Str(usize),
 }
 
-fn unzigzag(z: usize) -> i64 {
-    ((z >> 1) as i64) ^ -((z & 1) as i64)
+/// The smallest number of bytes that holds `i` (two's complement).
+fn int_width(i: i64) -> usize {
+    (1..8).find(|&n| i >> (8 * n - 1) == i >> 63).unwrap_or(8)
 }
 
 /// One entry, encoded.
 fn encode(e: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(e.len() + 4);
-    match canonical_int(e).filter(|i| i.unsigned_abs() < INT_LIMIT) {
-        Some(i) => put_varint(&mut out, zigzag(i) << 1 | 1),
+    match canonical_int(e) {
+        Some(i) if (0..0x80).contains(&i) => out.push(i as u8),
+        Some(i) => {
+            let n = int_width(i);
+            out.push(0xe0 | (n - 1) as u8);
+            out.extend_from_slice(&i.to_le_bytes()[..n]);
+        }
         None => {
-            put_varint(&mut out, e.len() << 1);
+            match e.len() {
+                n if n < 64 => out.push(0x80 | n as u8),
+                n if n < 64 + 0x2000 => {
+                    let m = n - 64;
+                    out.extend_from_slice(&[0xc0 | (m >> 8) as u8, m as u8]);
+                }
+                n => {
+                    out.push(0xf0);
+                    out.extend_from_slice(&(n as u64).to_le_bytes());
+                }
+            }
             out.extend_from_slice(e);
         }
     }
@@ -67,12 +88,38 @@ fn encode(e: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The head of the entry at `off`, and where its content ends.
+#[inline]
+fn head(buf: &[u8], off: usize) -> (Head, usize) {
+    let b = buf[off];
+    match b {
+        0x00..=0x7f => (Head::Int(b as i64), off + 1),
+        0x80..=0xbf => (Head::Str(off + 1), off + 1 + (b & 0x3f) as usize),
+        0xc0..=0xdf => {
+            let n = ((((b & 0x1f) as usize) << 8) | buf[off + 1] as usize) + 64;
+            (Head::Str(off + 2), off + 2 + n)
+        }
+        0xe0..=0xe7 => {
+            let n = (b & 0x07) as usize + 1;
+            let mut le = [0; 8];
+            le[..n].copy_from_slice(&buf[off + 1..off + 1 + n]);
+            // Sign-extended from its top byte.
+            let shift = 64 - 8 * n as u32;
+            let i = (i64::from_le_bytes(le) << shift) >> shift;
+            (Head::Int(i), off + 1 + n)
+        }
+        _ => {
+            let n = u64::from_le_bytes(buf[off + 1..off + 9].try_into().unwrap()) as usize;
+            (Head::Str(off + 9), off + 9 + n)
+        }
+    }
+}
+
 /// Where the entry at `off` ends (past its trailing length), read from
 /// its head alone.
 #[inline]
 fn next_entry(buf: &[u8], off: usize) -> usize {
-    let (h, p) = read_varint(buf, off);
-    let end = if h & 1 == 1 { p } else { p + (h >> 1) };
+    let end = head(buf, off).1;
     end + varint_len(end - off)
 }
 
@@ -94,11 +141,9 @@ fn prev_entry(buf: &[u8], end: usize) -> usize {
 /// The element of the entry at `off`.
 #[inline]
 fn member_at(buf: &[u8], off: usize) -> Member<'_> {
-    let (h, p) = read_varint(buf, off);
-    if h & 1 == 1 {
-        Member::int(unzigzag(h >> 1))
-    } else {
-        Member::Bytes(&buf[p..p + (h >> 1)])
+    match head(buf, off) {
+        (Head::Int(i), _) => Member::int(i),
+        (Head::Str(start), end) => Member::Bytes(&buf[start..end]),
     }
 }
 
@@ -541,11 +586,13 @@ mod tests {
             -1,
             63,
             64,
-            -64,
-            -65,
+            127,
+            128,
+            -128,
+            -129,
             1 << 40,
-            (1 << 62) - 1,
-            1 - (1 << 62),
+            i64::MIN,
+            i64::MAX,
         ] {
             let e = i.to_string().into_bytes();
             let enc = encode(&e);
@@ -555,8 +602,16 @@ mod tests {
             assert_eq!((&*m, next_entry(&enc, 0)), (&e[..], enc.len()));
             assert_eq!(prev_entry(&enc, enc.len()), 0);
         }
-        assert_eq!(encode(b"7").len(), 2, "a small integer in two bytes");
-        for n in [0, 1, 125, 126, 127, 128, 300, 20_000] {
+        for (e, len) in [
+            (&b"7"[..], 2),
+            (b"127", 2),
+            (b"128", 4),
+            (b"-1", 3),
+            (b"1000123", 5),
+        ] {
+            assert_eq!(encode(e).len(), len, "{e:?}");
+        }
+        for n in [0, 1, 63, 64, 125, 126, 127, 128, 300, 8255, 8256, 20_000] {
             let e = vec![7u8; n];
             let enc = encode(&e);
             assert_eq!(&*member_at(&enc, 0), &e[..], "{n}");
