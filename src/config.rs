@@ -112,6 +112,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d("maxmemory-policy", Kind::Enum(crate::keyspace::evict::POLICY_NAMES), "noeviction", true),
     d("maxmemory-samples", Kind::Int { min: 1, max: 64 }, "5", true),
     d("tracking-table-max-keys", Kind::Int { min: 0, max: i64::MAX }, "1000000", true),
+    // Past this many bytes a sparse HyperLogLog becomes dense.
+    d("hll-sparse-max-bytes", Kind::Memory { min: 0, max: i64::MAX }, "3000", true),
     d("hash-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "512", true),
     d("hash-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
     d("set-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
@@ -184,7 +186,6 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("lazyfree-lazy-user-flush", Kind::Bool, "no", true),
     inert("list-max-listpack-size", Kind::Int { min: i32::MIN as i64, max: i32::MAX as i64 }, "-2", true),
     inert("list-compress-depth", INT, "0", true),
-    inert("hll-sparse-max-bytes", Kind::Memory { min: 0, max: i64::MAX }, "3000", true),
     inert("stream-node-max-bytes", Kind::Memory { min: 0, max: i64::MAX }, "4096", true),
     inert("stream-node-max-entries", Kind::Int { min: 0, max: i64::MAX }, "100", true),
     inert("activerehashing", Kind::Bool, "yes", true),

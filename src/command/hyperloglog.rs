@@ -15,10 +15,10 @@
 //! seed 0xadc83b19); its value is the position of the first set bit in the
 //! remaining 50 bits (plus one). The count is Ertl's improved estimator, as
 //! Redis computes it. New values are sparse; a value becomes dense once a
-//! register exceeds 32 or the sparse form outgrows
-//! `hll-sparse-max-bytes` (3000), as in Redis. Dense registers change in
-//! place; sparse values are rewritten whole from their registers when one
-//! grows: they are at most 3000 bytes.
+//! register exceeds 32 or the sparse form would outgrow
+//! `hll-sparse-max-bytes` (3000 by default), as in Redis. Dense registers
+//! change in place; in a sparse value the opcode covering the register is
+//! split, as Redis does.
 
 use bytes::Bytes;
 
@@ -26,6 +26,7 @@ use super::strings::string_of;
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{SlotTable, Value};
+use std::sync::atomic::Ordering::Relaxed;
 
 const G: &str = "hyperloglog";
 const H: &[&str] = &["hyperloglog"];
@@ -42,7 +43,6 @@ const REGISTERS: usize = 1 << P;
 const Q: u32 = 64 - P;
 const HEADER: usize = 16;
 const DENSE_SIZE: usize = HEADER + REGISTERS * 6 / 8;
-const SPARSE_MAX_BYTES: usize = 3000;
 const SPARSE_VAL_MAX: u8 = 32;
 
 fn invalid() -> CommandError {
@@ -132,9 +132,9 @@ fn sparse_span(v: &[u8], p: usize) -> (usize, usize) {
 /// to dense when `count` exceeds what VAL holds or the value would pass
 /// `hll-sparse-max-bytes`. Some(whether it changed), None if the opcodes
 /// do not reach `index` (corrupt).
-fn sparse_set(v: &mut Vec<u8>, index: usize, count: u8) -> Option<bool> {
+fn sparse_set(v: &mut Vec<u8>, index: usize, count: u8, max: usize) -> Option<bool> {
     if count > SPARSE_VAL_MAX {
-        return promote(v, index, count);
+        return promote(v, index, count, max);
     }
     let (mut p, mut first, mut prev, mut span) = (HEADER, 0, None, 0);
     while p < v.len() {
@@ -180,8 +180,8 @@ fn sparse_set(v: &mut Vec<u8>, index: usize, count: u8) -> Option<bool> {
             }
         }
         let oldlen = if is_xzero { 2 } else { 1 };
-        if seq.len() > oldlen && v.len() + seq.len() - oldlen > SPARSE_MAX_BYTES {
-            return promote(v, index, count);
+        if seq.len() > oldlen && v.len() + seq.len() - oldlen > max {
+            return promote(v, index, count, max);
         }
         let old_end = (p + oldlen).min(v.len());
         v.splice(p..old_end, seq);
@@ -217,10 +217,10 @@ fn sparse_set(v: &mut Vec<u8>, index: usize, count: u8) -> Option<bool> {
 
 /// A sparse value turned dense (Redis's `hllSparseToDense`), then register
 /// `index` raised to `count`. None if the sparse opcodes are corrupt.
-fn promote(v: &mut Vec<u8>, index: usize, count: u8) -> Option<bool> {
+fn promote(v: &mut Vec<u8>, index: usize, count: u8, max: usize) -> Option<bool> {
     let mut regs = registers(v)?;
     regs[index] = regs[index].max(count);
-    *v = encode(&regs, false, Some(&v[..]));
+    *v = encode(&regs, false, Some(&v[..]), max);
     Some(true)
 }
 
@@ -308,7 +308,7 @@ fn dense_set(data: &mut [u8], i: usize, v: u8) {
 /// small enough, dense otherwise. The cached count is marked stale the way
 /// Redis marks it: the previous header's count bytes stay, with the top
 /// bit of the last one set.
-fn encode(regs: &[u8], prefer_sparse: bool, old: Option<&[u8]>) -> Vec<u8> {
+fn encode(regs: &[u8], prefer_sparse: bool, old: Option<&[u8]>, max: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(b"HYLL");
     out.extend_from_slice(&[1, 0, 0, 0]);
@@ -344,11 +344,11 @@ fn encode(regs: &[u8], prefer_sparse: bool, old: Option<&[u8]>) -> Vec<u8> {
                 }
             }
             i += run;
-            if out.len() > SPARSE_MAX_BYTES {
+            if out.len() > max {
                 break;
             }
         }
-        if out.len() <= SPARSE_MAX_BYTES {
+        if out.len() <= max {
             return out;
         }
     }
@@ -425,8 +425,14 @@ fn hll_at(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Vec<u8>>, C
     }
 }
 
+/// `hll-sparse-max-bytes` now.
+fn sparse_max(ctx: &Ctx) -> usize {
+    ctx.server.tun.hll_sparse_max_bytes.load(Relaxed) as usize
+}
+
 fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
+    let sparse_max = sparse_max(ctx);
     let mut t = ctx.lock_key(key);
     // One lookup: the node found is the one changed.
     let (node, exists) = match ctx.lookup(&mut t, key) {
@@ -441,7 +447,8 @@ fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             (n, true)
         }
         None => {
-            let empty = encode(&[0; REGISTERS], true, None);
+            // An empty sparse value is 15 bytes, whatever the limit.
+            let empty = encode(&[0; REGISTERS], true, None, usize::MAX);
             (
                 t.set(key, Value::Raw(Box::new(empty)), ctx.now_ms, false),
                 false,
@@ -463,7 +470,7 @@ fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             }
             Some(grows)
         } else {
-            sparse_set(bytes, i, v)
+            sparse_set(bytes, i, v, sparse_max)
         };
         match set {
             Some(c) => changed |= c,
@@ -548,7 +555,7 @@ fn pfmerge(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                 .for_each(|(m, r)| *m = (*m).max(*r));
         }
     }
-    let bytes = encode(&merged, all_sparse, old_dst.as_deref());
+    let bytes = encode(&merged, all_sparse, old_dst.as_deref(), sparse_max(ctx));
     locked
         .table_for(ctx.db(), dst)
         .set(dst, Value::Raw(Box::new(bytes)), ctx.now_ms, true);
@@ -561,6 +568,9 @@ fn pfmerge(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 mod tests {
     use super::*;
 
+    /// `hll-sparse-max-bytes`'s default.
+    const SPARSE_MAX_BYTES: usize = 3000;
+
     #[test]
     fn encodings_round_trip_and_counts_are_close() {
         let mut regs = vec![0u8; REGISTERS];
@@ -570,7 +580,7 @@ mod tests {
         }
         let c = count(&regs) as f64;
         assert!((c - 20_000.0).abs() / 20_000.0 < 0.03, "{c}");
-        let dense = encode(&regs, false, None);
+        let dense = encode(&regs, false, None, SPARSE_MAX_BYTES);
         assert_eq!(dense.len(), DENSE_SIZE);
         assert_eq!(registers(&dense).unwrap(), regs);
         let few: Vec<u8> = {
@@ -580,7 +590,7 @@ mod tests {
             r[16000] = 1;
             r
         };
-        let sparse = encode(&few, true, None);
+        let sparse = encode(&few, true, None, SPARSE_MAX_BYTES);
         assert_eq!(sparse[4], 1);
         assert_eq!(registers(&sparse).unwrap(), few);
         assert_eq!(count(&vec![0u8; REGISTERS]), 0);
@@ -589,14 +599,14 @@ mod tests {
     #[test]
     fn sparse_registers_change_in_place_and_promote_to_dense() {
         let mut regs = vec![0u8; REGISTERS];
-        let mut v = encode(&regs, true, None);
+        let mut v = encode(&regs, true, None, SPARSE_MAX_BYTES);
         let mut promoted_at = None;
         for n in 0..4000u32 {
             let (i, c) = pattern(format!("member:{n}").as_bytes());
             let grows = c > regs[i];
             regs[i] = regs[i].max(c);
             let changed = if v[4] == 1 {
-                sparse_set(&mut v, i, c).expect("valid")
+                sparse_set(&mut v, i, c, SPARSE_MAX_BYTES).expect("valid")
             } else {
                 promoted_at.get_or_insert(n);
                 let g = c > dense_get(&v[HEADER..], i);
@@ -614,19 +624,19 @@ mod tests {
             "4000 elements outgrow the sparse form"
         );
         // A count over 32 promotes at once.
-        let mut v = encode(&vec![0u8; REGISTERS], true, None);
-        assert_eq!(sparse_set(&mut v, 7, 33), Some(true));
+        let mut v = encode(&vec![0u8; REGISTERS], true, None, SPARSE_MAX_BYTES);
+        assert_eq!(sparse_set(&mut v, 7, 33, SPARSE_MAX_BYTES), Some(true));
         assert_eq!(v[4], 0);
         assert_eq!(dense_get(&v[HEADER..], 7), 33);
         // Opcodes that stop short of the register: corrupt.
         let mut short = b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01".to_vec();
-        assert_eq!(sparse_set(&mut short, 100, 1), None);
+        assert_eq!(sparse_set(&mut short, 100, 1, SPARSE_MAX_BYTES), None);
     }
 
     #[test]
     fn dense_registers_change_in_place_as_encoding_writes_them() {
         let mut regs = vec![0u8; REGISTERS];
-        let mut dense = encode(&regs, false, None);
+        let mut dense = encode(&regs, false, None, SPARSE_MAX_BYTES);
         // Every value into every bit position, overwriting both ways.
         for round in 0..3u32 {
             for (i, r) in regs.iter_mut().enumerate() {
@@ -635,7 +645,10 @@ mod tests {
                 dense_set(&mut dense[HEADER..], i, v);
                 assert_eq!(dense_get(&dense[HEADER..], i), v);
             }
-            assert_eq!(dense[HEADER..], encode(&regs, false, None)[HEADER..]);
+            assert_eq!(
+                dense[HEADER..],
+                encode(&regs, false, None, SPARSE_MAX_BYTES)[HEADER..]
+            );
         }
     }
 }

@@ -60,6 +60,7 @@ pub struct Tunables {
     pub maxmemory_policy: AtomicI64,
     pub maxmemory_samples: AtomicI64,
     pub tracking_table_max_keys: AtomicI64,
+    pub hll_sparse_max_bytes: AtomicI64,
     /// The compact encodings' limits, named by `ENCODING_DIRECTIVES`.
     pub encoding_limits: [AtomicI64; 7],
     pub min_replicas_to_write: AtomicI64,
@@ -96,6 +97,7 @@ impl Tunables {
             maxmemory_policy: AtomicI64::new(0),
             maxmemory_samples: AtomicI64::new(5),
             tracking_table_max_keys: AtomicI64::new(1_000_000),
+            hll_sparse_max_bytes: AtomicI64::new(3000),
             min_replicas_to_write: AtomicI64::new(0),
             repl_timeout_secs: AtomicI64::new(60),
             replica_read_only: AtomicBool::new(true),
@@ -114,6 +116,7 @@ impl Tunables {
             "maxmemory",
             "maxmemory-samples",
             "tracking-table-max-keys",
+            "hll-sparse-max-bytes",
             "min-replicas-to-write",
             "repl-timeout",
         ]
@@ -184,6 +187,7 @@ impl Tunables {
             "maxmemory" => &self.maxmemory,
             "maxmemory-samples" => &self.maxmemory_samples,
             "tracking-table-max-keys" => &self.tracking_table_max_keys,
+            "hll-sparse-max-bytes" => &self.hll_sparse_max_bytes,
             "min-replicas-to-write" => &self.min_replicas_to_write,
             "repl-timeout" => &self.repl_timeout_secs,
             other => match ENCODING_DIRECTIVES.iter().position(|d| *d == other) {

@@ -779,6 +779,14 @@ fn hyperloglog_matches_redis() {
             "HYLL\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01",
         ],
         &["PFCOUNT", "baddense"],
+        // A lower hll-sparse-max-bytes turns values dense sooner, as in
+        // Redis: the same bytes on both sides.
+        &["CONFIG", "SET", "hll-sparse-max-bytes", "40"],
+        &["PFADD", "low", "a", "b", "c"],
+        &["GET", "low"],
+        &["PFADD", "low", "d", "e", "f", "g", "h", "i", "j", "k", "l"],
+        &["GET", "low"],
+        &["CONFIG", "GET", "hll-sparse-max-bytes"],
     ] {
         script.push(c.iter().map(|s| s.to_string()).collect());
     }
