@@ -121,6 +121,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d("set-max-intset-entries", Kind::Int { min: 0, max: i64::MAX }, "512", true),
     d("zset-max-listpack-entries", Kind::Int { min: 0, max: i32::MAX as i64 }, "128", true),
     d("zset-max-listpack-value", Kind::Int { min: 0, max: i32::MAX as i64 }, "64", true),
+    // A list chunk's size: -1 to -5 for 4 to 64 KB, or a number of elements.
+    d("list-max-listpack-size", Kind::Int { min: i32::MIN as i64, max: i32::MAX as i64 }, "-2", true),
     d("auto-aof-rewrite-percentage", Kind::Int { min: 0, max: i32::MAX as i64 }, "100", true),
     d("auto-aof-rewrite-min-size", Kind::Memory { min: 0, max: i64::MAX }, "67108864", true),
     // Automatic snapshots: "<seconds> <changes>" pairs, any of which
@@ -153,8 +155,8 @@ pub static DIRECTIVES: &[Directive] = &[
     // Where Shoal behaves one fixed way, it is the way the default says:
     // the log's torn tail is cut (aof-load-truncated yes), writes stop on
     // disk errors (stop-writes-on-bgsave-error yes), full syncs stream
-    // without a file (repl-diskless-sync yes), list chunks are 8 KB
-    // (list-max-listpack-size -2); start-up warns about any other value.
+    // without a file (repl-diskless-sync yes); start-up warns about any
+    // other value.
     inert("daemonize", Kind::Bool, "no", false),
     inert("protected-mode", Kind::Bool, "yes", true),
     inert("tcp-backlog", INT, "511", false),
@@ -184,7 +186,6 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("lazyfree-lazy-server-del", Kind::Bool, "no", true),
     inert("lazyfree-lazy-user-del", Kind::Bool, "no", true),
     inert("lazyfree-lazy-user-flush", Kind::Bool, "no", true),
-    inert("list-max-listpack-size", Kind::Int { min: i32::MIN as i64, max: i32::MAX as i64 }, "-2", true),
     inert("list-compress-depth", INT, "0", true),
     inert("stream-node-max-bytes", Kind::Memory { min: 0, max: i64::MAX }, "4096", true),
     inert("stream-node-max-entries", Kind::Int { min: 0, max: i64::MAX }, "100", true),

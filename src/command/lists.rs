@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::args::{int, positive_count, Args};
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
+use crate::keyspace::list::ChunkLimit;
 use crate::keyspace::{List, SmallBuf};
 
 const G: &str = "list";
@@ -69,10 +70,10 @@ impl End {
     }
 }
 
-fn push(l: &mut List, end: End, e: &[u8]) {
+fn push(l: &mut List, end: End, e: &[u8], limit: ChunkLimit) {
     match end {
-        End::Left => l.push_front(e),
-        End::Right => l.push_back(e),
+        End::Left => l.push_front(e, limit),
+        End::Right => l.push_back(e, limit),
     }
 }
 
@@ -85,6 +86,7 @@ fn pop(l: &mut List, end: End) -> Option<SmallBuf> {
 
 fn push_generic(ctx: &mut Ctx, argv: &[Bytes], end: End, only_existing: bool) -> CmdResult {
     let key = &argv[1];
+    let limit = ctx.encodings().list;
     let mut t = ctx.lock_key(key);
     let l: &mut List = if only_existing {
         match ctx.write::<List>(&mut t, key)? {
@@ -98,7 +100,7 @@ fn push_generic(ctx: &mut Ctx, argv: &[Bytes], end: End, only_existing: bool) ->
         ctx.write_or_create(&mut t, key)?
     };
     for e in &argv[2..] {
-        push(l, end, e);
+        push(l, end, e, limit);
     }
     let len = l.len();
     ctx.emit_argv(argv);
@@ -233,7 +235,7 @@ fn linsert(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let at = l.spans().position(|e| e == pivot);
     match at {
         Some(p) => {
-            l.insert(p + usize::from(after), &argv[4]);
+            l.insert(p + usize::from(after), &argv[4], ctx.encodings().list);
             let n = l.len();
             ctx.emit_argv(argv);
             ctx.out.int(n as i64);
@@ -369,7 +371,7 @@ fn lset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         .ok_or(CommandError::NoSuchKey)?;
     let i =
         index(int(&argv[2])?, l.len()).ok_or_else(|| CommandError::err("index out of range"))?;
-    l.set(i, &argv[3]);
+    l.set(i, &argv[3], ctx.encodings().list);
     ctx.emit_argv(argv);
     ctx.out.ok();
     Ok(())
@@ -404,6 +406,7 @@ pub fn move_element(
     from: End,
     to: End,
 ) -> Result<Option<SmallBuf>, CommandError> {
+    let limit = ctx.encodings().list;
     let mut locked = ctx.lock_keys([src, dst].into_iter());
     let db = ctx.db();
     {
@@ -422,12 +425,12 @@ pub fn move_element(
     if src == dst {
         // A rotation: the list is never empty in between, so the key (and
         // its time to live) stays, as in Redis.
-        push(l, to, e.as_bytes());
+        push(l, to, e.as_bytes(), limit);
     } else {
         ctx.remove_if_empty::<List>(ts, src);
         let td = locked.table_for(db, dst);
         let d: &mut List = ctx.write_or_create(td, dst)?;
-        push(d, to, e.as_bytes());
+        push(d, to, e.as_bytes(), limit);
     }
     let word = |e: End| -> &'static [u8] {
         match e {

@@ -237,10 +237,10 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
             if rows.is_empty() {
                 t.remove(dst);
             } else {
-                let list: List = rows
-                    .iter()
-                    .map(|r| r.as_deref().unwrap_or_default())
-                    .collect();
+                let list = List::from_elements(
+                    rows.iter().map(|r| r.as_deref().unwrap_or_default()),
+                    ctx.encodings().list,
+                );
                 t.set(dst, Value::List(Box::new(list)), ctx.now_ms, false);
             }
             // Redis tells a stored result as one `sortstore`, an empty one

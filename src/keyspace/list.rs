@@ -21,9 +21,9 @@
 //! get a [`Member`]: an integer entry is formatted as it is read.
 //!
 //! The trailing length lets a chunk be read from its end, so both ends
-//! push and pop in O(1) (a chunk is at most [`CHUNK_BYTES`], the size
-//! Redis's default `list-max-listpack-size -2` gives its nodes, so a push
-//! at the head moves at most that much). Reaching element `i` walks the
+//! push and pop in O(1) (a chunk is at most what `list-max-listpack-size`
+//! allows, [`ChunkLimit`]: 8 KB by default, as Redis's nodes, so a push at
+//! the head moves at most that much). Reaching element `i` walks the
 //! chunks from the nearer end, then the entries of one chunk, reading
 //! lengths only: O(n / 500) for short elements, as Redis's quicklist.
 //! Commands that visit many elements (LRANGE, LPOS, LREM, LTRIM) walk
@@ -31,7 +31,8 @@
 //! an element has exactly one encoding.
 //!
 //! Invariants: no chunk is empty; `len` is the sum of the chunks' counts;
-//! a chunk passes [`CHUNK_BYTES`] only when it holds a single element.
+//! a chunk exceeds the limit it was filled under only when it holds a
+//! single element (a change of limit applies to the chunks it touches).
 
 use std::collections::VecDeque;
 
@@ -39,8 +40,55 @@ use super::member::{canonical_int, Member};
 use super::packed::{put_varint, varint_len};
 use super::value::SmallBuf;
 
-/// How large a chunk grows before pushes start another.
-pub const CHUNK_BYTES: usize = 8 * 1024;
+/// How full a chunk may get (`list-max-listpack-size`, read as Redis
+/// reads it): a size in bytes, and a number of elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLimit {
+    bytes: usize,
+    entries: usize,
+}
+
+/// The byte sizes `list-max-listpack-size` -1 to -5 name.
+const SIZE_CLASSES: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
+
+/// What a chunk may hold when the limit is a number of elements.
+const SIZE_SAFETY_LIMIT: usize = 8192;
+
+impl ChunkLimit {
+    /// Negative: one of 4, 8, 16, 32 or 64 KB (-1 to -5; beyond, 64);
+    /// positive: that many elements, in at most 8 KB.
+    pub fn from_fill(fill: i64) -> ChunkLimit {
+        if fill < 0 {
+            let class = (fill.unsigned_abs() as usize).min(SIZE_CLASSES.len()) - 1;
+            ChunkLimit {
+                bytes: SIZE_CLASSES[class],
+                entries: usize::MAX,
+            }
+        } else {
+            ChunkLimit {
+                bytes: SIZE_SAFETY_LIMIT,
+                entries: (fill as usize).clamp(1, 32767),
+            }
+        }
+    }
+
+    /// Whether `chunk` may take `more` bytes in one more element.
+    fn allows(&self, chunk: &Chunk, more: usize) -> bool {
+        chunk.0.len() + more <= self.bytes && chunk.count() < self.entries
+    }
+
+    /// Whether `chunk` is past the limit and can be split.
+    fn exceeded_by(&self, chunk: &Chunk) -> bool {
+        chunk.count() > 1 && (chunk.0.len() > self.bytes || chunk.count() > self.entries)
+    }
+}
+
+impl Default for ChunkLimit {
+    /// Redis's default, -2: 8 KB.
+    fn default() -> ChunkLimit {
+        ChunkLimit::from_fill(-2)
+    }
+}
 
 const COUNT: usize = 4;
 
@@ -359,11 +407,11 @@ impl List {
         }
     }
 
-    pub fn push_back(&mut self, e: &[u8]) {
+    pub fn push_back(&mut self, e: &[u8], limit: ChunkLimit) {
         self.room_for_chunk();
         let enc = encode(e);
         match self.chunks.back_mut() {
-            Some(c) if c.0.len() + enc.len() <= CHUNK_BYTES => {
+            Some(c) if limit.allows(c, enc.len()) => {
                 let end = c.0.len();
                 c.splice(end..end, &enc, 1);
             }
@@ -372,11 +420,11 @@ impl List {
         self.len += 1;
     }
 
-    pub fn push_front(&mut self, e: &[u8]) {
+    pub fn push_front(&mut self, e: &[u8], limit: ChunkLimit) {
         self.room_for_chunk();
         let enc = encode(e);
         match self.chunks.front_mut() {
-            Some(c) if c.0.len() + enc.len() <= CHUNK_BYTES => c.splice(COUNT..COUNT, &enc, 1),
+            Some(c) if limit.allows(c, enc.len()) => c.splice(COUNT..COUNT, &enc, 1),
             _ => self.chunks.push_front(Chunk::from_encoded(&enc, 1)),
         }
         self.len += 1;
@@ -412,35 +460,35 @@ impl List {
     /// Splits chunk `c` while an insertion or replacement left it past
     /// the limit with more than one element, so that it stays cheap to
     /// change.
-    fn rebalance(&mut self, c: usize) {
-        if self.chunks[c].0.len() > CHUNK_BYTES && self.chunks[c].count() > 1 {
+    fn rebalance(&mut self, c: usize, limit: ChunkLimit) {
+        if limit.exceeded_by(&self.chunks[c]) {
             let tail = self.chunks[c].split();
             self.chunks.insert(c + 1, tail);
-            self.rebalance(c + 1);
-            self.rebalance(c);
+            self.rebalance(c + 1, limit);
+            self.rebalance(c, limit);
         }
     }
 
     /// Replaces element `i` (< len).
-    pub fn set(&mut self, i: usize, e: &[u8]) {
+    pub fn set(&mut self, i: usize, e: &[u8], limit: ChunkLimit) {
         let (c, j) = self.locate(i);
         let chunk = &mut self.chunks[c];
         let at = chunk.range_of(j);
         chunk.splice(at, &encode(e), 0);
-        self.rebalance(c);
+        self.rebalance(c, limit);
     }
 
     /// Inserts `e` before element `i` (`len`: at the end).
-    pub fn insert(&mut self, i: usize, e: &[u8]) {
+    pub fn insert(&mut self, i: usize, e: &[u8], limit: ChunkLimit) {
         if i == self.len {
-            return self.push_back(e);
+            return self.push_back(e, limit);
         }
         let (c, j) = self.locate(i);
         let chunk = &mut self.chunks[c];
         let at = chunk.range_of(j).start;
         chunk.splice(at..at, &encode(e), 1);
         self.len += 1;
-        self.rebalance(c);
+        self.rebalance(c, limit);
     }
 
     /// Removes up to `limit` elements equal to `target`, the first ones
@@ -540,11 +588,14 @@ impl List {
     }
 }
 
-impl<'a> FromIterator<&'a [u8]> for List {
-    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(it: I) -> List {
+impl List {
+    pub fn from_elements<'a>(
+        elements: impl IntoIterator<Item = &'a [u8]>,
+        limit: ChunkLimit,
+    ) -> List {
         let mut l = List::default();
-        for e in it {
-            l.push_back(e);
+        for e in elements {
+            l.push_back(e, limit);
         }
         l
     }
@@ -554,6 +605,8 @@ impl<'a> FromIterator<&'a [u8]> for List {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    const CHUNK_BYTES: usize = 8192;
 
     fn elem(rng: &mut impl Rng) -> Vec<u8> {
         // Integers (kept as such or, not canonical or too wide, as bytes)...
@@ -577,6 +630,27 @@ mod tests {
             _ => rng.gen_range(0..12),
         };
         (0..n).map(|_| rng.gen_range(b'a'..=b'c')).collect()
+    }
+
+    #[test]
+    fn limits_read_as_redis_reads_them() {
+        let l = |fill| {
+            let c = ChunkLimit::from_fill(fill);
+            (c.bytes, c.entries)
+        };
+        assert_eq!(l(-2), (8192, usize::MAX));
+        assert_eq!(l(-1), (4096, usize::MAX));
+        assert_eq!(l(-9), (65536, usize::MAX));
+        assert_eq!(l(0), (8192, 1));
+        assert_eq!(l(128), (8192, 128));
+        let mut list = List::default();
+        for i in 0..10 {
+            list.push_back(format!("e{i}").as_bytes(), ChunkLimit::from_fill(3));
+        }
+        assert_eq!(
+            list.chunks.iter().map(Chunk::count).collect::<Vec<_>>(),
+            [3, 3, 3, 1]
+        );
     }
 
     #[test]
@@ -623,6 +697,13 @@ mod tests {
     /// Random operations against a VecDeque: same elements, in order.
     #[test]
     fn behaves_as_a_deque() {
+        // Redis's default, a count of elements, the smallest size class.
+        for fill in [-2, 5, -1] {
+            behaves_as_a_deque_under(ChunkLimit::from_fill(fill));
+        }
+    }
+
+    fn behaves_as_a_deque_under(limit: ChunkLimit) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut l = List::default();
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
@@ -631,12 +712,12 @@ mod tests {
             match rng.gen_range(0..12) {
                 0..=2 => {
                     let e = elem(&mut rng);
-                    l.push_back(&e);
+                    l.push_back(&e, limit);
                     model.push_back(e);
                 }
                 3..=5 => {
                     let e = elem(&mut rng);
-                    l.push_front(&e);
+                    l.push_front(&e, limit);
                     model.push_front(e);
                 }
                 6 => assert_eq!(
@@ -651,10 +732,10 @@ mod tests {
                     let i = rng.gen_range(0..model.len());
                     let e = elem(&mut rng);
                     if rng.gen() {
-                        l.set(i, &e);
+                        l.set(i, &e, limit);
                         model[i] = e;
                     } else {
-                        l.insert(i, &e);
+                        l.insert(i, &e, limit);
                         model.insert(i, e);
                     }
                 }
@@ -701,10 +782,7 @@ mod tests {
                     .map(|m| m.to_vec())
                     .eq(model.iter().rev().cloned()));
                 assert!(l.chunks.iter().all(|c| c.count() > 0));
-                assert!(l
-                    .chunks
-                    .iter()
-                    .all(|c| c.0.len() <= CHUNK_BYTES || c.count() == 1));
+                assert!(l.chunks.iter().all(|c| !limit.exceeded_by(c)));
                 assert_eq!(l.chunks.iter().map(Chunk::count).sum::<usize>(), l.len());
                 if !model.is_empty() {
                     let i = rng.gen_range(0..model.len());

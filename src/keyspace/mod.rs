@@ -80,6 +80,7 @@ pub struct Encodings {
     pub hash: Limits,
     pub set: SetLimits,
     pub zset: Limits,
+    pub list: list::ChunkLimit,
 }
 
 impl Default for Encodings {
@@ -96,6 +97,7 @@ impl Default for Encodings {
                 ints: 512,
             },
             zset: l,
+            list: list::ChunkLimit::default(),
         }
     }
 }

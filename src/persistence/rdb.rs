@@ -370,7 +370,7 @@ fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbErr
             let n = r.count(1)?;
             let mut l = List::default();
             for _ in 0..n {
-                l.push_back(&r.bytes()?);
+                l.push_back(&r.bytes()?, enc.list);
             }
             Value::List(Box::new(l))
         }
@@ -381,8 +381,10 @@ fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbErr
                 let container = r.len()?;
                 let data = r.bytes()?;
                 match container {
-                    1 => l.push_back(&data),
-                    2 => listpack(&data)?.iter().for_each(|e| l.push_back(e)),
+                    1 => l.push_back(&data, enc.list),
+                    2 => listpack(&data)?
+                        .iter()
+                        .for_each(|e| l.push_back(e, enc.list)),
                     _ => return Err(RdbError::BadFormat),
                 }
             }

@@ -62,7 +62,7 @@ pub struct Tunables {
     pub tracking_table_max_keys: AtomicI64,
     pub hll_sparse_max_bytes: AtomicI64,
     /// The compact encodings' limits, named by `ENCODING_DIRECTIVES`.
-    pub encoding_limits: [AtomicI64; 7],
+    pub encoding_limits: [AtomicI64; 8],
     pub min_replicas_to_write: AtomicI64,
     /// `repl-timeout`, read by the replication links on every batch.
     pub repl_timeout_secs: AtomicI64,
@@ -71,7 +71,7 @@ pub struct Tunables {
     pub latency_tracking: AtomicBool,
 }
 
-const ENCODING_DIRECTIVES: [&str; 7] = [
+const ENCODING_DIRECTIVES: [&str; 8] = [
     "hash-max-listpack-entries",
     "hash-max-listpack-value",
     "set-max-listpack-entries",
@@ -79,6 +79,7 @@ const ENCODING_DIRECTIVES: [&str; 7] = [
     "zset-max-listpack-entries",
     "zset-max-listpack-value",
     "set-max-intset-entries",
+    "list-max-listpack-size",
 ];
 
 impl Tunables {
@@ -171,6 +172,9 @@ impl Tunables {
                 ints: get(6).min(1 << 30),
             },
             zset: l(4),
+            list: crate::keyspace::list::ChunkLimit::from_fill(
+                self.encoding_limits[7].load(Relaxed),
+            ),
         }
     }
 

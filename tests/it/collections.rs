@@ -1515,7 +1515,8 @@ fn integer_sets_match_redis() {
 /// in the middle by a seeded mix of every list write (elements short,
 /// past one-byte lengths, past a chunk's size, integers and their
 /// non-canonical spellings), read back by index, range and search, as
-/// Redis answers.
+/// Redis answers; halfway, `list-max-listpack-size` turns from 8 KB
+/// chunks to chunks of 3 elements.
 #[test]
 fn long_lists_match_redis() {
     use rand::{Rng, SeedableRng};
@@ -1572,6 +1573,11 @@ fn long_lists_match_redis() {
             push(&["LTRIM", "l", "37", "-45"]);
             push(&["LLEN", "l"]);
         }
+        if step == 750 {
+            // Chunks of at most 3 elements from here on (the old ones are
+            // split as they are changed).
+            push(&["CONFIG", "SET", "list-max-listpack-size", "3"]);
+        }
     }
     push(&["LRANGE", "l", "0", "-1"]);
     push(&["LRANGE", "m", "0", "-1"]);
@@ -1580,5 +1586,6 @@ fn long_lists_match_redis() {
     push(&["LREM", "l", "0", "element:6"]);
     push(&["LTRIM", "l", "-3000", "2000"]);
     push(&["LRANGE", "l", "0", "-1"]);
+    push(&["CONFIG", "GET", "list-max-ziplist-size"]);
     same_as_redis_owned(&script);
 }
