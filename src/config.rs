@@ -89,6 +89,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d("maxclients", Kind::Int { min: 1, max: i32::MAX as i64 }, "10000", true),
     d("timeout", Kind::Int { min: 0, max: i32::MAX as i64 }, "0", true),
     d("tcp-keepalive", Kind::Int { min: 0, max: i32::MAX as i64 }, "300", true),
+    // Handshaken connections the kernel holds until they are accepted.
+    d("tcp-backlog", INT, "511", false),
     d("proto-max-bulk-len", Kind::Memory { min: MB, max: i64::MAX }, "536870912", true),
     d("client-query-buffer-limit", Kind::Memory { min: MB, max: i64::MAX }, "1073741824", true),
     d("loglevel", Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]), "notice", true),
@@ -159,7 +161,6 @@ pub static DIRECTIVES: &[Directive] = &[
     // other value.
     inert("daemonize", Kind::Bool, "no", false),
     inert("protected-mode", Kind::Bool, "yes", true),
-    inert("tcp-backlog", INT, "511", false),
     inert("always-show-logo", Kind::Bool, "no", false),
     inert("set-proc-title", Kind::Bool, "yes", false),
     inert("proc-title-template", Kind::Str, "{title} {listen-addr} {server-mode}", true),

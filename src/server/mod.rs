@@ -476,6 +476,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let mut listeners = Vec::new();
     let mut bound_port = port;
+    let backlog = server.config.read().int("tcp-backlog") as i32;
+    // As redis-server warns: the kernel caps the backlog.
+    if let Some(max) = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|&max| max < backlog)
+    {
+        tracing::warn!(
+            "The TCP backlog setting of {backlog} cannot be enforced because /proc/sys/net/core/somaxconn is set to the lower value of {max}."
+        );
+    }
     for addr in &binds {
         // "-::1" in Redis means "bind if the address is available".
         let (optional, host) = match addr.strip_prefix('-') {
@@ -487,7 +498,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         } else {
             format!("{host}:{bound_port}")
         };
-        match std::net::TcpListener::bind(&sa).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+        match listen(&sa, backlog) {
             Ok(l) => {
                 let local = l
                     .local_addr()
@@ -660,6 +671,30 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// Binds `addr` and listens as redis-server does: the address reusable at
+/// once after a restart, IPv6 sockets for IPv6 only, and `backlog`
+/// (`tcp-backlog`) handshaken connections waiting to be accepted.
+fn listen(addr: &str, backlog: i32) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let sa = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no such address"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if sa.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&sa.into())?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// One I/O thread: a single-threaded runtime serving the connections it

@@ -197,3 +197,38 @@ fn a_stock_redis_conf_starts_a_node() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `tcp-backlog` is the listen backlog: while the node accepts nothing
+/// (stopped), the kernel completes that many handshakes (and one more)
+/// and leaves the rest waiting; with Redis's 511 all get through.
+#[test]
+fn tcp_backlog_bounds_the_connections_waiting_to_be_accepted() {
+    let connects_while_stopped = |node: &TestNode| {
+        let pid = node.child.id().to_string();
+        let signal = |s: &str| {
+            assert!(Command::new("kill")
+                .args([s, &pid])
+                .status()
+                .unwrap()
+                .success());
+        };
+        signal("-STOP");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], node.port));
+        let timeout = std::time::Duration::from_millis(300);
+        let conns: Vec<_> = (0..6)
+            .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, timeout).ok())
+            .collect();
+        signal("-CONT");
+        conns.len()
+    };
+    let small = TestNode::start_with(&["--tcp-backlog", "2"]);
+    let n = connects_while_stopped(&small);
+    assert!((1..=3).contains(&n), "{n} connections past a backlog of 2");
+    let default = TestNode::start();
+    assert_eq!(connects_while_stopped(&default), 6);
+    let mut r = default.raw();
+    assert_eq!(
+        r.call(&["CONFIG", "GET", "tcp-backlog"]),
+        Frame::Array(vec![Frame::bulk("tcp-backlog"), Frame::bulk("511")])
+    );
+}
