@@ -108,6 +108,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d("appendonly", Kind::Enum(&["yes", "no"]), "yes", false),
     d("appendfsync", Kind::Enum(&["always", "everysec", "no"]), "everysec", true),
     d("appenddirname", Kind::Str, "appendonlydir", false),
+    // A record torn by a crash at the log's end: cut it (yes) or refuse to start.
+    d("aof-load-truncated", Kind::Bool, "yes", true),
     d("client-output-buffer-limit", Kind::Checked(crate::server::pubsub::canonical_buffer_limits), "normal 0 0 0 replica 268435456 67108864 60 pubsub 33554432 8388608 60", true),
     d("notify-keyspace-events", Kind::Checked(crate::server::notify::canonical_flags), "", true),
     d("maxmemory", Kind::Memory { min: 0, max: i64::MAX }, "0", true),
@@ -155,8 +157,8 @@ pub static DIRECTIVES: &[Directive] = &[
     // Redis settings with no counterpart here, with Redis's bounds and
     // defaults, so that Debian's stock redis.conf starts Shoal unchanged.
     // Where Shoal behaves one fixed way, it is the way the default says:
-    // the log's torn tail is cut (aof-load-truncated yes), writes stop on
-    // disk errors (stop-writes-on-bgsave-error yes), full syncs stream
+    // writes stop on disk errors (stop-writes-on-bgsave-error yes), full
+    // syncs stream
     // without a file (repl-diskless-sync yes); start-up warns about any
     // other value.
     inert("daemonize", Kind::Bool, "no", false),
@@ -170,7 +172,6 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("rdb-del-sync-files", Kind::Bool, "no", true),
     inert("rdb-save-incremental-fsync", Kind::Bool, "yes", true),
     inert("appendfilename", Kind::Str, "appendonly.aof", false),
-    inert("aof-load-truncated", Kind::Bool, "yes", true),
     inert("aof-use-rdb-preamble", Kind::Bool, "yes", true),
     inert("aof-timestamp-enabled", Kind::Bool, "no", true),
     inert("aof-rewrite-incremental-fsync", Kind::Bool, "yes", true),

@@ -3,7 +3,8 @@
 //! Every file the manifest lists is read in order and each record's effects
 //! are executed through the command table, exactly as a client's commands
 //! would be, but with no log attached yet (nothing is written back). A torn
-//! tail in the last file is cut off with a warning naming the bytes cut;
+//! tail in the last file is cut off with a warning naming the bytes cut
+//! (unless `aof-load-truncated no`: then start-up stops, as Redis's does);
 //! anything else that does not check out stops start-up with the file and
 //! the offset, and `shoal check-aof --fix` as the way forward.
 
@@ -100,6 +101,8 @@ fn replay_all(
     let limits = RequestLimits {
         max_bulk_len: i64::MAX,
     };
+    // Redis's aof-load-truncated: cut a torn tail (yes) or refuse to start.
+    let cut_allowed = server.config.read().get("aof-load-truncated") == "yes";
     let files = manifest.files();
     for (i, name) in files.iter().enumerate() {
         let path = dir.file(name);
@@ -150,7 +153,7 @@ fn replay_all(
                 records,
                 good_len,
                 cut,
-            } if last && !manifest.incr.is_empty() => {
+            } if last && !manifest.incr.is_empty() && cut_allowed => {
                 report.records += records;
                 let f = fs::OpenOptions::new()
                     .write(true)
@@ -164,6 +167,15 @@ fn replay_all(
                     path.display()
                 );
                 report.cut = Some((path.display().to_string(), cut));
+            }
+            Scan::TornTail { good_len, .. } if last && !manifest.incr.is_empty() => {
+                return Err(format!(
+                    "Unexpected end of file reading the append only file {} at offset {good_len}: \
+                     a record torn by a crash, and aof-load-truncated is no. Run 'shoal check-aof --fix {}' \
+                     to cut it, or set aof-load-truncated yes",
+                    path.display(),
+                    dir.path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+                ));
             }
             Scan::TornTail {
                 good_len: offset, ..

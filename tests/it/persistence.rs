@@ -170,7 +170,7 @@ fn sigkill_with_everysec_keeps_what_was_synced() {
 }
 
 #[test]
-fn torn_tail_is_cut_with_a_warning() {
+fn torn_tail_is_cut_with_a_warning_unless_told_not_to() {
     let mut node = TestNode::start();
     let mut r = node.raw();
     ok(&mut r, &["SET", "kept", "yes"]);
@@ -184,6 +184,14 @@ fn torn_tail_is_cut_with_a_warning() {
         .unwrap();
     f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, b'*', b'3']).unwrap();
     drop(f);
+    // Told not to, the node refuses to cut it, as Redis does.
+    let size = std::fs::metadata(log_file(&node)).unwrap().len();
+    let err = node.restart(&["--aof-load-truncated", "no"]).unwrap_err();
+    assert!(
+        err.contains("Unexpected end of file") && err.contains("aof-load-truncated"),
+        "{err}"
+    );
+    assert_eq!(std::fs::metadata(log_file(&node)).unwrap().len(), size);
     node.restart(&[]).unwrap();
     let lines = &node.startup_log;
     assert!(
