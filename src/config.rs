@@ -85,6 +85,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d("dir", Kind::Str, "./data", false),
     d("pidfile", Kind::Str, "", false),
     d("requirepass", Kind::Str, "", true),
+    // Without a password, only clients on 127.0.0.1 or ::1 are served.
+    d("protected-mode", Kind::Bool, "yes", true),
     d("databases", Kind::Int { min: 1, max: i32::MAX as i64 }, "16", false),
     d("maxclients", Kind::Int { min: 1, max: i32::MAX as i64 }, "10000", true),
     d("timeout", Kind::Int { min: 0, max: i32::MAX as i64 }, "0", true),
@@ -162,7 +164,6 @@ pub static DIRECTIVES: &[Directive] = &[
     // without a file (repl-diskless-sync yes); start-up warns about any
     // other value.
     inert("daemonize", Kind::Bool, "no", false),
-    inert("protected-mode", Kind::Bool, "yes", true),
     inert("always-show-logo", Kind::Bool, "no", false),
     inert("set-proc-title", Kind::Bool, "yes", false),
     inert("proc-title-template", Kind::Str, "{title} {listen-addr} {server-mode}", true),

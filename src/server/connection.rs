@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 use crate::command::{self, flags, Action, Ctx, Spec};
+use crate::error::CommandError;
 use crate::persistence::log::ThreadWaiters;
 use crate::protocol::{Parser, Protocol, ReplyBuf, RequestLimits};
 
@@ -37,6 +38,18 @@ enum Close {
 
 /// `synced` is where this I/O thread's connections wait for the log
 /// (`persistence::log::ThreadWaiters`).
+/// Protected mode's idea of a local client, Redis's: exactly 127.0.0.1 or
+/// ::1 (127.0.0.2 is not).
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(v6) => {
+            v6 == std::net::Ipv6Addr::LOCALHOST
+                || v6.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
 pub async fn serve(
     server: Arc<Server>,
     stream: TcpStream,
@@ -62,7 +75,22 @@ pub async fn serve(
         return;
     }
 
-    let authenticated = server.config.read().get("requirepass").is_empty();
+    let (authenticated, protected) = {
+        let cfg = server.config.read();
+        let no_password = cfg.get("requirepass").is_empty();
+        (
+            no_password,
+            no_password && cfg.get("protected-mode") == "yes",
+        )
+    };
+    if protected && !is_loopback(addr.ip()) {
+        server.stats.rejected_connections.add(1);
+        let mut out = ReplyBuf::new(Protocol::Resp2);
+        out.error(&CommandError::ProtectedMode.to_string());
+        let _ = wr.write_all(&out.buf).await;
+        server.clients.unregister(handle.id);
+        return;
+    }
     let mut client = Client::new(handle.clone(), authenticated);
     let mut out = ReplyBuf::new(Protocol::Resp2);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);

@@ -253,3 +253,53 @@ fn idle_clients_time_out() {
     ok(&mut r, &["SET", "k", "v"]);
     eventually("idle client closed", || r.is_closed());
 }
+
+/// Protected mode, as Redis 7 has it: with no password, a client not on
+/// 127.0.0.1 or ::1 (here 127.0.0.2, loopback to the kernel but not to
+/// Redis) gets Redis's -DENIED and is disconnected; turning protected mode
+/// off, or setting a password, lets it in.
+#[test]
+fn protected_mode_serves_only_localhost_without_a_password() {
+    use std::io::{BufRead, Read, Write};
+    let node = TestNode::start();
+    let ping_from_elsewhere = || -> (String, bool) {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&std::net::SocketAddr::from(([127, 0, 0, 2], 0)).into())
+            .unwrap();
+        s.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], node.port)).into())
+            .unwrap();
+        let mut s: std::net::TcpStream = s.into();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(b"PING\r\n").unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        // Closed after the refusal: nothing more to read.
+        let closed = line.starts_with("-DENIED") && r.read(&mut [0; 1]).unwrap() == 0;
+        (line, closed)
+    };
+    let (line, closed) = ping_from_elsewhere();
+    assert!(
+        line.starts_with("-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user."),
+        "{line}"
+    );
+    assert!(closed);
+    let mut r = node.raw();
+    assert_eq!(
+        r.call(&["PING"]),
+        Frame::Simple("PONG".into()),
+        "127.0.0.1 is served"
+    );
+    assert!(bulk(&mut r, &["INFO", "stats"])
+        .unwrap()
+        .contains("rejected_connections:1"));
+    ok(&mut r, &["CONFIG", "SET", "protected-mode", "no"]);
+    assert_eq!(ping_from_elsewhere().0, "+PONG\r\n");
+    ok(&mut r, &["CONFIG", "SET", "protected-mode", "yes"]);
+    ok(&mut r, &["CONFIG", "SET", "requirepass", "secret"]);
+    assert_eq!(
+        ping_from_elsewhere().0,
+        "-NOAUTH Authentication required.\r\n"
+    );
+}
