@@ -160,9 +160,8 @@ pub static DIRECTIVES: &[Directive] = &[
     // defaults, so that Debian's stock redis.conf starts Shoal unchanged.
     // Where Shoal behaves one fixed way, it is the way the default says:
     // writes stop on disk errors (stop-writes-on-bgsave-error yes), full
-    // syncs stream
-    // without a file (repl-diskless-sync yes); start-up warns about any
-    // other value.
+    // syncs stream without a file (repl-diskless-sync yes); start-up warns
+    // about any other value.
     inert("daemonize", Kind::Bool, "no", false),
     inert("always-show-logo", Kind::Bool, "no", false),
     inert("set-proc-title", Kind::Bool, "yes", false),

@@ -36,8 +36,6 @@ enum Close {
     AfterFlush,
 }
 
-/// `synced` is where this I/O thread's connections wait for the log
-/// (`persistence::log::ThreadWaiters`).
 /// Protected mode's idea of a local client, Redis's: exactly 127.0.0.1 or
 /// ::1 (127.0.0.2 is not).
 fn is_loopback(ip: std::net::IpAddr) -> bool {
@@ -50,6 +48,8 @@ fn is_loopback(ip: std::net::IpAddr) -> bool {
     }
 }
 
+/// `synced` is where this I/O thread's connections wait for the log
+/// (`persistence::log::ThreadWaiters`).
 pub async fn serve(
     server: Arc<Server>,
     stream: TcpStream,
