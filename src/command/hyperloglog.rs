@@ -20,13 +20,14 @@
 //! change in place; in a sparse value the opcode covering the register is
 //! split, as Redis does.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use bytes::Bytes;
 
 use super::strings::string_of;
 use super::{flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{SlotTable, Value};
-use std::sync::atomic::Ordering::Relaxed;
 
 const G: &str = "hyperloglog";
 const H: &[&str] = &["hyperloglog"];
