@@ -143,6 +143,9 @@ pub static DIRECTIVES: &[Directive] = &[
     d("masteruser", Kind::Str, "", true),
     d("replica-read-only", Kind::Bool, "yes", true),
     d("replica-serve-stale-data", Kind::Bool, "yes", true),
+    // Reported as INFO's slave_priority, for whoever picks a replica to
+    // promote (0: never this one).
+    d("replica-priority", Kind::Int { min: 0, max: i32::MAX as i64 }, "100", true),
     d("min-replicas-to-write", Kind::Int { min: 0, max: i32::MAX as i64 }, "0", true),
     d("min-replicas-max-lag", Kind::Int { min: 0, max: i32::MAX as i64 }, "10", true),
     // Seconds without a byte (replica side) or an ACK (primary side) after
@@ -181,7 +184,6 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("repl-diskless-sync-max-replicas", INT, "0", true),
     inert("repl-diskless-load", Kind::Enum(&["disabled", "on-empty-db", "swapdb"]), "disabled", true),
     inert("repl-disable-tcp-nodelay", Kind::Bool, "no", true),
-    inert("replica-priority", INT, "100", true),
     inert("replica-lazy-flush", Kind::Bool, "no", true),
     inert("lazyfree-lazy-eviction", Kind::Bool, "no", true),
     inert("lazyfree-lazy-expire", Kind::Bool, "no", true),

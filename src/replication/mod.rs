@@ -328,10 +328,16 @@ pub fn info(server: &crate::server::Server, o: &mut String) {
                 r.ready.load(Ordering::Relaxed) as u8
             );
         }
-        let read_only = server.config.read().get("replica-read-only") == "yes";
+        let (priority, read_only) = {
+            let cfg = server.config.read();
+            (
+                cfg.int("replica-priority"),
+                cfg.get("replica-read-only") == "yes",
+            )
+        };
         let _ = write!(
             o,
-            "slave_priority:100\r\nslave_read_only:{}\r\nreplica_announced:1\r\n",
+            "slave_priority:{priority}\r\nslave_read_only:{}\r\nreplica_announced:1\r\n",
             read_only as u8
         );
     } else {

@@ -115,7 +115,7 @@ fn replicas_and_a_chained_replica_hold_the_same_data_under_a_mixed_load() {
         .collect();
     // These full syncs happen while the load runs.
     let second = replica_of(&primary, &[]);
-    let chained = replica_of(&first, &[]);
+    let chained = replica_of(&first, &["--slave-priority", "7"]);
     // Under way while the load runs: every link up (the chained replica's
     // needs its primary's first).
     for r in [&second, &chained] {
@@ -155,6 +155,8 @@ fn replicas_and_a_chained_replica_hold_the_same_data_under_a_mixed_load() {
     let ci = info(&mut c, "replication");
     assert_eq!(info_field(&ci, "role"), "slave");
     assert_eq!(info_field(&ci, "master_port"), first.port.to_string());
+    // Set by its old name, reported under Redis's field name.
+    assert_eq!(info_field(&ci, "slave_priority"), "7");
     assert_eq!(
         info_field(&ci, "master_replid"),
         info_field(&pi, "master_replid")
