@@ -135,6 +135,8 @@ pub static DIRECTIVES: &[Directive] = &[
     // triggers a BGSAVE; "" for none (the log is on by default). Several
     // `save` lines in a file add up, as in redis.conf.
     d("save", Kind::Checked(canonical_save), "", true),
+    // With save rules, a failed snapshot stops writes until one succeeds.
+    d("stop-writes-on-bgsave-error", Kind::Bool, "yes", true),
     // SAVE/BGSAVE's file in `dir`: Shoal's own record format, not RDB.
     d("dbfilename", Kind::Str, "dump.shoal", false),
     // Replication. `replicaof` is changed at run time by REPLICAOF.
@@ -161,15 +163,13 @@ pub static DIRECTIVES: &[Directive] = &[
     d("sidecar-read-wait-ms", Kind::Int { min: 0, max: i32::MAX as i64 }, "1000", true),
     // Redis settings with no counterpart here, with Redis's bounds and
     // defaults, so that Debian's stock redis.conf starts Shoal unchanged.
-    // Where Shoal behaves one fixed way, it is the way the default says:
-    // writes stop on disk errors (stop-writes-on-bgsave-error yes), full
-    // syncs stream without a file (repl-diskless-sync yes); start-up warns
-    // about any other value.
+    // Where Shoal behaves one fixed way, it is the way the default says
+    // (full syncs stream without a file: repl-diskless-sync yes); start-up
+    // warns about any other value.
     inert("daemonize", Kind::Bool, "no", false),
     inert("always-show-logo", Kind::Bool, "no", false),
     inert("set-proc-title", Kind::Bool, "yes", false),
     inert("proc-title-template", Kind::Str, "{title} {listen-addr} {server-mode}", true),
-    inert("stop-writes-on-bgsave-error", Kind::Bool, "yes", true),
     inert("rdbcompression", Kind::Bool, "yes", true),
     inert("rdbchecksum", Kind::Bool, "yes", false),
     inert("rdb-del-sync-files", Kind::Bool, "no", true),

@@ -1199,6 +1199,14 @@ fn check(
                 "MISCONF Errors writing to the AOF file: {e}"
             )));
         }
+        // Redis's stop-writes-on-bgsave-error: a primary with save rules
+        // whose last snapshot failed refuses writes until one succeeds.
+        if !server.log.last_save_ok.load(Relaxed) && !repl.is_replica() {
+            let cfg = server.config.read();
+            if cfg.get("stop-writes-on-bgsave-error") == "yes" && !cfg.get("save").is_empty() {
+                return Err(CommandError::SnapshotFailed);
+            }
+        }
     }
     Ok((idx, spec))
 }

@@ -902,3 +902,41 @@ fn bgsave_schedule_waits_for_a_rewrite() {
         "0"
     );
 }
+
+/// stop-writes-on-bgsave-error, as in Redis: with save rules, a snapshot
+/// that fails (its file's name taken by a directory) stops writes with
+/// Redis's MISCONF while reads go on; turning the directive off, or a
+/// snapshot that succeeds, lets writes through again.
+#[test]
+fn a_failed_snapshot_stops_writes_until_one_succeeds() {
+    let node = TestNode::start_with(&["--save", "3600 1000"]);
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "k", "v"]);
+    let snapshot = node.data_dir().join("dump.shoal");
+    std::fs::create_dir(&snapshot).unwrap();
+    let status = |r: &mut Raw| {
+        info_field(
+            &bulk(r, &["INFO", "persistence"]).unwrap(),
+            "rdb_last_bgsave_status",
+        )
+    };
+    r.call(&["BGSAVE"]);
+    eventually("the snapshot failed", || status(&mut r) == "err");
+    let misconf = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.";
+    assert!(err(&mut r, &["SET", "k", "w"]).starts_with(misconf));
+    assert_eq!(bulk(&mut r, &["GET", "k"]).as_deref(), Some("v"));
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "stop-writes-on-bgsave-error", "no"],
+    );
+    ok(&mut r, &["SET", "k", "w"]);
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "stop-writes-on-bgsave-error", "yes"],
+    );
+    assert!(err(&mut r, &["DEL", "k"]).starts_with(misconf));
+    std::fs::remove_dir(&snapshot).unwrap();
+    r.call(&["BGSAVE"]);
+    eventually("the snapshot succeeded", || status(&mut r) == "ok");
+    ok(&mut r, &["SET", "k", "x"]);
+}
