@@ -16,7 +16,7 @@ use super::intset::IntSet;
 use super::member::canonical_int as as_int;
 pub use super::member::Member;
 use super::packed::{self, Packed};
-use super::table::{draw, hash_key, Buckets};
+use super::table::{draw, hash_key, positions, Buckets};
 use super::value::{sampled, SmallBuf, Value};
 use super::SetLimits;
 
@@ -181,17 +181,10 @@ impl Set {
     ) -> Vec<Member<'_>> {
         if let Value::SetInts(s) = &self.0 {
             // Members are reached by position: none is formatted in vain.
-            let len = s.len();
-            let picks: Vec<usize> = if len == 0 {
-                Vec::new()
-            } else if !distinct {
-                (0..n).map(|_| rng.gen_range(0..len)).collect()
-            } else if n >= len {
-                (0..len).collect()
-            } else {
-                rand::seq::index::sample(rng, len, n).into_vec()
-            };
-            return picks.into_iter().map(|i| Member::int(s.get(i))).collect();
+            return positions(s.len(), n, distinct, rng)
+                .into_iter()
+                .map(|i| Member::int(s.get(i)))
+                .collect();
         }
         draw(
             self.table().map(|t| &**t),

@@ -78,19 +78,25 @@ pub fn draw<'a, T, E: Copy, K: Eq + std::hash::Hash>(
         }
         _ => {
             let all = all();
-            if all.is_empty() {
-                Vec::new()
-            } else if !distinct {
-                (0..n).map(|_| all[rng.gen_range(0..all.len())]).collect()
-            } else if n >= all.len() {
-                all
-            } else {
-                rand::seq::index::sample(rng, all.len(), n)
-                    .into_iter()
-                    .map(|i| all[i])
-                    .collect()
-            }
+            positions(all.len(), n, distinct, rng)
+                .into_iter()
+                .map(|i| all[i])
+                .collect()
         }
+    }
+}
+
+/// `n` positions among `len` drawn at random: distinct ones (all of them,
+/// in order, when `n` is `len` or more) or with repeats.
+pub fn positions(len: usize, n: usize, distinct: bool, rng: &mut impl rand::Rng) -> Vec<usize> {
+    if len == 0 {
+        Vec::new()
+    } else if !distinct {
+        (0..n).map(|_| rng.gen_range(0..len)).collect()
+    } else if n >= len {
+        (0..len).collect()
+    } else {
+        rand::seq::index::sample(rng, len, n).into_vec()
     }
 }
 

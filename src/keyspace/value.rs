@@ -144,7 +144,7 @@ impl Value {
     /// Builds a string value, choosing the integer encoding where Redis would.
     pub fn string(b: &[u8]) -> Value {
         if b.len() <= 20 {
-            if let Some(n) = crate::protocol::request::parse_i64(b) {
+            if let Some(n) = super::member::canonical_int(b) {
                 return Value::Int(n);
             }
         }
