@@ -497,12 +497,9 @@ impl List {
     pub fn remove_matching(&mut self, target: &[u8], limit: usize, from_back: bool) -> usize {
         let want = encode(target);
         let mut removed = 0;
-        let order: Vec<usize> = if from_back {
-            (0..self.chunks.len()).rev().collect()
-        } else {
-            (0..self.chunks.len()).collect()
-        };
-        for c in order {
+        let n = self.chunks.len();
+        for k in 0..n {
+            let c = if from_back { n - 1 - k } else { k };
             if removed == limit {
                 break;
             }
