@@ -127,7 +127,12 @@ type Spawned = (Child, u16, mpsc::Receiver<String>, Vec<String>);
 
 fn spawn(dir: &std::path::Path, args: &[String]) -> Result<Spawned, String> {
     let mut cmd = Command::new(BIN);
-    cmd.args(["--port", "0", "--dir"]).arg(dir).args(args);
+    // Two serving threads whatever the machine (the default leaves a core
+    // spare, one thread on two cores), so that clients on different
+    // threads meet in every test; a test's own arguments come later and win.
+    cmd.args(["--port", "0", "--io-threads", "2", "--dir"])
+        .arg(dir)
+        .args(args);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
