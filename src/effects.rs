@@ -538,7 +538,7 @@ impl EffectStream {
     /// Frames a state record (see [`STATE_RECORD`]) into the pending log
     /// data, so that what follows in the log is known to continue here.
     fn mark_state(inner: &mut Inner) {
-        if let Some((pending, _)) = &mut inner.aof {
+        if let Some((pending, end)) = &mut inner.aof {
             let state = StreamState {
                 id: Identity {
                     replid: inner.replid.clone(),
@@ -557,6 +557,9 @@ impl EffectStream {
                 inner.pending_since = Some(std::time::Instant::now());
             }
             aof::frame(pending, &state.record());
+            // The log stands where the stream does, also when a change of
+            // history moved it and nothing was appended since.
+            *end = inner.offset;
         }
     }
 

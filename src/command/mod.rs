@@ -75,7 +75,7 @@ pub mod flags {
     /// Shoal's own: allowed to a RESP2 client in subscribed mode.
     pub const SUBSCRIBED_OK: u32 = 1 << 18;
     /// Shoal's own: on a sidecar, runs on the primary though it writes no
-    /// key (MULTI, WATCH and WAIT concern the connection's writes, which
+    /// key (MULTI, WATCH, WAIT and WAITAOF concern the connection's writes, which
     /// are there; a message PUBLISHed there reaches every subscriber).
     pub const ON_PRIMARY: u32 = 1 << 19;
 
@@ -376,13 +376,54 @@ pub enum Action {
     /// Become the feed of a replica (PSYNC, SYNC): the connection is the
     /// replication link from now on.
     Feed(crate::replication::primary::Psync),
-    /// WAIT: reply how many replicas acknowledged `offset`, once
-    /// `replicas` have or at `deadline` (`None`: no time limit).
+    /// WAIT or WAITAOF: reply how far `offset` has got, once it is as far
+    /// as `want` asks or at `deadline` (`None`: no time limit).
     Wait {
         offset: u64,
-        replicas: usize,
+        want: WaitFor,
         deadline: Option<std::time::Instant>,
     },
+}
+
+/// What a WAIT or WAITAOF waits for, and how it is answered.
+#[derive(Debug, Clone, Copy)]
+pub enum WaitFor {
+    /// WAIT: this many replicas received the writes (an integer reply).
+    Received { replicas: usize },
+    /// WAITAOF: this node's log (if `local`) and this many replicas' logs
+    /// synced them (a reply of two integers).
+    Synced { local: bool, replicas: usize },
+}
+
+impl WaitFor {
+    /// Where `offset` has got: whether that is as far as wanted, and the
+    /// counts (this node's log synced, replicas) to reply with.
+    pub fn progress(self, server: &Server, offset: u64) -> (bool, bool, usize) {
+        let r = &server.replication;
+        match self {
+            WaitFor::Received { replicas } => {
+                let n = r.acked_at_least(offset);
+                (n >= replicas, false, n)
+            }
+            WaitFor::Synced { local, replicas } => {
+                let synced = server.log.fsynced_to(offset);
+                let n = r.synced_at_least(offset);
+                ((synced || !local) && n >= replicas, synced, n)
+            }
+        }
+    }
+
+    /// Writes the reply for these counts.
+    pub fn reply(self, out: &mut ReplyBuf, local: bool, replicas: usize) {
+        match self {
+            WaitFor::Received { .. } => out.int(replicas as i64),
+            WaitFor::Synced { .. } => {
+                out.array(2);
+                out.int(local as i64);
+                out.int(replicas as i64);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -415,6 +456,24 @@ pub fn block_deadline(arg: &[u8]) -> Result<Option<std::time::Instant>, CommandE
         return Ok(None);
     }
     // Past what the clock can add, a deadline is as good as none.
+    Ok(std::time::Instant::now().checked_add(Duration::from_millis(ms as u64)))
+}
+
+/// Parses WAIT's and WAITAOF's timeout (milliseconds, 0 for ever) into a
+/// deadline, with Redis's messages.
+pub fn wait_deadline(arg: &[u8]) -> Result<Option<std::time::Instant>, CommandError> {
+    let ms = crate::protocol::request::parse_i64(arg)
+        .ok_or_else(|| CommandError::err("timeout is not an integer or out of range"))?;
+    if ms < 0 {
+        return Err(CommandError::err("timeout is negative"));
+    }
+    if ms == 0 {
+        return Ok(None);
+    }
+    // Redis 7.2 refuses a deadline past what its clock can add.
+    if ms > i64::MAX - crate::server::now_ms() {
+        return Err(CommandError::err("timeout is out of range"));
+    }
     Ok(std::time::Instant::now().checked_add(Duration::from_millis(ms as u64)))
 }
 

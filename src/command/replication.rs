@@ -1,4 +1,4 @@
-//! Replication commands: REPLICAOF (SLAVEOF), ROLE, WAIT, and the ones a
+//! Replication commands: REPLICAOF (SLAVEOF), ROLE, WAIT, WAITAOF, and the ones a
 //! replica sends its primary (REPLCONF, PSYNC, SYNC). What they set in
 //! motion lives in `crate::replication`; these only parse and answer.
 
@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
-use super::args::int;
-use super::{flags::*, spec, Action, Ctx, Spec, NO_KEYS};
+use super::args::{int, int_at_least};
+use super::{flags::*, spec, wait_deadline, Action, Ctx, Spec, WaitFor, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::replication::primary::Psync;
 use crate::replication::PrimaryAddr;
@@ -21,6 +21,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, NO_KEYS, &[], G, "Sets a Redis server as a replica of another, or promotes it to being a master.", replicaof),
     spec("role", 1, NOSCRIPT | LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the replication role.", role),
     spec("wait", 3, ON_PRIMARY, NO_KEYS, &["connection"], "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", wait),
+    spec("waitaof", 4, ON_PRIMARY | NOSCRIPT, NO_KEYS, &["connection"], "generic", "Blocks until all of the preceding write commands sent by the connection are written to the append-only file of the master and/or replicas.", waitaof),
     spec("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, NO_KEYS, R, G, "An internal command for configuring the replication stream.", replconf),
     spec("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", psync),
     spec("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", sync),
@@ -109,15 +110,50 @@ fn wait(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ));
     }
     let numreplicas = int(&argv[1])?;
-    let timeout = int(&argv[2])?;
-    if timeout < 0 {
-        return Err(CommandError::err("timeout is negative"));
+    let deadline = wait_deadline(&argv[2])?;
+    let want = WaitFor::Received {
+        replicas: numreplicas.max(0) as usize,
+    };
+    wait_for(ctx, want, deadline)
+}
+
+/// WAITAOF numlocal numreplicas timeout (Redis 7.2): until this node's log
+/// (numlocal 1) and `numreplicas` replicas' logs have synced the
+/// connection's writes.
+fn waitaof(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let numlocal = int(&argv[1])?;
+    if !(0..=1).contains(&numlocal) {
+        return Err(CommandError::err(
+            "value is out of range, value must between 0 and 1",
+        ));
     }
+    let numreplicas = int_at_least(&argv[2], 0, "value is out of range, must be positive")?;
+    let deadline = wait_deadline(&argv[3])?;
+    if ctx.server.replication.is_replica() {
+        return Err(CommandError::err(
+            "WAITAOF cannot be used with replica instances. Please also note that writes to replicas are just local and are not propagated.",
+        ));
+    }
+    if numlocal == 1 && !ctx.server.log.enabled {
+        return Err(CommandError::err(
+            "WAITAOF cannot be used when numlocal is set but appendonly is disabled.",
+        ));
+    }
+    let want = WaitFor::Synced {
+        local: numlocal == 1,
+        replicas: numreplicas as usize,
+    };
+    wait_for(ctx, want, deadline)
+}
+
+/// Answers at once if the connection's writes are as far as `want` asks
+/// (or inside EXEC, where nothing waits, as in Redis); otherwise asks the
+/// replicas where they are and has the connection wait.
+fn wait_for(ctx: &mut Ctx, want: WaitFor, deadline: Option<std::time::Instant>) -> CmdResult {
     let target = ctx.client.last_effect.get();
-    let now = ctx.server.replication.acked_at_least(target);
-    // Inside EXEC nothing waits, as in Redis.
-    if now as i64 >= numreplicas || ctx.client.exec_effects.get().is_some() {
-        ctx.out.int(now as i64);
+    let (done, local, replicas) = want.progress(ctx.server, target);
+    if done || ctx.client.exec_effects.get().is_some() {
+        want.reply(ctx.out, local, replicas);
         return Ok(());
     }
     // Replicas acknowledge once a second unless asked: ask now. The
@@ -129,9 +165,8 @@ fn wait(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     ctx.action = Some(Action::Wait {
         offset: target,
-        replicas: numreplicas.max(0) as usize,
-        deadline: (timeout > 0)
-            .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64)),
+        want,
+        deadline,
     });
     Ok(())
 }

@@ -23,6 +23,12 @@
 //!   crash of the process alone.
 //! - `no`: written like `everysec`; the kernel decides when it reaches disk.
 //!
+//! Apart from `durable` (what replies wait for), the log keeps how far it
+//! is really fsynced, whatever the policy: WAITAOF counts it, and a
+//! replica reports it to its primary (FACK). Offsets belong to a history:
+//! a replica's full sync starts a new one, and a sync of bytes taken
+//! before that says nothing about the new offsets.
+//!
 //! A rewrite switches the log to a new file at an exact stream offset (see
 //! `EffectStream::rotate_log`): the writer finishes and syncs everything
 //! before the switch in the old file, then appends to the new one.
@@ -73,6 +79,16 @@ pub struct LogState {
     policy: AtomicU8,
     /// Stream offset up to which effects are on disk (per the policy).
     pub durable: AtomicU64,
+    /// The history the stream's offsets belong to: a replica's full sync
+    /// starts a new one (see [`LogState::new_history`]).
+    history: AtomicU64,
+    /// `(history, offset)`: the stream is fsynced up to `offset` of that
+    /// history, whatever the policy (WAITAOF's local count, a replica's
+    /// FACK).
+    fsynced: Mutex<(u64, u64)>,
+    /// Told after every fsync: WAITAOF waiters and a replica's link,
+    /// which acknowledges its synced offset to its primary.
+    pub synced: tokio::sync::Notify,
     /// Each I/O thread's waiting connections, told when `durable`
     /// advances or the writer stops.
     threads: Mutex<Vec<Arc<ThreadWaiters>>>,
@@ -120,6 +136,9 @@ impl LogState {
             enabled,
             policy: AtomicU8::new(policy as u8),
             durable: AtomicU64::new(0),
+            history: AtomicU64::new(0),
+            fsynced: Mutex::new((0, 0)),
+            synced: tokio::sync::Notify::new(),
             threads: Mutex::new(Vec::new()),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             io_running: std::sync::atomic::AtomicUsize::new(0),
@@ -168,6 +187,48 @@ impl LogState {
             && offset > self.durable.load(SeqCst)
             && self.policy() == FsyncPolicy::Always
             && !self.stopped.load(Relaxed)
+    }
+
+    /// Whether the log is on and fsynced up to `offset` (WAITAOF).
+    pub fn fsynced_to(&self, offset: u64) -> bool {
+        self.fsynced_offset().is_some_and(|f| f >= offset)
+    }
+
+    /// The offset the log is fsynced to, if the log is on (a replica's
+    /// FACK).
+    pub fn fsynced_offset(&self) -> Option<u64> {
+        if !self.enabled {
+            return None;
+        }
+        let (history, offset) = *self.fsynced.lock();
+        Some(if history == self.history.load(SeqCst) {
+            offset
+        } else {
+            0
+        })
+    }
+
+    /// The stream's offsets start over (a replica's full sync forgot its
+    /// history, or adopted its primary's): nothing of the new history is
+    /// known to be synced yet, and a sync of bytes taken before now no
+    /// longer says anything. Called after the stream changed.
+    pub fn new_history(&self) {
+        let mut f = self.fsynced.lock();
+        let history = self.history.fetch_add(1, SeqCst) + 1;
+        *f = (history, 0);
+    }
+
+    /// Records an fsync that covered the stream up to `offset` of
+    /// `history` (as read before the bytes were taken; the latest offset
+    /// wins, as with `advance`) and tells whoever waits for one.
+    fn record_sync(&self, history: u64, offset: u64) {
+        {
+            let mut f = self.fsynced.lock();
+            if history == self.history.load(SeqCst) {
+                *f = (history, offset);
+            }
+        }
+        self.synced.notify_waiters();
     }
 
     /// Asks the writer to write and sync what is pending, then exit.
@@ -253,6 +314,8 @@ impl LogFile {
         let good_len = file.metadata().map(|m| m.len()).unwrap_or(0);
         state.size.store(good_len, Relaxed);
         state.advance(stream_offset);
+        // What start-up read back is on disk.
+        state.record_sync(state.history.load(SeqCst), stream_offset);
         LogFile {
             file,
             good_len,
@@ -275,6 +338,9 @@ impl LogFile {
     /// round retries.
     fn round(&mut self, effects: &EffectStream, state: &LogState, force_sync: bool) -> bool {
         let policy = state.policy();
+        // Read first: bytes taken after a change of history may belong to
+        // the new one, never the other way round.
+        let history = state.history.load(SeqCst);
         let taken = effects.take_log(std::mem::take(&mut self.spare), Duration::ZERO);
         if taken.rotate_to.is_some() {
             self.rotate_to = taken.rotate_to;
@@ -329,6 +395,7 @@ impl LogFile {
             self.last_sync = Instant::now();
             state.recover();
             state.advance(self.written_end);
+            state.record_sync(history, self.written_end);
         } else if policy == FsyncPolicy::No {
             state.advance(self.written_end);
         }
@@ -348,6 +415,8 @@ impl LogFile {
                         self.good_len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
                         state.size.store(self.good_len, Relaxed);
                         state.advance(self.written_end);
+                        // The old file was synced before the switch.
+                        state.record_sync(history, self.written_end);
                         state.rotations.fetch_add(1, Relaxed);
                     }
                     Err(e) => {

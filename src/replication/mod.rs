@@ -119,6 +119,8 @@ pub struct ReplicaEntry {
     /// [`WAIT_SYNC`], [`SENDING_SNAPSHOT`] or [`ONLINE`].
     pub state: AtomicU8,
     pub ack_offset: AtomicU64,
+    /// How far its own log is synced, as its ACKs say (0 without a log).
+    pub fack_offset: AtomicU64,
     /// Unix ms of its last ACK.
     pub ack_ms: AtomicI64,
 }
@@ -244,11 +246,20 @@ impl Replication {
 
     /// Replicas whose acknowledged offset is at least `offset`.
     pub fn acked_at_least(&self, offset: u64) -> usize {
+        self.online_at_least(offset, |r| &r.ack_offset)
+    }
+
+    /// Replicas whose log is synced to at least `offset` (WAITAOF).
+    pub fn synced_at_least(&self, offset: u64) -> usize {
+        self.online_at_least(offset, |r| &r.fack_offset)
+    }
+
+    fn online_at_least(&self, offset: u64, field: impl Fn(&ReplicaEntry) -> &AtomicU64) -> usize {
         self.replicas
             .lock()
             .iter()
             .filter(|r| r.state.load(Ordering::Relaxed) == ONLINE)
-            .filter(|r| r.ack_offset.load(Ordering::Relaxed) >= offset)
+            .filter(|r| field(r).load(Ordering::Relaxed) >= offset)
             .count()
     }
 

@@ -64,6 +64,7 @@ pub async fn serve(
         port: client.replica_port,
         state: super::WAIT_SYNC.into(),
         ack_offset: Default::default(),
+        fack_offset: Default::default(),
         ack_ms: now_ms().into(),
     });
     client.handle.set_kind(crate::server::client::KIND_REPLICA);
@@ -378,6 +379,13 @@ fn take_acks(
         {
             entry.ack_offset.fetch_max(off.max(0) as u64, Relaxed);
             entry.ack_ms.store(now_ms(), Relaxed);
+            // A replica with a log says how far it is synced (Redis 7.2's
+            // `REPLCONF ACK <offset> FACK <offset>`).
+            if argv.len() >= 5 && argv[3].eq_ignore_ascii_case(b"fack") {
+                if let Some(f) = crate::protocol::request::parse_i64(&argv[4]) {
+                    entry.fack_offset.fetch_max(f.max(0) as u64, Relaxed);
+                }
+            }
             acked = true;
         }
     }

@@ -218,6 +218,7 @@ async fn link(server: &Arc<Server>, addr: &PrimaryAddr) -> Result<(), LinkError>
             let loading = Loading::start(server);
             let db = load_snapshot(server, &mut rd).await?;
             server.effects.adopt(at, db);
+            server.log.new_history();
             drop(loading);
         }
         ["+CONTINUE"] => {}
@@ -284,6 +285,7 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<Option<u
     // Our own replicas' copies are about to be of nothing we hold.
     server.effects.detach_all();
     server.effects.forget_history();
+    server.log.new_history();
     let header = rd.line(server).await?;
     let Some(mark) = header.strip_prefix("$EOF:") else {
         return Err(LinkError::Protocol(format!(
@@ -380,6 +382,10 @@ async fn follow(
         // (REPLCONF GETACK, which it sends for WAIT): an ACK per write
         // would cost the primary a read per write.
         let mut ack_due = true;
+        // The offset of the last GETACK (the primary runs WAIT or WAITAOF)
+        // until an ACK says our log is synced past it: a WAITAOF waits for
+        // that, so the ACK goes as soon as the sync is done.
+        let mut fack_owed: Option<u64> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut need_more = false;
         loop {
@@ -392,10 +398,19 @@ async fn follow(
                     // The primary pings every repl-ping-replica-period.
                     return Err(LinkError::Timeout);
                 }
-                tokio::select! {
-                    r = rd.fill(server) => r?,
-                    _ = tick.tick() => ack_due = true,
-                    _ = client.handle.kill.notified() => {}
+                // Registered before the check: a sync in between wakes us.
+                let synced = server.log.synced.notified();
+                tokio::pin!(synced);
+                synced.as_mut().enable();
+                if fack_owed.is_some_and(|o| server.log.fsynced_to(o)) {
+                    ack_due = true;
+                } else {
+                    tokio::select! {
+                        r = rd.fill(server) => r?,
+                        _ = tick.tick() => ack_due = true,
+                        _ = client.handle.kill.notified() => {}
+                        _ = synced, if fack_owed.is_some() => {}
+                    }
                 }
             }
             if client.handle.killed.load(Relaxed) {
@@ -421,6 +436,7 @@ async fn follow(
                 let _applying = server.replication.apply.read();
                 if is_getack(&argv) {
                     ack_due = true;
+                    fack_owed = server.log.fsynced_offset().map(|_| offset);
                 } else if !argv.is_empty() {
                     replay(server, &mut client, &mut out, &argv);
                 }
@@ -433,7 +449,25 @@ async fn follow(
             }
             if ack_due {
                 let off = offset.to_string();
-                send(wr, &[b"REPLCONF", b"ACK", off.as_bytes()]).await?;
+                // With a log, how far it is synced too (FACK), as Redis 7.2's
+                // replicas say it: the primary's WAITAOF counts it.
+                match server.log.fsynced_offset() {
+                    Some(synced) => {
+                        let fack = synced.to_string();
+                        let argv: [&[u8]; 5] = [
+                            b"REPLCONF",
+                            b"ACK",
+                            off.as_bytes(),
+                            b"FACK",
+                            fack.as_bytes(),
+                        ];
+                        send(wr, &argv).await?;
+                        if fack_owed.is_some_and(|o| synced >= o) {
+                            fack_owed = None;
+                        }
+                    }
+                    None => send(wr, &[b"REPLCONF", b"ACK", off.as_bytes()]).await?,
+                }
                 ack_due = false;
             }
         }

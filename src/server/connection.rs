@@ -286,8 +286,15 @@ pub async fn serve(
                         killed.as_mut(),
                         shutdown.as_mut(),
                     );
-                    if !waited.await {
-                        break 'conn;
+                    match waited.await {
+                        Waited::Done => {}
+                        Waited::Unblocked => out.error(UNBLOCKED_BY_CLIENT),
+                        Waited::Demoted => {
+                            demoted(&mut out);
+                            close = Some(Close::AfterFlush);
+                            break;
+                        }
+                        Waited::Gone => break 'conn,
                     }
                     now = now_ms();
                 }
@@ -298,7 +305,7 @@ pub async fn serve(
                 }
                 Some(Action::Wait {
                     offset,
-                    replicas,
+                    want,
                     deadline,
                 }) => {
                     if flush(&server, &mut wr, &mut out).await.is_err() {
@@ -306,15 +313,24 @@ pub async fn serve(
                     }
                     let waited = wait_acks(
                         &server,
+                        client.id,
                         offset,
-                        replicas,
+                        want,
                         deadline,
                         killed.as_mut(),
                         shutdown.as_mut(),
                     );
                     match waited.await {
-                        Some(n) => out.int(n as i64),
-                        None => break 'conn,
+                        (Waited::Done, Some((local, replicas))) => {
+                            want.reply(&mut out, local, replicas)
+                        }
+                        (Waited::Unblocked, _) => out.error(UNBLOCKED_BY_CLIENT),
+                        (Waited::Demoted, _) => {
+                            demoted(&mut out);
+                            close = Some(Close::AfterFlush);
+                            break;
+                        }
+                        _ => break 'conn,
                     }
                     now = now_ms();
                 }
@@ -440,7 +456,7 @@ async fn flush(
 
 /// A blocked command's wait (see `server::blocking`): retries the command
 /// whenever one of its keys is signalled, until it is served, times out,
-/// or is unblocked. Returns false if the connection must close instead.
+/// or is unblocked, or this node becomes a replica.
 #[allow(clippy::too_many_arguments)]
 async fn wait_blocked(
     server: &Server,
@@ -451,9 +467,10 @@ async fn wait_blocked(
     stats: &mut BatchStats,
     mut killed: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) -> bool {
+) -> Waited {
     let db = client.db;
     let waiter = server.blocked.register(db, &b.keys, client.id);
+    let mut role = server.replication.target.subscribe();
     let deadline = async {
         match b.deadline {
             Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -463,6 +480,9 @@ async fn wait_blocked(
     tokio::pin!(deadline);
     let mut served = false;
     let keep = loop {
+        if role.borrow_and_update().is_some() {
+            break Waited::Demoted;
+        }
         // Registered before this first retry: a write racing with the
         // command's first attempt has left a wake-up permit.
         let mut now = now_ms();
@@ -470,7 +490,7 @@ async fn wait_blocked(
             Some(Action::Block(_)) => {}
             _ => {
                 served = true;
-                break true;
+                break Waited::Done;
             }
         }
         tokio::select! {
@@ -478,21 +498,19 @@ async fn wait_blocked(
                 match waiter.unblock.load(Relaxed) {
                     crate::server::blocking::UNBLOCK_TIMEOUT => {
                         timeout_reply(out, &b);
-                        break true;
+                        break Waited::Done;
                     }
-                    crate::server::blocking::UNBLOCK_ERROR => {
-                        out.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
-                        break true;
-                    }
+                    crate::server::blocking::UNBLOCK_ERROR => break Waited::Unblocked,
                     _ => {}
                 }
             }
+            _ = role.changed() => {}
             _ = &mut deadline => {
                 timeout_reply(out, &b);
-                break true;
+                break Waited::Done;
             }
-            _ = killed.as_mut() => break false,
-            _ = shutdown.as_mut() => break false,
+            _ = killed.as_mut() => break Waited::Gone,
+            _ = shutdown.as_mut() => break Waited::Gone,
         }
     };
     server.blocked.unregister(db, &b.keys, &waiter);
@@ -505,16 +523,17 @@ async fn wait_blocked(
     keep
 }
 
-/// WAIT's wait: until `want` replicas have acknowledged `offset`, or the
-/// deadline. Returns how many have, or `None` if the connection must close.
+/// Waits until `offset` is as far as `want` asks (WAIT, WAITAOF), or the
+/// deadline; returns the counts to reply with.
 async fn wait_acks(
     server: &Server,
+    client_id: u64,
     offset: u64,
-    want: usize,
+    want: command::WaitFor,
     deadline: Option<Instant>,
     mut killed: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) -> Option<usize> {
+) -> (Waited, Option<(bool, usize)>) {
     let r = &server.replication;
     let timeout = async {
         match deadline {
@@ -523,22 +542,82 @@ async fn wait_acks(
         }
     };
     tokio::pin!(timeout);
+    let mut role = r.target.subscribe();
+    // A blocked client as Redis counts one (INFO blocked_clients), which
+    // CLIENT UNBLOCK can end; it waits on no key.
+    let waiter = server.blocked.register(0, &[], client_id);
+    let _registered = Unregister(&server.blocked, &waiter);
     loop {
+        if role.borrow_and_update().is_some() {
+            return (Waited::Demoted, None);
+        }
         let acked = r.acked.notified();
-        tokio::pin!(acked);
-        // Registered before counting: an ACK racing with the count wakes us.
+        let synced = server.log.synced.notified();
+        tokio::pin!(acked, synced);
+        // Registered before counting: an ACK or a sync racing with the
+        // count wakes us.
         acked.as_mut().enable();
-        let n = r.acked_at_least(offset);
-        if n >= want {
-            return Some(n);
+        synced.as_mut().enable();
+        let (done, local, n) = want.progress(server, offset);
+        if done {
+            return (Waited::Done, Some((local, n)));
         }
         tokio::select! {
             _ = acked => {}
-            _ = &mut timeout => return Some(r.acked_at_least(offset)),
-            _ = killed.as_mut() => return None,
-            _ = shutdown.as_mut() => return None,
+            _ = synced => {}
+            _ = role.changed() => {}
+            _ = waiter.wake.notified() => match waiter.unblock.load(Relaxed) {
+                crate::server::blocking::UNBLOCK_TIMEOUT => {
+                    let (_, local, n) = want.progress(server, offset);
+                    return (Waited::Done, Some((local, n)));
+                }
+                crate::server::blocking::UNBLOCK_ERROR => return (Waited::Unblocked, None),
+                _ => {}
+            },
+            _ = &mut timeout => {
+                let (_, local, n) = want.progress(server, offset);
+                return (Waited::Done, Some((local, n)));
+            }
+            _ = killed.as_mut() => return (Waited::Gone, None),
+            _ = shutdown.as_mut() => return (Waited::Gone, None),
         }
     }
+}
+
+const UNBLOCKED_BY_CLIENT: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+
+/// Leaves `server::blocking`'s registry however a key-less wait ends.
+struct Unregister<'a>(
+    &'a crate::server::blocking::Blocked,
+    &'a Arc<crate::server::blocking::Waiter>,
+);
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        self.0.unregister(0, &[], self.1);
+    }
+}
+
+/// How a client's wait (blocked on keys, WAIT, WAITAOF) ended.
+enum Waited {
+    /// Its reply is written (or, for WAIT and WAITAOF, its counts are
+    /// returned).
+    Done,
+    /// CLIENT UNBLOCK ... ERROR ended it.
+    Unblocked,
+    /// This node became a replica: what the client waited for will not
+    /// come from here (see [`demoted`]).
+    Demoted,
+    /// The connection is going (killed, shutdown).
+    Gone,
+}
+
+/// A node turning replica releases its waiting clients with Redis's error
+/// and closes their connections after it, as Redis does.
+fn demoted(out: &mut ReplyBuf) {
+    out.error(
+        "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+    );
 }
 
 /// Writes `first` and whatever else waits in the connection's inbox.

@@ -1,5 +1,5 @@
 //! Replication between real processes on loopback: full and partial
-//! syncs, chained replicas, promotion, WAIT, the replica rules, and the
+//! syncs, chained replicas, promotion, WAIT and WAITAOF, the replica rules, and the
 //! output buffer limit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -326,6 +326,161 @@ fn wait_counts_the_replicas_that_have_a_write() {
     eventually("writes accepted again", || {
         p.call(&["SET", "k", "x"]) == Frame::Simple("OK".into())
     });
+}
+
+/// WAITAOF's two counts: this node's log, and replicas whose logs (said
+/// in their ACKs' FACK) synced the connection's writes.
+fn waitaof(r: &mut Raw, args: &[&str]) -> (i64, i64) {
+    let mut argv = vec!["WAITAOF"];
+    argv.extend_from_slice(args);
+    match r.call(&argv) {
+        Frame::Array(v) => match v.as_slice() {
+            [Frame::Int(l), Frame::Int(n)] => (*l, *n),
+            other => panic!("WAITAOF {args:?}: {other:?}"),
+        },
+        other => panic!("WAITAOF {args:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn waitaof_counts_the_logs_that_synced_a_write() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    for (args, e) in [
+        (
+            &["2", "0", "0"][..],
+            "value is out of range, value must between 0 and 1",
+        ),
+        (
+            &["-1", "0", "0"],
+            "value is out of range, value must between 0 and 1",
+        ),
+        (&["x", "0", "0"], "value is not an integer or out of range"),
+        (&["0", "-1", "0"], "value is out of range, must be positive"),
+        (&["0", "x", "0"], "value is out of range, must be positive"),
+        (
+            &["0", "0", "x"],
+            "timeout is not an integer or out of range",
+        ),
+        (&["0", "0", "-1"], "timeout is negative"),
+        (
+            &["0", "0", "9223372036854775807"],
+            "timeout is out of range",
+        ),
+    ] {
+        let mut argv = vec!["WAITAOF"];
+        argv.extend_from_slice(args);
+        assert_eq!(err(&mut p, &argv), format!("ERR {e}"), "{args:?}");
+    }
+    assert_eq!(
+        err(&mut p, &["WAIT", "0", "1.5"]),
+        "ERR timeout is not an integer or out of range"
+    );
+
+    // This node's log: synced within a second under everysec; never under
+    // `no`, so the wait runs out.
+    ok(&mut p, &["SET", "k", "1"]);
+    assert_eq!(waitaof(&mut p, &["1", "0", "0"]), (1, 0));
+    ok(&mut p, &["CONFIG", "SET", "appendfsync", "no"]);
+    ok(&mut p, &["SET", "k", "2"]);
+    assert_eq!(waitaof(&mut p, &["1", "0", "100"]), (0, 0));
+    ok(&mut p, &["CONFIG", "SET", "appendfsync", "always"]);
+    ok(&mut p, &["SET", "k", "3"]);
+    assert_eq!(waitaof(&mut p, &["1", "0", "0"]), (1, 0));
+    ok(&mut p, &["CONFIG", "SET", "appendfsync", "everysec"]);
+
+    // Replicas: one with a log counts once its log has the write; one
+    // without never does.
+    let logged = replica_of(&primary, &[]);
+    let unlogged = replica_of(&primary, &["--appendonly", "no"]);
+    caught_up(&primary, &logged);
+    caught_up(&primary, &unlogged);
+    assert_eq!(
+        err(&mut logged.raw(), &["WAITAOF", "0", "0", "0"]),
+        "ERR WAITAOF cannot be used with replica instances. Please also note that writes to replicas are just local and are not propagated."
+    );
+    ok(&mut p, &["SET", "k", "4"]);
+    assert_eq!(waitaof(&mut p, &["1", "1", "0"]), (1, 1));
+    assert_eq!(waitaof(&mut p, &["1", "2", "200"]), (1, 1));
+    // WAIT counts both: both received it.
+    assert_eq!(int(&mut p, &["WAIT", "2", "0"]), 2);
+    // Inside a transaction nothing waits.
+    ok(&mut p, &["MULTI"]);
+    p.call(&["SET", "k", "5"]);
+    p.call(&["WAITAOF", "0", "2", "0"]);
+    match p.call(&["EXEC"]) {
+        Frame::Array(v) => assert!(matches!(&v[1], Frame::Array(c) if c.len() == 2), "{v:?}"),
+        other => panic!("EXEC: {other:?}"),
+    }
+
+    // A stopped replica syncs nothing; once it runs again it does.
+    {
+        let _stopped = Stopped::new(&logged);
+        ok(&mut p, &["SET", "k", "6"]);
+        assert_eq!(waitaof(&mut p, &["0", "1", "100"]).1, 0);
+    }
+    assert_eq!(waitaof(&mut p, &["0", "1", "0"]), (1, 1));
+
+    // A wait nothing will satisfy is a blocked client, which CLIENT
+    // UNBLOCK ends with the counts so far, or with an error.
+    let id = int(&mut p, &["CLIENT", "ID"]).to_string();
+    let mut admin = primary.raw();
+    for (how, reply) in [
+        ("TIMEOUT", None),
+        (
+            "ERROR",
+            Some("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
+        ),
+    ] {
+        p.cmd(&["WAITAOF", "1", "5", "0"]);
+        eventually("the WAITAOF blocks", || {
+            info_field(&info(&mut admin, "clients"), "blocked_clients") == "1"
+        });
+        assert_eq!(int(&mut admin, &["CLIENT", "UNBLOCK", &id, how]), 1);
+        match (p.read2(), reply) {
+            (Frame::Array(v), None) => assert_eq!(v, [Frame::Int(1), Frame::Int(1)]),
+            (Frame::Error(e), Some(r)) => assert_eq!(e, r),
+            (other, _) => panic!("{how}: {other:?}"),
+        }
+    }
+}
+
+/// A node that becomes a replica releases the clients waiting on it
+/// (BLPOP, WAIT, WAITAOF) with Redis's error and closes their
+/// connections, as Redis does.
+#[test]
+fn waiting_clients_are_released_when_the_node_becomes_a_replica() {
+    let node = TestNode::start();
+    let other = TestNode::start();
+    let mut admin = node.raw();
+    let mut waiting = Vec::new();
+    for cmd in [
+        &["BLPOP", "nothing", "0"][..],
+        &["WAIT", "5", "0"],
+        &["WAITAOF", "0", "5", "0"],
+    ] {
+        let mut c = node.raw();
+        ok(&mut c, &["SET", "k", "v"]);
+        c.cmd(cmd);
+        waiting.push(c);
+    }
+    eventually("all three wait", || {
+        info_field(&info(&mut admin, "clients"), "blocked_clients") == "3"
+    });
+    ok(
+        &mut admin,
+        &["REPLICAOF", "127.0.0.1", &other.port.to_string()],
+    );
+    for mut c in waiting {
+        assert_eq!(
+            c.read2(),
+            Frame::Error(
+                "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)"
+                    .into()
+            )
+        );
+        eventually("the connection is closed", || c.is_closed());
+    }
 }
 
 #[test]
