@@ -415,12 +415,9 @@ fn append(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             buf.len()
         }
         None => {
-            t.set(
-                key,
-                Value::Str(crate::keyspace::SmallBuf::new(extra)),
-                ctx.now_ms,
-                false,
-            );
+            // A new key's value is encoded as SET would (an integer stays
+            // one), as Redis's APPEND does.
+            t.set(key, Value::string(extra), ctx.now_ms, false);
             extra.len()
         }
     };

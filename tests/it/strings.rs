@@ -202,6 +202,17 @@ fn append_strlen_getrange_setrange() {
     assert_eq!(int(&mut r, &["STRLEN", "n"]), 5);
     assert_eq!(int(&mut r, &["APPEND", "n", "6"]), 6);
     assert_eq!(bulk(&mut r, &["GET", "n"]).as_deref(), Some("123456"));
+    // A new key takes SET's encoding; an appended-to one is raw, as in Redis.
+    assert_eq!(int(&mut r, &["APPEND", "fresh", "42"]), 2);
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "fresh"]).as_deref(),
+        Some("int")
+    );
+    assert_eq!(int(&mut r, &["APPEND", "fresh", "3"]), 3);
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "fresh"]).as_deref(),
+        Some("raw")
+    );
 }
 
 #[test]
