@@ -512,7 +512,14 @@ fn incrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Err(CommandError::NanOrInfinity);
     }
     let text = new.to_human();
-    t.set(key, Value::string(text.as_bytes()), ctx.now_ms, true);
+    // Kept as text even when whole, as Redis keeps INCRBYFLOAT's result
+    // (OBJECT ENCODING embstr; its replicas, given SET, say int).
+    t.set(
+        key,
+        Value::Str(crate::keyspace::SmallBuf::new(text.as_bytes())),
+        ctx.now_ms,
+        true,
+    );
     ctx.emit_as("incrbyfloat", &[b"SET", key, text.as_bytes(), b"KEEPTTL"]);
     ctx.out.bulk(text.as_bytes());
     Ok(())

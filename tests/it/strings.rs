@@ -272,6 +272,16 @@ fn counters() {
         bulk(&mut r, &["INCRBYFLOAT", "f", "2.0e2"]).as_deref(),
         Some("5200")
     );
+    // A whole result stays text, as Redis keeps it; INCR makes it a number.
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "f"]).as_deref(),
+        Some("embstr")
+    );
+    assert_eq!(int(&mut r, &["INCR", "f"]), 5201);
+    assert_eq!(
+        bulk(&mut r, &["OBJECT", "ENCODING", "f"]).as_deref(),
+        Some("int")
+    );
     assert_eq!(
         err(&mut r, &["INCRBYFLOAT", "f", "x"]),
         "ERR value is not a valid float"
