@@ -41,6 +41,7 @@ static CONFIG_SUBCOMMANDS: &[Spec] = &[
     spec("config|get", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns the effective values of configuration parameters.", config_get),
     spec("config|set", -4, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Sets configuration parameters in-flight.", config_set),
     spec("config|resetstat", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Resets the server's statistics.", config_resetstat),
+    spec("config|rewrite", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Persists the effective configuration to file.", config_rewrite),
     spec("config|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", config_help),
 ];
 
@@ -255,6 +256,52 @@ fn config_resetstat(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// CONFIG REWRITE: the config file the node started with, brought up to
+/// the running configuration (see `Config::rewrite`), replaced atomically.
+fn config_rewrite(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let cfg = ctx.server.config.read().clone();
+    let Some(path) = cfg.file.clone() else {
+        return Err(CommandError::err(
+            "The server is running without a config file",
+        ));
+    };
+    let written = (|| -> std::io::Result<()> {
+        // A file removed since start-up is written anew, as Redis does.
+        let old = match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            r => r?,
+        };
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(format!(".rewrite-{}", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, cfg.rewrite(&old).as_bytes())?;
+            if let Ok(meta) = std::fs::metadata(&path) {
+                f.set_permissions(meta.permissions())?;
+            }
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    })();
+    match written {
+        Ok(()) => {
+            tracing::info!("CONFIG REWRITE executed with success.");
+            ctx.out.ok();
+            Ok(())
+        }
+        Err(e) => {
+            let why = crate::persistence::log::describe(&e);
+            tracing::warn!("CONFIG REWRITE failed: {why}");
+            Err(CommandError::err(format!("Rewriting config file: {why}")))
+        }
+    }
+}
+
 fn config_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     help(
         ctx,
@@ -266,6 +313,8 @@ fn config_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Set the configuration <directive> to <value>.",
             "RESETSTAT",
             "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
         ],
     );
     Ok(())

@@ -287,7 +287,7 @@ impl LogState {
 
 /// An I/O error as the C library says it ("No space left on device"),
 /// without Rust's " (os error 28)" suffix, as in Redis's -MISCONF reply.
-fn describe(e: &std::io::Error) -> String {
+pub fn describe(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error ") {
         Some(i) => s[..i].to_string(),
