@@ -88,6 +88,13 @@ impl LongDouble {
         LongDouble(X87::from_i128(i as i128).value)
     }
 
+    /// Exactly `d` (every double is a long double).
+    pub fn from_f64(d: f64) -> LongDouble {
+        let mut loses_info = false;
+        let v = rustc_apfloat::ieee::Double::from_bits(d.to_bits() as u128);
+        LongDouble(v.convert(&mut loses_info).value)
+    }
+
     /// The nearest `f64`.
     pub fn to_f64(self) -> f64 {
         let mut loses_info = false;

@@ -19,6 +19,7 @@ pub mod bitmaps;
 pub mod cluster;
 pub mod connection;
 pub mod element_scan;
+pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod keys;
@@ -254,7 +255,7 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 15] = [
+    let families: [&'static [Spec]; 16] = [
         bitmaps::COMMANDS,
         hyperloglog::COMMANDS,
         sort::COMMANDS,
@@ -265,6 +266,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         lists::COMMANDS,
         sets::COMMANDS,
         zsets::COMMANDS,
+        geo::COMMANDS,
         keys::COMMANDS,
         connection::COMMANDS,
         server::COMMANDS,

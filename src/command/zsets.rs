@@ -165,7 +165,7 @@ struct AddFlags {
     incr: bool,
 }
 
-fn zadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+pub(super) fn zadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut f = AddFlags::default();
     let mut i = 2;
     while i < argv.len() {

@@ -139,17 +139,15 @@ impl ReplyBuf {
         // %.17g below 1e17: no printf, no allocation.
         if d.fract() == 0.0 && d.abs() < 1e17 && !(d == 0.0 && d.is_sign_negative()) {
             let mut b = itoa::Buffer::new();
-            let s = b.format(d as i64);
-            if self.resp3() {
-                self.buf.extend_from_slice(b",");
-                self.buf.extend_from_slice(s.as_bytes());
-                self.buf.extend_from_slice(b"\r\n");
-            } else {
-                self.bulk(s.as_bytes());
-            }
+            self.double_text(b.format(d as i64));
             return;
         }
-        let s = format_double(d);
+        self.double_text(&format_double(d));
+    }
+
+    /// A double already formatted (GEOPOS's coordinates are printed as
+    /// Redis prints long doubles): `,` in RESP3, a bulk string in RESP2.
+    pub fn double_text(&mut self, s: &str) {
         if self.resp3() {
             self.buf.extend_from_slice(b",");
             self.buf.extend_from_slice(s.as_bytes());
