@@ -566,7 +566,12 @@ fn zrevrangebylex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 /// Replaces `dst` with a sorted set of `entries` (deleting it when there
 /// are none); returns whether the keyspace changed.
-fn store(ctx: &Ctx, t: &mut SlotTable, dst: &[u8], entries: Vec<(Vec<u8>, f64)>) -> bool {
+pub(super) fn store(
+    ctx: &Ctx,
+    t: &mut SlotTable,
+    dst: &[u8],
+    entries: Vec<(Vec<u8>, f64)>,
+) -> bool {
     let existed = ctx.lookup(t, dst).is_some();
     if entries.is_empty() {
         t.remove(dst);

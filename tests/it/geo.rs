@@ -137,3 +137,416 @@ fn geo_commands_match_redis() {
         }
     }
 }
+
+/// Searches: every form, shape and option, reply by reply against
+/// redis-server, unsorted replies included (their order is the order of
+/// Redis's search boxes), with stored results compared by content.
+#[test]
+fn geo_searches_match_redis() {
+    let mut s: Vec<Vec<String>> = Vec::new();
+    let mut c = |args: &[&str]| s.push(args.iter().map(|a| a.to_string()).collect());
+    // Scattered positions, and a dense city.
+    let mut add = vec!["GEOADD".to_string(), "w".to_string()];
+    for (i, (lon, lat)) in positions(300).iter().enumerate() {
+        add.extend([lon.clone(), lat.clone(), format!("p{i}")]);
+    }
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let dlon = (x % 100_000) as f64 / 100_000.0 - 0.5;
+        let dlat = ((x >> 20) % 100_000) as f64 / 100_000.0 - 0.5;
+        add.extend([
+            format!("{:.6}", 2.35 + dlon),
+            format!("{:.6}", 48.85 + dlat / 2.0),
+            format!("c{i}"),
+        ]);
+    }
+    let add_refs: Vec<&str> = add.iter().map(String::as_str).collect();
+    c(&add_refs);
+    let centres = [
+        ("2.35", "48.85"),
+        ("-70", "-33"),
+        ("10", "79"),
+        ("-120", "-84"),
+        ("179.9", "0"),
+        ("0", "0"),
+    ];
+    let radii = [
+        ("0", "m"),
+        ("800", "m"),
+        ("30", "km"),
+        ("1000", "km"),
+        ("3000", "mi"),
+        ("20000", "km"),
+    ];
+    for (lon, lat) in centres {
+        for (r, u) in radii {
+            c(&["GEOSEARCH", "w", "FROMLONLAT", lon, lat, "BYRADIUS", r, u]);
+            c(&[
+                "GEOSEARCH",
+                "w",
+                "FROMLONLAT",
+                lon,
+                lat,
+                "BYRADIUS",
+                r,
+                u,
+                "WITHDIST",
+                "WITHCOORD",
+                "WITHHASH",
+                "ASC",
+            ]);
+            c(&[
+                "GEOSEARCH",
+                "w",
+                "FROMLONLAT",
+                lon,
+                lat,
+                "BYBOX",
+                r,
+                r,
+                u,
+                "DESC",
+                "WITHDIST",
+            ]);
+            c(&[
+                "GEOSEARCH",
+                "w",
+                "FROMLONLAT",
+                lon,
+                lat,
+                "BYBOX",
+                r,
+                "10",
+                u,
+            ]);
+            c(&["GEORADIUS", "w", lon, lat, r, u, "COUNT", "5", "WITHDIST"]);
+            c(&["GEORADIUS_RO", "w", lon, lat, r, u, "COUNT", "3", "ANY"]);
+        }
+    }
+    for m in ["c0", "c7", "p3", "p299"] {
+        c(&[
+            "GEOSEARCH",
+            "w",
+            "FROMMEMBER",
+            m,
+            "BYRADIUS",
+            "50",
+            "km",
+            "WITHDIST",
+        ]);
+        c(&[
+            "GEORADIUSBYMEMBER",
+            "w",
+            m,
+            "2000",
+            "km",
+            "COUNT",
+            "10",
+            "DESC",
+        ]);
+        c(&["GEORADIUSBYMEMBER_RO", "w", m, "100", "km", "WITHCOORD"]);
+    }
+    // Stored results, as geohashes and as distances.
+    c(&[
+        "GEOSEARCHSTORE",
+        "dst",
+        "w",
+        "FROMLONLAT",
+        "2.35",
+        "48.85",
+        "BYRADIUS",
+        "20",
+        "km",
+    ]);
+    c(&["ZRANGE", "dst", "0", "-1", "WITHSCORES"]);
+    c(&[
+        "GEOSEARCHSTORE",
+        "dst",
+        "w",
+        "FROMMEMBER",
+        "c1",
+        "BYBOX",
+        "40",
+        "40",
+        "km",
+        "STOREDIST",
+        "COUNT",
+        "7",
+    ]);
+    c(&["ZRANGE", "dst", "0", "-1", "WITHSCORES"]);
+    c(&["GEORADIUS", "w", "2.35", "48.85", "10", "km", "STORE", "r1"]);
+    c(&[
+        "GEORADIUSBYMEMBER",
+        "w",
+        "c2",
+        "10",
+        "km",
+        "STOREDIST",
+        "r2",
+    ]);
+    c(&["ZRANGE", "r1", "0", "-1", "WITHSCORES"]);
+    c(&["ZRANGE", "r2", "0", "-1", "WITHSCORES"]);
+    c(&[
+        "GEOSEARCHSTORE",
+        "dst",
+        "w",
+        "FROMLONLAT",
+        "0",
+        "0",
+        "BYRADIUS",
+        "1",
+        "m",
+    ]);
+    c(&["EXISTS", "dst"]);
+    c(&[
+        "GEOSEARCHSTORE",
+        "r1",
+        "nokey",
+        "FROMLONLAT",
+        "0",
+        "0",
+        "BYRADIUS",
+        "1",
+        "m",
+    ]);
+    c(&["EXISTS", "r1"]);
+    // A missing key, and every error.
+    c(&[
+        "GEOSEARCH",
+        "nokey",
+        "FROMMEMBER",
+        "x",
+        "BYRADIUS",
+        "1",
+        "km",
+    ]);
+    c(&["GEORADIUSBYMEMBER", "nokey", "x", "-1", "km"]);
+    c(&["GEORADIUS", "nokey", "0", "0", "1", "km"]);
+    for bad in [
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMMEMBER",
+            "nosuch",
+            "BYRADIUS",
+            "1",
+            "km",
+        ][..],
+        &["GEOSEARCH", "w", "FROMLONLAT", "0", "0"],
+        &["GEOSEARCH", "w", "BYRADIUS", "1", "km"],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+            "BYBOX",
+            "1",
+            "1",
+            "km",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "FROMMEMBER",
+            "c1",
+            "BYRADIUS",
+            "1",
+            "km",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "x",
+            "km",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "-1",
+            "km",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "yd",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYBOX",
+            "x",
+            "1",
+            "km",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYBOX",
+            "1",
+            "x",
+            "km",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYBOX",
+            "1",
+            "-1",
+            "km",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "200",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+            "COUNT",
+            "0",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+            "COUNT",
+            "x",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+            "ANY",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+            "STORE",
+            "x",
+        ],
+        &[
+            "GEOSEARCH",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+            "STOREDIST",
+        ],
+        &[
+            "GEOSEARCHSTORE",
+            "d",
+            "w",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+            "WITHDIST",
+        ],
+        &[
+            "GEORADIUS",
+            "w",
+            "0",
+            "0",
+            "1",
+            "km",
+            "STORE",
+            "d",
+            "WITHHASH",
+        ],
+        &["GEORADIUS_RO", "w", "0", "0", "1", "km", "STORE", "d"],
+        &[
+            "GEORADIUS",
+            "w",
+            "0",
+            "0",
+            "1",
+            "km",
+            "FROMLONLAT",
+            "0",
+            "0",
+        ],
+        &["GEORADIUS", "w", "0", "91", "1", "km"],
+        &["GEORADIUSBYMEMBER", "w", "nosuch", "1", "km"],
+        &["GEORADIUSBYMEMBER", "w", "c1", "x", "km"],
+        &["geosearch", "w", "BYRADIUS", "1", "km", "ASC"],
+    ] {
+        c(bad);
+    }
+    c(&["SET", "str", "v"]);
+    c(&[
+        "GEOSEARCH",
+        "str",
+        "FROMLONLAT",
+        "0",
+        "0",
+        "BYRADIUS",
+        "-1",
+        "km",
+    ]);
+    c(&["GEORADIUS", "str", "0", "0", "1", "km"]);
+    let _ = same_as_redis_owned(&s);
+}
