@@ -241,6 +241,26 @@ fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             }
         }
     }
+    // More clients than the open files limit allows: the limit is raised
+    // if it can be, else the command fails, as in Redis.
+    if let Some((_, v)) = changed.iter().find(|(n, _)| *n == "maxclients") {
+        let asked: u64 = v.parse().unwrap_or(0);
+        if asked > cfg.int("maxclients") as u64 {
+            match crate::server::fit_open_files(asked) {
+                Ok(fits) if fits < asked => {
+                    return Err(CommandError::err(format!(
+                        "CONFIG SET failed (possibly related to argument 'maxclients') - The operating system is not able to handle the specified number of clients, try with {fits}"
+                    )))
+                }
+                Err(e) => {
+                    return Err(CommandError::err(format!(
+                        "CONFIG SET failed (possibly related to argument 'maxclients') - {e}"
+                    )))
+                }
+                Ok(_) => {}
+            }
+        }
+    }
     *cfg = next;
     drop(cfg);
     for (n, v) in changed {

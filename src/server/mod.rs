@@ -420,8 +420,77 @@ pub enum StartError {
     Load(String),
 }
 
+/// Descriptors kept for the server's own files, sockets and threads, as
+/// Redis keeps (its `CONFIG_MIN_RESERVED_FDS`).
+const RESERVED_FDS: u64 = 32;
+
+/// How many clients the open files limit allows, raising the limit first
+/// if `maxclients` needs more (as far as the system lets it rise), as
+/// redis-server does; says what it did in Redis's words. `Err` when not
+/// even the server's own descriptors fit.
+pub fn fit_open_files(maxclients: u64) -> Result<u64, String> {
+    let want = maxclients + RESERVED_FDS;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!(
+            "Unable to obtain the current NOFILE limit ({}), assuming 1024 and setting the max clients configuration accordingly.",
+            crate::persistence::log::describe(&e)
+        );
+        return Ok(maxclients.min(1024 - RESERVED_FDS));
+    }
+    let old = lim.rlim_cur;
+    if old >= want {
+        return Ok(maxclients);
+    }
+    // The highest limit the system grants, 16 descriptors at a time.
+    let mut best = want;
+    let mut why = String::new();
+    while best > old {
+        let ask = libc::rlimit {
+            rlim_cur: best,
+            rlim_max: lim.rlim_max.max(best),
+        };
+        // SAFETY: setrlimit reads the rlimit it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &ask) } == 0 {
+            break;
+        }
+        why = crate::persistence::log::describe(&std::io::Error::last_os_error());
+        if best < 16 {
+            best = old;
+            break;
+        }
+        best -= 16;
+    }
+    let best = best.max(old);
+    if best >= want {
+        tracing::info!(
+            "Increased maximum number of open files to {want} (it was originally set to {old})."
+        );
+        return Ok(maxclients);
+    }
+    if best <= RESERVED_FDS {
+        return Err(format!(
+            "Your current 'ulimit -n' of {old} is not enough for the server to start. Please increase your open file limit to at least {want}. Exiting."
+        ));
+    }
+    let fits = best - RESERVED_FDS;
+    tracing::warn!(
+        "You requested maxclients of {maxclients} requiring at least {want} max file descriptors."
+    );
+    tracing::warn!("Server can't set maximum open files to {want} because of OS error: {why}.");
+    tracing::warn!(
+        "Current maximum open files is {best}. maxclients has been reduced to {fits} to compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'."
+    );
+    Ok(fits)
+}
+
 /// Runs a node until it is shut down.
-pub async fn run(config: Config) -> Result<(), StartError> {
+pub async fn run(mut config: Config) -> Result<(), StartError> {
     for (name, value) in config.inert_changes() {
         tracing::warn!(
             "{name} {value}: accepted for redis.conf compatibility; Shoal does not act on it"
@@ -436,6 +505,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         if let Err(e) = std::fs::write(&pidfile, format!("{}\n", std::process::id())) {
             tracing::warn!("Failed to write PID file {pidfile}: {e}");
         }
+    }
+    let asked = config.int("maxclients") as u64;
+    let fits = fit_open_files(asked).map_err(StartError::Load)?;
+    if fits < asked {
+        config.set_internal("maxclients", fits.to_string());
     }
     if config.get("sidecar") == "yes" && config.get("replicaof").is_empty() {
         return Err(StartError::Load(

@@ -190,6 +190,121 @@ fn config_rewrite_keeps_the_file_and_persists_changes() {
     let _ = child.wait();
 }
 
+/// Starts a node under `sh -c "ulimit ...; exec shoal ..."`.
+fn spawn_with_ulimit(ulimit: &str, args: &[&str]) -> std::process::Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{ulimit}; exec \"$0\" \"$@\""))
+        .arg(BIN)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Lines up to readiness (or the end, if it exits), and its port.
+fn ready(child: &mut std::process::Child) -> (Vec<String>, Option<u16>) {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for l in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        let port = l
+            .split("Ready to accept connections tcp on ")
+            .nth(1)
+            .and_then(|a| a.trim().rsplit(':').next()?.parse().ok());
+        lines.push(l);
+        if port.is_some() {
+            return (lines, port);
+        }
+    }
+    (lines, None)
+}
+
+/// The open files limit fits maxclients as in Redis: raised when the hard
+/// limit allows, else maxclients is lowered (with Redis's warnings) and
+/// CONFIG SET cannot raise it past the limit; too low a limit for the
+/// server itself stops start-up.
+#[test]
+fn the_open_files_limit_fits_maxclients_as_redis_fits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let base = ["--port", "0", "--dir", d, "--appendonly", "no"];
+
+    // Soft and hard limit 100: 68 clients fit.
+    let mut args = base.to_vec();
+    args.extend(["--maxclients", "1000"]);
+    let mut child = spawn_with_ulimit("ulimit -n 100", &args);
+    let (lines, port) = ready(&mut child);
+    let mut r = crate::support::Raw::connect(port.expect("ready"));
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "Current maximum open files is 100. maxclients has been reduced to 68 to compensate for low ulimit."
+        )),
+        "{lines:?}"
+    );
+    assert_eq!(
+        r.call(&["CONFIG", "GET", "maxclients"]),
+        Frame::Array(vec![Frame::bulk("maxclients"), Frame::bulk("68")])
+    );
+    assert_eq!(
+        crate::err(&mut r, &["CONFIG", "SET", "maxclients", "5000"]),
+        "ERR CONFIG SET failed (possibly related to argument 'maxclients') - The operating system is not able to handle the specified number of clients, try with 68"
+    );
+    crate::ok(&mut r, &["CONFIG", "SET", "maxclients", "50"]);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Only the soft limit low: raised to what maxclients needs.
+    let hard: u64 = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap_or(u64::MAX);
+    if hard >= 3032 {
+        let mut child = spawn_with_ulimit("ulimit -Sn 100", &args);
+        let (lines, port) = ready(&mut child);
+        let limits = || std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        assert!(
+            lines.iter().any(|l| l.contains(
+                "Increased maximum number of open files to 1032 (it was originally set to 100)."
+            )),
+            "{lines:?}"
+        );
+        assert!(limits()
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 1032 ")));
+        let mut r = crate::support::Raw::connect(port.expect("ready"));
+        crate::ok(&mut r, &["CONFIG", "SET", "maxclients", "3000"]);
+        assert!(limits()
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 3032 ")));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    // Not even the server's own descriptors fit.
+    let mut args = base.to_vec();
+    args.extend(["--maxclients", "10"]);
+    let mut child = spawn_with_ulimit("ulimit -n 20", &args);
+    let (lines, port) = ready(&mut child);
+    assert_eq!(port, None, "{lines:?}");
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let all = format!("{lines:?}{err}");
+    assert!(
+        all.contains("Your current 'ulimit -n' of 20 is not enough for the server to start. Please increase your open file limit to at least 42. Exiting."),
+        "{all}"
+    );
+}
+
 /// Debian's stock redis.conf starts a node: Redis settings Shoal does not
 /// act on are accepted and checked, old names (ziplist, slave) are
 /// understood, and start-up warns about what is set to something Shoal
