@@ -170,6 +170,9 @@ pub static DIRECTIVES: &[Directive] = &[
     // (full syncs stream without a file: repl-diskless-sync yes); start-up
     // warns about any other value.
     inert("daemonize", Kind::Bool, "no", false),
+    // Which service manager to tell of readiness and shutdown (see
+    // `server::supervise`).
+    d("supervised", Kind::Enum(&["upstart", "systemd", "auto", "no"]), "no", false),
     inert("always-show-logo", Kind::Bool, "no", false),
     inert("set-proc-title", Kind::Bool, "yes", false),
     inert("proc-title-template", Kind::Str, "{title} {listen-addr} {server-mode}", true),

@@ -27,6 +27,7 @@ pub mod notify;
 pub mod pubsub;
 pub mod slowlog;
 pub mod stats;
+pub mod supervise;
 pub mod tracking;
 pub mod watches;
 
@@ -705,6 +706,8 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
             tracing::info!("Ready to accept connections tcp on {local}");
         }
     }
+    let supervisor = supervise::Supervisor::detect(server.config.read().get("supervised"));
+    supervisor.ready(server.replication.is_replica());
     tokio::spawn(cron(server.clone()));
     tokio::spawn(crate::replication::replica::run(server.clone()));
 
@@ -714,6 +717,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         _ = recv(&mut sigterm) => tracing::info!("Received SIGTERM scheduling shutdown..."),
         _ = recv(&mut sigint) => tracing::info!("Received SIGINT scheduling shutdown..."),
     }
+    supervisor.stopping();
     server.request_shutdown();
     for w in workers {
         let _ = tokio::task::spawn_blocking(move || w.join()).await;

@@ -428,3 +428,84 @@ fn tcp_backlog_bounds_the_connections_waiting_to_be_accepted() {
         Frame::Array(vec![Frame::bulk("tcp-backlog"), Frame::bulk("511")])
     );
 }
+
+/// Debian's redis-server.service (Type=notify, `--supervised systemd`)
+/// runs a node as it runs Redis: READY=1 once it serves, STOPPING=1 at
+/// shutdown, on $NOTIFY_SOCKET; `auto` finds systemd from it; upstart's
+/// node stops itself once ready and serves after SIGCONT.
+#[test]
+fn a_supervised_node_tells_its_service_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let sock_path = dir.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(crate::support::DEADLINE))
+        .unwrap();
+    let recv = || {
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    for mode in ["systemd", "auto"] {
+        let mut child = Command::new(BIN)
+            .args([
+                "--port",
+                "0",
+                "--dir",
+                d,
+                "--appendonly",
+                "no",
+                "--supervised",
+                mode,
+            ])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env_remove("UPSTART_JOB")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (_, port) = ready(&mut child);
+        assert_eq!(recv(), "STATUS=Ready to accept connections\n");
+        assert_eq!(recv(), "READY=1\n");
+        let mut r = crate::support::Raw::connect(port.unwrap());
+        r.cmd(&["SHUTDOWN", "NOSAVE"]);
+        assert_eq!(recv(), "STOPPING=1\n");
+        assert!(child.wait().unwrap().success());
+    }
+
+    let mut child = Command::new(BIN)
+        .args([
+            "--port",
+            "0",
+            "--dir",
+            d,
+            "--appendonly",
+            "no",
+            "--supervised",
+            "upstart",
+        ])
+        .env("UPSTART_JOB", "shoal")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, port) = ready(&mut child);
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+        stat.rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    crate::support::eventually("the node stopped itself", || state() == "T");
+    assert!(Command::new("kill")
+        .args(["-CONT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut r = crate::support::Raw::connect(port.unwrap());
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    let _ = child.kill();
+    let _ = child.wait();
+}
