@@ -7,6 +7,9 @@
 //! (unless `aof-load-truncated no`: then start-up stops, as Redis's does);
 //! anything else that does not check out stops start-up with the file and
 //! the offset, and `shoal check-aof --fix` as the way forward.
+//!
+//! A snapshot that is a Redis RDB file (redis-server's dump.rdb, copied in
+//! to move a dataset over) is read as one and its keys restored.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -59,8 +62,16 @@ pub fn load_snapshot(server: &Server, path: &std::path::Path) -> Result<LoadRepo
         base: Some((name, 0)),
         incr: Vec::new(),
     };
-    let report = load(server, &dir, &m)?;
-    Ok(report)
+    // A snapshot is written whole and synced before it is renamed into
+    // place: no tool mends one, and check-aof (the log's) must not be
+    // pointed at it.
+    load(server, &dir, &m).map_err(|e| match e.find(" Run 'shoal check-aof") {
+        Some(i) => format!(
+            "{} The snapshot is damaged: start from a backup of it, or move it away to start without it.",
+            e[..i].replace("the append only file", "the snapshot")
+        ),
+        None => e,
+    })
 }
 
 pub fn load(server: &Server, dir: &AofDir, manifest: &Manifest) -> Result<LoadReport, String> {
@@ -89,6 +100,57 @@ pub fn load(server: &Server, dir: &AofDir, manifest: &Manifest) -> Result<LoadRe
     result
 }
 
+/// A Redis RDB file where a snapshot is expected (a node taking over
+/// from redis-server, its dump.rdb copied in): each key is restored as
+/// RESTORE restores a DUMP of it, with its expiry, idle time and
+/// frequency. Keys already expired are left out, as Redis leaves them
+/// out when a primary loads.
+fn load_rdb(
+    server: &Server,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    data: &[u8],
+) -> Result<u64, String> {
+    let enc = server.tun.encodings();
+    let now = now_ms();
+    let mut db = usize::MAX;
+    let loaded = super::rdb::read_file(data, &enc, |k| {
+        if k.expire_ms.is_some_and(|at| at <= now) {
+            return Ok(());
+        }
+        let mut run = |argv: &[&[u8]]| {
+            let argv: Vec<bytes::Bytes> = argv
+                .iter()
+                .map(|a| bytes::Bytes::copy_from_slice(a))
+                .collect();
+            command::replay(server, client, out, &argv).map_err(|e| e.to_string())
+        };
+        if k.db != db {
+            run(&[b"SELECT", k.db.to_string().as_bytes()])
+                .map_err(|e| format!("Bad RDB file: database {}: {e}", k.db))?;
+            db = k.db;
+        }
+        let ttl = k.expire_ms.unwrap_or(0).to_string();
+        let mut argv: Vec<&[u8]> = vec![b"RESTORE", &k.key, ttl.as_bytes(), &k.payload, b"REPLACE"];
+        if k.expire_ms.is_some() {
+            argv.push(b"ABSTTL");
+        }
+        let (idle, freq) = (
+            k.idle_secs.map(|i| i.to_string()),
+            k.freq.map(|f| f.to_string()),
+        );
+        if let Some(i) = &idle {
+            argv.extend([&b"IDLETIME"[..], i.as_bytes()]);
+        } else if let Some(f) = &freq {
+            argv.extend([&b"FREQ"[..], f.as_bytes()]);
+        }
+        run(&argv)
+            .map_err(|e| format!("Bad RDB file: key {}: {e}", String::from_utf8_lossy(&k.key)))
+    })?;
+    tracing::info!("Loaded {loaded} keys from a Redis RDB file");
+    Ok(loaded)
+}
+
 fn replay_all(
     server: &Server,
     client: &mut Client,
@@ -109,6 +171,13 @@ fn replay_all(
         let data = fs::read(&path)
             .map_err(|e| format!("Can't read the append only file {}: {e}", path.display()))?;
         let last = i + 1 == files.len();
+        if i == 0 && manifest.base.is_some() && super::rdb::is_rdb_file(&data) {
+            report.records += load_rdb(server, client, &mut out, &data)
+                .map_err(|e| format!("{e} ({})", path.display()))?
+                as usize;
+            report.bytes += data.len() as u64;
+            continue;
+        }
         let scanned = scan(&data, |payload| {
             let mut buf = BytesMut::from(payload);
             loop {

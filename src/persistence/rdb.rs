@@ -1,4 +1,6 @@
-//! One value in Redis's RDB encoding, and the DUMP payload around it.
+//! One value in Redis's RDB encoding, the DUMP payload around it, and
+//! whole RDB files as redis-server writes them (read only: a node migrating
+//! from Redis starts from its dump.rdb).
 //!
 //! ```text
 //!  DUMP payload:  [type byte][value encoding][RDB version: u16 LE][CRC64: u64 LE]
@@ -461,6 +463,124 @@ pub fn restore(payload: &[u8], enc: &Encodings) -> Result<Value, RdbError> {
         return Err(RdbError::BadFormat);
     }
     Ok(v)
+}
+
+/// One key of a Redis RDB file, ready to be restored: its value as a DUMP
+/// payload (so RESTORE's checks and decoding apply unchanged).
+pub struct RdbKey {
+    pub db: usize,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    /// Absolute Unix ms, if the key expires.
+    pub expire_ms: Option<i64>,
+    pub idle_secs: Option<u64>,
+    pub freq: Option<u8>,
+}
+
+/// Whether `data` starts like a Redis RDB file (`REDIS` and a 4-digit
+/// version), not a Shoal snapshot.
+pub fn is_rdb_file(data: &[u8]) -> bool {
+    data.len() >= 9 && &data[..5] == b"REDIS" && data[5..9].iter().all(u8::is_ascii_digit)
+}
+
+/// Reads a whole Redis RDB file (what redis-server's SAVE writes, up to
+/// version 12), handing each key to `each` in file order. Checked as
+/// Redis checks it (the trailing CRC-64 unless zero); streams, modules
+/// and functions, which Shoal does not have, and pre-7 ziplist encodings
+/// are refused by name.
+pub fn read_file(
+    data: &[u8],
+    enc: &Encodings,
+    mut each: impl FnMut(RdbKey) -> Result<(), String>,
+) -> Result<u64, String> {
+    let bad = |what: &str| format!("Bad RDB file: {what}");
+    if !is_rdb_file(data) {
+        return Err(bad("no REDIS signature"));
+    }
+    let version: u16 = std::str::from_utf8(&data[5..9]).unwrap().parse().unwrap();
+    if version > MAX_READ_VERSION {
+        return Err(format!(
+            "Can't handle RDB format version {version} (Redis 7.0 to 7.4 write 10 to 12)"
+        ));
+    }
+    let mut r = Reader { b: &data[9..] };
+    let short = |_| bad("unexpected end of file");
+    let (mut db, mut keys) = (0usize, 0u64);
+    let (mut expire_ms, mut idle_secs, mut freq) = (None, None, None);
+    loop {
+        let op = r.byte().map_err(short)?;
+        match op {
+            0xFF => {
+                if version >= 5 {
+                    let at = data.len() - r.b.len();
+                    let sum = u64::from_le_bytes(r.take(8).map_err(short)?.try_into().unwrap());
+                    if sum != 0 && sum != CRC64.checksum(&data[..at]) {
+                        return Err(bad("wrong checksum"));
+                    }
+                }
+                return Ok(keys);
+            }
+            0xFE => db = r.len().map_err(short)?,
+            0xFB => {
+                r.len().map_err(short)?;
+                r.len().map_err(short)?;
+            }
+            0xFA => {
+                r.bytes().map_err(short)?;
+                r.bytes().map_err(short)?;
+            }
+            0xFC => {
+                let ms = u64::from_le_bytes(r.take(8).map_err(short)?.try_into().unwrap());
+                expire_ms = Some(ms as i64);
+            }
+            0xFD => {
+                let s = u32::from_le_bytes(r.take(4).map_err(short)?.try_into().unwrap());
+                expire_ms = Some(s as i64 * 1000);
+            }
+            0xF9 => freq = Some(r.byte().map_err(short)?),
+            0xF8 => idle_secs = Some(r.len().map_err(short)? as u64),
+            0xF7 => return Err(bad("module data, which Shoal cannot load")),
+            0xF5 | 0xF6 => return Err(bad("a function library, which Shoal cannot load")),
+            kind => {
+                let key = r.bytes().map_err(short)?;
+                let start = r.b;
+                match kind {
+                    9 | 10 | 12 | 13 | 14 => {
+                        return Err(bad(&format!(
+                            "key {} is in an encoding of Redis before 7 (type {kind}); load and save the file with Redis 7 first",
+                            String::from_utf8_lossy(&key)
+                        )))
+                    }
+                    15 | 19 | 21 => {
+                        return Err(bad(&format!(
+                            "key {} is a stream, which Shoal does not have",
+                            String::from_utf8_lossy(&key)
+                        )))
+                    }
+                    6 | 7 => return Err(bad("module data, which Shoal cannot load")),
+                    _ => {}
+                }
+                read_value(&mut r, kind, enc)
+                    .map_err(|e| bad(&format!("key {}: {e}", String::from_utf8_lossy(&key))))?;
+                let value = &start[..start.len() - r.b.len()];
+                let mut payload = Vec::with_capacity(value.len() + 11);
+                payload.push(kind);
+                payload.extend_from_slice(value);
+                payload.extend_from_slice(&WRITE_VERSION.max(version).to_le_bytes());
+                let crc = CRC64.checksum(&payload);
+                payload.extend_from_slice(&crc.to_le_bytes());
+                each(RdbKey {
+                    db,
+                    key,
+                    payload,
+                    expire_ms: expire_ms.take(),
+                    idle_secs: idle_secs.take(),
+                    freq: freq.take(),
+                })?;
+                keys += 1;
+            }
+        }
+    }
 }
 
 /// LZF decompression (the format Redis compresses long strings with).

@@ -940,3 +940,158 @@ fn a_failed_snapshot_stops_writes_until_one_succeeds() {
     eventually("the snapshot succeeded", || status(&mut r) == "ok");
     ok(&mut r, &["SET", "k", "x"]);
 }
+
+/// A node taking over from redis-server starts from its dump.rdb: every
+/// type in each of Redis's encodings, LZF-compressed strings, expiries and
+/// several databases come back with Redis's own digest, with or without
+/// the log (the RDB then becomes the log's base until the next rewrite).
+/// What Shoal does not have (a stream) is refused by name.
+#[test]
+fn a_redis_dump_rdb_starts_a_node_with_its_data() {
+    let reference = crate::support::ReferenceRedis::start();
+    let mut r = reference.raw();
+    let big = "a".repeat(3000);
+    let mut script: Vec<Vec<String>> = vec![
+        vec!["SET".into(), "s".into(), "hello".into()],
+        vec!["SET".into(), "n".into(), "-12345".into()],
+        vec!["SET".into(), "big".into(), big],
+        vec![
+            "SET".into(),
+            "ttl".into(),
+            "v".into(),
+            "EX".into(),
+            "1000".into(),
+        ],
+        vec![
+            "RPUSH".into(),
+            "l".into(),
+            "a".into(),
+            "1".into(),
+            "b".into(),
+        ],
+        vec![
+            "SADD".into(),
+            "si".into(),
+            "1".into(),
+            "2".into(),
+            "-3".into(),
+        ],
+        vec!["SADD".into(), "ss".into(), "x".into(), "y".into()],
+        vec![
+            "HSET".into(),
+            "h".into(),
+            "f".into(),
+            "v".into(),
+            "g".into(),
+            "7".into(),
+        ],
+        vec![
+            "ZADD".into(),
+            "z".into(),
+            "1".into(),
+            "a".into(),
+            "-2.5".into(),
+            "b".into(),
+            "inf".into(),
+            "c".into(),
+        ],
+        vec!["SELECT".into(), "3".into()],
+        vec!["SET".into(), "elsewhere".into(), "x".into()],
+        vec!["SELECT".into(), "0".into()],
+    ];
+    for i in 0..300 {
+        script.push(vec![
+            "RPUSH".into(),
+            "biglist".into(),
+            format!("element:{i}"),
+        ]);
+        script.push(vec!["SADD".into(), "bigset".into(), format!("m{i}")]);
+        script.push(vec![
+            "SADD".into(),
+            "bigints".into(),
+            format!("{}", i * 1000),
+        ]);
+        script.push(vec![
+            "HSET".into(),
+            "bighash".into(),
+            format!("f{i}"),
+            format!("v{i}"),
+        ]);
+        script.push(vec![
+            "ZADD".into(),
+            "bigz".into(),
+            format!("{i}.5"),
+            format!("m{i}"),
+        ]);
+    }
+    for c in &script {
+        let args: Vec<&str> = c.iter().map(String::as_str).collect();
+        assert!(!matches!(r.call(&args), Frame::Error(_)), "{args:?}");
+    }
+    assert_eq!(r.call(&["SAVE"]), Frame::Simple("OK".into()));
+    let digest = r.call(&["DEBUG", "DIGEST"]);
+    let rdb = reference.dir().join("dump.rdb");
+    for appendonly in ["no", "yes"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(&rdb, dir.path().join("dump.rdb")).unwrap();
+        let d = dir.path().to_str().unwrap();
+        let node = TestNode::start_with(&[
+            "--dir",
+            d,
+            "--dbfilename",
+            "dump.rdb",
+            "--appendonly",
+            appendonly,
+        ]);
+        let mut s = node.raw();
+        assert_eq!(
+            s.call(&["DEBUG", "DIGEST"]),
+            digest,
+            "appendonly {appendonly}"
+        );
+        let ttl = int(&mut s, &["TTL", "ttl"]);
+        assert!((990..=1000).contains(&ttl), "{ttl}");
+        ok(&mut s, &["SELECT", "3"]);
+        assert_eq!(bulk(&mut s, &["GET", "elsewhere"]).as_deref(), Some("x"));
+        if appendonly == "yes" {
+            // The log goes on from the RDB base across a restart.
+            ok(&mut s, &["SET", "after", "1"]);
+            let mut node = node;
+            node.restart(&[]).unwrap();
+            let mut s = node.raw();
+            ok(&mut s, &["SELECT", "3"]);
+            assert_eq!(bulk(&mut s, &["GET", "after"]).as_deref(), Some("1"));
+        }
+    }
+
+    // A stream: refused by name, the file left alone.
+    assert!(!matches!(
+        r.call(&["XADD", "events", "*", "a", "1"]),
+        Frame::Error(_)
+    ));
+    assert_eq!(r.call(&["SAVE"]), Frame::Simple("OK".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("dump.rdb");
+    std::fs::copy(&rdb, &copy).unwrap();
+    let out = std::process::Command::new(crate::support::BIN)
+        .args([
+            "--port",
+            "0",
+            "--appendonly",
+            "no",
+            "--dbfilename",
+            "dump.rdb",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("key events is a stream, which Shoal does not have"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&rdb).unwrap());
+}

@@ -442,6 +442,11 @@ impl ReferenceRedis {
     pub fn raw(&self) -> Raw<UnixStream> {
         Raw::unix(&self.socket)
     }
+
+    /// Its data directory (where SAVE writes dump.rdb).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
 }
 
 impl Drop for ReferenceRedis {
