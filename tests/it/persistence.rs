@@ -1054,8 +1054,13 @@ fn a_redis_dump_rdb_starts_a_node_with_its_data() {
         ok(&mut s, &["SELECT", "3"]);
         assert_eq!(bulk(&mut s, &["GET", "elsewhere"]).as_deref(), Some("x"));
         if appendonly == "yes" {
-            // The log goes on from the RDB base across a restart.
+            // The log goes on from the RDB base across a crash (once the
+            // write is on disk).
             ok(&mut s, &["SET", "after", "1"]);
+            assert_eq!(
+                s.call(&["WAITAOF", "1", "0", "0"]),
+                Frame::Array(vec![Frame::Int(1), Frame::Int(0)])
+            );
             let mut node = node;
             node.restart(&[]).unwrap();
             let mut s = node.raw();
