@@ -13,7 +13,9 @@
 //!  list  (1):  [len] [string]...            set (2): [len] [string]...
 //!  hash  (4):  [len] [field][value]...      zset (5): [len] ([member][f64 LE])...
 //!  read only, Redis 7's compact forms: 11 intset, 16 hash listpack,
-//!  17 zset listpack, 18 quicklist of listpacks, 20 set listpack
+//!  17 zset listpack, 18 quicklist of listpacks, 20 set listpack; and
+//!  Redis 6's: 10 list ziplist, 12 zset ziplist, 13 hash ziplist,
+//!  14 quicklist of ziplists
 //! ```
 //!
 //! Shoal writes collections in RDB's plain element-by-element types, which
@@ -38,7 +40,11 @@ const RDB_TYPE_SET: u8 = 2;
 const RDB_TYPE_ZSET: u8 = 3;
 const RDB_TYPE_HASH: u8 = 4;
 const RDB_TYPE_ZSET_2: u8 = 5;
+const RDB_TYPE_LIST_ZIPLIST: u8 = 10;
 const RDB_TYPE_SET_INTSET: u8 = 11;
+const RDB_TYPE_ZSET_ZIPLIST: u8 = 12;
+const RDB_TYPE_HASH_ZIPLIST: u8 = 13;
+const RDB_TYPE_LIST_QUICKLIST: u8 = 14;
 const RDB_TYPE_HASH_LISTPACK: u8 = 16;
 const RDB_TYPE_ZSET_LISTPACK: u8 = 17;
 const RDB_TYPE_LIST_QUICKLIST_2: u8 = 18;
@@ -238,6 +244,64 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The elements of a ziplist (Redis before 7: small lists, hashes and
+/// sorted sets, and quicklist nodes), as byte strings.
+fn ziplist(zl: &[u8]) -> Result<Vec<Vec<u8>>, RdbError> {
+    let bad = || RdbError::BadFormat;
+    if zl.len() < 11 || u32::from_le_bytes(zl[..4].try_into().unwrap()) as usize != zl.len() {
+        return Err(bad());
+    }
+    let get = |p: usize, n: usize| zl.get(p..p + n).ok_or_else(bad);
+    let int = |p: usize, n: usize| -> Result<i64, RdbError> {
+        let mut buf = [0u8; 8];
+        buf[..n].copy_from_slice(get(p, n)?);
+        let shift = 64 - 8 * n as u32;
+        Ok((i64::from_le_bytes(buf) << shift) >> shift)
+    };
+    let mut out = Vec::new();
+    let mut p = 10;
+    loop {
+        // The previous entry's length: one byte, or 0xFE and four.
+        match *zl.get(p).ok_or_else(bad)? {
+            0xFF => break,
+            0xFE => p += 5,
+            _ => p += 1,
+        }
+        let b = *zl.get(p).ok_or_else(bad)?;
+        let (elem, next) = match b >> 6 {
+            0 => {
+                let n = (b & 0x3F) as usize;
+                (get(p + 1, n)?.to_vec(), p + 1 + n)
+            }
+            1 => {
+                let n = (((b & 0x3F) as usize) << 8) | *zl.get(p + 1).ok_or_else(bad)? as usize;
+                (get(p + 2, n)?.to_vec(), p + 2 + n)
+            }
+            2 if b == 0x80 => {
+                let n = u32::from_be_bytes(get(p + 1, 4)?.try_into().unwrap()) as usize;
+                (get(p + 5, n)?.to_vec(), p + 5 + n)
+            }
+            3 => {
+                let (v, width) = match b {
+                    0xC0 => (int(p + 1, 2)?, 2),
+                    0xD0 => (int(p + 1, 4)?, 4),
+                    0xE0 => (int(p + 1, 8)?, 8),
+                    0xF0 => (int(p + 1, 3)?, 3),
+                    0xFE => (int(p + 1, 1)?, 1),
+                    // 1111xxxx: 0 to 12, stored plus one.
+                    0xF1..=0xFD => ((b & 0x0F) as i64 - 1, 0),
+                    _ => return Err(bad()),
+                };
+                (v.to_string().into_bytes(), p + 1 + width)
+            }
+            _ => return Err(bad()),
+        };
+        out.push(elem);
+        p = next;
+    }
+    Ok(out)
+}
+
 /// The elements of a listpack, as byte strings (integers formatted).
 fn listpack(lp: &[u8]) -> Result<Vec<Vec<u8>>, RdbError> {
     let bad = || RdbError::BadFormat;
@@ -392,6 +456,36 @@ fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbErr
             }
             Value::List(Box::new(l))
         }
+        RDB_TYPE_LIST_ZIPLIST => {
+            let mut l = List::default();
+            ziplist(&r.bytes()?)?
+                .iter()
+                .for_each(|e| l.push_back(e, enc.list));
+            Value::List(Box::new(l))
+        }
+        RDB_TYPE_LIST_QUICKLIST => {
+            let nodes = r.count(1)?;
+            let mut l = List::default();
+            for _ in 0..nodes {
+                ziplist(&r.bytes()?)?
+                    .iter()
+                    .for_each(|e| l.push_back(e, enc.list));
+            }
+            Value::List(Box::new(l))
+        }
+        RDB_TYPE_HASH_ZIPLIST => hash_from(ziplist(&r.bytes()?)?, enc)?,
+        RDB_TYPE_ZSET_ZIPLIST => {
+            let items = ziplist(&r.bytes()?)?;
+            if !items.len().is_multiple_of(2) {
+                return Err(RdbError::BadFormat);
+            }
+            zset_from(
+                items
+                    .chunks(2)
+                    .map(|c| Ok((c[0].clone(), score_of(&c[1])?))),
+                enc,
+            )?
+        }
         RDB_TYPE_SET => {
             let n = r.count(1)?;
             let members = (0..n).map(|_| r.bytes()).collect::<Result<_, _>>()?;
@@ -486,8 +580,8 @@ pub fn is_rdb_file(data: &[u8]) -> bool {
 /// Reads a whole Redis RDB file (what redis-server's SAVE writes, up to
 /// version 12), handing each key to `each` in file order. Checked as
 /// Redis checks it (the trailing CRC-64 unless zero); streams, modules
-/// and functions, which Shoal does not have, and pre-7 ziplist encodings
-/// are refused by name.
+/// and functions, which Shoal does not have, and the zipmaps of Redis
+/// before 2.6 are refused by name.
 pub fn read_file(
     data: &[u8],
     enc: &Encodings,
@@ -545,9 +639,9 @@ pub fn read_file(
                 let key = r.bytes().map_err(short)?;
                 let start = r.b;
                 match kind {
-                    9 | 10 | 12 | 13 | 14 => {
+                    9 => {
                         return Err(bad(&format!(
-                            "key {} is in an encoding of Redis before 7 (type {kind}); load and save the file with Redis 7 first",
+                            "key {} is a zipmap of Redis before 2.6; load and save the file with a newer Redis first",
                             String::from_utf8_lossy(&key)
                         )))
                     }
@@ -632,6 +726,81 @@ fn lzf_decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, RdbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ziplist as Redis 6 writes one: every entry encoding, and a
+    /// previous-entry length that takes five bytes.
+    fn a_ziplist(entries: &[&[u8]]) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut prev = 0usize;
+        for e in entries {
+            let start = body.len();
+            if prev < 254 {
+                body.push(prev as u8);
+            } else {
+                body.push(0xFE);
+                body.extend((prev as u32).to_le_bytes());
+            }
+            body.extend_from_slice(e);
+            prev = body.len() - start;
+        }
+        let mut zl = Vec::new();
+        zl.extend(((body.len() + 11) as u32).to_le_bytes());
+        zl.extend(0u32.to_le_bytes());
+        zl.extend((entries.len() as u16).to_le_bytes());
+        zl.extend(body);
+        zl.push(0xFF);
+        zl
+    }
+
+    #[test]
+    fn ziplists_of_redis_6_decode() {
+        let long = vec![b'y'; 300];
+        let mid = vec![b'z'; 70];
+        let mut e_long = vec![0x80];
+        e_long.extend((300u32).to_be_bytes());
+        e_long.extend(&long);
+        let mut e_mid = vec![0x40, 70];
+        e_mid.extend(&mid);
+        let entries: Vec<Vec<u8>> = vec![
+            [&[0x03u8][..], b"abc"].concat(),
+            e_mid,
+            e_long,
+            [&[0xC0u8][..], &1000i16.to_le_bytes()].concat(),
+            [&[0xD0u8][..], &100000i32.to_le_bytes()].concat(),
+            [&[0xE0u8][..], &(1i64 << 40).to_le_bytes()].concat(),
+            [&[0xF0u8][..], &(-70000i32).to_le_bytes()[..3]].concat(),
+            vec![0xFE, (-5i8) as u8],
+            vec![0xF7],
+        ];
+        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        let got = ziplist(&a_ziplist(&refs)).unwrap();
+        let want: Vec<Vec<u8>> = vec![
+            b"abc".to_vec(),
+            mid,
+            long,
+            b"1000".to_vec(),
+            b"100000".to_vec(),
+            (1i64 << 40).to_string().into_bytes(),
+            b"-70000".to_vec(),
+            b"-5".to_vec(),
+            b"6".to_vec(),
+        ];
+        assert_eq!(got, want);
+        // A DUMP of a Redis 6 hash (type 13) restores.
+        let zl = a_ziplist(&[b"\x01f", b"\x01v", b"\x01g", &[0xF3]]);
+        let mut payload = vec![RDB_TYPE_HASH_ZIPLIST];
+        write_bytes(&mut payload, &zl);
+        payload.extend(9u16.to_le_bytes());
+        let crc = CRC64.checksum(&payload);
+        payload.extend(crc.to_le_bytes());
+        let v = restore(&payload, &Encodings::default()).unwrap();
+        let h = Hash::of(&v).expect("a hash");
+        assert_eq!(
+            (h.len(), h.get(b"f"), h.get(b"g")),
+            (2, Some(&b"v"[..]), Some(&b"2"[..]))
+        );
+        assert!(ziplist(&zl[..zl.len() - 1]).is_err());
+    }
 
     #[test]
     fn payload_round_trips() {
