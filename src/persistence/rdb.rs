@@ -429,6 +429,20 @@ fn set_from(members: Vec<Vec<u8>>, enc: &Encodings) -> Result<Value, RdbError> {
 }
 
 /// Decodes the value of one RDB type (everything a DUMP payload can hold).
+/// A sorted set from a packed run (ziplist or listpack) of member and
+/// score-as-text pairs.
+fn zset_from_packed(items: Vec<Vec<u8>>, enc: &Encodings) -> Result<Value, RdbError> {
+    if !items.len().is_multiple_of(2) {
+        return Err(RdbError::BadFormat);
+    }
+    zset_from(
+        items
+            .chunks(2)
+            .map(|c| Ok((c[0].clone(), score_of(&c[1])?))),
+        enc,
+    )
+}
+
 fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbError> {
     Ok(match kind {
         RDB_TYPE_STRING => r.string()?,
@@ -474,18 +488,7 @@ fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbErr
             Value::List(Box::new(l))
         }
         RDB_TYPE_HASH_ZIPLIST => hash_from(ziplist(&r.bytes()?)?, enc)?,
-        RDB_TYPE_ZSET_ZIPLIST => {
-            let items = ziplist(&r.bytes()?)?;
-            if !items.len().is_multiple_of(2) {
-                return Err(RdbError::BadFormat);
-            }
-            zset_from(
-                items
-                    .chunks(2)
-                    .map(|c| Ok((c[0].clone(), score_of(&c[1])?))),
-                enc,
-            )?
-        }
+        RDB_TYPE_ZSET_ZIPLIST => zset_from_packed(ziplist(&r.bytes()?)?, enc)?,
         RDB_TYPE_SET => {
             let n = r.count(1)?;
             let members = (0..n).map(|_| r.bytes()).collect::<Result<_, _>>()?;
@@ -520,18 +523,7 @@ fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbErr
                 enc,
             )?
         }
-        RDB_TYPE_ZSET_LISTPACK => {
-            let items = listpack(&r.bytes()?)?;
-            if !items.len().is_multiple_of(2) {
-                return Err(RdbError::BadFormat);
-            }
-            zset_from(
-                items
-                    .chunks(2)
-                    .map(|c| Ok((c[0].clone(), score_of(&c[1])?))),
-                enc,
-            )?
-        }
+        RDB_TYPE_ZSET_LISTPACK => zset_from_packed(listpack(&r.bytes()?)?, enc)?,
         _ => return Err(RdbError::BadFormat),
     })
 }

@@ -183,358 +183,76 @@ fn geo_searches_match_redis() {
     ];
     for (lon, lat) in centres {
         for (r, u) in radii {
-            c(&["GEOSEARCH", "w", "FROMLONLAT", lon, lat, "BYRADIUS", r, u]);
-            c(&[
-                "GEOSEARCH",
-                "w",
-                "FROMLONLAT",
-                lon,
-                lat,
-                "BYRADIUS",
-                r,
-                u,
-                "WITHDIST",
-                "WITHCOORD",
-                "WITHHASH",
-                "ASC",
-            ]);
-            c(&[
-                "GEOSEARCH",
-                "w",
-                "FROMLONLAT",
-                lon,
-                lat,
-                "BYBOX",
-                r,
-                r,
-                u,
-                "DESC",
-                "WITHDIST",
-            ]);
-            c(&[
-                "GEOSEARCH",
-                "w",
-                "FROMLONLAT",
-                lon,
-                lat,
-                "BYBOX",
-                r,
-                "10",
-                u,
-            ]);
-            c(&["GEORADIUS", "w", lon, lat, r, u, "COUNT", "5", "WITHDIST"]);
-            c(&["GEORADIUS_RO", "w", lon, lat, r, u, "COUNT", "3", "ANY"]);
+            for q in [
+                format!("GEOSEARCH w FROMLONLAT {lon} {lat} BYRADIUS {r} {u}"),
+                format!("GEOSEARCH w FROMLONLAT {lon} {lat} BYRADIUS {r} {u} WITHDIST WITHCOORD WITHHASH ASC"),
+                format!("GEOSEARCH w FROMLONLAT {lon} {lat} BYBOX {r} {r} {u} DESC WITHDIST"),
+                format!("GEOSEARCH w FROMLONLAT {lon} {lat} BYBOX {r} 10 {u}"),
+                format!("GEORADIUS w {lon} {lat} {r} {u} COUNT 5 WITHDIST"),
+                format!("GEORADIUS_RO w {lon} {lat} {r} {u} COUNT 3 ANY"),
+            ] {
+                c(&q.split(' ').collect::<Vec<_>>());
+            }
         }
     }
     for m in ["c0", "c7", "p3", "p299"] {
-        c(&[
-            "GEOSEARCH",
-            "w",
-            "FROMMEMBER",
-            m,
-            "BYRADIUS",
-            "50",
-            "km",
-            "WITHDIST",
-        ]);
-        c(&[
-            "GEORADIUSBYMEMBER",
-            "w",
-            m,
-            "2000",
-            "km",
-            "COUNT",
-            "10",
-            "DESC",
-        ]);
-        c(&["GEORADIUSBYMEMBER_RO", "w", m, "100", "km", "WITHCOORD"]);
+        for q in [
+            format!("GEOSEARCH w FROMMEMBER {m} BYRADIUS 50 km WITHDIST"),
+            format!("GEORADIUSBYMEMBER w {m} 2000 km COUNT 10 DESC"),
+            format!("GEORADIUSBYMEMBER_RO w {m} 100 km WITHCOORD"),
+        ] {
+            c(&q.split(' ').collect::<Vec<_>>());
+        }
     }
-    // Stored results, as geohashes and as distances.
-    c(&[
-        "GEOSEARCHSTORE",
-        "dst",
-        "w",
-        "FROMLONLAT",
-        "2.35",
-        "48.85",
-        "BYRADIUS",
-        "20",
-        "km",
-    ]);
-    c(&["ZRANGE", "dst", "0", "-1", "WITHSCORES"]);
-    c(&[
-        "GEOSEARCHSTORE",
-        "dst",
-        "w",
-        "FROMMEMBER",
-        "c1",
-        "BYBOX",
-        "40",
-        "40",
-        "km",
-        "STOREDIST",
-        "COUNT",
-        "7",
-    ]);
-    c(&["ZRANGE", "dst", "0", "-1", "WITHSCORES"]);
-    c(&["GEORADIUS", "w", "2.35", "48.85", "10", "km", "STORE", "r1"]);
-    c(&[
-        "GEORADIUSBYMEMBER",
-        "w",
-        "c2",
-        "10",
-        "km",
-        "STOREDIST",
-        "r2",
-    ]);
-    c(&["ZRANGE", "r1", "0", "-1", "WITHSCORES"]);
-    c(&["ZRANGE", "r2", "0", "-1", "WITHSCORES"]);
-    c(&[
-        "GEOSEARCHSTORE",
-        "dst",
-        "w",
-        "FROMLONLAT",
-        "0",
-        "0",
-        "BYRADIUS",
-        "1",
-        "m",
-    ]);
-    c(&["EXISTS", "dst"]);
-    c(&[
-        "GEOSEARCHSTORE",
-        "r1",
-        "nokey",
-        "FROMLONLAT",
-        "0",
-        "0",
-        "BYRADIUS",
-        "1",
-        "m",
-    ]);
-    c(&["EXISTS", "r1"]);
-    // A missing key, and every error.
-    c(&[
-        "GEOSEARCH",
-        "nokey",
-        "FROMMEMBER",
-        "x",
-        "BYRADIUS",
-        "1",
-        "km",
-    ]);
-    c(&["GEORADIUSBYMEMBER", "nokey", "x", "-1", "km"]);
-    c(&["GEORADIUS", "nokey", "0", "0", "1", "km"]);
-    for bad in [
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMMEMBER",
-            "nosuch",
-            "BYRADIUS",
-            "1",
-            "km",
-        ][..],
-        &["GEOSEARCH", "w", "FROMLONLAT", "0", "0"],
-        &["GEOSEARCH", "w", "BYRADIUS", "1", "km"],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "1",
-            "km",
-            "BYBOX",
-            "1",
-            "1",
-            "km",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "FROMMEMBER",
-            "c1",
-            "BYRADIUS",
-            "1",
-            "km",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "x",
-            "km",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "-1",
-            "km",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "1",
-            "yd",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYBOX",
-            "x",
-            "1",
-            "km",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYBOX",
-            "1",
-            "x",
-            "km",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYBOX",
-            "1",
-            "-1",
-            "km",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "200",
-            "0",
-            "BYRADIUS",
-            "1",
-            "km",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "1",
-            "km",
-            "COUNT",
-            "0",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "1",
-            "km",
-            "COUNT",
-            "x",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "1",
-            "km",
-            "ANY",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "1",
-            "km",
-            "STORE",
-            "x",
-        ],
-        &[
-            "GEOSEARCH",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "1",
-            "km",
-            "STOREDIST",
-        ],
-        &[
-            "GEOSEARCHSTORE",
-            "d",
-            "w",
-            "FROMLONLAT",
-            "0",
-            "0",
-            "BYRADIUS",
-            "1",
-            "km",
-            "WITHDIST",
-        ],
-        &[
-            "GEORADIUS",
-            "w",
-            "0",
-            "0",
-            "1",
-            "km",
-            "STORE",
-            "d",
-            "WITHHASH",
-        ],
-        &["GEORADIUS_RO", "w", "0", "0", "1", "km", "STORE", "d"],
-        &[
-            "GEORADIUS",
-            "w",
-            "0",
-            "0",
-            "1",
-            "km",
-            "FROMLONLAT",
-            "0",
-            "0",
-        ],
-        &["GEORADIUS", "w", "0", "91", "1", "km"],
-        &["GEORADIUSBYMEMBER", "w", "nosuch", "1", "km"],
-        &["GEORADIUSBYMEMBER", "w", "c1", "x", "km"],
-        &["geosearch", "w", "BYRADIUS", "1", "km", "ASC"],
+    // Stored results, as geohashes and as distances; a missing key.
+    for q in [
+        "GEOSEARCHSTORE dst w FROMLONLAT 2.35 48.85 BYRADIUS 20 km",
+        "ZRANGE dst 0 -1 WITHSCORES",
+        "GEOSEARCHSTORE dst w FROMMEMBER c1 BYBOX 40 40 km STOREDIST COUNT 7",
+        "ZRANGE dst 0 -1 WITHSCORES",
+        "GEORADIUS w 2.35 48.85 10 km STORE r1",
+        "GEORADIUSBYMEMBER w c2 10 km STOREDIST r2",
+        "ZRANGE r1 0 -1 WITHSCORES",
+        "ZRANGE r2 0 -1 WITHSCORES",
+        "GEOSEARCHSTORE dst w FROMLONLAT 0 0 BYRADIUS 1 m",
+        "EXISTS dst",
+        "GEOSEARCHSTORE r1 nokey FROMLONLAT 0 0 BYRADIUS 1 m",
+        "EXISTS r1",
+        "GEOSEARCH nokey FROMMEMBER x BYRADIUS 1 km",
+        "GEORADIUSBYMEMBER nokey x -1 km",
+        "GEORADIUS nokey 0 0 1 km",
     ] {
-        c(bad);
+        c(&q.split(' ').collect::<Vec<_>>());
+    }
+    // Every error, word for word.
+    for bad in [
+        "GEOSEARCH w FROMMEMBER nosuch BYRADIUS 1 km",
+        "GEOSEARCH w FROMLONLAT 0 0",
+        "GEOSEARCH w BYRADIUS 1 km",
+        "GEOSEARCH w FROMLONLAT 0 0 BYRADIUS 1 km BYBOX 1 1 km",
+        "GEOSEARCH w FROMLONLAT 0 0 FROMMEMBER c1 BYRADIUS 1 km",
+        "GEOSEARCH w FROMLONLAT 0 0 BYRADIUS x km",
+        "GEOSEARCH w FROMLONLAT 0 0 BYRADIUS -1 km",
+        "GEOSEARCH w FROMLONLAT 0 0 BYRADIUS 1 yd",
+        "GEOSEARCH w FROMLONLAT 0 0 BYBOX x 1 km",
+        "GEOSEARCH w FROMLONLAT 0 0 BYBOX 1 x km",
+        "GEOSEARCH w FROMLONLAT 0 0 BYBOX 1 -1 km",
+        "GEOSEARCH w FROMLONLAT 200 0 BYRADIUS 1 km",
+        "GEOSEARCH w FROMLONLAT 0 0 BYRADIUS 1 km COUNT 0",
+        "GEOSEARCH w FROMLONLAT 0 0 BYRADIUS 1 km COUNT x",
+        "GEOSEARCH w FROMLONLAT 0 0 BYRADIUS 1 km ANY",
+        "GEOSEARCH w FROMLONLAT 0 0 BYRADIUS 1 km STORE x",
+        "GEOSEARCH w FROMLONLAT 0 0 BYRADIUS 1 km STOREDIST",
+        "GEOSEARCHSTORE d w FROMLONLAT 0 0 BYRADIUS 1 km WITHDIST",
+        "GEORADIUS w 0 0 1 km STORE d WITHHASH",
+        "GEORADIUS_RO w 0 0 1 km STORE d",
+        "GEORADIUS w 0 0 1 km FROMLONLAT 0 0",
+        "GEORADIUS w 0 91 1 km",
+        "GEORADIUSBYMEMBER w nosuch 1 km",
+        "GEORADIUSBYMEMBER w c1 x km",
+        "geosearch w BYRADIUS 1 km ASC",
+    ] {
+        c(&bad.split(' ').collect::<Vec<_>>());
     }
     c(&["SET", "str", "v"]);
     c(&[

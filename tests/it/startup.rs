@@ -446,23 +446,26 @@ fn a_supervised_node_tells_its_service_manager() {
         let n = sock.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
+    let supervised = |mode: &str, var: &str, value: &std::ffi::OsStr| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "--port",
+            "0",
+            "--dir",
+            d,
+            "--appendonly",
+            "no",
+            "--supervised",
+            mode,
+        ])
+        .env_remove("UPSTART_JOB")
+        .env_remove("NOTIFY_SOCKET")
+        .env(var, value)
+        .stdout(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
     for mode in ["systemd", "auto"] {
-        let mut child = Command::new(BIN)
-            .args([
-                "--port",
-                "0",
-                "--dir",
-                d,
-                "--appendonly",
-                "no",
-                "--supervised",
-                mode,
-            ])
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env_remove("UPSTART_JOB")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = supervised(mode, "NOTIFY_SOCKET", sock_path.as_os_str());
         let (_, port) = ready(&mut child);
         assert_eq!(recv(), "STATUS=Ready to accept connections\n");
         assert_eq!(recv(), "READY=1\n");
@@ -472,21 +475,7 @@ fn a_supervised_node_tells_its_service_manager() {
         assert!(child.wait().unwrap().success());
     }
 
-    let mut child = Command::new(BIN)
-        .args([
-            "--port",
-            "0",
-            "--dir",
-            d,
-            "--appendonly",
-            "no",
-            "--supervised",
-            "upstart",
-        ])
-        .env("UPSTART_JOB", "shoal")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = supervised("upstart", "UPSTART_JOB", std::ffi::OsStr::new("shoal"));
     let (_, port) = ready(&mut child);
     let state = || {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
