@@ -109,8 +109,12 @@ fn decode(score: f64) -> (f64, f64) {
     let (ilat, ilon) = (squash(bits), squash(bits >> 1));
     let scale = (1u64 << STEP) as f64;
     let edge = |i: u32, min: f64, max: f64| min + (i as f64 / scale) * (max - min);
-    let lat = (edge(ilat, LAT_MIN, LAT_MAX) + edge(ilat + 1, LAT_MIN, LAT_MAX)) / 2.0;
-    let lon = (edge(ilon, LONG_MIN, LONG_MAX) + edge(ilon + 1, LONG_MIN, LONG_MAX)) / 2.0;
+    // Any sorted set can be asked (ZADD k 1e300 m, then GEOPOS): a score
+    // beyond 52 bits decodes, clamped, with C's wrapping arithmetic as
+    // Redis's does, never a panic.
+    let lat = (edge(ilat, LAT_MIN, LAT_MAX) + edge(ilat.wrapping_add(1), LAT_MIN, LAT_MAX)) / 2.0;
+    let lon =
+        (edge(ilon, LONG_MIN, LONG_MAX) + edge(ilon.wrapping_add(1), LONG_MIN, LONG_MAX)) / 2.0;
     (lon.clamp(LONG_MIN, LONG_MAX), lat.clamp(LAT_MIN, LAT_MAX))
 }
 
@@ -280,9 +284,9 @@ impl Cell {
         let edge = |i: u32, min: f64, max: f64| min + (i as f64 / scale) * (max - min);
         (
             edge(ilon, LONG_MIN, LONG_MAX),
-            edge(ilon + 1, LONG_MIN, LONG_MAX),
+            edge(ilon.wrapping_add(1), LONG_MIN, LONG_MAX),
             edge(ilat, LAT_MIN, LAT_MAX),
-            edge(ilat + 1, LAT_MIN, LAT_MAX),
+            edge(ilat.wrapping_add(1), LAT_MIN, LAT_MAX),
         )
     }
 
@@ -944,6 +948,27 @@ mod tests {
                 let got: Vec<u64> = v[..=last].iter().map(|e| e.0).collect();
                 assert_eq!(got, want[..=last], "n {n} last {last}");
             }
+        }
+    }
+
+    /// Scores no GEOADD wrote still decode to a position on the map.
+    #[test]
+    fn any_score_decodes_within_bounds() {
+        for score in [
+            0.0,
+            -1.0,
+            1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            (1u64 << 52) as f64,
+            u64::MAX as f64,
+        ] {
+            let (lon, lat) = decode(score);
+            assert!(
+                (LONG_MIN..=LONG_MAX).contains(&lon) && (LAT_MIN..=LAT_MAX).contains(&lat),
+                "{score}"
+            );
+            assert!(!format_coordinate(lon).is_empty());
         }
     }
 
