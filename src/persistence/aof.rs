@@ -91,6 +91,20 @@ pub enum Scan {
 }
 
 /// Reads `data` record by record, handing each good payload to `each`.
+/// Whether a log file starts as Redis writes its append-only files: a
+/// RESP command (`*<count>\r\n$`) or a timestamp annotation (`#TS:`). A
+/// Shoal record starts with its length, which never reads so.
+pub fn is_redis_commands(head: &[u8]) -> bool {
+    if head.starts_with(b"#TS:") {
+        return true;
+    }
+    let Some(rest) = head.strip_prefix(b"*") else {
+        return false;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0 && rest[digits..].starts_with(b"\r\n$")
+}
+
 pub fn scan(
     data: &[u8],
     mut each: impl FnMut(&[u8]) -> Result<(), String>,
@@ -229,6 +243,43 @@ impl AofDir {
     /// Reads the manifest. With none yet, creates the directory, the
     /// manifest and a first incremental file; if `seed` names a snapshot
     /// file (SAVE's), it becomes the base, so a node starts from a backup.
+    /// Why `dir` (the node's data directory) holds Redis's own append-only
+    /// log where Shoal's would be, if it does: Redis 7's plain-command
+    /// incremental files, or Redis 6's single `appendonly.aof`. Shoal must
+    /// neither continue nor cut such files (its checksummed records are
+    /// another format), so start-up stops on this, touching nothing.
+    pub fn redis_log_here(&self, dir: &Path, redis_file: &str) -> Option<String> {
+        let advice = "Shoal does not continue Redis's append only log. To move the data over, have Redis write a snapshot (SAVE), then start Shoal on a directory holding a copy of its dump.rdb and no append only files (--dbfilename dump.rdb)";
+        let single = dir.join(redis_file);
+        if !self.path.join(MANIFEST).exists() && single.is_file() {
+            return Some(format!(
+                "{} is Redis's single-file append only log. {advice}",
+                single.display()
+            ));
+        }
+        let m = fs::read_to_string(self.path.join(MANIFEST)).ok()?;
+        let m = Manifest::parse(&m).ok()?;
+        m.incr.iter().find_map(|(name, _)| {
+            let mut head = [0u8; 32];
+            let n = fs::File::open(self.path.join(name))
+                .and_then(|mut f| io::Read::read(&mut f, &mut head))
+                .ok()?;
+            // A Shoal file whose first record's length happens to read so
+            // still checks out as records.
+            let redis = is_redis_commands(&head[..n])
+                && !matches!(
+                    fs::read(self.path.join(name)).map(|d| scan(&d, |_| Ok(()))),
+                    Ok(Ok(Scan::Clean { .. }))
+                );
+            redis.then(|| {
+                format!(
+                    "{} holds Redis's plain commands, not Shoal's records. {advice}",
+                    self.path.join(name).display()
+                )
+            })
+        })
+    }
+
     pub fn open_or_create(&self, seed: Option<&Path>) -> io::Result<Manifest> {
         fs::create_dir_all(&self.path)?;
         let mpath = self.path.join(MANIFEST);

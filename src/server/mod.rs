@@ -532,6 +532,10 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     // The log is read before anyone can write, and clients that connect
     // meanwhile are told -LOADING.
     let manifest = if server.log.enabled {
+        let redis_file = server.config.read().get("appendfilename").to_string();
+        if let Some(why) = log_dir.redis_log_here(std::path::Path::new(&dir), &redis_file) {
+            return Err(StartError::Load(why));
+        }
         server.loading.store(true, Relaxed);
         let snapshot = crate::persistence::save::snapshot_path(&server);
         Some(

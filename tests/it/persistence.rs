@@ -1100,3 +1100,81 @@ fn a_redis_dump_rdb_starts_a_node_with_its_data() {
     );
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&rdb).unwrap());
 }
+
+/// A node started where redis-server kept its append-only log (Redis 7's
+/// plain-command files, or Redis 6's single appendonly.aof) refuses to
+/// start and says how to move the data over; it neither cuts Redis's
+/// files as torn records (it did: the data was gone) nor starts empty.
+#[test]
+fn redis_own_append_only_files_are_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut redis = std::process::Command::new("redis-server")
+        .args(["--port", "0", "--appendonly", "yes", "--dir", d])
+        .arg("--unixsocket")
+        .arg(dir.path().join("r.sock"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = dir.path().join("r.sock");
+    eventually("redis-server ready", || {
+        sock.exists() && std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    let mut r = Raw::unix(&sock);
+    assert_eq!(r.call(&["SET", "a", "1"]), Frame::Simple("OK".into()));
+    assert_eq!(r.call(&["RPUSH", "l", "x", "y"]), Frame::Int(2));
+    r.cmd(&["SHUTDOWN"]);
+    let _ = redis.wait();
+    let files = |p: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let aof_dir = dir.path().join("appendonlydir");
+    let before = files(&aof_dir);
+    let out = std::process::Command::new(BIN)
+        .args(["--port", "0", "--dir", d])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("holds Redis's plain commands, not Shoal's records"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Shoal does not continue Redis's append only log"),
+        "{text}"
+    );
+    assert_eq!(files(&aof_dir), before);
+
+    // Redis 6's single file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("appendonly.aof"),
+        b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--port", "0", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("is Redis's single-file append only log"),
+        "{text}"
+    );
+}
