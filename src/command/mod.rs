@@ -1445,6 +1445,9 @@ mod tests {
         );
         assert!(prepare(&s, &mut c, &argv(&["INFO"])).is_ok());
         assert!(prepare(&s, &mut c, &argv(&["CONFIG", "GET", "port"])).is_ok());
+        // As redis-server: a PING while loading is refused too, so a
+        // readiness check built on it waits for the data.
+        assert!(prepare(&s, &mut c, &argv(&["PING"])).is_err());
     }
 
     #[test]

@@ -544,6 +544,12 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
                 .map_err(StartError::Log)?,
         )
     } else {
+        // Without a log, a snapshot in `dir` is the data to start from:
+        // clients are told -LOADING from their first command, not served
+        // an empty dataset until its loading begins.
+        if crate::persistence::save::snapshot_path(&server).exists() {
+            server.loading.store(true, Relaxed);
+        }
         None
     };
 
@@ -617,7 +623,6 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         // No log: a SAVE snapshot in `dir`, if any, is the data to start from.
         let snapshot = crate::persistence::save::snapshot_path(&server);
         if snapshot.exists() {
-            server.loading.store(true, Relaxed);
             let s = server.clone();
             let report = tokio::task::spawn_blocking(move || {
                 crate::persistence::load::load_snapshot(&s, &snapshot)
