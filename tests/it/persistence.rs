@@ -941,6 +941,13 @@ fn a_failed_snapshot_stops_writes_until_one_succeeds() {
     ok(&mut r, &["SET", "k", "x"]);
 }
 
+/// Starts a node that must refuse to start; returns what it said.
+fn refusal(args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} started");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
 /// A node taking over from redis-server starts from its dump.rdb: every
 /// type in each of Redis's encodings, LZF-compressed strings, expiries and
 /// several databases come back with Redis's own digest, with or without
@@ -1078,22 +1085,17 @@ fn a_redis_dump_rdb_starts_a_node_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("dump.rdb");
     std::fs::copy(&rdb, &copy).unwrap();
-    let out = std::process::Command::new(crate::support::BIN)
-        .args([
-            "--port",
-            "0",
-            "--appendonly",
-            "no",
-            "--dbfilename",
-            "dump.rdb",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let d = dir.path().to_str().unwrap();
+    let text = refusal(&[
+        "--port",
+        "0",
+        "--appendonly",
+        "no",
+        "--dbfilename",
+        "dump.rdb",
+        "--dir",
+        d,
+    ]);
     assert!(
         text.contains("key events is a stream, which Shoal does not have"),
         "{text}"
@@ -1141,13 +1143,7 @@ fn redis_own_append_only_files_are_refused_untouched() {
     };
     let aof_dir = dir.path().join("appendonlydir");
     let before = files(&aof_dir);
-    let out = std::process::Command::new(BIN)
-        .args(["--port", "0", "--dir", d])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = refusal(&["--port", "0", "--dir", d]);
     assert!(
         text.contains("holds Redis's plain commands, not Shoal's records"),
         "{text}"
@@ -1165,14 +1161,7 @@ fn redis_own_append_only_files_are_refused_untouched() {
         b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n",
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["--port", "0", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = refusal(&["--port", "0", "--dir", dir.path().to_str().unwrap()]);
     assert!(
         text.contains("is Redis's single-file append only log"),
         "{text}"
