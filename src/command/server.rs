@@ -78,6 +78,8 @@ static LATENCY_SUBCOMMANDS: &[Spec] = &[
 static MEMORY_SUBCOMMANDS: &[Spec] = &[
     spec("memory|usage", -3, READONLY, super::keys(2, 2, 1), &["read"], G, "Estimates the memory usage of a key.", memory_usage),
     spec("memory|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", memory_help),
+    spec("memory|malloc-stats", 2, 0, NO_KEYS, &[], G, "Returns the allocator statistics.", memory_malloc_stats),
+    spec("memory|purge", 2, 0, NO_KEYS, &[], G, "Asks the allocator to release memory.", memory_purge),
 ];
 
 #[rustfmt::skip]
@@ -767,10 +769,27 @@ fn memory_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
         ctx,
         "MEMORY",
         &[
+            "MALLOC-STATS",
+            "    Return internal statistics report from the memory allocator.",
+            "PURGE",
+            "    Attempt to purge dirty pages for reclamation by the allocator.",
             "USAGE <key> [SAMPLES <count>]",
             "    Return memory in bytes used by <key> and its value.",
         ],
     );
+    Ok(())
+}
+
+fn memory_malloc_stats(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.out.verbatim(&crate::server::memory::malloc_stats());
+    Ok(())
+}
+
+fn memory_purge(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    if !crate::server::memory::purge() {
+        return Err(CommandError::err("Error purging dirty pages"));
+    }
+    ctx.out.ok();
     Ok(())
 }
 

@@ -79,3 +79,44 @@ pub fn human(n: u64) -> String {
     }
     format!("{n}B")
 }
+
+/// jemalloc's statistics report, as MEMORY MALLOC-STATS shows it.
+pub fn malloc_stats() -> String {
+    unsafe extern "C" fn append(out: *mut std::ffi::c_void, text: *const std::ffi::c_char) {
+        // SAFETY: `out` is the String passed below, alive for the call;
+        // jemalloc hands NUL-terminated text.
+        let out = unsafe { &mut *(out as *mut String) };
+        out.push_str(&unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy());
+    }
+    let mut out = String::new();
+    // SAFETY: the callback only appends to `out`, which outlives the call.
+    unsafe {
+        tikv_jemalloc_sys::malloc_stats_print(
+            Some(append),
+            &mut out as *mut String as *mut std::ffi::c_void,
+            std::ptr::null(),
+        )
+    };
+    out
+}
+
+/// Hands the unused dirty pages of every arena back to the system
+/// (MEMORY PURGE), as Redis does; false if jemalloc refuses.
+pub fn purge() -> bool {
+    let Ok(n) = tikv_jemalloc_ctl::arenas::narenas::read() else {
+        return false;
+    };
+    // `arena.<narenas>.purge` names every arena at once.
+    let name = std::ffi::CString::new(format!("arena.{n}.purge")).expect("no NUL");
+    // SAFETY: a void mallctl: no old value asked, none given.
+    let r = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    r == 0
+}

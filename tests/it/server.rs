@@ -109,6 +109,32 @@ fn memory_goes_back_after_keys_are_deleted() {
     });
 }
 
+/// MEMORY PURGE hands freed pages back to the system (as Redis's does
+/// with jemalloc), and MALLOC-STATS is jemalloc's own report.
+#[test]
+fn memory_purge_returns_freed_pages() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let mut r = node.raw();
+    let resident = |r: &mut Raw| -> u64 {
+        info_field(&bulk(r, &["INFO", "memory"]).unwrap(), "allocator_resident")
+            .parse()
+            .unwrap()
+    };
+    ok(&mut r, &["DEBUG", "POPULATE", "300000", "k", "200"]);
+    let full = resident(&mut r);
+    ok(&mut r, &["FLUSHALL"]);
+    ok(&mut r, &["MEMORY", "PURGE"]);
+    let purged = resident(&mut r);
+    // About 90 MB held the keys; a purge leaves well under half of it.
+    assert!(full > 60_000_000 && purged < full / 2, "{full} -> {purged}");
+    let stats = bulk(&mut r, &["MEMORY", "MALLOC-STATS"]).unwrap();
+    assert!(
+        stats.starts_with("___ Begin jemalloc statistics ___")
+            && stats.contains("--- End jemalloc statistics ---"),
+        "{stats}"
+    );
+}
+
 #[test]
 fn config_get_set_resetstat() {
     let node = TestNode::start();
