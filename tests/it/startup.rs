@@ -230,29 +230,38 @@ fn the_open_files_limit_fits_maxclients_as_redis_fits_it() {
     let d = dir.path().to_str().unwrap();
     let base = ["--port", "0", "--dir", d, "--appendonly", "no"];
 
-    // Soft and hard limit 100: 68 clients fit.
+    // Soft and hard limit 100: 68 clients fit (unless this process may
+    // raise a hard limit, as a root with CAP_SYS_RESOURCE may: then Shoal
+    // raises it too).
+    let can_raise_hard = Command::new("sh")
+        .args(["-c", "ulimit -n 100 && ulimit -n 200"])
+        .status()
+        .unwrap()
+        .success();
     let mut args = base.to_vec();
     args.extend(["--maxclients", "1000"]);
-    let mut child = spawn_with_ulimit("ulimit -n 100", &args);
-    let (lines, port) = ready(&mut child);
-    let mut r = crate::support::Raw::connect(port.expect("ready"));
-    assert!(
-        lines.iter().any(|l| l.contains(
-            "Current maximum open files is 100. maxclients has been reduced to 68 to compensate for low ulimit."
-        )),
-        "{lines:?}"
-    );
-    assert_eq!(
-        r.call(&["CONFIG", "GET", "maxclients"]),
-        Frame::Array(vec![Frame::bulk("maxclients"), Frame::bulk("68")])
-    );
-    assert_eq!(
-        crate::err(&mut r, &["CONFIG", "SET", "maxclients", "5000"]),
-        "ERR CONFIG SET failed (possibly related to argument 'maxclients') - The operating system is not able to handle the specified number of clients, try with 68"
-    );
-    crate::ok(&mut r, &["CONFIG", "SET", "maxclients", "50"]);
-    let _ = child.kill();
-    let _ = child.wait();
+    if !can_raise_hard {
+        let mut child = spawn_with_ulimit("ulimit -n 100", &args);
+        let (lines, port) = ready(&mut child);
+        let mut r = crate::support::Raw::connect(port.expect("ready"));
+        assert!(
+            lines.iter().any(|l| l.contains(
+                "Current maximum open files is 100. maxclients has been reduced to 68 to compensate for low ulimit."
+            )),
+            "{lines:?}"
+        );
+        assert_eq!(
+            r.call(&["CONFIG", "GET", "maxclients"]),
+            Frame::Array(vec![Frame::bulk("maxclients"), Frame::bulk("68")])
+        );
+        assert_eq!(
+            crate::err(&mut r, &["CONFIG", "SET", "maxclients", "5000"]),
+            "ERR CONFIG SET failed (possibly related to argument 'maxclients') - The operating system is not able to handle the specified number of clients, try with 68"
+        );
+        crate::ok(&mut r, &["CONFIG", "SET", "maxclients", "50"]);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     // Only the soft limit low: raised to what maxclients needs.
     let hard: u64 = String::from_utf8(
@@ -289,6 +298,9 @@ fn the_open_files_limit_fits_maxclients_as_redis_fits_it() {
     }
 
     // Not even the server's own descriptors fit.
+    if can_raise_hard {
+        return;
+    }
     let mut args = base.to_vec();
     args.extend(["--maxclients", "10"]);
     let mut child = spawn_with_ulimit("ulimit -n 20", &args);
