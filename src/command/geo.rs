@@ -41,11 +41,34 @@ pub static COMMANDS: &[Spec] = &[
     spec("geohash", -2, READONLY, keys(1, 1, 1), A, G, "Returns members from a geospatial index as geohash strings.", geohash),
     spec("geosearch", -7, READONLY, keys(1, 1, 1), A, G, "Queries a geospatial index for members inside an area of a box or a circle.", geosearch),
     spec("geosearchstore", -8, WRITE | DENYOOM, keys(1, 2, 1), A, G, "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result.", geosearchstore),
-    spec("georadius", -6, WRITE | DENYOOM, keys(1, 1, 1), A, G, "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result.", georadius),
+    Spec { option_keys: Some(radius_store_keys), ..spec("georadius", -6, WRITE | DENYOOM, keys(1, 1, 1), A, G, "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result.", georadius) },
     spec("georadius_ro", -6, READONLY, keys(1, 1, 1), A, G, "Returns members from a geospatial index that are within a distance from a coordinate.", georadius_ro),
-    spec("georadiusbymember", -5, WRITE | DENYOOM, keys(1, 1, 1), A, G, "Queries a geospatial index for members within a distance from a member, optionally stores the result.", georadiusbymember),
+    Spec { option_keys: Some(member_store_keys), ..spec("georadiusbymember", -5, WRITE | DENYOOM, keys(1, 1, 1), A, G, "Queries a geospatial index for members within a distance from a member, optionally stores the result.", georadiusbymember) },
     spec("georadiusbymember_ro", -5, READONLY, keys(1, 1, 1), A, G, "Returns members from a geospatial index that are within a distance from a member.", georadiusbymember_ro),
 ];
+
+/// GEORADIUS(BYMEMBER)'s STORE and STOREDIST keys, as Redis 7's key
+/// specifications find them: the first of each keyword from the options'
+/// start, STORE's first.
+fn store_keys(argv: &[&[u8]], from: usize) -> Vec<usize> {
+    ["store", "storedist"]
+        .iter()
+        .filter_map(|word| {
+            (from..argv.len())
+                .find(|&i| argv[i].eq_ignore_ascii_case(word.as_bytes()))
+                .map(|i| i + 1)
+                .filter(|&k| k < argv.len())
+        })
+        .collect()
+}
+
+fn radius_store_keys(argv: &[&[u8]]) -> Vec<usize> {
+    store_keys(argv, 6)
+}
+
+fn member_store_keys(argv: &[&[u8]]) -> Vec<usize> {
+    store_keys(argv, 5)
+}
 
 // ---- the geohash (Redis's geohash.c and geohash_helper.c) ----
 

@@ -102,6 +102,10 @@ pub mod flags {
 
 pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
 
+/// Finds the positions of keys named after option words (see
+/// [`Spec::option_keys`]).
+pub type OptionKeys = fn(&[&[u8]]) -> Vec<usize>;
+
 /// Where a command's keys are: Redis's legacy (first, last, step) triple.
 /// `last` is negative to count from the end; first == 0 means no keys.
 /// `numkeys`, when not 0, is the position of a key count followed by that
@@ -136,6 +140,10 @@ pub struct Spec {
     pub summary: &'static str,
     pub handler: Handler,
     pub subcommands: &'static [Spec],
+    /// Keys named after an option word, which no fixed position says
+    /// (SORT's and GEORADIUS's STORE): their positions, as Redis's
+    /// per-command key extractors find them.
+    pub option_keys: Option<OptionKeys>,
 }
 
 impl Spec {
@@ -196,6 +204,10 @@ impl Spec {
                 .max(0) as usize;
             out.extend((at + 1..argc).take(n));
         }
+        if let Some(find) = self.option_keys {
+            let words: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
+            out.extend(find(&words));
+        }
         out
     }
 }
@@ -222,6 +234,7 @@ pub const fn spec(
         summary,
         handler,
         subcommands: &[],
+        option_keys: None,
     }
 }
 

@@ -353,7 +353,7 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
         .filter(|(f, _)| s.has(*f))
         .map(|(_, n)| *n)
         .collect();
-    if s.keys.numkeys > 0 {
+    if s.keys.numkeys > 0 || s.option_keys.is_some() {
         fl.push("movablekeys");
     }
     out.set(fl.len());

@@ -23,7 +23,7 @@ const S: &[&str] = &["set", "sortedset", "list", "dangerous"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("sort", -2, WRITE | DENYOOM, keys(1, 1, 1), S, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.", sort),
+    Spec { option_keys: Some(store_key), ..spec("sort", -2, WRITE | DENYOOM, keys(1, 1, 1), S, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.", sort) },
     spec("sort_ro", -2, READONLY, keys(1, 1, 1), S, "generic", "Returns the sorted elements of a list, a set, or a sorted set.", sort_ro),
 ];
 
@@ -72,6 +72,25 @@ fn pattern_target(pattern: &[u8], elem: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8
     key.extend_from_slice(elem);
     key.extend_from_slice(&key_pat[star + 1..]);
     Some((key, field))
+}
+
+/// SORT's STORE key, as Redis's sortGetKeys finds it: LIMIT, GET and BY
+/// skip their arguments, and the last STORE wins.
+fn store_key(argv: &[&[u8]]) -> Vec<usize> {
+    let mut found = None;
+    let mut i = 2;
+    while i < argv.len() {
+        let w = argv[i];
+        if w.eq_ignore_ascii_case(b"limit") {
+            i += 2;
+        } else if w.eq_ignore_ascii_case(b"get") || w.eq_ignore_ascii_case(b"by") {
+            i += 1;
+        } else if w.eq_ignore_ascii_case(b"store") && i + 1 < argv.len() {
+            found = Some(i + 1);
+        }
+        i += 1;
+    }
+    found.into_iter().collect()
 }
 
 /// Reads what a pattern names for an element, under `locked`.

@@ -109,6 +109,34 @@ fn memory_goes_back_after_keys_are_deleted() {
     });
 }
 
+/// Keys that only an option names (SORT's and GEORADIUS's STORE) are
+/// found as Redis finds them, for COMMAND GETKEYS.
+#[test]
+fn command_getkeys_finds_store_keys_as_redis() {
+    let lines = [
+        "SORT k LIMIT 0 1 GET store BY store STORE d",
+        "SORT k STORE d1 STORE d2",
+        "SORT k",
+        "GEORADIUS k 0 0 1 km STORE d STOREDIST d2",
+        "GEORADIUS k 0 0 1 km storedist d2 store d",
+        "GEORADIUS k 0 0 1 km STORE d STORE e",
+        "GEORADIUS k 0 0 1 km STORE",
+        "GEORADIUSBYMEMBER k m 1 km STOREDIST d",
+        "GEORADIUSBYMEMBER k store 1 km COUNT 1",
+    ];
+    let script: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            ["COMMAND", "GETKEYS"]
+                .iter()
+                .map(|w| w.to_string())
+                .chain(l.split(' ').map(str::to_string))
+                .collect()
+        })
+        .collect();
+    crate::support::same_as_redis_owned(&script);
+}
+
 /// MEMORY PURGE hands freed pages back to the system (as Redis's does
 /// with jemalloc), and MALLOC-STATS is jemalloc's own report.
 #[test]
