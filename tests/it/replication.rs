@@ -517,6 +517,7 @@ impl Stopped {
             .status()
             .unwrap()
             .success());
+        crate::support::wait_stopped(pid);
         Stopped(pid)
     }
 }

@@ -16,6 +16,22 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
+/// Waits until every thread of process `pid` is stopped (after SIGSTOP:
+/// kill returns once the signal is sent, and a thread may run on for a
+/// moment).
+pub fn wait_stopped(pid: u32) {
+    let task_dir = format!("/proc/{pid}/task");
+    eventually("every thread stopped", || {
+        std::fs::read_dir(&task_dir).unwrap().all(|t| {
+            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                == Some("T")
+        })
+    });
+}
+
 /// How long any condition may take on a loaded 2-core machine.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
