@@ -398,10 +398,13 @@ async fn follow(
                     // The primary pings every repl-ping-replica-period.
                     return Err(LinkError::Timeout);
                 }
-                // Registered before the check: a sync in between wakes us.
+                // Registered before the check, when an ACK is owed: a sync
+                // in between wakes us.
                 let synced = server.log.synced.notified();
                 tokio::pin!(synced);
-                synced.as_mut().enable();
+                if fack_owed.is_some() {
+                    synced.as_mut().enable();
+                }
                 if fack_owed.is_some_and(|o| server.log.fsynced_to(o)) {
                     ack_due = true;
                 } else {
