@@ -380,8 +380,33 @@ pub fn check(dir: &Path, dirname: &str, fix: bool) -> io::Result<CheckReport> {
     for (i, name) in files.iter().enumerate() {
         let path = aof.file(name);
         let data = fs::read(&path)?;
+        // A base that is a Redis RDB file (a dump.rdb a node started from)
+        // is checked as one, and never cut: records are not its format.
+        if i < base_count && super::rdb::is_rdb_file(&data) {
+            let enc = crate::keyspace::Encodings::default();
+            match super::rdb::read_file(&data, &enc, |_| Ok(())) {
+                Ok(keys) => lines.push(format!(
+                    "{}: OK, a Redis RDB file of {keys} keys, {} bytes",
+                    path.display(),
+                    data.len()
+                )),
+                Err(e) => {
+                    lines.push(format!("{}: {e} (an RDB file is not cut)", path.display()));
+                    ok = false;
+                }
+            }
+            continue;
+        }
         let report =
             scan(&data, |_| Ok(())).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if !matches!(report, Scan::Clean { .. }) && is_redis_commands(&data[..data.len().min(32)]) {
+            lines.push(format!(
+                "{}: Redis's plain commands, not Shoal's records (left alone)",
+                path.display()
+            ));
+            ok = false;
+            continue;
+        }
         let cut_at = match report {
             Scan::Clean { records } => {
                 lines.push(format!(

@@ -1073,6 +1073,18 @@ fn a_redis_dump_rdb_starts_a_node_with_its_data() {
             let mut s = node.raw();
             ok(&mut s, &["SELECT", "3"]);
             assert_eq!(bulk(&mut s, &["GET", "after"]).as_deref(), Some("1"));
+            // check-aof checks the RDB base as RDB and never cuts it.
+            let base = dir.path().join("appendonlydir/appendonly.aof.1.base.aof");
+            let before = std::fs::read(&base).unwrap();
+            let out = std::process::Command::new(BIN)
+                .args(["check-aof", "--fix", d])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("OK, a Redis RDB file of"), "{text}");
+            assert_eq!(std::fs::read(&base).unwrap(), before);
         }
     }
 
@@ -1144,6 +1156,17 @@ fn redis_own_append_only_files_are_refused_untouched() {
     let aof_dir = dir.path().join("appendonlydir");
     let before = files(&aof_dir);
     let text = refusal(&["--port", "0", "--dir", d]);
+    // Nor does check-aof --fix cut them.
+    let out = std::process::Command::new(BIN)
+        .args(["check-aof", "--fix", d])
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("Redis's plain commands, not Shoal's records (left alone)"),
+        "{said}"
+    );
     assert!(
         text.contains("holds Redis's plain commands, not Shoal's records"),
         "{text}"
