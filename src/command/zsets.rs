@@ -274,13 +274,18 @@ fn zincrby(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let z: &mut ZSet = ctx.write_or_create(&mut t, key)?;
     // A new member's score is the increment itself (-0 stays -0 in the
     // reply, as in Redis).
-    let new = z.score(m).map_or(delta, |cur| cur + delta);
+    let cur = z.score(m);
+    let new = cur.map_or(delta, |cur| cur + delta);
     if new.is_nan() {
         ctx.remove_if_empty::<ZSet>(&mut t, key);
         return Err(CommandError::err("resulting score is not a number (NaN)"));
     }
-    z.insert(m, new, limits);
-    ctx.emit_argv(argv);
+    // An increment lost to rounding (a score past 2^53) changes nothing,
+    // and Redis then records and signals nothing either.
+    if cur != Some(new) {
+        z.insert(m, new, limits);
+        ctx.emit_argv(argv);
+    }
     ctx.out.double(new);
     Ok(())
 }

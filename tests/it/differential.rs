@@ -5,6 +5,8 @@
 //! the keys a BCAST tracking client is told of and the keyspace
 //! notifications. Six keys shared by every type make WRONGTYPE
 //! frequent; odd numbers, bounds and option mixes make errors frequent.
+//! Geo commands share the keys too, so they meet sorted sets whose scores
+//! no GEOADD wrote, and scores past 2^53 (longitude 180) meet ZINCRBY.
 //!
 //! Left out on purpose: replies that are random (SPOP with a count,
 //! SRANDMEMBER, HRANDFIELD, ZRANDMEMBER), that depend on hash order (a
@@ -93,7 +95,7 @@ fn random_command(g: &mut Gen) -> Vec<String> {
         c.extend(rest);
         c
     };
-    match g.0.gen_range(0..46) {
+    match g.0.gen_range(0..50) {
         0 => {
             let (val, opt) = (
                 g.val(),
@@ -322,6 +324,69 @@ fn random_command(g: &mut Gen) -> Vec<String> {
                 &["STORE", "k9"],
             ]),
         ),
+        // Geo commands over the same keys: positions, bounds, bad pairs,
+        // and sorted sets whose scores no GEOADD wrote.
+        39 | 40 => {
+            let mut pairs = Vec::new();
+            for _ in 0..g.0.gen_range(1..3) {
+                pairs.push(g.pick(&["13.36", "-180", "180", "181", "0", "x", "2.3522"]));
+                pairs.push(g.pick(&["38.1", "85.05112878", "85.06", "-85", "0", "48.86"]));
+                pairs.push(g.val());
+            }
+            v(
+                &["GEOADD"],
+                [g.maybe(&[&["NX"], &["XX"], &["CH"]]), pairs].concat(),
+            )
+        }
+        41 => v(
+            &[g.pick(&["GEOPOS", "GEOHASH"]).as_str()],
+            vec![g.val(), g.val()],
+        ),
+        42 => v(
+            &["GEODIST"],
+            [
+                vec![g.val(), g.val()],
+                g.maybe(&[&["km"], &["MI"], &["yd"]]),
+            ]
+            .concat(),
+        ),
+        43 => {
+            let from = g.maybe(&[&["FROMMEMBER", "a"], &["FROMMEMBER", "1"]]);
+            let from = if from.is_empty() {
+                vec![
+                    "FROMLONLAT".into(),
+                    g.pick(&["13", "0", "181"]),
+                    g.pick(&["38", "0", "-85"]),
+                ]
+            } else {
+                from
+            };
+            let by = if g.0.gen_bool(0.5) {
+                vec![
+                    "BYRADIUS".into(),
+                    g.pick(&["1", "500", "20000", "-1"]),
+                    g.pick(&["km", "m"]),
+                ]
+            } else {
+                vec![
+                    "BYBOX".into(),
+                    g.pick(&["1", "900"]),
+                    g.pick(&["1", "900"]),
+                    "km".into(),
+                ]
+            };
+            let opts = g.maybe(&[
+                &["WITHDIST"],
+                &["COUNT", "2"],
+                &["DESC", "WITHCOORD"],
+                &["COUNT", "1", "ANY"],
+            ]);
+            if g.0.gen_bool(0.3) {
+                cmd(&["GEOSEARCHSTORE", "k9", &k], [from, by].concat())
+            } else {
+                v(&["GEOSEARCH"], [from, by, opts].concat())
+            }
+        }
         _ => cmd(
             &[
                 g.pick(&["SMEMBERS", "SINTER", "SUNION", "SDIFF"]).as_str(),
