@@ -95,7 +95,7 @@ fn random_command(g: &mut Gen) -> Vec<String> {
         c.extend(rest);
         c
     };
-    match g.0.gen_range(0..50) {
+    match g.0.gen_range(0..56) {
         0 => {
             let (val, opt) = (
                 g.val(),
@@ -326,7 +326,7 @@ fn random_command(g: &mut Gen) -> Vec<String> {
         ),
         // Geo commands over the same keys: positions, bounds, bad pairs,
         // and sorted sets whose scores no GEOADD wrote.
-        39 | 40 => {
+        46 | 47 => {
             let mut pairs = Vec::new();
             for _ in 0..g.0.gen_range(1..3) {
                 pairs.push(g.pick(&["13.36", "-180", "180", "181", "0", "x", "2.3522"]));
@@ -338,11 +338,11 @@ fn random_command(g: &mut Gen) -> Vec<String> {
                 [g.maybe(&[&["NX"], &["XX"], &["CH"]]), pairs].concat(),
             )
         }
-        41 => v(
+        48 => v(
             &[g.pick(&["GEOPOS", "GEOHASH"]).as_str()],
             vec![g.val(), g.val()],
         ),
-        42 => v(
+        49 => v(
             &["GEODIST"],
             [
                 vec![g.val(), g.val()],
@@ -350,7 +350,7 @@ fn random_command(g: &mut Gen) -> Vec<String> {
             ]
             .concat(),
         ),
-        43 => {
+        50 | 51 => {
             let from = g.maybe(&[&["FROMMEMBER", "a"], &["FROMMEMBER", "1"]]);
             let from = if from.is_empty() {
                 vec![
