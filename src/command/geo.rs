@@ -128,17 +128,18 @@ fn score_of(lon: f64, lat: f64) -> Option<f64> {
 /// The centre of the cell a score names, clamped to the bounds, as
 /// (longitude, latitude).
 fn decode(score: f64) -> (f64, f64) {
-    let bits = score as u64;
-    let (ilat, ilon) = (squash(bits), squash(bits >> 1));
-    let scale = (1u64 << STEP) as f64;
-    let edge = |i: u32, min: f64, max: f64| min + (i as f64 / scale) * (max - min);
     // Any sorted set can be asked (ZADD k 1e300 m, then GEOPOS): a score
     // beyond 52 bits decodes, clamped, with C's wrapping arithmetic as
-    // Redis's does, never a panic.
-    let lat = (edge(ilat, LAT_MIN, LAT_MAX) + edge(ilat.wrapping_add(1), LAT_MIN, LAT_MAX)) / 2.0;
-    let lon =
-        (edge(ilon, LONG_MIN, LONG_MAX) + edge(ilon.wrapping_add(1), LONG_MIN, LONG_MAX)) / 2.0;
-    (lon.clamp(LONG_MIN, LONG_MAX), lat.clamp(LAT_MIN, LAT_MAX))
+    // Redis's does (see `Cell::area`), never a panic.
+    let (lon0, lon1, lat0, lat1) = Cell {
+        bits: score as u64,
+        step: STEP,
+    }
+    .area();
+    (
+        ((lon0 + lon1) / 2.0).clamp(LONG_MIN, LONG_MAX),
+        ((lat0 + lat1) / 2.0).clamp(LAT_MIN, LAT_MAX),
+    )
 }
 
 /// Great-circle distance in metres (haversine), as Redis computes it.
@@ -199,12 +200,8 @@ fn geoadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Err(CommandError::Syntax);
     }
     for t in triples.chunks(3) {
-        let (lon, lat) = (float(&t[0])?, float(&t[1])?);
-        let Some(score) = score_of(lon, lat) else {
-            return Err(CommandError::err(format!(
-                "invalid longitude,latitude pair {lon:.6},{lat:.6}"
-            )));
-        };
+        let (lon, lat) = position_arg(&t[..2])?;
+        let score = score_of(lon, lat).expect("position_arg checked the bounds");
         zadd.push(Bytes::from((score as u64).to_string()));
         zadd.push(t[2].clone());
     }
