@@ -92,20 +92,8 @@ fn spawn_ready(args: &[&str]) -> (std::process::Child, Vec<String>, u16) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = Vec::new();
-    for l in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
-        let ready = l.contains("Ready to accept connections");
-        lines.push(l);
-        if ready {
-            break;
-        }
-    }
-    let port = lines
-        .last()
-        .and_then(|l| l.rsplit(':').next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("not ready: {lines:?}"));
+    let (lines, port) = ready(&mut child);
+    let port = port.unwrap_or_else(|| panic!("not ready: {lines:?}"));
     (child, lines, port)
 }
 
