@@ -62,24 +62,34 @@ pub fn load_snapshot(server: &Server, path: &std::path::Path) -> Result<LoadRepo
         base: Some((name, 0)),
         incr: Vec::new(),
     };
-    // A snapshot is written whole and synced before it is renamed into
-    // place: no tool mends one, and check-aof (the log's) must not be
-    // pointed at it.
-    load(server, &dir, &m).map_err(|e| match e.find(" Run 'shoal check-aof") {
-        Some(i) => format!(
-            "{} The snapshot is damaged: start from a backup of it, or move it away to start without it.",
-            e[..i].replace("the append only file", "the snapshot")
-        ),
-        None => e,
-    })
+    load_from(server, &dir, &m, Source::Snapshot)
+}
+
+/// What is being loaded, for what a damaged file's message advises.
+#[derive(Clone, Copy, PartialEq)]
+enum Source {
+    /// The log: check-aof --fix cuts it at the last good record.
+    Log,
+    /// A snapshot, written whole and synced before it is renamed into
+    /// place: no tool mends one, and check-aof must not be pointed at it.
+    Snapshot,
 }
 
 pub fn load(server: &Server, dir: &AofDir, manifest: &Manifest) -> Result<LoadReport, String> {
+    load_from(server, dir, manifest, Source::Log)
+}
+
+fn load_from(
+    server: &Server,
+    dir: &AofDir,
+    manifest: &Manifest,
+    source: Source,
+) -> Result<LoadReport, String> {
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let handle = server.clients.register(addr, addr, now_ms());
     let mut client = Client::new(handle, true);
     let mut pos = StreamPosition::default();
-    let mut result = replay_all(server, &mut client, dir, manifest, &mut pos);
+    let mut result = replay_all(server, &mut client, dir, manifest, &mut pos, source);
     if let (Some(at), Some(before)) = (&mut pos.at, pos.before_multi) {
         at.id.offset = before;
     }
@@ -157,6 +167,7 @@ fn replay_all(
     dir: &AofDir,
     manifest: &Manifest,
     pos: &mut StreamPosition,
+    source: Source,
 ) -> Result<LoadReport, String> {
     let mut report = LoadReport::default();
     let mut out = ReplyBuf::new(Protocol::Resp2);
@@ -250,12 +261,19 @@ fn replay_all(
                 good_len: offset, ..
             }
             | Scan::Corrupt { offset, .. } => {
-                return Err(format!(
-                    "Bad file format reading the append only file {} at offset {offset}: the record there fails its checksum. \
-                     Run 'shoal check-aof --fix {}' to cut the file at the last good record (what follows is lost)",
-                    path.display(),
-                    dir.path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
-                ));
+                return Err(match source {
+                    Source::Log => format!(
+                        "Bad file format reading the append only file {} at offset {offset}: the record there fails its checksum. \
+                         Run 'shoal check-aof --fix {}' to cut the file at the last good record (what follows is lost)",
+                        path.display(),
+                        dir.path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+                    ),
+                    Source::Snapshot => format!(
+                        "Bad file format reading the snapshot {} at offset {offset}: the record there fails its checksum. \
+                         The snapshot is damaged: start from a backup of it, or move it away to start without it.",
+                        path.display(),
+                    ),
+                });
             }
         }
     }

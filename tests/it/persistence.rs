@@ -1190,3 +1190,19 @@ fn redis_own_append_only_files_are_refused_untouched() {
         "{text}"
     );
 }
+
+/// A damaged snapshot stops start-up saying so, without pointing
+/// check-aof (the log's tool) at it.
+#[test]
+fn a_damaged_snapshot_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dump.shoal"), b"not a snapshot at all").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let text = refusal(&["--port", "0", "--appendonly", "no", "--dir", d]);
+    assert!(
+        text.contains("Bad file format reading the snapshot"),
+        "{text}"
+    );
+    assert!(text.contains("The snapshot is damaged"), "{text}");
+    assert!(!text.contains("check-aof"), "{text}");
+}
