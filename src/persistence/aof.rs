@@ -90,7 +90,6 @@ pub enum Scan {
     Corrupt { records: usize, offset: u64 },
 }
 
-/// Reads `data` record by record, handing each good payload to `each`.
 /// Whether a log file starts as Redis writes its append-only files: a
 /// RESP command (`*<count>\r\n$`) or a timestamp annotation (`#TS:`). A
 /// Shoal record starts with its length, which never reads so.
@@ -105,6 +104,7 @@ pub fn is_redis_commands(head: &[u8]) -> bool {
     digits > 0 && rest[digits..].starts_with(b"\r\n$")
 }
 
+/// Reads `data` record by record, handing each good payload to `each`.
 pub fn scan(
     data: &[u8],
     mut each: impl FnMut(&[u8]) -> Result<(), String>,
@@ -200,6 +200,9 @@ impl Manifest {
                 continue;
             }
             match w.as_slice() {
+                // Redis's manifest lists files awaiting deletion as
+                // history; they hold nothing to load.
+                ["file", _, "seq", _, "type", "h"] => {}
                 ["file", name, "seq", seq, "type", kind @ ("i" | "b")] => {
                     let seq = seq
                         .parse()
@@ -226,6 +229,19 @@ impl Manifest {
     }
 }
 
+/// Redis's append-only log found in a data directory
+/// ([`AofDir::redis_log`]).
+#[derive(Debug)]
+pub struct RedisLog {
+    /// In load order: Redis 7's base then incremental files, or Redis 6's
+    /// one file (an RDB preamble, if any, then commands).
+    pub files: Vec<PathBuf>,
+    /// Redis 6's single file, outside the append-only directory.
+    pub single: bool,
+    /// The first sequence number Redis's manifest does not use.
+    pub next_seq: u64,
+}
+
 /// The append-only directory of a data dir.
 pub struct AofDir {
     pub path: PathBuf,
@@ -238,48 +254,49 @@ impl AofDir {
         }
     }
 
-    /// Reads the manifest, creating the directory, a first incremental file
-    /// and the manifest when there is none yet.
-    /// Reads the manifest. With none yet, creates the directory, the
-    /// manifest and a first incremental file; if `seed` names a snapshot
-    /// file (SAVE's), it becomes the base, so a node starts from a backup.
-    /// Why `dir` (the node's data directory) holds Redis's own append-only
-    /// log where Shoal's would be, if it does: Redis 7's plain-command
-    /// incremental files, or Redis 6's single `appendonly.aof`. Shoal must
-    /// neither continue nor cut such files (its checksummed records are
-    /// another format), so start-up stops on this, touching nothing.
-    pub fn redis_log_here(&self, dir: &Path, redis_file: &str) -> Option<String> {
-        let advice = "Shoal does not continue Redis's append only log. To move the data over, have Redis write a snapshot (SAVE), then start Shoal on a directory holding a copy of its dump.rdb and no append only files (--dbfilename dump.rdb)";
+    /// Redis's own append-only log where Shoal's would be, if `dir` (the
+    /// node's data directory) holds one: Redis 7's manifest naming files
+    /// of plain commands (or an RDB base and such files), or Redis 6's
+    /// single `appendonly.aof` (`redis_file`) with no manifest. Shoal
+    /// neither continues such files nor cuts them as torn records (its
+    /// checksummed records are another format): it imports them
+    /// (`load::import_redis`).
+    pub fn redis_log(&self, dir: &Path, redis_file: &str) -> Option<RedisLog> {
         let single = dir.join(redis_file);
-        if !self.path.join(MANIFEST).exists() && single.is_file() {
-            return Some(format!(
-                "{} is Redis's single-file append only log. {advice}",
-                single.display()
-            ));
+        if !self.path.join(MANIFEST).exists() {
+            return single.is_file().then(|| RedisLog {
+                files: vec![single],
+                single: true,
+                next_seq: 1,
+            });
         }
         let m = fs::read_to_string(self.path.join(MANIFEST)).ok()?;
         let m = Manifest::parse(&m).ok()?;
-        m.incr.iter().find_map(|(name, _)| {
+        let plain_commands = |name: &str| {
             let mut head = [0u8; 32];
-            let n = fs::File::open(self.path.join(name))
+            let Ok(n) = fs::File::open(self.path.join(name))
                 .and_then(|mut f| io::Read::read(&mut f, &mut head))
-                .ok()?;
+            else {
+                return false;
+            };
             // A Shoal file whose first record's length happens to read so
             // still checks out as records.
-            let redis = is_redis_commands(&head[..n])
+            is_redis_commands(&head[..n])
                 && !matches!(
                     fs::read(self.path.join(name)).map(|d| scan(&d, |_| Ok(()))),
                     Ok(Ok(Scan::Clean { .. }))
-                );
-            redis.then(|| {
-                format!(
-                    "{} holds Redis's plain commands, not Shoal's records. {advice}",
-                    self.path.join(name).display()
                 )
-            })
+        };
+        m.files().into_iter().any(plain_commands).then(|| RedisLog {
+            files: m.files().iter().map(|n| self.path.join(n)).collect(),
+            single: false,
+            next_seq: m.next_seq(),
         })
     }
 
+    /// Reads the manifest. With none yet, creates the directory, the
+    /// manifest and a first incremental file; if `seed` names a snapshot
+    /// file (SAVE's), it becomes the base, so a node starts from a backup.
     pub fn open_or_create(&self, seed: Option<&Path>) -> io::Result<Manifest> {
         fs::create_dir_all(&self.path)?;
         let mpath = self.path.join(MANIFEST);
@@ -385,7 +402,7 @@ pub fn check(dir: &Path, dirname: &str, fix: bool) -> io::Result<CheckReport> {
         if i < base_count && super::rdb::is_rdb_file(&data) {
             let enc = crate::keyspace::Encodings::default();
             match super::rdb::read_file(&data, &enc, |_| Ok(())) {
-                Ok(keys) => lines.push(format!(
+                Ok((keys, _)) => lines.push(format!(
                     "{}: OK, a Redis RDB file of {keys} keys, {} bytes",
                     path.display(),
                     data.len()

@@ -10,15 +10,24 @@
 //!
 //! A snapshot that is a Redis RDB file (redis-server's dump.rdb, copied in
 //! to move a dataset over) is read as one and its keys restored.
+//!
+//! Redis's own append-only log found where Shoal's would be (a node started
+//! on redis-server's data directory) is imported: loaded as Redis loads it
+//! (an RDB base or preamble, then plain commands, `#` annotations skipped,
+//! a torn last command dropped under `aof-load-truncated`), then written
+//! out as this node's log, a base snapshot of what was loaded, before
+//! anything else can write. Redis's files in the append-only directory are
+//! then the unlisted leftovers a rewrite removes.
 
 use std::fs;
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
 
-use super::aof::{scan, AofDir, Manifest, Scan};
+use super::aof::{scan, AofDir, Manifest, RedisLog, Scan};
 use crate::command;
 use crate::effects::StreamState;
+use crate::error::CommandError;
 use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
 use crate::server::client::Client;
 use crate::server::{now_ms, Server};
@@ -85,22 +94,31 @@ fn load_from(
     manifest: &Manifest,
     source: Source,
 ) -> Result<LoadReport, String> {
+    as_loader(server, |client| {
+        let mut pos = StreamPosition::default();
+        let mut result = replay_all(server, client, dir, manifest, &mut pos, source);
+        if let (Some(at), Some(before)) = (&mut pos.at, pos.before_multi) {
+            at.id.offset = before;
+        }
+        if let (Ok(r), Some(mut at)) = (&mut result, pos.at) {
+            // The database the log's last stream bytes left selected.
+            at.db = Some(client.db);
+            r.stream = Some(at);
+        }
+        result
+    })
+}
+
+/// Runs `load` with a client of its own, as Redis's loader runs a log's
+/// commands through a fake client. A log that ends inside a transaction
+/// (a crash while recording it) had its commands only queued: they are
+/// dropped whole.
+fn as_loader<T>(server: &Server, load: impl FnOnce(&mut Client) -> T) -> T {
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let handle = server.clients.register(addr, addr, now_ms());
     let mut client = Client::new(handle, true);
-    let mut pos = StreamPosition::default();
-    let mut result = replay_all(server, &mut client, dir, manifest, &mut pos, source);
-    if let (Some(at), Some(before)) = (&mut pos.at, pos.before_multi) {
-        at.id.offset = before;
-    }
-    if let (Ok(r), Some(mut at)) = (&mut result, pos.at) {
-        // The database the log's last stream bytes left selected.
-        at.db = Some(client.db);
-        r.stream = Some(at);
-    }
+    let result = load(&mut client);
     if let Some(m) = client.multi.take() {
-        // The log ends inside a transaction (a crash while recording it):
-        // its commands were only queued, and are dropped whole.
         tracing::warn!(
             "The append only file ends inside a transaction; its {} queued commands were discarded",
             m.queue.len()
@@ -108,6 +126,222 @@ fn load_from(
     }
     server.clients.unregister(client.id);
     result
+}
+
+/// Imports Redis's append-only log (see the module's header): loads it,
+/// then writes what was loaded as the base of a new log in `dir`, listed
+/// by a new manifest, and returns that manifest.
+pub fn import_redis(
+    server: &Server,
+    dir: &AofDir,
+    redis: &RedisLog,
+) -> Result<(LoadReport, Manifest), String> {
+    tracing::info!(
+        "Importing Redis's append only file {}",
+        redis
+            .files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let report = as_loader(server, |client| load_redis_files(server, client, redis))?;
+    let seq = redis.next_seq;
+    let base = format!("appendonly.aof.{seq}.base.aof");
+    let m = Manifest {
+        base: Some((base.clone(), seq)),
+        incr: vec![(format!("appendonly.aof.{}.incr.aof", seq + 1), seq + 1)],
+    };
+    let written = (|| -> std::io::Result<u64> {
+        fs::create_dir_all(&dir.path)?;
+        let tmp = dir.file(&format!("{base}.tmp"));
+        // Nothing else snapshots before the node serves.
+        server
+            .log
+            .snapshot_busy
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let size = super::rewrite::write_snapshot(server, &tmp, || {});
+        server
+            .log
+            .snapshot_busy
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let size = size?;
+        fs::rename(&tmp, dir.file(&base))?;
+        fs::File::create(dir.file(&m.incr[0].0))?.sync_all()?;
+        dir.write_manifest(&m)?;
+        Ok(size)
+    })()
+    .map_err(|e| {
+        format!(
+            "Can't write the imported data as the append only file in {}: {e}",
+            dir.path.display()
+        )
+    })?;
+    tracing::info!(
+        "Imported {} records from Redis's append only file; the data is now this node's log ({} bytes of base)",
+        report.records,
+        written
+    );
+    if redis.single {
+        tracing::info!(
+            "{} is no longer read; remove it once you no longer need it",
+            redis.files[0].display()
+        );
+    }
+    Ok((report, m))
+}
+
+/// Loads Redis's files in order: an RDB part (a base, or a single file's
+/// preamble), then plain commands.
+fn load_redis_files(
+    server: &Server,
+    client: &mut Client,
+    redis: &RedisLog,
+) -> Result<LoadReport, String> {
+    let mut report = LoadReport::default();
+    let mut out = ReplyBuf::new(Protocol::Resp2);
+    let cut_allowed = server.config.read().get("aof-load-truncated") == "yes";
+    for (i, path) in redis.files.iter().enumerate() {
+        let data = fs::read(path)
+            .map_err(|e| format!("Can't read the append only file {}: {e}", path.display()))?;
+        let mut at = 0;
+        if super::rdb::is_rdb_file(&data) {
+            let (keys, end) = load_rdb(server, client, &mut out, &data)
+                .map_err(|e| format!("{e} ({})", path.display()))?;
+            report.records += keys as usize;
+            at = end;
+        }
+        let replayed =
+            replay_commands(server, client, &mut out, &data[at..]).map_err(|e| match e {
+                Unloadable::Format(offset, e) => format!(
+                    "Bad file format reading the append only file {} at offset {}: {e}. \
+                     It is Redis's: redis-check-aof --fix mends it",
+                    path.display(),
+                    at + offset
+                ),
+                Unloadable::Unknown(offset, name) => format!(
+                    "Unknown command '{name}' reading the append only file {} at offset {}: \
+                     Shoal does not have it (streams, modules, functions and scripts are not supported)",
+                    path.display(),
+                    at + offset
+                ),
+            })?;
+        report.records += replayed.commands;
+        report.bytes += data.len() as u64;
+        if replayed.failed > 0 {
+            tracing::warn!(
+                "{} commands of the append only file {} failed as they were replayed (Redis loads past such commands too); the first: {}",
+                replayed.failed,
+                path.display(),
+                replayed.first_failure
+            );
+        }
+        if let Some(offset) = replayed.torn_at {
+            let cut = (data.len() - at - offset) as u64;
+            if i + 1 < redis.files.len() || !cut_allowed {
+                return Err(format!(
+                    "Unexpected end of file reading the append only file {} at offset {}: \
+                     a command torn by a crash{}",
+                    path.display(),
+                    at + offset,
+                    if cut_allowed {
+                        ""
+                    } else {
+                        ", and aof-load-truncated is no"
+                    }
+                ));
+            }
+            tracing::warn!(
+                "!!! Warning: the append only file {} ended with a torn command; its last {cut} bytes were not loaded (AOF loaded anyway)",
+                path.display()
+            );
+            report.cut = Some((path.display().to_string(), cut));
+        }
+    }
+    Ok(report)
+}
+
+/// Why Redis's commands cannot be loaded, and where.
+enum Unloadable {
+    Format(usize, String),
+    Unknown(usize, String),
+}
+
+/// What [`replay_commands`] did with one file's commands.
+#[derive(Default)]
+struct Replayed {
+    commands: usize,
+    /// Where a command cut short at the end starts.
+    torn_at: Option<usize>,
+    /// Commands that failed as they ran, and the first of them.
+    failed: usize,
+    first_failure: String,
+}
+
+/// Replays Redis's plain commands (`*<n>` multibulk requests, `#` lines
+/// being annotations); a request cut short at the end is left alone. An
+/// error comes with its offset.
+///
+/// As in Redis's loader, a command that is not known stops the load, and
+/// one that fails as it runs does not: Redis records some commands that
+/// fail when replayed (seen: a RENAMENX of a key its log had deleted just
+/// before), and loads past them itself.
+fn replay_commands(
+    server: &Server,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    data: &[u8],
+) -> Result<Replayed, Unloadable> {
+    let limits = RequestLimits {
+        max_bulk_len: i64::MAX,
+    };
+    let mut buf = BytesMut::from(data);
+    let mut done = Replayed::default();
+    while !buf.is_empty() {
+        let offset = data.len() - buf.len();
+        match buf[0] {
+            b'#' => match buf.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    let _ = buf.split_to(end + 1);
+                }
+                None => {
+                    done.torn_at = Some(offset);
+                    break;
+                }
+            },
+            b'*' => match parse_request(&mut buf, limits) {
+                Ok(Some(argv)) if argv.is_empty() => {}
+                Ok(Some(argv)) => {
+                    let name = || String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
+                    match command::replay(server, client, out, &argv) {
+                        Ok(()) => {}
+                        Err(CommandError::UnknownCommand { .. }) => {
+                            return Err(Unloadable::Unknown(offset, name()))
+                        }
+                        Err(e) => {
+                            done.failed += 1;
+                            if done.failed == 1 {
+                                done.first_failure = format!("{} at offset {offset}: {e}", name());
+                            }
+                        }
+                    }
+                    done.commands += 1;
+                }
+                Ok(None) => {
+                    done.torn_at = Some(offset);
+                    break;
+                }
+                Err(e) => return Err(Unloadable::Format(offset, e.to_string())),
+            },
+            other => {
+                return Err(Unloadable::Format(
+                    offset,
+                    format!("a command starts with '*', not {:?}", other as char),
+                ))
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// A Redis RDB file where a snapshot is expected (a node taking over
@@ -120,7 +354,7 @@ fn load_rdb(
     client: &mut Client,
     out: &mut ReplyBuf,
     data: &[u8],
-) -> Result<u64, String> {
+) -> Result<(u64, usize), String> {
     let enc = server.tun.encodings();
     let now = now_ms();
     let mut db = usize::MAX;
@@ -157,7 +391,7 @@ fn load_rdb(
         run(&argv)
             .map_err(|e| format!("Bad RDB file: key {}: {e}", String::from_utf8_lossy(&k.key)))
     })?;
-    tracing::info!("Loaded {loaded} keys from a Redis RDB file");
+    tracing::info!("Loaded {} keys from a Redis RDB file", loaded.0);
     Ok(loaded)
 }
 
@@ -185,7 +419,7 @@ fn replay_all(
         if i == 0 && manifest.base.is_some() && super::rdb::is_rdb_file(&data) {
             report.records += load_rdb(server, client, &mut out, &data)
                 .map_err(|e| format!("{e} ({})", path.display()))?
-                as usize;
+                .0 as usize;
             report.bytes += data.len() as u64;
             continue;
         }

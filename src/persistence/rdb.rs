@@ -573,12 +573,14 @@ pub fn is_rdb_file(data: &[u8]) -> bool {
 /// version 12), handing each key to `each` in file order. Checked as
 /// Redis checks it (the trailing CRC-64 unless zero); streams, modules
 /// and functions, which Shoal does not have, and the zipmaps of Redis
-/// before 2.6 are refused by name.
+/// before 2.6 are refused by name. Returns the number of keys and where
+/// the RDB data ends: Redis's append-only files may go on after it with
+/// commands (the RDB preamble).
 pub fn read_file(
     data: &[u8],
     enc: &Encodings,
     mut each: impl FnMut(RdbKey) -> Result<(), String>,
-) -> Result<u64, String> {
+) -> Result<(u64, usize), String> {
     let bad = |what: &str| format!("Bad RDB file: {what}");
     if !is_rdb_file(data) {
         return Err(bad("no REDIS signature"));
@@ -604,7 +606,7 @@ pub fn read_file(
                         return Err(bad("wrong checksum"));
                     }
                 }
-                return Ok(keys);
+                return Ok((keys, data.len() - r.b.len()));
             }
             0xFE => db = r.len().map_err(short)?,
             0xFB => {

@@ -531,18 +531,20 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     let _ = server.this.set(Arc::downgrade(&server));
     // The log is read before anyone can write, and clients that connect
     // meanwhile are told -LOADING.
-    let manifest = if server.log.enabled {
-        let redis_file = server.config.read().get("appendfilename").to_string();
-        if let Some(why) = log_dir.redis_log_here(std::path::Path::new(&dir), &redis_file) {
-            return Err(StartError::Load(why));
-        }
+    let log_start = if server.log.enabled {
         server.loading.store(true, Relaxed);
-        let snapshot = crate::persistence::save::snapshot_path(&server);
-        Some(
-            log_dir
-                .open_or_create(Some(&snapshot))
-                .map_err(StartError::Log)?,
-        )
+        let redis_file = server.config.read().get("appendfilename").to_string();
+        match log_dir.redis_log(std::path::Path::new(&dir), &redis_file) {
+            Some(redis) => Some(LogStart::Import(redis)),
+            None => {
+                let snapshot = crate::persistence::save::snapshot_path(&server);
+                Some(LogStart::Open(
+                    log_dir
+                        .open_or_create(Some(&snapshot))
+                        .map_err(StartError::Log)?,
+                ))
+            }
+        }
     } else {
         // Without a log, a snapshot in `dir` is the data to start from:
         // clients are told -LOADING from their first command, not served
@@ -619,7 +621,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         workers.push(handle);
     }
     let mut writer = None;
-    if manifest.is_none() {
+    if log_start.is_none() {
         // No log: a SAVE snapshot in `dir`, if any, is the data to start from.
         let snapshot = crate::persistence::save::snapshot_path(&server);
         if snapshot.exists() {
@@ -637,16 +639,21 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
             server.loading.store(false, Relaxed);
         }
     }
-    if let Some(manifest) = manifest {
+    if let Some(start) = log_start {
         let started = Instant::now();
-        let (s, dir2, m) = (server.clone(), log_dir, manifest);
-        let (report, dir2, m) = tokio::task::spawn_blocking(move || {
-            let r = crate::persistence::load::load(&s, &dir2, &m);
-            (r, dir2, m)
+        let (s, dir2) = (server.clone(), log_dir);
+        let (loaded, dir2) = tokio::task::spawn_blocking(move || {
+            let r = match start {
+                LogStart::Open(m) => crate::persistence::load::load(&s, &dir2, &m).map(|r| (r, m)),
+                LogStart::Import(redis) => {
+                    crate::persistence::load::import_redis(&s, &dir2, &redis)
+                }
+            };
+            (r, dir2)
         })
         .await
         .map_err(|e| StartError::Load(e.to_string()))?;
-        let report = match report {
+        let (report, m) = match loaded {
             Ok(r) => r,
             Err(e) => {
                 server.request_shutdown();
@@ -796,6 +803,13 @@ fn listen(addr: &str, backlog: i32) -> std::io::Result<std::net::TcpListener> {
 /// per request: the second thread mostly added sleeps and wake-ups.
 fn default_io_threads(cores: usize) -> usize {
     cores.saturating_sub(1).max(1)
+}
+
+/// How the append-only log starts: Shoal's own (found or just created), or
+/// Redis's, to be imported.
+enum LogStart {
+    Open(crate::persistence::aof::Manifest),
+    Import(crate::persistence::aof::RedisLog),
 }
 
 /// One I/O thread: a single-threaded runtime serving the connections it

@@ -1115,80 +1115,177 @@ fn a_redis_dump_rdb_starts_a_node_with_its_data() {
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&rdb).unwrap());
 }
 
-/// A node started where redis-server kept its append-only log (Redis 7's
-/// plain-command files, or Redis 6's single appendonly.aof) refuses to
-/// start and says how to move the data over; it neither cuts Redis's
-/// files as torn records (it did: the data was gone) nor starts empty.
+/// A node started where redis-server kept its append-only log imports it:
+/// Redis 7's directory (an RDB base written when the log was turned on,
+/// then plain commands with timestamp annotations, a transaction, other
+/// databases, and a command torn by a crash at the end) comes back with
+/// Redis's own digest, and is then this node's log (Redis's files gone,
+/// the data there across a restart). Redis 6's single file (an RDB
+/// preamble, then commands) is imported and left where it was. As in
+/// Redis's loader, a command that fails as it is replayed is loaded past,
+/// and an unknown one stops the load; so does a Redis file damaged in the
+/// middle, named, nothing touched.
 #[test]
-fn redis_own_append_only_files_are_refused_untouched() {
+fn redis_own_append_only_log_is_imported() {
+    let reference = crate::support::ReferenceRedis::start();
+    let mut r = reference.raw();
+    let mut call = |args: &[&str]| {
+        let reply = r.call(args);
+        assert!(!matches!(reply, Frame::Error(_)), "{args:?}: {reply:?}");
+        reply
+    };
+    call(&["SET", "s", "hello"]);
+    call(&["SET", "n", "10"]);
+    call(&["RPUSH", "l", "a", "b", "c"]);
+    call(&["SADD", "ss", "x", "y", "z"]);
+    call(&["HSET", "h", "f", "v", "g", "7"]);
+    call(&["ZADD", "z", "1", "a", "-2.5", "b"]);
+    for i in 0..200 {
+        call(&["HSET", "bighash", &format!("f{i}"), &format!("v{i}")]);
+        call(&["ZADD", "bigz", &format!("{i}.5"), &format!("m{i}")]);
+    }
+    // Turning the log on writes its RDB base; what follows are commands.
+    call(&["CONFIG", "SET", "appendonly", "yes"]);
+    let aof = reference.dir().join("appendonlydir");
+    eventually("Redis's log rewritten", || {
+        let info = match r.call(&["INFO", "persistence"]) {
+            Frame::Bulk(b) => String::from_utf8(b).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        info_field(&info, "aof_rewrite_in_progress") == "0"
+            && info_field(&info, "aof_rewrite_scheduled") == "0"
+            && std::fs::read_dir(&aof).is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".base.rdb"))
+            })
+    });
+    let mut call = |args: &[&str]| {
+        let reply = r.call(args);
+        assert!(!matches!(reply, Frame::Error(_)), "{args:?}: {reply:?}");
+        reply
+    };
+    call(&["CONFIG", "SET", "aof-timestamp-enabled", "yes"]);
+    call(&["MULTI"]);
+    call(&["INCR", "n"]);
+    call(&["LPUSH", "l", "first"]);
+    call(&["EXEC"]);
+    call(&["SET", "ttl", "v", "EX", "1000"]);
+    call(&["INCRBYFLOAT", "f", "1.5"]);
+    call(&["SPOP", "ss"]);
+    call(&["DEL", "s"]);
+    call(&["ZINCRBY", "z", "2", "a"]);
+    call(&["HDEL", "bighash", "f7"]);
+    call(&["SELECT", "3"]);
+    call(&["SET", "elsewhere", "x"]);
+    call(&["SELECT", "0"]);
+    let digest = r.call(&["DEBUG", "DIGEST"]);
+
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let mut redis = std::process::Command::new("redis-server")
-        .args(["--port", "0", "--appendonly", "yes", "--dir", d])
-        .arg("--unixsocket")
-        .arg(dir.path().join("r.sock"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
+    let copied = dir.path().join("appendonlydir");
+    std::fs::create_dir(&copied).unwrap();
+    let mut incr = None;
+    for e in std::fs::read_dir(&aof).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".incr.aof") {
+            incr = Some(copied.join(&name));
+        }
+        std::fs::copy(e.path(), copied.join(name)).unwrap();
+    }
+    // A command that fails when replayed, which Redis loads past (its
+    // logs can hold such), then a crash while Redis appended a command.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(incr.unwrap())
+        .unwrap()
+        .write_all(
+            b"*3\r\n$8\r\nRENAMENX\r\n$5\r\nnokey\r\n$1\r\nx\r\n*3\r\n$3\r\nSET\r\n$4\r\ntorn",
+        )
         .unwrap();
-    let sock = dir.path().join("r.sock");
-    eventually("redis-server ready", || {
-        sock.exists() && std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
-    let mut r = Raw::unix(&sock);
-    assert_eq!(r.call(&["SET", "a", "1"]), Frame::Simple("OK".into()));
-    assert_eq!(r.call(&["RPUSH", "l", "x", "y"]), Frame::Int(2));
-    r.cmd(&["SHUTDOWN"]);
-    let _ = redis.wait();
-    let files = |p: &std::path::Path| -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<_> = std::fs::read_dir(p)
+    let mut node = TestNode::start_with(&["--dir", d]);
+    let mut s = node.raw();
+    assert_eq!(s.call(&["DEBUG", "DIGEST"]), digest);
+    let ttl = int(&mut s, &["TTL", "ttl"]);
+    assert!((990..=1000).contains(&ttl), "{ttl}");
+    assert_eq!(
+        bulk(&mut s, &["LINDEX", "l", "0"]).as_deref(),
+        Some("first")
+    );
+    let names = |p: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p)
             .unwrap()
-            .map(|e| e.unwrap())
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         v.sort();
         v
     };
-    let aof_dir = dir.path().join("appendonlydir");
-    let before = files(&aof_dir);
-    let text = refusal(&["--port", "0", "--dir", d]);
-    // Nor does check-aof --fix cut them.
-    let out = std::process::Command::new(BIN)
-        .args(["check-aof", "--fix", d])
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        said.contains("Redis's plain commands, not Shoal's records (left alone)"),
-        "{said}"
+    // Redis's files are gone once the import is this node's log.
+    eventually("Redis's files removed", || {
+        !names(&copied).iter().any(|n| n.ends_with(".rdb"))
+    });
+    ok(&mut s, &["SET", "after", "1"]);
+    assert_eq!(
+        s.call(&["WAITAOF", "1", "0", "0"]),
+        Frame::Array(vec![Frame::Int(1), Frame::Int(0)])
     );
-    assert!(
-        text.contains("holds Redis's plain commands, not Shoal's records"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Shoal does not continue Redis's append only log"),
-        "{text}"
-    );
-    assert_eq!(files(&aof_dir), before);
+    node.restart(&[]).unwrap();
+    let mut s = node.raw();
+    assert_eq!(bulk(&mut s, &["GET", "after"]).as_deref(), Some("1"));
+    assert_eq!(int(&mut s, &["DEL", "after"]), 1);
+    assert_eq!(s.call(&["DEBUG", "DIGEST"]), digest);
+    drop(node);
 
-    // Redis 6's single file.
+    // Redis 6's single file: a SAVEd RDB as its preamble, then commands.
+    let mut r = reference.raw();
+    assert_eq!(r.call(&["SAVE"]), Frame::Simple("OK".into()));
+    let mut single = std::fs::read(reference.dir().join("dump.rdb")).unwrap();
+    single.extend_from_slice(
+        b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$5\r\nlater\r\n$1\r\n9\r\n",
+    );
+    assert_eq!(r.call(&["SET", "later", "9"]), Frame::Simple("OK".into()));
+    let digest = r.call(&["DEBUG", "DIGEST"]);
     let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    std::fs::write(dir.path().join("appendonly.aof"), &single).unwrap();
+    let node = TestNode::start_with(&["--dir", d]);
+    let mut s = node.raw();
+    assert_eq!(s.call(&["DEBUG", "DIGEST"]), digest);
+    assert_eq!(
+        std::fs::read(dir.path().join("appendonly.aof")).unwrap(),
+        single
+    );
+    drop(node);
+
+    // Damage in the middle of Redis's commands: refused, nothing touched.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let bad = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n+what\r\n*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n";
+    std::fs::write(dir.path().join("appendonly.aof"), bad).unwrap();
+    let text = refusal(&["--port", "0", "--dir", d]);
+    assert!(
+        text.contains("Bad file format reading the append only file"),
+        "{text}"
+    );
+    assert!(text.contains("at offset 27"), "{text}");
+    assert!(text.contains("redis-check-aof --fix"), "{text}");
+    assert_eq!(
+        std::fs::read(dir.path().join("appendonly.aof")).unwrap(),
+        bad
+    );
+    assert!(!dir.path().join("appendonlydir").exists());
+    // A command Shoal does not know stops the import, as in Redis.
     std::fs::write(
         dir.path().join("appendonly.aof"),
-        b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n",
+        b"*3\r\n$4\r\nXADD\r\n$1\r\ns\r\n$1\r\n*\r\n",
     )
     .unwrap();
-    let text = refusal(&["--port", "0", "--dir", dir.path().to_str().unwrap()]);
+    let text = refusal(&["--port", "0", "--dir", d]);
     assert!(
-        text.contains("is Redis's single-file append only log"),
+        text.contains("Unknown command 'xadd' reading the append only file"),
         "{text}"
     );
+    assert!(!dir.path().join("appendonlydir").exists());
 }
 
 /// A damaged snapshot stops start-up saying so, without pointing
