@@ -233,6 +233,12 @@ impl SlotTable {
         self.volatile
     }
 
+    /// Makes room for `additional` more keys at once (a load that knows
+    /// how many are coming), instead of growing in steps.
+    pub fn reserve(&mut self, additional: usize) {
+        self.table.reserve(additional, node_hash);
+    }
+
     /// Finds a key, expiring it first if its time has come.
     pub fn lookup(&mut self, key: &[u8], now_ms: i64) -> Lookup<'_> {
         self.lookup_with(key, now_ms, Expiry::Remove)

@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 
 use super::aof::{scan, AofDir, Manifest, RedisLog, Scan};
+use super::rdb::RdbItem;
 use crate::command;
 use crate::effects::StreamState;
 use crate::error::CommandError;
@@ -358,7 +359,16 @@ fn load_rdb(
     let enc = server.tun.encodings();
     let now = now_ms();
     let mut db = usize::MAX;
-    let loaded = super::rdb::read_file(data, &enc, |k| {
+    let loaded = super::rdb::read_file(data, &enc, |item| {
+        let k = match item {
+            RdbItem::DbSize { db, keys } => {
+                if db < server.keyspace.databases() {
+                    server.keyspace.db(db).reserve_keys(keys);
+                }
+                return Ok(());
+            }
+            RdbItem::Key(k) => k,
+        };
         if k.expire_ms.is_some_and(|at| at <= now) {
             return Ok(());
         }

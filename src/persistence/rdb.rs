@@ -551,6 +551,16 @@ pub fn restore(payload: &[u8], enc: &Encodings) -> Result<Value, RdbError> {
     Ok(v)
 }
 
+/// What a Redis RDB file holds, in file order.
+pub enum RdbItem {
+    /// A database's announced size (RESIZEDB), before its keys.
+    DbSize {
+        db: usize,
+        keys: usize,
+    },
+    Key(RdbKey),
+}
+
 /// One key of a Redis RDB file, ready to be restored: its value as a DUMP
 /// payload (so RESTORE's checks and decoding apply unchanged).
 pub struct RdbKey {
@@ -579,7 +589,7 @@ pub fn is_rdb_file(data: &[u8]) -> bool {
 pub fn read_file(
     data: &[u8],
     enc: &Encodings,
-    mut each: impl FnMut(RdbKey) -> Result<(), String>,
+    mut each: impl FnMut(RdbItem) -> Result<(), String>,
 ) -> Result<(u64, usize), String> {
     let bad = |what: &str| format!("Bad RDB file: {what}");
     if !is_rdb_file(data) {
@@ -610,8 +620,12 @@ pub fn read_file(
             }
             0xFE => db = r.len().map_err(short)?,
             0xFB => {
+                let keys = r.len().map_err(short)?;
                 r.len().map_err(short)?;
-                r.len().map_err(short)?;
+                // Each key takes a few bytes at least: a size past that
+                // is not believed (nor allocated for).
+                let keys = keys.min(data.len() / 3);
+                each(RdbItem::DbSize { db, keys })?;
             }
             0xFA => {
                 r.bytes().map_err(short)?;
@@ -657,14 +671,14 @@ pub fn read_file(
                 payload.extend_from_slice(&WRITE_VERSION.max(version).to_le_bytes());
                 let crc = CRC64.checksum(&payload);
                 payload.extend_from_slice(&crc.to_le_bytes());
-                each(RdbKey {
+                each(RdbItem::Key(RdbKey {
                     db,
                     key,
                     payload,
                     expire_ms: expire_ms.take(),
                     idle_secs: idle_secs.take(),
                     freq: freq.take(),
-                })?;
+                }))?;
                 keys += 1;
             }
         }
