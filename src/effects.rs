@@ -38,6 +38,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use crate::persistence::aof;
+use crate::server::memory::allocation_size;
 
 pub struct EffectStream {
     inner: Mutex<Inner>,
@@ -69,6 +70,9 @@ struct Inner {
     /// A switch of log file at offset S (a rewrite began): the records
     /// before S, S, and the file that records from S on go to.
     rotation: Option<(Vec<u8>, u64, std::path::PathBuf)>,
+    /// The capacity of the buffer the log writer took last (being
+    /// written, or kept to hand back as the next pending one).
+    log_taken: usize,
     /// When the pending log records started to gather (the oldest one).
     pending_since: Option<std::time::Instant>,
     /// Replicas being fed: every appended byte is copied to each.
@@ -108,6 +112,9 @@ struct TapState {
     socket: Option<std::net::TcpStream>,
     /// The feeder took bytes it has not finished writing.
     feeder_writing: bool,
+    /// The capacity of the buffer the feeder took last (being written,
+    /// or kept to hand back as the next `pending`).
+    feeder_held: usize,
 }
 
 thread_local! {
@@ -143,6 +150,7 @@ impl Tap {
                 pending: Vec::new(),
                 socket: None,
                 feeder_writing: false,
+                feeder_held: 0,
             }),
             ready: tokio::sync::Notify::new(),
             hard_limit,
@@ -223,12 +231,20 @@ impl Tap {
         let mut st = self.state.lock();
         let out = std::mem::replace(&mut st.pending, spare);
         st.feeder_writing = !out.is_empty();
+        st.feeder_held = out.capacity();
         out
     }
 
     /// The feeder wrote all it took.
     pub fn written(&self) {
         self.state.lock().feeder_writing = false;
+    }
+
+    /// Bytes held for the replica: the buffer of what it has not been
+    /// sent, and the one the feeder is writing from.
+    fn held(&self) -> usize {
+        let st = self.state.lock();
+        allocation_size(st.pending.capacity()) + allocation_size(st.feeder_held)
     }
 }
 
@@ -392,6 +408,26 @@ pub struct StreamInfo {
     pub backlog_histlen: usize,
 }
 
+/// Memory the stream holds beside the data (MEMORY STATS, INFO memory,
+/// and what eviction leaves out of `used_memory`, as Redis does).
+pub struct StreamMemory {
+    pub backlog: usize,
+    /// Replicas' output buffers.
+    pub replicas: usize,
+    /// Log records not yet written: pending, and the writer's batch.
+    pub log: usize,
+}
+
+impl StreamMemory {
+    /// What `maxmemory` does not count, as in Redis: replicas' output
+    /// buffers and log records not yet written. Evicting keys for them
+    /// would only grow them (each eviction is a `DEL` they carry), and a
+    /// replica catching up would empty the primary.
+    pub fn not_counted_for_evict(&self) -> u64 {
+        (self.replicas + self.log) as u64
+    }
+}
+
 /// Redis's "no id" for an unset replid2.
 pub const NO_REPLID: &str = "0000000000000000000000000000000000000000";
 
@@ -444,6 +480,7 @@ impl EffectStream {
                 scratch: Vec::with_capacity(256),
                 aof: None,
                 rotation: None,
+                log_taken: 0,
                 pending_since: None,
                 taps: Vec::new(),
             }),
@@ -762,6 +799,7 @@ impl EffectStream {
     pub fn take_log(&self, spare: Vec<u8>, timeout: Duration) -> LogBatch {
         let mut g = self.inner.lock();
         if let Some((bytes, end, next)) = g.rotation.take() {
+            g.log_taken = bytes.capacity();
             return LogBatch {
                 bytes,
                 end,
@@ -772,6 +810,7 @@ impl EffectStream {
             self.pending.wait_for(&mut g, timeout);
         }
         if let Some((bytes, end, next)) = g.rotation.take() {
+            g.log_taken = bytes.capacity();
             return LogBatch {
                 bytes,
                 end,
@@ -789,8 +828,10 @@ impl EffectStream {
                 if spare.capacity() > 1 << 20 {
                     spare = Vec::with_capacity(64 * 1024);
                 }
+                let bytes = std::mem::replace(pending, spare);
+                inner.log_taken = bytes.capacity();
                 LogBatch {
-                    bytes: std::mem::replace(pending, spare),
+                    bytes,
                     end: *end,
                     rotate_to: None,
                 }
@@ -836,6 +877,25 @@ impl EffectStream {
             .is_some_and(|b| b.buf.len() != size.max(1))
         {
             g.backlog = Some(Backlog::new(size));
+        }
+    }
+
+    pub fn memory(&self) -> StreamMemory {
+        let g = self.inner.lock();
+        StreamMemory {
+            backlog: g
+                .backlog
+                .as_ref()
+                .map_or(0, |b| allocation_size(b.buf.capacity())),
+            replicas: g.taps.iter().map(|t| t.held()).sum(),
+            log: g
+                .aof
+                .as_ref()
+                .map_or(0, |(v, _)| allocation_size(v.capacity()))
+                + g.rotation
+                    .as_ref()
+                    .map_or(0, |(v, _, _)| allocation_size(v.capacity()))
+                + allocation_size(g.log_taken),
         }
     }
 

@@ -939,6 +939,7 @@ impl<'a> Ctx<'a> {
         if server.loading.load(Relaxed)
             || self.client.from_primary
             || server.used_memory(self.now_ms) <= max
+            || server.counted_memory(server.used_memory(self.now_ms)) <= max
         {
             return Ok(());
         }
@@ -949,7 +950,8 @@ impl<'a> Ctx<'a> {
         r
     }
 
-    /// Evicts by `maxmemory-policy` until memory is back under `max`.
+    /// Evicts by `maxmemory-policy` until the memory `maxmemory` counts
+    /// is back under `max`.
     fn evict_to(&self, max: u64) -> Result<(), CommandError> {
         let server = self.server;
         let oom =
@@ -988,14 +990,14 @@ impl<'a> Ctx<'a> {
                 &key,
                 self.now_ms,
             );
-            if server.used_memory.0.load(Relaxed) <= max {
+            if server.counted_memory(server.used_memory.0.load(Relaxed)) <= max {
                 return Ok(());
             }
         }
         // As in Redis, a command is refused only when nothing could be
         // evicted; while evictions make progress, writes go on (freed
         // memory can take a moment to show in the allocator's count).
-        if evicted_any || server.used_memory.0.load(Relaxed) <= max {
+        if evicted_any || server.counted_memory(server.used_memory.0.load(Relaxed)) <= max {
             Ok(())
         } else {
             Err(oom())

@@ -79,6 +79,8 @@ static MEMORY_SUBCOMMANDS: &[Spec] = &[
     spec("memory|usage", -3, READONLY, super::keys(2, 2, 1), &["read"], G, "Estimates the memory usage of a key.", memory_usage),
     spec("memory|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", memory_help),
     spec("memory|malloc-stats", 2, 0, NO_KEYS, &[], G, "Returns the allocator statistics.", memory_malloc_stats),
+    spec("memory|stats", 2, 0, NO_KEYS, &[], G, "Returns details about memory usage.", memory_stats),
+    spec("memory|doctor", 2, 0, NO_KEYS, &[], G, "Outputs a memory problems report.", memory_doctor),
     spec("memory|purge", 2, 0, NO_KEYS, &[], G, "Asks the allocator to release memory.", memory_purge),
 ];
 
@@ -769,14 +771,172 @@ fn memory_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
         ctx,
         "MEMORY",
         &[
+            "DOCTOR",
+            "    Return memory problems reports.",
             "MALLOC-STATS",
             "    Return internal statistics report from the memory allocator.",
             "PURGE",
             "    Attempt to purge dirty pages for reclamation by the allocator.",
+            "STATS",
+            "    Return information about the memory usage of the server.",
             "USAGE <key> [SAMPLES <count>]",
-            "    Return memory in bytes used by <key> and its value.",
+            "    Return memory in bytes used by <key> and its value. Nested values are",
+            "    sampled up to <count> times (default: 5, 0 means sample all).",
         ],
     );
+    Ok(())
+}
+
+/// Redis's MEMORY STATS, field for field (a map in RESP3). Shoal runs no
+/// scripts and no cluster bus yet: those lines are 0. A database's keys
+/// live in per-slot tables and carry their expiry in the key itself, so
+/// `overhead.hashtable.main` is the tables' bytes and the other two are 0.
+fn memory_stats(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let m = crate::server::memory::Overhead::read(ctx.server, ctx.now_ms);
+    let out = &mut *ctx.out;
+    let f = m.figures;
+    out.map(27 + m.dbs.len());
+    let ints = |out: &mut crate::protocol::ReplyBuf, fields: &[(&str, i64)]| {
+        for (name, v) in fields {
+            out.bulk(name.as_bytes());
+            out.int(*v);
+        }
+    };
+    ints(
+        out,
+        &[
+            ("peak.allocated", m.peak as i64),
+            ("total.allocated", f.allocated as i64),
+            ("startup.allocated", m.startup as i64),
+            ("replication.backlog", m.backlog as i64),
+            ("clients.slaves", m.replicas as i64),
+            ("clients.normal", m.clients as i64),
+            ("cluster.links", 0),
+            ("aof.buffer", m.log as i64),
+            ("lua.caches", 0),
+            ("functions.caches", 0),
+        ],
+    );
+    for &(db, tables, _) in &m.dbs {
+        out.bulk(format!("db.{db}").as_bytes());
+        out.map(3);
+        ints(
+            out,
+            &[
+                ("overhead.hashtable.main", tables as i64),
+                ("overhead.hashtable.expires", 0),
+                ("overhead.hashtable.slot-to-keys", 0),
+            ],
+        );
+    }
+    let keys = m.keys();
+    ints(
+        out,
+        &[
+            ("overhead.total", m.total() as i64),
+            ("keys.count", keys as i64),
+            (
+                "keys.bytes-per-key",
+                m.net().checked_div(keys).unwrap_or(0) as i64,
+            ),
+            ("dataset.bytes", m.dataset() as i64),
+        ],
+    );
+    let double = |out: &mut crate::protocol::ReplyBuf, name: &str, v: f32| {
+        out.bulk(name.as_bytes());
+        out.double(v as f64);
+    };
+    double(out, "dataset.percentage", m.dataset_perc());
+    double(out, "peak.percentage", m.peak_perc());
+    ints(
+        out,
+        &[
+            ("allocator.allocated", f.allocated as i64),
+            ("allocator.active", f.active as i64),
+            ("allocator.resident", f.resident as i64),
+        ],
+    );
+    for (ratio, bytes, (r, b)) in [
+        (
+            "allocator-fragmentation.ratio",
+            "allocator-fragmentation.bytes",
+            m.allocator_frag(),
+        ),
+        (
+            "allocator-rss.ratio",
+            "allocator-rss.bytes",
+            m.allocator_rss(),
+        ),
+        ("rss-overhead.ratio", "rss-overhead.bytes", m.rss_overhead()),
+        ("fragmentation", "fragmentation.bytes", m.fragmentation()),
+    ] {
+        double(out, ratio, r);
+        ints(out, &[(bytes, b)]);
+    }
+    Ok(())
+}
+
+/// MEMORY DOCTOR: Redis's checks (a peak far above today's use, memory
+/// the allocator or the process holds beyond what is in use, big client
+/// or replica buffers), said plainly.
+fn memory_doctor(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    use crate::server::memory::human;
+    let m = crate::server::memory::Overhead::read(ctx.server, ctx.now_ms);
+    let used = m.allocated();
+    const MB: i64 = 1 << 20;
+    let mut found = Vec::new();
+    if used < 5 * MB as u64 {
+        ctx.out.verbatim(
+            "This instance is empty or uses very little memory: there is nothing for the memory doctor to look at yet.\n",
+        );
+        return Ok(());
+    }
+    if m.peak as f64 / used as f64 > 1.5 {
+        found.push(format!(
+            " * Peak memory: at some point the memory in use was more than 150% of what it is now ({} against {}). The allocator may still hold pages from then, so the fragmentation figures can look worse than they are; MEMORY PURGE hands back what it can.\n\n",
+            human(m.peak),
+            human(used)
+        ));
+    }
+    let checks = [
+        (m.fragmentation(), 1.4, "High total RSS: the process's resident memory is", "the memory in use. Usually the allocator keeps pages that once held data (after a peak, or after many deletions); MEMORY PURGE may help, and INFO memory's allocator_* lines say where it stands."),
+        (m.allocator_frag(), 1.1, "High allocator fragmentation: the allocator's active pages are", "what it handed out. This is normal after many small keys were deleted, and it shrinks as the memory is reused."),
+        (m.allocator_rss(), 1.1, "High allocator RSS overhead: the allocator's resident pages are", "its active pages: it holds free pages it has not handed back. MEMORY PURGE hands them back."),
+        (m.rss_overhead(), 1.1, "High process RSS overhead: the process's resident memory is", "the allocator's resident pages: memory held outside the allocator (the program, its threads' stacks, the kernel's pages for it)."),
+    ];
+    for ((ratio, bytes), limit, what, why) in checks {
+        if ratio > limit && bytes > 10 * MB {
+            found.push(format!(
+                " * {what} {ratio:.2} times {why} ({} more)\n\n",
+                human(bytes as u64)
+            ));
+        }
+    }
+    if m.client_count > 0 && m.clients / m.client_count as u64 > 200 * 1024 {
+        found.push(format!(
+            " * Big client buffers: the {} normal clients hold {} of buffers, more than 200K each on average. Clients sending long pipelines or reading large replies slowly do this; client-query-buffer-limit and client-output-buffer-limit bound it.\n\n",
+            m.client_count,
+            human(m.clients)
+        ));
+    }
+    if m.replica_count > 0 && m.replicas > 10 * MB as u64 {
+        found.push(format!(
+            " * Big replica buffers: {} waits to be sent to the {} replicas. A replica too slow for the write load, or a link too slow, does this; client-output-buffer-limit replica bounds it.\n\n",
+            human(m.replicas),
+            m.replica_count
+        ));
+    }
+    let report = if found.is_empty() {
+        "The memory doctor found no memory issue in this instance.\n".to_string()
+    } else {
+        format!(
+            "The memory doctor found {} possible issue{} in this instance's memory:\n\n{}",
+            found.len(),
+            if found.len() == 1 { "" } else { "s" },
+            found.concat()
+        )
+    };
+    ctx.out.verbatim(&report);
     Ok(())
 }
 

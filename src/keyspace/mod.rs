@@ -301,6 +301,15 @@ impl Db {
         }
     }
 
+    /// Heap bytes of the slots' tables themselves (their buckets, not the
+    /// keys): MEMORY STATS's `overhead.hashtable.main`. Locks each slot in
+    /// turn.
+    pub fn table_overhead(&self) -> usize {
+        (0..SLOTS)
+            .map(|slot| self.lock_slot(SlotId(slot as u16)).overhead())
+            .sum()
+    }
+
     /// Key and volatile-key counts without locking: each slot as of its
     /// last unlock.
     pub fn counts(&self) -> (usize, usize) {

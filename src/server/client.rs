@@ -160,6 +160,9 @@ pub struct ClientHandle {
     /// Index of the last command in `command::TABLE.all`.
     pub last_cmd: AtomicUsize,
     pub query_buf: AtomicUsize,
+    /// What the connection's read and reply buffers hold (their capacity),
+    /// as of its last batch: its share of `mem_clients_normal`.
+    pub buffers: AtomicUsize,
     pub output_mem: AtomicUsize,
     pub monitor: AtomicBool,
     pub no_evict: AtomicBool,
@@ -295,6 +298,7 @@ impl Clients {
             last_interaction: AtomicI64::new(now_ms),
             last_cmd: AtomicUsize::new(usize::MAX),
             query_buf: AtomicUsize::new(0),
+            buffers: AtomicUsize::new(0),
             output_mem: AtomicUsize::new(0),
             monitor: AtomicBool::new(false),
             no_evict: AtomicBool::new(false),

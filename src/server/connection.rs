@@ -365,6 +365,9 @@ pub async fn serve(
         }
         let pending = rbuf.len();
         handle.query_buf.store(pending, Relaxed);
+        handle
+            .buffers
+            .store(rbuf.capacity() + out.buf.capacity(), Relaxed);
         if pending as i64 > server.tun.query_buffer_limit.load(Relaxed) {
             tracing::warn!(
                 "Closing client that reached max query buffer length: id={} addr={}",

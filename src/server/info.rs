@@ -109,34 +109,59 @@ fn section(server: &Server, name: &str, o: &mut String) {
             );
         }
         "memory" => {
-            let m = server.memory_figures(now_ms());
-            let peak = server.peak_memory.observe(m.allocated);
+            let m = memory::Overhead::read(server, now_ms());
+            let f = m.figures;
             let sys = memory::total_system_memory();
+            let (frag, frag_bytes) = m.fragmentation();
+            let (afrag, afrag_bytes) = m.allocator_frag();
+            let (arss, arss_bytes) = m.allocator_rss();
+            let (rss_over, rss_over_bytes) = m.rss_overhead();
             let _ = write!(
                 o,
                 "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nused_memory_rss:{}\r\nused_memory_rss_human:{}\r\n\
                  used_memory_peak:{}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\n\
+                 used_memory_overhead:{}\r\nused_memory_startup:{}\r\nused_memory_dataset:{}\r\nused_memory_dataset_perc:{:.2}%\r\n\
                  allocator_allocated:{}\r\nallocator_active:{}\r\nallocator_resident:{}\r\n\
                  total_system_memory:{}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\n\
-                 maxmemory_policy:{}\r\nallocator_frag_ratio:{:.2}\r\nmem_fragmentation_ratio:{:.2}\r\n\
-                 mem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\n",
-                m.allocated,
-                human(m.allocated),
-                m.rss,
-                human(m.rss),
-                peak,
-                human(peak),
-                if peak > 0 { m.allocated as f64 * 100.0 / peak as f64 } else { 100.0 },
-                m.allocated,
-                m.active,
-                m.resident,
+                 maxmemory_policy:{}\r\nallocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\n\
+                 allocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\nrss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\n\
+                 mem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{}\r\n\
+                 mem_replication_backlog:{}\r\nmem_total_replication_buffers:{}\r\nmem_clients_slaves:{}\r\n\
+                 mem_clients_normal:{}\r\nmem_cluster_links:0\r\nmem_aof_buffer:{}\r\n\
+                 mem_allocator:jemalloc-5.3.0\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+                f.allocated,
+                human(f.allocated),
+                f.rss,
+                human(f.rss),
+                m.peak,
+                human(m.peak),
+                m.peak_perc(),
+                m.total(),
+                m.startup,
+                m.dataset(),
+                m.dataset_perc(),
+                f.allocated,
+                f.active,
+                f.resident,
                 sys,
                 human(sys),
                 server.tun.maxmemory.load(Relaxed),
                 human(server.tun.maxmemory.load(Relaxed).max(0) as u64),
                 crate::keyspace::evict::POLICY_NAMES[server.tun.maxmemory_policy.load(Relaxed) as usize],
-                if m.allocated > 0 { m.active as f64 / m.allocated as f64 } else { 1.0 },
-                if m.allocated > 0 { m.rss as f64 / m.allocated as f64 } else { 1.0 },
+                afrag,
+                afrag_bytes,
+                arss,
+                arss_bytes,
+                rss_over,
+                rss_over_bytes,
+                frag,
+                frag_bytes,
+                m.not_counted_for_evict(),
+                m.backlog,
+                m.backlog + m.replicas,
+                m.replicas,
+                m.clients,
+                m.log,
             );
         }
         "persistence" => {

@@ -46,6 +46,20 @@ fn rss() -> u64 {
         .unwrap_or(0)
 }
 
+/// What the allocator really sets aside for a buffer of `capacity` bytes:
+/// its size class, which `used_memory` counts (up to a quarter more than
+/// asked for, for the largest buffers).
+pub fn allocation_size(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    // SAFETY: nallocx only computes a size; flags 0 is plain malloc's.
+    match unsafe { tikv_jemalloc_sys::nallocx(capacity, 0) } {
+        0 => capacity,
+        n => n,
+    }
+}
+
 /// The peak of `used_memory`, sampled by the cron and by INFO.
 #[derive(Default)]
 pub struct Peak(AtomicU64);
@@ -119,4 +133,134 @@ pub fn purge() -> bool {
         )
     };
     r == 0
+}
+
+/// Where memory goes, reckoned as Redis reckons it for MEMORY STATS, INFO
+/// memory and MEMORY DOCTOR: what the server holds beside the data set
+/// (its start-up footprint, the replication backlog, replicas' and
+/// clients' buffers, log records not yet written, the keys' tables), and
+/// the allocator's and the kernel's view of the whole.
+pub struct Overhead {
+    pub figures: MemoryFigures,
+    pub peak: u64,
+    pub startup: u64,
+    pub backlog: u64,
+    pub replicas: u64,
+    pub clients: u64,
+    /// Normal clients (not replicas): Redis's average-buffer check.
+    pub client_count: usize,
+    pub replica_count: usize,
+    pub log: u64,
+    /// Each database holding keys: its index, its tables' bytes and its
+    /// key count.
+    pub dbs: Vec<(usize, u64, u64)>,
+}
+
+impl Overhead {
+    pub fn read(server: &super::Server, now_ms: i64) -> Overhead {
+        let figures = server.memory_figures(now_ms);
+        let stream = server.effects.memory();
+        let (mut clients, mut client_count, mut replica_count) = (0, 0, 0);
+        for c in server.clients.all() {
+            if c.kind.load(Relaxed) == super::client::KIND_REPLICA {
+                replica_count += 1;
+            } else {
+                client_count += 1;
+                clients += c.buffers.load(Relaxed) as u64;
+            }
+        }
+        let dbs = server
+            .keyspace
+            .used_dbs()
+            .filter_map(|(i, db)| {
+                let keys = db.counts().0 as u64;
+                (keys > 0).then(|| (i, db.table_overhead() as u64, keys))
+            })
+            .collect();
+        Overhead {
+            peak: server.peak_memory.observe(figures.allocated),
+            figures,
+            startup: server.startup_memory.load(Relaxed),
+            backlog: stream.backlog as u64,
+            replicas: stream.replicas as u64,
+            clients,
+            client_count,
+            replica_count,
+            log: stream.log as u64,
+            dbs,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.startup
+            + self.backlog
+            + self.replicas
+            + self.clients
+            + self.log
+            + self.dbs.iter().map(|d| d.1).sum::<u64>()
+    }
+
+    pub fn allocated(&self) -> u64 {
+        self.figures.allocated
+    }
+
+    pub fn dataset(&self) -> u64 {
+        self.allocated().saturating_sub(self.total())
+    }
+
+    /// What the data took since start-up.
+    pub fn net(&self) -> u64 {
+        self.allocated().saturating_sub(self.startup)
+    }
+
+    pub fn keys(&self) -> u64 {
+        self.dbs.iter().map(|d| d.2).sum()
+    }
+
+    /// See `StreamMemory::not_counted_for_evict`.
+    pub fn not_counted_for_evict(&self) -> u64 {
+        self.replicas + self.log
+    }
+
+    pub fn dataset_perc(&self) -> f32 {
+        percent(self.dataset(), self.net())
+    }
+
+    pub fn peak_perc(&self) -> f32 {
+        percent(self.allocated(), self.peak)
+    }
+
+    /// jemalloc's active pages against what it handed out.
+    pub fn allocator_frag(&self) -> (f32, i64) {
+        ratio(self.figures.active, self.figures.allocated)
+    }
+
+    /// jemalloc's resident pages against its active ones.
+    pub fn allocator_rss(&self) -> (f32, i64) {
+        ratio(self.figures.resident, self.figures.active)
+    }
+
+    /// The process's RSS against jemalloc's resident pages.
+    pub fn rss_overhead(&self) -> (f32, i64) {
+        ratio(self.figures.rss, self.figures.resident)
+    }
+
+    /// RSS against `used_memory` (`mem_fragmentation_ratio`).
+    pub fn fragmentation(&self) -> (f32, i64) {
+        ratio(self.figures.rss, self.figures.allocated)
+    }
+}
+
+/// Redis computes these in C floats; so does this, digit for digit.
+fn percent(part: u64, whole: u64) -> f32 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f32 * 100.0 / whole as f32
+    }
+}
+
+fn ratio(a: u64, b: u64) -> (f32, i64) {
+    let r = if b == 0 { 0.0 } else { a as f32 / b as f32 };
+    (r, a as i64 - b as i64)
 }

@@ -226,6 +226,9 @@ pub struct Server {
     /// Shared with the log writer, which records its slow writes and syncs.
     pub latency: Arc<latency::Monitor>,
     pub peak_memory: memory::Peak,
+    /// `used_memory` once the server was set up, before any data loaded
+    /// (Redis's `used_memory_startup`).
+    pub startup_memory: AtomicU64,
     pub watches: watches::Watches,
     pub blocked: blocking::Blocked,
     pub tracking: tracking::Tracking,
@@ -311,6 +314,7 @@ impl Server {
             slowlog: slowlog::SlowLog::default(),
             latency,
             peak_memory: memory::Peak::default(),
+            startup_memory: AtomicU64::new(0),
             watches: watches::Watches::default(),
             tracking: tracking::Tracking::default(),
             blocked: blocking::Blocked::default(),
@@ -386,6 +390,12 @@ impl Server {
             value.store(memory::read_allocated(), Relaxed);
         }
         value.load(Relaxed)
+    }
+
+    /// What `maxmemory` counts of `used`: all but replicas' buffers and
+    /// log records not yet written (`StreamMemory::not_counted_for_evict`).
+    pub fn counted_memory(&self, used: u64) -> u64 {
+        used.saturating_sub(self.effects.memory().not_counted_for_evict())
     }
 
     /// The allocator's figures and RSS, re-read when older than 5 ms.
@@ -528,6 +538,9 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         config.get("appenddirname"),
     );
     let server = Arc::new(Server::new(config));
+    server
+        .startup_memory
+        .store(memory::read_allocated(), Relaxed);
     let _ = server.this.set(Arc::downgrade(&server));
     // The log is read before anyone can write, and clients that connect
     // meanwhile are told -LOADING.

@@ -893,3 +893,49 @@ fn tracking_clients_on_a_replica_hear_of_writes_and_of_a_full_sync() {
     assert_eq!(pushed(&mut b), vec![Frame::Null]);
     assert_eq!(digest(&mut r), digest(&mut p));
 }
+
+/// A replica that stops reading leaves its primary's stream in an output
+/// buffer. As in Redis, `maxmemory` does not count that buffer (nor log
+/// records not yet written): evicting the data for it would only add
+/// DELs to the same buffer, and the replica would come back to an emptied
+/// primary. INFO memory shows the buffer where Redis does.
+#[test]
+fn a_lagging_replicas_buffer_does_not_make_its_primary_evict() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    let replica = replica_of(&primary, &[]);
+    for i in 0..100 {
+        ok(&mut p, &["SET", &format!("key:{i}"), "v"]);
+    }
+    caught_up(&primary, &replica);
+    let stopped = Stopped::new(&replica);
+    let memory = |p: &mut Raw, field: &str| -> u64 {
+        info_field(&info(p, "memory"), field).parse().unwrap()
+    };
+    let limit = memory(&mut p, "used_memory") + 32 * 1024 * 1024;
+    ok(&mut p, &["CONFIG", "SET", "maxmemory", &limit.to_string()]);
+    ok(
+        &mut p,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
+    );
+    // 96 MB through the stopped replica's buffer; the data set stays the
+    // same size (one key rewritten).
+    let big = "x".repeat(1024 * 1024);
+    for _ in 0..96 {
+        ok(&mut p, &["SET", "big", &big]);
+    }
+    let buffered = memory(&mut p, "mem_clients_slaves");
+    assert!(buffered > 48 * 1024 * 1024, "{buffered}");
+    assert!(memory(&mut p, "mem_not_counted_for_evict") >= buffered);
+    assert!(memory(&mut p, "used_memory") > limit);
+    assert_eq!(
+        stat(&mut p, "evicted_keys"),
+        0,
+        "limit {limit}: {}",
+        info(&mut p, "memory")
+    );
+    assert_eq!(int(&mut p, &["DBSIZE"]), 101);
+    drop(stopped);
+    caught_up(&primary, &replica);
+    assert_eq!(digest(&mut replica.raw()), digest(&mut p));
+}

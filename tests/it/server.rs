@@ -730,3 +730,127 @@ fn latency_histograms_and_percentiles() {
     }
     assert_eq!(run(&mut node.raw()), run(&mut reference.raw()));
 }
+
+/// MEMORY STATS has Redis's fields in Redis's order (a map in RESP3, with
+/// doubles), and its figures add up: the overhead is its parts, the data
+/// set is the rest, keys and bytes per key follow the keys. INFO memory
+/// has Redis's lines (but the scripting ones: Shoal runs no scripts) and
+/// agrees with MEMORY STATS. MEMORY DOCTOR waits for data, then reports.
+#[test]
+fn memory_stats_doctor_and_info_memory_read_as_redis() {
+    let reference = crate::support::ReferenceRedis::start();
+    let mut rr = reference.raw();
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let mut r = node.raw();
+    let doctor = |r: &mut Raw| bulk(r, &["MEMORY", "DOCTOR"]).unwrap();
+    assert!(doctor(&mut r).contains("empty"), "{}", doctor(&mut r));
+    ok(&mut r, &["DEBUG", "POPULATE", "100000"]);
+    assert_eq!(
+        rr.call(&["DEBUG", "POPULATE", "100000"]),
+        Frame::Simple("OK".into())
+    );
+    let fields = |f: Frame| -> Vec<(String, Frame)> {
+        let Frame::Array(items) = f else {
+            panic!("{f:?}")
+        };
+        items
+            .chunks(2)
+            .map(|p| match &p[0] {
+                Frame::Bulk(name) => (String::from_utf8(name.clone()).unwrap(), p[1].clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let ours = fields(r.call(&["MEMORY", "STATS"]));
+    let theirs = fields(rr.call(&["MEMORY", "STATS"]));
+    let names = |f: &[(String, Frame)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ours), names(&theirs));
+    let get = |name: &str| -> i64 {
+        match &ours.iter().find(|(n, _)| n == name).unwrap().1 {
+            Frame::Int(i) => *i,
+            other => panic!("{name}: {other:?}"),
+        }
+    };
+    let db0 = match &ours.iter().find(|(n, _)| n == "db.0").unwrap().1 {
+        Frame::Array(a) => match a.as_slice() {
+            [Frame::Bulk(n), Frame::Int(main), ..] if n == b"overhead.hashtable.main" => *main,
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    assert!(db0 > 100_000 * 8, "{db0}");
+    let parts = [
+        "startup.allocated",
+        "replication.backlog",
+        "clients.slaves",
+        "clients.normal",
+        "aof.buffer",
+    ];
+    assert_eq!(
+        get("overhead.total"),
+        parts.iter().map(|p| get(p)).sum::<i64>() + db0
+    );
+    assert_eq!(
+        get("dataset.bytes"),
+        get("total.allocated") - get("overhead.total")
+    );
+    assert_eq!(get("keys.count"), 100_000);
+    assert_eq!(
+        get("keys.bytes-per-key"),
+        (get("total.allocated") - get("startup.allocated")) / 100_000
+    );
+    assert!(get("clients.normal") >= 16 * 1024, "a connection's buffers");
+    match &ours
+        .iter()
+        .find(|(n, _)| n == "dataset.percentage")
+        .unwrap()
+        .1
+    {
+        Frame::Bulk(b) => {
+            let p: f64 = std::str::from_utf8(b).unwrap().parse().unwrap();
+            assert!(p > 10.0 && p <= 100.0, "{p}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut r3 = node.raw();
+    r3.cmd(&["HELLO", "3"]);
+    r3.read3();
+    r3.cmd(&["MEMORY", "STATS"]);
+    match r3.read3() {
+        Frame::Map(m) => {
+            assert_eq!(m.len(), ours.len());
+            assert!(m.iter().any(
+                |(k, v)| *k == Frame::bulk("peak.percentage") && matches!(v, Frame::Double(_))
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let info_names = |info: String| -> Vec<String> {
+        info.lines()
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_string()))
+            .collect()
+    };
+    let scripting = |n: &String| {
+        ["lua", "script", "functions", "vm_", "libraries"]
+            .iter()
+            .any(|w| n.contains(w))
+    };
+    let redis_info = match rr.call(&["INFO", "memory"]) {
+        Frame::Bulk(b) => String::from_utf8(b).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let info = bulk(&mut r, &["INFO", "memory"]).unwrap();
+    assert_eq!(
+        info_names(info.clone()),
+        info_names(redis_info)
+            .into_iter()
+            .filter(|n| !scripting(n))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(info_field(&info, "mem_clients_slaves"), "0");
+    let overhead: i64 = info_field(&info, "used_memory_overhead").parse().unwrap();
+    assert!(overhead > db0, "{overhead}");
+    let report = doctor(&mut r);
+    assert!(report.starts_with("The memory doctor found"), "{report}");
+}
