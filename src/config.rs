@@ -112,7 +112,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d("io-threads", Kind::Int { min: 0, max: 1024 }, "0", false),
     d("appendonly", Kind::Enum(&["yes", "no"]), "yes", false),
     d("appendfsync", Kind::Enum(&["always", "everysec", "no"]), "everysec", true),
-    d("appenddirname", Kind::Str, "appendonlydir", false),
+    d("appenddirname", Kind::Checked(aof_dir_name), "appendonlydir", false),
     // A record torn by a crash at the log's end: cut it (yes) or refuse to start.
     d("aof-load-truncated", Kind::Bool, "yes", true),
     d("client-output-buffer-limit", Kind::Checked(crate::server::pubsub::canonical_buffer_limits), "normal 0 0 0 replica 268435456 67108864 60 pubsub 33554432 8388608 60", true),
@@ -180,7 +180,7 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("rdbchecksum", Kind::Bool, "yes", false),
     inert("rdb-del-sync-files", Kind::Bool, "no", true),
     inert("rdb-save-incremental-fsync", Kind::Bool, "yes", true),
-    inert("appendfilename", Kind::Str, "appendonly.aof", false),
+    d("appendfilename", Kind::Checked(aof_file_name), "appendonly.aof", false),
     inert("aof-use-rdb-preamble", Kind::Bool, "yes", true),
     inert("aof-timestamp-enabled", Kind::Bool, "no", true),
     inert("aof-rewrite-incremental-fsync", Kind::Bool, "yes", true),
@@ -244,6 +244,23 @@ fn canonical_save(v: &str) -> Result<String, &'static str> {
         .map(|n| n.to_string())
         .collect::<Vec<_>>()
         .join(" "))
+}
+
+/// `appendfilename` names files inside the append-only directory: a name,
+/// not a path (Redis's check and words).
+fn aof_file_name(v: &str) -> Result<String, &'static str> {
+    if v.contains(['/', '\\']) {
+        return Err("appendfilename can't be a path, just a filename");
+    }
+    Ok(v.to_string())
+}
+
+/// `appenddirname` is a directory inside `dir`, not a path.
+fn aof_dir_name(v: &str) -> Result<String, &'static str> {
+    if v.contains(['/', '\\']) {
+        return Err("appenddirname can't be a path, just a dirname");
+    }
+    Ok(v.to_string())
 }
 
 /// `latency-tracking-info-percentiles`: numbers from 0 to 100, written

@@ -44,7 +44,8 @@ fn main() {
 }
 
 /// `shoal check-aof [--fix] DIR`: DIR is a data directory (holding
-/// `appendonlydir`) or the append-only directory itself.
+/// `appendonlydir`) or the append-only directory itself; the manifest
+/// found there names the files (whatever `appendfilename` was).
 fn check_aof(args: &[String]) -> i32 {
     let fix = args.iter().any(|a| a == "--fix");
     let dirs: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
@@ -53,17 +54,40 @@ fn check_aof(args: &[String]) -> i32 {
         return 2;
     };
     let path = std::path::Path::new(dir.as_str());
-    let (base, name) = if path.join("appendonly.aof.manifest").exists() {
-        (
-            path.parent().unwrap_or(path).to_path_buf(),
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        )
-    } else {
-        (path.to_path_buf(), "appendonlydir".to_string())
+    let manifests = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.strip_suffix(".manifest").map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    match shoal::persistence::aof::check(&base, &name, fix) {
+    let candidates = [path.to_path_buf(), path.join("appendonlydir")];
+    let Some((aof_path, names)) = candidates
+        .iter()
+        .map(|p| (p, manifests(p)))
+        .find(|(_, m)| !m.is_empty())
+    else {
+        eprintln!(
+            "check-aof: no append only file manifest in {} or its appendonlydir",
+            path.display()
+        );
+        return 2;
+    };
+    let [name] = names.as_slice() else {
+        eprintln!(
+            "check-aof: several manifests in {} ({}): point at one node's directory",
+            aof_path.display(),
+            names.join(", ")
+        );
+        return 2;
+    };
+    let aof = shoal::persistence::aof::AofDir::new(aof_path, "", name);
+    match shoal::persistence::aof::check(&aof, fix) {
         Ok(report) => {
             for l in &report.lines {
                 println!("{l}");

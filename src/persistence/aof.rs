@@ -1,7 +1,8 @@
 //! The append-only log on disk: file layout, record framing, scanning.
 //!
 //! ```text
-//!  dir/appendonlydir/
+//!  dir/appendonlydir/                 (`appenddirname`; files named after
+//!                                     `appendfilename`, as in Redis)
 //!    appendonly.aof.manifest          which files, in which order
 //!    appendonly.aof.2.base.aof        a snapshot (records), written by a rewrite
 //!    appendonly.aof.3.incr.aof        records appended since that snapshot
@@ -32,7 +33,6 @@ static CRC32C: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 pub const HEADER: usize = 8;
-const MANIFEST: &str = "appendonly.aof.manifest";
 
 /// Appends one framed record to `out`.
 pub fn frame(out: &mut Vec<u8>, payload: &[u8]) {
@@ -242,35 +242,52 @@ pub struct RedisLog {
     pub next_seq: u64,
 }
 
-/// The append-only directory of a data dir.
+/// The append-only directory of a data dir, and the name its files are
+/// named after (`appendfilename`: `<name>.manifest`, `<name>.<seq>.base.aof`,
+/// `<name>.<seq>.incr.aof`).
+#[derive(Clone)]
 pub struct AofDir {
     pub path: PathBuf,
+    pub name: String,
 }
 
 impl AofDir {
-    pub fn new(dir: &Path, dirname: &str) -> AofDir {
+    pub fn new(dir: &Path, dirname: &str, filename: &str) -> AofDir {
         AofDir {
             path: dir.join(dirname),
+            name: filename.to_string(),
         }
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.path.join(format!("{}.manifest", self.name))
+    }
+
+    pub fn base_name(&self, seq: u64) -> String {
+        format!("{}.{seq}.base.aof", self.name)
+    }
+
+    pub fn incr_name(&self, seq: u64) -> String {
+        format!("{}.{seq}.incr.aof", self.name)
     }
 
     /// Redis's own append-only log where Shoal's would be, if `dir` (the
     /// node's data directory) holds one: Redis 7's manifest naming files
     /// of plain commands (or an RDB base and such files), or Redis 6's
-    /// single `appendonly.aof` (`redis_file`) with no manifest. Shoal
-    /// neither continues such files nor cuts them as torn records (its
-    /// checksummed records are another format): it imports them
-    /// (`load::import_redis`).
-    pub fn redis_log(&self, dir: &Path, redis_file: &str) -> Option<RedisLog> {
-        let single = dir.join(redis_file);
-        if !self.path.join(MANIFEST).exists() {
+    /// single file (named as this directory's files are, in `dir`) with
+    /// no manifest. Shoal neither continues such files nor cuts them as
+    /// torn records (its checksummed records are another format): it
+    /// imports them (`load::import_redis`).
+    pub fn redis_log(&self, dir: &Path) -> Option<RedisLog> {
+        let single = dir.join(&self.name);
+        if !self.manifest().exists() {
             return single.is_file().then(|| RedisLog {
                 files: vec![single],
                 single: true,
                 next_seq: 1,
             });
         }
-        let m = fs::read_to_string(self.path.join(MANIFEST)).ok()?;
+        let m = fs::read_to_string(self.manifest()).ok()?;
         let m = Manifest::parse(&m).ok()?;
         let plain_commands = |name: &str| {
             let mut head = [0u8; 32];
@@ -299,7 +316,7 @@ impl AofDir {
     /// file (SAVE's), it becomes the base, so a node starts from a backup.
     pub fn open_or_create(&self, seed: Option<&Path>) -> io::Result<Manifest> {
         fs::create_dir_all(&self.path)?;
-        let mpath = self.path.join(MANIFEST);
+        let mpath = self.manifest();
         match fs::read_to_string(&mpath) {
             Ok(text) => Manifest::parse(&text).map_err(|e| {
                 io::Error::new(
@@ -310,7 +327,7 @@ impl AofDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let m = match seed.filter(|p| p.exists()) {
                     Some(snapshot) => {
-                        let base = "appendonly.aof.1.base.aof".to_string();
+                        let base = self.base_name(1);
                         fs::copy(snapshot, self.path.join(&base))?;
                         fs::File::open(self.path.join(&base))?.sync_all()?;
                         tracing::info!(
@@ -319,12 +336,12 @@ impl AofDir {
                         );
                         Manifest {
                             base: Some((base, 1)),
-                            incr: vec![("appendonly.aof.2.incr.aof".to_string(), 2)],
+                            incr: vec![(self.incr_name(2), 2)],
                         }
                     }
                     None => Manifest {
                         base: None,
-                        incr: vec![("appendonly.aof.1.incr.aof".to_string(), 1)],
+                        incr: vec![(self.incr_name(1), 1)],
                     },
                 };
                 fs::OpenOptions::new()
@@ -341,11 +358,11 @@ impl AofDir {
     /// Replaces the manifest atomically: write a temporary file, fsync it,
     /// rename it over the old one, fsync the directory.
     pub fn write_manifest(&self, m: &Manifest) -> io::Result<()> {
-        let tmp = self.path.join(format!("{MANIFEST}.tmp"));
+        let tmp = self.path.join(format!("{}.manifest.tmp", self.name));
         let mut f = fs::File::create(&tmp)?;
         f.write_all(m.render().as_bytes())?;
         f.sync_all()?;
-        fs::rename(&tmp, self.path.join(MANIFEST))?;
+        fs::rename(&tmp, self.manifest())?;
         fs::File::open(&self.path)?.sync_all()
     }
 
@@ -360,8 +377,9 @@ impl AofDir {
         if let Ok(entries) = fs::read_dir(&self.path) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("appendonly.aof.")
-                    && name != MANIFEST
+                if name
+                    .strip_prefix(self.name.as_str())
+                    .is_some_and(|rest| rest.starts_with('.') && rest != ".manifest")
                     && !keep.contains(&name.as_str())
                 {
                     let _ = fs::remove_file(e.path());
@@ -385,9 +403,8 @@ pub struct CheckReport {
 /// `shoal check-aof [--fix] DIR`: verifies every file the manifest lists;
 /// with `fix`, truncates a damaged file at its last good record (dropping
 /// what follows, as redis-check-aof --fix does) and drops later files.
-pub fn check(dir: &Path, dirname: &str, fix: bool) -> io::Result<CheckReport> {
-    let aof = AofDir::new(dir, dirname);
-    let text = fs::read_to_string(aof.path.join(MANIFEST))?;
+pub fn check(aof: &AofDir, fix: bool) -> io::Result<CheckReport> {
+    let text = fs::read_to_string(aof.manifest())?;
     let mut m =
         Manifest::parse(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut lines = Vec::new();
@@ -465,7 +482,7 @@ pub fn check(dir: &Path, dirname: &str, fix: bool) -> io::Result<CheckReport> {
                     // The base itself is damaged: keep what is good of it
                     // and start a fresh incremental file after it.
                     let seq = m.next_seq();
-                    m.incr = vec![(format!("appendonly.aof.{seq}.incr.aof"), seq)];
+                    m.incr = vec![(aof.incr_name(seq), seq)];
                     fs::File::create(aof.file(&m.incr[0].0))?;
                 } else {
                     m.incr.truncate(i + 1 - base_count);

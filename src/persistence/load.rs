@@ -58,16 +58,15 @@ struct StreamPosition {
 /// Snapshots are synced before they are renamed into place, so anything
 /// but a clean file is refused.
 pub fn load_snapshot(server: &Server, path: &std::path::Path) -> Result<LoadReport, String> {
-    let dir = AofDir {
-        path: path
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .to_path_buf(),
-    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let dir = AofDir::new(
+        path.parent().unwrap_or(std::path::Path::new(".")),
+        "",
+        &name,
+    );
     let m = Manifest {
         base: Some((name, 0)),
         incr: Vec::new(),
@@ -148,10 +147,10 @@ pub fn import_redis(
     );
     let report = as_loader(server, |client| load_redis_files(server, client, redis))?;
     let seq = redis.next_seq;
-    let base = format!("appendonly.aof.{seq}.base.aof");
+    let base = dir.base_name(seq);
     let m = Manifest {
         base: Some((base.clone(), seq)),
-        incr: vec![(format!("appendonly.aof.{}.incr.aof", seq + 1), seq + 1)],
+        incr: vec![(dir.incr_name(seq + 1), seq + 1)],
     };
     let written = (|| -> std::io::Result<u64> {
         fs::create_dir_all(&dir.path)?;

@@ -255,25 +255,19 @@ pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
 
 fn rewrite(server: &Server) -> std::io::Result<u64> {
     let log = &server.log;
-    let (dir_path, old) = {
+    let (dir, old) = {
         let files = log.files.lock();
         let (dir, m) = files.as_ref().expect("checked by start");
-        (dir.path.clone(), m.clone())
+        (dir.clone(), m.clone())
     };
-    let dir = aof::AofDir { path: dir_path };
     let seq = old.next_seq();
-    let incr_name = format!("appendonly.aof.{seq}.incr.aof");
-    let base_name = format!("appendonly.aof.{}.base.aof", seq + 1);
+    let incr_name = dir.incr_name(seq);
+    let base_name = dir.base_name(seq + 1);
     File::create(dir.file(&incr_name))?.sync_all()?;
     let mut during = old.clone();
     during.incr.push((incr_name.clone(), seq));
     dir.write_manifest(&during)?;
-    *log.files.lock() = Some((
-        aof::AofDir {
-            path: dir.path.clone(),
-        },
-        during.clone(),
-    ));
+    *log.files.lock() = Some((dir.clone(), during.clone()));
 
     let rotations_before = log.rotations.load(Relaxed);
     let next = dir.file(&incr_name);

@@ -536,6 +536,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     let log_dir = crate::persistence::aof::AofDir::new(
         std::path::Path::new(&dir),
         config.get("appenddirname"),
+        config.get("appendfilename"),
     );
     let server = Arc::new(Server::new(config));
     server
@@ -546,8 +547,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     // meanwhile are told -LOADING.
     let log_start = if server.log.enabled {
         server.loading.store(true, Relaxed);
-        let redis_file = server.config.read().get("appendfilename").to_string();
-        match log_dir.redis_log(std::path::Path::new(&dir), &redis_file) {
+        match log_dir.redis_log(std::path::Path::new(&dir)) {
             Some(redis) => Some(LogStart::Import(redis)),
             None => {
                 let snapshot = crate::persistence::save::snapshot_path(&server);

@@ -1303,3 +1303,71 @@ fn a_damaged_snapshot_is_named_as_one() {
     assert!(text.contains("The snapshot is damaged"), "{text}");
     assert!(!text.contains("check-aof"), "{text}");
 }
+
+/// `appendfilename` names the log's files, as in Redis: a node keeps its
+/// log under that name across a crash, `check-aof` finds it by its
+/// manifest, and Redis's own log kept under such a name is imported. A
+/// path is refused with Redis's words.
+#[test]
+fn appendfilename_names_the_log_files() {
+    let mut node = TestNode::start_with(&["--appendfilename", "my.aof"]);
+    let mut s = node.raw();
+    ok(&mut s, &["SET", "a", "1"]);
+    assert_eq!(
+        s.call(&["WAITAOF", "1", "0", "0"]),
+        Frame::Array(vec![Frame::Int(1), Frame::Int(0)])
+    );
+    let aof = node.data_dir().join("appendonlydir");
+    let mut names: Vec<String> = std::fs::read_dir(&aof)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["my.aof.1.incr.aof", "my.aof.manifest"]);
+    node.restart(&[]).unwrap();
+    let mut s = node.raw();
+    assert_eq!(bulk(&mut s, &["GET", "a"]).as_deref(), Some("1"));
+    s.call(&["BGREWRITEAOF"]);
+    eventually("the rewrite's files in place", || {
+        let listed = std::fs::read_to_string(aof.join("my.aof.manifest")).unwrap();
+        listed.contains("my.aof.3.base.aof") && !aof.join("my.aof.1.incr.aof").exists()
+    });
+    let out = std::process::Command::new(BIN)
+        .args(["check-aof", node.data_dir().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("my.aof.3.base.aof: OK"), "{text}");
+    drop(node);
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let sock = dir.path().join("r.sock");
+    let mut redis = std::process::Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "yes"])
+        .args(["--appendfilename", "their.aof", "--dir", d])
+        .arg("--unixsocket")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("redis-server ready", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    let mut r = Raw::unix(&sock);
+    assert_eq!(r.call(&["SET", "b", "2"]), Frame::Simple("OK".into()));
+    r.cmd(&["SHUTDOWN"]);
+    let _ = redis.wait();
+    assert!(dir.path().join("appendonlydir/their.aof.manifest").exists());
+    let node = TestNode::start_with(&["--dir", d, "--appendfilename", "their.aof"]);
+    assert_eq!(bulk(&mut node.raw(), &["GET", "b"]).as_deref(), Some("2"));
+    drop(node);
+
+    let text = refusal(&["--port", "0", "--appendfilename", "a/b"]);
+    assert!(
+        text.contains("appendfilename can't be a path, just a filename"),
+        "{text}"
+    );
+}
