@@ -718,7 +718,11 @@ impl<'a> Ctx<'a> {
     fn expiry(&self) -> Expiry {
         if self.client.from_primary || self.server.loading.load(Relaxed) {
             Expiry::Keep
-        } else if self.server.replication.is_replica() {
+        } else if self.server.replication.is_replica()
+            || self.server.pause.writes_paused(self.now_ms)
+        {
+            // While writes are paused (CLIENT PAUSE, FAILOVER) the stream
+            // stands still: an expired key is hidden, deleted later.
             Expiry::Hide
         } else {
             Expiry::Remove

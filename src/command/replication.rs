@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::args::{int, int_at_least};
 use super::{flags::*, spec, wait_deadline, Action, Ctx, Spec, WaitFor, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
+use crate::replication::failover;
 use crate::replication::primary::Psync;
 use crate::replication::PrimaryAddr;
 
@@ -25,21 +26,20 @@ pub static COMMANDS: &[Spec] = &[
     spec("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, NO_KEYS, R, G, "An internal command for configuring the replication stream.", replconf),
     spec("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", psync),
     spec("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", sync),
+    spec("failover", -1, ADMIN | NOSCRIPT | STALE, NO_KEYS, R, G, "Starts a coordinated failover from a server to one of its replicas.", failover),
 ];
 
 fn replicaof(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let host = String::from_utf8_lossy(&argv[1]).into_owned();
     let r = &ctx.server.replication;
+    if r.failover_state.load(Relaxed) != failover::NONE {
+        return Err(CommandError::err(
+            "REPLICAOF not allowed while failing over.",
+        ));
+    }
     if host.eq_ignore_ascii_case("no") && argv[2].eq_ignore_ascii_case(b"one") {
         if r.is_replica() {
-            // A new history starts here; the old one stays valid up to
-            // now, so replicas that followed it continue from this node.
-            ctx.server.effects.fork_history(None);
-            r.set_target(None);
-            ctx.server
-                .config
-                .write()
-                .set_internal("replicaof", String::new());
+            crate::replication::become_primary(ctx.server);
             tracing::info!(
                 "MASTER MODE enabled (user request from 'id={}')",
                 ctx.client.id
@@ -63,12 +63,7 @@ fn replicaof(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         target.port,
         ctx.client.id
     );
-    ctx.server
-        .config
-        .write()
-        .set_internal("replicaof", format!("{} {}", target.host, target.port));
-    // This node's own replicas follow it, and through it the new primary.
-    r.set_target(Some(target));
+    crate::replication::become_replica(ctx.server, target);
     ctx.out.ok();
     Ok(())
 }
@@ -205,6 +200,21 @@ fn replconf(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn psync(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    // A primary handing over (FAILOVER) asks its replica to take its place
+    // first: only a replica of that very history may.
+    if argv.len() > 3 && argv[3].eq_ignore_ascii_case(b"failover") {
+        if argv[1].as_ref() != ctx.server.effects.ids().0.as_bytes() {
+            return Err(CommandError::err(
+                "PSYNC FAILOVER replid must match my replid.",
+            ));
+        }
+        crate::replication::become_primary(ctx.server);
+        tracing::info!(
+            "MASTER MODE enabled (failover request from 'id={} addr={}')",
+            ctx.client.id,
+            ctx.client.handle.addr
+        );
+    }
     let offset = crate::protocol::request::parse_i64(&argv[2]);
     let from = match (argv[1].as_ref(), offset) {
         (b"?", _) | (_, None) => None,
@@ -216,6 +226,51 @@ fn psync(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn sync(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     start_feeding(ctx, Psync { from: None })
+}
+
+/// FAILOVER [TO host port [FORCE]] [ABORT] [TIMEOUT ms], read as Redis
+/// reads it (see `crate::replication::failover`).
+fn failover(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let server = ctx.server.this.get().and_then(|w| w.upgrade());
+    let Some(server) = server else {
+        return Err(CommandError::err("the server is shutting down"));
+    };
+    if argv.len() == 2 && argv[1].eq_ignore_ascii_case(b"abort") {
+        failover::abort_command(&server).map_err(|e| CommandError::err(e.to_string()))?;
+        ctx.out.ok();
+        return Ok(());
+    }
+    let mut plan = failover::Plan::default();
+    let mut timeout = 0;
+    let mut j = 1;
+    while j < argv.len() {
+        let w = &argv[j];
+        if w.eq_ignore_ascii_case(b"timeout") && j + 1 < argv.len() && timeout == 0 {
+            timeout = int(&argv[j + 1])?;
+            if timeout <= 0 {
+                return Err(CommandError::err("FAILOVER timeout must be greater than 0"));
+            }
+            j += 2;
+        } else if w.eq_ignore_ascii_case(b"to") && j + 2 < argv.len() && plan.target.is_none() {
+            let port = int(&argv[j + 2])?;
+            plan.target = Some(PrimaryAddr {
+                host: String::from_utf8_lossy(&argv[j + 1]).into_owned(),
+                port: u16::try_from(port).unwrap_or(0),
+            });
+            j += 3;
+        } else if w.eq_ignore_ascii_case(b"force") && !plan.force {
+            plan.force = true;
+            j += 1;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    if timeout > 0 {
+        plan.end_ms = ctx.now_ms.saturating_add(timeout);
+    }
+    failover::start(&server, plan).map_err(|e| CommandError::err(e.to_string()))?;
+    ctx.out.ok();
+    Ok(())
 }
 
 fn start_feeding(ctx: &mut Ctx, req: Psync) -> CmdResult {

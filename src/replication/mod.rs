@@ -47,6 +47,7 @@
 //! `replica.rs` is the link to this node's primary (handshake, load, apply,
 //! ack); `sidecar.rs` forwards a sidecar's writes to its primary.
 
+pub mod failover;
 pub mod primary;
 pub mod replica;
 pub mod sidecar;
@@ -178,6 +179,10 @@ pub struct Replication {
     /// A first sync has completed since start-up; a sidecar answers
     /// `-LOADING` until then.
     pub ready: AtomicBool,
+    /// FAILOVER's state (`failover::NONE`, `WAITING`, `IN_PROGRESS`) and
+    /// plan.
+    pub failover_state: AtomicU8,
+    pub failover: Mutex<failover::Plan>,
 }
 
 impl Replication {
@@ -201,6 +206,8 @@ impl Replication {
             last_ping_ms: AtomicI64::new(0),
             sidecar,
             ready: AtomicBool::new(false),
+            failover_state: AtomicU8::new(failover::NONE),
+            failover: Mutex::new(failover::Plan::default()),
         }
     }
 
@@ -291,6 +298,30 @@ impl Replication {
     }
 }
 
+/// Makes this node a primary (REPLICAOF NO ONE): a new history starts
+/// here, and the old one stays valid up to now, so replicas that followed
+/// it continue from this node.
+pub fn become_primary(server: &crate::server::Server) {
+    if server.replication.is_replica() {
+        server.effects.fork_history(None);
+        server.replication.set_target(None);
+        server
+            .config
+            .write()
+            .set_internal("replicaof", String::new());
+    }
+}
+
+/// Makes this node a replica of `target` (REPLICAOF host port). Its own
+/// replicas follow it, and through it the new primary.
+pub fn become_replica(server: &crate::server::Server, target: PrimaryAddr) {
+    server
+        .config
+        .write()
+        .set_internal("replicaof", format!("{} {}", target.host, target.port));
+    server.replication.set_target(Some(target));
+}
+
 /// INFO's `# Replication` section, with Redis's field names.
 pub fn info(server: &crate::server::Server, o: &mut String) {
     use std::fmt::Write;
@@ -370,9 +401,10 @@ pub fn info(server: &crate::server::Server, o: &mut String) {
     }
     let _ = write!(
         o,
-        "master_failover_state:no-failover\r\nmaster_replid:{replid}\r\nmaster_replid2:{replid2}\r\n\
+        "master_failover_state:{}\r\nmaster_replid:{replid}\r\nmaster_replid2:{replid2}\r\n\
          master_repl_offset:{}\r\nsecond_repl_offset:{second}\r\nrepl_backlog_active:{}\r\n\
          repl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+        failover::state_word(r.failover_state.load(Ordering::Relaxed)),
         st.offset,
         st.backlog_active as u8,
         st.backlog_size,

@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use super::{LinkState, PrimaryAddr};
+use super::{failover, LinkState, PrimaryAddr};
 use crate::effects::{encode_command, Identity, StreamState};
 use crate::persistence::aof;
 use crate::protocol::{parse_request, Protocol, ReplyBuf, RequestLimits};
@@ -66,6 +66,14 @@ pub async fn run(server: Arc<Server>) {
             _ = stopped(&mut stop) => return,
         };
         server.replication.set_link(LinkState::Connect);
+        if let Some(e) = &failed {
+            if server.replication.failover_state.load(Relaxed) == failover::IN_PROGRESS {
+                // The target could not be reached to take over: this node
+                // stays the primary.
+                failover::abort(&server, &format!("the link to the target failed: {e}"));
+                continue;
+            }
+        }
         if let Some(e) = failed {
             tracing::warn!(
                 "Link with the primary {}:{} lost: {e}; retrying in a second",
@@ -183,11 +191,17 @@ async fn link(server: &Arc<Server>, addr: &PrimaryAddr) -> Result<(), LinkError>
     ask(server, &mut rd, &mut wr, &argv, "REPLCONF capa").await?;
 
     let me = server.effects.identity();
-    if me.offset == 0 {
+    let failing_over = r.failover_state.load(Relaxed) == failover::IN_PROGRESS;
+    let next = (me.offset + 1).to_string();
+    if failing_over {
+        // This node was the primary: the target takes over if it follows
+        // this very history (see `failover`).
+        let argv: [&[u8]; 4] = [b"PSYNC", me.replid.as_bytes(), next.as_bytes(), b"FAILOVER"];
+        send(&mut wr, &argv).await?;
+    } else if me.offset == 0 {
         // Nothing here to continue (Redis's "PSYNC ? -1").
         send(&mut wr, &[b"PSYNC", b"?", b"-1"]).await?;
     } else {
-        let next = (me.offset + 1).to_string();
         send(&mut wr, &[b"PSYNC", me.replid.as_bytes(), next.as_bytes()]).await?;
     }
     let reply = loop {
@@ -199,6 +213,15 @@ async fn link(server: &Arc<Server>, addr: &PrimaryAddr) -> Result<(), LinkError>
         }
     };
     let words: Vec<&str> = reply.split_whitespace().collect();
+    if failing_over {
+        if reply.starts_with('-') {
+            failover::abort(server, "Failover target rejected psync request");
+            return Err(LinkError::Refused(reply, "PSYNC FAILOVER"));
+        }
+        // The target is the primary now: writes resume here (as a
+        // replica's, refused).
+        failover::clear(server);
+    }
     match words.as_slice() {
         ["+FULLRESYNC", id, off] => {
             let at = Identity {

@@ -838,25 +838,32 @@ fn suppress_reply(client: &mut Client, out: &mut ReplyBuf, start: usize, is_repl
     }
 }
 
-/// Waits while CLIENT PAUSE holds this command; returns whether it waited.
+/// Waits while CLIENT PAUSE, or a FAILOVER's pause of writes, holds this
+/// command; returns whether it waited.
 async fn wait_while_paused(server: &Server, spec: &Spec) -> bool {
+    let p = &server.pause;
     let mut waited = false;
     loop {
-        let until = server.pause.until_ms.load(Relaxed);
-        if until == 0 {
+        // Registered before the check: an end of the pause in between
+        // still wakes it.
+        let resumed = p.resumed.notified();
+        let until = p.until_ms.load(Relaxed);
+        let failover = p.failover.load(Relaxed);
+        if until == 0 && !failover {
             return waited;
         }
         let now = now_ms();
-        let blocks =
-            server.pause.all.load(Relaxed) || spec.is_write() || spec.has(flags::MAY_REPLICATE);
-        if now >= until || !blocks {
+        let writes = spec.is_write() || spec.has(flags::MAY_REPLICATE);
+        let timed = now < until && (writes || p.all.load(Relaxed));
+        let held = timed || (failover && writes);
+        if !held {
             return waited;
         }
         waited = true;
-        let resumed = server.pause.resumed.notified();
+        let wait = if timed { (until - now) as u64 } else { 100 };
         tokio::select! {
             _ = resumed => {}
-            _ = tokio::time::sleep(Duration::from_millis((until - now) as u64)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
     }
 }

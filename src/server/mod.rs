@@ -211,8 +211,20 @@ pub struct Pause {
     pub until_ms: AtomicI64,
     /// Pause every command, not only writes.
     pub all: AtomicBool,
-    /// Woken by CLIENT UNPAUSE.
+    /// Writes wait for a FAILOVER (with no deadline; CLIENT UNPAUSE does
+    /// not end it).
+    pub failover: AtomicBool,
+    /// Woken by CLIENT UNPAUSE and at a failover's end.
     pub resumed: Notify,
+}
+
+impl Pause {
+    /// Whether writes are held now (CLIENT PAUSE, either mode, or a
+    /// failover): as in Redis, keys are then neither expired nor evicted,
+    /// so the stream stands still.
+    pub fn writes_paused(&self, now_ms: i64) -> bool {
+        self.failover.load(Relaxed) || self.until_ms.load(Relaxed) > now_ms
+    }
 }
 
 pub struct Server {
@@ -910,8 +922,12 @@ async fn cron(server: Arc<Server>) {
         let now = now_ms();
         server.stats.sample_ops(now);
         server.peak_memory.observe(memory::read().allocated);
-        // A replica's keys expire by its primary's DELs only.
-        if server.active_expire.load(Relaxed) && !server.replication.is_replica() {
+        // A replica's keys expire by its primary's DELs only; a paused
+        // primary's wait (see `Pause::writes_paused`).
+        if server.active_expire.load(Relaxed)
+            && !server.replication.is_replica()
+            && !server.pause.writes_paused(now)
+        {
             let budget = Duration::from_micros(250_000 / hz); // 25% of a tick
             let s = server.clone();
             // The cycle locks slots one at a time and never awaits; run it
@@ -927,7 +943,9 @@ async fn cron(server: Arc<Server>) {
             )
         };
         server.replication.refresh_good(max_lag, now);
-        if server.replication.ping_due(now, ping_every) {
+        // Nor during a failover, whose target must catch up with a stream
+        // that stands still.
+        if !server.pause.failover.load(Relaxed) && server.replication.ping_due(now, ping_every) {
             // In the stream, as Redis does: it takes offset, and keeps an
             // idle link from looking dead to the replicas' repl-timeout.
             server.effects.append_global(&[b"PING"]);

@@ -939,3 +939,163 @@ fn a_lagging_replicas_buffer_does_not_make_its_primary_evict() {
     caught_up(&primary, &replica);
     assert_eq!(digest(&mut replica.raw()), digest(&mut p));
 }
+
+/// FAILOVER hands the primary's role to a replica, as Redis's does: the
+/// named replica takes over once it has the whole stream, the old primary
+/// follows it with a partial resync (no data lost, no full sync), and the
+/// other replica follows through the old primary. The arguments and
+/// states are checked with Redis's words.
+#[test]
+fn failover_hands_the_primary_role_to_a_replica() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    let a = replica_of(&primary, &[]);
+    let b = replica_of(&primary, &[]);
+    for i in 0..200 {
+        ok(&mut p, &["SET", &format!("key:{i}"), &i.to_string()]);
+    }
+    assert_eq!(int(&mut p, &["RPUSH", "list", "x", "y"]), 2);
+    caught_up(&primary, &a);
+    caught_up(&primary, &b);
+    let mut ra = a.raw();
+    for (args, want) in [
+        (vec!["FAILOVER", "ABORT"], "ERR No failover in progress."),
+        (
+            vec!["FAILOVER", "FORCE"],
+            "ERR FAILOVER with force option requires both a timeout and target HOST and IP.",
+        ),
+        (
+            vec!["FAILOVER", "TO", "127.0.0.1", "1"],
+            "ERR FAILOVER target HOST and PORT is not a replica.",
+        ),
+        (
+            vec!["FAILOVER", "TIMEOUT", "0"],
+            "ERR FAILOVER timeout must be greater than 0",
+        ),
+        (
+            vec!["FAILOVER", "TIMEOUT", "x"],
+            "ERR value is not an integer or out of range",
+        ),
+        (
+            vec!["FAILOVER", "ABORT", "TIMEOUT", "10"],
+            "ERR syntax error",
+        ),
+        (vec!["FAILOVER", "TO", "127.0.0.1"], "ERR syntax error"),
+    ] {
+        assert_eq!(p.call(&args), Frame::Error(want.into()), "{args:?}");
+    }
+    assert_eq!(
+        ra.call(&["FAILOVER"]),
+        Frame::Error("ERR FAILOVER is not valid when server is a replica.".into())
+    );
+    let a_port = a.port.to_string();
+    ok(&mut p, &["FAILOVER", "TO", "127.0.0.1", &a_port]);
+    eventually("the replica took over", || {
+        info_field(&info(&mut ra, "replication"), "role") == "master"
+    });
+    eventually("the old primary follows it", || {
+        let i = info(&mut p, "replication");
+        info_field(&i, "role") == "slave"
+            && info_field(&i, "master_port") == a_port
+            && info_field(&i, "master_link_status") == "up"
+            && info_field(&i, "master_failover_state") == "no-failover"
+    });
+    assert_eq!(stat(&mut ra, "sync_full"), 0, "nobody needed a full sync");
+    assert!(stat(&mut ra, "sync_partial_ok") >= 1);
+    assert!(err(&mut p, &["SET", "k", "v"]).starts_with("READONLY"));
+    ok(&mut ra, &["SET", "after", "1"]);
+    caught_up(&a, &primary);
+    caught_up(&primary, &b);
+    let want = digest(&mut ra);
+    assert_eq!(digest(&mut p), want);
+    assert_eq!(digest(&mut b.raw()), want);
+    assert_eq!(bulk(&mut b.raw(), &["GET", "after"]).as_deref(), Some("1"));
+}
+
+/// While a FAILOVER waits for a replica, writes wait too (and go on once
+/// it ends); one that cannot catch up before TIMEOUT, or FAILOVER ABORT,
+/// leaves the primary as it was.
+#[test]
+fn a_failover_that_cannot_complete_leaves_the_primary_as_it_was() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    let replica = replica_of(&primary, &[]);
+    ok(&mut p, &["SET", "k", "0"]);
+    caught_up(&primary, &replica);
+    let stopped = Stopped::new(&replica);
+    ok(&mut p, &["FAILOVER", "TIMEOUT", "4000"]);
+    assert_eq!(
+        info_field(&info(&mut p, "replication"), "master_failover_state"),
+        "waiting-for-sync"
+    );
+    assert_eq!(
+        p.call(&["FAILOVER"]),
+        Frame::Error("ERR FAILOVER already in progress.".into())
+    );
+    // A write waits for the failover's end; reads go on meanwhile.
+    let mut writer = Raw::connect(primary.port);
+    writer.cmd(&["INCR", "k"]);
+    let watch_until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+    while std::time::Instant::now() < watch_until {
+        assert_eq!(bulk(&mut p, &["GET", "k"]).as_deref(), Some("0"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    eventually("the failover timed out", || {
+        info_field(&info(&mut p, "replication"), "master_failover_state") == "no-failover"
+    });
+    assert_eq!(writer.read2(), Frame::Int(1));
+    assert_eq!(info_field(&info(&mut p, "replication"), "role"), "master");
+
+    ok(&mut p, &["FAILOVER"]);
+    ok(&mut p, &["FAILOVER", "ABORT"]);
+    assert_eq!(
+        info_field(&info(&mut p, "replication"), "master_failover_state"),
+        "no-failover"
+    );
+    assert_eq!(int(&mut p, &["INCR", "k"]), 2);
+    drop(stopped);
+    caught_up(&primary, &replica);
+    assert_eq!(digest(&mut replica.raw()), digest(&mut p));
+}
+
+/// FAILOVER ... FORCE hands over when the TIMEOUT passes even though the
+/// target never acknowledged the stream (it was stopped throughout): the
+/// old primary then follows the target's data, as in Redis.
+#[test]
+fn a_forced_failover_hands_over_without_the_targets_ack() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    let replica = replica_of(&primary, &[]);
+    ok(&mut p, &["SET", "kept", "1"]);
+    caught_up(&primary, &replica);
+    let stopped = Stopped::new(&replica);
+    ok(&mut p, &["SET", "unacknowledged", "1"]);
+    let port = replica.port.to_string();
+    ok(
+        &mut p,
+        &[
+            "FAILOVER",
+            "TO",
+            "127.0.0.1",
+            &port,
+            "TIMEOUT",
+            "200",
+            "FORCE",
+        ],
+    );
+    eventually("the primary hands over", || {
+        info_field(&info(&mut p, "replication"), "master_failover_state") == "failover-in-progress"
+    });
+    drop(stopped);
+    let mut r = replica.raw();
+    eventually("the old primary follows the target", || {
+        let i = info(&mut p, "replication");
+        info_field(&i, "role") == "slave"
+            && info_field(&i, "master_link_status") == "up"
+            && info_field(&i, "master_failover_state") == "no-failover"
+    });
+    assert_eq!(info_field(&info(&mut r, "replication"), "role"), "master");
+    caught_up(&replica, &primary);
+    assert_eq!(bulk(&mut p, &["GET", "kept"]).as_deref(), Some("1"));
+    assert_eq!(digest(&mut p), digest(&mut r));
+}
