@@ -22,6 +22,11 @@
 //! is there, which gives each connection read-your-writes. A sidecar never
 //! writes into its local copy: only the replication stream does.
 //! Until its first sync completes it answers `-LOADING`.
+//!
+//! A primary that handed its role over (FAILOVER) answers a forwarded
+//! write with `-READONLY`, which means the write did not run: the sidecar
+//! asks it (ROLE) whom it follows now, follows that node itself, and sends
+//! the write there, once. Inside a transaction the error is passed on.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -161,40 +166,77 @@ pub async fn forward(
     out: &mut ReplyBuf,
 ) -> Result<(), ForwardError> {
     let resp = client.handle.resp.load(Relaxed);
-    let mut up = match client.upstream.take() {
-        Some(u) if u.resp == resp => u,
-        _ => Box::new(connect(server, resp).await?),
-    };
-    if up.db != client.db {
-        let db = client.db.to_string();
-        let r = up.call(&[b"SELECT".as_slice(), db.as_bytes()]).await?;
-        if r.first() == Some(&b'-') {
-            out.buf.extend_from_slice(&r);
-            client.upstream = Some(up);
-            return Ok(());
+    let mut may_follow = true;
+    loop {
+        let mut up = match client.upstream.take() {
+            Some(u) if u.resp == resp => u,
+            _ => Box::new(connect(server, resp).await?),
+        };
+        if up.db != client.db {
+            let db = client.db.to_string();
+            let r = up.call(&[b"SELECT".as_slice(), db.as_bytes()]).await?;
+            if r.first() == Some(&b'-') {
+                out.buf.extend_from_slice(&r);
+                client.upstream = Some(up);
+                return Ok(());
+            }
+            up.db = client.db;
         }
-        up.db = client.db;
-    }
-    // The command and the question "how far is my last write" go out
-    // together: one round trip. Inside a transaction the question would
-    // be queued; it is asked after EXEC.
-    let ask = !client.sidecar_in_multi;
-    let mut req = Vec::new();
-    encode_command(&mut req, argv);
-    if ask {
-        encode_command::<&[u8]>(&mut req, &[b"REPLCONF", b"WRITE-OFFSET"]);
-    }
-    up.stream.write_all(&req).await?;
-    let reply = up.reply().await?;
-    out.buf.extend_from_slice(&reply);
-    if ask {
-        let offset = up.reply().await?;
-        if let Some(off) = parse_int_reply(&offset) {
+        // The command and the question "how far is my last write" go out
+        // together: one round trip. Inside a transaction the question
+        // would be queued; it is asked after EXEC.
+        let ask = !client.sidecar_in_multi;
+        let mut req = Vec::new();
+        encode_command(&mut req, argv);
+        if ask {
+            encode_command::<&[u8]>(&mut req, &[b"REPLCONF", b"WRITE-OFFSET"]);
+        }
+        up.stream.write_all(&req).await?;
+        let reply = up.reply().await?;
+        let offset = if ask { Some(up.reply().await?) } else { None };
+        if ask && may_follow && reply.starts_with(b"-READONLY") {
+            if let Some(next) = handed_over_to(&mut up).await {
+                tracing::info!(
+                    "The primary handed over to {}:{}: the sidecar follows it",
+                    next.host,
+                    next.port
+                );
+                if server.replication.primary().as_ref() != Some(&next) {
+                    super::become_replica(server, next);
+                }
+                // Once: a node that refuses too is answered as it answers.
+                may_follow = false;
+                continue;
+            }
+        }
+        out.buf.extend_from_slice(&reply);
+        if let Some(off) = offset.as_deref().and_then(parse_int_reply) {
             client.written_offset = client.written_offset.max(off);
         }
+        client.upstream = Some(up);
+        return Ok(());
     }
-    client.upstream = Some(up);
-    Ok(())
+}
+
+/// Whom a former primary follows now, from its ROLE.
+async fn handed_over_to(up: &mut Upstream) -> Option<super::PrimaryAddr> {
+    use redis_protocol::resp3::types::OwnedFrame as F;
+    let reply = up.call(&[b"ROLE"]).await.ok()?;
+    let (frame, _) = redis_protocol::resp3::decode::complete::decode(&reply).ok()??;
+    let F::Array { data, .. } = frame else {
+        return None;
+    };
+    match data.as_slice() {
+        [F::BlobString { data: role, .. }, F::BlobString { data: host, .. }, F::Number { data: port, .. }, ..]
+            if role.as_slice() == b"slave" =>
+        {
+            Some(super::PrimaryAddr {
+                host: String::from_utf8_lossy(host).into_owned(),
+                port: u16::try_from(*port).ok()?,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// An integer reply's value (`:123\r\n`).

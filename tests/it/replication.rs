@@ -1099,3 +1099,44 @@ fn a_forced_failover_hands_over_without_the_targets_ack() {
     assert_eq!(bulk(&mut p, &["GET", "kept"]).as_deref(), Some("1"));
     assert_eq!(digest(&mut p), digest(&mut r));
 }
+
+/// A sidecar follows a FAILOVER of its primary: the old primary answers a
+/// forwarded write `-READONLY` (it did not run it), so the sidecar asks it
+/// whom it follows now, follows that node (its own copy too), and sends
+/// the write there. The application only sees OK, and reads its write.
+#[test]
+fn a_sidecar_follows_its_primary_through_a_failover() {
+    let primary = TestNode::start();
+    let other = replica_of(&primary, &[]);
+    let sidecar = replica_of(
+        &primary,
+        &["--sidecar", "yes", "--sidecar-read-wait-ms", "30000"],
+    );
+    caught_up(&primary, &other);
+    caught_up(&primary, &sidecar);
+    let mut app = sidecar.raw();
+    ok(&mut app, &["SET", "before", "1"]);
+    let mut p = primary.raw();
+    let new_port = other.port.to_string();
+    ok(&mut p, &["FAILOVER", "TO", "127.0.0.1", &new_port]);
+    eventually("the old primary follows the new one", || {
+        let i = info(&mut p, "replication");
+        info_field(&i, "role") == "slave"
+            && info_field(&i, "master_link_status") == "up"
+            && info_field(&i, "master_failover_state") == "no-failover"
+    });
+    ok(&mut app, &["SET", "after", "2"]);
+    assert_eq!(bulk(&mut app, &["GET", "after"]).as_deref(), Some("2"));
+    assert_eq!(
+        bulk(&mut other.raw(), &["GET", "after"]).as_deref(),
+        Some("2")
+    );
+    assert_eq!(bulk(&mut app, &["GET", "before"]).as_deref(), Some("1"));
+    let mut s = sidecar.raw();
+    eventually("the sidecar's copy follows the new primary", || {
+        let i = info(&mut s, "replication");
+        info_field(&i, "master_port") == new_port && info_field(&i, "master_link_status") == "up"
+    });
+    caught_up(&other, &sidecar);
+    assert_eq!(digest(&mut s), digest(&mut other.raw()));
+}
