@@ -358,6 +358,7 @@ fn load_rdb(
     let enc = server.tun.encodings();
     let now = now_ms();
     let mut db = usize::MAX;
+    let mut expired = 0u64;
     let loaded = super::rdb::read_file(data, &enc, |item| {
         let k = match item {
             RdbItem::DbSize { db, keys } => {
@@ -369,6 +370,7 @@ fn load_rdb(
             RdbItem::Key(k) => k,
         };
         if k.expire_ms.is_some_and(|at| at <= now) {
+            expired += 1;
             return Ok(());
         }
         let mut run = |argv: &[&[u8]]| {
@@ -400,7 +402,16 @@ fn load_rdb(
         run(&argv)
             .map_err(|e| format!("Bad RDB file: key {}: {e}", String::from_utf8_lossy(&k.key)))
     })?;
-    tracing::info!("Loaded {} keys from a Redis RDB file", loaded.0);
+    tracing::info!(
+        "Loaded {} keys from a Redis RDB file ({expired} already expired, left out)",
+        loaded.0 - expired
+    );
+    use std::sync::atomic::Ordering::Relaxed;
+    server
+        .log
+        .rdb_loaded_keys
+        .store(loaded.0 - expired, Relaxed);
+    server.log.rdb_expired_keys.store(expired, Relaxed);
     Ok(loaded)
 }
 

@@ -40,7 +40,9 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,6 +120,19 @@ pub struct LogState {
     pub last_save_ok: AtomicBool,
     pub rewrites: AtomicU64,
     pub last_rewrite_ok: AtomicBool,
+    /// Timings INFO reports: when the running snapshot save / rewrite
+    /// began (Unix ms, 0: none), how long the last one took (seconds, -1:
+    /// none yet), successful saves, rewrites failed in a row.
+    pub save_started_ms: AtomicI64,
+    pub last_save_secs: AtomicI64,
+    pub saves: AtomicU64,
+    pub rewrite_started_ms: AtomicI64,
+    pub last_rewrite_secs: AtomicI64,
+    pub rewrite_failures: AtomicU64,
+    /// Keys loaded from, and found expired in, the last Redis RDB file
+    /// loaded (a dump.rdb, an RDB base or preamble).
+    pub rdb_loaded_keys: AtomicU64,
+    pub rdb_expired_keys: AtomicU64,
     /// Size of the base file, and of the whole log right after the last
     /// rewrite (or start-up): automatic rewrites measure growth from it.
     pub base_size: AtomicU64,
@@ -157,6 +172,14 @@ impl LogState {
             last_save_ok: AtomicBool::new(true),
             rewrites: AtomicU64::new(0),
             last_rewrite_ok: AtomicBool::new(true),
+            save_started_ms: AtomicI64::new(0),
+            last_save_secs: AtomicI64::new(-1),
+            saves: AtomicU64::new(0),
+            rewrite_started_ms: AtomicI64::new(0),
+            last_rewrite_secs: AtomicI64::new(-1),
+            rewrite_failures: AtomicU64::new(0),
+            rdb_loaded_keys: AtomicU64::new(0),
+            rdb_expired_keys: AtomicU64::new(0),
             base_size: AtomicU64::new(0),
             size_after_rewrite: AtomicU64::new(0),
             latency,

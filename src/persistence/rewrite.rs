@@ -229,6 +229,8 @@ pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
         return Err(RewriteError::SaveInProgress);
     }
     log.rewriting.store(true, Relaxed);
+    log.rewrite_started_ms
+        .store(crate::server::now_ms(), Relaxed);
     let server = server.clone();
     std::thread::Builder::new()
         .name("shoal-rewrite".into())
@@ -246,6 +248,16 @@ pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
             };
             server.log.last_rewrite_ok.store(ok, Relaxed);
             server.log.rewrites.fetch_add(1, Relaxed);
+            server
+                .log
+                .last_rewrite_secs
+                .store(started.elapsed().as_secs() as i64, Relaxed);
+            server.log.rewrite_started_ms.store(0, Relaxed);
+            if ok {
+                server.log.rewrite_failures.store(0, Relaxed);
+            } else {
+                server.log.rewrite_failures.fetch_add(1, Relaxed);
+            }
             server.log.rewriting.store(false, Relaxed);
             server.log.snapshot_busy.store(false, Relaxed);
         })

@@ -100,6 +100,8 @@ fn claim(server: &Server) -> Result<(), SaveError> {
 }
 
 fn run(server: &Server) -> Result<u64, SaveError> {
+    let started = now_ms();
+    server.log.save_started_ms.store(started, Relaxed);
     let path = snapshot_path(server);
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");
@@ -116,7 +118,11 @@ fn run(server: &Server) -> Result<u64, SaveError> {
         });
     let log = &server.log;
     log.last_save_ok.store(result.is_ok(), Relaxed);
+    log.last_save_secs
+        .store((now_ms() - started) / 1000, Relaxed);
+    log.save_started_ms.store(0, Relaxed);
     if result.is_ok() {
+        log.saves.fetch_add(1, Relaxed);
         server.last_save.store(now_ms() / 1000, Relaxed);
         server.saved_changes.store(covered, Relaxed);
     }

@@ -31,6 +31,7 @@ pub fn active_cycle(server: &Server, budget: Duration) {
     let mut pos = server.expire_cursor.load(Relaxed) % total;
     let mut expired = Vec::new();
     let mut visited = 0;
+    let (mut checked, mut found) = (0usize, 0usize);
     while visited < total {
         let (db, slot) = (pos / SLOTS, pos % SLOTS);
         if let Some(dbref) = dbs.contains(&db).then(|| server.keyspace.db(db)) {
@@ -40,7 +41,9 @@ pub fn active_cycle(server: &Server, budget: Duration) {
             t.shrink();
             if t.volatile() > 0 {
                 expired.clear();
+                checked += t.volatile();
                 t.remove_expired(now_ms(), &mut expired);
+                found += expired.len();
                 for k in &expired {
                     server.effects.append(db, &[b"DEL", k]);
                     server.watches.touch(db, k);
@@ -75,6 +78,14 @@ pub fn active_cycle(server: &Server, budget: Duration) {
         }
     }
     server.expire_cursor.store(pos, Relaxed);
+    if checked > 0 {
+        // Redis's moving average: 5% this cycle, 95% the past.
+        let now = found as f64 / checked as f64;
+        let old = f64::from_bits(server.expired_stale_perc.load(Relaxed));
+        server
+            .expired_stale_perc
+            .store((now * 0.05 + old * 0.95).to_bits(), Relaxed);
+    }
     let took = start.elapsed();
     server.stats.expire_cycle_usec.add(took.as_micros() as u64);
     server

@@ -16,6 +16,7 @@ const DEFAULT: &[&str] = &[
     "stats",
     "replication",
     "cpu",
+    "modules",
     "errorstats",
     "cluster",
     "keyspace",
@@ -60,6 +61,28 @@ pub fn render(server: &Server, asked: &[String]) -> String {
     out
 }
 
+/// `uname`'s system, release and machine, as Redis shows them.
+fn os_name() -> String {
+    // SAFETY: uname fills the zeroed struct; its fields are NUL-terminated.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+        }
+        let field = |f: &[libc::c_char]| {
+            std::ffi::CStr::from_ptr(f.as_ptr())
+                .to_string_lossy()
+                .into_owned()
+        };
+        format!(
+            "{} {} {}",
+            field(&u.sysname),
+            field(&u.release),
+            field(&u.machine)
+        )
+    }
+}
+
 fn section(server: &Server, name: &str, o: &mut String) {
     let now = now_ms();
     match name {
@@ -68,14 +91,17 @@ fn section(server: &Server, name: &str, o: &mut String) {
             let cfg = server.config.read();
             let _ = write!(
                 o,
-                "# Server\r\nredis_version:7.2.0\r\nshoal_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\n\
-                 arch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\n\
+                "# Server\r\nredis_version:7.2.0\r\nshoal_version:{}\r\nredis_git_sha1:00000000\r\n\
+                 redis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{}\r\n\
+                 arch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\n\
+                 atomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:{}\r\n\
+                 run_id:{}\r\ntcp_port:{}\r\n\
                  server_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\n\
                  lru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:{}\r\n",
                 env!("CARGO_PKG_VERSION"),
-                std::env::consts::OS,
-                std::env::consts::ARCH,
+                os_name(),
                 std::process::id(),
+                server.supervised.get().copied().unwrap_or("no"),
                 server.run_id,
                 server.tcp_port.load(Relaxed),
                 now * 1000,
@@ -167,12 +193,28 @@ fn section(server: &Server, name: &str, o: &mut String) {
         "persistence" => {
             let log = &server.log;
             let failure = log.failure();
+            // Seconds since a running one began, -1 when none runs.
+            let running = |started: i64| {
+                if started == 0 {
+                    -1
+                } else {
+                    (now - started) / 1000
+                }
+            };
+            // Shoal never forks: its snapshots are taken from memory as
+            // clients go on, so the fork and copy-on-write lines are 0.
             let _ = write!(
                 o,
-                "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\n\
+                "# Persistence\r\nloading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n\
+                 current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\nrdb_changes_since_last_save:{}\r\n\
                  rdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\n\
+                 rdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\n\
+                 rdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\n\
                  aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\n\
-                 aof_rewrites:{}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\n\
+                 aof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\n\
+                 aof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\n\
+                 aof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\n\
+                 module_fork_last_cow_size:0\r\n\
                  aof_current_size:{}\r\naof_base_size:{}\r\naof_fsync_offset:{}\r\n",
                 server.loading.load(Relaxed) as u8,
                 server
@@ -182,10 +224,18 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 log.saving.load(Relaxed) as u8,
                 server.last_save.load(Relaxed),
                 if log.last_save_ok.load(Relaxed) { "ok" } else { "err" },
+                log.last_save_secs.load(Relaxed),
+                running(log.save_started_ms.load(Relaxed)),
+                log.saves.load(Relaxed),
+                log.rdb_expired_keys.load(Relaxed),
+                log.rdb_loaded_keys.load(Relaxed),
                 log.enabled as u8,
                 log.rewriting.load(Relaxed) as u8,
-                log.rewrites.load(Relaxed),
+                log.last_rewrite_secs.load(Relaxed),
+                running(log.rewrite_started_ms.load(Relaxed)),
                 if log.last_rewrite_ok.load(Relaxed) { "ok" } else { "err" },
+                log.rewrites.load(Relaxed),
+                log.rewrite_failures.load(Relaxed),
                 if failure.is_some() { "err" } else { "ok" },
                 log.base_size.load(Relaxed) + log.size.load(Relaxed),
                 log.base_size.load(Relaxed),
@@ -193,26 +243,55 @@ fn section(server: &Server, name: &str, o: &mut String) {
             );
         }
         "stats" => {
+            use super::stats::Rate;
             let s = &server.stats;
             let tracking = server.tracking.totals();
+            let kbps = |r: Rate| s.instantaneous(r) as f64 / 1024.0;
+            let threaded = server.io_threads.load(Relaxed) > 1;
+            let shard_channels = server
+                .pubsub
+                .names(crate::server::pubsub::Space::Shard, None)
+                .len();
+            // Mechanisms Shoal does not have (forks, active defrag, MIGRATE's
+            // socket cache, keys written on a writable replica, client
+            // eviction) have nothing to count: 0, as on a Redis that never
+            // used them.
             let _ = write!(
                 o,
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
                  instantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\n\
-                 rejected_connections:{}\r\nexpired_keys:{}\r\nexpired_time_cap_reached_count:{}\r\n\
-                 expire_cycle_cpu_milliseconds:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-                 pubsub_channels:{}\r\npubsub_patterns:{}\r\ntracking_total_keys:{}\r\n\
-                 tracking_total_items:{}\r\ntracking_total_prefixes:{}\r\ntotal_error_replies:{}\r\n\
-                 total_reads_processed:{}\r\ntotal_writes_processed:{}\r\n\
                  total_net_repl_input_bytes:{}\r\ntotal_net_repl_output_bytes:{}\r\n\
-                 sync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n",
+                 instantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\n\
+                 instantaneous_input_repl_kbps:{:.2}\r\ninstantaneous_output_repl_kbps:{:.2}\r\n\
+                 rejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n\
+                 expired_keys:{}\r\nexpired_stale_perc:{:.2}\r\nexpired_time_cap_reached_count:{}\r\n\
+                 expire_cycle_cpu_milliseconds:{}\r\nevicted_keys:{}\r\nevicted_clients:0\r\n\
+                 keyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
+                 pubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
+                 latest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\n\
+                 active_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\n\
+                 active_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\n\
+                 tracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\n\
+                 unexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\n\
+                 total_reads_processed:{}\r\ntotal_writes_processed:{}\r\n\
+                 io_threaded_reads_processed:{}\r\nio_threaded_writes_processed:{}\r\n",
                 s.connections_received.get(),
                 s.commands_processed.get(),
-                s.instantaneous_ops(),
+                s.instantaneous(Rate::Ops),
                 s.net_input_bytes.get(),
                 s.net_output_bytes.get(),
+                s.net_repl_input_bytes.get(),
+                s.net_repl_output_bytes.get(),
+                kbps(Rate::NetInput),
+                kbps(Rate::NetOutput),
+                kbps(Rate::ReplInput),
+                kbps(Rate::ReplOutput),
                 s.rejected_connections.get(),
+                server.replication.sync_full.load(Relaxed),
+                server.replication.sync_partial_ok.load(Relaxed),
+                server.replication.sync_partial_err.load(Relaxed),
                 s.expired_keys.get(),
+                f64::from_bits(server.expired_stale_perc.load(Relaxed)) * 100.0,
                 server.expire_cycles_capped.load(Relaxed),
                 s.expire_cycle_usec.get() / 1000,
                 s.evicted_keys.get(),
@@ -220,17 +299,15 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 s.keyspace_misses.get(),
                 server.pubsub.names(crate::server::pubsub::Space::Channel, None).len(),
                 server.pubsub.pattern_subscriptions(),
+                shard_channels,
                 tracking.1,
                 tracking.2,
                 tracking.3,
                 s.error_replies.get(),
                 s.reads_processed.get(),
                 s.writes_processed.get(),
-                s.net_repl_input_bytes.get(),
-                s.net_repl_output_bytes.get(),
-                server.replication.sync_full.load(Relaxed),
-                server.replication.sync_partial_ok.load(Relaxed),
-                server.replication.sync_partial_err.load(Relaxed),
+                if threaded { s.reads_processed.get() } else { 0 },
+                if threaded { s.writes_processed.get() } else { 0 },
             );
         }
         "replication" => crate::replication::info(server, o),
@@ -252,6 +329,8 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 let _ = write!(o, "errorstat_{code}:count={n}\r\n");
             }
         }
+        // No modules: the section is there, empty, as on a Redis without.
+        "modules" => o.push_str("# Modules\r\n"),
         "cluster" => o.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
         "keyspace" => {
             o.push_str("# Keyspace\r\n");

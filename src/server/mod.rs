@@ -274,6 +274,12 @@ pub struct Server {
     /// The port actually bound (differs from `port` when that is 0).
     pub tcp_port: std::sync::atomic::AtomicU16,
     pub expire_cycles_capped: AtomicU64,
+    /// INFO's `process_supervised`, once start-up has looked.
+    pub supervised: std::sync::OnceLock<&'static str>,
+    /// The share of keys with an expiry found expired by the active
+    /// expiry cycle, smoothed as Redis smooths it (`expired_stale_perc`;
+    /// an f64's bits).
+    pub expired_stale_perc: AtomicU64,
     /// How many I/O threads serve connections.
     pub io_threads: std::sync::atomic::AtomicUsize,
     /// Where the active expiry cycle resumes: `db * SLOTS + slot`.
@@ -352,6 +358,8 @@ impl Server {
             last_save_try: AtomicI64::new(0),
             tcp_port: std::sync::atomic::AtomicU16::new(0),
             expire_cycles_capped: AtomicU64::new(0),
+            supervised: std::sync::OnceLock::new(),
+            expired_stale_perc: AtomicU64::new(0),
             io_threads: std::sync::atomic::AtomicUsize::new(1),
             expire_cursor: std::sync::atomic::AtomicUsize::new(0),
             executable: std::env::current_exe().unwrap_or_default(),
@@ -748,6 +756,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         }
     }
     let supervisor = supervise::Supervisor::detect(server.config.read().get("supervised"));
+    let _ = server.supervised.set(supervisor.word());
     supervisor.ready(server.replication.is_replica());
     tokio::spawn(cron(server.clone()));
     tokio::spawn(crate::replication::replica::run(server.clone()));
@@ -920,7 +929,7 @@ async fn cron(server: Arc<Server>) {
             _ = stopped(&mut stop) => return,
         }
         let now = now_ms();
-        server.stats.sample_ops(now);
+        server.stats.sample_rates(now);
         server.peak_memory.observe(memory::read().allocated);
         // A replica's keys expire by its primary's DELs only; a paused
         // primary's wait (see `Pause::writes_paused`).

@@ -213,14 +213,26 @@ pub struct Stats {
     /// Error replies by code (`ERR`, `WRONGTYPE`, ...).
     pub errors: Mutex<HashMap<String, u64>>,
     /// Samples of commands_processed for `instantaneous_ops_per_sec`.
-    ops_samples: Mutex<OpsSampler>,
+    rate_samples: Mutex<RateSampler>,
 }
 
+/// What INFO reports per second (`instantaneous_*`).
+#[derive(Clone, Copy)]
+pub enum Rate {
+    Ops = 0,
+    NetInput = 1,
+    NetOutput = 2,
+    ReplInput = 3,
+    ReplOutput = 4,
+}
+
+/// As Redis samples its instantaneous metrics: at every cron tick the
+/// rate since the last tick; the figure is the mean of the last 16.
 #[derive(Default)]
-struct OpsSampler {
+struct RateSampler {
     last_ms: i64,
-    last_count: u64,
-    samples: [u64; 16],
+    last: [u64; 5],
+    samples: [[u64; 16]; 5],
     idx: usize,
 }
 
@@ -244,7 +256,7 @@ impl Stats {
             expire_cycle_usec: Counter::default(),
             commands: (0..commands).map(|_| CommandStat::default()).collect(),
             errors: Mutex::new(HashMap::new()),
-            ops_samples: Mutex::new(OpsSampler::default()),
+            rate_samples: Mutex::new(RateSampler::default()),
         }
     }
 
@@ -261,23 +273,33 @@ impl Stats {
         *self.errors.lock().entry(code.to_string()).or_insert(0) += 1;
     }
 
-    /// Called by the server cron: records the ops rate since the last call.
-    pub fn sample_ops(&self, now_ms: i64) {
-        let mut s = self.ops_samples.lock();
-        let count = self.commands_processed.get();
+    /// Called by the server cron: records each rate since the last call.
+    pub fn sample_rates(&self, now_ms: i64) {
+        let now = [
+            self.commands_processed.get(),
+            self.net_input_bytes.get(),
+            self.net_output_bytes.get(),
+            self.net_repl_input_bytes.get(),
+            self.net_repl_output_bytes.get(),
+        ];
+        let mut s = self.rate_samples.lock();
         if s.last_ms > 0 && now_ms > s.last_ms {
-            let rate = (count - s.last_count) * 1000 / (now_ms - s.last_ms) as u64;
             let i = s.idx;
-            s.samples[i] = rate;
-            s.idx = (i + 1) % s.samples.len();
+            for (m, count) in now.iter().enumerate() {
+                // CONFIG RESETSTAT may have set a counter back.
+                let delta = count.saturating_sub(s.last[m]);
+                s.samples[m][i] = delta * 1000 / (now_ms - s.last_ms) as u64;
+            }
+            s.idx = (i + 1) % 16;
         }
         s.last_ms = now_ms;
-        s.last_count = count;
+        s.last = now;
     }
 
-    pub fn instantaneous_ops(&self) -> u64 {
-        let s = self.ops_samples.lock();
-        s.samples.iter().sum::<u64>() / s.samples.len() as u64
+    /// The mean of the last 16 samples of `rate`, per second.
+    pub fn instantaneous(&self, rate: Rate) -> u64 {
+        let s = self.rate_samples.lock();
+        s.samples[rate as usize].iter().sum::<u64>() / 16
     }
 
     /// CONFIG RESETSTAT.

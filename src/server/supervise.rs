@@ -14,6 +14,15 @@ pub enum Supervisor {
 }
 
 impl Supervisor {
+    /// INFO's `process_supervised`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Supervisor::None => "no",
+            Supervisor::Systemd(_) => "systemd",
+            Supervisor::Upstart => "upstart",
+        }
+    }
+
     /// The manager `mode` (the directive) names, with Redis's log lines.
     pub fn detect(mode: &str) -> Supervisor {
         let upstart = std::env::var_os("UPSTART_JOB").is_some();

@@ -854,3 +854,81 @@ fn memory_stats_doctor_and_info_memory_read_as_redis() {
     let report = doctor(&mut r);
     assert!(report.starts_with("The memory doctor found"), "{report}");
 }
+
+/// INFO's sections and lines are redis-server's, in its order, so
+/// exporters and dashboards built for Redis find what they read. Left out
+/// on purpose: Redis's own buffer and fork bookkeeping that has no Shoal
+/// counterpart to report honestly, and the main thread's CPU (Shoal has
+/// no main thread). Shoal adds its own lines (shoal_version, the log's
+/// sizes and fsync offset) where they belong.
+#[test]
+fn info_has_redis_sections_and_lines_in_redis_order() {
+    let reference = crate::support::ReferenceRedis::start();
+    let mut rr = reference.raw();
+    assert_eq!(
+        rr.call(&["CONFIG", "SET", "appendonly", "yes"]),
+        Frame::Simple("OK".into())
+    );
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| {
+                if l.starts_with('#') {
+                    Some(l.trim().to_string())
+                } else {
+                    l.split_once(':').map(|(n, _)| n.to_string())
+                }
+            })
+            .collect()
+    };
+    let theirs = match rr.call(&["INFO"]) {
+        Frame::Bulk(b) => lines(&String::from_utf8(b).unwrap()),
+        other => panic!("{other:?}"),
+    };
+    let ours = lines(&bulk(&mut r, &["INFO"]).unwrap());
+    let left_out = [
+        "reply_buffer_shrinks",
+        "reply_buffer_expands",
+        "total_eviction_exceeded_time",
+        "current_eviction_exceeded_time",
+        "current_save_keys_processed",
+        "current_save_keys_total",
+        "used_cpu_sys_main_thread",
+        "used_cpu_user_main_thread",
+        "aof_pending_rewrite",
+        "aof_buffer_length",
+        "aof_pending_bio_fsync",
+        "aof_delayed_fsync",
+    ];
+    let scripting = ["lua", "script", "function", "vm_", "libraries"];
+    let expected: Vec<&String> = theirs
+        .iter()
+        .filter(|n| !left_out.contains(&n.as_str()))
+        .filter(|n| !scripting.iter().any(|w| n.contains(w)))
+        .filter(|n| !n.starts_with("db") && !n.starts_with("errorstat_"))
+        .collect();
+    let shared: Vec<&String> = ours.iter().filter(|n| theirs.contains(n)).collect();
+    assert_eq!(shared, expected);
+    let info = bulk(&mut r, &["INFO", "server"]).unwrap();
+    assert_eq!(info_field(&info, "process_supervised"), "no");
+    assert!(info_field(&info, "os").starts_with("Linux "), "{info}");
+
+    // The save and rewrite timings follow what ran.
+    let persistence = |r: &mut Raw, f: &str| -> i64 {
+        info_field(&bulk(r, &["INFO", "persistence"]).unwrap(), f)
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(persistence(&mut r, "rdb_last_bgsave_time_sec"), -1);
+    assert_eq!(persistence(&mut r, "aof_last_rewrite_time_sec"), -1);
+    r.call(&["BGSAVE"]);
+    eventually("the save counted", || persistence(&mut r, "rdb_saves") == 1);
+    assert!(persistence(&mut r, "rdb_last_bgsave_time_sec") >= 0);
+    assert_eq!(persistence(&mut r, "rdb_current_bgsave_time_sec"), -1);
+    r.call(&["BGREWRITEAOF"]);
+    eventually("the rewrite timed", || {
+        persistence(&mut r, "aof_last_rewrite_time_sec") >= 0
+    });
+    assert_eq!(persistence(&mut r, "aof_rewrites_consecutive_failures"), 0);
+}
