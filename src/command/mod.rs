@@ -1199,19 +1199,39 @@ fn notify_effect<A: AsRef<[u8]>>(
 
 /// Resolves a request and applies the checks every command shares. Returns
 /// the spec to run, or the error to reply with. Inside MULTI, a refused
-/// command makes EXEC fail (EXECABORT), as in Redis.
+/// command makes EXEC fail (EXECABORT), as in Redis; a refused EXEC
+/// discards the transaction, saying why (Redis's execCommandAbort).
 pub fn prepare(
     server: &Server,
     client: &mut Client,
     argv: &[Bytes],
 ) -> Result<(usize, &'static Spec), CommandError> {
     let r = check(server, client, argv);
-    if r.is_err() {
+    if let Err(e) = &r {
+        if argv[0].eq_ignore_ascii_case(b"exec") && client.multi.is_some() {
+            client.multi = None;
+            transactions::unwatch_all(server, client);
+            return Err(CommandError::err_code(format!(
+                "EXECABORT Transaction discarded because of: {e}"
+            )));
+        }
         if let Some(m) = &mut client.multi {
             m.failed = true;
         }
     }
     r
+}
+
+/// Whether running `spec` now writes: a write command, or an EXEC whose
+/// queue holds one. As in Redis, such an EXEC is refused where a write
+/// would be (a replica, a failing disk) and waits while writes are paused.
+pub fn writes(spec: &Spec, client: &Client) -> bool {
+    spec.is_write()
+        || (spec.name == "exec"
+            && client
+                .multi
+                .as_ref()
+                .is_some_and(|m| m.queue.iter().any(|(s, _)| s.is_write())))
 }
 
 fn check(
@@ -1256,6 +1276,7 @@ fn check(
         return Err(CommandError::Loading);
     }
     let (repl, tun) = (&server.replication, &server.tun);
+    let writes = writes(spec, client);
     if repl.is_replica() {
         if repl.sidecar && !repl.ready.load(Relaxed) && !spec.has(flags::LOADING) {
             return Err(CommandError::Loading);
@@ -1264,16 +1285,16 @@ fn check(
             return Err(CommandError::MasterDown);
         }
         // A sidecar forwards writes to its primary instead.
-        if spec.is_write() && tun.replica_read_only.load(Relaxed) && !repl.sidecar {
+        if writes && tun.replica_read_only.load(Relaxed) && !repl.sidecar {
             return Err(CommandError::ReadOnly);
         }
-    } else if spec.is_write() {
+    } else if writes {
         let min = tun.min_replicas_to_write.load(Relaxed);
         if min > 0 && (repl.good_replicas.load(Relaxed) as i64) < min {
             return Err(CommandError::NoReplicas);
         }
     }
-    if spec.is_write() {
+    if writes {
         if let Some(e) = server.log.failure() {
             return Err(CommandError::err_code(format!(
                 "MISCONF Errors writing to the AOF file: {e}"

@@ -661,6 +661,17 @@ async fn execute(
     stats: &mut BatchStats,
 ) -> Option<Action> {
     let reply_start = out.len();
+    // A pause is waited out before the checks, so that what a command is
+    // checked against is what holds when it runs: a FAILOVER makes this
+    // node a replica while writes wait, and they must then be refused.
+    if server.pause.active() {
+        if let Ok((_, spec)) = command::TABLE.resolve(argv) {
+            let writes = command::writes(spec, client) || spec.has(flags::MAY_REPLICATE);
+            if wait_while_paused(server, writes).await {
+                *now = now_ms();
+            }
+        }
+    }
     let (idx, spec) = match command::prepare(server, client, argv) {
         Ok(x) => x,
         Err(e) => {
@@ -696,9 +707,6 @@ async fn execute(
             *now = now_ms();
             return None;
         }
-    }
-    if wait_while_paused(server, spec).await {
-        *now = now_ms();
     }
     let now = *now;
     client.handle.last_cmd.store(idx, Relaxed);
@@ -839,8 +847,8 @@ fn suppress_reply(client: &mut Client, out: &mut ReplyBuf, start: usize, is_repl
 }
 
 /// Waits while CLIENT PAUSE, or a FAILOVER's pause of writes, holds this
-/// command; returns whether it waited.
-async fn wait_while_paused(server: &Server, spec: &Spec) -> bool {
+/// command (`writes`: it may write or replicate); returns whether it waited.
+async fn wait_while_paused(server: &Server, writes: bool) -> bool {
     let p = &server.pause;
     let mut waited = false;
     loop {
@@ -853,7 +861,6 @@ async fn wait_while_paused(server: &Server, spec: &Spec) -> bool {
             return waited;
         }
         let now = now_ms();
-        let writes = spec.is_write() || spec.has(flags::MAY_REPLICATE);
         let timed = now < until && (writes || p.all.load(Relaxed));
         let held = timed || (failover && writes);
         if !held {

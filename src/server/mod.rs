@@ -219,6 +219,11 @@ pub struct Pause {
 }
 
 impl Pause {
+    /// Whether any pause is set (cheap: the common case is none).
+    pub fn active(&self) -> bool {
+        self.until_ms.load(Relaxed) != 0 || self.failover.load(Relaxed)
+    }
+
     /// Whether writes are held now (CLIENT PAUSE, either mode, or a
     /// failover): as in Redis, keys are then neither expired nor evicted,
     /// so the stream stands still.

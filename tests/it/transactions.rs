@@ -368,3 +368,48 @@ fn reading_a_watched_key_leaves_the_watch() {
     ]));
     same_as_redis(&script);
 }
+
+/// A transaction that queued writes on a primary and reaches EXEC once
+/// the node is a replica is discarded, as Redis discards it (EXECABORT
+/// with the reason), instead of writing into the replica's copy; one that
+/// only reads still runs. Compared with redis-server made a replica the
+/// same way.
+#[test]
+fn exec_of_queued_writes_on_a_node_turned_replica_is_refused_as_redis() {
+    fn script<S: std::io::Read + std::io::Write>(
+        c: &mut Raw<S>,
+        admin: &mut Raw<S>,
+        port: &str,
+    ) -> Vec<Frame> {
+        let mut got = vec![
+            c.call(&["SET", "a", "0"]),
+            c.call(&["MULTI"]),
+            c.call(&["SET", "a", "1"]),
+            c.call(&["GET", "a"]),
+        ];
+        got.push(admin.call(&["REPLICAOF", "127.0.0.1", port]));
+        got.push(c.call(&["EXEC"]));
+        got.push(c.call(&["GET", "a"]));
+        got.push(c.call(&["EXEC"]));
+        got.push(c.call(&["MULTI"]));
+        got.push(c.call(&["GET", "a"]));
+        got.push(c.call(&["EXEC"]));
+        got
+    }
+    // Nothing listens there: both stay replicas with their link down.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let reference = crate::support::ReferenceRedis::start();
+    let theirs = script(&mut reference.raw(), &mut reference.raw(), &port);
+    let node = TestNode::start();
+    let ours = script(&mut node.raw(), &mut node.raw(), &port);
+    assert_eq!(ours, theirs);
+    assert_eq!(
+        ours[5],
+        Frame::Error(
+            "EXECABORT Transaction discarded because of: READONLY You can't write against a read only replica."
+                .into()
+        )
+    );
+}
