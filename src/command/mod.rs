@@ -1345,7 +1345,22 @@ pub fn replay(
 /// command is queued instead (see `transactions`).
 pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), CommandError> {
     let r = if ctx.client.multi.is_some() && !spec.has(flags::NO_QUEUE) {
-        transactions::queue(ctx, spec, argv)
+        // Queueing takes memory too: over `maxmemory` with nothing left
+        // to evict, nothing more is queued, and EXEC will abort (Redis's
+        // rule for every command inside MULTI).
+        let room = match ctx.server.tun.maxmemory.load(Relaxed) {
+            0 => Ok(()),
+            _ => ctx.make_room(),
+        };
+        match room {
+            Ok(()) => transactions::queue(ctx, spec, argv),
+            Err(e) => {
+                if let Some(m) = &mut ctx.client.multi {
+                    m.failed = true;
+                }
+                Err(e)
+            }
+        }
     } else {
         // A tracking client may cache what it reads (as in Redis, even a
         // read that fails, WRONGTYPE...). The keys are remembered before
@@ -1364,8 +1379,29 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         } else {
             (Vec::new(), 0)
         };
-        let r = if spec.has(flags::DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
-            ctx.make_room().and_then(|_| (spec.handler)(ctx, argv))
+        // As in Redis, a transaction's room is made (or refused) once, at
+        // its EXEC, for all it queued: inside it nothing is evicted nor
+        // refused half-way.
+        let in_exec = ctx.client.exec_effects.get().is_some();
+        let denyoom = spec.has(flags::DENYOOM)
+            || (spec.name == "exec"
+                && ctx
+                    .client
+                    .multi
+                    .as_ref()
+                    .is_some_and(|m| m.queue.iter().any(|(s, _)| s.has(flags::DENYOOM))));
+        let r = if denyoom && !in_exec && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
+            match ctx.make_room() {
+                Ok(()) => (spec.handler)(ctx, argv),
+                Err(e) if spec.name == "exec" => {
+                    ctx.client.multi = None;
+                    transactions::unwatch_all(ctx.server, ctx.client);
+                    Err(CommandError::err_code(format!(
+                        "EXECABORT Transaction discarded because of: {e}"
+                    )))
+                }
+                Err(e) => Err(e),
+            }
         } else {
             (spec.handler)(ctx, argv)
         };

@@ -121,6 +121,35 @@ fn noeviction_refuses_writes_with_oom_but_serves_reads_and_deletes() {
             crate::support::Frame::Simple(_)
         )
     });
+    // Inside MULTI nothing more is queued, and EXEC aborts (Redis's rule);
+    // a transaction queued with room left is refused whole at its EXEC.
+    let oom = "OOM command not allowed when used memory > 'maxmemory'.";
+    fill(&mut w, "k", 0..30_000, &[]);
+    ok(&mut r, &["MULTI"]);
+    assert_eq!(err(&mut r, &["GET", "k:1"]), oom);
+    assert_eq!(
+        err(&mut r, &["EXEC"]),
+        "EXECABORT Transaction discarded because of previous errors."
+    );
+    ok(&mut r, &["FLUSHALL"]);
+    eventually("room again", || {
+        matches!(
+            r.call(&["SET", "after", "x"]),
+            crate::support::Frame::Simple(_)
+        )
+    });
+    ok(&mut r, &["MULTI"]);
+    assert_eq!(
+        r.call(&["SET", "t", "1"]),
+        crate::support::Frame::Simple("QUEUED".into())
+    );
+    assert!(fill(&mut w, "k", 0..30_000, &[]) > 0);
+    assert_eq!(
+        err(&mut r, &["EXEC"]),
+        format!("EXECABORT Transaction discarded because of: {oom}")
+    );
+    assert!(bulk(&mut r, &["GET", "t"]).is_none());
+    ok(&mut r, &["FLUSHALL"]);
     // A volatile policy with nothing volatile cannot evict either.
     ok(
         &mut r,
