@@ -186,6 +186,7 @@ fn replconf(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             // Acknowledgements arrive on the feeding connection, which
             // reads them itself; elsewhere (and GETACK) there is no reply.
             b"ack" | b"fack" | b"getack" => return Ok(()),
+            b"capa" if value.eq_ignore_ascii_case(b"sidecar") => ctx.client.replica_sidecar = true,
             b"ip-address" | b"capa" | b"rdb-only" | b"rdb-filter-only" => {}
             _ => {
                 return Err(CommandError::err(format!(
@@ -203,6 +204,11 @@ fn psync(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     // A primary handing over (FAILOVER) asks its replica to take its place
     // first: only a replica of that very history may.
     if argv.len() > 3 && argv[3].eq_ignore_ascii_case(b"failover") {
+        if ctx.server.replication.sidecar {
+            return Err(CommandError::err(
+                "PSYNC FAILOVER is not valid on a sidecar.",
+            ));
+        }
         if argv[1].as_ref() != ctx.server.effects.ids().0.as_bytes() {
             return Err(CommandError::err(
                 "PSYNC FAILOVER replid must match my replid.",

@@ -72,6 +72,8 @@ pub enum FailoverError {
     NotAReplica,
     #[error("FAILOVER target replica is not online.")]
     NotOnline,
+    #[error("FAILOVER target HOST and PORT is a sidecar, which never takes over.")]
+    Sidecar,
     #[error("No failover in progress.")]
     NotInProgress,
 }
@@ -85,7 +87,8 @@ pub fn start(server: &Arc<Server>, plan: Plan) -> Result<(), FailoverError> {
     if r.is_replica() {
         return Err(FailoverError::IsReplica);
     }
-    if r.replicas.lock().is_empty() {
+    // Sidecars live in applications' pods: they never take over.
+    if r.replicas.lock().iter().all(|e| e.sidecar) {
         return Err(FailoverError::NoReplicas);
     }
     if plan.force && (plan.end_ms == 0 || plan.target.is_none()) {
@@ -93,7 +96,10 @@ pub fn start(server: &Arc<Server>, plan: Plan) -> Result<(), FailoverError> {
     }
     match &plan.target {
         Some(t) => {
-            let state = find(server, t).ok_or(FailoverError::NotAReplica)?;
+            let (state, sidecar) = find(server, t).ok_or(FailoverError::NotAReplica)?;
+            if sidecar {
+                return Err(FailoverError::Sidecar);
+            }
             if state != ONLINE {
                 return Err(FailoverError::NotOnline);
             }
@@ -150,15 +156,16 @@ pub fn clear(server: &Server) {
     server.pause.resumed.notify_waiters();
 }
 
-/// The state of the replica at `addr` (its announced port), if attached.
-fn find(server: &Server, addr: &PrimaryAddr) -> Option<u8> {
+/// The state of the replica at `addr` (its announced port), and whether
+/// it is a sidecar, if attached.
+fn find(server: &Server, addr: &PrimaryAddr) -> Option<(u8, bool)> {
     server
         .replication
         .replicas
         .lock()
         .iter()
         .find(|e| e.ip.eq_ignore_ascii_case(&addr.host) && e.port == addr.port)
-        .map(|e| e.state.load(Relaxed))
+        .map(|e| (e.state.load(Relaxed), e.sidecar))
 }
 
 /// Waits for a replica to acknowledge the whole stream (or the deadline),
@@ -191,7 +198,7 @@ async fn drive(server: &Arc<Server>) {
             .replicas
             .lock()
             .iter()
-            .filter(|e| e.state.load(Relaxed) == ONLINE)
+            .filter(|e| e.state.load(Relaxed) == ONLINE && !e.sidecar)
             .filter(|e| e.ack_offset.load(Relaxed) == offset)
             .map(|e| PrimaryAddr {
                 host: e.ip.clone(),

@@ -117,6 +117,9 @@ pub struct ReplicaEntry {
     pub ip: String,
     /// The port it serves clients on (REPLCONF listening-port).
     pub port: u16,
+    /// A sidecar (it said so with `REPLCONF capa sidecar`): it lives in an
+    /// application's pod and never takes over in a FAILOVER.
+    pub sidecar: bool,
     /// [`WAIT_SYNC`], [`SENDING_SNAPSHOT`] or [`ONLINE`].
     pub state: AtomicU8,
     pub ack_offset: AtomicU64,

@@ -62,6 +62,7 @@ pub async fn serve(
     let entry = Arc::new(ReplicaEntry {
         ip: client.handle.addr.ip().to_string(),
         port: client.replica_port,
+        sidecar: client.replica_sidecar,
         state: super::WAIT_SYNC.into(),
         ack_offset: Default::default(),
         fack_offset: Default::default(),

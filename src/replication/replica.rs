@@ -187,7 +187,11 @@ async fn link(server: &Arc<Server>, addr: &PrimaryAddr) -> Result<(), LinkError>
     let port = server.tcp_port.load(Relaxed).to_string();
     let argv: [&[u8]; 3] = [b"REPLCONF", b"listening-port", port.as_bytes()];
     ask(server, &mut rd, &mut wr, &argv, "REPLCONF listening-port").await?;
-    let argv: [&[u8]; 5] = [b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"];
+    let mut argv: Vec<&[u8]> = vec![b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"];
+    if r.sidecar {
+        // So that a FAILOVER never picks this node to take over.
+        argv.extend([&b"capa"[..], b"sidecar"]);
+    }
     ask(server, &mut rd, &mut wr, &argv, "REPLCONF capa").await?;
 
     let me = server.effects.identity();

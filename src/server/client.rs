@@ -59,6 +59,9 @@ pub struct Client {
     pub from_primary: bool,
     /// The port a replica said it serves on (REPLCONF listening-port).
     pub replica_port: u16,
+    /// A replica that said it is a sidecar (`REPLCONF capa sidecar`): it
+    /// never takes over in a FAILOVER.
+    pub replica_sidecar: bool,
     /// Sidecar mode: this connection's link to the primary, opened at its
     /// first write, and the primary's stream offset just past its last
     /// write (reads wait for the local copy to get there).
@@ -110,6 +113,7 @@ impl Client {
             subs: None,
             from_primary: false,
             replica_port: 0,
+            replica_sidecar: false,
             upstream: None,
             written_offset: 0,
             sidecar_in_multi: false,

@@ -1117,6 +1117,13 @@ fn a_sidecar_follows_its_primary_through_a_failover() {
     let mut app = sidecar.raw();
     ok(&mut app, &["SET", "before", "1"]);
     let mut p = primary.raw();
+    // A sidecar lives in an application's pod: it never takes over.
+    assert_eq!(
+        p.call(&["FAILOVER", "TO", "127.0.0.1", &sidecar.port.to_string()]),
+        Frame::Error(
+            "ERR FAILOVER target HOST and PORT is a sidecar, which never takes over.".into()
+        )
+    );
     let new_port = other.port.to_string();
     ok(&mut p, &["FAILOVER", "TO", "127.0.0.1", &new_port]);
     eventually("the old primary follows the new one", || {
@@ -1139,6 +1146,15 @@ fn a_sidecar_follows_its_primary_through_a_failover() {
     });
     caught_up(&other, &sidecar);
     assert_eq!(digest(&mut s), digest(&mut other.raw()));
+
+    // With only sidecars attached there is no one to hand over to.
+    let lone = TestNode::start();
+    let only_sidecar = replica_of(&lone, &["--sidecar", "yes"]);
+    caught_up(&lone, &only_sidecar);
+    assert_eq!(
+        lone.raw().call(&["FAILOVER"]),
+        Frame::Error("ERR FAILOVER requires connected replicas.".into())
+    );
 }
 
 /// A FAILOVER in the middle of a write load of every type: writes wait
