@@ -132,16 +132,26 @@ async fn full_sync(
     tap: &Arc<Tap>,
     entry: &ReplicaEntry,
 ) -> std::io::Result<()> {
-    let _turn = server
-        .replication
-        .full_sync
-        .acquire()
-        .await
-        .map_err(std::io::Error::other)?;
+    // While it waits its turn, the replica hears a newline a second, as
+    // Redis's replicas do: its handshake gives up on a primary silent for
+    // repl-timeout.
+    let mut alive = tokio::time::interval(Duration::from_secs(1));
+    alive.tick().await;
+    let _turn = loop {
+        tokio::select! {
+            turn = server.replication.full_sync.acquire() => {
+                break turn.map_err(std::io::Error::other)?;
+            }
+            _ = alive.tick() => wr.write_all(b"\n").await?,
+        }
+    };
     // The keyspace captures one snapshot at a time; a rewrite or BGSAVE in
     // progress goes first.
     while server.log.snapshot_busy.swap(true, Relaxed) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = alive.tick() => wr.write_all(b"\n").await?,
+        }
     }
     entry.state.store(super::SENDING_SNAPSHOT, Relaxed);
     let started = Instant::now();

@@ -106,7 +106,10 @@ impl Reader {
         Ok(())
     }
 
-    /// One `\r\n`-terminated line, without the terminator.
+    /// One `\r\n`-terminated line, without the terminator. A primary
+    /// silent for `repl-timeout` seconds meanwhile (a handshake reply that
+    /// never comes) ends the link, as in Redis: a FAILOVER waiting on its
+    /// target's answer is then given up rather than held for ever.
     async fn line(&mut self, server: &Server) -> Result<String, LinkError> {
         loop {
             if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
@@ -116,7 +119,10 @@ impl Reader {
             if self.buf.len() > 64 * 1024 {
                 return Err(LinkError::Protocol("an overlong reply line".into()));
             }
-            self.fill(server).await?;
+            let quiet = server.tun.repl_timeout_secs.load(Relaxed).max(1) as u64;
+            tokio::time::timeout(Duration::from_secs(quiet), self.fill(server))
+                .await
+                .map_err(|_| LinkError::Timeout)??;
         }
     }
 }

@@ -1204,3 +1204,49 @@ fn a_failover_under_a_write_load_loses_nothing() {
         }
     }
 }
+
+/// A replica waiting its turn for a full sync (one runs at a time) hears
+/// a newline a second from its primary, as Redis's replicas do, so its
+/// handshake's repl-timeout does not give up on a busy primary.
+#[test]
+fn a_replica_waiting_for_a_full_sync_hears_newlines() {
+    let primary = TestNode::start_with(&["--appendonly", "no"]);
+    let mut p = primary.raw();
+    // More than the sockets hold, so a full sync to a replica that does
+    // not read stays under way (and keeps the turn).
+    ok(&mut p, &["DEBUG", "POPULATE", "300000", "key", "64"]);
+    let mut first = Raw::connect(primary.port);
+    first.cmd(&["PSYNC", "?", "-1"]);
+    eventually("the first full sync is under way", || {
+        info_field(&info(&mut p, "replication"), "slave0").contains("state=send_bulk")
+    });
+    let mut second = Raw::connect(primary.port);
+    second.cmd(&["PSYNC", "?", "-1"]);
+    assert_eq!(second.read_exact_bytes(2), b"\n\n");
+    drop(first);
+}
+
+/// A primary that accepts the connection and never answers the handshake
+/// is given up after repl-timeout and tried again, instead of holding the
+/// link (and a FAILOVER waiting on it) for ever.
+#[test]
+fn a_silent_primary_is_given_up_after_repl_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let replica = TestNode::start_with(&["--replicaof", "127.0.0.1", &port, "--repl-timeout", "1"]);
+    silent.set_nonblocking(true).unwrap();
+    let mut accepted = Vec::new();
+    // The second attempt comes once the first timed out (the first is
+    // held open, silent).
+    eventually("a second attempt", || {
+        if let Ok((c, _)) = silent.accept() {
+            accepted.push(c);
+        }
+        accepted.len() >= 2
+    });
+    let mut r = replica.raw();
+    assert_eq!(
+        info_field(&info(&mut r, "replication"), "master_link_status"),
+        "down"
+    );
+}
