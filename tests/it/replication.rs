@@ -940,6 +940,19 @@ fn a_lagging_replicas_buffer_does_not_make_its_primary_evict() {
     assert_eq!(digest(&mut replica.raw()), digest(&mut p));
 }
 
+/// Waits until a node that ran FAILOVER follows the one that took over
+/// (`port`), linked and done.
+fn handed_over(old: &TestNode, port: u16) {
+    let mut p = old.raw();
+    eventually("the old primary follows the new one", || {
+        let i = info(&mut p, "replication");
+        info_field(&i, "role") == "slave"
+            && info_field(&i, "master_port") == port.to_string()
+            && info_field(&i, "master_link_status") == "up"
+            && info_field(&i, "master_failover_state") == "no-failover"
+    });
+}
+
 /// FAILOVER hands the primary's role to a replica, as Redis's does: the
 /// named replica takes over once it has the whole stream, the old primary
 /// follows it with a partial resync (no data lost, no full sync), and the
@@ -993,13 +1006,7 @@ fn failover_hands_the_primary_role_to_a_replica() {
     eventually("the replica took over", || {
         info_field(&info(&mut ra, "replication"), "role") == "master"
     });
-    eventually("the old primary follows it", || {
-        let i = info(&mut p, "replication");
-        info_field(&i, "role") == "slave"
-            && info_field(&i, "master_port") == a_port
-            && info_field(&i, "master_link_status") == "up"
-            && info_field(&i, "master_failover_state") == "no-failover"
-    });
+    handed_over(&primary, a.port);
     assert_eq!(stat(&mut ra, "sync_full"), 0, "nobody needed a full sync");
     assert!(stat(&mut ra, "sync_partial_ok") >= 1);
     assert!(err(&mut p, &["SET", "k", "v"]).starts_with("READONLY"));
@@ -1088,12 +1095,7 @@ fn a_forced_failover_hands_over_without_the_targets_ack() {
     });
     drop(stopped);
     let mut r = replica.raw();
-    eventually("the old primary follows the target", || {
-        let i = info(&mut p, "replication");
-        info_field(&i, "role") == "slave"
-            && info_field(&i, "master_link_status") == "up"
-            && info_field(&i, "master_failover_state") == "no-failover"
-    });
+    handed_over(&primary, replica.port);
     assert_eq!(info_field(&info(&mut r, "replication"), "role"), "master");
     caught_up(&replica, &primary);
     assert_eq!(bulk(&mut p, &["GET", "kept"]).as_deref(), Some("1"));
@@ -1126,12 +1128,7 @@ fn a_sidecar_follows_its_primary_through_a_failover() {
     );
     let new_port = other.port.to_string();
     ok(&mut p, &["FAILOVER", "TO", "127.0.0.1", &new_port]);
-    eventually("the old primary follows the new one", || {
-        let i = info(&mut p, "replication");
-        info_field(&i, "role") == "slave"
-            && info_field(&i, "master_link_status") == "up"
-            && info_field(&i, "master_failover_state") == "no-failover"
-    });
+    handed_over(&primary, other.port);
     ok(&mut app, &["SET", "after", "2"]);
     assert_eq!(bulk(&mut app, &["GET", "after"]).as_deref(), Some("2"));
     assert_eq!(
@@ -1180,12 +1177,7 @@ fn a_failover_under_a_write_load_loses_nothing() {
         &["FAILOVER", "TO", "127.0.0.1", &a.port.to_string()],
     );
     let mut ra = a.raw();
-    eventually("the old primary follows the new one", || {
-        let i = info(&mut p, "replication");
-        info_field(&i, "role") == "slave"
-            && info_field(&i, "master_link_status") == "up"
-            && info_field(&i, "master_failover_state") == "no-failover"
-    });
+    handed_over(&primary, a.port);
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
     assert_eq!(stat(&mut ra, "sync_full"), 0);
