@@ -661,32 +661,40 @@ async fn execute(
     stats: &mut BatchStats,
 ) -> Option<Action> {
     let reply_start = out.len();
-    // A pause is waited out before the checks, so that what a command is
-    // checked against is what holds when it runs: a FAILOVER makes this
-    // node a replica while writes wait, and they must then be refused.
-    if server.pause.active() {
-        if let Ok((_, spec)) = command::TABLE.resolve(argv) {
-            let writes = command::writes(spec, client) || spec.has(flags::MAY_REPLICATE);
-            if wait_while_paused(server, writes).await {
-                *now = now_ms();
-            }
+    let reject = |client: &mut Client, out: &mut ReplyBuf, e: crate::error::CommandError| {
+        if let Ok((i, _)) = command::TABLE.resolve(argv) {
+            server.stats.commands[i].rejected();
         }
-    }
-    let (idx, spec) = match command::prepare(server, client, argv) {
+        server.stats.error(&e.code());
+        out.error(&e.to_string());
+        suppress_reply(client, out, reply_start, false);
+        if client.multi.is_none() {
+            client.caching = false;
+        }
+    };
+    let (mut idx, mut spec) = match command::prepare(server, client, argv) {
         Ok(x) => x,
         Err(e) => {
-            if let Ok((i, _)) = command::TABLE.resolve(argv) {
-                server.stats.commands[i].rejected();
-            }
-            server.stats.error(&e.code());
-            out.error(&e.to_string());
-            suppress_reply(client, out, reply_start, false);
-            if client.multi.is_none() {
-                client.caching = false;
-            }
+            reject(client, out, e);
             return None;
         }
     };
+    if server.pause.active() {
+        let writes = command::writes(spec, client) || spec.has(flags::MAY_REPLICATE);
+        if wait_while_paused(server, writes).await {
+            *now = now_ms();
+            // What the command was checked against may have changed while
+            // it waited (a FAILOVER makes this node a replica): it is
+            // checked again, as Redis processes a postponed command anew.
+            match command::prepare(server, client, argv) {
+                Ok(x) => (idx, spec) = x,
+                Err(e) => {
+                    reject(client, out, e);
+                    return None;
+                }
+            }
+        }
+    }
     // A sidecar promoted (REPLICAOF NO ONE) is a primary like any other.
     if server.replication.sidecar && server.replication.is_replica() {
         use crate::replication::sidecar::{self, Route};
