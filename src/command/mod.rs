@@ -932,9 +932,10 @@ impl<'a> Ctx<'a> {
         }));
     }
 
-    /// Before a command that may grow memory: with `maxmemory` set and
-    /// passed, evict keys by `maxmemory-policy` until back under it, or
-    /// refuse with Redis's `-OOM` (noeviction, or nothing left to evict).
+    /// Before a command: with `maxmemory` set and passed, evict keys by
+    /// `maxmemory-policy` until back under it, or say `-OOM` (noeviction,
+    /// or nothing left to evict), which refuses commands that may grow
+    /// memory.
     pub fn make_room(&self) -> Result<(), CommandError> {
         let server = self.server;
         let max = server.tun.maxmemory.load(Relaxed) as u64;
@@ -942,11 +943,17 @@ impl<'a> Ctx<'a> {
         // replica-ignore-maxmemory.
         if server.loading.load(Relaxed)
             || self.client.from_primary
-            || server.used_memory(self.now_ms) <= max
-            || server.counted_memory(server.used_memory(self.now_ms)) <= max
+            || server.replication.is_replica()
         {
             return Ok(());
         }
+        if server.used_memory(self.now_ms) <= max
+            || server.counted_memory(server.used_memory(self.now_ms)) <= max
+        {
+            server.eviction_time.under(self.now_ms);
+            return Ok(());
+        }
+        server.eviction_time.over(self.now_ms);
         let started = std::time::Instant::now();
         let r = self.evict_to(max);
         let ms = started.elapsed().as_millis() as u64;
@@ -1390,17 +1397,20 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
                     .multi
                     .as_ref()
                     .is_some_and(|m| m.queue.iter().any(|(s, _)| s.has(flags::DENYOOM))));
-        let r = if denyoom && !in_exec && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
+        // Over `maxmemory`, every command evicts first, as in Redis (a
+        // read-only load still brings memory back under a lowered limit);
+        // only those that may grow memory are refused when nothing can go.
+        let r = if !in_exec && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
             match ctx.make_room() {
-                Ok(()) => (spec.handler)(ctx, argv),
-                Err(e) if spec.name == "exec" => {
+                Err(e) if denyoom && spec.name == "exec" => {
                     ctx.client.multi = None;
                     transactions::unwatch_all(ctx.server, ctx.client);
                     Err(CommandError::err_code(format!(
                         "EXECABORT Transaction discarded because of: {e}"
                     )))
                 }
-                Err(e) => Err(e),
+                Err(e) if denyoom => Err(e),
+                _ => (spec.handler)(ctx, argv),
             }
         } else {
             (spec.handler)(ctx, argv)

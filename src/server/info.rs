@@ -248,6 +248,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
             let tracking = server.tracking.totals();
             let kbps = |r: Rate| s.instantaneous(r) as f64 / 1024.0;
             let threaded = server.io_threads.load(Relaxed) > 1;
+            let exceeded = server.eviction_time.times(now);
             let shard_channels = server
                 .pubsub
                 .names(crate::server::pubsub::Space::Shard, None)
@@ -266,6 +267,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
                  rejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n\
                  expired_keys:{}\r\nexpired_stale_perc:{:.2}\r\nexpired_time_cap_reached_count:{}\r\n\
                  expire_cycle_cpu_milliseconds:{}\r\nevicted_keys:{}\r\nevicted_clients:0\r\n\
+                 total_eviction_exceeded_time:{}\r\ncurrent_eviction_exceeded_time:{}\r\n\
                  keyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
                  pubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
                  latest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\n\
@@ -295,6 +297,8 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 server.expire_cycles_capped.load(Relaxed),
                 s.expire_cycle_usec.get() / 1000,
                 s.evicted_keys.get(),
+                exceeded.1,
+                exceeded.0,
                 s.keyspace_hits.get(),
                 s.keyspace_misses.get(),
                 server.pubsub.names(crate::server::pubsub::Space::Channel, None).len(),

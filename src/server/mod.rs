@@ -279,6 +279,9 @@ pub struct Server {
     /// The port actually bound (differs from `port` when that is 0).
     pub tcp_port: std::sync::atomic::AtomicU16,
     pub expire_cycles_capped: AtomicU64,
+    /// How long memory has been over `maxmemory` (INFO's
+    /// `*_eviction_exceeded_time`).
+    pub eviction_time: stats::OverLimit,
     /// INFO's `process_supervised`, once start-up has looked.
     pub supervised: std::sync::OnceLock<&'static str>,
     /// The share of keys with an expiry found expired by the active
@@ -364,6 +367,7 @@ impl Server {
             tcp_port: std::sync::atomic::AtomicU16::new(0),
             expire_cycles_capped: AtomicU64::new(0),
             supervised: std::sync::OnceLock::new(),
+            eviction_time: stats::OverLimit::default(),
             expired_stale_perc: AtomicU64::new(0),
             io_threads: std::sync::atomic::AtomicUsize::new(1),
             expire_cursor: std::sync::atomic::AtomicUsize::new(0),

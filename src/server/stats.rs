@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 
@@ -349,5 +349,48 @@ mod tests {
         assert_eq!(value_at_percentile(&h, 100.0), 40191);
         s.reset();
         assert!(s.latencies().is_none());
+    }
+}
+
+/// Time spent over `maxmemory`, as Redis counts it: from the first
+/// command that found memory over the limit to the first that found it
+/// under again.
+#[derive(Default)]
+pub struct OverLimit {
+    /// Unix ms memory was first found over the limit (0: it is not).
+    since_ms: AtomicI64,
+    /// Past spells over the limit, in ms.
+    total_ms: AtomicU64,
+}
+
+impl OverLimit {
+    pub fn over(&self, now_ms: i64) {
+        let _ = self
+            .since_ms
+            .compare_exchange(0, now_ms.max(1), Relaxed, Relaxed);
+    }
+
+    pub fn under(&self, now_ms: i64) {
+        let since = self.since_ms.load(Relaxed);
+        if since != 0
+            && self
+                .since_ms
+                .compare_exchange(since, 0, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.total_ms
+                .fetch_add((now_ms - since).max(0) as u64, Relaxed);
+        }
+    }
+
+    /// The current spell, and all of them (the current one included), in ms.
+    pub fn times(&self, now_ms: i64) -> (u64, u64) {
+        let since = self.since_ms.load(Relaxed);
+        let current = if since == 0 {
+            0
+        } else {
+            (now_ms - since).max(0) as u64
+        };
+        (current, self.total_ms.load(Relaxed) + current)
     }
 }

@@ -225,3 +225,35 @@ fn volatile_ttl_evicts_the_soonest_to_expire_first() {
     let long = surviving(&mut w, "long", 10_000);
     assert!(short * 2 < long, "short {short} long {long}");
 }
+
+/// Over `maxmemory`, reads evict too, as in Redis: a limit lowered below
+/// the data is reached again by a read-only load, and INFO says how long
+/// memory was over it.
+#[test]
+fn reads_evict_once_the_limit_is_lowered() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let mut r = node.raw();
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
+    );
+    assert_eq!(fill(&mut r, "k", 0..40_000, &[]), 0);
+    let limit = used_memory(&mut r) - 2 * MB;
+    ok(&mut r, &["CONFIG", "SET", "maxmemory", &limit.to_string()]);
+    eventually("reads brought memory under the limit", || {
+        bulk(&mut r, &["GET", "k:1"]);
+        used_memory(&mut r) <= limit
+    });
+    assert!(evicted(&mut r) > 0);
+    // The spell over the limit ends with the first command that finds
+    // memory under it (INFO is one).
+    eventually("the spell over the limit ended", || {
+        let info = bulk(&mut r, &["INFO", "stats"]).unwrap();
+        info_field(&info, "current_eviction_exceeded_time") == "0"
+    });
+    let info = bulk(&mut r, &["INFO", "stats"]).unwrap();
+    let total: u64 = info_field(&info, "total_eviction_exceeded_time")
+        .parse()
+        .unwrap();
+    assert!(total < 60_000, "{total}");
+}

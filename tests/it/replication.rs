@@ -1210,7 +1210,9 @@ fn a_replica_waiting_for_a_full_sync_hears_newlines() {
     let mut first = Raw::connect(primary.port);
     first.cmd(&["PSYNC", "?", "-1"]);
     eventually("the first full sync is under way", || {
-        info_field(&info(&mut p, "replication"), "slave0").contains("state=send_bulk")
+        info(&mut p, "replication")
+            .lines()
+            .any(|l| l.starts_with("slave0:") && l.contains("state=send_bulk"))
     });
     let mut second = Raw::connect(primary.port);
     second.cmd(&["PSYNC", "?", "-1"]);
@@ -1241,4 +1243,24 @@ fn a_silent_primary_is_given_up_after_repl_timeout() {
         info_field(&info(&mut r, "replication"), "master_link_status"),
         "down"
     );
+}
+
+/// A replica keeps its primary's data whatever its own `maxmemory`
+/// (Redis's replica-ignore-maxmemory): reads on it evict nothing.
+#[test]
+fn a_replica_ignores_its_maxmemory() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    ok(&mut p, &["DEBUG", "POPULATE", "20000", "key", "100"]);
+    let replica = replica_of(
+        &primary,
+        &["--maxmemory", "1mb", "--maxmemory-policy", "allkeys-lru"],
+    );
+    caught_up(&primary, &replica);
+    let mut r = replica.raw();
+    for i in 0..200 {
+        bulk(&mut r, &["GET", &format!("key:{i}")]);
+    }
+    assert_eq!(int(&mut r, &["DBSIZE"]), 20_000);
+    assert_eq!(stat(&mut r, "evicted_keys"), 0);
 }

@@ -890,8 +890,6 @@ fn info_has_redis_sections_and_lines_in_redis_order() {
     let left_out = [
         "reply_buffer_shrinks",
         "reply_buffer_expands",
-        "total_eviction_exceeded_time",
-        "current_eviction_exceeded_time",
         "current_save_keys_processed",
         "current_save_keys_total",
         "used_cpu_sys_main_thread",
