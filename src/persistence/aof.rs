@@ -590,4 +590,21 @@ mod tests {
         );
         assert!(Manifest::parse("file ../x seq 1 type i\n").is_err());
     }
+
+    /// Redis's manifest lists files awaiting deletion as history (type h):
+    /// they are not loaded, and their sequence numbers stay below the
+    /// live files' (Redis only counts up), so new names never meet them.
+    #[test]
+    fn redis_history_lines_are_skipped() {
+        let text = "file appendonly.aof.1.base.rdb seq 1 type h\n\
+                    file appendonly.aof.1.incr.aof seq 1 type h\n\
+                    file appendonly.aof.2.base.rdb seq 2 type b\n\
+                    file appendonly.aof.2.incr.aof seq 2 type i\n";
+        let m = Manifest::parse(text).unwrap();
+        assert_eq!(
+            m.files(),
+            vec!["appendonly.aof.2.base.rdb", "appendonly.aof.2.incr.aof"]
+        );
+        assert_eq!(m.next_seq(), 3);
+    }
 }
