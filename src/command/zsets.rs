@@ -111,8 +111,19 @@ fn score_span(z: &ZSet, min: ScoreBound, max: ScoreBound) -> (usize, usize) {
 }
 
 /// The ranks `[lo, hi)` of the members within a lexicographical range
-/// (meaningful when all scores are equal, as Redis documents).
-fn lex_span(z: &ZSet, min: &LexBound, max: &LexBound) -> (usize, usize) {
+/// (meaningful when all scores are equal, as Redis documents). `rev`: the
+/// range is read from its top (ZREVRANGEBYLEX, ZRANGE ... BYLEX REV).
+///
+/// Where scores differ, Redis's answer is "unspecified", but for a small
+/// sorted set (its listpack encoding) it is a plain scan: from the head,
+/// the first member not below `min`, then on while not above `max` (from
+/// the tail for `rev`). A small set is scanned the same way here, so the
+/// same commands give the same answers; with equal scores a scan and the
+/// search below agree.
+fn lex_span(z: &ZSet, min: &LexBound, max: &LexBound, rev: bool) -> (usize, usize) {
+    if z.encoding() == "listpack" {
+        return lex_scan(z, min, max, rev);
+    }
     let pos = |b: &LexBound, upper: bool| match b {
         LexBound::Min => 0,
         LexBound::Max => z.len(),
@@ -123,6 +134,62 @@ fn lex_span(z: &ZSet, min: &LexBound, max: &LexBound) -> (usize, usize) {
     };
     let lo = pos(min, false);
     (lo, pos(max, true).max(lo))
+}
+
+/// Redis's listpack lex range: `zzlFirstInLexRange` and on (or
+/// `zzlLastInLexRange` and back, for `rev`).
+fn lex_scan(z: &ZSet, min: &LexBound, max: &LexBound, rev: bool) -> (usize, usize) {
+    let gte_min = |m: &[u8]| match min {
+        LexBound::Min => true,
+        LexBound::Max => false,
+        LexBound::Incl(b) => m >= &b[..],
+        LexBound::Excl(b) => m > &b[..],
+    };
+    let lte_max = |m: &[u8]| match max {
+        LexBound::Min => false,
+        LexBound::Max => true,
+        LexBound::Incl(b) => m <= &b[..],
+        LexBound::Excl(b) => m < &b[..],
+    };
+    // A range that can hold nothing (Redis's zslParseLexRange checks and
+    // zzlIsInLexRange's), then the first and last members against it.
+    let empty = match (min, max) {
+        (LexBound::Max, _) | (_, LexBound::Min) => true,
+        (LexBound::Incl(a), LexBound::Incl(b)) => a > b,
+        (LexBound::Incl(a) | LexBound::Excl(a), LexBound::Incl(b) | LexBound::Excl(b)) => a >= b,
+        _ => false,
+    };
+    let n = z.len();
+    let member = |i: usize| z.at(i).member.as_bytes();
+    if empty || n == 0 || !gte_min(member(n - 1)) || !lte_max(member(0)) {
+        return (0, 0);
+    }
+    if rev {
+        let Some(hi) = (0..n).rev().find(|&i| lte_max(member(i))) else {
+            return (0, 0);
+        };
+        if !gte_min(member(hi)) {
+            return (0, 0);
+        }
+        let lo = (0..=hi)
+            .rev()
+            .take_while(|&i| gte_min(member(i)))
+            .last()
+            .unwrap_or(hi);
+        (lo, hi + 1)
+    } else {
+        let Some(lo) = (0..n).find(|&i| gte_min(member(i))) else {
+            return (0, 0);
+        };
+        if !lte_max(member(lo)) {
+            return (0, 0);
+        }
+        let hi = (lo..n)
+            .take_while(|&i| lte_max(member(i)))
+            .last()
+            .unwrap_or(lo);
+        (lo, hi + 1)
+    }
 }
 
 // ---- replies ----
@@ -375,7 +442,7 @@ fn zlexcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (min, max) = (lex_bound(&argv[2])?, lex_bound(&argv[3])?);
     let mut t = ctx.lock_key(&argv[1]);
     let n = ctx.read::<ZSet>(&mut t, &argv[1])?.map_or(0, |z| {
-        let (lo, hi) = lex_span(z, &min, &max);
+        let (lo, hi) = lex_span(z, &min, &max, false);
         hi - lo
     });
     ctx.out.int(n as i64);
@@ -495,7 +562,7 @@ fn select(z: &ZSet, q: &RangeQuery, b: &Bounds) -> (usize, usize) {
     } else if let Some((min, max)) = b.score {
         score_span(z, min, max)
     } else if let Some((min, max)) = &b.lex {
-        lex_span(z, min, max)
+        lex_span(z, min, max, q.rev)
     } else {
         (0, 0)
     };
