@@ -392,6 +392,10 @@ fn ltrim(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if l.len() != before {
         ctx.remove_if_empty::<List>(&mut t, &argv[1]);
         ctx.emit_argv(argv);
+    } else {
+        // Redis signals an LTRIM of an existing list even when it kept
+        // everything (nothing to record, though).
+        ctx.signal_unrecorded(argv);
     }
     ctx.out.ok();
     Ok(())

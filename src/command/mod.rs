@@ -890,6 +890,14 @@ impl<'a> Ctx<'a> {
         self.event.set(None);
     }
 
+    /// Tells of a change that changed nothing, as Redis tells of some
+    /// (an LTRIM that kept every element still notifies `ltrim`, touches
+    /// WATCH and invalidates tracking): the hooks of an effect, without
+    /// recording one, since there is nothing to replay.
+    pub fn signal_unrecorded(&self, argv: &[Bytes]) {
+        self.after_effect(Some(self.client.db), argv, 0);
+    }
+
     /// Records a STORE form: an empty result deleted the destination,
     /// which Redis tells as its `del` rather than as the STORE.
     pub fn emit_stored(&self, argv: &[Bytes], empty: bool) {

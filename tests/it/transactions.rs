@@ -413,3 +413,27 @@ fn exec_of_queued_writes_on_a_node_turned_replica_is_refused_as_redis() {
         )
     );
 }
+
+/// An LTRIM that keeps every element still counts as a change to its
+/// list for WATCH, as in Redis (which signals it, without recording
+/// anything); one on a missing key does not.
+#[test]
+fn an_ltrim_that_keeps_everything_still_touches_watch_as_redis() {
+    fn script<S: std::io::Read + std::io::Write>(c: &mut Raw<S>, other: &mut Raw<S>) -> Vec<Frame> {
+        let mut got = vec![c.call(&["RPUSH", "l", "a", "b"])];
+        for key in ["l", "missing"] {
+            got.push(c.call(&["WATCH", key]));
+            got.push(other.call(&["LTRIM", key, "0", "-1"]));
+            got.push(c.call(&["MULTI"]));
+            got.push(c.call(&["SET", "x", "1"]));
+            got.push(c.call(&["EXEC"]));
+        }
+        got
+    }
+    let reference = crate::support::ReferenceRedis::start();
+    let theirs = script(&mut reference.raw(), &mut reference.raw());
+    let node = TestNode::start();
+    let ours = script(&mut node.raw(), &mut node.raw());
+    assert_eq!(ours, theirs);
+    assert_eq!(ours[5], Frame::Null, "the no-op LTRIM broke the WATCH");
+}
