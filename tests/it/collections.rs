@@ -1614,61 +1614,33 @@ fn long_lists_match_redis() {
 /// the same, so differential runs compare like with like.
 #[test]
 fn lex_ranges_over_mixed_scores_answer_as_redis() {
+    let owned = |words: &[&str]| -> Vec<String> { words.iter().map(|s| s.to_string()).collect() };
+    let fill = [
+        "ZADD", "z", "-inf", "e", "inf", "", "inf", "3.5", "1", "a", "2", "zz", "0", "b",
+    ];
     let bounds = [
         "-", "+", "(", "[", "[a", "(a", "[e", "(e", "[zz", "(zz", "[3.5",
     ];
-    let mut script: Vec<Vec<String>> = vec![[
-        "ZADD", "z", "-inf", "e", "inf", "", "inf", "3.5", "1", "a", "2", "zz", "0", "b",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()];
+    let mut script = vec![owned(&fill)];
     for min in bounds {
         for max in bounds {
-            for cmd in [
-                vec!["ZLEXCOUNT", "z", min, max],
-                vec!["ZRANGEBYLEX", "z", min, max],
-                vec!["ZREVRANGEBYLEX", "z", max, min],
-                vec!["ZRANGE", "z", min, max, "BYLEX", "LIMIT", "1", "2"],
-                vec!["ZRANGE", "z", max, min, "BYLEX", "REV", "LIMIT", "1", "2"],
-            ] {
-                script.push(cmd.iter().map(|s| s.to_string()).collect());
-            }
+            script.push(owned(&["ZLEXCOUNT", "z", min, max]));
+            script.push(owned(&["ZRANGEBYLEX", "z", min, max]));
+            script.push(owned(&["ZREVRANGEBYLEX", "z", max, min]));
+            script.push(owned(&[
+                "ZRANGE", "z", min, max, "BYLEX", "LIMIT", "1", "2",
+            ]));
+            script.push(owned(&[
+                "ZRANGE", "z", max, min, "BYLEX", "REV", "LIMIT", "1", "2",
+            ]));
         }
     }
     for (min, max) in [("(", "[zz"), ("[b", "+"), ("-", "(e")] {
-        script.push(
-            ["ZRANGESTORE", "d", "z", max, min, "BYLEX", "REV"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        );
-        script.push(
-            ["ZRANGE", "d", "0", "-1", "WITHSCORES"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        );
-        script.push(
-            ["ZREMRANGEBYLEX", "z", min, max]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        );
-        script.push(
-            ["ZRANGE", "z", "0", "-1", "WITHSCORES"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        );
-        script.push(
-            [
-                "ZADD", "z", "-inf", "e", "inf", "", "inf", "3.5", "1", "a", "2", "zz", "0", "b",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        );
+        script.push(owned(&["ZRANGESTORE", "d", "z", max, min, "BYLEX", "REV"]));
+        script.push(owned(&["ZRANGE", "d", "0", "-1", "WITHSCORES"]));
+        script.push(owned(&["ZREMRANGEBYLEX", "z", min, max]));
+        script.push(owned(&["ZRANGE", "z", "0", "-1", "WITHSCORES"]));
+        script.push(owned(&fill));
     }
     crate::support::same_as_redis_owned(&script);
 }
