@@ -1241,12 +1241,17 @@ pub fn prepare(
 /// queue holds one. As in Redis, such an EXEC is refused where a write
 /// would be (a replica, a failing disk) and waits while writes are paused.
 pub fn writes(spec: &Spec, client: &Client) -> bool {
-    spec.is_write()
-        || (spec.name == "exec"
-            && client
-                .multi
-                .as_ref()
-                .is_some_and(|m| m.queue.iter().any(|(s, _)| s.is_write())))
+    spec.is_write() || exec_queues(spec, client, flags::WRITE)
+}
+
+/// Whether `spec` is an EXEC whose transaction queued a command with
+/// `flag`: Redis judges an EXEC by what it will run.
+fn exec_queues(spec: &Spec, client: &Client, flag: u32) -> bool {
+    spec.name == "exec"
+        && client
+            .multi
+            .as_ref()
+            .is_some_and(|m| m.queue.iter().any(|(s, _)| s.has(flag)))
 }
 
 fn check(
@@ -1398,13 +1403,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         // its EXEC, for all it queued: inside it nothing is evicted nor
         // refused half-way.
         let in_exec = ctx.client.exec_effects.get().is_some();
-        let denyoom = spec.has(flags::DENYOOM)
-            || (spec.name == "exec"
-                && ctx
-                    .client
-                    .multi
-                    .as_ref()
-                    .is_some_and(|m| m.queue.iter().any(|(s, _)| s.has(flags::DENYOOM))));
+        let denyoom = spec.has(flags::DENYOOM) || exec_queues(spec, ctx.client, flags::DENYOOM);
         // Over `maxmemory`, every command evicts first, as in Redis (a
         // read-only load still brings memory back under a lowered limit);
         // only those that may grow memory are refused when nothing can go.

@@ -808,11 +808,11 @@ fn memory_stats(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             ("peak.allocated", m.peak as i64),
             ("total.allocated", f.allocated as i64),
             ("startup.allocated", m.startup as i64),
-            ("replication.backlog", m.backlog as i64),
-            ("clients.slaves", m.replicas as i64),
+            ("replication.backlog", m.backlog() as i64),
+            ("clients.slaves", m.replicas() as i64),
             ("clients.normal", m.clients as i64),
             ("cluster.links", 0),
-            ("aof.buffer", m.log as i64),
+            ("aof.buffer", m.log() as i64),
             ("lua.caches", 0),
             ("functions.caches", 0),
         ],
@@ -919,10 +919,10 @@ fn memory_doctor(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             human(m.clients)
         ));
     }
-    if m.replica_count > 0 && m.replicas > 10 * MB as u64 {
+    if m.replica_count > 0 && m.replicas() > 10 * MB as u64 {
         found.push(format!(
             " * Big replica buffers: {} waits to be sent to the {} replicas. A replica too slow for the write load, or a link too slow, does this; client-output-buffer-limit replica bounds it.\n\n",
-            human(m.replicas),
+            human(m.replicas()),
             m.replica_count
         ));
     }

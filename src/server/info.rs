@@ -183,11 +183,11 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 frag,
                 frag_bytes,
                 m.not_counted_for_evict(),
-                m.backlog,
-                m.backlog + m.replicas,
-                m.replicas,
+                m.backlog(),
+                m.backlog() + m.replicas(),
+                m.replicas(),
                 m.clients,
-                m.log,
+                m.log(),
             );
         }
         "persistence" => {

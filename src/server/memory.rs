@@ -144,13 +144,12 @@ pub struct Overhead {
     pub figures: MemoryFigures,
     pub peak: u64,
     pub startup: u64,
-    pub backlog: u64,
-    pub replicas: u64,
+    /// What the effect stream holds: backlog, replicas' buffers, log.
+    pub stream: crate::effects::StreamMemory,
     pub clients: u64,
     /// Normal clients (not replicas): Redis's average-buffer check.
     pub client_count: usize,
     pub replica_count: usize,
-    pub log: u64,
     /// Each database holding keys: its index, its tables' bytes and its
     /// key count.
     pub dbs: Vec<(usize, u64, u64)>,
@@ -181,22 +180,20 @@ impl Overhead {
             peak: server.peak_memory.observe(figures.allocated),
             figures,
             startup: server.startup_memory.load(Relaxed),
-            backlog: stream.backlog as u64,
-            replicas: stream.replicas as u64,
+            stream,
             clients,
             client_count,
             replica_count,
-            log: stream.log as u64,
             dbs,
         }
     }
 
     pub fn total(&self) -> u64 {
         self.startup
-            + self.backlog
-            + self.replicas
+            + self.backlog()
+            + self.replicas()
             + self.clients
-            + self.log
+            + self.log()
             + self.dbs.iter().map(|d| d.1).sum::<u64>()
     }
 
@@ -217,9 +214,22 @@ impl Overhead {
         self.dbs.iter().map(|d| d.2).sum()
     }
 
-    /// See `StreamMemory::not_counted_for_evict`.
+    pub fn backlog(&self) -> u64 {
+        self.stream.backlog as u64
+    }
+
+    /// Replicas' output buffers (`mem_clients_slaves`).
+    pub fn replicas(&self) -> u64 {
+        self.stream.replicas as u64
+    }
+
+    /// Log records not yet written (`mem_aof_buffer`).
+    pub fn log(&self) -> u64 {
+        self.stream.log as u64
+    }
+
     pub fn not_counted_for_evict(&self) -> u64 {
-        self.replicas + self.log
+        self.stream.not_counted_for_evict()
     }
 
     pub fn dataset_perc(&self) -> f32 {
