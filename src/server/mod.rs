@@ -254,6 +254,10 @@ pub struct Server {
     /// `used_memory` as last read from the allocator, and when (Unix ms):
     /// the maxmemory check reads it at most every few milliseconds.
     pub used_memory: (AtomicU64, AtomicI64),
+    /// `StreamMemory::not_counted_for_evict`, read with `used_memory`:
+    /// over the limit every command asks, and reading it locks the
+    /// effect stream and each replica's buffer.
+    not_counted: AtomicU64,
     /// The allocator's full figures and RSS for INFO, and when (Unix ms)
     /// they were read: refreshing merges every arena's statistics, which
     /// made INFO 4 times slower than Redis's (which refreshes in its cron).
@@ -348,6 +352,7 @@ impl Server {
             notifier,
             eviction_pool: Default::default(),
             used_memory: (AtomicU64::new(0), AtomicI64::new(0)),
+            not_counted: AtomicU64::new(0),
             memory_figures: Default::default(),
             gate: watches::Gate::default(),
             pause: Pause::default(),
@@ -417,14 +422,17 @@ impl Server {
         if now_ms - at.load(Relaxed) >= 5 || now_ms < at.load(Relaxed) {
             at.store(now_ms, Relaxed);
             value.store(memory::read_allocated(), Relaxed);
+            self.not_counted
+                .store(self.effects.memory().not_counted_for_evict(), Relaxed);
         }
         value.load(Relaxed)
     }
 
     /// What `maxmemory` counts of `used`: all but replicas' buffers and
-    /// log records not yet written (`StreamMemory::not_counted_for_evict`).
+    /// log records not yet written (`StreamMemory::not_counted_for_evict`,
+    /// as of the last read of `used_memory`).
     pub fn counted_memory(&self, used: u64) -> u64 {
-        used.saturating_sub(self.effects.memory().not_counted_for_evict())
+        used.saturating_sub(self.not_counted.load(Relaxed))
     }
 
     /// The allocator's figures and RSS, re-read when older than 5 ms.
