@@ -114,15 +114,20 @@ fn score_span(z: &ZSet, min: ScoreBound, max: ScoreBound) -> (usize, usize) {
 /// (meaningful when all scores are equal, as Redis documents). `rev`: the
 /// range is read from its top (ZREVRANGEBYLEX, ZRANGE ... BYLEX REV).
 ///
+/// `skip` members are passed over first (a LIMIT's offset), counted from
+/// the range's start (its top for `rev`).
+///
 /// Where scores differ, Redis's answer is "unspecified", but for a small
 /// sorted set (its listpack encoding) it is a plain scan: from the head,
-/// the first member not below `min`, then on while not above `max` (from
-/// the tail for `rev`). A small set is scanned the same way here, so the
-/// same commands give the same answers; with equal scores a scan and the
-/// search below agree.
-fn lex_span(z: &ZSet, min: &LexBound, max: &LexBound, rev: bool) -> (usize, usize) {
+/// the first member not below `min`, then `skip` members passed over
+/// whether in range or not, then on while not above `max` (from the tail
+/// for `rev`). A small set is scanned the same way here, so the same
+/// commands give the same answers; with equal scores a scan and the
+/// search below agree. (A large set's answer in Redis depends on its skip
+/// list's random levels: there is nothing to mirror.)
+fn lex_span(z: &ZSet, min: &LexBound, max: &LexBound, rev: bool, skip: usize) -> (usize, usize) {
     if z.encoding() == "listpack" {
-        return lex_scan(z, min, max, rev);
+        return lex_scan(z, min, max, rev, skip);
     }
     let pos = |b: &LexBound, upper: bool| match b {
         LexBound::Min => 0,
@@ -133,12 +138,23 @@ fn lex_span(z: &ZSet, min: &LexBound, max: &LexBound, rev: bool) -> (usize, usiz
         LexBound::Excl(m) => z.count_below(|_, x| x <= &m[..]),
     };
     let lo = pos(min, false);
-    (lo, pos(max, true).max(lo))
+    skip_span((lo, pos(max, true).max(lo)), rev, skip)
+}
+
+/// What is left of the ranks `[lo, hi)` once `skip` are passed over from
+/// the start (from the end for `rev`).
+fn skip_span((lo, hi): (usize, usize), rev: bool, skip: usize) -> (usize, usize) {
+    let skip = skip.min(hi - lo);
+    if rev {
+        (lo, hi - skip)
+    } else {
+        (lo + skip, hi)
+    }
 }
 
 /// Redis's listpack lex range: `zzlFirstInLexRange` and on (or
 /// `zzlLastInLexRange` and back, for `rev`).
-fn lex_scan(z: &ZSet, min: &LexBound, max: &LexBound, rev: bool) -> (usize, usize) {
+fn lex_scan(z: &ZSet, min: &LexBound, max: &LexBound, rev: bool, skip: usize) -> (usize, usize) {
     let gte_min = |m: &[u8]| match min {
         LexBound::Min => true,
         LexBound::Max => false,
@@ -168,27 +184,27 @@ fn lex_scan(z: &ZSet, min: &LexBound, max: &LexBound, rev: bool) -> (usize, usiz
         let Some(hi) = (0..n).rev().find(|&i| lte_max(member(i))) else {
             return (0, 0);
         };
-        if !gte_min(member(hi)) {
+        if !gte_min(member(hi)) || skip > hi {
             return (0, 0);
         }
-        let lo = (0..=hi)
+        let hi = hi - skip;
+        (0..=hi)
             .rev()
             .take_while(|&i| gte_min(member(i)))
             .last()
-            .unwrap_or(hi);
-        (lo, hi + 1)
+            .map_or((0, 0), |lo| (lo, hi + 1))
     } else {
         let Some(lo) = (0..n).find(|&i| gte_min(member(i))) else {
             return (0, 0);
         };
-        if !lte_max(member(lo)) {
+        if !lte_max(member(lo)) || lo.saturating_add(skip) >= n {
             return (0, 0);
         }
-        let hi = (lo..n)
+        let lo = lo + skip;
+        (lo..n)
             .take_while(|&i| lte_max(member(i)))
             .last()
-            .unwrap_or(lo);
-        (lo, hi + 1)
+            .map_or((0, 0), |hi| (lo, hi + 1))
     }
 }
 
@@ -442,7 +458,7 @@ fn zlexcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (min, max) = (lex_bound(&argv[2])?, lex_bound(&argv[3])?);
     let mut t = ctx.lock_key(&argv[1]);
     let n = ctx.read::<ZSet>(&mut t, &argv[1])?.map_or(0, |z| {
-        let (lo, hi) = lex_span(z, &min, &max, false);
+        let (lo, hi) = lex_span(z, &min, &max, false, 0);
         hi - lo
     });
     ctx.out.int(n as i64);
@@ -553,6 +569,14 @@ fn parse_bounds(q: &RangeQuery) -> Result<Bounds, CommandError> {
 }
 
 fn select(z: &ZSet, q: &RangeQuery, b: &Bounds) -> (usize, usize) {
+    let (skip, take) = match q.limit {
+        None => (0, usize::MAX),
+        Some((offset, _)) if offset < 0 => return (0, 0),
+        Some((offset, count)) => (
+            usize::try_from(offset).unwrap_or(usize::MAX),
+            usize::try_from(count).unwrap_or(usize::MAX),
+        ),
+    };
     let (lo, hi) = if let Some((start, stop)) = b.rank {
         match clamp_range(start, stop, z.len()) {
             Some((s, e)) if q.rev => (z.len() - 1 - e, z.len() - s),
@@ -560,30 +584,16 @@ fn select(z: &ZSet, q: &RangeQuery, b: &Bounds) -> (usize, usize) {
             None => (0, 0),
         }
     } else if let Some((min, max)) = b.score {
-        score_span(z, min, max)
+        skip_span(score_span(z, min, max), q.rev, skip)
     } else if let Some((min, max)) = &b.lex {
-        lex_span(z, min, max, q.rev)
+        lex_span(z, min, max, q.rev, skip)
     } else {
         (0, 0)
     };
-    let Some((offset, count)) = q.limit else {
-        return (lo, hi);
-    };
-    if offset < 0 || offset as u64 >= (hi - lo) as u64 {
-        return (lo, lo);
-    }
-    let offset = offset as usize;
-    let take = if count < 0 {
-        usize::MAX
-    } else {
-        count as usize
-    };
     if q.rev {
-        let end = hi - offset;
-        (end.saturating_sub(take).max(lo), end)
+        (hi.saturating_sub(take).max(lo), hi)
     } else {
-        let start = lo + offset;
-        (start, start.saturating_add(take).min(hi))
+        (lo, lo.saturating_add(take).min(hi))
     }
 }
 
