@@ -3,7 +3,9 @@
 //! A hash starts [`Packed`] (fields and values alternating, in insertion
 //! order) and turns into a hash table once it holds more than
 //! `hash-max-listpack-entries` fields or any field or value longer than
-//! `hash-max-listpack-value` bytes. It never turns back, as in Redis: a
+//! `hash-max-listpack-value` bytes; as in Redis the count is checked on
+//! every field set, an update included, so a limit lowered by CONFIG SET
+//! reaches a hash at its next write. It never turns back, as in Redis: a
 //! hash that was once large is likely to be large again.
 
 use ref_cast::RefCast;
@@ -116,7 +118,10 @@ impl Hash {
     pub fn insert(&mut self, field: &[u8], value: &[u8], limits: Limits) -> bool {
         if let Value::HashPacked(p) = &mut self.0 {
             if let Some(off) = p.find(field, 2) {
-                if value.len() <= limits.value {
+                // Redis checks the count after every set, an update
+                // included: a hash left past a since lowered limit turns
+                // into a table on its next write.
+                if value.len() <= limits.value && p.len() / 2 <= limits.entries {
                     let voff = p.at(off).1;
                     p.replace_at(voff, value);
                     return false;

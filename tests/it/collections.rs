@@ -1649,3 +1649,46 @@ fn lex_ranges_over_mixed_scores_answer_as_redis() {
     }
     crate::support::same_as_redis_owned(&script);
 }
+
+/// A limit lowered by CONFIG SET leaves existing compact hashes as they
+/// are; Redis checks the count after every field set, an update included,
+/// so the hash turns into a table at its next write (but not at an HSETNX
+/// that sets nothing).
+#[test]
+fn a_hash_past_a_lowered_limit_converts_at_its_next_write() {
+    let fields = |n: usize| -> Vec<String> {
+        let mut v = vec!["HSET".to_string(), "h".to_string()];
+        for i in 0..n {
+            v.push(format!("f{i}"));
+            v.push(i.to_string());
+        }
+        v
+    };
+    let owned = |words: &[&str]| -> Vec<String> { words.iter().map(|s| s.to_string()).collect() };
+    let mut script = Vec::new();
+    for (key, write) in [
+        ("h", owned(&["HSET", "h", "f1", "new"])),
+        ("h", owned(&["HINCRBY", "h", "f2", "1"])),
+        ("h", owned(&["HINCRBYFLOAT", "h", "f2", "1.5"])),
+        (
+            "h",
+            owned(&["HMSET", "h", "f1", "a", "f2", "b", "f3", "c", "f4", "d"]),
+        ),
+        ("h", owned(&["HSETNX", "h", "f1", "x"])),
+    ] {
+        script.push(owned(&["DEL", key]));
+        script.push(owned(&[
+            "CONFIG",
+            "SET",
+            "hash-max-listpack-entries",
+            "128",
+        ]));
+        script.push(fields(6));
+        script.push(owned(&["CONFIG", "SET", "hash-max-listpack-entries", "3"]));
+        script.push(owned(&["OBJECT", "ENCODING", key]));
+        script.push(write);
+        script.push(owned(&["OBJECT", "ENCODING", key]));
+        script.push(owned(&["HMGET", key, "f0", "f1", "f2", "f3", "f4", "f5"]));
+    }
+    crate::support::same_as_redis_owned(&script);
+}
