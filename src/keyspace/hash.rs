@@ -117,19 +117,17 @@ impl Hash {
     /// Sets a field; returns whether it is new.
     pub fn insert(&mut self, field: &[u8], value: &[u8], limits: Limits) -> bool {
         if let Value::HashPacked(p) = &mut self.0 {
+            // Redis checks both lengths and the count at every set, an
+            // update included: a hash left past a since lowered limit
+            // turns into a table at its next write.
+            let short = field.len() <= limits.value && value.len() <= limits.value;
             if let Some(off) = p.find(field, 2) {
-                // Redis checks the count after every set, an update
-                // included: a hash left past a since lowered limit turns
-                // into a table on its next write.
-                if value.len() <= limits.value && p.len() / 2 <= limits.entries {
+                if short && p.len() / 2 <= limits.entries {
                     let voff = p.at(off).1;
                     p.replace_at(voff, value);
                     return false;
                 }
-            } else if p.len() / 2 < limits.entries
-                && field.len() <= limits.value
-                && value.len() <= limits.value
-            {
+            } else if short && p.len() / 2 < limits.entries {
                 p.push_all([field, value]);
                 return true;
             }
@@ -172,14 +170,11 @@ impl Hash {
                     let mut idx = p.index(2);
                     for fv in pairs.chunks_exact(2) {
                         let (f, v) = (fv[0].as_ref(), fv[1].as_ref());
-                        fits &= v.len() <= limits.value;
+                        fits &= f.len() <= limits.value && v.len() <= limits.value;
                         // Tags above any offset name new pairs.
                         let tag = usize::MAX - fresh.len();
                         match idx.get_or_insert(f, tag) {
-                            t if t == tag => {
-                                fits &= f.len() <= limits.value;
-                                fresh.push([f, v]);
-                            }
+                            t if t == tag => fresh.push([f, v]),
                             t if t > usize::MAX / 2 => fresh[usize::MAX - t][1] = v,
                             off => replace.push((p.at(off).1, v)),
                         }

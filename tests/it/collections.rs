@@ -1650,45 +1650,87 @@ fn lex_ranges_over_mixed_scores_answer_as_redis() {
     crate::support::same_as_redis_owned(&script);
 }
 
-/// A limit lowered by CONFIG SET leaves existing compact hashes as they
-/// are; Redis checks the count after every field set, an update included,
-/// so the hash turns into a table at its next write (but not at an HSETNX
-/// that sets nothing).
+/// Limits lowered by CONFIG SET leave existing compact hashes as they
+/// are; Redis checks the count and both lengths at every field set, an
+/// update included, so the hash turns into a table at its next write (but
+/// not at an HSETNX that sets nothing).
 #[test]
 fn a_hash_past_a_lowered_limit_converts_at_its_next_write() {
-    let fields = |n: usize| -> Vec<String> {
-        let mut v = vec!["HSET".to_string(), "h".to_string()];
-        for i in 0..n {
-            v.push(format!("f{i}"));
-            v.push(i.to_string());
-        }
-        v
-    };
     let owned = |words: &[&str]| -> Vec<String> { words.iter().map(|s| s.to_string()).collect() };
-    let mut script = Vec::new();
-    for (key, write) in [
-        ("h", owned(&["HSET", "h", "f1", "new"])),
-        ("h", owned(&["HINCRBY", "h", "f2", "1"])),
-        ("h", owned(&["HINCRBYFLOAT", "h", "f2", "1.5"])),
-        (
-            "h",
-            owned(&["HMSET", "h", "f1", "a", "f2", "b", "f3", "c", "f4", "d"]),
-        ),
-        ("h", owned(&["HSETNX", "h", "f1", "x"])),
-    ] {
-        script.push(owned(&["DEL", key]));
-        script.push(owned(&[
+    let config = |entries: &str, value: &str| {
+        owned(&[
             "CONFIG",
             "SET",
             "hash-max-listpack-entries",
+            entries,
+            "hash-max-listpack-value",
+            value,
+        ])
+    };
+    let fill = [
+        "HSET",
+        "h",
+        "f0",
+        "0",
+        "f1",
+        "1",
+        "f2",
+        "2",
+        "f3",
+        "3",
+        "a-long-field",
+        "0",
+    ];
+    let mut script = Vec::new();
+    // (hash-max-listpack-entries, hash-max-listpack-value, the write)
+    for (entries, value, write) in [
+        ("3", "64", &["HSET", "h", "f1", "new"][..]),
+        ("3", "64", &["HINCRBY", "h", "f2", "1"]),
+        ("3", "64", &["HINCRBYFLOAT", "h", "f2", "1.5"]),
+        (
+            "3",
+            "64",
+            &["HMSET", "h", "f1", "a", "f2", "b", "f3", "c", "f0", "d"],
+        ),
+        ("3", "64", &["HSETNX", "h", "f1", "x"]),
+        ("128", "8", &["HSET", "h", "a-long-field", "1"]),
+        ("128", "8", &["HINCRBY", "h", "a-long-field", "1"]),
+        ("128", "8", &["HINCRBYFLOAT", "h", "a-long-field", "1"]),
+        (
             "128",
+            "8",
+            &[
+                "HMSET",
+                "h",
+                "f1",
+                "a",
+                "f2",
+                "b",
+                "a-long-field",
+                "c",
+                "f0",
+                "d",
+            ],
+        ),
+        ("128", "8", &["HSETNX", "h", "a-long-field", "1"]),
+        ("128", "8", &["HSET", "h", "f1", "1"]),
+    ] {
+        script.push(owned(&["DEL", "h"]));
+        script.push(config("128", "64"));
+        script.push(owned(&fill));
+        script.push(config(entries, value));
+        script.push(owned(&["OBJECT", "ENCODING", "h"]));
+        script.push(owned(write));
+        script.push(owned(&["OBJECT", "ENCODING", "h"]));
+        script.push(owned(&[
+            "HMGET",
+            "h",
+            "f0",
+            "f1",
+            "f2",
+            "f3",
+            "a-long-field",
         ]));
-        script.push(fields(6));
-        script.push(owned(&["CONFIG", "SET", "hash-max-listpack-entries", "3"]));
-        script.push(owned(&["OBJECT", "ENCODING", key]));
-        script.push(write);
-        script.push(owned(&["OBJECT", "ENCODING", key]));
-        script.push(owned(&["HMGET", key, "f0", "f1", "f2", "f3", "f4", "f5"]));
     }
     crate::support::same_as_redis_owned(&script);
 }
