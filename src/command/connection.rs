@@ -23,11 +23,11 @@ const C: &[&str] = &["connection"];
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
     spec("ping", -1, FAST | SUBSCRIBED_OK, NO_KEYS, C, G, "Returns the server's liveliness response.", ping),
-    spec("echo", 2, FAST, NO_KEYS, C, G, "Returns the given string.", echo),
+    spec("echo", 2, LOADING | STALE | FAST, NO_KEYS, C, G, "Returns the given string.", echo),
     spec("quit", -1, ALLOW_BUSY | NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | NO_QUEUE | SUBSCRIBED_OK, NO_KEYS, C, G, "Closes the connection.", quit),
-    spec("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | NO_QUEUE | SUBSCRIBED_OK, NO_KEYS, C, G, "Resets the connection.", reset),
-    spec("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Authenticates the connection.", auth),
-    spec("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, NO_KEYS, C, G, "Handshakes with the Redis server.", hello),
+    spec("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | ALLOW_BUSY | NO_QUEUE | SUBSCRIBED_OK, NO_KEYS, C, G, "Resets the connection.", reset),
+    spec("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | ALLOW_BUSY, NO_KEYS, C, G, "Authenticates the connection.", auth),
+    spec("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | ALLOW_BUSY, NO_KEYS, C, G, "Handshakes with the Redis server.", hello),
     spec("select", 2, LOADING | STALE | FAST, NO_KEYS, C, G, "Changes the selected database.", select),
     Spec { subcommands: CLIENT_SUBCOMMANDS, ..spec("client", -2, 0, NO_KEYS, &[], G, "A container for client connection commands.", super::keys::help_only) },
 ];

@@ -37,10 +37,10 @@ pub static COMMANDS: &[Spec] = &[
     spec("lmove", 5, WRITE | DENYOOM, keys(1, 2, 1), L, G, "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", lmove),
     spec("rpoplpush", 3, WRITE | DENYOOM, keys(1, 2, 1), L, G, "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", rpoplpush),
     spec("lmpop", -4, WRITE, keys_counted(0, 0, 1), L, G, "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", lmpop),
-    spec("blpop", -3, WRITE | BLOCKING, keys(1, -2, 1), L, G, "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", blpop),
-    spec("brpop", -3, WRITE | BLOCKING, keys(1, -2, 1), L, G, "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", brpop),
-    spec("blmove", 6, WRITE | DENYOOM | BLOCKING, keys(1, 2, 1), L, G, "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", blmove),
-    spec("brpoplpush", 4, WRITE | DENYOOM | BLOCKING, keys(1, 2, 1), L, G, "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", brpoplpush),
+    spec("blpop", -3, WRITE | NOSCRIPT | BLOCKING, keys(1, -2, 1), L, G, "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", blpop),
+    spec("brpop", -3, WRITE | NOSCRIPT | BLOCKING, keys(1, -2, 1), L, G, "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", brpop),
+    spec("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, keys(1, 2, 1), L, G, "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", blmove),
+    spec("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, keys(1, 2, 1), L, G, "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", brpoplpush),
     spec("blmpop", -5, WRITE | BLOCKING, keys_counted(0, 0, 2), L, G, "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", blmpop),
 ];
 

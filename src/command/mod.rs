@@ -79,6 +79,10 @@ pub mod flags {
     /// key (MULTI, WATCH, WAIT and WAITAOF concern the connection's writes, which
     /// are there; a message PUBLISHed there reaches every subscriber).
     pub const ON_PRIMARY: u32 = 1 << 19;
+    /// Refused while a replica loads a full sync in the background (Redis's
+    /// repl-diskless-load swapdb); Shoal loads before serving, so it is
+    /// only shown by COMMAND.
+    pub const NO_ASYNC_LOADING: u32 = 1 << 20;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -97,6 +101,7 @@ pub mod flags {
         (NO_MULTI, "no_multi"),
         (BLOCKING, "blocking"),
         (PUBSUB, "pubsub"),
+        (NO_ASYNC_LOADING, "no_async_loading"),
     ];
 }
 

@@ -40,7 +40,7 @@ static PUBSUB_SUBCOMMANDS: &[Spec] = &[
     spec("pubsub|numpat", 2, PUBSUB | LOADING | STALE, NO_KEYS, P, G, "Returns a count of unique pattern subscriptions.", pubsub_numpat),
     spec("pubsub|shardchannels", -2, PUBSUB | LOADING | STALE, NO_KEYS, P, G, "Returns the active shard channels.", pubsub_shardchannels),
     spec("pubsub|shardnumsub", -2, PUBSUB | LOADING | STALE, NO_KEYS, P, G, "Returns the count of subscribers of shard channels.", pubsub_shardnumsub),
-    spec("pubsub|help", 2, LOADING | STALE, NO_KEYS, P, G, "Returns helpful text about the different subcommands.", pubsub_help),
+    spec("pubsub|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", pubsub_help),
 ];
 
 /// The client's subscription state, created on first use.

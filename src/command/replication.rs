@@ -18,14 +18,14 @@ const R: &[&str] = &["admin", "dangerous"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, NO_KEYS, &[], G, "Configures a server as replica of another, or promotes it to a primary.", replicaof),
-    spec("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, NO_KEYS, &[], G, "Sets a Redis server as a replica of another, or promotes it to being a master.", replicaof),
+    spec("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI | NO_ASYNC_LOADING, NO_KEYS, &[], G, "Configures a server as replica of another, or promotes it to a primary.", replicaof),
+    spec("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI | NO_ASYNC_LOADING, NO_KEYS, &[], G, "Sets a Redis server as a replica of another, or promotes it to being a master.", replicaof),
     spec("role", 1, NOSCRIPT | LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the replication role.", role),
-    spec("wait", 3, ON_PRIMARY, NO_KEYS, &["connection"], "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", wait),
+    spec("wait", 3, NOSCRIPT | ON_PRIMARY, NO_KEYS, &["connection"], "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", wait),
     spec("waitaof", 4, ON_PRIMARY | NOSCRIPT, NO_KEYS, &["connection"], "generic", "Blocks until all of the preceding write commands sent by the connection are written to the append-only file of the master and/or replicas.", waitaof),
     spec("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, NO_KEYS, R, G, "An internal command for configuring the replication stream.", replconf),
-    spec("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", psync),
-    spec("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, R, G, "An internal command used in replication.", sync),
+    spec("psync", -3, ADMIN | NOSCRIPT | NO_MULTI | NO_ASYNC_LOADING, NO_KEYS, R, G, "An internal command used in replication.", psync),
+    spec("sync", 1, ADMIN | NOSCRIPT | NO_MULTI | NO_ASYNC_LOADING, NO_KEYS, R, G, "An internal command used in replication.", sync),
     spec("failover", -1, ADMIN | NOSCRIPT | STALE, NO_KEYS, R, G, "Starts a coordinated failover from a server to one of its replicas.", failover),
 ];
 

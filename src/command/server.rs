@@ -24,9 +24,9 @@ pub static COMMANDS: &[Spec] = &[
     spec("time", 1, LOADING | STALE | FAST, NO_KEYS, &[], G, "Returns the server time.", time),
     spec("lastsave", 1, LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the Unix timestamp of the last successful save to disk.", lastsave),
     spec("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Listens for all requests received by the server in real-time.", monitor),
-    spec("save", 1, ADMIN | NOSCRIPT | NO_MULTI, NO_KEYS, A, G, "Synchronously saves the database(s) to disk.", save),
-    spec("bgsave", -1, ADMIN | NOSCRIPT, NO_KEYS, A, G, "Asynchronously saves the database(s) to disk.", bgsave),
-    spec("bgrewriteaof", 1, ADMIN | NOSCRIPT, NO_KEYS, A, G, "Asynchronously rewrites the append-only file to disk.", bgrewriteaof),
+    spec("save", 1, ADMIN | NOSCRIPT | NO_MULTI | NO_ASYNC_LOADING, NO_KEYS, A, G, "Synchronously saves the database(s) to disk.", save),
+    spec("bgsave", -1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING, NO_KEYS, A, G, "Asynchronously saves the database(s) to disk.", bgsave),
+    spec("bgrewriteaof", 1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING, NO_KEYS, A, G, "Asynchronously rewrites the append-only file to disk.", bgrewriteaof),
     spec("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY, NO_KEYS, A, G, "Synchronously saves the database(s) to disk and shuts down the Redis server.", shutdown),
     Spec { subcommands: CONFIG_SUBCOMMANDS, ..spec("config", -2, 0, NO_KEYS, &[], G, "A container for server configuration commands.", keys::help_only) },
     Spec { subcommands: COMMAND_SUBCOMMANDS, ..spec("command", -1, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns detailed information about all commands.", command_all) },
@@ -364,7 +364,13 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
     }
     out.int(s.keys.first as i64);
     out.int(s.keys.last as i64);
-    out.int(s.keys.step as i64);
+    // Redis derives the triple from a range key spec; keys found only by
+    // count have none, and show a step of 0 too.
+    out.int(if s.keys.first > 0 {
+        s.keys.step as i64
+    } else {
+        0
+    });
     let cats = s.acl_categories();
     out.set(cats.len());
     for c in cats {

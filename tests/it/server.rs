@@ -930,3 +930,74 @@ fn info_has_redis_sections_and_lines_in_redis_order() {
     });
     assert_eq!(persistence(&mut r, "aof_rewrites_consecutive_failures"), 0);
 }
+
+/// What cluster-aware clients read from COMMAND (arity, flags, the legacy
+/// key triple, ACL categories) is Redis's for every command both have.
+/// Sets are compared as sets: Redis's order follows its own tables.
+#[test]
+fn command_info_matches_redis() {
+    use crate::support::ReferenceRedis;
+    use redis::Value;
+    // Where Redis 7.2, which Shoal follows, differs from the 7.0 server
+    // the tests run against: ZRANK/ZREVRANK take WITHSCORE, COMMAND GETKEYS
+    // takes a command without arguments, and PFCOUNT/PUBLISH/SPUBLISH are
+    // may_replicate. REPLICAOF refuses to run in MULTI (no_multi). SORT_RO
+    // reads keys named by BY/GET patterns, which Redis shows as movablekeys
+    // and Shoal does not.
+    const NEWER: &[&str] = &[
+        "zrank",
+        "zrevrank",
+        "command|getkeys",
+        "pfcount",
+        "publish",
+        "spublish",
+        "replicaof",
+        "slaveof",
+        "sort_ro",
+    ];
+    fn words(v: &Value) -> Vec<String> {
+        let (Value::Array(items) | Value::Set(items)) = v else {
+            panic!("{v:?}")
+        };
+        let mut out: Vec<String> = items
+            .iter()
+            .map(|i| redis::from_redis_value::<String>(i).unwrap())
+            .collect();
+        out.sort();
+        out
+    }
+    fn legacy(con: &mut redis::Connection, name: &str) -> Option<String> {
+        let v: Value = redis::cmd("COMMAND")
+            .arg("INFO")
+            .arg(name)
+            .query(con)
+            .unwrap();
+        let Value::Array(mut list) = v else { panic!() };
+        let Value::Array(e) = list.remove(0) else {
+            return None;
+        };
+        Some(format!(
+            "arity {:?} flags {:?} keys {:?} {:?} {:?} categories {:?}",
+            e[1],
+            words(&e[2]),
+            e[3],
+            e[4],
+            e[5],
+            words(&e[6])
+        ))
+    }
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let mut ours = node.conn();
+    let mut theirs = reference.client().get_connection().unwrap();
+    let names: Vec<String> = redis::cmd("COMMAND").arg("LIST").query(&mut ours).unwrap();
+    let mut compared = 0;
+    for name in names.iter().filter(|n| !NEWER.contains(&n.as_str())) {
+        let Some(want) = legacy(&mut theirs, name) else {
+            continue;
+        };
+        assert_eq!(legacy(&mut ours, name), Some(want), "COMMAND INFO {name}");
+        compared += 1;
+    }
+    assert!(compared > 200, "{compared} commands compared");
+}
