@@ -115,7 +115,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d("appenddirname", Kind::Checked(aof_dir_name), "appendonlydir", false),
     // A record torn by a crash at the log's end: cut it (yes) or refuse to start.
     d("aof-load-truncated", Kind::Bool, "yes", true),
-    d("client-output-buffer-limit", Kind::Checked(crate::server::pubsub::canonical_buffer_limits), "normal 0 0 0 replica 268435456 67108864 60 pubsub 33554432 8388608 60", true),
+    d("client-output-buffer-limit", Kind::Checked(crate::server::pubsub::canonical_buffer_limits), "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60", true),
     d("notify-keyspace-events", Kind::Checked(crate::server::notify::canonical_flags), "", true),
     d("maxmemory", Kind::Memory { min: 0, max: i64::MAX }, "0", true),
     d("maxmemory-policy", Kind::Enum(crate::keyspace::evict::POLICY_NAMES), "noeviction", true),
@@ -508,6 +508,7 @@ impl Config {
                 continue;
             }
             save_seen |= d.name == "save";
+            let v = self.merged(d.name, v);
             self.values.insert(d.name, v);
         }
         Ok(())
@@ -535,8 +536,19 @@ impl Config {
             vec![value.to_string()]
         };
         let v = normalise(d, &args)?;
+        let v = self.merged(d.name, v);
         self.values.insert(d.name, v.clone());
         Ok((d.name, v))
+    }
+
+    /// A new value as it is kept: `client-output-buffer-limit` changes only
+    /// the classes it names (in a file, one line per class is usual).
+    fn merged(&self, name: &str, v: String) -> String {
+        if name == "client-output-buffer-limit" {
+            crate::server::pubsub::merge_buffer_limits(self.get(name), &v)
+        } else {
+            v
+        }
     }
 
     /// Records what the server really bound (`port 0` picks a free port), so

@@ -273,6 +273,35 @@ pub fn buffer_limit(v: &str, class: &str) -> Result<Option<BufferLimit>, &'stati
     Ok(out)
 }
 
+/// `client-output-buffer-limit` as Redis keeps it: a value names some
+/// classes of clients and the others keep their limits, so what is kept
+/// (and shown by CONFIG GET) always names all three, in Redis's order and
+/// words: `normal ... slave ... pubsub ...`. Both values are canonical.
+pub fn merge_buffer_limits(current: &str, new: &str) -> String {
+    const CLASSES: [&str; 3] = ["normal", "slave", "pubsub"];
+    let mut limits: [Vec<&str>; 3] = Default::default();
+    for v in [current, new] {
+        let words: Vec<&str> = v.split_whitespace().collect();
+        for group in words.chunks_exact(4) {
+            let class = if group[0] == "replica" {
+                "slave"
+            } else {
+                group[0]
+            };
+            if let Some(i) = CLASSES.iter().position(|c| *c == class) {
+                limits[i] = group[1..].to_vec();
+            }
+        }
+    }
+    CLASSES
+        .iter()
+        .zip(&limits)
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(c, l)| format!("{c} {}", l.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn canonical_buffer_limits(v: &str) -> Result<String, &'static str> {
     buffer_limit(v, "pubsub")?;
     let words: Vec<String> = v

@@ -658,6 +658,20 @@ fn latency_histograms_and_percentiles() {
             "normal x 2 3",
         ],
         &["LATENCY", "HISTOGRAM", "nosuchcommand"],
+        // One class set keeps the others; `replica` is shown as `slave`.
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 1mb 1mb 0 replica 2mb 1mb 5",
+        ],
+        &["CONFIG", "GET", "client-output-buffer-limit"],
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+        ],
     ]);
     const LABELS: [i64; 20] = [
         1, 2, 4, 8, 16, 33, 66, 132, 264, 528, 1056, 2113, 4227, 8454, 16908, 33816, 67633, 135266,

@@ -501,3 +501,48 @@ fn a_supervised_node_tells_its_service_manager() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `client-output-buffer-limit` lines each set one class of clients, as in
+/// redis.conf, and CONFIG SET of one class keeps the others: the kept value
+/// names all three, as Redis shows it.
+#[test]
+fn buffer_limit_lines_each_set_their_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("shoal.conf");
+    std::fs::write(
+        &conf,
+        "port 0\nclient-output-buffer-limit normal 0 0 0\nclient-output-buffer-limit replica 512mb 128mb 60\nclient-output-buffer-limit pubsub 32mb 8mb 60\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (mut child, _, port) =
+        spawn_ready(&[conf.to_str().unwrap(), "--dir", data.to_str().unwrap()]);
+    let mut r = crate::support::Raw::connect(port);
+    let get =
+        |r: &mut crate::support::Raw<_>| r.call(&["CONFIG", "GET", "client-output-buffer-limit"]);
+    let shown = |v: &str| {
+        Frame::Array(vec![
+            Frame::bulk("client-output-buffer-limit"),
+            Frame::bulk(v),
+        ])
+    };
+    assert_eq!(
+        get(&mut r),
+        shown("normal 0 0 0 slave 536870912 134217728 60 pubsub 33554432 8388608 60")
+    );
+    crate::ok(
+        &mut r,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 1mb 1mb 0",
+        ],
+    );
+    assert_eq!(
+        get(&mut r),
+        shown("normal 0 0 0 slave 536870912 134217728 60 pubsub 1048576 1048576 0")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
