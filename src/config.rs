@@ -483,6 +483,17 @@ impl Config {
     fn load_text(&mut self, text: &str) -> Result<(), StartupError> {
         // The first `save` line replaces the default, later ones add rules.
         let mut save_seen = false;
+        self.load_lines(text, &mut save_seen, 0)
+    }
+
+    /// One file's lines (the main file with the command line after it, or
+    /// an included file, read where its `include` line stands).
+    fn load_lines(
+        &mut self,
+        text: &str,
+        save_seen: &mut bool,
+        depth: usize,
+    ) -> Result<(), StartupError> {
         for (i, line) in text.lines().enumerate() {
             let trimmed = line.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -500,14 +511,29 @@ impl Config {
                 .into_iter()
                 .map(|w| String::from_utf8_lossy(&w).into_owned())
                 .collect();
+            if words[0].eq_ignore_ascii_case("include") {
+                // Files including each other would never end.
+                if words.len() != 2 || depth >= MAX_INCLUDE_DEPTH {
+                    return Err(fail(ConfigError::BadDirective));
+                }
+                for path in included_files(&words[1]) {
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|err| StartupError::File {
+                            path: path.display().to_string(),
+                            err,
+                        })?;
+                    self.load_lines(&text, save_seen, depth + 1)?;
+                }
+                continue;
+            }
             let d = directive(&words[0]).ok_or_else(|| fail(ConfigError::BadDirective))?;
             let v = normalise(d, &words[1..]).map_err(fail)?;
-            if d.name == "save" && save_seen && !v.is_empty() {
+            if d.name == "save" && *save_seen && !v.is_empty() {
                 let both = format!("{} {v}", self.get("save"));
                 self.values.insert(d.name, both.trim().to_string());
                 continue;
             }
-            save_seen |= d.name == "save";
+            *save_seen |= d.name == "save";
             let v = self.merged(d.name, v);
             self.values.insert(d.name, v);
         }
@@ -664,6 +690,22 @@ impl Config {
                     .map(|p| format!("save {}", p.join(" ")))
                     .collect();
             }
+            // One line per class that differs from its default, in Redis's
+            // words (a file's other lines for it are blanked).
+            (_, "client-output-buffer-limit") => {
+                let groups = |v: &'static str| v.split_whitespace().collect::<Vec<_>>();
+                let default = groups(d.default);
+                let w: Vec<&str> = value.split_whitespace().collect();
+                return w
+                    .chunks_exact(4)
+                    .filter(|g| !default.chunks_exact(4).any(|dg| dg == *g))
+                    .map(|g| {
+                        let class = if g[0] == "slave" { "replica" } else { g[0] };
+                        let mem = |s: &str| s.parse().map_or(s.to_string(), format_memory);
+                        format!("{} {class} {} {} {}", d.name, mem(g[1]), mem(g[2]), g[3])
+                    })
+                    .collect();
+            }
             (Kind::Memory { .. }, _) => value.parse().map_or(value.to_string(), format_memory),
             (_, "dir") => repr(
                 &std::fs::canonicalize(value)
@@ -675,6 +717,40 @@ impl Config {
         };
         vec![format!("{} {shown}", d.name)]
     }
+}
+
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// The files an `include` line names, as Redis reads them: a path, or a
+/// pattern whose last part has wildcards, for the matching files in name
+/// order (none is fine: an empty conf.d is not an error).
+fn included_files(pattern: &str) -> Vec<std::path::PathBuf> {
+    let path = std::path::Path::new(pattern);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let wild = name.as_deref().is_some_and(|n| n.contains(['*', '?', '[']));
+    let (Some(name), true) = (name, wild) else {
+        return vec![path.to_path_buf()];
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+        .filter(|e| {
+            let file = e.file_name();
+            let file = file.as_encoded_bytes();
+            // As glob(3): a wildcard does not match a leading dot.
+            (!file.starts_with(b".") || name.starts_with('.'))
+                && crate::glob::glob_match(name.as_bytes(), file, false)
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
 }
 
 /// A byte count as Redis writes one in a config file.

@@ -543,6 +543,63 @@ fn buffer_limit_lines_each_set_their_class() {
         get(&mut r),
         shown("normal 0 0 0 slave 536870912 134217728 60 pubsub 1048576 1048576 0")
     );
+    // CONFIG REWRITE writes one line per class away from its default.
+    crate::ok(&mut r, &["CONFIG", "REWRITE"]);
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines[1..3],
+        [
+            "client-output-buffer-limit replica 512mb 128mb 60",
+            "client-output-buffer-limit pubsub 1mb 1mb 0",
+        ],
+        "{text}"
+    );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `include` reads another file where it stands, as redis.conf allows: a
+/// path, or a pattern read in name order (matching nothing is fine);
+/// directives after it win. A missing file stops start-up.
+#[test]
+fn include_reads_other_files_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let confd = dir.path().join("conf.d");
+    std::fs::create_dir(&confd).unwrap();
+    std::fs::write(confd.join("10-a.conf"), "maxclients 50\nsave 60 5\n").unwrap();
+    std::fs::write(confd.join("20-b.conf"), "maxclients 60\n").unwrap();
+    std::fs::write(confd.join(".hidden.conf"), "maxclients 1\n").unwrap();
+    std::fs::write(dir.path().join("base.conf"), "slowlog-max-len 7\n").unwrap();
+    let conf = dir.path().join("shoal.conf");
+    let text = format!(
+        "port 0\nsave 900 1\ninclude {}\ninclude {}/*.conf\ninclude {}/*.none\nslowlog-max-len 9\n",
+        dir.path().join("base.conf").display(),
+        confd.display(),
+        confd.display(),
+    );
+    std::fs::write(&conf, text).unwrap();
+    let data = dir.path().join("data");
+    let (mut child, _, port) =
+        spawn_ready(&[conf.to_str().unwrap(), "--dir", data.to_str().unwrap()]);
+    let mut r = crate::support::Raw::connect(port);
+    for (k, v) in [
+        ("maxclients", "60"),
+        ("slowlog-max-len", "9"),
+        ("save", "900 1 60 5"),
+    ] {
+        assert_eq!(
+            r.call(&["CONFIG", "GET", k]),
+            Frame::Array(vec![Frame::bulk(k), Frame::bulk(v)]),
+            "{k}"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    std::fs::write(&conf, "port 0\ninclude /nonexistent/extra.conf\n").unwrap();
+    fails_with(
+        &[conf.to_str().unwrap()],
+        "can't open config file '/nonexistent/extra.conf'",
+    );
 }
