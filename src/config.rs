@@ -120,6 +120,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d("maxmemory", Kind::Memory { min: 0, max: i64::MAX }, "0", true),
     d("maxmemory-policy", Kind::Enum(crate::keyspace::evict::POLICY_NAMES), "noeviction", true),
     d("maxmemory-samples", Kind::Int { min: 1, max: 64 }, "5", true),
+    d("lfu-log-factor", Kind::Int { min: 0, max: i32::MAX as i64 }, "10", true),
+    d("lfu-decay-time", Kind::Int { min: 0, max: i32::MAX as i64 }, "1", true),
     d("tracking-table-max-keys", Kind::Int { min: 0, max: i64::MAX }, "1000000", true),
     // Past this many bytes a sparse HyperLogLog becomes dense.
     d("hll-sparse-max-bytes", Kind::Memory { min: 0, max: i64::MAX }, "3000", true),

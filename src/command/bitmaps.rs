@@ -315,11 +315,11 @@ fn bitop(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let len = out.len();
     let t = locked.table_for(db, dst);
-    let existed = ctx.lookup(t, dst).is_some();
+    let existed = ctx.probe(t, dst);
     if out.is_empty() {
         t.remove(dst);
     } else {
-        t.set(dst, Value::Raw(Box::new(out)), ctx.now_ms, false);
+        ctx.store(t, dst, Value::Raw(Box::new(out)), false);
     }
     if existed || len > 0 {
         // Redis tells a result as a `set`, an empty one as the `del` of

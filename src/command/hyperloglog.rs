@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::Bytes;
 
 use super::strings::string_of;
-use super::{flags::*, keys, spec, Ctx, Spec};
+use super::{flags::*, keys, spec, Access, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{SlotTable, Value};
 
@@ -412,8 +412,13 @@ fn count(regs: &[u8]) -> u64 {
 }
 
 /// The HLL at `key` (its stored bytes), or None if missing.
-fn hll_at(ctx: &Ctx, t: &mut SlotTable, key: &[u8]) -> Result<Option<Vec<u8>>, CommandError> {
-    match ctx.lookup(t, key) {
+fn hll_at(
+    ctx: &Ctx,
+    t: &mut SlotTable,
+    key: &[u8],
+    access: Access,
+) -> Result<Option<Vec<u8>>, CommandError> {
+    match ctx.lookup_as(ctx.db(), t, key, access) {
         Some(n) => {
             let mut scratch = itoa::Buffer::new();
             let b = string_of(n)?
@@ -502,7 +507,7 @@ fn pfcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         let key = &keys[0];
         let mut t = ctx.lock_key(key);
         let c = {
-            let Some(n) = ctx.lookup(&mut t, key) else {
+            let Some(n) = ctx.lookup_read(&mut t, key) else {
                 ctx.out.int(0);
                 return Ok(());
             };
@@ -528,7 +533,7 @@ fn pfcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(keys.iter());
     let mut merged = vec![0u8; REGISTERS];
     for k in keys {
-        if let Some(b) = hll_at(ctx, locked.table_for(ctx.db(), k), k)? {
+        if let Some(b) = hll_at(ctx, locked.table_for(ctx.db(), k), k, Access::READ)? {
             let regs = decode(&b)?;
             merged
                 .iter_mut()
@@ -545,9 +550,10 @@ fn pfmerge(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let mut merged = vec![0u8; REGISTERS];
     let mut all_sparse = true;
-    let old_dst = hll_at(ctx, locked.table_for(ctx.db(), dst), dst)?;
+    let old_dst = hll_at(ctx, locked.table_for(ctx.db(), dst), dst, Access::WRITE)?;
+    // The destination is read as a source too, as Redis reads it.
     for k in &argv[1..] {
-        if let Some(b) = hll_at(ctx, locked.table_for(ctx.db(), k), k)? {
+        if let Some(b) = hll_at(ctx, locked.table_for(ctx.db(), k), k, Access::READ)? {
             let regs = decode(&b)?;
             all_sparse &= b[4] == 1;
             merged

@@ -12,7 +12,7 @@ use rand::Rng;
 use smallvec::smallvec;
 
 use super::args::{int, Args};
-use super::{flags::*, keys, spec, Ctx, Spec, NO_KEYS};
+use super::{flags::*, keys, spec, Access, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::glob::glob_match;
 use crate::keyspace::{key_hash_slot, Kind, SlotId, SlotTable, SLOTS};
@@ -93,7 +93,10 @@ fn exists(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let n = argv[1..]
         .iter()
-        .filter(|k| ctx.lookup_read(locked.table_for(db, k), k).is_some())
+        .filter(|k| {
+            ctx.lookup_as(db, locked.table_for(db, k), k, Access::PEEK)
+                .is_some()
+        })
         .count();
     ctx.out.int(n as i64);
     Ok(())
@@ -104,7 +107,7 @@ fn touch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let n = argv[1..]
         .iter()
-        .filter(|k| ctx.lookup(locked.table_for(db, k), k).is_some())
+        .filter(|k| ctx.lookup_read(locked.table_for(db, k), k).is_some())
         .count();
     ctx.out.int(n as i64);
     Ok(())
@@ -113,7 +116,7 @@ fn touch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn type_(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(&argv[1]);
     let name = ctx
-        .lookup(&mut t, &argv[1])
+        .lookup_as(ctx.db(), &mut t, &argv[1], Access::PEEK)
         .map(|n| n.value.kind().name())
         .unwrap_or("none");
     ctx.out.simple(name);
@@ -201,7 +204,7 @@ fn copy(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         (src_db, key_hash_slot(src)),
         (dst_db, key_hash_slot(dst))
     ]);
-    let Some(node) = ctx.lookup_in(src_db, locked.table_for(src_db, src), src) else {
+    let Some(node) = ctx.lookup_as(src_db, locked.table_for(src_db, src), src, Access::READ) else {
         ctx.out.int(0);
         return Ok(());
     };
@@ -379,7 +382,7 @@ fn pexpireat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 /// TTL-style replies: -2 missing, -1 no expiry, else `f(expire_at)`.
 fn ttl_generic(ctx: &mut Ctx, argv: &[Bytes], f: impl Fn(i64, i64) -> i64) -> CmdResult {
     let mut t = ctx.lock_key(&argv[1]);
-    let r = match ctx.lookup_read(&mut t, &argv[1]) {
+    let r = match ctx.lookup_as(ctx.db(), &mut t, &argv[1], Access::PEEK) {
         None => -2,
         Some(n) if n.expire_at == 0 => -1,
         Some(n) => f(n.expire_at, ctx.now_ms),
@@ -598,8 +601,9 @@ fn flushall(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 /// Reads a key for introspection without touching its access time.
 fn inspect<R>(ctx: &mut Ctx, key: &[u8], f: impl FnOnce(&crate::keyspace::Node) -> R) -> Option<R> {
-    let t = ctx.lock_key(key);
-    t.peek(key).filter(|n| !n.is_expired(ctx.now_ms)).map(f)
+    let mut t = ctx.lock_key(key);
+    ctx.lookup_as(ctx.db(), &mut t, key, Access::INSPECT)
+        .map(|n| f(n))
 }
 
 fn object_encoding(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -611,8 +615,8 @@ fn object_encoding(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn object_freq(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let now = ctx.now_ms;
-    let Some(freq) = inspect(ctx, &argv[2], |n| n.lfu_decayed(now)) else {
+    let (now, lfu) = (ctx.now_ms, ctx.server.tun.lfu());
+    let Some(freq) = inspect(ctx, &argv[2], |n| n.lfu_decayed(now, lfu)) else {
         ctx.out.null();
         return Ok(());
     };

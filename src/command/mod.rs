@@ -516,6 +516,50 @@ pub struct Ctx<'a> {
     pub emptied: std::cell::RefCell<Vec<Vec<u8>>>,
 }
 
+/// What a lookup does besides finding the key (Redis's lookup flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Counts as a use of the key: its access time, and its LFU counter
+    /// under an LFU policy (not so Redis's LOOKUP_NOTOUCH).
+    pub touch: bool,
+    /// Counts a keyspace hit or miss.
+    pub read: bool,
+    /// A miss publishes a `keymiss` notification (not so LOOKUP_NONOTIFY).
+    pub notify_miss: bool,
+}
+
+impl Access {
+    pub const WRITE: Access = Access {
+        touch: true,
+        read: false,
+        notify_miss: false,
+    };
+    pub const READ: Access = Access {
+        touch: true,
+        read: true,
+        notify_miss: true,
+    };
+    /// TYPE, EXISTS, TTL: a read that leaves the key as unused as it was.
+    pub const PEEK: Access = Access {
+        touch: false,
+        read: true,
+        notify_miss: true,
+    };
+    /// OBJECT: a look at the key itself, never notified.
+    pub const INSPECT: Access = Access {
+        touch: false,
+        read: true,
+        notify_miss: false,
+    };
+    /// Whether a destination is there before it is stored or deleted
+    /// (the store itself counts as the use).
+    pub const PROBE: Access = Access {
+        touch: false,
+        read: false,
+        notify_miss: false,
+    };
+}
+
 impl<'a> Ctx<'a> {
     pub fn db(&self) -> usize {
         self.client.db
@@ -688,10 +732,23 @@ impl<'a> Ctx<'a> {
         t: &'t mut SlotTable,
         key: &[u8],
     ) -> Option<&'t mut Node> {
-        match t.lookup_with(key, self.now_ms, self.expiry()) {
+        self.lookup_as(db, t, key, Access::WRITE)
+    }
+
+    /// A lookup as Redis's flags shape it: whether it counts as a use of
+    /// the key (access time, LFU counter), as a read (keyspace hit or
+    /// miss), and whether a miss is notified (`keymiss`).
+    pub fn lookup_as<'t>(
+        &self,
+        db: usize,
+        t: &'t mut SlotTable,
+        key: &[u8],
+        access: Access,
+    ) -> Option<&'t mut Node> {
+        let found = match t.lookup_with(key, self.now_ms, self.expiry(), access.touch) {
             Lookup::Found(n) => {
-                if self.server.tun.policy().is_lfu() {
-                    n.lfu_touch(self.now_ms);
+                if access.touch && self.server.tun.policy().is_lfu() {
+                    n.lfu_touch(self.now_ms, self.server.tun.lfu());
                 }
                 Some(n)
             }
@@ -700,7 +757,47 @@ impl<'a> Ctx<'a> {
                 self.expired(db, key);
                 None
             }
+        };
+        if access.read {
+            self.server.stats.hit_or_miss(found.is_some());
+            if found.is_none() && access.notify_miss {
+                self.server.notifier.notify(
+                    &self.server.pubsub,
+                    crate::server::notify::KEY_MISS,
+                    "keymiss",
+                    db,
+                    key,
+                    self.now_ms,
+                );
+            }
         }
+        found
+    }
+
+    /// Whether a live key is at `key` (expiring it if due), without using
+    /// it: a destination about to be stored or deleted.
+    pub fn probe(&self, t: &mut SlotTable, key: &[u8]) -> bool {
+        self.lookup_as(self.client.db, t, key, Access::PROBE)
+            .is_some()
+    }
+
+    /// Stores a value at `key`, replacing any (see [`SlotTable::set`]). A
+    /// replaced key is used, as Redis's `setKey` looks it up: under an LFU
+    /// policy its counter, kept, goes up.
+    pub fn store<'t>(
+        &self,
+        t: &'t mut SlotTable,
+        key: &[u8],
+        value: crate::keyspace::Value,
+        keep_ttl: bool,
+    ) -> &'t mut Node {
+        let lfu = self.server.tun.policy().is_lfu()
+            && t.peek(key).is_some_and(|n| !n.is_expired(self.now_ms));
+        let n = t.set(key, value, self.now_ms, keep_ttl);
+        if lfu {
+            n.lfu_touch(self.now_ms, self.server.tun.lfu());
+        }
+        n
     }
 
     /// Whether this command replays recorded effects (the log at start-up,
@@ -736,9 +833,7 @@ impl<'a> Ctx<'a> {
 
     /// Like [`Ctx::lookup`], and counts a keyspace hit or miss as a read.
     pub fn lookup_read<'t>(&self, t: &'t mut SlotTable, key: &[u8]) -> Option<&'t mut Node> {
-        let r = self.lookup(t, key);
-        self.server.stats.hit_or_miss(r.is_some());
-        r
+        self.lookup_as(self.client.db, t, key, Access::READ)
     }
 
     /// Records a key that was found expired and removed.
@@ -991,6 +1086,7 @@ impl<'a> Ctx<'a> {
                 policy,
                 samples,
                 self.now_ms,
+                server.tun.lfu(),
             ) else {
                 break;
             };
@@ -1185,6 +1281,19 @@ fn notify_effect<A: AsRef<[u8]>>(
         // A refreshed cached count: no event.
         b"pfcount" => {}
         b"pfmerge" => send(STRING, "pfadd", arg(1)),
+        // ZADD ... INCR is told as an increment, a new member's too.
+        b"zadd" => {
+            let incr = argv[2..]
+                .iter()
+                .map(AsRef::as_ref)
+                .take_while(|a: &&[u8]| {
+                    [&b"nx"[..], b"xx", b"gt", b"lt", b"ch", b"incr"]
+                        .iter()
+                        .any(|o| a.eq_ignore_ascii_case(o))
+                })
+                .any(|a| a.eq_ignore_ascii_case(b"incr"));
+            send(class, if incr { "zincr" } else { "zadd" }, arg(1));
+        }
         b"bitfield" => send(STRING, "setbit", arg(1)),
         // The STORE forms tell of their destination only.
         _ if name.ends_with(b"store") => {

@@ -764,6 +764,7 @@ fn memory_usage(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         samples = usize::try_from(a.int()?).map_err(|_| CommandError::Syntax)?;
     }
     a.finish()?;
+    // Redis looks the key up in its table directly: not a read, no use.
     let t = ctx.lock_key(&argv[2]);
     match t.peek(&argv[2]).filter(|n| !n.is_expired(ctx.now_ms)) {
         Some(n) => ctx.out.int(n.memory_usage(samples) as i64),

@@ -295,9 +295,9 @@ fn combine_store(ctx: &mut Ctx, argv: &[Bytes], op: Op) -> CmdResult {
     let n = members.len();
     let set = (n > 0).then(|| Set::from_members(members.iter().map(|m| &**m), limits));
     let t = locked.table_for(ctx.db(), dst);
-    let existed = ctx.lookup(t, dst).is_some();
+    let existed = ctx.probe(t, dst);
     if let Some(set) = set {
-        t.set(dst, set.into_value(), ctx.now_ms, false);
+        ctx.store(t, dst, set.into_value(), false);
     } else {
         t.remove(dst);
     }

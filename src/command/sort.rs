@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 
 use super::args::{strtod_lenient, Args};
-use super::{flags::*, keys, spec, Ctx, Spec};
+use super::{flags::*, keys, spec, Access, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{Hash, List, Locked, Set, Value};
 
@@ -94,13 +94,19 @@ fn store_key(argv: &[&[u8]]) -> Vec<usize> {
 }
 
 /// Reads what a pattern names for an element, under `locked`.
-fn lookup(ctx: &Ctx, locked: &mut Locked, pattern: &[u8], elem: &[u8]) -> Option<Vec<u8>> {
+fn lookup(
+    ctx: &Ctx,
+    locked: &mut Locked,
+    pattern: &[u8],
+    elem: &[u8],
+    access: Access,
+) -> Option<Vec<u8>> {
     if pattern == b"#" {
         return Some(elem.to_vec());
     }
     let (key, field) = pattern_target(pattern, elem)?;
     let t = locked.table_for(ctx.db(), &key);
-    let n = ctx.lookup(t, &key)?;
+    let n = ctx.lookup_as(ctx.db(), t, &key, access)?;
     match (&n.value, field) {
         (v @ (Value::HashPacked(_) | Value::HashTable(_)), Some(f)) => {
             Hash::of(v).and_then(|h| h.get(&f)).map(<[u8]>::to_vec)
@@ -119,9 +125,10 @@ fn elements(
     ctx: &Ctx,
     locked: &mut Locked,
     key: &[u8],
+    access: Access,
 ) -> Result<(Vec<Vec<u8>>, bool), CommandError> {
     let t = locked.table_for(ctx.db(), key);
-    let Some(n) = ctx.lookup(t, key) else {
+    let Some(n) = ctx.lookup_as(ctx.db(), t, key, access) else {
         return Ok((Vec::new(), true));
     };
     Ok(match &n.value {
@@ -146,10 +153,18 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
     let mut q = parse(argv, read_only)?;
     let src = &argv[1];
     let patterns: Vec<&Bytes> = q.by.iter().chain(q.gets.iter()).collect();
-    // First pass: the elements, to learn which keys the patterns name.
+    // The source is read as a read; the keys patterns name are looked up
+    // as writes when the result is stored, as Redis does.
+    let access = if q.store.is_some() {
+        Access::WRITE
+    } else {
+        Access::READ
+    };
+    // First pass: the elements, to learn which keys the patterns name
+    // (not counted: the pass under all the locks is the command's read).
     let mut elems = {
         let mut l = ctx.lock_keys(std::iter::once(src));
-        elements(ctx, &mut l, src)?
+        elements(ctx, &mut l, src, Access::PROBE)?
     };
     let (mut locked, elems) = loop {
         let mut keys: Vec<Vec<u8>> = vec![src.to_vec()];
@@ -164,7 +179,7 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
         }
         // The keys are rebuilt each round: the locks outlive them.
         let mut locked = ctx.lock_keys(keys.iter()).into_locked();
-        let now = elements(ctx, &mut locked, src)?;
+        let now = elements(ctx, &mut locked, src, Access::READ)?;
         if now == elems {
             break (locked, now);
         }
@@ -183,7 +198,7 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
         .into_iter()
         .map(|e| {
             let w = match &q.by {
-                Some(by) if !dont_sort => lookup(ctx, &mut locked, by, &e),
+                Some(by) if !dont_sort => lookup(ctx, &mut locked, by, &e, access),
                 _ => None,
             };
             (e, w)
@@ -244,7 +259,7 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
         let mut rows = Vec::with_capacity(items.len() * q.gets.len());
         for (e, _) in &items {
             for g in &q.gets {
-                rows.push(lookup(ctx, &mut locked, g, e));
+                rows.push(lookup(ctx, &mut locked, g, e, access));
             }
         }
         rows
@@ -252,7 +267,7 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
     match &q.store {
         Some(dst) => {
             let t = locked.table_for(ctx.db(), dst);
-            let existed = ctx.lookup(t, dst).is_some();
+            let existed = ctx.probe(t, dst);
             if rows.is_empty() {
                 t.remove(dst);
             } else {
@@ -260,7 +275,7 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
                     rows.iter().map(|r| r.as_deref().unwrap_or_default()),
                     ctx.encodings().list,
                 );
-                t.set(dst, Value::List(Box::new(list)), ctx.now_ms, false);
+                ctx.store(t, dst, Value::List(Box::new(list)), false);
             }
             // Redis tells a stored result as one `sortstore`, an empty one
             // as the `del` of the destination.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::args::{int, Args};
 use super::longdouble::LongDouble;
-use super::{flags::*, keys, spec, Ctx, Spec};
+use super::{flags::*, keys, spec, Access, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{Kind, Node, SlotTable, Value};
 use crate::protocol::ReplyBuf;
@@ -157,11 +157,14 @@ fn set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if !o.nx && !o.xx && !o.get && !o.keep_ttl {
         // A plain SET replaces whatever is there, expired or not, so it needs
         // no lookup first (KEEPTTL does: an expired key has no TTL to keep).
-        write_string(ctx, &mut t, key, val, o.expire_at, o.keep_ttl);
+        write_string(ctx, &mut t, key, val, o.expire_at, o.keep_ttl, false);
         ctx.out.ok();
         return Ok(());
     }
-    let old = ctx.lookup(&mut t, key);
+    // GET reads the old value as a read (a keyspace hit or miss); the
+    // store after it is then a use of its own, as in Redis.
+    let access = if o.get { Access::READ } else { Access::WRITE };
+    let old = ctx.lookup_as(ctx.db(), &mut t, key, access);
     let exists = old.is_some();
     let old_value = match (o.get, old) {
         (true, Some(n)) => Some(string_of(n)?.clone()),
@@ -178,7 +181,7 @@ fn set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
         return Ok(());
     }
-    write_string(ctx, &mut t, key, val, o.expire_at, o.keep_ttl);
+    write_string(ctx, &mut t, key, val, o.expire_at, o.keep_ttl, !o.get);
     if o.get {
         match &old_value {
             Some(v) => reply_value(ctx.out, v),
@@ -192,7 +195,8 @@ fn set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 /// Stores a string and records the effect; an expiry already in the past
 /// deletes the key instead, as Redis does, except in a replay of recorded
-/// effects (see `expire_generic`).
+/// effects (see `expire_generic`). `looked_up`: the command has just used
+/// the key (so the store is not counted as another use, see `Ctx::store`).
 fn write_string(
     ctx: &Ctx,
     t: &mut SlotTable,
@@ -200,7 +204,15 @@ fn write_string(
     val: &[u8],
     expire_at: Option<i64>,
     keep_ttl: bool,
+    looked_up: bool,
 ) {
+    let put = |t: &mut SlotTable, keep_ttl: bool| {
+        if looked_up {
+            t.set(key, Value::string(val), ctx.now_ms, keep_ttl);
+        } else {
+            ctx.store(t, key, Value::string(val), keep_ttl);
+        }
+    };
     match expire_at {
         Some(at) if at <= ctx.now_ms && !ctx.replaying() => {
             if t.remove(key).is_some() {
@@ -208,13 +220,13 @@ fn write_string(
             }
         }
         Some(at) => {
-            t.set(key, Value::string(val), ctx.now_ms, false);
+            put(t, false);
             t.set_expire(key, at);
             let mut b = itoa::Buffer::new();
             ctx.emit(&[b"SET", key, val, b"PXAT", b.format(at).as_bytes()]);
         }
         None => {
-            t.set(key, Value::string(val), ctx.now_ms, keep_ttl);
+            put(t, keep_ttl);
             if keep_ttl {
                 ctx.emit(&[b"SET", key, val, b"KEEPTTL"]);
             } else {
@@ -229,7 +241,7 @@ fn setnx(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if ctx.lookup(&mut t, &argv[1]).is_some() {
         ctx.out.int(0);
     } else {
-        write_string(ctx, &mut t, &argv[1], &argv[2], None, false);
+        write_string(ctx, &mut t, &argv[1], &argv[2], None, false, true);
         ctx.out.int(1);
     }
     Ok(())
@@ -239,7 +251,7 @@ fn setex_generic(ctx: &mut Ctx, argv: &[Bytes], opt: ExpireOpt, cmd: &'static st
     let at = expire_at(opt, &argv[2], ctx.now_ms, cmd)?;
     let mut t = ctx.lock_key(&argv[1]);
     ctx.lookup(&mut t, &argv[1]);
-    write_string(ctx, &mut t, &argv[1], &argv[3], Some(at), false);
+    write_string(ctx, &mut t, &argv[1], &argv[3], Some(at), false, true);
     ctx.out.ok();
     Ok(())
 }
@@ -254,11 +266,11 @@ fn psetex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn getset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(&argv[1]);
-    let old = match ctx.lookup(&mut t, &argv[1]) {
+    let old = match ctx.lookup_read(&mut t, &argv[1]) {
         Some(n) => Some(string_of(n)?.clone()),
         None => None,
     };
-    write_string(ctx, &mut t, &argv[1], &argv[2], None, false);
+    write_string(ctx, &mut t, &argv[1], &argv[2], None, false, false);
     match old {
         Some(v) => reply_value(ctx.out, &v),
         None => ctx.out.null(),
@@ -369,7 +381,7 @@ fn mset_generic(ctx: &mut Ctx, argv: &[Bytes], nx: bool) -> CmdResult {
     }
     for kv in argv[1..].chunks(2) {
         let t = locked.table_for(db, &kv[0]);
-        t.set(&kv[0], Value::string(&kv[1]), ctx.now_ms, false);
+        ctx.store(t, &kv[0], Value::string(&kv[1]), false);
     }
     let mut effect = argv.to_vec();
     effect[0] = Bytes::from_static(b"MSET");
@@ -641,7 +653,7 @@ fn lcs(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (sa, sb) = {
         let mut locked = ctx.lock_keys(argv[1..3].iter());
         let mut fetch = |k: &Bytes| -> Result<Vec<u8>, CommandError> {
-            match ctx.lookup(locked.table_for(db, k), k) {
+            match ctx.lookup_read(locked.table_for(db, k), k) {
                 Some(n) if n.value.kind() != Kind::String => Err(CommandError::err(
                     "The specified keys must contain string values",
                 )),
@@ -649,7 +661,9 @@ fn lcs(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
                 None => Ok(Vec::new()),
             }
         };
-        (fetch(&argv[1])?, fetch(&argv[2])?)
+        // Both keys are read before either's type is judged, as in Redis.
+        let (a, b) = (fetch(&argv[1]), fetch(&argv[2]));
+        (a?, b?)
     };
     let (alen, blen) = (sa.len(), sb.len());
     let cells = (alen as u128 + 1) * (blen as u128 + 1);

@@ -654,13 +654,13 @@ pub(super) fn store(
     dst: &[u8],
     entries: Vec<(Vec<u8>, f64)>,
 ) -> bool {
-    let existed = ctx.lookup(t, dst).is_some();
+    let existed = ctx.probe(t, dst);
     if entries.is_empty() {
         t.remove(dst);
         return existed;
     }
     let z = ZSet::from_distinct(entries, ctx.encodings().zset);
-    t.set(dst, Value::ZSet(Box::new(z)), ctx.now_ms, false);
+    ctx.store(t, dst, Value::ZSet(Box::new(z)), false);
     true
 }
 

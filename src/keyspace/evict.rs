@@ -90,10 +90,28 @@ impl Policy {
     }
 }
 
-/// Redis's LFU parameters (`lfu-log-factor`, `lfu-decay-time`).
+/// A new key's LFU counter, as in Redis: it must not be evicted before it
+/// had a chance to be read.
 pub const LFU_INIT_VAL: u8 = 5;
-const LFU_LOG_FACTOR: f64 = 10.0;
-const LFU_DECAY_MINUTES: u64 = 1;
+
+/// Redis's LFU parameters, `lfu-log-factor` (how many accesses it takes
+/// to raise the counter: the higher, the more) and `lfu-decay-time`
+/// (minutes per point the counter loses while the key is not read; 0:
+/// never).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lfu {
+    pub log_factor: u32,
+    pub decay_minutes: u32,
+}
+
+impl Default for Lfu {
+    fn default() -> Lfu {
+        Lfu {
+            log_factor: 10,
+            decay_minutes: 1,
+        }
+    }
+}
 
 pub fn minutes(now_ms: i64) -> u16 {
     ((now_ms / 60_000) & 0xFFFF) as u16
@@ -101,20 +119,23 @@ pub fn minutes(now_ms: i64) -> u16 {
 
 impl Node {
     /// The LFU counter after the decay due since it was last touched.
-    pub fn lfu_decayed(&self, now_ms: i64) -> u8 {
+    pub fn lfu_decayed(&self, now_ms: i64, lfu: Lfu) -> u8 {
+        if lfu.decay_minutes == 0 {
+            return self.freq;
+        }
         let now = minutes(now_ms);
         let elapsed = now.wrapping_sub(self.ldt) as u64;
-        let periods = elapsed / LFU_DECAY_MINUTES;
+        let periods = elapsed / lfu.decay_minutes as u64;
         self.freq.saturating_sub(periods.min(255) as u8)
     }
 
     /// An access under an LFU policy: decay, then a logarithmic increment
     /// (the more accesses counted, the less likely the next one counts).
-    pub fn lfu_touch(&mut self, now_ms: i64) {
-        let mut c = self.lfu_decayed(now_ms);
+    pub fn lfu_touch(&mut self, now_ms: i64, lfu: Lfu) {
+        let mut c = self.lfu_decayed(now_ms, lfu);
         if c < 255 {
             let base = c.saturating_sub(LFU_INIT_VAL) as f64;
-            let p = 1.0 / (base * LFU_LOG_FACTOR + 1.0);
+            let p = 1.0 / (base * lfu.log_factor as f64 + 1.0);
             if rand::thread_rng().gen::<f64>() < p {
                 c += 1;
             }
@@ -125,12 +146,12 @@ impl Node {
 }
 
 /// How good an eviction candidate a key is under `policy`: higher is better.
-fn score(policy: Policy, n: &Node, now_ms: i64) -> u64 {
+fn score(policy: Policy, n: &Node, now_ms: i64, lfu: Lfu) -> u64 {
     match policy {
         Policy::AllKeysLru | Policy::VolatileLru => {
             ((now_ms / 1000) as u64).saturating_sub(n.access as u64)
         }
-        Policy::AllKeysLfu | Policy::VolatileLfu => 255 - n.lfu_decayed(now_ms) as u64,
+        Policy::AllKeysLfu | Policy::VolatileLfu => 255 - n.lfu_decayed(now_ms, lfu) as u64,
         Policy::VolatileTtl => u64::MAX - n.expire_at as u64,
         _ => 0,
     }
@@ -165,8 +186,9 @@ impl Keyspace {
         policy: Policy,
         samples: usize,
         now_ms: i64,
+        lfu: Lfu,
     ) -> Option<(usize, SlotId, Vec<u8>)> {
-        let fresh = self.sample(policy, samples, now_ms);
+        let fresh = self.sample(policy, samples, now_ms, lfu);
         let mut p = pool.0.lock();
         for c in fresh {
             if !p.iter().any(|x| x.1 == c.1 && x.3 == c.3) {
@@ -190,7 +212,7 @@ impl Keyspace {
 
     /// Up to `samples` keys, one random key from each of consecutive
     /// non-empty (for volatile policies: volatile) slot tables.
-    fn sample(&self, policy: Policy, samples: usize, now_ms: i64) -> Vec<Candidate> {
+    fn sample(&self, policy: Policy, samples: usize, now_ms: i64, lfu: Lfu) -> Vec<Candidate> {
         let dbs: Vec<usize> = self.used_dbs().map(|(i, _)| i).collect();
         if dbs.is_empty() || policy == Policy::NoEviction {
             return Vec::new();
@@ -229,7 +251,7 @@ impl Keyspace {
             };
             if let Some(n) = node {
                 out.push((
-                    score(policy, n, now_ms),
+                    score(policy, n, now_ms, lfu),
                     db,
                     slot,
                     n.key.as_bytes().to_vec(),

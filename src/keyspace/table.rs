@@ -241,10 +241,16 @@ impl SlotTable {
 
     /// Finds a key, expiring it first if its time has come.
     pub fn lookup(&mut self, key: &[u8], now_ms: i64) -> Lookup<'_> {
-        self.lookup_with(key, now_ms, Expiry::Remove)
+        self.lookup_with(key, now_ms, Expiry::Remove, true)
     }
 
-    pub fn lookup_with(&mut self, key: &[u8], now_ms: i64, expiry: Expiry) -> Lookup<'_> {
+    pub fn lookup_with(
+        &mut self,
+        key: &[u8],
+        now_ms: i64,
+        expiry: Expiry,
+        touch: bool,
+    ) -> Lookup<'_> {
         let hash = hash_key(key);
         match self.table.find_entry(hash, |n| n.key.as_bytes() == key) {
             Ok(e) => {
@@ -257,7 +263,9 @@ impl SlotTable {
                     Lookup::Expired
                 } else {
                     let node = e.into_mut();
-                    node.access = (now_ms / 1000) as u32;
+                    if touch {
+                        node.access = (now_ms / 1000) as u32;
+                    }
                     Lookup::Found(node)
                 }
             }

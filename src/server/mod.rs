@@ -60,6 +60,8 @@ pub struct Tunables {
     /// Index in `keyspace::evict::POLICY_NAMES`.
     pub maxmemory_policy: AtomicI64,
     pub maxmemory_samples: AtomicI64,
+    pub lfu_log_factor: AtomicI64,
+    pub lfu_decay_time: AtomicI64,
     pub tracking_table_max_keys: AtomicI64,
     pub hll_sparse_max_bytes: AtomicI64,
     /// The compact encodings' limits, named by `ENCODING_DIRECTIVES`.
@@ -98,6 +100,8 @@ impl Tunables {
             maxmemory: AtomicI64::new(0),
             maxmemory_policy: AtomicI64::new(0),
             maxmemory_samples: AtomicI64::new(5),
+            lfu_log_factor: AtomicI64::new(10),
+            lfu_decay_time: AtomicI64::new(1),
             tracking_table_max_keys: AtomicI64::new(1_000_000),
             hll_sparse_max_bytes: AtomicI64::new(3000),
             min_replicas_to_write: AtomicI64::new(0),
@@ -117,6 +121,8 @@ impl Tunables {
             "hz",
             "maxmemory",
             "maxmemory-samples",
+            "lfu-log-factor",
+            "lfu-decay-time",
             "tracking-table-max-keys",
             "hll-sparse-max-bytes",
             "min-replicas-to-write",
@@ -152,6 +158,13 @@ impl Tunables {
     fn set_policy(&self, name: &str) {
         let p = crate::keyspace::evict::Policy::parse(name);
         self.maxmemory_policy.store(p.index() as i64, Relaxed);
+    }
+
+    pub fn lfu(&self) -> crate::keyspace::evict::Lfu {
+        crate::keyspace::evict::Lfu {
+            log_factor: self.lfu_log_factor.load(Relaxed) as u32,
+            decay_minutes: self.lfu_decay_time.load(Relaxed) as u32,
+        }
     }
 
     pub fn policy(&self) -> crate::keyspace::evict::Policy {
@@ -191,6 +204,8 @@ impl Tunables {
             "hz" => &self.hz,
             "maxmemory" => &self.maxmemory,
             "maxmemory-samples" => &self.maxmemory_samples,
+            "lfu-log-factor" => &self.lfu_log_factor,
+            "lfu-decay-time" => &self.lfu_decay_time,
             "tracking-table-max-keys" => &self.tracking_table_max_keys,
             "hll-sparse-max-bytes" => &self.hll_sparse_max_bytes,
             "min-replicas-to-write" => &self.min_replicas_to_write,

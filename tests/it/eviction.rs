@@ -257,3 +257,59 @@ fn reads_evict_once_the_limit_is_lowered() {
         .unwrap();
     assert!(total < 60_000, "{total}");
 }
+
+/// `lfu-log-factor` and `lfu-decay-time` act as in Redis: with a factor
+/// of 0 every access counts (so the counters are exact and comparable
+/// with redis-server's), and a decay time of 0 never lowers them.
+#[test]
+fn lfu_parameters_shape_the_counter_as_in_redis() {
+    let mut script: Vec<Vec<String>> = Vec::new();
+    let owned = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for cmd in [
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"][..],
+        &["CONFIG", "SET", "lfu-log-factor", "0"],
+        &["CONFIG", "SET", "lfu-decay-time", "0"],
+        &["CONFIG", "GET", "lfu-log-factor"],
+        &["CONFIG", "GET", "lfu-decay-time"],
+        &["CONFIG", "SET", "lfu-log-factor", "-1"],
+        &["SET", "k", "v"],
+        &["OBJECT", "FREQ", "k"],
+    ] {
+        script.push(owned(cmd));
+    }
+    for _ in 0..12 {
+        script.push(owned(&["GET", "k"]));
+    }
+    script.push(owned(&["OBJECT", "FREQ", "k"]));
+    // Overwrites count as a use (Redis's setKey looks the key up); TYPE,
+    // EXISTS, TTL and OBJECT do not.
+    for cmd in [
+        &["SET", "k", "v2"][..],
+        &["OBJECT", "FREQ", "k"],
+        &["EXISTS", "k"],
+        &["TYPE", "k"],
+        &["TTL", "k"],
+        &["OBJECT", "ENCODING", "k"],
+        &["OBJECT", "FREQ", "k"],
+        &["MSET", "k", "v3"],
+        &["SET", "k", "v4", "EX", "100"],
+        &["SETRANGE", "k", "0", "x"],
+        &["OBJECT", "FREQ", "k"],
+        &["SADD", "s", "a"],
+        &["SINTERSTORE", "k", "s"],
+        &["OBJECT", "FREQ", "k"],
+        &["SET", "k", "v", "GET"],
+        &["OBJECT", "FREQ", "k"],
+        &["SET", "k", "v", "NX"],
+        &["SET", "k", "v", "XX"],
+        &["OBJECT", "FREQ", "k"],
+        &["GETSET", "k", "v"],
+        &["SET", "k", "v", "KEEPTTL"],
+        &["SETEX", "k", "100", "v"],
+        &["OBJECT", "FREQ", "k"],
+    ] {
+        script.push(owned(cmd));
+    }
+    script.push(owned(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]));
+    crate::support::same_as_redis_owned(&script);
+}

@@ -341,3 +341,84 @@ fn keyspace_events_match_redis() {
     assert!(ours.len() > 40, "{ours:?}");
     assert_eq!(ours, theirs);
 }
+
+/// Which lookups are reads, as Redis's flags make them: a read of a
+/// missing key publishes `keymiss` (class `m`) and counts a keyspace miss;
+/// OBJECT counts without notifying, MEMORY USAGE does neither; the
+/// destination of a store is no read. Each command's events and the hit/miss counters are
+/// compared with redis-server's.
+#[test]
+fn key_misses_are_read_misses_as_in_redis() {
+    fn run<S: std::io::Read + std::io::Write>(
+        w: &mut Raw<S>,
+        sub: &mut Raw<S>,
+        cmd: &[&str],
+    ) -> (Frame, Vec<Frame>) {
+        let reply = w.call(cmd);
+        w.call(&["PUBLISH", "end", "x"]);
+        let mut events = Vec::new();
+        loop {
+            match sub.read2() {
+                Frame::Array(v) if v[0] == Frame::bulk("message") => break,
+                Frame::Array(v) => events.push(v[3].clone()),
+                other => panic!("{other:?}"),
+            }
+        }
+        (reply, events)
+    }
+    fn stats<S: std::io::Read + std::io::Write>(w: &mut Raw<S>) -> (String, String) {
+        let Frame::Bulk(info) = w.call(&["INFO", "stats"]) else {
+            panic!()
+        };
+        let info = String::from_utf8(info).unwrap();
+        (
+            crate::info_field(&info, "keyspace_hits"),
+            crate::info_field(&info, "keyspace_misses"),
+        )
+    }
+    let script: &[&[&str]] = &[
+        &["SET", "str", "v"],
+        &["PFADD", "hll", "a"],
+        &["GET", "nosuch"],
+        &["TYPE", "nosuch"],
+        &["EXISTS", "nosuch", "str"],
+        &["TTL", "nosuch"],
+        &["OBJECT", "ENCODING", "nosuch"],
+        &["MEMORY", "USAGE", "nosuch"],
+        &["SET", "fresh", "v", "GET"],
+        &["GETSET", "fresh2", "v"],
+        &["LCS", "nosuch", "str"],
+        &["PFCOUNT", "nosuch"],
+        &["PFCOUNT", "hll", "nosuch"],
+        &["PFMERGE", "dst", "hll", "nosuch"],
+        &["TOUCH", "nosuch", "str"],
+        &["SORT", "nosuch"],
+        &["SORT", "nosuch", "STORE", "sorted"],
+        &["COPY", "nosuch", "copy"],
+        &["SINTERSTORE", "inter", "nosuch"],
+        &["ZUNIONSTORE", "union", "1", "nosuch"],
+        &["LRANGE", "nosuch", "0", "-1"],
+        &["HGET", "nosuch", "f"],
+        &["SETNX", "str", "v"],
+    ];
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let (mut w1, mut s1) = (node.raw(), node.raw());
+    let (mut w2, mut s2) = (reference.raw(), reference.raw());
+    w1.call(&["CONFIG", "SET", "notify-keyspace-events", "Km"]);
+    w2.call(&["CONFIG", "SET", "notify-keyspace-events", "Km"]);
+    s1.call(&["PSUBSCRIBE", "__keyspace@0__:*"]);
+    s2.call(&["PSUBSCRIBE", "__keyspace@0__:*"]);
+    s1.call(&["SUBSCRIBE", "end"]);
+    s2.call(&["SUBSCRIBE", "end"]);
+    w1.call(&["CONFIG", "RESETSTAT"]);
+    w2.call(&["CONFIG", "RESETSTAT"]);
+    for cmd in script {
+        assert_eq!(
+            run(&mut w1, &mut s1, cmd),
+            run(&mut w2, &mut s2, cmd),
+            "{cmd:?}"
+        );
+        assert_eq!(stats(&mut w1), stats(&mut w2), "after {cmd:?}");
+    }
+}
