@@ -784,6 +784,7 @@ impl<'a> Ctx<'a> {
     /// Stores a value at `key`, replacing any (see [`SlotTable::set`]). A
     /// replaced key is used, as Redis's `setKey` looks it up: under an LFU
     /// policy its counter, kept, goes up.
+    #[inline]
     pub fn store<'t>(
         &self,
         t: &'t mut SlotTable,

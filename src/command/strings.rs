@@ -206,13 +206,14 @@ fn write_string(
     keep_ttl: bool,
     looked_up: bool,
 ) {
-    let put = |t: &mut SlotTable, keep_ttl: bool| {
+    #[inline]
+    fn put(ctx: &Ctx, t: &mut SlotTable, key: &[u8], val: &[u8], keep_ttl: bool, looked_up: bool) {
         if looked_up {
             t.set(key, Value::string(val), ctx.now_ms, keep_ttl);
         } else {
             ctx.store(t, key, Value::string(val), keep_ttl);
         }
-    };
+    }
     match expire_at {
         Some(at) if at <= ctx.now_ms && !ctx.replaying() => {
             if t.remove(key).is_some() {
@@ -220,13 +221,13 @@ fn write_string(
             }
         }
         Some(at) => {
-            put(t, false);
+            put(ctx, t, key, val, false, looked_up);
             t.set_expire(key, at);
             let mut b = itoa::Buffer::new();
             ctx.emit(&[b"SET", key, val, b"PXAT", b.format(at).as_bytes()]);
         }
         None => {
-            put(t, keep_ttl);
+            put(ctx, t, key, val, keep_ttl, looked_up);
             if keep_ttl {
                 ctx.emit(&[b"SET", key, val, b"KEEPTTL"]);
             } else {
