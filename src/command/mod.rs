@@ -1394,6 +1394,18 @@ fn check(
     if !client.authenticated && !spec.has(flags::NO_AUTH) {
         return Err(CommandError::NoAuth);
     }
+    if spec.name == "debug" || spec.name.starts_with("debug|") {
+        let allowed = match server.tun.enable_debug.load(Relaxed) {
+            0 => false,
+            2 => client.handle.addr.ip().is_loopback(),
+            _ => true,
+        };
+        if !allowed {
+            return Err(CommandError::err(
+                "DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.",
+            ));
+        }
+    }
     if client.subscribed()
         && !spec.has(flags::SUBSCRIBED_OK)
         && client

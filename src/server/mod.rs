@@ -72,6 +72,8 @@ pub struct Tunables {
     pub replica_read_only: AtomicBool,
     pub replica_serve_stale: AtomicBool,
     pub latency_tracking: AtomicBool,
+    /// `enable-debug-command`: 0 no, 1 yes, 2 local (fixed at start-up).
+    pub enable_debug: AtomicI64,
 }
 
 const ENCODING_DIRECTIVES: [&str; 8] = [
@@ -109,6 +111,11 @@ impl Tunables {
             replica_read_only: AtomicBool::new(true),
             replica_serve_stale: AtomicBool::new(true),
             latency_tracking: AtomicBool::new(true),
+            enable_debug: AtomicI64::new(match cfg.get("enable-debug-command") {
+                "no" => 0,
+                "local" => 2,
+                _ => 1,
+            }),
         };
         for name in [
             "proto-max-bulk-len",

@@ -1015,3 +1015,58 @@ fn command_info_matches_redis() {
     }
     assert!(compared > 200, "{compared} commands compared");
 }
+
+/// Every setting redis-server knows is known here, with Redis's default
+/// (so a redis.conf naming any of them starts a node, and CONFIG GET shows
+/// what Redis would), but for the few where Shoal's default is its own.
+#[test]
+fn config_get_knows_every_redis_setting() {
+    use crate::support::ReferenceRedis;
+    // Shoal's own defaults: loopback only, its own snapshot file, one I/O
+    // thread per core but one, 512 hash fields kept compact.
+    const OWN: &[&str] = &[
+        "bind",
+        "dbfilename",
+        "dir",
+        "port",
+        "io-threads",
+        "hash-max-listpack-entries",
+        "hash-max-ziplist-entries",
+        "enable-debug-command",
+        "unixsocket",
+        "unixsocketperm",
+        "logfile",
+        "pidfile",
+        "daemonize",
+        "save",
+        "appendonly",
+        "appenddirname",
+    ];
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let mut ours = node.conn();
+    let mut theirs = reference.client().get_connection().unwrap();
+    let all: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query(&mut theirs)
+        .unwrap();
+    let mut compared = 0;
+    for pair in all.chunks(2) {
+        let (name, want) = (&pair[0], &pair[1]);
+        if name == "enable-protected-configs" {
+            continue; // Shoal's dir and dbfilename cannot be changed at all
+        }
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query(&mut ours)
+            .unwrap();
+        assert_eq!(got.len(), 2, "{name} is unknown");
+        if !OWN.contains(&name.as_str()) {
+            assert_eq!(&got[1], want, "{name}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 150, "{compared}");
+}

@@ -603,3 +603,57 @@ fn include_reads_other_files_in_place() {
         "can't open config file '/nonexistent/extra.conf'",
     );
 }
+
+/// Settings Redis has and Shoal does not act on (Unix sockets, TLS, Redis
+/// Cluster's own, scripting's time limit by its old name) start a node
+/// and read back; `enable-debug-command no` refuses DEBUG with Redis's
+/// words.
+#[test]
+fn redis_only_settings_start_and_debug_can_be_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, _, port) = spawn_ready(&[
+        "--port",
+        "0",
+        "--dir",
+        data.to_str().unwrap(),
+        "--unixsocket",
+        "/tmp/shoal-unused.sock",
+        "--cluster-enabled",
+        "yes",
+        "--tls-port",
+        "0",
+        "--lua-time-limit",
+        "100",
+        "--enable-debug-command",
+        "no",
+    ]);
+    let mut r = crate::support::Raw::connect(port);
+    assert_eq!(
+        r.call(&["CONFIG", "GET", "busy-reply-threshold"]),
+        Frame::Array(vec![
+            Frame::bulk("busy-reply-threshold"),
+            Frame::bulk("100")
+        ])
+    );
+    assert_eq!(
+        crate::err(&mut r, &["DEBUG", "DIGEST"]),
+        "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server."
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // `local`: this test's loopback connection may.
+    let (mut child, _, port) = spawn_ready(&[
+        "--port",
+        "0",
+        "--dir",
+        data.to_str().unwrap(),
+        "--enable-debug-command",
+        "local",
+    ]);
+    let mut r = crate::support::Raw::connect(port);
+    assert!(matches!(r.call(&["DEBUG", "DIGEST"]), Frame::Simple(_)));
+    let _ = child.kill();
+    let _ = child.wait();
+}
