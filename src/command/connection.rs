@@ -45,6 +45,7 @@ static CLIENT_SUBCOMMANDS: &[Spec] = &[
     spec("client|reply", 3, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Instructs the server whether to reply to commands.", client_reply),
     spec("client|setinfo", 4, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Sets information specific to the client or connection.", client_setinfo),
     spec("client|no-evict", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Sets the client eviction mode of the connection.", client_no_evict),
+    spec("client|no-touch", 3, NOSCRIPT | LOADING | STALE, NO_KEYS, C, G, "Controls whether commands sent by the client affect the LRU/LFU of accessed keys.", client_no_touch),
     spec("client|pause", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Suspends commands processing.", client_pause),
     spec("client|unblock", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Unblocks a client blocked by a blocking command from a different connection.", client_unblock),
     spec("client|unpause", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, CA, G, "Resumes processing commands from paused clients.", client_unpause),
@@ -92,6 +93,7 @@ fn reset(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     ctx.client.handle.resp.store(2, Relaxed);
     ctx.client.handle.monitor.store(false, Relaxed);
     ctx.client.handle.no_evict.store(false, Relaxed);
+    ctx.client.handle.no_touch.store(false, Relaxed);
     if !ctx.server.config.read().get("requirepass").is_empty() {
         ctx.client.authenticated = false;
     }
@@ -441,12 +443,26 @@ fn client_setinfo(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn client_no_evict(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    client_switch(ctx, argv, |h| &h.no_evict)
+}
+
+fn client_no_touch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    client_switch(ctx, argv, |h| &h.no_touch)
+}
+
+/// CLIENT NO-EVICT / NO-TOUCH: `ON` or `OFF` sets one of the connection's
+/// modes.
+fn client_switch(
+    ctx: &mut Ctx,
+    argv: &[Bytes],
+    mode: impl Fn(&crate::server::client::ClientHandle) -> &std::sync::atomic::AtomicBool,
+) -> CmdResult {
     let on = match argv[2].to_ascii_lowercase().as_slice() {
         b"on" => true,
         b"off" => false,
         _ => return Err(CommandError::Syntax),
     };
-    ctx.client.handle.no_evict.store(on, Relaxed);
+    mode(&ctx.client.handle).store(on, Relaxed);
     ctx.out.ok();
     Ok(())
 }
@@ -620,6 +636,8 @@ fn client_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Return information about client connections. Options: TYPE, ID.",
             "NO-EVICT (ON|OFF)",
             "    Protect the current client connection from eviction.",
+            "NO-TOUCH (ON|OFF)",
+            "    Will not touch LRU/LFU stats when this mode is on.",
             "PAUSE <timeout> [WRITE|ALL]",
             "    Suspend all, or just write, clients for <timeout> milliseconds.",
             "REPLY (ON|OFF|SKIP)",

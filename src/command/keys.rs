@@ -107,7 +107,10 @@ fn touch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let n = argv[1..]
         .iter()
-        .filter(|k| ctx.lookup_read(locked.table_for(db, k), k).is_some())
+        .filter(|k| {
+            ctx.lookup_as(db, locked.table_for(db, k), k, Access::TOUCH)
+                .is_some()
+        })
         .count();
     ctx.out.int(n as i64);
     Ok(())

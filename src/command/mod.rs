@@ -526,6 +526,8 @@ pub struct Access {
     pub read: bool,
     /// A miss publishes a `keymiss` notification (not so LOOKUP_NONOTIFY).
     pub notify_miss: bool,
+    /// Touches even for a CLIENT NO-TOUCH client (the TOUCH command).
+    pub touch_always: bool,
 }
 
 impl Access {
@@ -533,23 +535,34 @@ impl Access {
         touch: true,
         read: false,
         notify_miss: false,
+        touch_always: false,
     };
     pub const READ: Access = Access {
         touch: true,
         read: true,
         notify_miss: true,
+        touch_always: false,
+    };
+    /// TOUCH: a read that is a use of the key whatever the client's mode.
+    pub const TOUCH: Access = Access {
+        touch: true,
+        read: true,
+        notify_miss: true,
+        touch_always: true,
     };
     /// TYPE, EXISTS, TTL: a read that leaves the key as unused as it was.
     pub const PEEK: Access = Access {
         touch: false,
         read: true,
         notify_miss: true,
+        touch_always: false,
     };
     /// OBJECT: a look at the key itself, never notified.
     pub const INSPECT: Access = Access {
         touch: false,
         read: true,
         notify_miss: false,
+        touch_always: false,
     };
     /// Whether a destination is there before it is stored or deleted
     /// (the store itself counts as the use).
@@ -557,6 +570,7 @@ impl Access {
         touch: false,
         read: false,
         notify_miss: false,
+        touch_always: false,
     };
 }
 
@@ -745,9 +759,11 @@ impl<'a> Ctx<'a> {
         key: &[u8],
         access: Access,
     ) -> Option<&'t mut Node> {
-        let found = match t.lookup_with(key, self.now_ms, self.expiry(), access.touch) {
+        let touch =
+            access.touch && (access.touch_always || !self.client.handle.no_touch.load(Relaxed));
+        let found = match t.lookup_with(key, self.now_ms, self.expiry(), touch) {
             Lookup::Found(n) => {
-                if access.touch && self.server.tun.policy().is_lfu() {
+                if touch && self.server.tun.policy().is_lfu() {
                     n.lfu_touch(self.now_ms, self.server.tun.lfu());
                 }
                 Some(n)
@@ -793,6 +809,7 @@ impl<'a> Ctx<'a> {
         keep_ttl: bool,
     ) -> &'t mut Node {
         let lfu = self.server.tun.policy().is_lfu()
+            && !self.client.handle.no_touch.load(Relaxed)
             && t.peek(key).is_some_and(|n| !n.is_expired(self.now_ms));
         let n = t.set(key, value, self.now_ms, keep_ttl);
         if lfu {

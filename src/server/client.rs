@@ -170,6 +170,8 @@ pub struct ClientHandle {
     pub output_mem: AtomicUsize,
     pub monitor: AtomicBool,
     pub no_evict: AtomicBool,
+    /// CLIENT NO-TOUCH: this client's commands leave keys' LRU/LFU alone.
+    pub no_touch: AtomicBool,
     pub killed: AtomicBool,
     pub kill: Notify,
     pub commands: AtomicU64,
@@ -241,6 +243,12 @@ impl ClientHandle {
                 flags.push(c);
             }
         }
+        if self.no_evict.load(Relaxed) {
+            flags.push('e');
+        }
+        if self.no_touch.load(Relaxed) {
+            flags.push('T');
+        }
         if flags.is_empty() {
             flags.push('N');
         }
@@ -306,6 +314,7 @@ impl Clients {
             output_mem: AtomicUsize::new(0),
             monitor: AtomicBool::new(false),
             no_evict: AtomicBool::new(false),
+            no_touch: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
             commands: AtomicU64::new(0),

@@ -313,3 +313,42 @@ fn lfu_parameters_shape_the_counter_as_in_redis() {
     script.push(owned(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]));
     crate::support::same_as_redis_owned(&script);
 }
+
+/// CLIENT NO-TOUCH (Redis 7.2): the client's reads and writes leave keys'
+/// LFU counters (and access times) alone, except TOUCH; CLIENT INFO shows
+/// the mode as `T`, NO-EVICT as `e`.
+#[test]
+fn client_no_touch_leaves_counters_alone() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"],
+    );
+    ok(&mut r, &["CONFIG", "SET", "lfu-log-factor", "0"]);
+    ok(&mut r, &["SET", "k", "v"]);
+    assert_eq!(int(&mut r, &["OBJECT", "FREQ", "k"]), 5);
+    ok(&mut r, &["CLIENT", "NO-TOUCH", "ON"]);
+    ok(&mut r, &["CLIENT", "NO-EVICT", "ON"]);
+    let info = bulk(&mut r, &["CLIENT", "INFO"]).unwrap();
+    assert!(info.contains(" flags=eT "), "{info}");
+    for cmd in [
+        &["GET", "k"][..],
+        &["SET", "k", "v2"],
+        &["APPEND", "k", "x"],
+        &["GETRANGE", "k", "0", "-1"],
+    ] {
+        r.call(cmd);
+    }
+    assert_eq!(int(&mut r, &["OBJECT", "FREQ", "k"]), 5);
+    assert_eq!(int(&mut r, &["TOUCH", "k"]), 1);
+    assert_eq!(int(&mut r, &["OBJECT", "FREQ", "k"]), 6);
+    assert_eq!(
+        err(&mut r, &["CLIENT", "NO-TOUCH", "maybe"]),
+        "ERR syntax error"
+    );
+    ok(&mut r, &["CLIENT", "NO-TOUCH", "OFF"]);
+    r.call(&["GET", "k"]);
+    assert_eq!(int(&mut r, &["OBJECT", "FREQ", "k"]), 7);
+    ok(&mut r, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+}
