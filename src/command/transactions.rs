@@ -53,6 +53,7 @@ pub fn queue(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> CmdResult {
             "Command not allowed inside a transaction",
         ));
     }
+    m.bytes += argv.iter().map(|a| a.len() + 8).sum::<usize>();
     m.queue.push((spec, argv.to_vec()));
     ctx.out.simple("QUEUED");
     Ok(())

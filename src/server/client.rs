@@ -82,6 +82,31 @@ pub struct Client {
     pub invalidated: std::cell::RefCell<Vec<Option<bytes::Bytes>>>,
     /// What other connections send this one (`ClientHandle::push`).
     pub pushes: tokio::sync::mpsc::UnboundedReceiver<super::tracking::Push>,
+    /// What CLIENT LIST was last told (see [`Client::publish_state`]).
+    shown: Shown,
+}
+
+/// The connection state CLIENT LIST shows (Redis's sub, psub, ssub,
+/// multi, multi-mem).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shown {
+    sub: usize,
+    psub: usize,
+    ssub: usize,
+    multi: i64,
+    multi_mem: usize,
+}
+
+impl Default for Shown {
+    fn default() -> Shown {
+        Shown {
+            sub: 0,
+            psub: 0,
+            ssub: 0,
+            multi: -1,
+            multi_mem: 0,
+        }
+    }
 }
 
 /// A transaction being queued.
@@ -91,6 +116,9 @@ pub struct Multi {
     pub queue: Vec<(&'static crate::command::Spec, Vec<bytes::Bytes>)>,
     /// A command was refused while queueing: EXEC will answer EXECABORT.
     pub failed: bool,
+    /// The queued arguments' bytes, with a pointer's worth for each, as
+    /// Redis counts CLIENT LIST's `multi-mem`.
+    pub bytes: usize,
 }
 
 impl Client {
@@ -121,6 +149,36 @@ impl Client {
             caching: false,
             invalidated: Default::default(),
             pushes,
+            shown: Shown::default(),
+        }
+    }
+
+    /// Publishes what CLIENT LIST shows of this connection's state, when it
+    /// has changed (called after each command: a comparison, no stores
+    /// while nothing changes).
+    pub fn publish_state(&mut self) {
+        let (sub, psub, ssub) = self.subs.as_ref().map_or((0, 0, 0), |s| {
+            (s.channels.len(), s.patterns.len(), s.shard.len())
+        });
+        let (multi, multi_mem) = self
+            .multi
+            .as_ref()
+            .map_or((-1, 0), |m| (m.queue.len() as i64, m.bytes));
+        let now = Shown {
+            sub,
+            psub,
+            ssub,
+            multi,
+            multi_mem,
+        };
+        if now != self.shown {
+            let h = &self.handle;
+            h.subs.store(sub, Relaxed);
+            h.psubs.store(psub, Relaxed);
+            h.ssubs.store(ssub, Relaxed);
+            h.multi.store(multi, Relaxed);
+            h.multi_mem.store(multi_mem, Relaxed);
+            self.shown = now;
         }
     }
 
@@ -172,6 +230,14 @@ pub struct ClientHandle {
     pub no_evict: AtomicBool,
     /// CLIENT NO-TOUCH: this client's commands leave keys' LRU/LFU alone.
     pub no_touch: AtomicBool,
+    /// Waiting in a blocking command or WAIT (CLIENT LIST's `b`).
+    pub blocked: AtomicBool,
+    /// Published by [`Client::publish_state`].
+    pub subs: AtomicUsize,
+    pub psubs: AtomicUsize,
+    pub ssubs: AtomicUsize,
+    pub multi: std::sync::atomic::AtomicI64,
+    pub multi_mem: AtomicUsize,
     pub killed: AtomicBool,
     pub kill: Notify,
     pub commands: AtomicU64,
@@ -233,6 +299,21 @@ impl ClientHandle {
             _ if self.monitor.load(Relaxed) => "O",
             _ => "",
         });
+        let (sub, psub, ssub) = (
+            self.subs.load(Relaxed),
+            self.psubs.load(Relaxed),
+            self.ssubs.load(Relaxed),
+        );
+        let multi = self.multi.load(Relaxed);
+        if sub + psub + ssub > 0 {
+            flags.push('P');
+        }
+        if multi >= 0 {
+            flags.push('x');
+        }
+        if self.blocked.load(Relaxed) {
+            flags.push('b');
+        }
         let tracking = self.tracking.load(Relaxed);
         for (bit, c) in [
             (FLAG_ON, 't'),
@@ -265,8 +346,8 @@ impl ClientHandle {
         let qbuf = self.query_buf.load(Relaxed);
         let omem = self.output_mem.load(Relaxed);
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 \
-             qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} \
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
+             qbuf={} qbuf-free=0 argv-mem=0 multi-mem={} rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} \
              events=r cmd={} user=default redir={} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -276,9 +357,14 @@ impl ClientHandle {
             idle,
             flags,
             self.db.load(Relaxed),
+            sub,
+            psub,
+            ssub,
+            multi,
             qbuf,
+            self.multi_mem.load(Relaxed),
             omem,
-            qbuf + omem,
+            qbuf + omem + self.multi_mem.load(Relaxed),
             cmd,
             redir,
             self.resp.load(Relaxed),
@@ -315,6 +401,12 @@ impl Clients {
             monitor: AtomicBool::new(false),
             no_evict: AtomicBool::new(false),
             no_touch: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
+            subs: AtomicUsize::new(0),
+            psubs: AtomicUsize::new(0),
+            ssubs: AtomicUsize::new(0),
+            multi: std::sync::atomic::AtomicI64::new(-1),
+            multi_mem: AtomicUsize::new(0),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
             commands: AtomicU64::new(0),

@@ -319,6 +319,7 @@ pub async fn serve(
                     if flush(&server, &mut wr, &mut out).await.is_err() {
                         break 'conn;
                     }
+                    handle.blocked.store(true, Relaxed);
                     let waited = wait_acks(
                         &server,
                         client.id,
@@ -328,7 +329,9 @@ pub async fn serve(
                         killed.as_mut(),
                         shutdown.as_mut(),
                     );
-                    match waited.await {
+                    let waited = waited.await;
+                    handle.blocked.store(false, Relaxed);
+                    match waited {
                         (Waited::Done, Some((local, replicas))) => {
                             want.reply(&mut out, local, replicas)
                         }
@@ -481,6 +484,7 @@ async fn wait_blocked(
 ) -> Waited {
     let db = client.db;
     let waiter = server.blocked.register(db, &b.keys, client.id);
+    client.handle.blocked.store(true, Relaxed);
     let mut role = server.replication.target.subscribe();
     let deadline = async {
         match b.deadline {
@@ -525,6 +529,7 @@ async fn wait_blocked(
         }
     };
     server.blocked.unregister(db, &b.keys, &waiter);
+    client.handle.blocked.store(false, Relaxed);
     if served {
         // The key may hold more: the next client in line gets its turn.
         for k in &b.keys {
@@ -775,6 +780,7 @@ async fn execute(
     };
     let action = ctx.action.take();
     let elapsed = clock.end(started).as_micros() as u64;
+    client.publish_state();
 
     stats.record(idx, elapsed, result.is_err());
     if server.tun.latency_tracking.load(Relaxed) {

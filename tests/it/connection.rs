@@ -303,3 +303,84 @@ fn protected_mode_serves_only_localhost_without_a_password() {
         "-NOAUTH Authentication required.\r\n"
     );
 }
+
+/// CLIENT LIST tells each connection's state as Redis does: subscriptions
+/// (`P`, sub/psub/ssub, RESP3 too), a transaction being queued (`x`,
+/// multi, multi-mem), a blocking command or WAIT (`b`).
+#[test]
+fn client_list_shows_subscriptions_transactions_and_blocking() {
+    fn states<S: std::io::Read + std::io::Write>(open: impl Fn() -> Raw<S>) -> Vec<String> {
+        let mut conns = Vec::new();
+        for (name, setup) in [
+            (
+                "sub",
+                &[&["SSUBSCRIBE", "s"][..], &["SUBSCRIBE", "c", "d"]][..],
+            ),
+            ("psub", &[&["HELLO", "3"][..], &["PSUBSCRIBE", "p*"]]),
+            (
+                "multi",
+                &[&["MULTI"][..], &["SET", "a", "b"], &["GET", "a"]],
+            ),
+            ("blocked", &[&["BLPOP", "nosuch", "0"][..]]),
+            ("waiting", &[&["WAIT", "1", "0"][..]]),
+        ] {
+            let mut c = open();
+            c.call(&["CLIENT", "SETNAME", name]);
+            for cmd in setup {
+                c.cmd(cmd);
+            }
+            conns.push(c);
+        }
+        let mut r = open();
+        let fields = [
+            "name",
+            "flags",
+            "sub",
+            "psub",
+            "ssub",
+            "multi",
+            "multi-mem",
+            "cmd",
+        ];
+        let mut got = Vec::new();
+        crate::support::eventually("the five connections in their states", || {
+            let Frame::Bulk(list) = r.call(&["CLIENT", "LIST"]) else {
+                panic!()
+            };
+            got = String::from_utf8(list)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.contains(" name= "))
+                .map(|l| {
+                    let f: std::collections::HashMap<&str, &str> =
+                        l.split(' ').filter_map(|kv| kv.split_once('=')).collect();
+                    fields
+                        .iter()
+                        // A Unix socket connection (the reference's) is `U`.
+                        .map(|k| format!("{k}={}", f[k].replace('U', "")))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            got.sort();
+            got.iter()
+                .all(|l| l.contains("flags=b") || !l.contains("cmd=blpop"))
+                && got
+                    .iter()
+                    .all(|l| l.contains("flags=b") || !l.contains("cmd=wait"))
+                && got.len() == 5
+        });
+        r.call(&["CLIENT", "KILL", "SKIPME", "yes"]);
+        got
+    }
+    let node = TestNode::start();
+    let reference = crate::support::ReferenceRedis::start();
+    let ours = states(|| node.raw());
+    let theirs = states(|| reference.raw());
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.iter()
+            .any(|l| l.contains("flags=x") && l.contains("multi=2")),
+        "{ours:?}"
+    );
+}
