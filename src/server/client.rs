@@ -267,6 +267,11 @@ impl ClientHandle {
         match self.kind.load(Relaxed) {
             KIND_REPLICA => "replica",
             KIND_PRIMARY => "master",
+            _ if self.subs.load(Relaxed) + self.psubs.load(Relaxed) + self.ssubs.load(Relaxed)
+                > 0 =>
+            {
+                "pubsub"
+            }
             _ => "normal",
         }
     }

@@ -383,4 +383,13 @@ fn client_list_shows_subscriptions_transactions_and_blocking() {
             .any(|l| l.contains("flags=x") && l.contains("multi=2")),
         "{ours:?}"
     );
+    // A subscribed connection is of type pubsub, for CLIENT LIST and KILL.
+    let mut sub = node.raw();
+    sub.call(&["SUBSCRIBE", "c"]);
+    let mut r = node.raw();
+    let Frame::Bulk(list) = r.call(&["CLIENT", "LIST", "TYPE", "pubsub"]) else {
+        panic!()
+    };
+    assert_eq!(String::from_utf8(list).unwrap().lines().count(), 1);
+    assert_eq!(int(&mut r, &["CLIENT", "KILL", "TYPE", "pubsub"]), 1);
 }
