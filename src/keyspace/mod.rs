@@ -142,6 +142,10 @@ struct Snapshots {
     /// Serialises database creation with the start of a snapshot, so a
     /// database created after S starts out as captured (it was empty at S).
     init: Mutex<()>,
+    /// The running snapshot's keys at S, and those captured so far (INFO's
+    /// current_save_keys_total/processed); both 0 between snapshots.
+    keys_total: AtomicU64,
+    keys_done: AtomicU64,
 }
 
 impl Snapshots {
@@ -153,6 +157,7 @@ impl Snapshots {
             if let Some(obs) = self.observer.lock().clone() {
                 obs.capture(db, t);
             }
+            self.keys_done.fetch_add(t.len() as u64, Ordering::Relaxed);
             t.snapshot_epoch = active;
         }
     }
@@ -595,6 +600,11 @@ impl Keyspace {
         let _no_new_dbs = self.snapshots.init.lock();
         let dbs: Vec<usize> = self.used_dbs().map(|(i, _)| i).collect();
         let all = self.lock_dbs(&dbs);
+        let keys: usize = dbs.iter().map(|&d| self.db(d).counts().0).sum();
+        self.snapshots
+            .keys_total
+            .store(keys as u64, Ordering::Relaxed);
+        self.snapshots.keys_done.store(0, Ordering::Relaxed);
         let epoch = self.snapshots.last.fetch_add(1, Ordering::AcqRel) + 1;
         *self.snapshots.observer.lock() = Some(observer);
         self.snapshots.active.store(epoch, Ordering::Release);
@@ -618,7 +628,18 @@ impl Keyspace {
         }
         self.snapshots.active.store(0, Ordering::Release);
         *self.snapshots.observer.lock() = None;
+        self.snapshots.keys_total.store(0, Ordering::Relaxed);
+        self.snapshots.keys_done.store(0, Ordering::Relaxed);
         progress();
+    }
+
+    /// The running snapshot's progress: keys captured, and keys there were
+    /// at its instant (0 and 0 when none runs).
+    pub fn snapshot_progress(&self) -> (u64, u64) {
+        (
+            self.snapshots.keys_done.load(Ordering::Relaxed),
+            self.snapshots.keys_total.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -670,16 +691,19 @@ mod tests {
             .set(a, Value::string(b"1"), 0, false);
         let rec = Arc::new(Recorder::default());
         ks.start_snapshot(rec.clone(), || {});
+        assert_eq!(ks.snapshot_progress(), (0, 1), "one key at S");
         // A write after S: the slot is captured first, without it.
         {
             let mut t = ks.db(0).lock_slot(slot);
             t.set(b"{a}k2", Value::string(b"2"), 0, false);
         }
+        assert_eq!(ks.snapshot_progress(), (1, 1), "its slot is captured");
         // A database first used after S was empty at S.
         ks.db(3)
             .lock_slot(slot)
             .set(b"late", Value::string(b"x"), 0, false);
         ks.complete_snapshot(|| {});
+        assert_eq!(ks.snapshot_progress(), (0, 0), "none runs");
         let seen = rec.0.lock().clone();
         assert_eq!(seen, vec![(0, vec!["{a}k1".to_string()])]);
         // A second snapshot sees everything once more.

@@ -202,11 +202,19 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 }
             };
             // Shoal never forks: its snapshots are taken from memory as
-            // clients go on, so the fork and copy-on-write lines are 0.
+            // clients go on, so the copy-on-write lines are 0; a snapshot's
+            // progress is told as Redis tells its fork child's.
+            let (done, total) = server.keyspace.snapshot_progress();
+            let perc = if total > 0 {
+                (done.min(total) as f64 * 100.0) / total as f64
+            } else {
+                0.0
+            };
             let _ = write!(
                 o,
                 "# Persistence\r\nloading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n\
-                 current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\nrdb_changes_since_last_save:{}\r\n\
+                 current_cow_size_age:0\r\ncurrent_fork_perc:{perc:.2}\r\ncurrent_save_keys_processed:{done}\r\n\
+                 current_save_keys_total:{total}\r\nrdb_changes_since_last_save:{}\r\n\
                  rdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\n\
                  rdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\n\
                  rdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\n\
@@ -318,10 +326,12 @@ fn section(server: &Server, name: &str, o: &mut String) {
         "cpu" => {
             let (us, sy) = rusage(libc::RUSAGE_SELF);
             let (cus, csy) = rusage(libc::RUSAGE_CHILDREN);
+            let (mus, msy) = command_threads_cpu();
             let _ = write!(
                 o,
                 "# CPU\r\nused_cpu_sys:{sy:.6}\r\nused_cpu_user:{us:.6}\r\nused_cpu_sys_children:{csy:.6}\r\n\
-                 used_cpu_user_children:{cus:.6}\r\n"
+                 used_cpu_user_children:{cus:.6}\r\nused_cpu_sys_main_thread:{msy:.6}\r\n\
+                 used_cpu_user_main_thread:{mus:.6}\r\n"
             );
         }
         "errorstats" => {
@@ -396,6 +406,36 @@ fn section(server: &Server, name: &str, o: &mut String) {
         }
         _ => {}
     }
+}
+
+/// User and system CPU seconds of the threads that run commands (the I/O
+/// threads, `shoal-io-N`): what Redis reports as its main thread's, from
+/// `/proc` (to the clock tick).
+fn command_threads_cpu() -> (f64, f64) {
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (mut user, mut sys) = (0u64, 0u64);
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = task.path();
+        let is_io =
+            std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.starts_with("shoal-io"));
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces): state is
+        // the first, utime the 12th, stime the 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        if is_io && fields.len() > 12 {
+            user += fields[11].parse::<u64>().unwrap_or(0);
+            sys += fields[12].parse::<u64>().unwrap_or(0);
+        }
+    }
+    (user as f64 / tick, sys as f64 / tick)
 }
 
 fn rusage(who: i32) -> (f64, f64) {

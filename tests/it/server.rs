@@ -904,10 +904,6 @@ fn info_has_redis_sections_and_lines_in_redis_order() {
     let left_out = [
         "reply_buffer_shrinks",
         "reply_buffer_expands",
-        "current_save_keys_processed",
-        "current_save_keys_total",
-        "used_cpu_sys_main_thread",
-        "used_cpu_user_main_thread",
         "aof_pending_rewrite",
         "aof_buffer_length",
         "aof_pending_bio_fsync",
