@@ -83,6 +83,10 @@ pub mod flags {
     /// repl-diskless-load swapdb); Shoal loads before serving, so it is
     /// only shown by COMMAND.
     pub const NO_ASYNC_LOADING: u32 = 1 << 20;
+    /// Shoal's own: reads keys its arguments name by pattern (SORT_RO's
+    /// BY and GET), which no key position tells; COMMAND shows it as
+    /// `movablekeys`, as Redis does for such a command.
+    pub const PATTERN_KEYS: u32 = 1 << 21;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),

@@ -355,7 +355,7 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
         .filter(|(f, _)| s.has(*f))
         .map(|(_, n)| *n)
         .collect();
-    if s.keys.numkeys > 0 || s.option_keys.is_some() {
+    if s.keys.numkeys > 0 || s.option_keys.is_some() || s.has(flags::PATTERN_KEYS) {
         fl.push("movablekeys");
     }
     out.set(fl.len());

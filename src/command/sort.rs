@@ -24,7 +24,7 @@ const S: &[&str] = &["set", "sortedset", "list", "dangerous"];
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
     Spec { option_keys: Some(store_key), ..spec("sort", -2, WRITE | DENYOOM, keys(1, 1, 1), S, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.", sort) },
-    spec("sort_ro", -2, READONLY, keys(1, 1, 1), S, "generic", "Returns the sorted elements of a list, a set, or a sorted set.", sort_ro),
+    spec("sort_ro", -2, READONLY | PATTERN_KEYS, keys(1, 1, 1), S, "generic", "Returns the sorted elements of a list, a set, or a sorted set.", sort_ro),
 ];
 
 #[derive(Default)]

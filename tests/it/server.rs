@@ -951,9 +951,7 @@ fn command_info_matches_redis() {
     // Where Redis 7.2, which Shoal follows, differs from the 7.0 server
     // the tests run against: ZRANK/ZREVRANK take WITHSCORE, COMMAND GETKEYS
     // takes a command without arguments, and PFCOUNT/PUBLISH/SPUBLISH are
-    // may_replicate. REPLICAOF refuses to run in MULTI (no_multi). SORT_RO
-    // reads keys named by BY/GET patterns, which Redis shows as movablekeys
-    // and Shoal does not.
+    // may_replicate. REPLICAOF refuses to run in MULTI (no_multi).
     const NEWER: &[&str] = &[
         "zrank",
         "zrevrank",
@@ -963,7 +961,6 @@ fn command_info_matches_redis() {
         "spublish",
         "replicaof",
         "slaveof",
-        "sort_ro",
     ];
     fn words(v: &Value) -> Vec<String> {
         let (Value::Array(items) | Value::Set(items)) = v else {
