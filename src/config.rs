@@ -207,7 +207,8 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("disable-thp", Kind::Bool, "yes", false),
     inert("oom-score-adj", Kind::Enum(&["no", "yes", "relative", "absolute"]), "no", true),
     inert("oom-score-adj-values", Kind::Words, "0 200 800", true),
-    inert("acllog-max-len", Kind::Int { min: 0, max: i64::MAX }, "128", true),
+    // Failed authentications ACL LOG keeps.
+    d("acllog-max-len", Kind::Int { min: 0, max: i64::MAX }, "128", true),
     // DEBUG from any connection (yes), none (no) or loopback ones (local).
     // Redis's default is no; Shoal's is yes, for DEBUG DIGEST is how two
     // nodes' data are compared.

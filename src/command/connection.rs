@@ -103,15 +103,16 @@ fn reset(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 
 /// Checks a username/password pair against the default user.
 fn check_password(ctx: &Ctx, user: &[u8], pass: &[u8]) -> Result<(), CommandError> {
-    let cfg = ctx.server.config.read();
-    let required = cfg.get("requirepass");
-    if user != b"default" {
-        return Err(CommandError::WrongPass);
-    }
-    // With no password configured the default user accepts any password.
-    if required.is_empty() || required.as_bytes() == pass {
+    let ok = {
+        let cfg = ctx.server.config.read();
+        let required = cfg.get("requirepass");
+        // With no password configured the default user accepts any password.
+        user == b"default" && (required.is_empty() || required.as_bytes() == pass)
+    };
+    if ok {
         Ok(())
     } else {
+        super::acl::auth_failed(ctx, user);
         Err(CommandError::WrongPass)
     }
 }

@@ -14,6 +14,7 @@
 //! (see `effects`) before dropping the locks. An `Err` is turned into a RESP
 //! error by the dispatcher, never by the handler.
 
+pub mod acl;
 pub mod args;
 pub mod bitmaps;
 pub mod cluster;
@@ -277,7 +278,7 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 16] = [
+    let families: [&'static [Spec]; 17] = [
         bitmaps::COMMANDS,
         hyperloglog::COMMANDS,
         sort::COMMANDS,
@@ -294,6 +295,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         server::COMMANDS,
         replication::COMMANDS,
         cluster::COMMANDS,
+        acl::COMMANDS,
     ];
     let mut all: Vec<&'static Spec> = families.iter().flat_map(|f| f.iter()).collect();
     let subs: Vec<&'static Spec> = all.iter().flat_map(|s| s.subcommands.iter()).collect();

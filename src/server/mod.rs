@@ -16,6 +16,7 @@
 //! effect stream, clients, statistics, configuration) and each guards
 //! itself; nothing here is a global lock around "the server".
 
+pub mod acllog;
 pub mod blocking;
 pub mod client;
 pub mod connection;
@@ -61,6 +62,7 @@ pub struct Tunables {
     pub maxmemory_policy: AtomicI64,
     pub maxmemory_samples: AtomicI64,
     pub lfu_log_factor: AtomicI64,
+    pub acllog_max_len: AtomicI64,
     pub lfu_decay_time: AtomicI64,
     pub tracking_table_max_keys: AtomicI64,
     pub hll_sparse_max_bytes: AtomicI64,
@@ -103,6 +105,7 @@ impl Tunables {
             maxmemory_policy: AtomicI64::new(0),
             maxmemory_samples: AtomicI64::new(5),
             lfu_log_factor: AtomicI64::new(10),
+            acllog_max_len: AtomicI64::new(128),
             lfu_decay_time: AtomicI64::new(1),
             tracking_table_max_keys: AtomicI64::new(1_000_000),
             hll_sparse_max_bytes: AtomicI64::new(3000),
@@ -130,6 +133,7 @@ impl Tunables {
             "maxmemory-samples",
             "lfu-log-factor",
             "lfu-decay-time",
+            "acllog-max-len",
             "tracking-table-max-keys",
             "hll-sparse-max-bytes",
             "min-replicas-to-write",
@@ -212,6 +216,7 @@ impl Tunables {
             "maxmemory" => &self.maxmemory,
             "maxmemory-samples" => &self.maxmemory_samples,
             "lfu-log-factor" => &self.lfu_log_factor,
+            "acllog-max-len" => &self.acllog_max_len,
             "lfu-decay-time" => &self.lfu_decay_time,
             "tracking-table-max-keys" => &self.tracking_table_max_keys,
             "hll-sparse-max-bytes" => &self.hll_sparse_max_bytes,
@@ -262,6 +267,7 @@ pub struct Server {
     pub clients: client::Clients,
     pub stats: stats::Stats,
     pub slowlog: slowlog::SlowLog,
+    pub acl_log: acllog::AclLog,
     /// Shared with the log writer, which records its slow writes and syncs.
     pub latency: Arc<latency::Monitor>,
     pub peak_memory: memory::Peak,
@@ -364,6 +370,7 @@ impl Server {
             clients: client::Clients::default(),
             stats: stats::Stats::new(crate::command::TABLE.all.len()),
             slowlog: slowlog::SlowLog::default(),
+            acl_log: acllog::AclLog::default(),
             latency,
             peak_memory: memory::Peak::default(),
             startup_memory: AtomicU64::new(0),
@@ -425,6 +432,7 @@ impl Server {
                 self.tun.set_policy(value);
                 self.eviction_pool.clear();
             }
+            "acllog-max-len" => self.acl_log.trim(value.parse().unwrap_or(128)),
             "client-output-buffer-limit" => {
                 if let Some(l) = pubsub::parse_buffer_limits(value) {
                     self.pubsub.set_limit(l);
