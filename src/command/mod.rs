@@ -689,6 +689,22 @@ impl<'a> Ctx<'a> {
         if let Some(db) = db {
             let n = &self.server.notifier;
             if n.wants(u32::MAX) {
+                if n.wants(crate::server::notify::NEW) {
+                    // A key MOVEd or COPYed to another database is new there.
+                    let name = argv[0].as_ref();
+                    let to = if name.eq_ignore_ascii_case(b"move") {
+                        crate::protocol::request::parse_i64(argv[2].as_ref())
+                            .map_or(db, |d| d as usize)
+                    } else if name.eq_ignore_ascii_case(b"copy") {
+                        copy_db(argv, db)
+                    } else {
+                        db
+                    };
+                    for key in crate::keyspace::table::take_created() {
+                        let new = crate::server::notify::NEW;
+                        n.notify(&self.server.pubsub, new, "new", to, &key, self.now_ms);
+                    }
+                }
                 match self.event.get() {
                     Some("") => {}
                     event => notify_effect(self.server, db, argv, event, self.now_ms),
@@ -1554,6 +1570,11 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         // refused half-way.
         let in_exec = ctx.client.exec_effects.get().is_some();
         let denyoom = spec.has(flags::DENYOOM) || exec_queues(spec, ctx.client, flags::DENYOOM);
+        // Keys the command adds are told (`new`) before its own events.
+        let tells_new = ctx.server.notifier.wants(crate::server::notify::NEW);
+        if tells_new {
+            crate::keyspace::table::record_created(true);
+        }
         // Over `maxmemory`, every command evicts first, as in Redis (a
         // read-only load still brings memory back under a lowered limit);
         // only those that may grow memory are refused when nothing can go.
@@ -1572,6 +1593,21 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         } else {
             (spec.handler)(ctx, argv)
         };
+        if tells_new {
+            // A key created by a command that changed nothing else (a
+            // BITFIELD whose every operation failed) is still new.
+            for key in crate::keyspace::table::record_created(false) {
+                let (n, db) = (&ctx.server.notifier, ctx.client.db);
+                n.notify(
+                    &ctx.server.pubsub,
+                    crate::server::notify::NEW,
+                    "new",
+                    db,
+                    &key,
+                    ctx.now_ms,
+                );
+            }
+        }
         if remembers && ctx.client.invalidated.borrow().len() > own_before {
             // The read expired one of its keys. Redis remembers after the
             // read, so: a key remembered only by this read is not

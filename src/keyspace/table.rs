@@ -14,6 +14,45 @@ use std::hash::BuildHasher;
 
 use super::value::{Node, Value};
 
+thread_local! {
+    /// Keys this thread has added to a table while a command runs that
+    /// must tell of new keys (keyspace notifications of class `n`): the
+    /// command's notifications take them (see [`record_created`]).
+    static CREATED: std::cell::RefCell<Option<Vec<Vec<u8>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Starts (`true`) or stops recording the keys this thread creates;
+/// returns what was recorded and not yet taken.
+pub fn record_created(on: bool) -> Vec<Vec<u8>> {
+    CREATED.with(|c| {
+        let mut c = c.borrow_mut();
+        let left = c.take().unwrap_or_default();
+        if on {
+            *c = Some(Vec::new());
+        }
+        left
+    })
+}
+
+/// The keys created since the last call, while recording.
+pub fn take_created() -> Vec<Vec<u8>> {
+    CREATED.with(|c| {
+        c.borrow_mut()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    })
+}
+
+fn created(key: &[u8]) {
+    CREATED.with(|c| {
+        if let Some(keys) = c.borrow_mut().as_mut() {
+            keys.push(key.to_vec());
+        }
+    });
+}
+
 /// One hasher for every table: per-process random keys defeat hash flooding,
 /// and a shared one lets a key's hash be computed once outside any lock.
 static HASHER: LazyLock<DefaultHashBuilder> = LazyLock::new(DefaultHashBuilder::default);
@@ -306,18 +345,23 @@ impl SlotTable {
                 }
                 node
             }
-            Entry::Vacant(v) => v.insert(Node::new(key, value, now_ms)).into_mut(),
+            Entry::Vacant(v) => {
+                created(key);
+                v.insert(Node::new(key, value, now_ms)).into_mut()
+            }
         }
     }
 
-    /// Inserts a whole node (RENAME, MOVE, RESTORE), replacing any key of
-    /// that name.
+    /// Inserts a whole node (RENAME, MOVE, COPY), replacing any key of
+    /// that name: as Redis deletes that key and adds this one, the key is
+    /// new either way.
     pub fn insert_node(&mut self, node: Box<Node>) {
         let hash = node_hash(&node);
         if node.expire_at != 0 {
             self.volatile += 1;
         }
         let key = node.key.as_bytes().to_vec();
+        created(&key);
         match self
             .table
             .entry(hash, |n| n.key.as_bytes() == key.as_slice(), node_hash)

@@ -342,6 +342,50 @@ fn keyspace_events_match_redis() {
     assert_eq!(ours, theirs);
 }
 
+/// Runs `cmd` on `w`; returns its reply and the events `sub` heard of it
+/// (`sub` is also subscribed to `end`, published after the command).
+fn reply_and_events<S: std::io::Read + std::io::Write>(
+    w: &mut Raw<S>,
+    sub: &mut Raw<S>,
+    cmd: &[&str],
+) -> (Frame, Vec<Frame>) {
+    let reply = w.call(cmd);
+    w.call(&["PUBLISH", "end", "x"]);
+    let mut events = Vec::new();
+    loop {
+        match sub.read2() {
+            Frame::Array(v) if v[0] == Frame::bulk("message") => break,
+            Frame::Array(v) => events.push(Frame::Array(v[2..].to_vec())),
+            other => panic!("{other:?}"),
+        }
+    }
+    (reply, events)
+}
+
+/// A writer and a subscriber to every keyspace channel (and `end`) on a
+/// node and on redis-server, with notifications of `classes` on.
+fn notified_pairs(
+    node: &TestNode,
+    reference: &ReferenceRedis,
+    classes: &str,
+) -> (
+    (Raw, Raw),
+    (
+        Raw<std::os::unix::net::UnixStream>,
+        Raw<std::os::unix::net::UnixStream>,
+    ),
+) {
+    let (mut w1, mut s1) = (node.raw(), node.raw());
+    let (mut w2, mut s2) = (reference.raw(), reference.raw());
+    w1.call(&["CONFIG", "SET", "notify-keyspace-events", classes]);
+    w2.call(&["CONFIG", "SET", "notify-keyspace-events", classes]);
+    s1.call(&["PSUBSCRIBE", "__key*__:*"]);
+    s2.call(&["PSUBSCRIBE", "__key*__:*"]);
+    s1.call(&["SUBSCRIBE", "end"]);
+    s2.call(&["SUBSCRIBE", "end"]);
+    ((w1, s1), (w2, s2))
+}
+
 /// Which lookups are reads, as Redis's flags make them: a read of a
 /// missing key publishes `keymiss` (class `m`) and counts a keyspace miss;
 /// OBJECT counts without notifying, MEMORY USAGE does neither; the
@@ -349,33 +393,6 @@ fn keyspace_events_match_redis() {
 /// compared with redis-server's.
 #[test]
 fn key_misses_are_read_misses_as_in_redis() {
-    fn run<S: std::io::Read + std::io::Write>(
-        w: &mut Raw<S>,
-        sub: &mut Raw<S>,
-        cmd: &[&str],
-    ) -> (Frame, Vec<Frame>) {
-        let reply = w.call(cmd);
-        w.call(&["PUBLISH", "end", "x"]);
-        let mut events = Vec::new();
-        loop {
-            match sub.read2() {
-                Frame::Array(v) if v[0] == Frame::bulk("message") => break,
-                Frame::Array(v) => events.push(v[3].clone()),
-                other => panic!("{other:?}"),
-            }
-        }
-        (reply, events)
-    }
-    fn stats<S: std::io::Read + std::io::Write>(w: &mut Raw<S>) -> (String, String) {
-        let Frame::Bulk(info) = w.call(&["INFO", "stats"]) else {
-            panic!()
-        };
-        let info = String::from_utf8(info).unwrap();
-        (
-            crate::info_field(&info, "keyspace_hits"),
-            crate::info_field(&info, "keyspace_misses"),
-        )
-    }
     let script: &[&[&str]] = &[
         &["SET", "str", "v"],
         &["PFADD", "hll", "a"],
@@ -401,24 +418,68 @@ fn key_misses_are_read_misses_as_in_redis() {
         &["HGET", "nosuch", "f"],
         &["SETNX", "str", "v"],
     ];
+    fn stats<S: std::io::Read + std::io::Write>(w: &mut Raw<S>) -> (String, String) {
+        let Frame::Bulk(info) = w.call(&["INFO", "stats"]) else {
+            panic!()
+        };
+        let info = String::from_utf8(info).unwrap();
+        (
+            crate::info_field(&info, "keyspace_hits"),
+            crate::info_field(&info, "keyspace_misses"),
+        )
+    }
     let node = TestNode::start();
     let reference = ReferenceRedis::start();
-    let (mut w1, mut s1) = (node.raw(), node.raw());
-    let (mut w2, mut s2) = (reference.raw(), reference.raw());
-    w1.call(&["CONFIG", "SET", "notify-keyspace-events", "Km"]);
-    w2.call(&["CONFIG", "SET", "notify-keyspace-events", "Km"]);
-    s1.call(&["PSUBSCRIBE", "__keyspace@0__:*"]);
-    s2.call(&["PSUBSCRIBE", "__keyspace@0__:*"]);
-    s1.call(&["SUBSCRIBE", "end"]);
-    s2.call(&["SUBSCRIBE", "end"]);
+    let ((mut w1, mut s1), (mut w2, mut s2)) = notified_pairs(&node, &reference, "Km");
     w1.call(&["CONFIG", "RESETSTAT"]);
     w2.call(&["CONFIG", "RESETSTAT"]);
     for cmd in script {
         assert_eq!(
-            run(&mut w1, &mut s1, cmd),
-            run(&mut w2, &mut s2, cmd),
+            reply_and_events(&mut w1, &mut s1, cmd),
+            reply_and_events(&mut w2, &mut s2, cmd),
             "{cmd:?}"
         );
         assert_eq!(stats(&mut w1), stats(&mut w2), "after {cmd:?}");
+    }
+}
+
+/// A key added to a database is told (`new`, class `n`) before the
+/// command's own events, as Redis tells it from its dbAdd: a created key,
+/// a RENAME's or COPY's destination even over an existing key, a key
+/// MOVEd into another database, a BITFIELD that created its key and
+/// changed nothing; an overwrite is not new.
+#[test]
+fn new_keys_are_told_as_in_redis() {
+    let script: &[&[&str]] = &[
+        &["SET", "a", "1"],
+        &["SET", "a", "2"],
+        &["LPUSH", "l", "x"],
+        &["LPUSH", "l", "y"],
+        &["SET", "b", "1"],
+        &["RENAME", "a", "b"],
+        &["RENAME", "b", "c"],
+        &["COPY", "c", "d"],
+        &["COPY", "c", "d", "REPLACE"],
+        &["COPY", "c", "d", "DB", "1"],
+        &["MOVE", "l", "2"],
+        &[
+            "BITFIELD", "bf", "OVERFLOW", "FAIL", "INCRBY", "u2", "0", "5",
+        ],
+        &["SADD", "s", "m"],
+        &["SINTERSTORE", "t", "s"],
+        &["SINTERSTORE", "t", "s"],
+        &["MSET", "m1", "1", "c", "2"],
+        &["HINCRBY", "h", "f", "1"],
+        &["INCR", "n"],
+    ];
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let ((mut w1, mut s1), (mut w2, mut s2)) = notified_pairs(&node, &reference, "KEAn");
+    for cmd in script {
+        assert_eq!(
+            reply_and_events(&mut w1, &mut s1, cmd),
+            reply_and_events(&mut w2, &mut s2, cmd),
+            "{cmd:?}"
+        );
     }
 }
