@@ -124,15 +124,28 @@ fn monitor(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 }
 
 fn shutdown(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    use crate::server::ShutdownSave;
+    let (mut save, mut abort, mut other) = (None, false, false);
     for w in &argv[1..] {
         match w.to_ascii_lowercase().as_slice() {
-            b"nosave" | b"save" | b"now" | b"force" => {}
-            b"abort" => return Err(CommandError::err("No shutdown in progress.")),
+            b"nosave" if save != Some(ShutdownSave::Always) => save = Some(ShutdownSave::Never),
+            b"save" if save != Some(ShutdownSave::Never) => save = Some(ShutdownSave::Always),
+            b"now" | b"force" => other = true,
+            b"abort" => abort = true,
             _ => return Err(CommandError::Syntax),
         }
     }
-    // Nothing is pending on disk yet (no append-only log), so stopping now
-    // loses nothing; no reply is sent, as in Redis.
+    if abort {
+        if save.is_some() || other {
+            return Err(CommandError::Syntax);
+        }
+        // A shutdown, once asked, is under way: there is none to abort.
+        return Err(CommandError::err("No shutdown in progress."));
+    }
+    // The snapshot (if any) is written once connections are closed, so it
+    // holds every write acknowledged; no reply is sent, as in Redis.
+    ctx.server
+        .set_shutdown_save(save.unwrap_or(ShutdownSave::IfRules));
     ctx.action = Some(Action::Shutdown);
     Ok(())
 }

@@ -299,6 +299,8 @@ pub struct Server {
     /// rather than the channel's own (locked) receiver count.
     pub monitor_count: std::sync::atomic::AtomicUsize,
     pub shutdown: watch::Sender<bool>,
+    /// A [`ShutdownSave`], set by SHUTDOWN before it asks to stop.
+    shutdown_save: std::sync::atomic::AtomicU8,
     pub active_expire: AtomicBool,
     pub started: Instant,
     pub run_id: String,
@@ -388,6 +390,7 @@ impl Server {
             monitors,
             monitor_count: std::sync::atomic::AtomicUsize::new(0),
             shutdown: watch::channel(false).0,
+            shutdown_save: std::sync::atomic::AtomicU8::new(ShutdownSave::IfRules as u8),
             active_expire: AtomicBool::new(true),
             started: Instant::now(),
             run_id: crate::effects::random_replid(),
@@ -484,6 +487,23 @@ impl Server {
     pub fn request_shutdown(&self) {
         self.shutdown.send_replace(true);
     }
+
+    /// What SHUTDOWN asked of the snapshot (signals: [`ShutdownSave::IfRules`]).
+    pub fn set_shutdown_save(&self, how: ShutdownSave) {
+        self.shutdown_save.store(how as u8, Relaxed);
+    }
+}
+
+/// Whether stopping writes a snapshot (dbfilename), as Redis's SHUTDOWN
+/// [NOSAVE|SAVE] decides: by default when `save` rules are set (so a node
+/// kept by snapshots alone loses nothing on a clean stop), always with
+/// SAVE, never with NOSAVE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ShutdownSave {
+    IfRules = 0,
+    Always = 1,
+    Never = 2,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -824,6 +844,22 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     if let Some(w) = writer {
         server.log.request_stop();
         let _ = tokio::task::spawn_blocking(move || w.join()).await;
+    }
+    let save = match server.shutdown_save.load(Relaxed) {
+        1 => true,
+        2 => false,
+        _ => !server.config.read().get("save").is_empty(),
+    };
+    if save {
+        tracing::info!("Saving the final snapshot before exiting.");
+        let s = server.clone();
+        match tokio::task::spawn_blocking(move || crate::persistence::save::save(&s)).await {
+            Ok(Ok(size)) => tracing::info!("DB saved on disk: {size} bytes"),
+            // Redis would refuse to stop; with the clients gone, Shoal
+            // stops and says what was not saved.
+            Ok(Err(e)) => tracing::error!("Error trying to save the DB, exiting anyway: {e}"),
+            Err(e) => tracing::error!("Error trying to save the DB, exiting anyway: {e}"),
+        }
     }
     if !pidfile.is_empty() {
         let _ = std::fs::remove_file(&pidfile);

@@ -408,6 +408,53 @@ fn shutdown_command_stops_the_server() {
     assert!(node.wait_exit().success());
 }
 
+/// With the log off, SHUTDOWN writes the snapshot as Redis saves its RDB:
+/// when `save` rules are set, always with SAVE, never with NOSAVE; the
+/// node comes back with what it acknowledged. Illegal combinations are
+/// refused and stop nothing.
+#[test]
+fn shutdown_saves_a_snapshot_as_redis_does() {
+    let mut node = TestNode::start_with(&["--appendonly", "no", "--save", "3600 1"]);
+    let mut r = node.raw();
+    for bad in [
+        &["SHUTDOWN", "NOSAVE", "SAVE"][..],
+        &["SHUTDOWN", "ABORT", "NOW"],
+        &["SHUTDOWN", "x"],
+    ] {
+        assert_eq!(err(&mut r, bad), "ERR syntax error", "{bad:?}");
+    }
+    assert_eq!(
+        err(&mut r, &["SHUTDOWN", "ABORT"]),
+        "ERR No shutdown in progress."
+    );
+    ok(&mut r, &["SET", "kept", "1"]);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    node.restart(&["--appendonly", "no", "--save", ""]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(bulk(&mut r, &["GET", "kept"]).as_deref(), Some("1"));
+    // No rules: a plain SHUTDOWN saves nothing, SAVE does.
+    ok(&mut r, &["SET", "kept", "2"]);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    node.restart(&["--appendonly", "no", "--save", ""]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(bulk(&mut r, &["GET", "kept"]).as_deref(), Some("1"));
+    ok(&mut r, &["SET", "kept", "3"]);
+    r.cmd(&["SHUTDOWN", "SAVE"]);
+    assert!(node.wait_exit().success());
+    node.restart(&["--appendonly", "no", "--save", "3600 1"])
+        .unwrap();
+    let mut r = node.raw();
+    assert_eq!(bulk(&mut r, &["GET", "kept"]).as_deref(), Some("3"));
+    ok(&mut r, &["SET", "kept", "4"]);
+    r.cmd(&["SHUTDOWN", "NOSAVE"]);
+    assert!(node.wait_exit().success());
+    node.restart(&["--appendonly", "no"]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(bulk(&mut r, &["GET", "kept"]).as_deref(), Some("3"));
+}
+
 #[test]
 fn sigterm_stops_gracefully() {
     let mut node = TestNode::start();
