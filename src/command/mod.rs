@@ -349,11 +349,24 @@ impl Table {
         let mut full = spec.name.as_bytes().to_vec();
         full.push(b'|');
         full.extend_from_slice(&argv[1]);
+        // Redis's DEBUG is one command parsing its own words: an unknown
+        // one or a wrong count gets the same answer.
+        let debug_syntax = || {
+            CommandError::err(format!(
+                "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+                String::from_utf8_lossy(&argv[1])
+            ))
+        };
         match self.index(&full) {
+            Some(i) if spec.name == "debug" => match check_arity(self.all[i], argv.len()) {
+                Ok(()) => Ok((i, self.all[i])),
+                Err(_) => Err(debug_syntax()),
+            },
             Some(i) => {
                 check_arity(self.all[i], argv.len())?;
                 Ok((i, self.all[i]))
             }
+            None if spec.name == "debug" => Err(debug_syntax()),
             None => Err(CommandError::UnknownSubcommand {
                 sub: String::from_utf8_lossy(&argv[1]).into_owned(),
                 container: spec.name.to_ascii_uppercase(),

@@ -201,6 +201,8 @@ fn replconf(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn psync(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    // A bad offset is an error, as in Redis, not a request for everything.
+    let offset = int(&argv[2])?;
     // A primary handing over (FAILOVER) asks its replica to take its place
     // first: only a replica of that very history may.
     if argv.len() > 3 && argv[3].eq_ignore_ascii_case(b"failover") {
@@ -221,10 +223,9 @@ fn psync(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             ctx.client.handle.addr
         );
     }
-    let offset = crate::protocol::request::parse_i64(&argv[2]);
-    let from = match (argv[1].as_ref(), offset) {
-        (b"?", _) | (_, None) => None,
-        (id, Some(off)) if off > 0 => Some((String::from_utf8_lossy(id).into_owned(), off as u64)),
+    let from = match argv[1].as_ref() {
+        b"?" => None,
+        id if offset > 0 => Some((String::from_utf8_lossy(id).into_owned(), offset as u64)),
         _ => None,
     };
     start_feeding(ctx, Psync { from })

@@ -1264,3 +1264,16 @@ fn a_replica_ignores_its_maxmemory() {
     assert_eq!(int(&mut r, &["DBSIZE"]), 20_000);
     assert_eq!(stat(&mut r, "evicted_keys"), 0);
 }
+
+/// PSYNC with an offset that is no integer is an error, as in Redis: the
+/// connection stays a client (it was turned into a replica's feed).
+#[test]
+fn psync_with_a_bad_offset_is_an_error() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    assert_eq!(
+        crate::err(&mut r, &["PSYNC", "?", "x"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+}

@@ -1110,3 +1110,14 @@ fn config_get_knows_every_redis_setting() {
     }
     assert!(compared > 150, "{compared}");
 }
+
+/// DEBUG's own errors, word for word: it parses its words itself.
+#[test]
+fn debug_errors_as_redis() {
+    same_as_redis(&[
+        &["DEBUG", "nosuch"],
+        &["DEBUG", "SLEEP"],
+        &["DEBUG", "SLEEP", "0", "extra"],
+        &["DEBUG", "SLEEP", "0"],
+    ]);
+}
