@@ -10,6 +10,15 @@ pub enum CommandError {
     UnknownCommand { name: String, args: String },
     #[error("ERR unknown subcommand '{sub}'. Try {container} HELP.")]
     UnknownSubcommand { sub: String, container: String },
+    /// A known subcommand given arguments its container's own parser
+    /// rejects (Redis's addReplySubcommandSyntaxError).
+    #[error(
+        "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try {container} HELP."
+    )]
+    SubcommandSyntax {
+        sub: String,
+        container: &'static str,
+    },
     #[error("ERR wrong number of arguments for '{0}' command")]
     Arity(String),
     #[error("ERR syntax error")]
@@ -66,6 +75,14 @@ pub enum CommandError {
 impl CommandError {
     pub fn err(msg: impl Into<String>) -> Self {
         CommandError::Err(msg.into())
+    }
+
+    /// [`CommandError::SubcommandSyntax`] for `argv[1]` as sent.
+    pub fn subcommand_syntax<A: AsRef<[u8]>>(argv: &[A], container: &'static str) -> Self {
+        CommandError::SubcommandSyntax {
+            sub: String::from_utf8_lossy(argv[1].as_ref()).into_owned(),
+            container,
+        }
     }
 
     pub fn err_code(msg: impl Into<String>) -> Self {

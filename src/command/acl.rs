@@ -79,7 +79,7 @@ fn cat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     if argv.len() > 3 {
-        return Err(subcommand_syntax(argv));
+        return Err(CommandError::subcommand_syntax(argv, "ACL"));
     }
     let name = text(name).to_ascii_lowercase();
     let Some(&category) = CATEGORIES.iter().find(|c| **c == name) else {
@@ -222,7 +222,7 @@ fn log(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut count = 10;
     if let Some(w) = argv.get(2) {
         if argv.len() > 3 {
-            return Err(subcommand_syntax(argv));
+            return Err(CommandError::subcommand_syntax(argv, "ACL"));
         }
         if w.eq_ignore_ascii_case(b"reset") {
             ctx.server.acl_log.reset();
@@ -260,14 +260,6 @@ fn log(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.int(e.updated_ms);
     }
     Ok(())
-}
-
-/// Redis's reply to a known subcommand given the wrong arguments.
-fn subcommand_syntax(argv: &[Bytes]) -> CommandError {
-    CommandError::err(format!(
-        "unknown subcommand or wrong number of arguments for '{}'. Try ACL HELP.",
-        text(&argv[1])
-    ))
 }
 
 /// SETUSER, DELUSER, LOAD, SAVE: Shoal has the default user only.

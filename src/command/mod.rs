@@ -351,12 +351,7 @@ impl Table {
         full.extend_from_slice(&argv[1]);
         // Redis's DEBUG is one command parsing its own words: an unknown
         // one or a wrong count gets the same answer.
-        let debug_syntax = || {
-            CommandError::err(format!(
-                "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
-                String::from_utf8_lossy(&argv[1])
-            ))
-        };
+        let debug_syntax = || CommandError::subcommand_syntax(argv, "DEBUG");
         match self.index(&full) {
             Some(i) if spec.name == "debug" => match check_arity(self.all[i], argv.len()) {
                 Ok(()) => Ok((i, self.all[i])),

@@ -189,10 +189,7 @@ fn spublish(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn names_reply(ctx: &mut Ctx, argv: &[Bytes], space: Space) -> CmdResult {
     if argv.len() > 3 {
-        return Err(CommandError::Arity(format!(
-            "pubsub|{}",
-            String::from_utf8_lossy(&argv[1]).to_ascii_lowercase()
-        )));
+        return Err(CommandError::subcommand_syntax(argv, "PUBSUB"));
     }
     let names = ctx.server.pubsub.names(space, argv.get(2).map(|p| &p[..]));
     ctx.out.strings(names.iter().map(|n| &n[..]));

@@ -1111,10 +1111,13 @@ fn config_get_knows_every_redis_setting() {
     assert!(compared > 150, "{compared}");
 }
 
-/// DEBUG's own errors, word for word: it parses its words itself.
+/// Errors of containers that parse their own words (DEBUG, PUBSUB's
+/// arguments), word for word.
 #[test]
-fn debug_errors_as_redis() {
+fn subcommand_errors_as_redis() {
     same_as_redis(&[
+        &["PUBSUB", "CHANNELS", "a", "b"],
+        &["PUBSUB", "SHARDCHANNELS", "a", "b"],
         &["DEBUG", "nosuch"],
         &["DEBUG", "SLEEP"],
         &["DEBUG", "SLEEP", "0", "extra"],
