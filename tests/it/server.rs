@@ -427,32 +427,34 @@ fn shutdown_saves_a_snapshot_as_redis_does() {
         err(&mut r, &["SHUTDOWN", "ABORT"]),
         "ERR No shutdown in progress."
     );
-    ok(&mut r, &["SET", "kept", "1"]);
-    r.cmd(&["SHUTDOWN"]);
-    assert!(node.wait_exit().success());
-    node.restart(&["--appendonly", "no", "--save", ""]).unwrap();
-    let mut r = node.raw();
-    assert_eq!(bulk(&mut r, &["GET", "kept"]).as_deref(), Some("1"));
-    // No rules: a plain SHUTDOWN saves nothing, SAVE does.
-    ok(&mut r, &["SET", "kept", "2"]);
-    r.cmd(&["SHUTDOWN"]);
-    assert!(node.wait_exit().success());
-    node.restart(&["--appendonly", "no", "--save", ""]).unwrap();
-    let mut r = node.raw();
-    assert_eq!(bulk(&mut r, &["GET", "kept"]).as_deref(), Some("1"));
-    ok(&mut r, &["SET", "kept", "3"]);
-    r.cmd(&["SHUTDOWN", "SAVE"]);
-    assert!(node.wait_exit().success());
-    node.restart(&["--appendonly", "no", "--save", "3600 1"])
-        .unwrap();
-    let mut r = node.raw();
-    assert_eq!(bulk(&mut r, &["GET", "kept"]).as_deref(), Some("3"));
-    ok(&mut r, &["SET", "kept", "4"]);
-    r.cmd(&["SHUTDOWN", "NOSAVE"]);
-    assert!(node.wait_exit().success());
-    node.restart(&["--appendonly", "no"]).unwrap();
-    let mut r = node.raw();
-    assert_eq!(bulk(&mut r, &["GET", "kept"]).as_deref(), Some("3"));
+    drop(r);
+    // (save rules of the run, how it is stopped, what the next run reads)
+    let runs: [(&str, &[&str], &str); 4] = [
+        ("3600 1", &["SHUTDOWN"], "1"),
+        // No rules: a plain SHUTDOWN saves nothing, SAVE does.
+        ("", &["SHUTDOWN"], "1"),
+        ("", &["SHUTDOWN", "SAVE"], "3"),
+        ("3600 1", &["SHUTDOWN", "NOSAVE"], "3"),
+    ];
+    for (i, (rules, stop, then)) in runs.into_iter().enumerate() {
+        if i > 0 {
+            node.restart(&["--appendonly", "no", "--save", rules])
+                .unwrap();
+        }
+        let mut r = node.raw();
+        ok(&mut r, &["SET", "kept", &(i + 1).to_string()]);
+        r.cmd(stop);
+        assert!(node.wait_exit().success());
+        node.restart(&["--appendonly", "no"]).unwrap();
+        let mut r = node.raw();
+        assert_eq!(
+            bulk(&mut r, &["GET", "kept"]).as_deref(),
+            Some(then),
+            "after {stop:?} with save rules {rules:?}"
+        );
+        r.cmd(&["SHUTDOWN", "NOSAVE"]);
+        assert!(node.wait_exit().success());
+    }
 }
 
 #[test]

@@ -86,6 +86,17 @@ fn maxclients_rejects_extra_connections() {
 
 /// Starts a node from `args` (a config file first), returning it with the
 /// log lines it printed up to readiness and the port it took.
+/// Asserts what CONFIG GET answers for each setting.
+fn config_is(r: &mut crate::support::Raw, settings: &[(&str, &str)]) {
+    for (k, v) in settings {
+        assert_eq!(
+            r.call(&["CONFIG", "GET", k]),
+            Frame::Array(vec![Frame::bulk(k), Frame::bulk(v)]),
+            "{k}"
+        );
+    }
+}
+
 fn spawn_ready(args: &[&str]) -> (std::process::Child, Vec<String>, u16) {
     let mut child = Command::new(BIN)
         .args(args)
@@ -161,19 +172,16 @@ fn config_rewrite_keeps_the_file_and_persists_changes() {
 
     let (mut child, _, port) = spawn_ready(&[conf_s, "--port", "0"]);
     let mut r = crate::support::Raw::connect(port);
-    for (k, v) in [
-        ("maxmemory", "104857600"),
-        ("appendfsync", "always"),
-        ("hash-max-listpack-entries", "100"),
-        ("maxclients", "78"),
-        ("save", "900 1 300 10"),
-    ] {
-        assert_eq!(
-            r.call(&["CONFIG", "GET", k]),
-            Frame::Array(vec![Frame::bulk(k), Frame::bulk(v)]),
-            "{k}"
-        );
-    }
+    config_is(
+        &mut r,
+        &[
+            ("maxmemory", "104857600"),
+            ("appendfsync", "always"),
+            ("hash-max-listpack-entries", "100"),
+            ("maxclients", "78"),
+            ("save", "900 1 300 10"),
+        ],
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -518,30 +526,21 @@ fn buffer_limit_lines_each_set_their_class() {
     let (mut child, _, port) =
         spawn_ready(&[conf.to_str().unwrap(), "--dir", data.to_str().unwrap()]);
     let mut r = crate::support::Raw::connect(port);
-    let get =
-        |r: &mut crate::support::Raw<_>| r.call(&["CONFIG", "GET", "client-output-buffer-limit"]);
-    let shown = |v: &str| {
-        Frame::Array(vec![
-            Frame::bulk("client-output-buffer-limit"),
-            Frame::bulk(v),
-        ])
-    };
-    assert_eq!(
-        get(&mut r),
-        shown("normal 0 0 0 slave 536870912 134217728 60 pubsub 33554432 8388608 60")
-    );
-    crate::ok(
+    let limit = "client-output-buffer-limit";
+    config_is(
         &mut r,
-        &[
-            "CONFIG",
-            "SET",
-            "client-output-buffer-limit",
-            "pubsub 1mb 1mb 0",
-        ],
+        &[(
+            limit,
+            "normal 0 0 0 slave 536870912 134217728 60 pubsub 33554432 8388608 60",
+        )],
     );
-    assert_eq!(
-        get(&mut r),
-        shown("normal 0 0 0 slave 536870912 134217728 60 pubsub 1048576 1048576 0")
+    crate::ok(&mut r, &["CONFIG", "SET", limit, "pubsub 1mb 1mb 0"]);
+    config_is(
+        &mut r,
+        &[(
+            limit,
+            "normal 0 0 0 slave 536870912 134217728 60 pubsub 1048576 1048576 0",
+        )],
     );
     // CONFIG REWRITE writes one line per class away from its default.
     crate::ok(&mut r, &["CONFIG", "REWRITE"]);
@@ -583,17 +582,14 @@ fn include_reads_other_files_in_place() {
     let (mut child, _, port) =
         spawn_ready(&[conf.to_str().unwrap(), "--dir", data.to_str().unwrap()]);
     let mut r = crate::support::Raw::connect(port);
-    for (k, v) in [
-        ("maxclients", "60"),
-        ("slowlog-max-len", "9"),
-        ("save", "900 1 60 5"),
-    ] {
-        assert_eq!(
-            r.call(&["CONFIG", "GET", k]),
-            Frame::Array(vec![Frame::bulk(k), Frame::bulk(v)]),
-            "{k}"
-        );
-    }
+    config_is(
+        &mut r,
+        &[
+            ("maxclients", "60"),
+            ("slowlog-max-len", "9"),
+            ("save", "900 1 60 5"),
+        ],
+    );
     let _ = child.kill();
     let _ = child.wait();
 
@@ -629,13 +625,7 @@ fn redis_only_settings_start_and_debug_can_be_disabled() {
         "no",
     ]);
     let mut r = crate::support::Raw::connect(port);
-    assert_eq!(
-        r.call(&["CONFIG", "GET", "busy-reply-threshold"]),
-        Frame::Array(vec![
-            Frame::bulk("busy-reply-threshold"),
-            Frame::bulk("100")
-        ])
-    );
+    config_is(&mut r, &[("busy-reply-threshold", "100")]);
     assert_eq!(
         crate::err(&mut r, &["DEBUG", "DIGEST"]),
         "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server."
