@@ -88,6 +88,8 @@ pub mod flags {
     /// BY and GET), which no key position tells; COMMAND shows it as
     /// `movablekeys`, as Redis does for such a command.
     pub const PATTERN_KEYS: u32 = 1 << 21;
+    /// Shoal's own: runs only where `enable-debug-command` allows (DEBUG).
+    pub const PROTECTED: u32 = 1 << 22;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -1441,8 +1443,8 @@ fn check(
     if !client.authenticated && !spec.has(flags::NO_AUTH) {
         return Err(CommandError::NoAuth);
     }
-    if spec.name == "debug" || spec.name.starts_with("debug|") {
-        let allowed = match server.tun.enable_debug.load(Relaxed) {
+    if spec.has(flags::PROTECTED) {
+        let allowed = match server.enable_debug {
             0 => false,
             2 => client.handle.addr.ip().is_loopback(),
             _ => true,

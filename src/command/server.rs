@@ -33,7 +33,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec { subcommands: SLOWLOG_SUBCOMMANDS, ..spec("slowlog", -2, 0, NO_KEYS, &[], G, "A container for slow log commands.", keys::help_only) },
     Spec { subcommands: MEMORY_SUBCOMMANDS, ..spec("memory", -2, 0, NO_KEYS, &[], G, "A container for memory diagnostics commands.", keys::help_only) },
     Spec { subcommands: LATENCY_SUBCOMMANDS, ..spec("latency", -2, 0, NO_KEYS, &[], G, "A container for latency diagnostics commands.", keys::help_only) },
-    Spec { subcommands: DEBUG_SUBCOMMANDS, ..spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "A container for debugging commands.", keys::help_only) },
+    Spec { subcommands: DEBUG_SUBCOMMANDS, ..spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "A container for debugging commands.", keys::help_only) },
 ];
 
 #[rustfmt::skip]
@@ -86,13 +86,13 @@ static MEMORY_SUBCOMMANDS: &[Spec] = &[
 
 #[rustfmt::skip]
 static DEBUG_SUBCOMMANDS: &[Spec] = &[
-    spec("debug|sleep", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Blocks the connection for a number of seconds.", debug_sleep),
-    spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
-    spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
-    spec("debug|digest", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns a digest of the whole dataset, equal on any two nodes with the same data.", debug_digest),
-    spec("debug|digest-value", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Returns the digests of the given keys' values.", debug_digest_value),
-    spec("debug|populate", -3, WRITE | DENYOOM | ADMIN | NOSCRIPT, NO_KEYS, A, G, "Creates string keys key:0 to key:<count-1> (or <prefix>:N) that do not exist yet.", debug_populate),
-    spec("debug|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", debug_help),
+    spec("debug|sleep", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Blocks the connection for a number of seconds.", debug_sleep),
+    spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
+    spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
+    spec("debug|digest", 2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns a digest of the whole dataset, equal on any two nodes with the same data.", debug_digest),
+    spec("debug|digest-value", -2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns the digests of the given keys' values.", debug_digest_value),
+    spec("debug|populate", -3, WRITE | DENYOOM | ADMIN | NOSCRIPT | PROTECTED, NO_KEYS, A, G, "Creates string keys key:0 to key:<count-1> (or <prefix>:N) that do not exist yet.", debug_populate),
+    spec("debug|help", 2, LOADING | STALE | PROTECTED, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", debug_help),
 ];
 
 fn info(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -156,7 +156,17 @@ impl Client {
     /// Publishes what CLIENT LIST shows of this connection's state, when it
     /// has changed (called after each command: a comparison, no stores
     /// while nothing changes).
+    #[inline]
     pub fn publish_state(&mut self) {
+        // Most connections never subscribe nor queue: nothing to compare.
+        if self.subs.is_none() && self.multi.is_none() && self.shown == Shown::default() {
+            return;
+        }
+        self.publish_changed();
+    }
+
+    #[inline(never)]
+    fn publish_changed(&mut self) {
         let (sub, psub, ssub) = self.subs.as_ref().map_or((0, 0, 0), |s| {
             (s.channels.len(), s.patterns.len(), s.shard.len())
         });

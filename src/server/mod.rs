@@ -74,8 +74,6 @@ pub struct Tunables {
     pub replica_read_only: AtomicBool,
     pub replica_serve_stale: AtomicBool,
     pub latency_tracking: AtomicBool,
-    /// `enable-debug-command`: 0 no, 1 yes, 2 local (fixed at start-up).
-    pub enable_debug: AtomicI64,
 }
 
 const ENCODING_DIRECTIVES: [&str; 8] = [
@@ -114,11 +112,6 @@ impl Tunables {
             replica_read_only: AtomicBool::new(true),
             replica_serve_stale: AtomicBool::new(true),
             latency_tracking: AtomicBool::new(true),
-            enable_debug: AtomicI64::new(match cfg.get("enable-debug-command") {
-                "no" => 0,
-                "local" => 2,
-                _ => 1,
-            }),
         };
         for name in [
             "proto-max-bulk-len",
@@ -302,6 +295,8 @@ pub struct Server {
     /// A [`ShutdownSave`], set by SHUTDOWN before it asks to stop.
     shutdown_save: std::sync::atomic::AtomicU8,
     pub active_expire: AtomicBool,
+    /// `enable-debug-command`: 0 no, 1 yes, 2 local (fixed at start-up).
+    pub enable_debug: u8,
     pub started: Instant,
     pub run_id: String,
     pub replication: crate::replication::Replication,
@@ -346,6 +341,11 @@ pub fn now_ms() -> i64 {
 impl Server {
     pub fn new(config: Config) -> Server {
         let databases = config.int("databases") as usize;
+        let enable_debug = match config.get("enable-debug-command") {
+            "no" => 0,
+            "local" => 2,
+            _ => 1,
+        };
         let backlog = config.int("repl-backlog-size") as usize;
         let (monitors, _) = broadcast::channel(4096);
         let latency = Arc::new(latency::Monitor::default());
@@ -392,6 +392,7 @@ impl Server {
             shutdown: watch::channel(false).0,
             shutdown_save: std::sync::atomic::AtomicU8::new(ShutdownSave::IfRules as u8),
             active_expire: AtomicBool::new(true),
+            enable_debug,
             started: Instant::now(),
             run_id: crate::effects::random_replid(),
             replication: crate::replication::Replication::new(
@@ -853,7 +854,23 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     if save {
         tracing::info!("Saving the final snapshot before exiting.");
         let s = server.clone();
-        match tokio::task::spawn_blocking(move || crate::persistence::save::save(&s)).await {
+        // A snapshot still being taken (BGSAVE, a rewrite) ends first:
+        // the keyspace captures one at a time.
+        let save = move || {
+            use crate::persistence::save::{save, SaveError};
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match save(&s) {
+                    Err(SaveError::InProgress | SaveError::RewriteInProgress)
+                        if Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    r => return r,
+                }
+            }
+        };
+        match tokio::task::spawn_blocking(save).await {
             Ok(Ok(size)) => tracing::info!("DB saved on disk: {size} bytes"),
             // Redis would refuse to stop; with the clients gone, Shoal
             // stops and says what was not saved.
