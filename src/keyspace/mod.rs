@@ -111,7 +111,6 @@ pub struct SlotId(pub u16);
 /// The slot of a key, as Redis Cluster computes it: if the key has a `{...}`
 /// with at least one byte between the first `{` and the next `}`, only that
 /// part is hashed, so related keys can be kept in one slot.
-#[inline]
 pub fn key_hash_slot(key: &[u8]) -> SlotId {
     let part = match key.iter().position(|&b| b == b'{') {
         Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {

@@ -434,7 +434,6 @@ async fn wait_durable(server: &Server, thread: &ThreadWaiters, target: u64) {
 
 /// Starts loading the slot table of a parsed request's first argument and
 /// returns the slot hint for it (see `Client::slot_hint`).
-#[inline]
 fn prefetch(
     server: &Server,
     db: usize,
