@@ -664,7 +664,6 @@ fn timeout_reply(out: &mut ReplyBuf, b: &command::Block) {
     }
 }
 
-/// Runs one request: checks, pause, the handler, statistics, slowlog, MONITOR.
 /// The clocks one pipelined batch reads. Every command of the batch sees the
 /// same wall-clock millisecond (`ms`); its run time is measured on the
 /// monotonic clock, and each command starts where the one before it ended,
@@ -697,6 +696,7 @@ impl BatchClock {
     }
 }
 
+/// Runs one request: checks, pause, the handler, statistics, slowlog, MONITOR.
 async fn execute(
     server: &Server,
     client: &mut Client,
