@@ -397,8 +397,16 @@ pub struct Clients {
 
 impl Clients {
     pub fn register(&self, addr: SocketAddr, laddr: SocketAddr, now_ms: i64) -> Arc<ClientHandle> {
+        let h = self.detached(addr, laddr, now_ms);
+        self.map.lock().insert(h.id, h.clone());
+        h
+    }
+
+    /// A handle no client list shows: for the server's own work through
+    /// commands' code (the cron's evictions).
+    pub fn detached(&self, addr: SocketAddr, laddr: SocketAddr, now_ms: i64) -> Arc<ClientHandle> {
         let id = self.next_id.fetch_add(1, Relaxed) + 1;
-        let h = Arc::new(ClientHandle {
+        Arc::new(ClientHandle {
             id,
             addr,
             laddr,
@@ -429,9 +437,7 @@ impl Clients {
             tracking: std::sync::atomic::AtomicU8::new(0),
             redirect: AtomicU64::new(0),
             pushes: std::sync::OnceLock::new(),
-        });
-        self.map.lock().insert(id, h.clone());
-        h
+        })
     }
 
     pub fn unregister(&self, id: u64) {

@@ -885,6 +885,36 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Evicts as a command would before running (`Ctx::make_room`), for at
+/// most `budget`, through a client no one sees.
+fn evict_while_idle(server: &Server, budget: Duration) {
+    let started = Instant::now();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let mut client = client::Client::new(server.clients.detached(addr, addr, now_ms()), true);
+    let mut out = crate::protocol::ReplyBuf::new(crate::protocol::Protocol::Resp2);
+    while started.elapsed() < budget {
+        let now = now_ms();
+        let max = server.tun.maxmemory.load(Relaxed) as u64;
+        if max == 0 || server.counted_memory(server.used_memory(now)) <= max {
+            break;
+        }
+        let ctx = crate::command::Ctx {
+            server,
+            client: &mut client,
+            out: &mut out,
+            now_ms: now,
+            action: None,
+            event: std::cell::Cell::new(None),
+            emptied: Default::default(),
+        };
+        // As a command holds it: evictions never land inside an EXEC.
+        let _gate = server.gate.shared();
+        if ctx.make_room().is_err() {
+            break; // nothing left that the policy may evict
+        }
+    }
+}
+
 /// Resolves once shutdown has been requested.
 pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -1042,6 +1072,18 @@ async fn cron(server: Arc<Server>) {
             // The cycle locks slots one at a time and never awaits; run it
             // where it cannot hold up the connection tasks' I/O.
             let _ = tokio::task::spawn_blocking(move || expire::active_cycle(&s, budget)).await;
+        }
+        // Over maxmemory with no command coming to evict (a limit lowered
+        // on an idle node), the cron evicts, as Redis's eviction timer does.
+        let max = server.tun.maxmemory.load(Relaxed);
+        if max > 0
+            && !server.replication.is_replica()
+            && !server.loading.load(Relaxed)
+            && server.counted_memory(server.used_memory(now)) > max as u64
+        {
+            let budget = Duration::from_micros(250_000 / hz);
+            let s = server.clone();
+            let _ = tokio::task::spawn_blocking(move || evict_while_idle(&s, budget)).await;
         }
         close_idle_clients(&server, now);
         let (max_lag, ping_every) = {

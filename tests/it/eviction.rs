@@ -258,6 +258,35 @@ fn reads_evict_once_the_limit_is_lowered() {
     assert!(total < 60_000, "{total}");
 }
 
+/// A limit lowered on an idle node is reached without any command: the
+/// cron evicts, as Redis's eviction timer does. Only a subscriber listens
+/// after the CONFIG SET, and hears the `evicted` events.
+#[test]
+fn an_idle_node_evicts_down_to_a_lowered_limit() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let mut r = node.raw();
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
+    );
+    ok(&mut r, &["CONFIG", "SET", "notify-keyspace-events", "Ee"]);
+    assert_eq!(fill(&mut r, "k", 0..40_000, &[]), 0);
+    let mut sub = node.raw();
+    sub.call(&["SUBSCRIBE", "__keyevent@0__:evicted"]);
+    let limit = used_memory(&mut r) - 2 * MB;
+    ok(&mut r, &["CONFIG", "SET", "maxmemory", &limit.to_string()]);
+    // No command from here on until the events are in.
+    let mut heard = 0;
+    while heard < 100 {
+        match sub.read2() {
+            Frame::Array(v) if v[0] == Frame::bulk("message") => heard += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    eventually("memory under the limit", || used_memory(&mut r) <= limit);
+    assert!(evicted(&mut r) >= 100);
+}
+
 /// `lfu-log-factor` and `lfu-decay-time` act as in Redis: with a factor
 /// of 0 every access counts (so the counters are exact and comparable
 /// with redis-server's), and a decay time of 0 never lowers them.
