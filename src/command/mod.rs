@@ -701,19 +701,9 @@ impl<'a> Ctx<'a> {
             if n.wants(u32::MAX) {
                 if n.wants(crate::server::notify::NEW) {
                     // A key MOVEd or COPYed to another database is new there.
-                    let name = argv[0].as_ref();
-                    let to = if name.eq_ignore_ascii_case(b"move") {
-                        crate::protocol::request::parse_i64(argv[2].as_ref())
-                            .map_or(db, |d| d as usize)
-                    } else if name.eq_ignore_ascii_case(b"copy") {
-                        copy_db(argv, db)
-                    } else {
-                        db
-                    };
-                    for key in crate::keyspace::table::take_created() {
-                        let new = crate::server::notify::NEW;
-                        n.notify(&self.server.pubsub, new, "new", to, &key, self.now_ms);
-                    }
+                    let to = target_db(argv, db).unwrap_or(db);
+                    let created = crate::keyspace::table::take_created();
+                    notify_new(self.server, to, created, self.now_ms);
                 }
                 match self.event.get() {
                     Some("") => {}
@@ -1244,6 +1234,31 @@ fn written_keys<A: AsRef<[u8]>>(name: &[u8], spec: &Spec, argv: &[A]) -> Vec<usi
     (dst < argv.len()).then_some(dst).into_iter().collect()
 }
 
+/// Tells of keys added to `db` (class `n`, Redis's dbAdd event).
+fn notify_new(server: &Server, db: usize, keys: Vec<Vec<u8>>, now_ms: i64) {
+    for key in keys {
+        let new = crate::server::notify::NEW;
+        server
+            .notifier
+            .notify(&server.pubsub, new, "new", db, &key, now_ms);
+    }
+}
+
+/// The database a MOVE or COPY puts its key in (see [`copy_db`]); `None`
+/// for any other command.
+fn target_db<A: AsRef<[u8]>>(argv: &[A], db: usize) -> Option<usize> {
+    let name = argv[0].as_ref();
+    if name.eq_ignore_ascii_case(b"move") {
+        argv.get(2)
+            .and_then(|a| crate::protocol::request::parse_i64(a.as_ref()))
+            .map(|d| d as usize)
+    } else if name.eq_ignore_ascii_case(b"copy") {
+        Some(copy_db(argv, db))
+    } else {
+        None
+    }
+}
+
 /// The database a COPY writes to: its `DB` option's, or the current one.
 fn copy_db<A: AsRef<[u8]>>(argv: &[A], db: usize) -> usize {
     (3..argv.len())
@@ -1312,15 +1327,8 @@ fn notify_effect<A: AsRef<[u8]>>(
         ),
         b"move" => {
             send(GENERIC, "move_from", arg(1));
-            if let Some(to) = crate::protocol::request::parse_i64(arg(2)) {
-                n.notify(
-                    &server.pubsub,
-                    GENERIC,
-                    "move_to",
-                    to as usize,
-                    arg(1),
-                    now_ms,
-                );
+            if let Some(to) = target_db(argv, db) {
+                n.notify(&server.pubsub, GENERIC, "move_to", to, arg(1), now_ms);
             }
         }
         // The push is told first, as Redis does.
@@ -1388,11 +1396,7 @@ pub fn prepare(
     let r = check(server, client, argv);
     if let Err(e) = &r {
         if argv[0].eq_ignore_ascii_case(b"exec") && client.multi.is_some() {
-            client.multi = None;
-            transactions::unwatch_all(server, client);
-            return Err(CommandError::err_code(format!(
-                "EXECABORT Transaction discarded because of: {e}"
-            )));
+            return Err(transactions::abort_exec(server, client, e));
         }
         if let Some(m) = &mut client.multi {
             m.failed = true;
@@ -1591,11 +1595,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         let r = if !in_exec && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
             match ctx.make_room() {
                 Err(e) if denyoom && spec.name == "exec" => {
-                    ctx.client.multi = None;
-                    transactions::unwatch_all(ctx.server, ctx.client);
-                    Err(CommandError::err_code(format!(
-                        "EXECABORT Transaction discarded because of: {e}"
-                    )))
+                    Err(transactions::abort_exec(ctx.server, ctx.client, &e))
                 }
                 Err(e) if denyoom => Err(e),
                 _ => (spec.handler)(ctx, argv),
@@ -1606,17 +1606,8 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         if tells_new {
             // A key created by a command that changed nothing else (a
             // BITFIELD whose every operation failed) is still new.
-            for key in crate::keyspace::table::record_created(false) {
-                let (n, db) = (&ctx.server.notifier, ctx.client.db);
-                n.notify(
-                    &ctx.server.pubsub,
-                    crate::server::notify::NEW,
-                    "new",
-                    db,
-                    &key,
-                    ctx.now_ms,
-                );
-            }
+            let left = crate::keyspace::table::record_created(false);
+            notify_new(ctx.server, ctx.client.db, left, ctx.now_ms);
         }
         if remembers && ctx.client.invalidated.borrow().len() > own_before {
             // The read expired one of its keys. Redis remembers after the

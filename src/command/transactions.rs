@@ -161,6 +161,14 @@ fn unwatch(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 }
 
 /// Forgets every watched key (EXEC, DISCARD, UNWATCH, RESET, disconnect).
+/// Discards the transaction of an EXEC refused before it ran (Redis's
+/// execCommandAbort) and says why.
+pub fn abort_exec(server: &Server, client: &mut Client, why: &CommandError) -> CommandError {
+    client.multi = None;
+    unwatch_all(server, client);
+    CommandError::err_code(format!("EXECABORT Transaction discarded because of: {why}"))
+}
+
 pub fn unwatch_all(server: &Server, client: &mut Client) {
     for (db, key, _) in client.watching.drain(..) {
         server.watches.unwatch(db, &key, &client.watch_dirty);
