@@ -10,7 +10,6 @@
 //! for a user that does not exist. ACL LOG tells the failed
 //! authentications (see `server::acllog`).
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
@@ -21,6 +20,7 @@ use super::args::text;
 use super::keys::help;
 use super::{flags::*, spec, Ctx, Spec, NO_KEYS, TABLE};
 use crate::error::{CmdResult, CommandError};
+use crate::persistence::digest::hex;
 
 const G: &str = "server";
 const A: &[&str] = &["admin", "dangerous"];
@@ -116,14 +116,7 @@ fn users(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 fn password_hash(ctx: &Ctx) -> Option<String> {
     let cfg = ctx.server.config.read();
     let pass = cfg.get("requirepass");
-    (!pass.is_empty()).then(|| {
-        Sha256::digest(pass.as_bytes())
-            .iter()
-            .fold(String::with_capacity(64), |mut s, b| {
-                let _ = write!(s, "{b:02x}");
-                s
-            })
-    })
+    (!pass.is_empty()).then(|| hex(&Sha256::digest(pass.as_bytes())))
 }
 
 fn list(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
@@ -207,14 +200,9 @@ fn genpass(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let chars = bits.div_ceil(4);
     let mut bytes = vec![0u8; chars.div_ceil(2)];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let mut hex = bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        });
-    hex.truncate(chars);
-    ctx.out.bulk(hex.as_bytes());
+    let mut password = hex(&bytes);
+    password.truncate(chars);
+    ctx.out.bulk(password.as_bytes());
     Ok(())
 }
 

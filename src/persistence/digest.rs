@@ -114,6 +114,7 @@ impl DatasetDigest {
     }
 }
 
-pub fn hex(d: &Digest) -> String {
+/// Bytes in lower-case hexadecimal (a digest as DEBUG DIGEST shows it).
+pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
