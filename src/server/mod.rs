@@ -846,10 +846,13 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         server.log.request_stop();
         let _ = tokio::task::spawn_blocking(move || w.join()).await;
     }
-    let save = match server.shutdown_save.load(Relaxed) {
-        1 => true,
-        2 => false,
-        _ => !server.config.read().get("save").is_empty(),
+    let how = server.shutdown_save.load(Relaxed);
+    let save = if how == ShutdownSave::Always as u8 {
+        true
+    } else if how == ShutdownSave::Never as u8 {
+        false
+    } else {
+        !server.config.read().get("save").is_empty()
     };
     if save {
         tracing::info!("Saving the final snapshot before exiting.");
