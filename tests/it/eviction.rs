@@ -226,11 +226,9 @@ fn volatile_ttl_evicts_the_soonest_to_expire_first() {
     assert!(short * 2 < long, "short {short} long {long}");
 }
 
-/// Over `maxmemory`, reads evict too, as in Redis: a limit lowered below
-/// the data is reached again by a read-only load, and INFO says how long
-/// memory was over it.
-#[test]
-fn reads_evict_once_the_limit_is_lowered() {
+/// A node without a log holding 40,000 keys `k:N`, evicting at random
+/// once a limit is set.
+fn filled_with_random_eviction() -> (TestNode, Raw) {
     let node = TestNode::start_with(&["--appendonly", "no"]);
     let mut r = node.raw();
     ok(
@@ -238,6 +236,15 @@ fn reads_evict_once_the_limit_is_lowered() {
         &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
     );
     assert_eq!(fill(&mut r, "k", 0..40_000, &[]), 0);
+    (node, r)
+}
+
+/// Over `maxmemory`, reads evict too, as in Redis: a limit lowered below
+/// the data is reached again by a read-only load, and INFO says how long
+/// memory was over it.
+#[test]
+fn reads_evict_once_the_limit_is_lowered() {
+    let (node, mut r) = filled_with_random_eviction();
     let limit = used_memory(&mut r) - 2 * MB;
     ok(&mut r, &["CONFIG", "SET", "maxmemory", &limit.to_string()]);
     eventually("reads brought memory under the limit", || {
@@ -263,14 +270,8 @@ fn reads_evict_once_the_limit_is_lowered() {
 /// after the CONFIG SET, and hears the `evicted` events.
 #[test]
 fn an_idle_node_evicts_down_to_a_lowered_limit() {
-    let node = TestNode::start_with(&["--appendonly", "no"]);
-    let mut r = node.raw();
-    ok(
-        &mut r,
-        &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
-    );
+    let (node, mut r) = filled_with_random_eviction();
     ok(&mut r, &["CONFIG", "SET", "notify-keyspace-events", "Ee"]);
-    assert_eq!(fill(&mut r, "k", 0..40_000, &[]), 0);
     let mut sub = node.raw();
     sub.call(&["SUBSCRIBE", "__keyevent@0__:evicted"]);
     let limit = used_memory(&mut r) - 2 * MB;
