@@ -244,7 +244,7 @@ fn filled_with_random_eviction() -> (TestNode, Raw) {
 /// memory was over it.
 #[test]
 fn reads_evict_once_the_limit_is_lowered() {
-    let (node, mut r) = filled_with_random_eviction();
+    let (_node, mut r) = filled_with_random_eviction();
     let limit = used_memory(&mut r) - 2 * MB;
     ok(&mut r, &["CONFIG", "SET", "maxmemory", &limit.to_string()]);
     eventually("reads brought memory under the limit", || {
