@@ -992,6 +992,7 @@ fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
         // what they appended to replicas' taps, and with appendfsync
         // always, sync their writes, in one go each.
         .on_thread_park(move || {
+            connection::write_round::parked();
             crate::effects::flush_filled_taps();
             crate::persistence::log::sync_before_park(&s.effects, &s.log)
         })
