@@ -31,6 +31,7 @@ pub mod replication;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 pub mod transactions;
 pub mod zsets;
@@ -280,7 +281,7 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 17] = [
+    let families: [&'static [Spec]; 18] = [
         bitmaps::COMMANDS,
         hyperloglog::COMMANDS,
         sort::COMMANDS,
@@ -291,6 +292,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         lists::COMMANDS,
         sets::COMMANDS,
         zsets::COMMANDS,
+        streams::COMMANDS,
         geo::COMMANDS,
         keys::COMMANDS,
         connection::COMMANDS,
@@ -469,6 +471,9 @@ pub struct Block {
     pub deadline: Option<std::time::Instant>,
     /// The reply on timeout: a null array (BLPOP...) or a null bulk (BLMOVE).
     pub null_array: bool,
+    /// The request to retry with, when not the one that blocked (a blocked
+    /// XREAD's `$` stands for the IDs it meant when called).
+    pub retry: Option<Vec<Bytes>>,
 }
 
 /// Parses a blocking command's timeout (seconds, fractions allowed, 0 for
@@ -1030,6 +1035,14 @@ impl<'a> Ctx<'a> {
         self.event.set(None);
     }
 
+    /// [`Ctx::emit_unsignalled`] for an effect that is not the command
+    /// itself (a stream group's read, recorded as the XCLAIMs it did).
+    pub fn emit_as_unsignalled(&self, argv: &[&[u8]]) {
+        self.event.set(Some(UNSIGNALLED));
+        self.emit(argv);
+        self.event.set(None);
+    }
+
     /// Tells of a change that changed nothing, as Redis tells of some
     /// (an LTRIM that kept every element still notifies `ltrim`, touches
     /// WATCH and invalidates tracking): the hooks of an effect, without
@@ -1077,7 +1090,22 @@ impl<'a> Ctx<'a> {
             keys: keys.to_vec(),
             deadline,
             null_array,
+            retry: None,
         }));
+    }
+
+    /// Like [`Ctx::block`] for a command that is retried as `retry` and
+    /// replies a null array on timeout (XREAD, XREADGROUP).
+    pub fn block_retrying(
+        &mut self,
+        keys: &[Bytes],
+        deadline: Option<std::time::Instant>,
+        retry: Vec<Bytes>,
+    ) {
+        self.block(keys, deadline, true);
+        if let Some(Action::Block(b)) = &mut self.action {
+            b.retry = Some(retry);
+        }
     }
 
     /// Before a command: with `maxmemory` set and passed, evict keys by
@@ -1208,7 +1236,7 @@ fn touched_by<A: AsRef<[u8]>>(db: Option<usize>, argv: &[A], mut f: impl FnMut(T
             }
         }
         _ => {
-            let (Some(db), Some(spec)) = (db, TABLE.get(&name)) else {
+            let (Some(db), Some(spec)) = (db, effect_spec(&name, argv)) else {
                 return;
             };
             for i in written_keys(&name, spec, argv) {
@@ -1219,6 +1247,20 @@ fn touched_by<A: AsRef<[u8]>>(db: Option<usize>, argv: &[A], mut f: impl FnMut(T
             }
         }
     }
+}
+
+/// The row of an effect's command (`name`, lower case): its subcommand's
+/// for a container (`XGROUP CREATE` is `xgroup|create`).
+fn effect_spec<A: AsRef<[u8]>>(name: &[u8], argv: &[A]) -> Option<&'static Spec> {
+    let spec = TABLE.get(name)?;
+    if spec.subcommands.is_empty() {
+        return Some(spec);
+    }
+    let sub = argv.get(1)?.as_ref();
+    let mut full = name.to_vec();
+    full.push(b'|');
+    full.extend_from_slice(sub);
+    TABLE.get(&full)
 }
 
 /// Positions of the keys an effect changes: its row's key positions, but
@@ -1280,7 +1322,7 @@ fn notify_effect<A: AsRef<[u8]>>(
 ) {
     use crate::server::notify::*;
     let name = argv[0].as_ref().to_ascii_lowercase();
-    let Some(spec) = TABLE.get(&name) else {
+    let Some(spec) = effect_spec(&name, argv) else {
         return;
     };
     let class = match spec.group {
@@ -1290,6 +1332,7 @@ fn notify_effect<A: AsRef<[u8]>>(
         "set" => SET,
         "hash" => HASH,
         "sorted-set" => ZSET,
+        "stream" => STREAM,
         "generic" => GENERIC,
         _ => return,
     };

@@ -17,6 +17,7 @@ use super::intset::IntSet;
 use super::list::List;
 use super::packed::Packed;
 use super::set::Set;
+use super::stream::Stream;
 use super::zset::ZSet;
 
 const INLINE: usize = 22;
@@ -108,6 +109,7 @@ pub enum Value {
     SetPacked(Packed),
     SetTable(Box<Buckets<SmallBuf>>),
     ZSet(Box<ZSet>),
+    Stream(Box<Stream>),
 }
 
 /// The type names `TYPE` and `SCAN ... TYPE` use.
@@ -118,10 +120,18 @@ pub enum Kind {
     Set,
     ZSet,
     Hash,
+    Stream,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [Kind::String, Kind::List, Kind::Set, Kind::ZSet, Kind::Hash];
+    const ALL: [Kind; 6] = [
+        Kind::String,
+        Kind::List,
+        Kind::Set,
+        Kind::ZSet,
+        Kind::Hash,
+        Kind::Stream,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -130,6 +140,7 @@ impl Kind {
             Kind::Set => "set",
             Kind::ZSet => "zset",
             Kind::Hash => "hash",
+            Kind::Stream => "stream",
         }
     }
 
@@ -158,6 +169,7 @@ impl Value {
             Value::HashPacked(_) | Value::HashTable(_) => Kind::Hash,
             Value::SetInts(_) | Value::SetPacked(_) | Value::SetTable(_) => Kind::Set,
             Value::ZSet(_) => Kind::ZSet,
+            Value::Stream(_) => Kind::Stream,
         }
     }
 
@@ -203,6 +215,7 @@ impl Value {
                 Set::of(self).map_or(0, |s| s.heap_size(samples))
             }
             Value::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_size(samples),
+            Value::Stream(s) => std::mem::size_of::<Stream>() + s.heap_size(),
         }
     }
 }
@@ -249,6 +262,9 @@ macro_rules! collection {
 
 collection!(List, List, List);
 collection!(ZSet, ZSet, ZSet);
+// A stream's count is its length, but an empty stream stays a key: stream
+// commands never call `remove_if_empty`.
+collection!(Stream, Stream, Stream);
 
 impl Collection for Hash {
     const KIND: Kind = Kind::Hash;
@@ -320,6 +336,7 @@ impl Node {
                 Set::of(&self.value).map_or("", Set::encoding)
             }
             Value::ZSet(z) => z.encoding(),
+            Value::Stream(_) => "stream",
         }
     }
 

@@ -13,10 +13,12 @@
 //!          set     xor(d, member) for each (order does not)
 //!          hash    xor(d, mix(mix(0, field), value)) for each
 //!          zset    xor(d, mix(mix(0, member), score as "%.17g")) for each
+//!          stream  mix(d, "ms.seq") then mix(d, field), mix(d, value), entry by entry
 //! ```
 
 use sha1::{Digest as _, Sha1};
 
+use crate::keyspace::stream::StreamId;
 use crate::keyspace::{Hash, Kind, Node, Set, Value};
 use crate::protocol::reply::format_double;
 
@@ -43,6 +45,7 @@ fn type_code(kind: Kind) -> u32 {
         Kind::Set => 2,
         Kind::ZSet => 3,
         Kind::Hash => 4,
+        Kind::Stream => 6,
     }
 }
 
@@ -72,6 +75,14 @@ fn mix_object(d: &mut Digest, node: &Node) {
                 &pair(e.member.as_bytes(), format_double(e.score).as_bytes()),
             )
         }),
+        // Entries in order, each as its ID ("ms.seq") then its fields and
+        // values; groups do not enter Redis's digest.
+        Value::Stream(s) => {
+            for (id, e) in s.range(StreamId::MIN, StreamId::MAX, false) {
+                mix(d, format!("{}.{}", id.ms, id.seq).as_bytes());
+                e.items().for_each(|item| mix(d, item));
+            }
+        }
         string => {
             let mut scratch = itoa::Buffer::new();
             mix(d, string.str_bytes(&mut scratch).unwrap_or_default());

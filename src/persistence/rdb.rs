@@ -12,6 +12,10 @@
 //!
 //!  list  (1):  [len] [string]...            set (2): [len] [string]...
 //!  hash  (4):  [len] [field][value]...      zset (5): [len] ([member][f64 LE])...
+//!  stream (19): [nodes] ([master ID: 16 bytes BE][listpack])... [length]
+//!              [last ID][first ID][max deleted ID][entries added]
+//!              [groups] ([name][last ID][entries read][PEL][consumers])...
+//!              (read also: 15, Redis 5/6's, and 21, Redis 7.2's)
 //!  read only, Redis 7's compact forms: 11 intset, 16 hash listpack,
 //!  17 zset listpack, 18 quicklist of listpacks, 20 set listpack; and
 //!  Redis 6's: 10 list ziplist, 12 zset ziplist, 13 hash ziplist,
@@ -49,6 +53,9 @@ const RDB_TYPE_HASH_LISTPACK: u8 = 16;
 const RDB_TYPE_ZSET_LISTPACK: u8 = 17;
 const RDB_TYPE_LIST_QUICKLIST_2: u8 = 18;
 const RDB_TYPE_SET_LISTPACK: u8 = 20;
+const RDB_TYPE_STREAM_LISTPACKS: u8 = 15;
+const RDB_TYPE_STREAM_LISTPACKS_2: u8 = 19;
+const RDB_TYPE_STREAM_LISTPACKS_3: u8 = 21;
 const WRITE_VERSION: u16 = 10;
 const MAX_READ_VERSION: u16 = 12;
 
@@ -146,6 +153,10 @@ pub fn dump(v: &Value) -> Vec<u8> {
                 write_bytes(&mut out, e.member.as_bytes());
                 out.extend_from_slice(&e.score.to_le_bytes());
             }
+        }
+        Value::Stream(st) => {
+            out.push(RDB_TYPE_STREAM_LISTPACKS_2);
+            stream::write(&mut out, st);
         }
         string => {
             out.push(RDB_TYPE_STRING);
@@ -524,6 +535,9 @@ fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbErr
             )?
         }
         RDB_TYPE_ZSET_LISTPACK => zset_from_packed(listpack(&r.bytes()?)?, enc)?,
+        RDB_TYPE_STREAM_LISTPACKS | RDB_TYPE_STREAM_LISTPACKS_2 | RDB_TYPE_STREAM_LISTPACKS_3 => {
+            Value::Stream(Box::new(stream::read(r, kind - RDB_TYPE_STREAM_LISTPACKS)?))
+        }
         _ => return Err(RdbError::BadFormat),
     })
 }
@@ -581,9 +595,9 @@ pub fn is_rdb_file(data: &[u8]) -> bool {
 
 /// Reads a whole Redis RDB file (what redis-server's SAVE writes, up to
 /// version 12), handing each key to `each` in file order. Checked as
-/// Redis checks it (the trailing CRC-64 unless zero); streams, modules
-/// and functions, which Shoal does not have, and the zipmaps of Redis
-/// before 2.6 are refused by name. Returns the number of keys and where
+/// Redis checks it (the trailing CRC-64 unless zero); modules and
+/// functions, which Shoal does not have, and the zipmaps of Redis before
+/// 2.6 are refused by name. Returns the number of keys and where
 /// the RDB data ends: Redis's append-only files may go on after it with
 /// commands (the RDB preamble).
 pub fn read_file(
@@ -650,12 +664,6 @@ pub fn read_file(
                     9 => {
                         return Err(bad(&format!(
                             "key {} is a zipmap of Redis before 2.6; load and save the file with a newer Redis first",
-                            String::from_utf8_lossy(&key)
-                        )))
-                    }
-                    15 | 19 | 21 => {
-                        return Err(bad(&format!(
-                            "key {} is a stream, which Shoal does not have",
                             String::from_utf8_lossy(&key)
                         )))
                     }
@@ -875,5 +883,319 @@ mod tests {
         // literal "abc" then a back-reference of length 3 at distance 3.
         let input = [2u8, b'a', b'b', b'c', (1 << 5), 2];
         assert_eq!(lzf_decompress(&input, 6).unwrap(), b"abcabc");
+    }
+}
+
+/// Streams in RDB: entries as a radix tree of listpacks, each listpack a
+/// "master entry" (its first entry's fields) followed by entries whose IDs
+/// are deltas from the node's key; then the IDs, counters and groups.
+mod stream {
+    use super::{listpack, write_bytes, write_len, RdbError, Reader};
+    use crate::keyspace::stream::{Entry, Group, Pending, Stream, StreamId, NODE_ENTRIES};
+
+    const FLAG_DELETED: i64 = 1;
+    const FLAG_SAMEFIELDS: i64 = 2;
+
+    /// Builds one listpack.
+    #[derive(Default)]
+    struct Listpack {
+        body: Vec<u8>,
+        count: usize,
+    }
+
+    impl Listpack {
+        fn element(&mut self, encoded: &[u8]) {
+            self.body.extend_from_slice(encoded);
+            // The back-length: the element's size, readable right to left.
+            let l = encoded.len();
+            let mut back = Vec::with_capacity(5);
+            let groups = match l {
+                0..=127 => 1,
+                128..=16382 => 2,
+                16383..=2097150 => 3,
+                2097151..=268435454 => 4,
+                _ => 5,
+            };
+            // Most significant group first; all but it carry the
+            // continuation bit, as it is read from the right.
+            for g in (0..groups).rev() {
+                let part = ((l >> (7 * g)) & 127) as u8;
+                back.push(if g == groups - 1 { part } else { part | 128 });
+            }
+            self.body.extend_from_slice(&back);
+            self.count += 1;
+        }
+
+        fn int(&mut self, v: i64) {
+            let mut e = Vec::with_capacity(9);
+            if (0..=127).contains(&v) {
+                e.push(v as u8);
+            } else if (-4096..=4095).contains(&v) {
+                let u = (v as u16) & 0x1FFF;
+                e.push(0xC0 | (u >> 8) as u8);
+                e.push(u as u8);
+            } else if i16::try_from(v).is_ok() {
+                e.push(0xF1);
+                e.extend_from_slice(&(v as i16).to_le_bytes());
+            } else if (-(1 << 23)..(1 << 23)).contains(&v) {
+                e.push(0xF2);
+                e.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+            } else if i32::try_from(v).is_ok() {
+                e.push(0xF3);
+                e.extend_from_slice(&(v as i32).to_le_bytes());
+            } else {
+                e.push(0xF4);
+                e.extend_from_slice(&v.to_le_bytes());
+            }
+            self.element(&e);
+        }
+
+        fn str(&mut self, s: &[u8]) {
+            let mut e = Vec::with_capacity(s.len() + 5);
+            if s.len() < 64 {
+                e.push(0x80 | s.len() as u8);
+            } else if s.len() < 4096 {
+                e.push(0xE0 | (s.len() >> 8) as u8);
+                e.push(s.len() as u8);
+            } else {
+                e.push(0xF0);
+                e.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            }
+            e.extend_from_slice(s);
+            self.element(&e);
+        }
+
+        fn finish(self) -> Vec<u8> {
+            let total = 6 + self.body.len() + 1;
+            let mut out = Vec::with_capacity(total);
+            out.extend_from_slice(&(total as u32).to_le_bytes());
+            out.extend_from_slice(&(self.count.min(65535) as u16).to_le_bytes());
+            out.extend_from_slice(&self.body);
+            out.push(0xFF);
+            out
+        }
+    }
+
+    fn raw_id(out: &mut Vec<u8>, id: StreamId) {
+        out.extend_from_slice(&id.ms.to_be_bytes());
+        out.extend_from_slice(&id.seq.to_be_bytes());
+    }
+
+    fn write_id(out: &mut Vec<u8>, id: StreamId) {
+        write_len(out, id.ms as usize);
+        write_len(out, id.seq as usize);
+    }
+
+    /// Writes a stream in RDB's second stream form (Redis 7.0's).
+    pub fn write(out: &mut Vec<u8>, s: &Stream) {
+        let entries: Vec<(StreamId, &Entry)> =
+            s.range(StreamId::MIN, StreamId::MAX, false).collect();
+        let nodes: Vec<_> = entries.chunks(NODE_ENTRIES as usize).collect();
+        write_len(out, nodes.len());
+        for node in nodes {
+            let (master, first) = node[0];
+            let fields: Vec<&[u8]> = first.items().step_by(2).collect();
+            let mut key = Vec::with_capacity(16);
+            raw_id(&mut key, master);
+            write_bytes(out, &key);
+            let mut lp = Listpack::default();
+            lp.int(node.len() as i64);
+            lp.int(0);
+            lp.int(fields.len() as i64);
+            fields.iter().for_each(|f| lp.str(f));
+            lp.int(0);
+            for (id, e) in node {
+                let items: Vec<&[u8]> = e.items().collect();
+                let same = items.len() == 2 * fields.len()
+                    && items.iter().step_by(2).zip(&fields).all(|(a, b)| a == b);
+                lp.int(if same { FLAG_SAMEFIELDS } else { 0 });
+                lp.int(id.ms.wrapping_sub(master.ms) as i64);
+                lp.int(id.seq.wrapping_sub(master.seq) as i64);
+                if same {
+                    items.iter().skip(1).step_by(2).for_each(|v| lp.str(v));
+                    lp.int(fields.len() as i64 + 3);
+                } else {
+                    lp.int((items.len() / 2) as i64);
+                    items.iter().for_each(|i| lp.str(i));
+                    lp.int(items.len() as i64 + 4);
+                }
+            }
+            write_bytes(out, &lp.finish());
+        }
+        write_len(out, s.len());
+        write_id(out, s.last_id);
+        write_id(out, s.first_id().unwrap_or(StreamId::MIN));
+        write_id(out, s.max_deleted);
+        write_len(out, s.entries_added as usize);
+        write_len(out, s.groups.len());
+        for (name, g) in &s.groups {
+            write_bytes(out, name);
+            write_id(out, g.last_id);
+            write_len(out, g.entries_read.unwrap_or(u64::MAX) as usize);
+            write_len(out, g.pel.len());
+            for (id, p) in &g.pel {
+                raw_id(out, *id);
+                out.extend_from_slice(&p.delivery_time.to_le_bytes());
+                write_len(out, p.delivery_count as usize);
+            }
+            write_len(out, g.consumers.len());
+            for (cname, c) in &g.consumers {
+                write_bytes(out, cname);
+                out.extend_from_slice(&c.seen_time.to_le_bytes());
+                write_len(out, c.pel.len());
+                for id in &c.pel {
+                    raw_id(out, *id);
+                }
+            }
+        }
+    }
+
+    fn read_raw_id(r: &mut Reader) -> Result<StreamId, RdbError> {
+        let b = r.take(16)?;
+        Ok(StreamId::new(
+            u64::from_be_bytes(b[..8].try_into().unwrap()),
+            u64::from_be_bytes(b[8..].try_into().unwrap()),
+        ))
+    }
+
+    fn read_id(r: &mut Reader) -> Result<StreamId, RdbError> {
+        Ok(StreamId::new(r.len()? as u64, r.len()? as u64))
+    }
+
+    fn read_time(r: &mut Reader) -> Result<i64, RdbError> {
+        Ok(i64::from_le_bytes(r.take(8)?.try_into().unwrap()))
+    }
+
+    fn int_of(b: &[u8]) -> Result<i64, RdbError> {
+        crate::protocol::request::parse_i64(b).ok_or(RdbError::BadFormat)
+    }
+
+    /// Reads a stream of the given form: 0 (Redis 5/6), 4 (7.0), 6 (7.2).
+    pub fn read(r: &mut Reader, form: u8) -> Result<Stream, RdbError> {
+        let bad = || RdbError::BadFormat;
+        let mut s = Stream::default();
+        let nodes = r.len()?;
+        for _ in 0..nodes {
+            let key = r.bytes()?;
+            if key.len() != 16 {
+                return Err(bad());
+            }
+            let master = read_raw_id(&mut Reader { b: &key })?;
+            let items = listpack(&r.bytes()?)?;
+            let mut it = items.iter().map(Vec::as_slice);
+            let mut next = || it.next().ok_or_else(bad);
+            let count = int_of(next()?)?;
+            let deleted = int_of(next()?)?;
+            let nfields = int_of(next()?)?;
+            if count < 0 || deleted < 0 || !(0..=items.len() as i64).contains(&nfields) {
+                return Err(bad());
+            }
+            let fields: Vec<&[u8]> = (0..nfields).map(|_| next()).collect::<Result<_, _>>()?;
+            next()?;
+            for _ in 0..count + deleted {
+                let flags = int_of(next()?)?;
+                let id = StreamId::new(
+                    master.ms.wrapping_add(int_of(next()?)? as u64),
+                    master.seq.wrapping_add(int_of(next()?)? as u64),
+                );
+                let mut pairs: Vec<&[u8]> = Vec::new();
+                if flags & FLAG_SAMEFIELDS != 0 {
+                    for f in &fields {
+                        pairs.push(f);
+                        pairs.push(next()?);
+                    }
+                } else {
+                    let n = int_of(next()?)?;
+                    if !(0..=items.len() as i64).contains(&n) {
+                        return Err(bad());
+                    }
+                    for _ in 0..2 * n {
+                        pairs.push(next()?);
+                    }
+                }
+                next()?;
+                if flags & FLAG_DELETED == 0 {
+                    if s.last_entry_id().is_some_and(|last| id <= last) {
+                        return Err(bad());
+                    }
+                    s.insert_loaded(id, Entry::new(&pairs));
+                }
+            }
+        }
+        if r.len()? != s.len() {
+            return Err(bad());
+        }
+        s.last_id = read_id(r)?;
+        if s.last_entry_id().is_some_and(|top| top > s.last_id) {
+            return Err(bad());
+        }
+        if form >= 4 {
+            read_id(r)?;
+            s.max_deleted = read_id(r)?;
+            s.entries_added = r.len()? as u64;
+        } else {
+            s.entries_added = s.len() as u64;
+        }
+        let groups = r.len()?;
+        for _ in 0..groups {
+            let name = r.bytes()?;
+            let last = read_id(r)?;
+            let read = if form >= 4 {
+                let n = r.len()? as u64;
+                (n != u64::MAX).then_some(n)
+            } else {
+                s.entries_read_at(last)
+            };
+            let mut g = Group::new(last, read);
+            let n = r.len()?;
+            for _ in 0..n {
+                let id = read_raw_id(r)?;
+                let delivery_time = read_time(r)?;
+                let delivery_count = r.len()? as u64;
+                g.pel.insert(
+                    id,
+                    Pending {
+                        consumer: Box::default(),
+                        delivery_time,
+                        delivery_count,
+                    },
+                );
+            }
+            let consumers = r.len()?;
+            for _ in 0..consumers {
+                let cname = r.bytes()?;
+                let seen = read_time(r)?;
+                if form >= 6 {
+                    read_time(r)?;
+                }
+                let (c, _) = g.consumer(&cname, seen);
+                c.seen_time = seen;
+                let n = r.len()?;
+                let mut ids = Vec::with_capacity(n.min(1 << 16));
+                for _ in 0..n {
+                    ids.push(read_raw_id(r)?);
+                }
+                for id in ids {
+                    let p = g.pel.get_mut(&id).ok_or_else(bad)?;
+                    if !p.consumer.is_empty() {
+                        return Err(bad());
+                    }
+                    p.consumer = cname.clone().into_boxed_slice();
+                    g.consumers
+                        .get_mut(&cname[..])
+                        .expect("created above")
+                        .pel
+                        .insert(id);
+                }
+            }
+            // Every pending entry must belong to a consumer.
+            if g.pel.values().any(|p| p.consumer.is_empty()) {
+                return Err(bad());
+            }
+            if s.groups.insert(name.into_boxed_slice(), g).is_some() {
+                return Err(bad());
+            }
+        }
+        Ok(s)
     }
 }

@@ -27,13 +27,15 @@ use parking_lot::Mutex;
 use super::aof::{self, Manifest};
 use crate::effects::encode_command;
 use crate::keyspace::member::Member;
+use crate::keyspace::stream::{Stream, StreamId};
 use crate::keyspace::{Hash, Node, Set, SlotTable, SnapshotObserver, Value};
 use crate::protocol::reply::format_double;
 use crate::server::Server;
 
 /// Turns captured slots into base records: per key, the commands that
 /// rebuild it (`SET`, or `RPUSH`/`SADD`/`HSET`/`ZADD` of at most
-/// [`ITEMS_PER_RECORD`] elements each), then `PEXPIREAT` if it expires, with
+/// [`ITEMS_PER_RECORD`] elements each, or a stream's XADDs, XSETID, XGROUP
+/// and XCLAIMs), then `PEXPIREAT` if it expires, with
 /// `SELECT` when the database changes.
 #[derive(Default)]
 struct BaseCapture {
@@ -104,6 +106,7 @@ fn rebuild_key(rec: &mut Vec<u8>, node: &Node) {
                     .map(|(e, s)| vec![s.as_bytes(), e.member.as_bytes()]),
             )
         }
+        Value::Stream(s) => rebuild_stream(rec, key, s),
         string => {
             let mut scratch = itoa::Buffer::new();
             let value = string.str_bytes(&mut scratch).unwrap_or_default();
@@ -116,6 +119,96 @@ fn rebuild_key(rec: &mut Vec<u8>, node: &Node) {
             rec,
             &[b"PEXPIREAT", key, at.format(node.expire_at).as_bytes()],
         );
+    }
+}
+
+/// The commands that rebuild a stream, as Redis rewrites one: its entries
+/// (an empty stream by adding one entry and trimming it away), its IDs
+/// and counters, then each group with its consumers and pending entries.
+fn rebuild_stream(rec: &mut Vec<u8>, key: &[u8], s: &Stream) {
+    let mut argv: Vec<Vec<u8>> = Vec::new();
+    let put = |rec: &mut Vec<u8>, argv: &[Vec<u8>]| encode_command(rec, argv);
+    if s.is_empty() {
+        put(
+            rec,
+            &[
+                b"XADD".to_vec(),
+                key.to_vec(),
+                b"MAXLEN".to_vec(),
+                b"0".to_vec(),
+                b"0-1".to_vec(),
+                b"x".to_vec(),
+                b"y".to_vec(),
+            ],
+        );
+    }
+    for (id, e) in s.range(StreamId::MIN, StreamId::MAX, false) {
+        argv.clear();
+        argv.extend([b"XADD".to_vec(), key.to_vec(), id.to_string().into_bytes()]);
+        argv.extend(e.items().map(<[u8]>::to_vec));
+        put(rec, &argv);
+    }
+    let text = |s: &str| s.as_bytes().to_vec();
+    put(
+        rec,
+        &[
+            text("XSETID"),
+            key.to_vec(),
+            text(&s.last_id.to_string()),
+            text("ENTRIESADDED"),
+            text(&s.entries_added.to_string()),
+            text("MAXDELETEDID"),
+            text(&s.max_deleted.to_string()),
+        ],
+    );
+    for (name, g) in &s.groups {
+        let read = g.entries_read.map_or(-1, |n| n as i64);
+        put(
+            rec,
+            &[
+                text("XGROUP"),
+                text("CREATE"),
+                key.to_vec(),
+                name.to_vec(),
+                text(&g.last_id.to_string()),
+                text("ENTRIESREAD"),
+                text(&read.to_string()),
+            ],
+        );
+        for (consumer, c) in &g.consumers {
+            if c.pel.is_empty() {
+                put(
+                    rec,
+                    &[
+                        text("XGROUP"),
+                        text("CREATECONSUMER"),
+                        key.to_vec(),
+                        name.to_vec(),
+                        consumer.to_vec(),
+                    ],
+                );
+            }
+            for id in &c.pel {
+                let p = &g.pel[id];
+                put(
+                    rec,
+                    &[
+                        text("XCLAIM"),
+                        key.to_vec(),
+                        name.to_vec(),
+                        consumer.to_vec(),
+                        text("0"),
+                        text(&id.to_string()),
+                        text("TIME"),
+                        text(&p.delivery_time.to_string()),
+                        text("RETRYCOUNT"),
+                        text(&p.delivery_count.to_string()),
+                        text("JUSTID"),
+                        text("FORCE"),
+                    ],
+                );
+            }
+        }
     }
 }
 

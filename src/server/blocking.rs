@@ -13,7 +13,8 @@
 //! front of that key's queue is woken and retries its command. Only the
 //! front one is woken, and a waiter keeps its place until it is served or
 //! gives up, so clients blocked on a key are served first come, first
-//! served. The retry runs as an ordinary command (slot locks, effects,
+//! served; a stream reader that was woken and found nothing for it wakes
+//! the next (see [`Blocked::pass_on`]). The retry runs as an ordinary command (slot locks, effects,
 //! gate), so a blocking command's pop is exactly a non-blocking one, and is
 //! recorded as one (`LPOP`, `LMOVE`, `ZPOPMIN`...).
 //!
@@ -103,6 +104,28 @@ impl Blocked {
             .and_then(|q| q.front())
         {
             w.wake.notify_one();
+        }
+    }
+
+    /// A woken waiter whose retry found nothing for it hands the wake-up to
+    /// the waiter right behind it on each of its keys: what it could not
+    /// take may serve another (a stream entry too old for one reader is
+    /// new to the next; another group's reader). Registration order is the
+    /// same in every queue, so hand-overs only go backwards and end.
+    pub fn pass_on(&self, db: usize, keys: &[bytes::Bytes], waiter: &Arc<Waiter>) {
+        if self.is_empty() {
+            return;
+        }
+        let inner = self.inner.lock();
+        for k in keys {
+            let Some(q) = inner.keys.get(&(db, k.to_vec())) else {
+                continue;
+            };
+            if let Some(pos) = q.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+                if let Some(next) = q.get(pos + 1) {
+                    next.wake.notify_one();
+                }
+            }
         }
     }
 

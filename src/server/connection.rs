@@ -523,6 +523,7 @@ async fn wait_blocked(
     mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Waited {
     let db = client.db;
+    let argv = b.retry.as_deref().unwrap_or(argv);
     let waiter = server.blocked.register(db, &b.keys, client.id);
     client.handle.blocked.store(true, Relaxed);
     let mut role = server.replication.target.subscribe();
@@ -534,6 +535,7 @@ async fn wait_blocked(
     };
     tokio::pin!(deadline);
     let mut served = false;
+    let mut woken = false;
     let keep = loop {
         if role.borrow_and_update().is_some() {
             break Waited::Demoted;
@@ -542,14 +544,22 @@ async fn wait_blocked(
         // command's first attempt has left a wake-up permit.
         let mut clock = BatchClock::new();
         match execute(server, client, out, argv, &mut clock, stats).await {
+            // Stream readers do not take what they read from the others:
+            // one that was woken for nothing hands the wake-up on. (A pop
+            // that found nothing means the next in line would not either.)
+            Some(Action::Block(_)) if woken && b.retry.is_some() => {
+                server.blocked.pass_on(db, &b.keys, &waiter)
+            }
             Some(Action::Block(_)) => {}
             _ => {
                 served = true;
                 break Waited::Done;
             }
         }
+        woken = false;
         tokio::select! {
             _ = waiter.wake.notified() => {
+                woken = true;
                 match waiter.unblock.load(Relaxed) {
                     crate::server::blocking::UNBLOCK_TIMEOUT => {
                         timeout_reply(out, &b);

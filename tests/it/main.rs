@@ -18,6 +18,7 @@ mod pubsub;
 mod replication;
 mod server;
 mod startup;
+mod streams;
 mod strings;
 mod tracking;
 mod transactions;

@@ -952,7 +952,7 @@ fn refusal(args: &[&str]) -> String {
 /// type in each of Redis's encodings, LZF-compressed strings, expiries and
 /// several databases come back with Redis's own digest, with or without
 /// the log (the RDB then becomes the log's base until the next rewrite).
-/// What Shoal does not have (a stream) is refused by name.
+/// Streams come back with their groups.
 #[test]
 fn a_redis_dump_rdb_starts_a_node_with_its_data() {
     let reference = crate::support::ReferenceRedis::start();
@@ -1088,31 +1088,49 @@ fn a_redis_dump_rdb_starts_a_node_with_its_data() {
         }
     }
 
-    // A stream: refused by name, the file left alone.
+    // A stream with a consumer group: the same entries, IDs, counters and
+    // pending entries.
+    for i in 1..=150 {
+        let id = format!("{i}-1");
+        assert!(!matches!(
+            r.call(&["XADD", "events", &id, "a", &i.to_string()]),
+            Frame::Error(_)
+        ));
+    }
     assert!(!matches!(
-        r.call(&["XADD", "events", "*", "a", "1"]),
+        r.call(&["XDEL", "events", "3-1"]),
         Frame::Error(_)
     ));
+    assert_eq!(
+        r.call(&["XGROUP", "CREATE", "events", "g", "0"]),
+        Frame::Simple("OK".into())
+    );
+    r.call(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "COUNT",
+        "5",
+        "STREAMS",
+        "events",
+        ">",
+    ]);
     assert_eq!(r.call(&["SAVE"]), Frame::Simple("OK".into()));
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("dump.rdb");
-    std::fs::copy(&rdb, &copy).unwrap();
+    std::fs::copy(&rdb, dir.path().join("dump.rdb")).unwrap();
     let d = dir.path().to_str().unwrap();
-    let text = refusal(&[
-        "--port",
-        "0",
-        "--appendonly",
-        "no",
-        "--dbfilename",
-        "dump.rdb",
-        "--dir",
-        d,
-    ]);
-    assert!(
-        text.contains("key events is a stream, which Shoal does not have"),
-        "{text}"
-    );
-    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&rdb).unwrap());
+    let node =
+        TestNode::start_with(&["--dir", d, "--dbfilename", "dump.rdb", "--appendonly", "no"]);
+    let mut s = node.raw();
+    for cmd in [
+        &["DEBUG", "DIGEST-VALUE", "events"][..],
+        &["XINFO", "GROUPS", "events"],
+        &["XPENDING", "events", "g"],
+        &["XRANGE", "events", "-", "5"],
+    ] {
+        assert_eq!(s.call(cmd), r.call(cmd), "{cmd:?}");
+    }
 }
 
 /// A node started where redis-server kept its append-only log imports it:
@@ -1289,12 +1307,12 @@ fn redis_own_append_only_log_is_imported() {
     // A command Shoal does not know stops the import, as in Redis.
     std::fs::write(
         dir.path().join("appendonly.aof"),
-        b"*3\r\n$4\r\nXADD\r\n$1\r\ns\r\n$1\r\n*\r\n",
+        b"*3\r\n$5\r\nFCALL\r\n$1\r\nf\r\n$1\r\n0\r\n",
     )
     .unwrap();
     let text = refusal(&["--port", "0", "--dir", d]);
     assert!(
-        text.contains("Unknown command 'xadd' reading the append only file"),
+        text.contains("Unknown command 'fcall' reading the append only file"),
         "{text}"
     );
     assert!(!dir.path().join("appendonlydir").exists());

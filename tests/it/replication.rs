@@ -72,7 +72,7 @@ fn write_load(node: &TestNode, seed: u64, stop: Arc<AtomicBool>) -> std::thread:
         while !stop.load(Ordering::Relaxed) || n % 1_000_000 < 2000 {
             let k = |p: &str| format!("{p}:{}", n % 37);
             let i = n.to_string();
-            match n % 14 {
+            match n % 17 {
                 0 => r.call(&["SET", &k("s"), &i, "EX", "1000"]),
                 1 => r.call(&["INCRBY", &k("n"), "3"]),
                 2 => r.call(&["APPEND", &k("s"), "x"]),
@@ -91,6 +91,23 @@ fn write_load(node: &TestNode, seed: u64, stop: Arc<AtomicBool>) -> std::thread:
                     r.call(&["HINCRBY", &k("h"), "count", "1"]);
                     r.call(&["EXEC"])
                 }
+                // Generated IDs and approximate trims, and group reads.
+                14 => r.call(&["XADD", &k("x"), "MAXLEN", "~", "50", "*", "n", &i]),
+                15 => {
+                    r.call(&["XGROUP", "CREATE", &k("x"), "g", "0", "MKSTREAM"]);
+                    r.call(&[
+                        "XREADGROUP",
+                        "GROUP",
+                        "g",
+                        "c",
+                        "COUNT",
+                        "2",
+                        "STREAMS",
+                        &k("x"),
+                        ">",
+                    ])
+                }
+                16 => r.call(&["XAUTOCLAIM", &k("x"), "g", "other", "0", "0", "COUNT", "1"]),
                 _ => {
                     r.call(&["SELECT", "3"]);
                     r.call(&["SET", &k("other"), &i, "PX", "30"]);
