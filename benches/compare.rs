@@ -10,9 +10,10 @@
 //! loads 1,000,000 small keys into a fresh instance of each, the same way, and
 //! compares memory per key (allocator-reported `used_memory` and RSS); the
 //! same for 1,000,000 hashes of 10 fields, a sorted set of 1,000,000
-//! members, a list of 1,000,000 elements, lists of ids and sets of
-//! integers. Data structure commands (LPUSH, LPOP, SADD, HSET, ZADD, a
-//! 100-member ZRANGE, PFADD) have their own throughput table. Replication: SET
+//! members, a list of 1,000,000 elements, a stream of 1,000,000 entries,
+//! lists of ids and sets of integers. Data structure commands (LPUSH, LPOP,
+//! SADD, HSET, ZADD, a 100-member ZRANGE, PFADD, XADD) have their own
+//! throughput table. Replication: SET
 //! on a primary with one replica attached, how long the replica takes to
 //! catch up once the load stops, GET served by the replica, and the time a
 //! new replica takes to fully sync 1,000,000 keys.
@@ -587,6 +588,7 @@ fn structures(rounds: usize, requests: usize) {
             "zadd",
             "ZRANGE bench:z 0 99 WITHSCORES",
             "PFADD bench:hll __rand_int__",
+            "XADD bench:x * name __rand_int__ amount 42",
         ],
         &[1, 16],
         rounds,
@@ -651,10 +653,29 @@ fn collections_memory(keys: usize) {
             })
         })
     };
+    let per_entry = |s: &Server| {
+        memory_per_element(s, keys, |port| {
+            load(port, keys, |i| {
+                vec![
+                    "XADD".into(),
+                    "big:x".into(),
+                    format!("{}-{}", 1_700_000_000_000 + i / 7, i % 7),
+                    "user".into(),
+                    format!("user:{}", i % 5000),
+                    "amount".into(),
+                    (i % 1000).to_string(),
+                ]
+            })
+        })
+    };
     for (what, f) in [
         (
+            format!("one stream of {keys} entries of two fields (per entry)"),
+            &per_entry as &dyn Fn(&Server) -> f64,
+        ),
+        (
             format!("{hashes} hashes of 10 fields (per field)"),
-            &per_hash as &dyn Fn(&Server) -> f64,
+            &per_hash,
         ),
         (
             format!("one sorted set of {keys} members (per member)"),

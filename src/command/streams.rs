@@ -119,7 +119,7 @@ fn reply_id(out: &mut ReplyBuf, id: StreamId) {
 }
 
 /// `[id, [field, value, ...]]`.
-fn reply_entry(out: &mut ReplyBuf, id: StreamId, e: &Entry) {
+fn reply_entry(out: &mut ReplyBuf, id: StreamId, e: Entry) {
     out.array(2);
     reply_id(out, id);
     out.array(e.len());
@@ -297,7 +297,7 @@ fn xadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             return Err(CommandError::err("Elements are too large to be stored"))
         }
     };
-    s.append(id, Entry::new(&argv[fields..]));
+    s.append(id, &argv[fields..]);
     let idb = id_bytes(id);
     let mut rec: Vec<&[u8]> = vec![b"XADD", key, &idb];
     rec.extend(argv[fields..].iter().map(|a| &a[..]));
@@ -739,25 +739,28 @@ fn read_group(
             reply
         }
         From::New => {
-            let items: Vec<(StreamId, Entry)> = s
-                .range(last.next().unwrap_or(StreamId::MAX), StreamId::MAX, false)
+            let start = last.next().unwrap_or(StreamId::MAX);
+            let reply = body(ctx, |out| {
+                let items: Vec<_> = s.range(start, StreamId::MAX, false).take(count).collect();
+                out.array(items.len());
+                for (id, e) in items {
+                    reply_entry(out, id, e);
+                }
+            });
+            let ids: Vec<StreamId> = s
+                .range(start, StreamId::MAX, false)
                 .take(count)
-                .map(|(id, e)| (id, e.clone()))
+                .map(|(id, _)| id)
                 .collect();
-            for (id, _) in &items {
-                s.advance_group(group, *id);
+            for id in ids {
+                s.advance_group(group, id);
                 if !a.noack {
                     let g = s.groups.get_mut(group).expect("checked");
-                    g.assign(*id, consumer, now, 1);
-                    records.push((*id, now, 1));
+                    g.assign(id, consumer, now, 1);
+                    records.push((id, now, 1));
                 }
             }
-            body(ctx, |out| {
-                out.array(items.len());
-                for (id, e) in &items {
-                    reply_entry(out, *id, e);
-                }
-            })
+            reply
         }
     };
     let g = &s.groups[group];

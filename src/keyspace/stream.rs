@@ -2,7 +2,9 @@
 //! groups that read it.
 //!
 //! ```text
-//!  Stream ── entries: BTreeMap<StreamId, Entry>     ms-seq, strictly growing
+//!  Stream ── nodes: BTreeMap<first ID, Node>        ms-seq, strictly growing
+//!         │     Node ── up to 100 entries / 4 KB, packed: ID deltas, a flag,
+//!         │             values only when the fields are the node's first's
 //!         ├─ last_id, max_deleted, entries_added    survive XDEL/XTRIM/emptying
 //!         └─ groups: BTreeMap<name, Group>          name order = Redis's rax order
 //!              Group ── last_id, entries_read
@@ -10,15 +12,17 @@
 //!                    └─ consumers: BTreeMap<name, Consumer>  each with its own PEL
 //! ```
 //!
+//! The nodes are Redis's radix tree of listpacks in spirit: an entry of a
+//! few small fields costs a few bytes beyond its values, and approximate
+//! trimming (`~`) removes whole nodes. A deletion rewrites its node.
+//!
 //! Invariants:
-//! - Every key of `entries` is at most `last_id`; an append must be greater.
+//! - Every entry's ID is at most `last_id`; an append must be greater.
+//! - Nodes never overlap and are never empty; `length` is their sum.
 //! - An ID is in a consumer's `pel` exactly when the group's `pel` holds it
 //!   with that consumer's name.
 //! - A stream may be empty and stays a key (unlike other collections):
 //!   Redis keeps its last ID and groups.
-//!
-//! An entry's fields and values live in one allocation, each prefixed by
-//! its length as a LEB128 varint: a stream entry is small and read whole.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -158,50 +162,76 @@ pub fn parse_id(arg: &[u8], missing_seq: u64, form: IdForm) -> Option<ParsedId> 
     }
 }
 
-/// One entry's fields and values.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Entry(Box<[u8]>);
-
-impl Entry {
-    pub fn new<A: AsRef<[u8]>>(pairs: &[A]) -> Entry {
-        let mut out = Vec::with_capacity(pairs.iter().map(|p| p.as_ref().len() + 2).sum());
-        for p in pairs {
-            let p = p.as_ref();
-            let mut n = p.len();
-            loop {
-                let byte = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    out.push(byte);
-                    break;
-                }
-                out.push(byte | 0x80);
-            }
-            out.extend_from_slice(p);
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
         }
-        Entry(out.into_boxed_slice())
-    }
-
-    /// Fields and values, alternating.
-    pub fn items(&self) -> EntryItems<'_> {
-        EntryItems(&self.0)
-    }
-
-    /// How many fields and values (twice the number of pairs).
-    pub fn len(&self) -> usize {
-        self.items().count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn heap_size(&self) -> usize {
-        self.0.len()
+        out.push(byte | 0x80);
     }
 }
 
-impl std::fmt::Debug for Entry {
+/// Reads a varint at `*at`, moving past it.
+fn get_varint(b: &[u8], at: &mut usize) -> u64 {
+    let mut n = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = b[*at];
+        *at += 1;
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return n;
+        }
+        shift += 7;
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn get_bytes<'a>(b: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let n = get_varint(b, at) as usize;
+    let item = &b[*at..*at + n];
+    *at += n;
+    item
+}
+
+/// One entry's fields and values, as stored in its node: the values only
+/// when its fields are the node's (`fields`), else fields and values.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    fields: Option<&'a [u8]>,
+    data: &'a [u8],
+    pairs: usize,
+}
+
+impl<'a> Entry<'a> {
+    /// Fields and values, alternating.
+    pub fn items(self) -> impl Iterator<Item = &'a [u8]> {
+        let (mut f, mut d) = (0, 0);
+        let (fields, data) = (self.fields, self.data);
+        (0..2 * self.pairs).map(move |i| match fields {
+            Some(names) if i % 2 == 0 => get_bytes(names, &mut f),
+            _ => get_bytes(data, &mut d),
+        })
+    }
+
+    /// How many fields and values (twice the number of pairs).
+    pub fn len(self) -> usize {
+        2 * self.pairs
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.pairs == 0
+    }
+}
+
+impl std::fmt::Debug for Entry<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
             .entries(self.items().map(String::from_utf8_lossy))
@@ -209,29 +239,138 @@ impl std::fmt::Debug for Entry {
     }
 }
 
-pub struct EntryItems<'a>(&'a [u8]);
+/// Entries per node at most (Redis's `stream-node-max-entries`).
+pub const NODE_ENTRIES: u64 = 100;
+/// Bytes of entries per node past which a new node starts (Redis's
+/// `stream-node-max-bytes`).
+const NODE_BYTES: usize = 4096;
+const SAME_FIELDS: u8 = 1;
 
-impl<'a> Iterator for EntryItems<'a> {
-    type Item = &'a [u8];
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if self.0.is_empty() {
-            return None;
+/// Consecutive entries packed together, as Redis's listpack nodes: each
+/// entry is its ID as deltas from the node's first (the sequence as a
+/// delta too within the first's millisecond), a flag, then its values alone when its field names are the
+/// node's first entry's, else its pairs. Small entries cost a few bytes
+/// beyond their values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Node {
+    last: StreamId,
+    count: u32,
+    /// The first entry's field names, packed.
+    fields: Box<[u8]>,
+    field_count: u32,
+    data: Vec<u8>,
+}
+
+impl Node {
+    fn new<A: AsRef<[u8]>>(pairs: &[A]) -> Node {
+        let mut fields = Vec::new();
+        pairs
+            .iter()
+            .step_by(2)
+            .for_each(|f| put_bytes(&mut fields, f.as_ref()));
+        Node {
+            last: StreamId::MIN,
+            count: 0,
+            fields: fields.into_boxed_slice(),
+            field_count: (pairs.len() / 2) as u32,
+            data: Vec::new(),
         }
-        let mut n = 0usize;
-        let mut shift = 0;
-        let mut i = 0;
-        loop {
-            let b = self.0[i];
-            n |= usize::from(b & 0x7f) << shift;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
+    }
+
+    fn full(&self) -> bool {
+        u64::from(self.count) >= NODE_ENTRIES || self.data.len() >= NODE_BYTES
+    }
+
+    fn same_fields<A: AsRef<[u8]>>(&self, pairs: &[A]) -> bool {
+        if pairs.len() / 2 != self.field_count as usize {
+            return false;
+        }
+        let mut at = 0;
+        pairs
+            .iter()
+            .step_by(2)
+            .all(|f| get_bytes(&self.fields, &mut at) == f.as_ref())
+    }
+
+    /// Appends an entry whose ID is past every other (`first` is the
+    /// node's key).
+    fn push<A: AsRef<[u8]>>(&mut self, first: StreamId, id: StreamId, pairs: &[A]) {
+        // Within the first entry's millisecond the sequence is a delta too.
+        let ms = id.ms - first.ms;
+        put_varint(&mut self.data, ms);
+        put_varint(
+            &mut self.data,
+            if ms == 0 { id.seq - first.seq } else { id.seq },
+        );
+        if self.same_fields(pairs) {
+            self.data.push(SAME_FIELDS);
+            pairs
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .for_each(|v| put_bytes(&mut self.data, v.as_ref()));
+        } else {
+            self.data.push(0);
+            put_varint(&mut self.data, (pairs.len() / 2) as u64);
+            pairs
+                .iter()
+                .for_each(|p| put_bytes(&mut self.data, p.as_ref()));
+        }
+        self.last = id;
+        self.count += 1;
+    }
+
+    /// Every entry, in order.
+    fn decode(&self, first: StreamId) -> Vec<(StreamId, Entry<'_>)> {
+        let mut out = Vec::with_capacity(self.count as usize);
+        let mut at = 0;
+        while at < self.data.len() {
+            let ms = get_varint(&self.data, &mut at);
+            let seq = get_varint(&self.data, &mut at);
+            let seq = if ms == 0 { first.seq + seq } else { seq };
+            let ms = first.ms + ms;
+            let flag = self.data[at];
+            at += 1;
+            let (fields, pairs) = if flag & SAME_FIELDS != 0 {
+                (Some(&self.fields[..]), self.field_count as usize)
+            } else {
+                (None, get_varint(&self.data, &mut at) as usize)
+            };
+            let body = at;
+            let items = if fields.is_some() { pairs } else { 2 * pairs };
+            for _ in 0..items {
+                get_bytes(&self.data, &mut at);
             }
-            shift += 7;
+            let e = Entry {
+                fields,
+                data: &self.data[body..at],
+                pairs,
+            };
+            out.push((StreamId::new(ms, seq), e));
         }
-        let item = &self.0[i..i + n];
-        self.0 = &self.0[i + n..];
-        Some(item)
+        out
+    }
+
+    /// The node without the entries `drop` says to remove, keyed by its
+    /// new first entry; `None` if none is left.
+    fn without(
+        &self,
+        first: StreamId,
+        drop: impl Fn(StreamId) -> bool,
+    ) -> Option<(StreamId, Node)> {
+        let kept: Vec<_> = self
+            .decode(first)
+            .into_iter()
+            .filter(|(id, _)| !drop(*id))
+            .collect();
+        let (new_first, e0) = kept.first()?;
+        let pairs0: Vec<&[u8]> = e0.items().collect();
+        let mut node = Node::new(&pairs0);
+        for (id, e) in &kept {
+            let pairs: Vec<&[u8]> = e.items().collect();
+            node.push(*new_first, *id, &pairs);
+        }
+        Some((*new_first, node))
     }
 }
 
@@ -358,30 +497,26 @@ pub enum Trim {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stream {
-    entries: BTreeMap<StreamId, Entry>,
+    /// Nodes by their first entry's ID.
+    nodes: BTreeMap<StreamId, Node>,
+    length: usize,
     pub last_id: StreamId,
     pub max_deleted: StreamId,
     pub entries_added: u64,
     pub groups: BTreeMap<Box<[u8]>, Group>,
-    /// Bytes of the entries' own allocations.
-    entry_bytes: usize,
 }
-
-/// Entries per node of Redis's radix tree of listpacks
-/// (`stream-node-max-entries`), the grain of approximate trimming.
-pub const NODE_ENTRIES: u64 = 100;
 
 impl Stream {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.length
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.length == 0
     }
 
     pub fn first_id(&self) -> Option<StreamId> {
-        self.entries.keys().next().copied()
+        self.nodes.keys().next().copied()
     }
 
     /// XINFO STREAM's recorded-first-entry-id: 0-0 when empty.
@@ -390,11 +525,24 @@ impl Stream {
     }
 
     pub fn last_entry_id(&self) -> Option<StreamId> {
-        self.entries.keys().next_back().copied()
+        self.nodes.values().next_back().map(|n| n.last)
     }
 
-    pub fn get(&self, id: StreamId) -> Option<&Entry> {
-        self.entries.get(&id)
+    /// The node that would hold `id`.
+    fn node_of(&self, id: StreamId) -> Option<(StreamId, &Node)> {
+        self.nodes
+            .range(..=id)
+            .next_back()
+            .filter(|(_, n)| n.last >= id)
+            .map(|(k, n)| (*k, n))
+    }
+
+    pub fn get(&self, id: StreamId) -> Option<Entry<'_>> {
+        let (first, node) = self.node_of(id)?;
+        node.decode(first)
+            .into_iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, e)| e)
     }
 
     /// The ID an append would get: `wanted` (a full ID, or `ms-*`) or,
@@ -430,68 +578,112 @@ impl Stream {
     }
 
     /// Appends an entry whose ID [`Stream::next_id`] chose.
-    pub fn append(&mut self, id: StreamId, entry: Entry) {
+    pub fn append<A: AsRef<[u8]>>(&mut self, id: StreamId, pairs: &[A]) {
         debug_assert!(id > self.last_id);
-        self.entry_bytes += entry.heap_size();
-        self.entries.insert(id, entry);
+        self.insert_loaded(id, pairs);
         self.last_id = id;
         self.entries_added += 1;
     }
 
-    /// Adds an entry read from a dump, in ID order; the caller sets the
-    /// IDs and counters after.
-    pub fn insert_loaded(&mut self, id: StreamId, entry: Entry) {
-        self.entry_bytes += entry.heap_size();
-        self.entries.insert(id, entry);
+    /// Adds an entry past every other without touching the IDs and
+    /// counters (a dump's entries; the caller sets those after).
+    pub fn insert_loaded<A: AsRef<[u8]>>(&mut self, id: StreamId, pairs: &[A]) {
+        let tail = self.nodes.last_entry().filter(|n| !n.get().full());
+        match tail {
+            Some(mut n) => {
+                let first = *n.key();
+                n.get_mut().push(first, id, pairs);
+            }
+            None => {
+                // The full tail takes no more entries: give back its slack.
+                if let Some(mut tail) = self.nodes.last_entry() {
+                    tail.get_mut().data.shrink_to_fit();
+                }
+                let mut node = Node::new(pairs);
+                node.push(id, id, pairs);
+                self.nodes.insert(id, node);
+            }
+        }
+        self.length += 1;
+    }
+
+    /// Replaces the node keyed `first` by what `drop` leaves of it;
+    /// returns how many entries went.
+    fn rebuild(&mut self, first: StreamId, drop: impl Fn(StreamId) -> bool) -> usize {
+        let Some(node) = self.nodes.remove(&first) else {
+            return 0;
+        };
+        let before = node.count as usize;
+        let after = match node.without(first, drop) {
+            Some((key, n)) => {
+                let c = n.count as usize;
+                self.nodes.insert(key, n);
+                c
+            }
+            None => 0,
+        };
+        self.length -= before - after;
+        before - after
     }
 
     /// Deletes one entry; whether it was there.
     pub fn delete(&mut self, id: StreamId) -> bool {
-        match self.entries.remove(&id) {
-            Some(e) => {
-                self.entry_bytes -= e.heap_size();
-                if id > self.max_deleted {
-                    self.max_deleted = id;
-                }
-                true
-            }
-            None => false,
+        let Some((first, _)) = self.node_of(id) else {
+            return false;
+        };
+        if self.rebuild(first, |i| i == id) == 0 {
+            return false;
         }
+        if id > self.max_deleted {
+            self.max_deleted = id;
+        }
+        true
     }
 
-    /// Trims from the oldest entry; returns how many went. `approx` trims
-    /// whole nodes of [`NODE_ENTRIES`] only, as Redis does with `~`, and
-    /// at most `limit` entries when not 0.
+    /// Trims from the oldest entry, a whole node at a time while every
+    /// entry in it should go; then, unless `approx` (Redis's `~`), within
+    /// the first node left. Approximate trimming removes at most `limit`
+    /// entries when not 0. Returns how many went.
     pub fn trim(&mut self, how: Trim, approx: bool, limit: u64) -> u64 {
         let mut removed = 0u64;
-        loop {
-            let len = self.entries.len() as u64;
-            let want = match how {
-                Trim::MaxLen(max) => len.saturating_sub(max),
-                Trim::MinId(min) => self.entries.range(..min).count() as u64,
+        while let Some((&first, node)) = self.nodes.iter().next() {
+            let count = u64::from(node.count);
+            let whole = match how {
+                Trim::MaxLen(max) => {
+                    if self.length as u64 <= max {
+                        break;
+                    }
+                    self.length as u64 - count >= max
+                }
+                Trim::MinId(min) => node.last < min,
             };
-            if want == 0 {
+            if approx && limit > 0 && removed + count > limit {
                 break;
             }
-            let n = if approx {
-                // A whole node goes only if every entry in it should.
-                let node = NODE_ENTRIES.min(len);
-                if want < node || (limit > 0 && removed + node > limit) {
-                    break;
-                }
-                node
-            } else {
-                want
-            };
-            for _ in 0..n {
-                if let Some((_, e)) = self.entries.pop_first() {
-                    self.entry_bytes -= e.heap_size();
-                }
+            if whole {
+                self.nodes.remove(&first);
+                self.length -= count as usize;
+                removed += count;
+                continue;
             }
-            removed += n;
-            if !approx {
+            if approx {
                 break;
             }
+            removed += match how {
+                Trim::MaxLen(max) => {
+                    let n = self.length as u64 - max;
+                    let cut: Vec<StreamId> = node
+                        .decode(first)
+                        .iter()
+                        .take(n as usize)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    let last_cut = *cut.last().expect("n > 0 here");
+                    self.rebuild(first, |id| id <= last_cut) as u64
+                }
+                Trim::MinId(min) => self.rebuild(first, |id| id < min) as u64,
+            };
+            break;
         }
         removed
     }
@@ -502,15 +694,35 @@ impl Stream {
         start: StreamId,
         end: StreamId,
         rev: bool,
-    ) -> Box<dyn Iterator<Item = (StreamId, &Entry)> + '_> {
+    ) -> Box<dyn Iterator<Item = (StreamId, Entry<'_>)> + '_> {
         if start > end {
             return Box::new(std::iter::empty());
         }
-        let r = self.entries.range(start..=end).map(|(id, e)| (*id, e));
+        // The node holding `start` may begin before it.
+        let from = self
+            .nodes
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(k, _)| *k);
+        let nodes = self.nodes.range(from..=end);
+        fn within<'a>(
+            (first, node): (&'a StreamId, &'a Node),
+            start: StreamId,
+            end: StreamId,
+        ) -> impl Iterator<Item = (StreamId, Entry<'a>)> {
+            node.decode(*first)
+                .into_iter()
+                .filter(move |(id, _)| (start..=end).contains(id))
+        }
+        let within = move |n| within(n, start, end);
         if rev {
-            Box::new(r.rev())
+            Box::new(
+                nodes
+                    .rev()
+                    .flat_map(move |n| within(n).collect::<Vec<_>>().into_iter().rev()),
+            )
         } else {
-            Box::new(r)
+            Box::new(nodes.flat_map(within))
         }
     }
 
@@ -543,7 +755,7 @@ impl Stream {
         }
         let first = self.first_id().unwrap_or(StreamId::MAX);
         if self.max_deleted.is_zero() || self.max_deleted < first {
-            let before = self.entries_added - self.entries.len() as u64;
+            let before = self.entries_added - self.length as u64;
             if id < first {
                 return Some(before);
             }
@@ -591,9 +803,13 @@ impl Stream {
 
     /// Approximate heap bytes (MEMORY USAGE).
     pub fn heap_size(&self) -> usize {
-        // A B-tree slot per entry: its key, the entry's box, and node slack.
-        self.entry_bytes
-            + self.entries.len() * 40
+        // A B-tree slot per node (its key and the node) with slack.
+        let nodes: usize = self
+            .nodes
+            .values()
+            .map(|n| 96 + n.fields.len() + n.data.capacity())
+            .sum();
+        nodes
             + self
                 .groups
                 .iter()
@@ -601,10 +817,14 @@ impl Stream {
                 .sum::<usize>()
     }
 
-    /// Redis's radix-tree-keys of XINFO STREAM: the listpack nodes the
-    /// entries would fill.
+    /// Redis's radix-tree-keys of XINFO STREAM: the nodes.
     pub fn nodes(&self) -> u64 {
-        (self.entries.len() as u64).div_ceil(NODE_ENTRIES)
+        self.nodes.len() as u64
+    }
+
+    /// The first entry of each node, for a dump that keeps the nodes.
+    pub fn node_keys(&self) -> impl Iterator<Item = StreamId> + '_ {
+        self.nodes.keys().copied()
     }
 }
 
@@ -636,11 +856,48 @@ mod tests {
     }
 
     #[test]
-    fn entries_keep_their_fields() {
+    fn entries_keep_their_fields_across_nodes() {
         let big = vec![b'x'; 300];
-        let e = Entry::new(&[&b"a"[..], b"", &big]);
-        let items: Vec<&[u8]> = e.items().collect();
-        assert_eq!(items, vec![&b"a"[..], b"", &big[..]]);
+        let mut s = Stream::default();
+        for i in 1..=450u64 {
+            let id = StreamId::new(i, i % 3);
+            // Every fifth entry has other fields than its node's first.
+            let pairs: Vec<&[u8]> = if i % 5 == 0 {
+                vec![b"other", b"", b"a", &big]
+            } else {
+                vec![b"a", &big[..(i as usize % 40)]]
+            };
+            s.append(id, &pairs);
+        }
+        assert!(s.nodes() >= 5, "{} nodes", s.nodes());
+        let e = s.get(StreamId::new(10, 1)).unwrap();
+        assert_eq!(
+            e.items().collect::<Vec<_>>(),
+            vec![&b"other"[..], b"", b"a", &big]
+        );
+        let e = s.get(StreamId::new(11, 2)).unwrap();
+        assert_eq!(e.items().collect::<Vec<_>>(), vec![&b"a"[..], &big[..11]]);
+        assert!(s.get(StreamId::new(11, 0)).is_none());
+        let fwd: Vec<StreamId> = s
+            .range(StreamId::new(98, 0), StreamId::new(205, 0), false)
+            .map(|(id, _)| id)
+            .collect();
+        let mut back: Vec<StreamId> = s
+            .range(StreamId::new(98, 0), StreamId::new(205, 0), true)
+            .map(|(id, _)| id)
+            .collect();
+        back.reverse();
+        assert_eq!(fwd, back);
+        assert_eq!(fwd.len(), 107);
+        assert!(s.delete(StreamId::new(100, 1)));
+        assert!(!s.delete(StreamId::new(100, 1)));
+        assert_eq!(s.len(), 449);
+        assert_eq!(s.max_deleted, StreamId::new(100, 1));
+        assert_eq!(s.range(StreamId::MIN, StreamId::MAX, false).count(), 449);
+        for i in 1..=450u64 {
+            s.delete(StreamId::new(i, i % 3));
+        }
+        assert!(s.is_empty() && s.nodes() == 0);
     }
 
     #[test]
@@ -654,7 +911,7 @@ mod tests {
         let mut s = Stream::default();
         for i in 1..=250 {
             let id = s.next_id(given(i, true), 0).unwrap();
-            s.append(id, Entry::new(&[b"f", b"v"]));
+            s.append(id, &[b"f", b"v"]);
         }
         assert_eq!(s.next_id(given(3, true), 0), Err(NextIdError::NotGreater));
         assert_eq!(s.next_id(given(250, false), 0), Ok(StreamId::new(250, 1)));

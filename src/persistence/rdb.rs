@@ -988,7 +988,7 @@ mod stream {
 
     /// Writes a stream in RDB's second stream form (Redis 7.0's).
     pub fn write(out: &mut Vec<u8>, s: &Stream) {
-        let entries: Vec<(StreamId, &Entry)> =
+        let entries: Vec<(StreamId, Entry)> =
             s.range(StreamId::MIN, StreamId::MAX, false).collect();
         let nodes: Vec<_> = entries.chunks(NODE_ENTRIES as usize).collect();
         write_len(out, nodes.len());
@@ -1118,7 +1118,7 @@ mod stream {
                     if s.last_entry_id().is_some_and(|last| id <= last) {
                         return Err(bad());
                     }
-                    s.insert_loaded(id, Entry::new(&pairs));
+                    s.insert_loaded(id, &pairs);
                 }
             }
         }
