@@ -227,18 +227,28 @@ fn info_field(port: u16, section: &str, field: &str) -> u64 {
 
 /// Sends `n` commands (`command(i)` gives the i-th one's arguments) over
 /// one pipelined connection and waits for every reply. Each reply must be
-/// one line (`+OK`, `:1`), as SET, HSET and ZADD's are.
+/// one line (`+OK`, `:1`), as SET, HSET and ZADD's are, or a bulk string
+/// that starts no line with `-` (XADD's ID).
 fn load(port: u16, n: usize, command: impl Fn(usize) -> Vec<String>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut reader = s.try_clone().unwrap();
     let counter = std::thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 16];
-        let mut replies = 0;
+        let (mut replies, mut line_start, mut in_bulk) = (0, true, false);
         while replies < n {
             let got = reader.read(&mut buf).unwrap();
             assert!(got > 0, "server closed during load");
-            assert!(buf[..got].first() != Some(&b'-'), "error while loading");
-            replies += buf[..got].iter().filter(|&&b| b == b'\n').count();
+            for &b in &buf[..got] {
+                if line_start {
+                    assert!(in_bulk || b != b'-', "error while loading");
+                    // A bulk header's line is followed by its payload's.
+                    in_bulk = !in_bulk && b == b'$';
+                }
+                line_start = b == b'\n';
+                if line_start && !in_bulk {
+                    replies += 1;
+                }
+            }
         }
     });
     let mut batch = Vec::with_capacity(1 << 20);

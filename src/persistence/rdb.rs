@@ -1087,7 +1087,13 @@ mod stream {
             let count = int_of(next()?)?;
             let deleted = int_of(next()?)?;
             let nfields = int_of(next()?)?;
-            if count < 0 || deleted < 0 || !(0..=items.len() as i64).contains(&nfields) {
+            // Every entry takes at least four elements: counts past what
+            // the listpack holds are lies.
+            let room = items.len() as i64;
+            if !(0..=room).contains(&count)
+                || !(0..=room).contains(&deleted)
+                || !(0..=room).contains(&nfields)
+            {
                 return Err(bad());
             }
             let fields: Vec<&[u8]> = (0..nfields).map(|_| next()).collect::<Result<_, _>>()?;

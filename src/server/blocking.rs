@@ -14,9 +14,10 @@
 //! front one is woken, and a waiter keeps its place until it is served or
 //! gives up, so clients blocked on a key are served first come, first
 //! served; a stream reader that was woken and found nothing for it wakes
-//! the next (see [`Blocked::pass_on`]). The retry runs as an ordinary command (slot locks, effects,
-//! gate), so a blocking command's pop is exactly a non-blocking one, and is
-//! recorded as one (`LPOP`, `LMOVE`, `ZPOPMIN`...).
+//! the next (see [`Blocked::pass_on`]). The retry runs as an ordinary
+//! command (slot locks, effects, gate), so a blocking command's pop is
+//! exactly a non-blocking one, and is recorded as one (`LPOP`, `LMOVE`,
+//! `ZPOPMIN`...).
 //!
 //! Registering first and retrying once before the first wait closes the
 //! window between "found nothing" and "registered": a push in between
