@@ -237,7 +237,8 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("sanitize-dump-payload", Kind::Enum(&["no", "yes", "clients"]), "no", true),
     inert("aof-disable-auto-gc", Kind::Bool, "no", true),
     inert("io-threads-do-reads", Kind::Bool, "no", false),
-    inert("busy-reply-threshold", Kind::Int { min: 0, max: i64::MAX }, "5000", true),
+    // A script running longer is stopped with an error (see `scripting`).
+    d("busy-reply-threshold", Kind::Int { min: 0, max: i64::MAX }, "5000", true),
     inert("shutdown-timeout", Kind::Int { min: 0, max: i32::MAX as i64 }, "10", true),
     inert("shutdown-on-sigint", Kind::Words, "default", true),
     inert("shutdown-on-sigterm", Kind::Words, "default", true),

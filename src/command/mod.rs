@@ -28,6 +28,7 @@ pub mod lists;
 pub mod longdouble;
 pub mod pubsub;
 pub mod replication;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -91,6 +92,8 @@ pub mod flags {
     pub const PATTERN_KEYS: u32 = 1 << 21;
     /// Shoal's own: runs only where `enable-debug-command` allows (DEBUG).
     pub const PROTECTED: u32 = 1 << 22;
+    /// May be called without keys though its row counts some (EVAL).
+    pub const NO_MANDATORY_KEYS: u32 = 1 << 23;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -110,6 +113,7 @@ pub mod flags {
         (BLOCKING, "blocking"),
         (PUBSUB, "pubsub"),
         (NO_ASYNC_LOADING, "no_async_loading"),
+        (NO_MANDATORY_KEYS, "no_mandatory_keys"),
     ];
 }
 
@@ -179,7 +183,10 @@ impl Spec {
             (flags::BLOCKING, "blocking"),
         ];
         for (f, cat) in derived {
-            if self.has(f) && !out.contains(&cat) {
+            // A read-only script may still be refused as a write by what
+            // it calls: Redis files no scripting command under @read.
+            let scripting = cat == "read" && self.acl.contains(&"scripting");
+            if self.has(f) && !out.contains(&cat) && !scripting {
                 out.push(cat);
             }
         }
@@ -281,7 +288,7 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 18] = [
+    let families: [&'static [Spec]; 19] = [
         bitmaps::COMMANDS,
         hyperloglog::COMMANDS,
         sort::COMMANDS,
@@ -293,6 +300,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         sets::COMMANDS,
         zsets::COMMANDS,
         streams::COMMANDS,
+        scripting::COMMANDS,
         geo::COMMANDS,
         keys::COMMANDS,
         connection::COMMANDS,

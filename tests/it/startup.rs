@@ -601,8 +601,8 @@ fn include_reads_other_files_in_place() {
 }
 
 /// Settings Redis has and Shoal does not act on (Unix sockets, TLS, Redis
-/// Cluster's own, scripting's time limit by its old name) start a node
-/// and read back; `enable-debug-command no` refuses DEBUG with Redis's
+/// Cluster's own), and scripting's time limit by its old name, start a
+/// node and read back; `enable-debug-command no` refuses DEBUG with Redis's
 /// words.
 #[test]
 fn redis_only_settings_start_and_debug_can_be_disabled() {

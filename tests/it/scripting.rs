@@ -1,0 +1,180 @@
+//! Lua scripting: replies and error texts compared with redis-server's,
+//! the redis crate's own script helper (EVALSHA, then EVAL on NOSCRIPT),
+//! atomicity against another client, and a script's effects in the log and
+//! on a replica.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::support::{eventually, same_as_redis, Frame, TestNode};
+use crate::{bulk, digest, info_field, int};
+
+#[test]
+fn scripts_answer_as_redis() {
+    same_as_redis(&[
+        &["EVAL", "return redis.call('incr', KEYS[1])", "1", "counter"],
+        &["SET", "s", "text"],
+        &["EVAL", "return redis.call('incr', KEYS[1])", "1", "s"],
+        &["EVAL", "return redis.pcall('incr', KEYS[1])", "1", "s"],
+        &[
+            "EVAL",
+            "local t = redis.pcall('incr', 's'); return t['err']",
+            "0",
+        ],
+        &["EVAL", "return missing", "0"],
+        &["EVAL", "x = 1", "0"],
+        &["EVAL", "return redis.call('nosuch')", "0"],
+        &["EVAL", "return 1 +", "0"],
+        &[
+            "EVAL",
+            "return {1, 'a', {ok = 'fine'}, {err = 'bad'}, false, true, 3.9}",
+            "0",
+        ],
+        &["EVAL", "return {1, 2, nil, 4}", "0"],
+        &["EVAL", "return 1", "-1"],
+        &["EVAL", "return 1", "3", "a"],
+        &["EVAL", "return 1", "x"],
+        &["EVAL", "redis.call('set', 'x')", "0"],
+        &["EVAL_RO", "return redis.call('set', 'a', 'b')", "1", "a"],
+        &["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "s"],
+        &["EVAL", "return redis.call('eval', 'return 1', '0')", "0"],
+        &["EVAL", "return {err = 'My Error'}", "0"],
+        &["EVAL", "return redis.error_reply('X')", "0"],
+        &["EVAL", "return redis.error_reply('WRONGTYPE x')", "0"],
+        &["EVAL", "return redis.error_reply(5)", "0"],
+        &["EVAL", "return redis.status_reply('PONG')", "0"],
+        &["EVAL", "error('boom')", "0"],
+        &["EVAL", "error({err = 'CUSTOM boom'})", "0"],
+        &[
+            "EVAL",
+            "\nlocal a = 1\nreturn redis.call('lpush', 's', a)",
+            "0",
+        ],
+        &["EVAL", "return redis.call('set', 'k', {})", "0"],
+        &["EVAL", "return redis.call('echo', 7)", "0"],
+        &["EVAL", "return redis.call('blpop', 'nolist', 0)", "0"],
+        &[
+            "EVAL",
+            "return redis.call('hset', KEYS[1], ARGV[1], ARGV[2])",
+            "1",
+            "h",
+            "f",
+            "v",
+        ],
+        &["EVAL", "return redis.call('hgetall', KEYS[1])", "1", "h"],
+        &["EVAL", "return redis.call('get', 'nokey')", "0"],
+        &["EVAL", "return redis.sha1hex('')", "0"],
+        &["EVAL", "return 3.99", "0"],
+        &[
+            "EVAL",
+            "return table.concat({'a', 'b'}, '-') .. #ARGV",
+            "0",
+            "x",
+            "y",
+        ],
+        &["SCRIPT", "LOAD", "return 'hi'"],
+        &["EVALSHA", "2f31ba2bb6d6a0f42cc159d2e2dad55440778de3", "0"],
+        &["EVALSHA", "2F31BA2BB6D6A0F42CC159D2E2DAD55440778DE3", "0"],
+        &[
+            "SCRIPT",
+            "EXISTS",
+            "2f31ba2bb6d6a0f42cc159d2e2dad55440778de3",
+            "abc",
+        ],
+        &["SCRIPT", "LOAD", "return +"],
+        &["SCRIPT", "FLUSH"],
+        &["SCRIPT", "FLUSH", "LATER"],
+        &["EVALSHA", "2f31ba2bb6d6a0f42cc159d2e2dad55440778de3", "0"],
+        &["SCRIPT", "KILL"],
+        &["MULTI"],
+        &["EVAL", "return redis.call('incr', 'counter')", "0"],
+        &["EXEC"],
+    ]);
+}
+
+#[test]
+fn the_redis_crates_script_helper_runs_scripts() {
+    let node = TestNode::start();
+    let mut con = node.conn();
+    let script = redis::Script::new(
+        "local n = redis.call('incrby', KEYS[1], ARGV[1]) return {n, redis.call('type', KEYS[1])}",
+    );
+    // Not cached yet: the helper's EVALSHA gets NOSCRIPT and falls back.
+    let first: (i64, String) = script.key("hits").arg(5).invoke(&mut con).unwrap();
+    assert_eq!(first, (5, "string".to_string()));
+    let second: (i64, String) = script.key("hits").arg(2).invoke(&mut con).unwrap();
+    assert_eq!(second, (7, "string".to_string()));
+}
+
+#[test]
+fn a_script_runs_alone_and_its_effects_reach_the_log_and_replicas() {
+    let mut node = TestNode::start();
+    let port = node.port.to_string();
+    let replica = TestNode::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = node.raw();
+    // Another client never sees a script half-way: a and b move together.
+    let stop = Arc::new(AtomicBool::new(false));
+    let checker = {
+        let stop = stop.clone();
+        let mut c = node.raw();
+        std::thread::spawn(move || {
+            let mut checks = 0;
+            while !stop.load(Ordering::Relaxed) || checks < 200 {
+                match c.call(&["MGET", "a", "b"]) {
+                    Frame::Array(v) => assert_eq!(v[0], v[1], "a script was seen half-done"),
+                    other => panic!("{other:?}"),
+                }
+                checks += 1;
+            }
+            checks
+        })
+    };
+    let step = "local n = redis.call('incr', KEYS[1]) redis.call('set', KEYS[2], n) return n";
+    for i in 1..=300 {
+        assert_eq!(int(&mut r, &["EVAL", step, "2", "a", "b"]), i);
+    }
+    stop.store(true, Ordering::Relaxed);
+    checker.join().unwrap();
+    // A random choice inside a script is recorded as what it chose.
+    int(&mut r, &["SADD", "pool", "1", "2", "3", "4", "5"]);
+    let picked = bulk(
+        &mut r,
+        &["EVAL", "return redis.call('spop', KEYS[1])", "1", "pool"],
+    );
+    assert!(picked.is_some());
+    let want = digest(&mut r);
+    let mut rr = replica.raw();
+    eventually("the replica has the scripts' effects", || {
+        digest(&mut rr) == want
+    });
+    let info = bulk(&mut rr, &["INFO", "replication"]).unwrap();
+    assert_eq!(info_field(&info, "master_link_status"), "up");
+    crate::wait_synced(&mut r);
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(digest(&mut r), want);
+    assert_eq!(bulk(&mut r, &["GET", "b"]).as_deref(), Some("300"));
+}
+
+#[test]
+fn a_script_that_runs_too_long_is_stopped() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    crate::ok(&mut r, &["CONFIG", "SET", "busy-reply-threshold", "200"]);
+    crate::ok(&mut r, &["SET", "before", "1"]);
+    let e = crate::err(
+        &mut r,
+        &[
+            "EVAL",
+            "redis.call('set', 'during', 1) while true do end",
+            "0",
+        ],
+    );
+    assert!(
+        e.starts_with("ERR Script stopped: it ran past busy-reply-threshold (200 ms)"),
+        "{e}"
+    );
+    // The node serves again, with what the script wrote before it stopped.
+    assert_eq!(bulk(&mut r, &["GET", "during"]).as_deref(), Some("1"));
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+}
