@@ -1324,10 +1324,7 @@ fn xgroup_destroy(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let gone = s.groups.remove(&argv[3][..]).is_some();
     if gone {
         // Also wakes the group's blocked readers, who then fail.
-        ctx.emit_as(
-            "xgroup-destroy",
-            &argv.iter().map(|a| &a[..]).collect::<Vec<_>>(),
-        );
+        record_as(ctx, "xgroup-destroy", argv);
     }
     ctx.out.int(gone as i64);
     Ok(())
@@ -1340,10 +1337,7 @@ fn xgroup_createconsumer(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (_, g) = existing_group(ctx, &mut t, key, &argv[3])?;
     let created = g.consumer(&argv[4], now).1;
     if created {
-        ctx.emit_as(
-            "xgroup-createconsumer",
-            &argv.iter().map(|a| &a[..]).collect::<Vec<_>>(),
-        );
+        record_as(ctx, "xgroup-createconsumer", argv);
     }
     ctx.out.int(created as i64);
     Ok(())
@@ -1355,13 +1349,15 @@ fn xgroup_delconsumer(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (_, g) = existing_group(ctx, &mut t, key, &argv[3])?;
     let pending = g.remove_consumer(&argv[4]);
     if pending.is_some() {
-        ctx.emit_as(
-            "xgroup-delconsumer",
-            &argv.iter().map(|a| &a[..]).collect::<Vec<_>>(),
-        );
+        record_as(ctx, "xgroup-delconsumer", argv);
     }
     ctx.out.int(pending.unwrap_or(0) as i64);
     Ok(())
+}
+
+/// Records an XGROUP subcommand as itself, told as `event`.
+fn record_as(ctx: &Ctx, event: &'static str, argv: &[Bytes]) {
+    ctx.emit_as(event, &argv.iter().map(|a| &a[..]).collect::<Vec<_>>());
 }
 
 fn xgroup_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {

@@ -250,22 +250,16 @@ fn blocked_readers_wake_on_new_entries() {
         ],
         2,
     );
-    assert_eq!(
-        bulk(&mut w, &["XADD", "events", "2-1", "new", "y"]).as_deref(),
-        Some("2-1")
-    );
-    assert_eq!(
-        reader.join().unwrap(),
-        read_reply("events", vec![entry("2-1", &["new", "y"])])
-    );
-    assert_eq!(
-        bulk(&mut w, &["XADD", "jobs", "5-0", "task", "t1"]).as_deref(),
-        Some("5-0")
-    );
-    assert_eq!(
-        worker.join().unwrap(),
-        read_reply("jobs", vec![entry("5-0", &["task", "t1"])])
-    );
+    // Adds an entry; the blocked reader `h` gets just it.
+    let serves =
+        |w: &mut Raw, h: std::thread::JoinHandle<Frame>, key: &str, id: &str, fields: &[&str]| {
+            let mut add = vec!["XADD", key, id];
+            add.extend_from_slice(fields);
+            assert_eq!(bulk(w, &add).as_deref(), Some(id));
+            assert_eq!(h.join().unwrap(), read_reply(key, vec![entry(id, fields)]));
+        };
+    serves(&mut w, reader, "events", "2-1", &["new", "y"]);
+    serves(&mut w, worker, "jobs", "5-0", &["task", "t1"]);
     // Delivered to the worker: pending until acknowledged.
     match w.call(&["XPENDING", "jobs", "workers"]) {
         Frame::Array(a) => assert_eq!(a[0], Frame::Int(1)),
@@ -286,22 +280,8 @@ fn blocked_readers_wake_on_new_entries() {
         &["XREAD", "BLOCK", "0", "STREAMS", "events", "$"],
         2,
     );
-    assert_eq!(
-        bulk(&mut w, &["XADD", "events", "3-1", "n", "1"]).as_deref(),
-        Some("3-1")
-    );
-    assert_eq!(
-        near.join().unwrap(),
-        read_reply("events", vec![entry("3-1", &["n", "1"])])
-    );
-    assert_eq!(
-        bulk(&mut w, &["XADD", "events", "9000-1", "n", "2"]).as_deref(),
-        Some("9000-1")
-    );
-    assert_eq!(
-        far.join().unwrap(),
-        read_reply("events", vec![entry("9000-1", &["n", "2"])])
-    );
+    serves(&mut w, near, "events", "3-1", &["n", "1"]);
+    serves(&mut w, far, "events", "9000-1", &["n", "2"]);
 
     // A timeout answers nil; a destroyed group fails its blocked reader.
     assert_eq!(
