@@ -474,6 +474,11 @@ fn redis_call(
             ));
         }
     }
+    // Over `maxmemory` with nothing left to evict, a command that may
+    // grow memory is refused inside a script too.
+    if spec.has(DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
+        ctx.make_room()?;
+    }
     let mut scratch = ReplyBuf::new(Protocol::Resp2);
     scratch.buf.clear();
     let saved = std::mem::replace(&mut *ctx.out, scratch);
