@@ -23,9 +23,11 @@
 //! `busy-reply-threshold` (5 s): every other command waits for it, where
 //! Redis answers them BUSY and waits for SCRIPT KILL.
 //!
+//! Libraries: Lua's table, string and math, and `cjson` (encode, decode,
+//! `cjson.null`) as Redis bundles lua-cjson.
+//!
 //! Not here: SCRIPT KILL of a running script, SCRIPT DEBUG, FUNCTION,
-//! RESP3 replies inside scripts, and the cjson/cmsgpack/struct/bit
-//! libraries.
+//! RESP3 replies inside scripts, and the cmsgpack/struct/bit libraries.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -152,6 +154,13 @@ impl Vm {
                     t.raw_set("err", format!("ERR {}", s.to_string_lossy()))?;
                     t
                 }
+                // A library function's error, worded as Lua words one raised
+                // from C: with the script's position.
+                Value::Error(e) => {
+                    let t = lua.create_table()?;
+                    t.raw_set("err", format!("ERR user_script:{line}: {}", innermost(&e)))?;
+                    t
+                }
                 other => {
                     let t = lua.create_table()?;
                     t.raw_set("err", format!("ERR {}", other.to_string()?))?;
@@ -161,6 +170,7 @@ impl Vm {
             t.raw_set("line", line)?;
             Ok(t)
         })?;
+        g.raw_set("cjson", cjson::library(&lua)?)?;
         let xpcall: Function = g.raw_get("xpcall")?;
         lua.load(PRELUDE).set_name("@__redis_prelude").exec()?;
         Ok(Vm {
@@ -225,6 +235,15 @@ fn call_error(e: &mlua::Error) -> Option<String> {
         mlua::Error::CallbackError { cause, .. } => call_error(cause),
         mlua::Error::ExternalError(inner) => inner.downcast_ref::<CallError>().map(|c| c.0.clone()),
         _ => None,
+    }
+}
+
+/// The message at the root of a Lua error raised by Rust code.
+fn innermost(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => innermost(cause),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -670,4 +689,178 @@ fn script_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
         ],
     );
     Ok(())
+}
+
+/// lua-cjson's `encode` and `decode` as Redis bundles them: numbers as
+/// `%.14g`, `/` escaped, an empty table as an object, arrays where the keys
+/// are 1..n (sparse ones refused past lua-cjson's ratio), JSON null as
+/// `cjson.null`.
+mod cjson {
+    use mlua::{LightUserData, Lua, Table, Value};
+
+    const MAX_DEPTH: usize = 1000;
+
+    pub fn library(lua: &Lua) -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        t.raw_set(
+            "encode",
+            lua.create_function(|_, v: Value| {
+                let mut out = String::new();
+                encode(&v, &mut out, 0)?;
+                Ok(out)
+            })?,
+        )?;
+        t.raw_set(
+            "decode",
+            lua.create_function(|lua, s: mlua::String| {
+                let v: serde_json::Value = serde_json::from_slice(&s.as_bytes())
+                    .map_err(|e| mlua::Error::RuntimeError(format!("cjson.decode: {e}")))?;
+                decode(lua, &v)
+            })?,
+        )?;
+        t.raw_set("null", null())?;
+        Ok(t)
+    }
+
+    fn null() -> Value {
+        Value::LightUserData(LightUserData(std::ptr::null_mut()))
+    }
+
+    fn fail(what: &str) -> mlua::Error {
+        mlua::Error::RuntimeError(format!("Cannot serialise {what}"))
+    }
+
+    fn number(n: f64, out: &mut String) -> mlua::Result<()> {
+        if !n.is_finite() {
+            return Err(fail("number: must not be NaN or Inf"));
+        }
+        let mut buf = [0u8; 64];
+        // SAFETY: `buf` holds any %.14g output and snprintf writes at most
+        // `buf.len()` bytes, NUL included.
+        let len =
+            unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), c"%.14g".as_ptr(), n) };
+        out.push_str(&String::from_utf8_lossy(
+            &buf[..(len.max(0) as usize).min(buf.len() - 1)],
+        ));
+        Ok(())
+    }
+
+    fn string(s: &[u8], out: &mut String) {
+        out.push('"');
+        for &b in s {
+            match b {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                b'/' => out.push_str("\\/"),
+                b'\n' => out.push_str("\\n"),
+                b'\r' => out.push_str("\\r"),
+                b'\t' => out.push_str("\\t"),
+                0x08 => out.push_str("\\b"),
+                0x0c => out.push_str("\\f"),
+                0..=0x1f | 0x7f => out.push_str(&format!("\\u{b:04x}")),
+                // Bytes pass as they are, UTF-8 or not, as lua-cjson passes them.
+                _ => out.push(char::from(b)),
+            }
+        }
+        out.push('"');
+    }
+
+    /// The length of a table that is an array (keys exactly 1..n, holes
+    /// allowed up to lua-cjson's sparse ratio), if it is one.
+    fn array_len(t: &Table) -> mlua::Result<Option<usize>> {
+        let (mut max, mut items) = (0usize, 0usize);
+        for pair in t.clone().pairs::<Value, Value>() {
+            let (k, _) = pair?;
+            let index = match k {
+                Value::Integer(i) if i >= 1 => i as usize,
+                Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => n as usize,
+                _ => return Ok(None),
+            };
+            max = max.max(index);
+            items += 1;
+        }
+        if max > items * 2 && max > 10 {
+            return Err(fail("table: excessively sparse array"));
+        }
+        Ok(Some(max))
+    }
+
+    fn encode(v: &Value, out: &mut String, depth: usize) -> mlua::Result<()> {
+        match v {
+            Value::Nil => out.push_str("null"),
+            Value::LightUserData(p) if p.0.is_null() => out.push_str("null"),
+            Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Integer(n) => number(*n as f64, out)?,
+            Value::Number(n) => number(*n, out)?,
+            Value::String(s) => string(&s.as_bytes(), out),
+            Value::Table(t) => {
+                if depth >= MAX_DEPTH {
+                    return Err(fail(&format!("excessive nesting ({})", depth + 1)));
+                }
+                match array_len(t)? {
+                    Some(n) if n > 0 => {
+                        out.push('[');
+                        for i in 1..=n {
+                            if i > 1 {
+                                out.push(',');
+                            }
+                            encode(&t.raw_get::<Value>(i)?, out, depth + 1)?;
+                        }
+                        out.push(']');
+                    }
+                    _ => {
+                        out.push('{');
+                        let mut first = true;
+                        for pair in t.clone().pairs::<Value, Value>() {
+                            let (k, v) = pair?;
+                            if !first {
+                                out.push(',');
+                            }
+                            first = false;
+                            match &k {
+                                Value::String(s) => string(&s.as_bytes(), out),
+                                Value::Integer(_) | Value::Number(_) => {
+                                    let mut n = String::new();
+                                    encode(&k, &mut n, depth + 1)?;
+                                    string(n.as_bytes(), out);
+                                }
+                                _ => {
+                                    return Err(fail("table key type: must be a string or number"))
+                                }
+                            }
+                            out.push(':');
+                            encode(&v, out, depth + 1)?;
+                        }
+                        out.push('}');
+                    }
+                }
+            }
+            other => return Err(fail(&format!("{}: type not supported", other.type_name()))),
+        }
+        Ok(())
+    }
+
+    fn decode(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+        use serde_json::Value as J;
+        Ok(match v {
+            J::Null => null(),
+            J::Bool(b) => Value::Boolean(*b),
+            J::Number(n) => Value::Number(n.as_f64().unwrap_or(0.0)),
+            J::String(s) => Value::String(lua.create_string(s)?),
+            J::Array(items) => {
+                let t = lua.create_table_with_capacity(items.len(), 0)?;
+                for (i, item) in items.iter().enumerate() {
+                    t.raw_set(i + 1, decode(lua, item)?)?;
+                }
+                Value::Table(t)
+            }
+            J::Object(map) => {
+                let t = lua.create_table_with_capacity(0, map.len())?;
+                for (k, item) in map {
+                    t.raw_set(lua.create_string(k)?, decode(lua, item)?)?;
+                }
+                Value::Table(t)
+            }
+        })
+    }
 }
