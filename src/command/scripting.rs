@@ -23,11 +23,12 @@
 //! `busy-reply-threshold` (5 s): every other command waits for it, where
 //! Redis answers them BUSY and waits for SCRIPT KILL.
 //!
-//! Libraries: Lua's table, string and math, and `cjson` (encode, decode,
-//! `cjson.null`) as Redis bundles lua-cjson.
+//! Libraries: Lua's table, string and math, `cjson` (encode, decode,
+//! `cjson.null`) as Redis bundles lua-cjson, and `cmsgpack` (pack, unpack)
+//! as it bundles lua-cmsgpack.
 //!
 //! Not here: SCRIPT KILL of a running script, SCRIPT DEBUG, FUNCTION,
-//! RESP3 replies inside scripts, and the cmsgpack/struct/bit libraries.
+//! RESP3 replies inside scripts, and the struct/bit libraries.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -171,6 +172,7 @@ impl Vm {
             Ok(t)
         })?;
         g.raw_set("cjson", cjson::library(&lua)?)?;
+        g.raw_set("cmsgpack", cmsgpack::library(&lua)?)?;
         let xpcall: Function = g.raw_get("xpcall")?;
         lua.load(PRELUDE).set_name("@__redis_prelude").exec()?;
         Ok(Vm {
@@ -862,5 +864,213 @@ mod cjson {
                 Value::Table(t)
             }
         })
+    }
+}
+
+/// lua-cmsgpack's `pack` and `unpack` as Redis bundles them: integral
+/// numbers in the smallest integer form, others as float32 when that holds
+/// them exactly, else float64; tables with keys 1..n as arrays (an empty
+/// one too), others as maps; nesting past 16 levels packed as nil.
+mod cmsgpack {
+    use mlua::{Lua, MultiValue, Table, Value};
+
+    const MAX_NESTING: usize = 16;
+
+    pub fn library(lua: &Lua) -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        t.raw_set(
+            "pack",
+            lua.create_function(|lua, args: MultiValue| {
+                if args.is_empty() {
+                    return Err(mlua::Error::RuntimeError(
+                        "MessagePack pack needs input.".into(),
+                    ));
+                }
+                let mut out = Vec::new();
+                for v in args.iter() {
+                    pack(v, &mut out, 0)?;
+                }
+                lua.create_string(&out)
+            })?,
+        )?;
+        t.raw_set(
+            "unpack",
+            lua.create_function(|lua, s: mlua::String| {
+                let bytes = s.as_bytes();
+                let mut at = 0;
+                let mut values = Vec::new();
+                while at < bytes.len() {
+                    values.push(unpack(lua, &bytes, &mut at)?);
+                }
+                Ok(MultiValue::from_iter(values))
+            })?,
+        )?;
+        Ok(t)
+    }
+
+    fn io(e: impl std::fmt::Display) -> mlua::Error {
+        mlua::Error::RuntimeError(format!("cmsgpack: {e}"))
+    }
+
+    fn number(n: f64, out: &mut Vec<u8>) -> mlua::Result<()> {
+        use rmp::encode;
+        if n.fract() == 0.0 && n >= i64::MIN as f64 && n < 9.223_372_036_854_776e18 {
+            if n >= 0.0 {
+                encode::write_uint(out, n as u64).map_err(io)?;
+            } else {
+                encode::write_sint(out, n as i64).map_err(io)?;
+            }
+        } else if f64::from(n as f32) == n || n.is_nan() {
+            encode::write_f32(out, n as f32).map_err(io)?;
+        } else {
+            encode::write_f64(out, n).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// The length of a table whose keys are exactly 1..n.
+    fn array_len(t: &Table) -> mlua::Result<Option<usize>> {
+        let (mut max, mut count) = (0usize, 0usize);
+        for pair in t.clone().pairs::<Value, Value>() {
+            let (k, _) = pair?;
+            let index = match k {
+                Value::Integer(i) if i >= 1 => i as usize,
+                Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => n as usize,
+                _ => return Ok(None),
+            };
+            max = max.max(index);
+            count += 1;
+        }
+        Ok((max == count).then_some(count))
+    }
+
+    fn pack(v: &Value, out: &mut Vec<u8>, depth: usize) -> mlua::Result<()> {
+        use rmp::encode;
+        match v {
+            Value::Boolean(b) => encode::write_bool(out, *b).map_err(io)?,
+            Value::Integer(n) => number(*n as f64, out)?,
+            Value::Number(n) => number(*n, out)?,
+            Value::String(s) => {
+                let b = s.as_bytes();
+                encode::write_str_len(out, b.len() as u32).map_err(io)?;
+                out.extend_from_slice(&b);
+            }
+            Value::Table(t) if depth < MAX_NESTING => match array_len(t)? {
+                Some(n) => {
+                    encode::write_array_len(out, n as u32).map_err(io)?;
+                    for i in 1..=n {
+                        pack(&t.raw_get::<Value>(i)?, out, depth + 1)?;
+                    }
+                }
+                None => {
+                    let pairs: Vec<(Value, Value)> = t
+                        .clone()
+                        .pairs::<Value, Value>()
+                        .collect::<mlua::Result<_>>()?;
+                    encode::write_map_len(out, pairs.len() as u32).map_err(io)?;
+                    for (k, v) in &pairs {
+                        pack(k, out, depth + 1)?;
+                        pack(v, out, depth + 1)?;
+                    }
+                }
+            },
+            _ => encode::write_nil(out).map_err(io)?,
+        }
+        Ok(())
+    }
+
+    fn take<'a>(b: &'a [u8], at: &mut usize, n: usize) -> mlua::Result<&'a [u8]> {
+        let s = b
+            .get(*at..*at + n)
+            .ok_or_else(|| io("Missing bytes in input."))?;
+        *at += n;
+        Ok(s)
+    }
+
+    fn be(b: &[u8]) -> u64 {
+        b.iter().fold(0, |n, &x| (n << 8) | u64::from(x))
+    }
+
+    fn unpack(lua: &Lua, b: &[u8], at: &mut usize) -> mlua::Result<Value> {
+        use rmp::Marker as M;
+        let marker = M::from_u8(take(b, at, 1)?[0]);
+        let len =
+            |at: &mut usize, n: usize| -> mlua::Result<usize> { Ok(be(take(b, at, n)?) as usize) };
+        let num = |x: f64| Ok(Value::Number(x));
+        let string = |at: &mut usize, n: usize| -> mlua::Result<Value> {
+            Ok(Value::String(lua.create_string(take(b, at, n)?)?))
+        };
+        let array = |at: &mut usize, n: usize| -> mlua::Result<Value> {
+            let t = lua.create_table_with_capacity(n.min(1 << 16), 0)?;
+            for i in 1..=n {
+                t.raw_set(i, unpack(lua, b, at)?)?;
+            }
+            Ok(Value::Table(t))
+        };
+        let map = |at: &mut usize, n: usize| -> mlua::Result<Value> {
+            let t = lua.create_table()?;
+            for _ in 0..n {
+                let k = unpack(lua, b, at)?;
+                let v = unpack(lua, b, at)?;
+                if !matches!(k, Value::Nil) {
+                    t.raw_set(k, v)?;
+                }
+            }
+            Ok(Value::Table(t))
+        };
+        match marker {
+            M::FixPos(n) => num(f64::from(n)),
+            M::FixNeg(n) => num(f64::from(n)),
+            M::Null => Ok(Value::Nil),
+            M::True => Ok(Value::Boolean(true)),
+            M::False => Ok(Value::Boolean(false)),
+            M::U8 | M::U16 | M::U32 | M::U64 => {
+                let n = match marker {
+                    M::U8 => 1,
+                    M::U16 => 2,
+                    M::U32 => 4,
+                    _ => 8,
+                };
+                num(be(take(b, at, n)?) as f64)
+            }
+            M::I8 => num(f64::from(take(b, at, 1)?[0] as i8)),
+            M::I16 => num(f64::from(be(take(b, at, 2)?) as u16 as i16)),
+            M::I32 => num(f64::from(be(take(b, at, 4)?) as u32 as i32)),
+            M::I64 => num(be(take(b, at, 8)?) as i64 as f64),
+            M::F32 => num(f64::from(f32::from_bits(be(take(b, at, 4)?) as u32))),
+            M::F64 => num(f64::from_bits(be(take(b, at, 8)?))),
+            M::FixStr(n) => string(at, usize::from(n)),
+            M::Str8 | M::Bin8 => {
+                let n = len(at, 1)?;
+                string(at, n)
+            }
+            M::Str16 | M::Bin16 => {
+                let n = len(at, 2)?;
+                string(at, n)
+            }
+            M::Str32 | M::Bin32 => {
+                let n = len(at, 4)?;
+                string(at, n)
+            }
+            M::FixArray(n) => array(at, usize::from(n)),
+            M::Array16 => {
+                let n = len(at, 2)?;
+                array(at, n)
+            }
+            M::Array32 => {
+                let n = len(at, 4)?;
+                array(at, n)
+            }
+            M::FixMap(n) => map(at, usize::from(n)),
+            M::Map16 => {
+                let n = len(at, 2)?;
+                map(at, n)
+            }
+            M::Map32 => {
+                let n = len(at, 4)?;
+                map(at, n)
+            }
+            _ => Err(io("Bad data format in input.")),
+        }
     }
 }
