@@ -24,11 +24,11 @@
 //! Redis answers them BUSY and waits for SCRIPT KILL.
 //!
 //! Libraries: Lua's table, string and math, `cjson` (encode, decode,
-//! `cjson.null`) as Redis bundles lua-cjson, and `cmsgpack` (pack, unpack)
-//! as it bundles lua-cmsgpack.
+//! `cjson.null`) as Redis bundles lua-cjson, `cmsgpack` (pack, unpack) as
+//! it bundles lua-cmsgpack, and `bit` as it bundles LuaBitOp.
 //!
 //! Not here: SCRIPT KILL of a running script, SCRIPT DEBUG, FUNCTION,
-//! RESP3 replies inside scripts, and the struct/bit libraries.
+//! RESP3 replies inside scripts, and the struct library.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -173,6 +173,7 @@ impl Vm {
         })?;
         g.raw_set("cjson", cjson::library(&lua)?)?;
         g.raw_set("cmsgpack", cmsgpack::library(&lua)?)?;
+        g.raw_set("bit", bit::library(&lua)?)?;
         let xpcall: Function = g.raw_get("xpcall")?;
         lua.load(PRELUDE).set_name("@__redis_prelude").exec()?;
         Ok(Vm {
@@ -584,8 +585,36 @@ fn to_lua(lua: &Lua, r: Reply) -> mlua::Result<Value> {
     })
 }
 
+/// How deep a script's value may nest: deeper ones are refused rather
+/// than run the server's own stack out.
+const MAX_DEPTH: usize = 1000;
+
 /// Redis's conversion of a script's value into a reply.
 fn to_reply(out: &mut ReplyBuf, v: &Value) {
+    if too_deep(v, 0) {
+        out.error("ERR reached lua stack limit");
+        return;
+    }
+    to_reply_at(out, v)
+}
+
+/// Whether `v`'s array part nests past [`MAX_DEPTH`] (looked at no deeper).
+fn too_deep(v: &Value, depth: usize) -> bool {
+    let Value::Table(t) = v else {
+        return false;
+    };
+    if depth >= MAX_DEPTH {
+        return true;
+    }
+    (1..)
+        .map_while(|i| match t.raw_get::<Value>(i) {
+            Ok(Value::Nil) | Err(_) => None,
+            Ok(v) => Some(v),
+        })
+        .any(|item| too_deep(&item, depth + 1))
+}
+
+fn to_reply_at(out: &mut ReplyBuf, v: &Value) {
     match v {
         Value::String(s) => out.bulk(&s.as_bytes()),
         Value::Integer(n) => out.int(*n),
@@ -608,7 +637,7 @@ fn to_reply(out: &mut ReplyBuf, v: &Value) {
                 })
                 .collect();
             out.array(items.len());
-            items.iter().for_each(|i| to_reply(out, i));
+            items.iter().for_each(|i| to_reply_at(out, i));
         }
         _ => out.null(),
     }
@@ -797,7 +826,10 @@ mod cjson {
             Value::String(s) => string(&s.as_bytes(), out),
             Value::Table(t) => {
                 if depth >= MAX_DEPTH {
-                    return Err(fail(&format!("excessive nesting ({})", depth + 1)));
+                    return Err(mlua::Error::RuntimeError(format!(
+                        "Cannot serialise, excessive nesting ({})",
+                        depth + 1
+                    )));
                 }
                 match array_len(t)? {
                     Some(n) if n > 0 => {
@@ -875,6 +907,9 @@ mod cmsgpack {
     use mlua::{Lua, MultiValue, Table, Value};
 
     const MAX_NESTING: usize = 16;
+    /// How deep a message unpacked may nest (serde_json's own limit for
+    /// cjson): each level is a frame of the thread's stack.
+    const MAX_UNPACK_DEPTH: usize = 128;
 
     pub fn library(lua: &Lua) -> mlua::Result<Table> {
         let t = lua.create_table()?;
@@ -900,7 +935,7 @@ mod cmsgpack {
                 let mut at = 0;
                 let mut values = Vec::new();
                 while at < bytes.len() {
-                    values.push(unpack(lua, &bytes, &mut at)?);
+                    values.push(unpack(lua, &bytes, &mut at, 0)?);
                 }
                 Ok(MultiValue::from_iter(values))
             })?,
@@ -991,8 +1026,11 @@ mod cmsgpack {
         b.iter().fold(0, |n, &x| (n << 8) | u64::from(x))
     }
 
-    fn unpack(lua: &Lua, b: &[u8], at: &mut usize) -> mlua::Result<Value> {
+    fn unpack(lua: &Lua, b: &[u8], at: &mut usize, depth: usize) -> mlua::Result<Value> {
         use rmp::Marker as M;
+        if depth > MAX_UNPACK_DEPTH {
+            return Err(io("input nested too deeply"));
+        }
         let marker = M::from_u8(take(b, at, 1)?[0]);
         let len =
             |at: &mut usize, n: usize| -> mlua::Result<usize> { Ok(be(take(b, at, n)?) as usize) };
@@ -1003,15 +1041,15 @@ mod cmsgpack {
         let array = |at: &mut usize, n: usize| -> mlua::Result<Value> {
             let t = lua.create_table_with_capacity(n.min(1 << 16), 0)?;
             for i in 1..=n {
-                t.raw_set(i, unpack(lua, b, at)?)?;
+                t.raw_set(i, unpack(lua, b, at, depth + 1)?)?;
             }
             Ok(Value::Table(t))
         };
         let map = |at: &mut usize, n: usize| -> mlua::Result<Value> {
             let t = lua.create_table()?;
             for _ in 0..n {
-                let k = unpack(lua, b, at)?;
-                let v = unpack(lua, b, at)?;
+                let k = unpack(lua, b, at, depth + 1)?;
+                let v = unpack(lua, b, at, depth + 1)?;
                 if !matches!(k, Value::Nil) {
                     t.raw_set(k, v)?;
                 }
@@ -1072,5 +1110,60 @@ mod cmsgpack {
             }
             _ => Err(io("Bad data format in input.")),
         }
+    }
+}
+
+/// LuaBitOp's `bit` as Redis bundles it: operations on numbers taken as
+/// 32-bit integers (rounded, then modulo 2^32), results signed.
+mod bit {
+    use mlua::{Lua, Table, Variadic};
+
+    fn tobit(n: f64) -> i32 {
+        n.round_ties_even() as i64 as u32 as i32
+    }
+
+    pub fn library(lua: &Lua) -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        let unary =
+            |f: fn(i32) -> i32| lua.create_function(move |_, n: f64| Ok(f64::from(f(tobit(n)))));
+        t.raw_set("tobit", unary(|x| x)?)?;
+        t.raw_set("bnot", unary(|x| !x)?)?;
+        t.raw_set("bswap", unary(i32::swap_bytes)?)?;
+        let fold = |f: fn(i32, i32) -> i32| {
+            lua.create_function(move |_, (first, rest): (f64, Variadic<f64>)| {
+                Ok(f64::from(
+                    rest.iter().fold(tobit(first), |acc, &n| f(acc, tobit(n))),
+                ))
+            })
+        };
+        t.raw_set("band", fold(|a, b| a & b)?)?;
+        t.raw_set("bor", fold(|a, b| a | b)?)?;
+        t.raw_set("bxor", fold(|a, b| a ^ b)?)?;
+        let shift = |f: fn(i32, u32) -> i32| {
+            lua.create_function(move |_, (x, n): (f64, f64)| {
+                Ok(f64::from(f(tobit(x), tobit(n) as u32 & 31)))
+            })
+        };
+        t.raw_set("lshift", shift(|x, n| ((x as u32) << n) as i32)?)?;
+        t.raw_set("rshift", shift(|x, n| ((x as u32) >> n) as i32)?)?;
+        t.raw_set("arshift", shift(|x, n| x >> n)?)?;
+        t.raw_set("rol", shift(|x, n| (x as u32).rotate_left(n) as i32)?)?;
+        t.raw_set("ror", shift(|x, n| (x as u32).rotate_right(n) as i32)?)?;
+        t.raw_set(
+            "tohex",
+            lua.create_function(|_, (x, n): (f64, Option<f64>)| {
+                let n = n.map_or(8, tobit);
+                let upper = n < 0;
+                let digits = (n.unsigned_abs() as usize).min(8);
+                let v = tobit(x) as u32;
+                let hex = if upper {
+                    format!("{v:08X}")
+                } else {
+                    format!("{v:08x}")
+                };
+                Ok(hex[8 - digits..].to_string())
+            })?,
+        )?;
+        Ok(t)
     }
 }

@@ -717,6 +717,9 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         let server = server.clone();
         let handle = std::thread::Builder::new()
             .name(format!("shoal-io-{t}"))
+            // Scripts recurse (cjson nests 1000 deep, as lua-cjson does):
+            // room for it, in address space only until used.
+            .stack_size(IO_THREAD_STACK)
             .spawn(move || io_thread(server, mine))
             .expect("spawn I/O thread");
         workers.push(handle);
@@ -978,6 +981,9 @@ enum LogStart {
     Open(crate::persistence::aof::Manifest),
     Import(crate::persistence::aof::RedisLog),
 }
+
+/// Stack of an I/O thread, which runs commands and scripts.
+const IO_THREAD_STACK: usize = 32 << 20;
 
 /// One I/O thread: a single-threaded runtime serving the connections it
 /// accepts until shutdown, then giving them a moment to finish.

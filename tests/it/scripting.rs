@@ -80,6 +80,7 @@ fn scripts_answer_as_redis() {
         &["EVAL", "return cmsgpack.pack(1, -1, 300, -200, 70000, 5000000000, -40000, 1.5, 0.1, 1e20, true, nil)", "0"],
         &["EVAL", "return cmsgpack.pack('abc', string.rep('x', 40), string.rep('y', 300), {}, {1, 2, 3}, {1, nil, 3}, {a = {b = {1, 2}}, c = 'x'})", "0"],
         &["EVAL", "local a, b, c = cmsgpack.unpack(cmsgpack.pack({1, {x = 'y'}, 2.5}, 'str', -7)) return {a[1], a[2].x, tostring(a[3]), b, c}", "0"],
+        &["EVAL", "return {bit.tobit(0xffffffff), bit.tobit(2^32 + 5), bit.bnot(0), bit.band(0xff, 0x0f, 0x3), bit.bor(1, 2, 4), bit.bxor(5, 3), bit.lshift(1, 31), bit.rshift(-1, 28), bit.arshift(-256, 4), bit.rol(0x12345678, 8), bit.ror(0x12345678, 8), bit.bswap(0x12345678), bit.tohex(255), bit.tohex(-1, -4), bit.tobit(2.5), bit.tobit(-3.5), bit.lshift(1, 33)}", "0"],
         &["SCRIPT", "LOAD", "return 'hi'"],
         &["EVALSHA", "2f31ba2bb6d6a0f42cc159d2e2dad55440778de3", "0"],
         &["EVALSHA", "2F31BA2BB6D6A0F42CC159D2E2DAD55440778DE3", "0"],
@@ -190,5 +191,18 @@ fn a_script_that_runs_too_long_is_stopped() {
     );
     // The node serves again, with what the script wrote before it stopped.
     assert_eq!(bulk(&mut r, &["GET", "during"]).as_deref(), Some("1"));
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    // Values nested past any reason are refused, not followed down.
+    let deep = "local t = {} for i = 1, 100000 do t = {t} end return t";
+    assert_eq!(
+        crate::err(&mut r, &["EVAL", deep, "0"]),
+        "ERR reached lua stack limit"
+    );
+    let nested = "local t = {} for i = 1, 5000 do t = {t} end return cjson.encode(t)";
+    let e = crate::err(&mut r, &["EVAL", nested, "0"]);
+    assert!(e.contains("excessive nesting (1001)"), "{e}");
+    let packed = "return cmsgpack.unpack(string.rep(string.char(0x91), 100000) .. string.char(1))";
+    let e = crate::err(&mut r, &["EVAL", packed, "0"]);
+    assert!(e.contains("nested too deeply"), "{e}");
     assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
 }
