@@ -254,14 +254,12 @@ fn sha1_hex(b: &[u8]) -> String {
     crate::persistence::digest::hex(&Sha1::digest(b))
 }
 
-/// Caches `body`; returns its SHA1.
-fn cache(body: &Bytes) -> String {
-    let sha = sha1_hex(body);
+/// Caches `body` under `sha`.
+fn cache(sha: &str, body: &Bytes) {
     CACHE
         .lock()
-        .entry(sha.clone())
+        .entry(sha.to_string())
         .or_insert_with(|| body.clone());
-    sha
 }
 
 fn with_vm<R>(f: impl FnOnce(&mut Vm) -> Result<R, CommandError>) -> Result<R, CommandError> {
@@ -276,12 +274,12 @@ fn with_vm<R>(f: impl FnOnce(&mut Vm) -> Result<R, CommandError>) -> Result<R, C
 }
 
 fn eval(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let sha = cache(&argv[1]);
+    let sha = sha1_hex(&argv[1]);
     run_script(ctx, argv, &sha, argv[1].clone(), false)
 }
 
 fn eval_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let sha = cache(&argv[1]);
+    let sha = sha1_hex(&argv[1]);
     run_script(ctx, argv, &sha, argv[1].clone(), true)
 }
 
@@ -324,6 +322,8 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], sha: &str, body: Bytes, read_only: 
     }
     let result = with_vm(|vm| {
         let f = vm.function(sha, &body)?;
+        // Cached once it compiles, as Redis caches what EVAL ran.
+        cache(sha, &body);
         execute(vm, ctx, f, keys, args, sha, read_only)
     });
     if !nested {
@@ -645,7 +645,8 @@ fn to_reply_at(out: &mut ReplyBuf, v: &Value) {
 
 fn script_load(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     with_vm(|vm| compile(&vm.lua, &argv[2]).map(|_| ()))?;
-    let sha = cache(&argv[2]);
+    let sha = sha1_hex(&argv[2]);
+    cache(&sha, &argv[2]);
     ctx.out.bulk(sha.as_bytes());
     Ok(())
 }

@@ -90,6 +90,10 @@ fn scripts_answer_as_redis() {
             "2f31ba2bb6d6a0f42cc159d2e2dad55440778de3",
             "abc",
         ],
+        // What failed to compile, or was refused its key count, is not kept.
+        &["EVAL", "return +", "0"],
+        &["EVAL", "return 'counted'", "-1"],
+        &["SCRIPT", "EXISTS", "1fd5091818ea327c4e55ed84125fdc6179ae44cf", "ae7ce082e368ee50eb5df57871809a87f8c353f2"],
         &["SCRIPT", "LOAD", "return +"],
         &["SCRIPT", "FLUSH"],
         &["SCRIPT", "FLUSH", "LATER"],
