@@ -426,12 +426,9 @@ fn execute(
             e.trim_start_matches('-').to_string(),
         ));
     }
-    if ctx.out.resp3() {
-        // Replies built for RESP2 mean the same to a RESP3 client.
-        ctx.out.buf.extend_from_slice(&reply);
-    } else {
-        ctx.out.buf.extend_from_slice(&reply);
-    }
+    // Built as RESP2, which means the same to a RESP3 client (scripts
+    // return no maps, sets or doubles).
+    ctx.out.buf.extend_from_slice(&reply);
     Ok(())
 }
 
