@@ -361,6 +361,13 @@ fn execute(
     g.raw_set("ARGV", strings(args).map_err(lua_err)?)
         .map_err(lua_err)?;
     let limit = ctx.server.config.read().int("busy-reply-threshold").max(0) as u64;
+    // The script's value is written in the client's protocol (a nil is
+    // RESP3's null to a RESP3 client).
+    let protocol = if ctx.out.resp3() {
+        Protocol::Resp3
+    } else {
+        Protocol::Resp2
+    };
     let cell = RefCell::new(&mut *ctx);
     let redis: Table = g.raw_get("redis").map_err(lua_err)?;
     let outcome = lua.scope(|scope| {
@@ -402,7 +409,7 @@ fn execute(
         redis.raw_set("call", Value::Nil)?;
         redis.raw_set("pcall", Value::Nil)?;
         // The reply is written while the values still live.
-        let mut out = ReplyBuf::new(Protocol::Resp2);
+        let mut out = ReplyBuf::new(protocol);
         out.buf.clear();
         let failed = match &r {
             (true, v) => {
@@ -426,8 +433,6 @@ fn execute(
             e.trim_start_matches('-').to_string(),
         ));
     }
-    // Built as RESP2, which means the same to a RESP3 client (scripts
-    // return no maps, sets or doubles).
     ctx.out.buf.extend_from_slice(&reply);
     Ok(())
 }

@@ -111,6 +111,17 @@ fn scripts_answer_as_redis() {
     ]);
 }
 
+/// A script's nil reaches a RESP3 client as RESP3's null, as from Redis.
+#[test]
+fn a_script_answers_a_resp3_client_in_resp3() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    r.cmd(&["HELLO", "3"]);
+    r.read3();
+    r.cmd(&["EVAL", "return {1, false}", "0"]);
+    assert_eq!(r.read_exact_bytes(11), b"*2\r\n:1\r\n_\r\n");
+}
+
 #[test]
 fn the_redis_crates_script_helper_runs_scripts() {
     let node = TestNode::start();
