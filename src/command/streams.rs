@@ -567,7 +567,12 @@ fn read_generic(ctx: &mut Ctx, argv: &[Bytes], grouped: bool) -> CmdResult {
                 ))
             }
             b">" => From::New,
-            _ => From::After(strict_id(arg)?),
+            // Redis stands `>` for the last possible ID: given outright,
+            // that ID reads new entries too.
+            _ => match strict_id(arg)? {
+                StreamId::MAX if grouped => From::New,
+                id => From::After(id),
+            },
         };
         froms.push(from);
     }

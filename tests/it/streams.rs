@@ -92,6 +92,16 @@ fn stream_commands_answer_as_redis() {
         ],
         &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "0"],
         &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "$"],
+        &["XADD", "s", "13-5", "f", "v"],
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "bob",
+            "STREAMS",
+            "s",
+            "18446744073709551615-18446744073709551615",
+        ],
         &["XREADGROUP", "GROUP", "nog", "alice", "STREAMS", "s", ">"],
         &[
             "XREADGROUP",
