@@ -75,7 +75,9 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 struct Vm {
     lua: Lua,
     generation: u64,
-    compiled: HashMap<String, Function>,
+    /// SHA1 to function, in a Lua table: a Rust handle per script would
+    /// each hold one of mlua's few thousand reference slots.
+    compiled: Table,
     xpcall: Function,
     handler: Function,
 }
@@ -176,10 +178,11 @@ impl Vm {
         g.raw_set("bit", bit::library(&lua)?)?;
         let xpcall: Function = g.raw_get("xpcall")?;
         lua.load(PRELUDE).set_name("@__redis_prelude").exec()?;
+        let compiled = lua.create_table()?;
         Ok(Vm {
             lua,
             generation: GENERATION.load(Relaxed),
-            compiled: HashMap::new(),
+            compiled,
             xpcall,
             handler,
         })
@@ -187,16 +190,21 @@ impl Vm {
 
     /// The script's function, compiled on first use on this thread.
     fn function(&mut self, sha: &str, body: &[u8]) -> Result<Function, CommandError> {
+        let lua_err = |e: mlua::Error| CommandError::err(format!("Lua: {e}"));
         let generation = GENERATION.load(Relaxed);
         if generation != self.generation {
-            self.compiled.clear();
+            self.compiled = self.lua.create_table().map_err(lua_err)?;
             self.generation = generation;
         }
-        if let Some(f) = self.compiled.get(sha) {
-            return Ok(f.clone());
+        if let Some(f) = self
+            .compiled
+            .raw_get::<Option<Function>>(sha)
+            .map_err(lua_err)?
+        {
+            return Ok(f);
         }
         let f = compile(&self.lua, body)?;
-        self.compiled.insert(sha.to_string(), f.clone());
+        self.compiled.raw_set(sha, f.clone()).map_err(lua_err)?;
         Ok(f)
     }
 }
@@ -479,6 +487,10 @@ fn redis_call(
         CommandError::Arity(_) => {
             CommandError::err("Wrong number of args calling Redis command from script")
         }
+        // A container's unknown subcommand is an unknown command to Redis.
+        CommandError::UnknownSubcommand { .. } => {
+            CommandError::err("Unknown Redis command called from script")
+        }
         other => other,
     })?;
     if spec.has(NOSCRIPT) {
@@ -600,6 +612,16 @@ fn to_reply(out: &mut ReplyBuf, v: &Value) {
     to_reply_at(out, v)
 }
 
+/// A double as C's cast to `long long` gives it on x86, as Redis replies a
+/// Lua number: truncated, and out of range (or NaN) the lowest value.
+fn c_long_long(n: f64) -> i64 {
+    if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&n) {
+        i64::MIN
+    } else {
+        n as i64
+    }
+}
+
 /// Whether `v`'s array part nests past [`MAX_DEPTH`] (looked at no deeper).
 fn too_deep(v: &Value, depth: usize) -> bool {
     let Value::Table(t) = v else {
@@ -620,7 +642,7 @@ fn to_reply_at(out: &mut ReplyBuf, v: &Value) {
     match v {
         Value::String(s) => out.bulk(&s.as_bytes()),
         Value::Integer(n) => out.int(*n),
-        Value::Number(n) => out.int(*n as i64),
+        Value::Number(n) => out.int(c_long_long(*n)),
         Value::Boolean(true) => out.int(1),
         Value::Table(t) => {
             if let Ok(Some(e)) = t.raw_get::<Option<mlua::String>>("err") {

@@ -99,6 +99,9 @@ fn scripts_answer_as_redis() {
         &["SCRIPT", "FLUSH", "LATER"],
         &["EVALSHA", "2f31ba2bb6d6a0f42cc159d2e2dad55440778de3", "0"],
         &["SCRIPT", "KILL"],
+        &["EVAL", "return 1e300", "0"],
+        &["EVAL", "return {-1e300, 0/0, 2^63, -2^63}", "0"],
+        &["EVAL", "return redis.call('object', 'nosuch', 'k')", "0"],
         &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
         &["CONFIG", "SET", "maxmemory", "1"],
         &["EVAL", "return redis.call('set', 'k', 'v')", "0"],
@@ -109,6 +112,19 @@ fn scripts_answer_as_redis() {
         &["EVAL", "return redis.call('incr', 'counter')", "0"],
         &["EXEC"],
     ]);
+}
+
+/// Every distinct script is kept compiled on each thread that ran it:
+/// thousands of them must not run out of what Lua handles are made of.
+#[test]
+fn thousands_of_distinct_scripts_run() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    for i in 0..9000 {
+        assert_eq!(int(&mut r, &["EVAL", &format!("return {i}"), "0"]), i);
+    }
+    assert_eq!(r.call(&["SCRIPT", "FLUSH"]), Frame::Simple("OK".into()));
+    assert_eq!(int(&mut r, &["EVAL", "return 7", "0"]), 7);
 }
 
 /// A script's nil reaches a RESP3 client as RESP3's null, as from Redis.
