@@ -747,6 +747,23 @@ fn script_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// If every key of `t` is a positive integer: the largest and how many
+/// (the libraries' test for an array).
+fn index_keys(t: &Table) -> mlua::Result<Option<(usize, usize)>> {
+    let (mut max, mut count) = (0usize, 0usize);
+    for pair in t.clone().pairs::<Value, Value>() {
+        let (k, _) = pair?;
+        let index = match k {
+            Value::Integer(i) if i >= 1 => i as usize,
+            Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => n as usize,
+            _ => return Ok(None),
+        };
+        max = max.max(index);
+        count += 1;
+    }
+    Ok(Some((max, count)))
+}
+
 /// lua-cjson's `encode` and `decode` as Redis bundles them: numbers as
 /// `%.14g`, `/` escaped, an empty table as an object, arrays where the keys
 /// are 1..n (sparse ones refused past lua-cjson's ratio), JSON null as
@@ -821,20 +838,12 @@ mod cjson {
         out.push('"');
     }
 
-    /// The length of a table that is an array (keys exactly 1..n, holes
-    /// allowed up to lua-cjson's sparse ratio), if it is one.
+    /// The length of a table that is an array (keys 1..n, holes allowed
+    /// up to lua-cjson's sparse ratio), if it is one.
     fn array_len(t: &Table) -> mlua::Result<Option<usize>> {
-        let (mut max, mut items) = (0usize, 0usize);
-        for pair in t.clone().pairs::<Value, Value>() {
-            let (k, _) = pair?;
-            let index = match k {
-                Value::Integer(i) if i >= 1 => i as usize,
-                Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => n as usize,
-                _ => return Ok(None),
-            };
-            max = max.max(index);
-            items += 1;
-        }
+        let Some((max, items)) = super::index_keys(t)? else {
+            return Ok(None);
+        };
         if max > items * 2 && max > 10 {
             return Err(fail("table: excessively sparse array"));
         }
@@ -990,18 +999,7 @@ mod cmsgpack {
 
     /// The length of a table whose keys are exactly 1..n.
     fn array_len(t: &Table) -> mlua::Result<Option<usize>> {
-        let (mut max, mut count) = (0usize, 0usize);
-        for pair in t.clone().pairs::<Value, Value>() {
-            let (k, _) = pair?;
-            let index = match k {
-                Value::Integer(i) if i >= 1 => i as usize,
-                Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => n as usize,
-                _ => return Ok(None),
-            };
-            max = max.max(index);
-            count += 1;
-        }
-        Ok((max == count).then_some(count))
+        Ok(super::index_keys(t)?.and_then(|(max, count)| (max == count).then_some(count)))
     }
 
     fn pack(v: &Value, out: &mut Vec<u8>, depth: usize) -> mlua::Result<()> {
