@@ -32,7 +32,7 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut n: usize) {
 }
 
 /// Appends entry `e`: its length, then its bytes.
-fn put_entry(out: &mut Vec<u8>, e: &[u8]) {
+pub(super) fn put_entry(out: &mut Vec<u8>, e: &[u8]) {
     put_varint(out, e.len());
     out.extend_from_slice(e);
 }
@@ -68,7 +68,7 @@ pub(super) fn read_varint(buf: &[u8], off: usize) -> (usize, usize) {
 
 /// Reads the entry at `off`: its bytes and the offset of the next entry.
 #[inline]
-fn read_at(buf: &[u8], off: usize) -> (&[u8], usize) {
+pub(super) fn read_at(buf: &[u8], off: usize) -> (&[u8], usize) {
     let (n, p) = read_varint(buf, off);
     (&buf[p..p + n], p + n)
 }

@@ -26,6 +26,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::packed::{put_entry, put_varint, read_at, read_varint};
+
 /// A stream entry's ID: milliseconds and a sequence number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamId {
@@ -162,42 +164,17 @@ pub fn parse_id(arg: &[u8], missing_seq: u64, form: IdForm) -> Option<ParsedId> 
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
+/// Reads the LEB128 number at `*at`, moving past it.
+fn next_varint(b: &[u8], at: &mut usize) -> u64 {
+    let (n, next) = read_varint(b, *at);
+    *at = next;
+    n as u64
 }
 
-/// Reads a varint at `*at`, moving past it.
-fn get_varint(b: &[u8], at: &mut usize) -> u64 {
-    let mut n = 0u64;
-    let mut shift = 0;
-    loop {
-        let byte = b[*at];
-        *at += 1;
-        n |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return n;
-        }
-        shift += 7;
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-fn get_bytes<'a>(b: &'a [u8], at: &mut usize) -> &'a [u8] {
-    let n = get_varint(b, at) as usize;
-    let item = &b[*at..*at + n];
-    *at += n;
+/// Reads the length-prefixed bytes at `*at`, moving past them.
+fn next_bytes<'a>(b: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let (item, next) = read_at(b, *at);
+    *at = next;
     item
 }
 
@@ -216,8 +193,8 @@ impl<'a> Entry<'a> {
         let (mut f, mut d) = (0, 0);
         let (fields, data) = (self.fields, self.data);
         (0..2 * self.pairs).map(move |i| match fields {
-            Some(names) if i % 2 == 0 => get_bytes(names, &mut f),
-            _ => get_bytes(data, &mut d),
+            Some(names) if i % 2 == 0 => next_bytes(names, &mut f),
+            _ => next_bytes(data, &mut d),
         })
     }
 
@@ -267,7 +244,7 @@ impl Node {
         pairs
             .iter()
             .step_by(2)
-            .for_each(|f| put_bytes(&mut fields, f.as_ref()));
+            .for_each(|f| put_entry(&mut fields, f.as_ref()));
         Node {
             last: StreamId::MIN,
             count: 0,
@@ -289,7 +266,7 @@ impl Node {
         pairs
             .iter()
             .step_by(2)
-            .all(|f| get_bytes(&self.fields, &mut at) == f.as_ref())
+            .all(|f| next_bytes(&self.fields, &mut at) == f.as_ref())
     }
 
     /// Appends an entry whose ID is past every other (`first` is the
@@ -297,10 +274,10 @@ impl Node {
     fn push<A: AsRef<[u8]>>(&mut self, first: StreamId, id: StreamId, pairs: &[A]) {
         // Within the first entry's millisecond the sequence is a delta too.
         let ms = id.ms - first.ms;
-        put_varint(&mut self.data, ms);
+        put_varint(&mut self.data, ms as usize);
         put_varint(
             &mut self.data,
-            if ms == 0 { id.seq - first.seq } else { id.seq },
+            (if ms == 0 { id.seq - first.seq } else { id.seq }) as usize,
         );
         if self.same_fields(pairs) {
             self.data.push(SAME_FIELDS);
@@ -308,13 +285,13 @@ impl Node {
                 .iter()
                 .skip(1)
                 .step_by(2)
-                .for_each(|v| put_bytes(&mut self.data, v.as_ref()));
+                .for_each(|v| put_entry(&mut self.data, v.as_ref()));
         } else {
             self.data.push(0);
-            put_varint(&mut self.data, (pairs.len() / 2) as u64);
+            put_varint(&mut self.data, pairs.len() / 2);
             pairs
                 .iter()
-                .for_each(|p| put_bytes(&mut self.data, p.as_ref()));
+                .for_each(|p| put_entry(&mut self.data, p.as_ref()));
         }
         self.last = id;
         self.count += 1;
@@ -325,8 +302,8 @@ impl Node {
         let mut out = Vec::with_capacity(self.count as usize);
         let mut at = 0;
         while at < self.data.len() {
-            let ms = get_varint(&self.data, &mut at);
-            let seq = get_varint(&self.data, &mut at);
+            let ms = next_varint(&self.data, &mut at);
+            let seq = next_varint(&self.data, &mut at);
             let seq = if ms == 0 { first.seq + seq } else { seq };
             let ms = first.ms + ms;
             let flag = self.data[at];
@@ -334,12 +311,12 @@ impl Node {
             let (fields, pairs) = if flag & SAME_FIELDS != 0 {
                 (Some(&self.fields[..]), self.field_count as usize)
             } else {
-                (None, get_varint(&self.data, &mut at) as usize)
+                (None, next_varint(&self.data, &mut at) as usize)
             };
             let body = at;
             let items = if fields.is_some() { pairs } else { 2 * pairs };
             for _ in 0..items {
-                get_bytes(&self.data, &mut at);
+                next_bytes(&self.data, &mut at);
             }
             let e = Entry {
                 fields,
@@ -820,11 +797,6 @@ impl Stream {
     /// Redis's radix-tree-keys of XINFO STREAM: the nodes.
     pub fn nodes(&self) -> u64 {
         self.nodes.len() as u64
-    }
-
-    /// The first entry of each node, for a dump that keeps the nodes.
-    pub fn node_keys(&self) -> impl Iterator<Item = StreamId> + '_ {
-        self.nodes.keys().copied()
     }
 }
 
