@@ -38,6 +38,7 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use parking_lot::Mutex;
+use redis_protocol::resp2::types::OwnedFrame as Frame;
 use sha1::{Digest as _, Sha1};
 
 use super::{flags::*, keys_counted, spec, Ctx, Spec, NO_KEYS, TABLE};
@@ -522,11 +523,16 @@ fn redis_call(
     let scratch = std::mem::replace(&mut *ctx.out, saved);
     // Blocking and connection actions have no meaning inside a script.
     ctx.action = None;
-    let mut at = 0;
-    let reply = parse_reply(&scratch.buf, &mut at)
-        .ok_or_else(|| CommandError::err("Unexpected reply from a command in a script"))?;
+    let reply = match redis_protocol::resp2::decode::decode(&scratch.buf) {
+        Ok(Some((frame, _))) => frame,
+        _ => {
+            return Err(CommandError::err(
+                "Unexpected reply from a command in a script",
+            ))
+        }
+    };
     match reply {
-        Reply::Error(e) => Err(CommandError::err_code(e)),
+        Frame::Error(e) => Err(CommandError::err_code(e)),
         r => to_lua(lua, r).map_err(|e| CommandError::err(format!("Lua: {e}"))),
     }
 }
@@ -536,60 +542,23 @@ fn lua_number(n: f64) -> String {
     crate::protocol::reply::format_double(n)
 }
 
-/// A RESP2 reply, as a command inside a script wrote it.
-enum Reply {
-    Status(Vec<u8>),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Reply>>),
-}
-
-fn parse_reply(b: &[u8], at: &mut usize) -> Option<Reply> {
-    let line_end = b[*at..].windows(2).position(|w| w == b"\r\n")? + *at;
-    let kind = b[*at];
-    let line = &b[*at + 1..line_end];
-    *at = line_end + 2;
-    let number = || crate::protocol::request::parse_i64(line);
-    Some(match kind {
-        b'+' => Reply::Status(line.to_vec()),
-        b'-' => Reply::Error(String::from_utf8_lossy(line).into_owned()),
-        b':' => Reply::Int(number()?),
-        b'$' => match number()? {
-            n if n < 0 => Reply::Bulk(None),
-            n => {
-                let data = b.get(*at..*at + n as usize)?.to_vec();
-                *at += n as usize + 2;
-                Reply::Bulk(Some(data))
-            }
-        },
-        b'*' => match number()? {
-            n if n < 0 => Reply::Array(None),
-            n => Reply::Array(Some(
-                (0..n).map(|_| parse_reply(b, at)).collect::<Option<_>>()?,
-            )),
-        },
-        _ => return None,
-    })
-}
-
 /// Redis's conversion of a reply into a Lua value (RESP2).
-fn to_lua(lua: &Lua, r: Reply) -> mlua::Result<Value> {
+fn to_lua(lua: &Lua, r: Frame) -> mlua::Result<Value> {
     Ok(match r {
-        Reply::Int(n) => Value::Number(n as f64),
-        Reply::Bulk(Some(b)) => Value::String(lua.create_string(&b)?),
-        Reply::Bulk(None) | Reply::Array(None) => Value::Boolean(false),
-        Reply::Status(s) => {
+        Frame::Integer(n) => Value::Number(n as f64),
+        Frame::BulkString(b) => Value::String(lua.create_string(&b)?),
+        Frame::Null => Value::Boolean(false),
+        Frame::SimpleString(s) => {
             let t = lua.create_table()?;
             t.raw_set("ok", lua.create_string(&s)?)?;
             Value::Table(t)
         }
-        Reply::Error(e) => {
+        Frame::Error(e) => {
             let t = lua.create_table()?;
             t.raw_set("err", e)?;
             Value::Table(t)
         }
-        Reply::Array(Some(items)) => {
+        Frame::Array(items) => {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, item) in items.into_iter().enumerate() {
                 t.raw_set(i + 1, to_lua(lua, item)?)?;
