@@ -43,6 +43,7 @@ use sha1::{Digest as _, Sha1};
 
 use super::{flags::*, keys_counted, spec, Ctx, Spec, NO_KEYS, TABLE};
 use crate::error::{CmdResult, CommandError};
+use crate::protocol::reply::format_double;
 use crate::protocol::{Protocol, ReplyBuf};
 
 const G: &str = "scripting";
@@ -372,11 +373,7 @@ fn execute(
     let limit = ctx.server.config.read().int("busy-reply-threshold").max(0) as u64;
     // The script's value is written in the client's protocol (a nil is
     // RESP3's null to a RESP3 client).
-    let protocol = if ctx.out.resp3() {
-        Protocol::Resp3
-    } else {
-        Protocol::Resp2
-    };
+    let protocol = ctx.out.proto;
     let cell = RefCell::new(&mut *ctx);
     let redis: Table = g.raw_get("redis").map_err(lua_err)?;
     let outcome = lua.scope(|scope| {
@@ -466,7 +463,8 @@ fn redis_call(
         match v {
             Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
             Value::Integer(n) => argv.push(Bytes::from(n.to_string())),
-            Value::Number(n) => argv.push(Bytes::from(lua_number(n))),
+            // As Redis passes a Lua number to a command: `%.17g`.
+            Value::Number(n) => argv.push(Bytes::from(format_double(n))),
             _ => {
                 return Err(CommandError::err(
                     "Lua redis lib command arguments must be strings or integers",
@@ -537,11 +535,6 @@ fn redis_call(
     }
 }
 
-/// A Lua number as Redis passes it to a command: `%.17g`.
-fn lua_number(n: f64) -> String {
-    crate::protocol::reply::format_double(n)
-}
-
 /// Redis's conversion of a reply into a Lua value (RESP2).
 fn to_lua(lua: &Lua, r: Frame) -> mlua::Result<Value> {
     Ok(match r {
@@ -572,13 +565,13 @@ fn to_lua(lua: &Lua, r: Frame) -> mlua::Result<Value> {
 /// than run the server's own stack out.
 const MAX_DEPTH: usize = 1000;
 
-/// Redis's conversion of a script's value into a reply.
+/// Redis's conversion of a script's value into a reply; `out` holds only
+/// this reply, which gives way to an error if the value nests too deep.
 fn to_reply(out: &mut ReplyBuf, v: &Value) {
-    if too_deep(v, 0) {
+    if to_reply_at(out, v, 0).is_err() {
+        out.buf.clear();
         out.error("ERR reached lua stack limit");
-        return;
     }
-    to_reply_at(out, v)
 }
 
 /// A double as C's cast to `long long` gives it on x86, as Redis replies a
@@ -591,23 +584,8 @@ fn c_long_long(n: f64) -> i64 {
     }
 }
 
-/// Whether `v`'s array part nests past [`MAX_DEPTH`] (looked at no deeper).
-fn too_deep(v: &Value, depth: usize) -> bool {
-    let Value::Table(t) = v else {
-        return false;
-    };
-    if depth >= MAX_DEPTH {
-        return true;
-    }
-    (1..)
-        .map_while(|i| match t.raw_get::<Value>(i) {
-            Ok(Value::Nil) | Err(_) => None,
-            Ok(v) => Some(v),
-        })
-        .any(|item| too_deep(&item, depth + 1))
-}
-
-fn to_reply_at(out: &mut ReplyBuf, v: &Value) {
+/// Writes `v` at nesting `depth`; `Err` past [`MAX_DEPTH`].
+fn to_reply_at(out: &mut ReplyBuf, v: &Value, depth: usize) -> Result<(), ()> {
     match v {
         Value::String(s) => out.bulk(&s.as_bytes()),
         Value::Integer(n) => out.int(*n),
@@ -616,11 +594,14 @@ fn to_reply_at(out: &mut ReplyBuf, v: &Value) {
         Value::Table(t) => {
             if let Ok(Some(e)) = t.raw_get::<Option<mlua::String>>("err") {
                 out.error(&e.to_string_lossy());
-                return;
+                return Ok(());
             }
             if let Ok(Some(s)) = t.raw_get::<Option<mlua::String>>("ok") {
                 out.simple(&s.to_string_lossy());
-                return;
+                return Ok(());
+            }
+            if depth >= MAX_DEPTH {
+                return Err(());
             }
             // The array part, up to the first nil.
             let items: Vec<Value> = (1..)
@@ -630,10 +611,13 @@ fn to_reply_at(out: &mut ReplyBuf, v: &Value) {
                 })
                 .collect();
             out.array(items.len());
-            items.iter().for_each(|i| to_reply_at(out, i));
+            for item in &items {
+                to_reply_at(out, item, depth + 1)?;
+            }
         }
         _ => out.null(),
     }
+    Ok(())
 }
 
 fn script_load(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
