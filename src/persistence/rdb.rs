@@ -360,18 +360,22 @@ fn listpack(lp: &[u8]) -> Result<Vec<Vec<u8>>, RdbError> {
                 _ => return Err(bad()),
             }
         };
-        let l = next - start;
-        let backlen = match l {
-            0..=127 => 1,
-            128..=16382 => 2,
-            16383..=2097150 => 3,
-            2097151..=268435454 => 4,
-            _ => 5,
-        };
         out.push(elem);
-        p = next + backlen;
+        p = next + backlen_size(next - start);
     }
     Ok(out)
+}
+
+/// Bytes of a listpack element's back-length, for an element of `l`
+/// bytes (encoding and data): seven bits a byte, as lpEncodeBacklen.
+fn backlen_size(l: usize) -> usize {
+    match l {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2097150 => 3,
+        2097151..=268435454 => 4,
+        _ => 5,
+    }
 }
 
 fn intset(b: &[u8]) -> Result<Vec<Vec<u8>>, RdbError> {
@@ -909,13 +913,7 @@ mod stream {
             // The back-length: the element's size, readable right to left.
             let l = encoded.len();
             let mut back = Vec::with_capacity(5);
-            let groups = match l {
-                0..=127 => 1,
-                128..=16382 => 2,
-                16383..=2097150 => 3,
-                2097151..=268435454 => 4,
-                _ => 5,
-            };
+            let groups = super::backlen_size(l);
             // Most significant group first; all but it carry the
             // continuation bit, as it is read from the right.
             for g in (0..groups).rev() {
