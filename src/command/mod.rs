@@ -482,6 +482,11 @@ pub struct Block {
     /// The request to retry with, when not the one that blocked (a blocked
     /// XREAD's `$` stands for the IDs it meant when called).
     pub retry: Option<Vec<Bytes>>,
+    /// A reader that takes nothing from the others (XREAD, XREADGROUP):
+    /// woken for nothing, it hands the wake-up to the next waiter, since
+    /// what it could not use may serve another. A pop that found nothing
+    /// means the next in line would not find anything either.
+    pub reader: bool,
 }
 
 /// Parses a blocking command's timeout (seconds, fractions allowed, 0 for
@@ -1099,12 +1104,14 @@ impl<'a> Ctx<'a> {
             deadline,
             null_array,
             retry: None,
+            reader: false,
         }));
     }
 
-    /// Like [`Ctx::block`] for a command that is retried as `retry` and
-    /// replies a null array on timeout (XREAD, XREADGROUP).
-    pub fn block_retrying(
+    /// Like [`Ctx::block`] for a reader (see [`Block::reader`]) that is
+    /// retried as `retry` and replies a null array on timeout (XREAD,
+    /// XREADGROUP).
+    pub fn block_reader(
         &mut self,
         keys: &[Bytes],
         deadline: Option<std::time::Instant>,
@@ -1113,6 +1120,7 @@ impl<'a> Ctx<'a> {
         self.block(keys, deadline, true);
         if let Some(Action::Block(b)) = &mut self.action {
             b.retry = Some(retry);
+            b.reader = true;
         }
     }
 

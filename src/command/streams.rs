@@ -616,7 +616,7 @@ fn read_generic(ctx: &mut Ctx, argv: &[Bytes], grouped: bool) -> CmdResult {
                 retry.insert(1, Bytes::from_static(b"1000"));
                 retry.insert(1, Bytes::from_static(b"COUNT"));
             }
-            ctx.block_retrying(keys, deadline, retry);
+            ctx.block_reader(keys, deadline, retry);
         }
         None => ctx.out.null_array(),
     }

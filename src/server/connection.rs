@@ -544,10 +544,7 @@ async fn wait_blocked(
         // command's first attempt has left a wake-up permit.
         let mut clock = BatchClock::new();
         match execute(server, client, out, argv, &mut clock, stats).await {
-            // Stream readers do not take what they read from the others:
-            // one that was woken for nothing hands the wake-up on. (A pop
-            // that found nothing means the next in line would not either.)
-            Some(Action::Block(_)) if woken && b.retry.is_some() => {
+            Some(Action::Block(_)) if woken && b.reader => {
                 server.blocked.pass_on(db, &b.keys, &waiter)
             }
             Some(Action::Block(_)) => {}
