@@ -8,14 +8,14 @@ use std::thread::JoinHandle;
 use crate::support::{eventually, Frame, Raw, TestNode};
 use crate::{bulk, err, info_field, int, ok};
 
-fn blocked_clients(r: &mut Raw) -> usize {
+pub(crate) fn blocked_clients(r: &mut Raw) -> usize {
     let info = bulk(r, &["INFO", "clients"]).unwrap();
     info_field(&info, "blocked_clients").parse().unwrap()
 }
 
 /// Starts `args` on a new connection in a thread; returns once the server
 /// counts `expect_blocked` blocked clients.
-fn blocked(
+pub(crate) fn blocked(
     node: &TestNode,
     watcher: &mut Raw,
     args: &[&str],

@@ -4,6 +4,7 @@
 //! restart, a log rewrite, a replica's sync and DUMP/RESTORE both ways
 //! between Shoal and Redis.
 
+use crate::blocking::blocked;
 use crate::support::{eventually, run, same_as_redis, Frame, Raw, ReferenceRedis, TestNode};
 use crate::{bulk, digest, err, info_field, int, ok};
 
@@ -187,28 +188,6 @@ fn stream_commands_answer_as_redis() {
         &["DEBUG", "DIGEST-VALUE", "s"],
         &["SCAN", "0", "MATCH", "s", "TYPE", "stream"],
     ]);
-}
-
-fn blocked_clients(r: &mut Raw) -> usize {
-    let info = bulk(r, &["INFO", "clients"]).unwrap();
-    info_field(&info, "blocked_clients").parse().unwrap()
-}
-
-/// `args` on a new connection in a thread, once the server counts it blocked.
-fn blocked(
-    node: &TestNode,
-    watcher: &mut Raw,
-    args: &[&str],
-    n: usize,
-) -> std::thread::JoinHandle<Frame> {
-    let mut c = node.raw();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let h = std::thread::spawn(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        c.call(&a)
-    });
-    eventually("client blocked", || blocked_clients(watcher) == n);
-    h
 }
 
 fn entry(id: &str, fields: &[&str]) -> Frame {
