@@ -415,8 +415,7 @@ fn execute(
         redis.raw_set("call", Value::Nil)?;
         redis.raw_set("pcall", Value::Nil)?;
         // The reply is written while the values still live.
-        let mut out = ReplyBuf::new(protocol);
-        out.buf.clear();
+        let mut out = ReplyBuf::scratch(protocol);
         let failed = match &r {
             (true, v) => {
                 to_reply(&mut out, v);
@@ -514,8 +513,7 @@ fn redis_call(
     if spec.has(DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
         ctx.make_room()?;
     }
-    let mut scratch = ReplyBuf::new(Protocol::Resp2);
-    scratch.buf.clear();
+    let scratch = ReplyBuf::scratch(Protocol::Resp2);
     let saved = std::mem::replace(&mut *ctx.out, scratch);
     let _ = super::run(ctx, spec, &argv);
     let scratch = std::mem::replace(&mut *ctx.out, saved);

@@ -625,8 +625,7 @@ fn read_generic(ctx: &mut Ctx, argv: &[Bytes], grouped: bool) -> CmdResult {
 
 /// A reply body written apart, to be framed by its key once known non-empty.
 fn body(ctx: &Ctx, f: impl FnOnce(&mut ReplyBuf)) -> Vec<u8> {
-    let mut out = ReplyBuf::new(ctx.out.proto);
-    out.buf.clear();
+    let mut out = ReplyBuf::scratch(ctx.out.proto);
     f(&mut out);
     out.buf.to_vec()
 }

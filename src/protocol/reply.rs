@@ -27,6 +27,15 @@ impl ReplyBuf {
         }
     }
 
+    /// A buffer for one reply built apart (a script's command, a stream's
+    /// part of XREAD): it grows only as far as the reply needs.
+    pub fn scratch(proto: Protocol) -> Self {
+        ReplyBuf {
+            buf: BytesMut::new(),
+            proto,
+        }
+    }
+
     pub fn resp3(&self) -> bool {
         self.proto == Protocol::Resp3
     }
