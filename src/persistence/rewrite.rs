@@ -126,27 +126,17 @@ fn rebuild_key(rec: &mut Vec<u8>, node: &Node) {
 /// (an empty stream by adding one entry and trimming it away), its IDs
 /// and counters, then each group with its consumers and pending entries.
 fn rebuild_stream(rec: &mut Vec<u8>, key: &[u8], s: &Stream) {
-    let mut argv: Vec<Vec<u8>> = Vec::new();
     let put = |rec: &mut Vec<u8>, argv: &[Vec<u8>]| encode_command(rec, argv);
     if s.is_empty() {
-        put(
-            rec,
-            &[
-                b"XADD".to_vec(),
-                key.to_vec(),
-                b"MAXLEN".to_vec(),
-                b"0".to_vec(),
-                b"0-1".to_vec(),
-                b"x".to_vec(),
-                b"y".to_vec(),
-            ],
-        );
+        encode_command::<&[u8]>(rec, &[b"XADD", key, b"MAXLEN", b"0", b"0-1", b"x", b"y"]);
     }
+    // Entries are written from where they lie, without copies.
     for (id, e) in s.range(StreamId::MIN, StreamId::MAX, false) {
-        argv.clear();
-        argv.extend([b"XADD".to_vec(), key.to_vec(), id.to_string().into_bytes()]);
-        argv.extend(e.items().map(<[u8]>::to_vec));
-        put(rec, &argv);
+        let id = id.to_string();
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(3 + e.len());
+        argv.extend([&b"XADD"[..], key, id.as_bytes()]);
+        argv.extend(e.items());
+        encode_command(rec, &argv);
     }
     let text = |s: &str| s.as_bytes().to_vec();
     put(
