@@ -143,6 +143,11 @@ pub fn flush_filled_taps() {
 /// means to write them: a burst is not held until the thread is idle.
 const DIRECT_MAX: usize = 1 << 20;
 
+/// A buffer of the stream (a replica's, the log's) that emptied with more
+/// capacity than this is dropped rather than kept for the next round: none
+/// keeps the size of a past burst (megabytes, for good).
+const KEEP_MAX: usize = 1 << 20;
+
 impl Tap {
     pub fn new(hard_limit: usize) -> Arc<Tap> {
         Arc::new(Tap {
@@ -204,7 +209,7 @@ impl Tap {
                 self.direct_bytes.fetch_add(n as u64, Relaxed);
                 if n == st.pending.len() {
                     st.pending.clear();
-                    if st.pending.capacity() > DIRECT_MAX {
+                    if st.pending.capacity() > KEEP_MAX {
                         st.pending = Vec::new();
                     }
                 } else {
@@ -228,6 +233,9 @@ impl Tap {
     pub fn take(&self, spare: Vec<u8>) -> Vec<u8> {
         let mut spare = spare;
         spare.clear();
+        if spare.capacity() > KEEP_MAX {
+            spare = Vec::with_capacity(64 * 1024);
+        }
         let mut st = self.state.lock();
         let out = std::mem::replace(&mut st.pending, spare);
         st.feeder_writing = !out.is_empty();
@@ -823,9 +831,7 @@ impl EffectStream {
             Some((pending, end)) => {
                 let mut spare = spare;
                 spare.clear();
-                // The log's buffers pass through here in turn: none keeps
-                // the size of a past burst (megabytes, for good).
-                if spare.capacity() > 1 << 20 {
+                if spare.capacity() > KEEP_MAX {
                     spare = Vec::with_capacity(64 * 1024);
                 }
                 let bytes = std::mem::replace(pending, spare);

@@ -455,9 +455,14 @@ impl Server {
         let (value, at) = &self.used_memory;
         if now_ms - at.load(Relaxed) >= 5 || now_ms < at.load(Relaxed) {
             at.store(now_ms, Relaxed);
+            // The buffers left out are read on both sides of the
+            // allocator's figure and the larger taken: one freed just after
+            // that figure (a log batch written, tens of megabytes under a
+            // slow disk) would otherwise count as data and evict keys.
+            let before = self.effects.memory().not_counted_for_evict();
             value.store(memory::read_allocated(), Relaxed);
-            self.not_counted
-                .store(self.effects.memory().not_counted_for_evict(), Relaxed);
+            let after = self.effects.memory().not_counted_for_evict();
+            self.not_counted.store(before.max(after), Relaxed);
         }
         value.load(Relaxed)
     }
