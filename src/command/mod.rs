@@ -161,11 +161,24 @@ pub struct Spec {
     /// (SORT's and GEORADIUS's STORE): their positions, as Redis's
     /// per-command key extractors find them.
     pub option_keys: Option<OptionKeys>,
+    /// The flags of one invocation, where they depend on its arguments
+    /// (Redis's getCommandFlags): a script or function that declares its
+    /// flags is judged by them (`scripting::declared_command_flags`).
+    pub flags_for: Option<fn(u32, &[Bytes]) -> u32>,
 }
 
 impl Spec {
     pub fn has(&self, f: u32) -> bool {
         self.flags & f != 0
+    }
+
+    /// The flags this invocation runs with: the row's, or what the
+    /// arguments make of them ([`Spec::flags_for`]).
+    pub fn flags_of(&self, argv: &[Bytes]) -> u32 {
+        match self.flags_for {
+            Some(f) => f(self.flags, argv),
+            None => self.flags,
+        }
     }
 
     pub fn is_write(&self) -> bool {
@@ -255,6 +268,7 @@ pub const fn spec(
         handler,
         subcommands: &[],
         option_keys: None,
+        flags_for: None,
     }
 }
 
@@ -1464,11 +1478,12 @@ pub fn prepare(
     r
 }
 
-/// Whether running `spec` now writes: a write command, or an EXEC whose
-/// queue holds one. As in Redis, such an EXEC is refused where a write
-/// would be (a replica, a failing disk) and waits while writes are paused.
-pub fn writes(spec: &Spec, client: &Client) -> bool {
-    spec.is_write() || exec_queues(spec, client, flags::WRITE)
+/// Whether running `spec` with `argv` now writes: a write command (a
+/// script declaring it may write), or an EXEC whose queue holds one. As in
+/// Redis, such an EXEC is refused where a write would be (a replica, a
+/// failing disk) and waits while writes are paused.
+pub fn writes(spec: &Spec, argv: &[Bytes], client: &Client) -> bool {
+    spec.flags_of(argv) & flags::WRITE != 0 || exec_queues(spec, client, flags::WRITE)
 }
 
 /// Whether `spec` is an EXEC whose transaction queued a command with
@@ -1478,7 +1493,7 @@ fn exec_queues(spec: &Spec, client: &Client, flag: u32) -> bool {
         && client
             .multi
             .as_ref()
-            .is_some_and(|m| m.queue.iter().any(|(s, _)| s.has(flag)))
+            .is_some_and(|m| m.queue.iter().any(|(s, a)| s.flags_of(a) & flag != 0))
 }
 
 fn check(
@@ -1535,12 +1550,15 @@ fn check(
         return Err(CommandError::Loading);
     }
     let (repl, tun) = (&server.replication, &server.tun);
-    let writes = writes(spec, client);
+    let writes = writes(spec, argv, client);
     if repl.is_replica() {
         if repl.sidecar && !repl.ready.load(Relaxed) && !spec.has(flags::LOADING) {
             return Err(CommandError::Loading);
         }
-        if !repl.link_up() && !spec.has(flags::STALE) && !tun.replica_serve_stale.load(Relaxed) {
+        if !repl.link_up()
+            && spec.flags_of(argv) & flags::STALE == 0
+            && !tun.replica_serve_stale.load(Relaxed)
+        {
             return Err(CommandError::MasterDown);
         }
         // A sidecar forwards writes to its primary instead.
@@ -1642,7 +1660,8 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         // its EXEC, for all it queued: inside it nothing is evicted nor
         // refused half-way.
         let in_exec = ctx.client.exec_effects.get().is_some();
-        let denyoom = spec.has(flags::DENYOOM) || exec_queues(spec, ctx.client, flags::DENYOOM);
+        let denyoom = spec.flags_of(argv) & flags::DENYOOM != 0
+            || exec_queues(spec, ctx.client, flags::DENYOOM);
         // Keys the command adds are told (`new`) before its own events.
         let tells_new = ctx.server.notifier.wants(crate::server::notify::NEW);
         if tells_new {

@@ -772,7 +772,7 @@ async fn execute(
         }
     };
     if server.pause.active() {
-        let writes = command::writes(spec, client) || spec.has(flags::MAY_REPLICATE);
+        let writes = command::writes(spec, argv, client) || spec.has(flags::MAY_REPLICATE);
         if wait_while_paused(server, writes).await {
             *clock = BatchClock::new();
             // What the command was checked against may have changed while
