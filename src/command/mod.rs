@@ -20,6 +20,7 @@ pub mod bitmaps;
 pub mod cluster;
 pub mod connection;
 pub mod element_scan;
+pub mod functions;
 pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
@@ -302,7 +303,7 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 19] = [
+    let families: [&'static [Spec]; 20] = [
         bitmaps::COMMANDS,
         hyperloglog::COMMANDS,
         sort::COMMANDS,
@@ -315,6 +316,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         zsets::COMMANDS,
         streams::COMMANDS,
         scripting::COMMANDS,
+        functions::COMMANDS,
         geo::COMMANDS,
         keys::COMMANDS,
         connection::COMMANDS,

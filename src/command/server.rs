@@ -813,6 +813,7 @@ fn memory_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 /// `overhead.hashtable.main` is the tables' bytes and the other two are 0.
 fn memory_stats(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     let m = crate::server::memory::Overhead::read(ctx.server, ctx.now_ms);
+    let scripts = super::scripting::memory();
     let out = &mut *ctx.out;
     let f = m.figures;
     out.map(27 + m.dbs.len());
@@ -833,8 +834,8 @@ fn memory_stats(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             ("clients.normal", m.clients as i64),
             ("cluster.links", 0),
             ("aof.buffer", m.log() as i64),
-            ("lua.caches", 0),
-            ("functions.caches", 0),
+            ("lua.caches", scripts.scripts_bytes as i64),
+            ("functions.caches", scripts.functions_bytes as i64),
         ],
     );
     for &(db, tables, _) in &m.dbs {

@@ -368,6 +368,15 @@ fn load_rdb(
                 return Ok(());
             }
             RdbItem::Key(k) => k,
+            RdbItem::Function(code) => {
+                let argv = [
+                    bytes::Bytes::from_static(b"FUNCTION"),
+                    bytes::Bytes::from_static(b"LOAD"),
+                    bytes::Bytes::from(code),
+                ];
+                return command::replay(server, client, out, &argv)
+                    .map_err(|e| format!("Bad RDB file: a function library: {e}"));
+            }
         };
         if k.expire_ms.is_some_and(|at| at <= now) {
             expired += 1;

@@ -163,10 +163,63 @@ pub fn dump(v: &Value) -> Vec<u8> {
             write_string(&mut out, string);
         }
     }
-    out.extend_from_slice(&WRITE_VERSION.to_le_bytes());
-    let crc = CRC64.checksum(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    seal(&mut out);
     out
+}
+
+/// Ends a DUMP payload: the RDB version, then the CRC-64 of all before.
+fn seal(out: &mut Vec<u8>) {
+    out.extend_from_slice(&WRITE_VERSION.to_le_bytes());
+    let crc = CRC64.checksum(out);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Checks a DUMP payload's version and CRC-64; returns what they seal.
+fn unseal(payload: &[u8]) -> Result<&[u8], RdbError> {
+    if payload.len() < 10 {
+        return Err(RdbError::Checksum);
+    }
+    let (body, crc) = payload.split_at(payload.len() - 8);
+    let version = u16::from_le_bytes([body[body.len() - 2], body[body.len() - 1]]);
+    if version > MAX_READ_VERSION
+        || CRC64.checksum(body) != u64::from_le_bytes(crc.try_into().unwrap())
+    {
+        return Err(RdbError::Checksum);
+    }
+    Ok(&body[..body.len() - 2])
+}
+
+/// Redis's RDB opcode before a function library (its code).
+const RDB_OPCODE_FUNCTION2: u8 = 0xF5;
+
+/// FUNCTION DUMP's payload: each library's code as an RDB file holds it,
+/// sealed as DUMP seals a value.
+pub fn dump_functions<'a>(codes: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for code in codes {
+        out.push(RDB_OPCODE_FUNCTION2);
+        write_bytes(&mut out, code);
+    }
+    seal(&mut out);
+    out
+}
+
+/// The libraries' codes in a FUNCTION DUMP payload, or FUNCTION
+/// RESTORE's error text.
+pub fn restore_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let body = unseal(payload).map_err(|e| e.to_string())?;
+    let mut r = Reader { b: body };
+    let mut codes = Vec::new();
+    while !r.b.is_empty() {
+        if r.byte().map_err(|_| "can not read data type")? != RDB_OPCODE_FUNCTION2 {
+            return Err("given type is not a function".into());
+        }
+        codes.push(
+            r.bytes()
+                .map_err(|_| "failed loading the given functions payload")?,
+        );
+    }
+    Ok(codes)
 }
 
 struct Reader<'a> {
@@ -548,18 +601,8 @@ fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbErr
 
 /// Checks a DUMP payload's footer and decodes its value.
 pub fn restore(payload: &[u8], enc: &Encodings) -> Result<Value, RdbError> {
-    if payload.len() < 10 {
-        return Err(RdbError::Checksum);
-    }
-    let (body, crc) = payload.split_at(payload.len() - 8);
-    let version = u16::from_le_bytes([body[body.len() - 2], body[body.len() - 1]]);
-    if version > MAX_READ_VERSION
-        || CRC64.checksum(body) != u64::from_le_bytes(crc.try_into().unwrap())
-    {
-        return Err(RdbError::Checksum);
-    }
     let mut r = Reader {
-        b: &body[..body.len() - 2],
+        b: unseal(payload)?,
     };
     let kind = r.byte()?;
     let v = read_value(&mut r, kind, enc)?;
@@ -577,6 +620,8 @@ pub enum RdbItem {
         keys: usize,
     },
     Key(RdbKey),
+    /// A function library's code (FUNCTION LOAD's argument).
+    Function(Vec<u8>),
 }
 
 /// One key of a Redis RDB file, ready to be restored: its value as a DUMP
@@ -598,10 +643,11 @@ pub fn is_rdb_file(data: &[u8]) -> bool {
 }
 
 /// Reads a whole Redis RDB file (what redis-server's SAVE writes, up to
-/// version 12), handing each key to `each` in file order. Checked as
-/// Redis checks it (the trailing CRC-64 unless zero); modules and
-/// functions, which Shoal does not have, and the zipmaps of Redis before
-/// 2.6 are refused by name. Returns the number of keys and where
+/// version 12), handing each key and function library to `each` in file
+/// order. Checked as Redis checks it (the trailing CRC-64 unless zero);
+/// modules, which Shoal does not have, the libraries of Redis 7.0's
+/// release candidates, and the zipmaps of Redis before 2.6 are refused by
+/// name. Returns the number of keys and where
 /// the RDB data ends: Redis's append-only files may go on after it with
 /// commands (the RDB preamble).
 pub fn read_file(
@@ -660,7 +706,10 @@ pub fn read_file(
             0xF9 => freq = Some(r.byte().map_err(short)?),
             0xF8 => idle_secs = Some(r.len().map_err(short)? as u64),
             0xF7 => return Err(bad("module data, which Shoal cannot load")),
-            0xF5 | 0xF6 => return Err(bad("a function library, which Shoal cannot load")),
+            RDB_OPCODE_FUNCTION2 => {
+                each(RdbItem::Function(r.bytes().map_err(short)?))?;
+            }
+            0xF6 => return Err(bad("a function library of a Redis 7.0 release candidate")),
             kind => {
                 let key = r.bytes().map_err(short)?;
                 let start = r.b;

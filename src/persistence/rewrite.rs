@@ -234,8 +234,8 @@ impl BaseCapture {
     }
 }
 
-/// Writes a point-in-time snapshot of the whole keyspace, as framed
-/// records, to `sink`; `at_instant` runs at the instant the snapshot
+/// Writes a point-in-time snapshot of the whole keyspace and the function
+/// libraries, as framed records, to `sink`; `at_instant` runs at the instant the snapshot
 /// represents, with every slot locked. The caller holds
 /// `LogState::snapshot_busy` (the keyspace captures for one observer).
 pub fn stream_snapshot(
@@ -250,6 +250,14 @@ pub fn stream_snapshot(
         // between a replica applying its primary's command and recording it.
         let _applying = server.replication.apply.write();
         let _gate = server.gate.shared();
+        // The function libraries come first. Changing them takes the gate
+        // exclusively: they are as of the instant S too.
+        {
+            let mut g = capture.out.lock();
+            for rec in crate::command::functions::snapshot_records() {
+                aof::frame(&mut g.0, &rec);
+            }
+        }
         server.keyspace.start_snapshot(capture.clone(), at_instant);
     }
     let mut failed = None;

@@ -341,6 +341,16 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<Option<u
             &mut out,
             &[Bytes::from_static(b"FLUSHALL")],
         );
+        // The primary's libraries replace ours too (FLUSHALL leaves them).
+        replay(
+            server,
+            &mut loader,
+            &mut out,
+            &[
+                Bytes::from_static(b"FUNCTION"),
+                Bytes::from_static(b"FLUSH"),
+            ],
+        );
         let r = &server.replication;
         r.sync_read_bytes.store(0, Relaxed);
         let mut stream_db = None;

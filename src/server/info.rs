@@ -142,13 +142,19 @@ fn section(server: &Server, name: &str, o: &mut String) {
             let (afrag, afrag_bytes) = m.allocator_frag();
             let (arss, arss_bytes) = m.allocator_rss();
             let (rss_over, rss_over_bytes) = m.rss_overhead();
+            let lua = crate::command::scripting::memory();
             let _ = write!(
                 o,
                 "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nused_memory_rss:{}\r\nused_memory_rss_human:{}\r\n\
                  used_memory_peak:{}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\n\
                  used_memory_overhead:{}\r\nused_memory_startup:{}\r\nused_memory_dataset:{}\r\nused_memory_dataset_perc:{:.2}%\r\n\
                  allocator_allocated:{}\r\nallocator_active:{}\r\nallocator_resident:{}\r\n\
-                 total_system_memory:{}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\n\
+                 total_system_memory:{}\r\ntotal_system_memory_human:{}\r\n\
+                 used_memory_lua:{}\r\nused_memory_vm_eval:{}\r\nused_memory_lua_human:{}\r\n\
+                 used_memory_scripts_eval:{}\r\nnumber_of_cached_scripts:{}\r\nnumber_of_functions:{}\r\n\
+                 number_of_libraries:{}\r\nused_memory_vm_functions:{}\r\nused_memory_vm_total:{}\r\n\
+                 used_memory_vm_total_human:{}\r\nused_memory_functions:{}\r\nused_memory_scripts:{}\r\n\
+                 used_memory_scripts_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\n\
                  maxmemory_policy:{}\r\nallocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\n\
                  allocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\nrss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\n\
                  mem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{}\r\n\
@@ -171,6 +177,19 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 f.resident,
                 sys,
                 human(sys),
+                lua.vm_eval,
+                lua.vm_eval,
+                human(lua.vm_eval),
+                lua.scripts_bytes,
+                lua.cached_scripts,
+                lua.functions,
+                lua.libraries,
+                lua.vm_functions,
+                lua.vm_eval + lua.vm_functions,
+                human(lua.vm_eval + lua.vm_functions),
+                lua.functions_bytes,
+                lua.scripts_bytes + lua.functions_bytes,
+                human((lua.scripts_bytes + lua.functions_bytes) as u64),
                 server.tun.maxmemory.load(Relaxed),
                 human(server.tun.maxmemory.load(Relaxed).max(0) as u64),
                 crate::keyspace::evict::POLICY_NAMES[server.tun.maxmemory_policy.load(Relaxed) as usize],

@@ -10,6 +10,7 @@ mod connection;
 mod differential;
 mod eviction;
 mod expiry;
+mod functions;
 mod geo;
 mod keys;
 mod persistence;

@@ -943,7 +943,25 @@ fn a_failed_snapshot_stops_writes_until_one_succeeds() {
 
 /// Starts a node that must refuse to start; returns what it said.
 fn refusal(args: &[&str]) -> String {
-    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A node that starts after all would serve for ever: it is given a
+    // generous while to stop, then stopped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} started");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "{args:?} started");
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
@@ -1307,12 +1325,12 @@ fn redis_own_append_only_log_is_imported() {
     // A command Shoal does not know stops the import, as in Redis.
     std::fs::write(
         dir.path().join("appendonly.aof"),
-        b"*3\r\n$5\r\nFCALL\r\n$1\r\nf\r\n$1\r\n0\r\n",
+        b"*2\r\n$6\r\nMODULE\r\n$4\r\nLIST\r\n",
     )
     .unwrap();
     let text = refusal(&["--port", "0", "--dir", d]);
     assert!(
-        text.contains("Unknown command 'fcall' reading the append only file"),
+        text.contains("Unknown command 'module' reading the append only file"),
         "{text}"
     );
     assert!(!dir.path().join("appendonlydir").exists());

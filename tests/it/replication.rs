@@ -40,7 +40,7 @@ fn differences(a: &mut Raw, b: &mut Raw) -> Vec<String> {
     out
 }
 
-fn replica_of(primary: &TestNode, extra: &[&str]) -> TestNode {
+pub fn replica_of(primary: &TestNode, extra: &[&str]) -> TestNode {
     let port = primary.port.to_string();
     let mut args = vec!["--replicaof", "127.0.0.1", &port];
     args.extend_from_slice(extra);
@@ -53,7 +53,7 @@ fn stat(r: &mut Raw, name: &str) -> u64 {
 
 /// Waits until `replica` is linked and has applied everything `primary`
 /// has written.
-fn caught_up(primary: &TestNode, replica: &TestNode) {
+pub fn caught_up(primary: &TestNode, replica: &TestNode) {
     let (mut p, mut r) = (primary.raw(), replica.raw());
     eventually("the replica caught up", || {
         let ri = info(&mut r, "replication");

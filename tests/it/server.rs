@@ -894,23 +894,12 @@ fn memory_stats_doctor_and_info_memory_read_as_redis() {
             .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_string()))
             .collect()
     };
-    let scripting = |n: &String| {
-        ["lua", "script", "functions", "vm_", "libraries"]
-            .iter()
-            .any(|w| n.contains(w))
-    };
     let redis_info = match rr.call(&["INFO", "memory"]) {
         Frame::Bulk(b) => String::from_utf8(b).unwrap(),
         other => panic!("{other:?}"),
     };
     let info = bulk(&mut r, &["INFO", "memory"]).unwrap();
-    assert_eq!(
-        info_names(info.clone()),
-        info_names(redis_info)
-            .into_iter()
-            .filter(|n| !scripting(n))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(info_names(info.clone()), info_names(redis_info));
     assert_eq!(info_field(&info, "mem_clients_slaves"), "0");
     let overhead: i64 = info_field(&info, "used_memory_overhead").parse().unwrap();
     assert!(overhead > db0, "{overhead}");
@@ -958,11 +947,9 @@ fn info_has_redis_sections_and_lines_in_redis_order() {
         "aof_pending_bio_fsync",
         "aof_delayed_fsync",
     ];
-    let scripting = ["lua", "script", "function", "vm_", "libraries"];
     let expected: Vec<&String> = theirs
         .iter()
         .filter(|n| !left_out.contains(&n.as_str()))
-        .filter(|n| !scripting.iter().any(|w| n.contains(w)))
         .filter(|n| !n.starts_with("db") && !n.starts_with("errorstat_"))
         .collect();
     let shared: Vec<&String> = ours.iter().filter(|n| theirs.contains(n)).collect();

@@ -27,13 +27,23 @@
 //! `cjson.null`) as Redis bundles lua-cjson, `cmsgpack` (pack, unpack) as
 //! it bundles lua-cmsgpack, and `bit` as it bundles LuaBitOp.
 //!
-//! Not here: SCRIPT KILL of a running script, SCRIPT DEBUG, FUNCTION,
-//! RESP3 replies inside scripts, and the struct library.
+//! A script may declare its flags on a first `#!lua flags=...` line, as in
+//! Redis 7 (`ScriptFlags`): the command is then judged by them (a script
+//! that may write is a write; one that may grow memory is refused over
+//! maxmemory) rather than command by command as it calls them.
+//!
+//! Functions (`super::functions`) run here too: their libraries load into
+//! each thread's state with only Redis's load API in sight, and a function
+//! runs as a script does, its keys and arguments passed as parameters.
+//!
+//! Not here: SCRIPT KILL of a running script, SCRIPT DEBUG, RESP3 replies
+//! inside scripts, and the struct library.
 
 mod libs;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::LazyLock;
 
@@ -54,10 +64,10 @@ const S: &[&str] = &["scripting"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("eval", -3, NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script.", eval),
-    spec("evalsha", -3, NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script by SHA1 digest.", evalsha),
-    spec("eval_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2), S, G, "Executes a read-only server-side Lua script.", eval_ro),
-    spec("evalsha_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2), S, G, "Executes a read-only server-side Lua script by SHA1 digest.", evalsha_ro),
+    Spec { flags_for: Some(eval_flags), ..spec("eval", -3, NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script.", eval) },
+    Spec { flags_for: Some(evalsha_flags), ..spec("evalsha", -3, NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script by SHA1 digest.", evalsha) },
+    Spec { flags_for: Some(eval_flags), ..spec("eval_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2), S, G, "Executes a read-only server-side Lua script.", eval_ro) },
+    Spec { flags_for: Some(evalsha_flags), ..spec("evalsha_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2), S, G, "Executes a read-only server-side Lua script by SHA1 digest.", evalsha_ro) },
     Spec { subcommands: SCRIPT, ..spec("script", -2, 0, NO_KEYS, &[], G, "A container for Lua scripts management commands.", super::keys::help_only) },
 ];
 
@@ -71,13 +81,143 @@ static SCRIPT: &[Spec] = &[
     spec("script|help", 2, LOADING | STALE, NO_KEYS, S, G, "Returns helpful text about the different subcommands.", script_help),
 ];
 
+/// Flags a script declares: an EVAL body's `#!lua flags=...` line, a
+/// function's `flags` (Redis's words and order). A script that declares
+/// none of its own (no shebang) runs in Redis's compatibility mode:
+/// judged command by command as it calls them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptFlags(u8);
+
+impl ScriptFlags {
+    pub const NO_WRITES: u8 = 1;
+    pub const ALLOW_OOM: u8 = 2;
+    pub const ALLOW_STALE: u8 = 4;
+    pub const NO_CLUSTER: u8 = 8;
+    pub const ALLOW_CROSS_SLOT: u8 = 16;
+    const NAMES: &[(u8, &str)] = &[
+        (Self::NO_WRITES, "no-writes"),
+        (Self::ALLOW_OOM, "allow-oom"),
+        (Self::ALLOW_STALE, "allow-stale"),
+        (Self::NO_CLUSTER, "no-cluster"),
+        (Self::ALLOW_CROSS_SLOT, "allow-cross-slot-keys"),
+    ];
+
+    pub fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    /// Adds the flag named `name` (exactly, or ignoring case as functions
+    /// take them); false if there is none.
+    pub fn add(&mut self, name: &[u8], ignore_case: bool) -> bool {
+        let found = Self::NAMES.iter().find(|(_, n)| {
+            if ignore_case {
+                n.as_bytes().eq_ignore_ascii_case(name)
+            } else {
+                n.as_bytes() == name
+            }
+        });
+        if let Some((f, _)) = found {
+            self.0 |= f;
+        }
+        found.is_some()
+    }
+
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .iter()
+            .filter(move |(f, _)| self.has(*f))
+            .map(|(_, n)| *n)
+    }
+
+    /// The flags a command row runs with for a script declaring these
+    /// (Redis's scriptFlagsToCmdFlags): it writes unless `no-writes`, is
+    /// refused over maxmemory unless it cannot grow memory or says
+    /// `allow-oom`, and runs on a stale replica only with `allow-stale`.
+    pub fn command_flags(self, row: u32) -> u32 {
+        let mut f = row & !(STALE | DENYOOM | WRITE | MAY_REPLICATE);
+        if !self.has(Self::ALLOW_OOM | Self::NO_WRITES) {
+            f |= DENYOOM;
+        }
+        if !self.has(Self::NO_WRITES) {
+            f |= WRITE;
+        }
+        if self.has(Self::ALLOW_STALE) {
+            f |= STALE;
+        }
+        f
+    }
+}
+
+/// An EVAL body's shebang line (`#!lua [flags=a,b]`): the flags it
+/// declares and where the line ends (the code is compiled from its line
+/// feed, so that line numbers stay the body's). `None` without one.
+fn shebang(body: &[u8]) -> Result<Option<(ScriptFlags, usize)>, CommandError> {
+    if !body.starts_with(b"#!") {
+        return Ok(None);
+    }
+    let Some(end) = body.iter().position(|&c| c == b'\n') else {
+        return Err(CommandError::err("Invalid script shebang"));
+    };
+    let parts = crate::protocol::request::split_args(&body[..end]).unwrap_or_default();
+    let Some((engine, options)) = parts.split_first() else {
+        return Err(CommandError::err("Invalid engine in script shebang"));
+    };
+    if engine != b"#!lua" {
+        return Err(CommandError::err(format!(
+            "Unexpected engine in script shebang: {}",
+            String::from_utf8_lossy(engine)
+        )));
+    }
+    let mut flags = ScriptFlags::default();
+    for option in options {
+        let Some(list) = option.strip_prefix(b"flags=") else {
+            return Err(CommandError::err(format!(
+                "Unknown lua shebang option: {}",
+                String::from_utf8_lossy(option)
+            )));
+        };
+        if list.is_empty() {
+            continue;
+        }
+        for name in list.split(|&c| c == b',') {
+            if !flags.add(name, false) {
+                return Err(CommandError::err(format!(
+                    "Unexpected flag in script shebang: {}",
+                    String::from_utf8_lossy(name)
+                )));
+            }
+        }
+    }
+    Ok(Some((flags, end)))
+}
+
+/// EVAL's and EVAL_RO's flags: a body that declares its own is judged by
+/// them (a malformed shebang fails when the script runs).
+fn eval_flags(row: u32, argv: &[Bytes]) -> u32 {
+    match shebang(&argv[1]) {
+        Ok(Some((declared, _))) => declared.command_flags(row),
+        _ => row,
+    }
+}
+
+/// EVALSHA's and EVALSHA_RO's flags: those of the cached script's body.
+fn evalsha_flags(row: u32, argv: &[Bytes]) -> u32 {
+    let sha = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
+    let body = CACHE.lock().get(&sha).cloned();
+    match body.map(|b| shebang(&b)) {
+        Some(Ok(Some((declared, _)))) => declared.command_flags(row),
+        _ => row,
+    }
+}
+
 /// The process's scripts by SHA1 (lower-case hex), and a generation that
 /// SCRIPT FLUSH moves on so that every thread drops what it compiled.
 static CACHE: LazyLock<Mutex<HashMap<String, Bytes>>> = LazyLock::new(Default::default);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
-/// One thread's Lua state and the scripts it compiled.
-struct Vm {
+/// One thread's Lua state, the scripts it compiled and the functions it
+/// loaded.
+pub(super) struct Vm {
     lua: Lua,
     generation: u64,
     /// SHA1 to function, in a Lua table: a Rust handle per script would
@@ -85,17 +225,73 @@ struct Vm {
     compiled: Table,
     xpcall: Function,
     handler: Function,
+    /// What `redis` holds behind the read-only view scripts get of it;
+    /// each run binds `call` and `pcall` here.
+    api: Table,
+    /// A function's callback called with its keys and arguments under the
+    /// error handler (Lua 5.1's xpcall passes nothing on).
+    fcall: Function,
+    /// The globals of libraries' code: an empty table whose metatable's
+    /// `__index` is `load_globals` while a library loads and the globals
+    /// afterwards, as Redis swaps them, so that a library's code sees
+    /// only the load API and its functions see what scripts see.
+    library_env: Table,
+    library_meta: Table,
+    load_globals: Table,
+    /// What redis.register_function records while a library loads.
+    registering: Rc<RefCell<Option<Vec<Registered>>>>,
+    /// Each function's callback by lower-cased name, as of the libraries'
+    /// generation `functions_at`.
+    functions: Table,
+    functions_at: Option<u64>,
+    /// The state's memory, as last added to [`VM_MEMORY`]: its scripts'
+    /// share and its functions' (what loading the libraries took).
+    reported: std::cell::Cell<(i64, i64)>,
+    functions_memory: i64,
+}
+
+/// The Lua states' memory, summed over threads: scripts' and functions'
+/// (INFO's used_memory_vm_eval and used_memory_vm_functions).
+static VM_MEMORY: [std::sync::atomic::AtomicI64; 2] = [
+    std::sync::atomic::AtomicI64::new(0),
+    std::sync::atomic::AtomicI64::new(0),
+];
+
+/// A function a library's code registered.
+pub(super) struct Registered {
+    pub name: String,
+    pub description: Option<Bytes>,
+    pub flags: ScriptFlags,
+    callback: Function,
 }
 
 thread_local! {
     static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
 }
 
+/// The Redis version scripts are told (`redis.REDIS_VERSION`), as INFO
+/// tells it, and as a number (0x00MMmmpp).
+const REDIS_VERSION: (&str, i64) = ("7.2.0", 0x07_02_00);
+
 /// Sets up `redis` and read-only globals; `redis.call` and `redis.pcall`
 /// are bound to the running script's context for the length of each run.
+/// Called with the SHA1 and log functions and the version; returns the
+/// tables `Vm` keeps.
 const PRELUDE: &str = r#"
-local raw_get, err = rawget, error
-redis = {}
+local sha1hex, write_log, version, version_num = ...
+-- What Redis leaves out of Lua's base library: reading files, printing to
+-- the server's output, and changing a function's environment.
+for _, name in ipairs({'dofile', 'loadfile', 'print', 'getfenv', 'setfenv', 'newproxy'}) do
+  rawset(_G, name, nil)
+end
+local raw_get, err, select, type, tostring = rawget, error, select, type, tostring
+local concat = table.concat
+local function readonly() err('Attempt to modify a readonly table', 2) end
+local function missing(_, k)
+  err("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 3)
+end
+local api = {}
+redis = setmetatable({}, {__index = api, __newindex = readonly})
 local function error_table(e)
   if string.sub(e, 1, 1) ~= '-' then e = '-' .. e end
   local space = string.find(e, ' ', 1, true)
@@ -105,32 +301,67 @@ local function error_table(e)
   return {err = 'ERR ' .. string.sub(e, 2)}
 end
 local bad_args = {err = 'ERR wrong number or type of arguments'}
-redis.error_reply = function(e)
+api.error_reply = function(e)
   if type(e) ~= 'string' then return bad_args end
   e = string.gsub(e, '[\r\n]+$', '')
   return error_table(e)
 end
-redis.status_reply = function(s)
+api.status_reply = function(s)
   if type(s) ~= 'string' then return bad_args end
   return {ok = s}
 end
-redis.sha1hex = function(s) return raw_get(_G, '__redis_sha1hex')(s) end
-redis.log = function(level, ...) end
-redis.setresp = function(v)
+api.sha1hex = function(s) return sha1hex(s) end
+api.log = function(...)
+  local n = select('#', ...)
+  if n < 2 then err({err = 'ERR redis.log() requires two arguments or more.'}) end
+  local level = ...
+  if type(level) ~= 'number' then err({err = 'ERR First argument must be a number (log level).'}) end
+  if level < 0 or level > 3 then err({err = 'ERR Invalid debug level.'}) end
+  local parts = {}
+  for i = 2, n do
+    local v = select(i, ...)
+    if type(v) == 'string' or type(v) == 'number' then parts[#parts + 1] = tostring(v) end
+  end
+  write_log(level, concat(parts, ' '))
+end
+api.setresp = function(v)
   if v ~= 2 then err('RESP3 replies in scripts are not supported', 2) end
 end
-redis.set_repl = function() end
-redis.replicate_commands = function() return true end
-redis.breakpoint = function() return false end
-redis.debug = function() end
-redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
-redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+api.set_repl = function() end
+api.replicate_commands = function() return true end
+api.breakpoint = function() return false end
+api.debug = function() end
+api.LOG_DEBUG, api.LOG_VERBOSE, api.LOG_NOTICE, api.LOG_WARNING = 0, 1, 2, 3
+api.REPL_NONE, api.REPL_AOF, api.REPL_SLAVE, api.REPL_REPLICA, api.REPL_ALL = 0, 1, 2, 2, 3
+api.REDIS_VERSION, api.REDIS_VERSION_NUM = version, version_num
+-- A read-only view of `t` that fails on what `t` lacks.
+local function strict(t)
+  return setmetatable({}, {
+    __index = function(v, k)
+      local found = raw_get(t, k)
+      if found == nil then missing(v, k) end
+      return found
+    end,
+    __newindex = readonly,
+  })
+end
+-- What a library's code sees while it loads (Redis's library API);
+-- register_function is added by the host.
+local load_api = {log = api.log, REDIS_VERSION = version, REDIS_VERSION_NUM = version_num}
+load_api.LOG_DEBUG, load_api.LOG_VERBOSE, load_api.LOG_NOTICE, load_api.LOG_WARNING = 0, 1, 2, 3
+local load_globals = strict({redis = strict(load_api)})
+local library_meta = {__index = _G, __newindex = readonly}
+local library_env = setmetatable({}, library_meta)
+local fcall = function(f, handler, keys, args)
+  return xpcall(function() return f(keys, args) end, handler)
+end
 setmetatable(_G, {
   __index = function(t, k)
     err("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end,
-  __newindex = function(t, k, v) err('Attempt to modify a readonly table', 2) end,
+  __newindex = readonly,
 })
+return api, load_api, load_globals, library_meta, library_env, fcall
 "#;
 
 impl Vm {
@@ -141,14 +372,10 @@ impl Vm {
             mlua::LuaOptions::default(),
         )?;
         let g = lua.globals();
-        g.raw_set(
-            "__redis_sha1hex",
-            lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?,
-        )?;
         // Error objects carry where in the script they arose, as Redis's
         // error handler records it.
         let handler = lua.create_function(|lua, e: Value| {
-            let line = script_line(lua);
+            let (chunk, line) = script_frame(lua);
             let t = match e {
                 Value::Table(t) => t,
                 // A refused redis.call: its reply's text, as Redis raises it.
@@ -166,7 +393,7 @@ impl Vm {
                 // from C: with the script's position.
                 Value::Error(e) => {
                     let t = lua.create_table()?;
-                    t.raw_set("err", format!("ERR user_script:{line}: {}", innermost(&e)))?;
+                    t.raw_set("err", format!("ERR {chunk}:{line}: {}", innermost(&e)))?;
                     t
                 }
                 other => {
@@ -176,21 +403,88 @@ impl Vm {
                 }
             };
             t.raw_set("line", line)?;
+            t.raw_set("chunk", chunk)?;
             Ok(t)
         })?;
         g.raw_set("cjson", cjson::library(&lua)?)?;
         g.raw_set("cmsgpack", cmsgpack::library(&lua)?)?;
         g.raw_set("bit", bit::library(&lua)?)?;
         let xpcall: Function = g.raw_get("xpcall")?;
-        lua.load(PRELUDE).set_name("@__redis_prelude").exec()?;
+        let sha1hex = lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?;
+        let log = lua.create_function(|_, (level, text): (i64, mlua::String)| {
+            let text = text.to_string_lossy();
+            match level {
+                0 => tracing::debug!("{text}"),
+                1 | 2 => tracing::info!("{text}"),
+                _ => tracing::warn!("{text}"),
+            }
+            Ok(())
+        })?;
+        let (api, load_api, load_globals, library_meta, library_env, fcall): (
+            Table,
+            Table,
+            Table,
+            Table,
+            Table,
+            Function,
+        ) = lua.load(PRELUDE).set_name("@__redis_prelude").call((
+            sha1hex,
+            log,
+            REDIS_VERSION.0,
+            REDIS_VERSION.1,
+        ))?;
+        let registering: Rc<RefCell<Option<Vec<Registered>>>> = Rc::default();
+        let record = registering.clone();
+        let register = lua.create_function(move |lua, args: MultiValue| {
+            let fail = |m: &str| mlua::Error::external(CallError(format!("ERR {m}")));
+            let f = registration(lua, args).map_err(fail)?;
+            let mut list = record.borrow_mut();
+            let Some(list) = list.as_mut() else {
+                return Err(fail(
+                    "redis.register_function can only be called on FUNCTION LOAD command",
+                ));
+            };
+            if !super::functions::valid_name(f.name.as_bytes()) {
+                return Err(fail("Function names can only contain letters, numbers, or underscores(_) and must be at least one character long"));
+            }
+            if list.iter().any(|r| r.name == f.name) {
+                return Err(fail("Function already exists in the library"));
+            }
+            list.push(f);
+            Ok(())
+        })?;
+        load_api.raw_set("register_function", register)?;
         let compiled = lua.create_table()?;
+        let functions = lua.create_table()?;
         Ok(Vm {
             lua,
             generation: GENERATION.load(Relaxed),
             compiled,
             xpcall,
             handler,
+            api,
+            fcall,
+            library_env,
+            library_meta,
+            load_globals,
+            registering,
+            functions,
+            functions_at: None,
+            reported: Default::default(),
+            functions_memory: 0,
         })
+    }
+
+    /// Brings this state's share of [`VM_MEMORY`] up to date.
+    fn report(&self) {
+        let total = self.lua.used_memory() as i64;
+        let now = (
+            (total - self.functions_memory).max(0),
+            self.functions_memory,
+        );
+        let was = self.reported.replace(now);
+        VM_MEMORY[0].fetch_add(now.0 - was.0, Relaxed);
+        VM_MEMORY[1].fetch_add(now.1 - was.1, Relaxed);
     }
 
     /// The script's function, compiled on first use on this thread.
@@ -208,36 +502,207 @@ impl Vm {
         {
             return Ok(f);
         }
-        let f = compile(&self.lua, body)?;
+        let f = self
+            .lua
+            .load(body)
+            .set_name("@user_script")
+            .into_function()
+            .map_err(|e| {
+                CommandError::err(format!(
+                    "Error compiling script (new function): {}",
+                    syntax_error(&e)
+                ))
+            })?;
         self.compiled.raw_set(sha, f.clone()).map_err(lua_err)?;
         Ok(f)
     }
+
+    /// Runs a library's code (after its shebang line) as FUNCTION LOAD
+    /// does: with only the load API in sight, stopped after 500 ms.
+    /// Returns the functions it registered, or Redis's error text.
+    pub(super) fn load_library(&self, code: &[u8]) -> Result<Vec<Registered>, String> {
+        let chunk = self
+            .lua
+            .load(code)
+            .set_name("@user_function")
+            .set_environment(self.library_env.clone())
+            .into_function()
+            .map_err(|e| format!("Error compiling function: {}", syntax_error(&e)))?;
+        *self.registering.borrow_mut() = Some(Vec::new());
+        let swap = |to: Table| self.library_meta.raw_set("__index", to);
+        let started = std::time::Instant::now();
+        let ran = swap(self.load_globals.clone()).and_then(|_| {
+            self.lua.set_hook(
+                mlua::HookTriggers::new().every_nth_instruction(100_000),
+                move |_, _| {
+                    if started.elapsed() > std::time::Duration::from_millis(500) {
+                        return Err(mlua::Error::external(CallError(
+                            "ERR FUNCTION LOAD timeout".into(),
+                        )));
+                    }
+                    Ok(mlua::VmState::Continue)
+                },
+            )?;
+            let r = self
+                .xpcall
+                .call::<(bool, Value)>((chunk, self.handler.clone()));
+            self.lua.remove_hook();
+            r
+        });
+        let ran = ran.and_then(|r| swap(self.lua.globals()).map(|_| r));
+        let registered = self.registering.borrow_mut().take().unwrap_or_default();
+        let failed = |e: String| format!("Error registering functions: {e}");
+        match ran {
+            Ok((true, _)) => Ok(registered),
+            Ok((false, Value::Table(t))) => Err(failed(
+                t.raw_get::<Option<String>>("err")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+            )),
+            Ok((_, other)) => Err(failed(format!("{other:?}"))),
+            Err(e) => Err(failed(e.to_string())),
+        }
+    }
+
+    /// Loads the libraries anew on this thread if they changed since it
+    /// last did.
+    fn sync_functions(&mut self) -> Result<(), CommandError> {
+        let (generation, libraries) = super::functions::libraries();
+        if self.functions_at == Some(generation) {
+            return Ok(());
+        }
+        let lua_err = |e: mlua::Error| CommandError::err(format!("Lua: {e}"));
+        // What the old callbacks held goes first, so that what loading
+        // takes is the libraries' alone.
+        self.functions = self.lua.create_table().map_err(lua_err)?;
+        self.lua.gc_collect().map_err(lua_err)?;
+        let before = self.lua.used_memory() as i64;
+        let table = self.lua.create_table().map_err(lua_err)?;
+        for library in libraries {
+            match self.load_library(library.body()) {
+                Ok(registered) => {
+                    for f in registered {
+                        table
+                            .raw_set(f.name.to_ascii_lowercase(), f.callback)
+                            .map_err(lua_err)?;
+                    }
+                }
+                // It loaded once, where FUNCTION LOAD ran; only a load
+                // that ran out of time on a busy thread fails here.
+                Err(e) => tracing::warn!("Library '{}' did not load: {e}", library.name),
+            }
+        }
+        self.functions = table;
+        self.functions_at = Some(generation);
+        self.functions_memory = (self.lua.used_memory() as i64 - before).max(0);
+        Ok(())
+    }
 }
 
-fn compile(lua: &Lua, body: &[u8]) -> Result<Function, CommandError> {
-    lua.load(body)
-        .set_name("@user_script")
-        .into_function()
-        .map_err(|e| {
-            let text = match &e {
-                mlua::Error::SyntaxError { message, .. } => message.clone(),
-                other => other.to_string(),
+/// Reads redis.register_function's arguments: a name and a callback, or
+/// one table of named arguments (function_name, callback, flags,
+/// description). Errors are Redis's texts.
+fn registration(lua: &Lua, args: MultiValue) -> Result<Registered, &'static str> {
+    let text = |v: Value| -> Option<mlua::String> { lua.coerce_string(v).ok().flatten() };
+    let mut args = args.into_iter();
+    match (args.next(), args.next(), args.next()) {
+        (Some(name), Some(callback), None) => {
+            let name =
+                text(name).ok_or("first argument to redis.register_function must be a string")?;
+            let Value::Function(callback) = callback else {
+                return Err("second argument to redis.register_function must be a function");
             };
-            CommandError::err(format!("Error compiling script (new function): {text}"))
-        })
+            Ok(Registered {
+                name: name.to_string_lossy(),
+                description: None,
+                flags: ScriptFlags::default(),
+                callback,
+            })
+        }
+        (Some(named), None, None) => {
+            let Value::Table(t) = named else {
+                return Err("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).");
+            };
+            let (mut name, mut description, mut callback) = (None, None, None);
+            let mut flags = ScriptFlags::default();
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) =
+                    pair.map_err(|_| "unknown argument given to redis.register_function")?;
+                let key = text(k)
+                    .ok_or("named argument key given to redis.register_function is not a string")?;
+                let key = key.to_string_lossy().to_ascii_lowercase();
+                match key.as_str() {
+                    "function_name" => {
+                        name = Some(text(v).ok_or("function_name argument given to redis.register_function must be a string")?);
+                    }
+                    "description" => {
+                        description = Some(text(v).ok_or("description argument given to redis.register_function must be a string")?);
+                    }
+                    "callback" => {
+                        let Value::Function(f) = v else {
+                            return Err("callback argument given to redis.register_function must be a function");
+                        };
+                        callback = Some(f);
+                    }
+                    "flags" => {
+                        let Value::Table(list) = v else {
+                            return Err("flags argument to redis.register_function must be a table representing function flags");
+                        };
+                        for i in 1.. {
+                            match list.raw_get::<Value>(i) {
+                                Ok(Value::Nil) => break,
+                                Ok(v) => {
+                                    let known =
+                                        text(v).is_some_and(|f| flags.add(&f.as_bytes(), true));
+                                    if !known {
+                                        return Err("unknown flag given");
+                                    }
+                                }
+                                Err(_) => return Err("unknown flag given"),
+                            }
+                        }
+                    }
+                    _ => return Err("unknown argument given to redis.register_function"),
+                }
+            }
+            let name = name.ok_or("redis.register_function must get a function name argument")?;
+            let callback =
+                callback.ok_or("redis.register_function must get a callback argument")?;
+            Ok(Registered {
+                name: name.to_string_lossy(),
+                description: description.map(|d| Bytes::copy_from_slice(&d.as_bytes())),
+                flags,
+                callback,
+            })
+        }
+        _ => Err("wrong number of arguments to redis.register_function"),
+    }
 }
 
-/// The line of the innermost frame that belongs to the script.
-fn script_line(lua: &Lua) -> i64 {
+/// A compile error's text, as Lua gives it (`user_script:1: ...`).
+fn syntax_error(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The chunk (`user_script`, `user_function`) and line of the innermost
+/// frame that belongs to a script or a library.
+fn script_frame(lua: &Lua) -> (&'static str, i64) {
     (0..64)
         .find_map(|level| {
             lua.inspect_stack(level, |d| {
-                let src = d.source();
-                (src.source.as_deref() == Some("@user_script"))
-                    .then(|| d.current_line().map_or(0, |n| n as i64))
+                let chunk = match d.source().source.as_deref() {
+                    Some("@user_script") => "user_script",
+                    Some("@user_function") => "user_function",
+                    _ => return None,
+                };
+                Some((chunk, d.current_line().map_or(0, |n| n as i64)))
             })?
         })
-        .unwrap_or(0)
+        .unwrap_or(("user_script", 0))
 }
 
 /// The Rust error by which redis.call raises a command's error reply.
@@ -275,15 +740,51 @@ fn cache(sha: &str, body: &Bytes) {
         .or_insert_with(|| body.clone());
 }
 
-fn with_vm<R>(f: impl FnOnce(&mut Vm) -> Result<R, CommandError>) -> Result<R, CommandError> {
+pub(super) fn with_vm<R>(
+    f: impl FnOnce(&mut Vm) -> Result<R, CommandError>,
+) -> Result<R, CommandError> {
     VM.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             let vm = Vm::new().map_err(|e| CommandError::err(format!("Lua: {e}")))?;
             *slot = Some(vm);
         }
-        f(slot.as_mut().expect("set above"))
+        let vm = slot.as_mut().expect("set above");
+        let r = f(vm);
+        vm.report();
+        r
     })
+}
+
+/// What scripts and functions hold, for INFO and MEMORY STATS.
+pub struct ScriptMemory {
+    /// The Lua states' memory: scripts' and functions' shares.
+    pub vm_eval: u64,
+    pub vm_functions: u64,
+    /// The script cache: scripts and their bytes.
+    pub cached_scripts: usize,
+    pub scripts_bytes: usize,
+    pub libraries: usize,
+    pub functions: usize,
+    /// Libraries' code and their functions' names and descriptions.
+    pub functions_bytes: usize,
+}
+
+pub fn memory() -> ScriptMemory {
+    let (cached_scripts, scripts_bytes) = {
+        let c = CACHE.lock();
+        (c.len(), c.iter().map(|(k, v)| k.len() + v.len()).sum())
+    };
+    let (libraries, functions, functions_bytes) = super::functions::counts();
+    ScriptMemory {
+        vm_eval: VM_MEMORY[0].load(Relaxed).max(0) as u64,
+        vm_functions: VM_MEMORY[1].load(Relaxed).max(0) as u64,
+        cached_scripts,
+        scripts_bytes,
+        libraries,
+        functions,
+        functions_bytes,
+    }
 }
 
 fn eval(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -315,7 +816,7 @@ fn by_sha(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
     run_script(ctx, argv, &sha, body, read_only)
 }
 
-fn run_script(ctx: &mut Ctx, argv: &[Bytes], sha: &str, body: Bytes, read_only: bool) -> CmdResult {
+fn run_script(ctx: &mut Ctx, argv: &[Bytes], sha: &str, body: Bytes, ro: bool) -> CmdResult {
     let numkeys = super::args::int(&argv[2])?;
     if numkeys < 0 {
         return Err(CommandError::err("Number of keys can't be negative"));
@@ -327,18 +828,110 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], sha: &str, body: Bytes, read_only: 
     }
     let split = 3 + numkeys as usize;
     let (keys, args) = (&argv[3..split], &argv[split..]);
-    // Inside EXEC the transaction holds the gate and wraps the effects.
+    let declared = shebang(&body)?;
+    let code = &body[declared.map_or(0, |(_, at)| at)..];
+    let how = match declared {
+        Some((flags, _)) => Invocation::declared(sha, "user_script", flags, ro)?,
+        None => {
+            // Redis's compatibility mode: a stale replica refuses the
+            // script itself (its row says `stale` for those that declare
+            // `allow-stale`).
+            let (repl, tun) = (&ctx.server.replication, &ctx.server.tun);
+            if repl.is_replica() && !repl.link_up() && !tun.replica_serve_stale.load(Relaxed) {
+                return Err(CommandError::MasterDown);
+            }
+            Invocation {
+                name: sha,
+                chunk: "user_script",
+                read_only: ro,
+                oom_per_call: true,
+            }
+        }
+    };
+    invoke(ctx, |ctx| {
+        with_vm(|vm| {
+            let f = vm.function(sha, code)?;
+            // Cached once it compiles, as Redis caches what EVAL ran.
+            cache(sha, &body);
+            execute(vm, ctx, f, keys, args, &how)
+        })
+    })
+}
+
+/// FCALL's and FCALL_RO's run of the function `name`, which the registry
+/// holds with `flags` (checked there: it exists, and the key count).
+pub(super) fn call_function(
+    ctx: &mut Ctx,
+    name: &str,
+    flags: ScriptFlags,
+    keys: &[Bytes],
+    args: &[Bytes],
+    ro: bool,
+) -> CmdResult {
+    let how = Invocation::declared(name, "user_function", flags, ro)?;
+    invoke(ctx, |ctx| {
+        with_vm(|vm| {
+            vm.sync_functions()?;
+            let f = vm
+                .functions
+                .raw_get::<Option<Function>>(name.to_ascii_lowercase())
+                .ok()
+                .flatten()
+                .ok_or_else(|| CommandError::err("Function not found"))?;
+            execute(vm, ctx, f, keys, args, &how)
+        })
+    })
+}
+
+/// How a script or function runs.
+struct Invocation<'a> {
+    /// What its errors name: a script's SHA1, a function's name.
+    name: &'a str,
+    /// The chunk its code is (`user_script`, `user_function`); a function
+    /// takes its keys and arguments as parameters, a script as KEYS and
+    /// ARGV.
+    chunk: &'static str,
+    /// No command it calls may write (the _RO commands, `no-writes`).
+    read_only: bool,
+    /// Each command it calls meets `maxmemory` (Redis's compatibility
+    /// mode); one that declares its flags met it once, before it started.
+    oom_per_call: bool,
+}
+
+impl<'a> Invocation<'a> {
+    /// A script or function that declares `flags`, run by a _RO command
+    /// if `ro`: refused if it may write (Redis's scriptPrepareForRun; the
+    /// rest of its checks were made on the command's flags).
+    fn declared(
+        name: &'a str,
+        chunk: &'static str,
+        flags: ScriptFlags,
+        ro: bool,
+    ) -> Result<Self, CommandError> {
+        let writes = !flags.has(ScriptFlags::NO_WRITES);
+        if writes && ro {
+            return Err(CommandError::err(
+                "Can not execute a script with write flag using *_ro command.",
+            ));
+        }
+        Ok(Invocation {
+            name,
+            chunk,
+            read_only: !writes,
+            oom_per_call: false,
+        })
+    }
+}
+
+/// Runs `run` as one script: alone (the gate held exclusively; inside
+/// EXEC the transaction holds it), its effects wrapped in MULTI … EXEC.
+fn invoke(ctx: &mut Ctx, run: impl FnOnce(&mut Ctx) -> CmdResult) -> CmdResult {
     let nested = ctx.client.exec_effects.get().is_some();
     let _gate = (!nested).then(|| ctx.server.gate.exclusive());
     if !nested {
         ctx.client.exec_effects.set(Some(false));
     }
-    let result = with_vm(|vm| {
-        let f = vm.function(sha, &body)?;
-        // Cached once it compiles, as Redis caches what EVAL ran.
-        cache(sha, &body);
-        execute(vm, ctx, f, keys, args, sha, read_only)
-    });
+    let result = run(ctx);
     if !nested {
         if ctx.client.exec_effects.get() == Some(true) {
             ctx.emit_global(&[b"EXEC"]);
@@ -348,16 +941,15 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], sha: &str, body: Bytes, read_only: 
     result
 }
 
-/// Runs the compiled script with KEYS and ARGV, its redis.call bound to
-/// `ctx`, and writes its value as the reply.
+/// Runs the compiled script or function with its keys and arguments, its
+/// redis.call bound to `ctx`, and writes its value as the reply.
 fn execute(
     vm: &Vm,
     ctx: &mut Ctx,
     f: Function,
     keys: &[Bytes],
     args: &[Bytes],
-    sha: &str,
-    read_only: bool,
+    how: &Invocation,
 ) -> CmdResult {
     let lua = &vm.lua;
     let lua_err = |e: mlua::Error| CommandError::err(format!("Lua: {e}"));
@@ -368,28 +960,34 @@ fn execute(
         }
         Ok(t)
     };
+    let (keys, args) = (
+        strings(keys).map_err(lua_err)?,
+        strings(args).map_err(lua_err)?,
+    );
+    let function = how.chunk == "user_function";
     let g = lua.globals();
-    g.raw_set("KEYS", strings(keys).map_err(lua_err)?)
-        .map_err(lua_err)?;
-    g.raw_set("ARGV", strings(args).map_err(lua_err)?)
-        .map_err(lua_err)?;
+    if !function {
+        g.raw_set("KEYS", keys.clone()).map_err(lua_err)?;
+        g.raw_set("ARGV", args.clone()).map_err(lua_err)?;
+    }
     let limit = ctx.server.config.read().int("busy-reply-threshold").max(0) as u64;
-    // The script's value is written in the client's protocol (a nil is
-    // RESP3's null to a RESP3 client).
+    // The value is written in the client's protocol (a nil is RESP3's
+    // null to a RESP3 client).
     let protocol = ctx.out.proto;
+    let (read_only, oom_per_call) = (how.read_only, how.oom_per_call);
     let cell = RefCell::new(&mut *ctx);
-    let redis: Table = g.raw_get("redis").map_err(lua_err)?;
+    let redis = &vm.api;
     let outcome = lua.scope(|scope| {
         // Functions, not Lua wrappers: a script's `return redis.call(...)`
         // is then no tail call, and an error knows the script's line.
         let call = scope.create_function(|lua, call: MultiValue| {
             let mut ctx = cell.borrow_mut();
-            redis_call(lua, &mut ctx, call, read_only)
+            redis_call(lua, &mut ctx, call, read_only, oom_per_call)
                 .map_err(|e| mlua::Error::external(CallError(e.to_string())))
         })?;
         let pcall = scope.create_function(|lua, call: MultiValue| {
             let mut ctx = cell.borrow_mut();
-            match redis_call(lua, &mut ctx, call, read_only) {
+            match redis_call(lua, &mut ctx, call, read_only, oom_per_call) {
                 Ok(v) => Ok(v),
                 Err(e) => Ok(Value::Table(error_table(lua, &e)?)),
             }
@@ -412,7 +1010,12 @@ fn execute(
                 Ok(mlua::VmState::Continue)
             },
         )?;
-        let r = vm.xpcall.call::<(bool, Value)>((f, vm.handler.clone()));
+        let r = if function {
+            vm.fcall
+                .call::<(bool, Value)>((f, vm.handler.clone(), keys, args))
+        } else {
+            vm.xpcall.call::<(bool, Value)>((f, vm.handler.clone()))
+        };
         lua.remove_hook();
         let r = r?;
         redis.raw_set("call", Value::Nil)?;
@@ -427,15 +1030,20 @@ fn execute(
             (false, Value::Table(t)) => {
                 let e: String = t.raw_get::<Option<String>>("err")?.unwrap_or_default();
                 let line: i64 = t.raw_get::<Option<i64>>("line")?.unwrap_or(0);
-                Some(format!("{e} script: {sha}, on @user_script:{line}."))
+                let chunk = t
+                    .raw_get::<Option<String>>("chunk")?
+                    .unwrap_or_else(|| how.chunk.to_string());
+                Some(format!("{e} script: {}, on @{chunk}:{line}.", how.name))
             }
-            (false, other) => Some(format!("ERR {other:?} script: {sha}")),
+            (false, other) => Some(format!("ERR {other:?} script: {}", how.name)),
         };
         Ok((out.buf.to_vec(), failed))
     });
     let (reply, failed) = outcome.map_err(lua_err)?;
-    let _ = g.raw_set("KEYS", Value::Nil);
-    let _ = g.raw_set("ARGV", Value::Nil);
+    if !function {
+        let _ = g.raw_set("KEYS", Value::Nil);
+        let _ = g.raw_set("ARGV", Value::Nil);
+    }
     if let Some(e) = failed {
         return Err(CommandError::err_code(
             e.trim_start_matches('-').to_string(),
@@ -459,6 +1067,7 @@ fn redis_call(
     ctx: &mut Ctx,
     call: MultiValue,
     read_only: bool,
+    oom_per_call: bool,
 ) -> Result<Value, CommandError> {
     let mut argv: Vec<Bytes> = Vec::with_capacity(call.len());
     for v in call {
@@ -513,7 +1122,7 @@ fn redis_call(
     }
     // Over `maxmemory` with nothing left to evict, a command that may
     // grow memory is refused inside a script too.
-    if spec.has(DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
+    if oom_per_call && spec.has(DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
         ctx.make_room()?;
     }
     let scratch = ReplyBuf::scratch(Protocol::Resp2);
@@ -622,8 +1231,9 @@ fn to_reply_at(out: &mut ReplyBuf, v: &Value, depth: usize) -> Result<(), ()> {
 }
 
 fn script_load(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    with_vm(|vm| compile(&vm.lua, &argv[2]).map(|_| ()))?;
     let sha = sha1_hex(&argv[2]);
+    let code = &argv[2][shebang(&argv[2])?.map_or(0, |(_, at)| at)..];
+    with_vm(|vm| vm.function(&sha, code).map(|_| ()))?;
     cache(&sha, &argv[2]);
     ctx.out.bulk(sha.as_bytes());
     Ok(())
