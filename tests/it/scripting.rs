@@ -114,6 +114,38 @@ fn scripts_answer_as_redis() {
     ]);
 }
 
+/// The globals, the libraries and `redis` are read-only, as in Redis 7:
+/// whatever a script tries, the next one finds them as they were (each
+/// I/O thread keeps one Lua state for every script it runs).
+#[test]
+fn scripts_cannot_change_what_later_scripts_see() {
+    let tampering: &[&str] = &[
+        "string.rep = nil",
+        "rawset(string, 'rep', nil)",
+        "cjson.encode = nil",
+        "redis.call = nil",
+        "rawset(redis, 'call', function() return 1 end)",
+        "getmetatable('').__index = nil",
+        "getmetatable(redis).__index = nil",
+        "setmetatable(_G, nil)",
+        "rawset(_G, 'leftover', 1)",
+        "KEYS = nil",
+        "math.random = nil",
+        "bit.band = nil",
+        "coroutine.x = 1",
+    ];
+    let mut script: Vec<[&str; 3]> = tampering.iter().map(|t| ["EVAL", *t, "0"]).collect();
+    let intact = "return {type(string.rep), #string, type(cjson.encode), ('x'):rep(2), \
+                  redis.call('ping')['ok'], type(getmetatable('')), type(getmetatable(redis)), \
+                  type(rawget(_G, 'leftover')), type(KEYS), math.floor(2.5), bit.band(6, 3), \
+                  rawget(_G, 'KEYS')[1], rawget(_G, 'nosuch') == nil}";
+    script.push(["EVAL", intact, "1"]);
+    let mut cmds: Vec<Vec<&str>> = script.iter().map(|c| c.to_vec()).collect();
+    cmds.last_mut().unwrap().push("k");
+    let refs: Vec<&[&str]> = cmds.iter().map(Vec::as_slice).collect();
+    same_as_redis(&refs);
+}
+
 /// Every distinct script is kept compiled on each thread that ran it:
 /// thousands of them must not run out of what Lua handles are made of.
 #[test]
@@ -222,6 +254,17 @@ fn a_script_that_runs_too_long_is_stopped() {
     );
     // The node serves again, with what the script wrote before it stopped.
     assert_eq!(bulk(&mut r, &["GET", "during"]).as_deref(), Some("1"));
+    // Nothing inside a script outlasts the stop: not a coroutine (which
+    // runs on a Lua thread of its own), nor a pcall catching the stop.
+    for endless in [
+        "local co = coroutine.create(function() while true do end end) return coroutine.resume(co)",
+        "while true do pcall(function() while true do end end) end",
+        "return xpcall(function() while true do end end, function(e) return e end)",
+        "while true do coroutine.resume(coroutine.create(function() while true do pcall(function() while true do end end) end end)) end",
+    ] {
+        let e = crate::err(&mut r, &["EVAL", endless, "0"]);
+        assert!(e.starts_with("ERR Script stopped"), "{endless}: {e}");
+    }
     assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
     // Values nested past any reason are refused, not followed down.
     let deep = "local t = {} for i = 1, 100000 do t = {t} end return t";
