@@ -67,6 +67,10 @@ pub enum CommandError {
     /// A message with its own error code (`NOAUTH HELLO must be ...`).
     #[error("{0}")]
     Coded(String),
+    /// A script's error that is a command's error it called, already in
+    /// the error statistics where it arose (Redis counts an error once).
+    #[error("{0}")]
+    Counted(String),
     /// Any other `ERR ...` message.
     #[error("ERR {0}")]
     Err(String),

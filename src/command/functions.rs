@@ -542,6 +542,7 @@ fn fcall_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn call(ctx: &mut Ctx, argv: &[Bytes], ro: bool) -> CmdResult {
+    scripting::tell_monitors(ctx, argv);
     let f = lookup(&argv[1]).ok_or_else(|| CommandError::err("Function not found"))?;
     let numkeys =
         parse_i64(&argv[2]).ok_or_else(|| CommandError::err("Bad number of keys provided"))?;

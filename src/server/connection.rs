@@ -842,7 +842,9 @@ async fn execute(
         server.latency.observe(event, elapsed / 1000);
     }
     if let Err(e) = &result {
-        server.stats.error(&e.code());
+        if !matches!(e, crate::error::CommandError::Counted(_)) {
+            server.stats.error(&e.code());
+        }
     }
     let h = &client.handle;
     h.last_interaction.store(now, Relaxed);
@@ -1006,7 +1008,7 @@ fn redacted<'a>(spec: &Spec, argv: &'a [Bytes]) -> std::borrow::Cow<'a, [Bytes]>
 }
 
 /// A MONITOR line: `1339518083.107412 [0 127.0.0.1:60866] "keys" "*"`.
-fn monitor_line(now_ms: i64, db: usize, addr: &str, argv: &[Bytes]) -> String {
+pub fn monitor_line(now_ms: i64, db: usize, addr: &str, argv: &[Bytes]) -> String {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_micros())

@@ -146,6 +146,87 @@ fn scripts_cannot_change_what_later_scripts_see() {
     same_as_redis(&refs);
 }
 
+/// The commands a script calls count in INFO commandstats, errorstats
+/// and total_commands_processed as a client's would, an error only once
+/// where it arose; MONITOR shows the script, then its commands as `lua`.
+#[test]
+fn a_scripts_commands_are_counted_and_monitored_as_in_redis() {
+    use crate::support::ReferenceRedis;
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let (mut s, mut r) = (node.raw(), reference.raw());
+    let mut m = node.raw();
+    crate::ok(&mut m, &["MONITOR"]);
+    let scripts: &[&[&str]] = &[
+        &["SET", "a", "1"],
+        &["CONFIG", "RESETSTAT"],
+        &[
+            "EVAL",
+            "redis.call('set', 'a', '1') redis.call('get', 'a') return redis.pcall('incr', 'a')",
+            "0",
+        ],
+        &["EVAL", "return redis.pcall('lpush', 'a', 1)", "0"],
+        &["EVAL", "redis.pcall('lpush', 'a', 1) return 1", "0"],
+        &["EVAL", "return redis.call('lpush', 'a', 1)", "0"],
+        &["EVAL", "return {err = 'MYERR x'}", "0"],
+        &["EVAL", "error('boom')", "0"],
+    ];
+    for cmd in scripts {
+        assert_eq!(s.call(cmd), r.call(cmd), "{cmd:?}");
+    }
+    let section = |text: Frame| -> Vec<String> {
+        let Frame::Bulk(b) = text else {
+            panic!("{text:?}")
+        };
+        let mut lines: Vec<String> = String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(':'))
+            .filter(|l| {
+                l.starts_with("cmdstat_")
+                    || l.starts_with("errorstat_")
+                    || l.starts_with("total_error_replies")
+                    || l.starts_with("total_commands_processed")
+            })
+            // Times differ; counts must not.
+            .map(|l| {
+                l.split(',')
+                    .filter(|f| !f.starts_with("usec"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    for what in ["commandstats", "errorstats", "stats"] {
+        assert_eq!(
+            section(s.call(&["INFO", what])),
+            section(r.call(&["INFO", what])),
+            "INFO {what}"
+        );
+    }
+    let mut lines = Vec::new();
+    while lines.len() < 4 {
+        match m.read2() {
+            Frame::Simple(line) if line.contains("\"EVAL\"") || line.contains("[0 lua]") => {
+                lines.push(line)
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        lines[0].contains("\"EVAL\" \"redis.call('set'"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].ends_with("[0 lua] \"set\" \"a\" \"1\""),
+        "{lines:?}"
+    );
+    assert!(lines[2].ends_with("[0 lua] \"get\" \"a\""), "{lines:?}");
+    assert!(lines[3].ends_with("[0 lua] \"incr\" \"a\""), "{lines:?}");
+}
+
 /// Every distinct script is kept compiled on each thread that ran it:
 /// thousands of them must not run out of what Lua handles are made of.
 #[test]

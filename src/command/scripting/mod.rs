@@ -283,7 +283,7 @@ fn time_limited<R>(
         move |_, _| {
             if !limit.is_zero() && started.elapsed() > limit {
                 STOPPED.with(|s| *s.borrow_mut() = Some(message.clone()));
-                return Err(mlua::Error::external(CallError(message.clone())));
+                return Err(mlua::Error::external(CallError::new(message.clone())));
             }
             Ok(mlua::VmState::Continue)
         },
@@ -482,8 +482,12 @@ impl Vm {
                 Value::Table(t) => t,
                 // A refused redis.call: its reply's text, as Redis raises it.
                 Value::Error(e) if call_error(&e).is_some() => {
+                    let c = call_error(&e).expect("checked");
                     let t = lua.create_table()?;
-                    t.raw_set("err", call_error(&e).unwrap_or_default())?;
+                    t.raw_set("err", c.text)?;
+                    if c.counted {
+                        t.raw_set("counted", true)?;
+                    }
                     t
                 }
                 Value::String(s) => {
@@ -541,7 +545,7 @@ impl Vm {
         let registering: Rc<RefCell<Option<Vec<Registered>>>> = Rc::default();
         let record = registering.clone();
         let register = lua.create_function(move |lua, args: MultiValue| {
-            let fail = |m: &str| mlua::Error::external(CallError(format!("ERR {m}")));
+            let fail = |m: &str| mlua::Error::external(CallError::new(format!("ERR {m}")));
             let f = registration(lua, args).map_err(fail)?;
             let mut list = record.borrow_mut();
             let Some(list) = list.as_mut() else {
@@ -803,16 +807,39 @@ fn script_frame(lua: &Lua) -> (&'static str, i64) {
         .unwrap_or(("user_script", 0))
 }
 
-/// The Rust error by which redis.call raises a command's error reply.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct CallError(String);
+/// The Rust error by which redis.call raises a command's error reply
+/// (and the host its own stops). `counted`: a command's error, already in
+/// the error statistics (Redis counts an error once, where it arose).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{text}")]
+struct CallError {
+    text: String,
+    counted: bool,
+}
+
+impl CallError {
+    fn new(text: String) -> Self {
+        CallError {
+            text,
+            counted: false,
+        }
+    }
+}
+
+impl From<CommandError> for CallError {
+    fn from(e: CommandError) -> Self {
+        CallError {
+            counted: matches!(e, CommandError::Counted(_)),
+            text: e.to_string(),
+        }
+    }
+}
 
 /// The command error a Lua error carries, if it is redis.call's.
-fn call_error(e: &mlua::Error) -> Option<String> {
+fn call_error(e: &mlua::Error) -> Option<CallError> {
     match e {
         mlua::Error::CallbackError { cause, .. } => call_error(cause),
-        mlua::Error::ExternalError(inner) => inner.downcast_ref::<CallError>().map(|c| c.0.clone()),
+        mlua::Error::ExternalError(inner) => inner.downcast_ref::<CallError>().cloned(),
         _ => None,
     }
 }
@@ -885,12 +912,25 @@ pub fn memory() -> ScriptMemory {
     }
 }
 
+/// Shows a script's command in MONITOR before the commands it calls (its
+/// row says `skip_monitor`: the connection would show it after them).
+pub(super) fn tell_monitors(ctx: &Ctx, argv: &[Bytes]) {
+    let server = ctx.server;
+    if server.monitor_count.load(Relaxed) > 0 {
+        let addr = ctx.client.handle.addr.to_string();
+        let line = crate::server::connection::monitor_line(ctx.now_ms, ctx.client.db, &addr, argv);
+        let _ = server.monitors.send(line.into());
+    }
+}
+
 fn eval(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    tell_monitors(ctx, argv);
     let sha = sha1_hex(&argv[1]);
     run_script(ctx, argv, &sha, argv[1].clone(), false)
 }
 
 fn eval_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    tell_monitors(ctx, argv);
     let sha = sha1_hex(&argv[1]);
     run_script(ctx, argv, &sha, argv[1].clone(), true)
 }
@@ -904,6 +944,7 @@ fn evalsha_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn by_sha(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
+    tell_monitors(ctx, argv);
     let sha = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
     let body = CACHE.lock().get(&sha).cloned();
     let Some(body) = body else {
@@ -1081,7 +1122,7 @@ fn execute(
         let call = scope.create_function(|lua, call: MultiValue| {
             let mut ctx = cell.borrow_mut();
             redis_call(lua, &mut ctx, call, read_only, oom_per_call)
-                .map_err(|e| mlua::Error::external(CallError(e.to_string())))
+                .map_err(|e| mlua::Error::external(CallError::from(e)))
         })?;
         let pcall = scope.create_function(|lua, call: MultiValue| {
             let mut ctx = cell.borrow_mut();
@@ -1113,7 +1154,17 @@ fn execute(
         redis.raw_set("pcall", Value::Nil)?;
         // The reply is written while the values still live.
         let mut out = ReplyBuf::scratch(protocol);
+        let counted = |t: &Table| {
+            t.raw_get::<Option<bool>>("counted")
+                .map(|c| c == Some(true))
+        };
         let failed = match &r {
+            // An error value is the command's error reply: counted in the
+            // error statistics unless a command's error it passes on.
+            (true, Value::Table(t)) if t.raw_get::<Option<mlua::String>>("err")?.is_some() => {
+                let e = t.raw_get::<mlua::String>("err")?.to_string_lossy();
+                Some((e, counted(t)?))
+            }
             (true, v) => {
                 to_reply(&mut out, v);
                 None
@@ -1124,9 +1175,10 @@ fn execute(
                 let chunk = t
                     .raw_get::<Option<String>>("chunk")?
                     .unwrap_or_else(|| how.chunk.to_string());
-                Some(format!("{e} script: {}, on @{chunk}:{line}.", how.name))
+                let text = format!("{e} script: {}, on @{chunk}:{line}.", how.name);
+                Some((text, counted(t)?))
             }
-            (false, other) => Some(format!("ERR {other:?} script: {}", how.name)),
+            (false, other) => Some((format!("ERR {other:?} script: {}", how.name), false)),
         };
         Ok((out.buf.to_vec(), failed))
     });
@@ -1135,10 +1187,13 @@ fn execute(
         let _ = g.raw_set("KEYS", Value::Nil);
         let _ = g.raw_set("ARGV", Value::Nil);
     }
-    if let Some(e) = failed {
-        return Err(CommandError::err_code(
-            e.trim_start_matches('-').to_string(),
-        ));
+    if let Some((e, counted)) = failed {
+        let e = e.trim_start_matches('-').to_string();
+        return Err(if counted {
+            CommandError::Counted(e)
+        } else {
+            CommandError::err_code(e)
+        });
     }
     ctx.out.buf.extend_from_slice(&reply);
     Ok(())
@@ -1148,6 +1203,9 @@ fn execute(
 fn error_table(lua: &Lua, e: &CommandError) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("err", e.to_string())?;
+    if matches!(e, CommandError::Counted(_)) {
+        t.raw_set("counted", true)?;
+    }
     Ok(t)
 }
 
@@ -1184,7 +1242,7 @@ fn redis_call(
             "Unknown Redis command called from script",
         ));
     }
-    let (_, spec) = TABLE.resolve(&argv).map_err(|e| match e {
+    let (idx, spec) = TABLE.resolve(&argv).map_err(|e| match e {
         CommandError::Arity(_) => {
             CommandError::err("Wrong number of args calling Redis command from script")
         }
@@ -1216,9 +1274,21 @@ fn redis_call(
     if oom_per_call && spec.has(DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
         ctx.make_room()?;
     }
+    let server = ctx.server;
+    if server.monitor_count.load(Relaxed) > 0 && !spec.has(SKIP_MONITOR) && !spec.has(ADMIN) {
+        let line = crate::server::connection::monitor_line(ctx.now_ms, ctx.client.db, "lua", &argv);
+        let _ = server.monitors.send(line.into());
+    }
     let scratch = ReplyBuf::scratch(Protocol::Resp2);
     let saved = std::mem::replace(&mut *ctx.out, scratch);
-    let _ = super::run(ctx, spec, &argv);
+    let started = std::time::Instant::now();
+    let ran = super::run(ctx, spec, &argv);
+    // Counted as a client's command is: calls, time, failures, errors.
+    server.stats.commands_processed.add(1);
+    server.stats.commands[idx].record(1, started.elapsed().as_micros() as u64, ran.is_err() as u64);
+    if let Err(e) = &ran {
+        server.stats.error(&e.code());
+    }
     let scratch = std::mem::replace(&mut *ctx.out, saved);
     // Blocking and connection actions have no meaning inside a script.
     ctx.action = None;
@@ -1231,6 +1301,7 @@ fn redis_call(
         }
     };
     match reply {
+        Frame::Error(e) if ran.is_err() => Err(CommandError::Counted(e)),
         Frame::Error(e) => Err(CommandError::err_code(e)),
         r => to_lua(lua, r).map_err(|e| CommandError::err(format!("Lua: {e}"))),
     }
