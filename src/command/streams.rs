@@ -455,7 +455,11 @@ struct ReadArgs {
     n: usize,
 }
 
-fn parse_read_args(argv: &[Bytes], grouped: bool) -> Result<ReadArgs, CommandError> {
+fn parse_read_args(
+    argv: &[Bytes],
+    grouped: bool,
+    in_script: bool,
+) -> Result<ReadArgs, CommandError> {
     let mut a = ReadArgs {
         block: None,
         count: None,
@@ -469,6 +473,13 @@ fn parse_read_args(argv: &[Bytes], grouped: bool) -> Result<ReadArgs, CommandErr
         let more = argv.len() - 1 - i;
         let o = &argv[i][..];
         if o.eq_ignore_ascii_case(b"block") && more > 0 {
+            // A script cannot wait; Redis refuses the option there outright.
+            if in_script {
+                let name = if grouped { "xreadgroup" } else { "xread" };
+                return Err(CommandError::err(format!(
+                    "{name} command is not allowed with BLOCK option from scripts"
+                )));
+            }
             i += 1;
             a.block = Some(wait_deadline(&argv[i])?);
         } else if o.eq_ignore_ascii_case(b"count") && more > 0 {
@@ -535,7 +546,7 @@ fn xreadgroup(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn read_generic(ctx: &mut Ctx, argv: &[Bytes], grouped: bool) -> CmdResult {
-    let a = parse_read_args(argv, grouped)?;
+    let a = parse_read_args(argv, grouped, ctx.client.in_script)?;
     let keys = &argv[a.streams..a.streams + a.n];
     let id_args = &argv[a.streams + a.n..];
     let db = ctx.db();

@@ -168,13 +168,46 @@ impl ReplyBuf {
 
     /// A free-form text reply (INFO, CLIENT LIST): verbatim `txt` in RESP3.
     pub fn verbatim(&mut self, text: &str) {
+        self.verbatim_as(b"txt", text.as_bytes());
+    }
+
+    /// A verbatim string of `format` (three characters, as RESP3 has
+    /// them; a script may give others, cut or padded as Redis does), a
+    /// bulk string in RESP2.
+    pub fn verbatim_as(&mut self, format: &[u8], text: &[u8]) {
         if self.resp3() {
+            let mut f = [b' '; 3];
+            for (d, s) in f.iter_mut().zip(format) {
+                *d = *s;
+            }
             self.header(b'=', text.len() as i64 + 4);
-            self.buf.extend_from_slice(b"txt:");
-            self.buf.extend_from_slice(text.as_bytes());
+            self.buf.extend_from_slice(&f);
+            self.buf.extend_from_slice(b":");
+            self.buf.extend_from_slice(text);
             self.buf.extend_from_slice(b"\r\n");
         } else {
-            self.bulk(text.as_bytes());
+            self.bulk(text);
+        }
+    }
+
+    /// A boolean: `#t`/`#f` in RESP3, 1 or 0 in RESP2.
+    pub fn boolean(&mut self, b: bool) {
+        if self.resp3() {
+            self.buf
+                .extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" });
+        } else {
+            self.int(b as i64);
+        }
+    }
+
+    /// A big number's digits: `(` in RESP3, a bulk string in RESP2.
+    pub fn big_number(&mut self, digits: &[u8]) {
+        if self.resp3() {
+            self.buf.extend_from_slice(b"(");
+            self.buf.extend_from_slice(digits);
+            self.buf.extend_from_slice(b"\r\n");
+        } else {
+            self.bulk(digits);
         }
     }
 

@@ -73,6 +73,9 @@ pub struct Client {
     /// Inside EXEC: whether the transaction's MULTI effect is recorded yet
     /// (it is, lazily, before the first write's effect). `None` outside.
     pub exec_effects: std::cell::Cell<Option<bool>>,
+    /// A script or function is running this client's commands (some
+    /// refuse options there, as XREAD's BLOCK).
+    pub in_script: bool,
     /// CLIENT TRACKING's mode while it is on (`server::tracking`).
     pub tracking: Option<super::tracking::Mode>,
     /// CLIENT CACHING was called for the next command (or transaction).
@@ -138,6 +141,7 @@ impl Client {
             watching: Vec::new(),
             watch_dirty: Arc::new(AtomicBool::new(false)),
             exec_effects: std::cell::Cell::new(None),
+            in_script: false,
             subs: None,
             from_primary: false,
             replica_port: 0,

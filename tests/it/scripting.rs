@@ -53,6 +53,9 @@ fn scripts_answer_as_redis() {
         &["EVAL", "return redis.call('set', 'k', {})", "0"],
         &["EVAL", "return redis.call('echo', 7)", "0"],
         &["EVAL", "return redis.call('blpop', 'nolist', 0)", "0"],
+        &["EVAL", "return redis.call('xread', 'BLOCK', '0', 'STREAMS', 's', '$')", "0"],
+        &["EVAL", "return redis.call('xreadgroup', 'GROUP', 'g', 'c', 'BLOCK', 'x', 'STREAMS', 's', '>')", "0"],
+        &["EVAL", "return redis.call('xread', 'COUNT', '1', 'STREAMS', 'nostream', '0')", "0"],
         &[
             "EVAL",
             "return redis.call('hset', KEYS[1], ARGV[1], ARGV[2])",
@@ -240,7 +243,10 @@ fn thousands_of_distinct_scripts_run() {
     assert_eq!(int(&mut r, &["EVAL", "return 7", "0"]), 7);
 }
 
-/// A script's nil reaches a RESP3 client as RESP3's null, as from Redis.
+/// A script's nil reaches a RESP3 client as RESP3's null, as from Redis;
+/// tables naming a type (map, set, double, big_number, verbatim_string)
+/// are replied as that type; after `redis.setresp(3)` a script gets its
+/// commands' replies in RESP3's types and replies booleans.
 #[test]
 fn a_script_answers_a_resp3_client_in_resp3() {
     let node = TestNode::start();
@@ -249,6 +255,31 @@ fn a_script_answers_a_resp3_client_in_resp3() {
     r.read3();
     r.cmd(&["EVAL", "return {1, false}", "0"]);
     assert_eq!(r.read_exact_bytes(11), b"*2\r\n:1\r\n_\r\n");
+    let reference = crate::support::ReferenceRedis::start();
+    let mut theirs = reference.raw();
+    theirs.cmd(&["HELLO", "3"]);
+    theirs.read3();
+    let scripts = [
+        "redis.call('hset', 'h', 'f', 'v') redis.call('zadd', 'z', 1.5, 'm') redis.call('sadd', 's', 'x') return 1",
+        "return {double = 3.5}",
+        "return {map = {a = 1}}",
+        "return {set = {a = true}}",
+        "return {big_number = '123456789012345678901234567890'}",
+        "return {verbatim_string = {format = 'txt', string = 'hello'}}",
+        "redis.setresp(3) return {true, false}",
+        "redis.setresp(3) return redis.call('hgetall', 'h')",
+        "redis.setresp(3) return redis.call('zscore', 'z', 'm')",
+        "redis.setresp(3) return redis.call('smembers', 's')",
+        "redis.setresp(3) local h = redis.call('hgetall', 'h') return {h.map.f, redis.call('zscore', 'z', 'm').double, type(redis.call('get', 'nokey')), redis.call('smembers', 's').set.x}",
+        "redis.setresp(3) return redis.pcall('incr', 'h')",
+        "redis.setresp(4)",
+        "return true",
+    ];
+    for script in scripts {
+        r.cmd(&["EVAL", script, "0"]);
+        theirs.cmd(&["EVAL", script, "0"]);
+        assert_eq!(r.read3(), theirs.read3(), "{script}");
+    }
 }
 
 #[test]

@@ -36,8 +36,12 @@
 //! each thread's state with only Redis's load API in sight, and a function
 //! runs as a script does, its keys and arguments passed as parameters.
 //!
-//! Not here: SCRIPT KILL of a running script, SCRIPT DEBUG, RESP3 replies
-//! inside scripts, and the struct library.
+//! A script may ask for its commands' replies in RESP3 (`redis.setresp(3)`):
+//! maps, sets, doubles and the like reach it as tables naming their type,
+//! as Redis converts them, and tables so named are replied as that type.
+//!
+//! Not here: SCRIPT KILL of a running script, SCRIPT DEBUG, and the struct
+//! library.
 
 mod libs;
 
@@ -264,6 +268,9 @@ static VM_MEMORY: [std::sync::atomic::AtomicI64; 2] = [
 thread_local! {
     /// Why the script running on this thread was stopped, once it was.
     static STOPPED: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The protocol the running script asked for (redis.setresp): how
+    /// its commands' replies reach it and how its booleans are replied.
+    static SCRIPT_RESP: std::cell::Cell<u8> = const { std::cell::Cell::new(2) };
 }
 
 /// Runs `call` (into Lua) stopped with the error `message` once it has
@@ -316,7 +323,7 @@ const REDIS_VERSION: (&str, i64) = ("7.2.0", 0x07_02_00);
 /// Called with the SHA1 and log functions and the version; returns the
 /// tables `Vm` keeps.
 const PRELUDE: &str = r#"
-local sha1hex, write_log, stopped, version, version_num = ...
+local sha1hex, write_log, stopped, setresp, version, version_num = ...
 -- What Redis leaves out of Lua's base library: reading files, printing to
 -- the server's output, and changing a function's environment.
 for _, name in ipairs({'dofile', 'loadfile', 'print', 'getfenv', 'setfenv', 'newproxy'}) do
@@ -412,9 +419,7 @@ api.log = function(...)
   end
   write_log(level, concat(parts, ' '))
 end
-api.setresp = function(v)
-  if v ~= 2 then err('RESP3 replies in scripts are not supported', 2) end
-end
+api.setresp = setresp
 api.set_repl = function() end
 api.replicate_commands = function() return true end
 api.breakpoint = function() return false end
@@ -527,6 +532,18 @@ impl Vm {
             Ok(())
         })?;
         let stopped = lua.create_function(|_, ()| Ok(STOPPED.with(|s| s.borrow().clone())))?;
+        let setresp = lua.create_function(|lua, args: MultiValue| {
+            let fail = |m: &str| mlua::Error::external(CallError::new(format!("ERR {m}")));
+            let [v] = <[Value; 1]>::try_from(args.into_vec())
+                .map_err(|_| fail("redis.setresp() requires one argument."))?;
+            match lua.coerce_number(v).ok().flatten() {
+                Some(n) if n == 2.0 || n == 3.0 => {
+                    SCRIPT_RESP.set(n as u8);
+                    Ok(())
+                }
+                _ => Err(fail("RESP version must be 2 or 3.")),
+            }
+        })?;
         let (api, run_globals, load_api, load_globals, library_meta, library_env, fcall): (
             Table,
             Table,
@@ -539,6 +556,7 @@ impl Vm {
             sha1hex,
             log,
             stopped,
+            setresp,
             REDIS_VERSION.0,
             REDIS_VERSION.1,
         ))?;
@@ -1070,7 +1088,9 @@ fn invoke(ctx: &mut Ctx, run: impl FnOnce(&mut Ctx) -> CmdResult) -> CmdResult {
     if !nested {
         ctx.client.exec_effects.set(Some(false));
     }
+    let in_script = std::mem::replace(&mut ctx.client.in_script, true);
     let result = run(ctx);
+    ctx.client.in_script = in_script;
     if !nested {
         if ctx.client.exec_effects.get() == Some(true) {
             ctx.emit_global(&[b"EXEC"]);
@@ -1137,6 +1157,7 @@ fn execute(
         // busy-reply-threshold is stopped rather than left to hold the
         // node for ever (Redis answers BUSY meanwhile and waits for
         // SCRIPT KILL).
+        SCRIPT_RESP.set(2);
         let r = time_limited(
             lua,
             Duration::from_millis(limit),
@@ -1279,7 +1300,12 @@ fn redis_call(
         let line = crate::server::connection::monitor_line(ctx.now_ms, ctx.client.db, "lua", &argv);
         let _ = server.monitors.send(line.into());
     }
-    let scratch = ReplyBuf::scratch(Protocol::Resp2);
+    let resp3 = SCRIPT_RESP.get() == 3;
+    let scratch = ReplyBuf::scratch(if resp3 {
+        Protocol::Resp3
+    } else {
+        Protocol::Resp2
+    });
     let saved = std::mem::replace(&mut *ctx.out, scratch);
     let started = std::time::Instant::now();
     let ran = super::run(ctx, spec, &argv);
@@ -1292,18 +1318,27 @@ fn redis_call(
     let scratch = std::mem::replace(&mut *ctx.out, saved);
     // Blocking and connection actions have no meaning inside a script.
     ctx.action = None;
-    let reply = match redis_protocol::resp2::decode::decode(&scratch.buf) {
-        Ok(Some((frame, _))) => frame,
-        _ => {
-            return Err(CommandError::err(
-                "Unexpected reply from a command in a script",
-            ))
-        }
+    let unexpected = || CommandError::err("Unexpected reply from a command in a script");
+    let error = |e: String| match ran {
+        Err(_) => CommandError::Counted(e),
+        Ok(()) => CommandError::err_code(e),
     };
-    match reply {
-        Frame::Error(e) if ran.is_err() => Err(CommandError::Counted(e)),
-        Frame::Error(e) => Err(CommandError::err_code(e)),
-        r => to_lua(lua, r).map_err(|e| CommandError::err(format!("Lua: {e}"))),
+    let lua_err = |e: mlua::Error| CommandError::err(format!("Lua: {e}"));
+    if resp3 {
+        use redis_protocol::resp3::types::OwnedFrame as F3;
+        return match redis_protocol::resp3::decode::complete::decode(&scratch.buf) {
+            Ok(Some((F3::SimpleError { data, .. }, _))) => Err(error(data)),
+            Ok(Some((F3::BlobError { data, .. }, _))) => {
+                Err(error(String::from_utf8_lossy(&data).into_owned()))
+            }
+            Ok(Some((frame, _))) => to_lua3(lua, frame).map_err(lua_err),
+            _ => Err(unexpected()),
+        };
+    }
+    match redis_protocol::resp2::decode::decode(&scratch.buf) {
+        Ok(Some((Frame::Error(e), _))) => Err(error(e)),
+        Ok(Some((r, _))) => to_lua(lua, r).map_err(lua_err),
+        _ => Err(unexpected()),
     }
 }
 
@@ -1330,6 +1365,63 @@ fn to_lua(lua: &Lua, r: Frame) -> mlua::Result<Value> {
             }
             Value::Table(t)
         }
+    })
+}
+
+/// Redis's conversion of a RESP3 reply into a Lua value (after
+/// `redis.setresp(3)`): nulls are nil, booleans booleans, and maps, sets,
+/// doubles, big numbers and verbatim strings tables naming what they are.
+fn to_lua3(lua: &Lua, r: redis_protocol::resp3::types::OwnedFrame) -> mlua::Result<Value> {
+    use redis_protocol::resp3::types::{OwnedFrame as F3, VerbatimStringFormat};
+    let tagged = |tag: &str, v: Value| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        t.raw_set(tag, v)?;
+        Ok(Value::Table(t))
+    };
+    Ok(match r {
+        F3::Number { data, .. } => Value::Number(data as f64),
+        F3::BlobString { data, .. } => Value::String(lua.create_string(&data)?),
+        F3::SimpleString { data, .. } => tagged("ok", Value::String(lua.create_string(&data)?))?,
+        F3::SimpleError { data, .. } => tagged("err", Value::String(lua.create_string(&data)?))?,
+        F3::BlobError { data, .. } => tagged("err", Value::String(lua.create_string(&data)?))?,
+        F3::Null => Value::Nil,
+        F3::Boolean { data, .. } => Value::Boolean(data),
+        F3::Double { data, .. } => tagged("double", Value::Number(data))?,
+        F3::BigNumber { data, .. } => {
+            tagged("big_number", Value::String(lua.create_string(&data)?))?
+        }
+        F3::VerbatimString { data, format, .. } => {
+            let t = lua.create_table()?;
+            let format = match format {
+                VerbatimStringFormat::Text => "txt",
+                VerbatimStringFormat::Markdown => "mkd",
+            };
+            t.raw_set("format", format)?;
+            t.raw_set("string", lua.create_string(&data)?)?;
+            tagged("verbatim_string", Value::Table(t))?
+        }
+        F3::Array { data, .. } | F3::Push { data, .. } => {
+            let t = lua.create_table_with_capacity(data.len(), 0)?;
+            for (i, item) in data.into_iter().enumerate() {
+                t.raw_set(i + 1, to_lua3(lua, item)?)?;
+            }
+            Value::Table(t)
+        }
+        F3::Map { data, .. } => {
+            let t = lua.create_table_with_capacity(0, data.len())?;
+            for (k, v) in data {
+                t.raw_set(to_lua3(lua, k)?, to_lua3(lua, v)?)?;
+            }
+            tagged("map", Value::Table(t))?
+        }
+        F3::Set { data, .. } => {
+            let t = lua.create_table_with_capacity(0, data.len())?;
+            for member in data {
+                t.raw_set(to_lua3(lua, member)?, true)?;
+            }
+            tagged("set", Value::Table(t))?
+        }
+        _ => Value::Nil,
     })
 }
 
@@ -1362,18 +1454,63 @@ fn to_reply_at(out: &mut ReplyBuf, v: &Value, depth: usize) -> Result<(), ()> {
         Value::String(s) => out.bulk(&s.as_bytes()),
         Value::Integer(n) => out.int(*n),
         Value::Number(n) => out.int(c_long_long(*n)),
+        // A RESP2 script's true is 1 and false nil; after setresp(3) they
+        // are booleans (1 and 0 to a RESP2 client).
+        Value::Boolean(b) if SCRIPT_RESP.get() == 3 => out.boolean(*b),
         Value::Boolean(true) => out.int(1),
         Value::Table(t) => {
-            if let Ok(Some(e)) = t.raw_get::<Option<mlua::String>>("err") {
+            let field = |name: &str| t.raw_get::<Value>(name).unwrap_or(Value::Nil);
+            if let Value::String(e) = field("err") {
                 out.error(&e.to_string_lossy());
                 return Ok(());
             }
-            if let Ok(Some(s)) = t.raw_get::<Option<mlua::String>>("ok") {
+            if let Value::String(s) = field("ok") {
                 out.simple(&s.to_string_lossy());
                 return Ok(());
             }
+            let double = match field("double") {
+                Value::Number(d) => Some(d),
+                Value::Integer(n) => Some(n as f64),
+                _ => None,
+            };
+            if let Some(d) = double {
+                out.double(d);
+                return Ok(());
+            }
+            if let Value::String(n) = field("big_number") {
+                out.big_number(&n.as_bytes());
+                return Ok(());
+            }
+            if let Value::Table(v) = field("verbatim_string") {
+                let format = v.raw_get::<Option<mlua::String>>("format").ok().flatten();
+                let text = v.raw_get::<Option<mlua::String>>("string").ok().flatten();
+                if let (Some(format), Some(text)) = (format, text) {
+                    out.verbatim_as(&format.as_bytes(), &text.as_bytes());
+                    return Ok(());
+                }
+            }
             if depth >= MAX_DEPTH {
                 return Err(());
+            }
+            if let Value::Table(m) = field("map") {
+                let pairs: Vec<(Value, Value)> = m.pairs().filter_map(Result::ok).collect();
+                out.map(pairs.len());
+                for (k, v) in &pairs {
+                    to_reply_at(out, k, depth + 1)?;
+                    to_reply_at(out, v, depth + 1)?;
+                }
+                return Ok(());
+            }
+            if let Value::Table(set) = field("set") {
+                let members: Vec<Value> = set
+                    .pairs::<Value, Value>()
+                    .filter_map(|p| p.ok().map(|(k, _)| k))
+                    .collect();
+                out.set(members.len());
+                for m in &members {
+                    to_reply_at(out, m, depth + 1)?;
+                }
+                return Ok(());
             }
             // The array part, up to the first nil.
             let items: Vec<Value> = (1..)

@@ -224,6 +224,7 @@ pub enum Frame {
     Verbatim(String),
     Push(Vec<Frame>),
     Bool(bool),
+    BigNumber(String),
 }
 
 impl Frame {
@@ -254,6 +255,7 @@ fn from3(f: redis_protocol::resp3::types::OwnedFrame) -> Frame {
         }
         F::Push { data, .. } => Frame::Push(data.into_iter().map(from3).collect()),
         F::Boolean { data, .. } => Frame::Bool(data),
+        F::BigNumber { data, .. } => Frame::BigNumber(String::from_utf8_lossy(&data).into_owned()),
         other => panic!("unexpected frame {other:?}"),
     }
 }
