@@ -1,6 +1,7 @@
 //! The libraries Redis bundles into its Lua states, as scripts and
-//! functions see them: lua-cjson (`cjson`), lua-cmsgpack (`cmsgpack`) and
-//! LuaBitOp (`bit`), with their encodings, limits and error texts.
+//! functions see them: lua-cjson (`cjson`), lua-cmsgpack (`cmsgpack`),
+//! LuaBitOp (`bit`) and struct (`struct`), with their encodings, limits
+//! and error texts.
 
 use mlua::{Table, Value};
 
@@ -444,6 +445,387 @@ pub mod bit {
                 Ok(hex[8 - digits..].to_string())
             })?,
         )?;
+        Ok(t)
+    }
+}
+
+/// Roberto Ierusalimschy's `struct` as Redis bundles it: `pack`, `unpack`
+/// and `size` of binary layouts (`<` `>` endianness, `!n` alignment, `x`
+/// padding, `b h l T i[n]` integers and their unsigned capitals, `f d`
+/// floats, `c[n]` and `s` strings), with x86-64's C sizes and Redis's
+/// limits and error texts.
+pub mod structlib {
+    use mlua::{Lua, MultiValue, Table, Value};
+
+    /// The largest integer `i[n]` takes, in bytes.
+    const MAX_INT_SIZE: usize = 32;
+    /// `!` without a number: the C ABI's largest alignment.
+    const MAX_ALIGN: usize = 8;
+
+    struct Format<'a> {
+        fmt: &'a [u8],
+        at: usize,
+        little: bool,
+        align: usize,
+    }
+
+    impl<'a> Format<'a> {
+        fn new(fmt: &'a [u8]) -> Self {
+            Format {
+                fmt,
+                at: 0,
+                little: true,
+                align: 1,
+            }
+        }
+
+        fn next(&mut self) -> Option<u8> {
+            let c = self.fmt.get(self.at).copied()?;
+            self.at += 1;
+            Some(c)
+        }
+
+        /// A number after an option, or `default`.
+        fn number(&mut self, default: usize) -> mlua::Result<usize> {
+            if !self.fmt.get(self.at).is_some_and(u8::is_ascii_digit) {
+                return Ok(default);
+            }
+            let mut n: usize = 0;
+            while let Some(d) = self.fmt.get(self.at).filter(|c| c.is_ascii_digit()) {
+                let d = (d - b'0') as usize;
+                if n > (i32::MAX as usize) / 10 || n * 10 > i32::MAX as usize - d {
+                    return Err(error("integral size overflow"));
+                }
+                n = n * 10 + d;
+                self.at += 1;
+            }
+            Ok(n)
+        }
+
+        /// The size of option `opt` (reading its number), 0 for those
+        /// without one.
+        fn size(&mut self, opt: u8) -> mlua::Result<usize> {
+            Ok(match opt {
+                b'b' | b'B' | b'x' => 1,
+                b'h' | b'H' => 2,
+                b'l' | b'L' | b'T' | b'd' => 8,
+                b'f' => 4,
+                b'c' => self.number(1)?,
+                b'i' | b'I' => {
+                    let n = self.number(4)?;
+                    if n > MAX_INT_SIZE {
+                        return Err(error(&format!(
+                            "integral size {n} is larger than limit of {MAX_INT_SIZE}"
+                        )));
+                    }
+                    n
+                }
+                _ => 0,
+            })
+        }
+
+        /// Padding before an option of `size` at offset `len`.
+        fn padding(&self, len: usize, opt: u8, size: usize) -> usize {
+            if size == 0 || opt == b'c' {
+                return 0;
+            }
+            let size = size.min(self.align);
+            (size.wrapping_sub(len & (size - 1))) & (size - 1)
+        }
+
+        /// Endianness, alignment and spaces; anything else is refused.
+        fn control(&mut self, opt: u8, function: &str) -> mlua::Result<()> {
+            match opt {
+                b' ' => {}
+                b'>' => self.little = false,
+                b'<' => self.little = true,
+                b'!' => {
+                    let a = self.number(MAX_ALIGN)?;
+                    if !a.is_power_of_two() {
+                        return Err(error(&format!("alignment {a} is not a power of 2")));
+                    }
+                    self.align = a;
+                }
+                _ => {
+                    return Err(bad_argument(
+                        1,
+                        function,
+                        &format!("invalid format option '{}'", opt as char),
+                    ))
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn error(m: &str) -> mlua::Error {
+        mlua::Error::RuntimeError(m.to_string())
+    }
+
+    fn bad_argument(n: usize, function: &str, m: &str) -> mlua::Error {
+        error(&format!("bad argument #{n} to '{function}' ({m})"))
+    }
+
+    /// Lua's name for the type of argument `n` (1-based), "no value" past
+    /// the last.
+    fn got(args: &[Value], n: usize) -> &'static str {
+        args.get(n - 1).map_or("no value", |v| match v {
+            Value::Nil => "nil",
+            Value::Boolean(_) => "boolean",
+            Value::Integer(_) | Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Table(_) => "table",
+            Value::Function(_) => "function",
+            Value::Thread(_) => "thread",
+            _ => "userdata",
+        })
+    }
+
+    fn number(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<f64> {
+        let v = args.get(n - 1).cloned().unwrap_or(Value::Nil);
+        lua.coerce_number(v)?.ok_or_else(|| {
+            bad_argument(
+                n,
+                function,
+                &format!("number expected, got {}", got(args, n)),
+            )
+        })
+    }
+
+    fn string(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<Vec<u8>> {
+        let v = args.get(n - 1).cloned().unwrap_or(Value::Nil);
+        match lua.coerce_string(v)? {
+            Some(s) => Ok(s.as_bytes().to_vec()),
+            None => Err(bad_argument(
+                n,
+                function,
+                &format!("string expected, got {}", got(args, n)),
+            )),
+        }
+    }
+
+    /// 2^63, exactly.
+    const TWO63: f64 = (1u64 << 63) as f64;
+
+    /// A double converted to C's long on x86: truncated, and out of range
+    /// (or NaN) the "integer indefinite" 0x8000000000000000.
+    fn c_long(n: f64) -> u64 {
+        if n.is_nan() || !(-TWO63..TWO63).contains(&n) {
+            1 << 63
+        } else {
+            n as i64 as u64
+        }
+    }
+
+    /// A double converted to C's unsigned long as gcc does it on x86.
+    fn c_unsigned_long(n: f64) -> u64 {
+        if n < TWO63 {
+            c_long(n)
+        } else {
+            c_long(n - TWO63) ^ (1 << 63)
+        }
+    }
+
+    /// An integer's `size` bytes, as C's unsigned long holds it.
+    fn put_integer(out: &mut Vec<u8>, n: f64, little: bool, size: usize) {
+        let mut value = if n < 0.0 {
+            c_long(n)
+        } else {
+            c_unsigned_long(n)
+        };
+        let mut bytes = [0u8; MAX_INT_SIZE];
+        for b in bytes.iter_mut().take(size) {
+            *b = value as u8;
+            value >>= 8;
+        }
+        let bytes = &mut bytes[..size];
+        if !little {
+            bytes.reverse();
+        }
+        out.extend_from_slice(bytes);
+    }
+
+    fn get_integer(data: &[u8], little: bool, signed: bool, size: usize) -> f64 {
+        let mut l: u64 = 0;
+        let mut push = |b: u8| l = (l << 8) | u64::from(b);
+        if little {
+            data.iter().rev().for_each(|&b| push(b));
+        } else {
+            data.iter().for_each(|&b| push(b));
+        }
+        if !signed {
+            return l as f64;
+        }
+        // C shifts by the count modulo 64 on x86.
+        let mask = !0u64 << ((size * 8 - 1) % 64);
+        if l & mask != 0 {
+            l |= mask;
+        }
+        l as i64 as f64
+    }
+
+    fn pack(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::String> {
+        let mut args: Vec<Value> = args.into_iter().collect();
+        let fmt = string(lua, &args, 1, "pack")?;
+        // pack reads its values past a nil it pushes: a value not given
+        // is a nil, not "no value", in its errors.
+        args.push(Value::Nil);
+        let mut f = Format::new(&fmt);
+        let mut out = Vec::new();
+        let mut arg = 2;
+        while let Some(opt) = f.next() {
+            let mut size = f.size(opt)?;
+            let pad = f.padding(out.len(), opt, size);
+            out.resize(out.len() + pad, 0);
+            match opt {
+                b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
+                    let n = number(lua, &args, arg, "pack")?;
+                    arg += 1;
+                    put_integer(&mut out, n, f.little, size);
+                }
+                b'x' => out.push(0),
+                b'f' => {
+                    let v = number(lua, &args, arg, "pack")? as f32;
+                    arg += 1;
+                    out.extend(if f.little {
+                        v.to_le_bytes()
+                    } else {
+                        v.to_be_bytes()
+                    });
+                }
+                b'd' => {
+                    let v = number(lua, &args, arg, "pack")?;
+                    arg += 1;
+                    out.extend(if f.little {
+                        v.to_le_bytes()
+                    } else {
+                        v.to_be_bytes()
+                    });
+                }
+                b'c' | b's' => {
+                    let s = string(lua, &args, arg, "pack")?;
+                    arg += 1;
+                    if size == 0 {
+                        size = s.len();
+                    }
+                    if s.len() < size {
+                        // Redis names the argument after the string.
+                        return Err(bad_argument(arg, "pack", "string too short"));
+                    }
+                    out.extend_from_slice(&s[..size]);
+                    if opt == b's' {
+                        out.push(0);
+                    }
+                }
+                _ => f.control(opt, "pack")?,
+            }
+        }
+        lua.create_string(&out)
+    }
+
+    fn unpack(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
+        let args: Vec<Value> = args.into_iter().collect();
+        let fmt = string(lua, &args, 1, "unpack")?;
+        let data = string(lua, &args, 2, "unpack")?;
+        let start = match args.get(2) {
+            None | Some(Value::Nil) => 1,
+            Some(_) => number(lua, &args, 3, "unpack")? as i64,
+        };
+        // Redis reads the offset as a size_t: only 0 is too small; a
+        // negative one is past any data.
+        if start == 0 {
+            return Err(bad_argument(3, "unpack", "offset must be 1 or greater"));
+        }
+        let mut pos = (start - 1) as usize;
+        let mut f = Format::new(&fmt);
+        let mut out: Vec<Value> = Vec::new();
+        let short = || bad_argument(2, "unpack", "data string too short");
+        while let Some(opt) = f.next() {
+            let mut size = f.size(opt)?;
+            pos = pos.wrapping_add(f.padding(pos, opt, size));
+            if size > data.len() || pos > data.len() - size {
+                return Err(short());
+            }
+            match opt {
+                b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
+                    let signed = opt.is_ascii_lowercase();
+                    let v = get_integer(&data[pos..pos + size], f.little, signed, size);
+                    out.push(Value::Number(v));
+                }
+                b'x' => {}
+                b'f' => {
+                    let b: [u8; 4] = data[pos..pos + 4].try_into().expect("4 bytes");
+                    let v = if f.little {
+                        f32::from_le_bytes(b)
+                    } else {
+                        f32::from_be_bytes(b)
+                    };
+                    out.push(Value::Number(f64::from(v)));
+                }
+                b'd' => {
+                    let b: [u8; 8] = data[pos..pos + 8].try_into().expect("8 bytes");
+                    let v = if f.little {
+                        f64::from_le_bytes(b)
+                    } else {
+                        f64::from_be_bytes(b)
+                    };
+                    out.push(Value::Number(v));
+                }
+                b'c' => {
+                    if size == 0 {
+                        let previous = out.pop().and_then(|v| lua.coerce_number(v).ok().flatten());
+                        let Some(n) = previous else {
+                            return Err(error("format 'c0' needs a previous size"));
+                        };
+                        size = n as usize;
+                        if size > data.len() || pos > data.len() - size {
+                            return Err(short());
+                        }
+                    }
+                    out.push(Value::String(lua.create_string(&data[pos..pos + size])?));
+                }
+                b's' => {
+                    let Some(end) = data[pos..].iter().position(|&c| c == 0) else {
+                        return Err(error("unfinished string in data"));
+                    };
+                    out.push(Value::String(lua.create_string(&data[pos..pos + end])?));
+                    size = end + 1;
+                }
+                _ => f.control(opt, "unpack")?,
+            }
+            pos += size;
+        }
+        out.push(Value::Number((pos + 1) as f64));
+        Ok(MultiValue::from_iter(out))
+    }
+
+    fn size(lua: &Lua, args: MultiValue) -> mlua::Result<f64> {
+        let args: Vec<Value> = args.into_iter().collect();
+        let fmt = string(lua, &args, 1, "size")?;
+        let mut f = Format::new(&fmt);
+        let mut pos = 0usize;
+        while let Some(opt) = f.next() {
+            let size = f.size(opt)?;
+            pos += f.padding(pos, opt, size);
+            if opt == b's' {
+                return Err(bad_argument(1, "size", "option 's' has no fixed size"));
+            }
+            if opt == b'c' && size == 0 {
+                return Err(bad_argument(1, "size", "option 'c0' has no fixed size"));
+            }
+            if !opt.is_ascii_alphanumeric() {
+                f.control(opt, "size")?;
+            }
+            pos += size;
+        }
+        Ok(pos as f64)
+    }
+
+    pub fn library(lua: &Lua) -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        t.raw_set("pack", lua.create_function(pack)?)?;
+        t.raw_set("unpack", lua.create_function(unpack)?)?;
+        t.raw_set("size", lua.create_function(size)?)?;
         Ok(t)
     }
 }

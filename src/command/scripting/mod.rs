@@ -25,7 +25,8 @@
 //!
 //! Libraries: Lua's table, string and math, `cjson` (encode, decode,
 //! `cjson.null`) as Redis bundles lua-cjson, `cmsgpack` (pack, unpack) as
-//! it bundles lua-cmsgpack, and `bit` as it bundles LuaBitOp.
+//! it bundles lua-cmsgpack, `bit` as it bundles LuaBitOp, and `struct`
+//! (pack, unpack, size) as it bundles Roberto's struct (`libs.rs`).
 //!
 //! A script may declare its flags on a first `#!lua flags=...` line, as in
 //! Redis 7 (`ScriptFlags`): the command is then judged by them (a script
@@ -40,8 +41,7 @@
 //! maps, sets, doubles and the like reach it as tables naming their type,
 //! as Redis converts them, and tables so named are replied as that type.
 //!
-//! Not here: SCRIPT KILL of a running script, SCRIPT DEBUG, and the struct
-//! library.
+//! Not here: SCRIPT KILL of a running script, and SCRIPT DEBUG.
 
 mod libs;
 
@@ -62,7 +62,7 @@ use super::{flags::*, keys_counted, spec, Ctx, Spec, NO_KEYS, TABLE};
 use crate::error::{CmdResult, CommandError};
 use crate::protocol::reply::format_double;
 use crate::protocol::{Protocol, ReplyBuf};
-use libs::{bit, cjson, cmsgpack};
+use libs::{bit, cjson, cmsgpack, structlib};
 
 const G: &str = "scripting";
 const S: &[&str] = &["scripting"];
@@ -377,7 +377,7 @@ getmetatable = function(t)
   if m == false then return nil end
   return m
 end
-for _, name in ipairs({'string', 'table', 'math', 'coroutine', 'cjson', 'cmsgpack', 'bit'}) do
+for _, name in ipairs({'string', 'table', 'math', 'coroutine', 'cjson', 'cmsgpack', 'bit', 'struct'}) do
   raw_set(_G, name, view(raw_get(_G, name)))
 end
 -- String methods are found through the view too, and the strings'
@@ -520,6 +520,7 @@ impl Vm {
         g.raw_set("cjson", cjson::library(&lua)?)?;
         g.raw_set("cmsgpack", cmsgpack::library(&lua)?)?;
         g.raw_set("bit", bit::library(&lua)?)?;
+        g.raw_set("struct", structlib::library(&lua)?)?;
         let xpcall: Function = g.raw_get("xpcall")?;
         let sha1hex = lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?;
         let log = lua.create_function(|_, (level, text): (i64, mlua::String)| {
