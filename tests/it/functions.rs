@@ -103,6 +103,28 @@ fn functions_answer_as_redis() {
     ]);
 }
 
+/// A function that runs past busy-reply-threshold is stopped as a script
+/// is, even one that catches errors in a loop.
+#[test]
+fn a_function_that_runs_too_long_is_stopped() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["CONFIG", "SET", "busy-reply-threshold", "200"]);
+    load(
+        &mut r,
+        "#!lua name=loops\nredis.register_function('spin', function() while true do end end)\nredis.register_function('catching', function() while true do pcall(function() while true do end end) end end)",
+    );
+    for f in ["spin", "catching"] {
+        let e = err(&mut r, &["FCALL", f, "0"]);
+        assert!(
+            e.starts_with("ERR Script stopped: it ran past busy-reply-threshold (200 ms) script: ")
+                && e.contains(", on @user_function:"),
+            "{f}: {e}"
+        );
+    }
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+}
+
 #[test]
 fn scripts_declare_their_flags_as_redis_reads_them() {
     same_as_redis(&[

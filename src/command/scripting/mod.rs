@@ -450,7 +450,7 @@ local library_meta = {__index = _G, __newindex = readonly, __metatable = false}
 local library_env = set_mt({}, library_meta)
 protected[library_env] = true
 local fcall = function(f, handler, keys, args)
-  return xpcall(function() return f(keys, args) end, handler)
+  return raw_xpcall(function() return f(keys, args) end, handler)
 end
 -- A script's KEYS and ARGV are set here for its run, behind the globals
 -- (so that assigning them fails as assigning any global does).
