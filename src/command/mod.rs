@@ -1623,23 +1623,23 @@ pub fn replay(
 /// Returns whether it failed, for the error statistics. Inside MULTI the
 /// command is queued instead (see `transactions`).
 pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), CommandError> {
-    let r = if ctx.client.multi.is_some() && !spec.has(flags::NO_QUEUE) {
-        // Queueing takes memory too: over `maxmemory` with nothing left
-        // to evict, nothing more is queued, and EXEC will abort (Redis's
-        // rule for every command inside MULTI).
-        let room = match ctx.server.tun.maxmemory.load(Relaxed) {
-            0 => Ok(()),
-            _ => ctx.make_room(),
-        };
-        match room {
-            Ok(()) => transactions::queue(ctx, spec, argv),
-            Err(e) => {
-                if let Some(m) = &mut ctx.client.multi {
-                    m.failed = true;
-                }
-                Err(e)
-            }
+    // Queueing takes memory too: over `maxmemory` with nothing left to
+    // evict, a client inside MULTI gets nothing more in (a nested MULTI or
+    // a WATCH neither; only EXEC, judged by its queue, DISCARD, QUIT and
+    // RESET), and EXEC will abort: Redis's rule inside MULTI.
+    let in_multi = ctx.client.multi.is_some();
+    let refused = (in_multi
+        && !matches!(spec.name, "exec" | "discard" | "quit" | "reset")
+        && ctx.server.tun.maxmemory.load(Relaxed) > 0)
+        .then(|| ctx.make_room().err())
+        .flatten();
+    let r = if let Some(e) = refused {
+        if let Some(m) = &mut ctx.client.multi {
+            m.failed = true;
         }
+        Err(e)
+    } else if in_multi && !spec.has(flags::NO_QUEUE) {
+        transactions::queue(ctx, spec, argv)
     } else {
         // A tracking client may cache what it reads (as in Redis, even a
         // read that fails, WRONGTYPE...). The keys are remembered before

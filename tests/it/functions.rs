@@ -97,6 +97,11 @@ fn functions_answer_as_redis() {
         &["EVAL", "#!lua flags=allow-oom\nreturn redis.call('set', 'e', 2)", "0"],
         &["EVAL", "#!lua flags=no-writes\nreturn redis.call('get', 'e')", "0"],
         &["EVAL", "return redis.call('set', 'e', 3)", "0"],
+        // Inside MULTI nothing more gets in, not even MULTI or WATCH.
+        &["MULTI"],
+        &["MULTI"],
+        &["WATCH", "c"],
+        &["DISCARD"],
         &["CONFIG", "SET", "maxmemory", "0"],
         &["FUNCTION", "FLUSH", "SYNC"],
         &["FUNCTION", "LIST"],

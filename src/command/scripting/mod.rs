@@ -575,6 +575,9 @@ impl Vm {
             if !super::functions::valid_name(f.name.as_bytes()) {
                 return Err(fail("Function names can only contain letters, numbers, or underscores(_) and must be at least one character long"));
             }
+            // Exactly, as Redis: a library may register names that differ
+            // only by case (FCALL finds the first registered; a log that
+            // holds such a library must load).
             if list.iter().any(|r| r.name == f.name) {
                 return Err(fail("Function already exists in the library"));
             }
