@@ -164,7 +164,7 @@ pub struct Spec {
     pub option_keys: Option<OptionKeys>,
     /// The flags of one invocation, where they depend on its arguments
     /// (Redis's getCommandFlags): a script or function that declares its
-    /// flags is judged by them (`scripting::declared_command_flags`).
+    /// flags is judged by them (`scripting::ScriptFlags::command_flags`).
     pub flags_for: Option<fn(u32, &[Bytes]) -> u32>,
 }
 

@@ -55,12 +55,24 @@ fn stat(r: &mut Raw, name: &str) -> u64 {
 /// has written.
 pub fn caught_up(primary: &TestNode, replica: &TestNode) {
     let (mut p, mut r) = (primary.raw(), replica.raw());
-    eventually("the replica caught up", || {
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    loop {
         let ri = info(&mut r, "replication");
         let pi = info(&mut p, "replication");
-        info_field(&ri, "master_link_status") == "up"
+        if info_field(&ri, "master_link_status") == "up"
             && info_field(&ri, "master_repl_offset") == info_field(&pi, "master_repl_offset")
-    });
+        {
+            return;
+        }
+        // What both said last, to tell a stuck link from a slow one.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the replica on port {} to catch up with port {}\nreplica:\n{ri}\nprimary:\n{pi}",
+            replica.port,
+            primary.port
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A write load over every data type from one client, until `stop`.
