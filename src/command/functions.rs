@@ -134,6 +134,12 @@ impl Registry {
 
 static REGISTRY: LazyLock<RwLock<Registry>> = LazyLock::new(Default::default);
 
+/// The libraries' generation: a Lua state that loaded them at another
+/// reloads them.
+pub fn generation() -> u64 {
+    REGISTRY.read().generation
+}
+
 /// The libraries and their generation, for a Lua state to load.
 pub fn libraries() -> (u64, Vec<Arc<Library>>) {
     let r = REGISTRY.read();

@@ -71,6 +71,8 @@ pub struct Tunables {
     pub min_replicas_to_write: AtomicI64,
     /// `repl-timeout`, read by the replication links on every batch.
     pub repl_timeout_secs: AtomicI64,
+    /// busy-reply-threshold (lua-time-limit), read by every script run.
+    pub busy_reply_ms: AtomicI64,
     pub replica_read_only: AtomicBool,
     pub replica_serve_stale: AtomicBool,
     pub latency_tracking: AtomicBool,
@@ -109,6 +111,7 @@ impl Tunables {
             hll_sparse_max_bytes: AtomicI64::new(3000),
             min_replicas_to_write: AtomicI64::new(0),
             repl_timeout_secs: AtomicI64::new(60),
+            busy_reply_ms: AtomicI64::new(5000),
             replica_read_only: AtomicBool::new(true),
             replica_serve_stale: AtomicBool::new(true),
             latency_tracking: AtomicBool::new(true),
@@ -131,6 +134,7 @@ impl Tunables {
             "hll-sparse-max-bytes",
             "min-replicas-to-write",
             "repl-timeout",
+            "busy-reply-threshold",
         ]
         .into_iter()
         .chain(ENCODING_DIRECTIVES)
@@ -215,6 +219,7 @@ impl Tunables {
             "hll-sparse-max-bytes" => &self.hll_sparse_max_bytes,
             "min-replicas-to-write" => &self.min_replicas_to_write,
             "repl-timeout" => &self.repl_timeout_secs,
+            "busy-reply-threshold" => &self.busy_reply_ms,
             other => match ENCODING_DIRECTIVES.iter().position(|d| *d == other) {
                 Some(i) => &self.encoding_limits[i],
                 None => return,

@@ -273,33 +273,54 @@ thread_local! {
     static SCRIPT_RESP: std::cell::Cell<u8> = const { std::cell::Cell::new(2) };
 }
 
-/// Runs `call` (into Lua) stopped with the error `message` once it has
-/// run past `limit` (never if zero). The hook is the state's global one,
-/// so that the coroutines the code makes are stopped too, and the stop
-/// stays (see PRELUDE's pcall).
-fn time_limited<R>(
-    lua: &Lua,
-    limit: Duration,
-    message: String,
-    call: impl FnOnce() -> R,
-) -> mlua::Result<R> {
-    STOPPED.with(|s| s.replace(None));
-    let started = std::time::Instant::now();
-    lua.set_global_hook(
-        mlua::HookTriggers::new().every_nth_instruction(100_000),
-        move |_, _| {
-            if !limit.is_zero() && started.elapsed() > limit {
-                STOPPED.with(|s| *s.borrow_mut() = Some(message.clone()));
-                return Err(mlua::Error::external(CallError::new(message.clone())));
+/// What stops code that runs too long: a script or function past
+/// busy-reply-threshold (ms), or a library's code as it loads.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Script(u64),
+    Load,
+}
+
+impl Stop {
+    fn message(self) -> String {
+        match self {
+            Stop::Script(ms) => {
+                format!("ERR Script stopped: it ran past busy-reply-threshold ({ms} ms)")
             }
-            Ok(mlua::VmState::Continue)
-        },
-    )?;
-    let r = call();
-    lua.remove_global_hook();
-    lua.remove_hook();
+            Stop::Load => "ERR FUNCTION LOAD timeout".into(),
+        }
+    }
+}
+
+thread_local! {
+    /// When the code running on this thread must stop, and why.
+    static DEADLINE: std::cell::Cell<Option<(std::time::Instant, Stop)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The hook every Lua state carries (set once; the state's global hook,
+/// which the coroutines its code makes inherit): past the running code's
+/// deadline it raises the stop, which then stays (see PRELUDE's pcall).
+fn deadline_hook(_: &Lua, _: &mlua::Debug) -> mlua::Result<mlua::VmState> {
+    if let Some((deadline, stop)) = DEADLINE.get() {
+        if std::time::Instant::now() > deadline {
+            let message = stop.message();
+            STOPPED.with(|s| *s.borrow_mut() = Some(message.clone()));
+            return Err(mlua::Error::external(CallError::new(message)));
+        }
+    }
+    Ok(mlua::VmState::Continue)
+}
+
+/// Runs `call` (into Lua) stopped by `stop` once it has run past `limit`
+/// (never if zero).
+fn time_limited<R>(limit: Duration, stop: Stop, call: impl FnOnce() -> R) -> R {
     STOPPED.with(|s| s.replace(None));
-    Ok(r)
+    DEADLINE.set((!limit.is_zero()).then(|| (std::time::Instant::now() + limit, stop)));
+    let r = call();
+    DEADLINE.set(None);
+    STOPPED.with(|s| s.replace(None));
+    r
 }
 
 /// A function a library's code registered.
@@ -449,8 +470,15 @@ local load_globals = strict({redis = strict(load_api)})
 local library_meta = {__index = _G, __newindex = readonly, __metatable = false}
 local library_env = set_mt({}, library_meta)
 protected[library_env] = true
+-- A function is called with its keys and arguments through one
+-- trampoline (no closure made per call; functions never nest).
+local call_f, call_keys, call_args
+local function trampoline() return call_f(call_keys, call_args) end
 local fcall = function(f, handler, keys, args)
-  return raw_xpcall(function() return f(keys, args) end, handler)
+  call_f, call_keys, call_args = f, keys, args
+  local ok, value = raw_xpcall(trampoline, handler)
+  call_f, call_keys, call_args = nil, nil, nil
+  return ok, value
 end
 -- A script's KEYS and ARGV are set here for its run, behind the globals
 -- (so that assigning them fails as assigning any global does).
@@ -585,6 +613,10 @@ impl Vm {
             Ok(())
         })?;
         load_api.raw_set("register_function", register)?;
+        lua.set_global_hook(
+            mlua::HookTriggers::new().every_nth_instruction(100_000),
+            deadline_hook,
+        )?;
         let compiled = lua.create_table()?;
         let functions = lua.create_table()?;
         Ok(Vm {
@@ -663,15 +695,10 @@ impl Vm {
         *self.registering.borrow_mut() = Some(Vec::new());
         let swap = |to: Table| self.library_meta.raw_set("__index", to);
         let ran = swap(self.load_globals.clone()).and_then(|_| {
-            time_limited(
-                &self.lua,
-                Duration::from_millis(500),
-                "ERR FUNCTION LOAD timeout".into(),
-                || {
-                    self.xpcall
-                        .call::<(bool, Value)>((chunk, self.handler.clone()))
-                },
-            )?
+            time_limited(Duration::from_millis(500), Stop::Load, || {
+                self.xpcall
+                    .call::<(bool, Value)>((chunk, self.handler.clone()))
+            })
         });
         let ran = ran.and_then(|r| swap(self.lua.globals()).map(|_| r));
         let registered = self.registering.borrow_mut().take().unwrap_or_default();
@@ -692,10 +719,10 @@ impl Vm {
     /// Loads the libraries anew on this thread if they changed since it
     /// last did.
     fn sync_functions(&mut self) -> Result<(), CommandError> {
-        let (generation, libraries) = super::functions::libraries();
-        if self.functions_at == Some(generation) {
+        if self.functions_at == Some(super::functions::generation()) {
             return Ok(());
         }
+        let (generation, libraries) = super::functions::libraries();
         let lua_err = |e: mlua::Error| CommandError::err(format!("Lua: {e}"));
         // What the old callbacks held goes first, so that what loading
         // takes is the libraries' alone.
@@ -1133,7 +1160,7 @@ fn execute(
         g.raw_set("KEYS", keys.clone()).map_err(lua_err)?;
         g.raw_set("ARGV", args.clone()).map_err(lua_err)?;
     }
-    let limit = ctx.server.config.read().int("busy-reply-threshold").max(0) as u64;
+    let limit = ctx.server.tun.busy_reply_ms.load(Relaxed).max(0) as u64;
     // The value is written in the client's protocol (a nil is RESP3's
     // null to a RESP3 client).
     let protocol = ctx.out.proto;
@@ -1162,19 +1189,14 @@ fn execute(
         // node for ever (Redis answers BUSY meanwhile and waits for
         // SCRIPT KILL).
         SCRIPT_RESP.set(2);
-        let r = time_limited(
-            lua,
-            Duration::from_millis(limit),
-            format!("ERR Script stopped: it ran past busy-reply-threshold ({limit} ms)"),
-            || {
-                if function {
-                    vm.fcall
-                        .call::<(bool, Value)>((f, vm.handler.clone(), keys, args))
-                } else {
-                    vm.xpcall.call::<(bool, Value)>((f, vm.handler.clone()))
-                }
-            },
-        )??;
+        let r = time_limited(Duration::from_millis(limit), Stop::Script(limit), || {
+            if function {
+                vm.fcall
+                    .call::<(bool, Value)>((f, vm.handler.clone(), keys, args))
+            } else {
+                vm.xpcall.call::<(bool, Value)>((f, vm.handler.clone()))
+            }
+        })?;
         redis.raw_set("call", Value::Nil)?;
         redis.raw_set("pcall", Value::Nil)?;
         // The reply is written while the values still live.
