@@ -30,13 +30,10 @@ use std::sync::{Arc, LazyLock};
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use super::scripting::{self, ScriptFlags};
+use super::scripting::{self, ScriptFlags, G, S};
 use super::{flags::*, keys::help, keys_counted, spec, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::protocol::request::{parse_i64, split_args};
-
-const G: &str = "scripting";
-const S: &[&str] = &["scripting"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[

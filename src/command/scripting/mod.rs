@@ -64,8 +64,9 @@ use crate::protocol::reply::format_double;
 use crate::protocol::{Protocol, ReplyBuf};
 use libs::{bit, cjson, cmsgpack, structlib};
 
-const G: &str = "scripting";
-const S: &[&str] = &["scripting"];
+/// The command group and ACL categories of scripts and functions alike.
+pub(super) const G: &str = "scripting";
+pub(super) const S: &[&str] = &["scripting"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
