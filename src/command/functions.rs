@@ -24,10 +24,11 @@
 //! library that loads registers at least one function, and no two
 //! libraries register the same name.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
+use hashbrown::HashMap;
 use parking_lot::RwLock;
 
 use super::scripting::{self, ScriptFlags, G, S};
@@ -149,21 +150,25 @@ pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-/// The function `name` (any case).
-fn lookup(name: &[u8]) -> Option<Function> {
-    let key = String::from_utf8_lossy(name).to_ascii_lowercase();
+/// The function `name` (any case): its library and its place there.
+fn lookup(name: &[u8]) -> Option<(Arc<Library>, usize)> {
+    let name = std::str::from_utf8(name).ok()?;
     let r = REGISTRY.read();
-    let library = r.functions.get(&key)?;
-    library
+    let library = if name.bytes().any(|c| c.is_ascii_uppercase()) {
+        r.functions.get(&name.to_ascii_lowercase())
+    } else {
+        r.functions.get(name)
+    }?;
+    let at = library
         .functions
         .iter()
-        .find(|f| f.name.eq_ignore_ascii_case(&key))
-        .cloned()
+        .position(|f| f.name.eq_ignore_ascii_case(name))?;
+    Some((library.clone(), at))
 }
 
 /// FCALL's and FCALL_RO's flags: those the function declares.
 fn fcall_flags(row: u32, argv: &[Bytes]) -> u32 {
-    lookup(&argv[1]).map_or(row, |f| f.flags.command_flags(row))
+    lookup(&argv[1]).map_or(row, |(l, at)| l.functions[at].flags.command_flags(row))
 }
 
 /// A library's shebang line: its engine and name, and where the line
@@ -546,7 +551,8 @@ fn fcall_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn call(ctx: &mut Ctx, argv: &[Bytes], ro: bool) -> CmdResult {
     scripting::tell_monitors(ctx, argv);
-    let f = lookup(&argv[1]).ok_or_else(|| CommandError::err("Function not found"))?;
+    let (library, at) = lookup(&argv[1]).ok_or_else(|| CommandError::err("Function not found"))?;
+    let f = &library.functions[at];
     let numkeys =
         parse_i64(&argv[2]).ok_or_else(|| CommandError::err("Bad number of keys provided"))?;
     if numkeys > argv.len() as i64 - 3 {

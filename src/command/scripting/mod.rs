@@ -249,7 +249,7 @@ pub(super) struct Vm {
     load_globals: Table,
     /// What redis.register_function records while a library loads.
     registering: Rc<RefCell<Option<Vec<Registered>>>>,
-    /// Each function's callback by lower-cased name, as of the libraries'
+    /// Each function's callback by its name as registered, as of the libraries'
     /// generation `functions_at`.
     functions: Table,
     functions_at: Option<u64>,
@@ -735,9 +735,7 @@ impl Vm {
             match self.load_library(library.body()) {
                 Ok(registered) => {
                     for f in registered {
-                        table
-                            .raw_set(f.name.to_ascii_lowercase(), f.callback)
-                            .map_err(lua_err)?;
+                        table.raw_set(f.name, f.callback).map_err(lua_err)?;
                     }
                 }
                 // It loaded once, where FUNCTION LOAD ran; only a load
@@ -1047,7 +1045,7 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], sha: &str, body: Bytes, ro: bool) -
     })
 }
 
-/// FCALL's and FCALL_RO's run of the function `name`, which the registry
+/// FCALL's and FCALL_RO's run of the function `name` (as registered), which the registry
 /// holds with `flags` (checked there: it exists, and the key count).
 pub(super) fn call_function(
     ctx: &mut Ctx,
@@ -1063,7 +1061,7 @@ pub(super) fn call_function(
             vm.sync_functions()?;
             let f = vm
                 .functions
-                .raw_get::<Option<Function>>(name.to_ascii_lowercase())
+                .raw_get::<Option<Function>>(name)
                 .ok()
                 .flatten()
                 .ok_or_else(|| CommandError::err("Function not found"))?;
