@@ -231,9 +231,6 @@ pub(super) struct Vm {
     compiled: Table,
     xpcall: Function,
     handler: Function,
-    /// What `redis` holds behind the read-only view scripts get of it;
-    /// each run binds `call` and `pcall` here.
-    api: Table,
     /// Where a script's KEYS and ARGV are found for its run (behind the
     /// read-only globals).
     run_globals: Table,
@@ -614,6 +611,11 @@ impl Vm {
             Ok(())
         })?;
         load_api.raw_set("register_function", register)?;
+        // Functions, not Lua wrappers: a script's `return redis.call(...)`
+        // is then no tail call, and an error knows the script's line.
+        let (call, pcall) = call_functions(&lua)?;
+        api.raw_set("call", call)?;
+        api.raw_set("pcall", pcall)?;
         lua.set_global_hook(
             mlua::HookTriggers::new().every_nth_instruction(100_000),
             deadline_hook,
@@ -626,7 +628,6 @@ impl Vm {
             compiled,
             xpcall,
             handler,
-            api,
             run_globals,
             fcall,
             library_env,
@@ -1164,41 +1165,22 @@ fn execute(
     // null to a RESP3 client).
     let protocol = ctx.out.proto;
     let (read_only, oom_per_call) = (how.read_only, how.oom_per_call);
-    let cell = RefCell::new(&mut *ctx);
-    let redis = &vm.api;
-    let outcome = lua.scope(|scope| {
-        // Functions, not Lua wrappers: a script's `return redis.call(...)`
-        // is then no tail call, and an error knows the script's line.
-        let call = scope.create_function(|lua, call: MultiValue| {
-            let mut ctx = cell.borrow_mut();
-            redis_call(lua, &mut ctx, call, read_only, oom_per_call)
-                .map_err(|e| mlua::Error::external(CallError::from(e)))
-        })?;
-        let pcall = scope.create_function(|lua, call: MultiValue| {
-            let mut ctx = cell.borrow_mut();
-            match redis_call(lua, &mut ctx, call, read_only, oom_per_call) {
-                Ok(v) => Ok(v),
-                Err(e) => Ok(Value::Table(error_table(lua, &e)?)),
-            }
-        })?;
-        redis.raw_set("call", call)?;
-        redis.raw_set("pcall", pcall)?;
-        // Every other command waits for a script: one that runs past
-        // busy-reply-threshold is stopped rather than left to hold the
-        // node for ever (Redis answers BUSY meanwhile and waits for
-        // SCRIPT KILL).
-        SCRIPT_RESP.set(2);
-        let r = time_limited(Duration::from_millis(limit), Stop::Script(limit), || {
+    // Every other command waits for a script: one that runs past
+    // busy-reply-threshold is stopped rather than left to hold the node
+    // for ever (Redis answers BUSY meanwhile and waits for SCRIPT KILL).
+    SCRIPT_RESP.set(2);
+    let ran = {
+        let _running = Running::enter(ctx, read_only, oom_per_call);
+        time_limited(Duration::from_millis(limit), Stop::Script(limit), || {
             if function {
                 vm.fcall
                     .call::<(bool, Value)>((f, vm.handler.clone(), keys, args))
             } else {
                 vm.xpcall.call::<(bool, Value)>((f, vm.handler.clone()))
             }
-        })?;
-        redis.raw_set("call", Value::Nil)?;
-        redis.raw_set("pcall", Value::Nil)?;
-        // The reply is written while the values still live.
+        })
+    };
+    let outcome = ran.and_then(|r| {
         let mut out = ReplyBuf::scratch(protocol);
         let counted = |t: &Table| {
             t.raw_get::<Option<bool>>("counted")
@@ -1243,6 +1225,77 @@ fn execute(
     }
     ctx.out.buf.extend_from_slice(&reply);
     Ok(())
+}
+
+/// The command context a running script's redis.call and redis.pcall
+/// reach: set by [`Running::enter`] for the length of one run on this
+/// thread, so that those two functions are made once per Lua state rather
+/// than per run (mlua's scope made them afresh, a tenth of a short
+/// function's cost).
+#[derive(Clone, Copy)]
+struct Running {
+    ctx: std::ptr::NonNull<Ctx<'static>>,
+    read_only: bool,
+    oom_per_call: bool,
+}
+
+thread_local! {
+    static RUNNING: std::cell::Cell<Option<Running>> = const { std::cell::Cell::new(None) };
+}
+
+/// While alive, redis.call on this thread runs commands in `ctx`'s name.
+struct RunningGuard(Option<Running>);
+
+impl Running {
+    /// The caller must not use `ctx` until the guard is dropped: the Lua
+    /// code it runs meanwhile uses it through [`Running::with`].
+    fn enter(ctx: &mut Ctx<'_>, read_only: bool, oom_per_call: bool) -> RunningGuard {
+        let ctx = std::ptr::NonNull::from(ctx).cast::<Ctx<'static>>();
+        RunningGuard(RUNNING.replace(Some(Running {
+            ctx,
+            read_only,
+            oom_per_call,
+        })))
+    }
+
+    /// Runs `f` with the running script's context, if a script runs.
+    fn with<R>(f: impl FnOnce(&mut Ctx<'_>, bool, bool) -> R) -> Option<R> {
+        let run = RUNNING.get()?;
+        // SAFETY: `enter` took the pointer from a `&mut Ctx` whose owner
+        // (`execute`) leaves it alone until the guard drops, which clears
+        // it; it is read only on this thread, by redis.call and
+        // redis.pcall while the run's Lua code executes, and they never
+        // nest (a command a script calls cannot run Lua: NOSCRIPT). So
+        // this is the only live reference, and it does not outlive the
+        // run (nothing here keeps it, whatever its lifetime says).
+        let ctx = unsafe { &mut *run.ctx.as_ptr() };
+        Some(f(ctx, run.read_only, run.oom_per_call))
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        RUNNING.set(self.0.take());
+    }
+}
+
+/// redis.call and redis.pcall, made once per state (see [`Running`]).
+fn call_functions(lua: &Lua) -> mlua::Result<(Function, Function)> {
+    let outside = || CommandError::err("redis.call can only be called while a script runs");
+    let call = lua.create_function(move |lua, call: MultiValue| {
+        Running::with(|ctx, read_only, oom| redis_call(lua, ctx, call, read_only, oom))
+            .unwrap_or_else(|| Err(outside()))
+            .map_err(|e| mlua::Error::external(CallError::from(e)))
+    })?;
+    let pcall = lua.create_function(move |lua, call: MultiValue| {
+        match Running::with(|ctx, read_only, oom| redis_call(lua, ctx, call, read_only, oom))
+            .unwrap_or_else(|| Err(outside()))
+        {
+            Ok(v) => Ok(v),
+            Err(e) => Ok(Value::Table(error_table(lua, &e)?)),
+        }
+    })?;
+    Ok((call, pcall))
 }
 
 /// The `{err = ...}` table of a refused call.
