@@ -206,10 +206,18 @@ fn eval_flags(row: u32, argv: &[Bytes]) -> u32 {
     }
 }
 
+/// A SHA1 as the cache keys it (lower-case hex), copied only when the
+/// client sent capitals.
+fn sha_key(arg: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(arg) {
+        Ok(s) if !s.bytes().any(|c| c.is_ascii_uppercase()) => s.into(),
+        _ => String::from_utf8_lossy(arg).to_ascii_lowercase().into(),
+    }
+}
+
 /// EVALSHA's and EVALSHA_RO's flags: those of the cached script's body.
 fn evalsha_flags(row: u32, argv: &[Bytes]) -> u32 {
-    let sha = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
-    let body = CACHE.lock().get(&sha).cloned();
+    let body = CACHE.lock().get(&*sha_key(&argv[1])).cloned();
     match body.map(|b| shebang(&b)) {
         Some(Ok(Some((declared, _)))) => declared.command_flags(row),
         _ => row,
@@ -906,12 +914,12 @@ fn sha1_hex(b: &[u8]) -> String {
     crate::persistence::digest::hex(&Sha1::digest(b))
 }
 
-/// Caches `body` under `sha`.
+/// Caches `body` under `sha` (a copy of the key only the first time).
 fn cache(sha: &str, body: &Bytes) {
-    CACHE
-        .lock()
-        .entry(sha.to_string())
-        .or_insert_with(|| body.clone());
+    let mut cache = CACHE.lock();
+    if !cache.contains_key(sha) {
+        cache.insert(sha.to_string(), body.clone());
+    }
 }
 
 pub(super) fn with_vm<R>(
@@ -994,8 +1002,8 @@ fn evalsha_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn by_sha(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
     tell_monitors(ctx, argv);
-    let sha = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
-    let body = CACHE.lock().get(&sha).cloned();
+    let sha = sha_key(&argv[1]);
+    let body = CACHE.lock().get(&*sha).cloned();
     let Some(body) = body else {
         return Err(CommandError::err_code(
             "NOSCRIPT No matching script. Please use EVAL.",
@@ -1620,8 +1628,7 @@ fn script_exists(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let cache = CACHE.lock();
     ctx.out.array(argv.len() - 2);
     for a in &argv[2..] {
-        let sha = String::from_utf8_lossy(a).to_ascii_lowercase();
-        ctx.out.int(cache.contains_key(&sha) as i64);
+        ctx.out.int(cache.contains_key(&*sha_key(a)) as i64);
     }
     Ok(())
 }
