@@ -262,14 +262,6 @@ fn emit(ctx: &Ctx, argv: &[Bytes]) {
     ctx.emit_global(&argv);
 }
 
-/// Runs `f` alone: the gate held exclusively, unless a transaction (which
-/// holds it) runs this.
-fn alone<R>(ctx: &Ctx, f: impl FnOnce() -> R) -> R {
-    let nested = ctx.client.exec_effects.get().is_some();
-    let _gate = (!nested).then(|| ctx.server.gate.exclusive());
-    f()
-}
-
 fn function_load(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut replace = false;
     for option in &argv[2..argv.len() - 1] {
@@ -282,25 +274,21 @@ fn function_load(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         replace = true;
     }
     let code = argv[argv.len() - 1].clone();
-    let name = alone(ctx, || {
-        let name = load(code, replace)?;
-        emit(ctx, argv);
-        Ok::<_, CommandError>(name)
-    })?;
+    let _gate = scripting::alone(ctx.server, ctx.client);
+    let name = load(code, replace)?;
+    emit(ctx, argv);
     ctx.out.bulk(name.as_bytes());
     Ok(())
 }
 
 fn function_delete(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let name = String::from_utf8_lossy(&argv[2]);
-    alone(ctx, || {
-        REGISTRY
-            .write()
-            .unlink(&name)
-            .ok_or_else(|| CommandError::err("Library not found"))?;
-        emit(ctx, argv);
-        Ok::<_, CommandError>(())
-    })?;
+    let _gate = scripting::alone(ctx.server, ctx.client);
+    REGISTRY
+        .write()
+        .unlink(&name)
+        .ok_or_else(|| CommandError::err("Library not found"))?;
+    emit(ctx, argv);
     ctx.out.ok();
     Ok(())
 }
@@ -315,10 +303,9 @@ fn function_flush(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
         _ => {}
     }
-    alone(ctx, || {
-        REGISTRY.write().clear();
-        emit(ctx, argv);
-    });
+    let _gate = scripting::alone(ctx.server, ctx.client);
+    REGISTRY.write().clear();
+    emit(ctx, argv);
     ctx.out.ok();
     Ok(())
 }
@@ -345,52 +332,50 @@ fn function_restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
     };
     let codes = crate::persistence::rdb::restore_functions(&argv[2]).map_err(CommandError::err)?;
-    alone(ctx, || {
-        // The payload's libraries load among themselves first (Redis loads
-        // them into a context of their own), then join the registry.
-        let mut restored = Registry::default();
-        for code in codes {
-            let library = create(&restored, Bytes::from(code), false)?;
-            if let Some(name) = restored.clash(&library) {
-                return Err(CommandError::err(format!("Function {name} already exists")));
+    let _gate = scripting::alone(ctx.server, ctx.client);
+    // The payload's libraries load among themselves first (Redis loads
+    // them into a context of their own), then join the registry.
+    let mut restored = Registry::default();
+    for code in codes {
+        let library = create(&restored, Bytes::from(code), false)?;
+        if let Some(name) = restored.clash(&library) {
+            return Err(CommandError::err(format!("Function {name} already exists")));
+        }
+        restored.link(Arc::new(library));
+    }
+    let mut registry = REGISTRY.write();
+    if policy == Policy::Flush {
+        registry.clear();
+    }
+    let mut replaced = Vec::new();
+    let mut refused = None;
+    for name in restored.libraries.keys() {
+        if registry.libraries.contains_key(name) {
+            if policy != Policy::Replace {
+                refused = Some(format!("Library {name} already exists"));
+                break;
             }
-            restored.link(Arc::new(library));
+            replaced.extend(registry.unlink(name));
         }
-        let mut registry = REGISTRY.write();
-        if policy == Policy::Flush {
-            registry.clear();
+    }
+    if refused.is_none() {
+        refused = restored
+            .libraries
+            .values()
+            .find_map(|l| registry.clash(l))
+            .map(|name| format!("Function {name} already exists"));
+    }
+    if let Some(e) = refused {
+        for old in replaced {
+            registry.link(old);
         }
-        let mut replaced = Vec::new();
-        let mut refused = None;
-        for name in restored.libraries.keys() {
-            if registry.libraries.contains_key(name) {
-                if policy != Policy::Replace {
-                    refused = Some(format!("Library {name} already exists"));
-                    break;
-                }
-                replaced.extend(registry.unlink(name));
-            }
-        }
-        if refused.is_none() {
-            refused = restored
-                .libraries
-                .values()
-                .find_map(|l| registry.clash(l))
-                .map(|name| format!("Function {name} already exists"));
-        }
-        if let Some(e) = refused {
-            for old in replaced {
-                registry.link(old);
-            }
-            return Err(CommandError::err(e));
-        }
-        for library in restored.libraries.into_values() {
-            registry.link(library);
-        }
-        drop(registry);
-        emit(ctx, argv);
-        Ok(())
-    })?;
+        return Err(CommandError::err(e));
+    }
+    for library in restored.libraries.into_values() {
+        registry.link(library);
+    }
+    drop(registry);
+    emit(ctx, argv);
     ctx.out.ok();
     Ok(())
 }

@@ -1123,7 +1123,7 @@ impl<'a> Invocation<'a> {
 /// EXEC the transaction holds it), its effects wrapped in MULTI … EXEC.
 fn invoke(ctx: &mut Ctx, run: impl FnOnce(&mut Ctx) -> CmdResult) -> CmdResult {
     let nested = ctx.client.exec_effects.get().is_some();
-    let _gate = (!nested).then(|| ctx.server.gate.exclusive());
+    let _gate = alone(ctx.server, ctx.client);
     if !nested {
         ctx.client.exec_effects.set(Some(false));
     }
@@ -1137,6 +1137,20 @@ fn invoke(ctx: &mut Ctx, run: impl FnOnce(&mut Ctx) -> CmdResult) -> CmdResult {
         ctx.client.exec_effects.set(None);
     }
     result
+}
+
+/// The transaction gate held exclusively while a script runs or the
+/// libraries change, so that no other command interleaves (nor a
+/// snapshot's instant); `None` inside EXEC, which holds it already.
+pub(super) fn alone<'s>(
+    server: &'s crate::server::Server,
+    client: &crate::server::client::Client,
+) -> Option<Vec<parking_lot::RwLockWriteGuard<'s, ()>>> {
+    client
+        .exec_effects
+        .get()
+        .is_none()
+        .then(|| server.gate.exclusive())
 }
 
 /// Runs the compiled script or function with its keys and arguments, its
