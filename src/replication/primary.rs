@@ -291,7 +291,7 @@ async fn feed(
                     tokio::task::yield_now().await;
                 }
                 r = rd.read_buf(rbuf) => take_acks(server, r, rbuf, entry)?,
-                _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
+                _ = handle.until_killed() => return Err(std::io::Error::other("killed")),
                 _ = crate::server::stopped(&mut stop) => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
@@ -344,7 +344,7 @@ async fn feed(
                         }
                     }
                     r = rd.read_buf(rbuf) => take_acks(server, r, rbuf, entry)?,
-                    _ = handle.kill.notified() => return Err(std::io::Error::other("killed")),
+                    _ = handle.until_killed() => return Err(std::io::Error::other("killed")),
                     _ = crate::server::stopped(&mut stop) => return Ok(()),
                 }
             }

@@ -454,7 +454,7 @@ async fn follow(
                     tokio::select! {
                         r = rd.fill(server) => r?,
                         _ = tick.tick() => ack_due = true,
-                        _ = client.handle.kill.notified() => {}
+                        _ = client.handle.until_killed() => {}
                         _ = synced, if fack_owed.is_some() => {}
                     }
                 }

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyMode {
@@ -83,8 +82,6 @@ pub struct Client {
     /// Invalidations this client caused itself in the current command
     /// (`None`: a flush); it is told after the command's reply.
     pub invalidated: std::cell::RefCell<Vec<Option<bytes::Bytes>>>,
-    /// What other connections send this one (`ClientHandle::push`).
-    pub pushes: tokio::sync::mpsc::UnboundedReceiver<super::tracking::Push>,
     /// What CLIENT LIST was last told (see [`Client::publish_state`]).
     shown: Shown,
 }
@@ -126,8 +123,6 @@ pub struct Multi {
 
 impl Client {
     pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
-        let (tx, pushes) = tokio::sync::mpsc::unbounded_channel();
-        let _ = handle.pushes.set(tx);
         Client {
             id: handle.id,
             db: 0,
@@ -152,7 +147,6 @@ impl Client {
             tracking: None,
             caching: false,
             invalidated: Default::default(),
-            pushes,
             shown: Shown::default(),
         }
     }
@@ -253,7 +247,8 @@ pub struct ClientHandle {
     pub multi: std::sync::atomic::AtomicI64,
     pub multi_mem: AtomicUsize,
     pub killed: AtomicBool,
-    pub kill: Notify,
+    /// Wakes the connection's task when it is killed (see `until_killed`).
+    kill_waker: atomic_waker::AtomicWaker,
     pub commands: AtomicU64,
     /// [`KIND_NORMAL`], [`KIND_REPLICA`] or [`KIND_PRIMARY`], for CLIENT
     /// LIST's flags and CLIENT KILL TYPE.
@@ -261,8 +256,65 @@ pub struct ClientHandle {
     /// CLIENT TRACKING's `tracking::FLAG_*` and redirect id, for CLIENT LIST.
     pub tracking: std::sync::atomic::AtomicU8,
     pub redirect: AtomicU64,
-    /// The connection's inbox, set once its `Client` exists.
-    pub pushes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<super::tracking::Push>>,
+    /// What other connections send this one.
+    pub inbox: Inbox,
+}
+
+/// Ready once `flag` is set; whoever sets it wakes `waker` afterwards.
+/// Only one task waits on a waker, and waiting takes no lock (tokio's
+/// `Notify` takes one each time its wait is polled), which matters to
+/// waits set up again for every batch a connection reads.
+async fn until(waker: &atomic_waker::AtomicWaker, flag: &AtomicBool) {
+    std::future::poll_fn(|cx| {
+        waker.register(cx.waker());
+        if flag.load(Relaxed) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Messages from other connections (invalidations, a broken redirect),
+/// written between the connection's batches. A queue and a wake-up rather
+/// than a channel, whose first block an idle connection would carry.
+#[derive(Default)]
+pub struct Inbox {
+    queue: Mutex<std::collections::VecDeque<super::tracking::Push>>,
+    /// Set with the queue's lock held once it has something: every batch
+    /// checks it, and an empty inbox costs that check only.
+    queued: AtomicBool,
+    waker: atomic_waker::AtomicWaker,
+}
+
+impl Inbox {
+    pub fn send(&self, p: super::tracking::Push) {
+        {
+            let mut q = self.queue.lock();
+            q.push_back(p);
+            self.queued.store(true, Relaxed);
+        }
+        self.waker.wake();
+    }
+
+    /// Hands over everything queued, oldest first.
+    pub fn drain(&self, each: impl FnMut(super::tracking::Push)) {
+        if !self.queued.load(Relaxed) {
+            return;
+        }
+        let queued = {
+            let mut q = self.queue.lock();
+            self.queued.store(false, Relaxed);
+            std::mem::take(&mut *q)
+        };
+        queued.into_iter().for_each(each);
+    }
+
+    /// Ready once something is queued; for the connection's own task.
+    pub async fn ready(&self) {
+        until(&self.waker, &self.queued).await
+    }
 }
 
 pub const KIND_NORMAL: u8 = 0;
@@ -296,15 +348,18 @@ impl ClientHandle {
 
     /// Queues a message for the connection to write between its batches.
     pub fn push(&self, p: super::tracking::Push) {
-        if let Some(tx) = self.pushes.get() {
-            let _ = tx.send(p);
-        }
+        self.inbox.send(p);
     }
 
     /// Asks the connection to close as soon as it can.
     pub fn kill(&self) {
         self.killed.store(true, Relaxed);
-        self.kill.notify_one();
+        self.kill_waker.wake();
+    }
+
+    /// Ready once the connection is killed; for its own task.
+    pub async fn until_killed(&self) {
+        until(&self.kill_waker, &self.killed).await
     }
 
     /// One line of CLIENT LIST, with Redis's field names and order.
@@ -383,7 +438,7 @@ impl ClientHandle {
             qbuf,
             self.multi_mem.load(Relaxed),
             omem,
-            qbuf + omem + self.multi_mem.load(Relaxed),
+            self.buffers.load(Relaxed) + omem + self.multi_mem.load(Relaxed),
             cmd,
             redir,
             self.resp.load(Relaxed),
@@ -435,12 +490,12 @@ impl Clients {
             multi: std::sync::atomic::AtomicI64::new(-1),
             multi_mem: AtomicUsize::new(0),
             killed: AtomicBool::new(false),
-            kill: Notify::new(),
+            kill_waker: atomic_waker::AtomicWaker::new(),
             commands: AtomicU64::new(0),
             kind: std::sync::atomic::AtomicU8::new(KIND_NORMAL),
             tracking: std::sync::atomic::AtomicU8::new(0),
             redirect: AtomicU64::new(0),
-            pushes: std::sync::OnceLock::new(),
+            inbox: Inbox::default(),
         })
     }
 

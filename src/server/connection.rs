@@ -27,7 +27,6 @@ use crate::persistence::log::ThreadWaiters;
 use crate::protocol::{Parser, Protocol, ReplyBuf, RequestLimits};
 
 use super::client::{Client, ReplyMode};
-use super::tracking::Push;
 use super::{local_addr, now_ms, stopped, Server};
 
 /// Replies written in rounds, as Redis writes them before it sleeps.
@@ -61,6 +60,61 @@ pub mod write_round {
     /// The thread is about to sleep (an I/O runtime's park hook).
     pub fn parked() {
         SINCE_PARK.with(|n| n.set(0));
+    }
+}
+
+/// Read and reply buffers lent to connections while they have something to
+/// read or to write, and taken back once both are empty.
+///
+/// An idle connection then holds no buffer at all (Redis frees an idle
+/// client's query buffer too), so ten thousand pooled connections cost
+/// their sockets and state, not 32 KB each, and `maxmemory` goes to data.
+/// A busy connection takes a buffer from its thread's pool and gives it
+/// back without the allocator: a pool entry is a pointer move.
+pub mod buffers {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// What a connection reads into and writes from: a read of this size
+    /// takes a whole pipelined batch.
+    pub const SIZE: usize = 16 * 1024;
+    /// Buffers a thread keeps for its next busy connections: enough for
+    /// a round of pipelined clients to never reach the allocator, and at
+    /// most 4 MB per I/O thread.
+    const KEEP: usize = 128;
+
+    thread_local! {
+        static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer of at least `SIZE`.
+    pub fn take() -> BytesMut {
+        POOL.with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| BytesMut::with_capacity(SIZE))
+    }
+
+    /// Gives back an emptied buffer, leaving `buf` without one. One still
+    /// shared with requests that live on (a queued transaction's) or grown
+    /// for a large request or reply is left to the allocator.
+    pub fn give(buf: &mut BytesMut) {
+        let mut b = std::mem::take(buf);
+        b.clear();
+        if b.try_reclaim(SIZE) && b.capacity() < 2 * SIZE {
+            POOL.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < KEEP {
+                    p.push(b);
+                }
+            });
+        }
+    }
+
+    /// Makes sure `buf` has a buffer to fill.
+    pub fn lend(buf: &mut BytesMut) {
+        if buf.capacity() == 0 {
+            *buf = take();
+        }
     }
 }
 
@@ -126,8 +180,9 @@ pub async fn serve(
         return;
     }
     let mut client = Client::new(handle.clone(), authenticated);
-    let mut out = ReplyBuf::new(Protocol::Resp2);
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    // Both buffers are lent only while there is something to read or write.
+    let mut out = ReplyBuf::scratch(Protocol::Resp2);
+    let mut rbuf = BytesMut::new();
     // Remembers a request read in part; `rbuf` only grows at its end
     // between its calls.
     let mut parser = Parser::default();
@@ -135,7 +190,7 @@ pub async fn serve(
     let mut monitor: Option<broadcast::Receiver<Arc<str>>> = None;
     // Registered once for the connection's life: re-registering a waiter on
     // every loop iteration costs two lock round trips per read.
-    let killed = handle.kill.notified();
+    let killed = handle.until_killed();
     tokio::pin!(killed);
     let shutdown = stopped(&mut stop);
     tokio::pin!(shutdown);
@@ -160,7 +215,6 @@ pub async fn serve(
                 None => std::future::pending().await,
             }
         };
-        let pushed = client.pushes.recv();
         let monitored = async {
             match monitor.as_mut() {
                 Some(rx) => rx.recv().await,
@@ -170,14 +224,29 @@ pub async fn serve(
         tokio::select! {
             // Requests first; the other wake-ups are rare.
             biased;
-            r = rd.read_buf(&mut rbuf) => match r {
-                Ok(0) | Err(_) => break 'conn,
-                Ok(n) => {
-                    server.stats.net_input_bytes.add(n as u64);
-                    server.stats.reads_processed.add(1);
+            // Readiness first, so that an idle connection holds no buffer
+            // (polled as a read polls it: `readable()` queues a waiter).
+            r = std::future::poll_fn(|cx| rd.as_ref().poll_read_ready(cx)) => {
+                if r.is_err() {
+                    break 'conn;
+                }
+                buffers::lend(&mut rbuf);
+                match read_now(&mut rd, &mut rbuf).await {
+                    Some(Ok(0)) | Some(Err(_)) => break 'conn,
+                    Some(Ok(n)) => {
+                        server.stats.net_input_bytes.add(n as u64);
+                        server.stats.reads_processed.add(1);
+                    }
+                    None => {
+                        if rbuf.is_empty() {
+                            buffers::give(&mut rbuf);
+                        }
+                        continue;
+                    }
                 }
             },
             msg = published => {
+                buffers::lend(&mut out.buf);
                 if let (Some(m), Some(s)) = (msg, client.subs.as_mut()) {
                     write_message(&mut out, &m);
                     s.sub.taken(&m);
@@ -198,8 +267,9 @@ pub async fn serve(
                 }
                 continue;
             }
-            Some(p) = pushed => {
-                write_pushes(&mut client, &mut out, Some(p));
+            _ = handle.inbox.ready() => {
+                buffers::lend(&mut out.buf);
+                write_pushes(&client, &mut out);
                 // A client that stopped reading blocks this write; CLIENT
                 // KILL must still end it.
                 tokio::select! {
@@ -211,6 +281,7 @@ pub async fn serve(
                 continue;
             }
             line = monitored => {
+                buffers::lend(&mut out.buf);
                 match line {
                     Ok(l) => out.simple(&l),
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -240,10 +311,13 @@ pub async fn serve(
             break;
         }
 
+        buffers::lend(&mut out.buf);
+        // What the batch holds counts while it runs (MEMORY STATS).
+        held(&handle, &rbuf, &out);
         // Invalidations queued before these requests arrived go out before
         // their replies, as in Redis: a client that saw another's write
         // acknowledged never gets a reply ahead of that write's message.
-        write_pushes(&mut client, &mut out, None);
+        write_pushes(&client, &mut out);
         let mut close = None;
         // One clock read per batch of pipelined requests: every command in the
         // batch sees the same instant, as if they had arrived together.
@@ -328,7 +402,7 @@ pub async fn serve(
                         killed.as_mut(),
                         shutdown.as_mut(),
                     );
-                    match waited.await {
+                    match Box::pin(waited).await {
                         Waited::Done => {}
                         Waited::Unblocked => out.error(UNBLOCKED_BY_CLIENT),
                         Waited::Demoted => {
@@ -363,7 +437,7 @@ pub async fn serve(
                         killed.as_mut(),
                         shutdown.as_mut(),
                     );
-                    let waited = waited.await;
+                    let waited = Box::pin(waited).await;
                     handle.blocked.store(false, Relaxed);
                     match waited {
                         (Waited::Done, Some((local, replicas))) => {
@@ -410,9 +484,7 @@ pub async fn serve(
         }
         let pending = rbuf.len();
         handle.query_buf.store(pending, Relaxed);
-        handle
-            .buffers
-            .store(rbuf.capacity() + out.buf.capacity(), Relaxed);
+        held(&handle, &rbuf, &out);
         if pending as i64 > server.tun.query_buffer_limit.load(Relaxed) {
             tracing::warn!(
                 "Closing client that reached max query buffer length: id={} addr={}",
@@ -434,10 +506,10 @@ pub async fn serve(
             Some(Close::Now) | Some(Close::AfterFlush) => break,
             None => {}
         }
-        // A large request leaves a large buffer behind; do not keep it.
-        if rbuf.is_empty() && rbuf.capacity() > 1 << 20 {
-            rbuf = BytesMut::with_capacity(16 * 1024);
+        if rbuf.is_empty() {
+            buffers::give(&mut rbuf);
         }
+        held(&handle, &rbuf, &out);
     }
     stats.flush(&server);
     if monitor.is_some() {
@@ -445,7 +517,16 @@ pub async fn serve(
     }
     match feed {
         Some(req) if !handle.killed.load(Relaxed) => {
-            crate::replication::primary::serve(server.clone(), &mut client, rd, wr, rbuf, req).await
+            buffers::lend(&mut rbuf);
+            Box::pin(crate::replication::primary::serve(
+                server.clone(),
+                &mut client,
+                rd,
+                wr,
+                rbuf,
+                req,
+            ))
+            .await
         }
         _ => {
             let _ = wr.shutdown().await;
@@ -455,6 +536,31 @@ pub async fn serve(
     command::pubsub::unsubscribe_all(&server, &mut client);
     server.tracking.disable(handle.id);
     server.clients.unregister(handle.id);
+}
+
+/// Publishes what the connection's buffers take (`mem_clients_normal`).
+fn held(handle: &super::client::ClientHandle, rbuf: &BytesMut, out: &ReplyBuf) {
+    handle
+        .buffers
+        .store(rbuf.capacity() + out.buf.capacity(), Relaxed);
+}
+
+/// Reads what the socket holds, without waiting for more: `None` when it
+/// holds nothing after all. A read through `AsyncRead` (not `try_read`):
+/// one that fills less than the buffer marks the socket drained, which
+/// spares the next turn a read that would only find nothing.
+async fn read_now(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> Option<std::io::Result<usize>> {
+    use std::future::Future;
+    use std::task::Poll;
+    let mut read = std::pin::pin!(rd.read_buf(buf));
+    std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+        Poll::Ready(r) => Poll::Ready(Some(r)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 async fn wait_durable(server: &Server, thread: &ThreadWaiters, target: u64) {
@@ -500,11 +606,7 @@ async fn flush(
     wr.write_all(&out.buf).await?;
     server.stats.net_output_bytes.add(n as u64);
     server.stats.writes_processed.add(1);
-    if out.buf.capacity() > 1 << 20 {
-        out.buf = BytesMut::with_capacity(16 * 1024);
-    } else {
-        out.buf.clear();
-    }
+    buffers::give(&mut out.buf);
     Ok(())
 }
 
@@ -683,13 +785,12 @@ fn demoted(out: &mut ReplyBuf) {
     );
 }
 
-/// Writes `first` and whatever else waits in the connection's inbox.
-fn write_pushes(client: &mut Client, out: &mut ReplyBuf, first: Option<Push>) {
-    let subscribed = client.subscribed();
-    let rest = std::iter::from_fn(|| client.pushes.try_recv().ok());
-    for p in first.into_iter().chain(rest) {
-        p.write(out, subscribed);
-    }
+/// Writes whatever waits in the connection's inbox.
+fn write_pushes(client: &Client, out: &mut ReplyBuf) {
+    client
+        .handle
+        .inbox
+        .drain(|p| p.write(out, client.subscribed()));
 }
 
 /// A published message: a RESP3 push, or a RESP2 array.
@@ -773,7 +874,7 @@ async fn execute(
     };
     if server.pause.active() {
         let writes = command::writes(spec, argv, client) || spec.has(flags::MAY_REPLICATE);
-        if wait_while_paused(server, writes).await {
+        if Box::pin(wait_while_paused(server, writes)).await {
             *clock = BatchClock::new();
             // What the command was checked against may have changed while
             // it waited (a FAILOVER makes this node a replica): it is
@@ -794,10 +895,10 @@ async fn execute(
             Route::Primary => true,
             // A read the local copy cannot answer yet with this
             // connection's own writes in it goes to the primary.
-            Route::Local => !sidecar::caught_up(server, client.written_offset).await,
+            Route::Local => !Box::pin(sidecar::caught_up(server, client.written_offset)).await,
         };
         if to_primary {
-            if let Err(e) = sidecar::forward(server, client, argv, out).await {
+            if let Err(e) = Box::pin(sidecar::forward(server, client, argv, out)).await {
                 client.upstream = None;
                 client.sidecar_in_multi = false;
                 server.stats.error("MASTERDOWN");
