@@ -223,7 +223,7 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("active-defrag-cycle-min", Kind::Int { min: 1, max: 99 }, "1", true),
     inert("active-defrag-cycle-max", Kind::Int { min: 1, max: 99 }, "25", true),
     inert("active-defrag-max-scan-fields", Kind::Int { min: 1, max: i64::MAX }, "1000", true),
-    inert("active-expire-effort", Kind::Int { min: 1, max: 10 }, "1", true),
+    d("active-expire-effort", Kind::Int { min: 1, max: 10 }, "1", true),
     inert("maxmemory-eviction-tenacity", Kind::Int { min: 0, max: 100 }, "10", true),
     inert("maxmemory-clients", Kind::Str, "0", true),
     // Replicas never evict (Shoal's fixed behaviour, Redis's default).

@@ -179,6 +179,11 @@ pub struct Db {
     /// cache line moving between cores.
     totals: Box<[Stripe]>,
     snapshots: Arc<Snapshots>,
+    /// Where the active expiry cycle goes on in this database's slots.
+    pub expire_cursor: std::sync::atomic::AtomicUsize,
+    /// The volatile keys' average time to live in ms, as the expiry cycle
+    /// samples it (INFO keyspace's `avg_ttl`, smoothed as Redis's).
+    pub avg_ttl: std::sync::atomic::AtomicI64,
 }
 
 /// Stripes of [`Db::totals`]: enough for the I/O threads and the helper
@@ -276,6 +281,8 @@ impl Db {
             counts: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             totals: (0..STRIPES).map(|_| Stripe::default()).collect(),
             snapshots,
+            expire_cursor: Default::default(),
+            avg_ttl: Default::default(),
         }
     }
 

@@ -427,19 +427,26 @@ impl SlotTable {
         n
     }
 
-    /// Removes every key whose expiry has passed; returns their names.
-    /// The active expiry cycle calls this only on tables with volatile keys.
-    pub fn remove_expired(&mut self, now_ms: i64, out: &mut Vec<Vec<u8>>) {
+    /// Removes every key whose expiry has passed, pushing their names to
+    /// `out`; returns the time to live left to the volatile keys that
+    /// stay, summed, in ms. The active expiry cycle calls this only on
+    /// tables with volatile keys.
+    pub fn remove_expired(&mut self, now_ms: i64, out: &mut Vec<Vec<u8>>) -> i64 {
         let before = out.len();
+        let mut ttl = 0;
         self.table.retain(|n| {
             if n.is_expired(now_ms) {
                 out.push(n.key.as_bytes().to_vec());
                 false
             } else {
+                if n.expire_at != 0 {
+                    ttl += n.expire_at - now_ms;
+                }
                 true
             }
         });
         self.volatile -= out.len() - before;
+        ttl
     }
 
     /// Gives memory back after mass deletion, as Redis's cron resizes its

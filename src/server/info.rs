@@ -370,7 +370,11 @@ fn section(server: &Server, name: &str, o: &mut String) {
             for (i, db) in server.keyspace.used_dbs() {
                 let (keys, volatile) = db.counts();
                 if keys > 0 {
-                    let _ = write!(o, "db{i}:keys={keys},expires={volatile},avg_ttl=0\r\n");
+                    let avg_ttl = db.avg_ttl.load(Relaxed);
+                    let _ = write!(
+                        o,
+                        "db{i}:keys={keys},expires={volatile},avg_ttl={avg_ttl}\r\n"
+                    );
                 }
             }
         }

@@ -324,8 +324,9 @@ pub struct Server {
     pub expired_stale_perc: AtomicU64,
     /// How many I/O threads serve connections.
     pub io_threads: std::sync::atomic::AtomicUsize,
-    /// Where the active expiry cycle resumes: `db * SLOTS + slot`.
-    pub expire_cursor: std::sync::atomic::AtomicUsize,
+    /// Where the cron's walk shrinking tables resumes: `n * SLOTS + slot`
+    /// for the n-th database in use (`server::expire`).
+    pub shrink_cursor: std::sync::atomic::AtomicUsize,
     pub executable: PathBuf,
     /// The append-only log's state (enabled or not).
     pub log: Arc<crate::persistence::log::LogState>,
@@ -413,7 +414,7 @@ impl Server {
             eviction_time: stats::OverLimit::default(),
             expired_stale_perc: AtomicU64::new(0),
             io_threads: std::sync::atomic::AtomicUsize::new(1),
-            expire_cursor: std::sync::atomic::AtomicUsize::new(0),
+            shrink_cursor: std::sync::atomic::AtomicUsize::new(0),
             executable: std::env::current_exe().unwrap_or_default(),
             log,
             loading: AtomicBool::new(false),
@@ -1087,11 +1088,11 @@ async fn cron(server: Arc<Server>) {
             && !server.replication.is_replica()
             && !server.pause.writes_paused(now)
         {
-            let budget = Duration::from_micros(250_000 / hz); // 25% of a tick
+            let effort = server.config.read().int("active-expire-effort");
             let s = server.clone();
             // The cycle locks slots one at a time and never awaits; run it
             // where it cannot hold up the connection tasks' I/O.
-            let _ = tokio::task::spawn_blocking(move || expire::active_cycle(&s, budget)).await;
+            let _ = tokio::task::spawn_blocking(move || expire::active_cycle(&s, hz, effort)).await;
         }
         // Over maxmemory with no command coming to evict (a limit lowered
         // on an idle node), the cron evicts, as Redis's eviction timer does.
