@@ -94,13 +94,20 @@ pub mod buffers {
             .unwrap_or_else(|| BytesMut::with_capacity(SIZE))
     }
 
-    /// Gives back an emptied buffer, leaving `buf` without one. One still
-    /// shared with requests that live on (a queued transaction's) or grown
-    /// for a large request or reply is left to the allocator.
+    /// Gives back an emptied buffer, leaving `buf` without one, when the
+    /// buffer is the connection's alone. One still shared with requests
+    /// that live on (a published message's payload in a subscriber's
+    /// queue, a queued transaction) stays with the connection, which reads
+    /// on into what is left of it: its memory is held anyway, and a fresh
+    /// buffer per batch would pin one whole allocation per message kept.
+    /// One grown for a large request or reply goes back to the allocator.
     pub fn give(buf: &mut BytesMut) {
-        let mut b = std::mem::take(buf);
-        b.clear();
-        if b.try_reclaim(SIZE) && b.capacity() < 2 * SIZE {
+        buf.clear();
+        if !buf.try_reclaim(SIZE) {
+            return;
+        }
+        let b = std::mem::take(buf);
+        if b.capacity() < 2 * SIZE {
             POOL.with(|p| {
                 let mut p = p.borrow_mut();
                 if p.len() < KEEP {
@@ -110,10 +117,14 @@ pub mod buffers {
         }
     }
 
-    /// Makes sure `buf` has a buffer to fill.
+    /// Makes sure `buf` has room to fill.
     pub fn lend(buf: &mut BytesMut) {
         if buf.capacity() == 0 {
             *buf = take();
+        } else if buf.capacity() - buf.len() < 1024 {
+            // The end of a buffer kept (see `give`), or a request read in
+            // part that fills it.
+            buf.reserve(SIZE);
         }
     }
 }
@@ -332,7 +343,7 @@ pub async fn serve(
         let mut ahead = parser.next(&mut rbuf, limits);
         // Even a lone request gains from starting its slot's load now,
         // while the command is being resolved.
-        client.slot_hint = prefetch(&server, client.db, &ahead);
+        client.slot_hint = prefetch(&server, &client, &ahead);
         loop {
             let argv = match ahead {
                 Ok(Some(argv)) => argv,
@@ -345,7 +356,7 @@ pub async fn serve(
                 }
             };
             ahead = parser.next(&mut rbuf, limits);
-            let next_hint = prefetch(&server, client.db, &ahead);
+            let next_hint = prefetch(&server, &client, &ahead);
             if argv.is_empty() {
                 client.slot_hint = next_hint;
                 continue;
@@ -578,17 +589,38 @@ async fn wait_durable(server: &Server, thread: &ThreadWaiters, target: u64) {
     }
 }
 
-/// Starts loading the slot table of a parsed request's first argument and
+/// Starts loading the slot table of a parsed request's first key and
 /// returns the slot hint for it (see `Client::slot_hint`).
 fn prefetch(
     server: &Server,
-    db: usize,
+    client: &Client,
     parsed: &Result<Option<Vec<Bytes>>, crate::protocol::ProtocolError>,
 ) -> Option<(usize, usize, crate::keyspace::SlotId)> {
-    let key = parsed.as_ref().ok()?.as_ref()?.get(1)?;
+    let argv = parsed.as_ref().ok()?.as_ref()?;
+    let key = first_key(client, argv)?;
     let slot = crate::keyspace::key_hash_slot(key);
-    server.keyspace.prefetch(db, slot);
+    server.keyspace.prefetch(client.db, slot);
     Some((key.as_ptr() as usize, key.len(), slot))
+}
+
+/// A request's first key, where the command repeats the client's last
+/// (whose row says where its keys are: a script's come after its SHA1 and
+/// their count); otherwise a guess, the first argument.
+fn first_key<'a>(client: &Client, argv: &'a [Bytes]) -> Option<&'a Bytes> {
+    let spec = match &client.last_command {
+        Some((name, i)) if argv.first() == Some(name) => command::TABLE.all[*i],
+        _ => return argv.get(1),
+    };
+    let k = spec.keys;
+    if k.first > 0 {
+        return argv.get(k.first as usize);
+    }
+    if k.numkeys > 0 {
+        let at = k.numkeys as usize;
+        let count = crate::protocol::request::parse_i64(argv.get(at)?)?;
+        return (count > 0).then(|| argv.get(at + 1)).flatten();
+    }
+    None
 }
 
 async fn flush(

@@ -569,3 +569,35 @@ fn idle_connections_hold_no_buffers() {
     assert_eq!(int(&mut r, &["CLIENT", "KILL", "ID", &id.to_string()]), 1);
     assert!(idle[8].is_closed());
 }
+
+/// Requests kept after their batch (a transaction's queue, published
+/// messages waiting for a subscriber) hold the buffer they were read into:
+/// a connection goes on reading into the rest of it rather than taking a
+/// fresh buffer per batch, so 4,000 queued commands of 512 bytes cost a
+/// few MB, not a 16 KB buffer each (64 MB).
+#[test]
+fn kept_requests_do_not_pin_a_buffer_each() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let mut r = node.raw();
+    let used = |r: &mut Raw| -> i64 {
+        let info = bulk(r, &["INFO", "memory"]).unwrap();
+        crate::info_field(&info, "used_memory").parse().unwrap()
+    };
+    let mut tx = node.raw();
+    ok(&mut tx, &["MULTI"]);
+    let before = used(&mut r);
+    let value = "v".repeat(512);
+    for i in 0..4000 {
+        assert_eq!(
+            tx.call(&["SET", &format!("k{i}"), &value]),
+            Frame::Simple("QUEUED".into())
+        );
+    }
+    let grown = used(&mut r) - before;
+    assert!(grown < 16 << 20, "{grown} bytes for 4000 queued commands");
+    let Frame::Array(replies) = tx.call(&["EXEC"]) else {
+        panic!("EXEC replies with an array")
+    };
+    assert_eq!(replies.len(), 4000);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 4000);
+}
