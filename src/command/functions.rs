@@ -273,7 +273,9 @@ fn function_load(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
         replace = true;
     }
-    let code = argv[argv.len() - 1].clone();
+    // A copy: the code may be a slice of the request's read buffer, which
+    // a library kept for good would pin whole.
+    let code = Bytes::copy_from_slice(&argv[argv.len() - 1]);
     let _gate = scripting::alone(ctx.server, ctx.client);
     let name = load(code, replace)?;
     emit(ctx, argv);

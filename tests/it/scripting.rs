@@ -247,6 +247,36 @@ fn a_scripts_commands_are_counted_and_monitored_as_in_redis() {
 
 /// Every distinct script is kept compiled on each thread that ran it:
 /// thousands of them must not run out of what Lua handles are made of.
+/// EVALSHA finds a script through its thread's memo of recent scripts
+/// (and the function it compiled to) as through the cache itself: in
+/// capitals too, not after SCRIPT FLUSH, and again once EVAL sent it
+/// anew. A function does not see the KEYS and ARGV the last script left,
+/// and a command name Redis does not know from scripts is refused with
+/// Redis's words.
+#[test]
+fn recent_scripts_are_found_as_the_cache_has_them() {
+    const SHA: &str = "dc8235f4444d746adf3374579406c129fb1f0f0a";
+    let upper = SHA.to_ascii_uppercase();
+    let body = "return KEYS[1] .. ARGV[1]";
+    let library = "#!lua name=peeklib\nredis.register_function('peek', function() return KEYS end)";
+    same_as_redis(&[
+        &["SCRIPT", "LOAD", body],
+        &["EVALSHA", SHA, "1", "a", "b"],
+        &["EVALSHA", SHA, "1", "c", "d"],
+        &["EVALSHA", &upper, "1", "e", "f"],
+        &["FUNCTION", "LOAD", "REPLACE", library],
+        &["EVALSHA", SHA, "1", "g", "h"],
+        &["FCALL", "peek", "0"],
+        &["SCRIPT", "FLUSH"],
+        &["EVALSHA", SHA, "1", "a", "b"],
+        &["EVALSHA_RO", &upper, "1", "a", "b"],
+        &["EVAL", body, "1", "x", "y"],
+        &["EVALSHA", SHA, "1", "i", "j"],
+        &["EVAL", "return redis.call('config|get', 'maxmemory')", "0"],
+        &["FUNCTION", "FLUSH"],
+    ]);
+}
+
 #[test]
 fn thousands_of_distinct_scripts_run() {
     let node = TestNode::start();

@@ -217,11 +217,77 @@ fn sha_key(arg: &[u8]) -> std::borrow::Cow<'_, str> {
 
 /// EVALSHA's and EVALSHA_RO's flags: those of the cached script's body.
 fn evalsha_flags(row: u32, argv: &[Bytes]) -> u32 {
-    let body = CACHE.lock().get(&*sha_key(&argv[1])).cloned();
-    match body.map(|b| shebang(&b)) {
+    match cached(&argv[1], |s| s.declared.clone()) {
         Some(Ok(Some((declared, _)))) => declared.command_flags(row),
         _ => row,
     }
+}
+
+/// A script, its shebang read.
+#[derive(Clone)]
+struct Cached {
+    sha: [u8; 40],
+    body: Bytes,
+    declared: Result<Option<(ScriptFlags, usize)>, CommandError>,
+    generation: u64,
+    /// Compiled in this thread's Lua state, once it has run here.
+    compiled: Option<Function>,
+}
+
+thread_local! {
+    /// The scripts this thread ran last. EVALSHA looks its script up
+    /// twice (for its flags, then to run it), and applications call a
+    /// handful of scripts over and over: both lookups are then a
+    /// comparison of 40 bytes, with no lock, hash or shebang to read.
+    static RECENT: RefCell<[Option<Cached>; 4]> = const { RefCell::new([None, None, None, None]) };
+}
+
+/// What `read` makes of the cached script whose SHA1 `arg` is (in
+/// either case).
+fn cached<R>(arg: &[u8], read: impl FnOnce(&Cached) -> R) -> Option<R> {
+    let generation = GENERATION.load(Relaxed);
+    let mut read = Some(read);
+    let hit = RECENT.with(|r| {
+        let r = r.borrow();
+        let c = r
+            .iter()
+            .flatten()
+            .find(|c| c.generation == generation && c.sha.eq_ignore_ascii_case(arg))?;
+        read.take().map(|read| read(c))
+    });
+    if hit.is_some() {
+        return hit;
+    }
+    let read = read?;
+    let sha = sha_key(arg);
+    let body = CACHE.lock().get(&*sha).cloned()?;
+    let found = Cached {
+        sha: sha.as_bytes().try_into().ok()?,
+        declared: shebang(&body),
+        body,
+        generation,
+        compiled: None,
+    };
+    let read_it = read(&found);
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        // The oldest goes: entries move down, the newest is first.
+        r.rotate_right(1);
+        r[0] = Some(found);
+    });
+    Some(read_it)
+}
+
+/// Remembers the function a recent script compiled to in this thread.
+fn remember_compiled(sha: &[u8; 40], f: &Function) {
+    RECENT.with(|r| {
+        let generation = GENERATION.load(Relaxed);
+        let mut r = r.borrow_mut();
+        let same = |c: &&mut Cached| c.sha == *sha && c.generation == generation;
+        if let Some(c) = r.iter_mut().flatten().find(same) {
+            c.compiled = Some(f.clone());
+        }
+    })
 }
 
 /// The process's scripts by SHA1 (lower-case hex), and a generation that
@@ -258,6 +324,10 @@ pub(super) struct Vm {
     /// generation `functions_at`.
     functions: Table,
     functions_at: Option<u64>,
+    /// The last script's KEYS and ARGV are still set: left for the next
+    /// script to replace, and unset before a function runs, which must
+    /// not see them.
+    keys_set: std::cell::Cell<bool>,
     /// The state's memory, as last added to [`VM_MEMORY`]: its scripts'
     /// share and its functions' (what loading the libraries took).
     reported: std::cell::Cell<(i64, i64)>,
@@ -644,6 +714,7 @@ impl Vm {
             registering,
             functions,
             functions_at: None,
+            keys_set: Default::default(),
             reported: Default::default(),
             functions_memory: 0,
         })
@@ -918,7 +989,8 @@ fn sha1_hex(b: &[u8]) -> String {
 fn cache(sha: &str, body: &Bytes) {
     let mut cache = CACHE.lock();
     if !cache.contains_key(sha) {
-        cache.insert(sha.to_string(), body.clone());
+        // A copy: the body may be a slice of the request's read buffer.
+        cache.insert(sha.to_string(), Bytes::copy_from_slice(body));
     }
 }
 
@@ -982,14 +1054,26 @@ pub(super) fn tell_monitors(ctx: &Ctx, argv: &[Bytes]) {
 
 fn eval(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     tell_monitors(ctx, argv);
-    let sha = sha1_hex(&argv[1]);
-    run_script(ctx, argv, &sha, argv[1].clone(), false)
+    run_script(ctx, argv, sent(&argv[1]), true, false)
 }
 
 fn eval_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     tell_monitors(ctx, argv);
-    let sha = sha1_hex(&argv[1]);
-    run_script(ctx, argv, &sha, argv[1].clone(), true)
+    run_script(ctx, argv, sent(&argv[1]), true, true)
+}
+
+/// A script EVAL sent.
+fn sent(body: &Bytes) -> Cached {
+    Cached {
+        sha: sha1_hex(body)
+            .as_bytes()
+            .try_into()
+            .expect("a SHA1 in hex is 40 bytes"),
+        body: body.clone(),
+        declared: shebang(body),
+        generation: GENERATION.load(Relaxed),
+        compiled: None,
+    }
 }
 
 fn evalsha(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -1002,17 +1086,19 @@ fn evalsha_ro(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn by_sha(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
     tell_monitors(ctx, argv);
-    let sha = sha_key(&argv[1]);
-    let body = CACHE.lock().get(&*sha).cloned();
-    let Some(body) = body else {
+    let Some(script) = cached(&argv[1], Cached::clone) else {
         return Err(CommandError::err_code(
             "NOSCRIPT No matching script. Please use EVAL.",
         ));
     };
-    run_script(ctx, argv, &sha, body, read_only)
+    run_script(ctx, argv, script, false, read_only)
 }
 
-fn run_script(ctx: &mut Ctx, argv: &[Bytes], sha: &str, body: Bytes, ro: bool) -> CmdResult {
+/// Runs `script` with the keys and arguments that follow its key count;
+/// one sent by EVAL (`eval`) is cached once it compiles.
+fn run_script(ctx: &mut Ctx, argv: &[Bytes], script: Cached, eval: bool, ro: bool) -> CmdResult {
+    let sha = std::str::from_utf8(&script.sha).expect("a SHA1 in hex");
+    let body = &script.body;
     let numkeys = super::args::int(&argv[2])?;
     if numkeys < 0 {
         return Err(CommandError::err("Number of keys can't be negative"));
@@ -1024,7 +1110,7 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], sha: &str, body: Bytes, ro: bool) -
     }
     let split = 3 + numkeys as usize;
     let (keys, args) = (&argv[3..split], &argv[split..]);
-    let declared = shebang(&body)?;
+    let declared = script.declared.clone()?;
     let code = &body[declared.map_or(0, |(_, at)| at)..];
     let how = match declared {
         Some((flags, _)) => Invocation::declared(sha, "user_script", flags, ro)?,
@@ -1046,9 +1132,20 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], sha: &str, body: Bytes, ro: bool) -
     };
     invoke(ctx, |ctx| {
         with_vm(|vm| {
-            let f = vm.function(sha, code)?;
-            // Cached once it compiles, as Redis caches what EVAL ran.
-            cache(sha, &body);
+            let f = match &script.compiled {
+                Some(f) => f.clone(),
+                None => {
+                    let f = vm.function(sha, code)?;
+                    if eval {
+                        // Cached once it compiles, as Redis caches what
+                        // EVAL ran.
+                        cache(sha, body);
+                    } else {
+                        remember_compiled(&script.sha, &f);
+                    }
+                    f
+                }
+            };
             execute(vm, ctx, f, keys, args, &how)
         })
     })
@@ -1068,6 +1165,9 @@ pub(super) fn call_function(
     invoke(ctx, |ctx| {
         with_vm(|vm| {
             vm.sync_functions()?;
+            if vm.keys_set.take() {
+                clear_keys_and_args(vm).map_err(|e| CommandError::err(format!("Lua: {e}")))?;
+            }
             let f = vm
                 .functions
                 .raw_get::<Option<Function>>(name)
@@ -1153,6 +1253,60 @@ pub(super) fn alone<'s>(
         .then(|| server.gate.exclusive())
 }
 
+/// The tables of a run's keys and arguments, made KEYS and ARGV for a
+/// script (`globals`). Built in one protected call: through mlua's API
+/// each string and each table slot is a protected call of its own, some
+/// 700 instructions apiece and a third of a short script's run.
+fn key_and_arg_tables(
+    vm: &Vm,
+    keys: &[Bytes],
+    args: &[Bytes],
+    globals: bool,
+) -> mlua::Result<(Table, Table)> {
+    use mlua::ffi;
+    // SAFETY: the closure runs in protected mode (a Lua error unwinds to
+    // `exec_raw`) and owns nothing to drop. Its frame holds `run_globals`
+    // at 1, the tables go to 2 and 3, and it pushes at most two values
+    // more: within the LUA_MINSTACK slots a C function is given.
+    unsafe {
+        vm.lua.exec_raw(&vm.run_globals, |state| {
+            for items in [keys, args] {
+                ffi::lua_createtable(state, items.len().min(i32::MAX as usize) as i32, 0);
+                for (i, a) in items.iter().enumerate() {
+                    ffi::lua_pushlstring(state, a.as_ptr().cast(), a.len());
+                    ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
+                }
+            }
+            if globals {
+                vm.keys_set.set(true);
+                for (name, at) in [(c"KEYS", 2), (c"ARGV", 3)] {
+                    ffi::lua_pushstring(state, name.as_ptr());
+                    ffi::lua_pushvalue(state, at);
+                    ffi::lua_rawset(state, 1);
+                }
+            }
+            ffi::lua_remove(state, 1);
+        })
+    }
+}
+
+/// Unsets the last script's KEYS and ARGV (one protected call, as above).
+fn clear_keys_and_args(vm: &Vm) -> mlua::Result<()> {
+    use mlua::ffi;
+    // SAFETY: as in `key_and_arg_tables`; the frame holds `run_globals`
+    // at 1 and is left empty.
+    unsafe {
+        vm.lua.exec_raw(&vm.run_globals, |state| {
+            for name in [c"KEYS", c"ARGV"] {
+                ffi::lua_pushstring(state, name.as_ptr());
+                ffi::lua_pushnil(state);
+                ffi::lua_rawset(state, 1);
+            }
+            ffi::lua_settop(state, 0);
+        })
+    }
+}
+
 /// Runs the compiled script or function with its keys and arguments, its
 /// redis.call bound to `ctx`, and writes its value as the reply.
 fn execute(
@@ -1163,25 +1317,9 @@ fn execute(
     args: &[Bytes],
     how: &Invocation,
 ) -> CmdResult {
-    let lua = &vm.lua;
     let lua_err = |e: mlua::Error| CommandError::err(format!("Lua: {e}"));
-    let strings = |items: &[Bytes]| -> mlua::Result<Table> {
-        let t = lua.create_table_with_capacity(items.len(), 0)?;
-        for (i, a) in items.iter().enumerate() {
-            t.raw_set(i + 1, lua.create_string(&a[..])?)?;
-        }
-        Ok(t)
-    };
-    let (keys, args) = (
-        strings(keys).map_err(lua_err)?,
-        strings(args).map_err(lua_err)?,
-    );
     let function = how.chunk == "user_function";
-    let g = &vm.run_globals;
-    if !function {
-        g.raw_set("KEYS", keys.clone()).map_err(lua_err)?;
-        g.raw_set("ARGV", args.clone()).map_err(lua_err)?;
-    }
+    let (keys, args) = key_and_arg_tables(vm, keys, args, !function).map_err(lua_err)?;
     let limit = ctx.server.tun.busy_reply_ms.load(Relaxed).max(0) as u64;
     // The value is written in the client's protocol (a nil is RESP3's
     // null to a RESP3 client).
@@ -1233,10 +1371,6 @@ fn execute(
         Ok((out.buf.to_vec(), failed))
     });
     let (reply, failed) = outcome.map_err(lua_err)?;
-    if !function {
-        let _ = g.raw_set("KEYS", Value::Nil);
-        let _ = g.raw_set("ARGV", Value::Nil);
-    }
     if let Some((e, counted)) = failed {
         let e = e.trim_start_matches('-').to_string();
         return Err(if counted {
@@ -1358,17 +1492,12 @@ fn redis_call(
             "Please specify at least one argument for this redis lib call",
         ));
     }
-    if TABLE.index(&argv[0]).is_none() {
-        return Err(CommandError::err(
-            "Unknown Redis command called from script",
-        ));
-    }
     let (idx, spec) = TABLE.resolve(&argv).map_err(|e| match e {
         CommandError::Arity(_) => {
             CommandError::err("Wrong number of args calling Redis command from script")
         }
         // A container's unknown subcommand is an unknown command to Redis.
-        CommandError::UnknownSubcommand { .. } => {
+        CommandError::UnknownCommand { .. } | CommandError::UnknownSubcommand { .. } => {
             CommandError::err("Unknown Redis command called from script")
         }
         other => other,
