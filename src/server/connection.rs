@@ -66,9 +66,10 @@ pub mod write_round {
 /// Read and reply buffers lent to connections while they have something to
 /// read or to write, and taken back once both are empty.
 ///
-/// An idle connection then holds no buffer at all (Redis frees an idle
-/// client's query buffer too), so ten thousand pooled connections cost
-/// their sockets and state, not 32 KB each, and `maxmemory` goes to data.
+/// An idle connection then holds no buffer (Redis frees an idle client's
+/// query buffer too; the exception is one still shared with requests
+/// kept, see `give`), so ten thousand pooled connections cost their
+/// sockets and state, not 32 KB each, and `maxmemory` goes to data.
 /// A busy connection takes a buffer from its thread's pool and gives it
 /// back without the allocator: a pool entry is a pointer move.
 pub mod buffers {
@@ -199,8 +200,8 @@ pub async fn serve(
     let mut parser = Parser::default();
     let mut stop = server.shutdown.subscribe();
     let mut monitor: Option<broadcast::Receiver<Arc<str>>> = None;
-    // Registered once for the connection's life: re-registering a waiter on
-    // every loop iteration costs two lock round trips per read.
+    // One wait for the connection's life, which the loop and the waits
+    // inside it (blocking commands, WAIT, slow writes) share.
     let killed = handle.until_killed();
     tokio::pin!(killed);
     let shutdown = stopped(&mut stop);
