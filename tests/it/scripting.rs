@@ -250,15 +250,21 @@ fn a_scripts_commands_are_counted_and_monitored_as_in_redis() {
 /// EVALSHA finds a script through its thread's memo of recent scripts
 /// (and the function it compiled to) as through the cache itself: in
 /// capitals too, not after SCRIPT FLUSH, and again once EVAL sent it
-/// anew. A function does not see the KEYS and ARGV the last script left,
-/// and a command name Redis does not know from scripts is refused with
-/// Redis's words.
+/// anew; FCALL finds a function replaced since it last called it as
+/// replaced. A function does not see the KEYS and ARGV the last script
+/// left, and a command name Redis does not know from scripts is refused
+/// with Redis's words.
 #[test]
 fn recent_scripts_are_found_as_the_cache_has_them() {
     const SHA: &str = "dc8235f4444d746adf3374579406c129fb1f0f0a";
     let upper = SHA.to_ascii_uppercase();
     let body = "return KEYS[1] .. ARGV[1]";
     let library = "#!lua name=peeklib\nredis.register_function('peek', function() return KEYS end)";
+    let version = |n: u32| {
+        format!(
+            "#!lua name=versions\nredis.register_function('version', function() return {n} end)"
+        )
+    };
     same_as_redis(&[
         &["SCRIPT", "LOAD", body],
         &["EVALSHA", SHA, "1", "a", "b"],
@@ -273,6 +279,13 @@ fn recent_scripts_are_found_as_the_cache_has_them() {
         &["EVAL", body, "1", "x", "y"],
         &["EVALSHA", SHA, "1", "i", "j"],
         &["EVAL", "return redis.call('config|get', 'maxmemory')", "0"],
+        &["FUNCTION", "LOAD", "REPLACE", &version(1)],
+        &["FCALL", "version", "0"],
+        &["FCALL", "version", "0"],
+        &["FUNCTION", "LOAD", "REPLACE", &version(2)],
+        &["FCALL", "version", "0"],
+        &["FUNCTION", "DELETE", "versions"],
+        &["FCALL", "version", "0"],
         &["FUNCTION", "FLUSH"],
     ]);
 }

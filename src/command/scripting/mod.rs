@@ -324,6 +324,10 @@ pub(super) struct Vm {
     /// generation `functions_at`.
     functions: Table,
     functions_at: Option<u64>,
+    /// The functions called last, by name as registered: applications
+    /// call a few over and over, and a name looked up in `functions` is
+    /// a protected call and a string interned each time.
+    recent_functions: RefCell<Vec<(String, Function)>>,
     /// The last script's KEYS and ARGV are still set: left for the next
     /// script to replace, and unset before a function runs, which must
     /// not see them.
@@ -714,6 +718,7 @@ impl Vm {
             registering,
             functions,
             functions_at: None,
+            recent_functions: Default::default(),
             keys_set: Default::default(),
             reported: Default::default(),
             functions_memory: 0,
@@ -799,6 +804,25 @@ impl Vm {
 
     /// Loads the libraries anew on this thread if they changed since it
     /// last did.
+    /// The callback of the function registered as `name`.
+    fn function_named(&self, name: &str) -> Result<Function, CommandError> {
+        let mut recent = self.recent_functions.borrow_mut();
+        if let Some((_, f)) = recent.iter().find(|(n, _)| n == name) {
+            return Ok(f.clone());
+        }
+        let f = self
+            .functions
+            .raw_get::<Option<Function>>(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| CommandError::err("Function not found"))?;
+        if recent.len() == 4 {
+            recent.remove(0);
+        }
+        recent.push((name.to_string(), f.clone()));
+        Ok(f)
+    }
+
     fn sync_functions(&mut self) -> Result<(), CommandError> {
         if self.functions_at == Some(super::functions::generation()) {
             return Ok(());
@@ -825,6 +849,7 @@ impl Vm {
         }
         self.functions = table;
         self.functions_at = Some(generation);
+        self.recent_functions.borrow_mut().clear();
         self.functions_memory = (self.lua.used_memory() as i64 - before).max(0);
         Ok(())
     }
@@ -1168,12 +1193,7 @@ pub(super) fn call_function(
             if vm.keys_set.take() {
                 clear_keys_and_args(vm).map_err(|e| CommandError::err(format!("Lua: {e}")))?;
             }
-            let f = vm
-                .functions
-                .raw_get::<Option<Function>>(name)
-                .ok()
-                .flatten()
-                .ok_or_else(|| CommandError::err("Function not found"))?;
+            let f = vm.function_named(name)?;
             execute(vm, ctx, f, keys, args, &how)
         })
     })
