@@ -1584,10 +1584,36 @@ fn redis_call(
             _ => Err(unexpected()),
         };
     }
+    if let Some(v) = plain_reply(lua, &scratch.buf) {
+        return v.map_err(lua_err);
+    }
     match redis_protocol::resp2::decode::decode(&scratch.buf) {
         Ok(Some((Frame::Error(e), _))) => Err(error(e)),
         Ok(Some((r, _))) => to_lua(lua, r).map_err(lua_err),
         _ => Err(unexpected()),
+    }
+}
+
+/// The Lua value of a RESP2 reply that is one integer, one bulk string or
+/// a null bulk, the replies most commands a script calls give, read
+/// without decoding frames (`to_lua` converts them alike); `None` for the
+/// rest.
+fn plain_reply(lua: &Lua, reply: &[u8]) -> Option<mlua::Result<Value>> {
+    let header_end = reply.iter().position(|&c| c == b'\r')?;
+    let header = &reply[1..header_end];
+    let body = reply.get(header_end + 2..)?;
+    match reply.first()? {
+        b':' if body.is_empty() => {
+            let n = crate::protocol::request::parse_i64(header)?;
+            Some(Ok(Value::Number(n as f64)))
+        }
+        b'$' if header == b"-1" && body.is_empty() => Some(Ok(Value::Boolean(false))),
+        b'$' => {
+            let len = usize::try_from(crate::protocol::request::parse_i64(header)?).ok()?;
+            (body.len() == len + 2 && body.ends_with(b"\r\n"))
+                .then(|| lua.create_string(&body[..len]).map(Value::String))
+        }
+        _ => None,
     }
 }
 
