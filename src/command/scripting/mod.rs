@@ -802,8 +802,6 @@ impl Vm {
         }
     }
 
-    /// Loads the libraries anew on this thread if they changed since it
-    /// last did.
     /// The callback of the function registered as `name`.
     fn function_named(&self, name: &str) -> Result<Function, CommandError> {
         let mut recent = self.recent_functions.borrow_mut();
@@ -823,6 +821,8 @@ impl Vm {
         Ok(f)
     }
 
+    /// Loads the libraries anew on this thread if they changed since it
+    /// last did.
     fn sync_functions(&mut self) -> Result<(), CommandError> {
         if self.functions_at == Some(super::functions::generation()) {
             return Ok(());
@@ -1600,7 +1600,7 @@ fn redis_call(
 /// rest.
 fn plain_reply(lua: &Lua, reply: &[u8]) -> Option<mlua::Result<Value>> {
     let header_end = reply.iter().position(|&c| c == b'\r')?;
-    let header = &reply[1..header_end];
+    let header = reply.get(1..header_end)?;
     let body = reply.get(header_end + 2..)?;
     match reply.first()? {
         b':' if body.is_empty() => {
