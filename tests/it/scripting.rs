@@ -38,6 +38,17 @@ fn scripts_answer_as_redis() {
         &["EVAL_RO", "return redis.call('set', 'a', 'b')", "1", "a"],
         &["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "s"],
         &["EVAL", "return redis.call('eval', 'return 1', '0')", "0"],
+        // What pcall and xpcall catch of a refused redis.call.
+        &["EVAL", "local ok, e = pcall(redis.call, 'incr', 's') error(e)", "0"],
+        &["EVAL", "local ok, e = pcall(redis.call, 'nosuch') return {ok and 1 or 0, e}", "0"],
+        &[
+            "EVAL",
+            "return {xpcall(function() return redis.call('incr', 's') end, function(e) return type(e) .. ':' .. e.err end)}",
+            "0",
+        ],
+        &["EVAL", "local ok, e = pcall(function() redis.call('incr', 's') end) return e", "0"],
+        &["EVAL", "local ok, e = pcall(error, {err = 'mine'}) return e", "0"],
+        &["EVAL", "local ok, e = pcall(error, 'plain') return e", "0"],
         &["EVAL", "return {err = 'My Error'}", "0"],
         &["EVAL", "return redis.error_reply('X')", "0"],
         &["EVAL", "return redis.error_reply('WRONGTYPE x')", "0"],

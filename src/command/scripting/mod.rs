@@ -424,7 +424,7 @@ const REDIS_VERSION: (&str, i64) = ("7.2.0", 0x07_02_00);
 /// Called with the SHA1 and log functions and the version; returns the
 /// tables `Vm` keeps.
 const PRELUDE: &str = r#"
-local sha1hex, write_log, stopped, setresp, version, version_num = ...
+local sha1hex, write_log, stopped, setresp, version, version_num, call_error_text = ...
 -- What Redis leaves out of Lua's base library: reading files, printing to
 -- the server's output, and changing a function's environment.
 for _, name in ipairs({'dofile', 'loadfile', 'print', 'getfenv', 'setfenv', 'newproxy'}) do
@@ -444,8 +444,32 @@ local function unless_stopped(ok, ...)
   end
   return ok, ...
 end
-pcall = function(...) return unless_stopped(raw_pcall(...)) end
-xpcall = function(f, handler) return unless_stopped(raw_xpcall(f, handler)) end
+-- What pcall catches of an error reply (a refused redis.call, an error
+-- table) is its text, as Redis's pcall gives the `err` of an error table;
+-- an xpcall's handler is given the error table itself.
+local function error_text(e)
+  if type(e) == 'table' then
+    local text = raw_get(e, 'err')
+    if type(text) == 'string' then return text end
+    return nil
+  end
+  return call_error_text(e)
+end
+local function caught(ok, ...)
+  if ok then return ok, ... end
+  local text = error_text((...))
+  if text then return unless_stopped(false, text) end
+  return unless_stopped(false, ...)
+end
+pcall = function(...) return caught(raw_pcall(...)) end
+xpcall = function(f, handler)
+  local function as_table(e)
+    local text = type(e) ~= 'table' and call_error_text(e)
+    if text then e = {err = text} end
+    return handler(e)
+  end
+  return unless_stopped(raw_xpcall(f, as_table))
+end
 coroutine.resume = function(...) return unless_stopped(resume(...)) end
 local function readonly() err('Attempt to modify a readonly table', 2) end
 local function missing(_, k)
@@ -641,6 +665,13 @@ impl Vm {
             Ok(())
         })?;
         let stopped = lua.create_function(|_, ()| Ok(STOPPED.with(|s| s.borrow().clone())))?;
+        // The text of redis.call's refusal a Lua error carries, if it is one.
+        let call_error_text = lua.create_function(|_, e: Value| {
+            Ok(match e {
+                Value::Error(e) => call_error(&e).map(|c| c.text),
+                _ => None,
+            })
+        })?;
         let setresp = lua.create_function(|lua, args: MultiValue| {
             let fail = |m: &str| mlua::Error::external(CallError::new(format!("ERR {m}")));
             let [v] = <[Value; 1]>::try_from(args.into_vec())
@@ -668,6 +699,7 @@ impl Vm {
             setresp,
             REDIS_VERSION.0,
             REDIS_VERSION.1,
+            call_error_text,
         ))?;
         let registering: Rc<RefCell<Option<Vec<Registered>>>> = Rc::default();
         let record = registering.clone();
