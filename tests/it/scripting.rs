@@ -49,6 +49,11 @@ fn scripts_answer_as_redis() {
         &["EVAL", "local ok, e = pcall(function() redis.call('incr', 's') end) return e", "0"],
         &["EVAL", "local ok, e = pcall(error, {err = 'mine'}) return e", "0"],
         &["EVAL", "local ok, e = pcall(error, 'plain') return e", "0"],
+        &[
+            "EVAL",
+            "local co = coroutine.create(function() redis.call('incr', 's') end) local ok, e = coroutine.resume(co) return {type(e), e.err}",
+            "0",
+        ],
         &["EVAL", "return {err = 'My Error'}", "0"],
         &["EVAL", "return redis.error_reply('X')", "0"],
         &["EVAL", "return redis.error_reply('WRONGTYPE x')", "0"],

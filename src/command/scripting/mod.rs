@@ -444,33 +444,31 @@ local function unless_stopped(ok, ...)
   end
   return ok, ...
 end
--- What pcall catches of an error reply (a refused redis.call, an error
--- table) is its text, as Redis's pcall gives the `err` of an error table;
--- an xpcall's handler is given the error table itself.
-local function error_text(e)
-  if type(e) == 'table' then
-    local text = raw_get(e, 'err')
-    if type(text) == 'string' then return text end
-    return nil
-  end
-  return call_error_text(e)
+-- A refused redis.call raises an error table, as in Redis: a handler
+-- given to xpcall and a coroutine's resume see it as one; pcall gives the
+-- text of any error table caught, as Redis's pcall gives its `err`.
+local function as_error_table(e)
+  local text = type(e) ~= 'table' and call_error_text(e)
+  if text then return {err = text} end
+  return e
 end
 local function caught(ok, ...)
   if ok then return ok, ... end
-  local text = error_text((...))
-  if text then return unless_stopped(false, text) end
+  local e = as_error_table((...))
+  if type(e) == 'table' and type(raw_get(e, 'err')) == 'string' then
+    return unless_stopped(false, raw_get(e, 'err'))
+  end
   return unless_stopped(false, ...)
+end
+local function resumed(ok, ...)
+  if ok then return ok, ... end
+  return unless_stopped(false, as_error_table((...)))
 end
 pcall = function(...) return caught(raw_pcall(...)) end
 xpcall = function(f, handler)
-  local function as_table(e)
-    local text = type(e) ~= 'table' and call_error_text(e)
-    if text then e = {err = text} end
-    return handler(e)
-  end
-  return unless_stopped(raw_xpcall(f, as_table))
+  return unless_stopped(raw_xpcall(f, function(e) return handler(as_error_table(e)) end))
 end
-coroutine.resume = function(...) return unless_stopped(resume(...)) end
+coroutine.resume = function(...) return resumed(resume(...)) end
 local function readonly() err('Attempt to modify a readonly table', 2) end
 local function missing(_, k)
   err("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 3)
