@@ -49,6 +49,9 @@ fn scripts_answer_as_redis() {
         &["EVAL", "local ok, e = pcall(function() redis.call('incr', 's') end) return e", "0"],
         &["EVAL", "local ok, e = pcall(error, {err = 'mine'}) return e", "0"],
         &["EVAL", "local ok, e = pcall(error, 'plain') return e", "0"],
+        &["EVAL", "local ok, e = pcall(redis.sha1hex) return e", "0"],
+        &["EVAL", "return redis.sha1hex('a', 'b')", "0"],
+        &["EVAL", "return {redis.sha1hex(12), redis.sha1hex({}), redis.sha1hex(nil)}", "0"],
         &[
             "EVAL",
             "local co = coroutine.create(function() redis.call('incr', 's') end) local ok, e = coroutine.resume(co) return {type(e), e.err}",

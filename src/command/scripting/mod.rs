@@ -424,7 +424,7 @@ const REDIS_VERSION: (&str, i64) = ("7.2.0", 0x07_02_00);
 /// Called with the SHA1 and log functions and the version; returns the
 /// tables `Vm` keeps.
 const PRELUDE: &str = r#"
-local sha1hex, write_log, stopped, setresp, version, version_num, call_error_text = ...
+local sha1hex, write_log, stopped, setresp, version, version_num, error_value = ...
 -- What Redis leaves out of Lua's base library: reading files, printing to
 -- the server's output, and changing a function's environment.
 for _, name in ipairs({'dofile', 'loadfile', 'print', 'getfenv', 'setfenv', 'newproxy'}) do
@@ -445,11 +445,11 @@ local function unless_stopped(ok, ...)
   return ok, ...
 end
 -- A refused redis.call raises an error table, as in Redis: a handler
--- given to xpcall and a coroutine's resume see it as one; pcall gives the
--- text of any error table caught, as Redis's pcall gives its `err`.
+-- given to xpcall and a coroutine's resume see it as one (and another
+-- error raised from Rust as its message); pcall gives the text of any
+-- error table caught, as Redis's pcall gives its `err`.
 local function as_error_table(e)
-  local text = type(e) ~= 'table' and call_error_text(e)
-  if text then return {err = text} end
+  if type(e) == 'userdata' then return error_value(e) end
   return e
 end
 local function caught(ok, ...)
@@ -458,7 +458,7 @@ local function caught(ok, ...)
   if type(e) == 'table' and type(raw_get(e, 'err')) == 'string' then
     return unless_stopped(false, raw_get(e, 'err'))
   end
-  return unless_stopped(false, ...)
+  return unless_stopped(false, e)
 end
 local function resumed(ok, ...)
   if ok then return ok, ... end
@@ -528,7 +528,7 @@ api.status_reply = function(s)
   if type(s) ~= 'string' then return bad_args end
   return {ok = s}
 end
-api.sha1hex = function(s) return sha1hex(s) end
+api.sha1hex = sha1hex
 api.log = function(...)
   local n = select('#', ...)
   if n < 2 then err({err = 'ERR redis.log() requires two arguments or more.'}) end
@@ -652,7 +652,17 @@ impl Vm {
         g.raw_set("bit", bit::library(&lua)?)?;
         g.raw_set("struct", structlib::library(&lua)?)?;
         let xpcall: Function = g.raw_get("xpcall")?;
-        let sha1hex = lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?;
+        // As Redis's: exactly one argument, a string or a number (what
+        // Lua cannot make a string of hashes as the empty string).
+        let sha1hex = lua.create_function(|lua, args: MultiValue| {
+            let [v] = <[Value; 1]>::try_from(args.into_vec()).map_err(|_| {
+                mlua::Error::external(CallError::new("ERR wrong number of arguments".into()))
+            })?;
+            Ok(match lua.coerce_string(v).ok().flatten() {
+                Some(s) => sha1_hex(&s.as_bytes()),
+                None => sha1_hex(b""),
+            })
+        })?;
         let log = lua.create_function(|_, (level, text): (i64, mlua::String)| {
             let text = text.to_string_lossy();
             match level {
@@ -663,11 +673,20 @@ impl Vm {
             Ok(())
         })?;
         let stopped = lua.create_function(|_, ()| Ok(STOPPED.with(|s| s.borrow().clone())))?;
-        // The text of redis.call's refusal a Lua error carries, if it is one.
-        let call_error_text = lua.create_function(|_, e: Value| {
+        // What Lua code catches of an error raised from Rust: a refused
+        // redis.call's error table (Redis raises those as tables), or the
+        // message of another (a C library's error is a string in Redis).
+        let error_value = lua.create_function(|lua, e: Value| {
             Ok(match e {
-                Value::Error(e) => call_error(&e).map(|c| c.text),
-                _ => None,
+                Value::Error(e) => match call_error(&e) {
+                    Some(c) => {
+                        let t = lua.create_table()?;
+                        t.raw_set("err", c.text)?;
+                        Value::Table(t)
+                    }
+                    None => Value::String(lua.create_string(innermost(&e))?),
+                },
+                other => other,
             })
         })?;
         let setresp = lua.create_function(|lua, args: MultiValue| {
@@ -697,7 +716,7 @@ impl Vm {
             setresp,
             REDIS_VERSION.0,
             REDIS_VERSION.1,
-            call_error_text,
+            error_value,
         ))?;
         let registering: Rc<RefCell<Option<Vec<Registered>>>> = Rc::default();
         let record = registering.clone();
