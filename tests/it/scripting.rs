@@ -51,6 +51,14 @@ fn scripts_answer_as_redis() {
         &["EVAL", "local ok, e = pcall(error, 'plain') return e", "0"],
         &["EVAL", "local ok, e = pcall(redis.sha1hex) return e", "0"],
         &["EVAL", "return redis.sha1hex('a', 'b')", "0"],
+        // The bundled libraries' argument errors.
+        &["EVAL", "return bit.band(1, 'x', {})", "0"],
+        &["EVAL", "return bit.tohex(255, nil)", "0"],
+        &["EVAL", "return {bit.tohex(255), bit.tohex(255, -4), bit.tobit('12')}", "0"],
+        &["EVAL", "return bit.lshift(1)", "0"],
+        &["EVAL", "return cmsgpack.unpack()", "0"],
+        &["EVAL", "return cjson.encode()", "0"],
+        &["EVAL", "return cjson.decode({})", "0"],
         &["EVAL", "return {redis.sha1hex(12), redis.sha1hex({}), redis.sha1hex(nil)}", "0"],
         &[
             "EVAL",

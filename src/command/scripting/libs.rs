@@ -3,7 +3,57 @@
 //! LuaBitOp (`bit`) and struct (`struct`), with their encodings, limits
 //! and error texts.
 
-use mlua::{Table, Value};
+use mlua::{Lua, Table, Value};
+
+/// An error raised as Lua's C libraries raise theirs: a message.
+fn error(m: &str) -> mlua::Error {
+    mlua::Error::RuntimeError(m.to_string())
+}
+
+/// luaL_argerror's message.
+fn bad_argument(n: usize, function: &str, m: &str) -> mlua::Error {
+    error(&format!("bad argument #{n} to '{function}' ({m})"))
+}
+
+/// Lua's name for the type of argument `n` (1-based), "no value" past
+/// the last.
+fn got(args: &[Value], n: usize) -> &'static str {
+    args.get(n - 1).map_or("no value", |v| match v {
+        Value::Nil => "nil",
+        Value::Boolean(_) => "boolean",
+        Value::Integer(_) | Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Table(_) => "table",
+        Value::Function(_) => "function",
+        Value::Thread(_) => "thread",
+        _ => "userdata",
+    })
+}
+
+/// Argument `n` as luaL_checknumber takes it.
+fn number(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<f64> {
+    let v = args.get(n - 1).cloned().unwrap_or(Value::Nil);
+    lua.coerce_number(v)?.ok_or_else(|| {
+        bad_argument(
+            n,
+            function,
+            &format!("number expected, got {}", got(args, n)),
+        )
+    })
+}
+
+/// Argument `n` as luaL_checklstring takes it.
+fn string(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<Vec<u8>> {
+    let v = args.get(n - 1).cloned().unwrap_or(Value::Nil);
+    match lua.coerce_string(v)? {
+        Some(s) => Ok(s.as_bytes().to_vec()),
+        None => Err(bad_argument(
+            n,
+            function,
+            &format!("string expected, got {}", got(args, n)),
+        )),
+    }
+}
 
 /// If every key of `t` is a positive integer: the largest and how many
 /// (the libraries' test for an array).
@@ -27,7 +77,7 @@ fn index_keys(t: &Table) -> mlua::Result<Option<(usize, usize)>> {
 /// are 1..n (sparse ones refused past lua-cjson's ratio), JSON null as
 /// `cjson.null`.
 pub mod cjson {
-    use mlua::{LightUserData, Lua, Table, Value};
+    use mlua::{LightUserData, Lua, MultiValue, Table, Value};
 
     const MAX_DEPTH: usize = 1000;
 
@@ -35,7 +85,8 @@ pub mod cjson {
         let t = lua.create_table()?;
         t.raw_set(
             "encode",
-            lua.create_function(|_, v: Value| {
+            lua.create_function(|_, args: MultiValue| {
+                let [v] = one(args, "encode")?;
                 let mut out = String::new();
                 encode(&v, &mut out, 0)?;
                 Ok(out)
@@ -43,8 +94,10 @@ pub mod cjson {
         )?;
         t.raw_set(
             "decode",
-            lua.create_function(|lua, s: mlua::String| {
-                let v: serde_json::Value = serde_json::from_slice(&s.as_bytes())
+            lua.create_function(|lua, args: MultiValue| {
+                let args = one(args, "decode")?;
+                let s = super::string(lua, &args, 1, "decode")?;
+                let v: serde_json::Value = serde_json::from_slice(&s)
                     .map_err(|e| mlua::Error::RuntimeError(format!("cjson.decode: {e}")))?;
                 decode(lua, &v)
             })?,
@@ -55,6 +108,12 @@ pub mod cjson {
 
     fn null() -> Value {
         Value::LightUserData(LightUserData(std::ptr::null_mut()))
+    }
+
+    /// The one argument lua-cjson's functions take.
+    fn one(args: MultiValue, function: &str) -> mlua::Result<[Value; 1]> {
+        <[Value; 1]>::try_from(args.into_vec())
+            .map_err(|_| super::bad_argument(1, function, "expected 1 argument"))
     }
 
     fn fail(what: &str) -> mlua::Error {
@@ -222,8 +281,8 @@ pub mod cmsgpack {
         )?;
         t.raw_set(
             "unpack",
-            lua.create_function(|lua, s: mlua::String| {
-                let bytes = s.as_bytes();
+            lua.create_function(|lua, args: MultiValue| {
+                let bytes = super::string(lua, &args.into_vec(), 1, "unpack")?;
                 let mut at = 0;
                 let mut values = Vec::new();
                 while at < bytes.len() {
@@ -397,46 +456,73 @@ pub mod cmsgpack {
 /// LuaBitOp's `bit` as Redis bundles it: operations on numbers taken as
 /// 32-bit integers (rounded, then modulo 2^32), results signed.
 pub mod bit {
-    use mlua::{Lua, Table, Variadic};
+    use mlua::{Lua, MultiValue, Table};
+
+    use super::number;
 
     fn tobit(n: f64) -> i32 {
         n.round_ties_even() as i64 as u32 as i32
     }
 
+    /// A function of `bit` taking numbers, their checks (luaL_checknumber)
+    /// and errors named after it.
+    fn function<R: mlua::IntoLua>(
+        lua: &Lua,
+        name: &'static str,
+        f: impl Fn(&[mlua::Value], &dyn Fn(usize) -> mlua::Result<i32>) -> mlua::Result<R> + 'static,
+    ) -> mlua::Result<mlua::Function> {
+        lua.create_function(move |lua, args: MultiValue| {
+            let args: Vec<mlua::Value> = args.into_vec();
+            let arg = |n: usize| number(lua, &args, n, name).map(tobit);
+            f(&args, &arg)
+        })
+    }
+
     pub fn library(lua: &Lua) -> mlua::Result<Table> {
         let t = lua.create_table()?;
         let unary =
-            |f: fn(i32) -> i32| lua.create_function(move |_, n: f64| Ok(f64::from(f(tobit(n)))));
-        t.raw_set("tobit", unary(|x| x)?)?;
-        t.raw_set("bnot", unary(|x| !x)?)?;
-        t.raw_set("bswap", unary(i32::swap_bytes)?)?;
-        let fold = |f: fn(i32, i32) -> i32| {
-            lua.create_function(move |_, (first, rest): (f64, Variadic<f64>)| {
-                Ok(f64::from(
-                    rest.iter().fold(tobit(first), |acc, &n| f(acc, tobit(n))),
-                ))
+            |name, f: fn(i32) -> i32| function(lua, name, move |_, arg| Ok(f64::from(f(arg(1)?))));
+        t.raw_set("tobit", unary("tobit", |x| x)?)?;
+        t.raw_set("bnot", unary("bnot", |x| !x)?)?;
+        t.raw_set("bswap", unary("bswap", i32::swap_bytes)?)?;
+        let fold = |name, f: fn(i32, i32) -> i32| {
+            function(lua, name, move |args, arg| {
+                // LuaBitOp checks the first, then the rest from the last.
+                let mut acc = arg(1)?;
+                for n in (2..=args.len()).rev() {
+                    acc = f(acc, arg(n)?);
+                }
+                Ok(f64::from(acc))
             })
         };
-        t.raw_set("band", fold(|a, b| a & b)?)?;
-        t.raw_set("bor", fold(|a, b| a | b)?)?;
-        t.raw_set("bxor", fold(|a, b| a ^ b)?)?;
-        let shift = |f: fn(i32, u32) -> i32| {
-            lua.create_function(move |_, (x, n): (f64, f64)| {
-                Ok(f64::from(f(tobit(x), tobit(n) as u32 & 31)))
+        t.raw_set("band", fold("band", |a, b| a & b)?)?;
+        t.raw_set("bor", fold("bor", |a, b| a | b)?)?;
+        t.raw_set("bxor", fold("bxor", |a, b| a ^ b)?)?;
+        let shift = |name, f: fn(i32, u32) -> i32| {
+            function(lua, name, move |_, arg| {
+                Ok(f64::from(f(arg(1)?, arg(2)? as u32 & 31)))
             })
         };
-        t.raw_set("lshift", shift(|x, n| ((x as u32) << n) as i32)?)?;
-        t.raw_set("rshift", shift(|x, n| ((x as u32) >> n) as i32)?)?;
-        t.raw_set("arshift", shift(|x, n| x >> n)?)?;
-        t.raw_set("rol", shift(|x, n| (x as u32).rotate_left(n) as i32)?)?;
-        t.raw_set("ror", shift(|x, n| (x as u32).rotate_right(n) as i32)?)?;
+        t.raw_set("lshift", shift("lshift", |x, n| ((x as u32) << n) as i32)?)?;
+        t.raw_set("rshift", shift("rshift", |x, n| ((x as u32) >> n) as i32)?)?;
+        t.raw_set("arshift", shift("arshift", |x, n| x >> n)?)?;
+        t.raw_set(
+            "rol",
+            shift("rol", |x, n| (x as u32).rotate_left(n) as i32)?,
+        )?;
+        t.raw_set(
+            "ror",
+            shift("ror", |x, n| (x as u32).rotate_right(n) as i32)?,
+        )?;
         t.raw_set(
             "tohex",
-            lua.create_function(|_, (x, n): (f64, Option<f64>)| {
-                let n = n.map_or(8, tobit);
+            function(lua, "tohex", |args, arg| {
+                let x = arg(1)?;
+                // Absent (not nil) is 8.
+                let n = if args.len() < 2 { 8 } else { arg(2)? };
                 let upper = n < 0;
                 let digits = (n.unsigned_abs() as usize).min(8);
-                let v = tobit(x) as u32;
+                let v = x as u32;
                 let hex = if upper {
                     format!("{v:08X}")
                 } else {
@@ -456,6 +542,8 @@ pub mod bit {
 /// limits and error texts.
 pub mod structlib {
     use mlua::{Lua, MultiValue, Table, Value};
+
+    use super::{bad_argument, error, number, string};
 
     /// The largest integer `i[n]` takes, in bytes.
     const MAX_INT_SIZE: usize = 32;
@@ -555,52 +643,6 @@ pub mod structlib {
                 }
             }
             Ok(())
-        }
-    }
-
-    fn error(m: &str) -> mlua::Error {
-        mlua::Error::RuntimeError(m.to_string())
-    }
-
-    fn bad_argument(n: usize, function: &str, m: &str) -> mlua::Error {
-        error(&format!("bad argument #{n} to '{function}' ({m})"))
-    }
-
-    /// Lua's name for the type of argument `n` (1-based), "no value" past
-    /// the last.
-    fn got(args: &[Value], n: usize) -> &'static str {
-        args.get(n - 1).map_or("no value", |v| match v {
-            Value::Nil => "nil",
-            Value::Boolean(_) => "boolean",
-            Value::Integer(_) | Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Table(_) => "table",
-            Value::Function(_) => "function",
-            Value::Thread(_) => "thread",
-            _ => "userdata",
-        })
-    }
-
-    fn number(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<f64> {
-        let v = args.get(n - 1).cloned().unwrap_or(Value::Nil);
-        lua.coerce_number(v)?.ok_or_else(|| {
-            bad_argument(
-                n,
-                function,
-                &format!("number expected, got {}", got(args, n)),
-            )
-        })
-    }
-
-    fn string(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<Vec<u8>> {
-        let v = args.get(n - 1).cloned().unwrap_or(Value::Nil);
-        match lua.coerce_string(v)? {
-            Some(s) => Ok(s.as_bytes().to_vec()),
-            None => Err(bad_argument(
-                n,
-                function,
-                &format!("string expected, got {}", got(args, n)),
-            )),
         }
     }
 
