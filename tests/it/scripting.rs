@@ -59,6 +59,8 @@ fn scripts_answer_as_redis() {
         &["EVAL", "return cmsgpack.unpack()", "0"],
         &["EVAL", "return cjson.encode()", "0"],
         &["EVAL", "return cjson.decode({})", "0"],
+        &["EVAL", "local f = bit.band return f('x')", "0"],
+        &["EVAL", "return {pcall(bit.band, 'x')}", "0"],
         &["EVAL", "return {redis.sha1hex(12), redis.sha1hex({}), redis.sha1hex(nil)}", "0"],
         &[
             "EVAL",

@@ -30,13 +30,26 @@ fn got(args: &[Value], n: usize) -> &'static str {
     })
 }
 
+/// The name the running library function was called by, as luaL_argerror
+/// finds it: how its caller named it (`band` for `bit.band(...)`), `?`
+/// where it has none (called by pcall). `function` where there is no
+/// running function to ask.
+fn called(lua: &Lua, function: &str) -> String {
+    lua.inspect_stack(0, |d| {
+        d.names()
+            .name
+            .map_or_else(|| "?".to_string(), |n| n.into_owned())
+    })
+    .unwrap_or_else(|| function.to_string())
+}
+
 /// Argument `n` as luaL_checknumber takes it.
 fn number(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<f64> {
     let v = args.get(n - 1).cloned().unwrap_or(Value::Nil);
     lua.coerce_number(v)?.ok_or_else(|| {
         bad_argument(
             n,
-            function,
+            &called(lua, function),
             &format!("number expected, got {}", got(args, n)),
         )
     })
@@ -49,7 +62,7 @@ fn string(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<V
         Some(s) => Ok(s.as_bytes().to_vec()),
         None => Err(bad_argument(
             n,
-            function,
+            &called(lua, function),
             &format!("string expected, got {}", got(args, n)),
         )),
     }
