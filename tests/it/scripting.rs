@@ -61,6 +61,10 @@ fn scripts_answer_as_redis() {
         &["EVAL", "return cjson.decode({})", "0"],
         &["EVAL", "local f = bit.band return f('x')", "0"],
         &["EVAL", "return {pcall(bit.band, 'x')}", "0"],
+        // An error table's text is replied as it is.
+        &["EVAL", "return {err = '-X bad'}", "0"],
+        &["EVAL", "error({err = '-X bad'})", "0"],
+        &["EVAL", "return redis.error_reply('-X bad')", "0"],
         &["EVAL", "return {redis.sha1hex(12), redis.sha1hex({}), redis.sha1hex(nil)}", "0"],
         &[
             "EVAL",

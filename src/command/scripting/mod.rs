@@ -1441,7 +1441,8 @@ fn execute(
     });
     let (reply, failed) = outcome.map_err(lua_err)?;
     if let Some((e, counted)) = failed {
-        let e = e.trim_start_matches('-').to_string();
+        // An error table's text is replied as it is: a leading '-' stays
+        // (redis.error_reply drops one; a table made by hand keeps it).
         return Err(if counted {
             CommandError::Counted(e)
         } else {
