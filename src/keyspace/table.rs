@@ -427,26 +427,62 @@ impl SlotTable {
         n
     }
 
-    /// Removes every key whose expiry has passed, pushing their names to
-    /// `out`; returns the time to live left to the volatile keys that
-    /// stay, summed, in ms. The active expiry cycle calls this only on
-    /// tables with volatile keys.
-    pub fn remove_expired(&mut self, now_ms: i64, out: &mut Vec<Vec<u8>>) -> i64 {
+    /// Removes every key whose expiry has passed; returns their names.
+    pub fn remove_expired(&mut self, now_ms: i64, out: &mut Vec<Vec<u8>>) {
         let before = out.len();
-        let mut ttl = 0;
         self.table.retain(|n| {
             if n.is_expired(now_ms) {
                 out.push(n.key.as_bytes().to_vec());
                 false
             } else {
-                if n.expire_at != 0 {
-                    ttl += n.expire_at - now_ms;
-                }
                 true
             }
         });
         self.volatile -= out.len() - before;
-        ttl
+    }
+
+    /// The active expiry cycle's sample: looks at the buckets from `from`
+    /// on until `want` volatile keys were seen, removing the expired ones
+    /// (their names pushed to `out`). Returns where to go on next time
+    /// (`None`: the table's end was reached), the volatile keys seen, and
+    /// the time to live left to those that stay, summed, in ms. A removal
+    /// moves no other key, so bucket indexes stay good for the walk; a
+    /// table grown since makes the next walk start somewhere else, which a
+    /// sample may.
+    pub fn expire_some(
+        &mut self,
+        from: usize,
+        want: usize,
+        now_ms: i64,
+        out: &mut Vec<Vec<u8>>,
+    ) -> (Option<usize>, usize, i64) {
+        let (mut seen, mut ttl, mut removed) = (0, 0i64, 0);
+        let buckets = self.table.num_buckets();
+        let mut at = from;
+        while at < buckets && seen < want {
+            let expired = match self.table.get_bucket(at) {
+                Some(n) if n.expire_at != 0 => {
+                    seen += 1;
+                    if n.is_expired(now_ms) {
+                        out.push(n.key.as_bytes().to_vec());
+                        true
+                    } else {
+                        ttl += n.expire_at - now_ms;
+                        false
+                    }
+                }
+                _ => false,
+            };
+            if expired {
+                if let Ok(entry) = self.table.get_bucket_entry(at) {
+                    entry.remove();
+                    removed += 1;
+                }
+            }
+            at += 1;
+        }
+        self.volatile -= removed;
+        ((at < buckets).then_some(at), seen, ttl)
     }
 
     /// Gives memory back after mass deletion, as Redis's cron resizes its

@@ -5,13 +5,16 @@
 //! times a second, the cron samples each database's volatile keys from
 //! where it stopped last time and removes the expired ones it finds.
 //!
-//! The cycle adapts, as Redis's does. It looks at the slot tables after a
-//! database's cursor until it has seen a round of volatile keys (20, more
-//! with `active-expire-effort`), and goes on with another round only while
+//! The cycle adapts, as Redis's does. It looks at a database's volatile
+//! keys from where its cursor stands (a slot table and a bucket in it)
+//! until it has seen a round of them (20, more with
+//! `active-expire-effort`), and goes on with another round only while
 //! more than 10% of the last one had expired (less with more effort). A
 //! keyspace of keys far from their expiry costs one round per database per
 //! tick, not a walk over every key: such a walk kept a core 17% busy on a
-//! node of 860k keys with a TTL that nobody used. When many keys expire at
+//! node of 860k keys with a TTL that nobody used. A round stops inside a
+//! table as well, so a million keys under one hash tag (one table) cost a
+//! round no more than keys spread over every slot. When many keys expire at
 //! once the rounds go on, within a time budget of 25% of a tick (plus 2%
 //! per effort step); a cycle that uses it all counts
 //! `expired_time_cap_reached_count`. Expired keys nobody reads therefore
@@ -110,7 +113,9 @@ fn expire_db(
         db.avg_ttl.store(0, Relaxed);
         return false;
     }
-    let mut cursor = db.expire_cursor.load(Relaxed) % SLOTS;
+    // Where the last round stopped: a slot table, and a bucket in it.
+    let at = db.expire_cursor.load(Relaxed);
+    let (mut slot, mut bucket) = ((at >> 32) % SLOTS, at & 0xffff_ffff);
     let mut names = Vec::new();
     let capped = loop {
         let (mut sampled, mut expired) = (0, 0);
@@ -119,22 +124,23 @@ fn expire_db(
         // counts said otherwise a moment ago) ends the round too.
         let mut tables = 0;
         while sampled < effort.keys_per_round && tables < SLOTS {
-            let slot = SlotId(cursor as u16);
-            cursor = (cursor + 1) % SLOTS;
-            tables += 1;
-            if db.slot_counts(slot).1 == 0 {
+            let id = SlotId(slot as u16);
+            if db.slot_counts(id).1 == 0 {
+                (slot, bucket, tables) = ((slot + 1) % SLOTS, 0, tables + 1);
                 continue;
             }
-            let mut t = db.lock_slot(slot);
-            let volatile = t.volatile();
-            if volatile == 0 {
-                continue;
-            }
+            let mut t = db.lock_slot(id);
             let now = now_ms();
             names.clear();
-            ttl_sum = ttl_sum.saturating_add(t.remove_expired(now, &mut names));
-            ttl_keys += volatile - names.len();
-            sampled += volatile;
+            let (next, seen_here, ttl) =
+                t.expire_some(bucket, effort.keys_per_round - sampled, now, &mut names);
+            match next {
+                Some(b) => bucket = b,
+                None => (slot, bucket, tables) = ((slot + 1) % SLOTS, 0, tables + 1),
+            }
+            ttl_sum = ttl_sum.saturating_add(ttl);
+            ttl_keys += seen_here - names.len();
+            sampled += seen_here;
             expired += names.len();
             for k in &names {
                 record_expiry(server, index, k, now);
@@ -162,7 +168,8 @@ fn expire_db(
             break false;
         }
     };
-    db.expire_cursor.store(cursor, Relaxed);
+    db.expire_cursor
+        .store(slot << 32 | bucket.min(0xffff_ffff), Relaxed);
     capped
 }
 

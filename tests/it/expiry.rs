@@ -47,8 +47,9 @@ fn active_expiry_removes_unread_keys() {
 
 /// The cycle samples, as Redis's: keys far from their expiry among keys
 /// that expire are still all found in time (the rounds go on while they
-/// find expired keys, and the cursor moves on every tick), and the
-/// sampled TTLs give INFO keyspace's avg_ttl.
+/// find expired keys, and the cursor moves on every tick), spread over
+/// the slots or all in one, and the sampled TTLs give INFO keyspace's
+/// avg_ttl.
 #[test]
 fn active_expiry_finds_expired_keys_among_long_lived_ones() {
     let node = TestNode::start_with(&["--hz", "100", "--active-expire-effort", "3"]);
@@ -67,12 +68,26 @@ fn active_expiry_finds_expired_keys_among_long_lived_ones() {
             .arg(ttl.1)
             .ignore();
     }
+    // The same under one hash tag: one slot table, sampled in rounds too.
+    for i in 0..4000 {
+        let ttl = if i % 2 == 0 {
+            ("PX", 200)
+        } else {
+            ("EX", 1000)
+        };
+        pipe.cmd("SET")
+            .arg(format!("{{tag}}:{i}"))
+            .arg("v")
+            .arg(ttl.0)
+            .arg(ttl.1)
+            .ignore();
+    }
     let _: () = pipe.query(&mut con).unwrap();
     let mut r = node.raw();
     eventually("short-lived keys collected", || {
-        info_expired(&mut r) == 2000
+        info_expired(&mut r) == 4000
     });
-    assert_eq!(int(&mut r, &["DBSIZE"]), 2000);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 4000);
     let avg_ttl = |r: &mut crate::support::Raw| -> i64 {
         let db0 = info_field(&bulk(r, &["INFO", "keyspace"]).unwrap(), "db0");
         let (_, ttl) = db0.split_once("avg_ttl=").unwrap();
