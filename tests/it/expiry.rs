@@ -55,32 +55,22 @@ fn active_expiry_finds_expired_keys_among_long_lived_ones() {
     let node = TestNode::start_with(&["--hz", "100", "--active-expire-effort", "3"]);
     let mut con = node.conn();
     let mut pipe = redis::pipe();
-    for i in 0..4000 {
-        let ttl = if i % 2 == 0 {
-            ("PX", 200)
-        } else {
-            ("EX", 1000)
-        };
-        pipe.cmd("SET")
-            .arg(format!("k:{i}"))
-            .arg("v")
-            .arg(ttl.0)
-            .arg(ttl.1)
-            .ignore();
-    }
-    // The same under one hash tag: one slot table, sampled in rounds too.
-    for i in 0..4000 {
-        let ttl = if i % 2 == 0 {
-            ("PX", 200)
-        } else {
-            ("EX", 1000)
-        };
-        pipe.cmd("SET")
-            .arg(format!("{{tag}}:{i}"))
-            .arg("v")
-            .arg(ttl.0)
-            .arg(ttl.1)
-            .ignore();
+    // Spread over the slots, and the same under one hash tag: one slot
+    // table, sampled in rounds too.
+    for prefix in ["k:", "{tag}:"] {
+        for i in 0..4000 {
+            let ttl = if i % 2 == 0 {
+                ("PX", 200)
+            } else {
+                ("EX", 1000)
+            };
+            pipe.cmd("SET")
+                .arg(format!("{prefix}{i}"))
+                .arg("v")
+                .arg(ttl.0)
+                .arg(ttl.1)
+                .ignore();
+        }
     }
     let _: () = pipe.query(&mut con).unwrap();
     let mut r = node.raw();
