@@ -179,7 +179,8 @@ pub struct Db {
     /// cache line moving between cores.
     totals: Box<[Stripe]>,
     snapshots: Arc<Snapshots>,
-    /// Where the active expiry cycle goes on in this database's slots.
+    /// Where the active expiry cycle goes on in this database: a slot
+    /// table and a bucket in it, as `slot << 32 | bucket`.
     pub expire_cursor: std::sync::atomic::AtomicUsize,
     /// The volatile keys' average time to live in ms, as the expiry cycle
     /// samples it (INFO keyspace's `avg_ttl`, smoothed as Redis's).

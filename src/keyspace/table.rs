@@ -467,7 +467,8 @@ impl SlotTable {
                         out.push(n.key.as_bytes().to_vec());
                         true
                     } else {
-                        ttl += n.expire_at - now_ms;
+                        // Saturating: PXAT takes times up to i64::MAX.
+                        ttl = ttl.saturating_add(n.expire_at - now_ms);
                         false
                     }
                 }
