@@ -110,3 +110,20 @@ fn expired_keys_are_invisible_everywhere() {
         Frame::Simple("OK".into())
     );
 }
+
+/// Keys set to expire at the end of time (PXAT takes up to i64::MAX) are
+/// sampled like any other: their remaining times, in one table (one hash
+/// tag), add up without overflowing, and INFO keyspace reports an average.
+#[test]
+fn expiry_times_at_the_end_of_time_are_sampled() {
+    let node = TestNode::start_with(&["--hz", "100"]);
+    let mut r = node.raw();
+    for k in ["{t}a", "{t}b", "{t}c"] {
+        ok(&mut r, &["SET", k, "v", "PXAT", "9223372036854775000"]);
+    }
+    eventually("avg_ttl sampled", || {
+        let db0 = info_field(&bulk(&mut r, &["INFO", "keyspace"]).unwrap(), "db0");
+        db0.split_once("avg_ttl=").is_some_and(|(_, t)| t != "0")
+    });
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+}
