@@ -235,8 +235,8 @@ impl BaseCapture {
 }
 
 /// Writes a point-in-time snapshot of the whole keyspace and the function
-/// libraries, as framed records, to `sink`; `at_instant` runs at the instant the snapshot
-/// represents, with every slot locked. The caller holds
+/// libraries, as framed records, to `sink`; `at_instant` runs at the
+/// instant the snapshot represents, with every slot locked. The caller holds
 /// `LogState::snapshot_busy` (the keyspace captures for one observer).
 pub fn stream_snapshot(
     server: &Server,

@@ -1184,7 +1184,7 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], script: Cached, eval: bool, ro: boo
     }
     let split = 3 + numkeys as usize;
     let (keys, args) = (&argv[3..split], &argv[split..]);
-    let declared = script.declared.clone()?;
+    let declared = script.declared?;
     let code = &body[declared.map_or(0, |(_, at)| at)..];
     let how = match declared {
         Some((flags, _)) => Invocation::declared(sha, "user_script", flags, ro)?,
@@ -1206,8 +1206,8 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], script: Cached, eval: bool, ro: boo
     };
     invoke(ctx, |ctx| {
         with_vm(|vm| {
-            let f = match &script.compiled {
-                Some(f) => f.clone(),
+            let f = match script.compiled {
+                Some(f) => f,
                 None => {
                     let f = vm.function(sha, code)?;
                     if eval {
