@@ -93,6 +93,29 @@ pub fn positive_count(b: &[u8]) -> Result<usize, CommandError> {
     int_at_least(b, 0, "value is out of range, must be positive").map(|n| n as usize)
 }
 
+/// SRANDMEMBER's, HRANDFIELD's and ZRANDMEMBER's count: how many to draw
+/// and whether distinct (a negative count draws with repeats). Redis takes
+/// -i64::MAX..=i64::MAX, and half that with values or scores, whose reply
+/// is twice as long. A draw with repeats is also refused where even the
+/// smallest reply it could make (an empty string per element, and the
+/// element's place in the draw) would not fit in this machine's memory:
+/// Redis builds such a reply until the kernel kills it.
+pub fn rand_count(b: &[u8], with_values: bool) -> Result<(usize, bool), CommandError> {
+    let out_of_range = || CommandError::err("value is out of range");
+    let count = int(b)?;
+    let n = count.unsigned_abs();
+    if count == i64::MIN || (with_values && n > (i64::MAX / 2) as u64) {
+        return Err(out_of_range());
+    }
+    if count < 0 {
+        let per_element: u64 = if with_values { 2 * 6 + 16 } else { 6 + 16 };
+        if n.saturating_mul(per_element) > crate::server::memory::total_system_memory() {
+            return Err(out_of_range());
+        }
+    }
+    Ok((n as usize, count >= 0))
+}
+
 /// A non-negative integer that fits `usize` (counts, offsets).
 pub fn uint(b: &[u8]) -> Result<usize, CommandError> {
     match parse_i64(b) {

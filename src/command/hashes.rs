@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::args::int;
+use super::args::{int, rand_count};
 use super::element_scan::{self, Slot};
 use super::longdouble::LongDouble;
 use super::{flags::*, keys, spec, Ctx, Spec};
@@ -228,16 +228,12 @@ fn hincrbyfloat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn hrandfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (count, with_values) = match argv.len() {
         2 => (None, false),
-        3 => (Some(int(&argv[2])?), false),
-        4 if argv[3].eq_ignore_ascii_case(b"withvalues") => (Some(int(&argv[2])?), true),
+        3 => (Some(rand_count(&argv[2], false)?), false),
+        4 if argv[3].eq_ignore_ascii_case(b"withvalues") => {
+            (Some(rand_count(&argv[2], true)?), true)
+        }
         _ => return Err(CommandError::Syntax),
     };
-    if let Some(c) = count {
-        // Redis refuses counts whose reply size would overflow.
-        if c < -(i64::MAX / 2) || (with_values && c.unsigned_abs() > (i64::MAX / 2) as u64) {
-            return Err(CommandError::err("value is out of range"));
-        }
-    }
     let mut t = ctx.lock_key(&argv[1]);
     let h = ctx.read::<Hash>(&mut t, &argv[1])?;
     let mut rng = rand::thread_rng();
@@ -252,7 +248,7 @@ fn hrandfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.array(0);
         return Ok(());
     };
-    let (n, distinct) = crate::keyspace::table::draw_count(count);
+    let (n, distinct) = count;
     let picks = h.random_pairs(n, distinct, &mut rng);
     let n = picks.len();
     reply_pairs(ctx, picks.into_iter(), n, with_values);

@@ -10,12 +10,12 @@
 
 use bytes::Bytes;
 
-use super::args::{int, positive_count, Args};
+use super::args::{int, positive_count, rand_count, Args};
 use super::element_scan::{self, Slot};
 use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::set::Member;
-use crate::keyspace::table::{draw_count, hash_key};
+use crate::keyspace::table::hash_key;
 use crate::keyspace::{Locked, Set};
 
 const G: &str = "set";
@@ -98,7 +98,7 @@ fn smembers(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn srandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let count = match argv.len() {
         2 => None,
-        3 => Some(int(&argv[2])?),
+        3 => Some(rand_count(&argv[2], false)?),
         _ => return Err(CommandError::Syntax),
     };
     let mut t = ctx.lock_key(&argv[1]);
@@ -110,9 +110,8 @@ fn srandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             let m = s.random_members(1, false, &mut rand::thread_rng());
             ctx.out.bulk(&m[0]);
         }
-        (Some(s), Some(c)) => {
+        (Some(s), Some((n, distinct))) => {
             let mut rng = rand::thread_rng();
-            let (n, distinct) = draw_count(c);
             let picks = s.random_members(n, distinct, &mut rng);
             ctx.out.array(picks.len());
             picks.iter().for_each(|m| ctx.out.bulk(m));

@@ -405,13 +405,14 @@ fn msetnx(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 pub fn check_len(ctx: &Ctx, len: usize) -> CmdResult {
-    if len as i64
-        > ctx
-            .server
-            .tun
-            .max_bulk_len
-            .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    let max = ctx
+        .server
+        .tun
+        .max_bulk_len
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // Compared unsigned: an offset near i64::MAX plus a patch is past any
+    // limit, not a negative length.
+    if len as u64 > max.max(0) as u64 {
         return Err(CommandError::StringTooLong);
     }
     Ok(())
@@ -600,7 +601,7 @@ fn setrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             if patch.is_empty() {
                 cur_len
             } else {
-                check_len(ctx, offset + patch.len())?;
+                check_len(ctx, offset.saturating_add(patch.len()))?;
                 let buf = n.value.make_raw();
                 if buf.len() < offset + patch.len() {
                     buf.resize(offset + patch.len(), 0);
@@ -615,7 +616,7 @@ fn setrange(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             if patch.is_empty() {
                 0
             } else {
-                check_len(ctx, offset + patch.len())?;
+                check_len(ctx, offset.saturating_add(patch.len()))?;
                 let mut v = vec![0u8; offset + patch.len()];
                 v[offset..].copy_from_slice(patch);
                 let len = v.len();

@@ -13,11 +13,12 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::args::{float, int, positive_count, strtod_lenient, Args};
+use super::args::{float, int, positive_count, rand_count, strtod_lenient, Args};
 use super::element_scan::{self, Slot};
 use super::lists::clamp_range;
 use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
+use crate::keyspace::table::positions;
 use crate::keyspace::zset::{Bucket, Entry};
 use crate::keyspace::{Kind, Set, SlotTable, Value, ZSet};
 use crate::protocol::reply::format_double;
@@ -1216,39 +1217,15 @@ impl Members<'_> {
 
 // ---- random members and scanning ----
 
-/// Random ranks for the count form of ZRANDMEMBER (a member is found by
-/// rank in O(log n)): a positive count gives distinct positions (at most `len`),
-/// a negative one `|count|` positions that may repeat.
-fn pick_indexes(len: usize, count: i64) -> Vec<usize> {
-    let mut rng = rand::thread_rng();
-    if count >= 0 {
-        let n = (count as u64).min(len as u64) as usize;
-        if n == len {
-            (0..len).collect()
-        } else {
-            rand::seq::index::sample(&mut rng, len, n).into_vec()
-        }
-    } else if len == 0 {
-        Vec::new()
-    } else {
-        (0..count.unsigned_abs())
-            .map(|_| rng.gen_range(0..len))
-            .collect()
-    }
-}
-
 fn zrandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (count, withscores) = match argv.len() {
         2 => (None, false),
-        3 => (Some(int(&argv[2])?), false),
-        4 if argv[3].eq_ignore_ascii_case(b"withscores") => (Some(int(&argv[2])?), true),
+        3 => (Some(rand_count(&argv[2], false)?), false),
+        4 if argv[3].eq_ignore_ascii_case(b"withscores") => {
+            (Some(rand_count(&argv[2], true)?), true)
+        }
         _ => return Err(CommandError::Syntax),
     };
-    if let Some(c) = count {
-        if c < -(i64::MAX / 2) || (withscores && c.unsigned_abs() > (i64::MAX / 2) as u64) {
-            return Err(CommandError::err("value is out of range"));
-        }
-    }
     let mut t = ctx.lock_key(&argv[1]);
     let z = ctx.read::<ZSet>(&mut t, &argv[1])?;
     match (z, count) {
@@ -1258,9 +1235,10 @@ fn zrandmember(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             let r = rand::thread_rng().gen_range(0..z.len());
             ctx.out.bulk(z.at(r).member.as_bytes());
         }
-        (Some(z), Some(c)) => {
+        (Some(z), Some((n, distinct))) => {
             let z: &ZSet = z;
-            let picks = pick_indexes(z.len(), c);
+            // A member is found by rank in O(log n).
+            let picks = positions(z.len(), n, distinct, &mut rand::thread_rng());
             reply_scored(
                 ctx,
                 picks.len(),

@@ -76,12 +76,6 @@ pub fn random_in<'a, T>(t: &'a HashTable<T>, rng: &mut impl rand::Rng) -> Option
     }
 }
 
-/// Redis's count argument (SRANDMEMBER, HRANDFIELD) as [`draw`] takes it:
-/// positive, that many distinct elements; negative, that many with repeats.
-pub fn draw_count(count: i64) -> (usize, bool) {
-    (count.unsigned_abs() as usize, count >= 0)
-}
-
 /// `n` elements of a collection drawn at random: `distinct` ones (at most
 /// `all`'s length) or with repeats. A hash table is drawn from by probing
 /// buckets ([`random_in`]), whatever its size; a compact collection

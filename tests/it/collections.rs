@@ -6,7 +6,7 @@
 use crate::support::{
     run, same_as_redis, same_as_redis_owned, Frame, Raw, ReferenceRedis, TestNode,
 };
-use crate::{bulk, err, int, ok};
+use crate::{bulk, err, int, ok, strings};
 
 #[test]
 fn hash_replies_match_redis() {
@@ -1049,6 +1049,39 @@ fn random_members_of_large_collections() {
         .query(&mut c)
         .unwrap();
     assert_eq!(got.iter().collect::<HashSet<_>>().len(), 2);
+}
+
+/// Counts of SRANDMEMBER, HRANDFIELD and ZRANDMEMBER out of Redis's range,
+/// or whose draw with repeats could never fit in memory, are refused: each
+/// of these once panicked a connection or had the node killed for memory.
+#[test]
+fn random_draws_too_large_are_refused() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    int(&mut r, &["SADD", "s", "a"]);
+    int(&mut r, &["HSET", "h", "a", "1"]);
+    int(&mut r, &["ZADD", "z", "1", "a"]);
+    let min = i64::MIN.to_string();
+    let max = i64::MAX.to_string();
+    let neg_max = (-i64::MAX).to_string();
+    let half_neg = (-(i64::MAX / 2) - 1).to_string();
+    let refused: [&[&str]; 8] = [
+        &["SRANDMEMBER", "s", &min],
+        &["SRANDMEMBER", "s", &neg_max],
+        &["SRANDMEMBER", "s", "-1000000000000"],
+        &["HRANDFIELD", "h", &neg_max],
+        &["HRANDFIELD", "h", &max, "WITHVALUES"],
+        &["HRANDFIELD", "h", "-1000000000000", "WITHVALUES"],
+        &["ZRANDMEMBER", "z", &half_neg, "WITHSCORES"],
+        &["ZRANDMEMBER", "z", &min],
+    ];
+    for cmd in refused {
+        assert_eq!(err(&mut r, cmd), "ERR value is out of range", "{cmd:?}");
+    }
+    // Large positive counts are distinct draws, bounded by the collection.
+    assert_eq!(strings(&mut r, &["SRANDMEMBER", "s", &max]), ["a"]);
+    assert_eq!(strings(&mut r, &["ZRANDMEMBER", "z", &max]), ["a"]);
+    assert_eq!(strings(&mut r, &["HRANDFIELD", "h", "-3"]), ["a", "a", "a"]);
 }
 
 /// One whole SSCAN/HSCAN iteration: every name returned (repeats kept),

@@ -183,10 +183,19 @@ fn append_strlen_getrange_setrange() {
         err(&mut r, &["SETRANGE", "s", "-1", "x"]),
         "ERR offset is out of range"
     );
-    assert_eq!(
-        err(&mut r, &["SETRANGE", "s", "536870911", "xx"]),
-        "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
-    );
+    // Offsets at the end of the integers are past the limit too, on a new
+    // key and an existing one (they wrapped past it once).
+    for (key, offset) in [
+        ("s", "536870911"),
+        ("s", "9223372036854775807"),
+        ("new", "9223372036854775807"),
+        ("new", "2147483647"),
+    ] {
+        assert_eq!(
+            err(&mut r, &["SETRANGE", key, offset, "xx"]),
+            "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+        );
+    }
     // Repeated appends grow one buffer in place.
     let chunk = "y".repeat(100);
     for _ in 0..10_000 {
