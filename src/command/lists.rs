@@ -415,7 +415,7 @@ pub fn move_element(
     let db = ctx.db();
     {
         let ts = locked.table_for(db, src);
-        if ctx.write::<List>(ts, src)?.is_none() {
+        if ctx.waited(ctx.write::<List>(ts, src))?.is_none() {
             return Ok(None);
         }
     }

@@ -953,6 +953,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A blocking command's look-up of a key it waits on: while it is
+    /// retried after a wake-up (`Client::block_retry`), a key of another
+    /// type counts as absent, so its client keeps waiting.
+    pub fn waited<T>(
+        &self,
+        found: Result<Option<T>, CommandError>,
+    ) -> Result<Option<T>, CommandError> {
+        match found {
+            Err(CommandError::WrongType) if self.client.block_retry => Ok(None),
+            r => r,
+        }
+    }
+
     /// The collection at `key`, created empty if the key does not exist.
     /// A caller that may leave it empty must call [`Ctx::remove_if_empty`].
     pub fn write_or_create<'t, C: Collection>(
@@ -1038,7 +1051,7 @@ impl<'a> Ctx<'a> {
         let db = self.db();
         for key in keys {
             let t = locked.table_for(db, key);
-            let Some(c) = self.write::<C>(t, key)? else {
+            let Some(c) = self.waited(self.write::<C>(t, key))? else {
                 continue;
             };
             let popped = pop(c);

@@ -159,10 +159,12 @@ struct TrimArgs {
 
 /// Parses the options from `argv[2]` on (Redis's
 /// streamParseAddOrTrimArgsOrReply). For XADD, also NOMKSTREAM and the ID,
-/// whose position it returns.
+/// whose position it returns. `node_entries` (stream-node-max-entries)
+/// sets the default LIMIT of `~`.
 fn parse_trim_args(
     argv: &[Bytes],
     xadd: bool,
+    node_entries: u64,
 ) -> Result<(TrimArgs, usize, bool, Option<ParsedId>), CommandError> {
     let mut how = None;
     let mut approx = false;
@@ -236,8 +238,12 @@ fn parse_trim_args(
             ))
         }
         Some(l) => l as u64,
-        // Redis's default: 100 nodes' worth.
-        None if approx => 100 * crate::keyspace::stream::NODE_ENTRIES,
+        // Redis's default: 100 nodes' worth, within 10,000 (nodes of
+        // any size) and 1,000,000.
+        None if approx => match 100u64.saturating_mul(node_entries) {
+            0 => 10_000,
+            n => n.min(1_000_000),
+        },
         None => 0,
     };
     Ok((TrimArgs { how, approx, limit }, i, nomkstream, id))
@@ -257,7 +263,8 @@ fn trim_and_record(ctx: &Ctx, s: &mut Stream, key: &[u8], t: &TrimArgs) -> u64 {
 }
 
 fn xadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let (trim, idpos, nomkstream, wanted) = parse_trim_args(argv, true)?;
+    let (trim, idpos, nomkstream, wanted) =
+        parse_trim_args(argv, true, ctx.encodings().stream.entries)?;
     let fields = idpos + 1;
     if argv.len() < fields + 2 || !(argv.len() - fields).is_multiple_of(2) {
         return Err(CommandError::Arity("xadd".into()));
@@ -297,7 +304,7 @@ fn xadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             return Err(CommandError::err("Elements are too large to be stored"))
         }
     };
-    s.append(id, &argv[fields..]);
+    s.append(id, &argv[fields..], ctx.encodings().stream);
     let idb = id_bytes(id);
     let mut rec: Vec<&[u8]> = vec![b"XADD", key, &idb];
     rec.extend(argv[fields..].iter().map(|a| &a[..]));
@@ -378,7 +385,7 @@ fn xdel(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn xtrim(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let (trim, ..) = parse_trim_args(argv, false)?;
+    let (trim, ..) = parse_trim_args(argv, false, ctx.encodings().stream.entries)?;
     let key = &argv[1];
     let mut t = ctx.lock_key(key);
     let Some(s) = ctx.write::<Stream>(&mut t, key)? else {
@@ -555,7 +562,18 @@ fn read_generic(ctx: &mut Ctx, argv: &[Bytes], grouped: bool) -> CmdResult {
     let mut froms = Vec::with_capacity(a.n);
     for (key, arg) in keys.iter().zip(id_args) {
         let t = locked.table_for(db, key);
-        let s = ctx.read::<Stream>(t, key)?.map(|s| &*s);
+        let found = ctx.read::<Stream>(t, key);
+        // A group reader woken to find its stream gone (deleted, or now
+        // another type) is told so, as Redis tells it.
+        if a.group.is_some()
+            && ctx.client.block_retry
+            && matches!(found, Ok(None) | Err(CommandError::WrongType))
+        {
+            return Err(CommandError::err_code(
+                "UNBLOCKED the stream key no longer exists",
+            ));
+        }
+        let s = ctx.waited(found)?.map(|s| &*s);
         if let Some((group, _)) = &a.group {
             if !s.is_some_and(|s| s.groups.contains_key(&group[..])) {
                 return Err(CommandError::err_code(format!(
@@ -652,7 +670,7 @@ fn read_after(
     let From::After(after) = from else {
         return Ok(None);
     };
-    let Some(s) = ctx.read::<Stream>(t, key)? else {
+    let Some(s) = ctx.waited(ctx.read::<Stream>(t, key))? else {
         return Ok(None);
     };
     let Some(start) = after.next() else {

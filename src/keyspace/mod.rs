@@ -83,6 +83,7 @@ pub struct Encodings {
     pub set: SetLimits,
     pub zset: Limits,
     pub list: list::ChunkLimit,
+    pub stream: stream::NodeLimits,
 }
 
 impl Default for Encodings {
@@ -100,6 +101,7 @@ impl Default for Encodings {
             },
             zset: l,
             list: list::ChunkLimit::default(),
+            stream: stream::NodeLimits::default(),
         }
     }
 }

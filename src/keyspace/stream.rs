@@ -216,11 +216,28 @@ impl std::fmt::Debug for Entry<'_> {
     }
 }
 
-/// Entries per node at most (Redis's `stream-node-max-entries`).
+/// Entries per node at most by default (Redis's `stream-node-max-entries`).
 pub const NODE_ENTRIES: u64 = 100;
-/// Bytes of entries per node past which a new node starts (Redis's
-/// `stream-node-max-bytes`).
-const NODE_BYTES: usize = 4096;
+
+/// When a node is full and the next entry starts a new one:
+/// `stream-node-max-entries` and `stream-node-max-bytes` (bytes of
+/// entries), 0 for no limit, as Redis reads them. Nodes are what `~`
+/// trimming removes whole, so these decide what an approximate trim and
+/// its LIMIT leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeLimits {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        NodeLimits {
+            entries: NODE_ENTRIES,
+            bytes: 4096,
+        }
+    }
+}
 const SAME_FIELDS: u8 = 1;
 
 /// Consecutive entries packed together, as Redis's listpack nodes: each
@@ -254,8 +271,14 @@ impl Node {
         }
     }
 
-    fn full(&self) -> bool {
-        u64::from(self.count) >= NODE_ENTRIES || self.data.len() >= NODE_BYTES
+    fn full(&self, limits: NodeLimits) -> bool {
+        // A node never grows past Redis's largest listpack (1 GB).
+        let bytes = match limits.bytes {
+            0 => 1 << 30,
+            b => b.min(1 << 30),
+        };
+        (limits.entries > 0 && u64::from(self.count) >= limits.entries)
+            || self.data.len() as u64 >= bytes
     }
 
     fn same_fields<A: AsRef<[u8]>>(&self, pairs: &[A]) -> bool {
@@ -555,17 +578,17 @@ impl Stream {
     }
 
     /// Appends an entry whose ID [`Stream::next_id`] chose.
-    pub fn append<A: AsRef<[u8]>>(&mut self, id: StreamId, pairs: &[A]) {
+    pub fn append<A: AsRef<[u8]>>(&mut self, id: StreamId, pairs: &[A], limits: NodeLimits) {
         debug_assert!(id > self.last_id);
-        self.insert_loaded(id, pairs);
+        self.insert_loaded(id, pairs, limits);
         self.last_id = id;
         self.entries_added += 1;
     }
 
     /// Adds an entry past every other without touching the IDs and
     /// counters (a dump's entries; the caller sets those after).
-    pub fn insert_loaded<A: AsRef<[u8]>>(&mut self, id: StreamId, pairs: &[A]) {
-        let tail = self.nodes.last_entry().filter(|n| !n.get().full());
+    pub fn insert_loaded<A: AsRef<[u8]>>(&mut self, id: StreamId, pairs: &[A], limits: NodeLimits) {
+        let tail = self.nodes.last_entry().filter(|n| !n.get().full(limits));
         match tail {
             Some(mut n) => {
                 let first = *n.key();
@@ -839,7 +862,7 @@ mod tests {
             } else {
                 vec![b"a", &big[..(i as usize % 40)]]
             };
-            s.append(id, &pairs);
+            s.append(id, &pairs, NodeLimits::default());
         }
         assert!(s.nodes() >= 5, "{} nodes", s.nodes());
         let e = s.get(StreamId::new(10, 1)).unwrap();
@@ -883,7 +906,7 @@ mod tests {
         let mut s = Stream::default();
         for i in 1..=250 {
             let id = s.next_id(given(i, true), 0).unwrap();
-            s.append(id, &[b"f", b"v"]);
+            s.append(id, &[b"f", b"v"], NodeLimits::default());
         }
         assert_eq!(s.next_id(given(3, true), 0), Err(NextIdError::NotGreater));
         assert_eq!(s.next_id(given(250, false), 0), Ok(StreamId::new(250, 1)));

@@ -593,7 +593,11 @@ fn read_value(r: &mut Reader, kind: u8, enc: &Encodings) -> Result<Value, RdbErr
         }
         RDB_TYPE_ZSET_LISTPACK => zset_from_packed(listpack(&r.bytes()?)?, enc)?,
         RDB_TYPE_STREAM_LISTPACKS | RDB_TYPE_STREAM_LISTPACKS_2 | RDB_TYPE_STREAM_LISTPACKS_3 => {
-            Value::Stream(Box::new(stream::read(r, kind - RDB_TYPE_STREAM_LISTPACKS)?))
+            Value::Stream(Box::new(stream::read(
+                r,
+                kind - RDB_TYPE_STREAM_LISTPACKS,
+                enc.stream,
+            )?))
         }
         _ => return Err(RdbError::BadFormat),
     })
@@ -944,7 +948,9 @@ mod tests {
 /// are deltas from the node's key; then the IDs, counters and groups.
 mod stream {
     use super::{listpack, write_bytes, write_len, RdbError, Reader};
-    use crate::keyspace::stream::{Entry, Group, Pending, Stream, StreamId, NODE_ENTRIES};
+    use crate::keyspace::stream::{
+        Entry, Group, NodeLimits, Pending, Stream, StreamId, NODE_ENTRIES,
+    };
 
     const FLAG_DELETED: i64 = 1;
     const FLAG_SAMEFIELDS: i64 = 2;
@@ -1118,7 +1124,7 @@ mod stream {
     }
 
     /// Reads a stream of the given form: 0 (Redis 5/6), 4 (7.0), 6 (7.2).
-    pub fn read(r: &mut Reader, form: u8) -> Result<Stream, RdbError> {
+    pub fn read(r: &mut Reader, form: u8, limits: NodeLimits) -> Result<Stream, RdbError> {
         let bad = || RdbError::BadFormat;
         let mut s = Stream::default();
         let nodes = r.len()?;
@@ -1171,7 +1177,7 @@ mod stream {
                     if s.last_entry_id().is_some_and(|last| id <= last) {
                         return Err(bad());
                     }
-                    s.insert_loaded(id, &pairs);
+                    s.insert_loaded(id, &pairs, limits);
                 }
             }
         }

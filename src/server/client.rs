@@ -75,6 +75,11 @@ pub struct Client {
     /// A script or function is running this client's commands (some
     /// refuse options there, as XREAD's BLOCK).
     pub in_script: bool,
+    /// A blocked command is being retried after a wake-up (see
+    /// `server::blocking`): a key it waits on that now holds another type
+    /// leaves it waiting, as Redis serves a waiter only from a key of the
+    /// type it waits for.
+    pub block_retry: bool,
     /// CLIENT TRACKING's mode while it is on (`server::tracking`).
     pub tracking: Option<super::tracking::Mode>,
     /// CLIENT CACHING was called for the next command (or transaction).
@@ -137,6 +142,7 @@ impl Client {
             watch_dirty: Arc::new(AtomicBool::new(false)),
             exec_effects: std::cell::Cell::new(None),
             in_script: false,
+            block_retry: false,
             subs: None,
             from_primary: false,
             replica_port: 0,

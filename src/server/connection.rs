@@ -678,7 +678,10 @@ async fn wait_blocked(
         // Registered before this first retry: a write racing with the
         // command's first attempt has left a wake-up permit.
         let mut clock = BatchClock::new();
-        match execute(server, client, out, argv, &mut clock, stats).await {
+        client.block_retry = true;
+        let done = execute(server, client, out, argv, &mut clock, stats).await;
+        client.block_retry = false;
+        match done {
             Some(Action::Block(_)) if woken && b.reader => {
                 server.blocked.pass_on(db, &b.keys, &waiter)
             }
@@ -893,7 +896,7 @@ async fn execute(
         }
         server.stats.error(&e.code());
         out.error(&e.to_string());
-        suppress_reply(client, out, reply_start, false);
+        suppress_reply(client, out, reply_start, false, false);
         if client.multi.is_none() {
             client.caching = false;
         }
@@ -937,7 +940,7 @@ async fn execute(
                 server.stats.error("MASTERDOWN");
                 out.error(&e.reply());
             }
-            stats.record(idx, 0, false);
+            stats.record(idx, 0, false, true);
             *clock = BatchClock::new();
             return None;
         }
@@ -963,7 +966,9 @@ async fn execute(
     let elapsed = clock.end(started).as_micros() as u64;
     client.publish_state();
 
-    stats.record(idx, elapsed, result.is_err());
+    // A blocked command's retries are one call, as Redis counts a served
+    // waiter (its time and failure still count).
+    stats.record(idx, elapsed, result.is_err(), !client.block_retry);
     if server.tun.latency_tracking.load(Relaxed) {
         stats.latencies.push((idx, elapsed));
     }
@@ -994,6 +999,7 @@ async fn execute(
             .push(argv, elapsed, h.addr.to_string(), h.name(), max);
     }
     if server.monitor_count.load(Relaxed) > 0
+        && !client.block_retry
         && !spec.has(flags::SKIP_MONITOR)
         && !spec.has(flags::ADMIN)
     {
@@ -1002,7 +1008,8 @@ async fn execute(
             .send(monitor_line(now, client.db, &h.addr.to_string(), argv).into());
     }
     let is_reply_cmd = spec.name == "client|reply";
-    suppress_reply(client, out, reply_start, is_reply_cmd);
+    let pushed = out.resp3() && spec.has(flags::PUBSUB) && spec.has(flags::SUBSCRIBED_OK);
+    suppress_reply(client, out, reply_start, is_reply_cmd, pushed);
     // Pushes are not replies: CLIENT REPLY OFF does not silence them.
     if !client.invalidated.get_mut().is_empty() {
         let keys = std::mem::take(client.invalidated.get_mut());
@@ -1032,15 +1039,17 @@ struct BatchStats {
 }
 
 impl BatchStats {
-    fn record(&mut self, idx: usize, usec: u64, failed: bool) {
-        self.total += 1;
+    fn record(&mut self, idx: usize, usec: u64, failed: bool, call: bool) {
+        self.total += call as u64;
         match self.per_command.iter_mut().find(|e| e.0 == idx) {
             Some(e) => {
-                e.1 += 1;
+                e.1 += call as u64;
                 e.2 += usec;
                 e.3 += failed as u64;
             }
-            None => self.per_command.push((idx, 1, usec, failed as u64)),
+            None => self
+                .per_command
+                .push((idx, call as u64, usec, failed as u64)),
         }
     }
 
@@ -1066,20 +1075,29 @@ impl BatchStats {
     }
 }
 
-/// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote.
-fn suppress_reply(client: &mut Client, out: &mut ReplyBuf, start: usize, is_reply_cmd: bool) {
-    match client.reply_mode {
-        ReplyMode::On => {}
-        ReplyMode::Off => out.buf.truncate(start),
+/// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote,
+/// unless it wrote pushes (`pushed`: a RESP3 client's subscription
+/// confirmations), which Redis delivers whatever the reply mode.
+fn suppress_reply(
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    start: usize,
+    is_reply_cmd: bool,
+    pushed: bool,
+) {
+    let silenced = match client.reply_mode {
+        ReplyMode::On => false,
+        ReplyMode::Off => true,
         ReplyMode::Skip => {
-            if is_reply_cmd {
-                // CLIENT REPLY SKIP itself is silent; the next command is skipped.
-                out.buf.truncate(start);
-            } else {
-                out.buf.truncate(start);
+            // CLIENT REPLY SKIP itself is silent; the next command is skipped.
+            if !is_reply_cmd {
                 client.reply_mode = ReplyMode::On;
             }
+            true
         }
+    };
+    if silenced && !pushed {
+        out.buf.truncate(start);
     }
 }
 

@@ -67,7 +67,7 @@ pub struct Tunables {
     pub tracking_table_max_keys: AtomicI64,
     pub hll_sparse_max_bytes: AtomicI64,
     /// The compact encodings' limits, named by `ENCODING_DIRECTIVES`.
-    pub encoding_limits: [AtomicI64; 8],
+    pub encoding_limits: [AtomicI64; 10],
     pub min_replicas_to_write: AtomicI64,
     /// `repl-timeout`, read by the replication links on every batch.
     pub repl_timeout_secs: AtomicI64,
@@ -78,7 +78,7 @@ pub struct Tunables {
     pub latency_tracking: AtomicBool,
 }
 
-const ENCODING_DIRECTIVES: [&str; 8] = [
+const ENCODING_DIRECTIVES: [&str; 10] = [
     "hash-max-listpack-entries",
     "hash-max-listpack-value",
     "set-max-listpack-entries",
@@ -87,6 +87,8 @@ const ENCODING_DIRECTIVES: [&str; 8] = [
     "zset-max-listpack-value",
     "set-max-intset-entries",
     "list-max-listpack-size",
+    "stream-node-max-entries",
+    "stream-node-max-bytes",
 ];
 
 impl Tunables {
@@ -197,6 +199,10 @@ impl Tunables {
             list: crate::keyspace::list::ChunkLimit::from_fill(
                 self.encoding_limits[7].load(Relaxed),
             ),
+            stream: crate::keyspace::stream::NodeLimits {
+                entries: get(8) as u64,
+                bytes: get(9) as u64,
+            },
         }
     }
 

@@ -181,3 +181,97 @@ fn a_blocked_pop_is_logged_as_a_pop() {
     let mut r = node.raw();
     assert_eq!(r.call(&["LRANGE", "q", "0", "-1"]), arr(&["two"]));
 }
+
+/// A key that holds another type when its waiters are woken leaves them
+/// waiting, as in Redis (a waiter is served only from a key of the type
+/// it waits for), where a wrong type on the first attempt is an error; a
+/// group reader whose stream is gone is told so. The retries are one call
+/// in INFO commandstats.
+#[test]
+fn a_key_of_another_type_keeps_its_waiters_waiting() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let replace = |r: &mut Raw, key: &str, fill: &[&str]| {
+        ok(r, &["MULTI"]);
+        r.call(fill);
+        r.call(&["DEL", key]);
+        r.call(&["SET", key, "foo"]);
+        r.call(&["EXEC"]);
+    };
+
+    let waiting = blocked(&node, &mut r, &["BLPOP", "l", "0"], 1);
+    replace(&mut r, "l", &["LPUSH", "l", "a"]);
+    assert_eq!(blocked_clients(&mut r), 1);
+    int(&mut r, &["DEL", "l"]);
+    int(&mut r, &["LPUSH", "l", "b"]);
+    assert_eq!(waiting.join().unwrap(), arr(&["l", "b"]));
+
+    let waiting = blocked(&node, &mut r, &["BZPOPMIN", "z", "0"], 1);
+    replace(&mut r, "z", &["ZADD", "z", "1", "a"]);
+    assert_eq!(blocked_clients(&mut r), 1);
+    int(&mut r, &["DEL", "z"]);
+    int(&mut r, &["ZADD", "z", "2", "b"]);
+    assert_eq!(waiting.join().unwrap(), arr(&["z", "b", "2"]));
+
+    let waiting = blocked(
+        &node,
+        &mut r,
+        &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
+        1,
+    );
+    replace(&mut r, "s", &["XADD", "s", "5-1", "f", "v"]);
+    assert_eq!(blocked_clients(&mut r), 1);
+    int(&mut r, &["DEL", "s"]);
+    r.call(&["XADD", "s", "7-1", "g", "w"]);
+    let entry = Frame::Array(vec![Frame::bulk("7-1"), arr(&["g", "w"])]);
+    let stream = Frame::Array(vec![Frame::bulk("s"), Frame::Array(vec![entry])]);
+    assert_eq!(waiting.join().unwrap(), Frame::Array(vec![stream]));
+
+    // The first attempt still fails on a key of another type, a missing
+    // one before it or not.
+    for keys in [&["s"][..], &["missing", "s"]] {
+        let mut args = vec!["BLPOP"];
+        args.extend(keys);
+        args.push("0");
+        assert_eq!(
+            err(&mut r, &args),
+            "WRONGTYPE Operation against a key holding the wrong kind of value"
+        );
+    }
+
+    for gone in [&["SET", "g", "x"][..], &["DEL", "g"]] {
+        r.call(&["DEL", "g"]);
+        ok(&mut r, &["XGROUP", "CREATE", "g", "grp", "$", "MKSTREAM"]);
+        let args = [
+            "XREADGROUP",
+            "GROUP",
+            "grp",
+            "c",
+            "BLOCK",
+            "0",
+            "STREAMS",
+            "g",
+            ">",
+        ];
+        let waiting = blocked(&node, &mut r, &args, 1);
+        r.call(gone);
+        assert_eq!(
+            waiting.join().unwrap(),
+            Frame::Error("UNBLOCKED the stream key no longer exists".into())
+        );
+    }
+
+    let stats = bulk(&mut r, &["INFO", "commandstats"]).unwrap();
+    for (cmd, calls) in [
+        ("blpop", 3),
+        ("bzpopmin", 1),
+        ("xread", 1),
+        ("xreadgroup", 2),
+    ] {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+            .unwrap_or_else(|| panic!("no {cmd} in {stats}"));
+        assert!(line.contains(&format!(":calls={calls},")), "{line}");
+    }
+}

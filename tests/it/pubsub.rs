@@ -129,6 +129,22 @@ fn resp3_pushes_and_shard_channels() {
     sub.cmd(&["RESET"]);
     assert_eq!(sub.read2(), Frame::Simple("RESET".into()));
     assert_eq!(int(&mut publ, &["PUBLISH", "c", "m3"]), 0);
+
+    // CLIENT REPLY OFF silences replies, not pushes: a RESP3 client still
+    // hears its subscriptions confirmed (and its messages), as in Redis.
+    sub.cmd(&["HELLO", "3"]);
+    sub.read3();
+    sub.cmd(&["CLIENT", "REPLY", "OFF"]);
+    sub.cmd(&["SUBSCRIBE", "c"]);
+    sub.cmd(&["PSUBSCRIBE", "c*"]);
+    sub.cmd(&["SET", "k", "silenced"]);
+    sub.cmd(&["UNSUBSCRIBE", "c"]);
+    sub.cmd(&["CLIENT", "REPLY", "ON"]);
+    let push = |kind: &str, name: &str, n: i64| Frame::Push(vec![b(kind), b(name), Frame::Int(n)]);
+    assert_eq!(sub.read3(), push("subscribe", "c", 1));
+    assert_eq!(sub.read3(), push("psubscribe", "c*", 2));
+    assert_eq!(sub.read3(), push("unsubscribe", "c", 1));
+    assert_eq!(sub.read3(), Frame::Simple("OK".into()));
 }
 
 #[test]

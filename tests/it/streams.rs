@@ -5,7 +5,9 @@
 //! between Shoal and Redis.
 
 use crate::blocking::blocked;
-use crate::support::{eventually, run, same_as_redis, Frame, Raw, ReferenceRedis, TestNode};
+use crate::support::{
+    eventually, run, same_as_redis, same_as_redis_owned, Frame, Raw, ReferenceRedis, TestNode,
+};
 use crate::{bulk, digest, err, info_field, int, ok};
 
 #[test]
@@ -188,6 +190,48 @@ fn stream_commands_answer_as_redis() {
         &["DEBUG", "DIGEST-VALUE", "s"],
         &["SCAN", "0", "MATCH", "s", "TYPE", "stream"],
     ]);
+}
+
+/// `stream-node-max-entries` and `stream-node-max-bytes` decide where a
+/// node ends, and so what `~` trimming and its LIMIT (whose default is
+/// 100 nodes' worth) remove, as in Redis.
+#[test]
+fn node_sizes_decide_what_approximate_trims_remove() {
+    let mut script: Vec<Vec<String>> = Vec::new();
+    let cmd = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    let xadds = |script: &mut Vec<Vec<String>>, key: &str, n: usize, value: &str| {
+        for i in 1..=n {
+            script.push(cmd(&["XADD", key, &format!("{i}-1"), "f", value]));
+        }
+    };
+    script.push(cmd(&["CONFIG", "SET", "stream-node-max-entries", "10"]));
+    xadds(&mut script, "a", 100, "v");
+    for _ in 0..2 {
+        script.push(cmd(&[
+            "XADD", "a", "*", "f", "v", "MAXLEN", "~", "55", "LIMIT", "30",
+        ]));
+        script.push(cmd(&["XLEN", "a"]));
+    }
+    // The default LIMIT: 100 nodes of 10.
+    xadds(&mut script, "b", 1500, "v");
+    script.push(cmd(&["XTRIM", "b", "MAXLEN", "~", "0"]));
+    script.push(cmd(&["CONFIG", "SET", "stream-node-max-entries", "2"]));
+    xadds(&mut script, "c", 3, "v");
+    script.push(cmd(&["XTRIM", "c", "MAXLEN", "~", "0", "LIMIT", "1"]));
+    script.push(cmd(&["XTRIM", "c", "MAXLEN", "~", "0", "LIMIT", "2"]));
+    script.push(cmd(&["CONFIG", "SET", "stream-node-max-entries", "0"]));
+    script.push(cmd(&["CONFIG", "SET", "stream-node-max-bytes", "1kb"]));
+    script.push(cmd(&["CONFIG", "GET", "stream-node-max-*"]));
+    let (node, _redis) = same_as_redis_owned(&script);
+    // No entry limit: 100-byte entries fill nodes of 1 KB, some 9 or 10
+    // of them (Redis counts its listpack's bytes, Shoal its own, a few
+    // bytes apart), and whole nodes go.
+    let mut r = node.raw();
+    for i in 1..=50 {
+        r.call(&["XADD", "d", &format!("{i}-1"), "f", &"x".repeat(100)]);
+    }
+    let removed = int(&mut r, &["XTRIM", "d", "MAXLEN", "~", "20"]);
+    assert!((24..=30).contains(&removed), "{removed}");
 }
 
 fn entry(id: &str, fields: &[&str]) -> Frame {
