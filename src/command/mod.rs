@@ -1658,7 +1658,12 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         // read that fails, WRONGTYPE...). The keys are remembered before
         // the read: a write racing with it on another thread then
         // invalidates what was read, where remembering after could miss it.
+        // A script's reads remember its declared keys instead (see
+        // `scripting`), so neither a read-only script nor a command inside
+        // one remembers keys here.
         let remembers = spec.has(flags::READONLY)
+            && !ctx.client.in_script
+            && !matches!(spec.name, "eval_ro" | "evalsha_ro" | "fcall_ro")
             && ctx
                 .client
                 .tracking
@@ -1726,9 +1731,17 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
 /// Remembers the keys a tracking client's read names; returns those that
 /// were new for it.
 fn remember_keys<'a>(ctx: &Ctx, spec: &Spec, argv: &'a [Bytes]) -> Vec<&'a [u8]> {
+    remember(
+        ctx,
+        spec.key_indexes(argv).into_iter().map(|i| &argv[i][..]),
+    )
+}
+
+/// Remembers `keys` as read by this client (it tracks them); returns
+/// those that were new for it.
+fn remember<'a>(ctx: &Ctx, keys: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
     let s = ctx.server;
     let max = s.tun.tracking_table_max_keys.load(Relaxed).max(0) as usize;
-    let keys = spec.key_indexes(argv).into_iter().map(|i| &argv[i][..]);
     s.tracking.remember(&s.clients, ctx.client.id, keys, max)
 }
 

@@ -187,11 +187,12 @@ fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
     };
     let (elems, ordered) = elems;
     // BY without `*` means "do not sort": a list or sorted set keeps its
-    // order (DESC reads it backwards), but a set stored somewhere is
-    // sorted ALPHA, so the stored list is the same on every node, as Redis
-    // does for replication's sake.
+    // order (DESC reads it backwards), but a set stored somewhere, or
+    // read by a script, is sorted ALPHA, so the stored list or what the
+    // script does with it is the same on every node, as Redis does for
+    // replication's sake.
     let mut dont_sort = q.by.as_ref().is_some_and(|b| !b.contains(&b'*'));
-    if dont_sort && !ordered && q.store.is_some() {
+    if dont_sort && !ordered && (q.store.is_some() || ctx.client.in_script) {
         (dont_sort, q.alpha, q.by) = (false, true, None);
     }
     let mut items: Vec<(Vec<u8>, Option<Vec<u8>>)> = elems

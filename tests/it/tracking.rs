@@ -437,6 +437,24 @@ fn script<S: Read + Write, F: Fn() -> Raw<S>>(s: &mut Session<S, F>) -> Vec<Stri
     // RESET turns tracking off.
     s.run("t3", &["RESET"]);
     s.run("t3", &["CLIENT", "TRACKINGINFO"]);
+    // Scripts: once a script reads anything, its declared keys are
+    // remembered (not what it read); a script that only writes, and a
+    // read-only script as such, remember nothing.
+    s.run("sc", &["HELLO", "3"]);
+    s.run("sc", &["CLIENT", "TRACKING", "on"]);
+    s.run("w", &["MSET", "d1{t}", "1", "d2{t}", "1", "r{t}", "1"]);
+    let reads = "return redis.call('get', 'r{t}')";
+    for (cmd, body) in [
+        ("EVAL", "return redis.call('set', 'r{t}', 'x')"),
+        ("EVAL", reads),
+        ("EVAL_RO", "return redis.call('ping')"),
+        ("EVAL_RO", reads),
+    ] {
+        s.run("sc", &[cmd, body, "2", "d1{t}", "d2{t}"]);
+        s.run("w", &["MSET", "d1{t}", "2", "d2{t}", "2", "r{t}", "2"]);
+        s.run("sc", &["PING"]);
+    }
+    s.run("sc", &["CLIENT", "TRACKING", "off"]);
     // RESP2 without redirect: nothing can be sent.
     s.run("s2", &["CLIENT", "TRACKING", "on"]);
     s.run("s2", &["GET", "s2"]);

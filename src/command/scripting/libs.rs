@@ -68,6 +68,11 @@ fn string(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<V
     }
 }
 
+/// How many pairs `t` holds (walked, each pair let go as it passes).
+pub(super) fn pair_count(t: &Table) -> usize {
+    t.clone().pairs::<Value, Value>().count()
+}
+
 /// If every key of `t` is a positive integer: the largest and how many
 /// (the libraries' test for an array).
 fn index_keys(t: &Table) -> mlua::Result<Option<(usize, usize)>> {
@@ -85,188 +90,13 @@ fn index_keys(t: &Table) -> mlua::Result<Option<(usize, usize)>> {
     Ok(Some((max, count)))
 }
 
-/// lua-cjson's `encode` and `decode` as Redis bundles them: numbers as
-/// `%.14g`, `/` escaped, an empty table as an object, arrays where the keys
-/// are 1..n (sparse ones refused past lua-cjson's ratio), JSON null as
-/// `cjson.null`.
-pub mod cjson {
-    use mlua::{LightUserData, Lua, MultiValue, Table, Value};
+pub mod cjson;
 
-    const MAX_DEPTH: usize = 1000;
-
-    pub fn library(lua: &Lua) -> mlua::Result<Table> {
-        let t = lua.create_table()?;
-        t.raw_set(
-            "encode",
-            lua.create_function(|_, args: MultiValue| {
-                let [v] = one(args, "encode")?;
-                let mut out = String::new();
-                encode(&v, &mut out, 0)?;
-                Ok(out)
-            })?,
-        )?;
-        t.raw_set(
-            "decode",
-            lua.create_function(|lua, args: MultiValue| {
-                let args = one(args, "decode")?;
-                let s = super::string(lua, &args, 1, "decode")?;
-                let v: serde_json::Value = serde_json::from_slice(&s)
-                    .map_err(|e| mlua::Error::RuntimeError(format!("cjson.decode: {e}")))?;
-                decode(lua, &v)
-            })?,
-        )?;
-        t.raw_set("null", null())?;
-        Ok(t)
-    }
-
-    fn null() -> Value {
-        Value::LightUserData(LightUserData(std::ptr::null_mut()))
-    }
-
-    /// The one argument lua-cjson's functions take.
-    fn one(args: MultiValue, function: &str) -> mlua::Result<[Value; 1]> {
-        <[Value; 1]>::try_from(args.into_vec())
-            .map_err(|_| super::bad_argument(1, function, "expected 1 argument"))
-    }
-
-    fn fail(what: &str) -> mlua::Error {
-        mlua::Error::RuntimeError(format!("Cannot serialise {what}"))
-    }
-
-    fn number(n: f64, out: &mut String) -> mlua::Result<()> {
-        if !n.is_finite() {
-            return Err(fail("number: must not be NaN or Inf"));
-        }
-        let mut buf = [0u8; 64];
-        // SAFETY: `buf` holds any %.14g output and snprintf writes at most
-        // `buf.len()` bytes, NUL included.
-        let len =
-            unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), c"%.14g".as_ptr(), n) };
-        out.push_str(&String::from_utf8_lossy(
-            &buf[..(len.max(0) as usize).min(buf.len() - 1)],
-        ));
-        Ok(())
-    }
-
-    fn string(s: &[u8], out: &mut String) {
-        out.push('"');
-        for &b in s {
-            match b {
-                b'"' => out.push_str("\\\""),
-                b'\\' => out.push_str("\\\\"),
-                b'/' => out.push_str("\\/"),
-                b'\n' => out.push_str("\\n"),
-                b'\r' => out.push_str("\\r"),
-                b'\t' => out.push_str("\\t"),
-                0x08 => out.push_str("\\b"),
-                0x0c => out.push_str("\\f"),
-                0..=0x1f | 0x7f => out.push_str(&format!("\\u{b:04x}")),
-                // Bytes pass as they are, UTF-8 or not, as lua-cjson passes them.
-                _ => out.push(char::from(b)),
-            }
-        }
-        out.push('"');
-    }
-
-    /// The length of a table that is an array (keys 1..n, holes allowed
-    /// up to lua-cjson's sparse ratio), if it is one.
-    fn array_len(t: &Table) -> mlua::Result<Option<usize>> {
-        let Some((max, items)) = super::index_keys(t)? else {
-            return Ok(None);
-        };
-        if max > items * 2 && max > 10 {
-            return Err(fail("table: excessively sparse array"));
-        }
-        Ok(Some(max))
-    }
-
-    fn encode(v: &Value, out: &mut String, depth: usize) -> mlua::Result<()> {
-        match v {
-            Value::Nil => out.push_str("null"),
-            Value::LightUserData(p) if p.0.is_null() => out.push_str("null"),
-            Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Integer(n) => number(*n as f64, out)?,
-            Value::Number(n) => number(*n, out)?,
-            Value::String(s) => string(&s.as_bytes(), out),
-            Value::Table(t) => {
-                if depth >= MAX_DEPTH {
-                    return Err(mlua::Error::RuntimeError(format!(
-                        "Cannot serialise, excessive nesting ({})",
-                        depth + 1
-                    )));
-                }
-                match array_len(t)? {
-                    Some(n) if n > 0 => {
-                        out.push('[');
-                        for i in 1..=n {
-                            if i > 1 {
-                                out.push(',');
-                            }
-                            encode(&t.raw_get::<Value>(i)?, out, depth + 1)?;
-                        }
-                        out.push(']');
-                    }
-                    _ => {
-                        out.push('{');
-                        let mut first = true;
-                        for pair in t.clone().pairs::<Value, Value>() {
-                            let (k, v) = pair?;
-                            if !first {
-                                out.push(',');
-                            }
-                            first = false;
-                            match &k {
-                                Value::String(s) => string(&s.as_bytes(), out),
-                                Value::Integer(_) | Value::Number(_) => {
-                                    let mut n = String::new();
-                                    encode(&k, &mut n, depth + 1)?;
-                                    string(n.as_bytes(), out);
-                                }
-                                _ => {
-                                    return Err(fail("table key type: must be a string or number"))
-                                }
-                            }
-                            out.push(':');
-                            encode(&v, out, depth + 1)?;
-                        }
-                        out.push('}');
-                    }
-                }
-            }
-            other => return Err(fail(&format!("{}: type not supported", other.type_name()))),
-        }
-        Ok(())
-    }
-
-    fn decode(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
-        use serde_json::Value as J;
-        Ok(match v {
-            J::Null => null(),
-            J::Bool(b) => Value::Boolean(*b),
-            J::Number(n) => Value::Number(n.as_f64().unwrap_or(0.0)),
-            J::String(s) => Value::String(lua.create_string(s)?),
-            J::Array(items) => {
-                let t = lua.create_table_with_capacity(items.len(), 0)?;
-                for (i, item) in items.iter().enumerate() {
-                    t.raw_set(i + 1, decode(lua, item)?)?;
-                }
-                Value::Table(t)
-            }
-            J::Object(map) => {
-                let t = lua.create_table_with_capacity(0, map.len())?;
-                for (k, item) in map {
-                    t.raw_set(lua.create_string(k)?, decode(lua, item)?)?;
-                }
-                Value::Table(t)
-            }
-        })
-    }
-}
-
-/// lua-cmsgpack's `pack` and `unpack` as Redis bundles them: integral
-/// numbers in the smallest integer form, others as float32 when that holds
-/// them exactly, else float64; tables with keys 1..n as arrays (an empty
-/// one too), others as maps; nesting past 16 levels packed as nil.
+/// lua-cmsgpack's `pack`, `unpack`, `unpack_one` and `unpack_limit` as
+/// Redis bundles them: integral numbers in the smallest integer form,
+/// others as float32 when that holds them exactly, else float64; tables
+/// with keys 1..n as arrays (an empty one too), others as maps; nesting
+/// past 16 levels packed as nil.
 pub mod cmsgpack {
     use mlua::{Lua, MultiValue, Table, Value};
 
@@ -295,20 +125,79 @@ pub mod cmsgpack {
         t.raw_set(
             "unpack",
             lua.create_function(|lua, args: MultiValue| {
-                let bytes = super::string(lua, &args.into_vec(), 1, "unpack")?;
-                let mut at = 0;
-                let mut values = Vec::new();
-                while at < bytes.len() {
-                    values.push(unpack(lua, &bytes, &mut at, 0)?);
-                }
-                Ok(MultiValue::from_iter(values))
+                unpack_full(lua, &args.into_vec(), 0, 0, "unpack")
+            })?,
+        )?;
+        t.raw_set(
+            "unpack_one",
+            lua.create_function(|lua, args: MultiValue| {
+                let args = args.into_vec();
+                let offset = opt_integer(lua, &args, 2, "unpack_one")?;
+                unpack_full(lua, &args, 1, offset, "unpack_one")
+            })?,
+        )?;
+        t.raw_set(
+            "unpack_limit",
+            lua.create_function(|lua, args: MultiValue| {
+                let args = args.into_vec();
+                let limit = super::number(lua, &args, 2, "unpack_limit")? as i64;
+                let offset = opt_integer(lua, &args, 3, "unpack_limit")?;
+                unpack_full(lua, &args, limit, offset, "unpack_limit")
             })?,
         )?;
         Ok(t)
     }
 
+    /// Argument `n` as luaL_optinteger takes it, 0 when absent or nil.
+    fn opt_integer(lua: &Lua, args: &[Value], n: usize, function: &str) -> mlua::Result<i64> {
+        match args.get(n - 1) {
+            None | Some(Value::Nil) => Ok(0),
+            Some(_) => Ok(super::number(lua, args, n, function)? as i64),
+        }
+    }
+
+    /// Up to `limit` values from byte `offset` on, as lua-cmsgpack's
+    /// mp_unpack_full: all of them when both are 0, else preceded by the
+    /// offset of what follows (-1 at the end).
+    fn unpack_full(
+        lua: &Lua,
+        args: &[Value],
+        limit: i64,
+        offset: i64,
+        function: &str,
+    ) -> mlua::Result<MultiValue> {
+        let bytes = super::string(lua, args, 1, function)?;
+        let all = limit == 0 && offset == 0;
+        if offset < 0 || limit < 0 {
+            // Its words, the input's length named as the limit included.
+            return Err(io(format!(
+                "Invalid request to unpack with offset of {} and limit of {}.",
+                offset as i32,
+                bytes.len() as i32
+            )));
+        }
+        if offset as u64 > bytes.len() as u64 {
+            return Err(io(format!(
+                "Start offset {} greater than input length {}.",
+                offset as i32,
+                bytes.len() as i32
+            )));
+        }
+        let limit = if all { i32::MAX as i64 } else { limit };
+        let mut at = offset as usize;
+        let mut values = Vec::new();
+        while at < bytes.len() && (values.len() as i64) < limit {
+            values.push(unpack(lua, &bytes, &mut at, 0)?);
+        }
+        if !all {
+            let next = if at == bytes.len() { -1 } else { at as i64 };
+            values.insert(0, Value::Integer(next));
+        }
+        Ok(MultiValue::from_iter(values))
+    }
+
     fn io(e: impl std::fmt::Display) -> mlua::Error {
-        mlua::Error::RuntimeError(format!("cmsgpack: {e}"))
+        super::error(&e.to_string())
     }
 
     fn number(n: f64, out: &mut Vec<u8>) -> mlua::Result<()> {
@@ -351,15 +240,11 @@ pub mod cmsgpack {
                     }
                 }
                 None => {
-                    let pairs: Vec<(Value, Value)> = t
-                        .clone()
-                        .pairs::<Value, Value>()
-                        .collect::<mlua::Result<_>>()?;
-                    encode::write_map_len(out, pairs.len() as u32).map_err(io)?;
-                    for (k, v) in &pairs {
-                        pack(k, out, depth + 1)?;
-                        pack(v, out, depth + 1)?;
-                    }
+                    encode::write_map_len(out, super::pair_count(t) as u32).map_err(io)?;
+                    t.for_each::<Value, Value>(|k, v| {
+                        pack(&k, out, depth + 1)?;
+                        pack(&v, out, depth + 1)
+                    })?;
                 }
             },
             _ => encode::write_nil(out).map_err(io)?,

@@ -23,10 +23,16 @@
 //! `busy-reply-threshold` (5 s): every other command waits for it, where
 //! Redis answers them BUSY and waits for SCRIPT KILL.
 //!
-//! Libraries: Lua's table, string and math, `cjson` (encode, decode,
-//! `cjson.null`) as Redis bundles lua-cjson, `cmsgpack` (pack, unpack) as
-//! it bundles lua-cmsgpack, `bit` as it bundles LuaBitOp, and `struct`
-//! (pack, unpack, size) as it bundles Roberto's struct (`libs.rs`).
+//! Libraries: Lua's table, string and math, `cjson` (with its settings)
+//! as Redis bundles lua-cjson (`libs/cjson.rs`), `cmsgpack` as it bundles
+//! lua-cmsgpack, `bit` as it bundles LuaBitOp, and `struct` (pack,
+//! unpack, size) as it bundles Roberto's struct (`libs.rs`). Bytecode
+//! never loads (`loadstring`, `load`): Redis's Lua parses every chunk as
+//! text.
+//!
+//! A script runs in its caller's database, and a SELECT inside it holds
+//! for the script only. A tracking caller remembers the script's declared
+//! keys once the script reads anything, as Redis tracks scripts.
 //!
 //! A script may declare its flags on a first `#!lua flags=...` line, as in
 //! Redis 7 (`ScriptFlags`): the command is then judged by them (a script
@@ -305,8 +311,9 @@ pub(super) struct Vm {
     compiled: Table,
     xpcall: Function,
     handler: Function,
-    /// Where a script's KEYS and ARGV are found for its run (behind the
-    /// read-only globals).
+    /// The globals' values, behind the empty, read-only table scripts
+    /// see as their globals; a script's KEYS and ARGV are set here for
+    /// its run.
     run_globals: Table,
     /// A function's callback called with its keys and arguments under the
     /// error handler (Lua 5.1's xpcall passes nothing on).
@@ -582,22 +589,50 @@ local fcall = function(f, handler, keys, args)
   call_f, call_keys, call_args = nil, nil, nil
   return ok, value
 end
--- A script's KEYS and ARGV are set here for its run, behind the globals
--- (so that assigning them fails as assigning any global does).
-local run_globals = set_mt({}, {
+-- Lua 5.1 loads bytecode given to loadstring or load; Redis's Lua parses
+-- every chunk as text, so bytecode fails to load there (a syntax error at
+-- its first byte), as it does here: a leading space makes Lua's parser
+-- read it as text, under the name it would have had.
+local raw_loadstring = loadstring
+loadstring = function(s, name)
+  if type(s) == 'string' and string.byte(s, 1) == 27 then
+    return raw_loadstring(' ' .. s, name or s)
+  end
+  return raw_loadstring(s, name)
+end
+local raw_load = load
+load = function(f, name)
+  if type(f) ~= 'function' then return raw_load(f, name) end
+  local parts = {}
+  while true do
+    local piece = f()
+    if piece == nil or piece == '' then break end
+    if type(piece) ~= 'string' then return nil, 'reader function must return a string' end
+    parts[#parts + 1] = piece
+  end
+  return loadstring(concat(parts), name or '=(load)')
+end
+-- The globals scripts see are an empty table in front of the real ones
+-- (`run_globals`), so that assigning any global fails, an existing one
+-- (redis, pcall, _G) included: Redis 7 makes the globals table itself
+-- read-only. A script's KEYS and ARGV are set there for its run.
+local G, run_globals = _G, {}
+for k, v in next, G do raw_set(run_globals, k, v) end
+for k in next, run_globals do raw_set(G, k, nil) end
+set_mt(run_globals, {
   __index = function(t, k)
     err("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end,
 })
 local globals_meta = {__index = run_globals, __newindex = readonly}
-rawget = function(t, k)
+raw_set(run_globals, 'rawget', function(t, k)
   local v = raw_get(t, k)
-  if v == nil and t == _G then return raw_get(run_globals, k) end
+  if v == nil and t == G then return raw_get(run_globals, k) end
   return v
-end
+end)
 globals_meta.__metatable = view(globals_meta)
-set_mt(_G, globals_meta)
-protected[_G] = true
+set_mt(G, globals_meta)
+protected[G] = true
 return api, run_globals, load_api, load_globals, library_meta, library_env, fcall
 "#;
 
@@ -1388,6 +1423,7 @@ fn execute(
 ) -> CmdResult {
     let lua_err = |e: mlua::Error| CommandError::err(format!("Lua: {e}"));
     let function = how.chunk == "user_function";
+    let keys_given = keys;
     let (keys, args) = key_and_arg_tables(vm, keys, args, !function).map_err(lua_err)?;
     let limit = ctx.server.tun.busy_reply_ms.load(Relaxed).max(0) as u64;
     // The value is written in the client's protocol (a nil is RESP3's
@@ -1398,8 +1434,10 @@ fn execute(
     // busy-reply-threshold is stopped rather than left to hold the node
     // for ever (Redis answers BUSY meanwhile and waits for SCRIPT KILL).
     SCRIPT_RESP.set(2);
+    // A SELECT inside the script holds for the script only, as in Redis 7.
+    let caller_db = ctx.client.db;
     let ran = {
-        let _running = Running::enter(ctx, read_only, oom_per_call);
+        let _running = Running::enter(ctx, keys_given, read_only, oom_per_call);
         time_limited(Duration::from_millis(limit), Stop::Script(limit), || {
             if function {
                 vm.fcall
@@ -1409,6 +1447,10 @@ fn execute(
             }
         })
     };
+    if ctx.client.db != caller_db {
+        ctx.client.db = caller_db;
+        ctx.client.handle.db.store(caller_db, Relaxed);
+    }
     let outcome = ran.and_then(|r| {
         let mut out = ReplyBuf::scratch(protocol);
         let counted = |t: &Table| {
@@ -1461,12 +1503,17 @@ fn execute(
 #[derive(Clone, Copy)]
 struct Running {
     ctx: std::ptr::NonNull<Ctx<'static>>,
+    /// The keys the script or function declared.
+    declared: std::ptr::NonNull<[Bytes]>,
     read_only: bool,
     oom_per_call: bool,
 }
 
 thread_local! {
     static RUNNING: std::cell::Cell<Option<Running>> = const { std::cell::Cell::new(None) };
+    /// The running script's declared keys are remembered for its tracking
+    /// caller already.
+    static TRACKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// While alive, redis.call on this thread runs commands in `ctx`'s name.
@@ -1475,27 +1522,36 @@ struct RunningGuard(Option<Running>);
 impl Running {
     /// The caller must not use `ctx` until the guard is dropped: the Lua
     /// code it runs meanwhile uses it through [`Running::with`].
-    fn enter(ctx: &mut Ctx<'_>, read_only: bool, oom_per_call: bool) -> RunningGuard {
+    fn enter(
+        ctx: &mut Ctx<'_>,
+        declared: &[Bytes],
+        read_only: bool,
+        oom_per_call: bool,
+    ) -> RunningGuard {
         let ctx = std::ptr::NonNull::from(ctx).cast::<Ctx<'static>>();
+        TRACKED.set(false);
         RunningGuard(RUNNING.replace(Some(Running {
             ctx,
+            declared: std::ptr::NonNull::from(declared),
             read_only,
             oom_per_call,
         })))
     }
 
-    /// Runs `f` with the running script's context, if a script runs.
-    fn with<R>(f: impl FnOnce(&mut Ctx<'_>, bool, bool) -> R) -> Option<R> {
+    /// Runs `f` with the running script's context and declared keys, if
+    /// a script runs.
+    fn with<R>(f: impl FnOnce(&mut Ctx<'_>, &[Bytes], bool, bool) -> R) -> Option<R> {
         let run = RUNNING.get()?;
-        // SAFETY: `enter` took the pointer from a `&mut Ctx` whose owner
-        // (`execute`) leaves it alone until the guard drops, which clears
-        // it; it is read only on this thread, by redis.call and
-        // redis.pcall while the run's Lua code executes, and they never
-        // nest (a command a script calls cannot run Lua: NOSCRIPT). So
-        // this is the only live reference, and it does not outlive the
-        // run (nothing here keeps it, whatever its lifetime says).
-        let ctx = unsafe { &mut *run.ctx.as_ptr() };
-        Some(f(ctx, run.read_only, run.oom_per_call))
+        // SAFETY: `enter` took the pointers from a `&mut Ctx` and a slice
+        // whose owner (`execute`) leaves them alone until the guard drops,
+        // which clears them; they are read only on this thread, by
+        // redis.call and redis.pcall while the run's Lua code executes,
+        // and they never nest (a command a script calls cannot run Lua:
+        // NOSCRIPT). So this is the only live reference to the context,
+        // and neither outlives the run (nothing here keeps them, whatever
+        // their lifetimes say).
+        let (ctx, declared) = unsafe { (&mut *run.ctx.as_ptr(), run.declared.as_ref()) };
+        Some(f(ctx, declared, run.read_only, run.oom_per_call))
     }
 }
 
@@ -1509,13 +1565,17 @@ impl Drop for RunningGuard {
 fn call_functions(lua: &Lua) -> mlua::Result<(Function, Function)> {
     let outside = || CommandError::err("redis.call can only be called while a script runs");
     let call = lua.create_function(move |lua, call: MultiValue| {
-        Running::with(|ctx, read_only, oom| redis_call(lua, ctx, call, read_only, oom))
-            .unwrap_or_else(|| Err(outside()))
-            .map_err(|e| mlua::Error::external(CallError::from(e)))
+        Running::with(|ctx, declared, read_only, oom| {
+            redis_call(lua, ctx, declared, call, read_only, oom)
+        })
+        .unwrap_or_else(|| Err(outside()))
+        .map_err(|e| mlua::Error::external(CallError::from(e)))
     })?;
     let pcall = lua.create_function(move |lua, call: MultiValue| {
-        match Running::with(|ctx, read_only, oom| redis_call(lua, ctx, call, read_only, oom))
-            .unwrap_or_else(|| Err(outside()))
+        match Running::with(|ctx, declared, read_only, oom| {
+            redis_call(lua, ctx, declared, call, read_only, oom)
+        })
+        .unwrap_or_else(|| Err(outside()))
         {
             Ok(v) => Ok(v),
             Err(e) => Ok(Value::Table(error_table(lua, &e)?)),
@@ -1539,6 +1599,7 @@ fn error_table(lua: &Lua, e: &CommandError) -> mlua::Result<Table> {
 fn redis_call(
     lua: &Lua,
     ctx: &mut Ctx,
+    declared: &[Bytes],
     call: MultiValue,
     read_only: bool,
     oom_per_call: bool,
@@ -1605,6 +1666,18 @@ fn redis_call(
     } else {
         Protocol::Resp2
     });
+    // A tracking caller remembers the script's declared keys once the
+    // script reads anything, as in Redis (not the keys its commands read).
+    if spec.has(READONLY)
+        && !TRACKED.get()
+        && ctx
+            .client
+            .tracking
+            .is_some_and(|m| m.remembers(ctx.client.caching))
+    {
+        TRACKED.set(true);
+        super::remember(ctx, declared.iter().map(|k| &k[..]));
+    }
     let saved = std::mem::replace(&mut *ctx.out, scratch);
     let started = std::time::Instant::now();
     let ran = super::run(ctx, spec, &argv);
@@ -1817,25 +1890,28 @@ fn to_reply_at(out: &mut ReplyBuf, v: &Value, depth: usize) -> Result<(), ()> {
             if depth >= MAX_DEPTH {
                 return Err(());
             }
+            // Counted, then walked: a Lua value held from Rust takes one
+            // of a few thousand reference slots, so a large map's pairs
+            // are never all held at once.
             if let Value::Table(m) = field("map") {
-                let pairs: Vec<(Value, Value)> = m.pairs().filter_map(Result::ok).collect();
-                out.map(pairs.len());
-                for (k, v) in &pairs {
-                    to_reply_at(out, k, depth + 1)?;
-                    to_reply_at(out, v, depth + 1)?;
-                }
-                return Ok(());
+                out.map(libs::pair_count(&m));
+                let mut failed = false;
+                let _ = m.for_each::<Value, Value>(|k, v| {
+                    failed = failed
+                        || to_reply_at(out, &k, depth + 1).is_err()
+                        || to_reply_at(out, &v, depth + 1).is_err();
+                    Ok(())
+                });
+                return if failed { Err(()) } else { Ok(()) };
             }
             if let Value::Table(set) = field("set") {
-                let members: Vec<Value> = set
-                    .pairs::<Value, Value>()
-                    .filter_map(|p| p.ok().map(|(k, _)| k))
-                    .collect();
-                out.set(members.len());
-                for m in &members {
-                    to_reply_at(out, m, depth + 1)?;
-                }
-                return Ok(());
+                out.set(libs::pair_count(&set));
+                let mut failed = false;
+                let _ = set.for_each::<Value, Value>(|k, _| {
+                    failed = failed || to_reply_at(out, &k, depth + 1).is_err();
+                    Ok(())
+                });
+                return if failed { Err(()) } else { Ok(()) };
             }
             // The array part, up to the first nil.
             let items: Vec<Value> = (1..)
