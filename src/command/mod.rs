@@ -1501,6 +1501,14 @@ pub fn writes(spec: &Spec, argv: &[Bytes], client: &Client) -> bool {
     spec.flags_of(argv) & flags::WRITE != 0 || exec_queues(spec, client, flags::WRITE)
 }
 
+/// Whether this invocation may write or replicate (PUBLISH, a script
+/// without flags), an EXEC by what it queued: what CLIENT PAUSE WRITE
+/// holds.
+pub fn may_replicate(spec: &Spec, argv: &[Bytes], client: &Client) -> bool {
+    let f = flags::WRITE | flags::MAY_REPLICATE;
+    spec.flags_of(argv) & f != 0 || exec_queues(spec, client, f)
+}
+
 /// Whether `spec` is an EXEC whose transaction queued a command with
 /// `flag`: Redis judges an EXEC by what it will run.
 fn exec_queues(spec: &Spec, client: &Client, flag: u32) -> bool {

@@ -909,8 +909,9 @@ async fn execute(
         }
     };
     if server.pause.active() {
-        let writes = command::writes(spec, argv, client) || spec.has(flags::MAY_REPLICATE);
-        if Box::pin(wait_while_paused(server, writes)).await {
+        // Judged by what this invocation may do: a script by its flags.
+        let writes = command::may_replicate(spec, argv, client);
+        if Box::pin(wait_while_paused(server, &client.handle, writes)).await {
             *clock = BatchClock::new();
             // What the command was checked against may have changed while
             // it waited (a FAILOVER makes this node a replica): it is
@@ -1103,8 +1104,22 @@ fn suppress_reply(
 
 /// Waits while CLIENT PAUSE, or a FAILOVER's pause of writes, holds this
 /// command (`writes`: it may write or replicate); returns whether it waited.
-async fn wait_while_paused(server: &Server, writes: bool) -> bool {
+/// Meanwhile the client counts as blocked (INFO, CLIENT LIST), as Redis
+/// counts a postponed client.
+async fn wait_while_paused(
+    server: &Server,
+    handle: &super::client::ClientHandle,
+    writes: bool,
+) -> bool {
     let p = &server.pause;
+    struct Held<'a>(&'a Server, &'a super::client::ClientHandle);
+    impl Drop for Held<'_> {
+        fn drop(&mut self) {
+            self.0.pause.held.fetch_sub(1, Relaxed);
+            self.1.blocked.store(false, Relaxed);
+        }
+    }
+    let mut held_since: Option<Held> = None;
     let mut waited = false;
     loop {
         // Registered before the check: an end of the pause in between
@@ -1122,6 +1137,11 @@ async fn wait_while_paused(server: &Server, writes: bool) -> bool {
             return waited;
         }
         waited = true;
+        if held_since.is_none() {
+            p.held.fetch_add(1, Relaxed);
+            handle.blocked.store(true, Relaxed);
+            held_since = Some(Held(server, handle));
+        }
         let wait = if timed { (until - now) as u64 } else { 100 };
         tokio::select! {
             _ = resumed => {}

@@ -130,7 +130,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 clients.len(),
                 server.tun.maxclients.load(Relaxed),
                 max_q,
-                server.blocked.count(),
+                server.blocked.count() + server.pause.held.load(Relaxed),
                 server.tracking.totals().0,
             );
         }

@@ -247,6 +247,9 @@ pub struct Pause {
     pub failover: AtomicBool,
     /// Woken by CLIENT UNPAUSE and at a failover's end.
     pub resumed: Notify,
+    /// Clients whose command waits for the pause to end: INFO counts them
+    /// among `blocked_clients`, as Redis does its postponed clients.
+    pub held: std::sync::atomic::AtomicUsize,
 }
 
 impl Pause {

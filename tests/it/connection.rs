@@ -212,30 +212,73 @@ fn client_reply_modes() {
     assert_eq!(bulk(&mut r, &["GET", "a"]).as_deref(), Some("1"));
 }
 
+/// CLIENT PAUSE WRITE holds what may write or replicate (a write, a
+/// transaction that queued one, PUBLISH, a script without flags) and
+/// counts the held clients as blocked, as Redis does; reads, read-only
+/// transactions and scripts declared `no-writes` run on. A read-only
+/// script may not call what may replicate.
 #[test]
 fn client_pause_holds_writes_until_unpause() {
     let node = TestNode::start();
     let mut admin = node.raw();
+    ok(&mut admin, &["SET", "k", "v"]);
     ok(&mut admin, &["CLIENT", "PAUSE", "100000", "WRITE"]);
     let port = node.port;
-    let writer = std::thread::spawn(move || {
-        let mut w = Raw::connect(port);
-        w.call(&["SET", "paused", "done"])
-    });
-    // Reads are not paused in WRITE mode.
+    let held: Vec<(Vec<&str>, Frame)> = vec![
+        (vec!["SET", "paused", "done"], Frame::Simple("OK".into())),
+        (vec!["PUBLISH", "ch", "m"], Frame::Int(0)),
+        (vec!["EVAL", "return 1", "0"], Frame::Int(1)),
+        (vec!["EVAL", "#!lua\nreturn 2", "0"], Frame::Int(2)),
+    ];
+    let mut waiting = Vec::new();
+    for (i, (cmd, reply)) in held.into_iter().enumerate() {
+        let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        waiting.push((
+            std::thread::spawn(move || {
+                let mut w = Raw::connect(port);
+                let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                w.call(&args)
+            }),
+            reply,
+        ));
+        eventually("the command held, its client blocked", || {
+            crate::blocking::blocked_clients(&mut admin) == i + 1
+        });
+    }
+    // Not held: reads, a read-only transaction, a no-writes script.
     let mut reader = node.raw();
     assert_eq!(reader.call(&["GET", "paused"]), Frame::Null);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    ok(&mut reader, &["MULTI"]);
+    reader.call(&["GET", "k"]);
+    assert_eq!(reader.call(&["EXEC"]), Frame::Array(vec![Frame::bulk("v")]));
+    let no_writes = "#!lua flags=no-writes\nreturn redis.call('get', 'k')";
     assert_eq!(
-        reader.call(&["GET", "paused"]),
-        Frame::Null,
-        "the write waits while paused"
+        bulk(&mut reader, &["EVAL", no_writes, "0"]).as_deref(),
+        Some("v")
     );
+    for (cmd, script) in [
+        ("EVAL_RO", "return redis.call('publish', 'ch', 'm')"),
+        (
+            "EVAL",
+            "#!lua flags=no-writes\nreturn redis.call('publish', 'ch', 'm')",
+        ),
+    ] {
+        assert!(
+            err(&mut reader, &[cmd, script, "0"])
+                .starts_with("ERR Write commands are not allowed from read-only scripts."),
+            "{cmd} {script}"
+        );
+    }
+    assert_eq!(crate::blocking::blocked_clients(&mut admin), 4);
     ok(&mut admin, &["CLIENT", "UNPAUSE"]);
-    assert_eq!(writer.join().unwrap(), Frame::Simple("OK".into()));
-    eventually("write applied", || {
-        reader.call(&["GET", "paused"]) == Frame::bulk("done")
-    });
+    for (h, reply) in waiting {
+        assert_eq!(h.join().unwrap(), reply);
+    }
+    assert_eq!(crate::blocking::blocked_clients(&mut admin), 0);
+    assert_eq!(
+        bulk(&mut reader, &["GET", "paused"]).as_deref(),
+        Some("done")
+    );
     assert_eq!(
         err(&mut admin, &["CLIENT", "PAUSE", "x"]),
         "ERR timeout is not an integer or out of range"

@@ -986,8 +986,9 @@ fn command_info_matches_redis() {
     use redis::Value;
     // Where Redis 7.2, which Shoal follows, differs from the 7.0 server
     // the tests run against: ZRANK/ZREVRANK take WITHSCORE, COMMAND GETKEYS
-    // takes a command without arguments, and PFCOUNT/PUBLISH/SPUBLISH are
-    // may_replicate. REPLICAOF refuses to run in MULTI (no_multi).
+    // takes a command without arguments, and PFCOUNT/PUBLISH/SPUBLISH and
+    // EVAL/EVALSHA/FCALL show may_replicate. REPLICAOF refuses to run in
+    // MULTI (no_multi).
     const NEWER: &[&str] = &[
         "zrank",
         "zrevrank",
@@ -995,6 +996,9 @@ fn command_info_matches_redis() {
         "pfcount",
         "publish",
         "spublish",
+        "eval",
+        "evalsha",
+        "fcall",
         "replicaof",
         "slaveof",
     ];

@@ -76,8 +76,8 @@ pub(super) const S: &[&str] = &["scripting"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    Spec { flags_for: Some(eval_flags), ..spec("eval", -3, NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script.", eval) },
-    Spec { flags_for: Some(evalsha_flags), ..spec("evalsha", -3, NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script by SHA1 digest.", evalsha) },
+    Spec { flags_for: Some(eval_flags), ..spec("eval", -3, NOSCRIPT | STALE | SKIP_MONITOR | MAY_REPLICATE | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script.", eval) },
+    Spec { flags_for: Some(evalsha_flags), ..spec("evalsha", -3, NOSCRIPT | STALE | SKIP_MONITOR | MAY_REPLICATE | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script by SHA1 digest.", evalsha) },
     Spec { flags_for: Some(eval_flags), ..spec("eval_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2), S, G, "Executes a read-only server-side Lua script.", eval_ro) },
     Spec { flags_for: Some(evalsha_flags), ..spec("evalsha_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2), S, G, "Executes a read-only server-side Lua script by SHA1 digest.", evalsha_ro) },
     Spec { subcommands: SCRIPT, ..spec("script", -2, 0, NO_KEYS, &[], G, "A container for Lua scripts management commands.", super::keys::help_only) },
@@ -1638,12 +1638,14 @@ fn redis_call(
             "This Redis command is not allowed from script",
         ));
     }
+    // A read-only script may not run what may replicate either (PUBLISH,
+    // PFCOUNT), as in Redis: such a script runs during CLIENT PAUSE WRITE.
+    if read_only && (spec.is_write() || spec.has(MAY_REPLICATE)) {
+        return Err(CommandError::err(
+            "Write commands are not allowed from read-only scripts.",
+        ));
+    }
     if spec.is_write() {
-        if read_only {
-            return Err(CommandError::err(
-                "Write commands are not allowed from read-only scripts.",
-            ));
-        }
         if ctx.server.replication.is_replica() && !ctx.client.from_primary {
             return Err(CommandError::err_code(
                 "READONLY You can't write against a read only replica.",
