@@ -1645,12 +1645,10 @@ fn redis_call(
             "Write commands are not allowed from read-only scripts.",
         ));
     }
-    if spec.is_write() {
-        if ctx.server.replication.is_replica() && !ctx.client.from_primary {
-            return Err(CommandError::err_code(
-                "READONLY You can't write against a read only replica.",
-            ));
-        }
+    if spec.is_write() && ctx.server.replication.is_replica() && !ctx.client.from_primary {
+        return Err(CommandError::err_code(
+            "READONLY You can't write against a read only replica.",
+        ));
     }
     // Over `maxmemory` with nothing left to evict, a command that may
     // grow memory is refused inside a script too.
