@@ -17,6 +17,7 @@ use crate::error::{CmdResult, CommandError};
 use crate::glob::glob_match;
 use crate::keyspace::{key_hash_slot, Kind, SlotId, SlotTable, SLOTS};
 use crate::persistence::rdb;
+use crate::server::watches::KeyState;
 
 const G: &str = "generic";
 const K: &[&str] = &["keyspace"];
@@ -271,11 +272,12 @@ fn swapdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     let (a, b) = (a as usize, b as usize);
     let mut locked = ctx.server.keyspace.lock_dbs(&[a, b]);
-    ctx.server.watches.touch_existing(&[a, b], |_, k| {
-        [a, b]
-            .iter()
-            .any(|&d| locked.table_for(d, k).peek(k).is_some())
-    });
+    let now = ctx.now_ms;
+    ctx.server
+        .watches
+        .touch_replaced(&[(a, Some(b)), (b, Some(a))], |d, k| {
+            key_state(locked.table_for(d, k).peek(k), now)
+        });
     locked.swap_dbs(a, b);
     ctx.emit_global(&[b"SWAPDB", &argv[1], &argv[2]]);
     drop(locked);
@@ -571,11 +573,23 @@ fn empty_tables(locked: &mut crate::keyspace::Locked, lazy: bool) {
     }
 }
 
-/// A flush touches the watched keys that are there to be flushed.
+/// A flush touches the watched keys that are there to be flushed (one
+/// already expired when watched going is no change).
 fn touch_watched(ctx: &Ctx, locked: &mut crate::keyspace::Locked, dbs: &[usize]) {
-    ctx.server
-        .watches
-        .touch_existing(dbs, |d, k| locked.table_for(d, k).peek(k).is_some());
+    let emptied: Vec<(usize, Option<usize>)> = dbs.iter().map(|&d| (d, None)).collect();
+    let now = ctx.now_ms;
+    ctx.server.watches.touch_replaced(&emptied, |d, k| {
+        key_state(locked.table_for(d, k).peek(k), now)
+    });
+}
+
+/// How a key found (or not) stands, for the watches of a flush or SWAPDB.
+fn key_state(found: Option<&crate::keyspace::Node>, now: i64) -> KeyState {
+    match found {
+        None => KeyState::Absent,
+        Some(n) if n.is_expired(now) => KeyState::Expired,
+        Some(_) => KeyState::Live,
+    }
 }
 
 fn flushdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -703,26 +717,26 @@ fn dump(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
     let mut a = Args::new(argv, 3);
-    let (mut replace, mut absttl, mut idle, mut freq_seen) = (false, false, None, false);
+    let (mut replace, mut absttl, mut idle, mut freq) = (false, false, None, None);
     while let Some(w) = a.next() {
         if w.eq_ignore_ascii_case(b"replace") {
             replace = true;
         } else if w.eq_ignore_ascii_case(b"absttl") {
             absttl = true;
-        } else if w.eq_ignore_ascii_case(b"idletime") && !freq_seen && idle.is_none() {
+        } else if w.eq_ignore_ascii_case(b"idletime") && freq.is_none() && idle.is_none() {
             let v = a.int()?;
             if v < 0 {
                 return Err(CommandError::err("Invalid IDLETIME value, must be >= 0"));
             }
             idle = Some(v);
-        } else if w.eq_ignore_ascii_case(b"freq") && idle.is_none() && !freq_seen {
+        } else if w.eq_ignore_ascii_case(b"freq") && idle.is_none() && freq.is_none() {
             let v = a.int()?;
             if !(0..=255).contains(&v) {
                 return Err(CommandError::err(
                     "Invalid FREQ value, must be >= 0 and <= 255",
                 ));
             }
-            freq_seen = true;
+            freq = Some(v as u8);
         } else {
             return Err(CommandError::Syntax);
         }
@@ -758,7 +772,14 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     let node = t.set(key, value, ctx.now_ms, false);
-    if let Some(idle) = idle {
+    // As Redis: FREQ sets the LFU counter under an LFU policy, IDLETIME
+    // the LRU clock under any other; the other is ignored.
+    if ctx.server.tun.policy().is_lfu() {
+        if let Some(f) = freq {
+            node.freq = f;
+            node.ldt = crate::keyspace::evict::minutes(ctx.now_ms);
+        }
+    } else if let Some(idle) = idle {
         node.access = ((ctx.now_ms / 1000) - idle).max(0) as u32;
     }
     if at != 0 {

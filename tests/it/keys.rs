@@ -374,6 +374,29 @@ fn dump_restore_round_trip_and_redis_payloads() {
         "ERR Invalid TTL value, must be >= 0"
     );
     assert_eq!(r.call(&["DUMP", "nope"]), Frame::Null);
+    // FREQ sets the LFU counter under an LFU policy, IDLETIME the LRU
+    // clock under any other, as in Redis.
+    let payload: Vec<u8> = redis::cmd("DUMP").arg("fromredis").query(&mut con).unwrap();
+    let restore = |key: &str, option: &str, value: i64| {
+        let _: () = redis::cmd("RESTORE")
+            .arg(key)
+            .arg(0)
+            .arg(&payload[..])
+            .arg(option)
+            .arg(value)
+            .query(&mut node.conn())
+            .unwrap();
+    };
+    restore("idle", "IDLETIME", 1000);
+    let idle = int(&mut r, &["OBJECT", "IDLETIME", "idle"]);
+    assert!((1000..1010).contains(&idle), "{idle}");
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"],
+    );
+    restore("freq", "FREQ", 100);
+    assert_eq!(int(&mut r, &["OBJECT", "FREQ", "freq"]), 100);
+    ok(&mut r, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
 }
 
 /// Option checks before numbers, an existing key before a bad payload, and
