@@ -758,9 +758,11 @@ impl<'a> Ctx<'a> {
         // tracking client; its keys then arrive as writes, which must not
         // each be sent again (to BCAST clients, a million keys at once).
         let per_key = tracking && !self.server.loading.load(Relaxed);
+        // A DEL effect (an expiry's included) leaves its keys gone.
+        let deleted = argv[0].as_ref().eq_ignore_ascii_case(b"del");
         touched_by(db, argv, |t| match t {
             Touched::Key(db, key) => {
-                w.touch(db, key);
+                w.touch(db, key, deleted);
                 b.signal(db, key);
                 if per_key {
                     self.invalidate(Some(key));

@@ -23,7 +23,8 @@
 //! flag. A watched key that was live at WATCH time and has expired by EXEC
 //! counts as changed too, as in Redis 7.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -83,7 +84,7 @@ fn watch_broken(ctx: &Ctx) -> bool {
         return true;
     }
     ctx.client.watching.iter().any(|(db, key, expired_then)| {
-        !expired_then
+        !expired_then.load(Relaxed)
             && ctx
                 .server
                 .keyspace
@@ -147,7 +148,10 @@ fn watch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             .lock_slot(Ctx::slot(key))
             .peek(key)
             .is_some_and(|n| n.is_expired(ctx.now_ms));
-        ctx.server.watches.watch(db, key, &ctx.client.watch_dirty);
+        let expired = Arc::new(AtomicBool::new(expired));
+        ctx.server
+            .watches
+            .watch(db, key, &ctx.client.watch_dirty, &expired);
         ctx.client.watching.push((db, key.to_vec(), expired));
     }
     ctx.out.ok();

@@ -45,8 +45,9 @@ pub struct Client {
     pub last_effect: std::cell::Cell<u64>,
     /// Commands queued since MULTI.
     pub multi: Option<Multi>,
-    /// Keys under WATCH: (db, key, whether it was already expired then).
-    pub watching: Vec<(usize, Vec<u8>, bool)>,
+    /// Keys under WATCH: (db, key, whether it is counted as expired: it
+    /// was there but expired when watched; see `watches::Watches::touch`).
+    pub watching: Vec<(usize, Vec<u8>, Arc<AtomicBool>)>,
     /// Set by the watch registry when a watched key changes.
     pub watch_dirty: Arc<AtomicBool>,
     /// Channels, patterns and shard channels subscribed to, and the queue

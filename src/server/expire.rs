@@ -177,7 +177,7 @@ fn expire_db(
 /// locked: the log and replicas (a DEL), WATCH, tracking, notifications.
 fn record_expiry(server: &Server, db: usize, key: &[u8], now: i64) {
     server.effects.append(db, &[b"DEL", key]);
-    server.watches.touch(db, key);
+    server.watches.touch(db, key, true);
     server.tracking.invalidate(&server.clients, key, 0);
     server.notifier.notify(
         &server.pubsub,

@@ -21,8 +21,19 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// The flags of the clients watching one (db, key).
-type Watchers = Vec<Arc<AtomicBool>>;
+/// The clients watching one (db, key): each client's dirty flag, and
+/// whether the key was already expired (not yet deleted) when it watched
+/// it, shared with the client's own list (see [`Watches::touch`]).
+type Watchers = Vec<(Arc<AtomicBool>, Arc<AtomicBool>)>;
+
+/// A key's state in a database, as a flush or SWAPDB judges watches by it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Absent,
+    Live,
+    /// There, but past its expiry time.
+    Expired,
+}
 
 #[derive(Default)]
 pub struct Watches {
@@ -36,11 +47,12 @@ impl Watches {
         self.entries.load(Relaxed) == 0
     }
 
-    pub fn watch(&self, db: usize, key: &[u8], flag: &Arc<AtomicBool>) {
+    /// `stale`: the key was there but expired as it was watched.
+    pub fn watch(&self, db: usize, key: &[u8], flag: &Arc<AtomicBool>, stale: &Arc<AtomicBool>) {
         let mut m = self.map.lock();
         let v = m.entry((db, key.to_vec())).or_default();
-        if !v.iter().any(|f| Arc::ptr_eq(f, flag)) {
-            v.push(flag.clone());
+        if !v.iter().any(|(f, _)| Arc::ptr_eq(f, flag)) {
+            v.push((flag.clone(), stale.clone()));
             self.entries.fetch_add(1, Relaxed);
         }
     }
@@ -50,7 +62,7 @@ impl Watches {
         let k = (db, key.to_vec());
         if let Some(v) = m.get_mut(&k) {
             let before = v.len();
-            v.retain(|f| !Arc::ptr_eq(f, flag));
+            v.retain(|(f, _)| !Arc::ptr_eq(f, flag));
             self.entries.fetch_sub(before - v.len(), Relaxed);
             if v.is_empty() {
                 m.remove(&k);
@@ -58,27 +70,63 @@ impl Watches {
         }
     }
 
-    /// A key of `db` changed.
-    pub fn touch(&self, db: usize, key: &[u8]) {
+    /// A key of `db` changed; `deleted`: the change deleted it. As in
+    /// Redis, deleting a key that was already expired when it was watched
+    /// changes nothing logically: that watch is kept, the key now counted
+    /// as absent.
+    pub fn touch(&self, db: usize, key: &[u8], deleted: bool) {
         if self.is_empty() {
             return;
         }
         if let Some(v) = self.map.lock().get(&(db, key.to_vec())) {
-            v.iter().for_each(|f| f.store(true, Relaxed));
+            for (flag, stale) in v {
+                if deleted && stale.swap(false, Relaxed) {
+                    continue;
+                }
+                flag.store(true, Relaxed);
+            }
         }
     }
 
-    /// FLUSHDB, FLUSHALL and SWAPDB, before they change anything: the
-    /// watched keys of `dbs` for which `exists` says yes are touched. As in
-    /// Redis, a WATCH on a key that was not there survives a flush; SWAPDB's
-    /// `exists` looks in both databases.
-    pub fn touch_existing(&self, dbs: &[usize], mut exists: impl FnMut(usize, &[u8]) -> bool) {
+    /// FLUSHDB, FLUSHALL and SWAPDB, before they change anything: each
+    /// `(emptied, replaced_with)` pair names a database whose keys go and
+    /// the one whose keys take their place (SWAPDB's other), and `state`
+    /// says how a key stands in a database. As Redis judges it: a watch on
+    /// a key in neither survives; an expired key that goes, or stays
+    /// expired, is no change; an absent key replaced by an expired one now
+    /// counts as expired; anything else touches the watch.
+    pub fn touch_replaced(
+        &self,
+        dbs: &[(usize, Option<usize>)],
+        mut state: impl FnMut(usize, &[u8]) -> KeyState,
+    ) {
         if self.is_empty() {
             return;
         }
         for ((d, key), v) in self.map.lock().iter() {
-            if dbs.contains(d) && exists(*d, key) {
-                v.iter().for_each(|f| f.store(true, Relaxed));
+            let Some(&(_, replaced)) = dbs.iter().find(|(e, _)| e == d) else {
+                continue;
+            };
+            let in_emptied = state(*d, key) != KeyState::Absent;
+            let incoming = replaced.map_or(KeyState::Absent, |r| state(r, key));
+            if !in_emptied && incoming == KeyState::Absent {
+                continue;
+            }
+            for (flag, stale) in v {
+                if stale.load(Relaxed) {
+                    match incoming {
+                        KeyState::Absent => {
+                            stale.store(false, Relaxed);
+                            continue;
+                        }
+                        KeyState::Expired => continue,
+                        KeyState::Live => {}
+                    }
+                } else if !in_emptied && incoming == KeyState::Expired {
+                    stale.store(true, Relaxed);
+                    continue;
+                }
+                flag.store(true, Relaxed);
             }
         }
     }
@@ -120,22 +168,64 @@ mod tests {
     #[test]
     fn touching_sets_only_the_watchers_flags() {
         let w = Watches::default();
-        let (a, b) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        w.watch(0, b"k", &a);
-        w.watch(0, b"k", &a);
-        w.watch(1, b"k", &b);
-        w.touch(0, b"other");
-        w.touch(0, b"k");
+        let flag = || Arc::new(AtomicBool::new(false));
+        let (a, b, not_stale) = (flag(), flag(), flag());
+        w.watch(0, b"k", &a, &not_stale);
+        w.watch(0, b"k", &a, &not_stale);
+        w.watch(1, b"k", &b, &flag());
+        w.touch(0, b"other", false);
+        w.touch(0, b"k", true);
         assert!(a.load(Relaxed) && !b.load(Relaxed));
-        w.touch_existing(&[1], |_, k| k != b"k");
+        let absent = |_: usize, k: &[u8]| {
+            if k == b"k" {
+                KeyState::Absent
+            } else {
+                KeyState::Live
+            }
+        };
+        w.touch_replaced(&[(1, None)], absent);
         assert!(!b.load(Relaxed), "a key that was not there");
-        w.touch_existing(&[1], |_, _| true);
+        w.touch_replaced(&[(1, None)], |_, _| KeyState::Live);
         assert!(b.load(Relaxed));
         w.unwatch(0, b"k", &a);
         w.unwatch(1, b"k", &b);
         assert!(w.is_empty());
+    }
+
+    /// Redis's rules for a key already expired when watched: its deletion
+    /// is no change, and SWAPDB bringing an expired key in its place keeps
+    /// it so.
+    #[test]
+    fn an_expired_key_watched_is_no_change_when_it_goes() {
+        let w = Watches::default();
+        let (dirty, stale) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(true)),
+        );
+        w.watch(0, b"k", &dirty, &stale);
+        w.touch(0, b"k", true);
+        assert!(!dirty.load(Relaxed) && !stale.load(Relaxed));
+        // Now absent: an expired key swapped in keeps it expired, then a
+        // flush removing it again is no change either.
+        let swapped_in = |d: usize, _: &[u8]| {
+            if d == 0 {
+                KeyState::Absent
+            } else {
+                KeyState::Expired
+            }
+        };
+        w.touch_replaced(&[(0, Some(1)), (1, Some(0))], swapped_in);
+        assert!(!dirty.load(Relaxed) && stale.load(Relaxed));
+        w.touch_replaced(&[(0, None)], |_, _| KeyState::Expired);
+        assert!(!dirty.load(Relaxed) && !stale.load(Relaxed));
+        // A live key in its place is a change.
+        w.touch_replaced(&[(0, Some(1))], |d, _| {
+            if d == 0 {
+                KeyState::Absent
+            } else {
+                KeyState::Live
+            }
+        });
+        assert!(dirty.load(Relaxed));
     }
 }

@@ -437,3 +437,69 @@ fn an_ltrim_that_keeps_everything_still_touches_watch_as_redis() {
     assert_eq!(ours, theirs);
     assert_eq!(ours[5], Frame::Null, "the no-op LTRIM broke the WATCH");
 }
+
+/// A key already expired (but not yet deleted) when watched: its deletion
+/// by a read, a flush or a SWAPDB is no change, nor is SWAPDB putting an
+/// expired key where there was none, or one expired key in place of
+/// another, as in Redis 7; a live key in its place is.
+#[test]
+fn deleting_a_watched_key_that_had_expired_is_no_change() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    // Sets `key` (in the current database) to expire in 1 ms and waits,
+    // on the server's clock, until it has.
+    let stale = |r: &mut Raw, key: &str| {
+        ok(r, &["SET", key, "v", "PX", "1"]);
+        let now = |r: &mut Raw| -> i64 {
+            let Frame::Array(t) = r.call(&["TIME"]) else {
+                panic!("TIME")
+            };
+            let field = |f: &Frame| match f {
+                Frame::Bulk(b) => String::from_utf8_lossy(b).parse::<i64>().unwrap(),
+                other => panic!("{other:?}"),
+            };
+            field(&t[0]) * 1000 + field(&t[1]) / 1000
+        };
+        let set_at = now(r);
+        eventually("the key expired", || now(r) >= set_at + 2);
+    };
+    let watched_then = |r: &mut Raw, change: &[&[&str]]| -> Frame {
+        ok(r, &["WATCH", "x"]);
+        for c in change {
+            r.call(c);
+        }
+        ok(r, &["MULTI"]);
+        r.call(&["PING"]);
+        exec(r)
+    };
+    let pong = Frame::Array(vec![Frame::Simple("PONG".into())]);
+    stale(&mut r, "x");
+    assert_eq!(watched_then(&mut r, &[&["EXISTS", "x"]]), pong);
+    stale(&mut r, "x");
+    assert_eq!(watched_then(&mut r, &[&["FLUSHDB"]]), pong);
+    // An expired key swapped for no key; no key for an expired one; an
+    // expired key for another.
+    ok(&mut r, &["SELECT", "1"]);
+    stale(&mut r, "x");
+    assert_eq!(watched_then(&mut r, &[&["SWAPDB", "0", "1"]]), pong);
+    ok(&mut r, &["FLUSHALL"]);
+    stale(&mut r, "x");
+    ok(&mut r, &["SELECT", "0"]);
+    assert_eq!(watched_then(&mut r, &[&["SWAPDB", "0", "1"]]), pong);
+    ok(&mut r, &["FLUSHALL"]);
+    stale(&mut r, "x");
+    ok(&mut r, &["SELECT", "1"]);
+    stale(&mut r, "x");
+    assert_eq!(watched_then(&mut r, &[&["SWAPDB", "0", "1"]]), pong);
+    // A live key in its place, or a write to it, is a change.
+    ok(&mut r, &["FLUSHALL"]);
+    stale(&mut r, "x");
+    ok(&mut r, &["SELECT", "0"]);
+    ok(&mut r, &["SET", "x", "live"]);
+    ok(&mut r, &["SELECT", "1"]);
+    assert_eq!(watched_then(&mut r, &[&["SWAPDB", "0", "1"]]), Frame::Null);
+    stale(&mut r, "x");
+    assert_eq!(watched_then(&mut r, &[&["SET", "x", "new"]]), Frame::Null);
+    ok(&mut r, &["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
+}
