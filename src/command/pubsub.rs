@@ -222,7 +222,7 @@ fn pubsub_shardnumsub(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn pubsub_numpat(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    let n = ctx.server.pubsub.pattern_subscriptions();
+    let n = ctx.server.pubsub.distinct_patterns();
     ctx.out.int(n as i64);
     Ok(())
 }

@@ -1009,7 +1009,7 @@ async fn execute(
             .send(monitor_line(now, client.db, &h.addr.to_string(), argv).into());
     }
     let is_reply_cmd = spec.name == "client|reply";
-    let pushed = out.resp3() && spec.has(flags::PUBSUB) && spec.has(flags::SUBSCRIBED_OK);
+    let pushed = spec.has(flags::PUBSUB) && spec.has(flags::SUBSCRIBED_OK);
     suppress_reply(client, out, reply_start, is_reply_cmd, pushed);
     // Pushes are not replies: CLIENT REPLY OFF does not silence them.
     if !client.invalidated.get_mut().is_empty() {
@@ -1077,8 +1077,9 @@ impl BatchStats {
 }
 
 /// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote,
-/// unless it wrote pushes (`pushed`: a RESP3 client's subscription
-/// confirmations), which Redis delivers whatever the reply mode.
+/// unless it wrote pushes (`pushed`: subscription confirmations, which
+/// Redis sends as pushes in RESP2's shape too), which Redis delivers
+/// whatever the reply mode.
 fn suppress_reply(
     client: &mut Client,
     out: &mut ReplyBuf,

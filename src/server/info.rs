@@ -329,7 +329,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 s.keyspace_hits.get(),
                 s.keyspace_misses.get(),
                 server.pubsub.names(crate::server::pubsub::Space::Channel, None).len(),
-                server.pubsub.pattern_subscriptions(),
+                server.pubsub.distinct_patterns(),
                 shard_channels,
                 tracking.1,
                 tracking.2,

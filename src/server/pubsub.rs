@@ -180,9 +180,11 @@ impl PubSub {
         self.space(s).read().get(name).map_or(0, HashMap::len)
     }
 
-    /// PUBSUB NUMPAT: subscriptions to patterns, over all clients.
-    pub fn pattern_subscriptions(&self) -> usize {
-        self.patterns.read().values().map(HashMap::len).sum()
+    /// PUBSUB NUMPAT and INFO's pubsub_patterns: distinct patterns that
+    /// any client subscribes to (Redis 7 counts patterns, not
+    /// subscriptions).
+    pub fn distinct_patterns(&self) -> usize {
+        self.patterns.read().len()
     }
 }
 

@@ -55,6 +55,28 @@ fn resp2_channels_patterns_and_subscribed_mode() {
         arr(vec![b("news"), Frame::Int(1), b("none"), Frame::Int(0)])
     );
     assert_eq!(int(&mut info, &["PUBSUB", "NUMPAT"]), 1);
+    // NUMPAT counts distinct patterns, as Redis 7 does: another client on
+    // the same pattern adds none. With CLIENT REPLY OFF, a RESP2 client
+    // still gets its subscription confirmations (Redis sends them as
+    // pushes in any protocol).
+    let mut quiet = node.raw();
+    quiet.cmd(&["CLIENT", "REPLY", "OFF"]);
+    quiet.cmd(&["PSUBSCRIBE", "n*", "q*"]);
+    assert_eq!(
+        quiet.read2(),
+        arr(vec![b("psubscribe"), b("n*"), Frame::Int(1)])
+    );
+    assert_eq!(
+        quiet.read2(),
+        arr(vec![b("psubscribe"), b("q*"), Frame::Int(2)])
+    );
+    assert_eq!(int(&mut info, &["PUBSUB", "NUMPAT"]), 2);
+    let stats = bulk(&mut info, &["INFO", "stats"]).unwrap();
+    assert!(stats.contains("pubsub_patterns:2\r\n"), "{stats}");
+    drop(quiet);
+    eventually("the quiet client gone", || {
+        int(&mut info, &["PUBSUB", "NUMPAT"]) == 1
+    });
     let Frame::Array(mut chans) = info.call(&["PUBSUB", "CHANNELS"]) else {
         panic!()
     };
