@@ -110,7 +110,7 @@ pub static DIRECTIVES: &[Directive] = &[
     // Threads that serve connections (I/O and commands alike); 0 means one
     // per core.
     d("io-threads", Kind::Int { min: 0, max: 1024 }, "0", false),
-    d("appendonly", Kind::Enum(&["yes", "no"]), "yes", false),
+    d("appendonly", Kind::Enum(&["yes", "no"]), "yes", true),
     d("appendfsync", Kind::Enum(&["always", "everysec", "no"]), "everysec", true),
     d("appenddirname", Kind::Checked(aof_dir_name), "appendonlydir", false),
     // A record torn by a crash at the log's end: cut it (yes) or refuse to start.

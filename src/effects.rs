@@ -760,13 +760,25 @@ impl EffectStream {
     }
 
     /// Starts framing effects for the append-only log (after loading it).
-    pub fn attach_log(&self) {
+    /// Returns the offset from which records are kept for the log.
+    pub fn attach_log(&self) -> u64 {
         let mut g = self.inner.lock();
         if g.aof.is_none() {
             let end = g.offset;
             g.aof = Some((Vec::with_capacity(64 * 1024), end));
             Self::mark_state(&mut g);
         }
+        g.aof.as_ref().map_or(g.offset, |(_, end)| *end)
+    }
+
+    /// The log is turned off (CONFIG SET appendonly no): no more records
+    /// are kept for it, and what was pending is dropped.
+    pub fn detach_log(&self) {
+        let mut g = self.inner.lock();
+        g.aof = None;
+        g.rotation = None;
+        g.pending_since = None;
+        g.log_taken = 0;
     }
 
     /// How long the oldest pending log record has waited, if any.

@@ -129,7 +129,7 @@ fn waitaof(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             "WAITAOF cannot be used with replica instances. Please also note that writes to replicas are just local and are not propagated.",
         ));
     }
-    if numlocal == 1 && !ctx.server.log.enabled {
+    if numlocal == 1 && !ctx.server.log.enabled() {
         return Err(CommandError::err(
             "WAITAOF cannot be used when numlocal is set but appendonly is disabled.",
         ));

@@ -311,6 +311,12 @@ impl AofDir {
         })
     }
 
+    /// The manifest, if one is there and reads.
+    pub fn existing_manifest(&self) -> Option<Manifest> {
+        let text = fs::read_to_string(self.manifest()).ok()?;
+        Manifest::parse(&text).ok()
+    }
+
     /// Reads the manifest. With none yet, creates the directory, the
     /// manifest and a first incremental file; if `seed` names a snapshot
     /// file (SAVE's), it becomes the base, so a node starts from a backup.

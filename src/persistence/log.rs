@@ -77,7 +77,13 @@ impl FsyncPolicy {
 
 /// What the rest of the server sees of the log.
 pub struct LogState {
-    pub enabled: bool,
+    /// `appendonly`: records are being written (see [`LogState::enabled`]).
+    enabled: AtomicBool,
+    /// Turns on and off (CONFIG SET appendonly), counted: a turning on
+    /// that finds the count moved gives up (`super::toggle`).
+    pub toggles: AtomicU64,
+    /// The writer thread, while there is one.
+    pub writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     policy: AtomicU8,
     /// Stream offset up to which effects are on disk (per the policy).
     pub durable: AtomicU64,
@@ -148,7 +154,9 @@ impl LogState {
         latency: Arc<crate::server::latency::Monitor>,
     ) -> LogState {
         LogState {
-            enabled,
+            enabled: AtomicBool::new(enabled),
+            toggles: AtomicU64::new(0),
+            writer: Mutex::new(None),
             policy: AtomicU8::new(policy as u8),
             durable: AtomicU64::new(0),
             history: AtomicU64::new(0),
@@ -186,6 +194,36 @@ impl LogState {
         }
     }
 
+    /// Whether the log is on: records are kept and written, and replies
+    /// wait for them under `appendfsync always`.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(SeqCst)
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, SeqCst);
+        if !on {
+            // Replies waiting for the log to be synced wait no more.
+            self.wake_all();
+        }
+    }
+
+    /// Before a writer thread starts (again): not stopping, not stopped.
+    pub fn resume(&self) {
+        self.stop.store(false, Relaxed);
+        self.stopped.store(false, SeqCst);
+    }
+
+    /// Stops the writer once it has written and synced what is pending,
+    /// and waits for it.
+    pub fn stop_writer(&self) {
+        let handle = self.writer.lock().take();
+        if let Some(w) = handle {
+            self.request_stop();
+            let _ = w.join();
+        }
+    }
+
     pub fn policy(&self) -> FsyncPolicy {
         FsyncPolicy::from_u8(self.policy.load(Relaxed))
     }
@@ -205,7 +243,7 @@ impl LogState {
 
     /// Whether a reply acknowledging writes up to `offset` must wait.
     pub fn must_wait(&self, offset: u64) -> bool {
-        self.enabled
+        self.enabled()
             // SeqCst, paired with `advance`: see `ThreadWaiters`.
             && offset > self.durable.load(SeqCst)
             && self.policy() == FsyncPolicy::Always
@@ -220,7 +258,7 @@ impl LogState {
     /// The offset the log is fsynced to, if the log is on (a replica's
     /// FACK).
     pub fn fsynced_offset(&self) -> Option<u64> {
-        if !self.enabled {
+        if !self.enabled() {
             return None;
         }
         let (history, offset) = *self.fsynced.lock();
@@ -526,7 +564,7 @@ pub fn io_thread_exits(state: &LogState) {
 pub fn sync_before_park(effects: &EffectStream, state: &LogState) {
     let others_running = state.io_running.fetch_sub(1, Relaxed) > 1;
     if others_running
-        || !state.enabled
+        || !state.enabled()
         || state.waiting.load(Relaxed) == 0
         || state.policy() != FsyncPolicy::Always
         || state.stop.load(Relaxed)

@@ -1,9 +1,8 @@
-//! Persistence formats.
-//!
-//! For now this holds the value serialisation that `DUMP` and `RESTORE` use
-//! ([`rdb`]): Redis's RDB encoding of one value, so payloads move between
-//! Redis and Shoal in both directions, and the dataset digest ([`digest`])
-//! that DEBUG DIGEST reports. The append-only log will live here too.
+//! Persistence: the append-only log ([`aof`]'s files and manifest, [`log`]'s
+//! writer, [`rewrite`]'s compaction, [`load`] at start-up, [`toggle`] for
+//! CONFIG SET appendonly), snapshots ([`save`]), Redis's RDB encoding of
+//! values for DUMP/RESTORE and imports ([`rdb`]), and the dataset digest
+//! DEBUG DIGEST reports ([`digest`]).
 
 pub mod aof;
 pub mod digest;
@@ -12,3 +11,4 @@ pub mod log;
 pub mod rdb;
 pub mod rewrite;
 pub mod save;
+pub mod toggle;

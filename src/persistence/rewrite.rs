@@ -309,7 +309,7 @@ pub enum RewriteError {
 /// Starts a rewrite on its own thread.
 pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
     let log = &server.log;
-    if !log.enabled || log.files.lock().is_none() {
+    if !log.enabled() || log.files.lock().is_none() {
         return Err(RewriteError::Disabled);
     }
     if log.rewriting.load(Relaxed) {
@@ -403,7 +403,7 @@ fn rewrite(server: &Server) -> std::io::Result<u64> {
 /// larger than `auto-aof-rewrite-min-size`.
 pub fn maybe_auto(server: &Arc<Server>, percentage: i64, min_size: i64) {
     let log = &server.log;
-    if !log.enabled
+    if !log.enabled()
         || percentage <= 0
         || log.rewriting.load(Relaxed)
         || server.loading.load(Relaxed)

@@ -256,7 +256,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 log.saves.load(Relaxed),
                 log.rdb_expired_keys.load(Relaxed),
                 log.rdb_loaded_keys.load(Relaxed),
-                log.enabled as u8,
+                log.enabled() as u8,
                 log.rewriting.load(Relaxed) as u8,
                 log.last_rewrite_secs.load(Relaxed),
                 running(log.rewrite_started_ms.load(Relaxed)),

@@ -460,6 +460,14 @@ impl Server {
             "appendfsync" => self
                 .log
                 .set_policy(crate::persistence::log::FsyncPolicy::parse(value)),
+            "appendonly" => {
+                if let Some(server) = self.this.get().and_then(|w| w.upgrade()) {
+                    match value {
+                        "yes" => crate::persistence::toggle::turn_on(&server),
+                        _ => crate::persistence::toggle::turn_off(&server),
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -653,7 +661,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     let _ = server.this.set(Arc::downgrade(&server));
     // The log is read before anyone can write, and clients that connect
     // meanwhile are told -LOADING.
-    let log_start = if server.log.enabled {
+    let log_start = if server.log.enabled() {
         server.loading.store(true, Relaxed);
         match log_dir.redis_log(std::path::Path::new(&dir)) {
             Some(redis) => Some(LogStart::Import(redis)),
@@ -744,7 +752,6 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
             .expect("spawn I/O thread");
         workers.push(handle);
     }
-    let mut writer = None;
     if log_start.is_none() {
         // No log: a SAVE snapshot in `dir`, if any, is the data to start from.
         let snapshot = crate::persistence::save::snapshot_path(&server);
@@ -826,13 +833,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
             server.effects.offset(),
             &server.log,
         ));
-        let (s, state) = (server.clone(), server.log.clone());
-        writer = Some(
-            std::thread::Builder::new()
-                .name("shoal-aof".into())
-                .spawn(move || crate::persistence::log::run_writer(&s.effects, state))
-                .expect("spawn log writer"),
-        );
+        crate::persistence::toggle::start_writer(&server);
         server.loading.store(false, Relaxed);
     }
     // What was loaded counts as saved: `save` rules count changes from here.
@@ -865,10 +866,8 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     }
     // Connections are closed: nothing more can be appended. Write and sync
     // what is pending before exiting.
-    if let Some(w) = writer {
-        server.log.request_stop();
-        let _ = tokio::task::spawn_blocking(move || w.join()).await;
-    }
+    let s = server.clone();
+    let _ = tokio::task::spawn_blocking(move || s.log.stop_writer()).await;
     let how = server.shutdown_save.load(Relaxed);
     let save = if how == ShutdownSave::Always as u8 {
         true

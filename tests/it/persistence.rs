@@ -1419,3 +1419,73 @@ fn appendfilename_names_the_log_files() {
         "{text}"
     );
 }
+
+/// CONFIG SET appendonly turns the log on and off on a running node, as
+/// in Redis. On: it starts from a base snapshot of the data (the reply does
+/// not wait for it), and a node killed afterwards comes back with every
+/// write, those of a client writing all along included, across several
+/// turns. Off: what is pending is written, then nothing more (BGREWRITEAOF
+/// is refused), and a restart from the log finds the data as it was then.
+#[test]
+fn appendonly_turns_on_and_off_at_runtime() {
+    let mut node = TestNode::start_with(&["--appendonly", "no", "--appendfsync", "always"]);
+    let mut r = node.raw();
+    for i in 0..2000 {
+        r.cmd(&["SET", &format!("k{i}"), &format!("v{i}")]);
+    }
+    for _ in 0..2000 {
+        assert_eq!(r.read2(), Frame::Simple("OK".into()));
+    }
+    let port = node.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut w = Raw::connect(port);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                assert_eq!(w.call(&["INCR", "counter"]), Frame::Int(n));
+            }
+            n
+        })
+    };
+    let enabled = |r: &mut Raw| {
+        eventually("the log is on, its base written", || {
+            let info = bulk(r, &["INFO", "persistence"]).unwrap();
+            info_field(&info, "aof_enabled") == "1"
+                && info_field(&info, "aof_rewrite_in_progress") == "0"
+        });
+    };
+    for value in ["yes", "no", "yes", "no", "yes"] {
+        ok(&mut r, &["CONFIG", "SET", "appendonly", value]);
+    }
+    enabled(&mut r);
+    stop.store(true, Ordering::Relaxed);
+    let increments = writer.join().unwrap();
+    let info = bulk(&mut r, &["INFO", "persistence"]).unwrap();
+    assert_eq!(info_field(&info, "aof_last_bgrewrite_status"), "ok");
+    let before = digest(&mut r);
+    node.crash();
+    node.restart(&["--appendonly", "yes"]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(digest(&mut r), before);
+    assert_eq!(
+        bulk(&mut r, &["GET", "counter"]),
+        Some(increments.to_string())
+    );
+
+    ok(&mut r, &["CONFIG", "SET", "appendonly", "no"]);
+    let info = bulk(&mut r, &["INFO", "persistence"]).unwrap();
+    assert_eq!(info_field(&info, "aof_enabled"), "0");
+    assert_eq!(
+        err(&mut r, &["BGREWRITEAOF"]),
+        "ERR Background append only file rewriting needs appendonly yes"
+    );
+    ok(&mut r, &["SET", "after", "off"]);
+    node.crash();
+    node.restart(&["--appendonly", "yes"]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(digest(&mut r), before);
+    assert_eq!(bulk(&mut r, &["GET", "after"]), None);
+}
