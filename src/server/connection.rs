@@ -395,9 +395,6 @@ pub async fn serve(
                     tokio::time::sleep(d).await;
                     out.buf.extend_from_slice(&reply);
                     clock = BatchClock::new();
-                    // The sleep is DEBUG SLEEP's run time, as in Redis
-                    // (where it stalls every client, not only its own).
-                    server.latency.observe("command", d.as_millis() as u64);
                 }
                 Some(Action::Block(b)) => {
                     // Replies so far go out first; then only this client waits.
@@ -964,7 +961,13 @@ async fn execute(
         command::run(&mut ctx, spec, argv)
     };
     let action = ctx.action.take();
-    let elapsed = clock.end(started).as_micros() as u64;
+    let mut elapsed = clock.end(started).as_micros() as u64;
+    // DEBUG SLEEP's sleep (which follows) is its run time, as in Redis
+    // (where it stalls every client, not only its own): in the slow log,
+    // the command's statistics and the latency monitor.
+    if let Some(Action::Sleep(d)) = &action {
+        elapsed += d.as_micros() as u64;
+    }
     client.publish_state();
 
     // A blocked command's retries are one call, as Redis counts a served

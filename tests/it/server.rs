@@ -330,6 +330,30 @@ fn slowlog_records_slow_commands() {
     ok(&mut r, &["SLOWLOG", "RESET"]);
     ok(&mut r, &["SET", "k", "v"]);
     assert_eq!(int(&mut r, &["SLOWLOG", "LEN"]), 0);
+    // DEBUG SLEEP's sleep is its run time, as in Redis: over the limit,
+    // it is logged; the commands around it are not.
+    ok(
+        &mut r,
+        &["CONFIG", "SET", "slowlog-log-slower-than", "100000"],
+    );
+    ok(&mut r, &["DEBUG", "SLEEP", "0.2"]);
+    ok(&mut r, &["SET", "k", "v"]);
+    let Frame::Array(entries) = r.call(&["SLOWLOG", "GET"]) else {
+        panic!()
+    };
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let Frame::Array(e) = &entries[0] else {
+        panic!()
+    };
+    assert!(matches!(e[2], Frame::Int(us) if us >= 200_000), "{e:?}");
+    assert_eq!(
+        e[3],
+        Frame::Array(vec![
+            Frame::bulk("DEBUG"),
+            Frame::bulk("SLEEP"),
+            Frame::bulk("0.2")
+        ])
+    );
 }
 
 #[test]
