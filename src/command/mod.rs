@@ -1590,28 +1590,39 @@ fn check(
         if writes && tun.replica_read_only.load(Relaxed) && !repl.sidecar {
             return Err(CommandError::ReadOnly);
         }
-    } else if writes {
-        let min = tun.min_replicas_to_write.load(Relaxed);
+    }
+    if writes {
+        write_refused(server)?;
+    }
+    Ok((idx, spec))
+}
+
+/// Why this node refuses writes now, if it does: too few good replicas
+/// (`min-replicas-to-write`, on a primary), a failing log (MISCONF), a
+/// failed snapshot (`stop-writes-on-bgsave-error`). Checked before a
+/// write command, and for each write a script makes.
+pub fn write_refused(server: &Server) -> Result<(), CommandError> {
+    let repl = &server.replication;
+    if !repl.is_replica() {
+        let min = server.tun.min_replicas_to_write.load(Relaxed);
         if min > 0 && (repl.good_replicas.load(Relaxed) as i64) < min {
             return Err(CommandError::NoReplicas);
         }
     }
-    if writes {
-        if let Some(e) = server.log.failure() {
-            return Err(CommandError::err_code(format!(
-                "MISCONF Errors writing to the AOF file: {e}"
-            )));
-        }
-        // Redis's stop-writes-on-bgsave-error: a primary with save rules
-        // whose last snapshot failed refuses writes until one succeeds.
-        if !server.log.last_save_ok.load(Relaxed) && !repl.is_replica() {
-            let cfg = server.config.read();
-            if cfg.get("stop-writes-on-bgsave-error") == "yes" && !cfg.get("save").is_empty() {
-                return Err(CommandError::SnapshotFailed);
-            }
+    if let Some(e) = server.log.failure() {
+        return Err(CommandError::err_code(format!(
+            "MISCONF Errors writing to the AOF file: {e}"
+        )));
+    }
+    // Redis's stop-writes-on-bgsave-error: a primary with save rules whose
+    // last snapshot failed refuses writes until one succeeds.
+    if !server.log.last_save_ok.load(Relaxed) && !repl.is_replica() {
+        let cfg = server.config.read();
+        if cfg.get("stop-writes-on-bgsave-error") == "yes" && !cfg.get("save").is_empty() {
+            return Err(CommandError::SnapshotFailed);
         }
     }
-    Ok((idx, spec))
+    Ok(())
 }
 
 /// Runs a command that was recorded as an effect (the log at start-up, a

@@ -560,3 +560,27 @@ fn a_script_that_runs_too_long_is_stopped() {
     assert!(e.contains("nested too deeply"), "{e}");
     assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
 }
+
+/// With too few good replicas (min-replicas-to-write), a script that
+/// declares it may write is refused before it runs, and one without flags
+/// runs but each write it makes is refused, as in Redis; reads go on.
+#[test]
+fn a_scripts_writes_meet_min_replicas_as_in_redis() {
+    let read = "return redis.call('get', KEYS[1])";
+    same_as_redis(&[
+        &["SET", "x", "some value"],
+        &["CONFIG", "SET", "min-replicas-to-write", "1"],
+        &["EVAL", &format!("#!lua flags=no-writes\n{read}"), "1", "x"],
+        &["EVAL", read, "1", "x"],
+        &["EVAL", &format!("#!lua\n{read}"), "1", "x"],
+        &["EVAL", "return redis.call('set', KEYS[1], 1)", "1", "x"],
+        &[
+            "EVAL",
+            "return redis.pcall('set', KEYS[1], 1)['err']",
+            "1",
+            "x",
+        ],
+        &["CONFIG", "SET", "min-replicas-to-write", "0"],
+        &["GET", "x"],
+    ]);
+}

@@ -1645,10 +1645,16 @@ fn redis_call(
             "Write commands are not allowed from read-only scripts.",
         ));
     }
-    if spec.is_write() && ctx.server.replication.is_replica() && !ctx.client.from_primary {
-        return Err(CommandError::err_code(
-            "READONLY You can't write against a read only replica.",
-        ));
+    if spec.is_write() && !ctx.client.from_primary {
+        if ctx.server.replication.is_replica() {
+            return Err(CommandError::err_code(
+                "READONLY You can't write against a read only replica.",
+            ));
+        }
+        // A script without flags is let in as a read; each write it makes
+        // meets what a write command meets (min-replicas-to-write, a
+        // failing disk), as in Redis.
+        super::write_refused(ctx.server)?;
     }
     // Over `maxmemory` with nothing left to evict, a command that may
     // grow memory is refused inside a script too.
