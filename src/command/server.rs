@@ -521,23 +521,48 @@ fn command_docs(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// COMMAND GETKEYS, judged in Redis's order: the command, whether it
+/// takes keys at all, its arity, then the keys (none is an empty answer
+/// for a command whose keys are optional, as EVAL's).
 fn command_getkeys(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let inner = &argv[2..];
     let spec = match TABLE.resolve(inner) {
         Ok((_, s)) => s,
         Err(CommandError::Arity(_)) => {
+            // The row itself (a container's subcommand if named), for the
+            // checks that come before arity.
+            let Some(top) = TABLE.get(&inner[0]) else {
+                return Err(CommandError::err("Invalid command specified"));
+            };
+            let sub = inner.get(1).and_then(|w| {
+                let mut full = top.name.as_bytes().to_vec();
+                full.push(b'|');
+                full.extend_from_slice(w);
+                TABLE.get(&full)
+            });
+            if !has_keys(sub.unwrap_or(top)) {
+                return Err(CommandError::err("The command has no key arguments"));
+            }
             return Err(CommandError::err(
                 "Invalid number of arguments specified for command",
-            ))
+            ));
         }
         Err(_) => return Err(CommandError::err("Invalid command specified")),
     };
-    let idx = spec.key_indexes(inner);
-    if idx.is_empty() {
+    if !has_keys(spec) {
         return Err(CommandError::err("The command has no key arguments"));
+    }
+    let idx = spec.key_indexes(inner);
+    if idx.is_empty() && !spec.has(flags::NO_MANDATORY_KEYS) {
+        return Err(CommandError::err("Invalid arguments specified for command"));
     }
     ctx.out.strings(idx.iter().map(|&i| inner[i].as_ref()));
     Ok(())
+}
+
+/// Whether a command names keys in its arguments at all.
+fn has_keys(s: &Spec) -> bool {
+    s.keys.first > 0 || s.keys.numkeys > 0 || s.option_keys.is_some()
 }
 
 fn command_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

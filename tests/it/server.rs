@@ -287,6 +287,23 @@ fn command_introspection() {
         err(&mut r, &["COMMAND", "GETKEYS", "GET"]),
         "ERR Invalid number of arguments specified for command"
     );
+    // Redis's order: whether the command has keys comes before its arity;
+    // a command whose keys are optional may name none.
+    assert_eq!(
+        err(&mut r, &["COMMAND", "GETKEYS", "PING", "a", "b"]),
+        "ERR The command has no key arguments"
+    );
+    assert_eq!(
+        r.call(&["COMMAND", "GETKEYS", "EVAL", "return 1", "0"]),
+        Frame::Array(vec![])
+    );
+    assert_eq!(
+        strings(
+            &mut r,
+            &["COMMAND", "GETKEYS", "EVAL", "return 1", "1", "k"]
+        ),
+        vec!["k"]
+    );
     let names = strings(&mut r, &["COMMAND", "LIST"]);
     assert!(names.contains(&"get".to_string()) && names.contains(&"config|get".to_string()));
     let pat = strings(&mut r, &["COMMAND", "LIST", "FILTERBY", "PATTERN", "incr*"]);
