@@ -27,6 +27,7 @@ pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub mod longdouble;
+pub mod migrate;
 pub mod pubsub;
 pub mod replication;
 pub mod scripting;
@@ -166,6 +167,11 @@ pub struct Spec {
     /// (Redis's getCommandFlags): a script or function that declares its
     /// flags is judged by them (`scripting::ScriptFlags::command_flags`).
     pub flags_for: Option<fn(u32, &[Bytes]) -> u32>,
+    /// Where the keys are, for a command whose arguments can move its
+    /// fixed key elsewhere (MIGRATE's KEYS option replaces its key
+    /// argument): replaces what `keys` and `option_keys` say, as Redis's
+    /// per-command key extractor does; `keys` is still what COMMAND shows.
+    pub keys_for: Option<OptionKeys>,
 }
 
 impl Spec {
@@ -214,6 +220,10 @@ impl Spec {
 
     /// The keys of an invocation, by the declared positions.
     pub fn key_indexes<A: AsRef<[u8]>>(&self, argv: &[A]) -> Vec<usize> {
+        if let Some(find) = self.keys_for {
+            let words: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
+            return find(&words);
+        }
         let argc = argv.len();
         let k = self.keys;
         let mut out = Vec::new();
@@ -269,6 +279,7 @@ pub const fn spec(
         handler,
         subcommands: &[],
         option_keys: None,
+        keys_for: None,
         flags_for: None,
     }
 }
@@ -303,7 +314,7 @@ pub struct Table {
 }
 
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let families: [&'static [Spec]; 20] = [
+    let families: [&'static [Spec]; 21] = [
         bitmaps::COMMANDS,
         hyperloglog::COMMANDS,
         sort::COMMANDS,
@@ -319,6 +330,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         functions::COMMANDS,
         geo::COMMANDS,
         keys::COMMANDS,
+        migrate::COMMANDS,
         connection::COMMANDS,
         server::COMMANDS,
         replication::COMMANDS,

@@ -368,7 +368,11 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
         .filter(|(f, _)| s.has(*f))
         .map(|(_, n)| *n)
         .collect();
-    if s.keys.numkeys > 0 || s.option_keys.is_some() || s.has(flags::PATTERN_KEYS) {
+    if s.keys.numkeys > 0
+        || s.option_keys.is_some()
+        || s.keys_for.is_some()
+        || s.has(flags::PATTERN_KEYS)
+    {
         fl.push("movablekeys");
     }
     out.set(fl.len());
@@ -562,7 +566,7 @@ fn command_getkeys(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 /// Whether a command names keys in its arguments at all.
 fn has_keys(s: &Spec) -> bool {
-    s.keys.first > 0 || s.keys.numkeys > 0 || s.option_keys.is_some()
+    s.keys.first > 0 || s.keys.numkeys > 0 || s.option_keys.is_some() || s.keys_for.is_some()
 }
 
 fn command_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -497,3 +497,127 @@ fn key_counts_follow_every_change_as_redis_counts() {
     let info = bulk(&mut r, &["INFO", "keyspace"]).unwrap();
     assert!(info.contains("db0:keys=301,expires=1,"), "{info}");
 }
+
+/// MIGRATE moves keys (their TTLs too) to another node, or copies them
+/// with COPY, as Redis does: to another Shoal node here, and from
+/// redis-server to Shoal (redis-server's MIGRATE speaking to Shoal's
+/// RESTORE); the target's refusal, an unreachable target and bad options
+/// answer as Redis answers them.
+#[test]
+fn migrate_moves_keys_between_nodes() {
+    use crate::support::ReferenceRedis;
+    let (source, target) = (TestNode::start(), TestNode::start());
+    let (mut s, mut t) = (source.raw(), target.raw());
+    let port = target.port.to_string();
+    ok(&mut s, &["SET", "a", "1"]);
+    int(&mut s, &["RPUSH", "l", "x", "y"]);
+    ok(&mut s, &["SET", "ttl", "v", "PX", "100000"]);
+    assert_eq!(
+        s.call(&["MIGRATE", "127.0.0.1", &port, "a", "0", "5000"]),
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(int(&mut s, &["EXISTS", "a"]), 0);
+    assert_eq!(bulk(&mut t, &["GET", "a"]).as_deref(), Some("1"));
+    let keys = [
+        "MIGRATE",
+        "127.0.0.1",
+        &port,
+        "",
+        "3",
+        "5000",
+        "KEYS",
+        "l",
+        "ttl",
+        "nope",
+    ];
+    assert_eq!(s.call(&keys), Frame::Simple("OK".into()));
+    assert_eq!(int(&mut s, &["DBSIZE"]), 0);
+    ok(&mut t, &["SELECT", "3"]);
+    assert_eq!(strings(&mut t, &["LRANGE", "l", "0", "-1"]), ["x", "y"]);
+    let ttl = int(&mut t, &["PTTL", "ttl"]);
+    assert!((90_000..=100_000).contains(&ttl), "{ttl}");
+    // The target refuses an existing key unless REPLACE; COPY keeps ours.
+    ok(&mut s, &["SET", "a", "2"]);
+    assert_eq!(
+        err(&mut s, &["MIGRATE", "127.0.0.1", &port, "a", "0", "5000"]),
+        "ERR Target instance replied with error: BUSYKEY Target key name already exists."
+    );
+    let copy = [
+        "MIGRATE",
+        "127.0.0.1",
+        &port,
+        "a",
+        "0",
+        "5000",
+        "COPY",
+        "REPLACE",
+    ];
+    assert_eq!(s.call(&copy), Frame::Simple("OK".into()));
+    assert_eq!(bulk(&mut s, &["GET", "a"]).as_deref(), Some("2"));
+    ok(&mut t, &["SELECT", "0"]);
+    assert_eq!(bulk(&mut t, &["GET", "a"]).as_deref(), Some("2"));
+    assert_eq!(
+        s.call(&["MIGRATE", "127.0.0.1", &port, "nope", "0", "5000"]),
+        Frame::Simple("NOKEY".into())
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    assert_eq!(
+        err(
+            &mut s,
+            &["MIGRATE", "127.0.0.1", &closed_port, "a", "0", "1000"]
+        ),
+        "IOERR error or timeout connecting to the client"
+    );
+    assert_eq!(
+        err(
+            &mut s,
+            &["MIGRATE", "127.0.0.1", &port, "a", "0", "1000", "KEYS", "b"]
+        ),
+        "ERR When using MIGRATE KEYS option, the key argument must be set to the empty string"
+    );
+    assert_eq!(
+        err(
+            &mut s,
+            &["MIGRATE", "127.0.0.1", &port, "a", "0", "1000", "bogus"]
+        ),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        strings(
+            &mut s,
+            &[
+                "COMMAND", "GETKEYS", "MIGRATE", "h", "1", "", "0", "1", "AUTH", "pw", "KEYS", "x",
+                "y"
+            ]
+        ),
+        ["x", "y"]
+    );
+
+    // From redis-server into Shoal.
+    let redis = ReferenceRedis::start();
+    let mut r = redis.raw();
+    assert_eq!(
+        r.call(&["SET", "from-redis", "v"]),
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(r.call(&["ZADD", "z", "1", "m", "2.5", "n"]), Frame::Int(2));
+    let from = [
+        "MIGRATE",
+        "127.0.0.1",
+        &port,
+        "",
+        "0",
+        "5000",
+        "KEYS",
+        "from-redis",
+        "z",
+    ];
+    assert_eq!(r.call(&from), Frame::Simple("OK".into()));
+    assert_eq!(bulk(&mut t, &["GET", "from-redis"]).as_deref(), Some("v"));
+    assert_eq!(
+        strings(&mut t, &["ZRANGE", "z", "0", "-1", "WITHSCORES"]),
+        ["m", "1", "n", "2.5"]
+    );
+}
