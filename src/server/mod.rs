@@ -1115,6 +1115,12 @@ async fn cron(server: Arc<Server>) {
             let _ = tokio::task::spawn_blocking(move || evict_while_idle(&s, budget)).await;
         }
         close_idle_clients(&server, now);
+        // A tracking table over a lowered tracking-table-max-keys shrinks
+        // a bounded number of keys a tick.
+        let tracked = server.tun.tracking_table_max_keys.load(Relaxed).max(0) as usize;
+        server
+            .tracking
+            .limit(&server.clients, tracked, 100_000 / hz as usize);
         let (max_lag, ping_every) = {
             let cfg = server.config.read();
             (

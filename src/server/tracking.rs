@@ -30,7 +30,8 @@
 //! they do in Redis's event loop.
 //!
 //! `tracking-table-max-keys` bounds the table: past it, keys are forgotten
-//! and their clients told, as if the keys had changed. While no client
+//! and their clients told, as if the keys had changed (as a read adds one,
+//! and from the cron when the limit was lowered, as Redis's cron does). While no client
 //! tracks, every hook costs one relaxed load; while some do, a write to a
 //! key nobody may cache costs a hash and a load (the [`Filter`]), and only
 //! the others take the lock.
@@ -392,12 +393,30 @@ impl Tracking {
             }
             new.push(key);
         }
-        // Over the limit: forget keys as if they had changed, so that no
-        // client keeps a copy the table no longer covers.
-        while max_keys > 0 && s.table.len() > max_keys {
+        self.forget_over(s, clients, max_keys, usize::MAX);
+        new
+    }
+
+    /// The cron's part of the bound: a table over `max_keys` (the limit was
+    /// lowered) forgets up to `budget` keys a call, as Redis's cron does,
+    /// telling their readers.
+    pub fn limit(&self, clients: &Clients, max_keys: usize, budget: usize) {
+        if !self.active() {
+            return;
+        }
+        let mut s = self.state.lock();
+        self.forget_over(&mut s, clients, max_keys, budget);
+    }
+
+    /// Over the limit: forgets keys (at most `budget`) as if they had
+    /// changed, so that no client keeps a copy the table no longer covers.
+    fn forget_over(&self, s: &mut State, clients: &Clients, max_keys: usize, budget: usize) {
+        let mut forgotten = 0;
+        while max_keys > 0 && s.table.len() > max_keys && forgotten < budget {
             let Some(key) = s.table.keys().next().cloned() else {
                 break;
             };
+            forgotten += 1;
             let ids = s.table.remove(&key).unwrap_or_default();
             self.filter().bucket(&key).fetch_sub(1, Relaxed);
             s.items -= ids.len();
@@ -408,7 +427,6 @@ impl Tracking {
                 }
             }
         }
-        new
     }
 
     /// `key` changed, by client `by` (0: by the server, expiring or

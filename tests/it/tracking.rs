@@ -591,6 +591,18 @@ fn the_tracking_table_is_bounded() {
     let info = crate::bulk(&mut w, &["INFO", "stats"]).unwrap();
     assert_eq!(crate::info_field(&info, "tracking_total_keys"), "3");
     assert_eq!(crate::info_field(&info, "tracking_total_items"), "3");
+    // A lowered limit is met without another read (by the cron, as in
+    // Redis): the keys over it are forgotten and their reader told.
+    crate::ok(&mut w, &["CONFIG", "SET", "tracking-table-max-keys", "1"]);
+    let mut told = Vec::new();
+    eventually("two more keys forgotten", || {
+        a.cmd(&["PING"]);
+        told.extend(pushes_then(&mut a, Frame::Simple("PONG".into())));
+        told.len() >= 2
+    });
+    assert_eq!(told.len(), 2, "{told:?}");
+    let info = crate::bulk(&mut w, &["INFO", "stats"]).unwrap();
+    assert_eq!(crate::info_field(&info, "tracking_total_keys"), "1");
 }
 
 /// A RESP3 connection with CLIENT TRACKING ON and `options`.
