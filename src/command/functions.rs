@@ -144,6 +144,13 @@ pub fn libraries() -> (u64, Vec<Arc<Library>>) {
     (r.generation, r.libraries.values().cloned().collect())
 }
 
+/// DEBUG RELOAD and DEBUG LOADAOF empty the libraries with the data, as
+/// Redis's emptyData does: what is loaded back registers them again.
+/// Nothing is recorded.
+pub fn forget_all() {
+    REGISTRY.write().clear();
+}
+
 /// Whether `name` may name a library or a function: letters, digits and
 /// underscores, at least one.
 pub fn valid_name(name: &[u8]) -> bool {

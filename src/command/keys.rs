@@ -604,6 +604,20 @@ fn flushdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// Empties every database, and the function libraries, for DEBUG RELOAD
+/// and DEBUG LOADAOF, which load the same data back: watches and tracking
+/// clients are told as by a flush, but nothing is recorded (the log and
+/// replicas hold the data).
+pub(super) fn empty_for_reload(ctx: &Ctx) {
+    super::functions::forget_all();
+    let dbs: Vec<usize> = ctx.server.keyspace.used_dbs().map(|(i, _)| i).collect();
+    let mut locked = ctx.server.keyspace.lock_dbs(&dbs);
+    touch_watched(ctx, &mut locked, &dbs);
+    empty_tables(&mut locked, false);
+    drop(locked);
+    ctx.invalidate(None);
+}
+
 fn flushall(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let lazy = flush_mode(argv)?;
     let dbs: Vec<usize> = ctx.server.keyspace.used_dbs().map(|(i, _)| i).collect();

@@ -87,6 +87,8 @@ static MEMORY_SUBCOMMANDS: &[Spec] = &[
 #[rustfmt::skip]
 static DEBUG_SUBCOMMANDS: &[Spec] = &[
     spec("debug|sleep", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Blocks the connection for a number of seconds.", debug_sleep),
+    spec("debug|reload", -2, ADMIN | NOSCRIPT | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Saves the snapshot and loads it back.", debug_reload),
+    spec("debug|loadaof", 2, ADMIN | NOSCRIPT | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Writes what the log has pending and loads the log back.", debug_loadaof),
     spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
     spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
     spec("debug|digest", 2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns a digest of the whole dataset, equal on any two nodes with the same data.", debug_digest),
@@ -1122,6 +1124,73 @@ fn debug_digest_value(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// DEBUG RELOAD [MERGE] [NOFLUSH] [NOSAVE]: the snapshot saved (unless
+/// NOSAVE), the data emptied (unless NOFLUSH) and the snapshot loaded back,
+/// every other command held meanwhile, as Redis's. A way to check that
+/// what is saved is what comes back. With NOFLUSH the snapshot's
+/// libraries replace those there (as with Redis's MERGE), but a key there
+/// that the snapshot holds too may fail the load whatever the options: its
+/// records do not replace it as Redis's MERGE replaces a key.
+fn debug_reload(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (mut flush, mut save) = (true, true);
+    for opt in &argv[2..] {
+        match opt.to_ascii_lowercase().as_slice() {
+            b"merge" => {}
+            b"noflush" => flush = false,
+            b"nosave" => save = false,
+            _ => {
+                return Err(CommandError::err(
+                    "DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.",
+                ))
+            }
+        }
+    }
+    let server = ctx.server;
+    let _gate = server.gate.exclusive();
+    if save {
+        crate::persistence::save::save(server).map_err(|e| {
+            tracing::warn!("DEBUG RELOAD could not save: {e}");
+            CommandError::err_code("ERR")
+        })?;
+    }
+    if flush {
+        super::keys::empty_for_reload(ctx);
+    }
+    let path = crate::persistence::save::snapshot_path(server);
+    let (dir, m) = crate::persistence::load::snapshot_as_log(&path);
+    crate::persistence::load::reload(server, &dir, &m, true).map_err(|e| {
+        tracing::warn!("DEBUG RELOAD could not load {}: {e}", path.display());
+        CommandError::err("Error trying to load the RDB dump")
+    })?;
+    tracing::warn!("DB reloaded by DEBUG RELOAD");
+    ctx.out.ok();
+    Ok(())
+}
+
+/// DEBUG LOADAOF: what the log has pending written and synced, the data
+/// emptied, and the log loaded back, every other command held meanwhile,
+/// as Redis's. The log's writer stops while its files are read.
+fn debug_loadaof(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let server = ctx.server;
+    let arc = server.this.get().and_then(|w| w.upgrade());
+    let files = server.log.files.lock().clone();
+    let (Some(arc), true, Some((dir, m))) = (arc, server.log.enabled(), files) else {
+        return Err(CommandError::err("DEBUG LOADAOF needs appendonly yes"));
+    };
+    let _gate = server.gate.exclusive();
+    server.log.stop_writer();
+    super::keys::empty_for_reload(ctx);
+    let loaded = crate::persistence::load::reload(server, &dir, &m, false);
+    crate::persistence::toggle::start_writer(&arc);
+    loaded.map_err(|e| {
+        tracing::warn!("DEBUG LOADAOF could not load the log: {e}");
+        CommandError::err(format!("Error trying to load the append only file: {e}"))
+    })?;
+    tracing::warn!("Append Only File loaded by DEBUG LOADAOF");
+    ctx.out.ok();
+    Ok(())
+}
+
 fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     help(
         ctx,
@@ -1131,12 +1200,18 @@ fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Output a hex signature representing the current DB content.",
             "DIGEST-VALUE <key> [<key> ...]",
             "    Output a hex signature of the values of all the specified keys.",
+            "LOADAOF",
+            "    Flush the append only file's pending records to disk and load it back.",
             "OBJECT <key>",
             "    Show low level info about the <key> and associated value.",
             "POPULATE <count> [<prefix>] [<size>]",
             "    Create string keys <prefix>:0 to <prefix>:<count-1> (prefix 'key' by",
             "    default) holding 'value:<num>', cut or zero-padded to <size> bytes.",
             "    Keys that exist are left as they are.",
+            "RELOAD [MERGE] [NOFLUSH] [NOSAVE]",
+            "    Save the snapshot on disk and load it back (NOSAVE: the one on disk;",
+            "    NOFLUSH: over the data there, its libraries replacing those there;",
+            "    MERGE: accepted).",
             "SET-ACTIVE-EXPIRE <0|1>",
             "    Setting it to 0 disables expiring keys in background when they are not accessed.",
             "SLEEP <seconds>",

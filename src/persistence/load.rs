@@ -58,6 +58,43 @@ struct StreamPosition {
 /// Snapshots are synced before they are renamed into place, so anything
 /// but a clean file is refused.
 pub fn load_snapshot(server: &Server, path: &std::path::Path) -> Result<LoadReport, String> {
+    let (dir, m) = snapshot_as_log(path);
+    load_from(server, &dir, &m, Source::Snapshot)
+}
+
+/// DEBUG RELOAD and DEBUG LOADAOF: a snapshot, or the log, loaded again
+/// into a running node whose data it already is. Unlike at start-up the
+/// commands are not recorded (the log and replicas have them), and the
+/// stream's identity stays as it is. The caller holds the transaction gate
+/// exclusively.
+pub fn reload(
+    server: &Server,
+    dir: &AofDir,
+    manifest: &Manifest,
+    snapshot: bool,
+) -> Result<LoadReport, String> {
+    let source = if snapshot {
+        Source::Snapshot
+    } else {
+        Source::Log
+    };
+    as_loader(server, |client| {
+        // Applied as a primary's stream is: not recorded again, keys past
+        // their time kept until their recorded DEL.
+        client.from_primary = true;
+        replay_all(
+            server,
+            client,
+            dir,
+            manifest,
+            &mut StreamPosition::default(),
+            source,
+        )
+    })
+}
+
+/// The directory and manifest that [`load_snapshot`] reads `path` as.
+pub fn snapshot_as_log(path: &std::path::Path) -> (AofDir, Manifest) {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -71,7 +108,7 @@ pub fn load_snapshot(server: &Server, path: &std::path::Path) -> Result<LoadRepo
         base: Some((name, 0)),
         incr: Vec::new(),
     };
-    load_from(server, &dir, &m, Source::Snapshot)
+    (dir, m)
 }
 
 /// What is being loaded, for what a damaged file's message advises.

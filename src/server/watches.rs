@@ -147,17 +147,52 @@ static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static MY_SHARD: usize = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
+    /// This thread holds the gate exclusively: what it runs meanwhile
+    /// (DEBUG RELOAD replaying a snapshot, which takes the gate shared
+    /// for each command) already has it.
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The gate held exclusively, until dropped.
+pub struct Exclusive<'a> {
+    _shards: Vec<RwLockWriteGuard<'a, ()>>,
+    /// Taken inside another hold on the same thread: that one releases.
+    nested: bool,
+}
+
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        if !self.nested {
+            HOLDING.set(false);
+        }
+    }
 }
 
 impl Gate {
-    /// Held by every command but EXEC while it runs.
-    pub fn shared(&self) -> RwLockReadGuard<'_, ()> {
-        self.shards[MY_SHARD.with(|s| *s)].0.read()
+    /// Held by every command but EXEC while it runs; `None` on a thread
+    /// that holds the gate exclusively already.
+    pub fn shared(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        if HOLDING.get() {
+            return None;
+        }
+        Some(self.shards[MY_SHARD.with(|s| *s)].0.read())
     }
 
-    /// Held by EXEC: no other command runs meanwhile.
-    pub fn exclusive(&self) -> Vec<RwLockWriteGuard<'_, ()>> {
-        self.shards.iter().map(|s| s.0.write()).collect()
+    /// Held by EXEC: no other command runs meanwhile. Re-entrant on the
+    /// thread that holds it.
+    pub fn exclusive(&self) -> Exclusive<'_> {
+        if HOLDING.get() {
+            return Exclusive {
+                _shards: Vec::new(),
+                nested: true,
+            };
+        }
+        let shards = self.shards.iter().map(|s| s.0.write()).collect();
+        HOLDING.set(true);
+        Exclusive {
+            _shards: shards,
+            nested: false,
+        }
     }
 }
 

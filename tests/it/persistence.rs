@@ -1489,3 +1489,68 @@ fn appendonly_turns_on_and_off_at_runtime() {
     assert_eq!(digest(&mut r), before);
     assert_eq!(bulk(&mut r, &["GET", "after"]), None);
 }
+
+/// DEBUG RELOAD (the snapshot saved and loaded back) and DEBUG LOADAOF
+/// (the log loaded back) bring back the same data, libraries included, as
+/// Redis's do, and record nothing (the log does not grow by a reload); a
+/// transaction watching a key sees the reload as a change, as a flush.
+#[test]
+fn debug_reload_and_loadaof_bring_the_same_data_back() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    ok(&mut r, &["SET", "s", "v"]);
+    ok(&mut r, &["SET", "ttl", "v", "EX", "1000"]);
+    int(&mut r, &["RPUSH", "l", "a", "b", "c"]);
+    int(&mut r, &["HSET", "h", "f", "1", "g", "2"]);
+    int(&mut r, &["SADD", "set", "1", "2", "x"]);
+    int(&mut r, &["ZADD", "z", "1.5", "m", "2", "n"]);
+    int(&mut r, &["PFADD", "hll", "a", "b"]);
+    r.call(&["XADD", "st", "1-1", "f", "v"]);
+    ok(&mut r, &["XGROUP", "CREATE", "st", "g", "0"]);
+    r.call(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "st", ">"]);
+    let lib = "#!lua name=lib\nredis.register_function('f', function() return 7 end)";
+    r.call(&["FUNCTION", "LOAD", lib]);
+    ok(&mut r, &["SELECT", "3"]);
+    ok(&mut r, &["SET", "in3", "x"]);
+    ok(&mut r, &["SELECT", "0"]);
+    let before = digest(&mut r);
+    let offset = |r: &mut Raw| {
+        info_field(
+            &bulk(r, &["INFO", "replication"]).unwrap(),
+            "master_repl_offset",
+        )
+    };
+    let stream_at = offset(&mut r);
+    let mut watcher = node.raw();
+    ok(&mut watcher, &["WATCH", "s"]);
+    for reload in [
+        &["DEBUG", "RELOAD"][..],
+        &["DEBUG", "LOADAOF"],
+        &["DEBUG", "RELOAD", "NOSAVE"],
+    ] {
+        ok(&mut r, reload);
+        assert_eq!(digest(&mut r), before, "{reload:?}");
+        assert_eq!(r.call(&["FCALL", "f", "0"]), Frame::Int(7), "{reload:?}");
+        let ttl = int(&mut r, &["TTL", "ttl"]);
+        assert!((990..=1000).contains(&ttl), "{ttl}");
+    }
+    assert_eq!(offset(&mut r), stream_at, "a reload records nothing");
+    ok(&mut watcher, &["MULTI"]);
+    watcher.call(&["PING"]);
+    assert_eq!(watcher.call(&["EXEC"]), Frame::Null);
+    // Over the data there (the libraries kept by FLUSHALL), the snapshot's
+    // libraries replace those.
+    ok(&mut r, &["FLUSHALL"]);
+    ok(&mut r, &["DEBUG", "RELOAD", "NOSAVE", "NOFLUSH", "MERGE"]);
+    assert_eq!(digest(&mut r), before);
+    assert_eq!(r.call(&["FCALL", "f", "0"]), Frame::Int(7));
+    assert_eq!(
+        err(&mut r, &["DEBUG", "RELOAD", "SOMETIMES"]),
+        "ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options."
+    );
+    ok(&mut r, &["CONFIG", "SET", "appendonly", "no"]);
+    assert_eq!(
+        err(&mut r, &["DEBUG", "LOADAOF"]),
+        "ERR DEBUG LOADAOF needs appendonly yes"
+    );
+}

@@ -1349,7 +1349,7 @@ fn invoke(ctx: &mut Ctx, run: impl FnOnce(&mut Ctx) -> CmdResult) -> CmdResult {
 pub(super) fn alone<'s>(
     server: &'s crate::server::Server,
     client: &crate::server::client::Client,
-) -> Option<Vec<parking_lot::RwLockWriteGuard<'s, ()>>> {
+) -> Option<crate::server::watches::Exclusive<'s>> {
     client
         .exec_effects
         .get()
