@@ -185,8 +185,13 @@ fn smove(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
         ctx.remove_if_empty::<Set>(ts, src);
         let d: &mut Set = ctx.write_or_create(locked.table_for(db, dst), dst)?;
-        d.insert(m, limits);
-        ctx.emit_argv(argv);
+        if d.insert(m, limits) {
+            ctx.emit_argv(argv);
+        } else {
+            // Already a member there: only the source changed, and only
+            // it is told (WATCH, notifications, tracking), as in Redis.
+            ctx.emit(&[b"SREM", src, m]);
+        }
     }
     ctx.out.int(1);
     Ok(())

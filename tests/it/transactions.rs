@@ -503,3 +503,34 @@ fn deleting_a_watched_key_that_had_expired_is_no_change() {
     assert_eq!(watched_then(&mut r, &[&["SET", "x", "new"]]), Frame::Null);
     ok(&mut r, &["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
 }
+
+/// SMOVE of a member the destination already holds changes only the
+/// source: a transaction watching the destination goes through, one
+/// watching the source does not, as in Redis.
+#[test]
+fn smove_onto_a_member_already_there_touches_only_its_source() {
+    let node = TestNode::start();
+    let (mut r, mut other) = (node.raw(), node.raw());
+    for (watched, passes) in [("dst", true), ("src", false)] {
+        r.call(&["DEL", "src", "dst"]);
+        int(&mut r, &["SADD", "src", "a", "b"]);
+        int(&mut r, &["SADD", "dst", "a"]);
+        ok(&mut r, &["WATCH", watched]);
+        ok(&mut r, &["MULTI"]);
+        r.call(&["SADD", "dst", "c"]);
+        assert_eq!(int(&mut other, &["SMOVE", "src", "dst", "a"]), 1);
+        let want = if passes {
+            Frame::Array(vec![Frame::Int(1)])
+        } else {
+            Frame::Null
+        };
+        assert_eq!(exec(&mut r), want, "watching {watched}");
+        assert_eq!(strings_sorted(&mut r, "src"), ["b"]);
+    }
+}
+
+fn strings_sorted(r: &mut Raw, key: &str) -> Vec<String> {
+    let mut v = crate::strings(r, &["SMEMBERS", key]);
+    v.sort();
+    v
+}
