@@ -1,6 +1,6 @@
-//! HyperLogLog: PFADD, PFCOUNT, PFMERGE, in Redis's own string format, so
-//! values move between Shoal and Redis (GET/SET, DUMP/RESTORE) and give the
-//! same counts.
+//! HyperLogLog: PFADD, PFCOUNT, PFMERGE (and Redis's PFDEBUG and
+//! PFSELFTEST), in Redis's own string format, so values move between
+//! Shoal and Redis (GET/SET, DUMP/RESTORE) and give the same counts.
 //!
 //! ```text
 //!  "HYLL" [encoding: 0 dense | 1 sparse] [3 unused] [cached count: u64 LE,
@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::Bytes;
 
 use super::strings::string_of;
-use super::{flags::*, keys, spec, Access, Ctx, Spec};
+use super::{flags::*, keys, spec, Access, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{SlotTable, Value};
 
@@ -37,6 +37,8 @@ pub static COMMANDS: &[Spec] = &[
     spec("pfadd", -2, WRITE | DENYOOM | FAST, keys(1, 1, 1), H, G, "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", pfadd),
     spec("pfcount", -2, READONLY | MAY_REPLICATE, keys(1, -1, 1), H, G, "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", pfcount),
     spec("pfmerge", -2, WRITE | DENYOOM, keys(1, -1, 1), H, G, "Merges one or more HyperLogLog values into a single key.", pfmerge),
+    spec("pfdebug", 3, WRITE | DENYOOM | ADMIN, keys(2, 2, 1), H, G, "Internal commands for debugging HyperLogLog values", pfdebug),
+    spec("pfselftest", 1, ADMIN, NO_KEYS, H, G, "An internal command for testing HyperLogLog values", pfselftest),
 ];
 
 const P: u32 = 14;
@@ -436,6 +438,23 @@ fn sparse_max(ctx: &Ctx) -> usize {
     ctx.server.tun.hll_sparse_max_bytes.load(Relaxed) as usize
 }
 
+/// Raises the register `element` hashes to, where `bytes` keeps it:
+/// dense in place, sparse by splitting the opcode that covers it (which
+/// may promote the value to dense). Some(whether it changed), None if the
+/// sparse opcodes are corrupt.
+fn add(bytes: &mut Vec<u8>, element: &[u8], sparse_max: usize) -> Option<bool> {
+    let (i, v) = pattern(element);
+    if bytes[4] == 0 {
+        let grows = v > dense_get(&bytes[HEADER..], i);
+        if grows {
+            dense_set(&mut bytes[HEADER..], i, v);
+        }
+        Some(grows)
+    } else {
+        sparse_set(bytes, i, v, sparse_max)
+    }
+}
+
 fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
     let sparse_max = sparse_max(ctx);
@@ -468,17 +487,7 @@ fn pfadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut changed = false;
     let mut corrupt = false;
     for e in &argv[2..] {
-        let (i, v) = pattern(e);
-        let set = if bytes[4] == 0 {
-            let grows = v > dense_get(&bytes[HEADER..], i);
-            if grows {
-                dense_set(&mut bytes[HEADER..], i, v);
-            }
-            Some(grows)
-        } else {
-            sparse_set(bytes, i, v, sparse_max)
-        };
-        match set {
+        match add(bytes, e, sparse_max) {
             Some(c) => changed |= c,
             None => {
                 corrupt = true;
@@ -567,6 +576,146 @@ fn pfmerge(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         .table_for(ctx.db(), dst)
         .set(dst, Value::Raw(Box::new(bytes)), ctx.now_ms, true);
     ctx.emit_argv(argv);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// PFDEBUG GETREG|DECODE|ENCODING|TODENSE key, as Redis's: the registers
+/// (a sparse value made dense first), the sparse opcodes as text
+/// (`z:` ZERO, `Z:` XZERO, `v:value,run` VAL), the encoding, or a sparse
+/// value made dense (1, else 0). A value made dense is recorded as
+/// `PFDEBUG TODENSE`, which replays the same change.
+fn pfdebug(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let (sub, key) = (argv[1].to_ascii_lowercase(), &argv[2]);
+    let mut t = ctx.lock_key(key);
+    let Some(n) = ctx.lookup(&mut t, key) else {
+        return Err(CommandError::err("The specified key does not exist"));
+    };
+    check_header(
+        string_of(n)?
+            .str_bytes(&mut itoa::Buffer::new())
+            .unwrap_or_default(),
+    )?;
+    let bytes = n.value.make_raw();
+    let sparse = bytes[4] == 1;
+    // Redis's hllSparseToDense: the header, cached count included, is
+    // kept as it was (encode would mark the count stale).
+    let to_dense = |bytes: &mut Vec<u8>| -> Result<(), CommandError> {
+        let regs = registers(bytes).ok_or_else(invalid)?;
+        let header: [u8; HEADER] = bytes[..HEADER].try_into().expect("checked header");
+        *bytes = encode(&regs, false, None, 0);
+        bytes[..HEADER].copy_from_slice(&header);
+        bytes[4] = 0;
+        Ok(())
+    };
+    match sub.as_slice() {
+        b"getreg" => {
+            if sparse {
+                to_dense(bytes)?;
+            }
+            let data = &bytes[HEADER..];
+            let regs: Vec<u8> = (0..REGISTERS).map(|i| dense_get(data, i)).collect();
+            if sparse {
+                ctx.emit(&[b"PFDEBUG", b"TODENSE", key]);
+            }
+            ctx.out.array(REGISTERS);
+            regs.iter().for_each(|&r| ctx.out.int(i64::from(r)));
+        }
+        b"decode" => {
+            if !sparse {
+                return Err(CommandError::err("HLL encoding is not sparse"));
+            }
+            let mut text = Vec::new();
+            let mut p = HEADER;
+            while p < bytes.len() {
+                let (run, len) = sparse_span(bytes, p);
+                let op = bytes[p];
+                let word = match op & 0xC0 {
+                    0x00 => format!("z:{run}"),
+                    0x40 => format!("Z:{run}"),
+                    _ => format!("v:{},{run}", ((op >> 2) & 0x1F) + 1),
+                };
+                text.push(word);
+                p += len;
+            }
+            ctx.out.bulk(text.join(" ").as_bytes());
+        }
+        b"encoding" => ctx.out.simple(if sparse { "sparse" } else { "dense" }),
+        b"todense" => {
+            if sparse {
+                to_dense(bytes)?;
+                ctx.emit(&[b"PFDEBUG", b"TODENSE", key]);
+            }
+            ctx.out.int(i64::from(sparse));
+        }
+        _ => {
+            return Err(CommandError::err(format!(
+                "Unknown PFDEBUG subcommand '{}'",
+                String::from_utf8_lossy(&argv[1])
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// PFSELFTEST, as Redis's: dense registers keep what is set in them and
+/// leave their neighbours alone; then ten million distinct elements go
+/// into a dense and a sparse HyperLogLog at once, and at each power of
+/// ten the sparse one must still be sparse while small, both must count
+/// the same, and the count must be within six standard errors.
+fn pfselftest(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    use rand::Rng;
+    let failed = |m: String| Err(CommandError::err(format!("TESTFAILED {m}")));
+    let mut rng = rand::thread_rng();
+    let mut data = vec![0u8; DENSE_SIZE - HEADER];
+    let mut want = vec![0u8; REGISTERS];
+    for _ in 0..1000 {
+        for (i, w) in want.iter_mut().enumerate() {
+            *w = rng.gen_range(0..64);
+            dense_set(&mut data, i, *w);
+        }
+        for (i, &w) in want.iter().enumerate() {
+            let got = dense_get(&data, i);
+            if got != w {
+                return failed(format!("Register {i} should be {w} but is {got}"));
+            }
+        }
+    }
+    let sparse_max = sparse_max(ctx);
+    let mut dense = encode(&[0; REGISTERS], false, None, 0);
+    let mut sparse = encode(&[0; REGISTERS], true, None, usize::MAX);
+    let relerr = 1.04 / (REGISTERS as f64).sqrt();
+    let seed: u64 = rng.gen();
+    let mut checkpoint: u64 = 1;
+    for j in 1..=10_000_000u64 {
+        let element = (j ^ seed).to_le_bytes();
+        add(&mut dense, &element, sparse_max);
+        if add(&mut sparse, &element, sparse_max).is_none() {
+            return failed("sparse encoding corrupted".into());
+        }
+        if j != checkpoint {
+            continue;
+        }
+        if (j as usize) < sparse_max / 2 && sparse[4] != 1 {
+            return failed("sparse encoding not used".into());
+        }
+        let card = count(&registers(&dense).unwrap_or_default());
+        let sparse_regs = registers(&sparse).ok_or_else(corrupted)?;
+        if card != count(&sparse_regs) {
+            return failed("dense/sparse disagree".into());
+        }
+        // Cardinality 10 may collide now and then, as Redis allows.
+        let max_err = if j == 10 {
+            1
+        } else {
+            (relerr * 6.0 * j as f64).ceil() as u64
+        };
+        let abs_err = checkpoint.abs_diff(card);
+        if abs_err > max_err {
+            return failed(format!("Too big error. card:{checkpoint} abserr:{abs_err}"));
+        }
+        checkpoint *= 10;
+    }
     ctx.out.ok();
     Ok(())
 }

@@ -779,6 +779,7 @@ fn hyperloglog_matches_redis() {
             "HYLL\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01",
         ],
         &["PFCOUNT", "baddense"],
+        &["PFSELFTEST"],
         // A lower hll-sparse-max-bytes turns values dense sooner, as in
         // Redis: the same bytes on both sides.
         &["CONFIG", "SET", "hll-sparse-max-bytes", "40"],
@@ -787,6 +788,21 @@ fn hyperloglog_matches_redis() {
         &["PFADD", "low", "d", "e", "f", "g", "h", "i", "j", "k", "l"],
         &["GET", "low"],
         &["CONFIG", "GET", "hll-sparse-max-bytes"],
+        // PFDEBUG and PFSELFTEST, as Redis's: a value made dense keeps its
+        // header (cached count included), byte for byte.
+        &["PFDEBUG", "ENCODING", "mid"],
+        &["PFDEBUG", "DECODE", "mid"],
+        &["PFDEBUG", "GETREG", "small"],
+        &["PFDEBUG", "ENCODING", "small"],
+        &["GET", "small"],
+        &["PFDEBUG", "TODENSE", "other"],
+        &["PFDEBUG", "TODENSE", "other"],
+        &["GET", "other"],
+        &["PFDEBUG", "DECODE", "other"],
+        &["PFDEBUG", "ENCODING", "nokey"],
+        &["PFDEBUG", "ENCODING", "int"],
+        &["PFDEBUG", "NOSUCH", "mid"],
+        &["PFDEBUG", "DECODE", "trailing"],
     ] {
         script.push(c.iter().map(|s| s.to_string()).collect());
     }
