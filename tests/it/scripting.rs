@@ -298,6 +298,13 @@ fn a_scripts_commands_are_counted_and_monitored_as_in_redis() {
         &["EVAL", "return redis.call('lpush', 'a', 1)", "0"],
         &["EVAL", "return {err = 'MYERR x'}", "0"],
         &["EVAL", "error('boom')", "0"],
+        // Refused before it runs: a rejected call of SET, its error
+        // counted once, caught or not.
+        &["CONFIG", "SET", "maxmemory", "1"],
+        &["EVAL", "return redis.call('set', 'x', 'y')", "1", "x"],
+        &["EVAL", "return redis.pcall('set', 'x', 'y')['err']", "1", "x"],
+        &["CONFIG", "SET", "maxmemory", "0"],
+        &["EVAL_RO", "return redis.pcall('del', 'x')['err']", "1", "x"],
     ];
     for cmd in scripts {
         assert_eq!(s.call(cmd), r.call(cmd), "{cmd:?}");

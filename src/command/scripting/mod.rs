@@ -1633,33 +1633,46 @@ fn redis_call(
         }
         other => other,
     })?;
-    if spec.has(NOSCRIPT) {
-        return Err(CommandError::err(
-            "This Redis command is not allowed from script",
-        ));
-    }
-    // A read-only script may not run what may replicate either (PUBLISH,
-    // PFCOUNT), as in Redis: such a script runs during CLIENT PAUSE WRITE.
-    if read_only && (spec.is_write() || spec.has(MAY_REPLICATE)) {
-        return Err(CommandError::err(
-            "Write commands are not allowed from read-only scripts.",
-        ));
-    }
-    if spec.is_write() && !ctx.client.from_primary {
-        if ctx.server.replication.is_replica() {
-            return Err(CommandError::err_code(
-                "READONLY You can't write against a read only replica.",
+    // What refuses the command before it runs counts as a rejected call
+    // of it (INFO commandstats), as in Redis.
+    let admitted = (|| {
+        if spec.has(NOSCRIPT) {
+            return Err(CommandError::err(
+                "This Redis command is not allowed from script",
             ));
         }
-        // A script without flags is let in as a read; each write it makes
-        // meets what a write command meets (min-replicas-to-write, a
-        // failing disk), as in Redis.
-        super::write_refused(ctx.server)?;
-    }
-    // Over `maxmemory` with nothing left to evict, a command that may
-    // grow memory is refused inside a script too.
-    if oom_per_call && spec.has(DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
-        ctx.make_room()?;
+        // A read-only script may not run what may replicate either
+        // (PUBLISH, PFCOUNT), as in Redis: such a script runs during
+        // CLIENT PAUSE WRITE.
+        if read_only && (spec.is_write() || spec.has(MAY_REPLICATE)) {
+            return Err(CommandError::err(
+                "Write commands are not allowed from read-only scripts.",
+            ));
+        }
+        if spec.is_write() && !ctx.client.from_primary {
+            if ctx.server.replication.is_replica() {
+                return Err(CommandError::err_code(
+                    "READONLY You can't write against a read only replica.",
+                ));
+            }
+            // A script without flags is let in as a read; each write it
+            // makes meets what a write command meets
+            // (min-replicas-to-write, a failing disk), as in Redis.
+            super::write_refused(ctx.server)?;
+        }
+        // Over `maxmemory` with nothing left to evict, a command that may
+        // grow memory is refused inside a script too.
+        if oom_per_call && spec.has(DENYOOM) && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
+            ctx.make_room()?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = admitted {
+        // Its error is counted here (INFO errorstats), once: caught by
+        // redis.pcall, or the script's own error, it is not again.
+        ctx.server.stats.commands[idx].rejected();
+        ctx.server.stats.error(&e.code());
+        return Err(CommandError::Counted(e.to_string()));
     }
     let server = ctx.server;
     if server.monitor_count.load(Relaxed) > 0 && !spec.has(SKIP_MONITOR) && !spec.has(ADMIN) {
