@@ -47,10 +47,14 @@ fn hset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut t = ctx.lock_key(&argv[1]);
     let h: &mut Hash = ctx.write_or_create(&mut t, &argv[1])?;
     let added = h.insert_all(&argv[2..], limits);
-    ctx.emit_argv(argv);
     if argv[0].eq_ignore_ascii_case(b"hmset") {
+        // Recorded, and notified, as the HSET it is, as Redis does.
+        let mut rec: Vec<&[u8]> = vec![b"HSET"];
+        rec.extend(argv[1..].iter().map(|a| &a[..]));
+        ctx.emit(&rec);
         ctx.out.ok();
     } else {
+        ctx.emit_argv(argv);
         ctx.out.int(added as i64);
     }
     Ok(())

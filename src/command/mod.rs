@@ -753,7 +753,14 @@ impl<'a> Ctx<'a> {
                 }
                 match self.event.get() {
                     Some("") => {}
-                    event => notify_effect(self.server, db, argv, event, self.now_ms),
+                    event => notify_effect(
+                        self.server,
+                        db,
+                        argv,
+                        event,
+                        self.now_ms,
+                        &mut self.emptied.borrow_mut(),
+                    ),
                 }
                 for key in self.emptied.borrow_mut().drain(..) {
                     let generic = crate::server::notify::GENERIC;
@@ -1378,6 +1385,7 @@ fn notify_effect<A: AsRef<[u8]>>(
     argv: &[A],
     event: Option<&str>,
     now_ms: i64,
+    emptied: &mut Vec<Vec<u8>>,
 ) {
     use crate::server::notify::*;
     let name = argv[0].as_ref().to_ascii_lowercase();
@@ -1465,8 +1473,14 @@ fn notify_effect<A: AsRef<[u8]>>(
                 send(GENERIC, "expire", arg(1));
             }
         }
+        // A source it emptied is told gone between the two, as Redis
+        // deletes it before adding to the destination.
         b"smove" => {
             send(SET, "srem", arg(1));
+            if let Some(i) = emptied.iter().position(|k| k == arg(1)) {
+                emptied.remove(i);
+                send(GENERIC, "del", arg(1));
+            }
             send(SET, "sadd", arg(2));
         }
         _ => {

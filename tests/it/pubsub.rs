@@ -342,6 +342,12 @@ fn keyspace_events_match_redis() {
         &["PFADD", "p", "x"],
         &["PFMERGE", "q", "p"],
         &["PFCOUNT", "q"],
+        &["HMSET", "hm", "f", "1", "g", "2"],
+        &["HSET", "hm", "f", "3"],
+        &["SADD", "src", "a", "b"],
+        &["SADD", "dst", "a"],
+        &["SMOVE", "src", "dst", "a"],
+        &["SMOVE", "src", "dst", "b"],
         &["SET", "done", "1"],
     ];
     let events = |client: redis::Client| -> Vec<(String, String)> {

@@ -302,7 +302,12 @@ fn a_scripts_commands_are_counted_and_monitored_as_in_redis() {
         // counted once, caught or not.
         &["CONFIG", "SET", "maxmemory", "1"],
         &["EVAL", "return redis.call('set', 'x', 'y')", "1", "x"],
-        &["EVAL", "return redis.pcall('set', 'x', 'y')['err']", "1", "x"],
+        &[
+            "EVAL",
+            "return redis.pcall('set', 'x', 'y')['err']",
+            "1",
+            "x",
+        ],
         &["CONFIG", "SET", "maxmemory", "0"],
         &["EVAL_RO", "return redis.pcall('del', 'x')['err']", "1", "x"],
     ];
