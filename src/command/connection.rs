@@ -659,7 +659,8 @@ fn client_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Sleeps for DEBUG SLEEP without blocking other connections.
-pub fn sleep_action(secs: f64) -> Action {
-    Action::Sleep(Duration::from_secs_f64(secs.max(0.0)))
+/// How long DEBUG SLEEP `secs` sleeps (its connection only): an infinite
+/// or huge number as long as a Duration can.
+pub fn sleep_duration(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
 }

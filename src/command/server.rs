@@ -1008,7 +1008,12 @@ fn memory_purge(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 fn debug_sleep(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let secs = float(&argv[2])?;
     ctx.out.ok();
-    ctx.action = Some(super::connection::sleep_action(secs));
+    let d = super::connection::sleep_duration(secs);
+    // Several in one transaction sleep one after the other.
+    ctx.action = Some(match ctx.action.take() {
+        Some(super::Action::Sleep(before)) => super::Action::Sleep(before.saturating_add(d)),
+        _ => super::Action::Sleep(d),
+    });
     Ok(())
 }
 

@@ -117,14 +117,29 @@ fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     ctx.out.array(m.queue.len());
     ctx.client.exec_effects.set(Some(false));
     for (spec, argv) in &m.queue {
+        let started = std::time::Instant::now();
+        let slept = sleep_of(&ctx.action);
         // A runtime error is this command's reply; the others still run.
         let _ = super::run(ctx, spec, argv);
+        // Each command is the slow log's, not EXEC (DEBUG SLEEP's sleep,
+        // taken after EXEC, counting as its time).
+        let took = started.elapsed() + sleep_of(&ctx.action).saturating_sub(slept);
+        let h = ctx.client.handle.clone();
+        crate::server::connection::log_if_slow(ctx.server, spec, argv, took.as_micros() as u64, &h);
     }
     if ctx.client.exec_effects.get() == Some(true) {
         ctx.emit_global(&[b"EXEC"]);
     }
     ctx.client.exec_effects.set(None);
     Ok(())
+}
+
+/// How long a pending DEBUG SLEEP will sleep.
+fn sleep_of(action: &Option<super::Action>) -> std::time::Duration {
+    match action {
+        Some(super::Action::Sleep(d)) => *d,
+        _ => std::time::Duration::ZERO,
+    }
 }
 
 fn watch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -993,15 +993,9 @@ async fn execute(
     h.last_interaction.store(now, Relaxed);
     h.db.store(client.db, Relaxed);
 
+    log_if_slow(server, spec, argv, elapsed, h);
     // Passwords never reach the slow log or MONITOR.
     let argv = &*redacted(spec, argv);
-    let threshold = server.tun.slowlog_slower_than.load(Relaxed);
-    if threshold >= 0 && elapsed >= threshold as u64 && !spec.has(flags::SKIP_SLOWLOG) {
-        let max = server.tun.slowlog_max_len.load(Relaxed).max(0) as usize;
-        server
-            .slowlog
-            .push(argv, elapsed, h.addr.to_string(), h.name(), max);
-    }
     if server.monitor_count.load(Relaxed) > 0
         && !client.block_retry
         && !spec.has(flags::SKIP_MONITOR)
@@ -1151,6 +1145,29 @@ async fn wait_while_paused(
             _ = resumed => {}
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
+    }
+}
+
+/// Puts a command that ran `elapsed` µs in the slow log if that is past
+/// `slowlog-log-slower-than`, its secrets redacted (a transaction's
+/// commands each, EXEC itself never, as in Redis).
+pub fn log_if_slow(
+    server: &Server,
+    spec: &Spec,
+    argv: &[Bytes],
+    elapsed: u64,
+    h: &super::client::ClientHandle,
+) {
+    let threshold = server.tun.slowlog_slower_than.load(Relaxed);
+    if threshold >= 0 && elapsed >= threshold as u64 && !spec.has(flags::SKIP_SLOWLOG) {
+        let max = server.tun.slowlog_max_len.load(Relaxed).max(0) as usize;
+        server.slowlog.push(
+            &redacted(spec, argv),
+            elapsed,
+            h.addr.to_string(),
+            h.name(),
+            max,
+        );
     }
 }
 

@@ -371,6 +371,34 @@ fn slowlog_records_slow_commands() {
             Frame::bulk("0.2")
         ])
     );
+    // In a transaction, the commands it ran are logged, EXEC never, and
+    // two sleeps sleep both.
+    ok(&mut r, &["SLOWLOG", "RESET"]);
+    ok(&mut r, &["MULTI"]);
+    r.call(&["DEBUG", "SLEEP", "0.1"]);
+    r.call(&["SET", "k", "v"]);
+    r.call(&["DEBUG", "SLEEP", "0.15"]);
+    let started = std::time::Instant::now();
+    r.call(&["EXEC"]);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    let Frame::Array(entries) = r.call(&["SLOWLOG", "GET"]) else {
+        panic!()
+    };
+    let logged: Vec<Frame> = entries
+        .iter()
+        .map(|e| match e {
+            Frame::Array(e) => e[3].clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let sleep = |s: &str| {
+        Frame::Array(vec![
+            Frame::bulk("DEBUG"),
+            Frame::bulk("SLEEP"),
+            Frame::bulk(s),
+        ])
+    };
+    assert_eq!(logged, vec![sleep("0.15"), sleep("0.1")]);
 }
 
 #[test]
