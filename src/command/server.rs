@@ -87,6 +87,7 @@ static MEMORY_SUBCOMMANDS: &[Spec] = &[
 #[rustfmt::skip]
 static DEBUG_SUBCOMMANDS: &[Spec] = &[
     spec("debug|sleep", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Blocks the connection for a number of seconds.", debug_sleep),
+    spec("debug|protocol", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Replies with a value of the named protocol type.", debug_protocol),
     spec("debug|reload", -2, ADMIN | NOSCRIPT | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Saves the snapshot and loads it back.", debug_reload),
     spec("debug|loadaof", 2, ADMIN | NOSCRIPT | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Writes what the log has pending and loads the log back.", debug_loadaof),
     spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
@@ -1196,6 +1197,65 @@ fn debug_loadaof(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// DEBUG PROTOCOL <type>: a reply of each RESP type, with Redis's values,
+/// for client libraries to test their parsers against (RESP2 clients get
+/// RESP2's forms; an attribute or a push is followed by a real reply).
+fn debug_protocol(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let out = &mut *ctx.out;
+    match argv[2].to_ascii_lowercase().as_slice() {
+        b"string" => out.bulk(b"Hello World"),
+        b"integer" => out.int(12345),
+        // Redis's test value, not an approximation of pi.
+        #[allow(clippy::approx_constant)]
+        b"double" => out.double(3.141),
+        b"bignum" => out.big_number(b"1234567999999999999999999999999999999"),
+        b"null" => out.null(),
+        b"array" | b"set" => {
+            if argv[2].eq_ignore_ascii_case(b"set") {
+                out.set(3);
+            } else {
+                out.array(3);
+            }
+            (0..3).for_each(|j| out.int(j));
+        }
+        b"map" => {
+            out.map(3);
+            for j in 0..3 {
+                out.int(j);
+                out.boolean(j == 1);
+            }
+        }
+        b"attrib" => {
+            if out.resp3() {
+                out.attribute(1);
+                out.bulk(b"key-popularity");
+                out.array(2);
+                out.bulk(b"key:123");
+                out.int(90);
+            }
+            out.bulk(b"Some real reply following the attribute");
+        }
+        b"push" => {
+            if !out.resp3() {
+                return Err(CommandError::err("RESP2 is not supported by this command"));
+            }
+            out.push(2);
+            out.bulk(b"server-cpu-usage");
+            out.int(42);
+            out.bulk(b"Some real reply following the push reply");
+        }
+        b"true" => out.boolean(true),
+        b"false" => out.boolean(false),
+        b"verbatim" => out.verbatim("This is a verbatim\nstring"),
+        _ => {
+            return Err(CommandError::err(
+                "Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false",
+            ))
+        }
+    }
+    Ok(())
+}
+
 fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     help(
         ctx,
@@ -1213,6 +1273,10 @@ fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Create string keys <prefix>:0 to <prefix>:<count-1> (prefix 'key' by",
             "    default) holding 'value:<num>', cut or zero-padded to <size> bytes.",
             "    Keys that exist are left as they are.",
+            "PROTOCOL <type>",
+            "    Reply with a test value of the specified type. <type> can be: string,",
+            "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
+            "    true, false.",
             "RELOAD [MERGE] [NOFLUSH] [NOSAVE]",
             "    Save the snapshot on disk and load it back (NOSAVE: the one on disk;",
             "    NOFLUSH: over the data there, its libraries replacing those there;",

@@ -134,6 +134,12 @@ impl ReplyBuf {
         }
     }
 
+    /// RESP3's attribute of `n` pairs, which the next reply carries (a
+    /// RESP2 client gets none: the caller leaves it out).
+    pub fn attribute(&mut self, n: usize) {
+        self.header(b'|', n as i64);
+    }
+
     pub fn push(&mut self, n: usize) {
         if self.resp3() {
             self.header(b'>', n as i64);

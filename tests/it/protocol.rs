@@ -1,3 +1,5 @@
+use std::io::{Read, Write};
+
 use crate::support::{encode, Frame, TestNode};
 use crate::{bulk, ok};
 
@@ -137,4 +139,69 @@ fn random_garbage_never_kills_the_server() {
     let mut r = node.raw();
     assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
     ok(&mut r, &["SET", "still", "alive"]);
+}
+
+/// A set's or a map's elements in one order (the decoder's is a hash's).
+fn unordered(f: Frame) -> Frame {
+    match f {
+        Frame::Set(mut v) => {
+            v.sort_by_key(|e| format!("{e:?}"));
+            Frame::Set(v)
+        }
+        Frame::Map(mut v) => {
+            v.sort_by_key(|e| format!("{e:?}"));
+            Frame::Map(v)
+        }
+        other => other,
+    }
+}
+
+/// DEBUG PROTOCOL answers each RESP type as redis-server does, in RESP2
+/// and RESP3 (an attribute, and a push, come before a real reply).
+#[test]
+fn debug_protocol_replies_as_redis() {
+    use crate::support::ReferenceRedis;
+    let node = TestNode::start();
+    let reference = ReferenceRedis::start();
+    let types = [
+        "string", "integer", "double", "bignum", "null", "array", "set", "map", "attrib", "push",
+        "verbatim", "true", "false", "nope",
+    ];
+    for resp3 in [false, true] {
+        let (mut s, mut r) = (node.raw(), reference.raw());
+        if resp3 {
+            s.cmd(&["HELLO", "3"]);
+            s.read3();
+            r.cmd(&["HELLO", "3"]);
+            r.read3();
+        }
+        for t in types {
+            s.cmd(&["DEBUG", "PROTOCOL", t]);
+            r.cmd(&["DEBUG", "PROTOCOL", t]);
+            // A push, then the real reply.
+            let frames = if resp3 && t == "push" { 2 } else { 1 };
+            for _ in 0..frames {
+                let (a, b) = if resp3 {
+                    (s.read3(), r.read3())
+                } else {
+                    (s.read2(), r.read2())
+                };
+                assert_eq!(unordered(a), unordered(b), "{t} (RESP3: {resp3})");
+            }
+        }
+    }
+    // The attribute's own bytes, which the frames above do not show.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    let hello = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+    let ask = b"*3\r\n$5\r\nDEBUG\r\n$8\r\nPROTOCOL\r\n$6\r\nattrib\r\n";
+    raw.write_all(hello).unwrap();
+    raw.write_all(ask).unwrap();
+    let want: &[u8] = b"|1\r\n$14\r\nkey-popularity\r\n*2\r\n$7\r\nkey:123\r\n:90\r\n$39\r\nSome real reply following the attribute\r\n";
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.ends_with(want) {
+        let n = raw.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
 }
