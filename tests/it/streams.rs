@@ -221,7 +221,9 @@ fn node_sizes_decide_what_approximate_trims_remove() {
     script.push(cmd(&["XTRIM", "c", "MAXLEN", "~", "0", "LIMIT", "2"]));
     script.push(cmd(&["CONFIG", "SET", "stream-node-max-entries", "0"]));
     script.push(cmd(&["CONFIG", "SET", "stream-node-max-bytes", "1kb"]));
-    script.push(cmd(&["CONFIG", "GET", "stream-node-max-*"]));
+    // One by one: a pattern's matches come in redis-server's hash order.
+    script.push(cmd(&["CONFIG", "GET", "stream-node-max-entries"]));
+    script.push(cmd(&["CONFIG", "GET", "stream-node-max-bytes"]));
     let (node, _redis) = same_as_redis_owned(&script);
     // No entry limit: 100-byte entries fill nodes of 1 KB, some 9 or 10
     // of them (Redis counts its listpack's bytes, Shoal its own, a few
