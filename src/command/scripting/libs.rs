@@ -18,7 +18,12 @@ fn bad_argument(n: usize, function: &str, m: &str) -> mlua::Error {
 /// Lua's name for the type of argument `n` (1-based), "no value" past
 /// the last.
 fn got(args: &[Value], n: usize) -> &'static str {
-    args.get(n - 1).map_or("no value", |v| match v {
+    args.get(n - 1).map_or("no value", type_name)
+}
+
+/// Lua's name for a value's type, as lua_typename gives it.
+fn type_name(v: &Value) -> &'static str {
+    match v {
         Value::Nil => "nil",
         Value::Boolean(_) => "boolean",
         Value::Integer(_) | Value::Number(_) => "number",
@@ -27,7 +32,7 @@ fn got(args: &[Value], n: usize) -> &'static str {
         Value::Function(_) => "function",
         Value::Thread(_) => "thread",
         _ => "userdata",
-    })
+    }
 }
 
 /// The name the running library function was called by, as luaL_argerror

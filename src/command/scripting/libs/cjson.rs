@@ -277,22 +277,8 @@ fn bool_option(
     Ok(v)
 }
 
-/// Lua's name for a value's type, as lua_typename gives it.
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Nil => "nil",
-        Value::Boolean(_) => "boolean",
-        Value::Integer(_) | Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Table(_) => "table",
-        Value::Function(_) => "function",
-        Value::Thread(_) => "thread",
-        _ => "userdata",
-    }
-}
-
 fn cannot(v: &Value, why: &str) -> mlua::Error {
-    super::error(&format!("Cannot serialise {}: {why}", type_name(v)))
+    super::error(&format!("Cannot serialise {}: {why}", super::type_name(v)))
 }
 
 struct Encoder {
