@@ -1152,6 +1152,9 @@ fn debug_reload(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
     }
     let server = ctx.server;
+    // Between commands, a replica's applier's included: its lock, then the
+    // gate, in the order the applier takes them.
+    let _applying = server.replication.apply.write();
     let _gate = server.gate.exclusive();
     if save {
         crate::persistence::save::save(server).map_err(|e| {
@@ -1183,6 +1186,7 @@ fn debug_loadaof(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     let (Some(arc), true, Some((dir, m))) = (arc, server.log.enabled(), files) else {
         return Err(CommandError::err("DEBUG LOADAOF needs appendonly yes"));
     };
+    let _applying = server.replication.apply.write();
     let _gate = server.gate.exclusive();
     server.log.stop_writer();
     super::keys::empty_for_reload(ctx);

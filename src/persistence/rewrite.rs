@@ -248,7 +248,10 @@ pub fn stream_snapshot(
         // The instant S falls between commands, never inside one: not
         // inside a transaction (EXEC holds the gate exclusively), nor
         // between a replica applying its primary's command and recording it.
-        let _applying = server.replication.apply.write();
+        // A snapshot taken under the gate held exclusively (DEBUG RELOAD's,
+        // which holds the applier's lock too) is between commands already.
+        let held = server.gate.held_here();
+        let _applying = (!held).then(|| server.replication.apply.write());
         let _gate = server.gate.shared();
         // The function libraries come first. Changing them takes the gate
         // exclusively: they are as of the instant S too.

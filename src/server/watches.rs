@@ -178,6 +178,11 @@ impl Gate {
         Some(self.shards[MY_SHARD.with(|s| *s)].0.read())
     }
 
+    /// Whether this thread holds the gate exclusively.
+    pub fn held_here(&self) -> bool {
+        HOLDING.get()
+    }
+
     /// Held by EXEC: no other command runs meanwhile. Re-entrant on the
     /// thread that holds it.
     pub fn exclusive(&self) -> Exclusive<'_> {
