@@ -225,7 +225,7 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("active-defrag-max-scan-fields", Kind::Int { min: 1, max: i64::MAX }, "1000", true),
     d("active-expire-effort", Kind::Int { min: 1, max: 10 }, "1", true),
     inert("maxmemory-eviction-tenacity", Kind::Int { min: 0, max: 100 }, "10", true),
-    inert("maxmemory-clients", Kind::Str, "0", true),
+    inert("maxmemory-clients", Kind::Checked(memory_or_percent), "0", true),
     // Replicas never evict (Shoal's fixed behaviour, Redis's default).
     inert("replica-ignore-maxmemory", Kind::Bool, "yes", true),
     inert("replica-ignore-disk-write-errors", Kind::Bool, "no", true),
@@ -362,6 +362,19 @@ fn aof_dir_name(v: &str) -> Result<String, &'static str> {
         return Err("appenddirname can't be a path, just a dirname");
     }
     Ok(v.to_string())
+}
+
+/// A memory value or a percentage of maxmemory (`maxmemory-clients`),
+/// read and written back as Redis does.
+fn memory_or_percent(v: &str) -> Result<String, &'static str> {
+    if let Some(n) = parse_memory(v).filter(|&n| n >= 0) {
+        return Ok(n.to_string());
+    }
+    match v.strip_suffix('%').map(|p| p.parse::<i64>()) {
+        Some(Ok(p)) if p > 100 => Err("percentage argument must be less or equal to 100"),
+        Some(Ok(p)) if p >= 0 => Ok(format!("{p}%")),
+        _ => Err("argument must be a memory or percent value"),
+    }
 }
 
 /// `latency-tracking-info-percentiles`: numbers from 0 to 100, written
