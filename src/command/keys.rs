@@ -71,14 +71,27 @@ pub fn help_only(_: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     ))
 }
 
+/// DEL and UNLINK: UNLINK (and DEL with lazyfree-lazy-user-del) frees a
+/// large value on the lazy free thread (`server::lazyfree`).
 fn del(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
+    let lazy = argv[0].eq_ignore_ascii_case(b"unlink")
+        || ctx
+            .server
+            .tun
+            .lazy_user_del
+            .load(std::sync::atomic::Ordering::Relaxed);
     let mut locked = ctx.lock_keys(argv[1..].iter());
     let mut removed: Vec<&[u8]> = vec![b"DEL"];
     for k in &argv[1..] {
         let t = locked.table_for(db, k);
         if ctx.lookup(t, k).is_some() {
-            t.remove(k);
+            if let Some(node) = t.remove(k) {
+                if lazy {
+                    let effort = node.value.free_effort();
+                    ctx.server.lazyfree.free(node, effort);
+                }
+            }
             removed.push(k);
         }
     }
@@ -545,18 +558,19 @@ fn dbsize(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// FLUSHDB/FLUSHALL's optional ASYNC|SYNC.
-fn flush_mode(argv: &[Bytes]) -> Result<bool, CommandError> {
+/// FLUSHDB/FLUSHALL's optional ASYNC|SYNC; without, lazyfree-lazy-user-flush.
+fn flush_mode(ctx: &Ctx, argv: &[Bytes]) -> Result<bool, CommandError> {
     match argv.get(1) {
-        None => Ok(false),
+        None => Ok(ctx.server.config.read().get("lazyfree-lazy-user-flush") == "yes"),
         Some(w) if argv.len() == 2 && w.eq_ignore_ascii_case(b"async") => Ok(true),
         Some(w) if argv.len() == 2 && w.eq_ignore_ascii_case(b"sync") => Ok(false),
         _ => Err(CommandError::Syntax),
     }
 }
 
-/// Empties every locked table; with `lazy`, frees the memory on another thread.
-fn empty_tables(locked: &mut crate::keyspace::Locked, lazy: bool) {
+/// Empties every locked table; with `lazy`, frees the memory on the lazy
+/// free thread (each key counted as a freed object, as Redis counts them).
+fn empty_tables(server: &crate::server::Server, locked: &mut crate::keyspace::Locked, lazy: bool) {
     let mut old: Vec<SlotTable> = Vec::new();
     for (_, _, t) in locked.tables() {
         if t.is_empty() {
@@ -569,7 +583,8 @@ fn empty_tables(locked: &mut crate::keyspace::Locked, lazy: bool) {
         }
     }
     if !old.is_empty() {
-        std::thread::spawn(move || drop(old));
+        let keys = old.iter().map(|t| t.len()).sum();
+        server.lazyfree.hand_over(old, keys);
     }
 }
 
@@ -593,11 +608,11 @@ fn key_state(found: Option<&crate::keyspace::Node>, now: i64) -> KeyState {
 }
 
 fn flushdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let lazy = flush_mode(argv)?;
+    let lazy = flush_mode(ctx, argv)?;
     let db = ctx.db();
     let mut locked = ctx.server.keyspace.lock_dbs(&[db]);
     touch_watched(ctx, &mut locked, &[db]);
-    empty_tables(&mut locked, lazy);
+    empty_tables(ctx.server, &mut locked, lazy);
     ctx.emit(&[b"FLUSHDB"]);
     drop(locked);
     ctx.out.ok();
@@ -613,17 +628,17 @@ pub(super) fn empty_for_reload(ctx: &Ctx) {
     let dbs: Vec<usize> = ctx.server.keyspace.used_dbs().map(|(i, _)| i).collect();
     let mut locked = ctx.server.keyspace.lock_dbs(&dbs);
     touch_watched(ctx, &mut locked, &dbs);
-    empty_tables(&mut locked, false);
+    empty_tables(ctx.server, &mut locked, false);
     drop(locked);
     ctx.invalidate(None);
 }
 
 fn flushall(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let lazy = flush_mode(argv)?;
+    let lazy = flush_mode(ctx, argv)?;
     let dbs: Vec<usize> = ctx.server.keyspace.used_dbs().map(|(i, _)| i).collect();
     let mut locked = ctx.server.keyspace.lock_dbs(&dbs);
     touch_watched(ctx, &mut locked, &dbs);
-    empty_tables(&mut locked, lazy);
+    empty_tables(ctx.server, &mut locked, lazy);
     ctx.emit_global(&[b"FLUSHALL"]);
     drop(locked);
     ctx.out.ok();

@@ -292,6 +292,10 @@ fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn config_resetstat(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     ctx.server.stats.reset();
+    ctx.server
+        .lazyfree
+        .freed
+        .store(0, std::sync::atomic::Ordering::Relaxed);
     ctx.out.ok();
     Ok(())
 }

@@ -355,6 +355,11 @@ impl List {
         self.len
     }
 
+    /// Chunks (allocations) the list holds.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

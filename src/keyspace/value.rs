@@ -112,6 +112,28 @@ pub enum Value {
     Stream(Box<Stream>),
 }
 
+impl Value {
+    /// How much work freeing the value is, as Redis's
+    /// lazyfreeGetFreeEffort counts it: allocations to free, 1 for a
+    /// string or a compact encoding (one allocation whatever its size).
+    pub fn free_effort(&self) -> usize {
+        match self {
+            Value::List(l) => l.chunk_count(),
+            Value::HashTable(t) => t.len(),
+            Value::SetTable(t) => t.len(),
+            Value::ZSet(z) => z.len(),
+            Value::Stream(s) => {
+                s.nodes() as usize
+                    + s.groups
+                        .values()
+                        .map(|g| 1 + g.pel.len() + g.consumers.len())
+                        .sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+}
+
 /// The type names `TYPE` and `SCAN ... TYPE` use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -160,7 +160,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
                  mem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{}\r\n\
                  mem_replication_backlog:{}\r\nmem_total_replication_buffers:{}\r\nmem_clients_slaves:{}\r\n\
                  mem_clients_normal:{}\r\nmem_cluster_links:0\r\nmem_aof_buffer:{}\r\n\
-                 mem_allocator:jemalloc-5.3.0\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+                 mem_allocator:jemalloc-5.3.0\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
                 f.allocated,
                 human(f.allocated),
                 f.rss,
@@ -207,6 +207,8 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 m.replicas(),
                 m.clients,
                 m.log(),
+                server.lazyfree.pending.load(Relaxed),
+                server.lazyfree.freed.load(Relaxed),
             );
         }
         "persistence" => {

@@ -23,6 +23,7 @@ pub mod connection;
 pub mod expire;
 pub mod info;
 pub mod latency;
+pub mod lazyfree;
 pub mod memory;
 pub mod notify;
 pub mod pubsub;
@@ -76,6 +77,8 @@ pub struct Tunables {
     pub replica_read_only: AtomicBool,
     pub replica_serve_stale: AtomicBool,
     pub latency_tracking: AtomicBool,
+    /// lazyfree-lazy-user-del: DEL frees as UNLINK does.
+    pub lazy_user_del: AtomicBool,
 }
 
 const ENCODING_DIRECTIVES: [&str; 10] = [
@@ -117,6 +120,7 @@ impl Tunables {
             replica_read_only: AtomicBool::new(true),
             replica_serve_stale: AtomicBool::new(true),
             latency_tracking: AtomicBool::new(true),
+            lazy_user_del: AtomicBool::new(false),
         };
         for name in [
             "proto-max-bulk-len",
@@ -147,6 +151,7 @@ impl Tunables {
             "replica-read-only",
             "replica-serve-stale-data",
             "latency-tracking",
+            "lazyfree-lazy-user-del",
         ] {
             t.update_flag(name, cfg.get(name));
         }
@@ -160,6 +165,7 @@ impl Tunables {
             "replica-read-only" => &self.replica_read_only,
             "replica-serve-stale-data" => &self.replica_serve_stale,
             "latency-tracking" => &self.latency_tracking,
+            "lazyfree-lazy-user-del" => &self.lazy_user_del,
             _ => return,
         };
         slot.store(value == "yes", Relaxed);
@@ -282,6 +288,8 @@ pub struct Server {
     /// (Redis's `used_memory_startup`).
     pub startup_memory: AtomicU64,
     pub watches: watches::Watches,
+    /// Large values freed off the command path (UNLINK, FLUSHALL ASYNC).
+    pub lazyfree: lazyfree::LazyFree,
     pub blocked: blocking::Blocked,
     pub tracking: tracking::Tracking,
     pub pubsub: pubsub::PubSub,
@@ -392,6 +400,7 @@ impl Server {
             peak_memory: memory::Peak::default(),
             startup_memory: AtomicU64::new(0),
             watches: watches::Watches::default(),
+            lazyfree: lazyfree::LazyFree::default(),
             tracking: tracking::Tracking::default(),
             blocked: blocking::Blocked::default(),
             pubsub,

@@ -1,4 +1,4 @@
-use crate::support::{same_as_redis, same_as_redis_owned, Frame, TestNode};
+use crate::support::{same_as_redis, same_as_redis_owned, Frame, Raw, TestNode};
 use crate::{bulk, err, int, ok, strings};
 
 #[test]
@@ -620,4 +620,51 @@ fn migrate_moves_keys_between_nodes() {
         strings(&mut t, &["ZRANGE", "z", "0", "-1", "WITHSCORES"]),
         ["m", "1", "n", "2.5"]
     );
+}
+
+/// UNLINK frees a large value on the lazy free thread and counts it in
+/// INFO's lazyfreed_objects (a small one is freed in place, uncounted),
+/// FLUSHALL ASYNC counts its keys, lazyfree-lazy-user-del makes DEL free
+/// as UNLINK does, CONFIG RESETSTAT starts the count over: as Redis.
+#[test]
+fn unlink_frees_large_values_lazily() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let lazy = |r: &mut Raw, field: &str| -> i64 {
+        let info = bulk(r, &["INFO", "memory"]).unwrap();
+        crate::info_field(&info, field).parse().unwrap()
+    };
+    let settled = |r: &mut Raw, freed: i64| {
+        crate::support::eventually("lazy freeing done", || {
+            lazy(r, "lazyfree_pending_objects") == 0 && lazy(r, "lazyfreed_objects") == freed
+        });
+    };
+    // A set of 200 members is a hash table: 200 allocations to free.
+    let big = |r: &mut Raw, key: &str| {
+        let mut args = vec!["SADD".to_string(), key.to_string()];
+        args.extend((0..200).map(|i| format!("member-{i}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        int(r, &args);
+        int(r, &["HSET", &format!("{key}:h"), "f", "v"]);
+    };
+    big(&mut r, "l1");
+    int(&mut r, &["SADD", "small", "a", "b"]);
+    assert_eq!(int(&mut r, &["UNLINK", "l1", "small", "nope"]), 2);
+    settled(&mut r, 1);
+    big(&mut r, "l2");
+    assert_eq!(int(&mut r, &["DEL", "l2"]), 1);
+    settled(&mut r, 1);
+    ok(&mut r, &["CONFIG", "SET", "lazyfree-lazy-user-del", "yes"]);
+    big(&mut r, "l3");
+    assert_eq!(int(&mut r, &["DEL", "l3"]), 1);
+    settled(&mut r, 2);
+    ok(&mut r, &["CONFIG", "RESETSTAT"]);
+    settled(&mut r, 0);
+    // Five keys left (the hashes and one more): a flush counts each.
+    ok(&mut r, &["SET", "s", "v"]);
+    ok(&mut r, &["SELECT", "2"]);
+    ok(&mut r, &["SET", "t", "v"]);
+    ok(&mut r, &["FLUSHALL", "ASYNC"]);
+    settled(&mut r, 5);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 0);
 }
