@@ -121,64 +121,51 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
         Ok(MultiValue::from_iter([convert, ratio, safe]))
     })?;
     option("encode_max_depth", |lua, args, c| {
-        at_most(lua, args, 1, "encode_max_depth")?;
-        int_option(
+        int_setting(
             lua,
             args,
-            1,
             "encode_max_depth",
             &mut c.encode_max_depth,
             1,
             i32::MAX,
         )
-        .map(one)
     })?;
     option("decode_max_depth", |lua, args, c| {
-        at_most(lua, args, 1, "decode_max_depth")?;
-        int_option(
+        int_setting(
             lua,
             args,
-            1,
             "decode_max_depth",
             &mut c.decode_max_depth,
             1,
             i32::MAX,
         )
-        .map(one)
     })?;
     option("encode_number_precision", |lua, args, c| {
-        at_most(lua, args, 1, "encode_number_precision")?;
-        int_option(
+        int_setting(
             lua,
             args,
-            1,
             "encode_number_precision",
             &mut c.precision,
             1,
             14,
         )
-        .map(one)
     })?;
     option("encode_keep_buffer", |lua, args, c| {
-        at_most(lua, args, 1, "encode_keep_buffer")?;
-        bool_option(lua, args, 1, "encode_keep_buffer", &mut c.keep_buffer).map(one)
+        bool_setting(lua, args, "encode_keep_buffer", &mut c.keep_buffer)
     })?;
     option("encode_invalid_numbers", |lua, args, c| {
-        at_most(lua, args, 1, "encode_invalid_numbers")?;
         let name = "encode_invalid_numbers";
+        at_most(lua, args, 1, name)?;
         let options = ["off", "on", "null"];
         enum_option(lua, args, 1, name, &mut c.encode_invalid_numbers, &options).map(one)
     })?;
     option("decode_invalid_numbers", |lua, args, c| {
-        at_most(lua, args, 1, "decode_invalid_numbers")?;
-        bool_option(
+        bool_setting(
             lua,
             args,
-            1,
             "decode_invalid_numbers",
             &mut c.decode_invalid_numbers,
         )
-        .map(one)
     })?;
     t.raw_set("new", lua.create_function(|lua, ()| library(lua))?)?;
     t.raw_set("null", null())?;
@@ -189,6 +176,30 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
 
 fn null() -> Value {
     Value::LightUserData(LightUserData(std::ptr::null_mut()))
+}
+
+/// A setting that takes one integer argument (or none, to read it).
+fn int_setting(
+    lua: &Lua,
+    args: &[Value],
+    name: &str,
+    setting: &mut i32,
+    min: i32,
+    max: i32,
+) -> mlua::Result<MultiValue> {
+    at_most(lua, args, 1, name)?;
+    int_option(lua, args, 1, name, setting, min, max).map(one)
+}
+
+/// A setting that takes one on/off argument (or none, to read it).
+fn bool_setting(
+    lua: &Lua,
+    args: &[Value],
+    name: &str,
+    setting: &mut bool,
+) -> mlua::Result<MultiValue> {
+    at_most(lua, args, 1, name)?;
+    bool_option(lua, args, 1, name, setting).map(one)
 }
 
 fn one(v: Value) -> MultiValue {
