@@ -132,8 +132,27 @@ impl TestNode {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
+        let exited = self.child.try_wait().ok().flatten();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failing test shows how its server ended and what it said.
+            let mut err = String::new();
+            if let Some(mut e) = self.child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let log: Vec<String> = self.log.try_iter().collect();
+            let tail = &log[log.len().saturating_sub(20)..];
+            eprintln!(
+                "shoal on port {}: {}\nlast log lines:\n{}\nstandard error:\n{err}",
+                self.port,
+                match exited {
+                    Some(status) => format!("had exited ({status})"),
+                    None => "was running".into(),
+                },
+                tail.join("\n"),
+            );
+        }
     }
 }
 
@@ -333,13 +352,26 @@ impl<S: Read + Write> Raw<S> {
     }
 
     fn fill(&mut self) -> bool {
+        self.try_fill().is_ok()
+    }
+
+    /// Reads more; `Err` says why nothing came (closed, reset, timed out).
+    fn try_fill(&mut self) -> Result<(), String> {
         let mut tmp = [0u8; 65536];
         match self.stream.read(&mut tmp) {
-            Ok(0) | Err(_) => false,
+            Ok(0) => Err("connection closed".into()),
+            Err(e) => Err(format!("read failed: {e}")),
             Ok(n) => {
                 self.buf.extend_from_slice(&tmp[..n]);
-                true
+                Ok(())
             }
+        }
+    }
+
+    /// Reads more, or panics saying why a reply never came.
+    fn fill_or_panic(&mut self) {
+        if let Err(why) = self.try_fill() {
+            panic!("{why} while waiting for a reply");
         }
     }
 
@@ -357,7 +389,7 @@ impl<S: Read + Write> Raw<S> {
                 self.buf.drain(..n);
                 return from2(f);
             }
-            assert!(self.fill(), "connection closed while waiting for a reply");
+            self.fill_or_panic();
         }
     }
 
@@ -389,7 +421,7 @@ impl<S: Read + Write> Raw<S> {
                 Err(e) if self.buf.is_empty() => panic!("invalid RESP3: {e:?}"),
                 Err(_) => {}
             }
-            assert!(self.fill(), "connection closed while waiting for a reply");
+            self.fill_or_panic();
         }
     }
 
