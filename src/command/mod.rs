@@ -1189,9 +1189,7 @@ impl<'a> Ctx<'a> {
         {
             return Ok(());
         }
-        if server.used_memory(self.now_ms) <= max
-            || server.counted_memory(server.used_memory(self.now_ms)) <= max
-        {
+        if server.counted_memory(server.used_memory(self.now_ms)) <= max {
             server.eviction_time.under(self.now_ms);
             return Ok(());
         }
@@ -1228,13 +1226,13 @@ impl<'a> Ctx<'a> {
             let Some(node) = t.remove(&key) else {
                 continue;
             };
-            server.freed(node.memory_usage(0) as u64);
             server.stats.evicted_keys.add(1);
             evicted_any = true;
             self.event.set(Some(""));
             self.emit_in(db, &[b"DEL", &key]);
             self.event.set(None);
             drop(t);
+            // Freed here, on this thread: `used_memory` counts it at once.
             drop(node);
             server.notifier.notify(
                 &server.pubsub,
@@ -1244,14 +1242,14 @@ impl<'a> Ctx<'a> {
                 &key,
                 self.now_ms,
             );
-            if server.counted_memory(server.used_memory.0.load(Relaxed)) <= max {
+            if server.counted_memory(server.used_memory(self.now_ms)) <= max {
                 return Ok(());
             }
         }
         // As in Redis, a command is refused only when nothing could be
         // evicted; while evictions make progress, writes go on (freed
         // memory can take a moment to show in the allocator's count).
-        if evicted_any || server.counted_memory(server.used_memory.0.load(Relaxed)) <= max {
+        if evicted_any || server.counted_memory(server.used_memory(self.now_ms)) <= max {
             Ok(())
         } else {
             Err(oom())
@@ -1265,6 +1263,19 @@ impl<'a> Ctx<'a> {
 
     pub fn slot(key: &[u8]) -> SlotId {
         key_hash_slot(key)
+    }
+}
+
+/// Keys evicted to make room for a command were not its doing: a client
+/// tracking them hears of them before the command's reply, as from Redis
+/// (its own writes' invalidations follow the reply). `from`: how many
+/// invalidations were pending before the evictions.
+fn tell_evicted_first(ctx: &mut Ctx, from: usize) {
+    let evicted = ctx.client.invalidated.borrow_mut().split_off(from);
+    if !evicted.is_empty() {
+        let subscribed = ctx.client.subscribed();
+        let (tracking, clients) = (&ctx.server.tracking, &ctx.server.clients);
+        tracking.deliver_own(clients, ctx.client.id, evicted, ctx.out, subscribed);
     }
 }
 
@@ -1738,7 +1749,10 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         // read-only load still brings memory back under a lowered limit);
         // only those that may grow memory are refused when nothing can go.
         let r = if !in_exec && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
-            match ctx.make_room() {
+            let told = ctx.client.invalidated.borrow().len();
+            let room = ctx.make_room();
+            tell_evicted_first(ctx, told);
+            match room {
                 Err(e) if denyoom && spec.name == "exec" => {
                     Err(transactions::abort_exec(ctx.server, ctx.client, &e))
                 }

@@ -863,7 +863,7 @@ fn memory_stats(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
         out,
         &[
             ("peak.allocated", m.peak as i64),
-            ("total.allocated", f.allocated as i64),
+            ("total.allocated", f.used as i64),
             ("startup.allocated", m.startup as i64),
             ("replication.backlog", m.backlog() as i64),
             ("clients.slaves", m.replicas() as i64),
@@ -939,7 +939,7 @@ fn memory_stats(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 fn memory_doctor(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     use crate::server::memory::human;
     let m = crate::server::memory::Overhead::read(ctx.server, ctx.now_ms);
-    let used = m.allocated();
+    let used = m.used();
     const MB: i64 = 1 << 20;
     let mut found = Vec::new();
     if used < 5 * MB as u64 {

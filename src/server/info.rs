@@ -161,8 +161,8 @@ fn section(server: &Server, name: &str, o: &mut String) {
                  mem_replication_backlog:{}\r\nmem_total_replication_buffers:{}\r\nmem_clients_slaves:{}\r\n\
                  mem_clients_normal:{}\r\nmem_cluster_links:0\r\nmem_aof_buffer:{}\r\n\
                  mem_allocator:jemalloc-5.3.0\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
-                f.allocated,
-                human(f.allocated),
+                f.used,
+                human(f.used),
                 f.rss,
                 human(f.rss),
                 m.peak,

@@ -2,7 +2,12 @@
 //!
 //! Shoal runs on jemalloc (set in `main.rs`), and `used_memory` is jemalloc's
 //! own count of allocated bytes, not an estimate: what INFO reports is what the
-//! process holds. RSS comes from the kernel (`/proc/self/statm`).
+//! process holds, less what threads' caches keep of freed memory (jemalloc
+//! counts that as allocated; Redis's count never includes it). Reading the
+//! count takes a lock, so each thread reads it at most every 5 ms and adds
+//! its own allocations since from jemalloc's per-thread counters ([`used`]):
+//! a command's growth and an eviction's release count at once on the
+//! thread that made them. RSS comes from the kernel (`/proc/self/statm`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -10,6 +15,9 @@ use tikv_jemalloc_ctl::{epoch, stats};
 
 #[derive(Default, Clone, Copy)]
 pub struct MemoryFigures {
+    /// `used_memory`: what the program's allocations hold.
+    pub used: u64,
+    /// jemalloc's allocated bytes, threads' caches included.
     pub allocated: u64,
     pub active: u64,
     pub resident: u64,
@@ -19,8 +27,10 @@ pub struct MemoryFigures {
 pub fn read() -> MemoryFigures {
     // jemalloc caches its statistics; advancing the epoch refreshes them.
     let _ = epoch::advance();
+    let allocated = stats::allocated::read().unwrap_or(0) as u64;
     MemoryFigures {
-        allocated: stats::allocated::read().unwrap_or(0) as u64,
+        used: allocated.saturating_sub(thread_cached()),
+        allocated,
         active: stats::active::read().unwrap_or(0) as u64,
         resident: stats::resident::read().unwrap_or(0) as u64,
         rss: rss(),
@@ -28,9 +38,68 @@ pub fn read() -> MemoryFigures {
 }
 
 /// Only `used_memory` (no RSS: that is a file read).
-pub fn read_allocated() -> u64 {
+pub fn read_used() -> u64 {
     let _ = epoch::advance();
-    stats::allocated::read().unwrap_or(0) as u64
+    let allocated = stats::allocated::read().unwrap_or(0) as u64;
+    allocated.saturating_sub(thread_cached())
+}
+
+/// `used_memory` now as this thread sees it: `read_allocator()`'s figure,
+/// taken at most every 5 ms on each thread (reading it merges every
+/// arena's statistics under a lock), plus what this thread allocated less
+/// what it freed since, from jemalloc's per-thread counters (two loads).
+/// A command's own growth, a 200 KB SETBIT, so counts the moment it is
+/// made, and an eviction's release the moment the key is dropped, as in
+/// Redis's exact count; other threads' show within 5 ms.
+pub fn used(now_ms: i64, read_allocator: impl FnOnce() -> u64) -> u64 {
+    thread_local! {
+        /// When this thread last read the allocator, what it read, and
+        /// its own net allocation then.
+        static SEEN: std::cell::Cell<(i64, u64, u64)> = const { std::cell::Cell::new((i64::MIN, 0, 0)) };
+    }
+    let net = thread_net();
+    SEEN.with(|seen| {
+        let (mut at, mut used, mut net_then) = seen.get();
+        if now_ms.saturating_sub(at) >= 5 || now_ms < at {
+            (at, used, net_then) = (now_ms, read_allocator(), net);
+            seen.set((at, used, net_then));
+        }
+        // Wrapping: the counters are cumulative; the difference is what
+        // this thread holds more (or, freeing others' allocations, less).
+        used.saturating_add_signed(net.wrapping_sub(net_then) as i64)
+    })
+}
+
+/// This thread's allocated less freed bytes since it started (wrapping).
+fn thread_net() -> u64 {
+    use tikv_jemalloc_ctl::thread::{allocatedp, deallocatedp, ThreadLocal};
+    thread_local! {
+        static COUNTERS: Option<(ThreadLocal<u64>, ThreadLocal<u64>)> =
+            allocatedp::read().ok().zip(deallocatedp::read().ok());
+    }
+    COUNTERS.with(|c| c.map_or(0, |(a, d)| a.get().wrapping_sub(d.get())))
+}
+
+/// Bytes freed by the program but kept in threads' caches (jemalloc's
+/// tcache) for their next allocations, as of the last epoch. The arenas
+/// count them as allocated; left in, `used_memory` swung by some 300 KB
+/// within a second on an idle node as the caches of Shoal's threads
+/// filled and drained, enough to trip a `maxmemory` set 100 KB above
+/// what INFO had just said. Redis's own count (what its allocations
+/// hold) never includes them.
+fn thread_cached() -> u64 {
+    use tikv_jemalloc_ctl::raw;
+    // 4096 is MALLCTL_ARENAS_ALL: the sum over every arena.
+    static MIB: std::sync::OnceLock<Option<[usize; 4]>> = std::sync::OnceLock::new();
+    let mib = MIB.get_or_init(|| {
+        let mut mib = [0usize; 4];
+        raw::name_to_mib(b"stats.arenas.4096.tcache_bytes\0", &mut mib)
+            .ok()
+            .map(|()| mib)
+    });
+    // SAFETY: the statistic is a size_t, read as the usize it is.
+    mib.and_then(|m| unsafe { raw::read_mib::<usize>(&m) }.ok())
+        .unwrap_or(0) as u64
 }
 
 fn rss() -> u64 {
@@ -157,7 +226,9 @@ pub struct Overhead {
 
 impl Overhead {
     pub fn read(server: &super::Server, now_ms: i64) -> Overhead {
-        let figures = server.memory_figures(now_ms);
+        let mut figures = server.memory_figures(now_ms);
+        // This thread's own allocations since the figures were read count.
+        figures.used = server.used_memory(now_ms);
         let stream = server.effects.memory();
         let (mut clients, mut client_count, mut replica_count) = (0, 0, 0);
         for c in server.clients.all() {
@@ -177,7 +248,7 @@ impl Overhead {
             })
             .collect();
         Overhead {
-            peak: server.peak_memory.observe(figures.allocated),
+            peak: server.peak_memory.observe(figures.used),
             figures,
             startup: server.startup_memory.load(Relaxed),
             stream,
@@ -197,17 +268,18 @@ impl Overhead {
             + self.dbs.iter().map(|d| d.1).sum::<u64>()
     }
 
-    pub fn allocated(&self) -> u64 {
-        self.figures.allocated
+    /// `used_memory`.
+    pub fn used(&self) -> u64 {
+        self.figures.used
     }
 
     pub fn dataset(&self) -> u64 {
-        self.allocated().saturating_sub(self.total())
+        self.used().saturating_sub(self.total())
     }
 
     /// What the data took since start-up.
     pub fn net(&self) -> u64 {
-        self.allocated().saturating_sub(self.startup)
+        self.used().saturating_sub(self.startup)
     }
 
     pub fn keys(&self) -> u64 {
@@ -237,7 +309,7 @@ impl Overhead {
     }
 
     pub fn peak_perc(&self) -> f32 {
-        percent(self.allocated(), self.peak)
+        percent(self.used(), self.peak)
     }
 
     /// jemalloc's active pages against what it handed out.
@@ -257,7 +329,7 @@ impl Overhead {
 
     /// RSS against `used_memory` (`mem_fragmentation_ratio`).
     pub fn fragmentation(&self) -> (f32, i64) {
-        ratio(self.figures.rss, self.figures.allocated)
+        ratio(self.figures.rss, self.figures.used)
     }
 }
 

@@ -294,9 +294,6 @@ pub struct Server {
     pub tracking: tracking::Tracking,
     pub pubsub: pubsub::PubSub,
     pub eviction_pool: crate::keyspace::evict::EvictionPool,
-    /// `used_memory` as last read from the allocator, and when (Unix ms):
-    /// the maxmemory check reads it at most every few milliseconds.
-    pub used_memory: (AtomicU64, AtomicI64),
     /// `StreamMemory::not_counted_for_evict`, read with `used_memory`:
     /// over the limit every command asks, and reading it locks the
     /// effect stream and each replica's buffer.
@@ -406,7 +403,6 @@ impl Server {
             pubsub,
             notifier,
             eviction_pool: Default::default(),
-            used_memory: (AtomicU64::new(0), AtomicI64::new(0)),
             not_counted: AtomicU64::new(0),
             memory_figures: Default::default(),
             gate: watches::Gate::default(),
@@ -481,22 +477,21 @@ impl Server {
         }
     }
 
-    /// The allocator's `used_memory`, re-read when older than 5 ms (reading
-    /// it merges jemalloc's per-arena statistics under a global lock).
+    /// `used_memory` now, as this thread sees it (`memory::used`): the
+    /// allocator's figure re-read when older than 5 ms, plus what this
+    /// thread allocated less what it freed since.
     pub fn used_memory(&self, now_ms: i64) -> u64 {
-        let (value, at) = &self.used_memory;
-        if now_ms - at.load(Relaxed) >= 5 || now_ms < at.load(Relaxed) {
-            at.store(now_ms, Relaxed);
+        memory::used(now_ms, || {
             // The buffers left out are read on both sides of the
             // allocator's figure and the larger taken: one freed just after
             // that figure (a log batch written, tens of megabytes under a
             // slow disk) would otherwise count as data and evict keys.
             let before = self.effects.memory().not_counted_for_evict();
-            value.store(memory::read_allocated(), Relaxed);
+            let used = memory::read_used();
             let after = self.effects.memory().not_counted_for_evict();
             self.not_counted.store(before.max(after), Relaxed);
-        }
-        value.load(Relaxed)
+            used
+        })
     }
 
     /// What `maxmemory` counts of `used`: all but replicas' buffers and
@@ -513,13 +508,6 @@ impl Server {
             *g = (now_ms, memory::read());
         }
         g.1
-    }
-
-    /// Lowers the cached `used_memory` by what an eviction freed, until the
-    /// next read from the allocator.
-    pub fn freed(&self, bytes: u64) {
-        let v = &self.used_memory.0;
-        let _ = v.fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(bytes)));
     }
 
     pub fn request_shutdown(&self) {
@@ -664,9 +652,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         config.get("appendfilename"),
     );
     let server = Arc::new(Server::new(config));
-    server
-        .startup_memory
-        .store(memory::read_allocated(), Relaxed);
+    server.startup_memory.store(memory::read_used(), Relaxed);
     let _ = server.this.set(Arc::downgrade(&server));
     // The log is read before anyone can write, and clients that connect
     // meanwhile are told -LOADING.
@@ -1098,7 +1084,7 @@ async fn cron(server: Arc<Server>) {
         }
         let now = now_ms();
         server.stats.sample_rates(now);
-        server.peak_memory.observe(memory::read().allocated);
+        server.peak_memory.observe(memory::read().used);
         // A replica's keys expire by its primary's DELs only; a paused
         // primary's wait (see `Pause::writes_paused`).
         if server.active_expire.load(Relaxed)

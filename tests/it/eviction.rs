@@ -382,3 +382,76 @@ fn client_no_touch_leaves_counters_alone() {
     assert_eq!(int(&mut r, &["OBJECT", "FREQ", "k"]), 7);
     ok(&mut r, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
 }
+
+/// A key evicted to make room for a command is not that command's doing:
+/// a client tracking it is told before the command's reply (its own
+/// writes' invalidations come after), as Redis tells it. Also needs
+/// `used_memory` to count the command before's 200 KB at once.
+#[test]
+fn a_tracked_key_evicted_for_a_command_is_told_before_its_reply() {
+    let node = TestNode::start();
+    let reference = crate::support::ReferenceRedis::start();
+    evicted_key_told_first(node.raw());
+    evicted_key_told_first(reference.raw());
+}
+
+fn evicted_key_told_first<S: std::io::Read + std::io::Write>(mut c: Raw<S>) {
+    let call = |c: &mut Raw<S>, args: &[&str]| {
+        let reply = c.call(args);
+        assert!(!matches!(reply, Frame::Error(_)), "{args:?}: {reply:?}");
+        reply
+    };
+    // Every command once first: a database's first key sets up its
+    // tables, a command's first call its latency histogram (~25 KB, in
+    // Redis too), and so on; the limit leaves only 100 KB of room.
+    for args in [
+        &["SET", "warm", "x"][..],
+        &["SETEX", "w", "10000", "x"],
+        &["GET", "w"],
+        &["SETBIT", "wb", "8", "0"],
+        &["GETBIT", "wb", "0"],
+        &["DEL", "w", "wb"],
+        &["CONFIG", "SET", "maxmemory", "0"],
+        &["HELLO", "3"],
+        &["CLIENT", "TRACKING", "on"],
+        &["CLIENT", "TRACKING", "off"],
+        &["HELLO", "2"],
+    ] {
+        c.cmd(args);
+        c.read3();
+    }
+    let Frame::Bulk(info) = call(&mut c, &["INFO", "memory"]) else {
+        panic!("INFO")
+    };
+    let info = String::from_utf8(info).unwrap();
+    let field = |name: &str| info_field(&info, name).parse::<u64>().unwrap();
+    let used = field("used_memory") - field("mem_not_counted_for_evict");
+    let limit = (used + 100 * 1024).to_string();
+    call(&mut c, &["CONFIG", "SET", "maxmemory", &limit]);
+    call(
+        &mut c,
+        &["CONFIG", "SET", "maxmemory-policy", "volatile-random"],
+    );
+    c.cmd(&["HELLO", "3"]);
+    c.read3();
+    for args in [
+        &["CLIENT", "TRACKING", "on"][..],
+        &["SETEX", "volatile-key", "10000", "x"],
+    ] {
+        c.cmd(args);
+        assert_eq!(c.read3(), Frame::Simple("OK".into()), "{args:?}");
+    }
+    c.cmd(&["GET", "volatile-key"]);
+    assert_eq!(c.read3(), Frame::bulk("x"));
+    // Some 200 KB over the limit: the next command evicts the only
+    // volatile key, which this client has read.
+    c.cmd(&["SETBIT", "big-key", "1600000", "0"]);
+    assert_eq!(c.read3(), Frame::Int(0));
+    c.cmd(&["GETBIT", "big-key", "0"]);
+    let invalidated = Frame::Array(vec![Frame::bulk("volatile-key")]);
+    assert_eq!(
+        c.read3(),
+        Frame::Push(vec![Frame::bulk("invalidate"), invalidated])
+    );
+    assert_eq!(c.read3(), Frame::Int(0));
+}
