@@ -90,6 +90,7 @@ static DEBUG_SUBCOMMANDS: &[Spec] = &[
     spec("debug|protocol", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Replies with a value of the named protocol type.", debug_protocol),
     spec("debug|reload", -2, ADMIN | NOSCRIPT | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Saves the snapshot and loads it back.", debug_reload),
     spec("debug|loadaof", 2, ADMIN | NOSCRIPT | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Writes what the log has pending and loads the log back.", debug_loadaof),
+    spec("debug|pause-cron", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Stops (1) or resumes (0) the server's cron.", debug_pause_cron),
     spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
     spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
     spec("debug|digest", 2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns a digest of the whole dataset, equal on any two nodes with the same data.", debug_digest),
@@ -1029,6 +1030,13 @@ fn debug_set_active_expire(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+fn debug_pause_cron(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let paused = int(&argv[2])? != 0;
+    ctx.server.cron_paused.store(paused, Relaxed);
+    ctx.out.ok();
+    Ok(())
+}
+
 /// DEBUG POPULATE count [prefix] [size]: `prefix:N` → `value:N` (cut or
 /// padded with zero bytes to `size`) for every N below `count` whose key
 /// does not exist, as in Redis. Unlike Redis, each key is recorded as a
@@ -1277,6 +1285,8 @@ fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Flush the append only file's pending records to disk and load it back.",
             "OBJECT <key>",
             "    Show low level info about the <key> and associated value.",
+            "PAUSE-CRON <0|1>",
+            "    Stop periodic cron job processing.",
             "POPULATE <count> [<prefix>] [<size>]",
             "    Create string keys <prefix>:0 to <prefix>:<count-1> (prefix 'key' by",
             "    default) holding 'value:<num>', cut or zero-padded to <size> bytes.",

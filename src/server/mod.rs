@@ -314,6 +314,9 @@ pub struct Server {
     /// A [`ShutdownSave`], set by SHUTDOWN before it asks to stop.
     shutdown_save: std::sync::atomic::AtomicU8,
     pub active_expire: AtomicBool,
+    /// DEBUG PAUSE-CRON: the cron skips its work (tests of what happens
+    /// without it, as Redis's `pause_cron`).
+    pub cron_paused: AtomicBool,
     /// `enable-debug-command`: 0 no, 1 yes, 2 local (fixed at start-up).
     pub enable_debug: u8,
     pub started: Instant,
@@ -412,6 +415,7 @@ impl Server {
             shutdown: watch::channel(false).0,
             shutdown_save: std::sync::atomic::AtomicU8::new(ShutdownSave::IfRules as u8),
             active_expire: AtomicBool::new(true),
+            cron_paused: AtomicBool::new(false),
             enable_debug,
             started: Instant::now(),
             run_id: crate::effects::random_replid(),
@@ -1081,6 +1085,9 @@ async fn cron(server: Arc<Server>) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(1000 / hz)) => {}
             _ = stopped(&mut stop) => return,
+        }
+        if server.cron_paused.load(Relaxed) {
+            continue;
         }
         let now = now_ms();
         server.stats.sample_rates(now);

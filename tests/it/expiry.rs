@@ -20,6 +20,23 @@ fn lazy_expiry_on_access() {
     assert_eq!(int(&mut r, &["TTL", "k"]), -2);
 }
 
+/// DEBUG PAUSE-CRON 1 stops the cron's work, active expiry included,
+/// until PAUSE-CRON 0.
+#[test]
+fn a_paused_cron_leaves_expired_keys_alone() {
+    let node = TestNode::start_with(&["--hz", "100"]);
+    let mut r = node.raw();
+    ok(&mut r, &["DEBUG", "PAUSE-CRON", "1"]);
+    ok(&mut r, &["SET", "k", "v", "PX", "1"]);
+    // Some thirty ticks go by; DBSIZE does not expire keys.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(int(&mut r, &["DBSIZE"]), 1);
+    assert_eq!(info_expired(&mut r), 0);
+    ok(&mut r, &["DEBUG", "PAUSE-CRON", "0"]);
+    eventually("the cron expired k", || int(&mut r, &["DBSIZE"]) == 0);
+    assert_eq!(info_expired(&mut r), 1);
+}
+
 #[test]
 fn active_expiry_removes_unread_keys() {
     let node = TestNode::start();
