@@ -1266,16 +1266,31 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Keys evicted to make room for a command were not its doing: a client
-/// tracking them hears of them before the command's reply, as from Redis
-/// (its own writes' invalidations follow the reply). `from`: how many
-/// invalidations were pending before the evictions.
-fn tell_evicted_first(ctx: &mut Ctx, from: usize) {
-    let evicted = ctx.client.invalidated.borrow_mut().split_off(from);
-    if !evicted.is_empty() {
+/// Before a command, a tracking table over a lowered
+/// `tracking-table-max-keys` forgets some keys (Redis's 100 a command),
+/// telling their readers; this client's own go with [`tell_first`].
+fn keep_tracking_table_within(ctx: &mut Ctx) {
+    let server = ctx.server;
+    let max = server.tun.tracking_table_max_keys.load(Relaxed).max(0) as usize;
+    let own = server
+        .tracking
+        .limit(&server.clients, max, 100, ctx.client.id);
+    if !own.is_empty() {
+        let mut pending = ctx.client.invalidated.borrow_mut();
+        pending.extend(own.into_iter().map(Some));
+    }
+}
+
+/// Keys forgotten or evicted before a command runs were not its doing: a
+/// client tracking them hears of them before the command's reply, as from
+/// Redis (its own writes' invalidations follow the reply). `from`: how
+/// many invalidations were pending before.
+fn tell_first(ctx: &mut Ctx, from: usize) {
+    let before = ctx.client.invalidated.borrow_mut().split_off(from);
+    if !before.is_empty() {
         let subscribed = ctx.client.subscribed();
         let (tracking, clients) = (&ctx.server.tracking, &ctx.server.clients);
-        tracking.deliver_own(clients, ctx.client.id, evicted, ctx.out, subscribed);
+        tracking.deliver_own(clients, ctx.client.id, before, ctx.out, subscribed);
     }
 }
 
@@ -1694,6 +1709,12 @@ pub fn replay(
 /// Returns whether it failed, for the error statistics. Inside MULTI the
 /// command is queued instead (see `transactions`).
 pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), CommandError> {
+    // Commands a transaction runs were looked at as they were queued.
+    if ctx.client.exec_effects.get().is_none() && ctx.server.tracking.active() {
+        let told = ctx.client.invalidated.borrow().len();
+        keep_tracking_table_within(ctx);
+        tell_first(ctx, told);
+    }
     // Queueing takes memory too: over `maxmemory` with nothing left to
     // evict, a client inside MULTI gets nothing more in (a nested MULTI or
     // a WATCH neither; only EXEC, judged by its queue, DISCARD, QUIT and
@@ -1751,7 +1772,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), Com
         let r = if !in_exec && ctx.server.tun.maxmemory.load(Relaxed) > 0 {
             let told = ctx.client.invalidated.borrow().len();
             let room = ctx.make_room();
-            tell_evicted_first(ctx, told);
+            tell_first(ctx, told);
             match room {
                 Err(e) if denyoom && spec.name == "exec" => {
                     Err(transactions::abort_exec(ctx.server, ctx.client, &e))

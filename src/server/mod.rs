@@ -454,6 +454,7 @@ impl Server {
                 .effects
                 .resize_backlog(value.parse().unwrap_or(1 << 20)),
             "slowlog-max-len" => self.slowlog.trim(value.parse().unwrap_or(128)),
+            "tracking-table-max-keys" => self.tracking.limit_changed(),
             "loglevel" => crate::logging::set_level(value),
             "notify-keyspace-events" => self.notifier.set(value),
             "maxmemory-policy" => {
@@ -1122,7 +1123,7 @@ async fn cron(server: Arc<Server>) {
         let tracked = server.tun.tracking_table_max_keys.load(Relaxed).max(0) as usize;
         server
             .tracking
-            .limit(&server.clients, tracked, 100_000 / hz as usize);
+            .limit(&server.clients, tracked, 100_000 / hz as usize, 0);
         let (max_lag, ping_every) = {
             let cfg = server.config.read();
             (

@@ -30,8 +30,10 @@
 //! they do in Redis's event loop.
 //!
 //! `tracking-table-max-keys` bounds the table: past it, keys are forgotten
-//! and their clients told, as if the keys had changed (as a read adds one,
-//! and from the cron when the limit was lowered, as Redis's cron does). While no client
+//! and their clients told, as if the keys had changed: as a read adds one,
+//! and when the limit was lowered, some before each command and from the
+//! cron, as Redis does (a command's own reader is told before its reply).
+//! While no client
 //! tracks, every hook costs one relaxed load; while some do, a write to a
 //! key nobody may cache costs a hash and a load (the [`Filter`]), and only
 //! the others take the lock.
@@ -246,6 +248,9 @@ pub struct Tracking {
     /// BCAST prefixes registered (`State::prefixes.len()`): while 0, a
     /// write the filter rules out needs nothing else.
     prefixes: AtomicUsize,
+    /// `tracking-table-max-keys` was set since the table was last within
+    /// it (a read keeps it within; only a lowered limit leaves it over).
+    over_limit: AtomicBool,
     /// Made when first used: 256 KiB that servers nobody tracks on need not hold.
     filter: std::sync::OnceLock<Filter>,
     state: Mutex<State>,
@@ -393,24 +398,43 @@ impl Tracking {
             }
             new.push(key);
         }
-        self.forget_over(s, clients, max_keys, usize::MAX);
+        self.forget_over(s, clients, max_keys, usize::MAX, 0);
         new
     }
 
-    /// The cron's part of the bound: a table over `max_keys` (the limit was
-    /// lowered) forgets up to `budget` keys a call, as Redis's cron does,
-    /// telling their readers.
-    pub fn limit(&self, clients: &Clients, max_keys: usize, budget: usize) {
-        if !self.active() {
-            return;
+    /// `tracking-table-max-keys` was set: the table may now be over it.
+    pub fn limit_changed(&self) {
+        self.over_limit.store(true, Relaxed);
+    }
+
+    /// A table over a lowered `max_keys` forgets up to `budget` keys a
+    /// call, telling their readers: before each command and from the cron,
+    /// as Redis does. Returns the keys client `me` (0: none) read, for it
+    /// to be told before its command's reply ([`Tracking::deliver_own`]).
+    pub fn limit(&self, clients: &Clients, max_keys: usize, budget: usize, me: u64) -> Vec<Bytes> {
+        if !self.active() || !self.over_limit.load(Relaxed) {
+            return Vec::new();
         }
         let mut s = self.state.lock();
-        self.forget_over(&mut s, clients, max_keys, budget);
+        let own = self.forget_over(&mut s, clients, max_keys, budget, me);
+        if max_keys == 0 || s.table.len() <= max_keys {
+            self.over_limit.store(false, Relaxed);
+        }
+        own
     }
 
     /// Over the limit: forgets keys (at most `budget`) as if they had
     /// changed, so that no client keeps a copy the table no longer covers.
-    fn forget_over(&self, s: &mut State, clients: &Clients, max_keys: usize, budget: usize) {
+    /// Client `me`'s are returned rather than sent.
+    fn forget_over(
+        &self,
+        s: &mut State,
+        clients: &Clients,
+        max_keys: usize,
+        budget: usize,
+        me: u64,
+    ) -> Vec<Bytes> {
+        let mut own = Vec::new();
         let mut forgotten = 0;
         while max_keys > 0 && s.table.len() > max_keys && forgotten < budget {
             let Some(key) = s.table.keys().next().cloned() else {
@@ -423,10 +447,15 @@ impl Tracking {
             let keys: Arc<[Bytes]> = Arc::from([key]);
             for id in ids {
                 if let Some(t) = s.trackers.get_mut(&id).filter(|t| !t.bcast) {
-                    t.send(clients, Some(keys.clone()));
+                    if id == me {
+                        own.push(keys[0].clone());
+                    } else {
+                        t.send(clients, Some(keys.clone()));
+                    }
                 }
             }
         }
+        own
     }
 
     /// `key` changed, by client `by` (0: by the server, expiring or

@@ -605,6 +605,56 @@ fn the_tracking_table_is_bounded() {
     assert_eq!(crate::info_field(&info, "tracking_total_keys"), "1");
 }
 
+/// A lowered `tracking-table-max-keys` is met before the next command
+/// (here queued in a transaction, with the cron paused), its own reader
+/// told before the command's reply: Redis's regression test for #11715,
+/// run on Shoal and redis-server alike.
+#[test]
+fn a_lowered_tracking_limit_is_met_before_the_next_command() {
+    let node = TestNode::start();
+    let reference = crate::support::ReferenceRedis::start();
+    lowered_limit_met_first(node.raw(), node.raw());
+    lowered_limit_met_first(reference.raw(), reference.raw());
+}
+
+fn lowered_limit_met_first<S: std::io::Read + std::io::Write>(mut w: Raw<S>, mut a: Raw<S>) {
+    let ok = Frame::Simple("OK".into());
+    assert_eq!(w.call(&["DEBUG", "PAUSE-CRON", "1"]), ok);
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "tracking-table-max-keys", "2"]),
+        ok
+    );
+    a.cmd(&["HELLO", "3"]);
+    a.read3();
+    for args in [&["CLIENT", "TRACKING", "on"][..], &["MULTI"]] {
+        if args[0] == "MULTI" {
+            a.cmd(&["MGET", "1{tag}", "2{tag}"]);
+            assert_eq!(a.read3(), Frame::Array(vec![Frame::Null, Frame::Null]));
+        }
+        a.cmd(args);
+        assert_eq!(a.read3(), ok);
+    }
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "tracking-table-max-keys", "1"]),
+        ok
+    );
+    a.cmd(&["PING"]);
+    let Frame::Push(push) = a.read3() else {
+        panic!("expected an invalidation first")
+    };
+    assert_eq!(push[0], Frame::bulk("invalidate"));
+    assert!(
+        [Frame::bulk("1{tag}"), Frame::bulk("2{tag}")]
+            .iter()
+            .any(|k| push[1] == Frame::Array(vec![k.clone()])),
+        "{push:?}"
+    );
+    assert_eq!(a.read3(), Frame::Simple("QUEUED".into()));
+    a.cmd(&["EXEC"]);
+    assert_eq!(a.read3(), Frame::Array(vec![Frame::Simple("PONG".into())]));
+    assert_eq!(w.call(&["DEBUG", "PAUSE-CRON", "0"]), ok);
+}
+
 /// A RESP3 connection with CLIENT TRACKING ON and `options`.
 pub fn tracking_conn(port: u16, options: &[&str]) -> Raw {
     let mut c = Raw::connect(port);
