@@ -263,7 +263,7 @@ pub fn auth_failed(ctx: &Ctx, username: &[u8]) {
     let max = ctx.server.tun.acllog_max_len.load(Relaxed).max(0) as usize;
     ctx.server.acl_log.auth_failed(
         &String::from_utf8_lossy(username),
-        ctx.client.handle.describe(ctx.now_ms),
+        ctx.client.handle.describe(ctx.now_ms, 0),
         ctx.now_ms,
         max,
     );

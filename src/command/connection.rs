@@ -290,15 +290,25 @@ fn client_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         {
             continue;
         }
-        s.push_str(&c.describe(ctx.now_ms));
+        let own = if c.id == ctx.client.id {
+            argv_mem(argv)
+        } else {
+            0
+        };
+        s.push_str(&c.describe(ctx.now_ms, own));
         s.push('\n');
     }
     ctx.out.verbatim(&s);
     Ok(())
 }
 
-fn client_info(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    let mut s = ctx.client.handle.describe(ctx.now_ms);
+/// What a command's arguments take (CLIENT LIST's `argv-mem`).
+pub fn argv_mem(argv: &[Bytes]) -> usize {
+    argv.iter().map(|a| a.len()).sum()
+}
+
+fn client_info(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let mut s = ctx.client.handle.describe(ctx.now_ms, argv_mem(argv));
     s.push('\n');
     ctx.out.verbatim(&s);
     Ok(())

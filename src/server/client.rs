@@ -236,7 +236,14 @@ pub struct ClientHandle {
     pub last_interaction: AtomicI64,
     /// Index of the last command in `command::TABLE.all`.
     pub last_cmd: AtomicUsize,
+    /// Bytes in the read buffer: all of a batch while it runs (as Redis's
+    /// `qbuf` holds a round's commands until the round ends), what is left
+    /// of a request once it ends.
     pub query_buf: AtomicUsize,
+    /// Room left in the read buffer (0 while it is back in the pool).
+    pub query_free: AtomicUsize,
+    /// The socket's descriptor (-1 for clients without one).
+    pub fd: std::sync::atomic::AtomicI32,
     /// What the connection's read and reply buffers hold (their capacity),
     /// as of its last batch: its share of `mem_clients_normal`.
     pub buffers: AtomicUsize,
@@ -370,7 +377,10 @@ impl ClientHandle {
     }
 
     /// One line of CLIENT LIST, with Redis's field names and order.
-    pub fn describe(&self, now_ms: i64) -> String {
+    /// `argv_mem`: the arguments of the command this client is running
+    /// (the caller's own line; 0 for the others, which are between
+    /// commands).
+    pub fn describe(&self, now_ms: i64, argv_mem: usize) -> String {
         let age = self.created.elapsed().as_secs();
         let idle = ((now_ms - self.last_interaction.load(Relaxed)).max(0) / 1000) as u64;
         use super::tracking::{FLAG_BCAST, FLAG_BROKEN_REDIRECT, FLAG_ON};
@@ -427,12 +437,13 @@ impl ClientHandle {
         let qbuf = self.query_buf.load(Relaxed);
         let omem = self.output_mem.load(Relaxed);
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
-             qbuf={} qbuf-free=0 argv-mem=0 multi-mem={} rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} \
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
+             qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} \
              events=r cmd={} user=default redir={} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
+            self.fd.load(Relaxed),
             self.name(),
             age,
             idle,
@@ -443,9 +454,11 @@ impl ClientHandle {
             ssub,
             multi,
             qbuf,
+            self.query_free.load(Relaxed),
+            argv_mem,
             self.multi_mem.load(Relaxed),
             omem,
-            self.buffers.load(Relaxed) + omem + self.multi_mem.load(Relaxed),
+            self.buffers.load(Relaxed) + omem + self.multi_mem.load(Relaxed) + argv_mem,
             cmd,
             redir,
             self.resp.load(Relaxed),
@@ -485,6 +498,8 @@ impl Clients {
             last_interaction: AtomicI64::new(now_ms),
             last_cmd: AtomicUsize::new(usize::MAX),
             query_buf: AtomicUsize::new(0),
+            query_free: AtomicUsize::new(0),
+            fd: std::sync::atomic::AtomicI32::new(-1),
             buffers: AtomicUsize::new(0),
             output_mem: AtomicUsize::new(0),
             monitor: AtomicBool::new(false),

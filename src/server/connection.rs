@@ -164,6 +164,10 @@ pub async fn serve(
     }
     let laddr = local_addr(&stream);
     let handle = server.clients.register(addr, laddr, now_ms());
+    {
+        use std::os::fd::AsRawFd;
+        handle.fd.store(stream.as_raw_fd(), Relaxed);
+    }
     let (mut rd, mut wr) = stream.into_split();
 
     if server.clients.count() as i64 > server.tun.maxclients.load(Relaxed) {
@@ -492,7 +496,6 @@ pub async fn serve(
             wait_durable(&server, &synced, target).await;
         }
         let pending = rbuf.len();
-        handle.query_buf.store(pending, Relaxed);
         held(&handle, &rbuf, &out);
         if pending as i64 > server.tun.query_buffer_limit.load(Relaxed) {
             tracing::warn!(
@@ -547,8 +550,19 @@ pub async fn serve(
     server.clients.unregister(handle.id);
 }
 
-/// Publishes what the connection's buffers take (`mem_clients_normal`).
+/// What the read buffer holds and has room for (CLIENT LIST's `qbuf`,
+/// `qbuf-free`).
+fn held_query(handle: &super::client::ClientHandle, rbuf: &BytesMut) {
+    handle.query_buf.store(rbuf.len(), Relaxed);
+    handle
+        .query_free
+        .store(rbuf.capacity() - rbuf.len(), Relaxed);
+}
+
+/// Publishes what the connection's buffers take (`mem_clients_normal`)
+/// and hold.
 fn held(handle: &super::client::ClientHandle, rbuf: &BytesMut, out: &ReplyBuf) {
+    held_query(handle, rbuf);
     handle
         .buffers
         .store(rbuf.capacity() + out.buf.capacity(), Relaxed);

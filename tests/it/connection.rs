@@ -644,3 +644,50 @@ fn kept_requests_do_not_pin_a_buffer_each() {
     assert_eq!(replies.len(), 4000);
     assert_eq!(int(&mut r, &["DBSIZE"]), 4000);
 }
+
+/// CLIENT INFO and CLIENT LIST show a connection's descriptor, and for
+/// the caller its query buffer (the round's requests, 26 bytes for a lone
+/// `CLIENT INFO`) and its command's arguments, as Redis shows them; an
+/// idle connection holds neither.
+#[test]
+fn client_lines_show_descriptors_and_the_callers_buffers_as_redis() {
+    let node = TestNode::start();
+    let reference = crate::support::ReferenceRedis::start();
+    client_line_fields(node.raw(), node.raw());
+    client_line_fields(reference.raw(), reference.raw());
+}
+
+fn client_line_fields<S: std::io::Read + std::io::Write>(mut r: Raw<S>, mut idle: Raw<S>) {
+    let field = |line: &str, name: &str| -> String {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            .to_string()
+    };
+    let text = |f: Frame| match f {
+        Frame::Bulk(b) => String::from_utf8(b).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let Frame::Int(idle_id) = idle.call(&["CLIENT", "ID"]) else {
+        panic!("CLIENT ID")
+    };
+    let info = text(r.call(&["CLIENT", "INFO"]));
+    assert_eq!(field(&info, "qbuf"), "26", "{info}");
+    assert_eq!(field(&info, "argv-mem"), "10", "{info}");
+    assert!(field(&info, "fd").parse::<i32>().unwrap() > 2, "{info}");
+    let list = text(r.call(&["CLIENT", "LIST"]));
+    let own = list
+        .lines()
+        .find(|l| l.contains("cmd=client|list"))
+        .unwrap();
+    assert_eq!(field(own, "qbuf"), "26", "{list}");
+    assert_eq!(field(own, "argv-mem"), "10", "{list}");
+    let other = list
+        .lines()
+        .find(|l| field(l, "id") == idle_id.to_string())
+        .unwrap();
+    assert_eq!(field(other, "qbuf"), "0", "{list}");
+    assert_eq!(field(other, "argv-mem"), "0", "{list}");
+    assert_ne!(field(other, "fd"), field(own, "fd"), "{list}");
+    assert!(field(other, "fd").parse::<i32>().unwrap() > 2, "{list}");
+}
