@@ -1193,17 +1193,36 @@ fn debug_reload(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 /// as Redis's. The log's writer stops while its files are read.
 fn debug_loadaof(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     let server = ctx.server;
-    let arc = server.this.get().and_then(|w| w.upgrade());
-    let files = server.log.files.lock().clone();
-    let (Some(arc), true, Some((dir, m))) = (arc, server.log.enabled(), files) else {
-        return Err(CommandError::err("DEBUG LOADAOF needs appendonly yes"));
+    let Some(arc) = server.this.get().and_then(|w| w.upgrade()) else {
+        return Err(CommandError::err("DEBUG LOADAOF: the server is stopping"));
     };
     let _applying = server.replication.apply.write();
     let _gate = server.gate.exclusive();
-    server.log.stop_writer();
+    let with_log = server.log.enabled();
+    // With the log off, what the directory's manifest names (what the log
+    // left, or a base BGREWRITEAOF wrote; none: an empty dataset), as
+    // Redis loads.
+    let (dir, m) = match server.log.files.lock().clone() {
+        Some(files) if with_log => files,
+        _ if with_log => {
+            return Err(CommandError::err(
+                "DEBUG LOADAOF: the append only file is being turned on",
+            ))
+        }
+        _ => {
+            let dir = crate::persistence::aof::AofDir::configured(server);
+            let m = dir.existing_manifest().unwrap_or_default();
+            (dir, m)
+        }
+    };
+    if with_log {
+        server.log.stop_writer();
+    }
     super::keys::empty_for_reload(ctx);
     let loaded = crate::persistence::load::reload(server, &dir, &m, false);
-    crate::persistence::toggle::start_writer(&arc);
+    if with_log {
+        crate::persistence::toggle::start_writer(&arc);
+    }
     loaded.map_err(|e| {
         tracing::warn!("DEBUG LOADAOF could not load the log: {e}");
         CommandError::err(format!("Error trying to load the append only file: {e}"))

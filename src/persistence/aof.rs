@@ -153,7 +153,7 @@ pub fn scan(
 
 /// The files a manifest lists: an optional base, then incremental files,
 /// replayed in that order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub base: Option<(String, u64)>,
     pub incr: Vec<(String, u64)>,
@@ -257,6 +257,16 @@ impl AofDir {
             path: dir.join(dirname),
             name: filename.to_string(),
         }
+    }
+
+    /// The directory `dir`, `appenddirname` and `appendfilename` name now.
+    pub fn configured(server: &crate::server::Server) -> AofDir {
+        let cfg = server.config.read();
+        AofDir::new(
+            Path::new(cfg.get("dir")),
+            cfg.get("appenddirname"),
+            cfg.get("appendfilename"),
+        )
     }
 
     fn manifest(&self) -> PathBuf {

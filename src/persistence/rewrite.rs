@@ -303,19 +303,22 @@ pub fn write_snapshot(
 pub enum RewriteError {
     #[error("Background append only file rewriting already in progress")]
     InProgress,
-    #[error("Background append only file rewriting needs appendonly yes")]
-    Disabled,
     #[error("Background save in progress: the rewrite can start once it is done")]
     SaveInProgress,
 }
 
-/// Starts a rewrite on its own thread.
+/// Starts a rewrite on its own thread. With the log off, as Redis's
+/// BGREWRITEAOF does, it still writes a base of the data and a manifest
+/// naming it (with an empty incremental file), which DEBUG LOADAOF or a
+/// restart with appendonly yes reads back.
 pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
     let log = &server.log;
-    if !log.enabled() || log.files.lock().is_none() {
-        return Err(RewriteError::Disabled);
-    }
     if log.rewriting.load(Relaxed) {
+        return Err(RewriteError::InProgress);
+    }
+    let with_log = log.enabled();
+    if with_log && log.files.lock().is_none() {
+        // On, and its first base not written yet (CONFIG SET appendonly).
         return Err(RewriteError::InProgress);
     }
     // One snapshot at a time: the keyspace captures for one observer.
@@ -330,7 +333,12 @@ pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
         .name("shoal-rewrite".into())
         .spawn(move || {
             let started = Instant::now();
-            let ok = match rewrite(&server) {
+            let done = if with_log {
+                rewrite(&server)
+            } else {
+                write_base_alone(&server)
+            };
+            let ok = match done {
                 Ok(size) => {
                     tracing::info!("Background AOF rewrite finished successfully: base of {size} bytes in {:.3} seconds", started.elapsed().as_secs_f64());
                     true
@@ -398,6 +406,29 @@ fn rewrite(server: &Server) -> std::io::Result<u64> {
     log.size_after_rewrite
         .store(size + log.size.load(Relaxed), Relaxed);
     *log.files.lock() = Some((dir, after));
+    Ok(size)
+}
+
+/// BGREWRITEAOF with the log off: a base of the data and an empty
+/// incremental file (where a restart with the log on goes on), numbered
+/// past what an earlier log left, and a manifest naming them; older files
+/// go.
+fn write_base_alone(server: &Server) -> std::io::Result<u64> {
+    let dir = super::aof::AofDir::configured(server);
+    fs::create_dir_all(&dir.path)?;
+    let seq = dir.existing_manifest().map_or(1, |m| m.next_seq());
+    let (incr_name, base_name) = (dir.incr_name(seq), dir.base_name(seq + 1));
+    File::create(dir.file(&incr_name))?.sync_all()?;
+    let tmp = dir.file(&format!("{base_name}.tmp"));
+    let size = write_snapshot(server, &tmp, || {})?;
+    fs::rename(&tmp, dir.file(&base_name))?;
+    let manifest = Manifest {
+        base: Some((base_name, seq + 1)),
+        incr: vec![(incr_name, seq)],
+    };
+    dir.write_manifest(&manifest)?;
+    dir.remove_unlisted(&manifest);
+    server.log.base_size.store(size, Relaxed);
     Ok(size)
 }
 

@@ -7,7 +7,7 @@
 //!          on file N, the log counts as on ─▶ base N+1 written
 //!       ─▶ manifest := base N+1, incr N; older files removed
 //!  no:  log off ─▶ the writer writes and syncs what is pending, stops
-//!       ─▶ records no longer kept; BGREWRITEAOF refused
+//!       ─▶ records no longer kept; BGREWRITEAOF writes a base alone
 //! ```
 //!
 //! Until its base is written the new log is in no manifest: a crash
@@ -99,14 +99,7 @@ pub fn turn_on(server: &Arc<Server>) {
 /// off meanwhile.
 fn start(server: &Arc<Server>, generation: u64) -> std::io::Result<Option<u64>> {
     let log = &server.log;
-    let dir = {
-        let cfg = server.config.read();
-        AofDir::new(
-            std::path::Path::new(cfg.get("dir")),
-            cfg.get("appenddirname"),
-            cfg.get("appendfilename"),
-        )
-    };
+    let dir = AofDir::configured(server);
     fs::create_dir_all(&dir.path)?;
     // Numbered past what an earlier log left, so that nothing it names is
     // overwritten before the new manifest replaces it.

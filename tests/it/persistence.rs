@@ -658,14 +658,49 @@ fn the_log_is_rewritten_by_itself_when_it_grows() {
     assert_eq!(bulk(&mut r, &["GET", "same-key"]).as_deref(), Some("4999"));
 }
 
+/// With the log off, BGREWRITEAOF still writes the data as a base and a
+/// manifest naming it alone, as Redis's does; DEBUG LOADAOF and a restart
+/// with the log on read it back.
 #[test]
-fn bgrewriteaof_refuses_when_busy_or_disabled() {
-    let node = TestNode::start_with(&["--appendonly", "no"]);
+fn bgrewriteaof_with_the_log_off_writes_a_base_alone() {
+    let mut node = TestNode::start_with(&["--appendonly", "no"]);
     let mut r = node.raw();
+    ok(&mut r, &["SET", "a", "1"]);
+    ok(&mut r, &["SET", "b", "2", "EX", "1000"]);
+    int(&mut r, &["RPUSH", "l", "x", "y"]);
+    let before = digest(&mut r);
     assert_eq!(
-        crate::err(&mut r, &["BGREWRITEAOF"]),
-        "ERR Background append only file rewriting needs appendonly yes"
+        r.call(&["BGREWRITEAOF"]),
+        Frame::Simple("Background append only file rewriting started".into())
     );
+    wait_rewrite_done(&mut r, 1);
+    assert_eq!(
+        log_files(&node),
+        [
+            "appendonly.aof.1.incr.aof",
+            "appendonly.aof.2.base.aof",
+            "appendonly.aof.manifest"
+        ]
+    );
+    ok(&mut r, &["SET", "later", "x"]);
+    ok(&mut r, &["DEBUG", "LOADAOF"]);
+    assert_eq!(digest(&mut r), before);
+    // A second one replaces the first.
+    ok(&mut r, &["SET", "later", "x"]);
+    r.call(&["BGREWRITEAOF"]);
+    wait_rewrite_done(&mut r, 2);
+    assert_eq!(
+        log_files(&node),
+        [
+            "appendonly.aof.3.incr.aof",
+            "appendonly.aof.4.base.aof",
+            "appendonly.aof.manifest"
+        ]
+    );
+    let with_later = digest(&mut r);
+    node.restart(&["--appendonly", "yes"]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(digest(&mut r), with_later);
 }
 
 #[test]
@@ -1478,10 +1513,6 @@ fn appendonly_turns_on_and_off_at_runtime() {
     ok(&mut r, &["CONFIG", "SET", "appendonly", "no"]);
     let info = bulk(&mut r, &["INFO", "persistence"]).unwrap();
     assert_eq!(info_field(&info, "aof_enabled"), "0");
-    assert_eq!(
-        err(&mut r, &["BGREWRITEAOF"]),
-        "ERR Background append only file rewriting needs appendonly yes"
-    );
     ok(&mut r, &["SET", "after", "off"]);
     node.crash();
     node.restart(&["--appendonly", "yes"]).unwrap();
@@ -1548,9 +1579,12 @@ fn debug_reload_and_loadaof_bring_the_same_data_back() {
         err(&mut r, &["DEBUG", "RELOAD", "SOMETIMES"]),
         "ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options."
     );
+    // With the log off, what its files on disk hold, as Redis loads them
+    // (the log has the FLUSHALL, not the reload that followed).
+    ok(&mut r, &["SET", "logged", "x"]);
     ok(&mut r, &["CONFIG", "SET", "appendonly", "no"]);
-    assert_eq!(
-        err(&mut r, &["DEBUG", "LOADAOF"]),
-        "ERR DEBUG LOADAOF needs appendonly yes"
-    );
+    ok(&mut r, &["SET", "after", "off"]);
+    ok(&mut r, &["DEBUG", "LOADAOF"]);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 1);
+    assert_eq!(bulk(&mut r, &["GET", "logged"]).as_deref(), Some("x"));
 }
