@@ -118,6 +118,9 @@ pub struct LogState {
     /// The log's directory and manifest, once loaded.
     pub files: Mutex<Option<(super::aof::AofDir, super::aof::Manifest)>>,
     pub rewriting: AtomicBool,
+    /// CONFIG SET appendonly yes's not finished (the base not written):
+    /// they count as a rewrite in progress, from the reply on.
+    pub turning_on: std::sync::atomic::AtomicUsize,
     /// Any snapshot (rewrite or save) running: only one at a time.
     pub snapshot_busy: AtomicBool,
     pub saving: AtomicBool,
@@ -148,6 +151,12 @@ pub struct LogState {
 }
 
 impl LogState {
+    /// INFO's `aof_rewrite_in_progress`: a rewrite, or a turning on
+    /// whose base is yet to be written.
+    pub fn rewrite_in_progress(&self) -> bool {
+        self.rewriting.load(Relaxed) || self.turning_on.load(Relaxed) > 0
+    }
+
     pub fn new(
         enabled: bool,
         policy: FsyncPolicy,
@@ -174,6 +183,7 @@ impl LogState {
             file: Mutex::new(None),
             files: Mutex::new(None),
             rewriting: AtomicBool::new(false),
+            turning_on: std::sync::atomic::AtomicUsize::new(0),
             snapshot_busy: AtomicBool::new(false),
             saving: AtomicBool::new(false),
             save_scheduled: AtomicBool::new(false),

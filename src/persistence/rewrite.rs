@@ -313,7 +313,7 @@ pub enum RewriteError {
 /// restart with appendonly yes reads back.
 pub fn start(server: &Arc<Server>) -> Result<(), RewriteError> {
     let log = &server.log;
-    if log.rewriting.load(Relaxed) {
+    if log.rewrite_in_progress() {
         return Err(RewriteError::InProgress);
     }
     let with_log = log.enabled();
@@ -439,7 +439,7 @@ pub fn maybe_auto(server: &Arc<Server>, percentage: i64, min_size: i64) {
     let log = &server.log;
     if !log.enabled()
         || percentage <= 0
-        || log.rewriting.load(Relaxed)
+        || log.rewrite_in_progress()
         || server.loading.load(Relaxed)
     {
         return;

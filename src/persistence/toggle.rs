@@ -45,12 +45,21 @@ pub fn turn_on(server: &Arc<Server>) {
         return;
     }
     let generation = log.toggles.fetch_add(1, SeqCst) + 1;
+    log.turning_on.fetch_add(1, SeqCst);
     let server = server.clone();
     std::thread::Builder::new()
         .name("shoal-aof-on".into())
         .spawn(move || {
             let started = Instant::now();
             let log = &server.log;
+            // However this thread ends, this turning on no longer counts.
+            struct Done<'a>(&'a std::sync::atomic::AtomicUsize);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, SeqCst);
+                }
+            }
+            let _done = Done(&log.turning_on);
             // One snapshot at a time (a BGSAVE, a rewrite, a replica's
             // full sync, an earlier turning on): this one waits its turn.
             while log.snapshot_busy.swap(true, Relaxed) {

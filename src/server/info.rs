@@ -259,7 +259,7 @@ fn section(server: &Server, name: &str, o: &mut String) {
                 log.rdb_expired_keys.load(Relaxed),
                 log.rdb_loaded_keys.load(Relaxed),
                 log.enabled() as u8,
-                log.rewriting.load(Relaxed) as u8,
+                log.rewrite_in_progress() as u8,
                 log.last_rewrite_secs.load(Relaxed),
                 running(log.rewrite_started_ms.load(Relaxed)),
                 if log.last_rewrite_ok.load(Relaxed) { "ok" } else { "err" },
