@@ -18,7 +18,11 @@
 //!   writes wait (CLIENT PAUSE WRITE's rule), keys are not expired or
 //!   evicted (lookups hide them), and no PING is added for replicas. So
 //!   "acknowledged the whole stream" is a state the target can reach and
-//!   stay in.
+//!   stay in. A command that passed the pause check just before it was
+//!   set may still be running on another thread: the hand-over is decided
+//!   under the transaction gate held exclusively (no command runs), and a
+//!   write that takes the gate after the pause began waits, as the
+//!   expiry cycle's rounds stop.
 //! - The old primary keeps its data until the target accepts: a refusal,
 //!   a link that cannot be made, a timeout (without FORCE) or FAILOVER
 //!   ABORT makes it a primary again, under a new history id that keeps
@@ -210,13 +214,30 @@ async fn drive(server: &Arc<Server>) {
                     .is_none_or(|t| t.host.eq_ignore_ascii_case(&a.host) && t.port == a.port)
             });
         if let Some(t) = synced {
-            tracing::info!(
-                "Failover target {}:{} is synced, failing over.",
-                t.host,
-                t.port
-            );
-            hand_over(server, t);
-            return;
+            // Commands that passed the pause check just before it was set
+            // finish under the gate held shared; with it held exclusively
+            // (later ones wait, see `connection::execute`), the stream is
+            // still where the target acknowledged it, or the wait goes on.
+            let still = {
+                let _gate = server.gate.exclusive();
+                let still = server.effects.offset() == offset;
+                if still {
+                    tracing::info!(
+                        "Failover target {}:{} is synced, failing over.",
+                        t.host,
+                        t.port
+                    );
+                    hand_over(server, t);
+                }
+                still
+            };
+            if still {
+                return;
+            }
+            server
+                .effects
+                .append_global(&[b"REPLCONF", b"GETACK", b"*"]);
+            continue;
         }
         // Acknowledgements wake this; the deadline is checked at least
         // every 100 ms.

@@ -957,6 +957,22 @@ async fn execute(
             return None;
         }
     }
+    // Every command but EXEC, scripts and the like (whose handlers hold it
+    // exclusively) holds the transaction gate shared while it runs.
+    let gate = loop {
+        if let Some(gate) = gate_unless_failover(server, spec, argv, client) {
+            break gate;
+        }
+        Box::pin(wait_while_paused(server, &client.handle, true)).await;
+        *clock = BatchClock::new();
+        match command::prepare(server, client, argv) {
+            Ok(x) => (idx, spec) = x,
+            Err(e) => {
+                reject(client, out, e);
+                return None;
+            }
+        }
+    };
     let now = clock.ms;
     client.handle.last_cmd.store(idx, Relaxed);
     let started = clock.start();
@@ -969,11 +985,8 @@ async fn execute(
         event: std::cell::Cell::new(None),
         emptied: Default::default(),
     };
-    let result = {
-        // Every command but EXEC holds the transaction gate shared.
-        let _gate = (!spec.has(flags::EXCLUSIVE)).then(|| server.gate.shared());
-        command::run(&mut ctx, spec, argv)
-    };
+    let result = command::run(&mut ctx, spec, argv);
+    drop(gate);
     let action = ctx.action.take();
     let mut elapsed = clock.end(started).as_micros() as u64;
     // DEBUG SLEEP's sleep (which follows) is its run time, as in Redis
@@ -1118,6 +1131,28 @@ fn suppress_reply(
 /// command (`writes`: it may write or replicate); returns whether it waited.
 /// Meanwhile the client counts as blocked (INFO, CLIENT LIST), as Redis
 /// counts a postponed client.
+/// The transaction gate held shared for a command about to run (`None`
+/// inside: EXEC, scripts and the like hold it exclusively in their
+/// handlers), or `None` when a FAILOVER paused writes after this
+/// command's pause check: it waits as if it had come after. The failover
+/// takes the gate exclusively to see the stream stand still, so no write
+/// lands after the target acknowledged the stream (EXEC and scripts
+/// check again under the gate: `transactions::exec`, scripts' calls).
+fn gate_unless_failover<'s>(
+    server: &'s Server,
+    spec: &command::Spec,
+    argv: &[Bytes],
+    client: &Client,
+) -> Option<Option<parking_lot::RwLockReadGuard<'s, ()>>> {
+    let gate = (!spec.has(flags::EXCLUSIVE))
+        .then(|| server.gate.shared())
+        .flatten();
+    let held = gate.is_some()
+        && server.pause.failover.load(Relaxed)
+        && command::may_replicate(spec, argv, client);
+    (!held).then_some(gate)
+}
+
 async fn wait_while_paused(
     server: &Server,
     handle: &super::client::ClientHandle,

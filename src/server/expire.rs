@@ -118,6 +118,13 @@ fn expire_db(
     let (mut slot, mut bucket) = ((at >> 32) % SLOTS, at & 0xffff_ffff);
     let mut names = Vec::new();
     let capped = loop {
+        // A round at a time under the transaction gate, as a command runs,
+        // checked anew: writes paused meanwhile (a FAILOVER waits for the
+        // stream to stand still) or the node turned replica end the cycle.
+        let _gate = server.gate.shared();
+        if server.pause.writes_paused(now_ms()) || server.replication.is_replica() {
+            break false;
+        }
         let (mut sampled, mut expired) = (0, 0);
         let (mut ttl_sum, mut ttl_keys) = (0i64, 0usize);
         // A whole turn of the tables with nothing volatile in them (the
