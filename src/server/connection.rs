@@ -1127,10 +1127,6 @@ fn suppress_reply(
     }
 }
 
-/// Waits while CLIENT PAUSE, or a FAILOVER's pause of writes, holds this
-/// command (`writes`: it may write or replicate); returns whether it waited.
-/// Meanwhile the client counts as blocked (INFO, CLIENT LIST), as Redis
-/// counts a postponed client.
 /// The transaction gate held shared for a command about to run (`None`
 /// inside: EXEC, scripts and the like hold it exclusively in their
 /// handlers), or `None` when a FAILOVER paused writes after this
@@ -1153,6 +1149,10 @@ fn gate_unless_failover<'s>(
     (!held).then_some(gate)
 }
 
+/// Waits while CLIENT PAUSE, or a FAILOVER's pause of writes, holds this
+/// command (`writes`: it may write or replicate); returns whether it waited.
+/// Meanwhile the client counts as blocked (INFO, CLIENT LIST), as Redis
+/// counts a postponed client.
 async fn wait_while_paused(
     server: &Server,
     handle: &super::client::ClientHandle,
