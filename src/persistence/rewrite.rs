@@ -417,19 +417,37 @@ fn write_base_alone(server: &Server) -> std::io::Result<u64> {
     let dir = super::aof::AofDir::configured(server);
     fs::create_dir_all(&dir.path)?;
     let seq = dir.existing_manifest().map_or(1, |m| m.next_seq());
-    let (incr_name, base_name) = (dir.incr_name(seq), dir.base_name(seq + 1));
-    File::create(dir.file(&incr_name))?.sync_all()?;
-    let tmp = dir.file(&format!("{base_name}.tmp"));
-    let size = write_snapshot(server, &tmp, || {})?;
-    fs::rename(&tmp, dir.file(&base_name))?;
+    File::create(dir.file(&dir.incr_name(seq)))?.sync_all()?;
+    let size = write_snapshot(server, &tmp_base(&dir, seq), || {})?;
+    install_base(&dir, seq, size, &server.log)?;
+    Ok(size)
+}
+
+/// Where base `seq + 1`, following incremental file `seq`, is written
+/// before [`install_base`] renames it into place.
+pub(super) fn tmp_base(dir: &aof::AofDir, seq: u64) -> std::path::PathBuf {
+    dir.file(&format!("{}.tmp", dir.base_name(seq + 1)))
+}
+
+/// Base `seq + 1`, written to [`tmp_base`], after incremental file `seq`
+/// (a log starting afresh from it): renamed into place and listed by a
+/// new manifest, older files removed.
+pub(super) fn install_base(
+    dir: &aof::AofDir,
+    seq: u64,
+    size: u64,
+    log: &super::log::LogState,
+) -> std::io::Result<Manifest> {
+    let base_name = dir.base_name(seq + 1);
+    fs::rename(tmp_base(dir, seq), dir.file(&base_name))?;
     let manifest = Manifest {
         base: Some((base_name, seq + 1)),
-        incr: vec![(incr_name, seq)],
+        incr: vec![(dir.incr_name(seq), seq)],
     };
     dir.write_manifest(&manifest)?;
     dir.remove_unlisted(&manifest);
-    server.log.base_size.store(size, Relaxed);
-    Ok(size)
+    log.base_size.store(size, Relaxed);
+    Ok(manifest)
 }
 
 /// The cron's check: rewrite when the log has grown by

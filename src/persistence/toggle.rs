@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::aof::{AofDir, Manifest};
+use super::aof::AofDir;
 use super::log::LogFile;
 use crate::server::Server;
 
@@ -114,14 +114,13 @@ fn start(server: &Arc<Server>, generation: u64) -> std::io::Result<Option<u64>> 
     // overwritten before the new manifest replaces it.
     let seq = dir.existing_manifest().map_or(1, |m| m.next_seq());
     let incr_name = dir.incr_name(seq);
-    let base_name = dir.base_name(seq + 1);
     let incr = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .open(dir.file(&incr_name))?;
     incr.sync_all()?;
-    let tmp = dir.file(&format!("{base_name}.tmp"));
+    let tmp = super::rewrite::tmp_base(&dir, seq);
     let mut attached = false;
     let size = super::rewrite::write_snapshot(server, &tmp, || {
         if log.toggles.load(SeqCst) != generation {
@@ -142,14 +141,7 @@ fn start(server: &Arc<Server>, generation: u64) -> std::io::Result<Option<u64>> 
             return other.map(|_| None);
         }
     };
-    fs::rename(&tmp, dir.file(&base_name))?;
-    let manifest = Manifest {
-        base: Some((base_name, seq + 1)),
-        incr: vec![(incr_name, seq)],
-    };
-    dir.write_manifest(&manifest)?;
-    dir.remove_unlisted(&manifest);
-    log.base_size.store(size, Relaxed);
+    let manifest = super::rewrite::install_base(&dir, seq, size, log)?;
     log.size_after_rewrite
         .store(size + log.size.load(Relaxed), Relaxed);
     *log.files.lock() = Some((dir, manifest));
