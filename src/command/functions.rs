@@ -283,16 +283,28 @@ fn function_load(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     // A copy: the code may be a slice of the request's read buffer, which
     // a library kept for good would pin whole.
     let code = Bytes::copy_from_slice(&argv[argv.len() - 1]);
-    let _gate = scripting::alone(ctx.server, ctx.client);
+    let _gate = alone_to_change(ctx)?;
     let name = load(code, replace)?;
     emit(ctx, argv);
     ctx.out.bulk(name.as_bytes());
     Ok(())
 }
 
+/// The gate held exclusively to change the libraries, which a node
+/// handed over meanwhile refuses ([`super::handed_over`]).
+fn alone_to_change<'s>(
+    ctx: &Ctx<'s>,
+) -> Result<Option<crate::server::watches::Exclusive<'s>>, CommandError> {
+    let gate = scripting::alone(ctx.server, ctx.client);
+    if super::handed_over(ctx) {
+        return Err(CommandError::ReadOnly);
+    }
+    Ok(gate)
+}
+
 fn function_delete(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let name = String::from_utf8_lossy(&argv[2]);
-    let _gate = scripting::alone(ctx.server, ctx.client);
+    let _gate = alone_to_change(ctx)?;
     REGISTRY
         .write()
         .unlink(&name)
@@ -312,7 +324,7 @@ fn function_flush(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
         _ => {}
     }
-    let _gate = scripting::alone(ctx.server, ctx.client);
+    let _gate = alone_to_change(ctx)?;
     REGISTRY.write().clear();
     emit(ctx, argv);
     ctx.out.ok();
@@ -341,7 +353,7 @@ fn function_restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
     };
     let codes = crate::persistence::rdb::restore_functions(&argv[2]).map_err(CommandError::err)?;
-    let _gate = scripting::alone(ctx.server, ctx.client);
+    let _gate = alone_to_change(ctx)?;
     // The payload's libraries load among themselves first (Redis loads
     // them into a context of their own), then join the registry.
     let mut restored = Registry::default();

@@ -1266,6 +1266,19 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Whether a FAILOVER made this node a replica while a write that takes
+/// the gate in its handler (EXEC, FUNCTION LOAD...) waited for it, past
+/// the role checks made before: such a write is refused with -READONLY
+/// as it would have been had it waited for the failover's pause. Never
+/// for a replay (a primary's stream, the log loading at start-up).
+pub(super) fn handed_over(ctx: &Ctx) -> bool {
+    let repl = &ctx.server.replication;
+    repl.is_replica()
+        && !repl.sidecar
+        && !ctx.replaying()
+        && ctx.server.tun.replica_read_only.load(Relaxed)
+}
+
 /// Before a command, a tracking table over a lowered
 /// `tracking-table-max-keys` forgets some keys (Redis's 100 a command),
 /// telling their readers; this client's own go with [`tell_first`].

@@ -108,16 +108,9 @@ fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     // Gate first, then the watch check: nothing can change a watched key
     // between the check and the commands.
     let _gate = ctx.server.gate.exclusive();
-    // A FAILOVER handed this node over while EXEC waited for the gate:
-    // its writes are refused as they would have been had EXEC waited for
-    // the pause (the transaction is discarded).
-    let repl = &ctx.server.replication;
-    if repl.is_replica()
-        && !repl.sidecar
-        && !ctx.client.from_primary
-        && ctx.server.tun.replica_read_only.load(Relaxed)
-        && m.queue.iter().any(|(s, a)| s.flags_of(a) & WRITE != 0)
-    {
+    // Handed over while EXEC waited for the gate: the transaction is
+    // discarded.
+    if super::handed_over(ctx) && m.queue.iter().any(|(s, a)| s.flags_of(a) & WRITE != 0) {
         unwatch_all(ctx.server, ctx.client);
         return Err(CommandError::ReadOnly);
     }
