@@ -83,8 +83,9 @@ const MB: i64 = 1024 * 1024;
 
 #[rustfmt::skip]
 pub static DIRECTIVES: &[Directive] = &[
-    d("port", Kind::Int { min: 0, max: 65535 }, "6379", false),
-    d("bind", Kind::Words, "127.0.0.1", false),
+    // CONFIG SET rebinds (`server::listeners`).
+    d("port", Kind::Int { min: 0, max: 65535 }, "6379", true),
+    d("bind", Kind::Words, "127.0.0.1", true),
     d("dir", Kind::Str, "./data", false),
     d("pidfile", Kind::Str, "", false),
     d("requirepass", Kind::Str, "", true),
@@ -994,7 +995,7 @@ mod tests {
     #[test]
     fn config_set_respects_mutability() {
         let mut c = Config::default();
-        assert_eq!(c.set("port", "1").unwrap_err(), ConfigError::Immutable);
+        assert_eq!(c.set("databases", "1").unwrap_err(), ConfigError::Immutable);
         assert_eq!(
             c.set("maxclients", "x").unwrap_err(),
             ConfigError::NotInteger

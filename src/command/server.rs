@@ -262,6 +262,32 @@ fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             }
         }
     }
+    // A new port or bind address: the sockets are bound first, so one that
+    // cannot be listened on fails the whole command with nothing changed
+    // (Redis's rollback on an apply error).
+    let rebound = match changed.iter().find(|(n, _)| *n == "port" || *n == "bind") {
+        Some((name, _))
+            if next.get("port") != cfg.get("port") || next.get("bind") != cfg.get("bind") =>
+        {
+            let current = ctx.server.listeners.current();
+            let bound = crate::server::listeners::bind_all(
+                &next.words("bind"),
+                next.int("port") as u16,
+                next.int("tcp-backlog") as i32,
+                &current,
+            );
+            Some(bound.map_err(|e| {
+                let why = match *name {
+                    "port" => format!("Unable to listen on this port: {}", e.source),
+                    _ => format!("Failed to bind to specified addresses: {e}"),
+                };
+                CommandError::err(format!(
+                    "CONFIG SET failed (possibly related to argument '{name}') - {why}"
+                ))
+            })?)
+        }
+        _ => None,
+    };
     // More clients than the open files limit allows: the limit is raised
     // if it can be, else the command fails, as in Redis.
     if let Some((_, v)) = changed.iter().find(|(n, _)| *n == "maxclients") {
@@ -283,6 +309,12 @@ fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
     }
     *cfg = next;
+    if let Some((sockets, port)) = rebound {
+        cfg.set_bound_port(port);
+        ctx.server.tcp_port.store(port, Relaxed);
+        ctx.server.listeners.replace(sockets);
+        tracing::info!("Listening again, tcp port {port}");
+    }
     drop(cfg);
     for (n, v) in changed {
         ctx.server.config_changed(n, &v);

@@ -24,6 +24,7 @@ pub mod expire;
 pub mod info;
 pub mod latency;
 pub mod lazyfree;
+pub mod listeners;
 pub mod memory;
 pub mod notify;
 pub mod pubsub;
@@ -329,6 +330,8 @@ pub struct Server {
     pub last_save_try: AtomicI64,
     /// The port actually bound (differs from `port` when that is 0).
     pub tcp_port: std::sync::atomic::AtomicU16,
+    /// The listening sockets (CONFIG SET port/bind replace them).
+    pub listeners: listeners::Listeners,
     pub expire_cycles_capped: AtomicU64,
     /// How long memory has been over `maxmemory` (INFO's
     /// `*_eviction_exceeded_time`).
@@ -427,6 +430,7 @@ impl Server {
             saved_changes: AtomicU64::new(0),
             last_save_try: AtomicI64::new(0),
             tcp_port: std::sync::atomic::AtomicU16::new(0),
+            listeners: Default::default(),
             expire_cycles_capped: AtomicU64::new(0),
             supervised: std::sync::OnceLock::new(),
             eviction_time: stats::OverLimit::default(),
@@ -692,8 +696,6 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         ),
         n => n as usize,
     };
-    let mut listeners = Vec::new();
-    let mut bound_port = port;
     let backlog = server.config.read().int("tcp-backlog") as i32;
     // As redis-server warns: the kernel caps the backlog.
     if let Some(max) = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
@@ -705,29 +707,9 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
             "The TCP backlog setting of {backlog} cannot be enforced because /proc/sys/net/core/somaxconn is set to the lower value of {max}."
         );
     }
-    for addr in &binds {
-        // "-::1" in Redis means "bind if the address is available".
-        let (optional, host) = match addr.strip_prefix('-') {
-            Some(h) => (true, h),
-            None => (false, addr.as_str()),
-        };
-        let sa = if host.contains(':') {
-            format!("[{host}]:{bound_port}")
-        } else {
-            format!("{host}:{bound_port}")
-        };
-        match listen(&sa, backlog) {
-            Ok(l) => {
-                let local = l
-                    .local_addr()
-                    .map_err(|e| StartError::Bind(sa.clone(), e))?;
-                bound_port = local.port();
-                listeners.push((sa, l));
-            }
-            Err(e) if optional => tracing::warn!("skipping optional bind {sa}: {e}"),
-            Err(e) => return Err(StartError::Bind(sa, e)),
-        }
-    }
+    let (bound, bound_port) = listeners::bind_all(&binds, port, backlog, &[])
+        .map_err(|e| StartError::Bind(e.addr, e.source))?;
+    server.listeners.replace(bound);
     server.tcp_port.store(bound_port, Relaxed);
     server.config.write().set_bound_port(bound_port);
     server.io_threads.store(threads, Relaxed);
@@ -738,17 +720,13 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     // cross-thread wake-ups); the least busy thread tends to accept first.
     let mut workers = Vec::new();
     for t in 0..threads {
-        let mut mine = Vec::new();
-        for (sa, l) in &listeners {
-            mine.push(l.try_clone().map_err(|e| StartError::Bind(sa.clone(), e))?);
-        }
         let server = server.clone();
         let handle = std::thread::Builder::new()
             .name(format!("shoal-io-{t}"))
             // Scripts recurse (cjson nests 1000 deep, as lua-cjson does):
             // room for it, in address space only until used.
             .stack_size(IO_THREAD_STACK)
-            .spawn(move || io_thread(server, mine))
+            .spawn(move || io_thread(server))
             .expect("spawn I/O thread");
         workers.push(handle);
     }
@@ -842,8 +820,8 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         .store(server.effects.changes(), Relaxed);
     // As Redis does, "ready" is said once the data is loaded; clients that
     // connected earlier were told -LOADING.
-    for (_, l) in &listeners {
-        if let Ok(local) = l.local_addr() {
+    for b in server.listeners.current().iter() {
+        if let Ok(local) = b.socket.local_addr() {
             tracing::info!("Ready to accept connections tcp on {local}");
         }
     }
@@ -958,30 +936,6 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// Binds `addr` and listens as redis-server does: the address reusable at
-/// once after a restart, IPv6 sockets for IPv6 only, and `backlog`
-/// (`tcp-backlog`) handshaken connections waiting to be accepted.
-fn listen(addr: &str, backlog: i32) -> std::io::Result<std::net::TcpListener> {
-    use std::net::ToSocketAddrs;
-    let sa = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no such address"))?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(sa),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    if sa.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.bind(&sa.into())?;
-    socket.listen(backlog)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
 /// Serving threads for `io-threads 0`: one per core but one, as Redis
 /// advises for its I/O threads ("leaving at least one spare core"). The
 /// spare core runs the kernel's network work for the sockets, the log
@@ -1006,7 +960,7 @@ const IO_THREAD_STACK: usize = 32 << 20;
 
 /// One I/O thread: a single-threaded runtime serving the connections it
 /// accepts until shutdown, then giving them a moment to finish.
-fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
+fn io_thread(server: Arc<Server>) {
     let s = server.clone();
     let u = server.clone();
     crate::persistence::log::io_thread_running(&server.log);
@@ -1031,14 +985,7 @@ fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
             let synced = synced.clone();
             tokio::spawn(async move { crate::persistence::log::relay_synced(&synced).await });
         }
-        for l in listeners {
-            match TcpListener::from_std(l) {
-                Ok(l) => {
-                    tokio::spawn(accept_loop(server.clone(), l, synced.clone()));
-                }
-                Err(e) => tracing::warn!("cannot register listener: {e}"),
-            }
-        }
+        tokio::spawn(acceptors(server.clone(), synced.clone()));
         let mut stop = server.shutdown.subscribe();
         stopped(&mut stop).await;
         // Connections see the same signal and close; let them flush.
@@ -1049,6 +996,37 @@ fn io_thread(server: Arc<Server>, listeners: Vec<std::net::TcpListener>) {
     });
     drop(rt);
     crate::persistence::log::io_thread_exits(&exiting.log);
+}
+
+/// This thread's accept loops, one per listening socket, started anew on
+/// the new set whenever CONFIG SET port or bind replaces the sockets
+/// (`listeners`).
+async fn acceptors(server: Arc<Server>, synced: Arc<crate::persistence::log::ThreadWaiters>) {
+    let mut changed = server.listeners.subscribe();
+    let mut stop = server.shutdown.subscribe();
+    loop {
+        // Seen before the set is read: a replacement in between still
+        // wakes this.
+        changed.borrow_and_update();
+        let mut loops = Vec::new();
+        for b in server.listeners.current().iter() {
+            match b.socket.try_clone().and_then(TcpListener::from_std) {
+                Ok(l) => loops.push(tokio::spawn(accept_loop(server.clone(), l, synced.clone()))),
+                Err(e) => tracing::warn!("cannot register listener {}: {e}", b.addr),
+            }
+        }
+        tokio::select! {
+            r = changed.changed() => {
+                for l in &loops {
+                    l.abort();
+                }
+                if r.is_err() {
+                    return;
+                }
+            }
+            _ = stopped(&mut stop) => return,
+        }
+    }
 }
 
 async fn accept_loop(
