@@ -278,8 +278,12 @@ fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             );
             Some(bound.map_err(|e| {
                 let why = match *name {
-                    "port" => format!("Unable to listen on this port: {}", e.source),
-                    _ => format!("Failed to bind to specified addresses: {e}"),
+                    "port" => format!("Unable to listen on this port: {}", e.reason()),
+                    _ => format!(
+                        "Failed to bind to specified addresses: {}: {}",
+                        e.addr,
+                        e.reason()
+                    ),
                 };
                 CommandError::err(format!(
                     "CONFIG SET failed (possibly related to argument '{name}') - {why}"

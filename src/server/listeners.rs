@@ -67,6 +67,18 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
+impl BindError {
+    /// The error as `strerror` words it, as Redis's messages have it
+    /// (without Rust's "(os error N)").
+    pub fn reason(&self) -> String {
+        let text = self.source.to_string();
+        match text.split_once(" (os error ") {
+            Some((words, _)) => words.to_string(),
+            None => text,
+        }
+    }
+}
+
 /// Listens on every address of `binds` at `port` (0: a free one), taking
 /// a socket of `keep` that already listens on the same address and port
 /// instead of binding it again. Returns the sockets and the port bound.
