@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Port 0 binds a free port (the first address's; the others take the
-//! same), as at start-up: CONFIG GET port then says which.
+//! same), as at start-up: CONFIG GET port then says which. Addresses are
+//! Redis's: `-` before one makes it optional, `*` and `::*` are every
+//! IPv4 and every IPv6 interface, and no address at all is `* -::*`.
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 /// One listening socket: the `bind` word it serves and where it listens.
+#[derive(Debug)]
 pub struct Bound {
     /// The word from `bind` (`-` for optional included).
     pub word: String,
@@ -91,12 +94,11 @@ pub fn bind_all(
 ) -> Result<(Vec<Bound>, u16), BindError> {
     let mut bound_port = port;
     let mut out = Vec::new();
+    // No address: every interface, as Redis listens then.
+    let every = ["*".to_string(), "-::*".to_string()];
+    let binds = if binds.is_empty() { &every[..] } else { binds };
     for word in binds {
-        // "-::1" in Redis means "bind if the address is available".
-        let (optional, host) = match word.strip_prefix('-') {
-            Some(h) => (true, h),
-            None => (false, word.as_str()),
-        };
+        let (optional, host) = host_of(word);
         let addr = address(host, bound_port);
         let kept = keep
             .iter()
@@ -120,6 +122,22 @@ pub fn bind_all(
         }
     }
     Ok((out, bound_port))
+}
+
+/// What a `bind` word asks for: whether it is optional (`-::1`: bound if
+/// the address is available) and the host, Redis's wildcards made
+/// addresses (`*` every IPv4 interface, `::*` every IPv6 one).
+fn host_of(word: &str) -> (bool, &str) {
+    let (optional, host) = match word.strip_prefix('-') {
+        Some(h) => (true, h),
+        None => (false, word),
+    };
+    let host = match host {
+        "*" => "0.0.0.0",
+        "::*" => "::",
+        h => h,
+    };
+    (optional, host)
 }
 
 /// `host:port`, or `[host]:port` for an IPv6 address.
@@ -153,4 +171,36 @@ fn listen(addr: &str, backlog: i32) -> std::io::Result<std::net::TcpListener> {
     socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_words_read_as_redis_reads_them() {
+        assert_eq!(host_of("127.0.0.1"), (false, "127.0.0.1"));
+        assert_eq!(host_of("-::1"), (true, "::1"));
+        assert_eq!(host_of("*"), (false, "0.0.0.0"));
+        assert_eq!(host_of("-::*"), (true, "::"));
+        assert_eq!(address("::", 6379), "[::]:6379");
+        assert_eq!(address("0.0.0.0", 6379), "0.0.0.0:6379");
+    }
+
+    #[test]
+    fn a_socket_already_listening_is_kept() {
+        let words = ["127.0.0.1".to_string()];
+        let (first, port) = bind_all(&words, 0, 16, &[]).unwrap();
+        // Binding the same address and port again would fail; kept, it
+        // is the same socket.
+        let (again, same) = bind_all(&words, port, 16, &first).unwrap();
+        assert_eq!(same, port);
+        assert_eq!(
+            again[0].socket.local_addr().unwrap(),
+            first[0].socket.local_addr().unwrap()
+        );
+        let taken = bind_all(&words, port, 16, &[]).unwrap_err();
+        assert_eq!(taken.addr, format!("127.0.0.1:{port}"));
+        assert_eq!(taken.reason(), "Address already in use");
+    }
 }
