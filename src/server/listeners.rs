@@ -14,7 +14,7 @@
 //! Port 0 binds a free port (the first address's; the others take the
 //! same), as at start-up: CONFIG GET port then says which. Addresses are
 //! Redis's: `-` before one makes it optional, `*` and `::*` are every
-//! IPv4 and every IPv6 interface, and no address at all is `* -::*`.
+//! IPv4 and every IPv6 interface.
 
 use std::sync::Arc;
 
@@ -94,9 +94,6 @@ pub fn bind_all(
 ) -> Result<(Vec<Bound>, u16), BindError> {
     let mut bound_port = port;
     let mut out = Vec::new();
-    // No address: every interface, as Redis listens then.
-    let every = ["*".to_string(), "-::*".to_string()];
-    let binds = if binds.is_empty() { &every[..] } else { binds };
     for word in binds {
         let (optional, host) = host_of(word);
         let addr = address(host, bound_port);
