@@ -1189,7 +1189,11 @@ impl<'a> Ctx<'a> {
         {
             return Ok(());
         }
-        if server.counted_memory(server.used_memory(self.now_ms)) <= max {
+        // Over by this thread's count: confirmed by the allocator's own
+        // figure before anything is evicted or refused.
+        if server.counted_memory(server.used_memory(self.now_ms)) <= max
+            || server.counted_memory(server.used_memory_fresh(self.now_ms)) <= max
+        {
             server.eviction_time.under(self.now_ms);
             return Ok(());
         }

@@ -51,7 +51,10 @@ pub fn read_used() -> u64 {
 /// A command's own growth, a 200 KB SETBIT, so counts the moment it is
 /// made, and an eviction's release the moment the key is dropped, as in
 /// Redis's exact count; other threads' show within 5 ms.
-pub fn used(now_ms: i64, read_allocator: impl FnOnce() -> u64) -> u64 {
+/// `fresh`: read the allocator anew unless this thread did in this very
+/// millisecond (to confirm a figure over `maxmemory`: this thread's count
+/// drifts high when others free what it allocated).
+pub fn used(now_ms: i64, fresh: bool, read_allocator: impl FnOnce() -> u64) -> u64 {
     thread_local! {
         /// When this thread last read the allocator, what it read, and
         /// its own net allocation then.
@@ -60,7 +63,7 @@ pub fn used(now_ms: i64, read_allocator: impl FnOnce() -> u64) -> u64 {
     let net = thread_net();
     SEEN.with(|seen| {
         let (mut at, mut used, mut net_then) = seen.get();
-        if now_ms.saturating_sub(at) >= 5 || now_ms < at {
+        if now_ms.saturating_sub(at) >= 5 || now_ms < at || (fresh && now_ms != at) {
             (at, used, net_then) = (now_ms, read_allocator(), net);
             seen.set((at, used, net_then));
         }

@@ -490,7 +490,18 @@ impl Server {
     /// allocator's figure re-read when older than 5 ms, plus what this
     /// thread allocated less what it freed since.
     pub fn used_memory(&self, now_ms: i64) -> u64 {
-        memory::used(now_ms, || {
+        self.read_used_memory(now_ms, false)
+    }
+
+    /// [`Server::used_memory`], read from the allocator anew (unless this
+    /// thread did this millisecond): what an over-the-limit decision
+    /// rests on, so that threads agree on it.
+    pub fn used_memory_fresh(&self, now_ms: i64) -> u64 {
+        self.read_used_memory(now_ms, true)
+    }
+
+    fn read_used_memory(&self, now_ms: i64, fresh: bool) -> u64 {
+        memory::used(now_ms, fresh, || {
             // The buffers left out are read on both sides of the
             // allocator's figure and the larger taken: one freed just after
             // that figure (a log batch written, tens of megabytes under a
