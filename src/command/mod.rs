@@ -1276,11 +1276,14 @@ impl<'a> Ctx<'a> {
 /// as it would have been had it waited for the failover's pause. Never
 /// for a replay (a primary's stream, the log loading at start-up).
 pub(super) fn handed_over(ctx: &Ctx) -> bool {
-    let repl = &ctx.server.replication;
-    repl.is_replica()
-        && !repl.sidecar
-        && !ctx.replaying()
-        && ctx.server.tun.replica_read_only.load(Relaxed)
+    !ctx.replaying() && replica_refuses_writes(ctx.server)
+}
+
+/// Whether this node is a replica that refuses its clients' writes
+/// (`replica-read-only`; a sidecar forwards them to its primary instead).
+fn replica_refuses_writes(server: &Server) -> bool {
+    let repl = &server.replication;
+    repl.is_replica() && !repl.sidecar && server.tun.replica_read_only.load(Relaxed)
 }
 
 /// Before a command, a tracking table over a lowered
@@ -1288,7 +1291,7 @@ pub(super) fn handed_over(ctx: &Ctx) -> bool {
 /// telling their readers; this client's own go with [`tell_first`].
 fn keep_tracking_table_within(ctx: &mut Ctx) {
     let server = ctx.server;
-    let max = server.tun.tracking_table_max_keys.load(Relaxed).max(0) as usize;
+    let max = server.tun.tracking_max_keys();
     let own = server
         .tracking
         .limit(&server.clients, max, 100, ctx.client.id);
@@ -1655,8 +1658,7 @@ fn check(
         {
             return Err(CommandError::MasterDown);
         }
-        // A sidecar forwards writes to its primary instead.
-        if writes && tun.replica_read_only.load(Relaxed) && !repl.sidecar {
+        if writes && replica_refuses_writes(server) {
             return Err(CommandError::ReadOnly);
         }
     }
@@ -1840,8 +1842,8 @@ fn remember_keys<'a>(ctx: &Ctx, spec: &Spec, argv: &'a [Bytes]) -> Vec<&'a [u8]>
 /// those that were new for it.
 fn remember<'a>(ctx: &Ctx, keys: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
     let s = ctx.server;
-    let max = s.tun.tracking_table_max_keys.load(Relaxed).max(0) as usize;
-    s.tracking.remember(&s.clients, ctx.client.id, keys, max)
+    s.tracking
+        .remember(&s.clients, ctx.client.id, keys, s.tun.tracking_max_keys())
 }
 
 #[cfg(test)]

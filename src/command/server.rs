@@ -1060,15 +1060,16 @@ fn debug_sleep(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn debug_set_active_expire(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let on = int(&argv[2])? != 0;
-    ctx.server.active_expire.store(on, Relaxed);
-    ctx.out.ok();
-    Ok(())
+    debug_switch(ctx, argv, &ctx.server.active_expire)
 }
 
 fn debug_pause_cron(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let paused = int(&argv[2])? != 0;
-    ctx.server.cron_paused.store(paused, Relaxed);
+    debug_switch(ctx, argv, &ctx.server.cron_paused)
+}
+
+/// DEBUG's on/off switches: `1` (any non-zero integer) sets `flag`.
+fn debug_switch(ctx: &mut Ctx, argv: &[Bytes], flag: &std::sync::atomic::AtomicBool) -> CmdResult {
+    flag.store(int(&argv[2])? != 0, Relaxed);
     ctx.out.ok();
     Ok(())
 }

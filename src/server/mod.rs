@@ -184,6 +184,11 @@ impl Tunables {
         }
     }
 
+    /// `tracking-table-max-keys` (0: unbounded).
+    pub fn tracking_max_keys(&self) -> usize {
+        self.tracking_table_max_keys.load(Relaxed).max(0) as usize
+    }
+
     pub fn policy(&self) -> crate::keyspace::evict::Policy {
         crate::keyspace::evict::Policy::from_index(self.maxmemory_policy.load(Relaxed) as usize)
     }
@@ -1109,7 +1114,7 @@ async fn cron(server: Arc<Server>) {
         close_idle_clients(&server, now);
         // A tracking table over a lowered tracking-table-max-keys shrinks
         // a bounded number of keys a tick.
-        let tracked = server.tun.tracking_table_max_keys.load(Relaxed).max(0) as usize;
+        let tracked = server.tun.tracking_max_keys();
         server
             .tracking
             .limit(&server.clients, tracked, 100_000 / hz as usize, 0);
