@@ -1245,6 +1245,28 @@ fn redacted<'a>(spec: &Spec, argv: &'a [Bytes]) -> std::borrow::Cow<'a, [Bytes]>
             }
             v.into()
         }
+        // MIGRATE host port key db timeout [COPY] [REPLACE] [AUTH pw |
+        // AUTH2 user pw] [KEYS key ...]: AUTH2's user name too, as Redis.
+        "migrate" => {
+            let mut v = argv.to_vec();
+            let mut i = 6;
+            while i < v.len() {
+                let hide = if v[i].eq_ignore_ascii_case(b"auth") {
+                    1
+                } else if v[i].eq_ignore_ascii_case(b"auth2") {
+                    2
+                } else if v[i].eq_ignore_ascii_case(b"keys") {
+                    break;
+                } else {
+                    0
+                };
+                for j in i + 1..(i + 1 + hide).min(v.len()) {
+                    v[j] = HIDDEN;
+                }
+                i += 1 + hide;
+            }
+            v.into()
+        }
         _ => argv.into(),
     }
 }

@@ -417,6 +417,82 @@ fn monitor_streams_commands() {
     );
 }
 
+/// Secrets in MIGRATE (AUTH, AUTH2), AUTH and HELLO are `(redacted)` in
+/// MONITOR's lines and the slow log, the same arguments as Redis hides.
+#[test]
+fn monitor_and_slowlog_hide_secrets_as_redis() {
+    let node = TestNode::start();
+    let reference = crate::support::ReferenceRedis::start();
+    fn hidden<S: std::io::Read + std::io::Write>(
+        mut m: Raw<S>,
+        mut r: Raw<S>,
+    ) -> (Vec<String>, Vec<Frame>) {
+        m.call(&["MONITOR"]);
+        r.call(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+        r.call(&["SLOWLOG", "RESET"]);
+        let sent: [&[&str]; 6] = [
+            &["MIGRATE", "127.0.0.1", "1", "key", "9", "5000"],
+            &[
+                "MIGRATE",
+                "127.0.0.1",
+                "1",
+                "key",
+                "9",
+                "5000",
+                "AUTH",
+                "pw",
+            ],
+            &[
+                "MIGRATE",
+                "127.0.0.1",
+                "1",
+                "",
+                "9",
+                "5000",
+                "COPY",
+                "AUTH2",
+                "user",
+                "pw",
+                "KEYS",
+                "auth",
+                "k",
+            ],
+            &["AUTH", "not-real"],
+            &["AUTH", "not-real", "not-a-password"],
+            &["HELLO", "2", "AUTH", "not-real", "not-a-password"],
+        ];
+        for cmd in sent {
+            r.call(cmd);
+        }
+        r.call(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
+        // Each line without its time and client address.
+        let lines = (0..sent.len())
+            .map(|_| match m.read2() {
+                Frame::Simple(l) => l.split_once("] ").unwrap().1.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let Frame::Array(entries) = r.call(&["SLOWLOG", "GET", "-1"]) else {
+            panic!()
+        };
+        let args = entries
+            .into_iter()
+            .map(|e| match e {
+                Frame::Array(e) => e[3].clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        (lines, args)
+    }
+    let shoal = hidden(node.raw(), node.raw());
+    let redis = hidden(reference.raw(), reference.raw());
+    assert_eq!(shoal, redis);
+    assert!(
+        shoal.0[2].contains(r#""AUTH2" "(redacted)" "(redacted)" "KEYS" "auth" "k""#),
+        "{shoal:?}"
+    );
+}
+
 #[test]
 fn time_lastsave_debug() {
     let node = TestNode::start();
