@@ -1652,10 +1652,17 @@ fn check(
         if repl.sidecar && !repl.ready.load(Relaxed) && !spec.has(flags::LOADING) {
             return Err(CommandError::Loading);
         }
-        if !repl.link_up()
-            && spec.flags_of(argv) & flags::STALE == 0
-            && !tun.replica_serve_stale.load(Relaxed)
-        {
+        // EXEC is judged by what it will run: one queued command that may
+        // not run stale refuses it all (a link that went down after it was
+        // queued included).
+        let stale_ok = spec.flags_of(argv) & flags::STALE != 0
+            && !client.multi.as_ref().is_some_and(|m| {
+                spec.name == "exec"
+                    && m.queue
+                        .iter()
+                        .any(|(s, a)| s.flags_of(a) & flags::STALE == 0)
+            });
+        if !repl.link_up() && !stale_ok && !tun.replica_serve_stale.load(Relaxed) {
             return Err(CommandError::MasterDown);
         }
         if writes && replica_refuses_writes(server) {

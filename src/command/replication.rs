@@ -48,8 +48,10 @@ fn replicaof(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.ok();
         return Ok(());
     }
+    // Port 0 is taken, as Redis takes it: a link that never comes up (a
+    // way to make a node a stale replica on purpose).
     let port = match int(&argv[2]) {
-        Ok(p) if (1..=65535).contains(&p) => p as u16,
+        Ok(p) if (0..=65535).contains(&p) => p as u16,
         _ => return Err(CommandError::err("Invalid master port")),
     };
     let target = PrimaryAddr { host, port };

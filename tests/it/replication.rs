@@ -1342,3 +1342,37 @@ fn a_replica_reloads_while_its_primary_writes() {
     eventually("the same data", || digest(&mut r) == digest(&mut p));
     assert!(differences(&mut p, &mut r).is_empty());
 }
+
+/// An EXEC on a replica whose link is down, with replica-serve-stale-data
+/// no, is judged by what it queued: a GET queued before the link went
+/// makes it fail whole, as Redis's. REPLICAOF takes port 0 as Redis does.
+#[test]
+fn exec_of_stale_reads_is_aborted_as_in_redis() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let reference = crate::support::ReferenceRedis::start();
+    fn steps<S: std::io::Read + std::io::Write>(mut c: Raw<S>, mut other: Raw<S>) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for step in [
+            &["CONFIG", "SET", "replica-serve-stale-data", "no"][..],
+            &["SET", "xx", "1"],
+            &["MULTI"],
+            &["GET", "xx"],
+        ] {
+            out.push(c.call(step));
+        }
+        out.push(other.call(&["REPLICAOF", "localhost", "0"]));
+        out.push(c.call(&["EXEC"]));
+        out.push(c.call(&["MULTI"]));
+        out.push(other.call(&["REPLICAOF", "NO", "ONE"]));
+        out.push(c.call(&["GET", "xx"]));
+        out.push(c.call(&["EXEC"]));
+        out
+    }
+    let shoal = steps(node.raw(), node.raw());
+    let redis = steps(reference.raw(), reference.raw());
+    assert_eq!(shoal, redis);
+    assert!(
+        matches!(&shoal[5], Frame::Error(e) if e.starts_with("EXECABORT") && e.contains("MASTERDOWN")),
+        "{shoal:?}"
+    );
+}
