@@ -513,7 +513,8 @@ impl EffectStream {
         self.append_any(None, argv)
     }
 
-    fn append_any<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A]) -> u64 {
+    /// Appends an effect in database `db`, or in none (`None`).
+    pub fn append_any<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A]) -> u64 {
         let mut g = self.inner.lock();
         let inner = &mut *g;
         inner.changes += 1;
@@ -690,8 +691,9 @@ impl EffectStream {
     /// Starts feeding a replica from the current point (a full sync's
     /// instant S: the caller holds every slot lock). Returns where the
     /// replica's copy stands and the database the stream is in there,
-    /// which the replica must start in (the stream says SELECT only when
-    /// the database changes).
+    /// which the replica starts in. The stream's next record says SELECT
+    /// all the same, as Redis's does after a full sync: a reader that
+    /// skipped the snapshot (SYNC from a tool) learns its database too.
     pub fn attach_at_now(&self, tap: Arc<Tap>) -> (Identity, Option<usize>) {
         let mut g = self.inner.lock();
         if g.backlog.is_none() {
@@ -702,7 +704,7 @@ impl EffectStream {
             replid: g.replid.clone(),
             offset: g.offset,
         };
-        (id, g.selected_db)
+        (id, g.selected_db.take())
     }
 
     /// Starts feeding a replica that holds history `replid` up to `offset`

@@ -48,7 +48,6 @@ use bytes::Bytes;
 
 pub use args::Args;
 
-use crate::effects::EffectStream;
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{key_hash_slot, Collection, Expiry, Lookup, Node, SlotId, SlotTable};
 use crate::protocol::ReplyBuf;
@@ -671,42 +670,86 @@ impl<'a> Ctx<'a> {
     /// Records the command itself as its effect (for deterministic commands).
     pub fn emit_argv(&self, argv: &[Bytes]) {
         let db = self.client.db;
-        let end = self.record(|e| e.append_argv(db, argv));
+        let end = self.record(Some(db), argv);
         self.after_effect(Some(db), argv, end);
     }
 
     pub fn emit_in(&self, db: usize, argv: &[&[u8]]) {
-        let end = self.record(|e| e.append(db, argv));
+        let end = self.record(Some(db), argv);
         self.after_effect(Some(db), argv, end);
     }
 
-    /// Records an effect that belongs to no single database.
+    /// Records an effect that belongs to no single database (FLUSHALL,
+    /// SWAPDB, FUNCTION ...). The stream still puts it in the client's
+    /// database, as Redis's does, so that a reader sees the same SELECTs.
     pub fn emit_global(&self, argv: &[&[u8]]) {
-        let end = self.record(|e| e.append_global(argv));
+        let end = self.record(Some(self.client.db), argv);
         self.after_effect(None, argv, end);
     }
 
     /// Passes a command on to replicas that changes no key (PUBLISH, so
     /// that subscribers on replicas hear it, as in Redis). Only while some
-    /// replica is fed: it would otherwise only fill the log.
+    /// replica is fed: it would otherwise only fill the log. It goes in the
+    /// client's database, as Redis sends it.
     pub fn propagate(&self, argv: &[&[u8]]) {
         if self.server.effects.feeds_replicas() {
-            let end = self.record(|e| e.append_global(argv));
+            let end = self.record(Some(self.client.db), argv);
             if end > 0 {
                 self.client.last_effect.set(end);
             }
         }
     }
 
-    /// Appends an effect if this context records (see [`Ctx::recording`]),
-    /// opening the transaction's MULTI first; returns the stream offset
-    /// past it, or 0 when nothing was recorded.
-    fn record(&self, append: impl FnOnce(&EffectStream) -> u64) -> u64 {
+    /// Appends an effect in database `db` (`None`: in none) if this context
+    /// records (see [`Ctx::recording`]); returns the stream offset past it,
+    /// or 0 when nothing was recorded yet. Inside EXEC or a script the
+    /// first effect is held; a second one records `MULTI` (in the first's
+    /// database, as Redis puts it: a SELECT comes before the MULTI, not
+    /// inside), the held one and itself, so that the log and replicas apply
+    /// the unit whole (see `transactions`); [`Ctx::end_unit`] closes it.
+    fn record<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A]) -> u64 {
         if !self.recording() {
             return 0;
         }
-        self.before_effect();
-        append(&self.server.effects)
+        let effects = &self.server.effects;
+        if self.client.exec_effects.get() != Some(false) {
+            return effects.append_any(db, argv);
+        }
+        let mut held = self.client.held_effect.borrow_mut();
+        match held.take() {
+            None => {
+                let copy = argv.iter().map(|a| Bytes::copy_from_slice(a.as_ref()));
+                *held = Some((db, copy.collect()));
+                0
+            }
+            Some((first_db, first)) => {
+                self.client.exec_effects.set(Some(true));
+                effects.append_any(first_db, &[b"MULTI"]);
+                effects.append_any(first_db, &first);
+                effects.append_any(db, argv)
+            }
+        }
+    }
+
+    /// Starts an EXEC's or a script's unit of effects (see [`Ctx::record`]).
+    pub(super) fn start_unit(&self) {
+        self.client.exec_effects.set(Some(false));
+    }
+
+    /// Ends the unit: `EXEC` closes a wrapped one; a lone held effect is
+    /// recorded as it is.
+    pub(super) fn end_unit(&self) {
+        let held = self.client.held_effect.take();
+        let end = match self.client.exec_effects.take() {
+            Some(true) => self.server.effects.append_global(&[b"EXEC"]),
+            _ => match held {
+                Some((db, argv)) if self.recording() => self.server.effects.append_any(db, &argv),
+                _ => 0,
+            },
+        };
+        if end > 0 {
+            self.client.last_effect.set(end);
+        }
     }
 
     /// Whether effects go to the stream: not when applying a primary's
@@ -720,15 +763,6 @@ impl<'a> Ctx<'a> {
         // start-up, a full sync's snapshot) records as a primary does.
         !self.client.from_primary
             && (!self.server.replication.is_replica() || self.server.loading.load(Relaxed))
-    }
-
-    /// Inside EXEC, the first effect is preceded by `MULTI`, so that the log
-    /// and replicas apply the transaction whole (see `transactions`).
-    fn before_effect(&self) {
-        if self.client.exec_effects.get() == Some(false) {
-            self.client.exec_effects.set(Some(true));
-            self.server.effects.append_global(&[b"MULTI"]);
-        }
     }
 
     /// Every effect (unless unsignalled) publishes its keyspace

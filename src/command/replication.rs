@@ -230,11 +230,23 @@ fn psync(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         id if offset > 0 => Some((String::from_utf8_lossy(id).into_owned(), offset as u64)),
         _ => None,
     };
-    start_feeding(ctx, Psync { from })
+    start_feeding(
+        ctx,
+        Psync {
+            from,
+            legacy: false,
+        },
+    )
 }
 
 fn sync(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    start_feeding(ctx, Psync { from: None })
+    start_feeding(
+        ctx,
+        Psync {
+            from: None,
+            legacy: true,
+        },
+    )
 }
 
 /// FAILOVER [TO host port [FORCE]] [ABORT] [TIMEOUT ms], read as Redis

@@ -14,9 +14,9 @@
 //! command holds it shared and EXEC exclusively, so no other client's
 //! command interleaves with a transaction, whichever keys and slots it
 //! touches. In the effect stream the transaction's effects are wrapped in
-//! `MULTI` … `EXEC` (only if it wrote anything), so the log and replicas
-//! apply it whole: replaying a log that ends inside the wrapper queues the
-//! tail and never executes it.
+//! `MULTI` … `EXEC` (only if it had more than one, as in Redis: one effect
+//! is atomic by itself), so the log and replicas apply it whole: replaying
+//! a log that ends inside the wrapper queues the tail and never executes it.
 //!
 //! WATCH registers the keys with the server's watch registry; any effect on
 //! them (a write, an expiry deletion, FLUSHALL, SWAPDB...) sets the client's
@@ -121,7 +121,7 @@ fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     ctx.out.array(m.queue.len());
-    ctx.client.exec_effects.set(Some(false));
+    ctx.start_unit();
     for (spec, argv) in &m.queue {
         let started = std::time::Instant::now();
         let slept = sleep_of(&ctx.action);
@@ -133,10 +133,7 @@ fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
         let h = ctx.client.handle.clone();
         crate::server::connection::log_if_slow(ctx.server, spec, argv, took.as_micros() as u64, &h);
     }
-    if ctx.client.exec_effects.get() == Some(true) {
-        ctx.emit_global(&[b"EXEC"]);
-    }
-    ctx.client.exec_effects.set(None);
+    ctx.end_unit();
     Ok(())
 }
 

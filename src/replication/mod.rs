@@ -247,7 +247,15 @@ impl Replication {
     }
 
     pub fn add_replica(&self, r: Arc<ReplicaEntry>) {
-        self.replicas.lock().push(r);
+        let mut replicas = self.replicas.lock();
+        // The ping period runs from the first replica's arrival: a PING the
+        // moment one attaches would only stand first in its stream (Redis
+        // pings on its own clock, not on a replica's arrival).
+        if replicas.is_empty() {
+            self.last_ping_ms
+                .store(crate::server::now_ms(), Ordering::Relaxed);
+        }
+        replicas.push(r);
     }
 
     pub fn remove_replica(&self, r: &Arc<ReplicaEntry>) {

@@ -7,6 +7,7 @@
 //!        wait for the full-sync turn (one at a time, after any            │
 //!        rewrite or BGSAVE); snapshot thread: at instant S the tap        │
 //!        starts collecting, +FULLRESYNC id S, $EOF:mark, records, mark    │
+//!        (SYNC: the records to a file first, then $length and them)       │
 //!                      │                                                  │
 //!                      ▼                                                  ▼
 //!         feed: tap ──▶ socket, and REPLCONF ACK offsets back ◀───────────┘
@@ -40,6 +41,11 @@ use crate::server::{now_ms, Server};
 #[derive(Debug)]
 pub struct Psync {
     pub from: Option<(String, u64)>,
+    /// Asked with SYNC, the command older than PSYNC: its full sync has no
+    /// `+FULLRESYNC` line and comes as a bulk of known length, as Redis
+    /// serves replicas that cannot read an EOF-marked stream (and tools,
+    /// Redis's test suite among them, that read the stream after it).
+    pub legacy: bool,
 }
 
 /// Serves one replica until its link ends.
@@ -102,7 +108,7 @@ pub async fn serve(
                     missing.len()
                 );
             }
-            None => full_sync(&server, &mut wr, &tap, &entry).await?,
+            None => full_sync(&server, &mut wr, &tap, &entry, req.legacy).await?,
         }
         entry.state.store(super::ONLINE, Relaxed);
         // Its silence is counted from now, not from before a long sync.
@@ -131,6 +137,7 @@ async fn full_sync(
     wr: &mut OwnedWriteHalf,
     tap: &Arc<Tap>,
     entry: &ReplicaEntry,
+    legacy: bool,
 ) -> std::io::Result<()> {
     // While it waits its turn, the replica hears a newline a second, as
     // Redis's replicas do: its handshake gives up on a primary silent for
@@ -155,6 +162,51 @@ async fn full_sync(
     }
     entry.state.store(super::SENDING_SNAPSHOT, Relaxed);
     let started = Instant::now();
+    let sent = if legacy {
+        send_from_file(server, wr, tap, entry, &mut alive).await?
+    } else {
+        send_streaming(server, wr, tap, entry).await?
+    };
+    server.replication.sync_full.fetch_add(1, Relaxed);
+    tracing::info!(
+        "Synchronization with replica {}:{} succeeded: {sent} bytes in {:.3} seconds",
+        entry.ip,
+        entry.port,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The snapshot's last record: where the stream stands at S, database
+/// included (the replica's first stream bytes may rely on it).
+fn stream_state(at: Identity, db: Option<usize>) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let state = crate::effects::StreamState {
+        id: at,
+        db,
+        past: None,
+    };
+    crate::persistence::aof::frame(&mut tail, &state.record());
+    tail
+}
+
+fn log_start(entry: &ReplicaEntry, at: &Identity, how: &str) {
+    tracing::info!(
+        "Starting full sync with replica {}:{} ({how}): snapshot at offset {}",
+        entry.ip,
+        entry.port,
+        at.offset
+    );
+}
+
+/// PSYNC's full sync: `+FULLRESYNC id S`, then the snapshot streamed as
+/// it is taken between two EOF marks (its length is not known up front).
+async fn send_streaming(
+    server: &Arc<Server>,
+    wr: &mut OwnedWriteHalf,
+    tap: &Arc<Tap>,
+    entry: &ReplicaEntry,
+) -> std::io::Result<u64> {
     let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
     let (at_tx, at_rx) = tokio::sync::oneshot::channel::<(Identity, Option<usize>)>();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
@@ -181,12 +233,7 @@ async fn full_sync(
         .map_err(std::io::Error::other)?;
     let (at, db) = at_rx.await.map_err(std::io::Error::other)?;
     let mark = crate::effects::random_replid();
-    tracing::info!(
-        "Starting full sync with replica {}:{}: snapshot at offset {}",
-        entry.ip,
-        entry.port,
-        at.offset
-    );
+    log_start(entry, &at, "streamed");
     wr.write_all(format!("+FULLRESYNC {} {}\r\n$EOF:{mark}\r\n", at.replid, at.offset).as_bytes())
         .await?;
     let mut sent = 0u64;
@@ -195,25 +242,74 @@ async fn full_sync(
         wr.write_all(&chunk).await?;
     }
     done_rx.await.map_err(std::io::Error::other)??;
-    // Last, where the stream stands at S, database included: the replica's
-    // first stream bytes may rely on it.
-    let mut tail = Vec::new();
-    let state = crate::effects::StreamState {
-        id: at,
-        db,
-        past: None,
-    };
-    crate::persistence::aof::frame(&mut tail, &state.record());
+    let mut tail = stream_state(at, db);
     tail.extend_from_slice(mark.as_bytes());
     wr.write_all(&tail).await?;
-    server.replication.sync_full.fetch_add(1, Relaxed);
-    tracing::info!(
-        "Synchronization with replica {}:{} succeeded: {sent} bytes in {:.3} seconds",
-        entry.ip,
-        entry.port,
-        started.elapsed().as_secs_f64()
+    Ok(sent)
+}
+
+/// SYNC's full sync: the snapshot is written to a file in `dir` first,
+/// since the bulk's length comes before it (Redis writes an RDB to disk
+/// for such replicas too), then sent as `$<length>` and the bytes, with no
+/// line before it. The replica hears a newline a second meanwhile.
+async fn send_from_file(
+    server: &Arc<Server>,
+    wr: &mut OwnedWriteHalf,
+    tap: &Arc<Tap>,
+    entry: &ReplicaEntry,
+    alive: &mut tokio::time::Interval,
+) -> std::io::Result<u64> {
+    /// The file goes however the sync ends.
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let dir = std::path::PathBuf::from(server.config.read().get("dir"));
+    let name = format!(
+        "temp-sync-{}-{}.shoal",
+        std::process::id(),
+        &crate::effects::random_replid()[..8]
     );
-    Ok(())
+    let file = Removed(dir.join(name));
+    let (at_tx, at_rx) = tokio::sync::oneshot::channel::<(Identity, Option<usize>)>();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<std::io::Result<u64>>();
+    let (s, t, path) = (server.clone(), tap.clone(), file.0.clone());
+    std::thread::Builder::new()
+        .name("shoal-fullsync".into())
+        .spawn(move || {
+            let mut at_tx = Some(at_tx);
+            let r = crate::persistence::rewrite::write_snapshot(&s, &path, || {
+                let at = s.effects.attach_at_now(t);
+                if let Some(tx) = at_tx.take() {
+                    let _ = tx.send(at);
+                }
+            });
+            s.log.snapshot_busy.store(false, Relaxed);
+            let _ = done_tx.send(r);
+        })
+        .map_err(std::io::Error::other)?;
+    let size = loop {
+        tokio::select! {
+            r = &mut done_rx => break r.map_err(std::io::Error::other)??,
+            _ = alive.tick() => wr.write_all(b"\n").await?,
+        }
+    };
+    let (at, db) = at_rx.await.map_err(std::io::Error::other)?;
+    log_start(entry, &at, "from a file");
+    let tail = stream_state(at, db);
+    let total = size + tail.len() as u64;
+    wr.write_all(format!("${total}\r\n").as_bytes()).await?;
+    let mut f = tokio::fs::File::open(&file.0).await?;
+    let copied = tokio::io::copy(&mut f, wr).await?;
+    if copied != size {
+        return Err(std::io::Error::other(
+            "the sync file changed while it was sent",
+        ));
+    }
+    wr.write_all(&tail).await?;
+    Ok(total)
 }
 
 const CHUNK: usize = 256 * 1024;

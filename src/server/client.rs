@@ -70,9 +70,14 @@ pub struct Client {
     /// Sidecar mode: a MULTI was forwarded; everything goes to the primary
     /// until its EXEC or DISCARD.
     pub sidecar_in_multi: bool,
-    /// Inside EXEC: whether the transaction's MULTI effect is recorded yet
-    /// (it is, lazily, before the first write's effect). `None` outside.
+    /// Inside EXEC or a script: whether the unit's MULTI effect is
+    /// recorded yet (it is, lazily, when its second effect comes). `None`
+    /// outside.
     pub exec_effects: std::cell::Cell<Option<bool>>,
+    /// Inside EXEC or a script, the unit's first effect (its database and
+    /// arguments) until a second one comes or the unit ends: as in Redis, a
+    /// unit with one effect is recorded unwrapped, one command being atomic.
+    pub held_effect: std::cell::RefCell<Option<(Option<usize>, Vec<bytes::Bytes>)>>,
     /// A script or function is running this client's commands (some
     /// refuse options there, as XREAD's BLOCK).
     pub in_script: bool,
@@ -142,6 +147,7 @@ impl Client {
             watching: Vec::new(),
             watch_dirty: Arc::new(AtomicBool::new(false)),
             exec_effects: std::cell::Cell::new(None),
+            held_effect: Default::default(),
             in_script: false,
             block_retry: false,
             subs: None,

@@ -1343,6 +1343,110 @@ fn a_replica_reloads_while_its_primary_writes() {
     assert!(differences(&mut p, &mut r).is_empty());
 }
 
+/// Sends SYNC (the command older than PSYNC) and reads what Redis sends
+/// such a replica: no `+FULLRESYNC` line, newlines while the snapshot is
+/// made, the snapshot as a bulk of known length. Returns the connection,
+/// at the start of the stream that follows.
+fn attach_with_sync<S: std::io::Read + std::io::Write>(mut r: Raw<S>) -> Raw<S> {
+    r.cmd(&["SYNC"]);
+    let mut line = Vec::new();
+    loop {
+        let b = r.read_exact_bytes(1)[0];
+        if b == b'\n' && line.is_empty() {
+            continue; // a keepalive
+        }
+        line.push(b);
+        if line.ends_with(b"\r\n") {
+            break;
+        }
+    }
+    let line = String::from_utf8(line).unwrap();
+    let len: usize = line
+        .strip_prefix('$')
+        .and_then(|n| n.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("SYNC answered {line:?}, not a bulk length"));
+    r.read_exact_bytes(len);
+    r
+}
+
+/// The stream's commands up to and including `SET end 1`, names in lower
+/// case, PINGs left out (each server pings on its own clock).
+fn stream_until_end<S: std::io::Read + std::io::Write>(r: &mut Raw<S>) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    loop {
+        let Frame::Array(args) = r.read2() else {
+            panic!("the stream holds commands only");
+        };
+        let mut args: Vec<String> = args
+            .into_iter()
+            .map(|a| match a {
+                Frame::Bulk(b) => String::from_utf8(b).unwrap(),
+                other => panic!("not a bulk: {other:?}"),
+            })
+            .collect();
+        args[0] = args[0].to_lowercase();
+        if args[0] == "ping" {
+            continue;
+        }
+        let end = args == ["set", "end", "1"];
+        out.push(args);
+        if end {
+            return out;
+        }
+    }
+}
+
+/// A tool attached with SYNC (Redis's own test suite reads the stream so)
+/// sees what Redis would send it: a SELECT before the first command; a
+/// transaction or script with one effect unwrapped, one with more in
+/// MULTI … EXEC, its SELECT before the MULTI; nothing for one that only
+/// read; PUBLISH, SWAPDB and FLUSHALL in the client's database. Compared
+/// with redis-server.
+#[test]
+fn a_sync_stream_reads_as_redis_sends_it() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let reference = crate::support::ReferenceRedis::start();
+    fn steps<S: std::io::Read + std::io::Write>(mut c: Raw<S>, feed: Raw<S>) -> Vec<Vec<String>> {
+        c.call(&["SET", "before", "1"]);
+        c.call(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+        let mut feed = attach_with_sync(feed);
+        for step in [
+            &["SET", "foo", "bar"][..],
+            &["MULTI"],
+            &["SET", "foo", "bar2"],
+            &["EXEC"],
+            &["SELECT", "1"],
+            &["MULTI"],
+            &["SET", "a", "1"],
+            &["INCR", "b"],
+            &["EXEC"],
+            &["MULTI"],
+            &["GET", "a"],
+            &["EXEC"],
+            &["PUBLISH", "ch", "hello"],
+            &["EVAL", "redis.call('set', KEYS[1], 'v')", "1", "k"],
+            &[
+                "EVAL",
+                "redis.call('set', KEYS[1], 'v'); redis.call('del', KEYS[1])",
+                "1",
+                "k2",
+            ],
+            &["SELECT", "2"],
+            &["SWAPDB", "1", "9"],
+            &["FLUSHALL"],
+            &["SELECT", "0"],
+            &["SET", "end", "1"],
+        ] {
+            c.call(step);
+        }
+        stream_until_end(&mut feed)
+    }
+    let shoal = steps(node.raw(), node.raw());
+    let redis = steps(reference.raw(), reference.raw());
+    assert_eq!(shoal, redis);
+    assert_eq!(shoal[0], ["select", "0"]);
+}
+
 /// An EXEC on a replica whose link is down, with replica-serve-stale-data
 /// no, is judged by what it queued: a GET queued before the link went
 /// makes it fail whole, as Redis's. REPLICAOF takes port 0 as Redis does.

@@ -1324,21 +1324,18 @@ impl<'a> Invocation<'a> {
 }
 
 /// Runs `run` as one script: alone (the gate held exclusively; inside
-/// EXEC the transaction holds it), its effects wrapped in MULTI … EXEC.
+/// EXEC the transaction holds it), its effects one unit (`Ctx::record`).
 fn invoke(ctx: &mut Ctx, run: impl FnOnce(&mut Ctx) -> CmdResult) -> CmdResult {
     let nested = ctx.client.exec_effects.get().is_some();
     let _gate = alone(ctx.server, ctx.client);
     if !nested {
-        ctx.client.exec_effects.set(Some(false));
+        ctx.start_unit();
     }
     let in_script = std::mem::replace(&mut ctx.client.in_script, true);
     let result = run(ctx);
     ctx.client.in_script = in_script;
     if !nested {
-        if ctx.client.exec_effects.get() == Some(true) {
-            ctx.emit_global(&[b"EXEC"]);
-        }
-        ctx.client.exec_effects.set(None);
+        ctx.end_unit();
     }
     result
 }
