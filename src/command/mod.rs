@@ -736,8 +736,10 @@ impl<'a> Ctx<'a> {
         self.client.exec_effects.set(Some(false));
     }
 
-    /// Ends the unit: `EXEC` closes a wrapped one; a lone held effect is
-    /// recorded as it is.
+    /// Ends the unit: `EXEC` closes a wrapped one (always: a MULTI in the
+    /// stream must not stay open); a lone held effect is recorded as it
+    /// is, unless the node turned replica meanwhile (REPLICAOF inside
+    /// EXEC), as Redis's replicas hear nothing of such a transaction.
     pub(super) fn end_unit(&self) {
         let held = self.client.held_effect.take();
         let end = match self.client.exec_effects.take() {

@@ -18,8 +18,8 @@ const R: &[&str] = &["admin", "dangerous"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI | NO_ASYNC_LOADING, NO_KEYS, &[], G, "Configures a server as replica of another, or promotes it to a primary.", replicaof),
-    spec("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI | NO_ASYNC_LOADING, NO_KEYS, &[], G, "Sets a Redis server as a replica of another, or promotes it to being a master.", replicaof),
+    spec("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_ASYNC_LOADING, NO_KEYS, &[], G, "Configures a server as replica of another, or promotes it to a primary.", replicaof),
+    spec("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_ASYNC_LOADING, NO_KEYS, &[], G, "Sets a Redis server as a replica of another, or promotes it to being a master.", replicaof),
     spec("role", 1, NOSCRIPT | LOADING | STALE | FAST, NO_KEYS, &["admin", "dangerous"], G, "Returns the replication role.", role),
     spec("wait", 3, NOSCRIPT | ON_PRIMARY, NO_KEYS, &["connection"], "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", wait),
     spec("waitaof", 4, ON_PRIMARY | NOSCRIPT, NO_KEYS, &["connection"], "generic", "Blocks until all of the preceding write commands sent by the connection are written to the append-only file of the master and/or replicas.", waitaof),

@@ -1369,13 +1369,14 @@ fn attach_with_sync<S: std::io::Read + std::io::Write>(mut r: Raw<S>) -> Raw<S> 
     r
 }
 
-/// The stream's commands up to and including `SET end 1`, names in lower
-/// case, PINGs left out (each server pings on its own clock).
+/// The stream's commands up to and including `SET end 1` (or until the
+/// connection closes), names in lower case, PINGs left out (each server
+/// pings on its own clock).
 fn stream_until_end<S: std::io::Read + std::io::Write>(r: &mut Raw<S>) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     loop {
-        let Frame::Array(args) = r.read2() else {
-            panic!("the stream holds commands only");
+        let Some(Frame::Array(args)) = r.try_read2() else {
+            return out;
         };
         let mut args: Vec<String> = args
             .into_iter()
@@ -1445,6 +1446,51 @@ fn a_sync_stream_reads_as_redis_sends_it() {
     let redis = steps(reference.raw(), reference.raw());
     assert_eq!(shoal, redis);
     assert_eq!(shoal[0], ["select", "0"]);
+}
+
+/// REPLICAOF inside a transaction (allowed, as in Redis): the node turns
+/// replica half-way, the commands after it still run, and the replicas
+/// attached hear nothing of the transaction (one effect, held until the
+/// end of the unit, is dropped once the node is a replica); a write after
+/// EXEC is refused. Compared with redis-server, replies and stream.
+#[test]
+fn replicaof_inside_a_transaction_is_as_in_redis() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let reference = crate::support::ReferenceRedis::start();
+    fn steps<S: std::io::Read + std::io::Write>(
+        mut c: Raw<S>,
+        feed: Raw<S>,
+    ) -> (Vec<Frame>, Vec<Vec<String>>) {
+        c.call(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+        let mut feed = attach_with_sync(feed);
+        let mut replies = Vec::new();
+        for step in [
+            &["SET", "foo", "bar"][..],
+            &["MULTI"],
+            &["SET", "foo2", "bar"],
+            &["REPLICAOF", "localhost", "0"],
+            &["SET", "foo3", "bar"],
+            &["EXEC"],
+            &["SET", "foo4", "bar"],
+            &["GET", "foo3"],
+            &["REPLICAOF", "NO", "ONE"],
+            &["SET", "end", "1"],
+        ] {
+            replies.push(c.call(step));
+        }
+        (replies, stream_until_end(&mut feed))
+    }
+    let (shoal, mut shoal_stream) = steps(node.raw(), node.raw());
+    let (redis, redis_stream) = steps(reference.raw(), reference.raw());
+    assert_eq!(shoal, redis);
+    // Redis drops its replicas at REPLICAOF NO ONE; Shoal's go on, and
+    // hear the next write.
+    assert_eq!(shoal_stream.pop().unwrap(), ["set", "end", "1"]);
+    assert_eq!(shoal_stream, redis_stream);
+    assert_eq!(
+        shoal_stream,
+        [vec!["select", "0"], vec!["set", "foo", "bar"]]
+    );
 }
 
 /// An EXEC on a replica whose link is down, with replica-serve-stale-data
