@@ -127,6 +127,9 @@ pub struct ReplicaEntry {
     pub fack_offset: AtomicU64,
     /// Unix ms of its last ACK.
     pub ack_ms: AtomicI64,
+    /// Whether it acknowledges at all: not a reader attached with SYNC (a
+    /// tool), which, as in Redis, is never dropped for its silence.
+    pub acks: bool,
 }
 
 impl ReplicaEntry {

@@ -73,6 +73,7 @@ pub async fn serve(
         ack_offset: Default::default(),
         fack_offset: Default::default(),
         ack_ms: now_ms().into(),
+        acks: !req.legacy,
     });
     client.handle.set_kind(crate::server::client::KIND_REPLICA);
     server.replication.add_replica(entry.clone());
@@ -401,7 +402,7 @@ async fn feed(
         // Replicas acknowledge every second; one silent for repl-timeout
         // is gone.
         let quiet = server.tun.repl_timeout_secs.load(Relaxed) * 1000;
-        if now_ms() - entry.ack_ms.load(Relaxed) > quiet {
+        if entry.acks && now_ms() - entry.ack_ms.load(Relaxed) > quiet {
             return Err(std::io::Error::other(
                 "timeout: no ACK for repl-timeout seconds",
             ));

@@ -1448,6 +1448,22 @@ fn a_sync_stream_reads_as_redis_sends_it() {
     assert_eq!(shoal[0], ["select", "0"]);
 }
 
+/// A reader attached with SYNC never acknowledges; as in Redis it is not
+/// dropped for that after repl-timeout, and goes on hearing writes.
+#[test]
+fn a_sync_reader_is_not_dropped_for_its_silence() {
+    let node = TestNode::start_with(&["--appendonly", "no", "--repl-timeout", "1"]);
+    let mut c = node.raw();
+    let mut feed = attach_with_sync(node.raw());
+    // Three times repl-timeout: a replica silent that long is gone.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    ok(&mut c, &["SET", "end", "1"]);
+    assert_eq!(
+        stream_until_end(&mut feed),
+        [vec!["select", "0"], vec!["set", "end", "1"]]
+    );
+}
+
 /// REPLICAOF inside a transaction (allowed, as in Redis): the node turns
 /// replica half-way, the commands after it still run, and the replicas
 /// attached hear nothing of the transaction (one effect, held until the
