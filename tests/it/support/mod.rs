@@ -318,6 +318,7 @@ impl Raw {
             match self.stream.read(&mut tmp) {
                 Ok(0) => return true,
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e)
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         || e.kind() == std::io::ErrorKind::TimedOut =>
@@ -356,15 +357,20 @@ impl<S: Read + Write> Raw<S> {
     }
 
     /// Reads more; `Err` says why nothing came (closed, reset, timed out).
+    /// A read a signal interrupted is tried again (`read` does not, and a
+    /// long test once failed so).
     fn try_fill(&mut self) -> Result<(), String> {
         let mut tmp = [0u8; 65536];
-        match self.stream.read(&mut tmp) {
-            Ok(0) => Err("connection closed".into()),
-            Err(e) => Err(format!("read failed: {e}")),
-            Ok(n) => {
-                self.buf.extend_from_slice(&tmp[..n]);
-                Ok(())
-            }
+        loop {
+            return match self.stream.read(&mut tmp) {
+                Ok(0) => Err("connection closed".into()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(format!("read failed: {e}")),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&tmp[..n]);
+                    Ok(())
+                }
+            };
         }
     }
 
