@@ -484,7 +484,10 @@ fn scan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut examined = 0;
     let mut found: Vec<Vec<u8>> = Vec::new();
     while slot < SLOTS && examined < count {
-        let t = db.lock_slot(SlotId(slot as u16));
+        let mut t = db.lock_slot(SlotId(slot as u16));
+        // Expired keys met on the way go, as Redis's SCAN deletes those
+        // it finds.
+        expire_all_due(ctx, ctx.db(), &mut t);
         for n in t.iter() {
             examined += 1;
             if n.is_expired(ctx.now_ms) {
@@ -523,16 +526,25 @@ fn randomkey(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             continue;
         }
         let mut t = db.lock_slot(slot);
-        expire_all_due(ctx, dbi, &mut t);
-        if t.is_empty() {
+        // Where expired keys must stay (a replica, paused writes), they
+        // are passed over instead.
+        let hidden = !expire_all_due(ctx, dbi, &mut t);
+        let live = |n: &&crate::keyspace::Node| !hidden || !n.is_expired(ctx.now_ms);
+        let n = if hidden {
+            t.iter().filter(live).count()
+        } else {
+            t.len()
+        };
+        if n == 0 {
             continue;
         }
-        let pick = rand::thread_rng().gen_range(0..t.len());
+        let pick = rand::thread_rng().gen_range(0..n);
         let key = t
             .iter()
+            .filter(live)
             .nth(pick)
             .map(|n| n.key.as_bytes().to_vec())
-            .expect("index below len");
+            .expect("index below the live count");
         ctx.out.bulk(&key);
         return Ok(());
     }
@@ -540,16 +552,23 @@ fn randomkey(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Removes the expired keys of one locked table, recording each deletion.
-fn expire_all_due(ctx: &Ctx, db: usize, t: &mut SlotTable) {
+/// Removes the expired keys of one locked table, recording each deletion,
+/// where this context may delete them (a primary whose writes are not
+/// paused: see `Ctx::expiry`). Returns whether it may; if not, expired
+/// keys may remain, to be passed over.
+fn expire_all_due(ctx: &Ctx, db: usize, t: &mut SlotTable) -> bool {
+    if ctx.expiry() != crate::keyspace::Expiry::Remove {
+        return false;
+    }
     if t.volatile() == 0 {
-        return;
+        return true;
     }
     let mut gone = Vec::new();
     t.remove_expired(ctx.now_ms, &mut gone);
     for k in gone {
         ctx.expired(db, &k);
     }
+    true
 }
 
 fn dbsize(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {

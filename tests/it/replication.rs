@@ -1464,6 +1464,51 @@ fn a_sync_reader_is_not_dropped_for_its_silence() {
     );
 }
 
+/// SCAN deletes the expired keys it meets, recording their DELs one by
+/// one (no MULTI), as Redis's does; compared with redis-server. On a
+/// replica, RANDOMKEY and SCAN pass expired keys over and leave them for
+/// the primary's DEL (they deleted them there).
+#[test]
+fn scan_deletes_expired_keys_as_redis_and_replicas_keep_them() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let reference = crate::support::ReferenceRedis::start();
+    fn steps<S: std::io::Read + std::io::Write>(mut c: Raw<S>, feed: Raw<S>) -> Vec<Vec<String>> {
+        c.call(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+        c.call(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+        c.call(&["SET", "foo1", "bar", "PX", "1"]);
+        c.call(&["SET", "foo2", "bar", "PX", "1"]);
+        // Past their time (nothing reads them, which would delete them).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut feed = attach_with_sync(feed);
+        c.call(&["SCAN", "0"]);
+        c.call(&["SET", "end", "1"]);
+        c.call(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
+        let mut stream = stream_until_end(&mut feed);
+        stream[1..3].sort();
+        stream
+    }
+    let shoal = steps(node.raw(), node.raw());
+    let redis = steps(reference.raw(), reference.raw());
+    assert_eq!(shoal, redis);
+    assert_eq!(shoal[1], ["del", "foo1"]);
+
+    let primary = TestNode::start_with(&["--appendonly", "no"]);
+    let replica = replica_of(&primary, &[]);
+    let mut p = primary.raw();
+    ok(&mut p, &["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    ok(&mut p, &["SET", "gone1", "v", "PX", "1"]);
+    ok(&mut p, &["SET", "gone2", "v", "PX", "1"]);
+    caught_up(&primary, &replica);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut r = replica.raw();
+    assert_eq!(r.call(&["RANDOMKEY"]), Frame::Null);
+    assert_eq!(
+        r.call(&["SCAN", "0", "COUNT", "1000"]),
+        Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])])
+    );
+    assert_eq!(int(&mut r, &["DBSIZE"]), 2);
+}
+
 /// REPLICAOF inside a transaction (allowed, as in Redis): the node turns
 /// replica half-way, the commands after it still run, and the replicas
 /// attached hear nothing of the transaction (one effect, held until the
