@@ -811,11 +811,14 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     };
     if exists {
         t.remove(key);
-        ctx.emit(&[b"DEL", key]);
     }
     if at != 0 && at <= ctx.now_ms && !ctx.replaying() {
         // Already expired: nothing to create (a replay creates it, to live
-        // until its recorded DEL, see `expire_generic`).
+        // until its recorded DEL, see `expire_generic`); a key it replaced
+        // is deleted, as Redis records and announces it.
+        if exists {
+            ctx.emit(&[b"DEL", key]);
+        }
         ctx.out.ok();
         return Ok(());
     }
@@ -833,19 +836,18 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if at != 0 {
         t.set_expire(key, at);
     }
+    // Recorded as Redis records it: the TTL made absolute, REPLACE if the
+    // command said so (the replaced key goes with it, and only `restore`
+    // is announced, no `del`).
     let mut b = itoa::Buffer::new();
-    if at != 0 {
-        ctx.emit(&[
-            b"RESTORE",
-            key,
-            b.format(at).as_bytes(),
-            &argv[3],
-            b"ABSTTL",
-            b"REPLACE",
-        ]);
-    } else {
-        ctx.emit(&[b"RESTORE", key, b"0", &argv[3], b"REPLACE"]);
+    let mut effect: Vec<&[u8]> = vec![b"RESTORE", key, b.format(at).as_bytes(), &argv[3]];
+    if replace {
+        effect.push(b"REPLACE");
     }
+    if at != 0 {
+        effect.push(b"ABSTTL");
+    }
+    ctx.emit(&effect);
     ctx.out.ok();
     Ok(())
 }

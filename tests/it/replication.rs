@@ -1381,7 +1381,7 @@ fn stream_until_end<S: std::io::Read + std::io::Write>(r: &mut Raw<S>) -> Vec<Ve
         let mut args: Vec<String> = args
             .into_iter()
             .map(|a| match a {
-                Frame::Bulk(b) => String::from_utf8(b).unwrap(),
+                Frame::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
                 other => panic!("not a bulk: {other:?}"),
             })
             .collect();
@@ -1507,6 +1507,72 @@ fn scan_deletes_expired_keys_as_redis_and_replicas_keep_them() {
         Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])])
     );
     assert_eq!(int(&mut r, &["DBSIZE"]), 2);
+}
+
+/// RESTORE is recorded as Redis records it (TTL made absolute, REPLACE
+/// only if asked, no DEL of the replaced key) and announces `restore`
+/// alone, or `del` when the restored key is already expired. Compared
+/// with redis-server: stream (TTLs and payloads masked) and events.
+#[test]
+fn restore_is_recorded_and_announced_as_in_redis() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let reference = crate::support::ReferenceRedis::start();
+    fn steps<S: std::io::Read + std::io::Write>(
+        mut c: Raw<S>,
+        feed: Raw<S>,
+        mut sub: Raw<S>,
+    ) -> (Vec<Vec<String>>, Vec<Frame>) {
+        c.call(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+        c.call(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]);
+        c.call(&["SET", "k", "v"]);
+        let Frame::Bulk(payload) = c.call(&["DUMP", "k"]) else {
+            panic!("DUMP gives a bulk");
+        };
+        let later = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 100_000)
+            .to_string();
+        let mut feed = attach_with_sync(feed);
+        sub.call(&["PSUBSCRIBE", "__keyevent@0__:*"]);
+        let p = payload.as_slice();
+        for step in [
+            &[&b"RESTORE"[..], b"k", b"0", p, b"REPLACE"][..],
+            &[b"RESTORE", b"k2", b"100000", p],
+            &[b"RESTORE", b"k3", later.as_bytes(), p, b"ABSTTL"],
+            &[b"RESTORE", b"k4", b"0", p, b"REPLACE"],
+            &[b"RESTORE", b"k", b"1", p, b"ABSTTL", b"REPLACE"],
+            &[b"SET", b"end", b"1"],
+        ] {
+            c.send(&crate::support::encode(step));
+            assert!(matches!(c.read2(), Frame::Simple(_)), "{step:?}");
+        }
+        let mut stream = stream_until_end(&mut feed);
+        for cmd in &mut stream {
+            if cmd[0] == "restore" {
+                if cmd[2] != "0" {
+                    cmd[2] = "*".into();
+                }
+                cmd[3] = "*".into();
+            }
+        }
+        let mut events = Vec::new();
+        loop {
+            let Frame::Array(m) = sub.read2() else {
+                panic!()
+            };
+            let end = m[3] == Frame::bulk("end");
+            events.push(Frame::Array(m[2..].to_vec()));
+            if end {
+                return (stream, events);
+            }
+        }
+    }
+    let shoal = steps(node.raw(), node.raw(), node.raw());
+    let redis = steps(reference.raw(), reference.raw(), reference.raw());
+    assert_eq!(shoal, redis);
+    assert_eq!(shoal.0[1], ["restore", "k", "0", "*", "REPLACE"]);
 }
 
 /// REPLICAOF inside a transaction (allowed, as in Redis): the node turns
