@@ -836,15 +836,13 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if at != 0 {
         t.set_expire(key, at);
     }
-    // Recorded as Redis records it: the TTL made absolute, REPLACE if the
-    // command said so (the replaced key goes with it, and only `restore`
-    // is announced, no `del`).
+    // Recorded as Redis records it: the command as it came, a relative
+    // TTL made absolute (ABSTTL added). A REPLACE in it takes the old key
+    // along; only `restore` is announced, no `del`.
     let mut b = itoa::Buffer::new();
-    let mut effect: Vec<&[u8]> = vec![b"RESTORE", key, b.format(at).as_bytes(), &argv[3]];
-    if replace {
-        effect.push(b"REPLACE");
-    }
-    if at != 0 {
+    let mut effect: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
+    if at != 0 && !absttl {
+        effect[2] = b.format(at).as_bytes();
         effect.push(b"ABSTTL");
     }
     ctx.emit(&effect);

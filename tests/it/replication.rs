@@ -1509,8 +1509,8 @@ fn scan_deletes_expired_keys_as_redis_and_replicas_keep_them() {
     assert_eq!(int(&mut r, &["DBSIZE"]), 2);
 }
 
-/// RESTORE is recorded as Redis records it (TTL made absolute, REPLACE
-/// only if asked, no DEL of the replaced key) and announces `restore`
+/// RESTORE is recorded as Redis records it (as it came, a relative TTL
+/// made absolute, no DEL of a replaced key) and announces `restore`
 /// alone, or `del` when the restored key is already expired. Compared
 /// with redis-server: stream (TTLs and payloads masked) and events.
 #[test]
@@ -1540,7 +1540,15 @@ fn restore_is_recorded_and_announced_as_in_redis() {
         for step in [
             &[&b"RESTORE"[..], b"k", b"0", p, b"REPLACE"][..],
             &[b"RESTORE", b"k2", b"100000", p],
-            &[b"RESTORE", b"k3", later.as_bytes(), p, b"ABSTTL"],
+            &[
+                b"RESTORE",
+                b"k3",
+                later.as_bytes(),
+                p,
+                b"absttl",
+                b"IDLETIME",
+                b"5",
+            ],
             &[b"RESTORE", b"k4", b"0", p, b"REPLACE"],
             &[b"RESTORE", b"k", b"1", p, b"ABSTTL", b"REPLACE"],
             &[b"SET", b"end", b"1"],
