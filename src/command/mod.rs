@@ -1150,6 +1150,15 @@ impl<'a> Ctx<'a> {
         self.after_effect(Some(self.client.db), argv, 0);
     }
 
+    /// The hooks of an effect told as `event`, its record left to come
+    /// later or not at all (a consumer XREADGROUP creates: its XCLAIMs
+    /// create it on replicas).
+    pub fn signal_as(&self, event: &'static str, argv: &[&[u8]]) {
+        self.event.set(Some(event));
+        self.after_effect(Some(self.client.db), argv, 0);
+        self.event.set(None);
+    }
+
     /// Records a STORE form: an empty result deleted the destination,
     /// which Redis tells as its `del` rather than as the STORE.
     pub fn emit_stored(&self, argv: &[Bytes], empty: bool) {

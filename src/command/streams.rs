@@ -723,11 +723,9 @@ fn read_group(
     {
         c.seen_time = now;
     }
+    let create: [&[u8]; 5] = [b"XGROUP", b"CREATECONSUMER", key, group, consumer];
     if created {
-        ctx.emit_as(
-            "xgroup-createconsumer",
-            &[b"XGROUP", b"CREATECONSUMER", key, group, consumer],
-        );
+        ctx.signal_as("xgroup-createconsumer", &create);
     }
     let mut records: Vec<(StreamId, i64, u64)> = Vec::new();
     let body = match from {
@@ -794,6 +792,12 @@ fn read_group(
     };
     let g = &s.groups[group];
     let lastid = id_bytes(g.last_id);
+    // A new consumer is recorded only where no XCLAIM will create it on
+    // replicas (NOACK, or nothing delivered): as Redis does, which once
+    // recorded it for NOACK only, losing a consumer that read nothing.
+    if created && records.is_empty() {
+        ctx.emit_as_unsignalled(&create);
+    }
     for (id, time, count) in records {
         record_claim(ctx, key, group, consumer, id, time, count, &lastid);
     }

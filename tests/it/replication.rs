@@ -1583,6 +1583,64 @@ fn restore_is_recorded_and_announced_as_in_redis() {
     assert_eq!(shoal.0[1], ["restore", "k", "0", "*", "REPLACE"]);
 }
 
+/// A consumer XREADGROUP creates is recorded as such only where no XCLAIM
+/// creates it on replicas: a read that delivered entries records just
+/// its XCLAIMs, as Redis does; a NOACK read records the consumer.
+#[test]
+fn a_new_consumer_is_recorded_once() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let replica = replica_of(&node, &[]);
+    caught_up(&node, &replica);
+    let mut c = node.raw();
+    let mut feed = attach_with_sync(node.raw());
+    for step in [
+        &["XADD", "s", "1-1", "f", "v"][..],
+        &["XADD", "s", "1-2", "f", "v"],
+        &["XGROUP", "CREATE", "s", "g", "0"],
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c1",
+            "COUNT",
+            "2",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+        &["XADD", "s", "1-3", "f", "v"],
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c2",
+            "NOACK",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+        &["SET", "end", "1"],
+    ] {
+        c.call(step);
+    }
+    let stream = stream_until_end(&mut feed);
+    let created: Vec<&String> = stream
+        .iter()
+        .filter(|c| c[0] == "xgroup" && c[1] == "CREATECONSUMER")
+        .map(|c| &c[4])
+        .collect();
+    assert_eq!(created, ["c2"], "{stream:?}");
+    let claims = stream.iter().filter(|c| c[0] == "xclaim" && c[3] == "c1");
+    assert_eq!(claims.count(), 2, "{stream:?}");
+    // A replica that applied the stream has both consumers.
+    caught_up(&node, &replica);
+    let mut r = replica.raw();
+    let Frame::Array(consumers) = r.call(&["XINFO", "CONSUMERS", "s", "g"]) else {
+        panic!()
+    };
+    assert_eq!(consumers.len(), 2);
+}
+
 /// REPLICAOF inside a transaction (allowed, as in Redis): the node turns
 /// replica half-way, the commands after it still run, and the replicas
 /// attached hear nothing of the transaction (one effect, held until the
