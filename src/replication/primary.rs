@@ -269,7 +269,7 @@ async fn send_from_file(
     }
     let dir = std::path::PathBuf::from(server.config.read().get("dir"));
     let name = format!(
-        "temp-sync-{}-{}.shoal",
+        "{SYNC_FILE_PREFIX}{}-{}.shoal",
         std::process::id(),
         &crate::effects::random_replid()[..8]
     );
@@ -311,6 +311,27 @@ async fn send_from_file(
     }
     wr.write_all(&tail).await?;
     Ok(total)
+}
+
+/// What SYNC's temporary files are named from (`temp-sync-<pid>-<random>.shoal`).
+const SYNC_FILE_PREFIX: &str = "temp-sync-";
+
+/// Removes the SYNC files a node killed while writing one left in `dir`
+/// (at start-up: no sync is under way yet).
+pub fn sweep_sync_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(SYNC_FILE_PREFIX) && name.ends_with(".shoal") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!("Removed {name}, left by a sync that did not end"),
+                Err(err) => tracing::warn!("Could not remove {name}: {err}"),
+            }
+        }
+    }
 }
 
 const CHUNK: usize = 256 * 1024;

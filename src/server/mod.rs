@@ -647,6 +647,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     }
     let dir = config.get("dir").to_string();
     std::fs::create_dir_all(&dir).map_err(|e| StartError::Dir(dir.clone(), e))?;
+    crate::replication::primary::sweep_sync_files(std::path::Path::new(&dir));
     let pidfile = config.get("pidfile").to_string();
     if !pidfile.is_empty() {
         // As redis-server: a pidfile that cannot be written is worth a

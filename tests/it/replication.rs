@@ -1448,6 +1448,38 @@ fn a_sync_stream_reads_as_redis_sends_it() {
     assert_eq!(shoal[0], ["select", "0"]);
 }
 
+/// SYNC's temporary file is gone once the snapshot is sent, and one a
+/// killed node left behind is removed when it starts again.
+#[test]
+fn sync_files_do_not_stay() {
+    let mut node = TestNode::start_with(&["--appendonly", "no"]);
+    let sync_files = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("temp-sync-"))
+            .collect()
+    };
+    let mut c = node.raw();
+    ok(&mut c, &["SET", "k", "v"]);
+    let _feed = attach_with_sync(node.raw());
+    // Removed just after its last byte went out.
+    eventually("the sync file removed", || {
+        sync_files(&node.data_dir()).is_empty()
+    });
+    node.crash();
+    let dir = node.data_dir();
+    std::fs::write(dir.join("temp-sync-1-0123abcd.shoal"), b"half a snapshot").unwrap();
+    std::fs::write(dir.join("temp-sync-notes.txt"), b"not ours").unwrap();
+    node.restart(&[]).unwrap();
+    assert_eq!(sync_files(&dir), ["temp-sync-notes.txt"]);
+    assert_eq!(
+        bulk(&mut node.raw(), &["PING", "up"]).as_deref(),
+        Some("up")
+    );
+}
+
 /// A reader attached with SYNC never acknowledges; as in Redis it is not
 /// dropped for that after repl-timeout, and goes on hearing writes.
 #[test]
