@@ -503,11 +503,6 @@ impl EffectStream {
         self.append_any(Some(db), argv)
     }
 
-    /// [`EffectStream::append`] for a command's own arguments, recorded as is.
-    pub fn append_argv(&self, db: usize, argv: &[bytes::Bytes]) -> u64 {
-        self.append_any(Some(db), argv)
-    }
-
     /// Appends an effect that is not tied to one database (FLUSHALL, SWAPDB).
     pub fn append_global(&self, argv: &[&[u8]]) -> u64 {
         self.append_any(None, argv)

@@ -1631,11 +1631,21 @@ pub fn may_replicate(spec: &Spec, argv: &[Bytes], client: &Client) -> bool {
 /// Whether `spec` is an EXEC whose transaction queued a command with
 /// `flag`: Redis judges an EXEC by what it will run.
 fn exec_queues(spec: &Spec, client: &Client, flag: u32) -> bool {
+    exec_queues_any(spec, client, |f| f & flag != 0)
+}
+
+/// Whether `spec` is an EXEC whose transaction queued a command without
+/// `flag` (one that may not run stale, say).
+fn exec_queues_without(spec: &Spec, client: &Client, flag: u32) -> bool {
+    exec_queues_any(spec, client, |f| f & flag == 0)
+}
+
+fn exec_queues_any(spec: &Spec, client: &Client, pred: impl Fn(u32) -> bool) -> bool {
     spec.name == "exec"
         && client
             .multi
             .as_ref()
-            .is_some_and(|m| m.queue.iter().any(|(s, a)| s.flags_of(a) & flag != 0))
+            .is_some_and(|m| m.queue.iter().any(|(s, a)| pred(s.flags_of(a))))
 }
 
 fn check(
@@ -1701,12 +1711,7 @@ fn check(
         // not run stale refuses it all (a link that went down after it was
         // queued included).
         let stale_ok = spec.flags_of(argv) & flags::STALE != 0
-            && !client.multi.as_ref().is_some_and(|m| {
-                spec.name == "exec"
-                    && m.queue
-                        .iter()
-                        .any(|(s, a)| s.flags_of(a) & flags::STALE == 0)
-            });
+            && !exec_queues_without(spec, client, flags::STALE);
         if !repl.link_up() && !stale_ok && !tun.replica_serve_stale.load(Relaxed) {
             return Err(CommandError::MasterDown);
         }
