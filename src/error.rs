@@ -64,6 +64,20 @@ pub enum CommandError {
     NoReplicas,
     #[error("NOMASTERLINK Can't SYNC while not connected with my master")]
     NoMasterLink,
+    /// Any other command while a script runs past busy-reply-threshold
+    /// (`server::busy`); SCRIPT KILL of a function, FUNCTION KILL of a script.
+    #[error(
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+    )]
+    BusyScript,
+    #[error(
+        "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+    )]
+    BusyFunction,
+    #[error("NOTBUSY No scripts in execution right now.")]
+    NotBusy,
+    #[error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.")]
+    Unkillable,
     /// A message with its own error code (`NOAUTH HELLO must be ...`).
     #[error("{0}")]
     Coded(String),

@@ -41,6 +41,9 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(1);
     }
+    // Work still waiting for the transaction gate (a script that never
+    // ends holds it: see `server::busy`) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
 }
 
 /// `shoal check-aof [--fix] DIR`: DIR is a data directory (holding

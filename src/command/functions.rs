@@ -472,17 +472,35 @@ fn function_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// Runs while a script is timed out (`allow_busy`), which is the only
+/// time another command can see one running (`server::busy`).
 fn function_stats(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let running = match ctx.server.busy.run() {
+        Some(run) if run.function.is_none() => return Err(CommandError::BusyScript),
+        running => running,
+    };
     let (libraries, functions) = {
         let r = REGISTRY.read();
         (r.libraries.len(), r.functions.len())
     };
     let out = &mut *ctx.out;
     out.map(2);
-    // Every other command waits for a running function: none is ever
-    // seen running.
     out.bulk(b"running_script");
-    out.null();
+    match running {
+        None => out.null(),
+        Some(run) => {
+            out.map(3);
+            out.bulk(b"name");
+            out.bulk(run.function.unwrap_or_default().as_bytes());
+            out.bulk(b"command");
+            out.array(run.argv.len());
+            for a in &run.argv {
+                out.bulk(a);
+            }
+            out.bulk(b"duration_ms");
+            out.int(run.started.elapsed().as_millis() as i64);
+        }
+    }
     out.bulk(b"engines");
     out.map(1);
     out.bulk(b"LUA");
@@ -494,10 +512,11 @@ fn function_stats(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-fn function_kill(_ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    Err(CommandError::err_code(
-        "NOTBUSY No scripts in execution right now.",
-    ))
+/// Runs while a script is timed out (`allow_busy`): see `server::busy`.
+fn function_kill(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.server.busy.kill(true)?;
+    ctx.out.ok();
+    Ok(())
 }
 
 fn function_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
@@ -570,7 +589,7 @@ fn call(ctx: &mut Ctx, argv: &[Bytes], ro: bool) -> CmdResult {
         return Err(CommandError::err("Number of keys can't be negative"));
     }
     let split = 3 + numkeys as usize;
-    scripting::call_function(ctx, &f.name, f.flags, &argv[3..split], &argv[split..], ro)
+    scripting::call_function(ctx, &f.name, f.flags, argv, split, ro)
 }
 
 /// Each library's `FUNCTION LOAD REPLACE`, for a snapshot to start with.

@@ -1600,16 +1600,24 @@ pub fn prepare(
     client: &mut Client,
     argv: &[Bytes],
 ) -> Result<(usize, &'static Spec), CommandError> {
-    let r = check(server, client, argv);
-    if let Err(e) = &r {
-        if argv[0].eq_ignore_ascii_case(b"exec") && client.multi.is_some() {
-            return Err(transactions::abort_exec(server, client, e));
-        }
-        if let Some(m) = &mut client.multi {
-            m.failed = true;
-        }
+    check(server, client, argv).map_err(|e| refuse(server, client, argv, e))
+}
+
+/// The reply to a command refused with `e` before it ran: inside MULTI,
+/// EXEC then fails, and a refused EXEC discards the transaction.
+pub fn refuse(
+    server: &Server,
+    client: &mut Client,
+    argv: &[Bytes],
+    e: CommandError,
+) -> CommandError {
+    if argv[0].eq_ignore_ascii_case(b"exec") && client.multi.is_some() {
+        return transactions::abort_exec(server, client, &e);
     }
-    r
+    if let Some(m) = &mut client.multi {
+        m.failed = true;
+    }
+    e
 }
 
 /// Whether running `spec` with `argv` now writes: a write command (a

@@ -146,6 +146,11 @@ fn shutdown(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         // A shutdown, once asked, is under way: there is none to abort.
         return Err(CommandError::err("No shutdown in progress."));
     }
+    // A script past busy-reply-threshold holds the data: only NOSAVE
+    // stops the node under it, as in Redis (`allow_busy`).
+    if save != Some(ShutdownSave::Never) && ctx.server.busy.timed_out() {
+        return Err(ctx.server.busy.error());
+    }
     // The snapshot (if any) is written once connections are closed, so it
     // holds every write acknowledged; no reply is sent, as in Redis.
     ctx.server

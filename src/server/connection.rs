@@ -960,10 +960,23 @@ async fn execute(
     // Every command but EXEC, scripts and the like (whose handlers hold it
     // exclusively) holds the transaction gate shared while it runs.
     let gate = loop {
-        if let Some(gate) = gate_unless_failover(server, spec, argv, client) {
-            break gate;
+        let busy = match gate_for(server, spec, argv, client) {
+            Gated::Run(gate) => break gate,
+            Gated::Paused => false,
+            Gated::Busy => true,
+        };
+        if !busy {
+            Box::pin(wait_while_paused(server, &client.handle, true)).await;
+        } else if client.block_retry {
+            // A blocked command's retry waits for the script, as Redis
+            // serves no blocked client meanwhile, without holding up the
+            // thread's other connections.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        } else {
+            let e = command::refuse(server, client, argv, server.busy.error());
+            reject(client, out, e);
+            return None;
         }
-        Box::pin(wait_while_paused(server, &client.handle, true)).await;
         *clock = BatchClock::new();
         match command::prepare(server, client, argv) {
             Ok(x) => (idx, spec) = x,
@@ -1127,26 +1140,47 @@ fn suppress_reply(
     }
 }
 
-/// The transaction gate held shared for a command about to run (`None`
-/// inside: EXEC, scripts and the like hold it exclusively in their
-/// handlers), or `None` when a FAILOVER paused writes after this
-/// command's pause check: it waits as if it had come after. The failover
-/// takes the gate exclusively to see the stream stand still, so no write
-/// lands after the target acknowledged the stream (EXEC and scripts
-/// check again under the gate: `transactions::exec`, scripts' calls).
-fn gate_unless_failover<'s>(
+/// Whether a command may run now, and holding what.
+enum Gated<'s> {
+    /// The transaction gate held shared (`None` inside: EXEC, scripts and
+    /// the like hold it exclusively in their handlers; and while a script
+    /// runs past busy-reply-threshold, for the commands let through then).
+    Run(Option<parking_lot::RwLockReadGuard<'s, ()>>),
+    /// A FAILOVER paused writes after this command's pause check: it waits
+    /// as if it had come after. The failover takes the gate exclusively to
+    /// see the stream stand still, so no write lands after the target
+    /// acknowledged the stream (EXEC and scripts check again under the
+    /// gate: `transactions::exec`, scripts' calls).
+    Paused,
+    /// A script runs past busy-reply-threshold (`server::busy`): refused
+    /// BUSY unless its row says `allow_busy`.
+    Busy,
+}
+
+fn gate_for<'s>(
     server: &'s Server,
     spec: &command::Spec,
     argv: &[Bytes],
     client: &Client,
-) -> Option<Option<parking_lot::RwLockReadGuard<'s, ()>>> {
-    let gate = (!spec.has(flags::EXCLUSIVE))
-        .then(|| server.gate.shared())
-        .flatten();
-    let held = gate.is_some()
+) -> Gated<'s> {
+    // A command that takes the gate exclusively waits here too, so that a
+    // script past the threshold refuses it rather than holds it.
+    let gate = match server.gate.shared_while(|| !server.busy.timed_out()) {
+        Ok(gate) if spec.has(flags::EXCLUSIVE) => {
+            drop(gate);
+            None
+        }
+        Ok(gate) => gate,
+        Err(_) if spec.has(flags::ALLOW_BUSY) => return Gated::Run(None),
+        Err(_) => return Gated::Busy,
+    };
+    if gate.is_some()
         && server.pause.failover.load(Relaxed)
-        && command::may_replicate(spec, argv, client);
-    (!held).then_some(gate)
+        && command::may_replicate(spec, argv, client)
+    {
+        return Gated::Paused;
+    }
+    Gated::Run(gate)
 }
 
 /// Waits while CLIENT PAUSE, or a FAILOVER's pause of writes, holds this

@@ -18,6 +18,7 @@
 
 pub mod acllog;
 pub mod blocking;
+pub mod busy;
 pub mod client;
 pub mod connection;
 pub mod expire;
@@ -310,6 +311,8 @@ pub struct Server {
     memory_figures: parking_lot::Mutex<(i64, memory::MemoryFigures)>,
     pub notifier: notify::Notifier,
     pub gate: watches::Gate,
+    /// A script running past busy-reply-threshold, if one is.
+    pub busy: busy::Busy,
     pub pause: Pause,
     /// MONITOR lines; the receiver count says whether anyone listens.
     pub monitors: broadcast::Sender<Arc<str>>,
@@ -417,6 +420,7 @@ impl Server {
             not_counted: AtomicU64::new(0),
             memory_figures: Default::default(),
             gate: watches::Gate::default(),
+            busy: busy::Busy::default(),
             pause: Pause::default(),
             monitors,
             monitor_count: std::sync::atomic::AtomicUsize::new(0),
@@ -743,7 +747,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
             // Scripts recurse (cjson nests 1000 deep, as lua-cjson does):
             // room for it, in address space only until used.
             .stack_size(IO_THREAD_STACK)
-            .spawn(move || io_thread(server))
+            .spawn(move || io_thread(server, Accepting::Always))
             .expect("spawn I/O thread");
         workers.push(handle);
     }
@@ -856,8 +860,22 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     }
     supervisor.stopping();
     server.request_shutdown();
+    workers.extend(server.busy.thread.lock().take());
     for w in workers {
-        let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        let s = server.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            // A script past busy-reply-threshold never lets its thread go:
+            // the node stops under it (SHUTDOWN NOSAVE, a signal), as
+            // Redis's does.
+            while !w.is_finished() {
+                if s.busy.timed_out() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = w.join();
+        })
+        .await;
     }
     // Connections are closed: nothing more can be appended. Write and sync
     // what is pending before exiting.
@@ -871,7 +889,11 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     } else {
         !server.config.read().get("save").is_empty()
     };
-    if save {
+    if save && server.busy.timed_out() {
+        // A snapshot would wait for the script's end: the log holds what
+        // the node acknowledged.
+        tracing::warn!("A script is still running: no final snapshot.");
+    } else if save {
         tracing::info!("Saving the final snapshot before exiting.");
         let s = server.clone();
         // A snapshot still being taken (BGSAVE, a rewrite) ends first:
@@ -975,9 +997,36 @@ enum LogStart {
 /// Stack of an I/O thread, which runs commands and scripts.
 const IO_THREAD_STACK: usize = 32 << 20;
 
+/// When an I/O thread accepts connections.
+#[derive(Clone, Copy)]
+enum Accepting {
+    Always,
+    /// While a script runs past busy-reply-threshold (see `busy`).
+    WhileBusy,
+}
+
+/// Starts, once, the I/O thread that accepts connections while a script
+/// runs past busy-reply-threshold, so that a new client can reach the node
+/// whatever thread the script holds (see `busy`).
+pub fn start_busy_thread(server: &Arc<Server>) {
+    let mut thread = server.busy.thread.lock();
+    if thread.is_some() || *server.shutdown.borrow() {
+        return;
+    }
+    let s = server.clone();
+    match std::thread::Builder::new()
+        .name("shoal-io-busy".into())
+        .stack_size(IO_THREAD_STACK)
+        .spawn(move || io_thread(s, Accepting::WhileBusy))
+    {
+        Ok(t) => *thread = Some(t),
+        Err(e) => tracing::warn!("Cannot start a thread to serve clients while a script runs: {e}"),
+    }
+}
+
 /// One I/O thread: a single-threaded runtime serving the connections it
 /// accepts until shutdown, then giving them a moment to finish.
-fn io_thread(server: Arc<Server>) {
+fn io_thread(server: Arc<Server>, accepting: Accepting) {
     let s = server.clone();
     let u = server.clone();
     crate::persistence::log::io_thread_running(&server.log);
@@ -1002,7 +1051,10 @@ fn io_thread(server: Arc<Server>) {
             let synced = synced.clone();
             tokio::spawn(async move { crate::persistence::log::relay_synced(&synced).await });
         }
-        tokio::spawn(acceptors(server.clone(), synced.clone()));
+        match accepting {
+            Accepting::Always => tokio::spawn(acceptors(server.clone(), synced.clone())),
+            Accepting::WhileBusy => tokio::spawn(accept_while_busy(server.clone(), synced.clone())),
+        };
         let mut stop = server.shutdown.subscribe();
         stopped(&mut stop).await;
         // Connections see the same signal and close; let them flush.
@@ -1017,31 +1069,58 @@ fn io_thread(server: Arc<Server>) {
 
 /// This thread's accept loops, one per listening socket, started anew on
 /// the new set whenever CONFIG SET port or bind replaces the sockets
-/// (`listeners`).
+/// (`listeners`), and stopped with this future.
 async fn acceptors(server: Arc<Server>, synced: Arc<crate::persistence::log::ThreadWaiters>) {
+    /// The loops, aborted when dropped (the connections they accepted
+    /// run on).
+    struct Loops(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for Loops {
+        fn drop(&mut self) {
+            for l in &self.0 {
+                l.abort();
+            }
+        }
+    }
     let mut changed = server.listeners.subscribe();
     let mut stop = server.shutdown.subscribe();
     loop {
         // Seen before the set is read: a replacement in between still
         // wakes this.
         changed.borrow_and_update();
-        let mut loops = Vec::new();
+        let mut loops = Loops(Vec::new());
         for b in server.listeners.current().iter() {
             match b.socket.try_clone().and_then(TcpListener::from_std) {
-                Ok(l) => loops.push(tokio::spawn(accept_loop(server.clone(), l, synced.clone()))),
+                Ok(l) => loops
+                    .0
+                    .push(tokio::spawn(accept_loop(server.clone(), l, synced.clone()))),
                 Err(e) => tracing::warn!("cannot register listener {}: {e}", b.addr),
             }
         }
         tokio::select! {
             r = changed.changed() => {
-                for l in &loops {
-                    l.abort();
-                }
                 if r.is_err() {
                     return;
                 }
             }
             _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// The busy thread's acceptors (see `busy`): accepting while a script is
+/// timed out, idle otherwise.
+async fn accept_while_busy(
+    server: Arc<Server>,
+    synced: Arc<crate::persistence::log::ThreadWaiters>,
+) {
+    let mut busy = server.busy.subscribe();
+    loop {
+        if busy.wait_for(|b| *b).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = acceptors(server.clone(), synced.clone()) => return,
+            _ = busy.wait_for(|b| !*b) => {}
         }
     }
 }

@@ -153,6 +153,10 @@ thread_local! {
     static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// [`Gate::shared_while`] stopped waiting.
+#[derive(Debug)]
+pub struct GaveUp;
+
 /// The gate held exclusively, until dropped.
 pub struct Exclusive<'a> {
     _shards: Vec<RwLockWriteGuard<'a, ()>>,
@@ -176,6 +180,30 @@ impl Gate {
             return None;
         }
         Some(self.shards[MY_SHARD.with(|s| *s)].0.read())
+    }
+
+    /// As [`Gate::shared`], but waiting only while `wait` says so (asked
+    /// every few milliseconds): a script past busy-reply-threshold holds
+    /// the gate (see `server::busy`).
+    pub fn shared_while(
+        &self,
+        wait: impl Fn() -> bool,
+    ) -> Result<Option<RwLockReadGuard<'_, ()>>, GaveUp> {
+        if HOLDING.get() {
+            return Ok(None);
+        }
+        let shard = &self.shards[MY_SHARD.with(|s| *s)].0;
+        if let Some(g) = shard.try_read() {
+            return Ok(Some(g));
+        }
+        loop {
+            if !wait() {
+                return Err(GaveUp);
+            }
+            if let Some(g) = shard.try_read_for(std::time::Duration::from_millis(10)) {
+                return Ok(Some(g));
+            }
+        }
     }
 
     /// Whether this thread holds the gate exclusively.

@@ -108,26 +108,60 @@ fn functions_answer_as_redis() {
     ]);
 }
 
-/// A function that runs past busy-reply-threshold is stopped as a script
-/// is, even one that catches errors in a loop.
+/// A function past busy-reply-threshold makes the node BUSY as a script
+/// does, shows in FUNCTION STATS, and only FUNCTION KILL stops it (SCRIPT
+/// KILL is for scripts), even one that catches errors in a loop.
 #[test]
-fn a_function_that_runs_too_long_is_stopped() {
-    let node = TestNode::start();
+fn a_function_past_the_threshold_is_busy_until_function_kill() {
+    let node = TestNode::start_with(&["--busy-reply-threshold", "100"]);
     let mut r = node.raw();
-    ok(&mut r, &["CONFIG", "SET", "busy-reply-threshold", "200"]);
     load(
         &mut r,
         "#!lua name=loops\nredis.register_function('spin', function() while true do end end)\nredis.register_function('catching', function() while true do pcall(function() while true do end end) end end)",
     );
+    let busy =
+        "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
     for f in ["spin", "catching"] {
-        let e = err(&mut r, &["FCALL", f, "0"]);
-        assert!(
-            e.starts_with("ERR Script stopped: it ran past busy-reply-threshold (200 ms) script: ")
-                && e.contains(", on @user_function:"),
-            "{f}: {e}"
+        let mut a = node.raw();
+        a.cmd(&["FCALL", f, "0"]);
+        let mut b = crate::scripting::busy_conn(&node);
+        assert_eq!(err(&mut b, &["PING"]), busy);
+        assert_eq!(err(&mut b, &["SCRIPT", "KILL"]), busy);
+        let Frame::Array(stats) = b.call(&["FUNCTION", "STATS"]) else {
+            panic!("FUNCTION STATS")
+        };
+        let Frame::Array(running) = &stats[1] else {
+            panic!("{stats:?}")
+        };
+        assert_eq!(
+            running[..4],
+            [
+                Frame::bulk("name"),
+                Frame::bulk(f),
+                Frame::bulk("command"),
+                Frame::Array(vec![Frame::bulk("FCALL"), Frame::bulk(f), Frame::bulk("0")]),
+            ]
         );
+        assert_eq!(running[4], Frame::bulk("duration_ms"));
+        assert!(
+            matches!(running[5], Frame::Int(ms) if ms >= 100),
+            "{running:?}"
+        );
+        ok(&mut b, &["FUNCTION", "KILL"]);
+        match a.read2() {
+            Frame::Error(e) => assert!(
+                e.starts_with("ERR Script killed by user with SCRIPT KILL... script: ")
+                    && e.contains(", on @user_function:"),
+                "{f}: {e}"
+            ),
+            other => panic!("{f}: {other:?}"),
+        }
+        assert_eq!(b.call(&["PING"]), Frame::Simple("PONG".into()));
+        let Frame::Array(stats) = b.call(&["FUNCTION", "STATS"]) else {
+            panic!("FUNCTION STATS")
+        };
+        assert_eq!(stats[1], Frame::Null);
     }
-    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::support::{eventually, same_as_redis, Frame, TestNode};
+use crate::support::{eventually, same_as_redis, Frame, Raw, TestNode};
 use crate::{bulk, digest, info_field, int};
 
 #[test]
@@ -526,39 +526,164 @@ fn a_script_runs_alone_and_its_effects_reach_the_log_and_replicas() {
     assert_eq!(bulk(&mut r, &["GET", "b"]).as_deref(), Some("300"));
 }
 
+/// A new connection whose PING was answered BUSY: a script runs past
+/// busy-reply-threshold. Each try is a fresh connection with a read
+/// timeout: one accepted just before the script started is served by the
+/// script's own thread, which answers nothing until the script ends.
+pub fn busy_conn(node: &TestNode) -> Raw {
+    let mut found = None;
+    eventually("the node to answer BUSY", || {
+        let mut b = node.raw();
+        b.stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        b.cmd(&["PING"]);
+        match b.try_read2() {
+            Some(Frame::Error(e)) if e.starts_with("BUSY") => {
+                b.stream.set_read_timeout(None).unwrap();
+                found = Some(b);
+                true
+            }
+            _ => false,
+        }
+    });
+    found.unwrap()
+}
+
+const BUSY_SCRIPT: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+
+/// Past busy-reply-threshold a script that has not written is killed by
+/// SCRIPT KILL, whatever it does to catch errors; meanwhile other clients
+/// get BUSY (MULTI still lets them in, as in Redis), and its own
+/// connection is usable afterwards.
 #[test]
-fn a_script_that_runs_too_long_is_stopped() {
+fn a_script_past_the_threshold_is_busy_until_script_kill() {
     let node = TestNode::start();
     let mut r = node.raw();
-    crate::ok(&mut r, &["CONFIG", "SET", "busy-reply-threshold", "200"]);
-    crate::ok(&mut r, &["SET", "before", "1"]);
-    let e = crate::err(
-        &mut r,
-        &[
-            "EVAL",
-            "redis.call('set', 'during', 1) while true do end",
-            "0",
-        ],
+    crate::ok(&mut r, &["CONFIG", "SET", "busy-reply-threshold", "100"]);
+    assert_eq!(
+        crate::err(&mut r, &["SCRIPT", "KILL"]),
+        "NOTBUSY No scripts in execution right now."
     );
-    assert!(
-        e.starts_with("ERR Script stopped: it ran past busy-reply-threshold (200 ms)"),
-        "{e}"
-    );
-    // The node serves again, with what the script wrote before it stopped.
-    assert_eq!(bulk(&mut r, &["GET", "during"]).as_deref(), Some("1"));
-    // Nothing inside a script outlasts the stop: not a coroutine (which
-    // runs on a Lua thread of its own), nor a pcall catching the stop.
     for endless in [
-        "local co = coroutine.create(function() while true do end end) return coroutine.resume(co)",
-        "while true do pcall(function() while true do end end) end",
+        "while true do end",
+        "local f = function() while 1 do redis.call('ping') end end while 1 do pcall(f) end",
+        "while 1 do redis.pcall('ping') end",
         "return xpcall(function() while true do end end, function(e) return e end)",
         "while true do coroutine.resume(coroutine.create(function() while true do pcall(function() while true do end end) end end)) end",
     ] {
-        let e = crate::err(&mut r, &["EVAL", endless, "0"]);
-        assert!(e.starts_with("ERR Script stopped"), "{endless}: {e}");
+        let mut a = node.raw();
+        a.cmd(&["EVAL", endless, "0"]);
+        let mut b = busy_conn(&node);
+        assert_eq!(crate::err(&mut b, &["GET", "x"]), BUSY_SCRIPT);
+        assert_eq!(crate::err(&mut b, &["FUNCTION", "KILL"]), BUSY_SCRIPT);
+        assert_eq!(crate::err(&mut b, &["FUNCTION", "STATS"]), BUSY_SCRIPT);
+        crate::ok(&mut b, &["MULTI"]);
+        assert_eq!(crate::err(&mut b, &["SET", "x", "1"]), BUSY_SCRIPT);
+        assert_eq!(
+            crate::err(&mut b, &["EXEC"]),
+            format!("EXECABORT Transaction discarded because of: {BUSY_SCRIPT}")
+        );
+        crate::ok(&mut b, &["SCRIPT", "KILL"]);
+        match a.read2() {
+            Frame::Error(e) => assert!(
+                e.starts_with("ERR Script killed by user with SCRIPT KILL..."),
+                "{endless}: {e}"
+            ),
+            other => panic!("{endless}: {other:?}"),
+        }
+        assert_eq!(a.call(&["PING"]), Frame::Simple("PONG".into()));
+        assert_eq!(b.call(&["PING"]), Frame::Simple("PONG".into()));
+        assert_eq!(
+            crate::err(&mut b, &["SCRIPT", "KILL"]),
+            "NOTBUSY No scripts in execution right now."
+        );
     }
-    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
-    // Values nested past any reason are refused, not followed down.
+    assert_eq!(bulk(&mut r, &["GET", "x"]), None);
+}
+
+/// A script that wrote is not stopped: it runs to its end however long
+/// it takes, whole, as in Redis; one that never ends can only be stopped
+/// with the node (SHUTDOWN NOSAVE), and none of its writes survive.
+#[test]
+fn a_script_that_wrote_runs_to_its_end_or_the_nodes() {
+    let node = TestNode::start_with(&["--busy-reply-threshold", "100"]);
+    let mut node = node;
+    let mut r = node.raw();
+    crate::ok(&mut r, &["SET", "before", "1"]);
+    // Runs for 600 ms by the clock, writing all along.
+    let long = "local t0 = redis.call('time') local n = 0 repeat n = n + 1 redis.call('incr', 'n') local t = redis.call('time') until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 600000 return n";
+    let n = int(&mut r, &["EVAL", long, "0"]);
+    assert_eq!(bulk(&mut r, &["GET", "n"]), Some(n.to_string()));
+    let slow = "Slow script detected: still in execution after";
+    eventually("the slow script warning", || {
+        node.log.try_iter().any(|l| l.contains(slow))
+    });
+
+    let mut a = node.raw();
+    a.cmd(&[
+        "EVAL",
+        "redis.call('set', 'during', 1) redis.call('incr', 'n') while true do end",
+        "0",
+    ]);
+    let mut b = busy_conn(&node);
+    assert_eq!(
+        crate::err(&mut b, &["SCRIPT", "KILL"]),
+        "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command."
+    );
+    assert_eq!(crate::err(&mut b, &["SHUTDOWN"]), BUSY_SCRIPT);
+    b.cmd(&["SHUTDOWN", "NOSAVE"]);
+    assert!(b.try_read2().is_none(), "SHUTDOWN NOSAVE has no reply");
+    assert!(node.wait_exit().success());
+    node.restart(&[]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(bulk(&mut r, &["GET", "before"]).as_deref(), Some("1"));
+    assert_eq!(bulk(&mut r, &["GET", "n"]), Some(n.to_string()));
+    assert_eq!(bulk(&mut r, &["GET", "during"]), None);
+}
+
+/// A client blocked on a key that a timed-out script pushes to is served
+/// once the script ends, not answered BUSY, as Redis serves no blocked
+/// client meanwhile.
+#[test]
+fn a_blocked_client_waits_for_a_timed_out_script() {
+    let node = TestNode::start_with(&["--busy-reply-threshold", "100"]);
+    // Two clients on the thread that accepts while a script is timed out,
+    // so that they are served while the next one runs.
+    let mut a = node.raw();
+    a.cmd(&["EVAL", "while true do end", "0"]);
+    let mut c = busy_conn(&node);
+    let mut d = busy_conn(&node);
+    crate::ok(&mut d, &["SCRIPT", "KILL"]);
+    assert!(matches!(a.read2(), Frame::Error(_)));
+    eventually("the kill", || {
+        d.call(&["PING"]) == Frame::Simple("PONG".into())
+    });
+
+    c.cmd(&["BLPOP", "x", "0"]);
+    eventually("the client to block", || {
+        let info = bulk(&mut d, &["INFO", "clients"]).unwrap();
+        info_field(&info, "blocked_clients") == "1"
+    });
+    let spin = "redis.call('lpush', 'x', 'y') local t0 = redis.call('time') repeat local t = redis.call('time') until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 600000 redis.call('lpush', 'x', 'z') return 1";
+    a.cmd(&["EVAL", spin, "0"]);
+    assert_eq!(
+        c.read2(),
+        Frame::Array(vec![Frame::bulk("x"), Frame::bulk("z")])
+    );
+    assert_eq!(a.read2(), Frame::Int(1));
+    assert_eq!(
+        d.call(&["LRANGE", "x", "0", "-1"]),
+        Frame::Array(vec![Frame::bulk("y")])
+    );
+}
+
+/// Values nested past any reason are refused, not followed down.
+#[test]
+fn deep_values_are_refused() {
+    let node = TestNode::start();
+    let mut r = node.raw();
     let deep = "local t = {} for i = 1, 100000 do t = {t} end return t";
     assert_eq!(
         crate::err(&mut r, &["EVAL", deep, "0"]),

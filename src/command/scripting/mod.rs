@@ -19,9 +19,12 @@
 //! Globals are read-only and reading a missing one fails, as in Redis 7, so
 //! a script leaves nothing behind for the next.
 //!
-//! A script is stopped with an error once it has run past
-//! `busy-reply-threshold` (5 s): every other command waits for it, where
-//! Redis answers them BUSY and waits for SCRIPT KILL.
+//! Every other command waits for a running script. Once it has run past
+//! `busy-reply-threshold` (5 s) they are answered BUSY instead, as in
+//! Redis, and SCRIPT KILL (FUNCTION KILL) stops it if it has not written
+//! (`server::busy`); the hook that checks the time every 100,000
+//! instructions is the one that marks the run timed out and stops it
+//! once killed. A killed script stays stopped: pcall cannot catch it.
 //!
 //! Libraries: Lua's table, string and math, `cjson` (with its settings)
 //! as Redis bundles lua-cjson (`libs/cjson.rs`), `cmsgpack` as it bundles
@@ -47,7 +50,7 @@
 //! maps, sets, doubles and the like reach it as tables naming their type,
 //! as Redis converts them, and tables so named are replied as that type.
 //!
-//! Not here: SCRIPT KILL of a running script, and SCRIPT DEBUG.
+//! Not here: SCRIPT DEBUG.
 
 mod libs;
 
@@ -355,29 +358,27 @@ static VM_MEMORY: [std::sync::atomic::AtomicI64; 2] = [
 thread_local! {
     /// Why the script running on this thread was stopped, once it was.
     static STOPPED: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The running script is past busy-reply-threshold (`server::busy`).
+    static TIMED_OUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// It has called a write command (before it timed out; after, the
+    /// node's `Busy` knows).
+    static WROTE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The protocol the running script asked for (redis.setresp): how
     /// its commands' replies reach it and how its booleans are replied.
     static SCRIPT_RESP: std::cell::Cell<u8> = const { std::cell::Cell::new(2) };
 }
 
-/// What stops code that runs too long: a script or function past
-/// busy-reply-threshold (ms), or a library's code as it loads.
+/// What watches code that runs too long: a script or function, which
+/// past busy-reply-threshold (ms) makes the node BUSY, or a library's
+/// code as it loads, stopped then.
 #[derive(Debug, Clone, Copy)]
 enum Stop {
     Script(u64),
     Load,
 }
 
-impl Stop {
-    fn message(self) -> String {
-        match self {
-            Stop::Script(ms) => {
-                format!("ERR Script stopped: it ran past busy-reply-threshold ({ms} ms)")
-            }
-            Stop::Load => "ERR FUNCTION LOAD timeout".into(),
-        }
-    }
-}
+/// A killed script's error, as Redis words it for both kinds.
+const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
 
 thread_local! {
     /// When the code running on this thread must stop, and why.
@@ -387,23 +388,40 @@ thread_local! {
 
 /// The hook every Lua state carries (set once; the state's global hook,
 /// which the coroutines its code makes inherit): past the running code's
-/// deadline it raises the stop, which then stays (see PRELUDE's pcall).
+/// deadline a script is marked timed out, and stopped once killed; a
+/// library's code is stopped. A stop then stays (see PRELUDE's pcall).
 fn deadline_hook(_: &Lua, _: &mlua::Debug) -> mlua::Result<mlua::VmState> {
     if let Some((deadline, stop)) = DEADLINE.get() {
         if std::time::Instant::now() > deadline {
-            let message = stop.message();
-            STOPPED.with(|s| *s.borrow_mut() = Some(message.clone()));
-            return Err(mlua::Error::external(CallError::new(message)));
+            let message = match stop {
+                Stop::Script(ms) => {
+                    if !TIMED_OUT.replace(true) {
+                        Running::time_out(deadline - Duration::from_millis(ms));
+                    }
+                    if !Running::killed() {
+                        return Ok(mlua::VmState::Continue);
+                    }
+                    tracing::warn!("Lua script killed by user with SCRIPT KILL.");
+                    KILLED
+                }
+                Stop::Load => "ERR FUNCTION LOAD timeout",
+            };
+            return Err(stop_with(message));
         }
     }
     Ok(mlua::VmState::Continue)
 }
 
-/// Runs `call` (into Lua) stopped by `stop` once it has run past `limit`
-/// (never if zero).
+/// The error that stops the running code for good (see PRELUDE's pcall).
+fn stop_with(message: &str) -> mlua::Error {
+    STOPPED.with(|s| *s.borrow_mut() = Some(message.to_string()));
+    mlua::Error::external(CallError::new(message.to_string()))
+}
+
+/// Runs `call` (into Lua) watched by `stop` once it has run past `limit`.
 fn time_limited<R>(limit: Duration, stop: Stop, call: impl FnOnce() -> R) -> R {
     STOPPED.with(|s| s.replace(None));
-    DEADLINE.set((!limit.is_zero()).then(|| (std::time::Instant::now() + limit, stop)));
+    DEADLINE.set(Some((std::time::Instant::now() + limit, stop)));
     let r = call();
     DEADLINE.set(None);
     STOPPED.with(|s| s.replace(None));
@@ -1222,7 +1240,7 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], script: Cached, eval: bool, ro: boo
     let declared = script.declared?;
     let code = &body[declared.map_or(0, |(_, at)| at)..];
     let how = match declared {
-        Some((flags, _)) => Invocation::declared(sha, "user_script", flags, ro)?,
+        Some((flags, _)) => Invocation::declared(sha, "user_script", flags, ro, argv)?,
         None => {
             // Redis's compatibility mode: a stale replica refuses the
             // script itself (its row says `stale` for those that declare
@@ -1236,6 +1254,7 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], script: Cached, eval: bool, ro: boo
                 chunk: "user_script",
                 read_only: ro,
                 oom_per_call: true,
+                argv,
             }
         }
     };
@@ -1260,17 +1279,19 @@ fn run_script(ctx: &mut Ctx, argv: &[Bytes], script: Cached, eval: bool, ro: boo
     })
 }
 
-/// FCALL's and FCALL_RO's run of the function `name` (as registered), which the registry
-/// holds with `flags` (checked there: it exists, and the key count).
+/// FCALL's and FCALL_RO's run (`argv`, its keys from 3 to `split`) of the
+/// function `name` (as registered), which the registry holds with `flags`
+/// (checked there: it exists, and the key count).
 pub(super) fn call_function(
     ctx: &mut Ctx,
     name: &str,
     flags: ScriptFlags,
-    keys: &[Bytes],
-    args: &[Bytes],
+    argv: &[Bytes],
+    split: usize,
     ro: bool,
 ) -> CmdResult {
-    let how = Invocation::declared(name, "user_function", flags, ro)?;
+    let (keys, args) = (&argv[3..split], &argv[split..]);
+    let how = Invocation::declared(name, "user_function", flags, ro, argv)?;
     invoke(ctx, |ctx| {
         with_vm(|vm| {
             vm.sync_functions()?;
@@ -1296,6 +1317,8 @@ struct Invocation<'a> {
     /// Each command it calls meets `maxmemory` (Redis's compatibility
     /// mode); one that declares its flags met it once, before it started.
     oom_per_call: bool,
+    /// The command that runs it (FUNCTION STATS shows it).
+    argv: &'a [Bytes],
 }
 
 impl<'a> Invocation<'a> {
@@ -1307,6 +1330,7 @@ impl<'a> Invocation<'a> {
         chunk: &'static str,
         flags: ScriptFlags,
         ro: bool,
+        argv: &'a [Bytes],
     ) -> Result<Self, CommandError> {
         let writes = !flags.has(ScriptFlags::NO_WRITES);
         if writes && ro {
@@ -1319,6 +1343,7 @@ impl<'a> Invocation<'a> {
             chunk,
             read_only: !writes,
             oom_per_call: false,
+            argv,
         })
     }
 }
@@ -1426,15 +1451,13 @@ fn execute(
     // The value is written in the client's protocol (a nil is RESP3's
     // null to a RESP3 client).
     let protocol = ctx.out.proto;
-    let (read_only, oom_per_call) = (how.read_only, how.oom_per_call);
-    // Every other command waits for a script: one that runs past
-    // busy-reply-threshold is stopped rather than left to hold the node
-    // for ever (Redis answers BUSY meanwhile and waits for SCRIPT KILL).
     SCRIPT_RESP.set(2);
     // A SELECT inside the script holds for the script only, as in Redis 7.
     let caller_db = ctx.client.db;
+    let server = ctx.server;
     let ran = {
-        let _running = Running::enter(ctx, keys_given, read_only, oom_per_call);
+        let _running = Running::enter(ctx, keys_given, how);
+        let _ends = EndsBusy(server);
         time_limited(Duration::from_millis(limit), Stop::Script(limit), || {
             if function {
                 vm.fcall
@@ -1502,8 +1525,7 @@ struct Running {
     ctx: std::ptr::NonNull<Ctx<'static>>,
     /// The keys the script or function declared.
     declared: std::ptr::NonNull<[Bytes]>,
-    read_only: bool,
-    oom_per_call: bool,
+    how: std::ptr::NonNull<Invocation<'static>>,
 }
 
 thread_local! {
@@ -1519,36 +1541,88 @@ struct RunningGuard(Option<Running>);
 impl Running {
     /// The caller must not use `ctx` until the guard is dropped: the Lua
     /// code it runs meanwhile uses it through [`Running::with`].
-    fn enter(
-        ctx: &mut Ctx<'_>,
-        declared: &[Bytes],
-        read_only: bool,
-        oom_per_call: bool,
-    ) -> RunningGuard {
+    fn enter(ctx: &mut Ctx<'_>, declared: &[Bytes], how: &Invocation<'_>) -> RunningGuard {
         let ctx = std::ptr::NonNull::from(ctx).cast::<Ctx<'static>>();
         TRACKED.set(false);
+        WROTE.set(false);
         RunningGuard(RUNNING.replace(Some(Running {
             ctx,
             declared: std::ptr::NonNull::from(declared),
-            read_only,
-            oom_per_call,
+            how: std::ptr::NonNull::from(how).cast::<Invocation<'static>>(),
         })))
     }
 
-    /// Runs `f` with the running script's context and declared keys, if
-    /// a script runs.
-    fn with<R>(f: impl FnOnce(&mut Ctx<'_>, &[Bytes], bool, bool) -> R) -> Option<R> {
+    /// Runs `f` with the running script's context, declared keys and
+    /// invocation, if a script runs.
+    fn with<R>(f: impl FnOnce(&mut Ctx<'_>, &[Bytes], &Invocation<'_>) -> R) -> Option<R> {
         let run = RUNNING.get()?;
-        // SAFETY: `enter` took the pointers from a `&mut Ctx` and a slice
-        // whose owner (`execute`) leaves them alone until the guard drops,
-        // which clears them; they are read only on this thread, by
-        // redis.call and redis.pcall while the run's Lua code executes,
+        // SAFETY: `enter` took the pointers from a `&mut Ctx`, a slice and
+        // an invocation whose owner (`execute`) leaves them alone until
+        // the guard drops, which clears them; they are read only on this
+        // thread, by redis.call and redis.pcall and the time hook while
+        // the run's Lua code executes (the hook never while a call runs),
         // and they never nest (a command a script calls cannot run Lua:
         // NOSCRIPT). So this is the only live reference to the context,
-        // and neither outlives the run (nothing here keeps them, whatever
+        // and none outlives the run (nothing here keeps them, whatever
         // their lifetimes say).
-        let (ctx, declared) = unsafe { (&mut *run.ctx.as_ptr(), run.declared.as_ref()) };
-        Some(f(ctx, declared, run.read_only, run.oom_per_call))
+        let (ctx, declared, how) = unsafe {
+            (
+                &mut *run.ctx.as_ptr(),
+                run.declared.as_ref(),
+                run.how.as_ref(),
+            )
+        };
+        Some(f(ctx, declared, how))
+    }
+
+    /// The running script has just passed busy-reply-threshold, having
+    /// started at `started`: the node answers BUSY from now on.
+    fn time_out(started: std::time::Instant) {
+        Running::with(|ctx, _, how| {
+            let function = how.chunk == "user_function";
+            tracing::warn!(
+                "Slow script detected: still in execution after {} milliseconds. You can try killing the script using the {} command. Script name is: {}.",
+                started.elapsed().as_millis(),
+                if function { "FUNCTION KILL" } else { "SCRIPT KILL" },
+                how.name
+            );
+            let run = crate::server::busy::Run {
+                function: function.then(|| how.name.to_string()),
+                argv: how.argv.to_vec(),
+                started,
+            };
+            ctx.server.busy.time_out(run, WROTE.get());
+            if let Some(server) = ctx.server.this.get().and_then(std::sync::Weak::upgrade) {
+                crate::server::start_busy_thread(&server);
+            }
+        });
+    }
+
+    /// Whether SCRIPT KILL (FUNCTION KILL) stopped the timed-out script.
+    fn killed() -> bool {
+        Running::with(|ctx, _, _| ctx.server.busy.killed()).unwrap_or(false)
+    }
+
+    /// The running script is about to call a write command: false if it
+    /// was killed first, when it must stop without writing.
+    fn may_write(ctx: &Ctx) -> bool {
+        if TIMED_OUT.get() {
+            return ctx.server.busy.may_write();
+        }
+        WROTE.set(true);
+        true
+    }
+}
+
+/// Ends the node's BUSY state, if the script running on this thread
+/// timed out, once it ends.
+struct EndsBusy<'a>(&'a crate::server::Server);
+
+impl Drop for EndsBusy<'_> {
+    fn drop(&mut self) {
+        if TIMED_OUT.replace(false) {
+            self.0.busy.end();
+        }
     }
 }
 
@@ -1562,19 +1636,19 @@ impl Drop for RunningGuard {
 fn call_functions(lua: &Lua) -> mlua::Result<(Function, Function)> {
     let outside = || CommandError::err("redis.call can only be called while a script runs");
     let call = lua.create_function(move |lua, call: MultiValue| {
-        Running::with(|ctx, declared, read_only, oom| {
-            redis_call(lua, ctx, declared, call, read_only, oom)
-        })
-        .unwrap_or_else(|| Err(outside()))
-        .map_err(|e| mlua::Error::external(CallError::from(e)))
+        Running::with(|ctx, declared, how| redis_call(lua, ctx, declared, call, how))
+            .unwrap_or_else(|| Err(outside()))
+            .map_err(|e| mlua::Error::external(CallError::from(e)))
     })?;
     let pcall = lua.create_function(move |lua, call: MultiValue| {
-        match Running::with(|ctx, declared, read_only, oom| {
-            redis_call(lua, ctx, declared, call, read_only, oom)
-        })
-        .unwrap_or_else(|| Err(outside()))
+        match Running::with(|ctx, declared, how| redis_call(lua, ctx, declared, call, how))
+            .unwrap_or_else(|| Err(outside()))
         {
             Ok(v) => Ok(v),
+            // A killed script's stop is not the call's error to return.
+            Err(e) if STOPPED.with(|s| s.borrow().is_some()) => {
+                Err(mlua::Error::external(CallError::from(e)))
+            }
             Err(e) => Ok(Value::Table(error_table(lua, &e)?)),
         }
     })?;
@@ -1598,9 +1672,9 @@ fn redis_call(
     ctx: &mut Ctx,
     declared: &[Bytes],
     call: MultiValue,
-    read_only: bool,
-    oom_per_call: bool,
+    how: &Invocation,
 ) -> Result<Value, CommandError> {
+    let (read_only, oom_per_call) = (how.read_only, how.oom_per_call);
     let mut argv: Vec<Bytes> = Vec::with_capacity(call.len());
     for v in call {
         match v {
@@ -1670,6 +1744,10 @@ fn redis_call(
         ctx.server.stats.commands[idx].rejected();
         ctx.server.stats.error(&e.code());
         return Err(CommandError::Counted(e.to_string()));
+    }
+    if spec.is_write() && !Running::may_write(ctx) {
+        let _ = stop_with(KILLED);
+        return Err(CommandError::err_code(KILLED));
     }
     let server = ctx.server;
     if server.monitor_count.load(Relaxed) > 0 && !spec.has(SKIP_MONITOR) && !spec.has(ADMIN) {
@@ -1982,10 +2060,11 @@ fn script_flush(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-fn script_kill(_ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    Err(CommandError::err_code(
-        "NOTBUSY No scripts in execution right now.",
-    ))
+/// Runs while a script is timed out (`allow_busy`): see `server::busy`.
+fn script_kill(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.server.busy.kill(false)?;
+    ctx.out.ok();
+    Ok(())
 }
 
 fn script_debug(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
