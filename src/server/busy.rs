@@ -17,13 +17,23 @@
 //! are in the stream, and Redis never undoes them), and a killed one
 //! writes no more ([`Busy::may_write`]).
 //!
-//! The connections of the script's own I/O thread wait until it ends:
-//! that thread is running the script, and a connection cannot move to
-//! another thread. So that a new client (redis-cli, an operator's
-//! SCRIPT KILL) can always reach the node, even when it has a single
-//! I/O thread, the first time-out starts one more I/O thread, which
-//! accepts connections whenever a script is timed out and serves those
-//! it accepted for their whole life (`server::busy_thread`).
+//! The script's own I/O thread is taken by it, and a connection cannot
+//! move to another thread. So that every client gets its BUSY as in Redis,
+//! the first time-out starts one more I/O thread (`server::
+//! start_busy_thread`), which, whenever a script is timed out:
+//! - accepts new connections (and serves them for their whole life), so
+//!   that a new client (redis-cli, an operator's SCRIPT KILL) can always
+//!   reach the node, even one with a single I/O thread;
+//! - stands in for the script thread's connections that were at rest
+//!   (`connection::stand_in`): it answers their requests BUSY, runs SCRIPT
+//!   KILL, FUNCTION KILL/STATS and SHUTDOWN for them, and leaves the first
+//!   request that needs the connection's own state (MULTI, AUTH, ...) and
+//!   all after it in the socket for the owner, once the script ends.
+//!   [`Busy::end`] waits for a stand-in's request in hand before the
+//!   script's thread goes back to its connections, so the two never
+//!   touch a socket at once. A connection busy with anything else (a
+//!   partly read request, replies being written, MULTI, a subscription)
+//!   waits for the script's end.
 
 use std::sync::atomic::{AtomicU8, Ordering::*};
 use std::time::Instant;
@@ -60,6 +70,13 @@ pub struct Busy {
     timed_out: watch::Sender<bool>,
     /// That thread, once started (joined at shutdown).
     pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The I/O thread the timed-out script runs on.
+    script_thread: std::sync::atomic::AtomicU64,
+    /// Counts time-outs: a stand-in serves only during its own.
+    episode: std::sync::atomic::AtomicU64,
+    /// Held shared by a stand-in while it handles a request, exclusively
+    /// by [`Busy::end`].
+    standing: parking_lot::RwLock<()>,
 }
 
 impl Default for Busy {
@@ -69,6 +86,9 @@ impl Default for Busy {
             run: Mutex::new(None),
             timed_out: watch::channel(false).0,
             thread: Mutex::new(None),
+            script_thread: std::sync::atomic::AtomicU64::new(0),
+            episode: std::sync::atomic::AtomicU64::new(0),
+            standing: parking_lot::RwLock::new(()),
         }
     }
 }
@@ -94,14 +114,20 @@ impl Busy {
     pub fn time_out(&self, run: Run, wrote: bool) {
         let function = run.function.is_some();
         *self.run.lock() = Some(run);
+        self.script_thread.store(super::this_io_thread(), Relaxed);
+        self.episode.fetch_add(1, Relaxed);
         let state = TIMED_OUT | if wrote { WROTE } else { 0 } | if function { FUNCTION } else { 0 };
         self.state.store(state, Release);
         self.timed_out.send_replace(true);
     }
 
-    /// The timed-out run has ended, however it ended.
+    /// The timed-out run has ended, however it ended. Called on the
+    /// script's thread before it serves its connections again.
     pub fn end(&self) {
         self.state.store(0, Release);
+        // A stand-in's request in hand is answered first; later ones find
+        // the run over and leave the connection to its owner.
+        drop(self.standing.write());
         *self.run.lock() = None;
         self.timed_out.send_replace(false);
     }
@@ -144,6 +170,19 @@ impl Busy {
     /// The timed-out run, if any.
     pub fn run(&self) -> Option<Run> {
         self.run.lock().clone()
+    }
+
+    /// The I/O thread of the timed-out script (see `this_io_thread`),
+    /// and which time-out this is (for [`Busy::standing_in`]).
+    pub fn script_thread(&self) -> (u64, u64) {
+        (self.script_thread.load(Relaxed), self.episode.load(Relaxed))
+    }
+
+    /// Runs a stand-in's `work` if the time-out `episode` still lasts,
+    /// holding it from ending meanwhile.
+    pub fn standing_in<R>(&self, episode: u64, work: impl FnOnce() -> R) -> Option<R> {
+        let _standing = self.standing.read();
+        (self.timed_out() && self.episode.load(Relaxed) == episode).then(work)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<bool> {

@@ -203,6 +203,19 @@ impl Client {
         }
     }
 
+    /// In no state of its own that a command could depend on or change
+    /// but the database and protocol: authenticated, replies on, not in
+    /// MULTI, subscribed or a sidecar's forwarded transaction, an ordinary
+    /// client (what a stand-in may answer for: `connection::stand_in`).
+    pub fn plain(&self) -> bool {
+        self.authenticated
+            && matches!(self.reply_mode, ReplyMode::On)
+            && self.multi.is_none()
+            && self.subs.is_none()
+            && self.upstream.is_none()
+            && self.handle.kind.load(Relaxed) == KIND_NORMAL
+    }
+
     /// Subscribed to anything: RESP2 connections then accept only the
     /// pub/sub commands, PING, QUIT and RESET.
     pub fn subscribed(&self) -> bool {
@@ -278,6 +291,12 @@ pub struct ClientHandle {
     pub redirect: AtomicU64,
     /// What other connections send this one.
     pub inbox: Inbox,
+    /// The I/O thread serving it (`server::this_io_thread`; 0: none).
+    pub thread: AtomicU64,
+    /// Waiting for its next request with nothing read or to write, in no
+    /// mode of its own: a stand-in may answer it while a script holds its
+    /// thread (`connection::stand_in`).
+    pub at_rest: AtomicBool,
 }
 
 /// Ready once `flag` is set; whoever sets it wakes `waker` afterwards.
@@ -524,6 +543,8 @@ impl Clients {
             tracking: std::sync::atomic::AtomicU8::new(0),
             redirect: AtomicU64::new(0),
             inbox: Inbox::default(),
+            thread: AtomicU64::new(0),
+            at_rest: AtomicBool::new(false),
         })
     }
 

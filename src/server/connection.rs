@@ -148,6 +148,164 @@ fn is_loopback(ip: std::net::IpAddr) -> bool {
     }
 }
 
+/// What a stand-in runs for a connection at rest while a script holds
+/// its thread: the commands Redis lets through then (`allow_busy`) that
+/// need nothing of the connection's own state. The others let through
+/// (MULTI, WATCH, AUTH, HELLO, RESET, QUIT, ...) change it: they and all
+/// after them wait for the owner.
+const STANDS_IN_FOR: &[&str] = &["script|kill", "function|kill", "function|stats", "shutdown"];
+
+/// Answers, from the busy thread, a connection of `server::busy`'s
+/// script thread that was at rest when the script timed out, until the
+/// script ends or a request needs the owner (see `server::busy`).
+/// Requests are peeked, and taken from the socket only once answered, so
+/// that the owner finds the rest where they were.
+pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHandle>, episode: u64) {
+    use std::os::fd::BorrowedFd;
+    // The owner keeps its socket open while the script holds its thread,
+    // which `standing_in` makes sure of; the copy outlives that.
+    let socket = server.busy.standing_in(episode, || {
+        let fd = handle.fd.load(Relaxed);
+        // SAFETY: `fd` is the owner's open socket (see above).
+        unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+    });
+    let Some(Ok(socket)) = socket else { return };
+    let Ok(stream) = TcpStream::from_std(std::net::TcpStream::from(socket)) else {
+        return;
+    };
+    let proto = if handle.resp.load(Relaxed) == 3 {
+        Protocol::Resp3
+    } else {
+        Protocol::Resp2
+    };
+    let mut client = Client::new(
+        server.clients.detached(handle.addr, handle.laddr, now_ms()),
+        true,
+    );
+    client.db = handle.db.load(Relaxed);
+    let mut busy = server.busy.subscribe();
+    let mut peeked = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            r = stream.peek(&mut peeked) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = busy.wait_for(|b| !*b) => return,
+        };
+        let limits = RequestLimits {
+            max_bulk_len: server.tun.max_bulk_len.load(Relaxed),
+        };
+        let answered = server.busy.standing_in(episode, || {
+            let mut buf = BytesMut::from(&peeked[..n]);
+            let mut out = ReplyBuf::new(proto);
+            let (mut taken, mut shutdown) = (0, false);
+            let owners = loop {
+                let before = buf.len();
+                let argv = match crate::protocol::parse_request(&mut buf, limits) {
+                    Ok(Some(argv)) => argv,
+                    Ok(None) => break false,
+                    Err(_) => break true,
+                };
+                let ours = argv.is_empty()
+                    || match command::TABLE.resolve(&argv) {
+                        Ok((_, spec)) => {
+                            !spec.has(flags::ALLOW_BUSY) || STANDS_IN_FOR.contains(&spec.name)
+                        }
+                        // Answered as the owner would answer it.
+                        Err(_) => true,
+                    };
+                if !ours {
+                    break true;
+                }
+                taken += before - buf.len();
+                if !argv.is_empty() {
+                    shutdown |= stand_in_request(&server, &mut client, &mut out, &argv);
+                }
+            };
+            (taken, out, shutdown, owners)
+        });
+        let Some((taken, out, shutdown, owners)) = answered else {
+            return;
+        };
+        if taken > 0 {
+            // Taken now, answered at once: the bytes are there (peeked).
+            let mut sink = vec![0u8; taken];
+            let read = stream.try_read(&mut sink);
+            let written = stream.try_write(&out.buf);
+            if read.ok() != Some(taken) || written.ok() != Some(out.buf.len()) {
+                // A client that does not read its replies: the owner finds
+                // the connection closed rather than a reply cut short.
+                let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
+        if shutdown {
+            server.request_shutdown();
+            return;
+        }
+        if owners {
+            return;
+        }
+        if taken == 0 {
+            // Part of a request: wait for the rest to come.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// One request on a stand-in: checked as the dispatcher checks it, then
+/// refused BUSY or run (one of `STANDS_IN_FOR`). True if it shuts the
+/// node down.
+fn stand_in_request(
+    server: &Server,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    argv: &[Bytes],
+) -> bool {
+    let refused = |out: &mut ReplyBuf, e: CommandError| {
+        if let Ok((i, _)) = command::TABLE.resolve(argv) {
+            server.stats.commands[i].rejected();
+        }
+        server.stats.error(&e.code());
+        out.error(&e.to_string());
+    };
+    let (idx, spec) = match command::prepare(server, client, argv) {
+        Ok(x) => x,
+        Err(e) => {
+            refused(out, e);
+            return false;
+        }
+    };
+    if !spec.has(flags::ALLOW_BUSY) {
+        refused(out, server.busy.error());
+        return false;
+    }
+    let started = Instant::now();
+    let mut ctx = Ctx {
+        server,
+        client,
+        out,
+        now_ms: now_ms(),
+        action: None,
+        event: std::cell::Cell::new(None),
+        emptied: Default::default(),
+    };
+    // Its error, if any, is in `out` already.
+    let result = command::run(&mut ctx, spec, argv);
+    let shutdown = matches!(ctx.action, Some(Action::Shutdown));
+    if let Err(e) = &result {
+        server.stats.error(&e.code());
+    }
+    server.stats.commands_processed.add(1);
+    server.stats.commands[idx].record(
+        1,
+        started.elapsed().as_micros() as u64,
+        result.is_err() as u64,
+    );
+    shutdown
+}
+
 /// `synced` is where this I/O thread's connections wait for the log
 /// (`persistence::log::ThreadWaiters`).
 pub async fn serve(
@@ -168,6 +326,7 @@ pub async fn serve(
         use std::os::fd::AsRawFd;
         handle.fd.store(stream.as_raw_fd(), Relaxed);
     }
+    handle.thread.store(super::this_io_thread(), Relaxed);
     let (mut rd, mut wr) = stream.into_split();
 
     if server.clients.count() as i64 > server.tun.maxclients.load(Relaxed) {
@@ -216,6 +375,9 @@ pub async fn serve(
     let mut feed = None;
 
     'conn: loop {
+        // Whatever wakes it, it is no longer at rest (see `stand_in`).
+        let at_rest = rbuf.is_empty() && out.buf.is_empty() && monitor.is_none() && client.plain();
+        handle.at_rest.store(at_rest, Relaxed);
         let timeout = server.tun.timeout_secs.load(Relaxed);
         let idle = async {
             if timeout > 0 {
@@ -243,6 +405,7 @@ pub async fn serve(
             // Readiness first, so that an idle connection holds no buffer
             // (polled as a read polls it: `readable()` queues a waiter).
             r = std::future::poll_fn(|cx| rd.as_ref().poll_read_ready(cx)) => {
+                handle.at_rest.store(false, Relaxed);
                 if r.is_err() {
                     break 'conn;
                 }
@@ -262,6 +425,7 @@ pub async fn serve(
                 }
             },
             msg = published => {
+                handle.at_rest.store(false, Relaxed);
                 buffers::lend(&mut out.buf);
                 if let (Some(m), Some(s)) = (msg, client.subs.as_mut()) {
                     write_message(&mut out, &m);
@@ -284,6 +448,7 @@ pub async fn serve(
                 continue;
             }
             _ = handle.inbox.ready() => {
+                handle.at_rest.store(false, Relaxed);
                 buffers::lend(&mut out.buf);
                 write_pushes(&client, &mut out);
                 // A client that stopped reading blocks this write; CLIENT
@@ -297,6 +462,7 @@ pub async fn serve(
                 continue;
             }
             line = monitored => {
+                handle.at_rest.store(false, Relaxed);
                 buffers::lend(&mut out.buf);
                 match line {
                     Ok(l) => out.simple(&l),
@@ -314,9 +480,16 @@ pub async fn serve(
                 }
                 continue;
             }
-            _ = &mut killed => break 'conn,
-            _ = &mut shutdown => break 'conn,
+            _ = &mut killed => {
+                handle.at_rest.store(false, Relaxed);
+                break 'conn;
+            }
+            _ = &mut shutdown => {
+                handle.at_rest.store(false, Relaxed);
+                break 'conn;
+            }
             _ = idle => {
+                handle.at_rest.store(false, Relaxed);
                 if !handle.monitor.load(Relaxed) {
                     break 'conn;
                 }

@@ -997,6 +997,16 @@ enum LogStart {
 /// Stack of an I/O thread, which runs commands and scripts.
 const IO_THREAD_STACK: usize = 32 << 20;
 
+thread_local! {
+    /// This I/O thread's number (from 1; 0 on other threads).
+    static IO_THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The number of the I/O thread this runs on (0 on other threads).
+pub fn this_io_thread() -> u64 {
+    IO_THREAD.get()
+}
+
 /// When an I/O thread accepts connections.
 #[derive(Clone, Copy)]
 enum Accepting {
@@ -1027,6 +1037,8 @@ pub fn start_busy_thread(server: &Arc<Server>) {
 /// One I/O thread: a single-threaded runtime serving the connections it
 /// accepts until shutdown, then giving them a moment to finish.
 fn io_thread(server: Arc<Server>, accepting: Accepting) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    IO_THREAD.set(NEXT.fetch_add(1, Relaxed));
     let s = server.clone();
     let u = server.clone();
     crate::persistence::log::io_thread_running(&server.log);
@@ -1107,8 +1119,9 @@ async fn acceptors(server: Arc<Server>, synced: Arc<crate::persistence::log::Thr
     }
 }
 
-/// The busy thread's acceptors (see `busy`): accepting while a script is
-/// timed out, idle otherwise.
+/// The busy thread's work (see `busy`): while a script is timed out,
+/// standing in for the script thread's connections at rest, and
+/// accepting; idle otherwise.
 async fn accept_while_busy(
     server: Arc<Server>,
     synced: Arc<crate::persistence::log::ThreadWaiters>,
@@ -1117,6 +1130,15 @@ async fn accept_while_busy(
     loop {
         if busy.wait_for(|b| *b).await.is_err() {
             return;
+        }
+        let (script_thread, episode) = server.busy.script_thread();
+        for c in server.clients.all() {
+            if script_thread != 0
+                && c.thread.load(Relaxed) == script_thread
+                && c.at_rest.load(Relaxed)
+            {
+                tokio::spawn(connection::stand_in(server.clone(), c, episode));
+            }
         }
         tokio::select! {
             _ = acceptors(server.clone(), synced.clone()) => return,

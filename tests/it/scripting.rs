@@ -528,8 +528,10 @@ fn a_script_runs_alone_and_its_effects_reach_the_log_and_replicas() {
 
 /// A new connection whose PING was answered BUSY: a script runs past
 /// busy-reply-threshold. Each try is a fresh connection with a read
-/// timeout: one accepted just before the script started is served by the
-/// script's own thread, which answers nothing until the script ends.
+/// timeout, in case one is answered by neither the script's thread nor
+/// a stand-in. Which thread it ends on is not known: one accepted just
+/// before the script started is the script thread's (and a stand-in's
+/// meanwhile).
 pub fn busy_conn(node: &TestNode) -> Raw {
     let mut found = None;
     eventually("the node to answer BUSY", || {
@@ -555,8 +557,7 @@ const BUSY_SCRIPT: &str =
 
 /// Past busy-reply-threshold a script that has not written is killed by
 /// SCRIPT KILL, whatever it does to catch errors; meanwhile other clients
-/// get BUSY (MULTI still lets them in, as in Redis), and its own
-/// connection is usable afterwards.
+/// get BUSY, and its own connection is usable afterwards.
 #[test]
 fn a_script_past_the_threshold_is_busy_until_script_kill() {
     let node = TestNode::start();
@@ -579,12 +580,6 @@ fn a_script_past_the_threshold_is_busy_until_script_kill() {
         assert_eq!(crate::err(&mut b, &["GET", "x"]), BUSY_SCRIPT);
         assert_eq!(crate::err(&mut b, &["FUNCTION", "KILL"]), BUSY_SCRIPT);
         assert_eq!(crate::err(&mut b, &["FUNCTION", "STATS"]), BUSY_SCRIPT);
-        crate::ok(&mut b, &["MULTI"]);
-        assert_eq!(crate::err(&mut b, &["SET", "x", "1"]), BUSY_SCRIPT);
-        assert_eq!(
-            crate::err(&mut b, &["EXEC"]),
-            format!("EXECABORT Transaction discarded because of: {BUSY_SCRIPT}")
-        );
         crate::ok(&mut b, &["SCRIPT", "KILL"]);
         match a.read2() {
             Frame::Error(e) => assert!(
@@ -601,6 +596,56 @@ fn a_script_past_the_threshold_is_busy_until_script_kill() {
         );
     }
     assert_eq!(bulk(&mut r, &["GET", "x"]), None);
+}
+
+/// The connections the script's own thread serves get their BUSY too (a
+/// stand-in answers them meanwhile) and may SCRIPT KILL; a request that
+/// needs the connection itself (MULTI) and all after it are answered, in
+/// order, once the script ends. Other connections run MULTI meanwhile,
+/// and its EXEC is refused BUSY, as in Redis.
+#[test]
+fn connections_on_the_scripts_own_thread_are_answered_busy() {
+    let node = TestNode::start_with(&["--io-threads", "1", "--busy-reply-threshold", "100"]);
+    // Both on the node's one I/O thread, the one the scripts will take.
+    let mut r = node.raw();
+    let mut a = node.raw();
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    assert_eq!(a.call(&["PING"]), Frame::Simple("PONG".into()));
+    for round in 0..2 {
+        a.cmd(&["EVAL", "while true do end", "0"]);
+        eventually(
+            "BUSY on a connection of the script's thread",
+            || matches!(r.call(&["PING"]), Frame::Error(e) if e == BUSY_SCRIPT),
+        );
+        if round == 0 {
+            r.cmd(&["GET", "k"]);
+            r.cmd(&["MULTI"]);
+            r.cmd(&["SET", "k", "v"]);
+            assert_eq!(r.read2(), Frame::Error(BUSY_SCRIPT.into()));
+            // The one I/O thread is taken: the busy thread accepts this.
+            let mut n = node.raw();
+            crate::ok(&mut n, &["MULTI"]);
+            assert_eq!(crate::err(&mut n, &["SET", "x", "1"]), BUSY_SCRIPT);
+            assert_eq!(
+                crate::err(&mut n, &["EXEC"]),
+                format!("EXECABORT Transaction discarded because of: {BUSY_SCRIPT}")
+            );
+            crate::ok(&mut n, &["SCRIPT", "KILL"]);
+        } else {
+            crate::ok(&mut r, &["SCRIPT", "KILL"]);
+        }
+        assert!(matches!(a.read2(), Frame::Error(e) if e.contains("killed by user")));
+        if round == 0 {
+            assert_eq!(r.read2(), Frame::Simple("OK".into()));
+            assert_eq!(r.read2(), Frame::Simple("QUEUED".into()));
+            assert_eq!(
+                r.call(&["EXEC"]),
+                Frame::Array(vec![Frame::Simple("OK".into())])
+            );
+        }
+        assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    }
+    assert_eq!(bulk(&mut r, &["GET", "k"]).as_deref(), Some("v"));
 }
 
 /// A script that wrote is not stopped: it runs to its end however long
@@ -648,13 +693,15 @@ fn a_script_that_wrote_runs_to_its_end_or_the_nodes() {
 /// client meanwhile.
 #[test]
 fn a_blocked_client_waits_for_a_timed_out_script() {
-    let node = TestNode::start_with(&["--busy-reply-threshold", "100"]);
-    // Two clients on the thread that accepts while a script is timed out,
-    // so that they are served while the next one runs.
+    let node = TestNode::start_with(&["--io-threads", "1", "--busy-reply-threshold", "100"]);
+    // Two clients on the thread that accepts while a script is timed out
+    // (the one I/O thread is taken once BUSY was seen), so that they are
+    // served while the next one runs.
     let mut a = node.raw();
     a.cmd(&["EVAL", "while true do end", "0"]);
-    let mut c = busy_conn(&node);
     let mut d = busy_conn(&node);
+    let mut c = node.raw();
+    assert_eq!(c.call(&["PING"]), Frame::Error(BUSY_SCRIPT.into()));
     crate::ok(&mut d, &["SCRIPT", "KILL"]);
     assert!(matches!(a.read2(), Frame::Error(_)));
     eventually("the kill", || {
