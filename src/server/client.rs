@@ -204,13 +204,13 @@ impl Client {
     }
 
     /// In no state of its own that a command could depend on or change
-    /// but the database and protocol: authenticated, replies on, not in
-    /// MULTI, subscribed or a sidecar's forwarded transaction, an ordinary
-    /// client (what a stand-in may answer for: `connection::stand_in`).
+    /// but the database, protocol and transaction: authenticated, replies
+    /// on, not subscribed nor forwarding to a sidecar's primary, an
+    /// ordinary client (what a stand-in may answer for: `connection::
+    /// stand_in`, which takes care of the transaction).
     pub fn plain(&self) -> bool {
         self.authenticated
             && matches!(self.reply_mode, ReplyMode::On)
-            && self.multi.is_none()
             && self.subs.is_none()
             && self.upstream.is_none()
             && self.handle.kind.load(Relaxed) == KIND_NORMAL
@@ -297,6 +297,9 @@ pub struct ClientHandle {
     /// mode of its own: a stand-in may answer it while a script holds its
     /// thread (`connection::stand_in`).
     pub at_rest: AtomicBool,
+    /// What a stand-in did to its transaction, for the connection to take
+    /// on before its next request (`connection::STOOD_*`).
+    pub stood_in: std::sync::atomic::AtomicU8,
 }
 
 /// Ready once `flag` is set; whoever sets it wakes `waker` afterwards.
@@ -545,6 +548,7 @@ impl Clients {
             inbox: Inbox::default(),
             thread: AtomicU64::new(0),
             at_rest: AtomicBool::new(false),
+            stood_in: std::sync::atomic::AtomicU8::new(0),
         })
     }
 

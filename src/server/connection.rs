@@ -153,7 +153,37 @@ fn is_loopback(ip: std::net::IpAddr) -> bool {
 /// need nothing of the connection's own state. The others let through
 /// (MULTI, WATCH, AUTH, HELLO, RESET, QUIT, ...) change it: they and all
 /// after them wait for the owner.
-const STANDS_IN_FOR: &[&str] = &["script|kill", "function|kill", "function|stats", "shutdown"];
+/// MULTI and DISCARD are run on the stand-in's own client, which starts in
+/// the connection's transaction, if any (its queue stays with the owner:
+/// nothing is queued while a script is timed out); what became of the
+/// transaction is handed over in `ClientHandle::stood_in`.
+const STANDS_IN_FOR: &[&str] = &[
+    "script|kill",
+    "function|kill",
+    "function|stats",
+    "shutdown",
+    "multi",
+    "discard",
+];
+
+/// `ClientHandle::stood_in`: the connection's transaction was discarded
+/// (DISCARD, an EXEC refused BUSY), its keys no longer watched ...
+pub const STOOD_ENDED: u8 = 1;
+/// ... it is (then) in a transaction ...
+pub const STOOD_MULTI: u8 = 2;
+/// ... which a command refused BUSY failed.
+pub const STOOD_FAILED: u8 = 4;
+
+/// Takes on what a stand-in did to this connection's transaction.
+fn take_stood_in(server: &Server, client: &mut Client, stood: u8) {
+    if stood & STOOD_ENDED != 0 {
+        command::transactions::reset(server, client);
+    }
+    if stood & STOOD_MULTI != 0 {
+        let multi = client.multi.get_or_insert_with(Default::default);
+        multi.failed |= stood & STOOD_FAILED != 0;
+    }
+}
 
 /// Answers, from the busy thread, a connection of `server::busy`'s
 /// script thread that was at rest when the script timed out, until the
@@ -183,6 +213,16 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
         true,
     );
     client.db = handle.db.load(Relaxed);
+    // The transaction as the owner left it, or as an earlier stand-in
+    // did, if the owner has not taken that on yet.
+    let pending = handle.stood_in.load(Relaxed);
+    let mut ended = pending & STOOD_ENDED != 0;
+    if pending & STOOD_MULTI != 0 || (!ended && handle.multi.load(Relaxed) >= 0) {
+        client.multi = Some(super::client::Multi {
+            failed: pending & STOOD_FAILED != 0,
+            ..Default::default()
+        });
+    }
     let mut busy = server.busy.subscribe();
     let mut peeked = vec![0u8; 16 * 1024];
     loop {
@@ -220,9 +260,18 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
                 }
                 taken += before - buf.len();
                 if !argv.is_empty() {
+                    let in_multi = client.multi.is_some();
                     shutdown |= stand_in_request(&server, &mut client, &mut out, &argv);
+                    ended |= in_multi && client.multi.is_none();
                 }
             };
+            // Before the script can end: the owner takes this on first.
+            let stood = client
+                .multi
+                .as_ref()
+                .map_or(0, |m| STOOD_MULTI | if m.failed { STOOD_FAILED } else { 0 })
+                | if ended { STOOD_ENDED } else { 0 };
+            handle.stood_in.store(stood, Relaxed);
             (taken, out, shutdown, owners)
         });
         let Some((taken, out, shutdown, owners)) = answered else {
@@ -278,7 +327,9 @@ fn stand_in_request(
         }
     };
     if !spec.has(flags::ALLOW_BUSY) {
-        refused(out, server.busy.error());
+        // Inside MULTI, EXEC then fails; a refused EXEC discards.
+        let e = command::refuse(server, client, argv, server.busy.error());
+        refused(out, e);
         return false;
     }
     let started = Instant::now();
@@ -406,6 +457,9 @@ pub async fn serve(
             // (polled as a read polls it: `readable()` queues a waiter).
             r = std::future::poll_fn(|cx| rd.as_ref().poll_read_ready(cx)) => {
                 handle.at_rest.store(false, Relaxed);
+                if handle.stood_in.load(Relaxed) != 0 {
+                    take_stood_in(&server, &mut client, handle.stood_in.swap(0, Relaxed));
+                }
                 if r.is_err() {
                     break 'conn;
                 }

@@ -599,53 +599,75 @@ fn a_script_past_the_threshold_is_busy_until_script_kill() {
 }
 
 /// The connections the script's own thread serves get their BUSY too (a
-/// stand-in answers them meanwhile) and may SCRIPT KILL; a request that
-/// needs the connection itself (MULTI) and all after it are answered, in
-/// order, once the script ends. Other connections run MULTI meanwhile,
-/// and its EXEC is refused BUSY, as in Redis.
+/// stand-in answers them meanwhile) and may SCRIPT KILL; their
+/// transactions fare as in Redis (MULTI is let through, a command refused
+/// BUSY fails the transaction, an EXEC refused BUSY discards it), and a
+/// request that needs the connection itself (WATCH) and all after it are
+/// answered, in order, once the script ends.
 #[test]
 fn connections_on_the_scripts_own_thread_are_answered_busy() {
     let node = TestNode::start_with(&["--io-threads", "1", "--busy-reply-threshold", "100"]);
-    // Both on the node's one I/O thread, the one the scripts will take.
+    // All on the node's one I/O thread, the one the scripts will take.
     let mut r = node.raw();
+    let mut q = node.raw();
     let mut a = node.raw();
-    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
-    assert_eq!(a.call(&["PING"]), Frame::Simple("PONG".into()));
-    for round in 0..2 {
+    for c in [&mut r, &mut q, &mut a] {
+        assert_eq!(c.call(&["PING"]), Frame::Simple("PONG".into()));
+    }
+    crate::ok(&mut r, &["SET", "xx", "1"]);
+    // A transaction under way when the script starts.
+    crate::ok(&mut q, &["MULTI"]);
+    assert_eq!(q.call(&["INCR", "xx"]), Frame::Simple("QUEUED".into()));
+    let execabort_busy = format!("EXECABORT Transaction discarded because of: {BUSY_SCRIPT}");
+    let killed = |a: &mut Raw| {
+        assert!(matches!(a.read2(), Frame::Error(e) if e.contains("killed by user")));
+    };
+    for round in 0..3 {
         a.cmd(&["EVAL", "while true do end", "0"]);
         eventually(
             "BUSY on a connection of the script's thread",
             || matches!(r.call(&["PING"]), Frame::Error(e) if e == BUSY_SCRIPT),
         );
-        if round == 0 {
-            r.cmd(&["GET", "k"]);
-            r.cmd(&["MULTI"]);
-            r.cmd(&["SET", "k", "v"]);
-            assert_eq!(r.read2(), Frame::Error(BUSY_SCRIPT.into()));
-            // The one I/O thread is taken: the busy thread accepts this.
-            let mut n = node.raw();
-            crate::ok(&mut n, &["MULTI"]);
-            assert_eq!(crate::err(&mut n, &["SET", "x", "1"]), BUSY_SCRIPT);
-            assert_eq!(
-                crate::err(&mut n, &["EXEC"]),
-                format!("EXECABORT Transaction discarded because of: {BUSY_SCRIPT}")
-            );
-            crate::ok(&mut n, &["SCRIPT", "KILL"]);
-        } else {
-            crate::ok(&mut r, &["SCRIPT", "KILL"]);
-        }
-        assert!(matches!(a.read2(), Frame::Error(e) if e.contains("killed by user")));
-        if round == 0 {
-            assert_eq!(r.read2(), Frame::Simple("OK".into()));
-            assert_eq!(r.read2(), Frame::Simple("QUEUED".into()));
-            assert_eq!(
-                r.call(&["EXEC"]),
-                Frame::Array(vec![Frame::Simple("OK".into())])
-            );
+        match round {
+            0 => {
+                assert_eq!(crate::err(&mut q, &["INCR", "xx"]), BUSY_SCRIPT);
+                assert_eq!(crate::err(&mut q, &["EXEC"]), execabort_busy);
+                crate::ok(&mut r, &["MULTI"]);
+                assert_eq!(crate::err(&mut r, &["INCR", "xx"]), BUSY_SCRIPT);
+                // The one I/O thread is taken: the busy thread accepts this.
+                let mut n = node.raw();
+                crate::ok(&mut n, &["MULTI"]);
+                assert_eq!(crate::err(&mut n, &["SET", "x", "1"]), BUSY_SCRIPT);
+                assert_eq!(crate::err(&mut n, &["EXEC"]), execabort_busy);
+                crate::ok(&mut n, &["SCRIPT", "KILL"]);
+                killed(&mut a);
+                assert_eq!(
+                    crate::err(&mut r, &["EXEC"]),
+                    "EXECABORT Transaction discarded because of previous errors."
+                );
+                assert_eq!(q.call(&["PING", "x"]), Frame::bulk("x"));
+            }
+            1 => {
+                // The stand-in's MULTI is the connection's after the script.
+                crate::ok(&mut r, &["MULTI"]);
+                crate::ok(&mut q, &["SCRIPT", "KILL"]);
+                killed(&mut a);
+                assert_eq!(r.call(&["INCR", "xx"]), Frame::Simple("QUEUED".into()));
+                assert_eq!(r.call(&["EXEC"]), Frame::Array(vec![Frame::Int(2)]));
+            }
+            _ => {
+                r.cmd(&["GET", "xx"]);
+                r.cmd(&["WATCH", "xx"]);
+                r.cmd(&["GET", "xx"]);
+                assert_eq!(r.read2(), Frame::Error(BUSY_SCRIPT.into()));
+                crate::ok(&mut q, &["SCRIPT", "KILL"]);
+                killed(&mut a);
+                assert_eq!(r.read2(), Frame::Simple("OK".into()));
+                assert_eq!(r.read2(), Frame::bulk("2"));
+            }
         }
         assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
     }
-    assert_eq!(bulk(&mut r, &["GET", "k"]).as_deref(), Some("v"));
 }
 
 /// A script that wrote is not stopped: it runs to its end however long
