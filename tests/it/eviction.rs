@@ -98,8 +98,12 @@ fn every_evicting_policy_keeps_memory_under_the_limit() {
 
 #[test]
 fn noeviction_refuses_writes_with_oom_but_serves_reads_and_deletes() {
-    let (node, _) = limited("noeviction", 4 * MB);
+    let (node, limit) = limited("noeviction", 4 * MB);
     let mut w = node.raw();
+    // Filled up to the limit, memory can sink under it again by what the
+    // connections and the log hand back: well over a lower limit, every
+    // write is refused for sure.
+    let limit_to = |r: &mut Raw, to: u64| ok(r, &["CONFIG", "SET", "maxmemory", &to.to_string()]);
     let failed = fill(&mut w, "k", 0..30_000, &[]);
     assert!(failed > 0);
     let mut r = node.raw();
@@ -125,6 +129,7 @@ fn noeviction_refuses_writes_with_oom_but_serves_reads_and_deletes() {
     // a transaction queued with room left is refused whole at its EXEC.
     let oom = "OOM command not allowed when used memory > 'maxmemory'.";
     fill(&mut w, "k", 0..30_000, &[]);
+    limit_to(&mut w, limit - 2 * MB);
     ok(&mut r, &["MULTI"]);
     assert_eq!(err(&mut r, &["GET", "k:1"]), oom);
     assert_eq!(
@@ -132,6 +137,7 @@ fn noeviction_refuses_writes_with_oom_but_serves_reads_and_deletes() {
         "EXECABORT Transaction discarded because of previous errors."
     );
     ok(&mut r, &["FLUSHALL"]);
+    limit_to(&mut w, limit);
     eventually("room again", || {
         matches!(
             r.call(&["SET", "after", "x"]),
@@ -144,12 +150,14 @@ fn noeviction_refuses_writes_with_oom_but_serves_reads_and_deletes() {
         crate::support::Frame::Simple("QUEUED".into())
     );
     assert!(fill(&mut w, "k", 0..30_000, &[]) > 0);
+    limit_to(&mut w, limit - 2 * MB);
     assert_eq!(
         err(&mut r, &["EXEC"]),
         format!("EXECABORT Transaction discarded because of: {oom}")
     );
     assert!(bulk(&mut r, &["GET", "t"]).is_none());
     ok(&mut r, &["FLUSHALL"]);
+    limit_to(&mut w, limit);
     // A volatile policy with nothing volatile cannot evict either.
     ok(
         &mut r,
