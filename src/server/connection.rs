@@ -208,23 +208,12 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
     } else {
         Protocol::Resp2
     };
-    let mut client = Client::new(
-        server.clients.detached(handle.addr, handle.laddr, now_ms()),
-        true,
-    );
-    client.db = handle.db.load(Relaxed);
-    // The transaction as the owner left it, or as an earlier stand-in
-    // did, if the owner has not taken that on yet.
-    let pending = handle.stood_in.load(Relaxed);
-    let mut ended = pending & STOOD_ENDED != 0;
-    if pending & STOOD_MULTI != 0 || (!ended && handle.multi.load(Relaxed) >= 0) {
-        client.multi = Some(super::client::Multi {
-            failed: pending & STOOD_FAILED != 0,
-            ..Default::default()
-        });
-    }
+    // Made at the first request: most connections stood in for send none.
+    let mut client = None;
+    let mut ended = false;
     let mut busy = server.busy.subscribe();
-    let mut peeked = vec![0u8; 16 * 1024];
+    // Grown while a request does not fit.
+    let mut peeked = vec![0u8; 512];
     loop {
         let n = tokio::select! {
             r = stream.peek(&mut peeked) => match r {
@@ -237,6 +226,11 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
             max_bulk_len: server.tun.max_bulk_len.load(Relaxed),
         };
         let answered = server.busy.standing_in(episode, || {
+            let client = client.get_or_insert_with(|| {
+                let (client, was_ended) = stand_in_client(&server, &handle);
+                ended = was_ended;
+                client
+            });
             let mut buf = BytesMut::from(&peeked[..n]);
             let mut out = ReplyBuf::new(proto);
             let (mut taken, mut shutdown) = (0, false);
@@ -261,7 +255,7 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
                 taken += before - buf.len();
                 if !argv.is_empty() {
                     let in_multi = client.multi.is_some();
-                    shutdown |= stand_in_request(&server, &mut client, &mut out, &argv);
+                    shutdown |= stand_in_request(&server, client, &mut out, &argv);
                     ended |= in_multi && client.multi.is_none();
                 }
             };
@@ -296,11 +290,33 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
         if owners {
             return;
         }
-        if taken == 0 {
+        if taken == 0 && n == peeked.len() && n < 64 * 1024 {
+            peeked.resize(n * 4, 0);
+        } else if taken == 0 {
             // Part of a request: wait for the rest to come.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// A stand-in's client: in the connection's transaction as the owner left
+/// it, or as an earlier stand-in did if the owner has not taken that on
+/// yet (then also whether that one ended a transaction).
+fn stand_in_client(server: &Server, handle: &super::client::ClientHandle) -> (Client, bool) {
+    let mut client = Client::new(
+        server.clients.detached(handle.addr, handle.laddr, now_ms()),
+        true,
+    );
+    client.db = handle.db.load(Relaxed);
+    let pending = handle.stood_in.load(Relaxed);
+    let ended = pending & STOOD_ENDED != 0;
+    if pending & STOOD_MULTI != 0 || (!ended && handle.multi.load(Relaxed) >= 0) {
+        client.multi = Some(super::client::Multi {
+            failed: pending & STOOD_FAILED != 0,
+            ..Default::default()
+        });
+    }
+    (client, ended)
 }
 
 /// One request on a stand-in: checked as the dispatcher checks it, then

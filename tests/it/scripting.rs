@@ -630,6 +630,9 @@ fn connections_on_the_scripts_own_thread_are_answered_busy() {
         );
         match round {
             0 => {
+                // Longer than a stand-in first looks at.
+                let long = "k".repeat(5000);
+                assert_eq!(crate::err(&mut r, &["GET", &long]), BUSY_SCRIPT);
                 assert_eq!(crate::err(&mut q, &["INCR", "xx"]), BUSY_SCRIPT);
                 assert_eq!(crate::err(&mut q, &["EXEC"]), execabort_busy);
                 crate::ok(&mut r, &["MULTI"]);
