@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   List:   len, VecDeque<Chunk>
-//!   Chunk:  one boxed slice  [count: u32 LE] [entry] [entry] ...
+//!   Chunk:  one boxed slice  [count: u32 LE] [room: u16 LE] [room bytes] [entry] [entry] ...
 //!   entry:  [head] [content] [back: LEB128 of the entry's size so far, bytes reversed]
 //!   head:   0xxxxxxx                the integer 0..127, no content
 //!           10nnnnnn                a string of n (< 64) bytes
@@ -26,6 +26,12 @@
 //! the head moves at most that much). Reaching element `i` walks the
 //! chunks from the nearer end, then the entries of one chunk, reading
 //! lengths only: O(n / 500) for short elements, as Redis's quicklist.
+//!
+//! A push at the head moves the chunk's entries (Redis's listpack moves
+//! them on every one): here it moves them once to leave room before the
+//! first entry (an eighth of the entries' size, up to 512 bytes, in a
+//! chunk past 256 bytes), and the pushes that follow fill that room. A
+//! pop at the head leaves its entry's bytes as room, up to that much.
 //! Commands that visit many elements (LRANGE, LPOS, LREM, LTRIM) walk
 //! once rather than index each, and searches compare entries as stored:
 //! an element has exactly one encoding.
@@ -74,12 +80,12 @@ impl ChunkLimit {
 
     /// Whether `chunk` may take `more` bytes in one more element.
     fn allows(&self, chunk: &Chunk, more: usize) -> bool {
-        chunk.0.len() + more <= self.bytes && chunk.count() < self.entries
+        chunk.size() + more <= self.bytes && chunk.count() < self.entries
     }
 
     /// Whether `chunk` is past the limit and can be split.
     fn exceeded_by(&self, chunk: &Chunk) -> bool {
-        chunk.count() > 1 && (chunk.0.len() > self.bytes || chunk.count() > self.entries)
+        chunk.count() > 1 && (chunk.size() > self.bytes || chunk.count() > self.entries)
     }
 }
 
@@ -90,7 +96,15 @@ impl Default for ChunkLimit {
     }
 }
 
-const COUNT: usize = 4;
+/// A chunk's count and the size of the room before its first entry.
+const HEADER: usize = 6;
+
+/// Room left before a chunk's entries when a push at the head moves
+/// them: none in a chunk this small (moving it is cheap, and small lists
+/// stay as small as Redis's) ...
+const ROOM_FROM: usize = 256;
+/// ... and at most this much.
+const ROOM_MAX: usize = 512;
 
 /// What an entry's head says it holds.
 enum Head {
@@ -104,9 +118,13 @@ fn int_width(i: i64) -> usize {
     (1..8).find(|&n| i >> (8 * n - 1) == i >> 63).unwrap_or(8)
 }
 
+/// An entry as encoded: on the stack unless long (a push encodes one
+/// per element).
+type Encoded = smallvec::SmallVec<[u8; 48]>;
+
 /// One entry, encoded.
-fn encode(e: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(e.len() + 4);
+fn encode(e: &[u8]) -> Encoded {
+    let mut out = Encoded::new();
     match canonical_int(e) {
         Some(i) if (0..0x80).contains(&i) => out.push(i as u8),
         Some(i) => {
@@ -195,12 +213,72 @@ fn member_at(buf: &[u8], off: usize) -> Member<'_> {
     }
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 struct Chunk(Box<[u8]>);
 
 impl Chunk {
     fn count(&self) -> usize {
-        u32::from_le_bytes(self.0[..COUNT].try_into().unwrap()) as usize
+        u32::from_le_bytes(self.0[..4].try_into().unwrap()) as usize
+    }
+
+    /// The room before the first entry.
+    fn room(&self) -> usize {
+        u16::from_le_bytes(self.0[4..HEADER].try_into().unwrap()) as usize
+    }
+
+    /// Where the first entry starts.
+    fn start(&self) -> usize {
+        HEADER + self.room()
+    }
+
+    /// Its header and entries, the room left out: what the limit weighs.
+    fn size(&self) -> usize {
+        self.0.len() - self.room()
+    }
+
+    /// Drops the first entry, which ends at `next`: it becomes room for
+    /// pushes at the head while the room stays small, else the entries
+    /// move.
+    fn pop_front(&mut self, next: usize) {
+        if next - HEADER <= ROOM_MAX {
+            let count = self.count() as u32 - 1;
+            self.0[..4].copy_from_slice(&count.to_le_bytes());
+            self.0[4..HEADER].copy_from_slice(&((next - HEADER) as u16).to_le_bytes());
+        } else {
+            self.splice(self.start()..next, &[], -1);
+        }
+    }
+
+    /// Puts `enc`, one entry, before the first: in the room there if it
+    /// fits, else moving the entries once, leaving room for the next (no
+    /// more than `limit` lets this chunk take, so that a full chunk keeps
+    /// none to speak of).
+    fn push_front(&mut self, enc: &[u8], limit: ChunkLimit) {
+        let (count, room) = (self.count() as u32 + 1, self.room());
+        if enc.len() <= room {
+            let left = room - enc.len();
+            self.0[HEADER + left..HEADER + room].copy_from_slice(enc);
+            self.0[..4].copy_from_slice(&count.to_le_bytes());
+            self.0[4..HEADER].copy_from_slice(&(left as u16).to_le_bytes());
+            return;
+        }
+        let entries = &self.0[HEADER + room..];
+        let takes = (limit
+            .bytes
+            .saturating_sub(HEADER + entries.len() + enc.len()))
+        .min((limit.entries.saturating_sub(count as usize)).saturating_mul(enc.len()));
+        let room = if entries.len() < ROOM_FROM {
+            0
+        } else {
+            (entries.len() / 8).min(ROOM_MAX).min(takes)
+        };
+        let mut buf = Vec::with_capacity(HEADER + room + enc.len() + entries.len());
+        buf.extend(count.to_le_bytes());
+        buf.extend((room as u16).to_le_bytes());
+        buf.resize(HEADER + room, 0);
+        buf.extend_from_slice(enc);
+        buf.extend_from_slice(entries);
+        self.0 = buf.into_boxed_slice();
     }
 
     /// Replaces the bytes at `at` with `insert`, `delta` entries more or
@@ -217,13 +295,14 @@ impl Chunk {
             v.splice(at, insert.iter().copied());
             self.0 = v.into_boxed_slice();
         }
-        self.0[..COUNT].copy_from_slice(&count.to_le_bytes());
+        self.0[..4].copy_from_slice(&count.to_le_bytes());
     }
 
     /// A chunk of `count` entries already encoded, back to back.
     fn from_encoded(entries: &[u8], count: usize) -> Chunk {
-        let mut buf = Vec::with_capacity(COUNT + entries.len());
+        let mut buf = Vec::with_capacity(HEADER + entries.len());
         buf.extend((count as u32).to_le_bytes());
+        buf.extend(0u16.to_le_bytes());
         buf.extend_from_slice(entries);
         Chunk(buf.into_boxed_slice())
     }
@@ -232,7 +311,7 @@ impl Chunk {
     fn raw(&self) -> RawIter<'_> {
         RawIter(ChunkIter {
             buf: &self.0,
-            front: COUNT,
+            front: self.start(),
             back: self.0.len(),
         })
     }
@@ -240,7 +319,7 @@ impl Chunk {
     fn iter(&self) -> ChunkIter<'_> {
         ChunkIter {
             buf: &self.0,
-            front: COUNT,
+            front: self.start(),
             back: self.0.len(),
         }
     }
@@ -249,7 +328,7 @@ impl Chunk {
     fn range_of(&self, i: usize) -> std::ops::Range<usize> {
         let n = self.count();
         if i < n / 2 {
-            let mut off = COUNT;
+            let mut off = self.start();
             for _ in 0..i {
                 off = next_entry(&self.0, off);
             }
@@ -338,7 +417,7 @@ impl DoubleEndedIterator for RawIter<'_> {
 }
 
 /// A list value (see the module's header).
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct List {
     chunks: VecDeque<Chunk>,
     len: usize,
@@ -429,7 +508,7 @@ impl List {
         self.room_for_chunk();
         let enc = encode(e);
         match self.chunks.front_mut() {
-            Some(c) if limit.allows(c, enc.len()) => c.splice(COUNT..COUNT, &enc, 1),
+            Some(c) if limit.allows(c, enc.len()) => c.push_front(&enc, limit),
             _ => self.chunks.push_front(Chunk::from_encoded(&enc, 1)),
         }
         self.len += 1;
@@ -437,12 +516,13 @@ impl List {
 
     pub fn pop_front(&mut self) -> Option<SmallBuf> {
         let c = self.chunks.front_mut()?;
-        let e = SmallBuf::new(&member_at(&c.0, COUNT));
-        let next = next_entry(&c.0, COUNT);
+        let start = c.start();
+        let e = SmallBuf::new(&member_at(&c.0, start));
+        let next = next_entry(&c.0, start);
         if c.count() == 1 {
             self.chunks.pop_front();
         } else {
-            c.splice(COUNT..next, &[], -1);
+            c.pop_front(next);
         }
         self.len -= 1;
         Some(e)
@@ -508,12 +588,12 @@ impl List {
             if removed == limit {
                 break;
             }
-            let buf = &self.chunks[c].0;
+            let (buf, start) = (&self.chunks[c].0, self.chunks[c].start());
             // The matching entries' byte ranges, up to what is left to remove.
             let mut hits: Vec<std::ops::Range<usize>> = Vec::new();
             if from_back {
                 let mut end = buf.len();
-                while end > COUNT && removed + hits.len() < limit {
+                while end > start && removed + hits.len() < limit {
                     let start = prev_entry(buf, end);
                     if buf[start..end] == want[..] {
                         hits.push(start..end);
@@ -522,7 +602,7 @@ impl List {
                 }
                 hits.reverse();
             } else {
-                let mut off = COUNT;
+                let mut off = start;
                 while off < buf.len() && removed + hits.len() < limit {
                     let next = next_entry(buf, off);
                     if buf[off..next] == want[..] {
@@ -533,7 +613,7 @@ impl List {
             }
             if !hits.is_empty() {
                 let mut entries = Vec::with_capacity(buf.len());
-                let mut at = COUNT;
+                let mut at = start;
                 for h in &hits {
                     entries.extend_from_slice(&buf[at..h.start]);
                     at = h.end;
@@ -558,7 +638,7 @@ impl List {
 
     /// How `e` is stored, to compare with [`List::spans`].
     pub fn encoded(e: &[u8]) -> Vec<u8> {
-        encode(e)
+        encode(e).into_vec()
     }
 
     /// Keeps elements `start..=stop` (both < len) only.
@@ -575,7 +655,8 @@ impl List {
         self.chunks.drain(..first);
         let head = self.chunks.front_mut().expect("start <= stop");
         let at = head.range_of(j).start;
-        head.splice(COUNT..at, &[], -(j as isize));
+        let first = head.start();
+        head.splice(first..at, &[], -(j as isize));
         self.len = stop + 1 - start;
     }
 
@@ -694,6 +775,25 @@ mod tests {
             assert_eq!(next_entry(&enc, 0), enc.len(), "{n}");
             assert_eq!(prev_entry(&enc, enc.len()), 0, "{n}");
         }
+    }
+
+    /// Pushes at the head fill the room they leave, and a full chunk keeps
+    /// less than an entry's worth of it.
+    #[test]
+    fn pushes_at_the_head_leave_little_room_behind() {
+        let limit = ChunkLimit::default();
+        let mut l = List::default();
+        for i in 0..100_000 {
+            l.push_front(format!("e{}", i % 10).as_bytes(), limit);
+        }
+        assert!(l.chunks.len() > 10);
+        assert!(
+            l.chunks.iter().skip(1).all(|c| c.room() < 4),
+            "full chunks keep room"
+        );
+        assert!(l.chunks[0].room() <= ROOM_MAX);
+        let kept: Vec<_> = l.iter().take(3).map(|m| m.to_vec()).collect();
+        assert_eq!(kept, [b"e9".to_vec(), b"e8".to_vec(), b"e7".to_vec()]);
     }
 
     /// Random operations against a VecDeque: same elements, in order.

@@ -23,12 +23,12 @@ use hashbrown::hash_table::{Entry, HashTable};
 use super::table::hash_key;
 
 /// Appends `n` as LEB128.
-pub(super) fn put_varint(out: &mut Vec<u8>, mut n: usize) {
+pub(super) fn put_varint(out: &mut impl Extend<u8>, mut n: usize) {
     while n >= 0x80 {
-        out.push((n as u8) | 0x80);
+        out.extend([(n as u8) | 0x80]);
         n >>= 7;
     }
-    out.push(n as u8);
+    out.extend([n as u8]);
 }
 
 /// Appends entry `e`: its length, then its bytes.
