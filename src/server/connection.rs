@@ -150,13 +150,13 @@ fn is_loopback(ip: std::net::IpAddr) -> bool {
 
 /// What a stand-in runs for a connection at rest while a script holds
 /// its thread: the commands Redis lets through then (`allow_busy`) that
-/// need nothing of the connection's own state. The others let through
-/// (MULTI, WATCH, AUTH, HELLO, RESET, QUIT, ...) change it: they and all
-/// after them wait for the owner.
-/// MULTI and DISCARD are run on the stand-in's own client, which starts in
-/// the connection's transaction, if any (its queue stays with the owner:
+/// need nothing of the connection's own state but its transaction. MULTI
+/// and DISCARD run on the stand-in's own client, which starts in the
+/// connection's transaction, if any (its queue stays with the owner:
 /// nothing is queued while a script is timed out); what became of the
-/// transaction is handed over in `ClientHandle::stood_in`.
+/// transaction is handed over in `ClientHandle::stood_in`. The others let
+/// through (WATCH, UNWATCH, AUTH, HELLO, RESET, QUIT, REPLCONF) change
+/// more of it: they and all after them wait for the owner.
 const STANDS_IN_FOR: &[&str] = &[
     "script|kill",
     "function|kill",
