@@ -40,7 +40,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -548,12 +551,18 @@ impl Tracking {
 
     /// Sends every BCAST prefix's pending keys to its clients, one message
     /// per prefix and client (a NOLOOP client's without its own keys).
+    ///
+    /// Called before a connection writes its replies: once it returns, the
+    /// messages for every write those replies acknowledge are in their
+    /// clients' inboxes, even when another thread (the expiry cycle, a
+    /// connection of another thread) took the keys first. So `pending`
+    /// is cleared only once the messages are sent, under the lock: a
+    /// caller that still sees it set waits there for the one under way.
     pub fn broadcast(&self, clients: &Clients) {
-        if !self.pending.load(Relaxed) {
+        if !self.pending.load(Acquire) {
             return;
         }
         let mut s = self.state.lock();
-        self.pending.store(false, Relaxed);
         let State {
             trackers, prefixes, ..
         } = &mut *s;
@@ -583,6 +592,7 @@ impl Tracking {
                 t.send(clients, Some(keys));
             }
         }
+        self.pending.store(false, Release);
     }
 
     /// CLIENT GETREDIR: the redirect id (0: none), or -1 if not tracking.
