@@ -266,23 +266,26 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
                 .map_or(0, |m| STOOD_MULTI | if m.failed { STOOD_FAILED } else { 0 })
                 | if ended { STOOD_ENDED } else { 0 };
             handle.stood_in.store(stood, Relaxed);
-            (taken, out, shutdown, owners)
+            // Taken and answered while the script still holds the owner:
+            // the bytes are there (peeked), and the replies are small.
+            let mut cut = false;
+            if taken > 0 {
+                let mut sink = vec![0u8; taken];
+                let read = stream.try_read(&mut sink);
+                let written = stream.try_write(&out.buf);
+                if read.ok() != Some(taken) || written.ok() != Some(out.buf.len()) {
+                    // A client that does not read its replies: the owner
+                    // finds the connection closed rather than a reply cut
+                    // short.
+                    let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Both);
+                    cut = true;
+                }
+            }
+            (taken, shutdown, owners || cut)
         });
-        let Some((taken, out, shutdown, owners)) = answered else {
+        let Some((taken, shutdown, owners)) = answered else {
             return;
         };
-        if taken > 0 {
-            // Taken now, answered at once: the bytes are there (peeked).
-            let mut sink = vec![0u8; taken];
-            let read = stream.try_read(&mut sink);
-            let written = stream.try_write(&out.buf);
-            if read.ok() != Some(taken) || written.ok() != Some(out.buf.len()) {
-                // A client that does not read its replies: the owner finds
-                // the connection closed rather than a reply cut short.
-                let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Both);
-                return;
-            }
-        }
         if shutdown {
             server.request_shutdown();
             return;
