@@ -168,11 +168,11 @@ const STANDS_IN_FOR: &[&str] = &[
 
 /// `ClientHandle::stood_in`: the connection's transaction was discarded
 /// (DISCARD, an EXEC refused BUSY), its keys no longer watched ...
-pub const STOOD_ENDED: u8 = 1;
+const STOOD_ENDED: u8 = 1;
 /// ... it is (then) in a transaction ...
-pub const STOOD_MULTI: u8 = 2;
+const STOOD_MULTI: u8 = 2;
 /// ... which a command refused BUSY failed.
-pub const STOOD_FAILED: u8 = 4;
+const STOOD_FAILED: u8 = 4;
 
 /// Takes on what a stand-in did to this connection's transaction.
 fn take_stood_in(server: &Server, client: &mut Client, stood: u8) {
@@ -331,24 +331,17 @@ fn stand_in_request(
     out: &mut ReplyBuf,
     argv: &[Bytes],
 ) -> bool {
-    let refused = |out: &mut ReplyBuf, e: CommandError| {
-        if let Ok((i, _)) = command::TABLE.resolve(argv) {
-            server.stats.commands[i].rejected();
-        }
-        server.stats.error(&e.code());
-        out.error(&e.to_string());
-    };
     let (idx, spec) = match command::prepare(server, client, argv) {
         Ok(x) => x,
         Err(e) => {
-            refused(out, e);
+            refused(server, argv, out, e);
             return false;
         }
     };
     if !spec.has(flags::ALLOW_BUSY) {
         // Inside MULTI, EXEC then fails; a refused EXEC discards.
         let e = command::refuse(server, client, argv, server.busy.error());
-        refused(out, e);
+        refused(server, argv, out, e);
         return false;
     }
     let started = Instant::now();
@@ -1137,6 +1130,16 @@ impl BatchClock {
     }
 }
 
+/// A request refused before it ran: counted (its command's rejected
+/// calls, the error's code) and its error replied.
+fn refused(server: &Server, argv: &[Bytes], out: &mut ReplyBuf, e: CommandError) {
+    if let Ok((i, _)) = command::TABLE.resolve(argv) {
+        server.stats.commands[i].rejected();
+    }
+    server.stats.error(&e.code());
+    out.error(&e.to_string());
+}
+
 /// Runs one request: checks, pause, the handler, statistics, slowlog, MONITOR.
 async fn execute(
     server: &Server,
@@ -1148,11 +1151,7 @@ async fn execute(
 ) -> Option<Action> {
     let reply_start = out.len();
     let reject = |client: &mut Client, out: &mut ReplyBuf, e: crate::error::CommandError| {
-        if let Ok((i, _)) = command::TABLE.resolve(argv) {
-            server.stats.commands[i].rejected();
-        }
-        server.stats.error(&e.code());
-        out.error(&e.to_string());
+        refused(server, argv, out, e);
         suppress_reply(client, out, reply_start, false, false);
         if client.multi.is_none() {
             client.caching = false;
