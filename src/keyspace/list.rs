@@ -226,6 +226,12 @@ impl Chunk {
         u16::from_le_bytes(self.0[4..HEADER].try_into().unwrap()) as usize
     }
 
+    /// Writes the header: `count` entries after `room` free bytes.
+    fn set_header(&mut self, count: usize, room: usize) {
+        self.0[..4].copy_from_slice(&(count as u32).to_le_bytes());
+        self.0[4..HEADER].copy_from_slice(&(room as u16).to_le_bytes());
+    }
+
     /// Where the first entry starts.
     fn start(&self) -> usize {
         HEADER + self.room()
@@ -241,9 +247,7 @@ impl Chunk {
     /// move.
     fn pop_front(&mut self, next: usize) {
         if next - HEADER <= ROOM_MAX {
-            let count = self.count() as u32 - 1;
-            self.0[..4].copy_from_slice(&count.to_le_bytes());
-            self.0[4..HEADER].copy_from_slice(&((next - HEADER) as u16).to_le_bytes());
+            self.set_header(self.count() - 1, next - HEADER);
         } else {
             self.splice(self.start()..next, &[], -1);
         }
@@ -254,37 +258,35 @@ impl Chunk {
     /// more than `limit` lets this chunk take, so that a full chunk keeps
     /// none to speak of).
     fn push_front(&mut self, enc: &[u8], limit: ChunkLimit) {
-        let (count, room) = (self.count() as u32 + 1, self.room());
+        let (count, room) = (self.count() + 1, self.room());
         if enc.len() <= room {
             let left = room - enc.len();
             self.0[HEADER + left..HEADER + room].copy_from_slice(enc);
-            self.0[..4].copy_from_slice(&count.to_le_bytes());
-            self.0[4..HEADER].copy_from_slice(&(left as u16).to_le_bytes());
+            self.set_header(count, left);
             return;
         }
         let entries = &self.0[HEADER + room..];
         let takes = (limit
             .bytes
             .saturating_sub(HEADER + entries.len() + enc.len()))
-        .min((limit.entries.saturating_sub(count as usize)).saturating_mul(enc.len()));
+        .min((limit.entries.saturating_sub(count)).saturating_mul(enc.len()));
         let room = if entries.len() < ROOM_FROM {
             0
         } else {
             (entries.len() / 8).min(ROOM_MAX).min(takes)
         };
         let mut buf = Vec::with_capacity(HEADER + room + enc.len() + entries.len());
-        buf.extend(count.to_le_bytes());
-        buf.extend((room as u16).to_le_bytes());
         buf.resize(HEADER + room, 0);
         buf.extend_from_slice(enc);
         buf.extend_from_slice(entries);
         self.0 = buf.into_boxed_slice();
+        self.set_header(count, room);
     }
 
     /// Replaces the bytes at `at` with `insert`, `delta` entries more or
     /// fewer: one exact-size reallocation, head kept in place.
     fn splice(&mut self, at: std::ops::Range<usize>, insert: &[u8], delta: isize) {
-        let count = (self.count() as isize + delta) as u32;
+        let count = (self.count() as isize + delta) as usize;
         if at.len() == insert.len() {
             self.0[at].copy_from_slice(insert);
         } else {
@@ -295,16 +297,18 @@ impl Chunk {
             v.splice(at, insert.iter().copied());
             self.0 = v.into_boxed_slice();
         }
-        self.0[..4].copy_from_slice(&count.to_le_bytes());
+        let room = self.room();
+        self.set_header(count, room);
     }
 
     /// A chunk of `count` entries already encoded, back to back.
     fn from_encoded(entries: &[u8], count: usize) -> Chunk {
         let mut buf = Vec::with_capacity(HEADER + entries.len());
-        buf.extend((count as u32).to_le_bytes());
-        buf.extend(0u16.to_le_bytes());
+        buf.resize(HEADER, 0);
         buf.extend_from_slice(entries);
-        Chunk(buf.into_boxed_slice())
+        let mut chunk = Chunk(buf.into_boxed_slice());
+        chunk.set_header(count, 0);
+        chunk
     }
 
     /// The entries as stored, from either end.

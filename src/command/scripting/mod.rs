@@ -412,9 +412,14 @@ fn deadline_hook(_: &Lua, _: &mlua::Debug) -> mlua::Result<mlua::VmState> {
     Ok(mlua::VmState::Continue)
 }
 
-/// The error that stops the running code for good (see PRELUDE's pcall).
-fn stop_with(message: &str) -> mlua::Error {
+/// Stops the running code for good (see PRELUDE's pcall).
+fn stop(message: &str) {
     STOPPED.with(|s| *s.borrow_mut() = Some(message.to_string()));
+}
+
+/// [`stop`], and the error that raises it.
+fn stop_with(message: &str) -> mlua::Error {
+    stop(message);
     mlua::Error::external(CallError::new(message.to_string()))
 }
 
@@ -1746,7 +1751,7 @@ fn redis_call(
         return Err(CommandError::Counted(e.to_string()));
     }
     if spec.is_write() && !Running::may_write(ctx) {
-        let _ = stop_with(KILLED);
+        stop(KILLED);
         return Err(CommandError::err_code(KILLED));
     }
     let server = ctx.server;
