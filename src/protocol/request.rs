@@ -236,12 +236,19 @@ fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError>
 /// separate, double quotes allow `\n \r \t \b \a \\ \" \xHH` escapes, single
 /// quotes allow only `\'`. A closing quote must be followed by a space or the
 /// end. Returns `None` on unbalanced quotes. Also used by the config file reader.
+///
+/// A NUL byte ends the line, as it ends the C string `sdssplitargs` reads
+/// (so a NUL inside quotes leaves them unbalanced); a NUL that only ended
+/// the current argument made the space-skipping loop stand still and push
+/// empty arguments until memory ran out.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let line = &line[..memchr(0, line).unwrap_or(line.len())];
     let mut out = Vec::new();
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        // C's isspace, which Redis skips between arguments (\v included).
+        while i < n && matches!(line[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
             i += 1;
         }
         if i >= n {
@@ -305,7 +312,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     break;
                 }
                 match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b' ' | b'\n' | b'\r' | b'\t' => break,
                     b'"' => in_dq = true,
                     b'\'' => in_sq = true,
                     c => cur.push(c),
@@ -425,6 +432,20 @@ mod tests {
             vec![Bytes::from("set"), Bytes::from("aA\n"), Bytes::from("it's")]
         );
         assert_eq!(parse(b"\r\n").unwrap().unwrap(), Vec::<Bytes>::new());
+    }
+
+    #[test]
+    fn a_nul_byte_ends_an_inline_line() {
+        assert_eq!(parse(b"\0\r\n").unwrap().unwrap(), Vec::<Bytes>::new());
+        assert_eq!(
+            parse(b"ECHO ab\0cd ef\r\n").unwrap().unwrap(),
+            vec![Bytes::from("ECHO"), Bytes::from("ab")]
+        );
+        assert!(parse(b"ECHO \"ab\0\"\r\n").is_err());
+        assert_eq!(
+            parse(b"\x0bPING\x0c\r\n").unwrap().unwrap(),
+            vec![Bytes::from("PING\x0c")]
+        );
     }
 
     #[test]

@@ -41,6 +41,11 @@ fn inline_commands() {
         Frame::Simple("PONG".into()),
         "empty lines are skipped"
     );
+    // A NUL ends an inline line as it ends a C string; it once made the
+    // argument splitter loop, pushing empty arguments until memory ran out.
+    r.send(b"\0$536870913\r\nECHO ab\0cd\r\nPING\r\n");
+    assert_eq!(r.read2(), Frame::bulk("ab"));
+    assert_eq!(r.read2(), Frame::Simple("PONG".into()));
 }
 
 #[test]
