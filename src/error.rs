@@ -4,6 +4,12 @@
 //! `-{error}` for an `Err`. Each variant's text is Redis's exact message, code
 //! included, because clients match on them (`WRONGTYPE`, `NOAUTH`, `MOVED`).
 
+/// At most `max` bytes of `b`, as Redis's `%.128s` prints a client's word
+/// into an error (the reply stays short whatever was sent).
+pub fn truncated(b: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(max)]).into_owned()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     #[error("ERR unknown command '{name}', with args beginning with: {args}")]
@@ -98,7 +104,7 @@ impl CommandError {
     /// [`CommandError::SubcommandSyntax`] for `argv[1]` as sent.
     pub fn subcommand_syntax<A: AsRef<[u8]>>(argv: &[A], container: &'static str) -> Self {
         CommandError::SubcommandSyntax {
-            sub: String::from_utf8_lossy(argv[1].as_ref()).into_owned(),
+            sub: truncated(argv[1].as_ref(), 128),
             container,
         }
     }

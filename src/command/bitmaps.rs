@@ -244,9 +244,9 @@ fn bitcount(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn bitpos(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    let want = match &argv[2][..] {
-        b"1" => 1u8,
-        b"0" => 0u8,
+    let want = match super::args::int(&argv[2])? {
+        1 => 1u8,
+        0 => 0u8,
         _ => return Err(CommandError::err("The bit argument must be 1 or 0.")),
     };
     let mut t = ctx.lock_key(&argv[1]);
@@ -393,11 +393,6 @@ fn parse_ops(argv: &[Bytes], read_only: bool) -> Result<Vec<Op>, CommandError> {
     let mut a = Args::new(argv, 1);
     while let Some(w) = a.next() {
         let w = w.to_ascii_lowercase();
-        if read_only && w != b"get" {
-            return Err(CommandError::err(
-                "BITFIELD_RO only supports the GET subcommand",
-            ));
-        }
         match w.as_slice() {
             b"get" => ops.push(Op::Get(field(a.value()?, a.value()?)?)),
             b"set" => {
@@ -418,6 +413,13 @@ fn parse_ops(argv: &[Bytes], read_only: bool) -> Result<Vec<Op>, CommandError> {
             }
             _ => return Err(CommandError::Syntax),
         }
+    }
+    // As in Redis: every operation is parsed first (so a bad one is a syntax
+    // error either way), and OVERFLOW, which writes nothing, is allowed.
+    if read_only && ops.iter().any(|op| !matches!(op, Op::Get(_))) {
+        return Err(CommandError::err(
+            "BITFIELD_RO only supports the GET subcommand",
+        ));
     }
     Ok(ops)
 }

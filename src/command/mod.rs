@@ -48,7 +48,7 @@ use bytes::Bytes;
 
 pub use args::Args;
 
-use crate::error::{CmdResult, CommandError};
+use crate::error::{truncated, CmdResult, CommandError};
 use crate::keyspace::{key_hash_slot, Collection, Expiry, Lookup, Node, SlotId, SlotTable};
 use crate::protocol::ReplyBuf;
 use crate::server::client::Client;
@@ -402,7 +402,7 @@ impl Table {
             }
             None if spec.name == "debug" => Err(debug_syntax()),
             None => Err(CommandError::UnknownSubcommand {
-                sub: String::from_utf8_lossy(&argv[1]).into_owned(),
+                sub: truncated(&argv[1], 128),
                 container: spec.name.to_ascii_uppercase(),
             }),
         }
@@ -418,15 +418,17 @@ fn check_arity(spec: &Spec, argc: usize) -> Result<(), CommandError> {
 }
 
 fn unknown_command(argv: &[Bytes]) -> CommandError {
-    let name = String::from_utf8_lossy(&argv[0]);
+    // Redis's `'%.*s' ` loop: the quoted arguments together stop near 128
+    // bytes, the last one cut to fit.
     let mut args = String::new();
-    for a in argv.iter().skip(1).take(127) {
-        let s = String::from_utf8_lossy(a);
-        let s: String = s.chars().take(128).collect();
-        args.push_str(&format!("'{s}' "));
+    for a in argv.iter().skip(1) {
+        if args.len() >= 128 {
+            break;
+        }
+        args.push_str(&format!("'{}' ", truncated(a, 128 - args.len())));
     }
     CommandError::UnknownCommand {
-        name: name.chars().take(128).collect(),
+        name: truncated(&argv[0], 128),
         args,
     }
 }
@@ -1604,14 +1606,16 @@ pub fn prepare(
 }
 
 /// The reply to a command refused with `e` before it ran: inside MULTI,
-/// EXEC then fails, and a refused EXEC discards the transaction.
+/// EXEC then fails, and a refused EXEC discards the transaction. Redis
+/// answers a refused EXEC with EXECABORT (and forgets WATCHed keys) even
+/// outside MULTI, so Shoal does too.
 pub fn refuse(
     server: &Server,
     client: &mut Client,
     argv: &[Bytes],
     e: CommandError,
 ) -> CommandError {
-    if argv[0].eq_ignore_ascii_case(b"exec") && client.multi.is_some() {
+    if argv[0].eq_ignore_ascii_case(b"exec") {
         return transactions::abort_exec(server, client, &e);
     }
     if let Some(m) = &mut client.multi {

@@ -512,7 +512,7 @@ fn key_spec(
 fn command_all(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if argv.len() > 1 {
         return Err(CommandError::UnknownSubcommand {
-            sub: text(&argv[1]),
+            sub: crate::error::truncated(&argv[1], 128),
             container: "COMMAND".into(),
         });
     }

@@ -188,6 +188,10 @@ fn unwatch(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 pub fn abort_exec(server: &Server, client: &mut Client, why: &CommandError) -> CommandError {
     client.multi = None;
     unwatch_all(server, client);
+    // Redis drops the ERR code here (its rejections are formatted without
+    // one) and keeps any other (NOAUTH, BUSY, READONLY, ...).
+    let why = why.to_string();
+    let why = why.strip_prefix("ERR ").unwrap_or(&why);
     CommandError::err_code(format!("EXECABORT Transaction discarded because of: {why}"))
 }
 

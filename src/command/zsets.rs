@@ -415,7 +415,12 @@ fn rank_generic(ctx: &mut Ctx, argv: &[Bytes], rev: bool) -> CmdResult {
     let withscore = match argv.len() {
         3 => false,
         4 if argv[3].eq_ignore_ascii_case(b"withscore") => true,
-        _ => return Err(CommandError::Syntax),
+        4 => return Err(CommandError::Syntax),
+        _ => {
+            return Err(CommandError::Arity(
+                if rev { "zrevrank" } else { "zrank" }.into(),
+            ))
+        }
     };
     let mut t = ctx.lock_key(&argv[1]);
     let z = ctx.read::<ZSet>(&mut t, &argv[1])?;

@@ -1,6 +1,6 @@
 use std::io::{BufRead, BufReader};
 
-use crate::support::{eventually, same_as_redis, Frame, Raw, TestNode};
+use crate::support::{eventually, same_as_redis, same_as_redis_owned, Frame, Raw, TestNode};
 use crate::{bulk, err, info_field, int, ok, strings};
 
 #[test]
@@ -134,7 +134,23 @@ fn command_getkeys_finds_store_keys_as_redis() {
                 .collect()
         })
         .collect();
-    crate::support::same_as_redis_owned(&script);
+    same_as_redis_owned(&script);
+}
+
+/// A client's words in an error are cut as Redis's `%.128s` cuts them, so
+/// a long request gets a short error, the same as from redis-server.
+#[test]
+fn long_words_in_errors_are_cut_as_in_redis() {
+    let long = |c: char, n: usize| c.to_string().repeat(n);
+    let (a, b, c) = (long('a', 100), long('b', 100), long('c', 300));
+    same_as_redis_owned(&[
+        vec!["NOSUCH".into(), a.clone(), b.clone(), "x".into()],
+        vec![c.clone(), a.clone()],
+        vec!["NOSUCH".into(), "x".into(), c.clone()],
+        vec!["OBJECT".into(), c.clone()],
+        vec!["CONFIG".into(), c.clone(), a],
+        vec!["XINFO".into(), c],
+    ]);
 }
 
 /// MEMORY PURGE hands freed pages back to the system (as Redis's does

@@ -12,6 +12,7 @@ use crate::{bulk, err, int, ok};
 fn replies_and_errors_match_redis() {
     same_as_redis(&[
         &["EXEC"],
+        &["EXEC", "extra"],
         &["DISCARD"],
         &["MULTI"],
         &["MULTI"],
@@ -35,6 +36,10 @@ fn replies_and_errors_match_redis() {
         &["UNWATCH"],
         &["MULTI"],
         &["EXEC"],
+        &["MULTI"],
+        &["SET", "d", "4"],
+        &["EXEC", "extra"],
+        &["EXISTS", "d"],
         &["MULTI"],
         &["SELECT", "2"],
         &["SET", "in2", "x"],
