@@ -107,7 +107,10 @@ fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     }
     // Gate first, then the watch check: nothing can change a watched key
     // between the check and the commands.
-    let _gate = ctx.server.gate.exclusive();
+    let gate = ctx.server.gate.exclusive();
+    if gate.waited {
+        ctx.now_ms = crate::server::now_ms();
+    }
     // Handed over while EXEC waited for the gate: the transaction is
     // discarded.
     if super::handed_over(ctx) && m.queue.iter().any(|(s, a)| s.flags_of(a) & WRITE != 0) {

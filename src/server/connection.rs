@@ -1206,7 +1206,14 @@ async fn execute(
     // exclusively) holds the transaction gate shared while it runs.
     let gate = loop {
         let busy = match gate_for(server, spec, argv, client) {
-            Gated::Run(gate) => break gate,
+            Gated::Run(gate, waited) => {
+                // Behind an EXEC or a script: time went on meanwhile (keys
+                // expired), so the command reads the clock as it starts.
+                if waited {
+                    *clock = BatchClock::new();
+                }
+                break gate;
+            }
             Gated::Paused => false,
             Gated::Busy => true,
         };
@@ -1389,8 +1396,9 @@ fn suppress_reply(
 enum Gated<'s> {
     /// The transaction gate held shared (`None` inside: EXEC, scripts and
     /// the like hold it exclusively in their handlers; and while a script
-    /// runs past busy-reply-threshold, for the commands let through then).
-    Run(Option<parking_lot::RwLockReadGuard<'s, ()>>),
+    /// runs past busy-reply-threshold, for the commands let through then),
+    /// and whether the command waited for it.
+    Run(Option<parking_lot::RwLockReadGuard<'s, ()>>, bool),
     /// A FAILOVER paused writes after this command's pause check: it waits
     /// as if it had come after. The failover takes the gate exclusively to
     /// see the stream stand still, so no write lands after the target
@@ -1410,13 +1418,13 @@ fn gate_for<'s>(
 ) -> Gated<'s> {
     // A command that takes the gate exclusively waits here too, so that a
     // script past the threshold refuses it rather than holds it.
-    let gate = match server.gate.shared_while(|| !server.busy.timed_out()) {
-        Ok(gate) if spec.has(flags::EXCLUSIVE) => {
+    let (gate, waited) = match server.gate.shared_while(|| !server.busy.timed_out()) {
+        Ok((gate, waited)) if spec.has(flags::EXCLUSIVE) => {
             drop(gate);
-            None
+            (None, waited)
         }
-        Ok(gate) => gate,
-        Err(_) if spec.has(flags::ALLOW_BUSY) => return Gated::Run(None),
+        Ok(x) => x,
+        Err(_) if spec.has(flags::ALLOW_BUSY) => return Gated::Run(None, true),
         Err(_) => return Gated::Busy,
     };
     if gate.is_some()
@@ -1425,7 +1433,7 @@ fn gate_for<'s>(
     {
         return Gated::Paused;
     }
-    Gated::Run(gate)
+    Gated::Run(gate, waited)
 }
 
 /// Waits while CLIENT PAUSE, or a FAILOVER's pause of writes, holds this

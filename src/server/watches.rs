@@ -162,6 +162,8 @@ pub struct Exclusive<'a> {
     _shards: Vec<RwLockWriteGuard<'a, ()>>,
     /// Taken inside another hold on the same thread: that one releases.
     nested: bool,
+    /// Another holder made this one wait: time went on meanwhile.
+    pub waited: bool,
 }
 
 impl Drop for Exclusive<'_> {
@@ -184,24 +186,24 @@ impl Gate {
 
     /// As [`Gate::shared`], but waiting only while `wait` says so (asked
     /// every few milliseconds): a script past busy-reply-threshold holds
-    /// the gate (see `server::busy`).
+    /// the gate (see `server::busy`). Also says whether it waited.
     pub fn shared_while(
         &self,
         wait: impl Fn() -> bool,
-    ) -> Result<Option<RwLockReadGuard<'_, ()>>, GaveUp> {
+    ) -> Result<(Option<RwLockReadGuard<'_, ()>>, bool), GaveUp> {
         if HOLDING.get() {
-            return Ok(None);
+            return Ok((None, false));
         }
         let shard = &self.shards[MY_SHARD.with(|s| *s)].0;
         if let Some(g) = shard.try_read() {
-            return Ok(Some(g));
+            return Ok((Some(g), false));
         }
         loop {
             if !wait() {
                 return Err(GaveUp);
             }
             if let Some(g) = shard.try_read_for(std::time::Duration::from_millis(10)) {
-                return Ok(Some(g));
+                return Ok((Some(g), true));
             }
         }
     }
@@ -218,13 +220,23 @@ impl Gate {
             return Exclusive {
                 _shards: Vec::new(),
                 nested: true,
+                waited: false,
             };
         }
-        let shards = self.shards.iter().map(|s| s.0.write()).collect();
+        let mut waited = false;
+        let shards = (self.shards.iter())
+            .map(|s| {
+                s.0.try_write().unwrap_or_else(|| {
+                    waited = true;
+                    s.0.write()
+                })
+            })
+            .collect();
         HOLDING.set(true);
         Exclusive {
             _shards: shards,
             nested: false,
+            waited,
         }
     }
 }

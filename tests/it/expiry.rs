@@ -144,3 +144,40 @@ fn expiry_times_at_the_end_of_time_are_sampled() {
     });
     assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
 }
+
+/// A command, a transaction or a script that waited for a script (which
+/// holds every other command off) reads the clock when it runs, not when
+/// it arrived: a key that expired while the script ran is gone, as in
+/// Redis. Two I/O threads, so the second connection's request is read
+/// while the script runs.
+#[test]
+fn what_waited_behind_a_script_sees_the_time_after_it() {
+    let node = TestNode::start_with(&["--io-threads", "2"]);
+    let (mut a, mut b) = (node.raw(), node.raw());
+    ok(&mut b, &["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    let script = "redis.call('set', KEYS[1], 'v', 'px', 100)
+        local t = redis.call('time')
+        local start = t[1] * 1000000 + t[2]
+        repeat t = redis.call('time') until t[1] * 1000000 + t[2] - start > 600000
+        return 1";
+    let get = "return redis.call('get', KEYS[1])";
+    let behind: [&[&[&str]]; 3] = [
+        &[&["GET", "k"]],
+        &[&["MULTI"], &["GET", "k"], &["EXEC"]],
+        &[&["EVAL", get, "1", "k"]],
+    ];
+    for requests in behind {
+        a.cmd(&["EVAL", script, "1", "k"]);
+        for r in requests {
+            b.cmd(r);
+        }
+        let replies: Vec<Frame> = requests.iter().map(|_| b.read2()).collect();
+        // Before the script: no key yet; behind it: expired 500 ms ago.
+        let last = replies.last().unwrap();
+        assert!(
+            matches!(last, Frame::Null) || *last == Frame::Array(vec![Frame::Null]),
+            "{requests:?}: {replies:?}"
+        );
+        assert_eq!(a.read2(), Frame::Int(1));
+    }
+}

@@ -1357,7 +1357,12 @@ impl<'a> Invocation<'a> {
 /// EXEC the transaction holds it), its effects one unit (`Ctx::record`).
 fn invoke(ctx: &mut Ctx, run: impl FnOnce(&mut Ctx) -> CmdResult) -> CmdResult {
     let nested = ctx.client.exec_effects.get().is_some();
-    let _gate = alone(ctx.server, ctx.client);
+    let gate = alone(ctx.server, ctx.client);
+    // Held up by another script or EXEC: the script's time is when it
+    // starts.
+    if gate.as_ref().is_some_and(|g| g.waited) {
+        ctx.now_ms = crate::server::now_ms();
+    }
     if !nested {
         ctx.start_unit();
     }
