@@ -656,7 +656,9 @@ pub async fn serve(
                     );
                     match Box::pin(waited).await {
                         Waited::Done => {}
-                        Waited::Unblocked => out.error(UNBLOCKED_BY_CLIENT),
+                        Waited::Unblocked => {
+                            late_reply(&mut client, &mut out, |out| out.error(UNBLOCKED_BY_CLIENT))
+                        }
                         Waited::Demoted => {
                             demoted(&mut out);
                             close = Some(Close::AfterFlush);
@@ -693,9 +695,13 @@ pub async fn serve(
                     handle.blocked.store(false, Relaxed);
                     match waited {
                         (Waited::Done, Some((local, replicas))) => {
-                            want.reply(&mut out, local, replicas)
+                            late_reply(&mut client, &mut out, |out| {
+                                want.reply(out, local, replicas)
+                            })
                         }
-                        (Waited::Unblocked, _) => out.error(UNBLOCKED_BY_CLIENT),
+                        (Waited::Unblocked, _) => {
+                            late_reply(&mut client, &mut out, |out| out.error(UNBLOCKED_BY_CLIENT))
+                        }
                         (Waited::Demoted, _) => {
                             demoted(&mut out);
                             close = Some(Close::AfterFlush);
@@ -947,7 +953,7 @@ async fn wait_blocked(
                 woken = true;
                 match waiter.unblock.load(Relaxed) {
                     crate::server::blocking::UNBLOCK_TIMEOUT => {
-                        timeout_reply(out, &b);
+                        timeout_reply(client, out, &b);
                         break Waited::Done;
                     }
                     crate::server::blocking::UNBLOCK_ERROR => break Waited::Unblocked,
@@ -956,7 +962,7 @@ async fn wait_blocked(
             }
             _ = role.changed() => {}
             _ = &mut deadline => {
-                timeout_reply(out, &b);
+                timeout_reply(client, out, &b);
                 break Waited::Done;
             }
             _ = killed.as_mut() => break Waited::Gone,
@@ -1090,12 +1096,22 @@ fn write_message(out: &mut ReplyBuf, m: &crate::server::pubsub::Message) {
     out.bulk(&m.payload);
 }
 
-fn timeout_reply(out: &mut ReplyBuf, b: &command::Block) {
-    if b.null_array {
-        out.null_array();
-    } else {
-        out.null();
-    }
+fn timeout_reply(client: &mut Client, out: &mut ReplyBuf, b: &command::Block) {
+    late_reply(client, out, |out| {
+        if b.null_array {
+            out.null_array();
+        } else {
+            out.null();
+        }
+    })
+}
+
+/// The reply a blocked command ends with outside a run of it (a timeout,
+/// CLIENT UNBLOCK, WAIT's count), under the reply mode it was sent with.
+fn late_reply(client: &mut Client, out: &mut ReplyBuf, write: impl FnOnce(&mut ReplyBuf)) {
+    let start = out.buf.len();
+    write(out);
+    suppress_reply(client, out, start, false, false, false);
 }
 
 /// The clocks one pipelined batch reads. Every command of the batch sees the
@@ -1152,7 +1168,7 @@ async fn execute(
     let reply_start = out.len();
     let reject = |client: &mut Client, out: &mut ReplyBuf, e: crate::error::CommandError| {
         refused(server, argv, out, e);
-        suppress_reply(client, out, reply_start, false, false);
+        suppress_reply(client, out, reply_start, false, false, false);
         if client.multi.is_none() {
             client.caching = false;
         }
@@ -1299,7 +1315,8 @@ async fn execute(
     }
     let is_reply_cmd = spec.name == "client|reply";
     let pushed = spec.has(flags::PUBSUB) && spec.has(flags::SUBSCRIBED_OK);
-    suppress_reply(client, out, reply_start, is_reply_cmd, pushed);
+    let blocks = matches!(action, Some(Action::Block(_) | Action::Wait { .. }));
+    suppress_reply(client, out, reply_start, is_reply_cmd, pushed, blocks);
     // Pushes are not replies: CLIENT REPLY OFF does not silence them.
     if !client.invalidated.get_mut().is_empty() {
         let keys = std::mem::take(client.invalidated.get_mut());
@@ -1368,20 +1385,24 @@ impl BatchStats {
 /// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote,
 /// unless it wrote pushes (`pushed`: subscription confirmations, which
 /// Redis sends as pushes in RESP2's shape too), which Redis delivers
-/// whatever the reply mode.
+/// whatever the reply mode. A command that blocks (`blocks`) keeps a SKIP
+/// for its eventual reply, which comes through here again (the retry that
+/// serves it, or [`late_reply`]), as Redis resets a blocked client only
+/// when it is unblocked.
 fn suppress_reply(
     client: &mut Client,
     out: &mut ReplyBuf,
     start: usize,
     is_reply_cmd: bool,
     pushed: bool,
+    blocks: bool,
 ) {
     let silenced = match client.reply_mode {
         ReplyMode::On => false,
         ReplyMode::Off => true,
         ReplyMode::Skip => {
             // CLIENT REPLY SKIP itself is silent; the next command is skipped.
-            if !is_reply_cmd {
+            if !is_reply_cmd && !blocks {
                 client.reply_mode = ReplyMode::On;
             }
             true

@@ -210,6 +210,33 @@ fn client_reply_modes() {
     r.cmd(&["GET", "b"]);
     assert_eq!(r.read2(), Frame::bulk("2"));
     assert_eq!(bulk(&mut r, &["GET", "a"]).as_deref(), Some("1"));
+
+    // A blocking command's reply comes late but is still the one skipped
+    // or silenced: a timeout, a pop served by a push, CLIENT UNBLOCK.
+    let mut pusher = node.raw();
+    let id = int(&mut r, &["CLIENT", "ID"]).to_string();
+    r.cmd(&["CLIENT", "REPLY", "SKIP"]);
+    r.cmd(&["BLPOP", "nolist", "0.01"]);
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    r.cmd(&["CLIENT", "REPLY", "SKIP"]);
+    r.cmd(&["BLPOP", "list", "0"]);
+    eventually("BLPOP blocked", || {
+        bulk(&mut pusher, &["CLIENT", "LIST", "ID", &id]).is_some_and(|l| l.contains("flags=b"))
+    });
+    int(&mut pusher, &["RPUSH", "list", "x"]);
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    r.cmd(&["CLIENT", "REPLY", "OFF"]);
+    r.cmd(&["BLPOP", "list", "0"]);
+    eventually("BLPOP blocked", || {
+        bulk(&mut pusher, &["CLIENT", "LIST", "ID", &id]).is_some_and(|l| l.contains("flags=b"))
+    });
+    assert_eq!(int(&mut pusher, &["CLIENT", "UNBLOCK", &id, "ERROR"]), 1);
+    r.cmd(&["BLPOP", "nolist", "0.01"]);
+    assert_eq!(
+        r.call(&["CLIENT", "REPLY", "ON"]),
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(int(&mut r, &["LLEN", "list"]), 0);
 }
 
 /// CLIENT PAUSE WRITE holds what may write or replicate (a write, a
