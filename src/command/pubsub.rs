@@ -152,6 +152,13 @@ fn psubscribe(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn ssubscribe(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    // Inside EXEC a client expects one reply per command: Redis lets the
+    // older SUBSCRIBE and PSUBSCRIBE through there, not SSUBSCRIBE.
+    if ctx.client.exec_effects.get().is_some() {
+        return Err(CommandError::err(
+            "SSUBSCRIBE isn't allowed for a DENY BLOCKING client",
+        ));
+    }
     subscribe_generic(ctx, argv, Space::Shard, "ssubscribe")
 }
 

@@ -167,6 +167,21 @@ fn resp3_pushes_and_shard_channels() {
     assert_eq!(sub.read3(), push("psubscribe", "c*", 2));
     assert_eq!(sub.read3(), push("unsubscribe", "c", 1));
     assert_eq!(sub.read3(), Frame::Simple("OK".into()));
+
+    // Inside a transaction, as in Redis: SUBSCRIBE is let through (for
+    // compatibility), SSUBSCRIBE is not.
+    let mut tx = node.raw();
+    for c in [&["MULTI"][..], &["SUBSCRIBE", "t"], &["SSUBSCRIBE", "{s}t"]] {
+        tx.cmd(c);
+        tx.read2();
+    }
+    assert_eq!(
+        tx.call(&["EXEC"]),
+        arr(vec![
+            arr(vec![b("subscribe"), b("t"), Frame::Int(1)]),
+            Frame::Error("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client".into()),
+        ])
+    );
 }
 
 #[test]
