@@ -512,7 +512,14 @@ fn bitfield_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult
                 Op::Get(f) => Some(read_field(buf, f)),
                 Op::Set(f, v, rule) => {
                     let old = read_field(buf, f);
-                    fit(f, v as i128, rule).map(|n| {
+                    // Redis takes the value for an unsigned field as an
+                    // unsigned 64-bit number: -1 saturates to the maximum.
+                    let v = if f.signed {
+                        v as i128
+                    } else {
+                        v as u64 as i128
+                    };
+                    fit(f, v, rule).map(|n| {
                         write(buf, f, n);
                         old
                     })

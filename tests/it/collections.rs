@@ -634,6 +634,14 @@ fn bitmap_replies_match_redis() {
             "u1",
             "0",
         ],
+        &[
+            "BITFIELD", "bf", "OVERFLOW", "SAT", "SET", "u8", "200", "-200", "SET", "u63", "8",
+            "-1", "SET", "i5", "100", "-100", "GET", "u8", "200", "GET", "u63", "8",
+        ],
+        &[
+            "BITFIELD", "bf", "OVERFLOW", "WRAP", "SET", "u8", "0", "-200", "OVERFLOW", "FAIL",
+            "SET", "u4", "0", "-1", "GET", "u8", "0",
+        ],
         &["BITFIELD", "bf", "GET", "u64", "0"],
         &["BITFIELD", "bf", "GET", "i0", "0"],
         &["BITFIELD", "bf", "GET", "i8", "-1"],
