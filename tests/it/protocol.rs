@@ -1,7 +1,12 @@
 use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::support::{encode, Frame, TestNode};
-use crate::{bulk, ok};
+use crate::{bulk, info_field, ok};
 
 #[test]
 fn pipeline_of_ten_thousand_commands() {
@@ -209,4 +214,59 @@ fn debug_protocol_replies_as_redis() {
         assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Seeded garbage from many connections (pieces of requests, stray type
+/// bytes, NULs, quotes, lengths past every limit) never stops the node nor
+/// makes it grow without bound: the next client is served as before. A
+/// NUL in an inline line once made the argument splitter loop for ever.
+#[test]
+fn garbage_from_many_clients_leaves_the_node_serving() {
+    let node = TestNode::start();
+    let pieces: &[&[u8]] = &[
+        b"*",
+        b"$",
+        b"\r\n",
+        b"\n",
+        b"-1",
+        b"0",
+        b"3",
+        b"99999999999",
+        b"*2\r\n",
+        b"$3\r\nGET\r\n",
+        b"$3\r\nfoo\r\n",
+        b"PING",
+        b" ",
+        b"\"",
+        b"'",
+        b"\\x4",
+        b"\0",
+        b"+OK",
+        b":1",
+        b"%1\r\n",
+        b"~",
+        b"$-1\r\n",
+        b"*-1\r\n",
+        b"SET a \"b\\\"c\"",
+        b"*1048577\r\n",
+        b"$536870913\r\n",
+        b"*1\r\n$536870912\r\n",
+    ];
+    let mut rng = StdRng::seed_from_u64(24);
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let data: Vec<u8> = (0..rng.gen_range(1..30))
+            .flat_map(|_| pieces[rng.gen_range(0..pieces.len())].iter().copied())
+            .collect();
+        let _ = s.write_all(&data);
+        // A reply, an error and a close, or nothing yet: all fine.
+        let _ = s.read(&mut [0u8; 4096]);
+    }
+    let mut r = node.raw();
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+    let used: u64 = info_field(&bulk(&mut r, &["INFO", "memory"]).unwrap(), "used_memory")
+        .parse()
+        .unwrap();
+    assert!(used < 100 << 20, "used_memory {used}");
 }
