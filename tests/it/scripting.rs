@@ -446,6 +446,14 @@ fn a_script_answers_a_resp3_client_in_resp3() {
         "return {set = {a = true}}",
         "return {big_number = '123456789012345678901234567890'}",
         "return {verbatim_string = {format = 'txt', string = 'hello'}}",
+        // A type's field of the wrong Lua type is no tag: the table is an
+        // array (Redis checks the Lua type, it does not convert).
+        "return {verbatim_string = {format = 'txt', string = 5}, 1}",
+        "return {err = 5, 2}",
+        "return {ok = {}, 3}",
+        "return {double = '1.5', 4}",
+        "return {big_number = 5, 5}",
+        "local t = redis.pcall('nosuch') t.err = 6 return t",
         "redis.setresp(3) return {true, false}",
         "redis.setresp(3) return redis.call('hgetall', 'h')",
         "redis.setresp(3) return redis.call('zscore', 'z', 'm')",

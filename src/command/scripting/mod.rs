@@ -1490,7 +1490,9 @@ fn execute(
         let failed = match &r {
             // An error value is the command's error reply: counted in the
             // error statistics unless a command's error it passes on.
-            (true, Value::Table(t)) if t.raw_get::<Option<mlua::String>>("err")?.is_some() => {
+            // Only a string `err` makes one, as in Redis: `{err = 5}` is
+            // an (empty) array.
+            (true, Value::Table(t)) if matches!(t.raw_get::<Value>("err")?, Value::String(_)) => {
                 let e = t.raw_get::<mlua::String>("err")?.to_string_lossy();
                 Some((e, counted(t)?))
             }
@@ -1984,9 +1986,12 @@ fn to_reply_at(out: &mut ReplyBuf, v: &Value, depth: usize) -> Result<(), ()> {
                 return Ok(());
             }
             if let Value::Table(v) = field("verbatim_string") {
-                let format = v.raw_get::<Option<mlua::String>>("format").ok().flatten();
-                let text = v.raw_get::<Option<mlua::String>>("string").ok().flatten();
-                if let (Some(format), Some(text)) = (format, text) {
+                // Strings only (a number is not converted), as in Redis.
+                let text = |name| match v.raw_get::<Value>(name) {
+                    Ok(Value::String(s)) => Some(s),
+                    _ => None,
+                };
+                if let (Some(format), Some(text)) = (text("format"), text("string")) {
                     out.verbatim_as(&format.as_bytes(), &text.as_bytes());
                     return Ok(());
                 }
