@@ -78,7 +78,7 @@ fn get(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// When a write with an expiry option takes effect.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum ExpireOpt {
     Ex,
     Px,
@@ -116,6 +116,12 @@ fn expire_word(a: &[u8]) -> Option<ExpireOpt> {
     .map(|(_, o)| o)
 }
 
+/// Whether an expiry option may follow `before`: the first, or the same
+/// one again (Redis lets `EX 10 EX 20` through; the last value counts).
+fn repeat_ok<T>(before: Option<(ExpireOpt, T)>, opt: ExpireOpt) -> bool {
+    before.is_none_or(|(b, _)| b == opt)
+}
+
 #[derive(Default)]
 struct SetOptions {
     nx: bool,
@@ -138,7 +144,9 @@ fn parse_set(argv: &[Bytes], now: i64) -> Result<SetOptions, CommandError> {
             o.get = true;
         } else if w.eq_ignore_ascii_case(b"keepttl") && expire.is_none() {
             o.keep_ttl = true;
-        } else if let Some(opt) = expire_word(w).filter(|_| expire.is_none() && !o.keep_ttl) {
+        } else if let Some(opt) =
+            expire_word(w).filter(|&opt| repeat_ok(expire, opt) && !o.keep_ttl)
+        {
             expire = Some((opt, a.value()?));
         } else {
             return Err(CommandError::Syntax);
@@ -301,9 +309,17 @@ fn getex(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut a = Args::new(argv, 1);
     let mut change = Change::None;
     while let Some(w) = a.next() {
-        if let Some(opt) = expire_word(w).filter(|_| matches!(change, Change::None)) {
+        // The first expiry, or the same one again (the last value counts).
+        let may = |opt| match change {
+            Change::None => true,
+            Change::In(before, _) => before == opt,
+            _ => false,
+        };
+        if let Some(opt) = expire_word(w).filter(|&opt| may(opt)) {
             change = Change::In(opt, a.value()?);
-        } else if w.eq_ignore_ascii_case(b"persist") && matches!(change, Change::None) {
+        } else if w.eq_ignore_ascii_case(b"persist")
+            && matches!(change, Change::None | Change::Persist)
+        {
             change = Change::Persist;
         } else {
             return Err(CommandError::Syntax);
