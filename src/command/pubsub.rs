@@ -203,8 +203,10 @@ fn names_reply(ctx: &mut Ctx, argv: &[Bytes], space: Space) -> CmdResult {
     Ok(())
 }
 
+/// Channel, count, channel, count...: a flat array in RESP3 too, as
+/// Redis replies it.
 fn counts_reply(ctx: &mut Ctx, argv: &[Bytes], space: Space) -> CmdResult {
-    ctx.out.map(argv.len() - 2);
+    ctx.out.array((argv.len() - 2) * 2);
     for ch in &argv[2..] {
         ctx.out.bulk(ch);
         ctx.out.int(ctx.server.pubsub.count(space, ch) as i64);

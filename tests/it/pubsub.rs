@@ -147,6 +147,12 @@ fn resp3_pushes_and_shard_channels() {
         publ.call(&["PUBSUB", "SHARDNUMSUB", "{s}a"]),
         arr(vec![b("{s}a"), Frame::Int(1)])
     );
+    // A flat array in RESP3 too, as from Redis.
+    sub.cmd(&["PUBSUB", "NUMSUB", "c", "none"]);
+    assert_eq!(
+        sub.read3(),
+        arr(vec![b("c"), Frame::Int(1), b("none"), Frame::Int(0)])
+    );
     // RESET leaves every subscription.
     sub.cmd(&["RESET"]);
     assert_eq!(sub.read2(), Frame::Simple("RESET".into()));
