@@ -214,7 +214,7 @@ pub static DIRECTIVES: &[Directive] = &[
     // Redis's default is no; Shoal's is yes, for DEBUG DIGEST is how two
     // nodes' data are compared.
     d("enable-debug-command", Kind::Enum(&["no", "yes", "local"]), "yes", false),
-    inert("enable-module-command", Kind::Enum(&["no", "yes", "local"]), "no", false),
+    d("enable-module-command", Kind::Enum(&["no", "yes", "local"]), "no", false),
     inert("acl-pubsub-default", Kind::Enum(&["allchannels", "resetchannels"]), "resetchannels", true),
     inert("aclfile", Kind::Str, "", false),
     inert("activedefrag", Kind::Bool, "no", true),

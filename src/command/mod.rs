@@ -91,7 +91,8 @@ pub mod flags {
     /// BY and GET), which no key position tells; COMMAND shows it as
     /// `movablekeys`, as Redis does for such a command.
     pub const PATTERN_KEYS: u32 = 1 << 21;
-    /// Shoal's own: runs only where `enable-debug-command` allows (DEBUG).
+    /// Runs only where `enable-debug-command` (DEBUG) or
+    /// `enable-module-command` (MODULE LOAD/LOADEX/UNLOAD) allows.
     pub const PROTECTED: u32 = 1 << 22;
     /// May be called without keys though its row counts some (EVAL).
     pub const NO_MANDATORY_KEYS: u32 = 1 << 23;
@@ -1686,15 +1687,26 @@ fn check(
         return Err(CommandError::NoAuth);
     }
     if spec.has(flags::PROTECTED) {
-        let allowed = match server.enable_debug {
+        let module = spec.name.starts_with("module");
+        let setting = if module {
+            server.enable_module
+        } else {
+            server.enable_debug
+        };
+        let allowed = match setting {
             0 => false,
             2 => client.handle.addr.ip().is_loopback(),
             _ => true,
         };
         if !allowed {
-            return Err(CommandError::err(
-                "DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.",
-            ));
+            let (name, option) = if module {
+                ("MODULE", "enable-module-command")
+            } else {
+                ("DEBUG", "enable-debug-command")
+            };
+            return Err(CommandError::err(format!(
+                "{name} command not allowed. If the {option} option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server."
+            )));
         }
     }
     if client.subscribed()

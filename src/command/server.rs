@@ -1,5 +1,5 @@
 //! Server commands: INFO, CONFIG, COMMAND, SLOWLOG, MEMORY, DEBUG, MONITOR,
-//! SHUTDOWN, TIME, LASTSAVE.
+//! SHUTDOWN, TIME, LASTSAVE, MODULE (no modules: LIST is empty).
 //!
 //! COMMAND answers from the same [`Spec`] rows that dispatch uses, so what a
 //! client library learns from `COMMAND INFO` is what the server enforces.
@@ -34,7 +34,58 @@ pub static COMMANDS: &[Spec] = &[
     Spec { subcommands: MEMORY_SUBCOMMANDS, ..spec("memory", -2, 0, NO_KEYS, &[], G, "A container for memory diagnostics commands.", keys::help_only) },
     Spec { subcommands: LATENCY_SUBCOMMANDS, ..spec("latency", -2, 0, NO_KEYS, &[], G, "A container for latency diagnostics commands.", keys::help_only) },
     Spec { subcommands: DEBUG_SUBCOMMANDS, ..spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "A container for debugging commands.", keys::help_only) },
+    Spec { subcommands: MODULE_SUBCOMMANDS, ..spec("module", -2, 0, NO_KEYS, &[], G, "A container for module commands.", keys::help_only) },
 ];
+
+/// Shoal loads no modules (its commands are its own); MODULE answers as a
+/// Redis without any does, so that clients probing for them hear "none".
+#[rustfmt::skip]
+static MODULE_SUBCOMMANDS: &[Spec] = &[
+    spec("module|list", 2, ADMIN | NOSCRIPT, NO_KEYS, A, G, "Returns all loaded modules.", module_list),
+    spec("module|load", -3, ADMIN | NOSCRIPT | NO_ASYNC_LOADING | PROTECTED, NO_KEYS, A, G, "Loads a module.", module_load),
+    spec("module|loadex", -3, ADMIN | NOSCRIPT | NO_ASYNC_LOADING | PROTECTED, NO_KEYS, A, G, "Loads a module using extended parameters.", module_load),
+    spec("module|unload", 3, ADMIN | NOSCRIPT | NO_ASYNC_LOADING | PROTECTED, NO_KEYS, A, G, "Unloads a module.", module_unload),
+    spec("module|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", module_help),
+];
+
+fn module_list(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    ctx.out.array(0);
+    Ok(())
+}
+
+fn module_load(_ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    tracing::warn!(
+        "Module {} not loaded: Shoal does not load modules",
+        text(&argv[2])
+    );
+    Err(CommandError::err(
+        "Error loading the extension. Please check the server logs.",
+    ))
+}
+
+fn module_unload(_ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    Err(CommandError::err(
+        "Error unloading module: no such module with that name",
+    ))
+}
+
+fn module_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    help(
+        ctx,
+        "MODULE",
+        &[
+            "LIST",
+            "    Return a list of loaded modules.",
+            "LOAD <path> [<arg> ...]",
+            "    Load a module library from <path>, passing to it any optional arguments.",
+            "LOADEX <path> [[CONFIG NAME VALUE] [CONFIG NAME VALUE]] [ARGS ...]",
+            "    Load a module library from <path>, while passing it module configurations and optional arguments.",
+            "UNLOAD <name>",
+            "    Unload a module.",
+        ],
+    );
+    Ok(())
+}
 
 #[rustfmt::skip]
 static CONFIG_SUBCOMMANDS: &[Spec] = &[

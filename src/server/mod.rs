@@ -328,6 +328,8 @@ pub struct Server {
     pub cron_paused: AtomicBool,
     /// `enable-debug-command`: 0 no, 1 yes, 2 local (fixed at start-up).
     pub enable_debug: u8,
+    /// `enable-module-command`, the same way.
+    pub enable_module: u8,
     pub started: Instant,
     pub run_id: String,
     pub replication: crate::replication::Replication,
@@ -375,11 +377,13 @@ pub fn now_ms() -> i64 {
 impl Server {
     pub fn new(config: Config) -> Server {
         let databases = config.int("databases") as usize;
-        let enable_debug = match config.get("enable-debug-command") {
+        let protection = |name| match config.get(name) {
             "no" => 0,
             "local" => 2,
             _ => 1,
         };
+        let enable_debug = protection("enable-debug-command");
+        let enable_module = protection("enable-module-command");
         let backlog = config.int("repl-backlog-size") as usize;
         let (monitors, _) = broadcast::channel(4096);
         let latency = Arc::new(latency::Monitor::default());
@@ -429,6 +433,7 @@ impl Server {
             active_expire: AtomicBool::new(true),
             cron_paused: AtomicBool::new(false),
             enable_debug,
+            enable_module,
             started: Instant::now(),
             run_id: crate::effects::random_replid(),
             replication: crate::replication::Replication::new(

@@ -137,6 +137,31 @@ fn command_getkeys_finds_store_keys_as_redis() {
     same_as_redis_owned(&script);
 }
 
+/// Shoal loads no modules and answers MODULE as a Redis without any:
+/// LIST is empty, LOAD and UNLOAD are refused while
+/// `enable-module-command` is `no` (the default) and fail when allowed.
+#[test]
+fn module_answers_as_a_redis_without_modules() {
+    same_as_redis(&[
+        &["MODULE", "LIST"],
+        &["MODULE", "HELP"],
+        &["MODULE", "LOAD", "/nonexistent/module.so"],
+        &["MODULE", "UNLOAD", "nosuch"],
+        &["MODULE", "LIST", "extra"],
+        &["MODULE"],
+    ]);
+    let node = TestNode::start_with(&["--enable-module-command", "yes"]);
+    let mut r = node.raw();
+    assert_eq!(
+        crate::err(&mut r, &["MODULE", "LOAD", "/nonexistent/module.so"]),
+        "ERR Error loading the extension. Please check the server logs."
+    );
+    assert_eq!(
+        crate::err(&mut r, &["MODULE", "UNLOAD", "nosuch"]),
+        "ERR Error unloading module: no such module with that name"
+    );
+}
+
 /// A client's words in an error are cut as Redis's `%.128s` cuts them, so
 /// a long request gets a short error, the same as from redis-server.
 #[test]
