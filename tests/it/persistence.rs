@@ -1367,15 +1367,16 @@ fn redis_own_append_only_log_is_imported() {
         bad
     );
     assert!(!dir.path().join("appendonlydir").exists());
-    // A command Shoal does not know stops the import, as in Redis.
+    // A command Shoal does not know (a module's, from a Redis that loaded
+    // one) stops the import, as in Redis.
     std::fs::write(
         dir.path().join("appendonly.aof"),
-        b"*2\r\n$6\r\nMODULE\r\n$4\r\nLIST\r\n",
+        b"*3\r\n$8\r\njson.del\r\n$1\r\nk\r\n$1\r\n$\r\n",
     )
     .unwrap();
     let text = refusal(&["--port", "0", "--dir", d]);
     assert!(
-        text.contains("Unknown command 'module' reading the append only file"),
+        text.contains("Unknown command 'json.del' reading the append only file"),
         "{text}"
     );
     assert!(!dir.path().join("appendonlydir").exists());
