@@ -122,13 +122,14 @@ async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
     if !auth.is_empty() {
         hello.extend([&b"AUTH"[..], user.as_bytes(), auth.as_bytes()]);
     }
+    // HELLO's own reply comes in the protocol it asks for.
+    up.resp = resp;
     let reply = up.call(&hello).await?;
     if reply.first() == Some(&b'-') {
         return Err(
             std::io::Error::other(String::from_utf8_lossy(&reply).trim().to_string()).into(),
         );
     }
-    up.resp = resp;
     Ok(up)
 }
 
@@ -141,11 +142,19 @@ impl Upstream {
         self.reply().await
     }
 
-    /// Reads one whole reply (RESP2 or RESP3) from the primary.
+    /// Reads one whole reply from the primary, in the protocol the link
+    /// speaks: RESP2's null bulk and null array (`$-1`, `*-1`, what GETDEL
+    /// or LPOP of a missing key answer) are not RESP3.
     async fn reply(&mut self) -> Result<Vec<u8>, ForwardError> {
+        use redis_protocol::{resp2, resp3};
         loop {
-            match redis_protocol::resp3::decode::complete::decode_range(&self.buf) {
-                Ok(Some((_, n))) => return Ok(self.buf.split_to(n).to_vec()),
+            let whole = if self.resp == 3 {
+                resp3::decode::complete::decode_range(&self.buf).map(|r| r.map(|(_, n)| n))
+            } else {
+                resp2::decode::decode_range(&self.buf).map(|r| r.map(|(_, n)| n))
+            };
+            match whole {
+                Ok(Some(n)) => return Ok(self.buf.split_to(n).to_vec()),
                 Ok(None) => {}
                 Err(_) => return Err(ForwardError::BadReply),
             }

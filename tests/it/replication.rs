@@ -743,6 +743,11 @@ fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
         err(&mut s, &["LPUSH", "h", "x"]),
         "WRONGTYPE Operation against a key holding the wrong kind of value"
     );
+    // Null replies of forwarded writes (RESP2's `$-1` and `*-1`).
+    assert_eq!(s.call(&["GETDEL", "nokey"]), Frame::Null);
+    assert_eq!(s.call(&["LPOP", "nokey"]), Frame::Null);
+    assert_eq!(s.call(&["SET", "nokey", "v", "XX"]), Frame::Null);
+    assert_eq!(s.call(&["BLPOP", "nokey", "0.01"]), Frame::Null);
     // A transaction runs on the primary, whole.
     ok(&mut s, &["MULTI"]);
     assert_eq!(s.call(&["INCR", "counter"]), Frame::Simple("QUEUED".into()));
@@ -761,7 +766,7 @@ fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
     // The reads were served by the sidecar, not the primary.
     let stats = info(&mut p, "commandstats");
     assert!(!stats.contains("cmdstat_get:"), "{stats}");
-    assert!(stats.contains("cmdstat_set:calls=302,"), "{stats}");
+    assert!(stats.contains("cmdstat_set:calls=303,"), "{stats}");
     assert_eq!(bulk(&mut p, &["GET", "k299"]).as_deref(), Some("299"));
     ok(&mut p, &["SELECT", "5"]);
     assert_eq!(bulk(&mut p, &["GET", "in5"]).as_deref(), Some("yes"));
@@ -801,6 +806,8 @@ fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
     assert!(matches!(s3.read3(), Frame::Map(_)));
     s3.cmd(&["ZINCRBY", "z", "1.5", "m"]);
     assert_eq!(s3.read3(), Frame::Double(1.5));
+    s3.cmd(&["GETDEL", "nokey"]);
+    assert_eq!(s3.read3(), Frame::Null);
 }
 
 #[test]
