@@ -56,15 +56,25 @@ pub struct Upstream {
 pub enum Route {
     Local,
     Primary,
+    /// The connection's own QUIT or RESET: here, whatever the local copy
+    /// holds yet.
+    Connection,
 }
 
 /// Writes, commands the table marks `ON_PRIMARY`, and everything between
-/// MULTI and its EXEC or DISCARD go to the primary.
+/// MULTI and its EXEC or DISCARD go to the primary, but QUIT and RESET,
+/// which end or reset this connection: they are answered here, and a
+/// transaction open on the primary goes with the upstream link, closed.
 pub fn route(client: &mut Client, spec: &Spec) -> Route {
     let in_multi = client.sidecar_in_multi;
     match spec.name {
         "multi" => client.sidecar_in_multi = true,
         "exec" | "discard" => client.sidecar_in_multi = false,
+        "quit" | "reset" => {
+            client.sidecar_in_multi = false;
+            client.upstream = None;
+            return Route::Connection;
+        }
         _ => {}
     }
     if in_multi || spec.is_write() || spec.has(flags::ON_PRIMARY) {

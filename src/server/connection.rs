@@ -1205,6 +1205,7 @@ async fn execute(
             // A read the local copy cannot answer yet with this
             // connection's own writes in it goes to the primary.
             Route::Local => !Box::pin(sidecar::caught_up(server, client.written_offset)).await,
+            Route::Connection => false,
         };
         if to_primary {
             if let Err(e) = Box::pin(sidecar::forward(server, client, argv, out)).await {
@@ -1213,6 +1214,9 @@ async fn execute(
                 server.stats.error("MASTERDOWN");
                 out.error(&e.reply());
             }
+            // The primary's reply is this command's: CLIENT REPLY OFF or
+            // SKIP, set on this connection, applies to it.
+            suppress_reply(client, out, reply_start, false, false, false);
             stats.record(idx, 0, false, true);
             *clock = BatchClock::new();
             return None;

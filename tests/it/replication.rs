@@ -808,6 +808,38 @@ fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
     assert_eq!(s3.read3(), Frame::Double(1.5));
     s3.cmd(&["GETDEL", "nokey"]);
     assert_eq!(s3.read3(), Frame::Null);
+
+    // CLIENT REPLY is this connection's: it silences forwarded replies.
+    s.cmd(&["CLIENT", "REPLY", "OFF"]);
+    s.cmd(&["SET", "quiet", "1"]);
+    s.cmd(&["CLIENT", "REPLY", "SKIP"]);
+    s.cmd(&["CLIENT", "REPLY", "ON"]);
+    assert_eq!(s.read2(), Frame::Simple("OK".into()));
+    s.cmd(&["CLIENT", "REPLY", "SKIP"]);
+    s.cmd(&["INCR", "quiet"]);
+    assert_eq!(bulk(&mut s, &["GET", "quiet"]).as_deref(), Some("2"));
+    // RESET and QUIT are the connection's too: a transaction open on the
+    // primary is dropped, and QUIT closes the application's connection.
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(
+        s.call(&["SET", "dropped", "x"]),
+        Frame::Simple("QUEUED".into())
+    );
+    assert_eq!(s.call(&["RESET"]), Frame::Simple("RESET".into()));
+    assert_eq!(err(&mut s, &["EXEC"]), "ERR EXEC without MULTI");
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(
+        s.call(&["SET", "dropped", "y"]),
+        Frame::Simple("QUEUED".into())
+    );
+    ok(&mut s, &["QUIT"]);
+    assert!(s.is_closed());
+    let mut again = sidecar.raw();
+    assert_eq!(again.call(&["GET", "dropped"]), Frame::Null);
+    // (`s` and `p` had selected database 5; RESET went back to 0.)
+    assert_eq!(bulk(&mut p, &["GET", "quiet"]).as_deref(), Some("2"));
+    ok(&mut p, &["SELECT", "0"]);
+    assert_eq!(p.call(&["GET", "dropped"]), Frame::Null);
 }
 
 #[test]
