@@ -116,12 +116,6 @@ fn expire_word(a: &[u8]) -> Option<ExpireOpt> {
     .map(|(_, o)| o)
 }
 
-/// Whether an expiry option may follow `before`: the first, or the same
-/// one again (Redis lets `EX 10 EX 20` through; the last value counts).
-fn repeat_ok<T>(before: Option<(ExpireOpt, T)>, opt: ExpireOpt) -> bool {
-    before.is_none_or(|(b, _)| b == opt)
-}
-
 #[derive(Default)]
 struct SetOptions {
     nx: bool,
@@ -144,9 +138,11 @@ fn parse_set(argv: &[Bytes], now: i64) -> Result<SetOptions, CommandError> {
             o.get = true;
         } else if w.eq_ignore_ascii_case(b"keepttl") && expire.is_none() {
             o.keep_ttl = true;
-        } else if let Some(opt) =
-            expire_word(w).filter(|&opt| repeat_ok(expire, opt) && !o.keep_ttl)
+        } else if let Some(opt) = expire_word(w)
+            .filter(|&opt| expire.is_none_or(|(before, _)| before == opt) && !o.keep_ttl)
         {
+            // The first expiry, or the same one again: Redis lets
+            // `EX 10 EX 20` through, the last value counting.
             expire = Some((opt, a.value()?));
         } else {
             return Err(CommandError::Syntax);
