@@ -592,12 +592,12 @@ impl List {
             if removed == limit {
                 break;
             }
-            let (buf, start) = (&self.chunks[c].0, self.chunks[c].start());
+            let (buf, first) = (&self.chunks[c].0, self.chunks[c].start());
             // The matching entries' byte ranges, up to what is left to remove.
             let mut hits: Vec<std::ops::Range<usize>> = Vec::new();
             if from_back {
                 let mut end = buf.len();
-                while end > start && removed + hits.len() < limit {
+                while end > first && removed + hits.len() < limit {
                     let start = prev_entry(buf, end);
                     if buf[start..end] == want[..] {
                         hits.push(start..end);
@@ -606,7 +606,7 @@ impl List {
                 }
                 hits.reverse();
             } else {
-                let mut off = start;
+                let mut off = first;
                 while off < buf.len() && removed + hits.len() < limit {
                     let next = next_entry(buf, off);
                     if buf[off..next] == want[..] {
@@ -617,7 +617,7 @@ impl List {
             }
             if !hits.is_empty() {
                 let mut entries = Vec::with_capacity(buf.len());
-                let mut at = start;
+                let mut at = first;
                 for h in &hits {
                     entries.extend_from_slice(&buf[at..h.start]);
                     at = h.end;
