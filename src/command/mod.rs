@@ -452,6 +452,10 @@ pub enum Action {
     /// Become the feed of a replica (PSYNC, SYNC): the connection is the
     /// replication link from now on.
     Feed(crate::replication::primary::Psync),
+    /// A sidecar's command for its primary (`replication::sidecar`):
+    /// forwarded on the connection's upstream link. `blocks`: it may wait
+    /// there (BLPOP), so the replies before it go out first.
+    Forward { blocks: bool },
     /// WAIT or WAITAOF: reply how far `offset` has got, once it is as far
     /// as `want` asks or at `deadline` (`None`: no time limit).
     Wait {

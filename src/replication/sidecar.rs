@@ -21,6 +21,13 @@
 //! connection's last write; reads on the sidecar wait until the local copy
 //! is there, which gives each connection read-your-writes. A sidecar never
 //! writes into its local copy: only the replication stream does.
+//!
+//! The connection awaits a forward as it awaits a blocked command
+//! (`server::connection`): if the application hangs up or is killed
+//! meanwhile, the forward is dropped with its upstream link, and the
+//! primary ends the command's wait (a BLPOP takes nothing for nobody). A
+//! forwarded command that may wait counts as blocked here, and CLIENT
+//! UNBLOCK of it is passed on to its client on the primary.
 //! Until its first sync completes it answers `-LOADING`.
 //!
 //! A primary that handed its role over (FAILOVER) answers a forwarded
@@ -38,6 +45,7 @@ use tokio::net::TcpStream;
 use crate::command::{flags, Spec};
 use crate::effects::encode_command;
 use crate::protocol::ReplyBuf;
+use crate::server::blocking::{Waiter, UNBLOCK_ERROR};
 use crate::server::client::Client;
 use crate::server::Server;
 
@@ -45,6 +53,8 @@ use crate::server::Server;
 pub struct Upstream {
     stream: TcpStream,
     buf: BytesMut,
+    /// Its client id on the primary (for CLIENT UNBLOCK).
+    id: u64,
     /// The database selected upstream.
     db: usize,
     /// The protocol version the upstream link speaks (the client's).
@@ -117,6 +127,7 @@ async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
     let mut up = Upstream {
         stream,
         buf: BytesMut::with_capacity(16 * 1024),
+        id: 0,
         db: 0,
         resp: 2,
     };
@@ -134,12 +145,18 @@ async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
     }
     // HELLO's own reply comes in the protocol it asks for.
     up.resp = resp;
-    let reply = up.call(&hello).await?;
+    let mut req = Vec::new();
+    encode_command(&mut req, &hello);
+    encode_command::<&[u8]>(&mut req, &[b"CLIENT", b"ID"]);
+    up.stream.write_all(&req).await?;
+    let reply = up.reply().await?;
+    let id = up.reply().await?;
     if reply.first() == Some(&b'-') {
         return Err(
             std::io::Error::other(String::from_utf8_lossy(&reply).trim().to_string()).into(),
         );
     }
+    up.id = parse_int_reply(&id).ok_or(ForwardError::BadReply)?;
     Ok(up)
 }
 
@@ -175,14 +192,26 @@ impl Upstream {
     }
 }
 
+/// Whether a forwarded command may wait on the primary: the connection
+/// then counts as blocked here, where CLIENT UNBLOCK finds it.
+pub fn may_wait(client: &Client, spec: &Spec) -> bool {
+    // Inside MULTI it is only queued.
+    !client.sidecar_in_multi
+        && (spec.has(flags::BLOCKING) || matches!(spec.name, "wait" | "waitaof"))
+}
+
 /// Runs a command on the primary over this connection's upstream link and
 /// writes the primary's reply into `out`. Records the offset the local
-/// copy must reach before this connection reads again.
+/// copy must reach before this connection reads again. `unblocked`: the
+/// connection's registration as blocked, whose CLIENT UNBLOCK is passed on
+/// to the command's client on the primary, which then answers as it does
+/// (a timeout's reply, or the UNBLOCKED error).
 pub async fn forward(
     server: &Server,
     client: &mut Client,
     argv: &[bytes::Bytes],
     out: &mut ReplyBuf,
+    unblocked: Option<&Waiter>,
 ) -> Result<(), ForwardError> {
     let resp = client.handle.resp.load(Relaxed);
     let mut may_follow = true;
@@ -211,7 +240,23 @@ pub async fn forward(
             encode_command::<&[u8]>(&mut req, &[b"REPLCONF", b"WRITE-OFFSET"]);
         }
         up.stream.write_all(&req).await?;
-        let reply = up.reply().await?;
+        let reply = match unblocked {
+            Some(w) => {
+                let id = up.id;
+                loop {
+                    tokio::select! {
+                        r = up.reply() => break r?,
+                        _ = w.wake.notified() => {
+                            let how = w.unblock.swap(0, Relaxed);
+                            if how != 0 {
+                                Box::pin(unblock_upstream(server, id, how)).await;
+                            }
+                        }
+                    }
+                }
+            }
+            None => up.reply().await?,
+        };
         let offset = if ask { Some(up.reply().await?) } else { None };
         if ask && may_follow && reply.starts_with(b"-READONLY") {
             if let Some(next) = handed_over_to(&mut up).await {
@@ -234,6 +279,26 @@ pub async fn forward(
         }
         client.upstream = Some(up);
         return Ok(());
+    }
+}
+
+/// CLIENT UNBLOCK, passed on to a forwarded command's client on the
+/// primary, over a link of its own (the command's is waiting). Best
+/// effort: a primary out of reach answers the command anyway, in time.
+async fn unblock_upstream(server: &Server, id: u64, how: u8) {
+    let reason: &[u8] = if how == UNBLOCK_ERROR {
+        b"ERROR"
+    } else {
+        b"TIMEOUT"
+    };
+    let id = id.to_string();
+    let sent = async {
+        let mut up = connect(server, 2).await?;
+        up.call(&[b"CLIENT".as_slice(), b"UNBLOCK", id.as_bytes(), reason])
+            .await
+    };
+    if let Err(e) = sent.await {
+        tracing::warn!("The sidecar could not pass CLIENT UNBLOCK on to the primary: {e}");
     }
 }
 

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The loop also wakes for CLIENT KILL, server shutdown, the idle `timeout`
-//! and, in MONITOR mode, for lines to forward. A protocol error is answered
+//! and, in MONITOR mode, for lines to forward. While a command waits
+//! (blocked, WAIT, forwarded by a sidecar) the client's input is read on
+//! into the buffer, as Redis reads it: a hang-up ends the wait. A protocol error is answered
 //! and then the connection is closed, as in Redis; a command error is only
 //! a reply. Bytes that do not yet form a request count against
 //! `client-query-buffer-limit`; passing it closes the connection.
@@ -635,7 +637,18 @@ pub async fn serve(
                     if flush(&server, &mut wr, &mut out).await.is_err() {
                         break 'conn;
                     }
-                    tokio::time::sleep(d).await;
+                    let gone = ended(
+                        &server,
+                        &handle,
+                        &mut rd,
+                        &mut rbuf,
+                        killed.as_mut(),
+                        shutdown.as_mut(),
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = gone => break 'conn,
+                    }
                     out.buf.extend_from_slice(&reply);
                     clock = BatchClock::new();
                 }
@@ -644,16 +657,16 @@ pub async fn serve(
                     if flush(&server, &mut wr, &mut out).await.is_err() {
                         break 'conn;
                     }
-                    let waited = wait_blocked(
+                    let gone = ended(
                         &server,
-                        &mut client,
-                        &mut out,
-                        &argv,
-                        b,
-                        &mut stats,
+                        &handle,
+                        &mut rd,
+                        &mut rbuf,
                         killed.as_mut(),
                         shutdown.as_mut(),
                     );
+                    let waited =
+                        wait_blocked(&server, &mut client, &mut out, &argv, b, &mut stats, gone);
                     match Box::pin(waited).await {
                         Waited::Done => {}
                         Waited::Unblocked => {
@@ -682,15 +695,15 @@ pub async fn serve(
                         break 'conn;
                     }
                     handle.blocked.store(true, Relaxed);
-                    let waited = wait_acks(
+                    let gone = ended(
                         &server,
-                        client.id,
-                        offset,
-                        want,
-                        deadline,
+                        &handle,
+                        &mut rd,
+                        &mut rbuf,
                         killed.as_mut(),
                         shutdown.as_mut(),
                     );
+                    let waited = wait_acks(&server, client.id, offset, want, deadline, gone);
                     let waited = Box::pin(waited).await;
                     handle.blocked.store(false, Relaxed);
                     match waited {
@@ -711,11 +724,58 @@ pub async fn serve(
                     }
                     clock = BatchClock::new();
                 }
+                Some(Action::Forward { blocks }) => {
+                    // Like a blocked command, one that may wait on the
+                    // primary lets the replies before it go first.
+                    if blocks && flush(&server, &mut wr, &mut out).await.is_err() {
+                        break 'conn;
+                    }
+                    let start = out.len();
+                    let waiter = blocks.then(|| server.blocked.register(0, &[], client.id));
+                    let _registered = waiter.as_ref().map(|w| Unregister(&server.blocked, w));
+                    handle.blocked.store(blocks, Relaxed);
+                    let forwarded = crate::replication::sidecar::forward(
+                        &server,
+                        &mut client,
+                        &argv,
+                        &mut out,
+                        waiter.as_deref(),
+                    );
+                    let gone = ended(
+                        &server,
+                        &handle,
+                        &mut rd,
+                        &mut rbuf,
+                        killed.as_mut(),
+                        shutdown.as_mut(),
+                    );
+                    // A client gone meanwhile drops its upstream link with
+                    // the forward, which ends the command's wait there too.
+                    tokio::select! {
+                        r = Box::pin(forwarded) => if let Err(e) = r {
+                            client.upstream = None;
+                            client.sidecar_in_multi = false;
+                            server.stats.error("MASTERDOWN");
+                            out.error(&e.reply());
+                        },
+                        _ = gone => break 'conn,
+                    }
+                    handle.blocked.store(false, Relaxed);
+                    // The primary's reply is this command's: CLIENT REPLY
+                    // OFF or SKIP, set on this connection, applies to it.
+                    suppress_reply(&mut client, &mut out, start, false, false, false);
+                    clock = BatchClock::new();
+                }
                 Some(Action::Monitor) => {
                     monitor = Some(server.monitors.subscribe());
                     server.monitor_count.fetch_add(1, Relaxed);
                     handle.monitor.store(true, Relaxed);
                 }
+            }
+            // A wait read on into the buffer (see `hung_up`): a request
+            // that was not whole before may be now.
+            if matches!(ahead, Ok(None)) && !rbuf.is_empty() {
+                ahead = parser.next(&mut rbuf, limits);
             }
             if monitor.is_some() && !handle.monitor.load(Relaxed) {
                 // RESET ended MONITOR mode.
@@ -899,10 +959,61 @@ async fn flush(
     Ok(())
 }
 
+/// Ends when the connection is over while one of its commands waits
+/// (blocked, WAIT, DEBUG SLEEP, forwarded by a sidecar): killed, the
+/// server stopping, or the client gone (see [`hung_up`]).
+async fn ended(
+    server: &Server,
+    handle: &super::client::ClientHandle,
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rbuf: &mut BytesMut,
+    killed: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) {
+    tokio::select! {
+        _ = killed => {}
+        _ = shutdown => {}
+        _ = hung_up(server, handle, rd, rbuf) => {}
+    }
+}
+
+/// Reads a waiting client's input on into its query buffer, as Redis reads
+/// a blocked client's, and ends when the client hangs up (or has sent more
+/// than `client-query-buffer-limit` meanwhile). A client that went away is
+/// then noticed at once, not when its wait ends: a BLPOP whose client hung
+/// up must not take the next pushed element for nobody.
+async fn hung_up(
+    server: &Server,
+    handle: &super::client::ClientHandle,
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rbuf: &mut BytesMut,
+) {
+    loop {
+        // CLIENT LIST's qbuf: what waits to be run, as in Redis.
+        held_query(handle, rbuf);
+        buffers::lend(rbuf);
+        match rd.read_buf(rbuf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                server.stats.net_input_bytes.add(n as u64);
+                server.stats.reads_processed.add(1);
+            }
+        }
+        if rbuf.len() as i64 > server.tun.query_buffer_limit.load(Relaxed) {
+            tracing::warn!(
+                "Closing client that reached max query buffer length: id={} addr={}",
+                handle.id,
+                handle.addr
+            );
+            return;
+        }
+    }
+}
+
 /// A blocked command's wait (see `server::blocking`): retries the command
 /// whenever one of its keys is signalled, until it is served, times out,
-/// or is unblocked, or this node becomes a replica.
-#[allow(clippy::too_many_arguments)]
+/// or is unblocked, or this node becomes a replica, or the connection is
+/// over (`gone`, see [`ended`]).
 async fn wait_blocked(
     server: &Server,
     client: &mut Client,
@@ -910,9 +1021,9 @@ async fn wait_blocked(
     argv: &[Bytes],
     b: command::Block,
     stats: &mut BatchStats,
-    mut killed: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    gone: impl std::future::Future<Output = ()>,
 ) -> Waited {
+    tokio::pin!(gone);
     let db = client.db;
     let argv = b.retry.as_deref().unwrap_or(argv);
     let waiter = server.blocked.register(db, &b.keys, client.id);
@@ -965,8 +1076,7 @@ async fn wait_blocked(
                 timeout_reply(client, out, &b);
                 break Waited::Done;
             }
-            _ = killed.as_mut() => break Waited::Gone,
-            _ = shutdown.as_mut() => break Waited::Gone,
+            _ = gone.as_mut() => break Waited::Gone,
         }
     };
     server.blocked.unregister(db, &b.keys, &waiter);
@@ -988,9 +1098,9 @@ async fn wait_acks(
     offset: u64,
     want: command::WaitFor,
     deadline: Option<Instant>,
-    mut killed: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    gone: impl std::future::Future<Output = ()>,
 ) -> (Waited, Option<(bool, usize)>) {
+    tokio::pin!(gone);
     let r = &server.replication;
     let timeout = async {
         match deadline {
@@ -1035,8 +1145,7 @@ async fn wait_acks(
                 let (_, local, n) = want.progress(server, offset);
                 return (Waited::Done, Some((local, n)));
             }
-            _ = killed.as_mut() => return (Waited::Gone, None),
-            _ = shutdown.as_mut() => return (Waited::Gone, None),
+            _ = gone.as_mut() => return (Waited::Gone, None),
         }
     }
 }
@@ -1208,18 +1317,12 @@ async fn execute(
             Route::Connection => false,
         };
         if to_primary {
-            if let Err(e) = Box::pin(sidecar::forward(server, client, argv, out)).await {
-                client.upstream = None;
-                client.sidecar_in_multi = false;
-                server.stats.error("MASTERDOWN");
-                out.error(&e.reply());
-            }
-            // The primary's reply is this command's: CLIENT REPLY OFF or
-            // SKIP, set on this connection, applies to it.
-            suppress_reply(client, out, reply_start, false, false, false);
+            // The connection forwards it, watching its client meanwhile.
             stats.record(idx, 0, false, true);
-            *clock = BatchClock::new();
-            return None;
+            client.handle.last_cmd.store(idx, Relaxed);
+            return Some(Action::Forward {
+                blocks: sidecar::may_wait(client, spec),
+            });
         }
     }
     // Every command but EXEC, scripts and the like (whose handlers hold it

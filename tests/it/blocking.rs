@@ -157,8 +157,46 @@ fn timeouts_unblock_and_transactions() {
     assert_eq!(int(&mut r, &["CLIENT", "UNBLOCK", "999999"]), 0);
 }
 
+/// A client that hangs up while blocked is gone at once, as in Redis: the
+/// next push stays in the list instead of being popped for nobody. What a
+/// blocked client sends meanwhile is kept and run after its wait, a
+/// request cut in two by the wait included.
+#[test]
+fn a_client_that_hangs_up_while_blocked_takes_nothing() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let mut gone = node.raw();
+    gone.cmd(&["BLPOP", "jobs", "0"]);
+    eventually("client blocked", || blocked_clients(&mut r) == 1);
+    drop(gone);
+    eventually("hang-up noticed", || blocked_clients(&mut r) == 0);
+    assert_eq!(int(&mut r, &["RPUSH", "jobs", "j1"]), 1);
+    assert_eq!(int(&mut r, &["LLEN", "jobs"]), 1, "nobody took the job");
+
+    let mut c = node.raw();
+    c.send(b"*3\r\n$5\r\nBLPOP\r\n$4\r\nnone\r\n$1\r\n0\r\n*2\r\n$4\r\nLLEN\r\n$4\r\njo");
+    eventually("client blocked", || blocked_clients(&mut r) == 1);
+    let held = |r: &mut Raw| -> usize {
+        let list = bulk(r, &["CLIENT", "LIST"]).unwrap();
+        let line = list.lines().find(|l| l.contains("cmd=blpop")).unwrap();
+        let q = line.split(' ').find_map(|f| f.strip_prefix("qbuf="));
+        q.unwrap().parse().unwrap()
+    };
+    let before = held(&mut r);
+    let rest = b"bs\r\n*1\r\n$4\r\nPING\r\n";
+    c.send(rest);
+    // Read while blocked (CLIENT LIST's qbuf), run once the wait ends.
+    eventually("request read while blocked", || {
+        held(&mut r) == before + rest.len()
+    });
+    assert_eq!(int(&mut r, &["RPUSH", "none", "x"]), 1);
+    assert_eq!(c.read2(), arr(&["none", "x"]));
+    assert_eq!(c.read2(), Frame::Int(1));
+    assert_eq!(c.read2(), Frame::Simple("PONG".into()));
+}
+
 /// The id of the (one) client whose last command is a blocking one.
-fn client_id_of_blocked(r: &mut Raw) -> u64 {
+pub(crate) fn client_id_of_blocked(r: &mut Raw) -> u64 {
     let list = bulk(r, &["CLIENT", "LIST"]).unwrap();
     list.lines()
         .find(|l| l.contains("cmd=blpop") || l.contains("cmd=bzpopmax"))

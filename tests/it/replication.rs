@@ -842,6 +842,59 @@ fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
     assert_eq!(p.call(&["GET", "dropped"]), Frame::Null);
 }
 
+/// A command forwarded by a sidecar that waits on the primary (BLPOP) is
+/// one the application can end as it would on the primary: hanging up,
+/// CLIENT KILL and CLIENT UNBLOCK on the sidecar reach the command's wait
+/// there, so no element is popped for a client that is gone.
+#[test]
+fn a_sidecar_ends_forwarded_waits() {
+    use crate::blocking::{blocked, blocked_clients, client_id_of_blocked};
+    let primary = TestNode::start();
+    let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
+    let mut s = sidecar.raw();
+    let mut p = primary.raw();
+    eventually("the sidecar is ready", || {
+        s.call(&["GET", "k"]) == Frame::Null
+    });
+
+    // CLIENT UNBLOCK on the sidecar, passed on: a timeout's reply, then
+    // the UNBLOCKED error, both the primary's.
+    let waiting = blocked(&sidecar, &mut s, &["BLPOP", "q", "0"], 1);
+    assert_eq!(blocked_clients(&mut p), 1, "the wait is on the primary");
+    let id = client_id_of_blocked(&mut s).to_string();
+    assert_eq!(int(&mut s, &["CLIENT", "UNBLOCK", &id]), 1);
+    assert_eq!(waiting.join().unwrap(), Frame::Null);
+    let waiting = blocked(&sidecar, &mut s, &["BZPOPMAX", "z", "0"], 1);
+    let id = client_id_of_blocked(&mut s).to_string();
+    assert_eq!(int(&mut s, &["CLIENT", "UNBLOCK", &id, "ERROR"]), 1);
+    assert_eq!(
+        waiting.join().unwrap(),
+        Frame::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
+    );
+    eventually("no wait left on the primary", || {
+        blocked_clients(&mut p) == 0
+    });
+
+    // Replies before a forwarded wait go out first.
+    let mut c = sidecar.raw();
+    c.send(b"*1\r\n$4\r\nPING\r\n*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n");
+    assert_eq!(c.read2(), Frame::Simple("PONG".into()));
+    eventually("blocked on the primary", || blocked_clients(&mut p) == 1);
+    // A client that hangs up, and one killed, leave no wait behind.
+    drop(c);
+    eventually("hang-up passed on", || blocked_clients(&mut p) == 0);
+    let mut c = sidecar.raw();
+    c.cmd(&["BLPOP", "q", "0"]);
+    eventually("blocked on the primary", || blocked_clients(&mut p) == 1);
+    let id = client_id_of_blocked(&mut s).to_string();
+    assert_eq!(int(&mut s, &["CLIENT", "KILL", "ID", &id]), 1);
+    assert!(c.is_closed());
+    eventually("kill passed on", || blocked_clients(&mut p) == 0);
+    assert_eq!(blocked_clients(&mut s), 0);
+    assert_eq!(int(&mut s, &["RPUSH", "q", "job"]), 1);
+    assert_eq!(int(&mut p, &["LLEN", "q"]), 1, "nobody took the job");
+}
+
 #[test]
 fn a_sidecar_answers_loading_until_its_first_sync() {
     let primary = TestNode::start_with(&["--requirepass", "secret"]);
