@@ -1620,7 +1620,11 @@ pub fn refuse(
     argv: &[Bytes],
     e: CommandError,
 ) -> CommandError {
-    if argv[0].eq_ignore_ascii_case(b"exec") {
+    let exec = argv[0].eq_ignore_ascii_case(b"exec");
+    if client.sidecar_in_multi {
+        crate::replication::sidecar::refused_in_multi(client, exec);
+    }
+    if exec {
         return transactions::abort_exec(server, client, &e);
     }
     if let Some(m) = &mut client.multi {

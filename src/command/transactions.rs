@@ -95,15 +95,16 @@ fn watch_broken(ctx: &Ctx) -> bool {
     })
 }
 
+/// EXEC's reply when a command of its transaction was refused.
+pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
+
 fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     let Some(m) = ctx.client.multi.take() else {
         return Err(CommandError::err("EXEC without MULTI"));
     };
     if m.failed {
         unwatch_all(ctx.server, ctx.client);
-        return Err(CommandError::err_code(
-            "EXECABORT Transaction discarded because of previous errors.",
-        ));
+        return Err(CommandError::err_code(EXECABORT));
     }
     // Gate first, then the watch check: nothing can change a watched key
     // between the check and the commands.

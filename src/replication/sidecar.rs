@@ -35,6 +35,7 @@
 //! asks it (ROLE) whom it follows now, follows that node itself, and sends
 //! the write there, once. Inside a transaction the error is passed on.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,9 @@ pub enum Route {
     /// The connection's own QUIT or RESET: here, whatever the local copy
     /// holds yet.
     Connection,
+    /// The EXEC of a transaction the sidecar refused a command of: answered
+    /// here with EXECABORT, the transaction on the primary dropped.
+    Aborted,
 }
 
 /// Writes, commands the table marks `ON_PRIMARY`, and everything between
@@ -79,10 +83,16 @@ pub fn route(client: &mut Client, spec: &Spec) -> Route {
     let in_multi = client.sidecar_in_multi;
     match spec.name {
         "multi" => client.sidecar_in_multi = true,
-        "exec" | "discard" => client.sidecar_in_multi = false,
-        "quit" | "reset" => {
+        "exec" if client.sidecar_multi_failed => {
+            end_transaction(client);
+            return Route::Aborted;
+        }
+        "exec" | "discard" => {
             client.sidecar_in_multi = false;
-            client.upstream = None;
+            client.sidecar_multi_failed = false;
+        }
+        "quit" | "reset" => {
+            end_transaction(client);
             return Route::Connection;
         }
         _ => {}
@@ -91,6 +101,27 @@ pub fn route(client: &mut Client, spec: &Spec) -> Route {
         Route::Primary
     } else {
         Route::Local
+    }
+}
+
+/// Drops the connection's transaction on the primary, and its WATCHes, by
+/// closing the upstream link they belong to (the next write opens another,
+/// in the connection's database).
+fn end_transaction(client: &mut Client) {
+    client.sidecar_in_multi = false;
+    client.sidecar_multi_failed = false;
+    client.upstream = None;
+}
+
+/// A command the sidecar refuses itself (its arity, an unknown command,
+/// its ACL) while a transaction is open on the primary fails that
+/// transaction, as Redis fails one whose command it refused: its EXEC
+/// answers EXECABORT. A refused EXEC ends the transaction at once.
+pub fn refused_in_multi(client: &mut Client, exec: bool) {
+    if exec {
+        end_transaction(client);
+    } else {
+        client.sidecar_multi_failed = true;
     }
 }
 
@@ -243,15 +274,24 @@ pub async fn forward(
         let reply = match unblocked {
             Some(w) => {
                 let id = up.id;
+                // Passing CLIENT UNBLOCK on, until the reply comes.
+                let mut unblocking = None;
                 loop {
+                    let passing = async {
+                        match unblocking.as_mut() {
+                            Some(f) => Pin::as_mut(f).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         r = up.reply() => break r?,
                         _ = w.wake.notified() => {
                             let how = w.unblock.swap(0, Relaxed);
                             if how != 0 {
-                                Box::pin(unblock_upstream(server, id, how)).await;
+                                unblocking = Some(Box::pin(unblock_upstream(server, id, how)));
                             }
                         }
+                        _ = passing => unblocking = None,
                     }
                 }
             }
@@ -283,7 +323,10 @@ pub async fn forward(
 }
 
 /// CLIENT UNBLOCK, passed on to a forwarded command's client on the
-/// primary, over a link of its own (the command's is waiting). Best
+/// primary, over a link of its own (the command's is waiting). The
+/// command may not have reached the primary yet (the primary answers 0):
+/// asked again until it is unblocked there, or, as the caller drops this
+/// once the command's reply comes, until it was served meanwhile. Best
 /// effort: a primary out of reach answers the command anyway, in time.
 async fn unblock_upstream(server: &Server, id: u64, how: u8) {
     let reason: &[u8] = if how == UNBLOCK_ERROR {
@@ -294,8 +337,11 @@ async fn unblock_upstream(server: &Server, id: u64, how: u8) {
     let id = id.to_string();
     let sent = async {
         let mut up = connect(server, 2).await?;
-        up.call(&[b"CLIENT".as_slice(), b"UNBLOCK", id.as_bytes(), reason])
-            .await
+        let ask = [b"CLIENT".as_slice(), b"UNBLOCK", id.as_bytes(), reason];
+        while up.call(&ask).await? == b":0\r\n" {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok::<_, ForwardError>(())
     };
     if let Err(e) = sent.await {
         tracing::warn!("The sidecar could not pass CLIENT UNBLOCK on to the primary: {e}");

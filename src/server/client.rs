@@ -70,6 +70,9 @@ pub struct Client {
     /// Sidecar mode: a MULTI was forwarded; everything goes to the primary
     /// until its EXEC or DISCARD.
     pub sidecar_in_multi: bool,
+    /// ... and the sidecar refused one of its commands itself: EXEC
+    /// answers EXECABORT (see `sidecar::refused_in_multi`).
+    pub sidecar_multi_failed: bool,
     /// Inside EXEC or a script: whether the unit's MULTI effect is
     /// recorded yet (it is, lazily, when its second effect comes). `None`
     /// outside.
@@ -157,6 +160,7 @@ impl Client {
             upstream: None,
             written_offset: 0,
             sidecar_in_multi: false,
+            sidecar_multi_failed: false,
             tracking: None,
             caching: false,
             invalidated: Default::default(),

@@ -1315,6 +1315,14 @@ async fn execute(
             // connection's own writes in it goes to the primary.
             Route::Local => !Box::pin(sidecar::caught_up(server, client.written_offset)).await,
             Route::Connection => false,
+            Route::Aborted => {
+                reject(
+                    client,
+                    out,
+                    CommandError::err_code(crate::command::transactions::EXECABORT),
+                );
+                return None;
+            }
         };
         if to_primary {
             // The connection forwards it, watching its client meanwhile.

@@ -845,9 +845,11 @@ fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
 /// A command forwarded by a sidecar that waits on the primary (BLPOP) is
 /// one the application can end as it would on the primary: hanging up,
 /// CLIENT KILL and CLIENT UNBLOCK on the sidecar reach the command's wait
-/// there, so no element is popped for a client that is gone.
+/// there, so no element is popped for a client that is gone. And a
+/// transaction whose command the sidecar refused itself fails whole, as
+/// Redis fails it.
 #[test]
-fn a_sidecar_ends_forwarded_waits() {
+fn a_sidecar_ends_forwarded_waits_and_fails_refused_transactions() {
     use crate::blocking::{blocked, blocked_clients, client_id_of_blocked};
     let primary = TestNode::start();
     let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
@@ -860,7 +862,10 @@ fn a_sidecar_ends_forwarded_waits() {
     // CLIENT UNBLOCK on the sidecar, passed on: a timeout's reply, then
     // the UNBLOCKED error, both the primary's.
     let waiting = blocked(&sidecar, &mut s, &["BLPOP", "q", "0"], 1);
-    assert_eq!(blocked_clients(&mut p), 1, "the wait is on the primary");
+    // (The sidecar counts it blocked before the primary has it.)
+    eventually("the wait is on the primary", || {
+        blocked_clients(&mut p) == 1
+    });
     let id = client_id_of_blocked(&mut s).to_string();
     assert_eq!(int(&mut s, &["CLIENT", "UNBLOCK", &id]), 1);
     assert_eq!(waiting.join().unwrap(), Frame::Null);
@@ -893,6 +898,29 @@ fn a_sidecar_ends_forwarded_waits() {
     assert_eq!(blocked_clients(&mut s), 0);
     assert_eq!(int(&mut s, &["RPUSH", "q", "job"]), 1);
     assert_eq!(int(&mut p, &["LLEN", "q"]), 1, "nobody took the job");
+
+    // A command refused by the sidecar fails the transaction ...
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(s.call(&["SET", "t", "1"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(
+        err(&mut s, &["GET"]),
+        "ERR wrong number of arguments for 'get' command"
+    );
+    assert_eq!(
+        err(&mut s, &["EXEC"]),
+        "EXECABORT Transaction discarded because of previous errors."
+    );
+    // ... and a refused EXEC ends it.
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(s.call(&["SET", "t", "2"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(
+        err(&mut s, &["EXEC", "now"]),
+        "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command"
+    );
+    ok(&mut s, &["SET", "u", "3"]);
+    assert_eq!(err(&mut s, &["EXEC"]), "ERR EXEC without MULTI");
+    assert_eq!(p.call(&["GET", "t"]), Frame::Null);
+    assert_eq!(bulk(&mut p, &["GET", "u"]).as_deref(), Some("3"));
 }
 
 #[test]
