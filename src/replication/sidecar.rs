@@ -248,9 +248,22 @@ pub async fn forward(
     let mut may_follow = true;
     loop {
         let mut up = match client.upstream.take() {
-            Some(u) if u.resp == resp => u,
-            _ => Box::new(connect(server, resp).await?),
+            Some(u) => u,
+            None => Box::new(connect(server, resp).await?),
         };
+        if up.resp != resp {
+            // The client switched protocols (HELLO): its link does too,
+            // keeping its WATCHes, where a new link would drop them.
+            up.resp = resp;
+            let r = up
+                .call(&[b"HELLO".as_slice(), resp.to_string().as_bytes()])
+                .await?;
+            if r.first() == Some(&b'-') {
+                return Err(
+                    std::io::Error::other(String::from_utf8_lossy(&r).trim().to_string()).into(),
+                );
+            }
+        }
         if up.db != client.db {
             let db = client.db.to_string();
             let r = up.call(&[b"SELECT".as_slice(), db.as_bytes()]).await?;

@@ -847,9 +847,9 @@ fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
 /// CLIENT KILL and CLIENT UNBLOCK on the sidecar reach the command's wait
 /// there, so no element is popped for a client that is gone. And a
 /// transaction whose command the sidecar refused itself fails whole, as
-/// Redis fails it.
+/// Redis fails it, and WATCHes survive a HELLO.
 #[test]
-fn a_sidecar_ends_forwarded_waits_and_fails_refused_transactions() {
+fn a_sidecar_ends_forwarded_waits_and_keeps_transactions_whole() {
     use crate::blocking::{blocked, blocked_clients, client_id_of_blocked};
     let primary = TestNode::start();
     let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
@@ -921,6 +921,19 @@ fn a_sidecar_ends_forwarded_waits_and_fails_refused_transactions() {
     assert_eq!(err(&mut s, &["EXEC"]), "ERR EXEC without MULTI");
     assert_eq!(p.call(&["GET", "t"]), Frame::Null);
     assert_eq!(bulk(&mut p, &["GET", "u"]).as_deref(), Some("3"));
+
+    // A WATCH outlives a switch of protocol (HELLO 3).
+    ok(&mut s, &["WATCH", "u"]);
+    s.cmd(&["HELLO", "3"]);
+    assert!(matches!(s.read3(), Frame::Map(_)));
+    ok(&mut p, &["SET", "u", "changed"]);
+    s.cmd(&["MULTI"]);
+    assert_eq!(s.read3(), Frame::Simple("OK".into()));
+    s.cmd(&["SET", "u", "mine"]);
+    assert_eq!(s.read3(), Frame::Simple("QUEUED".into()));
+    s.cmd(&["EXEC"]);
+    assert_eq!(s.read3(), Frame::Null, "the watched key changed");
+    assert_eq!(bulk(&mut p, &["GET", "u"]).as_deref(), Some("changed"));
 }
 
 #[test]
