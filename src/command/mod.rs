@@ -1621,7 +1621,7 @@ pub fn refuse(
     e: CommandError,
 ) -> CommandError {
     let exec = argv[0].eq_ignore_ascii_case(b"exec");
-    if client.sidecar_in_multi {
+    if client.sidecar_multi.open {
         crate::replication::sidecar::refused_in_multi(client, exec);
     }
     if exec {

@@ -62,6 +62,20 @@ pub struct Upstream {
     resp: u32,
 }
 
+/// Where a connection's transaction on the primary stands.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Transaction {
+    /// A MULTI was forwarded: everything goes to the primary until its
+    /// EXEC or DISCARD.
+    pub open: bool,
+    /// The sidecar refused one of its commands itself: EXEC answers
+    /// EXECABORT (see [`refused_in_multi`]).
+    failed: bool,
+    /// It queued a SELECT, which changes the connection's database when
+    /// EXEC runs it: the sidecar then asks the primary which it is.
+    selects: bool,
+}
+
 /// Where a command runs on a sidecar.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
@@ -80,17 +94,17 @@ pub enum Route {
 /// which end or reset this connection: they are answered here, and a
 /// transaction open on the primary goes with the upstream link, closed.
 pub fn route(client: &mut Client, spec: &Spec) -> Route {
-    let in_multi = client.sidecar_in_multi;
+    let in_multi = client.sidecar_multi.open;
     match spec.name {
-        "multi" => client.sidecar_in_multi = true,
-        "exec" if client.sidecar_multi_failed => {
+        "multi" => client.sidecar_multi.open = true,
+        "exec" if client.sidecar_multi.failed => {
             end_transaction(client);
             return Route::Aborted;
         }
-        "exec" | "discard" => {
-            client.sidecar_in_multi = false;
-            client.sidecar_multi_failed = false;
-        }
+        // What it queued is done with once the primary answers.
+        "exec" => client.sidecar_multi.open = false,
+        "discard" => client.sidecar_multi = Transaction::default(),
+        "select" if in_multi => client.sidecar_multi.selects = true,
         "quit" | "reset" => {
             end_transaction(client);
             return Route::Connection;
@@ -108,8 +122,7 @@ pub fn route(client: &mut Client, spec: &Spec) -> Route {
 /// closing the upstream link they belong to (the next write opens another,
 /// in the connection's database).
 fn end_transaction(client: &mut Client) {
-    client.sidecar_in_multi = false;
-    client.sidecar_multi_failed = false;
+    client.sidecar_multi = Transaction::default();
     client.upstream = None;
 }
 
@@ -121,7 +134,7 @@ pub fn refused_in_multi(client: &mut Client, exec: bool) {
     if exec {
         end_transaction(client);
     } else {
-        client.sidecar_multi_failed = true;
+        client.sidecar_multi.failed = true;
     }
 }
 
@@ -227,7 +240,7 @@ impl Upstream {
 /// then counts as blocked here, where CLIENT UNBLOCK finds it.
 pub fn may_wait(client: &Client, spec: &Spec) -> bool {
     // Inside MULTI it is only queued.
-    !client.sidecar_in_multi
+    !client.sidecar_multi.open
         && (spec.has(flags::BLOCKING) || matches!(spec.name, "wait" | "waitaof"))
 }
 
@@ -277,7 +290,7 @@ pub async fn forward(
         // The command and the question "how far is my last write" go out
         // together: one round trip. Inside a transaction the question
         // would be queued; it is asked after EXEC.
-        let ask = !client.sidecar_in_multi;
+        let ask = !client.sidecar_multi.open;
         let mut req = Vec::new();
         encode_command(&mut req, argv);
         if ask {
@@ -330,6 +343,19 @@ pub async fn forward(
         if let Some(off) = offset.as_deref().and_then(parse_int_reply) {
             client.written_offset = client.written_offset.max(off);
         }
+        if ask && std::mem::take(&mut client.sidecar_multi.selects) {
+            // The EXEC of a transaction that selected a database.
+            match link_db(&mut up).await {
+                Some(db) => {
+                    up.db = db;
+                    client.db = db;
+                    client.handle.db.store(db, Relaxed);
+                }
+                // The reply is written: the link, in a database not known
+                // now, goes instead of the command failing.
+                None => return Ok(()),
+            }
+        }
         client.upstream = Some(up);
         return Ok(());
     }
@@ -380,6 +406,17 @@ async fn handed_over_to(up: &mut Upstream) -> Option<super::PrimaryAddr> {
         }
         _ => None,
     }
+}
+
+/// The database the primary says the link is in (CLIENT INFO's `db=`).
+async fn link_db(up: &mut Upstream) -> Option<usize> {
+    let info = up.call(&[b"CLIENT".as_slice(), b"INFO"]).await.ok()?;
+    let at = info.windows(4).position(|w| w == b" db=")? + 4;
+    let digits = info[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&info[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// An integer reply's value (`:123\r\n`).

@@ -67,12 +67,9 @@ pub struct Client {
     /// write (reads wait for the local copy to get there).
     pub upstream: Option<Box<crate::replication::sidecar::Upstream>>,
     pub written_offset: u64,
-    /// Sidecar mode: a MULTI was forwarded; everything goes to the primary
-    /// until its EXEC or DISCARD.
-    pub sidecar_in_multi: bool,
-    /// ... and the sidecar refused one of its commands itself: EXEC
-    /// answers EXECABORT (see `sidecar::refused_in_multi`).
-    pub sidecar_multi_failed: bool,
+    /// Sidecar mode: where the connection's transaction on the primary
+    /// stands.
+    pub sidecar_multi: crate::replication::sidecar::Transaction,
     /// Inside EXEC or a script: whether the unit's MULTI effect is
     /// recorded yet (it is, lazily, when its second effect comes). `None`
     /// outside.
@@ -159,8 +156,7 @@ impl Client {
             replica_sidecar: false,
             upstream: None,
             written_offset: 0,
-            sidecar_in_multi: false,
-            sidecar_multi_failed: false,
+            sidecar_multi: Default::default(),
             tracking: None,
             caching: false,
             invalidated: Default::default(),

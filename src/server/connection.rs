@@ -754,7 +754,7 @@ pub async fn serve(
                     tokio::select! {
                         r = Box::pin(forwarded) => if let Err(e) = r {
                             client.upstream = None;
-                            client.sidecar_in_multi = false;
+                            client.sidecar_multi = Default::default();
                             server.stats.error("MASTERDOWN");
                             out.error(&e.reply());
                         },

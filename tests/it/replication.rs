@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::support::{eventually, Frame, Raw, TestNode};
 use crate::tracking::{pushes_then, tracking_conn};
-use crate::{bulk, digest, err, info_field, int, ok, wait_synced};
+use crate::{bulk, digest, err, info_field, int, ok, strings, wait_synced};
 
 fn info(r: &mut Raw, section: &str) -> String {
     bulk(r, &["INFO", section]).unwrap()
@@ -934,6 +934,18 @@ fn a_sidecar_ends_forwarded_waits_and_keeps_transactions_whole() {
     s.cmd(&["EXEC"]);
     assert_eq!(s.read3(), Frame::Null, "the watched key changed");
     assert_eq!(bulk(&mut p, &["GET", "u"]).as_deref(), Some("changed"));
+
+    // A SELECT in a transaction moves the connection when EXEC runs it,
+    // on the sidecar as on the primary.
+    let mut s = sidecar.raw();
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(s.call(&["SELECT", "3"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(s.call(&["SET", "in3", "a"]), Frame::Simple("QUEUED".into()));
+    s.call(&["EXEC"]);
+    ok(&mut s, &["SET", "in3too", "b"]);
+    assert_eq!(bulk(&mut s, &["GET", "in3"]).as_deref(), Some("a"));
+    ok(&mut p, &["SELECT", "3"]);
+    assert_eq!(strings(&mut p, &["KEYS", "in3*"]).len(), 2);
 }
 
 #[test]
