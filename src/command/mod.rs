@@ -788,23 +788,31 @@ impl<'a> Ctx<'a> {
         if let Some(db) = db {
             let n = &self.server.notifier;
             if n.wants(u32::MAX) {
+                let mut created = Vec::new();
                 if n.wants(crate::server::notify::NEW) {
+                    created = crate::keyspace::table::take_created();
+                }
+                let event = self.event.get();
+                // Redis tells of a key as it adds it: before the command's
+                // own events, but amid those of MSET and SMOVE, which add
+                // keys as they go (see `notify_effect`'s `fresh`).
+                let name = argv[0].as_ref();
+                let amid = event.is_none()
+                    && (name.eq_ignore_ascii_case(b"mset") || name.eq_ignore_ascii_case(b"smove"));
+                let mut fresh = Vec::new();
+                if amid {
+                    fresh = created;
+                } else {
                     // A key MOVEd or COPYed to another database is new there.
                     let to = target_db(argv, db).unwrap_or(db);
-                    let created = crate::keyspace::table::take_created();
                     notify_new(self.server, to, created, self.now_ms);
                 }
-                match self.event.get() {
-                    Some("") => {}
-                    event => notify_effect(
-                        self.server,
-                        db,
-                        argv,
-                        event,
-                        self.now_ms,
-                        &mut self.emptied.borrow_mut(),
-                    ),
+                if event != Some("") {
+                    let mut emptied = self.emptied.borrow_mut();
+                    let now = self.now_ms;
+                    notify_effect(self.server, db, argv, event, now, &mut emptied, &mut fresh);
                 }
+                notify_new(self.server, db, fresh, self.now_ms);
                 for key in self.emptied.borrow_mut().drain(..) {
                     let generic = crate::server::notify::GENERIC;
                     n.notify(&self.server.pubsub, generic, "del", db, &key, self.now_ms);
@@ -1476,7 +1484,8 @@ fn copy_db<A: AsRef<[u8]>>(argv: &[A], db: usize) -> usize {
 
 /// Publishes the keyspace notifications of one effect (see
 /// `server::notify`): the class from the effect command's family, the
-/// event from its name, with Redis's names where they differ.
+/// event from its name, with Redis's names where they differ. Keys in
+/// `fresh` are told `new` right before their first event, and taken out.
 fn notify_effect<A: AsRef<[u8]>>(
     server: &Server,
     db: usize,
@@ -1484,6 +1493,7 @@ fn notify_effect<A: AsRef<[u8]>>(
     event: Option<&str>,
     now_ms: i64,
     emptied: &mut Vec<Vec<u8>>,
+    fresh: &mut Vec<Vec<u8>>,
 ) {
     use crate::server::notify::*;
     let name = argv[0].as_ref().to_ascii_lowercase();
@@ -1502,7 +1512,12 @@ fn notify_effect<A: AsRef<[u8]>>(
         _ => return,
     };
     let n = &server.notifier;
-    let send = |class: u32, event: &str, key: &[u8]| {
+    // A key in `fresh` is told new right before its first event here.
+    let mut send = |class: u32, event: &str, key: &[u8]| {
+        if let Some(i) = fresh.iter().position(|k| k == key) {
+            fresh.swap_remove(i);
+            n.notify(&server.pubsub, NEW, "new", db, key, now_ms);
+        }
         n.notify(&server.pubsub, class, event, db, key, now_ms)
     };
     let arg = |i: usize| argv.get(i).map_or(&b""[..], |a| a.as_ref());

@@ -478,7 +478,7 @@ impl<S: std::io::Read + std::io::Write> Signals<S> {
         run(&mut writer, &["FLUSHALL"]).unwrap();
         run(
             &mut writer,
-            &["CONFIG", "SET", "notify-keyspace-events", "KEA"],
+            &["CONFIG", "SET", "notify-keyspace-events", "KEAn"],
         )
         .unwrap();
         tracking.cmd(&["HELLO", "3"]);
@@ -496,8 +496,9 @@ impl<S: std::io::Read + std::io::Write> Signals<S> {
         }
     }
 
-    /// Runs a command; returns the keys signalled and the notifications
-    /// (both sorted: their order within one command is not compared).
+    /// Runs a command; returns the keys signalled (sorted: the order of
+    /// one command's invalidations is not compared) and the notifications,
+    /// in order (`new` ones included).
     fn run(&mut self, args: &[&str]) -> (Vec<Vec<u8>>, Vec<String>) {
         let _ = run(&mut self.writer, args);
         let mut keys = Vec::new();
@@ -531,7 +532,6 @@ impl<S: std::io::Read + std::io::Write> Signals<S> {
             events.push(format!("{} {}", text(&m[2]), text(&m[3])));
         }
         keys.sort();
-        events.sort();
         (keys, events)
     }
 }
