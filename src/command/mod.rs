@@ -454,8 +454,9 @@ pub enum Action {
     Feed(crate::replication::primary::Psync),
     /// A sidecar's command for its primary (`replication::sidecar`):
     /// forwarded on the connection's upstream link. `blocks`: it may wait
-    /// there (BLPOP), so the replies before it go out first.
-    Forward { blocks: bool },
+    /// there (BLPOP), so the replies before it go out first. `echo`: it
+    /// ran here already (SCRIPT LOAD), and the primary's reply is dropped.
+    Forward { blocks: bool, echo: bool },
     /// WAIT or WAITAOF: reply how far `offset` has got, once it is as far
     /// as `want` asks or at `deadline` (`None`: no time limit).
     Wait {

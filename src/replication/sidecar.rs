@@ -14,6 +14,9 @@
 //!                    ◀──────── the primary's reply, byte for byte
 //! ```
 //!
+//! SCRIPT LOAD runs here and is forwarded too, so that an EVALSHA finds its
+//! script on either node (scripts are not replicated).
+//!
 //! Each application connection gets its own upstream connection, opened
 //! at its first write, so what a connection means to Redis (its database,
 //! its transaction, its WATCHes, blocking) carries over. The primary
@@ -87,6 +90,10 @@ pub enum Route {
     /// The EXEC of a transaction the sidecar refused a command of: answered
     /// here with EXECABORT, the transaction on the primary dropped.
     Aborted,
+    /// Here, then on the primary too: SCRIPT LOAD, so that the EVALSHA
+    /// that follows finds its script wherever it runs (a write's on the
+    /// primary, an EVALSHA_RO here). The reply is this node's.
+    Both,
 }
 
 /// Writes, commands the table marks `ON_PRIMARY`, and everything between
@@ -105,6 +112,7 @@ pub fn route(client: &mut Client, spec: &Spec) -> Route {
         "exec" => client.sidecar_multi.open = false,
         "discard" => client.sidecar_multi = Transaction::default(),
         "select" if in_multi => client.sidecar_multi.selects = true,
+        "script|load" if !in_multi => return Route::Both,
         "quit" | "reset" => {
             end_transaction(client);
             return Route::Connection;

@@ -724,13 +724,15 @@ pub async fn serve(
                     }
                     clock = BatchClock::new();
                 }
-                Some(Action::Forward { blocks }) => {
+                Some(Action::Forward { blocks, echo }) => {
                     // Like a blocked command, one that may wait on the
                     // primary lets the replies before it go first.
                     if blocks && flush(&server, &mut wr, &mut out).await.is_err() {
                         break 'conn;
                     }
                     let start = out.len();
+                    let mut dropped = ReplyBuf::new(Protocol::Resp2);
+                    let reply = if echo { &mut dropped } else { &mut out };
                     let waiter = blocks.then(|| server.blocked.register(0, &[], client.id));
                     let _registered = waiter.as_ref().map(|w| Unregister(&server.blocked, w));
                     handle.blocked.store(blocks, Relaxed);
@@ -738,7 +740,7 @@ pub async fn serve(
                         &server,
                         &mut client,
                         &argv,
-                        &mut out,
+                        reply,
                         waiter.as_deref(),
                     );
                     let gone = ended(
@@ -755,15 +757,23 @@ pub async fn serve(
                         r = Box::pin(forwarded) => if let Err(e) = r {
                             client.upstream = None;
                             client.sidecar_multi = Default::default();
-                            server.stats.error("MASTERDOWN");
-                            out.error(&e.reply());
+                            if echo {
+                                // The command's reply stands; the primary
+                                // is told again when the client retries.
+                                tracing::warn!("The sidecar could not pass a command on to the primary: {e}");
+                            } else {
+                                server.stats.error("MASTERDOWN");
+                                out.error(&e.reply());
+                            }
                         },
                         _ = gone => break 'conn,
                     }
                     handle.blocked.store(false, Relaxed);
                     // The primary's reply is this command's: CLIENT REPLY
                     // OFF or SKIP, set on this connection, applies to it.
-                    suppress_reply(&mut client, &mut out, start, false, false, false);
+                    if !echo {
+                        suppress_reply(&mut client, &mut out, start, false, false, false);
+                    }
                     clock = BatchClock::new();
                 }
                 Some(Action::Monitor) => {
@@ -1307,14 +1317,17 @@ async fn execute(
         }
     }
     // A sidecar promoted (REPLICAOF NO ONE) is a primary like any other.
+    let mut echo = false;
     if server.replication.sidecar && server.replication.is_replica() {
         use crate::replication::sidecar::{self, Route};
-        let to_primary = match sidecar::route(client, spec) {
+        let route = sidecar::route(client, spec);
+        echo = route == Route::Both;
+        let to_primary = match route {
             Route::Primary => true,
             // A read the local copy cannot answer yet with this
             // connection's own writes in it goes to the primary.
             Route::Local => !Box::pin(sidecar::caught_up(server, client.written_offset)).await,
-            Route::Connection => false,
+            Route::Connection | Route::Both => false,
             Route::Aborted => {
                 reject(
                     client,
@@ -1330,6 +1343,7 @@ async fn execute(
             client.handle.last_cmd.store(idx, Relaxed);
             return Some(Action::Forward {
                 blocks: sidecar::may_wait(client, spec),
+                echo: false,
             });
         }
     }
@@ -1444,6 +1458,12 @@ async fn execute(
     // transaction; any CLIENT subcommand in between keeps it, as in Redis.
     if client.caching && client.multi.is_none() && !spec.name.starts_with("client|") {
         client.caching = false;
+    }
+    if echo && result.is_ok() {
+        return Some(Action::Forward {
+            blocks: false,
+            echo: true,
+        });
     }
     action
 }

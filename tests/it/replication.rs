@@ -948,6 +948,54 @@ fn a_sidecar_ends_forwarded_waits_and_keeps_transactions_whole() {
     assert_eq!(strings(&mut p, &["KEYS", "in3*"]).len(), 2);
 }
 
+/// Client libraries load a script once (SCRIPT LOAD) and run it by its
+/// SHA1 (EVALSHA): through a sidecar the load reaches the primary too,
+/// where a script that may write runs, and the sidecar, where EVALSHA_RO
+/// runs.
+#[test]
+fn a_script_loaded_through_a_sidecar_runs_by_its_sha() {
+    let primary = TestNode::start();
+    let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
+    let mut s = sidecar.raw();
+    eventually("the sidecar is ready", || {
+        s.call(&["GET", "k"]) == Frame::Null
+    });
+    let incr = bulk(
+        &mut s,
+        &["SCRIPT", "LOAD", "return redis.call('incr', KEYS[1])"],
+    )
+    .unwrap();
+    let get = bulk(
+        &mut s,
+        &["SCRIPT", "LOAD", "return redis.call('get', KEYS[1])"],
+    )
+    .unwrap();
+    assert_eq!(int(&mut s, &["EVALSHA", &incr, "1", "n"]), 1);
+    assert_eq!(
+        bulk(&mut s, &["EVALSHA_RO", &get, "1", "n"]).as_deref(),
+        Some("1")
+    );
+    let mut p = primary.raw();
+    assert_eq!(
+        p.call(&["SCRIPT", "EXISTS", &incr, &get]),
+        Frame::Array(vec![Frame::Int(1), Frame::Int(1)])
+    );
+    // A script the primary lost (SCRIPT FLUSH, a restart) is NOSCRIPT, and
+    // loading it again, as client libraries then do, mends it.
+    ok(&mut p, &["SCRIPT", "FLUSH"]);
+    assert!(err(&mut s, &["EVALSHA", &incr, "1", "n"]).starts_with("NOSCRIPT"));
+    assert_eq!(
+        bulk(
+            &mut s,
+            &["SCRIPT", "LOAD", "return redis.call('incr', KEYS[1])"]
+        ),
+        Some(incr.clone())
+    );
+    assert_eq!(int(&mut s, &["EVALSHA", &incr, "1", "n"]), 2);
+    // A script that does not compile is refused here, as on the primary.
+    assert!(err(&mut s, &["SCRIPT", "LOAD", "return +"]).starts_with("ERR Error compiling script"));
+}
+
 #[test]
 fn a_sidecar_answers_loading_until_its_first_sync() {
     let primary = TestNode::start_with(&["--requirepass", "secret"]);
