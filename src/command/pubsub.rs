@@ -62,7 +62,7 @@ fn subs(client: &mut Client) -> &mut Subscriptions {
     })
 }
 
-fn set_of(s: &mut Subscriptions, space: Space) -> &mut std::collections::HashSet<Bytes> {
+fn set_of(s: &mut Subscriptions, space: Space) -> &mut std::collections::BTreeSet<Bytes> {
     match space {
         Space::Channel => &mut s.channels,
         Space::Pattern => &mut s.patterns,

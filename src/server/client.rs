@@ -228,9 +228,11 @@ impl Client {
 pub struct Subscriptions {
     pub sub: Arc<super::pubsub::Subscriber>,
     pub rx: tokio::sync::mpsc::UnboundedReceiver<Arc<super::pubsub::Message>>,
-    pub channels: std::collections::HashSet<bytes::Bytes>,
-    pub patterns: std::collections::HashSet<bytes::Bytes>,
-    pub shard: std::collections::HashSet<bytes::Bytes>,
+    /// Ordered, so that UNSUBSCRIBE with no argument answers in the same
+    /// order on every node (Redis's is its dict's, seeded per process).
+    pub channels: std::collections::BTreeSet<bytes::Bytes>,
+    pub patterns: std::collections::BTreeSet<bytes::Bytes>,
+    pub shard: std::collections::BTreeSet<bytes::Bytes>,
 }
 
 impl Subscriptions {
