@@ -669,8 +669,8 @@ fn client_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// How long DEBUG SLEEP `secs` sleeps (its connection only): an infinite
-/// or huge number as long as a Duration can.
+/// How long DEBUG SLEEP `secs` sleeps: an infinite or huge number as long
+/// as a Duration can.
 pub fn sleep_duration(secs: f64) -> Duration {
     Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
 }

@@ -440,8 +440,6 @@ fn unknown_command(argv: &[Bytes]) -> CommandError {
 pub enum Action {
     /// Flush the reply, then close (QUIT, CLIENT KILL of oneself).
     Close,
-    /// Sleep on this connection without blocking others (DEBUG SLEEP).
-    Sleep(Duration),
     /// Turn this connection into a MONITOR stream.
     Monitor,
     /// Wait for one of these keys to be written, then run the command

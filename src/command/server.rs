@@ -137,7 +137,7 @@ static MEMORY_SUBCOMMANDS: &[Spec] = &[
 
 #[rustfmt::skip]
 static DEBUG_SUBCOMMANDS: &[Spec] = &[
-    spec("debug|sleep", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Blocks the connection for a number of seconds.", debug_sleep),
+    spec("debug|sleep", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Stops the server for a number of seconds.", debug_sleep),
     spec("debug|protocol", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Replies with a value of the named protocol type.", debug_protocol),
     spec("debug|reload", -2, ADMIN | NOSCRIPT | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Saves the snapshot and loads it back.", debug_reload),
     spec("debug|loadaof", 2, ADMIN | NOSCRIPT | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Writes what the log has pending and loads the log back.", debug_loadaof),
@@ -1103,15 +1103,17 @@ fn memory_purge(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// The whole node sleeps, as Redis's one thread does (what users of DEBUG
+/// SLEEP want: a stalled server): the transaction gate, held exclusively
+/// (its row says `EXCLUSIVE`; inside EXEC, EXEC holds it), keeps every
+/// other command out, and this I/O thread sleeps. Its sleep is its run
+/// time (slow log, statistics, latency monitor).
 fn debug_sleep(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let secs = float(&argv[2])?;
-    ctx.out.ok();
     let d = super::connection::sleep_duration(secs);
-    // Several in one transaction sleep one after the other.
-    ctx.action = Some(match ctx.action.take() {
-        Some(super::Action::Sleep(before)) => super::Action::Sleep(before.saturating_add(d)),
-        _ => super::Action::Sleep(d),
-    });
+    let _gate = ctx.server.gate.exclusive();
+    std::thread::sleep(d);
+    ctx.out.ok();
     Ok(())
 }
 

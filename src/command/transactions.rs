@@ -128,25 +128,15 @@ fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     ctx.start_unit();
     for (spec, argv) in &m.queue {
         let started = std::time::Instant::now();
-        let slept = sleep_of(&ctx.action);
         // A runtime error is this command's reply; the others still run.
         let _ = super::run(ctx, spec, argv);
-        // Each command is the slow log's, not EXEC (DEBUG SLEEP's sleep,
-        // taken after EXEC, counting as its time).
-        let took = started.elapsed() + sleep_of(&ctx.action).saturating_sub(slept);
+        // Each command is the slow log's, not EXEC.
+        let took = started.elapsed();
         let h = ctx.client.handle.clone();
         crate::server::connection::log_if_slow(ctx.server, spec, argv, took.as_micros() as u64, &h);
     }
     ctx.end_unit();
     Ok(())
-}
-
-/// How long a pending DEBUG SLEEP will sleep.
-fn sleep_of(action: &Option<super::Action>) -> std::time::Duration {
-    match action {
-        Some(super::Action::Sleep(d)) => *d,
-        _ => std::time::Duration::ZERO,
-    }
 }
 
 fn watch(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

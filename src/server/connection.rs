@@ -607,7 +607,6 @@ pub async fn serve(
                 client.slot_hint = next_hint;
                 continue;
             }
-            let reply_at = out.len();
             let action = execute(
                 &server,
                 &mut client,
@@ -629,28 +628,6 @@ pub async fn serve(
                     server.request_shutdown();
                     close = Some(Close::Now);
                     break;
-                }
-                Some(Action::Sleep(d)) => {
-                    // Replies so far go out first; the sleep blocks only us,
-                    // and its own reply follows it, as in Redis.
-                    let reply = out.buf.split_off(reply_at);
-                    if flush(&server, &mut wr, &mut out).await.is_err() {
-                        break 'conn;
-                    }
-                    let gone = ended(
-                        &server,
-                        &handle,
-                        &mut rd,
-                        &mut rbuf,
-                        killed.as_mut(),
-                        shutdown.as_mut(),
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = gone => break 'conn,
-                    }
-                    out.buf.extend_from_slice(&reply);
-                    clock = BatchClock::new();
                 }
                 Some(Action::Block(b)) => {
                     // Replies so far go out first; then only this client waits.
@@ -970,7 +947,7 @@ async fn flush(
 }
 
 /// Ends when the connection is over while one of its commands waits
-/// (blocked, WAIT, DEBUG SLEEP, forwarded by a sidecar): killed, the
+/// (blocked, WAIT, forwarded by a sidecar): killed, the
 /// server stopping, or the client gone (see [`hung_up`]).
 async fn ended(
     server: &Server,
@@ -1398,13 +1375,7 @@ async fn execute(
     let result = command::run(&mut ctx, spec, argv);
     drop(gate);
     let action = ctx.action.take();
-    let mut elapsed = clock.end(started).as_micros() as u64;
-    // DEBUG SLEEP's sleep (which follows) is its run time, as in Redis
-    // (where it stalls every client, not only its own): in the slow log,
-    // the command's statistics and the latency monitor.
-    if let Some(Action::Sleep(d)) = &action {
-        elapsed += d.as_micros() as u64;
-    }
+    let elapsed = clock.end(started).as_micros() as u64;
     client.publish_state();
 
     // A blocked command's retries are one call, as Redis counts a served

@@ -2,8 +2,7 @@
 //!
 //! With `latency-monitor-threshold` above 0, anything that took at least
 //! that many milliseconds is recorded as a sample of its event: `command`
-//! and `fast-command` (a command's run, by its FAST flag; DEBUG SLEEP's
-//! sleep counts), `expire-cycle`, `eviction-cycle`, and the log's
+//! and `fast-command` (a command's run, by its FAST flag), `expire-cycle`, `eviction-cycle`, and the log's
 //! `aof-write` and `aof-fsync-always`, Redis's names. The monitor is shared
 //! with the log writer, so it keeps its threshold itself. Each event keeps
 //! its last 160 samples, one per second at most (a second's worst), and its

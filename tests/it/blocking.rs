@@ -195,6 +195,39 @@ fn a_client_that_hangs_up_while_blocked_takes_nothing() {
     assert_eq!(c.read2(), Frame::Simple("PONG".into()));
 }
 
+/// DEBUG SLEEP stops the whole node, as in Redis, inside a transaction
+/// too (Redis's "MULTI + LPUSH + EXPIRE + DEBUG SLEEP on blocked client"):
+/// the key the transaction pushed, given 100 ms to live, has expired when
+/// the transaction ends 200 ms later, and its waiter is not served.
+#[test]
+fn debug_sleep_in_a_transaction_stops_the_node() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let waiting = blocked(&node, &mut r, &["BLPOP", "q", "1"], 1);
+    ok(&mut r, &["MULTI"]);
+    for c in [
+        &["LPUSH", "q", "v"][..],
+        &["PEXPIRE", "q", "100"],
+        &["DEBUG", "SLEEP", "0.2"],
+    ] {
+        assert_eq!(r.call(c), Frame::Simple("QUEUED".into()));
+    }
+    assert_eq!(
+        r.call(&["EXEC"]),
+        Frame::Array(vec![
+            Frame::Int(1),
+            Frame::Int(1),
+            Frame::Simple("OK".into())
+        ])
+    );
+    assert_eq!(
+        waiting.join().unwrap(),
+        Frame::Null,
+        "expired before served"
+    );
+    assert_eq!(int(&mut r, &["EXISTS", "q"]), 0);
+}
+
 /// The id of the (one) client whose last command is a blocking one.
 pub(crate) fn client_id_of_blocked(r: &mut Raw) -> u64 {
     let list = bulk(r, &["CLIENT", "LIST"]).unwrap();
