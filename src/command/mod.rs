@@ -450,6 +450,9 @@ pub enum Action {
     /// Become the feed of a replica (PSYNC, SYNC): the connection is the
     /// replication link from now on.
     Feed(crate::replication::primary::Psync),
+    /// The client hung up or was killed while its command waited to run
+    /// (CLIENT PAUSE): nothing ran, as Redis frees such a client.
+    Gone,
     /// A sidecar's command for its primary (`replication::sidecar`):
     /// forwarded on the connection's upstream link. `blocks`: it may wait
     /// there (BLPOP), so the replies before it go out first. `echo`: it

@@ -8,8 +8,9 @@
 //!
 //! The loop also wakes for CLIENT KILL, server shutdown, the idle `timeout`
 //! and, in MONITOR mode, for lines to forward. While a command waits
-//! (blocked, WAIT, forwarded by a sidecar) the client's input is read on
-//! into the buffer, as Redis reads it: a hang-up ends the wait. A protocol error is answered
+//! (blocked, WAIT, held by CLIENT PAUSE, forwarded by a sidecar) the
+//! client's input is read on into the buffer, as Redis reads it: a hang-up
+//! ends the wait (a held command then never runs). A protocol error is answered
 //! and then the connection is closed, as in Redis; a command error is only
 //! a reply. Bytes that do not yet form a request count against
 //! `client-query-buffer-limit`; passing it closes the connection.
@@ -607,15 +608,28 @@ pub async fn serve(
                 client.slot_hint = next_hint;
                 continue;
             }
-            let action = execute(
-                &server,
-                &mut client,
-                &mut out,
-                &argv,
-                &mut clock,
-                &mut stats,
-            )
-            .await;
+            // Scoped to the command: the waits below borrow the same.
+            let action = {
+                let gone = ended(
+                    &server,
+                    &handle,
+                    &mut rd,
+                    &mut rbuf,
+                    killed.as_mut(),
+                    shutdown.as_mut(),
+                );
+                tokio::pin!(gone);
+                execute(
+                    &server,
+                    &mut client,
+                    &mut out,
+                    &argv,
+                    &mut clock,
+                    &mut stats,
+                    gone,
+                )
+                .await
+            };
             // The hint described this request's key; the next request's is ready.
             client.slot_hint = next_hint;
             match action {
@@ -624,6 +638,7 @@ pub async fn serve(
                     close = Some(Close::AfterFlush);
                     break;
                 }
+                Some(Action::Gone) => break 'conn,
                 Some(Action::Shutdown) => {
                     server.request_shutdown();
                     close = Some(Close::Now);
@@ -947,7 +962,7 @@ async fn flush(
 }
 
 /// Ends when the connection is over while one of its commands waits
-/// (blocked, WAIT, forwarded by a sidecar): killed, the
+/// (blocked, WAIT, held by a pause, forwarded by a sidecar): killed, the
 /// server stopping, or the client gone (see [`hung_up`]).
 async fn ended(
     server: &Server,
@@ -1033,9 +1048,10 @@ async fn wait_blocked(
         // command's first attempt has left a wake-up permit.
         let mut clock = BatchClock::new();
         client.block_retry = true;
-        let done = execute(server, client, out, argv, &mut clock, stats).await;
+        let done = execute(server, client, out, argv, &mut clock, stats, gone.as_mut()).await;
         client.block_retry = false;
         match done {
+            Some(Action::Gone) => break Waited::Gone,
             Some(Action::Block(_)) if woken && b.reader => {
                 server.blocked.pass_on(db, &b.keys, &waiter)
             }
@@ -1253,6 +1269,8 @@ fn refused(server: &Server, argv: &[Bytes], out: &mut ReplyBuf, e: CommandError)
 }
 
 /// Runs one request: checks, pause, the handler, statistics, slowlog, MONITOR.
+/// `gone` (see [`ended`]) ends a wait for a pause to lift: the command
+/// then does not run.
 async fn execute(
     server: &Server,
     client: &mut Client,
@@ -1260,6 +1278,7 @@ async fn execute(
     argv: &[Bytes],
     clock: &mut BatchClock,
     stats: &mut BatchStats,
+    mut gone: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Option<Action> {
     let reply_start = out.len();
     let reject = |client: &mut Client, out: &mut ReplyBuf, e: crate::error::CommandError| {
@@ -1279,7 +1298,14 @@ async fn execute(
     if server.pause.active() {
         // Judged by what this invocation may do: a script by its flags.
         let writes = command::may_replicate(spec, argv, client);
-        if Box::pin(wait_while_paused(server, &client.handle, writes)).await {
+        // A client that gave up meanwhile (a timeout, then a retry on
+        // another connection) must not have its write run when the pause
+        // lifts: it would run twice.
+        let paused = tokio::select! {
+            waited = Box::pin(wait_while_paused(server, &client.handle, writes)) => waited,
+            _ = gone.as_mut() => return Some(Action::Gone),
+        };
+        if paused {
             *clock = BatchClock::new();
             // What the command was checked against may have changed while
             // it waited (a FAILOVER makes this node a replica): it is
@@ -1340,7 +1366,10 @@ async fn execute(
             Gated::Busy => true,
         };
         if !busy {
-            Box::pin(wait_while_paused(server, &client.handle, true)).await;
+            tokio::select! {
+                _ = Box::pin(wait_while_paused(server, &client.handle, true)) => {}
+                _ = gone.as_mut() => return Some(Action::Gone),
+            }
         } else if client.block_retry {
             // A blocked command's retry waits for the script, as Redis
             // serves no blocked client meanwhile, without holding up the

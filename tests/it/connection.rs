@@ -297,7 +297,20 @@ fn client_pause_holds_writes_until_unpause() {
         );
     }
     assert_eq!(crate::blocking::blocked_clients(&mut admin), 4);
+    // A client that gives up while held (hangs up, then retries on a new
+    // connection, as clients do after a timeout) leaves nothing to run:
+    // its write would otherwise run twice.
+    let mut quitter = node.raw();
+    quitter.cmd(&["INCR", "retried"]);
+    eventually("the INCR held", || {
+        crate::blocking::blocked_clients(&mut admin) == 5
+    });
+    drop(quitter);
+    eventually("the hang-up noticed", || {
+        crate::blocking::blocked_clients(&mut admin) == 4
+    });
     ok(&mut admin, &["CLIENT", "UNPAUSE"]);
+    assert_eq!(reader.call(&["GET", "retried"]), Frame::Null);
     for (h, reply) in waiting {
         assert_eq!(h.join().unwrap(), reply);
     }
