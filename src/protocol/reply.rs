@@ -8,6 +8,20 @@
 
 use bytes::BytesMut;
 
+/// Whether `line` holds a CR or LF, which a one-line reply cannot.
+fn breaks(line: &[u8]) -> bool {
+    line.iter().any(|&b| b == b'\r' || b == b'\n')
+}
+
+/// A CR or LF as a space (see [`ReplyBuf::line`]).
+fn unbroken(b: u8) -> u8 {
+    if b == b'\r' || b == b'\n' {
+        b' '
+    } else {
+        b
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Resp2,
@@ -61,23 +75,28 @@ impl ReplyBuf {
         self.buf.extend_from_slice(b"+OK\r\n");
     }
 
-    pub fn simple(&mut self, s: &str) {
-        self.buf.reserve(s.len() + 3);
-        self.buf.extend_from_slice(b"+");
-        self.buf.extend_from_slice(s.as_bytes());
+    /// A reply that is one line: `tag`, `line` with its CR and LF made
+    /// spaces, CRLF. A CR or LF would end the line early, and the client
+    /// would read the rest as further replies (a script's status reply
+    /// could forge any): Redis maps them to spaces too.
+    fn line(&mut self, tag: u8, line: &[u8]) {
+        self.buf.reserve(line.len() + 3);
+        self.buf.extend_from_slice(&[tag]);
+        if breaks(line) {
+            self.buf.extend(line.iter().map(|&b| unbroken(b)));
+        } else {
+            self.buf.extend_from_slice(line);
+        }
         self.buf.extend_from_slice(b"\r\n");
     }
 
+    pub fn simple(&mut self, s: &str) {
+        self.line(b'+', s.as_bytes());
+    }
+
     /// An error reply; `msg` starts with its code (`ERR`, `WRONGTYPE`, ...).
-    /// Newlines would break the framing, so they become spaces as in Redis.
     pub fn error(&mut self, msg: &str) {
-        self.buf.reserve(msg.len() + 3);
-        self.buf.extend_from_slice(b"-");
-        for &b in msg.as_bytes() {
-            self.buf
-                .extend_from_slice(&[if b == b'\r' || b == b'\n' { b' ' } else { b }]);
-        }
-        self.buf.extend_from_slice(b"\r\n");
+        self.line(b'-', msg.as_bytes());
     }
 
     pub fn int(&mut self, n: i64) {
@@ -207,11 +226,14 @@ impl ReplyBuf {
     }
 
     /// A big number's digits: `(` in RESP3, a bulk string in RESP2.
+    /// A big number (a bulk string in RESP2, with the same text: its CR
+    /// and LF spaces, as Redis writes a script's big number).
     pub fn big_number(&mut self, digits: &[u8]) {
         if self.resp3() {
-            self.buf.extend_from_slice(b"(");
-            self.buf.extend_from_slice(digits);
-            self.buf.extend_from_slice(b"\r\n");
+            self.line(b'(', digits);
+        } else if breaks(digits) {
+            let spaced: Vec<u8> = digits.iter().map(|&b| unbroken(b)).collect();
+            self.bulk(&spaced);
         } else {
             self.bulk(digits);
         }
@@ -258,6 +280,15 @@ mod tests {
         r.verbatim("hi");
         r.double(1.5);
         assert_eq!(&r.buf[..], b"_\r\n%1\r\n=6\r\ntxt:hi\r\n,1.5\r\n");
+    }
+
+    #[test]
+    fn line_replies_cannot_be_broken() {
+        let mut r = ReplyBuf::new(Protocol::Resp3);
+        r.simple("a\r\n+OK");
+        r.error("ERR x\ny");
+        r.big_number(b"1\r2");
+        assert_eq!(&r.buf[..], b"+a  +OK\r\n-ERR x y\r\n(1 2\r\n");
     }
 
     #[test]

@@ -462,12 +462,24 @@ fn a_script_answers_a_resp3_client_in_resp3() {
         "redis.setresp(3) return redis.pcall('incr', 'h')",
         "redis.setresp(4)",
         "return true",
+        // A line reply cannot hold CR or LF: they become spaces, where
+        // they would end the reply and forge the next.
+        "return {ok = 'a\\r\\nb'}",
+        "return redis.status_reply('x\\r\\ny')",
+        "return {err = 'e\\r\\nf'}",
+        "return {big_number = '12\\r\\n34'}",
+        "return 'after'",
     ];
     for script in scripts {
         r.cmd(&["EVAL", script, "0"]);
         theirs.cmd(&["EVAL", script, "0"]);
         assert_eq!(r.read3(), theirs.read3(), "{script}");
     }
+    // In RESP2 a big number is a bulk string, with the same text.
+    let big = "return {big_number = '12\\r\\n34'}";
+    let mut r2 = node.raw();
+    r2.cmd(&["EVAL", big, "0"]);
+    assert_eq!(r2.read2(), Frame::bulk("12  34"));
 }
 
 #[test]
