@@ -143,6 +143,7 @@ static DEBUG_SUBCOMMANDS: &[Spec] = &[
     spec("debug|loadaof", 2, ADMIN | NOSCRIPT | PROTECTED | EXCLUSIVE, NO_KEYS, A, G, "Writes what the log has pending and loads the log back.", debug_loadaof),
     spec("debug|pause-cron", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Stops (1) or resumes (0) the server's cron.", debug_pause_cron),
     spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
+    spec("debug|set-disable-deny-scripts", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Lets scripts call commands not allowed from scripts (1), or not (0).", debug_set_disable_deny_scripts),
     spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
     spec("debug|digest", 2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns a digest of the whole dataset, equal on any two nodes with the same data.", debug_digest),
     spec("debug|digest-value", -2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns the digests of the given keys' values.", debug_digest_value),
@@ -1126,6 +1127,10 @@ fn debug_pause_cron(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// DEBUG's on/off switches: `1` (any non-zero integer) sets `flag`.
+fn debug_set_disable_deny_scripts(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    debug_switch(ctx, argv, &ctx.server.scripts_run_anything)
+}
+
 fn debug_switch(ctx: &mut Ctx, argv: &[Bytes], flag: &std::sync::atomic::AtomicBool) -> CmdResult {
     flag.store(int(&argv[2])? != 0, Relaxed);
     ctx.out.ok();
@@ -1415,6 +1420,8 @@ fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    MERGE: accepted).",
             "SET-ACTIVE-EXPIRE <0|1>",
             "    Setting it to 0 disables expiring keys in background when they are not accessed.",
+            "SET-DISABLE-DENY-SCRIPTS <0|1>",
+            "    Setting it to 1 lets scripts call commands not allowed from scripts.",
             "SLEEP <seconds>",
             "    Stop the server for <seconds>. Decimals allowed.",
         ],

@@ -326,6 +326,10 @@ pub struct Server {
     /// DEBUG PAUSE-CRON: the cron skips its work (tests of what happens
     /// without it, as Redis's `pause_cron`).
     pub cron_paused: AtomicBool,
+    /// DEBUG SET-DISABLE-DENY-SCRIPTS: scripts may call commands whose row
+    /// says `noscript` (Redis's tests let a script read CLIENT LIST or
+    /// DEBUG PROTOCOL so); SCRIPT FLUSH turns it off again, as in Redis.
+    pub scripts_run_anything: AtomicBool,
     /// `enable-debug-command`: 0 no, 1 yes, 2 local (fixed at start-up).
     pub enable_debug: u8,
     /// `enable-module-command`, the same way.
@@ -432,6 +436,7 @@ impl Server {
             shutdown_save: std::sync::atomic::AtomicU8::new(ShutdownSave::IfRules as u8),
             active_expire: AtomicBool::new(true),
             cron_paused: AtomicBool::new(false),
+            scripts_run_anything: AtomicBool::new(false),
             enable_debug,
             enable_module,
             started: Instant::now(),

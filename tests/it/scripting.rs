@@ -813,3 +813,28 @@ fn a_scripts_writes_meet_min_replicas_as_in_redis() {
         &["GET", "x"],
     ]);
 }
+
+/// DEBUG SET-DISABLE-DENY-SCRIPTS lets scripts call what scripts may not
+/// (Redis's tests read CLIENT LIST and DEBUG PROTOCOL so), until it is
+/// set back or SCRIPT FLUSH resets it, as in Redis.
+#[test]
+fn debug_can_let_scripts_call_anything() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    let script = "return redis.call('debug', 'protocol', 'bignum')";
+    let refused = "ERR This Redis command is not allowed from script";
+    assert!(crate::err(&mut r, &["EVAL", script, "0"]).starts_with(refused));
+    crate::ok(&mut r, &["DEBUG", "SET-DISABLE-DENY-SCRIPTS", "1"]);
+    assert_eq!(
+        bulk(&mut r, &["EVAL", script, "0"]).as_deref(),
+        Some("1234567999999999999999999999999999999")
+    );
+    let list = bulk(
+        &mut r,
+        &["EVAL", "return redis.call('client', 'list')", "0"],
+    )
+    .unwrap();
+    assert!(list.contains("cmd=eval"), "{list}");
+    crate::ok(&mut r, &["SCRIPT", "FLUSH"]);
+    assert!(crate::err(&mut r, &["EVAL", script, "0"]).starts_with(refused));
+}

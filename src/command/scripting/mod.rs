@@ -1719,7 +1719,7 @@ fn redis_call(
     // What refuses the command before it runs counts as a rejected call
     // of it (INFO commandstats), as in Redis.
     let admitted = (|| {
-        if spec.has(NOSCRIPT) {
+        if spec.has(NOSCRIPT) && !ctx.server.scripts_run_anything.load(Relaxed) {
             return Err(CommandError::err(
                 "This Redis command is not allowed from script",
             ));
@@ -2071,6 +2071,7 @@ fn script_flush(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     }
     CACHE.lock().clear();
     GENERATION.fetch_add(1, Relaxed);
+    ctx.server.scripts_run_anything.store(false, Relaxed);
     ctx.out.ok();
     Ok(())
 }
