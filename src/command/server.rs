@@ -1180,7 +1180,10 @@ fn debug_populate(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn debug_object(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let t = ctx.lock_key(&argv[2]);
-    let Some(n) = t.peek(&argv[2]).filter(|n| !n.is_expired(ctx.now_ms)) else {
+    // A key past its expiry but not yet deleted is still there to look
+    // at, as Redis's DEBUG OBJECT finds it (its tests tell so whether a
+    // command deleted it).
+    let Some(n) = t.peek(&argv[2]) else {
         return Err(CommandError::NoSuchKey);
     };
     let ser = crate::persistence::rdb::dump(&n.value).len() - 11;

@@ -305,6 +305,21 @@ fn object_and_memory_introspection() {
         "{dbg}"
     );
     assert_eq!(err(&mut r, &["DEBUG", "OBJECT", "nope"]), "ERR no such key");
+    // A key past its expiry, not yet deleted, is still there for DEBUG
+    // OBJECT (as in Redis), until a command meets it and deletes it.
+    ok(&mut r, &["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    ok(&mut r, &["SET", "brief", "v", "PX", "1"]);
+    ok(&mut r, &["DEBUG", "SLEEP", "0.01"]);
+    assert!(matches!(
+        r.call(&["DEBUG", "OBJECT", "brief"]),
+        Frame::Simple(_)
+    ));
+    assert_eq!(int(&mut r, &["EXISTS", "brief"]), 0);
+    assert_eq!(
+        err(&mut r, &["DEBUG", "OBJECT", "brief"]),
+        "ERR no such key"
+    );
+    ok(&mut r, &["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
 }
 
 #[test]
