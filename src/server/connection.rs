@@ -603,6 +603,8 @@ pub async fn serve(
                 }
             };
             ahead = parser.next(&mut rbuf, limits);
+            // Only a wait reads more into the buffer before the next turn.
+            let unread = rbuf.len();
             let next_hint = prefetch(&server, &client, &ahead);
             if argv.is_empty() {
                 client.slot_hint = next_hint;
@@ -776,7 +778,7 @@ pub async fn serve(
             }
             // A wait read on into the buffer (see `hung_up`): a request
             // that was not whole before may be now.
-            if matches!(ahead, Ok(None)) && !rbuf.is_empty() {
+            if matches!(ahead, Ok(None)) && rbuf.len() != unread {
                 ahead = parser.next(&mut rbuf, limits);
             }
             if monitor.is_some() && !handle.monitor.load(Relaxed) {
