@@ -436,6 +436,20 @@ pub async fn serve(
     let shutdown = stopped(&mut stop);
     tokio::pin!(shutdown);
     let mut stats = BatchStats::default();
+    // The end of the connection while one of its commands waits (see
+    // `ended`), made afresh for each wait: it borrows the read side.
+    macro_rules! gone {
+        () => {
+            ended(
+                &server,
+                &handle,
+                &mut rd,
+                &mut rbuf,
+                killed.as_mut(),
+                shutdown.as_mut(),
+            )
+        };
+    }
     // Set by PSYNC/SYNC: once the replies so far are out, this connection
     // becomes the feed of a replica.
     let mut feed = None;
@@ -612,14 +626,7 @@ pub async fn serve(
             }
             // Scoped to the command: the waits below borrow the same.
             let action = {
-                let gone = ended(
-                    &server,
-                    &handle,
-                    &mut rd,
-                    &mut rbuf,
-                    killed.as_mut(),
-                    shutdown.as_mut(),
-                );
+                let gone = gone!();
                 tokio::pin!(gone);
                 execute(
                     &server,
@@ -651,14 +658,7 @@ pub async fn serve(
                     if flush(&server, &mut wr, &mut out).await.is_err() {
                         break 'conn;
                     }
-                    let gone = ended(
-                        &server,
-                        &handle,
-                        &mut rd,
-                        &mut rbuf,
-                        killed.as_mut(),
-                        shutdown.as_mut(),
-                    );
+                    let gone = gone!();
                     let waited =
                         wait_blocked(&server, &mut client, &mut out, &argv, b, &mut stats, gone);
                     match Box::pin(waited).await {
@@ -689,14 +689,7 @@ pub async fn serve(
                         break 'conn;
                     }
                     handle.blocked.store(true, Relaxed);
-                    let gone = ended(
-                        &server,
-                        &handle,
-                        &mut rd,
-                        &mut rbuf,
-                        killed.as_mut(),
-                        shutdown.as_mut(),
-                    );
+                    let gone = gone!();
                     let waited = wait_acks(&server, client.id, offset, want, deadline, gone);
                     let waited = Box::pin(waited).await;
                     handle.blocked.store(false, Relaxed);
@@ -737,14 +730,7 @@ pub async fn serve(
                         reply,
                         waiter.as_deref(),
                     );
-                    let gone = ended(
-                        &server,
-                        &handle,
-                        &mut rd,
-                        &mut rbuf,
-                        killed.as_mut(),
-                        shutdown.as_mut(),
-                    );
+                    let gone = gone!();
                     // A client gone meanwhile drops its upstream link with
                     // the forward, which ends the command's wait there too.
                     tokio::select! {
