@@ -203,11 +203,7 @@ async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
     up.stream.write_all(&req).await?;
     let reply = up.reply().await?;
     let id = up.reply().await?;
-    if reply.first() == Some(&b'-') {
-        return Err(
-            std::io::Error::other(String::from_utf8_lossy(&reply).trim().to_string()).into(),
-        );
-    }
+    refused(&reply)?;
     up.id = parse_int_reply(&id).ok_or(ForwardError::BadReply)?;
     Ok(up)
 }
@@ -279,11 +275,7 @@ pub async fn forward(
             let r = up
                 .call(&[b"HELLO".as_slice(), resp.to_string().as_bytes()])
                 .await?;
-            if r.first() == Some(&b'-') {
-                return Err(
-                    std::io::Error::other(String::from_utf8_lossy(&r).trim().to_string()).into(),
-                );
-            }
+            refused(&r)?;
         }
         if up.db != client.db {
             let db = client.db.to_string();
@@ -425,6 +417,16 @@ async fn link_db(up: &mut Upstream) -> Option<usize> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// The link's own set-up command (HELLO) refused: the error, as the
+/// reason the command could not be forwarded.
+fn refused(reply: &[u8]) -> Result<(), ForwardError> {
+    if reply.first() != Some(&b'-') {
+        return Ok(());
+    }
+    let why = String::from_utf8_lossy(reply).trim().to_string();
+    Err(std::io::Error::other(why).into())
 }
 
 /// An integer reply's value (`:123\r\n`).
