@@ -1126,11 +1126,11 @@ fn debug_pause_cron(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     debug_switch(ctx, argv, &ctx.server.cron_paused)
 }
 
-/// DEBUG's on/off switches: `1` (any non-zero integer) sets `flag`.
 fn debug_set_disable_deny_scripts(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     debug_switch(ctx, argv, &ctx.server.scripts_run_anything)
 }
 
+/// DEBUG's on/off switches: `1` (any non-zero integer) sets `flag`.
 fn debug_switch(ctx: &mut Ctx, argv: &[Bytes], flag: &std::sync::atomic::AtomicBool) -> CmdResult {
     flag.store(int(&argv[2])? != 0, Relaxed);
     ctx.out.ok();
