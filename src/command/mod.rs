@@ -457,7 +457,13 @@ pub enum Action {
     /// forwarded on the connection's upstream link. `blocks`: it may wait
     /// there (BLPOP), so the replies before it go out first. `echo`: it
     /// ran here already (SCRIPT LOAD), and the primary's reply is dropped.
-    Forward { blocks: bool, echo: bool },
+    /// `run`: whether it may go out with other forwards, sent together
+    /// (`sidecar::in_run`).
+    Forward {
+        blocks: bool,
+        echo: bool,
+        run: crate::replication::sidecar::InRun,
+    },
     /// WAIT or WAITAOF: reply how far `offset` has got, once it is as far
     /// as `want` asks or at `deadline` (`None`: no time limit).
     Wait {

@@ -25,6 +25,13 @@
 //! is there, which gives each connection read-your-writes. A sidecar never
 //! writes into its local copy: only the replication stream does.
 //!
+//! Writes and transactions an application pipelines go out as one run
+//! ([`in_run`]): sent together with one REPLCONF WRITE-OFFSET after
+//! them, their replies read in order, so a pipeline costs one round trip
+//! to the primary, not one per command. Any other command (a read, a
+//! SELECT, a blocking command) first waits for the run's replies: it sees
+//! the run's writes, and its reply comes after theirs.
+//!
 //! The connection awaits a forward as it awaits a blocked command
 //! (`server::connection`): if the application hangs up or is killed
 //! meanwhile, the forward is dropped with its upstream link, and the
@@ -36,19 +43,19 @@
 //! A primary that handed its role over (FAILOVER) answers a forwarded
 //! write with `-READONLY`, which means the write did not run: the sidecar
 //! asks it (ROLE) whom it follows now, follows that node itself, and sends
-//! the write there, once. Inside a transaction the error is passed on.
+//! the write there, once (a run, from the first write refused). Inside a
+//! transaction the error is passed on.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::command::{flags, Spec};
 use crate::effects::encode_command;
-use crate::protocol::ReplyBuf;
 use crate::server::blocking::{Waiter, UNBLOCK_ERROR};
 use crate::server::client::Client;
 use crate::server::Server;
@@ -217,25 +224,33 @@ impl Upstream {
         self.reply().await
     }
 
-    /// Reads one whole reply from the primary, in the protocol the link
-    /// speaks: RESP2's null bulk and null array (`$-1`, `*-1`, what GETDEL
-    /// or LPOP of a missing key answer) are not RESP3.
     async fn reply(&mut self) -> Result<Vec<u8>, ForwardError> {
-        use redis_protocol::{resp2, resp3};
-        loop {
-            let whole = if self.resp == 3 {
-                resp3::decode::complete::decode_range(&self.buf).map(|r| r.map(|(_, n)| n))
-            } else {
-                resp2::decode::decode_range(&self.buf).map(|r| r.map(|(_, n)| n))
-            };
-            match whole {
-                Ok(Some(n)) => return Ok(self.buf.split_to(n).to_vec()),
-                Ok(None) => {}
-                Err(_) => return Err(ForwardError::BadReply),
-            }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-            }
+        read_reply(&mut self.stream, &mut self.buf, self.resp).await
+    }
+}
+
+/// Reads one whole reply from the primary, in the protocol the link
+/// speaks: RESP2's null bulk and null array (`$-1`, `*-1`, what GETDEL or
+/// LPOP of a missing key answer) are not RESP3.
+async fn read_reply<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    resp: u32,
+) -> Result<Vec<u8>, ForwardError> {
+    use redis_protocol::{resp2, resp3};
+    loop {
+        let whole = if resp == 3 {
+            resp3::decode::complete::decode_range(buf).map(|r| r.map(|(_, n)| n))
+        } else {
+            resp2::decode::decode_range(buf).map(|r| r.map(|(_, n)| n))
+        };
+        match whole {
+            Ok(Some(n)) => return Ok(buf.split_to(n).to_vec()),
+            Ok(None) => {}
+            Err(_) => return Err(ForwardError::BadReply),
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
 }
@@ -248,17 +263,72 @@ pub fn may_wait(client: &Client, spec: &Spec) -> bool {
         && (spec.has(flags::BLOCKING) || matches!(spec.name, "wait" | "waitaof"))
 }
 
-/// Runs a command on the primary over this connection's upstream link and
-/// writes the primary's reply into `out`. Records the offset the local
+/// The most commands one run of forwards holds (see [`in_run`]): what
+/// it holds while it waits, the requests and their replies, stays small.
+pub const RUN_MAX: usize = 256;
+
+/// How a forwarded command goes to the primary: alone, or in a run of
+/// forwards sent together, their replies read after (see [`in_run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InRun {
+    Alone,
+    /// It joins the run before it, or starts one.
+    Joins,
+    /// It starts a run (a transaction's MULTI): the run before it goes
+    /// first, so that the primary is asked how far that run's writes reach
+    /// before the transaction opens, when the question could only be
+    /// queued. A run that ends with a transaction open then holds no write
+    /// that ran.
+    Starts,
+}
+
+/// How a command forwarded now goes: a plain write, or a transaction's
+/// MULTI, queued commands and EXEC or DISCARD, in a run. None of them
+/// waits on the primary or changes what the link is (its protocol; the
+/// database a transaction selects is asked for after its EXEC), and the
+/// sidecar needs nothing from their replies before the next command. An
+/// application that pipelines its writes or transactions then pays one
+/// round trip to the primary for the pipeline, not one per command. Under
+/// CLIENT REPLY OFF or SKIP, where which reply is silenced depends on the
+/// order commands are answered in, each goes alone. Judged before
+/// [`route`] sees the command.
+pub fn in_run(client: &Client, spec: &Spec) -> InRun {
+    let t = client.sidecar_multi;
+    if !matches!(client.reply_mode, crate::server::client::ReplyMode::On) {
+        return InRun::Alone;
+    }
+    let joins = match spec.name {
+        // After the EXEC of a transaction that selected a database, the
+        // sidecar asks which the link is in before anything else goes.
+        _ if t.selects && !t.open => false,
+        // The connection's own, or the link's protocol.
+        "quit" | "reset" | "hello" => false,
+        // A failed one is answered here, its transaction dropped.
+        "exec" => t.open && !t.failed,
+        _ if t.open => true,
+        "multi" => return InRun::Starts,
+        _ => spec.is_write() && !spec.has(flags::BLOCKING),
+    };
+    if joins {
+        InRun::Joins
+    } else {
+        InRun::Alone
+    }
+}
+
+/// Runs commands on the primary over this connection's upstream link, all
+/// sent at once, and pushes the primary's replies, in order, onto
+/// `replies` (on an error, those that came). Records the offset the local
 /// copy must reach before this connection reads again. `unblocked`: the
-/// connection's registration as blocked, whose CLIENT UNBLOCK is passed on
-/// to the command's client on the primary, which then answers as it does
-/// (a timeout's reply, or the UNBLOCKED error).
+/// connection's registration as blocked (a run of one command that may
+/// wait), whose CLIENT UNBLOCK is passed on to the command's client on the
+/// primary, which then answers as it does (a timeout's reply, or the
+/// UNBLOCKED error).
 pub async fn forward(
     server: &Server,
     client: &mut Client,
-    argv: &[bytes::Bytes],
-    out: &mut ReplyBuf,
+    run: &[Vec<Bytes>],
+    replies: &mut Vec<Vec<u8>>,
     unblocked: Option<&Waiter>,
 ) -> Result<(), ForwardError> {
     let resp = client.handle.resp.load(Relaxed);
@@ -281,65 +351,72 @@ pub async fn forward(
             let db = client.db.to_string();
             let r = up.call(&[b"SELECT".as_slice(), db.as_bytes()]).await?;
             if r.first() == Some(&b'-') {
-                out.buf.extend_from_slice(&r);
+                // Each command is answered with why it could not run.
+                replies.resize(run.len(), r);
                 client.upstream = Some(up);
                 return Ok(());
             }
             up.db = client.db;
         }
-        // The command and the question "how far is my last write" go out
+        // The commands and the question "how far is my last write" go out
         // together: one round trip. Inside a transaction the question
         // would be queued; it is asked after EXEC.
         let ask = !client.sidecar_multi.open;
+        let sent = replies.len();
         let mut req = Vec::new();
-        encode_command(&mut req, argv);
+        for argv in &run[sent..] {
+            encode_command(&mut req, argv);
+        }
         if ask {
             encode_command::<&[u8]>(&mut req, &[b"REPLCONF", b"WRITE-OFFSET"]);
         }
-        up.stream.write_all(&req).await?;
-        let reply = match unblocked {
-            Some(w) => {
-                let id = up.id;
-                // Passing CLIENT UNBLOCK on, until the reply comes.
-                let mut unblocking = None;
-                loop {
-                    let passing = async {
-                        match unblocking.as_mut() {
-                            Some(f) => Pin::as_mut(f).await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        r = up.reply() => break r?,
-                        _ = w.wake.notified() => {
-                            let how = w.unblock.swap(0, Relaxed);
-                            if how != 0 {
-                                unblocking = Some(Box::pin(unblock_upstream(server, id, how)));
-                            }
-                        }
-                        _ = passing => unblocking = None,
-                    }
-                }
+        // Replies are read while the requests are written: a run whose
+        // replies fill both sockets' buffers before its last request is
+        // out would otherwise wait on the primary, which waits on it.
+        let (id, resp) = (up.id, up.resp);
+        let Upstream { stream, buf, .. } = &mut *up;
+        let (mut rd, mut wr) = stream.split();
+        let send = async { wr.write_all(&req).await.map_err(ForwardError::from) };
+        let receive = async {
+            for _ in sent..run.len() {
+                let reply = read_reply(&mut rd, buf, resp);
+                replies.push(match unblocked {
+                    Some(w) => passing_unblock(server, id, w, reply).await?,
+                    None => reply.await?,
+                });
             }
-            None => up.reply().await?,
+            match ask {
+                true => read_reply(&mut rd, buf, resp).await.map(Some),
+                false => Ok(None),
+            }
         };
-        let offset = if ask { Some(up.reply().await?) } else { None };
-        if ask && may_follow && reply.starts_with(b"-READONLY") {
-            if let Some(next) = handed_over_to(&mut up).await {
-                tracing::info!(
-                    "The primary handed over to {}:{}: the sidecar follows it",
-                    next.host,
-                    next.port
-                );
-                if server.replication.primary().as_ref() != Some(&next) {
-                    super::become_replica(server, next);
+        let ((), offset) = tokio::try_join!(send, receive)?;
+        // A primary that handed over refuses, from some command on, every
+        // write: those are sent again where it says, once. A transaction's
+        // refused command is passed on (its EXEC answers EXECABORT after
+        // it, which is not a refusal).
+        let refused_from = replies[sent..]
+            .iter()
+            .position(|r| r.starts_with(b"-READONLY"))
+            .map(|i| sent + i);
+        if let Some(from) = refused_from.filter(|_| ask && may_follow) {
+            if replies[from..].iter().all(|r| r.starts_with(b"-READONLY")) {
+                if let Some(next) = handed_over_to(&mut up).await {
+                    tracing::info!(
+                        "The primary handed over to {}:{}: the sidecar follows it",
+                        next.host,
+                        next.port
+                    );
+                    if server.replication.primary().as_ref() != Some(&next) {
+                        super::become_replica(server, next);
+                    }
+                    // Once: a node that refuses too is answered as it answers.
+                    may_follow = false;
+                    replies.truncate(from);
+                    continue;
                 }
-                // Once: a node that refuses too is answered as it answers.
-                may_follow = false;
-                continue;
             }
         }
-        out.buf.extend_from_slice(&reply);
         if let Some(off) = offset.as_deref().and_then(parse_int_reply) {
             client.written_offset = client.written_offset.max(off);
         }
@@ -351,13 +428,43 @@ pub async fn forward(
                     client.db = db;
                     client.handle.db.store(db, Relaxed);
                 }
-                // The reply is written: the link, in a database not known
-                // now, goes instead of the command failing.
+                // The reply is in: the link, in a database not known now,
+                // goes instead of the command failing.
                 None => return Ok(()),
             }
         }
         client.upstream = Some(up);
         return Ok(());
+    }
+}
+
+/// Awaits a forwarded command's reply while passing CLIENT UNBLOCK of the
+/// connection on to the command's client on the primary (`id`).
+async fn passing_unblock(
+    server: &Server,
+    id: u64,
+    w: &Waiter,
+    reply: impl std::future::Future<Output = Result<Vec<u8>, ForwardError>>,
+) -> Result<Vec<u8>, ForwardError> {
+    tokio::pin!(reply);
+    let mut unblocking = None;
+    loop {
+        let passing = async {
+            match unblocking.as_mut() {
+                Some(f) => Pin::as_mut(f).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = &mut reply => return r,
+            _ = w.wake.notified() => {
+                let how = w.unblock.swap(0, Relaxed);
+                if how != 0 {
+                    unblocking = Some(Box::pin(unblock_upstream(server, id, how)));
+                }
+            }
+            _ = passing => unblocking = None,
+        }
     }
 }
 

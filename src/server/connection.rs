@@ -28,6 +28,7 @@ use crate::command::{self, flags, Action, Ctx, Spec};
 use crate::error::CommandError;
 use crate::persistence::log::ThreadWaiters;
 use crate::protocol::{Parser, Protocol, ReplyBuf, RequestLimits};
+use crate::replication::sidecar::{self, InRun};
 
 use super::client::{Client, ReplyMode};
 use super::{local_addr, now_ms, stopped, Server};
@@ -453,6 +454,10 @@ pub async fn serve(
     // Set by PSYNC/SYNC: once the replies so far are out, this connection
     // becomes the feed of a replica.
     let mut feed = None;
+    // A sidecar's run of forwards not sent yet (`sidecar::in_run`),
+    // and where in `out` their replies go.
+    let mut run: Vec<Vec<Bytes>> = Vec::new();
+    let mut run_at = 0;
 
     'conn: loop {
         // Whatever wakes it, it is no longer at rest (see `stand_in`).
@@ -606,7 +611,20 @@ pub async fn serve(
         // while the command is being resolved.
         client.slot_hint = prefetch(&server, &client, &ahead);
         loop {
-            let argv = match ahead {
+            // A run of forwards goes out once the next request does not
+            // join it.
+            if !run.is_empty() && !next_joins_run(&server, &client, &ahead, run.len()) {
+                let unread = rbuf.len();
+                let gone = gone!();
+                if !forward(&server, &mut client, &mut out, &mut run, false, false, gone).await {
+                    break 'conn;
+                }
+                clock = BatchClock::new();
+                if matches!(ahead, Ok(None)) && rbuf.len() != unread {
+                    ahead = parser.next(&mut rbuf, limits);
+                }
+            }
+            let mut argv = match ahead {
                 Ok(Some(argv)) => argv,
                 Ok(None) => break,
                 Err(e) => {
@@ -641,6 +659,31 @@ pub async fn serve(
             };
             // The hint described this request's key; the next request's is ready.
             client.slot_hint = next_hint;
+            let action = match action {
+                Some(Action::Forward { run: r, .. })
+                    if r == InRun::Joins || r == InRun::Starts && run.is_empty() =>
+                {
+                    if run.is_empty() {
+                        run_at = out.len();
+                    }
+                    run.push(std::mem::take(&mut argv));
+                    None
+                }
+                // Expected to join the run, but answered here (refused):
+                // the run's replies go before its own.
+                action if !run.is_empty() => {
+                    let own = out.buf.split_off(run_at);
+                    let gone = gone!();
+                    if !forward(&server, &mut client, &mut out, &mut run, false, false, gone).await
+                    {
+                        break 'conn;
+                    }
+                    out.buf.extend_from_slice(&own);
+                    clock = BatchClock::new();
+                    action
+                }
+                action => action,
+            };
             match action {
                 None => {}
                 Some(Action::Close) => {
@@ -711,48 +754,17 @@ pub async fn serve(
                     }
                     clock = BatchClock::new();
                 }
-                Some(Action::Forward { blocks, echo }) => {
+                Some(Action::Forward { blocks, echo, .. }) => {
                     // Like a blocked command, one that may wait on the
                     // primary lets the replies before it go first.
                     if blocks && flush(&server, &mut wr, &mut out).await.is_err() {
                         break 'conn;
                     }
-                    let start = out.len();
-                    let mut dropped = ReplyBuf::new(Protocol::Resp2);
-                    let reply = if echo { &mut dropped } else { &mut out };
-                    let waiter = blocks.then(|| server.blocked.register(0, &[], client.id));
-                    let _registered = waiter.as_ref().map(|w| Unregister(&server.blocked, w));
-                    handle.blocked.store(blocks, Relaxed);
-                    let forwarded = crate::replication::sidecar::forward(
-                        &server,
-                        &mut client,
-                        &argv,
-                        reply,
-                        waiter.as_deref(),
-                    );
+                    run.push(std::mem::take(&mut argv));
                     let gone = gone!();
-                    // A client gone meanwhile drops its upstream link with
-                    // the forward, which ends the command's wait there too.
-                    tokio::select! {
-                        r = Box::pin(forwarded) => if let Err(e) = r {
-                            client.upstream = None;
-                            client.sidecar_multi = Default::default();
-                            if echo {
-                                // The command's reply stands; the primary
-                                // is told again when the client retries.
-                                tracing::warn!("The sidecar could not pass a command on to the primary: {e}");
-                            } else {
-                                server.stats.error("MASTERDOWN");
-                                out.error(&e.reply());
-                            }
-                        },
-                        _ = gone => break 'conn,
-                    }
-                    handle.blocked.store(false, Relaxed);
-                    // The primary's reply is this command's: CLIENT REPLY
-                    // OFF or SKIP, set on this connection, applies to it.
-                    if !echo {
-                        suppress_reply(&mut client, &mut out, start, false, false, false);
+                    if !forward(&server, &mut client, &mut out, &mut run, blocks, echo, gone).await
+                    {
+                        break 'conn;
                     }
                     clock = BatchClock::new();
                 }
@@ -894,6 +906,84 @@ async fn wait_durable(server: &Server, thread: &ThreadWaiters, target: u64) {
         }
         synced.await;
     }
+}
+
+/// Whether a sidecar's next request joins the run of forwards before it
+/// (`sidecar::in_run`), judged before it runs by what command it is.
+/// One refused after all (its ACL) is answered after the run's replies. A
+/// pause sends the run at once: the run's writes were read before it.
+fn next_joins_run(
+    server: &Server,
+    client: &Client,
+    next: &Result<Option<Vec<Bytes>>, crate::protocol::ProtocolError>,
+    len: usize,
+) -> bool {
+    let Ok(Some(argv)) = next else {
+        return false;
+    };
+    len < sidecar::RUN_MAX
+        && !argv.is_empty()
+        && server.replication.is_replica()
+        && !server.pause.active()
+        && command::TABLE
+            .resolve(argv)
+            .is_ok_and(|(_, spec)| sidecar::in_run(client, spec) == InRun::Joins)
+}
+
+/// Forwards a sidecar's commands (`run`, emptied) to its primary and
+/// writes the primary's replies, each under CLIENT REPLY as the command
+/// was sent; an `echo`ed command's reply is dropped (it ran here). False
+/// if the client went meanwhile: its upstream link goes with the forward,
+/// which ends the command's wait there too.
+async fn forward(
+    server: &Server,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    run: &mut Vec<Vec<Bytes>>,
+    blocks: bool,
+    echo: bool,
+    gone: impl std::future::Future<Output = ()>,
+) -> bool {
+    let waiter = blocks.then(|| server.blocked.register(0, &[], client.id));
+    let _registered = waiter.as_ref().map(|w| Unregister(&server.blocked, w));
+    client.handle.blocked.store(blocks, Relaxed);
+    let mut replies = Vec::with_capacity(run.len());
+    let forwarded = sidecar::forward(server, client, run, &mut replies, waiter.as_deref());
+    let forwarded = tokio::select! {
+        r = Box::pin(forwarded) => r,
+        _ = gone => return false,
+    };
+    client.handle.blocked.store(false, Relaxed);
+    if forwarded.is_err() {
+        client.upstream = None;
+        client.sidecar_multi = Default::default();
+    }
+    match forwarded {
+        // The command's reply stands; the primary is told again when the
+        // client retries.
+        Err(e) if echo => {
+            tracing::warn!("The sidecar could not pass a command on to the primary: {e}")
+        }
+        _ if echo => {}
+        _ => {
+            let unanswered = run.len() - replies.len();
+            for reply in replies {
+                let start = out.len();
+                out.buf.extend_from_slice(&reply);
+                suppress_reply(client, out, start, false, false, false);
+            }
+            if let Err(e) = forwarded {
+                for _ in 0..unanswered {
+                    server.stats.error("MASTERDOWN");
+                    let start = out.len();
+                    out.error(&e.reply());
+                    suppress_reply(client, out, start, false, false, false);
+                }
+            }
+        }
+    }
+    run.clear();
+    true
 }
 
 /// Starts loading the slot table of a parsed request's first key and
@@ -1310,7 +1400,8 @@ async fn execute(
     // A sidecar promoted (REPLICAOF NO ONE) is a primary like any other.
     let mut echo = false;
     if server.replication.sidecar && server.replication.is_replica() {
-        use crate::replication::sidecar::{self, Route};
+        use crate::replication::sidecar::Route;
+        let run = sidecar::in_run(client, spec);
         let route = sidecar::route(client, spec);
         echo = route == Route::Both;
         let to_primary = match route {
@@ -1335,6 +1426,7 @@ async fn execute(
             return Some(Action::Forward {
                 blocks: sidecar::may_wait(client, spec),
                 echo: false,
+                run,
             });
         }
     }
@@ -1451,6 +1543,7 @@ async fn execute(
         return Some(Action::Forward {
             blocks: false,
             echo: true,
+            run: InRun::Alone,
         });
     }
     action

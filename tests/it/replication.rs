@@ -996,6 +996,170 @@ fn a_script_loaded_through_a_sidecar_runs_by_its_sha() {
     assert!(err(&mut s, &["SCRIPT", "LOAD", "return +"]).starts_with("ERR Error compiling script"));
 }
 
+/// An application that pipelines writes through its sidecar pays one round
+/// trip to the primary for a run of them, not one each; what it reads is
+/// what it would read sending them one by one: every reply in order, its
+/// reads after its writes seeing them, errors where they belong, and when
+/// the primary is gone, an error for each write.
+#[test]
+fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
+    let mut primary = TestNode::start();
+    let sidecar = replica_of(
+        &primary,
+        &["--sidecar", "yes", "--sidecar-read-wait-ms", "30000"],
+    );
+    let mut s = sidecar.raw();
+    eventually("the sidecar is ready", || {
+        s.call(&["GET", "k0"]) == Frame::Null
+    });
+    let mut p = primary.raw();
+    let replconf_calls = |p: &mut Raw| -> u64 {
+        let stats = info(p, "commandstats");
+        let at = stats
+            .find("cmdstat_replconf:calls=")
+            .expect("replconf calls")
+            + 23;
+        stats[at..].split(',').next().unwrap().parse().unwrap()
+    };
+    let before = replconf_calls(&mut p);
+
+    let mut pipeline: Vec<Vec<String>> = Vec::new();
+    let mut expected = Vec::new();
+    let mut add = |cmd: &[&str], reply: Frame| {
+        pipeline.push(cmd.iter().map(|a| a.to_string()).collect());
+        expected.push(reply);
+    };
+    let okf = || Frame::Simple("OK".into());
+    for i in 0..40 {
+        add(&["SET", &format!("k{i}"), &i.to_string()], okf());
+    }
+    for i in 1..=10 {
+        add(&["INCR", "n"], Frame::Int(i));
+    }
+    add(&["LPUSH", "l", "a"], Frame::Int(1));
+    add(
+        &["INCR", "l"],
+        Frame::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into()),
+    );
+    add(&["GET", "k39"], Frame::bulk("39"));
+    add(
+        &["SET", "x"],
+        Frame::Error("ERR wrong number of arguments for 'set' command".into()),
+    );
+    add(&["SELECT", "1"], okf());
+    add(&["SET", "in1", "yes"], okf());
+    add(&["GET", "in1"], Frame::bulk("yes"));
+    add(&["SELECT", "0"], okf());
+    add(&["GETDEL", "k0"], Frame::bulk("0"));
+    add(&["GET", "k0"], Frame::Null);
+    let bytes: Vec<u8> = pipeline
+        .iter()
+        .flat_map(|c| crate::support::encode(&c.iter().map(|a| a.as_bytes()).collect::<Vec<_>>()))
+        .collect();
+    s.send(&bytes);
+    for (cmd, want) in pipeline.iter().zip(&expected) {
+        assert_eq!(&s.read2(), want, "{cmd:?}");
+    }
+    // Each write asks the primary how far its writes reach (REPLCONF
+    // WRITE-OFFSET), once per run: 54 writes, one at a time, ask 54 times.
+    let asked = replconf_calls(&mut p) - before;
+    assert!(asked < 20, "{asked} runs for 54 writes");
+    assert_eq!(bulk(&mut p, &["GET", "n"]).as_deref(), Some("10"));
+    assert_eq!(p.call(&["GET", "k0"]), Frame::Null);
+    ok(&mut p, &["SELECT", "1"]);
+    assert_eq!(bulk(&mut p, &["GET", "in1"]).as_deref(), Some("yes"));
+
+    // A pipelined transaction (redis-py's pipelines are): one run too, and
+    // the database it selected is the connection's after it.
+    let reads_before = stat(&mut p, "total_reads_processed");
+    let mut tx = crate::support::encode(&[b"MULTI"]);
+    for _ in 0..30 {
+        tx.extend(crate::support::encode(&[b"INCR", b"t"]));
+    }
+    for cmd in [
+        &[&b"SELECT"[..], b"2"][..],
+        &[b"SET", b"in2", b"x"],
+        &[b"EXEC"],
+        &[b"GET", b"in2"],
+    ] {
+        tx.extend(crate::support::encode(cmd));
+    }
+    s.send(&tx);
+    assert_eq!(s.read2(), okf());
+    for _ in 0..32 {
+        assert_eq!(s.read2(), Frame::Simple("QUEUED".into()));
+    }
+    let mut results: Vec<Frame> = (1..=30).map(Frame::Int).collect();
+    results.extend([okf(), okf()]);
+    assert_eq!(s.read2(), Frame::Array(results));
+    assert_eq!(s.read2(), Frame::bulk("x"));
+    // One read on the primary for the run, and a few for the questions
+    // after it and this INFO: 34 commands one at a time take 34.
+    let reads = stat(&mut p, "total_reads_processed") - reads_before;
+    assert!(reads < 15, "{reads} reads for a transaction of 34 commands");
+    // The connection is in database 2 now, here and on the primary, and
+    // stays there through the transactions after.
+    let mut more = Vec::new();
+    for cmd in [
+        &[&b"MULTI"[..]][..],
+        &[b"SELECT", b"3"],
+        &[b"EXEC"],
+        &[b"MULTI"],
+        &[b"SET", b"dropped", b"1"],
+        &[b"DISCARD"],
+        &[b"SET", b"in3", b"y"],
+        &[b"GET", b"in3"],
+    ] {
+        more.extend(crate::support::encode(cmd));
+    }
+    s.send(&more);
+    let replies: Vec<Frame> = (0..8).map(|_| s.read2()).collect();
+    assert_eq!(replies[2], Frame::Array(vec![okf()]));
+    assert_eq!(replies[7], Frame::bulk("y"), "{replies:?}");
+    ok(&mut p, &["SELECT", "3"]);
+    assert_eq!(bulk(&mut p, &["GET", "in3"]).as_deref(), Some("y"));
+    // A transaction's writes are read after it, though the transaction
+    // after it fails here (an unknown command) and never reaches its EXEC
+    // on the primary.
+    let mut aborted = Vec::new();
+    for cmd in [
+        &[&b"MULTI"[..]][..],
+        &[b"SET", b"ran", b"1"],
+        &[b"EXEC"],
+        &[b"MULTI"],
+        &[b"NOSUCHCOMMAND"],
+        &[b"EXEC"],
+        &[b"GET", b"ran"],
+    ] {
+        aborted.extend(crate::support::encode(cmd));
+    }
+    s.send(&aborted);
+    let replies: Vec<Frame> = (0..7).map(|_| s.read2()).collect();
+    assert_eq!(
+        replies[5],
+        Frame::Error("EXECABORT Transaction discarded because of previous errors.".into())
+    );
+    assert_eq!(replies[6], Frame::bulk("1"), "{replies:?}");
+
+    // The primary gone: each write of a run is answered, with why.
+    primary.crash();
+    let mut writes = Vec::new();
+    for i in 0..3 {
+        writes.extend(crate::support::encode(&[
+            b"SET",
+            format!("gone{i}").as_bytes(),
+            b"v",
+        ]));
+    }
+    s.send(&writes);
+    for _ in 0..3 {
+        match s.read2() {
+            Frame::Error(e) => assert!(e.starts_with("MASTERDOWN"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(s.call(&["PING"]), Frame::Simple("PONG".into()));
+}
 #[test]
 fn a_sidecar_answers_loading_until_its_first_sync() {
     let primary = TestNode::start_with(&["--requirepass", "secret"]);
@@ -1355,7 +1519,15 @@ fn a_sidecar_follows_its_primary_through_a_failover() {
     let new_port = other.port.to_string();
     ok(&mut p, &["FAILOVER", "TO", "127.0.0.1", &new_port]);
     handed_over(&primary, other.port);
-    ok(&mut app, &["SET", "after", "2"]);
+    // A pipelined run of writes, refused by the old primary from the
+    // first, is sent whole to the new one.
+    let mut run = crate::support::encode(&[b"SET", b"after", b"2"]);
+    run.extend(crate::support::encode(&[b"INCR", b"n"]));
+    run.extend(crate::support::encode(&[b"INCR", b"n"]));
+    app.send(&run);
+    assert_eq!(app.read2(), Frame::Simple("OK".into()));
+    assert_eq!(app.read2(), Frame::Int(1));
+    assert_eq!(app.read2(), Frame::Int(2));
     assert_eq!(bulk(&mut app, &["GET", "after"]).as_deref(), Some("2"));
     assert_eq!(
         bulk(&mut other.raw(), &["GET", "after"]).as_deref(),
