@@ -282,8 +282,9 @@ pub enum InRun {
     Starts,
 }
 
-/// How a command forwarded now goes: a plain write, or a transaction's
-/// MULTI, queued commands and EXEC or DISCARD, in a run. None of them
+/// How a command forwarded now goes: a write, a script, PUBLISH, or a
+/// transaction's MULTI, queued commands and EXEC or DISCARD, in a run
+/// (WAIT and blocking commands alone). None of them
 /// waits on the primary or changes what the link is (its protocol; the
 /// database a transaction selects is asked for after its EXEC), and the
 /// sidecar needs nothing from their replies before the next command. An
@@ -307,7 +308,9 @@ pub fn in_run(client: &Client, spec: &Spec) -> InRun {
         "exec" => t.open && !t.failed,
         _ if t.open => true,
         "multi" => return InRun::Starts,
-        _ => spec.is_write() && !spec.has(flags::BLOCKING),
+        // Writes, scripts, PUBLISH, WATCH: whatever goes to the primary
+        // but the commands that may wait there.
+        _ => (spec.is_write() || spec.has(flags::ON_PRIMARY)) && !may_wait(client, spec),
     };
     if joins {
         InRun::Joins

@@ -1036,6 +1036,12 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
     for i in 1..=10 {
         add(&["INCR", "n"], Frame::Int(i));
     }
+    // Scripts and PUBLISH go to the primary too, in the run.
+    add(
+        &["EVAL", "return redis.call('incr', KEYS[1])", "1", "n"],
+        Frame::Int(11),
+    );
+    add(&["PUBLISH", "nobody", "x"], Frame::Int(0));
     add(&["LPUSH", "l", "a"], Frame::Int(1));
     add(
         &["INCR", "l"],
@@ -1061,10 +1067,10 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
         assert_eq!(&s.read2(), want, "{cmd:?}");
     }
     // Each write asks the primary how far its writes reach (REPLCONF
-    // WRITE-OFFSET), once per run: 54 writes, one at a time, ask 54 times.
+    // WRITE-OFFSET), once per run: 56 commands, one at a time, ask 56 times.
     let asked = replconf_calls(&mut p) - before;
-    assert!(asked < 20, "{asked} runs for 54 writes");
-    assert_eq!(bulk(&mut p, &["GET", "n"]).as_deref(), Some("10"));
+    assert!(asked < 20, "{asked} runs for 56 commands");
+    assert_eq!(bulk(&mut p, &["GET", "n"]).as_deref(), Some("11"));
     assert_eq!(p.call(&["GET", "k0"]), Frame::Null);
     ok(&mut p, &["SELECT", "1"]);
     assert_eq!(bulk(&mut p, &["GET", "in1"]).as_deref(), Some("yes"));
