@@ -386,6 +386,7 @@ fn config_set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn config_resetstat(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     ctx.server.stats.reset();
+    ctx.server.replication.sidecar_counters.reset();
     ctx.server
         .lazyfree
         .freed

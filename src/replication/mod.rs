@@ -185,6 +185,7 @@ pub struct Replication {
     /// A first sync has completed since start-up; a sidecar answers
     /// `-LOADING` until then.
     pub ready: AtomicBool,
+    pub sidecar_counters: sidecar::Counters,
     /// FAILOVER's state (`failover::NONE`, `WAITING`, `IN_PROGRESS`) and
     /// plan.
     pub failover_state: AtomicU8,
@@ -212,6 +213,7 @@ impl Replication {
             last_ping_ms: AtomicI64::new(0),
             sidecar,
             ready: AtomicBool::new(false),
+            sidecar_counters: Default::default(),
             failover_state: AtomicU8::new(failover::NONE),
             failover: Mutex::new(failover::Plan::default()),
         }
@@ -378,10 +380,18 @@ pub fn info(server: &crate::server::Server, o: &mut String) {
             );
         }
         if r.sidecar {
+            let c = &r.sidecar_counters;
             let _ = write!(
                 o,
-                "sidecar:1\r\nsidecar_ready:{}\r\n",
-                r.ready.load(Ordering::Relaxed) as u8
+                "sidecar:1\r\nsidecar_ready:{}\r\nsidecar_forwarded_commands:{}\r\n\
+                 sidecar_forward_round_trips:{}\r\nsidecar_reads_waited:{}\r\n\
+                 sidecar_reads_sent_to_primary:{}\r\nsidecar_primary_links:{}\r\n",
+                r.ready.load(Ordering::Relaxed) as u8,
+                c.forwarded.load(Ordering::Relaxed),
+                c.round_trips.load(Ordering::Relaxed),
+                c.reads_waited.load(Ordering::Relaxed),
+                c.reads_to_primary.load(Ordering::Relaxed),
+                c.links(),
             );
         }
         let (priority, read_only) = {

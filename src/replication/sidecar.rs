@@ -47,7 +47,9 @@
 //! transaction the error is passed on.
 
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -60,9 +62,60 @@ use crate::server::blocking::{Waiter, UNBLOCK_ERROR};
 use crate::server::client::Client;
 use crate::server::Server;
 
+/// What a sidecar does, for INFO replication: how many commands it
+/// forwards, in how many round trips (a pipelining application's runs
+/// share one), how its reads fare waiting for their connection's own
+/// writes (reads sent to the primary say `sidecar-read-wait-ms` is short
+/// for how far the local copy lags), and how many links to the primary it
+/// holds open (one per application connection that wrote).
+#[derive(Default)]
+pub struct Counters {
+    pub forwarded: AtomicU64,
+    pub round_trips: AtomicU64,
+    pub reads_waited: AtomicU64,
+    pub reads_to_primary: AtomicU64,
+    links: Arc<AtomicU64>,
+}
+
+impl Counters {
+    pub fn links(&self) -> u64 {
+        self.links.load(Relaxed)
+    }
+
+    /// CONFIG RESETSTAT: the counts start again (the links stay counted).
+    pub fn reset(&self) {
+        for c in [
+            &self.forwarded,
+            &self.round_trips,
+            &self.reads_waited,
+            &self.reads_to_primary,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+}
+
+/// Counts an open link to the primary for as long as it lives.
+struct LinkCounted(Arc<AtomicU64>);
+
+impl LinkCounted {
+    fn new(server: &Server) -> LinkCounted {
+        let links = server.replication.sidecar_counters.links.clone();
+        links.fetch_add(1, Relaxed);
+        LinkCounted(links)
+    }
+}
+
+impl Drop for LinkCounted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 /// One application connection's link to the primary.
 pub struct Upstream {
     stream: TcpStream,
+    _counted: LinkCounted,
     buf: BytesMut,
     /// Its client id on the primary (for CLIENT UNBLOCK).
     id: u64,
@@ -185,6 +238,7 @@ async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
     let _ = stream.set_nodelay(true);
     let mut up = Upstream {
         stream,
+        _counted: LinkCounted::new(server),
         buf: BytesMut::with_capacity(16 * 1024),
         id: 0,
         db: 0,
@@ -335,6 +389,8 @@ pub async fn forward(
     unblocked: Option<&Waiter>,
 ) -> Result<(), ForwardError> {
     let resp = client.handle.resp.load(Relaxed);
+    let counters = &server.replication.sidecar_counters;
+    counters.forwarded.fetch_add(run.len() as u64, Relaxed);
     let mut may_follow = true;
     loop {
         let mut up = match client.upstream.take() {
@@ -393,6 +449,7 @@ pub async fn forward(
                 false => Ok(None),
             }
         };
+        counters.round_trips.fetch_add(1, Relaxed);
         let ((), offset) = tokio::try_join!(send, receive)?;
         // A primary that handed over refuses, from some command on, every
         // write: those are sent again where it says, once. A transaction's
@@ -552,6 +609,8 @@ pub async fn caught_up(server: &Server, want: u64) -> bool {
     if want == 0 || server.effects.offset() >= want {
         return true;
     }
+    let counters = &server.replication.sidecar_counters;
+    counters.reads_waited.fetch_add(1, Relaxed);
     let wait = server.config.read().int("sidecar-read-wait-ms");
     let deadline = Instant::now() + Duration::from_millis(wait.max(0) as u64);
     loop {
@@ -564,7 +623,11 @@ pub async fn caught_up(server: &Server, want: u64) -> bool {
         tokio::select! {
             _ = applied => {}
             _ = tokio::time::sleep_until(deadline.into()) => {
-                return server.effects.offset() >= want;
+                let caught_up = server.effects.offset() >= want;
+                if !caught_up {
+                    counters.reads_to_primary.fetch_add(1, Relaxed);
+                }
+                return caught_up;
             }
         }
     }

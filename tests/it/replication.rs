@@ -1070,6 +1070,11 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
     // WRITE-OFFSET), once per run: 56 commands, one at a time, ask 56 times.
     let asked = replconf_calls(&mut p) - before;
     assert!(asked < 20, "{asked} runs for 56 commands");
+    // The sidecar counts them too, and its reads all waited here.
+    assert_eq!(stat(&mut s, "sidecar_forwarded_commands"), 56);
+    assert!(stat(&mut s, "sidecar_forward_round_trips") < 20);
+    assert_eq!(stat(&mut s, "sidecar_reads_sent_to_primary"), 0);
+    assert_eq!(stat(&mut s, "sidecar_primary_links"), 1);
     assert_eq!(bulk(&mut p, &["GET", "n"]).as_deref(), Some("11"));
     assert_eq!(p.call(&["GET", "k0"]), Frame::Null);
     ok(&mut p, &["SELECT", "1"]);
@@ -1147,6 +1152,22 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
     );
     assert_eq!(replies[6], Frame::bulk("1"), "{replies:?}");
 
+    // A read that would wait longer than sidecar-read-wait-ms for its
+    // connection's write goes to the primary, and reads that write there.
+    ok(&mut s, &["CONFIG", "SET", "sidecar-read-wait-ms", "0"]);
+    let big = "v".repeat(1 << 20);
+    let mut round = 0;
+    eventually("a read went to the primary", || {
+        round += 1;
+        let key = format!("big{round}");
+        ok(&mut s, &["SET", &key, &big]);
+        assert_eq!(bulk(&mut s, &["GET", &key]).as_deref(), Some(big.as_str()));
+        stat(&mut s, "sidecar_reads_sent_to_primary") > 0
+    });
+    ok(&mut s, &["CONFIG", "RESETSTAT"]);
+    assert_eq!(stat(&mut s, "sidecar_forwarded_commands"), 0);
+    assert_eq!(stat(&mut s, "sidecar_primary_links"), 1);
+
     // The primary gone: each write of a run is answered, with why.
     primary.crash();
     let mut writes = Vec::new();
@@ -1165,6 +1186,8 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
         }
     }
     assert_eq!(s.call(&["PING"]), Frame::Simple("PONG".into()));
+    // The link went with the error.
+    assert_eq!(stat(&mut s, "sidecar_primary_links"), 0);
 }
 #[test]
 fn a_sidecar_answers_loading_until_its_first_sync() {
