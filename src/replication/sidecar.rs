@@ -14,8 +14,9 @@
 //!                    ◀──────── the primary's reply, byte for byte
 //! ```
 //!
-//! SCRIPT LOAD runs here and is forwarded too, so that an EVALSHA finds its
-//! script on either node (scripts are not replicated).
+//! SCRIPT LOAD and SCRIPT FLUSH run here and are forwarded too, so that an
+//! EVALSHA finds its script on either node, or on neither (scripts are not
+//! replicated).
 //!
 //! Each application connection gets its own upstream connection, opened
 //! at its first write, so what a connection means to Redis (its database,
@@ -152,7 +153,8 @@ pub enum Route {
     Aborted,
     /// Here, then on the primary too: SCRIPT LOAD, so that the EVALSHA
     /// that follows finds its script wherever it runs (a write's on the
-    /// primary, an EVALSHA_RO here). The reply is this node's.
+    /// primary, an EVALSHA_RO here), and SCRIPT FLUSH, so that it finds it
+    /// nowhere. The reply is this node's.
     Both,
 }
 
@@ -172,7 +174,7 @@ pub fn route(client: &mut Client, spec: &Spec) -> Route {
         "exec" => client.sidecar_multi.open = false,
         "discard" => client.sidecar_multi = Transaction::default(),
         "select" if in_multi => client.sidecar_multi.selects = true,
-        "script|load" if !in_multi => return Route::Both,
+        "script|load" | "script|flush" if !in_multi => return Route::Both,
         "quit" | "reset" => {
             end_transaction(client);
             return Route::Connection;

@@ -992,6 +992,15 @@ fn a_script_loaded_through_a_sidecar_runs_by_its_sha() {
         Some(incr.clone())
     );
     assert_eq!(int(&mut s, &["EVALSHA", &incr, "1", "n"]), 2);
+    // SCRIPT FLUSH through the sidecar empties both caches, as it empties
+    // the one of the node it is sent to.
+    ok(&mut s, &["SCRIPT", "FLUSH"]);
+    assert!(err(&mut s, &["EVALSHA", &incr, "1", "n"]).starts_with("NOSCRIPT"));
+    assert!(err(&mut s, &["EVALSHA_RO", &get, "1", "n"]).starts_with("NOSCRIPT"));
+    assert_eq!(
+        p.call(&["SCRIPT", "EXISTS", &incr, &get]),
+        Frame::Array(vec![Frame::Int(0), Frame::Int(0)])
+    );
     // A script that does not compile is refused here, as on the primary.
     assert!(err(&mut s, &["SCRIPT", "LOAD", "return +"]).starts_with("ERR Error compiling script"));
 }
