@@ -151,6 +151,10 @@ pub enum Route {
     /// The EXEC of a transaction the sidecar refused a command of: answered
     /// here with EXECABORT, the transaction on the primary dropped.
     Aborted,
+    /// Refused here, failing the transaction it was sent in: HELLO inside
+    /// MULTI, which would switch the upstream link's protocol halfway
+    /// through EXEC's reply and leave this connection's as it was.
+    Refused(&'static str),
     /// Here, then on the primary too: SCRIPT LOAD, so that the EVALSHA
     /// that follows finds its script wherever it runs (a write's on the
     /// primary, an EVALSHA_RO here), and SCRIPT FLUSH, so that it finds it
@@ -174,6 +178,9 @@ pub fn route(client: &mut Client, spec: &Spec) -> Route {
         "exec" => client.sidecar_multi.open = false,
         "discard" => client.sidecar_multi = Transaction::default(),
         "select" if in_multi => client.sidecar_multi.selects = true,
+        "hello" if in_multi => {
+            return Route::Refused("HELLO inside MULTI is not allowed on a sidecar")
+        }
         "script|load" | "script|flush" if !in_multi => return Route::Both,
         "quit" | "reset" => {
             end_transaction(client);

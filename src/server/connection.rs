@@ -1418,6 +1418,11 @@ async fn execute(
                 );
                 return None;
             }
+            Route::Refused(why) => {
+                let e = command::refuse(server, client, argv, CommandError::err(why));
+                reject(client, out, e);
+                return None;
+            }
         };
         if to_primary {
             // The connection forwards it, watching its client meanwhile.

@@ -919,6 +919,18 @@ fn a_sidecar_ends_forwarded_waits_and_keeps_transactions_whole() {
     );
     ok(&mut s, &["SET", "u", "3"]);
     assert_eq!(err(&mut s, &["EXEC"]), "ERR EXEC without MULTI");
+    // HELLO inside MULTI is refused, failing the transaction: run on the
+    // primary, it would switch the link's protocol halfway through EXEC.
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(s.call(&["SET", "t", "3"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(
+        err(&mut s, &["HELLO", "3"]),
+        "ERR HELLO inside MULTI is not allowed on a sidecar"
+    );
+    assert_eq!(
+        err(&mut s, &["EXEC"]),
+        "EXECABORT Transaction discarded because of previous errors."
+    );
     assert_eq!(p.call(&["GET", "t"]), Frame::Null);
     assert_eq!(bulk(&mut p, &["GET", "u"]).as_deref(), Some("3"));
 
