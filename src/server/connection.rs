@@ -1407,8 +1407,13 @@ async fn execute(
         let to_primary = match route {
             Route::Primary => true,
             // A read the local copy cannot answer yet with this
-            // connection's own writes in it goes to the primary.
-            Route::Local => !Box::pin(sidecar::caught_up(server, client.written_offset)).await,
+            // connection's own writes in it goes to the primary. Only a
+            // read of the data: INFO, CONFIG, CLIENT, SHUTDOWN and the
+            // like are this node's, however far its copy lags.
+            Route::Local => {
+                spec.has(flags::READONLY)
+                    && !Box::pin(sidecar::caught_up(server, client.written_offset)).await
+            }
             Route::Connection | Route::Both => false,
             Route::Aborted => {
                 reject(

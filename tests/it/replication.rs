@@ -1182,9 +1182,19 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
         round += 1;
         let key = format!("big{round}");
         ok(&mut s, &["SET", &key, &big]);
+        // Not a read: this node's, though its copy lags (it lagged at
+        // least as far as for the GET after it).
+        ok(
+            &mut s,
+            &["CONFIG", "SET", "maxmemory-samples", &round.to_string()],
+        );
         assert_eq!(bulk(&mut s, &["GET", &key]).as_deref(), Some(big.as_str()));
         stat(&mut s, "sidecar_reads_sent_to_primary") > 0
     });
+    assert_eq!(
+        p.call(&["CONFIG", "GET", "maxmemory-samples"]),
+        Frame::Array(vec![Frame::bulk("maxmemory-samples"), Frame::bulk("5")])
+    );
     ok(&mut s, &["CONFIG", "RESETSTAT"]);
     assert_eq!(stat(&mut s, "sidecar_forwarded_commands"), 0);
     assert_eq!(stat(&mut s, "sidecar_primary_links"), 1);
