@@ -190,6 +190,12 @@ fn hello(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         };
         ctx.client.handle.resp.store(p as u32, Relaxed);
     }
+    // As Redis: a replica says so (a sidecar too, as its ROLE and INFO do).
+    let role: &[u8] = if ctx.server.replication.is_replica() {
+        b"replica"
+    } else {
+        b"master"
+    };
     let out = &mut *ctx.out;
     out.map(7);
     out.bulk(b"server");
@@ -203,7 +209,7 @@ fn hello(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     out.bulk(b"mode");
     out.bulk(b"standalone");
     out.bulk(b"role");
-    out.bulk(b"master");
+    out.bulk(role);
     out.bulk(b"modules");
     out.array(0);
     Ok(())

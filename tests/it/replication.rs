@@ -205,6 +205,13 @@ fn replicas_and_a_chained_replica_hold_the_same_data_under_a_mixed_load() {
         }
         other => panic!("{other:?}"),
     }
+    // HELLO says the role too, in Redis's words.
+    let hello_role = |port: u16| match Raw::connect(port).call(&["HELLO", "2"]) {
+        Frame::Array(a) => a[a.len() - 3].clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(hello_role(chained.port), Frame::bulk("replica"));
+    assert_eq!(hello_role(primary.port), Frame::bulk("master"));
     // Replicas serve reads and refuse writes.
     assert_eq!(
         bulk(&mut c, &["GET", "before"]).as_deref(),
