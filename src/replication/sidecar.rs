@@ -118,7 +118,7 @@ pub struct Upstream {
     stream: TcpStream,
     _counted: LinkCounted,
     buf: BytesMut,
-    /// Its client id on the primary (for CLIENT UNBLOCK).
+    /// Its client id on the primary (for CLIENT UNBLOCK; 0: not known yet).
     id: u64,
     /// The database selected upstream.
     db: usize,
@@ -162,13 +162,20 @@ pub enum Route {
     Both,
 }
 
-/// Writes, commands the table marks `ON_PRIMARY`, and everything between
-/// MULTI and its EXEC or DISCARD go to the primary, but QUIT and RESET,
+/// Writes, commands the table marks `ON_PRIMARY`, SCRIPT KILL and
+/// FUNCTION KILL when no script runs here, and everything between MULTI
+/// and its EXEC or DISCARD go to the primary, but QUIT and RESET,
 /// which end or reset this connection: they are answered here, and a
 /// transaction open on the primary goes with the upstream link, closed.
-pub fn route(client: &mut Client, spec: &Spec) -> Route {
+pub fn route(server: &Server, client: &mut Client, spec: &Spec) -> Route {
     let in_multi = client.sidecar_multi.open;
     match spec.name {
+        // The script to kill is the one that runs: this node's (an
+        // EVAL_RO) or else the primary's (an EVAL the sidecar forwarded,
+        // holding up the application's writes with -BUSY).
+        "script|kill" | "function|kill" if !in_multi && !server.busy.timed_out() => {
+            return Route::Primary
+        }
         "multi" => client.sidecar_multi.open = true,
         "exec" if client.sidecar_multi.failed => {
             end_transaction(client);
@@ -274,7 +281,10 @@ async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
     let reply = up.reply().await?;
     let id = up.reply().await?;
     refused(&reply)?;
-    up.id = parse_int_reply(&id).ok_or(ForwardError::BadReply)?;
+    // A primary running a script past busy-reply-threshold answers CLIENT
+    // ID -BUSY (HELLO it answers): the link works, the id is asked again
+    // when a command that may wait needs it.
+    up.id = parse_int_reply(&id).unwrap_or(0);
     Ok(up)
 }
 
@@ -425,6 +435,9 @@ pub async fn forward(
                 return Ok(());
             }
             up.db = client.db;
+        }
+        if unblocked.is_some() && up.id == 0 {
+            up.id = parse_int_reply(&up.call(&[b"CLIENT".as_slice(), b"ID"]).await?).unwrap_or(0);
         }
         // The commands and the question "how far is my last write" go out
         // together: one round trip. Inside a transaction the question

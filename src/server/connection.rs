@@ -158,9 +158,11 @@ fn is_loopback(ip: std::net::IpAddr) -> bool {
 /// and DISCARD run on the stand-in's own client, which starts in the
 /// connection's transaction, if any (its queue stays with the owner:
 /// nothing is queued while a script is timed out); what became of the
-/// transaction is handed over in `ClientHandle::stood_in`. The others let
-/// through (WATCH, UNWATCH, AUTH, HELLO, RESET, QUIT, REPLCONF) change
-/// more of it: they and all after them wait for the owner.
+/// transaction is handed over in `ClientHandle::stood_in`. A sidecar's
+/// REPLCONF WRITE-OFFSET, which it sends after each run of forwarded
+/// commands, is answered too (see [`is_write_offset`]). The others let
+/// through (WATCH, UNWATCH, AUTH, HELLO, RESET, QUIT, other REPLCONFs)
+/// change more of it: they and all after them wait for the owner.
 const STANDS_IN_FOR: &[&str] = &[
     "script|kill",
     "function|kill",
@@ -248,7 +250,9 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
                 let ours = argv.is_empty()
                     || match command::TABLE.resolve(&argv) {
                         Ok((_, spec)) => {
-                            !spec.has(flags::ALLOW_BUSY) || STANDS_IN_FOR.contains(&spec.name)
+                            !spec.has(flags::ALLOW_BUSY)
+                                || STANDS_IN_FOR.contains(&spec.name)
+                                || is_write_offset(&argv)
                         }
                         // Answered as the owner would answer it.
                         Err(_) => true,
@@ -306,6 +310,17 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
     }
 }
 
+/// A sidecar's question after a run of forwarded commands. The owner
+/// answers with the offset just past the connection's last write; a
+/// stand-in, which does not know it, with the stream's offset, which is
+/// past it too: a sidecar whose commands were refused BUSY must not wait
+/// for the script's end to hear it (it would wait with its application).
+fn is_write_offset(argv: &[Bytes]) -> bool {
+    argv.len() == 2
+        && argv[0].eq_ignore_ascii_case(b"replconf")
+        && argv[1].eq_ignore_ascii_case(b"write-offset")
+}
+
 /// A stand-in's client: in the connection's transaction as the owner left
 /// it, or as an earlier stand-in did if the owner has not taken that on
 /// yet (then also whether that one ended a transaction).
@@ -349,6 +364,12 @@ fn stand_in_request(
         return false;
     }
     let started = Instant::now();
+    if is_write_offset(argv) {
+        out.int(server.effects.offset() as i64);
+        server.stats.commands_processed.add(1);
+        server.stats.commands[idx].record(1, started.elapsed().as_micros() as u64, 0);
+        return false;
+    }
     let mut ctx = Ctx {
         server,
         client,
@@ -1402,7 +1423,7 @@ async fn execute(
     if server.replication.sidecar && server.replication.is_replica() {
         use crate::replication::sidecar::Route;
         let run = sidecar::in_run(client, spec);
-        let route = sidecar::route(client, spec);
+        let route = sidecar::route(server, client, spec);
         echo = route == Route::Both;
         let to_primary = match route {
             Route::Primary => true,

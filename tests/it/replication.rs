@@ -1227,6 +1227,53 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
     // The link went with the error.
     assert_eq!(stat(&mut s, "sidecar_primary_links"), 0);
 }
+/// A script an application ran through its sidecar (EVAL goes to the
+/// primary) that runs past busy-reply-threshold holds up every write with
+/// -BUSY: SCRIPT KILL through the sidecar reaches it there, as it reaches
+/// one running on the sidecar itself.
+#[test]
+fn a_script_busy_on_the_primary_is_killed_through_the_sidecar() {
+    let primary = TestNode::start();
+    let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
+    let mut p = primary.raw();
+    ok(&mut p, &["CONFIG", "SET", "busy-reply-threshold", "100"]);
+    let mut a = sidecar.raw();
+    eventually("the sidecar is ready", || {
+        a.call(&["GET", "k"]) == Frame::Null
+    });
+    a.cmd(&["EVAL", "while true do end", "0"]);
+    // Its link to the primary made before the script timed out, a
+    // connection's writes are refused BUSY there (the question after
+    // them answered too) ...
+    let mut b = sidecar.raw();
+    eventually("the primary is busy", || match b.call(&["SET", "x", "1"]) {
+        Frame::Error(e) => {
+            assert!(e.starts_with("BUSY Redis is busy running a script"), "{e}");
+            true
+        }
+        other => {
+            assert_eq!(other, Frame::Simple("OK".into()));
+            false
+        }
+    });
+    // ... and so are those of a connection that opens its link now (the
+    // primary answers the link's CLIENT ID -BUSY), which kills the script.
+    let mut c = sidecar.raw();
+    assert!(err(&mut c, &["SET", "x", "1"]).starts_with("BUSY"));
+    ok(&mut c, &["SCRIPT", "KILL"]);
+    match a.read2() {
+        Frame::Error(e) => assert!(e.starts_with("ERR Script killed by user"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    ok(&mut b, &["SET", "x", "2"]);
+    assert_eq!(bulk(&mut p, &["GET", "x"]).as_deref(), Some("2"));
+    // Nothing runs now, here or there.
+    assert_eq!(
+        err(&mut b, &["SCRIPT", "KILL"]),
+        "NOTBUSY No scripts in execution right now."
+    );
+}
+
 #[test]
 fn a_sidecar_answers_loading_until_its_first_sync() {
     let primary = TestNode::start_with(&["--requirepass", "secret"]);
