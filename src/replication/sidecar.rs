@@ -41,6 +41,13 @@
 //! UNBLOCK of it is passed on to its client on the primary.
 //! Until its first sync completes it answers `-LOADING`.
 //!
+//! A link the primary closed while idle (its `timeout`) is replaced
+//! before anything is sent on it. A link lost while it held the
+//! connection's transaction or WATCHes takes them along: the rest of the
+//! transaction is answered QUEUED here and its EXEC EXECABORT, and an EXEC
+//! after lost WATCHes answers null ([`link_lost`]); nothing of it runs
+//! outside a transaction on a new link.
+//!
 //! A primary that handed its role over (FAILOVER) answers a forwarded
 //! write with `-READONLY`, which means the write did not run: the sidecar
 //! asks it (ROLE) whom it follows now, follows that node itself, and sends
@@ -59,6 +66,7 @@ use tokio::net::TcpStream;
 
 use crate::command::{flags, Spec};
 use crate::effects::encode_command;
+use crate::protocol::ReplyBuf;
 use crate::server::blocking::{Waiter, UNBLOCK_ERROR};
 use crate::server::client::Client;
 use crate::server::Server;
@@ -124,6 +132,9 @@ pub struct Upstream {
     db: usize,
     /// The protocol version the upstream link speaks (the client's).
     resp: u32,
+    /// It holds the connection's transaction or WATCHes, which a new link
+    /// would not have.
+    holds: bool,
 }
 
 /// Where a connection's transaction on the primary stands.
@@ -138,10 +149,34 @@ pub struct Transaction {
     /// It queued a SELECT, which changes the connection's database when
     /// EXEC runs it: the sidecar then asks the primary which it is.
     selects: bool,
+    /// The link holding it went (see [`link_lost`]): its commands are
+    /// answered QUEUED here, none can run in it, and EXEC answers
+    /// EXECABORT.
+    lost: bool,
+    /// A WATCH was forwarded and not ended yet (EXEC, DISCARD, UNWATCH).
+    watching: bool,
+    /// The link holding the WATCHes went: the next EXEC answers null, as
+    /// for a watched key that changed, since none can be watched now.
+    watch_lost: bool,
+}
+
+/// The connection's upstream link went (a forward failed): what it held,
+/// the transaction open on it and its WATCHes, went with it. The
+/// application is told as Redis would tell it of a transaction it cannot
+/// run: the rest of the transaction is queued for nothing and its EXEC
+/// answers EXECABORT; an EXEC after the WATCHes were lost answers null.
+/// Sending the rest to a new link would run a transaction's commands one
+/// by one, outside it.
+pub fn link_lost(client: &mut Client) {
+    client.upstream = None;
+    let t = &mut client.sidecar_multi;
+    t.lost |= t.open;
+    t.watch_lost |= t.watching;
+    t.watching = false;
+    t.selects = false;
 }
 
 /// Where a command runs on a sidecar.
-#[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     Local,
     Primary,
@@ -155,6 +190,9 @@ pub enum Route {
     /// MULTI, which would switch the upstream link's protocol halfway
     /// through EXEC's reply and leave this connection's as it was.
     Refused(&'static str),
+    /// Answered here with this reply: the commands of a transaction whose
+    /// link was lost, and an EXEC after lost WATCHes (see [`link_lost`]).
+    Reply(fn(&mut ReplyBuf)),
     /// Here, then on the primary too: SCRIPT LOAD, so that the EVALSHA
     /// that follows finds its script wherever it runs (a write's on the
     /// primary, an EVALSHA_RO here), and SCRIPT FLUSH, so that it finds it
@@ -169,6 +207,9 @@ pub enum Route {
 /// transaction open on the primary goes with the upstream link, closed.
 pub fn route(server: &Server, client: &mut Client, spec: &Spec) -> Route {
     let in_multi = client.sidecar_multi.open;
+    if in_multi && client.sidecar_multi.lost {
+        return lost_transaction(client, spec);
+    }
     match spec.name {
         // The script to kill is the one that runs: this node's (an
         // EVAL_RO) or else the primary's (an EVAL the sidecar forwarded,
@@ -181,9 +222,21 @@ pub fn route(server: &Server, client: &mut Client, spec: &Spec) -> Route {
             end_transaction(client);
             return Route::Aborted;
         }
+        "exec" if in_multi && client.sidecar_multi.watch_lost => {
+            end_transaction(client);
+            return Route::Reply(ReplyBuf::null_array);
+        }
         // What it queued is done with once the primary answers.
-        "exec" => client.sidecar_multi.open = false,
+        "exec" => {
+            let t = &mut client.sidecar_multi;
+            (t.open, t.watching) = (false, false);
+        }
         "discard" => client.sidecar_multi = Transaction::default(),
+        "watch" if !in_multi => client.sidecar_multi.watching = true,
+        "unwatch" if !in_multi => {
+            let t = &mut client.sidecar_multi;
+            (t.watching, t.watch_lost) = (false, false);
+        }
         "select" if in_multi => client.sidecar_multi.selects = true,
         "hello" if in_multi => {
             return Route::Refused("HELLO inside MULTI is not allowed on a sidecar")
@@ -199,6 +252,28 @@ pub fn route(server: &Server, client: &mut Client, spec: &Spec) -> Route {
         Route::Primary
     } else {
         Route::Local
+    }
+}
+
+/// A command inside a transaction whose link was lost: answered as Redis
+/// answers inside a transaction that will fail.
+fn lost_transaction(client: &mut Client, spec: &Spec) -> Route {
+    match spec.name {
+        "exec" => {
+            end_transaction(client);
+            Route::Aborted
+        }
+        "discard" => {
+            client.sidecar_multi = Transaction::default();
+            Route::Reply(ReplyBuf::ok)
+        }
+        "quit" | "reset" => {
+            end_transaction(client);
+            Route::Connection
+        }
+        "multi" => Route::Refused("MULTI calls can not be nested"),
+        "watch" => Route::Refused("WATCH inside MULTI is not allowed"),
+        _ => Route::Reply(|out| out.simple("QUEUED")),
     }
 }
 
@@ -230,6 +305,10 @@ pub enum ForwardError {
     NoPrimary,
     #[error("the primary sent a malformed reply")]
     BadReply,
+    #[error(
+        "the link to the primary was closed, and this connection's transaction or WATCH with it"
+    )]
+    LinkLost,
 }
 
 impl ForwardError {
@@ -259,6 +338,7 @@ async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
         id: 0,
         db: 0,
         resp: 2,
+        holds: false,
     };
     let (auth, user) = {
         let cfg = server.config.read();
@@ -299,6 +379,17 @@ impl Upstream {
 
     async fn reply(&mut self) -> Result<Vec<u8>, ForwardError> {
         read_reply(&mut self.stream, &mut self.buf, self.resp).await
+    }
+
+    /// Whether the primary closed the link while it was idle (its
+    /// `timeout`, a restart): a look at the socket without waiting, before
+    /// anything is sent on it.
+    fn closed(&self) -> bool {
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        match socket2::SockRef::from(&self.stream).peek(&mut byte) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        }
     }
 }
 
@@ -368,7 +459,8 @@ pub enum InRun {
 /// [`route`] sees the command.
 pub fn in_run(client: &Client, spec: &Spec) -> InRun {
     let t = client.sidecar_multi;
-    if !matches!(client.reply_mode, crate::server::client::ReplyMode::On) {
+    // A lost transaction's commands are answered here.
+    if !matches!(client.reply_mode, crate::server::client::ReplyMode::On) || t.lost {
         return InRun::Alone;
     }
     let joins = match spec.name {
@@ -377,8 +469,10 @@ pub fn in_run(client: &Client, spec: &Spec) -> InRun {
         _ if t.selects && !t.open => false,
         // The connection's own, or the link's protocol.
         "quit" | "reset" | "hello" => false,
-        // A failed one is answered here, its transaction dropped.
-        "exec" => t.open && !t.failed,
+        // A failed one, or one after lost WATCHes, is answered here, its
+        // transaction dropped with the link (which must not happen while a
+        // run for that link waits to be sent).
+        "exec" => t.open && !t.failed && !t.watch_lost,
         _ if t.open => true,
         "multi" => return InRun::Starts,
         // Writes, scripts, PUBLISH, WATCH: whatever goes to the primary
@@ -413,6 +507,12 @@ pub async fn forward(
     let mut may_follow = true;
     loop {
         let mut up = match client.upstream.take() {
+            // Closed while idle: a new link will do, unless this one held
+            // what a new one would not.
+            Some(u) if u.closed() => match u.holds {
+                true => return Err(ForwardError::LinkLost),
+                false => Box::new(connect(server, resp).await?),
+            },
             Some(u) => u,
             None => Box::new(connect(server, resp).await?),
         };
@@ -494,6 +594,9 @@ pub async fn forward(
                     }
                     // Once: a node that refuses too is answered as it answers.
                     may_follow = false;
+                    // The WATCHes stay behind on the old primary's link.
+                    let t = &mut client.sidecar_multi;
+                    t.watch_lost |= std::mem::take(&mut t.watching);
                     replies.truncate(from);
                     continue;
                 }
@@ -515,6 +618,8 @@ pub async fn forward(
                 None => return Ok(()),
             }
         }
+        let t = client.sidecar_multi;
+        up.holds = t.open || t.watching;
         client.upstream = Some(up);
         return Ok(());
     }

@@ -976,8 +976,7 @@ async fn forward(
     };
     client.handle.blocked.store(false, Relaxed);
     if forwarded.is_err() {
-        client.upstream = None;
-        client.sidecar_multi = Default::default();
+        sidecar::link_lost(client);
     }
     match forwarded {
         // The command's reply stands; the primary is told again when the
@@ -1424,7 +1423,7 @@ async fn execute(
         use crate::replication::sidecar::Route;
         let run = sidecar::in_run(client, spec);
         let route = sidecar::route(server, client, spec);
-        echo = route == Route::Both;
+        echo = matches!(route, Route::Both);
         let to_primary = match route {
             Route::Primary => true,
             // A read the local copy cannot answer yet with this
@@ -1447,6 +1446,12 @@ async fn execute(
             Route::Refused(why) => {
                 let e = command::refuse(server, client, argv, CommandError::err(why));
                 reject(client, out, e);
+                return None;
+            }
+            Route::Reply(reply) => {
+                stats.record(idx, 0, false, true);
+                reply(out);
+                suppress_reply(client, out, reply_start, false, false, false);
                 return None;
             }
         };

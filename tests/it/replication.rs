@@ -1274,6 +1274,90 @@ fn a_script_busy_on_the_primary_is_killed_through_the_sidecar() {
     );
 }
 
+/// The primary's clients other than `me` and its replicas: a sidecar's
+/// upstream links.
+fn upstream_links(p: &mut Raw, me: &str) -> usize {
+    let list = bulk(p, &["CLIENT", "LIST"]).unwrap();
+    list.lines()
+        .filter(|l| !l.contains(" flags=S ") && !l.starts_with(&format!("id={me} ")))
+        .count()
+}
+
+/// A sidecar's link to the primary closed under it: while idle (the
+/// primary's `timeout`), a new one is made and the write goes through;
+/// while it held a transaction or WATCHes, the application is told as
+/// Redis tells a client whose transaction cannot run, and nothing of the
+/// transaction runs (sent to a new link, its commands would run one by
+/// one, outside it).
+#[test]
+fn a_sidecar_link_closed_under_it() {
+    let primary = TestNode::start();
+    let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
+    let mut p = primary.raw();
+    let me = int(&mut p, &["CLIENT", "ID"]).to_string();
+    let mut s = sidecar.raw();
+    eventually("the sidecar is ready", || {
+        s.call(&["GET", "k"]) == Frame::Null
+    });
+    ok(&mut p, &["CONFIG", "SET", "timeout", "1"]);
+    ok(&mut s, &["SET", "a", "1"]);
+    eventually("the idle link timed out", || {
+        upstream_links(&mut p, &me) == 0
+    });
+    ok(&mut s, &["SET", "a", "2"]);
+    assert_eq!(bulk(&mut p, &["GET", "a"]).as_deref(), Some("2"));
+    ok(&mut p, &["CONFIG", "SET", "timeout", "0"]);
+
+    let cut_links = |p: &mut Raw| {
+        assert!(int(p, &["CLIENT", "KILL", "TYPE", "normal"]) >= 1);
+        eventually("the link is closed", || upstream_links(p, &me) == 0);
+    };
+    // A transaction.
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(s.call(&["SET", "t1", "1"]), Frame::Simple("QUEUED".into()));
+    cut_links(&mut p);
+    assert!(err(&mut s, &["SET", "t2", "2"]).starts_with("MASTERDOWN"));
+    assert_eq!(s.call(&["SET", "t3", "3"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(
+        err(&mut s, &["EXEC"]),
+        "EXECABORT Transaction discarded because of previous errors."
+    );
+    for k in ["t1", "t2", "t3"] {
+        assert_eq!(p.call(&["EXISTS", k]), Frame::Int(0), "{k}");
+    }
+    // DISCARD ends a lost transaction too.
+    ok(&mut s, &["MULTI"]);
+    cut_links(&mut p);
+    assert!(err(&mut s, &["SET", "t4", "4"]).starts_with("MASTERDOWN"));
+    ok(&mut s, &["DISCARD"]);
+    ok(&mut s, &["SET", "t5", "5"]);
+    assert_eq!(bulk(&mut p, &["GET", "t5"]).as_deref(), Some("5"));
+
+    // WATCHes: the transaction after their loss runs nothing, as after a
+    // change of a watched key.
+    ok(&mut s, &["WATCH", "w"]);
+    cut_links(&mut p);
+    assert!(err(&mut s, &["SET", "z", "1"]).starts_with("MASTERDOWN"));
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(
+        s.call(&["SET", "w", "mine"]),
+        Frame::Simple("QUEUED".into())
+    );
+    assert_eq!(s.call(&["EXEC"]), Frame::Null);
+    assert_eq!(p.call(&["EXISTS", "w"]), Frame::Int(0));
+    // And the next transaction runs.
+    ok(&mut s, &["MULTI"]);
+    assert_eq!(
+        s.call(&["SET", "w", "mine"]),
+        Frame::Simple("QUEUED".into())
+    );
+    assert_eq!(
+        s.call(&["EXEC"]),
+        Frame::Array(vec![Frame::Simple("OK".into())])
+    );
+    assert_eq!(bulk(&mut p, &["GET", "w"]).as_deref(), Some("mine"));
+}
+
 #[test]
 fn a_sidecar_answers_loading_until_its_first_sync() {
     let primary = TestNode::start_with(&["--requirepass", "secret"]);
@@ -1631,6 +1715,7 @@ fn a_sidecar_follows_its_primary_through_a_failover() {
         )
     );
     let new_port = other.port.to_string();
+    ok(&mut app, &["WATCH", "w"]);
     ok(&mut p, &["FAILOVER", "TO", "127.0.0.1", &new_port]);
     handed_over(&primary, other.port);
     // A pipelined run of writes, refused by the old primary from the
@@ -1643,6 +1728,12 @@ fn a_sidecar_follows_its_primary_through_a_failover() {
     assert_eq!(app.read2(), Frame::Int(1));
     assert_eq!(app.read2(), Frame::Int(2));
     assert_eq!(bulk(&mut app, &["GET", "after"]).as_deref(), Some("2"));
+    // The WATCH stayed behind with the old primary's link: the
+    // transaction after it runs nothing.
+    ok(&mut app, &["MULTI"]);
+    assert_eq!(app.call(&["SET", "w", "x"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(app.call(&["EXEC"]), Frame::Null);
+    assert_eq!(other.raw().call(&["EXISTS", "w"]), Frame::Int(0));
     assert_eq!(
         bulk(&mut other.raw(), &["GET", "after"]).as_deref(),
         Some("2")
