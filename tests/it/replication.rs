@@ -47,6 +47,19 @@ pub fn replica_of(primary: &TestNode, extra: &[&str]) -> TestNode {
     TestNode::start_with(&args)
 }
 
+/// A sidecar of `primary` (with `extra` settings), once it serves reads
+/// (it answers -LOADING until its first sync), and a connection to it.
+fn ready_sidecar(primary: &TestNode, extra: &[&str]) -> (TestNode, Raw) {
+    let mut args = vec!["--sidecar", "yes"];
+    args.extend_from_slice(extra);
+    let sidecar = replica_of(primary, &args);
+    let mut s = sidecar.raw();
+    eventually("the sidecar is ready", || {
+        s.call(&["EXISTS", "nothing"]) == Frame::Int(0)
+    });
+    (sidecar, s)
+}
+
 fn stat(r: &mut Raw, name: &str) -> u64 {
     info_field(&info(r, "all"), name).parse().unwrap()
 }
@@ -727,14 +740,7 @@ fn a_replica_that_stops_reading_is_dropped_at_its_output_buffer_limit() {
 #[test]
 fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
     let primary = TestNode::start();
-    let sidecar = replica_of(
-        &primary,
-        &["--sidecar", "yes", "--sidecar-read-wait-ms", "30000"],
-    );
-    let mut s = sidecar.raw();
-    eventually("the sidecar is ready", || {
-        s.call(&["GET", "k0"]) == Frame::Null
-    });
+    let (sidecar, mut s) = ready_sidecar(&primary, &["--sidecar-read-wait-ms", "30000"]);
     // Every read right after a write sees it, through the sidecar alone.
     for i in 0..300 {
         let k = format!("k{i}");
@@ -859,12 +865,8 @@ fn a_sidecar_reads_locally_forwards_writes_and_reads_its_own_writes() {
 fn a_sidecar_ends_forwarded_waits_and_keeps_transactions_whole() {
     use crate::blocking::{blocked, blocked_clients, client_id_of_blocked};
     let primary = TestNode::start();
-    let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
-    let mut s = sidecar.raw();
+    let (sidecar, mut s) = ready_sidecar(&primary, &[]);
     let mut p = primary.raw();
-    eventually("the sidecar is ready", || {
-        s.call(&["GET", "k"]) == Frame::Null
-    });
 
     // CLIENT UNBLOCK on the sidecar, passed on: a timeout's reply, then
     // the UNBLOCKED error, both the primary's.
@@ -974,11 +976,7 @@ fn a_sidecar_ends_forwarded_waits_and_keeps_transactions_whole() {
 #[test]
 fn a_script_loaded_through_a_sidecar_runs_by_its_sha() {
     let primary = TestNode::start();
-    let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
-    let mut s = sidecar.raw();
-    eventually("the sidecar is ready", || {
-        s.call(&["GET", "k"]) == Frame::Null
-    });
+    let (_sidecar, mut s) = ready_sidecar(&primary, &[]);
     let incr = bulk(
         &mut s,
         &["SCRIPT", "LOAD", "return redis.call('incr', KEYS[1])"],
@@ -1032,14 +1030,7 @@ fn a_script_loaded_through_a_sidecar_runs_by_its_sha() {
 #[test]
 fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
     let mut primary = TestNode::start();
-    let sidecar = replica_of(
-        &primary,
-        &["--sidecar", "yes", "--sidecar-read-wait-ms", "30000"],
-    );
-    let mut s = sidecar.raw();
-    eventually("the sidecar is ready", || {
-        s.call(&["GET", "k0"]) == Frame::Null
-    });
+    let (_sidecar, mut s) = ready_sidecar(&primary, &["--sidecar-read-wait-ms", "30000"]);
     let mut p = primary.raw();
     let replconf_calls = |p: &mut Raw| -> u64 {
         let stats = info(p, "commandstats");
@@ -1234,13 +1225,9 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
 #[test]
 fn a_script_busy_on_the_primary_is_killed_through_the_sidecar() {
     let primary = TestNode::start();
-    let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
     let mut p = primary.raw();
     ok(&mut p, &["CONFIG", "SET", "busy-reply-threshold", "100"]);
-    let mut a = sidecar.raw();
-    eventually("the sidecar is ready", || {
-        a.call(&["GET", "k"]) == Frame::Null
-    });
+    let (sidecar, mut a) = ready_sidecar(&primary, &[]);
     a.cmd(&["EVAL", "while true do end", "0"]);
     // Its link to the primary made before the script timed out, a
     // connection's writes are refused BUSY there (the question after
@@ -1292,13 +1279,9 @@ fn upstream_links(p: &mut Raw, me: &str) -> usize {
 #[test]
 fn a_sidecar_link_closed_under_it() {
     let primary = TestNode::start();
-    let sidecar = replica_of(&primary, &["--sidecar", "yes"]);
+    let (_sidecar, mut s) = ready_sidecar(&primary, &[]);
     let mut p = primary.raw();
     let me = int(&mut p, &["CLIENT", "ID"]).to_string();
-    let mut s = sidecar.raw();
-    eventually("the sidecar is ready", || {
-        s.call(&["GET", "k"]) == Frame::Null
-    });
     ok(&mut p, &["CONFIG", "SET", "timeout", "1"]);
     ok(&mut s, &["SET", "a", "1"]);
     eventually("the idle link timed out", || {
