@@ -226,10 +226,12 @@ pub fn route(server: &Server, client: &mut Client, spec: &Spec) -> Route {
             end_transaction(client);
             return Route::Reply(ReplyBuf::null_array);
         }
-        // What it queued is done with once the primary answers.
+        // What it queued is done with once the primary answers, and so
+        // are the WATCHes (not by an EXEC without MULTI, as in Redis).
         "exec" => {
             let t = &mut client.sidecar_multi;
-            (t.open, t.watching) = (false, false);
+            t.watching &= !in_multi;
+            t.open = false;
         }
         "discard" => client.sidecar_multi = Transaction::default(),
         "watch" if !in_multi => client.sidecar_multi.watching = true,
@@ -446,17 +448,17 @@ pub enum InRun {
     Starts,
 }
 
-/// How a command forwarded now goes: a write, a script, PUBLISH, or a
-/// transaction's MULTI, queued commands and EXEC or DISCARD, in a run
-/// (WAIT and blocking commands alone). None of them
-/// waits on the primary or changes what the link is (its protocol; the
-/// database a transaction selects is asked for after its EXEC), and the
-/// sidecar needs nothing from their replies before the next command. An
-/// application that pipelines its writes or transactions then pays one
-/// round trip to the primary for the pipeline, not one per command. Under
-/// CLIENT REPLY OFF or SKIP, where which reply is silenced depends on the
-/// order commands are answered in, each goes alone. Judged before
-/// [`route`] sees the command.
+/// How a command forwarded now goes: a write, a script, PUBLISH, WATCH, or
+/// a transaction's MULTI, queued commands and EXEC or DISCARD, in a run
+/// (WAIT and blocking commands alone). None of them waits on the primary
+/// or changes what the link is (its protocol; the database a transaction
+/// selects is asked for after its EXEC), and the sidecar needs nothing
+/// from their replies before the next command. An application that
+/// pipelines its writes or transactions then pays one round trip to the
+/// primary for the pipeline, not one per command. Under CLIENT REPLY OFF
+/// or SKIP, where which reply is silenced depends on the order commands
+/// are answered in, each goes alone. Judged before [`route`] sees the
+/// command.
 pub fn in_run(client: &Client, spec: &Spec) -> InRun {
     let t = client.sidecar_multi;
     // A lost transaction's commands are answered here.
