@@ -51,8 +51,10 @@
 //! A primary that handed its role over (FAILOVER) answers a forwarded
 //! write with `-READONLY`, which means the write did not run: the sidecar
 //! asks it (ROLE) whom it follows now, follows that node itself, and sends
-//! the write there, once (a run, from the first write refused). Inside a
-//! transaction the error is passed on.
+//! the write there, once: a run from its first refused command, or from
+//! the MULTI of the refused transaction that command is in. Not when the
+//! link held the connection's WATCHes or a transaction begun before the
+//! run: those stay with the old link, and the refusals are passed on.
 
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
@@ -429,6 +431,79 @@ pub fn may_wait(client: &Client, spec: &Spec) -> bool {
         && (spec.has(flags::BLOCKING) || matches!(spec.name, "wait" | "waitaof"))
 }
 
+/// Forwards held to go out together (see [`in_run`]).
+#[derive(Default)]
+pub struct Run {
+    commands: Vec<Vec<Bytes>>,
+    /// Whether the first of them came inside a transaction.
+    in_multi: bool,
+}
+
+impl Run {
+    /// Adds a command; `in_multi`: a transaction was open before it.
+    pub fn push(&mut self, argv: Vec<Bytes>, in_multi: bool) {
+        if self.commands.is_empty() {
+            self.in_multi = in_multi;
+        }
+        self.commands.push(argv);
+    }
+
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.commands.clear();
+    }
+
+    /// Where a run a primary that handed over refused may be sent again
+    /// from: its first refused command, or the MULTI of the transaction
+    /// that command is in, provided nothing from there on left anything
+    /// behind on that node (see [`left_nothing`]). None if a command did,
+    /// or the transaction began before the run (its MULTI is not in it).
+    fn resend_from(&self, replies: &[Vec<u8>], sent: usize) -> Option<usize> {
+        let refused = replies[sent..]
+            .iter()
+            .position(|r| r.starts_with(b"-READONLY"))?
+            + sent;
+        let (mut open, mut opened_at) = (self.in_multi, None);
+        for (i, argv) in self.commands[..refused].iter().enumerate() {
+            let name = &argv[0];
+            if !open && name.eq_ignore_ascii_case(b"multi") {
+                (open, opened_at) = (true, Some(i));
+            } else if open
+                && (name.eq_ignore_ascii_case(b"exec") || name.eq_ignore_ascii_case(b"discard"))
+            {
+                (open, opened_at) = (false, None);
+            }
+        }
+        let from = if open { opened_at? } else { refused };
+        let untouched = self.commands[from..]
+            .iter()
+            .zip(&replies[from..])
+            .all(|(argv, reply)| left_nothing(argv, reply));
+        (from >= sent && untouched).then_some(from)
+    }
+}
+
+/// Whether a command, answered so by a primary that handed over, left
+/// nothing behind there: a write it refused, a transaction it refused
+/// whole (MULTI, the commands queued, the EXECABORT or DISCARD that ended
+/// it), a WATCH or UNWATCH (the link they were on is left behind).
+fn left_nothing(argv: &[Bytes], reply: &[u8]) -> bool {
+    let ok = reply == b"+OK\r\n"
+        && ["multi", "discard", "watch", "unwatch"]
+            .iter()
+            .any(|n| argv[0].eq_ignore_ascii_case(n.as_bytes()));
+    ok || reply.starts_with(b"-READONLY")
+        || reply.starts_with(b"-EXECABORT")
+        || reply == b"+QUEUED\r\n"
+}
+
 /// The most commands one run of forwards holds (see [`in_run`]): what
 /// it holds while it waits, the requests and their replies, stays small.
 pub const RUN_MAX: usize = 256;
@@ -499,7 +574,7 @@ pub fn in_run(client: &Client, spec: &Spec) -> InRun {
 pub async fn forward(
     server: &Server,
     client: &mut Client,
-    run: &[Vec<Bytes>],
+    run: &Run,
     replies: &mut Vec<Vec<u8>>,
     unblocked: Option<&Waiter>,
 ) -> Result<(), ForwardError> {
@@ -518,6 +593,9 @@ pub async fn forward(
             Some(u) => u,
             None => Box::new(connect(server, resp).await?),
         };
+        // What the link held before this run (WATCHes, a transaction)
+        // stays with it: the run is not sent again elsewhere.
+        let held = up.holds;
         if up.resp != resp {
             // The client switched protocols (HELLO): its link does too,
             // keeping its WATCHes, where a new link would drop them.
@@ -547,7 +625,7 @@ pub async fn forward(
         let ask = !client.sidecar_multi.open;
         let sent = replies.len();
         let mut req = Vec::new();
-        for argv in &run[sent..] {
+        for argv in &run.commands[sent..] {
             encode_command(&mut req, argv);
         }
         if ask {
@@ -576,33 +654,32 @@ pub async fn forward(
         counters.round_trips.fetch_add(1, Relaxed);
         let ((), offset) = tokio::try_join!(send, receive)?;
         // A primary that handed over refuses, from some command on, every
-        // write: those are sent again where it says, once. A transaction's
-        // refused command is passed on (its EXEC answers EXECABORT after
-        // it, which is not a refusal).
-        let refused_from = replies[sent..]
-            .iter()
-            .position(|r| r.starts_with(b"-READONLY"))
-            .map(|i| sent + i);
-        if let Some(from) = refused_from.filter(|_| ask && may_follow) {
-            if replies[from..].iter().all(|r| r.starts_with(b"-READONLY")) {
-                if let Some(next) = handed_over_to(&mut up).await {
-                    tracing::info!(
-                        "The primary handed over to {}:{}: the sidecar follows it",
-                        next.host,
-                        next.port
-                    );
-                    if server.replication.primary().as_ref() != Some(&next) {
-                        super::become_replica(server, next);
-                    }
-                    // Once: a node that refuses too is answered as it answers.
-                    may_follow = false;
-                    // The WATCHes stay behind on the old primary's link.
-                    let t = &mut client.sidecar_multi;
-                    t.watch_lost |= std::mem::take(&mut t.watching);
-                    replies.truncate(from);
-                    continue;
-                }
+        // write: from there (a refused transaction from its MULTI) the
+        // run is sent again where it says, once.
+        let follow = match run.resend_from(replies, sent) {
+            Some(from) if ask && may_follow && !held => {
+                handed_over_to(&mut up).await.map(|n| (from, n))
             }
+            _ => None,
+        };
+        if let Some((from, next)) = follow {
+            tracing::info!(
+                "The primary handed over to {}:{}: the sidecar follows it",
+                next.host,
+                next.port
+            );
+            if server.replication.primary().as_ref() != Some(&next) {
+                super::become_replica(server, next);
+            }
+            // Once: a node that refuses too is answered as it answers.
+            may_follow = false;
+            // A WATCH that ran there stays behind with the old link.
+            if (run.commands[..from].iter()).any(|a| a[0].eq_ignore_ascii_case(b"watch")) {
+                let t = &mut client.sidecar_multi;
+                t.watch_lost |= std::mem::take(&mut t.watching);
+            }
+            replies.truncate(from);
+            continue;
         }
         if let Some(off) = offset.as_deref().and_then(parse_int_reply) {
             client.written_offset = client.written_offset.max(off);

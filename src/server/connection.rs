@@ -477,7 +477,7 @@ pub async fn serve(
     let mut feed = None;
     // A sidecar's run of forwards not sent yet (`sidecar::in_run`),
     // and where in `out` their replies go.
-    let mut run: Vec<Vec<Bytes>> = Vec::new();
+    let mut run = sidecar::Run::default();
     let mut run_at = 0;
 
     'conn: loop {
@@ -663,6 +663,7 @@ pub async fn serve(
                 client.slot_hint = next_hint;
                 continue;
             }
+            let in_multi = client.sidecar_multi.open;
             // Scoped to the command: the waits below borrow the same.
             let action = {
                 let gone = gone!();
@@ -687,7 +688,7 @@ pub async fn serve(
                     if run.is_empty() {
                         run_at = out.len();
                     }
-                    run.push(std::mem::take(&mut argv));
+                    run.push(std::mem::take(&mut argv), in_multi);
                     None
                 }
                 // Expected to join the run, but answered here (refused):
@@ -781,7 +782,7 @@ pub async fn serve(
                     if blocks && flush(&server, &mut wr, &mut out).await.is_err() {
                         break 'conn;
                     }
-                    run.push(std::mem::take(&mut argv));
+                    run.push(std::mem::take(&mut argv), in_multi);
                     let gone = gone!();
                     if !forward(&server, &mut client, &mut out, &mut run, blocks, echo, gone).await
                     {
@@ -960,7 +961,7 @@ async fn forward(
     server: &Server,
     client: &mut Client,
     out: &mut ReplyBuf,
-    run: &mut Vec<Vec<Bytes>>,
+    run: &mut sidecar::Run,
     blocks: bool,
     echo: bool,
     gone: impl std::future::Future<Output = ()>,

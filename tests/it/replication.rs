@@ -1698,25 +1698,30 @@ fn a_sidecar_follows_its_primary_through_a_failover() {
         )
     );
     let new_port = other.port.to_string();
-    ok(&mut app, &["WATCH", "w"]);
     ok(&mut p, &["FAILOVER", "TO", "127.0.0.1", &new_port]);
     handed_over(&primary, other.port);
-    // A pipelined run of writes, refused by the old primary from the
-    // first, is sent whole to the new one.
-    let mut run = crate::support::encode(&[b"SET", b"after", b"2"]);
-    run.extend(crate::support::encode(&[b"INCR", b"n"]));
-    run.extend(crate::support::encode(&[b"INCR", b"n"]));
+    // A pipelined transaction and a write, refused by the old primary (the
+    // transaction whole), are sent again to the new one.
+    let mut run = Vec::new();
+    for cmd in [
+        &[&b"MULTI"[..]][..],
+        &[b"SET", b"after", b"2"],
+        &[b"INCR", b"n"],
+        &[b"EXEC"],
+        &[b"INCR", b"n"],
+    ] {
+        run.extend(crate::support::encode(cmd));
+    }
     app.send(&run);
     assert_eq!(app.read2(), Frame::Simple("OK".into()));
-    assert_eq!(app.read2(), Frame::Int(1));
+    assert_eq!(app.read2(), Frame::Simple("QUEUED".into()));
+    assert_eq!(app.read2(), Frame::Simple("QUEUED".into()));
+    assert_eq!(
+        app.read2(),
+        Frame::Array(vec![Frame::Simple("OK".into()), Frame::Int(1)])
+    );
     assert_eq!(app.read2(), Frame::Int(2));
     assert_eq!(bulk(&mut app, &["GET", "after"]).as_deref(), Some("2"));
-    // The WATCH stayed behind with the old primary's link: the
-    // transaction after it runs nothing.
-    ok(&mut app, &["MULTI"]);
-    assert_eq!(app.call(&["SET", "w", "x"]), Frame::Simple("QUEUED".into()));
-    assert_eq!(app.call(&["EXEC"]), Frame::Null);
-    assert_eq!(other.raw().call(&["EXISTS", "w"]), Frame::Int(0));
     assert_eq!(
         bulk(&mut other.raw(), &["GET", "after"]).as_deref(),
         Some("2")
@@ -1729,6 +1734,27 @@ fn a_sidecar_follows_its_primary_through_a_failover() {
     });
     caught_up(&other, &sidecar);
     assert_eq!(digest(&mut s), digest(&mut other.raw()));
+
+    // WATCHes made before a handover stay with the old primary's link:
+    // the transaction after them is not sent elsewhere, and runs nothing.
+    ok(&mut app, &["WATCH", "w"]);
+    caught_up(&other, &primary);
+    ok(
+        &mut other.raw(),
+        &["FAILOVER", "TO", "127.0.0.1", &primary.port.to_string()],
+    );
+    handed_over(&other, primary.port);
+    let mut tx = crate::support::encode(&[b"MULTI"]);
+    tx.extend(crate::support::encode(&[b"SET", b"w", b"x"]));
+    tx.extend(crate::support::encode(&[b"EXEC"]));
+    app.send(&tx);
+    assert_eq!(app.read2(), Frame::Simple("OK".into()));
+    assert!(matches!(app.read2(), Frame::Error(e) if e.starts_with("READONLY")));
+    assert!(matches!(app.read2(), Frame::Error(e) if e.starts_with("EXECABORT")));
+    assert_eq!(p.call(&["EXISTS", "w"]), Frame::Int(0));
+    // The next write follows the handover back.
+    ok(&mut app, &["SET", "w", "y"]);
+    assert_eq!(bulk(&mut p, &["GET", "w"]).as_deref(), Some("y"));
 
     // With only sidecars attached there is no one to hand over to.
     let lone = TestNode::start();
