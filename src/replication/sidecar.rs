@@ -323,7 +323,15 @@ impl ForwardError {
     }
 }
 
-async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
+/// Opens a link to the primary, named for whom it serves, as the
+/// primary's CLIENT LIST shows: `sidecar-client-<id>` for the connection
+/// with that id here (`client`), `sidecar-unblock` for a CLIENT UNBLOCK
+/// passed on.
+async fn connect(
+    server: &Server,
+    resp: u32,
+    client: Option<u64>,
+) -> Result<Upstream, ForwardError> {
     let p = server
         .replication
         .primary()
@@ -356,6 +364,11 @@ async fn connect(server: &Server, resp: u32) -> Result<Upstream, ForwardError> {
     if !auth.is_empty() {
         hello.extend([&b"AUTH"[..], user.as_bytes(), auth.as_bytes()]);
     }
+    let name = match client {
+        Some(id) => format!("sidecar-client-{id}"),
+        None => "sidecar-unblock".to_string(),
+    };
+    hello.extend([&b"SETNAME"[..], name.as_bytes()]);
     // HELLO's own reply comes in the protocol it asks for.
     up.resp = resp;
     let mut req = Vec::new();
@@ -588,10 +601,10 @@ pub async fn forward(
             // what a new one would not.
             Some(u) if u.closed() => match u.holds {
                 true => return Err(ForwardError::LinkLost),
-                false => Box::new(connect(server, resp).await?),
+                false => Box::new(connect(server, resp, Some(client.id)).await?),
             },
             Some(u) => u,
-            None => Box::new(connect(server, resp).await?),
+            None => Box::new(connect(server, resp, Some(client.id)).await?),
         };
         // What the link held before this run (WATCHes, a transaction)
         // stays with it: the run is not sent again elsewhere.
@@ -748,7 +761,7 @@ async fn unblock_upstream(server: &Server, id: u64, how: u8) {
     };
     let id = id.to_string();
     let sent = async {
-        let mut up = connect(server, 2).await?;
+        let mut up = connect(server, 2, None).await?;
         let ask = [b"CLIENT".as_slice(), b"UNBLOCK", id.as_bytes(), reason];
         while up.call(&ask).await? == b":0\r\n" {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1094,6 +1094,13 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
     assert!(stat(&mut s, "sidecar_forward_round_trips") < 20);
     assert_eq!(stat(&mut s, "sidecar_reads_sent_to_primary"), 0);
     assert_eq!(stat(&mut s, "sidecar_primary_links"), 1);
+    // On the primary, the link says whose it is.
+    let id = int(&mut s, &["CLIENT", "ID"]);
+    let links = bulk(&mut p, &["CLIENT", "LIST"]).unwrap();
+    assert!(
+        links.contains(&format!(" name=sidecar-client-{id} ")),
+        "{links}"
+    );
     assert_eq!(bulk(&mut p, &["GET", "n"]).as_deref(), Some("11"));
     assert_eq!(p.call(&["GET", "k0"]), Frame::Null);
     ok(&mut p, &["SELECT", "1"]);
