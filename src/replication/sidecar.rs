@@ -188,10 +188,11 @@ pub enum Route {
     /// The EXEC of a transaction the sidecar refused a command of: answered
     /// here with EXECABORT, the transaction on the primary dropped.
     Aborted,
-    /// Refused here, failing the transaction it was sent in: HELLO inside
-    /// MULTI, which would switch the upstream link's protocol halfway
-    /// through EXEC's reply and leave this connection's as it was.
-    Refused(&'static str),
+    /// Refused here, failing the transaction it was sent in: HELLO,
+    /// SUBSCRIBE, CLIENT REPLY and the like inside MULTI, which would
+    /// change what the upstream link sends back halfway through EXEC's
+    /// reply and leave this connection as it was.
+    Refused(String),
     /// Answered here with this reply: the commands of a transaction whose
     /// link was lost, and an EXEC after lost WATCHes (see [`link_lost`]).
     Reply(fn(&mut ReplyBuf)),
@@ -242,8 +243,12 @@ pub fn route(server: &Server, client: &mut Client, spec: &Spec) -> Route {
             (t.watching, t.watch_lost) = (false, false);
         }
         "select" if in_multi => client.sidecar_multi.selects = true,
-        "hello" if in_multi => {
-            return Route::Refused("HELLO inside MULTI is not allowed on a sidecar")
+        // Run by EXEC on the primary, these would change what the link
+        // sends back (its protocol, pushes, no replies at all) halfway
+        // through EXEC's reply, with this connection unchanged.
+        "hello" | "subscribe" | "psubscribe" | "client|reply" | "client|tracking" if in_multi => {
+            let name = spec.name.replace('|', " ").to_uppercase();
+            return Route::Refused(format!("{name} inside MULTI is not allowed on a sidecar"));
         }
         "script|load" | "script|flush" if !in_multi => return Route::Both,
         "quit" | "reset" => {
@@ -275,8 +280,8 @@ fn lost_transaction(client: &mut Client, spec: &Spec) -> Route {
             end_transaction(client);
             Route::Connection
         }
-        "multi" => Route::Refused("MULTI calls can not be nested"),
-        "watch" => Route::Refused("WATCH inside MULTI is not allowed"),
+        "multi" => Route::Refused("MULTI calls can not be nested".into()),
+        "watch" => Route::Refused("WATCH inside MULTI is not allowed".into()),
         _ => Route::Reply(|out| out.simple("QUEUED")),
     }
 }

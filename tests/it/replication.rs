@@ -940,6 +940,21 @@ fn a_sidecar_ends_forwarded_waits_and_keeps_transactions_whole() {
         err(&mut s, &["EXEC"]),
         "EXECABORT Transaction discarded because of previous errors."
     );
+    // So are those that would make the link push messages or stop
+    // replying.
+    for (cmd, name) in [
+        (&["SUBSCRIBE", "ch"][..], "SUBSCRIBE"),
+        (&["CLIENT", "REPLY", "OFF"], "CLIENT REPLY"),
+        (&["CLIENT", "TRACKING", "ON"], "CLIENT TRACKING"),
+    ] {
+        ok(&mut s, &["MULTI"]);
+        assert_eq!(
+            err(&mut s, cmd),
+            format!("ERR {name} inside MULTI is not allowed on a sidecar")
+        );
+        assert!(err(&mut s, &["EXEC"]).starts_with("EXECABORT"));
+    }
+    assert_eq!(s.call(&["PING"]), Frame::Simple("PONG".into()));
     assert_eq!(p.call(&["GET", "t"]), Frame::Null);
     assert_eq!(bulk(&mut p, &["GET", "u"]).as_deref(), Some("3"));
 
