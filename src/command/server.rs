@@ -174,6 +174,12 @@ fn lastsave(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
 }
 
 fn monitor(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    // Inside EXEC a client expects one reply per command, as Redis says.
+    if ctx.client.exec_effects.get().is_some() {
+        return Err(CommandError::err(
+            "MONITOR isn't allowed for DENY BLOCKING client",
+        ));
+    }
     ctx.out.ok();
     ctx.action = Some(Action::Monitor);
     Ok(())

@@ -456,6 +456,20 @@ fn monitor_streams_commands() {
         line.contains(r#"[0 127.0.0.1:"#) && line.ends_with(r#""SET" "watched" "a b""#),
         "{line}"
     );
+
+    // Inside a transaction, where one reply per command is expected, it
+    // is refused, as in Redis, and the connection stays as it was.
+    let mut tx = node.raw();
+    ok(&mut tx, &["MULTI"]);
+    assert_eq!(tx.call(&["MONITOR"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(
+        tx.call(&["EXEC"]),
+        Frame::Array(vec![Frame::Error(
+            "ERR MONITOR isn't allowed for DENY BLOCKING client".into()
+        )])
+    );
+    ok(&mut tx, &["SET", "after", "1"]);
+    assert_eq!(tx.call(&["PING"]), Frame::Simple("PONG".into()));
 }
 
 /// Secrets in MIGRATE (AUTH, AUTH2), AUTH and HELLO are `(redacted)` in
