@@ -593,6 +593,28 @@ fn cluster_slot_commands() {
         err(&mut r, &["CLUSTER", "GETKEYSINSLOT", "1", "-1"]),
         "ERR Invalid number of keys"
     );
+    // The rest of Redis Cluster's commands answer as a Redis without
+    // cluster support, so cluster-aware clients say what is wrong.
+    for cmd in [
+        &["CLUSTER", "SLOTS"][..],
+        &["CLUSTER", "SHARDS"],
+        &["CLUSTER", "NODES"],
+        &["CLUSTER", "INFO"],
+        &["CLUSTER", "MYID"],
+        &["READONLY"],
+        &["READWRITE"],
+        &["ASKING"],
+    ] {
+        assert_eq!(
+            err(&mut r, cmd),
+            "ERR This instance has cluster support disabled",
+            "{cmd:?}"
+        );
+    }
+    assert_eq!(
+        err(&mut r, &["CLUSTER", "SLOTS", "extra"]),
+        "ERR wrong number of arguments for 'cluster|slots' command"
+    );
 }
 
 #[test]
