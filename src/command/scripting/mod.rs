@@ -346,7 +346,16 @@ pub(super) struct Vm {
     /// share and its functions' (what loading the libraries took).
     reported: std::cell::Cell<(i64, i64)>,
     functions_memory: i64,
+    /// Runs since the last garbage-collection step (see [`with_vm`]).
+    since_gc: u32,
 }
+
+/// Every this many runs on a state, a step of its garbage collector of
+/// this many kilobytes' worth (Redis's LUA_GC_CYCLE_PERIOD): a script's
+/// garbage (its arguments, its replies as Lua values) is collected as it
+/// comes, not left to grow until Lua's own cycle, and no run pays for a
+/// full collection.
+const GC_PERIOD: u32 = 50;
 
 /// The Lua states' memory, summed over threads: scripts' and functions'
 /// (INFO's used_memory_vm_eval and used_memory_vm_functions).
@@ -829,6 +838,7 @@ impl Vm {
             keys_set: Default::default(),
             reported: Default::default(),
             functions_memory: 0,
+            since_gc: 0,
         })
     }
 
@@ -1137,6 +1147,11 @@ pub(super) fn with_vm<R>(
         }
         let vm = slot.as_mut().expect("set above");
         let r = f(vm);
+        vm.since_gc += 1;
+        if vm.since_gc == GC_PERIOD {
+            vm.since_gc = 0;
+            let _ = vm.lua.gc_step_kbytes(GC_PERIOD as i32);
+        }
         vm.report();
         r
     })
