@@ -1246,9 +1246,9 @@ fn pipelined_writes_through_a_sidecar_go_to_the_primary_together() {
 /// one running on the sidecar itself.
 #[test]
 fn a_script_busy_on_the_primary_is_killed_through_the_sidecar() {
-    let primary = TestNode::start();
+    // One I/O thread: every link is the script's thread's, stood in for.
+    let primary = TestNode::start_with(&["--io-threads", "1", "--busy-reply-threshold", "100"]);
     let mut p = primary.raw();
-    ok(&mut p, &["CONFIG", "SET", "busy-reply-threshold", "100"]);
     let (sidecar, mut a) = ready_sidecar(&primary, &[]);
     let mut b = sidecar.raw();
     ok(&mut b, &["SET", "x", "0"]);
