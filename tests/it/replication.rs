@@ -1253,13 +1253,18 @@ fn a_script_busy_on_the_primary_is_killed_through_the_sidecar() {
     let mut b = sidecar.raw();
     ok(&mut b, &["SET", "x", "0"]);
     a.cmd(&["EVAL", "while true do end", "0"]);
-    // (A connection the script's thread is in the middle of serving when
-    // the script times out waits for its end: the primary is asked on
-    // new connections, and `b`'s link is idle by then.)
-    eventually(
-        "the primary is busy",
-        || matches!(primary.raw().call(&["GET", "x"]), Frame::Error(e) if e.starts_with("BUSY")),
-    );
+    // (A connection the script's thread is in the middle of serving, or
+    // has just accepted, when the script starts waits for its end: the
+    // primary is asked on new connections, each given 2 s, and `b`'s link
+    // is idle by then.)
+    eventually("the primary is busy", || {
+        let mut q = primary.raw();
+        q.stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        q.cmd(&["GET", "x"]);
+        matches!(q.try_read2(), Some(Frame::Error(e)) if e.starts_with("BUSY"))
+    });
     // Its link to the primary made before the script timed out, a
     // connection's writes are refused BUSY there (the question after
     // them answered too) ...
