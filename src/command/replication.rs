@@ -168,8 +168,16 @@ fn wait_for(ctx: &mut Ctx, want: WaitFor, deadline: Option<std::time::Instant>) 
     Ok(())
 }
 
+/// REPLCONF WRITE-OFFSET, Shoal's own question (a sidecar's, after each
+/// run of forwarded commands).
+pub fn is_write_offset(argv: &[Bytes]) -> bool {
+    argv.len() == 2
+        && argv[0].eq_ignore_ascii_case(b"replconf")
+        && argv[1].eq_ignore_ascii_case(b"write-offset")
+}
+
 fn replconf(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    if argv.len() == 2 && argv[1].eq_ignore_ascii_case(b"write-offset") {
+    if is_write_offset(argv) {
         // Shoal's own, asked by a sidecar after each forwarded write: the
         // stream offset just past this connection's last write.
         ctx.out.int(ctx.client.last_effect.get() as i64);

@@ -160,7 +160,7 @@ fn is_loopback(ip: std::net::IpAddr) -> bool {
 /// nothing is queued while a script is timed out); what became of the
 /// transaction is handed over in `ClientHandle::stood_in`. A sidecar's
 /// REPLCONF WRITE-OFFSET, which it sends after each run of forwarded
-/// commands, is answered too (see [`is_write_offset`]). The others let
+/// commands, is answered too (see [`stand_in_client`]). The others let
 /// through (WATCH, UNWATCH, AUTH, HELLO, RESET, QUIT, other REPLCONFs)
 /// change more of it: they and all after them wait for the owner.
 const STANDS_IN_FOR: &[&str] = &[
@@ -252,7 +252,7 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
                         Ok((_, spec)) => {
                             !spec.has(flags::ALLOW_BUSY)
                                 || STANDS_IN_FOR.contains(&spec.name)
-                                || is_write_offset(&argv)
+                                || command::replication::is_write_offset(&argv)
                         }
                         // Answered as the owner would answer it.
                         Err(_) => true,
@@ -310,17 +310,6 @@ pub async fn stand_in(server: Arc<Server>, handle: Arc<super::client::ClientHand
     }
 }
 
-/// A sidecar's question after a run of forwarded commands. The owner
-/// answers with the offset just past the connection's last write; a
-/// stand-in, which does not know it, with the stream's offset, which is
-/// past it too: a sidecar whose commands were refused BUSY must not wait
-/// for the script's end to hear it (it would wait with its application).
-fn is_write_offset(argv: &[Bytes]) -> bool {
-    argv.len() == 2
-        && argv[0].eq_ignore_ascii_case(b"replconf")
-        && argv[1].eq_ignore_ascii_case(b"write-offset")
-}
-
 /// A stand-in's client: in the connection's transaction as the owner left
 /// it, or as an earlier stand-in did if the owner has not taken that on
 /// yet (then also whether that one ended a transaction).
@@ -330,6 +319,12 @@ fn stand_in_client(server: &Server, handle: &super::client::ClientHandle) -> (Cl
         true,
     );
     client.db = handle.db.load(Relaxed);
+    // A sidecar's REPLCONF WRITE-OFFSET asks how far the connection's
+    // writes reach. Not knowing the owner's last write, the stand-in says
+    // the stream's offset, which is past it: a sidecar whose commands were
+    // refused BUSY must not wait for the script's end to hear it (its
+    // application would wait with it).
+    client.last_effect.set(server.effects.offset());
     let pending = handle.stood_in.load(Relaxed);
     let ended = pending & STOOD_ENDED != 0;
     if pending & STOOD_MULTI != 0 || (!ended && handle.multi.load(Relaxed) >= 0) {
@@ -364,12 +359,6 @@ fn stand_in_request(
         return false;
     }
     let started = Instant::now();
-    if is_write_offset(argv) {
-        out.int(server.effects.offset() as i64);
-        server.stats.commands_processed.add(1);
-        server.stats.commands[idx].record(1, started.elapsed().as_micros() as u64, 0);
-        return false;
-    }
     let mut ctx = Ctx {
         server,
         client,
