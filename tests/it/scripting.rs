@@ -259,6 +259,10 @@ fn lua_libraries_and_script_rules_match_redis() {
         "local t = {} t.a = t return cjson.encode(t)",
         "local c = cjson.new() c.encode_number_precision(2) return {c.encode(1/3), cjson.encode(1/3), cjson._VERSION}",
         "return cjson.encode(cjson.decode('{\"a\":[1,2,{\"b\":null}]}'))",
+        "return {unpack({1, 2, 3}, -1, 5)}",
+        "return {unpack({1, 2, 3}, '2', 3.7)}",
+        "local u = unpack return u(nil)",
+        "return unpack({}, 'x')",
     ];
     let mut cmds: Vec<Vec<&str>> = vec![
         vec!["SADD", "letters", "c", "a", "b", "aa"],
@@ -272,6 +276,37 @@ fn lua_libraries_and_script_rules_match_redis() {
     cmds.push(vec!["EXISTS", "in9"]);
     let refs: Vec<&[&str]> = cmds.iter().map(Vec::as_slice).collect();
     same_as_redis(&refs);
+}
+
+/// Lua 5.1's unpack counted `j - i + 1` in an int: a range wider than an
+/// int wrapped and the values were pushed past the end of Lua's stack,
+/// which crashed the node from one EVAL (Redis's CVE-2025-46817). Such a
+/// range is refused as Redis refuses it, and the node lives; ranges the
+/// stack holds unpack as before, 7,999 values included.
+#[test]
+fn unpack_refuses_ranges_wider_than_an_int() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    for (i, j) in [
+        ("-2", "2147483647"),
+        ("0", "2147483647"),
+        ("-2147483648", "-2"),
+        ("-2147483648", "2147483647"),
+        ("-2147483648", "1e300"),
+    ] {
+        let script = format!("return {{unpack({{1, 2, 3}}, {i}, {j})}}");
+        let e = crate::err(&mut r, &["EVAL", &script, "0"]);
+        assert!(e.contains("too many results to unpack"), "{i} {j}: {e}");
+    }
+    let many = "local a = {} for i = 1, 7999 do a[i] = 1 end \
+                return redis.call('rpush', 'l', unpack(a))";
+    assert_eq!(int(&mut r, &["EVAL", many, "0"]), 7999);
+    let e = crate::err(&mut r, &["EVAL", "local u = unpack return u(nil)", "0"]);
+    assert!(
+        e.contains("bad argument #1 to 'u' (table expected, got nil)"),
+        "{e}"
+    );
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
 }
 
 /// The commands a script calls count in INFO commandstats, errorstats

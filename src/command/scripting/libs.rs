@@ -35,6 +35,75 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// Lua 5.1's own `unpack` (luaB_unpack): one C function for every state.
+static RAW_UNPACK: std::sync::OnceLock<mlua::ffi::lua_CFunction> = std::sync::OnceLock::new();
+
+/// Puts a guarded `unpack` in `globals` in place of Lua 5.1's, Redis's fix
+/// for CVE-2025-46817: the C function counts `j - i + 1` in an `int`, so a
+/// range such as `-2147483648, -2` wrapped to a small count and grew the
+/// stack past its end (a crash, or worse, from one EVAL). The guard is a C
+/// function too, so the C one runs in its frame: the values go straight
+/// onto Lua's stack (7,999 of them, as in Redis) and errors name the
+/// function as the script called it.
+pub fn guard_unpack(lua: &Lua, globals: &Table) -> mlua::Result<()> {
+    let raw: mlua::Function = globals.raw_get("unpack")?;
+    let mut found = None;
+    // SAFETY: reads the C function pointer of the value exec_raw pushed.
+    unsafe {
+        lua.exec_raw::<()>(raw, |state| {
+            found = mlua::ffi::lua_tocfunction(state, -1);
+            mlua::ffi::lua_settop(state, 0);
+        })?;
+    }
+    let raw = found.ok_or_else(|| error("unpack is not a C function"))?;
+    RAW_UNPACK.get_or_init(|| raw);
+    // SAFETY: `guarded_unpack` follows the lua_CFunction protocol.
+    let guarded = unsafe { lua.create_c_function(guarded_unpack)? };
+    globals.raw_set("unpack", guarded)
+}
+
+/// `unpack(t [, i [, j]])`: reads `i` and `j` as luaL_checkint does and,
+/// for a range whose count an `int` cannot hold, hands the C function one
+/// it counts right and still refuses (`1, 2147483646`: "too many results
+/// to unpack"). Anything else (a wrong type included) is the C function's
+/// to answer, errors and all.
+unsafe extern "C-unwind" fn guarded_unpack(state: *mut mlua::ffi::lua_State) -> std::ffi::c_int {
+    use mlua::ffi;
+    let raw = *RAW_UNPACK.get().expect("set before the guard is made");
+    // An argument as luaL_optint reads it: absent, or its number cast to
+    // an int as C casts it; `None` when it is no number (the C function
+    // raises that).
+    let arg = |n: std::ffi::c_int, absent: i64| -> Option<i64> {
+        match ffi::lua_type(state, n) {
+            ffi::LUA_TNONE | ffi::LUA_TNIL => Some(absent),
+            _ if ffi::lua_isnumber(state, n) != 0 => {
+                // (int)(ptrdiff_t)d on x86-64: out of range is INT64_MIN.
+                let d = ffi::lua_tonumber(state, n);
+                let wide = if d.abs() < 9_223_372_036_854_775_808.0 {
+                    d as i64
+                } else {
+                    i64::MIN
+                };
+                Some(wide as i32 as i64)
+            }
+            _ => None,
+        }
+    };
+    if ffi::lua_type(state, 1) == ffi::LUA_TTABLE {
+        let len = ffi::lua_objlen(state, 1) as i32 as i64;
+        if let (Some(i), Some(e)) = (arg(2, 1), arg(3, len)) {
+            if i <= e && e - i + 1 > i32::MAX as i64 {
+                ffi::lua_settop(state, ffi::lua_gettop(state).max(3));
+                ffi::lua_pushinteger(state, 1);
+                ffi::lua_replace(state, 2);
+                ffi::lua_pushinteger(state, i32::MAX as ffi::lua_Integer - 1);
+                ffi::lua_replace(state, 3);
+            }
+        }
+    }
+    raw(state)
+}
+
 /// The name the running library function was called by, as luaL_argerror
 /// finds it: how its caller named it (`band` for `bit.band(...)`), `?`
 /// where it has none (called by pcall). `function` where there is no

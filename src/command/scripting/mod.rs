@@ -308,6 +308,12 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// loaded.
 pub(super) struct Vm {
     lua: Lua,
+    /// The names scripts and libraries are compiled under, kept alive:
+    /// Lua 5.1's parser makes the chunk name a string it does not anchor
+    /// while it starts parsing, so a collection then could free it under
+    /// the parser (CVE-2025-49844, fixed in Redis's own Lua). Strings are
+    /// interned, so the parser gets these ones, which nothing frees.
+    _chunk_names: [mlua::String; 2],
     generation: u64,
     /// SHA1 to function, in a Lua table: a Rust handle per script would
     /// each hold one of mlua's few thousand reference slots.
@@ -718,6 +724,7 @@ impl Vm {
         g.raw_set("cmsgpack", cmsgpack::library(&lua)?)?;
         g.raw_set("bit", bit::library(&lua)?)?;
         g.raw_set("struct", structlib::library(&lua)?)?;
+        libs::guard_unpack(&lua, &g)?;
         let xpcall: Function = g.raw_get("xpcall")?;
         // As Redis's: exactly one argument, a string or a number (what
         // Lua cannot make a string of hashes as the empty string).
@@ -820,8 +827,13 @@ impl Vm {
         )?;
         let compiled = lua.create_table()?;
         let functions = lua.create_table()?;
+        let chunk_names = [
+            lua.create_string("@user_script")?,
+            lua.create_string("@user_function")?,
+        ];
         Ok(Vm {
             lua,
+            _chunk_names: chunk_names,
             generation: GENERATION.load(Relaxed),
             compiled,
             xpcall,
