@@ -762,6 +762,9 @@ fn save_and_bgsave_make_a_backup_a_new_node_starts_from() {
             // survive a restart.
             ok(&mut c, &["SET", "after-restore", "1"]);
             let d = digest(&mut c);
+            // The restart is a kill: everysec writes within 10 ms, which a
+            // loaded machine can stretch, so wait for the write first.
+            wait_synced(&mut c);
             restored.restart(&[]).unwrap();
             assert_eq!(digest(&mut restored.raw()), d);
         }
