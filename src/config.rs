@@ -89,6 +89,9 @@ pub static DIRECTIVES: &[Directive] = &[
     d("dir", Kind::Str, "./data", false),
     d("pidfile", Kind::Str, "", false),
     d("requirepass", Kind::Str, "", true),
+    // ACL users from a file (`server::users`); `user` lines in the
+    // configuration file are the other way, never both.
+    d("aclfile", Kind::Str, "", false),
     // Without a password, only clients on 127.0.0.1 or ::1 are served.
     d("protected-mode", Kind::Bool, "yes", true),
     d("databases", Kind::Int { min: 1, max: i32::MAX as i64 }, "16", false),
@@ -215,8 +218,7 @@ pub static DIRECTIVES: &[Directive] = &[
     // nodes' data are compared.
     d("enable-debug-command", Kind::Enum(&["no", "yes", "local"]), "yes", false),
     d("enable-module-command", Kind::Enum(&["no", "yes", "local"]), "no", false),
-    inert("acl-pubsub-default", Kind::Enum(&["allchannels", "resetchannels"]), "resetchannels", true),
-    inert("aclfile", Kind::Str, "", false),
+    d("acl-pubsub-default", Kind::Enum(&["allchannels", "resetchannels"]), "resetchannels", true),
     inert("activedefrag", Kind::Bool, "no", true),
     inert("active-defrag-ignore-bytes", Kind::Memory { min: 1, max: i64::MAX }, "104857600", true),
     inert("active-defrag-threshold-lower", Kind::Int { min: 0, max: 1000 }, "10", true),
@@ -536,6 +538,9 @@ pub struct Config {
     values: HashMap<&'static str, String>,
     /// The config file this node was started with, for INFO's `config_file`.
     pub file: Option<PathBuf>,
+    /// `user <name> <rule> ...` lines, with their line numbers, for
+    /// `server::users` to apply at start-up.
+    pub users: Vec<(usize, Vec<String>)>,
 }
 
 impl Default for Config {
@@ -546,6 +551,7 @@ impl Default for Config {
                 .map(|d| (d.name, d.default.to_string()))
                 .collect(),
             file: None,
+            users: Vec::new(),
         }
     }
 }
@@ -639,6 +645,13 @@ impl Config {
                         })?;
                     self.load_lines(&text, save_seen, depth + 1)?;
                 }
+                continue;
+            }
+            if words[0].eq_ignore_ascii_case("user") {
+                if words.len() < 2 {
+                    return Err(fail(ConfigError::BadDirective));
+                }
+                self.users.push((i + 1, words));
                 continue;
             }
             let d = directive(&words[0]).ok_or_else(|| fail(ConfigError::BadDirective))?;
@@ -749,10 +762,13 @@ impl Config {
     /// its current name when the file used an old one); a directive the
     /// file has twice keeps one line; one the file lacks is appended after
     /// the signature line if it differs from its default.
-    pub fn rewrite(&self, old: &str) -> String {
+    /// `users`: the ACL users' `user ...` lines, which replace the file's
+    /// (none when users live in an `aclfile`, as Redis writes them).
+    pub fn rewrite(&self, old: &str, users: &[String]) -> String {
         let mut lines: Vec<Option<String>> = Vec::new();
         let mut has_signature = false;
         let mut at: HashMap<&'static str, Vec<usize>> = HashMap::new();
+        let mut user_lines = Vec::new();
         for line in old.lines() {
             let trimmed = line.trim();
             has_signature |= trimmed == REWRITE_SIGNATURE;
@@ -760,13 +776,22 @@ impl Config {
                 let first = split_args(trimmed.as_bytes())
                     .and_then(|w| w.into_iter().next())
                     .map(|w| String::from_utf8_lossy(&w).into_owned());
-                if let Some(d) = first.as_deref().and_then(directive) {
+                if first
+                    .as_deref()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("user"))
+                {
+                    user_lines.push(lines.len());
+                } else if let Some(d) = first.as_deref().and_then(directive) {
                     at.entry(d.name).or_default().push(lines.len());
                 }
             }
             lines.push(Some(line.to_string()));
         }
         let mut tail = Vec::new();
+        for (i, &n) in user_lines.iter().enumerate() {
+            lines[n] = Some(users.get(i).cloned().unwrap_or_default());
+        }
+        tail.extend(users.iter().skip(user_lines.len()).cloned());
         for d in DIRECTIVES {
             let value = self.get(d.name);
             let mine = at.remove(d.name).unwrap_or_default();
@@ -936,7 +961,7 @@ mod tests {
             let d = directive(k).unwrap();
             c.values.insert(d.name, normalise(d, &args).unwrap());
         }
-        let text = c.rewrite("");
+        let text = c.rewrite("", &[]);
         assert!(text.contains("maxmemory 1536kb\n"), "{text}");
         assert!(text.contains("repl-backlog-size 1000\n"), "{text}");
         let mut back = Config::default();

@@ -51,6 +51,14 @@ pub enum CommandError {
     NoAuth,
     #[error("WRONGPASS invalid username-password pair or user is disabled.")]
     WrongPass,
+    /// ACL (`server::users`): the user may not run this command, named
+    /// as Redis names it (`config|set`).
+    #[error("NOPERM this user has no permissions to run the '{0}' command")]
+    NoPermCommand(String),
+    #[error("NOPERM this user has no permissions to access one of the keys used as arguments")]
+    NoPermKey,
+    #[error("NOPERM this user has no permissions to access one of the channels used as arguments")]
+    NoPermChannel,
     #[error("BUSYKEY Target key name already exists.")]
     BusyKey,
     #[error("NOPROTO unsupported protocol version")]

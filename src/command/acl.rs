@@ -1,14 +1,15 @@
-//! ACL: Redis's access-control commands, for the one user Shoal has.
+//! ACL: Redis's access-control commands over `server::users`.
 //!
-//! Shoal has Redis's `default` user and no other: it may run every command
-//! on every key and channel (`~* &* +@all`), and must authenticate when
-//! `requirepass` is set. ACL answers about that user from the state AUTH
-//! checks (the password is shown as its SHA-256, as Redis shows it) and
-//! about categories from the command table, the one place they are
-//! declared. Creating, changing or deleting users (SETUSER, DELUSER, LOAD,
-//! SAVE) is refused with an error that says so; a client never gets an OK
-//! for a user that does not exist. ACL LOG tells the failed
-//! authentications (see `server::acllog`).
+//! SETUSER changes a user all or nothing (a bad rule leaves it as it was)
+//! and its connections see the change from their next command; DELUSER
+//! closes the connections of the users it deletes, and a SETUSER that
+//! narrows a user's channels closes that user's subscribed connections
+//! (Redis closes those whose subscriptions are no longer allowed; Shoal
+//! does not look at which, so it may close more). Categories come from the
+//! command table, the one place they are declared. ACL LOG tells failed
+//! authentications and refused commands (see `server::acllog`). LOAD and
+//! SAVE read and write `aclfile`; LOAD closes the connections of every user
+//! but the default one, as Redis 7.0 does.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -21,6 +22,7 @@ use super::keys::help;
 use super::{flags::*, spec, Ctx, Spec, NO_KEYS, TABLE};
 use crate::error::{CmdResult, CommandError};
 use crate::persistence::digest::hex;
+use crate::server::users::{merge_selectors, Denied, User};
 
 const G: &str = "server";
 const A: &[&str] = &["admin", "dangerous"];
@@ -65,10 +67,10 @@ static SUBCOMMANDS: &[Spec] = &[
     spec("acl|dryrun", -4, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Simulates the execution of a command by a user, without executing the command.", dryrun),
     spec("acl|genpass", -2, NOSCRIPT | LOADING | STALE, NO_KEYS, &[], G, "Generates a pseudorandom, secure password that can be used to identify ACL users.", genpass),
     spec("acl|log", -2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Lists recent security events generated due to ACL rules.", log),
-    spec("acl|setuser", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Creates and modifies an ACL user and its rules.", single_user),
-    spec("acl|deluser", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Deletes ACL users, and terminates their connections.", single_user),
-    spec("acl|load", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Reloads the rules from the configured ACL file.", single_user),
-    spec("acl|save", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Saves the effective ACL rules in the configured ACL file.", single_user),
+    spec("acl|setuser", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Creates and modifies an ACL user and its rules.", setuser),
+    spec("acl|deluser", -3, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Deletes ACL users, and terminates their connections.", deluser),
+    spec("acl|load", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Reloads the rules from the configured ACL file.", load),
+    spec("acl|save", 2, ADMIN | NOSCRIPT | LOADING | STALE, NO_KEYS, A, G, "Saves the effective ACL rules in the configured ACL file.", save),
     spec("acl|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", acl_help),
 ];
 
@@ -102,86 +104,233 @@ fn cat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn whoami(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    ctx.out.bulk(b"default");
+    let name = ctx.client.handle.user_name();
+    ctx.out.bulk(name.as_bytes());
     Ok(())
 }
 
 fn users(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    ctx.out.array(1);
-    ctx.out.bulk(b"default");
+    let all = ctx.server.users.all();
+    ctx.out.array(all.len());
+    all.iter().for_each(|u| ctx.out.bulk(u.name.as_bytes()));
     Ok(())
 }
 
-/// The default user's password as Redis shows it: none, or its SHA-256.
-fn password_hash(ctx: &Ctx) -> Option<String> {
-    let cfg = ctx.server.config.read();
-    let pass = cfg.get("requirepass");
-    (!pass.is_empty()).then(|| hex(&Sha256::digest(pass.as_bytes())))
-}
-
 fn list(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
-    let pass = match password_hash(ctx) {
-        Some(h) => format!("#{h}"),
-        None => "nopass".to_string(),
-    };
-    ctx.out.array(1);
-    ctx.out
-        .bulk(format!("user default on {pass} ~* &* +@all").as_bytes());
+    let lines = ctx.server.users.describe();
+    ctx.out.array(lines.len());
+    lines.iter().for_each(|l| ctx.out.bulk(l.as_bytes()));
     Ok(())
 }
 
 fn getuser(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    if &argv[2][..] != b"default" {
+    let Some(u) = ctx.server.users.get(&text(&argv[2])) else {
         ctx.out.null();
         return Ok(());
+    };
+    let out = &mut *ctx.out;
+    out.map(6);
+    out.bulk(b"flags");
+    let flags = u.flags();
+    out.set(flags.len());
+    flags.iter().for_each(|f| out.bulk(f.as_bytes()));
+    out.bulk(b"passwords");
+    out.array(u.passwords.len());
+    u.passwords.iter().for_each(|p| out.bulk(p.as_bytes()));
+    for (field, value) in u.selectors[0].fields() {
+        out.bulk(field.as_bytes());
+        out.bulk(value.as_bytes());
     }
-    let hash = password_hash(ctx);
-    ctx.out.map(6);
-    ctx.out.bulk(b"flags");
-    ctx.out.array(if hash.is_none() { 2 } else { 1 });
-    ctx.out.bulk(b"on");
-    if hash.is_none() {
-        ctx.out.bulk(b"nopass");
-    }
-    ctx.out.bulk(b"passwords");
-    match &hash {
-        Some(h) => {
-            ctx.out.array(1);
-            ctx.out.bulk(h.as_bytes());
+    out.bulk(b"selectors");
+    out.array(u.selectors.len() - 1);
+    for s in &u.selectors[1..] {
+        out.map(3);
+        for (field, value) in s.fields() {
+            out.bulk(field.as_bytes());
+            out.bulk(value.as_bytes());
         }
-        None => ctx.out.array(0),
     }
-    for (field, value) in [("commands", "+@all"), ("keys", "~*"), ("channels", "&*")] {
-        ctx.out.bulk(field.as_bytes());
-        ctx.out.bulk(value.as_bytes());
-    }
-    ctx.out.bulk(b"selectors");
-    ctx.out.array(0);
     Ok(())
 }
 
 fn dryrun(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    if &argv[2][..] != b"default" {
+    let Some(user) = ctx.server.users.get(&text(&argv[2])) else {
         return Err(CommandError::err(format!(
             "User '{}' not found",
             text(&argv[2])
         )));
-    }
-    // The default user may run anything that exists with its arity.
+    };
     let cmd = &argv[3..];
-    match TABLE.resolve(cmd) {
-        Ok(_) => {
-            ctx.out.ok();
-            Ok(())
+    let (idx, spec) = match TABLE.resolve(cmd) {
+        Ok(found) => found,
+        Err(CommandError::Arity(name)) => {
+            return Err(CommandError::err(format!(
+                "wrong number of arguments for '{name}' command"
+            )))
         }
-        Err(CommandError::Arity(name)) => Err(CommandError::err(format!(
-            "wrong number of arguments for '{name}' command"
-        ))),
-        Err(_) => Err(CommandError::err(format!(
-            "Command '{}' not found",
-            text(&cmd[0])
-        ))),
+        Err(_) => {
+            return Err(CommandError::err(format!(
+                "Command '{}' not found",
+                text(&cmd[0])
+            )))
+        }
+    };
+    match user.check(idx, spec, cmd) {
+        Ok(()) => ctx.out.ok(),
+        Err(d) => {
+            let why = match d {
+                Denied::Command => {
+                    format!(
+                        "This user has no permissions to run the '{}' command",
+                        crate::server::users::acl_row(idx, spec).1.name
+                    )
+                }
+                Denied::Key(p) => format!(
+                    "This user has no permissions to access the '{}' key",
+                    text(&cmd[p])
+                ),
+                Denied::Channel(p) => format!(
+                    "This user has no permissions to access the '{}' channel",
+                    text(&cmd[p])
+                ),
+            };
+            ctx.out.bulk(why.as_bytes());
+        }
     }
+    Ok(())
+}
+
+/// A SETUSER rule as text: a password is hashed from its raw bytes first
+/// (`>pw` becomes `#hash`), so a password need not be UTF-8.
+fn rule_text(raw: &[u8]) -> String {
+    match raw.first() {
+        Some(b'>') => format!("#{}", hex(&Sha256::digest(&raw[1..]))),
+        Some(b'<') => format!("!{}", hex(&Sha256::digest(&raw[1..]))),
+        _ => String::from_utf8_lossy(raw).into_owned(),
+    }
+}
+
+fn setuser(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let name = &argv[2];
+    if name.contains(&b' ') || name.contains(&0) {
+        return Err(CommandError::err(
+            "Usernames can't contain spaces or null characters",
+        ));
+    }
+    let raw: Vec<String> = argv[3..].iter().map(|a| text(a)).collect();
+    let merged = merge_selectors(&raw).map_err(|i| {
+        CommandError::err(format!(
+            "Unmatched parenthesis in acl selector starting at '{}'.",
+            raw[i]
+        ))
+    })?;
+    // Selectors were joined from their words; other rules keep their
+    // bytes (passwords).
+    let ops: Vec<String> = if merged.len() == raw.len() {
+        argv[3..].iter().map(|a| rule_text(a)).collect()
+    } else {
+        merged
+    };
+    let name = text(name);
+    let (old, new) = ctx.server.users.set_user(&name, &ops).map_err(|(op, e)| {
+        // The rule as the client wrote it, not as hashed.
+        let shown = argv[3..]
+            .iter()
+            .map(|a| text(a))
+            .find(|a| rule_text(a.as_bytes()) == op)
+            .unwrap_or(op);
+        CommandError::err(format!("Error in ACL SETUSER modifier '{shown}': {e}"))
+    })?;
+    if let Some(old) = old {
+        close_lost_subscribers(ctx, &old, &new);
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+/// Closes the subscribed connections of a user whose channels were
+/// narrowed: a subscription made under the old rules must not go on
+/// delivering what the new ones refuse.
+fn close_lost_subscribers(ctx: &Ctx, old: &User, new: &User) {
+    if !old.channels_narrowed_by(new) {
+        return;
+    }
+    for c in ctx.server.clients.all() {
+        let subscribed = c.subs.load(Relaxed) + c.psubs.load(Relaxed) + c.ssubs.load(Relaxed) > 0;
+        if subscribed && c.user.lock().as_ref().is_some_and(|u| u.name == new.name) {
+            c.kill();
+        }
+    }
+}
+
+fn deluser(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let names: Vec<String> = argv[2..].iter().map(|a| text(a)).collect();
+    if names.iter().any(|n| n == "default") {
+        return Err(CommandError::err("The 'default' user cannot be removed"));
+    }
+    let gone = ctx.server.users.delete(&names);
+    close_connections_of(ctx, gone.iter().map(|u| u.name.as_str()));
+    ctx.out.int(gone.len() as i64);
+    Ok(())
+}
+
+/// Closes the connections running as any of `names` (the caller's own
+/// after its reply).
+fn close_connections_of<'a>(ctx: &mut Ctx, names: impl Iterator<Item = &'a str>) {
+    let names: Vec<&str> = names.collect();
+    for c in ctx.server.clients.all() {
+        if c.user
+            .lock()
+            .as_ref()
+            .is_some_and(|u| names.contains(&u.name.as_str()))
+        {
+            c.kill();
+            if c.id == ctx.client.id {
+                ctx.action = Some(super::Action::Close);
+            }
+        }
+    }
+}
+
+fn aclfile(ctx: &Ctx) -> Result<String, CommandError> {
+    let path = ctx.server.config.read().get("aclfile").to_string();
+    if path.is_empty() {
+        return Err(CommandError::err(
+            "This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.",
+        ));
+    }
+    Ok(path)
+}
+
+fn load(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let path = aclfile(ctx)?;
+    crate::server::users::load_file(ctx.server, &path).map_err(CommandError::err)?;
+    // As in Redis 7.0, every user but the default one is new: the
+    // connections of the others are closed (they log in again under the
+    // file's rules).
+    let gone: Vec<String> = ctx
+        .server
+        .clients
+        .all()
+        .iter()
+        .filter_map(|c| c.user.lock().as_ref().map(|u| u.name.clone()))
+        .filter(|n| n != "default")
+        .collect();
+    close_connections_of(ctx, gone.iter().map(String::as_str));
+    ctx.out.ok();
+    Ok(())
+}
+
+fn save(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
+    let path = aclfile(ctx)?;
+    if let Err(e) = crate::server::users::save_file(ctx.server, &path) {
+        tracing::warn!("Saving the ACL file {path}: {e}");
+        return Err(CommandError::err(
+            "There was an error trying to save the ACLs. Please check the server logs for more information",
+        ));
+    }
+    ctx.out.ok();
+    Ok(())
 }
 
 fn genpass(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -248,14 +397,6 @@ fn log(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ctx.out.int(e.updated_ms);
     }
     Ok(())
-}
-
-/// SETUSER, DELUSER, LOAD, SAVE: Shoal has the default user only.
-fn single_user(_ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
-    Err(CommandError::err(format!(
-        "ACL {} is not supported: Shoal has the default user only (set its password with requirepass)",
-        text(&argv[1]).to_ascii_uppercase()
-    )))
 }
 
 /// Records a failed authentication (AUTH, HELLO AUTH) for ACL LOG.

@@ -94,33 +94,36 @@ fn reset(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     ctx.client.handle.monitor.store(false, Relaxed);
     ctx.client.handle.no_evict.store(false, Relaxed);
     ctx.client.handle.no_touch.store(false, Relaxed);
-    if !ctx.server.config.read().get("requirepass").is_empty() {
-        ctx.client.authenticated = false;
-    }
+    // Back to the default user, authenticated only if it needs no
+    // password, as a new connection.
+    let default_user = ctx.server.users.default_user();
+    ctx.client.authenticated = default_user.nopass && default_user.enabled;
+    ctx.client.set_user(&ctx.server.users, default_user);
     ctx.out.simple("RESET");
     Ok(())
 }
 
-/// Checks a username/password pair against the default user.
-fn check_password(ctx: &Ctx, user: &[u8], pass: &[u8]) -> Result<(), CommandError> {
-    let ok = {
-        let cfg = ctx.server.config.read();
-        let required = cfg.get("requirepass");
-        // With no password configured the default user accepts any password.
-        user == b"default" && (required.is_empty() || required.as_bytes() == pass)
-    };
-    if ok {
-        Ok(())
-    } else {
+/// Authenticates the connection as `user` if `pass` opens it (an
+/// enabled user with that password, or `nopass`); a failure is told to ACL
+/// LOG, and the connection keeps the user it had.
+fn authenticate(ctx: &mut Ctx, user: &[u8], pass: &[u8]) -> Result<(), CommandError> {
+    let found = std::str::from_utf8(user)
+        .ok()
+        .and_then(|name| ctx.server.users.get(name))
+        .filter(|u| u.accepts(pass));
+    let Some(u) = found else {
         super::acl::auth_failed(ctx, user);
-        Err(CommandError::WrongPass)
-    }
+        return Err(CommandError::WrongPass);
+    };
+    ctx.client.set_user(&ctx.server.users, u);
+    ctx.client.authenticated = true;
+    Ok(())
 }
 
 fn auth(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let (user, pass): (&[u8], &[u8]) = match argv.len() {
         2 => {
-            if ctx.server.config.read().get("requirepass").is_empty() {
+            if ctx.server.users.default_user().nopass {
                 return Err(CommandError::err(
                     "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
                 ));
@@ -130,8 +133,7 @@ fn auth(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         3 => (&argv[1], &argv[2]),
         _ => return Err(CommandError::Syntax),
     };
-    check_password(ctx, user, pass)?;
-    ctx.client.authenticated = true;
+    authenticate(ctx, user, pass)?;
     ctx.out.ok();
     Ok(())
 }
@@ -166,8 +168,7 @@ fn hello(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
     }
     if let Some((u, p)) = &creds {
-        check_password(ctx, u, p)?;
-        ctx.client.authenticated = true;
+        authenticate(ctx, u, p)?;
     }
     if !ctx.client.authenticated {
         return Err(CommandError::err_code(
@@ -360,6 +361,7 @@ fn client_kill(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut a = Args::new(argv, 1);
     let (mut id, mut addr, mut laddr, mut skipme, mut maxage) = (None, None, None, true, None);
     let mut want_type: Option<&'static str> = None;
+    let mut user: Option<String> = None;
     while let Some(w) = a.next() {
         let v = a.value()?;
         match w.to_ascii_lowercase().as_slice() {
@@ -378,9 +380,10 @@ fn client_kill(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             }
             b"maxage" => maxage = Some(int(v)?),
             b"user" => {
-                if v.as_ref() != b"default" {
+                if ctx.server.users.get(&text(v)).is_none() {
                     return Err(CommandError::err(format!("No such user '{}'", text(v))));
                 }
+                user = Some(text(v));
             }
             b"type" => {
                 let t = v.to_ascii_lowercase();
@@ -405,6 +408,9 @@ fn client_kill(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             || addr.as_ref().is_some_and(|a| *a != c.addr.to_string())
             || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string())
             || maxage.is_some_and(|m| (c.created.elapsed().as_secs() as i64) < m)
+            || user
+                .as_ref()
+                .is_some_and(|u| c.user.lock().as_ref().is_none_or(|x| x.name != *u))
             || (skipme && c.id == me)
         {
             continue;

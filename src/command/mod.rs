@@ -4,9 +4,11 @@
 //! (`strings`, `keys`, `connection`, `server`, `cluster`): name, arity, flags,
 //! key positions, ACL categories, a one-line summary and its handler. The
 //! [`Table`] built from those rows is the only thing that resolves a name, and
-//! [`prepare`] is the only place that enforces arity and authentication, so no
-//! handler repeats those checks. `COMMAND`, routing (key positions), ACL
-//! categories and, later, replication all read the same rows.
+//! [`prepare`] is the only place that enforces arity, authentication and ACL
+//! permissions ([`acl_check`]; EXEC and scripts call it again for what they
+//! run), so no handler repeats those checks. `COMMAND`, routing (key
+//! positions), ACL categories and permissions, and replication all read the
+//! same rows.
 //!
 //! A handler gets a [`Ctx`] and the arguments, parses them with an [`Args`]
 //! cursor, locks the slots it touches through the keyspace, writes its reply
@@ -1705,7 +1707,18 @@ fn check(
             (*i, spec)
         }
         _ => {
-            let (idx, spec) = TABLE.resolve(argv)?;
+            let (idx, spec) = TABLE.resolve(argv).map_err(|e| {
+                // DEBUG is one command to ACL: a user without it is told so
+                // before an unknown DEBUG word is.
+                match TABLE.index(b"debug") {
+                    Some(i) if argv[0].eq_ignore_ascii_case(b"debug") && client.authenticated => {
+                        acl_check(server, client, i, TABLE.all[i], argv, None)
+                            .err()
+                            .unwrap_or(e)
+                    }
+                    _ => e,
+                }
+            })?;
             // Containers resolve by their second argument: never cached.
             if !spec.name.contains('|') && spec.subcommands.is_empty() {
                 // A copy: a slice would pin the whole request buffer.
@@ -1740,6 +1753,7 @@ fn check(
             )));
         }
     }
+    acl_check(server, client, idx, spec, argv, None)?;
     if client.subscribed()
         && !spec.has(flags::SUBSCRIBED_OK)
         && client
@@ -1778,6 +1792,67 @@ fn check(
         write_refused(server)?;
     }
     Ok((idx, spec))
+}
+
+/// Whether the connection's ACL user may run `argv` as `spec` (row `idx`;
+/// `server::users`); a refusal is told to ACL LOG, in the context of a
+/// transaction or script (`context`: `None` is top level, or "multi" while
+/// one is queued).
+#[inline]
+pub fn acl_check(
+    server: &Server,
+    client: &mut Client,
+    idx: usize,
+    spec: &'static Spec,
+    argv: &[Bytes],
+    context: Option<&'static str>,
+) -> Result<(), CommandError> {
+    match client.current_user(&server.users) {
+        Some(user) if !user.unrestricted => acl_judge(server, client, idx, spec, argv, context),
+        _ => Ok(()),
+    }
+}
+
+/// [`acl_check`] for a user with restrictions.
+#[inline(never)]
+fn acl_judge(
+    server: &Server,
+    client: &mut Client,
+    idx: usize,
+    spec: &'static Spec,
+    argv: &[Bytes],
+    context: Option<&'static str>,
+) -> Result<(), CommandError> {
+    let queued = client.multi.is_some();
+    let Some(user) = client.user.clone() else {
+        return Ok(());
+    };
+    let Err(denied) = user.check(idx, spec, argv) else {
+        return Ok(());
+    };
+    let name = crate::server::users::acl_row(idx, spec).1.name;
+    let object = match denied {
+        crate::server::users::Denied::Command => name.to_string(),
+        crate::server::users::Denied::Key(p) | crate::server::users::Denied::Channel(p) => {
+            String::from_utf8_lossy(&argv[p]).into_owned()
+        }
+    };
+    let entry = crate::server::acllog::Denial {
+        reason: denied.reason(),
+        context: context.unwrap_or(if queued { "multi" } else { "toplevel" }),
+        object,
+        username: user.name.clone(),
+    };
+    let now = crate::server::now_ms();
+    let max = server.tun.acllog_max_len.load(Relaxed).max(0) as usize;
+    server
+        .acl_log
+        .add(entry, client.handle.describe(now, 0), now, max);
+    Err(match denied {
+        crate::server::users::Denied::Command => CommandError::NoPermCommand(name.to_string()),
+        crate::server::users::Denied::Key(_) => CommandError::NoPermKey,
+        crate::server::users::Denied::Channel(_) => CommandError::NoPermChannel,
+    })
 }
 
 /// Why this node refuses writes now, if it does: too few good replicas

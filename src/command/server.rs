@@ -410,6 +410,18 @@ fn config_rewrite(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "The server is running without a config file",
         ));
     };
+    // Users are written as `user` lines unless they live in an aclfile;
+    // the default user only when it is not as shipped, as Redis does.
+    let users: Vec<String> = if cfg.get("aclfile").is_empty() {
+        ctx.server
+            .users
+            .describe()
+            .into_iter()
+            .filter(|l| l != "user default on nopass ~* &* +@all")
+            .collect()
+    } else {
+        Vec::new()
+    };
     let written = (|| -> std::io::Result<()> {
         // A file removed since start-up is written anew, as Redis does.
         let old = match std::fs::read_to_string(&path) {
@@ -421,7 +433,7 @@ fn config_rewrite(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
         let tmp = std::path::PathBuf::from(tmp);
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, cfg.rewrite(&old).as_bytes())?;
+            std::io::Write::write_all(&mut f, cfg.rewrite(&old, &users).as_bytes())?;
             if let Ok(meta) = std::fs::metadata(&path) {
                 f.set_permissions(meta.permissions())?;
             }

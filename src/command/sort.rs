@@ -37,7 +37,10 @@ struct Query {
     store: Option<Bytes>,
 }
 
-fn parse(argv: &[Bytes], read_only: bool) -> Result<Query, CommandError> {
+/// `any_key`: the caller's ACL user may read any key (Redis refuses BY
+/// with a pattern and every GET otherwise: the keys they name are not
+/// arguments its key patterns could be checked against).
+fn parse(argv: &[Bytes], read_only: bool, any_key: bool) -> Result<Query, CommandError> {
     let mut q = Query::default();
     let mut a = Args::new(argv, 1);
     while let Some(w) = a.next() {
@@ -48,8 +51,24 @@ fn parse(argv: &[Bytes], read_only: bool) -> Result<Query, CommandError> {
             b"alpha" => q.alpha = true,
             b"limit" => q.limit = Some((a.int()?, a.int()?)),
             b"store" if !read_only => q.store = Some(a.value()?.clone()),
-            b"by" => q.by = Some(a.value()?.clone()),
-            b"get" => q.gets.push(a.value()?.clone()),
+            b"by" => {
+                let by = a.value()?;
+                if !any_key && by.contains(&b'*') {
+                    return Err(CommandError::err(
+                        "BY option of SORT denied due to insufficient ACL permissions.",
+                    ));
+                }
+                q.by = Some(by.clone());
+            }
+            b"get" => {
+                let get = a.value()?;
+                if !any_key {
+                    return Err(CommandError::err(
+                        "GET option of SORT denied due to insufficient ACL permissions.",
+                    ));
+                }
+                q.gets.push(get.clone());
+            }
             _ => return Err(CommandError::Syntax),
         }
     }
@@ -150,7 +169,13 @@ fn elements(
 }
 
 fn sort_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult {
-    let mut q = parse(argv, read_only)?;
+    let any_key = ctx.client.user.as_ref().is_none_or(|u| {
+        let name: &[u8] = if read_only { b"sort_ro" } else { b"sort" };
+        super::TABLE
+            .index(name)
+            .is_some_and(|i| u.reads_any_key(i, super::TABLE.all[i], argv))
+    });
+    let mut q = parse(argv, read_only, any_key)?;
     let src = &argv[1];
     let patterns: Vec<&Bytes> = q.by.iter().chain(q.gets.iter()).collect();
     // The source is read as a read; the keys patterns name are looked up

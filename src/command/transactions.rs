@@ -128,6 +128,22 @@ fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     ctx.start_unit();
     for (spec, argv) in &m.queue {
         let started = std::time::Instant::now();
+        // Permissions are checked again as each command runs, as in
+        // Redis: its user may have lost them since it was queued.
+        let idx = super::TABLE.index(spec.name.as_bytes()).unwrap_or(0);
+        if let Err(e) = super::acl_check(ctx.server, ctx.client, idx, spec, argv, Some("multi")) {
+            let reason = match e {
+                CommandError::NoPermKey => "no permission to touch the specified keys",
+                CommandError::NoPermChannel => {
+                    "no permission to access one of the channels used as arguments"
+                }
+                _ => "no permission to execute the command or subcommand",
+            };
+            ctx.out.error(&format!(
+                "NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: {reason}"
+            ));
+            continue;
+        }
         // A runtime error is this command's reply; the others still run.
         let _ = super::run(ctx, spec, argv);
         // Each command is the slow log's, not EXEC.

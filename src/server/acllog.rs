@@ -1,8 +1,9 @@
 //! ACL LOG: the denials a node has made, newest first.
 //!
-//! Shoal has one user (Redis's `default`, allowed everything), so the only
-//! denial is a failed authentication (AUTH or HELLO AUTH with a wrong
-//! password or an unknown user). Entries are grouped as Redis groups them:
+//! A denial is a failed authentication (AUTH or HELLO AUTH with a wrong
+//! password, an unknown or disabled user) or a command refused by the
+//! user's permissions (`server::users`): the command itself, a key or a
+//! channel, at top level, inside MULTI or in a script. Entries are grouped as Redis groups them:
 //! a denial like one logged less than a minute ago (same reason, context,
 //! object and user) raises that entry's count instead of adding one. The
 //! log keeps `acllog-max-len` entries.
@@ -23,6 +24,16 @@ pub struct Entry {
     pub updated_ms: i64,
 }
 
+/// What was denied: ACL LOG's `reason` (auth, command, key, channel),
+/// `context` (toplevel, multi, lua), `object` (the command, key or
+/// channel) and `username`.
+pub struct Denial {
+    pub reason: &'static str,
+    pub context: &'static str,
+    pub object: String,
+    pub username: String,
+}
+
 /// Redis groups a denial with an earlier one this recent.
 const GROUPING_MS: i64 = 60_000;
 
@@ -36,13 +47,24 @@ impl AclLog {
     /// Records a failed authentication as `username` by the client
     /// described by `client_info` (its CLIENT INFO line).
     pub fn auth_failed(&self, username: &str, client_info: String, now_ms: i64, max_len: usize) {
+        let d = Denial {
+            reason: "auth",
+            context: "toplevel",
+            object: "AUTH".to_string(),
+            username: username.to_string(),
+        };
+        self.add(d, client_info, now_ms, max_len);
+    }
+
+    /// Records a denial, or counts it on a like one of the last minute.
+    pub fn add(&self, d: Denial, client_info: String, now_ms: i64, max_len: usize) {
         let mut g = self.entries.lock();
         let (entries, next_id) = &mut *g;
         let similar = entries.iter().position(|e| {
-            e.reason == "auth"
-                && e.context == "toplevel"
-                && e.object == "AUTH"
-                && e.username == username
+            e.reason == d.reason
+                && e.context == d.context
+                && e.object == d.object
+                && e.username == d.username
                 && now_ms - e.updated_ms < GROUPING_MS
         });
         match similar {
@@ -58,10 +80,10 @@ impl AclLog {
                     0,
                     Entry {
                         count: 1,
-                        reason: "auth",
-                        context: "toplevel",
-                        object: "AUTH".to_string(),
-                        username: username.to_string(),
+                        reason: d.reason,
+                        context: d.context,
+                        object: d.object,
+                        username: d.username,
                         client_info,
                         entry_id: *next_id,
                         created_ms: now_ms,

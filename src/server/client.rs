@@ -29,6 +29,10 @@ pub struct Client {
     pub id: u64,
     pub db: usize,
     pub authenticated: bool,
+    /// The ACL user this connection runs as (`server::users`), as of
+    /// `user_gen`; `None` for internal clients, which are never checked.
+    pub user: Option<Arc<super::users::User>>,
+    pub user_gen: u64,
     pub reply_mode: ReplyMode,
     pub handle: Arc<ClientHandle>,
     /// The slot of the current request's first argument, computed when the
@@ -138,6 +142,8 @@ impl Client {
             id: handle.id,
             db: 0,
             authenticated,
+            user: None,
+            user_gen: 0,
             reply_mode: ReplyMode::On,
             handle,
             slot_hint: None,
@@ -162,6 +168,36 @@ impl Client {
             invalidated: Default::default(),
             shown: Shown::default(),
         }
+    }
+
+    /// Runs this connection as `user` from now on (AUTH, HELLO AUTH, RESET,
+    /// a new connection), telling CLIENT LIST and stand-ins.
+    pub fn set_user(&mut self, users: &super::users::Users, user: Arc<super::users::User>) {
+        *self.handle.user.lock() = Some(user.clone());
+        self.user = Some(user);
+        self.user_gen = users.generation();
+    }
+
+    /// The user as it is now: looked up again by name when any user
+    /// changed since (a deleted one allows nothing; its connections are
+    /// being closed).
+    #[inline]
+    pub fn current_user(
+        &mut self,
+        users: &super::users::Users,
+    ) -> Option<&Arc<super::users::User>> {
+        let gen = users.generation();
+        if gen != self.user_gen {
+            if let Some(u) = &self.user {
+                let fresh = users
+                    .get(&u.name)
+                    .unwrap_or_else(|| Arc::new(super::users::User::removed(&u.name)));
+                *self.handle.user.lock() = Some(fresh.clone());
+                self.user = Some(fresh);
+            }
+            self.user_gen = gen;
+        }
+        self.user.as_ref()
     }
 
     /// Publishes what CLIENT LIST shows of this connection's state, when it
@@ -250,6 +286,9 @@ pub struct ClientHandle {
     pub created: Instant,
     pub name: Mutex<String>,
     pub lib_name: Mutex<String>,
+    /// The ACL user the connection runs as (CLIENT LIST's `user=`, CLIENT
+    /// KILL USER, ACL DELUSER, and what a stand-in runs as).
+    pub user: Mutex<Option<Arc<super::users::User>>>,
     pub lib_ver: Mutex<String>,
     pub db: AtomicUsize,
     pub resp: AtomicU32,
@@ -395,6 +434,14 @@ impl ClientHandle {
         self.inbox.send(p);
     }
 
+    /// The name of the ACL user the connection runs as.
+    pub fn user_name(&self) -> String {
+        match &*self.user.lock() {
+            Some(u) => u.name.clone(),
+            None => "default".to_string(),
+        }
+    }
+
     /// Asks the connection to close as soon as it can.
     pub fn kill(&self) {
         self.killed.store(true, Relaxed);
@@ -469,7 +516,7 @@ impl ClientHandle {
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
              qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} \
-             events=r cmd={} user=default redir={} resp={} lib-name={} lib-ver={}",
+             events=r cmd={} user={} redir={} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -490,6 +537,7 @@ impl ClientHandle {
             omem,
             self.buffers.load(Relaxed) + omem + self.multi_mem.load(Relaxed) + argv_mem,
             cmd,
+            self.user_name(),
             redir,
             self.resp.load(Relaxed),
             self.lib_name.lock(),
@@ -522,6 +570,7 @@ impl Clients {
             created: Instant::now(),
             name: Mutex::new(String::new()),
             lib_name: Mutex::new(String::new()),
+            user: Mutex::new(None),
             lib_ver: Mutex::new(String::new()),
             db: AtomicUsize::new(0),
             resp: AtomicU32::new(2),

@@ -319,6 +319,8 @@ fn stand_in_client(server: &Server, handle: &super::client::ClientHandle) -> (Cl
         true,
     );
     client.db = handle.db.load(Relaxed);
+    // The connection's user: a stand-in refuses what its owner would.
+    client.user = handle.user.lock().clone();
     // A sidecar's REPLCONF WRITE-OFFSET asks how far the connection's
     // writes reach. Not knowing the owner's last write, the stand-in says
     // the stream's offset, which is past it: a sidecar whose commands were
@@ -415,14 +417,11 @@ pub async fn serve(
         return;
     }
 
-    let (authenticated, protected) = {
-        let cfg = server.config.read();
-        let no_password = cfg.get("requirepass").is_empty();
-        (
-            no_password,
-            no_password && cfg.get("protected-mode") == "yes",
-        )
-    };
+    // As Redis: a default user without a password lets a connection in
+    // at once, and protected mode then serves loopback clients only.
+    let default_user = server.users.default_user();
+    let authenticated = default_user.nopass && default_user.enabled;
+    let protected = default_user.nopass && server.config.read().get("protected-mode") == "yes";
     if protected && !is_loopback(addr.ip()) {
         server.stats.rejected_connections.add(1);
         let mut out = ReplyBuf::new(Protocol::Resp2);
@@ -432,6 +431,7 @@ pub async fn serve(
         return;
     }
     let mut client = Client::new(handle.clone(), authenticated);
+    client.set_user(&server.users, default_user);
     // Both buffers are lent only while there is something to read or write.
     let mut out = ReplyBuf::scratch(Protocol::Resp2);
     let mut rbuf = BytesMut::new();

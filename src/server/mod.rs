@@ -33,6 +33,7 @@ pub mod slowlog;
 pub mod stats;
 pub mod supervise;
 pub mod tracking;
+pub mod users;
 pub mod watches;
 
 use std::net::SocketAddr;
@@ -288,6 +289,7 @@ pub struct Server {
     pub stats: stats::Stats,
     pub slowlog: slowlog::SlowLog,
     pub acl_log: acllog::AclLog,
+    pub users: users::Users,
     /// Shared with the log writer, which records its slow writes and syncs.
     pub latency: Arc<latency::Monitor>,
     pub peak_memory: memory::Peak,
@@ -415,6 +417,7 @@ impl Server {
             stats: stats::Stats::new(crate::command::TABLE.all.len()),
             slowlog: slowlog::SlowLog::default(),
             acl_log: acllog::AclLog::default(),
+            users: users::Users::default(),
             latency,
             peak_memory: memory::Peak::default(),
             startup_memory: AtomicU64::new(0),
@@ -485,6 +488,8 @@ impl Server {
                 self.eviction_pool.clear();
             }
             "acllog-max-len" => self.acl_log.trim(value.parse().unwrap_or(128)),
+            "requirepass" => self.users.set_requirepass(value),
+            "acl-pubsub-default" => self.users.set_pubsub_default(value),
             "client-output-buffer-limit" => {
                 if let Some(l) = pubsub::parse_buffer_limits(value) {
                     self.pubsub.set_limit(l);
@@ -692,6 +697,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         config.get("appendfilename"),
     );
     let server = Arc::new(Server::new(config));
+    users::load_at_startup(&server).map_err(StartError::Load)?;
     server.startup_memory.store(memory::read_used(), Relaxed);
     let _ = server.this.set(Arc::downgrade(&server));
     // The log is read before anyone can write, and clients that connect

@@ -821,6 +821,18 @@ impl Vm {
         let (call, pcall) = call_functions(&lua)?;
         api.raw_set("call", call)?;
         api.raw_set("pcall", pcall)?;
+        api.raw_set(
+            "acl_check_cmd",
+            lua.create_function(|_, call: MultiValue| {
+                Running::with(|ctx, _, _| acl_check_cmd(ctx, call))
+                    .unwrap_or_else(|| {
+                        Err(CommandError::err(
+                            "redis.acl_check_cmd can only be called while a script runs",
+                        ))
+                    })
+                    .map_err(|e| mlua::Error::external(CallError::from(e)))
+            })?,
+        )?;
         lua.set_global_hook(
             mlua::HookTriggers::new().every_nth_instruction(100_000),
             deadline_hook,
@@ -1704,16 +1716,9 @@ fn error_table(lua: &Lua, e: &CommandError) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// redis.call's work: the command resolved and run as a script may run
-/// it, its reply converted to a Lua value.
-fn redis_call(
-    lua: &Lua,
-    ctx: &mut Ctx,
-    declared: &[Bytes],
-    call: MultiValue,
-    how: &Invocation,
-) -> Result<Value, CommandError> {
-    let (read_only, oom_per_call) = (how.read_only, how.oom_per_call);
+/// A redis library call's arguments as a command's (strings as they are,
+/// numbers as Redis passes them).
+fn call_argv(call: MultiValue) -> Result<Vec<Bytes>, CommandError> {
     let mut argv: Vec<Bytes> = Vec::with_capacity(call.len());
     for v in call {
         match v {
@@ -1733,6 +1738,47 @@ fn redis_call(
             "Please specify at least one argument for this redis lib call",
         ));
     }
+    Ok(argv)
+}
+
+/// redis.acl_check_cmd(command, args...): whether the script's caller may
+/// run that command on those arguments (its ACL user, `server::users`);
+/// nothing runs. An unknown command is an error, a wrong argument count
+/// is not (Redis looks the command up by name only).
+fn acl_check_cmd(ctx: &mut Ctx, call: MultiValue) -> Result<bool, CommandError> {
+    let argv = call_argv(call)?;
+    let invalid = || CommandError::err("Invalid command passed to redis.acl_check_cmd()");
+    let top = TABLE
+        .index(&argv[0])
+        .filter(|&i| !TABLE.all[i].name.contains('|'))
+        .ok_or_else(invalid)?;
+    let idx = match argv.get(1) {
+        Some(sub) if !TABLE.all[top].subcommands.is_empty() => {
+            let mut name = TABLE.all[top].name.as_bytes().to_vec();
+            name.push(b'|');
+            name.extend_from_slice(sub);
+            TABLE.index(&name).ok_or_else(invalid)?
+        }
+        _ => top,
+    };
+    let users = &ctx.server.users;
+    Ok(ctx
+        .client
+        .current_user(users)
+        .is_none_or(|u| u.check(idx, TABLE.all[idx], &argv).is_ok()))
+}
+
+/// redis.call's work: the command resolved and run as a script may run
+/// it, its reply converted to a Lua value.
+fn redis_call(
+    lua: &Lua,
+    ctx: &mut Ctx,
+    declared: &[Bytes],
+    call: MultiValue,
+    how: &Invocation,
+) -> Result<Value, CommandError> {
+    let (read_only, oom_per_call) = (how.read_only, how.oom_per_call);
+    let argv = call_argv(call)?;
     let (idx, spec) = TABLE.resolve(&argv).map_err(|e| match e {
         CommandError::Arity(_) => {
             CommandError::err("Wrong number of args calling Redis command from script")
@@ -1750,6 +1796,19 @@ fn redis_call(
             return Err(CommandError::err(
                 "This Redis command is not allowed from script",
             ));
+        }
+        // The caller's ACL user runs the script's commands.
+        if let Err(e) = super::acl_check(ctx.server, ctx.client, idx, spec, &argv, Some("lua")) {
+            let what = match e {
+                CommandError::NoPermKey => {
+                    "access at least one of the keys mentioned in the command arguments"
+                }
+                CommandError::NoPermChannel => "publish to the channel mentioned in the command",
+                _ => "run this command or subcommand",
+            };
+            return Err(CommandError::err(format!(
+                "The user executing the script can't {what}"
+            )));
         }
         // A read-only script may not run what may replicate either
         // (PUBLISH, PFCOUNT), as in Redis: such a script runs during
