@@ -800,7 +800,11 @@ fn restore(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if ttl < 0 {
         return Err(CommandError::err("Invalid TTL value, must be >= 0"));
     }
-    let value = rdb::restore(&argv[3], &ctx.server.tun.encodings())
+    let check_crc = !ctx
+        .server
+        .skip_checksum
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let value = rdb::restore(&argv[3], &ctx.server.tun.encodings(), check_crc)
         .map_err(|e| CommandError::err(e.to_string()))?;
     let at = match (ttl, absttl) {
         (0, _) => 0,

@@ -144,6 +144,7 @@ static DEBUG_SUBCOMMANDS: &[Spec] = &[
     spec("debug|pause-cron", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Stops (1) or resumes (0) the server's cron.", debug_pause_cron),
     spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
     spec("debug|set-disable-deny-scripts", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Lets scripts call commands not allowed from scripts (1), or not (0).", debug_set_disable_deny_scripts),
+    spec("debug|set-skip-checksum-validation", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Makes RESTORE skip payloads' checksums (1), or check them (0).", debug_set_skip_checksum_validation),
     spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
     spec("debug|digest", 2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns a digest of the whole dataset, equal on any two nodes with the same data.", debug_digest),
     spec("debug|digest-value", -2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns the digests of the given keys' values.", debug_digest_value),
@@ -1147,6 +1148,10 @@ fn debug_pause_cron(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 
 fn debug_set_disable_deny_scripts(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     debug_switch(ctx, argv, &ctx.server.scripts_run_anything)
+}
+
+fn debug_set_skip_checksum_validation(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    debug_switch(ctx, argv, &ctx.server.skip_checksum)
 }
 
 /// DEBUG's on/off switches: `1` (any non-zero integer) sets `flag`.

@@ -396,6 +396,7 @@ fn load_rdb(
     let now = now_ms();
     let mut db = usize::MAX;
     let mut expired = 0u64;
+    let mut empty = 0u64;
     let loaded = super::rdb::read_file(data, &enc, |item| {
         let k = match item {
             RdbItem::DbSize { db, keys } => {
@@ -445,18 +446,28 @@ fn load_rdb(
         } else if let Some(f) = &freq {
             argv.extend([&b"FREQ"[..], f.as_bytes()]);
         }
-        run(&argv)
-            .map_err(|e| format!("Bad RDB file: key {}: {e}", String::from_utf8_lossy(&k.key)))
+        match run(&argv) {
+            // A collection stored empty (an old Redis could write one):
+            // left out with a warning, as Redis loads such a file.
+            Err(_)
+                if super::rdb::restore(&k.payload, &enc, true).err()
+                    == Some(super::rdb::RdbError::EmptyKey) =>
+            {
+                tracing::warn!("Skipping empty key: {}", String::from_utf8_lossy(&k.key));
+                empty += 1;
+                Ok(())
+            }
+            r => {
+                r.map_err(|e| format!("Bad RDB file: key {}: {e}", String::from_utf8_lossy(&k.key)))
+            }
+        }
     })?;
+    let loaded_keys = loaded.0 - expired - empty;
     tracing::info!(
-        "Loaded {} keys from a Redis RDB file ({expired} already expired, left out)",
-        loaded.0 - expired
+        "Loaded {loaded_keys} keys from a Redis RDB file ({expired} already expired, {empty} empty, left out)"
     );
     use std::sync::atomic::Ordering::Relaxed;
-    server
-        .log
-        .rdb_loaded_keys
-        .store(loaded.0 - expired, Relaxed);
+    server.log.rdb_loaded_keys.store(loaded_keys, Relaxed);
     server.log.rdb_expired_keys.store(expired, Relaxed);
     Ok(loaded)
 }

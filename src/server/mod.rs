@@ -332,6 +332,9 @@ pub struct Server {
     /// says `noscript` (Redis's tests let a script read CLIENT LIST or
     /// DEBUG PROTOCOL so); SCRIPT FLUSH turns it off again, as in Redis.
     pub scripts_run_anything: AtomicBool,
+    /// DEBUG SET-SKIP-CHECKSUM-VALIDATION: RESTORE takes payloads whatever
+    /// their CRC-64 (Redis's tests hand-make corrupt ones).
+    pub skip_checksum: AtomicBool,
     /// `enable-debug-command`: 0 no, 1 yes, 2 local (fixed at start-up).
     pub enable_debug: u8,
     /// `enable-module-command`, the same way.
@@ -440,6 +443,7 @@ impl Server {
             active_expire: AtomicBool::new(true),
             cron_paused: AtomicBool::new(false),
             scripts_run_anything: AtomicBool::new(false),
+            skip_checksum: AtomicBool::new(false),
             enable_debug,
             enable_module,
             started: Instant::now(),

@@ -322,6 +322,40 @@ fn object_and_memory_introspection() {
     ok(&mut r, &["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
 }
 
+/// A payload whose collection decodes to nothing (a quicklist of one empty
+/// ziplist, with a right checksum: Redis's own corrupt-payload test) is
+/// refused as bad data, as Redis refuses it; it was stored as an empty
+/// list, and LPOP on it panicked. DEBUG SET-SKIP-CHECKSUM-VALIDATION lets
+/// hand-made payloads in past a wrong checksum, as in Redis's tests.
+#[test]
+fn restore_refuses_a_payload_that_decodes_to_an_empty_collection() {
+    let node = TestNode::start();
+    let mut con = node.conn();
+    let mut r = node.raw();
+    let empty_quicklist: &[u8] =
+        b"\x0E\x01\x0B\x0B\x00\x00\x00\x0A\x00\x00\x00\x00\x00\xFF\x09\x00\xC2\x69\x37\x83\x3C\x7F\xFE\x6F";
+    let restore = |con: &mut redis::Connection, payload: &[u8]| {
+        redis::cmd("RESTORE")
+            .arg("k")
+            .arg(0)
+            .arg(payload)
+            .query::<()>(con)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(restore(&mut con, empty_quicklist).contains("Bad data format"));
+    assert_eq!(r.call(&["LPOP", "k"]), Frame::Null);
+    assert_eq!(r.call(&["EXISTS", "k"]), Frame::Int(0));
+    // The same with its checksum broken: refused for that, unless told.
+    let mut broken = empty_quicklist.to_vec();
+    *broken.last_mut().unwrap() ^= 1;
+    assert!(restore(&mut con, &broken).contains("DUMP payload version or checksum are wrong"));
+    ok(&mut r, &["DEBUG", "SET-SKIP-CHECKSUM-VALIDATION", "1"]);
+    assert!(restore(&mut con, &broken).contains("Bad data format"));
+    ok(&mut r, &["DEBUG", "SET-SKIP-CHECKSUM-VALIDATION", "0"]);
+    assert_eq!(r.call(&["PING"]), Frame::Simple("PONG".into()));
+}
+
 #[test]
 fn dump_restore_round_trip_and_redis_payloads() {
     let node = TestNode::start();
