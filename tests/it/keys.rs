@@ -322,6 +322,33 @@ fn object_and_memory_introspection() {
     ok(&mut r, &["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
 }
 
+/// A pattern nesting a million stars (`*?` repeated) matched against a
+/// key as long recursed once per star and overflowed the I/O thread's
+/// stack, which aborts the process: one KEYS (or SCAN MATCH, or a
+/// PSUBSCRIBE pattern meeting a PUBLISH) stopped the node. Past 1,000
+/// nested stars the match now fails, as Redis's does (its regression
+/// test: 50,000 of them find nothing).
+#[test]
+fn a_pattern_of_a_million_stars_finds_nothing_and_the_node_lives() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let mut r = node.raw();
+    let long = "a".repeat(1_000_000);
+    ok(&mut r, &["SET", &long, "1"]);
+    assert_eq!(
+        r.call(&["KEYS", &"*?".repeat(1_000_000)]),
+        Frame::Array(vec![])
+    );
+    assert_eq!(
+        r.call(&["KEYS", &"*?".repeat(50_000)]),
+        Frame::Array(vec![])
+    );
+    let Frame::Array(scan) = r.call(&["SCAN", "0", "MATCH", &"*?".repeat(1_000_000)]) else {
+        panic!()
+    };
+    assert_eq!(scan[1], Frame::Array(vec![]));
+    assert_eq!(int(&mut r, &["DBSIZE"]), 1);
+}
+
 /// A payload whose collection decodes to nothing (a quicklist of one empty
 /// ziplist, with a right checksum: Redis's own corrupt-payload test) is
 /// refused as bad data, as Redis refuses it; it was stored as an empty
