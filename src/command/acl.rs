@@ -92,11 +92,9 @@ fn cat(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     };
     // What can be run: commands without subcommands, subcommands, and
     // containers that run by themselves (COMMAND) if in the category.
-    let names: Vec<&str> = TABLE
-        .all
-        .iter()
-        .filter(|s| s.acl_categories().contains(&category))
-        .map(|s| s.name)
+    let names: Vec<&str> = crate::server::users::acl_rows()
+        .filter(|(_, s)| s.acl_categories().contains(&category))
+        .map(|(_, s)| s.name)
         .collect();
     ctx.out.array(names.len());
     names.iter().for_each(|n| ctx.out.bulk(n.as_bytes()));

@@ -165,7 +165,7 @@ impl Selector {
         if !CATEGORIES.contains(&category) {
             return Err(RuleError::Unknown);
         }
-        for (i, s) in TABLE.all.iter().enumerate() {
+        for (i, s) in acl_rows() {
             if s.acl_categories().contains(&category) {
                 self.change(i, on);
             }
@@ -277,7 +277,10 @@ impl Selector {
                         return self.allow_first_arg(cmd, sub, name);
                     }
                 }
-                let idx = TABLE.index(name.as_bytes()).ok_or(RuleError::Unknown)?;
+                let idx = TABLE
+                    .index(name.as_bytes())
+                    .filter(|&i| !TABLE.all[i].name.starts_with("debug|"))
+                    .ok_or(RuleError::Unknown)?;
                 self.change(idx, on);
             }
             _ => return Err(RuleError::Syntax),
@@ -396,7 +399,7 @@ impl Selector {
             rules.push(format!("{}@{cat}", if additive { '+' } else { '-' }));
             applied[j] = true;
         }
-        for (i, s) in TABLE.all.iter().enumerate() {
+        for (i, s) in acl_rows() {
             let mine = self.allowed(i);
             if mine != fake.allowed(i) {
                 rules.push(format!("{}{}", if mine { '+' } else { '-' }, s.name));
@@ -413,7 +416,7 @@ impl Selector {
 
     fn count_category(&self, category: &str) -> (usize, usize) {
         let (mut on, mut off) = (0, 0);
-        for (i, s) in TABLE.all.iter().enumerate() {
+        for (i, s) in acl_rows() {
             if s.acl_categories().contains(&category) {
                 if self.allowed(i) {
                     on += 1;
@@ -508,6 +511,18 @@ impl Denied {
             Denied::Key(p) | Denied::Channel(p) => p,
         }
     }
+}
+
+/// The command table as ACL sees it: every row but DEBUG's subcommands,
+/// which Shoal declares for its own dispatch and Redis does not have
+/// (DEBUG is one command there, its words first arguments).
+pub fn acl_rows() -> impl Iterator<Item = (usize, &'static Spec)> {
+    TABLE
+        .all
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, s)| !s.name.starts_with("debug|"))
 }
 
 /// The row ACL judges a command by: its own, but DEBUG's subcommands are

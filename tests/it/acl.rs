@@ -110,6 +110,28 @@ fn users_and_their_permissions_behave_as_in_redis() {
             "nopass",
         ],
         &["ACL", "SETUSER", "x", "+select|0"],
+        // DEBUG is one command to ACL: its words are first arguments.
+        &["ACL", "SETUSER", "x", "-debug|sleep"],
+        &[
+            "ACL",
+            "SETUSER",
+            "d",
+            "on",
+            "nopass",
+            "-@all",
+            "+debug|digest",
+        ],
+        &[
+            "ACL",
+            "SETUSER",
+            "dd",
+            "-@all",
+            "+debug|digest",
+            "+@admin",
+            "-debug",
+        ],
+        &["ACL", "GETUSER", "d"],
+        &["ACL", "GETUSER", "dd"],
         // Refused rules leave the user as it was.
         &["ACL", "SETUSER", "x", "foo"],
         &["ACL", "SETUSER", "x", "+nosuch"],
@@ -138,6 +160,16 @@ fn users_and_their_permissions_behave_as_in_redis() {
     for cmd in setup {
         both(&mut ours, &mut theirs, cmd);
     }
+    // ACL CAT lists DEBUG as one command, as Redis does.
+    let Frame::Array(cat) = ours.call(&["ACL", "CAT", "dangerous"]) else {
+        panic!()
+    };
+    assert!(cat.contains(&Frame::bulk("debug")), "{cat:?}");
+    assert!(
+        !cat.iter()
+            .any(|f| matches!(f, Frame::Bulk(b) if b.starts_with(b"debug|"))),
+        "{cat:?}"
+    );
     let probes: &[&str] = &[
         "set dst1 v",
         "set dst1 v get",
@@ -173,8 +205,12 @@ fn users_and_their_permissions_behave_as_in_redis() {
         "select 1",
         "nosuch",
         "get",
+        "debug digest",
+        "debug sleep 0",
     ];
-    for user in ["alice", "carol", "w", "r", "m", "y", "z", "x", "nobody"] {
+    for user in [
+        "alice", "carol", "w", "r", "m", "y", "z", "x", "d", "nobody",
+    ] {
         for p in probes {
             let mut cmd = vec!["ACL", "DRYRUN", user];
             cmd.extend(p.split(' '));
