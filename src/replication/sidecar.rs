@@ -188,10 +188,11 @@ pub enum Route {
     /// The EXEC of a transaction the sidecar refused a command of: answered
     /// here with EXECABORT, the transaction on the primary dropped.
     Aborted,
-    /// Refused here, failing the transaction it was sent in: HELLO,
-    /// SUBSCRIBE, CLIENT REPLY and the like inside MULTI, which would
-    /// change what the upstream link sends back halfway through EXEC's
-    /// reply and leave this connection as it was.
+    /// Refused here with this error (its code first), failing the
+    /// transaction it was sent in: HELLO, SUBSCRIBE, CLIENT REPLY and the
+    /// like inside MULTI, which would change what the upstream link sends
+    /// back halfway through EXEC's reply and leave this connection as it
+    /// was; a script of a user with limited permissions.
     Refused(String),
     /// Answered here with this reply: the commands of a transaction whose
     /// link was lost, and an EXEC after lost WATCHes (see [`link_lost`]).
@@ -248,7 +249,9 @@ pub fn route(server: &Server, client: &mut Client, spec: &Spec) -> Route {
         // through EXEC's reply, with this connection unchanged.
         "hello" | "subscribe" | "psubscribe" | "client|reply" | "client|tracking" if in_multi => {
             let name = spec.name.replace('|', " ").to_uppercase();
-            return Route::Refused(format!("{name} inside MULTI is not allowed on a sidecar"));
+            return Route::Refused(format!(
+                "ERR {name} inside MULTI is not allowed on a sidecar"
+            ));
         }
         "script|load" | "script|flush" if !in_multi => return Route::Both,
         "quit" | "reset" => {
@@ -258,6 +261,16 @@ pub fn route(server: &Server, client: &mut Client, spec: &Spec) -> Route {
         _ => {}
     }
     if in_multi || spec.is_write() || spec.has(flags::ON_PRIMARY) {
+        // The primary runs a script's calls as the upstream link's user:
+        // a user with limited permissions here would run them with the
+        // link's, so this node refuses such a user's scripts.
+        let script = matches!(spec.name, "eval" | "evalsha" | "fcall");
+        if script && client.user.as_ref().is_some_and(|u| !u.unrestricted) {
+            return Route::Refused(format!(
+                "NOPERM a script of a user with limited permissions cannot run through a sidecar: its primary would run its commands as the sidecar's link user; run it on the primary, or {}_RO where it only reads",
+                spec.name.to_uppercase()
+            ));
+        }
         Route::Primary
     } else {
         Route::Local
@@ -280,8 +293,8 @@ fn lost_transaction(client: &mut Client, spec: &Spec) -> Route {
             end_transaction(client);
             Route::Connection
         }
-        "multi" => Route::Refused("MULTI calls can not be nested".into()),
-        "watch" => Route::Refused("WATCH inside MULTI is not allowed".into()),
+        "multi" => Route::Refused("ERR MULTI calls can not be nested".into()),
+        "watch" => Route::Refused("ERR WATCH inside MULTI is not allowed".into()),
         _ => Route::Reply(|out| out.simple("QUEUED")),
     }
 }

@@ -1434,7 +1434,7 @@ async fn execute(
                 return None;
             }
             Route::Refused(why) => {
-                let e = command::refuse(server, client, argv, CommandError::err(why));
+                let e = command::refuse(server, client, argv, CommandError::err_code(why));
                 reject(client, out, e);
                 return None;
             }

@@ -2356,3 +2356,42 @@ fn exec_of_stale_reads_is_aborted_as_in_redis() {
         "{shoal:?}"
     );
 }
+
+/// A sidecar checks its own ACL users before it forwards, but its
+/// primary runs a forwarded script's calls as the sidecar's link user: a
+/// user limited to some keys could reach others there. So a limited
+/// user's EVAL, EVALSHA and FCALL are refused on a sidecar (in MULTI too,
+/// failing the transaction), EVAL_RO runs here under the user's rules,
+/// and the default user's scripts are forwarded as before.
+#[test]
+fn a_sidecar_refuses_the_scripts_of_a_limited_user() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    ok(&mut p, &["SET", "secret", "s"]);
+    let (sidecar, mut s) = ready_sidecar(&primary, &[]);
+    ok(
+        &mut s,
+        &["ACL", "SETUSER", "app", "on", ">pw", "~app:*", "+@all"],
+    );
+    let mut app = sidecar.raw();
+    ok(&mut app, &["AUTH", "app", "pw"]);
+    let script = "return redis.call('get', 'secret')";
+    let e = err(&mut app, &["EVAL", script, "0"]);
+    assert!(
+        e.starts_with("NOPERM a script of a user with limited permissions"),
+        "{e}"
+    );
+    assert!(err(&mut app, &["FCALL", "f", "0"]).starts_with("NOPERM"));
+    // Read-only scripts run here, under the user's rules.
+    let e = err(&mut app, &["EVAL_RO", script, "0"]);
+    assert!(e.contains("can't access at least one of the keys"), "{e}");
+    // Inside MULTI the refusal fails the transaction.
+    ok(&mut app, &["MULTI"]);
+    assert!(err(&mut app, &["EVAL", script, "0"]).starts_with("NOPERM"));
+    assert!(err(&mut app, &["EXEC"]).starts_with("EXECABORT"));
+    // Writes the user may make are forwarded as before.
+    ok(&mut app, &["SET", "app:1", "v"]);
+    assert_eq!(bulk(&mut p, &["GET", "app:1"]).as_deref(), Some("v"));
+    // The default user's scripts are forwarded.
+    assert_eq!(bulk(&mut s, &["EVAL", script, "0"]).as_deref(), Some("s"));
+}
