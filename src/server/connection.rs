@@ -1780,6 +1780,12 @@ fn redacted<'a>(spec: &Spec, argv: &'a [Bytes]) -> std::borrow::Cow<'a, [Bytes]>
             v[1..].fill(HIDDEN);
             v.into()
         }
+        // The user's name and every rule (passwords among them).
+        "acl|setuser" => {
+            let mut v = argv.to_vec();
+            v[2..].fill(HIDDEN);
+            v.into()
+        }
         "hello" => {
             let mut v = argv.to_vec();
             let mut i = 2;

@@ -546,6 +546,30 @@ fn monitor_and_slowlog_hide_secrets_as_redis() {
         shoal.0[2].contains(r#""AUTH2" "(redacted)" "(redacted)" "KEYS" "auth" "k""#),
         "{shoal:?}"
     );
+    // ACL SETUSER: the user's name and every rule, passwords among them
+    // (an admin command: never in MONITOR).
+    fn setuser_logged<S: std::io::Read + std::io::Write>(mut r: Raw<S>) -> Frame {
+        r.call(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+        r.call(&["SLOWLOG", "RESET"]);
+        r.call(&["ACL", "SETUSER", "someone", "on", ">secret", "~*", "+get"]);
+        r.call(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
+        let Frame::Array(entries) = r.call(&["SLOWLOG", "GET", "-1"]) else {
+            panic!()
+        };
+        let is_setuser = |args: &Frame| matches!(args, Frame::Array(a) if a.get(1) == Some(&Frame::bulk("SETUSER")));
+        let setuser = entries.iter().find_map(|e| match e {
+            Frame::Array(e) if is_setuser(&e[3]) => Some(e[3].clone()),
+            _ => None,
+        });
+        setuser.expect("ACL SETUSER is in the slow log")
+    }
+    let ours = setuser_logged(node.raw());
+    assert_eq!(ours, setuser_logged(reference.raw()));
+    let Frame::Array(args) = &ours else { panic!() };
+    assert!(
+        args[2..].iter().all(|a| *a == Frame::bulk("(redacted)")),
+        "{ours:?}"
+    );
 }
 
 #[test]
