@@ -397,15 +397,23 @@ fn log(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Records a failed authentication (AUTH, HELLO AUTH) for ACL LOG.
+/// Records a failed authentication (AUTH, HELLO AUTH) for ACL LOG: in
+/// the context of a transaction when EXEC runs it, as Redis tells it.
 pub fn auth_failed(ctx: &Ctx, username: &[u8]) {
     let max = ctx.server.tun.acllog_max_len.load(Relaxed).max(0) as usize;
-    ctx.server.acl_log.auth_failed(
-        &String::from_utf8_lossy(username),
-        ctx.client.handle.describe(ctx.now_ms, 0),
-        ctx.now_ms,
-        max,
-    );
+    let context = if ctx.client.exec_effects.get().is_some() {
+        "multi"
+    } else {
+        "toplevel"
+    };
+    let denial = crate::server::acllog::Denial {
+        reason: "auth",
+        context,
+        object: "AUTH".to_string(),
+        username: String::from_utf8_lossy(username).into_owned(),
+    };
+    let info = ctx.client.handle.describe(ctx.now_ms, 0);
+    ctx.server.acl_log.add(denial, info, ctx.now_ms, max);
 }
 
 fn acl_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {

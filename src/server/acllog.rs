@@ -44,18 +44,6 @@ pub struct AclLog {
 }
 
 impl AclLog {
-    /// Records a failed authentication as `username` by the client
-    /// described by `client_info` (its CLIENT INFO line).
-    pub fn auth_failed(&self, username: &str, client_info: String, now_ms: i64, max_len: usize) {
-        let d = Denial {
-            reason: "auth",
-            context: "toplevel",
-            object: "AUTH".to_string(),
-            username: username.to_string(),
-        };
-        self.add(d, client_info, now_ms, max_len);
-    }
-
     /// Records a denial, or counts it on a like one of the last minute.
     pub fn add(&self, d: Denial, client_info: String, now_ms: i64, max_len: usize) {
         let mut g = self.entries.lock();
@@ -115,14 +103,25 @@ impl AclLog {
 mod tests {
     use super::*;
 
+    /// A failed authentication as `username` by the client `info`.
+    fn auth_failed(log: &AclLog, username: &str, info: String, now_ms: i64, max_len: usize) {
+        let d = Denial {
+            reason: "auth",
+            context: "toplevel",
+            object: "AUTH".to_string(),
+            username: username.to_string(),
+        };
+        log.add(d, info, now_ms, max_len);
+    }
+
     #[test]
     fn similar_denials_within_a_minute_are_one_entry() {
         let log = AclLog::default();
-        log.auth_failed("default", "a".into(), 1_000, 128);
-        log.auth_failed("default", "b".into(), 30_000, 128);
-        log.auth_failed("bob", "c".into(), 31_000, 128);
+        auth_failed(&log, "default", "a".into(), 1_000, 128);
+        auth_failed(&log, "default", "b".into(), 30_000, 128);
+        auth_failed(&log, "bob", "c".into(), 31_000, 128);
         // More than a minute after the first entry's last update.
-        log.auth_failed("default", "d".into(), 100_000, 128);
+        auth_failed(&log, "default", "d".into(), 100_000, 128);
         let e = log.newest(10);
         let summary: Vec<(&str, u64, &str)> = e
             .iter()
@@ -134,7 +133,7 @@ mod tests {
         );
         assert_eq!(e[2].created_ms, 1_000);
         assert_eq!(e[2].updated_ms, 30_000);
-        log.auth_failed("x", "e".into(), 100_001, 2);
+        auth_failed(&log, "x", "e".into(), 100_001, 2);
         assert_eq!(log.newest(10).len(), 2);
         log.reset();
         assert!(log.newest(10).is_empty());

@@ -261,6 +261,10 @@ fn users_and_their_permissions_behave_as_in_redis() {
         &["MULTI"],
         &["SET", "k1", "v"],
         &["EXEC"],
+        // A failed AUTH run by EXEC is logged in the transaction's context.
+        &["MULTI"],
+        &["AUTH", "nobody", "x"],
+        &["EXEC"],
     ];
     for cmd in session {
         both(&mut a, &mut b, cmd);
