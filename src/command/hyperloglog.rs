@@ -600,8 +600,10 @@ fn pfdebug(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let sparse = bytes[4] == 1;
     // Redis's hllSparseToDense: the header, cached count included, is
     // kept as it was (encode would mark the count stale).
+    // Registers that do not decode under a good header: INVALIDOBJ, as
+    // Redis's PFDEBUG answers.
     let to_dense = |bytes: &mut Vec<u8>| -> Result<(), CommandError> {
-        let regs = registers(bytes).ok_or_else(invalid)?;
+        let regs = registers(bytes).ok_or_else(corrupted)?;
         let header: [u8; HEADER] = bytes[..HEADER].try_into().expect("checked header");
         *bytes = encode(&regs, false, None, 0);
         bytes[..HEADER].copy_from_slice(&header);

@@ -818,6 +818,9 @@ fn hyperloglog_matches_redis() {
         &["PFDEBUG", "ENCODING", "int"],
         &["PFDEBUG", "NOSUCH", "mid"],
         &["PFDEBUG", "DECODE", "trailing"],
+        // Registers that do not decode under a good header.
+        &["PFDEBUG", "GETREG", "corrupt"],
+        &["PFDEBUG", "TODENSE", "corrupt"],
     ] {
         script.push(c.iter().map(|s| s.to_string()).collect());
     }
