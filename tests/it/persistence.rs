@@ -355,7 +355,11 @@ impl Drop for SmallDisk {
 
 #[test]
 fn full_disk_refuses_writes_keeps_reads_and_recovers() {
-    let Some(disk) = SmallDisk::mount("1m") else {
+    // Writes are acknowledged before the log writer has them on disk
+    // (everysec), so more may be pending than the 300 KB left when the
+    // disk fills, all of them at worst: the disk freed must hold the 1,000
+    // writes of 4 KB the test may make, or it could never catch up.
+    let Some(disk) = SmallDisk::mount("6m") else {
         // Mounting needs root; CI has it, and there the test must run.
         assert!(
             std::env::var("CI").is_err(),
@@ -366,7 +370,7 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
     };
     let data = disk.dir.path().join("data");
     let filler = disk.dir.path().join("filler");
-    std::fs::write(&filler, vec![0u8; 700 * 1024]).unwrap();
+    std::fs::write(&filler, vec![0u8; (6 * 1024 - 300) * 1024]).unwrap();
     let mut node = TestNode::start_with(&["--dir", data.to_str().unwrap()]);
     let mut r = node.raw();
     let value = "v".repeat(4096);
