@@ -532,6 +532,8 @@ fn bgrewriteaof_compacts_the_log_and_restart_matches() {
     // Writes after the rewrite land in the new incremental file.
     int(&mut r, &["INCR", "counter"]);
     let before = digest(&mut r);
+    // The restart is a kill: wait for the write to be in the file.
+    wait_synced(&mut r);
     node.crash();
     node.restart(&[]).unwrap();
     let mut r = node.raw();
@@ -1519,6 +1521,8 @@ fn appendonly_turns_on_and_off_at_runtime() {
     let info = bulk(&mut r, &["INFO", "persistence"]).unwrap();
     assert_eq!(info_field(&info, "aof_last_bgrewrite_status"), "ok");
     let before = digest(&mut r);
+    // The restart is a kill: wait for the last writes to be in the file.
+    wait_synced(&mut r);
     node.crash();
     node.restart(&["--appendonly", "yes"]).unwrap();
     let mut r = node.raw();
