@@ -223,21 +223,15 @@ fn setuser(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         ))
     })?;
     // Selectors were joined from their words; other rules keep their
-    // bytes (passwords).
-    let ops: Vec<String> = if merged.len() == raw.len() {
-        argv[3..].iter().map(|a| rule_text(a)).collect()
+    // bytes (passwords), and an error shows a rule as the client wrote it.
+    let (ops, shown) = if merged.len() == raw.len() {
+        (argv[3..].iter().map(|a| rule_text(a)).collect(), raw)
     } else {
-        merged
+        (merged.clone(), merged)
     };
     let name = text(name);
-    let (old, new) = ctx.server.users.set_user(&name, &ops).map_err(|(op, e)| {
-        // The rule as the client wrote it, not as hashed.
-        let shown = argv[3..]
-            .iter()
-            .map(|a| text(a))
-            .find(|a| rule_text(a.as_bytes()) == op)
-            .unwrap_or(op);
-        CommandError::err(format!("Error in ACL SETUSER modifier '{shown}': {e}"))
+    let (old, new) = ctx.server.users.set_user(&name, &ops).map_err(|(i, e)| {
+        CommandError::err(format!("Error in ACL SETUSER modifier '{}': {e}", shown[i]))
     })?;
     if let Some(old) = old {
         close_lost_subscribers(ctx, &old, &new);
@@ -400,7 +394,6 @@ fn log(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 /// Records a failed authentication (AUTH, HELLO AUTH) for ACL LOG: in
 /// the context of a transaction when EXEC runs it, as Redis tells it.
 pub fn auth_failed(ctx: &Ctx, username: &[u8]) {
-    let max = ctx.server.tun.acllog_max_len.load(Relaxed).max(0) as usize;
     let context = if ctx.client.exec_effects.get().is_some() {
         "multi"
     } else {
@@ -412,8 +405,19 @@ pub fn auth_failed(ctx: &Ctx, username: &[u8]) {
         object: "AUTH".to_string(),
         username: String::from_utf8_lossy(username).into_owned(),
     };
-    let info = ctx.client.handle.describe(ctx.now_ms, 0);
-    ctx.server.acl_log.add(denial, info, ctx.now_ms, max);
+    log_denial(ctx.server, ctx.client, denial, ctx.now_ms);
+}
+
+/// Adds a denial by `client` to ACL LOG (`acllog-max-len` entries kept).
+pub fn log_denial(
+    server: &crate::server::Server,
+    client: &crate::server::client::Client,
+    denial: crate::server::acllog::Denial,
+    now_ms: i64,
+) {
+    let max = server.tun.acllog_max_len.load(Relaxed).max(0) as usize;
+    let info = client.handle.describe(now_ms, 0);
+    server.acl_log.add(denial, info, now_ms, max);
 }
 
 fn acl_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {

@@ -1712,7 +1712,7 @@ fn check(
                 // before an unknown DEBUG word is.
                 match TABLE.index(b"debug") {
                     Some(i) if argv[0].eq_ignore_ascii_case(b"debug") && client.authenticated => {
-                        acl_check(server, client, i, TABLE.all[i], argv, None)
+                        acl_check(server, client, Some(i), TABLE.all[i], argv, None)
                             .err()
                             .unwrap_or(e)
                     }
@@ -1753,7 +1753,7 @@ fn check(
             )));
         }
     }
-    acl_check(server, client, idx, spec, argv, None)?;
+    acl_check(server, client, Some(idx), spec, argv, None)?;
     if client.subscribed()
         && !spec.has(flags::SUBSCRIBED_OK)
         && client
@@ -1794,21 +1794,25 @@ fn check(
     Ok((idx, spec))
 }
 
-/// Whether the connection's ACL user may run `argv` as `spec` (row `idx`;
-/// `server::users`); a refusal is told to ACL LOG, in the context of a
-/// transaction or script (`context`: `None` is top level, or "multi" while
-/// one is queued).
+/// Whether the connection's ACL user may run `argv` as `spec` (row `idx`,
+/// looked up by name when the caller does not have it; `server::users`);
+/// a refusal is told to ACL LOG, in the context of a transaction or
+/// script (`context`: `None` is top level, or "multi" while one is
+/// queued). An unrestricted user costs the one look at its generation.
 #[inline]
 pub fn acl_check(
     server: &Server,
     client: &mut Client,
-    idx: usize,
+    idx: Option<usize>,
     spec: &'static Spec,
     argv: &[Bytes],
     context: Option<&'static str>,
 ) -> Result<(), CommandError> {
     match client.current_user(&server.users) {
-        Some(user) if !user.unrestricted => acl_judge(server, client, idx, spec, argv, context),
+        Some(user) if !user.unrestricted => {
+            let user = user.clone();
+            acl_judge(server, client, &user, idx, spec, argv, context)
+        }
         _ => Ok(()),
     }
 }
@@ -1817,41 +1821,37 @@ pub fn acl_check(
 #[inline(never)]
 fn acl_judge(
     server: &Server,
-    client: &mut Client,
-    idx: usize,
+    client: &Client,
+    user: &crate::server::users::User,
+    idx: Option<usize>,
     spec: &'static Spec,
     argv: &[Bytes],
     context: Option<&'static str>,
 ) -> Result<(), CommandError> {
-    let queued = client.multi.is_some();
-    let Some(user) = client.user.clone() else {
-        return Ok(());
-    };
+    use crate::server::users::{acl_row, Denied};
+    let idx = idx
+        .or_else(|| TABLE.index(spec.name.as_bytes()))
+        .expect("a spec's name is in the table");
     let Err(denied) = user.check(idx, spec, argv) else {
         return Ok(());
     };
-    let name = crate::server::users::acl_row(idx, spec).1.name;
+    let name = acl_row(idx, spec).1.name;
     let object = match denied {
-        crate::server::users::Denied::Command => name.to_string(),
-        crate::server::users::Denied::Key(p) | crate::server::users::Denied::Channel(p) => {
-            String::from_utf8_lossy(&argv[p]).into_owned()
-        }
+        Denied::Command => name.to_string(),
+        Denied::Key(p) | Denied::Channel(p) => String::from_utf8_lossy(&argv[p]).into_owned(),
     };
+    let queued = client.multi.is_some();
     let entry = crate::server::acllog::Denial {
         reason: denied.reason(),
         context: context.unwrap_or(if queued { "multi" } else { "toplevel" }),
         object,
         username: user.name.clone(),
     };
-    let now = crate::server::now_ms();
-    let max = server.tun.acllog_max_len.load(Relaxed).max(0) as usize;
-    server
-        .acl_log
-        .add(entry, client.handle.describe(now, 0), now, max);
+    acl::log_denial(server, client, entry, crate::server::now_ms());
     Err(match denied {
-        crate::server::users::Denied::Command => CommandError::NoPermCommand(name.to_string()),
-        crate::server::users::Denied::Key(_) => CommandError::NoPermKey,
-        crate::server::users::Denied::Channel(_) => CommandError::NoPermChannel,
+        Denied::Command => CommandError::NoPermCommand(name.to_string()),
+        Denied::Key(_) => CommandError::NoPermKey,
+        Denied::Channel(_) => CommandError::NoPermChannel,
     })
 }
 

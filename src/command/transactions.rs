@@ -130,8 +130,7 @@ fn exec(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
         let started = std::time::Instant::now();
         // Permissions are checked again as each command runs, as in
         // Redis: its user may have lost them since it was queued.
-        let idx = super::TABLE.index(spec.name.as_bytes()).unwrap_or(0);
-        if let Err(e) = super::acl_check(ctx.server, ctx.client, idx, spec, argv, Some("multi")) {
+        if let Err(e) = super::acl_check(ctx.server, ctx.client, None, spec, argv, Some("multi")) {
             let reason = match e {
                 CommandError::NoPermKey => "no permission to touch the specified keys",
                 CommandError::NoPermChannel => {

@@ -976,7 +976,8 @@ impl Users {
 
     /// Applies `ops` to the user `name` (created if new) all or nothing;
     /// returns the user as it was and as it is now.
-    pub fn set_user(&self, name: &str, ops: &[String]) -> Result<Changed, (String, RuleError)> {
+    /// A refused rule is told by its position in `ops`.
+    pub fn set_user(&self, name: &str, ops: &[String]) -> Result<Changed, (usize, RuleError)> {
         let mut map = self.map.write();
         let old = map.get(name).cloned();
         let pubsub_all = self.pubsub_all.load(Relaxed);
@@ -985,8 +986,8 @@ impl Users {
             .cloned()
             .unwrap_or_else(|| User::new(name, pubsub_all));
         u.pubsub_all = pubsub_all;
-        for op in ops {
-            u.apply(op).map_err(|e| (op.clone(), e))?;
+        for (i, op) in ops.iter().enumerate() {
+            u.apply(op).map_err(|e| (i, e))?;
         }
         let new = Arc::new(u);
         map.insert(name.to_string(), new.clone());

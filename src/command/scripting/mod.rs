@@ -1798,7 +1798,9 @@ fn redis_call(
             ));
         }
         // The caller's ACL user runs the script's commands.
-        if let Err(e) = super::acl_check(ctx.server, ctx.client, idx, spec, &argv, Some("lua")) {
+        if let Err(e) =
+            super::acl_check(ctx.server, ctx.client, Some(idx), spec, &argv, Some("lua"))
+        {
             let what = match e {
                 CommandError::NoPermKey => {
                     "access at least one of the keys mentioned in the command arguments"
