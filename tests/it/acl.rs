@@ -455,36 +455,12 @@ fn users_come_from_an_aclfile_or_the_configuration_file() {
         "{text}"
     );
 
-    // `user` lines in the configuration file (which must come first);
-    // CONFIG REWRITE writes the users there.
+    // `user` lines in the configuration file; CONFIG REWRITE writes the
+    // users there.
     let conf = files.path().join("shoal.conf");
     std::fs::write(&conf, "user cfg on >pw ~* +@all\n").unwrap();
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Stop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .arg(&conf)
-            .args(["--port", "0", "--dir"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let line = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("Ready to accept connections"))
-        .unwrap();
-    std::thread::spawn(move || lines.for_each(drop));
-    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
-    let mut r = Raw::connect(port);
+    let node = TestNode::start_with(&[conf.to_str().unwrap()]);
+    let mut r = node.raw();
     ok(&mut r, &["AUTH", "cfg", "pw"]);
     ok(
         &mut r,
@@ -495,5 +471,4 @@ fn users_come_from_an_aclfile_or_the_configuration_file() {
     assert!(text.contains("user added on #"), "{text}");
     assert!(text.contains("user cfg on #"), "{text}");
     assert_eq!(text.matches("user cfg").count(), 1, "{text}");
-    drop(child);
 }

@@ -165,7 +165,13 @@ fn spawn(dir: &std::path::Path, args: &[String]) -> Result<Spawned, String> {
     // Two serving threads whatever the machine (the default leaves a core
     // spare, one thread on two cores), so that clients on different
     // threads meet in every test; a test's own arguments come later and win.
-    cmd.args(["--port", "0", "--io-threads", "2", "--dir"])
+    // A configuration file the test gives goes first, where shoal reads one.
+    let (config, args) = match args.split_first() {
+        Some((file, rest)) if !file.starts_with("--") => (Some(file), rest),
+        _ => (None, args),
+    };
+    cmd.args(config)
+        .args(["--port", "0", "--io-threads", "2", "--dir"])
         .arg(dir)
         .args(args);
     let mut child = cmd
