@@ -145,6 +145,7 @@ static DEBUG_SUBCOMMANDS: &[Spec] = &[
     spec("debug|set-active-expire", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Turns the active expiry cycle on (1) or off (0).", debug_set_active_expire),
     spec("debug|set-disable-deny-scripts", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Lets scripts call commands not allowed from scripts (1), or not (0).", debug_set_disable_deny_scripts),
     spec("debug|set-skip-checksum-validation", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Makes RESTORE skip payloads' checksums (1), or check them (0).", debug_set_skip_checksum_validation),
+    spec("debug|quicklist-packed-threshold", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Keeps list elements of at least this size alone in a chunk (0: back to 1gb).", debug_quicklist_packed_threshold),
     spec("debug|object", 3, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Shows low-level information about a key.", debug_object),
     spec("debug|digest", 2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns a digest of the whole dataset, equal on any two nodes with the same data.", debug_digest),
     spec("debug|digest-value", -2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, NO_KEYS, A, G, "Returns the digests of the given keys' values.", debug_digest_value),
@@ -1154,6 +1155,24 @@ fn debug_set_skip_checksum_validation(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResul
     debug_switch(ctx, argv, &ctx.server.skip_checksum)
 }
 
+/// DEBUG QUICKLIST-PACKED-THRESHOLD size: Redis's bounds and error; 0
+/// restores the default. Lists change as their chunks are next changed.
+fn debug_quicklist_packed_threshold(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let size = crate::config::parse_memory(&text(&argv[2]))
+        .filter(|&s| (0..=(1i64 << 32) - (1 << 20)).contains(&s))
+        .ok_or_else(|| {
+            CommandError::err("argument must be a memory value bigger than 1 and smaller than 4gb")
+        })?;
+    let size = if size == 0 {
+        crate::keyspace::list::PLAIN_DEFAULT as i64
+    } else {
+        size
+    };
+    ctx.server.tun.list_packed_threshold.store(size, Relaxed);
+    ctx.out.ok();
+    Ok(())
+}
+
 /// DEBUG's on/off switches: `1` (any non-zero integer) sets `flag`.
 fn debug_switch(ctx: &mut Ctx, argv: &[Bytes], flag: &std::sync::atomic::AtomicBool) -> CmdResult {
     flag.store(int(&argv[2])? != 0, Relaxed);
@@ -1437,6 +1456,8 @@ fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Create string keys <prefix>:0 to <prefix>:<count-1> (prefix 'key' by",
             "    default) holding 'value:<num>', cut or zero-padded to <size> bytes.",
             "    Keys that exist are left as they are.",
+            "QUICKLIST-PACKED-THRESHOLD <size>",
+            "    Keep list elements of at least <size> bytes alone in a chunk (0: 1gb).",
             "PROTOCOL <type>",
             "    Reply with a test value of the specified type. <type> can be: string,",
             "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
@@ -1449,6 +1470,8 @@ fn debug_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Setting it to 0 disables expiring keys in background when they are not accessed.",
             "SET-DISABLE-DENY-SCRIPTS <0|1>",
             "    Setting it to 1 lets scripts call commands not allowed from scripts.",
+            "SET-SKIP-CHECKSUM-VALIDATION <0|1>",
+            "    Setting it to 1 makes RESTORE skip checking payloads' checksums.",
             "SLEEP <seconds>",
             "    Stop the server for <seconds>. Decimals allowed.",
         ],

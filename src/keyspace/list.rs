@@ -52,7 +52,13 @@ use super::value::SmallBuf;
 pub struct ChunkLimit {
     bytes: usize,
     entries: usize,
+    /// Elements at least this long are kept alone in a chunk (Redis's
+    /// plain nodes, `DEBUG QUICKLIST-PACKED-THRESHOLD`).
+    plain: usize,
 }
+
+/// Redis's packed threshold: 1 GB.
+pub const PLAIN_DEFAULT: usize = 1 << 30;
 
 /// The byte sizes `list-max-listpack-size` -1 to -5 name.
 const SIZE_CLASSES: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
@@ -69,23 +75,48 @@ impl ChunkLimit {
             ChunkLimit {
                 bytes: SIZE_CLASSES[class],
                 entries: usize::MAX,
+                plain: PLAIN_DEFAULT,
             }
         } else {
             ChunkLimit {
                 bytes: SIZE_SAFETY_LIMIT,
                 entries: (fill as usize).clamp(1, 32767),
+                plain: PLAIN_DEFAULT,
             }
         }
     }
 
-    /// Whether `chunk` may take `more` bytes in one more element.
-    fn allows(&self, chunk: &Chunk, more: usize) -> bool {
-        chunk.size() + more <= self.bytes && chunk.count() < self.entries
+    /// The same limit, with elements of `plain` bytes or more kept alone.
+    pub fn with_plain(self, plain: usize) -> ChunkLimit {
+        ChunkLimit { plain, ..self }
+    }
+
+    /// Whether plain elements need looking for: one at least as long as
+    /// a chunk may be never shares a chunk anyway, so only a threshold
+    /// set below the chunk size (a test's) costs a look at the entries.
+    fn plain_matters(&self) -> bool {
+        self.plain < self.bytes
+    }
+
+    /// Whether `chunk` holds an element kept alone.
+    fn holds_plain(&self, chunk: &Chunk) -> bool {
+        self.plain_matters() && chunk.raw().any(|e| element_len(e, 0) >= self.plain)
+    }
+
+    /// Whether `chunk` may take one more element, encoded as `enc`.
+    fn allows(&self, chunk: &Chunk, enc: &[u8]) -> bool {
+        chunk.size() + enc.len() <= self.bytes
+            && chunk.count() < self.entries
+            && !(self.plain_matters() && element_len(enc, 0) >= self.plain)
+            && !self.holds_plain(chunk)
     }
 
     /// Whether `chunk` is past the limit and can be split.
     fn exceeded_by(&self, chunk: &Chunk) -> bool {
-        chunk.count() > 1 && (chunk.size() > self.bytes || chunk.count() > self.entries)
+        chunk.count() > 1
+            && (chunk.size() > self.bytes
+                || chunk.count() > self.entries
+                || self.holds_plain(chunk))
     }
 }
 
@@ -201,6 +232,15 @@ fn prev_entry(buf: &[u8], end: usize) -> usize {
             return p - size;
         }
         shift += 7;
+    }
+}
+
+/// The length of the element of the entry at `off`, an integer's as
+/// Redis counts it: in decimal digits.
+fn element_len(buf: &[u8], off: usize) -> usize {
+    match head(buf, off) {
+        (Head::Int(i), _) => Member::int(i).len(),
+        (Head::Str(start), end) => end - start,
     }
 }
 
@@ -499,7 +539,7 @@ impl List {
         self.room_for_chunk();
         let enc = encode(e);
         match self.chunks.back_mut() {
-            Some(c) if limit.allows(c, enc.len()) => {
+            Some(c) if limit.allows(c, &enc) => {
                 let end = c.0.len();
                 c.splice(end..end, &enc, 1);
             }
@@ -512,7 +552,7 @@ impl List {
         self.room_for_chunk();
         let enc = encode(e);
         match self.chunks.front_mut() {
-            Some(c) if limit.allows(c, enc.len()) => c.push_front(&enc, limit),
+            Some(c) if limit.allows(c, &enc) => c.push_front(&enc, limit),
             _ => self.chunks.push_front(Chunk::from_encoded(&enc, 1)),
         }
         self.len += 1;
@@ -807,6 +847,8 @@ mod tests {
         for fill in [-2, 5, -1] {
             behaves_as_a_deque_under(ChunkLimit::from_fill(fill));
         }
+        // Elements of 20 bytes or more kept alone.
+        behaves_as_a_deque_under(ChunkLimit::default().with_plain(20));
     }
 
     fn behaves_as_a_deque_under(limit: ChunkLimit) {

@@ -72,6 +72,9 @@ pub struct Tunables {
     pub hll_sparse_max_bytes: AtomicI64,
     /// The compact encodings' limits, named by `ENCODING_DIRECTIVES`.
     pub encoding_limits: [AtomicI64; 10],
+    /// DEBUG QUICKLIST-PACKED-THRESHOLD: list elements this long or
+    /// longer are kept alone in a chunk (not a directive, as in Redis).
+    pub list_packed_threshold: AtomicI64,
     pub min_replicas_to_write: AtomicI64,
     /// `repl-timeout`, read by the replication links on every batch.
     pub repl_timeout_secs: AtomicI64,
@@ -109,6 +112,7 @@ impl Tunables {
             tcp_keepalive: AtomicI64::new(0),
             hz: AtomicI64::new(0),
             encoding_limits: Default::default(),
+            list_packed_threshold: AtomicI64::new(crate::keyspace::list::PLAIN_DEFAULT as i64),
             maxmemory: AtomicI64::new(0),
             maxmemory_policy: AtomicI64::new(0),
             maxmemory_samples: AtomicI64::new(5),
@@ -212,7 +216,8 @@ impl Tunables {
             zset: l(4),
             list: crate::keyspace::list::ChunkLimit::from_fill(
                 self.encoding_limits[7].load(Relaxed),
-            ),
+            )
+            .with_plain(self.list_packed_threshold.load(Relaxed) as usize),
             stream: crate::keyspace::stream::NodeLimits {
                 entries: get(8) as u64,
                 bytes: get(9) as u64,

@@ -1622,7 +1622,8 @@ fn integer_sets_match_redis() {
 /// past one-byte lengths, past a chunk's size, integers and their
 /// non-canonical spellings), read back by index, range and search, as
 /// Redis answers; halfway, `list-max-listpack-size` turns from 8 KB
-/// chunks to chunks of 3 elements.
+/// chunks to chunks of 3 elements, and later elements of 10 bytes or
+/// more are kept alone in a chunk.
 #[test]
 fn long_lists_match_redis() {
     use rand::{Rng, SeedableRng};
@@ -1684,6 +1685,11 @@ fn long_lists_match_redis() {
             // split as they are changed).
             push(&["CONFIG", "SET", "list-max-listpack-size", "3"]);
         }
+        if step == 1100 {
+            // Elements of 10 bytes or more alone in a chunk (Redis's plain
+            // nodes): most of them from here on.
+            push(&["DEBUG", "QUICKLIST-PACKED-THRESHOLD", "10b"]);
+        }
     }
     push(&["LRANGE", "l", "0", "-1"]);
     push(&["LRANGE", "m", "0", "-1"]);
@@ -1693,6 +1699,9 @@ fn long_lists_match_redis() {
     push(&["LTRIM", "l", "-3000", "2000"]);
     push(&["LRANGE", "l", "0", "-1"]);
     push(&["CONFIG", "GET", "list-max-ziplist-size"]);
+    for size in ["0", "4gb", "-1", "x"] {
+        push(&["DEBUG", "QUICKLIST-PACKED-THRESHOLD", size]);
+    }
     same_as_redis_owned(&script);
 }
 
