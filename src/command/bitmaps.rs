@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::args::{int, Args};
 use super::strings::{byte_range, check_len, clamped_range, string_of};
-use super::{flags::*, keys, spec, Ctx, Spec};
+use super::{flags::*, key_flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{SlotTable, Value};
 
@@ -21,13 +21,13 @@ const B: &[&str] = &["bitmap"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("setbit", 4, WRITE | DENYOOM, keys(1, 1, 1), B, G, "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", setbit),
-    spec("getbit", 3, READONLY | FAST, keys(1, 1, 1), B, G, "Returns a bit value by offset.", getbit),
-    spec("bitcount", -2, READONLY, keys(1, 1, 1), B, G, "Counts the number of set bits (population counting) in a string.", bitcount),
-    spec("bitpos", -3, READONLY, keys(1, 1, 1), B, G, "Finds the first set (1) or clear (0) bit in a string.", bitpos),
-    spec("bitop", -4, WRITE | DENYOOM, keys(2, -1, 1), B, G, "Performs bitwise operations on multiple strings, and stores the result.", bitop),
-    spec("bitfield", -2, WRITE | DENYOOM, keys(1, 1, 1), B, G, "Performs arbitrary bitfield integer operations on strings.", bitfield),
-    spec("bitfield_ro", -2, READONLY | FAST, keys(1, 1, 1), B, G, "Performs arbitrary read-only bitfield integer operations on strings.", bitfield_ro),
+    spec("setbit", 4, WRITE | DENYOOM, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), B, G, "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", setbit),
+    spec("getbit", 3, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), B, G, "Returns a bit value by offset.", getbit),
+    spec("bitcount", -2, READONLY, keys(1, 1, 1).flags(RO | ACCESS), B, G, "Counts the number of set bits (population counting) in a string.", bitcount),
+    spec("bitpos", -3, READONLY, keys(1, 1, 1).flags(RO | ACCESS), B, G, "Finds the first set (1) or clear (0) bit in a string.", bitpos),
+    spec("bitop", -4, WRITE | DENYOOM, keys(2, -1, 1).flags(OW | UPDATE).then(RO | ACCESS), B, G, "Performs bitwise operations on multiple strings, and stores the result.", bitop),
+    Spec { key_flags_for: Some(bitfield_key_flags), ..spec("bitfield", -2, WRITE | DENYOOM, keys(1, 1, 1).flags(RW | UPDATE | ACCESS | VARIABLE_FLAGS), B, G, "Performs arbitrary bitfield integer operations on strings.", bitfield) },
+    spec("bitfield_ro", -2, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), B, G, "Performs arbitrary read-only bitfield integer operations on strings.", bitfield_ro),
 ];
 
 fn offset_error() -> CommandError {
@@ -547,6 +547,25 @@ fn bitfield_generic(ctx: &mut Ctx, argv: &[Bytes], read_only: bool) -> CmdResult
         }
     }
     Ok(())
+}
+
+/// BITFIELD only reads its key while every operation is a complete GET
+/// (or OVERFLOW); anything else, malformed words included, counts as a
+/// write, as Redis judges it for ACL.
+fn bitfield_key_flags(argv: &[Bytes]) -> u16 {
+    let mut i = 2;
+    while i < argv.len() {
+        let left = argv.len() - i - 1;
+        let word = &argv[i];
+        if word.eq_ignore_ascii_case(b"get") && left >= 2 {
+            i += 3;
+        } else if word.eq_ignore_ascii_case(b"overflow") && left >= 1 {
+            i += 2;
+        } else {
+            return RW | ACCESS | UPDATE;
+        }
+    }
+    RO | ACCESS
 }
 
 fn bitfield(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

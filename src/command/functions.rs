@@ -32,14 +32,14 @@ use hashbrown::HashMap;
 use parking_lot::RwLock;
 
 use super::scripting::{self, ScriptFlags, G, S};
-use super::{flags::*, keys::help, keys_counted, spec, Ctx, Spec, NO_KEYS};
+use super::{flags::*, key_flags::*, keys::help, keys_counted, spec, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::protocol::request::{parse_i64, split_args};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    Spec { flags_for: Some(fcall_flags), ..spec("fcall", -3, NOSCRIPT | STALE | SKIP_MONITOR | MAY_REPLICATE | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Invoke a function", fcall) },
-    Spec { flags_for: Some(fcall_flags), ..spec("fcall_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2), S, G, "Invoke a read-only function", fcall_ro) },
+    Spec { flags_for: Some(fcall_flags), ..spec("fcall", -3, NOSCRIPT | STALE | SKIP_MONITOR | MAY_REPLICATE | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2).flags(RW | ACCESS | UPDATE), S, G, "Invoke a function", fcall) },
+    Spec { flags_for: Some(fcall_flags), ..spec("fcall_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2).flags(RO | ACCESS), S, G, "Invoke a read-only function", fcall_ro) },
     Spec { subcommands: FUNCTION, ..spec("function", -2, 0, NO_KEYS, &[], G, "A container for function commands", super::keys::help_only) },
 ];
 

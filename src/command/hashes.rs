@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::args::{int, rand_count};
 use super::element_scan::{self, Slot};
 use super::longdouble::LongDouble;
-use super::{flags::*, keys, spec, Ctx, Spec};
+use super::{flags::*, key_flags::*, keys, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::Hash;
 
@@ -19,22 +19,22 @@ const H: &[&str] = &["hash"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("hset", -4, WRITE | DENYOOM | FAST, keys(1, 1, 1), H, G, "Creates or modifies the value of a field in a hash.", hset),
-    spec("hmset", -4, WRITE | DENYOOM | FAST, keys(1, 1, 1), H, G, "Sets the values of multiple fields.", hset),
-    spec("hsetnx", 4, WRITE | DENYOOM | FAST, keys(1, 1, 1), H, G, "Sets the value of a field in a hash only when the field doesn't exist.", hsetnx),
-    spec("hget", 3, READONLY | FAST, keys(1, 1, 1), H, G, "Returns the value of a field in a hash.", hget),
-    spec("hmget", -3, READONLY | FAST, keys(1, 1, 1), H, G, "Returns the values of all fields in a hash.", hmget),
-    spec("hdel", -3, WRITE | FAST, keys(1, 1, 1), H, G, "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.", hdel),
-    spec("hexists", 3, READONLY | FAST, keys(1, 1, 1), H, G, "Determines whether a field exists in a hash.", hexists),
-    spec("hlen", 2, READONLY | FAST, keys(1, 1, 1), H, G, "Returns the number of fields in a hash.", hlen),
-    spec("hstrlen", 3, READONLY | FAST, keys(1, 1, 1), H, G, "Returns the length of the value of a field.", hstrlen),
-    spec("hkeys", 2, READONLY, keys(1, 1, 1), H, G, "Returns all fields in a hash.", hkeys),
-    spec("hvals", 2, READONLY, keys(1, 1, 1), H, G, "Returns all values in a hash.", hvals),
-    spec("hgetall", 2, READONLY, keys(1, 1, 1), H, G, "Returns all fields and values in a hash.", hgetall),
-    spec("hincrby", 4, WRITE | DENYOOM | FAST, keys(1, 1, 1), H, G, "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.", hincrby),
-    spec("hincrbyfloat", 4, WRITE | DENYOOM | FAST, keys(1, 1, 1), H, G, "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.", hincrbyfloat),
-    spec("hrandfield", -2, READONLY, keys(1, 1, 1), H, G, "Returns one or more random fields from a hash.", hrandfield),
-    spec("hscan", -3, READONLY, keys(1, 1, 1), H, G, "Iterates over fields and values of a hash.", hscan),
+    spec("hset", -4, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | UPDATE), H, G, "Creates or modifies the value of a field in a hash.", hset),
+    spec("hmset", -4, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | UPDATE), H, G, "Sets the values of multiple fields.", hset),
+    spec("hsetnx", 4, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | INSERT), H, G, "Sets the value of a field in a hash only when the field doesn't exist.", hsetnx),
+    spec("hget", 3, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), H, G, "Returns the value of a field in a hash.", hget),
+    spec("hmget", -3, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), H, G, "Returns the values of all fields in a hash.", hmget),
+    spec("hdel", -3, WRITE | FAST, keys(1, 1, 1).flags(RW | DELETE), H, G, "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.", hdel),
+    spec("hexists", 3, READONLY | FAST, keys(1, 1, 1).flags(RO), H, G, "Determines whether a field exists in a hash.", hexists),
+    spec("hlen", 2, READONLY | FAST, keys(1, 1, 1).flags(RO), H, G, "Returns the number of fields in a hash.", hlen),
+    spec("hstrlen", 3, READONLY | FAST, keys(1, 1, 1).flags(RO), H, G, "Returns the length of the value of a field.", hstrlen),
+    spec("hkeys", 2, READONLY, keys(1, 1, 1).flags(RO | ACCESS), H, G, "Returns all fields in a hash.", hkeys),
+    spec("hvals", 2, READONLY, keys(1, 1, 1).flags(RO | ACCESS), H, G, "Returns all values in a hash.", hvals),
+    spec("hgetall", 2, READONLY, keys(1, 1, 1).flags(RO | ACCESS), H, G, "Returns all fields and values in a hash.", hgetall),
+    spec("hincrby", 4, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), H, G, "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.", hincrby),
+    spec("hincrbyfloat", 4, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), H, G, "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.", hincrbyfloat),
+    spec("hrandfield", -2, READONLY, keys(1, 1, 1).flags(RO | ACCESS), H, G, "Returns one or more random fields from a hash.", hrandfield),
+    spec("hscan", -3, READONLY, keys(1, 1, 1).flags(RO | ACCESS), H, G, "Iterates over fields and values of a hash.", hscan),
 ];
 
 fn hset(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::Bytes;
 
 use super::strings::string_of;
-use super::{flags::*, keys, spec, Access, Ctx, Spec, NO_KEYS};
+use super::{flags::*, key_flags::*, keys, spec, Access, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{SlotTable, Value};
 
@@ -34,10 +34,10 @@ const H: &[&str] = &["hyperloglog"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("pfadd", -2, WRITE | DENYOOM | FAST, keys(1, 1, 1), H, G, "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", pfadd),
-    spec("pfcount", -2, READONLY | MAY_REPLICATE, keys(1, -1, 1), H, G, "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", pfcount),
-    spec("pfmerge", -2, WRITE | DENYOOM, keys(1, -1, 1), H, G, "Merges one or more HyperLogLog values into a single key.", pfmerge),
-    spec("pfdebug", 3, WRITE | DENYOOM | ADMIN, keys(2, 2, 1), H, G, "Internal commands for debugging HyperLogLog values", pfdebug),
+    spec("pfadd", -2, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | INSERT), H, G, "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", pfadd),
+    spec("pfcount", -2, READONLY | MAY_REPLICATE, keys(1, -1, 1).flags(RW | ACCESS), H, G, "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", pfcount),
+    spec("pfmerge", -2, WRITE | DENYOOM, keys(1, -1, 1).flags(RW | ACCESS | INSERT).then(RO | ACCESS), H, G, "Merges one or more HyperLogLog values into a single key.", pfmerge),
+    spec("pfdebug", 3, WRITE | DENYOOM | ADMIN, keys(2, 2, 1).flags(RW | ACCESS), H, G, "Internal commands for debugging HyperLogLog values", pfdebug),
     spec("pfselftest", 1, ADMIN, NO_KEYS, H, G, "An internal command for testing HyperLogLog values", pfselftest),
 ];
 

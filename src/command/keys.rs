@@ -12,7 +12,7 @@ use rand::Rng;
 use smallvec::smallvec;
 
 use super::args::{int, Args};
-use super::{flags::*, keys, spec, Access, Ctx, Spec, NO_KEYS};
+use super::{flags::*, key_flags::*, keys, spec, Access, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::glob::glob_match;
 use crate::keyspace::{key_hash_slot, Kind, SlotId, SlotTable, SLOTS};
@@ -25,25 +25,25 @@ const KD: &[&str] = &["keyspace", "dangerous"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("del", -2, WRITE, keys(1, -1, 1), K, G, "Deletes one or more keys.", del),
-    spec("unlink", -2, WRITE | FAST, keys(1, -1, 1), K, G, "Asynchronously deletes one or more keys.", del),
-    spec("exists", -2, READONLY | FAST, keys(1, -1, 1), K, G, "Determines whether one or more keys exist.", exists),
-    spec("type", 2, READONLY | FAST, keys(1, 1, 1), K, G, "Determines the type of value stored at a key.", type_),
-    spec("rename", 3, WRITE, keys(1, 2, 1), K, G, "Renames a key and overwrites the destination.", rename),
-    spec("renamenx", 3, WRITE | FAST, keys(1, 2, 1), K, G, "Renames a key only when the target key name doesn't exist.", renamenx),
-    spec("copy", -3, WRITE | DENYOOM, keys(1, 2, 1), K, G, "Copies the value of a key to a new key.", copy),
-    spec("move", 3, WRITE | FAST, keys(1, 1, 1), K, G, "Moves a key to another database.", move_),
+    spec("del", -2, WRITE, keys(1, -1, 1).flags(RM | DELETE), K, G, "Deletes one or more keys.", del),
+    spec("unlink", -2, WRITE | FAST, keys(1, -1, 1).flags(RM | DELETE), K, G, "Asynchronously deletes one or more keys.", del),
+    spec("exists", -2, READONLY | FAST, keys(1, -1, 1).flags(RO), K, G, "Determines whether one or more keys exist.", exists),
+    spec("type", 2, READONLY | FAST, keys(1, 1, 1).flags(RO), K, G, "Determines the type of value stored at a key.", type_),
+    spec("rename", 3, WRITE, keys(1, 2, 1).flags(RW | ACCESS | DELETE).then(OW | UPDATE), K, G, "Renames a key and overwrites the destination.", rename),
+    spec("renamenx", 3, WRITE | FAST, keys(1, 2, 1).flags(RW | ACCESS | DELETE).then(OW | INSERT), K, G, "Renames a key only when the target key name doesn't exist.", renamenx),
+    spec("copy", -3, WRITE | DENYOOM, keys(1, 2, 1).flags(RO | ACCESS).then(OW | UPDATE), K, G, "Copies the value of a key to a new key.", copy),
+    spec("move", 3, WRITE | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), K, G, "Moves a key to another database.", move_),
     spec("swapdb", 3, WRITE | FAST, NO_KEYS, KD, "server", "Swaps two Redis databases.", swapdb),
-    spec("touch", -2, READONLY | FAST, keys(1, -1, 1), K, G, "Returns the number of existing keys out of those specified after updating the time they were last accessed.", touch),
-    spec("expire", -3, WRITE | FAST, keys(1, 1, 1), K, G, "Sets the expiration time of a key in seconds.", expire),
-    spec("pexpire", -3, WRITE | FAST, keys(1, 1, 1), K, G, "Sets the expiration time of a key in milliseconds.", pexpire),
-    spec("expireat", -3, WRITE | FAST, keys(1, 1, 1), K, G, "Sets the expiration time of a key to a Unix timestamp.", expireat),
-    spec("pexpireat", -3, WRITE | FAST, keys(1, 1, 1), K, G, "Sets the expiration time of a key to a Unix milliseconds timestamp.", pexpireat),
-    spec("ttl", 2, READONLY | FAST, keys(1, 1, 1), K, G, "Returns the expiration time in seconds of a key.", ttl),
-    spec("pttl", 2, READONLY | FAST, keys(1, 1, 1), K, G, "Returns the expiration time in milliseconds of a key.", pttl),
-    spec("expiretime", 2, READONLY | FAST, keys(1, 1, 1), K, G, "Returns the expiration time of a key as a Unix timestamp.", expiretime),
-    spec("pexpiretime", 2, READONLY | FAST, keys(1, 1, 1), K, G, "Returns the expiration time of a key as a Unix milliseconds timestamp.", pexpiretime),
-    spec("persist", 2, WRITE | FAST, keys(1, 1, 1), K, G, "Removes the expiration time of a key.", persist),
+    spec("touch", -2, READONLY | FAST, keys(1, -1, 1).flags(RO), K, G, "Returns the number of existing keys out of those specified after updating the time they were last accessed.", touch),
+    spec("expire", -3, WRITE | FAST, keys(1, 1, 1).flags(RW | UPDATE), K, G, "Sets the expiration time of a key in seconds.", expire),
+    spec("pexpire", -3, WRITE | FAST, keys(1, 1, 1).flags(RW | UPDATE), K, G, "Sets the expiration time of a key in milliseconds.", pexpire),
+    spec("expireat", -3, WRITE | FAST, keys(1, 1, 1).flags(RW | UPDATE), K, G, "Sets the expiration time of a key to a Unix timestamp.", expireat),
+    spec("pexpireat", -3, WRITE | FAST, keys(1, 1, 1).flags(RW | UPDATE), K, G, "Sets the expiration time of a key to a Unix milliseconds timestamp.", pexpireat),
+    spec("ttl", 2, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), K, G, "Returns the expiration time in seconds of a key.", ttl),
+    spec("pttl", 2, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), K, G, "Returns the expiration time in milliseconds of a key.", pttl),
+    spec("expiretime", 2, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), K, G, "Returns the expiration time of a key as a Unix timestamp.", expiretime),
+    spec("pexpiretime", 2, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), K, G, "Returns the expiration time of a key as a Unix milliseconds timestamp.", pexpiretime),
+    spec("persist", 2, WRITE | FAST, keys(1, 1, 1).flags(RW | UPDATE), K, G, "Removes the expiration time of a key.", persist),
     spec("keys", 2, READONLY, NO_KEYS, KD, G, "Returns all key names that match a pattern.", keys_),
     spec("scan", -2, READONLY, NO_KEYS, K, G, "Iterates over the key names in the database.", scan),
     spec("randomkey", 1, READONLY, NO_KEYS, K, G, "Returns a random key name from the database.", randomkey),
@@ -51,16 +51,16 @@ pub static COMMANDS: &[Spec] = &[
     spec("flushdb", -1, WRITE, NO_KEYS, KD, "server", "Removes all keys from the current database.", flushdb),
     spec("flushall", -1, WRITE, NO_KEYS, KD, "server", "Removes all keys from all databases.", flushall),
     Spec { subcommands: OBJECT_SUBCOMMANDS, ..spec("object", -2, 0, NO_KEYS, &[], G, "A container for object introspection commands.", help_only) },
-    spec("dump", 2, READONLY, keys(1, 1, 1), K, G, "Returns a serialized representation of the value stored at a key.", dump),
-    spec("restore", -4, WRITE | DENYOOM, keys(1, 1, 1), KD, G, "Creates a key from the serialized representation of a value.", restore),
+    spec("dump", 2, READONLY, keys(1, 1, 1).flags(RO | ACCESS), K, G, "Returns a serialized representation of the value stored at a key.", dump),
+    spec("restore", -4, WRITE | DENYOOM, keys(1, 1, 1).flags(OW | UPDATE), KD, G, "Creates a key from the serialized representation of a value.", restore),
 ];
 
 #[rustfmt::skip]
 static OBJECT_SUBCOMMANDS: &[Spec] = &[
-    spec("object|encoding", 3, READONLY, keys(2, 2, 1), K, G, "Returns the internal encoding of a Redis object.", object_encoding),
-    spec("object|freq", 3, READONLY, keys(2, 2, 1), K, G, "Returns the logarithmic access frequency counter of a Redis object.", object_freq),
-    spec("object|idletime", 3, READONLY, keys(2, 2, 1), K, G, "Returns the time since the last access to a Redis object.", object_idletime),
-    spec("object|refcount", 3, READONLY, keys(2, 2, 1), K, G, "Returns the reference count of a value of a key.", object_refcount),
+    spec("object|encoding", 3, READONLY, keys(2, 2, 1).flags(RO), K, G, "Returns the internal encoding of a Redis object.", object_encoding),
+    spec("object|freq", 3, READONLY, keys(2, 2, 1).flags(RO), K, G, "Returns the logarithmic access frequency counter of a Redis object.", object_freq),
+    spec("object|idletime", 3, READONLY, keys(2, 2, 1).flags(RO), K, G, "Returns the time since the last access to a Redis object.", object_idletime),
+    spec("object|refcount", 3, READONLY, keys(2, 2, 1).flags(RO), K, G, "Returns the reference count of a value of a key.", object_refcount),
     spec("object|help", 2, LOADING | STALE, NO_KEYS, K, G, "Returns helpful text about the different subcommands.", object_help),
 ];
 

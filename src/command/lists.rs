@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use super::args::{int, positive_count, Args};
-use super::{block_deadline, flags::*, keys, keys_counted, spec, Ctx, Spec};
+use super::{block_deadline, flags::*, key_flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::list::ChunkLimit;
 use crate::keyspace::{List, SmallBuf};
@@ -20,28 +20,28 @@ const L: &[&str] = &["list"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("lpush", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1), L, G, "Prepends one or more elements to a list. Creates the key if it doesn't exist.", lpush),
-    spec("rpush", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1), L, G, "Appends one or more elements to a list. Creates the key if it doesn't exist.", rpush),
-    spec("lpushx", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1), L, G, "Prepends one or more elements to a list only when the list exists.", lpushx),
-    spec("rpushx", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1), L, G, "Appends an element to a list only when the list exists.", rpushx),
-    spec("lpop", -2, WRITE | FAST, keys(1, 1, 1), L, G, "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.", lpop),
-    spec("rpop", -2, WRITE | FAST, keys(1, 1, 1), L, G, "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", rpop),
-    spec("llen", 2, READONLY | FAST, keys(1, 1, 1), L, G, "Returns the length of a list.", llen),
-    spec("lindex", 3, READONLY, keys(1, 1, 1), L, G, "Returns an element from a list by its index.", lindex),
-    spec("linsert", 5, WRITE | DENYOOM, keys(1, 1, 1), L, G, "Inserts an element before or after another element in a list.", linsert),
-    spec("lpos", -3, READONLY, keys(1, 1, 1), L, G, "Returns the index of matching elements in a list.", lpos),
-    spec("lrange", 4, READONLY, keys(1, 1, 1), L, G, "Returns a range of elements from a list.", lrange),
-    spec("lrem", 4, WRITE, keys(1, 1, 1), L, G, "Removes elements from a list. Deletes the list if the last element was removed.", lrem),
-    spec("lset", 4, WRITE | DENYOOM, keys(1, 1, 1), L, G, "Sets the value of an element in a list by its index.", lset),
-    spec("ltrim", 4, WRITE, keys(1, 1, 1), L, G, "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", ltrim),
-    spec("lmove", 5, WRITE | DENYOOM, keys(1, 2, 1), L, G, "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", lmove),
-    spec("rpoplpush", 3, WRITE | DENYOOM, keys(1, 2, 1), L, G, "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", rpoplpush),
-    spec("lmpop", -4, WRITE, keys_counted(0, 0, 1), L, G, "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", lmpop),
-    spec("blpop", -3, WRITE | NOSCRIPT | BLOCKING, keys(1, -2, 1), L, G, "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", blpop),
-    spec("brpop", -3, WRITE | NOSCRIPT | BLOCKING, keys(1, -2, 1), L, G, "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", brpop),
-    spec("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, keys(1, 2, 1), L, G, "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", blmove),
-    spec("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, keys(1, 2, 1), L, G, "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", brpoplpush),
-    spec("blmpop", -5, WRITE | BLOCKING, keys_counted(0, 0, 2), L, G, "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", blmpop),
+    spec("lpush", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | INSERT), L, G, "Prepends one or more elements to a list. Creates the key if it doesn't exist.", lpush),
+    spec("rpush", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | INSERT), L, G, "Appends one or more elements to a list. Creates the key if it doesn't exist.", rpush),
+    spec("lpushx", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | INSERT), L, G, "Prepends one or more elements to a list only when the list exists.", lpushx),
+    spec("rpushx", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | INSERT), L, G, "Appends an element to a list only when the list exists.", rpushx),
+    spec("lpop", -2, WRITE | FAST, keys(1, 1, 1).flags(RW | ACCESS | DELETE), L, G, "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.", lpop),
+    spec("rpop", -2, WRITE | FAST, keys(1, 1, 1).flags(RW | ACCESS | DELETE), L, G, "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", rpop),
+    spec("llen", 2, READONLY | FAST, keys(1, 1, 1).flags(RO), L, G, "Returns the length of a list.", llen),
+    spec("lindex", 3, READONLY, keys(1, 1, 1).flags(RO | ACCESS), L, G, "Returns an element from a list by its index.", lindex),
+    spec("linsert", 5, WRITE | DENYOOM, keys(1, 1, 1).flags(RW | INSERT), L, G, "Inserts an element before or after another element in a list.", linsert),
+    spec("lpos", -3, READONLY, keys(1, 1, 1).flags(RO | ACCESS), L, G, "Returns the index of matching elements in a list.", lpos),
+    spec("lrange", 4, READONLY, keys(1, 1, 1).flags(RO | ACCESS), L, G, "Returns a range of elements from a list.", lrange),
+    spec("lrem", 4, WRITE, keys(1, 1, 1).flags(RW | DELETE), L, G, "Removes elements from a list. Deletes the list if the last element was removed.", lrem),
+    spec("lset", 4, WRITE | DENYOOM, keys(1, 1, 1).flags(RW | UPDATE), L, G, "Sets the value of an element in a list by its index.", lset),
+    spec("ltrim", 4, WRITE, keys(1, 1, 1).flags(RW | DELETE), L, G, "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", ltrim),
+    spec("lmove", 5, WRITE | DENYOOM, keys(1, 2, 1).flags(RW | ACCESS | DELETE).then(RW | INSERT), L, G, "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", lmove),
+    spec("rpoplpush", 3, WRITE | DENYOOM, keys(1, 2, 1).flags(RW | ACCESS | DELETE).then(RW | INSERT), L, G, "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", rpoplpush),
+    spec("lmpop", -4, WRITE, keys_counted(0, 0, 1).flags(RW | ACCESS | DELETE), L, G, "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", lmpop),
+    spec("blpop", -3, WRITE | NOSCRIPT | BLOCKING, keys(1, -2, 1).flags(RW | ACCESS | DELETE), L, G, "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", blpop),
+    spec("brpop", -3, WRITE | NOSCRIPT | BLOCKING, keys(1, -2, 1).flags(RW | ACCESS | DELETE), L, G, "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", brpop),
+    spec("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, keys(1, 2, 1).flags(RW | ACCESS | DELETE).then(RW | INSERT), L, G, "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", blmove),
+    spec("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, keys(1, 2, 1).flags(RW | ACCESS | DELETE).then(RW | INSERT), L, G, "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", brpoplpush),
+    spec("blmpop", -5, WRITE | BLOCKING, keys_counted(0, 0, 2).flags(RW | ACCESS | DELETE), L, G, "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", blmpop),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]

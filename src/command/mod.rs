@@ -121,6 +121,47 @@ pub mod flags {
     ];
 }
 
+/// Redis's key-specification flags: what a command does with a key.
+/// COMMAND INFO and COMMAND GETKEYSANDFLAGS show them, and ACL reads
+/// them: a key the command reads (`ACCESS`) needs a read pattern (`%R~`),
+/// one it changes (`INSERT`, `DELETE`, `UPDATE`) a write pattern (`%W~`).
+pub mod key_flags {
+    /// Reads the key, or its metadata only when `ACCESS` is absent.
+    pub const RO: u16 = 1 << 0;
+    /// Reads and changes it.
+    pub const RW: u16 = 1 << 1;
+    /// Overwrites it whatever it held.
+    pub const OW: u16 = 1 << 2;
+    /// Removes it.
+    pub const RM: u16 = 1 << 3;
+    /// Returns what it holds (or part of it, or something derived).
+    pub const ACCESS: u16 = 1 << 4;
+    pub const UPDATE: u16 = 1 << 5;
+    pub const INSERT: u16 = 1 << 6;
+    pub const DELETE: u16 = 1 << 7;
+    /// A name routed as a key but no key (a shard channel).
+    pub const NOT_KEY: u16 = 1 << 8;
+    /// Not every key is found by the positions (MIGRATE's KEYS).
+    pub const INCOMPLETE: u16 = 1 << 9;
+    /// The arguments decide ([`super::Spec::key_flags_for`]).
+    pub const VARIABLE_FLAGS: u16 = 1 << 10;
+
+    /// In the order and spelling Redis replies with.
+    pub const NAMES: &[(u16, &str)] = &[
+        (RO, "RO"),
+        (RW, "RW"),
+        (OW, "OW"),
+        (RM, "RM"),
+        (ACCESS, "access"),
+        (UPDATE, "update"),
+        (INSERT, "insert"),
+        (DELETE, "delete"),
+        (NOT_KEY, "not_key"),
+        (INCOMPLETE, "incomplete"),
+        (VARIABLE_FLAGS, "variable_flags"),
+    ];
+}
+
 pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
 
 /// Finds the positions of keys named after option words (see
@@ -131,12 +172,19 @@ pub type OptionKeys = fn(&[&[u8]]) -> Vec<usize>;
 /// `last` is negative to count from the end; first == 0 means no keys.
 /// `numkeys`, when not 0, is the position of a key count followed by that
 /// many keys (LMPOP, ZUNIONSTORE's sources): Redis's "movablekeys".
+///
+/// `flags` is what the command does with its first key and `rest` with
+/// every other (a STORE's sources, LMOVE's destination, SORT's STORE
+/// key), as [`key_flags`]: Redis's key specifications, which split that
+/// way for every command it has.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyPos {
     pub first: i32,
     pub last: i32,
     pub step: i32,
     pub numkeys: i32,
+    pub flags: u16,
+    pub rest: u16,
 }
 
 pub const NO_KEYS: KeyPos = KeyPos {
@@ -144,7 +192,25 @@ pub const NO_KEYS: KeyPos = KeyPos {
     last: 0,
     step: 0,
     numkeys: 0,
+    flags: 0,
+    rest: 0,
 };
+
+impl KeyPos {
+    /// What the command does with each of its keys.
+    pub const fn flags(self, flags: u16) -> KeyPos {
+        KeyPos {
+            flags,
+            rest: flags,
+            ..self
+        }
+    }
+
+    /// What it does with every key but the first.
+    pub const fn then(self, rest: u16) -> KeyPos {
+        KeyPos { rest, ..self }
+    }
+}
 
 /// One command's declaration.
 pub struct Spec {
@@ -174,6 +240,9 @@ pub struct Spec {
     /// argument): replaces what `keys` and `option_keys` say, as Redis's
     /// per-command key extractor does; `keys` is still what COMMAND shows.
     pub keys_for: Option<OptionKeys>,
+    /// The key flags of one invocation, for a row whose flags say
+    /// `VARIABLE_FLAGS` (SET with or without GET).
+    pub key_flags_for: Option<fn(&[Bytes]) -> u16>,
 }
 
 impl Spec {
@@ -218,6 +287,17 @@ impl Spec {
             "slow"
         });
         out
+    }
+
+    /// What this invocation does with its `ordinal`-th key (in
+    /// [`Spec::key_indexes`]' order). Keys a [`Spec::keys_for`] finds in
+    /// place of the declared one are all like it (MIGRATE's KEYS).
+    pub fn key_flags_of(&self, argv: &[Bytes], ordinal: usize) -> u16 {
+        match self.key_flags_for {
+            Some(f) => f(argv),
+            None if ordinal == 0 || self.keys_for.is_some() => self.keys.flags,
+            None => self.keys.rest,
+        }
     }
 
     /// The keys of an invocation, by the declared positions.
@@ -283,6 +363,7 @@ pub const fn spec(
         option_keys: None,
         keys_for: None,
         flags_for: None,
+        key_flags_for: None,
     }
 }
 
@@ -292,6 +373,8 @@ pub const fn keys(first: i32, last: i32, step: i32) -> KeyPos {
         last,
         step,
         numkeys: 0,
+        flags: 0,
+        rest: 0,
     }
 }
 
@@ -303,6 +386,8 @@ pub const fn keys_counted(first: i32, last: i32, numkeys: i32) -> KeyPos {
         last,
         step: 1,
         numkeys,
+        flags: 0,
+        rest: 0,
     }
 }
 
@@ -2134,5 +2219,28 @@ mod tests {
         assert_eq!(e, "*2 $6 SELECT $1 5 *2 $4 INCR $1 n ");
         let e = effects_of(&s, &mut c, &["FLUSHALL"]);
         assert_eq!(e, "*1 $8 FLUSHALL ");
+    }
+
+    /// Every row that names keys says what it does with them: a row
+    /// without would pass ACL's read and write patterns unchecked.
+    #[test]
+    fn every_key_is_declared_with_its_flags() {
+        for s in &TABLE.all {
+            let k = s.keys;
+            let names_keys =
+                k.first > 0 || k.numkeys > 0 || s.option_keys.is_some() || s.keys_for.is_some();
+            if names_keys {
+                // One of RO, RW, OW, RM (or no key at all) for each.
+                use key_flags::{NOT_KEY, OW, RM, RO, RW};
+                let kind = RO | RW | OW | RM | NOT_KEY;
+                assert!(
+                    k.flags & kind != 0 && k.rest & kind != 0,
+                    "{} declares no key flags",
+                    s.name
+                );
+            } else {
+                assert_eq!(k.flags | k.rest, 0, "{} has no keys to flag", s.name);
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::keys::help;
-use super::{flags::*, keys, spec, Ctx, Spec, NO_KEYS};
+use super::{flags::*, key_flags::*, keys, spec, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::server::client::{Client, Subscriptions};
 use crate::server::pubsub::{Space, Subscriber};
@@ -26,10 +26,10 @@ pub static COMMANDS: &[Spec] = &[
     spec("unsubscribe", -1, SUB, NO_KEYS, P, G, "Stops listening to messages posted to channels.", unsubscribe),
     spec("psubscribe", -2, SUB, NO_KEYS, P, G, "Listens for messages published to channels that match one or more patterns.", psubscribe),
     spec("punsubscribe", -1, SUB, NO_KEYS, P, G, "Stops listening to messages published to channels that match one or more patterns.", punsubscribe),
-    spec("ssubscribe", -2, SUB, keys(1, -1, 1), P, G, "Listens for messages published to shard channels.", ssubscribe),
-    spec("sunsubscribe", -1, SUB, keys(1, -1, 1), P, G, "Stops listening to messages posted to shard channels.", sunsubscribe),
+    spec("ssubscribe", -2, SUB, keys(1, -1, 1).flags(NOT_KEY), P, G, "Listens for messages published to shard channels.", ssubscribe),
+    spec("sunsubscribe", -1, SUB, keys(1, -1, 1).flags(NOT_KEY), P, G, "Stops listening to messages posted to shard channels.", sunsubscribe),
     spec("publish", 3, PUBSUB | LOADING | STALE | FAST | MAY_REPLICATE | ON_PRIMARY, NO_KEYS, P, G, "Posts a message to a channel.", publish),
-    spec("spublish", 3, PUBSUB | LOADING | STALE | FAST | MAY_REPLICATE | ON_PRIMARY, keys(1, 1, 1), P, G, "Post a message to a shard channel", spublish),
+    spec("spublish", 3, PUBSUB | LOADING | STALE | FAST | MAY_REPLICATE | ON_PRIMARY, keys(1, 1, 1).flags(NOT_KEY), P, G, "Post a message to a shard channel", spublish),
     Spec { subcommands: PUBSUB_SUBCOMMANDS, ..spec("pubsub", -2, 0, NO_KEYS, &[], G, "A container for Pub/Sub commands.", super::keys::help_only) },
 ];
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::args::{float, int, positive_count, text, Args};
 use super::keys::help;
-use super::{flags, flags::*, keys, spec, Action, Ctx, Spec, NO_KEYS, TABLE};
+use super::{flags, flags::*, key_flags::*, keys, spec, Action, Ctx, Spec, NO_KEYS, TABLE};
 use crate::config::ConfigError;
 use crate::error::{CmdResult, CommandError};
 use crate::glob::glob_match;
@@ -102,6 +102,7 @@ static COMMAND_SUBCOMMANDS: &[Spec] = &[
     spec("command|info", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns information about one, multiple or all commands.", command_info),
     spec("command|docs", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns documentary information about one, multiple or all commands.", command_docs),
     spec("command|getkeys", -3, LOADING | STALE, NO_KEYS, &["connection"], G, "Extracts the key names from an arbitrary command.", command_getkeys),
+    spec("command|getkeysandflags", -4, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns a list of command keys and their flags from an arbitrary command.", command_getkeysandflags),
     spec("command|list", -2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns a list of command names.", command_list),
     spec("command|help", 2, LOADING | STALE, NO_KEYS, &["connection"], G, "Returns helpful text about the different subcommands.", command_help),
 ];
@@ -127,7 +128,7 @@ static LATENCY_SUBCOMMANDS: &[Spec] = &[
 
 #[rustfmt::skip]
 static MEMORY_SUBCOMMANDS: &[Spec] = &[
-    spec("memory|usage", -3, READONLY, super::keys(2, 2, 1), &["read"], G, "Estimates the memory usage of a key.", memory_usage),
+    spec("memory|usage", -3, READONLY, super::keys(2, 2, 1).flags(RO), &["read"], G, "Estimates the memory usage of a key.", memory_usage),
     spec("memory|help", 2, LOADING | STALE, NO_KEYS, &[], G, "Returns helpful text about the different subcommands.", memory_help),
     spec("memory|malloc-stats", 2, 0, NO_KEYS, &[], G, "Returns the allocator statistics.", memory_malloc_stats),
     spec("memory|stats", 2, 0, NO_KEYS, &[], G, "Returns details about memory usage.", memory_stats),
@@ -516,26 +517,10 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
         out.simple(&format!("@{c}"));
     }
     out.array(0); // tips
-    let specs = usize::from(s.keys.first > 0) + usize::from(s.keys.numkeys > 0);
-    out.array(specs);
-    // Redis lists the fixed keys (a destination) before counted ones.
-    if s.keys.first > 0 {
-        let lastkey = if s.keys.last < 0 {
-            s.keys.last
-        } else {
-            s.keys.last - s.keys.first
-        };
-        let range = [("lastkey", lastkey), ("keystep", s.keys.step), ("limit", 0)];
-        key_spec(out, s, s.keys.first, "range", &range);
-    }
-    if s.keys.numkeys > 0 {
-        key_spec(
-            out,
-            s,
-            s.keys.numkeys,
-            "keynum",
-            &[("keynumidx", 0), ("firstkey", 1), ("keystep", 1)],
-        );
+    let specs = key_specs(s);
+    out.array(specs.len());
+    for k in specs {
+        write_key_spec(out, &k);
     }
     out.array(s.subcommands.len());
     for sub in s.subcommands {
@@ -543,42 +528,138 @@ fn write_info(ctx: &mut Ctx, s: &Spec) {
     }
 }
 
-/// One COMMAND INFO key specification: keys begin at argument `index` and
-/// are found by `find` ("range" or "keynum") with its `spec` fields.
-fn key_spec(
-    out: &mut crate::protocol::ReplyBuf,
-    s: &Spec,
-    index: i32,
-    find: &str,
-    spec: &[(&str, i32)],
-) {
-    let (access, mode) = if s.is_write() {
-        ("update", "RW")
-    } else {
-        ("access", "RO")
+/// How one of COMMAND INFO's key specifications finds its keys.
+enum Find {
+    /// From argument `index`: up to `lastkey` (negative: from the end),
+    /// every `keystep`-th.
+    Range {
+        index: i32,
+        lastkey: i32,
+        keystep: i32,
+    },
+    /// A count at argument `index`, that many keys after it.
+    Keynum { index: i32 },
+    /// Only the command knows (a key after an option word).
+    Unknown,
+}
+
+struct KeySpec {
+    flags: u16,
+    find: Find,
+}
+
+/// A row's key specifications as Redis lays them out: the first key and
+/// the others apart where the command does different things with them
+/// (LMOVE's source and destination, a STORE's destination and sources),
+/// fixed keys before counted ones, keys after option words last.
+fn key_specs(s: &Spec) -> Vec<KeySpec> {
+    let k = s.keys;
+    let mut out = Vec::new();
+    if k.first > 0 {
+        let relative = |from: i32| if k.last < 0 { k.last } else { k.last - from };
+        let more = k.last < 0 || k.last >= k.first + k.step;
+        if more && k.flags != k.rest {
+            out.push(KeySpec {
+                flags: k.flags,
+                find: Find::Range {
+                    index: k.first,
+                    lastkey: 0,
+                    keystep: 1,
+                },
+            });
+            out.push(KeySpec {
+                flags: k.rest,
+                find: Find::Range {
+                    index: k.first + k.step,
+                    lastkey: relative(k.first + k.step),
+                    keystep: k.step,
+                },
+            });
+        } else {
+            out.push(KeySpec {
+                flags: k.flags,
+                find: Find::Range {
+                    index: k.first,
+                    lastkey: relative(k.first),
+                    keystep: k.step,
+                },
+            });
+        }
+    }
+    if k.numkeys > 0 {
+        out.push(KeySpec {
+            flags: if k.first > 0 { k.rest } else { k.flags },
+            find: Find::Keynum { index: k.numkeys },
+        });
+    }
+    if s.option_keys.is_some() || s.keys_for.is_some() {
+        out.push(KeySpec {
+            flags: if k.first > 0 { k.rest } else { k.flags },
+            find: Find::Unknown,
+        });
+    }
+    out
+}
+
+fn write_key_flags(out: &mut crate::protocol::ReplyBuf, flags: u16) {
+    let names: Vec<&str> = super::key_flags::NAMES
+        .iter()
+        .filter(|(f, _)| flags & f != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    out.set(names.len());
+    for n in names {
+        out.simple(n);
+    }
+}
+
+/// One key specification: `flags`, `begin_search` (where the search
+/// starts) and `find_keys` (how keys are found from there).
+fn write_key_spec(out: &mut crate::protocol::ReplyBuf, k: &KeySpec) {
+    let (begin, index, find, fields): (&str, Option<i32>, &str, Vec<(&str, i32)>) = match k.find {
+        Find::Range {
+            index,
+            lastkey,
+            keystep,
+        } => (
+            "index",
+            Some(index),
+            "range",
+            vec![("lastkey", lastkey), ("keystep", keystep), ("limit", 0)],
+        ),
+        Find::Keynum { index } => (
+            "index",
+            Some(index),
+            "keynum",
+            vec![("keynumidx", 0), ("firstkey", 1), ("keystep", 1)],
+        ),
+        Find::Unknown => ("unknown", None, "unknown", vec![]),
     };
     out.map(3);
     out.bulk(b"flags");
-    out.set(2);
-    out.simple(mode);
-    out.simple(access);
+    write_key_flags(out, k.flags);
     out.bulk(b"begin_search");
     out.map(2);
     out.bulk(b"type");
-    out.bulk(b"index");
+    out.bulk(begin.as_bytes());
     out.bulk(b"spec");
-    out.map(1);
-    out.bulk(b"index");
-    out.int(index as i64);
+    match index {
+        Some(i) => {
+            out.map(1);
+            out.bulk(b"index");
+            out.int(i as i64);
+        }
+        None => out.map(0),
+    }
     out.bulk(b"find_keys");
     out.map(2);
     out.bulk(b"type");
     out.bulk(find.as_bytes());
     out.bulk(b"spec");
-    out.map(spec.len());
-    for (name, v) in spec {
+    out.map(fields.len());
+    for (name, v) in fields {
         out.bulk(name.as_bytes());
-        out.int(*v as i64);
+        out.int(v as i64);
     }
 }
 
@@ -652,6 +733,27 @@ fn command_docs(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 /// for a command whose keys are optional, as EVAL's).
 fn command_getkeys(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let inner = &argv[2..];
+    let (_, idx) = keys_of(inner)?;
+    ctx.out.strings(idx.iter().map(|&i| inner[i].as_ref()));
+    Ok(())
+}
+
+/// COMMAND GETKEYSANDFLAGS: GETKEYS' keys, each with what the command
+/// does with it.
+fn command_getkeysandflags(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
+    let inner = &argv[2..];
+    let (spec, idx) = keys_of(inner)?;
+    ctx.out.array(idx.len());
+    for (ordinal, &i) in idx.iter().enumerate() {
+        ctx.out.array(2);
+        ctx.out.bulk(&inner[i]);
+        write_key_flags(ctx.out, spec.key_flags_of(inner, ordinal));
+    }
+    Ok(())
+}
+
+/// The row of the command `inner` and the positions of its keys.
+fn keys_of(inner: &[Bytes]) -> Result<(&'static Spec, Vec<usize>), CommandError> {
     let spec = match TABLE.resolve(inner) {
         Ok((_, s)) => s,
         Err(CommandError::Arity(_)) => {
@@ -682,13 +784,15 @@ fn command_getkeys(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if idx.is_empty() && !spec.has(flags::NO_MANDATORY_KEYS) {
         return Err(CommandError::err("Invalid arguments specified for command"));
     }
-    ctx.out.strings(idx.iter().map(|&i| inner[i].as_ref()));
-    Ok(())
+    Ok((spec, idx))
 }
 
-/// Whether a command names keys in its arguments at all.
+/// Whether a command names keys in its arguments at all: a shard
+/// channel, routed as a key, is none (Redis's answer).
 fn has_keys(s: &Spec) -> bool {
-    s.keys.first > 0 || s.keys.numkeys > 0 || s.option_keys.is_some() || s.keys_for.is_some()
+    let named = s.keys.first > 0 || s.keys.numkeys > 0;
+    let not_key = s.keys.flags & s.keys.rest & super::key_flags::NOT_KEY != 0;
+    (named && !not_key) || s.option_keys.is_some() || s.keys_for.is_some()
 }
 
 fn command_list(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -743,6 +847,8 @@ fn command_help(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
             "    Return documentation details about multiple commands.",
             "GETKEYS <full-command>",
             "    Return the keys from a full command.",
+            "GETKEYSANDFLAGS <full-command>",
+            "    Return the keys and the access flags from a full command.",
         ],
     );
     Ok(())

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::args::{int, positive_count, rand_count, Args};
 use super::element_scan::{self, Slot};
-use super::{flags::*, keys, keys_counted, spec, Ctx, Spec};
+use super::{flags::*, key_flags::*, keys, keys_counted, spec, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::set::Member;
 use crate::keyspace::table::hash_key;
@@ -23,23 +23,23 @@ const S: &[&str] = &["set"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("sadd", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Adds one or more members to a set. Creates the key if it doesn't exist.", sadd),
-    spec("srem", -3, WRITE | FAST, keys(1, 1, 1), S, G, "Removes one or more members from a set. Deletes the set if the last member was removed.", srem),
-    spec("scard", 2, READONLY | FAST, keys(1, 1, 1), S, G, "Returns the number of members in a set.", scard),
-    spec("sismember", 3, READONLY | FAST, keys(1, 1, 1), S, G, "Determines whether a member belongs to a set.", sismember),
-    spec("smismember", -3, READONLY | FAST, keys(1, 1, 1), S, G, "Determines whether multiple members belong to a set.", smismember),
-    spec("smembers", 2, READONLY, keys(1, 1, 1), S, G, "Returns all members of a set.", smembers),
-    spec("srandmember", -2, READONLY, keys(1, 1, 1), S, G, "Get one or multiple random members from a set", srandmember),
-    spec("spop", -2, WRITE | FAST, keys(1, 1, 1), S, G, "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.", spop),
-    spec("smove", 4, WRITE | FAST, keys(1, 2, 1), S, G, "Moves a member from one set to another.", smove),
-    spec("sinter", -2, READONLY, keys(1, -1, 1), S, G, "Returns the intersect of multiple sets.", sinter),
-    spec("sintercard", -3, READONLY, keys_counted(0, 0, 1), S, G, "Returns the number of members of the intersect of multiple sets.", sintercard),
-    spec("sunion", -2, READONLY, keys(1, -1, 1), S, G, "Returns the union of multiple sets.", sunion),
-    spec("sdiff", -2, READONLY, keys(1, -1, 1), S, G, "Returns the difference of multiple sets.", sdiff),
-    spec("sinterstore", -3, WRITE | DENYOOM, keys(1, -1, 1), S, G, "Stores the intersect of multiple sets in a key.", sinterstore),
-    spec("sunionstore", -3, WRITE | DENYOOM, keys(1, -1, 1), S, G, "Stores the union of multiple sets in a key.", sunionstore),
-    spec("sdiffstore", -3, WRITE | DENYOOM, keys(1, -1, 1), S, G, "Stores the difference of multiple sets in a key.", sdiffstore),
-    spec("sscan", -3, READONLY, keys(1, 1, 1), S, G, "Iterates over members of a set.", sscan),
+    spec("sadd", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | INSERT), S, G, "Adds one or more members to a set. Creates the key if it doesn't exist.", sadd),
+    spec("srem", -3, WRITE | FAST, keys(1, 1, 1).flags(RW | DELETE), S, G, "Removes one or more members from a set. Deletes the set if the last member was removed.", srem),
+    spec("scard", 2, READONLY | FAST, keys(1, 1, 1).flags(RO), S, G, "Returns the number of members in a set.", scard),
+    spec("sismember", 3, READONLY | FAST, keys(1, 1, 1).flags(RO), S, G, "Determines whether a member belongs to a set.", sismember),
+    spec("smismember", -3, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Determines whether multiple members belong to a set.", smismember),
+    spec("smembers", 2, READONLY, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Returns all members of a set.", smembers),
+    spec("srandmember", -2, READONLY, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Get one or multiple random members from a set", srandmember),
+    spec("spop", -2, WRITE | FAST, keys(1, 1, 1).flags(RW | ACCESS | DELETE), S, G, "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.", spop),
+    spec("smove", 4, WRITE | FAST, keys(1, 2, 1).flags(RW | ACCESS | DELETE).then(RW | INSERT), S, G, "Moves a member from one set to another.", smove),
+    spec("sinter", -2, READONLY, keys(1, -1, 1).flags(RO | ACCESS), S, G, "Returns the intersect of multiple sets.", sinter),
+    spec("sintercard", -3, READONLY, keys_counted(0, 0, 1).flags(RO | ACCESS), S, G, "Returns the number of members of the intersect of multiple sets.", sintercard),
+    spec("sunion", -2, READONLY, keys(1, -1, 1).flags(RO | ACCESS), S, G, "Returns the union of multiple sets.", sunion),
+    spec("sdiff", -2, READONLY, keys(1, -1, 1).flags(RO | ACCESS), S, G, "Returns the difference of multiple sets.", sdiff),
+    spec("sinterstore", -3, WRITE | DENYOOM, keys(1, -1, 1).flags(RW | UPDATE).then(RO | ACCESS), S, G, "Stores the intersect of multiple sets in a key.", sinterstore),
+    spec("sunionstore", -3, WRITE | DENYOOM, keys(1, -1, 1).flags(OW | UPDATE).then(RO | ACCESS), S, G, "Stores the union of multiple sets in a key.", sunionstore),
+    spec("sdiffstore", -3, WRITE | DENYOOM, keys(1, -1, 1).flags(OW | UPDATE).then(RO | ACCESS), S, G, "Stores the difference of multiple sets in a key.", sdiffstore),
+    spec("sscan", -3, READONLY, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Iterates over members of a set.", sscan),
 ];
 
 fn sadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -21,7 +21,7 @@
 
 use bytes::Bytes;
 
-use super::{flags::*, keys, spec, wait_deadline, Ctx, Spec, NO_KEYS};
+use super::{flags::*, key_flags::*, keys, spec, wait_deadline, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::stream::{
     parse_id, Entry, Group, IdForm, NextIdError, ParsedId, Stream, StreamId, Trim,
@@ -34,38 +34,38 @@ const S: &[&str] = &["stream"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("xadd", -5, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Appends a new message to a stream. Creates the key if it doesn't exist.", xadd),
-    spec("xrange", -4, READONLY, keys(1, 1, 1), S, G, "Returns the messages from a stream within a range of IDs.", xrange),
-    spec("xrevrange", -4, READONLY, keys(1, 1, 1), S, G, "Returns the messages from a stream within a range of IDs in reverse order.", xrevrange),
-    spec("xlen", 2, READONLY | FAST, keys(1, 1, 1), S, G, "Return the number of messages in a stream.", xlen),
-    spec("xdel", -3, WRITE | FAST, keys(1, 1, 1), S, G, "Returns the number of messages after removing them from a stream.", xdel),
-    spec("xtrim", -4, WRITE, keys(1, 1, 1), S, G, "Deletes messages from the beginning of a stream.", xtrim),
-    Spec { option_keys: Some(streams_keys), ..spec("xread", -4, READONLY | BLOCKING, NO_KEYS, S, G, "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise.", xread) },
-    Spec { option_keys: Some(streams_keys), ..spec("xreadgroup", -7, WRITE | BLOCKING, NO_KEYS, S, G, "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise.", xreadgroup) },
-    spec("xsetid", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "An internal command for replicating stream values.", xsetid),
-    spec("xack", -4, WRITE | FAST, keys(1, 1, 1), S, G, "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream.", xack),
-    spec("xpending", -3, READONLY, keys(1, 1, 1), S, G, "Returns the information and entries from a stream consumer group's pending entries list.", xpending),
-    spec("xclaim", -6, WRITE | FAST, keys(1, 1, 1), S, G, "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member.", xclaim),
-    spec("xautoclaim", -6, WRITE | FAST, keys(1, 1, 1), S, G, "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member.", xautoclaim),
+    spec("xadd", -5, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | UPDATE), S, G, "Appends a new message to a stream. Creates the key if it doesn't exist.", xadd),
+    spec("xrange", -4, READONLY, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Returns the messages from a stream within a range of IDs.", xrange),
+    spec("xrevrange", -4, READONLY, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Returns the messages from a stream within a range of IDs in reverse order.", xrevrange),
+    spec("xlen", 2, READONLY | FAST, keys(1, 1, 1).flags(RO), S, G, "Return the number of messages in a stream.", xlen),
+    spec("xdel", -3, WRITE | FAST, keys(1, 1, 1).flags(RW | DELETE), S, G, "Returns the number of messages after removing them from a stream.", xdel),
+    spec("xtrim", -4, WRITE, keys(1, 1, 1).flags(RW | DELETE), S, G, "Deletes messages from the beginning of a stream.", xtrim),
+    Spec { option_keys: Some(streams_keys), ..spec("xread", -4, READONLY | BLOCKING, NO_KEYS.flags(RO | ACCESS), S, G, "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise.", xread) },
+    Spec { option_keys: Some(streams_keys), ..spec("xreadgroup", -7, WRITE | BLOCKING, NO_KEYS.flags(RO | ACCESS), S, G, "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise.", xreadgroup) },
+    spec("xsetid", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | UPDATE), S, G, "An internal command for replicating stream values.", xsetid),
+    spec("xack", -4, WRITE | FAST, keys(1, 1, 1).flags(RW | UPDATE), S, G, "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream.", xack),
+    spec("xpending", -3, READONLY, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Returns the information and entries from a stream consumer group's pending entries list.", xpending),
+    spec("xclaim", -6, WRITE | FAST, keys(1, 1, 1).flags(RW | UPDATE), S, G, "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member.", xclaim),
+    spec("xautoclaim", -6, WRITE | FAST, keys(1, 1, 1).flags(RW | DELETE), S, G, "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member.", xautoclaim),
     Spec { subcommands: XGROUP, ..spec("xgroup", -2, 0, NO_KEYS, &[], G, "A container for consumer groups commands.", super::keys::help_only) },
     Spec { subcommands: XINFO, ..spec("xinfo", -2, 0, NO_KEYS, &[], G, "A container for stream introspection commands.", super::keys::help_only) },
 ];
 
 #[rustfmt::skip]
 static XGROUP: &[Spec] = &[
-    spec("xgroup|create", -5, WRITE | DENYOOM, keys(2, 2, 1), S, G, "Creates a consumer group.", xgroup_create),
-    spec("xgroup|setid", -5, WRITE, keys(2, 2, 1), S, G, "Sets the last-delivered ID of a consumer group.", xgroup_setid),
-    spec("xgroup|destroy", 4, WRITE, keys(2, 2, 1), S, G, "Destroys a consumer group.", xgroup_destroy),
-    spec("xgroup|createconsumer", 5, WRITE | DENYOOM, keys(2, 2, 1), S, G, "Creates a consumer in a consumer group.", xgroup_createconsumer),
-    spec("xgroup|delconsumer", 5, WRITE, keys(2, 2, 1), S, G, "Deletes a consumer from a consumer group.", xgroup_delconsumer),
+    spec("xgroup|create", -5, WRITE | DENYOOM, keys(2, 2, 1).flags(RW | INSERT), S, G, "Creates a consumer group.", xgroup_create),
+    spec("xgroup|setid", -5, WRITE, keys(2, 2, 1).flags(RW | UPDATE), S, G, "Sets the last-delivered ID of a consumer group.", xgroup_setid),
+    spec("xgroup|destroy", 4, WRITE, keys(2, 2, 1).flags(RW | DELETE), S, G, "Destroys a consumer group.", xgroup_destroy),
+    spec("xgroup|createconsumer", 5, WRITE | DENYOOM, keys(2, 2, 1).flags(RW | INSERT), S, G, "Creates a consumer in a consumer group.", xgroup_createconsumer),
+    spec("xgroup|delconsumer", 5, WRITE, keys(2, 2, 1).flags(RW | DELETE), S, G, "Deletes a consumer from a consumer group.", xgroup_delconsumer),
     spec("xgroup|help", 2, LOADING | STALE, NO_KEYS, S, G, "Returns helpful text about the different subcommands.", xgroup_help),
 ];
 
 #[rustfmt::skip]
 static XINFO: &[Spec] = &[
-    spec("xinfo|stream", -3, READONLY, keys(2, 2, 1), S, G, "Returns information about a stream.", xinfo_stream),
-    spec("xinfo|groups", 3, READONLY, keys(2, 2, 1), S, G, "Returns a list of the consumer groups of a stream.", xinfo_groups),
-    spec("xinfo|consumers", 4, READONLY, keys(2, 2, 1), S, G, "Returns a list of the consumers in a consumer group.", xinfo_consumers),
+    spec("xinfo|stream", -3, READONLY, keys(2, 2, 1).flags(RO | ACCESS), S, G, "Returns information about a stream.", xinfo_stream),
+    spec("xinfo|groups", 3, READONLY, keys(2, 2, 1).flags(RO | ACCESS), S, G, "Returns a list of the consumer groups of a stream.", xinfo_groups),
+    spec("xinfo|consumers", 4, READONLY, keys(2, 2, 1).flags(RO | ACCESS), S, G, "Returns a list of the consumers in a consumer group.", xinfo_consumers),
     spec("xinfo|help", 2, LOADING | STALE, NO_KEYS, S, G, "Returns helpful text about the different subcommands.", xinfo_help),
 ];
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::args::{int, Args};
 use super::longdouble::LongDouble;
-use super::{flags::*, keys, spec, Access, Ctx, Spec};
+use super::{flags::*, key_flags::*, keys, spec, Access, Ctx, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{Kind, Node, SlotTable, Value};
 use crate::protocol::ReplyBuf;
@@ -20,28 +20,28 @@ const S: &[&str] = &["string"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    spec("get", 2, READONLY | FAST, keys(1, 1, 1), S, G, "Returns the string value of a key.", get),
-    spec("set", -3, WRITE | DENYOOM, keys(1, 1, 1), S, G, "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", set),
-    spec("setnx", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Set the string value of a key only when the key doesn't exist.", setnx),
-    spec("setex", 4, WRITE | DENYOOM, keys(1, 1, 1), S, G, "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", setex),
-    spec("psetex", 4, WRITE | DENYOOM, keys(1, 1, 1), S, G, "Sets both string value and expiration time in milliseconds of a key.", psetex),
-    spec("getset", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Returns the previous string value of a key after setting it to a new value.", getset),
-    spec("getdel", 2, WRITE | FAST, keys(1, 1, 1), S, G, "Returns the string value of a key after deleting the key.", getdel),
-    spec("getex", -2, WRITE | FAST, keys(1, 1, 1), S, G, "Returns the string value of a key after setting its expiration time.", getex),
-    spec("mget", -2, READONLY | FAST, keys(1, -1, 1), S, G, "Atomically returns the string values of one or more keys.", mget),
-    spec("mset", -3, WRITE | DENYOOM, keys(1, -1, 2), S, G, "Atomically creates or modifies the string values of one or more keys.", mset),
-    spec("msetnx", -3, WRITE | DENYOOM, keys(1, -1, 2), S, G, "Atomically modifies the string values of one or more keys only when all keys don't exist.", msetnx),
-    spec("append", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Appends a string to the value of a key. Creates the key if it doesn't exist.", append),
-    spec("strlen", 2, READONLY | FAST, keys(1, 1, 1), S, G, "Returns the length of a string value.", strlen),
-    spec("incr", 2, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", incr),
-    spec("decr", 2, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", decr),
-    spec("incrby", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", incrby),
-    spec("decrby", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", decrby),
-    spec("incrbyfloat", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1), S, G, "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", incrbyfloat),
-    spec("getrange", 4, READONLY, keys(1, 1, 1), S, G, "Returns a substring of the string stored at a key.", getrange),
-    spec("substr", 4, READONLY, keys(1, 1, 1), S, G, "Returns a substring from a string value.", getrange),
-    spec("setrange", 4, WRITE | DENYOOM, keys(1, 1, 1), S, G, "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", setrange),
-    spec("lcs", -3, READONLY, keys(1, 2, 1), S, G, "Finds the longest common substring.", lcs),
+    spec("get", 2, READONLY | FAST, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Returns the string value of a key.", get),
+    Spec { key_flags_for: Some(set_key_flags), ..spec("set", -3, WRITE | DENYOOM, keys(1, 1, 1).flags(RW | ACCESS | UPDATE | VARIABLE_FLAGS), S, G, "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", set) },
+    spec("setnx", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(OW | INSERT), S, G, "Set the string value of a key only when the key doesn't exist.", setnx),
+    spec("setex", 4, WRITE | DENYOOM, keys(1, 1, 1).flags(OW | UPDATE), S, G, "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", setex),
+    spec("psetex", 4, WRITE | DENYOOM, keys(1, 1, 1).flags(OW | UPDATE), S, G, "Sets both string value and expiration time in milliseconds of a key.", psetex),
+    spec("getset", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), S, G, "Returns the previous string value of a key after setting it to a new value.", getset),
+    spec("getdel", 2, WRITE | FAST, keys(1, 1, 1).flags(RW | ACCESS | DELETE), S, G, "Returns the string value of a key after deleting the key.", getdel),
+    spec("getex", -2, WRITE | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), S, G, "Returns the string value of a key after setting its expiration time.", getex),
+    spec("mget", -2, READONLY | FAST, keys(1, -1, 1).flags(RO | ACCESS), S, G, "Atomically returns the string values of one or more keys.", mget),
+    spec("mset", -3, WRITE | DENYOOM, keys(1, -1, 2).flags(OW | UPDATE), S, G, "Atomically creates or modifies the string values of one or more keys.", mset),
+    spec("msetnx", -3, WRITE | DENYOOM, keys(1, -1, 2).flags(OW | INSERT), S, G, "Atomically modifies the string values of one or more keys only when all keys don't exist.", msetnx),
+    spec("append", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | INSERT), S, G, "Appends a string to the value of a key. Creates the key if it doesn't exist.", append),
+    spec("strlen", 2, READONLY | FAST, keys(1, 1, 1).flags(RO), S, G, "Returns the length of a string value.", strlen),
+    spec("incr", 2, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), S, G, "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", incr),
+    spec("decr", 2, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), S, G, "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", decr),
+    spec("incrby", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), S, G, "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", incrby),
+    spec("decrby", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), S, G, "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", decrby),
+    spec("incrbyfloat", 3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | ACCESS | UPDATE), S, G, "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", incrbyfloat),
+    spec("getrange", 4, READONLY, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Returns a substring of the string stored at a key.", getrange),
+    spec("substr", 4, READONLY, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Returns a substring from a string value.", getrange),
+    spec("setrange", 4, WRITE | DENYOOM, keys(1, 1, 1).flags(RW | UPDATE), S, G, "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", setrange),
+    spec("lcs", -3, READONLY, keys(1, 2, 1).flags(RO | ACCESS), S, G, "Finds the longest common substring.", lcs),
 ];
 
 /// The string stored at a live key, or `WRONGTYPE`.
@@ -152,6 +152,21 @@ fn parse_set(argv: &[Bytes], now: i64) -> Result<SetOptions, CommandError> {
         o.expire_at = Some(expire_at(opt, v, now, "set")?);
     }
     Ok(o)
+}
+
+/// SET overwrites its key, and reads it too when GET returns the old
+/// value (so ACL needs read access only then).
+fn set_key_flags(argv: &[Bytes]) -> u16 {
+    let get = argv
+        .get(3..)
+        .unwrap_or_default()
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(b"get"));
+    if get {
+        RW | ACCESS | UPDATE
+    } else {
+        OW | UPDATE
+    }
 }
 
 fn set(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{flags::*, keys, spec, Ctx, Spec, NO_KEYS};
+use super::{flags::*, key_flags::*, keys, spec, Ctx, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::server::client::{Client, Multi};
 use crate::server::Server;
@@ -41,7 +41,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("multi", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY | NO_QUEUE | ON_PRIMARY, NO_KEYS, T, G, "Starts a transaction.", multi),
     spec("exec", 1, NOSCRIPT | LOADING | STALE | SKIP_SLOWLOG | NO_QUEUE | EXCLUSIVE, NO_KEYS, T, G, "Executes all commands in a transaction.", exec),
     spec("discard", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY | NO_QUEUE, NO_KEYS, T, G, "Discards a transaction.", discard),
-    spec("watch", -2, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY | NO_QUEUE | ON_PRIMARY, keys(1, -1, 1), T, G, "Monitors changes to keys to determine the execution of a transaction.", watch),
+    spec("watch", -2, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY | NO_QUEUE | ON_PRIMARY, keys(1, -1, 1).flags(RO), T, G, "Monitors changes to keys to determine the execution of a transaction.", watch),
     spec("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY | ON_PRIMARY, NO_KEYS, T, G, "Forgets about watched keys of a transaction.", unwatch),
 ];
 

@@ -6,7 +6,8 @@
 //! change; `(...)` adds another. A command is allowed when one selector
 //! allows all of it: the command (a bit per row of the command table, plus
 //! Redis's deprecated first-argument allowances), every key it names with
-//! the access the command needs ([`key_needs`]: `%R~`/`%W~` patterns), and
+//! the access the command needs (`%R~`/`%W~` patterns; [`key_needs`] reads
+//! it from the key flags the command's row declares), and
 //! every channel it publishes or subscribes to.
 //!
 //! Users are values: `ACL SETUSER` builds a changed copy and swaps it in,
@@ -42,14 +43,6 @@ pub struct Access {
     pub write: bool,
 }
 
-const R: Access = Access {
-    read: true,
-    write: false,
-};
-const W: Access = Access {
-    read: false,
-    write: true,
-};
 const RW: Access = Access {
     read: true,
     write: true,
@@ -329,12 +322,15 @@ impl Selector {
                 return Err(Denied::Command);
             }
         }
-        // A shard channel is routed as a key but is no key to ACL.
-        let shard = matches!(spec.name, "spublish" | "ssubscribe" | "sunsubscribe");
-        if !self.all_keys && !shard {
+        if !self.all_keys {
             let keys = acl_keys(spec, argv);
             for (ordinal, &pos) in keys.iter().enumerate() {
-                let need = key_needs(spec, argv, ordinal);
+                let flags = spec.key_flags_of(argv, ordinal);
+                // A shard channel is routed as a key but is no key to ACL.
+                if flags & crate::command::key_flags::NOT_KEY != 0 {
+                    continue;
+                }
+                let need = key_needs(flags);
                 let ok = self
                     .keys
                     .iter()
@@ -535,111 +531,17 @@ pub fn acl_row(idx: usize, spec: &'static Spec) -> (usize, &'static Spec) {
     }
 }
 
-/// What a command does with its `ordinal`-th key, as Redis's key
-/// specifications flag it for ACL (ACCESS needs read; INSERT, DELETE and
-/// UPDATE need write): reads need read; writes that never return what
-/// they change (LPUSH, SET without GET, DEL, a STORE's destination) need
-/// write only; other writes need both, which is also what a command not
-/// listed here gets.
-fn key_needs(spec: &Spec, argv: &[bytes::Bytes], ordinal: usize) -> Access {
-    if !spec.is_write() {
-        // These tell of a key without returning what it holds: any
-        // pattern naming the key will do.
-        return match spec.name {
-            "exists" | "touch" | "type" | "strlen" | "llen" | "scard" | "zcard" | "hlen"
-            | "xlen" | "hexists" | "hstrlen" | "sismember" | "watch" | "memory|usage"
-            | "object|encoding" | "object|freq" | "object|idletime" | "object|refcount" => {
-                Access::default()
-            }
-            // A script's keys: it may read and write them.
-            "eval" | "evalsha" | "fcall" => RW,
-            _ => R,
-        };
+/// The access a key needs, from what the command does with it (its key
+/// flags, as Redis's ACL reads its key specifications): one it returns
+/// something of (ACCESS) needs read, one it changes (INSERT, DELETE,
+/// UPDATE) write; one it only tells of (EXISTS, TYPE, STRLEN) needs
+/// neither, so any pattern naming it will do.
+fn key_needs(flags: u16) -> Access {
+    use crate::command::key_flags::{ACCESS, DELETE, INSERT, UPDATE};
+    Access {
+        read: flags & ACCESS != 0,
+        write: flags & (INSERT | DELETE | UPDATE) != 0,
     }
-    let by_key: &[Access] = match spec.name {
-        // Only GETs: a read.
-        "bitfield" => {
-            let writes = argv[2..]
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(b"set") || a.eq_ignore_ascii_case(b"incrby"));
-            if writes {
-                &[RW]
-            } else {
-                &[R]
-            }
-        }
-        "set" => {
-            let get = argv
-                .get(3..)
-                .unwrap_or_default()
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(b"get"));
-            if get {
-                &[RW]
-            } else {
-                &[W]
-            }
-        }
-        "append"
-        | "del"
-        | "unlink"
-        | "expire"
-        | "expireat"
-        | "pexpire"
-        | "pexpireat"
-        | "persist"
-        | "geoadd"
-        | "hdel"
-        | "hmset"
-        | "hset"
-        | "hsetnx"
-        | "linsert"
-        | "lpush"
-        | "lpushx"
-        | "rpush"
-        | "rpushx"
-        | "lrem"
-        | "lset"
-        | "ltrim"
-        | "mset"
-        | "msetnx"
-        | "pfadd"
-        | "psetex"
-        | "setex"
-        | "setnx"
-        | "setrange"
-        | "restore"
-        | "restore-asking"
-        | "sadd"
-        | "srem"
-        | "xack"
-        | "xadd"
-        | "xautoclaim"
-        | "xclaim"
-        | "xdel"
-        | "xsetid"
-        | "xtrim"
-        | "xgroup|create"
-        | "xgroup|createconsumer"
-        | "xgroup|delconsumer"
-        | "xgroup|destroy"
-        | "xgroup|setid"
-        | "zadd"
-        | "zrem"
-        | "zremrangebylex"
-        | "zremrangebyrank"
-        | "zremrangebyscore" => &[W],
-        "blmove" | "brpoplpush" | "lmove" | "rpoplpush" | "smove" | "rename" | "renamenx" => {
-            &[RW, W]
-        }
-        "copy" | "georadius" | "georadiusbymember" | "sort" => &[R, W],
-        "bitop" | "geosearchstore" | "sdiffstore" | "sinterstore" | "sunionstore"
-        | "zdiffstore" | "zinterstore" | "zrangestore" | "zunionstore" => &[W, R],
-        "pfmerge" => &[RW, R],
-        "xreadgroup" => &[R],
-        _ => &[RW],
-    };
-    by_key[ordinal.min(by_key.len() - 1)]
 }
 
 /// The keys ACL checks: the command's, but a key count larger than the

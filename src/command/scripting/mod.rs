@@ -67,7 +67,7 @@ use parking_lot::Mutex;
 use redis_protocol::resp2::types::OwnedFrame as Frame;
 use sha1::{Digest as _, Sha1};
 
-use super::{flags::*, keys_counted, spec, Ctx, Spec, NO_KEYS, TABLE};
+use super::{flags::*, key_flags::*, keys_counted, spec, Ctx, Spec, NO_KEYS, TABLE};
 use crate::error::{CmdResult, CommandError};
 use crate::protocol::reply::format_double;
 use crate::protocol::{Protocol, ReplyBuf};
@@ -79,10 +79,10 @@ pub(super) const S: &[&str] = &["scripting"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    Spec { flags_for: Some(eval_flags), ..spec("eval", -3, NOSCRIPT | STALE | SKIP_MONITOR | MAY_REPLICATE | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script.", eval) },
-    Spec { flags_for: Some(evalsha_flags), ..spec("evalsha", -3, NOSCRIPT | STALE | SKIP_MONITOR | MAY_REPLICATE | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2), S, G, "Executes a server-side Lua script by SHA1 digest.", evalsha) },
-    Spec { flags_for: Some(eval_flags), ..spec("eval_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2), S, G, "Executes a read-only server-side Lua script.", eval_ro) },
-    Spec { flags_for: Some(evalsha_flags), ..spec("evalsha_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2), S, G, "Executes a read-only server-side Lua script by SHA1 digest.", evalsha_ro) },
+    Spec { flags_for: Some(eval_flags), ..spec("eval", -3, NOSCRIPT | STALE | SKIP_MONITOR | MAY_REPLICATE | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2).flags(RW | ACCESS | UPDATE), S, G, "Executes a server-side Lua script.", eval) },
+    Spec { flags_for: Some(evalsha_flags), ..spec("evalsha", -3, NOSCRIPT | STALE | SKIP_MONITOR | MAY_REPLICATE | NO_MANDATORY_KEYS | EXCLUSIVE | ON_PRIMARY, keys_counted(0, 0, 2).flags(RW | ACCESS | UPDATE), S, G, "Executes a server-side Lua script by SHA1 digest.", evalsha) },
+    Spec { flags_for: Some(eval_flags), ..spec("eval_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2).flags(RO | ACCESS), S, G, "Executes a read-only server-side Lua script.", eval_ro) },
+    Spec { flags_for: Some(evalsha_flags), ..spec("evalsha_ro", -3, READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | EXCLUSIVE, keys_counted(0, 0, 2).flags(RO | ACCESS), S, G, "Executes a read-only server-side Lua script by SHA1 digest.", evalsha_ro) },
     Spec { subcommands: SCRIPT, ..spec("script", -2, 0, NO_KEYS, &[], G, "A container for Lua scripts management commands.", super::keys::help_only) },
 ];
 
