@@ -5,8 +5,8 @@
 //!  MIGRATE host port key|"" db timeout [COPY] [REPLACE] [AUTH pw | AUTH2 user pw] [KEYS k...]
 //!   keys locked ─▶ DUMP of each live key and its remaining TTL
 //!   ─▶ one connection: [AUTH], SELECT db, RESTORE key ttl payload [REPLACE]...
-//!   ─▶ one reply line each; a key the target took is deleted here (no COPY)
-//!      and recorded as DEL; the first error the target gave is the reply
+//!   ─▶ one reply line each; the keys the target took are deleted here (no
+//!      COPY), recorded as one DEL; the first error the target gave is the reply
 //! ```
 //!
 //! Like Redis's, the command waits for the target (up to `timeout` ms for
@@ -207,12 +207,18 @@ fn migrate(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
             moved.push(*key);
         }
     }
-    // The keys the target took go from here, each recorded as a DEL.
+    // The keys the target took go from here, recorded as one DEL of them
+    // all (one effect: replicas and the log never hold half of a move),
+    // as Redis rewrites MIGRATE for its replicas.
+    let mut del: Vec<&[u8]> = vec![b"DEL"];
     for key in moved {
         let t = locked.table_for(dbi, key);
         if t.remove(key).is_some() {
-            ctx.emit(&[b"DEL", key]);
+            del.push(key);
         }
+    }
+    if del.len() > 1 {
+        ctx.emit(&del);
     }
     match target_error {
         Some(e) => Err(CommandError::err(format!(

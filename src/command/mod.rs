@@ -1671,6 +1671,13 @@ fn notify_effect<A: AsRef<[u8]>>(
             send(class, if incr { "zincr" } else { "zadd" }, arg(1));
         }
         b"bitfield" => send(STRING, "setbit", arg(1)),
+        // A trim recorded in the XADD is told after it, as Redis does.
+        b"xadd" => {
+            send(STREAM, "xadd", arg(1));
+            if arg(2).eq_ignore_ascii_case(b"maxlen") {
+                send(STREAM, "xtrim", arg(1));
+            }
+        }
         // The STORE forms tell of their destination only.
         _ if name.ends_with(b"store") => {
             send(class, std::str::from_utf8(&name).unwrap_or("store"), arg(1))

@@ -4,7 +4,8 @@
 //!
 //! Effects are concrete, as Redis propagates them:
 //! - XADD is recorded with the ID it generated, and a trim it did as
-//!   `XTRIM key MAXLEN <entries left>`, so `~` and LIMIT replay exactly.
+//!   `MAXLEN <entries left>` in it (XTRIM's as `XTRIM key MAXLEN <entries
+//!   left>`), so `~` and LIMIT replay exactly.
 //! - A group read is recorded as what it changed: one
 //!   `XCLAIM key group consumer 0 id TIME ms RETRYCOUNT n FORCE JUSTID
 //!   LASTID id` per entry it delivered (or dropped from the pending list),
@@ -305,11 +306,23 @@ fn xadd(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         }
     };
     s.append(id, &argv[fields..], ctx.encodings().stream);
+    // A trim is recorded in the XADD itself, as the exact length it
+    // left: one effect, so that replicas and the log never hold the
+    // stream grown but not yet trimmed.
+    let removed = match trim.how {
+        Some(how) => s.trim(how, trim.approx, trim.limit),
+        None => 0,
+    };
     let idb = id_bytes(id);
-    let mut rec: Vec<&[u8]> = vec![b"XADD", key, &idb];
+    let mut left = itoa::Buffer::new();
+    let mut rec: Vec<&[u8]> = Vec::with_capacity(5 + argv.len() - fields);
+    rec.extend([&b"XADD"[..], key]);
+    if removed > 0 {
+        rec.extend([&b"MAXLEN"[..], left.format(s.len()).as_bytes()]);
+    }
+    rec.push(&idb);
     rec.extend(argv[fields..].iter().map(|a| &a[..]));
     ctx.emit(&rec);
-    trim_and_record(ctx, s, key, &trim);
     reply_id(ctx.out, id);
     Ok(())
 }

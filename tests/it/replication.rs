@@ -2053,6 +2053,76 @@ fn a_sync_stream_reads_as_redis_sends_it() {
     assert_eq!(shoal[0], ["select", "0"]);
 }
 
+/// A change that Redis sends its replicas as one command is one effect
+/// here too: an XADD that trims (the trim in it, as the length it left;
+/// its notifications still `xadd` then `xtrim`), and a MIGRATE's
+/// deletions (one DEL of every key moved). The stream never holds the
+/// stream grown but not yet trimmed, nor half of a move.
+#[test]
+fn a_trimming_xadd_and_a_migrate_are_one_effect_each() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let target = TestNode::start_with(&["--appendonly", "no"]);
+    let mut c = node.raw();
+    c.call(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+    c.call(&["CONFIG", "SET", "notify-keyspace-events", "Et"]);
+    let mut events = node.raw();
+    events.call(&["SUBSCRIBE", "__keyevent@0__:xadd", "__keyevent@0__:xtrim"]);
+    events.read2();
+    let mut feed = attach_with_sync(node.raw());
+    let port = target.port.to_string();
+    for step in [
+        &["XADD", "s", "1-0", "f", "v"][..],
+        &["XADD", "s", "2-0", "f", "v"],
+        &["XADD", "s", "MAXLEN", "1", "3-0", "f", "v"],
+        &["XADD", "s", "MAXLEN", "9", "4-0", "f", "v"],
+        &["MSET", "a", "1", "b", "2", "c", "3"],
+        &[
+            "MIGRATE",
+            "127.0.0.1",
+            &port,
+            "",
+            "0",
+            "5000",
+            "KEYS",
+            "a",
+            "b",
+            "nosuch",
+        ],
+        &["SET", "end", "1"],
+    ] {
+        let reply = c.call(step);
+        assert!(!matches!(reply, Frame::Error(_)), "{step:?}: {reply:?}");
+    }
+    let stream = stream_until_end(&mut feed);
+    let want: Vec<Vec<&str>> = vec![
+        vec!["select", "0"],
+        vec!["xadd", "s", "1-0", "f", "v"],
+        vec!["xadd", "s", "2-0", "f", "v"],
+        vec!["xadd", "s", "MAXLEN", "1", "3-0", "f", "v"],
+        vec!["xadd", "s", "4-0", "f", "v"],
+        vec!["mset", "a", "1", "b", "2", "c", "3"],
+        vec!["del", "a", "b"],
+        vec!["set", "end", "1"],
+    ];
+    assert_eq!(stream, want);
+    let told: Vec<String> = (0..5)
+        .map(|_| match events.read2() {
+            Frame::Array(m) => match &m[1] {
+                Frame::Bulk(ch) => String::from_utf8_lossy(ch).into_owned(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let want: Vec<String> = ["xadd", "xadd", "xadd", "xtrim", "xadd"]
+        .iter()
+        .map(|e| format!("__keyevent@0__:{e}"))
+        .collect();
+    assert_eq!(told, want);
+    let mut t = target.raw();
+    assert_eq!(t.call(&["EXISTS", "a", "b", "c"]), Frame::Int(2));
+}
+
 /// SYNC's temporary file is gone once the snapshot is sent, and one a
 /// killed node left behind is removed when it starts again.
 #[test]
