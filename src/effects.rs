@@ -541,6 +541,55 @@ impl EffectStream {
         inner.offset
     }
 
+    /// Appends effects that are one change, at once: nothing another
+    /// client records lands between them, and the log holds them as one
+    /// record (a crash keeps all or none). More than one go in MULTI ...
+    /// EXEC, after the SELECT of `db`, as Redis wraps a command's effects.
+    pub fn append_unit<A: AsRef<[u8]>>(&self, db: Option<usize>, unit: &[Vec<A>]) -> u64 {
+        let wrap = unit.len() > 1;
+        let mut g = self.inner.lock();
+        let inner = &mut *g;
+        inner.changes += unit.len() as u64;
+        let select = match db {
+            Some(db) if inner.selected_db != Some(db) => {
+                inner.selected_db = Some(db);
+                Some(db)
+            }
+            _ => None,
+        };
+        let mut b = itoa::Buffer::new();
+        let select_argv: Option<[&[u8]; 2]> = select.map(|db| [b"SELECT", b.format(db).as_bytes()]);
+        let (multi, exec): ([&[u8]; 1], [&[u8]; 1]) = ([b"MULTI"], [b"EXEC"]);
+        if inner.backlog.is_none() && inner.aof.is_none() && inner.taps.is_empty() {
+            let mut n: usize = unit.iter().map(|argv| encoded_len(argv)).sum();
+            if let Some(sel) = &select_argv {
+                n += encoded_len(sel);
+            }
+            if wrap {
+                n += encoded_len(&multi) + encoded_len(&exec);
+            }
+            inner.offset += n as u64;
+            return inner.offset;
+        }
+        inner.scratch.clear();
+        if let Some(sel) = &select_argv {
+            encode_command(&mut inner.scratch, sel);
+        }
+        if wrap {
+            encode_command(&mut inner.scratch, &multi);
+        }
+        for argv in unit {
+            encode_command(&mut inner.scratch, argv);
+        }
+        if wrap {
+            encode_command(&mut inner.scratch, &exec);
+        }
+        let scratch = std::mem::take(&mut inner.scratch);
+        self.push(inner, &scratch);
+        inner.scratch = scratch;
+        inner.offset
+    }
+
     /// Sends stream bytes everywhere the stream goes: the offset, the
     /// backlog, each replica, and the log (as one record).
     fn push(&self, inner: &mut Inner, bytes: &[u8]) {

@@ -1252,6 +1252,29 @@ impl<'a> Ctx<'a> {
         self.event.set(None);
     }
 
+    /// Records effects that are one change (a group read's claims and
+    /// position) in database `db`: at once, in MULTI ... EXEC when more
+    /// than one (see `EffectStream::append_unit`), while the caller still
+    /// holds the slot locks; inside EXEC or a script, as part of its unit.
+    /// Their hooks are the caller's to run (`signal_as`); these are
+    /// recorded as Redis propagates them, unsignalled.
+    pub fn record_unit(&self, db: usize, unit: &[Vec<Vec<u8>>]) {
+        if unit.is_empty() || !self.recording() {
+            return;
+        }
+        let end = if self.client.exec_effects.get().is_some() {
+            unit.iter()
+                .map(|argv| self.record(Some(db), argv))
+                .max()
+                .unwrap_or(0)
+        } else {
+            self.server.effects.append_unit(Some(db), unit)
+        };
+        if end > 0 {
+            self.client.last_effect.set(end);
+        }
+    }
+
     /// Tells of a change that changed nothing, as Redis tells of some
     /// (an LTRIM that kept every element still notifies `ltrim`, touches
     /// WATCH and invalidates tracking): the hooks of an effect, without

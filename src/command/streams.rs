@@ -619,15 +619,31 @@ fn read_generic(ctx: &mut Ctx, argv: &[Bytes], grouped: bool) -> CmdResult {
         froms.push(from);
     }
     let mut served: Vec<(usize, Vec<u8>)> = Vec::new();
+    // A group read's effects, every stream's, recorded as one change
+    // while the streams are still locked (what was served before an
+    // error too).
+    let mut unit = Unit::new();
+    let mut failed = None;
     for (i, key) in keys.iter().enumerate() {
         let t = locked.table_for(db, key);
         let reply = match &a.group {
-            Some((group, consumer)) => read_group(ctx, t, key, group, consumer, froms[i], &a)?,
-            None => read_after(ctx, t, key, froms[i], a.count)?,
+            Some((group, consumer)) => {
+                read_group(ctx, t, key, group, consumer, froms[i], &a, &mut unit)
+            }
+            None => read_after(ctx, t, key, froms[i], a.count),
         };
-        if let Some(r) = reply {
-            served.push((i, r));
+        match reply {
+            Ok(Some(r)) => served.push((i, r)),
+            Ok(None) => {}
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
         }
+    }
+    ctx.record_unit(db, &unit);
+    if let Some(e) = failed {
+        return Err(e);
     }
     if !served.is_empty() {
         if ctx.out.resp3() {
@@ -705,7 +721,9 @@ fn read_after(
 }
 
 /// XREADGROUP of one stream: new entries (`>`), delivered to `consumer`,
-/// or its own pending entries after an ID (served even when empty).
+/// or its own pending entries after an ID (served even when empty); its
+/// effects go to `unit`.
+#[allow(clippy::too_many_arguments)]
 fn read_group(
     ctx: &Ctx,
     t: &mut SlotTable,
@@ -714,6 +732,7 @@ fn read_group(
     consumer: &[u8],
     from: From,
     a: &ReadArgs,
+    unit: &mut Unit,
 ) -> Result<Option<Vec<u8>>, CommandError> {
     let now = ctx.now_ms;
     let s = ctx
@@ -809,22 +828,31 @@ fn read_group(
     // replicas (NOACK, or nothing delivered): as Redis does, which once
     // recorded it for NOACK only, losing a consumer that read nothing.
     if created && records.is_empty() {
-        ctx.emit_as_unsignalled(&create);
+        push_effect(unit, &create);
     }
     for (id, time, count) in records {
-        record_claim(ctx, key, group, consumer, id, time, count, &lastid);
+        claim_effect(unit, key, group, consumer, id, time, count, &lastid);
     }
     if matches!(from, From::New) {
-        record_setid(ctx, key, group, g);
+        setid_effect(unit, key, group, g);
     }
     Ok(Some(body))
 }
 
-/// Records one pending entry's state as Redis propagates it: an XCLAIM
-/// that creates or moves it (or drops it, where the entry is gone).
+/// One change of a group, as its command's unit records it (see
+/// `Ctx::record_unit`).
+type Unit = Vec<Vec<Vec<u8>>>;
+
+/// Adds to `unit` an effect made of `argv`.
+fn push_effect(unit: &mut Unit, argv: &[&[u8]]) {
+    unit.push(argv.iter().map(|a| a.to_vec()).collect());
+}
+
+/// One pending entry's state as Redis propagates it: an XCLAIM that
+/// creates or moves it (or drops it, where the entry is gone).
 #[allow(clippy::too_many_arguments)]
-fn record_claim(
-    ctx: &Ctx,
+fn claim_effect(
+    unit: &mut Unit,
     key: &[u8],
     group: &[u8],
     consumer: &[u8],
@@ -836,38 +864,44 @@ fn record_claim(
     let id = id_bytes(id);
     let mut t = itoa::Buffer::new();
     let mut n = itoa::Buffer::new();
-    ctx.emit_as_unsignalled(&[
-        b"XCLAIM",
-        key,
-        group,
-        consumer,
-        b"0",
-        &id,
-        b"TIME",
-        t.format(time).as_bytes(),
-        b"RETRYCOUNT",
-        n.format(count).as_bytes(),
-        b"FORCE",
-        b"JUSTID",
-        b"LASTID",
-        lastid,
-    ]);
+    push_effect(
+        unit,
+        &[
+            b"XCLAIM",
+            key,
+            group,
+            consumer,
+            b"0",
+            &id,
+            b"TIME",
+            t.format(time).as_bytes(),
+            b"RETRYCOUNT",
+            n.format(count).as_bytes(),
+            b"FORCE",
+            b"JUSTID",
+            b"LASTID",
+            lastid,
+        ],
+    );
 }
 
-/// Records a group's position and read counter.
-fn record_setid(ctx: &Ctx, key: &[u8], group: &[u8], g: &Group) {
+/// A group's position and read counter.
+fn setid_effect(unit: &mut Unit, key: &[u8], group: &[u8], g: &Group) {
     let id = id_bytes(g.last_id);
     let read = g.entries_read.map_or(-1, |n| n as i64);
     let mut n = itoa::Buffer::new();
-    ctx.emit_as_unsignalled(&[
-        b"XGROUP",
-        b"SETID",
-        key,
-        group,
-        &id,
-        b"ENTRIESREAD",
-        n.format(read).as_bytes(),
-    ]);
+    push_effect(
+        unit,
+        &[
+            b"XGROUP",
+            b"SETID",
+            key,
+            group,
+            &id,
+            b"ENTRIESREAD",
+            n.format(read).as_bytes(),
+        ],
+    );
 }
 
 fn xack(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
@@ -1104,20 +1138,21 @@ fn xclaim(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         claimed.push(id);
     }
     let g = &s.groups[group];
+    let mut unit = Unit::new();
     if created {
-        ctx.emit_as(
-            "xgroup-createconsumer",
-            &[b"XGROUP", b"CREATECONSUMER", key, group, consumer],
-        );
+        let create: [&[u8]; 5] = [b"XGROUP", b"CREATECONSUMER", key, group, consumer];
+        ctx.signal_as("xgroup-createconsumer", &create);
+        push_effect(&mut unit, &create);
     }
     let lastid = id_bytes(g.last_id);
     let claims = !records.is_empty();
     for (id, holder, time, count) in records {
-        record_claim(ctx, key, group, &holder, id, time, count, &lastid);
+        claim_effect(&mut unit, key, group, &holder, id, time, count, &lastid);
     }
     if moved_lastid && !claims {
-        record_setid(ctx, key, group, g);
+        setid_effect(&mut unit, key, group, g);
     }
+    ctx.record_unit(ctx.db(), &unit);
     let out = &mut *ctx.out;
     out.array(claimed.len());
     for id in claimed {
@@ -1209,16 +1244,17 @@ fn xautoclaim(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         claimed.push(id);
         count -= 1;
     }
+    let mut unit = Unit::new();
     if created {
-        ctx.emit_as(
-            "xgroup-createconsumer",
-            &[b"XGROUP", b"CREATECONSUMER", key, group, consumer],
-        );
+        let create: [&[u8]; 5] = [b"XGROUP", b"CREATECONSUMER", key, group, consumer];
+        ctx.signal_as("xgroup-createconsumer", &create);
+        push_effect(&mut unit, &create);
     }
     let lastid = id_bytes(s.groups[group].last_id);
     for (id, holder, time, n) in records {
-        record_claim(ctx, key, group, &holder, id, time, n, &lastid);
+        claim_effect(&mut unit, key, group, &holder, id, time, n, &lastid);
     }
+    ctx.record_unit(ctx.db(), &unit);
     let out = &mut *ctx.out;
     out.array(3);
     reply_id(out, cursor);

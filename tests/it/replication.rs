@@ -2123,6 +2123,143 @@ fn a_trimming_xadd_and_a_migrate_are_one_effect_each() {
     assert_eq!(t.call(&["EXISTS", "a", "b", "c"]), Frame::Int(2));
 }
 
+/// A group read's effects (its claims, the group's position, a consumer
+/// it made) reach the stream as one unit, in MULTI ... EXEC when more
+/// than one, as Redis wraps them: XREADGROUP over one or two streams,
+/// XCLAIM, XAUTOCLAIM; one effect alone stays unwrapped, a read that
+/// delivered nothing records nothing. Inside a transaction they are part
+/// of its unit. A replica applying the stream holds the same data.
+#[test]
+fn a_group_read_reaches_the_stream_as_one_unit() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let replica = TestNode::start_with(&["--appendonly", "no"]);
+    let mut c = node.raw();
+    c.call(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+    let mut feed = attach_with_sync(node.raw());
+    for step in [
+        &["XADD", "s", "1-0", "f", "v"][..],
+        &["XADD", "s", "2-0", "f", "v"],
+        &["XADD", "s", "3-0", "f", "v"],
+        &["XGROUP", "CREATE", "s", "g", "0"],
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c1",
+            "COUNT",
+            "2",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+        &["XADD", "s", "MAXLEN", "3", "4-0", "f", "v"],
+        &["XCLAIM", "s", "g", "c2", "0", "3-0", "2-0"],
+        &["XAUTOCLAIM", "s", "g", "c3", "0", "0-0"],
+        &["XADD", "t", "1-0", "f", "v"],
+        &["XGROUP", "CREATE", "t", "g", "0"],
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c1",
+            "COUNT",
+            "1",
+            "STREAMS",
+            "s",
+            "t",
+            ">",
+            ">",
+        ],
+        &["XREADGROUP", "GROUP", "g", "c1", "STREAMS", "s", ">"],
+        &["XREADGROUP", "GROUP", "g", "c1", "STREAMS", "s", ">"],
+        &["XGROUP", "SETID", "s", "g", "0"],
+        &["MULTI"],
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c4",
+            "COUNT",
+            "1",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+        &["EXEC"],
+        &["SET", "end", "1"],
+    ] {
+        let reply = c.call(step);
+        assert!(!matches!(reply, Frame::Error(_)), "{step:?}: {reply:?}");
+    }
+    let stream = stream_until_end(&mut feed);
+    let shape: Vec<String> = stream
+        .iter()
+        .map(|a| match a[0].as_str() {
+            "xgroup" => format!("xgroup {}", a[1].to_lowercase()),
+            "xclaim" => format!("xclaim {} {}", a[1], a[5]),
+            _ => a[0].clone(),
+        })
+        .collect();
+    let want = [
+        "select",
+        "xadd",
+        "xadd",
+        "xadd",
+        "xgroup create",
+        // XREADGROUP COUNT 2: its claims and the group's position.
+        "multi",
+        "xclaim s 1-0",
+        "xclaim s 2-0",
+        "xgroup setid",
+        "exec",
+        "xadd",
+        // XCLAIM: its consumer made, then the one pending entry claimed.
+        "multi",
+        "xgroup createconsumer",
+        "xclaim s 2-0",
+        "exec",
+        // XAUTOCLAIM: its consumer, the trimmed entry dropped, a claim.
+        "multi",
+        "xgroup createconsumer",
+        "xclaim s 1-0",
+        "xclaim s 2-0",
+        "exec",
+        "xadd",
+        "xgroup create",
+        // XREADGROUP of two streams: one unit.
+        "multi",
+        "xclaim s 3-0",
+        "xgroup setid",
+        "xclaim t 1-0",
+        "xgroup setid",
+        "exec",
+        // The entry the XADD brought, then a read that found nothing.
+        "multi",
+        "xclaim s 4-0",
+        "xgroup setid",
+        "exec",
+        "xgroup setid",
+        // Inside EXEC: the transaction's unit (a consumer made, a claim, a
+        // position), wrapped once.
+        "multi",
+        "xclaim s 2-0",
+        "xgroup setid",
+        "exec",
+        "set",
+    ];
+    assert_eq!(shape, want, "{stream:?}");
+
+    // A replica of the same data, fed the same stream, digests the same.
+    let mut r = replica.raw();
+    r.call(&["REPLICAOF", "127.0.0.1", &node.port.to_string()]);
+    crate::support::eventually("the replica holds the data", || {
+        let mut r = replica.raw();
+        let mut p = node.raw();
+        r.call(&["DEBUG", "DIGEST"]) == p.call(&["DEBUG", "DIGEST"])
+            && r.call(&["EXISTS", "end"]) == Frame::Int(1)
+    });
+}
+
 /// SYNC's temporary file is gone once the snapshot is sent, and one a
 /// killed node left behind is removed when it starts again.
 #[test]
