@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use super::args::float;
 use super::longdouble::LongDouble;
-use super::{flags::*, key_flags::*, keys, spec, Ctx, Spec};
+use super::{flags::*, key_flags::*, keys, spec, Ctx, KeySearch, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::ZSet;
 use crate::protocol::reply::format_double;
@@ -41,9 +41,9 @@ pub static COMMANDS: &[Spec] = &[
     spec("geohash", -2, READONLY, keys(1, 1, 1).flags(RO | ACCESS), A, G, "Returns members from a geospatial index as geohash strings.", geohash),
     spec("geosearch", -7, READONLY, keys(1, 1, 1).flags(RO | ACCESS), A, G, "Queries a geospatial index for members inside an area of a box or a circle.", geosearch),
     spec("geosearchstore", -8, WRITE | DENYOOM, keys(1, 2, 1).flags(OW | UPDATE).then(RO | ACCESS), A, G, "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result.", geosearchstore),
-    Spec { option_keys: Some(radius_store_keys), ..spec("georadius", -6, WRITE | DENYOOM, keys(1, 1, 1).flags(RO | ACCESS).then(OW | UPDATE), A, G, "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result.", georadius) },
+    Spec { key_search: &[KeySearch::Keyword { word: "STORE", from: 6, lastkey: 0, step: 1, limit: 0, flags: OW | UPDATE }, KeySearch::Keyword { word: "STOREDIST", from: 6, lastkey: 0, step: 1, limit: 0, flags: OW | UPDATE }], option_keys: Some(radius_store_keys), ..spec("georadius", -6, WRITE | DENYOOM, keys(1, 1, 1).flags(RO | ACCESS).then(OW | UPDATE), A, G, "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result.", georadius) },
     spec("georadius_ro", -6, READONLY, keys(1, 1, 1).flags(RO | ACCESS), A, G, "Returns members from a geospatial index that are within a distance from a coordinate.", georadius_ro),
-    Spec { option_keys: Some(member_store_keys), ..spec("georadiusbymember", -5, WRITE | DENYOOM, keys(1, 1, 1).flags(RO | ACCESS).then(OW | UPDATE), A, G, "Queries a geospatial index for members within a distance from a member, optionally stores the result.", georadiusbymember) },
+    Spec { key_search: &[KeySearch::Keyword { word: "STORE", from: 5, lastkey: 0, step: 1, limit: 0, flags: OW | UPDATE }, KeySearch::Keyword { word: "STOREDIST", from: 5, lastkey: 0, step: 1, limit: 0, flags: OW | UPDATE }], option_keys: Some(member_store_keys), ..spec("georadiusbymember", -5, WRITE | DENYOOM, keys(1, 1, 1).flags(RO | ACCESS).then(OW | UPDATE), A, G, "Queries a geospatial index for members within a distance from a member, optionally stores the result.", georadiusbymember) },
     spec("georadiusbymember_ro", -5, READONLY, keys(1, 1, 1).flags(RO | ACCESS), A, G, "Returns members from a geospatial index that are within a distance from a member.", georadiusbymember_ro),
 ];
 

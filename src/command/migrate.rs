@@ -22,13 +22,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::args::int;
-use super::{flags::*, key_flags::*, keys, spec, Ctx, Spec};
+use super::{flags::*, key_flags::*, keys, spec, Ctx, KeySearch, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::persistence::rdb;
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    Spec { keys_for: Some(migrate_keys), ..spec("migrate", -6, WRITE, keys(3, 3, 1).flags(RW | ACCESS | DELETE).then(RW | ACCESS | DELETE | INCOMPLETE), &["keyspace", "dangerous"], "generic", "Atomically transfers a key from one Redis instance to another.", migrate) },
+    Spec { key_search: &[KeySearch::Keyword { word: "KEYS", from: -2, lastkey: -1, step: 1, limit: 0, flags: RW | ACCESS | DELETE | INCOMPLETE }], keys_for: Some(migrate_keys), ..spec("migrate", -6, WRITE, keys(3, 3, 1).flags(RW | ACCESS | DELETE).then(RW | ACCESS | DELETE | INCOMPLETE), &["keyspace", "dangerous"], "generic", "Atomically transfers a key from one Redis instance to another.", migrate) },
 ];
 
 /// The keys, as Redis's migrateGetKeys finds them: the key argument, or

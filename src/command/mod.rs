@@ -164,6 +164,28 @@ pub mod key_flags {
 
 pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
 
+/// Where keys named after an option word are, as COMMAND INFO describes
+/// them (Redis's key specifications); finding them is the row's
+/// `option_keys` or `keys_for`, which know the command's syntax.
+#[derive(Debug, Clone, Copy)]
+pub enum KeySearch {
+    /// After the option `word`, looked for from argument `from` (negative:
+    /// backwards from the end): keys up to `lastkey` (negative: counted
+    /// from the end), every `step`-th, the first 1/`limit` of them when
+    /// `limit` is above 1 (XREAD's keys, then as many IDs).
+    Keyword {
+        word: &'static str,
+        from: i32,
+        lastkey: i32,
+        step: i32,
+        limit: i32,
+        flags: u16,
+    },
+    /// Only the command's own parsing finds them (SORT's BY and GET
+    /// patterns, its STORE).
+    Unknown { flags: u16 },
+}
+
 /// Finds the positions of keys named after option words (see
 /// [`Spec::option_keys`]).
 pub type OptionKeys = fn(&[&[u8]]) -> Vec<usize>;
@@ -243,6 +265,9 @@ pub struct Spec {
     /// The key flags of one invocation, for a row whose flags say
     /// `VARIABLE_FLAGS` (SET with or without GET).
     pub key_flags_for: Option<fn(&[Bytes]) -> u16>,
+    /// How COMMAND INFO describes the keys `option_keys` or `keys_for`
+    /// find.
+    pub key_search: &'static [KeySearch],
 }
 
 impl Spec {
@@ -364,6 +389,7 @@ pub const fn spec(
         keys_for: None,
         flags_for: None,
         key_flags_for: None,
+        key_search: &[],
     }
 }
 
@@ -2268,6 +2294,9 @@ mod tests {
                     "{} declares no key flags",
                     s.name
                 );
+                if s.option_keys.is_some() || s.keys_for.is_some() {
+                    assert!(!s.key_search.is_empty(), "{} describes no search", s.name);
+                }
             } else {
                 assert_eq!(k.flags | k.rest, 0, "{} has no keys to flag", s.name);
             }

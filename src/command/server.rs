@@ -539,6 +539,14 @@ enum Find {
     },
     /// A count at argument `index`, that many keys after it.
     Keynum { index: i32 },
+    /// After an option word (see [`super::KeySearch::Keyword`]).
+    Keyword {
+        word: &'static str,
+        from: i32,
+        lastkey: i32,
+        keystep: i32,
+        limit: i32,
+    },
     /// Only the command knows (a key after an option word).
     Unknown,
 }
@@ -592,10 +600,29 @@ fn key_specs(s: &Spec) -> Vec<KeySpec> {
             find: Find::Keynum { index: k.numkeys },
         });
     }
-    if s.option_keys.is_some() || s.keys_for.is_some() {
-        out.push(KeySpec {
-            flags: if k.first > 0 { k.rest } else { k.flags },
-            find: Find::Unknown,
+    for search in s.key_search {
+        out.push(match *search {
+            super::KeySearch::Keyword {
+                word,
+                from,
+                lastkey,
+                step,
+                limit,
+                flags,
+            } => KeySpec {
+                flags,
+                find: Find::Keyword {
+                    word,
+                    from,
+                    lastkey,
+                    keystep: step,
+                    limit,
+                },
+            },
+            super::KeySearch::Unknown { flags } => KeySpec {
+                flags,
+                find: Find::Unknown,
+            },
         });
     }
     out
@@ -616,6 +643,7 @@ fn write_key_flags(out: &mut crate::protocol::ReplyBuf, flags: u16) {
 /// One key specification: `flags`, `begin_search` (where the search
 /// starts) and `find_keys` (how keys are found from there).
 fn write_key_spec(out: &mut crate::protocol::ReplyBuf, k: &KeySpec) {
+    let mut keyword = None;
     let (begin, index, find, fields): (&str, Option<i32>, &str, Vec<(&str, i32)>) = match k.find {
         Find::Range {
             index,
@@ -633,6 +661,21 @@ fn write_key_spec(out: &mut crate::protocol::ReplyBuf, k: &KeySpec) {
             "keynum",
             vec![("keynumidx", 0), ("firstkey", 1), ("keystep", 1)],
         ),
+        Find::Keyword {
+            word,
+            from,
+            lastkey,
+            keystep,
+            limit,
+        } => {
+            keyword = Some((word, from));
+            (
+                "keyword",
+                None,
+                "range",
+                vec![("lastkey", lastkey), ("keystep", keystep), ("limit", limit)],
+            )
+        }
         Find::Unknown => ("unknown", None, "unknown", vec![]),
     };
     out.map(3);
@@ -643,13 +686,20 @@ fn write_key_spec(out: &mut crate::protocol::ReplyBuf, k: &KeySpec) {
     out.bulk(b"type");
     out.bulk(begin.as_bytes());
     out.bulk(b"spec");
-    match index {
-        Some(i) => {
+    match (index, keyword) {
+        (Some(i), _) => {
             out.map(1);
             out.bulk(b"index");
             out.int(i as i64);
         }
-        None => out.map(0),
+        (None, Some((word, from))) => {
+            out.map(2);
+            out.bulk(b"keyword");
+            out.bulk(word.as_bytes());
+            out.bulk(b"startfrom");
+            out.int(from as i64);
+        }
+        (None, None) => out.map(0),
     }
     out.bulk(b"find_keys");
     out.map(2);

@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 
 use super::args::{strtod_lenient, Args};
-use super::{flags::*, key_flags::*, keys, spec, Access, Ctx, Spec};
+use super::{flags::*, key_flags::*, keys, spec, Access, Ctx, KeySearch, Spec};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::{Hash, List, Locked, Set, Value};
 
@@ -23,8 +23,8 @@ const S: &[&str] = &["set", "sortedset", "list", "dangerous"];
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
-    Spec { option_keys: Some(store_key), ..spec("sort", -2, WRITE | DENYOOM, keys(1, 1, 1).flags(RO | ACCESS).then(OW | UPDATE), S, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.", sort) },
-    spec("sort_ro", -2, READONLY | PATTERN_KEYS, keys(1, 1, 1).flags(RO | ACCESS), S, "generic", "Returns the sorted elements of a list, a set, or a sorted set.", sort_ro),
+    Spec { key_search: &[KeySearch::Unknown { flags: RO | ACCESS }, KeySearch::Unknown { flags: OW | UPDATE }], option_keys: Some(store_key), ..spec("sort", -2, WRITE | DENYOOM, keys(1, 1, 1).flags(RO | ACCESS).then(OW | UPDATE), S, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.", sort) },
+    Spec { key_search: &[KeySearch::Unknown { flags: RO | ACCESS }], ..spec("sort_ro", -2, READONLY | PATTERN_KEYS, keys(1, 1, 1).flags(RO | ACCESS), S, "generic", "Returns the sorted elements of a list, a set, or a sorted set.", sort_ro) },
 ];
 
 #[derive(Default)]

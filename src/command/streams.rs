@@ -22,7 +22,7 @@
 
 use bytes::Bytes;
 
-use super::{flags::*, key_flags::*, keys, spec, wait_deadline, Ctx, Spec, NO_KEYS};
+use super::{flags::*, key_flags::*, keys, spec, wait_deadline, Ctx, KeySearch, Spec, NO_KEYS};
 use crate::error::{CmdResult, CommandError};
 use crate::keyspace::stream::{
     parse_id, Entry, Group, IdForm, NextIdError, ParsedId, Stream, StreamId, Trim,
@@ -41,8 +41,8 @@ pub static COMMANDS: &[Spec] = &[
     spec("xlen", 2, READONLY | FAST, keys(1, 1, 1).flags(RO), S, G, "Return the number of messages in a stream.", xlen),
     spec("xdel", -3, WRITE | FAST, keys(1, 1, 1).flags(RW | DELETE), S, G, "Returns the number of messages after removing them from a stream.", xdel),
     spec("xtrim", -4, WRITE, keys(1, 1, 1).flags(RW | DELETE), S, G, "Deletes messages from the beginning of a stream.", xtrim),
-    Spec { option_keys: Some(streams_keys), ..spec("xread", -4, READONLY | BLOCKING, NO_KEYS.flags(RO | ACCESS), S, G, "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise.", xread) },
-    Spec { option_keys: Some(streams_keys), ..spec("xreadgroup", -7, WRITE | BLOCKING, NO_KEYS.flags(RO | ACCESS), S, G, "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise.", xreadgroup) },
+    Spec { key_search: &[KeySearch::Keyword { word: "STREAMS", from: 1, lastkey: -1, step: 1, limit: 2, flags: RO | ACCESS }], option_keys: Some(streams_keys), ..spec("xread", -4, READONLY | BLOCKING, NO_KEYS.flags(RO | ACCESS), S, G, "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise.", xread) },
+    Spec { key_search: &[KeySearch::Keyword { word: "STREAMS", from: 4, lastkey: -1, step: 1, limit: 2, flags: RO | ACCESS }], option_keys: Some(streams_keys), ..spec("xreadgroup", -7, WRITE | BLOCKING, NO_KEYS.flags(RO | ACCESS), S, G, "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise.", xreadgroup) },
     spec("xsetid", -3, WRITE | DENYOOM | FAST, keys(1, 1, 1).flags(RW | UPDATE), S, G, "An internal command for replicating stream values.", xsetid),
     spec("xack", -4, WRITE | FAST, keys(1, 1, 1).flags(RW | UPDATE), S, G, "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream.", xack),
     spec("xpending", -3, READONLY, keys(1, 1, 1).flags(RO | ACCESS), S, G, "Returns the information and entries from a stream consumer group's pending entries list.", xpending),
