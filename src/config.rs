@@ -54,6 +54,18 @@ pub struct Directive {
     /// A Redis setting Shoal accepts (checked, kept, shown by CONFIG GET)
     /// so that an existing `redis.conf` starts it, but does not act on.
     pub inert: bool,
+    /// A secret: CONFIG SET's value is shown as `(redacted)` in the slow
+    /// log, as Redis's sensitive configs are.
+    pub sensitive: bool,
+}
+
+impl Directive {
+    const fn sensitive(self) -> Directive {
+        Directive {
+            sensitive: true,
+            ..self
+        }
+    }
 }
 
 const fn d(name: &'static str, kind: Kind, default: &'static str, mutable: bool) -> Directive {
@@ -63,6 +75,7 @@ const fn d(name: &'static str, kind: Kind, default: &'static str, mutable: bool)
         default,
         mutable,
         inert: false,
+        sensitive: false,
     }
 }
 
@@ -88,7 +101,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d("bind", Kind::Words, "127.0.0.1", true),
     d("dir", Kind::Str, "./data", false),
     d("pidfile", Kind::Str, "", false),
-    d("requirepass", Kind::Str, "", true),
+    d("requirepass", Kind::Str, "", true).sensitive(),
     // ACL users from a file (`server::users`); `user` lines in the
     // configuration file are the other way, never both.
     d("aclfile", Kind::Str, "", false),
@@ -150,7 +163,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d("dbfilename", Kind::Str, "dump.shoal", false),
     // Replication. `replicaof` is changed at run time by REPLICAOF.
     d("replicaof", Kind::Checked(canonical_replicaof), "", false),
-    d("masterauth", Kind::Str, "", true),
+    d("masterauth", Kind::Str, "", true).sensitive(),
     d("masteruser", Kind::Str, "", true),
     d("replica-read-only", Kind::Bool, "yes", true),
     d("replica-serve-stale-data", Kind::Bool, "yes", true),
@@ -264,10 +277,10 @@ pub static DIRECTIVES: &[Directive] = &[
     inert("tls-port", Kind::Int { min: 0, max: 65535 }, "0", true),
     inert("tls-cert-file", Kind::Str, "", true),
     inert("tls-key-file", Kind::Str, "", true),
-    inert("tls-key-file-pass", Kind::Str, "", true),
+    inert("tls-key-file-pass", Kind::Str, "", true).sensitive(),
     inert("tls-client-cert-file", Kind::Str, "", true),
     inert("tls-client-key-file", Kind::Str, "", true),
-    inert("tls-client-key-file-pass", Kind::Str, "", true),
+    inert("tls-client-key-file-pass", Kind::Str, "", true).sensitive(),
     inert("tls-dh-params-file", Kind::Str, "", true),
     inert("tls-ca-cert-file", Kind::Str, "", true),
     inert("tls-ca-cert-dir", Kind::Str, "", true),

@@ -1801,6 +1801,17 @@ fn redacted<'a>(spec: &Spec, argv: &'a [Bytes]) -> std::borrow::Cow<'a, [Bytes]>
             }
             v.into()
         }
+        // The values of secrets (masterauth, requirepass).
+        "config|set" => {
+            let mut v = argv.to_vec();
+            for i in (2..v.len().saturating_sub(1)).step_by(2) {
+                let name = String::from_utf8_lossy(&v[i]);
+                if crate::config::directive(&name).is_some_and(|d| d.sensitive) {
+                    v[i + 1] = HIDDEN;
+                }
+            }
+            v.into()
+        }
         // MIGRATE host port key db timeout [COPY] [REPLACE] [AUTH pw |
         // AUTH2 user pw] [KEYS key ...]: AUTH2's user name too, as Redis.
         "migrate" => {

@@ -712,6 +712,45 @@ fn monitor_and_slowlog_hide_secrets_as_redis() {
         args[2..].iter().all(|a| *a == Frame::bulk("(redacted)")),
         "{ours:?}"
     );
+    // CONFIG SET: the values of secrets only (an empty one too).
+    fn config_sets_logged<S: std::io::Read + std::io::Write>(mut r: Raw<S>) -> Frame {
+        r.call(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+        r.call(&["SLOWLOG", "RESET"]);
+        r.call(&["CONFIG", "SET", "masterauth", ""]);
+        r.call(&[
+            "CONFIG",
+            "SET",
+            "maxmemory-samples",
+            "5",
+            "requirepass",
+            "",
+            "masterauth",
+            "pw",
+        ]);
+        r.call(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
+        let Frame::Array(entries) = r.call(&["SLOWLOG", "GET", "3"]) else {
+            panic!()
+        };
+        Frame::Array(
+            entries
+                .into_iter()
+                .map(|e| match e {
+                    Frame::Array(e) => e[3].clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+        )
+    }
+    let ours = config_sets_logged(node.raw());
+    assert_eq!(ours, config_sets_logged(reference.raw()));
+    let Frame::Array(entries) = &ours else {
+        panic!()
+    };
+    let Frame::Array(last) = &entries[0] else {
+        panic!()
+    };
+    assert_eq!(last[7], Frame::bulk("(redacted)"), "{ours:?}");
+    assert_eq!(last[3], Frame::bulk("5"), "{ours:?}");
 }
 
 #[test]
