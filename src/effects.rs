@@ -510,35 +510,7 @@ impl EffectStream {
 
     /// Appends an effect in database `db`, or in none (`None`).
     pub fn append_any<A: AsRef<[u8]>>(&self, db: Option<usize>, argv: &[A]) -> u64 {
-        let mut g = self.inner.lock();
-        let inner = &mut *g;
-        inner.changes += 1;
-        let select = match db {
-            Some(db) if inner.selected_db != Some(db) => {
-                inner.selected_db = Some(db);
-                Some(db)
-            }
-            _ => None,
-        };
-        let mut b = itoa::Buffer::new();
-        let select_argv: Option<[&[u8]; 2]> = select.map(|db| [b"SELECT", b.format(db).as_bytes()]);
-        if inner.backlog.is_none() && inner.aof.is_none() && inner.taps.is_empty() {
-            let mut n = encoded_len(argv);
-            if let Some(sel) = &select_argv {
-                n += encoded_len(sel);
-            }
-            inner.offset += n as u64;
-            return inner.offset;
-        }
-        inner.scratch.clear();
-        if let Some(sel) = &select_argv {
-            encode_command(&mut inner.scratch, sel);
-        }
-        encode_command(&mut inner.scratch, argv);
-        let scratch = std::mem::take(&mut inner.scratch);
-        self.push(inner, &scratch);
-        inner.scratch = scratch;
-        inner.offset
+        self.append_with(db, 1, || encoded_len(argv), |out| encode_command(out, argv))
     }
 
     /// Appends effects that are one change, at once: nothing another
@@ -547,9 +519,42 @@ impl EffectStream {
     /// EXEC, after the SELECT of `db`, as Redis wraps a command's effects.
     pub fn append_unit<A: AsRef<[u8]>>(&self, db: Option<usize>, unit: &[Vec<A>]) -> u64 {
         let wrap = unit.len() > 1;
+        let (multi, exec): ([&[u8]; 1], [&[u8]; 1]) = ([b"MULTI"], [b"EXEC"]);
+        let len = || {
+            let wrapping = if wrap {
+                encoded_len(&multi) + encoded_len(&exec)
+            } else {
+                0
+            };
+            unit.iter().map(|argv| encoded_len(argv)).sum::<usize>() + wrapping
+        };
+        self.append_with(db, unit.len() as u64, len, |out| {
+            if wrap {
+                encode_command(out, &multi);
+            }
+            for argv in unit {
+                encode_command(out, argv);
+            }
+            if wrap {
+                encode_command(out, &exec);
+            }
+        })
+    }
+
+    /// Appends what `encode` writes (`len` bytes, `changes` effects) in
+    /// database `db`, after a SELECT if the stream is elsewhere. With
+    /// nothing reading the stream (no backlog, log or replica) only the
+    /// offset moves, by `len`.
+    fn append_with(
+        &self,
+        db: Option<usize>,
+        changes: u64,
+        len: impl FnOnce() -> usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> u64 {
         let mut g = self.inner.lock();
         let inner = &mut *g;
-        inner.changes += unit.len() as u64;
+        inner.changes += changes;
         let select = match db {
             Some(db) if inner.selected_db != Some(db) => {
                 inner.selected_db = Some(db);
@@ -559,14 +564,10 @@ impl EffectStream {
         };
         let mut b = itoa::Buffer::new();
         let select_argv: Option<[&[u8]; 2]> = select.map(|db| [b"SELECT", b.format(db).as_bytes()]);
-        let (multi, exec): ([&[u8]; 1], [&[u8]; 1]) = ([b"MULTI"], [b"EXEC"]);
         if inner.backlog.is_none() && inner.aof.is_none() && inner.taps.is_empty() {
-            let mut n: usize = unit.iter().map(|argv| encoded_len(argv)).sum();
+            let mut n = len();
             if let Some(sel) = &select_argv {
                 n += encoded_len(sel);
-            }
-            if wrap {
-                n += encoded_len(&multi) + encoded_len(&exec);
             }
             inner.offset += n as u64;
             return inner.offset;
@@ -575,15 +576,7 @@ impl EffectStream {
         if let Some(sel) = &select_argv {
             encode_command(&mut inner.scratch, sel);
         }
-        if wrap {
-            encode_command(&mut inner.scratch, &multi);
-        }
-        for argv in unit {
-            encode_command(&mut inner.scratch, argv);
-        }
-        if wrap {
-            encode_command(&mut inner.scratch, &exec);
-        }
+        encode(&mut inner.scratch);
         let scratch = std::mem::take(&mut inner.scratch);
         self.push(inner, &scratch);
         inner.scratch = scratch;
