@@ -81,8 +81,7 @@ fn slot_arg(arg: &[u8]) -> Result<SlotId, CommandError> {
 
 fn countkeysinslot(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let slot = slot_arg(&argv[2])?;
-    let db = ctx.server.keyspace.db(ctx.db());
-    let n = db.lock_used_slot(slot).map_or(0, |t| t.len());
+    let n = ctx.server.keyspace.db(ctx.db()).lock_slot(slot).len();
     ctx.out.int(n as i64);
     Ok(())
 }
@@ -93,15 +92,13 @@ fn getkeysinslot(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         Ok(n) if n >= 0 => n as usize,
         _ => return Err(CommandError::err("Invalid number of keys")),
     };
-    let db = ctx.server.keyspace.db(ctx.db());
-    let keys: Vec<Vec<u8>> = match db.lock_used_slot(slot) {
-        Some(t) => t
-            .iter()
-            .take(count)
-            .map(|n| n.key.as_bytes().to_vec())
-            .collect(),
-        None => Vec::new(),
-    };
+    let t = ctx.server.keyspace.db(ctx.db()).lock_slot(slot);
+    let keys: Vec<Vec<u8>> = t
+        .iter()
+        .take(count)
+        .map(|n| n.key.as_bytes().to_vec())
+        .collect();
+    drop(t);
     ctx.out.strings(keys.iter().map(|k| k.as_slice()));
     Ok(())
 }

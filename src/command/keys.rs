@@ -284,7 +284,7 @@ fn swapdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Err(CommandError::DbIndexOutOfRange);
     }
     let (a, b) = (a as usize, b as usize);
-    let mut locked = ctx.server.keyspace.lock_dbs_all_slots(&[a, b]);
+    let mut locked = ctx.server.keyspace.lock_dbs(&[a, b]);
     let now = ctx.now_ms;
     ctx.server
         .watches
@@ -484,10 +484,7 @@ fn scan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut examined = 0;
     let mut found: Vec<Vec<u8>> = Vec::new();
     while slot < SLOTS && examined < count {
-        let Some(mut t) = db.lock_used_slot(SlotId(slot as u16)) else {
-            slot += 1;
-            continue;
-        };
+        let mut t = db.lock_slot(SlotId(slot as u16));
         // Expired keys met on the way go, as Redis's SCAN deletes those
         // it finds.
         expire_all_due(ctx, ctx.db(), &mut t);
