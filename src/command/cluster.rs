@@ -81,7 +81,8 @@ fn slot_arg(arg: &[u8]) -> Result<SlotId, CommandError> {
 
 fn countkeysinslot(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let slot = slot_arg(&argv[2])?;
-    let n = ctx.server.keyspace.db(ctx.db()).lock_slot(slot).len();
+    let db = ctx.server.keyspace.db(ctx.db());
+    let n = db.lock_used_slot(slot).map_or(0, |t| t.len());
     ctx.out.int(n as i64);
     Ok(())
 }
@@ -92,13 +93,15 @@ fn getkeysinslot(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         Ok(n) if n >= 0 => n as usize,
         _ => return Err(CommandError::err("Invalid number of keys")),
     };
-    let t = ctx.server.keyspace.db(ctx.db()).lock_slot(slot);
-    let keys: Vec<Vec<u8>> = t
-        .iter()
-        .take(count)
-        .map(|n| n.key.as_bytes().to_vec())
-        .collect();
-    drop(t);
+    let db = ctx.server.keyspace.db(ctx.db());
+    let keys: Vec<Vec<u8>> = match db.lock_used_slot(slot) {
+        Some(t) => t
+            .iter()
+            .take(count)
+            .map(|n| n.key.as_bytes().to_vec())
+            .collect(),
+        None => Vec::new(),
+    };
     ctx.out.strings(keys.iter().map(|k| k.as_slice()));
     Ok(())
 }

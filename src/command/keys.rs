@@ -284,7 +284,7 @@ fn swapdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Err(CommandError::DbIndexOutOfRange);
     }
     let (a, b) = (a as usize, b as usize);
-    let mut locked = ctx.server.keyspace.lock_dbs(&[a, b]);
+    let mut locked = ctx.server.keyspace.lock_dbs_all_slots(&[a, b]);
     let now = ctx.now_ms;
     ctx.server
         .watches
@@ -484,7 +484,10 @@ fn scan(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let mut examined = 0;
     let mut found: Vec<Vec<u8>> = Vec::new();
     while slot < SLOTS && examined < count {
-        let mut t = db.lock_slot(SlotId(slot as u16));
+        let Some(mut t) = db.lock_used_slot(SlotId(slot as u16)) else {
+            slot += 1;
+            continue;
+        };
         // Expired keys met on the way go, as Redis's SCAN deletes those
         // it finds.
         expire_all_due(ctx, ctx.db(), &mut t);
@@ -644,8 +647,7 @@ fn flushdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 /// replicas hold the data).
 pub(super) fn empty_for_reload(ctx: &Ctx) {
     super::functions::forget_all();
-    let dbs: Vec<usize> = ctx.server.keyspace.used_dbs().map(|(i, _)| i).collect();
-    let mut locked = ctx.server.keyspace.lock_dbs(&dbs);
+    let (dbs, mut locked) = ctx.server.keyspace.lock_used_dbs();
     touch_watched(ctx, &mut locked, &dbs);
     empty_tables(ctx.server, &mut locked, false);
     drop(locked);
@@ -654,8 +656,7 @@ pub(super) fn empty_for_reload(ctx: &Ctx) {
 
 fn flushall(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     let lazy = flush_mode(ctx, argv)?;
-    let dbs: Vec<usize> = ctx.server.keyspace.used_dbs().map(|(i, _)| i).collect();
-    let mut locked = ctx.server.keyspace.lock_dbs(&dbs);
+    let (dbs, mut locked) = ctx.server.keyspace.lock_used_dbs();
     touch_watched(ctx, &mut locked, &dbs);
     empty_tables(ctx.server, &mut locked, lazy);
     ctx.emit_global(&[b"FLUSHALL"]);

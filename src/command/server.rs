@@ -1403,9 +1403,8 @@ fn debug_object(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
 fn debug_digest(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
     use crate::persistence::digest::{hex, DatasetDigest};
     let ks = &ctx.server.keyspace;
-    let dbs: Vec<usize> = ks.used_dbs().map(|(i, _)| i).collect();
     // All of it under lock: a digest of a moving dataset compares with nothing.
-    let mut locked = ks.lock_dbs(&dbs);
+    let (_, mut locked) = ks.lock_used_dbs();
     let mut acc = DatasetDigest::default();
     let mut current = None;
     for (db, _, t) in locked.tables() {

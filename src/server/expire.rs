@@ -206,9 +206,9 @@ fn shrink_some(server: &Server) {
     let total = dbs.len() * SLOTS;
     let mut pos = server.shrink_cursor.load(Relaxed) % total;
     for _ in 0..SHRINK_PER_CYCLE.min(total) {
-        dbs[pos / SLOTS]
-            .lock_slot(SlotId((pos % SLOTS) as u16))
-            .shrink();
+        if let Some(mut t) = dbs[pos / SLOTS].lock_used_slot(SlotId((pos % SLOTS) as u16)) {
+            t.shrink();
+        }
         pos = (pos + 1) % total;
     }
     server.shrink_cursor.store(pos, Relaxed);

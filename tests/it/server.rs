@@ -109,6 +109,42 @@ fn memory_goes_back_after_keys_are_deleted() {
     });
 }
 
+/// A database costs what its keys need: its 16384 slot tables are made
+/// as keys land in them, so a database of one key costs about a tenth of
+/// a megabyte (it cost 1.1 MB), and one big key freed by UNLINK leaves
+/// used_memory well under twice what it was (Redis's lazyfree test).
+#[test]
+fn a_database_of_a_few_keys_costs_little() {
+    let node = TestNode::start_with(&["--appendonly", "no"]);
+    let mut con = node.conn();
+    let before = used_memory(&mut con);
+    for db in 1..=5 {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut con).unwrap();
+        let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    }
+    let after = used_memory(&mut con);
+    assert!(
+        after < before + 5 * 400_000,
+        "five databases of one key: {before} -> {after}"
+    );
+    let _: () = redis::cmd("SELECT").arg(9).query(&mut con).unwrap();
+    let orig = used_memory(&mut con);
+    let members: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+    let _: () = redis::cmd("SADD")
+        .arg("myset")
+        .arg(&members)
+        .query(&mut con)
+        .unwrap();
+    let peak = used_memory(&mut con);
+    assert!(peak > orig + 1_000_000, "{orig} -> {peak}");
+    let n: i64 = redis::cmd("UNLINK").arg("myset").query(&mut con).unwrap();
+    assert_eq!(n, 1);
+    eventually("UNLINK gives the set's memory back", || {
+        let now = used_memory(&mut con);
+        now < peak && now < orig * 2
+    });
+}
+
 /// Keys that only an option names (SORT's and GEORADIUS's STORE) are
 /// found as Redis finds them, for COMMAND GETKEYS.
 #[test]
