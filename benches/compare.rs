@@ -276,8 +276,9 @@ fn load_keys(port: u16, n: usize) {
 
 /// `used_memory` growth per element while `fill` loads `elements` elements.
 /// Writes and deletes one key, so that a database's one-time setup
-/// (Shoal makes a database's 16,384 slot tables on its first write, Redis
-/// its dictionaries at start) is not counted as the data's.
+/// (Shoal's table of 16,384 slot pointers, made on its first write;
+/// Redis's dictionaries, made at start) is not counted as the data's. A
+/// slot's own table, made by its first key, is.
 fn touch_db(port: u16) {
     for cmd in [&["SET", "bench:first", "x"][..], &["DEL", "bench:first"]] {
         Command::new("redis-cli")
