@@ -284,12 +284,12 @@ fn swapdb(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
         return Err(CommandError::DbIndexOutOfRange);
     }
     let (a, b) = (a as usize, b as usize);
-    let mut locked = ctx.server.keyspace.lock_dbs_all_slots(&[a, b]);
+    let mut locked = ctx.server.keyspace.lock_dbs_alike(&[a, b]);
     let now = ctx.now_ms;
     ctx.server
         .watches
         .touch_replaced(&[(a, Some(b)), (b, Some(a))], |d, k| {
-            key_state(locked.table_for(d, k).peek(k), now)
+            key_state(locked.locked_table_for(d, k).and_then(|t| t.peek(k)), now)
         });
     locked.swap_dbs(a, b);
     ctx.emit_global(&[b"SWAPDB", &argv[1], &argv[2]]);
@@ -616,7 +616,7 @@ fn touch_watched(ctx: &Ctx, locked: &mut crate::keyspace::Locked, dbs: &[usize])
     let emptied: Vec<(usize, Option<usize>)> = dbs.iter().map(|&d| (d, None)).collect();
     let now = ctx.now_ms;
     ctx.server.watches.touch_replaced(&emptied, |d, k| {
-        key_state(locked.table_for(d, k).peek(k), now)
+        key_state(locked.locked_table_for(d, k).and_then(|t| t.peek(k)), now)
     });
 }
 

@@ -328,7 +328,13 @@ impl Db {
     /// S, empty then, so captured already.
     #[cold]
     fn make_cell(&self, slot: SlotId) -> &Cell {
-        let _no_whole_lock = self.snapshots.init.lock();
+        let no_whole_lock = self.snapshots.init.lock();
+        self.make_cell_held(slot, &no_whole_lock)
+    }
+
+    /// [`Db::make_cell`] for a caller that holds `init` already (its
+    /// guard is the proof).
+    fn make_cell_held(&self, slot: SlotId, _init: &MutexGuard<'_, ()>) -> &Cell {
         if let Some(c) = self.used_cell(slot) {
             return c;
         }
@@ -512,6 +518,14 @@ impl<'a> Locked<'a> {
     /// The locked table of `key` in `db`. Panics as [`Locked::table`] does.
     pub fn table_for(&mut self, db: usize, key: &[u8]) -> &mut SlotTable {
         self.table(db, key_hash_slot(key))
+    }
+
+    /// A key's table if this command locked its slot: for a database
+    /// locked whole, where a slot never used has no table (and no key).
+    pub fn locked_table_for(&mut self, db: usize, key: &[u8]) -> Option<&mut SlotTable> {
+        let id = lock_id(db, key_hash_slot(key));
+        let i = self.ids.binary_search(&id).ok()?;
+        Some(&mut self.guards[i].2)
     }
 
     fn position(&self, db: usize, slot: SlotId) -> usize {
@@ -709,16 +723,23 @@ impl Keyspace {
         (dbs, locked)
     }
 
-    /// Locks the given databases whole with every slot's table made
-    /// first, so that the same slots are locked in each (SWAPDB).
-    pub fn lock_dbs_all_slots(&self, dbs: &[usize]) -> Locked<'_> {
-        for &d in dbs {
-            let db = self.db(d);
-            for s in 0..SLOTS {
-                db.cell(SlotId(s as u16));
+    /// Locks the given databases whole with the same slots' tables in
+    /// each (SWAPDB, which swaps slot with slot): a slot with a table in
+    /// one gets an empty one in the others, made under the lock that holds
+    /// off any other, so the sets cannot drift apart before they are
+    /// locked. Slots none of them has used stay without.
+    pub fn lock_dbs_alike(&self, dbs: &[usize]) -> Locked<'_> {
+        let no_new = self.snapshots.init.lock();
+        let each: Vec<&Db> = dbs.iter().map(|&d| self.db(d)).collect();
+        for s in 0..SLOTS {
+            let slot = SlotId(s as u16);
+            if each.iter().any(|db| db.used_cell(slot).is_some()) {
+                for db in &each {
+                    db.make_cell_held(slot, &no_new);
+                }
             }
         }
-        self.lock_dbs(dbs)
+        self.lock_whole(dbs, no_new)
     }
 
     fn lock_whole<'a>(&'a self, dbs: &[usize], no_new: MutexGuard<'a, ()>) -> Locked<'a> {
@@ -891,8 +912,8 @@ mod tests {
         ks.complete_snapshot(|| {});
         assert_eq!(rec.0.lock().len(), 3);
         assert_eq!(db.cells_made(), 3, "no walk made any");
-        drop(ks.lock_dbs_all_slots(&[0, 1]));
-        assert_eq!(ks.db(0).cells_made(), SLOTS);
+        drop(ks.lock_dbs_alike(&[0, 1]));
+        assert_eq!(ks.db(0).cells_made(), 3, "the same slots as db 1's");
     }
 
     /// A writer putting keys into slots never used while snapshots start

@@ -78,6 +78,25 @@ fn swapdb_flushdb_flushall() {
     ok(&mut r, &["SWAPDB", "0", "1"]);
     assert_eq!(bulk(&mut r, &["GET", "in0"]).as_deref(), Some("x"));
     assert_eq!(int(&mut r, &["EXISTS", "in1"]), 0);
+    // With a database never used (no slot tables yet), both ways; keys
+    // spread over many slots, a watch on a slot neither had used.
+    for i in 0..200 {
+        ok(&mut r, &["SET", &format!("many{i}"), "m"]);
+    }
+    ok(&mut r, &["WATCH", "nowhere"]);
+    ok(&mut r, &["SWAPDB", "1", "7"]);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 0);
+    ok(&mut r, &["SELECT", "7"]);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 201);
+    assert_eq!(bulk(&mut r, &["GET", "many199"]).as_deref(), Some("m"));
+    ok(&mut r, &["SWAPDB", "7", "1"]);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 0);
+    ok(&mut r, &["SELECT", "1"]);
+    assert_eq!(int(&mut r, &["DBSIZE"]), 201);
+    for i in 0..200 {
+        assert_eq!(int(&mut r, &["DEL", &format!("many{i}")]), 1);
+    }
+    ok(&mut r, &["UNWATCH"]);
     assert_eq!(
         err(&mut r, &["SWAPDB", "0", "100"]),
         "ERR DB index is out of range"
