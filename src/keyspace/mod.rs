@@ -523,19 +523,18 @@ impl<'a> Locked<'a> {
     /// A key's table if this command locked its slot: for a database
     /// locked whole, where a slot never used has no table (and no key).
     pub fn locked_table_for(&mut self, db: usize, key: &[u8]) -> Option<&mut SlotTable> {
-        let id = lock_id(db, key_hash_slot(key));
-        let i = self.ids.binary_search(&id).ok()?;
+        let i = self.find(db, key_hash_slot(key))?;
         Some(&mut self.guards[i].2)
     }
 
+    /// Where a slot's guard is, if this command locked it.
+    fn find(&self, db: usize, slot: SlotId) -> Option<usize> {
+        self.ids.binary_search(&lock_id(db, slot)).ok()
+    }
+
     fn position(&self, db: usize, slot: SlotId) -> usize {
-        let id = lock_id(db, slot);
-        let i = self.ids.partition_point(|&x| x < id);
-        assert!(
-            self.ids.get(i) == Some(&id),
-            "slot table not locked by this command"
-        );
-        i
+        self.find(db, slot)
+            .expect("slot table not locked by this command")
     }
 
     /// Exchanges the contents of two locked databases, slot by slot (SWAPDB).
@@ -701,9 +700,9 @@ impl Keyspace {
         }
     }
 
-    /// Locks the given databases whole (FLUSHDB, KEYS):
-    /// every slot that has held a key, and no slot table is made until
-    /// they are unlocked, so nothing lands beside the locked ones.
+    /// Locks the given databases whole (FLUSHDB, KEYS): every slot that
+    /// has held a key, and no slot table is made until they are
+    /// unlocked, so nothing lands beside the locked ones.
     pub fn lock_dbs(&self, dbs: &[usize]) -> Locked<'_> {
         let no_new = self.snapshots.init.lock();
         self.lock_whole(dbs, no_new)
