@@ -1066,6 +1066,8 @@ fn io_thread(server: Arc<Server>, accepting: Accepting) {
     IO_THREAD.set(NEXT.fetch_add(1, Relaxed));
     let s = server.clone();
     let u = server.clone();
+    let synced = server.log.register_thread();
+    let parking = synced.clone();
     crate::persistence::log::io_thread_running(&server.log);
     crate::effects::write_filled_taps_on_this_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -1076,14 +1078,13 @@ fn io_thread(server: Arc<Server>, accepting: Accepting) {
         .on_thread_park(move || {
             connection::write_round::parked();
             crate::effects::flush_filled_taps();
-            crate::persistence::log::sync_before_park(&s.effects, &s.log)
+            crate::persistence::log::sync_before_park(&s.effects, &s.log, &parking)
         })
         .on_thread_unpark(move || crate::persistence::log::io_thread_running(&u.log))
         .build()
         .expect("tokio runtime");
     let exiting = server.clone();
     rt.block_on(async move {
-        let synced = server.log.register_thread();
         {
             let synced = synced.clone();
             tokio::spawn(async move { crate::persistence::log::relay_synced(&synced).await });
