@@ -352,7 +352,6 @@ impl LogState {
             wake: tokio::sync::Notify::new(),
             local: tokio::sync::Notify::new(),
             polled: AtomicBool::new(false),
-            poke: tokio::sync::Notify::new(),
         });
         self.threads.lock().push(t.clone());
         t
@@ -527,9 +526,6 @@ pub struct ThreadWaiters {
     /// `sync_before_park` has had the thread read its sockets once more
     /// before its next sync.
     polled: AtomicBool,
-    /// Wakes the relay for nothing: a woken task keeps the runtime from
-    /// sleeping, so it polls its sockets without waiting and runs again.
-    poke: tokio::sync::Notify,
 }
 
 /// Counts a connection as waiting for its writes to be durable for as long
@@ -555,10 +551,8 @@ impl Drop for Waiting<'_> {
 /// connections, on their own thread.
 pub async fn relay_synced(thread: &ThreadWaiters) {
     loop {
-        tokio::select! {
-            _ = thread.wake.notified() => thread.local.notify_waiters(),
-            _ = thread.poke.notified() => {}
-        }
+        thread.wake.notified().await;
+        thread.local.notify_waiters();
     }
 }
 
@@ -588,8 +582,9 @@ pub fn io_thread_exits(state: &LogState) {
 /// the last sync's replies reached them are still unread here; syncing
 /// without them splits the clients into two groups that take turns (50
 /// clients: 25 writes a sync, against Redis's 30, whose sync comes after
-/// its event loop has read everything that arrived).
-pub fn sync_before_park(effects: &EffectStream, state: &LogState, thread: &ThreadWaiters) {
+/// its event loop has read everything that arrived). Returns true when the
+/// thread is to do that read (polling, not sleeping) and come back here.
+pub fn sync_before_park(effects: &EffectStream, state: &LogState, thread: &ThreadWaiters) -> bool {
     let others_running = state.io_running.fetch_sub(1, Relaxed) > 1;
     let none_waiting = state.waiting.load(Relaxed) == 0;
     if none_waiting {
@@ -604,26 +599,24 @@ pub fn sync_before_park(effects: &EffectStream, state: &LogState, thread: &Threa
         // A failing disk is retried by the writer, once a second.
         || state.failing.load(Relaxed)
     {
-        return;
+        return false;
     }
     if !thread.polled.swap(true, Relaxed) {
-        // Tokio polls without sleeping when this hook leaves a task woken,
-        // then runs what became ready and comes back here.
-        thread.poke.notify_one();
-        return;
+        return true;
     }
     // Another thread syncing takes what is pending now, ours included, and
     // wakes every waiter; one whose write came later wakes, finds it not yet
     // durable, and this thread comes here again. A thread that stays busy
     // leaves the others' writes to the writer thread after a millisecond.
     let Some(mut g) = state.file.try_lock() else {
-        return;
+        return false;
     };
     thread.polled.store(false, Relaxed);
     if let Some(f) = g.as_mut() {
         // A failure is recorded in `state`; the writer thread retries.
         f.round(effects, state, false);
     }
+    false
 }
 
 /// Whether the oldest pending record has waited `limit`; waits out the

@@ -61,9 +61,10 @@ pub mod write_round {
         })
     }
 
-    /// The thread is about to sleep (an I/O runtime's park hook).
-    pub fn parked() {
-        SINCE_PARK.with(|n| n.set(0));
+    /// The thread is about to sleep (an I/O runtime's park hook): whether
+    /// it ran a batch since the last time.
+    pub fn parked() -> bool {
+        SINCE_PARK.with(|n| n.replace(0)) > 0
     }
 }
 

@@ -30,6 +30,7 @@ pub mod memory;
 pub mod notify;
 pub mod pubsub;
 pub mod slowlog;
+pub mod spin;
 pub mod stats;
 pub mod supervise;
 pub mod tracking;
@@ -1068,23 +1069,40 @@ fn io_thread(server: Arc<Server>, accepting: Accepting) {
     let u = server.clone();
     let synced = server.log.register_thread();
     let parking = synced.clone();
+    let awake = Arc::new(tokio::sync::Notify::new());
+    let poke = awake.clone();
     crate::persistence::log::io_thread_running(&server.log);
     crate::effects::write_filled_taps_on_this_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Once every ready connection has run (Redis's beforeSleep): write
         // what they appended to replicas' taps, and with appendfsync
-        // always, sync their writes, in one go each.
+        // always, sync their writes, in one go each. A task left woken
+        // here makes tokio poll the sockets without sleeping and run what
+        // became ready (see `spin`).
         .on_thread_park(move || {
-            connection::write_round::parked();
+            let worked = connection::write_round::parked();
             crate::effects::flush_filled_taps();
-            crate::persistence::log::sync_before_park(&s.effects, &s.log, &parking)
+            let sync_later =
+                crate::persistence::log::sync_before_park(&s.effects, &s.log, &parking);
+            if spin::parked(worked, sync_later) {
+                poke.notify_one();
+            }
         })
-        .on_thread_unpark(move || crate::persistence::log::io_thread_running(&u.log))
+        .on_thread_unpark(move || {
+            spin::unparked();
+            crate::persistence::log::io_thread_running(&u.log)
+        })
         .build()
         .expect("tokio runtime");
     let exiting = server.clone();
     rt.block_on(async move {
+        // The task the park hook wakes to keep the thread from sleeping.
+        tokio::spawn(async move {
+            loop {
+                awake.notified().await;
+            }
+        });
         {
             let synced = synced.clone();
             tokio::spawn(async move { crate::persistence::log::relay_synced(&synced).await });

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::support::{eventually, Frame, Raw, TestNode, BIN};
+use crate::support::{cpu_ticks, eventually, Frame, Raw, TestNode, BIN};
 use crate::{bulk, digest, err, info_field, int, ok, wait_synced};
 
 fn log_file(node: &TestNode) -> std::path::PathBuf {
@@ -292,15 +292,6 @@ fn appendfsync_can_change_at_runtime() {
     );
     ok(&mut r, &["CONFIG", "SET", "appendfsync", "no"]);
     ok(&mut r, &["SET", "k", "w"]);
-}
-
-/// CPU time (user + system) a process has used, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 #[test]

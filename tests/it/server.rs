@@ -1,6 +1,8 @@
 use std::io::{BufRead, BufReader};
 
-use crate::support::{eventually, same_as_redis, same_as_redis_owned, Frame, Raw, TestNode};
+use crate::support::{
+    cpu_ticks, eventually, same_as_redis, same_as_redis_owned, Frame, Raw, TestNode,
+};
 use crate::{bulk, err, info_field, int, ok, strings};
 
 #[test]
@@ -952,6 +954,28 @@ fn redis_benchmark_runs_clean() {
     assert_eq!(
         bulk(&mut r, &["GET", "counter:__rand_int__"]).map(|v| v.parse::<i64>().unwrap()),
         Some(2000)
+    );
+}
+
+#[test]
+fn a_node_goes_idle_once_a_dense_load_ends() {
+    // Under a dense load an I/O thread polls its sockets instead of
+    // sleeping between requests; it must sleep again once they stop.
+    let node = TestNode::start();
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-p", &node.port.to_string(), "-t", "set,get", "-n", "20000"])
+        .args(["-c", "4", "-P", "1", "-q"])
+        .output()
+        .expect("redis-benchmark is installed (apt-get install redis-tools)");
+    assert!(out.status.success());
+    let pid = node.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    // Idle, a node uses a few ticks in two seconds; polling, about 200.
+    assert!(
+        used < 50,
+        "a node used {used} ticks of CPU in the 2 s after a load"
     );
 }
 
