@@ -42,8 +42,9 @@ use crate::server::memory::allocation_size;
 
 pub struct EffectStream {
     inner: Mutex<Inner>,
-    /// Wakes the append-only log writer for a file switch (a rewrite);
-    /// records it collects on its own timer.
+    /// Wakes the append-only log writer: for a file switch (a rewrite),
+    /// to stop, and for the first record after it went idle. While records
+    /// keep coming it collects them on its own timer.
     pending: Condvar,
 }
 
@@ -75,6 +76,10 @@ struct Inner {
     log_taken: usize,
     /// When the pending log records started to gather (the oldest one).
     pending_since: Option<std::time::Instant>,
+    /// The log writer sleeps until the next record (see `wait_for_log`).
+    writer_idle: bool,
+    /// The log writer is to come round at once (`wake_log_writer`).
+    writer_kicked: bool,
     /// Replicas being fed: every appended byte is copied to each.
     taps: Vec<Arc<Tap>>,
 }
@@ -490,6 +495,8 @@ impl EffectStream {
                 rotation: None,
                 log_taken: 0,
                 pending_since: None,
+                writer_idle: false,
+                writer_kicked: false,
                 taps: Vec::new(),
             }),
             pending: Condvar::new(),
@@ -597,12 +604,21 @@ impl EffectStream {
             let was_empty = pending.is_empty();
             aof::frame(pending, bytes);
             *end = inner.offset;
-            // The writer comes round on its own short timer, so a write
-            // costs no wake-up of another thread (with appendfsync always
-            // the I/O threads sync themselves, see `persistence::log`).
+            // While writes keep coming the writer comes round on its own
+            // short timer, so a write costs no wake-up of another thread
+            // (with appendfsync always the I/O threads sync themselves, see
+            // `persistence::log`); only the first one after a quiet spell
+            // wakes it.
             if was_empty {
                 inner.pending_since = Some(std::time::Instant::now());
             }
+            self.wake_idle_writer(inner);
+        }
+    }
+
+    fn wake_idle_writer(&self, inner: &mut Inner) {
+        if std::mem::take(&mut inner.writer_idle) {
+            self.pending.notify_one();
         }
     }
 
@@ -620,7 +636,7 @@ impl EffectStream {
 
     /// Frames a state record (see [`STATE_RECORD`]) into the pending log
     /// data, so that what follows in the log is known to continue here.
-    fn mark_state(inner: &mut Inner) {
+    fn mark_state(&self, inner: &mut Inner) {
         if let Some((pending, end)) = &mut inner.aof {
             let state = StreamState {
                 id: Identity {
@@ -643,6 +659,7 @@ impl EffectStream {
             // The log stands where the stream does, also when a change of
             // history moved it and nothing was appended since.
             *end = inner.offset;
+            self.wake_idle_writer(inner);
         }
     }
 
@@ -696,7 +713,7 @@ impl EffectStream {
         if let Some(b) = &mut g.backlog {
             *b = Backlog::new(b.buf.len());
         }
-        Self::mark_state(&mut g);
+        self.mark_state(&mut g);
     }
 
     /// After a full sync: the data now is the primary's at `id`, and its
@@ -711,7 +728,7 @@ impl EffectStream {
         if let Some(b) = &mut g.backlog {
             *b = Backlog::new(b.buf.len());
         }
-        Self::mark_state(&mut g);
+        self.mark_state(&mut g);
     }
 
     /// The history goes on under a new id with everything so far kept
@@ -722,7 +739,7 @@ impl EffectStream {
         let old = std::mem::replace(&mut g.replid, new_replid.unwrap_or_else(random_replid));
         g.replid2 = old;
         g.second_offset = g.offset as i64 + 1;
-        Self::mark_state(&mut g);
+        self.mark_state(&mut g);
     }
 
     /// Starts feeding a replica from the current point (a full sync's
@@ -805,7 +822,7 @@ impl EffectStream {
         if g.aof.is_none() {
             let end = g.offset;
             g.aof = Some((Vec::with_capacity(64 * 1024), end));
-            Self::mark_state(&mut g);
+            self.mark_state(&mut g);
         }
         g.aof.as_ref().map_or(g.offset, |(_, end)| *end)
     }
@@ -839,18 +856,46 @@ impl EffectStream {
             // The new file starts by saying where the stream stands, its
             // database included: a replica's stream bytes carry a SELECT
             // only where its primary's did.
-            Self::mark_state(&mut g);
+            self.mark_state(&mut g);
             self.pending.notify_one();
         }
     }
 
-    /// For the log writer: waits up to `timeout` until records are pending
-    /// (or a file switch is), without taking them.
-    pub fn wait_for_log(&self, timeout: Duration) {
-        let mut g = self.inner.lock();
-        if g.rotation.is_none() && g.aof.as_ref().is_some_and(|(p, _)| p.is_empty()) {
-            self.pending.wait_for(&mut g, timeout);
+    /// For the log writer: waits until records are pending (or a file
+    /// switch is, or `wake_log_writer` was called), without taking them.
+    /// While records keep coming it waits at most `round`, and the records
+    /// wake nobody. Once a whole round passed with nothing appended (an
+    /// idle node) it sleeps until the next record wakes it, or for at most
+    /// `quiet_limit` when that is set (a sync falling due).
+    pub fn wait_for_log(&self, round: Duration, quiet_limit: Option<Duration>) {
+        fn nothing_to_take(inner: &Inner) -> bool {
+            inner.rotation.is_none() && inner.aof.as_ref().is_some_and(|(p, _)| p.is_empty())
         }
+        let mut g = self.inner.lock();
+        if std::mem::take(&mut g.writer_kicked) || !nothing_to_take(&g) {
+            return;
+        }
+        let offset = g.offset;
+        self.pending.wait_for(&mut g, round);
+        if std::mem::take(&mut g.writer_kicked) || !nothing_to_take(&g) || g.offset != offset {
+            return;
+        }
+        g.writer_idle = true;
+        match quiet_limit {
+            Some(limit) => {
+                self.pending.wait_for(&mut g, limit);
+            }
+            None => self.pending.wait(&mut g),
+        }
+        g.writer_idle = false;
+        g.writer_kicked = false;
+    }
+
+    /// Has the log writer come round at once (to stop).
+    pub fn wake_log_writer(&self) {
+        let mut g = self.inner.lock();
+        g.writer_kicked = true;
+        self.pending.notify_one();
     }
 
     /// For the log writer: waits up to `timeout` for pending records and

@@ -1517,7 +1517,7 @@ fn debug_loadaof(ctx: &mut Ctx, _argv: &[Bytes]) -> CmdResult {
         }
     };
     if with_log {
-        server.log.stop_writer();
+        server.log.stop_writer(&server.effects);
     }
     super::keys::empty_for_reload(ctx);
     let loaded = crate::persistence::load::reload(server, &dir, &m, false);

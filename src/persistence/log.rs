@@ -24,6 +24,11 @@
 //!   crash of the process alone.
 //! - `no`: written like `everysec`; the kernel decides when it reaches disk.
 //!
+//! The writer's timer runs only while records come: after a round (1 ms
+//! with `always`, 10 ms otherwise) in which nothing was appended it sleeps
+//! until the next record wakes it, or until an `everysec` sync falls due,
+//! so an idle node has it asleep (it once woke a thousand times a second).
+//!
 //! Apart from `durable` (what replies wait for), the log keeps how far it
 //! is really fsynced, whatever the policy: WAITAOF counts it, and a
 //! replica reports it to its primary (FACK). Offsets belong to a history:
@@ -227,10 +232,11 @@ impl LogState {
 
     /// Stops the writer once it has written and synced what is pending,
     /// and waits for it.
-    pub fn stop_writer(&self) {
+    pub fn stop_writer(&self, effects: &EffectStream) {
         let handle = self.writer.lock().take();
         if let Some(w) = handle {
             self.request_stop();
+            effects.wake_log_writer();
             let _ = w.join();
         }
     }
@@ -403,6 +409,26 @@ impl LogFile {
 
     fn idle(&self) -> bool {
         self.unwritten.is_empty() && self.rotate_to.is_none()
+    }
+
+    /// How long the writer may sleep once records stop coming: until a
+    /// sync falls due (everysec, with bytes written since the last one),
+    /// not at all while it has something to finish, and for good (`None`)
+    /// when all it wrote is synced.
+    fn quiet_limit(&self, state: &LogState) -> Option<Duration> {
+        if !self.idle() {
+            return Some(Duration::ZERO);
+        }
+        if state.durable.load(Relaxed) >= self.written_end {
+            return None;
+        }
+        match state.policy() {
+            FsyncPolicy::Everysec => {
+                Some(Duration::from_secs(1).saturating_sub(self.last_sync.elapsed()))
+            }
+            FsyncPolicy::Always => Some(Duration::ZERO),
+            FsyncPolicy::No => None,
+        }
     }
 
     /// Takes what is pending, writes it, syncs when the policy (or
@@ -635,21 +661,41 @@ fn behind_by(effects: &EffectStream, limit: Duration) -> bool {
 /// Runs the writer until [`LogState::request_stop`]; returns after a final
 /// write and sync.
 pub fn run_writer(effects: &EffectStream, state: Arc<LogState>) {
+    let quiet_until = |f: &LogFile| f.quiet_limit(&state).map(|d| Instant::now() + d);
+    // Until when this thread may sleep once records stop coming, as its
+    // last round left the file. Kept here rather than read under the
+    // file's lock before each wait, which an I/O thread holds while it
+    // syncs: the writer then blocked, and cost the syncing thread a wake-up
+    // of it. Only this thread writes the file but for the I/O threads'
+    // rounds under appendfsync always, which leave nothing unsynced unless
+    // they fail (`failing`).
+    let mut quiet = match state.file.lock().as_ref() {
+        Some(f) => quiet_until(f),
+        // No file: the first round finds it so and ends the thread.
+        None => Some(Instant::now()),
+    };
     loop {
         let stopping = state.stop.load(Relaxed);
         let policy = state.policy();
         if !stopping {
-            // Wait without holding the file: a connection may sync meanwhile.
-            effects.wait_for_log(Duration::from_millis(if policy == FsyncPolicy::Always {
-                1
+            let quiet_limit = if state.failing.load(Relaxed) {
+                Some(Duration::ZERO)
             } else {
-                10
-            }));
+                quiet.map(|t| t.saturating_duration_since(Instant::now()))
+            };
+            // Wait without holding the file: a connection may sync meanwhile.
+            let round = Duration::from_millis(if policy == FsyncPolicy::Always { 1 } else { 10 });
+            effects.wait_for_log(round, quiet_limit);
             // With appendfsync always the I/O threads sync as they go idle
             // (`sync_before_park`): a fresh group is theirs. This thread
             // takes over what has waited a millisecond (a thread too busy
-            // to go idle, a write from outside a connection).
-            if policy == FsyncPolicy::Always && !behind_by(effects, Duration::from_millis(1)) {
+            // to go idle, a write from outside a connection), and retries
+            // after a failure, which the I/O threads leave to it: what
+            // failed is held in the file's buffer, no longer pending.
+            if policy == FsyncPolicy::Always
+                && !state.failing.load(Relaxed)
+                && !behind_by(effects, Duration::from_millis(1))
+            {
                 continue;
             }
         }
@@ -657,6 +703,7 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>) {
             let mut g = state.file.lock();
             let Some(f) = g.as_mut() else { break };
             let ok = f.round(effects, &state, stopping && policy != FsyncPolicy::No);
+            quiet = quiet_until(f);
             (ok, f.idle())
         };
         if !ok {

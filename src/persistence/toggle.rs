@@ -158,7 +158,7 @@ pub fn turn_off(server: &Arc<Server>) {
 fn stop(server: &Server) {
     let log = &server.log;
     log.set_enabled(false);
-    log.stop_writer();
+    log.stop_writer(&server.effects);
     server.effects.detach_log();
     *log.file.lock() = None;
     *log.files.lock() = None;

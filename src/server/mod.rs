@@ -906,7 +906,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     // Connections are closed: nothing more can be appended. Write and sync
     // what is pending before exiting.
     let s = server.clone();
-    let _ = tokio::task::spawn_blocking(move || s.log.stop_writer()).await;
+    let _ = tokio::task::spawn_blocking(move || s.log.stop_writer(&s.effects)).await;
     let how = server.shutdown_save.load(Relaxed);
     let save = if how == ShutdownSave::Always as u8 {
         true

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::support::{cpu_ticks, eventually, Frame, Raw, TestNode, BIN};
+use crate::support::{cpu_ticks, eventually, thread_wakeups, Frame, Raw, TestNode, BIN};
 use crate::{bulk, digest, err, info_field, int, ok, wait_synced};
 
 fn log_file(node: &TestNode) -> std::path::PathBuf {
@@ -317,6 +317,38 @@ fn an_idle_node_with_appendfsync_always_stays_idle() {
     );
 }
 
+#[test]
+fn the_log_writer_sleeps_while_nothing_is_written() {
+    // It collects records on a short timer while writes come (1 ms with
+    // appendfsync always, 10 ms otherwise), and once woke on that timer
+    // when nothing came too: 1,000 times a second on an idle node.
+    for policy in ["always", "everysec", "no"] {
+        let node = TestNode::start_with(&["--appendfsync", policy]);
+        let pid = node.child.id();
+        let mut r = node.raw();
+        ok(&mut r, &["SET", "k", "v"]);
+        // An everysec sync is due within a second of the write.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let before = thread_wakeups(pid, "shoal-aof");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let woke = thread_wakeups(pid, "shoal-aof") - before;
+        assert!(
+            woke < 10,
+            "{policy}: the idle log writer woke {woke} times in 2 s"
+        );
+        // And the next write wakes it.
+        let mut log_size = || {
+            let info = bulk(&mut r, &["INFO", "persistence"]).unwrap();
+            info_field(&info, "aof_current_size")
+                .parse::<u64>()
+                .unwrap()
+        };
+        let size = log_size();
+        ok(&mut node.raw(), &["SET", "k", "w"]);
+        eventually("the write reaches the log file", || log_size() > size);
+    }
+}
+
 /// A small tmpfs, unmounted on drop.
 struct SmallDisk {
     dir: tempfile::TempDir,
@@ -332,6 +364,20 @@ impl SmallDisk {
             .map(|s| s.success())
             .unwrap_or(false);
         ok.then_some(SmallDisk { dir })
+    }
+
+    /// Mounting needs root; CI has it, and there a test that needs the
+    /// disk must run. Elsewhere it is skipped.
+    fn mount_or_skip(size: &str) -> Option<SmallDisk> {
+        let disk = SmallDisk::mount(size);
+        if disk.is_none() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must be able to mount a tmpfs for this test"
+            );
+            eprintln!("skipping: cannot mount a tmpfs here (not root)");
+        }
+        disk
     }
 }
 
@@ -350,13 +396,7 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
     // (everysec), so more may be pending than the 300 KB left when the
     // disk fills, all of them at worst: the disk freed must hold the 1,000
     // writes of 4 KB the test may make, or it could never catch up.
-    let Some(disk) = SmallDisk::mount("6m") else {
-        // Mounting needs root; CI has it, and there the test must run.
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must be able to mount a tmpfs for this test"
-        );
-        eprintln!("skipping: cannot mount a tmpfs here (not root)");
+    let Some(disk) = SmallDisk::mount_or_skip("6m") else {
         return;
     };
     let data = disk.dir.path().join("data");
@@ -409,6 +449,62 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
     assert!(node.wait_exit().success());
     node.restart(&["--dir", data.to_str().unwrap()]).unwrap();
     assert_eq!(digest(&mut node.raw()), before, "and survives a restart");
+}
+
+#[test]
+fn with_appendfsync_always_a_full_disk_holds_the_write_until_it_is_on_disk() {
+    // The write that fails is not acknowledged: its client waits until the
+    // record is on disk, which it is once the disk has room again (the
+    // writer retries every second; the I/O threads, which sync the other
+    // writes, leave a failure to it). Meanwhile other writes are refused.
+    let Some(disk) = SmallDisk::mount_or_skip("6m") else {
+        return;
+    };
+    let data = disk.dir.path().join("data");
+    let filler = disk.dir.path().join("filler");
+    std::fs::write(&filler, vec![0u8; (6 * 1024 - 300) * 1024]).unwrap();
+    let args = ["--dir", data.to_str().unwrap(), "--appendfsync", "always"];
+    let mut node = TestNode::start_with(&args);
+    let port = node.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut w = Raw::connect(port);
+            let value = "v".repeat(4096);
+            let mut acked = 0u64;
+            while !stop.load(Ordering::Relaxed) && acked < 1000 {
+                ok(&mut w, &["SET", &format!("k{acked}"), &value]);
+                acked += 1;
+            }
+            acked
+        })
+    };
+    let mut r = node.raw();
+    eventually("the disk is full", || {
+        let info = bulk(&mut r, &["INFO", "persistence"]).unwrap();
+        info_field(&info, "aof_last_write_status") == "err"
+    });
+    assert_eq!(
+        r.call(&["SET", "other", "1"]),
+        Frame::Error("MISCONF Errors writing to the AOF file: No space left on device".into())
+    );
+    assert_eq!(bulk(&mut r, &["GET", "k0"]).map(|v| v.len()), Some(4096));
+    std::fs::remove_file(&filler).unwrap();
+    eventually("writes accepted again", || {
+        r.call(&["SET", "after", "1"]) == Frame::Simple("OK".into())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.join().unwrap();
+    assert_eq!(
+        int(&mut r, &["DBSIZE"]),
+        acked as i64 + 1,
+        "every acknowledged write is there"
+    );
+    let before = digest(&mut r);
+    // Acknowledged means synced: a crash (SIGKILL) loses none of it.
+    node.restart(&[]).unwrap();
+    assert_eq!(digest(&mut node.raw()), before, "and survives a crash");
 }
 
 #[test]
