@@ -762,7 +762,7 @@ fn redis_version() -> String {
     let out = Command::new("redis-server")
         .arg("--version")
         .output()
-        .unwrap();
+        .expect("redis-server (Debian's redis-server package) must be on PATH");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .take(3)
