@@ -379,6 +379,17 @@ impl SmallDisk {
         }
         disk
     }
+
+    /// A 6 MB disk with 300 KB left, the rest taken by `filler`.
+    fn nearly_full() -> Option<SmallDisk> {
+        let disk = SmallDisk::mount_or_skip("6m")?;
+        std::fs::write(disk.filler(), vec![0u8; (6 * 1024 - 300) * 1024]).unwrap();
+        Some(disk)
+    }
+
+    fn filler(&self) -> std::path::PathBuf {
+        self.dir.path().join("filler")
+    }
 }
 
 impl Drop for SmallDisk {
@@ -396,12 +407,10 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
     // (everysec), so more may be pending than the 300 KB left when the
     // disk fills, all of them at worst: the disk freed must hold the 1,000
     // writes of 4 KB the test may make, or it could never catch up.
-    let Some(disk) = SmallDisk::mount_or_skip("6m") else {
+    let Some(disk) = SmallDisk::nearly_full() else {
         return;
     };
-    let data = disk.dir.path().join("data");
-    let filler = disk.dir.path().join("filler");
-    std::fs::write(&filler, vec![0u8; (6 * 1024 - 300) * 1024]).unwrap();
+    let (data, filler) = (disk.dir.path().join("data"), disk.filler());
     let mut node = TestNode::start_with(&["--dir", data.to_str().unwrap()]);
     let mut r = node.raw();
     let value = "v".repeat(4096);
@@ -457,12 +466,10 @@ fn with_appendfsync_always_a_full_disk_holds_the_write_until_it_is_on_disk() {
     // record is on disk, which it is once the disk has room again (the
     // writer retries every second; the I/O threads, which sync the other
     // writes, leave a failure to it). Meanwhile other writes are refused.
-    let Some(disk) = SmallDisk::mount_or_skip("6m") else {
+    let Some(disk) = SmallDisk::nearly_full() else {
         return;
     };
-    let data = disk.dir.path().join("data");
-    let filler = disk.dir.path().join("filler");
-    std::fs::write(&filler, vec![0u8; (6 * 1024 - 300) * 1024]).unwrap();
+    let (data, filler) = (disk.dir.path().join("data"), disk.filler());
     let args = ["--dir", data.to_str().unwrap(), "--appendfsync", "always"];
     let mut node = TestNode::start_with(&args);
     let port = node.port;
