@@ -127,6 +127,9 @@ pub static DIRECTIVES: &[Directive] = &[
     // Threads that serve connections (I/O and commands alike); 0 means one
     // per core.
     d("io-threads", Kind::Int { min: 0, max: 1024 }, "0", false),
+    // How long an I/O thread polls its sockets instead of sleeping while
+    // requests come densely (`server::spin`); 0: it never polls.
+    d("io-threads-poll-usec", Kind::Int { min: 0, max: 1000 }, "20", true),
     d("appendonly", Kind::Enum(&["yes", "no"]), "yes", true),
     d("appendfsync", Kind::Enum(&["always", "everysec", "no"]), "everysec", true),
     d("appenddirname", Kind::Checked(aof_dir_name), "appendonlydir", false),

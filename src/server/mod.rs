@@ -81,6 +81,8 @@ pub struct Tunables {
     pub repl_timeout_secs: AtomicI64,
     /// busy-reply-threshold (lua-time-limit), read by every script run.
     pub busy_reply_ms: AtomicI64,
+    /// `io-threads-poll-usec` (see `spin`).
+    pub io_poll_usec: AtomicI64,
     pub replica_read_only: AtomicBool,
     pub replica_serve_stale: AtomicBool,
     pub latency_tracking: AtomicBool,
@@ -125,6 +127,7 @@ impl Tunables {
             min_replicas_to_write: AtomicI64::new(0),
             repl_timeout_secs: AtomicI64::new(60),
             busy_reply_ms: AtomicI64::new(5000),
+            io_poll_usec: AtomicI64::new(20),
             replica_read_only: AtomicBool::new(true),
             replica_serve_stale: AtomicBool::new(true),
             latency_tracking: AtomicBool::new(true),
@@ -149,6 +152,7 @@ impl Tunables {
             "min-replicas-to-write",
             "repl-timeout",
             "busy-reply-threshold",
+            "io-threads-poll-usec",
         ]
         .into_iter()
         .chain(ENCODING_DIRECTIVES)
@@ -246,6 +250,7 @@ impl Tunables {
             "min-replicas-to-write" => &self.min_replicas_to_write,
             "repl-timeout" => &self.repl_timeout_secs,
             "busy-reply-threshold" => &self.busy_reply_ms,
+            "io-threads-poll-usec" => &self.io_poll_usec,
             other => match ENCODING_DIRECTIVES.iter().position(|d| *d == other) {
                 Some(i) => &self.encoding_limits[i],
                 None => return,
@@ -1085,7 +1090,8 @@ fn io_thread(server: Arc<Server>, accepting: Accepting) {
             crate::effects::flush_filled_taps();
             let sync_later =
                 crate::persistence::log::sync_before_park(&s.effects, &s.log, &parking);
-            if spin::parked(worked, sync_later) {
+            let window = Duration::from_micros(s.tun.io_poll_usec.load(Relaxed).max(0) as u64);
+            if spin::parked(worked, sync_later, window) {
                 poke.notify_one();
             }
         })

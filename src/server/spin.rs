@@ -13,8 +13,10 @@
 //! under `WINDOW` says that requests come densely enough for the polls to
 //! find them. At a moderate load (requests tens of microseconds apart) the
 //! sleeps are long, the thread sleeps at once, and its CPU stays
-//! proportional to its work. Redis never polls; its longer event loop
-//! turns make its sleeps rarer instead.
+//! proportional to its work. `WINDOW` is `io-threads-poll-usec`; 0 turns
+//! polling off, for a node whose CPU is rationed (a container's quota)
+//! more than its wake-ups are dear. Redis never polls; its longer event
+//! loop turns make its sleeps rarer instead.
 //!
 //! The state is the thread's own (thread-locals): each I/O thread runs one
 //! single-threaded runtime whose park hook calls [`parked`] and whose
@@ -22,15 +24,6 @@
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
-
-/// How long a thread polls after its last batch; and how short its sleeps
-/// must have been on average for it to poll at all. Measured on two cores
-/// (redis-benchmark, SET, pipeline 1): 20 µs takes 2 clients from 36,000
-/// to 76,000-106,000 requests/s with less CPU per request, 50 clients from
-/// 108,000 to 120,000 with 1 µs more, and leaves a lone client (sleeps of
-/// about 33 µs between its requests) as it was; 50 µs had a lone client
-/// make the thread poll, at 45% more CPU per request.
-const WINDOW: Duration = Duration::from_micros(20);
 
 /// A sleep counts for at most this much in the average, so that a long
 /// idle spell is forgotten within a few sleeps once the load returns.
@@ -49,15 +42,24 @@ thread_local! {
 /// The thread is out of work (`worked`: it ran a batch since the last
 /// call): whether it should poll its sockets once more instead of sleeping
 /// (always when the caller `must_poll`, which is then no sleep either).
-pub fn parked(worked: bool, must_poll: bool) -> bool {
+///
+/// `window` (`WINDOW` above, 20 µs by default) is how long a thread polls
+/// after its last batch, and how short its sleeps must have been on
+/// average for it to poll at all. Measured on two cores (redis-benchmark,
+/// SET, pipeline 1): 20 µs takes 2 clients from 36,000 to 76,000-106,000
+/// requests/s with less CPU per request, 50 clients from 108,000 to
+/// 120,000 with 1 µs more, and leaves a lone client (sleeps of about 33 µs
+/// between its requests) as it was; 50 µs had a lone client make the
+/// thread poll, at 45% more CPU per request.
+pub fn parked(worked: bool, must_poll: bool, window: Duration) -> bool {
     let now = Instant::now();
     if worked {
         LAST_WORK.set(Some(now));
     }
     let recent = LAST_WORK
         .get()
-        .is_some_and(|t| now.duration_since(t) < WINDOW);
-    let poll = must_poll || (recent && AVERAGE_SLEEP.get() < WINDOW.as_nanos() as u64);
+        .is_some_and(|t| now.duration_since(t) < window);
+    let poll = must_poll || (recent && AVERAGE_SLEEP.get() < window.as_nanos() as u64);
     SLEPT_AT.set((!poll).then_some(now));
     poll
 }
@@ -72,5 +74,37 @@ pub fn unparked() {
         } else {
             avg - avg / 8 + slept / 8
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A short sleep, as the runtime's hooks see one.
+    fn nap() {
+        assert!(!parked(true, false, Duration::ZERO));
+        unparked();
+    }
+
+    #[test]
+    fn polls_only_after_short_sleeps_and_never_with_no_window() {
+        let long = Duration::from_secs(1);
+        // No sleep seen yet: nothing says requests come densely.
+        assert!(!parked(true, false, long));
+        unparked();
+        // Short sleeps and work just now: poll.
+        nap();
+        assert!(parked(true, false, long));
+        unparked();
+        // A window of 0 turns polling off, whatever the sleeps were.
+        for _ in 0..10 {
+            nap();
+        }
+        assert!(!parked(true, false, Duration::ZERO));
+        unparked();
+        // What the caller must poll for is polled regardless.
+        assert!(parked(false, true, Duration::ZERO));
+        unparked();
     }
 }

@@ -960,22 +960,40 @@ fn redis_benchmark_runs_clean() {
 #[test]
 fn a_node_goes_idle_once_a_dense_load_ends() {
     // Under a dense load an I/O thread polls its sockets instead of
-    // sleeping between requests; it must sleep again once they stop.
+    // sleeping between requests; it must sleep again once they stop. With
+    // io-threads-poll-usec 0 it never polls, and serves the same.
     let node = TestNode::start();
-    let out = std::process::Command::new("redis-benchmark")
-        .args(["-p", &node.port.to_string(), "-t", "set,get", "-n", "20000"])
-        .args(["-c", "4", "-P", "1", "-q"])
-        .output()
-        .expect("redis-benchmark is installed (apt-get install redis-tools)");
-    assert!(out.status.success());
-    let pid = node.child.id();
-    let before = cpu_ticks(pid);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let used = cpu_ticks(pid) - before;
-    // Idle, a node uses a few ticks in two seconds; polling, about 200.
-    assert!(
-        used < 50,
-        "a node used {used} ticks of CPU in the 2 s after a load"
+    let mut r = node.raw();
+    for window in ["20", "0"] {
+        ok(&mut r, &["CONFIG", "SET", "io-threads-poll-usec", window]);
+        let out = std::process::Command::new("redis-benchmark")
+            .args(["-p", &node.port.to_string(), "-t", "set,get", "-n", "20000"])
+            .args(["-c", "4", "-P", "1", "--csv"])
+            .output()
+            .expect("redis-benchmark is installed (apt-get install redis-tools)");
+        assert!(out.status.success());
+        let csv = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            csv.contains("\"SET\"") && csv.contains("\"GET\""),
+            "window {window}: {csv}"
+        );
+        let pid = node.child.id();
+        let before = cpu_ticks(pid);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let used = cpu_ticks(pid) - before;
+        // Idle, a node uses a few ticks in two seconds; polling, about 200.
+        assert!(
+            used < 50,
+            "a node used {used} ticks of CPU in the 2 s after a load (window {window})"
+        );
+    }
+    assert_eq!(
+        r.call(&["CONFIG", "SET", "io-threads-poll-usec", "1001"]),
+        Frame::Error(
+            "ERR CONFIG SET failed (possibly related to argument 'io-threads-poll-usec') - \
+             argument must be between 0 and 1000 inclusive"
+                .into()
+        )
     );
 }
 
