@@ -691,9 +691,13 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>) {
             // takes over what has waited a millisecond (a thread too busy
             // to go idle, a write from outside a connection), and retries
             // after a failure, which the I/O threads leave to it: what
-            // failed is held in the file's buffer, no longer pending.
+            // failed is held in the file's buffer, no longer pending. It
+            // also finishes what its own last round left (bytes written
+            // under everysec before a switch to always) once that is due.
+            let due = quiet.is_some_and(|t| t <= Instant::now());
             if policy == FsyncPolicy::Always
                 && !state.failing.load(Relaxed)
+                && !due
                 && !behind_by(effects, Duration::from_millis(1))
             {
                 continue;

@@ -295,6 +295,29 @@ fn appendfsync_can_change_at_runtime() {
 }
 
 #[test]
+fn writes_left_unsynced_by_everysec_are_synced_after_a_switch_to_always() {
+    // The second write comes within everysec's second, so it is written
+    // and left for the next sync; with no write after the switch to
+    // always, the writer must still sync it.
+    let node = TestNode::start_with(&["--appendfsync", "everysec"]);
+    let mut r = node.raw();
+    let info = |r: &mut Raw, field: &str| {
+        let all = bulk(r, &["INFO", "all"]).unwrap();
+        info_field(&all, field).parse::<u64>().unwrap()
+    };
+    ok(&mut r, &["SET", "a", "1"]);
+    let size = info(&mut r, "aof_current_size");
+    ok(&mut r, &["SET", "b", "2"]);
+    eventually("the write is in the file", || {
+        info(&mut r, "aof_current_size") > size
+    });
+    ok(&mut r, &["CONFIG", "SET", "appendfsync", "always"]);
+    eventually("the log is synced up to the last write", || {
+        info(&mut r, "aof_fsync_offset") == info(&mut r, "master_repl_offset")
+    });
+}
+
+#[test]
 fn an_idle_node_with_appendfsync_always_stays_idle() {
     // A new log holds one record before any write; with appendfsync
     // always the writer once took it for nothing to wait for and spun a
