@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::support::{cpu_ticks, eventually, thread_wakeups, Frame, Raw, TestNode, BIN};
+use crate::support::{cpu_ticks_over, eventually, thread_wakeups, Frame, Raw, TestNode, BIN};
 use crate::{bulk, digest, err, info_field, int, ok, wait_synced};
 
 fn log_file(node: &TestNode) -> std::path::PathBuf {
@@ -324,16 +324,13 @@ fn an_idle_node_with_appendfsync_always_stays_idle() {
     // whole core until the first write.
     let node = TestNode::start_with(&["--appendfsync", "always"]);
     let pid = node.child.id();
-    let before = cpu_ticks(pid);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let used = cpu_ticks(pid) - before;
+    let two_seconds = std::time::Duration::from_secs(2);
+    let used = cpu_ticks_over(pid, two_seconds);
     // Idle, a node uses a few ticks in two seconds; spinning, about 200.
     assert!(used < 50, "an idle node used {used} ticks of CPU in 2 s");
     let mut r = node.raw();
     ok(&mut r, &["SET", "k", "v"]);
-    let before = cpu_ticks(pid);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let used = cpu_ticks(pid) - before;
+    let used = cpu_ticks_over(pid, two_seconds);
     assert!(
         used < 50,
         "a node idle after a write used {used} ticks in 2 s"

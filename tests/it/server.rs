@@ -1,7 +1,7 @@
 use std::io::{BufRead, BufReader};
 
 use crate::support::{
-    cpu_ticks, eventually, same_as_redis, same_as_redis_owned, Frame, Raw, TestNode,
+    cpu_ticks_over, eventually, same_as_redis, same_as_redis_owned, Frame, Raw, TestNode,
 };
 use crate::{bulk, err, info_field, int, ok, strings};
 
@@ -977,10 +977,7 @@ fn a_node_goes_idle_once_a_dense_load_ends() {
             csv.contains("\"SET\"") && csv.contains("\"GET\""),
             "window {window}: {csv}"
         );
-        let pid = node.child.id();
-        let before = cpu_ticks(pid);
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        let used = cpu_ticks(pid) - before;
+        let used = cpu_ticks_over(node.child.id(), std::time::Duration::from_secs(2));
         // Idle, a node uses a few ticks in two seconds; polling, about 200.
         assert!(
             used < 50,

@@ -228,6 +228,13 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// CPU ticks the process uses over the next `span` (the test waits).
+pub fn cpu_ticks_over(pid: u32, span: Duration) -> u64 {
+    let before = cpu_ticks(pid);
+    std::thread::sleep(span);
+    cpu_ticks(pid) - before
+}
+
 /// How many times the process's threads named `name` have gone to sleep
 /// and been woken (their voluntary context switches).
 pub fn thread_wakeups(pid: u32, name: &str) -> u64 {
