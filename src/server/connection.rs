@@ -826,9 +826,10 @@ pub async fn serve(
         }
         if close.is_none() && !out.buf.is_empty() && write_round::join() {
             tokio::task::yield_now().await;
-            // The round's replica feeds go out with its replies: under
-            // a steady load the thread may not park for a long while.
-            crate::effects::flush_filled_taps();
+            // Under a steady load the thread may not sleep for a long
+            // while: what it appended to replicas goes out once held
+            // `TAP_HOLD`.
+            crate::effects::flush_filled_taps_held();
         }
         if flush(&server, &mut wr, &mut out).await.is_err() {
             break;

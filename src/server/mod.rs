@@ -1080,19 +1080,22 @@ fn io_thread(server: Arc<Server>, accepting: Accepting) {
     crate::effects::write_filled_taps_on_this_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        // Once every ready connection has run (Redis's beforeSleep): write
-        // what they appended to replicas' taps, and with appendfsync
-        // always, sync their writes, in one go each. A task left woken
-        // here makes tokio poll the sockets without sleeping and run what
-        // became ready (see `spin`).
+        // Once every ready connection has run (Redis's beforeSleep): with
+        // appendfsync always, sync their writes, then write what they
+        // appended to replicas' taps, in one go each (Redis's order). A
+        // task left woken here makes tokio poll the sockets without
+        // sleeping and run what became ready (see `spin`); a thread that
+        // polls writes the taps once they have waited `TAP_HOLD`.
         .on_thread_park(move || {
             let worked = connection::write_round::parked();
-            crate::effects::flush_filled_taps();
             let sync_later =
                 crate::persistence::log::sync_before_park(&s.effects, &s.log, &parking);
             let window = Duration::from_micros(s.tun.io_poll_usec.load(Relaxed).max(0) as u64);
             if spin::parked(worked, sync_later, window) {
+                crate::effects::flush_filled_taps_held();
                 poke.notify_one();
+            } else {
+                crate::effects::flush_filled_taps();
             }
         })
         .on_thread_unpark(move || {
