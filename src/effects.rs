@@ -130,6 +130,8 @@ thread_local! {
     static FILLED: RefCell<Option<Vec<Arc<Tap>>>> = const { RefCell::new(None) };
     /// When this thread filled the first of them.
     static FILLED_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Someone waits for them (see [`release_held_taps`]).
+    static FILLED_DUE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Makes this thread one that writes the taps it fills as it goes idle;
@@ -142,6 +144,7 @@ pub fn write_filled_taps_on_this_thread() {
 /// of an I/O thread: every connection on it has run).
 pub fn flush_filled_taps() {
     FILLED_AT.set(None);
+    FILLED_DUE.set(false);
     let taps = FILLED.with(|f| f.borrow_mut().as_mut().map(std::mem::take));
     for tap in taps.into_iter().flatten() {
         tap.write_directly();
@@ -155,9 +158,16 @@ pub fn flush_filled_taps() {
 /// pipeline 1; writing on every poll instead made the primary send three
 /// times as often, and woke the replica as often.
 pub fn flush_filled_taps_held() {
-    if FILLED_AT.get().is_some_and(|t| t.elapsed() >= TAP_HOLD) {
+    if FILLED_DUE.get() || FILLED_AT.get().is_some_and(|t| t.elapsed() >= TAP_HOLD) {
         flush_filled_taps();
     }
+}
+
+/// What this thread holds for replicas goes out at its next chance (the
+/// end of its write round, or its park hook), however short it was held:
+/// a WAIT has just asked the replicas to acknowledge, and waits for them.
+pub fn release_held_taps() {
+    FILLED_DUE.set(true);
 }
 
 /// How long a busy I/O thread holds what it appended to replicas' taps

@@ -159,6 +159,7 @@ fn wait_for(ctx: &mut Ctx, want: WaitFor, deadline: Option<std::time::Instant>) 
         ctx.server
             .effects
             .append_global(&[b"REPLCONF", b"GETACK", b"*"]);
+        crate::effects::release_held_taps();
     }
     ctx.action = Some(Action::Wait {
         offset: target,
