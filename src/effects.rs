@@ -177,8 +177,9 @@ pub fn release_held_taps() {
 /// the replica spent 2.2-4.0 µs a request (Redis's 1.9-3.3); held 1 ms,
 /// once per 60, the replica 1.7-2.2 µs, and the primary's throughput
 /// went from 0.94 to 1.03 of Redis's (median of 8 rounds each). What
-/// the thread holds goes out as soon as it sleeps: only a steady load
-/// sees replicas (and WAIT) up to this much later.
+/// the thread holds goes out as soon as it sleeps, or when a WAIT asks
+/// ([`release_held_taps`]): only a steady load sees its replicas up to
+/// this much later.
 pub const TAP_HOLD: Duration = Duration::from_millis(1);
 
 /// Past this many pending bytes the feeder is woken even though a thread
