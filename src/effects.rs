@@ -165,7 +165,8 @@ pub fn flush_filled_taps_held() {
 
 /// What this thread holds for replicas goes out at its next chance (the
 /// end of its write round, or its park hook), however short it was held:
-/// a WAIT has just asked the replicas to acknowledge, and waits for them.
+/// a WAIT has just asked the replicas to acknowledge, and waits for them;
+/// a sidecar's reads wait for the write it has just forwarded.
 pub fn release_held_taps() {
     FILLED_DUE.set(true);
 }

@@ -180,8 +180,11 @@ pub fn is_write_offset(argv: &[Bytes]) -> bool {
 fn replconf(ctx: &mut Ctx, argv: &[Bytes]) -> CmdResult {
     if is_write_offset(argv) {
         // Shoal's own, asked by a sidecar after each forwarded write: the
-        // stream offset just past this connection's last write.
+        // stream offset just past this connection's last write. The
+        // sidecar's reads wait for its copy to reach it: what this thread
+        // holds for replicas goes out now.
         ctx.out.int(ctx.client.last_effect.get() as i64);
+        crate::effects::release_held_taps();
         return Ok(());
     }
     if argv.len().is_multiple_of(2) {
