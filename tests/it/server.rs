@@ -1,7 +1,8 @@
 use std::io::{BufRead, BufReader};
 
 use crate::support::{
-    cpu_ticks_over, eventually, same_as_redis, same_as_redis_owned, Frame, Raw, TestNode,
+    cpu_ticks_over, eventually, process_wakeups, same_as_redis, same_as_redis_owned,
+    thread_wakeups, Frame, Raw, TestNode,
 };
 use crate::{bulk, err, info_field, int, ok, strings};
 
@@ -991,6 +992,36 @@ fn a_node_goes_idle_once_a_dense_load_ends() {
              argument must be between 0 and 1000 inclusive"
                 .into()
         )
+    );
+}
+
+/// An idle node wakes for its cron, `hz` times a second, as Redis does,
+/// and for nothing else: its expiry cycle runs on the cron's own thread.
+/// It used to hand the cycle to a pool thread and back, waking four or
+/// five threads a tick (about 90 wake-ups in two seconds).
+#[test]
+fn an_idle_node_wakes_only_for_its_cron() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    // Keys with a TTL, so the expiry cycle has a table to sample.
+    for i in 0..100 {
+        ok(&mut r, &["SET", &format!("ttl:{i}"), "v", "EX", "1000"]);
+    }
+    assert_eq!(int(&mut r, &["DBSIZE"]), 100);
+    let pid = node.child.id();
+    // The log's everysec sync of those writes falls due within a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (all, cron) = (process_wakeups(pid), thread_wakeups(pid, "shoal-cron"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (all, cron) = (
+        process_wakeups(pid) - all,
+        thread_wakeups(pid, "shoal-cron") - cron,
+    );
+    // 20 ticks at hz 10; a loaded machine may stretch a sleep, never add one.
+    assert!(cron <= 22, "the cron woke {cron} times in 2 s");
+    assert!(
+        all <= cron + 4,
+        "{all} wake-ups in 2 s, {cron} of them the cron's"
     );
 }
 

@@ -238,10 +238,19 @@ pub fn cpu_ticks_over(pid: u32, span: Duration) -> u64 {
 /// How many times the process's threads named `name` have gone to sleep
 /// and been woken (their voluntary context switches).
 pub fn thread_wakeups(pid: u32, name: &str) -> u64 {
+    wakeups_where(pid, |comm| comm == name)
+}
+
+/// [`thread_wakeups`] of every thread of the process (those alive now).
+pub fn process_wakeups(pid: u32) -> u64 {
+    wakeups_where(pid, |_| true)
+}
+
+fn wakeups_where(pid: u32, keep: impl Fn(&str) -> bool) -> u64 {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
     tasks
         .flatten()
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| keep(c.trim())))
         .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
         .filter_map(|status| {
             status
