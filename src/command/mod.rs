@@ -975,7 +975,10 @@ impl<'a> Ctx<'a> {
     fn invalidate(&self, key: Option<&[u8]>) {
         let (t, clients, me) = (&self.server.tracking, &self.server.clients, self.client.id);
         let own = match key {
-            Some(k) => t.invalidate(clients, k, me),
+            Some(k) => {
+                let mut staged = self.client.bcast_staged.borrow_mut();
+                t.invalidate(clients, k, me, staged.as_mut())
+            }
             None => t.flushed(clients, me),
         };
         if own {
@@ -2056,6 +2059,22 @@ pub fn replay(
 /// Returns whether it failed, for the error statistics. Inside MULTI the
 /// command is queued instead (see `transactions`).
 pub fn run(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), CommandError> {
+    // With BCAST clients about, the outermost command (an EXEC or a
+    // script with all it runs) hands the keys it changed over as a whole.
+    let tracking = &ctx.server.tracking;
+    if !tracking.broadcasting() || ctx.client.bcast_staged.borrow().is_some() {
+        return run_staged(ctx, spec, argv);
+    }
+    *ctx.client.bcast_staged.borrow_mut() = Some(Vec::new());
+    let r = run_staged(ctx, spec, argv);
+    if let Some(keys) = ctx.client.bcast_staged.take() {
+        tracking.command_changed(keys, ctx.client.id);
+    }
+    r
+}
+
+/// [`run`], inside the command's staging of BCAST keys.
+fn run_staged(ctx: &mut Ctx, spec: &'static Spec, argv: &[Bytes]) -> Result<(), CommandError> {
     // Commands a transaction runs were looked at as they were queued.
     if ctx.client.exec_effects.get().is_none() && ctx.server.tracking.active() {
         let told = ctx.client.invalidated.borrow().len();

@@ -97,6 +97,9 @@ pub struct Client {
     /// Invalidations this client caused itself in the current command
     /// (`None`: a flush); it is told after the command's reply.
     pub invalidated: std::cell::RefCell<Vec<Option<bytes::Bytes>>>,
+    /// While a command runs with BCAST clients about: the keys it changed,
+    /// handed to them as it ends ([`super::tracking::Tracking::command_changed`]).
+    pub bcast_staged: std::cell::RefCell<Option<Vec<bytes::Bytes>>>,
     /// What CLIENT LIST was last told (see [`Client::publish_state`]).
     shown: Shown,
 }
@@ -166,6 +169,7 @@ impl Client {
             tracking: None,
             caching: false,
             invalidated: Default::default(),
+            bcast_staged: Default::default(),
             shown: Shown::default(),
         }
     }

@@ -185,7 +185,7 @@ fn expire_db(
 fn record_expiry(server: &Server, db: usize, key: &[u8], now: i64) {
     server.effects.append(db, &[b"DEL", key]);
     server.watches.touch(db, key, true);
-    server.tracking.invalidate(&server.clients, key, 0);
+    server.tracking.invalidate(&server.clients, key, 0, None);
     server.notifier.notify(
         &server.pubsub,
         crate::server::notify::EXPIRED,

@@ -27,7 +27,9 @@
 //! causes itself are written right after the command's reply instead, the
 //! order Redis 7 gives them. BCAST messages go out when the connection that
 //! caused them sends its replies, so a pipeline's keys travel together, as
-//! they do in Redis's event loop.
+//! they do in Redis's event loop. A command hands its keys over only as it
+//! ends (an EXEC or a script with all it ran): any connection's broadcast
+//! may run meanwhile, and must not split it.
 //!
 //! `tracking-table-max-keys` bounds the table: past it, keys are forgotten
 //! and their clients told, as if the keys had changed: as a read adds one,
@@ -464,17 +466,25 @@ impl Tracking {
     /// `key` changed, by client `by` (0: by the server, expiring or
     /// evicting it). Returns whether `by` itself must be told: the caller
     /// does that after the command's reply ([`Tracking::deliver_own`]).
-    pub fn invalidate(&self, clients: &Clients, key: &[u8], by: u64) -> bool {
+    ///
+    /// `staged`: where a command keeps the keys it changed for BCAST
+    /// clients until it ends ([`Tracking::command_changed`]); `None` (the
+    /// expiry cycle, idle eviction) queues them for the next broadcast.
+    pub fn invalidate(
+        &self,
+        clients: &Clients,
+        key: &[u8],
+        by: u64,
+        staged: Option<&mut Vec<Bytes>>,
+    ) -> bool {
         if !self.active() || (self.prefixes.load(Relaxed) == 0 && !self.filter().may_hold(key)) {
             return false;
         }
         let mut s = self.state.lock();
         let s = &mut *s;
-        for (prefix, p) in s.prefixes.iter_mut() {
-            if key.starts_with(prefix) {
-                p.keys.entry(Bytes::copy_from_slice(key)).or_insert(by);
-                self.pending.store(true, Relaxed);
-            }
+        match staged {
+            Some(staged) if self.broadcasting() => staged.push(Bytes::copy_from_slice(key)),
+            _ => self.queue_for_broadcast(s, key, by),
         }
         let Some(ids) = s.table.remove(key) else {
             return false;
@@ -495,6 +505,38 @@ impl Tracking {
             }
         }
         own
+    }
+
+    /// Adds `key` to the pending keys of every prefix it starts with.
+    fn queue_for_broadcast(&self, s: &mut State, key: &[u8], by: u64) {
+        for (prefix, p) in s.prefixes.iter_mut() {
+            if key.starts_with(prefix) {
+                p.keys.entry(Bytes::copy_from_slice(key)).or_insert(by);
+                self.pending.store(true, Relaxed);
+            }
+        }
+    }
+
+    /// Some client tracks in BCAST mode: a command then stages the keys
+    /// it changes and hands them over as it ends.
+    pub fn broadcasting(&self) -> bool {
+        self.prefixes.load(Relaxed) > 0
+    }
+
+    /// The keys client `by`'s command changed, staged by
+    /// [`Tracking::invalidate`], join the next broadcast together. A
+    /// broadcast by another thread (any connection's, before it writes
+    /// its replies) could otherwise fall between two writes of the same
+    /// command and send a key MSET sets twice in two messages: Redis,
+    /// whose commands run whole between two of its broadcasts, sends one.
+    pub fn command_changed(&self, keys: Vec<Bytes>, by: u64) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut s = self.state.lock();
+        for key in keys {
+            self.queue_for_broadcast(&mut s, &key, by);
+        }
     }
 
     /// FLUSHDB or FLUSHALL by client `by`: every tracking client is told
@@ -722,11 +764,11 @@ mod tests {
         assert_eq!(total(&t), 1000);
         assert!(keys.iter().all(|k| t.filter().may_hold(k.as_bytes())));
         // Another client's write: the reader is told, the key forgotten.
-        assert!(!t.invalidate(&clients, b"k1", reader.id + 1));
+        assert!(!t.invalidate(&clients, b"k1", reader.id + 1, None));
         assert_eq!(total(&t), 999);
         assert_eq!(t.totals(), (1, 999, 999, 0));
         // Its own write: it is told after its reply.
-        assert!(t.invalidate(&clients, b"k2", reader.id));
+        assert!(t.invalidate(&clients, b"k2", reader.id, None));
         assert!(!t.flushed(&clients, reader.id + 1));
         assert_eq!(total(&t), 0);
         t.disable(reader.id);

@@ -784,3 +784,81 @@ fn a_read_that_expires_its_key_tells_its_reader_as_redis_does() {
     ]);
     assert_eq!(ours, vec![vec![Frame::Null, e], vec![Frame::Null]]);
 }
+
+/// A command that writes a key twice (MSET k 1 k 2, a transaction, a
+/// script) tells a BCAST client once, in one message, as Redis does: no
+/// broadcast by another connection falls in the middle of it. Another
+/// connection hears of each write by a keyspace notification, and two
+/// more ping without pause: each of their replies starts a broadcast, on
+/// whichever I/O thread serves them.
+#[test]
+fn a_command_writing_a_key_twice_is_broadcast_once() {
+    let node = TestNode::start();
+    let mut w = node.raw();
+    let mut b = tracking_conn(node.port, &["BCAST"]);
+    let ok = Frame::Simple("OK".into());
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]),
+        ok
+    );
+    let mut notified = node.raw();
+    notified.cmd(&["PSUBSCRIBE", "__key*__:*"]);
+    notified.read2();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pingers: Vec<_> = (0..2)
+        .map(|_| {
+            let (mut p, stop) = (node.raw(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert_eq!(p.call(&["PING"]), Frame::Simple("PONG".into()));
+                }
+            })
+        })
+        .collect();
+    let mset: Vec<String> = (0..40)
+        .flat_map(|i| ["k".to_string(), i.to_string()])
+        .collect();
+    let mset: Vec<&str> = ["MSET"]
+        .into_iter()
+        .chain(mset.iter().map(|s| s.as_str()))
+        .collect();
+    let once = vec![Frame::Array(vec![Frame::bulk("k")])];
+    let pong = || Frame::Simple("PONG".into());
+    for round in 0..300 {
+        match round % 3 {
+            0 => assert_eq!(w.call(&mset), Frame::Simple("OK".into())),
+            1 => {
+                w.call(&["MULTI"]);
+                for i in 0..20 {
+                    w.call(&["SET", "k", &i.to_string()]);
+                }
+                assert!(matches!(w.call(&["EXEC"]), Frame::Array(_)));
+            }
+            _ => {
+                let script = "for i = 1, 20 do redis.call('SET', KEYS[1], i) end";
+                assert_eq!(w.call(&["EVAL", script, "1", "k"]), Frame::Null);
+            }
+        }
+        b.cmd(&["PING"]);
+        assert_eq!(pushes_then(&mut b, pong()), once, "round {round}");
+        // What the notified connection heard, up to this round's end.
+        w.call(&["SET", "end", "x"]);
+        loop {
+            let Frame::Array(m) = notified.read2() else {
+                panic!("a notification")
+            };
+            if m.last() == Some(&Frame::bulk("end")) {
+                break;
+            }
+        }
+        b.cmd(&["PING"]);
+        assert_eq!(
+            pushes_then(&mut b, pong()),
+            vec![Frame::Array(vec![Frame::bulk("end")])]
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in pingers {
+        p.join().unwrap();
+    }
+}
