@@ -154,10 +154,11 @@ pub fn flush_filled_taps() {
 
 /// [`flush_filled_taps`] for a thread that stays busy (it polls for more
 /// requests rather than sleeping, see `server::spin`): once the first of
-/// them was filled [`TAP_HOLD`] ago, or one holds [`TAP_HOLD_BYTES`]. Redis writes to its replicas once per
-/// turn of its event loop, some 20 requests apart under a load at
-/// pipeline 1; writing on every poll instead made the primary send three
-/// times as often, and woke the replica as often.
+/// them was filled [`TAP_HOLD`] ago, or one holds [`TAP_HOLD_BYTES`].
+/// Redis writes to its replicas once per turn of its event loop, some 20
+/// requests apart under a load at pipeline 1; writing on every poll
+/// instead made the primary send three times as often, and woke the
+/// replica as often.
 pub fn flush_filled_taps_held() {
     if FILLED_DUE.get() || FILLED_AT.get().is_some_and(|t| t.elapsed() >= TAP_HOLD) {
         flush_filled_taps();
