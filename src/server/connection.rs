@@ -1539,13 +1539,13 @@ async fn execute(
     h.db.store(client.db, Relaxed);
 
     log_if_slow(server, spec, argv, elapsed, h);
-    // Passwords never reach the slow log or MONITOR.
-    let argv = &*redacted(spec, argv);
     if server.monitor_count.load(Relaxed) > 0
         && !client.block_retry
         && !spec.has(flags::SKIP_MONITOR)
         && !spec.has(flags::ADMIN)
     {
+        // Passwords never reach MONITOR.
+        let argv = &*redacted(spec, argv);
         let _ = server
             .monitors
             .send(monitor_line(now, client.db, &h.addr.to_string(), argv).into());
