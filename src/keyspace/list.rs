@@ -157,19 +157,21 @@ type Encoded = smallvec::SmallVec<[u8; 48]>;
 fn encode(e: &[u8]) -> Encoded {
     // The common case, a short string that is not an integer, written in
     // place: head, content, and a one-byte back length (size < 128).
-    if e.len() <= 44 && canonical_int(e).is_none() {
+    let int = canonical_int(e);
+    if e.len() <= 44 && int.is_none() {
         let mut buf = [0u8; 48];
         buf[0] = 0x80 | e.len() as u8;
         buf[1..=e.len()].copy_from_slice(e);
         buf[e.len() + 1] = (e.len() + 1) as u8;
         return Encoded::from_buf_and_len(buf, e.len() + 2);
     }
-    encode_any(e)
+    encode_any(e, int)
 }
 
-fn encode_any(e: &[u8]) -> Encoded {
+/// Any entry, `int` its value if it is a canonical integer.
+fn encode_any(e: &[u8], int: Option<i64>) -> Encoded {
     let mut out = Encoded::new();
-    match canonical_int(e) {
+    match int {
         Some(i) if (0..0x80).contains(&i) => out.push(i as u8),
         Some(i) => {
             let n = int_width(i);
@@ -827,7 +829,7 @@ mod tests {
         }
         for n in 0..=50 {
             let e: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
-            assert_eq!(encode(&e), encode_any(&e), "{n}");
+            assert_eq!(encode(&e), encode_any(&e, None), "{n}");
         }
         for n in [0, 1, 63, 64, 125, 126, 127, 128, 300, 8255, 8256, 20_000] {
             let e = vec![7u8; n];

@@ -484,7 +484,7 @@ impl Tracking {
         let s = &mut *s;
         match staged {
             Some(staged) if self.broadcasting() => staged.push(Bytes::copy_from_slice(key)),
-            _ => self.queue_for_broadcast(s, key, by),
+            _ => self.queue_for_broadcast(s, key, by, || Bytes::copy_from_slice(key)),
         }
         let Some(ids) = s.table.remove(key) else {
             return false;
@@ -507,11 +507,12 @@ impl Tracking {
         own
     }
 
-    /// Adds `key` to the pending keys of every prefix it starts with.
-    fn queue_for_broadcast(&self, s: &mut State, key: &[u8], by: u64) {
+    /// Adds `key` to the pending keys of every prefix it starts with
+    /// (`owned` makes the copy they keep, only for a prefix it matches).
+    fn queue_for_broadcast(&self, s: &mut State, key: &[u8], by: u64, owned: impl Fn() -> Bytes) {
         for (prefix, p) in s.prefixes.iter_mut() {
             if key.starts_with(prefix) {
-                p.keys.entry(Bytes::copy_from_slice(key)).or_insert(by);
+                p.keys.entry(owned()).or_insert(by);
                 self.pending.store(true, Relaxed);
             }
         }
@@ -535,7 +536,7 @@ impl Tracking {
         }
         let mut s = self.state.lock();
         for key in keys {
-            self.queue_for_broadcast(&mut s, &key, by);
+            self.queue_for_broadcast(&mut s, &key, by, || key.clone());
         }
     }
 
