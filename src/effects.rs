@@ -31,7 +31,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,8 +104,9 @@ pub struct Tap {
     pub ready: tokio::sync::Notify,
     /// `client-output-buffer-limit replica` hard limit, in bytes (0: none).
     pub hard_limit: usize,
-    /// Set when the hard limit was passed: the feeder drops the replica.
-    pub overflowed: AtomicBool,
+    /// Why the feeder is to drop the replica, once there is a reason (a
+    /// [`Close`]; 0: none). The first reason stays.
+    closing: AtomicU8,
     /// Bytes I/O threads wrote to the socket themselves, not yet counted
     /// in the server's statistics by the feeder.
     pub direct_bytes: AtomicU64,
@@ -205,7 +206,47 @@ const DIRECT_MAX: usize = 1 << 20;
 /// keeps the size of a past burst (megabytes, for good).
 const KEEP_MAX: usize = 1 << 20;
 
+/// Why a primary drops one of its replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// The replica's output buffer passed `client-output-buffer-limit
+    /// replica`'s hard limit.
+    Overflow = 1,
+    /// This node's history went on under a new id (a promotion, or its
+    /// primary's), or is about to be replaced (a full sync of this node):
+    /// the replica reconnects to learn which, and continues with a partial
+    /// resync where it can. Redis drops its replicas then too. Kept on,
+    /// a replica would follow the new history under the old id, and
+    /// its next reconnection would ask for more of the old history than
+    /// the old id covers: a full sync.
+    Superseded = 2,
+}
+
+/// Stops feeding every replica: their feeders drop them.
+fn close_taps(inner: &mut Inner) {
+    for t in std::mem::take(&mut inner.taps) {
+        t.close(Close::Superseded);
+    }
+}
+
 impl Tap {
+    /// The reason the feeder is to drop the replica, if there is one.
+    pub fn closing(&self) -> Option<Close> {
+        match self.closing.load(Relaxed) {
+            1 => Some(Close::Overflow),
+            2 => Some(Close::Superseded),
+            _ => None,
+        }
+    }
+
+    /// Has the feeder drop the replica (nothing more is pushed to it).
+    fn close(&self, why: Close) {
+        let _ = self
+            .closing
+            .compare_exchange(0, why as u8, Relaxed, Relaxed);
+        self.ready.notify_one();
+    }
+
     pub fn new(hard_limit: usize) -> Arc<Tap> {
         Arc::new(Tap {
             state: Mutex::new(TapState {
@@ -216,23 +257,22 @@ impl Tap {
             }),
             ready: tokio::sync::Notify::new(),
             hard_limit,
-            overflowed: AtomicBool::new(false),
+            closing: AtomicU8::new(0),
             direct_bytes: AtomicU64::new(0),
         })
     }
 
     fn push(self: &Arc<Self>, data: &[u8]) {
         let mut st = self.state.lock();
-        if self.overflowed.load(Relaxed) {
+        if self.closing.load(Relaxed) != 0 {
             return;
         }
         let was_empty = st.pending.is_empty();
         st.pending.extend_from_slice(data);
         if self.hard_limit > 0 && st.pending.len() > self.hard_limit {
             // Stop growing at once; the feeder closes the link.
-            self.overflowed.store(true, Relaxed);
             st.pending = Vec::new();
-            self.ready.notify_one();
+            self.close(Close::Overflow);
         } else if was_empty {
             let direct = st.socket.is_some()
                 && !st.feeder_writing
@@ -792,12 +832,16 @@ impl EffectStream {
     /// The history goes on under a new id with everything so far kept
     /// (a replica promoted to primary, or one whose primary was): the old
     /// id stays valid up to here, so replicas that followed it continue.
+    /// The replicas fed so far are dropped in the same step (see
+    /// [`Close::Superseded`]): nothing of the new history reaches one
+    /// under the old id.
     pub fn fork_history(&self, new_replid: Option<String>) {
         let mut g = self.inner.lock();
         let old = std::mem::replace(&mut g.replid, new_replid.unwrap_or_else(random_replid));
         g.replid2 = old;
         g.second_offset = g.offset as i64 + 1;
         self.mark_state(&mut g);
+        close_taps(&mut g);
     }
 
     /// Starts feeding a replica from the current point (a full sync's
@@ -863,14 +907,10 @@ impl EffectStream {
         self.inner.lock().taps.retain(|t| !Arc::ptr_eq(t, tap));
     }
 
-    /// Stops feeding every replica (their feeders see the tap overflowed
-    /// and close): this node's history is about to be replaced.
+    /// Stops feeding every replica (their feeders drop them): this node's
+    /// history is about to be replaced.
     pub fn detach_all(&self) {
-        let taps = std::mem::take(&mut self.inner.lock().taps);
-        for t in taps {
-            t.overflowed.store(true, Relaxed);
-            t.ready.notify_one();
-        }
+        close_taps(&mut self.inner.lock());
     }
 
     /// Starts framing effects for the append-only log (after loading it).

@@ -31,10 +31,13 @@
 //!   primary's; a promotion (`REPLICAOF NO ONE`) starts a new id and keeps
 //!   the old one as replid2 up to the promotion's offset, so replicas that
 //!   followed the old primary continue from the new one without a full
-//!   sync. The log records the identity (`effects::STATE_RECORD`), so a
-//!   restarted node knows where its data stands; a full sync first forgets
-//!   the old identity, so a crash half-way through one is never mistaken
-//!   for a valid copy.
+//!   sync. A node whose id changes (promoted, or its primary was) drops
+//!   its own replicas in the same step, so that none follows the new
+//!   history under the old id (`effects::Close::Superseded`). The log
+//!   records the identity (`effects::STATE_RECORD`), so a restarted node
+//!   knows where its data stands; a full sync first forgets the old
+//!   identity, so a crash half-way through one is never mistaken for a
+//!   valid copy.
 //! - A replica's output buffer is its tap: bytes appended since it last
 //!   wrote. A replica whose tap passes `client-output-buffer-limit replica`
 //!   is dropped (and comes back with a partial or full sync) instead of

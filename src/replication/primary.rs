@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::ReplicaEntry;
-use crate::effects::{Identity, Tap};
+use crate::effects::{Close, Identity, Tap};
 use crate::protocol::{parse_request, RequestLimits};
 use crate::server::client::Client;
 use crate::server::pubsub::{buffer_limit, BufferLimit, DEFAULT_REPLICA_LIMIT};
@@ -417,8 +417,12 @@ async fn feed(
         if handle.killed.load(Relaxed) {
             return Err(std::io::Error::other("killed"));
         }
-        if tap.overflowed.load(Relaxed) {
-            return Err(overflow(entry));
+        // A replica dropped because the history moved on first gets what
+        // it was owed of the old one (nothing is added after the drop), and
+        // continues from its end when it reconnects.
+        let closing = tap.closing();
+        if closing == Some(Close::Overflow) {
+            return Err(dropped(entry, Close::Overflow));
         }
         // Replicas acknowledge every second; one silent for repl-timeout
         // is gone.
@@ -437,7 +441,7 @@ async fn feed(
         if limit.soft > 0 && pending > limit.soft {
             let since = *over_soft_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= Duration::from_secs(limit.soft_seconds as u64) {
-                return Err(overflow(entry));
+                return Err(dropped(entry, Close::Overflow));
             }
         } else {
             over_soft_since = None;
@@ -457,8 +461,8 @@ async fn feed(
                         break;
                     }
                     _ = tap.ready.notified() => {
-                        if tap.overflowed.load(Relaxed) {
-                            return Err(overflow(entry));
+                        if tap.closing() == Some(Close::Overflow) {
+                            return Err(dropped(entry, Close::Overflow));
                         }
                     }
                     r = rd.read_buf(rbuf) => take_acks(server, r, rbuf, entry)?,
@@ -468,17 +472,29 @@ async fn feed(
             }
             server.stats.net_repl_output_bytes.add(pending);
         }
+        if let Some(why) = closing {
+            return Err(dropped(entry, why));
+        }
         spare = bytes;
     }
 }
 
-fn overflow(entry: &ReplicaEntry) -> std::io::Error {
-    tracing::warn!(
-        "Client replica {}:{} scheduled to be closed ASAP for overcoming of output buffer limits.",
-        entry.ip,
-        entry.port
-    );
-    std::io::Error::other("output buffer limit reached")
+/// The error that ends a replica's feeder for `why` (the overflow said
+/// in the log as Redis says it).
+fn dropped(entry: &ReplicaEntry, why: Close) -> std::io::Error {
+    match why {
+        Close::Overflow => {
+            tracing::warn!(
+                "Client replica {}:{} scheduled to be closed ASAP for overcoming of output buffer limits.",
+                entry.ip,
+                entry.port
+            );
+            std::io::Error::other("output buffer limit reached")
+        }
+        Close::Superseded => {
+            std::io::Error::other("the replication history changed; it reconnects to resync")
+        }
+    }
 }
 
 /// Takes `REPLCONF ACK <offset>` from what a read from the replica

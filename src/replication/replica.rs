@@ -258,8 +258,8 @@ async fn link(server: &Arc<Server>, addr: &PrimaryAddr) -> Result<(), LinkError>
         ["+CONTINUE", id] => {
             if *id != me.replid {
                 // The primary's history goes on under a new id (it was
-                // promoted); ours does too, and our own replicas may still
-                // continue under the old one.
+                // promoted); ours does too. Our own replicas are dropped,
+                // and continue under the new id once they reconnect.
                 server.effects.fork_history(Some(id.to_string()));
             }
             tracing::info!(

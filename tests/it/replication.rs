@@ -347,6 +347,64 @@ fn a_promoted_replica_keeps_the_others_on_a_partial_resync() {
     );
 }
 
+/// Waits until `replica` follows `primary`'s current replication id and
+/// has everything it wrote.
+fn follows(primary: &TestNode, replica: &TestNode) {
+    let (mut p, mut r) = (primary.raw(), replica.raw());
+    eventually("the replica follows its primary's id", || {
+        info_field(&info(&mut r, "replication"), "master_replid")
+            == info_field(&info(&mut p, "replication"), "master_replid")
+    });
+    caught_up(primary, replica);
+}
+
+#[test]
+fn a_chained_replica_learns_each_new_id_and_keeps_resyncing_partially() {
+    let primary = TestNode::start();
+    let mut p = primary.raw();
+    let middle = replica_of(&primary, &[]);
+    let chained = replica_of(&middle, &[]);
+    let other = replica_of(&primary, &[]);
+    for i in 0..20 {
+        int(&mut p, &["RPUSH", "list", &i.to_string()]);
+    }
+    caught_up(&primary, &middle);
+    caught_up(&middle, &chained);
+    caught_up(&primary, &other);
+    let mut m = middle.raw();
+    assert_eq!(
+        stat(&mut m, "sync_full"),
+        1,
+        "the chained replica's first sync"
+    );
+
+    // The middle node's primary changes id: another replica promoted,
+    // and the middle node pointed at it continues under the new id.
+    let mut o = other.raw();
+    ok(&mut o, &["REPLICAOF", "NO", "ONE"]);
+    int(&mut o, &["RPUSH", "list", "on the promoted one"]);
+    ok(&mut m, &["REPLICAOF", "127.0.0.1", &other.port.to_string()]);
+    follows(&other, &middle);
+    follows(&middle, &chained);
+
+    // The middle node promoted itself.
+    ok(&mut m, &["REPLICAOF", "NO", "ONE"]);
+    int(&mut m, &["RPUSH", "list", "on the middle one"]);
+    follows(&middle, &chained);
+
+    // Under the id it learned, the chained replica's next link continues
+    // where it stopped; under the old one it would need a full sync.
+    let mut c = chained.raw();
+    assert_eq!(int(&mut c, &["CLIENT", "KILL", "TYPE", "master"]), 1);
+    int(&mut m, &["RPUSH", "list", "after the link came back"]);
+    caught_up(&middle, &chained);
+    assert_eq!(stat(&mut m, "sync_full"), 1);
+    assert_eq!(stat(&mut m, "sync_partial_err"), 0);
+    assert_eq!(stat(&mut m, "sync_partial_ok"), 3);
+    assert_eq!(int(&mut c, &["LLEN", "list"]), 23);
+    assert_eq!(digest(&mut c), digest(&mut m));
+}
+
 #[test]
 fn wait_counts_the_replicas_that_have_a_write() {
     let primary = TestNode::start();
@@ -2528,12 +2586,11 @@ fn replicaof_inside_a_transaction_is_as_in_redis() {
         }
         (replies, stream_until_end(&mut feed))
     }
-    let (shoal, mut shoal_stream) = steps(node.raw(), node.raw());
+    let (shoal, shoal_stream) = steps(node.raw(), node.raw());
     let (redis, redis_stream) = steps(reference.raw(), reference.raw());
     assert_eq!(shoal, redis);
-    // Redis drops its replicas at REPLICAOF NO ONE; Shoal's go on, and
-    // hear the next write.
-    assert_eq!(shoal_stream.pop().unwrap(), ["set", "end", "1"]);
+    // Both drop their replicas at REPLICAOF NO ONE (a new replication
+    // id), before the next write.
     assert_eq!(shoal_stream, redis_stream);
     assert_eq!(
         shoal_stream,
