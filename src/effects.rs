@@ -989,7 +989,8 @@ impl EffectStream {
         g.writer_kicked = false;
     }
 
-    /// Has the log writer come round at once (to stop).
+    /// Has the log writer come round at once: to stop, or to retry a
+    /// write that failed on an I/O thread.
     pub fn wake_log_writer(&self) {
         let mut g = self.inner.lock();
         g.writer_kicked = true;

@@ -639,8 +639,14 @@ pub fn sync_before_park(effects: &EffectStream, state: &LogState, thread: &Threa
     };
     thread.polled.store(false, Relaxed);
     if let Some(f) = g.as_mut() {
-        // A failure is recorded in `state`; the writer thread retries.
-        f.round(effects, state, false);
+        // A failure is recorded in `state`, and the writer thread retries
+        // it. It must be told: it may have gone to sleep for good (nothing
+        // was pending when it last looked), and no new record comes to wake
+        // it while writes are refused; the failed write's client waited
+        // forever (seen in CI, 1 run in 15).
+        if !f.round(effects, state, false) {
+            effects.wake_log_writer();
+        }
     }
     false
 }
