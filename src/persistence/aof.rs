@@ -78,8 +78,9 @@ pub fn first_record(data: &[u8]) -> Result<Option<usize>, String> {
 /// The result of reading one file's records.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Scan {
-    /// Every byte is part of a good record.
-    Clean { records: usize },
+    /// Every byte is part of a good record, but for `room` zero bytes at
+    /// the end: space written ahead for more records (see `log.rs`).
+    Clean { records: usize, room: u64 },
     /// Good up to `good_len`; what follows is an incomplete or bad last record.
     TornTail {
         records: usize,
@@ -113,6 +114,12 @@ pub fn scan(
     let mut records = 0;
     while pos < data.len() {
         let rest = &data[pos..];
+        if is_zeros(rest) {
+            return Ok(Scan::Clean {
+                records,
+                room: rest.len() as u64,
+            });
+        }
         if rest.len() < HEADER {
             return Ok(Scan::TornTail {
                 records,
@@ -132,11 +139,13 @@ pub fn scan(
         }
         let payload = &rest[HEADER..HEADER + len];
         if CRC32C.checksum(payload) != crc {
-            if pos + HEADER + len == data.len() {
+            // Followed by nothing, or by room written ahead: the last
+            // record, torn.
+            if is_zeros(&rest[HEADER + len..]) {
                 return Ok(Scan::TornTail {
                     records,
                     good_len: pos as u64,
-                    cut: rest.len() as u64,
+                    cut: (HEADER + len) as u64,
                 });
             }
             return Ok(Scan::Corrupt {
@@ -148,7 +157,14 @@ pub fn scan(
         records += 1;
         pos += HEADER + len;
     }
-    Ok(Scan::Clean { records })
+    Ok(Scan::Clean { records, room: 0 })
+}
+
+/// Whether `bytes` are all zero. A zero header reads as an empty record
+/// (its checksum is zero too), so zeros are room only when nothing but
+/// zeros follows.
+fn is_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
 }
 
 /// The files a manifest lists: an optional base, then incremental files,
@@ -458,11 +474,16 @@ pub fn check(aof: &AofDir, fix: bool) -> io::Result<CheckReport> {
             continue;
         }
         let cut_at = match report {
-            Scan::Clean { records } => {
+            Scan::Clean { records, room } => {
                 lines.push(format!(
-                    "{}: OK, {records} records, {} bytes",
+                    "{}: OK, {records} records, {} bytes{}",
                     path.display(),
-                    data.len()
+                    data.len() as u64 - room,
+                    if room > 0 {
+                        format!(", then {room} bytes of zeros written ahead for more")
+                    } else {
+                        String::new()
+                    }
                 ));
                 continue;
             }
@@ -526,7 +547,7 @@ mod tests {
 
     #[test]
     fn clean_files_replay_every_record() {
-        let data = records(&[b"one", b"two", b""]);
+        let data = records(&[b"one", b"", b"two"]);
         let mut seen = Vec::new();
         assert_eq!(
             scan(&data, |p| {
@@ -534,9 +555,72 @@ mod tests {
                 Ok(())
             })
             .unwrap(),
-            Scan::Clean { records: 3 }
+            Scan::Clean {
+                records: 3,
+                room: 0
+            }
         );
-        assert_eq!(seen, vec![b"one".to_vec(), b"two".to_vec(), vec![]]);
+        assert_eq!(seen, vec![b"one".to_vec(), vec![], b"two".to_vec()]);
+    }
+
+    /// Under appendfsync always the writer keeps zeros ahead of the
+    /// records; a crash leaves them in the file.
+    #[test]
+    fn zeros_after_the_records_are_room() {
+        let mut data = records(&[b"one", b"two\0\0"]);
+        let len = data.len() as u64;
+        data.resize(data.len() + 5000, 0);
+        let mut seen = 0;
+        let r = scan(&data, |_| {
+            seen += 1;
+            Ok(())
+        });
+        assert_eq!(
+            r.unwrap(),
+            Scan::Clean {
+                records: 2,
+                room: 5000
+            }
+        );
+        assert_eq!(seen, 2);
+        assert_eq!(data.len() as u64 - 5000, len);
+        // Fewer zeros than a header are room too.
+        data.truncate(len as usize + 3);
+        assert_eq!(
+            scan(&data, |_| Ok(())).unwrap(),
+            Scan::Clean {
+                records: 2,
+                room: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_record_torn_into_the_room_is_a_torn_tail() {
+        let mut data = records(&[b"first", b"second record"]);
+        let first_len = (HEADER + 5) as u64;
+        let whole = data.len();
+        // The last record's end never reached the disk: zeros instead.
+        data[whole - 4..].fill(0);
+        data.resize(whole + 4096, 0);
+        assert_eq!(
+            scan(&data, |_| Ok(())).unwrap(),
+            Scan::TornTail {
+                records: 1,
+                good_len: first_len,
+                cut: whole as u64 - first_len
+            }
+        );
+        // Data after the zeros is not room: the bad record is corruption.
+        let n = data.len();
+        data[n - 1] = 7;
+        assert_eq!(
+            scan(&data, |_| Ok(())).unwrap(),
+            Scan::Corrupt {
+                records: 1,
+                offset: first_len
+            }
+        );
     }
 
     #[test]

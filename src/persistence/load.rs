@@ -38,6 +38,10 @@ pub struct LoadReport {
     pub records: usize,
     pub bytes: u64,
     pub cut: Option<(String, u64)>,
+    /// Where the records of the last file end when room written ahead
+    /// (zeros) follows them: the node that carries on writing it cuts
+    /// the file there first.
+    pub records_end: Option<u64>,
     /// Where the effect stream stood at the end of the log, from its last
     /// state record and the stream bytes after it (see
     /// `effects::STATE_RECORD`); `None` for a log without one.
@@ -539,7 +543,12 @@ fn replay_all(
         .map_err(|e| format!("Bad record in the append only file {}: {e}", path.display()))?;
         report.bytes += data.len() as u64;
         match scanned {
-            Scan::Clean { records } => report.records += records,
+            Scan::Clean { records, room } => {
+                report.records += records;
+                if last && room > 0 {
+                    report.records_end = Some(data.len() as u64 - room);
+                }
+            }
             Scan::TornTail {
                 records,
                 good_len,

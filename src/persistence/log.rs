@@ -39,13 +39,22 @@
 //! `EffectStream::rotate_log`): the writer finishes and syncs everything
 //! before the switch in the old file, then appends to the new one.
 //!
+//! With `always` the file is written ahead with zeros (`ROOM`, synced),
+//! and records overwrite them at their positions: a sync then flushes the
+//! data alone. Appending changed the file's size, and each sync also
+//! committed that to the file system's journal: 240 µs a sync on this
+//! project's test machine (ext4) against 155 µs. The room is cut off when
+//! the writer stops and when a file is sealed, so a file at rest ends at its
+//! last record; after a crash the loader reads zeros after the last record
+//! as room (`aof::scan`) and start-up cuts them.
+//!
 //! A failed write or fsync (disk full, I/O error) sets the error that makes
 //! the server refuse writes with `-MISCONF`, cuts the file back to its last
 //! whole record, and retries every second with nothing dropped; reads go on.
 //! The first success clears the error.
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst,
 };
@@ -112,6 +121,9 @@ pub struct LogState {
     /// I/O threads not parked (see `sync_before_park`).
     io_running: std::sync::atomic::AtomicUsize,
     failing: AtomicBool,
+    /// The file's room runs low: the writer thread makes more (see
+    /// [`LogFile::make_room`]), off the I/O threads' syncs.
+    wants_room: AtomicBool,
     error: Mutex<String>,
     /// Bytes in the current log file.
     pub size: AtomicU64,
@@ -181,6 +193,7 @@ impl LogState {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             io_running: std::sync::atomic::AtomicUsize::new(0),
             failing: AtomicBool::new(false),
+            wants_room: AtomicBool::new(false),
             error: Mutex::new(String::new()),
             size: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -374,11 +387,25 @@ pub fn describe(e: &std::io::Error) -> String {
     }
 }
 
+/// Zeros written ahead at a time under `appendfsync always`, and how few
+/// are left when the writer thread is asked for more: a megabyte is about
+/// 20,000 small writes, and takes a few milliseconds to write and sync.
+const ROOM: u64 = 1 << 20;
+const ROOM_LOW: u64 = ROOM / 2;
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
 /// The open log file and what is on its way into it, behind one mutex so
-/// that whoever writes (today only the writer thread) writes in stream order.
+/// that whoever writes writes in stream order. Records are written at
+/// their positions (`good_len`), never appended: the file may have room
+/// past them. The file must not be opened to append, where Linux ignores
+/// the position given.
 pub struct LogFile {
     file: File,
     good_len: u64,
+    /// Where the zeros written ahead end (`good_len` when there are none).
+    room_end: u64,
+    /// After a failure to make room (a full disk), when to try again.
+    room_retry: Option<Instant>,
     unwritten: Vec<u8>,
     unwritten_end: u64,
     written_end: u64,
@@ -398,6 +425,8 @@ impl LogFile {
         LogFile {
             file,
             good_len,
+            room_end: good_len,
+            room_retry: None,
             unwritten: Vec::new(),
             unwritten_end: 0,
             written_end: stream_offset,
@@ -405,6 +434,46 @@ impl LogFile {
             rotate_to: None,
             last_sync: Instant::now(),
         }
+    }
+
+    /// Writes `ROOM` zeros past the records and syncs them, so that
+    /// records written there change neither the file's size nor its block
+    /// map. A failure (a full disk) takes the zeros back and is only
+    /// retried a second later: records are appended meanwhile, as without
+    /// room.
+    fn make_room(&mut self) {
+        if self.room_retry.is_some_and(|t| t > Instant::now()) {
+            return;
+        }
+        let start = self.room_end;
+        let made = (|| {
+            let mut at = start;
+            while at < start + ROOM {
+                self.file.write_all_at(&ZEROS, at)?;
+                at += ZEROS.len() as u64;
+            }
+            self.file.sync_data()
+        })();
+        match made {
+            Ok(()) => {
+                self.room_end = start + ROOM;
+                self.room_retry = None;
+            }
+            Err(e) => {
+                let _ = self.file.set_len(start);
+                self.room_retry = Some(Instant::now() + Duration::from_secs(1));
+                tracing::debug!("Could not write room ahead in the append only file: {e}");
+            }
+        }
+    }
+
+    /// Cuts the room off: the file ends at its last record.
+    fn trim(&mut self) -> std::io::Result<()> {
+        if self.room_end > self.good_len {
+            self.file.set_len(self.good_len)?;
+            self.room_end = self.good_len;
+        }
+        Ok(())
     }
 
     fn idle(&self) -> bool {
@@ -455,7 +524,7 @@ impl LogFile {
         self.unwritten_end = taken.end;
         if !self.unwritten.is_empty() {
             let started = Instant::now();
-            let written = self.file.write_all(&self.unwritten);
+            let written = self.file.write_all_at(&self.unwritten, self.good_len);
             state
                 .latency
                 .observe("aof-write", started.elapsed().as_millis() as u64);
@@ -464,14 +533,21 @@ impl LogFile {
                 // Never leave half a record behind: cut back to the last
                 // whole one; the next round writes it all again.
                 let _ = self.file.set_len(self.good_len);
+                self.room_end = self.good_len;
                 return false;
             }
             self.good_len += self.unwritten.len() as u64;
+            self.room_end = self.room_end.max(self.good_len);
             state.size.store(self.good_len, Relaxed);
             self.written_end = self.unwritten_end;
             self.unwritten.clear();
             if policy != FsyncPolicy::Always {
                 state.recover();
+            } else if self.room_end - self.good_len < ROOM_LOW
+                && self.room_retry.is_none_or(|t| t <= Instant::now())
+                && !state.wants_room.swap(true, Relaxed)
+            {
+                effects.wake_log_writer();
             }
         }
         let behind = state.durable.load(Relaxed) < self.written_end;
@@ -502,16 +578,21 @@ impl LogFile {
             if let Some(next) = self.rotate_to.take() {
                 // Everything before the switch is written: seal the old file
                 // and carry on in the new one.
-                let switched = self.file.sync_data().and_then(|_| {
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&next)
-                });
+                let switched = self
+                    .trim()
+                    .and_then(|_| self.file.sync_data())
+                    .and_then(|_| {
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .truncate(false)
+                            .write(true)
+                            .open(&next)
+                    });
                 match switched {
                     Ok(f) => {
                         self.file = f;
                         self.good_len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+                        self.room_end = self.good_len;
                         state.size.store(self.good_len, Relaxed);
                         state.advance(self.written_end);
                         // The old file was synced before the switch.
@@ -704,6 +785,7 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>) {
             if policy == FsyncPolicy::Always
                 && !state.failing.load(Relaxed)
                 && !due
+                && !state.wants_room.load(Relaxed)
                 && !behind_by(effects, Duration::from_millis(1))
             {
                 continue;
@@ -712,6 +794,14 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>) {
         let (ok, idle) = {
             let mut g = state.file.lock();
             let Some(f) = g.as_mut() else { break };
+            // The policy read afresh: the one read before the wait may be
+            // older than the record that asked for room.
+            if !stopping
+                && state.policy() == FsyncPolicy::Always
+                && state.wants_room.swap(false, Relaxed)
+            {
+                f.make_room();
+            }
             let ok = f.round(effects, &state, stopping && policy != FsyncPolicy::No);
             quiet = quiet_until(f);
             (ok, f.idle())
@@ -725,6 +815,13 @@ pub fn run_writer(effects: &EffectStream, state: Arc<LogState>) {
         }
         if stopping && idle {
             break;
+        }
+    }
+    if let Some(f) = state.file.lock().as_mut() {
+        // A log at rest ends at its last record. Should this fail, the
+        // loader reads the zeros as room all the same.
+        if let Err(e) = f.trim().and_then(|_| f.file.sync_data()) {
+            tracing::debug!("Could not cut the room off the append only file: {e}");
         }
     }
     state.stopped.store(true, SeqCst);

@@ -840,10 +840,16 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
             report.records,
             report.bytes
         );
+        // Written at positions, never opened to append (see `LogFile`).
         let file = std::fs::OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(dir2.current(&m))
             .map_err(StartError::Log)?;
+        if let Some(end) = report.records_end {
+            // The room a node under appendfsync always wrote ahead: the
+            // log carries on from its last record.
+            file.set_len(end).map_err(StartError::Log)?;
+        }
         // Leftovers of a rewrite that a crash interrupted are not in the
         // manifest; they go now.
         dir2.remove_unlisted(&m);

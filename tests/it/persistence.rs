@@ -154,6 +154,59 @@ fn sigkill_under_load_with_appendfsync_always_loses_no_acknowledged_write() {
     );
 }
 
+/// How many bytes of a log file are records: what follows is room the
+/// node wrote ahead (zeros).
+fn records_len(data: &[u8]) -> usize {
+    let mut at = 0;
+    while at + 8 <= data.len() && data[at..at + 8].iter().any(|&b| b != 0) {
+        at += 8 + u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+    }
+    at
+}
+
+/// With appendfsync always the node writes zeros ahead of its records, so
+/// that a sync flushes data alone; a crash leaves them in the file, start-up
+/// cuts them, and a node that stops cuts them itself.
+#[test]
+fn with_appendfsync_always_room_is_written_ahead_and_cut_at_rest() {
+    let mut node = TestNode::start_with(&["--appendfsync", "always"]);
+    let mut r = node.raw();
+    for i in 0..200 {
+        ok(&mut r, &["SET", &format!("k{i}"), "v"]);
+    }
+    let before = digest(&mut r);
+    let path = log_file(&node);
+    let room = |path: &std::path::Path| {
+        let data = std::fs::read(path).unwrap();
+        let records = records_len(&data);
+        assert!(data[records..].iter().all(|&b| b == 0), "only zeros follow");
+        (records, data.len() - records)
+    };
+    eventually("room written ahead", || room(&path).1 > 0);
+    node.crash();
+    let (records, _) = room(&path);
+    // Under everysec no room is made: the file stays as start-up left it.
+    node.restart(&["--appendfsync", "everysec"]).unwrap();
+    let mut r = node.raw();
+    assert_eq!(digest(&mut r), before, "every record loaded");
+    // (Start-up may add a record of where the stream stands.)
+    let (now, left) = room(&path);
+    assert!(now >= records && left == 0, "start-up cut the room");
+    assert!(
+        !node.startup_log.iter().any(|l| l.contains("torn")),
+        "room is no torn tail"
+    );
+    ok(&mut r, &["CONFIG", "SET", "appendfsync", "always"]);
+    ok(&mut r, &["SET", "after", "1"]);
+    eventually("room written ahead again", || room(&path).1 > 0);
+    let before = digest(&mut r);
+    r.cmd(&["SHUTDOWN"]);
+    assert!(node.wait_exit().success());
+    assert_eq!(room(&path).1, 0, "a log at rest ends at its last record");
+    node.restart(&[]).unwrap();
+    assert_eq!(digest(&mut node.raw()), before);
+}
+
 #[test]
 fn sigkill_with_everysec_keeps_what_was_synced() {
     let mut node = TestNode::start();
