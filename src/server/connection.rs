@@ -824,6 +824,10 @@ pub async fn serve(
             );
             break;
         }
+        // A replica's tap that reached `TAP_HOLD_BYTES` goes out now, not
+        // after the write round's yield: every connection in the round runs
+        // its commands before any gets past it, so the bytes held doubled.
+        crate::effects::flush_filled_taps_due();
         if close.is_none() && !out.buf.is_empty() && write_round::join() {
             tokio::task::yield_now().await;
             // Under a steady load the thread may not sleep for a long
