@@ -724,7 +724,7 @@ pub fn sync_before_park(effects: &EffectStream, state: &LogState, thread: &Threa
         // it. It must be told: it may have gone to sleep for good (nothing
         // was pending when it last looked), and no new record comes to wake
         // it while writes are refused; the failed write's client waited
-        // forever (seen in CI, 1 run in 15).
+        // forever (seen in CI; 3 runs in 36 of the full-disk test here).
         if !f.round(effects, state, false) {
             effects.wake_log_writer();
         }
