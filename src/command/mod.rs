@@ -1859,6 +1859,44 @@ fn resolve_cached(
     Ok((idx, spec))
 }
 
+/// Starts loading the slot table of a parsed request's first key into the
+/// cache and returns the slot hint for it (see `Client::slot_hint`).
+/// Requests are parsed one ahead of execution (a client's pipeline, a
+/// primary's stream): while one runs, the next one's table is on its way,
+/// which hides one of the cache misses each command would otherwise wait
+/// for.
+pub fn prefetch(
+    server: &Server,
+    client: &Client,
+    parsed: &Result<Option<Vec<Bytes>>, crate::protocol::ProtocolError>,
+) -> Option<(usize, usize, crate::keyspace::SlotId)> {
+    let argv = parsed.as_ref().ok()?.as_deref()?;
+    let key = first_key(client, argv)?;
+    let slot = crate::keyspace::key_hash_slot(key);
+    server.keyspace.prefetch(client.db, slot);
+    Some((key.as_ptr() as usize, key.len(), slot))
+}
+
+/// A request's first key, where the command repeats the client's last
+/// (whose row says where its keys are: a script's come after its SHA1 and
+/// their count); otherwise a guess, the first argument.
+fn first_key<'a>(client: &Client, argv: &'a [Bytes]) -> Option<&'a Bytes> {
+    let spec = match &client.last_command {
+        Some((name, i)) if argv.first() == Some(name) => TABLE.all[*i],
+        _ => return argv.get(1),
+    };
+    let k = spec.keys;
+    if k.first > 0 {
+        return argv.get(k.first as usize);
+    }
+    if k.numkeys > 0 {
+        let at = k.numkeys as usize;
+        let count = crate::protocol::request::parse_i64(argv.get(at)?)?;
+        return (count > 0).then(|| argv.get(at + 1)).flatten();
+    }
+    None
+}
+
 fn check(
     server: &Server,
     client: &mut Client,
@@ -2043,12 +2081,23 @@ pub fn replay(
     out: &mut ReplyBuf,
     argv: &[Bytes],
 ) -> Result<(), CommandError> {
+    replay_at(server, client, out, argv, crate::server::now_ms())
+}
+
+/// [`replay`] at a time the caller read once for a batch of commands.
+pub fn replay_at(
+    server: &Server,
+    client: &mut Client,
+    out: &mut ReplyBuf,
+    argv: &[Bytes],
+    now_ms: i64,
+) -> Result<(), CommandError> {
     let (_, spec) = resolve_cached(client, argv)?;
     let mut ctx = Ctx {
         server,
         client,
         out,
-        now_ms: crate::server::now_ms(),
+        now_ms,
         action: None,
         event: std::cell::Cell::new(None),
         emptied: Default::default(),

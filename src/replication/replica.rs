@@ -340,6 +340,7 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<Option<u
             &mut loader,
             &mut out,
             &[Bytes::from_static(b"FLUSHALL")],
+            now_ms(),
         );
         // The primary's libraries replace ours too (FLUSHALL leaves them).
         replay(
@@ -350,6 +351,7 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<Option<u
                 Bytes::from_static(b"FUNCTION"),
                 Bytes::from_static(b"FLUSH"),
             ],
+            now_ms(),
         );
         let r = &server.replication;
         r.sync_read_bytes.store(0, Relaxed);
@@ -370,7 +372,7 @@ async fn load_snapshot(server: &Arc<Server>, rd: &mut Reader) -> Result<Option<u
                         if let Some(state) = StreamState::parse(&argv) {
                             stream_db = state.map_err(LinkError::Protocol)?.db;
                         } else if !argv.is_empty() {
-                            replay(server, &mut loader, &mut out, &argv);
+                            replay(server, &mut loader, &mut out, &argv, now_ms());
                         }
                     }
                 }
@@ -397,8 +399,8 @@ const LIMITS: RequestLimits = RequestLimits {
 
 /// Runs one command of the primary's. Its failing here means the copies
 /// differ: said loudly, as Redis does, and the stream goes on.
-fn replay(server: &Server, client: &mut Client, out: &mut ReplyBuf, argv: &[Bytes]) {
-    if let Err(e) = crate::command::replay(server, client, out, argv) {
+fn replay(server: &Server, client: &mut Client, out: &mut ReplyBuf, argv: &[Bytes], now: i64) {
+    if let Err(e) = crate::command::replay_at(server, client, out, argv, now) {
         tracing::warn!(
             "== CRITICAL == a command from the primary failed on this replica: {} ({e})",
             String::from_utf8_lossy(&argv[0])
@@ -468,15 +470,28 @@ async fn follow(
             raw.extend_from_slice(&rd.buf);
             let mut used = 0;
             let mut offset = server.effects.offset();
+            // One clock read per read from the primary, as a client's
+            // pipelined batch has: the time only stamps the keys' access.
+            let now = now_ms();
+            // Parsed one ahead, as a client's pipeline is, so that the next
+            // command's slot table loads while this one runs; a bad command
+            // breaks the link only once those before it are applied.
+            let parse = |buf: &mut BytesMut| {
+                let before = buf.len();
+                (parse_request(buf, LIMITS), before - buf.len())
+            };
+            let (mut ahead, mut ahead_len) = parse(&mut rd.buf);
+            let mut hint = crate::command::prefetch(server, &client, &ahead);
             loop {
-                let before = rd.buf.len();
-                let Some(argv) = parse_request(&mut rd.buf, LIMITS)
-                    .map_err(|e| LinkError::Protocol(e.to_string()))?
-                else {
-                    break;
+                let argv = match ahead {
+                    Ok(Some(argv)) => argv,
+                    Ok(None) => break,
+                    Err(e) => return Err(LinkError::Protocol(e.to_string())),
                 };
-                let bytes = &raw[used..used + before - rd.buf.len()];
-                used += bytes.len();
+                let bytes = &raw[used..used + ahead_len];
+                used += ahead_len;
+                (ahead, ahead_len) = parse(&mut rd.buf);
+                let next_hint = crate::command::prefetch(server, &client, &ahead);
                 // The change and its bytes in our stream, as one step (see
                 // `Replication::apply`).
                 let _applying = server.replication.apply.read();
@@ -484,8 +499,12 @@ async fn follow(
                     ack_due = true;
                     fack_owed = server.log.fsynced_offset().map(|_| offset);
                 } else if !argv.is_empty() {
-                    replay(server, &mut client, &mut out, &argv);
+                    // The hint describes this command's bytes only while it runs.
+                    client.slot_hint = hint;
+                    replay(server, &mut client, &mut out, &argv, now);
+                    client.slot_hint = None;
                 }
+                hint = next_hint;
                 offset = server.effects.append_raw(bytes, client.db);
             }
             need_more = used == 0;

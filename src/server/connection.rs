@@ -620,7 +620,7 @@ pub async fn serve(
         let mut ahead = parser.next(&mut rbuf, limits);
         // Even a lone request gains from starting its slot's load now,
         // while the command is being resolved.
-        client.slot_hint = prefetch(&server, &client, &ahead);
+        client.slot_hint = command::prefetch(&server, &client, &ahead);
         loop {
             // A run of forwards goes out once the next request does not
             // join it.
@@ -648,7 +648,7 @@ pub async fn serve(
             ahead = parser.next(&mut rbuf, limits);
             // Only a wait reads more into the buffer before the next turn.
             let unread = rbuf.len();
-            let next_hint = prefetch(&server, &client, &ahead);
+            let next_hint = command::prefetch(&server, &client, &ahead);
             if argv.is_empty() {
                 client.slot_hint = next_hint;
                 continue;
@@ -1000,40 +1000,6 @@ async fn forward(
     }
     run.clear();
     true
-}
-
-/// Starts loading the slot table of a parsed request's first key and
-/// returns the slot hint for it (see `Client::slot_hint`).
-fn prefetch(
-    server: &Server,
-    client: &Client,
-    parsed: &Result<Option<Vec<Bytes>>, crate::protocol::ProtocolError>,
-) -> Option<(usize, usize, crate::keyspace::SlotId)> {
-    let argv = parsed.as_ref().ok()?.as_ref()?;
-    let key = first_key(client, argv)?;
-    let slot = crate::keyspace::key_hash_slot(key);
-    server.keyspace.prefetch(client.db, slot);
-    Some((key.as_ptr() as usize, key.len(), slot))
-}
-
-/// A request's first key, where the command repeats the client's last
-/// (whose row says where its keys are: a script's come after its SHA1 and
-/// their count); otherwise a guess, the first argument.
-fn first_key<'a>(client: &Client, argv: &'a [Bytes]) -> Option<&'a Bytes> {
-    let spec = match &client.last_command {
-        Some((name, i)) if argv.first() == Some(name) => command::TABLE.all[*i],
-        _ => return argv.get(1),
-    };
-    let k = spec.keys;
-    if k.first > 0 {
-        return argv.get(k.first as usize);
-    }
-    if k.numkeys > 0 {
-        let at = k.numkeys as usize;
-        let count = crate::protocol::request::parse_i64(argv.get(at)?)?;
-        return (count > 0).then(|| argv.get(at + 1)).flatten();
-    }
-    None
 }
 
 async fn flush(
