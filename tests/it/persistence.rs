@@ -1034,15 +1034,16 @@ fn a_million_keys_come_back_exactly() {
     r.call(&["BGREWRITEAOF"]);
     wait_rewrite_done(&mut r, 1);
     // A digest of a million keys takes ~25 s in a debug build on a 2-core
-    // machine, close to the usual read deadline.
-    let slow = Some(std::time::Duration::from_secs(300));
-    r.stream.set_read_timeout(slow).unwrap();
+    // machine, and loading them as long (past 30 s with other tests
+    // running), close to the usual deadlines.
+    let long = std::time::Duration::from_secs(300);
+    r.stream.set_read_timeout(Some(long)).unwrap();
     let before = digest(&mut r);
     r.cmd(&["SHUTDOWN"]);
     assert!(node.wait_exit().success());
-    node.restart(&[]).unwrap();
+    node.restart_within(&[], long).unwrap();
     let mut r = node.raw();
-    r.stream.set_read_timeout(slow).unwrap();
+    r.stream.set_read_timeout(Some(long)).unwrap();
     assert_eq!(digest(&mut r), before);
 }
 

@@ -55,7 +55,7 @@ impl TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let (child, port, log, startup_log) =
-            spawn(&dir.path().join("data"), &args).unwrap_or_else(|e| panic!("{e}"));
+            spawn(&dir.path().join("data"), &args, DEADLINE).unwrap_or_else(|e| panic!("{e}"));
         TestNode {
             child,
             port,
@@ -80,10 +80,16 @@ impl TestNode {
     /// Starts the server again on the same data directory (after a crash
     /// or an exit), with the same arguments plus `extra`.
     pub fn restart(&mut self, extra: &[&str]) -> Result<(), String> {
+        self.restart_within(extra, DEADLINE)
+    }
+
+    /// [`TestNode::restart`] for data that takes long to load: ready
+    /// within `deadline`.
+    pub fn restart_within(&mut self, extra: &[&str], deadline: Duration) -> Result<(), String> {
         self.crash();
         let mut args = self.args.clone();
         args.extend(extra.iter().map(|a| a.to_string()));
-        let (child, port, log, startup_log) = spawn(&self.data_dir(), &args)?;
+        let (child, port, log, startup_log) = spawn(&self.data_dir(), &args, deadline)?;
         self.child = child;
         self.port = port;
         self.log = log;
@@ -160,7 +166,11 @@ impl Drop for TestNode {
 /// On failure returns what the server wrote to standard error.
 type Spawned = (Child, u16, mpsc::Receiver<String>, Vec<String>);
 
-fn spawn(dir: &std::path::Path, args: &[String]) -> Result<Spawned, String> {
+fn spawn(
+    dir: &std::path::Path,
+    args: &[String],
+    ready_within: Duration,
+) -> Result<Spawned, String> {
     let mut cmd = Command::new(BIN);
     // Two serving threads whatever the machine (the default leaves a core
     // spare, one thread on two cores), so that clients on different
@@ -188,7 +198,7 @@ fn spawn(dir: &std::path::Path, args: &[String]) -> Result<Spawned, String> {
             let _ = tx.send(line);
         }
     });
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + ready_within;
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
